@@ -1,0 +1,18 @@
+/** Coordinator defaults. Every one can be overridden through `createCoordinator`'s options. */
+export const DEFAULT_PORT = 7070
+export const DEFAULT_HOST = '127.0.0.1'
+/** Largest accepted upload (all files of one model together). */
+export const DEFAULT_MAX_UPLOAD_BYTES = 512 << 20
+export const MAX_UPLOAD_FILES = 256
+export const DEFAULT_ERASURE = { k: 4, m: 2 }
+export const DEFAULT_ACCESS_LEVEL = 'default'
+
+/**
+ * Roles and what they grant (DESIGN.md, "Keys and access"): `access` lists the block access
+ * levels whose data keys the role receives (`*` = all).
+ */
+export const ROLES: Record<string, { ingest: boolean, tokens: boolean, access: string[] }> = {
+  admin: { ingest: true, tokens: true, access: ['*'] },
+  publisher: { ingest: true, tokens: false, access: ['*'] },
+  edge: { ingest: false, tokens: false, access: [DEFAULT_ACCESS_LEVEL] }
+}

@@ -1,0 +1,105 @@
+/**
+ * The coordinator service: data dir → identity, database, block files, ingest, HTTP API.
+ * `start()` listens; `stop()` closes the server and the database.
+ */
+import { mkdir, readFile, writeFile } from 'node:fs/promises'
+import { join } from 'node:path'
+import type { FastifyInstance } from 'fastify'
+import type { AddressInfo } from 'node:net'
+import type { ModelFile } from '../shared/model/types.ts'
+import type { IngestResult } from '../shared/client/api-schemas.ts'
+import { DEFAULT_PARTITION, type PartitionOptions } from '../shared/blocks/partition.ts'
+
+import { defaultReedSolomon, erasureCoder } from '../shared/blocks/erasure.ts'
+import { openDatabase, type Database } from './store/database.ts'
+import { repository, type Repository } from './store/repository.ts'
+import { blockFiles } from './store/block-files.ts'
+import { loadIdentity, type Identity } from './keys/identity.ts'
+import { ingester, type IngestOptions } from './ingest/ingest.ts'
+import { buildServer } from './http/server.ts'
+import { newToken, tokenHash } from './http/auth.ts'
+import { DEFAULT_ERASURE, DEFAULT_HOST, DEFAULT_MAX_UPLOAD_BYTES, DEFAULT_PORT } from './constants.ts'
+
+export interface CoordinatorOptions {
+  dataDir: string
+  port?: number
+  host?: string
+  maxUploadBytes?: number
+  erasure?: { k: number, m: number }
+  partition?: PartitionOptions
+  logger?: boolean
+}
+
+export interface Coordinator {
+  readonly dataDir: string
+  readonly identity: Identity
+  readonly repo: Repository
+  /** Admin token, created on first start and kept in `<data>/admin.token` (mode 0600). */
+  readonly adminToken: string
+  /** Base URL once started. */
+  url: () => string
+  ingest: (name: string, files: ModelFile[], options?: IngestOptions) => Promise<IngestResult>
+  /** Creates an API token for `role` without going through HTTP (for the CLI and tests). */
+  createToken: (role: string) => Promise<string>
+  start: () => Promise<string>
+  stop: () => Promise<void>
+}
+
+async function adminToken (dataDir: string, database: Database, repo: Repository): Promise<string> {
+  const path = join(dataDir, 'admin.token')
+  try {
+    return (await readFile(path, 'utf8')).trim()
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err
+  }
+  const token = newToken()
+  const hash = await tokenHash(token)
+  database.transaction(() => repo.insertToken(hash, 'admin', 'created on first start'))
+  await writeFile(path, `${token}\n`, { mode: 0o600 })
+  return token
+}
+
+export async function createCoordinator (options: CoordinatorOptions): Promise<Coordinator> {
+  const { dataDir } = options
+  await mkdir(dataDir, { recursive: true })
+  const identity = await loadIdentity(dataDir)
+  const database = openDatabase(join(dataDir, 'coordinator.sqlite'))
+  const repo = repository(database)
+  const files = blockFiles(join(dataDir, 'blocks'))
+  await files.sweep()
+  const erasure = options.erasure ?? DEFAULT_ERASURE
+  const coder = await erasureCoder(defaultReedSolomon, erasure)
+  const ingest = ingester({ database, repo, files, identity, coder, partition: options.partition ?? DEFAULT_PARTITION })
+  const admin = await adminToken(dataDir, database, repo)
+  const maxUploadBytes = options.maxUploadBytes ?? DEFAULT_MAX_UPLOAD_BYTES
+  let app: FastifyInstance | undefined
+  let url = ''
+
+  return {
+    dataDir,
+    identity,
+    repo,
+    adminToken: admin,
+    url: () => url,
+    ingest,
+    async createToken (role) {
+      const token = newToken()
+      const hash = await tokenHash(token)
+      database.transaction(() => repo.insertToken(hash, role, null))
+      return token
+    },
+    async start () {
+      app = await buildServer({ repo, files, identity, ingest: async (n, f) => await ingest(n, f), erasure, maxUploadBytes, logger: options.logger })
+      await app.listen({ port: options.port ?? DEFAULT_PORT, host: options.host ?? DEFAULT_HOST })
+      const address = app.server.address() as AddressInfo
+      const host = address.family === 'IPv6' ? `[${address.address}]` : address.address
+      url = `http://${host}:${address.port}`
+      return url
+    },
+    async stop () {
+      await app?.close()
+      app = undefined
+      database.close()
+    }
+  }
+}

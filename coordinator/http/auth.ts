@@ -1,0 +1,37 @@
+/**
+ * API tokens: random 256-bit bearer tokens, stored only as their SHA-256, each bound to a role.
+ */
+import type { FastifyRequest } from 'fastify'
+import { toHex } from '../../shared/crypto/bytes.ts'
+import { sha256Hex } from '../../shared/crypto/hash.ts'
+import { AccessDeniedError } from '../../shared/errors/errors.ts'
+import type { Repository } from '../store/repository.ts'
+import { ROLES } from '../constants.ts'
+
+export function newToken (): string {
+  return `bf_${toHex(globalThis.crypto.getRandomValues(new Uint8Array(32)))}`
+}
+
+export async function tokenHash (token: string): Promise<string> {
+  return await sha256Hex(new TextEncoder().encode(token))
+}
+
+export interface Caller {
+  role: string
+  grants: (typeof ROLES)[string]
+}
+
+/** The caller behind the request's bearer token; AccessDeniedError when absent or unknown. */
+export async function authenticate (req: FastifyRequest, repo: Repository): Promise<Caller> {
+  const header = req.headers.authorization
+  const match = header === undefined ? null : /^Bearer (\S{1,200})$/.exec(header)
+  if (match === null) throw new AccessDeniedError('this endpoint needs an API token: Authorization: Bearer <token>')
+  const role = repo.tokenRole(await tokenHash(match[1] as string))
+  const grants = role === undefined ? undefined : ROLES[role]
+  if (role === undefined || grants === undefined) throw new AccessDeniedError('unknown API token')
+  return { role, grants }
+}
+
+export function mayRead (caller: Caller, access: string): boolean {
+  return caller.grants.access.includes('*') || caller.grants.access.includes(access)
+}

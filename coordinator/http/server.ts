@@ -1,0 +1,182 @@
+/**
+ * The coordinator's HTTP API on fastify. Every parameter, query and body is declared with the
+ * zod schemas of shared/client/api-schemas.ts (validated on the way in, published at
+ * `/openapi.json` by @fastify/swagger). Blocks and shards are immutable and served with
+ * long-lived cache headers and their CID as ETag.
+ */
+import Fastify, { type FastifyInstance } from 'fastify'
+import multipart from '@fastify/multipart'
+import swagger from '@fastify/swagger'
+import { jsonSchemaTransform, serializerCompiler, validatorCompiler, type ZodTypeProvider } from 'fastify-type-provider-zod'
+import { z } from 'zod'
+import type { ModelFile } from '../../shared/model/types.ts'
+import {
+  coordinatorInfoSchema, errorBodySchema, ingestResultSchema, keyRequestSchema, keyResponseSchema, modelListSchema,
+  modelNameSchema, tokenRequestSchema, tokenResponseSchema, versionListSchema, versionParamSchema, type IngestResult
+} from '../../shared/client/api-schemas.ts'
+import { signedManifestSchema, type SignedManifest } from '../../shared/manifest/schema.ts'
+import { parseCid } from '../../shared/crypto/cid.ts'
+import { fromBase64 } from '../../shared/crypto/bytes.ts'
+import { wrapKeys } from '../../shared/crypto/wrap.ts'
+import { AccessDeniedError, InvalidInputError, NotFoundError, TooLargeError } from '../../shared/errors/errors.ts'
+import type { Repository, VersionRow } from '../store/repository.ts'
+import type { BlockFiles } from '../store/block-files.ts'
+import type { Identity } from '../keys/identity.ts'
+import { ROLES, MAX_UPLOAD_FILES } from '../constants.ts'
+import { authenticate, mayRead, newToken, tokenHash } from './auth.ts'
+import { errorHandler } from './errors.ts'
+
+export interface ServerDeps {
+  repo: Repository
+  files: BlockFiles
+  identity: Identity
+  ingest: (name: string, files: ModelFile[]) => Promise<IngestResult>
+  erasure: { k: number, m: number }
+  maxUploadBytes: number
+  logger?: boolean
+}
+
+const modelParams = z.object({ name: modelNameSchema })
+const versionParams = z.object({ name: modelNameSchema, version: versionParamSchema })
+const errors = { 400: errorBodySchema, 403: errorBodySchema, 404: errorBodySchema }
+const SAFE_PATH = /^(?!\/)(?!.*(?:^|\/)\.\.?(?:\/|$))[A-Za-z0-9._\-/]{1,255}$/
+
+export async function buildServer (deps: ServerDeps): Promise<FastifyInstance> {
+  const app = Fastify({
+    logger: deps.logger ?? false,
+    bodyLimit: 1 << 20,
+    requestTimeout: 600_000,
+    connectionTimeout: 600_000
+  })
+  app.setValidatorCompiler(validatorCompiler)
+  app.setSerializerCompiler(serializerCompiler)
+  app.setErrorHandler(errorHandler)
+  await app.register(swagger, {
+    openapi: {
+      info: { title: 'blockfed coordinator', description: 'Models as sealed semantic blocks: ingest, manifests, blocks, data keys.', version: '1' },
+      components: { securitySchemes: { token: { type: 'http', scheme: 'bearer' } } }
+    },
+    transform: jsonSchemaTransform
+  })
+  await app.register(multipart, {
+    limits: { fileSize: deps.maxUploadBytes, files: MAX_UPLOAD_FILES, fields: 0, parts: MAX_UPLOAD_FILES, headerPairs: 200 }
+  })
+
+  const api = app.withTypeProvider<ZodTypeProvider>()
+  const rowOf = (name: string, version: number | 'latest'): VersionRow => {
+    const row = version === 'latest' ? deps.repo.latest(name) : deps.repo.version(name, version)
+    if (row === undefined) throw new NotFoundError(version === 'latest' ? `no model named ${name}` : `model ${name} has no version ${version}`)
+    return row
+  }
+
+  app.get('/openapi.json', { schema: { hide: true } }, async () => app.swagger())
+
+  api.get('/v1/coordinator', { schema: { summary: 'Coordinator identity: the key that signs manifests', response: { 200: coordinatorInfoSchema } } }, async () => ({
+    name: 'blockfed-coordinator' as const, version: '1', publicKey: deps.identity.publicKeyHex, keyId: deps.identity.keyId, erasure: deps.erasure
+  }))
+
+  api.get('/v1/models', { schema: { summary: 'List models', response: { 200: modelListSchema } } }, async () => ({
+    models: deps.repo.models().map(m => ({ name: m.name, latest: m.latest, versions: m.versions, format: m.format, createdAt: m.created_at }))
+  }))
+
+  api.get('/v1/models/:name/versions', { schema: { summary: 'List a model\'s versions', params: modelParams, response: { 200: versionListSchema, ...errors } } }, async req => {
+    const rows = deps.repo.versions(req.params.name)
+    if (rows.length === 0) throw new NotFoundError(`no model named ${req.params.name}`)
+    return {
+      model: req.params.name,
+      versions: rows.map(r => ({ version: r.version, parent: r.parent, manifestCid: r.manifest_cid, createdAt: r.created_at, blocks: r.blocks, weightBytes: r.weight_bytes, round: r.round }))
+    }
+  })
+
+  api.get('/v1/models/:name/versions/:version/manifest', {
+    schema: { summary: 'The signed manifest of a version (`latest` allowed)', params: versionParams, response: { 200: signedManifestSchema, ...errors } }
+  }, async (req, reply) => {
+    const row = rowOf(req.params.name, req.params.version)
+    // A numbered version never changes; `latest` does.
+    void reply.header('cache-control', req.params.version === 'latest' ? 'no-cache' : 'public, max-age=31536000, immutable')
+    return JSON.parse(row.signed_manifest) as SignedManifest
+  })
+
+  api.post('/v1/models/:name/versions/:version/keys', {
+    schema: {
+      summary: 'The data keys of a version that the caller\'s role may use, wrapped to the caller\'s X25519 key',
+      security: [{ token: [] }], params: versionParams, body: keyRequestSchema, response: { 200: keyResponseSchema, ...errors }
+    }
+  }, async req => {
+    const caller = await authenticate(req, deps.repo)
+    const row = rowOf(req.params.name, req.params.version)
+    const { manifest } = JSON.parse(row.signed_manifest) as SignedManifest
+    const allowed = manifest.blocks.filter(b => mayRead(caller, b.access))
+    const denied = [...new Set(manifest.blocks.filter(b => !mayRead(caller, b.access)).map(b => b.keyId))]
+    const wrapped = deps.repo.dataKeys(allowed.map(b => b.keyId))
+    const seen = new Set<string>()
+    const keys = allowed.filter(b => !seen.has(b.keyId) && seen.add(b.keyId)).map(b => {
+      const blob = wrapped.get(b.keyId)
+      if (blob === undefined) throw new NotFoundError(`data key ${b.keyId} of block ${b.cid} is missing from the key store`)
+      return { keyId: b.keyId, key: deps.identity.unwrapDataKey(b.keyId, blob), aad: b.cid }
+    })
+    const out = wrapKeys(fromBase64(req.body.publicKey), keys)
+    for (const k of keys) k.key.fill(0)
+    const cidOf = new Map(allowed.map(b => [b.keyId, b.cid]))
+    return {
+      model: manifest.model,
+      version: manifest.version,
+      ephemeralPublicKey: out.ephemeralPublicKey,
+      keys: out.keys.map(k => ({ ...k, blockCid: cidOf.get(k.keyId) as string })),
+      denied
+    }
+  })
+
+  api.post('/v1/models/:name/ingest', {
+    schema: {
+      summary: 'Upload a model (multipart: model.json + weight files, or one .onnx + external data) and ingest it as a new version',
+      security: [{ token: [] }], params: modelParams, consumes: ['multipart/form-data'], response: { 200: ingestResultSchema, ...errors, 413: errorBodySchema }
+    }
+  }, async req => {
+    const caller = await authenticate(req, deps.repo)
+    if (!caller.grants.ingest) throw new AccessDeniedError(`role ${caller.role} may not ingest models`)
+    if (!req.isMultipart()) throw new InvalidInputError('ingest expects multipart/form-data with one part per model file')
+    const files: ModelFile[] = []
+    let total = 0
+    for await (const part of req.parts()) {
+      if (part.type !== 'file') throw new InvalidInputError(`unexpected form field "${part.fieldname}": send only files`)
+      if (!SAFE_PATH.test(part.filename)) {
+        await part.toBuffer().catch(() => undefined)
+        throw new InvalidInputError(`file name "${part.filename.slice(0, 100)}" is not a safe relative path`)
+      }
+      const bytes = new Uint8Array(await part.toBuffer())
+      total += bytes.length
+      if (total > deps.maxUploadBytes) throw new TooLargeError(`upload exceeds the ${deps.maxUploadBytes}-byte limit`)
+      if (files.some(f => f.path === part.filename)) throw new InvalidInputError(`file "${part.filename}" sent twice`)
+      files.push({ path: part.filename, bytes })
+    }
+    if (files.length === 0) throw new InvalidInputError('no files in the upload')
+    return await deps.ingest(req.params.name, files)
+  })
+
+  api.get('/v1/blocks/:cid', {
+    schema: { summary: 'A sealed block or shard by its CID (immutable)', params: z.object({ cid: z.string().max(200) }), response: { ...errors } }
+  }, async (req, reply) => {
+    const cid = req.params.cid
+    parseCid(cid)
+    if (!deps.repo.hasObject(cid)) throw new NotFoundError(`no block or shard ${cid}`)
+    const etag = `"${cid}"`
+    void reply.header('etag', etag).header('cache-control', 'public, max-age=31536000, immutable')
+    if (req.headers['if-none-match'] === etag) return await reply.status(304).send()
+    const bytes = await deps.files.get(cid)
+    return await reply.type('application/octet-stream').send(Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength))
+  })
+
+  api.post('/v1/tokens', {
+    schema: { summary: 'Create an API token for a role (admin)', security: [{ token: [] }], body: tokenRequestSchema, response: { 200: tokenResponseSchema, ...errors } }
+  }, async req => {
+    const caller = await authenticate(req, deps.repo)
+    if (!caller.grants.tokens) throw new AccessDeniedError(`role ${caller.role} may not create tokens`)
+    if (ROLES[req.body.role] === undefined) throw new InvalidInputError(`unknown role "${req.body.role}"; roles: ${Object.keys(ROLES).join(', ')}`)
+    const token = newToken()
+    deps.repo.insertToken(await tokenHash(token), req.body.role, req.body.label ?? null)
+    return { token, role: req.body.role }
+  })
+
+  return app
+}

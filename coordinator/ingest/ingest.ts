@@ -1,0 +1,128 @@
+/**
+ * Ingest (DESIGN.md, pipeline 1): files → normalised model → semantic blocks → sealed blocks
+ * and shards → stored → signed manifest → new version. Everything is computed and checked in
+ * memory first; files are written next and the database rows last, in one transaction. If any
+ * step fails the files this ingest wrote are removed, so nothing half-done is kept. An upload
+ * equal to the latest version stores nothing and returns that version.
+ */
+import type { ErasureCoder } from '../../shared/blocks/erasure.ts'
+import type { ModelFile } from '../../shared/model/types.ts'
+import type { IngestResult } from '../../shared/client/api-schemas.ts'
+import { partition, type PartitionOptions } from '../../shared/blocks/partition.ts'
+import { sealBlocks } from '../../shared/blocks/seal-blocks.ts'
+import { readModel } from '../../shared/formats/index.ts'
+import { canonicalBytes } from '../../shared/manifest/canonical.ts'
+import { MANIFEST_SCHEMA, modelNameSchema, type Manifest, type SignedManifest } from '../../shared/manifest/schema.ts'
+import { signManifest } from '../../shared/manifest/sign.ts'
+import { InvalidInputError } from '../../shared/errors/errors.ts'
+import { equalBytes } from '../../shared/crypto/bytes.ts'
+import type { Database } from '../store/database.ts'
+import type { Repository } from '../store/repository.ts'
+import type { BlockFiles } from '../store/block-files.ts'
+import type { Identity } from '../keys/identity.ts'
+import { DEFAULT_ACCESS_LEVEL } from '../constants.ts'
+
+export interface IngestDeps {
+  database: Database
+  repo: Repository
+  files: BlockFiles
+  identity: Identity
+  coder: ErasureCoder
+  partition: PartitionOptions
+}
+
+export interface IngestOptions {
+  onProgress?: (stage: string, done: number, total: number) => void
+}
+
+/** The parts of a manifest that define the model; equal parts mean an unchanged upload. */
+function content (m: Manifest): Uint8Array {
+  return canonicalBytes({ format: m.format, topology: m.topology, tensors: m.tensors, blocks: m.blocks, erasure: m.erasure })
+}
+
+export function ingester (deps: IngestDeps): (name: string, files: ModelFile[], options?: IngestOptions) => Promise<IngestResult> {
+  // One ingest at a time: version numbers and shared blocks are decided against a stable store.
+  let queue: Promise<unknown> = Promise.resolve()
+
+  async function ingestOne (name: string, files: ModelFile[], options: IngestOptions): Promise<IngestResult> {
+    const parsedName = modelNameSchema.safeParse(name)
+    if (!parsedName.success) throw new InvalidInputError(`model name "${name}": ${parsedName.error.issues[0]?.message ?? 'invalid'}`)
+    const model = await readModel(files)
+    const plans = partition(model.tensors, deps.partition)
+    const sealed = await sealBlocks(model, plans, {
+      coder: deps.coder,
+      findStored: async sha => deps.repo.findBlock(sha),
+      access: () => DEFAULT_ACCESS_LEVEL,
+      onBlock: (done, total) => options.onProgress?.('seal', done, total)
+    })
+    const latest = deps.repo.latest(name)
+    const manifest: Manifest = {
+      schema: MANIFEST_SCHEMA,
+      model: name,
+      version: (latest?.version ?? 0) + 1,
+      parent: latest?.version ?? null,
+      createdAt: new Date().toISOString(),
+      format: model.format,
+      topology: model.topology,
+      metadata: model.metadata as unknown as Record<string, unknown>,
+      tensors: model.tensors,
+      erasure: { scheme: 'reed-solomon-gf8', ...deps.coder.params },
+      partition: deps.partition,
+      blocks: sealed.blocks,
+      round: null,
+      metrics: null
+    }
+    if (latest !== undefined) {
+      const previous = (JSON.parse(latest.signed_manifest) as SignedManifest).manifest
+      if (equalBytes(content(previous), content(manifest))) {
+        return { model: name, version: latest.version, manifestCid: latest.manifest_cid, created: false, blocks: manifest.blocks.length, newBlocks: 0, bytesStored: 0 }
+      }
+    }
+    const signed = await signManifest(manifest, deps.identity.signing)
+
+    const written: string[] = []
+    let bytesStored = 0
+    try {
+      for (const [i, block] of sealed.created.entries()) {
+        await deps.files.put(block.cid, block.sealed)
+        written.push(block.cid)
+        bytesStored += block.sealed.length
+        for (const shard of block.shards) {
+          if (written.includes(shard.cid)) continue
+          await deps.files.put(shard.cid, shard.bytes)
+          written.push(shard.cid)
+          bytesStored += shard.bytes.length
+        }
+        options.onProgress?.('store', i + 1, sealed.created.length)
+      }
+      deps.database.transaction(() => {
+        for (const block of sealed.created) {
+          const row = sealed.blocks.find(b => b.cid === block.cid)
+          deps.repo.insertBlock({
+            cid: block.cid,
+            plaintextSha256: row?.plaintextSha256 ?? '',
+            keyId: block.keyId,
+            sealedLength: block.sealed.length,
+            shardSize: deps.coder.shardSize(block.sealed.length),
+            shardCids: block.shards.map(s => s.cid)
+          })
+          deps.repo.insertDataKey(block.keyId, deps.identity.wrapDataKey(block.keyId, block.key))
+        }
+        deps.repo.ensureModel(name, model.format)
+        deps.repo.insertVersion(signed, model.weights.length)
+      })
+    } catch (err) {
+      await Promise.all(written.map(async cid => await deps.files.remove(cid)))
+      throw err
+    } finally {
+      for (const block of sealed.created) block.key.fill(0)
+    }
+    return { model: name, version: manifest.version, manifestCid: signed.cid, created: true, blocks: manifest.blocks.length, newBlocks: sealed.created.length, bytesStored }
+  }
+
+  return async (name, files, options = {}) => {
+    const run = queue.then(async () => await ingestOne(name, files, options))
+    queue = run.catch(() => undefined)
+    return await run
+  }
+}

@@ -1,0 +1,89 @@
+/**
+ * The coordinator's state in one SQLite file through Node's built-in `node:sqlite`: models,
+ * versions (with their signed manifests), blocks, wrapped data keys and API tokens. Writes that
+ * belong together go through `transaction`, so a failed ingest leaves no trace.
+ */
+import { DatabaseSync } from 'node:sqlite'
+
+const MIGRATIONS = [
+  `CREATE TABLE models (
+     name TEXT PRIMARY KEY,
+     format TEXT NOT NULL,
+     created_at TEXT NOT NULL
+   );
+   CREATE TABLE versions (
+     model TEXT NOT NULL REFERENCES models(name),
+     version INTEGER NOT NULL,
+     parent INTEGER,
+     manifest_cid TEXT NOT NULL,
+     signed_manifest TEXT NOT NULL,
+     blocks INTEGER NOT NULL,
+     weight_bytes INTEGER NOT NULL,
+     round TEXT,
+     created_at TEXT NOT NULL,
+     PRIMARY KEY (model, version)
+   );
+   CREATE TABLE blocks (
+     cid TEXT PRIMARY KEY,
+     plaintext_sha256 TEXT NOT NULL UNIQUE,
+     key_id TEXT NOT NULL,
+     sealed_length INTEGER NOT NULL,
+     shard_size INTEGER NOT NULL,
+     shard_cids TEXT NOT NULL,
+     created_at TEXT NOT NULL
+   );
+   CREATE TABLE shards (
+     cid TEXT PRIMARY KEY,
+     block_cid TEXT NOT NULL REFERENCES blocks(cid),
+     idx INTEGER NOT NULL
+   );
+   CREATE TABLE data_keys (
+     key_id TEXT PRIMARY KEY,
+     wrapped BLOB NOT NULL,
+     created_at TEXT NOT NULL
+   );
+   CREATE TABLE tokens (
+     token_hash TEXT PRIMARY KEY,
+     role TEXT NOT NULL,
+     label TEXT,
+     created_at TEXT NOT NULL
+   );`
+]
+
+export interface Database {
+  readonly db: DatabaseSync
+  transaction: <T>(fn: () => T) => T
+  close: () => void
+}
+
+export function openDatabase (path: string): Database {
+  const db = new DatabaseSync(path)
+  db.exec('PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 5000;')
+  const current = (db.prepare('PRAGMA user_version').get() as { user_version: number }).user_version
+  for (let v = current; v < MIGRATIONS.length; v++) {
+    db.exec('BEGIN')
+    try {
+      db.exec(MIGRATIONS[v] as string)
+      db.exec(`PRAGMA user_version = ${v + 1}`)
+      db.exec('COMMIT')
+    } catch (err) {
+      db.exec('ROLLBACK')
+      throw err
+    }
+  }
+  return {
+    db,
+    transaction (fn) {
+      db.exec('BEGIN IMMEDIATE')
+      try {
+        const result = fn()
+        db.exec('COMMIT')
+        return result
+      } catch (err) {
+        db.exec('ROLLBACK')
+        throw err
+      }
+    },
+    close: () => db.close()
+  }
+}

@@ -1,0 +1,86 @@
+/**
+ * Queries over the coordinator's database: one function per question, typed rows out.
+ */
+import type { Database } from './database.ts'
+import type { StoredBlock } from '../../shared/blocks/seal-blocks.ts'
+import type { SignedManifest } from '../../shared/manifest/schema.ts'
+
+export interface VersionRow {
+  model: string
+  version: number
+  parent: number | null
+  manifest_cid: string
+  signed_manifest: string
+  blocks: number
+  weight_bytes: number
+  round: string | null
+  created_at: string
+}
+
+export interface Repository {
+  findBlock: (plaintextSha256: string) => StoredBlock | undefined
+  hasObject: (cid: string) => boolean
+  insertBlock: (row: { cid: string, plaintextSha256: string, keyId: string, sealedLength: number, shardSize: number, shardCids: string[] }) => void
+  insertDataKey: (keyId: string, wrapped: Uint8Array) => void
+  dataKeys: (keyIds: string[]) => Map<string, Uint8Array>
+  ensureModel: (name: string, format: string) => void
+  latest: (model: string) => VersionRow | undefined
+  version: (model: string, version: number) => VersionRow | undefined
+  insertVersion: (signed: SignedManifest, weightBytes: number) => void
+  models: () => Array<{ name: string, format: string, created_at: string, latest: number, versions: number }>
+  versions: (model: string) => VersionRow[]
+  insertToken: (tokenHash: string, role: string, label: string | null) => void
+  tokenRole: (tokenHash: string) => string | undefined
+}
+
+export function repository ({ db }: Database): Repository {
+  const now = (): string => new Date().toISOString()
+  const q = {
+    findBlock: db.prepare('SELECT cid, key_id, sealed_length, shard_size, shard_cids FROM blocks WHERE plaintext_sha256 = ?'),
+    hasBlock: db.prepare('SELECT 1 FROM blocks WHERE cid = ? UNION ALL SELECT 1 FROM shards WHERE cid = ? LIMIT 1'),
+    insertBlock: db.prepare('INSERT INTO blocks (cid, plaintext_sha256, key_id, sealed_length, shard_size, shard_cids, created_at) VALUES (?, ?, ?, ?, ?, ?, ?)'),
+    insertShard: db.prepare('INSERT OR IGNORE INTO shards (cid, block_cid, idx) VALUES (?, ?, ?)'),
+    insertKey: db.prepare('INSERT INTO data_keys (key_id, wrapped, created_at) VALUES (?, ?, ?)'),
+    key: db.prepare('SELECT wrapped FROM data_keys WHERE key_id = ?'),
+    ensureModel: db.prepare('INSERT OR IGNORE INTO models (name, format, created_at) VALUES (?, ?, ?)'),
+    latest: db.prepare('SELECT * FROM versions WHERE model = ? ORDER BY version DESC LIMIT 1'),
+    version: db.prepare('SELECT * FROM versions WHERE model = ? AND version = ?'),
+    insertVersion: db.prepare('INSERT INTO versions (model, version, parent, manifest_cid, signed_manifest, blocks, weight_bytes, round, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)'),
+    models: db.prepare('SELECT m.name, m.format, m.created_at, MAX(v.version) AS latest, COUNT(v.version) AS versions FROM models m JOIN versions v ON v.model = m.name GROUP BY m.name ORDER BY m.name'),
+    versions: db.prepare('SELECT * FROM versions WHERE model = ? ORDER BY version'),
+    insertToken: db.prepare('INSERT INTO tokens (token_hash, role, label, created_at) VALUES (?, ?, ?, ?)'),
+    token: db.prepare('SELECT role FROM tokens WHERE token_hash = ?')
+  }
+  return {
+    findBlock (plaintextSha256) {
+      const row = q.findBlock.get(plaintextSha256) as { cid: string, key_id: string, sealed_length: number, shard_size: number, shard_cids: string } | undefined
+      if (row === undefined) return undefined
+      return { cid: row.cid, keyId: row.key_id, sealedLength: row.sealed_length, shards: { size: row.shard_size, cids: JSON.parse(row.shard_cids) as string[] } }
+    },
+    hasObject: cid => q.hasBlock.get(cid, cid) !== undefined,
+    insertBlock (row) {
+      q.insertBlock.run(row.cid, row.plaintextSha256, row.keyId, row.sealedLength, row.shardSize, JSON.stringify(row.shardCids), now())
+      row.shardCids.forEach((cid, i) => q.insertShard.run(cid, row.cid, i))
+    },
+    insertDataKey: (keyId, wrapped) => { q.insertKey.run(keyId, wrapped, now()) },
+    dataKeys (keyIds) {
+      const out = new Map<string, Uint8Array>()
+      for (const id of new Set(keyIds)) {
+        const row = q.key.get(id) as { wrapped: Uint8Array } | undefined
+        if (row !== undefined) out.set(id, row.wrapped)
+      }
+      return out
+    },
+    ensureModel: (name, format) => { q.ensureModel.run(name, format, now()) },
+    latest: model => q.latest.get(model) as VersionRow | undefined,
+    version: (model, version) => q.version.get(model, version) as VersionRow | undefined,
+    insertVersion (signed, weightBytes) {
+      const m = signed.manifest
+      q.insertVersion.run(m.model, m.version, m.parent, signed.cid, JSON.stringify(signed), m.blocks.length, weightBytes, m.round, m.createdAt)
+    },
+    models: () => q.models.all() as Array<{ name: string, format: string, created_at: string, latest: number, versions: number }>,
+    versions: model => q.versions.all(model) as unknown as VersionRow[],
+    insertToken: (hash, role, label) => { q.insertToken.run(hash, role, label, now()) },
+    tokenRole: hash => (q.token.get(hash) as { role: string } | undefined)?.role
+  }
+}

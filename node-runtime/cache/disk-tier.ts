@@ -1,0 +1,464 @@
+/**
+ * Disk tier of the block cache for Node (DESIGN.md, "Cache"): one file per block under
+ * `<dir>/blocks/`, named by its CID, written atomically (temp file in `<dir>/tmp/`, then rename),
+ * and an index (size, sha-256, decayed access count, last access) in a `node:sqlite` database
+ * `<dir>/index.sqlite`, so frequencies survive restarts. Eviction follows the shared score
+ * (shared/cache/score.ts: decayed LFU combined with recency and size).
+ *
+ * Integrity: every `get` checks the file's size and sha-256 against the index, so a file
+ * truncated, corrupted or removed behind the cache's back is dropped and answered as a miss —
+ * never served. That check is also why writes need no fsync: a torn write after a crash is
+ * caught the same way. On open the index and the files are reconciled (orphan and temp files
+ * deleted, rows without a file or with the wrong size removed, over-capacity trimmed).
+ *
+ * One process per directory: the database is opened in SQLite's exclusive locking mode, so a
+ * second opener (another worker, or the same process twice) fails at once with
+ * UnavailableError instead of both keeping diverging views of the index. The OS releases the
+ * lock when a process dies, so there is no stale lock file to clean up.
+ *
+ * Pins live in memory only: they describe what this process has loaded, and a pin persisted
+ * across a crash would never be released.
+ */
+import { createHash, randomBytes } from 'node:crypto'
+import { rmSync } from 'node:fs'
+import { lstat, mkdir, readdir, readFile, rename, rm, unlink, writeFile } from 'node:fs/promises'
+import { join } from 'node:path'
+import { DatabaseSync, type StatementSync } from 'node:sqlite'
+import { InvalidInputError, TooLargeError, UnavailableError } from '../../shared/errors/errors.ts'
+import { checkBytes, checkCapacity } from '../../shared/cache/_checks.ts'
+import { pinCounter } from '../../shared/cache/_pins.ts'
+import { DEFAULT_HALF_LIFE_MS, DEFAULT_SCORE_WEIGHTS } from '../../shared/cache/constants.ts'
+import { checkScoreParams, pickVictims, recordAccess, type ScoreParams, type ScoreWeights } from '../../shared/cache/score.ts'
+import type { CacheStats, CacheTier } from '../../shared/cache/types.ts'
+
+export interface DiskCacheOptions {
+  /** The cache's own directory (created if missing). Nothing else should write there. */
+  dir: string
+  /** Bound on the total bytes of the block files. */
+  capacityBytes: number
+  /** Half-life of an access in the frequency count. Default one day. */
+  halfLifeMs?: number
+  /** Eviction score weights (see score.ts); missing ones take the defaults. */
+  weights?: Partial<ScoreWeights>
+  /** Clock in milliseconds; inject a fake one in tests. Default `Date.now`. */
+  now?: () => number
+  /** Default "disk". */
+  name?: string
+}
+
+export interface DiskCacheTier extends CacheTier {
+  readonly dir: string
+}
+
+/**
+ * Keys are file names, so only base32-lower CIDs (RFC 4648 alphabet, as CIDv1 prints by
+ * default) are accepted: no separators, dots or case tricks can reach the file system.
+ * Windows device names are refused too, since a key must be a usable file name there.
+ */
+const KEY_PATTERN = /^[a-z2-7]{1,200}$/
+const RESERVED_NAMES = /^(con|prn|aux|nul|com[1-9]|lpt[1-9])$/
+
+const SCHEMA_VERSION = 1
+
+interface Entry {
+  key: string
+  size: number
+  sha256: string
+  count: number
+  lastAccess: number
+  /** Bumped on every store: a corruption drop only removes the entry it found corrupt. */
+  gen: number
+}
+
+interface Row {
+  key: unknown
+  size: unknown
+  sha256: unknown
+  count: unknown
+  last_access: unknown
+}
+
+function checkDiskKey (tier: string, key: unknown): asserts key is string {
+  if (typeof key !== 'string' || !KEY_PATTERN.test(key) || RESERVED_NAMES.test(key)) {
+    const shown = typeof key === 'string' ? JSON.stringify(key.length > 80 ? `${key.slice(0, 80)}…` : key) : typeof key
+    throw new InvalidInputError(`cache tier "${tier}": key must be a base32 CID ([a-z2-7]{1,200}), got ${shown}`)
+  }
+}
+
+function sha256Hex (bytes: Uint8Array): string {
+  return createHash('sha256').update(bytes).digest('hex')
+}
+
+function errnoCode (err: unknown): string | undefined {
+  return typeof err === 'object' && err !== null && 'code' in err && typeof err.code === 'string' ? err.code : undefined
+}
+
+async function unlinkQuietly (path: string): Promise<void> {
+  try {
+    await unlink(path)
+  } catch (err) {
+    if (errnoCode(err) !== 'ENOENT') throw err
+  }
+}
+
+/** SQLite result codes seen through node:sqlite's `errcode`. */
+const SQLITE_BUSY = 5
+const SQLITE_CORRUPT = 11
+const SQLITE_NOTADB = 26
+
+function sqliteCode (err: unknown): number | undefined {
+  return typeof err === 'object' && err !== null && 'errcode' in err && typeof err.errcode === 'number' ? err.errcode : undefined
+}
+
+/**
+ * Opens the index and takes its exclusive lock. An index that is not a database or is corrupt
+ * is thrown away and started afresh: it is a cache, every block file then counts as an orphan
+ * and the blocks are fetched again — better than a runtime that cannot start.
+ */
+function openIndex (name: string, dir: string): DatabaseSync {
+  const path = join(dir, 'index.sqlite')
+  for (let attempt = 0; ; attempt++) {
+    let db: DatabaseSync | undefined
+    try {
+      db = new DatabaseSync(path)
+      db.exec('PRAGMA locking_mode = EXCLUSIVE')
+      db.exec('PRAGMA journal_mode = WAL')
+      db.exec('PRAGMA synchronous = NORMAL')
+      // Takes the exclusive lock now (held until close), so a second opener fails here.
+      db.exec('BEGIN EXCLUSIVE')
+      db.exec(`CREATE TABLE IF NOT EXISTS meta (k TEXT PRIMARY KEY, v TEXT NOT NULL);
+        CREATE TABLE IF NOT EXISTS blocks (
+          key TEXT PRIMARY KEY, size INTEGER NOT NULL, sha256 TEXT NOT NULL,
+          count REAL NOT NULL, last_access REAL NOT NULL) WITHOUT ROWID`)
+      const version = db.prepare('SELECT v FROM meta WHERE k = ?').get('schema') as { v?: unknown } | undefined
+      if (version === undefined) {
+        db.prepare('INSERT INTO meta (k, v) VALUES (?, ?)').run('schema', String(SCHEMA_VERSION))
+      } else if (version.v !== String(SCHEMA_VERSION)) {
+        throw new UnavailableError(`cache tier "${name}": index schema ${String(version.v)} in ${path} is not ${SCHEMA_VERSION}`)
+      }
+      db.exec('COMMIT')
+      return db
+    } catch (err) {
+      try { db?.close() } catch {}
+      if (err instanceof UnavailableError) throw err
+      const code = sqliteCode(err)
+      if ((code === SQLITE_NOTADB || code === SQLITE_CORRUPT) && attempt === 0) {
+        for (const suffix of ['', '-wal', '-shm', '-journal']) rmSync(path + suffix, { force: true })
+        continue
+      }
+      throw new UnavailableError(code === SQLITE_BUSY
+        ? `cache tier "${name}": ${dir} is in use by another cache (one process per directory)`
+        : `cache tier "${name}": cannot open the index ${path}`, { cause: err })
+    }
+  }
+}
+
+/**
+ * Opens (creating if needed) a disk cache tier in `options.dir`, reconciling its index with the
+ * files found there.
+ *
+ * @example
+ * const disk = await diskCache({ dir: '/var/lib/blockfed/cache', capacityBytes: 2 << 30 })
+ * await disk.put(cid, bytes)
+ * await disk.close()
+ */
+export async function diskCache (options: DiskCacheOptions): Promise<DiskCacheTier> {
+  const name = options.name ?? 'disk'
+  if (typeof options.dir !== 'string' || options.dir === '') {
+    throw new InvalidInputError(`diskCache: dir must be a non-empty path, got ${JSON.stringify(options.dir)}`)
+  }
+  const { dir, capacityBytes } = options
+  checkCapacity('diskCache', capacityBytes)
+  const params: ScoreParams = {
+    halfLifeMs: options.halfLifeMs ?? DEFAULT_HALF_LIFE_MS,
+    weights: { ...DEFAULT_SCORE_WEIGHTS, ...options.weights }
+  }
+  checkScoreParams('diskCache', params)
+  const now = options.now ?? Date.now
+
+  const blocksDir = join(dir, 'blocks')
+  const tmpDir = join(dir, 'tmp')
+  await mkdir(blocksDir, { recursive: true })
+  await mkdir(tmpDir, { recursive: true })
+
+  const db = openIndex(name, dir)
+  const sql = {
+    upsert: db.prepare(`INSERT INTO blocks (key, size, sha256, count, last_access) VALUES (?, ?, ?, ?, ?)
+      ON CONFLICT (key) DO UPDATE SET size = excluded.size, sha256 = excluded.sha256,
+        count = excluded.count, last_access = excluded.last_access`),
+    touch: db.prepare('UPDATE blocks SET count = ?, last_access = ? WHERE key = ?'),
+    remove: db.prepare('DELETE FROM blocks WHERE key = ?'),
+    all: db.prepare('SELECT key, size, sha256, count, last_access FROM blocks')
+  } satisfies Record<string, StatementSync>
+
+  const entries = new Map<string, Entry>()
+  const pins = pinCounter()
+  const counters = { hits: 0, misses: 0, evictions: 0, puts: 0, rejected: 0 }
+  let bytes = 0
+  let gen = 0
+  let state: 'open' | 'closing' | 'closed' = 'open'
+
+  const blockPath = (key: string): string => join(blocksDir, key)
+
+  function assertOpen (): void {
+    if (state !== 'open') throw new UnavailableError(`cache tier "${name}" is closed`)
+  }
+
+  // Mutations (put, delete, eviction, corruption drops) run one at a time, so an eviction plan
+  // stays valid while its files are written. Reads run concurrently.
+  let tail: Promise<unknown> = Promise.resolve()
+  function exclusive<T> (fn: () => Promise<T>): Promise<T> {
+    const run = tail.then(fn, fn)
+    tail = run.catch(() => {})
+    return run
+  }
+
+  function inTransaction (fn: () => void): void {
+    db.exec('BEGIN')
+    try {
+      fn()
+      db.exec('COMMIT')
+    } catch (err) {
+      db.exec('ROLLBACK')
+      throw err
+    }
+  }
+
+  /** Forgets entries (index first, files after: a crash in between leaves orphans, cleaned on open). */
+  async function forget (victims: Entry[]): Promise<void> {
+    if (victims.length === 0) return
+    inTransaction(() => {
+      for (const v of victims) sql.remove.run(v.key)
+    })
+    for (const v of victims) {
+      entries.delete(v.key)
+      bytes -= v.size
+    }
+    await Promise.all(victims.map(async (v) => await unlinkQuietly(blockPath(v.key))))
+  }
+
+  /** Drops an entry found unreadable or corrupt, unless it was replaced meanwhile. */
+  async function dropIfUnchanged (key: string, seen: number): Promise<void> {
+    await exclusive(async () => {
+      const current = entries.get(key)
+      if (current !== undefined && current.gen === seen && state !== 'closed') await forget([current])
+    })
+  }
+
+  await reconcile()
+
+  /**
+   * Makes the index and the files agree: rows that do not parse, rows without a regular file of
+   * the recorded size, files without a row, and leftover temp files all go. Contents are not
+   * hashed here (that would read the whole cache at start-up); `get` checks each on use.
+   */
+  async function reconcile (): Promise<void> {
+    await Promise.all((await readdir(tmpDir)).map(async (f) => await rm(join(tmpDir, f), { recursive: true, force: true })))
+    const bad: string[] = []
+    for (const row of sql.all.all() as unknown as Row[]) {
+      const { key, size, sha256, count, last_access: lastAccess } = row
+      if (typeof key !== 'string' || !KEY_PATTERN.test(key) || RESERVED_NAMES.test(key) ||
+          typeof size !== 'number' || !Number.isSafeInteger(size) || size < 0 ||
+          typeof sha256 !== 'string' || !/^[0-9a-f]{64}$/.test(sha256) ||
+          typeof count !== 'number' || !Number.isFinite(count) ||
+          typeof lastAccess !== 'number' || !Number.isFinite(lastAccess)) {
+        if (typeof key === 'string') bad.push(key)
+        continue
+      }
+      entries.set(key, { key, size, sha256, count: Math.max(count, 1), lastAccess, gen: ++gen })
+    }
+    const files = await readdir(blocksDir, { withFileTypes: true })
+    const onDisk = new Set<string>()
+    await Promise.all(files.map(async (f) => {
+      if (f.isFile() && entries.has(f.name)) {
+        onDisk.add(f.name)
+      } else {
+        await rm(join(blocksDir, f.name), { recursive: true, force: true })
+      }
+    }))
+    await Promise.all([...entries.values()].map(async (e) => {
+      if (!onDisk.has(e.key)) {
+        bad.push(e.key)
+        return
+      }
+      const st = await lstat(blockPath(e.key))
+      if (st.size !== e.size) {
+        bad.push(e.key)
+        await unlinkQuietly(blockPath(e.key))
+      }
+    }))
+    inTransaction(() => {
+      for (const key of bad) sql.remove.run(key)
+    })
+    for (const key of bad) entries.delete(key)
+    for (const e of entries.values()) bytes += e.size
+    // The capacity may have been lowered since the last run.
+    if (bytes > capacityBytes) {
+      const victims = pickVictims(entries.values(), bytes - capacityBytes, now(), params) ?? []
+      await forget(victims)
+      counters.evictions += victims.length
+    }
+  }
+
+  /** Stores a value whose file is already written at `tmp` (done outside the lock, so writes overlap). */
+  async function commit (key: string, size: number, sha256: string, tmp: string): Promise<void> {
+    if (state === 'closed') {
+      await unlinkQuietly(tmp)
+      throw new UnavailableError(`cache tier "${name}" is closed`)
+    }
+    const old = entries.get(key)
+    const need = bytes - (old?.size ?? 0) + size - capacityBytes
+    const others = old === undefined ? entries.values() : [...entries.values()].filter((e) => e !== old)
+    const victims = pickVictims(others, need, now(), params, pins.isPinned)
+    if (victims === undefined) {
+      await unlinkQuietly(tmp)
+      let pinned = 0
+      for (const e of entries.values()) if (e !== old && pins.isPinned(e.key)) pinned += e.size
+      throw new TooLargeError(`cache tier "${name}": no room for ${key} (${size} bytes): ` +
+        `${pinned} of ${capacityBytes} bytes are held by pinned entries`)
+    }
+    try {
+      // The file is in place before the index names it, so a reader that finds the row finds
+      // this file (or, for a replaced key, the old file: its hash then fails, and the reader
+      // answers a miss without dropping the newer entry — never wrong bytes).
+      await rename(tmp, blockPath(key))
+    } catch (err) {
+      await unlinkQuietly(tmp)
+      throw new UnavailableError(`cache tier "${name}": cannot write ${key}`, { cause: err })
+    }
+    const access = recordAccess(old, now(), params.halfLifeMs)
+    const entry: Entry = { key, size, sha256, count: access.count, lastAccess: access.lastAccess, gen: ++gen }
+    inTransaction(() => {
+      for (const v of victims) sql.remove.run(v.key)
+      sql.upsert.run(key, size, sha256, entry.count, entry.lastAccess)
+    })
+    for (const v of victims) {
+      entries.delete(v.key)
+      bytes -= v.size
+    }
+    bytes += size - (old?.size ?? 0)
+    entries.set(key, entry)
+    counters.evictions += victims.length
+    counters.puts++
+    await Promise.all(victims.map(async (v) => await unlinkQuietly(blockPath(v.key))))
+  }
+
+  /** A value larger than the whole capacity: not stored, counted, and any older value dropped. */
+  async function reject (key: string): Promise<void> {
+    if (state === 'closed') throw new UnavailableError(`cache tier "${name}" is closed`)
+    const old = entries.get(key)
+    if (old !== undefined) await forget([old])
+    counters.rejected++
+  }
+
+  let closing: Promise<void> | undefined
+
+  return {
+    name,
+    dir,
+
+    async get (key) {
+      assertOpen()
+      checkDiskKey(name, key)
+      const seen = entries.get(key)
+      if (seen === undefined) {
+        counters.misses++
+        return undefined
+      }
+      let data: Buffer
+      try {
+        data = await readFile(blockPath(key))
+      } catch (err) {
+        const code = errnoCode(err)
+        if (code !== 'ENOENT' && code !== 'EISDIR') {
+          throw new UnavailableError(`cache tier "${name}": cannot read ${key}`, { cause: err })
+        }
+        await dropIfUnchanged(key, seen.gen)
+        counters.misses++
+        return undefined
+      }
+      if (data.byteLength !== seen.size || sha256Hex(data) !== seen.sha256) {
+        await dropIfUnchanged(key, seen.gen)
+        counters.misses++
+        return undefined
+      }
+      // The entry may have been replaced or evicted while reading; count the access on what is
+      // there now (the bytes read were valid for the entry seen).
+      const current = entries.get(key)
+      if (current !== undefined && state !== 'closed') {
+        const access = recordAccess(current, now(), params.halfLifeMs)
+        current.count = access.count
+        current.lastAccess = access.lastAccess
+        sql.touch.run(access.count, access.lastAccess, key)
+      }
+      counters.hits++
+      return new Uint8Array(data.buffer, data.byteOffset, data.byteLength)
+    },
+
+    async put (key, value) {
+      assertOpen()
+      checkDiskKey(name, key)
+      checkBytes(name, value)
+      if (value.byteLength > capacityBytes) {
+        await exclusive(async () => await reject(key))
+        return
+      }
+      // Copied before the first await: the caller may reuse its buffer meanwhile.
+      const copy = new Uint8Array(value)
+      const sha256 = sha256Hex(copy)
+      const tmp = join(tmpDir, `${key}.${randomBytes(6).toString('hex')}`)
+      try {
+        await writeFile(tmp, copy)
+      } catch (err) {
+        await unlinkQuietly(tmp)
+        throw new UnavailableError(`cache tier "${name}": cannot write ${key}`, { cause: err })
+      }
+      await exclusive(async () => await commit(key, copy.byteLength, sha256, tmp))
+    },
+
+    async has (key) {
+      assertOpen()
+      checkDiskKey(name, key)
+      return entries.has(key)
+    },
+
+    async delete (key) {
+      assertOpen()
+      checkDiskKey(name, key)
+      return await exclusive(async () => {
+        const entry = entries.get(key)
+        if (entry === undefined || state === 'closed') return false
+        await forget([entry])
+        return true
+      })
+    },
+
+    pin (key) {
+      assertOpen()
+      checkDiskKey(name, key)
+      pins.pin(key)
+    },
+
+    unpin (key) {
+      assertOpen()
+      checkDiskKey(name, key)
+      pins.unpin(key)
+    },
+
+    stats (): CacheStats {
+      return { ...counters, entries: entries.size, bytes, capacityBytes }
+    },
+
+    async close () {
+      closing ??= (async () => {
+        state = 'closing'
+        // Work already queued finishes; new calls are refused.
+        await tail
+        state = 'closed'
+        pins.clear()
+        db.close()
+      })()
+      await closing
+    }
+  }
+}

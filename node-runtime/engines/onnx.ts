@@ -1,0 +1,15 @@
+/**
+ * onnxruntime in Node (onnxruntime-node's bundled CPU build): a session straight from the
+ * reassembled model bytes; external data, if any, is handed over in memory too.
+ */
+import * as ort from 'onnxruntime-node'
+import type { LoadedEngine } from '../../shared/runtime/lifecycle.ts'
+import type { OnnxTopology } from '../../shared/model/types.ts'
+import { onnxExternalData, onnxModelBytes } from '../../shared/formats/index.ts'
+
+export async function loadOnnxEngine (topology: OnnxTopology, weights: Uint8Array): Promise<LoadedEngine> {
+  const bytes = onnxModelBytes(topology, weights)
+  const externalData = onnxExternalData(topology, weights)
+  const session = await ort.InferenceSession.create(bytes, externalData.length > 0 ? { externalData } : {})
+  return { kind: 'onnx', session }
+}

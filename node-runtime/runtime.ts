@@ -1,0 +1,134 @@
+/**
+ * The Node edge runtime: AoE config in, a running model out. For each config it resolves the
+ * coordinator's key, runs the load pipeline (signed manifest → data keys → shards → verified,
+ * decrypted blocks, through a memory-over-disk cache under `<data>/<modelDir>/`), builds the
+ * engine (tfjs or onnxruntime) and calls the model code's `init`. Several models may share a tag.
+ */
+import { join } from 'node:path'
+import type { AoeConfig } from '../shared/config/aoe.ts'
+import { parseAoeConfig } from '../shared/config/aoe.ts'
+import type { CacheTier } from '../shared/cache/types.ts'
+import { memoryCache } from '../shared/cache/memory-lru.ts'
+import { tieredCache } from '../shared/cache/tiered.ts'
+import { defaultReedSolomon, erasureCoder, type ErasureCoder } from '../shared/blocks/erasure.ts'
+import { coordinatorClient } from '../shared/client/coordinator-client.ts'
+import { httpBlockSource } from '../shared/load/http-source.ts'
+import { fetchModel, type FetchedModel } from '../shared/load/fetch-model.ts'
+import type { LoadReport } from '../shared/load/loader.ts'
+import type { BlockSource } from '../shared/load/source.ts'
+import { infer, type LoadedEngine, type ModelCode } from '../shared/runtime/lifecycle.ts'
+import { onnxPassthrough, tfjsPassthrough } from '../shared/runtime/passthrough.ts'
+import { InvalidConfigError, InvalidInputError } from '../shared/errors/errors.ts'
+import type { Manifest } from '../shared/manifest/schema.ts'
+import { diskCache } from './cache/disk-tier.ts'
+import { loadAoeConfig } from './config/load.ts'
+import { disposeTfjsEngine, loadTfjsEngine } from './engines/tfjs.ts'
+import { loadOnnxEngine } from './engines/onnx.ts'
+import { coordinatorKey } from './trust.ts'
+
+export interface NodeRuntimeOptions {
+  /** The runtime's own folder: caches, pinned keys. */
+  dataDir: string
+  /** Model code by model name; models without code get the passthrough code. */
+  codes?: Record<string, () => ModelCode<any, any, any, any>>
+  /** Overrides the config's token (e.g. from the CLI). */
+  token?: string
+  /** Overrides where blocks come from (p2p sources plug in here). */
+  source?: (config: AoeConfig) => BlockSource
+  onProgress?: (model: string, done: number, total: number) => void
+}
+
+export interface ModelHandle {
+  readonly config: AoeConfig
+  readonly manifest: Manifest
+  readonly engine: LoadedEngine
+  readonly report: LoadReport & { bytesFromSource: number, totalMs: number }
+  infer: (input: any) => Promise<any>
+  release: () => Promise<void>
+}
+
+export interface NodeRuntime {
+  load: (config: string | unknown, signal?: AbortSignal) => Promise<ModelHandle>
+  byTag: (tag: string) => ModelHandle[]
+  cacheOf: (modelDir: string) => CacheTier | undefined
+  stop: () => Promise<void>
+}
+
+async function buildEngine (fetched: FetchedModel): Promise<LoadedEngine> {
+  const { manifest, weights } = fetched
+  const topology = manifest.topology
+  if (manifest.format === 'onnx' && topology.kind === 'onnx') return await loadOnnxEngine(topology, weights)
+  if (manifest.format !== 'onnx' && topology.kind === 'tfjs') return await loadTfjsEngine(manifest.format, topology, weights)
+  throw new InvalidInputError(`manifest ${manifest.model}@${manifest.version}: format ${manifest.format} with a ${topology.kind} topology`)
+}
+
+export async function createNodeRuntime (options: NodeRuntimeOptions): Promise<NodeRuntime> {
+  const coder: ErasureCoder = await erasureCoder(defaultReedSolomon, { k: 4, m: 2 })
+  const handles = new Set<ModelHandle>()
+  const caches = new Map<string, CacheTier>()
+
+  function cacheFor (config: AoeConfig): CacheTier {
+    let cache = caches.get(config.modelDir)
+    if (cache === undefined) {
+      cache = tieredCache({
+        memory: memoryCache({ capacityBytes: config.cache.memoryBytes }),
+        disk: diskCache({ dir: join(options.dataDir, config.modelDir, 'blocks'), capacityBytes: config.cache.diskBytes, halfLifeMs: config.cache.halfLifeHours * 3_600_000 })
+      })
+      caches.set(config.modelDir, cache)
+    }
+    return cache
+  }
+
+  return {
+    async load (input, signal) {
+      const started = performance.now()
+      const config = typeof input === 'string' ? await loadAoeConfig(input) : parseAoeConfig(input)
+      const token = options.token ?? config.token ?? (config.tokenEnv === undefined ? undefined : process.env[config.tokenEnv])
+      if (token === undefined) throw new InvalidConfigError(`aoe config for ${config.modelName}: no API token (set "token", or "tokenEnv" naming an environment variable)`)
+      const client = coordinatorClient({ baseUrl: config.updateURL, token, timeoutMs: config.fetch.timeoutMs })
+      const key = await coordinatorKey(options.dataDir, client, config.coordinatorKey, signal)
+      const source = options.source?.(config) ?? httpBlockSource({ baseUrl: config.updateURL, timeoutMs: config.fetch.timeoutMs })
+      const fetched = await fetchModel({
+        client,
+        coordinatorKey: key,
+        model: config.modelName,
+        version: config.pin ?? 'latest',
+        source,
+        coder,
+        cache: cacheFor(config),
+        concurrency: config.fetch.concurrency,
+        signal,
+        onBlock: (done, total) => options.onProgress?.(config.modelName, done, total)
+      })
+      const wanted = config.engine === 'onnx' ? 'onnx' : 'tfjs'
+      if ((fetched.manifest.format === 'onnx') !== (wanted === 'onnx')) {
+        throw new InvalidConfigError(`aoe config for ${config.modelName}: runtime "${config.runtime}" cannot run a ${fetched.manifest.format} model`)
+      }
+      const engine = await buildEngine(fetched)
+      const code = options.codes?.[config.modelName]?.() ?? (engine.kind === 'onnx' ? onnxPassthrough() : tfjsPassthrough())
+      await code.init({ config, manifest: fetched.manifest, engine })
+      const handle: ModelHandle = {
+        config,
+        manifest: fetched.manifest,
+        engine,
+        report: { ...fetched.report, bytesFromSource: fetched.report.bytesFetched, totalMs: performance.now() - started },
+        infer: async value => await infer(code, value),
+        async release () {
+          if (!handles.delete(handle)) return
+          await code.release()
+          if (engine.kind === 'onnx') await engine.session.release()
+          else disposeTfjsEngine(engine)
+        }
+      }
+      handles.add(handle)
+      return handle
+    },
+    byTag: tag => [...handles].filter(h => h.config.tag === tag),
+    cacheOf: modelDir => caches.get(modelDir),
+    async stop () {
+      for (const h of [...handles]) await h.release()
+      for (const c of caches.values()) await c.close()
+      caches.clear()
+    }
+  }
+}

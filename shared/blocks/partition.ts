@@ -1,0 +1,151 @@
+/**
+ * The semantic partitioner: cuts a model's tensor list into blocks that mean something.
+ *
+ * Heuristic, in three steps, deterministic for a given tensor list:
+ *  1. Layer: tensors that share `TensorInfo.layer` (a Keras layer's kernel/bias/norm statistics,
+ *     a TF op scope, the ONNX node consuming the initializers) always travel together.
+ *  2. Unit: layers whose names share a prefix ending at the first index in the name form one
+ *     unit — `encoder.layers.3.attn.q` and `encoder.layers.3.mlp.fc1` → `encoder.layers.3`;
+ *     `block_2_expand` and `block_2_project_BN` → `block_2`; `MobilenetV2/expanded_conv_4/...` →
+ *     `MobilenetV2/expanded_conv_4`. This is how Keras, TF-Slim and PyTorch name the repeated
+ *     residual/attention units, so a unit is a residual or attention block when the graph has one.
+ *     A layer without an index is a unit alone.
+ *  3. Packing: units in model order fill blocks toward `targetBytes`; a unit is added to the
+ *     current block while the sum stays ≤ target, or ≤ `maxBytes` when the current block is still
+ *     under half the target (so small units do not make tiny blocks). A unit above `maxBytes` is
+ *     packed tensor by tensor the same way; a tensor above `maxBytes` is split at row (first
+ *     dimension) boundaries into pieces ≤ `maxBytes`, and each piece records its row range.
+ */
+import type { TensorInfo } from '../model/types.ts'
+import { InvalidInputError } from '../errors/errors.ts'
+
+export interface PartitionOptions {
+  targetBytes: number
+  maxBytes: number
+}
+
+export const DEFAULT_PARTITION: PartitionOptions = { targetBytes: 1 << 20, maxBytes: 2 << 20 }
+
+/** A byte range of one tensor inside a block's plaintext. */
+export interface BlockPart {
+  tensor: number
+  /** Offset within the tensor's own bytes. */
+  offset: number
+  length: number
+  /** Present when the tensor was split: the rows [start, end) this part holds. */
+  rows?: [number, number]
+}
+
+export interface BlockPlan {
+  /** The semantic unit(s) the block holds, `first..last` when several. */
+  unit: string
+  parts: BlockPart[]
+  byteLength: number
+}
+
+const SCOPE = /[/.]/
+
+/** Step 2: the unit a layer belongs to. Exported for tests and for the access-rule matcher. */
+export function unitOf (layer: string): string {
+  const segments = layer.split(SCOPE)
+  let consumed = 0
+  for (const segment of segments) {
+    const tokens = segment.split('_')
+    const at = tokens.findIndex((t, j) => /^\d+$/.test(t) && (j > 0 || consumed > 0))
+    if (at >= 0) {
+      const head = tokens.slice(0, at + 1).join('_')
+      return layer.slice(0, consumed) + head
+    }
+    consumed += segment.length + 1
+  }
+  return layer
+}
+
+interface Unit { name: string, tensors: number[], bytes: number }
+
+function unitsInOrder (tensors: TensorInfo[]): Unit[] {
+  const byName = new Map<string, Unit>()
+  const units: Unit[] = []
+  tensors.forEach((t, i) => {
+    const name = unitOf(t.layer || t.name)
+    let unit = byName.get(name)
+    if (unit === undefined) {
+      unit = { name, tensors: [], bytes: 0 }
+      byName.set(name, unit)
+      units.push(unit)
+    }
+    unit.tensors.push(i)
+    unit.bytes += t.byteLength
+  })
+  return units
+}
+
+/** Row pieces of one tensor larger than `maxBytes`. A rank-0/1 tensor's rows are its elements. */
+function splitRows (t: TensorInfo, index: number, maxBytes: number): BlockPart[] {
+  const rows = Math.max(1, t.shape[0] ?? 1)
+  if (t.byteLength % rows !== 0) throw new InvalidInputError(`tensor ${t.name}: ${t.byteLength} bytes do not divide into ${rows} rows`)
+  const rowBytes = t.byteLength / rows
+  const perPiece = Math.max(1, Math.floor(maxBytes / rowBytes))
+  const parts: BlockPart[] = []
+  for (let r = 0; r < rows; r += perPiece) {
+    const end = Math.min(rows, r + perPiece)
+    parts.push({ tensor: index, offset: r * rowBytes, length: (end - r) * rowBytes, rows: [r, end] })
+  }
+  return parts
+}
+
+export function partition (tensors: TensorInfo[], options: PartitionOptions = DEFAULT_PARTITION): BlockPlan[] {
+  const { targetBytes, maxBytes } = options
+  if (!(targetBytes > 0) || !(maxBytes >= targetBytes)) {
+    throw new InvalidInputError(`partition: need 0 < targetBytes <= maxBytes (got ${targetBytes}, ${maxBytes})`)
+  }
+  const plans: BlockPlan[] = []
+  let open: { units: string[], parts: BlockPart[], bytes: number } = { units: [], parts: [], bytes: 0 }
+  const flush = (): void => {
+    if (open.parts.length === 0) return
+    const first = open.units[0] as string
+    const last = open.units[open.units.length - 1] as string
+    plans.push({ unit: first === last ? first : `${first}..${last}`, parts: open.parts, byteLength: open.bytes })
+    open = { units: [], parts: [], bytes: 0 }
+  }
+  const fits = (bytes: number): boolean =>
+    open.bytes + bytes <= targetBytes || (open.bytes < targetBytes / 2 && open.bytes + bytes <= maxBytes)
+  const add = (unit: string, parts: BlockPart[], bytes: number): void => {
+    if (open.parts.length > 0 && !fits(bytes)) flush()
+    if (open.units[open.units.length - 1] !== unit) open.units.push(unit)
+    open.parts.push(...parts)
+    open.bytes += bytes
+  }
+
+  for (const unit of unitsInOrder(tensors)) {
+    if (unit.bytes <= maxBytes) {
+      add(unit.name, unit.tensors.map(i => ({ tensor: i, offset: 0, length: (tensors[i] as TensorInfo).byteLength })), unit.bytes)
+      continue
+    }
+    for (const i of unit.tensors) {
+      const t = tensors[i] as TensorInfo
+      if (t.byteLength <= maxBytes) {
+        add(unit.name, [{ tensor: i, offset: 0, length: t.byteLength }], t.byteLength)
+      } else {
+        flush()
+        for (const piece of splitRows(t, i, maxBytes)) {
+          add(unit.name, [piece], piece.length)
+          flush()
+        }
+      }
+    }
+  }
+  flush()
+  return plans
+}
+
+/** Byte offset of every tensor inside the concatenated weight buffer. */
+export function tensorOffsets (tensors: TensorInfo[]): number[] {
+  const offsets: number[] = []
+  let at = 0
+  for (const t of tensors) {
+    offsets.push(at)
+    at += t.byteLength
+  }
+  return offsets
+}

@@ -1,0 +1,81 @@
+/**
+ * Wire schemas of the coordinator's HTTP API, shared by the server (request validation, OpenAPI)
+ * and the client (response validation): one definition, so the two cannot drift apart.
+ */
+import { z } from 'zod'
+import { modelNameSchema } from '../manifest/schema.ts'
+
+export { modelNameSchema }
+
+export const errorBodySchema = z.object({
+  error: z.string().describe('stable error name, e.g. InvalidInputError'),
+  message: z.string().describe('what is wrong, for a person')
+})
+
+export const coordinatorInfoSchema = z.object({
+  name: z.literal('blockfed-coordinator'),
+  version: z.string(),
+  publicKey: z.string().regex(/^[0-9a-f]{64}$/).describe('Ed25519 public key (hex) that signs manifests'),
+  keyId: z.string(),
+  erasure: z.object({ k: z.number().int(), m: z.number().int() })
+})
+
+export const modelSummarySchema = z.object({
+  name: modelNameSchema,
+  latest: z.number().int().positive(),
+  versions: z.number().int().positive(),
+  format: z.string(),
+  createdAt: z.string()
+})
+
+export const modelListSchema = z.object({ models: z.array(modelSummarySchema) })
+
+export const versionSummarySchema = z.object({
+  version: z.number().int().positive(),
+  parent: z.number().int().positive().nullable(),
+  manifestCid: z.string(),
+  createdAt: z.string(),
+  blocks: z.number().int().nonnegative(),
+  weightBytes: z.number().int().nonnegative(),
+  round: z.string().nullable()
+})
+
+export const versionListSchema = z.object({ model: modelNameSchema, versions: z.array(versionSummarySchema) })
+
+export const ingestResultSchema = z.object({
+  model: modelNameSchema,
+  version: z.number().int().positive(),
+  manifestCid: z.string(),
+  created: z.boolean().describe('false when the upload equals the latest version (nothing stored)'),
+  blocks: z.number().int().nonnegative(),
+  newBlocks: z.number().int().nonnegative(),
+  bytesStored: z.number().int().nonnegative()
+})
+
+export const versionParamSchema = z.union([z.literal('latest'), z.coerce.number().int().positive()])
+
+export const keyRequestSchema = z.object({
+  publicKey: z.string().regex(/^[A-Za-z0-9+/]{43}=$/, 'base64 of a 32-byte X25519 public key').describe('X25519 public key the data keys are wrapped to')
+}).strict()
+
+export const keyResponseSchema = z.object({
+  model: modelNameSchema,
+  version: z.number().int().positive(),
+  ephemeralPublicKey: z.string(),
+  keys: z.array(z.object({ keyId: z.string(), blockCid: z.string(), wrapped: z.string() })),
+  /** Key ids of blocks this token's role may not read. */
+  denied: z.array(z.string())
+})
+
+export const tokenRequestSchema = z.object({
+  role: z.string().regex(/^[a-z][a-z0-9-]{0,31}$/),
+  label: z.string().max(200).optional()
+}).strict()
+
+export const tokenResponseSchema = z.object({ token: z.string(), role: z.string() })
+
+export type CoordinatorInfo = z.infer<typeof coordinatorInfoSchema>
+export type IngestResult = z.infer<typeof ingestResultSchema>
+export type VersionSummary = z.infer<typeof versionSummarySchema>
+export type ModelSummary = z.infer<typeof modelSummarySchema>
+export type KeyResponse = z.infer<typeof keyResponseSchema>

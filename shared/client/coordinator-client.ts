@@ -1,0 +1,97 @@
+/**
+ * Typed client for the coordinator's HTTP API, over fetch (Node and browsers). Every call has a
+ * deadline, every answer is parsed by the same schema the server declares, and an error answer
+ * becomes the matching typed error carrying the server's message.
+ */
+import type { z } from 'zod'
+import type { ModelFile } from '../model/types.ts'
+import { AccessDeniedError, BlockfedError, IntegrityError, InvalidInputError, NotFoundError, TooLargeError, UnavailableError } from '../errors/errors.ts'
+import { toBase64 } from '../crypto/bytes.ts'
+import { unwrapKey, type WrapKeyPair } from '../crypto/wrap.ts'
+import { deadlineError, withDeadline } from '../load/deadline.ts'
+import {
+  coordinatorInfoSchema, errorBodySchema, ingestResultSchema, keyResponseSchema, modelListSchema,
+  tokenResponseSchema, versionListSchema, type CoordinatorInfo, type IngestResult, type ModelSummary, type VersionSummary
+} from './api-schemas.ts'
+
+export interface CoordinatorClientOptions {
+  baseUrl: string
+  token?: string
+  timeoutMs?: number
+}
+
+export interface CoordinatorClient {
+  readonly baseUrl: string
+  info: (signal?: AbortSignal) => Promise<CoordinatorInfo>
+  models: (signal?: AbortSignal) => Promise<ModelSummary[]>
+  versions: (model: string, signal?: AbortSignal) => Promise<VersionSummary[]>
+  /** The signed manifest as served; the caller verifies it (see manifest/sign.ts). */
+  manifest: (model: string, version: number | 'latest', signal?: AbortSignal) => Promise<unknown>
+  /** Data keys this client's token grants, unwrapped with `wrapKey`: keyId → key. */
+  keys: (model: string, version: number, wrapKey: WrapKeyPair, signal?: AbortSignal) => Promise<{ keys: Map<string, Uint8Array>, denied: string[] }>
+  ingest: (model: string, files: ModelFile[], signal?: AbortSignal) => Promise<IngestResult>
+  createToken: (role: string, signal?: AbortSignal) => Promise<string>
+}
+
+const ERRORS: Record<number, new (message: string) => BlockfedError> = {
+  400: InvalidInputError, 401: AccessDeniedError, 403: AccessDeniedError, 404: NotFoundError, 413: TooLargeError, 422: InvalidInputError
+}
+
+export function coordinatorClient (options: CoordinatorClientOptions): CoordinatorClient {
+  const baseUrl = options.baseUrl.replace(/\/+$/, '')
+  const timeoutMs = options.timeoutMs ?? 30_000
+
+  async function call<T> (path: string, schema: z.ZodType<T>, init: RequestInit = {}, signal?: AbortSignal, timeout = timeoutMs): Promise<T> {
+    const headers = new Headers(init.headers)
+    if (options.token !== undefined) headers.set('authorization', `Bearer ${options.token}`)
+    let res: Response
+    try {
+      res = await fetch(`${baseUrl}${path}`, { ...init, headers, signal: withDeadline(signal, timeout) })
+    } catch (err) {
+      const timedOut = deadlineError(err, `${init.method ?? 'GET'} ${path}`, timeout)
+      if (timedOut !== err) throw timedOut
+      throw new UnavailableError(`coordinator ${baseUrl} unreachable: ${(err as Error).message}`, { cause: err })
+    }
+    const text = await res.text()
+    let body: unknown
+    try {
+      body = text === '' ? undefined : JSON.parse(text)
+    } catch {
+      throw new IntegrityError(`${path}: HTTP ${res.status} with a body that is not JSON`)
+    }
+    if (!res.ok) {
+      const parsed = errorBodySchema.safeParse(body)
+      const message = parsed.success ? parsed.data.message : `HTTP ${res.status}`
+      const Err = ERRORS[res.status] ?? UnavailableError
+      throw new Err(`${init.method ?? 'GET'} ${path}: ${message}`)
+    }
+    const parsed = schema.safeParse(body)
+    if (!parsed.success) throw new IntegrityError(`${path}: answer does not match the API schema: ${parsed.error.issues[0]?.message ?? ''}`)
+    return parsed.data
+  }
+
+  const json = (body: unknown): RequestInit => ({ method: 'POST', body: JSON.stringify(body), headers: { 'content-type': 'application/json' } })
+  const passthrough = { safeParse: (v: unknown) => ({ success: true as const, data: v }) } as unknown as z.ZodType<unknown>
+
+  return {
+    baseUrl,
+    info: async signal => await call('/v1/coordinator', coordinatorInfoSchema, {}, signal),
+    models: async signal => (await call('/v1/models', modelListSchema, {}, signal)).models,
+    versions: async (model, signal) => (await call(`/v1/models/${encodeURIComponent(model)}/versions`, versionListSchema, {}, signal)).versions,
+    manifest: async (model, version, signal) => await call(`/v1/models/${encodeURIComponent(model)}/versions/${version}/manifest`, passthrough, {}, signal),
+    async keys (model, version, wrapKey, signal) {
+      const answer = await call(`/v1/models/${encodeURIComponent(model)}/versions/${version}/keys`, keyResponseSchema,
+        json({ publicKey: toBase64(wrapKey.publicKey) }), signal)
+      const keys = new Map<string, Uint8Array>()
+      for (const k of answer.keys) keys.set(k.keyId, unwrapKey(wrapKey, answer.ephemeralPublicKey, k.wrapped, k.blockCid))
+      return { keys, denied: answer.denied }
+    },
+    async ingest (model, files, signal) {
+      const form = new FormData()
+      for (const f of files) form.append('file', new Blob([f.bytes as Uint8Array<ArrayBuffer>]), f.path)
+      // Uploads of large models take longer than a metadata call.
+      return await call(`/v1/models/${encodeURIComponent(model)}/ingest`, ingestResultSchema, { method: 'POST', body: form }, signal, Math.max(timeoutMs, 600_000))
+    },
+    createToken: async (role, signal) => (await call('/v1/tokens', tokenResponseSchema, json({ role }), signal)).token
+  }
+}

@@ -1,0 +1,34 @@
+/**
+ * Byte helpers shared by every module: hex, base64 (RFC 4648 §4, padded) and UTF-8.
+ * Thin re-exports over @noble/hashes and multiformats so no module writes its own codec.
+ */
+import { base64 } from 'multiformats/bases/base64'
+export { bytesToHex as toHex, hexToBytes as fromHex, concatBytes, utf8ToBytes } from '@noble/hashes/utils.js'
+
+/** RFC 4648 base64 with padding (multiformats' `base64` drops padding; add it back for interop). */
+export function toBase64 (bytes: Uint8Array): string {
+  const s = base64.baseEncode(bytes)
+  return s + '='.repeat((4 - (s.length % 4)) % 4)
+}
+
+/** Decodes RFC 4648 base64, with or without padding; throws on any other character. */
+export function fromBase64 (text: string): Uint8Array {
+  return base64.baseDecode(text.replace(/=+$/, ''))
+}
+
+export function utf8 (bytes: Uint8Array): string {
+  return new TextDecoder('utf-8', { fatal: true }).decode(bytes)
+}
+
+/** Constant-time equality for secrets and MACs (length leaks, contents do not). */
+export function equalBytes (a: Uint8Array, b: Uint8Array): boolean {
+  if (a.length !== b.length) return false
+  let diff = 0
+  for (let i = 0; i < a.length; i++) diff |= (a[i] as number) ^ (b[i] as number)
+  return diff === 0
+}
+
+/** A Uint8Array view that WebCrypto accepts under TS's ArrayBuffer-vs-SharedArrayBuffer typing. */
+export function asBufferSource (bytes: Uint8Array): Uint8Array<ArrayBuffer> {
+  return bytes as Uint8Array<ArrayBuffer>
+}

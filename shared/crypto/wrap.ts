@@ -1,0 +1,64 @@
+/**
+ * Data-key wrapping for transport (envelope encryption): the coordinator wraps each data key a
+ * client may use to that client's X25519 public key, so keys never cross the wire in clear even
+ * without TLS. ECIES-style: ephemeral X25519 (RFC 7748) → HKDF-SHA256 (RFC 5869) → per-key
+ * XChaCha20-Poly1305 with a random 192-bit nonce, the block CID as associated data so a wrapped
+ * key cannot be moved to another block.
+ */
+import { x25519 } from '@noble/curves/ed25519.js'
+import { xchacha20poly1305 } from '@noble/ciphers/chacha.js'
+import { hkdf } from '@noble/hashes/hkdf.js'
+import { sha256 } from '@noble/hashes/sha2.js'
+import { IntegrityError, InvalidInputError } from '../errors/errors.ts'
+import { concatBytes, fromBase64, toBase64, utf8ToBytes } from './bytes.ts'
+
+const INFO = utf8ToBytes('blockfed/key-wrap/v1')
+
+export interface WrapKeyPair {
+  secretKey: Uint8Array
+  publicKey: Uint8Array
+}
+
+export interface WrappedKey {
+  keyId: string
+  /** base64(nonce(24) ‖ ciphertext ‖ tag(16)) */
+  wrapped: string
+}
+
+export function generateWrapKey (): WrapKeyPair {
+  const secretKey = x25519.utils.randomSecretKey()
+  return { secretKey, publicKey: x25519.getPublicKey(secretKey) }
+}
+
+function kek (shared: Uint8Array, ephemeralPublic: Uint8Array, recipientPublic: Uint8Array): Uint8Array {
+  return hkdf(sha256, shared, concatBytes(ephemeralPublic, recipientPublic), INFO, 32)
+}
+
+/** Wraps `keys` (keyId → {key, aad}) to `recipientPublic`; returns the ephemeral public key and the wrapped keys. */
+export function wrapKeys (recipientPublic: Uint8Array, keys: Array<{ keyId: string, key: Uint8Array, aad: string }>): { ephemeralPublicKey: string, keys: WrappedKey[] } {
+  if (recipientPublic.length !== 32) throw new InvalidInputError(`recipient X25519 public key: expected 32 bytes, got ${recipientPublic.length}`)
+  const eph = generateWrapKey()
+  const k = kek(x25519.getSharedSecret(eph.secretKey, recipientPublic), eph.publicKey, recipientPublic)
+  const out = keys.map(({ keyId, key, aad }) => {
+    const nonce = globalThis.crypto.getRandomValues(new Uint8Array(24))
+    const ct = xchacha20poly1305(k, nonce, utf8ToBytes(aad)).encrypt(key)
+    return { keyId, wrapped: toBase64(concatBytes(nonce, ct)) }
+  })
+  k.fill(0)
+  eph.secretKey.fill(0)
+  return { ephemeralPublicKey: toBase64(eph.publicKey), keys: out }
+}
+
+export function unwrapKey (recipient: WrapKeyPair, ephemeralPublicKey: string, wrapped: string, aad: string): Uint8Array {
+  const eph = fromBase64(ephemeralPublicKey)
+  const blob = fromBase64(wrapped)
+  if (eph.length !== 32 || blob.length < 24 + 16) throw new IntegrityError('wrapped key: malformed')
+  const k = kek(x25519.getSharedSecret(recipient.secretKey, eph), eph, recipient.publicKey)
+  try {
+    return xchacha20poly1305(k, blob.subarray(0, 24), utf8ToBytes(aad)).decrypt(blob.subarray(24))
+  } catch (err) {
+    throw new IntegrityError(`wrapped key for ${aad}: authentication failed`, { cause: err })
+  } finally {
+    k.fill(0)
+  }
+}

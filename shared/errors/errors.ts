@@ -1,0 +1,66 @@
+/**
+ * Typed errors: one class per failure mode, each with a stable `name` so callers and HTTP
+ * handlers can branch on it without string matching on messages.
+ */
+export class BlockfedError extends Error {
+  override readonly name: string = 'BlockfedError'
+  /** HTTP status the coordinator answers with when this error reaches a handler. */
+  readonly status: number = 500
+  constructor (message: string, options?: { cause?: unknown }) {
+    super(message, options)
+  }
+}
+
+/** Input from outside (model file, config, request, stream) that does not parse or fails a check. */
+export class InvalidInputError extends BlockfedError {
+  override readonly name = 'InvalidInputError'
+  override readonly status = 400
+}
+
+/** A model file that cannot be read as the format it claims to be. */
+export class InvalidModelError extends BlockfedError {
+  override readonly name = 'InvalidModelError'
+  override readonly status = 422
+}
+
+/** An AoE config (or another config file) that fails its schema. */
+export class InvalidConfigError extends BlockfedError {
+  override readonly name = 'InvalidConfigError'
+  override readonly status = 400
+}
+
+/** A hash, CID or signature does not match: data was corrupted or tampered with. */
+export class IntegrityError extends BlockfedError {
+  override readonly name = 'IntegrityError'
+  override readonly status = 502
+}
+
+/** Something asked for does not exist (unknown model, version or CID). */
+export class NotFoundError extends BlockfedError {
+  override readonly name = 'NotFoundError'
+  override readonly status = 404
+}
+
+/** The caller is not authenticated or its role does not grant the request. */
+export class AccessDeniedError extends BlockfedError {
+  override readonly name = 'AccessDeniedError'
+  override readonly status = 403
+}
+
+/** A body or file larger than the configured bound. */
+export class TooLargeError extends BlockfedError {
+  override readonly name = 'TooLargeError'
+  override readonly status = 413
+}
+
+/** Too few intact shards to rebuild a block, or a source that could not deliver in time. */
+export class UnavailableError extends BlockfedError {
+  override readonly name = 'UnavailableError'
+  override readonly status = 503
+}
+
+/** A wait ran past its deadline. */
+export class TimeoutError extends BlockfedError {
+  override readonly name = 'TimeoutError'
+  override readonly status = 504
+}

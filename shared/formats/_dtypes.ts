@@ -1,0 +1,73 @@
+/**
+ * Element types and their stored sizes: ONNX `TensorProto.DataType` (onnx/onnx.proto) and the
+ * dtypes a tfjs weights manifest uses (tfjs-core io/types.ts: DataType and quantization).
+ */
+
+/** ONNX data_type number → [dtype name, bits per element]. Strings (8) have no fixed size. */
+const ONNX_TYPES: Record<number, readonly [string, number]> = {
+  1: ['float32', 32],
+  2: ['uint8', 8],
+  3: ['int8', 8],
+  4: ['uint16', 16],
+  5: ['int16', 16],
+  6: ['int32', 32],
+  7: ['int64', 64],
+  9: ['bool', 8],
+  10: ['float16', 16],
+  11: ['float64', 64],
+  12: ['uint32', 32],
+  13: ['uint64', 64],
+  14: ['complex64', 64],
+  15: ['complex128', 128],
+  16: ['bfloat16', 16],
+  17: ['float8e4m3fn', 8],
+  18: ['float8e4m3fnuz', 8],
+  19: ['float8e5m2', 8],
+  20: ['float8e5m2fnuz', 8],
+  21: ['uint4', 4],
+  22: ['int4', 4],
+  23: ['float4e2m1', 4],
+  24: ['float8e8m0', 8]
+}
+
+export const ONNX_FLOAT = 1
+export const ONNX_DOUBLE = 11
+
+/** The ONNX dtype's name and size, or undefined for strings, undefined and unknown types. */
+export function onnxType (dataType: number): { dtype: string, bits: number } | undefined {
+  const t = ONNX_TYPES[dataType]
+  return t === undefined ? undefined : { dtype: t[0], bits: t[1] }
+}
+
+/** The name of an ONNX data type, `onnx-type-N` when unknown (for metadata only). */
+export function onnxTypeName (dataType: number): string {
+  return dataType === 8 ? 'string' : (ONNX_TYPES[dataType]?.[0] ?? `onnx-type-${dataType}`)
+}
+
+/** Bytes that `count` elements of `bits` bits each occupy (4-bit types pack two per byte). */
+export function storedBytes (count: number, bits: number): number {
+  return Math.ceil(count * bits / 8)
+}
+
+/** Bytes per element of a tfjs weight, by dtype (`string` has no fixed size). */
+export const TFJS_DTYPE_BYTES: Record<string, number> = { float32: 4, int32: 4, bool: 1, complex64: 8 }
+
+/** Bytes per element of a quantized tfjs weight, by quantization dtype. */
+export const TFJS_QUANTIZED_BYTES: Record<'uint8' | 'uint16' | 'float16', number> = { uint8: 1, uint16: 2, float16: 2 }
+
+/** TensorFlow `DT_*` enum names (as a graph model's signature writes them) → tfjs-style dtype. */
+export function tfDtypeName (dt: string): string {
+  const names: Record<string, string> = {
+    DT_FLOAT: 'float32', DT_DOUBLE: 'float64', DT_HALF: 'float16', DT_BFLOAT16: 'bfloat16', DT_INT32: 'int32',
+    DT_INT64: 'int64', DT_INT16: 'int16', DT_INT8: 'int8', DT_UINT8: 'uint8', DT_UINT16: 'uint16',
+    DT_BOOL: 'bool', DT_STRING: 'string', DT_COMPLEX64: 'complex64'
+  }
+  return names[dt] ?? dt
+}
+
+/** Number of elements of a shape (1 for a scalar). */
+export function elementCount (shape: readonly number[]): number {
+  let n = 1
+  for (const d of shape) n *= d
+  return n
+}

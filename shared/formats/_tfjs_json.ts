@@ -1,0 +1,101 @@
+/**
+ * The tfjs model.json (tfjs-core io/types.ts `ModelJSON`; the "tfjs model format" of
+ * https://www.tensorflow.org/js/guide/save_load): parsed by a schema before use, with the
+ * sizes of the weights it lists (a quantized weight is stored as its quantization dtype).
+ */
+import { z } from 'zod'
+import { InvalidModelError } from '../errors/errors.ts'
+import { elementCount, TFJS_DTYPE_BYTES, TFJS_QUANTIZED_BYTES } from './_dtypes.ts'
+
+const jsonObject = z.record(z.string(), z.unknown())
+
+const weightEntrySchema = z.looseObject({
+  name: z.string().min(1),
+  shape: z.array(z.int().nonnegative()),
+  dtype: z.string(),
+  quantization: z.looseObject({
+    dtype: z.enum(['uint8', 'uint16', 'float16']),
+    scale: z.number().optional(),
+    min: z.number().optional()
+  }).optional()
+})
+
+const modelJsonSchema = z.looseObject({
+  format: z.string().nullish(),
+  generatedBy: z.string().nullish(),
+  convertedBy: z.string().nullish(),
+  modelTopology: jsonObject,
+  weightsManifest: z.array(z.looseObject({
+    paths: z.array(z.string()),
+    weights: z.array(weightEntrySchema)
+  })),
+  trainingConfig: jsonObject.nullish(),
+  signature: jsonObject.nullish(),
+  userDefinedMetadata: jsonObject.nullish(),
+  modelInitializer: jsonObject.nullish(),
+  initializerSignature: jsonObject.nullish()
+})
+
+export type ModelJson = z.infer<typeof modelJsonSchema>
+export type WeightEntry = z.infer<typeof weightEntrySchema>
+
+/** The text of a JSON file, kept exactly (a BOM stays in the string, so it is written back). */
+export function decodeJsonText (bytes: Uint8Array, file: string): string {
+  try {
+    return new TextDecoder('utf-8', { fatal: true, ignoreBOM: true }).decode(bytes)
+  } catch (cause) {
+    throw new InvalidModelError(`${file} is not UTF-8 text`, { cause })
+  }
+}
+
+/** JSON.parse that names the file and ignores a leading BOM. */
+export function parseJsonText (text: string, file: string): unknown {
+  try {
+    return JSON.parse(text.startsWith('\uFEFF') ? text.slice(1) : text)
+  } catch (cause) {
+    throw new InvalidModelError(`${file} is not JSON: ${(cause as Error).message}`, { cause })
+  }
+}
+
+/** Checks a parsed model.json against the schema; the error lists each problem with its path. */
+export function modelJsonOf (value: unknown, file: string): ModelJson {
+  if (typeof value === 'object' && value !== null && !Array.isArray(value)) {
+    const missing = ['modelTopology', 'weightsManifest'].filter(k => !(k in value))
+    if (missing.length > 0) {
+      throw new InvalidModelError(`${file} is not a tfjs model.json: it has no ${missing.join(' and no ')}`)
+    }
+  }
+  const parsed = modelJsonSchema.safeParse(value)
+  if (!parsed.success) {
+    const problems = parsed.error.issues.slice(0, 5)
+      .map(i => `${i.path.length === 0 ? '(top level)' : i.path.join('.')}: ${i.message}`)
+    throw new InvalidModelError(`${file} is not a valid tfjs model.json: ${problems.join('; ')}`)
+  }
+  return parsed.data
+}
+
+export type TfjsKind = 'tfjs-layers' | 'tfjs-graph'
+
+/** layers or graph, from `format`, else from the topology's shape. */
+export function tfjsKind (json: ModelJson, file: string): TfjsKind {
+  if (json.format === 'layers-model') return 'tfjs-layers'
+  if (json.format === 'graph-model') return 'tfjs-graph'
+  if (json.format != null) {
+    throw new InvalidModelError(`${file} has format "${json.format}"; expected "layers-model" or "graph-model"`)
+  }
+  const t = json.modelTopology
+  if (Array.isArray(t.node)) return 'tfjs-graph'
+  if (('class_name' in t && 'config' in t) || 'model_config' in t) return 'tfjs-layers'
+  throw new InvalidModelError(`${file} has no format and its modelTopology is neither a Keras model (class_name/config) nor a graph (node)`)
+}
+
+/** Bytes a weight occupies in the weight files; InvalidModelError for dtypes without a fixed size. */
+export function weightByteLength (w: WeightEntry, file: string): number {
+  const per = w.quantization !== undefined ? TFJS_QUANTIZED_BYTES[w.quantization.dtype] : TFJS_DTYPE_BYTES[w.dtype]
+  if (per === undefined) {
+    throw new InvalidModelError(w.dtype === 'string'
+      ? `${file}: weight "${w.name}" has dtype string, which is not supported (string weights have no fixed byte size)`
+      : `${file}: weight "${w.name}" has unknown dtype "${w.dtype}"`)
+  }
+  return elementCount(w.shape) * per
+}

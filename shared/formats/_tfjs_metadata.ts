@@ -1,0 +1,177 @@
+/**
+ * Metadata a tfjs model.json shows beyond its weights: Keras layers (layers models: the
+ * `modelTopology` written by tfjs-layers `Model.toJSON`, or Keras's `model_config`), graph
+ * nodes (graph models: a TensorFlow GraphDef as JSON), and inputs/outputs from the Keras
+ * config, the graph `signature`, or Placeholder nodes. Read defensively: only the schema'd
+ * parts of model.json are guaranteed, so anything else may be missing or odd.
+ */
+import type { LayerSummary, ModelMetadata, TensorInfo } from '../model/types.ts'
+import { elementCount, tfDtypeName } from './_dtypes.ts'
+import type { ModelJson, TfjsKind } from './_tfjs_json.ts'
+import { layersOfTensors } from './metadata.ts'
+
+type Io = ModelMetadata['inputs']
+
+/** The layer of a weight named `scope/…/weight`: everything before the last `/`. */
+export function weightLayer (name: string): string {
+  const slash = name.lastIndexOf('/')
+  return slash > 0 ? name.slice(0, slash) : name
+}
+
+export function tfjsLayers (kind: TfjsKind, json: ModelJson, tensors: readonly TensorInfo[]): LayerSummary[] {
+  if (kind === 'tfjs-graph') {
+    const consumers = firstConsumerOps(json)
+    const firstTensor = new Map<string, string>()
+    for (const t of tensors) if (!firstTensor.has(t.layer)) firstTensor.set(t.layer, t.name)
+    return layersOfTensors(tensors, layer => consumers.get(firstTensor.get(layer) ?? ''))
+  }
+  const params = new Map<string, number>()
+  for (const t of tensors) params.set(t.layer, (params.get(t.layer) ?? 0) + elementCount(t.shape))
+  const layers: LayerSummary[] = []
+  const claimed = new Set<string>()
+  for (const l of kerasLayers(json)) {
+    let parameters = 0
+    for (const [layer, n] of params) {
+      if (layer === l.name || layer.endsWith(`/${l.name}`)) {
+        parameters += n
+        claimed.add(layer)
+      }
+    }
+    layers.push({ name: l.name, ...(l.className === undefined ? {} : { kind: l.className }), parameters })
+  }
+  // Weights no config layer claims (an unusual naming) still show up, under their own scope.
+  const rest = tensors.filter(t => !claimed.has(t.layer))
+  return [...layers, ...layersOfTensors(rest, () => undefined)]
+}
+
+export function tfjsInputsOutputs (kind: TfjsKind, json: ModelJson): { inputs: Io, outputs: Io } {
+  return kind === 'tfjs-graph' ? graphIo(json) : kerasIo(json)
+}
+
+export function tfjsTrainingConfig (json: ModelJson): unknown {
+  return json.trainingConfig ?? json.modelTopology.training_config ?? undefined
+}
+
+interface KerasLayer { name: string, className?: string, config: Record<string, unknown> }
+
+function kerasModel (json: ModelJson): Record<string, unknown> | undefined {
+  return obj(json.modelTopology.model_config) ?? json.modelTopology
+}
+
+/** Leaf layers in config order; layers of nested models are listed in place of the model. */
+function kerasLayers (json: ModelJson): KerasLayer[] {
+  const out: KerasLayer[] = []
+  const visit = (model: Record<string, unknown> | undefined, depth: number): void => {
+    const config = model?.config
+    const list = Array.isArray(config) ? config : arr(obj(config)?.layers) ?? []
+    for (const item of list) {
+      const layer = obj(item)
+      const layerConfig = obj(layer?.config) ?? {}
+      const nested = arr(layerConfig.layers)
+      if (nested !== undefined && depth < 8) {
+        visit(layer, depth + 1)
+        continue
+      }
+      const name = str(layerConfig.name) ?? str(layer?.name)
+      if (name === undefined) continue
+      const className = str(layer?.class_name)
+      out.push({ name, ...(className === undefined ? {} : { className }), config: layerConfig })
+    }
+  }
+  visit(kerasModel(json), 0)
+  return out
+}
+
+function kerasIo (json: ModelJson): { inputs: Io, outputs: Io } {
+  const model = kerasModel(json)
+  const config = obj(model?.config)
+  const layers = kerasLayers(json)
+  const describe = (name: string): Io[number] => {
+    const c = layers.find(l => l.name === name)?.config
+    const shape = arr(c?.batch_input_shape) ?? arr(c?.batch_shape)
+    const dtype = str(c?.dtype)
+    return {
+      name,
+      ...(dtype === undefined ? {} : { dtype }),
+      ...(shape === undefined ? {} : { shape: shape.map(d => typeof d === 'number' ? d : -1) })
+    }
+  }
+  const named = (list: unknown): string[] | undefined =>
+    arr(list)?.map(entry => str(arr(entry)?.[0])).filter((n): n is string => n !== undefined)
+  const inputs = named(config?.input_layers)
+  const outputs = named(config?.output_layers)
+  if (inputs !== undefined && outputs !== undefined) {
+    return { inputs: inputs.map(describe), outputs: outputs.map(name => ({ name })) }
+  }
+  // Sequential: the first layer carries the input shape; the last layer is the output.
+  const first = layers[0]
+  const last = layers[layers.length - 1]
+  return {
+    inputs: first === undefined ? [] : [describe(first.name)],
+    outputs: last === undefined ? [] : [{ name: last.name }]
+  }
+}
+
+function graphIo (json: ModelJson): { inputs: Io, outputs: Io } {
+  const signature = json.signature
+  if (signature != null && obj(signature.inputs) !== undefined) {
+    const entries = (side: unknown): Io => Object.entries(obj(side) ?? {}).map(([key, value]) => {
+      const v = obj(value)
+      const dims = arr(obj(v?.tensorShape)?.dim)
+      const dtype = str(v?.dtype)
+      return {
+        name: str(v?.name) ?? key,
+        ...(dtype === undefined ? {} : { dtype: tfDtypeName(dtype) }),
+        ...(dims === undefined ? {} : { shape: dims.map(d => Number(obj(d)?.size ?? -1)) })
+      }
+    })
+    return { inputs: entries(signature.inputs), outputs: entries(signature.outputs) }
+  }
+  const nodes = graphNodes(json)
+  const consumed = new Set(nodes.flatMap(n => n.inputs))
+  const inputs: Io = nodes.filter(n => n.op === 'Placeholder').map(n => {
+    const dtype = str(obj(obj(n.attr)?.dtype)?.type)
+    const dims = arr(obj(obj(obj(n.attr)?.shape)?.shape)?.dim)
+    return {
+      name: n.name,
+      ...(dtype === undefined ? {} : { dtype: tfDtypeName(dtype) }),
+      ...(dims === undefined ? {} : { shape: dims.map(d => Number(obj(d)?.size ?? -1)) })
+    }
+  })
+  const outputs: Io = nodes
+    .filter(n => !consumed.has(n.name) && n.op !== 'Const' && n.op !== 'NoOp' && n.op !== 'Placeholder')
+    .map(n => ({ name: n.name }))
+  return { inputs, outputs }
+}
+
+interface GraphNode { name: string, op: string, inputs: string[], attr: unknown }
+
+function graphNodes (json: ModelJson): GraphNode[] {
+  return (arr(json.modelTopology.node) ?? []).flatMap(item => {
+    const n = obj(item)
+    const name = str(n?.name)
+    if (n === undefined || name === undefined) return []
+    // "^name" is a control input and "name:1" the second output of node "name".
+    const inputs = (arr(n.input) ?? []).map(i => String(i).replace(/^\^/, '').replace(/:\d+$/, ''))
+    return [{ name, op: str(n.op) ?? '', inputs, attr: n.attr }]
+  })
+}
+
+/** Weight (Const node) name → op of the first node that takes it as an input. */
+function firstConsumerOps (json: ModelJson): Map<string, string> {
+  const ops = new Map<string, string>()
+  for (const n of graphNodes(json)) for (const i of n.inputs) if (!ops.has(i)) ops.set(i, n.op)
+  return ops
+}
+
+function obj (v: unknown): Record<string, unknown> | undefined {
+  return typeof v === 'object' && v !== null && !Array.isArray(v) ? v as Record<string, unknown> : undefined
+}
+
+function arr (v: unknown): unknown[] | undefined {
+  return Array.isArray(v) ? v : undefined
+}
+
+function str (v: unknown): string | undefined {
+  return typeof v === 'string' ? v : undefined
+}

@@ -1,0 +1,67 @@
+/**
+ * ModelFile[] ⇄ NormalisedModel, whatever the format: one `.onnx` (plus external-data files)
+ * is ONNX; otherwise the `.json` that has `modelTopology` and `weightsManifest` is a tfjs
+ * model.json, read with the weight files it names.
+ */
+import { InvalidModelError } from '../errors/errors.ts'
+import type { ModelFile, NormalisedModel } from '../model/types.ts'
+import { readOnnx } from './onnx.ts'
+import { writeOnnx } from './onnx_splice.ts'
+import { basename } from './_paths.ts'
+import { decodeJsonText, modelJsonOf, parseJsonText } from './_tfjs_json.ts'
+import { readTfjs, writeTfjs } from './tfjs.ts'
+
+/**
+ * Reads a model from its files (paths relative to the model's folder).
+ *
+ * @example
+ *   const model = await readModel([{ path: 'model.onnx', bytes }])
+ *   model.tensors[0] // { name, dtype, shape, byteLength, layer }
+ */
+export async function readModel (files: ModelFile[]): Promise<NormalisedModel> {
+  if (files.length === 0) throw new InvalidModelError('no model files were given')
+  const onnx = files.filter(f => f.path.toLowerCase().endsWith('.onnx'))
+  if (onnx.length > 1) throw new InvalidModelError(`several .onnx files were given (${onnx.map(f => f.path).join(', ')}); give one model at a time`)
+  if (onnx[0] !== undefined) return readOnnx(onnx[0], files)
+
+  const jsons = files.filter(f => f.path.toLowerCase().endsWith('.json'))
+  if (jsons.length === 0) {
+    throw new InvalidModelError(`no .onnx file and no model.json among ${files.map(f => f.path).join(', ')}`)
+  }
+  // A lone .json, or one named model.json, must be the model: its own problem is the error.
+  const only = jsons.length === 1 ? jsons[0] : jsons.find(f => basename(f.path) === 'model.json')
+  const candidates: Array<{ file: ModelFile, text: string }> = []
+  for (const file of jsons) {
+    try {
+      const text = decodeJsonText(file.bytes, file.path)
+      const value = parseJsonText(text, basename(file.path))
+      if (file === only || (isObject(value) && 'modelTopology' in value && 'weightsManifest' in value)) {
+        modelJsonOf(value, basename(file.path))
+        candidates.push({ file, text })
+      }
+    } catch (e) {
+      if (file === only) throw e
+    }
+  }
+  const model = candidates.length === 1 ? candidates[0] : undefined
+  if (model === undefined) {
+    throw new InvalidModelError(candidates.length === 0
+      ? `none of ${jsons.map(f => f.path).join(', ')} is a tfjs model.json (one with modelTopology and weightsManifest)`
+      : `several tfjs model.json files were given (${candidates.map(c => c.file.path).join(', ')}); give one model at a time`)
+  }
+  return readTfjs(model.file, files, model.text)
+}
+
+/**
+ * The model's original files: tfjs → model.json and its weight files; ONNX → the .onnx and
+ * its external-data files.
+ */
+export function writeModel (model: Pick<NormalisedModel, 'topology' | 'tensors' | 'weights'>): ModelFile[] {
+  return model.topology.kind === 'tfjs'
+    ? writeTfjs(model.topology, model.weights)
+    : writeOnnx(model.topology, model.weights, model.tensors)
+}
+
+function isObject (v: unknown): v is Record<string, unknown> {
+  return typeof v === 'object' && v !== null && !Array.isArray(v)
+}

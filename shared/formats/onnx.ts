@@ -1,0 +1,176 @@
+/**
+ * ONNX models (onnx/onnx.proto, IR version 3 and later) → NormalisedModel. Tensors are every
+ * initializer and every Constant node's `value`, in the main graph and in subgraphs, whose data
+ * is one little-endian run of bytes: `raw_data`, packed `float_data`/`double_data`, or external
+ * data (https://onnx.ai/onnx/repo-docs/ExternalData.html). Everything else (int64_data varints,
+ * strings, other attributes, sparse initializers) stays in the "skeleton": the file with those
+ * runs cut out. Cutting never changes a length prefix, so splicing the runs back in (see
+ * onnx_splice.ts) gives the original file byte for byte.
+ */
+import { base64pad } from 'multiformats/bases/base64'
+import { InvalidModelError } from '../errors/errors.ts'
+import type { ModelFile, NormalisedModel, OnnxTopology, TensorInfo } from '../model/types.ts'
+import { elementCount, ONNX_DOUBLE, ONNX_FLOAT, onnxType, onnxTypeName, storedBytes } from './_dtypes.ts'
+import { walkOnnx, type OnnxTensorRef, type OnnxValueInfo, type OnnxWalk } from './_onnx_proto.ts'
+import { WireError } from './_protobuf.ts'
+import { basename, findBeside, relativePath } from './_paths.ts'
+import { layersOfTensors, tensorTotals } from './metadata.ts'
+
+/** A tensor chosen for extraction and where its bytes come from. */
+interface Extracted {
+  ref: OnnxTensorRef
+  info: TensorInfo
+  /** Bytes cut out of the .onnx, or read from an external file. */
+  from: { kind: 'cut', start: number, end: number } | { kind: 'external', file: ModelFile, location: string, offset: number }
+}
+
+/**
+ * Reads `file` (an .onnx) with `files` holding any external-data files it names, relative to
+ * its folder. Throws InvalidModelError saying what is wrong for anything that is not a readable
+ * ONNX model.
+ */
+export function readOnnx (file: ModelFile, files: readonly ModelFile[]): NormalisedModel {
+  const name = basename(file.path)
+  const walk = walked(file.bytes, name)
+  const extracted = extract(walk, file, files, name)
+  const tensors = extracted.map(e => e.info)
+  uniqueNames(tensors)
+
+  const consumers = new Map<string, string>()
+  const opOf = new Map<string, string>()
+  for (const node of walk.nodes) {
+    opOf.set(node.label, node.opType)
+    for (const input of node.inputs) if (input !== '' && !consumers.has(input)) consumers.set(input, node.label)
+  }
+  for (const e of extracted) {
+    const produced = e.ref.source.kind === 'constant' ? e.ref.source.output : e.ref.name
+    e.info.layer = consumers.get(produced) ?? e.info.name
+  }
+
+  const { skeleton, holes } = cutOut(file.bytes, extracted)
+  const external: OnnxTopology['external'] = []
+  const weights = new Uint8Array(tensors.reduce((n, t) => n + t.byteLength, 0))
+  let offset = 0
+  for (const [i, e] of extracted.entries()) {
+    const bytes = e.from.kind === 'cut'
+      ? file.bytes.subarray(e.from.start, e.from.end)
+      : e.from.file.bytes.subarray(e.from.offset, e.from.offset + e.info.byteLength)
+    if (e.from.kind === 'external') external.push({ tensor: i, location: e.from.location, offset: e.from.offset })
+    weights.set(bytes, offset)
+    offset += bytes.length
+  }
+
+  const producer = [walk.producerName, walk.producerVersion].filter(s => s !== '').join(' ')
+  const graphIo = (list: OnnxValueInfo[]): NormalisedModel['metadata']['inputs'] => list
+    .filter(v => !walk.initializerNames.has(v.name))
+    .map(v => ({
+      name: v.name,
+      ...(v.elemType === undefined ? {} : { dtype: onnxTypeName(v.elemType) }),
+      ...(v.shape === undefined ? {} : { shape: v.shape })
+    }))
+  return {
+    format: 'onnx',
+    topology: { kind: 'onnx', fileName: name, skeleton: base64pad.baseEncode(skeleton), holes, external },
+    tensors,
+    weights,
+    metadata: {
+      format: 'onnx',
+      ...tensorTotals(tensors),
+      layers: layersOfTensors(tensors, layer => opOf.get(layer)),
+      inputs: graphIo(walk.inputs),
+      outputs: graphIo(walk.outputs),
+      ...(producer === '' ? {} : { producer }),
+      opsets: walk.opsets
+    }
+  }
+}
+
+function walked (bytes: Uint8Array, name: string): OnnxWalk {
+  try {
+    return walkOnnx(bytes)
+  } catch (cause) {
+    if (cause instanceof WireError && cause.truncated && cause.at === bytes.length) {
+      throw new InvalidModelError(`${name}: truncated at byte ${bytes.length}: ${cause.message}`, { cause })
+    }
+    throw new InvalidModelError(`${name}: not an ONNX model: ${(cause as Error).message}`, { cause })
+  }
+}
+
+/** The tensors whose bytes become weights, in file order, checked against their dims. */
+function extract (walk: OnnxWalk, file: ModelFile, files: readonly ModelFile[], name: string): Extracted[] {
+  const out: Extracted[] = []
+  const refs = [...walk.tensors].sort((a, b) => a.at - b.at)
+  for (const ref of refs) {
+    const data = ref.data
+    if (data === undefined || ref.source.kind === 'attribute') continue
+    const type = onnxType(ref.dataType)
+    const label = ref.name !== '' ? ref.name : ref.source.kind === 'constant' ? ref.source.output : `at byte ${ref.at}`
+    const what = (): string => `${name}: tensor "${label}" (${onnxTypeName(ref.dataType)} [${ref.dims.join(', ')}])`
+    if (ref.dims.some(d => !Number.isSafeInteger(d) || d < 0)) throw new InvalidModelError(`${what()} has an invalid dimension`)
+    const count = elementCount(ref.dims)
+    let from: Extracted['from']
+    let byteLength: number
+    if (data.kind === 'external') {
+      if (type === undefined) throw new InvalidModelError(`${what()}: external data of an unsupported data_type ${ref.dataType}`)
+      byteLength = storedBytes(count, type.bits)
+      const location = relativePath(data.location, `${what()}: external data location`)
+      if (!Number.isSafeInteger(data.offset) || data.offset < 0) throw new InvalidModelError(`${what()}: bad external data offset`)
+      if (data.length !== undefined && data.length !== byteLength) {
+        throw new InvalidModelError(`${what()}: external data length is ${data.length} bytes; its dims need ${byteLength}`)
+      }
+      const source = findBeside(files, file.path, location)
+      if (source === undefined) throw new InvalidModelError(`${what()} is stored in external data file ${location} which was not provided`)
+      if (data.offset + byteLength > source.bytes.length) {
+        throw new InvalidModelError(`${what()} needs bytes ${data.offset}..${data.offset + byteLength} of ${location}, which is ${source.bytes.length} bytes`)
+      }
+      from = { kind: 'external', file: source, location, offset: data.offset }
+    } else {
+      // float_data / double_data hold exactly float32 / float64 values; other element types that
+      // use them (complex) are left in the skeleton, as are raw_data of unknown types.
+      if (type === undefined ||
+          (data.kind === 'float' && ref.dataType !== ONNX_FLOAT) ||
+          (data.kind === 'double' && ref.dataType !== ONNX_DOUBLE)) continue
+      byteLength = storedBytes(count, type.bits)
+      const actual = data.end - data.start
+      if (actual !== byteLength) {
+        const field = { raw: 'raw_data', float: 'float_data', double: 'double_data' }[data.kind]
+        throw new InvalidModelError(`${what()} has ${actual} bytes of ${field}; its dims need ${byteLength}`)
+      }
+      from = { kind: 'cut', start: data.start, end: data.end }
+    }
+    out.push({
+      ref,
+      info: { name: label, dtype: type.dtype, shape: ref.dims, byteLength, layer: '' },
+      from
+    })
+  }
+  return out
+}
+
+/** The file without the cut tensors' bytes, and where each cut was in it. */
+function cutOut (bytes: Uint8Array, extracted: readonly Extracted[]): { skeleton: Uint8Array, holes: OnnxTopology['holes'] } {
+  const cuts = extracted.flatMap((e, tensor) => e.from.kind === 'cut' ? [{ tensor, start: e.from.start, end: e.from.end }] : [])
+  const skeleton = new Uint8Array(bytes.length - cuts.reduce((n, c) => n + c.end - c.start, 0))
+  const holes: OnnxTopology['holes'] = []
+  let src = 0
+  let dst = 0
+  for (const c of cuts) {
+    skeleton.set(bytes.subarray(src, c.start), dst)
+    dst += c.start - src
+    holes.push({ offset: dst, tensor: c.tensor })
+    src = c.end
+  }
+  skeleton.set(bytes.subarray(src), dst)
+  return { skeleton, holes }
+}
+
+/** Names stay as the file has them; a repeated name (a subgraph reusing one) gets `#2`, `#3`…. */
+function uniqueNames (tensors: TensorInfo[]): void {
+  const used = new Set<string>()
+  for (const t of tensors) {
+    let name = t.name
+    for (let k = 2; used.has(name); k++) name = `${t.name}#${k}`
+    used.add(name)
+    t.name = name
+  }
+}

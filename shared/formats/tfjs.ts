@@ -1,0 +1,149 @@
+/**
+ * tfjs layers and graph models (the model.json + binary weight files format of tfjs-core
+ * io/types.ts `ModelJSON`) ⇄ NormalisedModel, and tfjs `ModelArtifacts` for loading a
+ * normalised model straight into tfjs. The weight buffer is the weight files concatenated in
+ * manifest order (groups in order, each group's paths in order), which is exactly tfjs's
+ * layout: weight specs in order, each occupying its (possibly quantized) byte length.
+ */
+import type { io } from '@tensorflow/tfjs-core'
+import { InvalidInputError, InvalidModelError } from '../errors/errors.ts'
+import type { ModelFile, NormalisedModel, TensorInfo, TfjsTopology } from '../model/types.ts'
+import { basename, findBeside, relativePath } from './_paths.ts'
+import {
+  decodeJsonText, modelJsonOf, parseJsonText, tfjsKind, weightByteLength, type ModelJson
+} from './_tfjs_json.ts'
+import { tfjsInputsOutputs, tfjsLayers, tfjsTrainingConfig, weightLayer } from './_tfjs_metadata.ts'
+import { tensorTotals } from './metadata.ts'
+
+/** The name writeModel gives the model.json. */
+export const TFJS_MODEL_JSON = 'model.json'
+
+/**
+ * Reads a tfjs model: `jsonFile` is its model.json, `files` every file given (the weight files
+ * are looked up beside the model.json). `text` is the model.json's text when already decoded.
+ */
+export function readTfjs (jsonFile: ModelFile, files: readonly ModelFile[], text = decodeJsonText(jsonFile.bytes, jsonFile.path)): NormalisedModel {
+  const name = basename(jsonFile.path)
+  const json = modelJsonOf(parseJsonText(text, name), name)
+  const format = tfjsKind(json, name)
+
+  const weightFiles: TfjsTopology['weightFiles'] = []
+  const chunks: Uint8Array[] = []
+  const tensors: TensorInfo[] = []
+  for (const [g, group] of json.weightsManifest.entries()) {
+    let need = 0
+    for (const w of group.weights) {
+      const byteLength = weightByteLength(w, name)
+      need += byteLength
+      tensors.push({
+        name: w.name,
+        dtype: w.dtype,
+        shape: w.shape,
+        byteLength,
+        layer: weightLayer(w.name),
+        ...(w.quantization === undefined ? {} : { quantization: quantizationOf(w.quantization) })
+      })
+    }
+    let have = 0
+    const sizes: string[] = []
+    for (const p of group.paths) {
+      const path = relativePath(p, `${name} weight file`)
+      const file = findBeside(files, jsonFile.path, path)
+      if (file === undefined) throw new InvalidModelError(`${name} names weight file ${p} which was not provided`)
+      weightFiles.push({ path, byteLength: file.bytes.length })
+      chunks.push(file.bytes)
+      have += file.bytes.length
+      sizes.push(`${p} is ${file.bytes.length} bytes`)
+    }
+    if (have !== need) {
+      const where = json.weightsManifest.length > 1 ? ` (weightsManifest group ${g})` : ''
+      throw new InvalidModelError(`${name}${where}: the weights need ${need} bytes but ${sizes.join(', ') || 'no file is named'}` +
+        (have < need ? `: ${need - have} bytes short — a truncated or wrong weight file` : `: ${have - need} bytes too many`))
+    }
+  }
+
+  const weights = concat(chunks)
+  const { inputs, outputs } = tfjsInputsOutputs(format, json)
+  const trainingConfig = tfjsTrainingConfig(json)
+  return {
+    format,
+    topology: { kind: 'tfjs', modelJson: text, weightFiles },
+    tensors,
+    weights,
+    metadata: {
+      format,
+      ...tensorTotals(tensors),
+      layers: tfjsLayers(format, json, tensors),
+      inputs,
+      outputs,
+      ...(trainingConfig === undefined ? {} : { trainingConfig }),
+      ...(json.generatedBy == null ? {} : { generatedBy: json.generatedBy }),
+      ...(json.convertedBy == null ? {} : { convertedBy: json.convertedBy })
+    }
+  }
+}
+
+/** model.json (the stored text) and each weight file, cut from `weights` by the recorded sizes. */
+export function writeTfjs (topology: TfjsTopology, weights: Uint8Array): ModelFile[] {
+  checkWeightsLength(topology, weights)
+  const files: ModelFile[] = [{ path: TFJS_MODEL_JSON, bytes: new TextEncoder().encode(topology.modelJson) }]
+  let offset = 0
+  for (const f of topology.weightFiles) {
+    files.push({ path: f.path, bytes: weights.slice(offset, offset + f.byteLength) })
+    offset += f.byteLength
+  }
+  return files
+}
+
+/**
+ * tfjs `ModelArtifacts` for a normalised tfjs model, for
+ * `tf.loadLayersModel(tf.io.fromMemory(artifacts))` or
+ * `loadGraphModel({ load: async () => artifacts })`.
+ *
+ * @example
+ *   const model = await tf.loadLayersModel(tf.io.fromMemory(tfjsArtifacts(topology, weights)))
+ */
+export function tfjsArtifacts (topology: TfjsTopology, weights: Uint8Array): io.ModelArtifacts {
+  checkWeightsLength(topology, weights)
+  const json: ModelJson = modelJsonOf(parseJsonText(topology.modelJson, TFJS_MODEL_JSON), TFJS_MODEL_JSON)
+  const artifacts: io.ModelArtifacts = {
+    modelTopology: json.modelTopology,
+    weightSpecs: json.weightsManifest.flatMap(g => g.weights) as io.WeightsManifestEntry[],
+    // A copy of exactly the weight bytes: tfjs keeps the buffer, and `weights` may be a view.
+    weightData: weights.slice().buffer
+  }
+  if (json.format != null) artifacts.format = json.format
+  if (json.generatedBy != null) artifacts.generatedBy = json.generatedBy
+  if (json.convertedBy != null) artifacts.convertedBy = json.convertedBy
+  if (json.trainingConfig != null) artifacts.trainingConfig = json.trainingConfig as unknown as io.TrainingConfig
+  if (json.signature != null) artifacts.signature = json.signature
+  if (json.userDefinedMetadata != null) artifacts.userDefinedMetadata = json.userDefinedMetadata as Record<string, {}>
+  if (json.modelInitializer != null) artifacts.modelInitializer = json.modelInitializer
+  if (json.initializerSignature != null) artifacts.initializerSignature = json.initializerSignature
+  return artifacts
+}
+
+function checkWeightsLength (topology: TfjsTopology, weights: Uint8Array): void {
+  const total = topology.weightFiles.reduce((n, f) => n + f.byteLength, 0)
+  if (weights.length !== total) {
+    throw new InvalidInputError(`weights: ${weights.length} bytes, but the topology's weight files total ${total}`)
+  }
+}
+
+function quantizationOf (q: { dtype: 'uint8' | 'uint16' | 'float16', scale?: number | undefined, min?: number | undefined }): NonNullable<TensorInfo['quantization']> {
+  return {
+    dtype: q.dtype,
+    ...(q.scale === undefined ? {} : { scale: q.scale }),
+    ...(q.min === undefined ? {} : { min: q.min })
+  }
+}
+
+function concat (chunks: readonly Uint8Array[]): Uint8Array {
+  const out = new Uint8Array(chunks.reduce((n, c) => n + c.length, 0))
+  let offset = 0
+  for (const c of chunks) {
+    out.set(c, offset)
+    offset += c.length
+  }
+  return out
+}

@@ -1,0 +1,147 @@
+/**
+ * The load pipeline (DESIGN.md, pipeline 3) for one manifest:
+ *   cache? → else the k data shards in parallel from the source → any shard that fails its CID
+ *   or does not arrive is replaced by a parity shard → rebuild (Reed-Solomon, any k of k+m) →
+ *   verify block CID → decrypt (AES-256-GCM) → verify plaintext sha-256 → cache → place.
+ * Blocks are handled in manifest (layer) order with bounded concurrency. A block that fails any
+ * check is never cached or used; the load fails with the first such error, naming the block.
+ */
+import pLimit from 'p-limit'
+import type { ErasureCoder } from '../blocks/erasure.ts'
+import type { CacheTier } from '../cache/types.ts'
+import type { Manifest, ManifestBlock } from '../manifest/schema.ts'
+import { weightAssembler } from '../blocks/assemble.ts'
+import { verifyCid } from '../crypto/cid.ts'
+import { sha256Hex } from '../crypto/hash.ts'
+import { open } from '../crypto/seal.ts'
+import { BlockfedError, IntegrityError, UnavailableError } from '../errors/errors.ts'
+import type { BlockSource } from './source.ts'
+
+export interface ShardFault {
+  block: number
+  shard: number
+  cid: string
+  reason: string
+}
+
+export interface LoadReport {
+  blocks: number
+  fromCache: number
+  fetchedBlocks: number
+  shardsFetched: number
+  bytesFetched: number
+  /** Shards that were missing or failed their CID; tolerated while k of k+m remained. */
+  faults: ShardFault[]
+  ms: number
+}
+
+export interface LoadOptions {
+  source: BlockSource
+  coder: ErasureCoder
+  /** keyId → 32-byte data key, for every block the caller may load. */
+  keys: Map<string, Uint8Array>
+  cache?: CacheTier
+  /** Blocks in flight at once. */
+  concurrency?: number
+  signal?: AbortSignal
+  onBlock?: (done: number, total: number, block: ManifestBlock) => void
+}
+
+export interface LoadResult {
+  weights: Uint8Array
+  report: LoadReport
+}
+
+async function fetchShard (source: BlockSource, cid: string, signal: AbortSignal): Promise<Uint8Array> {
+  const bytes = await source.get(cid, { signal })
+  await verifyCid(cid, bytes, 'shard')
+  return bytes
+}
+
+/** Fetches the data shards first, then one parity shard per failure, until k are intact. */
+async function fetchSealed (block: ManifestBlock, options: LoadOptions, report: LoadReport, signal: AbortSignal): Promise<Uint8Array> {
+  const { k } = options.coder.params
+  const cids = block.shards.cids
+  const shards: Array<Uint8Array | undefined> = new Array(cids.length).fill(undefined)
+  let next = 0
+  const fault = (index: number, err: unknown): void => {
+    report.faults.push({ block: block.index, shard: index, cid: cids[index] as string, reason: err instanceof Error ? `${err.name}: ${err.message}` : String(err) })
+  }
+  // Each worker keeps trying the next untried shard until it holds one intact shard.
+  const worker = async (): Promise<void> => {
+    while (next < cids.length) {
+      const index = next++
+      try {
+        const bytes = await fetchShard(options.source, cids[index] as string, signal)
+        shards[index] = bytes
+        report.shardsFetched++
+        report.bytesFetched += bytes.length
+        return
+      } catch (err) {
+        if (signal.aborted) throw err
+        fault(index, err)
+      }
+    }
+  }
+  await Promise.all(Array.from({ length: k }, worker))
+  const present = shards.filter(s => s !== undefined).length
+  if (present < k) {
+    throw new UnavailableError(`block ${block.index} (${block.cid}): only ${present} of ${cids.length} shards intact, need ${k}`)
+  }
+  const sealed = await options.coder.decode(shards, block.sealedLength)
+  await verifyCid(block.cid, sealed, `block ${block.index}`)
+  return sealed
+}
+
+async function openBlock (block: ManifestBlock, sealed: Uint8Array, keys: Map<string, Uint8Array>): Promise<Uint8Array> {
+  const key = keys.get(block.keyId)
+  if (key === undefined) throw new BlockfedError(`block ${block.index}: no data key ${block.keyId} granted to this client`)
+  const plaintext = await open(sealed, key, `block ${block.index} (${block.cid})`)
+  if (await sha256Hex(plaintext) !== block.plaintextSha256) {
+    throw new IntegrityError(`block ${block.index} (${block.cid}): plaintext does not match its recorded sha-256`)
+  }
+  return plaintext
+}
+
+export async function loadModelWeights (manifest: Manifest, options: LoadOptions): Promise<LoadResult> {
+  const started = performance.now()
+  const report: LoadReport = { blocks: manifest.blocks.length, fromCache: 0, fetchedBlocks: 0, shardsFetched: 0, bytesFetched: 0, faults: [], ms: 0 }
+  const assembler = weightAssembler(manifest)
+  const controller = new AbortController()
+  const signal = options.signal === undefined ? controller.signal : AbortSignal.any([options.signal, controller.signal])
+  const limit = pLimit(options.concurrency ?? 8)
+  let done = 0
+
+  const loadOne = async (block: ManifestBlock): Promise<void> => {
+    const cached = await options.cache?.get(block.cid)
+    if (cached !== undefined) {
+      // The cache is local disk: still verify, and on a mismatch drop the entry and refetch.
+      try {
+        await verifyCid(block.cid, cached, `cached block ${block.index}`)
+        assembler.place(block.index, await openBlock(block, cached, options.keys))
+        report.fromCache++
+        options.onBlock?.(++done, manifest.blocks.length, block)
+        return
+      } catch (err) {
+        if (!(err instanceof IntegrityError)) throw err
+        await options.cache?.delete(block.cid)
+      }
+    }
+    const sealed = await fetchSealed(block, options, report, signal)
+    const plaintext = await openBlock(block, sealed, options.keys)
+    await options.cache?.put(block.cid, sealed)
+    assembler.place(block.index, plaintext)
+    report.fetchedBlocks++
+    options.onBlock?.(++done, manifest.blocks.length, block)
+  }
+
+  try {
+    await Promise.all(manifest.blocks.map(async block => await limit(async () => await loadOne(block))))
+  } catch (err) {
+    controller.abort()
+    limit.clearQueue()
+    throw err
+  }
+  report.ms = performance.now() - started
+  return { weights: assembler.weights, report }
+}

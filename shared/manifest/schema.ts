@@ -1,0 +1,96 @@
+/**
+ * The manifest of one model version (DESIGN.md, "Data model"): everything a runtime needs to
+ * fetch, verify, decrypt and reassemble the model, and nothing secret (data keys are served
+ * separately, to authenticated clients only). Serialised as RFC 8785 canonical JSON; its CID is
+ * CIDv1(json, sha2-256) of those bytes and the coordinator signs the same bytes with Ed25519.
+ */
+import { z } from 'zod'
+
+export const MANIFEST_SCHEMA = 'blockfed/manifest@1'
+
+const cidString = z.string().regex(/^b[a-z2-7]{20,120}$/, 'a base32 CIDv1')
+const hex = (bytes: number): z.ZodString => z.string().regex(new RegExp(`^[0-9a-f]{${bytes * 2}}$`), `${bytes * 2} lowercase hex characters`)
+const count = z.number().int().nonnegative()
+export const modelNameSchema = z.string().regex(/^[a-z0-9][a-z0-9._-]{0,63}$/, 'lowercase letters, digits, ".", "_" or "-", starting with a letter or digit, at most 64 characters')
+
+export const tensorSchema = z.object({
+  name: z.string().min(1),
+  dtype: z.string().min(1),
+  shape: z.array(count),
+  byteLength: count,
+  layer: z.string()
+}).strict()
+
+export const blockPartSchema = z.object({
+  tensor: count,
+  offset: count,
+  length: count,
+  rows: z.tuple([count, count]).optional()
+}).strict()
+
+export const blockSchema = z.object({
+  index: count,
+  unit: z.string(),
+  parts: z.array(blockPartSchema).min(1),
+  plaintextLength: count,
+  plaintextSha256: hex(32),
+  cid: cidString,
+  sealedLength: count,
+  keyId: hex(16),
+  /** Access level; a role grants a set of levels (DESIGN.md, "Keys and access"). */
+  access: z.string().min(1),
+  shards: z.object({
+    size: z.number().int().positive(),
+    cids: z.array(cidString).min(1)
+  }).strict()
+}).strict()
+
+export const topologySchema = z.discriminatedUnion('kind', [
+  z.object({
+    kind: z.literal('tfjs'),
+    modelJson: z.string(),
+    weightFiles: z.array(z.object({ path: z.string().min(1), byteLength: count }).strict())
+  }).strict(),
+  z.object({
+    kind: z.literal('onnx'),
+    fileName: z.string().min(1).optional(),
+    skeleton: z.string(),
+    holes: z.array(z.object({ offset: count, tensor: count }).strict()),
+    external: z.array(z.object({ tensor: count, location: z.string().min(1), offset: count }).strict())
+  }).strict()
+])
+
+export const manifestSchema = z.object({
+  schema: z.literal(MANIFEST_SCHEMA),
+  model: modelNameSchema,
+  version: z.number().int().positive(),
+  parent: z.number().int().positive().nullable(),
+  createdAt: z.string().datetime(),
+  format: z.enum(['tfjs-layers', 'tfjs-graph', 'onnx']),
+  topology: topologySchema,
+  metadata: z.record(z.string(), z.unknown()),
+  tensors: z.array(tensorSchema),
+  erasure: z.object({ scheme: z.literal('reed-solomon-gf8'), k: z.number().int().positive(), m: count }).strict(),
+  partition: z.object({ targetBytes: z.number().int().positive(), maxBytes: z.number().int().positive() }).strict(),
+  blocks: z.array(blockSchema),
+  /** The training round that produced this version (null for an ingest). */
+  round: z.string().nullable(),
+  metrics: z.record(z.string(), z.number()).nullable()
+}).strict()
+
+export type Manifest = z.infer<typeof manifestSchema>
+export type ManifestBlock = z.infer<typeof blockSchema>
+
+/** What the coordinator serves and a runtime caches: the manifest, its CID and its signature. */
+export const signedManifestSchema = z.object({
+  manifest: manifestSchema,
+  cid: cidString,
+  signature: z.object({
+    alg: z.literal('Ed25519'),
+    keyId: hex(8),
+    /** base64 of the 64-byte signature over the manifest's canonical JSON bytes. */
+    value: z.string().regex(/^[A-Za-z0-9+/]+=*$/)
+  }).strict()
+}).strict()
+
+export type SignedManifest = z.infer<typeof signedManifestSchema>

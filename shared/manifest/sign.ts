@@ -1,0 +1,43 @@
+/**
+ * Signing and verifying manifests: Ed25519 over the RFC 8785 canonical bytes; the CID is
+ * CIDv1(json, sha2-256) of the same bytes, so a signature covers exactly what the CID names.
+ */
+import { IntegrityError, InvalidInputError } from '../errors/errors.ts'
+import { fromBase64, toBase64 } from '../crypto/bytes.ts'
+import { jsonCid } from '../crypto/cid.ts'
+import { keyId, sign, verify, type SigningKeyPair } from '../crypto/sign.ts'
+import { canonicalBytes } from './canonical.ts'
+import { manifestSchema, signedManifestSchema, type Manifest, type SignedManifest } from './schema.ts'
+
+export async function signManifest (manifest: Manifest, key: SigningKeyPair): Promise<SignedManifest> {
+  const bytes = canonicalBytes(manifestSchema.parse(manifest))
+  return {
+    manifest,
+    cid: await jsonCid(bytes),
+    signature: { alg: 'Ed25519', keyId: await keyId(key.publicKey), value: toBase64(sign(bytes, key.secretKey)) }
+  }
+}
+
+/**
+ * Parses a signed manifest from outside and checks, in order: schema, CID over the canonical
+ * bytes, signer key id, signature. Returns the manifest only when all hold.
+ */
+export async function verifySignedManifest (input: unknown, publicKey: Uint8Array): Promise<SignedManifest> {
+  const parsed = signedManifestSchema.safeParse(input)
+  if (!parsed.success) {
+    const issue = parsed.error.issues[0]
+    throw new InvalidInputError(`manifest: ${issue?.path.join('.') ?? ''}: ${issue?.message ?? 'invalid'}`, { cause: parsed.error })
+  }
+  const signed = parsed.data
+  const bytes = canonicalBytes(signed.manifest)
+  const cid = await jsonCid(bytes)
+  if (cid !== signed.cid) throw new IntegrityError(`manifest ${signed.manifest.model}@${signed.manifest.version}: content hashes to ${cid}, not the claimed ${signed.cid}`)
+  const expectedKeyId = await keyId(publicKey)
+  if (signed.signature.keyId !== expectedKeyId) {
+    throw new IntegrityError(`manifest ${signed.manifest.model}@${signed.manifest.version}: signed by key ${signed.signature.keyId}, expected the coordinator key ${expectedKeyId}`)
+  }
+  if (!verify(fromBase64(signed.signature.value), bytes, publicKey)) {
+    throw new IntegrityError(`manifest ${signed.manifest.model}@${signed.manifest.version}: Ed25519 signature does not verify`)
+  }
+  return signed
+}

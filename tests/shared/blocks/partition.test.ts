@@ -1,0 +1,62 @@
+import { describe, it, expect } from 'vitest'
+import { partition, unitOf, tensorOffsets } from '../../../shared/blocks/partition.ts'
+import type { TensorInfo } from '../../../shared/model/types.ts'
+
+const t = (name: string, byteLength: number, shape: number[] = [byteLength / 4], layer = name.slice(0, name.lastIndexOf('/'))): TensorInfo =>
+  ({ name, dtype: 'float32', shape, byteLength, layer })
+
+describe('unitOf', () => {
+  it.each([
+    ['encoder.layers.3.attn.q_proj', 'encoder.layers.3'],
+    ['block_2_expand', 'block_2'],
+    ['block_2_project_BN', 'block_2'],
+    ['MobilenetV2/expanded_conv_4/depthwise', 'MobilenetV2/expanded_conv_4'],
+    ['dense_1', 'dense_1'],
+    ['conv2d', 'conv2d'],
+    ['1072', '1072'],
+    ['features.1.conv.0.0', 'features.1']
+  ])('%s → %s', (layer, unit) => expect(unitOf(layer)).toBe(unit))
+})
+
+describe('partition', () => {
+  const opts = { targetBytes: 1000, maxBytes: 2000 }
+
+  it('keeps a layer\'s tensors together and packs small units toward the target', () => {
+    const tensors = [t('dense_1/kernel', 400), t('dense_1/bias', 40), t('dense_2/kernel', 400), t('dense_2/bias', 40), t('dense_3/kernel', 800), t('dense_3/bias', 40)]
+    const plans = partition(tensors, opts)
+    expect(plans.map(p => p.parts.map(x => tensors[x.tensor]!.name))).toEqual([
+      ['dense_1/kernel', 'dense_1/bias', 'dense_2/kernel', 'dense_2/bias'],
+      ['dense_3/kernel', 'dense_3/bias']
+    ])
+    expect(plans[0]!.unit).toBe('dense_1..dense_2')
+  })
+
+  it('never splits a unit unless it exceeds the cap, and splits oversize tensors at row boundaries', () => {
+    const tensors = [t('big/kernel', 4800, [12, 100]), t('big/bias', 400), t('small/w', 100)]
+    const plans = partition(tensors, opts)
+    const kernelPieces = plans.filter(p => p.parts.some(x => x.tensor === 0))
+    expect(kernelPieces.map(p => p.parts[0]!.rows)).toEqual([[0, 5], [5, 10], [10, 12]])
+    for (const p of plans) expect(p.byteLength).toBeLessThanOrEqual(opts.maxBytes)
+    expect(plans.reduce((n, p) => n + p.byteLength, 0)).toBe(5300)
+  })
+
+  it('covers every weight byte exactly once and is deterministic', () => {
+    let seed = 7
+    const rand = (): number => { seed = (seed * 1103515245 + 12345) % 2 ** 31; return seed / 2 ** 31 }
+    const tensors = Array.from({ length: 200 }, (_, i) => t(`net.layers.${Math.floor(i / 4)}.p${i % 4}/w`, 4 * Math.ceil(rand() * 700), undefined))
+    for (const x of tensors) x.shape = [x.byteLength / 4]
+    const a = partition(tensors, opts)
+    expect(partition(tensors, opts)).toEqual(a)
+    const covered = tensors.map(x => new Uint8Array(x.byteLength))
+    for (const p of a) for (const part of p.parts) covered[part.tensor]!.fill(1, part.offset, part.offset + part.length).length
+    const counts = tensors.map(() => 0)
+    for (const p of a) for (const part of p.parts) counts[part.tensor]! += part.length
+    expect(counts).toEqual(tensors.map(x => x.byteLength))
+    expect(covered.every(c => c.every(b => b === 1))).toBe(true)
+    expect(tensorOffsets(tensors).at(-1)).toBe(tensors.slice(0, -1).reduce((n, x) => n + x.byteLength, 0))
+  })
+
+  it('rejects nonsensical options', () => {
+    expect(() => partition([], { targetBytes: 0, maxBytes: 1 })).toThrow(/targetBytes/)
+  })
+})

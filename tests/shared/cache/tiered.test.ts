@@ -1,0 +1,79 @@
+import { describe, expect, it } from 'vitest'
+import { memoryCache } from '../../../shared/cache/memory-lru.ts'
+import { tieredCache } from '../../../shared/cache/tiered.ts'
+import { TooLargeError, UnavailableError } from '../../../shared/errors/errors.ts'
+import { cacheTierContract, testBytes, testKey } from './contract.ts'
+
+// Two memory tiers stand in for memory + disk here; tests/node-runtime/cache runs the contract
+// on memory over the real disk tier.
+cacheTierContract('tieredCache (memory over memory)', async ({ capacityBytes }) => tieredCache({
+  memory: memoryCache({ capacityBytes, name: 'fast' }),
+  disk: memoryCache({ capacityBytes, name: 'slow' })
+}), { statsCoverEveryKey: false })
+
+describe('tieredCache', () => {
+  function make (fastBytes = 300, slowBytes = 1000) {
+    const memory = memoryCache({ capacityBytes: fastBytes })
+    const disk = memoryCache({ capacityBytes: slowBytes })
+    return { memory, disk, cache: tieredCache({ memory, disk }) }
+  }
+
+  it('answers from memory, else from disk and promotes, else misses', async () => {
+    const { memory, disk, cache } = make()
+    await disk.put(testKey(1), testBytes(100, 1))
+    expect(await memory.has(testKey(1))).toBe(false)
+    expect(await cache.get(testKey(1))).toEqual(testBytes(100, 1)) // disk hit, promoted
+    expect(await memory.has(testKey(1))).toBe(true)
+    expect(await cache.get(testKey(1))).toEqual(testBytes(100, 1)) // memory hit
+    expect(await cache.get(testKey(2))).toBeUndefined()
+    expect(cache.stats()).toMatchObject({ hits: 2, misses: 1 })
+    const t = cache.tierStats()
+    expect(t.memory).toMatchObject({ hits: 1, misses: 2, puts: 1 })
+    expect(t.disk).toMatchObject({ hits: 1, misses: 1, puts: 1 })
+  })
+
+  it('puts into both tiers; the disk tier holds what memory has evicted', async () => {
+    const { memory, disk, cache } = make(250, 1000)
+    for (let i = 0; i < 5; i++) await cache.put(testKey(i), testBytes(100, i))
+    expect(memory.stats().entries).toBe(2)
+    expect(disk.stats().entries).toBe(5)
+    expect(cache.stats()).toMatchObject({ entries: 5, bytes: 500, puts: 5, capacityBytes: 1000 })
+    expect(await cache.get(testKey(0))).toEqual(testBytes(100, 0))
+  })
+
+  it('stores on disk what is too large for memory', async () => {
+    const { memory, cache } = make(100, 1000)
+    await cache.put(testKey(1), testBytes(500, 1))
+    expect(await cache.get(testKey(1))).toEqual(testBytes(500, 1))
+    expect(memory.stats()).toMatchObject({ entries: 0, rejected: 2 })
+  })
+
+  it('does not fail a put when memory is full of pinned entries', async () => {
+    const { memory, cache } = make(300, 1000)
+    await cache.put(testKey(1), testBytes(250, 1))
+    cache.pin(testKey(1))
+    await cache.put(testKey(2), testBytes(200, 2))
+    expect(await memory.has(testKey(2))).toBe(false)
+    expect(await cache.get(testKey(2))).toEqual(testBytes(200, 2))
+    expect(await memory.has(testKey(1))).toBe(true)
+  })
+
+  it('propagates the disk tier refusing a put, and leaves memory untouched', async () => {
+    const { memory, cache } = make(1000, 300)
+    await cache.put(testKey(1), testBytes(250, 1))
+    cache.pin(testKey(1))
+    await expect(cache.put(testKey(2), testBytes(200, 2))).rejects.toBeInstanceOf(TooLargeError)
+    expect(await memory.has(testKey(2))).toBe(false)
+  })
+
+  it('deletes from both tiers and closes both', async () => {
+    const { memory, disk, cache } = make()
+    await cache.put(testKey(1), testBytes(10, 1))
+    expect(await cache.delete(testKey(1))).toBe(true)
+    expect(await memory.has(testKey(1))).toBe(false)
+    expect(await disk.has(testKey(1))).toBe(false)
+    await cache.close()
+    await expect(memory.get(testKey(1))).rejects.toBeInstanceOf(UnavailableError)
+    await expect(disk.get(testKey(1))).rejects.toBeInstanceOf(UnavailableError)
+  })
+})

@@ -1,0 +1,85 @@
+import { describe, it, expect } from 'vitest'
+import { readFileSync } from 'node:fs'
+import { fromHex, toHex, toBase64, fromBase64 } from '../../../shared/crypto/bytes.ts'
+import { rawCid, verifyCid, parseCid } from '../../../shared/crypto/cid.ts'
+import { generateDataKey, open, seal } from '../../../shared/crypto/seal.ts'
+import { sign, signingKeyFromSecret, verify } from '../../../shared/crypto/sign.ts'
+import { generateWrapKey, unwrapKey, wrapKeys } from '../../../shared/crypto/wrap.ts'
+import { canonicalBytes } from '../../../shared/manifest/canonical.ts'
+
+const vectors = (name: string): any[] => JSON.parse(readFileSync(new URL(`../../vectors/${name}`, import.meta.url), 'utf8'))
+
+describe('ed25519 (RFC 8032 vectors)', () => {
+  for (const v of vectors('ed25519-rfc8032.json')) {
+    it(v.name, () => {
+      const key = signingKeyFromSecret(fromHex(v.secretKey))
+      expect(toHex(key.publicKey)).toBe(v.publicKey)
+      const sig = sign(fromHex(v.message), key.secretKey)
+      expect(toHex(sig)).toBe(v.signature)
+      expect(verify(sig, fromHex(v.message), key.publicKey)).toBe(true)
+      const flipped = sig.slice(); flipped[5] = (flipped[5] as number) ^ 1
+      expect(verify(flipped, fromHex(v.message), key.publicKey)).toBe(false)
+      expect(verify(sig.subarray(0, 10), fromHex(v.message), key.publicKey)).toBe(false)
+    })
+  }
+})
+
+describe('canonical JSON (RFC 8785 vectors)', () => {
+  for (const v of vectors('jcs-rfc8785.json')) {
+    it(v.name, () => {
+      expect(new TextDecoder().decode(canonicalBytes(JSON.parse(v.input)))).toBe(v.output)
+    })
+  }
+})
+
+describe('CIDs', () => {
+  it('matches the IPFS CID of the empty raw block', async () => {
+    for (const v of vectors('cid.json')) expect(await rawCid(fromHex(v.bytesHex))).toBe(v.cid)
+  })
+  it('verifies content and rejects a flipped bit', async () => {
+    const bytes = new TextEncoder().encode('blockfed')
+    const cid = await rawCid(bytes)
+    await verifyCid(cid, bytes)
+    const bad = bytes.slice(); bad[0] = (bad[0] as number) ^ 0x80
+    await expect(verifyCid(cid, bad)).rejects.toThrow(/does not hash to its CID/)
+  })
+  it('rejects strings that are not canonical v1 CIDs', () => {
+    expect(() => parseCid('../../etc/passwd')).toThrow(/is not a CID/)
+    expect(() => parseCid('QmbWqxBEKC3P8tqsKc98xmWNzrzDtRLMiMPL8wBuTGsMnR')).toThrow(/not a CIDv1/)
+  })
+})
+
+describe('block sealing (AES-256-GCM)', () => {
+  it('round-trips, and refuses a tampered byte, a wrong key and a truncation', async () => {
+    const key = generateDataKey()
+    const plain = globalThis.crypto.getRandomValues(new Uint8Array(4096))
+    const sealed = await seal(plain, key)
+    expect(await open(sealed, key)).toEqual(plain)
+    const tampered = sealed.slice(); tampered[100] = (tampered[100] as number) ^ 1
+    await expect(open(tampered, key)).rejects.toThrow(/authentication failed/)
+    await expect(open(sealed, generateDataKey())).rejects.toThrow(/authentication failed/)
+    await expect(open(sealed.subarray(0, 20), key)).rejects.toThrow(/not a sealed block/)
+  })
+  it('never seals the same plaintext to the same bytes twice', async () => {
+    const key = generateDataKey()
+    const plain = new Uint8Array(64)
+    expect(toHex(await seal(plain, key))).not.toBe(toHex(await seal(plain, key)))
+  })
+})
+
+describe('key wrapping (X25519 + HKDF + XChaCha20-Poly1305)', () => {
+  it('unwraps only for the recipient and only for the block it was bound to', () => {
+    const recipient = generateWrapKey()
+    const other = generateWrapKey()
+    const key = generateDataKey()
+    const { ephemeralPublicKey, keys } = wrapKeys(recipient.publicKey, [{ keyId: 'k1', key, aad: 'bafyblock' }])
+    const wrapped = keys[0]!.wrapped
+    expect(unwrapKey(recipient, ephemeralPublicKey, wrapped, 'bafyblock')).toEqual(key)
+    expect(() => unwrapKey(other, ephemeralPublicKey, wrapped, 'bafyblock')).toThrow(/authentication failed/)
+    expect(() => unwrapKey(recipient, ephemeralPublicKey, wrapped, 'bafyother')).toThrow(/authentication failed/)
+  })
+  it('base64 round trip matches RFC 4648 padding', () => {
+    expect(toBase64(new TextEncoder().encode('fo'))).toBe('Zm8=')
+    expect(new TextDecoder().decode(fromBase64('Zm9vYg=='))).toBe('foob')
+  })
+})
