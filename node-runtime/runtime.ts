@@ -10,7 +10,6 @@ import { parseAoeConfig } from '../shared/config/aoe.ts'
 import type { CacheTier } from '../shared/cache/types.ts'
 import { memoryCache } from '../shared/cache/memory-lru.ts'
 import { tieredCache } from '../shared/cache/tiered.ts'
-import { defaultReedSolomon, erasureCoder, type ErasureCoder } from '../shared/blocks/erasure.ts'
 import { coordinatorClient } from '../shared/client/coordinator-client.ts'
 import { httpBlockSource } from '../shared/load/http-source.ts'
 import { fetchModel, type FetchedModel } from '../shared/load/fetch-model.ts'
@@ -57,22 +56,21 @@ export interface NodeRuntime {
 async function buildEngine (fetched: FetchedModel): Promise<LoadedEngine> {
   const { manifest, weights } = fetched
   const topology = manifest.topology
-  if (manifest.format === 'onnx' && topology.kind === 'onnx') return await loadOnnxEngine(topology, weights)
+  if (manifest.format === 'onnx' && topology.kind === 'onnx') return await loadOnnxEngine(topology, manifest.tensors, weights)
   if (manifest.format !== 'onnx' && topology.kind === 'tfjs') return await loadTfjsEngine(manifest.format, topology, weights)
   throw new InvalidInputError(`manifest ${manifest.model}@${manifest.version}: format ${manifest.format} with a ${topology.kind} topology`)
 }
 
 export async function createNodeRuntime (options: NodeRuntimeOptions): Promise<NodeRuntime> {
-  const coder: ErasureCoder = await erasureCoder(defaultReedSolomon, { k: 4, m: 2 })
   const handles = new Set<ModelHandle>()
   const caches = new Map<string, CacheTier>()
 
-  function cacheFor (config: AoeConfig): CacheTier {
+  async function cacheFor (config: AoeConfig): Promise<CacheTier> {
     let cache = caches.get(config.modelDir)
     if (cache === undefined) {
       cache = tieredCache({
         memory: memoryCache({ capacityBytes: config.cache.memoryBytes }),
-        disk: diskCache({ dir: join(options.dataDir, config.modelDir, 'blocks'), capacityBytes: config.cache.diskBytes, halfLifeMs: config.cache.halfLifeHours * 3_600_000 })
+        disk: await diskCache({ dir: join(options.dataDir, config.modelDir, 'blocks'), capacityBytes: config.cache.diskBytes, halfLifeMs: config.cache.halfLifeHours * 3_600_000 })
       })
       caches.set(config.modelDir, cache)
     }
@@ -94,8 +92,7 @@ export async function createNodeRuntime (options: NodeRuntimeOptions): Promise<N
         model: config.modelName,
         version: config.pin ?? 'latest',
         source,
-        coder,
-        cache: cacheFor(config),
+        cache: await cacheFor(config),
         concurrency: config.fetch.concurrency,
         signal,
         onBlock: (done, total) => options.onProgress?.(config.modelName, done, total)
@@ -105,7 +102,7 @@ export async function createNodeRuntime (options: NodeRuntimeOptions): Promise<N
         throw new InvalidConfigError(`aoe config for ${config.modelName}: runtime "${config.runtime}" cannot run a ${fetched.manifest.format} model`)
       }
       const engine = await buildEngine(fetched)
-      const code = options.codes?.[config.modelName]?.() ?? (engine.kind === 'onnx' ? onnxPassthrough() : tfjsPassthrough())
+      const code: ModelCode<any, any, any, any> = options.codes?.[config.modelName]?.() ?? (engine.kind === 'onnx' ? onnxPassthrough() : tfjsPassthrough())
       await code.init({ config, manifest: fetched.manifest, engine })
       const handle: ModelHandle = {
         config,

@@ -162,9 +162,9 @@ export async function buildServer (deps: ServerDeps): Promise<FastifyInstance> {
     if (!deps.repo.hasObject(cid)) throw new NotFoundError(`no block or shard ${cid}`)
     const etag = `"${cid}"`
     void reply.header('etag', etag).header('cache-control', 'public, max-age=31536000, immutable')
-    if (req.headers['if-none-match'] === etag) return await reply.status(304).send()
+    if (req.headers['if-none-match'] === etag) return await reply.status(304).send(undefined as never)
     const bytes = await deps.files.get(cid)
-    return await reply.type('application/octet-stream').send(Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength))
+    return await reply.type('application/octet-stream').send(Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength) as never)
   })
 
   api.post('/v1/tokens', {

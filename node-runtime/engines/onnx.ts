@@ -4,12 +4,12 @@
  */
 import * as ort from 'onnxruntime-node'
 import type { LoadedEngine } from '../../shared/runtime/lifecycle.ts'
-import type { OnnxTopology } from '../../shared/model/types.ts'
+import type { OnnxTopology, TensorInfo } from '../../shared/model/types.ts'
 import { onnxExternalData, onnxModelBytes } from '../../shared/formats/index.ts'
 
-export async function loadOnnxEngine (topology: OnnxTopology, weights: Uint8Array): Promise<LoadedEngine> {
-  const bytes = onnxModelBytes(topology, weights)
-  const externalData = onnxExternalData(topology, weights)
+export async function loadOnnxEngine (topology: OnnxTopology, tensors: readonly TensorInfo[], weights: Uint8Array): Promise<LoadedEngine> {
+  const bytes = onnxModelBytes(topology, weights, tensors)
+  const externalData = onnxExternalData(topology, weights, tensors)
   const session = await ort.InferenceSession.create(bytes, externalData.length > 0 ? { externalData } : {})
   return { kind: 'onnx', session }
 }

@@ -29,7 +29,8 @@ export interface CoordinatorClient {
   manifest: (model: string, version: number | 'latest', signal?: AbortSignal) => Promise<unknown>
   /** Data keys this client's token grants, unwrapped with `wrapKey`: keyId → key. */
   keys: (model: string, version: number, wrapKey: WrapKeyPair, signal?: AbortSignal) => Promise<{ keys: Map<string, Uint8Array>, denied: string[] }>
-  ingest: (model: string, files: ModelFile[], signal?: AbortSignal) => Promise<IngestResult>
+  /** Uploads and ingests; `onProgress` (bytes sent so far, total) streams the body to report it. */
+  ingest: (model: string, files: ModelFile[], options?: { signal?: AbortSignal, onProgress?: (sent: number, total: number) => void }) => Promise<IngestResult>
   createToken: (role: string, signal?: AbortSignal) => Promise<string>
 }
 
@@ -86,11 +87,22 @@ export function coordinatorClient (options: CoordinatorClientOptions): Coordinat
       for (const k of answer.keys) keys.set(k.keyId, unwrapKey(wrapKey, answer.ephemeralPublicKey, k.wrapped, k.blockCid))
       return { keys, denied: answer.denied }
     },
-    async ingest (model, files, signal) {
+    async ingest (model, files, { signal, onProgress } = {}) {
       const form = new FormData()
       for (const f of files) form.append('file', new Blob([f.bytes as Uint8Array<ArrayBuffer>]), f.path)
+      let init: RequestInit = { method: 'POST', body: form }
+      if (onProgress !== undefined) {
+        // Serialise the multipart body once and count bytes as fetch pulls them.
+        const encoded = new Request('http://localhost/', init)
+        const total = files.reduce((n, f) => n + f.bytes.length, 0)
+        let sent = 0
+        const counted = encoded.body?.pipeThrough(new TransformStream<Uint8Array, Uint8Array>({
+          transform (chunk, out) { sent += chunk.length; onProgress(Math.min(sent, total), total); out.enqueue(chunk) }
+        }))
+        init = { method: 'POST', body: counted, headers: { 'content-type': encoded.headers.get('content-type') ?? '' }, duplex: 'half' } as RequestInit
+      }
       // Uploads of large models take longer than a metadata call.
-      return await call(`/v1/models/${encodeURIComponent(model)}/ingest`, ingestResultSchema, { method: 'POST', body: form }, signal, Math.max(timeoutMs, 600_000))
+      return await call(`/v1/models/${encodeURIComponent(model)}/ingest`, ingestResultSchema, init, signal, Math.max(timeoutMs, 600_000))
     },
     createToken: async (role, signal) => (await call('/v1/tokens', tokenResponseSchema, json({ role }), signal)).token
   }

@@ -92,7 +92,7 @@ export function walkOnnx (bytes: Uint8Array): OnnxWalk {
       case 5: expect(f, WIRE_VARINT, 'ModelProto.model_version'); break
     }
   }
-  if (graph === undefined) throw new WireError('no ModelProto.graph (field 7)', 0, false)
+  if (graph === undefined) throw new WireError('no ModelProto.graph (field 7); the file may be truncated', 0, false)
   if (walk.opsets.length === 0) throw new WireError('no ModelProto.opset_import (field 8)', 0, false)
   walkGraph(r, bytes, graph, walk, 0)
   return walk

@@ -13,6 +13,8 @@ const weightEntrySchema = z.looseObject({
   name: z.string().min(1),
   shape: z.array(z.int().nonnegative()),
   dtype: z.string(),
+  /** tfjs-layers marks optimizer state saved with `includeOptimizer` as group "optimizer". */
+  group: z.string().optional(),
   quantization: z.looseObject({
     dtype: z.enum(['uint8', 'uint16', 'float16']),
     scale: z.number().optional(),

@@ -12,8 +12,15 @@ import { layersOfTensors } from './metadata.ts'
 
 type Io = ModelMetadata['inputs']
 
-/** The layer of a weight named `scope/…/weight`: everything before the last `/`. */
-export function weightLayer (name: string): string {
+/** What `layer` optimizer state (weights of group "optimizer") is filed under. */
+export const OPTIMIZER_LAYER = 'optimizer'
+
+/**
+ * The layer of a weight named `scope/…/weight`: everything before the last `/`. Optimizer state
+ * (`hidden/kernel/m`, `iter`) belongs to no layer and is filed together under OPTIMIZER_LAYER.
+ */
+export function weightLayer (name: string, group?: string): string {
+  if (group === 'optimizer') return OPTIMIZER_LAYER
   const slash = name.lastIndexOf('/')
   return slash > 0 ? name.slice(0, slash) : name
 }
@@ -39,9 +46,10 @@ export function tfjsLayers (kind: TfjsKind, json: ModelJson, tensors: readonly T
     }
     layers.push({ name: l.name, ...(l.className === undefined ? {} : { kind: l.className }), parameters })
   }
-  // Weights no config layer claims (an unusual naming) still show up, under their own scope.
+  // Optimizer state, and weights no config layer claims (an unusual naming), still show up.
+  const optimizer = str(obj(obj(tfjsTrainingConfig(json))?.optimizer_config)?.class_name)
   const rest = tensors.filter(t => !claimed.has(t.layer))
-  return [...layers, ...layersOfTensors(rest, () => undefined)]
+  return [...layers, ...layersOfTensors(rest, layer => layer === OPTIMIZER_LAYER ? optimizer : undefined)]
 }
 
 export function tfjsInputsOutputs (kind: TfjsKind, json: ModelJson): { inputs: Io, outputs: Io } {

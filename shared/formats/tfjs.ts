@@ -40,7 +40,7 @@ export function readTfjs (jsonFile: ModelFile, files: readonly ModelFile[], text
         dtype: w.dtype,
         shape: w.shape,
         byteLength,
-        layer: weightLayer(w.name),
+        layer: weightLayer(w.name, w.group),
         ...(w.quantization === undefined ? {} : { quantization: quantizationOf(w.quantization) })
       })
     }

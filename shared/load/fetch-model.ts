@@ -5,7 +5,7 @@
  * Returns verified weights and the manifest; turning them into an engine is the caller's job.
  */
 import type { CoordinatorClient } from '../client/coordinator-client.ts'
-import type { ErasureCoder } from '../blocks/erasure.ts'
+import { defaultReedSolomon, erasureCoder, type ReedSolomonFactory } from '../blocks/erasure.ts'
 import type { CacheTier } from '../cache/types.ts'
 import type { Manifest, SignedManifest } from '../manifest/schema.ts'
 import { verifySignedManifest } from '../manifest/sign.ts'
@@ -21,7 +21,8 @@ export interface FetchModelOptions {
   model: string
   version: number | 'latest'
   source: BlockSource
-  coder: ErasureCoder
+  /** Reed-Solomon wasm factory; Node's default loads it from its package. */
+  reedSolomon?: ReedSolomonFactory
   cache?: CacheTier
   concurrency?: number
   signal?: AbortSignal
@@ -48,7 +49,7 @@ export async function fetchModel (options: FetchModelOptions): Promise<FetchedMo
   try {
     const { weights, report } = await loadModelWeights(manifest, {
       source: options.source,
-      coder: options.coder,
+      coder: await erasureCoder(options.reedSolomon ?? defaultReedSolomon, manifest.erasure),
       keys,
       cache: options.cache,
       concurrency: options.concurrency,

@@ -18,7 +18,8 @@ export const tensorSchema = z.object({
   dtype: z.string().min(1),
   shape: z.array(count),
   byteLength: count,
-  layer: z.string()
+  layer: z.string(),
+  quantization: z.object({ dtype: z.enum(['uint8', 'uint16', 'float16']), scale: z.number().optional(), min: z.number().optional() }).strict().optional()
 }).strict()
 
 export const blockPartSchema = z.object({

@@ -1,0 +1,73 @@
+/**
+ * An MNIST classifier for demos and tests: a dense 784-128-64-10 MLP in tfjs-layers, trained
+ * on the `mnist` package's digits, and its five-stage model code (pixels in, digits out).
+ */
+import * as tf from '@tensorflow/tfjs-core'
+import * as tfl from '@tensorflow/tfjs-layers'
+import type { ModelCode } from '../../shared/runtime/lifecycle.ts'
+import type { ModelFile } from '../../shared/model/types.ts'
+import { tfjsFilesFromArtifacts } from '../../shared/formats/tfjs_save.ts'
+import { tfjsBackend } from '../engines/tfjs.ts'
+import { IMAGE_SIZE, type Digits } from '../data/mnist.ts'
+
+export function mnistMlp (): tfl.Sequential {
+  const model = tfl.sequential({ name: 'mnist_mlp' })
+  model.add(tfl.layers.dense({ inputShape: [IMAGE_SIZE], units: 128, activation: 'relu', name: 'hidden_1' }))
+  model.add(tfl.layers.dense({ units: 64, activation: 'relu', name: 'hidden_2' }))
+  model.add(tfl.layers.dense({ units: 10, activation: 'softmax', name: 'head' }))
+  model.compile({ optimizer: tf.train.adam(1e-3), loss: 'sparseCategoricalCrossentropy', metrics: ['accuracy'] })
+  return model
+}
+
+export async function trainMnistMlp (train: Digits, options: { epochs?: number, batchSize?: number } = {}): Promise<tfl.Sequential> {
+  await tfjsBackend()
+  const model = mnistMlp()
+  const xs = tf.tensor2d(train.images, [train.count, IMAGE_SIZE])
+  const ys = tf.tensor1d(Float32Array.from(train.labels))
+  try {
+    await model.fit(xs, ys, { epochs: options.epochs ?? 3, batchSize: options.batchSize ?? 64, shuffle: false, verbose: 0 })
+  } finally {
+    tf.dispose([xs, ys])
+  }
+  return model
+}
+
+export async function modelFiles (model: tfl.LayersModel): Promise<ModelFile[]> {
+  let files: ModelFile[] = []
+  await model.save(tf.io.withSaveHandler(async artifacts => {
+    files = tfjsFilesFromArtifacts(artifacts)
+    return { modelArtifactsInfo: { dateSaved: new Date(), modelTopologyType: 'JSON' } }
+  }))
+  return files
+}
+
+/** Model code: images (N × 784 floats) → predicted digits. */
+export function mnistDigitsCode (): ModelCode<Float32Array, tf.Tensor2D, tf.Tensor, Int32Array> {
+  let model: tfl.LayersModel | undefined
+  return {
+    init ({ engine }) {
+      if (engine.kind !== 'tfjs-layers') throw new Error(`mnist digits code needs a tfjs layers model, got ${engine.kind}`)
+      model = engine.model
+    },
+    preProcess: images => tf.tensor2d(images, [images.length / IMAGE_SIZE, IMAGE_SIZE]),
+    async run (x) {
+      if (model === undefined) throw new Error('mnist digits code: run before init')
+      const out = tf.tidy(() => (model as tfl.LayersModel).predict(x) as tf.Tensor2D)
+      x.dispose()
+      return out
+    },
+    async postProcess (probs) {
+      const digits = tf.argMax(probs, 1)
+      const out = await digits.data() as Int32Array
+      tf.dispose([probs, digits])
+      return out
+    },
+    release () { model = undefined }
+  }
+}
+
+export function accuracy (predicted: Int32Array, labels: Uint8Array): number {
+  let right = 0
+  for (let i = 0; i < labels.length; i++) if (predicted[i] === labels[i]) right++
+  return right / labels.length
+}

@@ -1,0 +1,30 @@
+/** Defaults and bounds of the AoE model config (shared/config/aoe.ts). */
+import { DEFAULT_DISK_CAPACITY_BYTES, DEFAULT_HALF_LIFE_MS, DEFAULT_MEMORY_CAPACITY_BYTES } from '../cache/constants.ts'
+
+/** `cache` when a config leaves it (or a key of it) out: the cache tiers' own defaults. */
+export const DEFAULT_CACHE_CONFIG = Object.freeze({
+  memoryBytes: DEFAULT_MEMORY_CAPACITY_BYTES,
+  diskBytes: DEFAULT_DISK_CAPACITY_BYTES,
+  halfLifeHours: DEFAULT_HALF_LIFE_MS / 3_600_000
+})
+
+/** `fetch` when a config leaves it (or a key of it) out. */
+export const DEFAULT_FETCH_CONFIG = Object.freeze({
+  /** Blocks/shards fetched at once. */
+  concurrency: 8,
+  /** Per-request deadline. */
+  timeoutMs: 30_000,
+  /** Further attempts after a failed fetch (each from another provider when there is one). */
+  retries: 2
+})
+
+export const FETCH_CONCURRENCY_MAX = 64
+export const FETCH_RETRIES_MAX = 5
+/** Ten minutes: a per-request deadline beyond that is a typo, and nothing may wait forever. */
+export const FETCH_TIMEOUT_MAX_MS = 600_000
+
+/** A config file larger than this is not a config file (someone pointed at a model). */
+export const MAX_CONFIG_FILE_BYTES = 1024 * 1024
+
+/** Deepest JSON nesting the syntax-error locator follows (configs are two levels deep). */
+export const MAX_JSON_DEPTH = 256

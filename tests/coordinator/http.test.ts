@@ -1,0 +1,143 @@
+import { describe, it, expect, beforeAll, afterAll } from 'vitest'
+import { mkdtemp, readdir, rm } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { createCoordinator, type Coordinator } from '../../coordinator/coordinator.ts'
+import { coordinatorClient } from '../../shared/client/coordinator-client.ts'
+import { verifySignedManifest } from '../../shared/manifest/sign.ts'
+import { fromHex } from '../../shared/crypto/bytes.ts'
+import { rawCid } from '../../shared/crypto/cid.ts'
+import { generateWrapKey } from '../../shared/crypto/wrap.ts'
+import { movenetFiles, sileroFiles } from '../helpers/models.ts'
+
+let dir: string
+let coordinator: Coordinator
+let url: string
+
+async function countFiles (root: string): Promise<number> {
+  let n = 0
+  for (const fan of await readdir(root).catch(() => [] as string[])) n += (await readdir(join(root, fan))).length
+  return n
+}
+
+beforeAll(async () => {
+  dir = await mkdtemp(join(tmpdir(), 'blockfed-http-'))
+  coordinator = await createCoordinator({ dataDir: dir, port: 0, maxUploadBytes: 8 << 20 })
+  url = await coordinator.start()
+})
+afterAll(async () => {
+  await coordinator.stop()
+  await rm(dir, { recursive: true, force: true })
+})
+
+describe('coordinator HTTP API', () => {
+  it('serves an OpenAPI document describing its routes', async () => {
+    const doc = await (await fetch(`${url}/openapi.json`)).json() as { openapi: string, paths: Record<string, unknown> }
+    expect(doc.openapi).toMatch(/^3\./)
+    expect(Object.keys(doc.paths)).toEqual(expect.arrayContaining([
+      '/v1/models', '/v1/models/{name}/versions', '/v1/models/{name}/versions/{version}/manifest',
+      '/v1/models/{name}/versions/{version}/keys', '/v1/models/{name}/ingest', '/v1/blocks/{cid}'
+    ]))
+  })
+
+  it('ingests a real tfjs graph model, signs its manifest, and stores nothing new on re-ingest', async () => {
+    const admin = coordinatorClient({ baseUrl: url, token: coordinator.adminToken })
+    const first = await admin.ingest('movenet', movenetFiles())
+    expect(first).toMatchObject({ model: 'movenet', version: 1, created: true })
+    expect(first.newBlocks).toBe(first.blocks)
+    const files = await countFiles(join(dir, 'blocks'))
+    expect(files).toBe(first.newBlocks * 7) // sealed block + 6 shards each
+
+    const again = await admin.ingest('movenet', movenetFiles())
+    expect(again).toMatchObject({ version: 1, created: false, newBlocks: 0, bytesStored: 0, manifestCid: first.manifestCid })
+    expect(await countFiles(join(dir, 'blocks'))).toBe(files)
+
+    const signed = await verifySignedManifest(await admin.manifest('movenet', 1), fromHex(coordinator.identity.publicKeyHex))
+    expect(signed.cid).toBe(first.manifestCid)
+    expect(signed.manifest.format).toBe('tfjs-graph')
+    expect(JSON.stringify(signed.manifest)).not.toMatch(/"key"/)
+    expect((await admin.models()).map(m => m.name)).toEqual(['movenet'])
+    expect((await admin.versions('movenet')).map(v => v.version)).toEqual([1])
+  })
+
+  it('serves blocks by CID with immutable caching, and rejects bad or unknown CIDs', async () => {
+    const signed = await verifySignedManifest(await coordinatorClient({ baseUrl: url }).manifest('movenet', 'latest'), fromHex(coordinator.identity.publicKeyHex))
+    const block = signed.manifest.blocks[0]!
+    const res = await fetch(`${url}/v1/blocks/${block.shards.cids[0]}`)
+    expect(res.status).toBe(200)
+    expect(res.headers.get('cache-control')).toContain('immutable')
+    expect(await rawCid(new Uint8Array(await res.arrayBuffer()))).toBe(block.shards.cids[0])
+    expect((await fetch(`${url}/v1/blocks/${block.cid}`, { headers: { 'if-none-match': `"${block.cid}"` } })).status).toBe(304)
+
+    const bad = await fetch(`${url}/v1/blocks/not-a-cid`)
+    expect(bad.status).toBe(400)
+    expect((await bad.json()).message).toMatch(/is not a CID/)
+    const unknown = await fetch(`${url}/v1/blocks/${await rawCid(new Uint8Array([1, 2, 3]))}`)
+    expect(unknown.status).toBe(404)
+    expect((await unknown.json()).message).toMatch(/no block or shard/)
+  })
+
+  it('hands out data keys only to authenticated roles, wrapped to the caller', async () => {
+    const anonymous = coordinatorClient({ baseUrl: url })
+    await expect(anonymous.keys('movenet', 1, generateWrapKey())).rejects.toThrow(/needs an API token/)
+    const stranger = coordinatorClient({ baseUrl: url, token: 'bf_nope' })
+    await expect(stranger.keys('movenet', 1, generateWrapKey())).rejects.toThrow(/unknown API token/)
+
+    const admin = coordinatorClient({ baseUrl: url, token: coordinator.adminToken })
+    const edge = coordinatorClient({ baseUrl: url, token: await admin.createToken('edge') })
+    const { keys, denied } = await edge.keys('movenet', 1, generateWrapKey())
+    expect(denied).toEqual([])
+    expect(keys.size).toBeGreaterThan(0)
+    for (const k of keys.values()) expect(k).toHaveLength(32)
+    await expect(edge.createToken('admin')).rejects.toThrow(/may not create tokens/)
+    await expect(edge.ingest('x', sileroFiles())).rejects.toThrow(/may not ingest/)
+
+    const badKey = await fetch(`${url}/v1/models/movenet/versions/1/keys`, {
+      method: 'POST', headers: { 'content-type': 'application/json', authorization: `Bearer ${coordinator.adminToken}` }, body: JSON.stringify({ publicKey: 'short' })
+    })
+    expect(badKey.status).toBe(400)
+    expect((await badKey.json()).message).toMatch(/body\.publicKey.*X25519/)
+  })
+
+  it('answers bad parameters with a 4xx that says what is wrong', async () => {
+    const cases: Array<[string, number, RegExp]> = [
+      ['/v1/models/UPPER/versions', 400, /params\.name/],
+      ['/v1/models/movenet/versions/0/manifest', 400, /params\.version/],
+      ['/v1/models/movenet/versions/abc/manifest', 400, /params\.version/],
+      ['/v1/models/movenet/versions/9/manifest', 404, /has no version 9/],
+      ['/v1/models/nosuch/versions', 404, /no model named nosuch/]
+    ]
+    for (const [path, status, message] of cases) {
+      const res = await fetch(`${url}${path}`)
+      expect(res.status, path).toBe(status)
+      expect((await res.json()).message, path).toMatch(message)
+    }
+  })
+
+  it('rejects bad uploads cleanly, stores nothing, and keeps serving', async () => {
+    const admin = coordinatorClient({ baseUrl: url, token: coordinator.adminToken })
+    const before = await countFiles(join(dir, 'blocks'))
+    const [json, bin] = movenetFiles() as [{ path: string, bytes: Uint8Array }, { path: string, bytes: Uint8Array }]
+
+    await expect(admin.ingest('broken', [json, { path: bin.path, bytes: bin.bytes.subarray(0, bin.bytes.length - 1000) }])).rejects.toThrow(/movenet-lightning\.bin/)
+    await expect(admin.ingest('broken', [json])).rejects.toThrow(/movenet-lightning\.bin/)
+    const onnx = sileroFiles()[0]!
+    await expect(admin.ingest('broken', [{ path: onnx.path, bytes: onnx.bytes.subarray(0, 50_000) }])).rejects.toThrow(/truncated|ONNX/i)
+    // (multipart strips directories from file names; what is left must still be a plain name)
+    await expect(admin.ingest('broken', [{ path: 'model?.onnx', bytes: onnx.bytes }])).rejects.toThrow(/not a safe relative path/)
+
+    const huge = { path: 'big.onnx', bytes: new Uint8Array(9 << 20) }
+    const res = await fetch(`${url}/v1/models/huge/ingest`, { method: 'POST', headers: { authorization: `Bearer ${coordinator.adminToken}` }, body: (() => { const f = new FormData(); f.append('file', new Blob([huge.bytes]), huge.path); return f })() })
+    expect(res.status).toBe(413)
+    expect((await res.json()).message).toMatch(/limit|large/i)
+
+    const notMultipart = await fetch(`${url}/v1/models/x/ingest`, { method: 'POST', headers: { authorization: `Bearer ${coordinator.adminToken}`, 'content-type': 'application/json' }, body: '{}' })
+    expect(notMultipart.status).toBe(400)
+    expect((await notMultipart.json()).message).toMatch(/multipart/)
+
+    expect(await countFiles(join(dir, 'blocks'))).toBe(before)
+    expect((await admin.models()).map(m => m.name)).toEqual(['movenet'])
+    // Still serving, and a good ONNX upload still works after all that.
+    expect(await admin.ingest('silero', sileroFiles())).toMatchObject({ version: 1, created: true })
+  })
+})

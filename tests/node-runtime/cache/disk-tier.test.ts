@@ -1,0 +1,333 @@
+import { mkdtemp, readdir, readFile, rm, unlink, writeFile, truncate } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { afterAll, afterEach, describe, expect, it } from 'vitest'
+import { diskCache, type DiskCacheOptions, type DiskCacheTier } from '../../../node-runtime/cache/disk-tier.ts'
+import { DEFAULT_SCORE_WEIGHTS } from '../../../shared/cache/constants.ts'
+import { InvalidInputError, TooLargeError, UnavailableError } from '../../../shared/errors/errors.ts'
+import { cacheTierContract, testBytes, testKey } from '../../shared/cache/contract.ts'
+import { mulberry32 } from '../../shared/cache/prng.ts'
+
+const dirs: string[] = []
+async function freshDir (): Promise<string> {
+  const d = await mkdtemp(join(tmpdir(), 'blockfed-disk-'))
+  dirs.push(d)
+  return d
+}
+afterAll(async () => {
+  await Promise.all(dirs.map(async (d) => await rm(d, { recursive: true, force: true })))
+})
+
+cacheTierContract('diskCache', async ({ capacityBytes }) => await diskCache({ dir: await freshDir(), capacityBytes }))
+
+/** A clock the test moves by hand. */
+function fakeClock (start = 1_700_000_000_000) {
+  let t = start
+  return { now: () => t, advance: (ms: number) => { t += ms } }
+}
+
+describe('diskCache', () => {
+  const open: DiskCacheTier[] = []
+  async function make (options: Partial<DiskCacheOptions> & { dir: string }): Promise<DiskCacheTier> {
+    const c = await diskCache({ capacityBytes: 10_000, ...options })
+    open.push(c)
+    return c
+  }
+  afterEach(async () => {
+    await Promise.all(open.splice(0).map(async (c) => await c.close()))
+  })
+
+  describe('keys are file names', () => {
+    it('accepts only base32-lower CIDs, on every operation', async () => {
+      const c = await make({ dir: await freshDir() })
+      const bad = ['../etc/passwd', 'a/b', 'a.b', 'ABC', 'bafy1', 'b' + 'a'.repeat(300), 'con', 'nul', '', ' bafy', 'bafy\n']
+      for (const key of bad) {
+        await expect(c.put(key, testBytes(1, 1)), key).rejects.toBeInstanceOf(InvalidInputError)
+        await expect(c.get(key), key).rejects.toBeInstanceOf(InvalidInputError)
+        await expect(c.has(key), key).rejects.toBeInstanceOf(InvalidInputError)
+        await expect(c.delete(key), key).rejects.toBeInstanceOf(InvalidInputError)
+        expect(() => { c.pin(key) }, key).toThrow(InvalidInputError)
+      }
+      await expect(c.put('../x', testBytes(1, 1))).rejects.toThrow(/base32 CID/)
+      // A real CIDv1 (raw, sha2-256) in its default base32 form.
+      await c.put('bafkreihdwdcefgh4dqkjv67uzcmw7ojee6xedzdetojuzjevtenxquvyku', testBytes(3, 3))
+      expect(c.stats().entries).toBe(1)
+    })
+  })
+
+  describe('files', () => {
+    it('writes one file per block under blocks/ and leaves no temp file', async () => {
+      const dir = await freshDir()
+      const c = await make({ dir })
+      await Promise.all([0, 1, 2, 3].map(async (i) => await c.put(testKey(i), testBytes(100 + i, i))))
+      expect((await readdir(join(dir, 'blocks'))).sort()).toEqual([0, 1, 2, 3].map(testKey).sort())
+      expect(await readdir(join(dir, 'tmp'))).toEqual([])
+      expect(new Uint8Array(await readFile(join(dir, 'blocks', testKey(2))))).toEqual(testBytes(102, 2))
+      await c.delete(testKey(2))
+      expect(await readdir(join(dir, 'blocks'))).not.toContain(testKey(2))
+    })
+
+    it('removes the files of evicted blocks', async () => {
+      const dir = await freshDir()
+      const c = await make({ dir, capacityBytes: 1000 })
+      for (let i = 0; i < 10; i++) await c.put(testKey(i), testBytes(300, i))
+      const files = await readdir(join(dir, 'blocks'))
+      expect(files.length).toBe(c.stats().entries)
+      expect(c.stats().entries).toBe(3)
+    })
+  })
+
+  describe('eviction follows the shared score', () => {
+    /**
+     * A slow, independent model of the disk tier: entries in an array, the decayed count kept by
+     * the formula as written in the brief, and the victim found by a linear scan for the lowest
+     * score computed straight from the definition (with the decayed count, not in log form).
+     */
+    function referenceDisk (capacity: number, H: number, w: typeof DEFAULT_SCORE_WEIGHTS) {
+      let list: Array<{ key: string, size: number, seed: number, count: number, last: number }> = []
+      const pins = new Map<string, number>()
+      let evictions = 0
+      const refScore = (e: { count: number, last: number, size: number }, now: number): number => {
+        const age = now - e.last
+        const decayed = e.count * Math.pow(2, -age / H)
+        return w.frequency * Math.log2(decayed) - w.recency * (age / H) - w.size * Math.log2(e.size)
+      }
+      const total = (): number => list.reduce((a, e) => a + e.size, 0)
+      const pinned = (k: string): boolean => (pins.get(k) ?? 0) > 0
+      return {
+        list: () => list,
+        total,
+        evictions: () => evictions,
+        pin (key: string) { pins.set(key, (pins.get(key) ?? 0) + 1) },
+        unpin (key: string) {
+          const n = pins.get(key) ?? 0
+          if (n <= 1) pins.delete(key)
+          else pins.set(key, n - 1)
+        },
+        clearPins () { pins.clear() },
+        get (key: string, now: number) {
+          const e = list.find((x) => x.key === key)
+          if (e === undefined) return undefined
+          e.count = e.count * Math.pow(2, -(now - e.last) / H) + 1
+          e.last = now
+          return e
+        },
+        put (key: string, size: number, seed: number, now: number): 'stored' | 'refused' {
+          const old = list.find((x) => x.key === key)
+          const others = list.filter((x) => x.key !== key)
+          if (others.filter((x) => pinned(x.key)).reduce((a, x) => a + x.size, 0) + size > capacity) return 'refused'
+          list = others
+          while (total() + size > capacity) {
+            let victim: typeof list[number] | undefined
+            for (const e of list) {
+              if (pinned(e.key)) continue
+              if (victim === undefined) { victim = e; continue }
+              const d = refScore(e, now) - refScore(victim, now)
+              if (d < 0 || (d === 0 && (e.last < victim.last || (e.last === victim.last && e.size > victim.size)))) victim = e
+            }
+            list = list.filter((x) => x !== victim)
+            evictions++
+          }
+          const count = old === undefined ? 1 : old.count * Math.pow(2, -(now - old.last) / H) + 1
+          list.push({ key, size, seed, count, last: now })
+          return 'stored'
+        }
+      }
+    }
+
+    for (const seed of [11, 12, 13]) {
+      it(`matches a reference model with a fake clock, across a restart (seed ${seed})`, async () => {
+        const rand = mulberry32(seed)
+        const dir = await freshDir()
+        const clock = fakeClock()
+        const H = 10_000
+        const capacity = 3000
+        const options = { dir, capacityBytes: capacity, halfLifeMs: H, now: clock.now }
+        let c = await diskCache(options)
+        const ref = referenceDisk(capacity, H, DEFAULT_SCORE_WEIGHTS)
+        const keys = 30
+        let refused = 0
+        let evictionsBefore = 0
+        for (let step = 0; step < 600; step++) {
+          // Every step at a distinct time, so no two entries share a last access.
+          clock.advance(1 + Math.floor(rand() * 3000))
+          const key = testKey(Math.floor(Math.pow(rand(), 2) * keys)) // skewed: some keys hot
+          const r = rand()
+          if (r < 0.55) {
+            const want = ref.get(key, clock.now())
+            const got = await c.get(key)
+            if (want === undefined) expect(got, `step ${step}`).toBeUndefined()
+            else expect(got, `step ${step}`).toEqual(testBytes(want.size, want.seed))
+          } else if (r < 0.93) {
+            const size = 50 + Math.floor(rand() * 1200)
+            if (ref.put(key, size, step, clock.now()) === 'refused') {
+              refused++
+              await expect(c.put(key, testBytes(size, step))).rejects.toBeInstanceOf(TooLargeError)
+            } else {
+              await c.put(key, testBytes(size, step))
+            }
+          } else if (r < 0.975) {
+            ref.pin(key)
+            c.pin(key)
+          } else {
+            ref.unpin(key)
+            c.unpin(key)
+          }
+          if (step === 300) {
+            // Restart: counts and times come back from the index; pins do not.
+            evictionsBefore = c.stats().evictions
+            await c.close()
+            c = await diskCache(options)
+            ref.clearPins()
+          }
+          const held = ref.list().map((e) => e.key).sort()
+          const actual: string[] = []
+          for (let k = 0; k < keys; k++) if (await c.has(testKey(k))) actual.push(testKey(k))
+          expect(actual.sort(), `step ${step}`).toEqual(held)
+          expect(c.stats().bytes).toBe(ref.total())
+          expect(evictionsBefore + c.stats().evictions, `step ${step}`).toBe(ref.evictions())
+        }
+        expect(ref.evictions()).toBeGreaterThan(50)
+        expect(refused).toBeGreaterThan(0)
+        await c.close()
+      })
+    }
+  })
+
+  describe('persistence', () => {
+    it('keeps contents and frequencies across close and reopen', async () => {
+      const dir = await freshDir()
+      const clock = fakeClock()
+      const H = 60_000
+      const options = { dir, capacityBytes: 1000, halfLifeMs: H, now: clock.now, weights: { frequency: 1, recency: 0, size: 0 } }
+      let c = await make(options)
+      await c.put(testKey(1), testBytes(300, 1))
+      clock.advance(10)
+      await c.put(testKey(2), testBytes(300, 2))
+      clock.advance(10)
+      await c.put(testKey(3), testBytes(300, 3))
+      // Key 1 (oldest) is used often, key 2 never again, key 3 once.
+      for (let i = 0; i < 5; i++) {
+        clock.advance(10)
+        await c.get(testKey(1))
+      }
+      clock.advance(10)
+      await c.get(testKey(3))
+      await c.close()
+
+      clock.advance(H)
+      c = await make(options)
+      expect(c.stats()).toMatchObject({ entries: 3, bytes: 900, hits: 0, misses: 0, puts: 0 })
+      expect(await c.get(testKey(2))).toEqual(testBytes(300, 2))
+      // Decayed by one half-life: key 1 ≈ 3, key 3 ≈ 1, key 2 = 0.5 + 1 after that get.
+      clock.advance(10)
+      await c.put(testKey(4), testBytes(300, 4))
+      expect(await c.has(testKey(3))).toBe(false)
+      expect(await c.has(testKey(1))).toBe(true)
+      expect(await c.has(testKey(2))).toBe(true)
+    })
+
+    it('drops a block whose file was removed behind its back (at run time and on open)', async () => {
+      const dir = await freshDir()
+      let c = await make({ dir })
+      await c.put(testKey(1), testBytes(100, 1))
+      await c.put(testKey(2), testBytes(100, 2))
+      await unlink(join(dir, 'blocks', testKey(1)))
+      expect(await c.has(testKey(1))).toBe(true) // has() trusts the index
+      expect(await c.get(testKey(1))).toBeUndefined()
+      expect(await c.has(testKey(1))).toBe(false)
+      expect(c.stats()).toMatchObject({ entries: 1, bytes: 100, misses: 1, hits: 0, evictions: 0 })
+      await c.close()
+      await unlink(join(dir, 'blocks', testKey(2)))
+      c = await make({ dir })
+      expect(c.stats()).toMatchObject({ entries: 0, bytes: 0 })
+    })
+
+    it('never serves a file corrupted behind its back: same size, truncated, or replaced', async () => {
+      const dir = await freshDir()
+      const c = await make({ dir })
+      for (let i = 1; i <= 3; i++) await c.put(testKey(i), testBytes(100, i))
+      const flipped = testBytes(100, 1)
+      flipped[50]! ^= 1
+      await writeFile(join(dir, 'blocks', testKey(1)), flipped)
+      await truncate(join(dir, 'blocks', testKey(2)), 40)
+      await writeFile(join(dir, 'blocks', testKey(3)), testBytes(100, 4))
+      for (let i = 1; i <= 3; i++) {
+        expect(await c.get(testKey(i))).toBeUndefined()
+        expect(await c.has(testKey(i))).toBe(false)
+      }
+      expect(await readdir(join(dir, 'blocks'))).toEqual([])
+      expect(c.stats()).toMatchObject({ entries: 0, bytes: 0, misses: 3 })
+      // And it stores the block again when the loader refetches it.
+      await c.put(testKey(1), testBytes(100, 1))
+      expect(await c.get(testKey(1))).toEqual(testBytes(100, 1))
+    })
+
+    it('reconciles on open: orphan and temp files go, rows with a wrong-size file go', async () => {
+      const dir = await freshDir()
+      let c = await make({ dir })
+      await c.put(testKey(1), testBytes(100, 1))
+      await c.put(testKey(2), testBytes(100, 2))
+      await c.close()
+      await writeFile(join(dir, 'blocks', testKey(9)), testBytes(10, 9)) // orphan
+      await writeFile(join(dir, 'blocks', 'not-a-key.txt'), 'x')
+      await writeFile(join(dir, 'tmp', `${testKey(5)}.abcdef`), testBytes(10, 5)) // interrupted write
+      await writeFile(join(dir, 'blocks', testKey(2)), testBytes(120, 2)) // size no longer matches
+      c = await make({ dir })
+      expect((await readdir(join(dir, 'blocks'))).sort()).toEqual([testKey(1)])
+      expect(await readdir(join(dir, 'tmp'))).toEqual([])
+      expect(c.stats()).toMatchObject({ entries: 1, bytes: 100 })
+      expect(await c.get(testKey(1))).toEqual(testBytes(100, 1))
+    })
+
+    it('trims to a capacity lowered between runs, by score', async () => {
+      const dir = await freshDir()
+      const clock = fakeClock()
+      let c = await make({ dir, capacityBytes: 1000, now: clock.now })
+      for (let i = 0; i < 5; i++) {
+        clock.advance(1000)
+        await c.put(testKey(i), testBytes(200, i))
+      }
+      await c.get(testKey(0))
+      await c.close()
+      c = await make({ dir, capacityBytes: 450, now: clock.now })
+      expect(c.stats()).toMatchObject({ entries: 2, bytes: 400, evictions: 3 })
+      expect(await c.has(testKey(0))).toBe(true)
+      expect(await c.has(testKey(4))).toBe(true)
+    })
+
+    it('starts afresh from an index that is not a database', async () => {
+      const dir = await freshDir()
+      let c = await make({ dir })
+      await c.put(testKey(1), testBytes(100, 1))
+      await c.close()
+      await writeFile(join(dir, 'index.sqlite'), 'this is not sqlite'.repeat(100))
+      await rm(join(dir, 'index.sqlite-wal'), { force: true })
+      c = await make({ dir })
+      expect(c.stats()).toMatchObject({ entries: 0, bytes: 0 })
+      expect(await readdir(join(dir, 'blocks'))).toEqual([])
+      await c.put(testKey(1), testBytes(100, 1))
+      expect(await c.get(testKey(1))).toEqual(testBytes(100, 1))
+    })
+
+    it('refuses a second opener of the same directory until the first closes', async () => {
+      const dir = await freshDir()
+      const c = await diskCache({ dir, capacityBytes: 1000 })
+      await expect(diskCache({ dir, capacityBytes: 1000 })).rejects.toBeInstanceOf(UnavailableError)
+      await expect(diskCache({ dir, capacityBytes: 1000 })).rejects.toThrow(/in use/)
+      await c.close()
+      const again = await make({ dir, capacityBytes: 1000 })
+      expect(again.stats().entries).toBe(0)
+    })
+  })
+
+  describe('options', () => {
+    it('names the bad option', async () => {
+      const dir = await freshDir()
+      await expect(diskCache({ dir, capacityBytes: -1 })).rejects.toThrow(/capacityBytes/)
+      await expect(diskCache({ dir, capacityBytes: 10, halfLifeMs: 0 })).rejects.toThrow(/halfLifeMs/)
+      await expect(diskCache({ dir, capacityBytes: 10, weights: { size: -1 } })).rejects.toThrow(/weights\.size/)
+      await expect(diskCache({ dir: '', capacityBytes: 10 })).rejects.toThrow(InvalidInputError)
+    })
+  })
+})

@@ -1,0 +1,148 @@
+import { describe, expect, it } from 'vitest'
+import { InvalidInputError, InvalidModelError } from '../../../shared/errors/errors.ts'
+import { onnxModelBytes, readModel, tfjsArtifacts, writeModel } from '../../../shared/formats/index.ts'
+import type { ModelFile, OnnxTopology, TfjsTopology } from '../../../shared/model/types.ts'
+import { modelFile, movenetFiles, pseudoRandomBytes, tinyOnnx, VAD_DIR } from './fixtures.ts'
+
+/** The InvalidModelError that reading `files` throws (fails the test if it throws nothing or else). */
+async function readError (files: ModelFile[]): Promise<InvalidModelError> {
+  try {
+    await readModel(files)
+  } catch (e) {
+    expect(e).toBeInstanceOf(InvalidModelError)
+    return e as InvalidModelError
+  }
+  throw new Error('readModel accepted a bad model')
+}
+
+const text = (s: string): Uint8Array => new TextEncoder().encode(s)
+
+/** movenet's model.json, edited. */
+function movenetJson (edit: (json: Record<string, any>) => void): ModelFile {
+  const json = JSON.parse(new TextDecoder().decode(movenetFiles()[0]!.bytes)) as Record<string, any>
+  edit(json)
+  return { path: 'model.json', bytes: text(JSON.stringify(json)) }
+}
+
+describe('bad model files', () => {
+  describe('tfjs', () => {
+    it('a truncated .bin names the file and both sizes', async () => {
+      const [json, bin] = movenetFiles()
+      const e = await readError([json!, { path: bin!.path, bytes: bin!.bytes.subarray(0, bin!.bytes.length - 1000) }])
+      expect(e.message).toContain('movenet-lightning.bin is 4649216 bytes')
+      expect(e.message).toContain('need 4650216 bytes')
+      expect(e.message).toContain('1000 bytes short')
+      expect(e.status).toBe(422)
+    })
+
+    it('a .bin with extra bytes is refused too', async () => {
+      const [json, bin] = movenetFiles()
+      const longer = new Uint8Array(bin!.bytes.length + 4)
+      longer.set(bin!.bytes)
+      const e = await readError([json!, { path: bin!.path, bytes: longer }])
+      expect(e.message).toContain('4 bytes too many')
+    })
+
+    it('a weight file named in model.json but not given', async () => {
+      const e = await readError([movenetFiles()[0]!])
+      expect(e.message).toBe('movenet-lightning.json names weight file movenet-lightning.bin which was not provided')
+    })
+
+    it('model.json that is not JSON', async () => {
+      const e = await readError([{ path: 'model.json', bytes: text('{"modelTopology": {') }, movenetFiles()[1]!])
+      expect(e.message).toMatch(/^model\.json is not JSON: /)
+    })
+
+    it('model.json without weightsManifest', async () => {
+      const e = await readError([movenetJson(j => { delete j.weightsManifest }), movenetFiles()[1]!])
+      expect(e.message).toBe('model.json is not a tfjs model.json: it has no weightsManifest')
+    })
+
+    it('a weights manifest entry of the wrong shape names the path to it', async () => {
+      const e = await readError([movenetJson(j => { j.weightsManifest[0].weights[3].shape = 'big' }), movenetFiles()[1]!])
+      expect(e.message).toContain('weightsManifest.0.weights.3.shape')
+    })
+
+    it('string weights are refused as unsupported', async () => {
+      const e = await readError([movenetJson(j => { j.weightsManifest[0].weights[0].dtype = 'string' }), movenetFiles()[1]!])
+      expect(e.message).toContain('weight "StatefulPartitionedCall/ExpandDims_2/dim" has dtype string, which is not supported')
+    })
+
+    it('weight paths that leave the model folder', async () => {
+      const e = await readError([movenetJson(j => { j.weightsManifest[0].paths = ['../secret.bin'] }), movenetFiles()[1]!])
+      expect(e.message).toContain('"../secret.bin" is not a relative path inside the model folder')
+    })
+
+    it('a json file that is not a model, next to nothing else', async () => {
+      const e = await readError([{ path: 'notes.json', bytes: text('{"hello": 1}') }])
+      expect(e.message).toBe('notes.json is not a tfjs model.json: it has no modelTopology and no weightsManifest')
+    })
+
+    it('no model file at all', async () => {
+      expect((await readError([{ path: 'weights.bin', bytes: new Uint8Array(4) }])).message)
+        .toBe('no .onnx file and no model.json among weights.bin')
+      expect((await readError([])).message).toBe('no model files were given')
+    })
+  })
+
+  describe('ONNX', () => {
+    const legacy = modelFile(VAD_DIR, 'silero_vad_legacy.onnx')
+    const n = legacy.bytes.length
+
+    for (const cut of [1, 10, 100, 5000, Math.floor(n / 2), n - 100, n - 1]) {
+      it(`truncated at byte ${cut}`, async () => {
+        const e = await readError([{ path: 'vad.onnx', bytes: legacy.bytes.subarray(0, cut) }])
+        expect(e.message).toMatch(new RegExp(`^vad\\.onnx: truncated at byte ${cut}: `))
+      })
+    }
+
+    it('cut at a field boundary, so that the graph is missing', async () => {
+      const e = await readError([{ path: 'vad.onnx', bytes: legacy.bytes.subarray(0, 2) }])
+      expect(e.message).toBe('vad.onnx: not an ONNX model: no ModelProto.graph (field 7); the file may be truncated')
+    })
+
+    it('random bytes, text and an empty file', async () => {
+      for (const seed of [1, 2, 3, 4, 5, 6, 7, 8]) {
+        const e = await readError([{ path: 'noise.onnx', bytes: pseudoRandomBytes(4096, seed) }])
+        expect(e.message).toMatch(/^noise\.onnx: not an ONNX model: /)
+      }
+      expect((await readError([{ path: 'a.onnx', bytes: text('hello world') }])).message).toMatch(/^a\.onnx: not an ONNX model: invalid wire type/)
+      expect((await readError([{ path: 'a.onnx', bytes: new Uint8Array(0) }])).message).toBe('a.onnx: not an ONNX model: the file is empty')
+    })
+
+    it('a tensor whose raw_data does not match its dims', async () => {
+      const { onnx, external } = tinyOnnx({ rawLength: 8 })
+      const e = await readError([onnx, external])
+      expect(e.message).toBe('tiny.onnx: tensor "B" (float32 [3]) has 8 bytes of raw_data; its dims need 12')
+    })
+
+    it('an external data file not given, or too short', async () => {
+      const { onnx, external } = tinyOnnx()
+      expect((await readError([onnx])).message).toBe('tiny.onnx: tensor "W" (float32 [4, 3]) is stored in external data file tiny.bin which was not provided')
+      const short = { path: 'tiny.bin', bytes: external.bytes.subarray(0, 100) }
+      expect((await readError([onnx, short])).message).toBe('tiny.onnx: tensor "W" (float32 [4, 3]) needs bytes 64..112 of tiny.bin, which is 100 bytes')
+    })
+
+    it('several .onnx files at once', async () => {
+      const e = await readError([legacy, { ...legacy, path: 'other.onnx' }])
+      expect(e.message).toContain('several .onnx files were given')
+    })
+  })
+
+  describe('writing back with weights that do not fit the topology', () => {
+    it('tfjs', async () => {
+      const model = await readModel(movenetFiles())
+      const short = model.weights.subarray(1)
+      expect(() => writeModel({ ...model, weights: short })).toThrow(InvalidInputError)
+      expect(() => tfjsArtifacts(model.topology as TfjsTopology, short)).toThrow('weights: 4650215 bytes, but the topology\'s weight files total 4650216')
+    })
+
+    it('ONNX', async () => {
+      const model = await readModel([modelFile(VAD_DIR, 'silero_vad_legacy.onnx')])
+      const topology = model.topology as OnnxTopology
+      expect(() => onnxModelBytes(topology, model.weights.subarray(4), model.tensors)).toThrow(InvalidInputError)
+      expect(() => onnxModelBytes(topology, model.weights, model.tensors.slice(0, 10)))
+        .toThrow(/weights: 1781160 bytes, but the tensors' byte lengths total/)
+    })
+  })
+})

@@ -1,0 +1,175 @@
+import { describe, expect, it } from 'vitest'
+import { join } from 'node:path'
+import * as ort from 'onnxruntime-node'
+import { onnxExternalData, onnxModelBytes, readModel, writeModel } from '../../../shared/formats/index.ts'
+import type { NormalisedModel, OnnxTopology } from '../../../shared/model/types.ts'
+import { modelFile, tinyExpected, tinyOnnx, TINY, VAD_DIR } from './fixtures.ts'
+
+function onnxTopology (model: NormalisedModel): OnnxTopology {
+  if (model.topology.kind !== 'onnx') throw new Error('expected an ONNX topology')
+  return model.topology
+}
+
+function elements (shape: number[]): number {
+  return shape.reduce((n, d) => n * d, 1)
+}
+
+/** Every output of `session` on `feeds`, as plain arrays (bigint for int64). */
+async function outputsOf (session: ort.InferenceSession, feeds: Record<string, ort.Tensor>): Promise<Record<string, unknown[]>> {
+  const results = await session.run(feeds)
+  return Object.fromEntries(Object.entries(results).map(([name, t]) => [name, Array.from(t.data as ArrayLike<unknown>)]))
+}
+
+const chirp = Float32Array.from({ length: 512 }, (_, i) => 0.4 * Math.sin(i * i / 2000))
+
+describe('ONNX', () => {
+  for (const name of ['silero_vad_legacy.onnx', 'silero_vad_v5.onnx']) {
+    it(`writes ${name} back byte for byte`, async () => {
+      const original = modelFile(VAD_DIR, name)
+      const model = await readModel([original])
+      const topology = onnxTopology(model)
+      expect(model.weights.length).toBe(model.tensors.reduce((n, t) => n + t.byteLength, 0))
+      const files = writeModel(model)
+      expect(files.map(f => f.path)).toEqual([name])
+      expect(Buffer.from(files[0]!.bytes).equals(Buffer.from(original.bytes))).toBe(true)
+      expect(Buffer.from(onnxModelBytes(topology, model.weights, model.tensors)).equals(Buffer.from(original.bytes))).toBe(true)
+      expect(onnxExternalData(topology, model.weights, model.tensors)).toEqual([])
+    })
+  }
+
+  it('lists silero legacy\'s tensors under the nodes that consume them', async () => {
+    const model = await readModel([modelFile(VAD_DIR, 'silero_vad_legacy.onnx')])
+    expect(model.format).toBe('onnx')
+    // 259 raw_data initializers (in the graph and in If subgraphs); ConstantOfShape values stay.
+    expect(model.tensors).toHaveLength(259)
+    expect(model.metadata.dtypes).toEqual({ int64: 159, float32: 100 })
+    expect(model.metadata.tensorCount).toBe(259)
+    expect(model.metadata.parameters).toBe(model.tensors.reduce((n, t) => n + elements(t.shape), 0))
+    expect(model.metadata.weightBytes).toBe(model.weights.length)
+    for (const t of model.tensors) {
+      const bytesPer = t.dtype === 'int64' ? 8 : 4
+      expect(t.byteLength).toBe(elements(t.shape) * bytesPer)
+    }
+    // Initializers named "664", "927"… belong to the node that reads them, not to themselves.
+    const numeric = model.tensors.filter(t => /^\d+$/.test(t.name))
+    expect(numeric.length).toBeGreaterThan(100)
+    for (const t of numeric) expect(t.layer).toMatch(/^[A-Za-z]+_\d+$/)
+    expect(model.tensors.find(t => t.name === '664')?.layer).toBe('Squeeze_545')
+    const kinds = new Set(model.metadata.layers.map(l => l.kind))
+    expect(kinds).toContain('LSTM')
+    expect(kinds).toContain('Conv')
+    expect(model.metadata.layers.reduce((n, l) => n + l.parameters, 0)).toBe(model.metadata.parameters)
+    const lstm = model.metadata.layers.filter(l => l.kind === 'LSTM')
+    expect(lstm.every(l => l.parameters > 10_000)).toBe(true)
+
+    expect(model.metadata.inputs.map(i => i.name)).toEqual(['input', 'sr', 'h', 'c'])
+    expect(model.metadata.inputs[2]).toEqual({ name: 'h', dtype: 'float32', shape: [2, 'batch', 64] })
+    expect(model.metadata.outputs.map(o => o.name)).toEqual(['output', 'hn', 'cn'])
+    expect(model.metadata.producer).toBe('pytorch 1.12.0')
+    expect(model.metadata.opsets).toContainEqual({ domain: '', version: 16 })
+
+    const topology = onnxTopology(model)
+    expect(topology.fileName).toBe('silero_vad_legacy.onnx')
+    expect(topology.holes.map(h => h.tensor)).toEqual(model.tensors.map((_, i) => i))
+    const skeleton = Buffer.from(topology.skeleton, 'base64')
+    expect(skeleton.length + model.weights.length).toBe(modelFile(VAD_DIR, 'silero_vad_legacy.onnx').bytes.length)
+  })
+
+  it('keeps names unique when subgraphs repeat one (silero v5 has 8k and 16k branches)', async () => {
+    const model = await readModel([modelFile(VAD_DIR, 'silero_vad_v5.onnx')])
+    const names = model.tensors.map(t => t.name)
+    expect(new Set(names).size).toBe(names.length)
+    expect(names).toContain('encoder.0.reparam_conv.weight')
+    expect(names).toContain('encoder.0.reparam_conv.weight#2')
+    expect(model.tensors.find(t => t.name === 'encoder.0.reparam_conv.weight')?.layer).toMatch(/reparam_conv\/Conv$/)
+    expect(model.metadata.inputs.map(i => i.name)).toEqual(['input', 'state', 'sr'])
+  })
+
+  it('runs in onnxruntime from the spliced bytes exactly as from the original file', async () => {
+    const model = await readModel([modelFile(VAD_DIR, 'silero_vad_legacy.onnx')])
+    const spliced = await ort.InferenceSession.create(onnxModelBytes(onnxTopology(model), model.weights, model.tensors))
+    const original = await ort.InferenceSession.create(join(VAD_DIR, 'silero_vad_legacy.onnx'))
+    expect(spliced.inputNames).toEqual(['input', 'sr', 'h', 'c'])
+    expect(original.inputNames).toEqual(spliced.inputNames)
+    const feeds = (): Record<string, ort.Tensor> => ({
+      input: new ort.Tensor('float32', chirp.slice(), [1, 512]),
+      sr: new ort.Tensor('int64', BigInt64Array.from([16000n]), [1]),
+      h: new ort.Tensor('float32', new Float32Array(128), [2, 1, 64]),
+      c: new ort.Tensor('float32', new Float32Array(128), [2, 1, 64])
+    })
+    const got = await outputsOf(spliced, feeds())
+    expect(Object.keys(got).sort()).toEqual(['cn', 'hn', 'output'])
+    expect(got).toEqual(await outputsOf(original, feeds()))
+    expect(got.hn!.some(v => v !== 0)).toBe(true)
+    await spliced.release()
+    await original.release()
+  })
+
+  it('runs silero v5 (weights in If subgraphs) from the spliced bytes exactly as from the original', async () => {
+    const model = await readModel([modelFile(VAD_DIR, 'silero_vad_v5.onnx')])
+    const spliced = await ort.InferenceSession.create(onnxModelBytes(onnxTopology(model), model.weights, model.tensors))
+    const original = await ort.InferenceSession.create(join(VAD_DIR, 'silero_vad_v5.onnx'))
+    const feeds = (): Record<string, ort.Tensor> => ({
+      input: new ort.Tensor('float32', chirp.slice(), [1, 512]),
+      state: new ort.Tensor('float32', new Float32Array(256), [2, 1, 128]),
+      sr: new ort.Tensor('int64', BigInt64Array.from([16000n]), [])
+    })
+    expect(await outputsOf(spliced, feeds())).toEqual(await outputsOf(original, feeds()))
+    await spliced.release()
+    await original.release()
+  })
+
+  describe('a hand-built model with external data, float_data, double_data and a Constant', () => {
+    const x = Float32Array.from({ length: 8 }, (_, i) => i / 3 - 1)
+
+    it('reads every kind of payload and writes both files back byte for byte', async () => {
+      const { onnx, external } = tinyOnnx()
+      const model = await readModel([onnx, external])
+      expect(model.tensors.map(t => [t.name, t.dtype, t.shape, t.byteLength, t.layer])).toEqual([
+        ['S_value', 'float32', [3], 12, 'Mul_M'], // Constant: grouped with the node reading its output
+        ['W', 'float32', [4, 3], 48, 'MatMul_XW'], // external data
+        ['B', 'float32', [3], 12, 'Add_XWB'], // packed float_data
+        ['D', 'float64', [3], 24, 'Cast_D32'] // packed double_data; "shape" (int64_data) stays in the skeleton
+      ])
+      expect(Array.from(new Float32Array(model.weights.slice(12, 60).buffer))).toEqual(Array.from(TINY.W))
+      expect(Array.from(new Float64Array(model.weights.slice(72, 96).buffer))).toEqual(Array.from(TINY.D))
+      const topology = onnxTopology(model)
+      expect(topology.external).toEqual([{ tensor: 1, location: 'tiny.bin', offset: TINY.externalOffset }])
+      expect(topology.holes.map(h => h.tensor)).toEqual([0, 2, 3])
+      expect(model.metadata.inputs).toEqual([{ name: 'X', dtype: 'float32', shape: ['N', 4] }])
+      expect(model.metadata.producer).toBe('blockfed-test 1')
+
+      const files = writeModel(model)
+      expect(files.map(f => f.path)).toEqual(['tiny.onnx', 'tiny.bin'])
+      expect(Buffer.from(files[0]!.bytes).equals(Buffer.from(onnx.bytes))).toBe(true)
+      // The 64 bytes before W are alignment padding: zeros, rebuilt as zeros.
+      expect(Buffer.from(files[1]!.bytes).equals(Buffer.from(external.bytes))).toBe(true)
+    })
+
+    it('runs from onnxModelBytes + onnxExternalData, and changed weights land in their tensors', async () => {
+      const { onnx, external } = tinyOnnx()
+      const model = await readModel([onnx, external])
+      const topology = onnxTopology(model)
+      const run = async (weights: Uint8Array): Promise<Float32Array> => {
+        const session = await ort.InferenceSession.create(onnxModelBytes(topology, weights, model.tensors), {
+          externalData: onnxExternalData(topology, weights, model.tensors)
+        })
+        const y = (await session.run({ X: new ort.Tensor('float32', x, [2, 4]) })).Y!
+        await session.release()
+        expect(y.dims).toEqual([2, 3])
+        return y.data as Float32Array
+      }
+      expect(Array.from(await run(model.weights))).toEqual(Array.from(tinyExpected(x)))
+
+      const changed = model.weights.slice()
+      const view = new DataView(changed.buffer)
+      const W = TINY.W.map(v => v * 2)
+      const B = Float32Array.from([1, 2, 3])
+      W.forEach((v, i) => view.setFloat32(12 + 4 * i, v, true)) // tensor 1: external
+      B.forEach((v, i) => view.setFloat32(60 + 4 * i, v, true)) // tensor 2: a hole
+      const y = await run(changed)
+      const want = tinyExpected(x, { ...TINY, W, B })
+      for (let i = 0; i < want.length; i++) expect(y[i]).toBeCloseTo(want[i]!, 5)
+    })
+  })
+})

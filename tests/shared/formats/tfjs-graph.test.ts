@@ -1,0 +1,82 @@
+import { beforeAll, describe, expect, it } from 'vitest'
+import * as tf from '@tensorflow/tfjs-core'
+import '@tensorflow/tfjs-backend-cpu'
+import { loadGraphModel } from '@tensorflow/tfjs-converter'
+import { readModel, tfjsArtifacts, writeModel } from '../../../shared/formats/index.ts'
+import type { TfjsTopology } from '../../../shared/model/types.ts'
+import { movenetFiles } from './fixtures.ts'
+
+/** Artifacts built the way tfjs's own loaders build them from model.json + weight bytes. */
+async function originalArtifacts (): Promise<tf.io.ModelArtifacts> {
+  const [json, bin] = movenetFiles()
+  const modelJson = JSON.parse(new TextDecoder().decode(json!.bytes)) as tf.io.ModelJSON
+  return await tf.io.getModelArtifactsForJSON(modelJson, async manifest =>
+    [manifest.flatMap(g => g.weights), bin!.bytes.slice().buffer])
+}
+
+describe('tfjs graph model (movenet-lightning)', () => {
+  beforeAll(async () => {
+    await tf.setBackend('cpu')
+    await tf.ready()
+  })
+
+  it('writes model.json and the .bin back byte for byte', async () => {
+    const [json, bin] = movenetFiles()
+    const model = await readModel(movenetFiles())
+    const files = writeModel(model)
+    expect(files.map(f => f.path)).toEqual(['model.json', 'movenet-lightning.bin'])
+    expect(Buffer.from(files[0]!.bytes).equals(Buffer.from(json!.bytes))).toBe(true)
+    expect(Buffer.from(files[1]!.bytes).equals(Buffer.from(bin!.bytes))).toBe(true)
+  })
+
+  it('lists 180 weights with their stored sizes, float16 quantization and op scopes', async () => {
+    const model = await readModel(movenetFiles())
+    expect(model.format).toBe('tfjs-graph')
+    expect(model.tensors).toHaveLength(180)
+    const quantized = model.tensors.filter(t => t.quantization !== undefined)
+    expect(quantized).toHaveLength(149)
+    for (const t of model.tensors) {
+      const count = t.shape.reduce((n, d) => n * d, 1)
+      expect(t.byteLength).toBe(count * (t.quantization?.dtype === 'float16' ? 2 : 4))
+      expect(t.name.startsWith(`${t.layer}/`)).toBe(true)
+    }
+    expect(model.weights.length).toBe(4_650_216)
+    const kernel = model.tensors.find(t => t.name === 'StatefulPartitionedCall/kpt_offset_0/conv2d_7/Conv2D/ReadVariableOp')
+    expect(kernel).toMatchObject({ dtype: 'float32', shape: [1, 1, 96, 34], byteLength: 96 * 34 * 2, quantization: { dtype: 'float16' } })
+    expect(kernel?.layer).toBe('StatefulPartitionedCall/kpt_offset_0/conv2d_7/Conv2D')
+
+    const m = model.metadata
+    expect(m).toMatchObject({ format: 'tfjs-graph', tensorCount: 180, weightBytes: 4_650_216, dtypes: { float32: 149, int32: 31 } })
+    expect(m.parameters).toBe(model.tensors.reduce((n, t) => n + t.shape.reduce((a, d) => a * d, 1), 0))
+    expect(m.inputs).toEqual([{ name: 'input:0', dtype: 'int32', shape: [1, 192, 192, 3] }])
+    expect(m.outputs).toEqual([{ name: 'Identity:0', dtype: 'float32', shape: [1, 1, 17, 3] }])
+    expect(m.generatedBy).toBe('https://tfhub.dev/google/movenet/singlepose/lightning/4')
+    expect(m.convertedBy).toBe('https://github.com/vladmandic')
+    expect(m.layers.find(l => l.name === 'StatefulPartitionedCall/kpt_offset_0/conv2d_7/Conv2D')?.kind).toBe('_FusedConv2D')
+    expect(m.layers.reduce((n, l) => n + l.parameters, 0)).toBe(m.parameters)
+  })
+
+  it('loads through tfjsArtifacts and predicts exactly as the original files do', async () => {
+    const model = await readModel(movenetFiles())
+    const artifacts = tfjsArtifacts(model.topology as TfjsTopology, model.weights)
+    expect(artifacts.weightData).toBeInstanceOf(ArrayBuffer)
+    expect((artifacts.weightData as ArrayBuffer).byteLength).toBe(model.weights.length)
+    expect(artifacts.weightSpecs).toHaveLength(180)
+    expect(artifacts.format).toBe('graph-model')
+
+    const before = tf.memory().numTensors
+    const ours = await loadGraphModel({ load: async () => artifacts })
+    const theirs = await loadGraphModel(tf.io.fromMemory(await originalArtifacts()))
+    const input = tf.tensor4d(Int32Array.from({ length: 192 * 192 * 3 }, (_, i) => (i * 31 + (i >> 7)) % 256), [1, 192, 192, 3], 'int32')
+    const a = ours.execute(input) as tf.Tensor
+    const b = theirs.execute(input) as tf.Tensor
+    expect(a.shape).toEqual([1, 1, 17, 3])
+    const got = Array.from(await a.data())
+    expect(got).toEqual(Array.from(await b.data()))
+    expect(got.every(Number.isFinite)).toBe(true)
+    tf.dispose([input, a, b])
+    ours.dispose()
+    theirs.dispose()
+    expect(tf.memory().numTensors).toBe(before)
+  })
+})
