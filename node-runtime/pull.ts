@@ -6,7 +6,7 @@
 import { join } from 'node:path'
 import { coordinatorClient } from '../shared/client/coordinator-client.ts'
 import { writeModel } from '../shared/formats/index.ts'
-import { httpBlockSource } from '../shared/load/http-source.ts'
+import { nodeHttpBlockSource } from './sources/http.ts'
 import { fetchModel } from '../shared/load/fetch-model.ts'
 import type { LoadReport } from '../shared/load/loader.ts'
 import type { Manifest } from '../shared/manifest/schema.ts'
@@ -37,7 +37,7 @@ export async function pullModel (options: PullOptions): Promise<{ manifest: Mani
       coordinatorKey: key,
       model: options.model,
       version: options.version,
-      source: httpBlockSource({ baseUrl: options.baseUrl }),
+      source: nodeHttpBlockSource({ baseUrl: options.baseUrl }),
       cache,
       onBlock: options.onBlock
     })

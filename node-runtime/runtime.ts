@@ -11,7 +11,7 @@ import type { CacheTier } from '../shared/cache/types.ts'
 import { memoryCache } from '../shared/cache/memory-lru.ts'
 import { tieredCache } from '../shared/cache/tiered.ts'
 import { coordinatorClient } from '../shared/client/coordinator-client.ts'
-import { httpBlockSource } from '../shared/load/http-source.ts'
+import { nodeHttpBlockSource } from './sources/http.ts'
 import { fetchModel, type FetchedModel } from '../shared/load/fetch-model.ts'
 import type { LoadReport } from '../shared/load/loader.ts'
 import type { BlockSource } from '../shared/load/source.ts'
@@ -85,7 +85,7 @@ export async function createNodeRuntime (options: NodeRuntimeOptions): Promise<N
       if (token === undefined) throw new InvalidConfigError(`aoe config for ${config.modelName}: no API token (set "token", or "tokenEnv" naming an environment variable)`)
       const client = coordinatorClient({ baseUrl: config.updateURL, token, timeoutMs: config.fetch.timeoutMs })
       const key = await coordinatorKey(options.dataDir, client, config.coordinatorKey, signal)
-      const source = options.source?.(config) ?? httpBlockSource({ baseUrl: config.updateURL, timeoutMs: config.fetch.timeoutMs })
+      const source = options.source?.(config) ?? nodeHttpBlockSource({ baseUrl: config.updateURL, timeoutMs: config.fetch.timeoutMs })
       const fetched = await fetchModel({
         client,
         coordinatorKey: key,

@@ -21,7 +21,9 @@ const mb = (bytes: number): string => `${(bytes / 2 ** 20).toFixed(2)} MiB`
 
 export async function runDemo ({ runtimes }: { runtimes: number }): Promise<void> {
   const root = await mkdtemp(join(tmpdir(), 'blockfed-demo-'))
-  const coordinator = await createCoordinator({ dataDir: join(root, 'coordinator'), port: 0 })
+  // Smaller blocks than the 1 MiB default so this 0.4 MB model shows its semantic blocks:
+  // the first hidden layer in one block, the second hidden layer and the head in another.
+  const coordinator = await createCoordinator({ dataDir: join(root, 'coordinator'), port: 0, partition: { targetBytes: 128 << 10, maxBytes: 512 << 10 } })
   try {
     const url = await coordinator.start()
     console.log(`coordinator     ${url}  (data ${join(root, 'coordinator')})`)
@@ -29,37 +31,42 @@ export async function runDemo ({ runtimes }: { runtimes: number }): Promise<void
     const { train, test } = mnistSplit()
     const backend = await tfjsBackend()
     let t = performance.now()
-    const model = await trainMnistMlp(train, { epochs: 3 })
+    const model = await trainMnistMlp(train, { epochs: 5, batchSize: 32 })
     console.log(`trained         MNIST MLP 784-128-64-10 on ${train.count} digits, tfjs ${backend}, ${((performance.now() - t) / 1000).toFixed(1)} s`)
     const files = await modelFiles(model)
     model.dispose()
 
     const admin = coordinatorClient({ baseUrl: url, token: coordinator.adminToken })
     t = performance.now()
-    const ingest = await admin.ingest('mnist-mlp', files)
-    console.log(`ingested        mnist-mlp@${ingest.version}  ${ingest.blocks} blocks, ${mb(ingest.bytesStored)} stored (sealed blocks + 4+2 shards), ${(performance.now() - t).toFixed(0)} ms`)
+    const ingest = await admin.ingest('mnist-digits', files)
+    console.log(`ingested        mnist-digits@${ingest.version}  ${ingest.blocks} blocks, ${mb(ingest.bytesStored)} stored (sealed blocks + 4+2 shards), ${(performance.now() - t).toFixed(0)} ms`)
     console.log(`                manifest ${ingest.manifestCid}`)
 
     const example = JSON.parse(await readFile(EXAMPLE_CONFIG, 'utf8')) as Record<string, unknown>
     const rows: string[][] = []
-    const started = []
+    const configs: string[] = []
     for (let i = 1; i <= runtimes; i++) {
       const dir = join(root, `runtime-${i}`)
       await mkdir(dir, { recursive: true })
       const configPath = join(dir, 'mnist-digits.aoe.json')
-      await writeFile(configPath, JSON.stringify({ ...example, updateURL: url, token: await admin.createToken('edge') }, null, 2))
-      started.push((async () => {
-        const runtime = await createNodeRuntime({ dataDir: dir, codes: { 'mnist-mlp': mnistDigitsCode } })
+      // Each runtime gets its own edge token; the example's tokenEnv gives way to it.
+      await writeFile(configPath, JSON.stringify({ ...example, updateURL: url, tokenEnv: undefined, token: await admin.createToken('edge') }, null, 2))
+      configs.push(configPath)
+    }
+    const started = configs.map(async (configPath, n) => {
+      const runtime = await createNodeRuntime({ dataDir: join(root, `runtime-${n + 1}`), codes: { 'mnist-digits': mnistDigitsCode } })
+      try {
         const handle = await runtime.load(configPath)
         const predicted = await handle.infer(test.images) as Int32Array
-        rows.push([`runtime-${i}`, `${handle.report.totalMs.toFixed(0)} ms`, mb(handle.report.bytesFetched), `${handle.report.fetchedBlocks}/${handle.report.blocks}`, `${(accuracy(predicted, test.labels) * 100).toFixed(2)}%`])
+        rows.push([`runtime-${n + 1}`, `${handle.report.totalMs.toFixed(0)} ms`, mb(handle.report.bytesFetched), `${handle.report.fetchedBlocks}/${handle.report.blocks}`, `${(accuracy(predicted, test.labels) * 100).toFixed(2)}%`])
+      } finally {
         await runtime.stop()
-      })())
-    }
+      }
+    })
     await Promise.all(started)
 
     // Restart runtime 1: its blocks now come from its disk cache.
-    const again = await createNodeRuntime({ dataDir: join(root, 'runtime-1'), codes: { 'mnist-mlp': mnistDigitsCode } })
+    const again = await createNodeRuntime({ dataDir: join(root, 'runtime-1'), codes: { 'mnist-digits': mnistDigitsCode } })
     const handle = await again.load(join(root, 'runtime-1', 'mnist-digits.aoe.json'))
     const predicted = await handle.infer(test.images) as Int32Array
     rows.sort((a, b) => (a[0] as string).localeCompare(b[0] as string))

@@ -159,7 +159,6 @@ export async function buildServer (deps: ServerDeps): Promise<FastifyInstance> {
   }, async (req, reply) => {
     const cid = req.params.cid
     parseCid(cid)
-    if (!deps.repo.hasObject(cid)) throw new NotFoundError(`no block or shard ${cid}`)
     const etag = `"${cid}"`
     void reply.header('etag', etag).header('cache-control', 'public, max-age=31536000, immutable')
     if (req.headers['if-none-match'] === etag) return await reply.status(304).send(undefined as never)

@@ -1,12 +1,14 @@
 /**
  * Sealed blocks and shards as files under `<data>/blocks/<2-char fan-out>/<cid>`. Writes go to a
  * temporary name and are renamed into place, so a reader never sees half a file and a crash
- * leaves at most a `.tmp` that the next start removes.
+ * leaves at most a `.tmp` that the next start removes. Recently served objects stay in a
+ * bounded in-memory LRU, so a wave of runtimes loading the same model reads each file once.
  */
 import { mkdir, readFile, rename, rm, writeFile, readdir } from 'node:fs/promises'
 import { join } from 'node:path'
 import { parseCid } from '../../shared/crypto/cid.ts'
 import { NotFoundError } from '../../shared/errors/errors.ts'
+import { memoryCache } from '../../shared/cache/memory-lru.ts'
 
 export interface BlockFiles {
   put: (cid: string, bytes: Uint8Array) => Promise<void>
@@ -16,7 +18,8 @@ export interface BlockFiles {
   sweep: () => Promise<number>
 }
 
-export function blockFiles (dir: string): BlockFiles {
+export function blockFiles (dir: string, hotBytes = 256 << 20): BlockFiles {
+  const hot = memoryCache({ capacityBytes: hotBytes, name: 'coordinator-hot' })
   const pathOf = (cid: string): string => {
     parseCid(cid) // the name is a validated CID: no path tricks can reach the file system
     return join(dir, cid.slice(-2), cid)
@@ -30,14 +33,19 @@ export function blockFiles (dir: string): BlockFiles {
       await rename(tmp, path)
     },
     async get (cid) {
+      const cached = await hot.get(cid)
+      if (cached !== undefined) return cached
       try {
-        return new Uint8Array(await readFile(pathOf(cid)))
+        const bytes = new Uint8Array(await readFile(pathOf(cid)))
+        await hot.put(cid, bytes)
+        return bytes
       } catch (err) {
         if ((err as NodeJS.ErrnoException).code === 'ENOENT') throw new NotFoundError(`no block or shard ${cid}`)
         throw err
       }
     },
     async remove (cid) {
+      await hot.delete(cid)
       await rm(pathOf(cid), { force: true })
     },
     async sweep () {

@@ -19,7 +19,6 @@ export interface VersionRow {
 
 export interface Repository {
   findBlock: (plaintextSha256: string) => StoredBlock | undefined
-  hasObject: (cid: string) => boolean
   insertBlock: (row: { cid: string, plaintextSha256: string, keyId: string, sealedLength: number, shardSize: number, shardCids: string[] }) => void
   insertDataKey: (keyId: string, wrapped: Uint8Array) => void
   dataKeys: (keyIds: string[]) => Map<string, Uint8Array>
@@ -37,7 +36,6 @@ export function repository ({ db }: Database): Repository {
   const now = (): string => new Date().toISOString()
   const q = {
     findBlock: db.prepare('SELECT cid, key_id, sealed_length, shard_size, shard_cids FROM blocks WHERE plaintext_sha256 = ?'),
-    hasBlock: db.prepare('SELECT 1 FROM blocks WHERE cid = ? UNION ALL SELECT 1 FROM shards WHERE cid = ? LIMIT 1'),
     insertBlock: db.prepare('INSERT INTO blocks (cid, plaintext_sha256, key_id, sealed_length, shard_size, shard_cids, created_at) VALUES (?, ?, ?, ?, ?, ?, ?)'),
     insertShard: db.prepare('INSERT OR IGNORE INTO shards (cid, block_cid, idx) VALUES (?, ?, ?)'),
     insertKey: db.prepare('INSERT INTO data_keys (key_id, wrapped, created_at) VALUES (?, ?, ?)'),
@@ -57,7 +55,6 @@ export function repository ({ db }: Database): Repository {
       if (row === undefined) return undefined
       return { cid: row.cid, keyId: row.key_id, sealedLength: row.sealed_length, shards: { size: row.shard_size, cids: JSON.parse(row.shard_cids) as string[] } }
     },
-    hasObject: cid => q.hasBlock.get(cid, cid) !== undefined,
     insertBlock (row) {
       q.insertBlock.run(row.cid, row.plaintextSha256, row.keyId, row.sealedLength, row.shardSize, JSON.stringify(row.shardCids), now())
       row.shardCids.forEach((cid, i) => q.insertShard.run(cid, row.cid, i))

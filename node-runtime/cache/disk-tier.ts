@@ -245,8 +245,6 @@ export async function diskCache (options: DiskCacheOptions): Promise<DiskCacheTi
     })
   }
 
-  await reconcile()
-
   /**
    * Makes the index and the files agree: rows that do not parse, rows without a regular file of
    * the recorded size, files without a row, and leftover temp files all go. Contents are not
@@ -352,6 +350,13 @@ export async function diskCache (options: DiskCacheOptions): Promise<DiskCacheTi
   }
 
   let closing: Promise<void> | undefined
+
+  try {
+    await reconcile()
+  } catch (err) {
+    db.close() // releases the lock, so a retry can open the directory
+    throw new UnavailableError(`cache tier "${name}": cannot reconcile ${dir}`, { cause: err })
+  }
 
   return {
     name,

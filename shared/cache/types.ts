@@ -16,7 +16,8 @@
  *   several loaded model versions, and one unpinning must not release the other's pin.
  *   `delete` removes an entry even when pinned (explicit beats policy); the pin stays on the key.
  * - Bytes handed to `put` are copied; bytes returned by `get` belong to the cache: read only.
- * - After `close()` every operation rejects with UnavailableError.
+ * - After `close()` every operation rejects (pin/unpin throw) with UnavailableError; `stats()`
+ *   still answers, so counters can be reported after shutdown.
  */
 
 export interface CacheStats {
@@ -58,6 +59,6 @@ export interface CacheTier {
   unpin: (key: string) => void
   /** A snapshot of the counters (a fresh object each call). */
   stats: () => CacheStats
-  /** Releases the tier's resources; later calls reject with UnavailableError. Idempotent. */
+  /** Releases the tier's resources (queued writes finish first); later calls reject with UnavailableError. Idempotent. */
   close: () => Promise<void>
 }

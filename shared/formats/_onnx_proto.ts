@@ -173,7 +173,8 @@ function readTensor (r: WireReader, bytes: Uint8Array, tensor: WireField, source
   for (const f of readFields(r, tensor.start, tensor.end)) {
     switch (f.no) {
       case 1:
-        if (f.wire === WIRE_LEN) ref.dims.push(...readPackedVarints(r, f.start, f.end))
+        // No spread: a hostile file could pack more dims than a call's argument limit.
+        if (f.wire === WIRE_LEN) for (const d of readPackedVarints(r, f.start, f.end)) ref.dims.push(d)
         else ref.dims.push(expect(f, WIRE_VARINT, 'TensorProto.dims').value)
         break
       case 2: ref.dataType = expect(f, WIRE_VARINT, 'TensorProto.data_type').value; break

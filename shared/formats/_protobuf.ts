@@ -72,6 +72,8 @@ export function readFields (r: WireReader, start: number, end: number): WireFiel
       case WIRE_FIXED32: length = 4; break
       case WIRE_LEN:
         length = varint(r, end, at)
+        // A 10-byte varint reads as a negative int64; taken as a length it would move backwards.
+        if (length < 0) throw new WireError(`field ${no} at byte ${at} has a negative length`, at, false)
         break
       default:
         throw new WireError(`invalid wire type ${wire} (field ${no}) at byte ${at}`, at, false)

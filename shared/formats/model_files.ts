@@ -54,7 +54,11 @@ export async function readModel (files: ModelFile[]): Promise<NormalisedModel> {
 
 /**
  * The model's original files: tfjs → model.json and its weight files; ONNX → the .onnx and
- * its external-data files.
+ * its external-data files. What readModel read comes back byte for byte (a tfjs model.json
+ * is named `model.json` whatever its original name).
+ *
+ * @example
+ *   for (const f of writeModel(model)) await writeFile(join(dir, f.path), f.bytes)
  */
 export function writeModel (model: Pick<NormalisedModel, 'topology' | 'tensors' | 'weights'>): ModelFile[] {
   return model.topology.kind === 'tfjs'

@@ -104,7 +104,9 @@ function extract (walk: OnnxWalk, file: ModelFile, files: readonly ModelFile[], 
     const data = ref.data
     if (data === undefined || ref.source.kind === 'attribute') continue
     const type = onnxType(ref.dataType)
-    const label = ref.name !== '' ? ref.name : ref.source.kind === 'constant' ? ref.source.output : `at byte ${ref.at}`
+    const label = ref.name !== ''
+      ? ref.name
+      : (ref.source.kind === 'constant' && ref.source.output !== '' ? ref.source.output : `tensor at byte ${ref.at}`)
     const what = (): string => `${name}: tensor "${label}" (${onnxTypeName(ref.dataType)} [${ref.dims.join(', ')}])`
     if (ref.dims.some(d => !Number.isSafeInteger(d) || d < 0)) throw new InvalidModelError(`${what()} has an invalid dimension`)
     const count = elementCount(ref.dims)

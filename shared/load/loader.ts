@@ -3,6 +3,7 @@
  *   cache? → else the k data shards in parallel from the source → any shard that fails its CID
  *   or does not arrive is replaced by a parity shard → rebuild (Reed-Solomon, any k of k+m) →
  *   verify block CID → decrypt (AES-256-GCM) → verify plaintext sha-256 → cache → place.
+ * Every shard counts toward the report's bytes; every rejected or missing shard is a fault.
  * Blocks are handled in manifest (layer) order with bounded concurrency. A block that fails any
  * check is never cached or used; the load fails with the first such error, naming the block.
  */
@@ -52,38 +53,68 @@ export interface LoadResult {
   report: LoadReport
 }
 
-async function fetchShard (source: BlockSource, cid: string, signal: AbortSignal): Promise<Uint8Array> {
-  const bytes = await source.get(cid, { signal })
-  await verifyCid(cid, bytes, 'shard')
-  return bytes
-}
-
-/** Fetches the data shards first, then one parity shard per failure, until k are intact. */
+/**
+ * Fetches the k data shards first; when they all arrive and their concatenation hashes to the
+ * block CID, no shard needs a hash of its own (one SHA-256 pass instead of two). Otherwise each
+ * shard is checked against its CID, the bad or missing ones are replaced by parity shards, and
+ * the block is rebuilt from any k intact shards.
+ */
 async function fetchSealed (block: ManifestBlock, options: LoadOptions, report: LoadReport, signal: AbortSignal): Promise<Uint8Array> {
   const { k } = options.coder.params
   const cids = block.shards.cids
   const shards: Array<Uint8Array | undefined> = new Array(cids.length).fill(undefined)
-  let next = 0
   const fault = (index: number, err: unknown): void => {
     report.faults.push({ block: block.index, shard: index, cid: cids[index] as string, reason: err instanceof Error ? `${err.name}: ${err.message}` : String(err) })
   }
-  // Each worker keeps trying the next untried shard until it holds one intact shard.
+  const fetchOne = async (index: number): Promise<boolean> => {
+    try {
+      const bytes = await options.source.get(cids[index] as string, { signal })
+      report.shardsFetched++
+      report.bytesFetched += bytes.length
+      shards[index] = bytes
+      return true
+    } catch (err) {
+      if (signal.aborted) throw err
+      fault(index, err)
+      return false
+    }
+  }
+
+  const firstTry = await Promise.all(Array.from({ length: k }, async (_, i) => await fetchOne(i)))
+  if (firstTry.every(Boolean)) {
+    const sealed = await options.coder.decode(shards, block.sealedLength)
+    try {
+      await verifyCid(block.cid, sealed, `block ${block.index}`)
+      return sealed
+    } catch (err) {
+      if (!(err instanceof IntegrityError)) throw err
+    }
+  }
+  // Slow path: find the bad shards by their own CIDs, then top up with parity shards.
+  await Promise.all(shards.map(async (bytes, i) => {
+    if (bytes === undefined) return
+    try {
+      await verifyCid(cids[i] as string, bytes, 'shard')
+    } catch (err) {
+      shards[i] = undefined
+      fault(i, err)
+    }
+  }))
+  let next = k
   const worker = async (): Promise<void> => {
-    while (next < cids.length) {
+    while (shards.filter(s => s !== undefined).length < k && next < cids.length) {
       const index = next++
-      try {
-        const bytes = await fetchShard(options.source, cids[index] as string, signal)
-        shards[index] = bytes
-        report.shardsFetched++
-        report.bytesFetched += bytes.length
-        return
-      } catch (err) {
-        if (signal.aborted) throw err
-        fault(index, err)
+      if (await fetchOne(index)) {
+        try {
+          await verifyCid(cids[index] as string, shards[index] as Uint8Array, 'shard')
+        } catch (err) {
+          shards[index] = undefined
+          fault(index, err)
+        }
       }
     }
   }
-  await Promise.all(Array.from({ length: k }, worker))
+  await Promise.all(Array.from({ length: cids.length - k }, worker))
   const present = shards.filter(s => s !== undefined).length
   if (present < k) {
     throw new UnavailableError(`block ${block.index} (${block.cid}): only ${present} of ${cids.length} shards intact, need ${k}`)

@@ -17,9 +17,13 @@ async function readError (files: ModelFile[]): Promise<InvalidModelError> {
 
 const text = (s: string): Uint8Array => new TextEncoder().encode(s)
 
+interface EditableModelJson {
+  weightsManifest?: Array<{ paths: string[], weights: Array<Record<string, unknown>> }>
+}
+
 /** movenet's model.json, edited. */
-function movenetJson (edit: (json: Record<string, any>) => void): ModelFile {
-  const json = JSON.parse(new TextDecoder().decode(movenetFiles()[0]!.bytes)) as Record<string, any>
+function movenetJson (edit: (json: EditableModelJson) => void): ModelFile {
+  const json = JSON.parse(new TextDecoder().decode(movenetFiles()[0]!.bytes)) as EditableModelJson
   edit(json)
   return { path: 'model.json', bytes: text(JSON.stringify(json)) }
 }
@@ -59,17 +63,17 @@ describe('bad model files', () => {
     })
 
     it('a weights manifest entry of the wrong shape names the path to it', async () => {
-      const e = await readError([movenetJson(j => { j.weightsManifest[0].weights[3].shape = 'big' }), movenetFiles()[1]!])
+      const e = await readError([movenetJson(j => { j.weightsManifest![0]!.weights[3]!.shape = 'big' }), movenetFiles()[1]!])
       expect(e.message).toContain('weightsManifest.0.weights.3.shape')
     })
 
     it('string weights are refused as unsupported', async () => {
-      const e = await readError([movenetJson(j => { j.weightsManifest[0].weights[0].dtype = 'string' }), movenetFiles()[1]!])
+      const e = await readError([movenetJson(j => { j.weightsManifest![0]!.weights[0]!.dtype = 'string' }), movenetFiles()[1]!])
       expect(e.message).toContain('weight "StatefulPartitionedCall/ExpandDims_2/dim" has dtype string, which is not supported')
     })
 
     it('weight paths that leave the model folder', async () => {
-      const e = await readError([movenetJson(j => { j.weightsManifest[0].paths = ['../secret.bin'] }), movenetFiles()[1]!])
+      const e = await readError([movenetJson(j => { j.weightsManifest![0]!.paths = ['../secret.bin'] }), movenetFiles()[1]!])
       expect(e.message).toContain('"../secret.bin" is not a relative path inside the model folder')
     })
 
@@ -108,6 +112,29 @@ describe('bad model files', () => {
       }
       expect((await readError([{ path: 'a.onnx', bytes: text('hello world') }])).message).toMatch(/^a\.onnx: not an ONNX model: invalid wire type/)
       expect((await readError([{ path: 'a.onnx', bytes: new Uint8Array(0) }])).message).toBe('a.onnx: not an ONNX model: the file is empty')
+    })
+
+    it('a negative length (a 10-byte varint) is refused, not followed backwards', async () => {
+      const bytes = Uint8Array.from([0x08, 0x08, 0x3a, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01, 0x00])
+      expect((await readError([{ path: 'neg.onnx', bytes }])).message).toBe('neg.onnx: not an ONNX model: field 7 at byte 2 has a negative length')
+    })
+
+    it('damaged bytes give InvalidModelError or a model that writes back exactly, nothing else', async () => {
+      const { onnx, external } = tinyOnnx()
+      let refused = 0
+      for (let i = 0; i < 1500; i++) {
+        const noise = pseudoRandomBytes(8, i + 1)
+        const bytes = onnx.bytes.slice()
+        for (let j = 0; j < 1 + noise[0]! % 3; j++) bytes[(noise[1 + 2 * j]! << 8 | noise[2 + 2 * j]!) % bytes.length] = noise[7]! ^ j
+        try {
+          const model = await readModel([{ path: 'tiny.onnx', bytes }, external])
+          expect(Buffer.from(writeModel(model)[0]!.bytes).equals(Buffer.from(bytes))).toBe(true)
+        } catch (e) {
+          expect(e).toBeInstanceOf(InvalidModelError)
+          refused++
+        }
+      }
+      expect(refused).toBeGreaterThan(100)
     })
 
     it('a tensor whose raw_data does not match its dims', async () => {

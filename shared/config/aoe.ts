@@ -1,0 +1,245 @@
+/**
+ * The AoE model config (DESIGN.md, "Runtime contract (AoE style)"). didi's AI on Edge describes
+ * each model with a small JSON file — `version`, `tag`, `runtime`, `source`, `modelDir`,
+ * `modelName` (github.com/didi/AoE, "model.config") — and blockfed accepts those fields as AoE
+ * writes them, plus `updateURL` (the coordinator) and blockfed's own optional keys. The schema is
+ * strict: an unknown key is an error naming it (with the likely intended key), so a typo never
+ * silently falls back to a default. config/aoe-config.schema.json is generated from this file
+ * (node-runtime/config/write-schema.ts).
+ */
+import { z } from 'zod'
+import { InvalidConfigError } from '../errors/errors.ts'
+import {
+  DEFAULT_CACHE_CONFIG, DEFAULT_FETCH_CONFIG, FETCH_CONCURRENCY_MAX, FETCH_RETRIES_MAX, FETCH_TIMEOUT_MAX_MS
+} from './constants.ts'
+
+export type Engine = 'tfjs' | 'onnx'
+
+/** AoE runtime names → the engine that runs them. AoE's "tensorflow" models run on tfjs here. */
+export const AOE_RUNTIMES = Object.freeze({
+  tensorflow: 'tfjs',
+  tfjs: 'tfjs',
+  tensorflowjs: 'tfjs',
+  onnx: 'onnx',
+  onnxruntime: 'onnx'
+} as const satisfies Record<string, Engine>)
+
+export type AoeRuntime = keyof typeof AOE_RUNTIMES
+
+const RUNTIME_NAMES = Object.keys(AOE_RUNTIMES) as [AoeRuntime, ...AoeRuntime[]]
+
+/** `[a-z0-9][a-z0-9._-]{0,63}`: the model's name at the coordinator, safe in URLs and paths. */
+export const MODEL_NAME_PATTERN = /^[a-z0-9][a-z0-9._-]{0,63}$/
+
+/**
+ * A relative folder path: one or more `/`-separated segments, none empty, `.` or `..`, and no
+ * backslash, colon (drive letters, NTFS streams) or control character — so joining it under the
+ * runtime's data dir can never leave that dir, on any OS.
+ */
+export const MODEL_DIR_PATTERN = /^(?!\.\.?(?:\/|$))[^/\\:\x00-\x1f]+(?:\/(?!\.\.?(?:\/|$))[^/\\:\x00-\x1f]+)*$/
+
+const ENV_NAME_PATTERN = /^[A-Za-z_][A-Za-z0-9_]*$/
+const ED25519_HEX_PATTERN = /^[0-9a-fA-F]{64}$/
+
+/** A value shown in an error: short, and as JSON (so `"1"` and `1` are told apart). */
+function show (value: unknown): string {
+  if (value === null) return 'null'
+  if (Array.isArray(value)) return 'an array'
+  if (typeof value === 'object') return 'an object'
+  if (typeof value === 'string') {
+    return JSON.stringify(value.length > 60 ? `${value.slice(0, 60)}…` : value)
+  }
+  return String(value)
+}
+
+/** A zod error option that says what was expected and what came (never echoing a secret). */
+function expecting (what: string, options: { secret?: boolean } = {}): { error: (issue: { input?: unknown }) => string } {
+  return {
+    error: (issue) => {
+      if (issue.input === undefined) return `missing, expected ${what}`
+      const got = options.secret === true && typeof issue.input === 'string'
+        ? (issue.input === '' ? 'an empty string' : `a string of ${issue.input.length} characters`)
+        : show(issue.input)
+      return `expected ${what}, got ${got}`
+    }
+  }
+}
+
+const positiveInt = (what: string): z.ZodNumber => z.number(expecting(what)).int(expecting(what)).positive(expecting(what))
+const intRange = (min: number, max: number): z.ZodNumber => {
+  const e = expecting(`an integer from ${min} to ${max}`)
+  return z.number(e).int(e).min(min, e).max(max, e)
+}
+
+const cacheSchema = z.strictObject({
+  memoryBytes: positiveInt('a positive integer (bytes)').default(DEFAULT_CACHE_CONFIG.memoryBytes)
+    .meta({ description: 'Memory tier (LRU) capacity in bytes.' }),
+  diskBytes: positiveInt('a positive integer (bytes)').default(DEFAULT_CACHE_CONFIG.diskBytes)
+    .meta({ description: 'Disk tier (decayed LFU) capacity in bytes.' }),
+  halfLifeHours: z.number(expecting('a positive number of hours')).positive(expecting('a positive number of hours'))
+    .default(DEFAULT_CACHE_CONFIG.halfLifeHours)
+    .meta({ description: 'Half-life of an access in the disk tier\'s frequency count, in hours.' })
+}, expecting('an object { memoryBytes, diskBytes, halfLifeHours }'))
+
+const fetchSchema = z.strictObject({
+  concurrency: intRange(1, FETCH_CONCURRENCY_MAX).default(DEFAULT_FETCH_CONFIG.concurrency)
+    .meta({ description: 'Blocks and shards fetched at once.' }),
+  timeoutMs: intRange(1, FETCH_TIMEOUT_MAX_MS).default(DEFAULT_FETCH_CONFIG.timeoutMs)
+    .meta({ description: 'Deadline of each request, in milliseconds.' }),
+  retries: intRange(0, FETCH_RETRIES_MAX).default(DEFAULT_FETCH_CONFIG.retries)
+    .meta({ description: 'Further attempts after a failed fetch.' })
+}, expecting('an object { concurrency, timeoutMs, retries }'))
+
+const nonEmpty = (what: string): z.ZodString => z.string(expecting(what)).min(1, expecting(what))
+
+const fields = {
+  $schema: z.string(expecting('a string (the JSON Schema this file follows)')).optional()
+    .meta({ description: 'Optional: the JSON Schema of this file, for editors.' }),
+  // AoE's own fields.
+  version: nonEmpty('a non-empty version label such as "1.0.0"')
+    .meta({ description: 'AoE: the model\'s version label (informational; blockfed versions are numbers, see "pin").' }),
+  tag: nonEmpty('a non-empty tag naming the feature, such as "tag_mnist"')
+    .meta({ description: 'AoE: the feature this model serves; several models may share a tag.' }),
+  runtime: z.enum(RUNTIME_NAMES, expecting(`one of ${RUNTIME_NAMES.map((n) => `"${n}"`).join(', ')}`))
+    .meta({ description: 'AoE: the inference runtime. tensorflow/tfjs/tensorflowjs run on tfjs; onnx/onnxruntime on onnxruntime.' }),
+  source: z.enum(['installed', 'remote', 'blockfed'], expecting('one of "installed", "remote", "blockfed"'))
+    .meta({ description: 'AoE: where the model comes from — installed with the app, downloaded (remote), or as verified blocks through blockfed.' }),
+  modelDir: z.string(expecting('a relative folder path such as "mnist" or "vision/pose"'))
+    .max(255, expecting('a relative folder path of at most 255 characters'))
+    .regex(MODEL_DIR_PATTERN, expecting('a relative folder path such as "mnist" or "vision/pose" (no "..", ".", empty segment, leading "/", "\\" or ":")'))
+    .meta({ description: 'AoE: the model\'s folder, relative; blockfed keeps the model\'s cache there under the runtime\'s data dir.' }),
+  modelName: z.string(expecting('a model name matching [a-z0-9][a-z0-9._-]{0,63}'))
+    .regex(MODEL_NAME_PATTERN, expecting('a model name matching [a-z0-9][a-z0-9._-]{0,63}'))
+    .meta({ description: 'AoE: the model\'s name; in blockfed, its name at the coordinator.' }),
+  updateURL: z.url({ protocol: /^https?$/, ...expecting('an http:// or https:// URL of the coordinator') })
+    .meta({ description: 'The coordinator\'s base URL (http or https).', pattern: '^https?://' }),
+  // blockfed's own, all optional.
+  pin: positiveInt('a positive integer version').optional()
+    .meta({ description: 'Stay on this model version (excludes "channel").' }),
+  channel: z.enum(['stable', 'canary'], expecting('"stable" or "canary"')).optional()
+    .meta({ description: 'Follow this release channel (excludes "pin").' }),
+  // A wrong token is reported without its value.
+  token: z.string(expecting('a non-empty API token string', { secret: true }))
+    .min(1, expecting('a non-empty API token string', { secret: true })).optional()
+    .meta({ description: 'API token for the coordinator (excludes "tokenEnv"). Prefer "tokenEnv" in files that are shared.' }),
+  tokenEnv: z.string(expecting('an environment variable name such as "BLOCKFED_TOKEN"'))
+    .regex(ENV_NAME_PATTERN, expecting('an environment variable name such as "BLOCKFED_TOKEN"')).optional()
+    .meta({ description: 'Name of the environment variable holding the API token (excludes "token").' }),
+  coordinatorKey: z.string(expecting('64 hex characters (an Ed25519 public key)'))
+    .regex(ED25519_HEX_PATTERN, expecting('64 hex characters (an Ed25519 public key)')).toLowerCase().optional()
+    .meta({ description: 'The coordinator\'s Ed25519 public key, hex: manifests and checkpoints must be signed by it.' }),
+  cache: cacheSchema.prefault({}).meta({ description: 'Block cache sizes.' }),
+  fetch: fetchSchema.prefault({}).meta({ description: 'Block fetching.' })
+}
+
+const objectSchema = z.strictObject(fields, expecting('a JSON object (an AoE model config)'))
+
+/** The AoE config schema: parses to the config with defaults filled in and `engine` added. */
+export const aoeConfigSchema = objectSchema
+  .superRefine((config, ctx) => {
+    // Pairs that contradict each other. Runs even when other fields failed, so that one run
+    // reports every problem.
+    if (typeof config !== 'object' || config === null || Array.isArray(config)) return
+    const has = (k: string): boolean => (config as Record<string, unknown>)[k] !== undefined
+    if (has('token') && has('tokenEnv')) {
+      ctx.addIssue({ code: 'custom', path: ['tokenEnv'], message: 'give "token" or "tokenEnv", not both' })
+    }
+    if (has('pin') && has('channel')) {
+      ctx.addIssue({ code: 'custom', path: ['channel'], message: 'give "pin" (stay on one version) or "channel" (follow releases), not both' })
+    }
+  }, { when: () => true })
+  .transform((config) => ({ ...config, engine: AOE_RUNTIMES[config.runtime] as Engine }))
+
+/** An AoE config as the runtime uses it: AoE's fields, blockfed's, defaults filled, engine added. */
+export type AoeConfig = z.output<typeof aoeConfigSchema>
+/** An AoE config as written in a file. */
+export type AoeConfigInput = z.input<typeof aoeConfigSchema>
+
+/**
+ * Checks an AoE config (already parsed from JSON) and returns it with defaults filled in and the
+ * normalised `engine`. Throws InvalidConfigError naming every bad field by its JSON path:
+ * `aoe config mnist.json: "cache.memoryBytes": expected a positive integer (bytes), got -1`.
+ *
+ * @example
+ * const config = parseAoeConfig(JSON.parse(text), 'mnist.json')
+ * config.engine // 'tfjs' for "runtime": "tensorflow"
+ */
+export function parseAoeConfig (input: unknown, source?: string): AoeConfig {
+  const result = aoeConfigSchema.safeParse(input)
+  if (result.success) return result.data
+  const problems = result.error.issues.flatMap(describeIssue)
+  const where = source === undefined ? 'aoe config' : `aoe config ${source}`
+  throw new InvalidConfigError(`${where}: ${problems.join('; ')}`, { cause: result.error })
+}
+
+/** The JSON Schema (draft 2020-12) of what a config file may contain. */
+export function aoeConfigJsonSchema (): Record<string, unknown> {
+  const schema = z.toJSONSchema(objectSchema, { io: 'input', target: 'draft-2020-12' }) as Record<string, unknown>
+  const { $schema, ...rest } = schema
+  return {
+    $schema,
+    title: 'blockfed AoE model config',
+    description: 'An AoE (didi AI on Edge) model config as AoE writes it, plus blockfed\'s optional keys. ' +
+      'Generated from shared/config/aoe.ts by node-runtime/config/write-schema.ts; do not edit. ' +
+      'Not expressed here: "token"/"tokenEnv" and "pin"/"channel" exclude each other.',
+    ...rest
+  }
+}
+
+const KNOWN_KEYS: Record<string, readonly string[]> = {
+  '': Object.keys(fields),
+  cache: Object.keys(cacheSchema.shape),
+  fetch: Object.keys(fetchSchema.shape)
+}
+
+function jsonPath (path: ReadonlyArray<PropertyKey>): string {
+  if (path.length === 0) return '(root)'
+  let out = ''
+  for (const p of path) {
+    if (typeof p === 'number') out += `[${p}]`
+    else out += out === '' ? String(p) : `.${String(p)}`
+  }
+  return out
+}
+
+function describeIssue (issue: z.core.$ZodIssue): string[] {
+  if (issue.code === 'unrecognized_keys') {
+    const parent = jsonPath(issue.path)
+    const known = KNOWN_KEYS[parent === '(root)' ? '' : parent] ?? []
+    return issue.keys.map((key) => {
+      const full = parent === '(root)' ? key : `${parent}.${key}`
+      const guess = closest(key, known)
+      return `"${full}": unknown key${guess === undefined ? '' : ` (did you mean "${guess}"?)`}`
+    })
+  }
+  return [issue.path.length === 0 ? issue.message : `"${jsonPath(issue.path)}": ${issue.message}`]
+}
+
+/** The known key a typo most likely meant: same letters in another case, or ≤ 2 edits away. */
+function closest (key: string, known: readonly string[]): string | undefined {
+  const lower = key.toLowerCase()
+  const sameCase = known.find((k) => k.toLowerCase() === lower)
+  if (sameCase !== undefined) return sameCase
+  let best: string | undefined
+  let bestDistance = Math.min(2, Math.floor(key.length / 3))
+  for (const k of known) {
+    const d = editDistance(lower, k.toLowerCase())
+    if (d <= bestDistance) {
+      best = k
+      bestDistance = d - 1 // a later candidate must be strictly closer
+    }
+  }
+  return best
+}
+
+function editDistance (a: string, b: string): number {
+  let prev = Array.from({ length: b.length + 1 }, (_, j) => j)
+  for (let i = 1; i <= a.length; i++) {
+    const cur = [i]
+    for (let j = 1; j <= b.length; j++) {
+      cur[j] = Math.min(prev[j]! + 1, cur[j - 1]! + 1, prev[j - 1]! + (a[i - 1] === b[j - 1] ? 0 : 1))
+    }
+    prev = cur
+  }
+  return prev[b.length]!
+}

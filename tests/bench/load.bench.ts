@@ -1,0 +1,97 @@
+/**
+ * Load pipeline throughput vs raw AES-256-GCM decryption, in one run.
+ *
+ * A 59 MB tfjs layers model (dense 1024-4096-2048-1024, random weights) is ingested into a
+ * local coordinator running in its own process (`blockfed coordinator`), as a deployment has it. Figure: the load pipeline from that coordinator over loopback HTTP —
+ * fetch shards + rebuild + verify shard/block CIDs + decrypt + verify plaintext hash + assemble
+ * the weight buffer — with no cache. Reference: WebCrypto AES-256-GCM decryption of the very
+ * same sealed blocks with the same keys, the same concurrency, nothing else. Target: ≥ 0.5.
+ */
+import { mkdtemp, rm } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { fileURLToPath } from 'node:url'
+import * as tf from '@tensorflow/tfjs-core'
+import * as tfl from '@tensorflow/tfjs-layers'
+import pLimit from 'p-limit'
+import { spawn } from 'node:child_process'
+import { readFile } from 'node:fs/promises'
+import { coordinatorClient } from '../../shared/client/coordinator-client.ts'
+import { nodeHttpBlockSource } from '../../node-runtime/sources/http.ts'
+import { loadModelWeights } from '../../shared/load/loader.ts'
+import { verifySignedManifest } from '../../shared/manifest/sign.ts'
+import { defaultReedSolomon, erasureCoder } from '../../shared/blocks/erasure.ts'
+import { generateWrapKey } from '../../shared/crypto/wrap.ts'
+import { fromHex } from '../../shared/crypto/bytes.ts'
+import { open } from '../../shared/crypto/seal.ts'
+import { tfjsBackend } from '../../node-runtime/engines/tfjs.ts'
+import { modelFiles } from '../../node-runtime/examples/mnist-mlp.ts'
+import { machine } from './machine.ts'
+
+const RUNS = 5
+const CONCURRENCY = 8
+const median = (xs: number[]): number => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)] as number
+
+await tfjsBackend()
+const model = tfl.sequential()
+model.add(tfl.layers.dense({ inputShape: [1024], units: 4096, name: 'wide_1' }))
+model.add(tfl.layers.dense({ units: 2048, name: 'wide_2' }))
+model.add(tfl.layers.dense({ units: 1024, name: 'wide_3' }))
+const files = await modelFiles(model)
+model.dispose()
+tf.disposeVariables()
+
+const dir = await mkdtemp(join(tmpdir(), 'blockfed-bench-load-'))
+const cli = fileURLToPath(new URL('../../coordinator/cli/main.ts', import.meta.url))
+const child = spawn(process.execPath, [cli, 'coordinator', '--data', dir, '--port', '0'], { stdio: ['ignore', 'pipe', 'inherit'] })
+try {
+  const url = await new Promise<string>((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error('coordinator did not start within 30 s')), 30_000)
+    child.stdout.on('data', (chunk: Buffer) => {
+      const match = /listening on (\S+)/.exec(chunk.toString())
+      if (match !== null) { clearTimeout(timer); resolve(match[1] as string) }
+    })
+    child.once('exit', code => reject(new Error(`coordinator exited with ${code}`)))
+  })
+  const client = coordinatorClient({ baseUrl: url, token: (await readFile(join(dir, 'admin.token'), 'utf8')).trim() })
+  await client.ingest('bench-load', files)
+  const info = await client.info()
+  const { manifest } = await verifySignedManifest(await client.manifest('bench-load', 1), fromHex(info.publicKey))
+  const { keys } = await client.keys('bench-load', 1, generateWrapKey())
+  const coder = await erasureCoder(defaultReedSolomon, manifest.erasure)
+  const weightBytes = manifest.tensors.reduce((n, t) => n + t.byteLength, 0)
+
+  const sealed = await Promise.all(manifest.blocks.map(async b => await nodeHttpBlockSource({ baseUrl: url }).get(b.cid, { signal: AbortSignal.timeout(30_000) })))
+  const sealedBytes = sealed.reduce((n, s) => n + s.length, 0)
+
+  const pipelineMs: number[] = []
+  const rawMs: number[] = []
+  for (let run = 0; run < RUNS; run++) {
+    let t = performance.now()
+    const { weights } = await loadModelWeights(manifest, { source: nodeHttpBlockSource({ baseUrl: url }), coder, keys, concurrency: CONCURRENCY })
+    pipelineMs.push(performance.now() - t)
+    if (weights.length !== weightBytes) throw new Error('pipeline produced the wrong number of bytes')
+
+    const limit = pLimit(CONCURRENCY)
+    t = performance.now()
+    await Promise.all(manifest.blocks.map(async (b, i) => await limit(async () => await open(sealed[i] as Uint8Array, keys.get(b.keyId) as Uint8Array))))
+    rawMs.push(performance.now() - t)
+  }
+  const pipelineMBps = sealedBytes / 1e6 / (median(pipelineMs) / 1000)
+  const rawMBps = sealedBytes / 1e6 / (median(rawMs) / 1000)
+  console.log(JSON.stringify({
+    bench: 'load',
+    model: { weightBytes, sealedBytes, blocks: manifest.blocks.length, shardsPerBlock: manifest.erasure.k + manifest.erasure.m },
+    runs: RUNS,
+    concurrency: CONCURRENCY,
+    pipeline: { medianMs: +median(pipelineMs).toFixed(1), MBps: +pipelineMBps.toFixed(1) },
+    rawDecrypt: { medianMs: +median(rawMs).toFixed(1), MBps: +rawMBps.toFixed(1) },
+    ratio: +(pipelineMBps / rawMBps).toFixed(3),
+    target: 0.5,
+    machine: machine()
+  }, null, 2))
+} finally {
+  child.kill('SIGTERM')
+  await new Promise(resolve => child.once('exit', resolve))
+  await rm(dir, { recursive: true, force: true })
+}

@@ -1,0 +1,163 @@
+import { describe, expect, it } from 'vitest'
+import { aoeConfigJsonSchema, parseAoeConfig } from '../../../shared/config/aoe.ts'
+import { DEFAULT_CACHE_CONFIG, DEFAULT_FETCH_CONFIG } from '../../../shared/config/constants.ts'
+import { InvalidConfigError } from '../../../shared/errors/errors.ts'
+
+/** AoE's own documented example (github.com/didi/AoE, README "model.config"), plus updateURL. */
+const aoe = {
+  version: '1.0.0',
+  tag: 'tag_mnist',
+  runtime: 'tensorflow',
+  source: 'installed',
+  modelDir: 'mnist',
+  modelName: 'mnist_cnn_keras',
+  updateURL: 'https://coordinator.example/api'
+}
+
+/** The InvalidConfigError message for `input`, failing the test if it parses. */
+function problem (input: unknown, source = 'mnist.json'): string {
+  try {
+    parseAoeConfig(input, source)
+  } catch (err) {
+    expect(err).toBeInstanceOf(InvalidConfigError)
+    return (err as Error).message
+  }
+  throw new Error('expected the config to be refused')
+}
+
+describe('parseAoeConfig: accepts', () => {
+  it('a config as AoE writes it, filling defaults and the engine', () => {
+    const c = parseAoeConfig(aoe)
+    expect(c).toEqual({ ...aoe, engine: 'tfjs', cache: { ...DEFAULT_CACHE_CONFIG }, fetch: { ...DEFAULT_FETCH_CONFIG } })
+  })
+
+  it('maps every AoE runtime name to its engine, keeping the original', () => {
+    const engines = { tensorflow: 'tfjs', tfjs: 'tfjs', tensorflowjs: 'tfjs', onnx: 'onnx', onnxruntime: 'onnx' }
+    for (const [runtime, engine] of Object.entries(engines)) {
+      const c = parseAoeConfig({ ...aoe, runtime })
+      expect(c.runtime).toBe(runtime)
+      expect(c.engine).toBe(engine)
+    }
+  })
+
+  it('blockfed\'s optional keys, with partial cache and fetch objects completed', () => {
+    const c = parseAoeConfig({
+      ...aoe,
+      source: 'blockfed',
+      pin: 3,
+      token: 's3cret',
+      coordinatorKey: 'D75A980182B10AB7D54BFED3C964073A0EE172F3DAA62325AF021A68F707511A',
+      cache: { diskBytes: 1000 },
+      fetch: { retries: 0 }
+    })
+    expect(c.pin).toBe(3)
+    expect(c.token).toBe('s3cret')
+    expect(c.coordinatorKey).toBe('d75a980182b10ab7d54bfed3c964073a0ee172f3daa62325af021a68f707511a')
+    expect(c.cache).toEqual({ ...DEFAULT_CACHE_CONFIG, diskBytes: 1000 })
+    expect(c.fetch).toEqual({ ...DEFAULT_FETCH_CONFIG, retries: 0 })
+    expect(parseAoeConfig({ ...aoe, channel: 'canary', tokenEnv: 'BLOCKFED_TOKEN' }).channel).toBe('canary')
+  })
+
+  it('nested relative model folders, and names with dots and dashes', () => {
+    expect(parseAoeConfig({ ...aoe, modelDir: 'vision/pose/v2.1' }).modelDir).toBe('vision/pose/v2.1')
+    expect(parseAoeConfig({ ...aoe, modelName: 'movenet-lightning.v4' }).modelName).toBe('movenet-lightning.v4')
+    expect(parseAoeConfig({ ...aoe, modelDir: 'a..b' }).modelDir).toBe('a..b')
+  })
+
+  it('a "$schema" key, for editors', () => {
+    expect(parseAoeConfig({ ...aoe, $schema: '../aoe-config.schema.json' }).$schema).toBe('../aoe-config.schema.json')
+  })
+})
+
+describe('parseAoeConfig: refuses, naming the field and what was expected', () => {
+  it('a value of the wrong type', () => {
+    expect(problem({ ...aoe, cache: { memoryBytes: -1 } }))
+      .toBe('aoe config mnist.json: "cache.memoryBytes": expected a positive integer (bytes), got -1')
+    expect(problem({ ...aoe, version: 1 })).toMatch(/"version": expected a non-empty version label .*, got 1$/)
+    expect(problem({ ...aoe, tag: '' })).toMatch(/"tag": expected a non-empty tag/)
+    expect(problem({ ...aoe, fetch: { concurrency: '8' } })).toMatch(/"fetch\.concurrency": expected an integer from 1 to 64, got "8"/)
+    expect(problem({ ...aoe, fetch: { concurrency: 65, retries: 1.5 } }))
+      .toMatch(/"fetch\.concurrency": expected an integer from 1 to 64, got 65; "fetch\.retries": expected an integer from 0 to 5, got 1\.5/)
+    expect(problem({ ...aoe, cache: [] })).toMatch(/"cache": expected an object \{ memoryBytes, diskBytes, halfLifeHours \}, got an array/)
+    expect(problem({ ...aoe, pin: 0 })).toMatch(/"pin": expected a positive integer version, got 0/)
+    expect(problem({ ...aoe, channel: 'beta' })).toMatch(/"channel": expected "stable" or "canary", got "beta"/)
+    expect(problem({ ...aoe, source: 'cloud' })).toMatch(/"source": expected one of "installed", "remote", "blockfed", got "cloud"/)
+  })
+
+  it('a runtime it has no engine for', () => {
+    expect(problem({ ...aoe, runtime: 'ncnn' }))
+      .toBe('aoe config mnist.json: "runtime": expected one of "tensorflow", "tfjs", "tensorflowjs", "onnx", "onnxruntime", got "ncnn"')
+  })
+
+  it('an unknown key, suggesting the intended one', () => {
+    expect(problem({ ...aoe, modelname: 'x' })).toBe('aoe config mnist.json: "modelname": unknown key (did you mean "modelName"?)')
+    expect(problem({ ...aoe, chanel: 'stable' })).toMatch(/"chanel": unknown key \(did you mean "channel"\?\)/)
+    expect(problem({ ...aoe, cache: { diskbytes: 1 } })).toBe('aoe config mnist.json: "cache.diskbytes": unknown key (did you mean "diskBytes"?)')
+    expect(problem({ ...aoe, inputs: [] })).toBe('aoe config mnist.json: "inputs": unknown key')
+  })
+
+  it('a missing modelName (and every other missing field at once)', () => {
+    const { modelName: _, ...noName } = aoe
+    expect(problem(noName)).toBe('aoe config mnist.json: "modelName": missing, expected a model name matching [a-z0-9][a-z0-9._-]{0,63}')
+    const all = problem({})
+    for (const k of ['version', 'tag', 'runtime', 'source', 'modelDir', 'modelName', 'updateURL']) expect(all).toContain(`"${k}": missing`)
+  })
+
+  it('a bad model name', () => {
+    for (const modelName of ['MNIST', '-x', '', 'a'.repeat(65), 'a/b', 'a b']) {
+      expect(problem({ ...aoe, modelName })).toMatch(/"modelName": expected a model name matching/)
+    }
+  })
+
+  it('a bad URL', () => {
+    for (const updateURL of ['ftp://coordinator.example', 'coordinator.example', 'javascript:alert(1)', 'http://', 42]) {
+      expect(problem({ ...aoe, updateURL })).toMatch(/"updateURL": expected an http:\/\/ or https:\/\/ URL of the coordinator/)
+    }
+    expect(problem({ ...aoe, updateURL: 'ftp://x' })).toMatch(/got "ftp:\/\/x"$/)
+  })
+
+  it('a modelDir that could leave the data dir', () => {
+    for (const modelDir of ['..', '../x', 'a/../b', 'a/..', '/abs', 'C:\\models', 'C:x', 'a\\..\\b', '.', './a', 'a//b', 'a/', '', 'a\u0000b']) {
+      expect(problem({ ...aoe, modelDir }), JSON.stringify(modelDir)).toMatch(/"modelDir": expected a relative folder path/)
+    }
+  })
+
+  it('contradicting pairs', () => {
+    expect(problem({ ...aoe, token: 't', tokenEnv: 'T' })).toMatch(/"tokenEnv": give "token" or "tokenEnv", not both/)
+    expect(problem({ ...aoe, pin: 2, channel: 'stable' })).toMatch(/"channel": give "pin" .* or "channel" .*, not both/)
+  })
+
+  it('a bad coordinator key or env var name', () => {
+    expect(problem({ ...aoe, coordinatorKey: 'abc' })).toMatch(/"coordinatorKey": expected 64 hex characters \(an Ed25519 public key\), got "abc"/)
+    expect(problem({ ...aoe, tokenEnv: 'MY-TOKEN' })).toMatch(/"tokenEnv": expected an environment variable name/)
+  })
+
+  it('without echoing a token', () => {
+    const m = problem({ ...aoe, token: '' })
+    expect(m).toMatch(/"token": expected a non-empty API token string, got an empty string/)
+    const m2 = problem({ ...aoe, token: 'sekrit', tokenEnv: 'X', version: 7 })
+    expect(m2).not.toContain('sekrit')
+  })
+
+  it('something that is not an object', () => {
+    for (const input of [null, [aoe], 'mnist', 42, undefined]) {
+      expect(problem(input)).toMatch(/^aoe config mnist\.json: (missing, )?expected a JSON object \(an AoE model config\)/)
+    }
+  })
+
+  it('lists every problem, and names no file when given none', () => {
+    const m = problem({ ...aoe, runtime: 'x', modelDir: '../x', extra: 1 })
+    expect(m.split('; ')).toHaveLength(3)
+    expect(() => parseAoeConfig({ ...aoe, pin: -1 })).toThrow(/^aoe config: "pin"/)
+  })
+})
+
+describe('aoeConfigJsonSchema', () => {
+  it('describes the input: strict, the seven AoE fields required, defaults shown', () => {
+    const s = aoeConfigJsonSchema() as { additionalProperties: boolean, required: string[], properties: Record<string, { properties?: Record<string, { default?: unknown }> }> }
+    expect(s.additionalProperties).toBe(false)
+    expect([...s.required].sort()).toEqual(['modelDir', 'modelName', 'runtime', 'source', 'tag', 'updateURL', 'version'])
+    expect(s.properties.cache?.properties?.memoryBytes?.default).toBe(DEFAULT_CACHE_CONFIG.memoryBytes)
+    expect(s.properties.fetch?.properties?.concurrency?.default).toBe(DEFAULT_FETCH_CONFIG.concurrency)
+  })
+})
