@@ -195,7 +195,7 @@ describe('integrity', () => {
     const block = signed.manifest.blocks[0]!
     const p0 = await shardPath(block.shards.cids[0]!)
     const bytes = await readFile(p0)
-    bytes[10] ^= 0xff
+    bytes[10] = (bytes[10] as number) ^ 0xff
     await writeFile(p0, bytes)
 
     const runtime = await createNodeRuntime({ dataDir: join(root, 'rt-tamper') })
@@ -214,7 +214,7 @@ describe('integrity', () => {
     const broken = otherSigned.manifest.blocks[0]!
     for (const i of [1, 2, 5]) {
       const p = await shardPath(broken.shards.cids[i]!)
-      const b = await readFile(p); b[0] ^= 1; await writeFile(p, b)
+      const b = await readFile(p); b[0] = (b[0] as number) ^ 1; await writeFile(p, b)
     }
     const second = await createNodeRuntime({ dataDir: join(root, 'rt-tamper-2') })
     await expect(second.load(config('tamper-more', 'tfjs'))).rejects.toThrow(/only 3 of 6 shards intact, need 4/)
