@@ -15,7 +15,8 @@ import { mnistSplit } from '../../node-runtime/data/mnist.ts'
 import { accuracy, mnistDigitsCode, modelFiles, trainMnistMlp } from '../../node-runtime/examples/mnist-mlp.ts'
 import { tfjsBackend } from '../../node-runtime/engines/tfjs.ts'
 
-const EXAMPLE_CONFIG = new URL('../../config/examples/mnist-digits.aoe.json', import.meta.url)
+// Resolved through the package's own exports, so it works from the sources and from dist/.
+const EXAMPLE_CONFIG = new URL(import.meta.resolve('blockfed/config/examples/mnist-digits.aoe.json'))
 
 const mb = (bytes: number): string => `${(bytes / 2 ** 20).toFixed(2)} MiB`
 

@@ -52,7 +52,8 @@ function modelRef (value: string): { name: string, version: number | 'latest' } 
 
 async function token (options: { token?: string, data?: string }): Promise<string | undefined> {
   if (options.token !== undefined) return options.token
-  if (process.env.BLOCKFED_TOKEN !== undefined) return process.env.BLOCKFED_TOKEN
+  const fromEnv = process.env.BLOCKFED_TOKEN
+  if (fromEnv !== undefined && fromEnv !== '') return fromEnv
   if (options.data !== undefined) return (await readFile(join(options.data, 'admin.token'), 'utf8')).trim()
   return undefined
 }

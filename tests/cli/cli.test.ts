@@ -1,0 +1,83 @@
+/** The `blockfed` CLI as a user runs it: separate processes, a coordinator on loopback. */
+import { describe, it, expect, beforeAll, afterAll } from 'vitest'
+import { spawn, execFile, type ChildProcessByStdio } from 'node:child_process'
+import { mkdtemp, readFile, rm } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import type { Readable } from 'node:stream'
+import { fileURLToPath } from 'node:url'
+import { MOVENET_DIR, SILERO_PATH } from '../helpers/models.ts'
+
+const CLI = fileURLToPath(new URL('../../coordinator/cli/main.ts', import.meta.url))
+let root: string
+let coordinator: ChildProcessByStdio<null, Readable, Readable>
+let url: string
+
+function blockfed (...args: string[]): Promise<{ code: number, stdout: string, stderr: string }> {
+  return new Promise(resolve => {
+    execFile(process.execPath, [CLI, ...args], { timeout: 60_000, env: { ...process.env, BLOCKFED_TOKEN: '' } }, (err, stdout, stderr) => {
+      resolve({ code: err === null ? 0 : (typeof err.code === 'number' ? err.code : 1), stdout, stderr })
+    })
+  })
+}
+
+beforeAll(async () => {
+  root = await mkdtemp(join(tmpdir(), 'blockfed-cli-'))
+  coordinator = spawn(process.execPath, [CLI, 'coordinator', '--data', join(root, 'data'), '--port', '0'], { stdio: ['ignore', 'pipe', 'pipe'] })
+  url = await new Promise<string>((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error('coordinator did not start')), 30_000)
+    coordinator.stdout.on('data', (chunk: Buffer) => {
+      const match = /listening on (\S+)/.exec(chunk.toString())
+      if (match !== null) { clearTimeout(timer); resolve(match[1] as string) }
+    })
+  })
+})
+
+afterAll(async () => {
+  coordinator.kill('SIGTERM')
+  await new Promise(resolve => coordinator.once('exit', resolve))
+  await rm(root, { recursive: true, force: true })
+})
+
+describe('blockfed CLI', () => {
+  it('ingests, lists, and pulls a model byte for byte', async () => {
+    const data = join(root, 'data')
+    const ingest = await blockfed('ingest', SILERO_PATH, '--name', 'vad', '--coordinator', url, '--data', data)
+    expect(ingest.stderr).toBe('')
+    expect(ingest.stdout).toMatch(/^vad@1 bagaaiera[a-z2-7]+ — \d+ blocks, \d+ new/)
+    const graph = await blockfed('ingest', join(MOVENET_DIR, 'movenet-lightning.json'), '--name', 'pose', '--coordinator', url, '--data', data, '--json')
+    expect(JSON.parse(graph.stdout)).toMatchObject({ model: 'pose', version: 1, created: true })
+
+    const models = await blockfed('models', '--coordinator', url)
+    expect(models.stdout).toMatch(/pose\s+tfjs-graph\s+latest 1/)
+    expect(models.stdout).toMatch(/vad\s+onnx\s+latest 1/)
+    const versions = await blockfed('versions', 'vad', '--coordinator', url)
+    expect(versions.stdout).toMatch(/^vad@1 {2}parent - {2}\d+ blocks/)
+
+    const out = join(root, 'out')
+    const pull = await blockfed('pull', 'vad@1', '--out', out, '--coordinator', url, '--data', data, '--home', join(root, 'home'))
+    expect(pull.code).toBe(0)
+    expect(Buffer.compare(await readFile(join(out, 'silero_vad_legacy.onnx')), await readFile(SILERO_PATH))).toBe(0)
+    const again = await blockfed('pull', 'vad', '--out', join(root, 'out2'), '--coordinator', url, '--data', data, '--home', join(root, 'home'))
+    expect(again.stdout).toMatch(/from cache\), 0 bytes fetched/)
+  })
+
+  it('rejects bad arguments with a one-line reason and a non-zero exit', async () => {
+    const cases: Array<[string[], RegExp]> = [
+      [['ingest', SILERO_PATH, '--name', 'Bad Name!', '--coordinator', url], /--name.*lowercase/],
+      [['pull', 'vad@0', '--out', root, '--coordinator', url], /version "0" is not a positive integer/],
+      [['coordinator', '--data', root, '--port', '70000'], /port number/],
+      [['models', '--coordinator', 'ftp://x'], /http:\/\/ or https:\/\/ URL/],
+      [['ingest', '/nonexistent/model.onnx', '--name', 'x', '--coordinator', url], /no such file or folder/],
+      [['pull', 'nosuch', '--out', root, '--coordinator', url, '--data', join(root, 'data'), '--home', join(root, 'home')], /NotFoundError: .*no model named nosuch/],
+      [['ingest', SILERO_PATH, '--name', 'x', '--coordinator', url, '--token', 'bf_wrong'], /unknown API token/]
+    ]
+    for (const [args, message] of cases) {
+      const result = await blockfed(...args)
+      expect(result.code, args.join(' ')).not.toBe(0)
+      expect(result.stderr, args.join(' ')).toMatch(message)
+    }
+    // The coordinator shrugged all that off.
+    expect((await blockfed('models', '--coordinator', url)).code).toBe(0)
+  })
+})
