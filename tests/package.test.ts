@@ -7,7 +7,7 @@ import { fileURLToPath } from 'node:url'
 const root = fileURLToPath(new URL('..', import.meta.url))
 
 
-describe('package exports (built by npm test's build step)', () => {
+describe('package exports (built by the build step of npm test)', () => {
   it('resolves blockfed/shared, blockfed/coordinator and blockfed/node', () => {
     const script = `
       const shared = await import('blockfed/shared'); const c = await import('blockfed/coordinator'); const n = await import('blockfed/node');

@@ -3,6 +3,7 @@
  * in a fixed order (a seeded shuffle), so every run, test and benchmark sees the same split.
  */
 import { createRequire } from 'node:module'
+import { mulberry32 } from '../../shared/random/seeded.ts'
 
 export interface Digits {
   /** N × 784, row-major. */
@@ -15,18 +16,6 @@ export const IMAGE_SIZE = 784
 
 interface MnistDigit { raw: number[], length: number }
 
-/** mulberry32: a small seeded generator for data order only (never for anything secret). */
-function seeded (seed: number): () => number {
-  let a = seed >>> 0
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0
-    let t = a
-    t = Math.imul(t ^ (t >>> 15), t | 1)
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61)
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296
-  }
-}
-
 let all: Digits | undefined
 
 /** Every digit of the package, shuffled with `seed` 42. */
@@ -35,7 +24,7 @@ export function mnistDigits (): Digits {
   const mnist = createRequire(import.meta.url)('mnist') as MnistDigit[]
   const index: Array<[number, number]> = []
   mnist.forEach((d, label) => { for (let i = 0; i < d.length; i++) index.push([label, i]) })
-  const rand = seeded(42)
+  const rand = mulberry32(42)
   for (let i = index.length - 1; i > 0; i--) {
     const j = Math.floor(rand() * (i + 1))
     const tmp = index[i] as [number, number]

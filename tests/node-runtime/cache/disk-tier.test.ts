@@ -6,7 +6,7 @@ import { diskCache, type DiskCacheOptions, type DiskCacheTier } from '../../../n
 import { DEFAULT_SCORE_WEIGHTS } from '../../../shared/cache/constants.ts'
 import { InvalidInputError, TooLargeError, UnavailableError } from '../../../shared/errors/errors.ts'
 import { cacheTierContract, testBytes, testKey } from '../../shared/cache/contract.ts'
-import { mulberry32 } from '../../shared/cache/prng.ts'
+import { mulberry32 } from '../../../shared/random/seeded.ts'
 
 const dirs: string[] = []
 async function freshDir (): Promise<string> {

@@ -2,7 +2,7 @@ import { describe, expect, it } from 'vitest'
 import { memoryCache } from '../../../shared/cache/memory-lru.ts'
 import { TooLargeError, InvalidInputError } from '../../../shared/errors/errors.ts'
 import { cacheTierContract, testBytes, testKey } from './contract.ts'
-import { mulberry32 } from './prng.ts'
+import { mulberry32 } from '../../../shared/random/seeded.ts'
 
 cacheTierContract('memoryCache', async ({ capacityBytes }) => memoryCache({ capacityBytes }))
 

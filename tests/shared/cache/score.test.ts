@@ -5,7 +5,7 @@ import {
   type ScoredEntry, type ScoreParams
 } from '../../../shared/cache/score.ts'
 import { InvalidInputError } from '../../../shared/errors/errors.ts'
-import { mulberry32 } from './prng.ts'
+import { mulberry32 } from '../../../shared/random/seeded.ts'
 
 const H = 1000
 const defaults: ScoreParams = { halfLifeMs: H, weights: { ...DEFAULT_SCORE_WEIGHTS } }

@@ -1,4 +1,8 @@
-/** Seeded PRNG for reproducible random operation sequences (mulberry32, public domain). */
+/**
+ * mulberry32 (Tommy Ettinger, public domain): a tiny seeded generator for reproducible data
+ * order and test sequences. NOT for anything secret — keys, IVs, nonces and masks come from
+ * `crypto.getRandomValues` or a cryptographic PRG.
+ */
 export function mulberry32 (seed: number): () => number {
   let a = seed >>> 0
   return () => {
