@@ -10,6 +10,8 @@ export default defineConfig({
     // Two cores: keep files from fighting over them.
     pool: 'forks',
     maxWorkers: 2,
-    reporters: ['default']
+    // The JSON report lets .ci/run print a runner-neutral 'N passed, N failed' line.
+    reporters: ['default', 'json'],
+    outputFile: { json: '.vitest/results.json' }
   }
 })
