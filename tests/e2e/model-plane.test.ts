@@ -185,7 +185,7 @@ describe('integrity', () => {
     return await admin.manifest(name, 1) as SignedManifest
   }
 
-  it('tolerates a corrupt shard (reported), refuses a block with too few intact shards (never cached)', async () => {
+  it('tolerates a corrupt and a missing shard (reported), refuses a block with too few intact shards (never cached)', async () => {
     // A model no other test loads, so its shards were never served (and never held in the coordinator's hot cache).
     const model = tfl.sequential()
     model.add(tfl.layers.dense({ inputShape: [300], units: 500, name: 'tamper_me' }))
@@ -197,11 +197,13 @@ describe('integrity', () => {
     const bytes = await readFile(p0)
     bytes[10] = (bytes[10] as number) ^ 0xff
     await writeFile(p0, bytes)
+    await rm(await shardPath(block.shards.cids[3]!)) // and one shard missing altogether
 
     const runtime = await createNodeRuntime({ dataDir: join(root, 'rt-tamper') })
     const handle = await runtime.load(config('tamper', 'tfjs'))
-    expect(handle.report.faults.map(f => f.shard)).toEqual([0])
-    expect(handle.report.faults[0]!.reason).toMatch(/does not hash to its CID/)
+    expect(handle.report.faults.map(f => f.shard).sort()).toEqual([0, 3])
+    expect(handle.report.faults.find(f => f.shard === 0)!.reason).toMatch(/does not hash to its CID/)
+    expect(handle.report.faults.find(f => f.shard === 3)!.reason).toMatch(/NotFoundError/)
     const [out] = await handle.infer(tf.ones([1, 300])) as TensorData[]
     expect(Array.from(out!.data)).toEqual(Array.from(await expected.data()))
     await runtime.stop()
