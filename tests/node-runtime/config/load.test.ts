@@ -5,16 +5,9 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { loadAoeConfig } from '../../../node-runtime/config/load.ts'
 import { MAX_CONFIG_FILE_BYTES } from '../../../shared/config/constants.ts'
 import { InvalidConfigError } from '../../../shared/errors/errors.ts'
+import { aoeExample } from '../../helpers/aoe.ts'
 
-const good = {
-  version: '1.0.0',
-  tag: 'tag_mnist',
-  runtime: 'tensorflow',
-  source: 'installed',
-  modelDir: 'mnist',
-  modelName: 'mnist_cnn_keras',
-  updateURL: 'https://coordinator.example'
-}
+const good = aoeExample
 
 let dir: string
 beforeAll(async () => { dir = await mkdtemp(join(tmpdir(), 'blockfed-config-')) })

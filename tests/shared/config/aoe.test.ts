@@ -2,17 +2,9 @@ import { describe, expect, it } from 'vitest'
 import { aoeConfigJsonSchema, parseAoeConfig } from '../../../shared/config/aoe.ts'
 import { DEFAULT_CACHE_CONFIG, DEFAULT_FETCH_CONFIG } from '../../../shared/config/constants.ts'
 import { InvalidConfigError } from '../../../shared/errors/errors.ts'
+import { aoeExample } from '../../helpers/aoe.ts'
 
-/** AoE's own documented example (github.com/didi/AoE, README "model.config"), plus updateURL. */
-const aoe = {
-  version: '1.0.0',
-  tag: 'tag_mnist',
-  runtime: 'tensorflow',
-  source: 'installed',
-  modelDir: 'mnist',
-  modelName: 'mnist_cnn_keras',
-  updateURL: 'https://coordinator.example/api'
-}
+const aoe = aoeExample
 
 /** The InvalidConfigError message for `input`, failing the test if it parses. */
 function problem (input: unknown, source = 'mnist.json'): string {
