@@ -15,6 +15,7 @@ import { nodeHttpBlockSource } from './sources/http.ts'
 import { fetchModel, type FetchedModel } from '../shared/load/fetch-model.ts'
 import type { LoadReport } from '../shared/load/loader.ts'
 import type { BlockSource } from '../shared/load/source.ts'
+import { retrying } from '../shared/load/retry.ts'
 import { infer, type LoadedEngine, type ModelCode } from '../shared/runtime/lifecycle.ts'
 import { onnxPassthrough, tfjsPassthrough } from '../shared/runtime/passthrough.ts'
 import { InvalidConfigError, InvalidInputError } from '../shared/errors/errors.ts'
@@ -85,7 +86,7 @@ export async function createNodeRuntime (options: NodeRuntimeOptions): Promise<N
       if (token === undefined) throw new InvalidConfigError(`aoe config for ${config.modelName}: no API token (set "token", or "tokenEnv" naming an environment variable)`)
       const client = coordinatorClient({ baseUrl: config.updateURL, token, timeoutMs: config.fetch.timeoutMs })
       const key = await coordinatorKey(options.dataDir, client, config.coordinatorKey, signal)
-      const source = options.source?.(config) ?? nodeHttpBlockSource({ baseUrl: config.updateURL, timeoutMs: config.fetch.timeoutMs })
+      const source = retrying(options.source?.(config) ?? nodeHttpBlockSource({ baseUrl: config.updateURL, timeoutMs: config.fetch.timeoutMs }), config.fetch.retries)
       const fetched = await fetchModel({
         client,
         coordinatorKey: key,

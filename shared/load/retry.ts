@@ -1,0 +1,31 @@
+/**
+ * A BlockSource that retries transient failures (UnavailableError, TimeoutError) up to
+ * `retries` times with exponential backoff; a NotFoundError or an abort is final at once.
+ * The backoff wait honours the caller's signal.
+ */
+import { TimeoutError, UnavailableError } from '../errors/errors.ts'
+import type { BlockSource } from './source.ts'
+
+export function retrying (source: BlockSource, retries: number, baseDelayMs = 50): BlockSource {
+  const pause = async (ms: number, signal: AbortSignal): Promise<void> => await new Promise((resolve, reject) => {
+    if (signal.aborted) { reject(signal.reason); return }
+    const timer = setTimeout(() => { signal.removeEventListener('abort', onAbort); resolve() }, ms)
+    const onAbort = (): void => { clearTimeout(timer); reject(signal.reason) }
+    signal.addEventListener('abort', onAbort, { once: true })
+  })
+  return {
+    name: source.name,
+    async get (cid, options) {
+      for (let attempt = 0; ; attempt++) {
+        try {
+          return await source.get(cid, options)
+        } catch (err) {
+          if (options.signal.aborted) throw options.signal.reason
+          const transient = err instanceof UnavailableError || err instanceof TimeoutError
+          if (!transient || attempt >= retries) throw err
+          await pause(baseDelayMs * 2 ** attempt, options.signal)
+        }
+      }
+    }
+  }
+}

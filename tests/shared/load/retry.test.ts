@@ -1,0 +1,42 @@
+import { describe, it, expect } from 'vitest'
+import { retrying } from '../../../shared/load/retry.ts'
+import { NotFoundError, UnavailableError } from '../../../shared/errors/errors.ts'
+import type { BlockSource } from '../../../shared/load/source.ts'
+
+function flaky (failures: Error[]): BlockSource & { calls: number } {
+  const source = {
+    name: 'flaky',
+    calls: 0,
+    async get () {
+      const err = failures[source.calls++]
+      if (err !== undefined) throw err
+      return new Uint8Array([1])
+    }
+  }
+  return source
+}
+
+describe('retrying block source', () => {
+  const signal = AbortSignal.timeout(10_000)
+  it('retries transient failures up to the bound', async () => {
+    const s = flaky([new UnavailableError('a'), new UnavailableError('b')])
+    expect(await retrying(s, 2, 1).get('x', { signal })).toEqual(new Uint8Array([1]))
+    expect(s.calls).toBe(3)
+    const t = flaky([new UnavailableError('a'), new UnavailableError('b'), new UnavailableError('c')])
+    await expect(retrying(t, 2, 1).get('x', { signal })).rejects.toThrow('c')
+    expect(t.calls).toBe(3)
+  })
+  it('never retries a NotFoundError or other errors', async () => {
+    const s = flaky([new NotFoundError('gone')])
+    await expect(retrying(s, 5, 1).get('x', { signal })).rejects.toThrow('gone')
+    expect(s.calls).toBe(1)
+  })
+  it('stops waiting when the caller aborts', async () => {
+    const s = flaky([new UnavailableError('a'), new UnavailableError('b')])
+    const controller = new AbortController()
+    const pending = retrying(s, 3, 60_000).get('x', { signal: controller.signal })
+    controller.abort(new Error('stop'))
+    await expect(pending).rejects.toThrow('stop')
+    expect(s.calls).toBe(1)
+  })
+})
