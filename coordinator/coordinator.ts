@@ -11,13 +11,13 @@ import type { IngestResult } from '../shared/client/api-schemas.ts'
 import { DEFAULT_PARTITION, type PartitionOptions } from '../shared/blocks/partition.ts'
 
 import { defaultReedSolomon, erasureCoder } from '../shared/blocks/erasure.ts'
-import { openDatabase, type Database } from './store/database.ts'
+import { openDatabase } from './store/database.ts'
 import { repository, type Repository } from './store/repository.ts'
 import { blockFiles } from './store/block-files.ts'
 import { loadIdentity, type Identity } from './keys/identity.ts'
 import { ingester, type IngestOptions } from './ingest/ingest.ts'
 import { buildServer } from './http/server.ts'
-import { newToken, tokenHash } from './http/auth.ts'
+import { issueToken } from './http/auth.ts'
 import { DEFAULT_ERASURE, DEFAULT_HOST, DEFAULT_MAX_UPLOAD_BYTES, DEFAULT_PORT } from './constants.ts'
 
 export interface CoordinatorOptions {
@@ -45,16 +45,14 @@ export interface Coordinator {
   stop: () => Promise<void>
 }
 
-async function adminToken (dataDir: string, database: Database, repo: Repository): Promise<string> {
+async function adminToken (dataDir: string, repo: Repository): Promise<string> {
   const path = join(dataDir, 'admin.token')
   try {
     return (await readFile(path, 'utf8')).trim()
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err
   }
-  const token = newToken()
-  const hash = await tokenHash(token)
-  database.transaction(() => repo.insertToken(hash, 'admin', 'created on first start'))
+  const token = await issueToken(repo, 'admin', 'created on first start')
   await writeFile(path, `${token}\n`, { mode: 0o600 })
   return token
 }
@@ -70,7 +68,7 @@ export async function createCoordinator (options: CoordinatorOptions): Promise<C
   const erasure = options.erasure ?? DEFAULT_ERASURE
   const coder = await erasureCoder(defaultReedSolomon, erasure)
   const ingest = ingester({ database, repo, files, identity, coder, partition: options.partition ?? DEFAULT_PARTITION })
-  const admin = await adminToken(dataDir, database, repo)
+  const admin = await adminToken(dataDir, repo)
   const maxUploadBytes = options.maxUploadBytes ?? DEFAULT_MAX_UPLOAD_BYTES
   let app: FastifyInstance | undefined
   let url = ''
@@ -82,12 +80,7 @@ export async function createCoordinator (options: CoordinatorOptions): Promise<C
     adminToken: admin,
     url: () => url,
     ingest,
-    async createToken (role) {
-      const token = newToken()
-      const hash = await tokenHash(token)
-      database.transaction(() => repo.insertToken(hash, role, null))
-      return token
-    },
+    createToken: async role => await issueToken(repo, role, null),
     async start () {
       app = await buildServer({ repo, files, identity, ingest: async (n, f) => await ingest(n, f), erasure, maxUploadBytes, logger: options.logger })
       await app.listen({ port: options.port ?? DEFAULT_PORT, host: options.host ?? DEFAULT_HOST })

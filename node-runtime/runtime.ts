@@ -42,7 +42,7 @@ export interface ModelHandle {
   readonly config: AoeConfig
   readonly manifest: Manifest
   readonly engine: LoadedEngine
-  readonly report: LoadReport & { bytesFromSource: number, totalMs: number }
+  readonly report: LoadReport & { totalMs: number }
   infer: (input: any) => Promise<any>
   release: () => Promise<void>
 }
@@ -109,7 +109,7 @@ export async function createNodeRuntime (options: NodeRuntimeOptions): Promise<N
         config,
         manifest: fetched.manifest,
         engine,
-        report: { ...fetched.report, bytesFromSource: fetched.report.bytesFetched, totalMs: performance.now() - started },
+        report: { ...fetched.report, totalMs: performance.now() - started },
         infer: async value => await infer(code, value),
         async release () {
           if (!handles.delete(handle)) return

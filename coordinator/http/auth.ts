@@ -4,16 +4,24 @@
 import type { FastifyRequest } from 'fastify'
 import { toHex } from '../../shared/crypto/bytes.ts'
 import { sha256Hex } from '../../shared/crypto/hash.ts'
-import { AccessDeniedError } from '../../shared/errors/errors.ts'
+import { AccessDeniedError, InvalidInputError } from '../../shared/errors/errors.ts'
 import type { Repository } from '../store/repository.ts'
 import { ROLES } from '../constants.ts'
 
-export function newToken (): string {
+function newToken (): string {
   return `bf_${toHex(globalThis.crypto.getRandomValues(new Uint8Array(32)))}`
 }
 
 export async function tokenHash (token: string): Promise<string> {
   return await sha256Hex(new TextEncoder().encode(token))
+}
+
+/** Creates a token for `role` (one of ROLES), stores its hash, and returns the token itself. */
+export async function issueToken (repo: Repository, role: string, label: string | null): Promise<string> {
+  if (ROLES[role] === undefined) throw new InvalidInputError(`unknown role "${role}"; roles: ${Object.keys(ROLES).join(', ')}`)
+  const token = newToken()
+  repo.insertToken(await tokenHash(token), role, label)
+  return token
 }
 
 export interface Caller {

@@ -22,8 +22,8 @@ import { AccessDeniedError, InvalidInputError, NotFoundError, TooLargeError } fr
 import type { Repository, VersionRow } from '../store/repository.ts'
 import type { BlockFiles } from '../store/block-files.ts'
 import type { Identity } from '../keys/identity.ts'
-import { ROLES, MAX_UPLOAD_FILES } from '../constants.ts'
-import { authenticate, mayRead, newToken, tokenHash } from './auth.ts'
+import { MAX_UPLOAD_FILES } from '../constants.ts'
+import { authenticate, issueToken, mayRead } from './auth.ts'
 import { errorHandler } from './errors.ts'
 
 export interface ServerDeps {
@@ -108,21 +108,21 @@ export async function buildServer (deps: ServerDeps): Promise<FastifyInstance> {
     const { manifest } = JSON.parse(row.signed_manifest) as SignedManifest
     const allowed = manifest.blocks.filter(b => mayRead(caller, b.access))
     const denied = [...new Set(manifest.blocks.filter(b => !mayRead(caller, b.access)).map(b => b.keyId))]
-    const wrapped = deps.repo.dataKeys(allowed.map(b => b.keyId))
-    const seen = new Set<string>()
-    const keys = allowed.filter(b => !seen.has(b.keyId) && seen.add(b.keyId)).map(b => {
-      const blob = wrapped.get(b.keyId)
-      if (blob === undefined) throw new NotFoundError(`data key ${b.keyId} of block ${b.cid} is missing from the key store`)
-      return { keyId: b.keyId, key: deps.identity.unwrapDataKey(b.keyId, blob), aad: b.cid }
+    // Blocks with equal plaintext share one sealed block and so one key: wrap each key once.
+    const blockOfKey = new Map(allowed.map(b => [b.keyId, b.cid]))
+    const wrapped = deps.repo.dataKeys([...blockOfKey.keys()])
+    const keys = [...blockOfKey].map(([keyId, cid]) => {
+      const blob = wrapped.get(keyId)
+      if (blob === undefined) throw new NotFoundError(`data key ${keyId} of block ${cid} is missing from the key store`)
+      return { keyId, key: deps.identity.unwrapDataKey(keyId, blob), aad: cid }
     })
     const out = wrapKeys(fromBase64(req.body.publicKey), keys)
     for (const k of keys) k.key.fill(0)
-    const cidOf = new Map(allowed.map(b => [b.keyId, b.cid]))
     return {
       model: manifest.model,
       version: manifest.version,
       ephemeralPublicKey: out.ephemeralPublicKey,
-      keys: out.keys.map(k => ({ ...k, blockCid: cidOf.get(k.keyId) as string })),
+      keys: out.keys.map(k => ({ ...k, blockCid: blockOfKey.get(k.keyId) as string })),
       denied
     }
   })
@@ -171,10 +171,7 @@ export async function buildServer (deps: ServerDeps): Promise<FastifyInstance> {
   }, async req => {
     const caller = await authenticate(req, deps.repo)
     if (!caller.grants.tokens) throw new AccessDeniedError(`role ${caller.role} may not create tokens`)
-    if (ROLES[req.body.role] === undefined) throw new InvalidInputError(`unknown role "${req.body.role}"; roles: ${Object.keys(ROLES).join(', ')}`)
-    const token = newToken()
-    deps.repo.insertToken(await tokenHash(token), req.body.role, req.body.label ?? null)
-    return { token, role: req.body.role }
+    return { token: await issueToken(deps.repo, req.body.role, req.body.label ?? null), role: req.body.role }
   })
 
   return app

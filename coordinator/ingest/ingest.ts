@@ -80,27 +80,26 @@ export function ingester (deps: IngestDeps): (name: string, files: ModelFile[], 
     }
     const signed = await signManifest(manifest, deps.identity.signing)
 
-    const written: string[] = []
+    const written = new Set<string>()
     let bytesStored = 0
     try {
       for (const [i, block] of sealed.created.entries()) {
         await deps.files.put(block.cid, block.sealed)
-        written.push(block.cid)
+        written.add(block.cid)
         bytesStored += block.sealed.length
         for (const shard of block.shards) {
-          if (written.includes(shard.cid)) continue
+          if (written.has(shard.cid)) continue
           await deps.files.put(shard.cid, shard.bytes)
-          written.push(shard.cid)
+          written.add(shard.cid)
           bytesStored += shard.bytes.length
         }
         options.onProgress?.('store', i + 1, sealed.created.length)
       }
       deps.database.transaction(() => {
         for (const block of sealed.created) {
-          const row = sealed.blocks.find(b => b.cid === block.cid)
           deps.repo.insertBlock({
             cid: block.cid,
-            plaintextSha256: row?.plaintextSha256 ?? '',
+            plaintextSha256: block.plaintextSha256,
             keyId: block.keyId,
             sealedLength: block.sealed.length,
             shardSize: deps.coder.shardSize(block.sealed.length),
@@ -112,7 +111,7 @@ export function ingester (deps: IngestDeps): (name: string, files: ModelFile[], 
         deps.repo.insertVersion(signed, model.weights.length)
       })
     } catch (err) {
-      await Promise.all(written.map(async cid => await deps.files.remove(cid)))
+      await Promise.all([...written].map(async cid => await deps.files.remove(cid)))
       throw err
     } finally {
       for (const block of sealed.created) block.key.fill(0)

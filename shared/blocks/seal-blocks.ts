@@ -18,6 +18,7 @@ export type StoredBlock = Pick<ManifestBlock, 'cid' | 'keyId' | 'sealedLength' |
 
 export interface NewBlockData {
   cid: string
+  plaintextSha256: string
   keyId: string
   key: Uint8Array
   sealed: Uint8Array
@@ -67,7 +68,7 @@ export async function sealBlocks (model: Pick<NormalisedModel, 'tensors' | 'weig
       const shardBytes = options.coder.encode(sealed)
       const shards = await Promise.all(shardBytes.map(async bytes => ({ cid: await rawCid(bytes), bytes })))
       const keyId = toHex(globalThis.crypto.getRandomValues(new Uint8Array(16)))
-      created.push({ cid, keyId, key, sealed, shards })
+      created.push({ cid, plaintextSha256, keyId, key, sealed, shards })
       stored = { cid, keyId, sealedLength: sealed.length, shards: { size: options.coder.shardSize(sealed.length), cids: shards.map(s => s.cid) } }
     }
     sealedHere.set(plaintextSha256, stored)
