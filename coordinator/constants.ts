@@ -9,10 +9,16 @@ export const DEFAULT_ACCESS_LEVEL = 'default'
 
 /**
  * Roles and what they grant (DESIGN.md, "Keys and access"): `access` lists the block access
- * levels whose data keys the role receives (`*` = all).
+ * levels whose data keys the role receives (`*` = all); `rounds` may start training rounds,
+ * `train` may take part in them.
  */
-export const ROLES: Record<string, { ingest: boolean, tokens: boolean, access: string[] }> = {
-  admin: { ingest: true, tokens: true, access: ['*'] },
-  publisher: { ingest: true, tokens: false, access: ['*'] },
-  edge: { ingest: false, tokens: false, access: [DEFAULT_ACCESS_LEVEL] }
+export const ROLES: Record<string, { ingest: boolean, tokens: boolean, rounds: boolean, train: boolean, access: string[] }> = {
+  admin: { ingest: true, tokens: true, rounds: true, train: false, access: ['*'] },
+  publisher: { ingest: true, tokens: false, rounds: true, train: false, access: ['*'] },
+  edge: { ingest: false, tokens: false, rounds: false, train: true, access: [DEFAULT_ACCESS_LEVEL] }
 }
+
+/** Round protocol: largest WebSocket frame, ping interval (silent clients are cut after two), hello deadline. */
+export const ROUND_MAX_FRAME_BYTES = 256 << 20
+export const ROUND_PING_MS = 10_000
+export const ROUND_HANDSHAKE_MS = 10_000

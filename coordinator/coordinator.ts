@@ -15,10 +15,17 @@ import { openDatabase } from './store/database.ts'
 import { repository, type Repository } from './store/repository.ts'
 import { blockFiles } from './store/block-files.ts'
 import { loadIdentity, type Identity } from './keys/identity.ts'
-import { ingester, type IngestOptions } from './ingest/ingest.ts'
+import { publisher, type IngestOptions } from './ingest/ingest.ts'
 import { buildServer } from './http/server.ts'
 import { issueToken } from './http/auth.ts'
-import { DEFAULT_ERASURE, DEFAULT_HOST, DEFAULT_MAX_UPLOAD_BYTES, DEFAULT_PORT } from './constants.ts'
+import { roundStore } from './rounds/store.ts'
+import { roundManager, type RoundEvent, type RoundManager } from './rounds/rounds.ts'
+import { roundHub, type RoundHub } from './rounds/hub.ts'
+import { readBaseModel } from './rounds/base-model.ts'
+import { secureServerFor } from './rounds/secure/index.ts'
+import { roundRoutes } from './http/rounds-routes.ts'
+import { tokenHash } from './http/auth.ts'
+import { DEFAULT_ERASURE, DEFAULT_HOST, DEFAULT_MAX_UPLOAD_BYTES, DEFAULT_PORT, ROLES, ROUND_HANDSHAKE_MS, ROUND_MAX_FRAME_BYTES, ROUND_PING_MS } from './constants.ts'
 
 export interface CoordinatorOptions {
   dataDir: string
@@ -28,6 +35,11 @@ export interface CoordinatorOptions {
   erasure?: { k: number, m: number }
   partition?: PartitionOptions
   logger?: boolean
+  /** Paillier rounds: the decryptor service (`blockfed decryptor`) that holds the private key. */
+  decryptorUrl?: string
+  onRoundEvent?: (event: RoundEvent) => void
+  /** Round protocol liveness: ping interval in ms (a client silent for two is cut). */
+  pingMs?: number
 }
 
 export interface Coordinator {
@@ -41,6 +53,8 @@ export interface Coordinator {
   ingest: (name: string, files: ModelFile[], options?: IngestOptions) => Promise<IngestResult>
   /** Creates an API token for `role` without going through HTTP (for the CLI and tests). */
   createToken: (role: string) => Promise<string>
+  /** Training rounds: start on demand, schedule continuously, recover after a restart. */
+  readonly rounds: RoundManager
   start: () => Promise<string>
   stop: () => Promise<void>
 }
@@ -67,11 +81,31 @@ export async function createCoordinator (options: CoordinatorOptions): Promise<C
   await files.sweep()
   const erasure = options.erasure ?? DEFAULT_ERASURE
   const coder = await erasureCoder(defaultReedSolomon, erasure)
-  const ingest = ingester({ database, repo, files, identity, coder, partition: options.partition ?? DEFAULT_PARTITION })
+  const versions = publisher({ database, repo, files, identity, coder, partition: options.partition ?? DEFAULT_PARTITION })
   const admin = await adminToken(dataDir, repo)
   const maxUploadBytes = options.maxUploadBytes ?? DEFAULT_MAX_UPLOAD_BYTES
   let app: FastifyInstance | undefined
   let url = ''
+  const store = roundStore(database)
+  const hub: RoundHub = roundHub({
+    mayTrain: async token => {
+      const role = repo.tokenRole(await tokenHash(token))
+      return role !== undefined && ROLES[role]?.train === true
+    },
+    handlers: { message: async (c, m) => await rounds.handlers.message(c, m), upload: async (c, f) => await rounds.handlers.upload(c, f), disconnect: c => rounds.handlers.disconnect(c) },
+    maxPayload: ROUND_MAX_FRAME_BYTES,
+    pingMs: options.pingMs ?? ROUND_PING_MS,
+    handshakeMs: ROUND_HANDSHAKE_MS
+  })
+  const rounds = roundManager({
+    store,
+    repo,
+    hub: () => hub,
+    readBase: async (name, version) => await readBaseModel({ repo, files, identity }, name, version),
+    publish: versions.publish,
+    secureServer: async (config, snapshot) => await secureServerFor(config, snapshot, { decryptorUrl: options.decryptorUrl }),
+    onEvent: options.onRoundEvent
+  })
 
   return {
     dataDir,
@@ -79,17 +113,24 @@ export async function createCoordinator (options: CoordinatorOptions): Promise<C
     repo,
     adminToken: admin,
     url: () => url,
-    ingest,
+    ingest: versions.ingest,
     createToken: async role => await issueToken(repo, role, null),
+    rounds,
     async start () {
-      app = await buildServer({ repo, files, identity, ingest: async (n, f) => await ingest(n, f), erasure, maxUploadBytes, logger: options.logger })
+      app = await buildServer({ repo, files, identity, ingest: async (n, f) => await versions.ingest(n, f), erasure, maxUploadBytes, logger: options.logger })
+      await roundRoutes(app, { repo, store, manager: rounds })
+      hub.attach(app.server)
       await app.listen({ port: options.port ?? DEFAULT_PORT, host: options.host ?? DEFAULT_HOST })
       const address = app.server.address() as AddressInfo
       const host = address.family === 'IPv6' ? `[${address.address}]` : address.address
       url = `http://${host}:${address.port}`
+      // Rounds a killed coordinator left half-done: finish them from what was accepted, or fail them.
+      await rounds.recover()
       return url
     },
     async stop () {
+      await rounds.stop()
+      await hub.stop()
       await app?.close()
       app = undefined
       database.close()

@@ -49,6 +49,8 @@ export interface ModelHandle {
 
 export interface NodeRuntime {
   load: (config: string | unknown, signal?: AbortSignal) => Promise<ModelHandle>
+  /** One version's verified weights through the same pipeline and cache as `load` (no engine). */
+  fetch: (config: string | unknown, version: number | 'latest', signal?: AbortSignal) => Promise<FetchedModel>
   byTag: (tag: string) => ModelHandle[]
   cacheOf: (modelDir: string) => CacheTier | undefined
   stop: () => Promise<void>
@@ -78,26 +80,33 @@ export async function createNodeRuntime (options: NodeRuntimeOptions): Promise<N
     return cache
   }
 
+  async function fetchVersion (config: AoeConfig, version: number | 'latest', signal?: AbortSignal): Promise<FetchedModel> {
+    const token = options.token ?? config.token ?? (config.tokenEnv === undefined ? undefined : process.env[config.tokenEnv])
+    if (token === undefined) throw new InvalidConfigError(`aoe config for ${config.modelName}: no API token (set "token", or "tokenEnv" naming an environment variable)`)
+    const client = coordinatorClient({ baseUrl: config.updateURL, token, timeoutMs: config.fetch.timeoutMs })
+    const key = await coordinatorKey(options.dataDir, client, config.coordinatorKey, signal)
+    const source = retrying(options.source?.(config) ?? nodeHttpBlockSource({ baseUrl: config.updateURL, timeoutMs: config.fetch.timeoutMs }), config.fetch.retries)
+    return await fetchModel({
+      client,
+      coordinatorKey: key,
+      model: config.modelName,
+      version,
+      source,
+      cache: await cacheFor(config),
+      concurrency: config.fetch.concurrency,
+      signal,
+      onBlock: (done, total) => options.onProgress?.(config.modelName, done, total)
+    })
+  }
+
+  const parse = async (input: string | unknown): Promise<AoeConfig> => typeof input === 'string' ? await loadAoeConfig(input) : parseAoeConfig(input)
+
   return {
+    fetch: async (input, version, signal) => await fetchVersion(await parse(input), version, signal),
     async load (input, signal) {
       const started = performance.now()
-      const config = typeof input === 'string' ? await loadAoeConfig(input) : parseAoeConfig(input)
-      const token = options.token ?? config.token ?? (config.tokenEnv === undefined ? undefined : process.env[config.tokenEnv])
-      if (token === undefined) throw new InvalidConfigError(`aoe config for ${config.modelName}: no API token (set "token", or "tokenEnv" naming an environment variable)`)
-      const client = coordinatorClient({ baseUrl: config.updateURL, token, timeoutMs: config.fetch.timeoutMs })
-      const key = await coordinatorKey(options.dataDir, client, config.coordinatorKey, signal)
-      const source = retrying(options.source?.(config) ?? nodeHttpBlockSource({ baseUrl: config.updateURL, timeoutMs: config.fetch.timeoutMs }), config.fetch.retries)
-      const fetched = await fetchModel({
-        client,
-        coordinatorKey: key,
-        model: config.modelName,
-        version: config.pin ?? 'latest',
-        source,
-        cache: await cacheFor(config),
-        concurrency: config.fetch.concurrency,
-        signal,
-        onBlock: (done, total) => options.onProgress?.(config.modelName, done, total)
-      })
+      const config = await parse(input)
+      const fetched = await fetchVersion(config, config.pin ?? 'latest', signal)
       const wanted = config.engine === 'onnx' ? 'onnx' : 'tfjs'
       if ((fetched.manifest.format === 'onnx') !== (wanted === 'onnx')) {
         throw new InvalidConfigError(`aoe config for ${config.modelName}: runtime "${config.runtime}" cannot run a ${fetched.manifest.format} model`)

@@ -6,9 +6,9 @@
  * equal to the latest version stores nothing and returns that version.
  */
 import type { ErasureCoder } from '../../shared/blocks/erasure.ts'
-import type { ModelFile } from '../../shared/model/types.ts'
+import type { ModelFile, NormalisedModel } from '../../shared/model/types.ts'
 import type { IngestResult } from '../../shared/client/api-schemas.ts'
-import { partition, type PartitionOptions } from '../../shared/blocks/partition.ts'
+import { partition, type BlockPlan, type PartitionOptions } from '../../shared/blocks/partition.ts'
 import { sealBlocks } from '../../shared/blocks/seal-blocks.ts'
 import { readModel } from '../../shared/formats/index.ts'
 import { canonicalBytes } from '../../shared/manifest/canonical.ts'
@@ -35,20 +35,35 @@ export interface IngestOptions {
   onProgress?: (stage: string, done: number, total: number) => void
 }
 
+/** A version produced by a training round rather than an upload. */
+export interface PublishOptions extends IngestOptions {
+  round: string
+  metrics: Record<string, number>
+  /** The base version's block layout, kept as is so unchanged blocks are reused by CID. */
+  plans: BlockPlan[]
+  /** Runs inside the transaction that records the version (e.g. the round's move to published). */
+  inTransaction?: (version: number) => void
+}
+
+export interface Publisher {
+  /** Pipeline 1: model files → new version (or the latest, unchanged). */
+  ingest: (name: string, files: ModelFile[], options?: IngestOptions) => Promise<IngestResult>
+  /** Pipeline 5's end: a normalised model with new weights → new version (always new). */
+  publish: (name: string, model: NormalisedModel, options: PublishOptions) => Promise<IngestResult>
+}
+
 /** The parts of a manifest that define the model; equal parts mean an unchanged upload. */
 function content (m: Manifest): Uint8Array {
   return canonicalBytes({ format: m.format, topology: m.topology, tensors: m.tensors, blocks: m.blocks, erasure: m.erasure })
 }
 
-export function ingester (deps: IngestDeps): (name: string, files: ModelFile[], options?: IngestOptions) => Promise<IngestResult> {
-  // One ingest at a time: version numbers and shared blocks are decided against a stable store.
+export function publisher (deps: IngestDeps): Publisher {
+  // One version at a time: version numbers and shared blocks are decided against a stable store.
   let queue: Promise<unknown> = Promise.resolve()
 
-  async function ingestOne (name: string, files: ModelFile[], options: IngestOptions): Promise<IngestResult> {
+  async function store (name: string, model: NormalisedModel, plans: BlockPlan[], options: IngestOptions & Partial<Pick<PublishOptions, 'round' | 'metrics' | 'inTransaction'>>): Promise<IngestResult> {
     const parsedName = modelNameSchema.safeParse(name)
     if (!parsedName.success) throw new InvalidInputError(`model name "${name}": ${parsedName.error.issues[0]?.message ?? 'invalid'}`)
-    const model = await readModel(files)
-    const plans = partition(model.tensors, deps.partition)
     const sealed = await sealBlocks(model, plans, {
       coder: deps.coder,
       findStored: async sha => deps.repo.findBlock(sha),
@@ -69,10 +84,10 @@ export function ingester (deps: IngestDeps): (name: string, files: ModelFile[], 
       erasure: { scheme: 'reed-solomon-gf8', ...deps.coder.params },
       partition: deps.partition,
       blocks: sealed.blocks,
-      round: null,
-      metrics: null
+      round: options.round ?? null,
+      metrics: options.metrics ?? null
     }
-    if (latest !== undefined) {
+    if (latest !== undefined && options.round === undefined) {
       const previous = (JSON.parse(latest.signed_manifest) as SignedManifest).manifest
       if (equalBytes(content(previous), content(manifest))) {
         return { model: name, version: latest.version, manifestCid: latest.manifest_cid, created: false, blocks: manifest.blocks.length, newBlocks: 0, bytesStored: 0 }
@@ -109,6 +124,7 @@ export function ingester (deps: IngestDeps): (name: string, files: ModelFile[], 
         }
         deps.repo.ensureModel(name, model.format)
         deps.repo.insertVersion(signed, model.weights.length)
+        options.inTransaction?.(manifest.version)
       })
     } catch (err) {
       await Promise.all([...written].map(async cid => await deps.files.remove(cid)))
@@ -119,9 +135,17 @@ export function ingester (deps: IngestDeps): (name: string, files: ModelFile[], 
     return { model: name, version: manifest.version, manifestCid: signed.cid, created: true, blocks: manifest.blocks.length, newBlocks: sealed.created.length, bytesStored }
   }
 
-  return async (name, files, options = {}) => {
-    const run = queue.then(async () => await ingestOne(name, files, options))
+  async function serialised<T> (task: () => Promise<T>): Promise<T> {
+    const run = queue.then(task)
     queue = run.catch(() => undefined)
     return await run
+  }
+
+  return {
+    ingest: async (name, files, options = {}) => await serialised(async () => {
+      const model = await readModel(files)
+      return await store(name, model, partition(model.tensors, deps.partition), options)
+    }),
+    publish: async (name, model, options) => await serialised(async () => await store(name, model, options.plans, options))
   }
 }

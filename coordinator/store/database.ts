@@ -47,6 +47,42 @@ const MIGRATIONS = [
      role TEXT NOT NULL,
      label TEXT,
      created_at TEXT NOT NULL
+   );`,
+  // Rounds (DESIGN.md, "Round"): the state machine's state, the clients offered the round and
+  // the uploads accepted, so a restarted coordinator can finish or cleanly fail a round.
+  `CREATE TABLE rounds (
+     id TEXT PRIMARY KEY,
+     model TEXT NOT NULL REFERENCES models(name),
+     base_version INTEGER NOT NULL,
+     config TEXT NOT NULL,
+     state TEXT NOT NULL CHECK (state IN ('open', 'collecting', 'unmasking', 'published', 'failed')),
+     reason TEXT,
+     version INTEGER,
+     metrics TEXT,
+     secure_state TEXT,
+     created_at TEXT NOT NULL,
+     updated_at TEXT NOT NULL
+   );
+   CREATE INDEX rounds_by_model ON rounds(model, created_at);
+   CREATE TABLE round_clients (
+     round_id TEXT NOT NULL REFERENCES rounds(id),
+     client_id TEXT NOT NULL,
+     status TEXT NOT NULL CHECK (status IN ('offered', 'accepted', 'declined', 'uploaded', 'dropped')),
+     updated_at TEXT NOT NULL,
+     PRIMARY KEY (round_id, client_id)
+   );
+   CREATE INDEX round_clients_by_client ON round_clients(client_id, updated_at);
+   CREATE TABLE round_uploads (
+     round_id TEXT NOT NULL REFERENCES rounds(id),
+     client_id TEXT NOT NULL,
+     payload BLOB NOT NULL,
+     received_at TEXT NOT NULL,
+     PRIMARY KEY (round_id, client_id)
+   );
+   CREATE TABLE strategy_state (
+     model TEXT PRIMARY KEY REFERENCES models(name),
+     state TEXT NOT NULL,
+     updated_at TEXT NOT NULL
    );`
 ]
 

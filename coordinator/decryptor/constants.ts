@@ -1,0 +1,17 @@
+/** Decryptor service defaults. Every one can be overridden through `createDecryptor`'s options. */
+export const DEFAULT_DECRYPTOR_PORT = 7071
+export const DEFAULT_DECRYPTOR_HOST = '127.0.0.1'
+/**
+ * Fewest contributions decrypted together. With 2, each of the two clients could subtract its own
+ * update from the sum and read the other's; 3 is the smallest sum that hides an individual.
+ */
+export const DEFAULT_MIN_CLIENTS = 3
+/**
+ * Largest request body: all contributions of a round as base64 JSON. 100K parameters at 2048 bits
+ * are ≈ 1.2 MB of base64 per client, so 256 MiB is ≈ 200 such clients.
+ */
+export const DEFAULT_MAX_BODY_BYTES = 256 << 20
+/** Key file under the data dir (mode 0600). */
+export const KEY_FILE = 'paillier.key.json'
+/** Folder of decided rounds under the data dir: one file per round, never removed. */
+export const ROUNDS_DIR = 'rounds'

@@ -1,0 +1,104 @@
+/**
+ * The Paillier decryptor: a separate process role that holds the Paillier secret key and
+ * decrypts the sum of a round's updates, never an individual update, at most once per round
+ * (see server.ts for what that does and does not guarantee). `start()` loads or creates the key
+ * in the data dir and listens; `stop()` closes the server and drops the key from this object.
+ */
+import { mkdir } from 'node:fs/promises'
+import type { AddressInfo } from 'node:net'
+import type { FastifyInstance } from 'fastify'
+import { InvalidConfigError, UnavailableError } from '../../shared/errors/errors.ts'
+import { DEFAULT_MAX_CLIENTS } from '../../aggregation/paillier/constants.ts'
+import { describeKey } from '../../aggregation/paillier/key-info.ts'
+import { packingLayout } from '../../aggregation/paillier/layout.ts'
+import { loadOrCreateKey } from './key-file.ts'
+import { roundLog } from './rounds.ts'
+import { buildDecryptorServer } from './server.ts'
+import { DEFAULT_DECRYPTOR_HOST, DEFAULT_DECRYPTOR_PORT, DEFAULT_MAX_BODY_BYTES, DEFAULT_MIN_CLIENTS } from './constants.ts'
+
+export interface DecryptorOptions {
+  dataDir: string
+  port?: number
+  host?: string
+  /** Size of n for a new key (default 2048); must match an existing key if given. */
+  keyBits?: number
+  /** Fewest contributions decrypted together (default 3, at least 2). */
+  minClients?: number
+  /** Most contributions per round; sets the packing guard bits (default 1024). */
+  maxClients?: number
+  /** Largest decrypt request body in bytes (default 256 MiB). */
+  maxBodyBytes?: number
+  /** Bearer token required on decrypt requests (recommended: only the coordinator should ask). */
+  token?: string
+  logger?: boolean
+}
+
+export interface Decryptor {
+  readonly dataDir: string
+  /** Base URL; only after `start()`. */
+  readonly url: string
+  /** SHA-256 fingerprint of the public key, for clients to pin; only after `start()`. */
+  readonly keyId: string
+  /** Loads or creates the key, listens, and resolves to the base URL. */
+  start: () => Promise<string>
+  stop: () => Promise<void>
+}
+
+function checkCount (name: string, value: number, min: number): void {
+  if (!Number.isSafeInteger(value) || value < min) throw new InvalidConfigError(`${name}: expected an integer ≥ ${min}, got ${value}`)
+}
+
+/**
+ * @example
+ * const decryptor = createDecryptor({ dataDir: '/var/lib/blockfed-decryptor', port: 7071 })
+ * console.log(await decryptor.start(), decryptor.keyId)
+ */
+export function createDecryptor (options: DecryptorOptions): Decryptor {
+  const minClients = options.minClients ?? DEFAULT_MIN_CLIENTS
+  const maxClients = options.maxClients ?? DEFAULT_MAX_CLIENTS
+  checkCount('minClients', minClients, 2)
+  checkCount('maxClients', maxClients, minClients)
+  const maxBodyBytes = options.maxBodyBytes ?? DEFAULT_MAX_BODY_BYTES
+  checkCount('maxBodyBytes', maxBodyBytes, 1024)
+  let app: FastifyInstance | undefined
+  let url: string | undefined
+  let keyId: string | undefined
+  const started = <T>(value: T | undefined, what: string): T => {
+    if (value === undefined) throw new UnavailableError(`decryptor ${what}: not started`)
+    return value
+  }
+
+  return {
+    dataDir: options.dataDir,
+    get url () { return started(url, 'url') },
+    get keyId () { return started(keyId, 'keyId') },
+    async start () {
+      if (app !== undefined) throw new InvalidConfigError('decryptor: already started')
+      await mkdir(options.dataDir, { recursive: true, mode: 0o700 })
+      const { key } = await loadOrCreateKey(options.dataDir, options.keyBits)
+      const layout = packingLayout(key.publicKey, maxClients)
+      const keyInfo = await describeKey(key.publicKey, layout, minClients)
+      const server = await buildDecryptorServer({
+        secretKey: key, layout, keyInfo, minClients, rounds: await roundLog(options.dataDir), maxBodyBytes, token: options.token, logger: options.logger
+      })
+      try {
+        await server.listen({ port: options.port ?? DEFAULT_DECRYPTOR_PORT, host: options.host ?? DEFAULT_DECRYPTOR_HOST })
+      } catch (err) {
+        await server.close()
+        throw err
+      }
+      const address = server.server.address() as AddressInfo
+      const host = address.family === 'IPv6' ? `[${address.address}]` : address.address
+      app = server
+      url = `http://${host}:${address.port}`
+      keyId = keyInfo.keyId
+      return url
+    },
+    async stop () {
+      await app?.close()
+      app = undefined
+      url = undefined
+      keyId = undefined
+    }
+  }
+}

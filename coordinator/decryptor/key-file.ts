@@ -1,0 +1,87 @@
+/**
+ * The decryptor's Paillier secret key on disk: `<data>/paillier.key.json`, mode 0600, created on
+ * first start and parsed by a schema on every later one. Creation is atomic and first-wins (write
+ * a private temporary file, then link it into place), so two processes starting on one data dir
+ * agree on one key and a crash never leaves half a key file.
+ */
+import { link, readFile, stat, unlink, writeFile } from 'node:fs/promises'
+import { join } from 'node:path'
+import { z } from 'zod'
+import { InvalidConfigError } from '../../shared/errors/errors.ts'
+import { generateKeyPair, secretKeyFromPrimes, type PaillierSecretKey } from '../../aggregation/paillier/keys.ts'
+import { DEFAULT_KEY_BITS } from '../../aggregation/paillier/constants.ts'
+import { KEY_FILE } from './constants.ts'
+
+const keyFileSchema = z.object({
+  scheme: z.literal('paillier-n+1'),
+  bits: z.number().int().positive(),
+  p: z.string().regex(/^[0-9a-f]+$/),
+  q: z.string().regex(/^[0-9a-f]+$/),
+  createdAt: z.string()
+})
+
+function parseKeyFile (path: string, text: string): PaillierSecretKey {
+  let json: unknown
+  try {
+    json = JSON.parse(text)
+  } catch (err) {
+    throw new InvalidConfigError(`${path}: not JSON`, { cause: err })
+  }
+  const parsed = keyFileSchema.safeParse(json)
+  if (!parsed.success) throw new InvalidConfigError(`${path}: ${parsed.error.issues.map(i => `${i.path.join('.')}: ${i.message}`).join('; ')}`)
+  let key: PaillierSecretKey
+  try {
+    key = secretKeyFromPrimes(BigInt('0x' + parsed.data.p), BigInt('0x' + parsed.data.q))
+  } catch (err) {
+    throw new InvalidConfigError(`${path}: not a usable Paillier key: ${(err as Error).message}`, { cause: err })
+  }
+  if (key.publicKey.bits !== parsed.data.bits) throw new InvalidConfigError(`${path}: says ${parsed.data.bits} bits, p·q has ${key.publicKey.bits}`)
+  return key
+}
+
+async function readKey (path: string): Promise<PaillierSecretKey | undefined> {
+  let text: string
+  try {
+    text = await readFile(path, 'utf8')
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined
+    throw err
+  }
+  // Like ssh: a secret key others can read is a configuration error, not something to use.
+  if (process.platform !== 'win32' && ((await stat(path)).mode & 0o077) !== 0) {
+    throw new InvalidConfigError(`${path}: readable by other users; run chmod 600 on it`)
+  }
+  return parseKeyFile(path, text)
+}
+
+/**
+ * Loads the key from `dataDir`, or generates one of `keyBits` bits (default 2048) when there is
+ * none. A `keyBits` that differs from an existing key's size is an error, not a silent regeneration.
+ */
+export async function loadOrCreateKey (dataDir: string, keyBits?: number): Promise<{ key: PaillierSecretKey, created: boolean }> {
+  const path = join(dataDir, KEY_FILE)
+  const check = (key: PaillierSecretKey): PaillierSecretKey => {
+    if (keyBits !== undefined && key.publicKey.bits !== keyBits) {
+      throw new InvalidConfigError(`${path}: holds a ${key.publicKey.bits}-bit key but keyBits=${keyBits} was asked; move the file away to make a new key`)
+    }
+    return key
+  }
+  const existing = await readKey(path)
+  if (existing !== undefined) return { key: check(existing), created: false }
+  const key = await generateKeyPair(keyBits ?? DEFAULT_KEY_BITS)
+  const body = JSON.stringify({ scheme: 'paillier-n+1', bits: key.publicKey.bits, p: key.p.toString(16), q: key.q.toString(16), createdAt: new Date().toISOString() }, null, 2)
+  const temp = `${path}.${globalThis.crypto.randomUUID()}.tmp`
+  await writeFile(temp, body + '\n', { mode: 0o600, flag: 'wx' })
+  try {
+    await link(temp, path)
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err
+    // Another process created the key first: use theirs.
+    const theirs = await readKey(path)
+    if (theirs === undefined) throw err
+    return { key: check(theirs), created: false }
+  } finally {
+    await unlink(temp)
+  }
+  return { key, created: true }
+}

@@ -1,0 +1,53 @@
+/**
+ * Rounds over HTTP: start one on demand (roles with `rounds`), read a round's state, list a
+ * model's rounds. The round itself runs over the WebSocket protocol (coordinator/rounds/hub.ts).
+ */
+import type { FastifyInstance } from 'fastify'
+import type { ZodTypeProvider } from 'fastify-type-provider-zod'
+import { z } from 'zod'
+import { roundRequestSchema } from '../../shared/rounds/config.ts'
+import { roundListSchema, roundStartedSchema, roundSummarySchema, type RoundStatus } from '../../shared/rounds/api.ts'
+import { errorBodySchema, modelNameSchema } from '../../shared/client/api-schemas.ts'
+import { AccessDeniedError, NotFoundError } from '../../shared/errors/errors.ts'
+import type { Repository } from '../store/repository.ts'
+import type { RoundStore, RoundRow } from '../rounds/store.ts'
+import type { RoundManager } from '../rounds/rounds.ts'
+import { authenticate } from './auth.ts'
+
+export interface RoundRoutesDeps {
+  repo: Repository
+  store: RoundStore
+  manager: RoundManager
+}
+
+const errors = { 400: errorBodySchema, 403: errorBodySchema, 404: errorBodySchema, 503: errorBodySchema }
+
+function status (store: RoundStore, row: RoundRow): RoundStatus {
+  return {
+    id: row.id, model: row.model, state: row.state, baseVersion: row.baseVersion, version: row.version, reason: row.reason,
+    metrics: row.metrics, secure: row.config.secure.mode, clients: store.clients(row.id), createdAt: row.createdAt, updatedAt: row.updatedAt
+  }
+}
+
+export async function roundRoutes (app: FastifyInstance, deps: RoundRoutesDeps): Promise<void> {
+  const api = app.withTypeProvider<ZodTypeProvider>()
+  api.post('/v1/rounds', {
+    schema: { summary: 'Start a training round now (it runs over the WebSocket protocol at /v1/rounds/ws)', security: [{ token: [] }], body: roundRequestSchema, response: { 202: roundStartedSchema, ...errors } }
+  }, async (req, reply) => {
+    const caller = await authenticate(req, deps.repo)
+    if (!caller.grants.rounds) throw new AccessDeniedError(`role ${caller.role} may not start rounds`)
+    const { id, done } = await deps.manager.start(req.body)
+    done.catch(() => undefined)
+    return await reply.status(202).send({ id, state: 'open' as const })
+  })
+  api.get('/v1/rounds/:id', {
+    schema: { summary: 'A round: state, outcome, metrics, clients', params: z.object({ id: z.string().regex(/^r_[0-9a-f]{16}$/, 'a round id') }), response: { 200: roundSummarySchema, ...errors } }
+  }, async req => {
+    const row = deps.store.get(req.params.id)
+    if (row === undefined) throw new NotFoundError(`no round ${req.params.id}`)
+    return status(deps.store, row)
+  })
+  api.get('/v1/models/:name/rounds', {
+    schema: { summary: 'A model\'s latest rounds', params: z.object({ name: modelNameSchema }), querystring: z.object({ limit: z.coerce.number().int().min(1).max(1000).default(50) }), response: { 200: roundListSchema, ...errors } }
+  }, async req => ({ model: req.params.name, rounds: deps.store.list(req.params.name, req.query.limit).map(r => status(deps.store, r)) }))
+}

@@ -1,0 +1,50 @@
+/**
+ * After aggregation (DESIGN.md, pipeline 5): the strategy's new values for the trainable tensors
+ * go into a copy of the base weights; then every block whose relative change ‖Δ‖/‖w‖ is at or
+ * below the round's threshold gets its base bytes back, so it keeps its plaintext hash and is
+ * reused by CID. Only blocks that really moved become new sealed blocks.
+ */
+import type { NormalisedModel } from '../../shared/model/types.ts'
+import type { BlockPlan } from '../../shared/blocks/partition.ts'
+import { tensorOffsets } from '../../shared/blocks/partition.ts'
+import { writeTrainable, type TrainableLayout } from '../../shared/rounds/trainable.ts'
+
+export interface AppliedUpdate {
+  model: NormalisedModel
+  /** Indices of the blocks whose change exceeded the threshold. */
+  changed: number[]
+  /** Relative L2 change per block (0 for blocks with no float32 trainable bytes). */
+  relativeChange: number[]
+}
+
+function relativeChange (base: Uint8Array, next: Uint8Array, ranges: Array<[number, number]>): number {
+  let diff = 0
+  let norm = 0
+  for (const [start, end] of ranges) {
+    if (start % 4 !== 0 || (end - start) % 4 !== 0) continue
+    const a = new Float32Array(base.slice(start, end).buffer)
+    const b = new Float32Array(next.slice(start, end).buffer)
+    for (let i = 0; i < a.length; i++) {
+      const d = (b[i] as number) - (a[i] as number)
+      diff += d * d
+      norm += (a[i] as number) * (a[i] as number)
+    }
+  }
+  if (diff === 0) return 0
+  return norm === 0 ? Infinity : Math.sqrt(diff / norm)
+}
+
+export function applyUpdate (base: NormalisedModel, plans: BlockPlan[], layout: TrainableLayout, values: Float32Array, threshold: number): AppliedUpdate {
+  const weights = base.weights.slice()
+  writeTrainable(base.tensors, weights, layout, values)
+  const offsets = tensorOffsets(base.tensors)
+  const changed: number[] = []
+  const changes = plans.map((plan, i) => {
+    const ranges = plan.parts.map(p => [(offsets[p.tensor] as number) + p.offset, (offsets[p.tensor] as number) + p.offset + p.length] as [number, number])
+    const change = relativeChange(base.weights, weights, ranges)
+    if (change > threshold) changed.push(i)
+    else for (const [start, end] of ranges) weights.set(base.weights.subarray(start, end), start)
+    return change
+  })
+  return { model: { ...base, weights }, changed, relativeChange: changes }
+}

@@ -1,0 +1,147 @@
+/**
+ * The coordinator's end of the round protocol: a `ws` WebSocket server on the HTTP server's
+ * `/v1/rounds/ws` path. The upgrade needs a bearer token whose role may train; then the client
+ * proves its Ed25519 key by signing a fresh challenge (its key is its id). After that every text
+ * frame is parsed by the protocol schema and every binary frame is an upload; a bad frame gets an
+ * `error` reply and changes nothing. Pings find silent clients, which are cut and reported, so a
+ * round never waits on a dead socket.
+ */
+import type { IncomingMessage, Server } from 'node:http'
+import type { Duplex } from 'node:stream'
+import { WebSocketServer, type WebSocket, type RawData } from 'ws'
+import { clientMessageSchema, helloSigningBytes, parseFrame, type ClientMessage, type ServerMessage } from '../../shared/rounds/messages.ts'
+import { fromBase64, fromHex, toHex } from '../../shared/crypto/bytes.ts'
+import { verify } from '../../shared/crypto/sign.ts'
+import { BlockfedError, InvalidInputError } from '../../shared/errors/errors.ts'
+
+export const ROUNDS_PATH = '/v1/rounds/ws'
+
+export interface ClientConnection {
+  readonly id: string
+  readonly models: readonly string[]
+  send: (message: ServerMessage) => void
+  close: (code: number, reason: string) => void
+}
+
+export interface HubHandlers {
+  message: (client: ClientConnection, message: ClientMessage) => void | Promise<void>
+  upload: (client: ClientConnection, frame: Uint8Array) => void | Promise<void>
+  disconnect: (client: ClientConnection) => void
+}
+
+export interface RoundHubOptions {
+  /** Resolves a bearer token to "may take part in rounds". */
+  mayTrain: (token: string) => Promise<boolean>
+  handlers: HubHandlers
+  /** Largest frame accepted; bigger ones close the socket (ws sends 1009). */
+  maxPayload: number
+  pingMs: number
+  handshakeMs: number
+}
+
+export interface RoundHub {
+  attach: (server: Server) => void
+  clients: () => ClientConnection[]
+  get: (id: string) => ClientConnection | undefined
+  stop: () => Promise<void>
+}
+
+function reject (socket: Duplex, status: number, message: string): void {
+  socket.end(`HTTP/1.1 ${status} ${status === 401 ? 'Unauthorized' : status === 403 ? 'Forbidden' : 'Not Found'}\r\nContent-Type: text/plain\r\nConnection: close\r\n\r\n${message}\n`)
+}
+
+function errorMessage (err: unknown): string {
+  return err instanceof BlockfedError ? err.message : `internal error: ${(err as Error).message ?? String(err)}`
+}
+
+export function roundHub (options: RoundHubOptions): RoundHub {
+  const wss = new WebSocketServer({ noServer: true, maxPayload: options.maxPayload })
+  const connected = new Map<string, ClientConnection & { socket: WebSocket }>()
+  let server: Server | undefined
+  let pinger: ReturnType<typeof setInterval> | undefined
+  const alive = new WeakMap<WebSocket, boolean>()
+
+  async function onUpgrade (req: IncomingMessage, socket: Duplex, head: Buffer): Promise<void> {
+    if (new URL(req.url ?? '/', 'http://x').pathname !== ROUNDS_PATH) return reject(socket, 404, `no WebSocket endpoint at ${req.url ?? ''}; rounds are at ${ROUNDS_PATH}`)
+    const match = /^Bearer (\S{1,200})$/.exec(req.headers.authorization ?? '')
+    if (match === null) return reject(socket, 401, 'rounds need an API token: Authorization: Bearer <token>')
+    if (!await options.mayTrain(match[1] as string)) return reject(socket, 403, 'this API token may not take part in rounds')
+    wss.handleUpgrade(req, socket, head, ws => { handshake(ws) })
+  }
+
+  function handshake (ws: WebSocket): void {
+    const nonce = toHex(globalThis.crypto.getRandomValues(new Uint8Array(32)))
+    alive.set(ws, true)
+    ws.on('pong', () => alive.set(ws, true))
+    ws.on('error', () => ws.terminate())
+    const timer = setTimeout(() => ws.close(4001, 'no hello before the deadline'), options.handshakeMs)
+    const send = (message: ServerMessage): void => { if (ws.readyState === ws.OPEN) ws.send(JSON.stringify(message)) }
+    send({ type: 'challenge', nonce })
+    let client: (ClientConnection & { socket: WebSocket }) | undefined
+
+    ws.on('message', (data: RawData, isBinary: boolean) => {
+      const bytes = Array.isArray(data) ? Buffer.concat(data) : Buffer.from(data as ArrayBuffer)
+      if (client === undefined) {
+        try {
+          if (isBinary) throw new InvalidInputError('expected a hello before any upload')
+          const hello = parseFrame(clientMessageSchema, bytes.toString('utf8'), 'hello')
+          if (hello.type !== 'hello') throw new InvalidInputError(`expected a hello, got ${hello.type}`)
+          if (!verify(fromBase64(hello.signature), helloSigningBytes(nonce), fromHex(hello.clientId))) throw new InvalidInputError('hello: the signature does not verify with the client key')
+          clearTimeout(timer)
+          connected.get(hello.clientId)?.close(4002, 'replaced by a newer connection of the same client')
+          client = { id: hello.clientId, models: hello.models, socket: ws, send, close: (code, reason) => ws.close(code, reason) }
+          connected.set(client.id, client)
+          send({ type: 'welcome', clientId: client.id })
+        } catch (err) {
+          send({ type: 'error', message: errorMessage(err) })
+          ws.close(4003, 'handshake failed')
+        }
+        return
+      }
+      const from = client
+      void (async () => {
+        try {
+          if (isBinary) await options.handlers.upload(from, new Uint8Array(bytes.buffer, bytes.byteOffset, bytes.byteLength))
+          else await options.handlers.message(from, parseFrame(clientMessageSchema, bytes.toString('utf8'), 'message'))
+        } catch (err) {
+          const roundId = (err as { roundId?: string }).roundId
+          send({ type: 'error', message: errorMessage(err), ...(roundId === undefined ? {} : { roundId }) })
+        }
+      })()
+    })
+    ws.on('close', () => {
+      clearTimeout(timer)
+      if (client !== undefined && connected.get(client.id) === client) {
+        connected.delete(client.id)
+        options.handlers.disconnect(client)
+      }
+    })
+  }
+
+  const upgrade = (req: IncomingMessage, socket: Duplex, head: Buffer): void => {
+    onUpgrade(req, socket, head).catch(() => socket.destroy())
+  }
+
+  return {
+    attach (s) {
+      server = s
+      s.on('upgrade', upgrade)
+      pinger = setInterval(() => {
+        for (const ws of wss.clients) {
+          if (alive.get(ws) === false) { ws.terminate(); continue }
+          alive.set(ws, false)
+          ws.ping()
+        }
+      }, options.pingMs)
+      pinger.unref()
+    },
+    clients: () => [...connected.values()],
+    get: id => connected.get(id),
+    async stop () {
+      server?.off('upgrade', upgrade)
+      if (pinger !== undefined) clearInterval(pinger)
+      for (const ws of wss.clients) ws.terminate()
+      await new Promise<void>(resolve => wss.close(() => resolve()))
+    }
+  }
+}

@@ -1,0 +1,435 @@
+/**
+ * Rounds (DESIGN.md, pipeline 5) on the coordinator: select clients, offer the round, run the
+ * secure-aggregation mode's setup, collect uploads, turn them into their sum, apply the strategy,
+ * and publish a new version where only blocks that changed are new. Every step moves the
+ * persisted state machine (state.ts) and waits behind a deadline (gate.ts); a client that goes
+ * silent is dropped, not waited for. At start, `recover()` finishes from the database whatever a
+ * killed coordinator left half-done, or fails it cleanly.
+ */
+import { minUploadsOf, roundConfigSchema, roundRequestSchema, type RoundConfig, type RoundRequestInput } from '../../shared/rounds/config.ts'
+import { decodeUploadFrame, uploadSigningBytes, type ClientMessage } from '../../shared/rounds/messages.ts'
+import { trainableLayout, trainableUnits, readTrainable, type TrainableLayout } from '../../shared/rounds/trainable.ts'
+import { sha256 } from '../../shared/crypto/hash.ts'
+import { fromBase64, fromHex, toHex } from '../../shared/crypto/bytes.ts'
+import { verify } from '../../shared/crypto/sign.ts'
+import { BlockfedError, InvalidInputError, NotFoundError, UnavailableError } from '../../shared/errors/errors.ts'
+import type { IngestResult } from '../../shared/client/api-schemas.ts'
+import { fixedPointParams, decodeMean } from '../../aggregation/fixed-point.ts'
+import type { Repository } from '../store/repository.ts'
+import type { PublishOptions } from '../ingest/ingest.ts'
+import type { NormalisedModel } from '../../shared/model/types.ts'
+import type { BaseModel } from './base-model.ts'
+import type { RoundStore, RoundRow } from './store.ts'
+import type { ClientConnection, HubHandlers, RoundHub } from './hub.ts'
+import type { RoundIo, SecureRoundServer } from './secure/types.ts'
+import { applyUpdate } from './apply.ts'
+import { serverStep } from './strategy.ts'
+import { gate, type Gate } from './gate.ts'
+import { isFinal } from './state.ts'
+
+export interface RoundManagerDeps {
+  store: RoundStore
+  repo: Repository
+  hub: () => RoundHub
+  readBase: (name: string, version: number) => Promise<BaseModel>
+  publish: (name: string, model: NormalisedModel, options: PublishOptions) => Promise<IngestResult>
+  /** The secure-aggregation server for a round's mode (restored from a snapshot after a restart). */
+  secureServer: (config: RoundConfig, snapshot?: unknown) => Promise<SecureRoundServer>
+  /** Extra fields a mode needs in the offer (Paillier: the decryptor's public key). */
+  offerExtras?: (request: RoundConfig['secure']) => Promise<Pick<RoundConfig, 'paillier'>>
+  onEvent?: (event: RoundEvent) => void
+}
+
+export type RoundEvent =
+  | { type: 'state', roundId: string, state: string, detail?: string }
+  | { type: 'progress', roundId: string, clientId: string, epoch: number, epochs: number, loss: number | null }
+  | { type: 'upload', roundId: string, clientId: string, bytes: number }
+  | { type: 'rejected', roundId: string, clientId: string, reason: string }
+
+export interface RoundSummary {
+  id: string
+  model: string
+  state: 'published' | 'failed'
+  baseVersion: number
+  version: number | null
+  reason: string | null
+  metrics: Record<string, number> | null
+  participants: { offered: number, accepted: number, uploaded: number, dropped: number }
+}
+
+export interface RoundManager {
+  handlers: HubHandlers
+  /** Runs one round on demand; resolves when it is published or failed. */
+  run: (request: RoundRequestInput, signal?: AbortSignal) => Promise<RoundSummary>
+  /** Starts one round; resolves with its id once offered, `done` when it ends. */
+  start: (request: RoundRequestInput, signal?: AbortSignal) => Promise<{ id: string, done: Promise<RoundSummary> }>
+  /** Runs rounds back to back until stopped (continuous scheduling). */
+  schedule: (request: RoundRequestInput, options: { pauseMs: number, rounds?: number, onRound?: (s: RoundSummary) => void }) => { stop: () => Promise<void> }
+  recover: () => Promise<RoundSummary[]>
+  active: () => string[]
+  stop: () => Promise<void>
+}
+
+class RoundFailure extends BlockfedError {
+  override name = 'RoundFailure'
+}
+
+interface ActiveRound {
+  config: RoundConfig
+  accepted: Set<string>
+  declined: Set<string>
+  allowed: Set<string>
+  uploads: Map<string, Uint8Array>
+  dropped: Set<string>
+  losses: Map<string, number>
+  waiting?: { kind: 'accept' | 'upload', gate: Gate }
+  secure: SecureRoundServer
+  controller: AbortController
+}
+
+function withRound (err: unknown, roundId: string): unknown {
+  if (err instanceof Error) Object.assign(err, { roundId })
+  return err
+}
+
+function sample<T> (items: T[], count: number): T[] {
+  const pool = [...items]
+  const rand = new Uint32Array(pool.length)
+  globalThis.crypto.getRandomValues(rand)
+  for (let i = pool.length - 1; i > 0; i--) {
+    const j = (rand[i] as number) % (i + 1)
+    ;[pool[i], pool[j]] = [pool[j] as T, pool[i] as T]
+  }
+  return pool.slice(0, count)
+}
+
+function l2 (v: Float32Array | Float64Array): number {
+  let s = 0
+  for (let i = 0; i < v.length; i++) s += (v[i] as number) ** 2
+  return Math.sqrt(s)
+}
+
+export function roundManager (deps: RoundManagerDeps): RoundManager {
+  const active = new Map<string, ActiveRound>()
+  const busy = new Set<string>()
+  const emit = (e: RoundEvent): void => { deps.onEvent?.(e) }
+  let stopping = false
+
+  function transition (round: ActiveRound | RoundRow, to: 'collecting' | 'unmasking' | 'failed', reason?: string): void {
+    const id = 'config' in round ? round.config.id : (round as RoundRow).id
+    deps.store.transition(id, to, reason === undefined ? {} : { reason })
+    emit({ type: 'state', roundId: id, state: to, ...(reason === undefined ? {} : { detail: reason }) })
+  }
+
+  function io (round: ActiveRound): RoundIo {
+    return {
+      send: (clientId, payload) => deps.hub().get(clientId)?.send({ type: 'secagg', roundId: round.config.id, payload }),
+      signal: round.controller.signal
+    }
+  }
+
+  function dropClient (round: ActiveRound, clientId: string): void {
+    if (round.dropped.has(clientId)) return
+    round.dropped.add(clientId)
+    round.secure.drop(clientId)
+    if (!round.uploads.has(clientId)) deps.store.setClient(round.config.id, clientId, 'dropped')
+    round.waiting?.gate.settle(clientId)
+  }
+
+  const handlers: HubHandlers = {
+    message (client, message) {
+      if (message.type === 'hello') throw new InvalidInputError('hello: already connected')
+      const round = active.get(message.roundId)
+      if (round === undefined) throw withRound(new InvalidInputError(`round ${message.roundId} is not running`), message.roundId)
+      if (!round.config.clients.includes(client.id)) throw withRound(new InvalidInputError(`round ${message.roundId}: this client was not selected`), message.roundId)
+      dispatch[message.type](round, client, message as never)
+    },
+    async upload (client, frame) {
+      const { header, payload } = decodeUploadFrame(frame)
+      const round = active.get(header.roundId)
+      try {
+        if (round === undefined) throw new InvalidInputError(`upload for round ${header.roundId}, which is not running`)
+        const { config } = round
+        if (header.baseVersion !== config.baseVersion) throw new InvalidInputError(`upload for base version ${header.baseVersion}; round ${config.id} trains version ${config.baseVersion}`)
+        if (!round.allowed.has(client.id)) throw new InvalidInputError(`upload: client is not a participant of round ${config.id} at this stage`)
+        if (round.uploads.has(client.id)) throw new InvalidInputError(`upload: round ${config.id} already has this client's update (replay)`)
+        if (round.waiting?.kind !== 'upload') throw new InvalidInputError(`upload: round ${config.id} is not collecting`)
+        const expected = config.secure.mode === 'paillier' ? 'paillier' : 'ring-u32le'
+        if (header.encoding !== expected) throw new InvalidInputError(`upload: encoding ${header.encoding}, round ${config.id} expects ${expected}`)
+        if (!verify(fromBase64(header.signature), uploadSigningBytes(header, await sha256(payload)), fromHex(client.id))) throw new InvalidInputError('upload: the signature does not verify with the client key')
+        round.secure.checkUpload(client.id, payload)
+        const copy = payload.slice()
+        deps.store.putUpload(config.id, client.id, copy)
+        deps.store.setClient(config.id, client.id, 'uploaded')
+        round.uploads.set(client.id, copy)
+        emit({ type: 'upload', roundId: config.id, clientId: client.id, bytes: frame.length })
+        round.waiting.gate.settle(client.id)
+      } catch (err) {
+        emit({ type: 'rejected', roundId: header.roundId, clientId: client.id, reason: (err as Error).message })
+        throw withRound(err, header.roundId)
+      }
+    },
+    disconnect (client) {
+      for (const round of active.values()) if (round.config.clients.includes(client.id)) dropClient(round, client.id)
+    }
+  }
+
+  const dispatch: { [K in Exclude<ClientMessage['type'], 'hello'>]: (round: ActiveRound, client: ClientConnection, m: Extract<ClientMessage, { type: K }>) => void } = {
+    accept (round, client) {
+      if (round.waiting?.kind !== 'accept') throw withRound(new InvalidInputError(`round ${round.config.id}: acceptances are closed`), round.config.id)
+      round.accepted.add(client.id)
+      deps.store.setClient(round.config.id, client.id, 'accepted')
+      round.waiting.gate.settle(client.id)
+    },
+    decline (round, client) {
+      round.declined.add(client.id)
+      deps.store.setClient(round.config.id, client.id, 'declined')
+      round.waiting?.gate.settle(client.id)
+    },
+    progress (round, client, m) {
+      if (m.loss !== null) round.losses.set(client.id, m.loss)
+      emit({ type: 'progress', roundId: round.config.id, clientId: client.id, epoch: m.epoch, epochs: m.epochs, loss: m.loss })
+    },
+    secagg (round, client, m) {
+      try {
+        round.secure.message(client.id, m.payload)
+      } catch (err) {
+        throw withRound(err, round.config.id)
+      }
+    }
+  }
+
+  async function configure (input: RoundRequestInput, selected: string[]): Promise<{ config: RoundConfig, layout: TrainableLayout }> {
+    const request = roundRequestSchema.parse(input)
+    const row = request.baseVersion === undefined ? deps.repo.latest(request.model) : deps.repo.version(request.model, request.baseVersion)
+    if (row === undefined) throw new NotFoundError(`model ${request.model} has no version ${request.baseVersion ?? '(none ingested)'}`)
+    const manifest = JSON.parse(row.signed_manifest).manifest as { tensors: Parameters<typeof trainableLayout>[0] }
+    const layout = trainableLayout(manifest.tensors, request.trainable)
+    const units = request.trainable ?? trainableUnits(manifest.tensors)
+    const clients = [...selected].sort()
+    const fixedPoint = fixedPointParams({ clip: Math.max(request.clip, 1), clients: clients.length })
+    const draft: RoundConfig = {
+      ...request,
+      id: `r_${toHex(globalThis.crypto.getRandomValues(new Uint8Array(8)))}`,
+      baseVersion: row.version,
+      manifestCid: row.manifest_cid,
+      trainable: request.trainable ?? units,
+      tensors: layout.names,
+      vectorLength: layout.parameters + 1,
+      clients,
+      fixedPoint: { ...fixedPoint },
+      seed: toHex(globalThis.crypto.getRandomValues(new Uint8Array(32))),
+      ...(await deps.offerExtras?.(request.secure))
+    }
+    return { config: roundConfigSchema.parse(draft), layout }
+  }
+
+  function eligible (model: string, cooldownMs: number): string[] {
+    const now = Date.now()
+    return deps.hub().clients().filter(c => {
+      if (!c.models.includes(model) || busy.has(c.id)) return false
+      const last = deps.store.lastParticipation(c.id)
+      return last === undefined || now - last >= cooldownMs
+    }).map(c => c.id)
+  }
+
+  /** Sum → mean delta → strategy → new version. Shared by live rounds and recovery. */
+  async function aggregateAndPublish (config: RoundConfig, uploads: Map<string, Uint8Array>, secure: SecureRoundServer, roundIo: RoundIo, extra: Record<string, number>): Promise<{ version: number, metrics: Record<string, number> }> {
+    const started = performance.now()
+    const sum = await secure.sum(uploads, roundIo)
+    const { mean, totalWeight } = decodeMean(sum, fixedPointParams(config.fixedPoint))
+    const meanNorm = l2(mean)
+    // A weighted mean of vectors each within the bound is within the bound: a larger one means
+    // some client broke the rules (or the masks did not cancel). Refuse it.
+    if (meanNorm > config.normBound * 1.001 + 1e-3) throw new RoundFailure(`aggregate delta norm ${meanNorm.toPrecision(4)} exceeds the bound ${config.normBound}`)
+    const base = await deps.readBase(config.model, config.baseVersion)
+    const layout = trainableLayout(base.model.tensors, config.trainable)
+    const current = readTrainable(base.model.tensors, base.model.weights, layout)
+    const step = serverStep(config, current, mean, deps.store.strategyState(config.model))
+    const applied = applyUpdate(base.model, base.plans, layout, step.values, config.changeThreshold)
+    const metrics: Record<string, number> = {
+      ...extra,
+      uploads: uploads.size,
+      aggregateWeight: totalWeight,
+      deltaNorm: meanNorm,
+      changedBlocks: applied.changed.length,
+      aggregateMs: Math.round(performance.now() - started)
+    }
+    let version = 0
+    const result = await deps.publish(config.model, applied.model, {
+      round: config.id,
+      metrics,
+      plans: base.plans,
+      inTransaction: v => {
+        version = v
+        deps.store.saveStrategyState(config.model, step.state)
+        deps.store.transition(config.id, 'published', { version: v, metrics })
+        deps.store.deleteUploads(config.id)
+      }
+    })
+    emit({ type: 'state', roundId: config.id, state: 'published', detail: `version ${result.version}` })
+    return { version, metrics }
+  }
+
+  function fail (roundId: string, reason: string): void {
+    const row = deps.store.get(roundId)
+    if (row !== undefined && !isFinal(row.state)) {
+      deps.store.transition(roundId, 'failed', { reason })
+      deps.store.deleteUploads(roundId)
+      emit({ type: 'state', roundId, state: 'failed', detail: reason })
+    }
+  }
+
+  function summary (id: string, participants: RoundSummary['participants']): RoundSummary {
+    const row = deps.store.get(id) as RoundRow
+    return { id, model: row.model, state: row.state as 'published' | 'failed', baseVersion: row.baseVersion, version: row.version, reason: row.reason, metrics: row.metrics, participants }
+  }
+
+  async function start (input: RoundRequestInput, signal?: AbortSignal): Promise<{ id: string, done: Promise<RoundSummary> }> {
+    if (stopping) throw new UnavailableError('the coordinator is stopping')
+    const request = roundRequestSchema.parse(input)
+    const candidates = eligible(request.model, request.selection.cooldownMs)
+    if (candidates.length < request.selection.minClients) {
+      throw new UnavailableError(`round for ${request.model} not started: ${candidates.length} eligible client(s) connected, at least ${request.selection.minClients} needed`)
+    }
+    const count = Math.min(request.selection.maxClients, Math.max(request.selection.minClients, Math.ceil(request.selection.fraction * candidates.length)))
+    const selected = sample(candidates, count)
+    const { config } = await configure(input, selected)
+    const controller = new AbortController()
+    const onAbort = (): void => controller.abort(signal?.reason)
+    signal?.addEventListener('abort', onAbort, { once: true })
+    const round: ActiveRound = {
+      config,
+      accepted: new Set(),
+      declined: new Set(),
+      allowed: new Set(),
+      uploads: new Map(),
+      dropped: new Set(),
+      losses: new Map(),
+      secure: await deps.secureServer(config),
+      controller
+    }
+    const minUploads = minUploadsOf(config)
+    deps.store.create(config)
+    for (const id of config.clients) { deps.store.setClient(config.id, id, 'offered'); busy.add(id) }
+    active.set(config.id, round)
+    emit({ type: 'state', roundId: config.id, state: 'open', detail: `${config.clients.length} client(s) offered` })
+    return { id: config.id, done: drive(round, minUploads, signal, onAbort) }
+  }
+
+  async function drive (round: ActiveRound, minUploads: number, signal: AbortSignal | undefined, onAbort: () => void): Promise<RoundSummary> {
+    const { config, controller } = round
+    const started = performance.now()
+    try {
+      round.waiting = { kind: 'accept', gate: gate(config.clients, config.deadlines.acceptMs, controller.signal) }
+      for (const id of config.clients) {
+        const c = deps.hub().get(id)
+        if (c === undefined) dropClient(round, id)
+        else c.send({ type: 'offer', config })
+      }
+      await round.waiting.gate.done
+      const accepted = [...round.accepted].filter(id => !round.dropped.has(id))
+      if (accepted.length < minUploads) throw new RoundFailure(`${accepted.length} client(s) accepted, at least ${minUploads} needed`)
+      const ready = await round.secure.setup(accepted, io(round))
+      deps.store.saveSecureState(config.id, round.secure.snapshot())
+      if (ready.length < minUploads) throw new RoundFailure(`${ready.length} client(s) completed secure-aggregation setup, at least ${minUploads} needed`)
+      for (const id of ready) round.allowed.add(id)
+      transition(round, 'collecting')
+      round.waiting = { kind: 'upload', gate: gate(ready.filter(id => !round.dropped.has(id)), config.deadlines.trainMs, controller.signal) }
+      await round.waiting.gate.done
+      round.waiting = undefined
+      if (controller.signal.aborted) throw new RoundFailure(`aborted: ${String(controller.signal.reason ?? 'stopped')}`)
+      const late = ready.filter(id => !round.uploads.has(id))
+      for (const id of late) dropClient(round, id)
+      if (round.uploads.size < minUploads) throw new RoundFailure(`${round.uploads.size} upload(s) before the deadline, at least ${minUploads} needed`)
+      transition(round, 'unmasking')
+      deps.store.saveSecureState(config.id, round.secure.snapshot())
+      const losses = [...round.losses.entries()].filter(([id]) => round.uploads.has(id)).map(([, l]) => l)
+      await aggregateAndPublish(config, round.uploads, round.secure, io(round), {
+        offered: config.clients.length,
+        accepted: accepted.length,
+        dropped: config.clients.length - round.uploads.size,
+        ...(losses.length > 0 ? { trainLoss: losses.reduce((a, b) => a + b, 0) / losses.length } : {}),
+        roundMs: Math.round(performance.now() - started)
+      })
+    } catch (err) {
+      fail(config.id, err instanceof BlockfedError ? err.message : `internal error: ${(err as Error).message}`)
+    } finally {
+      signal?.removeEventListener('abort', onAbort)
+      controller.abort()
+      active.delete(config.id)
+      for (const id of config.clients) busy.delete(id)
+    }
+    const s = summary(config.id, { offered: config.clients.length, accepted: round.accepted.size, uploaded: round.uploads.size, dropped: config.clients.length - round.uploads.size })
+    for (const id of config.clients) deps.hub().get(id)?.send({ type: 'result', roundId: s.id, state: s.state, version: s.version, reason: s.reason })
+    return s
+  }
+
+  async function run (input: RoundRequestInput, signal?: AbortSignal): Promise<RoundSummary> {
+    return await (await start(input, signal)).done
+  }
+
+  async function recover (): Promise<RoundSummary[]> {
+    const out: RoundSummary[] = []
+    for (const row of deps.store.unfinished()) {
+      const uploads = deps.store.uploads(row.id)
+      const participants = { offered: row.config.clients.length, accepted: 0, uploaded: uploads.size, dropped: row.config.clients.length - uploads.size }
+      const minUploads = minUploadsOf(row.config)
+      try {
+        if (row.state === 'open') throw new RoundFailure('the coordinator restarted before uploads began')
+        if (uploads.size < minUploads) throw new RoundFailure(`the coordinator restarted with ${uploads.size} upload(s) accepted, at least ${minUploads} needed`)
+        const secure = await deps.secureServer(row.config, row.secureState)
+        if (row.state === 'collecting') transition(row, 'unmasking')
+        const controller = new AbortController()
+        const timer = setTimeout(() => controller.abort(), row.config.deadlines.unmaskMs)
+        try {
+          const send: RoundIo['send'] = (clientId, payload) => deps.hub().get(clientId)?.send({ type: 'secagg', roundId: row.id, payload })
+          await aggregateAndPublish(row.config, uploads, secure, { send, signal: controller.signal }, { offered: row.config.clients.length, recovered: 1, dropped: row.config.clients.length - uploads.size })
+        } finally {
+          clearTimeout(timer)
+        }
+      } catch (err) {
+        fail(row.id, `${err instanceof BlockfedError ? err.message : `internal error: ${(err as Error).message}`}`)
+      }
+      out.push(summary(row.id, participants))
+    }
+    return out
+  }
+
+  const schedules = new Set<() => Promise<void>>()
+
+  return {
+    handlers,
+    run,
+    start,
+    recover,
+    active: () => [...active.keys()],
+    schedule (request, options) {
+      const controller = new AbortController()
+      const loop = (async () => {
+        for (let i = 0; options.rounds === undefined || i < options.rounds; i++) {
+          if (controller.signal.aborted) return
+          try {
+            options.onRound?.(await run(request, controller.signal))
+          } catch (err) {
+            if (!(err instanceof UnavailableError)) throw err
+          }
+          await new Promise<void>(resolve => {
+            const t = setTimeout(resolve, options.pauseMs)
+            controller.signal.addEventListener('abort', () => { clearTimeout(t); resolve() }, { once: true })
+          })
+        }
+      })()
+      const stop = async (): Promise<void> => { controller.abort(); await loop.catch(() => undefined); schedules.delete(stop) }
+      schedules.add(stop)
+      return { stop }
+    },
+    async stop () {
+      stopping = true
+      await Promise.all([...schedules].map(async s => await s()))
+      for (const round of active.values()) round.controller.abort(new Error('coordinator stopping'))
+      const deadline = Date.now() + 5000
+      while (active.size > 0 && Date.now() < deadline) await new Promise(resolve => setTimeout(resolve, 20))
+    }
+  }
+}

@@ -1,0 +1,17 @@
+/** The coordinator's secure-aggregation server for a round's mode. */
+import type { RoundConfig } from '../../../shared/rounds/config.ts'
+import { UnavailableError } from '../../../shared/errors/errors.ts'
+import type { SecureRoundServer } from './types.ts'
+import { plainServer } from './none.ts'
+
+export interface SecureServerDeps {
+  /** Paillier mode: the decryptor service's base URL. */
+  decryptorUrl?: string
+}
+
+export async function secureServerFor (config: RoundConfig, snapshot: unknown, deps: SecureServerDeps): Promise<SecureRoundServer> {
+  switch (config.secure.mode) {
+    case 'none': return plainServer(config)
+    default: throw new UnavailableError(`secure mode ${config.secure.mode} is not available (${JSON.stringify(Boolean(snapshot))}, ${deps.decryptorUrl ?? ''})`)
+  }
+}

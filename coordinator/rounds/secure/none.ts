@@ -1,0 +1,42 @@
+/**
+ * Secure mode `none`: clients upload their fixed-point vectors in the clear. The coordinator can
+ * and does check each one: length, the client weight in (0, 1], and the decoded delta's L2 norm
+ * against the round's bound. For tests, trusted silos and baselines; not private.
+ */
+import type { RoundConfig } from '../../../shared/rounds/config.ts'
+import { InvalidInputError } from '../../../shared/errors/errors.ts'
+import { ringSum } from '../../../aggregation/ring.ts'
+import { clientNoiseSigma } from '../../../aggregation/dp/noise.ts'
+import { minUploadsOf } from '../../../shared/rounds/config.ts'
+import type { SecureRoundServer } from './types.ts'
+
+export function asRingVector (payload: Uint8Array, length: number, what: string): Uint32Array {
+  if (payload.length !== length * 4) throw new InvalidInputError(`${what}: ${payload.length} bytes, the round expects ${length} × 4`)
+  return new Uint32Array(payload.slice().buffer)
+}
+
+export function plainServer (config: RoundConfig): SecureRoundServer {
+  const { scale, weightScale } = config.fixedPoint
+  const dpSigma = config.dp === null ? 0 : clientNoiseSigma({ noiseMultiplier: config.dp.noiseMultiplier, clip: config.dp.clip, minClients: minUploadsOf(config) })
+  return {
+    mode: 'none',
+    setup: async accepted => accepted,
+    message () { throw new InvalidInputError('this round has no secure-aggregation messages (mode none)') },
+    checkUpload (clientId, payload) {
+      const v = new Int32Array(asRingVector(payload, config.vectorLength, 'upload').buffer)
+      const weight = (v[v.length - 1] as number) / weightScale
+      if (!(weight > 0 && weight <= 1 + 1 / weightScale)) throw new InvalidInputError(`upload: client weight ${weight} is outside (0, 1]`)
+      let sq = 0
+      for (let i = 0; i < v.length - 1; i++) sq += ((v[i] as number) / scale) ** 2
+      // Each coordinate is w·Δ_i (+ DP noise N(0, σ²)) rounded to 1/scale: allow the rounding, and
+      // with DP the noise's norm (σ·√d concentrates tightly; 1.2× is far in its tail for large d).
+      const d = v.length - 1
+      const bound = config.dp === null ? config.normBound : Math.min(config.normBound, config.dp.clip)
+      const allowed = weight * bound + 1.2 * dpSigma * Math.sqrt(d) + Math.sqrt(d) / scale + 1e-9
+      if (Math.sqrt(sq) > allowed) throw new InvalidInputError(`upload: update norm ${(Math.sqrt(sq) / weight).toPrecision(4)} exceeds the round's bound ${bound}`)
+    },
+    sum: async uploads => ringSum([...uploads.values()].map(p => asRingVector(p, config.vectorLength, 'upload')), config.vectorLength),
+    drop () {},
+    snapshot: () => null
+  }
+}

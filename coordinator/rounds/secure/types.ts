@@ -1,0 +1,29 @@
+/**
+ * One interface, three secure-aggregation modes on the coordinator's side (STYLE.md rule 8):
+ * `none` (plain fixed-point uploads, each checked), `masking` (SecAgg+: the coordinator sees
+ * only masked vectors and removes the masks from their sum) and `paillier` (ciphertexts summed
+ * and decrypted by a separate decryptor). The round runner drives them the same way.
+ */
+import type { SecureMode } from '../../../shared/rounds/config.ts'
+
+export interface RoundIo {
+  /** Sends a `secagg` payload to one client of the round. */
+  send: (clientId: string, payload: unknown) => void
+  signal: AbortSignal
+}
+
+export interface SecureRoundServer {
+  readonly mode: SecureMode
+  /** Setup among the accepted clients before uploads; resolves to the clients that may upload. */
+  setup: (accepted: string[], io: RoundIo) => Promise<string[]>
+  /** A `secagg` message from a client of the round; throws InvalidInputError on a bad one. */
+  message: (clientId: string, payload: unknown) => void
+  /** Checks one upload's payload before it is accepted; throws InvalidInputError with the reason. */
+  checkUpload: (clientId: string, payload: Uint8Array) => void
+  /** The ring sum (mod 2^32) of the uploads' plaintext vectors. */
+  sum: (uploads: Map<string, Uint8Array>, io: RoundIo) => Promise<Uint32Array>
+  /** A client left the round (disconnect or deadline). */
+  drop: (clientId: string) => void
+  /** What must be persisted to finish the round after a restart (JSON-able). */
+  snapshot: () => unknown
+}

@@ -1,0 +1,118 @@
+/**
+ * Rounds in the coordinator's SQLite file: the state machine's current state (every move goes
+ * through `transition`, which checks it), the clients offered each round with their status, the
+ * uploads accepted (kept until the round ends, then deleted: no individual update outlives its
+ * round), and each model's server-optimiser state.
+ */
+import type { Database } from '../store/database.ts'
+import type { RoundConfig } from '../../shared/rounds/config.ts'
+import { checkTransition, type RoundState } from './state.ts'
+
+export interface RoundRow {
+  id: string
+  model: string
+  baseVersion: number
+  config: RoundConfig
+  state: RoundState
+  reason: string | null
+  version: number | null
+  metrics: Record<string, number> | null
+  secureState: unknown
+  createdAt: string
+  updatedAt: string
+}
+
+export type ClientStatus = 'offered' | 'accepted' | 'declined' | 'uploaded' | 'dropped'
+
+export interface RoundStore {
+  create: (config: RoundConfig) => void
+  get: (id: string) => RoundRow | undefined
+  list: (model: string, limit: number) => RoundRow[]
+  unfinished: () => RoundRow[]
+  /** Moves a round to `to`; throws on an illegal move. `extra` sets the outcome fields. */
+  transition: (id: string, to: RoundState, extra?: { reason?: string, version?: number, metrics?: Record<string, number> }) => void
+  saveSecureState: (id: string, state: unknown) => void
+  setClient: (roundId: string, clientId: string, status: ClientStatus) => void
+  clients: (roundId: string) => Array<{ clientId: string, status: ClientStatus }>
+  /** Last time the client was accepted into any round (ms since epoch), for the cooldown. */
+  lastParticipation: (clientId: string) => number | undefined
+  putUpload: (roundId: string, clientId: string, payload: Uint8Array) => void
+  uploads: (roundId: string) => Map<string, Uint8Array>
+  deleteUploads: (roundId: string) => void
+  strategyState: (model: string) => unknown
+  saveStrategyState: (model: string, state: unknown) => void
+}
+
+interface Raw { id: string, model: string, base_version: number, config: string, state: RoundState, reason: string | null, version: number | null, metrics: string | null, secure_state: string | null, created_at: string, updated_at: string }
+
+function fromRaw (r: Raw): RoundRow {
+  return {
+    id: r.id,
+    model: r.model,
+    baseVersion: r.base_version,
+    config: JSON.parse(r.config) as RoundConfig,
+    state: r.state,
+    reason: r.reason,
+    version: r.version,
+    metrics: r.metrics === null ? null : JSON.parse(r.metrics) as Record<string, number>,
+    secureState: r.secure_state === null ? null : JSON.parse(r.secure_state) as unknown,
+    createdAt: r.created_at,
+    updatedAt: r.updated_at
+  }
+}
+
+export function roundStore (database: Database): RoundStore {
+  const { db } = database
+  const now = (): string => new Date().toISOString()
+  const q = {
+    create: db.prepare('INSERT INTO rounds (id, model, base_version, config, state, created_at, updated_at) VALUES (?, ?, ?, ?, \'open\', ?, ?)'),
+    get: db.prepare('SELECT * FROM rounds WHERE id = ?'),
+    list: db.prepare('SELECT * FROM rounds WHERE model = ? ORDER BY created_at DESC, id DESC LIMIT ?'),
+    unfinished: db.prepare('SELECT * FROM rounds WHERE state NOT IN (\'published\', \'failed\') ORDER BY created_at'),
+    transition: db.prepare('UPDATE rounds SET state = ?, reason = COALESCE(?, reason), version = COALESCE(?, version), metrics = COALESCE(?, metrics), updated_at = ? WHERE id = ? AND state = ?'),
+    secure: db.prepare('UPDATE rounds SET secure_state = ?, updated_at = ? WHERE id = ?'),
+    setClient: db.prepare('INSERT INTO round_clients (round_id, client_id, status, updated_at) VALUES (?, ?, ?, ?) ON CONFLICT (round_id, client_id) DO UPDATE SET status = excluded.status, updated_at = excluded.updated_at'),
+    clients: db.prepare('SELECT client_id, status FROM round_clients WHERE round_id = ? ORDER BY client_id'),
+    last: db.prepare('SELECT MAX(updated_at) AS at FROM round_clients WHERE client_id = ? AND status IN (\'accepted\', \'uploaded\', \'dropped\')'),
+    putUpload: db.prepare('INSERT INTO round_uploads (round_id, client_id, payload, received_at) VALUES (?, ?, ?, ?)'),
+    uploads: db.prepare('SELECT client_id, payload FROM round_uploads WHERE round_id = ? ORDER BY client_id'),
+    deleteUploads: db.prepare('DELETE FROM round_uploads WHERE round_id = ?'),
+    strategy: db.prepare('SELECT state FROM strategy_state WHERE model = ?'),
+    saveStrategy: db.prepare('INSERT INTO strategy_state (model, state, updated_at) VALUES (?, ?, ?) ON CONFLICT (model) DO UPDATE SET state = excluded.state, updated_at = excluded.updated_at')
+  }
+  const get = (id: string): RoundRow | undefined => {
+    const raw = q.get.get(id) as Raw | undefined
+    return raw === undefined ? undefined : fromRaw(raw)
+  }
+  return {
+    create (config) {
+      const t = now()
+      q.create.run(config.id, config.model, config.baseVersion, JSON.stringify(config), t, t)
+    },
+    get,
+    list: (model, limit) => (q.list.all(model, limit) as unknown as Raw[]).map(fromRaw),
+    unfinished: () => (q.unfinished.all() as unknown as Raw[]).map(fromRaw),
+    transition (id, to, extra = {}) {
+      const row = get(id)
+      if (row === undefined) throw new Error(`round ${id} does not exist`)
+      checkTransition(row.state, to)
+      const changed = q.transition.run(to, extra.reason ?? null, extra.version ?? null, extra.metrics === undefined ? null : JSON.stringify(extra.metrics), now(), id, row.state)
+      if (changed.changes !== 1) throw new Error(`round ${id} moved while moving it to ${to}`)
+    },
+    saveSecureState: (id, state) => { q.secure.run(JSON.stringify(state), now(), id) },
+    setClient: (roundId, clientId, status) => { q.setClient.run(roundId, clientId, status, now()) },
+    clients: roundId => (q.clients.all(roundId) as Array<{ client_id: string, status: ClientStatus }>).map(r => ({ clientId: r.client_id, status: r.status })),
+    lastParticipation (clientId) {
+      const at = (q.last.get(clientId) as { at: string | null }).at
+      return at === null ? undefined : Date.parse(at)
+    },
+    putUpload: (roundId, clientId, payload) => { q.putUpload.run(roundId, clientId, payload, now()) },
+    uploads: roundId => new Map((q.uploads.all(roundId) as Array<{ client_id: string, payload: Uint8Array }>).map(r => [r.client_id, r.payload])),
+    deleteUploads: roundId => { q.deleteUploads.run(roundId) },
+    strategyState (model) {
+      const row = q.strategy.get(model) as { state: string } | undefined
+      return row === undefined ? undefined : JSON.parse(row.state) as unknown
+    },
+    saveStrategyState: (model, state) => { q.saveStrategy.run(model, JSON.stringify(state), now()) }
+  }
+}

@@ -1,0 +1,288 @@
+/**
+ * A Node runtime taking part in training rounds (DESIGN.md, pipeline 5, client side): one
+ * WebSocket to the coordinator, reconnecting with backoff. For each offer it accepts if it is
+ * idle and holds data for the model, loads the base version through the runtime's verified load
+ * pipeline, trains only the round's tensors locally (tfjs), clips and encodes the delta, protects
+ * it with the round's secure-aggregation mode, signs and uploads it. Every wait is bounded by the
+ * round's own deadlines; a round that overruns is abandoned, never waited on.
+ */
+import WebSocket from 'ws'
+import type { LayersModel } from '@tensorflow/tfjs-layers'
+import type { RoundConfig } from '../../shared/rounds/config.ts'
+import { serverMessageSchema, parseFrame, encodeUploadFrame, uploadSigningBytes, helloSigningBytes, type ClientMessage, type ServerMessage } from '../../shared/rounds/messages.ts'
+import type { FetchedModel } from '../../shared/load/fetch-model.ts'
+import type { TrainingData } from '../../shared/training/data.ts'
+import { trainLocal } from '../../shared/training/local-train.ts'
+import { fixedPointParams, encodeUpdate, sampleWeight, cryptoUniform } from '../../aggregation/fixed-point.ts'
+import { clipL2 } from '../../aggregation/dp/clip.ts'
+import { clientNoiseSigma } from '../../aggregation/dp/noise.ts'
+import { checkFinite } from '../../aggregation/validate.ts'
+import { minUploadsOf } from '../../shared/rounds/config.ts'
+import { sha256 } from '../../shared/crypto/hash.ts'
+import { toBase64, toHex } from '../../shared/crypto/bytes.ts'
+import { sign, type SigningKeyPair } from '../../shared/crypto/sign.ts'
+import { BlockfedError, IntegrityError, InvalidInputError, TimeoutError } from '../../shared/errors/errors.ts'
+import { loadTfjsEngine } from '../engines/tfjs.ts'
+import { plainClient, type SecureRoundClient, type SecureClientDeps } from './secure-client.ts'
+
+export interface ParticipantModel {
+  /** The runtime's own private training data for this model. */
+  data: () => TrainingData | Promise<TrainingData>
+}
+
+export type ParticipantEvent =
+  | { type: 'connected' }
+  | { type: 'disconnected', reason: string }
+  | { type: 'offer', roundId: string, accepted: boolean, reason?: string }
+  | { type: 'progress', roundId: string, epoch: number, epochs: number, loss: number }
+  | { type: 'uploaded', roundId: string, bytes: number }
+  | { type: 'result', roundId: string, state: 'published' | 'failed', version: number | null, reason: string | null, bytesUp: number, bytesDown: number }
+  | { type: 'error', roundId?: string, message: string }
+
+export interface ParticipantOptions {
+  /** The coordinator's base URL (http[s]://host:port); the socket is at /v1/rounds/ws. */
+  url: string
+  token: string
+  identity: SigningKeyPair
+  models: Record<string, ParticipantModel>
+  /** Loads a version through the runtime's verified pipeline (cache, keys, blocks). */
+  fetchVersion: (model: string, version: number, signal: AbortSignal) => Promise<FetchedModel>
+  /** Secure-aggregation clients for masking / paillier (none is built in). */
+  secureClient?: (deps: SecureClientDeps) => SecureRoundClient
+  /** Seeds the local shuffle (per round it is mixed with the round id). */
+  seed?: number
+  /** Test hook: called with the encoded update before it is protected (a bad client's tamper point). */
+  tamper?: (encoded: Uint32Array, config: RoundConfig) => Uint32Array
+  /** Drop out after uploading (simulated dropout): close the socket once the upload is sent. */
+  dropAfterUpload?: (config: RoundConfig) => boolean
+  reconnectMs?: number
+  onEvent?: (event: ParticipantEvent) => void
+}
+
+export interface Participant {
+  readonly id: string
+  start: () => Promise<void>
+  stop: () => Promise<void>
+  /** Resolves once connected and welcomed (or rejects at the deadline). */
+  ready: (timeoutMs?: number) => Promise<void>
+}
+
+const ROUND_SLACK_MS = 5000
+
+function wsUrl (base: string): string {
+  const u = new URL('/v1/rounds/ws', base)
+  u.protocol = u.protocol === 'https:' ? 'wss:' : 'ws:'
+  return u.toString()
+}
+
+function mix (seed: number, roundId: string): number {
+  let h = seed >>> 0
+  for (let i = 0; i < roundId.length; i++) h = Math.imul(h ^ roundId.charCodeAt(i), 0x9e3779b1) >>> 0
+  return h
+}
+
+export function createParticipant (options: ParticipantOptions): Participant {
+  const id = toHex(options.identity.publicKey)
+  let socket: WebSocket | undefined
+  let running = false
+  let welcomed = false
+  let reconnectTimer: ReturnType<typeof setTimeout> | undefined
+  const waiters = new Set<() => void>()
+  let current: { config: RoundConfig, secure: SecureRoundClient, controller: AbortController, result: (m: Extract<ServerMessage, { type: 'result' }>) => void, bytesUp: number, bytesDown: number } | undefined
+  const emit = (e: ParticipantEvent): void => { options.onEvent?.(e) }
+
+  function send (message: ClientMessage): number {
+    const text = JSON.stringify(message)
+    if (socket?.readyState === WebSocket.OPEN) socket.send(text)
+    return text.length
+  }
+
+  function connect (): void {
+    const ws = new WebSocket(wsUrl(options.url), { headers: { authorization: `Bearer ${options.token}` }, maxPayload: 256 << 20, handshakeTimeout: 10_000 })
+    socket = ws
+    ws.on('message', (data, isBinary) => {
+      if (isBinary) { emit({ type: 'error', message: 'unexpected binary frame from the coordinator' }); return }
+      const text = data.toString()
+      if (current !== undefined) current.bytesDown += text.length
+      let message: ServerMessage
+      try {
+        message = parseFrame(serverMessageSchema, text, 'coordinator message')
+      } catch (err) {
+        emit({ type: 'error', message: (err as Error).message })
+        return
+      }
+      void onMessage(message).catch(err => emit({ type: 'error', message: (err as Error).message }))
+    })
+    ws.on('error', err => emit({ type: 'error', message: `socket: ${err.message}` }))
+    ws.on('close', (code, reason) => {
+      welcomed = false
+      if (socket === ws) socket = undefined
+      current?.controller.abort(new Error('connection to the coordinator lost'))
+      emit({ type: 'disconnected', reason: `${code} ${reason.toString()}` })
+      if (running) reconnectTimer = setTimeout(connect, options.reconnectMs ?? 1000)
+    })
+  }
+
+  async function onMessage (message: ServerMessage): Promise<void> {
+    switch (message.type) {
+      case 'challenge': {
+        const signature = sign(helloSigningBytes(message.nonce), options.identity.secretKey)
+        send({ type: 'hello', clientId: id, signature: toBase64(signature), models: Object.keys(options.models) })
+        return
+      }
+      case 'welcome':
+        welcomed = true
+        emit({ type: 'connected' })
+        for (const w of waiters) w()
+        waiters.clear()
+        return
+      case 'offer': return offer(message.config)
+      case 'secagg':
+        if (current?.config.id !== message.roundId) return
+        try {
+          await current.secure.message(message.payload)
+        } catch (err) {
+          // A request this client refuses (e.g. an unmasking request that would expose an update).
+          emit({ type: 'error', roundId: message.roundId, message: (err as Error).message })
+        }
+        return
+      case 'result': {
+        const round = current
+        if (round?.config.id !== message.roundId) return
+        // Free for the next offer at once: it may arrive before this round's task has unwound.
+        current = undefined
+        round.result(message)
+        return
+      }
+      case 'error':
+        emit({ type: 'error', ...(message.roundId === undefined ? {} : { roundId: message.roundId }), message: message.message })
+    }
+  }
+
+  function offer (config: RoundConfig): void {
+    const model = options.models[config.model]
+    const reason = current !== undefined ? 'busy with another round' : model === undefined ? `no data for model ${config.model}` : !config.clients.includes(id) ? 'not among the selected clients' : undefined
+    if (reason !== undefined) {
+      send({ type: 'decline', roundId: config.id, reason })
+      emit({ type: 'offer', roundId: config.id, accepted: false, reason })
+      return
+    }
+    const controller = new AbortController()
+    const budget = config.deadlines.acceptMs + config.deadlines.setupMs + config.deadlines.trainMs + config.deadlines.unmaskMs + ROUND_SLACK_MS
+    const timer = setTimeout(() => controller.abort(new TimeoutError(`round ${config.id} overran its deadlines (${budget} ms)`)), budget)
+    let resolveResult: (m: Extract<ServerMessage, { type: 'result' }>) => void = () => {}
+    const result = new Promise<Extract<ServerMessage, { type: 'result' }>>(resolve => { resolveResult = resolve })
+    const secureDeps: SecureClientDeps = { config, clientId: id, identity: options.identity, send: payload => { if (current !== undefined) current.bytesUp += send({ type: 'secagg', roundId: config.id, payload }) } }
+    const secure = config.secure.mode === 'none' ? plainClient() : options.secureClient?.(secureDeps)
+    if (secure === undefined) {
+      send({ type: 'decline', roundId: config.id, reason: `secure mode ${config.secure.mode} is not available here` })
+      return
+    }
+    const round = { config, secure, controller, result: resolveResult, bytesUp: 0, bytesDown: 0 }
+    current = round
+    round.bytesUp += send({ type: 'accept', roundId: config.id })
+    emit({ type: 'offer', roundId: config.id, accepted: true })
+    void (async () => {
+      try {
+        await secure.begin()
+        await train(config, model as ParticipantModel, round)
+        const abort = new Promise<never>((_resolve, reject) => controller.signal.addEventListener('abort', () => reject(controller.signal.reason as Error), { once: true }))
+        const final = await Promise.race([result, abort])
+        emit({ type: 'result', roundId: config.id, state: final.state, version: final.version, reason: final.reason, bytesUp: round.bytesUp, bytesDown: round.bytesDown })
+      } catch (err) {
+        emit({ type: 'error', roundId: config.id, message: err instanceof BlockfedError ? err.message : `round ${config.id}: ${(err as Error).message}` })
+      } finally {
+        clearTimeout(timer)
+        secure.dispose()
+        if (current === round) current = undefined
+      }
+    })()
+  }
+
+  async function train (config: RoundConfig, model: ParticipantModel, round: NonNullable<typeof current>): Promise<void> {
+    const { signal } = round.controller
+    const fetched = await options.fetchVersion(config.model, config.baseVersion, signal)
+    if (fetched.signed.cid !== config.manifestCid) throw new IntegrityError(`round ${config.id}: base version ${config.baseVersion} has manifest ${fetched.signed.cid}, the offer names ${config.manifestCid}`)
+    round.bytesDown += fetched.report.bytesFetched
+    const data = await model.data()
+    const topology = fetched.manifest.topology
+    if (fetched.manifest.format !== 'tfjs-layers' || topology.kind !== 'tfjs') throw new InvalidInputError(`round ${config.id}: local training needs a tfjs layers model, got ${fetched.manifest.format}`)
+    const engine = await loadTfjsEngine('tfjs-layers', topology, fetched.weights)
+    const net = (engine as { model: LayersModel }).model
+    let deltas: Float32Array
+    let samples: number
+    try {
+      const trained = await trainLocal({
+        model: net,
+        trainable: config.tensors,
+        data,
+        epochs: config.epochs,
+        batchSize: config.batchSize,
+        learningRate: config.learningRate,
+        optimizer: config.optimizer,
+        loss: config.loss,
+        proxMu: config.strategy.name === 'fedprox' ? config.strategy.mu : 0,
+        seed: mix(options.seed ?? 1, config.id),
+        signal,
+        onProgress: p => {
+          if (p.batch !== p.batches) return
+          round.bytesUp += send({ type: 'progress', roundId: config.id, epoch: p.epoch, epochs: config.epochs, loss: p.loss })
+          emit({ type: 'progress', roundId: config.id, epoch: p.epoch, epochs: config.epochs, loss: p.loss })
+        }
+      })
+      deltas = trained.deltas
+      samples = trained.samples
+    } finally {
+      net.dispose()
+    }
+    if (deltas.length !== config.vectorLength - 1) throw new IntegrityError(`round ${config.id}: trained ${deltas.length} values, the round expects ${config.vectorLength - 1}`)
+    checkFinite(deltas)
+    const params = fixedPointParams({ clip: config.fixedPoint.clip, clients: config.fixedPoint.clients })
+    if (params.scale !== config.fixedPoint.scale || params.weightScale !== config.fixedPoint.weightScale) throw new InvalidInputError(`round ${config.id}: the offered fixed-point scale does not match its clip and client count`)
+    const weight = sampleWeight({ samples, sampleCap: config.sampleCap })
+    const random = cryptoUniform()
+    let encoded = config.dp === null
+      ? encodeUpdate(clipL2(deltas, config.normBound).clipped, { params, weight, random })
+      : encodeUpdate(deltas, { params, weight, random, dp: { l2Clip: Math.min(config.dp.clip, config.normBound), sigma: clientNoiseSigma({ noiseMultiplier: config.dp.noiseMultiplier, clip: config.dp.clip, minClients: minUploadsOf(config) }) } })
+    if (options.tamper !== undefined) encoded = options.tamper(encoded, config)
+    const payload = await round.secure.protect(encoded, signal)
+    const header = { type: 'upload' as const, roundId: config.id, baseVersion: config.baseVersion, encoding: round.secure.encoding }
+    const signature = sign(uploadSigningBytes(header, await sha256(payload)), options.identity.secretKey)
+    const frame = encodeUploadFrame({ ...header, signature: toBase64(signature) }, payload)
+    if (socket?.readyState !== WebSocket.OPEN) throw new TimeoutError(`round ${config.id}: the connection closed before the upload`)
+    socket.send(frame)
+    round.bytesUp += frame.length
+    emit({ type: 'uploaded', roundId: config.id, bytes: frame.length })
+    if (options.dropAfterUpload?.(config) === true) socket.close(4000, 'dropping out after upload (simulated)')
+  }
+
+  return {
+    id,
+    async start () {
+      if (running) return
+      running = true
+      connect()
+    },
+    async stop () {
+      running = false
+      if (reconnectTimer !== undefined) clearTimeout(reconnectTimer)
+      current?.controller.abort(new Error('participant stopping'))
+      const ws = socket
+      if (ws !== undefined && ws.readyState !== WebSocket.CLOSED) {
+        await new Promise<void>(resolve => {
+          const t = setTimeout(() => { ws.terminate(); resolve() }, 2000)
+          ws.once('close', () => { clearTimeout(t); resolve() })
+          ws.close(1000, 'participant stopping')
+        })
+      }
+    },
+    async ready (timeoutMs = 10_000) {
+      if (welcomed) return
+      await new Promise<void>((resolve, reject) => {
+        const t = setTimeout(() => { waiters.delete(done); reject(new TimeoutError(`participant ${id.slice(0, 8)}: not connected after ${timeoutMs} ms`)) }, timeoutMs)
+        const done = (): void => { clearTimeout(t); resolve() }
+        waiters.add(done)
+      })
+    }
+  }
+}

@@ -1,0 +1,95 @@
+/**
+ * A training round's configuration (DESIGN.md, "Round"): what the coordinator offers and every
+ * selected runtime trains by. It crosses the wire inside the round offer, so it is a strict
+ * schema; the coordinator fills the derived fields (trainable tensors, vector length, fixed-point
+ * scale, graph seed) from the base version's manifest before offering it.
+ */
+import { z } from 'zod'
+import { modelNameSchema } from '../manifest/schema.ts'
+
+const positiveInt = z.number().int().positive()
+const ms = z.number().int().positive().max(3_600_000)
+
+export const secureModeSchema = z.enum(['none', 'masking', 'paillier'])
+export type SecureMode = z.infer<typeof secureModeSchema>
+
+export const serverStrategySchema = z.discriminatedUnion('name', [
+  z.object({ name: z.literal('fedavg') }).strict(),
+  z.object({ name: z.literal('fedprox'), mu: z.number().positive().max(100) }).strict(),
+  z.object({ name: z.literal('fedadam'), lr: z.number().positive().optional(), beta1: z.number().min(0).lt(1).optional(), beta2: z.number().min(0).lt(1).optional(), tau: z.number().positive().optional() }).strict(),
+  z.object({ name: z.literal('fedyogi'), lr: z.number().positive().optional(), beta1: z.number().min(0).lt(1).optional(), beta2: z.number().min(0).lt(1).optional(), tau: z.number().positive().optional() }).strict()
+])
+
+/** What an operator asks for (HTTP, CLI, demo); everything else is derived. */
+export const roundRequestSchema = z.object({
+  model: modelNameSchema,
+  /** Base version; the latest when omitted. */
+  baseVersion: positiveInt.optional(),
+  /** Block units to train (e.g. ["head"]); all float32 blocks when omitted. */
+  trainable: z.array(z.string().min(1).max(200)).min(1).max(10_000).optional(),
+  epochs: positiveInt.max(100).default(1),
+  batchSize: positiveInt.max(65_536).default(32),
+  learningRate: z.number().positive().max(10).default(0.05),
+  optimizer: z.enum(['sgd', 'momentum', 'adam']).default('sgd'),
+  loss: z.enum(['sparseCategoricalCrossentropy', 'meanSquaredError']).default('sparseCategoricalCrossentropy'),
+  strategy: serverStrategySchema.default({ name: 'fedavg' }),
+  secure: z.object({
+    mode: secureModeSchema.default('masking'),
+    /** Masking: the sparse SecAgg+ graph, or every pair masking (Bonawitz 2017). */
+    graph: z.enum(['sparse', 'complete']).default('sparse')
+  }).strict().default({ mode: 'masking', graph: 'sparse' }),
+  selection: z.object({
+    /** Fraction of eligible connected clients offered the round. */
+    fraction: z.number().gt(0).max(1).default(1),
+    /** Fewer eligible clients than this: the round does not start. */
+    minClients: positiveInt.max(10_000).default(2),
+    maxClients: positiveInt.max(10_000).default(1000),
+    /** Fewer uploads than this at the deadline: the round fails. */
+    minUploads: positiveInt.max(10_000).optional(),
+    /** A client that took part in a round sits out the next rounds for this long. */
+    cooldownMs: z.number().int().min(0).max(86_400_000).default(0)
+  }).strict().default({ fraction: 1, minClients: 2, maxClients: 1000, cooldownMs: 0 }),
+  /** Per-coordinate clip of the delta before fixed-point encoding, and the update's L2 bound. */
+  clip: z.number().positive().max(1e6).default(1),
+  normBound: z.number().positive().max(1e9).default(100),
+  /** Sample counts above this weigh as this (FedAvg weights n_k / sampleCap, capped at 1). */
+  sampleCap: positiveInt.max(10_000_000).default(10_000),
+  dp: z.object({ noiseMultiplier: z.number().positive().max(100), clip: z.number().positive(), delta: z.number().gt(0).lt(1).default(1e-5) }).strict().nullable().default(null),
+  /** A block is resealed as new only when ‖Δ‖/‖w‖ exceeds this; otherwise reused by CID. */
+  changeThreshold: z.number().min(0).max(1).default(1e-6),
+  deadlines: z.object({
+    acceptMs: ms.default(10_000),
+    setupMs: ms.default(20_000),
+    trainMs: ms.default(300_000),
+    unmaskMs: ms.default(20_000)
+  }).strict().default({ acceptMs: 10_000, setupMs: 20_000, trainMs: 300_000, unmaskMs: 20_000 })
+}).strict()
+
+export type RoundRequest = z.infer<typeof roundRequestSchema>
+export type RoundRequestInput = z.input<typeof roundRequestSchema>
+
+/** The offer's full config: the request plus what the coordinator derived from the manifest. */
+export const roundConfigSchema = roundRequestSchema.extend({
+  id: z.string().regex(/^r_[0-9a-f]{16}$/, 'a round id'),
+  baseVersion: positiveInt,
+  manifestCid: z.string().min(10).max(200),
+  trainable: z.array(z.string().min(1)).min(1),
+  /** Tensor names trained, in the order their values are concatenated in the update. */
+  tensors: z.array(z.string().min(1)).min(1),
+  /** Update length: Σ trainable tensor sizes + 1 (the client's weight w_k rides last). */
+  vectorLength: positiveInt.max(256_000_000),
+  /** Clients the update is aggregated over, as the fixed-point overflow bound assumes. */
+  clients: z.array(z.string().regex(/^[0-9a-f]{64}$/)).min(1).max(10_000),
+  fixedPoint: z.object({ clip: z.number().positive(), clients: positiveInt, scale: z.number().positive(), weightScale: z.number().positive() }).strict(),
+  /** Public randomness for the SecAgg+ graph, 32 bytes hex. */
+  seed: z.string().regex(/^[0-9a-f]{64}$/),
+  /** Paillier mode: the decryptor's public key (base64 of n) and its bit length. */
+  paillier: z.object({ n: z.string().min(1).max(2000), bits: positiveInt }).strict().optional()
+}).strict()
+
+export type RoundConfig = z.infer<typeof roundConfigSchema>
+
+/** Fewer uploads than this and the round fails; also the honest-client count DP noise assumes. */
+export function minUploadsOf (config: Pick<RoundConfig, 'selection' | 'clients'>): number {
+  return config.selection.minUploads ?? Math.max(2, Math.ceil(config.clients.length / 2))
+}

@@ -1,0 +1,109 @@
+/**
+ * The round protocol between coordinator and runtimes over one WebSocket (`ws` in Node): JSON
+ * text frames for control messages, one binary frame per update. Every frame is parsed by these
+ * schemas before use; a frame that fails gets an `error` reply naming what is wrong and changes
+ * nothing. Secure-aggregation payloads ride inside `secagg` messages and are parsed again by
+ * their own mode's schemas (aggregation/secagg/messages.ts).
+ *
+ * Flow: challenge → hello (Ed25519 proof of the client key) → welcome; per round: offer →
+ * accept | decline → [masking: advertise/roster/shares/inbox] → progress… → upload (binary)
+ * → [masking: unmask request/response] → result.
+ */
+import { z } from 'zod'
+import { concatBytes, utf8ToBytes } from '../crypto/bytes.ts'
+import { InvalidInputError } from '../errors/errors.ts'
+import { roundConfigSchema } from './config.ts'
+
+const roundId = z.string().regex(/^r_[0-9a-f]{16}$/, 'a round id')
+const hex = (bytes: number): z.ZodString => z.string().regex(new RegExp(`^[0-9a-f]{${bytes * 2}}$`), `${bytes * 2} lowercase hex characters`)
+const base64 = z.string().max(1 << 20).regex(/^[A-Za-z0-9+/]*=*$/, 'base64')
+
+export const serverMessageSchema = z.discriminatedUnion('type', [
+  z.object({ type: z.literal('challenge'), nonce: hex(32) }).strict(),
+  z.object({ type: z.literal('welcome'), clientId: hex(32) }).strict(),
+  z.object({ type: z.literal('offer'), config: roundConfigSchema }).strict(),
+  z.object({ type: z.literal('secagg'), roundId, payload: z.unknown() }).strict(),
+  z.object({
+    type: z.literal('result'),
+    roundId,
+    state: z.enum(['published', 'failed']),
+    version: z.number().int().positive().nullable(),
+    reason: z.string().max(2000).nullable()
+  }).strict(),
+  z.object({ type: z.literal('error'), roundId: roundId.optional(), message: z.string().max(2000) }).strict()
+])
+export type ServerMessage = z.infer<typeof serverMessageSchema>
+
+export const clientMessageSchema = z.discriminatedUnion('type', [
+  /** The client's Ed25519 public key and its signature over the challenge nonce. */
+  z.object({ type: z.literal('hello'), clientId: hex(32), signature: base64, models: z.array(z.string().min(1).max(64)).min(1).max(100) }).strict(),
+  z.object({ type: z.literal('accept'), roundId }).strict(),
+  z.object({ type: z.literal('decline'), roundId, reason: z.string().max(500) }).strict(),
+  z.object({ type: z.literal('progress'), roundId, epoch: z.number().int().min(0), epochs: z.number().int().positive(), loss: z.number().nullable() }).strict(),
+  z.object({ type: z.literal('secagg'), roundId, payload: z.unknown() }).strict()
+])
+export type ClientMessage = z.infer<typeof clientMessageSchema>
+
+/** Header of the binary upload frame: `u32le headerLength ‖ header JSON ‖ payload`. */
+export const uploadHeaderSchema = z.object({
+  type: z.literal('upload'),
+  roundId,
+  baseVersion: z.number().int().positive(),
+  /** Payload encoding: ring vector (none, masking) or Paillier ciphertexts. */
+  encoding: z.enum(['ring-u32le', 'paillier']),
+  /** Ed25519 over uploadSigningBytes(header fields, payload sha-256), base64. */
+  signature: base64
+}).strict()
+export type UploadHeader = z.infer<typeof uploadHeaderSchema>
+
+const MAX_HEADER_BYTES = 4096
+
+export function encodeUploadFrame (header: UploadHeader, payload: Uint8Array): Uint8Array {
+  const head = utf8ToBytes(JSON.stringify(header))
+  const length = new Uint8Array(4)
+  new DataView(length.buffer).setUint32(0, head.length, true)
+  return concatBytes(length, head, payload)
+}
+
+export function decodeUploadFrame (frame: Uint8Array): { header: UploadHeader, payload: Uint8Array } {
+  if (frame.length < 4) throw new InvalidInputError(`upload frame: ${frame.length} bytes, shorter than its length prefix`)
+  const headLength = new DataView(frame.buffer, frame.byteOffset, frame.byteLength).getUint32(0, true)
+  if (headLength > MAX_HEADER_BYTES || 4 + headLength > frame.length) throw new InvalidInputError(`upload frame: header length ${headLength} is out of range`)
+  let json: unknown
+  try {
+    json = JSON.parse(new TextDecoder('utf-8', { fatal: true }).decode(frame.subarray(4, 4 + headLength)))
+  } catch (err) {
+    throw new InvalidInputError('upload frame: header is not UTF-8 JSON', { cause: err })
+  }
+  const parsed = uploadHeaderSchema.safeParse(json)
+  if (!parsed.success) throw new InvalidInputError(`upload frame: ${describeIssues(parsed.error)}`)
+  return { header: parsed.data, payload: frame.subarray(4 + headLength) }
+}
+
+/** What an upload's signature covers: the round, the base version, the encoding and the payload hash. */
+export function uploadSigningBytes (header: Pick<UploadHeader, 'roundId' | 'baseVersion' | 'encoding'>, payloadSha256: Uint8Array): Uint8Array {
+  return concatBytes(utf8ToBytes(`blockfed/upload@1\n${header.roundId}\n${header.baseVersion}\n${header.encoding}\n`), payloadSha256)
+}
+
+/** What a hello's signature covers: the coordinator's challenge nonce. */
+export function helloSigningBytes (nonceHex: string): Uint8Array {
+  return utf8ToBytes(`blockfed/hello@1\n${nonceHex}`)
+}
+
+/** One line naming the first problems zod found, with their paths. */
+export function describeIssues (error: z.ZodError): string {
+  return error.issues.slice(0, 3).map(i => `${i.path.length > 0 ? i.path.join('.') : 'message'}: ${i.message}`).join('; ')
+}
+
+/** Parses a JSON text frame with `schema`; InvalidInputError saying what is wrong otherwise. */
+export function parseFrame<T> (schema: z.ZodType<T>, text: string, what: string): T {
+  let json: unknown
+  try {
+    json = JSON.parse(text)
+  } catch (err) {
+    throw new InvalidInputError(`${what}: not JSON`, { cause: err })
+  }
+  const parsed = schema.safeParse(json)
+  if (!parsed.success) throw new InvalidInputError(`${what}: ${describeIssues(parsed.error)}`)
+  return parsed.data
+}

@@ -1,0 +1,74 @@
+/**
+ * Which tensors a round trains, and how their values line up in an update vector. The round
+ * names semantic units (the partitioner's `unitOf(layer)`, e.g. "head"); every float32 tensor
+ * of those units is trained, whole, in manifest order. The same function runs on both sides, so
+ * coordinator and runtime agree on the layout byte for byte.
+ */
+import type { TensorInfo } from '../model/types.ts'
+import { unitOf, tensorOffsets } from '../blocks/partition.ts'
+import { InvalidInputError } from '../errors/errors.ts'
+
+export interface TrainableLayout {
+  /** Indices into the manifest's tensors, in update order. */
+  indices: number[]
+  names: string[]
+  /** Element offset of each trainable tensor inside the update vector. */
+  offsets: number[]
+  /** Σ elements of the trainable tensors (the update carries one more: the client's weight). */
+  parameters: number
+}
+
+function elements (t: TensorInfo): number {
+  return t.shape.reduce((a, b) => a * b, 1)
+}
+
+function trainableTensor (t: TensorInfo): boolean {
+  return t.dtype === 'float32' && t.quantization === undefined && t.byteLength === elements(t) * 4
+}
+
+/** The units a model offers for training: those with at least one plain float32 tensor. */
+export function trainableUnits (tensors: TensorInfo[]): string[] {
+  return [...new Set(tensors.filter(trainableTensor).map(t => unitOf(t.layer)))]
+}
+
+export function trainableLayout (tensors: TensorInfo[], units: string[] | undefined): TrainableLayout {
+  const available = trainableUnits(tensors)
+  const wanted = units ?? available
+  const unknown = wanted.filter(u => !available.includes(u))
+  if (unknown.length > 0) throw new InvalidInputError(`trainable: unknown or non-float32 unit(s) ${unknown.join(', ')}; this model has ${available.join(', ')}`)
+  const indices: number[] = []
+  const offsets: number[] = []
+  let parameters = 0
+  tensors.forEach((t, i) => {
+    if (!trainableTensor(t) || !wanted.includes(unitOf(t.layer))) return
+    indices.push(i)
+    offsets.push(parameters)
+    parameters += elements(t)
+  })
+  return { indices, names: indices.map(i => (tensors[i] as TensorInfo).name), offsets, parameters }
+}
+
+/** The trainable tensors' values, concatenated (a copy). */
+export function readTrainable (tensors: TensorInfo[], weights: Uint8Array, layout: TrainableLayout): Float32Array {
+  const byteOffsets = tensorOffsets(tensors)
+  const out = new Float32Array(layout.parameters)
+  layout.indices.forEach((ti, k) => {
+    const t = tensors[ti] as TensorInfo
+    const start = byteOffsets[ti] as number
+    const bytes = weights.slice(start, start + t.byteLength)
+    out.set(new Float32Array(bytes.buffer, 0, t.byteLength / 4), layout.offsets[k])
+  })
+  return out
+}
+
+/** Writes `values` (concatenated, update order) over the trainable tensors of `weights`, in place. */
+export function writeTrainable (tensors: TensorInfo[], weights: Uint8Array, layout: TrainableLayout, values: Float32Array): void {
+  if (values.length !== layout.parameters) throw new InvalidInputError(`values: ${values.length} elements, the layout has ${layout.parameters}`)
+  const byteOffsets = tensorOffsets(tensors)
+  layout.indices.forEach((ti, k) => {
+    const t = tensors[ti] as TensorInfo
+    const from = layout.offsets[k] as number
+    const src = values.subarray(from, from + t.byteLength / 4)
+    weights.set(new Uint8Array(src.buffer, src.byteOffset, src.byteLength), byteOffsets[ti] as number)
+  })
+}
