@@ -80,6 +80,8 @@ interface ActiveRound {
   declined: Set<string>
   allowed: Set<string>
   uploads: Map<string, Uint8Array>
+  /** Uploads being checked (async): a second frame from the same client meanwhile is a replay. */
+  receiving: Set<string>
   dropped: Set<string>
   losses: Map<string, number>
   waiting?: { kind: 'accept' | 'upload', gate: Gate }
@@ -147,13 +149,16 @@ export function roundManager (deps: RoundManagerDeps): RoundManager {
     async upload (client, frame) {
       const { header, payload } = decodeUploadFrame(frame)
       const round = active.get(header.roundId)
+      let reserved: ActiveRound | undefined
       try {
         if (round === undefined) throw new InvalidInputError(`upload for round ${header.roundId}, which is not running`)
         const { config } = round
         if (header.baseVersion !== config.baseVersion) throw new InvalidInputError(`upload for base version ${header.baseVersion}; round ${config.id} trains version ${config.baseVersion}`)
         if (!round.allowed.has(client.id)) throw new InvalidInputError(`upload: client is not a participant of round ${config.id} at this stage`)
-        if (round.uploads.has(client.id)) throw new InvalidInputError(`upload: round ${config.id} already has this client's update (replay)`)
+        if (round.uploads.has(client.id) || round.receiving.has(client.id)) throw new InvalidInputError(`upload: round ${config.id} already has this client's update (replay)`)
         if (round.waiting?.kind !== 'upload') throw new InvalidInputError(`upload: round ${config.id} is not collecting`)
+        round.receiving.add(client.id)
+        reserved = round
         const expected = config.secure.mode === 'paillier' ? 'paillier' : 'ring-u32le'
         if (header.encoding !== expected) throw new InvalidInputError(`upload: encoding ${header.encoding}, round ${config.id} expects ${expected}`)
         if (!verify(fromBase64(header.signature), uploadSigningBytes(header, await sha256(payload)), fromHex(client.id))) throw new InvalidInputError('upload: the signature does not verify with the client key')
@@ -167,6 +172,8 @@ export function roundManager (deps: RoundManagerDeps): RoundManager {
       } catch (err) {
         emit({ type: 'rejected', roundId: header.roundId, clientId: client.id, reason: (err as Error).message })
         throw withRound(err, header.roundId)
+      } finally {
+        reserved?.receiving.delete(client.id)
       }
     },
     disconnect (client) {
@@ -304,6 +311,7 @@ export function roundManager (deps: RoundManagerDeps): RoundManager {
       declined: new Set(),
       allowed: new Set(),
       uploads: new Map(),
+      receiving: new Set(),
       dropped: new Set(),
       losses: new Map(),
       secure: await deps.secureServer(config),

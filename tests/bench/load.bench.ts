@@ -10,11 +10,10 @@
 import { mkdtemp, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { fileURLToPath } from 'node:url'
 import * as tf from '@tensorflow/tfjs-core'
 import * as tfl from '@tensorflow/tfjs-layers'
 import pLimit from 'p-limit'
-import { spawn } from 'node:child_process'
+import { spawnCoordinator } from '../helpers/coordinator-process.ts'
 import { readFile } from 'node:fs/promises'
 import { coordinatorClient } from '../../shared/client/coordinator-client.ts'
 import { nodeHttpBlockSource } from '../../node-runtime/sources/http.ts'
@@ -42,17 +41,9 @@ model.dispose()
 tf.disposeVariables()
 
 const dir = await mkdtemp(join(tmpdir(), 'blockfed-bench-load-'))
-const cli = fileURLToPath(new URL('../../coordinator/cli/main.ts', import.meta.url))
-const child = spawn(process.execPath, [cli, 'coordinator', '--data', dir, '--port', '0'], { stdio: ['ignore', 'pipe', 'inherit'] })
+const coordinatorProcess = await spawnCoordinator(dir)
+const url = coordinatorProcess.url
 try {
-  const url = await new Promise<string>((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error('coordinator did not start within 30 s')), 30_000)
-    child.stdout.on('data', (chunk: Buffer) => {
-      const match = /listening on (\S+)/.exec(chunk.toString())
-      if (match !== null) { clearTimeout(timer); resolve(match[1] as string) }
-    })
-    child.once('exit', code => reject(new Error(`coordinator exited with ${code}`)))
-  })
   const client = coordinatorClient({ baseUrl: url, token: (await readFile(join(dir, 'admin.token'), 'utf8')).trim() })
   await client.ingest('bench-load', files)
   const info = await client.info()
@@ -91,7 +82,6 @@ try {
     machine: machine()
   }, null, 2))
 } finally {
-  child.kill('SIGTERM')
-  await new Promise(resolve => child.once('exit', resolve))
+  await coordinatorProcess.kill('SIGTERM')
   await rm(dir, { recursive: true, force: true })
 }

@@ -1,0 +1,215 @@
+/**
+ * Rounds end to end over loopback with real runtimes (tfjs training on mnist digits), mode none:
+ * a round publishes a new version where only the trained blocks are new; hostile or broken
+ * input is rejected with a reason and leaves the round unharmed; silent clients are dropped at
+ * the deadline; a coordinator killed (SIGKILL) mid-round finishes the round after restart.
+ */
+import { describe, it, expect, beforeAll, afterAll } from 'vitest'
+import { mkdtemp, rm } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { createCoordinator, type Coordinator } from '../../coordinator/coordinator.ts'
+import { coordinatorClient } from '../../shared/client/coordinator-client.ts'
+import type { SignedManifest } from '../../shared/manifest/schema.ts'
+import type { RoundEvent } from '../../coordinator/rounds/rounds.ts'
+import { tfjsBackend } from '../../node-runtime/engines/tfjs.ts'
+import { modelFiles, mnistMlp } from '../../node-runtime/examples/mnist-mlp.ts'
+import { startParticipants, stopParticipants, type TestParticipant } from '../helpers/fl.ts'
+import { rawClient } from '../helpers/raw-round-client.ts'
+import { spawnCoordinator } from '../helpers/coordinator-process.ts'
+import { readFile } from 'node:fs/promises'
+
+let root: string
+let coordinator: Coordinator
+let url: string
+let edge: string
+let participants: TestParticipant[]
+const events: RoundEvent[] = []
+const SMALL_BLOCKS = { targetBytes: 16 << 10, maxBytes: 1 << 20 }
+
+const manifestOf = async (version: number): Promise<SignedManifest> => await coordinatorClient({ baseUrl: url, token: edge }).manifest('mnist', version)
+
+beforeAll(async () => {
+  await tfjsBackend()
+  root = await mkdtemp(join(tmpdir(), 'blockfed-rounds-'))
+  // Small blocks, so each layer is its own block and "only the head changed" is visible.
+  coordinator = await createCoordinator({ dataDir: join(root, 'coordinator'), port: 0, partition: SMALL_BLOCKS, onRoundEvent: e => events.push(e) })
+  url = await coordinator.start()
+  edge = await coordinator.createToken('edge')
+  const model = mnistMlp()
+  await coordinator.ingest('mnist', await modelFiles(model))
+  model.dispose()
+  participants = await startParticipants(url, edge, root, 3)
+})
+
+afterAll(async () => {
+  await stopParticipants(participants ?? [])
+  await coordinator?.stop()
+  await rm(root, { recursive: true, force: true })
+})
+
+describe('rounds (mode none)', () => {
+  it('trains only the head and publishes a version where only the head blocks are new', async () => {
+    const base = (await manifestOf(1)).manifest
+    const summary = await coordinator.rounds.run({ model: 'mnist', trainable: ['head'], secure: { mode: 'none' }, learningRate: 0.1, selection: { minClients: 3 } })
+    expect(summary.state).toBe('published')
+    expect(summary.version).toBe(2)
+    expect(summary.participants).toEqual({ offered: 3, accepted: 3, uploaded: 3, dropped: 0 })
+    const next = (await manifestOf(2)).manifest
+    expect(next.parent).toBe(1)
+    expect(next.round).toBe(summary.id)
+    expect(next.metrics?.uploads).toBe(3)
+    const headTensors = new Set(base.tensors.flatMap((t, i) => t.layer === 'head' ? [i] : []))
+    for (const [i, block] of next.blocks.entries()) {
+      const isHead = block.parts.every(p => headTensors.has(p.tensor))
+      const baseBlock = base.blocks[i]
+      expect(baseBlock?.parts).toEqual(block.parts)
+      if (isHead) expect(block.cid).not.toBe(baseBlock?.cid)
+      else expect(block.cid).toBe(baseBlock?.cid)
+    }
+    expect(next.blocks.some(b => b.parts.every(p => headTensors.has(p.tensor)))).toBe(true)
+    // Each runtime reports what the round cost it.
+    for (const p of participants) {
+      const result = p.events.find(e => e.type === 'result' && e.roundId === summary.id)
+      expect(result).toMatchObject({ state: 'published', version: 2 })
+    }
+  })
+
+  it('rejects malformed, misdirected, replayed and out-of-bound uploads with reasons; the round still publishes', async () => {
+    const evil = await rawClient(url, edge, ['mnist'])
+    const started = await coordinator.rounds.start({ model: 'mnist', trainable: ['head'], secure: { mode: 'none' }, normBound: 5, selection: { minClients: 4 }, deadlines: { trainMs: 60_000 } })
+    const offer = evil.offers.find(o => o.id === started.id) ?? (await evil.next(m => m.type === 'offer'), evil.offers.at(-1))
+    expect(offer?.id).toBe(started.id)
+    const config = offer as NonNullable<typeof offer>
+    // Wait until the round is collecting (uploads are refused before).
+    await new Promise<void>(resolve => { const t = setInterval(() => { if (events.some(e => e.type === 'state' && e.roundId === config.id && e.state === 'collecting')) { clearInterval(t); resolve() } }, 20) })
+    const error = async (): Promise<string> => ((await evil.next(m => m.type === 'error')) as { message: string }).message
+    const valid = new Uint32Array(config.vectorLength)
+    valid[valid.length - 1] = Math.round(0.02 * config.fixedPoint.weightScale)
+
+    evil.sendJson('{not json')
+    expect(await error()).toMatch(/not JSON/)
+    evil.sendJson({ type: 'accept', roundId: 'r_zzzz' })
+    expect(await error()).toMatch(/roundId/)
+    evil.socket.send(Uint8Array.of(1, 2, 3))
+    expect(await error()).toMatch(/shorter than its length prefix/)
+    evil.socket.send(Uint8Array.of(200, 0, 0, 0, 1, 2))
+    expect(await error()).toMatch(/header length/)
+    await evil.upload({ roundId: 'r_0000000000000000', baseVersion: config.baseVersion, encoding: 'ring-u32le' }, new Uint8Array(valid.buffer))
+    expect(await error()).toMatch(/not running/)
+    await evil.upload({ roundId: config.id, baseVersion: config.baseVersion + 7, encoding: 'ring-u32le' }, new Uint8Array(valid.buffer))
+    expect(await error()).toMatch(/base version/)
+    await evil.upload({ roundId: config.id, baseVersion: config.baseVersion, encoding: 'ring-u32le' }, new Uint8Array(12))
+    expect(await error()).toMatch(/bytes, the round expects/)
+    await evil.upload({ roundId: config.id, baseVersion: config.baseVersion, encoding: 'paillier' }, new Uint8Array(valid.buffer))
+    expect(await error()).toMatch(/encoding/)
+    await evil.upload({ roundId: config.id, baseVersion: config.baseVersion, encoding: 'ring-u32le' }, new Uint8Array(valid.buffer), participants[0]?.participant.id === undefined ? undefined : (await import('../../shared/crypto/sign.ts')).generateSigningKey())
+    expect(await error()).toMatch(/signature/)
+    const huge = valid.slice()
+    huge.fill(Math.round(0.5 * config.fixedPoint.scale), 0, 100) // ‖w·Δ‖ = 5 with w = 0.02: ‖Δ‖ = 250 > 5
+    await evil.upload({ roundId: config.id, baseVersion: config.baseVersion, encoding: 'ring-u32le' }, new Uint8Array(huge.buffer))
+    expect(await error()).toMatch(/exceeds the round's bound/)
+    await evil.upload({ roundId: config.id, baseVersion: config.baseVersion, encoding: 'ring-u32le' }, new Uint8Array(valid.buffer))
+    await evil.upload({ roundId: config.id, baseVersion: config.baseVersion, encoding: 'ring-u32le' }, new Uint8Array(valid.buffer))
+    expect(await error()).toMatch(/replay/)
+
+    const summary = await started.done
+    expect(summary.state).toBe('published')
+    expect(summary.participants.uploaded).toBe(4)
+    const rejected = events.filter(e => e.type === 'rejected' && e.roundId === config.id)
+    expect(rejected.length).toBeGreaterThanOrEqual(5)
+    evil.close()
+  })
+
+  it('drops a client that accepts and goes silent, at the deadline, and cuts one that sends an oversized frame', async () => {
+    const silent = await rawClient(url, edge, ['mnist'])
+    const summary = await coordinator.rounds.run({ model: 'mnist', trainable: ['head'], secure: { mode: 'none' }, selection: { minClients: 4 }, deadlines: { trainMs: 8_000 } })
+    expect(summary.state).toBe('published')
+    expect(summary.participants).toMatchObject({ offered: 4, accepted: 4, uploaded: 3, dropped: 1 })
+    silent.close()
+
+    const big = await rawClient(url, edge, ['mnist'])
+    big.socket.send(new Uint8Array(300 << 20))
+    expect((await big.closed).code).toBe(1009)
+    // The coordinator keeps serving.
+    const after = await coordinator.rounds.run({ model: 'mnist', trainable: ['head'], secure: { mode: 'none' }, selection: { minClients: 3 } })
+    expect(after.state).toBe('published')
+  })
+
+  it('fails a round cleanly when too few clients accept, and refuses to start without enough clients', async () => {
+    await expect(coordinator.rounds.run({ model: 'mnist', secure: { mode: 'none' }, selection: { minClients: 10 } })).rejects.toThrow(/eligible client/)
+    const decliners = await rawClient(url, edge, ['mnist'], { autoAccept: false })
+    const started = await coordinator.rounds.start({ model: 'mnist', secure: { mode: 'none' }, selection: { minClients: 4, minUploads: 4 }, deadlines: { acceptMs: 1500 } })
+    const summary = await started.done
+    expect(summary.state).toBe('failed')
+    expect(summary.reason).toMatch(/3 client\(s\) accepted, at least 4/)
+    decliners.close()
+  })
+
+  it('serves rounds over HTTP with validated input and roles', async () => {
+    const admin = coordinator.adminToken
+    const post = async (body: unknown, token = admin): Promise<Response> => await fetch(`${url}/v1/rounds`, { method: 'POST', headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' }, body: JSON.stringify(body) })
+    const bad = await post({ model: 'mnist', epochs: -1 })
+    expect(bad.status).toBe(400)
+    expect((await bad.json() as { message: string }).message).toMatch(/epochs/)
+    expect((await post({ model: 'mnist', surprise: 1 })).status).toBe(400)
+    expect((await post({ model: 'mnist' }, edge)).status).toBe(403)
+    expect((await fetch(`${url}/v1/rounds/r_0123456789abcdef`)).status).toBe(404)
+    expect((await fetch(`${url}/v1/rounds/nope`)).status).toBe(400)
+    const ok = await post({ model: 'mnist', trainable: ['head'], secure: { mode: 'none' }, selection: { minClients: 3 } })
+    expect(ok.status).toBe(202)
+    const { id } = await ok.json() as { id: string }
+    let state = 'open'
+    for (let i = 0; i < 600 && !['published', 'failed'].includes(state); i++) {
+      await new Promise(resolve => setTimeout(resolve, 100))
+      state = (await (await fetch(`${url}/v1/rounds/${id}`)).json() as { state: string }).state
+    }
+    expect(state).toBe('published')
+    const list = await (await fetch(`${url}/v1/models/mnist/rounds?limit=2`)).json() as { rounds: unknown[] }
+    expect(list.rounds).toHaveLength(2)
+  })
+})
+
+describe('a coordinator killed mid-round', () => {
+  it('finishes the round from the uploads it had accepted after a restart (SIGKILL)', async () => {
+    const dir = join(root, 'killed')
+    let proc = await spawnCoordinator(dir, [], 0)
+    const port = new URL(proc.url).port
+    const admin = (await readFile(join(dir, 'admin.token'), 'utf8')).trim()
+    const client = coordinatorClient({ baseUrl: proc.url, token: admin })
+    const model = mnistMlp()
+    await client.ingest('mnist', await modelFiles(model))
+    model.dispose()
+    const token = await client.createToken('edge')
+    // Two quick clients and one that never finishes training.
+    let release: () => void = () => {}
+    const stuck = new Promise<void>(resolve => { release = resolve })
+    const ps = await startParticipants(proc.url, token, join(root, 'killed-runtimes'), 3, {
+      extra: i => i === 2 ? { models: { mnist: { data: async () => { await stuck; throw new Error('never') } } } } : {}
+    })
+    try {
+      const res = await fetch(`${proc.url}/v1/rounds`, { method: 'POST', headers: { authorization: `Bearer ${admin}`, 'content-type': 'application/json' }, body: JSON.stringify({ model: 'mnist', trainable: ['head'], secure: { mode: 'none' }, selection: { minClients: 3, minUploads: 2 } }) })
+      const { id } = await res.json() as { id: string }
+      for (let i = 0; i < 600 && ps.slice(0, 2).some(p => !p.events.some(e => e.type === 'uploaded' && e.roundId === id)); i++) await new Promise(resolve => setTimeout(resolve, 50))
+      // Let the coordinator store both uploads, then kill it without warning.
+      for (let i = 0; i < 100; i++) {
+        const clients = (await (await fetch(`${proc.url}/v1/rounds/${id}`)).json() as { clients: Array<{ status: string }> }).clients
+        if (clients.filter(c => c.status === 'uploaded').length === 2) break
+        await new Promise(resolve => setTimeout(resolve, 50))
+      }
+      await proc.kill('SIGKILL')
+      proc = await spawnCoordinator(dir, [], Number(port))
+      const round = await (await fetch(`${proc.url}/v1/rounds/${id}`)).json() as { state: string, version: number, metrics: Record<string, number> }
+      expect(round.state).toBe('published')
+      expect(round.version).toBe(2)
+      expect(round.metrics.recovered).toBe(1)
+      expect(round.metrics.uploads).toBe(2)
+      const signed = await coordinatorClient({ baseUrl: proc.url, token }).manifest('mnist', 2)
+      expect(signed.manifest.round).toBe(id)
+    } finally {
+      release()
+      await stopParticipants(ps)
+      await proc.kill('SIGTERM')
+    }
+  })
+})
