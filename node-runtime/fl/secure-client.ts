@@ -34,3 +34,11 @@ export function plainClient (): SecureRoundClient {
     dispose: () => {}
   }
 }
+
+/** The runtime's secure-aggregation client for a round's mode. */
+export function secureClientFor (deps: SecureClientDeps): SecureRoundClient {
+  switch (deps.config.secure.mode) {
+    case 'none': return plainClient()
+    default: throw new InvalidInputError(`secure mode ${deps.config.secure.mode} is not available in this runtime`)
+  }
+}

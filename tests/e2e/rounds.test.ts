@@ -27,7 +27,7 @@ let participants: TestParticipant[]
 const events: RoundEvent[] = []
 const SMALL_BLOCKS = { targetBytes: 16 << 10, maxBytes: 1 << 20 }
 
-const manifestOf = async (version: number): Promise<SignedManifest> => await coordinatorClient({ baseUrl: url, token: edge }).manifest('mnist', version)
+const manifestOf = async (version: number): Promise<SignedManifest> => await coordinatorClient({ baseUrl: url, token: edge }).manifest('mnist', version) as SignedManifest
 
 beforeAll(async () => {
   await tfjsBackend()
@@ -204,7 +204,7 @@ describe('a coordinator killed mid-round', () => {
       expect(round.version).toBe(2)
       expect(round.metrics.recovered).toBe(1)
       expect(round.metrics.uploads).toBe(2)
-      const signed = await coordinatorClient({ baseUrl: proc.url, token }).manifest('mnist', 2)
+      const signed = await coordinatorClient({ baseUrl: proc.url, token }).manifest('mnist', 2) as SignedManifest
       expect(signed.manifest.round).toBe(id)
     } finally {
       release()
