@@ -23,7 +23,7 @@ import type { RoundStore, RoundRow } from './store.ts'
 import type { ClientConnection, HubHandlers, RoundHub } from './hub.ts'
 import type { RoundIo, SecureRoundServer } from './secure/types.ts'
 import { applyUpdate } from './apply.ts'
-import { serverStep } from './strategy.ts'
+import { layoutKey, serverStep } from './strategy.ts'
 import { gate, type Gate } from './gate.ts'
 import { isFinal } from './state.ts'
 
@@ -214,7 +214,7 @@ export function roundManager (deps: RoundManagerDeps): RoundManager {
     const layout = trainableLayout(manifest.tensors, request.trainable)
     const units = request.trainable ?? trainableUnits(manifest.tensors)
     const clients = [...selected].sort()
-    const fixedPoint = fixedPointParams({ clip: Math.max(request.clip, 1), clients: clients.length })
+    const fixedPoint = fixedPointParams({ clip: request.clip, clients: clients.length })
     const draft: RoundConfig = {
       ...request,
       id: `r_${toHex(globalThis.crypto.getRandomValues(new Uint8Array(8)))}`,
@@ -252,7 +252,7 @@ export function roundManager (deps: RoundManagerDeps): RoundManager {
     const base = await deps.readBase(config.model, config.baseVersion)
     const layout = trainableLayout(base.model.tensors, config.trainable)
     const current = readTrainable(base.model.tensors, base.model.weights, layout)
-    const step = serverStep(config, current, mean, deps.store.strategyState(config.model))
+    const step = serverStep(config, current, mean, deps.store.strategyState(config.model, layoutKey(config)))
     const applied = applyUpdate(base.model, base.plans, layout, step.values, config.changeThreshold)
     const metrics: Record<string, number> = {
       ...extra,
@@ -269,7 +269,7 @@ export function roundManager (deps: RoundManagerDeps): RoundManager {
       plans: base.plans,
       inTransaction: v => {
         version = v
-        deps.store.saveStrategyState(config.model, step.state)
+        if (step.state !== undefined) deps.store.saveStrategyState(config.model, layoutKey(config), step.state)
         deps.store.transition(config.id, 'published', { version: v, metrics })
         deps.store.deleteUploads(config.id)
       }

@@ -39,8 +39,9 @@ export interface RoundStore {
   putUpload: (roundId: string, clientId: string, payload: Uint8Array) => void
   uploads: (roundId: string) => Map<string, Uint8Array>
   deleteUploads: (roundId: string) => void
-  strategyState: (model: string) => unknown
-  saveStrategyState: (model: string, state: unknown) => void
+  /** Server-optimiser state of a model for one trainable layout (tensor names), as bytes. */
+  strategyState: (model: string, layout: string) => Uint8Array | undefined
+  saveStrategyState: (model: string, layout: string, state: Uint8Array) => void
 }
 
 interface Raw { id: string, model: string, base_version: number, config: string, state: RoundState, reason: string | null, version: number | null, metrics: string | null, secure_state: string | null, created_at: string, updated_at: string }
@@ -77,8 +78,8 @@ export function roundStore (database: Database): RoundStore {
     putUpload: db.prepare('INSERT INTO round_uploads (round_id, client_id, payload, received_at) VALUES (?, ?, ?, ?)'),
     uploads: db.prepare('SELECT client_id, payload FROM round_uploads WHERE round_id = ? ORDER BY client_id'),
     deleteUploads: db.prepare('DELETE FROM round_uploads WHERE round_id = ?'),
-    strategy: db.prepare('SELECT state FROM strategy_state WHERE model = ?'),
-    saveStrategy: db.prepare('INSERT INTO strategy_state (model, state, updated_at) VALUES (?, ?, ?) ON CONFLICT (model) DO UPDATE SET state = excluded.state, updated_at = excluded.updated_at')
+    strategy: db.prepare('SELECT state FROM strategy_state WHERE model = ? AND layout = ?'),
+    saveStrategy: db.prepare('INSERT INTO strategy_state (model, layout, state, updated_at) VALUES (?, ?, ?, ?) ON CONFLICT (model, layout) DO UPDATE SET state = excluded.state, updated_at = excluded.updated_at')
   }
   const get = (id: string): RoundRow | undefined => {
     const raw = q.get.get(id) as Raw | undefined
@@ -109,10 +110,7 @@ export function roundStore (database: Database): RoundStore {
     putUpload: (roundId, clientId, payload) => { q.putUpload.run(roundId, clientId, payload, now()) },
     uploads: roundId => new Map((q.uploads.all(roundId) as Array<{ client_id: string, payload: Uint8Array }>).map(r => [r.client_id, r.payload])),
     deleteUploads: roundId => { q.deleteUploads.run(roundId) },
-    strategyState (model) {
-      const row = q.strategy.get(model) as { state: string } | undefined
-      return row === undefined ? undefined : JSON.parse(row.state) as unknown
-    },
-    saveStrategyState: (model, state) => { q.saveStrategy.run(model, JSON.stringify(state), now()) }
+    strategyState: (model, layout) => (q.strategy.get(model, layout) as { state: Uint8Array } | undefined)?.state,
+    saveStrategyState: (model, layout, state) => { q.saveStrategy.run(model, layout, state, now()) }
   }
 }

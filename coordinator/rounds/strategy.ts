@@ -1,17 +1,24 @@
 /**
  * The server step after aggregation: mean delta → new trainable values, through the round's
- * strategy (aggregation/strategies), with the model's optimiser state carried between rounds.
+ * strategy (aggregation/strategies), with the optimiser state (FedAdam/FedYogi moments) carried
+ * between rounds per model and trainable layout: a round on other tensors starts its own state.
  */
 import type { RoundConfig } from '../../shared/rounds/config.ts'
+import { strategy } from '../../aggregation/strategies/strategy.ts'
+import { decodeState, encodeState } from '../../aggregation/strategies/state.ts'
 
 export interface ServerStep {
   values: Float32Array
-  state: unknown
+  /** New state bytes to persist (undefined for stateless strategies). */
+  state: Uint8Array | undefined
 }
 
-export function serverStep (config: RoundConfig, base: Float32Array, meanDelta: Float32Array, _state: unknown): ServerStep {
-  // TODO(lead): replace with aggregation/strategies once it lands.
-  const values = new Float32Array(base.length)
-  for (let i = 0; i < base.length; i++) values[i] = (base[i] as number) + (meanDelta[i] as number)
-  return { values, state: null }
+/** The key a model's optimiser state is kept under: the trained tensors, in update order. */
+export function layoutKey (config: Pick<RoundConfig, 'tensors'>): string {
+  return config.tensors.join('\n')
+}
+
+export function serverStep (config: RoundConfig, base: Float32Array, meanDelta: Float32Array, stored: Uint8Array | undefined): ServerStep {
+  const step = strategy(config.strategy).step(base, meanDelta, stored === undefined ? undefined : decodeState(stored))
+  return { values: step.weights, state: step.state === undefined ? undefined : encodeState(step.state) }
 }

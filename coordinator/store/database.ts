@@ -80,9 +80,11 @@ const MIGRATIONS = [
      PRIMARY KEY (round_id, client_id)
    );
    CREATE TABLE strategy_state (
-     model TEXT PRIMARY KEY REFERENCES models(name),
-     state TEXT NOT NULL,
-     updated_at TEXT NOT NULL
+     model TEXT NOT NULL REFERENCES models(name),
+     layout TEXT NOT NULL,
+     state BLOB NOT NULL,
+     updated_at TEXT NOT NULL,
+     PRIMARY KEY (model, layout)
    );`
 ]
 

@@ -6,19 +6,13 @@
  */
 import { z } from 'zod'
 import { modelNameSchema } from '../manifest/schema.ts'
+import { strategyConfigSchema } from './strategy-config.ts'
 
 const positiveInt = z.number().int().positive()
 const ms = z.number().int().positive().max(3_600_000)
 
 export const secureModeSchema = z.enum(['none', 'masking', 'paillier'])
 export type SecureMode = z.infer<typeof secureModeSchema>
-
-export const serverStrategySchema = z.discriminatedUnion('name', [
-  z.object({ name: z.literal('fedavg') }).strict(),
-  z.object({ name: z.literal('fedprox'), mu: z.number().positive().max(100) }).strict(),
-  z.object({ name: z.literal('fedadam'), lr: z.number().positive().optional(), beta1: z.number().min(0).lt(1).optional(), beta2: z.number().min(0).lt(1).optional(), tau: z.number().positive().optional() }).strict(),
-  z.object({ name: z.literal('fedyogi'), lr: z.number().positive().optional(), beta1: z.number().min(0).lt(1).optional(), beta2: z.number().min(0).lt(1).optional(), tau: z.number().positive().optional() }).strict()
-])
 
 /** What an operator asks for (HTTP, CLI, demo); everything else is derived. */
 export const roundRequestSchema = z.object({
@@ -32,7 +26,7 @@ export const roundRequestSchema = z.object({
   learningRate: z.number().positive().max(10).default(0.05),
   optimizer: z.enum(['sgd', 'momentum', 'adam']).default('sgd'),
   loss: z.enum(['sparseCategoricalCrossentropy', 'meanSquaredError']).default('sparseCategoricalCrossentropy'),
-  strategy: serverStrategySchema.default({ name: 'fedavg' }),
+  strategy: strategyConfigSchema.default({ name: 'fedavg' }),
   secure: z.object({
     mode: secureModeSchema.default('masking'),
     /** Masking: the sparse SecAgg+ graph, or every pair masking (Bonawitz 2017). */
