@@ -24,6 +24,7 @@ import type { ClientConnection, HubHandlers, RoundHub } from './hub.ts'
 import type { RoundIo, SecureRoundServer } from './secure/types.ts'
 import { applyUpdate } from './apply.ts'
 import { layoutKey, serverStep } from './strategy.ts'
+import { gaussianEpsilon } from '../../aggregation/dp/accountant.ts'
 import { gate, type Gate } from './gate.ts'
 import { isFinal } from './state.ts'
 
@@ -248,7 +249,9 @@ export function roundManager (deps: RoundManagerDeps): RoundManager {
     const meanNorm = l2(mean)
     // A weighted mean of vectors each within the bound is within the bound: a larger one means
     // some client broke the rules (or the masks did not cancel). Refuse it.
-    if (meanNorm > config.normBound * 1.001 + 1e-3) throw new RoundFailure(`aggregate delta norm ${meanNorm.toPrecision(4)} exceeds the bound ${config.normBound}`)
+    // With DP the sum also carries N(0, (zC)²) per coordinate, divided here by Σw: allow its norm.
+    const noise = config.dp === null ? 0 : 1.2 * config.dp.noiseMultiplier * config.dp.clip * Math.sqrt(mean.length) / totalWeight
+    if (meanNorm > config.normBound * 1.001 + noise + 1e-3) throw new RoundFailure(`aggregate delta norm ${meanNorm.toPrecision(4)} exceeds the bound ${config.normBound}`)
     const base = await deps.readBase(config.model, config.baseVersion)
     const layout = trainableLayout(base.model.tensors, config.trainable)
     const current = readTrainable(base.model.tensors, base.model.weights, layout)
@@ -256,6 +259,7 @@ export function roundManager (deps: RoundManagerDeps): RoundManager {
     const applied = applyUpdate(base.model, base.plans, layout, step.values, config.changeThreshold)
     const metrics: Record<string, number> = {
       ...extra,
+      ...privacySpent(config),
       uploads: uploads.size,
       aggregateWeight: totalWeight,
       deltaNorm: meanNorm,
@@ -276,6 +280,24 @@ export function roundManager (deps: RoundManagerDeps): RoundManager {
     })
     emit({ type: 'state', roundId: config.id, state: 'published', detail: `version ${result.version}` })
     return { version, metrics }
+  }
+
+  /**
+   * (ε, δ) of this round and of all the model's DP rounds so far, by RDP composition: Gaussian
+   * mechanisms with multipliers z_i compose to one with z = (Σ 1/z_i²)^(-1/2) (Mironov 2017, Prop. 1
+   * and the Gaussian RDP curve α/2z²). No subsampling amplification: conservative.
+   */
+  function privacySpent (config: RoundConfig): Record<string, number> {
+    if (config.dp === null) return {}
+    const { noiseMultiplier, delta } = config.dp
+    const all = [...deps.store.dpNoiseMultipliers(config.model), noiseMultiplier]
+    const composed = 1 / Math.sqrt(all.reduce((s, z) => s + 1 / (z * z), 0))
+    return {
+      dpEpsilonRound: gaussianEpsilon({ noiseMultiplier, rounds: 1, delta }),
+      dpEpsilonTotal: gaussianEpsilon({ noiseMultiplier: composed, rounds: 1, delta }),
+      dpDelta: delta,
+      dpRounds: all.length
+    }
   }
 
   function fail (roundId: string, reason: string): void {

@@ -39,6 +39,8 @@ export interface RoundStore {
   putUpload: (roundId: string, clientId: string, payload: Uint8Array) => void
   uploads: (roundId: string) => Map<string, Uint8Array>
   deleteUploads: (roundId: string) => void
+  /** Noise multipliers of the model's published DP rounds (for the privacy accountant). */
+  dpNoiseMultipliers: (model: string) => number[]
   /** Server-optimiser state of a model for one trainable layout (tensor names), as bytes. */
   strategyState: (model: string, layout: string) => Uint8Array | undefined
   saveStrategyState: (model: string, layout: string, state: Uint8Array) => void
@@ -78,6 +80,7 @@ export function roundStore (database: Database): RoundStore {
     putUpload: db.prepare('INSERT INTO round_uploads (round_id, client_id, payload, received_at) VALUES (?, ?, ?, ?)'),
     uploads: db.prepare('SELECT client_id, payload FROM round_uploads WHERE round_id = ? ORDER BY client_id'),
     deleteUploads: db.prepare('DELETE FROM round_uploads WHERE round_id = ?'),
+    dp: db.prepare('SELECT json_extract(config, \'$.dp.noiseMultiplier\') AS z FROM rounds WHERE model = ? AND state = \'published\' AND json_extract(config, \'$.dp\') IS NOT NULL'),
     strategy: db.prepare('SELECT state FROM strategy_state WHERE model = ? AND layout = ?'),
     saveStrategy: db.prepare('INSERT INTO strategy_state (model, layout, state, updated_at) VALUES (?, ?, ?, ?) ON CONFLICT (model, layout) DO UPDATE SET state = excluded.state, updated_at = excluded.updated_at')
   }
@@ -110,6 +113,7 @@ export function roundStore (database: Database): RoundStore {
     putUpload: (roundId, clientId, payload) => { q.putUpload.run(roundId, clientId, payload, now()) },
     uploads: roundId => new Map((q.uploads.all(roundId) as Array<{ client_id: string, payload: Uint8Array }>).map(r => [r.client_id, r.payload])),
     deleteUploads: roundId => { q.deleteUploads.run(roundId) },
+    dpNoiseMultipliers: model => (q.dp.all(model) as Array<{ z: number }>).map(r => r.z),
     strategyState: (model, layout) => (q.strategy.get(model, layout) as { state: Uint8Array } | undefined)?.state,
     saveStrategyState: (model, layout, state) => { q.saveStrategy.run(model, layout, state, now()) }
   }

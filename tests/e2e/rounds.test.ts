@@ -146,6 +146,18 @@ describe('rounds (mode none)', () => {
     decliners.close()
   })
 
+  it('adds client-side DP noise within the norm check and reports the (ε, δ) spent per round and in total', async () => {
+    const request = { model: 'mnist', trainable: ['head'], secure: { mode: 'none' as const }, dp: { noiseMultiplier: 1, clip: 0.5 }, sampleCap: 200, selection: { minClients: 3, minUploads: 3 } }
+    const first = await coordinator.rounds.run(request)
+    const second = await coordinator.rounds.run(request)
+    expect(first.reason).toBeNull()
+    expect(second.reason).toBeNull()
+    // z = 1, δ = 1e-5, one round: the RDP bound ½ + √(2 ln 10⁵) (tests/aggregation/dp.test.ts).
+    expect(first.metrics?.dpEpsilonRound).toBeCloseTo(0.5 + Math.sqrt(2 * Math.log(1e5)), 3)
+    expect(second.metrics?.dpRounds).toBe((first.metrics?.dpRounds ?? 0) + 1)
+    expect(second.metrics?.dpEpsilonTotal).toBeGreaterThan(first.metrics?.dpEpsilonTotal ?? Infinity)
+  })
+
   it('serves rounds over HTTP with validated input and roles', async () => {
     const admin = coordinator.adminToken
     const post = async (body: unknown, token = admin): Promise<Response> => await fetch(`${url}/v1/rounds`, { method: 'POST', headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' }, body: JSON.stringify(body) })
