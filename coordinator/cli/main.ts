@@ -15,7 +15,13 @@ import { createCoordinator } from '../coordinator.ts'
 import { readModelFiles } from '../../node-runtime/model-files.ts'
 import { pullModel } from '../../node-runtime/pull.ts'
 import { progressBar } from '../../node-runtime/progress.ts'
+import { runLoadDemo } from './load-demo.ts'
 import { runDemo } from './demo.ts'
+import { simulate, SIMULATION_DEFAULTS, type RoundReport } from './simulate.ts'
+import { spawnDecryptor } from './decryptor-process.ts'
+import { createDecryptor } from '../decryptor/decryptor.ts'
+import { parsePartition } from '../../shared/training/partition.ts'
+import { strategyConfigSchema } from '../../shared/rounds/strategy-config.ts'
 
 const DEFAULT_COORDINATOR = process.env.BLOCKFED_COORDINATOR ?? 'http://127.0.0.1:7070'
 
@@ -32,6 +38,22 @@ function url (value: string): string {
     return value
   } catch {
     throw new InvalidArgumentError('expected an http:// or https:// URL')
+  }
+}
+
+function integer (min: number, max: number) {
+  return (value: string): number => {
+    const n = Number(value)
+    if (!Number.isInteger(n) || n < min || n > max) throw new InvalidArgumentError(`expected an integer ${min}-${max}`)
+    return n
+  }
+}
+
+function number (min: number, max: number, exclusiveMax = false) {
+  return (value: string): number => {
+    const n = Number(value)
+    if (value.trim() === '' || !Number.isFinite(n) || n < min || (exclusiveMax ? n >= max : n > max)) throw new InvalidArgumentError(`expected a number in [${min}, ${max}${exclusiveMax ? ')' : ']'}`)
+    return n
   }
 }
 
@@ -69,8 +91,9 @@ program.command('coordinator')
   .option('--port <port>', 'TCP port', port, 7070)
   .option('--host <host>', 'address to listen on', '127.0.0.1')
   .option('--max-upload-mb <mb>', 'largest accepted model upload', (v: string) => { const n = Number(v); if (!(n > 0)) throw new InvalidArgumentError('expected a positive number'); return n }, 512)
-  .action(async (o: { data: string, port: number, host: string, maxUploadMb: number }) => {
-    const coordinator = await createCoordinator({ dataDir: resolve(o.data), port: o.port, host: o.host, maxUploadBytes: Math.round(o.maxUploadMb * 2 ** 20), logger: false })
+  .option('--decryptor <url>', 'Paillier rounds: the decryptor service (blockfed decryptor) holding the private key', url)
+  .action(async (o: { data: string, port: number, host: string, maxUploadMb: number, decryptor?: string }) => {
+    const coordinator = await createCoordinator({ dataDir: resolve(o.data), port: o.port, host: o.host, maxUploadBytes: Math.round(o.maxUploadMb * 2 ** 20), logger: false, decryptorUrl: o.decryptor })
     const at = await coordinator.start()
     console.log(`blockfed coordinator listening on ${at}`)
     console.log(`  signing key  ${coordinator.identity.publicKeyHex}`)
@@ -149,9 +172,84 @@ program.command('versions')
   })
 
 program.command('demo')
-  .description('the main job: coordinator + MNIST model + 3 Node runtimes, each loading and classifying held-out digits')
-  .option('--runtimes <n>', 'how many runtimes', (v: string) => { const n = Number(v); if (!Number.isInteger(n) || n < 1 || n > 32) throw new InvalidArgumentError('expected 1-32'); return n }, 3)
-  .action(async (o: { runtimes: number }) => { await runDemo({ runtimes: o.runtimes }) })
+  .description('the main job: federated learning — a coordinator and 10 Node runtimes, each with its own non-IID share of the mnist digits, run secure rounds')
+  .option('--rounds <n>', 'rounds to run', integer(1, 1000), 30)
+  .option('--runtimes <n>', 'how many runtimes', integer(2, 64), 10)
+  .option('--secure <mode>', 'none | masking | paillier', 'masking')
+  .option('--load-only', 'instead: the model plane only (ingest, then 3 runtimes load and classify)')
+  .action(async (o: { rounds: number, runtimes: number, secure: string, loadOnly?: boolean }) => {
+    if (o.loadOnly === true) { await runLoadDemo({ runtimes: 3 }); return }
+    if (!['none', 'masking', 'paillier'].includes(o.secure)) throw new InvalidArgumentError('--secure: none, masking or paillier')
+    await runDemo({ rounds: o.rounds, runtimes: o.runtimes, secure: o.secure as 'none' | 'masking' | 'paillier' })
+  })
+
+program.command('decryptor')
+  .description('run the Paillier decryptor role: holds the private key, decrypts only round sums, each round once')
+  .requiredOption('--data <dir>', 'data directory for the key (created on first start, mode 0600) and decided rounds')
+  .option('--port <port>', 'TCP port', port, 7071)
+  .option('--host <host>', 'address to listen on', '127.0.0.1')
+  .option('--min-clients <n>', 'fewest contributions a decryption accepts', integer(2, 1_000_000), 3)
+  .option('--key-bits <bits>', 'modulus size of a new key', integer(1024, 8192))
+  .action(async (o: { data: string, port: number, host: string, minClients: number, keyBits?: number }) => {
+    const decryptor = createDecryptor({ dataDir: resolve(o.data), port: o.port, host: o.host, minClients: o.minClients, ...(o.keyBits === undefined ? {} : { keyBits: o.keyBits }) })
+    const at = await decryptor.start()
+    console.log(`blockfed decryptor listening on ${at}`)
+    console.log(`  key id       ${decryptor.keyId}`)
+    const stop = (): void => { void decryptor.stop().then(() => process.exit(0)) }
+    process.once('SIGINT', stop)
+    process.once('SIGTERM', stop)
+  })
+
+program.command('simulate')
+  .description('federated learning on the mnist digits with a real coordinator and N real runtimes over loopback; per-round accuracy, timings and bytes, and centralised training on the same data as reference')
+  .option('--clients <n>', 'runtimes', integer(2, 256), 10)
+  .option('--rounds <n>', 'rounds', integer(1, 1000), 10)
+  .option('--partition <spec>', 'iid | classes:K | dirichlet:ALPHA', (v: string) => { try { parsePartition(v); return v } catch (err) { throw new InvalidArgumentError((err as Error).message) } }, 'iid')
+  .option('--secure <mode>', 'none | masking | paillier', (v: string) => { if (!['none', 'masking', 'paillier'].includes(v)) throw new InvalidArgumentError('expected none, masking or paillier'); return v }, 'masking')
+  .option('--dropout <p>', 'probability a client drops out right after uploading', number(0, 1, true), 0)
+  .option('--seed <n>', 'seed for the data split, shuffles and dropouts', integer(0, 2 ** 31 - 1), 1)
+  .option('--epochs <n>', 'local epochs per round', integer(1, 100), SIMULATION_DEFAULTS.epochs)
+  .option('--batch-size <n>', 'local batch size', integer(1, 65536), SIMULATION_DEFAULTS.batchSize)
+  .option('--lr <rate>', 'local learning rate', number(0, 10), SIMULATION_DEFAULTS.learningRate)
+  .option('--optimizer <name>', 'sgd | momentum | adam', (v: string) => { if (!['sgd', 'momentum', 'adam'].includes(v)) throw new InvalidArgumentError('expected sgd, momentum or adam'); return v }, SIMULATION_DEFAULTS.optimizer)
+  .option('--strategy <json>', 'server strategy as JSON, e.g. {"name":"fedyogi","lr":0.01}', (v: string) => {
+    try { return strategyConfigSchema.parse(JSON.parse(v)) } catch (err) { throw new InvalidArgumentError(`not a strategy: ${(err as Error).message.slice(0, 200)}`) }
+  })
+  .option('--hidden <sizes>', 'hidden layer sizes, comma-separated', (v: string) => { const h = v.split(',').map(Number); if (!h.every(n => Number.isInteger(n) && n > 0 && n <= 4096)) throw new InvalidArgumentError('expected e.g. 200,200'); return h }, SIMULATION_DEFAULTS.hidden)
+  .option('--decryptor <url>', 'paillier: use this decryptor instead of starting one', url)
+  .option('--no-centralised', 'skip the centralised reference')
+  .option('--json', 'one JSON object per round, then a summary')
+  .action(async (o: { clients: number, rounds: number, partition: string, secure: 'none' | 'masking' | 'paillier', dropout: number, seed: number, epochs: number, batchSize: number, lr: number, optimizer: 'sgd' | 'momentum' | 'adam', strategy?: unknown, hidden: number[], decryptor?: string, centralised: boolean, json?: boolean }) => {
+    const print = (r: RoundReport): void => {
+      if (o.json === true) { console.log(JSON.stringify({ type: 'round', ...r })); return }
+      console.log(`round ${String(r.round).padStart(3)}  ${r.state.padEnd(9)} v${r.version ?? '-'}  acc ${r.accuracy === null ? '   -  ' : (r.accuracy * 100).toFixed(2) + '%'}  clients ${r.participants.uploaded}/${r.participants.offered}  up ${(r.bytesUp / 2 ** 20).toFixed(2)} MiB  down ${(r.bytesDown / 2 ** 20).toFixed(2)} MiB  ${r.roundMs} ms${r.reason === null ? '' : `  (${r.reason})`}`)
+    }
+    let decryptor: Awaited<ReturnType<typeof spawnDecryptor>> | undefined
+    const { mkdtemp, rm } = await import('node:fs/promises')
+    const { tmpdir } = await import('node:os')
+    const keyDir = o.secure === 'paillier' && o.decryptor === undefined ? await mkdtemp(join(tmpdir(), 'blockfed-decryptor-')) : undefined
+    try {
+      if (keyDir !== undefined) decryptor = await spawnDecryptor(keyDir, ['--min-clients', '2'])
+      const summary = await simulate({
+        ...SIMULATION_DEFAULTS,
+        clients: o.clients, rounds: o.rounds, partition: o.partition, secure: o.secure, dropout: o.dropout, seed: o.seed,
+        epochs: o.epochs, batchSize: o.batchSize, learningRate: o.lr, optimizer: o.optimizer, hidden: o.hidden,
+        strategy: (o.strategy ?? SIMULATION_DEFAULTS.strategy) as typeof SIMULATION_DEFAULTS.strategy,
+        centralised: o.centralised,
+        decryptorUrl: o.decryptor ?? decryptor?.url,
+        onRound: print
+      })
+      if (o.json === true) console.log(JSON.stringify({ type: 'summary', ...summary }))
+      else {
+        console.log(`final accuracy ${summary.finalAccuracy === null ? '-' : (summary.finalAccuracy * 100).toFixed(2) + '%'}  best ${summary.bestAccuracy === null ? '-' : (summary.bestAccuracy * 100).toFixed(2) + '%'}  first ≥ 94% at round ${summary.firstRoundAt94 ?? '-'}`)
+        if (summary.centralised !== null) console.log(`centralised    ${(summary.centralised.accuracy * 100).toFixed(2)}% (${summary.centralised.epochs} epochs on the pooled data, same model)  gap ${((summary.gapToCentralised ?? 0) * 100).toFixed(2)} points`)
+        console.log(`total ${(summary.totalMs / 1000).toFixed(1)} s, up ${(summary.bytesUp / 2 ** 20).toFixed(1)} MiB, down ${(summary.bytesDown / 2 ** 20).toFixed(1)} MiB`)
+      }
+    } finally {
+      await decryptor?.stop()
+      if (keyDir !== undefined) await rm(keyDir, { recursive: true, force: true })
+    }
+  })
 
 try {
   await program.parseAsync()

@@ -16,7 +16,7 @@ import type { RoundEvent, RoundSummary } from '../rounds/rounds.ts'
 import type { RoundRequestInput, SecureMode } from '../../shared/rounds/config.ts'
 import { createNodeRuntime, type NodeRuntime } from '../../node-runtime/runtime.ts'
 import { createParticipant, type Participant, type ParticipantEvent } from '../../node-runtime/fl/participant.ts'
-import { secureClientFor } from '../../node-runtime/fl/secure-client.ts'
+import { secureClients } from '../../node-runtime/fl/secure-client.ts'
 import { clientIdentity } from '../../node-runtime/fl/identity.ts'
 import { loadTfjsEngine, tfjsBackend } from '../../node-runtime/engines/tfjs.ts'
 import { mnistSplit, IMAGE_SIZE } from '../../node-runtime/data/mnist.ts'
@@ -148,7 +148,7 @@ export async function simulate (options: SimulationOptions): Promise<SimulationS
         identity: await clientIdentity(dir),
         models: { mnist: { data: () => data } },
         fetchVersion: async (_m, v, signal) => await runtime.fetch(aoe, v, signal),
-        secureClient: secureClientFor,
+        secureClient: secureClients(),
         seed: options.seed + i,
         dropAfterUpload: () => dropRandom() < options.dropout,
         reconnectMs: 100,

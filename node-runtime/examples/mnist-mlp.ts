@@ -1,5 +1,6 @@
 /**
- * An MNIST classifier for demos and tests: a dense 784-128-64-10 MLP in tfjs-layers, trained
+ * An MNIST classifier for demos and tests: a dense 784-128-64-10 MLP (hidden sizes adjustable,
+ * e.g. the 784-200-200-10 "2NN" of McMahan et al. 2017) in tfjs-layers, trained
  * on the `mnist` package's digits, and its five-stage model code (pixels in, digits out).
  */
 import * as tf from '@tensorflow/tfjs-core'
@@ -9,12 +10,20 @@ import type { ModelFile } from '../../shared/model/types.ts'
 import { tfjsFilesFromArtifacts } from '../../shared/formats/tfjs_save.ts'
 import { tfjsBackend } from '../engines/tfjs.ts'
 import { IMAGE_SIZE, type Digits } from '../data/mnist.ts'
+import { InvalidInputError } from '../../shared/errors/errors.ts'
 
-export function mnistMlp (): tfl.Sequential {
+/**
+ * A compiled (Adam 1e-3) MLP: ReLU layers `hidden_1`, `hidden_2`, … of the given sizes, then a
+ * softmax `head` over the 10 digits. `mnistMlp({ hidden: [200, 200] })` is McMahan's 2NN.
+ */
+export function mnistMlp (options: { hidden?: number[] } = {}): tfl.Sequential {
+  const hidden = options.hidden ?? [128, 64]
+  if (!hidden.every(n => Number.isInteger(n) && n > 0)) throw new InvalidInputError(`mnistMlp: hidden must be positive integers, got [${hidden.join(', ')}]`)
   const model = tfl.sequential({ name: 'mnist_mlp' })
-  model.add(tfl.layers.dense({ inputShape: [IMAGE_SIZE], units: 128, activation: 'relu', name: 'hidden_1' }))
-  model.add(tfl.layers.dense({ units: 64, activation: 'relu', name: 'hidden_2' }))
-  model.add(tfl.layers.dense({ units: 10, activation: 'softmax', name: 'head' }))
+  hidden.forEach((units, i) => {
+    model.add(tfl.layers.dense({ ...(i === 0 ? { inputShape: [IMAGE_SIZE] } : {}), units, activation: 'relu', name: `hidden_${i + 1}` }))
+  })
+  model.add(tfl.layers.dense({ ...(hidden.length === 0 ? { inputShape: [IMAGE_SIZE] } : {}), units: 10, activation: 'softmax', name: 'head' }))
   model.compile({ optimizer: tf.train.adam(1e-3), loss: 'sparseCategoricalCrossentropy', metrics: ['accuracy'] })
   return model
 }

@@ -1,10 +1,16 @@
 /**
  * The runtime's side of the three secure-aggregation modes, behind one interface: `none` sends
- * the fixed-point vector as is; `masking` and `paillier` plug in from aggregation/.
+ * the fixed-point vector as is; `paillier` encrypts it under the decryptor's key; `masking`
+ * runs the SecAgg+ client (aggregation/secagg).
  */
 import type { RoundConfig } from '../../shared/rounds/config.ts'
 import type { SigningKeyPair } from '../../shared/crypto/sign.ts'
 import { InvalidInputError } from '../../shared/errors/errors.ts'
+import { precomputeRandomness, type RandomnessMethod, type RandomnessPool } from '../../aggregation/paillier/randomness.ts'
+import { readKeyInfo, type DecryptorKey } from '../../aggregation/paillier/key-info.ts'
+import { paillierKeyInfoSchema } from '../../aggregation/paillier/schemas.ts'
+import { ciphertextCount } from '../../aggregation/paillier/layout.ts'
+import { encryptUpdate } from '../../aggregation/paillier/aggregate.ts'
 
 export interface SecureRoundClient {
   readonly encoding: 'ring-u32le' | 'paillier'
@@ -35,10 +41,64 @@ export function plainClient (): SecureRoundClient {
   }
 }
 
-/** The runtime's secure-aggregation client for a round's mode. */
-export function secureClientFor (deps: SecureClientDeps): SecureRoundClient {
-  switch (deps.config.secure.mode) {
-    case 'none': return plainClient()
-    default: throw new InvalidInputError(`secure mode ${deps.config.secure.mode} is not available in this runtime`)
+export interface SecureClientsOptions {
+  /** Pins the Paillier decryptor's key (hex SHA-256 of n); otherwise the offered key is used. */
+  paillierKeyId?: string
+  /**
+   * How Paillier randomness r^n is precomputed: 'plain' (random r; DCR only) or 'short-exponent'
+   * (Damgård–Jurik–Nielsen; ~40× faster offline, one more assumption — aggregation/paillier/randomness.ts).
+   */
+  paillierRandomness?: RandomnessMethod
+}
+
+/**
+ * The runtime's secure-aggregation clients, one per round, by mode. Paillier randomness is
+ * precomputed offline: a pool for the next round is filled in the background as soon as a round
+ * has used one, so the online cost of encryption is one multiplication per ciphertext.
+ */
+export function secureClients (options: SecureClientsOptions = {}): (deps: SecureClientDeps) => SecureRoundClient {
+  const pools = new Map<string, Promise<RandomnessPool>>()
+  const method = options.paillierRandomness ?? 'short-exponent'
+  const prepare = (key: DecryptorKey, count: number): Promise<RandomnessPool> => {
+    const id = `${key.keyId}:${count}`
+    let pool = pools.get(id)
+    if (pool === undefined) {
+      pool = precomputeRandomness(key.publicKey, count, { method })
+      pool.catch(() => pools.delete(id))
+      pools.set(id, pool)
+    }
+    return pool
+  }
+  return deps => {
+    switch (deps.config.secure.mode) {
+      case 'none': return plainClient()
+      case 'paillier': {
+        let key: Promise<DecryptorKey> | undefined
+        const keyOf = async (): Promise<DecryptorKey> => await (key ??= readKeyInfo(paillierKeyInfoSchema.parse(deps.config.paillier), options.paillierKeyId))
+        return {
+          encoding: 'paillier',
+          async begin () {
+            const k = await keyOf()
+            if (deps.config.fixedPoint.clients > k.layout.maxClients) throw new InvalidInputError(`round ${deps.config.id}: ${deps.config.fixedPoint.clients} clients exceed the Paillier layout's ${k.layout.maxClients}`)
+            void prepare(k, ciphertextCount(k.layout, deps.config.vectorLength)).catch(() => undefined)
+          },
+          message: async () => { throw new InvalidInputError('Paillier rounds have no secure-aggregation messages') },
+          async protect (encoded) {
+            const k = await keyOf()
+            const count = ciphertextCount(k.layout, encoded.length)
+            const id = `${k.keyId}:${count}`
+            const pool = await prepare(k, count)
+            pools.delete(id)
+            const bytes = encryptUpdate(encoded, k.layout, pool)
+            pool.destroy()
+            // Offline phase for the next round, in the background.
+            void prepare(k, count).catch(() => undefined)
+            return bytes
+          },
+          dispose: () => {}
+        }
+      }
+      default: throw new InvalidInputError(`secure mode ${deps.config.secure.mode} is not available in this runtime`)
+    }
   }
 }

@@ -77,8 +77,11 @@ export const roundConfigSchema = roundRequestSchema.extend({
   fixedPoint: z.object({ clip: z.number().positive(), clients: positiveInt, scale: z.number().positive(), weightScale: z.number().positive() }).strict(),
   /** Public randomness for the SecAgg+ graph, 32 bytes hex. */
   seed: z.string().regex(/^[0-9a-f]{64}$/),
-  /** Paillier mode: the decryptor's public key (base64 of n) and its bit length. */
-  paillier: z.object({ n: z.string().min(1).max(2000), bits: positiveInt }).strict().optional()
+  /**
+   * Paillier mode: the decryptor's published key description (n, key id, packing layout),
+   * parsed by aggregation/paillier's own schema on arrival; clients recompute and may pin it.
+   */
+  paillier: z.record(z.string(), z.union([z.string().max(8192), z.number()])).optional()
 }).strict()
 
 export type RoundConfig = z.infer<typeof roundConfigSchema>

@@ -3,6 +3,7 @@ import type { RoundConfig } from '../../../shared/rounds/config.ts'
 import { UnavailableError } from '../../../shared/errors/errors.ts'
 import type { SecureRoundServer } from './types.ts'
 import { plainServer } from './none.ts'
+import { paillierServer } from './paillier.ts'
 
 export interface SecureServerDeps {
   /** Paillier mode: the decryptor service's base URL. */
@@ -12,6 +13,9 @@ export interface SecureServerDeps {
 export async function secureServerFor (config: RoundConfig, snapshot: unknown, deps: SecureServerDeps): Promise<SecureRoundServer> {
   switch (config.secure.mode) {
     case 'none': return plainServer(config)
-    default: throw new UnavailableError(`secure mode ${config.secure.mode} is not available (${JSON.stringify(Boolean(snapshot))}, ${deps.decryptorUrl ?? ''})`)
+    case 'paillier':
+      if (deps.decryptorUrl === undefined) throw new UnavailableError('Paillier rounds need a decryptor: start the coordinator with --decryptor URL')
+      return await paillierServer(config, deps.decryptorUrl)
+    default: throw new UnavailableError(`secure mode ${config.secure.mode} is not available (${JSON.stringify(Boolean(snapshot))})`)
   }
 }

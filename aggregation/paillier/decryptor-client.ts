@@ -1,0 +1,108 @@
+/**
+ * Client of the Paillier decryptor service (coordinator/decryptor), over fetch, for Node and
+ * browsers. Every call has a deadline; every answer is parsed by the schema the service declares;
+ * an error answer becomes the matching typed error with the service's message.
+ */
+import type { z } from 'zod'
+import {
+  AccessDeniedError, BlockfedError, IntegrityError, InvalidInputError, NotFoundError, TooLargeError, UnavailableError
+} from '../../shared/errors/errors.ts'
+import { fromBase64, toBase64 } from '../../shared/crypto/bytes.ts'
+import { deadlineError, withDeadline } from '../../shared/load/deadline.ts'
+import { errorBodySchema } from '../../shared/client/api-schemas.ts'
+import { DEFAULT_DECRYPT_TIMEOUT_MS, DEFAULT_KEY_TIMEOUT_MS } from './constants.ts'
+import { RoundDecidedError } from './errors.ts'
+import { readKeyInfo, type DecryptorKey } from './key-info.ts'
+import { decryptResponseSchema, paillierKeyInfoSchema, roundIdSchema } from './schemas.ts'
+import { ringFromBytes } from './wire.ts'
+
+export interface DecryptorClientOptions {
+  baseUrl: string
+  /** Bearer token, when the decryptor requires one. */
+  token?: string
+  /** Pins the decryptor's key: `key()` fails unless its SHA-256 fingerprint is this (hex). */
+  expectedKeyId?: string
+  /** Deadline of `key()`; default 10 s. */
+  timeoutMs?: number
+  /** Deadline of `decrypt()`; default 5 min (the decryptor sums and decrypts thousands of ciphertexts). */
+  decryptTimeoutMs?: number
+}
+
+export interface Contribution {
+  clientId: string
+  /** Wire bytes from `encryptUpdate`. */
+  ciphertexts: Uint8Array
+}
+
+export interface DecryptorClient {
+  readonly baseUrl: string
+  /** The decryptor's public key and packing layout, checked (and pinned if asked). */
+  key: (signal?: AbortSignal) => Promise<DecryptorKey>
+  /** Asks for the ring sum of a round's contributions; a round is decrypted at most once. */
+  decrypt: (roundId: string, length: number, contributions: readonly Contribution[], signal?: AbortSignal) => Promise<Uint32Array>
+}
+
+const ERRORS: Record<number, new (message: string) => BlockfedError> = {
+  400: InvalidInputError, 401: AccessDeniedError, 403: AccessDeniedError, 404: NotFoundError,
+  409: RoundDecidedError, 413: TooLargeError, 502: IntegrityError
+}
+
+/**
+ * @example
+ * const decryptor = decryptorClient({ baseUrl: 'http://127.0.0.1:7071', expectedKeyId })
+ * const { publicKey, layout } = await decryptor.key()
+ * const sum = await decryptor.decrypt('round-7', length, contributions)
+ */
+export function decryptorClient (options: DecryptorClientOptions): DecryptorClient {
+  const baseUrl = options.baseUrl.replace(/\/+$/, '')
+  const keyTimeout = options.timeoutMs ?? DEFAULT_KEY_TIMEOUT_MS
+  const decryptTimeout = options.decryptTimeoutMs ?? DEFAULT_DECRYPT_TIMEOUT_MS
+
+  async function call<T> (path: string, schema: z.ZodType<T>, init: RequestInit, timeoutMs: number, signal?: AbortSignal): Promise<T> {
+    const headers = new Headers(init.headers)
+    if (options.token !== undefined) headers.set('authorization', `Bearer ${options.token}`)
+    const what = `${init.method ?? 'GET'} ${path}`
+    let res: Response
+    let text: string
+    try {
+      res = await fetch(`${baseUrl}${path}`, { ...init, headers, signal: withDeadline(signal, timeoutMs) })
+      text = await res.text()
+    } catch (err) {
+      const timedOut = deadlineError(err, what, timeoutMs)
+      if (timedOut !== err) throw timedOut
+      throw new UnavailableError(`decryptor ${baseUrl} unreachable: ${(err as Error).message}`, { cause: err })
+    }
+    let body: unknown
+    try {
+      body = text === '' ? undefined : JSON.parse(text)
+    } catch {
+      throw new IntegrityError(`${what}: HTTP ${res.status} with a body that is not JSON`)
+    }
+    if (!res.ok) {
+      const parsed = errorBodySchema.safeParse(body)
+      const Err = ERRORS[res.status] ?? UnavailableError
+      throw new Err(`${what}: ${parsed.success ? parsed.data.message : `HTTP ${res.status}`}`)
+    }
+    const parsed = schema.safeParse(body)
+    if (!parsed.success) throw new IntegrityError(`${what}: answer does not match the API schema: ${parsed.error.issues[0]?.message ?? ''}`)
+    return parsed.data
+  }
+
+  return {
+    baseUrl,
+    async key (signal) {
+      return await readKeyInfo(await call('/v1/paillier/key', paillierKeyInfoSchema, {}, keyTimeout, signal), options.expectedKeyId)
+    },
+    async decrypt (roundId, length, contributions, signal) {
+      const id = roundIdSchema.safeParse(roundId)
+      if (!id.success) throw new InvalidInputError(`roundId: ${id.error.issues[0]?.message ?? 'invalid'}`)
+      const body = JSON.stringify({ length, contributions: contributions.map(c => ({ clientId: c.clientId, ciphertexts: toBase64(c.ciphertexts) })) })
+      const path = `/v1/paillier/rounds/${roundId}/decrypt`
+      const answer = await call(path, decryptResponseSchema, { method: 'POST', body, headers: { 'content-type': 'application/json' } }, decryptTimeout, signal)
+      if (answer.roundId !== roundId || answer.length !== length || answer.clients !== contributions.length) {
+        throw new IntegrityError(`POST ${path}: answer is for round ${answer.roundId} with ${answer.clients} clients and ${answer.length} values, not what was asked`)
+      }
+      return ringFromBytes(fromBase64(answer.sum), length, `POST ${path}: sum`)
+    }
+  }
+}

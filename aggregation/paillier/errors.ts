@@ -1,0 +1,17 @@
+/**
+ * Failure modes of Paillier aggregation that the shared error classes do not name. Each has a
+ * stable `name`; the decryptor client turns HTTP answers back into them.
+ */
+import { BlockfedError } from '../../shared/errors/errors.ts'
+
+/** The decryptor already decided this round: it decrypts each round at most once. */
+export class RoundDecidedError extends BlockfedError {
+  override readonly name = 'RoundDecidedError'
+  override readonly status = 409
+}
+
+/** A randomness pool has fewer unused r^n values than an encryption needs: precompute more. */
+export class RandomnessExhaustedError extends BlockfedError {
+  override readonly name = 'RandomnessExhaustedError'
+  override readonly status = 500
+}

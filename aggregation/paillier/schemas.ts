@@ -1,0 +1,43 @@
+/**
+ * JSON messages between the coordinator (or anyone holding the round's ciphertexts) and the
+ * decryptor, shared by the service (request validation, OpenAPI) and the client (answer
+ * validation), so the two cannot drift apart. Binary data is RFC 4648 base64; the ring sum is
+ * little-endian uint32s, like every weight buffer in blockfed.
+ */
+import { z } from 'zod'
+import { MAX_VECTOR_LENGTH } from './constants.ts'
+
+/** A round id is also a file name on the decryptor: no path separators, no leading dot. */
+export const roundIdSchema = z.string().regex(/^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/, 'round id: 1-128 of A-Z a-z 0-9 . _ -, starting with a letter or digit')
+
+export const paillierKeyInfoSchema = z.object({
+  scheme: z.literal('paillier-n+1').describe('Paillier with g = n + 1'),
+  n: z.string().regex(/^[0-9a-f]+$/).max(8192).describe('the modulus n, big-endian hex'),
+  bits: z.number().int().positive().describe('bit length of n'),
+  keyId: z.string().regex(/^[0-9a-f]{64}$/).describe('SHA-256 of n\'s big-endian bytes, hex: pin it out of band'),
+  maxClients: z.number().int().positive().describe('most contributions one round may sum'),
+  minClients: z.number().int().positive().describe('fewest contributions the decryptor accepts'),
+  slotBits: z.number().int().positive(),
+  slotsPerCiphertext: z.number().int().positive(),
+  ciphertextBytes: z.number().int().positive().describe('bytes per ciphertext on the wire')
+})
+export type PaillierKeyInfo = z.infer<typeof paillierKeyInfoSchema>
+
+export const contributionSchema = z.object({
+  clientId: z.string().min(1).max(128),
+  ciphertexts: z.base64().describe('the client\'s ciphertexts, fixed-width big-endian, concatenated (wire.ts)')
+})
+
+export const decryptRequestSchema = z.object({
+  length: z.number().int().min(1).max(MAX_VECTOR_LENGTH).describe('ring values per update'),
+  contributions: z.array(contributionSchema).min(1)
+})
+export type DecryptRequest = z.infer<typeof decryptRequestSchema>
+
+export const decryptResponseSchema = z.object({
+  roundId: roundIdSchema,
+  clients: z.number().int().positive(),
+  length: z.number().int().positive(),
+  sum: z.base64().describe('the ring sum Σ x_i mod 2^32, little-endian uint32s')
+})
+export type DecryptResponse = z.infer<typeof decryptResponseSchema>

@@ -1,0 +1,61 @@
+/**
+ * Wire format of Paillier ciphertext vectors: each ciphertext as a fixed-width big-endian
+ * integer of ⌈2·bits(n)/8⌉ bytes (every c < n² fits), concatenated, one Uint8Array per client
+ * update. Decoding checks the length and that every value lies in [1, n²); coprimality with n
+ * is checked by the decryptor on the sums (it knows p and q, so that costs two remainders).
+ */
+import { InvalidInputError } from '../../shared/errors/errors.ts'
+import { fromBytes, toFixedBytes } from './_bigint.ts'
+import type { PaillierPublicKey } from './keys.ts'
+
+/** Bytes per ciphertext for this key. */
+export function ciphertextWidth (publicKey: PaillierPublicKey): number {
+  return Math.ceil((2 * publicKey.bits) / 8)
+}
+
+/** Ciphertexts → one byte string; throws on a value outside [1, n²). */
+export function encodeCiphertexts (ciphertexts: readonly bigint[], publicKey: PaillierPublicKey): Uint8Array {
+  const width = ciphertextWidth(publicKey)
+  const out = new Uint8Array(ciphertexts.length * width)
+  for (let i = 0; i < ciphertexts.length; i++) {
+    const c = ciphertexts[i] as bigint
+    if (c <= 0n || c >= publicKey.n2) throw new InvalidInputError(`ciphertexts[${i}]: out of range [1, n²)`)
+    out.set(toFixedBytes(c, width), i * width)
+  }
+  return out
+}
+
+/**
+ * One byte string → `count` ciphertexts, each checked to lie in [1, n²). `what` names the
+ * input in error messages (e.g. the client id).
+ */
+export function decodeCiphertexts (bytes: Uint8Array, publicKey: PaillierPublicKey, count: number, what = 'ciphertexts'): bigint[] {
+  const width = ciphertextWidth(publicKey)
+  if (bytes.length !== count * width) {
+    throw new InvalidInputError(`${what}: expected ${count} ciphertexts of ${width} bytes (${count * width} bytes), got ${bytes.length} bytes`)
+  }
+  const out = new Array<bigint>(count)
+  for (let i = 0; i < count; i++) {
+    const c = fromBytes(bytes.subarray(i * width, (i + 1) * width))
+    if (c === 0n || c >= publicKey.n2) throw new InvalidInputError(`${what}: ciphertext ${i} is out of range [1, n²)`)
+    out[i] = c
+  }
+  return out
+}
+
+/** Ring values → little-endian bytes. */
+export function ringToBytes (values: Uint32Array): Uint8Array {
+  const out = new Uint8Array(values.length * 4)
+  const view = new DataView(out.buffer)
+  for (let i = 0; i < values.length; i++) view.setUint32(i * 4, values[i] as number, true)
+  return out
+}
+
+/** Little-endian bytes → ring values; `what` names the input in the error. */
+export function ringFromBytes (bytes: Uint8Array, length: number, what = 'ring values'): Uint32Array {
+  if (bytes.length !== length * 4) throw new InvalidInputError(`${what}: expected ${length * 4} bytes for ${length} values, got ${bytes.length}`)
+  const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength)
+  const out = new Uint32Array(length)
+  for (let i = 0; i < length; i++) out[i] = view.getUint32(i * 4, true)
+  return out
+}

@@ -1,0 +1,43 @@
+/**
+ * Secure mode `paillier` on the coordinator (cross-silo: clients never talk to each other).
+ * Clients encrypt their packed fixed-point vectors under the decryptor's key; the coordinator
+ * checks each upload's shape and ciphertext ranges, keeps them, and hands all of them to the
+ * decryptor (a separate process holding the private key), which sums and decrypts only the sum,
+ * once per round. The coordinator never holds a key that opens an individual update.
+ */
+import type { RoundConfig } from '../../../shared/rounds/config.ts'
+import { InvalidInputError } from '../../../shared/errors/errors.ts'
+import { decryptorClient } from '../../../aggregation/paillier/decryptor-client.ts'
+import { describeKey, readKeyInfo } from '../../../aggregation/paillier/key-info.ts'
+import { paillierKeyInfoSchema } from '../../../aggregation/paillier/schemas.ts'
+import { ciphertextCount } from '../../../aggregation/paillier/layout.ts'
+import { decodeCiphertexts } from '../../../aggregation/paillier/wire.ts'
+import type { SecureRoundServer } from './types.ts'
+
+/** The decryptor's key as a round offer carries it (clients re-derive and may pin it). */
+export async function paillierOffer (decryptorUrl: string): Promise<NonNullable<RoundConfig['paillier']>> {
+  const key = await decryptorClient({ baseUrl: decryptorUrl }).key()
+  return await describeKey(key.publicKey, key.layout, key.minClients)
+}
+
+export async function paillierServer (config: RoundConfig, decryptorUrl: string): Promise<SecureRoundServer> {
+  const decryptor = decryptorClient({ baseUrl: decryptorUrl })
+  const key = await readKeyInfo(paillierKeyInfoSchema.parse(config.paillier))
+  const live = await decryptor.key()
+  if (live.keyId !== key.keyId) throw new InvalidInputError(`round ${config.id} was offered under Paillier key ${key.keyId}, the decryptor now holds ${live.keyId}`)
+  const count = ciphertextCount(key.layout, config.vectorLength)
+  return {
+    mode: 'paillier',
+    setup: async accepted => accepted,
+    message () { throw new InvalidInputError('Paillier rounds have no secure-aggregation messages') },
+    checkUpload (_clientId, payload) {
+      decodeCiphertexts(payload, key.publicKey, count, 'upload')
+    },
+    async sum (uploads, io) {
+      const contributions = [...uploads].map(([clientId, ciphertexts]) => ({ clientId, ciphertexts }))
+      return await decryptor.decrypt(config.id, config.vectorLength, contributions, io.signal)
+    },
+    drop () {},
+    snapshot: () => null
+  }
+}
