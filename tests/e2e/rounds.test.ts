@@ -18,6 +18,8 @@ import { startParticipants, stopParticipants, type TestParticipant } from '../he
 import { rawClient } from '../helpers/raw-round-client.ts'
 import { spawnCoordinator } from '../helpers/coordinator-process.ts'
 import { readFile } from 'node:fs/promises'
+import { spawnDecryptor } from '../../coordinator/cli/decryptor-process.ts'
+import { secureClients } from '../../node-runtime/fl/secure-client.ts'
 
 let root: string
 let coordinator: Coordinator
@@ -179,6 +181,34 @@ describe('rounds (mode none)', () => {
     expect(state).toBe('published')
     const list = await (await fetch(`${url}/v1/models/mnist/rounds?limit=2`)).json() as { rounds: unknown[] }
     expect(list.rounds).toHaveLength(2)
+  })
+})
+
+describe('rounds (mode paillier)', () => {
+  it('aggregates ciphertexts through a decryptor in its own process and publishes', async () => {
+    const keyDir = join(root, 'decryptor')
+    const decryptor = await spawnDecryptor(keyDir, ['--min-clients', '2', '--key-bits', '1024'])
+    const dir = join(root, 'paillier')
+    const c = await createCoordinator({ dataDir: dir, port: 0, partition: SMALL_BLOCKS, decryptorUrl: decryptor.url })
+    const at = await c.start()
+    const token = await c.createToken('edge')
+    const model = mnistMlp({ hidden: [16] })
+    await c.ingest('mnist', await modelFiles(model))
+    model.dispose()
+    const ps = await startParticipants(at, token, join(root, 'paillier-runtimes'), 3, { extra: () => ({ secureClient: secureClients() }) })
+    try {
+      const summary = await c.rounds.run({ model: 'mnist', trainable: ['head'], secure: { mode: 'paillier' }, selection: { minClients: 3 } })
+      expect(summary.reason).toBeNull()
+      expect(summary.participants.uploaded).toBe(3)
+      // Each upload was ciphertext, not a ring vector: larger than 4 bytes per value.
+      const uploads = ps.map(p => p.events.find(e => e.type === 'uploaded' && e.roundId === summary.id) as { bytes: number })
+      const head = 16 * 10 + 10 + 1
+      for (const u of uploads) expect(u.bytes).toBeGreaterThan(head * 4 * 2)
+    } finally {
+      await stopParticipants(ps)
+      await c.stop()
+      await decryptor.stop()
+    }
   })
 })
 
