@@ -172,7 +172,9 @@ export async function simulate (options: SimulationOptions): Promise<SimulationS
         learningRate: options.learningRate,
         optimizer: options.optimizer,
         strategy: options.strategy,
-        secure: { mode: options.secure, graph: 'sparse' },
+        // Size the masking graph for the dropout being simulated (a margin above the mean: the
+        // threshold must hold for the round's actual dropouts, not just their expectation).
+        secure: { mode: options.secure, graph: 'sparse', ...(options.dropout > 0 ? { dropoutRate: Math.min(0.45, options.dropout + 0.1) } : {}) },
         clip: 1,
         normBound: 1000,
         selection: { minClients: Math.min(2, clients.length), fraction: 1 }

@@ -140,12 +140,12 @@ export function roundManager (deps: RoundManagerDeps): RoundManager {
   }
 
   const handlers: HubHandlers = {
-    message (client, message) {
+    async message (client, message) {
       if (message.type === 'hello') throw new InvalidInputError('hello: already connected')
       const round = active.get(message.roundId)
       if (round === undefined) throw withRound(new InvalidInputError(`round ${message.roundId} is not running`), message.roundId)
       if (!round.config.clients.includes(client.id)) throw withRound(new InvalidInputError(`round ${message.roundId}: this client was not selected`), message.roundId)
-      dispatch[message.type](round, client, message as never)
+      await dispatch[message.type](round, client, message as never)
     },
     async upload (client, frame) {
       const { header, payload } = decodeUploadFrame(frame)
@@ -182,7 +182,7 @@ export function roundManager (deps: RoundManagerDeps): RoundManager {
     }
   }
 
-  const dispatch: { [K in Exclude<ClientMessage['type'], 'hello'>]: (round: ActiveRound, client: ClientConnection, m: Extract<ClientMessage, { type: K }>) => void } = {
+  const dispatch: { [K in Exclude<ClientMessage['type'], 'hello'>]: (round: ActiveRound, client: ClientConnection, m: Extract<ClientMessage, { type: K }>) => void | Promise<void> } = {
     accept (round, client) {
       if (round.waiting?.kind !== 'accept') throw withRound(new InvalidInputError(`round ${round.config.id}: acceptances are closed`), round.config.id)
       round.accepted.add(client.id)
@@ -198,9 +198,9 @@ export function roundManager (deps: RoundManagerDeps): RoundManager {
       if (m.loss !== null) round.losses.set(client.id, m.loss)
       emit({ type: 'progress', roundId: round.config.id, clientId: client.id, epoch: m.epoch, epochs: m.epochs, loss: m.loss })
     },
-    secagg (round, client, m) {
+    async secagg (round, client, m) {
       try {
-        round.secure.message(client.id, m.payload)
+        await round.secure.message(client.id, m.payload)
       } catch (err) {
         throw withRound(err, round.config.id)
       }

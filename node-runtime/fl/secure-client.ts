@@ -11,6 +11,9 @@ import { readKeyInfo, type DecryptorKey } from '../../aggregation/paillier/key-i
 import { paillierKeyInfoSchema } from '../../aggregation/paillier/schemas.ts'
 import { ciphertextCount } from '../../aggregation/paillier/layout.ts'
 import { encryptUpdate } from '../../aggregation/paillier/aggregate.ts'
+import { createMaskingClient } from '../../aggregation/secagg/client.ts'
+import { graphConfig } from '../../shared/rounds/secagg-graph.ts'
+import { fromHex } from '../../shared/crypto/bytes.ts'
 
 export interface SecureRoundClient {
   readonly encoding: 'ring-u32le' | 'paillier'
@@ -98,7 +101,47 @@ export function secureClients (options: SecureClientsOptions = {}): (deps: Secur
           dispose: () => {}
         }
       }
-      default: throw new InvalidInputError(`secure mode ${deps.config.secure.mode} is not available in this runtime`)
+      case 'masking': return maskingClient(deps)
     }
+  }
+}
+
+/**
+ * SecAgg+ on the runtime: advertise keys on accepting, share keys when the roster comes, keep
+ * the inbox, mask the encoded update with it, and answer the unmask request — which the masking
+ * client itself refuses if it would reveal both secrets of any neighbour.
+ */
+function maskingClient (deps: SecureClientDeps): SecureRoundClient {
+  const { config } = deps
+  const client = createMaskingClient({
+    roundId: config.id,
+    id: deps.clientId,
+    identity: deps.identity,
+    identityKeyOf: id => config.clients.includes(id) ? fromHex(id) : undefined,
+    vectorLength: config.vectorLength,
+    graph: graphConfig(config),
+    seed: fromHex(config.seed)
+  })
+  let resolveInbox: (inbox: unknown) => void = () => {}
+  const inbox = new Promise<unknown>(resolve => { resolveInbox = resolve })
+  return {
+    encoding: 'ring-u32le',
+    begin: async () => { deps.send(await client.advertise()) },
+    async message (payload) {
+      const type = (payload as { type?: unknown } | null)?.type
+      if (type === 'secagg/roster') deps.send(await client.shareKeys(payload))
+      else if (type === 'secagg/inbox') resolveInbox(payload)
+      else if (type === 'secagg/unmask-request') deps.send(client.unmask(payload))
+      else throw new InvalidInputError(`secagg message: unknown type ${JSON.stringify(type)}`)
+    },
+    async protect (encoded, signal) {
+      const box = await Promise.race([inbox, new Promise<never>((_resolve, reject) => {
+        if (signal.aborted) reject(signal.reason as Error)
+        signal.addEventListener('abort', () => reject(signal.reason as Error), { once: true })
+      })])
+      const y = await client.maskedInput(encoded, box)
+      return new Uint8Array(y.buffer, y.byteOffset, y.byteLength)
+    },
+    dispose: () => {}
   }
 }

@@ -30,7 +30,14 @@ export const roundRequestSchema = z.object({
   secure: z.object({
     mode: secureModeSchema.default('masking'),
     /** Masking: the sparse SecAgg+ graph, or every pair masking (Bonawitz 2017). */
-    graph: z.enum(['sparse', 'complete']).default('sparse')
+    graph: z.enum(['sparse', 'complete']).default('sparse'),
+    /**
+     * Masking threat model that sizes the graph's degree and Shamir threshold (Bell et al. 2020):
+     * the fraction of clients that may collude with the server, and that may drop out after
+     * sharing keys. Defaults in aggregation/secagg/constants.ts.
+     */
+    adversarialRate: z.number().min(0).lt(1).optional(),
+    dropoutRate: z.number().min(0).lt(1).optional()
   }).strict().default({ mode: 'masking', graph: 'sparse' }),
   selection: z.object({
     /** Fraction of eligible connected clients offered the round. */

@@ -130,9 +130,14 @@ export async function trainLocal (options: TrainLocalOptions): Promise<TrainLoca
         const end = Math.min(start + batchSize, data.count)
         const [x, y] = batchTensors(data, order.subarray(start, end), shapes)
         let dataLoss: tf.Scalar | undefined
-        const total = optimizer.minimize(() => objective(x, y, l => { dataLoss = l }), true, vars) as tf.Scalar
-        const value = ((await (dataLoss ?? total).data())[0]) as number
-        tf.dispose([x, y, total, dataLoss as tf.Scalar | undefined].filter(t => t !== undefined))
+        let total: tf.Scalar | undefined
+        let value: number
+        try {
+          total = optimizer.minimize(() => objective(x, y, l => { dataLoss = l }), true, vars) as tf.Scalar
+          value = (await (dataLoss ?? total).data())[0] as number
+        } finally {
+          tf.dispose([x, y, ...[total, dataLoss as tf.Scalar | undefined].filter(t => t !== undefined)])
+        }
         sum += value * (end - start)
         onProgress?.({ epoch, batch: b + 1, batches, loss: value })
         if (Date.now() - lastYield >= YIELD_EVERY_MS) {

@@ -4,6 +4,7 @@ import { UnavailableError } from '../../../shared/errors/errors.ts'
 import type { SecureRoundServer } from './types.ts'
 import { plainServer } from './none.ts'
 import { paillierServer } from './paillier.ts'
+import { maskingServer } from './masking.ts'
 
 export interface SecureServerDeps {
   /** Paillier mode: the decryptor service's base URL. */
@@ -16,6 +17,6 @@ export async function secureServerFor (config: RoundConfig, snapshot: unknown, d
     case 'paillier':
       if (deps.decryptorUrl === undefined) throw new UnavailableError('Paillier rounds need a decryptor: start the coordinator with --decryptor URL')
       return await paillierServer(config, deps.decryptorUrl)
-    default: throw new UnavailableError(`secure mode ${config.secure.mode} is not available (${JSON.stringify(Boolean(snapshot))})`)
+    case 'masking': return await maskingServer(config, snapshot)
   }
 }

@@ -17,7 +17,7 @@ export interface SecureRoundServer {
   /** Setup among the accepted clients before uploads; resolves to the clients that may upload. */
   setup: (accepted: string[], io: RoundIo) => Promise<string[]>
   /** A `secagg` message from a client of the round; throws InvalidInputError on a bad one. */
-  message: (clientId: string, payload: unknown) => void
+  message: (clientId: string, payload: unknown) => void | Promise<void>
   /** Checks one upload's payload before it is accepted; throws InvalidInputError with the reason. */
   checkUpload: (clientId: string, payload: Uint8Array) => void
   /** The ring sum (mod 2^32) of the uploads' plaintext vectors. */
