@@ -18,6 +18,12 @@ import { startParticipants, stopParticipants, type TestParticipant } from '../he
 import { rawClient } from '../helpers/raw-round-client.ts'
 import { spawnCoordinator } from '../helpers/coordinator-process.ts'
 import { readFile } from 'node:fs/promises'
+import { DatabaseSync } from 'node:sqlite'
+import type { NodeRuntime } from '../../node-runtime/runtime.ts'
+import type { RoundConfig } from '../../shared/rounds/config.ts'
+import { ringSum } from '../../aggregation/ring.ts'
+import { decodeMean, fixedPointParams } from '../../aggregation/fixed-point.ts'
+import { readTrainable, trainableLayout } from '../../shared/rounds/trainable.ts'
 import { spawnDecryptor } from '../../coordinator/cli/decryptor-process.ts'
 import { secureClients } from '../../node-runtime/fl/secure-client.ts'
 
@@ -28,6 +34,15 @@ let edge: string
 let participants: TestParticipant[]
 const events: RoundEvent[] = []
 const SMALL_BLOCKS = { targetBytes: 16 << 10, maxBytes: 1 << 20 }
+
+async function readRound (dataDir: string, id: string): Promise<{ config: string }> {
+  const db = new DatabaseSync(join(dataDir, 'coordinator.sqlite'), { readOnly: true })
+  try {
+    return db.prepare('SELECT config FROM rounds WHERE id = ?').get(id) as { config: string }
+  } finally {
+    db.close()
+  }
+}
 
 const manifestOf = async (version: number): Promise<SignedManifest> => await coordinatorClient({ baseUrl: url, token: edge }).manifest('mnist', version) as SignedManifest
 
@@ -181,6 +196,71 @@ describe('rounds (mode none)', () => {
     expect(state).toBe('published')
     const list = await (await fetch(`${url}/v1/models/mnist/rounds?limit=2`)).json() as { rounds: unknown[] }
     expect(list.rounds).toHaveLength(2)
+  })
+})
+
+describe('rounds (mode masking)', () => {
+  it('publishes exactly base + the mean of the clients\' encoded updates, with one client dropping after upload', async () => {
+    const dir = join(root, 'masking')
+    const c = await createCoordinator({ dataDir: dir, port: 0, partition: SMALL_BLOCKS })
+    const at = await c.start()
+    const token = await c.createToken('edge')
+    const model = mnistMlp({ hidden: [16] })
+    await c.ingest('mnist', await modelFiles(model))
+    model.dispose()
+    const encoded = new Map<number, Uint32Array>()
+    const ps = await startParticipants(at, token, join(root, 'masking-runtimes'), 5, {
+      extra: i => ({
+        secureClient: secureClients(),
+        tamper: (x: Uint32Array) => { encoded.set(i, x.slice()); return x },
+        dropAfterUpload: () => i === 4
+      })
+    })
+    try {
+      const summary = await c.rounds.run({ model: 'mnist', trainable: ['head'], secure: { mode: 'masking', dropoutRate: 0.25 }, selection: { minClients: 5 } })
+      expect(summary.reason).toBeNull()
+      expect(summary.participants.uploaded).toBe(5)
+      // What the coordinator must have unmasked: the plain ring sum of all five encodings.
+      const config = JSON.parse((c.repo.version('mnist', 2) as { signed_manifest: string }).signed_manifest) as SignedManifest
+      const row = (await (await fetch(`${at}/v1/rounds/${summary.id}`)).json()) as { state: string }
+      expect(row.state).toBe('published')
+      const sum = ringSum(encoded.values(), (encoded.get(0) as Uint32Array).length)
+      const storedConfig = JSON.parse((await readRound(dir, summary.id)).config) as RoundConfig
+      const { mean } = decodeMean(sum, fixedPointParams(storedConfig.fixedPoint))
+      const layout = trainableLayout(config.manifest.tensors, ['head'])
+      const runtime = ps[0]?.runtime as NodeRuntime
+      const aoe = { version: '1.0.0', tag: 'fl', runtime: 'tensorflow', source: 'blockfed', modelDir: 'mnist', modelName: 'mnist', updateURL: at }
+      const before = readTrainable(config.manifest.tensors, (await runtime.fetch(aoe, 1)).weights, layout)
+      const after = readTrainable(config.manifest.tensors, (await runtime.fetch(aoe, 2)).weights, layout)
+      const expected = new Float32Array(before.length)
+      for (let i = 0; i < expected.length; i++) expected[i] = (before[i] as number) + (mean[i] as number)
+      expect(after).toEqual(expected)
+    } finally {
+      await stopParticipants(ps)
+      await c.stop()
+    }
+  })
+
+  it('fails the round cleanly when more clients drop than the threshold allows', async () => {
+    const dir = join(root, 'masking-fail')
+    const c = await createCoordinator({ dataDir: dir, port: 0 })
+    const at = await c.start()
+    const token = await c.createToken('edge')
+    const model = mnistMlp({ hidden: [16] })
+    await c.ingest('mnist', await modelFiles(model))
+    model.dispose()
+    const ps = await startParticipants(at, token, join(root, 'masking-fail-runtimes'), 4, {
+      extra: i => ({ secureClient: secureClients(), dropAfterUpload: () => i >= 2 })
+    })
+    try {
+      const summary = await c.rounds.run({ model: 'mnist', trainable: ['head'], secure: { mode: 'masking', dropoutRate: 0 }, selection: { minClients: 4 }, deadlines: { unmaskMs: 3000 } })
+      expect(summary.state).toBe('failed')
+      expect(summary.reason).toMatch(/shares of .* arrived, the threshold is/)
+      expect(c.repo.latest('mnist')?.version).toBe(1)
+    } finally {
+      await stopParticipants(ps)
+      await c.stop()
+    }
   })
 })
 
