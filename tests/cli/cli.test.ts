@@ -70,7 +70,15 @@ describe('blockfed CLI', () => {
       [['models', '--coordinator', 'ftp://x'], /http:\/\/ or https:\/\/ URL/],
       [['ingest', '/nonexistent/model.onnx', '--name', 'x', '--coordinator', url], /no such file or folder/],
       [['pull', 'nosuch', '--out', root, '--coordinator', url, '--data', join(root, 'data'), '--home', join(root, 'home')], /NotFoundError: .*no model named nosuch/],
-      [['ingest', SILERO_PATH, '--name', 'x', '--coordinator', url, '--token', 'bf_wrong'], /unknown API token/]
+      [['ingest', SILERO_PATH, '--name', 'x', '--coordinator', url, '--token', 'bf_wrong'], /unknown API token/],
+      [['simulate', '--partition', 'classes:0'], /--partition.*classes:K/],
+      [['simulate', '--partition', 'shards'], /is not valid; expected "iid"/],
+      [['simulate', '--secure', 'rot13'], /none, masking or paillier/],
+      [['simulate', '--dropout', '1'], /\[0, 1\)/],
+      [['simulate', '--clients', '1'], /integer 2-256/],
+      [['simulate', '--strategy', '{"name":"fedmagic"}'], /not a strategy/],
+      [['simulate', '--hidden', '200,-1'], /e\.g\. 200,200/],
+      [['decryptor', '--data', root, '--min-clients', '1'], /integer 2-/]
     ]
     for (const [args, message] of cases) {
       const result = await blockfed(...args)
@@ -79,5 +87,21 @@ describe('blockfed CLI', () => {
     }
     // The coordinator shrugged all that off.
     expect((await blockfed('models', '--coordinator', url)).code).toBe(0)
+  })
+})
+
+describe('blockfed simulate', () => {
+  it('runs real rounds over loopback and prints one JSON object per round and a summary with the centralised reference', async () => {
+    const result = await blockfed('simulate', '--clients', '3', '--rounds', '2', '--partition', 'classes:4', '--secure', 'masking', '--hidden', '16', '--seed', '3', '--json')
+    expect(result.code, result.stderr).toBe(0)
+    const lines = result.stdout.trim().split('\n').map(l => JSON.parse(l) as Record<string, unknown>)
+    expect(lines.map(l => l.type)).toEqual(['round', 'round', 'summary'])
+    expect(lines[0]).toMatchObject({ round: 1, state: 'published', version: 2 })
+    expect(lines[1]).toMatchObject({ round: 2, state: 'published', version: 3 })
+    expect((lines[1] as { accuracy: number }).accuracy).toBeGreaterThan(0.3)
+    const summary = lines[2] as { centralised: { accuracy: number, epochs: number }, finalAccuracy: number, gapToCentralised: number }
+    expect(summary.centralised.epochs).toBe(2)
+    expect(summary.centralised.accuracy).toBeGreaterThan(0.3)
+    expect(summary.gapToCentralised).toBeCloseTo(summary.centralised.accuracy - summary.finalAccuracy, 10)
   })
 })
