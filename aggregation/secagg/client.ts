@@ -1,0 +1,294 @@
+/**
+ * The client side of pairwise-masking secure aggregation: Bonawitz et al. 2017, "Practical Secure
+ * Aggregation for Privacy-Preserving Machine Learning", §4 (rounds 0–3, semi-honest variant
+ * without the ConsistencyCheck round), with masks and shares restricted to the client's
+ * neighbours in the SecAgg+ graph (Bell et al. 2020). A pure state machine: each method
+ * takes the server's last message and returns the client's next one; the caller carries them.
+ *
+ *   advertise()      round 0: fresh X25519 pairs c (share encryption) and s (mask agreement),
+ *                    both public keys signed with the client's Ed25519 identity key.
+ *   shareKeys(r)     round 1: derives the graph from the roster's ids and the round's seed, checks
+ *                    the signatures on its neighbours' keys (only those: O(k)), draws the
+ *                    self-mask seed b, Shamir-shares b and s^SK t-of-k among the neighbours and
+ *                    seals each neighbour's pair under HKDF(X25519(c_u, c_v)) with
+ *                    XChaCha20-Poly1305, associated data (round, from, to). Both agreements per
+ *                    neighbour happen here (s_uv = HKDF(X25519(s_u, s_v))), and c^SK, s^SK are
+ *                    wiped: from now on they exist only as shares.
+ *   maskedInput(x,i) round 2: y = x + PRG(b) + Σ_{v>u} PRG(s_uv) − Σ_{v<u} PRG(s_uv) over the
+ *                    neighbours whose shares arrived; b and the seeds are wiped after.
+ *   unmask(req)      round 3: shares of b_v for surviving neighbours, of s_v^SK for dropped ones.
+ *
+ * The client answers one unmask request, and refuses one that names a client as both surviving
+ * and dropped, names anyone it holds no shares from, or leaves fewer than t survivors: so it never
+ * helps the server learn both b_v and s_v^SK. A message that fails a check is rejected with a
+ * typed error and changes nothing.
+ *
+ * Limit (documented, as in the paper's semi-honest protocol): without the ConsistencyCheck round
+ * a lying server could tell different neighbours different stories about v; the threshold rule
+ * in params.ts (2t > k + a) is what keeps it from collecting t shares of both of v's secrets.
+ */
+import { xchacha20poly1305 } from '@noble/ciphers/chacha.js'
+import { concatBytes } from '../../shared/crypto/bytes.ts'
+import { sign, type SigningKeyPair } from '../../shared/crypto/sign.ts'
+import { AccessDeniedError, IntegrityError, InvalidInputError, UnavailableError } from '../../shared/errors/errors.ts'
+import { KEY_BYTES, MAX_VECTOR_LENGTH } from './constants.ts'
+import { advertiseTranscript, pairMaskSeed, selfMaskSeed, shareAad, shareKey } from './kdf.ts'
+import {
+  decodeBytes, encodeBytes, idSchema, inboxSchema, NONCE_BYTES, parseMessage, rosterSchema, SEALED_SHARES_BYTES, unmaskRequestSchema,
+  type AdvertiseMessage, type SharesMessage, type UnmaskMessage
+} from './messages.ts'
+import type { GraphConfig, GraphParameters } from './params.ts'
+import { addMasksInto, type MaskTerm } from './prg.ts'
+import { agree, checkAdvertise, rosterGraph, x25519KeyPair, type ClientKeys } from './_roster.ts'
+import { SHARE_BYTES, split, type Share } from './shamir.ts'
+
+export interface MaskingClientOptions {
+  roundId: string
+  /** This client's id, as the roster and graph name it. */
+  id: string
+  /** This client's Ed25519 identity key: signs its advertised public keys. */
+  identity: SigningKeyPair
+  /** The Ed25519 public key of a client id, or undefined for an id not in the round (blockfed ids are the key's hex). */
+  identityKeyOf: (id: string) => Uint8Array | undefined
+  /** Words per input vector. */
+  vectorLength: number
+  /** The round's graph: kind and threat model (or explicit degree and threshold), as the server has it. */
+  graph: GraphConfig
+  /** The round's public 32-byte seed that lays out the graph. */
+  seed: Uint8Array
+}
+
+export type ClientStage = 'advertise' | 'share' | 'mask' | 'unmask' | 'done'
+
+export interface MaskingClient {
+  readonly stage: ClientStage
+  /** Graph parameters once the roster is known (after shareKeys). */
+  readonly parameters: GraphParameters | undefined
+  /** Round 0: this client's signed public keys. */
+  advertise: () => Promise<AdvertiseMessage>
+  /** Round 1: checks the roster (unknown, parsed here) and returns the sealed shares for the neighbours. */
+  shareKeys: (roster: unknown) => Promise<SharesMessage>
+  /** Round 2: the masked input y for the input `x`, given the inbox of shares the neighbours sent. */
+  maskedInput: (x: Uint32Array, inbox: unknown) => Promise<Uint32Array>
+  /** Round 3: the shares the server may have; throws AccessDeniedError for a request it may not. */
+  unmask: (request: unknown) => UnmaskMessage
+}
+
+interface HeldShares {
+  b: Uint8Array
+  s: Uint8Array
+}
+
+/** What round 1 leaves for round 2, per neighbour: the AEAD key of its shares and the pair mask seed. */
+interface Neighbour {
+  shareKey: Uint8Array
+  maskSeed: Uint8Array
+}
+
+function checkOptions (options: MaskingClientOptions): void {
+  parseMessage(idSchema, options.roundId, 'masking client roundId')
+  parseMessage(idSchema, options.id, 'masking client id')
+  if (!Number.isSafeInteger(options.vectorLength) || options.vectorLength < 1 || options.vectorLength > MAX_VECTOR_LENGTH) {
+    throw new InvalidInputError(`masking client vectorLength: expected an integer in [1, ${MAX_VECTOR_LENGTH}], got ${options.vectorLength}`)
+  }
+  if (!(options.seed instanceof Uint8Array) || options.seed.length !== KEY_BYTES) throw new InvalidInputError(`masking client seed: expected ${KEY_BYTES} bytes`)
+  if (typeof options.identityKeyOf !== 'function') throw new InvalidInputError('masking client identityKeyOf: expected a function')
+}
+
+/**
+ * A client for one round.
+ *
+ * @example
+ * const c = createMaskingClient({ roundId, id, identity, identityKeyOf, vectorLength, graph: { kind: 'harary' }, seed })
+ * send(await c.advertise()); send(await c.shareKeys(roster)); upload(await c.maskedInput(x, inbox)); send(c.unmask(request))
+ */
+export function createMaskingClient (options: MaskingClientOptions): MaskingClient {
+  checkOptions(options)
+  const { roundId, id, vectorLength } = options
+  let stage: ClientStage = 'advertise'
+  let busy = false
+  let c: { secretKey: Uint8Array, publicKey: Uint8Array } | undefined
+  let s: { secretKey: Uint8Array, publicKey: Uint8Array } | undefined
+  let b: Uint8Array | undefined
+  let params: GraphParameters | undefined
+  let neighbours = new Map<string, Neighbour>()
+  /** Shares held for each neighbour whose pair arrived: the neighbours this client masked with. */
+  let held = new Map<string, HeldShares>()
+
+  const expect = (want: ClientStage, what: string): void => {
+    if (busy) throw new InvalidInputError(`${what}: the client is still busy with its previous step`)
+    if (stage !== want) throw new InvalidInputError(`${what}: the client is at stage ${stage}, not ${want}`)
+  }
+  /** Runs an async step with the client marked busy, so no second call interleaves with it. */
+  const step = async <T>(work: () => Promise<T>): Promise<T> => {
+    busy = true
+    try {
+      return await work()
+    } finally {
+      busy = false
+    }
+  }
+
+  async function advertise (): Promise<AdvertiseMessage> {
+    expect('advertise', 'advertise')
+    return await step(async () => {
+      const [cPair, sPair] = await Promise.all([x25519KeyPair(), x25519KeyPair()])
+      c = cPair
+      s = sPair
+      const signature = sign(advertiseTranscript(roundId, id, c.publicKey, s.publicKey), options.identity.secretKey)
+      stage = 'share'
+      return { type: 'secagg/advertise', roundId, from: id, cPublicKey: encodeBytes(c.publicKey), sPublicKey: encodeBytes(s.publicKey), signature: encodeBytes(signature) }
+    })
+  }
+
+  async function shareKeys (value: unknown): Promise<SharesMessage> {
+    expect('share', 'roster')
+    const roster = parseMessage(rosterSchema, value, 'roster')
+    if (roster.roundId !== roundId) throw new InvalidInputError(`roster: for round ${roster.roundId}, this is round ${roundId}`)
+    if (roster.to !== id) throw new InvalidInputError(`roster: addressed to ${roster.to}, this client is ${id}`)
+    for (let i = 1; i < roster.clients.length; i++) {
+      if ((roster.clients[i] as string) <= (roster.clients[i - 1] as string)) throw new InvalidInputError(`roster: clients are not sorted and unique at ${roster.clients[i]}`)
+    }
+    if (!roster.clients.includes(id)) throw new InvalidInputError(`roster: this client (${id}) is not in it`)
+    let derived: ReturnType<typeof rosterGraph>
+    try {
+      derived = rosterGraph(roster.clients, options.graph, options.seed, roundId)
+    } catch (err) {
+      throw new InvalidInputError(`roster: no masking graph for ${roster.clients.length} clients: ${(err as Error).message}`, { cause: err })
+    }
+    const ids = derived.graph.neighbours(id)
+    const sent = roster.neighbours.map(m => m.from)
+    if (sent.length !== ids.length || sent.some((v, i) => v !== ids[i])) {
+      throw new InvalidInputError(`roster: carries keys of [${sent.join(', ')}], this client's neighbours are [${ids.join(', ')}]`)
+    }
+    return await step(async () => {
+      const cPair = c as { secretKey: Uint8Array, publicKey: Uint8Array }
+      const sPair = s as { secretKey: Uint8Array, publicKey: Uint8Array }
+      // Only the neighbours' keys are used, so only theirs are checked: O(k), not O(n). A forged id
+      // elsewhere in the list can only move the layout, as leaving a real client out could.
+      const checked = await Promise.all(roster.neighbours.map(async (entry, i) => await checkAdvertise(entry, roundId, options.identityKeyOf(entry.from), `roster neighbours[${i}]`)))
+      // Both agreements per neighbour happen now, so that round 2 only expands masks.
+      const derivedKeys = await Promise.all(ids.map(async (v, i) => {
+        const peer = checked[i] as ClientKeys
+        const [cShared, sShared] = await Promise.all([agree(cPair.secretKey, peer.cPublicKey, `share key with ${v}`), agree(sPair.secretKey, peer.sPublicKey, `mask seed with ${v}`)])
+        const n: Neighbour = { shareKey: shareKey(cShared, roundId, id, v), maskSeed: pairMaskSeed(sShared, roundId, id, v) }
+        cShared.fill(0)
+        sShared.fill(0)
+        return n
+      }))
+      const xs = ids.map(v => derived.graph.index(v))
+      const selfSeed = globalThis.crypto.getRandomValues(new Uint8Array(KEY_BYTES))
+      const bShares = split(selfSeed, derived.params.threshold, xs)
+      const sShares = split(sPair.secretKey, derived.params.threshold, xs)
+      const shares = ids.map((v, i) => {
+        const nonce = globalThis.crypto.getRandomValues(new Uint8Array(NONCE_BYTES))
+        const plain = concatBytes((bShares[i] as Share).y, (sShares[i] as Share).y)
+        const sealed = xchacha20poly1305((derivedKeys[i] as Neighbour).shareKey, nonce, shareAad(roundId, id, v)).encrypt(plain)
+        plain.fill(0)
+        return { to: v, ciphertext: encodeBytes(concatBytes(nonce, sealed)) }
+      })
+      for (const share of [...bShares, ...sShares]) share.y.fill(0)
+      // The key secrets now live only as shares at the neighbours.
+      cPair.secretKey.fill(0)
+      sPair.secretKey.fill(0)
+      b = selfSeed
+      neighbours = new Map(ids.map((v, i) => [v, derivedKeys[i] as Neighbour]))
+      params = derived.params
+      stage = 'mask'
+      return { type: 'secagg/shares', roundId, from: id, shares }
+    })
+  }
+
+  async function maskedInput (x: Uint32Array, value: unknown): Promise<Uint32Array> {
+    expect('mask', 'masked input')
+    if (!(x instanceof Uint32Array) || x.length !== vectorLength) {
+      throw new InvalidInputError(`masked input x: expected a Uint32Array of ${vectorLength} words, got ${x instanceof Uint32Array ? `${x.length} words` : typeof x}`)
+    }
+    const inbox = parseMessage(inboxSchema, value, 'inbox')
+    if (inbox.roundId !== roundId) throw new InvalidInputError(`inbox: for round ${inbox.roundId}, this is round ${roundId}`)
+    if (inbox.to !== id) throw new InvalidInputError(`inbox: addressed to ${inbox.to}, this client is ${id}`)
+    const t = (params as GraphParameters).threshold
+    const received = new Map<string, HeldShares>()
+    for (const entry of inbox.shares) {
+      const peer = neighbours.get(entry.from)
+      if (peer === undefined) throw new InvalidInputError(`inbox: shares from ${entry.from}, who is not a neighbour`)
+      if (received.has(entry.from)) throw new InvalidInputError(`inbox: shares from ${entry.from} appear twice`)
+      const blob = decodeBytes(entry.ciphertext, SEALED_SHARES_BYTES, `inbox shares from ${entry.from}`)
+      let plain: Uint8Array
+      try {
+        plain = xchacha20poly1305(peer.shareKey, blob.subarray(0, NONCE_BYTES), shareAad(roundId, entry.from, id)).decrypt(blob.subarray(NONCE_BYTES))
+      } catch (err) {
+        throw new IntegrityError(`inbox: shares from ${entry.from} do not authenticate`, { cause: err })
+      }
+      received.set(entry.from, { b: plain.slice(0, SHARE_BYTES), s: plain.slice(SHARE_BYTES) })
+      plain.fill(0)
+    }
+    if (received.size < t) {
+      throw new UnavailableError(`inbox: only ${received.size} neighbours shared keys, fewer than the threshold ${t}: the round could not unmask this client`)
+    }
+    return await step(async () => {
+      const self = selfMaskSeed(b as Uint8Array, roundId, id)
+      try {
+        const terms: MaskTerm[] = [{ seed: self, sign: 1 }]
+        // y_u carries +PRG(s_uv) for v > u and −PRG(s_uv) for v < u, so each pair cancels in the sum.
+        for (const v of received.keys()) terms.push({ seed: (neighbours.get(v) as Neighbour).maskSeed, sign: v > id ? 1 : -1 })
+        const y = await addMasksInto(x.slice(), terms)
+        for (const n of neighbours.values()) { n.shareKey.fill(0); n.maskSeed.fill(0) }
+        ;(b as Uint8Array).fill(0)
+        b = undefined
+        neighbours = new Map()
+        held = received
+        stage = 'unmask'
+        return y
+      } finally {
+        self.fill(0)
+      }
+    })
+  }
+
+  function unmask (value: unknown): UnmaskMessage {
+    expect('unmask', 'unmask request')
+    const request = parseMessage(unmaskRequestSchema, value, 'unmask request')
+    if (request.roundId !== roundId) throw new InvalidInputError(`unmask request: for round ${request.roundId}, this is round ${roundId}`)
+    if (request.to !== id) throw new InvalidInputError(`unmask request: addressed to ${request.to}, this client is ${id}`)
+    const survivors = new Set<string>()
+    const dropped = new Set<string>()
+    for (const [list, set] of [[request.survivors, survivors], [request.dropped, dropped]] as const) {
+      for (const v of list) {
+        if (set.has(v)) throw new InvalidInputError(`unmask request: ${v} is listed twice`)
+        set.add(v)
+      }
+    }
+    for (const v of survivors) {
+      if (dropped.has(v)) throw new AccessDeniedError(`unmask request: refused, ${v} is listed as both surviving and dropped (that would reveal its input)`)
+    }
+    for (const v of [...survivors, ...dropped]) {
+      if (!held.has(v)) throw new AccessDeniedError(`unmask request: refused, ${v} is not a neighbour this client masked with`)
+    }
+    const t = (params as GraphParameters).threshold
+    if (survivors.size < t) throw new AccessDeniedError(`unmask request: refused, only ${survivors.size} neighbours survive, fewer than the threshold ${t}`)
+    for (const v of held.keys()) {
+      if (!survivors.has(v) && !dropped.has(v)) throw new InvalidInputError(`unmask request: says nothing of neighbour ${v}`)
+    }
+    const message: UnmaskMessage = {
+      type: 'secagg/unmask',
+      roundId,
+      from: id,
+      selfMaskShares: request.survivors.map(v => ({ owner: v, share: encodeBytes((held.get(v) as HeldShares).b) })),
+      keyShares: request.dropped.map(v => ({ owner: v, share: encodeBytes((held.get(v) as HeldShares).s) }))
+    }
+    for (const h of held.values()) { h.b.fill(0); h.s.fill(0) }
+    held = new Map()
+    stage = 'done'
+    return message
+  }
+
+  return {
+    get stage () { return stage },
+    get parameters () { return params },
+    advertise,
+    shareKeys,
+    maskedInput,
+    unmask
+  }
+}

@@ -1,0 +1,130 @@
+/**
+ * Wire schemas of pairwise-masking secure aggregation (Bonawitz et al. 2017, §4; SecAgg+, Bell et
+ * al. 2020): every JSON message either side sends, with bytes as RFC 4648 base64 of exactly the
+ * length they must have and every list bounded. The masked vector itself is not here: it travels
+ * as a binary frame and reaches the server as a Uint32Array.
+ *
+ * Client → server: advertise (round 0), shares (round 1), unmask (round 3).
+ * Server → client: roster (after round 0), inbox (after round 1), unmask-request (after round 2).
+ */
+import { z } from 'zod'
+import { fromBase64, toBase64 } from '../../shared/crypto/bytes.ts'
+import { InvalidInputError } from '../../shared/errors/errors.ts'
+import { KEY_BYTES, MAX_CLIENTS, MAX_ID_LENGTH, SIGNATURE_BYTES } from './constants.ts'
+import { SHARE_BYTES } from './shamir.ts'
+
+/** XChaCha20-Poly1305 nonce and tag around the two shares a client sends a neighbour. */
+export const NONCE_BYTES = 24
+export const TAG_BYTES = 16
+/** One encrypted share pair: nonce ‖ ciphertext(b-share ‖ s-share) ‖ tag. */
+export const SEALED_SHARES_BYTES = NONCE_BYTES + 2 * SHARE_BYTES + TAG_BYTES
+
+const base64Length = (bytes: number): number => 4 * Math.ceil(bytes / 3)
+/** Base64 text of exactly `bytes` bytes. */
+const b64 = (bytes: number): z.ZodString =>
+  z.string().length(base64Length(bytes), `base64 of ${bytes} bytes`).regex(/^[A-Za-z0-9+/]*={0,2}$/, 'base64')
+
+/** Client and round ids: printable ASCII without spaces, so they read unambiguously in errors. */
+export const idSchema = z.string().min(1).max(MAX_ID_LENGTH).regex(/^[\x21-\x7e]+$/, 'printable ASCII without spaces')
+const ids = z.array(idSchema).max(MAX_CLIENTS)
+
+export const advertiseSchema = z.object({
+  type: z.literal('secagg/advertise'),
+  roundId: idSchema,
+  from: idSchema,
+  /** X25519 public key c_u^PK: agreement for the keys that encrypt shares. */
+  cPublicKey: b64(KEY_BYTES),
+  /** X25519 public key s_u^PK: agreement for the pairwise mask seeds. */
+  sPublicKey: b64(KEY_BYTES),
+  /** Ed25519 over advertiseTranscript(roundId, from, c, s) by `from`'s identity key. */
+  signature: b64(SIGNATURE_BYTES)
+}).strict()
+export type AdvertiseMessage = z.infer<typeof advertiseSchema>
+
+export const rosterSchema = z.object({
+  type: z.literal('secagg/roster'),
+  roundId: idSchema,
+  to: idSchema,
+  /** Every client that advertised, sorted: with the round's seed, this lays out the graph. */
+  clients: z.array(idSchema).min(1).max(MAX_CLIENTS),
+  /**
+   * The signed keys of `to`'s graph neighbours only (SecAgg+: a client needs, and checks, O(k)
+   * keys, not n), in `clients` order.
+   */
+  neighbours: z.array(advertiseSchema).max(MAX_CLIENTS)
+}).strict()
+export type RosterMessage = z.infer<typeof rosterSchema>
+
+const sealedShares = b64(SEALED_SHARES_BYTES)
+
+export const sharesSchema = z.object({
+  type: z.literal('secagg/shares'),
+  roundId: idSchema,
+  from: idSchema,
+  /** One sealed pair of shares (of b_from and s_from^SK) per graph neighbour. */
+  shares: z.array(z.object({ to: idSchema, ciphertext: sealedShares }).strict()).max(MAX_CLIENTS)
+}).strict()
+export type SharesMessage = z.infer<typeof sharesSchema>
+
+export const inboxSchema = z.object({
+  type: z.literal('secagg/inbox'),
+  roundId: idSchema,
+  to: idSchema,
+  /** The sealed share pairs `to`'s neighbours addressed to it. */
+  shares: z.array(z.object({ from: idSchema, ciphertext: sealedShares }).strict()).max(MAX_CLIENTS)
+}).strict()
+export type InboxMessage = z.infer<typeof inboxSchema>
+
+export const unmaskRequestSchema = z.object({
+  type: z.literal('secagg/unmask-request'),
+  roundId: idSchema,
+  to: idSchema,
+  /** Neighbours whose masked input arrived: the server asks for shares of their b. */
+  survivors: ids,
+  /** Neighbours that shared keys but sent no masked input: the server asks for shares of their s^SK. */
+  dropped: ids
+}).strict()
+export type UnmaskRequestMessage = z.infer<typeof unmaskRequestSchema>
+
+const ownedShares = z.array(z.object({ owner: idSchema, share: b64(SHARE_BYTES) }).strict()).max(MAX_CLIENTS)
+
+export const unmaskSchema = z.object({
+  type: z.literal('secagg/unmask'),
+  roundId: idSchema,
+  from: idSchema,
+  /** Shares of b_v for the surviving neighbours v. */
+  selfMaskShares: ownedShares,
+  /** Shares of s_v^SK for the dropped neighbours v. */
+  keyShares: ownedShares
+}).strict()
+export type UnmaskMessage = z.infer<typeof unmaskSchema>
+
+/** Everything a client sends, for a transport that dispatches on `type`. */
+export const clientMessageSchema = z.discriminatedUnion('type', [advertiseSchema, sharesSchema, unmaskSchema])
+export type ClientMessage = z.infer<typeof clientMessageSchema>
+
+/** Everything the server sends. */
+export const serverMessageSchema = z.discriminatedUnion('type', [rosterSchema, inboxSchema, unmaskRequestSchema])
+export type ServerMessage = z.infer<typeof serverMessageSchema>
+
+/** Parses `value` with `schema`; InvalidInputError naming `what` and the first problems otherwise. */
+export function parseMessage<T> (schema: z.ZodType<T>, value: unknown, what: string): T {
+  const parsed = schema.safeParse(value)
+  if (parsed.success) return parsed.data
+  const issues = parsed.error.issues.slice(0, 3).map(i => `${i.path.length > 0 ? i.path.join('.') : 'message'}: ${i.message}`)
+  throw new InvalidInputError(`${what}: ${issues.join('; ')}`)
+}
+
+/** Decodes base64 the schemas already checked for shape; InvalidInputError if it still does not decode to `bytes` bytes. */
+export function decodeBytes (text: string, bytes: number, what: string): Uint8Array {
+  let out: Uint8Array
+  try {
+    out = fromBase64(text)
+  } catch (err) {
+    throw new InvalidInputError(`${what}: not base64`, { cause: err })
+  }
+  if (out.length !== bytes) throw new InvalidInputError(`${what}: expected ${bytes} bytes, got ${out.length}`)
+  return out
+}
+
+export { toBase64 as encodeBytes }

@@ -1,0 +1,506 @@
+/**
+ * The server side of pairwise-masking secure aggregation (Bonawitz et al. 2017, §4, semi-honest
+ * variant; SecAgg+ graph of Bell et al. 2020): a state machine that checks and records what the
+ * clients send, routes what they exchange, and in the end removes the masks from the sum of the
+ * masked inputs, so that it only ever holds Σ x_u over the survivors.
+ *
+ *   advertise ─closeAdvertise()→ share ─closeShares()→ mask ─closeMasked()→ unmask ─finish()→ done
+ *                                      (any stage) ──────────────────────────→ failed
+ *
+ * Masked inputs are added into one running sum as they arrive: memory is one vector, whatever the
+ * number of clients. finish() rebuilds b_u for every survivor and s_v^SK for every dropped client
+ * with a surviving neighbour, checks each (a rebuilt s_v^SK must match the advertised s_v^PK; a
+ * rebuilt b_u must be a 32-byte value, which catches garbage shares but not a deliberately
+ * crafted one — b_u has no public commitment in the paper), and subtracts PRG(b_u) and the dropped clients' pairwise
+ * masks. When a needed secret has fewer than t shares the round fails with UnavailableError
+ * saying whose; it never outputs a sum it could not unmask.
+ *
+ * A message that fails a check (wrong round or stage, unknown or mismatched sender, duplicate,
+ * malformed, bad signature, wrong length) is rejected with a typed error and changes nothing, so
+ * one bad client cannot spoil the round for the others. The transport must pass the
+ * authenticated sender as `from`; it is compared with the message's own `from`.
+ *
+ * `snapshot()` / `restoreMaskingServer()` persist the state (JSON plus the running sum as bytes)
+ * so that a coordinator restarted mid-round finishes it.
+ */
+import { z } from 'zod'
+import { equalBytes } from '../../shared/crypto/bytes.ts'
+import { IntegrityError, InvalidInputError, UnavailableError } from '../../shared/errors/errors.ts'
+import { KEY_BYTES, MAX_CLIENTS, MAX_VECTOR_LENGTH } from './constants.ts'
+import type { NeighbourGraph } from './graph.ts'
+import { pairMaskSeed, selfMaskSeed } from './kdf.ts'
+import {
+  advertiseSchema, decodeBytes, encodeBytes, idSchema, parseMessage, sharesSchema, unmaskSchema,
+  type AdvertiseMessage, type InboxMessage, type RosterMessage, type SharesMessage, type UnmaskMessage, type UnmaskRequestMessage
+} from './messages.ts'
+import type { GraphConfig, GraphParameters } from './params.ts'
+import { addMasksInto, type MaskTerm } from './prg.ts'
+import { curves } from './_curves.ts'
+import { agree, checkAdvertise, rosterGraph, type ClientKeys } from './_roster.ts'
+import { combine, SHARE_BYTES, shareValue, type Share } from './shamir.ts'
+
+export interface Participant {
+  id: string
+  /** Ed25519 public key that signs the participant's advertised keys. */
+  identityKey: Uint8Array
+}
+
+export interface MaskingServerOptions {
+  roundId: string
+  /** The clients selected for the round. */
+  participants: readonly Participant[]
+  /** Words per input vector. */
+  vectorLength: number
+  /** Graph kind and threat model (or explicit degree and threshold), as every client has it. */
+  graph: GraphConfig
+  /** The round's public 32-byte seed that lays out the graph. */
+  seed: Uint8Array
+}
+
+export type ServerStage = 'advertise' | 'share' | 'mask' | 'unmask' | 'done' | 'failed'
+
+export interface MaskingServer {
+  readonly roundId: string
+  readonly stage: ServerStage
+  /** Why the round failed, once it has. */
+  readonly failure: string | undefined
+  /** Graph parameters once the roster is closed. */
+  readonly parameters: GraphParameters | undefined
+  /** Round 0: a client's advertise message (signature and keys checked). */
+  receiveAdvertise: (from: string, payload: unknown) => Promise<void>
+  /** Ends round 0: the clients that advertised form the roster. Fails the round below 3 clients or for an infeasible graph. */
+  closeAdvertise: () => void
+  /** Clients in the roster, sorted (after closeAdvertise). */
+  roster: () => string[]
+  /** The roster message for client `id`: every roster id and its neighbours' signed keys. */
+  rosterFor: (id: string) => RosterMessage
+  /** Round 1: a client's sealed shares, one per graph neighbour. */
+  receiveShares: (from: string, payload: unknown) => void
+  /** Ends round 1: the clients that shared keys are the ones that may send masked input. */
+  closeShares: () => void
+  /** The sealed shares addressed to `id`, for a client that shared keys. */
+  inboxFor: (id: string) => InboxMessage
+  /** Round 2: a client's masked input, added into the running sum. */
+  receiveMasked: (from: string, y: Uint32Array) => void
+  /** Ends round 2: who sent masked input survives, who shared keys but did not has dropped. */
+  closeMasked: () => void
+  /** Survivors whose inputs the sum holds (after closeMasked), sorted. */
+  survivors: () => string[]
+  /** The unmask request for surviving client `id`. */
+  unmaskRequestFor: (id: string) => UnmaskRequestMessage
+  /** Round 3: a survivor's shares. */
+  receiveUnmask: (from: string, payload: unknown) => void
+  /** True once every secret finish() needs has at least t shares. */
+  ready: () => boolean
+  /** Σ x_u (mod 2^32) over the survivors; fails the round (UnavailableError) when it cannot be unmasked. */
+  finish: () => Promise<Uint32Array>
+  /** The state to persist: JSON-able `state` and the running sum's little-endian bytes. */
+  snapshot: () => MaskingServerSnapshot
+}
+
+const STAGES = ['advertise', 'share', 'mask', 'unmask', 'done', 'failed'] as const
+const SNAPSHOT_VERSION = 1
+
+const snapshotStateSchema = z.object({
+  version: z.literal(SNAPSHOT_VERSION),
+  roundId: idSchema,
+  participants: z.array(z.object({ id: idSchema, identityKey: z.string().max(64) }).strict()).max(MAX_CLIENTS),
+  vectorLength: z.number().int().positive().max(MAX_VECTOR_LENGTH),
+  graph: z.object({
+    kind: z.enum(['harary', 'complete']),
+    adversarialRate: z.number().optional(),
+    dropoutRate: z.number().optional(),
+    degree: z.number().int().optional(),
+    threshold: z.number().int().optional()
+  }).strict(),
+  seed: z.string().max(64),
+  stage: z.enum(STAGES),
+  failure: z.string().max(4000).nullable(),
+  advertised: z.array(advertiseSchema).max(MAX_CLIENTS),
+  shares: z.array(sharesSchema).max(MAX_CLIENTS),
+  masked: z.array(idSchema).max(MAX_CLIENTS),
+  unmasks: z.array(unmaskSchema).max(MAX_CLIENTS)
+}).strict()
+export type MaskingServerState = z.infer<typeof snapshotStateSchema>
+
+export interface MaskingServerSnapshot {
+  state: MaskingServerState
+  /** Little-endian bytes of the running sum of masked inputs (vectorLength × 4). */
+  maskedSum: Uint8Array
+}
+
+function checkOptions (options: MaskingServerOptions): void {
+  parseMessage(idSchema, options.roundId, 'masking server roundId')
+  if (!Number.isSafeInteger(options.vectorLength) || options.vectorLength < 1 || options.vectorLength > MAX_VECTOR_LENGTH) {
+    throw new InvalidInputError(`masking server vectorLength: expected an integer in [1, ${MAX_VECTOR_LENGTH}], got ${options.vectorLength}`)
+  }
+  if (!(options.seed instanceof Uint8Array) || options.seed.length !== KEY_BYTES) throw new InvalidInputError(`masking server seed: expected ${KEY_BYTES} bytes`)
+  if (options.participants.length > MAX_CLIENTS) throw new InvalidInputError(`masking server participants: at most ${MAX_CLIENTS}, got ${options.participants.length}`)
+  const seen = new Set<string>()
+  for (const [i, p] of options.participants.entries()) {
+    parseMessage(idSchema, p.id, `masking server participants[${i}].id`)
+    if (seen.has(p.id)) throw new InvalidInputError(`masking server participants: ${p.id} appears twice`)
+    if (!(p.identityKey instanceof Uint8Array) || p.identityKey.length !== KEY_BYTES) throw new InvalidInputError(`masking server participants[${i}].identityKey: expected ${KEY_BYTES} bytes`)
+    seen.add(p.id)
+  }
+}
+
+interface Internals {
+  server: MaskingServer
+  /** Restores the survivors and running sum of round 2 from a snapshot. */
+  restoreMasked: (ids: readonly string[], sum: Uint32Array) => void
+  restoreEnd: (stage: 'done' | 'failed', failure: string | null) => void
+}
+
+/**
+ * A server for one round.
+ *
+ * @example
+ * const s = createMaskingServer({ roundId, participants, vectorLength, graph: { kind: 'harary' }, seed })
+ * await s.receiveAdvertise(id, msg) …; s.closeAdvertise(); send(id, s.rosterFor(id)) … s.receiveShares(id, msg) …; s.closeShares()
+ * send(id, s.inboxFor(id)); s.receiveMasked(id, y) …; s.closeMasked(); send(id, s.unmaskRequestFor(id))
+ * s.receiveUnmask(id, msg) …; const sum = await s.finish()
+ */
+export function createMaskingServer (options: MaskingServerOptions): MaskingServer {
+  return serverCore(options).server
+}
+
+function serverCore (options: MaskingServerOptions): Internals {
+  checkOptions(options)
+  const { roundId, vectorLength } = options
+  const identities = new Map(options.participants.map(p => [p.id, p.identityKey]))
+  let stage: ServerStage = 'advertise'
+  let failure: string | undefined
+  let busy = false
+  const advertised = new Map<string, { message: AdvertiseMessage, keys: ClientKeys }>()
+  let rosterIds: string[] | undefined
+  let graph: NeighbourGraph | undefined
+  let params: GraphParameters | undefined
+  const shares = new Map<string, SharesMessage>()
+  const maskedSum = new Uint32Array(vectorLength)
+  const masked = new Set<string>()
+  let survivorList: string[] = []
+  let droppedSet = new Set<string>()
+  const unmasks = new Map<string, UnmaskMessage>()
+
+  const fail = (reason: string, cause?: unknown): never => {
+    stage = 'failed'
+    failure = reason
+    throw new UnavailableError(`round ${roundId} failed: ${reason}`, { cause })
+  }
+  const expect = (want: ServerStage, what: string): void => {
+    if (stage === 'failed') throw new UnavailableError(`${what}: round ${roundId} has failed: ${failure ?? ''}`)
+    if (busy) throw new InvalidInputError(`${what}: the server is finishing the round`)
+    if (stage !== want) throw new InvalidInputError(`${what}: round ${roundId} is at stage ${stage}, not ${want}`)
+  }
+  const sameSender = (from: string, claimed: string, what: string): void => {
+    if (claimed !== from) throw new InvalidInputError(`${what}: sent by ${from} but claims to be from ${claimed}`)
+  }
+  const sameRound = (claimed: string, what: string): void => {
+    if (claimed !== roundId) throw new InvalidInputError(`${what}: for round ${claimed}, this is round ${roundId}`)
+  }
+  const g = (): NeighbourGraph => graph as NeighbourGraph
+  const t = (): number => (params as GraphParameters).threshold
+  /** Neighbours of `id` that shared keys: the ones it masked with. */
+  const activeNeighbours = (id: string): string[] => g().neighbours(id).filter(v => shares.has(v))
+
+  async function receiveAdvertise (from: string, payload: unknown): Promise<void> {
+    const what = `advertise from ${from}`
+    const admissible = (): void => {
+      expect('advertise', what)
+      if (advertised.has(from)) throw new InvalidInputError(`${what}: already received`)
+    }
+    admissible()
+    const message = parseMessage(advertiseSchema, payload, what)
+    sameSender(from, message.from, what)
+    const keys = await checkAdvertise(message, roundId, identities.get(from), what, true)
+    // Checked again: the stage may have closed, or a copy been accepted, while the signature was checked.
+    admissible()
+    advertised.set(from, { message, keys })
+  }
+
+  function closeAdvertise (): void {
+    expect('advertise', 'close advertise')
+    const ids = [...advertised.keys()].sort()
+    if (ids.length < 3) fail(`only ${ids.length} clients advertised keys; masking needs at least 3`)
+    try {
+      ;({ graph, params } = rosterGraph(ids, options.graph, options.seed, roundId))
+    } catch (err) {
+      fail(`no masking graph for ${ids.length} clients: ${(err as Error).message}`, err)
+    }
+    rosterIds = ids
+    stage = 'share'
+  }
+
+  function roster (): string[] {
+    if (rosterIds === undefined) throw new InvalidInputError(`roster: round ${roundId} has not closed AdvertiseKeys yet`)
+    return [...rosterIds]
+  }
+
+  function rosterFor (id: string): RosterMessage {
+    const ids = roster()
+    if (!advertised.has(id)) throw new InvalidInputError(`roster for ${id}: ${id} did not advertise keys`)
+    const neighbours = g().neighbours(id).map(v => (advertised.get(v) as { message: AdvertiseMessage }).message)
+    return { type: 'secagg/roster', roundId, to: id, clients: ids, neighbours }
+  }
+
+  function receiveShares (from: string, payload: unknown): void {
+    const what = `shares from ${from}`
+    expect('share', what)
+    const message = parseMessage(sharesSchema, payload, what)
+    sameSender(from, message.from, what)
+    sameRound(message.roundId, what)
+    if (!advertised.has(from)) throw new InvalidInputError(`${what}: ${from} is not in the roster`)
+    if (shares.has(from)) throw new InvalidInputError(`${what}: already received`)
+    const expected = new Set(g().neighbours(from))
+    const seen = new Set<string>()
+    for (const entry of message.shares) {
+      if (!expected.has(entry.to)) throw new InvalidInputError(`${what}: ${entry.to} is not a neighbour of ${from}`)
+      if (seen.has(entry.to)) throw new InvalidInputError(`${what}: two share pairs for ${entry.to}`)
+      seen.add(entry.to)
+    }
+    if (seen.size !== expected.size) throw new InvalidInputError(`${what}: ${seen.size} share pairs, ${from} has ${expected.size} neighbours`)
+    shares.set(from, message)
+  }
+
+  function closeShares (): void {
+    expect('share', 'close shares')
+    if (shares.size < 2) fail(`only ${shares.size} clients shared keys`)
+    stage = 'mask'
+  }
+
+  function inboxFor (id: string): InboxMessage {
+    if (stage === 'advertise' || stage === 'share') throw new InvalidInputError(`inbox for ${id}: round ${roundId} has not closed ShareKeys yet`)
+    if (!shares.has(id)) throw new InvalidInputError(`inbox for ${id}: ${id} did not share keys`)
+    const inbox = activeNeighbours(id).map(v => {
+      const entry = (shares.get(v) as SharesMessage).shares.find(s => s.to === id) as { ciphertext: string }
+      return { from: v, ciphertext: entry.ciphertext }
+    })
+    return { type: 'secagg/inbox', roundId, to: id, shares: inbox }
+  }
+
+  function receiveMasked (from: string, y: Uint32Array): void {
+    const what = `masked input from ${from}`
+    expect('mask', what)
+    if (!shares.has(from)) throw new InvalidInputError(`${what}: ${from} did not share keys`)
+    if (masked.has(from)) throw new InvalidInputError(`${what}: already received`)
+    if (!(y instanceof Uint32Array) || y.length !== vectorLength) {
+      throw new InvalidInputError(`${what}: expected a Uint32Array of ${vectorLength} words, got ${y instanceof Uint32Array ? `${y.length} words` : typeof y}`)
+    }
+    for (let i = 0; i < vectorLength; i++) maskedSum[i] = (maskedSum[i] as number) + (y[i] as number)
+    masked.add(from)
+  }
+
+  function closeMasked (): void {
+    expect('mask', 'close masked input')
+    survivorList = [...masked].sort()
+    droppedSet = new Set([...shares.keys()].filter(id => !masked.has(id)))
+    stage = 'unmask'
+    if (survivorList.length === 0) fail('no client sent masked input')
+    for (const u of survivorList) {
+      const alive = activeNeighbours(u).filter(v => masked.has(v)).length
+      if (alive < t()) fail(`survivor ${u} has ${alive} surviving neighbours, fewer than the threshold ${t()}: its self mask cannot be removed`)
+    }
+    for (const d of droppedSet) {
+      const alive = activeNeighbours(d).filter(v => masked.has(v)).length
+      if (alive > 0 && alive < t()) fail(`dropped client ${d} has ${alive} surviving neighbours, fewer than the threshold ${t()}: its pairwise masks cannot be removed`)
+    }
+  }
+
+  function survivors (): string[] {
+    if (stage === 'advertise' || stage === 'share' || stage === 'mask') throw new InvalidInputError(`survivors: round ${roundId} has not closed MaskedInput yet`)
+    return [...survivorList]
+  }
+
+  function unmaskRequestFor (id: string): UnmaskRequestMessage {
+    expect('unmask', `unmask request for ${id}`)
+    if (!masked.has(id)) throw new InvalidInputError(`unmask request for ${id}: ${id} sent no masked input`)
+    const ns = activeNeighbours(id)
+    return { type: 'secagg/unmask-request', roundId, to: id, survivors: ns.filter(v => masked.has(v)), dropped: ns.filter(v => droppedSet.has(v)) }
+  }
+
+  function receiveUnmask (from: string, payload: unknown): void {
+    const what = `unmask from ${from}`
+    expect('unmask', what)
+    const message = parseMessage(unmaskSchema, payload, what)
+    sameSender(from, message.from, what)
+    sameRound(message.roundId, what)
+    if (!masked.has(from)) throw new InvalidInputError(`${what}: ${from} sent no masked input`)
+    if (unmasks.has(from)) throw new InvalidInputError(`${what}: already received`)
+    const request = unmaskRequestFor(from)
+    for (const [list, want, name] of [[message.selfMaskShares, request.survivors, 'selfMaskShares'], [message.keyShares, request.dropped, 'keyShares']] as const) {
+      const owners = list.map(s => s.owner)
+      if (owners.length !== want.length || new Set(owners).size !== owners.length || !owners.every(o => want.includes(o))) {
+        throw new InvalidInputError(`${what}: ${name} are for [${owners.join(', ')}], the request asked for [${want.join(', ')}]`)
+      }
+      for (const s of list) shareValue({ x: 1, y: decodeBytes(s.share, SHARE_BYTES, `${what} ${name} of ${s.owner}`) }, `${what} ${name} of ${s.owner}`)
+    }
+    unmasks.set(from, message)
+  }
+
+  /** Shares per owner, of b (self) or s^SK (key), from the unmask messages received. */
+  function collect (): { self: Map<string, Share[]>, key: Map<string, Share[]> } {
+    const self = new Map<string, Share[]>()
+    const key = new Map<string, Share[]>()
+    for (const [holder, message] of unmasks) {
+      const x = g().index(holder)
+      for (const s of message.selfMaskShares) self.set(s.owner, [...(self.get(s.owner) ?? []), { x, y: decodeBytes(s.share, SHARE_BYTES, 'share') }])
+      for (const s of message.keyShares) key.set(s.owner, [...(key.get(s.owner) ?? []), { x, y: decodeBytes(s.share, SHARE_BYTES, 'share') }])
+    }
+    return { self, key }
+  }
+
+  /** Dropped clients whose pairwise masks sit in some survivor's input, with those survivors. */
+  function droppedWithSurvivors (): Array<[string, string[]]> {
+    return [...droppedSet].sort().map(d => [d, activeNeighbours(d).filter(v => masked.has(v))] as [string, string[]]).filter(([, us]) => us.length > 0)
+  }
+
+  function ready (): boolean {
+    if (stage !== 'unmask') return stage === 'done'
+    const { self, key } = collect()
+    return survivorList.every(u => (self.get(u)?.length ?? 0) >= t()) && droppedWithSurvivors().every(([d]) => (key.get(d)?.length ?? 0) >= t())
+  }
+
+  async function finish (): Promise<Uint32Array> {
+    // A finished round may be finished again (after a restore, say): the same sum comes out.
+    expect(stage === 'done' ? 'done' : 'unmask', 'finish')
+    busy = true
+    const { self, key } = collect()
+    const terms: MaskTerm[] = []
+    const secrets: Uint8Array[] = []
+    const rebuild = (have: readonly Share[], what: string): Uint8Array => {
+      if (have.length < t()) fail(`${have.length} shares of ${what} arrived, the threshold is ${t()}`)
+      try {
+        const secret = combine(have, t())
+        secrets.push(secret)
+        return secret
+      } catch (err) {
+        return fail(`the shares of ${what} are inconsistent`, err)
+      }
+    }
+    try {
+      for (const u of survivorList) {
+        terms.push({ seed: selfMaskSeed(rebuild(self.get(u) ?? [], `survivor ${u}'s self-mask seed`), roundId, u), sign: -1 })
+      }
+      for (const [d, us] of droppedWithSurvivors()) {
+        const sk = rebuild(key.get(d) ?? [], `dropped client ${d}'s mask key`)
+        const sPublic = (advertised.get(d) as { keys: ClientKeys }).keys.sPublicKey
+        if (!equalBytes(await (await curves()).publicKey(sk), sPublic)) {
+          fail(`the rebuilt mask key of dropped client ${d} does not match its advertised public key`, new IntegrityError(`mask key of ${d}`))
+        }
+        const seeds = await Promise.all(us.map(async u => {
+          const shared = await agree(sk, (advertised.get(u) as { keys: ClientKeys }).keys.sPublicKey, `mask seed of ${d} with ${u}`)
+          const seed = pairMaskSeed(shared, roundId, u, d)
+          shared.fill(0)
+          return seed
+        }))
+        // y_u carries +PRG(s_ud) when d > u and −PRG(s_ud) when d < u; remove it with the opposite sign.
+        us.forEach((u, i) => terms.push({ seed: seeds[i] as Uint8Array, sign: d > u ? -1 : 1 }))
+      }
+      const result = await addMasksInto(maskedSum.slice(), terms)
+      stage = 'done'
+      return result
+    } finally {
+      busy = false
+      for (const secret of [...secrets, ...terms.map(term => term.seed)]) secret.fill(0)
+    }
+  }
+
+  function snapshot (): MaskingServerSnapshot {
+    const state: MaskingServerState = {
+      version: SNAPSHOT_VERSION,
+      roundId,
+      participants: options.participants.map(p => ({ id: p.id, identityKey: encodeBytes(p.identityKey) })),
+      vectorLength,
+      graph: { ...options.graph },
+      seed: encodeBytes(options.seed),
+      stage,
+      failure: failure ?? null,
+      advertised: [...advertised.values()].map(a => a.message),
+      shares: [...shares.values()],
+      masked: [...masked],
+      unmasks: [...unmasks.values()]
+    }
+    return { state, maskedSum: new Uint8Array(maskedSum.buffer.slice(0)) }
+  }
+
+  const server: MaskingServer = {
+    roundId,
+    get stage () { return stage },
+    get failure () { return failure },
+    get parameters () { return params },
+    receiveAdvertise,
+    closeAdvertise,
+    roster,
+    rosterFor,
+    receiveShares,
+    closeShares,
+    inboxFor,
+    receiveMasked,
+    closeMasked,
+    survivors,
+    unmaskRequestFor,
+    receiveUnmask,
+    ready,
+    finish,
+    snapshot
+  }
+  return {
+    server,
+    restoreMasked (ids, sum) {
+      for (const id of ids) {
+        if (!shares.has(id)) throw new InvalidInputError(`server snapshot: masked input from ${id}, who did not share keys`)
+        masked.add(id)
+      }
+      maskedSum.set(sum)
+    },
+    restoreEnd (end, reason) {
+      stage = end
+      failure = reason ?? undefined
+    }
+  }
+}
+
+/**
+ * A server in the state a snapshot recorded: the recorded messages are replayed through the same
+ * checks they passed the first time. Throws InvalidInputError for a snapshot that does not parse
+ * or does not replay.
+ *
+ * @example const server = await restoreMaskingServer({ state: JSON.parse(row.state), maskedSum: row.maskedSum })
+ */
+export async function restoreMaskingServer (snapshot: MaskingServerSnapshot): Promise<MaskingServer> {
+  const state = parseMessage(snapshotStateSchema, snapshot.state, 'server snapshot')
+  const core = serverCore({
+    roundId: state.roundId,
+    participants: state.participants.map((p, i) => ({ id: p.id, identityKey: decodeBytes(p.identityKey, KEY_BYTES, `server snapshot participants[${i}].identityKey`) })),
+    vectorLength: state.vectorLength,
+    graph: state.graph,
+    seed: decodeBytes(state.seed, KEY_BYTES, 'server snapshot seed')
+  })
+  const s = core.server
+  if (!(snapshot.maskedSum instanceof Uint8Array) || snapshot.maskedSum.length !== state.vectorLength * 4) {
+    throw new InvalidInputError(`server snapshot maskedSum: expected ${state.vectorLength * 4} bytes`)
+  }
+  const reached = (stage: ServerStage): boolean => STAGES.indexOf(state.stage) >= STAGES.indexOf(stage) && state.stage !== 'failed'
+  if (state.stage === 'failed') {
+    core.restoreEnd('failed', state.failure)
+    return s
+  }
+  try {
+    for (const m of state.advertised) await s.receiveAdvertise(m.from, m)
+    if (!reached('share')) return s
+    s.closeAdvertise()
+    for (const m of state.shares) s.receiveShares(m.from, m)
+    if (!reached('mask')) return s
+    s.closeShares()
+    core.restoreMasked(state.masked, new Uint32Array(snapshot.maskedSum.slice().buffer))
+    if (!reached('unmask')) return s
+    s.closeMasked()
+    for (const m of state.unmasks) s.receiveUnmask(m.from, m)
+    if (state.stage === 'done') core.restoreEnd('done', null)
+    return s
+  } catch (err) {
+    if (err instanceof InvalidInputError) throw err
+    throw new InvalidInputError(`server snapshot: does not replay (${(err as Error).message})`, { cause: err })
+  }
+}

@@ -1,0 +1,191 @@
+import { describe, it, expect } from 'vitest'
+import { ROUND, client, input, mask, newRound, setUp, unmask, wire, type Round } from './harness.ts'
+import { ringSum } from '../../../aggregation/ring.ts'
+import { createMaskingClient } from '../../../aggregation/secagg/client.ts'
+import type { AdvertiseMessage, InboxMessage, RosterMessage, SharesMessage, UnmaskMessage, UnmaskRequestMessage } from '../../../aggregation/secagg/messages.ts'
+import { advertiseTranscript } from '../../../aggregation/secagg/kdf.ts'
+import { fromBase64, toBase64 } from '../../../shared/crypto/bytes.ts'
+import { generateSigningKey, sign, type SigningKeyPair } from '../../../shared/crypto/sign.ts'
+
+const SPARSE = { kind: 'harary' as const, degree: 4, threshold: 3 }
+const named = (name: string): ReturnType<typeof expect.objectContaining> => expect.objectContaining({ name })
+
+/** A round at the unmask stage in which `droppedIndex` sent no masked input. */
+async function atUnmask (droppedIndex = 5): Promise<{ round: Round, survivors: string[] }> {
+  const round = newRound(12, SPARSE)
+  await setUp(round)
+  const survivors = round.ids.filter((_, i) => i !== droppedIndex)
+  await mask(round, survivors)
+  round.server.closeMasked()
+  return { round, survivors }
+}
+
+const finishExact = async (round: Round, survivors: string[]): Promise<void> => {
+  expect(await round.server.finish()).toEqual(ringSum(survivors.map(id => input(round, id)), round.vectorLength))
+}
+
+describe('a client refuses unmask requests that would reveal an input', () => {
+  it('refuses overlap, strangers, itself, too few survivors and malformed requests, then answers one good request once', async () => {
+    const { round, survivors } = await atUnmask()
+    // A survivor one of whose neighbours dropped, so the honest request has both lists.
+    const u = survivors.find(id => round.server.unmaskRequestFor(id).dropped.length > 0) as string
+    const c = client(round, u)
+    const honest = round.server.unmaskRequestFor(u)
+    const stranger = round.ids.find(id => id !== u && !honest.survivors.includes(id) && !honest.dropped.includes(id)) as string
+    const ask = (change: Partial<UnmaskRequestMessage>): unknown => wire({ ...honest, ...change })
+
+    expect(() => c.unmask(ask({ dropped: [...honest.dropped, honest.survivors[0] as string] }))).toThrow(/refused, client-\d+ is listed as both surviving and dropped/)
+    expect(() => c.unmask(ask({ dropped: [...honest.dropped, stranger] }))).toThrow(/refused, client-\d+ is not a neighbour this client masked with/)
+    expect(() => c.unmask(ask({ survivors: [...honest.survivors, u] }))).toThrow(named('AccessDeniedError'))
+    const t = round.server.parameters?.threshold as number
+    expect(() => c.unmask(ask({ survivors: honest.survivors.slice(0, t - 1), dropped: [...honest.dropped, ...honest.survivors.slice(t - 1)] })))
+      .toThrow(/refused, only 2 neighbours survive, fewer than the threshold 3/)
+    expect(() => c.unmask(ask({ survivors: [...honest.survivors, honest.survivors[0] as string] }))).toThrow(/is listed twice/)
+    expect(() => c.unmask(ask({ dropped: [] }))).toThrow(/says nothing of neighbour/)
+    expect(() => c.unmask(ask({ roundId: 'r_ffffffffffffffff' }))).toThrow(/for round r_ffffffffffffffff/)
+    expect(() => c.unmask(ask({ to: stranger }))).toThrow(/addressed to/)
+    expect(() => c.unmask({ ...honest, survivors: 'all' })).toThrow(named('InvalidInputError'))
+
+    const answer = c.unmask(wire(honest))
+    expect(answer.selfMaskShares.map(s => s.owner)).toEqual(honest.survivors)
+    expect(answer.keyShares.map(s => s.owner)).toEqual(honest.dropped)
+    expect(() => c.unmask(wire(honest))).toThrow(/stage done, not unmask/)
+
+    round.server.receiveUnmask(u, wire(answer))
+    unmask(round, survivors.filter(id => id !== u))
+    await finishExact(round, survivors)
+  })
+})
+
+describe('the server rejects bad messages without harm to the round', () => {
+  it('advertise: replay, impostor, stranger, forged signature, other round, small-order key, malformed', async () => {
+    const round = newRound(12, SPARSE)
+    const [a, b] = round.ids as [string, string]
+    const advertise = await client(round, a).advertise()
+    await round.server.receiveAdvertise(a, wire(advertise))
+    await expect(round.server.receiveAdvertise(a, wire(advertise))).rejects.toThrow(/advertise from client-000: already received/)
+    await expect(round.server.receiveAdvertise(b, wire(advertise))).rejects.toThrow(/sent by client-001 but claims to be from client-000/)
+
+    const mallory = generateSigningKey()
+    const forge = (from: string, key: SigningKeyPair, roundId = ROUND, sKey = fromBase64(advertise.sPublicKey)): AdvertiseMessage => {
+      const c = fromBase64(advertise.cPublicKey)
+      return { type: 'secagg/advertise', roundId, from, cPublicKey: toBase64(c), sPublicKey: toBase64(sKey), signature: toBase64(sign(advertiseTranscript(roundId, from, c, sKey), key.secretKey)) }
+    }
+    await expect(round.server.receiveAdvertise('mallory', wire(forge('mallory', mallory)))).rejects.toThrow(/mallory is not a client of round/)
+    await expect(round.server.receiveAdvertise(b, wire(forge(b, mallory)))).rejects.toThrow(named('IntegrityError'))
+    const bKey = round.identities.get(b) as SigningKeyPair
+    await expect(round.server.receiveAdvertise(b, wire(forge(b, bKey, 'r_ffffffffffffffff')))).rejects.toThrow(/for round r_ffffffffffffffff, this is round/)
+    const smallOrder = new Uint8Array(32)
+    smallOrder[0] = 1
+    await expect(round.server.receiveAdvertise(b, wire(forge(b, bKey, ROUND, smallOrder)))).rejects.toThrow(/sPublicKey: X25519 agreement failed/)
+    await expect(round.server.receiveAdvertise(b, { ...advertise, from: b, signature: 'short' })).rejects.toThrow(/signature: base64 of 64 bytes/)
+    expect(() => round.server.receiveShares(a, {})).toThrow(/round r_00000000000000aa is at stage advertise, not share/)
+
+    for (const id of round.ids.slice(1)) await round.server.receiveAdvertise(id, wire(await client(round, id).advertise()))
+    round.server.closeAdvertise()
+    expect(round.server.roster()).toEqual(round.ids)
+    await expect(round.server.receiveAdvertise(b, wire(advertise))).rejects.toThrow(/at stage share, not advertise/)
+  })
+
+  it('shares, masked inputs and unmask messages: wrong stage, duplicate, wrong neighbours, wrong length, wrong owners', async () => {
+    const round = newRound(12, SPARSE)
+    for (const id of round.ids) await round.server.receiveAdvertise(id, wire(await client(round, id).advertise()))
+    round.server.closeAdvertise()
+    const shares = new Map<string, SharesMessage>()
+    for (const id of round.ids) shares.set(id, await client(round, id).shareKeys(wire(round.server.rosterFor(id))))
+    const [a, b] = round.ids as [string, string]
+    const sa = shares.get(a) as SharesMessage
+    const change = (m: SharesMessage, c: Partial<SharesMessage>): unknown => wire({ ...m, ...c })
+
+    expect(() => round.server.receiveShares(a, change(sa, { shares: sa.shares.slice(1) }))).toThrow(/3 share pairs, client-000 has 4 neighbours/)
+    const stranger = round.ids.find(id => id !== a && !sa.shares.some(s => s.to === id)) as string
+    expect(() => round.server.receiveShares(a, change(sa, { shares: [...sa.shares.slice(1), { to: stranger, ciphertext: sa.shares[0]?.ciphertext as string }] }))).toThrow(/is not a neighbour of client-000/)
+    expect(() => round.server.receiveShares(a, change(sa, { shares: [...sa.shares.slice(1), sa.shares[1] as SharesMessage['shares'][0]] }))).toThrow(/two share pairs for/)
+    expect(() => round.server.receiveShares(a, change(sa, { roundId: 'r_ffffffffffffffff' }))).toThrow(/for round r_ffffffffffffffff/)
+    expect(() => round.server.receiveShares(b, wire(sa))).toThrow(/claims to be from client-000/)
+    expect(() => round.server.receiveMasked(a, new Uint32Array(round.vectorLength))).toThrow(/at stage share, not mask/)
+    for (const [id, m] of shares) round.server.receiveShares(id, wire(m))
+    expect(() => round.server.receiveShares(a, wire(sa))).toThrow(/already received/)
+    round.server.closeShares()
+
+    const ya = await client(round, a).maskedInput(input(round, a), wire(round.server.inboxFor(a)))
+    expect(() => round.server.receiveMasked(a, ya.subarray(1))).toThrow(/expected a Uint32Array of 64 words, got 63 words/)
+    expect(() => round.server.receiveMasked(a, new Float32Array(64) as unknown as Uint32Array)).toThrow(/expected a Uint32Array/)
+    expect(() => round.server.receiveMasked('mallory', ya)).toThrow(/mallory did not share keys/)
+    round.server.receiveMasked(a, ya)
+    expect(() => round.server.receiveMasked(a, ya)).toThrow(/masked input from client-000: already received/)
+    const survivors = round.ids.filter(id => id !== round.ids[7])
+    await mask(round, survivors.slice(1))
+    round.server.closeMasked()
+    expect(() => round.server.receiveMasked(round.ids[7] as string, new Uint32Array(64))).toThrow(/at stage unmask, not mask/)
+    expect(() => round.server.unmaskRequestFor(round.ids[7] as string)).toThrow(/sent no masked input/)
+
+    const ua = client(round, a).unmask(wire(round.server.unmaskRequestFor(a)))
+    const wrongOwners: UnmaskMessage = { ...ua, selfMaskShares: ua.selfMaskShares.slice(1) }
+    expect(() => round.server.receiveUnmask(a, wire(wrongOwners))).toThrow(/selfMaskShares are for/)
+    const outOfField: UnmaskMessage = { ...ua, selfMaskShares: ua.selfMaskShares.map((s, i) => i === 0 ? { ...s, share: toBase64(new Uint8Array(66).fill(0xff)) } : s) }
+    expect(() => round.server.receiveUnmask(a, wire(outOfField))).toThrow(/not below the field prime/)
+    expect(() => round.server.receiveUnmask(b, wire(ua))).toThrow(/claims to be from client-000/)
+    round.server.receiveUnmask(a, wire(ua))
+    expect(() => round.server.receiveUnmask(a, wire(ua))).toThrow(/unmask from client-000: already received/)
+    unmask(round, survivors.slice(1))
+    await finishExact(round, survivors)
+  })
+})
+
+describe('a client rejects bad server messages', () => {
+  it('roster: other round, misaddressed, unsorted, missing self, wrong neighbours, forged or foreign keys; inbox: misaddressed, tampered, strangers, too few', async () => {
+    const round = newRound(12, SPARSE)
+    const [a, b] = round.ids as [string, string]
+    const c = client(round, a)
+    await expect(c.shareKeys({})).rejects.toThrow(/at stage advertise, not share/)
+    for (const id of round.ids) await round.server.receiveAdvertise(id, wire(await client(round, id).advertise()))
+    round.server.closeAdvertise()
+    const roster = round.server.rosterFor(a)
+    const edit = (change: Partial<RosterMessage>): unknown => wire({ ...roster, ...change })
+
+    await expect(c.shareKeys(edit({ roundId: 'r_ffffffffffffffff' }))).rejects.toThrow(/roster: for round r_ffffffffffffffff/)
+    await expect(c.shareKeys(edit({ to: b }))).rejects.toThrow(/roster: addressed to client-001/)
+    await expect(c.shareKeys(edit({ clients: [...roster.clients].reverse() }))).rejects.toThrow(/not sorted and unique/)
+    await expect(c.shareKeys(edit({ clients: roster.clients.filter(id => id !== a) }))).rejects.toThrow(/this client \(client-000\) is not in it/)
+    // Another client's neighbours: the layout the roster implies does not match the keys sent.
+    await expect(c.shareKeys(edit({ neighbours: round.server.rosterFor(b).neighbours }))).rejects.toThrow(/carries keys of/)
+    const first = roster.neighbours[0] as AdvertiseMessage
+    await expect(c.shareKeys(edit({ neighbours: [{ ...first, cPublicKey: first.sPublicKey }, ...roster.neighbours.slice(1)] }))).rejects.toThrow(/signature of client-\d+ does not verify/)
+    // A genuine advertise by the same neighbour identity, but from another round's session.
+    const other = createMaskingClient({ roundId: 'r_ffffffffffffffff', id: first.from, identity: round.identities.get(first.from) as SigningKeyPair, identityKeyOf: () => undefined, vectorLength: 64, graph: SPARSE, seed: round.seed })
+    await expect(c.shareKeys(edit({ neighbours: [{ ...(await other.advertise()), roundId: ROUND }, ...roster.neighbours.slice(1)] }))).rejects.toThrow(/does not verify/)
+    expect(c.stage).toBe('share')
+
+    for (const id of round.ids) round.server.receiveShares(id, wire(await client(round, id).shareKeys(wire(round.server.rosterFor(id)))))
+    round.server.closeShares()
+    const inbox = round.server.inboxFor(a)
+    const change = (c: Partial<InboxMessage>): unknown => wire({ ...inbox, ...c })
+    const x = input(round, a)
+    await expect(c.maskedInput(x, change({ to: b }))).rejects.toThrow(/addressed to client-001/)
+    const blob = fromBase64(inbox.shares[0]?.ciphertext as string)
+    blob[40] = (blob[40] as number) ^ 1
+    await expect(c.maskedInput(x, change({ shares: [{ ...inbox.shares[0] as InboxMessage['shares'][0], ciphertext: toBase64(blob) }, ...inbox.shares.slice(1)] }))).rejects.toThrow(/do not authenticate/)
+    const stranger = round.ids.find(id => id !== a && !inbox.shares.some(s => s.from === id)) as string
+    await expect(c.maskedInput(x, change({ shares: [...inbox.shares, { from: stranger, ciphertext: inbox.shares[0]?.ciphertext as string }] }))).rejects.toThrow(/who is not a neighbour/)
+    await expect(c.maskedInput(x, change({ shares: [...inbox.shares, inbox.shares[0] as InboxMessage['shares'][0]] }))).rejects.toThrow(/appear twice/)
+    await expect(c.maskedInput(x, change({ shares: inbox.shares.slice(0, 2) }))).rejects.toThrow(named('UnavailableError'))
+    await expect(c.maskedInput(x.subarray(1), wire(inbox))).rejects.toThrow(/expected a Uint32Array of 64 words/)
+    expect(() => c.unmask({})).toThrow(/at stage mask, not unmask/)
+
+    // None of that changed anything: the round still completes exactly.
+    await mask(round, round.ids)
+    round.server.closeMasked()
+    unmask(round, round.ids)
+    await finishExact(round, round.ids)
+  })
+
+  it('a client cannot be driven into two interleaved steps', async () => {
+    const round = newRound(6, { kind: 'complete' })
+    const c = client(round, round.ids[0] as string)
+    const first = c.advertise()
+    await expect(c.advertise()).rejects.toThrow(/still busy/)
+    await first
+    expect(c.stage).toBe('share')
+  })
+})

@@ -1,0 +1,92 @@
+import { beforeAll, describe, expect, it } from 'vitest'
+import * as tf from '@tensorflow/tfjs-core'
+import { tfjsBackend } from '../../../node-runtime/engines/tfjs.ts'
+import { mnistMlp } from '../../../node-runtime/examples/mnist-mlp.ts'
+import { InvalidInputError } from '../../../shared/errors/errors.ts'
+import { evaluateAccuracy } from '../../../shared/training/evaluate.ts'
+import { takeRows } from '../../../shared/training/data.ts'
+import { readWeights, setTrainableWeights, weightNames, weightSize } from '../../../shared/training/weights.ts'
+import { digits, firstDifference, seededMlp } from './fixtures.ts'
+
+beforeAll(async () => { await tfjsBackend() })
+
+describe('mnistMlp hidden sizes', () => {
+  it('names layers hidden_1 … hidden_n, head, with the sizes asked for; defaults to 128-64', () => {
+    const wide = mnistMlp({ hidden: [200, 200] })
+    expect(wide.weights.map(w => [w.originalName, w.shape])).toEqual([
+      ['hidden_1/kernel', [784, 200]], ['hidden_1/bias', [200]], ['hidden_2/kernel', [200, 200]], ['hidden_2/bias', [200]], ['head/kernel', [200, 10]], ['head/bias', [10]]
+    ])
+    const plain = mnistMlp()
+    expect(plain.weights.map(w => w.shape)).toEqual([[784, 128], [128], [128, 64], [64], [64, 10], [10]])
+    expect(weightSize(plain, weightNames(plain))).toBe(784 * 128 + 128 + 128 * 64 + 64 + 64 * 10 + 10)
+    expect(() => mnistMlp({ hidden: [0] })).toThrow(InvalidInputError)
+    tf.dispose([wide, plain].flatMap(m => m.weights.map(w => w.read())))
+  })
+})
+
+describe('readWeights / setTrainableWeights', () => {
+  it('concatenate and split in the order of the names given, exactly', () => {
+    const model = seededMlp([8], 1)
+    const kernel = readWeights(model, ['head/kernel'])
+    const bias = readWeights(model, ['head/bias'])
+    const both = readWeights(model, ['head/bias', 'head/kernel'])
+    expect(both.length).toBe(10 + 80)
+    expect(firstDifference(both.subarray(0, 10), bias)).toBe(-1)
+    expect(firstDifference(both.subarray(10), kernel)).toBe(-1)
+    const values = Float32Array.from({ length: 90 }, (_, i) => Math.fround(i / 7 - 3))
+    setTrainableWeights(model, ['head/bias', 'head/kernel'], values)
+    expect(firstDifference(readWeights(model, ['head/bias', 'head/kernel']), values)).toBe(-1)
+    expect(Array.from(readWeights(model, ['head/bias']))).toEqual(Array.from(values.subarray(0, 10)))
+    model.dispose()
+  })
+
+  it('find tensors by their saved name even when tfjs renamed the variable (a second model with the same layers)', () => {
+    const first = seededMlp([8], 1)
+    const second = seededMlp([8], 2)
+    const secondHead = second.weights.find(w => w.originalName === 'head/bias')!
+    expect(secondHead.name).not.toBe('head/bias')
+    setTrainableWeights(second, ['head/bias'], new Float32Array(10).fill(0.25))
+    expect(Array.from(readWeights(second, ['head/bias']))).toEqual(new Array(10).fill(0.25))
+    expect(Array.from(readWeights(first, ['head/bias']))).toEqual(new Array(10).fill(0))
+    first.dispose()
+    second.dispose()
+  })
+
+  it('reject unknown names, a wrong length and a non-Float32Array, naming the argument', () => {
+    const model = seededMlp([8], 1)
+    expect(() => readWeights(model, ['head/kernal'])).toThrow(/names: no tensor named "head\/kernal" in the model \(it has hidden_1\/kernel, hidden_1\/bias, head\/kernel, head\/bias\)/)
+    expect(() => setTrainableWeights(model, ['head/bias'], new Float32Array(9))).toThrow(/values has 9 entries, the tensors named in trainable hold 10/)
+    expect(() => setTrainableWeights(model, ['nope'], new Float32Array(9))).toThrow(/trainable: no tensor named "nope"/)
+    expect(() => setTrainableWeights(model, ['head/bias'], new Array(10).fill(0) as unknown as Float32Array)).toThrow(InvalidInputError)
+    model.dispose()
+  })
+})
+
+describe('evaluateAccuracy', () => {
+  it('matches argmax over model.predict computed separately, for any batch size', async () => {
+    const model = seededMlp([16], 4)
+    const data = digits(0, 300, 'test')
+    const probs = model.predict(tf.tensor2d(data.xs, [300, 784])) as tf.Tensor2D
+    const p = await probs.array()
+    probs.dispose()
+    let right = 0
+    p.forEach((row, i) => { if (row.indexOf(Math.max(...row)) === data.ys[i]) right++ })
+    const before = tf.memory().numTensors
+    for (const batch of [1, 7, 300, 512]) expect(await evaluateAccuracy(model, data, batch)).toBe(right / 300)
+    expect(tf.memory().numTensors).toBe(before)
+    await expect(evaluateAccuracy(model, { ...data, ys: new Uint8Array(600) })).rejects.toThrow(/one class label per row/)
+    await expect(evaluateAccuracy(model, data, 0)).rejects.toThrow(/batchSize/)
+    model.dispose()
+  })
+})
+
+describe('takeRows', () => {
+  it('copies the chosen rows and their labels, in order', () => {
+    const data = digits(0, 50)
+    const part = takeRows(data, [7, 3, 49])
+    expect(part.count).toBe(3)
+    expect(Array.from(part.ys)).toEqual([data.ys[7], data.ys[3], data.ys[49]])
+    expect(Array.from(part.xs.subarray(784, 1568))).toEqual(Array.from(data.xs.subarray(3 * 784, 4 * 784)))
+    expect(() => takeRows(data, [50])).toThrow(/indices\[0\] = 50 is not a row of data/)
+  })
+})
