@@ -1,0 +1,12 @@
+/** blockfed/aggregation: the isomorphic maths of federated rounds, over typed arrays. */
+export { addInto, subInto, ringSum } from './ring.ts'
+export { fixedPointParams, encode, decode, encodeUpdate, decodeMean, sampleWeight, cryptoUniform, type FixedPointParams, type UpdateEncoding } from './fixed-point.ts'
+export { strategy, type Strategy, type StrategyStep } from './strategies/strategy.ts'
+export { weightedMean } from './strategies/weighted-mean.ts'
+export { encodeState, decodeState, type StrategyState } from './strategies/state.ts'
+export { clipL2, l2Norm } from './dp/clip.ts'
+export { addGaussianNoise, clientNoiseSigma } from './dp/noise.ts'
+export { dpAccountant, gaussianEpsilon, type DpAccountant, type PrivacySpend } from './dp/accountant.ts'
+export { checkUpdateShape, checkFinite, checkNormBound } from './validate.ts'
+export * as secagg from './secagg/index.ts'
+export * as paillier from './paillier/index.ts'
