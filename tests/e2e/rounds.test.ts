@@ -175,6 +175,24 @@ describe('rounds (mode none)', () => {
     expect(second.metrics?.dpEpsilonTotal).toBeGreaterThan(first.metrics?.dpEpsilonTotal ?? Infinity)
   })
 
+  it('schedules rounds back to back and keeps a client out for its cooldown', async () => {
+    const summaries: Array<{ state: string, participants: { uploaded: number } }> = []
+    const request = { model: 'mnist', trainable: ['head'], secure: { mode: 'none' as const }, selection: { minClients: 2, cooldownMs: 60_000 } }
+    // With a minute's cooldown the three clients can fill one round; the next finds none eligible and is skipped.
+    const schedule = coordinator.rounds.schedule(request, { pauseMs: 50, rounds: 3, onRound: s => summaries.push(s) })
+    for (let i = 0; i < 400 && summaries.length < 1; i++) await new Promise(resolve => setTimeout(resolve, 50))
+    await new Promise(resolve => setTimeout(resolve, 500))
+    await schedule.stop()
+    expect(summaries).toHaveLength(1)
+    expect(summaries[0]).toMatchObject({ state: 'published', participants: { uploaded: 3 } })
+    await expect(coordinator.rounds.run(request)).rejects.toThrow(/0 eligible client/)
+    // Without a cooldown they are eligible again at once.
+    const again = coordinator.rounds.schedule({ ...request, selection: { minClients: 3, cooldownMs: 0 } }, { pauseMs: 10, rounds: 2, onRound: s => summaries.push(s) })
+    for (let i = 0; i < 600 && summaries.length < 3; i++) await new Promise(resolve => setTimeout(resolve, 50))
+    await again.stop()
+    expect(summaries.slice(1).map(s => s.state)).toEqual(['published', 'published'])
+  })
+
   it('serves rounds over HTTP with validated input and roles', async () => {
     const admin = coordinator.adminToken
     const post = async (body: unknown, token = admin): Promise<Response> => await fetch(`${url}/v1/rounds`, { method: 'POST', headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' }, body: JSON.stringify(body) })
