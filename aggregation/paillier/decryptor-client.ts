@@ -3,13 +3,11 @@
  * browsers. Every call has a deadline; every answer is parsed by the schema the service declares;
  * an error answer becomes the matching typed error with the service's message.
  */
-import type { z } from 'zod'
 import {
-  AccessDeniedError, BlockfedError, IntegrityError, InvalidInputError, NotFoundError, TooLargeError, UnavailableError
+  AccessDeniedError, IntegrityError, InvalidInputError, NotFoundError, TooLargeError, type BlockfedError
 } from '../../shared/errors/errors.ts'
 import { fromBase64, toBase64 } from '../../shared/crypto/bytes.ts'
-import { deadlineError, withDeadline } from '../../shared/load/deadline.ts'
-import { errorBodySchema } from '../../shared/client/api-schemas.ts'
+import { jsonCall } from '../../shared/client/json-call.ts'
 import { DEFAULT_DECRYPT_TIMEOUT_MS, DEFAULT_KEY_TIMEOUT_MS } from './constants.ts'
 import { RoundDecidedError } from './errors.ts'
 import { readKeyInfo, type DecryptorKey } from './key-info.ts'
@@ -58,35 +56,7 @@ export function decryptorClient (options: DecryptorClientOptions): DecryptorClie
   const keyTimeout = options.timeoutMs ?? DEFAULT_KEY_TIMEOUT_MS
   const decryptTimeout = options.decryptTimeoutMs ?? DEFAULT_DECRYPT_TIMEOUT_MS
 
-  async function call<T> (path: string, schema: z.ZodType<T>, init: RequestInit, timeoutMs: number, signal?: AbortSignal): Promise<T> {
-    const headers = new Headers(init.headers)
-    if (options.token !== undefined) headers.set('authorization', `Bearer ${options.token}`)
-    const what = `${init.method ?? 'GET'} ${path}`
-    let res: Response
-    let text: string
-    try {
-      res = await fetch(`${baseUrl}${path}`, { ...init, headers, signal: withDeadline(signal, timeoutMs) })
-      text = await res.text()
-    } catch (err) {
-      const timedOut = deadlineError(err, what, timeoutMs)
-      if (timedOut !== err) throw timedOut
-      throw new UnavailableError(`decryptor ${baseUrl} unreachable: ${(err as Error).message}`, { cause: err })
-    }
-    let body: unknown
-    try {
-      body = text === '' ? undefined : JSON.parse(text)
-    } catch {
-      throw new IntegrityError(`${what}: HTTP ${res.status} with a body that is not JSON`)
-    }
-    if (!res.ok) {
-      const parsed = errorBodySchema.safeParse(body)
-      const Err = ERRORS[res.status] ?? UnavailableError
-      throw new Err(`${what}: ${parsed.success ? parsed.data.message : `HTTP ${res.status}`}`)
-    }
-    const parsed = schema.safeParse(body)
-    if (!parsed.success) throw new IntegrityError(`${what}: answer does not match the API schema: ${parsed.error.issues[0]?.message ?? ''}`)
-    return parsed.data
-  }
+  const call = jsonCall({ baseUrl, token: options.token, service: 'decryptor', errors: ERRORS })
 
   return {
     baseUrl,

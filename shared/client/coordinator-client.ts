@@ -5,12 +5,12 @@
  */
 import type { z } from 'zod'
 import type { ModelFile } from '../model/types.ts'
-import { AccessDeniedError, BlockfedError, IntegrityError, InvalidInputError, NotFoundError, TooLargeError, UnavailableError } from '../errors/errors.ts'
+import { AccessDeniedError, InvalidInputError, NotFoundError, TooLargeError, type BlockfedError } from '../errors/errors.ts'
 import { toBase64 } from '../crypto/bytes.ts'
 import { unwrapKey, type WrapKeyPair } from '../crypto/wrap.ts'
-import { deadlineError, withDeadline } from '../load/deadline.ts'
+import { jsonCall } from './json-call.ts'
 import {
-  coordinatorInfoSchema, errorBodySchema, ingestResultSchema, keyResponseSchema, modelListSchema,
+  coordinatorInfoSchema, ingestResultSchema, keyResponseSchema, modelListSchema,
   tokenResponseSchema, versionListSchema, type CoordinatorInfo, type IngestResult, type ModelSummary, type VersionSummary
 } from './api-schemas.ts'
 
@@ -42,34 +42,9 @@ export function coordinatorClient (options: CoordinatorClientOptions): Coordinat
   const baseUrl = options.baseUrl.replace(/\/+$/, '')
   const timeoutMs = options.timeoutMs ?? 30_000
 
-  async function call<T> (path: string, schema: z.ZodType<T>, init: RequestInit = {}, signal?: AbortSignal, timeout = timeoutMs): Promise<T> {
-    const headers = new Headers(init.headers)
-    if (options.token !== undefined) headers.set('authorization', `Bearer ${options.token}`)
-    let res: Response
-    try {
-      res = await fetch(`${baseUrl}${path}`, { ...init, headers, signal: withDeadline(signal, timeout) })
-    } catch (err) {
-      const timedOut = deadlineError(err, `${init.method ?? 'GET'} ${path}`, timeout)
-      if (timedOut !== err) throw timedOut
-      throw new UnavailableError(`coordinator ${baseUrl} unreachable: ${(err as Error).message}`, { cause: err })
-    }
-    const text = await res.text()
-    let body: unknown
-    try {
-      body = text === '' ? undefined : JSON.parse(text)
-    } catch {
-      throw new IntegrityError(`${path}: HTTP ${res.status} with a body that is not JSON`)
-    }
-    if (!res.ok) {
-      const parsed = errorBodySchema.safeParse(body)
-      const message = parsed.success ? parsed.data.message : `HTTP ${res.status}`
-      const Err = ERRORS[res.status] ?? UnavailableError
-      throw new Err(`${init.method ?? 'GET'} ${path}: ${message}`)
-    }
-    const parsed = schema.safeParse(body)
-    if (!parsed.success) throw new IntegrityError(`${path}: answer does not match the API schema: ${parsed.error.issues[0]?.message ?? ''}`)
-    return parsed.data
-  }
+  const request = jsonCall({ baseUrl, token: options.token, service: 'coordinator', errors: ERRORS })
+  const call = async <T>(path: string, schema: z.ZodType<T>, init: RequestInit = {}, signal?: AbortSignal, timeout = timeoutMs): Promise<T> =>
+    await request(path, schema, init, timeout, signal)
 
   const json = (body: unknown): RequestInit => ({ method: 'POST', body: JSON.stringify(body), headers: { 'content-type': 'application/json' } })
   const passthrough = { safeParse: (v: unknown) => ({ success: true as const, data: v }) } as unknown as z.ZodType<unknown>

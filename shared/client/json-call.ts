@@ -1,0 +1,54 @@
+/**
+ * One JSON request over fetch, as blockfed's HTTP clients make them (coordinator, decryptor):
+ * bearer token, a deadline, the answer parsed by the schema the service declares, and an error
+ * answer (`{ error, message }`) turned into the typed error its status maps to, with the
+ * service's message.
+ */
+import type { z } from 'zod'
+import { IntegrityError, UnavailableError, type BlockfedError } from '../errors/errors.ts'
+import { deadlineError, withDeadline } from '../load/deadline.ts'
+import { errorBodySchema } from './api-schemas.ts'
+
+export interface JsonCallOptions {
+  baseUrl: string
+  token?: string
+  /** Names the service in "unreachable" errors. */
+  service: string
+  /** Typed error per HTTP status; other failing statuses become UnavailableError. */
+  errors: Record<number, new (message: string) => BlockfedError>
+}
+
+export type JsonCall = <T>(path: string, schema: z.ZodType<T>, init: RequestInit, timeoutMs: number, signal?: AbortSignal) => Promise<T>
+
+export function jsonCall (options: JsonCallOptions): JsonCall {
+  const baseUrl = options.baseUrl.replace(/\/+$/, '')
+  return async (path, schema, init, timeoutMs, signal) => {
+    const headers = new Headers(init.headers)
+    if (options.token !== undefined) headers.set('authorization', `Bearer ${options.token}`)
+    const what = `${init.method ?? 'GET'} ${path}`
+    let res: Response
+    let text: string
+    try {
+      res = await fetch(`${baseUrl}${path}`, { ...init, headers, signal: withDeadline(signal, timeoutMs) })
+      text = await res.text()
+    } catch (err) {
+      const timedOut = deadlineError(err, what, timeoutMs)
+      if (timedOut !== err) throw timedOut
+      throw new UnavailableError(`${options.service} ${baseUrl} unreachable: ${(err as Error).message}`, { cause: err })
+    }
+    let body: unknown
+    try {
+      body = text === '' ? undefined : JSON.parse(text)
+    } catch {
+      throw new IntegrityError(`${what}: HTTP ${res.status} with a body that is not JSON`)
+    }
+    if (!res.ok) {
+      const parsed = errorBodySchema.safeParse(body)
+      const Err = options.errors[res.status] ?? UnavailableError
+      throw new Err(`${what}: ${parsed.success ? parsed.data.message : `HTTP ${res.status}`}`)
+    }
+    const parsed = schema.safeParse(body)
+    if (!parsed.success) throw new IntegrityError(`${what}: answer does not match the API schema: ${parsed.error.issues[0]?.message ?? ''}`)
+    return parsed.data
+  }
+}
