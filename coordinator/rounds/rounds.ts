@@ -90,6 +90,11 @@ interface ActiveRound {
   controller: AbortController
 }
 
+/** Why a round failed, as stored and reported: typed errors say it themselves. */
+function reasonOf (err: unknown): string {
+  return err instanceof BlockfedError ? err.message : `internal error: ${(err as Error).message}`
+}
+
 function withRound (err: unknown, roundId: string): unknown {
   if (err instanceof Error) Object.assign(err, { roundId })
   return err
@@ -383,7 +388,7 @@ export function roundManager (deps: RoundManagerDeps): RoundManager {
         roundMs: Math.round(performance.now() - started)
       })
     } catch (err) {
-      fail(config.id, err instanceof BlockfedError ? err.message : `internal error: ${(err as Error).message}`)
+      fail(config.id, reasonOf(err))
     } finally {
       signal?.removeEventListener('abort', onAbort)
       controller.abort()
@@ -419,7 +424,7 @@ export function roundManager (deps: RoundManagerDeps): RoundManager {
           clearTimeout(timer)
         }
       } catch (err) {
-        fail(row.id, `${err instanceof BlockfedError ? err.message : `internal error: ${(err as Error).message}`}`)
+        fail(row.id, reasonOf(err))
       }
       out.push(summary(row.id, participants))
     }

@@ -18,6 +18,7 @@ import { startParticipants, stopParticipants, type TestParticipant } from '../he
 import { rawClient } from '../helpers/raw-round-client.ts'
 import { spawnCoordinator } from '../helpers/coordinator-process.ts'
 import { readFile } from 'node:fs/promises'
+import { generateSigningKey } from '../../shared/crypto/sign.ts'
 import { DatabaseSync } from 'node:sqlite'
 import type { NodeRuntime } from '../../node-runtime/runtime.ts'
 import type { RoundConfig } from '../../shared/rounds/config.ts'
@@ -120,7 +121,7 @@ describe('rounds (mode none)', () => {
     expect(await error()).toMatch(/bytes, the round expects/)
     await evil.upload({ roundId: config.id, baseVersion: config.baseVersion, encoding: 'paillier' }, new Uint8Array(valid.buffer))
     expect(await error()).toMatch(/encoding/)
-    await evil.upload({ roundId: config.id, baseVersion: config.baseVersion, encoding: 'ring-u32le' }, new Uint8Array(valid.buffer), participants[0]?.participant.id === undefined ? undefined : (await import('../../shared/crypto/sign.ts')).generateSigningKey())
+    await evil.upload({ roundId: config.id, baseVersion: config.baseVersion, encoding: 'ring-u32le' }, new Uint8Array(valid.buffer), generateSigningKey())
     expect(await error()).toMatch(/signature/)
     const huge = valid.slice()
     huge.fill(Math.round(0.5 * config.fixedPoint.scale), 0, 100) // ‖w·Δ‖ = 5 with w = 0.02: ‖Δ‖ = 250 > 5

@@ -56,6 +56,8 @@ export async function maskingServer (config: RoundConfig, snapshot: unknown): Pr
       } else if (type === 'secagg/unmask') {
         server.receiveUnmask(clientId, payload)
         waiting?.settle(clientId)
+        // Every needed secret has t shares: stragglers do not matter, stop waiting for them.
+        if (waiting !== undefined && server.ready()) for (const id of [...waiting.pending]) waiting.settle(id)
       } else {
         throw new InvalidInputError(`secagg message: unknown type ${JSON.stringify(type)}; expected secagg/advertise, secagg/shares or secagg/unmask`)
       }
@@ -74,12 +76,9 @@ export async function maskingServer (config: RoundConfig, snapshot: unknown): Pr
         const survivors = server.survivors()
         waiting = gate(survivors, config.deadlines.unmaskMs, io.signal)
         for (const id of survivors) io.send(id, server.unmaskRequestFor(id))
-        // Stop waiting as soon as every needed secret has t shares: stragglers do not matter.
-        const early = setInterval(() => { if (server.ready()) for (const id of survivors) waiting?.settle(id) }, 20)
         try {
           await waiting.done
         } finally {
-          clearInterval(early)
           waiting = undefined
         }
       }
