@@ -8,10 +8,6 @@
 import cliProgress from 'cli-progress'
 import type { SecureMode } from '../../shared/rounds/config.ts'
 import { simulate, SIMULATION_DEFAULTS, type RoundReport } from './simulate.ts'
-import { spawnDecryptor } from './decryptor-process.ts'
-import { mkdtemp, rm } from 'node:fs/promises'
-import { tmpdir } from 'node:os'
-import { join } from 'node:path'
 
 const mib = (b: number): string => `${(b / 2 ** 20).toFixed(2)} MiB`
 
@@ -20,8 +16,6 @@ export async function runDemo ({ rounds, runtimes, secure }: { rounds: number, r
   const bar = tty ? new cliProgress.SingleBar({ format: 'round {round} {bar} {value}/{total} steps | {stage}', stream: process.stderr, hideCursor: true, clearOnComplete: true }, cliProgress.Presets.shades_classic) : undefined
   let steps = 0
   let round = 0
-  const keyDir = secure === 'paillier' ? await mkdtemp(join(tmpdir(), 'blockfed-decryptor-')) : undefined
-  const decryptor = keyDir === undefined ? undefined : await spawnDecryptor(keyDir, ['--min-clients', '2'])
   console.log(`blockfed demo: ${runtimes} Node runtimes, 2 digit classes each (non-IID), ${rounds} rounds, secure aggregation: ${secure}`)
   console.log('model: MLP 784-200-200-10 (tfjs); test set: 2,000 held-out digits\n')
   try {
@@ -33,7 +27,6 @@ export async function runDemo ({ rounds, runtimes, secure }: { rounds: number, r
       secure,
       dropout: 0,
       seed: 1,
-      decryptorUrl: decryptor?.url,
       onEvent: e => {
         if (bar === undefined) return
         if (e.type === 'state' && e.state === 'open') { round++; steps = 0; bar.start(runtimes * (SIMULATION_DEFAULTS.epochs + 1), 0, { round, stage: 'training' }) }
@@ -51,7 +44,5 @@ export async function runDemo ({ rounds, runtimes, secure }: { rounds: number, r
     if (summary.centralised !== null) console.log(`centralised ${(summary.centralised.accuracy * 100).toFixed(2)}% — same model, pooled data, ${summary.centralised.epochs} epochs (gap ${((summary.gapToCentralised ?? 0) * 100).toFixed(2)} points)`)
   } finally {
     bar?.stop()
-    await decryptor?.stop()
-    if (keyDir !== undefined) await rm(keyDir, { recursive: true, force: true })
   }
 }

@@ -18,7 +18,6 @@ import { progressBar } from '../../node-runtime/progress.ts'
 import { runLoadDemo } from './load-demo.ts'
 import { runDemo } from './demo.ts'
 import { simulate, SIMULATION_DEFAULTS, type RoundReport } from './simulate.ts'
-import { spawnDecryptor } from './decryptor-process.ts'
 import { createDecryptor } from '../decryptor/decryptor.ts'
 import { parsePartition } from '../../shared/training/partition.ts'
 import { strategyConfigSchema } from '../../shared/rounds/strategy-config.ts'
@@ -224,30 +223,20 @@ program.command('simulate')
       if (o.json === true) { console.log(JSON.stringify({ type: 'round', ...r })); return }
       console.log(`round ${String(r.round).padStart(3)}  ${r.state.padEnd(9)} v${r.version ?? '-'}  acc ${r.accuracy === null ? '   -  ' : (r.accuracy * 100).toFixed(2) + '%'}  clients ${r.participants.uploaded}/${r.participants.offered}  up ${(r.bytesUp / 2 ** 20).toFixed(2)} MiB  down ${(r.bytesDown / 2 ** 20).toFixed(2)} MiB  ${r.roundMs} ms${r.reason === null ? '' : `  (${r.reason})`}`)
     }
-    let decryptor: Awaited<ReturnType<typeof spawnDecryptor>> | undefined
-    const { mkdtemp, rm } = await import('node:fs/promises')
-    const { tmpdir } = await import('node:os')
-    const keyDir = o.secure === 'paillier' && o.decryptor === undefined ? await mkdtemp(join(tmpdir(), 'blockfed-decryptor-')) : undefined
-    try {
-      if (keyDir !== undefined) decryptor = await spawnDecryptor(keyDir, ['--min-clients', '2'])
-      const summary = await simulate({
-        ...SIMULATION_DEFAULTS,
-        clients: o.clients, rounds: o.rounds, partition: o.partition, secure: o.secure, dropout: o.dropout, seed: o.seed,
-        epochs: o.epochs, batchSize: o.batchSize, learningRate: o.lr, optimizer: o.optimizer, hidden: o.hidden,
-        strategy: (o.strategy ?? SIMULATION_DEFAULTS.strategy) as typeof SIMULATION_DEFAULTS.strategy,
-        centralised: o.centralised,
-        decryptorUrl: o.decryptor ?? decryptor?.url,
-        onRound: print
-      })
-      if (o.json === true) console.log(JSON.stringify({ type: 'summary', ...summary }))
-      else {
-        console.log(`final accuracy ${summary.finalAccuracy === null ? '-' : (summary.finalAccuracy * 100).toFixed(2) + '%'}  best ${summary.bestAccuracy === null ? '-' : (summary.bestAccuracy * 100).toFixed(2) + '%'}  first ≥ 94% at round ${summary.firstRoundAt94 ?? '-'}`)
-        if (summary.centralised !== null) console.log(`centralised    ${(summary.centralised.accuracy * 100).toFixed(2)}% (${summary.centralised.epochs} epochs on the pooled data, same model)  gap ${((summary.gapToCentralised ?? 0) * 100).toFixed(2)} points`)
-        console.log(`total ${(summary.totalMs / 1000).toFixed(1)} s, up ${(summary.bytesUp / 2 ** 20).toFixed(1)} MiB, down ${(summary.bytesDown / 2 ** 20).toFixed(1)} MiB`)
-      }
-    } finally {
-      await decryptor?.stop()
-      if (keyDir !== undefined) await rm(keyDir, { recursive: true, force: true })
+    const summary = await simulate({
+      ...SIMULATION_DEFAULTS,
+      clients: o.clients, rounds: o.rounds, partition: o.partition, secure: o.secure, dropout: o.dropout, seed: o.seed,
+      epochs: o.epochs, batchSize: o.batchSize, learningRate: o.lr, optimizer: o.optimizer, hidden: o.hidden,
+      strategy: (o.strategy ?? SIMULATION_DEFAULTS.strategy) as typeof SIMULATION_DEFAULTS.strategy,
+      centralised: o.centralised,
+      decryptorUrl: o.decryptor,
+      onRound: print
+    })
+    if (o.json === true) console.log(JSON.stringify({ type: 'summary', ...summary }))
+    else {
+      console.log(`final accuracy ${summary.finalAccuracy === null ? '-' : (summary.finalAccuracy * 100).toFixed(2) + '%'}  best ${summary.bestAccuracy === null ? '-' : (summary.bestAccuracy * 100).toFixed(2) + '%'}  first ≥ 94% at round ${summary.firstRoundAt94 ?? '-'}`)
+      if (summary.centralised !== null) console.log(`centralised    ${(summary.centralised.accuracy * 100).toFixed(2)}% (${summary.centralised.epochs} epochs on the pooled data, same model)  gap ${((summary.gapToCentralised ?? 0) * 100).toFixed(2)} points`)
+      console.log(`total ${(summary.totalMs / 1000).toFixed(1)} s, up ${(summary.bytesUp / 2 ** 20).toFixed(1)} MiB, down ${(summary.bytesDown / 2 ** 20).toFixed(1)} MiB`)
     }
   })
 

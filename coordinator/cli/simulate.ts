@@ -29,6 +29,7 @@ import { weightNames } from '../../shared/training/weights.ts'
 import { mulberry32 } from '../../shared/random/seeded.ts'
 import { InvalidInputError } from '../../shared/errors/errors.ts'
 import type { FetchedModel } from '../../shared/load/fetch-model.ts'
+import { spawnDecryptor, type DecryptorProcess } from './decryptor-process.ts'
 
 export interface SimulationOptions {
   clients: number
@@ -44,7 +45,7 @@ export interface SimulationOptions {
   learningRate: number
   optimizer: OptimizerName
   strategy: RoundRequestInput['strategy']
-  /** Paillier mode: the decryptor's URL (a separate process). */
+  /** Paillier mode: the decryptor's URL; without one, a decryptor process is started for the run. */
   decryptorUrl?: string
   /** Skip the centralised reference (it costs rounds × epochs passes over the pooled data). */
   centralised: boolean
@@ -115,7 +116,6 @@ export async function simulate (options: SimulationOptions): Promise<SimulationS
   if (!Number.isInteger(options.clients) || options.clients < 2) throw new InvalidInputError(`--clients: at least 2, got ${options.clients}`)
   if (!Number.isInteger(options.rounds) || options.rounds < 1) throw new InvalidInputError(`--rounds: at least 1, got ${options.rounds}`)
   if (!(options.dropout >= 0 && options.dropout < 1)) throw new InvalidInputError(`--dropout: a probability in [0, 1), got ${options.dropout}`)
-  if (options.secure === 'paillier' && options.decryptorUrl === undefined) throw new InvalidInputError('--secure paillier needs a decryptor (--decryptor URL)')
   parsePartition(options.partition)
   const started = performance.now()
   await tfjsBackend()
@@ -130,8 +130,11 @@ export async function simulate (options: SimulationOptions): Promise<SimulationS
   let coordinator: Coordinator | undefined
   const clients: Client[] = []
   let evaluator: NodeRuntime | undefined
+  let decryptor: DecryptorProcess | undefined
   try {
-    coordinator = await createCoordinator({ dataDir: join(root, 'coordinator'), port: 0, decryptorUrl: options.decryptorUrl, onRoundEvent: e => events(e) })
+    // The Paillier key holder is its own process, never the coordinator's.
+    if (options.secure === 'paillier' && options.decryptorUrl === undefined) decryptor = await spawnDecryptor(join(root, 'decryptor'), ['--min-clients', '2'])
+    coordinator = await createCoordinator({ dataDir: join(root, 'coordinator'), port: 0, decryptorUrl: options.decryptorUrl ?? decryptor?.url, onRoundEvent: e => events(e) })
     const url = await coordinator.start()
     const token = await coordinator.createToken('edge')
     const initial = mnistMlp({ hidden: options.hidden })
@@ -241,6 +244,7 @@ export async function simulate (options: SimulationOptions): Promise<SimulationS
     for (const c of clients) { await c.participant.stop(); await c.runtime.stop() }
     await evaluator?.stop()
     await coordinator?.stop()
+    await decryptor?.stop()
     if (options.dataDir === undefined) await rm(root, { recursive: true, force: true })
   }
 }
