@@ -6,9 +6,9 @@
  * silent is dropped, not waited for. At start, `recover()` finishes from the database whatever a
  * killed coordinator left half-done, or fails it cleanly.
  */
-import { minUploadsOf, roundConfigSchema, roundRequestSchema, type RoundConfig, type RoundRequestInput } from '../../shared/rounds/config.ts'
+import { minUploadsOf, roundConfigSchema, roundRequestSchema, type RoundConfig, type RoundRequest, type RoundRequestInput } from '../../shared/rounds/config.ts'
 import { decodeUploadFrame, uploadSigningBytes, type ClientMessage } from '../../shared/rounds/messages.ts'
-import { trainableLayout, trainableUnits, readTrainable, type TrainableLayout } from '../../shared/rounds/trainable.ts'
+import { trainableLayout, trainableUnits, readTrainable } from '../../shared/rounds/trainable.ts'
 import { sha256 } from '../../shared/crypto/hash.ts'
 import { fromBase64, fromHex, toHex } from '../../shared/crypto/bytes.ts'
 import { verify } from '../../shared/crypto/sign.ts'
@@ -212,8 +212,7 @@ export function roundManager (deps: RoundManagerDeps): RoundManager {
     }
   }
 
-  async function configure (input: RoundRequestInput, selected: string[]): Promise<{ config: RoundConfig, layout: TrainableLayout }> {
-    const request = roundRequestSchema.parse(input)
+  async function configure (request: RoundRequest, selected: string[]): Promise<RoundConfig> {
     const row = request.baseVersion === undefined ? deps.repo.latest(request.model) : deps.repo.version(request.model, request.baseVersion)
     if (row === undefined) throw new NotFoundError(`model ${request.model} has no version ${request.baseVersion ?? '(none ingested)'}`)
     const manifest = JSON.parse(row.signed_manifest).manifest as { tensors: Parameters<typeof trainableLayout>[0] }
@@ -226,7 +225,7 @@ export function roundManager (deps: RoundManagerDeps): RoundManager {
       id: `r_${toHex(globalThis.crypto.getRandomValues(new Uint8Array(8)))}`,
       baseVersion: row.version,
       manifestCid: row.manifest_cid,
-      trainable: request.trainable ?? units,
+      trainable: units,
       tensors: layout.names,
       vectorLength: layout.parameters + 1,
       clients,
@@ -234,7 +233,7 @@ export function roundManager (deps: RoundManagerDeps): RoundManager {
       seed: toHex(globalThis.crypto.getRandomValues(new Uint8Array(32))),
       ...(await deps.offerExtras?.(request.secure))
     }
-    return { config: roundConfigSchema.parse(draft), layout }
+    return roundConfigSchema.parse(draft)
   }
 
   function eligible (model: string, cooldownMs: number): string[] {
@@ -328,7 +327,7 @@ export function roundManager (deps: RoundManagerDeps): RoundManager {
     }
     const count = Math.min(request.selection.maxClients, Math.max(request.selection.minClients, Math.ceil(request.selection.fraction * candidates.length)))
     const selected = sample(candidates, count)
-    const { config } = await configure(input, selected)
+    const config = await configure(request, selected)
     const controller = new AbortController()
     const onAbort = (): void => controller.abort(signal?.reason)
     signal?.addEventListener('abort', onAbort, { once: true })
