@@ -26,6 +26,10 @@ import { secureServerFor } from './rounds/secure/index.ts'
 import { paillierOffer } from './rounds/secure/paillier.ts'
 import { UnavailableError } from '../shared/errors/errors.ts'
 import { roundRoutes } from './http/rounds-routes.ts'
+import { ledgerRoutes } from './http/ledger-routes.ts'
+import { versionLog, type VersionLog } from './ledger/log.ts'
+import { anchorExisting } from './ledger/anchor-existing.ts'
+import { witnessCosigner, type WitnessEndpoint } from './ledger/witnesses.ts'
 import { tokenHash } from './http/auth.ts'
 import { DEFAULT_ERASURE, DEFAULT_HOST, DEFAULT_MAX_UPLOAD_BYTES, DEFAULT_PORT, ROLES, ROUND_HANDSHAKE_MS, ROUND_MAX_FRAME_BYTES, ROUND_PING_MS } from './constants.ts'
 
@@ -42,6 +46,12 @@ export interface CoordinatorOptions {
   onRoundEvent?: (event: RoundEvent) => void
   /** Round protocol liveness: ping interval in ms (a client silent for two is cut). */
   pingMs?: number
+  /** The version ledger's origin line (fixed when the log is created). Default `blockfed.local/<keyId>`. */
+  ledgerOrigin?: string
+  /** Witnesses asked to cosign every new checkpoint (`blockfed witness`). */
+  witnesses?: WitnessEndpoint[]
+  /** Deadline of one witness request, ms. */
+  witnessTimeoutMs?: number
 }
 
 export interface Coordinator {
@@ -57,6 +67,10 @@ export interface Coordinator {
   createToken: (role: string) => Promise<string>
   /** Training rounds: start on demand, schedule continuously, recover after a restart. */
   readonly rounds: RoundManager
+  /** The version ledger. */
+  readonly log: VersionLog
+  /** Signs a checkpoint of the current log and asks the witnesses to cosign it. */
+  anchor: () => Promise<void>
   start: () => Promise<string>
   stop: () => Promise<void>
 }
@@ -83,7 +97,15 @@ export async function createCoordinator (options: CoordinatorOptions): Promise<C
   await files.sweep()
   const erasure = options.erasure ?? DEFAULT_ERASURE
   const coder = await erasureCoder(defaultReedSolomon, erasure)
-  const versions = publisher({ database, repo, files, identity, coder, partition: options.partition ?? DEFAULT_PARTITION })
+  const log = versionLog({ database, signing: identity.signing, keyId: identity.keyId, origin: options.ledgerOrigin })
+  // Versions recorded before the ledger existed (an older data dir) are anchored first, in order.
+  anchorExisting(database, repo, log)
+  const cosigner = witnessCosigner({ log, witnesses: options.witnesses ?? [], timeoutMs: options.witnessTimeoutMs })
+  const anchor = async (): Promise<void> => {
+    log.checkpoint()
+    await cosigner.cosign()
+  }
+  const versions = publisher({ database, repo, files, identity, coder, partition: options.partition ?? DEFAULT_PARTITION, log, anchored: anchor })
   const admin = await adminToken(dataDir, repo)
   const maxUploadBytes = options.maxUploadBytes ?? DEFAULT_MAX_UPLOAD_BYTES
   let app: FastifyInstance | undefined
@@ -123,9 +145,13 @@ export async function createCoordinator (options: CoordinatorOptions): Promise<C
     ingest: versions.ingest,
     createToken: async role => await issueToken(repo, role, null),
     rounds,
+    log,
+    anchor,
     async start () {
       app = await buildServer({ repo, files, identity, ingest: async (n, f) => await versions.ingest(n, f), erasure, maxUploadBytes, logger: options.logger })
       await roundRoutes(app, { repo, store, manager: rounds })
+      await ledgerRoutes(app, { repo, log })
+      await anchor()
       hub.attach(app.server)
       await app.listen({ port: options.port ?? DEFAULT_PORT, host: options.host ?? DEFAULT_HOST })
       const address = app.server.address() as AddressInfo

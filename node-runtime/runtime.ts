@@ -1,8 +1,11 @@
 /**
  * The Node edge runtime: AoE config in, a running model out. For each config it resolves the
- * coordinator's key, runs the load pipeline (signed manifest → data keys → shards → verified,
- * decrypted blocks, through a memory-over-disk cache under `<data>/<modelDir>/`), builds the
- * engine (tfjs or onnxruntime) and calls the model code's `init`. Several models may share a tag.
+ * coordinator's key, picks the version its policy asks for (pin, or the stable / canary channel),
+ * proves that version is anchored in the version ledger, runs the load pipeline (signed manifest
+ * → data keys → shards → verified, decrypted blocks, through a memory-over-disk cache under
+ * `<data>/<modelDir>/`), builds the engine (tfjs or onnxruntime) and calls the model code's
+ * `init`. A handle then upgrades (automatically, manually, or after local validation), checks
+ * its local metric and rolls back on its own (node-runtime/versions/). Several models may share a tag.
  */
 import { join } from 'node:path'
 import type { AoeConfig } from '../shared/config/aoe.ts'
@@ -12,13 +15,19 @@ import { memoryCache } from '../shared/cache/memory-lru.ts'
 import { tieredCache } from '../shared/cache/tiered.ts'
 import { coordinatorClient } from '../shared/client/coordinator-client.ts'
 import { nodeHttpBlockSource } from './sources/http.ts'
-import { fetchModel, type FetchedModel } from '../shared/load/fetch-model.ts'
+import type { FetchedModel } from '../shared/load/fetch-model.ts'
 import type { LoadReport } from '../shared/load/loader.ts'
 import type { BlockSource } from '../shared/load/source.ts'
 import { retrying } from '../shared/load/retry.ts'
 import { infer, type LoadedEngine, type ModelCode } from '../shared/runtime/lifecycle.ts'
 import { onnxPassthrough, tfjsPassthrough } from '../shared/runtime/passthrough.ts'
-import { InvalidConfigError, InvalidInputError } from '../shared/errors/errors.ts'
+import { InvalidConfigError, InvalidInputError, UnavailableError } from '../shared/errors/errors.ts'
+import { toHex } from '../shared/crypto/bytes.ts'
+import { ledgerClient } from '../shared/ledger/client.ts'
+import { targetVersion, type Target } from '../shared/versions/policy.ts'
+import { clientIdentity } from './fl/identity.ts'
+import { localVersions } from './versions/local-store.ts'
+import { obtainVersion, type ObtainContext } from './versions/obtain.ts'
 import type { Manifest } from '../shared/manifest/schema.ts'
 import { diskCache } from './cache/disk-tier.ts'
 import { loadAoeConfig } from './config/load.ts'
@@ -38,12 +47,32 @@ export interface NodeRuntimeOptions {
   onProgress?: (model: string, done: number, total: number) => void
 }
 
+/** What `update`, `check` and `rollback` did. */
+export interface VersionChange {
+  action: 'none' | 'available' | 'upgraded' | 'rejected' | 'rolled-back'
+  from: number
+  to: number
+  /** Local evaluation (model code's `evaluate`) of the versions involved, when it ran. */
+  metrics?: { current?: number, candidate?: number }
+  /** Why: the policy's reason, the validation outcome, the bound crossed. */
+  reason: string
+  /** Bytes fetched for the change (only blocks not already cached). */
+  bytesFetched: number
+}
+
 export interface ModelHandle {
   readonly config: AoeConfig
+  /** The manifest of the version now serving; changes on upgrade and rollback. */
   readonly manifest: Manifest
   readonly engine: LoadedEngine
-  readonly report: LoadReport & { totalMs: number }
+  readonly report: LoadReport & { totalMs: number, ledgerIndex: number, offline: boolean }
   infer: (input: any) => Promise<any>
+  /** Follows the version policy: moves to the channel's version if the policy allows it. */
+  update: (signal?: AbortSignal) => Promise<VersionChange>
+  /** Evaluates the serving version; rolls back when the metric is below `rollback.below`. */
+  check: (signal?: AbortSignal) => Promise<VersionChange>
+  /** Switches to an earlier anchored version (default: the previous one) and stays off the current one. */
+  rollback: (version?: number, signal?: AbortSignal) => Promise<VersionChange>
   release: () => Promise<void>
 }
 
@@ -51,9 +80,16 @@ export interface NodeRuntime {
   load: (config: string | unknown, signal?: AbortSignal) => Promise<ModelHandle>
   /** One version's verified weights through the same pipeline and cache as `load` (no engine). */
   fetch: (config: string | unknown, version: number | 'latest', signal?: AbortSignal) => Promise<FetchedModel>
+  /** Rolls a model back without loading it (the CLI's `rollback`): verify, fetch what is missing, record. */
+  rollback: (config: string | unknown, version: number, signal?: AbortSignal) => Promise<VersionChange>
   byTag: (tag: string) => ModelHandle[]
   cacheOf: (modelDir: string) => CacheTier | undefined
   stop: () => Promise<void>
+}
+
+async function disposeEngine (engine: LoadedEngine): Promise<void> {
+  if (engine.kind === 'onnx') await engine.session.release()
+  else disposeTfjsEngine(engine)
 }
 
 async function buildEngine (fetched: FetchedModel): Promise<LoadedEngine> {
@@ -62,6 +98,12 @@ async function buildEngine (fetched: FetchedModel): Promise<LoadedEngine> {
   if (manifest.format === 'onnx' && topology.kind === 'onnx') return await loadOnnxEngine(topology, manifest.tensors, weights)
   if (manifest.format !== 'onnx' && topology.kind === 'tfjs') return await loadTfjsEngine(manifest.format, topology, weights)
   throw new InvalidInputError(`manifest ${manifest.model}@${manifest.version}: format ${manifest.format} with a ${topology.kind} topology`)
+}
+
+interface Serving {
+  manifest: Manifest
+  engine: LoadedEngine
+  code: ModelCode<any, any, any, any>
 }
 
 export async function createNodeRuntime (options: NodeRuntimeOptions): Promise<NodeRuntime> {
@@ -80,51 +122,194 @@ export async function createNodeRuntime (options: NodeRuntimeOptions): Promise<N
     return cache
   }
 
-  async function fetchVersion (config: AoeConfig, version: number | 'latest', signal?: AbortSignal): Promise<FetchedModel> {
+  async function contextFor (config: AoeConfig, signal?: AbortSignal): Promise<ObtainContext> {
     const token = options.token ?? config.token ?? (config.tokenEnv === undefined ? undefined : process.env[config.tokenEnv])
     if (token === undefined) throw new InvalidConfigError(`aoe config for ${config.modelName}: no API token (set "token", or "tokenEnv" naming an environment variable)`)
     const client = coordinatorClient({ baseUrl: config.updateURL, token, timeoutMs: config.fetch.timeoutMs })
-    const key = await coordinatorKey(options.dataDir, client, config.coordinatorKey, signal)
-    const source = retrying(options.source?.(config) ?? nodeHttpBlockSource({ baseUrl: config.updateURL, timeoutMs: config.fetch.timeoutMs }), config.fetch.retries)
-    return await fetchModel({
+    return {
+      dataDir: options.dataDir,
+      config,
       client,
-      coordinatorKey: key,
-      model: config.modelName,
-      version,
-      source,
+      ledger: ledgerClient({ baseUrl: config.updateURL, timeoutMs: config.fetch.timeoutMs }),
+      coordinatorKey: await coordinatorKey(options.dataDir, client, config.coordinatorKey, signal),
+      local: localVersions(join(options.dataDir, config.modelDir)),
+      source: retrying(options.source?.(config) ?? nodeHttpBlockSource({ baseUrl: config.updateURL, timeoutMs: config.fetch.timeoutMs }), config.fetch.retries),
       cache: await cacheFor(config),
-      concurrency: config.fetch.concurrency,
-      signal,
       onBlock: (done, total) => options.onProgress?.(config.modelName, done, total)
-    })
+    }
+  }
+
+  /** The policy's version now, or undefined when the coordinator cannot be asked (offline). */
+  async function target (ctx: ObtainContext, signal?: AbortSignal): Promise<Target | undefined | 'offline'> {
+    const { config } = ctx
+    if (config.pin !== undefined) return { version: config.pin, reason: 'pin' }
+    let channels
+    try {
+      channels = await ctx.ledger.channels(config.modelName, signal)
+    } catch (err) {
+      if (err instanceof UnavailableError) return 'offline'
+      throw err
+    }
+    const state = await ctx.local.state()
+    const clientId = toHex((await clientIdentity(options.dataDir)).publicKey)
+    return targetVersion({ channel: config.channel ?? 'stable' }, channels, clientId, new Set(state.rejected))
+  }
+
+  async function serve (config: AoeConfig, fetched: FetchedModel): Promise<Serving> {
+    const wanted = config.engine === 'onnx' ? 'onnx' : 'tfjs'
+    if ((fetched.manifest.format === 'onnx') !== (wanted === 'onnx')) {
+      throw new InvalidConfigError(`aoe config for ${config.modelName}: runtime "${config.runtime}" cannot run a ${fetched.manifest.format} model`)
+    }
+    const engine = await buildEngine(fetched)
+    const code: ModelCode<any, any, any, any> = options.codes?.[config.modelName]?.() ?? (engine.kind === 'onnx' ? onnxPassthrough() : tfjsPassthrough())
+    try {
+      await code.init({ config, manifest: fetched.manifest, engine })
+    } catch (err) {
+      await disposeEngine(engine)
+      throw err
+    }
+    return { manifest: fetched.manifest, engine, code }
+  }
+
+  async function retire (serving: Serving): Promise<void> {
+    await serving.code.release()
+    await disposeEngine(serving.engine)
+  }
+
+  async function evaluate (serving: Serving, config: AoeConfig, why: string): Promise<number> {
+    if (serving.code.evaluate === undefined) throw new InvalidConfigError(`aoe config for ${config.modelName}: ${why} needs model code with evaluate()`)
+    return await serving.code.evaluate()
+  }
+
+  /** Records a move from `from` to `to` (`rejectFrom`: never come back to `from`). */
+  async function record (ctx: ObtainContext, from: number | null, to: number, rejectFrom: boolean): Promise<void> {
+    const state = await ctx.local.state()
+    const rejected = new Set(state.rejected)
+    if (rejectFrom && from !== null) rejected.add(from)
+    rejected.delete(to)
+    await ctx.local.saveState({ current: to, previous: from === to ? state.previous : from, rejected: [...rejected].sort((a, b) => a - b) })
+  }
+
+  async function rejectVersion (ctx: ObtainContext, version: number): Promise<void> {
+    const state = await ctx.local.state()
+    await ctx.local.saveState({ ...state, rejected: [...new Set([...state.rejected, version])].sort((a, b) => a - b) })
   }
 
   const parse = async (input: string | unknown): Promise<AoeConfig> => typeof input === 'string' ? await loadAoeConfig(input) : parseAoeConfig(input)
 
+  async function rollbackTarget (ctx: ObtainContext, version: number | undefined): Promise<number> {
+    const state = await ctx.local.state()
+    const to = version ?? state.previous
+    if (to === null || to === undefined) throw new InvalidInputError(`${ctx.config.modelName}: no previous version to roll back to`)
+    if (state.current !== null && to >= state.current) throw new InvalidInputError(`${ctx.config.modelName}: cannot roll back to ${to}, which is not earlier than the current version ${state.current}`)
+    return to
+  }
+
   return {
-    fetch: async (input, version, signal) => await fetchVersion(await parse(input), version, signal),
+    async fetch (input, version, signal) {
+      const config = await parse(input)
+      const ctx = await contextFor(config, signal)
+      const resolved = version === 'latest' ? (await ctx.client.versions(config.modelName, signal)).at(-1)?.version : version
+      if (resolved === undefined) throw new InvalidInputError(`${config.modelName}: the coordinator lists no versions`)
+      return await obtainVersion(ctx, resolved, signal)
+    },
+
+    async rollback (input, version, signal) {
+      const config = await parse(input)
+      const ctx = await contextFor(config, signal)
+      const to = await rollbackTarget(ctx, version)
+      const from = (await ctx.local.state()).current
+      const fetched = await obtainVersion(ctx, to, signal)
+      await record(ctx, from, to, true)
+      return { action: 'rolled-back', from: from ?? to, to, reason: `rolled back to ${to} on request`, bytesFetched: fetched.report.bytesFetched }
+    },
+
     async load (input, signal) {
       const started = performance.now()
       const config = await parse(input)
-      const fetched = await fetchVersion(config, config.pin ?? 'latest', signal)
-      const wanted = config.engine === 'onnx' ? 'onnx' : 'tfjs'
-      if ((fetched.manifest.format === 'onnx') !== (wanted === 'onnx')) {
-        throw new InvalidConfigError(`aoe config for ${config.modelName}: runtime "${config.runtime}" cannot run a ${fetched.manifest.format} model`)
+      const ctx = await contextFor(config, signal)
+      const state = await ctx.local.state()
+      const wanted = await target(ctx, signal)
+      // Cold start: a pin or an automatic policy takes the policy's version; otherwise the
+      // version in use stays until `update` decides. Offline, the version in use.
+      const version = wanted === 'offline'
+        ? state.current
+        : wanted !== undefined && (config.pin !== undefined || config.upgrade === 'auto' || state.current === null) ? wanted.version : state.current
+      if (version === null) throw new UnavailableError(`${config.modelName}: the coordinator is unreachable and no version was ever loaded here`)
+      const fetched = await obtainVersion(ctx, version, signal)
+      let serving = await serve(config, fetched)
+      if (state.current !== version) await record(ctx, state.current, version, false)
+      let report: ModelHandle['report'] = { ...fetched.report, totalMs: performance.now() - started, ledgerIndex: fetched.ledgerIndex, offline: fetched.offline }
+      let lock: Promise<unknown> = Promise.resolve()
+      const exclusive = async <T>(task: () => Promise<T>): Promise<T> => {
+        const run = lock.then(task)
+        lock = run.catch(() => undefined)
+        return await run
       }
-      const engine = await buildEngine(fetched)
-      const code: ModelCode<any, any, any, any> = options.codes?.[config.modelName]?.() ?? (engine.kind === 'onnx' ? onnxPassthrough() : tfjsPassthrough())
-      await code.init({ config, manifest: fetched.manifest, engine })
+
+      const switchTo = async (to: number, reason: string, rejectFrom: boolean, signal?: AbortSignal): Promise<VersionChange> => {
+        const from = serving.manifest.version
+        const next = await obtainVersion(ctx, to, signal)
+        const candidate = await serve(config, next)
+        const old = serving
+        serving = candidate
+        report = { ...next.report, totalMs: next.report.ms, ledgerIndex: next.ledgerIndex, offline: next.offline }
+        await record(ctx, from, to, rejectFrom)
+        await retire(old)
+        return { action: rejectFrom ? 'rolled-back' : 'upgraded', from, to, reason, bytesFetched: next.report.bytesFetched }
+      }
+
       const handle: ModelHandle = {
         config,
-        manifest: fetched.manifest,
-        engine,
-        report: { ...fetched.report, totalMs: performance.now() - started },
-        infer: async value => await infer(code, value),
+        get manifest () { return serving.manifest },
+        get engine () { return serving.engine },
+        get report () { return report },
+        infer: async value => await infer(serving.code, value),
+        update: async signal => await exclusive(async () => {
+          const from = serving.manifest.version
+          const t = await target(ctx, signal)
+          if (t === 'offline') return { action: 'none', from, to: from, reason: 'coordinator unreachable', bytesFetched: 0 }
+          if (t === undefined || t.version === from) return { action: 'none', from, to: from, reason: t === undefined ? 'the channel\'s version was rolled back from here' : `on the ${t.reason} version`, bytesFetched: 0 }
+          if (config.upgrade === 'manual' && config.pin === undefined) return { action: 'available', from, to: t.version, reason: `${t.reason} channel offers ${t.version}`, bytesFetched: 0 }
+          if (typeof config.upgrade === 'object' && config.pin === undefined) {
+            const { margin } = config.upgrade.validate
+            const next = await obtainVersion(ctx, t.version, signal)
+            const candidate = await serve(config, next)
+            const current = await evaluate(serving, config, 'upgrade.validate')
+            const score = await evaluate(candidate, config, 'upgrade.validate')
+            const metrics = { current, candidate: score }
+            if (score < current + margin) {
+              await retire(candidate)
+              await rejectVersion(ctx, t.version)
+              return { action: 'rejected', from, to: from, metrics, reason: `${t.version} scored ${score.toFixed(4)} locally, needs ≥ ${(current + margin).toFixed(4)} (current ${current.toFixed(4)} + margin ${margin})`, bytesFetched: next.report.bytesFetched }
+            }
+            const old = serving
+            serving = candidate
+            report = { ...next.report, totalMs: next.report.ms, ledgerIndex: next.ledgerIndex, offline: next.offline }
+            await record(ctx, from, t.version, false)
+            await retire(old)
+            return { action: 'upgraded', from, to: t.version, metrics, reason: `${t.version} scored ${score.toFixed(4)} locally vs ${current.toFixed(4)}`, bytesFetched: next.report.bytesFetched }
+          }
+          return await switchTo(t.version, `${t.reason} channel`, false, signal)
+        }),
+        check: async signal => await exclusive(async () => {
+          const from = serving.manifest.version
+          const metric = await evaluate(serving, config, 'check')
+          const bound = config.rollback?.below
+          const previous = (await ctx.local.state()).previous
+          if (bound === undefined || metric >= bound || previous === null || previous >= from) {
+            return { action: 'none', from, to: from, metrics: { current: metric }, reason: bound === undefined ? 'no rollback bound configured' : metric >= bound ? `metric ${metric.toFixed(4)} ≥ bound ${bound}` : 'no earlier version to roll back to', bytesFetched: 0 }
+          }
+          const change = await switchTo(previous, `metric ${metric.toFixed(4)} < bound ${bound}`, true, signal)
+          return { ...change, metrics: { current: metric } }
+        }),
+        rollback: async (version, signal) => await exclusive(async () => {
+          const to = await rollbackTarget(ctx, version)
+          return await switchTo(to, `rolled back to ${to} on request`, true, signal)
+        }),
         async release () {
           if (!handles.delete(handle)) return
-          await code.release()
-          if (engine.kind === 'onnx') await engine.session.release()
-          else disposeTfjsEngine(engine)
+          await retire(serving)
         }
       }
       handles.add(handle)

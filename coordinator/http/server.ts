@@ -84,7 +84,7 @@ export async function buildServer (deps: ServerDeps): Promise<FastifyInstance> {
     if (rows.length === 0) throw new NotFoundError(`no model named ${req.params.name}`)
     return {
       model: req.params.name,
-      versions: rows.map(r => ({ version: r.version, parent: r.parent, manifestCid: r.manifest_cid, createdAt: r.created_at, blocks: r.blocks, weightBytes: r.weight_bytes, round: r.round }))
+      versions: rows.map(r => ({ version: r.version, parent: r.parent, manifestCid: r.manifest_cid, createdAt: r.created_at, blocks: r.blocks, weightBytes: r.weight_bytes, round: r.round, ledgerIndex: r.ledger_index }))
     }
   })
 

@@ -20,6 +20,7 @@ import type { Database } from '../store/database.ts'
 import type { Repository } from '../store/repository.ts'
 import type { BlockFiles } from '../store/block-files.ts'
 import type { Identity } from '../keys/identity.ts'
+import type { VersionLog } from '../ledger/log.ts'
 import { DEFAULT_ACCESS_LEVEL } from '../constants.ts'
 
 export interface IngestDeps {
@@ -29,6 +30,10 @@ export interface IngestDeps {
   identity: Identity
   coder: ErasureCoder
   partition: PartitionOptions
+  /** The version ledger: every new version is appended in the transaction that records it. */
+  log: VersionLog
+  /** Runs after each new version's commit: sign a checkpoint, gather cosignatures. */
+  anchored?: () => Promise<void>
 }
 
 export interface IngestOptions {
@@ -90,13 +95,14 @@ export function publisher (deps: IngestDeps): Publisher {
     if (latest !== undefined && options.round === undefined) {
       const previous = (JSON.parse(latest.signed_manifest) as SignedManifest).manifest
       if (equalBytes(content(previous), content(manifest))) {
-        return { model: name, version: latest.version, manifestCid: latest.manifest_cid, created: false, blocks: manifest.blocks.length, newBlocks: 0, bytesStored: 0 }
+        return { model: name, version: latest.version, manifestCid: latest.manifest_cid, created: false, blocks: manifest.blocks.length, newBlocks: 0, bytesStored: 0, ledgerIndex: deps.log.indexOf(name, latest.version) ?? null }
       }
     }
     const signed = await signManifest(manifest, deps.identity.signing)
 
     const written = new Set<string>()
     let bytesStored = 0
+    let ledgerIndex = -1
     try {
       for (const [i, block] of sealed.created.entries()) {
         await deps.files.put(block.cid, block.sealed)
@@ -124,6 +130,7 @@ export function publisher (deps: IngestDeps): Publisher {
         }
         deps.repo.ensureModel(name, model.format)
         deps.repo.insertVersion(signed, model.weights.length)
+        ledgerIndex = deps.log.append({ model: name, version: manifest.version, manifestCid: signed.cid, parent: manifest.parent, time: manifest.createdAt })
         options.inTransaction?.(manifest.version)
       })
     } catch (err) {
@@ -132,7 +139,8 @@ export function publisher (deps: IngestDeps): Publisher {
     } finally {
       for (const block of sealed.created) block.key.fill(0)
     }
-    return { model: name, version: manifest.version, manifestCid: signed.cid, created: true, blocks: manifest.blocks.length, newBlocks: sealed.created.length, bytesStored }
+    await deps.anchored?.()
+    return { model: name, version: manifest.version, manifestCid: signed.cid, created: true, blocks: manifest.blocks.length, newBlocks: sealed.created.length, bytesStored, ledgerIndex }
   }
 
   async function serialised<T> (task: () => Promise<T>): Promise<T> {

@@ -85,6 +85,51 @@ const MIGRATIONS = [
      state BLOB NOT NULL,
      updated_at TEXT NOT NULL,
      PRIMARY KEY (model, layout)
+   );`,
+  // The version ledger (DESIGN.md, "Ledger entry"; RFC 9162 Merkle log). Leaves hold the exact
+  // entry bytes; `ledger_nodes` holds every complete subtree's hash (level 0 = leaf hashes), so
+  // roots and proofs cost O(log n) reads. Checkpoints are the log's signed notes; cosignatures
+  // are witnesses' lines for one checkpoint. Channels point a release channel at a version.
+  `CREATE TABLE ledger_meta (
+     key TEXT PRIMARY KEY,
+     value TEXT NOT NULL
+   );
+   CREATE TABLE ledger_leaves (
+     idx INTEGER PRIMARY KEY,
+     entry BLOB NOT NULL,
+     model TEXT NOT NULL,
+     version INTEGER NOT NULL,
+     UNIQUE (model, version)
+   );
+   CREATE TABLE ledger_nodes (
+     level INTEGER NOT NULL,
+     idx INTEGER NOT NULL,
+     hash BLOB NOT NULL,
+     PRIMARY KEY (level, idx)
+   ) WITHOUT ROWID;
+   CREATE TABLE ledger_checkpoints (
+     size INTEGER PRIMARY KEY,
+     note TEXT NOT NULL,
+     created_at TEXT NOT NULL
+   );
+   CREATE TABLE ledger_cosignatures (
+     size INTEGER NOT NULL REFERENCES ledger_checkpoints(size),
+     witness TEXT NOT NULL,
+     line TEXT NOT NULL,
+     created_at TEXT NOT NULL,
+     PRIMARY KEY (size, witness)
+   );
+   CREATE TABLE ledger_witnesses (
+     vkey TEXT PRIMARY KEY,
+     size INTEGER NOT NULL
+   );
+   CREATE TABLE channels (
+     model TEXT NOT NULL REFERENCES models(name),
+     channel TEXT NOT NULL CHECK (channel IN ('stable', 'canary')),
+     version INTEGER NOT NULL,
+     rollout REAL NOT NULL CHECK (rollout > 0 AND rollout <= 1),
+     updated_at TEXT NOT NULL,
+     PRIMARY KEY (model, channel)
    );`
 ]
 

@@ -15,6 +15,8 @@ export interface VersionRow {
   weight_bytes: number
   round: string | null
   created_at: string
+  /** The version's entry in the version ledger. */
+  ledger_index: number | null
 }
 
 export interface Repository {
@@ -30,7 +32,11 @@ export interface Repository {
   versions: (model: string) => VersionRow[]
   insertToken: (tokenHash: string, role: string, label: string | null) => void
   tokenRole: (tokenHash: string) => string | undefined
+  channels: (model: string) => Array<{ channel: 'stable' | 'canary', version: number, rollout: number }>
+  setChannel: (model: string, channel: 'stable' | 'canary', version: number, rollout: number) => void
 }
+
+const VERSION_ROWS = 'SELECT v.*, l.idx AS ledger_index FROM versions v LEFT JOIN ledger_leaves l ON l.model = v.model AND l.version = v.version'
 
 export function repository ({ db }: Database): Repository {
   const now = (): string => new Date().toISOString()
@@ -41,13 +47,15 @@ export function repository ({ db }: Database): Repository {
     insertKey: db.prepare('INSERT INTO data_keys (key_id, wrapped, created_at) VALUES (?, ?, ?)'),
     key: db.prepare('SELECT wrapped FROM data_keys WHERE key_id = ?'),
     ensureModel: db.prepare('INSERT OR IGNORE INTO models (name, format, created_at) VALUES (?, ?, ?)'),
-    latest: db.prepare('SELECT * FROM versions WHERE model = ? ORDER BY version DESC LIMIT 1'),
-    version: db.prepare('SELECT * FROM versions WHERE model = ? AND version = ?'),
+    latest: db.prepare(`${VERSION_ROWS} WHERE v.model = ? ORDER BY v.version DESC LIMIT 1`),
+    version: db.prepare(`${VERSION_ROWS} WHERE v.model = ? AND v.version = ?`),
     insertVersion: db.prepare('INSERT INTO versions (model, version, parent, manifest_cid, signed_manifest, blocks, weight_bytes, round, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)'),
     models: db.prepare('SELECT m.name, m.format, m.created_at, MAX(v.version) AS latest, COUNT(v.version) AS versions FROM models m JOIN versions v ON v.model = m.name GROUP BY m.name ORDER BY m.name'),
-    versions: db.prepare('SELECT * FROM versions WHERE model = ? ORDER BY version'),
+    versions: db.prepare(`${VERSION_ROWS} WHERE v.model = ? ORDER BY v.version`),
     insertToken: db.prepare('INSERT INTO tokens (token_hash, role, label, created_at) VALUES (?, ?, ?, ?)'),
-    token: db.prepare('SELECT role FROM tokens WHERE token_hash = ?')
+    token: db.prepare('SELECT role FROM tokens WHERE token_hash = ?'),
+    channels: db.prepare('SELECT channel, version, rollout FROM channels WHERE model = ? ORDER BY channel'),
+    setChannel: db.prepare('INSERT INTO channels (model, channel, version, rollout, updated_at) VALUES (?, ?, ?, ?, ?) ON CONFLICT (model, channel) DO UPDATE SET version = excluded.version, rollout = excluded.rollout, updated_at = excluded.updated_at')
   }
   return {
     findBlock (plaintextSha256) {
@@ -78,6 +86,8 @@ export function repository ({ db }: Database): Repository {
     models: () => q.models.all() as Array<{ name: string, format: string, created_at: string, latest: number, versions: number }>,
     versions: model => q.versions.all(model) as unknown as VersionRow[],
     insertToken: (hash, role, label) => { q.insertToken.run(hash, role, label, now()) },
-    tokenRole: hash => (q.token.get(hash) as { role: string } | undefined)?.role
+    tokenRole: hash => (q.token.get(hash) as { role: string } | undefined)?.role,
+    channels: model => q.channels.all(model) as Array<{ channel: 'stable' | 'canary', version: number, rollout: number }>,
+    setChannel: (model, channel, version, rollout) => { q.setChannel.run(model, channel, version, rollout, now()) }
   }
 }

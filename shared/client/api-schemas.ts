@@ -37,7 +37,8 @@ export const versionSummarySchema = z.object({
   createdAt: z.string(),
   blocks: z.number().int().nonnegative(),
   weightBytes: z.number().int().nonnegative(),
-  round: z.string().nullable()
+  round: z.string().nullable(),
+  ledgerIndex: z.number().int().nonnegative().nullable().describe('the version\'s entry in the version ledger (/ledger/entries/{index})')
 })
 
 export const versionListSchema = z.object({ model: modelNameSchema, versions: z.array(versionSummarySchema) })
@@ -49,7 +50,8 @@ export const ingestResultSchema = z.object({
   created: z.boolean().describe('false when the upload equals the latest version (nothing stored)'),
   blocks: z.number().int().nonnegative(),
   newBlocks: z.number().int().nonnegative(),
-  bytesStored: z.number().int().nonnegative()
+  bytesStored: z.number().int().nonnegative(),
+  ledgerIndex: z.number().int().nonnegative().nullable().describe('the version\'s entry in the version ledger')
 })
 
 export const versionParamSchema = z.union([z.literal('latest'), z.coerce.number().int().positive()])

@@ -19,10 +19,12 @@ export interface JsonCallOptions {
 }
 
 export type JsonCall = <T>(path: string, schema: z.ZodType<T>, init: RequestInit, timeoutMs: number, signal?: AbortSignal) => Promise<T>
+/** The same request for a text answer (e.g. a signed note): the body as it came. */
+export type TextCall = (path: string, init: RequestInit, timeoutMs: number, signal?: AbortSignal) => Promise<string>
 
-export function jsonCall (options: JsonCallOptions): JsonCall {
+function request (options: JsonCallOptions): (path: string, init: RequestInit, timeoutMs: number, signal?: AbortSignal) => Promise<{ res: Response, text: string, what: string }> {
   const baseUrl = options.baseUrl.replace(/\/+$/, '')
-  return async (path, schema, init, timeoutMs, signal) => {
+  return async (path, init, timeoutMs, signal) => {
     const headers = new Headers(init.headers)
     if (options.token !== undefined) headers.set('authorization', `Bearer ${options.token}`)
     const what = `${init.method ?? 'GET'} ${path}`
@@ -36,19 +38,36 @@ export function jsonCall (options: JsonCallOptions): JsonCall {
       if (timedOut !== err) throw timedOut
       throw new UnavailableError(`${options.service} ${baseUrl} unreachable: ${(err as Error).message}`, { cause: err })
     }
+    if (!res.ok) {
+      let body: unknown
+      try {
+        body = JSON.parse(text)
+      } catch {}
+      const parsed = errorBodySchema.safeParse(body)
+      const Err = options.errors[res.status] ?? UnavailableError
+      throw new Err(`${what}: ${parsed.success ? parsed.data.message : `HTTP ${res.status}`}`)
+    }
+    return { res, text, what }
+  }
+}
+
+export function jsonCall (options: JsonCallOptions): JsonCall {
+  const send = request(options)
+  return async (path, schema, init, timeoutMs, signal) => {
+    const { res, text, what } = await send(path, init, timeoutMs, signal)
     let body: unknown
     try {
       body = text === '' ? undefined : JSON.parse(text)
     } catch {
       throw new IntegrityError(`${what}: HTTP ${res.status} with a body that is not JSON`)
     }
-    if (!res.ok) {
-      const parsed = errorBodySchema.safeParse(body)
-      const Err = options.errors[res.status] ?? UnavailableError
-      throw new Err(`${what}: ${parsed.success ? parsed.data.message : `HTTP ${res.status}`}`)
-    }
     const parsed = schema.safeParse(body)
     if (!parsed.success) throw new IntegrityError(`${what}: answer does not match the API schema: ${parsed.error.issues[0]?.message ?? ''}`)
     return parsed.data
   }
+}
+
+export function textCall (options: JsonCallOptions): TextCall {
+  const send = request(options)
+  return async (path, init, timeoutMs, signal) => (await send(path, init, timeoutMs, signal)).text
 }

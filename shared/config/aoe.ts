@@ -90,6 +90,31 @@ const fetchSchema = z.strictObject({
     .meta({ description: 'Further attempts after a failed fetch.' })
 }, expecting('an object { concurrency, timeoutMs, retries }'))
 
+const metric = (what: string): z.ZodNumber => z.number(expecting(what)).min(0, expecting(what)).max(1, expecting(what))
+
+const validateSchema = z.strictObject({
+  margin: metric('a margin from 0 to 1 (a fraction of the metric, e.g. 0.005)').default(0)
+    .meta({ description: 'The candidate must score at least this much above the current version.' })
+}, expecting('an object { margin }'))
+
+const rollbackSchema = z.strictObject({
+  below: metric('a metric bound from 0 to 1 (e.g. 0.9 for 90% accuracy)')
+    .meta({ description: 'Roll back when the local metric falls below this bound after an upgrade.' })
+}, expecting('an object { below }'))
+
+/** A signed-note verifier key: name+hexkeyid+base64 (C2SP signed-note). Checked in full by the ledger code. */
+const VKEY_PATTERN = /^[^+\s]{1,200}\+[0-9a-f]{8}\+[A-Za-z0-9+/]+=*$/
+const vkey = (what: string): z.ZodString => z.string(expecting(what)).regex(VKEY_PATTERN, expecting(what))
+
+const ledgerSchema = z.strictObject({
+  key: vkey('a log verifier key "origin+hexkeyid+base64key"').optional()
+    .meta({ description: 'The log\'s verifier key (GET /ledger/key). Default: the coordinator key under the log\'s origin.' }),
+  witnesses: z.array(vkey('a witness verifier key "name+hexkeyid+base64key"'), expecting('an array of witness verifier keys')).max(64).default([])
+    .meta({ description: 'Witnesses this runtime knows (their cosignature/v1 verifier keys).' }),
+  minWitnesses: intRange(0, 64).default(0)
+    .meta({ description: 'How many of those witnesses must have cosigned a checkpoint before it is trusted.' })
+}, expecting('an object { key, witnesses, minWitnesses }'))
+
 const nonEmpty = (what: string): z.ZodString => z.string(expecting(what)).min(1, expecting(what))
 
 const fields = {
@@ -128,6 +153,14 @@ const fields = {
   coordinatorKey: z.string(expecting('64 hex characters (an Ed25519 public key)'))
     .regex(ED25519_HEX_PATTERN, expecting('64 hex characters (an Ed25519 public key)')).toLowerCase().optional()
     .meta({ description: 'The coordinator\'s Ed25519 public key, hex: manifests and checkpoints must be signed by it.' }),
+  upgrade: z.union([
+    z.enum(['auto', 'manual']),
+    z.strictObject({ validate: validateSchema }, expecting('{ "validate": { "margin": number } }'))
+  ], expecting('"auto", "manual" or { "validate": { "margin": number } }')).default('auto')
+    .meta({ description: 'When a newer anchored version appears on the channel: take it ("auto"), only report it ("manual"), or take it only if the model code\'s local evaluation on the runtime\'s held-out data beats the current version by "margin" ({ "validate": { "margin": 0.005 } }).' }),
+  rollback: rollbackSchema.optional()
+    .meta({ description: 'Roll back to the previous version automatically when the model code\'s local evaluation drops below "below" after an upgrade.' }),
+  ledger: ledgerSchema.prefault({}).meta({ description: 'Version ledger trust: the log key and the witnesses whose cosignatures a checkpoint needs.' }),
   cache: cacheSchema.prefault({}).meta({ description: 'Block cache sizes.' }),
   fetch: fetchSchema.prefault({}).meta({ description: 'Block fetching.' })
 }
@@ -143,6 +176,10 @@ export const aoeConfigSchema = objectSchema
     const has = (k: string): boolean => (config as Record<string, unknown>)[k] !== undefined
     if (has('token') && has('tokenEnv')) {
       ctx.addIssue({ code: 'custom', path: ['tokenEnv'], message: 'give "token" or "tokenEnv", not both' })
+    }
+    const ledger = (config as Record<string, unknown>).ledger as { witnesses?: unknown[], minWitnesses?: unknown } | undefined
+    if (typeof ledger?.minWitnesses === 'number' && ledger.minWitnesses > (Array.isArray(ledger.witnesses) ? ledger.witnesses.length : 0)) {
+      ctx.addIssue({ code: 'custom', path: ['ledger', 'minWitnesses'], message: `requires ${ledger.minWitnesses} witness cosignatures but "ledger.witnesses" lists ${Array.isArray(ledger.witnesses) ? ledger.witnesses.length : 0}` })
     }
     if (has('pin') && has('channel')) {
       ctx.addIssue({ code: 'custom', path: ['channel'], message: 'give "pin" (stay on one version) or "channel" (follow releases), not both' })
@@ -189,6 +226,9 @@ export function aoeConfigJsonSchema (): Record<string, unknown> {
 const KNOWN_KEYS: Record<string, readonly string[]> = {
   '': Object.keys(fields),
   cache: Object.keys(cacheSchema.shape),
+  ledger: Object.keys(ledgerSchema.shape),
+  rollback: Object.keys(rollbackSchema.shape),
+  'upgrade.validate': Object.keys(validateSchema.shape),
   fetch: Object.keys(fetchSchema.shape)
 }
 

@@ -64,3 +64,27 @@ export class TimeoutError extends BlockfedError {
   override readonly name = 'TimeoutError'
   override readonly status = 504
 }
+
+/**
+ * The version ledger does not add up: a checkpoint inconsistent with the one this client
+ * persisted (a rewritten or forked history), or a version whose entry is not in the log. Carries
+ * both checkpoints and the failing proof, so the report is evidence that a third party can check.
+ */
+export class LedgerSecurityError extends BlockfedError {
+  override readonly name = 'LedgerSecurityError'
+  override readonly status = 502
+  readonly evidence: LedgerEvidence
+  constructor (message: string, evidence: LedgerEvidence, options?: { cause?: unknown }) {
+    super(message, options)
+    this.evidence = evidence
+  }
+}
+
+export interface LedgerEvidence {
+  /** The checkpoint note this client trusted (persisted). */
+  trusted?: string
+  /** The checkpoint note the log offered. */
+  offered: string
+  /** The proof that failed, base64 hashes in RFC 9162 order. */
+  proof: { kind: 'consistency', from: number, to: number, hashes: string[] } | { kind: 'inclusion', index: number, size: number, hashes: string[] }
+}

@@ -15,6 +15,7 @@ import type { BlockSource } from './source.ts'
 import { loadModelWeights, type LoadReport } from './loader.ts'
 
 export interface FetchModelOptions {
+  /** The coordinator; used for the manifest and the keys unless `signedManifest` / `keys` supply them. */
   client: CoordinatorClient
   /** The coordinator's Ed25519 public key; manifests signed by any other key are refused. */
   coordinatorKey: Uint8Array
@@ -27,6 +28,12 @@ export interface FetchModelOptions {
   concurrency?: number
   signal?: AbortSignal
   onBlock?: (done: number, total: number) => void
+  /** A signed manifest obtained elsewhere (e.g. kept locally); still verified against `coordinatorKey`. */
+  signedManifest?: unknown
+  /** Checks the verified manifest before any key or block is fetched (e.g. its ledger anchor). */
+  verify?: (signed: SignedManifest) => Promise<void>
+  /** The data keys; by default asked from the coordinator, wrapped to a fresh key of this load. */
+  keys?: (manifest: Manifest) => Promise<Map<string, Uint8Array>>
 }
 
 export interface FetchedModel {
@@ -37,15 +44,14 @@ export interface FetchedModel {
 }
 
 export async function fetchModel (options: FetchModelOptions): Promise<FetchedModel> {
-  const signed = await verifySignedManifest(await options.client.manifest(options.model, options.version, options.signal), options.coordinatorKey)
+  const served = options.signedManifest ?? await options.client.manifest(options.model, options.version, options.signal)
+  const signed = await verifySignedManifest(served, options.coordinatorKey)
   const { manifest } = signed
   if (manifest.model !== options.model || (options.version !== 'latest' && manifest.version !== options.version)) {
     throw new AccessDeniedError(`asked for ${options.model}@${options.version}, coordinator answered ${manifest.model}@${manifest.version}`)
   }
-  const wrapKey = generateWrapKey()
-  const { keys, denied } = await options.client.keys(manifest.model, manifest.version, wrapKey, options.signal)
-  wrapKey.secretKey.fill(0)
-  if (denied.length > 0) throw new AccessDeniedError(`this token may not read ${denied.length} block key(s) of ${manifest.model}@${manifest.version}`)
+  await options.verify?.(signed)
+  const keys = options.keys === undefined ? await coordinatorKeys(options.client, manifest, options.signal) : await options.keys(manifest)
   try {
     const { weights, report } = await loadModelWeights(manifest, {
       source: options.source,
@@ -60,4 +66,16 @@ export async function fetchModel (options: FetchModelOptions): Promise<FetchedMo
   } finally {
     for (const key of keys.values()) key.fill(0)
   }
+}
+
+/** Asks the coordinator for a version's data keys, wrapped to a fresh X25519 key of this call. */
+export async function coordinatorKeys (client: CoordinatorClient, manifest: Manifest, signal?: AbortSignal): Promise<Map<string, Uint8Array>> {
+  const wrapKey = generateWrapKey()
+  const { keys, denied } = await client.keys(manifest.model, manifest.version, wrapKey, signal)
+  wrapKey.secretKey.fill(0)
+  if (denied.length > 0) {
+    for (const key of keys.values()) key.fill(0)
+    throw new AccessDeniedError(`this token may not read ${denied.length} block key(s) of ${manifest.model}@${manifest.version}`)
+  }
+  return keys
 }

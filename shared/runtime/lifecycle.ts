@@ -33,6 +33,12 @@ export interface ModelCode<Input = unknown, Prepared = unknown, Raw = unknown, O
   preProcess: (input: Input) => Promise<Prepared> | Prepared
   run: (prepared: Prepared) => Promise<Raw>
   postProcess: (raw: Raw) => Promise<Output> | Output
+  /**
+   * Optional: the model's quality on data this runtime holds back (higher is better, e.g.
+   * accuracy in [0, 1]). The version policy uses it to validate an upgrade before taking it and
+   * to roll back when it drops below the configured bound.
+   */
+  evaluate?: () => Promise<number>
   /** Frees whatever init and run held (tensors, sessions). The runtime disposes the engine after. */
   release: () => Promise<void> | void
 }

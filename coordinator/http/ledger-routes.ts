@@ -1,0 +1,115 @@
+/**
+ * The version ledger over HTTP (issue 4), plain enough for a client in any language: the latest
+ * signed checkpoint as a C2SP signed note (with witness cosignatures), the log's verifier key,
+ * entries with their exact leaf bytes, and RFC 9162 inclusion and consistency proofs. Release
+ * channels (stable, canary with a rollout fraction) point at anchored versions.
+ */
+import type { FastifyInstance } from 'fastify'
+import type { ZodTypeProvider } from 'fastify-type-provider-zod'
+import { z } from 'zod'
+import { errorBodySchema, modelNameSchema } from '../../shared/client/api-schemas.ts'
+import { channelNameSchema, channelRequestSchema, channelsResponseSchema, consistencyResponseSchema, entryResponseSchema, inclusionResponseSchema, ledgerNumberSchema } from '../../shared/ledger/api.ts'
+import { parseEntry } from '../../shared/ledger/entry.ts'
+import { toBase64 } from '../../shared/crypto/bytes.ts'
+import { AccessDeniedError, InvalidInputError, NotFoundError } from '../../shared/errors/errors.ts'
+import type { Repository } from '../store/repository.ts'
+import type { VersionLog } from '../ledger/log.ts'
+import { authenticate } from './auth.ts'
+
+export interface LedgerRoutesDeps {
+  repo: Repository
+  log: VersionLog
+}
+
+const errors = { 400: errorBodySchema, 403: errorBodySchema, 404: errorBodySchema }
+const TEXT = 'text/plain; charset=utf-8'
+
+export async function ledgerRoutes (app: FastifyInstance, deps: LedgerRoutesDeps): Promise<void> {
+  const api = app.withTypeProvider<ZodTypeProvider>()
+  const { log } = deps
+  const inTree = (what: string, value: number, size: number): void => {
+    if (value > size) throw new InvalidInputError(`${what} ${value} is beyond the log's size ${size}`)
+  }
+
+  api.get('/ledger/checkpoint', {
+    schema: { summary: 'The latest signed checkpoint (C2SP tlog-checkpoint in a signed note, witness cosignatures appended)', produces: [TEXT] }
+  }, async (_req, reply) => {
+    const latest = log.latest() ?? log.checkpoint()
+    return await reply.type(TEXT).header('cache-control', 'no-cache').send(latest.cosigned)
+  })
+
+  api.get('/ledger/key', {
+    schema: { summary: 'The log\'s verifier key: name+hexkeyid+base64(0x01‖pubkey)', produces: [TEXT] }
+  }, async (_req, reply) => await reply.type(TEXT).send(`${log.vkey}\n`))
+
+  api.get('/ledger/entries/:index', {
+    schema: { summary: 'One ledger entry and its exact leaf bytes', params: z.object({ index: ledgerNumberSchema }), response: { 200: entryResponseSchema, ...errors } }
+  }, async (req, reply) => {
+    const bytes = log.entry(req.params.index)
+    void reply.header('cache-control', 'public, max-age=31536000, immutable')
+    return { index: req.params.index, entry: parseEntry(bytes), leaf: toBase64(bytes) }
+  })
+
+  api.get('/ledger/proof/inclusion', {
+    schema: {
+      summary: 'RFC 9162 inclusion proof of entry `index` in the tree of `size` entries',
+      querystring: z.strictObject({ index: ledgerNumberSchema, size: ledgerNumberSchema }),
+      response: { 200: inclusionResponseSchema, ...errors }
+    }
+  }, async (req, reply) => {
+    const { index, size } = req.query
+    inTree('size', size, log.size())
+    if (index >= size) throw new InvalidInputError(`index ${index} is not below size ${size}`)
+    void reply.header('cache-control', 'public, max-age=31536000, immutable')
+    return { index, size, hashes: log.inclusionProof(index, size).map(toBase64) }
+  })
+
+  api.get('/ledger/proof/consistency', {
+    schema: {
+      summary: 'RFC 9162 consistency proof between the trees of `from` and `to` entries',
+      querystring: z.strictObject({ from: ledgerNumberSchema, to: ledgerNumberSchema }),
+      response: { 200: consistencyResponseSchema, ...errors }
+    }
+  }, async (req, reply) => {
+    const { from, to } = req.query
+    inTree('to', to, log.size())
+    if (from > to) throw new InvalidInputError(`from ${from} is greater than to ${to}`)
+    void reply.header('cache-control', 'public, max-age=31536000, immutable')
+    return { from, to, hashes: log.consistencyProof(from, to).map(toBase64) }
+  })
+
+  api.get('/v1/models/:name/channels', {
+    schema: { summary: 'A model\'s release channels', params: z.object({ name: modelNameSchema }), response: { 200: channelsResponseSchema, ...errors } }
+  }, async req => {
+    const latest = deps.repo.latest(req.params.name)
+    if (latest === undefined) throw new NotFoundError(`no model named ${req.params.name}`)
+    const set = deps.repo.channels(req.params.name)
+    const stable = set.find(c => c.channel === 'stable')
+    const canary = set.find(c => c.channel === 'canary')
+    return {
+      model: req.params.name,
+      stable: { version: stable?.version ?? latest.version },
+      canary: canary === undefined ? null : { version: canary.version, rollout: canary.rollout }
+    }
+  })
+
+  api.put('/v1/models/:name/channels/:channel', {
+    schema: {
+      summary: 'Point a release channel at an anchored version (roles that may ingest)',
+      security: [{ token: [] }],
+      params: z.object({ name: modelNameSchema, channel: channelNameSchema }),
+      body: channelRequestSchema,
+      response: { 200: channelsResponseSchema.pick({ model: true }).extend({ channel: channelNameSchema, version: z.number(), rollout: z.number() }), ...errors }
+    }
+  }, async req => {
+    const caller = await authenticate(req, deps.repo)
+    if (!caller.grants.ingest) throw new AccessDeniedError(`role ${caller.role} may not set release channels`)
+    const { name, channel } = req.params
+    if (deps.repo.version(name, req.body.version) === undefined) throw new NotFoundError(`model ${name} has no version ${req.body.version}`)
+    if (log.indexOf(name, req.body.version) === undefined) throw new InvalidInputError(`${name}@${req.body.version} is not anchored in the ledger`)
+    if (channel === 'stable' && req.body.rollout !== undefined && req.body.rollout !== 1) throw new InvalidInputError('rollout applies to the canary channel only')
+    const rollout = req.body.rollout ?? 1
+    deps.repo.setChannel(name, channel, req.body.version, rollout)
+    return { model: name, channel, version: req.body.version, rollout }
+  })
+}

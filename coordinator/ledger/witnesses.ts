@@ -1,0 +1,84 @@
+/**
+ * Gathers witness cosignatures for the log's latest checkpoint (C2SP tlog-witness): each
+ * witness gets an add-checkpoint request carrying the consistency proof from the size it last
+ * cosigned; a 409 answer tells the size it really holds, and the request is retried once from
+ * there. Returned lines are verified against the witness's configured key before they are
+ * stored and served. A witness that is down or refuses costs only its cosignature: the
+ * checkpoint stays published, and runtimes that require more cosigners than it got wait.
+ */
+import { addCheckpoint, WitnessConflictError } from '../../node-runtime/witness/client.ts'
+import { openNote, parseVerifierKey } from '../../shared/ledger/note.ts'
+import { InvalidConfigError } from '../../shared/errors/errors.ts'
+import type { VersionLog } from './log.ts'
+
+export interface WitnessEndpoint {
+  /** The witness's base URL; requests go to `<url>/add-checkpoint`. */
+  url: string
+  /** The witness's cosignature/v1 verifier key. */
+  vkey: string
+}
+
+export interface CosignOutcome {
+  size: number
+  cosigned: string[]
+  failed: Array<{ witness: string, reason: string }>
+}
+
+export interface WitnessCosigner {
+  /** Asks every witness that has not cosigned the latest checkpoint yet; never throws. */
+  cosign: () => Promise<CosignOutcome>
+}
+
+export function witnessCosigner (options: { log: VersionLog, witnesses: WitnessEndpoint[], timeoutMs?: number }): WitnessCosigner {
+  const { log } = options
+  const timeoutMs = options.timeoutMs ?? 10_000
+  const witnesses = options.witnesses.map(w => {
+    const verifier = parseVerifierKey(w.vkey)
+    if (verifier.type !== 'cosignature/v1') throw new InvalidConfigError(`witness ${w.url}: key ${w.vkey.slice(0, 40)}… is not a cosignature/v1 verifier key`)
+    return { ...w, verifier }
+  })
+  let queue: Promise<unknown> = Promise.resolve()
+
+  async function ask (witness: typeof witnesses[number], size: number, note: string): Promise<string[]> {
+    let old = log.witnessSize(witness.vkey)
+    for (let attempt = 0; ; attempt++) {
+      if (old > size) throw new Error(`the witness holds a checkpoint of size ${old}, beyond this log's ${size}`)
+      const proof = old === 0 || old === size ? [] : log.consistencyProof(old, size)
+      try {
+        return await addCheckpoint(witness.url, { old, proof, note }, AbortSignal.timeout(timeoutMs))
+      } catch (err) {
+        if (!(err instanceof WitnessConflictError) || attempt > 0) throw err
+        old = err.size
+      }
+    }
+  }
+
+  async function run (): Promise<CosignOutcome> {
+    const latest = log.latest()
+    if (latest === undefined) return { size: 0, cosigned: [], failed: [] }
+    const size = latest.checkpoint.size
+    const outcome: CosignOutcome = { size, cosigned: [], failed: [] }
+    await Promise.all(witnesses.filter(w => !latest.cosigners.includes(w.verifier.name)).map(async w => {
+      try {
+        const lines = await ask(w, size, latest.note)
+        const opened = openNote(latest.note + lines.map(l => l.endsWith('\n') ? l : `${l}\n`).join(''), [w.verifier])
+        if (!opened.verified.some(v => v.name === w.verifier.name)) throw new Error('its answer holds no cosignature by its key')
+        const mine = opened.lines.filter(l => l.startsWith(`— ${w.verifier.name} `))
+        log.addCosignature(size, w.verifier.name, mine.join('\n'))
+        log.setWitnessSize(w.vkey, size)
+        outcome.cosigned.push(w.verifier.name)
+      } catch (err) {
+        outcome.failed.push({ witness: w.verifier.name, reason: err instanceof Error ? err.message : String(err) })
+      }
+    }))
+    return outcome
+  }
+
+  return {
+    async cosign () {
+      const next = queue.then(run)
+      queue = next.catch(() => undefined)
+      return await next
+    }
+  }
+}

@@ -1,0 +1,83 @@
+/**
+ * The Node runtime's side of ledger trust: which key must sign checkpoints, which witnesses
+ * count, and where the last trusted checkpoint is kept.
+ *
+ * The log key is the config's `ledger.key`, or else the key the coordinator serves at
+ * `/ledger/key` — accepted only if it is an Ed25519 key equal to the pinned coordinator key, and
+ * pinned in turn under `<data>/ledger/` so that it is known offline and cannot change. The last
+ * trusted checkpoint of each log is kept in `<data>/ledger/<log>.checkpoint`, replaced
+ * atomically and only after its consistency with the previous one was proved (shared/ledger/verify.ts).
+ */
+import { mkdir } from 'node:fs/promises'
+import { join } from 'node:path'
+import type { AoeConfig } from '../../shared/config/aoe.ts'
+import { equalBytes, toHex } from '../../shared/crypto/bytes.ts'
+import { sha256Hex } from '../../shared/crypto/hash.ts'
+import { IntegrityError, InvalidConfigError, UnavailableError } from '../../shared/errors/errors.ts'
+import type { LedgerClient } from '../../shared/ledger/client.ts'
+import { parseVerifierKey } from '../../shared/ledger/note.ts'
+import { advanceCheckpoint, type CheckpointStore, type LedgerTrust, type VerifiedCheckpoint } from '../../shared/ledger/verify.ts'
+import { readIfExists, writeFileAtomic } from '../atomic-file.ts'
+
+const fileName = async (text: string): Promise<string> => (await sha256Hex(new TextEncoder().encode(text))).slice(0, 16)
+
+export async function ledgerTrust (dataDir: string, config: AoeConfig, coordinatorKey: Uint8Array, ledger: LedgerClient, signal?: AbortSignal): Promise<LedgerTrust> {
+  const witnesses = config.ledger.witnesses.map(vkey => {
+    const v = parseVerifierKey(vkey)
+    if (v.type !== 'cosignature/v1') throw new InvalidConfigError(`aoe config for ${config.modelName}: "ledger.witnesses": ${vkey.slice(0, 40)}… is not a witness (cosignature/v1) key`)
+    return v
+  })
+  const dir = join(dataDir, 'ledger')
+  let vkey = config.ledger.key
+  if (vkey === undefined) {
+    const path = join(dir, `${await fileName(config.updateURL)}.vkey`)
+    const pinned = (await readIfExists(path))?.trim()
+    let served: string | undefined
+    try {
+      served = await ledger.key(signal)
+    } catch (err) {
+      if (!(err instanceof UnavailableError) || pinned === undefined) throw err
+    }
+    if (served !== undefined && pinned !== undefined && served !== pinned) {
+      throw new IntegrityError(`coordinator ${config.updateURL} now serves log key ${served}, but ${pinned} was pinned (${path})`)
+    }
+    vkey = served ?? pinned as string
+    const parsed = parseVerifierKey(vkey)
+    if (parsed.type !== 'ed25519' || !equalBytes(parsed.publicKey, coordinatorKey)) {
+      throw new IntegrityError(`coordinator ${config.updateURL} serves log key ${vkey}, which is not the coordinator key ${toHex(coordinatorKey)}`)
+    }
+    if (pinned === undefined) {
+      await mkdir(dir, { recursive: true })
+      await writeFileAtomic(path, `${vkey}\n`)
+    }
+  }
+  const log = parseVerifierKey(vkey)
+  if (log.type !== 'ed25519') throw new InvalidConfigError(`aoe config for ${config.modelName}: "ledger.key" is not an Ed25519 log key`)
+  return { log, witnesses, minWitnesses: config.ledger.minWitnesses }
+}
+
+const queues = new Map<string, Promise<unknown>>()
+
+/**
+ * Moves this runtime's trusted checkpoint of the log forward (shared/ledger/verify.ts). Calls
+ * for one log are serialised, so two loads can never save checkpoints out of order.
+ */
+export async function advanceTrusted (dataDir: string, trust: LedgerTrust, ledger: LedgerClient, signal?: AbortSignal): Promise<VerifiedCheckpoint> {
+  const dir = join(dataDir, 'ledger')
+  const path = join(dir, `${await fileName(trust.log.name)}-${toHex(trust.log.keyId)}.checkpoint`)
+  const store: CheckpointStore = {
+    load: async () => await readIfExists(path),
+    async save (note) {
+      await mkdir(dir, { recursive: true })
+      await writeFileAtomic(path, note)
+    }
+  }
+  const run = (queues.get(path) ?? Promise.resolve()).then(async () => await advanceCheckpoint(ledger, trust, store, signal))
+  queues.set(path, run.catch(() => undefined))
+  return await run
+}
+
+/** The last checkpoint this runtime trusted for the log (offline checks), if any. */
+export async function trustedCheckpoint (dataDir: string, trust: LedgerTrust): Promise<string | undefined> {
+  return await readIfExists(join(dataDir, 'ledger', `${await fileName(trust.log.name)}-${toHex(trust.log.keyId)}.checkpoint`))
+}

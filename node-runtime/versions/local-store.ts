@@ -1,0 +1,121 @@
+/**
+ * What a runtime keeps per model (under `<data>/<modelDir>/`) so that it can decide and roll
+ * back on its own, with the coordinator down:
+ *  - `versions.json`: the version in use, the one before it (the rollback target) and the
+ *    versions it rolled back from (never taken again);
+ *  - `anchors/<v>.json`: each version's signed manifest with its ledger anchor (entry bytes,
+ *    inclusion proof, checkpoint note), re-verified whenever it is read;
+ *  - `keys.json` (mode 0600): the data keys of the current and previous versions' blocks. The
+ *    sealed blocks sit in the block cache; without their keys an offline rollback could not
+ *    decrypt them. Keys of other versions are dropped.
+ * Every file is replaced atomically.
+ */
+import { mkdir } from 'node:fs/promises'
+import { join } from 'node:path'
+import { z } from 'zod'
+import { fromBase64, toBase64 } from '../../shared/crypto/bytes.ts'
+import { signedManifestSchema, type SignedManifest } from '../../shared/manifest/schema.ts'
+import { IntegrityError } from '../../shared/errors/errors.ts'
+import { readIfExists, writeFileAtomic } from '../atomic-file.ts'
+
+export interface VersionState {
+  current: number | null
+  previous: number | null
+  rejected: number[]
+}
+
+const stateSchema = z.strictObject({
+  current: z.number().int().positive().nullable(),
+  previous: z.number().int().positive().nullable(),
+  rejected: z.array(z.number().int().positive())
+})
+
+export interface StoredAnchor {
+  index: number
+  /** base64 of the entry bytes. */
+  leaf: string
+  /** base64 hashes. */
+  proof: string[]
+  /** The checkpoint note the proof is under. */
+  checkpoint: string
+}
+
+const storedSchema = z.strictObject({
+  signed: signedManifestSchema,
+  anchor: z.strictObject({ index: z.number().int().nonnegative(), leaf: z.string(), proof: z.array(z.string()), checkpoint: z.string() })
+})
+
+export interface LocalVersions {
+  state: () => Promise<VersionState>
+  saveState: (state: VersionState) => Promise<void>
+  anchor: (version: number) => Promise<{ signed: SignedManifest, anchor: StoredAnchor } | undefined>
+  saveAnchor: (signed: SignedManifest, anchor: StoredAnchor) => Promise<void>
+  /** The keys for all of `keyIds`, or undefined if any is missing. */
+  keys: (keyIds: readonly string[]) => Promise<Map<string, Uint8Array> | undefined>
+  /** Stores `add` and keeps only the keys listed in `keep`. */
+  saveKeys: (add: Map<string, Uint8Array>, keep: ReadonlySet<string>) => Promise<void>
+}
+
+const parseJson = <T>(text: string, schema: z.ZodType<T>, path: string): T => {
+  let value: unknown
+  try {
+    value = JSON.parse(text)
+  } catch (err) {
+    throw new IntegrityError(`${path}: not JSON`, { cause: err })
+  }
+  const parsed = schema.safeParse(value)
+  if (!parsed.success) throw new IntegrityError(`${path}: ${parsed.error.issues[0]?.path.join('.') ?? ''}: ${parsed.error.issues[0]?.message ?? 'invalid'}`)
+  return parsed.data
+}
+
+export function localVersions (dir: string): LocalVersions {
+  const statePath = join(dir, 'versions.json')
+  const keysPath = join(dir, 'keys.json')
+  const anchorPath = (v: number): string => join(dir, 'anchors', `${v}.json`)
+  let queue: Promise<unknown> = Promise.resolve()
+  const serial = async <T>(task: () => Promise<T>): Promise<T> => {
+    const run = queue.then(task)
+    queue = run.catch(() => undefined)
+    return await run
+  }
+  const readKeys = async (): Promise<Record<string, string>> => {
+    const text = await readIfExists(keysPath)
+    return text === undefined ? {} : parseJson(text, z.record(z.string(), z.string()), keysPath)
+  }
+
+  return {
+    async state () {
+      const text = await readIfExists(statePath)
+      return text === undefined ? { current: null, previous: null, rejected: [] } : parseJson(text, stateSchema, statePath)
+    },
+    saveState: async state => await serial(async () => {
+      await mkdir(dir, { recursive: true })
+      await writeFileAtomic(statePath, `${JSON.stringify(stateSchema.parse(state))}\n`)
+    }),
+    async anchor (version) {
+      const text = await readIfExists(anchorPath(version))
+      return text === undefined ? undefined : parseJson(text, storedSchema, anchorPath(version))
+    },
+    saveAnchor: async (signed, anchor) => await serial(async () => {
+      await mkdir(join(dir, 'anchors'), { recursive: true })
+      await writeFileAtomic(anchorPath(signed.manifest.version), JSON.stringify({ signed, anchor }))
+    }),
+    async keys (keyIds) {
+      const all = await readKeys()
+      const out = new Map<string, Uint8Array>()
+      for (const id of keyIds) {
+        const key = all[id]
+        if (key === undefined) return undefined
+        out.set(id, fromBase64(key))
+      }
+      return out
+    },
+    saveKeys: async (add, keep) => await serial(async () => {
+      const all = await readKeys()
+      for (const [id, key] of add) all[id] = toBase64(key)
+      const kept = Object.fromEntries(Object.entries(all).filter(([id]) => keep.has(id)))
+      await mkdir(dir, { recursive: true })
+      await writeFileAtomic(keysPath, JSON.stringify(kept), 0o600)
+    })
+  }
+}

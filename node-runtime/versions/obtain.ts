@@ -1,0 +1,127 @@
+/**
+ * Obtains one model version for a Node runtime, trusting nothing the coordinator says:
+ *
+ * - online: signed manifest → Ed25519 signature (pinned coordinator key) → the log's latest
+ *   checkpoint, proved consistent with the one this runtime persisted → the version's entry and
+ *   its inclusion proof under that checkpoint → keys → blocks (only those not cached: an upgrade
+ *   fetches just the blocks whose CIDs changed). The anchor is kept locally.
+ * - offline (coordinator unreachable): the locally kept manifest and anchor, re-verified
+ *   (signature, entry, inclusion under the kept checkpoint's signed root), the locally kept
+ *   keys and the cached blocks. A version never verified here cannot be obtained offline.
+ */
+import type { AoeConfig } from '../../shared/config/aoe.ts'
+import type { CacheTier } from '../../shared/cache/types.ts'
+import type { CoordinatorClient } from '../../shared/client/coordinator-client.ts'
+import { fromBase64, toBase64 } from '../../shared/crypto/bytes.ts'
+import { IntegrityError, UnavailableError } from '../../shared/errors/errors.ts'
+import type { LedgerClient } from '../../shared/ledger/client.ts'
+import { parseEntry } from '../../shared/ledger/entry.ts'
+import { checkEntry, checkInclusion, openTrusted, verifyAnchor, type LedgerTrust, type VerifiedCheckpoint } from '../../shared/ledger/verify.ts'
+import type { BlockSource } from '../../shared/load/source.ts'
+import { coordinatorKeys, fetchModel, type FetchedModel } from '../../shared/load/fetch-model.ts'
+import type { Manifest, SignedManifest } from '../../shared/manifest/schema.ts'
+import { advanceTrusted, ledgerTrust } from './ledger-trust.ts'
+import type { LocalVersions } from './local-store.ts'
+
+export interface ObtainContext {
+  dataDir: string
+  config: AoeConfig
+  client: CoordinatorClient
+  ledger: LedgerClient
+  coordinatorKey: Uint8Array
+  local: LocalVersions
+  source: BlockSource
+  cache: CacheTier
+  onBlock?: (done: number, total: number) => void
+}
+
+export interface ObtainedVersion extends FetchedModel {
+  /** Ledger index of the version's entry. */
+  ledgerIndex: number
+  /** The checkpoint the version was verified under. */
+  checkpoint: VerifiedCheckpoint
+  /** True when the coordinator was unreachable and local state was used. */
+  offline: boolean
+}
+
+const isOffline = (err: unknown): boolean => err instanceof UnavailableError
+
+/** The data keys of every block the runtime may need offline: current, previous and this version. */
+async function keepKeys (local: LocalVersions, manifest: Manifest): Promise<Set<string>> {
+  const state = await local.state()
+  const keep = new Set(manifest.blocks.map(b => b.keyId))
+  for (const v of [state.current, state.previous]) {
+    if (v === null) continue
+    const stored = await local.anchor(v)
+    for (const b of stored?.signed.manifest.blocks ?? []) keep.add(b.keyId)
+  }
+  return keep
+}
+
+export async function obtainVersion (ctx: ObtainContext, version: number, signal?: AbortSignal): Promise<ObtainedVersion> {
+  const { config, local } = ctx
+  const label = `${config.modelName}@${version}`
+  let trust: LedgerTrust | undefined
+  let anchored: { index: number, checkpoint: VerifiedCheckpoint } | undefined
+  let offline = false
+  let manifestInput: unknown
+
+  try {
+    trust = await ledgerTrust(ctx.dataDir, config, ctx.coordinatorKey, ctx.ledger, signal)
+    manifestInput = await ctx.client.manifest(config.modelName, version, signal)
+  } catch (err) {
+    if (!isOffline(err)) throw err
+    offline = true
+  }
+
+  const kept = offline ? await local.anchor(version) : undefined
+  if (offline && kept === undefined) throw new UnavailableError(`${label}: the coordinator is unreachable and this version was never verified here`)
+
+  const verify = async (signed: SignedManifest): Promise<void> => {
+    if (!offline) {
+      const t = trust as LedgerTrust
+      const checkpoint = await advanceTrusted(ctx.dataDir, t, ctx.ledger, signal)
+      const index = (await ctx.client.versions(config.modelName, signal)).find(v => v.version === version)?.ledgerIndex
+      if (index === undefined || index === null) throw new IntegrityError(`${label}: the coordinator names no ledger entry for this version`)
+      const anchor = await verifyAnchor(ctx.ledger, checkpoint, signed, index, signal)
+      await local.saveAnchor(signed, { index, leaf: toBase64(anchor.leaf), proof: anchor.proof.map(toBase64), checkpoint: checkpoint.note })
+      anchored = { index, checkpoint }
+      return
+    }
+    const stored = kept as NonNullable<typeof kept>
+    const t = trust ?? await ledgerTrust(ctx.dataDir, config, ctx.coordinatorKey, ctx.ledger, signal)
+    const checkpoint = openTrusted(stored.anchor.checkpoint, t)
+    const leaf = fromBase64(stored.anchor.leaf)
+    checkEntry(parseEntry(leaf, `${label}: kept ledger entry`), signed)
+    checkInclusion({ index: stored.anchor.index, leaf, proof: stored.anchor.proof.map(fromBase64), checkpoint }, label)
+    anchored = { index: stored.anchor.index, checkpoint }
+  }
+
+  const keys = async (manifest: Manifest): Promise<Map<string, Uint8Array>> => {
+    const ids = [...new Set(manifest.blocks.map(b => b.keyId))]
+    const kept = await local.keys(ids)
+    if (kept !== undefined) return kept
+    if (offline) throw new UnavailableError(`${label}: the coordinator is unreachable and this version's data keys are not kept here`)
+    const fetched = await coordinatorKeys(ctx.client, manifest, signal)
+    await local.saveKeys(new Map([...fetched].map(([id, k]) => [id, k.slice()])), await keepKeys(local, manifest))
+    return fetched
+  }
+
+  const fetched = await fetchModel({
+    client: ctx.client,
+    coordinatorKey: ctx.coordinatorKey,
+    model: config.modelName,
+    version,
+    signedManifest: offline ? kept?.signed : manifestInput,
+    verify,
+    keys,
+    source: ctx.source,
+    cache: ctx.cache,
+    concurrency: config.fetch.concurrency,
+    signal,
+    onBlock: ctx.onBlock
+  })
+  const a = anchored as { index: number, checkpoint: VerifiedCheckpoint } | undefined
+  if (a === undefined) throw new IntegrityError(`${label}: not verified against the ledger`)
+  return { ...fetched, ledgerIndex: a.index, checkpoint: a.checkpoint, offline }
+}

@@ -1,0 +1,56 @@
+/**
+ * Wire schemas of the ledger's HTTP API (issue 4) and of release channels, shared by the
+ * coordinator (validation, OpenAPI) and the clients (response validation). Hashes are base64 of
+ * 32 bytes, in RFC 9162 proof order.
+ */
+import { z } from 'zod'
+import { modelNameSchema } from '../manifest/schema.ts'
+import { ledgerEntrySchema } from './entry.ts'
+
+/** A tree size or leaf index as a query or path string: decimal, no sign, no leading zeros, ≤ 2^53. */
+export const ledgerNumberSchema = z.string()
+  .regex(/^(0|[1-9][0-9]{0,15})$/, 'a non-negative decimal integer without leading zeros')
+  .transform(Number)
+  .refine(Number.isSafeInteger, 'at most 2^53 − 1')
+
+const hashSchema = z.string().regex(/^[A-Za-z0-9+/]{43}=$/, 'base64 of a 32-byte hash')
+
+export const entryResponseSchema = z.object({
+  index: z.number().int().nonnegative(),
+  entry: ledgerEntrySchema,
+  leaf: z.string().describe('base64 of the exact entry bytes that were hashed into the leaf')
+})
+
+export const inclusionResponseSchema = z.object({
+  index: z.number().int().nonnegative(),
+  size: z.number().int().positive(),
+  hashes: z.array(hashSchema).max(64)
+})
+
+export const consistencyResponseSchema = z.object({
+  from: z.number().int().nonnegative(),
+  to: z.number().int().nonnegative(),
+  hashes: z.array(hashSchema).max(128)
+})
+
+export const channelNameSchema = z.enum(['stable', 'canary'])
+export type ChannelName = z.infer<typeof channelNameSchema>
+
+export const channelsResponseSchema = z.object({
+  model: modelNameSchema,
+  /** The stable channel's version: the one set explicitly, else the latest. */
+  stable: z.object({ version: z.number().int().positive() }),
+  /** A canary release offered to a deterministic fraction of clients, if one is set. */
+  canary: z.object({ version: z.number().int().positive(), rollout: z.number().gt(0).max(1) }).nullable()
+})
+
+export const channelRequestSchema = z.strictObject({
+  version: z.number().int().positive(),
+  rollout: z.number().gt(0, 'rollout must be in (0, 1]').max(1, 'rollout must be in (0, 1]').optional()
+    .describe('canary only: the fraction of clients that take this version (default 1)')
+})
+
+export type EntryResponse = z.infer<typeof entryResponseSchema>
+export type InclusionResponse = z.infer<typeof inclusionResponseSchema>
+export type ConsistencyResponse = z.infer<typeof consistencyResponseSchema>
+export type Channels = z.infer<typeof channelsResponseSchema>

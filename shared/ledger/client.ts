@@ -1,0 +1,45 @@
+/**
+ * Client of the ledger's HTTP API (coordinator/http/ledger-routes.ts), over fetch, for Node and
+ * browsers: every answer schema-checked, hashes decoded; verification is the caller's (verify.ts).
+ */
+import { fromBase64 } from '../crypto/bytes.ts'
+import { AccessDeniedError, InvalidInputError, NotFoundError, type BlockfedError } from '../errors/errors.ts'
+import { jsonCall, textCall } from '../client/json-call.ts'
+import { channelsResponseSchema, consistencyResponseSchema, entryResponseSchema, inclusionResponseSchema, type Channels } from './api.ts'
+
+export interface LedgerClient {
+  /** The latest checkpoint note with its cosignatures, as served. */
+  checkpoint: (signal?: AbortSignal) => Promise<string>
+  key: (signal?: AbortSignal) => Promise<string>
+  entry: (index: number, signal?: AbortSignal) => Promise<{ index: number, leaf: Uint8Array }>
+  inclusion: (index: number, size: number, signal?: AbortSignal) => Promise<Uint8Array[]>
+  consistency: (from: number, to: number, signal?: AbortSignal) => Promise<Uint8Array[]>
+  channels: (model: string, signal?: AbortSignal) => Promise<Channels>
+}
+
+const ERRORS: Record<number, new (message: string) => BlockfedError> = { 400: InvalidInputError, 403: AccessDeniedError, 404: NotFoundError }
+/** A checkpoint note with a few dozen cosignatures is a few KiB; anything far larger is not one. */
+const MAX_NOTE_CHARS = 64 << 10
+
+export function ledgerClient (options: { baseUrl: string, timeoutMs?: number }): LedgerClient {
+  const timeoutMs = options.timeoutMs ?? 30_000
+  const json = jsonCall({ baseUrl: options.baseUrl, service: 'ledger', errors: ERRORS })
+  const text = textCall({ baseUrl: options.baseUrl, service: 'ledger', errors: ERRORS })
+  const bounded = (body: string, what: string): string => {
+    if (body.length > MAX_NOTE_CHARS) throw new InvalidInputError(`${what}: ${body.length} characters, more than a checkpoint note can be`)
+    return body
+  }
+  return {
+    checkpoint: async signal => bounded(await text('/ledger/checkpoint', {}, timeoutMs, signal), 'GET /ledger/checkpoint'),
+    key: async signal => bounded(await text('/ledger/key', {}, timeoutMs, signal), 'GET /ledger/key').trim(),
+    async entry (index, signal) {
+      const answer = await json(`/ledger/entries/${index}`, entryResponseSchema, {}, timeoutMs, signal)
+      return { index: answer.index, leaf: fromBase64(answer.leaf) }
+    },
+    inclusion: async (index, size, signal) =>
+      (await json(`/ledger/proof/inclusion?index=${index}&size=${size}`, inclusionResponseSchema, {}, timeoutMs, signal)).hashes.map(fromBase64),
+    consistency: async (from, to, signal) =>
+      (await json(`/ledger/proof/consistency?from=${from}&to=${to}`, consistencyResponseSchema, {}, timeoutMs, signal)).hashes.map(fromBase64),
+    channels: async (model, signal) => await json(`/v1/models/${encodeURIComponent(model)}/channels`, channelsResponseSchema, {}, timeoutMs, signal)
+  }
+}

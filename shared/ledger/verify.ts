@@ -1,0 +1,138 @@
+/**
+ * What a client does before it trusts a version (DESIGN.md, "Ledger entry"; issue 4):
+ *
+ * 1. `advanceCheckpoint`: take the log's latest checkpoint, check the log's signature and the
+ *    required number of known witness cosignatures, and prove with an RFC 9162 consistency proof
+ *    that it extends the checkpoint this client persisted. Only then persist it. A checkpoint
+ *    that does not extend the persisted one — a rewritten or forked history — raises
+ *    LedgerSecurityError carrying both notes and the failing proof, and nothing is persisted.
+ * 2. `verifyAnchor`: fetch the version's entry, check that its exact bytes name this manifest
+ *    (model, version, manifest CID, parent), and verify its inclusion proof under that
+ *    checkpoint's root.
+ *
+ * The coordinator's word is never taken: only signatures, hashes and proofs.
+ */
+import { equalBytes, toBase64 } from '../crypto/bytes.ts'
+import { IntegrityError, LedgerSecurityError } from '../errors/errors.ts'
+import type { SignedManifest } from '../manifest/schema.ts'
+import type { NoteVerifier } from './note.ts'
+import { openCheckpoint, type Checkpoint } from './checkpoint.ts'
+import { leafHash, verifyConsistency, verifyInclusion } from './merkle.ts'
+import { parseEntry, type LedgerEntry } from './entry.ts'
+import type { LedgerClient } from './client.ts'
+
+export interface LedgerTrust {
+  /** The log's key: checkpoints must carry its signature, and their origin its name. */
+  log: NoteVerifier
+  /** Known witnesses' cosignature keys. */
+  witnesses: NoteVerifier[]
+  /** How many of them must have cosigned a checkpoint before it is trusted. */
+  minWitnesses: number
+}
+
+/** Where a client keeps the last checkpoint it trusted (a file in Node, IndexedDB in a browser). */
+export interface CheckpointStore {
+  load: () => Promise<string | undefined>
+  save: (note: string) => Promise<void>
+}
+
+export interface VerifiedCheckpoint {
+  checkpoint: Checkpoint
+  /** The note as served, cosignatures included. */
+  note: string
+  cosigners: string[]
+}
+
+export interface Anchor {
+  index: number
+  /** The exact entry bytes hashed into the leaf. */
+  leaf: Uint8Array
+  entry: LedgerEntry
+  /** Inclusion proof under `checkpoint`. */
+  proof: Uint8Array[]
+  checkpoint: VerifiedCheckpoint
+}
+
+/** Opens a checkpoint note under the trust policy: log signature, origin, enough witnesses. */
+export function openTrusted (note: string, trust: LedgerTrust): VerifiedCheckpoint {
+  const opened = openCheckpoint(note, trust.log, trust.witnesses)
+  if (opened.checkpoint.origin !== trust.log.name) {
+    throw new IntegrityError(`checkpoint of log "${opened.checkpoint.origin}", expected "${trust.log.name}"`)
+  }
+  if (opened.cosigners.length < trust.minWitnesses) {
+    throw new IntegrityError(`checkpoint ${opened.checkpoint.size}: cosigned by ${opened.cosigners.length} known witness(es) (${opened.cosigners.join(', ') || 'none'}), ${trust.minWitnesses} required`)
+  }
+  return { checkpoint: opened.checkpoint, note, cosigners: opened.cosigners }
+}
+
+/**
+ * Moves this client's trusted checkpoint forward to the log's latest (or keeps it when the log
+ * offers an older one that it extends, e.g. from a stale cache). Returns the checkpoint to
+ * verify versions against.
+ */
+export async function advanceCheckpoint (client: LedgerClient, trust: LedgerTrust, store: CheckpointStore, signal?: AbortSignal): Promise<VerifiedCheckpoint> {
+  const offered = openTrusted(await client.checkpoint(signal), trust)
+  const saved = await store.load()
+  if (saved === undefined) {
+    await store.save(offered.note)
+    return offered
+  }
+  // The persisted note was verified when it was saved; its signature is checked again because
+  // the file is outside this process.
+  const trusted = openTrusted(saved, { ...trust, minWitnesses: 0 })
+  const [older, newer] = offered.checkpoint.size < trusted.checkpoint.size ? [offered, trusted] : [trusted, offered]
+  const a = older.checkpoint
+  const b = newer.checkpoint
+  let hashes: Uint8Array[] = []
+  try {
+    if (a.size === b.size) {
+      if (!equalBytes(a.root, b.root)) throw new IntegrityError(`two checkpoints of size ${a.size} with different roots`)
+    } else {
+      hashes = await client.consistency(a.size, b.size, signal)
+      verifyConsistency(a.size, b.size, a.root, b.root, hashes)
+    }
+  } catch (err) {
+    if (!(err instanceof IntegrityError)) throw err
+    throw new LedgerSecurityError(
+      `log ${trust.log.name}: checkpoint ${offered.checkpoint.size} is not consistent with the persisted checkpoint ${trusted.checkpoint.size} — history was rewritten or forked; refusing to move (${err.message})`,
+      { trusted: trusted.note, offered: offered.note, proof: { kind: 'consistency', from: a.size, to: b.size, hashes: hashes.map(toBase64) } },
+      { cause: err })
+  }
+  if (newer === offered && offered.checkpoint.size > trusted.checkpoint.size) await store.save(offered.note)
+  return newer
+}
+
+/** Checks that an entry names exactly this signed manifest. */
+export function checkEntry (entry: LedgerEntry, signed: SignedManifest): void {
+  const m = signed.manifest
+  const mismatch = entry.model !== m.model ? 'model' : entry.version !== m.version ? 'version' : entry.manifestCid !== signed.cid ? 'manifestCid' : entry.parent !== m.parent ? 'parent' : undefined
+  if (mismatch !== undefined) {
+    throw new IntegrityError(`${m.model}@${m.version}: the ledger entry's ${mismatch} (${JSON.stringify(entry[mismatch])}) does not match the manifest (${signed.cid})`)
+  }
+}
+
+/** Proves that `signed` is anchored: its entry at `index` is included under `checkpoint`. */
+export async function verifyAnchor (client: LedgerClient, checkpoint: VerifiedCheckpoint, signed: SignedManifest, index: number, signal?: AbortSignal): Promise<Anchor> {
+  const { size, root } = checkpoint.checkpoint
+  const label = `${signed.manifest.model}@${signed.manifest.version}`
+  if (index >= size) throw new IntegrityError(`${label}: ledger entry ${index} is not covered by checkpoint ${size}`)
+  const { leaf } = await client.entry(index, signal)
+  const entry = parseEntry(leaf, `${label}: ledger entry ${index}`)
+  checkEntry(entry, signed)
+  const proof = await client.inclusion(index, size, signal)
+  const anchor = { index, leaf, entry, proof, checkpoint }
+  checkInclusion(anchor, label)
+  return anchor
+}
+
+/** Re-verifies a stored anchor offline: entry bytes → leaf → inclusion under the checkpoint's root. */
+export function checkInclusion (anchor: Pick<Anchor, 'index' | 'leaf' | 'proof' | 'checkpoint'>, label: string): void {
+  const { size, root } = anchor.checkpoint.checkpoint
+  try {
+    verifyInclusion(anchor.index, size, leafHash(anchor.leaf), anchor.proof, root)
+  } catch (err) {
+    if (!(err instanceof IntegrityError)) throw err
+    throw new LedgerSecurityError(`${label}: entry ${anchor.index} is not included in checkpoint ${size} (${err.message})`,
+      { offered: anchor.checkpoint.note, proof: { kind: 'inclusion', index: anchor.index, size, hashes: anchor.proof.map(toBase64) } }, { cause: err })
+  }
+}
