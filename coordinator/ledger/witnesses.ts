@@ -6,7 +6,7 @@
  * stored and served. A witness that is down or refuses costs only its cosignature: the
  * checkpoint stays published, and runtimes that require more cosigners than it got wait.
  */
-import { addCheckpoint, WitnessConflictError } from '../../node-runtime/witness/client.ts'
+import { addCheckpoint, WitnessConflictError } from '../../shared/ledger/witness/client.ts'
 import { openNote, parseVerifierKey } from '../../shared/ledger/note.ts'
 import { InvalidConfigError } from '../../shared/errors/errors.ts'
 import type { VersionLog } from './log.ts'
