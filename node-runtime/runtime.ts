@@ -27,7 +27,7 @@ import { ledgerClient } from '../shared/ledger/client.ts'
 import { targetVersion, type Target } from '../shared/versions/policy.ts'
 import { clientIdentity } from './fl/identity.ts'
 import { localVersions } from './versions/local-store.ts'
-import { obtainVersion, type ObtainContext } from './versions/obtain.ts'
+import { obtainVersion, type ObtainContext, type ObtainedVersion } from './versions/obtain.ts'
 import type { Manifest } from '../shared/manifest/schema.ts'
 import { diskCache } from './cache/disk-tier.ts'
 import { loadAoeConfig } from './config/load.ts'
@@ -79,7 +79,7 @@ export interface ModelHandle {
 export interface NodeRuntime {
   load: (config: string | unknown, signal?: AbortSignal) => Promise<ModelHandle>
   /** One version's verified weights through the same pipeline and cache as `load` (no engine). */
-  fetch: (config: string | unknown, version: number | 'latest', signal?: AbortSignal) => Promise<FetchedModel>
+  fetch: (config: string | unknown, version: number | 'latest', signal?: AbortSignal) => Promise<ObtainedVersion>
   /** Rolls a model back without loading it (the CLI's `rollback`): verify, fetch what is missing, record. */
   rollback: (config: string | unknown, version: number, signal?: AbortSignal) => Promise<VersionChange>
   byTag: (tag: string) => ModelHandle[]

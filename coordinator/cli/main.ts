@@ -1,16 +1,16 @@
 #!/usr/bin/env node
 /**
- * The `blockfed` command line: run a coordinator, ingest and pull models, list models and
- * versions, and run the demo. Arguments are parsed by commander; each command validates its
+ * The `blockfed` command line: run a coordinator, ingest and pull models, list models, run the
+ * demo and simulations; the version-ledger commands (versions, verify, rollback, channel,
+ * witness) are in ledger-commands.ts. Arguments are parsed by commander; each command validates its
  * own values and exits non-zero with a one-line reason on any error.
  */
 import { Command, InvalidArgumentError } from 'commander'
-import { mkdir, readFile, writeFile } from 'node:fs/promises'
+import { mkdir, writeFile } from 'node:fs/promises'
 import { homedir } from 'node:os'
 import { dirname, join, resolve } from 'node:path'
 import { coordinatorClient } from '../../shared/client/coordinator-client.ts'
 import { BlockfedError } from '../../shared/errors/errors.ts'
-import { modelNameSchema } from '../../shared/manifest/schema.ts'
 import { createCoordinator } from '../coordinator.ts'
 import { readModelFiles } from '../../node-runtime/model-files.ts'
 import { pullModel } from '../../node-runtime/pull.ts'
@@ -21,63 +21,8 @@ import { simulate, SIMULATION_DEFAULTS, type RoundReport } from './simulate.ts'
 import { createDecryptor } from '../decryptor/decryptor.ts'
 import { parsePartition } from '../../shared/training/partition.ts'
 import { strategyConfigSchema } from '../../shared/rounds/strategy-config.ts'
-
-const DEFAULT_COORDINATOR = process.env.BLOCKFED_COORDINATOR ?? 'http://127.0.0.1:7070'
-
-function port (value: string): number {
-  const n = Number(value)
-  if (!Number.isInteger(n) || n < 0 || n > 65535) throw new InvalidArgumentError('expected a port number 0-65535')
-  return n
-}
-
-function url (value: string): string {
-  try {
-    const u = new URL(value)
-    if (u.protocol !== 'http:' && u.protocol !== 'https:') throw new Error('not http(s)')
-    return value
-  } catch {
-    throw new InvalidArgumentError('expected an http:// or https:// URL')
-  }
-}
-
-function integer (min: number, max: number) {
-  return (value: string): number => {
-    const n = Number(value)
-    if (!Number.isInteger(n) || n < min || n > max) throw new InvalidArgumentError(`expected an integer ${min}-${max}`)
-    return n
-  }
-}
-
-function number (min: number, max: number, exclusiveMax = false) {
-  return (value: string): number => {
-    const n = Number(value)
-    if (value.trim() === '' || !Number.isFinite(n) || n < min || (exclusiveMax ? n >= max : n > max)) throw new InvalidArgumentError(`expected a number in [${min}, ${max}${exclusiveMax ? ')' : ']'}`)
-    return n
-  }
-}
-
-function modelName (value: string): string {
-  const parsed = modelNameSchema.safeParse(value)
-  if (!parsed.success) throw new InvalidArgumentError(parsed.error.issues[0]?.message ?? 'invalid model name')
-  return value
-}
-
-function modelRef (value: string): { name: string, version: number | 'latest' } {
-  const [name = '', version] = value.split('@')
-  modelName(name)
-  if (version === undefined || version === 'latest') return { name, version: 'latest' }
-  const n = Number(version)
-  if (!Number.isInteger(n) || n < 1) throw new InvalidArgumentError(`version "${version}" is not a positive integer`)
-  return { name, version: n }
-}
-
-async function token (options: { token?: string, data?: string }): Promise<string | undefined> {
-  if (options.token !== undefined) return options.token
-  const fromEnv = process.env.BLOCKFED_TOKEN
-  if (fromEnv !== undefined && fromEnv !== '') return fromEnv
-  if (options.data !== undefined) return (await readFile(join(options.data, 'admin.token'), 'utf8')).trim()
-  return undefined
-}
+import { DEFAULT_COORDINATOR, integer, modelName, modelRef, number, port, token, url } from './args.ts'
+import { ledgerCommands, witnessEndpoint } from './ledger-commands.ts'
 
 const program = new Command()
   .name('blockfed')
@@ -91,11 +36,17 @@ program.command('coordinator')
   .option('--host <host>', 'address to listen on', '127.0.0.1')
   .option('--max-upload-mb <mb>', 'largest accepted model upload', (v: string) => { const n = Number(v); if (!(n > 0)) throw new InvalidArgumentError('expected a positive number'); return n }, 512)
   .option('--decryptor <url>', 'Paillier rounds: the decryptor service (blockfed decryptor) holding the private key', url)
-  .action(async (o: { data: string, port: number, host: string, maxUploadMb: number, decryptor?: string }) => {
-    const coordinator = await createCoordinator({ dataDir: resolve(o.data), port: o.port, host: o.host, maxUploadBytes: Math.round(o.maxUploadMb * 2 ** 20), logger: false, decryptorUrl: o.decryptor })
+  .option('--ledger-origin <origin>', 'the version ledger\'s origin line (fixed when the log is created)')
+  .option('--witness <url=vkey>', 'a witness (blockfed witness) to ask for cosignatures; repeatable', witnessEndpoint, [])
+  .action(async (o: { data: string, port: number, host: string, maxUploadMb: number, decryptor?: string, ledgerOrigin?: string, witness: Array<{ url: string, vkey: string }> }) => {
+    const coordinator = await createCoordinator({
+      dataDir: resolve(o.data), port: o.port, host: o.host, maxUploadBytes: Math.round(o.maxUploadMb * 2 ** 20), logger: false, decryptorUrl: o.decryptor,
+      ledgerOrigin: o.ledgerOrigin, witnesses: o.witness
+    })
     const at = await coordinator.start()
     console.log(`blockfed coordinator listening on ${at}`)
     console.log(`  signing key  ${coordinator.identity.publicKeyHex}`)
+    console.log(`  ledger key   ${coordinator.log.vkey}`)
     console.log(`  admin token  ${join(resolve(o.data), 'admin.token')}`)
     console.log(`  API docs     ${at}/openapi.json`)
     const stop = (): void => { void coordinator.stop().then(() => process.exit(0)) }
@@ -157,18 +108,7 @@ program.command('models')
     for (const m of models) console.log(`${m.name.padEnd(24)} ${m.format.padEnd(12)} latest ${m.latest}  (${m.versions} versions)`)
   })
 
-program.command('versions')
-  .description('list a model\'s versions')
-  .argument('<name>', 'model name', modelName)
-  .option('--coordinator <url>', 'coordinator URL', url, DEFAULT_COORDINATOR)
-  .option('--json', 'print JSON')
-  .action(async (name: string, o: { coordinator: string, json?: boolean }) => {
-    const versions = await coordinatorClient({ baseUrl: o.coordinator }).versions(name)
-    if (o.json === true) { console.log(JSON.stringify(versions)); return }
-    for (const v of versions) {
-      console.log(`${name}@${v.version}  parent ${v.parent ?? '-'}  ${v.blocks} blocks  ${v.weightBytes} bytes  ${v.createdAt}  ${v.manifestCid}`)
-    }
-  })
+ledgerCommands(program)
 
 program.command('demo')
   .description('the main job: federated learning — a coordinator and 10 Node runtimes, each with its own non-IID share of the mnist digits, run secure rounds')

@@ -1,0 +1,65 @@
+/**
+ * Argument parsers and defaults shared by the `blockfed` commands: each turns one string into a
+ * checked value or throws commander's InvalidArgumentError with what was expected.
+ */
+import { InvalidArgumentError } from 'commander'
+import { readFile } from 'node:fs/promises'
+import { join } from 'node:path'
+import { modelNameSchema } from '../../shared/manifest/schema.ts'
+
+export const DEFAULT_COORDINATOR = process.env.BLOCKFED_COORDINATOR ?? 'http://127.0.0.1:7070'
+
+export function port (value: string): number {
+  const n = Number(value)
+  if (!Number.isInteger(n) || n < 0 || n > 65535) throw new InvalidArgumentError('expected a port number 0-65535')
+  return n
+}
+
+export function url (value: string): string {
+  try {
+    const u = new URL(value)
+    if (u.protocol !== 'http:' && u.protocol !== 'https:') throw new Error('not http(s)')
+    return value
+  } catch {
+    throw new InvalidArgumentError('expected an http:// or https:// URL')
+  }
+}
+
+export function integer (min: number, max: number) {
+  return (value: string): number => {
+    const n = Number(value)
+    if (!Number.isInteger(n) || n < min || n > max) throw new InvalidArgumentError(`expected an integer ${min}-${max}`)
+    return n
+  }
+}
+
+export function number (min: number, max: number, exclusiveMax = false) {
+  return (value: string): number => {
+    const n = Number(value)
+    if (value.trim() === '' || !Number.isFinite(n) || n < min || (exclusiveMax ? n >= max : n > max)) throw new InvalidArgumentError(`expected a number in [${min}, ${max}${exclusiveMax ? ')' : ']'}`)
+    return n
+  }
+}
+
+export function modelName (value: string): string {
+  const parsed = modelNameSchema.safeParse(value)
+  if (!parsed.success) throw new InvalidArgumentError(parsed.error.issues[0]?.message ?? 'invalid model name')
+  return value
+}
+
+export function modelRef (value: string): { name: string, version: number | 'latest' } {
+  const [name = '', version] = value.split('@')
+  modelName(name)
+  if (version === undefined || version === 'latest') return { name, version: 'latest' }
+  const n = Number(version)
+  if (!Number.isInteger(n) || n < 1) throw new InvalidArgumentError(`version "${version}" is not a positive integer`)
+  return { name, version: n }
+}
+
+export async function token (options: { token?: string, data?: string }): Promise<string | undefined> {
+  if (options.token !== undefined) return options.token
+  const fromEnv = process.env.BLOCKFED_TOKEN
+  if (fromEnv !== undefined && fromEnv !== '') return fromEnv
+  if (options.data !== undefined) return (await readFile(join(options.data, 'admin.token'), 'utf8')).trim()
+  return undefined
+}

@@ -1,0 +1,164 @@
+/**
+ * The version ledger's commands (issue 4):
+ *   versions NAME             the history with ledger indices and the witnesses that cosigned
+ *   verify NAME@VERSION       signature, checkpoint, consistency, inclusion, block hashes; exit 1 on failure
+ *   rollback NAME --to V      a runtime's model back to an earlier anchored version (--config aoe.json)
+ *   channel NAME CH VERSION   point the stable / canary channel at a version
+ *   witness                   run a witness that cosigns checkpoints (C2SP tlog-witness)
+ * `verify` runs the runtime's own load pipeline, so it checks exactly what a runtime would.
+ */
+import { InvalidArgumentError, type Command } from 'commander'
+import { homedir } from 'node:os'
+import { join, resolve } from 'node:path'
+import { coordinatorClient } from '../../shared/client/coordinator-client.ts'
+import { ledgerClient } from '../../shared/ledger/client.ts'
+import { parseVerifierKey, splitNote } from '../../shared/ledger/note.ts'
+import { parseCheckpoint } from '../../shared/ledger/checkpoint.ts'
+import { toBase64 } from '../../shared/crypto/bytes.ts'
+import { AccessDeniedError, InvalidInputError } from '../../shared/errors/errors.ts'
+import { loadAoeConfig } from '../../node-runtime/config/load.ts'
+import { createNodeRuntime } from '../../node-runtime/runtime.ts'
+import { createWitness } from '../../node-runtime/witness/server.ts'
+import { DEFAULT_COORDINATOR, integer, modelName, modelRef, number, port, token, url } from './args.ts'
+
+/** `URL=VKEY`: a witness's base URL (no query) and its cosignature/v1 verifier key. */
+export function witnessEndpoint (value: string, previous: Array<{ url: string, vkey: string }> = []): Array<{ url: string, vkey: string }> {
+  const at = value.indexOf('=')
+  const [u, vkey] = at < 0 ? [value, ''] : [value.slice(0, at), value.slice(at + 1)]
+  url(u)
+  if (u.includes('?')) throw new InvalidArgumentError('the witness URL takes no query string')
+  try {
+    if (parseVerifierKey(vkey).type !== 'cosignature/v1') throw new Error('not a cosignature/v1 (witness) key')
+  } catch (err) {
+    throw new InvalidArgumentError(`expected URL=VKEY with a witness verifier key: ${(err as Error).message}`)
+  }
+  return [...previous, { url: u, vkey }]
+}
+
+function logKey (value: string, previous: Array<{ origin: string, vkey: string }> = []): Array<{ origin: string, vkey: string }> {
+  try {
+    const key = parseVerifierKey(value)
+    if (key.type !== 'ed25519') throw new Error('not an Ed25519 log key')
+    return [...previous, { origin: key.name, vkey: value }]
+  } catch (err) {
+    throw new InvalidArgumentError(`expected a log verifier key (GET /ledger/key): ${(err as Error).message}`)
+  }
+}
+
+const collect = (value: string, previous: string[] = []): string[] => [...previous, value]
+
+export function ledgerCommands (program: Command): void {
+  program.command('versions')
+    .description('a model\'s version history: ledger index of each version and the witnesses that cosigned the log\'s checkpoint')
+    .argument('<name>', 'model name', modelName)
+    .option('--coordinator <url>', 'coordinator URL', url, DEFAULT_COORDINATOR)
+    .option('--json', 'print JSON')
+    .action(async (name: string, o: { coordinator: string, json?: boolean }) => {
+      const versions = await coordinatorClient({ baseUrl: o.coordinator }).versions(name)
+      const note = await ledgerClient({ baseUrl: o.coordinator }).checkpoint()
+      const { text, signatures } = splitNote(note)
+      const checkpoint = parseCheckpoint(text)
+      // Names only: whether a cosignature verifies is for a client that knows the witness's key.
+      const cosigners = signatures.map(s => s.name).filter(n => n !== checkpoint.origin)
+      const rows = versions.map(v => ({ ...v, covered: v.ledgerIndex !== null && v.ledgerIndex < checkpoint.size }))
+      if (o.json === true) {
+        console.log(JSON.stringify({ versions: rows, checkpoint: { origin: checkpoint.origin, size: checkpoint.size, root: toBase64(checkpoint.root), cosigners } }))
+        return
+      }
+      for (const v of rows) {
+        console.log(`${name}@${v.version}  parent ${v.parent ?? '-'}  ledger #${v.ledgerIndex ?? '-'}${v.covered ? '' : ' (not yet in a checkpoint)'}  ${v.blocks} blocks  ${v.weightBytes} bytes  ${v.createdAt}  ${v.round === null ? 'ingest' : `round ${v.round}`}  ${v.manifestCid}`)
+      }
+      console.log(`checkpoint ${checkpoint.origin} size ${checkpoint.size} root ${toBase64(checkpoint.root)}`)
+      console.log(`cosigned by ${cosigners.length === 0 ? 'no witness' : cosigners.join(', ')}`)
+    })
+
+  program.command('verify')
+    .description('check a version end to end as a runtime would: manifest signature, checkpoint signature and witnesses, consistency with the checkpoint this machine last trusted, inclusion, every block\'s hashes; exits 1 on any failure')
+    .argument('<model>', 'NAME@VERSION (or NAME for the latest)', modelRef)
+    .option('--coordinator <url>', 'coordinator URL', url, DEFAULT_COORDINATOR)
+    .option('--token <token>', 'API token (or BLOCKFED_TOKEN); the block keys are needed to check plaintext hashes')
+    .option('--data <dir>', 'read the admin token from this coordinator data dir')
+    .option('--coordinator-key <hex>', 'pin the coordinator\'s Ed25519 key instead of trusting it on first use')
+    .option('--witness <vkey>', 'a witness verifier key whose cosignature counts; repeatable', collect, [])
+    .option('--min-witnesses <k>', 'cosignatures required from those witnesses', integer(0, 64), 0)
+    .option('--home <dir>', 'where the trusted checkpoint, keys and cached blocks are kept', join(homedir(), '.blockfed'))
+    .action(async (ref: { name: string, version: number | 'latest' }, o: { coordinator: string, token?: string, data?: string, coordinatorKey?: string, witness: string[], minWitnesses: number, home: string }) => {
+      const apiToken = await token(o)
+      if (apiToken === undefined) throw new AccessDeniedError('verify needs an API token (--token, BLOCKFED_TOKEN or --data) to fetch the block keys')
+      const runtime = await createNodeRuntime({ dataDir: resolve(o.home) })
+      try {
+        const config = {
+          version: '1', tag: 'verify', runtime: 'tfjs', source: 'blockfed', modelDir: join('verify', ref.name), modelName: ref.name,
+          updateURL: o.coordinator, token: apiToken, ledger: { witnesses: o.witness, minWitnesses: o.minWitnesses },
+          ...(o.coordinatorKey === undefined ? {} : { coordinatorKey: o.coordinatorKey })
+        }
+        const fetched = await runtime.fetch(config, ref.version)
+        const m = fetched.manifest
+        const { checkpoint, cosigners } = fetched.checkpoint
+        console.log(`${m.model}@${m.version} verified`)
+        console.log(`  manifest   ${fetched.signed.cid} signed by coordinator key ${fetched.signed.signature.keyId}`)
+        console.log(`  checkpoint ${checkpoint.origin} size ${checkpoint.size}, log signature ok${cosigners.length === 0 ? '' : `, cosigned by ${cosigners.join(', ')}`}, consistent with the checkpoint kept in ${resolve(o.home)}`)
+        console.log(`  inclusion  entry #${fetched.ledgerIndex} names this manifest and is included under root ${toBase64(checkpoint.root)}`)
+        console.log(`  blocks     ${m.blocks.length} blocks: CIDs and plaintext sha-256 ok (${fetched.report.fromCache} from cache, ${fetched.report.bytesFetched} bytes fetched)`)
+      } finally {
+        await runtime.stop()
+      }
+    })
+
+  program.command('rollback')
+    .description('roll a runtime\'s model back to an earlier anchored version; works with the coordinator down when the blocks are cached')
+    .argument('<name>', 'model name', modelName)
+    .requiredOption('--to <version>', 'the version to go back to', integer(1, Number.MAX_SAFE_INTEGER))
+    .requiredOption('--config <file>', 'the model\'s AoE config')
+    .option('--home <dir>', 'the runtime\'s data dir', join(homedir(), '.blockfed'))
+    .action(async (name: string, o: { to: number, config: string, home: string }) => {
+      const config = await loadAoeConfig(o.config)
+      if (config.modelName !== name) throw new InvalidInputError(`${o.config} configures model ${config.modelName}, not ${name}`)
+      const runtime = await createNodeRuntime({ dataDir: resolve(o.home) })
+      try {
+        const change = await runtime.rollback(config, o.to)
+        console.log(`${name}: ${change.from} → ${change.to} (${change.reason}); ${change.bytesFetched} bytes fetched; version ${change.from} will not be taken again`)
+      } finally {
+        await runtime.stop()
+      }
+    })
+
+  program.command('channel')
+    .description('point a release channel at an anchored version (canary: with the fraction of clients that take it)')
+    .argument('<name>', 'model name', modelName)
+    .argument('<channel>', 'stable | canary', (v: string) => { if (v !== 'stable' && v !== 'canary') throw new InvalidArgumentError('expected stable or canary'); return v })
+    .argument('<version>', 'version', integer(1, Number.MAX_SAFE_INTEGER))
+    .option('--rollout <fraction>', 'canary: fraction of clients in (0, 1]', number(0, 1))
+    .option('--coordinator <url>', 'coordinator URL', url, DEFAULT_COORDINATOR)
+    .option('--token <token>', 'API token (or BLOCKFED_TOKEN)')
+    .option('--data <dir>', 'read the admin token from this coordinator data dir')
+    .action(async (name: string, channel: string, version: number, o: { rollout?: number, coordinator: string, token?: string, data?: string }) => {
+      if (o.rollout === 0) throw new InvalidArgumentError('--rollout must be above 0')
+      const res = await fetch(`${o.coordinator.replace(/\/+$/, '')}/v1/models/${name}/channels/${channel}`, {
+        method: 'PUT',
+        headers: { 'content-type': 'application/json', authorization: `Bearer ${await token(o) ?? ''}` },
+        body: JSON.stringify({ version, ...(o.rollout === undefined ? {} : { rollout: o.rollout }) }),
+        signal: AbortSignal.timeout(30_000)
+      })
+      const body = await res.json().catch(() => ({})) as { message?: string }
+      if (!res.ok) throw new InvalidInputError(`coordinator answered ${res.status}: ${body.message ?? ''}`)
+      console.log(`${name} ${channel} → ${version}${o.rollout === undefined ? '' : ` (rollout ${o.rollout})`}`)
+    })
+
+  program.command('witness')
+    .description('run a witness: verifies each new checkpoint of the logs it knows is consistent with the last one it cosigned, then cosigns it (C2SP tlog-witness)')
+    .requiredOption('--data <dir>', 'data directory (key created on first start, mode 0600; state)')
+    .requiredOption('--name <name>', 'the witness\'s key name, e.g. witness.example/w1')
+    .requiredOption('--log <vkey>', 'a log to witness, by its verifier key (GET /ledger/key); repeatable', logKey, [])
+    .option('--port <port>', 'TCP port', port, 7072)
+    .option('--host <host>', 'address to listen on', '127.0.0.1')
+    .action(async (o: { data: string, name: string, log: Array<{ origin: string, vkey: string }>, port: number, host: string }) => {
+      const witness = await createWitness({ dataDir: resolve(o.data), name: o.name, logs: o.log, port: o.port, host: o.host })
+      console.log(`blockfed witness listening on ${witness.url}`)
+      console.log(`  verifier key ${witness.vkey}`)
+      console.log(`  coordinator  --witness ${witness.url}=${witness.vkey}`)
+      const stop = (): void => { void witness.close().then(() => process.exit(0)) }
+      process.once('SIGINT', stop)
+      process.once('SIGTERM', stop)
+    })
+}
