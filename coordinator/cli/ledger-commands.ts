@@ -116,7 +116,7 @@ export function ledgerCommands (program: Command): void {
       if (config.modelName !== name) throw new InvalidInputError(`${o.config} configures model ${config.modelName}, not ${name}`)
       const runtime = await createNodeRuntime({ dataDir: resolve(o.home) })
       try {
-        const change = await runtime.rollback(config, o.to)
+        const change = await runtime.rollback(o.config, o.to)
         console.log(`${name}: ${change.from} → ${change.to} (${change.reason}); ${change.bytesFetched} bytes fetched; version ${change.from} will not be taken again`)
       } finally {
         await runtime.stop()

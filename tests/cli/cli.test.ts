@@ -52,7 +52,7 @@ describe('blockfed CLI', () => {
     expect(models.stdout).toMatch(/pose\s+tfjs-graph\s+latest 1/)
     expect(models.stdout).toMatch(/vad\s+onnx\s+latest 1/)
     const versions = await blockfed('versions', 'vad', '--coordinator', url)
-    expect(versions.stdout).toMatch(/^vad@1 {2}parent - {2}\d+ blocks/)
+    expect(versions.stdout).toMatch(/^vad@1 {2}parent - {2}ledger #0 {2}\d+ blocks/)
 
     const out = join(root, 'out')
     const pull = await blockfed('pull', 'vad@1', '--out', out, '--coordinator', url, '--data', data, '--home', join(root, 'home'))
