@@ -19,6 +19,7 @@ import { entryBytes, type LedgerEntry } from '../../shared/ledger/entry.ts'
 import { appendLeaf, consistencyProof, inclusionProof, leafHash, rootHash, verifyConsistency, type SubtreeReader } from '../../shared/ledger/merkle.ts'
 import { openCheckpoint, signCheckpoint, type Checkpoint } from '../../shared/ledger/checkpoint.ts'
 import { ed25519Signer, ed25519Verifier, verifierKey } from '../../shared/ledger/note.ts'
+import { equalBytes } from '../../shared/crypto/bytes.ts'
 import { IntegrityError, InvalidConfigError, InvalidInputError, NotFoundError } from '../../shared/errors/errors.ts'
 
 export interface SignedCheckpoint {
@@ -138,11 +139,18 @@ export function versionLog (options: VersionLogOptions): VersionLog {
       return options.database.transaction(() => {
         const n = size()
         const last = latestRow()
-        if (last !== undefined && last.size === n) return view(last)
         if (last !== undefined && last.size > n) {
           throw new IntegrityError(`ledger: the database holds ${n} entries but checkpoint ${last.size} was signed: history was truncated, refusing to sign`)
         }
         const root = rootHash(n, read)
+        if (last !== undefined && last.size === n) {
+          // Nothing new to sign, but the stored tree must still be the signed one: a history
+          // rewritten at the same size would otherwise be served under the old signature.
+          if (!equalBytes(openCheckpoint(last.note, verifier).checkpoint.root, root)) {
+            throw new IntegrityError(`ledger: the stored tree of ${n} entries has a different root from signed checkpoint ${n}: history was rewritten, refusing to sign`)
+          }
+          return view(last)
+        }
         if (last !== undefined) {
           const previous = openCheckpoint(last.note, verifier).checkpoint
           try {
