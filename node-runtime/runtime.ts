@@ -21,7 +21,7 @@ import type { BlockSource } from '../shared/load/source.ts'
 import { retrying } from '../shared/load/retry.ts'
 import { infer, type LoadedEngine, type ModelCode } from '../shared/runtime/lifecycle.ts'
 import { onnxPassthrough, tfjsPassthrough } from '../shared/runtime/passthrough.ts'
-import { InvalidConfigError, InvalidInputError, UnavailableError } from '../shared/errors/errors.ts'
+import { InvalidConfigError, InvalidInputError, LedgerSecurityError, UnavailableError } from '../shared/errors/errors.ts'
 import { toHex } from '../shared/crypto/bytes.ts'
 import { ledgerClient } from '../shared/ledger/client.ts'
 import { targetVersion, type Target } from '../shared/versions/policy.ts'
@@ -45,6 +45,12 @@ export interface NodeRuntimeOptions {
   /** Overrides where blocks come from (p2p sources plug in here). */
   source?: (config: AoeConfig) => BlockSource
   onProgress?: (model: string, done: number, total: number) => void
+  /**
+   * The ledger refused what the coordinator offers (a rewritten or forked history, a version not
+   * in the log). The runtime keeps serving the version it has; this is where to raise the alarm
+   * (the error carries both checkpoints and the failing proof).
+   */
+  onSecurityError?: (model: string, error: LedgerSecurityError) => void
 }
 
 /** What `update`, `check` and `rollback` did. */
@@ -236,9 +242,18 @@ export async function createNodeRuntime (options: NodeRuntimeOptions): Promise<N
         ? state.current
         : wanted !== undefined && (config.pin !== undefined || config.upgrade === 'auto' || state.current === null) ? wanted.version : state.current
       if (version === null) throw new UnavailableError(`${config.modelName}: the coordinator is unreachable and no version was ever loaded here`)
-      const fetched = await obtainVersion(ctx, version, signal)
+      let fetched: ObtainedVersion
+      try {
+        fetched = await obtainVersion(ctx, version, signal)
+      } catch (err) {
+        // Refuse to move, keep serving: a cold start falls back to the version in use, from
+        // what this runtime verified and kept, and reports the refusal.
+        if (!(err instanceof LedgerSecurityError) || state.current === null) throw err
+        options.onSecurityError?.(config.modelName, err)
+        fetched = await obtainVersion(ctx, state.current, signal, { local: true })
+      }
       let serving = await serve(config, fetched)
-      if (state.current !== version) await record(ctx, state.current, version, false)
+      if (state.current !== fetched.manifest.version) await record(ctx, state.current, fetched.manifest.version, false)
       let report: ModelHandle['report'] = { ...fetched.report, totalMs: performance.now() - started, ledgerIndex: fetched.ledgerIndex, offline: fetched.offline }
       let lock: Promise<unknown> = Promise.resolve()
       const exclusive = async <T>(task: () => Promise<T>): Promise<T> => {
@@ -259,13 +274,22 @@ export async function createNodeRuntime (options: NodeRuntimeOptions): Promise<N
         return { action: rejectFrom ? 'rolled-back' : 'upgraded', from, to, reason, bytesFetched: next.report.bytesFetched }
       }
 
+      const reporting = async <T>(task: () => Promise<T>): Promise<T> => {
+        try {
+          return await task()
+        } catch (err) {
+          if (err instanceof LedgerSecurityError) options.onSecurityError?.(config.modelName, err)
+          throw err
+        }
+      }
+
       const handle: ModelHandle = {
         config,
         get manifest () { return serving.manifest },
         get engine () { return serving.engine },
         get report () { return report },
         infer: async value => await infer(serving.code, value),
-        update: async signal => await exclusive(async () => {
+        update: async signal => await exclusive(async () => await reporting(async () => {
           const from = serving.manifest.version
           const t = await target(ctx, signal)
           if (t === 'offline') return { action: 'none', from, to: from, reason: 'coordinator unreachable', bytesFetched: 0 }
@@ -291,7 +315,7 @@ export async function createNodeRuntime (options: NodeRuntimeOptions): Promise<N
             return { action: 'upgraded', from, to: t.version, metrics, reason: `${t.version} scored ${score.toFixed(4)} locally vs ${current.toFixed(4)}`, bytesFetched: next.report.bytesFetched }
           }
           return await switchTo(t.version, `${t.reason} channel`, false, signal)
-        }),
+        })),
         check: async signal => await exclusive(async () => {
           const from = serving.manifest.version
           const metric = await evaluate(serving, config, 'check')

@@ -58,7 +58,11 @@ async function keepKeys (local: LocalVersions, manifest: Manifest): Promise<Set<
   return keep
 }
 
-export async function obtainVersion (ctx: ObtainContext, version: number, signal?: AbortSignal): Promise<ObtainedVersion> {
+/**
+ * `local: true` uses only what this runtime kept (as when offline) — for falling back to the
+ * version in use when the log offers something it must refuse.
+ */
+export async function obtainVersion (ctx: ObtainContext, version: number, signal?: AbortSignal, options: { local?: boolean } = {}): Promise<ObtainedVersion> {
   const { config, local } = ctx
   const label = `${config.modelName}@${version}`
   let trust: LedgerTrust | undefined
@@ -67,6 +71,7 @@ export async function obtainVersion (ctx: ObtainContext, version: number, signal
   let manifestInput: unknown
 
   try {
+    if (options.local === true) throw new UnavailableError('local versions only')
     trust = await ledgerTrust(ctx.dataDir, config, ctx.coordinatorKey, ctx.ledger, signal)
     manifestInput = await ctx.client.manifest(config.modelName, version, signal)
   } catch (err) {

@@ -3,7 +3,7 @@
  * browsers: every answer schema-checked, hashes decoded; verification is the caller's (verify.ts).
  */
 import { fromBase64 } from '../crypto/bytes.ts'
-import { AccessDeniedError, InvalidInputError, NotFoundError, type BlockfedError } from '../errors/errors.ts'
+import { AccessDeniedError, IntegrityError, InvalidInputError, NotFoundError, type BlockfedError } from '../errors/errors.ts'
 import { jsonCall, textCall } from '../client/json-call.ts'
 import { channelsResponseSchema, consistencyResponseSchema, entryResponseSchema, inclusionResponseSchema, type Channels } from './api.ts'
 
@@ -17,7 +17,9 @@ export interface LedgerClient {
   channels: (model: string, signal?: AbortSignal) => Promise<Channels>
 }
 
-const ERRORS: Record<number, new (message: string) => BlockfedError> = { 400: InvalidInputError, 403: AccessDeniedError, 404: NotFoundError }
+// 502: the log found its own storage inconsistent (e.g. an entry that is not canonical JSON) —
+// an integrity failure, never "unavailable", so a client does not fall back as if offline.
+const ERRORS: Record<number, new (message: string) => BlockfedError> = { 400: InvalidInputError, 403: AccessDeniedError, 404: NotFoundError, 502: IntegrityError }
 /** A checkpoint note with a few dozen cosignatures is a few KiB; anything far larger is not one. */
 const MAX_NOTE_CHARS = 64 << 10
 

@@ -243,12 +243,14 @@ describe('tampering and forks: every runtime refuses and keeps serving what it h
   let early: ModelHandle
   let watcherOut: Int32Array
   let earlyOut: Int32Array
+  let earlyRuntime: NodeRuntime
   let otherKey: ReturnType<typeof generateSigningKey>
 
   it('two runtimes load v4 and persist checkpoint 4', async () => {
     watcherRuntime = await runtime('watcher')
     watcher = await watcherRuntime.load(config())
-    early = await (await runtime('early')).load(config())
+    earlyRuntime = await runtime('early')
+    early = await earlyRuntime.load(config())
     expect(watcher.manifest.version).toBe(4)
     expect(early.manifest.version).toBe(4)
     watcherOut = await watcher.infer(images)
@@ -390,6 +392,20 @@ describe('tampering and forks: every runtime refuses and keeps serving what it h
       expect(await persistedCheckpoint(name)).toBe(persisted[name])
       await expect(handle.update(), `${name}, asked again`).rejects.toBeInstanceOf(LedgerSecurityError)
     }
+    // Restarted, a runtime that persisted a checkpoint still refuses to move: it comes back on the
+    // version it verified before, from what it kept, and reports the refusal.
+    await earlyRuntime.stop()
+    const reported: LedgerSecurityError[] = []
+    const restarted = await createNodeRuntime({ dataDir: join(root, 'early'), codes: { digits: mnistDigitsCode }, onSecurityError: (_model, err) => reported.push(err) })
+    runtimes.push(restarted)
+    const back = await restarted.load(config())
+    expect(back.manifest.version).toBe(4)
+    expect(back.report.bytesFetched).toBe(0)
+    expect(reported).toHaveLength(1)
+    expect(reported[0]?.evidence.trusted).toBe(persisted.early)
+    expect(Array.from(await back.infer(images))).toEqual(Array.from(earlyOut))
+    expect(await persistedCheckpoint('early')).toBe(persisted.early)
+
     // A runtime with no persisted checkpoint has nothing to compare with: it accepts the
     // rewritten history. Only a witness that kept an earlier checkpoint (ledger.witnesses,
     // ledger.minWitnesses) would stop it — that is what witnesses are for.

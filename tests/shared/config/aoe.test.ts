@@ -20,7 +20,19 @@ function problem (input: unknown, source = 'mnist.json'): string {
 describe('parseAoeConfig: accepts', () => {
   it('a config as AoE writes it, filling defaults and the engine', () => {
     const c = parseAoeConfig(aoe)
-    expect(c).toEqual({ ...aoe, engine: 'tfjs', cache: { ...DEFAULT_CACHE_CONFIG }, fetch: { ...DEFAULT_FETCH_CONFIG } })
+    expect(c).toEqual({ ...aoe, engine: 'tfjs', upgrade: 'auto', ledger: { witnesses: [], minWitnesses: 0 }, cache: { ...DEFAULT_CACHE_CONFIG }, fetch: { ...DEFAULT_FETCH_CONFIG } })
+  })
+
+  it('the version policy and ledger keys, checked against each other', () => {
+    const witness = 'w.test/1+0123abcd+BAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA'
+    const c = parseAoeConfig({ ...aoe, channel: 'canary', upgrade: { validate: { margin: 0.01 } }, rollback: { below: 0.9 }, ledger: { witnesses: [witness], minWitnesses: 1 } })
+    expect(c).toMatchObject({ channel: 'canary', upgrade: { validate: { margin: 0.01 } }, rollback: { below: 0.9 }, ledger: { witnesses: [witness], minWitnesses: 1 } })
+    expect(parseAoeConfig({ ...aoe, upgrade: { validate: {} } }).upgrade).toEqual({ validate: { margin: 0 } })
+    expect(() => parseAoeConfig({ ...aoe, ledger: { minWitnesses: 2, witnesses: [witness] } })).toThrow(/"ledger.minWitnesses": requires 2 witness cosignatures but "ledger.witnesses" lists 1/)
+    expect(() => parseAoeConfig({ ...aoe, upgrade: 'sometimes' })).toThrow(/"upgrade": expected "auto", "manual" or/)
+    expect(() => parseAoeConfig({ ...aoe, rollback: { below: 2 } })).toThrow(/"rollback.below": expected a metric bound from 0 to 1/)
+    expect(() => parseAoeConfig({ ...aoe, rollback: { bellow: 0.5 } })).toThrow(/"rollback.bellow": unknown key \(did you mean "below"\?\)/)
+    expect(() => parseAoeConfig({ ...aoe, ledger: { key: 'no key' } })).toThrow(/"ledger.key": expected a log verifier key/)
   })
 
   it('maps every AoE runtime name to its engine, keeping the original', () => {
