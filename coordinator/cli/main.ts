@@ -93,7 +93,7 @@ program.command('pull')
       await writeFile(target, f.bytes)
     }
     const r = pulled.report
-    console.log(`${pulled.manifest.model}@${pulled.manifest.version} → ${o.out}: ${pulled.files.map(f => f.path).join(', ')}`)
+    console.log(`${pulled.manifest.model}@${pulled.manifest.version} (ledger #${pulled.ledgerIndex}, verified) → ${o.out}: ${pulled.files.map(f => f.path).join(', ')}`)
     console.log(`  ${r.blocks} blocks (${r.fromCache} from cache), ${r.bytesFetched} bytes fetched, ${r.faults.length} shard faults tolerated, ${r.ms.toFixed(0)} ms`)
   })
 
