@@ -191,6 +191,11 @@ describe('version policy', () => {
     }
     const stable = await (await runtime('stable-client')).load(config('digits', { channel: 'stable' }))
     expect(stable.manifest.version).toBe(3)
+    // Rolling back to a version never loaded here fetches only the blocks it lacks: v2's head.
+    const back = await stable.rollback(2)
+    expect(back).toMatchObject({ action: 'rolled-back', from: 3, to: 2 })
+    expect(back.bytesFetched).toBeGreaterThan(0)
+    expect(back.bytesFetched).toBeLessThanOrEqual(1.05 * headBytes)
     const pinned = await (await runtime('pinned')).load(config('digits', { pin: 2 }))
     expect(pinned.manifest.version).toBe(2)
     expect((await pinned.update()).action).toBe('none')
