@@ -11,19 +11,31 @@ import { tfjsFilesFromArtifacts } from '../../shared/formats/tfjs_save.ts'
 import { tfjsBackend } from '../engines/tfjs.ts'
 import { IMAGE_SIZE, type Digits } from '../data/mnist.ts'
 import { InvalidInputError } from '../../shared/errors/errors.ts'
+import { mulberry32 } from '../../shared/random/seeded.ts'
 
 /**
  * A compiled (Adam 1e-3) MLP: ReLU layers `hidden_1`, `hidden_2`, … of the given sizes, then a
  * softmax `head` over the 10 digits. `mnistMlp({ hidden: [200, 200] })` is McMahan's 2NN.
+ * Kernels start Glorot-normal (tfjs's dense default), biases at zero. With `seed` the kernels
+ * are drawn from seeded generators (one per layer, derived from `seed`), so a run that starts
+ * from this model is reproducible from its seed; without one, tfjs's unseeded generator is used.
+ *
+ * @example const model = mnistMlp({ hidden: [200, 200], seed: 1 })
  */
-export function mnistMlp (options: { hidden?: number[] } = {}): tfl.Sequential {
+export function mnistMlp (options: { hidden?: number[], seed?: number } = {}): tfl.Sequential {
   const hidden = options.hidden ?? [128, 64]
   if (!hidden.every(n => Number.isInteger(n) && n > 0)) throw new InvalidInputError(`mnistMlp: hidden must be positive integers, got [${hidden.join(', ')}]`)
+  const { seed } = options
+  if (seed !== undefined && !Number.isInteger(seed)) throw new InvalidInputError(`mnistMlp: seed must be an integer, got ${String(seed)}`)
+  const layerSeed = seed === undefined ? undefined : mulberry32(seed)
+  // Distinct seeds per layer: equal seeds would draw the same leading values in every kernel.
+  const init = (): { kernelInitializer?: ReturnType<typeof tfl.initializers.glorotNormal> } =>
+    layerSeed === undefined ? {} : { kernelInitializer: tfl.initializers.glorotNormal({ seed: Math.floor(layerSeed() * 2 ** 32) }) }
   const model = tfl.sequential({ name: 'mnist_mlp' })
   hidden.forEach((units, i) => {
-    model.add(tfl.layers.dense({ ...(i === 0 ? { inputShape: [IMAGE_SIZE] } : {}), units, activation: 'relu', name: `hidden_${i + 1}` }))
+    model.add(tfl.layers.dense({ ...(i === 0 ? { inputShape: [IMAGE_SIZE] } : {}), units, activation: 'relu', name: `hidden_${i + 1}`, ...init() }))
   })
-  model.add(tfl.layers.dense({ ...(hidden.length === 0 ? { inputShape: [IMAGE_SIZE] } : {}), units: 10, activation: 'softmax', name: 'head' }))
+  model.add(tfl.layers.dense({ ...(hidden.length === 0 ? { inputShape: [IMAGE_SIZE] } : {}), units: 10, activation: 'softmax', name: 'head', ...init() }))
   model.compile({ optimizer: tf.train.adam(1e-3), loss: 'sparseCategoricalCrossentropy', metrics: ['accuracy'] })
   return model
 }
