@@ -45,9 +45,11 @@ async function start (args: string[], patterns: RegExp[]): Promise<{ child: Chil
 }
 
 async function stop (child: Child): Promise<void> {
-  if (child.exitCode !== null) return
+  // Exited already (a SIGTERM'd child has a signalCode and no exitCode).
+  if (child.exitCode !== null || child.signalCode !== null) return
+  const exited = new Promise(resolve => child.once('exit', resolve))
   child.kill('SIGTERM')
-  await new Promise(resolve => child.once('exit', resolve))
+  await exited
 }
 
 async function writeModel (dir: string, seed: number): Promise<string> {
