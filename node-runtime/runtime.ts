@@ -294,6 +294,8 @@ export async function createNodeRuntime (options: NodeRuntimeOptions): Promise<N
           const t = await target(ctx, signal)
           if (t === 'offline') return { action: 'none', from, to: from, reason: 'coordinator unreachable', bytesFetched: 0 }
           if (t === undefined || t.version === from) return { action: 'none', from, to: from, reason: t === undefined ? 'the channel\'s version was rolled back from here' : `on the ${t.reason} version`, bytesFetched: 0 }
+          // A channel never moves a runtime backwards: going back is a rollback, decided here.
+          if (t.version < from && t.reason !== 'pin') return { action: 'none', from, to: from, reason: `the ${t.reason} channel points at ${t.version}, older than ${from}; only a rollback goes back`, bytesFetched: 0 }
           if (config.upgrade === 'manual' && config.pin === undefined) return { action: 'available', from, to: t.version, reason: `${t.reason} channel offers ${t.version}`, bytesFetched: 0 }
           if (typeof config.upgrade === 'object' && config.pin === undefined) {
             const { margin } = config.upgrade.validate

@@ -196,6 +196,11 @@ describe('version policy', () => {
     expect(back).toMatchObject({ action: 'rolled-back', from: 3, to: 2 })
     expect(back.bytesFetched).toBeGreaterThan(0)
     expect(back.bytesFetched).toBeLessThanOrEqual(1.05 * headBytes)
+    // Pointing stable back at an older version does not move a runtime that runs a newer one.
+    expect((await put('stable', { version: 1 })).status).toBe(200)
+    const behind = await stable.update()
+    expect(behind).toMatchObject({ action: 'none', from: 2, to: 2 })
+    expect(behind.reason).toMatch(/older than 2; only a rollback goes back/)
     const pinned = await (await runtime('pinned')).load(config('digits', { pin: 2 }))
     expect(pinned.manifest.version).toBe(2)
     expect((await pinned.update()).action).toBe('none')
