@@ -17,7 +17,10 @@ export async function runDemo ({ rounds, runtimes, secure }: { rounds: number, r
   let steps = 0
   let round = 0
   console.log(`blockfed demo: ${runtimes} Node runtimes, 2 digit classes each (non-IID), ${rounds} rounds, secure aggregation: ${secure}`)
-  console.log('model: MLP 784-200-200-10 (tfjs); test set: 2,000 held-out digits\n')
+  const d = SIMULATION_DEFAULTS
+  console.log(`model: MLP 784-${d.hidden.join('-')}-10 (tfjs); test set: 2,000 held-out digits`)
+  const skew = d.labelSkew?.method ?? 'none'
+  console.log(`clients: ${d.optimizer} lr ${d.learningRate}${d.lrDecay === 1 ? '' : ` × ${d.lrDecay}^(round − 1)`}, ${d.epochs} epoch(s), batch ${d.batchSize}${skew === 'none' ? '' : `, ${skew}`}; server: ${JSON.stringify(d.strategy)}\n`)
   try {
     const summary = await simulate({
       ...SIMULATION_DEFAULTS,

@@ -1,7 +1,9 @@
 /**
  * The server step after aggregation: mean delta → new trainable values, through the round's
- * strategy (aggregation/strategies), with the optimiser state (FedAdam/FedYogi moments) carried
- * between rounds per model and trainable layout: a round on other tensors starts its own state.
+ * strategy (aggregation/strategies), with the optimiser state (FedAvgM's momentum, FedAdam /
+ * FedYogi's moments) carried between rounds per model, strategy and trainable layout: a round on
+ * other tensors, or with another strategy, starts its own state (one optimiser's moments mean
+ * nothing to another).
  */
 import type { RoundConfig } from '../../shared/rounds/config.ts'
 import { strategy } from '../../aggregation/strategies/strategy.ts'
@@ -13,9 +15,9 @@ export interface ServerStep {
   state: Uint8Array | undefined
 }
 
-/** The key a model's optimiser state is kept under: the trained tensors, in update order. */
-export function layoutKey (config: Pick<RoundConfig, 'tensors'>): string {
-  return config.tensors.join('\n')
+/** The key a model's optimiser state is kept under: the strategy and the trained tensors, in update order. */
+export function layoutKey (config: Pick<RoundConfig, 'tensors' | 'strategy'>): string {
+  return [`strategy:${config.strategy.name}`, ...config.tensors].join('\n')
 }
 
 export function serverStep (config: RoundConfig, base: Float32Array, meanDelta: Float32Array, stored: Uint8Array | undefined): ServerStep {

@@ -222,6 +222,7 @@ export function createParticipant (options: ParticipantOptions): Participant {
         optimizer: config.optimizer,
         loss: config.loss,
         proxMu: config.strategy.name === 'fedprox' ? config.strategy.mu : 0,
+        labelSkew: config.labelSkew,
         seed: mix(options.seed ?? 1, config.id),
         signal,
         onProgress: p => {

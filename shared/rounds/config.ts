@@ -7,12 +7,24 @@
 import { z } from 'zod'
 import { modelNameSchema } from '../manifest/schema.ts'
 import { strategyConfigSchema } from './strategy-config.ts'
+import { DEFAULT_FEDLC_TAU, DEFAULT_FEDRS_ALPHA } from './strategy-defaults.ts'
 
 const positiveInt = z.number().int().positive()
 const ms = z.number().int().positive().max(3_600_000)
 
 export const secureModeSchema = z.enum(['none', 'masking', 'paillier'])
 export type SecureMode = z.infer<typeof secureModeSchema>
+
+/**
+ * The clients' correction for label-distribution skew (shared/training/label-skew.ts): plain
+ * cross-entropy, FedRS's restricted softmax (Li & Zhan 2021) or FedLC's logit calibration
+ * (Zhang et al. 2022). Each client applies it with its own class counts.
+ */
+export const labelSkewSchema = z.discriminatedUnion('method', [
+  z.strictObject({ method: z.literal('none') }),
+  z.strictObject({ method: z.literal('fedrs'), alpha: z.number().min(0, 'alpha must be in [0, 1]').max(1, 'alpha must be in [0, 1]').default(DEFAULT_FEDRS_ALPHA) }),
+  z.strictObject({ method: z.literal('fedlc'), tau: z.number().min(0, 'tau must be a number ≥ 0').max(1000, 'tau must be at most 1000').default(DEFAULT_FEDLC_TAU) })
+])
 
 /** What an operator asks for (HTTP, CLI, demo); everything else is derived. */
 export const roundRequestSchema = z.object({
@@ -27,6 +39,8 @@ export const roundRequestSchema = z.object({
   optimizer: z.enum(['sgd', 'momentum', 'adam']).default('sgd'),
   loss: z.enum(['sparseCategoricalCrossentropy', 'meanSquaredError']).default('sparseCategoricalCrossentropy'),
   strategy: strategyConfigSchema.default({ name: 'fedavg' }),
+  /** Client-side label-skew correction of the loss (classification only). */
+  labelSkew: labelSkewSchema.default({ method: 'none' }),
   secure: z.object({
     mode: secureModeSchema.default('masking'),
     /** Masking: the sparse SecAgg+ graph, or every pair masking (Bonawitz 2017). */

@@ -5,7 +5,7 @@
  * strategies themselves are in aggregation/strategies.
  */
 import { z } from 'zod'
-import { DEFAULT_FEDOPT, DEFAULT_FEDPROX_MU } from './strategy-defaults.ts'
+import { DEFAULT_FEDAVGM, DEFAULT_FEDOPT, DEFAULT_FEDPROX_MU } from './strategy-defaults.ts'
 
 const decay = (what: string): z.ZodNumber => z.number().min(0, `${what} must be in [0, 1)`).lt(1, `${what} must be in [0, 1)`)
 const positive = (what: string): z.ZodNumber => z.number().positive(`${what} must be a positive number`)
@@ -27,6 +27,13 @@ export const strategyConfigSchema = z.discriminatedUnion('name', [
     name: z.literal('fedprox'),
     /** Proximal weight μ for the clients' term μ/2·‖w − w_global‖²; the server ignores it. */
     mu: z.number().min(0, 'mu must be a non-negative number').default(DEFAULT_FEDPROX_MU)
+  }),
+  z.strictObject({
+    name: z.literal('fedavgm'),
+    /** Server learning rate η (1: the momentum buffer is added as is). */
+    lr: positive('lr').default(DEFAULT_FEDAVGM.lr),
+    /** Server momentum β; 0 is FedAvg. */
+    momentum: decay('momentum').default(DEFAULT_FEDAVGM.momentum)
   }),
   z.strictObject({ name: z.literal('fedadam'), ...fedOptFields }),
   z.strictObject({ name: z.literal('fedyogi'), ...fedOptFields })

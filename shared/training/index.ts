@@ -2,5 +2,6 @@
 export { trainLocal, type TrainLocalOptions, type TrainLocalResult, type TrainProgress, type OptimizerName, type LossName } from './local-train.ts'
 export { readWeights, setTrainableWeights, weightNames, weightSize } from './weights.ts'
 export { evaluateAccuracy } from './evaluate.ts'
+export { classCounts, fedRsScale, fedLcOffsets, type LabelSkew } from './label-skew.ts'
 export { takeRows, type TrainingData } from './data.ts'
 export { parsePartition, partitionIndices, iidPartition, classesPartition, dirichletPartition, type PartitionSpec } from './partition.ts'

@@ -8,6 +8,8 @@
  * - FedProx (Li et al. 2020, "Federated Optimization in Heterogeneous Networks", eq. 2): with
  *   `proxMu` = μ > 0 the client minimises h(w) = F(w) + μ/2 ‖w − wᵗ‖², wᵗ the global weights
  *   the round started from, which keeps a client on skewed data near the global model.
+ * - FedRS / FedLC (label-skew.ts): with `labelSkew` the cross-entropy is replaced by a restricted
+ *   or calibrated one computed from the client's own class counts.
  *
  * A custom loop rather than `model.fit`: fit trains every trainable layer and cannot add a term
  * that depends on the starting weights. Here `optimizer.minimize` gets an explicit variable list,
@@ -24,6 +26,7 @@ import { mulberry32 } from '../random/seeded.ts'
 import { checkData, rowSize, type TrainingData } from './data.ts'
 import { findWeights } from './weights.ts'
 import { shuffleInPlace } from './_sample.ts'
+import { checkLabelSkew, classCounts, labelSkewLoss, logitsOf, type LabelSkew } from './label-skew.ts'
 import { DEFAULT_MOMENTUM, PROBABILITY_EPSILON, YIELD_EVERY_MS } from './constants.ts'
 
 export type OptimizerName = 'sgd' | 'adam' | 'momentum'
@@ -59,6 +62,11 @@ export interface TrainLocalOptions {
   momentum?: number
   /** FedProx μ; 0 (default) is plain FedAvg local training. */
   proxMu?: number
+  /**
+   * A label-skew correction of the cross-entropy (FedRS or FedLC, label-skew.ts); default none.
+   * Needs 'sparseCategoricalCrossentropy' and a model ending in a dense softmax layer.
+   */
+  labelSkew?: LabelSkew
   /** Seeds the per-epoch shuffles. */
   seed: number
   /** Checked between batches; training stops by throwing its reason. */
@@ -95,6 +103,8 @@ export async function trainLocal (options: TrainLocalOptions): Promise<TrainLoca
   const proxMu = options.proxMu ?? 0
   const weights = findWeights(model, options.trainable, 'trainable')
   const shapes = modelShapes(model, data, loss)
+  const skew = options.labelSkew ?? { method: 'none' }
+  const skewed = skew.method === 'none' ? undefined : { logits: logitsOf(model), loss: labelSkewLoss(skew, classCounts(data.ys, shapes.classes)) }
   signal?.throwIfAborted()
 
   const vars = weights.map(w => w.read() as tf.Variable)
@@ -109,7 +119,9 @@ export async function trainLocal (options: TrainLocalOptions): Promise<TrainLoca
     optimizer = makeOptimizer(options.optimizer, options.learningRate, options.momentum ?? DEFAULT_MOMENTUM)
 
     const objective = (x: tf.Tensor, y: tf.Tensor, keepDataLoss: (l: tf.Scalar) => void): tf.Scalar => {
-      const dataLoss = lossValue(loss, model.apply(x, { training: true }) as tf.Tensor, y, shapes.classes)
+      const dataLoss = skewed === undefined
+        ? lossValue(loss, model.apply(x, { training: true }) as tf.Tensor, y, shapes.classes)
+        : skewed.loss(skewed.logits(x, true), y as tf.Tensor1D)
       if (proxMu === 0) return dataLoss
       keepDataLoss(tf.keep(dataLoss))
       const distance = tf.addN(vars.map((v, i) => tf.sum(tf.squaredDifference(v, base[i] as tf.Tensor))))
@@ -232,6 +244,10 @@ function checkOptions (o: TrainLocalOptions): void {
     throw new InvalidInputError(`momentum must be in [0, 1), got ${String(o.momentum)}`)
   }
   if (o.proxMu !== undefined && !(Number.isFinite(o.proxMu) && o.proxMu >= 0)) throw new InvalidInputError(`proxMu must be a number ≥ 0, got ${String(o.proxMu)}`)
+  if (o.labelSkew !== undefined) {
+    checkLabelSkew(o.labelSkew, 'labelSkew')
+    if (o.labelSkew.method !== 'none' && o.loss !== 'sparseCategoricalCrossentropy') throw new InvalidInputError(`labelSkew ${o.labelSkew.method} corrects a classification loss; it needs loss sparseCategoricalCrossentropy, got ${o.loss}`)
+  }
   if (!Number.isInteger(o.seed)) throw new InvalidInputError(`seed must be an integer, got ${String(o.seed)}`)
   if (o.signal !== undefined && !(o.signal instanceof AbortSignal)) throw new InvalidInputError('signal must be an AbortSignal')
   if (o.onProgress !== undefined && typeof o.onProgress !== 'function') throw new InvalidInputError('onProgress must be a function')

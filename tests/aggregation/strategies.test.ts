@@ -9,6 +9,13 @@ import { InvalidConfigError, InvalidInputError } from '../../shared/errors/error
 const randomArray = (n: number, scale: number, random: () => number): number[] =>
   Array.from({ length: n }, () => (random() * 2 - 1) * scale)
 
+/** Index of the first bit-level difference, or −1. */
+function firstMismatch (a: Float32Array, b: Float32Array): number {
+  if (a.length !== b.length) return Math.min(a.length, b.length)
+  for (let i = 0; i < a.length; i++) if (!Object.is(a[i], b[i])) return i
+  return -1
+}
+
 /** |a − b| ≤ abs + rel·|b| for every coordinate: the float32 storage of state and weights. */
 function expectClose (actual: Float32Array, expected: number[], rel = 1e-5, abs = 1e-7): void {
   expect(actual.length).toBe(expected.length)
@@ -65,6 +72,75 @@ describe('FedAvg and FedProx', () => {
   })
 })
 
+/** Hsu et al. 2019, §3, plainly in float64: v ← βv + Δ; x ← x + ηv, from v = 0. */
+function referenceFedAvgM (hp: { lr: number, momentum: number }, x0: number[], rounds: number[][]): number[][] {
+  const x = x0.slice()
+  const v = x0.map(() => 0)
+  const out: number[][] = []
+  for (const delta of rounds) {
+    for (let i = 0; i < x.length; i++) {
+      v[i] = hp.momentum * (v[i] as number) + (delta[i] as number)
+      x[i] = (x[i] as number) + hp.lr * (v[i] as number)
+    }
+    out.push(x.slice())
+  }
+  return out
+}
+
+describe('FedAvgM (Hsu et al. 2019)', () => {
+  it('six rounds match the plain reference, state persisted and restored between rounds', () => {
+    const random = mulberry32(5)
+    const n = 301
+    const x0 = randomArray(n, 1, random)
+    const rounds = [0.5, 0.1, 0.3, 0.01, 0.2, 0.05].map(s => randomArray(n, s, random))
+    const hp = { lr: 0.7, momentum: 0.8 }
+    const s = strategy({ name: 'fedavgm', ...hp })
+    const expected = referenceFedAvgM(hp, x0, rounds)
+    let weights: Float32Array = Float32Array.from(x0)
+    let state: StrategyState | undefined
+    for (let r = 0; r < rounds.length; r++) {
+      const step = s.step(weights, Float32Array.from(rounds[r] as number[]), state)
+      weights = step.weights
+      expect(step.state?.steps).toBe(r + 1)
+      expect(step.state?.v.length).toBe(0)
+      const bytes = encodeState(step.state as StrategyState)
+      expect(bytes.length).toBe(12 + 4 * n) // one moment stored
+      state = decodeState(bytes)
+      expectClose(weights, expected[r] as number[])
+    }
+  })
+
+  it('by hand: defaults η = 1, β = 0.9; two rounds of Δ = 1 give x = 1, then 1 + 1.9', () => {
+    const s = strategy({ name: 'fedavgm' })
+    expect(s.config).toEqual({ name: 'fedavgm', lr: 1, momentum: 0.9 })
+    const first = s.step(new Float32Array(1), Float32Array.of(1))
+    expect(Array.from(first.weights)).toEqual([1])
+    const second = s.step(first.weights, Float32Array.of(1), first.state)
+    expect(second.weights[0]).toBeCloseTo(2.9, 6)
+    expect(second.state?.m[0]).toBeCloseTo(1.9, 6)
+  })
+
+  it('with β = 0 and η = 1 is FedAvg, exactly', () => {
+    const random = mulberry32(6)
+    const base = Float32Array.from(randomArray(500, 2, random))
+    const delta = Float32Array.from(randomArray(500, 0.1, random))
+    const m = strategy({ name: 'fedavgm', momentum: 0, lr: 1 })
+    const first = m.step(base, delta)
+    expect(firstMismatch(first.weights, strategy({ name: 'fedavg' }).step(base, delta).weights)).toBe(-1)
+    const next = Float32Array.from(randomArray(500, 0.1, random))
+    expect(firstMismatch(m.step(first.weights, next, first.state).weights, strategy({ name: 'fedavg' }).step(first.weights, next).weights)).toBe(-1)
+  })
+
+  it('refuses a state of another strategy (two moments) and of another size', () => {
+    const avgm = strategy({ name: 'fedavgm' })
+    const adamState = strategy({ name: 'fedadam' }).step(new Float32Array(2), new Float32Array(2)).state
+    expect(() => avgm.step(new Float32Array(2), new Float32Array(2), adamState)).toThrow(/second moments, this strategy keeps 0/)
+    const avgmState = avgm.step(new Float32Array(2), new Float32Array(2)).state
+    expect(() => strategy({ name: 'fedadam' }).step(new Float32Array(2), new Float32Array(2), avgmState)).toThrow(/has 0 second moments, this strategy keeps 2/)
+    expect(() => avgm.step(new Float32Array(3), new Float32Array(3), avgmState)).toThrow(/2 moments, the model has 3 weights/)
+  })
+})
+
 describe('FedAdam and FedYogi (Reddi et al. 2021, Alg. 2)', () => {
   for (const name of ['fedadam', 'fedyogi'] as const) {
     it(`${name}: six rounds match the plain reference, state persisted and restored between rounds`, () => {
@@ -114,7 +190,7 @@ describe('FedAdam and FedYogi (Reddi et al. 2021, Alg. 2)', () => {
 })
 
 describe('every strategy (contract)', () => {
-  for (const name of ['fedavg', 'fedprox', 'fedadam', 'fedyogi'] as const) {
+  for (const name of ['fedavg', 'fedprox', 'fedavgm', 'fedadam', 'fedyogi'] as const) {
     it(`${name}: a zero delta keeps the weights, inputs are never modified`, () => {
       const s = strategy({ name })
       const base = Float32Array.of(1, -2, 3)
@@ -137,8 +213,8 @@ describe('every strategy (contract)', () => {
     })
   }
 
-  it('fedadam / fedyogi refuse a state for another model size', () => {
-    for (const name of ['fedadam', 'fedyogi'] as const) {
+  it('fedavgm / fedadam / fedyogi refuse a state for another model size', () => {
+    for (const name of ['fedavgm', 'fedadam', 'fedyogi'] as const) {
       const s = strategy({ name })
       const { state } = s.step(new Float32Array(2), new Float32Array(2))
       expect(() => s.step(new Float32Array(3), new Float32Array(3), state)).toThrow(/2 moments, the model has 3 weights/)
@@ -159,6 +235,9 @@ describe('strategy config', () => {
     expect(() => strategy({ name: 'fedyogi', tau: 0 })).toThrow(/tau must be a positive number/)
     expect(() => strategy({ name: 'fedprox', mu: -1 })).toThrow(/mu/)
     expect(() => strategy({ name: 'fedadam', lr: Infinity })).toThrow(/lr/)
+    expect(() => strategy({ name: 'fedavgm', momentum: 1 })).toThrow(/momentum must be in \[0, 1\)/)
+    expect(() => strategy({ name: 'fedavgm', lr: 0 })).toThrow(/lr must be a positive number/)
+    expect(() => strategy({ name: 'fedavgm', beta1: 0.9 } as never)).toThrow(/beta1/)
   })
 })
 
@@ -170,6 +249,16 @@ describe('strategy state storage', () => {
     expect(Array.from(bytes.subarray(0, 12))).toEqual([0x42, 0x46, 0x53, 0x31, 7, 0, 0, 0, 2, 0, 0, 0])
     expect(Array.from(bytes.subarray(12, 16))).toEqual([0x00, 0x00, 0xc0, 0x3f]) // 1.5f, IEEE 754 little-endian
     expect(decodeState(bytes)).toEqual(state)
+  })
+
+  it('stores a one-moment state (FedAvgM) without v, and reads it back', () => {
+    const state: StrategyState = { steps: 3, m: Float32Array.of(0.5, -2), v: new Float32Array(0) }
+    const bytes = encodeState(state)
+    expect(Array.from(bytes.subarray(0, 12))).toEqual([0x42, 0x46, 0x53, 0x31, 3, 0, 0, 0, 2, 0, 0, 0])
+    expect(bytes.length).toBe(12 + 8)
+    expect(decodeState(bytes)).toEqual(state)
+    expect(() => encodeState({ steps: 1, m: new Float32Array(2), v: new Float32Array(1) })).toThrow(/expected 2 or 0/)
+    expect(() => decodeState(bytes.subarray(0, 12 + 6))).toThrow(/header says 2 weights \(20 or 28 bytes\) but has 18 bytes/)
   })
 
   it('refuses a wrong header, a truncation and non-finite moments', () => {

@@ -7,6 +7,7 @@ import { join } from 'node:path'
 import type { Readable } from 'node:stream'
 import { fileURLToPath } from 'node:url'
 import { MOVENET_DIR, SILERO_PATH } from '../helpers/models.ts'
+import { SIMULATION_DEFAULTS } from '../../coordinator/cli/simulate.ts'
 
 const CLI = fileURLToPath(new URL('../../coordinator/cli/main.ts', import.meta.url))
 let root: string
@@ -99,7 +100,10 @@ describe('blockfed simulate', () => {
     expect(lines[0]).toMatchObject({ round: 1, state: 'published', version: 2 })
     expect(lines[1]).toMatchObject({ round: 2, state: 'published', version: 3 })
     expect((lines[1] as { accuracy: number }).accuracy).toBeGreaterThan(0.3)
-    const summary = lines[2] as { centralised: { accuracy: number, epochs: number }, finalAccuracy: number, gapToCentralised: number }
+    const summary = lines[2] as { centralised: { accuracy: number, epochs: number }, finalAccuracy: number, gapToCentralised: number, setting: Record<string, unknown> }
+    // The summary names the setting it ran: the CLI's own flags (hidden) and simulate's defaults.
+    const { epochs, batchSize, learningRate, lrDecay, optimizer, strategy, labelSkew } = SIMULATION_DEFAULTS
+    expect(summary.setting).toEqual({ hidden: [16], epochs, batchSize, learningRate, lrDecay, optimizer, strategy, labelSkew })
     expect(summary.centralised.epochs).toBe(2)
     expect(summary.centralised.accuracy).toBeGreaterThan(0.3)
     expect(summary.gapToCentralised).toBeCloseTo(summary.centralised.accuracy - summary.finalAccuracy, 10)

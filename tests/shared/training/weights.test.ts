@@ -22,6 +22,36 @@ describe('mnistMlp hidden sizes', () => {
     expect(() => mnistMlp({ hidden: [0] })).toThrow(InvalidInputError)
     tf.dispose([wide, plain].flatMap(m => m.weights.map(w => w.read())))
   })
+
+  it('with a seed starts from the same weights every time (on any backend), another seed from others', async () => {
+    const initial = (seed: number): Float32Array => {
+      const model = mnistMlp({ hidden: [32, 16], seed })
+      const values = readWeights(model, weightNames(model))
+      model.dispose()
+      return values
+    }
+    const a = initial(1)
+    expect(firstDifference(a, initial(1))).toBe(-1)
+    expect(firstDifference(a, initial(2))).not.toBe(-1)
+    const backend = tf.getBackend()
+    try {
+      await tf.setBackend(backend === 'cpu' ? 'wasm' : 'cpu')
+      expect(firstDifference(a, initial(1))).toBe(-1)
+    } finally {
+      await tf.setBackend(backend)
+    }
+    // Glorot-normal kernels (truncated at 2σ, σ² = 2 / (fan in + fan out)), distinct per layer; zero biases.
+    const kernel1 = a.subarray(0, 784 * 32)
+    const kernel2 = a.subarray(784 * 32 + 32, 784 * 32 + 32 + 32 * 16)
+    const sigma = Math.sqrt(2 / (784 + 32))
+    expect(Math.max(...kernel1.map(Math.abs))).toBeLessThanOrEqual(2 * sigma * 1.0001)
+    const variance = kernel1.reduce((s, x) => s + x * x, 0) / kernel1.length
+    expect(variance).toBeGreaterThan(0.7 * sigma * sigma) // a 2σ-truncated normal keeps ≈ 0.77 of σ²
+    expect(variance).toBeLessThan(0.85 * sigma * sigma)
+    expect(firstDifference(kernel1.subarray(0, 16), kernel2.subarray(0, 16))).toBe(0)
+    expect(a.subarray(784 * 32, 784 * 32 + 32).every(x => x === 0)).toBe(true)
+    expect(() => mnistMlp({ seed: 1.5 })).toThrow(/mnistMlp: seed must be an integer/)
+  })
 })
 
 describe('readWeights / setTrainableWeights', () => {
