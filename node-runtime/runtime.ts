@@ -27,7 +27,7 @@ import { ledgerClient } from '../shared/ledger/client.ts'
 import { targetVersion, type Target } from '../shared/versions/policy.ts'
 import { clientIdentity } from './fl/identity.ts'
 import { localVersions } from './versions/local-store.ts'
-import { obtainVersion, type ObtainContext, type ObtainedVersion } from './versions/obtain.ts'
+import { checkLog, obtainVersion, type ObtainContext, type ObtainedVersion } from './versions/obtain.ts'
 import type { Manifest } from '../shared/manifest/schema.ts'
 import { diskCache } from './cache/disk-tier.ts'
 import { loadAoeConfig } from './config/load.ts'
@@ -293,6 +293,7 @@ export async function createNodeRuntime (options: NodeRuntimeOptions): Promise<N
           const from = serving.manifest.version
           const t = await target(ctx, signal)
           if (t === 'offline') return { action: 'none', from, to: from, reason: 'coordinator unreachable', bytesFetched: 0 }
+          await checkLog(ctx, signal)
           if (t === undefined || t.version === from) return { action: 'none', from, to: from, reason: t === undefined ? 'the channel\'s version was rolled back from here' : `on the ${t.reason} version`, bytesFetched: 0 }
           // A channel never moves a runtime backwards: going back is a rollback, decided here.
           if (t.version < from && t.reason !== 'pin') return { action: 'none', from, to: from, reason: `the ${t.reason} channel points at ${t.version}, older than ${from}; only a rollback goes back`, bytesFetched: 0 }

@@ -130,3 +130,13 @@ export async function obtainVersion (ctx: ObtainContext, version: number, signal
   if (a === undefined) throw new IntegrityError(`${label}: not verified against the ledger`)
   return { ...fetched, ledgerIndex: a.index, checkpoint: a.checkpoint, offline }
 }
+
+/**
+ * Brings this runtime's trusted checkpoint forward (signature, witnesses, consistency) without
+ * obtaining a version: run on every update, so a rewritten history is noticed even when the
+ * channel offers nothing new — or offers something older.
+ */
+export async function checkLog (ctx: ObtainContext, signal?: AbortSignal): Promise<VerifiedCheckpoint> {
+  const trust = await ledgerTrust(ctx.dataDir, ctx.config, ctx.coordinatorKey, ctx.ledger, signal)
+  return await advanceTrusted(ctx.dataDir, trust, ctx.ledger, signal)
+}
