@@ -27,7 +27,7 @@ import { ledgerClient } from '../shared/ledger/client.ts'
 import { targetVersion, type Target } from '../shared/versions/policy.ts'
 import { clientIdentity } from './fl/identity.ts'
 import { localVersions } from './versions/local-store.ts'
-import { checkLog, obtainVersion, type ObtainContext, type ObtainedVersion } from './versions/obtain.ts'
+import { checkLog, obtainVersion, type CheckedLog, type ObtainContext, type ObtainedVersion } from './versions/obtain.ts'
 import type { Manifest } from '../shared/manifest/schema.ts'
 import { diskCache } from './cache/disk-tier.ts'
 import { loadAoeConfig } from './config/load.ts'
@@ -262,16 +262,26 @@ export async function createNodeRuntime (options: NodeRuntimeOptions): Promise<N
         return await run
       }
 
-      const switchTo = async (to: number, reason: string, rejectFrom: boolean, signal?: AbortSignal): Promise<VersionChange> => {
-        const from = serving.manifest.version
-        const next = await obtainVersion(ctx, to, signal)
-        const candidate = await serve(config, next)
+      /** A verified version with its engine and code ready, not yet serving. */
+      const prepare = async (to: number, signal?: AbortSignal, log?: CheckedLog): Promise<{ next: ObtainedVersion, candidate: Serving }> => {
+        const next = await obtainVersion(ctx, to, signal, { log })
+        return { next, candidate: await serve(config, next) }
+      }
+
+      /** Makes `candidate` the serving version, records the move and frees the old one. */
+      const swapIn = async ({ next, candidate }: { next: ObtainedVersion, candidate: Serving }, rejectFrom: boolean): Promise<{ from: number, to: number }> => {
         const old = serving
         serving = candidate
         report = { ...next.report, totalMs: next.report.ms, ledgerIndex: next.ledgerIndex, offline: next.offline }
-        await record(ctx, from, to, rejectFrom)
+        await record(ctx, old.manifest.version, candidate.manifest.version, rejectFrom)
         await retire(old)
-        return { action: rejectFrom ? 'rolled-back' : 'upgraded', from, to, reason, bytesFetched: next.report.bytesFetched }
+        return { from: old.manifest.version, to: candidate.manifest.version }
+      }
+
+      const switchTo = async (to: number, reason: string, rejectFrom: boolean, signal?: AbortSignal, log?: CheckedLog): Promise<VersionChange> => {
+        const prepared = await prepare(to, signal, log)
+        const moved = await swapIn(prepared, rejectFrom)
+        return { action: rejectFrom ? 'rolled-back' : 'upgraded', ...moved, reason, bytesFetched: prepared.next.report.bytesFetched }
       }
 
       const reporting = async <T>(task: () => Promise<T>): Promise<T> => {
@@ -293,31 +303,26 @@ export async function createNodeRuntime (options: NodeRuntimeOptions): Promise<N
           const from = serving.manifest.version
           const t = await target(ctx, signal)
           if (t === 'offline') return { action: 'none', from, to: from, reason: 'coordinator unreachable', bytesFetched: 0 }
-          await checkLog(ctx, signal)
+          const log = await checkLog(ctx, signal)
           if (t === undefined || t.version === from) return { action: 'none', from, to: from, reason: t === undefined ? 'the channel\'s version was rolled back from here' : `on the ${t.reason} version`, bytesFetched: 0 }
           // A channel never moves a runtime backwards: going back is a rollback, decided here.
           if (t.version < from && t.reason !== 'pin') return { action: 'none', from, to: from, reason: `the ${t.reason} channel points at ${t.version}, older than ${from}; only a rollback goes back`, bytesFetched: 0 }
           if (config.upgrade === 'manual' && config.pin === undefined) return { action: 'available', from, to: t.version, reason: `${t.reason} channel offers ${t.version}`, bytesFetched: 0 }
           if (typeof config.upgrade === 'object' && config.pin === undefined) {
             const { margin } = config.upgrade.validate
-            const next = await obtainVersion(ctx, t.version, signal)
-            const candidate = await serve(config, next)
+            const prepared = await prepare(t.version, signal, log)
+            const bytesFetched = prepared.next.report.bytesFetched
             const current = await evaluate(serving, config, 'upgrade.validate')
-            const score = await evaluate(candidate, config, 'upgrade.validate')
+            const score = await evaluate(prepared.candidate, config, 'upgrade.validate')
             const metrics = { current, candidate: score }
             if (score < current + margin) {
-              await retire(candidate)
+              await retire(prepared.candidate)
               await rejectVersion(ctx, t.version)
-              return { action: 'rejected', from, to: from, metrics, reason: `${t.version} scored ${score.toFixed(4)} locally, needs ≥ ${(current + margin).toFixed(4)} (current ${current.toFixed(4)} + margin ${margin})`, bytesFetched: next.report.bytesFetched }
+              return { action: 'rejected', from, to: from, metrics, reason: `${t.version} scored ${score.toFixed(4)} locally, needs ≥ ${(current + margin).toFixed(4)} (current ${current.toFixed(4)} + margin ${margin})`, bytesFetched }
             }
-            const old = serving
-            serving = candidate
-            report = { ...next.report, totalMs: next.report.ms, ledgerIndex: next.ledgerIndex, offline: next.offline }
-            await record(ctx, from, t.version, false)
-            await retire(old)
-            return { action: 'upgraded', from, to: t.version, metrics, reason: `${t.version} scored ${score.toFixed(4)} locally vs ${current.toFixed(4)}`, bytesFetched: next.report.bytesFetched }
+            return { action: 'upgraded', ...await swapIn(prepared, false), metrics, reason: `${t.version} scored ${score.toFixed(4)} locally vs ${current.toFixed(4)}`, bytesFetched }
           }
-          return await switchTo(t.version, `${t.reason} channel`, false, signal)
+          return await switchTo(t.version, `${t.reason} channel`, false, signal, log)
         })),
         check: async signal => await exclusive(async () => {
           const from = serving.manifest.version

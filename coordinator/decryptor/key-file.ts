@@ -8,6 +8,7 @@ import { link, readFile, stat, unlink, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { z } from 'zod'
 import { InvalidConfigError } from '../../shared/errors/errors.ts'
+import { parseJsonWith } from '../../shared/errors/parse-json.ts'
 import { generateKeyPair, secretKeyFromPrimes, type PaillierSecretKey } from '../../aggregation/paillier/keys.ts'
 import { DEFAULT_KEY_BITS } from '../../aggregation/paillier/constants.ts'
 import { KEY_FILE } from './constants.ts'
@@ -21,21 +22,14 @@ const keyFileSchema = z.object({
 })
 
 function parseKeyFile (path: string, text: string): PaillierSecretKey {
-  let json: unknown
-  try {
-    json = JSON.parse(text)
-  } catch (err) {
-    throw new InvalidConfigError(`${path}: not JSON`, { cause: err })
-  }
-  const parsed = keyFileSchema.safeParse(json)
-  if (!parsed.success) throw new InvalidConfigError(`${path}: ${parsed.error.issues.map(i => `${i.path.join('.')}: ${i.message}`).join('; ')}`)
+  const data = parseJsonWith(keyFileSchema, text, path, InvalidConfigError)
   let key: PaillierSecretKey
   try {
-    key = secretKeyFromPrimes(BigInt('0x' + parsed.data.p), BigInt('0x' + parsed.data.q))
+    key = secretKeyFromPrimes(BigInt('0x' + data.p), BigInt('0x' + data.q))
   } catch (err) {
     throw new InvalidConfigError(`${path}: not a usable Paillier key: ${(err as Error).message}`, { cause: err })
   }
-  if (key.publicKey.bits !== parsed.data.bits) throw new InvalidConfigError(`${path}: says ${parsed.data.bits} bits, p·q has ${key.publicKey.bits}`)
+  if (key.publicKey.bits !== data.bits) throw new InvalidConfigError(`${path}: says ${data.bits} bits, p·q has ${key.publicKey.bits}`)
   return key
 }
 

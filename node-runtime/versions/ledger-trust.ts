@@ -76,8 +76,3 @@ export async function advanceTrusted (dataDir: string, trust: LedgerTrust, ledge
   queues.set(path, run.catch(() => undefined))
   return await run
 }
-
-/** The last checkpoint this runtime trusted for the log (offline checks), if any. */
-export async function trustedCheckpoint (dataDir: string, trust: LedgerTrust): Promise<string | undefined> {
-  return await readIfExists(join(dataDir, 'ledger', `${await fileName(trust.log.name)}-${toHex(trust.log.keyId)}.checkpoint`))
-}

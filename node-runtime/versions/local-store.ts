@@ -16,6 +16,7 @@ import { z } from 'zod'
 import { fromBase64, toBase64 } from '../../shared/crypto/bytes.ts'
 import { signedManifestSchema, type SignedManifest } from '../../shared/manifest/schema.ts'
 import { IntegrityError } from '../../shared/errors/errors.ts'
+import { parseJsonWith } from '../../shared/errors/parse-json.ts'
 import { readIfExists, writeFileAtomic } from '../atomic-file.ts'
 
 export interface VersionState {
@@ -56,18 +57,6 @@ export interface LocalVersions {
   saveKeys: (add: Map<string, Uint8Array>, keep: ReadonlySet<string>) => Promise<void>
 }
 
-const parseJson = <T>(text: string, schema: z.ZodType<T>, path: string): T => {
-  let value: unknown
-  try {
-    value = JSON.parse(text)
-  } catch (err) {
-    throw new IntegrityError(`${path}: not JSON`, { cause: err })
-  }
-  const parsed = schema.safeParse(value)
-  if (!parsed.success) throw new IntegrityError(`${path}: ${parsed.error.issues[0]?.path.join('.') ?? ''}: ${parsed.error.issues[0]?.message ?? 'invalid'}`)
-  return parsed.data
-}
-
 export function localVersions (dir: string): LocalVersions {
   const statePath = join(dir, 'versions.json')
   const keysPath = join(dir, 'keys.json')
@@ -80,13 +69,13 @@ export function localVersions (dir: string): LocalVersions {
   }
   const readKeys = async (): Promise<Record<string, string>> => {
     const text = await readIfExists(keysPath)
-    return text === undefined ? {} : parseJson(text, z.record(z.string(), z.string()), keysPath)
+    return text === undefined ? {} : parseJsonWith(z.record(z.string(), z.string()), text, keysPath, IntegrityError)
   }
 
   return {
     async state () {
       const text = await readIfExists(statePath)
-      return text === undefined ? { current: null, previous: null, rejected: [] } : parseJson(text, stateSchema, statePath)
+      return text === undefined ? { current: null, previous: null, rejected: [] } : parseJsonWith(stateSchema, text, statePath, IntegrityError)
     },
     saveState: async state => await serial(async () => {
       await mkdir(dir, { recursive: true })
@@ -94,7 +83,7 @@ export function localVersions (dir: string): LocalVersions {
     }),
     async anchor (version) {
       const text = await readIfExists(anchorPath(version))
-      return text === undefined ? undefined : parseJson(text, storedSchema, anchorPath(version))
+      return text === undefined ? undefined : parseJsonWith(storedSchema, text, anchorPath(version), IntegrityError)
     },
     saveAnchor: async (signed, anchor) => await serial(async () => {
       await mkdir(join(dir, 'anchors'), { recursive: true })

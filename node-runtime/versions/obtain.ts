@@ -60,9 +60,10 @@ async function keepKeys (local: LocalVersions, manifest: Manifest): Promise<Set<
 
 /**
  * `local: true` uses only what this runtime kept (as when offline) — for falling back to the
- * version in use when the log offers something it must refuse.
+ * version in use when the log offers something it must refuse. `log`: the trust and checkpoint
+ * `checkLog` just established, so they are not fetched and proved a second time.
  */
-export async function obtainVersion (ctx: ObtainContext, version: number, signal?: AbortSignal, options: { local?: boolean } = {}): Promise<ObtainedVersion> {
+export async function obtainVersion (ctx: ObtainContext, version: number, signal?: AbortSignal, options: { local?: boolean, log?: CheckedLog } = {}): Promise<ObtainedVersion> {
   const { config, local } = ctx
   const label = `${config.modelName}@${version}`
   let trust: LedgerTrust | undefined
@@ -72,7 +73,7 @@ export async function obtainVersion (ctx: ObtainContext, version: number, signal
 
   try {
     if (options.local === true) throw new UnavailableError('local versions only')
-    trust = await ledgerTrust(ctx.dataDir, config, ctx.coordinatorKey, ctx.ledger, signal)
+    trust = options.log?.trust ?? await ledgerTrust(ctx.dataDir, config, ctx.coordinatorKey, ctx.ledger, signal)
     manifestInput = await ctx.client.manifest(config.modelName, version, signal)
   } catch (err) {
     if (!isOffline(err)) throw err
@@ -85,7 +86,7 @@ export async function obtainVersion (ctx: ObtainContext, version: number, signal
   const verify = async (signed: SignedManifest): Promise<void> => {
     if (!offline) {
       const t = trust as LedgerTrust
-      const checkpoint = await advanceTrusted(ctx.dataDir, t, ctx.ledger, signal)
+      const checkpoint = options.log?.checkpoint ?? await advanceTrusted(ctx.dataDir, t, ctx.ledger, signal)
       const index = (await ctx.client.versions(config.modelName, signal)).find(v => v.version === version)?.ledgerIndex
       if (index === undefined || index === null) throw new IntegrityError(`${label}: the coordinator names no ledger entry for this version`)
       const anchor = await verifyAnchor(ctx.ledger, checkpoint, signed, index, signal)
@@ -131,12 +132,18 @@ export async function obtainVersion (ctx: ObtainContext, version: number, signal
   return { ...fetched, ledgerIndex: a.index, checkpoint: a.checkpoint, offline }
 }
 
+/** The log's trust policy and the checkpoint this runtime now trusts. */
+export interface CheckedLog {
+  trust: LedgerTrust
+  checkpoint: VerifiedCheckpoint
+}
+
 /**
  * Brings this runtime's trusted checkpoint forward (signature, witnesses, consistency) without
  * obtaining a version: run on every update, so a rewritten history is noticed even when the
  * channel offers nothing new — or offers something older.
  */
-export async function checkLog (ctx: ObtainContext, signal?: AbortSignal): Promise<VerifiedCheckpoint> {
+export async function checkLog (ctx: ObtainContext, signal?: AbortSignal): Promise<CheckedLog> {
   const trust = await ledgerTrust(ctx.dataDir, ctx.config, ctx.coordinatorKey, ctx.ledger, signal)
-  return await advanceTrusted(ctx.dataDir, trust, ctx.ledger, signal)
+  return { trust, checkpoint: await advanceTrusted(ctx.dataDir, trust, ctx.ledger, signal) }
 }

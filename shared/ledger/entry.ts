@@ -8,6 +8,7 @@ import { modelNameSchema } from '../manifest/schema.ts'
 import { canonicalBytes } from '../manifest/canonical.ts'
 import { equalBytes, utf8 } from '../crypto/bytes.ts'
 import { IntegrityError, InvalidInputError } from '../errors/errors.ts'
+import { parseJsonWith } from '../errors/parse-json.ts'
 
 export const ledgerEntrySchema = z.strictObject({
   model: modelNameSchema,
@@ -27,17 +28,13 @@ export function entryBytes (entry: LedgerEntry): Uint8Array {
 
 /** Parses leaf bytes as served; refuses anything that is not the canonical form of a valid entry. */
 export function parseEntry (bytes: Uint8Array, what = 'ledger entry'): LedgerEntry {
-  let json: unknown
+  let text: string
   try {
-    json = JSON.parse(utf8(bytes))
+    text = utf8(bytes)
   } catch (err) {
-    throw new InvalidInputError(`${what}: not JSON`, { cause: err })
+    throw new InvalidInputError(`${what}: not UTF-8`, { cause: err })
   }
-  const parsed = ledgerEntrySchema.safeParse(json)
-  if (!parsed.success) {
-    const issue = parsed.error.issues[0]
-    throw new InvalidInputError(`${what}: ${issue?.path.join('.') ?? ''}: ${issue?.message ?? 'invalid'}`)
-  }
-  if (!equalBytes(canonicalBytes(parsed.data), bytes)) throw new IntegrityError(`${what}: bytes are not the entry's canonical JSON (RFC 8785)`)
-  return parsed.data
+  const entry = parseJsonWith(ledgerEntrySchema, text, what)
+  if (!equalBytes(canonicalBytes(entry), bytes)) throw new IntegrityError(`${what}: bytes are not the entry's canonical JSON (RFC 8785)`)
+  return entry
 }

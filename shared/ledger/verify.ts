@@ -113,7 +113,7 @@ export function checkEntry (entry: LedgerEntry, signed: SignedManifest): void {
 
 /** Proves that `signed` is anchored: its entry at `index` is included under `checkpoint`. */
 export async function verifyAnchor (client: LedgerClient, checkpoint: VerifiedCheckpoint, signed: SignedManifest, index: number, signal?: AbortSignal): Promise<Anchor> {
-  const { size, root } = checkpoint.checkpoint
+  const { size } = checkpoint.checkpoint
   const label = `${signed.manifest.model}@${signed.manifest.version}`
   if (index >= size) throw new IntegrityError(`${label}: ledger entry ${index} is not covered by checkpoint ${size}`)
   const { leaf } = await client.entry(index, signal)

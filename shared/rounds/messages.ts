@@ -10,6 +10,7 @@
  * → [masking: unmask request/response] → result.
  */
 import { z } from 'zod'
+import { describeIssues, parseJsonWith } from '../errors/parse-json.ts'
 import { concatBytes, utf8ToBytes } from '../crypto/bytes.ts'
 import { InvalidInputError } from '../errors/errors.ts'
 import { roundConfigSchema } from './config.ts'
@@ -90,20 +91,6 @@ export function helloSigningBytes (nonceHex: string): Uint8Array {
   return utf8ToBytes(`blockfed/hello@1\n${nonceHex}`)
 }
 
-/** One line naming the first problems zod found, with their paths. */
-export function describeIssues (error: z.ZodError): string {
-  return error.issues.slice(0, 3).map(i => `${i.path.length > 0 ? i.path.join('.') : 'message'}: ${i.message}`).join('; ')
-}
-
-/** Parses a JSON text frame with `schema`; InvalidInputError saying what is wrong otherwise. */
 export function parseFrame<T> (schema: z.ZodType<T>, text: string, what: string): T {
-  let json: unknown
-  try {
-    json = JSON.parse(text)
-  } catch (err) {
-    throw new InvalidInputError(`${what}: not JSON`, { cause: err })
-  }
-  const parsed = schema.safeParse(json)
-  if (!parsed.success) throw new InvalidInputError(`${what}: ${describeIssues(parsed.error)}`)
-  return parsed.data
+  return parseJsonWith(schema, text, what)
 }
