@@ -31,6 +31,9 @@ import { versionLog, type VersionLog } from './ledger/log.ts'
 import { anchorExisting } from './ledger/anchor-existing.ts'
 import { witnessCosigner, type WitnessEndpoint } from './ledger/witnesses.ts'
 import { tokenHash } from './http/auth.ts'
+import { createOrigin, type Origin, type OriginCounters } from './p2p/origin.ts'
+import type { SignedManifest } from '../shared/manifest/schema.ts'
+import type { IngestResult as Published } from '../shared/client/api-schemas.ts'
 import { DEFAULT_ERASURE, DEFAULT_HOST, DEFAULT_MAX_UPLOAD_BYTES, DEFAULT_PORT, ROLES, ROUND_HANDSHAKE_MS, ROUND_MAX_FRAME_BYTES, ROUND_PING_MS } from './constants.ts'
 
 export interface CoordinatorOptions {
@@ -52,6 +55,17 @@ export interface CoordinatorOptions {
   witnesses?: WitnessEndpoint[]
   /** Deadline of one witness request, ms. */
   witnessTimeoutMs?: number
+  /**
+   * Run a libp2p node (the swarm's bootstrap peer and fallback origin, coordinator/p2p/origin.ts).
+   * Off when absent; the CLI turns it on by default.
+   */
+  p2p?: { listen?: string[], superSeed?: boolean, uploadBytesPerSecond?: number }
+}
+
+/** Bytes of blocks and shards the coordinator answered, by channel. */
+export interface ServedCounters {
+  httpBytes: number
+  p2p?: OriginCounters
 }
 
 export interface Coordinator {
@@ -71,6 +85,9 @@ export interface Coordinator {
   readonly log: VersionLog
   /** Signs a checkpoint of the current log and asks the witnesses to cosign it. */
   anchor: () => Promise<void>
+  /** The libp2p node's peer id and addresses once started with `p2p`. */
+  p2p: () => { peerId: string, addresses: string[] } | undefined
+  served: () => ServedCounters
   start: () => Promise<string>
   stop: () => Promise<void>
 }
@@ -105,7 +122,23 @@ export async function createCoordinator (options: CoordinatorOptions): Promise<C
     log.checkpoint()
     await cosigner.cosign()
   }
-  const versions = publisher({ database, repo, files, identity, coder, partition: options.partition ?? DEFAULT_PARTITION, log, anchored: anchor })
+  const published = publisher({ database, repo, files, identity, coder, partition: options.partition ?? DEFAULT_PARTITION, log, anchored: anchor })
+  let origin: Origin | undefined
+  let stopped = false
+  let httpBytes = 0
+  /** A new version is announced on its model's topic and its blocks provided in the DHT. */
+  const spread = async (result: Published): Promise<Published> => {
+    if (origin !== undefined && result.created) {
+      const row = repo.version(result.model, result.version)
+      if (row !== undefined) origin.provide((JSON.parse(row.signed_manifest) as SignedManifest).manifest.blocks.map(b => b.cid))
+      await origin.announce(result.model, result.version, result.manifestCid)
+    }
+    return result
+  }
+  const versions = {
+    ingest: async (...args: Parameters<typeof published.ingest>) => await spread(await published.ingest(...args)),
+    publish: async (...args: Parameters<typeof published.publish>) => await spread(await published.publish(...args))
+  }
   const admin = await adminToken(dataDir, repo)
   const maxUploadBytes = options.maxUploadBytes ?? DEFAULT_MAX_UPLOAD_BYTES
   let app: FastifyInstance | undefined
@@ -147,8 +180,21 @@ export async function createCoordinator (options: CoordinatorOptions): Promise<C
     rounds,
     log,
     anchor,
+    p2p: () => origin === undefined ? undefined : { peerId: origin.peerId, addresses: origin.addresses() },
+    served: () => ({ httpBytes, p2p: origin?.counters() }),
     async start () {
-      app = await buildServer({ repo, files, identity, ingest: async (n, f) => await versions.ingest(n, f), erasure, maxUploadBytes, logger: options.logger })
+      if (options.p2p !== undefined) origin = await createOrigin({ seed: identity.signing.secretKey, files, ...options.p2p })
+      app = await buildServer({
+        repo,
+        files,
+        identity,
+        ingest: async (n, f) => await versions.ingest(n, f),
+        erasure,
+        maxUploadBytes,
+        logger: options.logger,
+        onServed: n => { httpBytes += n },
+        p2p: () => origin === undefined ? undefined : { peerId: origin.peerId, addresses: origin.addresses() }
+      })
       await roundRoutes(app, { repo, store, manager: rounds })
       await ledgerRoutes(app, { repo, log })
       await anchor()
@@ -162,10 +208,14 @@ export async function createCoordinator (options: CoordinatorOptions): Promise<C
       return url
     },
     async stop () {
+      if (stopped) return
+      stopped = true
       await rounds.stop()
       await hub.stop()
       await app?.close()
       app = undefined
+      await origin?.stop()
+      origin = undefined
       database.close()
     }
   }

@@ -19,6 +19,7 @@ import type { FetchedModel } from '../shared/load/fetch-model.ts'
 import type { LoadReport } from '../shared/load/loader.ts'
 import type { BlockSource } from '../shared/load/source.ts'
 import { retrying } from '../shared/load/retry.ts'
+import { withDeadline } from '../shared/load/deadline.ts'
 import { infer, type LoadedEngine, type ModelCode } from '../shared/runtime/lifecycle.ts'
 import { onnxPassthrough, tfjsPassthrough } from '../shared/runtime/passthrough.ts'
 import { InvalidConfigError, InvalidInputError, LedgerSecurityError, UnavailableError } from '../shared/errors/errors.ts'
@@ -34,6 +35,9 @@ import { loadAoeConfig } from './config/load.ts'
 import { disposeTfjsEngine, loadTfjsEngine } from './engines/tfjs.ts'
 import { loadOnnxEngine } from './engines/onnx.ts'
 import { coordinatorKey } from './trust.ts'
+import { swarmSource, type SwarmSource, type SwarmStats } from '../shared/p2p/swarm-source.ts'
+import { createSwarm, type Swarm } from './p2p/swarm.ts'
+import { peerIdOfKey } from './p2p/peer-node.ts'
 
 export interface NodeRuntimeOptions {
   /** The runtime's own folder: caches, pinned keys. */
@@ -51,6 +55,8 @@ export interface NodeRuntimeOptions {
    * (the error carries both checkpoints and the failing proof).
    */
   onSecurityError?: (model: string, error: LedgerSecurityError) => void
+  /** A version was announced on the swarm's gossip (a hint: `update()` still verifies everything). */
+  onVersionAnnounced?: (model: string, version: number) => void
 }
 
 /** What `update`, `check` and `rollback` did. */
@@ -90,6 +96,10 @@ export interface NodeRuntime {
   rollback: (config: string | unknown, version: number, signal?: AbortSignal) => Promise<VersionChange>
   byTag: (tag: string) => ModelHandle[]
   cacheOf: (modelDir: string) => CacheTier | undefined
+  /** This runtime's swarm node, once a config with `peers` was loaded. */
+  swarm: () => Swarm | undefined
+  /** What the swarm source fetched from whom, per coordinator URL. */
+  swarmStats: () => Record<string, SwarmStats>
   stop: () => Promise<void>
 }
 
@@ -115,6 +125,49 @@ interface Serving {
 export async function createNodeRuntime (options: NodeRuntimeOptions): Promise<NodeRuntime> {
   const handles = new Set<ModelHandle>()
   const caches = new Map<string, CacheTier>()
+  let swarm: Promise<Swarm> | undefined
+  let swarmNow: Swarm | undefined
+  const swarmSources = new Map<string, SwarmSource>()
+
+  /** The runtime's one libp2p node, started by the first config with `peers`; joins every config's bootstrap peers. */
+  async function swarmFor (config: AoeConfig, signal?: AbortSignal): Promise<Swarm> {
+    const peers = config.peers
+    if (peers === undefined) throw new InvalidConfigError(`aoe config for ${config.modelName}: no "peers"`)
+    swarm ??= clientIdentity(options.dataDir).then(async identity => await createSwarm({
+      seed: identity.secretKey,
+      dir: join(options.dataDir, 'p2p'),
+      listen: peers.listen,
+      uploadBytesPerSecond: peers.uploadBytesPerSecond,
+      onVersion: (model, version) => options.onVersionAnnounced?.(model, version)
+    }))
+    const s = await swarm
+    swarmNow = s
+    await s.join(peers.bootstrap, withDeadline(signal, config.fetch.timeoutMs)).catch(() => {
+      // The coordinator's node may be down: peers already known (DHT, gossip) can still serve.
+    })
+    return s
+  }
+
+  /** One swarm source per coordinator, so peer scores carry over from load to load. */
+  async function sourceFor (config: AoeConfig, key: Uint8Array, signal?: AbortSignal): Promise<{ source: BlockSource, swarm?: Swarm }> {
+    const http = nodeHttpBlockSource({ baseUrl: config.updateURL, timeoutMs: config.fetch.timeoutMs })
+    if (options.source !== undefined) return { source: options.source(config) }
+    if (config.peers === undefined) return { source: http }
+    const s = await swarmFor(config, signal)
+    let source = swarmSources.get(config.updateURL)
+    if (source === undefined) {
+      source = swarmSource({
+        network: s.network,
+        origin: peerIdOfKey(key).toString(),
+        fallback: config.peers.fallback === 'http' ? http : undefined,
+        requestTimeoutMs: config.fetch.timeoutMs,
+        onReceived: (cid, bytes) => s.keepRecent(cid, bytes),
+        onFetching: (cid, result) => s.fetching(cid, result)
+      })
+      swarmSources.set(config.updateURL, source)
+    }
+    return { source, swarm: s }
+  }
 
   async function cacheFor (config: AoeConfig): Promise<CacheTier> {
     let cache = caches.get(config.modelDir)
@@ -132,15 +185,20 @@ export async function createNodeRuntime (options: NodeRuntimeOptions): Promise<N
     const token = options.token ?? config.token ?? (config.tokenEnv === undefined ? undefined : process.env[config.tokenEnv])
     if (token === undefined) throw new InvalidConfigError(`aoe config for ${config.modelName}: no API token (set "token", or "tokenEnv" naming an environment variable)`)
     const client = coordinatorClient({ baseUrl: config.updateURL, token, timeoutMs: config.fetch.timeoutMs })
+    const key = await coordinatorKey(options.dataDir, client, config.coordinatorKey, signal)
+    const { source, swarm: s } = await sourceFor(config, key, signal)
+    const cache = await cacheFor(config)
     return {
       dataDir: options.dataDir,
       config,
       client,
       ledger: ledgerClient({ baseUrl: config.updateURL, timeoutMs: config.fetch.timeoutMs }),
-      coordinatorKey: await coordinatorKey(options.dataDir, client, config.coordinatorKey, signal),
+      coordinatorKey: key,
       local: localVersions(join(options.dataDir, config.modelDir)),
-      source: retrying(options.source?.(config) ?? nodeHttpBlockSource({ baseUrl: config.updateURL, timeoutMs: config.fetch.timeoutMs }), config.fetch.retries),
-      cache: await cacheFor(config),
+      source: retrying(source, config.fetch.retries),
+      // With a swarm, every block stored is announced and provided, and every manifest's shards indexed.
+      cache: s === undefined ? cache : s.watch(cache),
+      onManifest: s === undefined ? undefined : manifest => s.register(manifest, cache),
       onBlock: (done, total) => options.onProgress?.(config.modelName, done, total)
     }
   }
@@ -349,8 +407,13 @@ export async function createNodeRuntime (options: NodeRuntimeOptions): Promise<N
     },
     byTag: tag => [...handles].filter(h => h.config.tag === tag),
     cacheOf: modelDir => caches.get(modelDir),
+    swarm: () => swarmNow,
+    swarmStats: () => Object.fromEntries([...swarmSources].map(([url, s]) => [url, s.stats()])),
     async stop () {
       for (const h of [...handles]) await h.release()
+      const s = await swarm?.catch(() => undefined)
+      swarm = undefined
+      await s?.stop()
       for (const c of caches.values()) await c.close()
       caches.clear()
     }

@@ -34,6 +34,10 @@ export interface ServerDeps {
   erasure: { k: number, m: number }
   maxUploadBytes: number
   logger?: boolean
+  /** Counts the bytes of every block or shard answered over HTTP. */
+  onServed?: (bytes: number) => void
+  /** The coordinator's libp2p node, when it runs one: where runtimes bootstrap from. */
+  p2p?: () => { peerId: string, addresses: string[] } | undefined
 }
 
 const modelParams = z.object({ name: modelNameSchema })
@@ -74,6 +78,14 @@ export async function buildServer (deps: ServerDeps): Promise<FastifyInstance> {
   api.get('/v1/coordinator', { schema: { summary: 'Coordinator identity: the key that signs manifests', response: { 200: coordinatorInfoSchema } } }, async () => ({
     name: 'blockfed-coordinator' as const, version: '1', publicKey: deps.identity.publicKeyHex, keyId: deps.identity.keyId, erasure: deps.erasure
   }))
+
+  api.get('/v1/p2p', {
+    schema: { summary: 'The coordinator\'s libp2p node: peer id and bootstrap addresses', response: { 200: z.object({ peerId: z.string(), addresses: z.array(z.string()) }), ...errors } }
+  }, async () => {
+    const info = deps.p2p?.()
+    if (info === undefined) throw new NotFoundError('this coordinator runs no libp2p node (started without p2p)')
+    return info
+  })
 
   api.get('/v1/models', { schema: { summary: 'List models', response: { 200: modelListSchema } } }, async () => ({
     models: deps.repo.models().map(m => ({ name: m.name, latest: m.latest, versions: m.versions, format: m.format, createdAt: m.created_at }))
@@ -163,6 +175,7 @@ export async function buildServer (deps: ServerDeps): Promise<FastifyInstance> {
     void reply.header('etag', etag).header('cache-control', 'public, max-age=31536000, immutable')
     if (req.headers['if-none-match'] === etag) return await reply.status(304).send(undefined as never)
     const bytes = await deps.files.get(cid)
+    deps.onServed?.(bytes.length)
     return await reply.type('application/octet-stream').send(Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength) as never)
   })
 

@@ -33,6 +33,8 @@ export interface ObtainContext {
   source: BlockSource
   cache: CacheTier
   onBlock?: (done: number, total: number) => void
+  /** A manifest passed every check and its blocks are about to load (the swarm indexes its shards). */
+  onManifest?: (manifest: Manifest) => void
 }
 
 export interface ObtainedVersion extends FetchedModel {
@@ -119,7 +121,10 @@ export async function obtainVersion (ctx: ObtainContext, version: number, signal
     model: config.modelName,
     version,
     signedManifest: offline ? kept?.signed : manifestInput,
-    verify,
+    verify: async signed => {
+      await verify(signed)
+      ctx.onManifest?.(signed.manifest)
+    },
     keys,
     source: ctx.source,
     cache: ctx.cache,

@@ -7,6 +7,7 @@
  * silently falls back to a default. config/aoe-config.schema.json is generated from this file
  * (node-runtime/config/write-schema.ts).
  */
+import { multiaddr } from '@multiformats/multiaddr'
 import { z } from 'zod'
 import { InvalidConfigError } from '../errors/errors.ts'
 import {
@@ -115,6 +116,31 @@ const ledgerSchema = z.strictObject({
     .meta({ description: 'How many of those witnesses must have cosigned a checkpoint before it is trusted.' })
 }, expecting('an object { key, witnesses, minWitnesses }'))
 
+/** A multiaddr naming its peer (…/p2p/<peer id>), as bootstrap addresses must. */
+function isPeerMultiaddr (text: string): boolean {
+  try {
+    return multiaddr(text).getComponents().some(c => c.name === 'p2p')
+  } catch {
+    return false
+  }
+}
+const peerAddr = z.string(expecting('a multiaddr with a peer id, such as "/ip4/10.0.0.1/tcp/4001/p2p/12D3Koo…"'))
+  .max(512, expecting('a multiaddr of at most 512 characters'))
+  .refine(isPeerMultiaddr, expecting('a multiaddr with a peer id, such as "/ip4/10.0.0.1/tcp/4001/p2p/12D3Koo…"'))
+const listenAddr = z.string(expecting('a multiaddr to listen on, such as "/ip4/0.0.0.0/tcp/4001"')).max(512)
+  .refine(t => { try { multiaddr(t); return true } catch { return false } }, expecting('a multiaddr to listen on, such as "/ip4/0.0.0.0/tcp/4001"'))
+
+const peersSchema = z.strictObject({
+  bootstrap: z.array(peerAddr, expecting('an array of multiaddrs')).min(1, expecting('at least one bootstrap multiaddr')).max(32)
+    .meta({ description: 'Where to join the swarm: the coordinator\'s libp2p addresses (GET /v1/p2p), with /p2p/<peer id>.' }),
+  listen: z.array(listenAddr, expecting('an array of multiaddrs')).max(8).optional()
+    .meta({ description: 'Addresses this runtime\'s node listens on. Default TCP and WebSockets on 127.0.0.1, ports chosen by the OS.' }),
+  uploadBytesPerSecond: positiveInt('a positive integer (bytes per second)').optional()
+    .meta({ description: 'Cap on what this runtime uploads to peers. Unlimited when absent.' }),
+  fallback: z.enum(['http', 'none'], expecting('"http" or "none"')).default('http')
+    .meta({ description: 'When neither peers nor the coordinator\'s node can serve a shard: ask the coordinator\'s HTTP API ("http"), or fail ("none").' })
+}, expecting('an object { bootstrap, listen, uploadBytesPerSecond, fallback }'))
+
 const nonEmpty = (what: string): z.ZodString => z.string(expecting(what)).min(1, expecting(what))
 
 const fields = {
@@ -162,7 +188,9 @@ const fields = {
     .meta({ description: 'Roll back to the previous version automatically when the model code\'s local evaluation drops below "below" after an upgrade.' }),
   ledger: ledgerSchema.prefault({}).meta({ description: 'Version ledger trust: the log key and the witnesses whose cosignatures a checkpoint needs.' }),
   cache: cacheSchema.prefault({}).meta({ description: 'Block cache sizes.' }),
-  fetch: fetchSchema.prefault({}).meta({ description: 'Block fetching.' })
+  fetch: fetchSchema.prefault({}).meta({ description: 'Block fetching.' }),
+  peers: peersSchema.optional()
+    .meta({ description: 'Load blocks from the swarm (peers first, the coordinator as fallback origin) and serve what this runtime caches. Without it, blocks come from the coordinator\'s HTTP API.' })
 }
 
 const objectSchema = z.strictObject(fields, expecting('a JSON object (an AoE model config)'))
@@ -229,7 +257,8 @@ const KNOWN_KEYS: Record<string, readonly string[]> = {
   ledger: Object.keys(ledgerSchema.shape),
   rollback: Object.keys(rollbackSchema.shape),
   'upgrade.validate': Object.keys(validateSchema.shape),
-  fetch: Object.keys(fetchSchema.shape)
+  fetch: Object.keys(fetchSchema.shape),
+  peers: Object.keys(peersSchema.shape)
 }
 
 function jsonPath (path: ReadonlyArray<PropertyKey>): string {

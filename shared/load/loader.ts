@@ -68,7 +68,7 @@ async function fetchSealed (block: ManifestBlock, options: LoadOptions, report: 
   }
   const fetchOne = async (index: number): Promise<boolean> => {
     try {
-      const bytes = await options.source.get(cids[index] as string, { signal })
+      const bytes = await options.source.get(cids[index] as string, { signal, block: block.cid, shard: index })
       report.shardsFetched++
       report.bytesFetched += bytes.length
       shards[index] = bytes

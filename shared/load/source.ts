@@ -6,5 +6,13 @@
 export interface BlockSource {
   readonly name: string
   /** The bytes stored under `cid`. Rejects with NotFoundError, UnavailableError or TimeoutError. */
-  get: (cid: string, options: { signal: AbortSignal }) => Promise<Uint8Array>
+  get: (cid: string, options: BlockSourceGetOptions) => Promise<Uint8Array>
+}
+
+export interface BlockSourceGetOptions {
+  signal: AbortSignal
+  /** The sealed block this object belongs to (a shard's block): a p2p source looks up holders by it. */
+  block?: string
+  /** The shard's index in its block: a p2p source starts different shards at different peers. */
+  shard?: number
 }

@@ -1,0 +1,158 @@
+/**
+ * The coordinator's libp2p node: the swarm's bootstrap peer and its fallback origin. It serves
+ * sealed blocks and shards from the block files over the shard protocol, provides block CIDs
+ * in the DHT, and announces each new version on the model's gossip topic.
+ *
+ * Super-seeding (after BitTorrent's super-seed mode, BEP 16): the origin hands each object out
+ * once, and answers later requests for it with a referral (`elsewhere`) to the peers that got
+ * it — the ones served directly first, then the earliest referred (by now the likeliest to
+ * hold it). A requester that cannot get it from them asks again with `force` and is served. So
+ * a wave of cold starts costs the origin about one copy of the model plus the forced retries,
+ * instead of one copy per runtime, without any peer having to know the others in advance.
+ */
+import type { Connection, Stream } from '@libp2p/interface'
+import { CID } from 'multiformats/cid'
+import pLimit from 'p-limit'
+import { NotFoundError } from '../../shared/errors/errors.ts'
+import { encodeGossip, modelTopic } from '../../shared/p2p/gossip.ts'
+import { MAX_REFERRALS, serveShardStream, SHARD_PROTOCOL, type Referral, type ShardAnswer } from '../../shared/p2p/shard-protocol.ts'
+import { tokenBucket } from '../../shared/p2p/token-bucket.ts'
+import { createPeerNode, type PeerNode } from '../../node-runtime/p2p/peer-node.ts'
+import type { BlockFiles } from '../store/block-files.ts'
+
+export interface OriginOptions {
+  /** The coordinator's Ed25519 identity seed: its peer id follows from the key runtimes pin. */
+  seed: Uint8Array
+  files: BlockFiles
+  listen?: string[]
+  /** Refer repeat requests to peers that already got the object. Default true. */
+  superSeed?: boolean
+  uploadBytesPerSecond?: number
+}
+
+export interface OriginCounters {
+  bytesServed: number
+  objectsServed: number
+  referrals: number
+  forced: number
+  badRequests: number
+  notFound: number
+}
+
+export interface Origin {
+  readonly node: PeerNode
+  readonly peerId: string
+  /** Addresses runtimes bootstrap from (with /p2p/<id>). */
+  addresses: () => string[]
+  announce: (model: string, version: number, manifestCid: string) => Promise<void>
+  provide: (cids: string[]) => void
+  counters: () => OriginCounters
+  stop: () => Promise<void>
+}
+
+const SERVE_TIMEOUT_MS = 30_000
+/** Objects whose hand-outs are remembered; older ones are served again (a new wave re-seeds). */
+const REMEMBERED_OBJECTS = 65_536
+
+export async function createOrigin (options: OriginOptions): Promise<Origin> {
+  const node = await createPeerNode({ seed: options.seed, listen: options.listen })
+  const self = node.peerId.toString()
+  const superSeed = options.superSeed ?? true
+  const pace = options.uploadBytesPerSecond === undefined ? undefined : tokenBucket({ bytesPerSecond: options.uploadBytesPerSecond, burstBytes: Math.min(options.uploadBytesPerSecond, 256 * 1024) })
+  const counters: OriginCounters = { bytesServed: 0, objectsServed: 0, referrals: 0, forced: 0, badRequests: 0, notFound: 0 }
+  /** Per object: peers served directly, then peers referred, each in order. */
+  const handedOut = new Map<string, { served: string[], referred: string[] }>()
+  const provideLimit = pLimit(4)
+  const topics = new Set<string>()
+
+  const addressesOf = async (peer: Connection['remotePeer']): Promise<string[]> => {
+    try {
+      const known = await node.peerStore.get(peer)
+      return known.addresses.map(a => a.multiaddr.toString()).slice(0, 8)
+    } catch {
+      return []
+    }
+  }
+
+  const referralFor = async (cid: string, requester: string): Promise<Referral[]> => {
+    const record = handedOut.get(cid)
+    if (record === undefined) return []
+    const connected = new Set(node.getPeers().map(p => p.toString()))
+    const candidates = [...record.served, ...record.referred].filter(p => p !== requester && connected.has(p))
+    const referrals: Referral[] = []
+    for (const id of candidates.slice(0, MAX_REFERRALS)) {
+      const connection = node.getConnections().find(c => c.remotePeer.toString() === id)
+      if (connection === undefined) continue
+      const addrs = await addressesOf(connection.remotePeer)
+      referrals.push({ id, addrs })
+    }
+    return referrals
+  }
+
+  const remember = (cid: string, peer: string, how: 'served' | 'referred'): void => {
+    let record = handedOut.get(cid)
+    if (record === undefined) {
+      record = { served: [], referred: [] }
+      handedOut.set(cid, record)
+      if (handedOut.size > REMEMBERED_OBJECTS) handedOut.delete(handedOut.keys().next().value as string)
+    }
+    const list = record[how]
+    if (!list.includes(peer) && list.length < 64) list.push(peer)
+  }
+
+  await node.handle(SHARD_PROTOCOL, async (stream: Stream, connection: Connection) => {
+    const requester = connection.remotePeer.toString()
+    await serveShardStream(stream, async (request): Promise<ShardAnswer> => {
+      if (superSeed && request.force !== true) {
+        const peers = await referralFor(request.cid, requester)
+        if (peers.length > 0) {
+          counters.referrals++
+          remember(request.cid, requester, 'referred')
+          return { status: 'elsewhere', peers }
+        }
+      }
+      if (request.force === true) counters.forced++
+      let bytes: Uint8Array
+      try {
+        bytes = await options.files.get(request.cid)
+      } catch (err) {
+        if (!(err instanceof NotFoundError)) throw err
+        counters.notFound++
+        return { status: 'not-found' }
+      }
+      remember(request.cid, requester, 'served')
+      return { status: 'ok', bytes }
+    }, {
+      timeoutMs: SERVE_TIMEOUT_MS,
+      pace: pace === undefined ? undefined : async (n, signal) => { await pace.take(n, signal) },
+      onServed: n => { counters.bytesServed += n; counters.objectsServed++ },
+      onBadRequest: () => { counters.badRequests++ }
+    })
+  }, { maxInboundStreams: 256 })
+
+  return {
+    node,
+    peerId: self,
+    addresses: () => node.getMultiaddrs().map(a => a.toString()),
+    async announce (model, version, manifestCid) {
+      const topic = modelTopic(model)
+      if (!topics.has(topic)) {
+        topics.add(topic)
+        node.services.pubsub.subscribe(topic)
+      }
+      await node.services.pubsub.publish(topic, encodeGossip({ type: 'version', model, version, manifestCid })).catch(() => {})
+    },
+    provide (cids) {
+      for (const cid of cids) {
+        void provideLimit(async () => {
+          await node.contentRouting.provide(CID.parse(cid), { signal: AbortSignal.timeout(10_000) }).catch(() => {})
+        })
+      }
+    },
+    counters: () => ({ ...counters }),
+    async stop () {
+      provideLimit.clearQueue()
+      await node.stop()
+    }
+  }
+}

@@ -1,0 +1,80 @@
+/**
+ * A blockfed libp2p node for Node processes (the coordinator's and every runtime's): TCP and
+ * WebSockets transports, Noise, Yamux, identify, ping, a Kademlia DHT in server mode under
+ * blockfed's own protocol id (so it is a private DHT, not the public IPFS one) and gossipsub.
+ * Peers find each other from bootstrap addresses (the coordinator's, from the AoE config).
+ *
+ * The node's key is an Ed25519 seed the caller already keeps (the coordinator's identity, the
+ * runtime's client key), so the coordinator's peer id follows from the key runtimes pin: the
+ * origin is authenticated by the Noise handshake, not by an address.
+ */
+import { noise } from '@chainsafe/libp2p-noise'
+import { yamux } from '@chainsafe/libp2p-yamux'
+import { bootstrap } from '@libp2p/bootstrap'
+import { generateKeyPairFromSeed, publicKeyFromRaw } from '@libp2p/crypto/keys'
+import { gossipsub } from '@libp2p/gossipsub'
+import { identify } from '@libp2p/identify'
+import type { Libp2p, PeerId } from '@libp2p/interface'
+import { kadDHT, passthroughMapper, type KadDHT } from '@libp2p/kad-dht'
+import { peerIdFromPublicKey } from '@libp2p/peer-id'
+import { ping } from '@libp2p/ping'
+import { tcp } from '@libp2p/tcp'
+import { webSockets } from '@libp2p/websockets'
+import { createLibp2p } from 'libp2p'
+import { multiaddr } from '@multiformats/multiaddr'
+import { InvalidInputError } from '../../shared/errors/errors.ts'
+import { DHT_PROTOCOL, GOSSIP_MAX_MESSAGE_BYTES } from '../../shared/p2p/gossip.ts'
+
+export interface PeerNodeOptions {
+  /** The node's Ed25519 secret key (32-byte seed). */
+  seed: Uint8Array
+  /** Listen multiaddrs. Default TCP and WebSockets on 127.0.0.1, ports chosen by the OS. */
+  listen?: string[]
+  /** Multiaddrs with /p2p/<id> to join through. */
+  bootstrap?: string[]
+}
+
+export type PeerServices = { dht: KadDHT, pubsub: ReturnType<ReturnType<typeof gossipsub>>, identify: unknown, ping: unknown }
+export type PeerNode = Libp2p<PeerServices>
+
+export const DEFAULT_LISTEN = ['/ip4/127.0.0.1/tcp/0', '/ip4/127.0.0.1/tcp/0/ws']
+
+/** Checks bootstrap addresses from a config or CLI: parseable, with a /p2p/ peer id. */
+export function checkBootstrap (addrs: string[], where: string): void {
+  for (const [i, text] of addrs.entries()) {
+    let ok = false
+    try {
+      ok = multiaddr(text).getComponents().some(c => c.name === 'p2p')
+    } catch (err) {
+      throw new InvalidInputError(`${where}[${i}]: "${text.slice(0, 120)}" is not a multiaddr`, { cause: err })
+    }
+    if (!ok) throw new InvalidInputError(`${where}[${i}]: "${text.slice(0, 120)}" has no /p2p/<peer id>`)
+  }
+}
+
+/** The peer id of the node whose Ed25519 public key is `publicKey` (e.g. the pinned coordinator key). */
+export function peerIdOfKey (publicKey: Uint8Array): PeerId {
+  return peerIdFromPublicKey(publicKeyFromRaw(publicKey))
+}
+
+export async function createPeerNode (options: PeerNodeOptions): Promise<PeerNode> {
+  const bootstrapList = options.bootstrap ?? []
+  checkBootstrap(bootstrapList, 'bootstrap')
+  const privateKey = await generateKeyPairFromSeed('Ed25519', options.seed)
+  return await createLibp2p({
+    privateKey,
+    addresses: { listen: options.listen ?? DEFAULT_LISTEN },
+    transports: [tcp(), webSockets()],
+    connectionEncrypters: [noise()],
+    streamMuxers: [yamux()],
+    peerDiscovery: bootstrapList.length > 0 ? [bootstrap({ list: bootstrapList, timeout: 100 })] : [],
+    services: {
+      identify: identify(),
+      ping: ping(),
+      // Loopback and private addresses are the point here (edge boxes on one LAN, tests on
+      // 127.0.0.1), so the DHT keeps them.
+      dht: kadDHT({ protocol: DHT_PROTOCOL, clientMode: false, peerInfoMapper: passthroughMapper, allowQueryWithZeroPeers: true }),
+      pubsub: gossipsub({ allowPublishToZeroTopicPeers: true, emitSelf: false, maxInboundDataLength: GOSSIP_MAX_MESSAGE_BYTES })
+    }
+  }) as PeerNode
+}

@@ -1,0 +1,345 @@
+/**
+ * A runtime's place in the swarm (DESIGN.md, pipelines 2–3): its libp2p node, the shard server
+ * that serves what it holds, the Bloom filter of its blocks gossiped on each model's topic, its
+ * provider records in the DHT, and the SwarmNetwork its loads go through.
+ *
+ * What it serves: objects it received recently (shards, kept in a small memory LRU so a peer
+ * can pass a shard on while its own load is still running) and every shard of every sealed
+ * block in its caches, re-encoded on demand (Reed-Solomon encode is ≈ 680 MB/s, cheaper than
+ * keeping shards twice). Shard CIDs are mapped to their block by the manifests it loaded.
+ * Uploads are paced by an optional cap and bounded in concurrency (over the bound: `busy`).
+ * The DHT holds block CIDs; a holder of a block serves all its shards.
+ */
+import { mkdir } from 'node:fs/promises'
+import type { PeerId, Stream } from '@libp2p/interface'
+import { peerIdFromString } from '@libp2p/peer-id'
+import type { SingleKadDHT } from '@libp2p/kad-dht'
+import { multiaddr } from '@multiformats/multiaddr'
+import { CID } from 'multiformats/cid'
+import pLimit from 'p-limit'
+import { defaultReedSolomon, erasureCoder, type ErasureCoder } from '../../shared/blocks/erasure.ts'
+import { memoryCache } from '../../shared/cache/memory-lru.ts'
+import type { CacheTier } from '../../shared/cache/types.ts'
+import { InvalidInputError } from '../../shared/errors/errors.ts'
+import type { Manifest } from '../../shared/manifest/schema.ts'
+import { blockFilter, decodeBlockFilter, type BlockFilter } from '../../shared/p2p/bloom.ts'
+import { decodeGossip, encodeGossip, modelTopic } from '../../shared/p2p/gossip.ts'
+import { requestShard, serveShardStream, SHARD_PROTOCOL, type ShardAnswer, type ShardRequest } from '../../shared/p2p/shard-protocol.ts'
+import type { SwarmNetwork } from '../../shared/p2p/swarm-source.ts'
+import { tokenBucket } from '../../shared/p2p/token-bucket.ts'
+import { createPeerNode, type PeerNode } from './peer-node.ts'
+import { knownPeersFile } from './known-peers.ts'
+
+export interface SwarmOptions {
+  /** The node's Ed25519 seed (the runtime's client key). */
+  seed: Uint8Array
+  /** Where peers seen are remembered (`known-peers.json`), so a restart finds the swarm without the coordinator. */
+  dir?: string
+  listen?: string[]
+  bootstrap?: string[]
+  /** Upload cap in bytes per second; unlimited when absent. */
+  uploadBytesPerSecond?: number
+  /** Answers being sent at once; more get `busy`. Default 64. */
+  maxServing?: number
+  /** Memory for recently received objects, served on. Default 64 MiB. */
+  recentBytes?: number
+  /** Blocks the Bloom filter is sized for, and its false-positive rate. Defaults 10,000 and 1%. */
+  filterCapacity?: number
+  filterFalsePositiveRate?: number
+  /** A version was announced on a model topic this node follows. */
+  onVersion?: (model: string, version: number, manifestCid: string, from: string) => void
+}
+
+export interface SwarmCounters {
+  bytesServed: number
+  objectsServed: number
+  badRequests: number
+  busy: number
+  notFound: number
+  provided: number
+  provideFailures: number
+}
+
+export interface Swarm {
+  readonly node: PeerNode
+  readonly peerId: string
+  readonly network: SwarmNetwork
+  /** Maps a manifest's shard CIDs to its blocks (in `cache`), joins its model's topic. */
+  register: (manifest: Manifest, cache: CacheTier) => void
+  /** `cache` wrapped so that every stored block is announced (Bloom filter) and provided (DHT). */
+  watch: (cache: CacheTier) => CacheTier
+  /** Keeps a received object to serve it on (the swarm source's `onReceived`). */
+  keepRecent: (cid: string, bytes: Uint8Array) => void
+  /** An object this node is fetching: a request for it waits for it (the swarm source's `onFetching`). */
+  fetching: (cid: string, result: Promise<Uint8Array>) => void
+  /** Dials the bootstrap peers (again); resolves when at least one answered or all failed. */
+  join: (bootstrap: string[], signal?: AbortSignal) => Promise<void>
+  counters: () => SwarmCounters
+  stop: () => Promise<void>
+}
+
+interface ShardRef {
+  block: string
+  /** The shard's index in the block's k+m shards. */
+  index: number
+  sealedLength: number
+  k: number
+  m: number
+  cache: CacheTier
+}
+
+const ANNOUNCE_DEBOUNCE_MS = 250
+const ANNOUNCE_INTERVAL_MS = 5_000
+const SERVE_TIMEOUT_MS = 30_000
+/** How long `join` waits for the DHT routing table to hold a peer. */
+const ROUTING_WAIT_MS = 3_000
+/** How long a request for an object still on its way here waits for it. */
+const PENDING_WAIT_MS = 5_000
+
+export async function createSwarm (options: SwarmOptions): Promise<Swarm> {
+  if (options.dir !== undefined) await mkdir(options.dir, { recursive: true })
+  const node = await createPeerNode({ seed: options.seed, listen: options.listen, bootstrap: options.bootstrap })
+  const self = node.peerId.toString()
+  const shards = new Map<string, ShardRef>()
+  const blockCaches = new Map<string, CacheTier>()
+  const recent = memoryCache({ capacityBytes: options.recentBytes ?? 64 << 20, name: 'swarm-recent' })
+  const coders = new Map<string, Promise<ErasureCoder>>()
+  const pace = options.uploadBytesPerSecond === undefined ? undefined : tokenBucket({ bytesPerSecond: options.uploadBytesPerSecond, burstBytes: Math.min(options.uploadBytesPerSecond, 256 * 1024) })
+  const maxServing = options.maxServing ?? 64
+  const counters: SwarmCounters = { bytesServed: 0, objectsServed: 0, badRequests: 0, busy: 0, notFound: 0, provided: 0, provideFailures: 0 }
+  const held = new Set<string>()
+  const pending = new Map<string, Promise<Uint8Array>>()
+  const filters = new Map<string, BlockFilter>()
+  const topics = new Set<string>()
+  const provideLimit = pLimit(4)
+  let serving = 0
+  let stopped = false
+
+  const coder = async (k: number, m: number): Promise<ErasureCoder> => {
+    const key = `${k}+${m}`
+    let c = coders.get(key)
+    if (c === undefined) {
+      c = erasureCoder(defaultReedSolomon, { k, m })
+      coders.set(key, c)
+    }
+    return await c
+  }
+
+  /** The bytes of `cid` if this node holds them: a recent object, a whole block, or a shard of a held block. */
+  const lookup = async (request: ShardRequest, signal: AbortSignal): Promise<ShardAnswer> => {
+    const recentBytes = await recent.get(request.cid)
+    if (recentBytes !== undefined) return { status: 'ok', bytes: recentBytes }
+    const coming = pending.get(request.cid)
+    if (coming !== undefined) {
+      // Referred here while the object is still on its way: answer when it lands.
+      const bytes = await Promise.race([coming, new Promise<undefined>(resolve => {
+        const t = setTimeout(resolve, PENDING_WAIT_MS)
+        signal.addEventListener('abort', () => { clearTimeout(t); resolve(undefined) }, { once: true })
+      })]).catch(() => undefined)
+      if (bytes !== undefined) return { status: 'ok', bytes }
+    }
+    const blockCache = blockCaches.get(request.cid)
+    if (blockCache !== undefined) {
+      const bytes = await blockCache.get(request.cid)
+      if (bytes !== undefined) return { status: 'ok', bytes }
+    }
+    const ref = shards.get(request.cid)
+    if (ref === undefined) return { status: 'not-found' }
+    const sealed = await ref.cache.get(ref.block)
+    if (sealed === undefined || sealed.length !== ref.sealedLength) return { status: 'not-found' }
+    const all = (await coder(ref.k, ref.m)).encode(sealed)
+    // The other shards of this block are likely asked for next (one loader asks for k of them).
+    for (const [cid, r] of shards) if (r.block === ref.block && r.index !== ref.index) await recent.put(cid, all[r.index] as Uint8Array)
+    return { status: 'ok', bytes: all[ref.index] as Uint8Array }
+  }
+
+  await node.handle(SHARD_PROTOCOL, async (stream: Stream) => {
+    if (serving >= maxServing) {
+      counters.busy++
+      await serveShardStream(stream, async () => ({ status: 'busy', retryMs: 200 }), { timeoutMs: SERVE_TIMEOUT_MS })
+      return
+    }
+    serving++
+    try {
+      await serveShardStream(stream, async (request, signal) => {
+        const answer = await lookup(request, signal)
+        if (answer.status === 'not-found') counters.notFound++
+        return answer
+      }, {
+        timeoutMs: SERVE_TIMEOUT_MS,
+        pace: pace === undefined ? undefined : async (n, signal) => { await pace.take(n, signal) },
+        onServed: n => { counters.bytesServed += n; counters.objectsServed++ },
+        onBadRequest: () => { counters.badRequests++ }
+      })
+    } finally {
+      serving--
+    }
+  }, { maxInboundStreams: 256 })
+
+  // --- Announcements: the Bloom filter of held blocks, debounced and repeated for late joiners.
+  let announceTimer: ReturnType<typeof setTimeout> | undefined
+  const announceNow = async (): Promise<void> => {
+    announceTimer = undefined
+    if (stopped || topics.size === 0) return
+    // Evicted blocks leave the filter (a Bloom filter cannot remove, so it is rebuilt).
+    for (const cid of [...held]) {
+      if (await blockCaches.get(cid)?.has(cid).catch(() => false) !== true) {
+        held.delete(cid)
+        blockCaches.delete(cid)
+      }
+    }
+    const filter = blockFilter({ capacity: Math.max(options.filterCapacity ?? 10_000, held.size), falsePositiveRate: options.filterFalsePositiveRate ?? 0.01 })
+    for (const cid of held) filter.add(cid)
+    const message = encodeGossip({ type: 'have', filter: filter.encode(), blocks: held.size })
+    for (const topic of topics) await node.services.pubsub.publish(topic, message).catch(() => {})
+  }
+  const announceSoon = (): void => {
+    if (announceTimer === undefined && !stopped) announceTimer = setTimeout(() => { void announceNow() }, ANNOUNCE_DEBOUNCE_MS)
+  }
+  const knownPeers = knownPeersFile(node, options.dir)
+  const heartbeat = setInterval(() => {
+    if (held.size > 0) void announceNow()
+    void knownPeers.write().catch(() => {})
+  }, ANNOUNCE_INTERVAL_MS)
+  heartbeat.unref()
+
+  node.services.pubsub.addEventListener('message', event => {
+    const message = event.detail
+    if (!topics.has(message.topic) || message.type !== 'signed') return
+    const from = message.from.toString()
+    if (from === self) return
+    let decoded
+    try {
+      decoded = decodeGossip(message.data)
+    } catch {
+      return // a malformed announcement is dropped; the sender gains nothing from it
+    }
+    if (decoded.type === 'have') {
+      try {
+        filters.set(from, decodeBlockFilter(decoded.filter))
+      } catch {
+        filters.delete(from)
+      }
+    } else {
+      options.onVersion?.(decoded.model, decoded.version, decoded.manifestCid, from)
+    }
+  })
+  node.addEventListener('peer:disconnect', event => { filters.delete(event.detail.toString()) })
+
+  const provide = (cid: string): void => {
+    void provideLimit(async () => {
+      if (stopped) return
+      try {
+        await node.contentRouting.provide(CID.parse(cid), { signal: AbortSignal.timeout(10_000) })
+        counters.provided++
+      } catch {
+        counters.provideFailures++
+      }
+    })
+  }
+
+  const hold = (cid: string, cache: CacheTier): void => {
+    blockCaches.set(cid, cache)
+    if (held.has(cid)) return
+    held.add(cid)
+    provide(cid)
+    announceSoon()
+  }
+
+  const network: SwarmNetwork = {
+    self,
+    likelyHolders: block => [...filters].filter(([, f]) => f.has(block)).map(([peer]) => peer),
+    async findProviders (block, { signal, limit }) {
+      const found: string[] = []
+      for await (const provider of node.contentRouting.findProviders(CID.parse(block), { signal })) {
+        const id = provider.id.toString()
+        if (id !== self && !found.includes(id)) found.push(id)
+        if (found.length >= limit) break
+      }
+      return found
+    },
+    async request (peer, cid, { signal, force, maxBytes }) {
+      let id: PeerId
+      try {
+        id = peerIdFromString(peer)
+      } catch (err) {
+        throw new InvalidInputError(`peer id "${peer.slice(0, 80)}" does not parse`, { cause: err })
+      }
+      const stream = await node.dialProtocol(id, SHARD_PROTOCOL, { signal })
+      return await requestShard(stream, cid, { signal, force, maxBytes })
+    },
+    async learn (referral) {
+      const id = peerIdFromString(referral.id)
+      const addrs = referral.addrs.flatMap(a => { try { return [multiaddr(a)] } catch { return [] } })
+      if (addrs.length > 0) await node.peerStore.merge(id, { multiaddrs: addrs })
+    }
+  }
+
+  return {
+    node,
+    peerId: self,
+    network,
+    register (manifest, cache) {
+      const topic = modelTopic(manifest.model)
+      if (!topics.has(topic)) {
+        topics.add(topic)
+        node.services.pubsub.subscribe(topic)
+      }
+      const { k, m } = manifest.erasure
+      for (const block of manifest.blocks) {
+        block.shards.cids.forEach((cid, index) => { shards.set(cid, { block: block.cid, index, sealedLength: block.sealedLength, k, m, cache }) })
+        // Blocks already in the cache (an earlier version, a restart) are held from now on.
+        void cache.has(block.cid).then(has => { if (has) hold(block.cid, cache) }, () => {})
+      }
+    },
+    watch (cache) {
+      return {
+        ...cache,
+        name: cache.name,
+        async put (key, bytes) {
+          await cache.put(key, bytes)
+          hold(key, cache)
+        },
+        async delete (key) {
+          held.delete(key)
+          blockCaches.delete(key)
+          announceSoon()
+          return await cache.delete(key)
+        }
+      }
+    },
+    keepRecent (cid, bytes) {
+      void recent.put(cid, bytes).catch(() => {})
+    },
+    fetching (cid, result) {
+      pending.set(cid, result)
+      result.then(() => {}, () => {}).finally(() => { if (pending.get(cid) === result) pending.delete(cid) })
+    },
+    async join (bootstrap, signal) {
+      const remembered = options.dir === undefined ? [] : await knownPeers.read()
+      const targets = [...new Set([...bootstrap, ...remembered])]
+      const results = await Promise.allSettled(targets.map(async a => await node.dial(multiaddr(a), { signal })))
+      if (results.every(r => r.status === 'rejected')) {
+        const first = results[0]
+        if (first?.status === 'rejected') throw first.reason
+        return
+      }
+      // A lookup with an empty routing table returns nothing at once: wait (bounded) until the
+      // peers just dialled have been identified and added to it.
+      const dht = node.services.dht as SingleKadDHT
+      const until = Date.now() + ROUTING_WAIT_MS
+      while (dht.routingTable.size === 0 && Date.now() < until && signal?.aborted !== true) await new Promise(resolve => setTimeout(resolve, 20))
+    },
+    counters: () => ({ ...counters }),
+    async stop () {
+      if (stopped) return
+      stopped = true
+      await knownPeers.write().catch(() => {})
+      clearInterval(heartbeat)
+      if (announceTimer !== undefined) clearTimeout(announceTimer)
+      provideLimit.clearQueue()
+      await node.stop()
+      await recent.close()
+    }
+  }
+}

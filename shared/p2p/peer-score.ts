@@ -1,0 +1,84 @@
+/**
+ * How far a loader trusts each peer, from what the peer did: a score that successes raise and
+ * failures lower, a cool-down after repeated failures, and a ban for serving bytes that do not
+ * hash to their CID (the one failure that cannot be bad luck). Pure bookkeeping with an
+ * injected clock; the swarm source asks `usable` and `rank` before every request.
+ */
+
+export type PeerOutcome = 'ok' | 'not-found' | 'busy' | 'timeout' | 'error' | 'corrupt'
+
+export interface PeerScoreOptions {
+  /** How long a peer that served corrupt data is avoided. Default 10 minutes. */
+  banMs?: number
+  /** Consecutive timeouts/errors after which a peer is rested. Default 3. */
+  failuresBeforeCoolDown?: number
+  /** How long a rested peer is skipped. Default 30 s. */
+  coolDownMs?: number
+  now?: () => number
+}
+
+export interface PeerRecord {
+  score: number
+  consecutiveFailures: number
+  /** Skip this peer until then (ms on the injected clock); 0 when usable. */
+  avoidUntil: number
+  served: number
+  corrupt: number
+}
+
+/** Score changes per outcome: bounded to [MIN, MAX] so a long good past cannot hide a ban. */
+const DELTA: Record<PeerOutcome, number> = { ok: 1, 'not-found': -0.5, busy: -0.25, timeout: -2, error: -2, corrupt: -100 }
+const MIN = -100
+const MAX = 20
+
+export interface PeerScores {
+  record: (peer: string, outcome: PeerOutcome) => void
+  usable: (peer: string) => boolean
+  score: (peer: string) => number
+  /** `peers` without unusable ones, best first (ties keep the given order). */
+  rank: (peers: Iterable<string>) => string[]
+  snapshot: () => Record<string, PeerRecord>
+}
+
+export function peerScores (options: PeerScoreOptions = {}): PeerScores {
+  const banMs = options.banMs ?? 10 * 60_000
+  const limit = options.failuresBeforeCoolDown ?? 3
+  const coolDownMs = options.coolDownMs ?? 30_000
+  const now = options.now ?? Date.now
+  const peers = new Map<string, PeerRecord>()
+  const get = (peer: string): PeerRecord => {
+    let r = peers.get(peer)
+    if (r === undefined) {
+      r = { score: 0, consecutiveFailures: 0, avoidUntil: 0, served: 0, corrupt: 0 }
+      peers.set(peer, r)
+    }
+    return r
+  }
+  const usable = (peer: string): boolean => (peers.get(peer)?.avoidUntil ?? 0) <= now()
+  return {
+    record (peer, outcome) {
+      const r = get(peer)
+      r.score = Math.min(MAX, Math.max(MIN, r.score + DELTA[outcome]))
+      if (outcome === 'ok') {
+        r.served++
+        r.consecutiveFailures = 0
+      } else if (outcome === 'corrupt') {
+        r.corrupt++
+        r.avoidUntil = now() + banMs
+      } else if (outcome === 'timeout' || outcome === 'error') {
+        if (++r.consecutiveFailures >= limit) {
+          r.avoidUntil = now() + coolDownMs
+          r.consecutiveFailures = 0
+        }
+      }
+    },
+    usable,
+    score: peer => peers.get(peer)?.score ?? 0,
+    rank (candidates) {
+      const list = [...new Set(candidates)].filter(usable)
+      const order = new Map(list.map((p, i) => [p, i]))
+      return list.sort((a, b) => ((peers.get(b)?.score ?? 0) - (peers.get(a)?.score ?? 0)) || ((order.get(a) ?? 0) - (order.get(b) ?? 0)))
+    },
+    snapshot: () => Object.fromEntries([...peers].map(([k, v]) => [k, { ...v }]))
+  }
+}

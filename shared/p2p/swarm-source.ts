@@ -1,0 +1,254 @@
+/**
+ * A BlockSource over the swarm (DESIGN.md, pipeline 3): for each object it asks peers before
+ * the origin, in this order:
+ *
+ *   1. likely holders: peers whose gossiped Bloom filter contains the block (no lookup needed);
+ *   2. providers of the block found in the Kademlia DHT (one lookup per block, memoised briefly);
+ *   3. the origin (the coordinator's node), whose "elsewhere" referrals are followed first
+ *      (it super-seeds: a shard it has already handed out is referred to the peers that got
+ *      it), then asked again with `force` when those fail;
+ *   4. a fallback source (the coordinator's HTTP API), when the origin cannot be reached.
+ *
+ * Every answer is verified against its CID before it is returned; a peer whose bytes do not
+ * match is banned (peer-score.ts) and the next one is asked. Requests per peer are limited,
+ * every request has a deadline, and the shards of one block start at different peers (rotated
+ * by shard index) so one block's load is spread. Which peer was asked and what it did is in
+ * `stats()`.
+ *
+ * Isomorphic: the network is an interface (node-runtime/p2p/ implements it over libp2p).
+ */
+import pLimit, { type LimitFunction } from 'p-limit'
+import { verifyCid } from '../crypto/cid.ts'
+import { IntegrityError, UnavailableError } from '../errors/errors.ts'
+import type { BlockSource, BlockSourceGetOptions } from '../load/source.ts'
+import { peerScores, type PeerOutcome, type PeerScores } from './peer-score.ts'
+import { DEFAULT_MAX_OBJECT_BYTES, type Referral, type ShardAnswer } from './shard-protocol.ts'
+
+export interface SwarmNetwork {
+  /** This node's peer id (never asked). */
+  readonly self: string
+  /** Peers whose latest Bloom filter says they may hold `blockCid`. Cheap and local. */
+  likelyHolders: (blockCid: string) => string[]
+  /** Providers of `blockCid` from the DHT, at most `limit`, within the signal's deadline. */
+  findProviders: (blockCid: string, options: { signal: AbortSignal, limit: number }) => Promise<string[]>
+  /** One shard-protocol request to one peer. */
+  request: (peer: string, cid: string, options: { signal: AbortSignal, force?: boolean, maxBytes: number }) => Promise<ShardAnswer>
+  /** Remembers the addresses a referral names, so the referred peers can be dialled. */
+  learn: (referral: Referral) => Promise<void>
+}
+
+export interface SwarmSourceOptions {
+  network: SwarmNetwork
+  /** The coordinator's peer id: asked only when peers cannot serve. */
+  origin?: string
+  /** Asked last, when neither peers nor the origin over p2p could serve. */
+  fallback?: BlockSource
+  scores?: PeerScores
+  /** Requests in flight to one peer. Default 4. */
+  perPeerConcurrency?: number
+  /** Deadline of one request. Default 10 s. */
+  requestTimeoutMs?: number
+  /** Deadline of one DHT provider lookup. Default 2 s. */
+  lookupTimeoutMs?: number
+  /** Peers tried per object before the origin. Default 6. */
+  maxPeersPerObject?: number
+  maxBytes?: number
+  /** Called with every verified object and who served it (e.g. to serve it on in turn). */
+  onReceived?: (cid: string, bytes: Uint8Array, from: string) => void
+  /**
+   * Called when a fetch starts, with its outcome: a peer the origin referred to this node while
+   * the object is still on its way can be answered when it lands instead of "not found".
+   */
+  onFetching?: (cid: string, result: Promise<Uint8Array>) => void
+}
+
+export interface SwarmStats {
+  bytesFromPeers: number
+  bytesFromOrigin: number
+  bytesFromFallback: number
+  requests: number
+  /** Answers rejected because they did not hash to their CID. */
+  corrupt: number
+  /** Referrals the origin gave instead of bytes. */
+  referrals: number
+  /** Verified bytes per serving peer. */
+  perPeer: Record<string, number>
+}
+
+export interface SwarmSource extends BlockSource {
+  stats: () => SwarmStats
+  readonly scores: PeerScores
+}
+
+const LOOKUP_TTL_MS = 2_000
+const ORIGIN_ATTEMPTS = 4
+
+function rotate<T> (list: T[], by: number): T[] {
+  if (list.length === 0) return list
+  const k = by % list.length
+  return [...list.slice(k), ...list.slice(0, k)]
+}
+
+async function pause (ms: number, signal: AbortSignal): Promise<void> {
+  await new Promise<void>((resolve, reject) => {
+    if (signal.aborted) { reject(signal.reason); return }
+    const onAbort = (): void => { clearTimeout(timer); reject(signal.reason) }
+    const timer = setTimeout(() => { signal.removeEventListener('abort', onAbort); resolve() }, ms)
+    signal.addEventListener('abort', onAbort, { once: true })
+  })
+}
+
+export function swarmSource (options: SwarmSourceOptions): SwarmSource {
+  const { network, origin, fallback } = options
+  const scores = options.scores ?? peerScores()
+  const perPeer = options.perPeerConcurrency ?? 4
+  const requestTimeoutMs = options.requestTimeoutMs ?? 10_000
+  const lookupTimeoutMs = options.lookupTimeoutMs ?? 2_000
+  const maxPeers = options.maxPeersPerObject ?? 6
+  const maxBytes = options.maxBytes ?? DEFAULT_MAX_OBJECT_BYTES
+  const limiters = new Map<string, LimitFunction>()
+  const lookups = new Map<string, { at: number, providers: Promise<string[]> }>()
+  const stats: SwarmStats = { bytesFromPeers: 0, bytesFromOrigin: 0, bytesFromFallback: 0, requests: 0, corrupt: 0, referrals: 0, perPeer: {} }
+
+  const limiter = (peer: string): LimitFunction => {
+    let l = limiters.get(peer)
+    if (l === undefined) {
+      l = pLimit(perPeer)
+      limiters.set(peer, l)
+    }
+    return l
+  }
+
+  /** Unsaturated peers first, keeping the rank order within each group. */
+  const byLoad = (peers: string[]): string[] => {
+    const busy = (p: string): number => (limiters.get(p)?.activeCount ?? 0) >= perPeer ? 1 : 0
+    return peers.map((p, i) => ({ p, i })).sort((a, b) => (busy(a.p) - busy(b.p)) || (a.i - b.i)).map(x => x.p)
+  }
+
+  const providersOf = async (block: string, signal: AbortSignal): Promise<string[]> => {
+    const now = Date.now()
+    const memo = lookups.get(block)
+    if (memo !== undefined && now - memo.at < LOOKUP_TTL_MS) return await memo.providers
+    const providers = network.findProviders(block, { signal: AbortSignal.any([signal, AbortSignal.timeout(lookupTimeoutMs)]), limit: maxPeers })
+      .catch(() => [] as string[])
+    lookups.set(block, { at: now, providers })
+    if (lookups.size > 4096) lookups.delete(lookups.keys().next().value as string)
+    return await providers
+  }
+
+  type Outcome = { bytes: Uint8Array } | { referral: Referral[] } | { busy: number } | undefined
+
+  /** One request to one peer within its concurrency limit; the peer's score records what happened. */
+  const ask = async (peer: string, cid: string, signal: AbortSignal, force: boolean): Promise<Outcome> => {
+    return await limiter(peer)(async () => {
+      if (signal.aborted) throw signal.reason
+      stats.requests++
+      let answer: ShardAnswer
+      let outcome: PeerOutcome
+      try {
+        answer = await network.request(peer, cid, { signal: AbortSignal.any([signal, AbortSignal.timeout(requestTimeoutMs)]), force, maxBytes })
+      } catch (err) {
+        if (signal.aborted) throw err
+        scores.record(peer, (err as Error).name === 'TimeoutError' ? 'timeout' : 'error')
+        return undefined
+      }
+      switch (answer.status) {
+        case 'ok':
+          try {
+            await verifyCid(cid, answer.bytes, 'object from a peer')
+          } catch (err) {
+            if (!(err instanceof IntegrityError)) throw err
+            stats.corrupt++
+            scores.record(peer, 'corrupt')
+            return undefined
+          }
+          outcome = 'ok'
+          scores.record(peer, outcome)
+          return { bytes: answer.bytes }
+        case 'elsewhere':
+          return { referral: answer.peers }
+        case 'busy':
+          scores.record(peer, 'busy')
+          return { busy: answer.retryMs }
+        default:
+          scores.record(peer, 'not-found')
+          return undefined
+      }
+    })
+  }
+
+  /** Tries `peers` one after the other until one serves; referrals from a peer are not followed. */
+  const fromPeers = async (peers: string[], cid: string, signal: AbortSignal, tried: Set<string>): Promise<Uint8Array | undefined> => {
+    for (const peer of peers) {
+      if (tried.has(peer) || tried.size > maxPeers + 2) continue
+      tried.add(peer)
+      const got = await ask(peer, cid, signal, false)
+      if (got !== undefined && 'bytes' in got) {
+        stats.bytesFromPeers += got.bytes.length
+        stats.perPeer[peer] = (stats.perPeer[peer] ?? 0) + got.bytes.length
+        options.onReceived?.(cid, got.bytes, peer)
+        return got.bytes
+      }
+    }
+    return undefined
+  }
+
+  const fromOrigin = async (originPeer: string, cid: string, signal: AbortSignal, tried: Set<string>): Promise<Uint8Array | undefined> => {
+    let force = false
+    for (let attempt = 0; attempt < ORIGIN_ATTEMPTS; attempt++) {
+      const got = await ask(originPeer, cid, signal, force)
+      if (got === undefined) return undefined
+      if ('bytes' in got) {
+        stats.bytesFromOrigin += got.bytes.length
+        options.onReceived?.(cid, got.bytes, originPeer)
+        return got.bytes
+      }
+      if ('busy' in got) {
+        await pause(got.busy, signal)
+        continue
+      }
+      stats.referrals++
+      const referred = got.referral.filter(r => r.id !== network.self)
+      await Promise.all(referred.map(async r => { await network.learn(r).catch(() => {}) }))
+      const bytes = await fromPeers(scores.rank(referred.map(r => r.id)), cid, signal, tried)
+      if (bytes !== undefined) return bytes
+      force = true
+    }
+    return undefined
+  }
+
+  return {
+    name: 'swarm',
+    scores,
+    stats: () => ({ ...stats, perPeer: { ...stats.perPeer } }),
+    async get (cid, getOptions) {
+      const result = fetchObject(cid, getOptions)
+      options.onFetching?.(cid, result)
+      return await result
+    }
+  }
+
+  async function fetchObject (cid: string, { signal, block, shard }: BlockSourceGetOptions): Promise<Uint8Array> {
+    const key = block ?? cid
+    const tried = new Set<string>([network.self])
+    if (origin !== undefined) tried.add(origin)
+    const order = (peers: string[]): string[] => byLoad(rotate(scores.rank(peers.filter(p => !tried.has(p))).slice(0, maxPeers), shard ?? 0))
+
+    let bytes = await fromPeers(order(network.likelyHolders(key)), cid, signal, tried)
+    if (bytes !== undefined) return bytes
+    bytes = await fromPeers(order(await providersOf(key, signal)), cid, signal, tried)
+    if (bytes !== undefined) return bytes
+    if (origin !== undefined) {
+      bytes = await fromOrigin(origin, cid, signal, tried)
+      if (bytes !== undefined) return bytes
+    }
+    if (fallback !== undefined) {
+      bytes = await fallback.get(cid, { signal })
+      await verifyCid(cid, bytes, `object from ${fallback.name}`)
+      stats.bytesFromFallback += bytes.length
+      options.onReceived?.(cid, bytes, fallback.name)
+      return bytes
+    }
+    throw new UnavailableError(`${cid}: no peer could serve it (asked ${tried.size - 1} peer(s)${origin === undefined ? ', no origin' : ' and the origin'})`)
+  }
+}

@@ -1,0 +1,206 @@
+/**
+ * The swarm end to end over loopback, with real libp2p nodes (TCP, Noise, Yamux, Kademlia,
+ * gossipsub): a coordinator with its origin node and Node runtimes configured with `peers`.
+ * Shows: a second runtime loads from the first instead of the coordinator; a peer serving
+ * corrupt shards is caught by CID, banned, and nothing bad is cached; killing 2 of 6 holders
+ * mid-load does not stop a load; with the coordinator down, a runtime restarts from peers.
+ */
+import { describe, it, expect, beforeAll, afterAll } from 'vitest'
+import { mkdtemp, rm } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import * as tf from '@tensorflow/tfjs-core'
+import * as tfl from '@tensorflow/tfjs-layers'
+import { CID } from 'multiformats/cid'
+import { multiaddr } from '@multiformats/multiaddr'
+import type { SingleKadDHT } from '@libp2p/kad-dht'
+import { createCoordinator, type Coordinator } from '../../coordinator/coordinator.ts'
+import { coordinatorClient } from '../../shared/client/coordinator-client.ts'
+import { createNodeRuntime, type NodeRuntime } from '../../node-runtime/runtime.ts'
+import { tfjsBackend } from '../../node-runtime/engines/tfjs.ts'
+import { modelFiles } from '../../node-runtime/examples/mnist-mlp.ts'
+import { createPeerNode, type PeerNode } from '../../node-runtime/p2p/peer-node.ts'
+import { serveShardStream, SHARD_PROTOCOL } from '../../shared/p2p/shard-protocol.ts'
+import type { Manifest } from '../../shared/manifest/schema.ts'
+import type { TensorData } from '../../shared/runtime/passthrough.ts'
+
+const MODEL = 'swarm-mlp'
+let root: string
+let coordinator: Coordinator
+let url: string
+let token: string
+let manifest: Manifest
+let sealedBytes: number
+let bootstrap: string[]
+const runtimes: NodeRuntime[] = []
+
+const config = (extra: Record<string, unknown> = {}): Record<string, unknown> => ({
+  version: '1.0.0',
+  tag: 'tag_swarm',
+  runtime: 'tensorflow',
+  source: 'blockfed',
+  modelDir: MODEL,
+  modelName: MODEL,
+  updateURL: url,
+  token,
+  fetch: { timeoutMs: 5_000, retries: 0, concurrency: 4 },
+  peers: { bootstrap },
+  ...extra
+})
+
+async function runtime (name: string): Promise<NodeRuntime> {
+  const r = await createNodeRuntime({ dataDir: join(root, name) })
+  runtimes.push(r)
+  return r
+}
+
+const originBytes = (): number => coordinator.served().p2p?.bytesServed ?? 0
+
+beforeAll(async () => {
+  await tfjsBackend()
+  root = await mkdtemp(join(tmpdir(), 'blockfed-swarm-'))
+  coordinator = await createCoordinator({ dataDir: join(root, 'coordinator'), port: 0, p2p: {} })
+  url = await coordinator.start()
+  bootstrap = coordinator.p2p()?.addresses ?? []
+  const admin = coordinatorClient({ baseUrl: url, token: coordinator.adminToken })
+  token = await admin.createToken('edge')
+  // 2.6 M parameters ≈ 10 MB: 10 blocks of ≈ 1 MiB, 60 shards.
+  const model = tfl.sequential()
+  model.add(tfl.layers.dense({ inputShape: [512], units: 1024, name: 'a' }))
+  model.add(tfl.layers.dense({ units: 1024, name: 'b' }))
+  model.add(tfl.layers.dense({ units: 512, name: 'c' }))
+  await admin.ingest(MODEL, await modelFiles(model))
+  model.dispose()
+  tf.disposeVariables()
+  manifest = (await admin.manifest(MODEL, 1) as { manifest: Manifest }).manifest
+  sealedBytes = manifest.blocks.reduce((n, b) => n + b.sealedLength, 0)
+}, 60_000)
+
+afterAll(async () => {
+  for (const r of runtimes) await r.stop().catch(() => {})
+  await coordinator?.stop()
+  await rm(root, { recursive: true, force: true })
+})
+
+describe('swarm loading', () => {
+  it('the coordinator announces its libp2p node over HTTP', async () => {
+    const res = await fetch(`${url}/v1/p2p`)
+    const body = await res.json() as { peerId: string, addresses: string[] }
+    expect(res.status).toBe(200)
+    expect(body.addresses.length).toBeGreaterThan(0)
+    expect(body.addresses.every(a => a.endsWith(`/p2p/${body.peerId}`))).toBe(true)
+    expect(body.peerId).toBe(coordinator.p2p()?.peerId)
+  })
+
+  it('the first runtime loads from the origin; the second loads from the first, not the coordinator', async () => {
+    const a = await runtime('a')
+    const before = originBytes()
+    const ha = await a.load(config())
+    const fromOriginA = originBytes() - before
+    expect(fromOriginA).toBeGreaterThan(0)
+    // k data shards per block, each a quarter of the sealed block (rounded up).
+    expect(fromOriginA).toBeLessThanOrEqual(sealedBytes * 1.01)
+    expect(coordinator.served().httpBytes).toBe(0)
+
+    const b = await runtime('b')
+    const mid = originBytes()
+    const hb = await b.load(config())
+    const stats = Object.values(b.swarmStats())[0]
+    expect(originBytes() - mid).toBe(0)
+    expect(stats?.bytesFromOrigin).toBe(0)
+    expect(stats?.bytesFromPeers).toBe(hb.report.bytesFetched)
+    expect(Object.keys(stats?.perPeer ?? {})).toEqual([a.swarm()?.peerId])
+    expect(a.swarm()?.counters().bytesServed).toBeGreaterThanOrEqual(hb.report.bytesFetched)
+    expect(hb.manifest.version).toBe(ha.manifest.version)
+    const x = tf.ones([1, 512])
+    const [ya] = await ha.infer(x) as TensorData[]
+    const [yb] = await hb.infer(x) as TensorData[]
+    expect(yb?.data.length).toBe(512)
+    expect(Array.from(yb?.data ?? [])).toEqual(Array.from(ya?.data ?? []))
+    x.dispose()
+  }, 60_000)
+
+  it('a peer that serves corrupt shards is caught by CID, banned, and nothing it sent is cached', async () => {
+    // A second model that no runtime holds yet: a hostile node is its only provider in the DHT.
+    const admin = coordinatorClient({ baseUrl: url, token: coordinator.adminToken })
+    const model = tfl.sequential()
+    model.add(tfl.layers.dense({ inputShape: [256], units: 1024, name: 'd' }))
+    model.add(tfl.layers.dense({ units: 512, name: 'e' }))
+    await admin.ingest('swarm-other', await modelFiles(model))
+    model.dispose()
+    const other = (await admin.manifest('swarm-other', 1) as { manifest: Manifest }).manifest
+    const evil: PeerNode = await createPeerNode({ seed: crypto.getRandomValues(new Uint8Array(32)), bootstrap: coordinator.p2p()?.addresses })
+    let evilServed = 0
+    await evil.handle(SHARD_PROTOCOL, async stream => {
+      await serveShardStream(stream, async () => {
+        evilServed++
+        return { status: 'ok', bytes: crypto.getRandomValues(new Uint8Array(1024)) }
+      }, { timeoutMs: 5_000 })
+    })
+    try {
+      await evil.dial(multiaddr(coordinator.p2p()?.addresses[0] as string))
+      // Provide only once the DHT knows a peer; otherwise the records stay local to the evil node.
+      const deadline = Date.now() + 10_000
+      while ((evil.services.dht as unknown as SingleKadDHT).routingTable.size === 0 && Date.now() < deadline) await new Promise(resolve => setTimeout(resolve, 20))
+      for (const b of other.blocks) await evil.contentRouting.provide(CID.parse(b.cid), { signal: AbortSignal.timeout(5_000) })
+      const c = await runtime('c')
+
+      const h = await c.load(config({ modelName: 'swarm-other', modelDir: 'swarm-other', fetch: { timeoutMs: 5_000, retries: 0, concurrency: 1 } }))
+      const stats = Object.values(c.swarmStats())[0]
+      expect(evilServed).toBeGreaterThan(0)
+      expect(stats?.corrupt).toBe(evilServed)
+      expect(stats?.perPeer[evil.peerId.toString()]).toBeUndefined()
+      // Banned after its first bad answer: with one block in flight, at most that block's k requests reached it.
+      expect(evilServed).toBeLessThanOrEqual(other.erasure.k)
+      const cache = c.cacheOf('swarm-other')
+      for (const block of other.blocks) {
+        const bytes = await cache?.get(block.cid)
+        expect(bytes?.length).toBe(block.sealedLength)
+      }
+      expect(h.report.faults).toEqual([])
+    } finally {
+      await evil.stop()
+    }
+  }, 90_000)
+
+  it('killing 2 of 6 holders mid-load does not stop the load, and the coordinator serves nothing', async () => {
+    const holders: NodeRuntime[] = [runtimes[0] as NodeRuntime, runtimes[1] as NodeRuntime]
+    for (const name of ['d', 'e', 'f', 'g']) {
+      const r = await runtime(name)
+      await r.load(config())
+      holders.push(r)
+    }
+    expect(holders).toHaveLength(6)
+    const before = originBytes()
+    let killed: Promise<void> | undefined
+    const loader = await createNodeRuntime({
+      dataDir: join(root, 'late'),
+      onProgress: (_model, done) => { if (done === 1) killed ??= Promise.all([holders[0]?.stop(), holders[1]?.stop()]).then(() => {}) }
+    })
+    runtimes.push(loader)
+    const h = await loader.load(config({ fetch: { timeoutMs: 5_000, retries: 0, concurrency: 2 } }))
+    await killed
+    const stats = Object.values(loader.swarmStats())[0]
+    expect(killed).toBeDefined()
+    expect(h.report.fetchedBlocks + h.report.fromCache).toBe(manifest.blocks.length)
+    expect(h.report.fetchedBlocks).toBeGreaterThan(0)
+    expect(stats?.bytesFromOrigin).toBe(0)
+    expect(stats?.bytesFromFallback).toBe(0)
+    expect(originBytes() - before).toBe(0)
+  }, 120_000)
+
+  it('with the coordinator down, a runtime restarts from what peers hold', async () => {
+    const first = await runtime('h')
+    await (await first.load(config())).release()
+    await first.stop()
+    await rm(join(root, 'h', MODEL, 'blocks'), { recursive: true, force: true })
+    await coordinator.stop()
+    const again = await runtime('h')
+    const h = await again.load(config())
+    const stats = Object.values(again.swarmStats())[0]
+    expect(h.report.offline).toBe(true)
+    expect(h.report.fetchedBlocks + h.report.fromCache).toBe(manifest.blocks.length)
+    expect(stats?.bytesFromPeers).toBe(h.report.bytesFetched)
+    expect(stats?.bytesFromOrigin).toBe(0)
+  }, 90_000)
+})
