@@ -18,17 +18,26 @@
  *
  * Pins live in memory only: they describe what this process has loaded, and a pin persisted
  * across a crash would never be released.
+ *
+ * The frequency and recency weights adapt to the misses their evictions cause (shared/cache/
+ * adapt.ts, after LeCaR and ARC's ghost lists) unless `adapt: false`. The weights reached are
+ * kept in the index's `meta` table (row "score-weights", beside "schema": older code reads only
+ * "schema", so the schema version stays 1) and resumed on open while the configured weights are
+ * those they were adapted from; changing the configured weights starts afresh. The ghost history
+ * is not kept: like pins it describes this run.
  */
 import { createHash, randomBytes } from 'node:crypto'
 import { rmSync } from 'node:fs'
 import { lstat, mkdir, readdir, readFile, rename, rm, unlink, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { DatabaseSync, type StatementSync } from 'node:sqlite'
+import { z } from 'zod'
 import { InvalidInputError, TooLargeError, UnavailableError } from '../../shared/errors/errors.ts'
 import { checkBytes, checkCapacity } from '../../shared/cache/_checks.ts'
 import { pinCounter } from '../../shared/cache/_pins.ts'
+import { adaptiveWeights, checkAdaptOptions, type AdaptiveWeights, type AdaptOptions } from '../../shared/cache/adapt.ts'
 import { DEFAULT_HALF_LIFE_MS, DEFAULT_SCORE_WEIGHTS } from '../../shared/cache/constants.ts'
-import { checkScoreParams, pickVictims, recordAccess, type ScoreParams, type ScoreWeights } from '../../shared/cache/score.ts'
+import { checkScoreParams, pickVictims, recordAccess, type ScoredEntry, type ScoreParams, type ScoreWeights } from '../../shared/cache/score.ts'
 import type { CacheStats, CacheTier } from '../../shared/cache/types.ts'
 
 export interface DiskCacheOptions {
@@ -38,8 +47,17 @@ export interface DiskCacheOptions {
   capacityBytes: number
   /** Half-life of an access in the frequency count. Default one day. */
   halfLifeMs?: number
-  /** Eviction score weights (see score.ts); missing ones take the defaults. */
+  /**
+   * Eviction score weights (see score.ts); missing ones take the defaults. With adaptation on,
+   * these are the starting point: frequency and recency then move, their sum and `size` do not.
+   */
   weights?: Partial<ScoreWeights>
+  /**
+   * Adapt the frequency and recency weights to the misses evictions cause (shared/cache/adapt.ts).
+   * Default on (`true` or an object of knobs: rate 0.45, historySize 1024, minShare 0.05);
+   * `false` keeps `weights` fixed.
+   */
+  adapt?: boolean | AdaptOptions
   /** Clock in milliseconds; inject a fake one in tests. Default `Date.now`. */
   now?: () => number
   /** Default "disk". */
@@ -59,6 +77,33 @@ const KEY_PATTERN = /^[a-z2-7]{1,200}$/
 const RESERVED_NAMES = /^(con|prn|aux|nul|com[1-9]|lpt[1-9])$/
 
 const SCHEMA_VERSION = 1
+
+/** The `meta` row holding the adapted weights and the configured ones they started from. */
+const WEIGHTS_ROW = 'score-weights'
+const weightsSchema = z.strictObject({
+  frequency: z.number().finite().nonnegative(),
+  recency: z.number().finite().nonnegative(),
+  size: z.number().finite().nonnegative()
+})
+const weightsRowSchema = z.strictObject({ initial: weightsSchema, weights: weightsSchema })
+
+const sameWeights = (a: ScoreWeights, b: ScoreWeights): boolean =>
+  a.frequency === b.frequency && a.recency === b.recency && a.size === b.size
+
+/** The weights a previous run adapted from `initial`, or undefined (none, damaged, or from other settings). */
+function resumableWeights (text: unknown, initial: ScoreWeights): ScoreWeights | undefined {
+  if (typeof text !== 'string') return undefined
+  let json: unknown
+  try {
+    json = JSON.parse(text)
+  } catch {
+    return undefined
+  }
+  const row = weightsRowSchema.safeParse(json)
+  // A damaged row is not worth refusing to start for: the weights just adapt again.
+  if (!row.success || !sameWeights(row.data.initial, initial) || row.data.weights.frequency + row.data.weights.recency === 0) return undefined
+  return row.data.weights
+}
 
 interface Entry {
   key: string
@@ -174,6 +219,13 @@ export async function diskCache (options: DiskCacheOptions): Promise<DiskCacheTi
     weights: { ...DEFAULT_SCORE_WEIGHTS, ...options.weights }
   }
   checkScoreParams('diskCache', params)
+  const adaptOption = options.adapt === undefined ? true : options.adapt
+  if (typeof adaptOption !== 'boolean') {
+    if (typeof adaptOption !== 'object' || adaptOption === null) {
+      throw new InvalidInputError(`diskCache: adapt must be true, false or { rate, historySize, minShare }, got ${adaptOption === null ? 'null' : typeof adaptOption}`)
+    }
+    checkAdaptOptions('diskCache: adapt.', adaptOption)
+  }
   const now = options.now ?? Date.now
 
   const blocksDir = join(dir, 'blocks')
@@ -188,7 +240,9 @@ export async function diskCache (options: DiskCacheOptions): Promise<DiskCacheTi
         count = excluded.count, last_access = excluded.last_access`),
     touch: db.prepare('UPDATE blocks SET count = ?, last_access = ? WHERE key = ?'),
     remove: db.prepare('DELETE FROM blocks WHERE key = ?'),
-    all: db.prepare('SELECT key, size, sha256, count, last_access FROM blocks')
+    all: db.prepare('SELECT key, size, sha256, count, last_access FROM blocks'),
+    getMeta: db.prepare('SELECT v FROM meta WHERE k = ?'),
+    setMeta: db.prepare('INSERT INTO meta (k, v) VALUES (?, ?) ON CONFLICT (k) DO UPDATE SET v = excluded.v')
   } satisfies Record<string, StatementSync>
 
   const entries = new Map<string, Entry>()
@@ -197,6 +251,38 @@ export async function diskCache (options: DiskCacheOptions): Promise<DiskCacheTi
   let bytes = 0
   let gen = 0
   let state: 'open' | 'closing' | 'closed' = 'open'
+
+  const initialWeights = { ...params.weights }
+  const adapt = ((): AdaptiveWeights | undefined => {
+    if (adaptOption === false) return undefined
+    try {
+      return adaptiveWeights({
+        ...(adaptOption === true ? {} : adaptOption),
+        initial: initialWeights,
+        halfLifeMs: params.halfLifeMs,
+        resume: resumableWeights((sql.getMeta.get(WEIGHTS_ROW) as { v?: unknown } | undefined)?.v, initialWeights)
+      })
+    } catch (err) {
+      db.close() // releases the lock, so a retry can open the directory
+      throw err
+    }
+  })()
+  /** The score parameters as of now (the weights move with adaptation). */
+  const currentParams = (): ScoreParams => adapt === undefined ? params : { halfLifeMs: params.halfLifeMs, weights: adapt.weights() }
+
+  /**
+   * An eviction as the adaptation sees it: the victims among the unpinned `candidates` the
+   * eviction ranked at `at`. Copied now, since a concurrent `get` may touch the entries before the
+   * eviction is done; the returned function records it once it is (a failed write evicts nothing).
+   */
+  function evictionNote (victims: readonly Entry[], candidates: Iterable<Entry>, at: number): () => void {
+    if (adapt === undefined || victims.length === 0) return () => {}
+    const copy = (e: Entry): ScoredEntry => ({ key: e.key, size: e.size, count: e.count, lastAccess: e.lastAccess })
+    const ranked: ScoredEntry[] = []
+    for (const e of candidates) if (!pins.isPinned(e.key)) ranked.push(copy(e))
+    const gone = victims.map(copy)
+    return () => { adapt.onEvict(gone, ranked, at) }
+  }
 
   const blockPath = (key: string): string => join(blocksDir, key)
 
@@ -292,8 +378,11 @@ export async function diskCache (options: DiskCacheOptions): Promise<DiskCacheTi
     for (const e of entries.values()) bytes += e.size
     // The capacity may have been lowered since the last run.
     if (bytes > capacityBytes) {
-      const victims = pickVictims(entries.values(), bytes - capacityBytes, now(), params) ?? []
+      const at = now()
+      const victims = pickVictims(entries.values(), bytes - capacityBytes, at, currentParams()) ?? []
+      const note = evictionNote(victims, entries.values(), at)
       await forget(victims)
+      note()
       counters.evictions += victims.length
     }
   }
@@ -307,7 +396,8 @@ export async function diskCache (options: DiskCacheOptions): Promise<DiskCacheTi
     const old = entries.get(key)
     const need = bytes - (old?.size ?? 0) + size - capacityBytes
     const others = old === undefined ? entries.values() : [...entries.values()].filter((e) => e !== old)
-    const victims = pickVictims(others, need, now(), params, pins.isPinned)
+    const at = now()
+    const victims = pickVictims(others, need, at, currentParams(), pins.isPinned)
     if (victims === undefined) {
       await unlinkQuietly(tmp)
       let pinned = 0
@@ -315,6 +405,8 @@ export async function diskCache (options: DiskCacheOptions): Promise<DiskCacheTi
       throw new TooLargeError(`cache tier "${name}": no room for ${key} (${size} bytes): ` +
         `${pinned} of ${capacityBytes} bytes are held by pinned entries`)
     }
+    // `others` is a spent iterator when there is no old entry, an array otherwise.
+    const note = evictionNote(victims, old === undefined ? entries.values() : others, at)
     try {
       // The file is in place before the index names it, so a reader that finds the row finds
       // this file (or, for a replaced key, the old file: its hash then fails, and the reader
@@ -330,6 +422,8 @@ export async function diskCache (options: DiskCacheOptions): Promise<DiskCacheTi
       for (const v of victims) sql.remove.run(v.key)
       sql.upsert.run(key, size, sha256, entry.count, entry.lastAccess)
     })
+    note()
+    adapt?.forget(key)
     for (const v of victims) {
       entries.delete(v.key)
       bytes -= v.size
@@ -368,6 +462,9 @@ export async function diskCache (options: DiskCacheOptions): Promise<DiskCacheTi
       const seen = entries.get(key)
       if (seen === undefined) {
         counters.misses++
+        // A miss on a key evicted lately is a regret: the weights move, and are kept at once
+        // (this is rare — at most once per eviction — and followed by a fetch anyway).
+        if (adapt?.onMiss(key) === true) sql.setMeta.run(WEIGHTS_ROW, JSON.stringify({ initial: initialWeights, weights: adapt.weights() }))
         return undefined
       }
       let data: Buffer
@@ -451,7 +548,7 @@ export async function diskCache (options: DiskCacheOptions): Promise<DiskCacheTi
     },
 
     stats (): CacheStats {
-      return { ...counters, entries: entries.size, bytes, capacityBytes }
+      return { ...counters, entries: entries.size, bytes, capacityBytes, weights: { ...currentParams().weights } }
     },
 
     async close () {

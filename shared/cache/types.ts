@@ -20,6 +20,8 @@
  *   still answers, so counters can be reported after shutdown.
  */
 
+import type { ScoreWeights } from './score.ts'
+
 export interface CacheStats {
   /** `get` calls answered from this tier. */
   hits: number
@@ -36,6 +38,11 @@ export interface CacheStats {
   puts: number
   /** `put` calls not stored because the value alone is larger than `capacityBytes`. */
   rejected: number
+  /**
+   * The eviction score weights in use now, for tiers that evict by score (score.ts); they move
+   * when the tier adapts them (adapt.ts). Absent for the LRU memory tier.
+   */
+  weights?: ScoreWeights
 }
 
 export interface CacheTier {

@@ -1,9 +1,13 @@
 import { mkdtemp, readdir, readFile, rm, unlink, writeFile, truncate } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
+import { DatabaseSync } from 'node:sqlite'
 import { afterAll, afterEach, describe, expect, it } from 'vitest'
 import { diskCache, type DiskCacheOptions, type DiskCacheTier } from '../../../node-runtime/cache/disk-tier.ts'
+import { adaptiveWeights } from '../../../shared/cache/adapt.ts'
 import { DEFAULT_SCORE_WEIGHTS } from '../../../shared/cache/constants.ts'
+import type { ScoredEntry, ScoreWeights } from '../../../shared/cache/score.ts'
+import type { CacheStats } from '../../../shared/cache/types.ts'
 import { InvalidInputError, TooLargeError, UnavailableError } from '../../../shared/errors/errors.ts'
 import { cacheTierContract, testBytes, testKey } from '../../shared/cache/contract.ts'
 import { mulberry32 } from '../../../shared/random/seeded.ts'
@@ -78,16 +82,26 @@ describe('diskCache', () => {
   })
 
   describe('eviction follows the shared score', () => {
+    interface ReferencePolicy {
+      weights: () => ScoreWeights
+      onEvict?: (victims: ScoredEntry[], ranked: ScoredEntry[], now: number) => void
+      onMiss?: (key: string) => void
+      forget?: (key: string) => void
+    }
+
     /**
      * A slow, independent model of the disk tier: entries in an array, the decayed count kept by
      * the formula as written in the brief, and the victim found by a linear scan for the lowest
      * score computed straight from the definition (with the decayed count, not in log form).
+     * The weights come from `policy`, which is told of evictions, misses and stores the way the
+     * disk tier is specified to tell its adaptation.
      */
-    function referenceDisk (capacity: number, H: number, w: typeof DEFAULT_SCORE_WEIGHTS) {
+    function referenceDisk (capacity: number, H: number, policy: ReferencePolicy) {
       let list: Array<{ key: string, size: number, seed: number, count: number, last: number }> = []
       const pins = new Map<string, number>()
       let evictions = 0
       const refScore = (e: { count: number, last: number, size: number }, now: number): number => {
+        const w = policy.weights()
         const age = now - e.last
         const decayed = e.count * Math.pow(2, -age / H)
         return w.frequency * Math.log2(decayed) - w.recency * (age / H) - w.size * Math.log2(e.size)
@@ -107,7 +121,10 @@ describe('diskCache', () => {
         clearPins () { pins.clear() },
         get (key: string, now: number) {
           const e = list.find((x) => x.key === key)
-          if (e === undefined) return undefined
+          if (e === undefined) {
+            policy.onMiss?.(key)
+            return undefined
+          }
           e.count = e.count * Math.pow(2, -(now - e.last) / H) + 1
           e.last = now
           return e
@@ -117,6 +134,8 @@ describe('diskCache', () => {
           const others = list.filter((x) => x.key !== key)
           if (others.filter((x) => pinned(x.key)).reduce((a, x) => a + x.size, 0) + size > capacity) return 'refused'
           list = others
+          const ranked = others.filter((x) => !pinned(x.key)).map((x) => ({ key: x.key, size: x.size, count: x.count, lastAccess: x.last }))
+          const victims: typeof ranked = []
           while (total() + size > capacity) {
             let victim: typeof list[number] | undefined
             for (const e of list) {
@@ -126,8 +145,11 @@ describe('diskCache', () => {
               if (d < 0 || (d === 0 && (e.last < victim.last || (e.last === victim.last && e.size > victim.size)))) victim = e
             }
             list = list.filter((x) => x !== victim)
+            victims.push(ranked.find((x) => x.key === victim?.key)!)
             evictions++
           }
+          if (victims.length > 0) policy.onEvict?.(victims, ranked, now)
+          policy.forget?.(key)
           const count = old === undefined ? 1 : old.count * Math.pow(2, -(now - old.last) / H) + 1
           list.push({ key, size, seed, count, last: now })
           return 'stored'
@@ -135,16 +157,28 @@ describe('diskCache', () => {
       }
     }
 
-    for (const seed of [11, 12, 13]) {
-      it(`matches a reference model with a fake clock, across a restart (seed ${seed})`, async () => {
+    const cases = [11, 12, 13].flatMap((seed) => [{ seed, adapt: false }, { seed, adapt: true }])
+    for (const { seed, adapt } of cases) {
+      it(`matches a reference model with a fake clock, across a restart (seed ${seed}, ${adapt ? 'adaptive' : 'fixed'} weights)`, async () => {
         const rand = mulberry32(seed)
         const dir = await freshDir()
         const clock = fakeClock()
         const H = 10_000
         const capacity = 3000
-        const options = { dir, capacityBytes: capacity, halfLifeMs: H, now: clock.now }
+        const options = { dir, capacityBytes: capacity, halfLifeMs: H, now: clock.now, adapt }
         let c = await diskCache(options)
-        const ref = referenceDisk(capacity, H, DEFAULT_SCORE_WEIGHTS)
+        // Adaptive: the reference drives its own adaptiveWeights from its own evictions; after the
+        // restart it continues from the weights reached, with an empty history (as specified).
+        let refAdapt = adaptiveWeights({ initial: DEFAULT_SCORE_WEIGHTS, halfLifeMs: H })
+        const policy: ReferencePolicy = adapt
+          ? {
+              weights: () => refAdapt.weights(),
+              onEvict: (victims, ranked, now) => { refAdapt.onEvict(victims, ranked, now) },
+              onMiss: (key) => { refAdapt.onMiss(key) },
+              forget: (key) => { refAdapt.forget(key) }
+            }
+          : { weights: () => DEFAULT_SCORE_WEIGHTS }
+        const ref = referenceDisk(capacity, H, policy)
         const keys = 30
         let refused = 0
         let evictionsBefore = 0
@@ -179,6 +213,7 @@ describe('diskCache', () => {
             await c.close()
             c = await diskCache(options)
             ref.clearPins()
+            refAdapt = adaptiveWeights({ initial: DEFAULT_SCORE_WEIGHTS, halfLifeMs: H, resume: refAdapt.weights() })
           }
           const held = ref.list().map((e) => e.key).sort()
           const actual: string[] = []
@@ -186,9 +221,12 @@ describe('diskCache', () => {
           expect(actual.sort(), `step ${step}`).toEqual(held)
           expect(c.stats().bytes).toBe(ref.total())
           expect(evictionsBefore + c.stats().evictions, `step ${step}`).toBe(ref.evictions())
+          expect(c.stats().weights, `step ${step}`).toEqual(policy.weights())
         }
         expect(ref.evictions()).toBeGreaterThan(50)
         expect(refused).toBeGreaterThan(0)
+        // The adaptive run did adapt (else it would only repeat the fixed one).
+        if (adapt) expect(c.stats().weights).not.toEqual(DEFAULT_SCORE_WEIGHTS)
         await c.close()
       })
     }
@@ -199,7 +237,8 @@ describe('diskCache', () => {
       const dir = await freshDir()
       const clock = fakeClock()
       const H = 60_000
-      const options = { dir, capacityBytes: 1000, halfLifeMs: H, now: clock.now, weights: { frequency: 1, recency: 0, size: 0 } }
+      // Pure decayed LFU, so fixed: adaptation would keep recency at 5% at least.
+      const options = { dir, capacityBytes: 1000, halfLifeMs: H, now: clock.now, weights: { frequency: 1, recency: 0, size: 0 }, adapt: false }
       let c = await make(options)
       await c.put(testKey(1), testBytes(300, 1))
       clock.advance(10)
@@ -321,7 +360,109 @@ describe('diskCache', () => {
     })
   })
 
+  describe('adapted weights', () => {
+    const recencyHeavy = { frequency: 0.2, recency: 2, size: 0.5 }
+    const H = 60_000
+
+    /**
+     * The scan-heavy workload of tests/shared/cache/adapt.test.ts on the real tier: each cycle
+     * reads a hot set of 8 blocks twice, then 12 blocks never read again; 16 blocks fit. A miss is
+     * followed by a put, as the loader does. One request per fake second.
+     */
+    async function hotAndScan (c: DiskCacheTier, clock: ReturnType<typeof fakeClock>, cycles: number, firstScan = 0): Promise<void> {
+      let scan = firstScan
+      for (let cycle = 0; cycle < cycles; cycle++) {
+        const keys = [...Array.from({ length: 16 }, (_, i) => i % 8), ...Array.from({ length: 12 }, () => 1000 + scan++)]
+        for (const k of keys) {
+          clock.advance(1000)
+          if (await c.get(testKey(k)) === undefined) await c.put(testKey(k), testBytes(100, k))
+        }
+      }
+    }
+
+    it('lift the hit rate of a scan-heavy workload over fixed weights that start wrong', async () => {
+      const results: Record<string, CacheStats> = {}
+      for (const adapt of [false, true]) {
+        const clock = fakeClock()
+        const c = await make({ dir: await freshDir(), capacityBytes: 1600, halfLifeMs: H, now: clock.now, weights: recencyHeavy, adapt })
+        await hotAndScan(c, clock, 60)
+        results[String(adapt)] = c.stats()
+      }
+      // The same figures as the pure simulation of the shared score (adapt.test.ts): the tier
+      // feeds its adaptation exactly the evictions and misses the model does.
+      expect(results.false).toMatchObject({ hits: 598, misses: 1082, weights: recencyHeavy })
+      expect(results.true).toMatchObject({ hits: 949, misses: 731 })
+      expect(results.true?.weights?.frequency).toBeCloseTo(0.6032567145357827, 12)
+    })
+
+    it('persist across a restart, and start afresh when the configured weights change', async () => {
+      const dir = await freshDir()
+      const clock = fakeClock()
+      const options = { dir, capacityBytes: 1600, halfLifeMs: H, now: clock.now, weights: recencyHeavy }
+      let c = await make(options)
+      await hotAndScan(c, clock, 10)
+      const adapted = c.stats().weights
+      expect(adapted?.frequency).toBeGreaterThan(recencyHeavy.frequency)
+      await c.close()
+
+      // The row beside "schema" in the meta table; the schema version is unchanged.
+      const db = new DatabaseSync(join(dir, 'index.sqlite'))
+      const rows = Object.fromEntries((db.prepare('SELECT k, v FROM meta').all() as Array<{ k: string, v: string }>).map((r) => [r.k, r.v]))
+      db.close()
+      expect(rows.schema).toBe('1')
+      expect(JSON.parse(rows['score-weights']!)).toEqual({ initial: recencyHeavy, weights: adapted })
+
+      c = await make(options)
+      expect(c.stats().weights).toEqual(adapted)
+      // And it keeps adapting from there (a fresh ghost history, fresh scan keys).
+      await hotAndScan(c, clock, 10, 5000)
+      const further = c.stats().weights!
+      expect(further.frequency).toBeGreaterThanOrEqual(adapted!.frequency)
+      await c.close()
+
+      // Fixed weights ignore the row (and leave it for a later adaptive run).
+      c = await make({ ...options, adapt: false })
+      expect(c.stats().weights).toEqual(recencyHeavy)
+      await c.close()
+      c = await make(options)
+      expect(c.stats().weights).toEqual(further)
+      await c.close()
+
+      // Other configured weights: the adapted ones no longer apply.
+      c = await make({ ...options, weights: { ...recencyHeavy, size: 1 } })
+      expect(c.stats().weights).toEqual({ ...recencyHeavy, size: 1 })
+      await c.close()
+    })
+
+    it('start from the configured weights when the row is damaged', async () => {
+      const dir = await freshDir()
+      let c = await make({ dir })
+      await c.close()
+      for (const damaged of ['not json', '{"initial":{"frequency":1,"recency":0.5,"size":0.5}}', JSON.stringify({ initial: DEFAULT_SCORE_WEIGHTS, weights: { frequency: -1, recency: 1, size: 0 } })]) {
+        const db = new DatabaseSync(join(dir, 'index.sqlite'))
+        db.prepare('INSERT OR REPLACE INTO meta (k, v) VALUES (?, ?)').run('score-weights', damaged)
+        db.close()
+        c = await make({ dir })
+        expect(c.stats().weights, damaged).toEqual(DEFAULT_SCORE_WEIGHTS)
+        await c.close()
+      }
+    })
+  })
+
   describe('options', () => {
+    it('names the bad adaptation option, and leaves the directory usable', async () => {
+      const dir = await freshDir()
+      await expect(diskCache({ dir, capacityBytes: 10, adapt: 'yes' as unknown as boolean })).rejects.toThrow(/diskCache: adapt must be true, false or/)
+      await expect(diskCache({ dir, capacityBytes: 10, adapt: null as unknown as boolean })).rejects.toThrow(InvalidInputError)
+      await expect(diskCache({ dir, capacityBytes: 10, adapt: { rate: -1 } })).rejects.toThrow(/diskCache: adapt\.rate must be a positive finite number, got -1/)
+      await expect(diskCache({ dir, capacityBytes: 10, adapt: { historySize: 0 } })).rejects.toThrow(/adapt\.historySize/)
+      await expect(diskCache({ dir, capacityBytes: 10, adapt: { minShare: 0.7 } })).rejects.toThrow(/adapt\.minShare/)
+      await expect(diskCache({ dir, capacityBytes: 10, adapt: { learningRate: 1 } as never })).rejects.toThrow(/adapt\.learningRate is not an option/)
+      const c = await make({ dir, adapt: { rate: 0.2, historySize: 8, minShare: 0.25 }, weights: { frequency: 1, recency: 0, size: 0 } })
+      // minShare applies from the start.
+      expect(c.stats().weights).toEqual({ frequency: 0.75, recency: 0.25, size: 0 })
+    })
+
     it('names the bad option', async () => {
       const dir = await freshDir()
       await expect(diskCache({ dir, capacityBytes: -1 })).rejects.toThrow(/capacityBytes/)

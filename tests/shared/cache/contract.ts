@@ -51,15 +51,21 @@ export function cacheTierContract (label: string, factory: TierFactory, options:
       await Promise.all(open.splice(0).map(async (t) => await t.close()))
     })
 
-    function counters (s: CacheStats): Omit<CacheStats, 'capacityBytes'> {
-      const { capacityBytes: _, ...rest } = s
+    /** The counters every tier keeps (`weights` is optional: only tiers that evict by score have it). */
+    function counters (s: CacheStats): Omit<CacheStats, 'capacityBytes' | 'weights'> {
+      const { capacityBytes: _, weights: __, ...rest } = s
       return rest
     }
 
     it('starts empty and counts a miss', async () => {
       const c = await make()
       expect(await c.get(testKey(1))).toBeUndefined()
-      expect(c.stats()).toEqual({ hits: 0, misses: 1, entries: 0, bytes: 0, capacityBytes: 1000, evictions: 0, puts: 0, rejected: 0 })
+      const { weights, ...rest } = c.stats()
+      expect(rest).toEqual({ hits: 0, misses: 1, entries: 0, bytes: 0, capacityBytes: 1000, evictions: 0, puts: 0, rejected: 0 })
+      if (weights !== undefined) {
+        expect(Object.keys(weights).sort()).toEqual(['frequency', 'recency', 'size'])
+        for (const w of Object.values(weights)) expect(Number.isFinite(w) && w >= 0).toBe(true)
+      }
     })
 
     it('returns what was put, with exact counters', async () => {
@@ -244,6 +250,10 @@ export function cacheTierContract (label: string, factory: TierFactory, options:
       const s = c.stats()
       s.hits = 99
       expect(c.stats().hits).toBe(0)
+      if (s.weights !== undefined) {
+        s.weights.recency = 99
+        expect(c.stats().weights?.recency).not.toBe(99)
+      }
     })
 
     it('rejects a key that is not a non-empty string', async () => {
