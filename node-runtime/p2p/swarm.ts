@@ -147,9 +147,17 @@ export async function createSwarm (options: SwarmOptions): Promise<Swarm> {
     if (ref === undefined) return { status: 'not-found' }
     const sealed = await ref.cache.get(ref.block)
     if (sealed === undefined || sealed.length !== ref.sealedLength) return { status: 'not-found' }
+    // The code is systematic: data shard i is the i-th slice of the sealed block (the last one
+    // zero-padded), so only a parity shard needs the Reed-Solomon encoder.
+    const size = Math.max(1, Math.ceil(ref.sealedLength / ref.k))
+    if (ref.index < ref.k) {
+      const start = ref.index * size
+      if (start + size <= sealed.length) return { status: 'ok', bytes: sealed.subarray(start, start + size) }
+      const padded = new Uint8Array(size)
+      padded.set(sealed.subarray(Math.min(start, sealed.length)))
+      return { status: 'ok', bytes: padded }
+    }
     const all = (await coder(ref.k, ref.m)).encode(sealed)
-    // The other shards of this block are likely asked for next (one loader asks for k of them).
-    for (const [cid, r] of shards) if (r.block === ref.block && r.index !== ref.index) await recent.put(cid, all[r.index] as Uint8Array)
     return { status: 'ok', bytes: all[ref.index] as Uint8Array }
   }
 

@@ -3,11 +3,14 @@
  * the origin, in this order:
  *
  *   1. likely holders: peers whose gossiped Bloom filter contains the block (no lookup needed);
- *   2. providers of the block found in the Kademlia DHT (one lookup per block, memoised briefly);
- *   3. the origin (the coordinator's node), whose "elsewhere" referrals are followed first
- *      (it super-seeds: a shard it has already handed out is referred to the peers that got
- *      it), then asked again with `force` when those fail;
- *   4. a fallback source (the coordinator's HTTP API), when the origin cannot be reached.
+ *   2. the origin (the coordinator's node) without `force`: it super-seeds, so it serves the
+ *      bytes only when it knows no peer that got them, and otherwise refers to those peers,
+ *      which are asked next — one round trip, where a DHT lookup that finds nothing (the usual
+ *      case in a cold wave) costs a whole query deadline (measured: BENCHMARKS.md, "swarm");
+ *   3. providers of the block found in the Kademlia DHT (one lookup per block, memoised
+ *      briefly): the path when the origin is down or its referrals failed;
+ *   4. the origin again with `force`, which makes it serve;
+ *   5. a fallback source (the coordinator's HTTP API), when the origin cannot be reached.
  *
  * Every answer is verified against its CID before it is returned; a peer whose bytes do not
  * match is banned (peer-score.ts) and the next one is asked. Requests per peer are limited,
@@ -44,8 +47,10 @@ export interface SwarmSourceOptions {
   /** Asked last, when neither peers nor the origin over p2p could serve. */
   fallback?: BlockSource
   scores?: PeerScores
-  /** Requests in flight to one peer. Default 4. */
+  /** Requests in flight to one peer. Default 8. */
   perPeerConcurrency?: number
+  /** Requests in flight to the origin (most are referral questions, answered without bytes). Default 32. */
+  originConcurrency?: number
   /** Deadline of one request. Default 10 s. */
   requestTimeoutMs?: number
   /** Deadline of one DHT provider lookup. Default 2 s. */
@@ -73,6 +78,9 @@ export interface SwarmStats {
   referrals: number
   /** Verified bytes per serving peer. */
   perPeer: Record<string, number>
+  /** DHT provider lookups made, and the milliseconds they took in total. */
+  lookups: number
+  lookupMs: number
 }
 
 export interface SwarmSource extends BlockSource {
@@ -101,19 +109,20 @@ async function pause (ms: number, signal: AbortSignal): Promise<void> {
 export function swarmSource (options: SwarmSourceOptions): SwarmSource {
   const { network, origin, fallback } = options
   const scores = options.scores ?? peerScores()
-  const perPeer = options.perPeerConcurrency ?? 4
+  const perPeer = options.perPeerConcurrency ?? 8
+  const originLimit = options.originConcurrency ?? 32
   const requestTimeoutMs = options.requestTimeoutMs ?? 10_000
-  const lookupTimeoutMs = options.lookupTimeoutMs ?? 2_000
+  const lookupTimeoutMs = options.lookupTimeoutMs ?? 1_000
   const maxPeers = options.maxPeersPerObject ?? 6
   const maxBytes = options.maxBytes ?? DEFAULT_MAX_OBJECT_BYTES
   const limiters = new Map<string, LimitFunction>()
   const lookups = new Map<string, { at: number, providers: Promise<string[]> }>()
-  const stats: SwarmStats = { bytesFromPeers: 0, bytesFromOrigin: 0, bytesFromFallback: 0, requests: 0, corrupt: 0, referrals: 0, perPeer: {} }
+  const stats: SwarmStats = { bytesFromPeers: 0, bytesFromOrigin: 0, bytesFromFallback: 0, requests: 0, corrupt: 0, referrals: 0, perPeer: {}, lookups: 0, lookupMs: 0 }
 
   const limiter = (peer: string): LimitFunction => {
     let l = limiters.get(peer)
     if (l === undefined) {
-      l = pLimit(perPeer)
+      l = pLimit(peer === origin ? originLimit : perPeer)
       limiters.set(peer, l)
     }
     return l
@@ -129,8 +138,10 @@ export function swarmSource (options: SwarmSourceOptions): SwarmSource {
     const now = Date.now()
     const memo = lookups.get(block)
     if (memo !== undefined && now - memo.at < LOOKUP_TTL_MS) return await memo.providers
+    stats.lookups++
     const providers = network.findProviders(block, { signal: AbortSignal.any([signal, AbortSignal.timeout(lookupTimeoutMs)]), limit: maxPeers })
       .catch(() => [] as string[])
+      .finally(() => { stats.lookupMs += Date.now() - now })
     lookups.set(block, { at: now, providers })
     if (lookups.size > 4096) lookups.delete(lookups.keys().next().value as string)
     return await providers
@@ -193,8 +204,12 @@ export function swarmSource (options: SwarmSourceOptions): SwarmSource {
     return undefined
   }
 
-  const fromOrigin = async (originPeer: string, cid: string, signal: AbortSignal, tried: Set<string>): Promise<Uint8Array | undefined> => {
-    let force = false
+  /**
+   * Asks the origin, following its referrals. Without `mayForce` it stops when the referred
+   * peers fail (so DHT providers are tried before the origin is made to serve again).
+   */
+  const fromOrigin = async (originPeer: string, cid: string, signal: AbortSignal, tried: Set<string>, mayForce: boolean): Promise<Uint8Array | undefined> => {
+    let force = mayForce
     for (let attempt = 0; attempt < ORIGIN_ATTEMPTS; attempt++) {
       const got = await ask(originPeer, cid, signal, force)
       if (got === undefined) return undefined
@@ -212,6 +227,7 @@ export function swarmSource (options: SwarmSourceOptions): SwarmSource {
       await Promise.all(referred.map(async r => { await network.learn(r).catch(() => {}) }))
       const bytes = await fromPeers(scores.rank(referred.map(r => r.id)), cid, signal, tried)
       if (bytes !== undefined) return bytes
+      if (!mayForce) return undefined
       force = true
     }
     return undefined
@@ -236,10 +252,17 @@ export function swarmSource (options: SwarmSourceOptions): SwarmSource {
 
     let bytes = await fromPeers(order(network.likelyHolders(key)), cid, signal, tried)
     if (bytes !== undefined) return bytes
+    // The origin next, without `force`: it serves bytes only when it knows no peer that has
+    // them, and otherwise names those peers — one round trip, where a DHT lookup that finds
+    // nothing (the usual case in a cold wave) costs a whole query's deadline.
+    if (origin !== undefined) {
+      bytes = await fromOrigin(origin, cid, signal, tried, false)
+      if (bytes !== undefined) return bytes
+    }
     bytes = await fromPeers(order(await providersOf(key, signal)), cid, signal, tried)
     if (bytes !== undefined) return bytes
     if (origin !== undefined) {
-      bytes = await fromOrigin(origin, cid, signal, tried)
+      bytes = await fromOrigin(origin, cid, signal, tried, true)
       if (bytes !== undefined) return bytes
     }
     if (fallback !== undefined) {

@@ -2,7 +2,7 @@
  * The swarm end to end over loopback, with real libp2p nodes (TCP, Noise, Yamux, Kademlia,
  * gossipsub): a coordinator with its origin node and Node runtimes configured with `peers`.
  * Shows: a second runtime loads from the first instead of the coordinator; a peer serving
- * corrupt shards is caught by CID, banned, and nothing bad is cached; killing 2 of 6 holders
+ * corrupt shards (which the origin refers to) is caught by CID, banned, and nothing bad is cached; killing 2 of 6 holders
  * mid-load does not stop a load; with the coordinator down, a runtime restarts from peers.
  */
 import { describe, it, expect, beforeAll, afterAll } from 'vitest'
@@ -11,16 +11,15 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import * as tf from '@tensorflow/tfjs-core'
 import * as tfl from '@tensorflow/tfjs-layers'
-import { CID } from 'multiformats/cid'
 import { multiaddr } from '@multiformats/multiaddr'
-import type { SingleKadDHT } from '@libp2p/kad-dht'
 import { createCoordinator, type Coordinator } from '../../coordinator/coordinator.ts'
 import { coordinatorClient } from '../../shared/client/coordinator-client.ts'
 import { createNodeRuntime, type NodeRuntime } from '../../node-runtime/runtime.ts'
 import { tfjsBackend } from '../../node-runtime/engines/tfjs.ts'
 import { modelFiles } from '../../node-runtime/examples/mnist-mlp.ts'
 import { createPeerNode, type PeerNode } from '../../node-runtime/p2p/peer-node.ts'
-import { serveShardStream, SHARD_PROTOCOL } from '../../shared/p2p/shard-protocol.ts'
+import { requestShard, serveShardStream, SHARD_PROTOCOL } from '../../shared/p2p/shard-protocol.ts'
+import { peerIdFromString } from '@libp2p/peer-id'
 import type { Manifest } from '../../shared/manifest/schema.ts'
 import type { TensorData } from '../../shared/runtime/passthrough.ts'
 
@@ -121,7 +120,7 @@ describe('swarm loading', () => {
   }, 60_000)
 
   it('a peer that serves corrupt shards is caught by CID, banned, and nothing it sent is cached', async () => {
-    // A second model that no runtime holds yet: a hostile node is its only provider in the DHT.
+    // A second model that no runtime holds yet; a hostile node gets it first, then serves garbage.
     const admin = coordinatorClient({ baseUrl: url, token: coordinator.adminToken })
     const model = tfl.sequential()
     model.add(tfl.layers.dense({ inputShape: [256], units: 1024, name: 'd' }))
@@ -138,11 +137,16 @@ describe('swarm loading', () => {
       }, { timeoutMs: 5_000 })
     })
     try {
-      await evil.dial(multiaddr(coordinator.p2p()?.addresses[0] as string))
-      // Provide only once the DHT knows a peer; otherwise the records stay local to the evil node.
-      const deadline = Date.now() + 10_000
-      while ((evil.services.dht as unknown as SingleKadDHT).routingTable.size === 0 && Date.now() < deadline) await new Promise(resolve => setTimeout(resolve, 20))
-      for (const b of other.blocks) await evil.contentRouting.provide(CID.parse(b.cid), { signal: AbortSignal.timeout(5_000) })
+      // It first takes every data shard from the origin, so the origin refers later requesters to it.
+      const originId = peerIdFromString(coordinator.p2p()?.peerId as string)
+      await evil.dial(multiaddr(bootstrap[0] as string))
+      for (const block of other.blocks) {
+        for (const cid of block.shards.cids.slice(0, other.erasure.k)) {
+          // A block equal to one of the first model's (e.g. zero biases) is referred instead: fine.
+          const reply = await requestShard(await evil.dialProtocol(originId, SHARD_PROTOCOL), cid, { signal: AbortSignal.timeout(5_000) })
+          expect(['ok', 'elsewhere']).toContain(reply.status)
+        }
+      }
       const c = await runtime('c')
 
       const h = await c.load(config({ modelName: 'swarm-other', modelDir: 'swarm-other', fetch: { timeoutMs: 5_000, retries: 0, concurrency: 1 } }))

@@ -1,0 +1,132 @@
+/**
+ * Cold-start wave: 16 Node runtimes (one process each) load the same 59 MB model at once,
+ * (a) all from the coordinator's HTTP API (origin mode, what runtimes without `peers` do), and
+ * (b) as a swarm (AoE `peers`: Bloom hints, DHT, the coordinator's node as super-seeding origin).
+ * Prints per-mode completion times (p50/p95/max, from "go" to a model ready to infer, swarm join
+ * included), bytes served by the coordinator and by peers. Figure: coordinator bytes in swarm
+ * mode; reference: coordinator bytes in origin mode (ratio; the issue's target is
+ * ≤ 1.5 × the model size in swarm mode vs 16 × in origin mode, and a completion time no worse).
+ */
+import { fork, type ChildProcess } from 'node:child_process'
+import { mkdtemp, rm } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { fileURLToPath } from 'node:url'
+import * as tf from '@tensorflow/tfjs-core'
+import * as tfl from '@tensorflow/tfjs-layers'
+import { createCoordinator } from '../../coordinator/coordinator.ts'
+import { coordinatorClient } from '../../shared/client/coordinator-client.ts'
+import type { Manifest } from '../../shared/manifest/schema.ts'
+import { tfjsBackend } from '../../node-runtime/engines/tfjs.ts'
+import { modelFiles } from '../../node-runtime/examples/mnist-mlp.ts'
+import { machine } from './machine.ts'
+
+const RUNTIMES = Number(process.env.SWARM_RUNTIMES ?? 16)
+const WAVE_TIMEOUT_MS = 300_000
+const WORKER = fileURLToPath(new URL('./swarm-worker.ts', import.meta.url))
+
+interface Loaded { type: 'loaded', ms: number, cpuMs: number, bytesFetched: number, faults: number, swarm?: { bytesFromPeers: number, bytesFromOrigin: number, bytesFromFallback: number, corrupt: number, referrals: number, lookups: number, lookupMs: number } }
+
+const quantile = (xs: number[], q: number): number => {
+  const s = [...xs].sort((a, b) => a - b)
+  return s[Math.min(s.length - 1, Math.ceil(q * s.length) - 1)] as number
+}
+
+function waitFor<T> (child: ChildProcess, type: string, timeoutMs: number): Promise<T> {
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => { cleanup(); reject(new Error(`worker ${child.pid}: no "${type}" within ${timeoutMs} ms`)) }, timeoutMs)
+    const onMessage = (m: { type: string, error?: string }): void => {
+      if (m.type === type) { cleanup(); resolve(m as T) } else if (m.type === 'failed') { cleanup(); reject(new Error(`worker ${child.pid}: ${m.error ?? 'failed'}`)) }
+    }
+    const onExit = (code: number | null): void => { cleanup(); reject(new Error(`worker ${child.pid} exited (${code}) before "${type}"`)) }
+    const cleanup = (): void => { clearTimeout(timer); child.off('message', onMessage); child.off('exit', onExit) }
+    child.on('message', onMessage)
+    child.on('exit', onExit)
+  })
+}
+
+await tfjsBackend()
+const root = await mkdtemp(join(tmpdir(), 'blockfed-bench-swarm-'))
+const coordinator = await createCoordinator({ dataDir: join(root, 'coordinator'), port: 0, p2p: {} })
+const children: ChildProcess[] = []
+try {
+  const url = await coordinator.start()
+  const admin = coordinatorClient({ baseUrl: url, token: coordinator.adminToken })
+  const token = await admin.createToken('edge')
+  const model = tfl.sequential()
+  model.add(tfl.layers.dense({ inputShape: [1024], units: 4096, name: 'wide_1' }))
+  model.add(tfl.layers.dense({ units: 2048, name: 'wide_2' }))
+  model.add(tfl.layers.dense({ units: 1024, name: 'wide_3' }))
+  await admin.ingest('bench-swarm', await modelFiles(model))
+  model.dispose()
+  tf.disposeVariables()
+  const manifest = (await admin.manifest('bench-swarm', 1) as { manifest: Manifest }).manifest
+  const modelBytes = manifest.blocks.reduce((n, b) => n + b.sealedLength, 0)
+  const bootstrap = coordinator.p2p()?.addresses ?? []
+
+  const wave = async (mode: 'origin' | 'swarm'): Promise<Record<string, unknown>> => {
+    const workers = Array.from({ length: RUNTIMES }, (_, i) => fork(WORKER, [join(root, `${mode}-${i}`)], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] }))
+    children.push(...workers)
+    await Promise.all(workers.map(async w => await waitFor(w, 'ready', 60_000)))
+    const before = coordinator.served()
+    const config = {
+      version: '1.0.0', tag: 'bench', runtime: 'tensorflow', source: 'blockfed', modelDir: 'bench', modelName: 'bench-swarm', updateURL: url, token,
+      ...(mode === 'swarm' ? { peers: { bootstrap } } : {})
+    }
+    const started = performance.now()
+    const loads = workers.map(async w => await waitFor<Loaded>(w, 'loaded', WAVE_TIMEOUT_MS))
+    for (const w of workers) w.send({ type: 'go', config })
+    const results = await Promise.all(loads)
+    const wallMs = performance.now() - started
+    const after = coordinator.served()
+    const served = await Promise.all(workers.map(async w => {
+      const reply = waitFor<{ counters?: { bytesServed: number } }>(w, 'served', 30_000)
+      w.send({ type: 'stop' })
+      return (await reply).counters?.bytesServed ?? 0
+    }))
+    await Promise.all(workers.map(async w => await new Promise(resolve => { if (w.exitCode !== null) resolve(null); else w.once('exit', resolve) })))
+    const coordinatorBytes = (after.httpBytes - before.httpBytes) + ((after.p2p?.bytesServed ?? 0) - (before.p2p?.bytesServed ?? 0))
+    const ms = results.map(r => r.ms)
+    return {
+      mode,
+      completionMs: { p50: Math.round(quantile(ms, 0.5)), p95: Math.round(quantile(ms, 0.95)), max: Math.round(Math.max(...ms)), wall: Math.round(wallMs) },
+      coordinatorBytes,
+      coordinatorModelCopies: +(coordinatorBytes / modelBytes).toFixed(2),
+      peerBytes: served.reduce((a, b) => a + b, 0),
+      fetchedBytes: results.reduce((n, r) => n + r.bytesFetched, 0),
+      faults: results.reduce((n, r) => n + r.faults, 0),
+      cpuMsPerRuntime: Math.round(results.reduce((n, r) => n + r.cpuMs, 0) / results.length),
+      ...(mode === 'swarm'
+        ? {
+            fromOrigin: results.reduce((n, r) => n + (r.swarm?.bytesFromOrigin ?? 0), 0),
+            fromPeers: results.reduce((n, r) => n + (r.swarm?.bytesFromPeers ?? 0), 0),
+            fromHttpFallback: results.reduce((n, r) => n + (r.swarm?.bytesFromFallback ?? 0), 0),
+            referrals: results.reduce((n, r) => n + (r.swarm?.referrals ?? 0), 0),
+            forced: (after.p2p?.forced ?? 0) - (before.p2p?.forced ?? 0),
+            lookups: results.reduce((n, r) => n + (r.swarm?.lookups ?? 0), 0),
+            lookupMs: results.reduce((n, r) => n + (r.swarm?.lookupMs ?? 0), 0)
+          }
+        : {})
+    }
+  }
+
+  const origin = await wave('origin')
+  const swarm = await wave('swarm')
+  console.log(JSON.stringify({
+    bench: 'swarm',
+    runtimes: RUNTIMES,
+    model: { sealedBytes: modelBytes, blocks: manifest.blocks.length, erasure: manifest.erasure },
+    origin,
+    swarm,
+    figure: { coordinatorBytesSwarm: swarm.coordinatorBytes, modelCopies: swarm.coordinatorModelCopies },
+    reference: { coordinatorBytesOrigin: origin.coordinatorBytes, modelCopies: origin.coordinatorModelCopies },
+    ratio: +((swarm.coordinatorBytes as number) / (origin.coordinatorBytes as number)).toFixed(3),
+    timeRatio: +(((swarm.completionMs as { max: number }).max) / ((origin.completionMs as { max: number }).max)).toFixed(3),
+    target: { modelCopies: 1.5, timeRatio: 1 },
+    machine: machine()
+  }, null, 2))
+} finally {
+  for (const c of children) if (c.exitCode === null) c.kill('SIGKILL')
+  await coordinator.stop()
+  await rm(root, { recursive: true, force: true })
+}
