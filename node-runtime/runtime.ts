@@ -37,6 +37,7 @@ import { loadOnnxEngine } from './engines/onnx.ts'
 import { coordinatorKey } from './trust.ts'
 import { swarmSource, type SwarmSource, type SwarmStats } from '../shared/p2p/swarm-source.ts'
 import { createSwarm, type Swarm } from './p2p/swarm.ts'
+import { runtimeMetricsText } from './metrics.ts'
 import { peerIdOfKey } from './p2p/peer-node.ts'
 
 export interface NodeRuntimeOptions {
@@ -100,6 +101,8 @@ export interface NodeRuntime {
   swarm: () => Swarm | undefined
   /** What the swarm source fetched from whom, per coordinator URL. */
   swarmStats: () => Record<string, SwarmStats>
+  /** Cache hit rates, bytes, evictions per model folder and tier, and swarm counters, as Prometheus text (format 0.0.4). */
+  metricsText: () => string
   stop: () => Promise<void>
 }
 
@@ -174,7 +177,13 @@ export async function createNodeRuntime (options: NodeRuntimeOptions): Promise<N
     if (cache === undefined) {
       cache = tieredCache({
         memory: memoryCache({ capacityBytes: config.cache.memoryBytes }),
-        disk: await diskCache({ dir: join(options.dataDir, config.modelDir, 'blocks'), capacityBytes: config.cache.diskBytes, halfLifeMs: config.cache.halfLifeHours * 3_600_000 })
+        disk: await diskCache({
+          dir: join(options.dataDir, config.modelDir, 'blocks'),
+          capacityBytes: config.cache.diskBytes,
+          halfLifeMs: config.cache.halfLifeHours * 3_600_000,
+          weights: config.cache.weights,
+          adapt: config.cache.adapt
+        })
       })
       caches.set(config.modelDir, cache)
     }
@@ -259,6 +268,24 @@ export async function createNodeRuntime (options: NodeRuntimeOptions): Promise<N
     await ctx.local.saveState({ ...state, rejected: [...new Set([...state.rejected, version])].sort((a, b) => a - b) })
   }
 
+  /**
+   * Pins the blocks of the version in use and of its rollback target, so eviction never takes
+   * them (rollback stays local); releases pins of versions that are neither any more. `pins`
+   * is the handle's own set: pins are reference counts, so handles sharing a cache keep theirs.
+   */
+  async function repin (ctx: ObtainContext, serving: Manifest, pins: Set<string>): Promise<void> {
+    const state = await ctx.local.state()
+    const keep = new Set(serving.blocks.map(b => b.cid))
+    if (state.previous !== null && state.previous !== serving.version) {
+      const kept = await ctx.local.anchor(state.previous).catch(() => undefined)
+      for (const b of kept?.signed.manifest.blocks ?? []) keep.add(b.cid)
+    }
+    for (const cid of keep) if (!pins.has(cid)) ctx.cache.pin(cid)
+    for (const cid of pins) if (!keep.has(cid)) ctx.cache.unpin(cid)
+    pins.clear()
+    for (const cid of keep) pins.add(cid)
+  }
+
   const parse = async (input: string | unknown): Promise<AoeConfig> => typeof input === 'string' ? await loadAoeConfig(input) : parseAoeConfig(input)
 
   async function rollbackTarget (ctx: ObtainContext, version: number | undefined): Promise<number> {
@@ -312,6 +339,8 @@ export async function createNodeRuntime (options: NodeRuntimeOptions): Promise<N
       }
       let serving = await serve(config, fetched)
       if (state.current !== fetched.manifest.version) await record(ctx, state.current, fetched.manifest.version, false)
+      const pins = new Set<string>()
+      await repin(ctx, serving.manifest, pins)
       let report: ModelHandle['report'] = { ...fetched.report, totalMs: performance.now() - started, ledgerIndex: fetched.ledgerIndex, offline: fetched.offline }
       let lock: Promise<unknown> = Promise.resolve()
       const exclusive = async <T>(task: () => Promise<T>): Promise<T> => {
@@ -332,6 +361,7 @@ export async function createNodeRuntime (options: NodeRuntimeOptions): Promise<N
         serving = candidate
         report = { ...next.report, totalMs: next.report.ms, ledgerIndex: next.ledgerIndex, offline: next.offline }
         await record(ctx, old.manifest.version, candidate.manifest.version, rejectFrom)
+        await repin(ctx, candidate.manifest, pins)
         await retire(old)
         return { from: old.manifest.version, to: candidate.manifest.version }
       }
@@ -399,6 +429,8 @@ export async function createNodeRuntime (options: NodeRuntimeOptions): Promise<N
         }),
         async release () {
           if (!handles.delete(handle)) return
+          for (const cid of pins) ctx.cache.unpin(cid)
+          pins.clear()
           await retire(serving)
         }
       }
@@ -408,6 +440,7 @@ export async function createNodeRuntime (options: NodeRuntimeOptions): Promise<N
     byTag: tag => [...handles].filter(h => h.config.tag === tag),
     cacheOf: modelDir => caches.get(modelDir),
     swarm: () => swarmNow,
+    metricsText: () => runtimeMetricsText([...caches].map(([modelDir, cache]) => ({ modelDir, cache })), swarmNow?.counters()),
     swarmStats: () => Object.fromEntries([...swarmSources].map(([url, s]) => [url, s.stats()])),
     async stop () {
       for (const h of [...handles]) await h.release()

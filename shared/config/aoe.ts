@@ -72,6 +72,8 @@ const intRange = (min: number, max: number): z.ZodNumber => {
   return z.number(e).int(e).min(min, e).max(max, e)
 }
 
+const nonNegative = (what: string): z.ZodNumber => z.number(expecting(what)).min(0, expecting(what)).max(1e6, expecting(what))
+
 const cacheSchema = z.strictObject({
   memoryBytes: positiveInt('a positive integer (bytes)').default(DEFAULT_CACHE_CONFIG.memoryBytes)
     .meta({ description: 'Memory tier (LRU) capacity in bytes.' }),
@@ -79,8 +81,16 @@ const cacheSchema = z.strictObject({
     .meta({ description: 'Disk tier (decayed LFU) capacity in bytes.' }),
   halfLifeHours: z.number(expecting('a positive number of hours')).positive(expecting('a positive number of hours'))
     .default(DEFAULT_CACHE_CONFIG.halfLifeHours)
-    .meta({ description: 'Half-life of an access in the disk tier\'s frequency count, in hours.' })
-}, expecting('an object { memoryBytes, diskBytes, halfLifeHours }'))
+    .meta({ description: 'Half-life of an access in the disk tier\'s frequency count, in hours.' }),
+  weights: z.strictObject({
+    frequency: nonNegative('a non-negative number'),
+    recency: nonNegative('a non-negative number'),
+    size: nonNegative('a non-negative number')
+  }, expecting('an object { frequency, recency, size }')).optional()
+    .meta({ description: 'Disk tier eviction score weights: log2 decayed access count, idle half-lives, log2 size. Default { frequency: 1, recency: 0.5, size: 0.5 }.' }),
+  adapt: z.boolean(expecting('true or false')).default(true)
+    .meta({ description: 'Let the disk tier adapt its frequency/recency weights to the misses its evictions cause (ghost-list regret, as LeCaR).' })
+}, expecting('an object { memoryBytes, diskBytes, halfLifeHours, weights, adapt }'))
 
 const fetchSchema = z.strictObject({
   concurrency: intRange(1, FETCH_CONCURRENCY_MAX).default(DEFAULT_FETCH_CONFIG.concurrency)

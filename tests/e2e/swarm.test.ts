@@ -21,6 +21,8 @@ import { createPeerNode, type PeerNode } from '../../node-runtime/p2p/peer-node.
 import { requestShard, serveShardStream, SHARD_PROTOCOL } from '../../shared/p2p/shard-protocol.ts'
 import { peerIdFromString } from '@libp2p/peer-id'
 import type { Manifest } from '../../shared/manifest/schema.ts'
+import { rawCid } from '../../shared/crypto/cid.ts'
+import { TooLargeError } from '../../shared/errors/errors.ts'
 import type { TensorData } from '../../shared/runtime/passthrough.ts'
 
 const MODEL = 'swarm-mlp'
@@ -117,6 +119,25 @@ describe('swarm loading', () => {
     expect(yb?.data.length).toBe(512)
     expect(Array.from(yb?.data ?? [])).toEqual(Array.from(ya?.data ?? []))
     x.dispose()
+  }, 60_000)
+
+  it('pins the version in use: filling the cache cannot evict it until the handle is released; metrics report cache and swarm', async () => {
+    const r = await runtime('pinned')
+    const small = { memoryBytes: 1 << 20, diskBytes: sealedBytes + (2 << 20) }
+    const h = await r.load(config({ cache: small }))
+    const cache = r.cacheOf(MODEL)
+    const junk = new Uint8Array(3 << 20).fill(7)
+    const junkCid = await rawCid(junk)
+    await expect(cache?.put(junkCid, junk)).rejects.toThrow(TooLargeError)
+    for (const block of manifest.blocks) expect(await cache?.has(block.cid)).toBe(true)
+    await h.release()
+    await cache?.put(junkCid, junk)
+    expect(await cache?.has(junkCid)).toBe(true)
+    expect(cache?.stats().evictions).toBeGreaterThan(0)
+
+    const text = runtimes[0]?.metricsText() ?? ''
+    expect(text).toMatch(/^blockfed_cache_puts_total\{model_dir="swarm-mlp",tier="disk"\} [1-9]\d*$/m)
+    expect(text).toMatch(/^blockfed_swarm_bytes_served_total [1-9]\d*$/m)
   }, 60_000)
 
   it('a peer that serves corrupt shards is caught by CID, banned, and nothing it sent is cached', async () => {
