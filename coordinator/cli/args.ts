@@ -2,6 +2,7 @@
  * Argument parsers and defaults shared by the `blockfed` commands: each turns one string into a
  * checked value or throws commander's InvalidArgumentError with what was expected.
  */
+import { multiaddr } from '@multiformats/multiaddr'
 import { InvalidArgumentError } from 'commander'
 import { readFile } from 'node:fs/promises'
 import { join } from 'node:path'
@@ -62,4 +63,14 @@ export async function token (options: { token?: string, data?: string }): Promis
   if (fromEnv !== undefined && fromEnv !== '') return fromEnv
   if (options.data !== undefined) return (await readFile(join(options.data, 'admin.token'), 'utf8')).trim()
   return undefined
+}
+
+/** A multiaddr to listen on (checked by parsing it); repeatable options collect them. */
+export function listenAddr (value: string, previous: string[] = []): string[] {
+  try {
+    multiaddr(value)
+  } catch {
+    throw new InvalidArgumentError(`"${value.slice(0, 120)}" is not a multiaddr (e.g. /ip4/0.0.0.0/tcp/4001)`)
+  }
+  return [...previous, value]
 }

@@ -22,7 +22,7 @@ import { createDecryptor } from '../decryptor/decryptor.ts'
 import { parsePartition } from '../../shared/training/partition.ts'
 import { strategyConfigSchema } from '../../shared/rounds/strategy-config.ts'
 import { labelSkewSchema } from '../../shared/rounds/config.ts'
-import { DEFAULT_COORDINATOR, integer, modelName, modelRef, number, port, token, url } from './args.ts'
+import { DEFAULT_COORDINATOR, integer, listenAddr, modelName, modelRef, number, port, token, url } from './args.ts'
 import { ledgerCommands, witnessEndpoint } from './ledger-commands.ts'
 
 const program = new Command()
@@ -39,10 +39,14 @@ program.command('coordinator')
   .option('--decryptor <url>', 'Paillier rounds: the decryptor service (blockfed decryptor) holding the private key', url)
   .option('--ledger-origin <origin>', 'the version ledger\'s origin line (fixed when the log is created)')
   .option('--witness <url=vkey>', 'a witness (blockfed witness) to ask for cosignatures; repeatable', witnessEndpoint, [])
-  .action(async (o: { data: string, port: number, host: string, maxUploadMb: number, decryptor?: string, ledgerOrigin?: string, witness: Array<{ url: string, vkey: string }> }) => {
+  .option('--p2p-listen <multiaddr>', 'where the libp2p node listens (default TCP and WebSockets on 127.0.0.1, OS-chosen ports); repeatable', listenAddr)
+  .option('--no-p2p', 'run no libp2p node (runtimes then load over HTTP only)')
+  .option('--no-super-seed', 'serve every shard request instead of referring repeat requests to peers that already got the shard')
+  .action(async (o: { data: string, port: number, host: string, maxUploadMb: number, decryptor?: string, ledgerOrigin?: string, witness: Array<{ url: string, vkey: string }>, p2p: boolean, p2pListen?: string[], superSeed: boolean }) => {
     const coordinator = await createCoordinator({
       dataDir: resolve(o.data), port: o.port, host: o.host, maxUploadBytes: Math.round(o.maxUploadMb * 2 ** 20), logger: false, decryptorUrl: o.decryptor,
-      ledgerOrigin: o.ledgerOrigin, witnesses: o.witness
+      ledgerOrigin: o.ledgerOrigin, witnesses: o.witness,
+      p2p: o.p2p ? { listen: o.p2pListen, superSeed: o.superSeed } : undefined
     })
     const at = await coordinator.start()
     console.log(`blockfed coordinator listening on ${at}`)
@@ -50,6 +54,7 @@ program.command('coordinator')
     console.log(`  ledger key   ${coordinator.log.vkey}`)
     console.log(`  admin token  ${join(resolve(o.data), 'admin.token')}`)
     console.log(`  API docs     ${at}/openapi.json`)
+    for (const addr of coordinator.p2p()?.addresses ?? []) console.log(`  p2p          ${addr}`)
     const stop = (): void => { void coordinator.stop().then(() => process.exit(0)) }
     process.once('SIGINT', stop)
     process.once('SIGTERM', stop)
