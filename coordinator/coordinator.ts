@@ -31,6 +31,7 @@ import { versionLog, type VersionLog } from './ledger/log.ts'
 import { anchorExisting } from './ledger/anchor-existing.ts'
 import { witnessCosigner, type WitnessEndpoint } from './ledger/witnesses.ts'
 import { tokenHash } from './http/auth.ts'
+import { tokenBucket } from '../shared/p2p/token-bucket.ts'
 import { createOrigin, type Origin, type OriginCounters } from './p2p/origin.ts'
 import type { SignedManifest } from '../shared/manifest/schema.ts'
 import type { IngestResult as Published } from '../shared/client/api-schemas.ts'
@@ -59,7 +60,9 @@ export interface CoordinatorOptions {
    * Run a libp2p node (the swarm's bootstrap peer and fallback origin, coordinator/p2p/origin.ts).
    * Off when absent; the CLI turns it on by default.
    */
-  p2p?: { listen?: string[], superSeed?: boolean, uploadBytesPerSecond?: number }
+  p2p?: { listen?: string[], superSeed?: boolean }
+  /** Cap on the bytes of blocks and shards the coordinator sends per second, HTTP and p2p together. */
+  uploadBytesPerSecond?: number
 }
 
 /** Bytes of blocks and shards the coordinator answered, by channel. */
@@ -183,7 +186,9 @@ export async function createCoordinator (options: CoordinatorOptions): Promise<C
     p2p: () => origin === undefined ? undefined : { peerId: origin.peerId, addresses: origin.addresses() },
     served: () => ({ httpBytes, p2p: origin?.counters() }),
     async start () {
-      if (options.p2p !== undefined) origin = await createOrigin({ seed: identity.signing.secretKey, files, ...options.p2p })
+      const bucket = options.uploadBytesPerSecond === undefined ? undefined : tokenBucket({ bytesPerSecond: options.uploadBytesPerSecond, burstBytes: Math.min(options.uploadBytesPerSecond, 256 * 1024) })
+      const pace = bucket === undefined ? undefined : async (n: number, signal: AbortSignal): Promise<void> => { await bucket.take(n, signal) }
+      if (options.p2p !== undefined) origin = await createOrigin({ seed: identity.signing.secretKey, files, pace, ...options.p2p })
       app = await buildServer({
         repo,
         files,
@@ -193,6 +198,7 @@ export async function createCoordinator (options: CoordinatorOptions): Promise<C
         maxUploadBytes,
         logger: options.logger,
         onServed: n => { httpBytes += n },
+        pace,
         p2p: () => origin === undefined ? undefined : { peerId: origin.peerId, addresses: origin.addresses() }
       })
       await roundRoutes(app, { repo, store, manager: rounds })

@@ -4,6 +4,7 @@
  * `/openapi.json` by @fastify/swagger). Blocks and shards are immutable and served with
  * long-lived cache headers and their CID as ETag.
  */
+import { Readable } from 'node:stream'
 import Fastify, { type FastifyInstance } from 'fastify'
 import multipart from '@fastify/multipart'
 import swagger from '@fastify/swagger'
@@ -36,6 +37,8 @@ export interface ServerDeps {
   logger?: boolean
   /** Counts the bytes of every block or shard answered over HTTP. */
   onServed?: (bytes: number) => void
+  /** Paces block and shard bodies (the coordinator's upload cap, shared with its libp2p node). */
+  pace?: (bytes: number, signal: AbortSignal) => Promise<void>
   /** The coordinator's libp2p node, when it runs one: where runtimes bootstrap from. */
   p2p?: () => { peerId: string, addresses: string[] } | undefined
 }
@@ -43,6 +46,8 @@ export interface ServerDeps {
 const modelParams = z.object({ name: modelNameSchema })
 const versionParams = z.object({ name: modelNameSchema, version: versionParamSchema })
 const errors = { 400: errorBodySchema, 403: errorBodySchema, 404: errorBodySchema }
+/** Chunk size of a paced block body. */
+const PACED_CHUNK = 64 * 1024
 const SAFE_PATH = /^(?!\/)(?!.*(?:^|\/)\.\.?(?:\/|$))[A-Za-z0-9._\-/]{1,255}$/
 
 export async function buildServer (deps: ServerDeps): Promise<FastifyInstance> {
@@ -176,7 +181,19 @@ export async function buildServer (deps: ServerDeps): Promise<FastifyInstance> {
     if (req.headers['if-none-match'] === etag) return await reply.status(304).send(undefined as never)
     const bytes = await deps.files.get(cid)
     deps.onServed?.(bytes.length)
-    return await reply.type('application/octet-stream').send(Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength) as never)
+    void reply.type('application/octet-stream').header('content-length', bytes.length)
+    const { pace } = deps
+    if (pace === undefined) return await reply.send(Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength) as never)
+    // Under an upload cap the body goes out in paced chunks; a client that leaves stops it.
+    const gone = new AbortController()
+    req.raw.once('close', () => { gone.abort() })
+    return await reply.send(Readable.from((async function * () {
+      for (let at = 0; at < bytes.length; at += PACED_CHUNK) {
+        const chunk = bytes.subarray(at, at + PACED_CHUNK)
+        await pace(chunk.length, gone.signal)
+        yield Buffer.from(chunk.buffer, chunk.byteOffset, chunk.byteLength)
+      }
+    })()) as never)
   })
 
   api.post('/v1/tokens', {

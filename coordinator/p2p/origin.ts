@@ -16,7 +16,6 @@ import pLimit from 'p-limit'
 import { NotFoundError } from '../../shared/errors/errors.ts'
 import { encodeGossip, modelTopic } from '../../shared/p2p/gossip.ts'
 import { MAX_REFERRALS, serveShardStream, SHARD_PROTOCOL, type Referral, type ShardAnswer } from '../../shared/p2p/shard-protocol.ts'
-import { tokenBucket } from '../../shared/p2p/token-bucket.ts'
 import { createPeerNode, type PeerNode } from '../../node-runtime/p2p/peer-node.ts'
 import type { BlockFiles } from '../store/block-files.ts'
 
@@ -27,7 +26,8 @@ export interface OriginOptions {
   listen?: string[]
   /** Refer repeat requests to peers that already got the object. Default true. */
   superSeed?: boolean
-  uploadBytesPerSecond?: number
+  /** Paces bodies: the coordinator's upload cap, shared with its HTTP API. */
+  pace?: (bytes: number, signal: AbortSignal) => Promise<void>
 }
 
 export interface OriginCounters {
@@ -58,7 +58,6 @@ export async function createOrigin (options: OriginOptions): Promise<Origin> {
   const node = await createPeerNode({ seed: options.seed, listen: options.listen })
   const self = node.peerId.toString()
   const superSeed = options.superSeed ?? true
-  const pace = options.uploadBytesPerSecond === undefined ? undefined : tokenBucket({ bytesPerSecond: options.uploadBytesPerSecond, burstBytes: Math.min(options.uploadBytesPerSecond, 256 * 1024) })
   const counters: OriginCounters = { bytesServed: 0, objectsServed: 0, referrals: 0, forced: 0, badRequests: 0, notFound: 0 }
   /** Per object: peers served directly, then peers referred, each in order. */
   const handedOut = new Map<string, { served: string[], referred: string[] }>()
@@ -124,7 +123,7 @@ export async function createOrigin (options: OriginOptions): Promise<Origin> {
       return { status: 'ok', bytes }
     }, {
       timeoutMs: SERVE_TIMEOUT_MS,
-      pace: pace === undefined ? undefined : async (n, signal) => { await pace.take(n, signal) },
+      pace: options.pace,
       onServed: n => { counters.bytesServed += n; counters.objectsServed++ },
       onBadRequest: () => { counters.badRequests++ }
     })

@@ -3,7 +3,9 @@
  * (a) all from the coordinator's HTTP API (origin mode, what runtimes without `peers` do), and
  * (b) as a swarm (AoE `peers`: Bloom hints, DHT, the coordinator's node as super-seeding origin).
  * Prints per-mode completion times (p50/p95/max, from "go" to a model ready to infer, swarm join
- * included), bytes served by the coordinator and by peers. Figure: coordinator bytes in swarm
+ * included), bytes served by the coordinator and by peers. A second scenario caps the upload of
+ * the coordinator and of every runtime (default 50 MB/s each, the runtime's and coordinator's
+ * own token-bucket caps), where bandwidth rather than this machine's 2 cores is the bottleneck. Figure: coordinator bytes in swarm
  * mode; reference: coordinator bytes in origin mode (ratio; the issue's target is
  * ≤ 1.5 × the model size in swarm mode vs 16 × in origin mode, and a completion time no worse).
  */
@@ -22,6 +24,8 @@ import { modelFiles } from '../../node-runtime/examples/mnist-mlp.ts'
 import { machine } from './machine.ts'
 
 const RUNTIMES = Number(process.env.SWARM_RUNTIMES ?? 16)
+/** Upload cap of the second scenario (coordinator and every runtime), bytes/s; 0 skips it. */
+const CAP_BPS = Number(process.env.SWARM_CAP_BPS ?? 50_000_000)
 const WAVE_TIMEOUT_MS = 300_000
 const WORKER = fileURLToPath(new URL('./swarm-worker.ts', import.meta.url))
 
@@ -46,87 +50,103 @@ function waitFor<T> (child: ChildProcess, type: string, timeoutMs: number): Prom
 }
 
 await tfjsBackend()
+const model = tfl.sequential()
+model.add(tfl.layers.dense({ inputShape: [1024], units: 4096, name: 'wide_1' }))
+model.add(tfl.layers.dense({ units: 2048, name: 'wide_2' }))
+model.add(tfl.layers.dense({ units: 1024, name: 'wide_3' }))
+const files = await modelFiles(model)
+model.dispose()
+tf.disposeVariables()
 const root = await mkdtemp(join(tmpdir(), 'blockfed-bench-swarm-'))
-const coordinator = await createCoordinator({ dataDir: join(root, 'coordinator'), port: 0, p2p: {} })
 const children: ChildProcess[] = []
-try {
-  const url = await coordinator.start()
-  const admin = coordinatorClient({ baseUrl: url, token: coordinator.adminToken })
-  const token = await admin.createToken('edge')
-  const model = tfl.sequential()
-  model.add(tfl.layers.dense({ inputShape: [1024], units: 4096, name: 'wide_1' }))
-  model.add(tfl.layers.dense({ units: 2048, name: 'wide_2' }))
-  model.add(tfl.layers.dense({ units: 1024, name: 'wide_3' }))
-  await admin.ingest('bench-swarm', await modelFiles(model))
-  model.dispose()
-  tf.disposeVariables()
-  const manifest = (await admin.manifest('bench-swarm', 1) as { manifest: Manifest }).manifest
-  const modelBytes = manifest.blocks.reduce((n, b) => n + b.sealedLength, 0)
-  const bootstrap = coordinator.p2p()?.addresses ?? []
 
-  const wave = async (mode: 'origin' | 'swarm'): Promise<Record<string, unknown>> => {
-    const workers = Array.from({ length: RUNTIMES }, (_, i) => fork(WORKER, [join(root, `${mode}-${i}`)], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] }))
-    children.push(...workers)
-    await Promise.all(workers.map(async w => await waitFor(w, 'ready', 60_000)))
-    const before = coordinator.served()
-    const config = {
-      version: '1.0.0', tag: 'bench', runtime: 'tensorflow', source: 'blockfed', modelDir: 'bench', modelName: 'bench-swarm', updateURL: url, token,
-      ...(mode === 'swarm' ? { peers: { bootstrap } } : {})
+/** Both waves against one coordinator; `capBps` caps the coordinator's and every runtime's upload. */
+async function scenario (name: string, capBps?: number): Promise<Record<string, unknown>> {
+  const coordinator = await createCoordinator({ dataDir: join(root, `${name}-coordinator`), port: 0, p2p: {}, uploadBytesPerSecond: capBps })
+  try {
+    const url = await coordinator.start()
+    const admin = coordinatorClient({ baseUrl: url, token: coordinator.adminToken })
+    const token = await admin.createToken('edge')
+    await admin.ingest('bench-swarm', files)
+    const manifest = (await admin.manifest('bench-swarm', 1) as { manifest: Manifest }).manifest
+    const modelBytes = manifest.blocks.reduce((n, b) => n + b.sealedLength, 0)
+    const bootstrap = coordinator.p2p()?.addresses ?? []
+
+    const wave = async (mode: 'origin' | 'swarm'): Promise<Record<string, unknown>> => {
+      const workers = Array.from({ length: RUNTIMES }, (_, i) => fork(WORKER, [join(root, `${name}-${mode}-${i}`)], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] }))
+      children.push(...workers)
+      await Promise.all(workers.map(async w => await waitFor(w, 'ready', 60_000)))
+      const before = coordinator.served()
+      const config = {
+        version: '1.0.0', tag: 'bench', runtime: 'tensorflow', source: 'blockfed', modelDir: 'bench', modelName: 'bench-swarm', updateURL: url, token,
+        ...(mode === 'swarm' ? { peers: { bootstrap, ...(capBps === undefined ? {} : { uploadBytesPerSecond: capBps }) } } : {})
+      }
+      const started = performance.now()
+      const loads = workers.map(async w => await waitFor<Loaded>(w, 'loaded', WAVE_TIMEOUT_MS))
+      for (const w of workers) w.send({ type: 'go', config })
+      const results = await Promise.all(loads)
+      const wallMs = performance.now() - started
+      const after = coordinator.served()
+      const served = await Promise.all(workers.map(async w => {
+        const reply = waitFor<{ counters?: { bytesServed: number } }>(w, 'served', 30_000)
+        w.send({ type: 'stop' })
+        return (await reply).counters?.bytesServed ?? 0
+      }))
+      await Promise.all(workers.map(async w => await new Promise(resolve => { if (w.exitCode !== null) resolve(null); else w.once('exit', resolve) })))
+      const coordinatorBytes = (after.httpBytes - before.httpBytes) + ((after.p2p?.bytesServed ?? 0) - (before.p2p?.bytesServed ?? 0))
+      const ms = results.map(r => r.ms)
+      return {
+        completionMs: { p50: Math.round(quantile(ms, 0.5)), p95: Math.round(quantile(ms, 0.95)), max: Math.round(Math.max(...ms)), wall: Math.round(wallMs) },
+        coordinatorBytes,
+        coordinatorModelCopies: +(coordinatorBytes / modelBytes).toFixed(2),
+        peerBytes: served.reduce((a, b) => a + b, 0),
+        fetchedBytes: results.reduce((n, r) => n + r.bytesFetched, 0),
+        faults: results.reduce((n, r) => n + r.faults, 0),
+        cpuMsPerRuntime: Math.round(results.reduce((n, r) => n + r.cpuMs, 0) / results.length),
+        ...(mode === 'swarm'
+          ? {
+              fromOrigin: results.reduce((n, r) => n + (r.swarm?.bytesFromOrigin ?? 0), 0),
+              fromPeers: results.reduce((n, r) => n + (r.swarm?.bytesFromPeers ?? 0), 0),
+              fromHttpFallback: results.reduce((n, r) => n + (r.swarm?.bytesFromFallback ?? 0), 0),
+              referrals: results.reduce((n, r) => n + (r.swarm?.referrals ?? 0), 0),
+              forced: (after.p2p?.forced ?? 0) - (before.p2p?.forced ?? 0),
+              lookups: results.reduce((n, r) => n + (r.swarm?.lookups ?? 0), 0)
+            }
+          : {})
+      }
     }
-    const started = performance.now()
-    const loads = workers.map(async w => await waitFor<Loaded>(w, 'loaded', WAVE_TIMEOUT_MS))
-    for (const w of workers) w.send({ type: 'go', config })
-    const results = await Promise.all(loads)
-    const wallMs = performance.now() - started
-    const after = coordinator.served()
-    const served = await Promise.all(workers.map(async w => {
-      const reply = waitFor<{ counters?: { bytesServed: number } }>(w, 'served', 30_000)
-      w.send({ type: 'stop' })
-      return (await reply).counters?.bytesServed ?? 0
-    }))
-    await Promise.all(workers.map(async w => await new Promise(resolve => { if (w.exitCode !== null) resolve(null); else w.once('exit', resolve) })))
-    const coordinatorBytes = (after.httpBytes - before.httpBytes) + ((after.p2p?.bytesServed ?? 0) - (before.p2p?.bytesServed ?? 0))
-    const ms = results.map(r => r.ms)
+
+    const origin = await wave('origin')
+    const swarm = await wave('swarm')
+    const max = (r: Record<string, unknown>): number => (r.completionMs as { max: number }).max
     return {
-      mode,
-      completionMs: { p50: Math.round(quantile(ms, 0.5)), p95: Math.round(quantile(ms, 0.95)), max: Math.round(Math.max(...ms)), wall: Math.round(wallMs) },
-      coordinatorBytes,
-      coordinatorModelCopies: +(coordinatorBytes / modelBytes).toFixed(2),
-      peerBytes: served.reduce((a, b) => a + b, 0),
-      fetchedBytes: results.reduce((n, r) => n + r.bytesFetched, 0),
-      faults: results.reduce((n, r) => n + r.faults, 0),
-      cpuMsPerRuntime: Math.round(results.reduce((n, r) => n + r.cpuMs, 0) / results.length),
-      ...(mode === 'swarm'
-        ? {
-            fromOrigin: results.reduce((n, r) => n + (r.swarm?.bytesFromOrigin ?? 0), 0),
-            fromPeers: results.reduce((n, r) => n + (r.swarm?.bytesFromPeers ?? 0), 0),
-            fromHttpFallback: results.reduce((n, r) => n + (r.swarm?.bytesFromFallback ?? 0), 0),
-            referrals: results.reduce((n, r) => n + (r.swarm?.referrals ?? 0), 0),
-            forced: (after.p2p?.forced ?? 0) - (before.p2p?.forced ?? 0),
-            lookups: results.reduce((n, r) => n + (r.swarm?.lookups ?? 0), 0),
-            lookupMs: results.reduce((n, r) => n + (r.swarm?.lookupMs ?? 0), 0)
-          }
-        : {})
+      uploadCapBytesPerSecond: capBps ?? null,
+      model: { sealedBytes: modelBytes, blocks: manifest.blocks.length, erasure: `${manifest.erasure.k}+${manifest.erasure.m}` },
+      origin,
+      swarm,
+      coordinatorBytesRatio: +((swarm.coordinatorBytes as number) / (origin.coordinatorBytes as number)).toFixed(3),
+      timeRatio: +(max(swarm) / max(origin)).toFixed(3)
     }
+  } finally {
+    await coordinator.stop()
   }
+}
 
-  const origin = await wave('origin')
-  const swarm = await wave('swarm')
+try {
+  const unlimited = await scenario('unlimited')
+  const capped = CAP_BPS > 0 ? await scenario('capped', CAP_BPS) : undefined
   console.log(JSON.stringify({
     bench: 'swarm',
     runtimes: RUNTIMES,
-    model: { sealedBytes: modelBytes, blocks: manifest.blocks.length, erasure: manifest.erasure },
-    origin,
-    swarm,
-    figure: { coordinatorBytesSwarm: swarm.coordinatorBytes, modelCopies: swarm.coordinatorModelCopies },
-    reference: { coordinatorBytesOrigin: origin.coordinatorBytes, modelCopies: origin.coordinatorModelCopies },
-    ratio: +((swarm.coordinatorBytes as number) / (origin.coordinatorBytes as number)).toFixed(3),
-    timeRatio: +(((swarm.completionMs as { max: number }).max) / ((origin.completionMs as { max: number }).max)).toFixed(3),
-    target: { modelCopies: 1.5, timeRatio: 1 },
+    unlimited,
+    capped,
+    figure: { swarmCoordinatorModelCopies: (unlimited.swarm as { coordinatorModelCopies: number }).coordinatorModelCopies },
+    reference: { originCoordinatorModelCopies: (unlimited.origin as { coordinatorModelCopies: number }).coordinatorModelCopies },
+    ratio: unlimited.coordinatorBytesRatio,
+    target: { swarmCoordinatorModelCopies: '≤ 1.5', timeRatio: '≤ 1' },
     machine: machine()
   }, null, 2))
 } finally {
   for (const c of children) if (c.exitCode === null) c.kill('SIGKILL')
-  await coordinator.stop()
   await rm(root, { recursive: true, force: true })
 }
