@@ -10,8 +10,6 @@
 import { mkdtemp, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import * as tf from '@tensorflow/tfjs-core'
-import * as tfl from '@tensorflow/tfjs-layers'
 import pLimit from 'p-limit'
 import { spawnCoordinator } from '../helpers/coordinator-process.ts'
 import { readFile } from 'node:fs/promises'
@@ -23,22 +21,14 @@ import { defaultReedSolomon, erasureCoder } from '../../shared/blocks/erasure.ts
 import { generateWrapKey } from '../../shared/crypto/wrap.ts'
 import { fromHex } from '../../shared/crypto/bytes.ts'
 import { open } from '../../shared/crypto/seal.ts'
-import { tfjsBackend } from '../../node-runtime/engines/tfjs.ts'
-import { modelFiles } from '../../node-runtime/examples/mnist-mlp.ts'
+import { wideModelFiles } from './wide-model.ts'
 import { machine } from './machine.ts'
 
 const RUNS = 5
 const CONCURRENCY = 8
 const median = (xs: number[]): number => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)] as number
 
-await tfjsBackend()
-const model = tfl.sequential()
-model.add(tfl.layers.dense({ inputShape: [1024], units: 4096, name: 'wide_1' }))
-model.add(tfl.layers.dense({ units: 2048, name: 'wide_2' }))
-model.add(tfl.layers.dense({ units: 1024, name: 'wide_3' }))
-const files = await modelFiles(model)
-model.dispose()
-tf.disposeVariables()
+const files = await wideModelFiles()
 
 const dir = await mkdtemp(join(tmpdir(), 'blockfed-bench-load-'))
 const coordinatorProcess = await spawnCoordinator(dir)

@@ -14,13 +14,10 @@ import { mkdtemp, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
-import * as tf from '@tensorflow/tfjs-core'
-import * as tfl from '@tensorflow/tfjs-layers'
 import { createCoordinator } from '../../coordinator/coordinator.ts'
 import { coordinatorClient } from '../../shared/client/coordinator-client.ts'
 import type { Manifest } from '../../shared/manifest/schema.ts'
-import { tfjsBackend } from '../../node-runtime/engines/tfjs.ts'
-import { modelFiles } from '../../node-runtime/examples/mnist-mlp.ts'
+import { wideModelFiles } from './wide-model.ts'
 import { machine } from './machine.ts'
 
 const RUNTIMES = Number(process.env.SWARM_RUNTIMES ?? 16)
@@ -49,14 +46,7 @@ function waitFor<T> (child: ChildProcess, type: string, timeoutMs: number): Prom
   })
 }
 
-await tfjsBackend()
-const model = tfl.sequential()
-model.add(tfl.layers.dense({ inputShape: [1024], units: 4096, name: 'wide_1' }))
-model.add(tfl.layers.dense({ units: 2048, name: 'wide_2' }))
-model.add(tfl.layers.dense({ units: 1024, name: 'wide_3' }))
-const files = await modelFiles(model)
-model.dispose()
-tf.disposeVariables()
+const files = await wideModelFiles()
 const root = await mkdtemp(join(tmpdir(), 'blockfed-bench-swarm-'))
 const children: ChildProcess[] = []
 
