@@ -38,6 +38,12 @@ import { coordinatorKey } from './trust.ts'
 import { swarmSource, type SwarmSource, type SwarmStats } from '../shared/p2p/swarm-source.ts'
 import { createSwarm, type Swarm } from './p2p/swarm.ts'
 import { runtimeMetricsText } from './metrics.ts'
+import { prefetchBlocks } from '../shared/load/loader.ts'
+import { verifySignedManifest } from '../shared/manifest/sign.ts'
+import { defaultReedSolomon, erasureCoder } from '../shared/blocks/erasure.ts'
+
+/** A prefetch started by an announcement gives up after this long (the upgrade fetches the rest). */
+const PREFETCH_DEADLINE_MS = 5 * 60_000
 import { peerIdOfKey } from './p2p/peer-node.ts'
 
 export interface NodeRuntimeOptions {
@@ -86,6 +92,13 @@ export interface ModelHandle {
   check: (signal?: AbortSignal) => Promise<VersionChange>
   /** Switches to an earlier anchored version (default: the previous one) and stays off the current one. */
   rollback: (version?: number, signal?: AbortSignal) => Promise<VersionChange>
+  /**
+   * Fetches into the cache the sealed blocks of the version the policy points at, if newer, so
+   * that a later `update` reads them locally (signature checked, nothing decrypted; the ledger
+   * is checked by `update`). Runs by itself when a swarm peer announces a version, unless
+   * `peers.prefetch` is false.
+   */
+  prefetch: (signal?: AbortSignal) => Promise<{ version: number, blocks: number, bytesFetched: number }>
   release: () => Promise<void>
 }
 
@@ -141,7 +154,13 @@ export async function createNodeRuntime (options: NodeRuntimeOptions): Promise<N
       dir: join(options.dataDir, 'p2p'),
       listen: peers.listen,
       uploadBytesPerSecond: peers.uploadBytesPerSecond,
-      onVersion: (model, version) => options.onVersionAnnounced?.(model, version)
+      onVersion: (model, version) => {
+        options.onVersionAnnounced?.(model, version)
+        for (const h of handles) {
+          if (h.config.modelName !== model || h.config.peers?.prefetch === false || version <= h.manifest.version) continue
+          void h.prefetch(AbortSignal.timeout(PREFETCH_DEADLINE_MS)).catch(() => {})
+        }
+      }
     }))
     const s = await swarm
     swarmNow = s
@@ -427,6 +446,15 @@ export async function createNodeRuntime (options: NodeRuntimeOptions): Promise<N
           const to = await rollbackTarget(ctx, version)
           return await switchTo(to, `rolled back to ${to} on request`, true, signal)
         }),
+        prefetch: async signal => {
+          const from = serving.manifest.version
+          const t = await target(ctx, signal)
+          if (t === 'offline' || t === undefined || t.version <= from) return { version: from, blocks: 0, bytesFetched: 0 }
+          const { manifest } = await verifySignedManifest(await ctx.client.manifest(config.modelName, t.version, signal), ctx.coordinatorKey)
+          ctx.onManifest?.(manifest)
+          const coder = await erasureCoder(defaultReedSolomon, manifest.erasure)
+          return { version: t.version, ...await prefetchBlocks(manifest, { source: ctx.source, coder, cache: ctx.cache, signal }) }
+        },
         async release () {
           if (!handles.delete(handle)) return
           for (const cid of pins) ctx.cache.unpin(cid)

@@ -50,7 +50,8 @@ export interface Origin {
   stop: () => Promise<void>
 }
 
-const SERVE_TIMEOUT_MS = 30_000
+/** Deadline of one answer, pacing included (under an upload cap answers queue for the bucket). */
+const SERVE_TIMEOUT_MS = 120_000
 /** Objects whose hand-outs are remembered; older ones are served again (a new wave re-seeds). */
 const REMEMBERED_OBJECTS = 65_536
 

@@ -93,8 +93,12 @@ const ANNOUNCE_INTERVAL_MS = 5_000
 const SERVE_TIMEOUT_MS = 30_000
 /** How long `join` waits for the DHT routing table to hold a peer. */
 const ROUTING_WAIT_MS = 3_000
-/** How long a request for an object still on its way here waits for it. */
-const PENDING_WAIT_MS = 5_000
+/**
+ * How long a request for an object still on its way here waits for it: the origin referred the
+ * requester here because this node is getting it, so waiting (within the requester's own
+ * deadline) beats sending it back to the origin.
+ */
+const PENDING_WAIT_MS = 20_000
 
 export async function createSwarm (options: SwarmOptions): Promise<Swarm> {
   if (options.dir !== undefined) await mkdir(options.dir, { recursive: true })
@@ -162,14 +166,16 @@ export async function createSwarm (options: SwarmOptions): Promise<Swarm> {
   }
 
   await node.handle(SHARD_PROTOCOL, async (stream: Stream) => {
-    if (serving >= maxServing) {
-      counters.busy++
-      await serveShardStream(stream, async () => ({ status: 'busy', retryMs: 200 }), { timeoutMs: SERVE_TIMEOUT_MS })
-      return
-    }
-    serving++
+    // Slots are taken once a request has arrived, so silent streams cannot lock everyone out.
+    let counted = false
     try {
       await serveShardStream(stream, async (request, signal) => {
+        if (serving >= maxServing) {
+          counters.busy++
+          return { status: 'busy', retryMs: 200 }
+        }
+        serving++
+        counted = true
         const answer = await lookup(request, signal)
         if (answer.status === 'not-found') counters.notFound++
         return answer
@@ -180,7 +186,7 @@ export async function createSwarm (options: SwarmOptions): Promise<Swarm> {
         onBadRequest: () => { counters.badRequests++ }
       })
     } finally {
-      serving--
+      if (counted) serving--
     }
   }, { maxInboundStreams: 256 })
 

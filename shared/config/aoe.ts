@@ -148,8 +148,10 @@ const peersSchema = z.strictObject({
   uploadBytesPerSecond: positiveInt('a positive integer (bytes per second)').optional()
     .meta({ description: 'Cap on what this runtime uploads to peers. Unlimited when absent.' }),
   fallback: z.enum(['http', 'none'], expecting('"http" or "none"')).default('http')
-    .meta({ description: 'When neither peers nor the coordinator\'s node can serve a shard: ask the coordinator\'s HTTP API ("http"), or fail ("none").' })
-}, expecting('an object { bootstrap, listen, uploadBytesPerSecond, fallback }'))
+    .meta({ description: 'When neither peers nor the coordinator\'s node can serve a shard: ask the coordinator\'s HTTP API ("http"), or fail ("none").' }),
+  prefetch: z.boolean(expecting('true or false')).default(true)
+    .meta({ description: 'When a newer version is announced on the model\'s topic, fetch its missing blocks into the cache ahead of the upgrade.' })
+}, expecting('an object { bootstrap, listen, uploadBytesPerSecond, fallback, prefetch }'))
 
 const nonEmpty = (what: string): z.ZodString => z.string(expecting(what)).min(1, expecting(what))
 

@@ -176,3 +176,37 @@ export async function loadModelWeights (manifest: Manifest, options: LoadOptions
   report.ms = performance.now() - started
   return { weights: assembler.weights, report }
 }
+
+export interface PrefetchOptions {
+  source: BlockSource
+  coder: ErasureCoder
+  cache: CacheTier
+  concurrency?: number
+  signal?: AbortSignal
+}
+
+/**
+ * Fetches the sealed blocks of `manifest` that `cache` lacks, verifies each by its CID and
+ * caches it — no keys needed, nothing decrypted (e.g. the blocks of a version just announced,
+ * so that the upgrade later reads them locally). Returns the bytes fetched. A block that cannot
+ * be fetched or verified is skipped: prefetching is an optimisation, the load will try again.
+ */
+export async function prefetchBlocks (manifest: Manifest, options: PrefetchOptions): Promise<{ blocks: number, bytesFetched: number }> {
+  const report: LoadReport = { blocks: manifest.blocks.length, fromCache: 0, fetchedBlocks: 0, shardsFetched: 0, bytesFetched: 0, faults: [], ms: 0 }
+  const signal = options.signal ?? new AbortController().signal
+  const limit = pLimit(options.concurrency ?? 2)
+  const loadOptions: LoadOptions = { source: options.source, coder: options.coder, keys: new Map(), signal }
+  const seen = new Set<string>()
+  await Promise.all(manifest.blocks.map(async block => await limit(async () => {
+    if (seen.has(block.cid) || signal.aborted) return
+    seen.add(block.cid)
+    if (await options.cache.has(block.cid)) return
+    try {
+      await options.cache.put(block.cid, await fetchSealed(block, loadOptions, report, signal))
+      report.fetchedBlocks++
+    } catch (err) {
+      if (signal.aborted) throw err
+    }
+  })))
+  return { blocks: report.fetchedBlocks, bytesFetched: report.bytesFetched }
+}

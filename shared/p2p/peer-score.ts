@@ -67,7 +67,8 @@ export function peerScores (options: PeerScoreOptions = {}): PeerScores {
         r.avoidUntil = now() + banMs
       } else if (outcome === 'timeout' || outcome === 'error') {
         if (++r.consecutiveFailures >= limit) {
-          r.avoidUntil = now() + coolDownMs
+          // A cool-down never shortens a ban.
+          r.avoidUntil = Math.max(r.avoidUntil, now() + coolDownMs)
           r.consecutiveFailures = 0
         }
       }

@@ -57,6 +57,35 @@ export type ShardAnswer =
   | { status: 'busy', retryMs: number }
   | { status: 'elsewhere', peers: Referral[] }
 
+/**
+ * The frame length decoder given to `lpStream`: an unsigned varint (multiformats/unsigned-varint)
+ * of at most `maxBytes` bytes. lpStream reads the prefix a byte at a time and retries while the
+ * decoder throws RangeError, and checks the prefix's length only once it decodes — so a peer
+ * sending 0xff… forever would grow that buffer until the deadline. This decoder refuses a prefix
+ * longer than `maxBytes` at once (a non-RangeError ends the read).
+ */
+function boundedLength (maxBytes: number): (data: { subarray: () => Uint8Array }) => number {
+  return data => {
+    const bytes = data.subarray()
+    let value = 0
+    for (let i = 0; i < bytes.length; i++) {
+      if (i >= maxBytes) break
+      const b = bytes[i] as number
+      value += (b & 0x7f) * 2 ** (7 * i)
+      if ((b & 0x80) === 0) return value
+    }
+    if (bytes.length > maxBytes) throw new InvalidInputError(`frame length prefix longer than ${maxBytes} bytes`)
+    throw new RangeError('varint incomplete')
+  }
+}
+
+/** lpStream options bounding a frame to `maxDataLength` bytes and its prefix to what that needs. */
+function framing (maxDataLength: number): { maxDataLength: number, lengthDecoder: (data: { subarray: () => Uint8Array }) => number } {
+  let prefix = 1
+  while (2 ** (7 * prefix) <= maxDataLength) prefix++
+  return { maxDataLength, lengthDecoder: boundedLength(prefix) }
+}
+
 const encoder = new TextEncoder()
 const decoder = new TextDecoder('utf-8', { fatal: true })
 
@@ -101,7 +130,7 @@ export interface RequestShardOptions {
 export async function requestShard (stream: Stream, cid: string, options: RequestShardOptions): Promise<ShardAnswer> {
   const { signal } = options
   const maxBytes = options.maxBytes ?? DEFAULT_MAX_OBJECT_BYTES
-  const lp = lpStream(stream, { maxDataLength: Math.max(MAX_CONTROL_FRAME, BODY_FRAME) })
+  const lp = lpStream(stream, framing(Math.max(MAX_CONTROL_FRAME, BODY_FRAME)))
   const what = `shard ${cid} from ${stream.protocol}`
   try {
     const request: ShardRequest = options.force === true ? { cid, force: true } : { cid }
@@ -153,7 +182,7 @@ export async function serveShardStream (
   options: ServeOptions
 ): Promise<void> {
   const signal = AbortSignal.timeout(options.timeoutMs)
-  const lp = lpStream(stream, { maxDataLength: MAX_CONTROL_FRAME })
+  const lp = lpStream(stream, framing(MAX_CONTROL_FRAME))
   const send = async (header: Header): Promise<void> => { await lp.write(encoder.encode(JSON.stringify(header)), { signal }) }
   try {
     let request: ShardRequest

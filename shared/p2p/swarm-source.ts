@@ -97,6 +97,22 @@ function rotate<T> (list: T[], by: number): T[] {
   return [...list.slice(k), ...list.slice(0, k)]
 }
 
+/** `work`, or the signal's reason as soon as it fires (the work then finds the signal aborted). */
+async function untilAborted<T> (signal: AbortSignal, work: Promise<T>): Promise<T> {
+  work.catch(() => {})
+  if (signal.aborted) throw signal.reason
+  let onAbort: (() => void) | undefined
+  const aborted = new Promise<never>((_resolve, reject) => {
+    onAbort = () => { reject(signal.reason) }
+    signal.addEventListener('abort', onAbort, { once: true })
+  })
+  try {
+    return await Promise.race([work, aborted])
+  } finally {
+    if (onAbort !== undefined) signal.removeEventListener('abort', onAbort)
+  }
+}
+
 async function pause (ms: number, signal: AbortSignal): Promise<void> {
   await new Promise<void>((resolve, reject) => {
     if (signal.aborted) { reject(signal.reason); return }
@@ -151,7 +167,8 @@ export function swarmSource (options: SwarmSourceOptions): SwarmSource {
 
   /** One request to one peer within its concurrency limit; the peer's score records what happened. */
   const ask = async (peer: string, cid: string, signal: AbortSignal, force: boolean): Promise<Outcome> => {
-    return await limiter(peer)(async () => {
+    // Queued behind a busy peer, a request still ends when its signal fires.
+    return await untilAborted(signal, limiter(peer)(async () => {
       if (signal.aborted) throw signal.reason
       stats.requests++
       let answer: ShardAnswer
@@ -160,7 +177,8 @@ export function swarmSource (options: SwarmSourceOptions): SwarmSource {
         answer = await network.request(peer, cid, { signal: AbortSignal.any([signal, AbortSignal.timeout(requestTimeoutMs)]), force, maxBytes })
       } catch (err) {
         if (signal.aborted) throw err
-        scores.record(peer, (err as Error).name === 'TimeoutError' ? 'timeout' : 'error')
+        // A slow origin is still the origin: only bad bytes (below) ever make this source avoid it.
+        if (peer !== origin) scores.record(peer, (err as Error).name === 'TimeoutError' ? 'timeout' : 'error')
         return undefined
       }
       switch (answer.status) {
@@ -185,14 +203,16 @@ export function swarmSource (options: SwarmSourceOptions): SwarmSource {
           scores.record(peer, 'not-found')
           return undefined
       }
-    })
+    }))
   }
 
   /** Tries `peers` one after the other until one serves; referrals from a peer are not followed. */
-  const fromPeers = async (peers: string[], cid: string, signal: AbortSignal, tried: Set<string>): Promise<Uint8Array | undefined> => {
+  const fromPeers = async (peers: string[], cid: string, signal: AbortSignal, tried: Set<string>, asked: { count: number }): Promise<Uint8Array | undefined> => {
     for (const peer of peers) {
-      if (tried.has(peer) || tried.size > maxPeers + 2) continue
+      if (tried.has(peer)) continue
+      if (asked.count >= maxPeers) break
       tried.add(peer)
+      asked.count++
       const got = await ask(peer, cid, signal, false)
       if (got !== undefined && 'bytes' in got) {
         stats.bytesFromPeers += got.bytes.length
@@ -208,7 +228,7 @@ export function swarmSource (options: SwarmSourceOptions): SwarmSource {
    * Asks the origin, following its referrals. Without `mayForce` it stops when the referred
    * peers fail (so DHT providers are tried before the origin is made to serve again).
    */
-  const fromOrigin = async (originPeer: string, cid: string, signal: AbortSignal, tried: Set<string>, mayForce: boolean): Promise<Uint8Array | undefined> => {
+  const fromOrigin = async (originPeer: string, cid: string, signal: AbortSignal, tried: Set<string>, asked: { count: number }, mayForce: boolean): Promise<Uint8Array | undefined> => {
     let force = mayForce
     for (let attempt = 0; attempt < ORIGIN_ATTEMPTS; attempt++) {
       const got = await ask(originPeer, cid, signal, force)
@@ -225,7 +245,7 @@ export function swarmSource (options: SwarmSourceOptions): SwarmSource {
       stats.referrals++
       const referred = got.referral.filter(r => r.id !== network.self)
       await Promise.all(referred.map(async r => { await network.learn(r).catch(() => {}) }))
-      const bytes = await fromPeers(scores.rank(referred.map(r => r.id)), cid, signal, tried)
+      const bytes = await fromPeers(scores.rank(referred.map(r => r.id)), cid, signal, tried, asked)
       if (bytes !== undefined) return bytes
       if (!mayForce) return undefined
       force = true
@@ -247,22 +267,24 @@ export function swarmSource (options: SwarmSourceOptions): SwarmSource {
   async function fetchObject (cid: string, { signal, block, shard }: BlockSourceGetOptions): Promise<Uint8Array> {
     const key = block ?? cid
     const tried = new Set<string>([network.self])
+    /** Peers asked for this object (self and the origin not counted), bounded by maxPeersPerObject. */
+    const asked = { count: 0 }
     if (origin !== undefined) tried.add(origin)
     const order = (peers: string[]): string[] => byLoad(rotate(scores.rank(peers.filter(p => !tried.has(p))).slice(0, maxPeers), shard ?? 0))
 
-    let bytes = await fromPeers(order(network.likelyHolders(key)), cid, signal, tried)
+    let bytes = await fromPeers(order(network.likelyHolders(key)), cid, signal, tried, asked)
     if (bytes !== undefined) return bytes
     // The origin next, without `force`: it serves bytes only when it knows no peer that has
     // them, and otherwise names those peers — one round trip, where a DHT lookup that finds
     // nothing (the usual case in a cold wave) costs a whole query's deadline.
     if (origin !== undefined) {
-      bytes = await fromOrigin(origin, cid, signal, tried, false)
+      bytes = await fromOrigin(origin, cid, signal, tried, asked, false)
       if (bytes !== undefined) return bytes
     }
-    bytes = await fromPeers(order(await providersOf(key, signal)), cid, signal, tried)
+    bytes = await fromPeers(order(await providersOf(key, signal)), cid, signal, tried, asked)
     if (bytes !== undefined) return bytes
     if (origin !== undefined) {
-      bytes = await fromOrigin(origin, cid, signal, tried, true)
+      bytes = await fromOrigin(origin, cid, signal, tried, asked, true)
       if (bytes !== undefined) return bytes
     }
     if (fallback !== undefined) {
@@ -272,6 +294,6 @@ export function swarmSource (options: SwarmSourceOptions): SwarmSource {
       options.onReceived?.(cid, bytes, fallback.name)
       return bytes
     }
-    throw new UnavailableError(`${cid}: no peer could serve it (asked ${tried.size - 1} peer(s)${origin === undefined ? ', no origin' : ' and the origin'})`)
+    throw new UnavailableError(`${cid}: no peer could serve it (asked ${asked.count} peer(s)${origin === undefined ? ', no origin' : ' and the origin'})`)
   }
 }

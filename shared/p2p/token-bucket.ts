@@ -44,6 +44,7 @@ export function tokenBucket (options: TokenBucketOptions): TokenBucket {
   return {
     async take (bytes, signal) {
       const turn = tail.then(async () => {
+        if (signal?.aborted === true) throw signal.reason
         refill()
         // A frame larger than the burst is allowed to go once the bucket is full (tokens go negative).
         const need = Math.min(bytes, burst)
@@ -54,7 +55,19 @@ export function tokenBucket (options: TokenBucketOptions): TokenBucket {
         tokens -= bytes
       })
       tail = turn.catch(() => {})
-      await turn
+      // Queued behind another taker, an aborted take still rejects at once (its turn then finds
+      // the signal aborted and draws nothing).
+      if (signal === undefined) { await turn; return }
+      if (signal.aborted) throw signal.reason
+      let onAbort: (() => void) | undefined
+      try {
+        await Promise.race([turn, new Promise<never>((_resolve, reject) => {
+          onAbort = () => { reject(signal.reason) }
+          signal.addEventListener('abort', onAbort, { once: true })
+        })])
+      } finally {
+        if (onAbort !== undefined) signal.removeEventListener('abort', onAbort)
+      }
     }
   }
 }

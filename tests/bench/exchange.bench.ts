@@ -64,8 +64,11 @@ const BENCH_MAX_MS = 110_000
 /** The child never outlives a bench that died without closing its stdin. */
 const CHILD_MAX_MS = 150_000
 /**
- * Bitswap's defaults, except: a server normally ignores a re-want of a block it sent the same
- * peer less than 5 s ago, and a pinned session never cancels; runs repeat the same objects.
+ * Bitswap's defaults, except the do-not-resend window: a server ignores a re-want of a block it
+ * sent the same peer less than that long ago (5 s by default), and the runs ask for the same
+ * objects again a few hundred ms later. (Even at 0 it drops a re-want that arrives while its
+ * ledger still holds the earlier entry — a pinned session sends no cancel — hence one client
+ * node per variant and distinct objects per variant in the single-object samples.)
  */
 const BITSWAP_OPTIONS = { doNotResendBlockWindow: 0 }
 
@@ -218,6 +221,9 @@ async function connectClient (servers: ServerInfo[], signal: AbortSignal): Promi
   const bitswap = await startBitswap(node, new MemoryBlockstore(), BITSWAP_OPTIONS)
   const client = { node, bitswap, peers: servers.map(s => peerIdFromString(s.id)) }
   try {
+    // A DHT client is not put in the servers' routing tables, so clients never learn of each
+    // other and connect: bitswap would send them its wants too.
+    await node.services.dht.setMode('client')
     for (const s of servers) await node.dial(multiaddr(s.addr), { signal })
     // Bitswap sends wants only to peers identify has reported as speaking it.
     const until = Date.now() + 10_000
@@ -276,7 +282,8 @@ async function shardFrom (node: PeerNode, peer: PeerId, cid: string, signal: Abo
   return answer.bytes
 }
 
-interface Variant { name: string, get: () => Getter }
+/** One way to fetch: `get` builds a run's getter on the variant's own client. */
+interface Variant { name: string, get: (client: Client) => Getter }
 
 function summarize (samples: Sample[]): Record<string, unknown> {
   const ms = median(samples.map(s => s.ms))
@@ -295,7 +302,15 @@ function summarize (samples: Sample[]): Record<string, unknown> {
 }
 
 async function bench (): Promise<void> {
-  const deadline = AbortSignal.timeout(BENCH_MAX_MS)
+  // A rejection nobody awaits (bitswap's session internals can leave one behind on an abort)
+  // ends the bench cleanly, nodes stopped, instead of killing the process mid-run.
+  const failure = new AbortController()
+  const onUnhandled = (reason: unknown): void => {
+    log(`unhandled rejection: ${reason instanceof Error ? reason.message : String(reason)}`)
+    failure.abort(reason)
+  }
+  process.on('unhandledRejection', onUnhandled)
+  const deadline = AbortSignal.any([AbortSignal.timeout(BENCH_MAX_MS), failure.signal])
   log(`payload: ${OBJECTS} objects of ${OBJECT_BYTES / 1024} KiB`)
   const objects = await payload()
   const child: ChildProcess = spawn(process.execPath, [fileURLToPath(import.meta.url)], {
@@ -336,60 +351,69 @@ async function bench (): Promise<void> {
       }
     }
 
-    const scenario = async (servers: ServerInfo[], variants: (client: Client) => Variant[]): Promise<Record<string, unknown>> => {
-      const client = await connectClient(servers, deadline)
-      clients.push(client)
-      const list = variants(client)
-      const samples = new Map<string, Sample[]>(list.map(v => [v.name, []]))
+    /**
+     * Runs `variants` against `servers`, each from its own client node: a bitswap server keeps
+     * a want ledger per peer, and one variant's leftovers there must not stall the next one's.
+     */
+    const scenario = async (servers: ServerInfo[], variants: Variant[]): Promise<Record<string, unknown>> => {
+      const own = new Map<string, Client>()
+      for (const v of variants) {
+        const client = await connectClient(servers, deadline)
+        clients.push(client)
+        own.set(v.name, client)
+      }
+      const clientOf = (v: Variant): Client => own.get(v.name) as Client
+      const samples = new Map<string, Sample[]>(variants.map(v => [v.name, []]))
       for (let run = -WARMUP; run < RUNS; run++) {
-        for (const v of list) {
-          const sample = await measure(v.get())
+        for (const v of variants) {
+          const sample = await measure(v.get(clientOf(v)))
           if (run >= 0) samples.get(v.name)?.push(sample)
         }
       }
-      // Request latency on an idle connection: one object alone, fetched and verified.
-      const alone = new Map<string, number[]>(list.map(v => [v.name, []]))
+      // Request latency on an idle connection: one object alone, fetched and verified; each
+      // variant asks for objects the others do not.
+      const alone = new Map<string, number[]>(variants.map(v => [v.name, []]))
+      const getters = variants.map(v => v.get(clientOf(v)))
       for (let k = 0; k < ALONE_SAMPLES; k++) {
-        for (const v of list) {
-          const object = objects[k % OBJECTS] as BenchObject
+        for (const [n, v] of variants.entries()) {
+          const index = (k * variants.length + n) % OBJECTS
+          const object = objects[index] as BenchObject
           const signal = AbortSignal.any([deadline, AbortSignal.timeout(RUN_TIMEOUT_MS)])
           const start = performance.now()
-          await verifyCid(object.cid, await v.get()(k, object, signal), 'bench object')
+          await verifyCid(object.cid, await (getters[n] as Getter)(index, object, signal), 'bench object')
           alone.get(v.name)?.push(performance.now() - start)
         }
       }
-      const connected = client.node.getConnections().map(c => c.remotePeer.toString())
-      const result: Record<string, unknown> = Object.fromEntries(list.map(v => [v.name, {
-        ...summarize(samples.get(v.name) ?? []),
-        oneObjectAloneMs: round(median(alone.get(v.name) ?? []), 1)
-      }]))
-      result.clientConnectedTo = { servers: client.peers.filter(p => connected.includes(p.toString())).length, otherPeers: connected.filter(id => !servers.some(s => s.id === id)).length }
-      clients.splice(clients.indexOf(client), 1)
-      await stopClient(client)
+      const result: Record<string, unknown> = {}
+      for (const v of variants) {
+        const client = clientOf(v)
+        const connected = client.node.getConnections().map(c => c.remotePeer.toString())
+        result[v.name] = {
+          ...summarize(samples.get(v.name) ?? []),
+          oneObjectAloneMs: round(median(alone.get(v.name) ?? []), 1),
+          clientConnectedTo: { servers: client.peers.filter(p => connected.includes(p.toString())).length, otherPeers: new Set(connected.filter(id => !servers.some(s => s.id === id))).size }
+        }
+        clients.splice(clients.indexOf(client), 1)
+        await stopClient(client)
+      }
       return result
     }
 
-    log('one server: shard protocol vs bitswap want')
-    const one = await scenario(ready.servers.slice(0, 1), client => {
-      const peer = client.peers[0] as PeerId
-      return [
-        { name: 'shardProtocol', get: () => async (_i, o, signal) => await shardFrom(client.node, peer, o.cid, signal) },
-        { name: 'bitswapWant', get: () => async (_i, o, signal) => await client.bitswap.want(o.parsed, { signal }) }
-      ]
-    })
-    log('three servers, objects split across them: shard protocol vs bitswap want (broadcast) vs bitswap pinned sessions')
-    const three = await scenario(ready.servers, client => [
-      { name: 'shardProtocol', get: () => async (i, o, signal) => await shardFrom(client.node, client.peers[i % SERVERS] as PeerId, o.cid, signal) },
-      { name: 'bitswapWant', get: () => async (_i, o, signal) => await client.bitswap.want(o.parsed, { signal }) },
-      {
-        name: 'bitswapSessions',
-        get: () => {
-          const sessions = client.peers.map(p => client.bitswap.session(p))
-          return async (i, o, signal) => await (sessions[i % SERVERS] as (typeof sessions)[number]).retrieve(o.parsed, { signal })
-        }
+    const shardProtocol: Variant = { name: 'shardProtocol', get: client => async (i, o, signal) => await shardFrom(client.node, client.peers[i % client.peers.length] as PeerId, o.cid, signal) }
+    const bitswapWant: Variant = { name: 'bitswapWant', get: client => async (_i, o, signal) => await client.bitswap.want(o.parsed, { signal }) }
+    const bitswapSessions: Variant = {
+      name: 'bitswapSessions',
+      get: client => {
+        const sessions = client.peers.map(p => client.bitswap.session(p))
+        return async (i, o, signal) => await (sessions[i % sessions.length] as (typeof sessions)[number]).retrieve(o.parsed, { signal })
       }
-    ])
+    }
+    log('one server: shard protocol vs bitswap want')
+    const one = await scenario(ready.servers.slice(0, 1), [shardProtocol, bitswapWant])
+    log('three servers, objects split across them: shard protocol vs bitswap want (broadcast) vs bitswap pinned sessions')
+    const three = await scenario(ready.servers, [shardProtocol, bitswapWant, bitswapSessions])
 
+    if (failure.signal.aborted) throw new UnavailableError('a promise was rejected unhandled during the bench', { cause: failure.signal.reason })
     const ours = one.shardProtocol as { MBps: number, firstObjectMs: number }
     const theirs = one.bitswapWant as { MBps: number, firstObjectMs: number }
     console.log(JSON.stringify({
@@ -415,6 +439,7 @@ async function bench (): Promise<void> {
     for (const c of clients) await stopClient(c)
     child.stdin?.end()
     await withTimeout(exited, 10_000, 'servers\' process exit').catch(() => { child.kill('SIGKILL') })
+    process.off('unhandledRejection', onUnhandled)
   }
 }
 

@@ -140,6 +140,28 @@ describe('swarm loading', () => {
     expect(text).toMatch(/^blockfed_swarm_bytes_served_total [1-9]\d*$/m)
   }, 60_000)
 
+  it('prefetches a newer version\'s blocks ahead of the upgrade, which then fetches nothing', async () => {
+    const admin = coordinatorClient({ baseUrl: url, token: coordinator.adminToken })
+    const build = async (): Promise<Awaited<ReturnType<typeof modelFiles>>> => {
+      const model = tfl.sequential()
+      model.add(tfl.layers.dense({ inputShape: [128], units: 512, name: 'p' }))
+      model.add(tfl.layers.dense({ units: 10, name: 'q' }))
+      const files = await modelFiles(model)
+      model.dispose()
+      return files
+    }
+    await admin.ingest('swarm-next', await build())
+    const r = await runtime('prefetcher')
+    const h = await r.load(config({ modelName: 'swarm-next', modelDir: 'swarm-next' }))
+    expect(await h.prefetch()).toEqual({ version: 1, blocks: 0, bytesFetched: 0 })
+    await admin.ingest('swarm-next', await build())
+    const got = await h.prefetch()
+    expect(got.version).toBe(2)
+    const change = await h.update()
+    expect(change).toMatchObject({ action: 'upgraded', from: 1, to: 2, bytesFetched: 0 })
+    expect(h.report.fromCache).toBe(h.manifest.blocks.length)
+  }, 60_000)
+
   it('a peer that serves corrupt shards is caught by CID, banned, and nothing it sent is cached', async () => {
     // A second model that no runtime holds yet; a hostile node gets it first, then serves garbage.
     const admin = coordinatorClient({ baseUrl: url, token: coordinator.adminToken })

@@ -1,0 +1,555 @@
+/**
+ * The swarm source (shared/p2p/swarm-source.ts) against a fake SwarmNetwork: no sockets, every
+ * peer a scripted function, every request logged. Objects are real CIDv1(raw, sha2-256) of
+ * seeded bytes, so the source's CID check is the real one. Checked: the order of asking (Bloom
+ * hints → origin unforced, following its referrals → DHT providers → origin forced → fallback;
+ * never itself; the origin not while a hinted peer can serve, and never forced while a DHT
+ * provider can), fail-over, bans for corrupt bytes, the per-peer and origin concurrency
+ * limits, the origin's referrals / force / busy, shard rotation, the byte counts, and aborts.
+ */
+import { describe, it, expect, vi, afterEach } from 'vitest'
+import { swarmSource, type SwarmNetwork, type SwarmSourceOptions } from '../../../shared/p2p/swarm-source.ts'
+import type { Referral, ShardAnswer } from '../../../shared/p2p/shard-protocol.ts'
+import type { BlockSource } from '../../../shared/load/source.ts'
+import { rawCid } from '../../../shared/crypto/cid.ts'
+import { IntegrityError, NotFoundError, UnavailableError } from '../../../shared/errors/errors.ts'
+import { mulberry32 } from '../../../shared/random/seeded.ts'
+
+const SELF = 'self'
+const ORIGIN = 'origin'
+
+interface Call { peer: string, cid: string, force: boolean, signal: AbortSignal }
+type Behaviour = (cid: string, call: Call) => Promise<ShardAnswer>
+
+/** Seeded objects of different lengths, with their real CIDs. */
+async function objects (count: number, seed = 1): Promise<Array<{ cid: string, bytes: Uint8Array }>> {
+  const next = mulberry32(seed)
+  return await Promise.all(Array.from({ length: count }, async (_, i) => {
+    const bytes = new Uint8Array(100 + 37 * i).map(() => Math.floor(next() * 256))
+    return { cid: await rawCid(bytes), bytes }
+  }))
+}
+
+// --- Peer behaviours -------------------------------------------------------------------------
+
+const store = new Map<string, Uint8Array>()
+const holds: Behaviour = async cid => {
+  const bytes = store.get(cid)
+  return bytes === undefined ? { status: 'not-found' } : { status: 'ok', bytes }
+}
+const notFound: Behaviour = async () => ({ status: 'not-found' })
+const fails: Behaviour = async () => { throw new UnavailableError('connection refused') }
+/** Answers nothing until the request's signal fires (its deadline or the caller's abort). */
+const hangs: Behaviour = async (_cid, { signal }) => await new Promise((_resolve, reject) => {
+  if (signal.aborted) reject(signal.reason)
+  signal.addEventListener('abort', () => { reject(signal.reason) }, { once: true })
+})
+/** Bytes of the right length with one bit flipped. */
+const corrupt: Behaviour = async cid => {
+  const bytes = (store.get(cid) ?? new Uint8Array(64)).slice()
+  bytes[0] = (bytes[0] as number) ^ 1
+  return { status: 'ok', bytes }
+}
+/** Answers from `script` in turn (the last one repeats). */
+function scripted (...script: Array<ShardAnswer | Behaviour>): Behaviour {
+  let i = 0
+  return async (cid, call) => {
+    const step = script[Math.min(i++, script.length - 1)] as ShardAnswer | Behaviour
+    return typeof step === 'function' ? await step(cid, call) : step
+  }
+}
+
+interface FakeNetwork extends SwarmNetwork {
+  calls: Call[]
+  /** Every learn and request, in order, as "learn:<id>" / "ask:<peer>". */
+  events: string[]
+  lookups: string[]
+  maxInFlight: Map<string, number>
+  inFlight: Map<string, number>
+}
+
+function fakeNetwork (init: {
+  peers: Record<string, Behaviour>
+  holders?: Record<string, string[]>
+  providers?: Record<string, string[]>
+  findProviders?: SwarmNetwork['findProviders']
+}): FakeNetwork {
+  const net: FakeNetwork = {
+    self: SELF,
+    calls: [],
+    events: [],
+    lookups: [],
+    maxInFlight: new Map(),
+    inFlight: new Map(),
+    likelyHolders: block => [...(init.holders?.[block] ?? [])],
+    async findProviders (block, options) {
+      net.lookups.push(block)
+      if (init.findProviders !== undefined) return await init.findProviders(block, options)
+      return (init.providers?.[block] ?? []).slice(0, options.limit)
+    },
+    async request (peer, cid, { signal, force }) {
+      const call = { peer, cid, force: force === true, signal }
+      net.calls.push(call)
+      net.events.push(`ask:${peer}`)
+      const behaviour = init.peers[peer]
+      if (behaviour === undefined) throw new Error(`the source asked ${peer}, which no test defined`)
+      const now = (net.inFlight.get(peer) ?? 0) + 1
+      net.inFlight.set(peer, now)
+      net.maxInFlight.set(peer, Math.max(now, net.maxInFlight.get(peer) ?? 0))
+      try {
+        return await behaviour(cid, call)
+      } finally {
+        net.inFlight.set(peer, (net.inFlight.get(peer) ?? 1) - 1)
+      }
+    },
+    async learn (referral) {
+      net.events.push(`learn:${referral.id}`)
+    }
+  }
+  return net
+}
+
+function fallbackSource (bytesFor: (cid: string) => Uint8Array | undefined): BlockSource & { asked: string[] } {
+  const source = {
+    name: 'http',
+    asked: [] as string[],
+    async get (cid: string) {
+      source.asked.push(cid)
+      const bytes = bytesFor(cid)
+      if (bytes === undefined) throw new NotFoundError(`no ${cid}`)
+      return bytes
+    }
+  }
+  return source
+}
+
+/** Holds each request at the peer until the test opens the gates. */
+function gated (gates: Array<() => void>): Behaviour {
+  return async (cid, call) => {
+    await new Promise<void>(resolve => { gates.push(resolve) })
+    return await holds(cid, call)
+  }
+}
+
+/** Opens the gates in rounds until `all` settles (bounded: 100 rounds of 5 ms). */
+async function openUntilDone (gates: Array<() => void>, all: Promise<unknown>): Promise<void> {
+  let done = false
+  void all.finally(() => { done = true }).catch(() => {})
+  for (let round = 0; round < 100 && !done; round++) {
+    for (const open of gates.splice(0)) open()
+    await new Promise(resolve => setTimeout(resolve, 5))
+  }
+}
+
+const source = (net: FakeNetwork, extra: Partial<SwarmSourceOptions> = {}): ReturnType<typeof swarmSource> =>
+  swarmSource({ network: net, origin: ORIGIN, requestTimeoutMs: 2_000, lookupTimeoutMs: 500, ...extra })
+
+const askedPeers = (net: FakeNetwork): string[] => net.calls.map(c => c.peer)
+const signal = (): AbortSignal => AbortSignal.timeout(10_000)
+
+afterEach(() => {
+  store.clear()
+  vi.useRealTimers()
+})
+
+describe('swarm source: order of asking', () => {
+  it('asks Bloom-hinted peers, the origin unforced, DHT providers, the origin forced, then the fallback — never itself', async () => {
+    const [o] = await objects(1)
+    if (o === undefined) throw new Error('no object')
+    const block = 'block-1'
+    const net = fakeNetwork({
+      peers: { h1: notFound, h2: notFound, p1: notFound, p2: notFound, [ORIGIN]: notFound },
+      holders: { [block]: [SELF, 'h1', ORIGIN, 'h2'] },
+      // A provider already asked as a holder, the origin and this node itself are not asked again here.
+      providers: { [block]: ['p1', 'h1', SELF, ORIGIN, 'p2'] }
+    })
+    const fallback = fallbackSource(() => o.bytes)
+    const received: string[] = []
+    const s = source(net, { fallback, onReceived: (_cid, _bytes, from) => { received.push(from) } })
+    const bytes = await s.get(o.cid, { signal: signal(), block })
+    expect(bytes).toEqual(o.bytes)
+    expect(net.calls.map(c => [c.peer, c.force])).toEqual([['h1', false], ['h2', false], [ORIGIN, false], ['p1', false], ['p2', false], [ORIGIN, true]])
+    expect(net.lookups).toEqual([block])
+    expect(fallback.asked).toEqual([o.cid])
+    expect(received).toEqual(['http'])
+    expect(s.stats()).toMatchObject({ bytesFromPeers: 0, bytesFromOrigin: 0, bytesFromFallback: o.bytes.length, requests: 6, lookups: 1 })
+  })
+
+  it('without an origin: Bloom-hinted peers, then DHT providers, then the fallback', async () => {
+    const [o] = await objects(1)
+    if (o === undefined) throw new Error('no object')
+    const net = fakeNetwork({ peers: { h1: fails, p1: notFound }, holders: { [o.cid]: ['h1'] }, providers: { [o.cid]: ['p1'] } })
+    const fallback = fallbackSource(() => o.bytes)
+    const s = swarmSource({ network: net, fallback, requestTimeoutMs: 2_000 })
+    expect(await s.get(o.cid, { signal: signal() })).toEqual(o.bytes)
+    expect(askedPeers(net)).toEqual(['h1', 'p1'])
+    expect(fallback.asked).toEqual([o.cid])
+  })
+
+  it('never asks the origin (nor looks up providers) while a hinted peer can serve', async () => {
+    const [o] = await objects(1)
+    if (o === undefined) throw new Error('no object')
+    store.set(o.cid, o.bytes)
+    const net = fakeNetwork({ peers: { h1: holds, [ORIGIN]: holds }, holders: { b: ['h1', ORIGIN] } })
+    const s = source(net)
+    expect(await s.get(o.cid, { signal: signal(), block: 'b' })).toEqual(o.bytes)
+    expect(askedPeers(net)).toEqual(['h1'])
+    expect(net.lookups).toEqual([])
+    expect(s.stats().perPeer).toEqual({ h1: o.bytes.length })
+  })
+
+  it('never forces the origin while a DHT provider can serve; with no block hint the CID itself is looked up', async () => {
+    const [o] = await objects(1)
+    if (o === undefined) throw new Error('no object')
+    store.set(o.cid, o.bytes)
+    // The origin refers to a peer that has lost the object; a DHT provider still has it.
+    const net = fakeNetwork({
+      peers: { gone: notFound, p1: holds, [ORIGIN]: scripted({ status: 'elsewhere', peers: [{ id: 'gone', addrs: [] }] }, holds) },
+      providers: { [o.cid]: [ORIGIN, 'gone', 'p1'] }
+    })
+    const s = source(net)
+    expect(await s.get(o.cid, { signal: signal() })).toEqual(o.bytes)
+    expect(net.calls.map(c => [c.peer, c.force])).toEqual([[ORIGIN, false], ['gone', false], ['p1', false]])
+    expect(net.lookups).toEqual([o.cid])
+    expect(s.stats()).toMatchObject({ bytesFromPeers: o.bytes.length, bytesFromOrigin: 0, referrals: 1 })
+  })
+
+  it('looks providers up once per block within the memo time, for all its shards', async () => {
+    const objs = await objects(3)
+    for (const o of objs) store.set(o.cid, o.bytes)
+    const net = fakeNetwork({ peers: { p1: holds }, providers: { blk: ['p1'] } })
+    const s = source(net)
+    for (const [i, o] of objs.entries()) await s.get(o.cid, { signal: signal(), block: 'blk', shard: i })
+    expect(net.lookups).toEqual(['blk'])
+  })
+
+  it('a DHT lookup that does not answer is cut at lookupTimeoutMs and the next source is asked', async () => {
+    const [o] = await objects(1)
+    if (o === undefined) throw new Error('no object')
+    let lookupSignal: AbortSignal | undefined
+    const net = fakeNetwork({
+      peers: {},
+      findProviders: async (_block, { signal }) => {
+        lookupSignal = signal
+        return await new Promise((_resolve, reject) => { signal.addEventListener('abort', () => { reject(signal.reason) }) })
+      }
+    })
+    const fallback = fallbackSource(() => o.bytes)
+    const s = swarmSource({ network: net, fallback, lookupTimeoutMs: 30 })
+    expect(await s.get(o.cid, { signal: signal(), block: 'b' })).toEqual(o.bytes)
+    expect(lookupSignal?.aborted).toBe(true)
+    expect((lookupSignal?.reason as Error).name).toBe('TimeoutError')
+    expect(fallback.asked).toEqual([o.cid])
+    expect(s.stats().lookups).toBe(1)
+  })
+
+  it('with nothing able to serve, fails with UnavailableError naming the CID', async () => {
+    const [o] = await objects(1)
+    if (o === undefined) throw new Error('no object')
+    const net = fakeNetwork({ peers: { h1: notFound, [ORIGIN]: notFound }, holders: { [o.cid]: ['h1'] } })
+    const err = await source(net).get(o.cid, { signal: signal() }).catch((e: unknown) => e)
+    expect(err).toBeInstanceOf(UnavailableError)
+    expect((err as Error).message).toContain(o.cid)
+    // The origin is asked unforced before the DHT lookup and forced after it.
+    expect(net.calls.map(c => [c.peer, c.force])).toEqual([['h1', false], [ORIGIN, false], [ORIGIN, true]])
+  })
+
+  // Regression (fixed): the cap in fromPeers is `tried.size > maxPeers + 2` with `tried`
+  // holding this node and the origin, so maxPeers + 1 peers are asked (maxPeers + 2 with no origin).
+  it('asks at most maxPeersPerObject peers for one object (the origin aside)', async () => {
+    const [o] = await objects(1)
+    if (o === undefined) throw new Error('no object')
+    const peers = ['a', 'b', 'c', 'd', 'e', 'f']
+    const net = fakeNetwork({
+      peers: Object.fromEntries([...peers, ORIGIN].map(p => [p, notFound])),
+      holders: { [o.cid]: peers.slice(0, 3) },
+      providers: { [o.cid]: peers.slice(3) }
+    })
+    await source(net, { maxPeersPerObject: 2 }).get(o.cid, { signal: signal() }).catch(() => {})
+    expect(askedPeers(net).filter(p => p !== ORIGIN).length).toBeLessThanOrEqual(2)
+  })
+})
+
+describe('swarm source: fail-over and bans', () => {
+  it('fails over past a peer that errors, one that times out and one that has not got it', async () => {
+    const [o] = await objects(1)
+    if (o === undefined) throw new Error('no object')
+    store.set(o.cid, o.bytes)
+    const net = fakeNetwork({
+      peers: { err: fails, slow: hangs, none: notFound, good: holds, [ORIGIN]: holds },
+      holders: { [o.cid]: ['err', 'slow', 'none', 'good'] }
+    })
+    const s = source(net, { requestTimeoutMs: 40 })
+    expect(await s.get(o.cid, { signal: signal() })).toEqual(o.bytes)
+    expect(askedPeers(net)).toEqual(['err', 'slow', 'none', 'good'])
+    // The slow peer's request was cut by its own deadline, not left hanging.
+    const slowSignal = net.calls[1]?.signal
+    expect(slowSignal?.aborted).toBe(true)
+    expect((slowSignal?.reason as Error).name).toBe('TimeoutError')
+    const snap = s.scores.snapshot()
+    expect(snap.err).toMatchObject({ score: -2, consecutiveFailures: 1 })
+    expect(snap.slow).toMatchObject({ score: -2, consecutiveFailures: 1 })
+    expect(snap.none).toMatchObject({ score: -0.5, consecutiveFailures: 0 })
+    expect(snap.good).toMatchObject({ score: 1, served: 1 })
+    expect(s.stats().perPeer).toEqual({ good: o.bytes.length })
+  })
+
+  it('bans a peer whose bytes do not hash to the CID, counts it, and gets the object from the next peer', async () => {
+    const objs = await objects(3)
+    for (const o of objs) store.set(o.cid, o.bytes)
+    const net = fakeNetwork({
+      peers: { evil: corrupt, good: holds, [ORIGIN]: holds },
+      holders: Object.fromEntries(objs.map(o => [o.cid, ['evil', 'good']]))
+    })
+    const received: string[] = []
+    const s = source(net, { onReceived: (_cid, _bytes, from) => { received.push(from) } })
+    for (const o of objs) expect(await s.get(o.cid, { signal: signal() })).toEqual(o.bytes)
+    // Asked once, for the first object only.
+    expect(askedPeers(net)).toEqual(['evil', 'good', 'good', 'good'])
+    expect(s.stats().corrupt).toBe(1)
+    expect(s.scores.usable('evil')).toBe(false)
+    expect(s.scores.snapshot().evil?.corrupt).toBe(1)
+    expect(s.stats().perPeer).toEqual({ good: objs.reduce((n, o) => n + o.bytes.length, 0) })
+    expect(received).toEqual(['good', 'good', 'good'])
+  })
+
+  it('checks the fallback\'s bytes against the CID too', async () => {
+    const [o] = await objects(1)
+    if (o === undefined) throw new Error('no object')
+    const net = fakeNetwork({ peers: { [ORIGIN]: notFound } })
+    const s = source(net, { fallback: fallbackSource(() => new Uint8Array(o.bytes.length)) })
+    await expect(s.get(o.cid, { signal: signal() })).rejects.toBeInstanceOf(IntegrityError)
+    expect(s.stats().bytesFromFallback).toBe(0)
+  })
+})
+
+describe('swarm source: per-peer concurrency', () => {
+  it('never has more than perPeerConcurrency requests in flight to one peer, and fills other peers first', async () => {
+    const objs = await objects(12)
+    for (const o of objs) store.set(o.cid, o.bytes)
+    const gates: Array<() => void> = []
+    const net = fakeNetwork({ peers: { a: gated(gates), b: gated(gates) }, holders: Object.fromEntries(objs.map(o => [o.cid, ['a', 'b']])) })
+    const s = source(net, { perPeerConcurrency: 2 })
+    const all = Promise.all(objs.map(async o => await s.get(o.cid, { signal: signal() })))
+    await vi.waitFor(() => { expect(net.calls.length).toBe(4) })
+    // Two at each peer: the third request went to the unsaturated peer b, not into a's queue.
+    expect(net.inFlight.get('a')).toBe(2)
+    expect(net.inFlight.get('b')).toBe(2)
+    await openUntilDone(gates, all)
+    const got = await all
+    got.forEach((bytes, i) => { expect(bytes).toEqual(objs[i]?.bytes) })
+    expect(net.calls.length).toBe(12)
+    expect(net.maxInFlight.get('a')).toBe(2)
+    expect(net.maxInFlight.get('b')).toBe(2)
+  })
+
+  it('the origin has its own limit (originConcurrency)', async () => {
+    const objs = await objects(10)
+    for (const o of objs) store.set(o.cid, o.bytes)
+    const gates: Array<() => void> = []
+    const net = fakeNetwork({ peers: { [ORIGIN]: gated(gates) } })
+    const s = source(net, { perPeerConcurrency: 1, originConcurrency: 3 })
+    const all = Promise.all(objs.map(async o => await s.get(o.cid, { signal: signal() })))
+    await vi.waitFor(() => { expect(net.calls.length).toBe(3) })
+    await openUntilDone(gates, all)
+    expect((await all).length).toBe(10)
+    expect(net.maxInFlight.get(ORIGIN)).toBe(3)
+  })
+})
+
+describe('swarm source: the origin', () => {
+  it('follows a referral: learns the referred peers\' addresses, asks them, then asks the origin with force', async () => {
+    const [o] = await objects(1)
+    if (o === undefined) throw new Error('no object')
+    store.set(o.cid, o.bytes)
+    const referral: Referral[] = [
+      { id: 'r1', addrs: ['/ip4/10.0.0.1/tcp/4001'] },
+      { id: SELF, addrs: ['/ip4/10.0.0.9/tcp/4001'] },
+      { id: 'r2', addrs: ['/ip4/10.0.0.2/tcp/4001', '/ip4/10.0.0.2/tcp/4002/ws'] }
+    ]
+    const learned: Referral[] = []
+    const net = fakeNetwork({ peers: { r1: fails, r2: notFound, [ORIGIN]: scripted({ status: 'elsewhere', peers: referral }, holds) } })
+    const learn = net.learn
+    net.learn = async r => { learned.push(r); await learn(r) }
+    const s = source(net)
+    expect(await s.get(o.cid, { signal: signal() })).toEqual(o.bytes)
+    expect(net.calls.map(c => [c.peer, c.force])).toEqual([[ORIGIN, false], ['r1', false], ['r2', false], [ORIGIN, true]])
+    // Addresses are learned before the referred peers are dialled; this node never refers to itself.
+    expect(net.events).toEqual([`ask:${ORIGIN}`, 'learn:r1', 'learn:r2', 'ask:r1', 'ask:r2', `ask:${ORIGIN}`])
+    expect(learned).toEqual([referral[0], referral[2]])
+    expect(s.stats()).toMatchObject({ referrals: 1, bytesFromOrigin: o.bytes.length, bytesFromPeers: 0 })
+  })
+
+  it('a referred peer that serves saves the origin its bytes', async () => {
+    const [o] = await objects(1)
+    if (o === undefined) throw new Error('no object')
+    store.set(o.cid, o.bytes)
+    const net = fakeNetwork({ peers: { r1: holds, [ORIGIN]: scripted({ status: 'elsewhere', peers: [{ id: 'r1', addrs: [] }] }, holds) } })
+    const s = source(net)
+    expect(await s.get(o.cid, { signal: signal() })).toEqual(o.bytes)
+    expect(askedPeers(net)).toEqual([ORIGIN, 'r1'])
+    expect(s.stats()).toMatchObject({ referrals: 1, bytesFromOrigin: 0, bytesFromPeers: o.bytes.length, perPeer: { r1: o.bytes.length } })
+  })
+
+  it('a learn that fails does not stop the referral from being tried', async () => {
+    const [o] = await objects(1)
+    if (o === undefined) throw new Error('no object')
+    store.set(o.cid, o.bytes)
+    const net = fakeNetwork({ peers: { r1: holds, [ORIGIN]: scripted({ status: 'elsewhere', peers: [{ id: 'r1', addrs: ['garbage'] }] }) } })
+    net.learn = async () => { throw new Error('bad multiaddr') }
+    expect(await source(net).get(o.cid, { signal: signal() })).toEqual(o.bytes)
+    expect(askedPeers(net)).toEqual([ORIGIN, 'r1'])
+  })
+
+  it('busy from the origin waits retryMs, then asks again', async () => {
+    vi.useFakeTimers({ toFake: ['setTimeout', 'clearTimeout'] })
+    const [o] = await objects(1)
+    if (o === undefined) throw new Error('no object')
+    store.set(o.cid, o.bytes)
+    const net = fakeNetwork({ peers: { [ORIGIN]: scripted({ status: 'busy', retryMs: 60_000 }, holds) } })
+    const s = source(net)
+    const pending = s.get(o.cid, { signal: AbortSignal.timeout(120_000) })
+    await vi.waitUntil(() => net.calls.length === 1, { interval: 0, timeout: 1_000 })
+    await vi.advanceTimersByTimeAsync(59_999)
+    expect(net.calls.length).toBe(1)
+    await vi.advanceTimersByTimeAsync(1)
+    expect(await pending).toEqual(o.bytes)
+    expect(net.calls.length).toBe(2)
+    expect(s.scores.snapshot()[ORIGIN]).toMatchObject({ score: 0.75 })
+  })
+})
+
+describe('swarm source: shards and stats', () => {
+  it('starts the shards of one block at different peers (rotated by shard index)', async () => {
+    const shards = await objects(6)
+    for (const o of shards) store.set(o.cid, o.bytes)
+    const holders = ['a', 'b', 'c', 'd']
+    const net = fakeNetwork({ peers: Object.fromEntries(holders.map(p => [p, holds])), holders: { blk: holders } })
+    const s = source(net)
+    await Promise.all(shards.map(async (o, shard) => await s.get(o.cid, { signal: signal(), block: 'blk', shard })))
+    const firstAsked = shards.map(o => net.calls.find(c => c.cid === o.cid)?.peer)
+    expect(firstAsked).toEqual(['a', 'b', 'c', 'd', 'a', 'b'])
+    expect(net.calls.length).toBe(6)
+  })
+
+  it('counts bytes per source, and they add up to what was received', async () => {
+    const objs = await objects(6, 9)
+    const [o1, o2, o3, o4, o5, o6] = objs
+    if (o6 === undefined || o1 === undefined || o2 === undefined || o3 === undefined || o4 === undefined || o5 === undefined) throw new Error('no objects')
+    const only = (...held: Array<{ cid: string, bytes: Uint8Array }>): Behaviour => async cid => {
+      const o = held.find(h => h.cid === cid)
+      return o === undefined ? { status: 'not-found' } : { status: 'ok', bytes: o.bytes }
+    }
+    const net = fakeNetwork({
+      peers: { a: only(o1, o2), b: only(o3), p: only(o4), [ORIGIN]: only(o5) },
+      holders: Object.fromEntries(objs.map(o => [o.cid, ['a', 'b']])),
+      providers: Object.fromEntries(objs.map(o => [o.cid, ['p']]))
+    })
+    let receivedBytes = 0
+    const s = source(net, { fallback: fallbackSource(cid => cid === o6.cid ? o6.bytes : undefined), onReceived: (_c, bytes) => { receivedBytes += bytes.length } })
+    for (const o of objs) expect(await s.get(o.cid, { signal: signal() })).toEqual(o.bytes)
+    const stats = s.stats()
+    const len = (...os: Array<{ bytes: Uint8Array }>): number => os.reduce((n, o) => n + o.bytes.length, 0)
+    expect(stats.perPeer).toEqual({ a: len(o1, o2), b: len(o3), p: len(o4) })
+    expect(stats.bytesFromPeers).toBe(len(o1, o2, o3, o4))
+    expect(stats.bytesFromOrigin).toBe(len(o5))
+    expect(stats.bytesFromFallback).toBe(len(o6))
+    expect(stats.bytesFromPeers + stats.bytesFromOrigin + stats.bytesFromFallback).toBe(len(...objs))
+    expect(receivedBytes).toBe(len(...objs))
+    expect(stats.requests).toBe(net.calls.length)
+    // stats() is a copy.
+    stats.perPeer.a = 0
+    expect(s.stats().perPeer.a).toBe(len(o1, o2))
+  })
+
+  it('tells onFetching about every fetch with a promise of its bytes', async () => {
+    const [o] = await objects(1)
+    if (o === undefined) throw new Error('no object')
+    store.set(o.cid, o.bytes)
+    const fetching: Array<[string, Promise<Uint8Array>]> = []
+    const net = fakeNetwork({ peers: { [ORIGIN]: holds } })
+    const s = source(net, { onFetching: (cid, result) => { fetching.push([cid, result]) } })
+    await s.get(o.cid, { signal: signal() })
+    expect(fetching.map(f => f[0])).toEqual([o.cid])
+    expect(await fetching[0]?.[1]).toEqual(o.bytes)
+  })
+})
+
+describe('swarm source: abort', () => {
+  /** Rejects if `p` has not settled within `ms` (a bound for "promptly"). */
+  async function within<T> (p: Promise<T>, ms: number): Promise<T> {
+    let timer: ReturnType<typeof setTimeout> | undefined
+    const late = new Promise<never>((_resolve, reject) => { timer = setTimeout(() => { reject(new Error(`still pending after ${ms} ms`)) }, ms) })
+    try {
+      return await Promise.race([p, late])
+    } finally {
+      clearTimeout(timer)
+    }
+  }
+
+  it('an abort during a request rejects at once, cancels the request and asks nobody else', async () => {
+    const [o] = await objects(1)
+    if (o === undefined) throw new Error('no object')
+    store.set(o.cid, o.bytes)
+    const net = fakeNetwork({ peers: { slow: hangs, good: holds, [ORIGIN]: holds }, holders: { [o.cid]: ['slow', 'good'] } })
+    const fallback = fallbackSource(() => o.bytes)
+    const s = source(net, { requestTimeoutMs: 60_000, fallback })
+    const controller = new AbortController()
+    const pending = s.get(o.cid, { signal: controller.signal })
+    await vi.waitFor(() => { expect(net.calls.length).toBe(1) })
+    const reason = new Error('load cancelled')
+    controller.abort(reason)
+    await expect(within(pending, 1_000)).rejects.toBe(reason)
+    expect(net.calls[0]?.signal.aborted).toBe(true)
+    await new Promise(resolve => setTimeout(resolve, 20))
+    expect(askedPeers(net)).toEqual(['slow'])
+    expect(fallback.asked).toEqual([])
+    // A caller's abort says nothing about the peer.
+    expect(s.scores.snapshot().slow).toBeUndefined()
+  })
+
+  it('an abort while waiting out the origin\'s busy rejects at once', async () => {
+    const [o] = await objects(1)
+    if (o === undefined) throw new Error('no object')
+    const net = fakeNetwork({ peers: { [ORIGIN]: scripted({ status: 'busy', retryMs: 60_000 }) } })
+    const controller = new AbortController()
+    const pending = source(net).get(o.cid, { signal: controller.signal })
+    await vi.waitFor(() => { expect(net.calls.length).toBe(1) })
+    controller.abort(new Error('stop'))
+    await expect(within(pending, 1_000)).rejects.toThrow('stop')
+    expect(net.calls.length).toBe(1)
+  })
+
+  it('an already-aborted signal asks no peer', async () => {
+    const [o] = await objects(1)
+    if (o === undefined) throw new Error('no object')
+    const net = fakeNetwork({ peers: { h: holds, [ORIGIN]: holds }, holders: { [o.cid]: ['h'] } })
+    const fallback = fallbackSource(() => o.bytes)
+    await expect(source(net, { fallback }).get(o.cid, { signal: AbortSignal.abort(new Error('never mind')) })).rejects.toThrow('never mind')
+    expect(net.calls).toEqual([])
+    expect(fallback.asked).toEqual([])
+  })
+
+  // Regression (fixed): a request waiting in a peer's concurrency queue checks its signal only
+  // when its turn comes, so it stays pending until the requests ahead of it end (up to
+  // requestTimeoutMs, here 60 s) although its caller gave up.
+  it('an abort while queued behind a busy peer rejects at once', async () => {
+    const [o1, o2] = await objects(2)
+    if (o1 === undefined || o2 === undefined) throw new Error('no objects')
+    const net = fakeNetwork({ peers: { slow: hangs, [ORIGIN]: notFound }, holders: { [o1.cid]: ['slow'], [o2.cid]: ['slow'] } })
+    const s = source(net, { requestTimeoutMs: 60_000, perPeerConcurrency: 1 })
+    const first = new AbortController()
+    const second = new AbortController()
+    const p1 = s.get(o1.cid, { signal: first.signal }).catch(() => {})
+    const p2 = s.get(o2.cid, { signal: second.signal })
+    await vi.waitFor(() => { expect(net.calls.length).toBe(1) })
+    second.abort(new Error('second cancelled'))
+    try {
+      await expect(within(p2, 500)).rejects.toThrow('second cancelled')
+    } finally {
+      first.abort(new Error('cleanup'))
+      await p1
+      await p2.catch(() => {})
+    }
+  })
+})
