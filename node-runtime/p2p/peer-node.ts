@@ -68,6 +68,9 @@ export async function createPeerNode (options: PeerNodeOptions): Promise<PeerNod
     connectionEncrypters: [noise()],
     streamMuxers: [yamux()],
     peerDiscovery: bootstrapList.length > 0 ? [bootstrap({ list: bootstrapList, timeout: 100 })] : [],
+    // The connection monitor closes a connection whose ping is late; on a loaded machine (a cold
+    // start decrypting a model) a busy event loop is not a dead peer. Requests have deadlines.
+    connectionMonitor: { enabled: false },
     services: {
       identify: identify(),
       ping: ping(),

@@ -11,7 +11,7 @@
  * The DHT holds block CIDs; a holder of a block serves all its shards.
  */
 import { mkdir } from 'node:fs/promises'
-import type { PeerId, Stream } from '@libp2p/interface'
+import { KEEP_ALIVE, type PeerId, type Stream } from '@libp2p/interface'
 import { peerIdFromString } from '@libp2p/peer-id'
 import type { SingleKadDHT } from '@libp2p/kad-dht'
 import { multiaddr } from '@multiformats/multiaddr'
@@ -332,6 +332,14 @@ export async function createSwarm (options: SwarmOptions): Promise<Swarm> {
     async join (bootstrap, signal) {
       const remembered = options.dir === undefined ? [] : await knownPeers.read()
       const targets = [...new Set([...bootstrap, ...remembered])]
+      // Bootstrap peers (the coordinator's node, the origin) keep their addresses in the peer
+      // store and a keep-alive tag, so a closed connection is redialled and a request by peer
+      // id always finds an address.
+      for (const text of bootstrap) {
+        const addr = multiaddr(text)
+        const id = addr.getComponents().find(c => c.name === 'p2p')?.value
+        if (id !== undefined) await node.peerStore.merge(peerIdFromString(id), { multiaddrs: [addr.decapsulateCode(421)], tags: { [KEEP_ALIVE]: { value: 1 } } }).catch(() => {})
+      }
       const results = await Promise.allSettled(targets.map(async a => await node.dial(multiaddr(a), { signal })))
       if (results.every(r => r.status === 'rejected')) {
         const first = results[0]

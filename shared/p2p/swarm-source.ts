@@ -78,6 +78,8 @@ export interface SwarmStats {
   referrals: number
   /** Verified bytes per serving peer. */
   perPeer: Record<string, number>
+  /** Failed requests by cause (error name, or the peer's answer), e.g. `{ TimeoutError: 2, 'not-found': 5 }`. */
+  failures: Record<string, number>
   /** DHT provider lookups made, and the milliseconds they took in total. */
   lookups: number
   lookupMs: number
@@ -133,7 +135,7 @@ export function swarmSource (options: SwarmSourceOptions): SwarmSource {
   const maxBytes = options.maxBytes ?? DEFAULT_MAX_OBJECT_BYTES
   const limiters = new Map<string, LimitFunction>()
   const lookups = new Map<string, { at: number, providers: Promise<string[]> }>()
-  const stats: SwarmStats = { bytesFromPeers: 0, bytesFromOrigin: 0, bytesFromFallback: 0, requests: 0, corrupt: 0, referrals: 0, perPeer: {}, lookups: 0, lookupMs: 0 }
+  const stats: SwarmStats = { bytesFromPeers: 0, bytesFromOrigin: 0, bytesFromFallback: 0, requests: 0, corrupt: 0, referrals: 0, perPeer: {}, failures: {}, lookups: 0, lookupMs: 0 }
 
   const limiter = (peer: string): LimitFunction => {
     let l = limiters.get(peer)
@@ -177,6 +179,8 @@ export function swarmSource (options: SwarmSourceOptions): SwarmSource {
         answer = await network.request(peer, cid, { signal: AbortSignal.any([signal, AbortSignal.timeout(requestTimeoutMs)]), force, maxBytes })
       } catch (err) {
         if (signal.aborted) throw err
+        const cause = `${peer === origin ? 'origin ' : ''}${(err as Error).name}`
+        stats.failures[cause] = (stats.failures[cause] ?? 0) + 1
         // A slow origin is still the origin: only bad bytes (below) ever make this source avoid it.
         if (peer !== origin) scores.record(peer, (err as Error).name === 'TimeoutError' ? 'timeout' : 'error')
         return undefined
@@ -200,6 +204,7 @@ export function swarmSource (options: SwarmSourceOptions): SwarmSource {
           scores.record(peer, 'busy')
           return { busy: answer.retryMs }
         default:
+          stats.failures['not-found'] = (stats.failures['not-found'] ?? 0) + 1
           scores.record(peer, 'not-found')
           return undefined
       }
@@ -256,7 +261,7 @@ export function swarmSource (options: SwarmSourceOptions): SwarmSource {
   return {
     name: 'swarm',
     scores,
-    stats: () => ({ ...stats, perPeer: { ...stats.perPeer } }),
+    stats: () => ({ ...stats, perPeer: { ...stats.perPeer }, failures: { ...stats.failures } }),
     async get (cid, getOptions) {
       const result = fetchObject(cid, getOptions)
       options.onFetching?.(cid, result)

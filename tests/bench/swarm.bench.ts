@@ -26,7 +26,7 @@ const CAP_BPS = Number(process.env.SWARM_CAP_BPS ?? 50_000_000)
 const WAVE_TIMEOUT_MS = 300_000
 const WORKER = fileURLToPath(new URL('./swarm-worker.ts', import.meta.url))
 
-interface Loaded { type: 'loaded', ms: number, cpuMs: number, bytesFetched: number, faults: number, swarm?: { bytesFromPeers: number, bytesFromOrigin: number, bytesFromFallback: number, corrupt: number, referrals: number, lookups: number, lookupMs: number } }
+interface Loaded { type: 'loaded', ms: number, cpuMs: number, bytesFetched: number, faults: number, swarm?: { bytesFromPeers: number, bytesFromOrigin: number, bytesFromFallback: number, corrupt: number, referrals: number, lookups: number, lookupMs: number, failures: Record<string, number> } }
 
 const quantile = (xs: number[], q: number): number => {
   const s = [...xs].sort((a, b) => a - b)
@@ -100,7 +100,11 @@ async function scenario (name: string, capBps?: number): Promise<Record<string, 
               fromHttpFallback: results.reduce((n, r) => n + (r.swarm?.bytesFromFallback ?? 0), 0),
               referrals: results.reduce((n, r) => n + (r.swarm?.referrals ?? 0), 0),
               forced: (after.p2p?.forced ?? 0) - (before.p2p?.forced ?? 0),
-              lookups: results.reduce((n, r) => n + (r.swarm?.lookups ?? 0), 0)
+              lookups: results.reduce((n, r) => n + (r.swarm?.lookups ?? 0), 0),
+              failures: results.reduce<Record<string, number>>((all, r) => {
+                for (const [k, v] of Object.entries(r.swarm?.failures ?? {})) all[k] = (all[k] ?? 0) + v
+                return all
+              }, {})
             }
           : {})
       }
