@@ -88,7 +88,7 @@ const cacheSchema = z.strictObject({
     size: nonNegative('a non-negative number')
   }, expecting('an object { frequency, recency, size }')).optional()
     .meta({ description: 'Disk tier eviction score weights: log2 decayed access count, idle half-lives, log2 size. Default { frequency: 1, recency: 0.5, size: 0.5 }.' }),
-  adapt: z.boolean(expecting('true or false')).default(true)
+  adapt: z.boolean(expecting('true or false')).default(DEFAULT_CACHE_CONFIG.adapt)
     .meta({ description: 'Let the disk tier adapt its frequency/recency weights to the misses its evictions cause (ghost-list regret, as LeCaR).' })
 }, expecting('an object { memoryBytes, diskBytes, halfLifeHours, weights, adapt }'))
 

@@ -5,7 +5,9 @@ import { DEFAULT_DISK_CAPACITY_BYTES, DEFAULT_HALF_LIFE_MS, DEFAULT_MEMORY_CAPAC
 export const DEFAULT_CACHE_CONFIG = Object.freeze({
   memoryBytes: DEFAULT_MEMORY_CAPACITY_BYTES,
   diskBytes: DEFAULT_DISK_CAPACITY_BYTES,
-  halfLifeHours: DEFAULT_HALF_LIFE_MS / 3_600_000
+  halfLifeHours: DEFAULT_HALF_LIFE_MS / 3_600_000,
+  /** The disk tier adapts its frequency/recency weights (shared/cache/adapt.ts). */
+  adapt: true
 })
 
 /** `fetch` when a config leaves it (or a key of it) out. */

@@ -129,6 +129,9 @@ async function ending (stream: Stream, ms: number): Promise<string> {
 }
 
 /** Sends `bytes` on a fresh stream (a send refused because the target already ended the stream counts as ended). */
+/** The runtime target's answer slots (`maxServing`): as many silent streams used to lock it out. */
+const SLOTS = 8
+
 async function attack (connection: Connection, protocol: string, bytes: Uint8Array, endInput: boolean): Promise<Stream> {
   // An attacker ignores the polite default of 64 outbound streams per protocol.
   const stream = await connection.newStream(protocol, { signal: AbortSignal.timeout(5_000), maxOutboundStreams: 1024 })
@@ -217,7 +220,7 @@ beforeAll(async () => {
     metrics: null
   }
 
-  swarm = await createSwarm({ seed: seedOf(1), onVersion: (model, version, _cid, from) => { versions.push({ model, version, from }) } })
+  swarm = await createSwarm({ seed: seedOf(1), maxServing: SLOTS, onVersion: (model, version, _cid, from) => { versions.push({ model, version, from }) } })
   cleanups.push(async () => { await swarm.stop() })
   const cache = memoryCache({ name: 'bad-input' })
   await cache.put(blockCid, sealed)
@@ -336,9 +339,9 @@ describe('shard protocol: slots', () => {
     const attacker = await bareNode()
     const target = targets[0] as Target
     const connection = await attacker.dial(multiaddr(target.addr))
-    const silent = await Promise.all(Array.from({ length: 64 }, async () => await attack(connection, SHARD_PROTOCOL, new Uint8Array(0), false)))
+    const silent = await Promise.all(Array.from({ length: SLOTS }, async () => await attack(connection, SHARD_PROTOCOL, new Uint8Array(0), false)))
     try {
-      // Served within 5 s while the 64 silent streams are still open (a lockout would last 30 s);
+      // Served within 5 s while the SLOTS silent streams are still open (a lockout would last 30 s);
       // retried because a loaded machine may reset one honest stream.
       await vi.waitFor(async () => { expect(await fetchOk(honest, target, shardCids[0] as string)).toEqual(shardBytes[0]) }, { timeout: 5_000, interval: 50 })
     } finally {

@@ -82,7 +82,7 @@ describe('parseAoeConfig: refuses, naming the field and what was expected', () =
     expect(problem({ ...aoe, fetch: { concurrency: '8' } })).toMatch(/"fetch\.concurrency": expected an integer from 1 to 64, got "8"/)
     expect(problem({ ...aoe, fetch: { concurrency: 65, retries: 1.5 } }))
       .toMatch(/"fetch\.concurrency": expected an integer from 1 to 64, got 65; "fetch\.retries": expected an integer from 0 to 5, got 1\.5/)
-    expect(problem({ ...aoe, cache: [] })).toMatch(/"cache": expected an object \{ memoryBytes, diskBytes, halfLifeHours \}, got an array/)
+    expect(problem({ ...aoe, cache: [] })).toMatch(/"cache": expected an object \{ memoryBytes, diskBytes, halfLifeHours, weights, adapt \}, got an array/)
     expect(problem({ ...aoe, pin: 0 })).toMatch(/"pin": expected a positive integer version, got 0/)
     expect(problem({ ...aoe, channel: 'beta' })).toMatch(/"channel": expected "stable" or "canary", got "beta"/)
     expect(problem({ ...aoe, source: 'cloud' })).toMatch(/"source": expected one of "installed", "remote", "blockfed", got "cloud"/)
