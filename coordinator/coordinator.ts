@@ -12,7 +12,7 @@ import { DEFAULT_PARTITION, type PartitionOptions } from '../shared/blocks/parti
 
 import { defaultReedSolomon, erasureCoder } from '../shared/blocks/erasure.ts'
 import { openDatabase } from './store/database.ts'
-import { repository, type Repository } from './store/repository.ts'
+import { repository, signedManifestOf, type Repository } from './store/repository.ts'
 import { blockFiles } from './store/block-files.ts'
 import { loadIdentity, type Identity } from './keys/identity.ts'
 import { publisher, type IngestOptions } from './ingest/ingest.ts'
@@ -31,9 +31,8 @@ import { versionLog, type VersionLog } from './ledger/log.ts'
 import { anchorExisting } from './ledger/anchor-existing.ts'
 import { witnessCosigner, type WitnessEndpoint } from './ledger/witnesses.ts'
 import { tokenHash } from './http/auth.ts'
-import { tokenBucket } from '../shared/p2p/token-bucket.ts'
+import { uploadPacer } from '../shared/p2p/token-bucket.ts'
 import { createOrigin, type Origin, type OriginCounters } from './p2p/origin.ts'
-import type { SignedManifest } from '../shared/manifest/schema.ts'
 import type { IngestResult as Published } from '../shared/client/api-schemas.ts'
 import { DEFAULT_ERASURE, DEFAULT_HOST, DEFAULT_MAX_UPLOAD_BYTES, DEFAULT_PORT, ROLES, ROUND_HANDSHAKE_MS, ROUND_MAX_FRAME_BYTES, ROUND_PING_MS } from './constants.ts'
 
@@ -133,7 +132,7 @@ export async function createCoordinator (options: CoordinatorOptions): Promise<C
   const spread = async (result: Published): Promise<Published> => {
     if (origin !== undefined && result.created) {
       const row = repo.version(result.model, result.version)
-      if (row !== undefined) origin.provide((JSON.parse(row.signed_manifest) as SignedManifest).manifest.blocks.map(b => b.cid))
+      if (row !== undefined) origin.provide(signedManifestOf(row).manifest.blocks.map(b => b.cid))
       await origin.announce(result.model, result.version, result.manifestCid)
     }
     return result
@@ -186,8 +185,7 @@ export async function createCoordinator (options: CoordinatorOptions): Promise<C
     p2p: () => origin === undefined ? undefined : { peerId: origin.peerId, addresses: origin.addresses() },
     served: () => ({ httpBytes, p2p: origin?.counters() }),
     async start () {
-      const bucket = options.uploadBytesPerSecond === undefined ? undefined : tokenBucket({ bytesPerSecond: options.uploadBytesPerSecond, burstBytes: Math.min(options.uploadBytesPerSecond, 256 * 1024) })
-      const pace = bucket === undefined ? undefined : async (n: number, signal: AbortSignal): Promise<void> => { await bucket.take(n, signal) }
+      const pace = uploadPacer(options.uploadBytesPerSecond)
       if (options.p2p !== undefined) origin = await createOrigin({ seed: identity.signing.secretKey, files, pace, ...options.p2p })
       app = await buildServer({
         repo,

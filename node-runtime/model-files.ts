@@ -4,7 +4,7 @@
  * model.json are checked to stay inside the model's folder.
  */
 import { readdir, readFile, stat } from 'node:fs/promises'
-import { basename, dirname, join, relative, resolve, sep } from 'node:path'
+import { basename, dirname, relative, resolve, sep } from 'node:path'
 import type { ModelFile } from '../shared/model/types.ts'
 import { InvalidInputError, InvalidModelError } from '../shared/errors/errors.ts'
 

@@ -15,12 +15,12 @@ import {
   coordinatorInfoSchema, errorBodySchema, ingestResultSchema, keyRequestSchema, keyResponseSchema, modelListSchema,
   modelNameSchema, tokenRequestSchema, tokenResponseSchema, versionListSchema, versionParamSchema, type IngestResult
 } from '../../shared/client/api-schemas.ts'
-import { signedManifestSchema, type SignedManifest } from '../../shared/manifest/schema.ts'
+import { signedManifestSchema } from '../../shared/manifest/schema.ts'
 import { parseCid } from '../../shared/crypto/cid.ts'
 import { fromBase64 } from '../../shared/crypto/bytes.ts'
 import { wrapKeys } from '../../shared/crypto/wrap.ts'
 import { AccessDeniedError, InvalidInputError, NotFoundError, TooLargeError } from '../../shared/errors/errors.ts'
-import type { Repository, VersionRow } from '../store/repository.ts'
+import { signedManifestOf, type Repository, type VersionRow } from '../store/repository.ts'
 import type { BlockFiles } from '../store/block-files.ts'
 import type { Identity } from '../keys/identity.ts'
 import { MAX_UPLOAD_FILES } from '../constants.ts'
@@ -111,7 +111,7 @@ export async function buildServer (deps: ServerDeps): Promise<FastifyInstance> {
     const row = rowOf(req.params.name, req.params.version)
     // A numbered version never changes; `latest` does.
     void reply.header('cache-control', req.params.version === 'latest' ? 'no-cache' : 'public, max-age=31536000, immutable')
-    return JSON.parse(row.signed_manifest) as SignedManifest
+    return signedManifestOf(row)
   })
 
   api.post('/v1/models/:name/versions/:version/keys', {
@@ -122,7 +122,7 @@ export async function buildServer (deps: ServerDeps): Promise<FastifyInstance> {
   }, async req => {
     const caller = await authenticate(req, deps.repo)
     const row = rowOf(req.params.name, req.params.version)
-    const { manifest } = JSON.parse(row.signed_manifest) as SignedManifest
+    const { manifest } = signedManifestOf(row)
     const allowed = manifest.blocks.filter(b => mayRead(caller, b.access))
     const denied = [...new Set(manifest.blocks.filter(b => !mayRead(caller, b.access)).map(b => b.keyId))]
     // Blocks with equal plaintext share one sealed block and so one key: wrap each key once.

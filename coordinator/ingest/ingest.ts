@@ -12,12 +12,12 @@ import { partition, type BlockPlan, type PartitionOptions } from '../../shared/b
 import { sealBlocks } from '../../shared/blocks/seal-blocks.ts'
 import { readModel } from '../../shared/formats/index.ts'
 import { canonicalBytes } from '../../shared/manifest/canonical.ts'
-import { MANIFEST_SCHEMA, modelNameSchema, type Manifest, type SignedManifest } from '../../shared/manifest/schema.ts'
+import { MANIFEST_SCHEMA, modelNameSchema, type Manifest } from '../../shared/manifest/schema.ts'
 import { signManifest } from '../../shared/manifest/sign.ts'
 import { InvalidInputError } from '../../shared/errors/errors.ts'
 import { equalBytes } from '../../shared/crypto/bytes.ts'
 import type { Database } from '../store/database.ts'
-import type { Repository } from '../store/repository.ts'
+import { signedManifestOf, type Repository } from '../store/repository.ts'
 import type { BlockFiles } from '../store/block-files.ts'
 import type { Identity } from '../keys/identity.ts'
 import type { VersionLog } from '../ledger/log.ts'
@@ -93,7 +93,7 @@ export function publisher (deps: IngestDeps): Publisher {
       metrics: options.metrics ?? null
     }
     if (latest !== undefined && options.round === undefined) {
-      const previous = (JSON.parse(latest.signed_manifest) as SignedManifest).manifest
+      const previous = signedManifestOf(latest).manifest
       if (equalBytes(content(previous), content(manifest))) {
         return { model: name, version: latest.version, manifestCid: latest.manifest_cid, created: false, blocks: manifest.blocks.length, newBlocks: 0, bytesStored: 0, ledgerIndex: deps.log.indexOf(name, latest.version) ?? null }
       }

@@ -12,7 +12,7 @@ import { open } from '../../shared/crypto/seal.ts'
 import { verifyCid } from '../../shared/crypto/cid.ts'
 import { sha256Hex } from '../../shared/crypto/hash.ts'
 import { IntegrityError, NotFoundError } from '../../shared/errors/errors.ts'
-import type { Repository } from '../store/repository.ts'
+import { signedManifestOf, type Repository } from '../store/repository.ts'
 import type { BlockFiles } from '../store/block-files.ts'
 import type { Identity } from '../keys/identity.ts'
 
@@ -35,7 +35,7 @@ export function plansOf (manifest: Manifest): BlockPlan[] {
 export async function readBaseModel (deps: BaseModelDeps, name: string, version: number): Promise<BaseModel> {
   const row = deps.repo.version(name, version)
   if (row === undefined) throw new NotFoundError(`model ${name} has no version ${version}`)
-  const signed = JSON.parse(row.signed_manifest) as SignedManifest
+  const signed = signedManifestOf(row)
   const { manifest } = signed
   const keys = deps.repo.dataKeys(manifest.blocks.map(b => b.keyId))
   const assembler = weightAssembler(manifest)

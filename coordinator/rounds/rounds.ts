@@ -15,7 +15,7 @@ import { verify } from '../../shared/crypto/sign.ts'
 import { BlockfedError, InvalidInputError, NotFoundError, UnavailableError } from '../../shared/errors/errors.ts'
 import type { IngestResult } from '../../shared/client/api-schemas.ts'
 import { fixedPointParams, decodeMean } from '../../aggregation/fixed-point.ts'
-import type { Repository } from '../store/repository.ts'
+import { signedManifestOf, type Repository } from '../store/repository.ts'
 import type { PublishOptions } from '../ingest/ingest.ts'
 import type { NormalisedModel } from '../../shared/model/types.ts'
 import type { BaseModel } from './base-model.ts'
@@ -215,7 +215,7 @@ export function roundManager (deps: RoundManagerDeps): RoundManager {
   async function configure (request: RoundRequest, selected: string[]): Promise<RoundConfig> {
     const row = request.baseVersion === undefined ? deps.repo.latest(request.model) : deps.repo.version(request.model, request.baseVersion)
     if (row === undefined) throw new NotFoundError(`model ${request.model} has no version ${request.baseVersion ?? '(none ingested)'}`)
-    const manifest = JSON.parse(row.signed_manifest).manifest as { tensors: Parameters<typeof trainableLayout>[0] }
+    const manifest = signedManifestOf(row).manifest
     const layout = trainableLayout(manifest.tensors, request.trainable)
     const units = request.trainable ?? trainableUnits(manifest.tensors)
     const clients = [...selected].sort()

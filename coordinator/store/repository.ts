@@ -19,6 +19,11 @@ export interface VersionRow {
   ledger_index: number | null
 }
 
+/** The signed manifest a version row stores (written by this coordinator, so not re-validated). */
+export function signedManifestOf (row: VersionRow): SignedManifest {
+  return JSON.parse(row.signed_manifest) as SignedManifest
+}
+
 export interface Repository {
   findBlock: (plaintextSha256: string) => StoredBlock | undefined
   insertBlock: (row: { cid: string, plaintextSha256: string, keyId: string, sealedLength: number, shardSize: number, shardCids: string[] }) => void

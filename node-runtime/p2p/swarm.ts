@@ -26,7 +26,8 @@ import { blockFilter, decodeBlockFilter, type BlockFilter } from '../../shared/p
 import { decodeGossip, encodeGossip, modelTopic } from '../../shared/p2p/gossip.ts'
 import { requestShard, serveShardStream, SHARD_PROTOCOL, type ShardAnswer, type ShardRequest } from '../../shared/p2p/shard-protocol.ts'
 import type { SwarmNetwork } from '../../shared/p2p/swarm-source.ts'
-import { tokenBucket } from '../../shared/p2p/token-bucket.ts'
+import { uploadPacer } from '../../shared/p2p/token-bucket.ts'
+import { untilAborted } from '../../shared/load/deadline.ts'
 import { createPeerNode, type PeerNode } from './peer-node.ts'
 import { knownPeersFile } from './known-peers.ts'
 
@@ -108,7 +109,7 @@ export async function createSwarm (options: SwarmOptions): Promise<Swarm> {
   const blockCaches = new Map<string, CacheTier>()
   const recent = memoryCache({ capacityBytes: options.recentBytes ?? 64 << 20, name: 'swarm-recent' })
   const coders = new Map<string, Promise<ErasureCoder>>()
-  const pace = options.uploadBytesPerSecond === undefined ? undefined : tokenBucket({ bytesPerSecond: options.uploadBytesPerSecond, burstBytes: Math.min(options.uploadBytesPerSecond, 256 * 1024) })
+  const pace = uploadPacer(options.uploadBytesPerSecond)
   const maxServing = options.maxServing ?? 64
   const counters: SwarmCounters = { bytesServed: 0, objectsServed: 0, badRequests: 0, busy: 0, notFound: 0, provided: 0, provideFailures: 0 }
   const held = new Set<string>()
@@ -136,10 +137,7 @@ export async function createSwarm (options: SwarmOptions): Promise<Swarm> {
     const coming = pending.get(request.cid)
     if (coming !== undefined) {
       // Referred here while the object is still on its way: answer when it lands.
-      const bytes = await Promise.race([coming, new Promise<undefined>(resolve => {
-        const t = setTimeout(resolve, PENDING_WAIT_MS)
-        signal.addEventListener('abort', () => { clearTimeout(t); resolve(undefined) }, { once: true })
-      })]).catch(() => undefined)
+      const bytes = await untilAborted(AbortSignal.any([signal, AbortSignal.timeout(PENDING_WAIT_MS)]), coming).catch(() => undefined)
       if (bytes !== undefined) return { status: 'ok', bytes }
     }
     const blockCache = blockCaches.get(request.cid)
@@ -181,7 +179,7 @@ export async function createSwarm (options: SwarmOptions): Promise<Swarm> {
         return answer
       }, {
         timeoutMs: SERVE_TIMEOUT_MS,
-        pace: pace === undefined ? undefined : async (n, signal) => { await pace.take(n, signal) },
+        pace,
         onServed: n => { counters.bytesServed += n; counters.objectsServed++ },
         onBadRequest: () => { counters.badRequests++ }
       })

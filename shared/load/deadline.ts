@@ -16,3 +16,33 @@ export function deadlineError (err: unknown, what: string, timeoutMs: number): u
   }
   return err
 }
+
+/** Resolves after `ms`; rejects with the signal's reason as soon as it fires (no timer left behind). */
+export async function sleep (ms: number, signal?: AbortSignal): Promise<void> {
+  await new Promise<void>((resolve, reject) => {
+    if (signal?.aborted === true) { reject(signal.reason); return }
+    const onAbort = (): void => { clearTimeout(timer); reject(signal?.reason) }
+    const timer = setTimeout(() => { signal?.removeEventListener('abort', onAbort); resolve() }, ms)
+    signal?.addEventListener('abort', onAbort, { once: true })
+  })
+}
+
+/**
+ * `work`'s outcome, or the signal's reason as soon as it fires — for work queued behind others
+ * (a concurrency limit, a FIFO), which only sees the signal when its turn comes. `work`'s own
+ * later rejection is then ignored.
+ */
+export async function untilAborted<T> (signal: AbortSignal, work: Promise<T>): Promise<T> {
+  work.catch(() => {})
+  if (signal.aborted) throw signal.reason
+  let onAbort: (() => void) | undefined
+  const aborted = new Promise<never>((_resolve, reject) => {
+    onAbort = () => { reject(signal.reason) }
+    signal.addEventListener('abort', onAbort, { once: true })
+  })
+  try {
+    return await Promise.race([work, aborted])
+  } finally {
+    if (onAbort !== undefined) signal.removeEventListener('abort', onAbort)
+  }
+}

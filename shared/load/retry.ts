@@ -5,14 +5,9 @@
  */
 import { TimeoutError, UnavailableError } from '../errors/errors.ts'
 import type { BlockSource } from './source.ts'
+import { sleep } from './deadline.ts'
 
 export function retrying (source: BlockSource, retries: number, baseDelayMs = 50): BlockSource {
-  const pause = async (ms: number, signal: AbortSignal): Promise<void> => await new Promise((resolve, reject) => {
-    if (signal.aborted) { reject(signal.reason); return }
-    const timer = setTimeout(() => { signal.removeEventListener('abort', onAbort); resolve() }, ms)
-    const onAbort = (): void => { clearTimeout(timer); reject(signal.reason) }
-    signal.addEventListener('abort', onAbort, { once: true })
-  })
   return {
     name: source.name,
     async get (cid, options) {
@@ -23,7 +18,7 @@ export function retrying (source: BlockSource, retries: number, baseDelayMs = 50
           if (options.signal.aborted) throw options.signal.reason
           const transient = err instanceof UnavailableError || err instanceof TimeoutError
           if (!transient || attempt >= retries) throw err
-          await pause(baseDelayMs * 2 ** attempt, options.signal)
+          await sleep(baseDelayMs * 2 ** attempt, options.signal)
         }
       }
     }

@@ -24,6 +24,7 @@ import pLimit, { type LimitFunction } from 'p-limit'
 import { verifyCid } from '../crypto/cid.ts'
 import { IntegrityError, UnavailableError } from '../errors/errors.ts'
 import type { BlockSource, BlockSourceGetOptions } from '../load/source.ts'
+import { sleep, untilAborted } from '../load/deadline.ts'
 import { peerScores, type PeerOutcome, type PeerScores } from './peer-score.ts'
 import { DEFAULT_MAX_OBJECT_BYTES, type Referral, type ShardAnswer } from './shard-protocol.ts'
 
@@ -97,31 +98,6 @@ function rotate<T> (list: T[], by: number): T[] {
   if (list.length === 0) return list
   const k = by % list.length
   return [...list.slice(k), ...list.slice(0, k)]
-}
-
-/** `work`, or the signal's reason as soon as it fires (the work then finds the signal aborted). */
-async function untilAborted<T> (signal: AbortSignal, work: Promise<T>): Promise<T> {
-  work.catch(() => {})
-  if (signal.aborted) throw signal.reason
-  let onAbort: (() => void) | undefined
-  const aborted = new Promise<never>((_resolve, reject) => {
-    onAbort = () => { reject(signal.reason) }
-    signal.addEventListener('abort', onAbort, { once: true })
-  })
-  try {
-    return await Promise.race([work, aborted])
-  } finally {
-    if (onAbort !== undefined) signal.removeEventListener('abort', onAbort)
-  }
-}
-
-async function pause (ms: number, signal: AbortSignal): Promise<void> {
-  await new Promise<void>((resolve, reject) => {
-    if (signal.aborted) { reject(signal.reason); return }
-    const onAbort = (): void => { clearTimeout(timer); reject(signal.reason) }
-    const timer = setTimeout(() => { signal.removeEventListener('abort', onAbort); resolve() }, ms)
-    signal.addEventListener('abort', onAbort, { once: true })
-  })
 }
 
 export function swarmSource (options: SwarmSourceOptions): SwarmSource {
@@ -244,7 +220,7 @@ export function swarmSource (options: SwarmSourceOptions): SwarmSource {
         return got.bytes
       }
       if ('busy' in got) {
-        await pause(got.busy, signal)
+        await sleep(got.busy, signal)
         continue
       }
       stats.referrals++

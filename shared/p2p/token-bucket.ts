@@ -4,6 +4,10 @@
  * and every wait honours the caller's signal. The clock and timer are injectable for tests.
  */
 import { InvalidInputError } from '../errors/errors.ts'
+import { sleep, untilAborted } from '../load/deadline.ts'
+
+/** Largest burst an upload cap lets go at once: a few body frames. */
+const UPLOAD_BURST_BYTES = 256 * 1024
 
 export interface TokenBucketOptions {
   bytesPerSecond: number
@@ -34,13 +38,6 @@ export function tokenBucket (options: TokenBucketOptions): TokenBucket {
     stamp = t
   }
 
-  const sleep = async (ms: number, signal?: AbortSignal): Promise<void> => await new Promise((resolve, reject) => {
-    if (signal?.aborted === true) { reject(signal.reason); return }
-    const onAbort = (): void => { clearTimeout(timer); reject(signal?.reason) }
-    const timer = setTimeout(() => { signal?.removeEventListener('abort', onAbort); resolve() }, ms)
-    signal?.addEventListener('abort', onAbort, { once: true })
-  })
-
   return {
     async take (bytes, signal) {
       const turn = tail.then(async () => {
@@ -57,17 +54,17 @@ export function tokenBucket (options: TokenBucketOptions): TokenBucket {
       tail = turn.catch(() => {})
       // Queued behind another taker, an aborted take still rejects at once (its turn then finds
       // the signal aborted and draws nothing).
-      if (signal === undefined) { await turn; return }
-      if (signal.aborted) throw signal.reason
-      let onAbort: (() => void) | undefined
-      try {
-        await Promise.race([turn, new Promise<never>((_resolve, reject) => {
-          onAbort = () => { reject(signal.reason) }
-          signal.addEventListener('abort', onAbort, { once: true })
-        })])
-      } finally {
-        if (onAbort !== undefined) signal.removeEventListener('abort', onAbort)
-      }
+      await (signal === undefined ? turn : untilAborted(signal, turn))
     }
   }
+}
+
+/** Waits until `bytes` may be sent (or the signal fires). */
+export type Pace = (bytes: number, signal: AbortSignal) => Promise<void>
+
+/** The upload cap the coordinator and runtimes share their answers through; undefined when `bytesPerSecond` is. */
+export function uploadPacer (bytesPerSecond: number | undefined): Pace | undefined {
+  if (bytesPerSecond === undefined) return undefined
+  const bucket = tokenBucket({ bytesPerSecond, burstBytes: Math.min(bytesPerSecond, UPLOAD_BURST_BYTES) })
+  return async (bytes, signal) => { await bucket.take(bytes, signal) }
 }
