@@ -10,7 +10,7 @@
  * a wave of cold starts costs the origin about one copy of the model plus the forced retries,
  * instead of one copy per runtime, without any peer having to know the others in advance.
  */
-import type { Connection, Stream } from '@libp2p/interface'
+import type { Connection, PeerId, Stream } from '@libp2p/interface'
 import { CID } from 'multiformats/cid'
 import pLimit from 'p-limit'
 import { NotFoundError } from '../../shared/errors/errors.ts'
@@ -65,7 +65,7 @@ export async function createOrigin (options: OriginOptions): Promise<Origin> {
   const provideLimit = pLimit(4)
   const topics = new Set<string>()
 
-  const addressesOf = async (peer: Connection['remotePeer']): Promise<string[]> => {
+  const addressesOf = async (peer: PeerId): Promise<string[]> => {
     try {
       const known = await node.peerStore.get(peer)
       return known.addresses.map(a => a.multiaddr.toString()).slice(0, 8)
@@ -77,16 +77,9 @@ export async function createOrigin (options: OriginOptions): Promise<Origin> {
   const referralFor = async (cid: string, requester: string): Promise<Referral[]> => {
     const record = handedOut.get(cid)
     if (record === undefined) return []
-    const connected = new Set(node.getPeers().map(p => p.toString()))
-    const candidates = [...record.served, ...record.referred].filter(p => p !== requester && connected.has(p))
-    const referrals: Referral[] = []
-    for (const id of candidates.slice(0, MAX_REFERRALS)) {
-      const connection = node.getConnections().find(c => c.remotePeer.toString() === id)
-      if (connection === undefined) continue
-      const addrs = await addressesOf(connection.remotePeer)
-      referrals.push({ id, addrs })
-    }
-    return referrals
+    const connected = new Map(node.getPeers().map(p => [p.toString(), p]))
+    const ids = [...record.served, ...record.referred].filter(p => p !== requester && connected.has(p)).slice(0, MAX_REFERRALS)
+    return await Promise.all(ids.map(async id => ({ id, addrs: await addressesOf(connected.get(id) as PeerId) })))
   }
 
   const remember = (cid: string, peer: string, how: 'served' | 'referred'): void => {
