@@ -52,6 +52,8 @@ export interface Origin {
 
 /** Deadline of one answer, pacing included (under an upload cap answers queue for the bucket). */
 const SERVE_TIMEOUT_MS = 120_000
+/** How long a runtime's kept-open stream may wait for its next request. */
+const IDLE_TIMEOUT_MS = 30_000
 /** Objects whose hand-outs are remembered; older ones are served again (a new wave re-seeds). */
 const REMEMBERED_OBJECTS = 65_536
 
@@ -117,6 +119,7 @@ export async function createOrigin (options: OriginOptions): Promise<Origin> {
       return { status: 'ok', bytes }
     }, {
       timeoutMs: SERVE_TIMEOUT_MS,
+      idleTimeoutMs: IDLE_TIMEOUT_MS,
       pace: options.pace,
       onServed: n => { counters.bytesServed += n; counters.objectsServed++ },
       onBadRequest: () => { counters.badRequests++ }

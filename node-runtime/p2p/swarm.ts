@@ -24,7 +24,8 @@ import { InvalidInputError } from '../../shared/errors/errors.ts'
 import type { Manifest } from '../../shared/manifest/schema.ts'
 import { blockFilter, decodeBlockFilter, type BlockFilter } from '../../shared/p2p/bloom.ts'
 import { decodeGossip, encodeGossip, modelTopic } from '../../shared/p2p/gossip.ts'
-import { requestShard, serveShardStream, SHARD_PROTOCOL, type ShardAnswer, type ShardRequest } from '../../shared/p2p/shard-protocol.ts'
+import { shardClient } from '../../shared/p2p/shard-client.ts'
+import { serveShardStream, serveSlots, SHARD_PROTOCOL, type ShardAnswer, type ShardRequest } from '../../shared/p2p/shard-protocol.ts'
 import type { SwarmNetwork } from '../../shared/p2p/swarm-source.ts'
 import { uploadPacer } from '../../shared/p2p/token-bucket.ts'
 import { untilAborted } from '../../shared/load/deadline.ts'
@@ -110,14 +111,12 @@ export async function createSwarm (options: SwarmOptions): Promise<Swarm> {
   const recent = memoryCache({ capacityBytes: options.recentBytes ?? 64 << 20, name: 'swarm-recent' })
   const coders = new Map<string, Promise<ErasureCoder>>()
   const pace = uploadPacer(options.uploadBytesPerSecond)
-  const maxServing = options.maxServing ?? 64
   const counters: SwarmCounters = { bytesServed: 0, objectsServed: 0, badRequests: 0, busy: 0, notFound: 0, provided: 0, provideFailures: 0 }
   const held = new Set<string>()
   const pending = new Map<string, Promise<Uint8Array>>()
   const filters = new Map<string, BlockFilter>()
   const topics = new Set<string>()
   const provideLimit = pLimit(4)
-  let serving = 0
   let stopped = false
 
   const coder = async (k: number, m: number): Promise<ErasureCoder> => {
@@ -163,29 +162,20 @@ export async function createSwarm (options: SwarmOptions): Promise<Swarm> {
     return { status: 'ok', bytes: all[ref.index] as Uint8Array }
   }
 
+  const slots = serveSlots(options.maxServing ?? 64)
   await node.handle(SHARD_PROTOCOL, async (stream: Stream) => {
-    // Slots are taken once a request has arrived, so silent streams cannot lock everyone out.
-    let counted = false
-    try {
-      await serveShardStream(stream, async (request, signal) => {
-        if (serving >= maxServing) {
-          counters.busy++
-          return { status: 'busy', retryMs: 200 }
-        }
-        serving++
-        counted = true
-        const answer = await lookup(request, signal)
-        if (answer.status === 'not-found') counters.notFound++
-        return answer
-      }, {
-        timeoutMs: SERVE_TIMEOUT_MS,
-        pace,
-        onServed: n => { counters.bytesServed += n; counters.objectsServed++ },
-        onBadRequest: () => { counters.badRequests++ }
-      })
-    } finally {
-      if (counted) serving--
-    }
+    await serveShardStream(stream, async (request, signal) => {
+      const answer = await lookup(request, signal)
+      if (answer.status === 'not-found') counters.notFound++
+      return answer
+    }, {
+      timeoutMs: SERVE_TIMEOUT_MS,
+      pace,
+      slots,
+      onServed: n => { counters.bytesServed += n; counters.objectsServed++ },
+      onBadRequest: () => { counters.badRequests++ },
+      onBusy: () => { counters.busy++ }
+    })
   }, { maxInboundStreams: 256 })
 
   // --- Announcements: the Bloom filter of held blocks, debounced and repeated for late joiners.
@@ -258,6 +248,18 @@ export async function createSwarm (options: SwarmOptions): Promise<Swarm> {
     announceSoon()
   }
 
+  const client = shardClient({
+    async open (peer, signal) {
+      let id: PeerId
+      try {
+        id = peerIdFromString(peer)
+      } catch (err) {
+        throw new InvalidInputError(`peer id "${peer.slice(0, 80)}" does not parse`, { cause: err })
+      }
+      return await node.dialProtocol(id, SHARD_PROTOCOL, { signal })
+    }
+  })
+
   const network: SwarmNetwork = {
     self,
     likelyHolders: block => [...filters].filter(([, f]) => f.has(block)).map(([peer]) => peer),
@@ -271,14 +273,7 @@ export async function createSwarm (options: SwarmOptions): Promise<Swarm> {
       return found
     },
     async request (peer, cid, { signal, force, maxBytes }) {
-      let id: PeerId
-      try {
-        id = peerIdFromString(peer)
-      } catch (err) {
-        throw new InvalidInputError(`peer id "${peer.slice(0, 80)}" does not parse`, { cause: err })
-      }
-      const stream = await node.dialProtocol(id, SHARD_PROTOCOL, { signal })
-      return await requestShard(stream, cid, { signal, force, maxBytes })
+      return await client.request(peer, cid, { signal, force, maxBytes })
     },
     async learn (referral) {
       const id = peerIdFromString(referral.id)
@@ -358,6 +353,7 @@ export async function createSwarm (options: SwarmOptions): Promise<Swarm> {
       clearInterval(heartbeat)
       if (announceTimer !== undefined) clearTimeout(announceTimer)
       provideLimit.clearQueue()
+      await client.close()
       await node.stop()
       await recent.close()
     }

@@ -1,33 +1,38 @@
 /**
- * blockfed's shard exchange, a request/response protocol over one libp2p stream per request
- * (chosen over bitswap by measurement: BENCHMARKS.md, "exchange"). Frames are unsigned-varint
- * length-prefixed (the libp2p convention, @libp2p/utils `lpStream`):
+ * blockfed's shard exchange, a request/response protocol over libp2p streams (chosen over
+ * bitswap by measurement: BENCHMARKS.md, "exchange"). One stream carries exchanges one after
+ * another, so a client keeps a few streams per peer open instead of paying a stream's setup,
+ * protocol negotiation and close for every object (measured: ≈ 1 ms of CPU per object on each
+ * side, BENCHMARKS.md "exchange"):
  *
- *   →  request   JSON {"cid": "<CIDv1 raw sha2-256>", "force"?: true}         (≤ 512 bytes)
+ *   →  request   JSON {"cid": "<CIDv1 raw sha2-256>", "force"?: true}         (≤ 4 KiB)
  *   ←  header    JSON {"status": "ok", "size": n}
  *                   | {"status": "not-found"} | {"status": "busy", "retryMs": n}
  *                   | {"status": "elsewhere", "peers": [{"id", "addrs"}]}    (a referral)
  *                   | {"status": "bad-request", "message": "..."}
- *   ←  body      (ok only) the n bytes in frames of ≤ 64 KiB, so an upload cap can pace them
+ *   ←  body      (ok only) exactly n raw bytes, unframed (the header bounds them)
+ *   →  the next request, or the client closes its side; the server closes after a bad request
+ *      or when no request comes within its idle deadline.
  *
- * Both sides bound every frame before reading it and every read has a deadline. The server
- * answers a malformed request with `bad-request` and closes the stream; the client checks the
- * header against its schema and the body's length against `size` and its own bound. Bytes are
- * never trusted: the caller verifies them against the CID.
+ * Requests and headers are unsigned-varint length-prefixed (the libp2p convention). Both sides
+ * bound every frame before reading it and every read has a deadline. The server answers a
+ * malformed request with `bad-request` and closes the stream; the client checks the header
+ * against its schema and the body against `size` and its own bound. Bytes are never trusted:
+ * the caller verifies them against the CID.
  */
 import type { Stream } from '@libp2p/interface'
-import { lpStream } from '@libp2p/utils'
+import { byteStream, type ByteStream } from '@libp2p/utils'
 import { z } from 'zod'
 import { parseCid } from '../crypto/cid.ts'
 import { InvalidInputError, NotFoundError, TimeoutError, UnavailableError } from '../errors/errors.ts'
 import { parseJsonWith } from '../errors/parse-json.ts'
 
-export const SHARD_PROTOCOL = '/blockfed/shard/1.0.0'
+export const SHARD_PROTOCOL = '/blockfed/shard/2.0.0'
 
 /** Bound on a request frame and on a header frame. */
 export const MAX_CONTROL_FRAME = 4096
-/** Body frames are at most this long. */
-export const BODY_FRAME = 64 * 1024
+/** The server writes a body in chunks of at most this, the granularity of its upload pacing. */
+export const BODY_CHUNK = 64 * 1024
 /** Default bound on one object (a shard of a 1 MiB block is ≈ 256 KiB; a whole sealed block may be asked for too). */
 export const DEFAULT_MAX_OBJECT_BYTES = 32 << 20
 /** Referrals carry at most this many peers, each with at most this many addresses. */
@@ -57,33 +62,57 @@ export type ShardAnswer =
   | { status: 'busy', retryMs: number }
   | { status: 'elsewhere', peers: Referral[] }
 
-/**
- * The frame length decoder given to `lpStream`: an unsigned varint (multiformats/unsigned-varint)
- * of at most `maxBytes` bytes. lpStream reads the prefix a byte at a time and retries while the
- * decoder throws RangeError, and checks the prefix's length only once it decodes — so a peer
- * sending 0xff… forever would grow that buffer until the deadline. This decoder refuses a prefix
- * longer than `maxBytes` at once (a non-RangeError ends the read).
- */
-function boundedLength (maxBytes: number): (data: { subarray: () => Uint8Array }) => number {
-  return data => {
-    const bytes = data.subarray()
-    let value = 0
-    for (let i = 0; i < bytes.length; i++) {
-      if (i >= maxBytes) break
-      const b = bytes[i] as number
-      value += (b & 0x7f) * 2 ** (7 * i)
-      if ((b & 0x80) === 0) return value
-    }
-    if (bytes.length > maxBytes) throw new InvalidInputError(`frame length prefix longer than ${maxBytes} bytes`)
-    throw new RangeError('varint incomplete')
-  }
+/** Bytes a varint length prefix of a frame of at most `maxLength` bytes takes. */
+function prefixBytes (maxLength: number): number {
+  let n = 1
+  while (2 ** (7 * n) <= maxLength) n++
+  return n
 }
 
-/** lpStream options bounding a frame to `maxDataLength` bytes and its prefix to what that needs. */
-function framing (maxDataLength: number): { maxDataLength: number, lengthDecoder: (data: { subarray: () => Uint8Array }) => number } {
-  let prefix = 1
-  while (2 ** (7 * prefix) <= maxDataLength) prefix++
-  return { maxDataLength, lengthDecoder: boundedLength(prefix) }
+function varint (value: number): Uint8Array {
+  const out: number[] = []
+  let rest = value
+  while (rest >= 0x80) {
+    out.push((rest % 0x80) | 0x80)
+    rest = Math.floor(rest / 0x80)
+  }
+  out.push(rest)
+  return Uint8Array.from(out)
+}
+
+/**
+ * Reads one length-prefixed frame of at most `maxLength` bytes; undefined when the stream ends
+ * cleanly before the frame starts. The prefix is refused as soon as it runs longer than
+ * `maxLength` needs (@libp2p/utils' lpStream checks only once a varint has decoded, so a peer
+ * sending 0xff… forever would grow its buffer until the deadline), and the frame on its prefix
+ * alone when it announces more than `maxLength`.
+ */
+async function readFrame (bytes: ByteStream<Stream>, maxLength: number, signal: AbortSignal): Promise<Uint8Array | undefined> {
+  const maxPrefix = prefixBytes(maxLength)
+  let length = 0
+  for (let i = 0; ; i++) {
+    if (i >= maxPrefix) throw new InvalidInputError(`frame length prefix longer than ${maxPrefix} bytes`)
+    let b: number
+    try {
+      b = (await bytes.read({ bytes: 1, signal })).get(0)
+    } catch (err) {
+      if (i === 0 && (err as Error).name === 'UnexpectedEOFError') return undefined
+      throw err
+    }
+    length += (b & 0x7f) * 2 ** (7 * i)
+    if ((b & 0x80) === 0) break
+  }
+  if (length > maxLength) throw new InvalidInputError(`Message length too long - ${length} > ${maxLength}`)
+  if (length === 0) return new Uint8Array(0)
+  return (await bytes.read({ bytes: length, signal })).subarray()
+}
+
+async function writeFrame (bytes: ByteStream<Stream>, body: Uint8Array, signal: AbortSignal): Promise<void> {
+  const prefix = varint(body.length)
+  const frame = new Uint8Array(prefix.length + body.length)
+  frame.set(prefix)
+  frame.set(body, prefix.length)
+  await bytes.write(frame, { signal })
 }
 
 const encoder = new TextEncoder()
@@ -121,103 +150,215 @@ export interface RequestShardOptions {
   maxBytes?: number
 }
 
-/**
- * Sends one request on an open outbound stream and reads the reply. Rejects with
- * UnavailableError when the peer breaks the protocol (bad header, body longer or shorter than
- * announced, larger than `maxBytes`), TimeoutError when `signal` fires. Always closes or aborts
- * the stream.
- */
-export async function requestShard (stream: Stream, cid: string, options: RequestShardOptions): Promise<ShardAnswer> {
-  const { signal } = options
-  const maxBytes = options.maxBytes ?? DEFAULT_MAX_OBJECT_BYTES
-  const lp = lpStream(stream, framing(Math.max(MAX_CONTROL_FRAME, BODY_FRAME)))
-  const what = `shard ${cid} from ${stream.protocol}`
-  try {
-    const request: ShardRequest = options.force === true ? { cid, force: true } : { cid }
-    await lp.write(encoder.encode(JSON.stringify(request)), { signal })
-    const header = parseHeader((await lp.read({ signal })).subarray())
-    if (header.status === 'bad-request') throw new InvalidInputError(`${what}: peer refused the request: ${header.message}`)
-    if (header.status !== 'ok') {
-      await stream.close({ signal }).catch(() => {})
-      return header
-    }
-    if (header.size > maxBytes) throw new UnavailableError(`${what}: announces ${header.size} bytes, above the ${maxBytes}-byte bound`)
-    const bytes = new Uint8Array(header.size)
+/** The client end of one shard stream: exchanges one after another. */
+export interface ShardSession {
+  /**
+   * One exchange. Rejects with UnavailableError when the peer breaks the protocol (bad header,
+   * body longer or shorter than announced, larger than `maxBytes`), TimeoutError when `signal`
+   * fires; the stream is then aborted and the session is no longer `usable`.
+   */
+  request: (cid: string, options: RequestShardOptions) => Promise<ShardAnswer>
+  /** Open both ways, no exchange running and none failed: the next request may be sent. */
+  readonly usable: boolean
+  /** Exchanges completed on this stream. */
+  readonly exchanges: number
+  /** Ends the session politely (the server then closes its side). */
+  close: (signal?: AbortSignal) => Promise<void>
+  abort: (err: Error) => void
+}
+
+export function shardSession (stream: Stream): ShardSession {
+  // Every read is bounded by the frame or body being read; this bounds what may pile up unread.
+  const bytes = byteStream(stream, { maxBufferSize: DEFAULT_MAX_OBJECT_BYTES + MAX_CONTROL_FRAME })
+  let busy = false
+  let failed = false
+  let exchanges = 0
+
+  const readBody = async (size: number, signal: AbortSignal, what: string): Promise<Uint8Array> => {
+    const out = new Uint8Array(size)
     let filled = 0
-    while (filled < header.size) {
-      const frame = await lp.read({ signal })
-      if (frame.byteLength === 0 || filled + frame.byteLength > header.size) throw new UnavailableError(`${what}: body frames do not add up to the announced ${header.size} bytes`)
-      bytes.set(frame.subarray(), filled)
-      filled += frame.byteLength
+    while (filled < size) {
+      const chunk = await bytes.read({ signal })
+      if (chunk === null) throw new UnavailableError(`${what}: the stream ended after ${filled} of the announced ${size} bytes`)
+      if (filled + chunk.byteLength > size) throw new UnavailableError(`${what}: more bytes than the announced ${size}`)
+      for (const part of chunk) {
+        out.set(part, filled)
+        filled += part.byteLength
+      }
     }
-    await stream.close({ signal }).catch(() => {})
-    return { status: 'ok', bytes }
-  } catch (err) {
-    const mapped = streamError(err, signal, what)
-    stream.abort(mapped)
-    throw mapped
+    return out
+  }
+
+  return {
+    get usable () {
+      return !busy && !failed && stream.status === 'open' && stream.writeStatus === 'writable' && stream.remoteWriteStatus === 'writable'
+    },
+    get exchanges () { return exchanges },
+    async request (cid, options) {
+      if (busy) throw new Error('shard session: one exchange at a time')
+      busy = true
+      const { signal } = options
+      const maxBytes = options.maxBytes ?? DEFAULT_MAX_OBJECT_BYTES
+      const what = `shard ${cid} from ${stream.protocol}`
+      try {
+        const request: ShardRequest = options.force === true ? { cid, force: true } : { cid }
+        await writeFrame(bytes, encoder.encode(JSON.stringify(request)), signal)
+        const frame = await readFrame(bytes, MAX_CONTROL_FRAME, signal)
+        if (frame === undefined) throw new UnavailableError(`${what}: the stream ended before a reply`)
+        const header = parseHeader(frame)
+        if (header.status === 'bad-request') throw new InvalidInputError(`${what}: peer refused the request: ${header.message}`)
+        let answer: ShardAnswer
+        if (header.status !== 'ok') {
+          answer = header
+        } else {
+          if (header.size > maxBytes) throw new UnavailableError(`${what}: announces ${header.size} bytes, above the ${maxBytes}-byte bound`)
+          answer = { status: 'ok', bytes: await readBody(header.size, signal, what) }
+        }
+        exchanges++
+        return answer
+      } catch (err) {
+        failed = true
+        const mapped = streamError(err, signal, what)
+        stream.abort(mapped)
+        throw mapped
+      } finally {
+        busy = false
+      }
+    },
+    async close (signal) {
+      failed = true
+      await stream.close({ signal }).catch(err => { stream.abort(err instanceof Error ? err : new Error(String(err))) })
+    },
+    abort (err) {
+      failed = true
+      stream.abort(err)
+    }
+  }
+}
+
+/** One exchange on a fresh stream, which is then closed (a session of one request). */
+export async function requestShard (stream: Stream, cid: string, options: RequestShardOptions): Promise<ShardAnswer> {
+  const session = shardSession(stream)
+  const answer = await session.request(cid, options)
+  await session.close(options.signal)
+  return answer
+}
+
+/** Answer slots shared by a server's streams: a request that finds none is answered `busy`. */
+export interface ServeSlots {
+  take: () => boolean
+  give: () => void
+}
+
+export function serveSlots (max: number): ServeSlots & { readonly inUse: number } {
+  let inUse = 0
+  return {
+    get inUse () { return inUse },
+    take: () => {
+      if (inUse >= max) return false
+      inUse++
+      return true
+    },
+    give: () => { inUse = Math.max(0, inUse - 1) }
   }
 }
 
 export interface ServeOptions {
-  /** Deadline for the request frame to arrive and for the whole answer to be written. */
+  /** Deadline of one answer (writing it, pacing included), and for the first request to arrive. */
   timeoutMs: number
+  /** How long an open stream may wait for its next request. Default `timeoutMs`. */
+  idleTimeoutMs?: number
   /** Paces the body: resolves when `bytes` may be sent (an upload cap). */
   pace?: (bytes: number, signal: AbortSignal) => Promise<void>
+  /** Answer slots; taken once a request has arrived (so silent streams hold none), given back when its answer is written. */
+  slots?: ServeSlots
+  /** Retry hint of a `busy` answer. Default 200 ms. */
+  busyRetryMs?: number
   /** Called after a complete ok answer, with the body's length. */
   onServed?: (bytes: number) => void
   /** Called for a request refused as malformed, with the reason. */
   onBadRequest?: (reason: string) => void
+  /** Called for a request answered `busy` for want of a slot. */
+  onBusy?: () => void
 }
 
 /**
- * Answers one inbound stream: reads a request (bounded, with a deadline), asks `lookup`, writes
- * the header and body, closes. A malformed request gets `bad-request` naming the problem; any
- * failure (the peer vanished, the deadline fired, lookup threw) ends in a closed or aborted
- * stream, never in an exception out of the handler.
+ * Answers the requests of one inbound stream, one after another: reads a request (bounded, with
+ * a deadline), asks `lookup`, writes the header and body, and waits for the next. Ends when the
+ * client closes its side, after a malformed request (answered `bad-request` naming the problem),
+ * or when no request comes in time. Any failure (the peer vanished, a deadline fired, lookup
+ * threw) ends in a closed or aborted stream, never in an exception out of the handler.
  */
 export async function serveShardStream (
   stream: Stream,
   lookup: (request: ShardRequest, signal: AbortSignal) => Promise<ShardAnswer>,
   options: ServeOptions
 ): Promise<void> {
-  const signal = AbortSignal.timeout(options.timeoutMs)
-  const lp = lpStream(stream, framing(MAX_CONTROL_FRAME))
-  const send = async (header: Header): Promise<void> => { await lp.write(encoder.encode(JSON.stringify(header)), { signal }) }
+  // An honest client sends its next request only after the reply: little is ever buffered.
+  const bytes = byteStream(stream, { maxBufferSize: 1 << 20 })
+  const idleMs = options.idleTimeoutMs ?? options.timeoutMs
   try {
-    let request: ShardRequest
-    try {
-      request = parseRequest((await lp.read({ signal })).subarray())
-    } catch (err) {
-      if (signal.aborted) throw err
-      const message = err instanceof Error ? err.message : String(err)
-      options.onBadRequest?.(message)
-      await send({ status: 'bad-request', message: message.slice(0, 1024) })
-      await stream.close({ signal })
-      return
+    for (let exchanges = 0; ; exchanges++) {
+      const waiting = AbortSignal.timeout(exchanges === 0 ? options.timeoutMs : idleMs)
+      let request: ShardRequest
+      try {
+        const frame = await readFrame(bytes, MAX_CONTROL_FRAME, waiting)
+        if (frame === undefined) {
+          if (exchanges > 0) break
+          throw new InvalidInputError('Unexpected EOF: the stream ended before a request')
+        }
+        request = parseRequest(frame)
+      } catch (err) {
+        if (waiting.aborted || stream.status !== 'open') throw err
+        const message = err instanceof Error ? err.message : String(err)
+        options.onBadRequest?.(message)
+        const signal = AbortSignal.timeout(options.timeoutMs)
+        await writeFrame(bytes, encoder.encode(JSON.stringify({ status: 'bad-request', message: message.slice(0, 1024) })), signal)
+        await stream.close({ signal })
+        return
+      }
+      const signal = AbortSignal.timeout(options.timeoutMs)
+      if (options.slots !== undefined && !options.slots.take()) {
+        options.onBusy?.()
+        await writeFrame(bytes, encoder.encode(JSON.stringify({ status: 'busy', retryMs: options.busyRetryMs ?? 200 })), signal)
+        continue
+      }
+      try {
+        await answer(bytes, request, lookup, options, signal)
+      } finally {
+        options.slots?.give()
+      }
     }
-    let answer: ShardAnswer
-    try {
-      answer = await lookup(request, signal)
-    } catch (err) {
-      if (!(err instanceof NotFoundError)) throw err
-      answer = { status: 'not-found' }
-    }
-    if (answer.status !== 'ok') {
-      await send(answer)
-      await stream.close({ signal })
-      return
-    }
-    const { bytes } = answer
-    await send({ status: 'ok', size: bytes.length })
-    for (let at = 0; at < bytes.length; at += BODY_FRAME) {
-      const frame = bytes.subarray(at, at + BODY_FRAME)
-      await options.pace?.(frame.length, signal)
-      await lp.write(frame, { signal })
-    }
-    await stream.close({ signal })
-    options.onServed?.(bytes.length)
+    await stream.close({ signal: AbortSignal.timeout(options.timeoutMs) })
   } catch (err) {
     stream.abort(err instanceof Error ? err : new Error(String(err)))
   }
+}
+
+async function answer (
+  bytes: ByteStream<Stream>,
+  request: ShardRequest,
+  lookup: (request: ShardRequest, signal: AbortSignal) => Promise<ShardAnswer>,
+  options: ServeOptions,
+  signal: AbortSignal
+): Promise<void> {
+  let reply: ShardAnswer
+  try {
+    reply = await lookup(request, signal)
+  } catch (err) {
+    if (!(err instanceof NotFoundError)) throw err
+    reply = { status: 'not-found' }
+  }
+  if (reply.status !== 'ok') {
+    await writeFrame(bytes, encoder.encode(JSON.stringify(reply)), signal)
+    return
+  }
+  const body = reply.bytes
+  await writeFrame(bytes, encoder.encode(JSON.stringify({ status: 'ok', size: body.length } satisfies Header)), signal)
+  for (let at = 0; at < body.length; at += BODY_CHUNK) {
+    const chunk = body.subarray(at, at + BODY_CHUNK)
+    await options.pace?.(chunk.length, signal)
+    await bytes.write(chunk, { signal })
+  }
+  options.onServed?.(body.length)
 }

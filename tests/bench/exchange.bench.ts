@@ -40,7 +40,8 @@ import { CID } from 'multiformats/cid'
 import { createPeerNode, type PeerNode } from '../../node-runtime/p2p/peer-node.ts'
 import { rawCid, verifyCid } from '../../shared/crypto/cid.ts'
 import { TimeoutError, UnavailableError } from '../../shared/errors/errors.ts'
-import { requestShard, serveShardStream, SHARD_PROTOCOL } from '../../shared/p2p/shard-protocol.ts'
+import { shardClient, type ShardClient } from '../../shared/p2p/shard-client.ts'
+import { serveShardStream, SHARD_PROTOCOL } from '../../shared/p2p/shard-protocol.ts'
 import { mulberry32 } from '../../shared/random/seeded.ts'
 import { BITSWAP_PROTOCOL, startBitswap, type BitswapPeer } from './exchange-bitswap.ts'
 import { machine } from './machine.ts'
@@ -213,13 +214,14 @@ function lineReader (stream: Readable): (ms: number, what: string) => Promise<st
   }
 }
 
-interface Client { node: PeerNode, bitswap: BitswapPeer, peers: PeerId[] }
+interface Client { node: PeerNode, bitswap: BitswapPeer, peers: PeerId[], shards: ShardClient }
 
 /** A client node with bitswap, connected to `servers` and past identify with each. */
 async function connectClient (servers: ServerInfo[], signal: AbortSignal): Promise<Client> {
   const node = await createPeerNode({ seed: randomSeed() })
   const bitswap = await startBitswap(node, new MemoryBlockstore(), BITSWAP_OPTIONS)
-  const client = { node, bitswap, peers: servers.map(s => peerIdFromString(s.id)) }
+  const shards = shardClient({ open: async (peer, signal) => await node.dialProtocol(peerIdFromString(peer), SHARD_PROTOCOL, { signal }) })
+  const client = { node, bitswap, peers: servers.map(s => peerIdFromString(s.id)), shards }
   try {
     // A DHT client is not put in the servers' routing tables, so clients never learn of each
     // other and connect: bitswap would send them its wants too.
@@ -244,6 +246,7 @@ async function connectClient (servers: ServerInfo[], signal: AbortSignal): Promi
 
 async function stopClient (client: Client): Promise<void> {
   await quietly(client.bitswap.stop)
+  await quietly(client.shards.close)
   await quietly(async () => { await client.node.stop() })
 }
 
@@ -274,10 +277,9 @@ async function fetchAll (objects: BenchObject[], get: Getter, outer: AbortSignal
   return { ms: performance.now() - start, firstMs: firstMs as number }
 }
 
-/** One request on the shard protocol, on a fresh stream. */
-async function shardFrom (node: PeerNode, peer: PeerId, cid: string, signal: AbortSignal): Promise<Uint8Array> {
-  const stream = await node.dialProtocol(peer, SHARD_PROTOCOL, { signal })
-  const answer = await requestShard(stream, cid, { signal })
+/** One request on the shard protocol, on a kept stream to `peer` (the swarm's client pool). */
+async function shardFrom (client: Client, peer: PeerId, cid: string, signal: AbortSignal): Promise<Uint8Array> {
+  const answer = await client.shards.request(peer.toString(), cid, { signal })
   if (answer.status !== 'ok') throw new UnavailableError(`shard ${cid}: the server answered ${answer.status}`)
   return answer.bytes
 }
@@ -399,7 +401,7 @@ async function bench (): Promise<void> {
       return result
     }
 
-    const shardProtocol: Variant = { name: 'shardProtocol', get: client => async (i, o, signal) => await shardFrom(client.node, client.peers[i % client.peers.length] as PeerId, o.cid, signal) }
+    const shardProtocol: Variant = { name: 'shardProtocol', get: client => async (i, o, signal) => await shardFrom(client, client.peers[i % client.peers.length] as PeerId, o.cid, signal) }
     const bitswapWant: Variant = { name: 'bitswapWant', get: client => async (_i, o, signal) => await client.bitswap.want(o.parsed, { signal }) }
     const bitswapSessions: Variant = {
       name: 'bitswapSessions',

@@ -25,6 +25,8 @@ const RUNTIMES = Number(process.env.SWARM_RUNTIMES ?? 16)
 const CAP_BPS = Number(process.env.SWARM_CAP_BPS ?? 50_000_000)
 const WAVE_TIMEOUT_MS = 300_000
 const WORKER = fileURLToPath(new URL('./swarm-worker.ts', import.meta.url))
+/** SWARM_PROFILE_DIR=dir writes a V8 CPU profile of every runtime process there (for finding where a wave's CPU goes). */
+const WORKER_ARGS = process.env.SWARM_PROFILE_DIR === undefined ? [] : ['--cpu-prof', '--cpu-prof-dir', process.env.SWARM_PROFILE_DIR]
 
 interface Loaded { type: 'loaded', ms: number, cpuMs: number, bytesFetched: number, faults: number, swarm?: { bytesFromPeers: number, bytesFromOrigin: number, bytesFromFallback: number, corrupt: number, referrals: number, lookups: number, lookupMs: number, failures: Record<string, number> } }
 
@@ -63,7 +65,7 @@ async function scenario (name: string, capBps?: number): Promise<Record<string, 
     const bootstrap = coordinator.p2p()?.addresses ?? []
 
     const wave = async (mode: 'origin' | 'swarm'): Promise<Record<string, unknown>> => {
-      const workers = Array.from({ length: RUNTIMES }, (_, i) => fork(WORKER, [join(root, `${name}-${mode}-${i}`)], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] }))
+      const workers = Array.from({ length: RUNTIMES }, (_, i) => fork(WORKER, [join(root, `${name}-${mode}-${i}`)], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'], execArgv: [...process.execArgv, ...WORKER_ARGS] }))
       children.push(...workers)
       await Promise.all(workers.map(async w => await waitFor(w, 'ready', 60_000)))
       const before = coordinator.served()

@@ -18,7 +18,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { noise } from '@chainsafe/libp2p-noise'
 import { yamux } from '@chainsafe/libp2p-yamux'
-import type { Connection, Libp2p, PeerId, Stream } from '@libp2p/interface'
+import type { Connection, Libp2p, Stream } from '@libp2p/interface'
 import { tcp } from '@libp2p/tcp'
 import { lpStream } from '@libp2p/utils'
 import { multiaddr } from '@multiformats/multiaddr'
@@ -172,17 +172,25 @@ async function stillServing (from: Libp2p): Promise<void> {
   }
 }
 
-/** Sends one request frame and reads the header the target answers with. */
+/**
+ * Sends one request frame and reads the header the target answers with. After `bad-request`
+ * the target ends the stream itself; after any other answer it waits for the next request,
+ * and ends its side once the client has ended its own.
+ */
 async function answerTo (target: Target, request: Uint8Array, options: { endInput?: boolean } = {}): Promise<Record<string, unknown>> {
   const signal = AbortSignal.timeout(5_000)
   const stream = await honest.dialProtocol(multiaddr(target.addr), SHARD_PROTOCOL, { signal })
   stream.send(request)
   if (options.endInput === true) await stream.close({ signal })
-  const header = await lpStream(stream, { maxDataLength: MAX_CONTROL_FRAME }).read({ signal })
+  const header = JSON.parse(new TextDecoder().decode((await lpStream(stream, { maxDataLength: MAX_CONTROL_FRAME }).read({ signal })).subarray())) as Record<string, unknown>
+  if (header.status !== 'bad-request' && options.endInput !== true) {
+    expect(stream.remoteWriteStatus).toBe('writable')
+    await stream.close({ signal })
+  }
   const how = await ending(stream, 3_000)
   expect(how).not.toBe('open')
   stream.abort(new Error('done'))
-  return JSON.parse(new TextDecoder().decode(header.subarray())) as Record<string, unknown>
+  return header
 }
 
 beforeAll(async () => {

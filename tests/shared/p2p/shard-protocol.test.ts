@@ -1,0 +1,181 @@
+/**
+ * The shard protocol's sessions and the client's stream pool, over real libp2p on 127.0.0.1
+ * (TCP, Noise, Yamux): many exchanges per stream, streams kept and reused per peer, a kept
+ * stream the server closed meanwhile, answer slots, and a server that lies about a body's size.
+ */
+import { describe, it, expect, beforeAll, afterAll } from 'vitest'
+import { noise } from '@chainsafe/libp2p-noise'
+import { yamux } from '@chainsafe/libp2p-yamux'
+import type { Libp2p, Stream } from '@libp2p/interface'
+import { tcp } from '@libp2p/tcp'
+import { lpStream } from '@libp2p/utils'
+import { createLibp2p } from 'libp2p'
+import { rawCid } from '../../../shared/crypto/cid.ts'
+import { sleep } from '../../../shared/load/deadline.ts'
+import { shardClient } from '../../../shared/p2p/shard-client.ts'
+import { serveShardStream, serveSlots, shardSession, SHARD_PROTOCOL, type ShardAnswer, type ShardRequest } from '../../../shared/p2p/shard-protocol.ts'
+import { mulberry32 } from '../../../shared/random/seeded.ts'
+
+const nodes: Libp2p[] = []
+async function node (): Promise<Libp2p> {
+  const n = await createLibp2p({ addresses: { listen: ['/ip4/127.0.0.1/tcp/0'] }, transports: [tcp()], connectionEncrypters: [noise()], streamMuxers: [yamux()], connectionMonitor: { enabled: false } })
+  nodes.push(n)
+  return n
+}
+
+const objects = new Map<string, Uint8Array>()
+let server: Libp2p
+let client: Libp2p
+let inbound = 0
+
+/** Answers are delayed by this many ms for these CIDs (to hold a slot). */
+const delays = new Map<string, number>()
+/** The servers' answers: the stored object, or not-found. */
+const lookup = async (request: ShardRequest): Promise<ShardAnswer> => {
+  const delay = delays.get(request.cid)
+  if (delay !== undefined) await sleep(delay)
+  const bytes = objects.get(request.cid)
+  return bytes === undefined ? { status: 'not-found' } : { status: 'ok', bytes }
+}
+
+const open = (target: Libp2p, protocol = SHARD_PROTOCOL) => async (_peer: string, signal: AbortSignal): Promise<Stream> =>
+  await client.dialProtocol(target.getMultiaddrs(), protocol, { signal })
+
+beforeAll(async () => {
+  const next = mulberry32(11)
+  for (const size of [0, 1, 1000, 65_536, 300_001, 1 << 20]) {
+    const bytes = new Uint8Array(size).map(() => Math.floor(next() * 256))
+    objects.set(await rawCid(bytes), bytes)
+  }
+  server = await node()
+  client = await node()
+  await server.handle(SHARD_PROTOCOL, async stream => {
+    inbound++
+    await serveShardStream(stream, lookup, { timeoutMs: 5_000 })
+  }, { maxInboundStreams: 64 })
+})
+
+afterAll(async () => {
+  for (const n of nodes) await n.stop()
+})
+
+describe('shard sessions', () => {
+  it('carries many exchanges on one stream, of every size and answer', async () => {
+    const before = inbound
+    const session = shardSession(await open(server)(server.peerId.toString(), AbortSignal.timeout(5_000)))
+    for (const [cid, bytes] of objects) {
+      const answer = await session.request(cid, { signal: AbortSignal.timeout(5_000) })
+      expect(answer).toEqual({ status: 'ok', bytes })
+      expect(session.usable).toBe(true)
+    }
+    const unknown = await rawCid(new TextEncoder().encode('nobody has this'))
+    expect(await session.request(unknown, { signal: AbortSignal.timeout(5_000) })).toEqual({ status: 'not-found' })
+    expect(session.exchanges).toBe(objects.size + 1)
+    await session.close()
+    expect(inbound - before).toBe(1)
+  })
+
+  it('refuses a second exchange while one runs', async () => {
+    const session = shardSession(await open(server)(server.peerId.toString(), AbortSignal.timeout(5_000)))
+    const [cid] = [...objects.keys()]
+    const first = session.request(cid as string, { signal: AbortSignal.timeout(5_000) })
+    await expect(session.request(cid as string, { signal: AbortSignal.timeout(5_000) })).rejects.toThrow(/one exchange at a time/)
+    expect((await first).status).toBe('ok')
+    await session.close()
+  })
+
+  it('a body above the caller\'s bound is refused on the header', async () => {
+    const session = shardSession(await open(server)(server.peerId.toString(), AbortSignal.timeout(5_000)))
+    const big = [...objects].find(([, b]) => b.length === 1 << 20)?.[0] as string
+    await expect(session.request(big, { signal: AbortSignal.timeout(5_000), maxBytes: 1000 })).rejects.toThrow(`announces ${1 << 20} bytes, above the 1000-byte bound`)
+    expect(session.usable).toBe(false)
+  })
+})
+
+describe('shard client', () => {
+  it('reuses kept streams: sequential requests open one stream, concurrent ones at most as many as run at once', async () => {
+    const pool = shardClient({ open: open(server), idleMs: 5_000 })
+    const peer = server.peerId.toString()
+    const before = inbound
+    for (const [cid, bytes] of objects) expect(await pool.request(peer, cid, { signal: AbortSignal.timeout(5_000) })).toEqual({ status: 'ok', bytes })
+    expect(pool.counters()).toMatchObject({ opened: 1, reused: objects.size - 1 })
+    const cids = [...objects.keys()]
+    const all = await Promise.all(Array.from({ length: 24 }, async (_, i) => await pool.request(peer, cids[i % cids.length] as string, { signal: AbortSignal.timeout(5_000) })))
+    all.forEach((answer, i) => { expect(answer).toEqual({ status: 'ok', bytes: objects.get(cids[i % cids.length] as string) }) })
+    expect(pool.counters().opened).toBeLessThanOrEqual(24)
+    expect(inbound - before).toBe(pool.counters().opened)
+    // Another sequential run opens nothing new: the concurrent run's streams were kept (8 per peer).
+    const opened = pool.counters().opened
+    for (const cid of cids) await pool.request(peer, cid, { signal: AbortSignal.timeout(5_000) })
+    expect(pool.counters().opened).toBe(opened)
+    await pool.close()
+  })
+
+  it('a kept stream the server has closed (its idle deadline) is replaced, and the request still succeeds', async () => {
+    const impatient = await node()
+    await impatient.handle(SHARD_PROTOCOL, async stream => { await serveShardStream(stream, lookup, { timeoutMs: 5_000, idleTimeoutMs: 300 }) })
+    const pool = shardClient({ open: open(impatient), idleMs: 10_000 })
+    const peer = impatient.peerId.toString()
+    const [cid, bytes] = [...objects][3] as [string, Uint8Array]
+    expect(await pool.request(peer, cid, { signal: AbortSignal.timeout(5_000) })).toEqual({ status: 'ok', bytes })
+    await sleep(600) // the server's idle deadline is 300 ms
+    expect(await pool.request(peer, cid, { signal: AbortSignal.timeout(5_000) })).toEqual({ status: 'ok', bytes })
+    expect(pool.counters().opened).toBe(2)
+    await pool.close()
+  })
+
+  it('answers busy when the server\'s slots are taken, and frees them as answers end', async () => {
+    const slotted = await node()
+    const slots = serveSlots(1)
+    let busy = 0
+    await slotted.handle(SHARD_PROTOCOL, async stream => {
+      await serveShardStream(stream, lookup, { timeoutMs: 5_000, slots, busyRetryMs: 50, onBusy: () => { busy++ } })
+    })
+    const pool = shardClient({ open: open(slotted) })
+    const peer = slotted.peerId.toString()
+    const [cid, bytes] = [...objects][2] as [string, Uint8Array]
+    delays.set(cid, 300)
+    try {
+      const [slow, refused] = await Promise.all([
+        pool.request(peer, cid, { signal: AbortSignal.timeout(5_000) }),
+        sleep(100).then(async () => await pool.request(peer, cid, { signal: AbortSignal.timeout(5_000) }))
+      ])
+      expect(slow).toEqual({ status: 'ok', bytes })
+      expect(refused).toEqual({ status: 'busy', retryMs: 50 })
+      expect(busy).toBe(1)
+      expect(slots.inUse).toBe(0)
+      expect(await pool.request(peer, cid, { signal: AbortSignal.timeout(5_000) })).toEqual({ status: 'ok', bytes })
+    } finally {
+      delays.delete(cid)
+      await pool.close()
+    }
+  })
+})
+
+describe('a server that lies about the body', () => {
+  /** A server that announces `size` bytes and sends `send` of them, then ends its side (or not). */
+  async function liar (size: number, send: number, end: boolean): Promise<Libp2p> {
+    const n = await node()
+    await n.handle('/liar', async stream => {
+      const lp = lpStream(stream)
+      await lp.read()
+      await lp.write(new TextEncoder().encode(JSON.stringify({ status: 'ok', size })))
+      const raw = lp.unwrap()
+      raw.send(new Uint8Array(send).fill(1))
+      if (end) await raw.close()
+    })
+    return n
+  }
+
+  it.each([
+    { size: 100, send: 150, end: false, error: /more bytes than the announced 100/ },
+    { size: 100, send: 40, end: true, error: /the stream ended after 40 of the announced 100 bytes/ },
+    { size: 100, send: 40, end: false, error: /aborted/ }
+  ])('announces $size, sends $send (end: $end): $error', async ({ size, send, end, error }) => {
+    const n = await liar(size, send, end)
+    const session = shardSession(await open(n, '/liar')(n.peerId.toString(), AbortSignal.timeout(5_000)))
+    const cid = [...objects.keys()][0] as string
+    await expect(session.request(cid, { signal: AbortSignal.timeout(500) })).rejects.toThrow(error)
+    expect(session.usable).toBe(false)
+  })
+})
