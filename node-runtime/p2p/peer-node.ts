@@ -37,7 +37,23 @@ export interface PeerNodeOptions {
 export type PeerServices = { dht: KadDHT, pubsub: ReturnType<ReturnType<typeof gossipsub>>, identify: unknown, ping: unknown }
 export type PeerNode = Libp2p<PeerServices>
 
+/** Streams a peer may open before the connection is fully set up here (yamux's default is 10). */
+export const MAX_EARLY_STREAMS = 128
+
 export const DEFAULT_LISTEN = ['/ip4/127.0.0.1/tcp/0', '/ip4/127.0.0.1/tcp/0/ws']
+
+const hex = (bytes: Uint8Array | undefined): string => bytes === undefined ? '' : Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).toString('hex')
+
+/**
+ * Gossipsub checks a message's signature before its seen-cache unless a fast id is given, so
+ * without one every copy of a message (one from each mesh peer) costs an Ed25519 verify: in a
+ * wave of 8 runtimes that was ≈ 1.9 s of CPU per runtime (BENCHMARKS.md, "swarm"). Author and
+ * sequence number are what the signed message id is made of (StrictSign); a copy is recognised
+ * only after one copy has been verified, so a forged copy cannot shadow the real message.
+ */
+function fastMsgIdFn (message: { from?: Uint8Array, seqno?: Uint8Array }): string {
+  return `${hex(message.from)}:${hex(message.seqno)}`
+}
 
 /** Checks bootstrap addresses from a config or CLI: parseable, with a /p2p/ peer id. */
 export function checkBootstrap (addrs: string[], where: string): void {
@@ -66,7 +82,11 @@ export async function createPeerNode (options: PeerNodeOptions): Promise<PeerNod
     addresses: { listen: options.listen ?? DEFAULT_LISTEN },
     transports: [tcp(), webSockets()],
     connectionEncrypters: [noise()],
-    streamMuxers: [yamux()],
+    // A peer that dials and at once asks for many objects opens its streams before this side
+    // has finished upgrading the connection; yamux aborts the whole connection past 10 such
+    // "early" streams (MaxEarlyStreamsError), which under load cut runtimes off the origin.
+    // The bound stays finite: inbound streams are limited per protocol anyway.
+    streamMuxers: [yamux({ maxEarlyStreams: MAX_EARLY_STREAMS })],
     peerDiscovery: bootstrapList.length > 0 ? [bootstrap({ list: bootstrapList, timeout: 100 })] : [],
     // The connection monitor closes a connection whose ping is late; on a loaded machine (a cold
     // start decrypting a model) a busy event loop is not a dead peer. Requests have deadlines.
@@ -77,7 +97,7 @@ export async function createPeerNode (options: PeerNodeOptions): Promise<PeerNod
       // Loopback and private addresses are the point here (edge boxes on one LAN, tests on
       // 127.0.0.1), so the DHT keeps them.
       dht: kadDHT({ protocol: DHT_PROTOCOL, clientMode: false, peerInfoMapper: passthroughMapper, allowQueryWithZeroPeers: true }),
-      pubsub: gossipsub({ allowPublishToZeroTopicPeers: true, emitSelf: false, maxInboundDataLength: GOSSIP_MAX_MESSAGE_BYTES })
+      pubsub: gossipsub({ allowPublishToZeroTopicPeers: true, emitSelf: false, maxInboundDataLength: GOSSIP_MAX_MESSAGE_BYTES, fastMsgIdFn })
     }
   }) as PeerNode
 }
