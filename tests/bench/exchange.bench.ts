@@ -26,7 +26,6 @@
  * ours / bitswap.
  */
 import { spawn, type ChildProcess } from 'node:child_process'
-import { readFileSync } from 'node:fs'
 import { createInterface } from 'node:readline'
 import { setFlagsFromString } from 'node:v8'
 import { runInNewContext } from 'node:vm'
@@ -44,7 +43,7 @@ import { shardClient, type ShardClient } from '../../shared/p2p/shard-client.ts'
 import { serveShardStream, SHARD_PROTOCOL } from '../../shared/p2p/shard-protocol.ts'
 import { mulberry32 } from '../../shared/random/seeded.ts'
 import { BITSWAP_PROTOCOL, startBitswap, type BitswapPeer } from './exchange-bitswap.ts'
-import { machine } from './machine.ts'
+import { machine, procIo } from './machine.ts'
 
 const ROLE_VARIABLE = 'BLOCKFED_EXCHANGE_BENCH_ROLE'
 const OBJECTS = 48
@@ -96,18 +95,6 @@ async function payload (): Promise<BenchObject[]> {
     objects.push({ cid, parsed: CID.parse(cid), bytes })
   }
   return objects
-}
-
-/** read(2)/write(2) byte counts of this process (Linux); null elsewhere. */
-function procIo (): { rchar: number, wchar: number } | null {
-  try {
-    const fields = new Map(readFileSync('/proc/self/io', 'utf8').trim().split('\n').map(l => l.split(':').map(s => s.trim()) as [string, string]))
-    const rchar = Number(fields.get('rchar'))
-    const wchar = Number(fields.get('wchar'))
-    return Number.isFinite(rchar) && Number.isFinite(wchar) ? { rchar, wchar } : null
-  } catch {
-    return null
-  }
 }
 
 /**

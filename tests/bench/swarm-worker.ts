@@ -5,6 +5,7 @@
  */
 import { createNodeRuntime } from '../../node-runtime/runtime.ts'
 import { tfjsBackend } from '../../node-runtime/engines/tfjs.ts'
+import { procIo } from './machine.ts'
 
 const [dataDir] = process.argv.slice(2)
 if (dataDir === undefined || process.send === undefined) throw new Error('usage: forked by swarm.bench.ts with a data dir')
@@ -16,9 +17,13 @@ send({ type: 'ready' })
 process.on('message', (message: { type: string, config?: unknown }) => {
   if (message.type === 'go') {
     const started = performance.now()
+    const io = procIo()
     runtime.load(message.config).then(handle => {
       const cpu = process.cpuUsage()
-      send({ type: 'loaded', ms: performance.now() - started, cpuMs: Math.round((cpu.user + cpu.system) / 1000), bytesFetched: handle.report.bytesFetched, faults: handle.report.faults.length, swarm: Object.values(runtime.swarmStats())[0] })
+      const after = procIo()
+      // Bytes through read(2)/write(2) during the load: sockets (payload, Noise, Yamux, gossip, DHT) and cache files.
+      const ioBytes = io === null || after === null ? null : { read: after.rchar - io.rchar, written: after.wchar - io.wchar }
+      send({ type: 'loaded', ms: performance.now() - started, cpuMs: Math.round((cpu.user + cpu.system) / 1000), ioBytes, bytesFetched: handle.report.bytesFetched, faults: handle.report.faults.length, swarm: Object.values(runtime.swarmStats())[0] })
     }, (err: Error) => { send({ type: 'failed', error: `${err.name}: ${err.message}` }) })
   } else if (message.type === 'stop') {
     send({ type: 'served', counters: runtime.swarm()?.counters() })

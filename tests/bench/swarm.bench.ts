@@ -28,7 +28,7 @@ const WORKER = fileURLToPath(new URL('./swarm-worker.ts', import.meta.url))
 /** SWARM_PROFILE_DIR=dir writes a V8 CPU profile of every runtime process there (for finding where a wave's CPU goes). */
 const WORKER_ARGS = process.env.SWARM_PROFILE_DIR === undefined ? [] : ['--cpu-prof', '--cpu-prof-dir', process.env.SWARM_PROFILE_DIR]
 
-interface Loaded { type: 'loaded', ms: number, cpuMs: number, bytesFetched: number, faults: number, swarm?: { bytesFromPeers: number, bytesFromOrigin: number, bytesFromFallback: number, corrupt: number, referrals: number, lookups: number, lookupMs: number, failures: Record<string, number> } }
+interface Loaded { type: 'loaded', ms: number, cpuMs: number, ioBytes: { read: number, written: number } | null, bytesFetched: number, faults: number, swarm?: { bytesFromPeers: number, bytesFromOrigin: number, bytesFromFallback: number, corrupt: number, referrals: number, lookups: number, lookupMs: number, failures: Record<string, number> } }
 
 const quantile = (xs: number[], q: number): number => {
   const s = [...xs].sort((a, b) => a - b)
@@ -95,6 +95,10 @@ async function scenario (name: string, capBps?: number): Promise<Record<string, 
         fetchedBytes: results.reduce((n, r) => n + r.bytesFetched, 0),
         faults: results.reduce((n, r) => n + r.faults, 0),
         cpuMsPerRuntime: Math.round(results.reduce((n, r) => n + r.cpuMs, 0) / results.length),
+        // read(2)/write(2) bytes per runtime during its load (sockets and cache files): what moved beside the payload.
+        ioMBPerRuntime: results.every(r => r.ioBytes !== null)
+          ? { read: +(results.reduce((n, r) => n + (r.ioBytes?.read ?? 0), 0) / results.length / 1e6).toFixed(1), written: +(results.reduce((n, r) => n + (r.ioBytes?.written ?? 0), 0) / results.length / 1e6).toFixed(1) }
+          : null,
         ...(mode === 'swarm'
           ? {
               fromOrigin: results.reduce((n, r) => n + (r.swarm?.bytesFromOrigin ?? 0), 0),
