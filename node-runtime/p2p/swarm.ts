@@ -111,6 +111,8 @@ export function filterCapacity (held: number, least: number): number {
   return Math.max(least, 2 ** Math.ceil(Math.log2(Math.max(1, 2 * held))))
 }
 const SERVE_TIMEOUT_MS = 30_000
+/** Blocks are provided in the DHT once none has arrived for this long. */
+const PROVIDE_QUIET_MS = 2_000
 /** How long `join` waits for the DHT routing table to hold a peer. */
 const ROUTING_WAIT_MS = 3_000
 /**
@@ -134,7 +136,7 @@ export async function createSwarm (options: SwarmOptions): Promise<Swarm> {
   const pending = new Map<string, Promise<Uint8Array>>()
   const filters = new Map<string, BlockFilter>()
   const topics = new Set<string>()
-  const provideLimit = pLimit(4)
+  const provideLimit = pLimit(2)
   let stopped = false
 
   const coder = async (k: number, m: number): Promise<ErasureCoder> => {
@@ -246,16 +248,30 @@ export async function createSwarm (options: SwarmOptions): Promise<Swarm> {
   })
   node.addEventListener('peer:disconnect', event => { filters.delete(event.detail.toString()) })
 
+  // Provider records wait until blocks stop arriving: each one is a Kademlia query and an
+  // ADD_PROVIDER to the closest peers, CPU that a cold wave needs for its loads, while during
+  // the wave the origin's referrals and the Bloom filters already point at holders.
+  const unprovided = new Set<string>()
+  let provideTimer: ReturnType<typeof setTimeout> | undefined
+  const provideAll = (): void => {
+    provideTimer = undefined
+    for (const cid of unprovided) {
+      void provideLimit(async () => {
+        if (stopped || !held.has(cid)) return
+        try {
+          await node.contentRouting.provide(CID.parse(cid), { signal: AbortSignal.timeout(10_000) })
+          counters.provided++
+        } catch {
+          counters.provideFailures++
+        }
+      })
+    }
+    unprovided.clear()
+  }
   const provide = (cid: string): void => {
-    void provideLimit(async () => {
-      if (stopped) return
-      try {
-        await node.contentRouting.provide(CID.parse(cid), { signal: AbortSignal.timeout(10_000) })
-        counters.provided++
-      } catch {
-        counters.provideFailures++
-      }
-    })
+    unprovided.add(cid)
+    if (provideTimer !== undefined) clearTimeout(provideTimer)
+    if (!stopped) provideTimer = setTimeout(provideAll, PROVIDE_QUIET_MS)
   }
 
   const hold = (cid: string, cache: CacheTier): void => {
@@ -381,6 +397,7 @@ export async function createSwarm (options: SwarmOptions): Promise<Swarm> {
       await knownPeers.write().catch(() => {})
       clearInterval(heartbeat)
       if (announceTimer !== undefined) clearTimeout(announceTimer)
+      if (provideTimer !== undefined) clearTimeout(provideTimer)
       provideLimit.clearQueue()
       await client.close()
       await node.stop()
