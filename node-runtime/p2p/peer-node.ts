@@ -40,6 +40,9 @@ export type PeerNode = Libp2p<PeerServices>
 /** Streams a peer may open before the connection is fully set up here (yamux's default is 10). */
 export const MAX_EARLY_STREAMS = 128
 
+/** Inbound connections accepted from one host per second (libp2p's default is 5). */
+export const INBOUND_CONNECTIONS_PER_HOST_PER_SECOND = 64
+
 export const DEFAULT_LISTEN = ['/ip4/127.0.0.1/tcp/0', '/ip4/127.0.0.1/tcp/0/ws']
 
 const hex = (bytes: Uint8Array | undefined): string => bytes === undefined ? '' : Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).toString('hex')
@@ -91,6 +94,10 @@ export async function createPeerNode (options: PeerNodeOptions): Promise<PeerNod
     // The connection monitor closes a connection whose ping is late; on a loaded machine (a cold
     // start decrypting a model) a busy event loop is not a dead peer. Requests have deadlines.
     connectionMonitor: { enabled: false },
+    // libp2p refuses more than 5 inbound connections a second from one host and more than 10
+    // upgrading at once: a fleet behind one NAT (or a wave of runtimes on one machine) dialling
+    // its origin together was refused and fell back to HTTP. Still bounded, per host.
+    connectionManager: { inboundConnectionThreshold: INBOUND_CONNECTIONS_PER_HOST_PER_SECOND, maxIncomingPendingConnections: 64 },
     services: {
       identify: identify(),
       ping: ping(),

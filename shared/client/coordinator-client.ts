@@ -7,7 +7,7 @@ import type { z } from 'zod'
 import type { ModelFile } from '../model/types.ts'
 import { AccessDeniedError, InvalidInputError, NotFoundError, TooLargeError, type BlockfedError } from '../errors/errors.ts'
 import { toBase64 } from '../crypto/bytes.ts'
-import { unwrapKey, type WrapKeyPair } from '../crypto/wrap.ts'
+import { unwrapKeys, type WrapKeyPair } from '../crypto/wrap.ts'
 import { jsonCall } from './json-call.ts'
 import {
   coordinatorInfoSchema, ingestResultSchema, keyResponseSchema, modelListSchema,
@@ -59,7 +59,8 @@ export function coordinatorClient (options: CoordinatorClientOptions): Coordinat
       const answer = await call(`/v1/models/${encodeURIComponent(model)}/versions/${version}/keys`, keyResponseSchema,
         json({ publicKey: toBase64(wrapKey.publicKey) }), signal)
       const keys = new Map<string, Uint8Array>()
-      for (const k of answer.keys) keys.set(k.keyId, unwrapKey(wrapKey, answer.ephemeralPublicKey, k.wrapped, k.blockCid))
+      const unwrapped = unwrapKeys(wrapKey, answer.ephemeralPublicKey, answer.keys.map(k => ({ wrapped: k.wrapped, aad: k.blockCid })))
+      answer.keys.forEach((k, i) => keys.set(k.keyId, unwrapped[i] as Uint8Array))
       return { keys, denied: answer.denied }
     },
     async ingest (model, files, { signal, onProgress } = {}) {

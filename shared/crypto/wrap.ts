@@ -49,16 +49,30 @@ export function wrapKeys (recipientPublic: Uint8Array, keys: Array<{ keyId: stri
   return { ephemeralPublicKey: toBase64(eph.publicKey), keys: out }
 }
 
-export function unwrapKey (recipient: WrapKeyPair, ephemeralPublicKey: string, wrapped: string, aad: string): Uint8Array {
+/**
+ * Unwraps keys wrapped together by `wrapKeys` (one ephemeral key): the X25519 agreement and the
+ * HKDF run once for all of them, not once per key (a model of 31 blocks paid 31 scalar
+ * multiplications, ≈ 0.35 s of a loaded runtime's CPU).
+ */
+export function unwrapKeys (recipient: WrapKeyPair, ephemeralPublicKey: string, wrapped: Array<{ wrapped: string, aad: string }>): Uint8Array[] {
   const eph = fromBase64(ephemeralPublicKey)
-  const blob = fromBase64(wrapped)
-  if (eph.length !== 32 || blob.length < 24 + 16) throw new IntegrityError('wrapped key: malformed')
+  if (eph.length !== 32) throw new IntegrityError('wrapped key: malformed ephemeral public key')
   const k = kek(x25519.getSharedSecret(recipient.secretKey, eph), eph, recipient.publicKey)
   try {
-    return xchacha20poly1305(k, blob.subarray(0, 24), utf8ToBytes(aad)).decrypt(blob.subarray(24))
-  } catch (err) {
-    throw new IntegrityError(`wrapped key for ${aad}: authentication failed`, { cause: err })
+    return wrapped.map(({ wrapped: text, aad }) => {
+      const blob = fromBase64(text)
+      if (blob.length < 24 + 16) throw new IntegrityError(`wrapped key for ${aad}: malformed`)
+      try {
+        return xchacha20poly1305(k, blob.subarray(0, 24), utf8ToBytes(aad)).decrypt(blob.subarray(24))
+      } catch (err) {
+        throw new IntegrityError(`wrapped key for ${aad}: authentication failed`, { cause: err })
+      }
+    })
   } finally {
     k.fill(0)
   }
+}
+
+export function unwrapKey (recipient: WrapKeyPair, ephemeralPublicKey: string, wrapped: string, aad: string): Uint8Array {
+  return unwrapKeys(recipient, ephemeralPublicKey, [{ wrapped, aad }])[0] as Uint8Array
 }

@@ -4,7 +4,7 @@ import { fromHex, toHex, toBase64, fromBase64 } from '../../../shared/crypto/byt
 import { rawCid, verifyCid, parseCid } from '../../../shared/crypto/cid.ts'
 import { generateDataKey, open, seal } from '../../../shared/crypto/seal.ts'
 import { sign, signingKeyFromSecret, verify } from '../../../shared/crypto/sign.ts'
-import { generateWrapKey, unwrapKey, wrapKeys } from '../../../shared/crypto/wrap.ts'
+import { generateWrapKey, unwrapKey, unwrapKeys, wrapKeys } from '../../../shared/crypto/wrap.ts'
 import { canonicalBytes } from '../../../shared/manifest/canonical.ts'
 
 const vectors = (name: string): any[] => JSON.parse(readFileSync(new URL(`../../vectors/${name}`, import.meta.url), 'utf8'))
@@ -77,6 +77,16 @@ describe('key wrapping (X25519 + HKDF + XChaCha20-Poly1305)', () => {
     expect(unwrapKey(recipient, ephemeralPublicKey, wrapped, 'bafyblock')).toEqual(key)
     expect(() => unwrapKey(other, ephemeralPublicKey, wrapped, 'bafyblock')).toThrow(/authentication failed/)
     expect(() => unwrapKey(recipient, ephemeralPublicKey, wrapped, 'bafyother')).toThrow(/authentication failed/)
+  })
+  it('unwraps many keys wrapped together, each bound to its own block', () => {
+    const recipient = generateWrapKey()
+    const data = Array.from({ length: 5 }, (_, i) => ({ keyId: `k${i}`, key: generateDataKey(), aad: `bafyblock${i}` }))
+    const { ephemeralPublicKey, keys } = wrapKeys(recipient.publicKey, data)
+    expect(unwrapKeys(recipient, ephemeralPublicKey, keys.map((k, i) => ({ wrapped: k.wrapped, aad: data[i]!.aad })))).toEqual(data.map(d => d.key))
+    // Swapping two keys' blocks fails: the block CID is each key's associated data.
+    expect(() => unwrapKeys(recipient, ephemeralPublicKey, [{ wrapped: keys[0]!.wrapped, aad: data[1]!.aad }])).toThrow('wrapped key for bafyblock1: authentication failed')
+    expect(() => unwrapKeys(recipient, ephemeralPublicKey, [{ wrapped: 'AAAA', aad: 'bafyx' }])).toThrow('wrapped key for bafyx: malformed')
+    expect(() => unwrapKeys(recipient, 'AAAA', [])).toThrow(/malformed ephemeral public key/)
   })
   it('base64 round trip matches RFC 4648 padding', () => {
     expect(toBase64(new TextEncoder().encode('fo'))).toBe('Zm8=')
