@@ -386,8 +386,8 @@ describe('every protocol, hostile streams', () => {
       return undefined
     }
 
-    // One attacker node per kind, dialled apart: libp2p accepts at most 5 inbound connections
-    // per second from one host. A pubsub node keeps one inbound stream per peer and closes the
+    // One attacker node per kind, dialled apart: libp2p bounds inbound connections per second
+    // from one host (peer-node.ts). A pubsub node keeps one inbound stream per peer and closes the
     // older one when another opens, so pubsub protocols are attacked one after the other: each
     // stream is seen to end before the next opens.
     const results: Array<Promise<Array<{ target: string, protocol: string, kind: string, how: string }>>> = []
