@@ -27,6 +27,7 @@
  * The hash function is fixed by the version, so no seeds travel. A filter arrives from untrusted
  * peers: `decodeBlockFilter` checks every field and the total size before it allocates anything.
  */
+import { encode as varint } from 'uint8-varint'
 import { sha256 } from '@noble/hashes/sha2.js'
 import { InvalidInputError } from '../errors/errors.ts'
 
@@ -255,17 +256,6 @@ function popcount (array: Uint8Array): number {
     }
   }
   return total
-}
-
-function varint (value: number): number[] {
-  const out: number[] = []
-  let rest = value
-  while (rest >= 0x80) {
-    out.push((rest % 0x80) | 0x80)
-    rest = Math.floor(rest / 0x80)
-  }
-  out.push(rest)
-  return out
 }
 
 interface Reader { bytes: Uint8Array, offset: number }

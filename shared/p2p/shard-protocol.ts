@@ -22,6 +22,7 @@
  */
 import type { Stream } from '@libp2p/interface'
 import { byteStream, type ByteStream } from '@libp2p/utils'
+import { encode as varint } from 'uint8-varint'
 import { z } from 'zod'
 import { parseCid } from '../crypto/cid.ts'
 import { InvalidInputError, NotFoundError, TimeoutError, UnavailableError } from '../errors/errors.ts'
@@ -67,17 +68,6 @@ function prefixBytes (maxLength: number): number {
   let n = 1
   while (2 ** (7 * n) <= maxLength) n++
   return n
-}
-
-function varint (value: number): Uint8Array {
-  const out: number[] = []
-  let rest = value
-  while (rest >= 0x80) {
-    out.push((rest % 0x80) | 0x80)
-    rest = Math.floor(rest / 0x80)
-  }
-  out.push(rest)
-  return Uint8Array.from(out)
 }
 
 /**

@@ -23,6 +23,7 @@ import { tcp } from '@libp2p/tcp'
 import { lpStream } from '@libp2p/utils'
 import { multiaddr } from '@multiformats/multiaddr'
 import { createLibp2p } from 'libp2p'
+import { encode as varint } from 'uint8-varint'
 import { base58btc } from 'multiformats/bases/base58'
 import { CID } from 'multiformats/cid'
 import { create as createDigest } from 'multiformats/hashes/digest'
@@ -70,17 +71,6 @@ const versions: Array<{ model: string, version: number, from: string }> = []
 const cleanups: Array<() => Promise<void>> = []
 
 const seedOf = (n: number): Uint8Array => new Uint8Array(32).fill(n)
-
-function varint (value: number): Uint8Array {
-  const out: number[] = []
-  let rest = value
-  while (rest >= 0x80) {
-    out.push((rest % 0x80) | 0x80)
-    rest = Math.floor(rest / 0x80)
-  }
-  out.push(rest)
-  return new Uint8Array(out)
-}
 
 function frame (body: Uint8Array): Uint8Array {
   const prefix = varint(body.length)
