@@ -22,7 +22,7 @@
  */
 import type { Stream } from '@libp2p/interface'
 import { byteStream, type ByteStream } from '@libp2p/utils'
-import { encode as varint } from 'uint8-varint'
+import { encode as varint, encodingLength } from 'uint8-varint'
 import { z } from 'zod'
 import { parseCid } from '../crypto/cid.ts'
 import { InvalidInputError, NotFoundError, TimeoutError, UnavailableError } from '../errors/errors.ts'
@@ -63,13 +63,6 @@ export type ShardAnswer =
   | { status: 'busy', retryMs: number }
   | { status: 'elsewhere', peers: Referral[] }
 
-/** Bytes a varint length prefix of a frame of at most `maxLength` bytes takes. */
-function prefixBytes (maxLength: number): number {
-  let n = 1
-  while (2 ** (7 * n) <= maxLength) n++
-  return n
-}
-
 /**
  * Reads one length-prefixed frame of at most `maxLength` bytes; undefined when the stream ends
  * cleanly before the frame starts. The prefix is refused as soon as it runs longer than
@@ -78,7 +71,7 @@ function prefixBytes (maxLength: number): number {
  * alone when it announces more than `maxLength`.
  */
 async function readFrame (bytes: ByteStream<Stream>, maxLength: number, signal: AbortSignal): Promise<Uint8Array | undefined> {
-  const maxPrefix = prefixBytes(maxLength)
+  const maxPrefix = encodingLength(maxLength)
   let length = 0
   for (let i = 0; ; i++) {
     if (i >= maxPrefix) throw new InvalidInputError(`frame length prefix longer than ${maxPrefix} bytes`)
@@ -95,6 +88,11 @@ async function readFrame (bytes: ByteStream<Stream>, maxLength: number, signal: 
   if (length > maxLength) throw new InvalidInputError(`Message length too long - ${length} > ${maxLength}`)
   if (length === 0) return new Uint8Array(0)
   return (await bytes.read({ bytes: length, signal })).subarray()
+}
+
+/** A request or header: JSON in one frame. */
+async function writeJson (bytes: ByteStream<Stream>, value: ShardRequest | Header, signal: AbortSignal): Promise<void> {
+  await writeFrame(bytes, encoder.encode(JSON.stringify(value)), signal)
 }
 
 async function writeFrame (bytes: ByteStream<Stream>, body: Uint8Array, signal: AbortSignal): Promise<void> {
@@ -192,7 +190,7 @@ export function shardSession (stream: Stream): ShardSession {
       const what = `shard ${cid} from ${stream.protocol}`
       try {
         const request: ShardRequest = options.force === true ? { cid, force: true } : { cid }
-        await writeFrame(bytes, encoder.encode(JSON.stringify(request)), signal)
+        await writeJson(bytes, request, signal)
         const frame = await readFrame(bytes, MAX_CONTROL_FRAME, signal)
         if (frame === undefined) throw new UnavailableError(`${what}: the stream ended before a reply`)
         const header = parseHeader(frame)
@@ -303,14 +301,14 @@ export async function serveShardStream (
         const message = err instanceof Error ? err.message : String(err)
         options.onBadRequest?.(message)
         const signal = AbortSignal.timeout(options.timeoutMs)
-        await writeFrame(bytes, encoder.encode(JSON.stringify({ status: 'bad-request', message: message.slice(0, 1024) })), signal)
+        await writeJson(bytes, { status: 'bad-request', message: message.slice(0, 1024) }, signal)
         await stream.close({ signal })
         return
       }
       const signal = AbortSignal.timeout(options.timeoutMs)
       if (options.slots !== undefined && !options.slots.take()) {
         options.onBusy?.()
-        await writeFrame(bytes, encoder.encode(JSON.stringify({ status: 'busy', retryMs: options.busyRetryMs ?? 200 })), signal)
+        await writeJson(bytes, { status: 'busy', retryMs: options.busyRetryMs ?? 200 }, signal)
         continue
       }
       try {
@@ -340,11 +338,11 @@ async function answer (
     reply = { status: 'not-found' }
   }
   if (reply.status !== 'ok') {
-    await writeFrame(bytes, encoder.encode(JSON.stringify(reply)), signal)
+    await writeJson(bytes, reply, signal)
     return
   }
   const body = reply.bytes
-  await writeFrame(bytes, encoder.encode(JSON.stringify({ status: 'ok', size: body.length } satisfies Header)), signal)
+  await writeJson(bytes, { status: 'ok', size: body.length } satisfies Header, signal)
   for (let at = 0; at < body.length; at += BODY_CHUNK) {
     const chunk = body.subarray(at, at + BODY_CHUNK)
     await options.pace?.(chunk.length, signal)
