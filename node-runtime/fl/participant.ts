@@ -75,9 +75,9 @@ function wsUrl (base: string): string {
   return u.toString()
 }
 
-function mix (seed: number, roundId: string): number {
+function mix (seed: number, text: string): number {
   let h = seed >>> 0
-  for (let i = 0; i < roundId.length; i++) h = Math.imul(h ^ roundId.charCodeAt(i), 0x9e3779b1) >>> 0
+  for (let i = 0; i < text.length; i++) h = Math.imul(h ^ text.charCodeAt(i), 0x9e3779b1) >>> 0
   return h
 }
 
@@ -223,7 +223,8 @@ export function createParticipant (options: ParticipantOptions): Participant {
         loss: config.loss,
         proxMu: config.strategy.name === 'fedprox' ? config.strategy.mu : 0,
         labelSkew: config.labelSkew,
-        seed: mix(options.seed ?? 1, config.id),
+        // From the base version, not the round id (random): a run is then reproducible from its seed.
+        seed: mix(options.seed ?? 1, `${config.model}@${config.baseVersion}`),
         signal,
         onProgress: p => {
           if (p.batch !== p.batches) return

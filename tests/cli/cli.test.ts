@@ -108,4 +108,17 @@ describe('blockfed simulate', () => {
     expect(summary.centralised.accuracy).toBeGreaterThan(0.3)
     expect(summary.gapToCentralised).toBeCloseTo(summary.centralised.accuracy - summary.finalAccuracy, 10)
   })
+
+  it('is reproducible from --seed: two runs train on the same batches and score the same', async () => {
+    // Plaintext rounds: masking's stochastic rounding draws from the system's CSPRNG on purpose.
+    const args = ['simulate', '--clients', '3', '--rounds', '2', '--partition', 'classes:4', '--secure', 'none', '--hidden', '16', '--seed', '5', '--no-centralised', '--json']
+    const accuracies = async (): Promise<number[]> => {
+      const result = await blockfed(...args)
+      expect(result.code, result.stderr).toBe(0)
+      return result.stdout.trim().split('\n').map(l => JSON.parse(l) as { type: string, accuracy: number }).filter(l => l.type === 'round').map(l => l.accuracy)
+    }
+    const first = await accuracies()
+    expect(first).toHaveLength(2)
+    expect(await accuracies()).toEqual(first)
+  })
 })
