@@ -124,7 +124,8 @@ async function fetchSealed (block: ManifestBlock, options: LoadOptions, report: 
   return sealed
 }
 
-async function openBlock (block: ManifestBlock, sealed: Uint8Array, keys: Map<string, Uint8Array>): Promise<Uint8Array> {
+/** Decrypts a sealed block with its granted key and checks the plaintext against its recorded sha-256. */
+export async function openBlock (block: ManifestBlock, sealed: Uint8Array, keys: Map<string, Uint8Array>): Promise<Uint8Array> {
   const key = keys.get(block.keyId)
   if (key === undefined) throw new BlockfedError(`block ${block.index}: no data key ${block.keyId} granted to this client`)
   const plaintext = await open(sealed, key, `block ${block.index} (${block.cid})`)
