@@ -4,6 +4,7 @@
  * seeded generator rather than tfjs's unseeded initialisers.
  */
 import * as tfl from '@tensorflow/tfjs-layers'
+import { expect } from 'vitest'
 import { mnistSplit, slice } from '../../../node-runtime/data/mnist.ts'
 import { mnistMlp } from '../../../node-runtime/examples/mnist-mlp.ts'
 import { mulberry32 } from '../../../shared/random/seeded.ts'
@@ -40,6 +41,34 @@ export function seededMlp (hidden: number[], seed = 1): tfl.LayersModel {
   seedWeights(model, seed)
   return model
 }
+
+/** A one-layer softmax classifier named `head`, seeded. */
+export function softmaxRegression (inputs: number, classes: number, seed: number): tfl.LayersModel {
+  const model = tfl.sequential({ layers: [tfl.layers.dense({ inputShape: [inputs], units: classes, activation: 'softmax', name: 'head' })] })
+  seedWeights(model, seed)
+  return model
+}
+
+/** Float64 reference logits z = x_r·W + b of row `r` for a dense layer with `d` inputs, `m` outputs. */
+export function denseLogits (x: Float32Array, r: number, d: number, w: Float32Array, b: Float32Array, m: number): Float64Array {
+  const z = new Float64Array(m)
+  for (let j = 0; j < m; j++) {
+    let s = b[j] as number
+    for (let i = 0; i < d; i++) s += (x[r * d + i] as number) * (w[i * m + j] as number)
+    z[j] = s
+  }
+  return z
+}
+
+/** The largest absolute elementwise difference of two equally long arrays. */
+export function worstDifference (a: Float32Array, b: ArrayLike<number>): number {
+  expect(a.length).toBe(b.length)
+  let worst = 0
+  for (let i = 0; i < a.length; i++) worst = Math.max(worst, Math.abs((a[i] as number) - (b[i] as number)))
+  return worst
+}
+
+export const norm = (v: ArrayLike<number>): number => Math.sqrt(Array.from(v).reduce((s, x) => s + x * x, 0))
 
 /** A bit-exact comparison that reports the first difference instead of dumping arrays. */
 export function firstDifference (a: Float32Array, b: Float32Array): number {

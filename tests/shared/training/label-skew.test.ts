@@ -13,7 +13,7 @@ import { classCounts, fedLcOffsets, fedRsScale, type LabelSkew } from '../../../
 import { readWeights, setTrainableWeights, weightNames } from '../../../shared/training/weights.ts'
 import { takeRows, type TrainingData } from '../../../shared/training/data.ts'
 import { labelSkewSchema, roundRequestSchema } from '../../../shared/rounds/config.ts'
-import { digits, seededMlp, seedWeights } from './fixtures.ts'
+import { denseLogits, digits, norm, seededMlp, softmaxRegression, worstDifference } from './fixtures.ts'
 
 beforeAll(async () => { await tfjsBackend() })
 
@@ -47,12 +47,7 @@ function correctedGradient (data: TrainingData, w: Float32Array, b: Float32Array
   const gw = new Float64Array(d * m)
   const gb = new Float64Array(m)
   for (let r = 0; r < n; r++) {
-    const z = new Float64Array(m)
-    for (let j = 0; j < m; j++) {
-      let s = b[j] as number
-      for (let i = 0; i < d; i++) s += (x[r * d + i] as number) * (w[i * m + j] as number)
-      z[j] = s
-    }
+    const z = denseLogits(x, r, d, w, b, m)
     const classes = [...Array(m).keys()].filter(c => skew.method !== 'fedlc' || (counts[c] as number) > 0)
     const zz = new Map(classes.map(c => {
       if (skew.method === 'fedrs') return [c, (counts[c] as number) > 0 ? z[c] as number : skew.alpha * (z[c] as number)]
@@ -73,20 +68,6 @@ function correctedGradient (data: TrainingData, w: Float32Array, b: Float32Array
   return { gw, gb }
 }
 
-function softmaxRegression (seed: number): tfl.LayersModel {
-  const model = tfl.sequential({ layers: [tfl.layers.dense({ inputShape: [784], units: 10, activation: 'softmax', name: 'head' })] })
-  seedWeights(model, seed)
-  return model
-}
-
-function worstDifference (a: Float32Array, b: ArrayLike<number>): number {
-  expect(a.length).toBe(b.length)
-  let worst = 0
-  for (let i = 0; i < a.length; i++) worst = Math.max(worst, Math.abs((a[i] as number) - (b[i] as number)))
-  return worst
-}
-
-const norm = (v: ArrayLike<number>): number => Math.sqrt(Array.from(v).reduce((s, x) => s + x * x, 0))
 
 describe('label-skew helpers', () => {
   it('count classes, and give FedRS factors and FedLC offsets by hand', () => {
@@ -115,7 +96,7 @@ describe('trainLocal with a label-skew correction', () => {
   for (const skew of [{ method: 'fedrs', alpha: 0.3 }, { method: 'fedlc', tau: 1.5 }] as const) {
     it(`${skew.method}: one full-batch SGD step equals −lr × the hand-computed gradient`, async () => {
       const d = data()
-      const model = softmaxRegression(11)
+      const model = softmaxRegression(784, 10, 11)
       const [w, b] = [readWeights(model, ['head/kernel']), readWeights(model, ['head/bias'])]
       const lr = 0.5
       const { deltas } = await trainLocal({ ...base(model, d), batchSize: d.count, learningRate: lr, trainable: ['head/kernel', 'head/bias'], labelSkew: skew })

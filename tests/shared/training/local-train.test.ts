@@ -12,7 +12,7 @@ import { trainLocal, type TrainLocalOptions } from '../../../shared/training/loc
 import { evaluateAccuracy } from '../../../shared/training/evaluate.ts'
 import { readWeights, setTrainableWeights, weightNames } from '../../../shared/training/weights.ts'
 import type { TrainingData } from '../../../shared/training/data.ts'
-import { digits, firstDifference, seededMlp, seedWeights } from './fixtures.ts'
+import { denseLogits, digits, firstDifference, norm, seededMlp, seedWeights, softmaxRegression, worstDifference } from './fixtures.ts'
 
 let backend: string
 beforeAll(async () => { backend = await tfjsBackend() })
@@ -22,14 +22,6 @@ const base = (model: tfl.LayersModel, data: TrainingData): TrainLocalOptions => 
   optimizer: 'sgd', loss: 'sparseCategoricalCrossentropy', seed: 1
 })
 
-const norm = (v: Float32Array): number => Math.sqrt(v.reduce((s, x) => s + x * x, 0))
-
-/** A one-layer softmax classifier named `head`, seeded. */
-function softmaxRegression (inputs: number, classes: number, seed: number): tfl.LayersModel {
-  const model = tfl.sequential({ layers: [tfl.layers.dense({ inputShape: [inputs], units: classes, activation: 'softmax', name: 'head' })] })
-  seedWeights(model, seed)
-  return model
-}
 
 /**
  * Float64 reference for one full-batch gradient of a dense layer y = act(xW + b):
@@ -39,12 +31,7 @@ function denseGradient (x: Float32Array, n: number, d: number, w: Float32Array, 
   const gw = new Float64Array(d * m)
   const gb = new Float64Array(m)
   for (let r = 0; r < n; r++) {
-    const z = new Float64Array(m)
-    for (let j = 0; j < m; j++) {
-      let s = b[j] as number
-      for (let i = 0; i < d; i++) s += (x[r * d + i] as number) * (w[i * m + j] as number)
-      z[j] = s
-    }
+    const z = denseLogits(x, r, d, w, b, m)
     const dz = new Float64Array(m)
     if (loss === 'ce') {
       const max = Math.max(...z)
@@ -63,10 +50,7 @@ function denseGradient (x: Float32Array, n: number, d: number, w: Float32Array, 
 }
 
 function expectClose (actual: Float32Array, expected: ArrayLike<number>, tolerance: number): void {
-  expect(actual.length).toBe(expected.length)
-  let worst = 0
-  for (let i = 0; i < actual.length; i++) worst = Math.max(worst, Math.abs((actual[i] as number) - (expected[i] as number)))
-  expect(worst).toBeLessThan(tolerance)
+  expect(worstDifference(actual, expected)).toBeLessThan(tolerance)
 }
 
 describe('trainLocal', () => {
