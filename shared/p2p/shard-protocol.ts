@@ -32,8 +32,13 @@ export const SHARD_PROTOCOL = '/blockfed/shard/2.0.0'
 
 /** Bound on a request frame and on a header frame. */
 export const MAX_CONTROL_FRAME = 4096
-/** The server writes a body in chunks of at most this, the granularity of its upload pacing. */
-export const BODY_CHUNK = 64 * 1024
+/**
+ * The server writes a body in chunks of at most this, the granularity of its upload pacing.
+ * Sized so that one chunk travels as one Yamux data frame (12-byte header) inside one Noise
+ * transport message (at most 65535 bytes, 16 of them the ChaCha20-Poly1305 tag; Noise spec §7.4):
+ * a 64 KiB chunk became a full Noise message plus a 29-byte one, each a separate socket write.
+ */
+export const BODY_CHUNK = 65535 - 16 - 12
 /** Default bound on one object (a shard of a 1 MiB block is ≈ 256 KiB; a whole sealed block may be asked for too). */
 export const DEFAULT_MAX_OBJECT_BYTES = 32 << 20
 /** Referrals carry at most this many peers, each with at most this many addresses. */
