@@ -7,7 +7,7 @@
  * `init`. A handle then upgrades (automatically, manually, or after local validation), checks
  * its local metric and rolls back on its own (node-runtime/versions/). Several models may share a tag.
  */
-import { join } from 'node:path'
+import { join, resolve } from 'node:path'
 import type { AoeConfig } from '../shared/config/aoe.ts'
 import { parseAoeConfig } from '../shared/config/aoe.ts'
 import type { CacheTier } from '../shared/cache/types.ts'
@@ -41,10 +41,13 @@ import { runtimeMetricsText } from './metrics.ts'
 import { prefetchBlocks } from '../shared/load/loader.ts'
 import { verifySignedManifest } from '../shared/manifest/sign.ts'
 import { defaultReedSolomon, erasureCoder } from '../shared/blocks/erasure.ts'
-
-/** A prefetch started by an announcement gives up after this long (the upgrade fetches the rest). */
-const PREFETCH_DEADLINE_MS = 5 * 60_000
 import { peerIdOfKey } from './p2p/peer-node.ts'
+import type { AccessHistoryOptions } from '../shared/load/access-history.ts'
+import { openAccessLog, type AccessLog } from './access-log.ts'
+import type { VersionState } from './versions/local-store.ts'
+
+/** A prefetch (announced version, or access history) gives up after this long (the load or upgrade fetches the rest). */
+const PREFETCH_DEADLINE_MS = 5 * 60_000
 
 export interface NodeRuntimeOptions {
   /** The runtime's own folder: caches, pinned keys. */
@@ -64,6 +67,25 @@ export interface NodeRuntimeOptions {
   onSecurityError?: (model: string, error: LedgerSecurityError) => void
   /** A version was announced on the swarm's gossip (a hint: `update()` still verifies everything). */
   onVersionAnnounced?: (model: string, version: number) => void
+  /**
+   * After a load, fetch into the cache the sealed blocks of the models this runtime usually
+   * loads next (its access history in `<data>/access-history.json`; shared/load/access-history.ts),
+   * so their own loads read them locally. Only models whose config was loaded from a file are
+   * prefetched. On by default; `false` turns it off.
+   */
+  accessHistory?: AccessHistoryOptions | false
+  /** An access-history prefetch finished (`error` when it failed; prefetching is best effort). */
+  onPrefetch?: (event: HistoryPrefetch) => void
+}
+
+export interface HistoryPrefetch {
+  /** The model whose load started the prefetch. */
+  after: string
+  model: string
+  version?: number
+  blocks?: number
+  bytesFetched?: number
+  error?: Error
 }
 
 /** What `update`, `check` and `rollback` did. */
@@ -305,6 +327,184 @@ export async function createNodeRuntime (options: NodeRuntimeOptions): Promise<N
     for (const cid of keep) pins.add(cid)
   }
 
+  /**
+   * The version a cold start serves: a pin or an automatic policy takes the policy's version;
+   * otherwise the version in use stays until `update` decides. Offline, the version in use.
+   */
+  const startVersion = (config: AoeConfig, state: VersionState, wanted: Target | undefined | 'offline'): number | null =>
+    wanted === 'offline'
+      ? state.current
+      : wanted !== undefined && (config.pin !== undefined || config.upgrade === 'auto' || state.current === null) ? wanted.version : state.current
+
+  /** Fetches a version's missing sealed blocks into the cache: signature checked, nothing decrypted. */
+  async function prefetchVersion (ctx: ObtainContext, version: number, signal?: AbortSignal): Promise<{ version: number, blocks: number, bytesFetched: number }> {
+    const { manifest } = await verifySignedManifest(await ctx.client.manifest(ctx.config.modelName, version, signal), ctx.coordinatorKey)
+    ctx.onManifest?.(manifest)
+    const coder = await erasureCoder(defaultReedSolomon, manifest.erasure)
+    return { version, ...await prefetchBlocks(manifest, { source: ctx.source, coder, cache: ctx.cache, signal }) }
+  }
+
+  // Access history: what usually follows a load is prefetched in the background, one model at a
+  // time; a load of a model being prefetched stops that prefetch and takes over (blocks already
+  // cached are read from the cache). Everything in flight ends with `stop`.
+  const stopping = new AbortController()
+  const background = new Set<Promise<void>>()
+  const historyPrefetches = new Map<string, AbortController>()
+  const loading = new Map<string, number>()
+  let accessLog: Promise<AccessLog> | undefined
+
+  function afterLoad (model: string, configFile: string | undefined): void {
+    if (options.accessHistory === false || stopping.signal.aborted) return
+    const task = (async () => {
+      accessLog ??= openAccessLog(options.dataDir, options.accessHistory === false ? undefined : options.accessHistory)
+      const log = await accessLog
+      await log.record(model, configFile)
+      for (const next of log.likelyNext(model)) {
+        if (next.config === undefined || loading.has(next.model) || historyPrefetches.has(next.model) || [...handles].some(h => h.config.modelName === next.model)) continue
+        const controller = new AbortController()
+        historyPrefetches.set(next.model, controller)
+        try {
+          const signal = AbortSignal.any([controller.signal, stopping.signal, AbortSignal.timeout(PREFETCH_DEADLINE_MS)])
+          const config = await loadAoeConfig(next.config)
+          const ctx = await contextFor(config, signal)
+          const version = startVersion(config, await ctx.local.state(), await target(ctx, signal))
+          if (version === null) continue
+          options.onPrefetch?.({ after: model, model: next.model, ...await prefetchVersion(ctx, version, signal) })
+        } catch (err) {
+          options.onPrefetch?.({ after: model, model: next.model, error: err instanceof Error ? err : new Error(String(err)) })
+        } finally {
+          historyPrefetches.delete(next.model)
+        }
+      }
+    })().catch(() => {
+      // The history file could not be written: the next load tries again.
+    })
+    background.add(task)
+    void task.finally(() => background.delete(task))
+  }
+
+  async function loadParsed (config: AoeConfig, started: number, signal?: AbortSignal): Promise<ModelHandle> {
+    const ctx = await contextFor(config, signal)
+    const state = await ctx.local.state()
+    const version = startVersion(config, state, await target(ctx, signal))
+    if (version === null) throw new UnavailableError(`${config.modelName}: the coordinator is unreachable and no version was ever loaded here`)
+    let fetched: ObtainedVersion
+    try {
+      fetched = await obtainVersion(ctx, version, signal)
+    } catch (err) {
+      // Refuse to move, keep serving: a cold start falls back to the version in use, from
+      // what this runtime verified and kept, and reports the refusal.
+      if (!(err instanceof LedgerSecurityError) || state.current === null) throw err
+      options.onSecurityError?.(config.modelName, err)
+      fetched = await obtainVersion(ctx, state.current, signal, { local: true })
+    }
+    let serving = await serve(config, fetched)
+    if (state.current !== fetched.manifest.version) await record(ctx, state.current, fetched.manifest.version, false)
+    const pins = new Set<string>()
+    await repin(ctx, serving.manifest, pins)
+    let report: ModelHandle['report'] = { ...fetched.report, totalMs: performance.now() - started, ledgerIndex: fetched.ledgerIndex, offline: fetched.offline }
+    let lock: Promise<unknown> = Promise.resolve()
+    const exclusive = async <T>(task: () => Promise<T>): Promise<T> => {
+      const run = lock.then(task)
+      lock = run.catch(() => undefined)
+      return await run
+    }
+
+    /** A verified version with its engine and code ready, not yet serving. */
+    const prepare = async (to: number, signal?: AbortSignal, log?: CheckedLog): Promise<{ next: ObtainedVersion, candidate: Serving }> => {
+      const next = await obtainVersion(ctx, to, signal, { log })
+      return { next, candidate: await serve(config, next) }
+    }
+
+    /** Makes `candidate` the serving version, records the move and frees the old one. */
+    const swapIn = async ({ next, candidate }: { next: ObtainedVersion, candidate: Serving }, rejectFrom: boolean): Promise<{ from: number, to: number }> => {
+      const old = serving
+      serving = candidate
+      report = { ...next.report, totalMs: next.report.ms, ledgerIndex: next.ledgerIndex, offline: next.offline }
+      await record(ctx, old.manifest.version, candidate.manifest.version, rejectFrom)
+      await repin(ctx, candidate.manifest, pins)
+      await retire(old)
+      return { from: old.manifest.version, to: candidate.manifest.version }
+    }
+
+    const switchTo = async (to: number, reason: string, rejectFrom: boolean, signal?: AbortSignal, log?: CheckedLog): Promise<VersionChange> => {
+      const prepared = await prepare(to, signal, log)
+      const moved = await swapIn(prepared, rejectFrom)
+      return { action: rejectFrom ? 'rolled-back' : 'upgraded', ...moved, reason, bytesFetched: prepared.next.report.bytesFetched }
+    }
+
+    const reporting = async <T>(task: () => Promise<T>): Promise<T> => {
+      try {
+        return await task()
+      } catch (err) {
+        if (err instanceof LedgerSecurityError) options.onSecurityError?.(config.modelName, err)
+        throw err
+      }
+    }
+
+    const handle: ModelHandle = {
+      config,
+      get manifest () { return serving.manifest },
+      get engine () { return serving.engine },
+      get report () { return report },
+      infer: async value => await infer(serving.code, value),
+      update: async signal => await exclusive(async () => await reporting(async () => {
+        const from = serving.manifest.version
+        const t = await target(ctx, signal)
+        if (t === 'offline') return { action: 'none', from, to: from, reason: 'coordinator unreachable', bytesFetched: 0 }
+        const log = await checkLog(ctx, signal)
+        if (t === undefined || t.version === from) return { action: 'none', from, to: from, reason: t === undefined ? 'the channel\'s version was rolled back from here' : `on the ${t.reason} version`, bytesFetched: 0 }
+        // A channel never moves a runtime backwards: going back is a rollback, decided here.
+        if (t.version < from && t.reason !== 'pin') return { action: 'none', from, to: from, reason: `the ${t.reason} channel points at ${t.version}, older than ${from}; only a rollback goes back`, bytesFetched: 0 }
+        if (config.upgrade === 'manual' && config.pin === undefined) return { action: 'available', from, to: t.version, reason: `${t.reason} channel offers ${t.version}`, bytesFetched: 0 }
+        if (typeof config.upgrade === 'object' && config.pin === undefined) {
+          const { margin } = config.upgrade.validate
+          const prepared = await prepare(t.version, signal, log)
+          const bytesFetched = prepared.next.report.bytesFetched
+          const current = await evaluate(serving, config, 'upgrade.validate')
+          const score = await evaluate(prepared.candidate, config, 'upgrade.validate')
+          const metrics = { current, candidate: score }
+          if (score < current + margin) {
+            await retire(prepared.candidate)
+            await rejectVersion(ctx, t.version)
+            return { action: 'rejected', from, to: from, metrics, reason: `${t.version} scored ${score.toFixed(4)} locally, needs ≥ ${(current + margin).toFixed(4)} (current ${current.toFixed(4)} + margin ${margin})`, bytesFetched }
+          }
+          return { action: 'upgraded', ...await swapIn(prepared, false), metrics, reason: `${t.version} scored ${score.toFixed(4)} locally vs ${current.toFixed(4)}`, bytesFetched }
+        }
+        return await switchTo(t.version, `${t.reason} channel`, false, signal, log)
+      })),
+      check: async signal => await exclusive(async () => {
+        const from = serving.manifest.version
+        const metric = await evaluate(serving, config, 'check')
+        const bound = config.rollback?.below
+        const previous = (await ctx.local.state()).previous
+        if (bound === undefined || metric >= bound || previous === null || previous >= from) {
+          return { action: 'none', from, to: from, metrics: { current: metric }, reason: bound === undefined ? 'no rollback bound configured' : metric >= bound ? `metric ${metric.toFixed(4)} ≥ bound ${bound}` : 'no earlier version to roll back to', bytesFetched: 0 }
+        }
+        const change = await switchTo(previous, `metric ${metric.toFixed(4)} < bound ${bound}`, true, signal)
+        return { ...change, metrics: { current: metric } }
+      }),
+      rollback: async (version, signal) => await exclusive(async () => {
+        const to = await rollbackTarget(ctx, version)
+        return await switchTo(to, `rolled back to ${to} on request`, true, signal)
+      }),
+      prefetch: async signal => {
+        const from = serving.manifest.version
+        const t = await target(ctx, signal)
+        if (t === 'offline' || t === undefined || t.version <= from) return { version: from, blocks: 0, bytesFetched: 0 }
+        return await prefetchVersion(ctx, t.version, signal)
+      },
+      async release () {
+        if (!handles.delete(handle)) return
+        for (const cid of pins) ctx.cache.unpin(cid)
+        pins.clear()
+        await retire(serving)
+      }
+    }
+    handles.add(handle)
+    return handle
+  }
+
   const parse = async (input: string | unknown): Promise<AoeConfig> => typeof input === 'string' ? await loadAoeConfig(input) : parseAoeConfig(input)
 
   async function rollbackTarget (ctx: ObtainContext, version: number | undefined): Promise<number> {
@@ -337,133 +537,17 @@ export async function createNodeRuntime (options: NodeRuntimeOptions): Promise<N
     async load (input, signal) {
       const started = performance.now()
       const config = await parse(input)
-      const ctx = await contextFor(config, signal)
-      const state = await ctx.local.state()
-      const wanted = await target(ctx, signal)
-      // Cold start: a pin or an automatic policy takes the policy's version; otherwise the
-      // version in use stays until `update` decides. Offline, the version in use.
-      const version = wanted === 'offline'
-        ? state.current
-        : wanted !== undefined && (config.pin !== undefined || config.upgrade === 'auto' || state.current === null) ? wanted.version : state.current
-      if (version === null) throw new UnavailableError(`${config.modelName}: the coordinator is unreachable and no version was ever loaded here`)
-      let fetched: ObtainedVersion
+      loading.set(config.modelName, (loading.get(config.modelName) ?? 0) + 1)
+      historyPrefetches.get(config.modelName)?.abort(new Error(`${config.modelName} is being loaded`))
       try {
-        fetched = await obtainVersion(ctx, version, signal)
-      } catch (err) {
-        // Refuse to move, keep serving: a cold start falls back to the version in use, from
-        // what this runtime verified and kept, and reports the refusal.
-        if (!(err instanceof LedgerSecurityError) || state.current === null) throw err
-        options.onSecurityError?.(config.modelName, err)
-        fetched = await obtainVersion(ctx, state.current, signal, { local: true })
+        const handle = await loadParsed(config, started, signal)
+        afterLoad(config.modelName, typeof input === 'string' ? resolve(input) : undefined)
+        return handle
+      } finally {
+        const left = (loading.get(config.modelName) ?? 1) - 1
+        if (left === 0) loading.delete(config.modelName)
+        else loading.set(config.modelName, left)
       }
-      let serving = await serve(config, fetched)
-      if (state.current !== fetched.manifest.version) await record(ctx, state.current, fetched.manifest.version, false)
-      const pins = new Set<string>()
-      await repin(ctx, serving.manifest, pins)
-      let report: ModelHandle['report'] = { ...fetched.report, totalMs: performance.now() - started, ledgerIndex: fetched.ledgerIndex, offline: fetched.offline }
-      let lock: Promise<unknown> = Promise.resolve()
-      const exclusive = async <T>(task: () => Promise<T>): Promise<T> => {
-        const run = lock.then(task)
-        lock = run.catch(() => undefined)
-        return await run
-      }
-
-      /** A verified version with its engine and code ready, not yet serving. */
-      const prepare = async (to: number, signal?: AbortSignal, log?: CheckedLog): Promise<{ next: ObtainedVersion, candidate: Serving }> => {
-        const next = await obtainVersion(ctx, to, signal, { log })
-        return { next, candidate: await serve(config, next) }
-      }
-
-      /** Makes `candidate` the serving version, records the move and frees the old one. */
-      const swapIn = async ({ next, candidate }: { next: ObtainedVersion, candidate: Serving }, rejectFrom: boolean): Promise<{ from: number, to: number }> => {
-        const old = serving
-        serving = candidate
-        report = { ...next.report, totalMs: next.report.ms, ledgerIndex: next.ledgerIndex, offline: next.offline }
-        await record(ctx, old.manifest.version, candidate.manifest.version, rejectFrom)
-        await repin(ctx, candidate.manifest, pins)
-        await retire(old)
-        return { from: old.manifest.version, to: candidate.manifest.version }
-      }
-
-      const switchTo = async (to: number, reason: string, rejectFrom: boolean, signal?: AbortSignal, log?: CheckedLog): Promise<VersionChange> => {
-        const prepared = await prepare(to, signal, log)
-        const moved = await swapIn(prepared, rejectFrom)
-        return { action: rejectFrom ? 'rolled-back' : 'upgraded', ...moved, reason, bytesFetched: prepared.next.report.bytesFetched }
-      }
-
-      const reporting = async <T>(task: () => Promise<T>): Promise<T> => {
-        try {
-          return await task()
-        } catch (err) {
-          if (err instanceof LedgerSecurityError) options.onSecurityError?.(config.modelName, err)
-          throw err
-        }
-      }
-
-      const handle: ModelHandle = {
-        config,
-        get manifest () { return serving.manifest },
-        get engine () { return serving.engine },
-        get report () { return report },
-        infer: async value => await infer(serving.code, value),
-        update: async signal => await exclusive(async () => await reporting(async () => {
-          const from = serving.manifest.version
-          const t = await target(ctx, signal)
-          if (t === 'offline') return { action: 'none', from, to: from, reason: 'coordinator unreachable', bytesFetched: 0 }
-          const log = await checkLog(ctx, signal)
-          if (t === undefined || t.version === from) return { action: 'none', from, to: from, reason: t === undefined ? 'the channel\'s version was rolled back from here' : `on the ${t.reason} version`, bytesFetched: 0 }
-          // A channel never moves a runtime backwards: going back is a rollback, decided here.
-          if (t.version < from && t.reason !== 'pin') return { action: 'none', from, to: from, reason: `the ${t.reason} channel points at ${t.version}, older than ${from}; only a rollback goes back`, bytesFetched: 0 }
-          if (config.upgrade === 'manual' && config.pin === undefined) return { action: 'available', from, to: t.version, reason: `${t.reason} channel offers ${t.version}`, bytesFetched: 0 }
-          if (typeof config.upgrade === 'object' && config.pin === undefined) {
-            const { margin } = config.upgrade.validate
-            const prepared = await prepare(t.version, signal, log)
-            const bytesFetched = prepared.next.report.bytesFetched
-            const current = await evaluate(serving, config, 'upgrade.validate')
-            const score = await evaluate(prepared.candidate, config, 'upgrade.validate')
-            const metrics = { current, candidate: score }
-            if (score < current + margin) {
-              await retire(prepared.candidate)
-              await rejectVersion(ctx, t.version)
-              return { action: 'rejected', from, to: from, metrics, reason: `${t.version} scored ${score.toFixed(4)} locally, needs ≥ ${(current + margin).toFixed(4)} (current ${current.toFixed(4)} + margin ${margin})`, bytesFetched }
-            }
-            return { action: 'upgraded', ...await swapIn(prepared, false), metrics, reason: `${t.version} scored ${score.toFixed(4)} locally vs ${current.toFixed(4)}`, bytesFetched }
-          }
-          return await switchTo(t.version, `${t.reason} channel`, false, signal, log)
-        })),
-        check: async signal => await exclusive(async () => {
-          const from = serving.manifest.version
-          const metric = await evaluate(serving, config, 'check')
-          const bound = config.rollback?.below
-          const previous = (await ctx.local.state()).previous
-          if (bound === undefined || metric >= bound || previous === null || previous >= from) {
-            return { action: 'none', from, to: from, metrics: { current: metric }, reason: bound === undefined ? 'no rollback bound configured' : metric >= bound ? `metric ${metric.toFixed(4)} ≥ bound ${bound}` : 'no earlier version to roll back to', bytesFetched: 0 }
-          }
-          const change = await switchTo(previous, `metric ${metric.toFixed(4)} < bound ${bound}`, true, signal)
-          return { ...change, metrics: { current: metric } }
-        }),
-        rollback: async (version, signal) => await exclusive(async () => {
-          const to = await rollbackTarget(ctx, version)
-          return await switchTo(to, `rolled back to ${to} on request`, true, signal)
-        }),
-        prefetch: async signal => {
-          const from = serving.manifest.version
-          const t = await target(ctx, signal)
-          if (t === 'offline' || t === undefined || t.version <= from) return { version: from, blocks: 0, bytesFetched: 0 }
-          const { manifest } = await verifySignedManifest(await ctx.client.manifest(config.modelName, t.version, signal), ctx.coordinatorKey)
-          ctx.onManifest?.(manifest)
-          const coder = await erasureCoder(defaultReedSolomon, manifest.erasure)
-          return { version: t.version, ...await prefetchBlocks(manifest, { source: ctx.source, coder, cache: ctx.cache, signal }) }
-        },
-        async release () {
-          if (!handles.delete(handle)) return
-          for (const cid of pins) ctx.cache.unpin(cid)
-          pins.clear()
-          await retire(serving)
-        }
-      }
-      handles.add(handle)
-      return handle
     },
     byTag: tag => [...handles].filter(h => h.config.tag === tag),
     cacheOf: modelDir => caches.get(modelDir),
@@ -471,6 +555,8 @@ export async function createNodeRuntime (options: NodeRuntimeOptions): Promise<N
     metricsText: () => runtimeMetricsText([...caches].map(([modelDir, cache]) => ({ modelDir, cache })), swarmNow?.counters()),
     swarmStats: () => Object.fromEntries([...swarmSources].map(([url, s]) => [url, s.stats()])),
     async stop () {
+      stopping.abort(new Error('the runtime is stopping'))
+      await Promise.all([...background])
       for (const h of [...handles]) await h.release()
       const s = await swarm?.catch(() => undefined)
       swarm = undefined

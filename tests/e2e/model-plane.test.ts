@@ -13,7 +13,10 @@ import { loadGraphModel } from '@tensorflow/tfjs-converter'
 import * as ort from 'onnxruntime-node'
 import { createCoordinator, type Coordinator } from '../../coordinator/coordinator.ts'
 import { coordinatorClient, type CoordinatorClient } from '../../shared/client/coordinator-client.ts'
-import { createNodeRuntime } from '../../node-runtime/runtime.ts'
+import { createNodeRuntime, type HistoryPrefetch } from '../../node-runtime/runtime.ts'
+import { ACCESS_HISTORY_FILE } from '../../node-runtime/access-log.ts'
+import { accessHistorySchema } from '../../shared/load/access-history.ts'
+import type { LoadReport } from '../../shared/load/loader.ts'
 import { pullModel } from '../../node-runtime/pull.ts'
 import { tfjsBackend } from '../../node-runtime/engines/tfjs.ts'
 import { modelFiles, mnistMlp } from '../../node-runtime/examples/mnist-mlp.ts'
@@ -158,6 +161,65 @@ describe('runtime behaviour', () => {
     expect(runtime.byTag('pose')).toHaveLength(1)
     await runtime.stop()
     expect(runtime.byTag('digits')).toHaveLength(0)
+  })
+
+  it('prefetches the model this runtime usually loads next (access history), whose load then fetches nothing', async () => {
+    await admin.ingest('mnist-next', await modelFiles(mnistMlp({ hidden: [48], seed: 5 })))
+    const dir = await mkdtemp(join(root, 'history-'))
+    const dataDir = join(dir, 'runtime')
+    const [first, next] = [join(dir, 'first.aoe.json'), join(dir, 'next.aoe.json')]
+    await writeFile(first, JSON.stringify(config('mnist-mlp', 'tfjs')))
+    await writeFile(next, JSON.stringify(config('mnist-next', 'tfjs')))
+    // One runtime's life: load mnist-mlp, then mnist-next. A prefetch still running when
+    // mnist-next's load starts, or when the runtime stops, is stopped and reported as an error.
+    const life = async (options: Partial<Parameters<typeof createNodeRuntime>[0]> = {}, expectPrefetch = false): Promise<{ nextReport: LoadReport, prefetches: HistoryPrefetch[] }> => {
+      const prefetches: HistoryPrefetch[] = []
+      let prefetched: () => void = () => {}
+      const onPrefetch = new Promise<void>(resolve => { prefetched = resolve })
+      const runtime = await createNodeRuntime({ dataDir, ...options, onPrefetch: event => { prefetches.push(event); prefetched() } })
+      await (await runtime.load(first)).release()
+      if (expectPrefetch) await Promise.race([onPrefetch, new Promise(resolve => setTimeout(resolve, 10_000))])
+      const nextReport = (await runtime.load(next)).report
+      await runtime.stop()
+      return { nextReport, prefetches }
+    }
+    // Two lives in which mnist-next follows mnist-mlp: the second time it becomes the likely next.
+    expect((await life()).prefetches).toEqual([])
+    expect((await life()).prefetches).toEqual([])
+    const dropCache = async (): Promise<void> => { await rm(join(dataDir, 'mnist-next', 'blocks'), { recursive: true, force: true }) }
+
+    // Control: history off, mnist-next's evicted blocks are fetched by its own load.
+    await dropCache()
+    const off = await life({ accessHistory: false })
+    expect(off.prefetches).toEqual([])
+    expect(off.nextReport.bytesFetched).toBeGreaterThan(0)
+
+    await dropCache()
+    const on = await life({}, true)
+    expect(on.prefetches).toHaveLength(1)
+    expect(on.prefetches[0]).toMatchObject({ after: 'mnist-mlp', model: 'mnist-next', version: 1, blocks: off.nextReport.fetchedBlocks })
+    expect(on.prefetches[0]?.error).toBeUndefined()
+    expect(on.prefetches[0]?.bytesFetched).toBe(off.nextReport.bytesFetched)
+    expect(on.nextReport).toMatchObject({ fromCache: on.nextReport.blocks, fetchedBlocks: 0, bytesFetched: 0 })
+
+    const saved = accessHistorySchema.parse(JSON.parse(await readFile(join(dataDir, ACCESS_HISTORY_FILE), 'utf8')))
+    expect(saved.models['mnist-next']?.config).toBe(next)
+    expect(JSON.stringify(saved)).not.toContain(edgeToken)
+  })
+
+  it('a corrupt access-history file is set aside: loads work and the file is written afresh', async () => {
+    const dataDir = await mkdtemp(join(root, 'history-bad-'))
+    const path = join(dataDir, 'm.aoe.json')
+    await writeFile(path, JSON.stringify(config('mnist-mlp', 'tfjs')))
+    for (const junk of ['{ "version": 1, "models": ', JSON.stringify({ version: 1, models: { a: { uses: 'many', next: {} } } })]) {
+      await writeFile(join(dataDir, ACCESS_HISTORY_FILE), junk)
+      const runtime = await createNodeRuntime({ dataDir })
+      const handle = await runtime.load(path)
+      expect(handle.report.blocks).toBeGreaterThan(0)
+      await runtime.stop()
+      const saved = accessHistorySchema.parse(JSON.parse(await readFile(join(dataDir, ACCESS_HISTORY_FILE), 'utf8')))
+      expect(Object.keys(saved.models)).toEqual(['mnist-mlp'])
+    }
   })
 
   it('rejects a malformed AoE config file naming the bad field, before any network call', async () => {
