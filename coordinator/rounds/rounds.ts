@@ -6,6 +6,7 @@
  * silent is dropped, not waited for. At start, `recover()` finishes from the database whatever a
  * killed coordinator left half-done, or fails it cleanly.
  */
+import { randomInt } from 'node:crypto'
 import { minUploadsOf, roundConfigSchema, roundRequestSchema, type RoundConfig, type RoundRequest, type RoundRequestInput } from '../../shared/rounds/config.ts'
 import { decodeUploadFrame, uploadSigningBytes, type ClientMessage } from '../../shared/rounds/messages.ts'
 import { trainableLayout, trainableUnits, readTrainable } from '../../shared/rounds/trainable.ts'
@@ -100,12 +101,11 @@ function withRound (err: unknown, roundId: string): unknown {
   return err
 }
 
+/** `count` of `items`, uniformly at random (Fisher–Yates; `randomInt` draws without modulo bias). */
 function sample<T> (items: T[], count: number): T[] {
   const pool = [...items]
-  const rand = new Uint32Array(pool.length)
-  globalThis.crypto.getRandomValues(rand)
   for (let i = pool.length - 1; i > 0; i--) {
-    const j = (rand[i] as number) % (i + 1)
+    const j = randomInt(i + 1)
     ;[pool[i], pool[j]] = [pool[j] as T, pool[i] as T]
   }
   return pool.slice(0, count)
