@@ -188,6 +188,20 @@ describe('rounds (mode none)', () => {
     expect(summaries.map(s => s.state)).toEqual(['published', 'published'])
   })
 
+  it('selects the fraction of eligible clients asked for, at least minClients and at most maxClients', async () => {
+    const request = { model: 'mnist', trainable: ['head'], secure: { mode: 'none' as const } }
+    // Three clients connected: ⌈0.5 × 3⌉ = 2; the minimum lifts 0.1 × 3 to 2; maxClients caps a full fraction at 1.
+    for (const [selection, offered] of [
+      [{ fraction: 0.5, minClients: 1, cooldownMs: 0 }, 2],
+      [{ fraction: 0.1, minClients: 2, cooldownMs: 0 }, 2],
+      [{ fraction: 1, minClients: 1, maxClients: 1, minUploads: 1, cooldownMs: 0 }, 1]
+    ] as const) {
+      const summary = await coordinator.rounds.run({ ...request, selection })
+      expect(summary.state).toBe('published')
+      expect(summary.participants).toMatchObject({ offered, uploaded: offered })
+    }
+  })
+
   it('serves rounds over HTTP with validated input and roles', async () => {
     const admin = coordinator.adminToken
     const post = async (body: unknown, token = admin): Promise<Response> => await fetch(`${url}/v1/rounds`, { method: 'POST', headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' }, body: JSON.stringify(body) })
