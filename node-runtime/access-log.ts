@@ -4,8 +4,8 @@
  * one runtime's life are counted; configs are remembered by file path only, never by content,
  * so no API token is copied into the history.
  *
- * The file is an optimisation: one that cannot be read or fails its schema is set aside (its
- * problem reported) and replaced by the next write; loading never fails because of it.
+ * The file is an optimisation: one that cannot be read, is not JSON or fails its schema is
+ * treated as empty and replaced by the next write; loading never fails because of it.
  */
 import { join } from 'node:path'
 import { accessHistory, accessHistorySchema, type AccessHistory, type AccessHistoryOptions } from '../shared/load/access-history.ts'
@@ -17,22 +17,18 @@ export interface AccessLog {
   /** A load of `model` finished (its config read from the file `config`, if any); persisted. */
   record: (model: string, config?: string) => Promise<void>
   likelyNext: AccessHistory['likelyNext']
-  /** Why the history file on disk was not used, if it was not. */
-  readonly problem: string | undefined
 }
 
 export async function openAccessLog (dataDir: string, options?: AccessHistoryOptions): Promise<AccessLog> {
   const path = join(dataDir, ACCESS_HISTORY_FILE)
-  let problem: string | undefined
   let state
-  const text = await readIfExists(path).catch((err: Error) => { problem = `cannot read ${path}: ${err.message}`; return undefined })
+  const text = await readIfExists(path).catch(() => undefined)
   if (text !== undefined) {
     try {
       const parsed = accessHistorySchema.safeParse(JSON.parse(text))
       if (parsed.success) state = parsed.data
-      else problem = `${path} is not an access history: ${parsed.error.issues.map(i => `${i.path.join('.') || '(root)'}: ${i.message}`).join('; ')}`
-    } catch (err) {
-      problem = `${path} is not JSON: ${(err as Error).message}`
+    } catch {
+      // Not JSON: start empty.
     }
   }
   const history = accessHistory(state, options)
@@ -46,7 +42,6 @@ export async function openAccessLog (dataDir: string, options?: AccessHistoryOpt
       writing = writing.catch(() => {}).then(async () => await writeFileAtomic(path, json))
       await writing
     },
-    likelyNext: model => history.likelyNext(model),
-    get problem () { return problem }
+    likelyNext: model => history.likelyNext(model)
   }
 }

@@ -354,9 +354,10 @@ export async function createNodeRuntime (options: NodeRuntimeOptions): Promise<N
   let accessLog: Promise<AccessLog> | undefined
 
   function afterLoad (model: string, configFile: string | undefined): void {
-    if (options.accessHistory === false || stopping.signal.aborted) return
+    const historyOptions = options.accessHistory
+    if (historyOptions === false || stopping.signal.aborted) return
     const task = (async () => {
-      accessLog ??= openAccessLog(options.dataDir, options.accessHistory === false ? undefined : options.accessHistory)
+      accessLog ??= openAccessLog(options.dataDir, historyOptions)
       const log = await accessLog
       await log.record(model, configFile)
       for (const next of log.likelyNext(model)) {
