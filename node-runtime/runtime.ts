@@ -37,7 +37,7 @@ import { loadOnnxEngine } from './engines/onnx.ts'
 import { coordinatorKey } from './trust.ts'
 import { swarmSource, type SwarmSource, type SwarmStats } from '../shared/p2p/swarm-source.ts'
 import { createSwarm, type Swarm } from './p2p/swarm.ts'
-import { runtimeMetricsText } from './metrics.ts'
+import { runtimeMetricsText, type PrefetchCounters } from './metrics.ts'
 import { prefetchBlocks } from '../shared/load/loader.ts'
 import { verifySignedManifest } from '../shared/manifest/sign.ts'
 import { defaultReedSolomon, erasureCoder } from '../shared/blocks/erasure.ts'
@@ -350,6 +350,7 @@ export async function createNodeRuntime (options: NodeRuntimeOptions): Promise<N
   const stopping = new AbortController()
   const background = new Set<Promise<void>>()
   const historyPrefetches = new Map<string, AbortController>()
+  const prefetchCounters: PrefetchCounters = { prefetches: 0, failures: 0, blocks: 0, bytesFetched: 0 }
   const loading = new Map<string, number>()
   let accessLog: Promise<AccessLog> | undefined
 
@@ -370,8 +371,13 @@ export async function createNodeRuntime (options: NodeRuntimeOptions): Promise<N
           const ctx = await contextFor(config, signal)
           const version = startVersion(config, await ctx.local.state(), await target(ctx, signal))
           if (version === null) continue
-          options.onPrefetch?.({ after: model, model: next.model, ...await prefetchVersion(ctx, version, signal) })
+          const done = await prefetchVersion(ctx, version, signal)
+          prefetchCounters.prefetches++
+          prefetchCounters.blocks += done.blocks
+          prefetchCounters.bytesFetched += done.bytesFetched
+          options.onPrefetch?.({ after: model, model: next.model, ...done })
         } catch (err) {
+          prefetchCounters.failures++
           options.onPrefetch?.({ after: model, model: next.model, error: err instanceof Error ? err : new Error(String(err)) })
         } finally {
           historyPrefetches.delete(next.model)
@@ -553,7 +559,7 @@ export async function createNodeRuntime (options: NodeRuntimeOptions): Promise<N
     byTag: tag => [...handles].filter(h => h.config.tag === tag),
     cacheOf: modelDir => caches.get(modelDir),
     swarm: () => swarmNow,
-    metricsText: () => runtimeMetricsText([...caches].map(([modelDir, cache]) => ({ modelDir, cache })), swarmNow?.counters()),
+    metricsText: () => runtimeMetricsText({ caches: [...caches].map(([modelDir, cache]) => ({ modelDir, cache })), swarm: swarmNow?.counters(), prefetch: { ...prefetchCounters } }),
     swarmStats: () => Object.fromEntries([...swarmSources].map(([url, s]) => [url, s.stats()])),
     async stop () {
       stopping.abort(new Error('the runtime is stopping'))

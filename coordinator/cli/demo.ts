@@ -7,7 +7,7 @@
  */
 import cliProgress from 'cli-progress'
 import type { SecureMode } from '../../shared/rounds/config.ts'
-import { simulate, SIMULATION_DEFAULTS, type RoundReport } from './simulate.ts'
+import { describeTarget, simulate, SIMULATION_DEFAULTS, type RoundReport } from './simulate.ts'
 
 const mib = (b: number): string => `${(b / 2 ** 20).toFixed(2)} MiB`
 
@@ -43,7 +43,7 @@ export async function runDemo ({ rounds, runtimes, secure }: { rounds: number, r
       }
     })
     console.log('')
-    console.log(`federated   ${summary.finalAccuracy === null ? '-' : `${(summary.finalAccuracy * 100).toFixed(2)}%`} after ${summary.rounds} rounds (first ≥ 94% at round ${summary.firstRoundAt94 ?? '-'})`)
+    console.log(`federated   ${summary.finalAccuracy === null ? '-' : `${(summary.finalAccuracy * 100).toFixed(2)}%`} after ${summary.rounds} rounds (${describeTarget(summary)})`)
     if (summary.centralised !== null) console.log(`centralised ${(summary.centralised.accuracy * 100).toFixed(2)}% — same model, pooled data, ${summary.centralised.epochs} epochs (gap ${((summary.gapToCentralised ?? 0) * 100).toFixed(2)} points)`)
   } finally {
     bar?.stop()

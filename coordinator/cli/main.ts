@@ -17,7 +17,7 @@ import { pullModel } from '../../node-runtime/pull.ts'
 import { progressBar } from '../../node-runtime/progress.ts'
 import { runLoadDemo } from './load-demo.ts'
 import { runDemo } from './demo.ts'
-import { simulate, SIMULATION_DEFAULTS, type RoundReport } from './simulate.ts'
+import { describeTarget, simulate, SIMULATION_DEFAULTS, type RoundReport } from './simulate.ts'
 import { createDecryptor } from '../decryptor/decryptor.ts'
 import { parsePartition } from '../../shared/training/partition.ts'
 import { strategyConfigSchema } from '../../shared/rounds/strategy-config.ts'
@@ -185,7 +185,7 @@ program.command('simulate')
     })
     if (o.json === true) console.log(JSON.stringify({ type: 'summary', ...summary }))
     else {
-      console.log(`final accuracy ${summary.finalAccuracy === null ? '-' : (summary.finalAccuracy * 100).toFixed(2) + '%'}  best ${summary.bestAccuracy === null ? '-' : (summary.bestAccuracy * 100).toFixed(2) + '%'}  first ≥ 94% at round ${summary.firstRoundAt94 ?? '-'}`)
+      console.log(`final accuracy ${summary.finalAccuracy === null ? '-' : (summary.finalAccuracy * 100).toFixed(2) + '%'}  best ${summary.bestAccuracy === null ? '-' : (summary.bestAccuracy * 100).toFixed(2) + '%'}  ${describeTarget(summary)}`)
       if (summary.centralised !== null) console.log(`centralised    ${(summary.centralised.accuracy * 100).toFixed(2)}% (${summary.centralised.epochs} epochs on the pooled data, same model)  gap ${((summary.gapToCentralised ?? 0) * 100).toFixed(2)} points`)
       console.log(`total ${(summary.totalMs / 1000).toFixed(1)} s, up ${(summary.bytesUp / 2 ** 20).toFixed(1)} MiB, down ${(summary.bytesDown / 2 ** 20).toFixed(1)} MiB`)
     }

@@ -97,6 +97,11 @@ export interface SimulationSummary {
   bytesDown: number
 }
 
+/** The convergence target's line for a summary (issue 3: 94% within the run's rounds). */
+export function describeTarget (summary: Pick<SimulationSummary, 'firstRoundAt94'>): string {
+  return summary.firstRoundAt94 === null ? '94% not reached' : `94% first reached at round ${summary.firstRoundAt94}`
+}
+
 export const SIMULATION_DEFAULTS: Omit<SimulationOptions, 'clients' | 'rounds' | 'partition' | 'secure' | 'dropout' | 'seed'> = {
   // The issue's convergence setting (784-200-200-10). Among the settings searched on classes:2
   // (BENCHMARKS.md, "Convergence"), local SGD starting at 0.3 and decaying by 0.93 a round, one

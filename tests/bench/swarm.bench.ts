@@ -25,10 +25,8 @@ const RUNTIMES = Number(process.env.SWARM_RUNTIMES ?? 16)
 const CAP_BPS = Number(process.env.SWARM_CAP_BPS ?? 50_000_000)
 const WAVE_TIMEOUT_MS = 300_000
 const WORKER = fileURLToPath(new URL('./swarm-worker.ts', import.meta.url))
-/** SWARM_PROFILE_DIR=dir writes a V8 CPU profile of every runtime process there (for finding where a wave's CPU goes). */
-const WORKER_ARGS = process.env.SWARM_PROFILE_DIR === undefined ? [] : ['--cpu-prof', '--cpu-prof-dir', process.env.SWARM_PROFILE_DIR]
 
-interface Loaded { type: 'loaded', ms: number, cpuMs: number, ioBytes: { read: number, written: number } | null, bytesFetched: number, faults: number, swarm?: { bytesFromPeers: number, bytesFromOrigin: number, bytesFromFallback: number, corrupt: number, referrals: number, lookups: number, lookupMs: number, failures: Record<string, number> } }
+interface Loaded { type: 'loaded', ms: number, cpuMs: number, loadCpuMs: number, ioBytes: { read: number, written: number } | null, bytesFetched: number, faults: number, swarm?: { bytesFromPeers: number, bytesFromOrigin: number, bytesFromFallback: number, corrupt: number, referrals: number, lookups: number, lookupMs: number, failures: Record<string, number> } }
 
 const quantile = (xs: number[], q: number): number => {
   const s = [...xs].sort((a, b) => a - b)
@@ -65,7 +63,7 @@ async function scenario (name: string, capBps?: number): Promise<Record<string, 
     const bootstrap = coordinator.p2p()?.addresses ?? []
 
     const wave = async (mode: 'origin' | 'swarm'): Promise<Record<string, unknown>> => {
-      const workers = Array.from({ length: RUNTIMES }, (_, i) => fork(WORKER, [join(root, `${name}-${mode}-${i}`)], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'], execArgv: [...process.execArgv, ...WORKER_ARGS] }))
+      const workers = Array.from({ length: RUNTIMES }, (_, i) => fork(WORKER, [join(root, `${name}-${mode}-${i}`)], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'], execArgv: process.execArgv }))
       children.push(...workers)
       await Promise.all(workers.map(async w => await waitFor(w, 'ready', 60_000)))
       const before = coordinator.served()
@@ -95,6 +93,8 @@ async function scenario (name: string, capBps?: number): Promise<Record<string, 
         fetchedBytes: results.reduce((n, r) => n + r.bytesFetched, 0),
         faults: results.reduce((n, r) => n + r.faults, 0),
         cpuMsPerRuntime: Math.round(results.reduce((n, r) => n + r.cpuMs, 0) / results.length),
+        // The part of it spent from "go" to loaded (the rest is module loading and runtime start).
+        loadCpuMsPerRuntime: Math.round(results.reduce((n, r) => n + r.loadCpuMs, 0) / results.length),
         // read(2)/write(2) bytes per runtime during its load (sockets and cache files): what moved beside the payload.
         ioMBPerRuntime: results.every(r => r.ioBytes !== null)
           ? { read: +(results.reduce((n, r) => n + (r.ioBytes?.read ?? 0), 0) / results.length / 1e6).toFixed(1), written: +(results.reduce((n, r) => n + (r.ioBytes?.written ?? 0), 0) / results.length / 1e6).toFixed(1) }

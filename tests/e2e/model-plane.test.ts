@@ -172,7 +172,7 @@ describe('runtime behaviour', () => {
     await writeFile(next, JSON.stringify(config('mnist-next', 'tfjs')))
     // One runtime's life: load mnist-mlp, then mnist-next. A prefetch still running when
     // mnist-next's load starts, or when the runtime stops, is stopped and reported as an error.
-    const life = async (options: Partial<Parameters<typeof createNodeRuntime>[0]> = {}, expectPrefetch = false): Promise<{ nextReport: LoadReport, prefetches: HistoryPrefetch[] }> => {
+    const life = async (options: Partial<Parameters<typeof createNodeRuntime>[0]> = {}, expectPrefetch = false): Promise<{ nextReport: LoadReport, prefetches: HistoryPrefetch[], metrics: string }> => {
       const prefetches: HistoryPrefetch[] = []
       let prefetched: () => void = () => {}
       const onPrefetch = new Promise<void>(resolve => { prefetched = resolve })
@@ -180,8 +180,9 @@ describe('runtime behaviour', () => {
       await (await runtime.load(first)).release()
       if (expectPrefetch) await Promise.race([onPrefetch, new Promise(resolve => setTimeout(resolve, 10_000))])
       const nextReport = (await runtime.load(next)).report
+      const metrics = runtime.metricsText()
       await runtime.stop()
-      return { nextReport, prefetches }
+      return { nextReport, prefetches, metrics }
     }
     // Two lives in which mnist-next follows mnist-mlp: the second time it becomes the likely next.
     expect((await life()).prefetches).toEqual([])
@@ -201,6 +202,12 @@ describe('runtime behaviour', () => {
     expect(on.prefetches[0]?.error).toBeUndefined()
     expect(on.prefetches[0]?.bytesFetched).toBe(off.nextReport.bytesFetched)
     expect(on.nextReport).toMatchObject({ fromCache: on.nextReport.blocks, fetchedBlocks: 0, bytesFetched: 0 })
+    // The same prefetch, as the runtime's Prometheus counters say it.
+    expect(on.metrics).toMatch(/^blockfed_prefetch_prefetches_total 1$/m)
+    expect(on.metrics).toMatch(/^blockfed_prefetch_failures_total 0$/m)
+    expect(on.metrics).toContain(`\nblockfed_prefetch_blocks_total ${off.nextReport.fetchedBlocks}\n`)
+    expect(on.metrics).toContain(`\nblockfed_prefetch_bytes_fetched_total ${off.nextReport.bytesFetched}\n`)
+    expect(off.metrics).toMatch(/^blockfed_prefetch_prefetches_total 0$/m)
 
     const saved = accessHistorySchema.parse(JSON.parse(await readFile(join(dataDir, ACCESS_HISTORY_FILE), 'utf8')))
     expect(saved.models['mnist-next']?.config).toBe(next)
