@@ -68,6 +68,8 @@ export interface MaskingServer {
   readonly parameters: GraphParameters | undefined
   /** Round 0: a client's advertise message (signature and keys checked). */
   receiveAdvertise: (from: string, payload: unknown) => Promise<void>
+  /** Clients whose advertise message was accepted so far, sorted. */
+  advertisedBy: () => string[]
   /** Ends round 0: the clients that advertised form the roster. Fails the round below 3 clients or for an infeasible graph. */
   closeAdvertise: () => void
   /** Clients in the roster, sorted (after closeAdvertise). */
@@ -76,6 +78,8 @@ export interface MaskingServer {
   rosterFor: (id: string) => RosterMessage
   /** Round 1: a client's sealed shares, one per graph neighbour. */
   receiveShares: (from: string, payload: unknown) => void
+  /** Clients whose shares were accepted so far, sorted. */
+  sharedBy: () => string[]
   /** Ends round 1: the clients that shared keys are the ones that may send masked input. */
   closeShares: () => void
   /** The sealed shares addressed to `id`, for a client that shared keys. */
@@ -437,6 +441,8 @@ function serverCore (options: MaskingServerOptions): Internals {
     closeShares,
     inboxFor,
     receiveMasked,
+    advertisedBy: () => [...advertised.keys()].sort(),
+    sharedBy: () => [...shares.keys()].sort(),
     closeMasked,
     survivors,
     unmaskRequestFor,

@@ -22,6 +22,8 @@ export function gate (expected: Iterable<string>, timeoutMs: number, signal?: Ab
     finish({ timedOut })
   }
   if (pending.size === 0) end(false)
+  // A signal that fired before the gate was built never dispatches 'abort' again.
+  else if (signal?.aborted === true) end(true)
   return {
     pending,
     settle (id) {

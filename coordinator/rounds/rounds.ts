@@ -87,6 +87,8 @@ interface ActiveRound {
   dropped: Set<string>
   losses: Map<string, number>
   waiting?: { kind: 'accept' | 'upload', gate: Gate }
+  /** In `unmasking`: each secure message is persisted, so a restart after the last one can finish the sum. */
+  unmasking?: boolean
   secure: SecureRoundServer
   controller: AbortController
 }
@@ -162,19 +164,24 @@ export function roundManager (deps: RoundManagerDeps): RoundManager {
         if (header.baseVersion !== config.baseVersion) throw new InvalidInputError(`upload for base version ${header.baseVersion}; round ${config.id} trains version ${config.baseVersion}`)
         if (!round.allowed.has(client.id)) throw new InvalidInputError(`upload: client is not a participant of round ${config.id} at this stage`)
         if (round.uploads.has(client.id) || round.receiving.has(client.id)) throw new InvalidInputError(`upload: round ${config.id} already has this client's update (replay)`)
-        if (round.waiting?.kind !== 'upload') throw new InvalidInputError(`upload: round ${config.id} is not collecting`)
+        const collecting = round.waiting
+        if (collecting?.kind !== 'upload') throw new InvalidInputError(`upload: round ${config.id} is not collecting`)
         round.receiving.add(client.id)
         reserved = round
         const expected = config.secure.mode === 'paillier' ? 'paillier' : 'ring-u32le'
         if (header.encoding !== expected) throw new InvalidInputError(`upload: encoding ${header.encoding}, round ${config.id} expects ${expected}`)
-        if (!verify(fromBase64(header.signature), uploadSigningBytes(header, await sha256(payload)), fromHex(client.id))) throw new InvalidInputError('upload: the signature does not verify with the client key')
+        const digest = await sha256(payload)
+        // The deadline may have passed (and the round failed or moved on) while the digest was
+        // computed: an upload stored now would outlive its round or join a sum already taken.
+        if (active.get(config.id) !== round || round.waiting !== collecting) throw new InvalidInputError(`upload: round ${config.id} stopped collecting before this upload was checked`)
+        if (!verify(fromBase64(header.signature), uploadSigningBytes(header, digest), fromHex(client.id))) throw new InvalidInputError('upload: the signature does not verify with the client key')
         round.secure.checkUpload(client.id, payload)
         const copy = payload.slice()
         deps.store.putUpload(config.id, client.id, copy)
         deps.store.setClient(config.id, client.id, 'uploaded')
         round.uploads.set(client.id, copy)
         emit({ type: 'upload', roundId: config.id, clientId: client.id, bytes: frame.length })
-        round.waiting.gate.settle(client.id)
+        collecting.gate.settle(client.id)
       } catch (err) {
         emit({ type: 'rejected', roundId: header.roundId, clientId: client.id, reason: (err as Error).message })
         throw withRound(err, header.roundId)
@@ -206,6 +213,7 @@ export function roundManager (deps: RoundManagerDeps): RoundManager {
     async secagg (round, client, m) {
       try {
         await round.secure.message(client.id, m.payload)
+        if (round.unmasking === true) deps.store.saveSecureState(round.config.id, round.secure.snapshot())
       } catch (err) {
         throw withRound(err, round.config.id)
       }
@@ -378,6 +386,7 @@ export function roundManager (deps: RoundManagerDeps): RoundManager {
       if (round.uploads.size < minUploads) throw new RoundFailure(`${round.uploads.size} upload(s) before the deadline, at least ${minUploads} needed`)
       transition(round, 'unmasking')
       deps.store.saveSecureState(config.id, round.secure.snapshot())
+      round.unmasking = true
       const losses = [...round.losses.entries()].filter(([id]) => round.uploads.has(id)).map(([, l]) => l)
       await aggregateAndPublish(config, round.uploads, round.secure, io(round), {
         offered: config.clients.length,
@@ -413,6 +422,7 @@ export function roundManager (deps: RoundManagerDeps): RoundManager {
         if (row.state === 'open') throw new RoundFailure('the coordinator restarted before uploads began')
         if (uploads.size < minUploads) throw new RoundFailure(`the coordinator restarted with ${uploads.size} upload(s) accepted, at least ${minUploads} needed`)
         const secure = await deps.secureServer(row.config, row.secureState)
+        if (secure.needsClients()) throw new RoundFailure(`the coordinator restarted before the ${row.config.secure.mode} sum had every client message it needs; clients do not keep a round's secure state across a reconnect`)
         if (row.state === 'collecting') transition(row, 'unmasking')
         const controller = new AbortController()
         const timer = setTimeout(() => controller.abort(), row.config.deadlines.unmaskMs)

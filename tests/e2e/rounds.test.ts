@@ -2,7 +2,9 @@
  * Rounds end to end over loopback with real runtimes (tfjs training on mnist digits), mode none:
  * a round publishes a new version where only the trained blocks are new; hostile or broken
  * input is rejected with a reason and leaves the round unharmed; silent clients are dropped at
- * the deadline; a coordinator killed (SIGKILL) mid-round finishes the round after restart.
+ * the deadline; an upload that outlives its round is refused; a coordinator killed (SIGKILL)
+ * mid-round finishes the round after restart, or, for a masking round whose clients' unmask
+ * shares did not survive, fails it at once.
  */
 import { describe, it, expect, beforeAll, afterAll } from 'vitest'
 import { mkdtemp, rm } from 'node:fs/promises'
@@ -15,10 +17,13 @@ import type { RoundEvent } from '../../coordinator/rounds/rounds.ts'
 import { tfjsBackend } from '../../node-runtime/engines/tfjs.ts'
 import { modelFiles, mnistMlp } from '../../node-runtime/examples/mnist-mlp.ts'
 import { startParticipants, stopParticipants, type TestParticipant } from '../helpers/fl.ts'
-import { rawClient } from '../helpers/raw-round-client.ts'
+import { rawClient, type RawClient } from '../helpers/raw-round-client.ts'
 import { spawnCoordinator } from '../helpers/coordinator-process.ts'
 import { readFile } from 'node:fs/promises'
-import { generateSigningKey } from '../../shared/crypto/sign.ts'
+import { generateSigningKey, sign } from '../../shared/crypto/sign.ts'
+import { toBase64 } from '../../shared/crypto/bytes.ts'
+import { sha256 } from '../../shared/crypto/hash.ts'
+import { encodeUploadFrame, uploadSigningBytes } from '../../shared/rounds/messages.ts'
 import { DatabaseSync } from 'node:sqlite'
 import type { NodeRuntime } from '../../node-runtime/runtime.ts'
 import type { RoundConfig } from '../../shared/rounds/config.ts'
@@ -137,6 +142,46 @@ describe('rounds (mode none)', () => {
     const rejected = events.filter(e => e.type === 'rejected' && e.roundId === config.id)
     expect(rejected.length).toBeGreaterThanOrEqual(5)
     evil.close()
+  })
+
+  it('refuses an upload whose round ended while it was being checked, and keeps nothing of it', async () => {
+    const dir = join(root, 'late-upload')
+    const c = await createCoordinator({ dataDir: dir, port: 0 })
+    const at = await c.start()
+    const token = await c.createToken('edge')
+    const model = mnistMlp({ hidden: [16] })
+    await c.ingest('mnist', await modelFiles(model))
+    model.dispose()
+    const [a, b] = [await rawClient(at, token, ['mnist']), await rawClient(at, token, ['mnist'])] as [RawClient, RawClient]
+    try {
+      const stop = new AbortController()
+      const started = await c.rounds.start({ model: 'mnist', trainable: ['head'], secure: { mode: 'none' }, selection: { minClients: 2 }, deadlines: { trainMs: 60_000 } }, stop.signal)
+      const config = a.offers.find(o => o.id === started.id) ?? (await a.next(m => m.type === 'offer'), a.offers.at(-1) as RoundConfig)
+      for (let i = 0; i < 200 && !events.some(e => e.type === 'state' && e.roundId === config.id && e.state === 'collecting'); i++) await new Promise(resolve => setTimeout(resolve, 20))
+      const valid = new Uint32Array(config.vectorLength)
+      valid[valid.length - 1] = Math.round(0.02 * config.fixedPoint.weightScale)
+      const payload = new Uint8Array(valid.buffer)
+      const header = { type: 'upload' as const, roundId: config.id, baseVersion: config.baseVersion, encoding: 'ring-u32le' as const }
+      const frame = encodeUploadFrame({ ...header, signature: toBase64(sign(uploadSigningBytes(header, await sha256(payload)), a.identity.secretKey)) }, payload)
+      const connection = { id: a.id, models: ['mnist'], send: () => {}, close: () => {} }
+      // The handler runs up to its digest (WebCrypto, finished on a later turn of the event loop);
+      // the round is stopped meanwhile, and fails in the same turn.
+      const upload = c.rounds.handlers.upload(connection, frame)
+      stop.abort()
+      await expect(upload).rejects.toThrow(/stopped collecting/)
+      expect((await started.done).state).toBe('failed')
+      const db = new DatabaseSync(join(dir, 'coordinator.sqlite'), { readOnly: true })
+      try {
+        expect(db.prepare('SELECT count(*) AS n FROM round_uploads WHERE round_id = ?').get(config.id)).toEqual({ n: 0 })
+        expect(db.prepare('SELECT status FROM round_clients WHERE round_id = ? AND client_id = ?').get(config.id, a.id)).not.toEqual({ status: 'uploaded' })
+      } finally {
+        db.close()
+      }
+    } finally {
+      a.close()
+      b.close()
+      await c.stop()
+    }
   })
 
   it('drops a client that accepts and goes silent, at the deadline, and cuts one that sends an oversized frame', async () => {
@@ -355,6 +400,45 @@ describe('a coordinator killed mid-round', () => {
       expect(round.metrics.uploads).toBe(2)
       const signed = await coordinatorClient({ baseUrl: proc.url, token }).manifest('mnist', 2) as SignedManifest
       expect(signed.manifest.round).toBe(id)
+    } finally {
+      release()
+      await stopParticipants(ps)
+      await proc.kill('SIGTERM')
+    }
+  })
+
+  it('fails a masking round killed mid-collection at once after the restart (clients lose their masking state), and serves on', async () => {
+    const dir = join(root, 'killed-masking')
+    let proc = await spawnCoordinator(dir, [], 0)
+    const port = new URL(proc.url).port
+    const admin = (await readFile(join(dir, 'admin.token'), 'utf8')).trim()
+    const client = coordinatorClient({ baseUrl: proc.url, token: admin })
+    const model = mnistMlp({ hidden: [16] })
+    await client.ingest('mnist', await modelFiles(model))
+    model.dispose()
+    const token = await client.createToken('edge')
+    let release: () => void = () => {}
+    const stuck = new Promise<void>(resolve => { release = resolve })
+    const ps = await startParticipants(proc.url, token, join(root, 'killed-masking-runtimes'), 3, {
+      extra: i => ({ secureClient: secureClients(), ...(i === 2 ? { models: { mnist: { data: async () => { await stuck; throw new Error('never') } } } } : {}) })
+    })
+    try {
+      // The unmask deadline is far beyond the test's own timeout: a recovery that waited for
+      // clients' unmask shares would time the test out.
+      const res = await fetch(`${proc.url}/v1/rounds`, { method: 'POST', headers: { authorization: `Bearer ${admin}`, 'content-type': 'application/json' }, body: JSON.stringify({ model: 'mnist', trainable: ['head'], secure: { mode: 'masking' }, selection: { minClients: 3, minUploads: 2 }, deadlines: { unmaskMs: 600_000 } }) })
+      const { id } = await res.json() as { id: string }
+      for (let i = 0; i < 100; i++) {
+        const clients = (await (await fetch(`${proc.url}/v1/rounds/${id}`)).json() as { clients: Array<{ status: string }> }).clients
+        if (clients.filter(c => c.status === 'uploaded').length === 2) break
+        await new Promise(resolve => setTimeout(resolve, 100))
+      }
+      await proc.kill('SIGKILL')
+      proc = await spawnCoordinator(dir, [], Number(port))
+      const round = await (await fetch(`${proc.url}/v1/rounds/${id}`)).json() as { state: string, reason: string }
+      expect(round.state).toBe('failed')
+      expect(round.reason).toMatch(/restarted before the masking sum had every client message/)
+      // Serving on: the API answers, and no version came of the failed round.
+      expect((await coordinatorClient({ baseUrl: proc.url, token }).versions('mnist')).map(v => v.version)).toEqual([1])
     } finally {
       release()
       await stopParticipants(ps)

@@ -28,19 +28,29 @@ export async function maskingServer (config: RoundConfig, snapshot: unknown): Pr
     })
     : await restoreMaskingServer({ state: (snapshot as StoredSnapshot).state, maskedSum: fromBase64((snapshot as StoredSnapshot).maskedSum) })
   let waiting: Gate | undefined
+  // Clients gone from the round (disconnect or deadline): no gate waits for them.
+  const dropped = new Set<string>()
 
   return {
     mode: 'masking',
     async setup (accepted, io) {
-      waiting = gate(accepted, config.deadlines.setupMs, io.signal)
-      await waiting.done
+      const waitFor = (ids: string[]): Promise<unknown> => {
+        waiting = gate(ids.filter(id => !dropped.has(id)), config.deadlines.setupMs, io.signal)
+        return waiting.done
+      }
+      // A client advertises as soon as it accepts, often before this gate exists: wait only for
+      // the accepted clients not heard from yet.
+      const advertised = new Set(server.advertisedBy())
+      await waitFor(accepted.filter(id => !advertised.has(id)))
       server.closeAdvertise()
       const roster = server.roster()
       for (const id of roster) io.send(id, server.rosterFor(id))
-      waiting = gate(roster, config.deadlines.setupMs, io.signal)
-      await waiting.done
+      await waitFor(roster)
       server.closeShares()
-      const shared = roster.filter(id => server.stage === 'mask' && !waiting?.pending.has(id))
+      // Who shared keys is what the server holds, not who the gate stopped waiting for: a client
+      // that disconnected mid-ShareKeys is settled too, and has no inbox.
+      const sharers = new Set(server.sharedBy())
+      const shared = roster.filter(id => sharers.has(id) && !dropped.has(id))
       for (const id of shared) io.send(id, server.inboxFor(id))
       waiting = undefined
       return shared
@@ -74,7 +84,7 @@ export async function maskingServer (config: RoundConfig, snapshot: unknown): Pr
       }
       if (server.stage === 'unmask' && !server.ready()) {
         const survivors = server.survivors()
-        waiting = gate(survivors, config.deadlines.unmaskMs, io.signal)
+        waiting = gate(survivors.filter(id => !dropped.has(id)), config.deadlines.unmaskMs, io.signal)
         for (const id of survivors) io.send(id, server.unmaskRequestFor(id))
         try {
           await waiting.done
@@ -84,7 +94,13 @@ export async function maskingServer (config: RoundConfig, snapshot: unknown): Pr
       }
       return await server.finish()
     },
-    drop (clientId) { waiting?.settle(clientId) },
+    drop (clientId) {
+      dropped.add(clientId)
+      waiting?.settle(clientId)
+    },
+    // The survivors' unmask shares are what a restart loses; once they are all in, the sum is
+    // the server's own work.
+    needsClients: () => !(server.stage === 'done' || (server.stage === 'unmask' && server.ready())),
     snapshot (): StoredSnapshot {
       const s = server.snapshot()
       return { state: s.state, maskedSum: toBase64(s.maskedSum) }

@@ -37,6 +37,7 @@ export function plainServer (config: RoundConfig): SecureRoundServer {
     },
     sum: async uploads => ringSum([...uploads.values()].map(p => asRingVector(p, config.vectorLength, 'upload')), config.vectorLength),
     drop () {},
-    snapshot: () => null
+    snapshot: () => null,
+    needsClients: () => false
   }
 }

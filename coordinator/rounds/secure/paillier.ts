@@ -38,6 +38,7 @@ export async function paillierServer (config: RoundConfig, decryptorUrl: string)
       return await decryptor.decrypt(config.id, config.vectorLength, contributions, io.signal)
     },
     drop () {},
-    snapshot: () => null
+    snapshot: () => null,
+    needsClients: () => false
   }
 }

@@ -26,4 +26,9 @@ export interface SecureRoundServer {
   drop: (clientId: string) => void
   /** What must be persisted to finish the round after a restart (JSON-able). */
   snapshot: () => unknown
+  /**
+   * Whether `sum` still needs messages from clients. After a restart it cannot get them (a
+   * client drops a round's secure state with its connection), so such a round fails at once.
+   */
+  needsClients: () => boolean
 }

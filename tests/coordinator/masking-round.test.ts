@@ -1,0 +1,129 @@
+/**
+ * The coordinator's side of a masking round (coordinator/rounds/secure/masking.ts) driven by real
+ * SecAgg+ clients, no network: who counts as having shared keys, how long setup waits, and when
+ * a restarted coordinator can finish the sum on its own. Deadlines are set far beyond the test's
+ * own timeout, so a gate that waits for someone it should not fails the test instead of passing
+ * late.
+ */
+import { describe, it, expect } from 'vitest'
+import { maskingServer } from '../../coordinator/rounds/secure/masking.ts'
+import { gate } from '../../coordinator/rounds/gate.ts'
+import { createMaskingClient, type MaskingClient } from '../../aggregation/secagg/client.ts'
+import { generateSigningKey } from '../../shared/crypto/sign.ts'
+import { fromHex, toHex } from '../../shared/crypto/bytes.ts'
+import { graphConfig } from '../../shared/rounds/secagg-graph.ts'
+import { roundConfigSchema, type RoundConfig } from '../../shared/rounds/config.ts'
+import type { RoundIo, SecureRoundServer } from '../../coordinator/rounds/secure/types.ts'
+import { fixedPointParams } from '../../aggregation/fixed-point.ts'
+
+const LONG_MS = 600_000
+const VECTOR = 8
+
+function round (n: number): { config: RoundConfig, clients: Map<string, MaskingClient> } {
+  const keys = Array.from({ length: n }, () => generateSigningKey())
+  const ids = keys.map(k => toHex(k.publicKey)).sort()
+  const config = roundConfigSchema.parse({
+    id: 'r_0123456789abcdef',
+    model: 'm',
+    baseVersion: 1,
+    manifestCid: 'bafkreigh2akiscaildcqabsyg3dfr6chu3fgpregiymsck7e7aqa4s52zy',
+    trainable: ['head'],
+    tensors: ['head/kernel'],
+    vectorLength: VECTOR,
+    clients: ids,
+    fixedPoint: { ...fixedPointParams({ clip: 1, clients: n }) },
+    seed: toHex(globalThis.crypto.getRandomValues(new Uint8Array(32))),
+    secure: { mode: 'masking' },
+    deadlines: { acceptMs: LONG_MS, setupMs: LONG_MS, trainMs: LONG_MS, unmaskMs: LONG_MS }
+  })
+  const byId = new Map(keys.map(k => [toHex(k.publicKey), k]))
+  const clients = new Map(ids.map(id => [id, createMaskingClient({
+    roundId: config.id,
+    id,
+    identity: byId.get(id) as ReturnType<typeof generateSigningKey>,
+    identityKeyOf: x => ids.includes(x) ? fromHex(x) : undefined,
+    vectorLength: VECTOR,
+    graph: graphConfig(config),
+    seed: fromHex(config.seed)
+  })]))
+  return { config, clients }
+}
+
+/** Clients answer the roster with their shares and keep their inboxes; `silent` ones never answer. */
+function io (server: () => SecureRoundServer, clients: Map<string, MaskingClient>, silent: (id: string, type: string) => boolean): RoundIo & { replies: Array<Promise<void>>, inboxes: Map<string, unknown> } {
+  const replies: Array<Promise<void>> = []
+  const inboxes = new Map<string, unknown>()
+  return {
+    signal: new AbortController().signal,
+    replies,
+    inboxes,
+    send (to, payload) {
+      const type = (payload as { type: string }).type
+      if (silent(to, type)) return
+      const client = clients.get(to) as MaskingClient
+      if (type === 'secagg/roster') replies.push((async () => { await server().message(to, await client.shareKeys(payload as never)) })())
+      if (type === 'secagg/inbox') inboxes.set(to, payload)
+      if (type === 'secagg/unmask-request') replies.push((async () => { await server().message(to, client.unmask(payload)) })())
+    }
+  }
+}
+
+describe('masking round on the coordinator', () => {
+  it('a client that disconnects during ShareKeys is left out; the others go on to upload', async () => {
+    const { config, clients } = round(5)
+    const ids = config.clients
+    const victim = ids[4] as string
+    const server = await maskingServer(config, null)
+    const channel = io(() => server, clients, (id, type) => {
+      // The victim gets its roster and disconnects instead of answering.
+      if (id === victim && type === 'secagg/roster') { setTimeout(() => server.drop(victim), 5); return true }
+      return false
+    })
+    const setup = server.setup(ids, channel)
+    for (const id of ids) await server.message(id, await (clients.get(id) as MaskingClient).advertise())
+    expect(await setup).toEqual(ids.slice(0, 4))
+  })
+
+  it('does not wait for clients that advertised before setup began', async () => {
+    const { config, clients } = round(4)
+    const ids = config.clients
+    const server = await maskingServer(config, null)
+    // Three clients advertise as soon as they accept, before the round reaches setup.
+    for (const id of ids.slice(0, 3)) await server.message(id, await (clients.get(id) as MaskingClient).advertise())
+    const setup = server.setup(ids, io(() => server, clients, () => false))
+    await server.message(ids[3] as string, await (clients.get(ids[3] as string) as MaskingClient).advertise())
+    // With setupMs at ten minutes, this resolves only if no gate waited for the early three.
+    expect(await setup).toEqual(ids)
+  })
+
+  it('needs the clients until every unmask share is in, and not after', async () => {
+    const { config, clients } = round(4)
+    const ids = config.clients
+    const server = await maskingServer(config, null)
+    const channel = io(() => server, clients, () => false)
+    const setup = server.setup(ids, channel)
+    for (const id of ids) await server.message(id, await (clients.get(id) as MaskingClient).advertise())
+    await setup
+    const uploads = new Map<string, Uint8Array>()
+    for (const id of ids) {
+      const masked = await (clients.get(id) as MaskingClient).maskedInput(new Uint32Array(VECTOR).fill(1), channel.inboxes.get(id))
+      const bytes = new Uint8Array(masked.buffer, masked.byteOffset, masked.byteLength)
+      server.checkUpload(id, bytes)
+      uploads.set(id, bytes)
+    }
+    expect(server.needsClients()).toBe(true)
+    const sum = await server.sum(uploads, channel)
+    expect([...sum]).toEqual(new Array(VECTOR).fill(ids.length))
+    // The state a restart would load: complete, so it can finish without any client.
+    const restored = await maskingServer(config, server.snapshot())
+    expect(restored.needsClients()).toBe(false)
+  })
+})
+
+describe('gate', () => {
+  it('ends at once, timed out, when its signal fired before it was built', async () => {
+    const controller = new AbortController()
+    controller.abort()
+    await expect(gate(['a'], LONG_MS, controller.signal).done).resolves.toEqual({ timedOut: true })
+  })
+})
