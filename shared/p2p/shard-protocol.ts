@@ -108,6 +108,21 @@ async function writeFrame (bytes: ByteStream<Stream>, body: Uint8Array, signal: 
   await bytes.write(frame, { signal })
 }
 
+/** How long a closed side waits for the peer to close its own before the stream is reset. */
+export const CLOSE_GRACE_MS = 10_000
+
+/**
+ * Closes this side and resets the stream unless the peer closes its side within `graceMs`: a
+ * half-closed stream whose peer never closes would otherwise live on, and keep buffering what
+ * the peer sends, with no deadline at all (libp2p never ends it on its own).
+ */
+async function closeWithin (stream: Stream, graceMs: number, signal?: AbortSignal): Promise<void> {
+  await stream.close({ signal })
+  if (stream.status !== 'open' && stream.status !== 'closing') return
+  const timer = setTimeout(() => { stream.abort(new TimeoutError(`the peer did not close its side of ${stream.protocol ?? 'the stream'} within ${graceMs} ms`)) }, graceMs)
+  stream.addEventListener('close', () => { clearTimeout(timer) }, { once: true })
+}
+
 const encoder = new TextEncoder()
 const decoder = new TextDecoder('utf-8', { fatal: true })
 
@@ -160,7 +175,12 @@ export interface ShardSession {
   abort: (err: Error) => void
 }
 
-export function shardSession (stream: Stream): ShardSession {
+export interface ShardSessionOptions {
+  /** After `close`, how long the server may take to close its side before the stream is reset. Default CLOSE_GRACE_MS. */
+  closeGraceMs?: number
+}
+
+export function shardSession (stream: Stream, options: ShardSessionOptions = {}): ShardSession {
   // Every read is bounded by the frame or body being read; this bounds what may pile up unread.
   const bytes = byteStream(stream, { maxBufferSize: DEFAULT_MAX_OBJECT_BYTES + MAX_CONTROL_FRAME })
   let busy = false
@@ -220,7 +240,7 @@ export function shardSession (stream: Stream): ShardSession {
     },
     async close (signal) {
       failed = true
-      await stream.close({ signal }).catch(err => { stream.abort(err instanceof Error ? err : new Error(String(err))) })
+      await closeWithin(stream, options.closeGraceMs ?? CLOSE_GRACE_MS, signal).catch(err => { stream.abort(err instanceof Error ? err : new Error(String(err))) })
     },
     abort (err) {
       failed = true
@@ -307,7 +327,7 @@ export async function serveShardStream (
         options.onBadRequest?.(message)
         const signal = AbortSignal.timeout(options.timeoutMs)
         await writeJson(bytes, { status: 'bad-request', message: message.slice(0, 1024) }, signal)
-        await stream.close({ signal })
+        await closeWithin(stream, options.timeoutMs, signal)
         return
       }
       const signal = AbortSignal.timeout(options.timeoutMs)
@@ -322,7 +342,7 @@ export async function serveShardStream (
         options.slots?.give()
       }
     }
-    await stream.close({ signal: AbortSignal.timeout(options.timeoutMs) })
+    await closeWithin(stream, options.timeoutMs, AbortSignal.timeout(options.timeoutMs))
   } catch (err) {
     stream.abort(err instanceof Error ? err : new Error(String(err)))
   }

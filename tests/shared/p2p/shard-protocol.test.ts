@@ -1,7 +1,8 @@
 /**
  * The shard protocol's sessions and the client's stream pool, over real libp2p on 127.0.0.1
  * (TCP, Noise, Yamux): many exchanges per stream, streams kept and reused per peer, a kept
- * stream the server closed meanwhile, answer slots, and a server that lies about a body's size.
+ * stream the server closed meanwhile, answer slots, a server that lies about a body's size, and
+ * half-closed streams whose peer never closes its side (reset after a grace period).
  */
 import { describe, it, expect, beforeAll, afterAll } from 'vitest'
 import { noise } from '@chainsafe/libp2p-noise'
@@ -177,5 +178,48 @@ describe('a server that lies about the body', () => {
     const cid = [...objects.keys()][0] as string
     await expect(session.request(cid, { signal: AbortSignal.timeout(500) })).rejects.toThrow(error)
     expect(session.usable).toBe(false)
+  })
+})
+
+describe('a peer that never closes its side', () => {
+  /** Resolves with the stream's status once it is closed, or 'still open' after `ms`. */
+  const closedWithin = async (stream: Stream, ms: number): Promise<string> => await new Promise(resolve => {
+    if (stream.status !== 'open' && stream.status !== 'closing') { resolve(stream.status); return }
+    const t = setTimeout(() => { resolve('still open') }, ms)
+    stream.addEventListener('close', () => { clearTimeout(t); resolve(stream.status) }, { once: true })
+  })
+
+  it('the server resets a stream after a malformed request when the client keeps sending', async () => {
+    const n = await node()
+    let served: Stream | undefined
+    await n.handle('/half-open-server', async stream => {
+      served = stream
+      await serveShardStream(stream, lookup, { timeoutMs: 300 })
+    })
+    const stream = await client.dialProtocol(n.getMultiaddrs(), '/half-open-server', { signal: AbortSignal.timeout(5_000) })
+    const lp = lpStream(stream)
+    await lp.write(new TextEncoder().encode('{not json'))
+    const reply = JSON.parse(new TextDecoder().decode((await lp.read()).subarray())) as { status: string }
+    expect(reply.status).toBe('bad-request')
+    // The client neither closes nor stops: it streams on into the server's buffer.
+    lp.unwrap().send(new Uint8Array(256 << 10))
+    for (let i = 0; i < 50 && served === undefined; i++) await sleep(10)
+    expect(await closedWithin(served as Stream, 5_000)).not.toBe('still open')
+  })
+
+  it('a client session resets its stream when the server does not close after the client did', async () => {
+    const n = await node()
+    await n.handle('/half-open-client', async stream => {
+      // Answers one request, then ignores the client's close and keeps its side open.
+      const lp = lpStream(stream)
+      await lp.read()
+      await lp.write(new TextEncoder().encode(JSON.stringify({ status: 'not-found' })))
+    })
+    const stream = await client.dialProtocol(n.getMultiaddrs(), '/half-open-client', { signal: AbortSignal.timeout(5_000) })
+    const session = shardSession(stream, { closeGraceMs: 300 })
+    const cid = [...objects.keys()][0] as string
+    expect(await session.request(cid, { signal: AbortSignal.timeout(5_000) })).toEqual({ status: 'not-found' })
+    await session.close(AbortSignal.timeout(5_000))
+    expect(await closedWithin(stream, 5_000)).toBe('aborted')
   })
 })
