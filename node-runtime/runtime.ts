@@ -65,7 +65,10 @@ export interface NodeRuntimeOptions {
    * (the error carries both checkpoints and the failing proof).
    */
   onSecurityError?: (model: string, error: LedgerSecurityError) => void
-  /** A version was announced on the swarm's gossip (a hint: `update()` still verifies everything). */
+  /**
+   * A new version of a loaded model was announced on the swarm's gossip by that model's
+   * coordinator node, once per version (a hint: `update()` still verifies everything).
+   */
   onVersionAnnounced?: (model: string, version: number) => void
   /**
    * After a load, fetch into the cache the sealed blocks of the models this runtime usually
@@ -162,6 +165,11 @@ interface Serving {
 
 export async function createNodeRuntime (options: NodeRuntimeOptions): Promise<NodeRuntime> {
   const handles = new Set<ModelHandle>()
+  /** The peer id of each handle's coordinator node: the one source of version announcements it heeds. */
+  const originOf = new WeakMap<ModelHandle, string>()
+  /** The highest version announced per model so far. */
+  const announced = new Map<string, number>()
+  const handlesOf = (model: string): ModelHandle[] => [...handles].filter(h => h.config.modelName === model)
   const caches = new Map<string, CacheTier>()
   let swarm: Promise<Swarm> | undefined
   let swarmNow: Swarm | undefined
@@ -176,10 +184,16 @@ export async function createNodeRuntime (options: NodeRuntimeOptions): Promise<N
       dir: join(options.dataDir, 'p2p'),
       listen: peers.listen,
       uploadBytesPerSecond: peers.uploadBytesPerSecond,
-      onVersion: (model, version) => {
+      onVersion: (model, version, _manifestCid, from) => {
+        // Only the coordinator's own node announces versions (gossip messages are signed by their
+        // author, relayed or not), and each version once: anyone can publish on a topic, and each
+        // announcement acted on costs the coordinator ledger and manifest requests.
+        const heeded = handlesOf(model).filter(h => originOf.get(h) === from)
+        if (heeded.length === 0 || version <= (announced.get(model) ?? 0)) return
+        announced.set(model, version)
         options.onVersionAnnounced?.(model, version)
-        for (const h of handles) {
-          if (h.config.modelName !== model || h.config.peers?.prefetch === false || version <= h.manifest.version) continue
+        for (const h of heeded) {
+          if (h.config.peers?.prefetch === false || version <= h.manifest.version) continue
           void h.prefetch(AbortSignal.timeout(PREFETCH_DEADLINE_MS)).catch(() => {})
         }
       }
@@ -509,6 +523,7 @@ export async function createNodeRuntime (options: NodeRuntimeOptions): Promise<N
       }
     }
     handles.add(handle)
+    originOf.set(handle, peerIdOfKey(ctx.coordinatorKey).toString())
     return handle
   }
 

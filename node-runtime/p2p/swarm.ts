@@ -51,6 +51,14 @@ export interface SwarmOptions {
    */
   filterCapacity?: number
   filterFalsePositiveRate?: number
+  /**
+   * Other peers' filters are used for this long after their last announcement (holders repeat
+   * theirs every 10 s), and at most `maxFilters` are kept, the oldest dropped first: gossip is
+   * relayed, so a peer that left never sends a disconnect here, and anyone may announce under
+   * any number of keys. Defaults 30 s and 256.
+   */
+  filterTtlMs?: number
+  maxFilters?: number
   /** A version was announced on a model topic this node follows. */
   onVersion?: (model: string, version: number, manifestCid: string, from: string) => void
 }
@@ -134,7 +142,9 @@ export async function createSwarm (options: SwarmOptions): Promise<Swarm> {
   const counters: SwarmCounters = { bytesServed: 0, objectsServed: 0, badRequests: 0, busy: 0, notFound: 0, provided: 0, provideFailures: 0 }
   const held = new Set<string>()
   const pending = new Map<string, Promise<Uint8Array>>()
-  const filters = new Map<string, BlockFilter>()
+  const filters = new Map<string, { filter: BlockFilter, at: number }>()
+  const filterTtlMs = options.filterTtlMs ?? 3 * ANNOUNCE_INTERVAL_MS
+  const maxFilters = options.maxFilters ?? 256
   const topics = new Set<string>()
   const provideLimit = pLimit(2)
   let stopped = false
@@ -237,12 +247,14 @@ export async function createSwarm (options: SwarmOptions): Promise<Swarm> {
       return // a malformed announcement is dropped; the sender gains nothing from it
     }
     if (decoded.type === 'have') {
+      filters.delete(from)
       try {
-        filters.set(from, decodeBlockFilter(decoded.filter))
+        filters.set(from, { filter: decodeBlockFilter(decoded.filter), at: Date.now() })
       } catch {
-        filters.delete(from)
+        return // an undecodable filter: the sender's old one is gone too
       }
-    } else {
+      if (filters.size > maxFilters) filters.delete(filters.keys().next().value as string)
+    } else if (modelTopic(decoded.model) === message.topic) {
       options.onVersion?.(decoded.model, decoded.version, decoded.manifestCid, from)
     }
   })
@@ -298,7 +310,15 @@ export async function createSwarm (options: SwarmOptions): Promise<Swarm> {
   const learnt = new Map<string, string>()
   const network: SwarmNetwork = {
     self,
-    likelyHolders: block => [...filters].filter(([, f]) => f.has(block)).map(([peer]) => peer),
+    likelyHolders: block => {
+      const now = Date.now()
+      const holders: string[] = []
+      for (const [peer, { filter, at }] of filters) {
+        if (now - at > filterTtlMs) filters.delete(peer)
+        else if (filter.has(block)) holders.push(peer)
+      }
+      return holders
+    },
     async findProviders (block, { signal, limit }) {
       const found: string[] = []
       for await (const provider of node.contentRouting.findProviders(CID.parse(block), { signal })) {

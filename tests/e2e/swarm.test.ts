@@ -19,6 +19,7 @@ import { tfjsBackend } from '../../node-runtime/engines/tfjs.ts'
 import { modelFiles } from '../../node-runtime/examples/mnist-mlp.ts'
 import { createPeerNode, type PeerNode } from '../../node-runtime/p2p/peer-node.ts'
 import { requestShard, serveShardStream, SHARD_PROTOCOL } from '../../shared/p2p/shard-protocol.ts'
+import { encodeGossip, modelTopic } from '../../shared/p2p/gossip.ts'
 import { peerIdFromString } from '@libp2p/peer-id'
 import type { Manifest } from '../../shared/manifest/schema.ts'
 import { rawCid } from '../../shared/crypto/cid.ts'
@@ -160,6 +161,43 @@ describe('swarm loading', () => {
     const change = await h.update()
     expect(change).toMatchObject({ action: 'upgraded', from: 1, to: 2, bytesFetched: 0 })
     expect(h.report.fromCache).toBe(h.manifest.blocks.length)
+  }, 60_000)
+
+  it('heeds version announcements from its coordinator\'s node only', async () => {
+    const admin = coordinatorClient({ baseUrl: url, token: coordinator.adminToken })
+    const build = async (): Promise<Awaited<ReturnType<typeof modelFiles>>> => {
+      const model = tfl.sequential()
+      model.add(tfl.layers.dense({ inputShape: [64], units: 32, name: 'x' }))
+      const files = await modelFiles(model)
+      model.dispose()
+      return files
+    }
+    await admin.ingest('swarm-announced', await build())
+    const heard: Array<[string, number]> = []
+    const r = await createNodeRuntime({ dataDir: join(root, 'announced'), onVersionAnnounced: (model, version) => heard.push([model, version]) })
+    runtimes.push(r)
+    const h = await r.load(config({ modelName: 'swarm-announced', modelDir: 'swarm-announced' }))
+    const node = (r.swarm() as NonNullable<ReturnType<NodeRuntime['swarm']>>).node
+    const topic = modelTopic('swarm-announced')
+    const evil: PeerNode = await createPeerNode({ seed: crypto.getRandomValues(new Uint8Array(32)) })
+    try {
+      await evil.dial(node.getMultiaddrs()[0] as ReturnType<typeof multiaddr>)
+      evil.services.pubsub.subscribe(topic)
+      for (let i = 0; i < 100 && !evil.services.pubsub.getSubscribers(topic).some(p => p.equals(node.peerId)); i++) await new Promise(resolve => setTimeout(resolve, 50))
+      // The runtime receives the forged announcement (its swarm's listener runs first) and ignores it.
+      const received = new Promise<void>(resolve => {
+        node.services.pubsub.addEventListener('message', e => { if (e.detail.type === 'signed' && e.detail.from.equals(evil.peerId)) resolve() })
+      })
+      await evil.services.pubsub.publish(topic, encodeGossip({ type: 'version', model: 'swarm-announced', version: 99, manifestCid: h.manifest.blocks[0]?.cid as string }))
+      await Promise.race([received, new Promise((_resolve, reject) => setTimeout(() => { reject(new Error('the forged announcement never arrived')) }, 10_000))])
+      expect(heard).toEqual([])
+      // A real new version, announced by the coordinator's node, is heard.
+      await admin.ingest('swarm-announced', await build())
+      for (let i = 0; i < 200 && heard.length === 0; i++) await new Promise(resolve => setTimeout(resolve, 50))
+      expect(heard).toEqual([['swarm-announced', 2]])
+    } finally {
+      await evil.stop()
+    }
   }, 60_000)
 
   it('a peer that serves corrupt shards is caught by CID, banned, and nothing it sent is cached', async () => {

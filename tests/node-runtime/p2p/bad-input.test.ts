@@ -40,6 +40,8 @@ import { blockFilter } from '../../../shared/p2p/bloom.ts'
 import { encodeGossip, modelTopic, GOSSIP_MAX_MESSAGE_BYTES } from '../../../shared/p2p/gossip.ts'
 import { MAX_CONTROL_FRAME, requestShard, serveShardStream, SHARD_PROTOCOL } from '../../../shared/p2p/shard-protocol.ts'
 import { mulberry32 } from '../../../shared/random/seeded.ts'
+import { generateKeyPairFromSeed } from '@libp2p/crypto/keys'
+import { peerIdFromPrivateKey } from '@libp2p/peer-id'
 
 const MODEL = 'bad-input-mlp'
 const K = 2
@@ -67,6 +69,7 @@ let sealed: Uint8Array
 let blockCid: string
 let shardCids: string[]
 let shardBytes: Uint8Array[]
+let manifest: Manifest
 const versions: Array<{ model: string, version: number, from: string }> = []
 const cleanups: Array<() => Promise<void>> = []
 
@@ -190,7 +193,7 @@ beforeAll(async () => {
   blockCid = await rawCid(sealed)
   shardBytes = (await erasureCoder(defaultReedSolomon, { k: K, m: M })).encode(sealed)
   shardCids = await Promise.all(shardBytes.map(async s => await rawCid(s)))
-  const manifest: Manifest = {
+  manifest = {
     schema: 'blockfed/manifest@1',
     model: MODEL,
     version: 1,
@@ -493,5 +496,27 @@ describe('gossip: malformed messages on a model topic', () => {
     await vi.waitFor(() => { expect(swarm.network.likelyHolders(later)).toEqual([honest.peerId.toString()]) }, { timeout: 5_000, interval: 20 })
     expect(delivered.get(evilId)).toBe(malformed.length + 1)
     await stillServing(honest)
+  })
+})
+
+describe('gossip: Bloom filters kept from other peers', () => {
+  it('are bounded in number (the oldest dropped) and expire without any disconnect', async () => {
+    const s = await createSwarm({ seed: seedOf(21), maxFilters: 3, filterTtlMs: 400 })
+    cleanups.push(async () => { await s.stop() })
+    s.register(manifest, memoryCache({ name: 'filters' }))
+    const topic = modelTopic(MODEL)
+    const held = await rawCid(new TextEncoder().encode('a block five announcers hold'))
+    const filter = blockFilter({ capacity: 100, falsePositiveRate: 0.01 })
+    filter.add(held)
+    const data = encodeGossip({ type: 'have', filter: filter.encode(), blocks: 1 })
+    // Five authors whose announcements reach this node relayed (never connected, so never a
+    // disconnect): delivered as gossipsub delivers a verified message.
+    const authors = await Promise.all([31, 32, 33, 34, 35].map(async n => peerIdFromPrivateKey(await generateKeyPairFromSeed('Ed25519', seedOf(n)))))
+    for (const from of authors) {
+      s.node.services.pubsub.dispatchEvent(new CustomEvent('message', { detail: { type: 'signed', from, topic, data, sequenceNumber: 1n, signature: new Uint8Array(64), key: from.publicKey } }))
+    }
+    expect(s.network.likelyHolders(held)).toEqual(authors.slice(2).map(a => a.toString()))
+    await new Promise(resolve => setTimeout(resolve, 600))
+    expect(s.network.likelyHolders(held)).toEqual([])
   })
 })
