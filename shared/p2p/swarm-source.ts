@@ -133,12 +133,14 @@ export function swarmSource (options: SwarmSourceOptions): SwarmSource {
     const memo = lookups.get(block)
     if (memo !== undefined && now - memo.at < LOOKUP_TTL_MS) return await memo.providers
     stats.lookups++
-    const providers = network.findProviders(block, { signal: AbortSignal.any([signal, AbortSignal.timeout(lookupTimeoutMs)]), limit: maxPeers })
+    // The lookup is shared by every caller within the TTL, so it runs under its own deadline,
+    // not the first caller's signal: one caller giving up must not leave "no providers" to the rest.
+    const providers = network.findProviders(block, { signal: AbortSignal.timeout(lookupTimeoutMs), limit: maxPeers })
       .catch(() => [] as string[])
       .finally(() => { stats.lookupMs += Date.now() - now })
     lookups.set(block, { at: now, providers })
     if (lookups.size > 4096) lookups.delete(lookups.keys().next().value as string)
-    return await providers
+    return await untilAborted(signal, providers)
   }
 
   type Outcome = { bytes: Uint8Array } | { referral: Referral[] } | { busy: number } | undefined
@@ -210,6 +212,9 @@ export function swarmSource (options: SwarmSourceOptions): SwarmSource {
    * peers fail (so DHT providers are tried before the origin is made to serve again).
    */
   const fromOrigin = async (originPeer: string, cid: string, signal: AbortSignal, tried: Set<string>, asked: { count: number }, mayForce: boolean): Promise<Uint8Array | undefined> => {
+    // An origin that served bytes not matching their CID is banned like any peer (only bad bytes
+    // ban it: its timeouts and errors are not scored).
+    if (!scores.usable(originPeer)) return undefined
     let force = mayForce
     for (let attempt = 0; attempt < ORIGIN_ATTEMPTS; attempt++) {
       const got = await ask(originPeer, cid, signal, force)

@@ -313,6 +313,40 @@ describe('swarm source: fail-over and bans', () => {
     expect(received).toEqual(['good', 'good', 'good'])
   })
 
+  it('an origin that served corrupt bytes is banned like a peer: later objects skip it', async () => {
+    const objs = await objects(2)
+    for (const o of objs) store.set(o.cid, o.bytes)
+    const net = fakeNetwork({ peers: { [ORIGIN]: corrupt }, providers: Object.fromEntries(objs.map(o => [o.cid, []])) })
+    const fallback = fallbackSource(cid => store.get(cid))
+    const s = source(net, { fallback })
+    for (const o of objs) expect(await s.get(o.cid, { signal: signal() })).toEqual(o.bytes)
+    // Asked once, unforced, for the first object; never again.
+    expect(askedPeers(net)).toEqual([ORIGIN])
+    expect(s.scores.usable(ORIGIN)).toBe(false)
+    expect(fallback.asked).toEqual(objs.map(o => o.cid))
+  })
+
+  it('a caller that gives up does not spoil a shared DHT lookup for the others', async () => {
+    const [o] = await objects(1)
+    if (o === undefined) throw new Error('no object')
+    store.set(o.cid, o.bytes)
+    let answer: (providers: string[]) => void = () => {}
+    const net = fakeNetwork({
+      peers: { p1: holds },
+      findProviders: async () => await new Promise<string[]>(resolve => { answer = resolve })
+    })
+    const s = swarmSource({ network: net, lookupTimeoutMs: 5_000 })
+    const quitter = new AbortController()
+    const first = s.get(o.cid, { signal: quitter.signal, block: 'blk', shard: 0 })
+    const second = s.get(o.cid, { signal: signal(), block: 'blk', shard: 1 })
+    await new Promise(resolve => setTimeout(resolve, 10))
+    quitter.abort(new Error('the first caller gave up'))
+    await expect(first).rejects.toThrow(/gave up/)
+    answer(['p1'])
+    expect(await second).toEqual(o.bytes)
+    expect(net.lookups).toEqual(['blk'])
+  })
+
   it('checks the fallback\'s bytes against the CID too', async () => {
     const [o] = await objects(1)
     if (o === undefined) throw new Error('no object')
