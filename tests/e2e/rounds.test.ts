@@ -50,6 +50,18 @@ async function readRound (dataDir: string, id: string): Promise<{ config: string
   }
 }
 
+/** A coordinator of its own (data in `root/name`) holding v1 of a small MLP (784-16-10), and an edge token. */
+async function smallCoordinator (name: string, options: Partial<Parameters<typeof createCoordinator>[0]> = {}): Promise<{ c: Coordinator, dir: string, at: string, token: string }> {
+  const dir = join(root, name)
+  const c = await createCoordinator({ dataDir: dir, port: 0, ...options })
+  const at = await c.start()
+  const token = await c.createToken('edge')
+  const model = mnistMlp({ hidden: [16] })
+  await c.ingest('mnist', await modelFiles(model))
+  model.dispose()
+  return { c, dir, at, token }
+}
+
 const manifestOf = async (version: number): Promise<SignedManifest> => await coordinatorClient({ baseUrl: url, token: edge }).manifest('mnist', version) as SignedManifest
 
 beforeAll(async () => {
@@ -145,13 +157,7 @@ describe('rounds (mode none)', () => {
   })
 
   it('refuses an upload whose round ended while it was being checked, and keeps nothing of it', async () => {
-    const dir = join(root, 'late-upload')
-    const c = await createCoordinator({ dataDir: dir, port: 0 })
-    const at = await c.start()
-    const token = await c.createToken('edge')
-    const model = mnistMlp({ hidden: [16] })
-    await c.ingest('mnist', await modelFiles(model))
-    model.dispose()
+    const { c, dir, at, token } = await smallCoordinator('late-upload')
     const [a, b] = [await rawClient(at, token, ['mnist']), await rawClient(at, token, ['mnist'])] as [RawClient, RawClient]
     try {
       const stop = new AbortController()
@@ -273,13 +279,7 @@ describe('rounds (mode none)', () => {
 
 describe('rounds (mode masking)', () => {
   it('publishes exactly base + the mean of the clients\' encoded updates, with one client dropping after upload', async () => {
-    const dir = join(root, 'masking')
-    const c = await createCoordinator({ dataDir: dir, port: 0, partition: SMALL_BLOCKS })
-    const at = await c.start()
-    const token = await c.createToken('edge')
-    const model = mnistMlp({ hidden: [16] })
-    await c.ingest('mnist', await modelFiles(model))
-    model.dispose()
+    const { c, dir, at, token } = await smallCoordinator('masking', { partition: SMALL_BLOCKS })
     const encoded = new Map<number, Uint32Array>()
     const ps = await startParticipants(at, token, join(root, 'masking-runtimes'), 5, {
       extra: i => ({
@@ -314,13 +314,7 @@ describe('rounds (mode masking)', () => {
   })
 
   it('fails the round cleanly when more clients drop than the threshold allows', async () => {
-    const dir = join(root, 'masking-fail')
-    const c = await createCoordinator({ dataDir: dir, port: 0 })
-    const at = await c.start()
-    const token = await c.createToken('edge')
-    const model = mnistMlp({ hidden: [16] })
-    await c.ingest('mnist', await modelFiles(model))
-    model.dispose()
+    const { c, at, token } = await smallCoordinator('masking-fail')
     const ps = await startParticipants(at, token, join(root, 'masking-fail-runtimes'), 4, {
       extra: i => ({ secureClient: secureClients(), dropAfterUpload: () => i >= 2 })
     })
@@ -340,13 +334,7 @@ describe('rounds (mode paillier)', () => {
   it('aggregates ciphertexts through a decryptor in its own process and publishes', async () => {
     const keyDir = join(root, 'decryptor')
     const decryptor = await spawnDecryptor(keyDir, ['--min-clients', '2', '--key-bits', '1024'])
-    const dir = join(root, 'paillier')
-    const c = await createCoordinator({ dataDir: dir, port: 0, partition: SMALL_BLOCKS, decryptorUrl: decryptor.url })
-    const at = await c.start()
-    const token = await c.createToken('edge')
-    const model = mnistMlp({ hidden: [16] })
-    await c.ingest('mnist', await modelFiles(model))
-    model.dispose()
+    const { c, at, token } = await smallCoordinator('paillier', { partition: SMALL_BLOCKS, decryptorUrl: decryptor.url })
     const ps = await startParticipants(at, token, join(root, 'paillier-runtimes'), 3, { extra: () => ({ secureClient: secureClients() }) })
     try {
       const summary = await c.rounds.run({ model: 'mnist', trainable: ['head'], secure: { mode: 'paillier' }, selection: { minClients: 3 } })
@@ -365,50 +353,13 @@ describe('rounds (mode paillier)', () => {
 })
 
 describe('a coordinator killed mid-round', () => {
-  it('finishes the round from the uploads it had accepted after a restart (SIGKILL)', async () => {
-    const dir = join(root, 'killed')
-    let proc = await spawnCoordinator(dir, [], 0)
-    const port = new URL(proc.url).port
-    const admin = (await readFile(join(dir, 'admin.token'), 'utf8')).trim()
-    const client = coordinatorClient({ baseUrl: proc.url, token: admin })
-    const model = mnistMlp()
-    await client.ingest('mnist', await modelFiles(model))
-    model.dispose()
-    const token = await client.createToken('edge')
-    // Two quick clients and one that never finishes training.
-    let release: () => void = () => {}
-    const stuck = new Promise<void>(resolve => { release = resolve })
-    const ps = await startParticipants(proc.url, token, join(root, 'killed-runtimes'), 3, {
-      extra: i => i === 2 ? { models: { mnist: { data: async () => { await stuck; throw new Error('never') } } } } : {}
-    })
-    try {
-      const res = await fetch(`${proc.url}/v1/rounds`, { method: 'POST', headers: { authorization: `Bearer ${admin}`, 'content-type': 'application/json' }, body: JSON.stringify({ model: 'mnist', trainable: ['head'], secure: { mode: 'none' }, selection: { minClients: 3, minUploads: 2 } }) })
-      const { id } = await res.json() as { id: string }
-      for (let i = 0; i < 600 && ps.slice(0, 2).some(p => !p.events.some(e => e.type === 'uploaded' && e.roundId === id)); i++) await new Promise(resolve => setTimeout(resolve, 50))
-      // Let the coordinator store both uploads, then kill it without warning.
-      for (let i = 0; i < 100; i++) {
-        const clients = (await (await fetch(`${proc.url}/v1/rounds/${id}`)).json() as { clients: Array<{ status: string }> }).clients
-        if (clients.filter(c => c.status === 'uploaded').length === 2) break
-        await new Promise(resolve => setTimeout(resolve, 50))
-      }
-      await proc.kill('SIGKILL')
-      proc = await spawnCoordinator(dir, [], Number(port))
-      const round = await (await fetch(`${proc.url}/v1/rounds/${id}`)).json() as { state: string, version: number, metrics: Record<string, number> }
-      expect(round.state).toBe('published')
-      expect(round.version).toBe(2)
-      expect(round.metrics.recovered).toBe(1)
-      expect(round.metrics.uploads).toBe(2)
-      const signed = await coordinatorClient({ baseUrl: proc.url, token }).manifest('mnist', 2) as SignedManifest
-      expect(signed.manifest.round).toBe(id)
-    } finally {
-      release()
-      await stopParticipants(ps)
-      await proc.kill('SIGTERM')
-    }
-  })
-
-  it('fails a masking round killed mid-collection at once after the restart (clients lose their masking state), and serves on', async () => {
-    const dir = join(root, 'killed-masking')
+  /**
+   * A coordinator in its own process runs a round (`request`) with three runtimes, two quick and
+   * one that never finishes training; once both quick uploads are stored it is SIGKILLed and
+   * restarted on the same data dir and port. Returns the restarted process and the round.
+   */
+  async function killedAfterTwoUploads (name: string, request: Record<string, unknown>, extra: (i: number) => Record<string, unknown> = () => ({})): Promise<{ proc: Awaited<ReturnType<typeof spawnCoordinator>>, id: string, token: string, cleanup: () => Promise<void> }> {
+    const dir = join(root, name)
     let proc = await spawnCoordinator(dir, [], 0)
     const port = new URL(proc.url).port
     const admin = (await readFile(join(dir, 'admin.token'), 'utf8')).trim()
@@ -419,30 +370,59 @@ describe('a coordinator killed mid-round', () => {
     const token = await client.createToken('edge')
     let release: () => void = () => {}
     const stuck = new Promise<void>(resolve => { release = resolve })
-    const ps = await startParticipants(proc.url, token, join(root, 'killed-masking-runtimes'), 3, {
-      extra: i => ({ secureClient: secureClients(), ...(i === 2 ? { models: { mnist: { data: async () => { await stuck; throw new Error('never') } } } } : {}) })
+    const ps = await startParticipants(proc.url, token, join(root, `${name}-runtimes`), 3, {
+      extra: i => ({ ...extra(i), ...(i === 2 ? { models: { mnist: { data: async () => { await stuck; throw new Error('never') } } } } : {}) })
     })
+    const cleanup = async (): Promise<void> => {
+      release()
+      await stopParticipants(ps)
+      await proc.kill('SIGTERM')
+    }
     try {
-      // The unmask deadline is far beyond the test's own timeout: a recovery that waited for
-      // clients' unmask shares would time the test out.
-      const res = await fetch(`${proc.url}/v1/rounds`, { method: 'POST', headers: { authorization: `Bearer ${admin}`, 'content-type': 'application/json' }, body: JSON.stringify({ model: 'mnist', trainable: ['head'], secure: { mode: 'masking' }, selection: { minClients: 3, minUploads: 2 }, deadlines: { unmaskMs: 600_000 } }) })
+      const res = await fetch(`${proc.url}/v1/rounds`, { method: 'POST', headers: { authorization: `Bearer ${admin}`, 'content-type': 'application/json' }, body: JSON.stringify({ model: 'mnist', trainable: ['head'], selection: { minClients: 3, minUploads: 2 }, ...request }) })
       const { id } = await res.json() as { id: string }
-      for (let i = 0; i < 100; i++) {
+      // Let the coordinator store both quick uploads, then kill it without warning.
+      for (let i = 0; i < 200; i++) {
         const clients = (await (await fetch(`${proc.url}/v1/rounds/${id}`)).json() as { clients: Array<{ status: string }> }).clients
         if (clients.filter(c => c.status === 'uploaded').length === 2) break
         await new Promise(resolve => setTimeout(resolve, 100))
       }
       await proc.kill('SIGKILL')
       proc = await spawnCoordinator(dir, [], Number(port))
+      return { proc, id, token, cleanup }
+    } catch (err) {
+      await cleanup()
+      throw err
+    }
+  }
+
+  it('finishes the round from the uploads it had accepted after a restart (SIGKILL)', async () => {
+    const { proc, id, token, cleanup } = await killedAfterTwoUploads('killed', { secure: { mode: 'none' } })
+    try {
+      const round = await (await fetch(`${proc.url}/v1/rounds/${id}`)).json() as { state: string, version: number, metrics: Record<string, number> }
+      expect(round.state).toBe('published')
+      expect(round.version).toBe(2)
+      expect(round.metrics.recovered).toBe(1)
+      expect(round.metrics.uploads).toBe(2)
+      const signed = await coordinatorClient({ baseUrl: proc.url, token }).manifest('mnist', 2) as SignedManifest
+      expect(signed.manifest.round).toBe(id)
+    } finally {
+      await cleanup()
+    }
+  })
+
+  it('fails a masking round killed mid-collection at once after the restart (clients lose their masking state), and serves on', async () => {
+    // The unmask deadline is far beyond the test's own timeout: a recovery that waited for
+    // clients' unmask shares would time the test out.
+    const { proc, id, token, cleanup } = await killedAfterTwoUploads('killed-masking', { secure: { mode: 'masking' }, deadlines: { unmaskMs: 600_000 } }, () => ({ secureClient: secureClients() }))
+    try {
       const round = await (await fetch(`${proc.url}/v1/rounds/${id}`)).json() as { state: string, reason: string }
       expect(round.state).toBe('failed')
       expect(round.reason).toMatch(/restarted before the masking sum had every client message/)
       // Serving on: the API answers, and no version came of the failed round.
       expect((await coordinatorClient({ baseUrl: proc.url, token }).versions('mnist')).map(v => v.version)).toEqual([1])
     } finally {
-      release()
-      await stopParticipants(ps)
-      await proc.kill('SIGTERM')
+      await cleanup()
     }
   })
 })
