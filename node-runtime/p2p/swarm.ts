@@ -27,7 +27,7 @@ import { decodeGossip, encodeGossip, modelTopic } from '../../shared/p2p/gossip.
 import { shardClient } from '../../shared/p2p/shard-client.ts'
 import { serveShardStream, serveSlots, SHARD_PROTOCOL, type ShardAnswer, type ShardRequest } from '../../shared/p2p/shard-protocol.ts'
 import type { SwarmNetwork } from '../../shared/p2p/swarm-source.ts'
-import { uploadPacer } from '../../shared/p2p/token-bucket.ts'
+import { uploadCap } from '../../shared/p2p/token-bucket.ts'
 import { untilAborted } from '../../shared/load/deadline.ts'
 import { createPeerNode, type PeerNode } from './peer-node.ts'
 import { knownPeersFile } from './known-peers.ts'
@@ -138,7 +138,7 @@ export async function createSwarm (options: SwarmOptions): Promise<Swarm> {
   const blockCaches = new Map<string, CacheTier>()
   const recent = memoryCache({ capacityBytes: options.recentBytes ?? 64 << 20, name: 'swarm-recent' })
   const coders = new Map<string, Promise<ErasureCoder>>()
-  const pace = uploadPacer(options.uploadBytesPerSecond)
+  const cap = uploadCap(options.uploadBytesPerSecond, SERVE_TIMEOUT_MS)
   const counters: SwarmCounters = { bytesServed: 0, objectsServed: 0, badRequests: 0, busy: 0, notFound: 0, provided: 0, provideFailures: 0 }
   const held = new Set<string>()
   const pending = new Map<string, Promise<Uint8Array>>()
@@ -200,7 +200,8 @@ export async function createSwarm (options: SwarmOptions): Promise<Swarm> {
       return answer
     }, {
       timeoutMs: SERVE_TIMEOUT_MS,
-      pace,
+      pace: cap?.pace,
+      admit: cap?.admit,
       slots,
       onServed: n => { counters.bytesServed += n; counters.objectsServed++ },
       onBadRequest: () => { counters.badRequests++ },

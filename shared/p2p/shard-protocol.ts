@@ -283,6 +283,11 @@ export interface ServeOptions {
   idleTimeoutMs?: number
   /** Paces the body: resolves when `bytes` may be sent (an upload cap). */
   pace?: (bytes: number, signal: AbortSignal) => Promise<void>
+  /**
+   * Admits a body of `bytes` (returning the release to call when its answer ends) or not (it is
+   * answered `busy`), e.g. UploadCap.admit.
+   */
+  admit?: (bytes: number) => (() => void) | undefined
   /** Answer slots; taken once a request has arrived (so silent streams hold none), given back when its answer is written. */
   slots?: ServeSlots
   /** Retry hint of a `busy` answer. Default 200 ms. */
@@ -291,7 +296,7 @@ export interface ServeOptions {
   onServed?: (bytes: number) => void
   /** Called for a request refused as malformed, with the reason. */
   onBadRequest?: (reason: string) => void
-  /** Called for a request answered `busy` for want of a slot. */
+  /** Called for a request answered `busy` for want of a slot or of upload capacity. */
   onBusy?: () => void
 }
 
@@ -367,11 +372,21 @@ async function answer (
     return
   }
   const body = reply.bytes
-  await writeJson(bytes, { status: 'ok', size: body.length } satisfies Header, signal)
-  for (let at = 0; at < body.length; at += BODY_CHUNK) {
-    const chunk = body.subarray(at, at + BODY_CHUNK)
-    await options.pace?.(chunk.length, signal)
-    await bytes.write(chunk, { signal })
+  const release = options.admit === undefined ? () => {} : options.admit(body.length)
+  if (release === undefined) {
+    options.onBusy?.()
+    await writeJson(bytes, { status: 'busy', retryMs: options.busyRetryMs ?? 200 }, signal)
+    return
+  }
+  try {
+    await writeJson(bytes, { status: 'ok', size: body.length } satisfies Header, signal)
+    for (let at = 0; at < body.length; at += BODY_CHUNK) {
+      const chunk = body.subarray(at, at + BODY_CHUNK)
+      await options.pace?.(chunk.length, signal)
+      await bytes.write(chunk, { signal })
+    }
+  } finally {
+    release()
   }
   options.onServed?.(body.length)
 }

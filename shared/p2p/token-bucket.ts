@@ -64,7 +64,36 @@ export type Pace = (bytes: number, signal: AbortSignal) => Promise<void>
 
 /** The upload cap the coordinator and runtimes share their answers through; undefined when `bytesPerSecond` is. */
 export function uploadPacer (bytesPerSecond: number | undefined): Pace | undefined {
+  return uploadCap(bytesPerSecond, Infinity)?.pace
+}
+
+export interface UploadCap {
+  pace: Pace
+  /**
+   * Admits an answer of `bytes` when the answers already admitted plus this one can go through
+   * the cap within half of `deadlineMs` (one answer is always admitted when none is under way);
+   * returns its release, to call when the answer ends, or undefined. Answers admitted past that
+   * would share the cap and all miss their deadlines together: bytes nobody receives.
+   */
+  admit: (bytes: number) => (() => void) | undefined
+}
+
+/** An upload cap for answers with a deadline: pacing, and admission by the bytes under way. */
+export function uploadCap (bytesPerSecond: number | undefined, deadlineMs: number): UploadCap | undefined {
   if (bytesPerSecond === undefined) return undefined
   const bucket = tokenBucket({ bytesPerSecond, burstBytes: Math.min(bytesPerSecond, UPLOAD_BURST_BYTES) })
-  return async (bytes, signal) => { await bucket.take(bytes, signal) }
+  let underway = 0
+  return {
+    pace: async (bytes, signal) => { await bucket.take(bytes, signal) },
+    admit (bytes) {
+      if (underway > 0 && (underway + bytes) * 1000 / bytesPerSecond > deadlineMs / 2) return undefined
+      underway += bytes
+      let released = false
+      return () => {
+        if (released) return
+        released = true
+        underway -= bytes
+      }
+    }
+  }
 }

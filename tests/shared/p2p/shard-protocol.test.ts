@@ -15,6 +15,7 @@ import { rawCid } from '../../../shared/crypto/cid.ts'
 import { sleep } from '../../../shared/load/deadline.ts'
 import { shardClient } from '../../../shared/p2p/shard-client.ts'
 import { serveShardStream, serveSlots, shardSession, SHARD_PROTOCOL, type ShardAnswer, type ShardRequest } from '../../../shared/p2p/shard-protocol.ts'
+import { uploadCap } from '../../../shared/p2p/token-bucket.ts'
 import { mulberry32 } from '../../../shared/random/seeded.ts'
 
 const nodes: Libp2p[] = []
@@ -221,5 +222,35 @@ describe('a peer that never closes its side', () => {
     expect(await session.request(cid, { signal: AbortSignal.timeout(5_000) })).toEqual({ status: 'not-found' })
     await session.close(AbortSignal.timeout(5_000))
     expect(await closedWithin(stream, 5_000)).toBe('aborted')
+  })
+})
+
+describe('an upload cap with answer deadlines', () => {
+  it('answers busy what could not get through the cap in time, so what it does send arrives', async () => {
+    const n = await node()
+    const rate = 64 << 10
+    const cap = uploadCap(rate, 4_000) as NonNullable<ReturnType<typeof uploadCap>>
+    let busy = 0
+    await n.handle('/capped', async stream => {
+      await serveShardStream(stream, lookup, { timeoutMs: 4_000, pace: cap.pace, admit: cap.admit, onBusy: () => { busy++ } })
+    }, { maxInboundStreams: 64 })
+    const body = [...objects.entries()].find(([, b]) => b.length === 65_536) as [string, Uint8Array]
+    // Sixteen answers of 64 KiB at 64 KiB/s need 16 s; each has 4 s.
+    const outcomes = await Promise.all(Array.from({ length: 16 }, async () => {
+      const session = shardSession(await client.dialProtocol(n.getMultiaddrs(), '/capped', { signal: AbortSignal.timeout(5_000) }))
+      try {
+        const answer = await session.request(body[0], { signal: AbortSignal.timeout(10_000) })
+        return answer.status === 'ok' ? (answer.bytes.length === body[1].length ? 'ok' : 'short') : answer.status
+      } catch (err) {
+        return (err as Error).name
+      } finally {
+        await session.close().catch(() => {})
+      }
+    }))
+    const count = (what: string): number => outcomes.filter(o => o === what).length
+    // Everything admitted arrives whole; the rest is told to come back, not left to time out.
+    expect(count('ok') + count('busy')).toBe(16)
+    expect(count('ok')).toBeGreaterThanOrEqual(1)
+    expect(count('busy')).toBe(busy)
   })
 })

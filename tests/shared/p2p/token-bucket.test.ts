@@ -4,10 +4,10 @@
  * frame larger than the burst goes once the bucket is full and its debt delays the next one;
  * an aborted wait rejects and takes nothing. A seeded run checks the defining property of a
  * token bucket (by time t at most burst + rate·t bytes have gone) and that it is not slower
- * than that by more than rounding.
+ * than that by more than rounding. Admission (`uploadCap`) bounds the bytes under way.
  */
 import { describe, it, expect, beforeEach, afterEach, vi } from 'vitest'
-import { tokenBucket, type TokenBucket } from '../../../shared/p2p/token-bucket.ts'
+import { tokenBucket, uploadCap, type TokenBucket } from '../../../shared/p2p/token-bucket.ts'
 import { InvalidInputError } from '../../../shared/errors/errors.ts'
 import { mulberry32 } from '../../../shared/random/seeded.ts'
 
@@ -165,3 +165,25 @@ describe('token bucket', () => {
     expect(last).toBeLessThanOrEqual(Math.ceil(ideal) + sizes.length)
   })
 })
+
+describe('upload cap admission', () => {
+  it('admits answers while the bytes under way fit half the deadline, and one always when idle', () => {
+    const cap = uploadCap(1000, 2000) as NonNullable<ReturnType<typeof uploadCap>>
+    const a = cap.admit(600)
+    expect(a).toBeDefined()
+    expect(cap.admit(600)).toBeUndefined() // 1200 bytes at 1000 B/s: past 1 s
+    const b = cap.admit(400) // exactly 1 s
+    expect(b).toBeDefined()
+    a?.()
+    a?.() // a release counts once
+    const c = cap.admit(600)
+    expect(c).toBeDefined()
+    expect(cap.admit(1)).toBeUndefined()
+    b?.()
+    c?.()
+    // Idle, an answer larger than the bound still goes (alone), else it could never be served.
+    expect(cap.admit(5000)).toBeDefined()
+    expect(cap.admit(1)).toBeUndefined()
+  })
+})
+
