@@ -50,6 +50,15 @@ const config = (extra: Record<string, unknown> = {}): Record<string, unknown> =>
   ...extra
 })
 
+/** The files of a fresh dense tfjs model: `inputs` wide, then one layer per [name, units]. */
+async function denseModelFiles (inputs: number, layers: Array<[string, number]>): Promise<Awaited<ReturnType<typeof modelFiles>>> {
+  const model = tfl.sequential()
+  for (const [i, [name, units]] of layers.entries()) model.add(tfl.layers.dense({ ...(i === 0 ? { inputShape: [inputs] } : {}), units, name }))
+  const files = await modelFiles(model)
+  model.dispose()
+  return files
+}
+
 async function runtime (name: string): Promise<NodeRuntime> {
   const r = await createNodeRuntime({ dataDir: join(root, name) })
   runtimes.push(r)
@@ -143,14 +152,7 @@ describe('swarm loading', () => {
 
   it('prefetches a newer version\'s blocks ahead of the upgrade, which then fetches nothing', async () => {
     const admin = coordinatorClient({ baseUrl: url, token: coordinator.adminToken })
-    const build = async (): Promise<Awaited<ReturnType<typeof modelFiles>>> => {
-      const model = tfl.sequential()
-      model.add(tfl.layers.dense({ inputShape: [128], units: 512, name: 'p' }))
-      model.add(tfl.layers.dense({ units: 10, name: 'q' }))
-      const files = await modelFiles(model)
-      model.dispose()
-      return files
-    }
+    const build = async (): Promise<Awaited<ReturnType<typeof modelFiles>>> => await denseModelFiles(128, [['p', 512], ['q', 10]])
     await admin.ingest('swarm-next', await build())
     const r = await runtime('prefetcher')
     const h = await r.load(config({ modelName: 'swarm-next', modelDir: 'swarm-next' }))
@@ -165,13 +167,7 @@ describe('swarm loading', () => {
 
   it('heeds version announcements from its coordinator\'s node only', async () => {
     const admin = coordinatorClient({ baseUrl: url, token: coordinator.adminToken })
-    const build = async (): Promise<Awaited<ReturnType<typeof modelFiles>>> => {
-      const model = tfl.sequential()
-      model.add(tfl.layers.dense({ inputShape: [64], units: 32, name: 'x' }))
-      const files = await modelFiles(model)
-      model.dispose()
-      return files
-    }
+    const build = async (): Promise<Awaited<ReturnType<typeof modelFiles>>> => await denseModelFiles(64, [['x', 32]])
     await admin.ingest('swarm-announced', await build())
     const heard: Array<[string, number]> = []
     const r = await createNodeRuntime({ dataDir: join(root, 'announced'), onVersionAnnounced: (model, version) => heard.push([model, version]) })
@@ -203,11 +199,7 @@ describe('swarm loading', () => {
   it('a peer that serves corrupt shards is caught by CID, banned, and nothing it sent is cached', async () => {
     // A second model that no runtime holds yet; a hostile node gets it first, then serves garbage.
     const admin = coordinatorClient({ baseUrl: url, token: coordinator.adminToken })
-    const model = tfl.sequential()
-    model.add(tfl.layers.dense({ inputShape: [256], units: 1024, name: 'd' }))
-    model.add(tfl.layers.dense({ units: 512, name: 'e' }))
-    await admin.ingest('swarm-other', await modelFiles(model))
-    model.dispose()
+    await admin.ingest('swarm-other', await denseModelFiles(256, [['d', 1024], ['e', 512]]))
     const other = (await admin.manifest('swarm-other', 1) as { manifest: Manifest }).manifest
     const evil: PeerNode = await createPeerNode({ seed: crypto.getRandomValues(new Uint8Array(32)), bootstrap: coordinator.p2p()?.addresses })
     let evilServed = 0
