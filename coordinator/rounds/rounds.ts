@@ -87,8 +87,11 @@ interface ActiveRound {
   dropped: Set<string>
   losses: Map<string, number>
   waiting?: { kind: 'accept' | 'upload', gate: Gate }
-  /** In `unmasking`: each secure message is persisted, so a restart after the last one can finish the sum. */
-  unmasking?: boolean
+  /**
+   * In `unmasking`, until persisted: the secure state is saved once, when the sum needs no more
+   * client messages, so a restart from then on can finish the round on its own.
+   */
+  persistWhenComplete?: boolean
   secure: SecureRoundServer
   controller: AbortController
 }
@@ -213,7 +216,10 @@ export function roundManager (deps: RoundManagerDeps): RoundManager {
     async secagg (round, client, m) {
       try {
         await round.secure.message(client.id, m.payload)
-        if (round.unmasking === true) deps.store.saveSecureState(round.config.id, round.secure.snapshot())
+        if (round.persistWhenComplete === true && !round.secure.needsClients()) {
+          deps.store.saveSecureState(round.config.id, round.secure.snapshot())
+          round.persistWhenComplete = false
+        }
       } catch (err) {
         throw withRound(err, round.config.id)
       }
@@ -386,7 +392,7 @@ export function roundManager (deps: RoundManagerDeps): RoundManager {
       if (round.uploads.size < minUploads) throw new RoundFailure(`${round.uploads.size} upload(s) before the deadline, at least ${minUploads} needed`)
       transition(round, 'unmasking')
       deps.store.saveSecureState(config.id, round.secure.snapshot())
-      round.unmasking = true
+      round.persistWhenComplete = true
       const losses = [...round.losses.entries()].filter(([id]) => round.uploads.has(id)).map(([, l]) => l)
       await aggregateAndPublish(config, round.uploads, round.secure, io(round), {
         offered: config.clients.length,
