@@ -341,7 +341,19 @@ export function roundManager (deps: RoundManagerDeps): RoundManager {
     }
     const count = Math.min(request.selection.maxClients, Math.max(request.selection.minClients, Math.ceil(request.selection.fraction * candidates.length)))
     const selected = sample(candidates, count)
-    const config = await configure(request, selected)
+    // Reserve the clients before the first await (configure may ask the decryptor over the
+    // network): a concurrent start() must not pick them too.
+    for (const id of selected) busy.add(id)
+    let config: RoundConfig
+    let secure: SecureRoundServer
+    try {
+      config = await configure(request, selected)
+      secure = await deps.secureServer(config)
+      if (stopping) throw new UnavailableError('the coordinator is stopping')
+    } catch (err) {
+      for (const id of selected) busy.delete(id)
+      throw err
+    }
     const controller = new AbortController()
     const onAbort = (): void => controller.abort(signal?.reason)
     signal?.addEventListener('abort', onAbort, { once: true })
@@ -354,12 +366,12 @@ export function roundManager (deps: RoundManagerDeps): RoundManager {
       receiving: new Set(),
       dropped: new Set(),
       losses: new Map(),
-      secure: await deps.secureServer(config),
+      secure,
       controller
     }
     const minUploads = minUploadsOf(config)
     deps.store.create(config)
-    for (const id of config.clients) { deps.store.setClient(config.id, id, 'offered'); busy.add(id) }
+    for (const id of config.clients) deps.store.setClient(config.id, id, 'offered')
     active.set(config.id, round)
     emit({ type: 'state', roundId: config.id, state: 'open', detail: `${config.clients.length} client(s) offered` })
     return { id: config.id, done: drive(round, minUploads, signal, onAbort) }

@@ -190,6 +190,30 @@ describe('rounds (mode none)', () => {
     }
   })
 
+  it('never offers one client two rounds when rounds start concurrently', async () => {
+    const { c, at, token } = await smallCoordinator('concurrent-start')
+    const [a, b] = [await rawClient(at, token, ['mnist']), await rawClient(at, token, ['mnist'])] as [RawClient, RawClient]
+    try {
+      const stop = new AbortController()
+      const request = { model: 'mnist', trainable: ['head'], secure: { mode: 'none' as const }, selection: { minClients: 2 }, deadlines: { acceptMs: 60_000 } }
+      // Both calls choose their clients before either has finished configuring its round.
+      const [first, second] = await Promise.allSettled([c.rounds.start(request, stop.signal), c.rounds.start(request, stop.signal)])
+      if (first.status !== 'fulfilled' || second.status !== 'rejected') throw new Error(`expected one round started and one refused, got ${first.status} and ${second.status}`)
+      expect(String(second.reason)).toMatch(/0 eligible client\(s\) connected, at least 2 needed/)
+      stop.abort()
+      expect((await first.value.done).state).toBe('failed')
+      // The reservation ends with the round: the same two clients can be offered the next one.
+      const again = new AbortController()
+      const next = await c.rounds.start(request, again.signal)
+      again.abort()
+      expect((await next.done).state).toBe('failed')
+    } finally {
+      a.close()
+      b.close()
+      await c.stop()
+    }
+  })
+
   it('drops a client that accepts and goes silent, at the deadline, and cuts one that sends an oversized frame', async () => {
     const silent = await rawClient(url, edge, ['mnist'])
     const summary = await coordinator.rounds.run({ model: 'mnist', trainable: ['head'], secure: { mode: 'none' }, selection: { minClients: 4 }, deadlines: { trainMs: 8_000 } })
