@@ -77,7 +77,10 @@ export interface Swarm {
   readonly node: PeerNode
   readonly peerId: string
   readonly network: SwarmNetwork
-  /** Maps a manifest's shard CIDs to its blocks (in `cache`), joins its model's topic. */
+  /**
+   * Maps a manifest's shard CIDs to its blocks (in `cache`), joins its model's topic. The last
+   * few manifests per model stay mapped; older versions' shards are forgotten.
+   */
   register: (manifest: Manifest, cache: CacheTier) => void
   /** `cache` wrapped so that every stored block is announced (Bloom filter) and provided (DHT). */
   watch: (cache: CacheTier) => CacheTier
@@ -119,6 +122,12 @@ export function filterCapacity (held: number, least: number): number {
   return Math.max(least, 2 ** Math.ceil(Math.log2(Math.max(1, 2 * held))))
 }
 const SERVE_TIMEOUT_MS = 30_000
+/**
+ * Manifests per model whose shards stay indexed: the version in use, its rollback target, a
+ * prefetched next one and one spare. Older versions' shards are forgotten (their blocks, while
+ * cached, are still served whole), so a long-lived runtime's index does not grow per version.
+ */
+const KEPT_MANIFESTS = 4
 /** Blocks are provided in the DHT once none has arrived for this long. */
 const PROVIDE_QUIET_MS = 2_000
 /** How long `join` waits for the DHT routing table to hold a peer. */
@@ -135,6 +144,7 @@ export async function createSwarm (options: SwarmOptions): Promise<Swarm> {
   const node = await createPeerNode({ seed: options.seed, listen: options.listen, bootstrap: options.bootstrap })
   const self = node.peerId.toString()
   const shards = new Map<string, ShardRef>()
+  const registered = new Map<string, Manifest[]>()
   const blockCaches = new Map<string, CacheTier>()
   const recent = memoryCache({ capacityBytes: options.recentBytes ?? 64 << 20, name: 'swarm-recent' })
   const coders = new Map<string, Promise<ErasureCoder>>()
@@ -357,6 +367,15 @@ export async function createSwarm (options: SwarmOptions): Promise<Swarm> {
       if (!topics.has(topic)) {
         topics.add(topic)
         node.services.pubsub.subscribe(topic)
+      }
+      const kept = [...(registered.get(manifest.model) ?? []).filter(r => r.version !== manifest.version), manifest]
+      const forgotten = kept.splice(0, Math.max(0, kept.length - KEPT_MANIFESTS))
+      registered.set(manifest.model, kept)
+      if (forgotten.length > 0) {
+        const live = new Set([...registered.values()].flat().flatMap(r => r.blocks.map(b => b.cid)))
+        for (const block of forgotten.flatMap(r => r.blocks)) {
+          if (!live.has(block.cid)) for (const cid of block.shards.cids) shards.delete(cid)
+        }
       }
       const { k, m } = manifest.erasure
       for (const block of manifest.blocks) {

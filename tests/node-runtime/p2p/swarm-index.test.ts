@@ -1,0 +1,104 @@
+/**
+ * A runtime's shard index (node-runtime/p2p/swarm.ts) over real libp2p on 127.0.0.1: shards
+ * stay served for the last few manifests registered per model, and older versions' shards are
+ * forgotten unless a kept version still uses their block, so a long-lived runtime's index
+ * does not grow with every version it loads.
+ */
+import { describe, it, expect, afterAll } from 'vitest'
+import { multiaddr } from '@multiformats/multiaddr'
+import { createPeerNode, type PeerNode } from '../../../node-runtime/p2p/peer-node.ts'
+import { createSwarm, type Swarm } from '../../../node-runtime/p2p/swarm.ts'
+import { defaultReedSolomon, erasureCoder } from '../../../shared/blocks/erasure.ts'
+import { memoryCache } from '../../../shared/cache/memory-lru.ts'
+import { rawCid } from '../../../shared/crypto/cid.ts'
+import type { Manifest } from '../../../shared/manifest/schema.ts'
+import { requestShard, SHARD_PROTOCOL } from '../../../shared/p2p/shard-protocol.ts'
+import { mulberry32 } from '../../../shared/random/seeded.ts'
+
+const MODEL = 'index-mlp'
+const K = 2
+const M = 1
+const seedOf = (n: number): Uint8Array => new Uint8Array(32).fill(n)
+const stops: Array<() => Promise<void>> = []
+
+afterAll(async () => {
+  for (const stop of stops.reverse()) await stop().catch(() => {})
+})
+
+interface SealedBlock { cid: string, sealed: Uint8Array, shardCids: string[] }
+
+async function sealedBlock (seed: number): Promise<SealedBlock> {
+  const next = mulberry32(seed)
+  const sealed = new Uint8Array(4_001).map(() => Math.floor(next() * 256))
+  const shards = (await erasureCoder(defaultReedSolomon, { k: K, m: M })).encode(sealed)
+  return { cid: await rawCid(sealed), sealed, shardCids: await Promise.all(shards.map(async s => await rawCid(s))) }
+}
+
+function manifestOf (version: number, blocks: SealedBlock[]): Manifest {
+  return {
+    schema: 'blockfed/manifest@1',
+    model: MODEL,
+    version,
+    parent: version === 1 ? null : version - 1,
+    createdAt: '2026-01-01T00:00:00.000Z',
+    format: 'tfjs-layers',
+    topology: { kind: 'tfjs', modelJson: '{}', weightFiles: [] },
+    metadata: {},
+    tensors: blocks.map((_, i) => ({ name: `w${i}`, dtype: 'float32' as const, shape: [1000], byteLength: 4_000, layer: `dense_${i}` })),
+    erasure: { scheme: 'reed-solomon-gf8', k: K, m: M },
+    partition: { targetBytes: 1 << 20, maxBytes: 4 << 20 },
+    blocks: blocks.map((b, i) => ({
+      index: i,
+      unit: `dense_${i}`,
+      parts: [{ tensor: i, offset: 0, length: 4_000 }],
+      plaintextLength: 4_000,
+      plaintextSha256: '0'.repeat(64),
+      cid: b.cid,
+      sealedLength: b.sealed.length,
+      keyId: '0'.repeat(32),
+      access: 'public' as const,
+      shards: { size: Math.ceil(b.sealed.length / K), cids: b.shardCids }
+    })),
+    round: null,
+    metrics: null
+  }
+}
+
+describe('swarm shard index', () => {
+  it('serves the shards of the last four versions registered and forgets older ones, except blocks a kept version shares', async () => {
+    const swarm: Swarm = await createSwarm({ seed: seedOf(41) })
+    stops.push(async () => { await swarm.stop() })
+    const requester: PeerNode = await createPeerNode({ seed: seedOf(42) })
+    stops.push(async () => { await requester.stop() })
+    const addr = swarm.node.getMultiaddrs().find(a => a.toString().includes('/tcp/') && !a.toString().includes('/ws'))
+    if (addr === undefined) throw new Error('the swarm node has no TCP address')
+    const status = async (cid: string): Promise<string> => {
+      const signal = AbortSignal.timeout(5_000)
+      const stream = await requester.dialProtocol(multiaddr(addr.toString()), SHARD_PROTOCOL, { signal })
+      return (await requestShard(stream, cid, { signal, force: true })).status
+    }
+
+    const shared = await sealedBlock(1)
+    const only = await sealedBlock(2)
+    const later = await Promise.all([3, 4, 5, 6].map(sealedBlock))
+    const cache = memoryCache({ name: 'index' })
+    for (const b of [shared, only, ...later]) await cache.put(b.cid, b.sealed)
+
+    // Versions 1–4: version 1's shards are still indexed.
+    swarm.register(manifestOf(1, [shared, only]), cache)
+    for (const v of [2, 3, 4]) swarm.register(manifestOf(v, [later[v - 2] as SealedBlock]), cache)
+    expect(await status(only.shardCids[0] as string)).toBe('ok')
+    expect(await status(only.shardCids[K] as string)).toBe('ok')
+
+    // Version 5 shares one block with version 1, which is now the fifth and forgotten.
+    swarm.register(manifestOf(5, [shared, later[3] as SealedBlock]), cache)
+    for (const cid of only.shardCids) expect(await status(cid)).toBe('not-found')
+    for (const cid of shared.shardCids) expect(await status(cid)).toBe('ok')
+    // A forgotten version's block, still cached, is still served whole.
+    expect(await status(only.cid)).toBe('ok')
+
+    // Registering an already kept version again does not push the oldest kept one out.
+    swarm.register(manifestOf(5, [shared, later[3] as SealedBlock]), cache)
+    expect(await status(later[0]?.shardCids[0] as string)).toBe('ok')
+  })
+})
