@@ -22,8 +22,8 @@ import { memoryCache } from '../../shared/cache/memory-lru.ts'
 import type { CacheTier } from '../../shared/cache/types.ts'
 import { InvalidInputError } from '../../shared/errors/errors.ts'
 import type { Manifest } from '../../shared/manifest/schema.ts'
-import { blockFilter, decodeBlockFilter, type BlockFilter } from '../../shared/p2p/bloom.ts'
-import { decodeGossip, encodeGossip, modelTopic } from '../../shared/p2p/gossip.ts'
+import { blockFilter, decodeBlockFilter, optimalParams, type BlockFilter } from '../../shared/p2p/bloom.ts'
+import { decodeGossip, encodeGossip, GOSSIP_MAX_MESSAGE_BYTES, modelTopic } from '../../shared/p2p/gossip.ts'
 import { shardClient } from '../../shared/p2p/shard-client.ts'
 import { serveShardStream, serveSlots, SHARD_PROTOCOL, type ShardAnswer, type ShardRequest } from '../../shared/p2p/shard-protocol.ts'
 import type { SwarmNetwork } from '../../shared/p2p/swarm-source.ts'
@@ -116,11 +116,17 @@ const ANNOUNCE_INTERVAL_MS = 10_000
 /**
  * A filter's capacity for `held` blocks: twice as many, to a power of two, at least `least`, so
  * the false-positive rate stays under its bound as blocks arrive and a filter is as small as
- * what it describes (64 blocks at 1%: 77 bytes).
+ * what it describes (64 blocks at 1%: 77 bytes). Capped so the announcement (the filter in
+ * base64 inside JSON) fits one gossip message: at 1% that is 131,072 blocks of capacity; a node
+ * holding more announces a fuller filter, whose false positives rise but which never misses.
  */
-export function filterCapacity (held: number, least: number): number {
-  return Math.max(least, 2 ** Math.ceil(Math.log2(Math.max(1, 2 * held))))
+export function filterCapacity (held: number, least: number, falsePositiveRate = 0.01): number {
+  let capacity = Math.max(least, 2 ** Math.ceil(Math.log2(Math.max(1, 2 * held))))
+  while (capacity > 1 && optimalParams(capacity, falsePositiveRate).bits / 8 > MAX_ANNOUNCED_FILTER_BYTES) capacity = Math.floor(capacity / 2)
+  return capacity
 }
+/** Filter bytes whose announcement fits GOSSIP_MAX_MESSAGE_BYTES: base64 is 4/3, plus the JSON and filter headers. */
+const MAX_ANNOUNCED_FILTER_BYTES = Math.floor(GOSSIP_MAX_MESSAGE_BYTES * 3 / 4) - 256
 const SERVE_TIMEOUT_MS = 30_000
 /**
  * Manifests per model whose shards stay indexed: the version in use, its rollback target, a
@@ -231,7 +237,8 @@ export async function createSwarm (options: SwarmOptions): Promise<Swarm> {
         blockCaches.delete(cid)
       }
     }
-    const filter = blockFilter({ capacity: filterCapacity(held.size, options.filterCapacity ?? 64), falsePositiveRate: options.filterFalsePositiveRate ?? 0.01 })
+    const falsePositiveRate = options.filterFalsePositiveRate ?? 0.01
+    const filter = blockFilter({ capacity: filterCapacity(held.size, options.filterCapacity ?? 64, falsePositiveRate), falsePositiveRate })
     for (const cid of held) filter.add(cid)
     const message = encodeGossip({ type: 'have', filter: filter.encode(), blocks: held.size })
     for (const topic of topics) await node.services.pubsub.publish(topic, message).catch(() => {})

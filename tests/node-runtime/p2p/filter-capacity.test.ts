@@ -5,7 +5,8 @@
  */
 import { describe, it, expect } from 'vitest'
 import { filterCapacity } from '../../../node-runtime/p2p/swarm.ts'
-import { blockFilter } from '../../../shared/p2p/bloom.ts'
+import { blockFilter, decodeBlockFilter } from '../../../shared/p2p/bloom.ts'
+import { decodeGossip, encodeGossip, GOSSIP_MAX_MESSAGE_BYTES } from '../../../shared/p2p/gossip.ts'
 import { rawCid } from '../../../shared/crypto/cid.ts'
 
 describe('filterCapacity', () => {
@@ -23,5 +24,23 @@ describe('filterCapacity', () => {
     expect(cids.every(c => small.has(c))).toBe(true)
     expect(small.encode().length).toBeLessThan(200)
     expect(large.encode().length).toBeGreaterThan(11_900)
+  })
+
+  it('stays within one gossip message however many blocks a node holds; past the cap the filter fills but never misses', async () => {
+    expect(filterCapacity(50_000, 64)).toBe(131_072)
+    expect(filterCapacity(200_000, 64)).toBe(131_072)
+    expect(filterCapacity(200_000, 64, 0.001)).toBe(65_536)
+    expect(filterCapacity(0, 1 << 20)).toBe(131_072)
+    // 200,000 held blocks: uncapped, 524,288 of capacity would be a 628 KB filter, 2.4 × the bound.
+    const held = 200_000
+    const filter = blockFilter({ capacity: filterCapacity(held, 64), falsePositiveRate: 0.01 })
+    const cids = Array.from({ length: held }, (_, i) => `held-${i}`)
+    for (const cid of cids) filter.add(cid)
+    const message = encodeGossip({ type: 'have', filter: filter.encode(), blocks: held })
+    expect(message.length).toBeLessThanOrEqual(GOSSIP_MAX_MESSAGE_BYTES)
+    const received = decodeGossip(message)
+    if (received.type !== 'have') throw new Error('expected a have message')
+    const decoded = decodeBlockFilter(received.filter)
+    expect(cids.every(c => decoded.has(c))).toBe(true)
   })
 })
