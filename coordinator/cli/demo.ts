@@ -39,7 +39,7 @@ export async function runDemo ({ rounds, runtimes, secure }: { rounds: number, r
         if (e.type === 'state' && (e.state === 'published' || e.state === 'failed')) bar.stop()
       },
       onRound: (r: RoundReport) => {
-        console.log(`round ${String(r.round).padStart(2)}  accuracy ${r.accuracy === null ? '   -  ' : `${(r.accuracy * 100).toFixed(2)}%`}  participants ${r.participants.uploaded}/${r.participants.offered}  up ${mib(r.bytesUp)}  down ${mib(r.bytesDown)}  → version ${r.version ?? '-'} (${r.changedBlocks ?? '-'} blocks changed)  ${(r.roundMs / 1000).toFixed(1)} s${r.reason === null ? '' : `  failed: ${r.reason}`}`)
+        console.log(`round ${String(r.round).padStart(2)}  accuracy ${r.accuracy === null ? '   -  ' : `${(r.accuracy * 100).toFixed(2)}%`}  participants ${r.participants.uploaded}/${r.participants.offered}  up ${mib(r.bytesUp)}  down ${mib(r.bytesDown)}  → version ${r.version ?? '-'} (${r.changedBlocks ?? '-'} block${r.changedBlocks === 1 ? '' : 's'} changed)  ${(r.roundMs / 1000).toFixed(1)} s${r.reason === null ? '' : `  failed: ${r.reason}`}`)
       }
     })
     console.log('')
