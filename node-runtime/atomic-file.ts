@@ -2,10 +2,38 @@
  * Whole-file replacement that a crash cannot tear: write a temporary file beside the target,
  * fsync it, rename it over the target (atomic on POSIX), so readers see the old or the new file.
  */
-import { open, readFile, rename, rm } from 'node:fs/promises'
+import { link, open, readFile, rename, rm } from 'node:fs/promises'
 import { randomBytes } from 'node:crypto'
 
 export async function writeFileAtomic (path: string, data: string | Uint8Array, mode = 0o644): Promise<void> {
+  const tmp = await writeTemporary(path, data, mode)
+  try {
+    await rename(tmp, path)
+  } catch (err) {
+    await rm(tmp, { force: true })
+    throw err
+  }
+}
+
+/**
+ * Creates `path` whole or not at all, and only if it does not exist yet: the data goes to a
+ * synced temporary file that is then hard-linked to `path` (link(2) fails with EEXIST rather
+ * than replace). Returns false when `path` already existed; first writer wins.
+ */
+export async function createFileAtomic (path: string, data: string | Uint8Array, mode = 0o644): Promise<boolean> {
+  const tmp = await writeTemporary(path, data, mode)
+  try {
+    await link(tmp, path)
+    return true
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'EEXIST') return false
+    throw err
+  } finally {
+    await rm(tmp, { force: true })
+  }
+}
+
+async function writeTemporary (path: string, data: string | Uint8Array, mode: number): Promise<string> {
   const tmp = `${path}.${randomBytes(6).toString('hex')}.tmp`
   const handle = await open(tmp, 'wx', mode)
   try {
@@ -17,12 +45,7 @@ export async function writeFileAtomic (path: string, data: string | Uint8Array, 
     throw err
   }
   await handle.close()
-  try {
-    await rename(tmp, path)
-  } catch (err) {
-    await rm(tmp, { force: true })
-    throw err
-  }
+  return tmp
 }
 
 /** The file's text, or undefined when it does not exist. */

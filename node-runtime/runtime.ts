@@ -22,7 +22,7 @@ import { retrying } from '../shared/load/retry.ts'
 import { withDeadline } from '../shared/load/deadline.ts'
 import { infer, type LoadedEngine, type ModelCode } from '../shared/runtime/lifecycle.ts'
 import { onnxPassthrough, tfjsPassthrough } from '../shared/runtime/passthrough.ts'
-import { InvalidConfigError, InvalidInputError, LedgerSecurityError, UnavailableError } from '../shared/errors/errors.ts'
+import { IntegrityError, InvalidConfigError, InvalidInputError, isUnreachable, LedgerSecurityError, UnavailableError } from '../shared/errors/errors.ts'
 import { toHex } from '../shared/crypto/bytes.ts'
 import { ledgerClient } from '../shared/ledger/client.ts'
 import { targetVersion, type Target } from '../shared/versions/policy.ts'
@@ -48,6 +48,11 @@ import type { VersionState } from './versions/local-store.ts'
 
 /** A prefetch (announced version, or access history) gives up after this long (the load or upgrade fetches the rest). */
 const PREFETCH_DEADLINE_MS = 5 * 60_000
+/**
+ * How long a replaced version's engine waits for the inferences still running on it before it
+ * is disposed anyway (an inference stuck longer than this fails, rather than pinning a model).
+ */
+const RETIRE_WAIT_MS = 60_000
 
 export interface NodeRuntimeOptions {
   /** The runtime's own folder: caches, pinned keys. */
@@ -161,6 +166,20 @@ interface Serving {
   manifest: Manifest
   engine: LoadedEngine
   code: ModelCode<any, any, any, any>
+  /** Inferences running on this version; it is disposed only once they are done. */
+  inUse: number
+  /** Resolves the wait of `retire` when the last inference ends. */
+  idle?: () => void
+}
+
+/** Runs `task` on `serving`, counted so that a version replaced meanwhile is not disposed under it. */
+async function using<T> (serving: Serving, task: () => Promise<T>): Promise<T> {
+  serving.inUse++
+  try {
+    return await task()
+  } finally {
+    if (--serving.inUse === 0) serving.idle?.()
+  }
 }
 
 export async function createNodeRuntime (options: NodeRuntimeOptions): Promise<NodeRuntime> {
@@ -275,7 +294,7 @@ export async function createNodeRuntime (options: NodeRuntimeOptions): Promise<N
     try {
       channels = await ctx.ledger.channels(config.modelName, signal)
     } catch (err) {
-      if (err instanceof UnavailableError) return 'offline'
+      if (isUnreachable(err)) return 'offline'
       throw err
     }
     const state = await ctx.local.state()
@@ -296,10 +315,16 @@ export async function createNodeRuntime (options: NodeRuntimeOptions): Promise<N
       await disposeEngine(engine)
       throw err
     }
-    return { manifest: fetched.manifest, engine, code }
+    return { manifest: fetched.manifest, engine, code, inUse: 0 }
   }
 
   async function retire (serving: Serving): Promise<void> {
+    if (serving.inUse > 0) {
+      await new Promise<void>(resolve => {
+        const timer = setTimeout(resolve, RETIRE_WAIT_MS)
+        serving.idle = () => { clearTimeout(timer); resolve() }
+      })
+    }
     await serving.code.release()
     await disposeEngine(serving.engine)
   }
@@ -345,14 +370,21 @@ export async function createNodeRuntime (options: NodeRuntimeOptions): Promise<N
    * The version a cold start serves: a pin or an automatic policy takes the policy's version;
    * otherwise the version in use stays until `update` decides. Offline, the version in use.
    */
-  const startVersion = (config: AoeConfig, state: VersionState, wanted: Target | undefined | 'offline'): number | null =>
-    wanted === 'offline'
-      ? state.current
-      : wanted !== undefined && (config.pin !== undefined || config.upgrade === 'auto' || state.current === null) ? wanted.version : state.current
+  const startVersion = (config: AoeConfig, state: VersionState, wanted: Target | undefined | 'offline'): number | null => {
+    if (wanted === 'offline' || wanted === undefined) return state.current
+    if (state.current === null || config.pin !== undefined) return wanted.version
+    // As in `update`: a channel never moves a runtime backwards, restarted or not.
+    return config.upgrade === 'auto' && wanted.version > state.current ? wanted.version : state.current
+  }
 
   /** Fetches a version's missing sealed blocks into the cache: signature checked, nothing decrypted. */
   async function prefetchVersion (ctx: ObtainContext, version: number, signal?: AbortSignal): Promise<{ version: number, blocks: number, bytesFetched: number }> {
     const { manifest } = await verifySignedManifest(await ctx.client.manifest(ctx.config.modelName, version, signal), ctx.coordinatorKey)
+    // Signed, but it must also be the manifest asked for (a signed manifest of another model or
+    // version replayed here would fill the cache, and the swarm's index, with blocks nobody loads).
+    if (manifest.model !== ctx.config.modelName || manifest.version !== version) {
+      throw new IntegrityError(`prefetch of ${ctx.config.modelName}@${version}: the coordinator answered with the manifest of ${manifest.model}@${manifest.version}`)
+    }
     ctx.onManifest?.(manifest)
     const coder = await erasureCoder(defaultReedSolomon, manifest.erasure)
     return { version, ...await prefetchBlocks(manifest, { source: ctx.source, coder, cache: ctx.cache, signal }) }
@@ -444,7 +476,11 @@ export async function createNodeRuntime (options: NodeRuntimeOptions): Promise<N
       report = { ...next.report, totalMs: next.report.ms, ledgerIndex: next.ledgerIndex, offline: next.offline }
       await record(ctx, old.manifest.version, candidate.manifest.version, rejectFrom)
       await repin(ctx, candidate.manifest, pins)
-      await retire(old)
+      // Inferences still running on the old version finish on it; it is disposed after them,
+      // without holding up the move (stop() waits for it).
+      const retired = retire(old).catch(() => {})
+      background.add(retired)
+      void retired.finally(() => background.delete(retired))
       return { from: old.manifest.version, to: candidate.manifest.version }
     }
 
@@ -468,7 +504,10 @@ export async function createNodeRuntime (options: NodeRuntimeOptions): Promise<N
       get manifest () { return serving.manifest },
       get engine () { return serving.engine },
       get report () { return report },
-      infer: async value => await infer(serving.code, value),
+      infer: async value => {
+        const current = serving
+        return await using(current, async () => await infer(current.code, value))
+      },
       update: async signal => await exclusive(async () => await reporting(async () => {
         const from = serving.manifest.version
         const t = await target(ctx, signal)

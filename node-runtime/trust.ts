@@ -5,12 +5,13 @@
  * afterwards; with the coordinator unreachable the pinned key is used as is. Checkpoints of the
  * version ledger are signed by the same key (node-runtime/versions/ledger-trust.ts).
  */
-import { mkdir, readFile, writeFile } from 'node:fs/promises'
+import { mkdir, readFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import type { CoordinatorClient } from '../shared/client/coordinator-client.ts'
 import { fromHex } from '../shared/crypto/bytes.ts'
 import { sha256Hex } from '../shared/crypto/hash.ts'
-import { IntegrityError, UnavailableError } from '../shared/errors/errors.ts'
+import { IntegrityError, isUnreachable } from '../shared/errors/errors.ts'
+import { createFileAtomic, writeFileAtomic } from './atomic-file.ts'
 
 export async function coordinatorKey (dataDir: string, client: CoordinatorClient, pinnedHex?: string, signal?: AbortSignal): Promise<Uint8Array> {
   if (pinnedHex !== undefined) return fromHex(pinnedHex.toLowerCase())
@@ -18,7 +19,8 @@ export async function coordinatorKey (dataDir: string, client: CoordinatorClient
   const path = join(dir, `${(await sha256Hex(new TextEncoder().encode(client.baseUrl))).slice(0, 16)}.ed25519.pub`)
   let known: string | undefined
   try {
-    known = (await readFile(path, 'utf8')).trim()
+    // An empty file is a pin torn by a crash of an earlier release (it wrote in place): no pin.
+    known = (await readFile(path, 'utf8')).trim() || undefined
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err
   }
@@ -27,16 +29,20 @@ export async function coordinatorKey (dataDir: string, client: CoordinatorClient
     info = await client.info(signal)
   } catch (err) {
     // Offline: a key pinned earlier still says who may sign; without one there is nothing to trust.
-    if (err instanceof UnavailableError && known !== undefined) return fromHex(known)
+    if (isUnreachable(err) && known !== undefined) return fromHex(known)
     throw err
+  }
+  if (known === undefined) {
+    // Created whole or not at all; when another load pinned first, its key is the one to match.
+    await mkdir(dir, { recursive: true })
+    if (!await createFileAtomic(path, `${info.publicKey}\n`)) {
+      known = (await readFile(path, 'utf8')).trim() || undefined
+      if (known === undefined) await writeFileAtomic(path, `${info.publicKey}\n`)
+    }
   }
   if (known !== undefined && known !== info.publicKey) {
     throw new IntegrityError(`coordinator ${client.baseUrl} now presents key ${info.publicKey}, but ${known} was pinned at first use (${path})`)
   }
-  if (known === undefined) {
-    await mkdir(dir, { recursive: true })
-    await writeFile(path, `${info.publicKey}\n`, { flag: 'wx' })
-  }
-  return fromHex(known ?? info.publicKey)
+  return fromHex(info.publicKey)
 }
 

@@ -13,7 +13,7 @@ import { join } from 'node:path'
 import type { AoeConfig } from '../../shared/config/aoe.ts'
 import { equalBytes, toHex } from '../../shared/crypto/bytes.ts'
 import { sha256Hex } from '../../shared/crypto/hash.ts'
-import { IntegrityError, InvalidConfigError, UnavailableError } from '../../shared/errors/errors.ts'
+import { IntegrityError, InvalidConfigError, isUnreachable } from '../../shared/errors/errors.ts'
 import type { LedgerClient } from '../../shared/ledger/client.ts'
 import { parseVerifierKey } from '../../shared/ledger/note.ts'
 import { advanceCheckpoint, type CheckpointStore, type LedgerTrust, type VerifiedCheckpoint } from '../../shared/ledger/verify.ts'
@@ -36,7 +36,7 @@ export async function ledgerTrust (dataDir: string, config: AoeConfig, coordinat
     try {
       served = await ledger.key(signal)
     } catch (err) {
-      if (!(err instanceof UnavailableError) || pinned === undefined) throw err
+      if (!isUnreachable(err) || pinned === undefined) throw err
     }
     if (served !== undefined && pinned !== undefined && served !== pinned) {
       throw new IntegrityError(`coordinator ${config.updateURL} now serves log key ${served}, but ${pinned} was pinned (${path})`)

@@ -51,9 +51,9 @@ export interface LocalVersions {
   saveState: (state: VersionState) => Promise<void>
   anchor: (version: number) => Promise<{ signed: SignedManifest, anchor: StoredAnchor } | undefined>
   saveAnchor: (signed: SignedManifest, anchor: StoredAnchor) => Promise<void>
-  /** The keys for all of `keyIds`, or undefined if any is missing. */
-  keys: (keyIds: readonly string[]) => Promise<Map<string, Uint8Array> | undefined>
-  /** Stores `add` and keeps only the keys listed in `keep`. */
+  /** The kept keys among `keyIds`. */
+  keptKeys: (keyIds: readonly string[]) => Promise<Map<string, Uint8Array>>
+  /** Stores the keys of `add` not kept yet (a kept key is never replaced) and keeps only those listed in `keep`. */
   saveKeys: (add: Map<string, Uint8Array>, keep: ReadonlySet<string>) => Promise<void>
 }
 
@@ -89,19 +89,18 @@ export function localVersions (dir: string): LocalVersions {
       await mkdir(join(dir, 'anchors'), { recursive: true })
       await writeFileAtomic(anchorPath(signed.manifest.version), JSON.stringify({ signed, anchor }))
     }),
-    async keys (keyIds) {
+    async keptKeys (keyIds) {
       const all = await readKeys()
       const out = new Map<string, Uint8Array>()
       for (const id of keyIds) {
         const key = all[id]
-        if (key === undefined) return undefined
-        out.set(id, fromBase64(key))
+        if (key !== undefined) out.set(id, fromBase64(key))
       }
       return out
     },
     saveKeys: async (add, keep) => await serial(async () => {
       const all = await readKeys()
-      for (const [id, key] of add) all[id] = toBase64(key)
+      for (const [id, key] of add) all[id] ??= toBase64(key)
       const kept = Object.fromEntries(Object.entries(all).filter(([id]) => keep.has(id)))
       await mkdir(dir, { recursive: true })
       await writeFileAtomic(keysPath, JSON.stringify(kept), 0o600)

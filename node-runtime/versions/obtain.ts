@@ -13,7 +13,7 @@ import type { AoeConfig } from '../../shared/config/aoe.ts'
 import type { CacheTier } from '../../shared/cache/types.ts'
 import type { CoordinatorClient } from '../../shared/client/coordinator-client.ts'
 import { fromBase64, toBase64 } from '../../shared/crypto/bytes.ts'
-import { IntegrityError, UnavailableError } from '../../shared/errors/errors.ts'
+import { IntegrityError, isUnreachable, LedgerSecurityError, UnavailableError } from '../../shared/errors/errors.ts'
 import type { LedgerClient } from '../../shared/ledger/client.ts'
 import { parseEntry } from '../../shared/ledger/entry.ts'
 import { checkEntry, checkInclusion, openTrusted, verifyAnchor, type LedgerTrust, type VerifiedCheckpoint } from '../../shared/ledger/verify.ts'
@@ -46,7 +46,6 @@ export interface ObtainedVersion extends FetchedModel {
   offline: boolean
 }
 
-const isOffline = (err: unknown): boolean => err instanceof UnavailableError
 
 /** The data keys of every block the runtime may need offline: current, previous and this version. */
 async function keepKeys (local: LocalVersions, manifest: Manifest): Promise<Set<string>> {
@@ -78,7 +77,7 @@ export async function obtainVersion (ctx: ObtainContext, version: number, signal
     trust = options.log?.trust ?? await ledgerTrust(ctx.dataDir, config, ctx.coordinatorKey, ctx.ledger, signal)
     manifestInput = await ctx.client.manifest(config.modelName, version, signal)
   } catch (err) {
-    if (!isOffline(err)) throw err
+    if (!isUnreachable(err)) throw err
     offline = true
   }
 
@@ -90,8 +89,24 @@ export async function obtainVersion (ctx: ObtainContext, version: number, signal
       const t = trust as LedgerTrust
       const checkpoint = options.log?.checkpoint ?? await advanceTrusted(ctx.dataDir, t, ctx.ledger, signal)
       const index = (await ctx.client.versions(config.modelName, signal)).find(v => v.version === version)?.ledgerIndex
-      if (index === undefined || index === null) throw new IntegrityError(`${label}: the coordinator names no ledger entry for this version`)
-      const anchor = await verifyAnchor(ctx.ledger, checkpoint, signed, index, signal)
+      // A version offered without an entry that names it is a version not in the log: refused as
+      // a ledger security failure, so a runtime keeps serving what it has and raises the alarm.
+      const refuse = (why: string, cause?: unknown): LedgerSecurityError =>
+        new LedgerSecurityError(`${label}: ${why}; refusing it`, { offered: checkpoint.note }, { cause })
+      if (index === undefined || index === null) throw refuse('the coordinator names no ledger entry for this version')
+      let anchor
+      try {
+        anchor = await verifyAnchor(ctx.ledger, checkpoint, signed, index, signal)
+      } catch (err) {
+        if (err instanceof IntegrityError) throw refuse(err.message.startsWith(`${label}: `) ? err.message.slice(label.length + 2) : err.message, err)
+        throw err
+      }
+      // One version, one manifest: a log that anchored this version before under another entry
+      // (or another manifest) is equivocating, whatever its proofs say now.
+      const prior = await local.anchor(version)
+      if (prior !== undefined && (prior.anchor.index !== index || prior.anchor.leaf !== toBase64(anchor.leaf))) {
+        throw refuse(`it was verified here before as ledger entry ${prior.anchor.index} (${prior.signed.cid}), now entry ${index} (${signed.cid})`)
+      }
       await local.saveAnchor(signed, { index, leaf: toBase64(anchor.leaf), proof: anchor.proof.map(toBase64), checkpoint: checkpoint.note })
       anchored = { index, checkpoint }
       return
@@ -105,14 +120,19 @@ export async function obtainVersion (ctx: ObtainContext, version: number, signal
     anchored = { index: stored.anchor.index, checkpoint }
   }
 
+  // Keys granted by the coordinator are kept only once every block they open has decrypted and
+  // matched its plaintext hash (after fetchModel below), and a kept key is never replaced: one
+  // bad key answer (a buggy coordinator, or a man in the middle wrapping random keys to our
+  // public key) then fails this load only, instead of overwriting keys that work.
+  let granted: { fetched: Map<string, Uint8Array>, manifest: Manifest } | undefined
   const keys = async (manifest: Manifest): Promise<Map<string, Uint8Array>> => {
     const ids = [...new Set(manifest.blocks.map(b => b.keyId))]
-    const kept = await local.keys(ids)
-    if (kept !== undefined) return kept
+    const kept = await local.keptKeys(ids)
+    if (kept.size === ids.length) return kept
     if (offline) throw new UnavailableError(`${label}: the coordinator is unreachable and this version's data keys are not kept here`)
     const fetched = await coordinatorKeys(ctx.client, manifest, signal)
-    await local.saveKeys(new Map([...fetched].map(([id, k]) => [id, k.slice()])), await keepKeys(local, manifest))
-    return fetched
+    granted = { fetched: new Map([...fetched].filter(([id]) => !kept.has(id)).map(([id, k]) => [id, k.slice()])), manifest }
+    return new Map([...fetched, ...kept])
   }
 
   const fetched = await fetchModel({
@@ -134,6 +154,7 @@ export async function obtainVersion (ctx: ObtainContext, version: number, signal
   })
   const a = anchored as { index: number, checkpoint: VerifiedCheckpoint } | undefined
   if (a === undefined) throw new IntegrityError(`${label}: not verified against the ledger`)
+  if (granted !== undefined) await local.saveKeys(granted.fetched, await keepKeys(local, granted.manifest))
   return { ...fetched, ledgerIndex: a.index, checkpoint: a.checkpoint, offline }
 }
 

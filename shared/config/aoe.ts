@@ -28,6 +28,8 @@ export const AOE_RUNTIMES = Object.freeze({
 export type AoeRuntime = keyof typeof AOE_RUNTIMES
 
 const RUNTIME_NAMES = Object.keys(AOE_RUNTIMES) as [AoeRuntime, ...AoeRuntime[]]
+/** AoE's model sources: "local"/"cloud" as AoE's Android SDK writes them (ModelSource), "installed"/"remote" as its early docs do, and blockfed's own. */
+const AOE_SOURCES = ['local', 'cloud', 'installed', 'remote', 'blockfed'] as const
 
 /** `[a-z0-9][a-z0-9._-]{0,63}`: the model's name at the coordinator, safe in URLs and paths. */
 export const MODEL_NAME_PATTERN = /^[a-z0-9][a-z0-9._-]{0,63}$/
@@ -161,12 +163,16 @@ const fields = {
   // AoE's own fields.
   version: nonEmpty('a non-empty version label such as "1.0.0"')
     .meta({ description: 'AoE: the model\'s version label (informational; blockfed versions are numbers, see "pin").' }),
-  tag: nonEmpty('a non-empty tag naming the feature, such as "tag_mnist"')
-    .meta({ description: 'AoE: the feature this model serves; several models may share a tag.' }),
+  tag: nonEmpty('a non-empty tag naming the feature, such as "tag_mnist"').optional()
+    .meta({ description: 'AoE: the feature this model serves; several models may share a tag. Default: the model name (AoE\'s Android configs carry no tag).' }),
   runtime: z.enum(RUNTIME_NAMES, expecting(`one of ${RUNTIME_NAMES.map((n) => `"${n}"`).join(', ')}`))
     .meta({ description: 'AoE: the inference runtime. tensorflow/tfjs/tensorflowjs run on tfjs; onnx/onnxruntime on onnxruntime.' }),
-  source: z.enum(['installed', 'remote', 'blockfed'], expecting('one of "installed", "remote", "blockfed"'))
-    .meta({ description: 'AoE: where the model comes from — installed with the app, downloaded (remote), or as verified blocks through blockfed.' }),
+  source: z.enum(AOE_SOURCES, expecting(`one of ${AOE_SOURCES.map(s => `"${s}"`).join(', ')}`))
+    .meta({ description: 'AoE: where the model comes from — with the app ("local"; "installed" in AoE\'s early docs), downloaded ("cloud"; "remote"), or "blockfed". Informational: blockfed always loads verified blocks from the coordinator.' }),
+  modelId: positiveInt('a positive integer (AoE\'s id of a cloud model)').optional()
+    .meta({ description: 'AoE (cloud models): the model\'s id in AoE\'s model service. Informational.' }),
+  modelSign: nonEmpty('a non-empty string (AoE\'s signature of a cloud model)').optional()
+    .meta({ description: 'AoE (cloud models): the package signature AoE checks. Informational: blockfed checks the coordinator\'s signed manifest and the version ledger instead.' }),
   modelDir: z.string(expecting('a relative folder path such as "mnist" or "vision/pose"'))
     .max(255, expecting('a relative folder path of at most 255 characters'))
     .regex(MODEL_DIR_PATTERN, expecting('a relative folder path such as "mnist" or "vision/pose" (no "..", ".", empty segment, leading "/", "\\" or ":")'))
@@ -221,11 +227,17 @@ export const aoeConfigSchema = objectSchema
     if (typeof ledger?.minWitnesses === 'number' && ledger.minWitnesses > (Array.isArray(ledger.witnesses) ? ledger.witnesses.length : 0)) {
       ctx.addIssue({ code: 'custom', path: ['ledger', 'minWitnesses'], message: `requires ${ledger.minWitnesses} witness cosignatures but "ledger.witnesses" lists ${Array.isArray(ledger.witnesses) ? ledger.witnesses.length : 0}` })
     }
+    // A witness listed twice would count twice toward minWitnesses; the note verifier refuses
+    // two keys of one name, so such a list could never verify a checkpoint. Refused here.
+    const names = Array.isArray(ledger?.witnesses) ? ledger.witnesses.map(w => typeof w === 'string' ? w.split('+')[0] : undefined) : []
+    names.forEach((name, i) => {
+      if (name !== undefined && names.indexOf(name) < i) ctx.addIssue({ code: 'custom', path: ['ledger', 'witnesses', i], message: `names witness "${name}" a second time (entry ${names.indexOf(name)}); list each witness once` })
+    })
     if (has('pin') && has('channel')) {
       ctx.addIssue({ code: 'custom', path: ['channel'], message: 'give "pin" (stay on one version) or "channel" (follow releases), not both' })
     }
   }, { when: () => true })
-  .transform((config) => ({ ...config, engine: AOE_RUNTIMES[config.runtime] as Engine }))
+  .transform((config) => ({ ...config, tag: config.tag ?? config.modelName, engine: AOE_RUNTIMES[config.runtime] as Engine }))
 
 /** An AoE config as the runtime uses it: AoE's fields, blockfed's, defaults filled, engine added. */
 export type AoeConfig = z.output<typeof aoeConfigSchema>

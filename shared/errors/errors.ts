@@ -66,6 +66,12 @@ export class TimeoutError extends BlockfedError {
 }
 
 /**
+ * True for a peer that could not be reached or did not answer in time: a runtime treats both as
+ * "offline" and falls back to what it verified and kept, where any other error stops it.
+ */
+export const isUnreachable = (err: unknown): boolean => err instanceof UnavailableError || err instanceof TimeoutError
+
+/**
  * The version ledger does not add up: a checkpoint inconsistent with the one this client
  * persisted (a rewritten or forked history), or a version whose entry is not in the log. Carries
  * both checkpoints and the failing proof, so the report is evidence that a third party can check.
@@ -85,6 +91,6 @@ export interface LedgerEvidence {
   trusted?: string
   /** The checkpoint note the log offered. */
   offered: string
-  /** The proof that failed, base64 hashes in RFC 9162 order. */
-  proof: { kind: 'consistency', from: number, to: number, hashes: string[] } | { kind: 'inclusion', index: number, size: number, hashes: string[] }
+  /** The proof that failed, base64 hashes in RFC 9162 order; absent when no proof was offered (no entry, or an entry that names another manifest). */
+  proof?: { kind: 'consistency', from: number, to: number, hashes: string[] } | { kind: 'inclusion', index: number, size: number, hashes: string[] }
 }

@@ -147,16 +147,22 @@ export async function loadModelWeights (manifest: Manifest, options: LoadOptions
   const loadOne = async (block: ManifestBlock): Promise<void> => {
     const cached = await options.cache?.get(block.cid)
     if (cached !== undefined) {
-      // The cache is local disk: still verify, and on a mismatch drop the entry and refetch.
+      // The cache is local disk: still verify, and on a CID mismatch drop the entry and refetch.
+      // Bytes that match their CID are the block itself: if they then fail to open, the key is
+      // wrong, not the cache, and refetching the same bytes would not help.
+      let intact = true
       try {
         await verifyCid(block.cid, cached, `cached block ${block.index}`)
+      } catch (err) {
+        if (!(err instanceof IntegrityError)) throw err
+        intact = false
+        await options.cache?.delete(block.cid)
+      }
+      if (intact) {
         assembler.place(block.index, await openBlock(block, cached, options.keys))
         report.fromCache++
         options.onBlock?.(++done, manifest.blocks.length, block)
         return
-      } catch (err) {
-        if (!(err instanceof IntegrityError)) throw err
-        await options.cache?.delete(block.cid)
       }
     }
     const sealed = await fetchSealed(block, options, report, signal)

@@ -18,10 +18,19 @@ describe('a runtime\'s kept version state', () => {
     const a = Uint8Array.from({ length: 32 }, (_, i) => i)
     const b = Uint8Array.from({ length: 32 }, (_, i) => 255 - i)
     await local.saveKeys(new Map([['ka', a], ['kb', b]]), new Set(['ka', 'kb']))
-    expect(await local.keys(['ka', 'kb'])).toEqual(new Map([['ka', a], ['kb', b]]))
+    expect(await local.keptKeys(['ka', 'kb'])).toEqual(new Map([['ka', a], ['kb', b]]))
     await local.saveKeys(new Map(), new Set(['kb']))
-    expect(await local.keys(['ka'])).toBeUndefined()
+    expect(await local.keptKeys(['ka', 'kb'])).toEqual(new Map([['kb', b]]))
     expect((await stat(join(dir, 'keys.json'))).mode & 0o777).toBe(0o600)
+  })
+
+  it('never replaces a kept key', async () => {
+    const local = localVersions(dir)
+    const good = new Uint8Array(32).fill(1)
+    const other = new Uint8Array(32).fill(2)
+    await local.saveKeys(new Map([['ka', good]]), new Set(['ka']))
+    await local.saveKeys(new Map([['ka', other], ['kb', other]]), new Set(['ka', 'kb']))
+    expect(await local.keptKeys(['ka', 'kb'])).toEqual(new Map([['ka', good], ['kb', other]]))
   })
 
   it('damaged files are reported as integrity errors naming the file and what is wrong', async () => {
@@ -32,7 +41,7 @@ describe('a runtime\'s kept version state', () => {
     await writeFile(join(dir, 'versions.json'), '{"current": -1, "previous": null, "rejected": []}')
     await expect(local.state()).rejects.toThrow(/versions\.json: current: /)
     await writeFile(join(dir, 'keys.json'), '{"ka": 7}')
-    await expect(local.keys(['ka'])).rejects.toThrow(/keys\.json: ka: /)
+    await expect(local.keptKeys(['ka'])).rejects.toThrow(/keys\.json: ka: /)
     await mkdir(join(dir, 'anchors'))
     await writeFile(join(dir, 'anchors', '2.json'), '{"signed": {}}')
     await expect(local.anchor(2)).rejects.toThrow(/anchors\/2\.json: signed/)

@@ -29,10 +29,20 @@ describe('parseAoeConfig: accepts', () => {
     expect(c).toMatchObject({ channel: 'canary', upgrade: { validate: { margin: 0.01 } }, rollback: { below: 0.9 }, ledger: { witnesses: [witness], minWitnesses: 1 } })
     expect(parseAoeConfig({ ...aoe, upgrade: { validate: {} } }).upgrade).toEqual({ validate: { margin: 0 } })
     expect(() => parseAoeConfig({ ...aoe, ledger: { minWitnesses: 2, witnesses: [witness] } })).toThrow(/"ledger.minWitnesses": requires 2 witness cosignatures but "ledger.witnesses" lists 1/)
+    // The same witness twice (same name, even under another key) cannot meet minWitnesses 2.
+    const again = 'w.test/1+89abcdef+BAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAB'
+    expect(() => parseAoeConfig({ ...aoe, ledger: { minWitnesses: 2, witnesses: [witness, again] } })).toThrow(/"ledger.witnesses\[1\]": names witness "w.test\/1" a second time \(entry 0\); list each witness once/)
     expect(() => parseAoeConfig({ ...aoe, upgrade: 'sometimes' })).toThrow(/"upgrade": expected "auto", "manual" or/)
     expect(() => parseAoeConfig({ ...aoe, rollback: { below: 2 } })).toThrow(/"rollback.below": expected a metric bound from 0 to 1/)
     expect(() => parseAoeConfig({ ...aoe, rollback: { bellow: 0.5 } })).toThrow(/"rollback.bellow": unknown key \(did you mean "below"\?\)/)
     expect(() => parseAoeConfig({ ...aoe, ledger: { key: 'no key' } })).toThrow(/"ledger.key": expected a log verifier key/)
+  })
+
+  it('a cloud model config as AoE\'s Android SDK writes it: "cloud" source, modelId and modelSign, no tag', () => {
+    const { tag: _tag, ...untagged } = aoe
+    const c = parseAoeConfig({ ...untagged, source: 'cloud', modelId: 1024, modelSign: '8d2f3c6a' })
+    expect(c).toMatchObject({ source: 'cloud', modelId: 1024, modelSign: '8d2f3c6a', tag: aoe.modelName })
+    expect(parseAoeConfig({ ...aoe, source: 'local' }).source).toBe('local')
   })
 
   it('maps every AoE runtime name to its engine, keeping the original', () => {
@@ -85,7 +95,8 @@ describe('parseAoeConfig: refuses, naming the field and what was expected', () =
     expect(problem({ ...aoe, cache: [] })).toMatch(/"cache": expected an object \{ memoryBytes, diskBytes, halfLifeHours, weights, adapt \}, got an array/)
     expect(problem({ ...aoe, pin: 0 })).toMatch(/"pin": expected a positive integer version, got 0/)
     expect(problem({ ...aoe, channel: 'beta' })).toMatch(/"channel": expected "stable" or "canary", got "beta"/)
-    expect(problem({ ...aoe, source: 'cloud' })).toMatch(/"source": expected one of "installed", "remote", "blockfed", got "cloud"/)
+    expect(problem({ ...aoe, source: 'web' })).toMatch(/"source": expected one of "local", "cloud", "installed", "remote", "blockfed", got "web"/)
+    expect(problem({ ...aoe, modelId: 0 })).toMatch(/"modelId": expected a positive integer/)
   })
 
   it('a runtime it has no engine for', () => {
@@ -104,7 +115,8 @@ describe('parseAoeConfig: refuses, naming the field and what was expected', () =
     const { modelName: _, ...noName } = aoe
     expect(problem(noName)).toBe('aoe config mnist.json: "modelName": missing, expected a model name matching [a-z0-9][a-z0-9._-]{0,63}')
     const all = problem({})
-    for (const k of ['version', 'tag', 'runtime', 'source', 'modelDir', 'modelName', 'updateURL']) expect(all).toContain(`"${k}": missing`)
+    for (const k of ['version', 'runtime', 'source', 'modelDir', 'modelName', 'updateURL']) expect(all).toContain(`"${k}": missing`)
+    expect(all).not.toContain('"tag"')
   })
 
   it('a bad model name', () => {
@@ -157,10 +169,10 @@ describe('parseAoeConfig: refuses, naming the field and what was expected', () =
 })
 
 describe('aoeConfigJsonSchema', () => {
-  it('describes the input: strict, the seven AoE fields required, defaults shown', () => {
+  it('describes the input: strict, six AoE fields required (tag defaults to the model name), defaults shown', () => {
     const s = aoeConfigJsonSchema() as { additionalProperties: boolean, required: string[], properties: Record<string, { properties?: Record<string, { default?: unknown }> }> }
     expect(s.additionalProperties).toBe(false)
-    expect([...s.required].sort()).toEqual(['modelDir', 'modelName', 'runtime', 'source', 'tag', 'updateURL', 'version'])
+    expect([...s.required].sort()).toEqual(['modelDir', 'modelName', 'runtime', 'source', 'updateURL', 'version'])
     expect(s.properties.cache?.properties?.memoryBytes?.default).toBe(DEFAULT_CACHE_CONFIG.memoryBytes)
     expect(s.properties.fetch?.properties?.concurrency?.default).toBe(DEFAULT_FETCH_CONFIG.concurrency)
   })

@@ -1,0 +1,214 @@
+/**
+ * A runtime between a real coordinator and a hostile or broken network: every request of the
+ * runtime goes through a real HTTP proxy on 127.0.0.1 that the test makes tamper, hang or pass
+ * through. Plain-HTTP deployments meet exactly this (a man in the middle), and so does a buggy
+ * coordinator. What must hold: nothing the runtime verified and kept is ever spoilt by a bad
+ * answer, it never moves backwards or onto an unanchored version unasked, and a coordinator
+ * that hangs is treated like one that is down.
+ */
+import { describe, it, expect, beforeAll, afterAll } from 'vitest'
+import { createServer, type Server } from 'node:http'
+import { mkdtemp, readFile, rm } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import * as tf from '@tensorflow/tfjs-core'
+import * as tfl from '@tensorflow/tfjs-layers'
+import { createCoordinator, type Coordinator } from '../../coordinator/coordinator.ts'
+import { tfjsBackend } from '../../node-runtime/engines/tfjs.ts'
+import { modelFiles } from '../../node-runtime/examples/mnist-mlp.ts'
+import { createNodeRuntime, type NodeRuntime } from '../../node-runtime/runtime.ts'
+import { coordinatorClient, type CoordinatorClient } from '../../shared/client/coordinator-client.ts'
+import { fromBase64 } from '../../shared/crypto/bytes.ts'
+import { wrapKeys } from '../../shared/crypto/wrap.ts'
+import { IntegrityError, LedgerSecurityError } from '../../shared/errors/errors.ts'
+import type { ModelFile } from '../../shared/model/types.ts'
+import type { ModelCode } from '../../shared/runtime/lifecycle.ts'
+
+type Mode = 'pass' | 'hang' | { rewrite: (path: string, request: Buffer, body: Buffer) => Buffer | undefined }
+
+let root: string
+let coordinator: Coordinator
+let upstream: string
+let admin: CoordinatorClient
+let token: string
+let proxy: Server
+let url: string
+let mode: Mode = 'pass'
+const runtimes: NodeRuntime[] = []
+
+/** Two dense layers, small blocks (each layer its own block); `seed` changes the second layer only. */
+async function files (seed: number): Promise<ModelFile[]> {
+  const m = tfl.sequential()
+  m.add(tfl.layers.dense({ inputShape: [64], units: 128, name: 'a', kernelInitializer: tfl.initializers.randomNormal({ seed: 1 }) }))
+  m.add(tfl.layers.dense({ units: 10, name: 'b', kernelInitializer: tfl.initializers.randomNormal({ seed }) }))
+  const f = await modelFiles(m)
+  m.dispose()
+  return f
+}
+
+const config = (model: string, extra: Record<string, unknown> = {}): Record<string, unknown> =>
+  ({ version: '1', tag: 't', runtime: 'tfjs', source: 'blockfed', modelDir: model, modelName: model, updateURL: url, token, ...extra })
+
+async function runtime (dir: string, options: Partial<Parameters<typeof createNodeRuntime>[0]> = {}): Promise<NodeRuntime> {
+  const rt = await createNodeRuntime({ dataDir: join(root, dir), accessHistory: false, ...options })
+  runtimes.push(rt)
+  return rt
+}
+
+async function setChannel (model: string, version: number): Promise<void> {
+  const r = await fetch(`${upstream}/v1/models/${model}/channels/stable`, { method: 'PUT', headers: { 'content-type': 'application/json', authorization: `Bearer ${coordinator.adminToken}` }, body: JSON.stringify({ version }) })
+  expect(r.status).toBe(200)
+}
+
+beforeAll(async () => {
+  await tfjsBackend()
+  root = await mkdtemp(join(tmpdir(), 'blockfed-hostile-'))
+  coordinator = await createCoordinator({ dataDir: join(root, 'coordinator'), port: 0, partition: { targetBytes: 16 << 10, maxBytes: 64 << 10 } })
+  upstream = await coordinator.start()
+  admin = coordinatorClient({ baseUrl: upstream, token: coordinator.adminToken })
+  token = await admin.createToken('edge')
+  proxy = createServer((req, res) => {
+    if (mode === 'hang') return // accepts, never answers
+    const chunks: Buffer[] = []
+    req.on('data', (c: Buffer) => chunks.push(c))
+    req.on('end', () => {
+      void (async () => {
+        const request = Buffer.concat(chunks)
+        const headers = Object.fromEntries(Object.entries(req.headers).filter(([k]) => !['host', 'connection', 'content-length'].includes(k))) as Record<string, string>
+        const up = await fetch(upstream + (req.url ?? '/'), { method: req.method, headers, body: req.method === 'GET' || req.method === 'HEAD' ? undefined : request })
+        let body: Buffer = Buffer.from(await up.arrayBuffer())
+        if (typeof mode === 'object') body = mode.rewrite(req.url ?? '/', request, body) ?? body
+        const out: Record<string, string> = {}
+        up.headers.forEach((v, k) => { if (!['content-length', 'content-encoding', 'transfer-encoding', 'connection'].includes(k)) out[k] = v })
+        res.writeHead(up.status, { ...out, 'content-length': String(body.length) })
+        res.end(body)
+      })().catch(() => { res.destroy() })
+    })
+  })
+  await new Promise<void>(resolve => proxy.listen(0, '127.0.0.1', resolve))
+  url = `http://127.0.0.1:${(proxy.address() as { port: number }).port}`
+}, 60_000)
+
+afterAll(async () => {
+  for (const rt of runtimes) await rt.stop().catch(() => {})
+  proxy?.closeAllConnections()
+  await new Promise(resolve => proxy?.close(resolve))
+  await coordinator?.stop()
+  await rm(root, { recursive: true, force: true })
+})
+
+describe('a runtime behind a hostile network', () => {
+  it('a tampered key answer fails that upgrade only: the kept keys survive, the next honest update and a restart work', async () => {
+    await admin.ingest('keys', await files(2))
+    const handle = await (await runtime('keys')).load(config('keys'))
+    const keysFile = join(root, 'keys', 'keys', 'keys.json')
+    const keptBefore = JSON.parse(await readFile(keysFile, 'utf8')) as Record<string, string>
+    expect((await admin.ingest('keys', await files(3))).newBlocks).toBe(1)
+
+    // Random data keys wrapped to the runtime's own public key (it travels in the request).
+    mode = {
+      rewrite: (path, request, body) => {
+        if (!/\/v1\/models\/keys\/versions\/2\/keys$/.test(path)) return undefined
+        const answer = JSON.parse(body.toString()) as { ephemeralPublicKey: string, keys: Array<{ keyId: string, blockCid: string, wrapped: string }> }
+        const wrapped = wrapKeys(fromBase64((JSON.parse(request.toString()) as { publicKey: string }).publicKey), answer.keys.map(k => ({ keyId: k.keyId, key: globalThis.crypto.getRandomValues(new Uint8Array(32)), aad: k.blockCid })))
+        return Buffer.from(JSON.stringify({ ...answer, ephemeralPublicKey: wrapped.ephemeralPublicKey, keys: answer.keys.map((k, i) => ({ ...k, wrapped: wrapped.keys[i]?.wrapped })) }))
+      }
+    }
+    await expect(handle.update()).rejects.toThrow(IntegrityError)
+    expect(handle.manifest.version).toBe(1)
+    // Nothing of the bad answer was kept, and no kept key was replaced.
+    expect(JSON.parse(await readFile(keysFile, 'utf8'))).toEqual(keptBefore)
+
+    mode = 'pass'
+    expect(await handle.update()).toMatchObject({ action: 'upgraded', from: 1, to: 2 })
+    expect(handle.manifest.version).toBe(2)
+    // A restart pinned to v1 still opens v1 with the keys it kept.
+    const again = await (await runtime('keys-restart')).load(config('keys', { pin: 1 }))
+    expect(again.manifest.version).toBe(1)
+  })
+
+  it('a channel pointing back does not move a restarted runtime backwards', async () => {
+    await admin.ingest('back', await files(4))
+    await admin.ingest('back', await files(5))
+    const first = await runtime('back')
+    expect((await first.load(config('back'))).manifest.version).toBe(2)
+    await setChannel('back', 1)
+    await first.stop()
+    const restarted = await runtime('back')
+    expect((await restarted.load(config('back'))).manifest.version).toBe(2)
+    const state = JSON.parse(await readFile(join(root, 'back', 'back', 'versions.json'), 'utf8')) as { current: number }
+    expect(state.current).toBe(2)
+    // A pin still goes back: that is the operator's decision, written in the config.
+    await restarted.stop()
+    expect((await (await runtime('back')).load(config('back', { pin: 1 }))).manifest.version).toBe(1)
+  })
+
+  it('a version offered without a ledger entry: a restart keeps serving the verified version and raises the security alarm', async () => {
+    await admin.ingest('unanchored', await files(6))
+    const first = await runtime('unanchored')
+    expect((await first.load(config('unanchored'))).manifest.version).toBe(1)
+    await first.stop()
+    await admin.ingest('unanchored', await files(7))
+    mode = {
+      rewrite: (path, _request, body) => {
+        if (!/\/v1\/models\/unanchored\/versions$/.test(path)) return undefined
+        const list = JSON.parse(body.toString()) as { versions: Array<{ version: number, ledgerIndex: number | null }> }
+        for (const v of list.versions) if (v.version === 2) v.ledgerIndex = null
+        return Buffer.from(JSON.stringify(list))
+      }
+    }
+    const alarms: LedgerSecurityError[] = []
+    try {
+      const restarted = await runtime('unanchored', { onSecurityError: (_model, err) => { alarms.push(err) } })
+      const handle = await restarted.load(config('unanchored'))
+      expect(handle.manifest.version).toBe(1)
+      expect(alarms.map(a => a.message)).toEqual([expect.stringMatching(/unanchored@2: the coordinator names no ledger entry for this version; refusing it/)])
+    } finally {
+      mode = 'pass'
+    }
+  })
+
+  it('a coordinator that accepts connections and never answers counts as offline: a restart serves the kept version', async () => {
+    await admin.ingest('hang', await files(8))
+    const first = await runtime('hang')
+    expect((await first.load(config('hang'))).manifest.version).toBe(1)
+    await first.stop()
+    mode = 'hang'
+    try {
+      const handle = await (await runtime('hang')).load(config('hang', { fetch: { timeoutMs: 1_000 } }))
+      expect(handle.manifest.version).toBe(1)
+      expect(handle.report.offline).toBe(true)
+    } finally {
+      mode = 'pass'
+      proxy.closeAllConnections()
+    }
+  })
+
+  it('an inference running while an upgrade swaps the version finishes on the old version', async () => {
+    await admin.ingest('inflight', await files(9))
+    let release!: () => void
+    const held = new Promise<void>(resolve => { release = resolve })
+    let first = true
+    const code = (): ModelCode<Float32Array, tf.Tensor2D, tf.Tensor, Float32Array> => {
+      let model: tfl.LayersModel
+      return {
+        init: ({ engine }) => { model = (engine as { model: tfl.LayersModel }).model },
+        // The first inference waits inside the lifecycle until the test lets it go.
+        preProcess: async input => { if (first) { first = false; await held } return tf.tensor2d(input, [1, 64]) },
+        run: async x => model.predict(x) as tf.Tensor,
+        postProcess: async y => await y.data() as Float32Array,
+        release: () => {}
+      }
+    }
+    const handle = await (await runtime('inflight', { codes: { inflight: code } })).load(config('inflight'))
+    const input = new Float32Array(64).fill(0.25)
+    const expected = await (async () => { first = false; const r = await handle.infer(input); first = true; return r })()
+    const running = handle.infer(input)
+    await admin.ingest('inflight', await files(10))
+    expect(await handle.update()).toMatchObject({ action: 'upgraded', from: 1, to: 2 })
+    release()
+    // The v1 answer, from an engine not yet disposed.
+    expect(Array.from(await running)).toEqual(Array.from(expected))
+    expect(Array.from(await handle.infer(input))).not.toEqual(Array.from(expected))
+  })
+})

@@ -1,0 +1,117 @@
+/**
+ * obtainVersion (node-runtime/versions/obtain.ts) against a coordinator that holds its own
+ * signing key and lies with it: a real Merkle log (shared/ledger/memory-tree.ts), real
+ * Ed25519-signed manifests and checkpoints, a real local version store on disk. The design
+ * says runtimes need not trust the coordinator: what it signs must still add up in the log.
+ */
+import { describe, it, expect, beforeEach, afterEach } from 'vitest'
+import { mkdtemp, readFile, rm } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { localVersions } from '../../../node-runtime/versions/local-store.ts'
+import { obtainVersion, type ObtainContext } from '../../../node-runtime/versions/obtain.ts'
+import { memoryCache } from '../../../shared/cache/memory-lru.ts'
+import type { CoordinatorClient } from '../../../shared/client/coordinator-client.ts'
+import { parseAoeConfig } from '../../../shared/config/aoe.ts'
+import { generateSigningKey } from '../../../shared/crypto/sign.ts'
+import { LedgerSecurityError } from '../../../shared/errors/errors.ts'
+import { signCheckpoint } from '../../../shared/ledger/checkpoint.ts'
+import type { LedgerClient } from '../../../shared/ledger/client.ts'
+import { entryBytes } from '../../../shared/ledger/entry.ts'
+import { memoryTree } from '../../../shared/ledger/memory-tree.ts'
+import { ed25519Signer, verifierKey } from '../../../shared/ledger/note.ts'
+import type { Manifest, SignedManifest } from '../../../shared/manifest/schema.ts'
+import { signManifest } from '../../../shared/manifest/sign.ts'
+
+const ORIGIN = 'blockfed.local/obtain-test'
+let dataDir: string
+beforeEach(async () => { dataDir = await mkdtemp(join(tmpdir(), 'blockfed-obtain-')) })
+afterEach(async () => { await rm(dataDir, { recursive: true, force: true }) })
+
+/** A manifest with no blocks: what is checked here is the ledger, not the loading. */
+const manifestAt = (version: number, createdAt: string): Manifest => ({
+  schema: 'blockfed/manifest@1',
+  model: 'm',
+  version,
+  parent: version === 1 ? null : version - 1,
+  createdAt,
+  format: 'tfjs-layers',
+  topology: { kind: 'tfjs', modelJson: '{}', weightFiles: [] },
+  metadata: {},
+  tensors: [],
+  erasure: { scheme: 'reed-solomon-gf8', k: 1, m: 0 },
+  partition: { targetBytes: 1, maxBytes: 1 },
+  blocks: [],
+  round: null,
+  metrics: null
+}) as unknown as Manifest
+
+/** A coordinator whose log, manifests and version list are whatever the test makes them. */
+function lyingCoordinator (): { ctx: ObtainContext, key: ReturnType<typeof generateSigningKey>, append: (signed: SignedManifest) => number, serve: (signed: SignedManifest, ledgerIndex: number | null) => void } {
+  const key = generateSigningKey()
+  const tree = memoryTree()
+  const leaves: Uint8Array[] = []
+  let served: { signed: SignedManifest, ledgerIndex: number | null } | undefined
+  const ledger: LedgerClient = {
+    checkpoint: async () => signCheckpoint({ origin: ORIGIN, size: tree.size, root: tree.root(), extensions: [] }, ed25519Signer(ORIGIN, key.secretKey)),
+    key: async () => verifierKey(ORIGIN, key.publicKey),
+    entry: async index => ({ index, leaf: leaves[index] as Uint8Array }),
+    inclusion: async (index, size) => tree.inclusionProof(index, size),
+    consistency: async (from, to) => tree.consistencyProof(from, to),
+    channels: async () => { throw new Error('not asked here') }
+  }
+  const client = {
+    baseUrl: 'http://coordinator.test',
+    manifest: async () => served?.signed,
+    versions: async () => served === undefined ? [] : [{ version: served.signed.manifest.version, ledgerIndex: served.ledgerIndex }],
+    keys: async () => ({ keys: new Map(), denied: [] })
+  } as unknown as CoordinatorClient
+  const config = parseAoeConfig({ version: '1', runtime: 'tfjs', source: 'blockfed', modelDir: 'm', modelName: 'm', updateURL: 'http://coordinator.test', token: 't' })
+  return {
+    ctx: { dataDir, config, client, ledger, coordinatorKey: key.publicKey, local: localVersions(join(dataDir, 'm')), source: { name: 'none', get: async () => { throw new Error('no blocks here') } }, cache: memoryCache({ name: 'obtain' }) },
+    append: signed => {
+      const leaf = entryBytes({ model: 'm', version: signed.manifest.version, manifestCid: signed.cid, parent: signed.manifest.parent, time: signed.manifest.createdAt })
+      leaves.push(leaf)
+      return tree.append(leaf)
+    },
+    serve: (signed, ledgerIndex) => { served = { signed, ledgerIndex } },
+    key
+  }
+}
+
+describe('obtainVersion against a lying coordinator', () => {
+  it('refuses a second manifest for a version it verified before, though the log proves both entries', async () => {
+    const c = lyingCoordinator()
+    const { key } = c
+    const first = await signManifest(manifestAt(1, '2026-01-01T00:00:00.000Z'), key)
+    c.serve(first, c.append(first))
+    expect((await obtainVersion(c.ctx, 1)).ledgerIndex).toBe(0)
+
+    // Same model and version, another manifest, appended as a consistent second entry.
+    const other = await signManifest(manifestAt(1, '2026-06-01T00:00:00.000Z'), key)
+    c.serve(other, c.append(other))
+    const err = await obtainVersion(c.ctx, 1).then(() => undefined, (e: unknown) => e)
+    expect(err).toBeInstanceOf(LedgerSecurityError)
+    expect((err as Error).message).toMatch(/m@1: it was verified here before as ledger entry 0 \(.+\), now entry 1 \(.+\); refusing it/)
+    // The anchor kept is still the first one.
+    expect(JSON.parse(await readFile(join(dataDir, 'm', 'anchors', '1.json'), 'utf8')).signed.cid).toBe(first.cid)
+    // The same entry again is fine (re-verifying under a newer checkpoint).
+    c.serve(first, 0)
+    expect((await obtainVersion(c.ctx, 1)).signed.cid).toBe(first.cid)
+  })
+
+  it('refuses a version the coordinator names no entry for, or an entry that names another manifest, as a ledger security failure', async () => {
+    const c = lyingCoordinator()
+    const { key } = c
+    const v1 = await signManifest(manifestAt(1, '2026-01-01T00:00:00.000Z'), key)
+    const index = c.append(v1)
+    const unanchored = await signManifest(manifestAt(2, '2026-02-01T00:00:00.000Z'), key)
+    c.serve(unanchored, null)
+    await expect(obtainVersion(c.ctx, 2)).rejects.toThrow(LedgerSecurityError)
+    await expect(obtainVersion(c.ctx, 2)).rejects.toThrow(/m@2: the coordinator names no ledger entry for this version; refusing it/)
+    // v2 pointed at v1's entry: the entry names another version.
+    c.serve(unanchored, index)
+    await expect(obtainVersion(c.ctx, 2)).rejects.toThrow(LedgerSecurityError)
+    await expect(obtainVersion(c.ctx, 2)).rejects.toThrow(/ledger entry's version \(1\) does not match the manifest/)
+  })
+})
