@@ -113,7 +113,7 @@ export async function createCoordinator (options: CoordinatorOptions): Promise<C
   const database = openDatabase(join(dataDir, 'coordinator.sqlite'))
   const repo = repository(database)
   const files = blockFiles(join(dataDir, 'blocks'))
-  await files.sweep()
+  await files.sweep(cid => repo.isStored(cid))
   const erasure = options.erasure ?? DEFAULT_ERASURE
   const coder = await erasureCoder(defaultReedSolomon, erasure)
   const log = versionLog({ database, signing: identity.signing, keyId: identity.keyId, origin: options.ledgerOrigin })
@@ -185,42 +185,55 @@ export async function createCoordinator (options: CoordinatorOptions): Promise<C
     p2p: () => origin === undefined ? undefined : { peerId: origin.peerId, addresses: origin.addresses() },
     served: () => ({ httpBytes, p2p: origin?.counters() }),
     async start () {
-      const pace = uploadPacer(options.uploadBytesPerSecond)
-      if (options.p2p !== undefined) origin = await createOrigin({ seed: identity.signing.secretKey, files, pace, ...options.p2p })
-      app = await buildServer({
-        repo,
-        files,
-        identity,
-        ingest: async (n, f) => await versions.ingest(n, f),
-        erasure,
-        maxUploadBytes,
-        logger: options.logger,
-        onServed: n => { httpBytes += n },
-        pace,
-        p2p: () => origin === undefined ? undefined : { peerId: origin.peerId, addresses: origin.addresses() }
-      })
-      await roundRoutes(app, { repo, store, manager: rounds })
-      await ledgerRoutes(app, { repo, log })
-      await anchor()
-      hub.attach(app.server)
-      await app.listen({ port: options.port ?? DEFAULT_PORT, host: options.host ?? DEFAULT_HOST })
-      const address = app.server.address() as AddressInfo
-      const host = address.family === 'IPv6' ? `[${address.address}]` : address.address
-      url = `http://${host}:${address.port}`
-      // Rounds a killed coordinator left half-done: finish them from what was accepted, or fail them.
-      await rounds.recover()
-      return url
+      try {
+        return await startServing()
+      } catch (err) {
+        // Half-started (the port taken, a recovery that failed): stop what did start, the
+        // libp2p node above all, whose sockets would otherwise keep the process alive.
+        await stop().catch(() => {})
+        throw err
+      }
     },
-    async stop () {
-      if (stopped) return
-      stopped = true
-      await rounds.stop()
-      await hub.stop()
-      await app?.close()
-      app = undefined
-      await origin?.stop()
-      origin = undefined
-      database.close()
-    }
+    stop
+  }
+
+  async function stop (): Promise<void> {
+    if (stopped) return
+    stopped = true
+    await rounds.stop()
+    await hub.stop()
+    await app?.close()
+    app = undefined
+    await origin?.stop()
+    origin = undefined
+    database.close()
+  }
+
+  async function startServing (): Promise<string> {
+    const pace = uploadPacer(options.uploadBytesPerSecond)
+    if (options.p2p !== undefined) origin = await createOrigin({ seed: identity.signing.secretKey, files, pace, ...options.p2p })
+    app = await buildServer({
+      repo,
+      files,
+      identity,
+      ingest: async (n, f) => await versions.ingest(n, f),
+      erasure,
+      maxUploadBytes,
+      logger: options.logger,
+      onServed: n => { httpBytes += n },
+      pace,
+      p2p: () => origin === undefined ? undefined : { peerId: origin.peerId, addresses: origin.addresses() }
+    })
+    await roundRoutes(app, { repo, store, manager: rounds })
+    await ledgerRoutes(app, { repo, log })
+    await anchor()
+    hub.attach(app.server)
+    await app.listen({ port: options.port ?? DEFAULT_PORT, host: options.host ?? DEFAULT_HOST })
+    const address = app.server.address() as AddressInfo
+    const host = address.family === 'IPv6' ? `[${address.address}]` : address.address
+    url = `http://${host}:${address.port}`
+    // Rounds a killed coordinator left half-done: finish them from what was accepted, or fail them.
+    await rounds.recover()
+    return url
   }
 }

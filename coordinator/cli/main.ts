@@ -8,9 +8,9 @@
 import { Command, InvalidArgumentError } from 'commander'
 import { mkdir, writeFile } from 'node:fs/promises'
 import { homedir } from 'node:os'
-import { dirname, join, resolve } from 'node:path'
+import { dirname, join, resolve, sep } from 'node:path'
 import { coordinatorClient } from '../../shared/client/coordinator-client.ts'
-import { BlockfedError } from '../../shared/errors/errors.ts'
+import { BlockfedError, IntegrityError } from '../../shared/errors/errors.ts'
 import { createCoordinator } from '../coordinator.ts'
 import { readModelFiles } from '../../node-runtime/model-files.ts'
 import { pullModel } from '../../node-runtime/pull.ts'
@@ -93,8 +93,11 @@ program.command('pull')
       onBlock: (done, total) => bar.update(done, total)
     }).finally(() => bar.stop())
     await mkdir(o.out, { recursive: true })
+    const folder = resolve(o.out)
     for (const f of pulled.files) {
-      const target = join(o.out, f.path)
+      // The manifest's schema already refuses paths that leave the folder; checked again where it matters.
+      const target = resolve(folder, f.path)
+      if (!target.startsWith(`${folder}${sep}`)) throw new IntegrityError(`pulled file "${f.path}" would be written outside ${o.out}`)
       await mkdir(dirname(target), { recursive: true })
       await writeFile(target, f.bytes)
     }

@@ -18,7 +18,7 @@ export async function tokenHash (token: string): Promise<string> {
 
 /** Creates a token for `role` (one of ROLES), stores its hash, and returns the token itself. */
 export async function issueToken (repo: Repository, role: string, label: string | null): Promise<string> {
-  if (ROLES[role] === undefined) throw new InvalidInputError(`unknown role "${role}"; roles: ${Object.keys(ROLES).join(', ')}`)
+  if (!Object.hasOwn(ROLES, role)) throw new InvalidInputError(`unknown role "${role}"; roles: ${Object.keys(ROLES).join(', ')}`)
   const token = newToken()
   repo.insertToken(await tokenHash(token), role, label)
   return token
@@ -35,7 +35,7 @@ export async function authenticate (req: FastifyRequest, repo: Repository): Prom
   const match = header === undefined ? null : /^Bearer (\S{1,200})$/.exec(header)
   if (match === null) throw new AccessDeniedError('this endpoint needs an API token: Authorization: Bearer <token>')
   const role = repo.tokenRole(await tokenHash(match[1] as string))
-  const grants = role === undefined ? undefined : ROLES[role]
+  const grants = role === undefined || !Object.hasOwn(ROLES, role) ? undefined : ROLES[role]
   if (role === undefined || grants === undefined) throw new AccessDeniedError('unknown API token')
   return { role, grants }
 }

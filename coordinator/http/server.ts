@@ -19,7 +19,7 @@ import { signedManifestSchema } from '../../shared/manifest/schema.ts'
 import { parseCid } from '../../shared/crypto/cid.ts'
 import { fromBase64 } from '../../shared/crypto/bytes.ts'
 import { wrapKeys } from '../../shared/crypto/wrap.ts'
-import { AccessDeniedError, InvalidInputError, NotFoundError, TooLargeError } from '../../shared/errors/errors.ts'
+import { AccessDeniedError, BlockfedError, InvalidInputError, NotFoundError, TooLargeError, UnavailableError } from '../../shared/errors/errors.ts'
 import { signedManifestOf, type Repository, type VersionRow } from '../store/repository.ts'
 import type { BlockFiles } from '../store/block-files.ts'
 import type { Identity } from '../keys/identity.ts'
@@ -49,8 +49,42 @@ const errors = { 400: errorBodySchema, 403: errorBodySchema, 404: errorBodySchem
 /** Chunk size of a paced block body. */
 const PACED_CHUNK = 64 * 1024
 const SAFE_PATH = /^(?!\/)(?!.*(?:^|\/)\.\.?(?:\/|$))[A-Za-z0-9._\-/]{1,255}$/
+/** Ingest uploads received at once (each buffered whole, up to the upload limit). */
+const INGEST_UPLOADS = 2
+
+type Parts = AsyncIterable<{ type: 'file', filename: string, fieldname: string, toBuffer: () => Promise<Buffer> } | { type: 'field', fieldname: string }>
+
+/**
+ * The uploaded model files, each checked for a safe relative name, sent once, within the
+ * total limit. Malformed multipart (truncated, no boundary) is the client's error: a 400 that
+ * says so, where busboy's bare errors would have been a 500.
+ */
+async function receiveFiles (parts: Parts, maxBytes: number): Promise<ModelFile[]> {
+  const files: ModelFile[] = []
+  let total = 0
+  try {
+    for await (const part of parts) {
+      if (part.type !== 'file') throw new InvalidInputError(`unexpected form field "${part.fieldname}": send only files`)
+      if (!SAFE_PATH.test(part.filename)) {
+        await part.toBuffer().catch(() => undefined)
+        throw new InvalidInputError(`file name "${part.filename.slice(0, 100)}" is not a safe relative path`)
+      }
+      const buffer = await part.toBuffer()
+      total += buffer.length
+      if (total > maxBytes) throw new TooLargeError(`upload exceeds the ${maxBytes}-byte limit`)
+      if (files.some(f => f.path === part.filename)) throw new InvalidInputError(`file "${part.filename}" sent twice`)
+      files.push({ path: part.filename, bytes: new Uint8Array(buffer.buffer, buffer.byteOffset, buffer.byteLength) })
+    }
+  } catch (err) {
+    if (err instanceof BlockfedError || (err as { statusCode?: number }).statusCode !== undefined) throw err
+    throw new InvalidInputError(`malformed multipart body: ${(err as Error).message}`, { cause: err })
+  }
+  if (files.length === 0) throw new InvalidInputError('no files in the upload')
+  return files
+}
 
 export async function buildServer (deps: ServerDeps): Promise<FastifyInstance> {
+  let receiving = 0
   const app = Fastify({
     logger: deps.logger ?? false,
     bodyLimit: 1 << 20,
@@ -68,6 +102,9 @@ export async function buildServer (deps: ServerDeps): Promise<FastifyInstance> {
     transform: jsonSchemaTransform
   })
   await app.register(multipart, {
+    // preservePath: a weight file may sit in a folder (model.json names "sub/w.bin"); without it
+    // busboy cuts every name to its last segment, and SAFE_PATH below would check nothing.
+    preservePath: true,
     limits: { fileSize: deps.maxUploadBytes, files: MAX_UPLOAD_FILES, fields: 0, parts: MAX_UPLOAD_FILES, headerPairs: 200 }
   })
 
@@ -133,8 +170,12 @@ export async function buildServer (deps: ServerDeps): Promise<FastifyInstance> {
       if (blob === undefined) throw new NotFoundError(`data key ${keyId} of block ${cid} is missing from the key store`)
       return { keyId, key: deps.identity.unwrapDataKey(keyId, blob), aad: cid }
     })
-    const out = wrapKeys(fromBase64(req.body.publicKey), keys)
-    for (const k of keys) k.key.fill(0)
+    let out
+    try {
+      out = wrapKeys(fromBase64(req.body.publicKey), keys)
+    } finally {
+      for (const k of keys) k.key.fill(0)
+    }
     return {
       model: manifest.model,
       version: manifest.version,
@@ -153,21 +194,16 @@ export async function buildServer (deps: ServerDeps): Promise<FastifyInstance> {
     const caller = await authenticate(req, deps.repo)
     if (!caller.grants.ingest) throw new AccessDeniedError(`role ${caller.role} may not ingest models`)
     if (!req.isMultipart()) throw new InvalidInputError('ingest expects multipart/form-data with one part per model file')
-    const files: ModelFile[] = []
-    let total = 0
-    for await (const part of req.parts()) {
-      if (part.type !== 'file') throw new InvalidInputError(`unexpected form field "${part.fieldname}": send only files`)
-      if (!SAFE_PATH.test(part.filename)) {
-        await part.toBuffer().catch(() => undefined)
-        throw new InvalidInputError(`file name "${part.filename.slice(0, 100)}" is not a safe relative path`)
-      }
-      const bytes = new Uint8Array(await part.toBuffer())
-      total += bytes.length
-      if (total > deps.maxUploadBytes) throw new TooLargeError(`upload exceeds the ${deps.maxUploadBytes}-byte limit`)
-      if (files.some(f => f.path === part.filename)) throw new InvalidInputError(`file "${part.filename}" sent twice`)
-      files.push({ path: part.filename, bytes })
+    // Uploads are buffered whole before the one-at-a-time ingest queue: bound how many are
+    // received at once, so memory stays within INGEST_UPLOADS × the upload limit.
+    if (receiving >= INGEST_UPLOADS) throw new UnavailableError(`${receiving} uploads are being received; retry when one has finished`)
+    receiving++
+    let files: ModelFile[]
+    try {
+      files = await receiveFiles(req.parts(), deps.maxUploadBytes)
+    } finally {
+      receiving--
     }
-    if (files.length === 0) throw new InvalidInputError('no files in the upload')
     return await deps.ingest(req.params.name, files)
   })
 
@@ -178,8 +214,8 @@ export async function buildServer (deps: ServerDeps): Promise<FastifyInstance> {
     parseCid(cid)
     const etag = `"${cid}"`
     void reply.header('etag', etag).header('cache-control', 'public, max-age=31536000, immutable')
-    if (req.headers['if-none-match'] === etag) return await reply.status(304).send(undefined as never)
     const bytes = await deps.files.get(cid)
+    if (req.headers['if-none-match'] === etag) return await reply.status(304).send(undefined as never)
     deps.onServed?.(bytes.length)
     void reply.type('application/octet-stream').header('content-length', bytes.length)
     const { pace } = deps

@@ -1,7 +1,8 @@
 /**
  * Sealed blocks and shards as files under `<data>/blocks/<2-char fan-out>/<cid>`. Writes go to a
- * temporary name and are renamed into place, so a reader never sees half a file and a crash
- * leaves at most a `.tmp` that the next start removes. Recently served objects stay in a
+ * temporary name and are renamed into place, so a reader never sees half a file. Files land
+ * before the database commit that records them: a crash mid-ingest leaves `.tmp` files and
+ * complete files no row names, both removed by the next start's sweep. Recently served objects stay in a
  * bounded in-memory LRU, so a wave of runtimes loading the same model reads each file once.
  */
 import { mkdir, readFile, rename, rm, writeFile, readdir } from 'node:fs/promises'
@@ -14,8 +15,8 @@ export interface BlockFiles {
   put: (cid: string, bytes: Uint8Array) => Promise<void>
   get: (cid: string) => Promise<Uint8Array>
   remove: (cid: string) => Promise<void>
-  /** Removes temporaries left by a crash. */
-  sweep: () => Promise<number>
+  /** Removes temporaries left by a crash and, given `isStored`, every file whose CID it denies. */
+  sweep: (isStored?: (cid: string) => boolean) => Promise<number>
 }
 
 export function blockFiles (dir: string, hotBytes = 256 << 20): BlockFiles {
@@ -29,8 +30,13 @@ export function blockFiles (dir: string, hotBytes = 256 << 20): BlockFiles {
       const path = pathOf(cid)
       await mkdir(join(dir, cid.slice(-2)), { recursive: true })
       const tmp = `${path}.${process.pid}.${Math.random().toString(36).slice(2)}.tmp`
-      await writeFile(tmp, bytes)
-      await rename(tmp, path)
+      try {
+        await writeFile(tmp, bytes)
+        await rename(tmp, path)
+      } catch (err) {
+        await rm(tmp, { force: true })
+        throw err
+      }
     },
     async get (cid) {
       const cached = await hot.get(cid)
@@ -48,12 +54,12 @@ export function blockFiles (dir: string, hotBytes = 256 << 20): BlockFiles {
       await hot.delete(cid)
       await rm(pathOf(cid), { force: true })
     },
-    async sweep () {
+    async sweep (isStored) {
       let removed = 0
       await mkdir(dir, { recursive: true })
       for (const fan of await readdir(dir)) {
         for (const name of await readdir(join(dir, fan)).catch(() => [] as string[])) {
-          if (name.endsWith('.tmp')) {
+          if (name.endsWith('.tmp') || (isStored !== undefined && !isStored(name))) {
             await rm(join(dir, fan, name), { force: true })
             removed++
           }

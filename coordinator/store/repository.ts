@@ -26,6 +26,8 @@ export function signedManifestOf (row: VersionRow): SignedManifest {
 
 export interface Repository {
   findBlock: (plaintextSha256: string) => StoredBlock | undefined
+  /** True when a committed row names `cid` as a sealed block or one of its shards. */
+  isStored: (cid: string) => boolean
   insertBlock: (row: { cid: string, plaintextSha256: string, keyId: string, sealedLength: number, shardSize: number, shardCids: string[] }) => void
   insertDataKey: (keyId: string, wrapped: Uint8Array) => void
   dataKeys: (keyIds: string[]) => Map<string, Uint8Array>
@@ -47,6 +49,7 @@ export function repository ({ db }: Database): Repository {
   const now = (): string => new Date().toISOString()
   const q = {
     findBlock: db.prepare('SELECT cid, key_id, sealed_length, shard_size, shard_cids FROM blocks WHERE plaintext_sha256 = ?'),
+    isStored: db.prepare('SELECT 1 AS hit FROM blocks WHERE cid = ? UNION ALL SELECT 1 FROM shards WHERE cid = ? LIMIT 1'),
     insertBlock: db.prepare('INSERT INTO blocks (cid, plaintext_sha256, key_id, sealed_length, shard_size, shard_cids, created_at) VALUES (?, ?, ?, ?, ?, ?, ?)'),
     insertShard: db.prepare('INSERT OR IGNORE INTO shards (cid, block_cid, idx) VALUES (?, ?, ?)'),
     insertKey: db.prepare('INSERT INTO data_keys (key_id, wrapped, created_at) VALUES (?, ?, ?)'),
@@ -63,6 +66,9 @@ export function repository ({ db }: Database): Repository {
     setChannel: db.prepare('INSERT INTO channels (model, channel, version, rollout, updated_at) VALUES (?, ?, ?, ?, ?) ON CONFLICT (model, channel) DO UPDATE SET version = excluded.version, rollout = excluded.rollout, updated_at = excluded.updated_at')
   }
   return {
+    isStored (cid) {
+      return q.isStored.get(cid, cid) !== undefined
+    },
     findBlock (plaintextSha256) {
       const row = q.findBlock.get(plaintextSha256) as { cid: string, key_id: string, sealed_length: number, shard_size: number, shard_cids: string } | undefined
       if (row === undefined) return undefined

@@ -38,7 +38,16 @@ function kek (shared: Uint8Array, ephemeralPublic: Uint8Array, recipientPublic: 
 export function wrapKeys (recipientPublic: Uint8Array, keys: Array<{ keyId: string, key: Uint8Array, aad: string }>): { ephemeralPublicKey: string, keys: WrappedKey[] } {
   if (recipientPublic.length !== 32) throw new InvalidInputError(`recipient X25519 public key: expected 32 bytes, got ${recipientPublic.length}`)
   const eph = generateWrapKey()
-  const k = kek(x25519.getSharedSecret(eph.secretKey, recipientPublic), eph.publicKey, recipientPublic)
+  let shared: Uint8Array
+  try {
+    shared = x25519.getSharedSecret(eph.secretKey, recipientPublic)
+  } catch (err) {
+    // A low-order point (RFC 7748 §6.1: the all-zero shared secret) gives no secret to wrap with.
+    eph.secretKey.fill(0)
+    throw new InvalidInputError('recipient X25519 public key: a low-order point, not a usable key', { cause: err })
+  }
+  const k = kek(shared, eph.publicKey, recipientPublic)
+  shared.fill(0)
   const out = keys.map(({ keyId, key, aad }) => {
     const nonce = globalThis.crypto.getRandomValues(new Uint8Array(24))
     const ct = xchacha20poly1305(k, nonce, utf8ToBytes(aad)).encrypt(key)

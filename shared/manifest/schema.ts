@@ -11,6 +11,15 @@ export const MANIFEST_SCHEMA = 'blockfed/manifest@1'
 const cidString = z.string().regex(/^b[a-z2-7]{20,120}$/, 'a base32 CIDv1')
 const hex = (bytes: number): z.ZodString => z.string().regex(new RegExp(`^[0-9a-f]{${bytes * 2}}$`), `${bytes * 2} lowercase hex characters`)
 const count = z.number().int().nonnegative()
+/**
+ * A file path relative to the model's folder: `blockfed pull` writes the model back out under
+ * these names, so none may climb out of the folder or name an absolute place (a signed manifest
+ * comes from a coordinator a runtime need not trust).
+ */
+export const relativeFilePathSchema = z.string().min(1).max(255).refine(
+  p => !p.startsWith('/') && !/[\\:\0]/.test(p) && p.split('/').every(segment => segment !== '' && segment !== '.' && segment !== '..'),
+  'a relative file path (no leading "/", no "..", "." or empty segment, no "\\", ":" or NUL)'
+)
 export const modelNameSchema = z.string().regex(/^[a-z0-9][a-z0-9._-]{0,63}$/, 'lowercase letters, digits, ".", "_" or "-", starting with a letter or digit, at most 64 characters')
 
 export const tensorSchema = z.object({
@@ -50,14 +59,14 @@ export const topologySchema = z.discriminatedUnion('kind', [
   z.object({
     kind: z.literal('tfjs'),
     modelJson: z.string(),
-    weightFiles: z.array(z.object({ path: z.string().min(1), byteLength: count }).strict())
+    weightFiles: z.array(z.object({ path: relativeFilePathSchema, byteLength: count }).strict())
   }).strict(),
   z.object({
     kind: z.literal('onnx'),
-    fileName: z.string().min(1).optional(),
+    fileName: relativeFilePathSchema.optional(),
     skeleton: z.string(),
     holes: z.array(z.object({ offset: count, tensor: count }).strict()),
-    external: z.array(z.object({ tensor: count, location: z.string().min(1), offset: count }).strict())
+    external: z.array(z.object({ tensor: count, location: relativeFilePathSchema, offset: count }).strict())
   }).strict()
 ])
 

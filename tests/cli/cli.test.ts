@@ -91,6 +91,21 @@ describe('blockfed CLI', () => {
   })
 })
 
+describe('blockfed coordinator', () => {
+  it('exits with the reason when its port is taken, instead of hanging on its started libp2p node', async () => {
+    const port = new URL(url).port
+    const child = spawn(process.execPath, [CLI, 'coordinator', '--data', join(root, 'second'), '--port', port], { stdio: ['ignore', 'pipe', 'pipe'] })
+    let stderr = ''
+    child.stderr.on('data', (c: Buffer) => { stderr += c.toString() })
+    const code = await new Promise<number | null>((resolve, reject) => {
+      const timer = setTimeout(() => { child.kill('SIGKILL'); reject(new Error('the second coordinator was still running after 20 s')) }, 20_000)
+      child.once('exit', c => { clearTimeout(timer); resolve(c) })
+    })
+    expect(code).toBe(1)
+    expect(stderr).toMatch(/EADDRINUSE/)
+  })
+})
+
 describe('blockfed simulate', () => {
   it('runs real rounds over loopback and prints one JSON object per round and a summary with the centralised reference', async () => {
     const result = await blockfed('simulate', '--clients', '3', '--rounds', '2', '--partition', 'classes:4', '--secure', 'masking', '--hidden', '16', '--seed', '3', '--json')

@@ -123,7 +123,7 @@ describe('coordinator HTTP API', () => {
     await expect(admin.ingest('broken', [json])).rejects.toThrow(/movenet-lightning\.bin/)
     const onnx = sileroFiles()[0]!
     await expect(admin.ingest('broken', [{ path: onnx.path, bytes: onnx.bytes.subarray(0, 50_000) }])).rejects.toThrow(/truncated|ONNX/i)
-    // (multipart strips directories from file names; what is left must still be a plain name)
+    // A file name must be a safe relative path.
     await expect(admin.ingest('broken', [{ path: 'model?.onnx', bytes: onnx.bytes }])).rejects.toThrow(/not a safe relative path/)
 
     const huge = { path: 'big.onnx', bytes: new Uint8Array(9 << 20) }
@@ -139,5 +139,73 @@ describe('coordinator HTTP API', () => {
     expect((await admin.models()).map(m => m.name)).toEqual(['movenet'])
     // Still serving, and a good ONNX upload still works after all that.
     expect(await admin.ingest('silero', sileroFiles())).toMatchObject({ version: 1, created: true })
+  })
+
+  it('keeps folders in upload names, and answers malformed multipart, low-order keys, odd roles and unknown CIDs with a 4xx', async () => {
+    const admin = coordinatorClient({ baseUrl: url, token: coordinator.adminToken })
+    const [json, bin] = movenetFiles() as [{ path: string, bytes: Uint8Array }, { path: string, bytes: Uint8Array }]
+    // A model.json naming its weights in a folder: the folder travels with the file name.
+    const text = new TextDecoder().decode(json.bytes).replaceAll(`"${bin.path}"`, `"weights/${bin.path}"`)
+    const foldered = await admin.ingest('foldered', [{ path: 'model.json', bytes: new TextEncoder().encode(text) }, { path: `weights/${bin.path}`, bytes: bin.bytes }])
+    expect(foldered).toMatchObject({ version: 1, created: true })
+    await expect(admin.ingest('broken', [{ path: '../model.json', bytes: json.bytes }])).rejects.toThrow(/not a safe relative path/)
+
+    const post = async (body: string, contentType: string): Promise<{ status: number, message: string }> => {
+      const res = await fetch(`${url}/v1/models/broken/ingest`, { method: 'POST', headers: { authorization: `Bearer ${coordinator.adminToken}`, 'content-type': contentType }, body })
+      return { status: res.status, message: ((await res.json()) as { message: string }).message }
+    }
+    const truncated = await post('--b\r\nContent-Disposition: form-data; name="file"; filename="a.onnx"\r\n\r\nabc', 'multipart/form-data; boundary=b')
+    expect(truncated.status).toBe(400)
+    expect(truncated.message).toMatch(/malformed multipart body/)
+    const noBoundary = await post('abc', 'multipart/form-data')
+    expect(noBoundary.status).toBe(400)
+    expect(noBoundary.message).toMatch(/malformed multipart body/)
+
+    const lowOrder = await fetch(`${url}/v1/models/movenet/versions/1/keys`, {
+      method: 'POST', headers: { 'content-type': 'application/json', authorization: `Bearer ${coordinator.adminToken}` }, body: JSON.stringify({ publicKey: Buffer.alloc(32).toString('base64') })
+    })
+    expect(lowOrder.status).toBe(400)
+    expect(((await lowOrder.json()) as { message: string }).message).toMatch(/low-order point/)
+
+    await expect(admin.createToken('constructor')).rejects.toThrow(/unknown role "constructor"/)
+    const unknown = await rawCid(new Uint8Array([4, 5, 6]))
+    expect((await fetch(`${url}/v1/blocks/${unknown}`, { headers: { 'if-none-match': `"${unknown}"` } })).status).toBe(404)
+  })
+
+  it('receives at most two uploads at once and tells a third to retry, then serves on', async () => {
+    const { request } = await import('node:http')
+    // Two uploads whose bodies have begun and never finish.
+    const stalled = [0, 1].map(() => {
+      const req = request(`${url}/v1/models/slow/ingest`, { method: 'POST', headers: { authorization: `Bearer ${coordinator.adminToken}`, 'content-type': 'multipart/form-data; boundary=b', 'transfer-encoding': 'chunked' } })
+      req.on('error', () => {})
+      req.write('--b\r\nContent-Disposition: form-data; name="file"; filename="a.onnx"\r\n\r\n')
+      return req
+    })
+    try {
+      const tiny = (): FormData => { const f = new FormData(); f.append('file', new Blob([new Uint8Array(3)]), 'x.onnx'); return f }
+      let status = 0
+      let message = ''
+      // Bounded: the stalled handlers start within a few event-loop turns of their headers.
+      for (let i = 0; i < 100 && status !== 503; i++) {
+        const res = await fetch(`${url}/v1/models/third/ingest`, { method: 'POST', headers: { authorization: `Bearer ${coordinator.adminToken}` }, body: tiny() })
+        status = res.status
+        message = ((await res.json()) as { message: string }).message
+        if (status !== 503) await new Promise(resolve => setTimeout(resolve, 20))
+      }
+      expect(status).toBe(503)
+      expect(message).toMatch(/2 uploads are being received; retry/)
+    } finally {
+      for (const req of stalled) req.destroy()
+    }
+    // Once they are gone, uploads are received again (this one is refused for what it is).
+    const admin = coordinatorClient({ baseUrl: url, token: coordinator.adminToken })
+    let refused: unknown
+    for (let i = 0; i < 100; i++) {
+      refused = await admin.ingest('third', [{ path: 'x.onnx', bytes: new Uint8Array(3) }]).then(() => undefined, (e: unknown) => e)
+      if (!/being received/.test(String(refused))) break
+      await new Promise(resolve => setTimeout(resolve, 20))
+    }
+    expect(String(refused)).not.toMatch(/being received/)
+    expect(String(refused)).toMatch(/ONNX|truncated|model/i)
   })
 })
