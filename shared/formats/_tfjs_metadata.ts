@@ -25,6 +25,9 @@ export function weightLayer (name: string, group?: string): string {
   return slash > 0 ? name.slice(0, slash) : name
 }
 
+/** Segments of a weight's layer path a config layer's name may match from the end (nesting is at most 8 deep). */
+const MAX_SUFFIX_SEGMENTS = 16
+
 export function tfjsLayers (kind: TfjsKind, json: ModelJson, tensors: readonly TensorInfo[]): LayerSummary[] {
   if (kind === 'tfjs-graph') {
     const consumers = firstConsumerOps(json)
@@ -34,15 +37,27 @@ export function tfjsLayers (kind: TfjsKind, json: ModelJson, tensors: readonly T
   }
   const params = new Map<string, number>()
   for (const t of tensors) params.set(t.layer, (params.get(t.layer) ?? 0) + elementCount(t.shape))
+  // A config layer `l` claims the weight layers named `l` or ending in `/l`: index every weight
+  // layer under each of its '/'-suffixes, so matching is one lookup per config layer (comparing
+  // every config layer with every weight layer took 4.9 s for a 2 MB model.json of 20,000 layers).
+  // Only the last MAX_SUFFIX_SEGMENTS segments count, so a name of a million '/' costs no more.
+  const bySuffix = new Map<string, string[]>()
+  for (const layer of params.keys()) {
+    const segments = layer.split('/')
+    for (let from = Math.max(0, segments.length - MAX_SUFFIX_SEGMENTS); from < segments.length; from++) {
+      const suffix = from === 0 ? layer : segments.slice(from).join('/')
+      const list = bySuffix.get(suffix)
+      if (list === undefined) bySuffix.set(suffix, [layer])
+      else list.push(layer)
+    }
+  }
   const layers: LayerSummary[] = []
   const claimed = new Set<string>()
   for (const l of kerasLayers(json)) {
     let parameters = 0
-    for (const [layer, n] of params) {
-      if (layer === l.name || layer.endsWith(`/${l.name}`)) {
-        parameters += n
-        claimed.add(layer)
-      }
+    for (const layer of bySuffix.get(l.name) ?? []) {
+      parameters += params.get(layer) as number
+      claimed.add(layer)
     }
     layers.push({ name: l.name, ...(l.className === undefined ? {} : { kind: l.className }), parameters })
   }

@@ -28,6 +28,9 @@ export function readTfjs (jsonFile: ModelFile, files: readonly ModelFile[], text
   const format = tfjsKind(json, name)
 
   const weightFiles: TfjsTopology['weightFiles'] = []
+  // Each weight file once: a path named twice would have its bytes copied twice, so a small
+  // upload could ask for weights many times its size (one 64 KiB file named 2,000 times: 128 MB).
+  const named = new Set<string>()
   const chunks: Uint8Array[] = []
   const tensors: TensorInfo[] = []
   for (const [g, group] of json.weightsManifest.entries()) {
@@ -50,6 +53,8 @@ export function readTfjs (jsonFile: ModelFile, files: readonly ModelFile[], text
       const path = relativePath(p, `${name} weight file`)
       const file = findBeside(files, jsonFile.path, path)
       if (file === undefined) throw new InvalidModelError(`${name} names weight file ${p} which was not provided`)
+      if (named.has(file.path)) throw new InvalidModelError(`${name} names weight file ${p} more than once`)
+      named.add(file.path)
       weightFiles.push({ path, byteLength: file.bytes.length })
       chunks.push(file.bytes)
       have += file.bytes.length

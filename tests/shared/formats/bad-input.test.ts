@@ -2,6 +2,7 @@ import { describe, expect, it } from 'vitest'
 import { InvalidInputError, InvalidModelError } from '../../../shared/errors/errors.ts'
 import { onnxModelBytes, readModel, tfjsArtifacts, writeModel } from '../../../shared/formats/index.ts'
 import type { ModelFile, OnnxTopology, TfjsTopology } from '../../../shared/model/types.ts'
+import protobuf from 'protobufjs/minimal.js'
 import { modelFile, movenetFiles, pseudoRandomBytes, tinyOnnx, VAD_DIR } from './fixtures.ts'
 
 /** The InvalidModelError that reading `files` throws (fails the test if it throws nothing or else). */
@@ -50,6 +51,13 @@ describe('bad model files', () => {
     it('a weight file named in model.json but not given', async () => {
       const e = await readError([movenetFiles()[0]!])
       expect(e.message).toBe('movenet-lightning.json names weight file movenet-lightning.bin which was not provided')
+    })
+
+    it('a weight file named twice (its bytes would be copied twice)', async () => {
+      const w = new Uint8Array(64 * 1024)
+      const modelJson = { format: 'graph-model', modelTopology: { node: [] }, weightsManifest: [{ paths: ['w.bin', 'w.bin'], weights: [{ name: 'c', shape: [32_768], dtype: 'float32' }] }] }
+      const e = await readError([{ path: 'model.json', bytes: text(JSON.stringify(modelJson)) }, { path: 'w.bin', bytes: w }])
+      expect(e.message).toBe('model.json names weight file w.bin more than once')
     })
 
     it('model.json that is not JSON', async () => {
@@ -148,6 +156,33 @@ describe('bad model files', () => {
       expect((await readError([onnx])).message).toBe('tiny.onnx: tensor "W" (float32 [4, 3]) is stored in external data file tiny.bin which was not provided')
       const short = { path: 'tiny.bin', bytes: external.bytes.subarray(0, 100) }
       expect((await readError([onnx, short])).message).toBe('tiny.onnx: tensor "W" (float32 [4, 3]) needs bytes 64..112 of tiny.bin, which is 100 bytes')
+    })
+
+    it('two tensors over the same external bytes (weights many times the upload)', async () => {
+      const { onnx, external } = tinyOnnx({ sharedExternal: true })
+      expect((await readError([onnx, external])).message).toBe('tiny.onnx: tensors "W" and "W2" share bytes 64..112 of external data file tiny.bin')
+    })
+
+    it('16,000 initializers of one name are named apart: a, a#2, … a#16000', async () => {
+      const w = protobuf.Writer.create()
+      const n = 16_000
+      w.uint32(1 << 3).int64(8)
+      w.uint32(7 << 3 | 2).fork()
+      for (let i = 0; i < n; i++) {
+        w.uint32(5 << 3 | 2).fork()
+        w.uint32(1 << 3 | 2).fork().int64(1).ldelim()
+        w.uint32(2 << 3).int64(1)
+        w.uint32(8 << 3 | 2).string('a')
+        w.uint32(9 << 3 | 2).bytes(new Uint8Array(4))
+        w.ldelim()
+      }
+      w.ldelim()
+      w.uint32(8 << 3 | 2).fork().uint32(2 << 3).int64(17).ldelim() // opset_import { version: 17 }
+      const model = await readModel([{ path: 'same.onnx', bytes: w.finish() }])
+      expect(model.tensors).toHaveLength(n)
+      expect(new Set(model.tensors.map(t => t.name)).size).toBe(n)
+      expect(model.tensors.slice(0, 3).map(t => t.name)).toEqual(['a', 'a#2', 'a#3'])
+      expect(model.tensors.at(-1)?.name).toBe(`a#${n}`)
     })
 
     it('several .onnx files at once', async () => {

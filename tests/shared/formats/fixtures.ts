@@ -48,7 +48,7 @@ export const TINY = {
 type W = protobuf.Writer
 
 /** Y = Reshape(((X·W + B) · S) + Cast(D), shape=[1, 3]), X: float32 [N, 4]. */
-export function tinyOnnx (options: { rawLength?: number } = {}): { onnx: ModelFile, external: ModelFile } {
+export function tinyOnnx (options: { rawLength?: number, sharedExternal?: boolean } = {}): { onnx: ModelFile, external: ModelFile } {
   const bytes = (v: ArrayBufferView): Uint8Array => new Uint8Array(v.buffer, v.byteOffset, v.byteLength)
   const msg = (w: W, field: number, body: (w: W) => void): void => { body(w.uint32(field << 3 | 2).fork()); w.ldelim() }
   const str = (w: W, field: number, s: string): void => { w.uint32(field << 3 | 2).string(s) }
@@ -95,6 +95,15 @@ export function tinyOnnx (options: { rawLength?: number } = {}): { onnx: ModelFi
       }
       varint(t, 14, 1)
     })
+    if (options.sharedExternal === true) {
+      msg(g, 5, t => { // W2: the same external bytes as W, when asked
+        packedDims(t, [4, 3]); varint(t, 2, 1); str(t, 8, 'W2')
+        for (const [k, v] of [['location', 'tiny.bin'], ['offset', String(TINY.externalOffset)], ['length', '48']] as const) {
+          msg(t, 13, e => { str(e, 1, k); str(e, 2, v) })
+        }
+        varint(t, 14, 1)
+      })
+    }
     msg(g, 5, t => { // B: packed float_data, or raw_data of the wrong length when asked
       packedDims(t, [3]); varint(t, 2, 1); str(t, 8, 'B')
       if (options.rawLength === undefined) t.uint32(4 << 3 | 2).bytes(bytes(TINY.B))
