@@ -11,7 +11,8 @@ import { modelNameSchema } from '../../shared/manifest/schema.ts'
 export const DEFAULT_COORDINATOR = process.env.BLOCKFED_COORDINATOR ?? 'http://127.0.0.1:7070'
 
 export function port (value: string): number {
-  const n = Number(value)
+  // Number('') is 0 (a random port): an empty value is refused, not taken as 0.
+  const n = value.trim() === '' ? NaN : Number(value)
   if (!Number.isInteger(n) || n < 0 || n > 65535) throw new InvalidArgumentError('expected a port number 0-65535')
   return n
 }
@@ -28,7 +29,7 @@ export function url (value: string): string {
 
 export function integer (min: number, max: number) {
   return (value: string): number => {
-    const n = Number(value)
+    const n = value.trim() === '' ? NaN : Number(value)
     if (!Number.isInteger(n) || n < min || n > max) throw new InvalidArgumentError(`expected an integer ${min}-${max}`)
     return n
   }

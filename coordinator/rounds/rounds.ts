@@ -335,6 +335,7 @@ export function roundManager (deps: RoundManagerDeps): RoundManager {
   async function start (input: RoundRequestInput, signal?: AbortSignal): Promise<{ id: string, done: Promise<RoundSummary> }> {
     if (stopping) throw new UnavailableError('the coordinator is stopping')
     const request = roundRequestSchema.parse(input)
+    if (deps.repo.latest(request.model) === undefined) throw new NotFoundError(`no model named ${request.model}`)
     const candidates = eligible(request.model, request.selection.cooldownMs)
     if (candidates.length < request.selection.minClients) {
       throw new UnavailableError(`round for ${request.model} not started: ${candidates.length} eligible client(s) connected, at least ${request.selection.minClients} needed`)

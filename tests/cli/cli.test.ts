@@ -68,6 +68,8 @@ describe('blockfed CLI', () => {
       [['ingest', SILERO_PATH, '--name', 'Bad Name!', '--coordinator', url], /--name.*lowercase/],
       [['pull', 'vad@0', '--out', root, '--coordinator', url], /version "0" is not a positive integer/],
       [['coordinator', '--data', root, '--port', '70000'], /port number/],
+      [['coordinator', '--data', root, '--port', ''], /port number/],
+      [['coordinator', '--data', root, '--max-upload-mb', '1e-7'], /megabytes from 0\.001/],
       [['models', '--coordinator', 'ftp://x'], /http:\/\/ or https:\/\/ URL/],
       [['ingest', '/nonexistent/model.onnx', '--name', 'x', '--coordinator', url], /no such file or folder/],
       [['pull', 'nosuch', '--out', root, '--coordinator', url, '--data', join(root, 'data'), '--home', join(root, 'home')], /NotFoundError: .*no model named nosuch/],

@@ -287,6 +287,9 @@ describe('rounds (mode none)', () => {
     expect((await post({ model: 'mnist' }, edge)).status).toBe(403)
     expect((await fetch(`${url}/v1/rounds/r_0123456789abcdef`)).status).toBe(404)
     expect((await fetch(`${url}/v1/rounds/nope`)).status).toBe(400)
+    const unknown = await post({ model: 'nosuch' })
+    expect(unknown.status).toBe(404)
+    expect((await unknown.json() as { message: string }).message).toBe('no model named nosuch')
     const ok = await post({ model: 'mnist', trainable: ['head'], secure: { mode: 'none' }, selection: { minClients: 3 } })
     expect(ok.status).toBe(202)
     const { id } = await ok.json() as { id: string }
