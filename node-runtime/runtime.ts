@@ -395,6 +395,11 @@ export async function createNodeRuntime (options: NodeRuntimeOptions): Promise<N
   // cached are read from the cache). Everything in flight ends with `stop`.
   const stopping = new AbortController()
   const background = new Set<Promise<void>>()
+  /** Tracks `task` until it settles, so that `stop` waits for it. */
+  const inBackground = (task: Promise<void>): void => {
+    background.add(task)
+    void task.finally(() => background.delete(task))
+  }
   const historyPrefetches = new Map<string, AbortController>()
   const prefetchCounters: PrefetchCounters = { prefetches: 0, failures: 0, blocks: 0, bytesFetched: 0 }
   const loading = new Map<string, number>()
@@ -408,7 +413,7 @@ export async function createNodeRuntime (options: NodeRuntimeOptions): Promise<N
       const log = await accessLog
       await log.record(model, configFile)
       for (const next of log.likelyNext(model)) {
-        if (next.config === undefined || loading.has(next.model) || historyPrefetches.has(next.model) || [...handles].some(h => h.config.modelName === next.model)) continue
+        if (next.config === undefined || loading.has(next.model) || historyPrefetches.has(next.model) || handlesOf(next.model).length > 0) continue
         const controller = new AbortController()
         historyPrefetches.set(next.model, controller)
         try {
@@ -432,8 +437,7 @@ export async function createNodeRuntime (options: NodeRuntimeOptions): Promise<N
     })().catch(() => {
       // The history file could not be written: the next load tries again.
     })
-    background.add(task)
-    void task.finally(() => background.delete(task))
+    inBackground(task)
   }
 
   async function loadParsed (config: AoeConfig, started: number, signal?: AbortSignal): Promise<ModelHandle> {
@@ -478,9 +482,7 @@ export async function createNodeRuntime (options: NodeRuntimeOptions): Promise<N
       await repin(ctx, candidate.manifest, pins)
       // Inferences still running on the old version finish on it; it is disposed after them,
       // without holding up the move (stop() waits for it).
-      const retired = retire(old).catch(() => {})
-      background.add(retired)
-      void retired.finally(() => background.delete(retired))
+      inBackground(retire(old).catch(() => {}))
       return { from: old.manifest.version, to: candidate.manifest.version }
     }
 

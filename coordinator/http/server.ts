@@ -6,7 +6,7 @@
  */
 import { Readable } from 'node:stream'
 import Fastify, { type FastifyInstance } from 'fastify'
-import multipart from '@fastify/multipart'
+import multipart, { type Multipart } from '@fastify/multipart'
 import swagger from '@fastify/swagger'
 import { jsonSchemaTransform, serializerCompiler, validatorCompiler, type ZodTypeProvider } from 'fastify-type-provider-zod'
 import { z } from 'zod'
@@ -52,14 +52,12 @@ const SAFE_PATH = /^(?!\/)(?!.*(?:^|\/)\.\.?(?:\/|$))[A-Za-z0-9._\-/]{1,255}$/
 /** Ingest uploads received at once (each buffered whole, up to the upload limit). */
 const INGEST_UPLOADS = 2
 
-type Parts = AsyncIterable<{ type: 'file', filename: string, fieldname: string, toBuffer: () => Promise<Buffer> } | { type: 'field', fieldname: string }>
-
 /**
  * The uploaded model files, each checked for a safe relative name, sent once, within the
  * total limit. Malformed multipart (truncated, no boundary) is the client's error: a 400 that
  * says so, where busboy's bare errors would have been a 500.
  */
-async function receiveFiles (parts: Parts, maxBytes: number): Promise<ModelFile[]> {
+async function receiveFiles (parts: AsyncIterable<Multipart>, maxBytes: number): Promise<ModelFile[]> {
   const files: ModelFile[] = []
   let total = 0
   try {

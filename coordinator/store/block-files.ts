@@ -2,8 +2,9 @@
  * Sealed blocks and shards as files under `<data>/blocks/<2-char fan-out>/<cid>`. Writes go to a
  * temporary name and are renamed into place, so a reader never sees half a file. Files land
  * before the database commit that records them: a crash mid-ingest leaves `.tmp` files and
- * complete files no row names, both removed by the next start's sweep. Recently served objects stay in a
- * bounded in-memory LRU, so a wave of runtimes loading the same model reads each file once.
+ * complete files no row names, both removed by the next start's sweep. Recently served objects
+ * stay in a bounded in-memory LRU, so a wave of runtimes loading the same model reads each file
+ * once.
  */
 import { mkdir, readFile, rename, rm, writeFile, readdir } from 'node:fs/promises'
 import { join } from 'node:path'

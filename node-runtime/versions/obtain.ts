@@ -46,7 +46,6 @@ export interface ObtainedVersion extends FetchedModel {
   offline: boolean
 }
 
-
 /** The data keys of every block the runtime may need offline: current, previous and this version. */
 async function keepKeys (local: LocalVersions, manifest: Manifest): Promise<Set<string>> {
   const state = await local.state()
@@ -91,21 +90,21 @@ export async function obtainVersion (ctx: ObtainContext, version: number, signal
       const index = (await ctx.client.versions(config.modelName, signal)).find(v => v.version === version)?.ledgerIndex
       // A version offered without an entry that names it is a version not in the log: refused as
       // a ledger security failure, so a runtime keeps serving what it has and raises the alarm.
-      const refuse = (why: string, cause?: unknown): LedgerSecurityError =>
-        new LedgerSecurityError(`${label}: ${why}; refusing it`, { offered: checkpoint.note }, { cause })
-      if (index === undefined || index === null) throw refuse('the coordinator names no ledger entry for this version')
+      const refuse = (message: string, cause?: unknown): LedgerSecurityError =>
+        new LedgerSecurityError(`${message}; refusing it`, { offered: checkpoint.note }, { cause })
+      if (index === undefined || index === null) throw refuse(`${label}: the coordinator names no ledger entry for this version`)
       let anchor
       try {
         anchor = await verifyAnchor(ctx.ledger, checkpoint, signed, index, signal)
       } catch (err) {
-        if (err instanceof IntegrityError) throw refuse(err.message.startsWith(`${label}: `) ? err.message.slice(label.length + 2) : err.message, err)
+        if (err instanceof IntegrityError) throw refuse(err.message.startsWith(`${label}: `) ? err.message : `${label}: ${err.message}`, err)
         throw err
       }
       // One version, one manifest: a log that anchored this version before under another entry
       // (or another manifest) is equivocating, whatever its proofs say now.
       const prior = await local.anchor(version)
       if (prior !== undefined && (prior.anchor.index !== index || prior.anchor.leaf !== toBase64(anchor.leaf))) {
-        throw refuse(`it was verified here before as ledger entry ${prior.anchor.index} (${prior.signed.cid}), now entry ${index} (${signed.cid})`)
+        throw refuse(`${label}: it was verified here before as ledger entry ${prior.anchor.index} (${prior.signed.cid}), now entry ${index} (${signed.cid})`)
       }
       await local.saveAnchor(signed, { index, leaf: toBase64(anchor.leaf), proof: anchor.proof.map(toBase64), checkpoint: checkpoint.note })
       anchored = { index, checkpoint }
@@ -131,7 +130,7 @@ export async function obtainVersion (ctx: ObtainContext, version: number, signal
     if (kept.size === ids.length) return kept
     if (offline) throw new UnavailableError(`${label}: the coordinator is unreachable and this version's data keys are not kept here`)
     const fetched = await coordinatorKeys(ctx.client, manifest, signal)
-    granted = { fetched: new Map([...fetched].filter(([id]) => !kept.has(id)).map(([id, k]) => [id, k.slice()])), manifest }
+    granted = { fetched: new Map([...fetched].map(([id, k]) => [id, k.slice()])), manifest }
     return new Map([...fetched, ...kept])
   }
 
