@@ -15,7 +15,6 @@ import * as tf from '@tensorflow/tfjs-core'
 import * as tfl from '@tensorflow/tfjs-layers'
 import { createCoordinator, type Coordinator } from '../../coordinator/coordinator.ts'
 import { tfjsBackend } from '../../node-runtime/engines/tfjs.ts'
-import { modelFiles } from '../../node-runtime/examples/mnist-mlp.ts'
 import { createNodeRuntime, type NodeRuntime } from '../../node-runtime/runtime.ts'
 import { coordinatorClient, type CoordinatorClient } from '../../shared/client/coordinator-client.ts'
 import { fromBase64 } from '../../shared/crypto/bytes.ts'
@@ -23,6 +22,7 @@ import { wrapKeys } from '../../shared/crypto/wrap.ts'
 import { IntegrityError, LedgerSecurityError } from '../../shared/errors/errors.ts'
 import type { ModelFile } from '../../shared/model/types.ts'
 import type { ModelCode } from '../../shared/runtime/lifecycle.ts'
+import { denseModelFiles } from '../helpers/dense-model.ts'
 
 type Mode = 'pass' | 'hang' | { rewrite: (path: string, request: Buffer, body: Buffer) => Buffer | undefined }
 
@@ -37,14 +37,7 @@ let mode: Mode = 'pass'
 const runtimes: NodeRuntime[] = []
 
 /** Two dense layers, small blocks (each layer its own block); `seed` changes the second layer only. */
-async function files (seed: number): Promise<ModelFile[]> {
-  const m = tfl.sequential()
-  m.add(tfl.layers.dense({ inputShape: [64], units: 128, name: 'a', kernelInitializer: tfl.initializers.randomNormal({ seed: 1 }) }))
-  m.add(tfl.layers.dense({ units: 10, name: 'b', kernelInitializer: tfl.initializers.randomNormal({ seed }) }))
-  const f = await modelFiles(m)
-  m.dispose()
-  return f
-}
+const files = async (seed: number): Promise<ModelFile[]> => await denseModelFiles(64, [['a', 128, 1], ['b', 10, seed]])
 
 const config = (model: string, extra: Record<string, unknown> = {}): Record<string, unknown> =>
   ({ version: '1', tag: 't', runtime: 'tfjs', source: 'blockfed', modelDir: model, modelName: model, updateURL: url, token, ...extra })

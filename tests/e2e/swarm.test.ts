@@ -10,18 +10,18 @@ import { mkdtemp, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import * as tf from '@tensorflow/tfjs-core'
-import * as tfl from '@tensorflow/tfjs-layers'
 import { multiaddr } from '@multiformats/multiaddr'
 import { createCoordinator, type Coordinator } from '../../coordinator/coordinator.ts'
 import { coordinatorClient } from '../../shared/client/coordinator-client.ts'
 import { createNodeRuntime, type NodeRuntime } from '../../node-runtime/runtime.ts'
 import { tfjsBackend } from '../../node-runtime/engines/tfjs.ts'
-import { modelFiles } from '../../node-runtime/examples/mnist-mlp.ts'
 import { createPeerNode, type PeerNode } from '../../node-runtime/p2p/peer-node.ts'
 import { requestShard, serveShardStream, SHARD_PROTOCOL } from '../../shared/p2p/shard-protocol.ts'
 import { encodeGossip, modelTopic } from '../../shared/p2p/gossip.ts'
 import { peerIdFromString } from '@libp2p/peer-id'
 import type { Manifest } from '../../shared/manifest/schema.ts'
+import type { ModelFile } from '../../shared/model/types.ts'
+import { denseModelFiles } from '../helpers/dense-model.ts'
 import { rawCid } from '../../shared/crypto/cid.ts'
 import { TooLargeError } from '../../shared/errors/errors.ts'
 import type { TensorData } from '../../shared/runtime/passthrough.ts'
@@ -51,14 +51,6 @@ const config = (extra: Record<string, unknown> = {}): Record<string, unknown> =>
 })
 
 /** The files of a fresh dense tfjs model: `inputs` wide, then one layer per [name, units]. */
-async function denseModelFiles (inputs: number, layers: Array<[string, number]>): Promise<Awaited<ReturnType<typeof modelFiles>>> {
-  const model = tfl.sequential()
-  for (const [i, [name, units]] of layers.entries()) model.add(tfl.layers.dense({ ...(i === 0 ? { inputShape: [inputs] } : {}), units, name }))
-  const files = await modelFiles(model)
-  model.dispose()
-  return files
-}
-
 async function runtime (name: string): Promise<NodeRuntime> {
   const r = await createNodeRuntime({ dataDir: join(root, name) })
   runtimes.push(r)
@@ -76,12 +68,7 @@ beforeAll(async () => {
   const admin = coordinatorClient({ baseUrl: url, token: coordinator.adminToken })
   token = await admin.createToken('edge')
   // 2.6 M parameters ≈ 10 MB: 10 blocks of ≈ 1 MiB, 60 shards.
-  const model = tfl.sequential()
-  model.add(tfl.layers.dense({ inputShape: [512], units: 1024, name: 'a' }))
-  model.add(tfl.layers.dense({ units: 1024, name: 'b' }))
-  model.add(tfl.layers.dense({ units: 512, name: 'c' }))
-  await admin.ingest(MODEL, await modelFiles(model))
-  model.dispose()
+  await admin.ingest(MODEL, await denseModelFiles(512, [['a', 1024], ['b', 1024], ['c', 512]]))
   tf.disposeVariables()
   manifest = (await admin.manifest(MODEL, 1) as { manifest: Manifest }).manifest
   sealedBytes = manifest.blocks.reduce((n, b) => n + b.sealedLength, 0)
@@ -152,7 +139,7 @@ describe('swarm loading', () => {
 
   it('prefetches a newer version\'s blocks ahead of the upgrade, which then fetches nothing', async () => {
     const admin = coordinatorClient({ baseUrl: url, token: coordinator.adminToken })
-    const build = async (): Promise<Awaited<ReturnType<typeof modelFiles>>> => await denseModelFiles(128, [['p', 512], ['q', 10]])
+    const build = async (): Promise<ModelFile[]> => await denseModelFiles(128, [['p', 512], ['q', 10]])
     await admin.ingest('swarm-next', await build())
     const r = await runtime('prefetcher')
     const h = await r.load(config({ modelName: 'swarm-next', modelDir: 'swarm-next' }))
@@ -167,7 +154,7 @@ describe('swarm loading', () => {
 
   it('heeds version announcements from its coordinator\'s node only', async () => {
     const admin = coordinatorClient({ baseUrl: url, token: coordinator.adminToken })
-    const build = async (): Promise<Awaited<ReturnType<typeof modelFiles>>> => await denseModelFiles(64, [['x', 32]])
+    const build = async (): Promise<ModelFile[]> => await denseModelFiles(64, [['x', 32]])
     await admin.ingest('swarm-announced', await build())
     const heard: Array<[string, number]> = []
     const r = await createNodeRuntime({ dataDir: join(root, 'announced'), onVersionAnnounced: (model, version) => heard.push([model, version]) })
