@@ -3,7 +3,7 @@
  * `retries` times with exponential backoff; a NotFoundError or an abort is final at once.
  * The backoff wait honours the caller's signal.
  */
-import { TimeoutError, UnavailableError } from '../errors/errors.ts'
+import { isUnreachable } from '../errors/errors.ts'
 import type { BlockSource } from './source.ts'
 import { sleep } from './deadline.ts'
 
@@ -16,8 +16,7 @@ export function retrying (source: BlockSource, retries: number, baseDelayMs = 50
           return await source.get(cid, options)
         } catch (err) {
           if (options.signal.aborted) throw options.signal.reason
-          const transient = err instanceof UnavailableError || err instanceof TimeoutError
-          if (!transient || attempt >= retries) throw err
+          if (!isUnreachable(err) || attempt >= retries) throw err
           await sleep(baseDelayMs * 2 ** attempt, options.signal)
         }
       }
