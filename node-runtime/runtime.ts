@@ -357,13 +357,18 @@ export async function createNodeRuntime (options: NodeRuntimeOptions): Promise<N
     const state = await ctx.local.state()
     const keep = new Set(serving.blocks.map(b => b.cid))
     if (state.previous !== null && state.previous !== serving.version) {
-      const kept = await ctx.local.anchor(state.previous).catch(() => undefined)
-      for (const b of kept?.signed.manifest.blocks ?? []) keep.add(b.cid)
+      for (const cid of await keptBlocks(ctx, state.previous)) keep.add(cid)
     }
     for (const cid of keep) if (!pins.has(cid)) ctx.cache.pin(cid)
     for (const cid of pins) if (!keep.has(cid)) ctx.cache.unpin(cid)
     pins.clear()
     for (const cid of keep) pins.add(cid)
+  }
+
+  /** The block CIDs of a version this runtime verified and kept (none if it kept nothing). */
+  async function keptBlocks (ctx: ObtainContext, version: number): Promise<string[]> {
+    const kept = await ctx.local.anchor(version).catch(() => undefined)
+    return kept?.signed.manifest.blocks.map(b => b.cid) ?? []
   }
 
   /**
@@ -445,24 +450,42 @@ export async function createNodeRuntime (options: NodeRuntimeOptions): Promise<N
     const state = await ctx.local.state()
     const version = startVersion(config, state, await target(ctx, signal))
     if (version === null) throw new UnavailableError(`${config.modelName}: the coordinator is unreachable and no version was ever loaded here`)
+    // The version in use becomes the rollback target of a move: pinned before the new version's
+    // blocks arrive, so that they cannot evict it (repin below settles the pins once serving).
+    const pins = new Set(state.current === null || state.current === version ? [] : await keptBlocks(ctx, state.current))
+    for (const cid of pins) ctx.cache.pin(cid)
+    let serving: Serving
     let fetched: ObtainedVersion
     try {
-      fetched = await obtainVersion(ctx, version, signal)
+      try {
+        fetched = await obtainVersion(ctx, version, signal)
+      } catch (err) {
+        // Refuse to move, keep serving: a cold start falls back to the version in use, from
+        // what this runtime verified and kept, and reports the refusal.
+        if (!(err instanceof LedgerSecurityError) || state.current === null) throw err
+        options.onSecurityError?.(config.modelName, err)
+        fetched = await obtainVersion(ctx, state.current, signal, { local: true })
+      }
+      serving = await serve(config, fetched)
     } catch (err) {
-      // Refuse to move, keep serving: a cold start falls back to the version in use, from
-      // what this runtime verified and kept, and reports the refusal.
-      if (!(err instanceof LedgerSecurityError) || state.current === null) throw err
-      options.onSecurityError?.(config.modelName, err)
-      fetched = await obtainVersion(ctx, state.current, signal, { local: true })
+      for (const cid of pins) ctx.cache.unpin(cid)
+      throw err
     }
-    let serving = await serve(config, fetched)
     if (state.current !== fetched.manifest.version) await record(ctx, state.current, fetched.manifest.version, false)
-    const pins = new Set<string>()
     await repin(ctx, serving.manifest, pins)
     let report: ModelHandle['report'] = { ...fetched.report, totalMs: performance.now() - started, ledgerIndex: fetched.ledgerIndex, offline: fetched.offline }
+    // Version moves run one at a time, and `release` queues behind them: it aborts the one in
+    // flight, waits for it to settle, then frees whatever version ended up serving.
+    const released = new AbortController()
+    const refuseReleased = (): void => {
+      if (released.signal.aborted) throw new UnavailableError(`${config.modelName}: this model handle was released`)
+    }
     let lock: Promise<unknown> = Promise.resolve()
-    const exclusive = async <T>(task: () => Promise<T>): Promise<T> => {
-      const run = lock.then(task)
+    const exclusive = async <T>(signal: AbortSignal | undefined, task: (signal: AbortSignal) => Promise<T>): Promise<T> => {
+      const run = lock.then(async () => {
+        refuseReleased()
+        return await task(signal === undefined ? released.signal : AbortSignal.any([signal, released.signal]))
+      })
       lock = run.catch(() => undefined)
       return await run
     }
@@ -507,10 +530,11 @@ export async function createNodeRuntime (options: NodeRuntimeOptions): Promise<N
       get engine () { return serving.engine },
       get report () { return report },
       infer: async value => {
+        refuseReleased()
         const current = serving
         return await using(current, async () => await infer(current.code, value))
       },
-      update: async signal => await exclusive(async () => await reporting(async () => {
+      update: async signal => await exclusive(signal, async signal => await reporting(async () => {
         const from = serving.manifest.version
         const t = await target(ctx, signal)
         if (t === 'offline') return { action: 'none', from, to: from, reason: 'coordinator unreachable', bytesFetched: 0 }
@@ -523,8 +547,15 @@ export async function createNodeRuntime (options: NodeRuntimeOptions): Promise<N
           const { margin } = config.upgrade.validate
           const prepared = await prepare(t.version, signal, log)
           const bytesFetched = prepared.next.report.bytesFetched
-          const current = await evaluate(serving, config, 'upgrade.validate')
-          const score = await evaluate(prepared.candidate, config, 'upgrade.validate')
+          let current: number, score: number
+          try {
+            current = await evaluate(serving, config, 'upgrade.validate')
+            score = await evaluate(prepared.candidate, config, 'upgrade.validate')
+            refuseReleased()
+          } catch (err) {
+            await retire(prepared.candidate)
+            throw err
+          }
           const metrics = { current, candidate: score }
           if (score < current + margin) {
             await retire(prepared.candidate)
@@ -535,7 +566,7 @@ export async function createNodeRuntime (options: NodeRuntimeOptions): Promise<N
         }
         return await switchTo(t.version, `${t.reason} channel`, false, signal, log)
       })),
-      check: async signal => await exclusive(async () => {
+      check: async signal => await exclusive(signal, async signal => {
         const from = serving.manifest.version
         const metric = await evaluate(serving, config, 'check')
         const bound = config.rollback?.below
@@ -546,7 +577,7 @@ export async function createNodeRuntime (options: NodeRuntimeOptions): Promise<N
         const change = await switchTo(previous, `metric ${metric.toFixed(4)} < bound ${bound}`, true, signal)
         return { ...change, metrics: { current: metric } }
       }),
-      rollback: async (version, signal) => await exclusive(async () => {
+      rollback: async (version, signal) => await exclusive(signal, async signal => {
         const to = await rollbackTarget(ctx, version)
         return await switchTo(to, `rolled back to ${to} on request`, true, signal)
       }),
@@ -558,6 +589,8 @@ export async function createNodeRuntime (options: NodeRuntimeOptions): Promise<N
       },
       async release () {
         if (!handles.delete(handle)) return
+        released.abort(new UnavailableError(`${config.modelName}: this model handle was released`))
+        await lock
         for (const cid of pins) ctx.cache.unpin(cid)
         pins.clear()
         await retire(serving)

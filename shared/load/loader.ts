@@ -15,7 +15,7 @@ import { weightAssembler } from '../blocks/assemble.ts'
 import { verifyCid } from '../crypto/cid.ts'
 import { sha256Hex } from '../crypto/hash.ts'
 import { open } from '../crypto/seal.ts'
-import { BlockfedError, IntegrityError, UnavailableError } from '../errors/errors.ts'
+import { BlockfedError, IntegrityError, TooLargeError, UnavailableError } from '../errors/errors.ts'
 import type { BlockSource } from './source.ts'
 
 export interface ShardFault {
@@ -29,6 +29,12 @@ export interface LoadReport {
   blocks: number
   fromCache: number
   fetchedBlocks: number
+  /**
+   * Verified blocks used but not cached: the cache had no room left beside its pinned entries
+   * (the version in use and its rollback target). The load still succeeds; the next one fetches
+   * them again.
+   */
+  uncached: number
   shardsFetched: number
   bytesFetched: number
   /** Shards that were missing or failed their CID; tolerated while k of k+m remained. */
@@ -137,7 +143,7 @@ export async function openBlock (block: ManifestBlock, sealed: Uint8Array, keys:
 
 export async function loadModelWeights (manifest: Manifest, options: LoadOptions): Promise<LoadResult> {
   const started = performance.now()
-  const report: LoadReport = { blocks: manifest.blocks.length, fromCache: 0, fetchedBlocks: 0, shardsFetched: 0, bytesFetched: 0, faults: [], ms: 0 }
+  const report: LoadReport = { blocks: manifest.blocks.length, fromCache: 0, fetchedBlocks: 0, uncached: 0, shardsFetched: 0, bytesFetched: 0, faults: [], ms: 0 }
   const assembler = weightAssembler(manifest)
   const controller = new AbortController()
   const signal = options.signal === undefined ? controller.signal : AbortSignal.any([options.signal, controller.signal])
@@ -167,7 +173,13 @@ export async function loadModelWeights (manifest: Manifest, options: LoadOptions
     }
     const sealed = await fetchSealed(block, options, report, signal)
     const plaintext = await openBlock(block, sealed, options.keys)
-    await options.cache?.put(block.cid, sealed)
+    try {
+      await options.cache?.put(block.cid, sealed)
+    } catch (err) {
+      // Pins outrank this load: a full cache must not keep a verified model from running.
+      if (!(err instanceof TooLargeError)) throw err
+      report.uncached++
+    }
     assembler.place(block.index, plaintext)
     report.fetchedBlocks++
     options.onBlock?.(++done, manifest.blocks.length, block)
@@ -199,7 +211,7 @@ export interface PrefetchOptions {
  * be fetched or verified is skipped: prefetching is an optimisation, the load will try again.
  */
 export async function prefetchBlocks (manifest: Manifest, options: PrefetchOptions): Promise<{ blocks: number, bytesFetched: number }> {
-  const report: LoadReport = { blocks: manifest.blocks.length, fromCache: 0, fetchedBlocks: 0, shardsFetched: 0, bytesFetched: 0, faults: [], ms: 0 }
+  const report: LoadReport = { blocks: manifest.blocks.length, fromCache: 0, fetchedBlocks: 0, uncached: 0, shardsFetched: 0, bytesFetched: 0, faults: [], ms: 0 }
   const signal = options.signal ?? new AbortController().signal
   const limit = pLimit(options.concurrency ?? 2)
   const loadOptions: LoadOptions = { source: options.source, coder: options.coder, keys: new Map(), signal }

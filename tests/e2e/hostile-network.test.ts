@@ -19,12 +19,15 @@ import { createNodeRuntime, type NodeRuntime } from '../../node-runtime/runtime.
 import { coordinatorClient, type CoordinatorClient } from '../../shared/client/coordinator-client.ts'
 import { fromBase64 } from '../../shared/crypto/bytes.ts'
 import { wrapKeys } from '../../shared/crypto/wrap.ts'
-import { IntegrityError, LedgerSecurityError } from '../../shared/errors/errors.ts'
+import { IntegrityError, LedgerSecurityError, UnavailableError } from '../../shared/errors/errors.ts'
 import type { ModelFile } from '../../shared/model/types.ts'
 import type { ModelCode } from '../../shared/runtime/lifecycle.ts'
 import { denseModelFiles } from '../helpers/dense-model.ts'
 
-type Mode = 'pass' | 'hang' | { rewrite: (path: string, request: Buffer, body: Buffer) => Buffer | undefined }
+type Mode = 'pass' | 'hang'
+  | { rewrite: (path: string, request: Buffer, body: Buffer) => Buffer | undefined }
+  /** Requests whose path matches `hold` wait for `until` before passing through; `arrived` hears of each. */
+  | { hold: RegExp, until: Promise<void>, arrived: () => void }
 
 let root: string
 let coordinator: Coordinator
@@ -66,11 +69,15 @@ beforeAll(async () => {
     req.on('data', (c: Buffer) => chunks.push(c))
     req.on('end', () => {
       void (async () => {
+        if (typeof mode === 'object' && 'hold' in mode && mode.hold.test(req.url ?? '/')) {
+          mode.arrived()
+          await mode.until
+        }
         const request = Buffer.concat(chunks)
         const headers = Object.fromEntries(Object.entries(req.headers).filter(([k]) => !['host', 'connection', 'content-length'].includes(k))) as Record<string, string>
         const up = await fetch(upstream + (req.url ?? '/'), { method: req.method, headers, body: req.method === 'GET' || req.method === 'HEAD' ? undefined : request })
         let body: Buffer = Buffer.from(await up.arrayBuffer())
-        if (typeof mode === 'object') body = mode.rewrite(req.url ?? '/', request, body) ?? body
+        if (typeof mode === 'object' && 'rewrite' in mode) body = mode.rewrite(req.url ?? '/', request, body) ?? body
         const out: Record<string, string> = {}
         up.headers.forEach((v, k) => { if (!['content-length', 'content-encoding', 'transfer-encoding', 'connection'].includes(k)) out[k] = v })
         res.writeHead(up.status, { ...out, 'content-length': String(body.length) })
@@ -203,5 +210,32 @@ describe('a runtime behind a hostile network', () => {
     // The v1 answer, from an engine not yet disposed.
     expect(Array.from(await running)).toEqual(Array.from(expected))
     expect(Array.from(await handle.infer(input))).not.toEqual(Array.from(expected))
+  })
+
+  it('a release while an upgrade downloads stops the upgrade: nothing is swapped in after the release, and the handle refuses work', async () => {
+    await admin.ingest('released', await files(11))
+    const rt = await runtime('released')
+    const handle = await rt.load(config('released'))
+    await admin.ingest('released', await files(12))
+    let open!: () => void
+    let arrived!: () => void
+    const blockRequested = new Promise<void>(resolve => { arrived = resolve })
+    mode = { hold: /^\/v1\/blocks\//, until: new Promise(resolve => { open = resolve }), arrived }
+    try {
+      const updating = handle.update()
+      await blockRequested
+      const releasing = handle.release()
+      // The upgrade is aborted rather than finishing on a released handle (which would leave a
+      // new engine and its pins that nothing frees).
+      await expect(updating).rejects.toThrow(/released/)
+      await releasing
+      expect(handle.manifest.version).toBe(1)
+      await expect(handle.infer(new Float32Array(64))).rejects.toThrow(UnavailableError)
+      await expect(handle.update()).rejects.toThrow(/released/)
+      expect(rt.byTag('t')).toEqual([])
+    } finally {
+      open()
+      mode = 'pass'
+    }
   })
 })

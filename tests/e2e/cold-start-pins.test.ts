@@ -1,0 +1,73 @@
+/**
+ * A cold start that moves to a new version keeps its rollback target: the version in use is
+ * pinned before the new version's blocks arrive, so a cache too small for both fills with what
+ * it can of the new version (used anyway, reported as uncached) and never evicts the way back.
+ * Real coordinator, real runtimes, a real tfjs model, the runtime's real disk cache.
+ */
+import { describe, it, expect, beforeAll, afterAll } from 'vitest'
+import { mkdtemp, rm } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { createCoordinator, type Coordinator } from '../../coordinator/coordinator.ts'
+import { createNodeRuntime, type NodeRuntime } from '../../node-runtime/runtime.ts'
+import { coordinatorClient } from '../../shared/client/coordinator-client.ts'
+import { denseModelFiles } from '../helpers/dense-model.ts'
+
+let root: string
+let coordinator: Coordinator
+let url: string
+let token: string
+const runtimes: NodeRuntime[] = []
+
+/** About 170 kB of float32 weights in several blocks; every layer's weights follow `seed`. */
+const files = async (seed: number): ReturnType<typeof denseModelFiles> =>
+  await denseModelFiles(64, [['a', 128, seed], ['b', 128, seed + 1], ['c', 128, seed + 2], ['d', 10, seed + 3]])
+
+beforeAll(async () => {
+  root = await mkdtemp(join(tmpdir(), 'blockfed-cold-pins-'))
+  coordinator = await createCoordinator({ dataDir: join(root, 'coordinator'), port: 0, partition: { targetBytes: 16 << 10, maxBytes: 32 << 10 } })
+  url = await coordinator.start()
+  token = await coordinatorClient({ baseUrl: url, token: coordinator.adminToken }).createToken('edge')
+}, 60_000)
+
+afterAll(async () => {
+  for (const rt of runtimes) await rt.stop().catch(() => {})
+  await coordinator?.stop()
+  await rm(root, { recursive: true, force: true })
+})
+
+describe('a cold start onto a new version', () => {
+  it('keeps every block of the version it leaves, so rolling back works with the coordinator down', async () => {
+    const admin = coordinatorClient({ baseUrl: url, token: coordinator.adminToken })
+    await admin.ingest('pins', await files(1))
+    const v1Bytes = (await admin.manifest('pins', 1) as { manifest: { blocks: Array<{ sealedLength: number }> } }).manifest.blocks.reduce((n, b) => n + b.sealedLength, 0)
+    // Room for one version and a little: no kernel of the next version fits beside it.
+    const config = { version: '1', tag: 't', runtime: 'tfjs', source: 'blockfed', modelDir: 'pins', modelName: 'pins', updateURL: url, token, cache: { memoryBytes: 1024, diskBytes: Math.round(v1Bytes * 1.05) } }
+    const start = async (): Promise<NodeRuntime> => {
+      const rt = await createNodeRuntime({ dataDir: join(root, 'runtime'), accessHistory: false })
+      runtimes.push(rt)
+      return rt
+    }
+
+    const first = await start()
+    expect((await first.load(config)).manifest.version).toBe(1)
+    await first.stop()
+
+    const v2 = await admin.ingest('pins', await files(10))
+    // The zero biases are the same blocks in both versions; every kernel is new.
+    expect(v2.newBlocks).toBeGreaterThanOrEqual(4)
+    const restarted = await start()
+    const handle = await restarted.load(config)
+    expect(handle.manifest.version).toBe(2)
+    // v2 ran although the cache could not keep all of it beside the pinned v1.
+    expect(handle.report.uncached).toBeGreaterThan(0)
+    expect(handle.report.fetchedBlocks + handle.report.fromCache).toBe(handle.report.blocks)
+    const disk = restarted.cacheOf('pins')?.stats()
+    expect(disk?.bytes).toBeLessThanOrEqual(Math.round(v1Bytes * 1.05))
+
+    await coordinator.stop()
+    const back = await handle.rollback()
+    expect(back).toMatchObject({ action: 'rolled-back', from: 2, to: 1, bytesFetched: 0 })
+    expect(handle.report.offline).toBe(true)
+  })
+})
