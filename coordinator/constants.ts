@@ -22,3 +22,13 @@ export const ROLES: Record<string, { ingest: boolean, tokens: boolean, rounds: b
 export const ROUND_MAX_FRAME_BYTES = 256 << 20
 export const ROUND_PING_MS = 10_000
 export const ROUND_HANDSHAKE_MS = 10_000
+
+/**
+ * Bytes of block and shard answers under way at once, HTTP and libp2p together: each holds its
+ * body in memory until sent, so a wave of requests beyond this is answered "busy, retry".
+ */
+export const DEFAULT_MAX_SERVING_BYTES = 256 << 20
+/** Deadline of one libp2p answer, pacing included; an upload cap admits what it can send in half of it. */
+export const SERVE_TIMEOUT_MS = 120_000
+/** Retry hint of a "busy" answer: libp2p `retryMs`, HTTP `Retry-After` (rounded up to seconds). */
+export const BUSY_RETRY_MS = 500

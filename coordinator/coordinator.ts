@@ -31,10 +31,10 @@ import { versionLog, type VersionLog } from './ledger/log.ts'
 import { anchorExisting } from './ledger/anchor-existing.ts'
 import { witnessCosigner, type WitnessEndpoint } from './ledger/witnesses.ts'
 import { tokenHash } from './http/auth.ts'
-import { uploadPacer } from '../shared/p2p/token-bucket.ts'
+import { answerAdmission } from './answers.ts'
 import { createOrigin, type Origin, type OriginCounters } from './p2p/origin.ts'
 import type { IngestResult as Published } from '../shared/client/api-schemas.ts'
-import { DEFAULT_ERASURE, DEFAULT_HOST, DEFAULT_MAX_UPLOAD_BYTES, DEFAULT_PORT, ROLES, ROUND_HANDSHAKE_MS, ROUND_MAX_FRAME_BYTES, ROUND_PING_MS } from './constants.ts'
+import { DEFAULT_ERASURE, DEFAULT_HOST, DEFAULT_MAX_SERVING_BYTES, DEFAULT_MAX_UPLOAD_BYTES, DEFAULT_PORT, ROLES, ROUND_HANDSHAKE_MS, ROUND_MAX_FRAME_BYTES, ROUND_PING_MS, SERVE_TIMEOUT_MS } from './constants.ts'
 
 export interface CoordinatorOptions {
   dataDir: string
@@ -62,11 +62,15 @@ export interface CoordinatorOptions {
   p2p?: { listen?: string[], superSeed?: boolean }
   /** Cap on the bytes of blocks and shards the coordinator sends per second, HTTP and p2p together. */
   uploadBytesPerSecond?: number
+  /** Bytes of block and shard answers under way at once, HTTP and p2p together; more are answered "busy". */
+  maxServingBytes?: number
 }
 
 /** Bytes of blocks and shards the coordinator answered, by channel. */
 export interface ServedCounters {
   httpBytes: number
+  /** HTTP block requests answered 503 "busy" (the answer budget had no room). */
+  httpBusy: number
   p2p?: OriginCounters
 }
 
@@ -128,6 +132,7 @@ export async function createCoordinator (options: CoordinatorOptions): Promise<C
   let origin: Origin | undefined
   let stopped = false
   let httpBytes = 0
+  let httpBusy = 0
   /** A new version is announced on its model's topic and its blocks provided in the DHT. */
   const spread = async (result: Published): Promise<Published> => {
     if (origin !== undefined && result.created) {
@@ -183,7 +188,7 @@ export async function createCoordinator (options: CoordinatorOptions): Promise<C
     log,
     anchor,
     p2p: () => origin === undefined ? undefined : { peerId: origin.peerId, addresses: origin.addresses() },
-    served: () => ({ httpBytes, p2p: origin?.counters() }),
+    served: () => ({ httpBytes, httpBusy, p2p: origin?.counters() }),
     async start () {
       try {
         return await startServing()
@@ -210,8 +215,8 @@ export async function createCoordinator (options: CoordinatorOptions): Promise<C
   }
 
   async function startServing (): Promise<string> {
-    const pace = uploadPacer(options.uploadBytesPerSecond)
-    if (options.p2p !== undefined) origin = await createOrigin({ seed: identity.signing.secretKey, files, pace, ...options.p2p })
+    const answers = answerAdmission({ maxBytes: options.maxServingBytes ?? DEFAULT_MAX_SERVING_BYTES, bytesPerSecond: options.uploadBytesPerSecond, deadlineMs: SERVE_TIMEOUT_MS })
+    if (options.p2p !== undefined) origin = await createOrigin({ seed: identity.signing.secretKey, files, answers, ...options.p2p })
     app = await buildServer({
       repo,
       files,
@@ -221,7 +226,8 @@ export async function createCoordinator (options: CoordinatorOptions): Promise<C
       maxUploadBytes,
       logger: options.logger,
       onServed: n => { httpBytes += n },
-      pace,
+      onBusy: () => { httpBusy++ },
+      answers,
       p2p: () => origin === undefined ? undefined : { peerId: origin.peerId, addresses: origin.addresses() }
     })
     await roundRoutes(app, { repo, store, manager: rounds })

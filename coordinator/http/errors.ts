@@ -4,9 +4,14 @@
  * The body is always `{ error, message }` (api-schemas.ts `errorBodySchema`).
  */
 import type { FastifyError, FastifyReply, FastifyRequest } from 'fastify'
-import { BlockfedError } from '../../shared/errors/errors.ts'
+import { BlockfedError, BusyError } from '../../shared/errors/errors.ts'
 
 export function errorHandler (err: FastifyError | Error, req: FastifyRequest, reply: FastifyReply): void {
+  if (err instanceof BusyError) {
+    // RFC 9110 §10.2.3: Retry-After in whole seconds.
+    void reply.status(503).header('retry-after', Math.ceil(err.retryAfterMs / 1000)).send({ error: err.name, message: err.message })
+    return
+  }
   if (err instanceof BlockfedError) {
     if (err.status >= 500) req.log.error({ err }, 'request failed')
     void reply.status(err.status).send({ error: err.name, message: err.message })

@@ -19,11 +19,12 @@ import { signedManifestSchema } from '../../shared/manifest/schema.ts'
 import { parseCid } from '../../shared/crypto/cid.ts'
 import { fromBase64 } from '../../shared/crypto/bytes.ts'
 import { wrapKeys } from '../../shared/crypto/wrap.ts'
-import { AccessDeniedError, BlockfedError, InvalidInputError, NotFoundError, TooLargeError, UnavailableError } from '../../shared/errors/errors.ts'
+import { AccessDeniedError, BlockfedError, BusyError, InvalidInputError, NotFoundError, TooLargeError, UnavailableError } from '../../shared/errors/errors.ts'
 import { signedManifestOf, type Repository, type VersionRow } from '../store/repository.ts'
 import type { BlockFiles } from '../store/block-files.ts'
 import type { Identity } from '../keys/identity.ts'
-import { MAX_UPLOAD_FILES } from '../constants.ts'
+import { BUSY_RETRY_MS, MAX_UPLOAD_FILES } from '../constants.ts'
+import type { AnswerAdmission } from '../answers.ts'
 import { authenticate, issueToken, mayRead } from './auth.ts'
 import { errorHandler } from './errors.ts'
 
@@ -37,8 +38,10 @@ export interface ServerDeps {
   logger?: boolean
   /** Counts the bytes of every block or shard answered over HTTP. */
   onServed?: (bytes: number) => void
-  /** Paces block and shard bodies (the coordinator's upload cap, shared with its libp2p node). */
-  pace?: (bytes: number, signal: AbortSignal) => Promise<void>
+  /** Admits and paces block and shard bodies (the coordinator's answer budget and upload cap, shared with its libp2p node). */
+  answers?: AnswerAdmission
+  /** Called for a block request answered 503 "busy" (no room in the answer budget). */
+  onBusy?: () => void
   /** The coordinator's libp2p node, when it runs one: where runtimes bootstrap from. */
   p2p?: () => { peerId: string, addresses: string[] } | undefined
 }
@@ -214,13 +217,19 @@ export async function buildServer (deps: ServerDeps): Promise<FastifyInstance> {
     void reply.header('etag', etag).header('cache-control', 'public, max-age=31536000, immutable')
     const bytes = await deps.files.get(cid)
     if (req.headers['if-none-match'] === etag) return await reply.status(304).send(undefined as never)
+    const release = deps.answers === undefined ? () => {} : deps.answers.admit(bytes.length)
+    if (release === undefined) {
+      deps.onBusy?.()
+      throw new BusyError(`${cid}: the coordinator is sending as much as it may at once; retry later`, BUSY_RETRY_MS)
+    }
+    // Released when the answer ends, sent or not (the client may leave mid-body).
+    const gone = new AbortController()
+    reply.raw.once('close', () => { release(); gone.abort() })
     deps.onServed?.(bytes.length)
     void reply.type('application/octet-stream').header('content-length', bytes.length)
-    const { pace } = deps
+    const pace = deps.answers?.pace
     if (pace === undefined) return await reply.send(Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength) as never)
     // Under an upload cap the body goes out in paced chunks; a client that leaves stops it.
-    const gone = new AbortController()
-    req.raw.once('close', () => { gone.abort() })
     return await reply.send(Readable.from((async function * () {
       for (let at = 0; at < bytes.length; at += PACED_CHUNK) {
         const chunk = bytes.subarray(at, at + PACED_CHUNK)

@@ -18,6 +18,8 @@ import { encodeGossip, modelTopic } from '../../shared/p2p/gossip.ts'
 import { MAX_REFERRALS, serveShardStream, SHARD_PROTOCOL, type Referral, type ShardAnswer } from '../../shared/p2p/shard-protocol.ts'
 import { createPeerNode, type PeerNode } from '../../node-runtime/p2p/peer-node.ts'
 import type { BlockFiles } from '../store/block-files.ts'
+import type { AnswerAdmission } from '../answers.ts'
+import { BUSY_RETRY_MS, SERVE_TIMEOUT_MS } from '../constants.ts'
 
 export interface OriginOptions {
   /** The coordinator's Ed25519 identity seed: its peer id follows from the key runtimes pin. */
@@ -26,8 +28,8 @@ export interface OriginOptions {
   listen?: string[]
   /** Refer repeat requests to peers that already got the object. Default true. */
   superSeed?: boolean
-  /** Paces bodies: the coordinator's upload cap, shared with its HTTP API. */
-  pace?: (bytes: number, signal: AbortSignal) => Promise<void>
+  /** Admits and paces bodies: the coordinator's answer budget and upload cap, shared with its HTTP API. */
+  answers?: AnswerAdmission
 }
 
 export interface OriginCounters {
@@ -37,6 +39,8 @@ export interface OriginCounters {
   forced: number
   badRequests: number
   notFound: number
+  /** Requests answered `busy`: the answer budget (or the upload cap) had no room. */
+  busy: number
 }
 
 export interface Origin {
@@ -50,8 +54,6 @@ export interface Origin {
   stop: () => Promise<void>
 }
 
-/** Deadline of one answer, pacing included (under an upload cap answers queue for the bucket). */
-const SERVE_TIMEOUT_MS = 120_000
 /** How long a runtime's kept-open stream may wait for its next request. */
 const IDLE_TIMEOUT_MS = 30_000
 /** Objects whose hand-outs are remembered; older ones are served again (a new wave re-seeds). */
@@ -61,7 +63,7 @@ export async function createOrigin (options: OriginOptions): Promise<Origin> {
   const node = await createPeerNode({ seed: options.seed, listen: options.listen })
   const self = node.peerId.toString()
   const superSeed = options.superSeed ?? true
-  const counters: OriginCounters = { bytesServed: 0, objectsServed: 0, referrals: 0, forced: 0, badRequests: 0, notFound: 0 }
+  const counters: OriginCounters = { bytesServed: 0, objectsServed: 0, referrals: 0, forced: 0, badRequests: 0, notFound: 0, busy: 0 }
   /** Per object: peers served directly, then peers referred, each in order. */
   const handedOut = new Map<string, { served: string[], referred: string[] }>()
   const provideLimit = pLimit(4)
@@ -120,9 +122,12 @@ export async function createOrigin (options: OriginOptions): Promise<Origin> {
     }, {
       timeoutMs: SERVE_TIMEOUT_MS,
       idleTimeoutMs: IDLE_TIMEOUT_MS,
-      pace: options.pace,
+      pace: options.answers?.pace,
+      admit: options.answers?.admit,
+      busyRetryMs: BUSY_RETRY_MS,
       onServed: n => { counters.bytesServed += n; counters.objectsServed++ },
-      onBadRequest: () => { counters.badRequests++ }
+      onBadRequest: () => { counters.badRequests++ },
+      onBusy: () => { counters.busy++ }
     })
   }, { maxInboundStreams: 256 })
 

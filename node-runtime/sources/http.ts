@@ -6,9 +6,9 @@
  */
 import http from 'node:http'
 import https from 'node:https'
-import { NotFoundError, TimeoutError, UnavailableError } from '../../shared/errors/errors.ts'
+import { TimeoutError, UnavailableError } from '../../shared/errors/errors.ts'
 import { withDeadline } from '../../shared/load/deadline.ts'
-import type { HttpBlockSource, HttpBlockSourceOptions } from '../../shared/load/http-source.ts'
+import { statusError, type HttpBlockSource, type HttpBlockSourceOptions } from '../../shared/load/http-source.ts'
 
 export function nodeHttpBlockSource (options: HttpBlockSourceOptions & { maxSockets?: number }): HttpBlockSource & { close: () => void } {
   const base = options.baseUrl.replace(/\/+$/, '')
@@ -27,7 +27,8 @@ export function nodeHttpBlockSource (options: HttpBlockSourceOptions & { maxSock
         const status = res.statusCode ?? 0
         if (status !== 200) {
           res.resume()
-          reject(status === 404 ? new NotFoundError(`${cid}: not at ${base}`) : new UnavailableError(`GET ${url}: HTTP ${status}`))
+          const retryAfter = res.headers['retry-after']
+          reject(statusError(status, typeof retryAfter === 'string' ? retryAfter : null, url, cid, base))
           return
         }
         const length = Number(res.headers['content-length'])

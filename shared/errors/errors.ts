@@ -55,8 +55,21 @@ export class TooLargeError extends BlockfedError {
 
 /** Too few intact shards to rebuild a block, or a source that could not deliver in time. */
 export class UnavailableError extends BlockfedError {
-  override readonly name = 'UnavailableError'
+  override readonly name: string = 'UnavailableError'
   override readonly status = 503
+}
+
+/**
+ * A server with no room for the answer now (its answers in flight fill its budget): ask again
+ * after `retryAfterMs`. Unlike a plain UnavailableError the server is up, so waiting helps.
+ */
+export class BusyError extends UnavailableError {
+  override readonly name = 'BusyError'
+  readonly retryAfterMs: number
+  constructor (message: string, retryAfterMs: number, options?: { cause?: unknown }) {
+    super(message, options)
+    this.retryAfterMs = retryAfterMs
+  }
 }
 
 /** A wait ran past its deadline. */

@@ -2,7 +2,7 @@
  * A BlockSource over the coordinator's HTTP API (`GET /v1/blocks/{cid}`), with fetch, so it runs
  * in Node and browsers alike. Counts the bytes it fetched.
  */
-import { NotFoundError, UnavailableError } from '../errors/errors.ts'
+import { BusyError, NotFoundError, UnavailableError, type BlockfedError } from '../errors/errors.ts'
 import type { BlockSource } from './source.ts'
 import { deadlineError, withDeadline } from './deadline.ts'
 
@@ -16,6 +16,24 @@ export interface HttpBlockSourceOptions {
 export interface HttpBlockSource extends BlockSource {
   readonly bytesFetched: number
   readonly requests: number
+}
+
+/** Retry-After as delay-seconds (RFC 9110 §10.2.3), clamped to [0.1 s, 30 s]; undefined when absent or not a number. */
+function retryAfterMs (header: string | null): number | undefined {
+  if (header === null || !/^\d{1,9}$/.test(header.trim())) return undefined
+  return Math.min(30_000, Math.max(100, Number(header.trim()) * 1000))
+}
+
+/**
+ * The error for a block request answered `status` (not 200): 404 is final, a 503 with
+ * Retry-After means "busy, ask again then" (the coordinator's answer budget is full), and
+ * anything else is the coordinator being unavailable.
+ */
+export function statusError (status: number, retryAfter: string | null, url: string, cid: string, base: string): BlockfedError {
+  if (status === 404) return new NotFoundError(`${cid}: not at ${base}`)
+  const after = status === 503 ? retryAfterMs(retryAfter) : undefined
+  if (after !== undefined) return new BusyError(`GET ${url}: busy, retry in ${after} ms`, after)
+  return new UnavailableError(`GET ${url}: HTTP ${status}`)
 }
 
 export function httpBlockSource (options: HttpBlockSourceOptions): HttpBlockSource {
@@ -39,8 +57,10 @@ export function httpBlockSource (options: HttpBlockSourceOptions): HttpBlockSour
         if (timedOut !== err) throw timedOut
         throw new UnavailableError(`GET ${url}: ${(err as Error).message}`, { cause: err })
       }
-      if (res.status === 404) throw new NotFoundError(`${cid}: not at ${base}`)
-      if (!res.ok) throw new UnavailableError(`GET ${url}: HTTP ${res.status}`)
+      if (!res.ok) {
+        await res.body?.cancel()
+        throw statusError(res.status, res.headers.get('retry-after'), url, cid, base)
+      }
       const length = Number(res.headers.get('content-length') ?? NaN)
       if (length > maxBytes) {
         await res.body?.cancel()

@@ -1,21 +1,35 @@
 /**
  * A BlockSource that retries transient failures (UnavailableError, TimeoutError) up to
  * `retries` times with exponential backoff; a NotFoundError or an abort is final at once.
- * The backoff wait honours the caller's signal.
+ * A BusyError (the server is up but has no room for the answer now) is waited out as it asks,
+ * without using a retry, for at most `busyPatienceMs` in all: a wave of cold starts queues at a
+ * busy origin instead of failing. Every wait honours the caller's signal.
  */
-import { isUnreachable } from '../errors/errors.ts'
+import { BusyError, isUnreachable } from '../errors/errors.ts'
 import type { BlockSource } from './source.ts'
 import { sleep } from './deadline.ts'
 
-export function retrying (source: BlockSource, retries: number, baseDelayMs = 50): BlockSource {
+/** How long one object may wait on busy answers, in all. */
+export const BUSY_PATIENCE_MS = 60_000
+
+export function retrying (source: BlockSource, retries: number, baseDelayMs = 50, busyPatienceMs = BUSY_PATIENCE_MS): BlockSource {
   return {
     name: source.name,
     async get (cid, options) {
+      let waitedBusy = 0
       for (let attempt = 0; ; attempt++) {
         try {
           return await source.get(cid, options)
         } catch (err) {
           if (options.signal.aborted) throw options.signal.reason
+          if (err instanceof BusyError && waitedBusy + err.retryAfterMs <= busyPatienceMs) {
+            // Jittered, so that the requests a busy server turned away do not all come back at once.
+            const wait = Math.round(err.retryAfterMs * (1 + Math.random() / 2))
+            waitedBusy += wait
+            attempt--
+            await sleep(wait, options.signal)
+            continue
+          }
           if (!isUnreachable(err) || attempt >= retries) throw err
           await sleep(baseDelayMs * 2 ** attempt, options.signal)
         }

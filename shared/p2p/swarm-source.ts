@@ -25,6 +25,7 @@ import { verifyCid } from '../crypto/cid.ts'
 import { IntegrityError, UnavailableError } from '../errors/errors.ts'
 import type { BlockSource, BlockSourceGetOptions } from '../load/source.ts'
 import { sleep, untilAborted } from '../load/deadline.ts'
+import { BUSY_PATIENCE_MS } from '../load/retry.ts'
 import { peerScores, type PeerOutcome, type PeerScores } from './peer-score.ts'
 import { DEFAULT_MAX_OBJECT_BYTES, type Referral, type ShardAnswer } from './shard-protocol.ts'
 
@@ -77,6 +78,8 @@ export interface SwarmStats {
   corrupt: number
   /** Referrals the origin gave instead of bytes. */
   referrals: number
+  /** `busy` answers from the origin, each waited out. */
+  originBusy: number
   /** Verified bytes per serving peer. */
   perPeer: Record<string, number>
   /** Failed requests by cause (error name, or the peer's answer), e.g. `{ TimeoutError: 2, 'not-found': 5 }`. */
@@ -111,7 +114,7 @@ export function swarmSource (options: SwarmSourceOptions): SwarmSource {
   const maxBytes = options.maxBytes ?? DEFAULT_MAX_OBJECT_BYTES
   const limiters = new Map<string, LimitFunction>()
   const lookups = new Map<string, { at: number, providers: Promise<string[]> }>()
-  const stats: SwarmStats = { bytesFromPeers: 0, bytesFromOrigin: 0, bytesFromFallback: 0, requests: 0, corrupt: 0, referrals: 0, perPeer: {}, failures: {}, lookups: 0, lookupMs: 0 }
+  const stats: SwarmStats = { bytesFromPeers: 0, bytesFromOrigin: 0, bytesFromFallback: 0, requests: 0, corrupt: 0, referrals: 0, originBusy: 0, perPeer: {}, failures: {}, lookups: 0, lookupMs: 0 }
 
   const limiter = (peer: string): LimitFunction => {
     let l = limiters.get(peer)
@@ -216,6 +219,7 @@ export function swarmSource (options: SwarmSourceOptions): SwarmSource {
     // ban it: its timeouts and errors are not scored).
     if (!scores.usable(originPeer)) return undefined
     let force = mayForce
+    let waitedBusy = 0
     for (let attempt = 0; attempt < ORIGIN_ATTEMPTS; attempt++) {
       const got = await ask(originPeer, cid, signal, force)
       if (got === undefined) return undefined
@@ -225,7 +229,15 @@ export function swarmSource (options: SwarmSourceOptions): SwarmSource {
         return got.bytes
       }
       if ('busy' in got) {
-        await sleep(got.busy, signal)
+        // The origin is up but its answer budget is full: wait as it asks (jittered, so the
+        // wave it turned away does not return at once), without using an attempt, within
+        // BUSY_PATIENCE_MS in all; then fall back like a failed origin.
+        const wait = Math.round(got.busy * (1 + Math.random() / 2))
+        if (waitedBusy + wait > BUSY_PATIENCE_MS) return undefined
+        waitedBusy += wait
+        stats.originBusy++
+        attempt--
+        await sleep(wait, signal)
         continue
       }
       stats.referrals++

@@ -50,7 +50,6 @@ const config = (extra: Record<string, unknown> = {}): Record<string, unknown> =>
   ...extra
 })
 
-/** The files of a fresh dense tfjs model: `inputs` wide, then one layer per [name, units]. */
 async function runtime (name: string): Promise<NodeRuntime> {
   const r = await createNodeRuntime({ dataDir: join(root, name) })
   runtimes.push(r)

@@ -1,6 +1,6 @@
 import { describe, it, expect } from 'vitest'
 import { retrying } from '../../../shared/load/retry.ts'
-import { NotFoundError, UnavailableError } from '../../../shared/errors/errors.ts'
+import { BusyError, NotFoundError, UnavailableError } from '../../../shared/errors/errors.ts'
 import type { BlockSource } from '../../../shared/load/source.ts'
 
 function flaky (failures: Error[]): BlockSource & { calls: number } {
@@ -38,5 +38,19 @@ describe('retrying block source', () => {
     controller.abort(new Error('stop'))
     await expect(pending).rejects.toThrow('stop')
     expect(s.calls).toBe(1)
+  })
+  it('waits out busy answers as asked (jittered to at most 1.5 ×) without using a retry, within its patience', async () => {
+    const busy = (): BusyError => new BusyError('busy', 20)
+    const s = flaky([busy(), busy(), busy(), new UnavailableError('down'), busy()])
+    const started = performance.now()
+    // One retry for the one real failure: the four busy answers use none.
+    expect(await retrying(s, 1, 1, 1_000).get('x', { signal })).toEqual(new Uint8Array([1]))
+    expect(s.calls).toBe(6)
+    expect(performance.now() - started).toBeGreaterThanOrEqual(4 * 20 - 1)
+    // Patience of 50 ms: two waits of 20–30 ms may not both fit; past it a busy answer counts as a failure.
+    const t = flaky(Array.from({ length: 10 }, busy))
+    await expect(retrying(t, 0, 1, 50).get('x', { signal })).rejects.toThrow(BusyError)
+    expect(t.calls).toBeGreaterThanOrEqual(2)
+    expect(t.calls).toBeLessThanOrEqual(3)
   })
 })

@@ -14,6 +14,7 @@ import type { BlockSource } from '../../../shared/load/source.ts'
 import { rawCid } from '../../../shared/crypto/cid.ts'
 import { IntegrityError, NotFoundError, UnavailableError } from '../../../shared/errors/errors.ts'
 import { mulberry32 } from '../../../shared/random/seeded.ts'
+import { BUSY_PATIENCE_MS } from '../../../shared/load/retry.ts'
 
 const SELF = 'self'
 const ORIGIN = 'origin'
@@ -435,21 +436,41 @@ describe('swarm source: the origin', () => {
     expect(askedPeers(net)).toEqual([ORIGIN, 'r1'])
   })
 
-  it('busy from the origin waits retryMs, then asks again', async () => {
+  it('busy from the origin waits retryMs (jittered up to 1.5 ×), then asks again, without using up its attempts', async () => {
     vi.useFakeTimers({ toFake: ['setTimeout', 'clearTimeout'] })
     const [o] = await objects(1)
     if (o === undefined) throw new Error('no object')
     store.set(o.cid, o.bytes)
-    const net = fakeNetwork({ peers: { [ORIGIN]: scripted({ status: 'busy', retryMs: 60_000 }, holds) } })
+    // More busy answers in a row than the origin's 4 attempts: waited out all the same.
+    const busy: ShardAnswer = { status: 'busy', retryMs: 1_000 }
+    const net = fakeNetwork({ peers: { [ORIGIN]: scripted(busy, busy, busy, busy, busy, holds) } })
     const s = source(net)
     const pending = s.get(o.cid, { signal: AbortSignal.timeout(120_000) })
     await vi.waitUntil(() => net.calls.length === 1, { interval: 0, timeout: 1_000 })
-    await vi.advanceTimersByTimeAsync(59_999)
+    await vi.advanceTimersByTimeAsync(999)
     expect(net.calls.length).toBe(1)
-    await vi.advanceTimersByTimeAsync(1)
-    expect(await pending).toEqual(o.bytes)
+    await vi.advanceTimersByTimeAsync(501)
     expect(net.calls.length).toBe(2)
-    expect(s.scores.snapshot()[ORIGIN]).toMatchObject({ score: 0.75 })
+    await vi.advanceTimersByTimeAsync(4 * 1_500)
+    expect(await pending).toEqual(o.bytes)
+    expect(net.calls.length).toBe(6)
+    expect(s.stats().originBusy).toBe(5)
+  })
+
+  it('an origin busy for longer than BUSY_PATIENCE_MS is given up for the fallback', async () => {
+    vi.useFakeTimers({ toFake: ['setTimeout', 'clearTimeout'] })
+    const [o] = await objects(1)
+    if (o === undefined) throw new Error('no object')
+    const net = fakeNetwork({ peers: { [ORIGIN]: scripted({ status: 'busy', retryMs: 20_000 }) } })
+    const fallback = fallbackSource(() => o.bytes)
+    const s = source(net, { fallback })
+    const pending = s.get(o.cid, { signal: AbortSignal.timeout(600_000) })
+    await vi.advanceTimersByTimeAsync(2 * BUSY_PATIENCE_MS + 1)
+    expect(await pending).toEqual(o.bytes)
+    // Two waits of 20–30 s fit in 60 s, a third does not: both unforced and forced passes ask
+    // three times each, then the fallback serves.
+    expect(net.calls.length).toBe(6)
+    expect(fallback.asked).toEqual([o.cid])
   })
 })
 
@@ -545,7 +566,7 @@ describe('swarm source: abort', () => {
   it('an abort while waiting out the origin\'s busy rejects at once', async () => {
     const [o] = await objects(1)
     if (o === undefined) throw new Error('no object')
-    const net = fakeNetwork({ peers: { [ORIGIN]: scripted({ status: 'busy', retryMs: 60_000 }) } })
+    const net = fakeNetwork({ peers: { [ORIGIN]: scripted({ status: 'busy', retryMs: 10_000 }) } })
     const controller = new AbortController()
     const pending = source(net).get(o.cid, { signal: controller.signal })
     await vi.waitFor(() => { expect(net.calls.length).toBe(1) })
