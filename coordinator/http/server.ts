@@ -209,7 +209,7 @@ export async function buildServer (deps: ServerDeps): Promise<FastifyInstance> {
   })
 
   api.get('/v1/blocks/:cid', {
-    schema: { summary: 'A sealed block or shard by its CID (immutable)', params: z.object({ cid: z.string().max(200) }), response: { ...errors } }
+    schema: { summary: 'A sealed block or shard by its CID (immutable); 503 with Retry-After when the coordinator is sending all it may at once', params: z.object({ cid: z.string().max(200) }), response: { ...errors, 503: errorBodySchema } }
   }, async (req, reply) => {
     const cid = req.params.cid
     parseCid(cid)
