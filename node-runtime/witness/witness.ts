@@ -64,6 +64,10 @@ export function witnessCore (options: { store: WitnessStore, cosigner: NoteSigne
       const held = store.get(checkpoint.origin)
       const heldSize = held?.size ?? 0
       if (old !== heldSize) throw new WitnessConflictError(`old size ${old} is not the size ${heldSize} this witness holds`, heldSize)
+      if (held !== undefined && checkpoint.size === held.size && !equalBytes(checkpoint.root, held.root)) {
+        // c2sp.org/tlog-witness: old size equal to the checkpoint's, roots differing → 409 Conflict.
+        throw new WitnessConflictError(`a checkpoint of size ${held.size} with another root than the one this witness holds (a fork)`, held.size)
+      }
       if (held === undefined || old === 0) {
         // Any tree extends the empty one; nothing to prove.
         if (proof.length !== 0) throw new InconsistentCheckpointError(`old size 0 takes no consistency proof, got ${proof.length} hashes`)

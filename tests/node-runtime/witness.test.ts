@@ -141,7 +141,10 @@ describe('witness add-checkpoint (c2sp.org/tlog-witness)', () => {
     const tree = treeOf(8)
     await addCheckpoint(w.url, { old: 0, proof: [], note: checkpointNote(tree, 8) })
     const fork = treeOf(8, 7)
-    expect(await rejection(addCheckpoint(w.url, { old: 8, proof: [], note: checkpointNote(fork, 8) }))).toBeInstanceOf(InconsistentCheckpointError)
+    // c2sp.org/tlog-witness: same size, other root → 409 Conflict, naming the size held.
+    const forked = await rejection(addCheckpoint(w.url, { old: 8, proof: [], note: checkpointNote(fork, 8) }))
+    expect(forked).toBeInstanceOf(WitnessConflictError)
+    expect(forked).toMatchObject({ size: 8 })
     const rollback = await post(w.url, `old 8\n\n${checkpointNote(tree, 6)}`)
     expect(rollback.status).toBe(400)
     expect(rollback.text).toMatch(/old size 8 is larger than the checkpoint's size 6/)
