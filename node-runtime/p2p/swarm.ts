@@ -11,7 +11,7 @@
  * The DHT holds block CIDs; a holder of a block serves all its shards.
  */
 import { mkdir } from 'node:fs/promises'
-import { KEEP_ALIVE, type PeerId, type Stream } from '@libp2p/interface'
+import { KEEP_ALIVE, type Connection, type PeerId, type Stream } from '@libp2p/interface'
 import { peerIdFromString } from '@libp2p/peer-id'
 import type { SingleKadDHT } from '@libp2p/kad-dht'
 import { multiaddr } from '@multiformats/multiaddr'
@@ -209,7 +209,7 @@ export async function createSwarm (options: SwarmOptions): Promise<Swarm> {
   }
 
   const slots = serveSlots(options.maxServing ?? 64)
-  await node.handle(SHARD_PROTOCOL, async (stream: Stream) => {
+  await node.handle(SHARD_PROTOCOL, async (stream: Stream, connection: Connection) => {
     await serveShardStream(stream, async (request, signal) => {
       const answer = await lookup(request, signal)
       if (answer.status === 'not-found') counters.notFound++
@@ -219,6 +219,7 @@ export async function createSwarm (options: SwarmOptions): Promise<Swarm> {
       pace: cap?.pace,
       admit: cap?.admit,
       slots,
+      peer: connection.remotePeer.toString(),
       onServed: n => { counters.bytesServed += n; counters.objectsServed++ },
       onBadRequest: () => { counters.badRequests++ },
       onBusy: () => { counters.busy++ }

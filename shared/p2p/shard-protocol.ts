@@ -39,6 +39,8 @@ export const MAX_CONTROL_FRAME = 4096
  * a 64 KiB chunk became a full Noise message plus a 29-byte one, each a separate socket write.
  */
 export const BODY_CHUNK = 65535 - 16 - 12
+/** Longest a body chunk may take to be accepted by the stream (the peer reading) before the answer is given up. */
+export const CHUNK_WRITE_MS = 10_000
 /** Default bound on one object (a shard of a 1 MiB block is ≈ 256 KiB; a whole sealed block may be asked for too). */
 export const DEFAULT_MAX_OBJECT_BYTES = 32 << 20
 /** Referrals carry at most this many peers, each with at most this many addresses. */
@@ -186,6 +188,13 @@ export function shardSession (stream: Stream, options: ShardSessionOptions = {})
   let busy = false
   let failed = false
   let exchanges = 0
+  // An honest server sends nothing between exchanges: bytes arriving while the session waits
+  // idle (in a client's pool) would pile up unread, so they end it.
+  stream.addEventListener('message', () => {
+    if (busy || failed) return
+    failed = true
+    stream.abort(new UnavailableError(`shard session with ${stream.protocol}: the peer sent bytes no request asked for`))
+  })
 
   const readBody = async (size: number, signal: AbortSignal, what: string): Promise<Uint8Array> => {
     const out = new Uint8Array(size)
@@ -257,22 +266,35 @@ export async function requestShard (stream: Stream, cid: string, options: Reques
   return answer
 }
 
-/** Answer slots shared by a server's streams: a request that finds none is answered `busy`. */
+/**
+ * Answer slots shared by a server's streams: a request that finds none is answered `busy`.
+ * One peer holds at most `perPeer` of them, so that a peer which asks on many streams and
+ * never reads cannot keep every other peer out.
+ */
 export interface ServeSlots {
-  take: () => boolean
-  give: () => void
+  take: (peer?: string) => boolean
+  give: (peer?: string) => void
 }
 
-export function serveSlots (max: number): ServeSlots & { readonly inUse: number } {
+export function serveSlots (max: number, perPeer = Math.max(1, Math.floor(max / 4))): ServeSlots & { readonly inUse: number } {
   let inUse = 0
+  const byPeer = new Map<string, number>()
   return {
     get inUse () { return inUse },
-    take: () => {
-      if (inUse >= max) return false
+    take: peer => {
+      const held = peer === undefined ? 0 : byPeer.get(peer) ?? 0
+      if (inUse >= max || held >= perPeer) return false
       inUse++
+      if (peer !== undefined) byPeer.set(peer, held + 1)
       return true
     },
-    give: () => { inUse = Math.max(0, inUse - 1) }
+    give: peer => {
+      inUse = Math.max(0, inUse - 1)
+      if (peer === undefined) return
+      const held = (byPeer.get(peer) ?? 1) - 1
+      if (held > 0) byPeer.set(peer, held)
+      else byPeer.delete(peer)
+    }
   }
 }
 
@@ -290,6 +312,10 @@ export interface ServeOptions {
   admit?: (bytes: number) => (() => void) | undefined
   /** Answer slots; taken once a request has arrived (so silent streams hold none), given back when its answer is written. */
   slots?: ServeSlots
+  /** The remote peer, for the slots' per-peer bound. */
+  peer?: string
+  /** Longest one body chunk may wait for the peer to read. Default CHUNK_WRITE_MS. */
+  progressMs?: number
   /** Retry hint of a `busy` answer. Default 200 ms. */
   busyRetryMs?: number
   /** Called after a complete ok answer, with the body's length. */
@@ -336,7 +362,7 @@ export async function serveShardStream (
         return
       }
       const signal = AbortSignal.timeout(options.timeoutMs)
-      if (options.slots !== undefined && !options.slots.take()) {
+      if (options.slots !== undefined && !options.slots.take(options.peer)) {
         options.onBusy?.()
         await writeJson(bytes, { status: 'busy', retryMs: options.busyRetryMs ?? 200 }, signal)
         continue
@@ -344,7 +370,7 @@ export async function serveShardStream (
       try {
         await answer(bytes, request, lookup, options, signal)
       } finally {
-        options.slots?.give()
+        options.slots?.give(options.peer)
       }
     }
     await closeWithin(stream, options.timeoutMs, AbortSignal.timeout(options.timeoutMs))
@@ -383,7 +409,10 @@ async function answer (
     for (let at = 0; at < body.length; at += BODY_CHUNK) {
       const chunk = body.subarray(at, at + BODY_CHUNK)
       await options.pace?.(chunk.length, signal)
-      await bytes.write(chunk, { signal })
+      // A peer that stops reading stalls the write (Yamux flow control): end the answer when a
+      // chunk makes no progress, not at the whole answer's deadline, so its slot and its share
+      // of the upload cap come back.
+      await bytes.write(chunk, { signal: AbortSignal.any([signal, AbortSignal.timeout(options.progressMs ?? CHUNK_WRITE_MS)]) })
     }
   } finally {
     release()

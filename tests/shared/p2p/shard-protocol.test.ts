@@ -4,7 +4,7 @@
  * stream the server closed meanwhile, answer slots, a server that lies about a body's size, and
  * half-closed streams whose peer never closes its side (reset after a grace period).
  */
-import { describe, it, expect, beforeAll, afterAll } from 'vitest'
+import { describe, it, expect, beforeAll, afterAll, vi } from 'vitest'
 import { noise } from '@chainsafe/libp2p-noise'
 import { yamux } from '@chainsafe/libp2p-yamux'
 import type { Libp2p, Stream } from '@libp2p/interface'
@@ -151,6 +151,81 @@ describe('shard client', () => {
       delays.delete(cid)
       await pool.close()
     }
+  })
+})
+
+describe('answer slots against a peer that asks and never reads', () => {
+  it('one peer holds at most its share of the slots: another peer is served meanwhile', async () => {
+    const slots = serveSlots(4)
+    const slotted = await node()
+    await slotted.handle(SHARD_PROTOCOL, async (stream, connection) => {
+      await serveShardStream(stream, lookup, { timeoutMs: 5_000, slots, peer: connection.remotePeer.toString(), busyRetryMs: 50 })
+    }, { maxInboundStreams: 64 })
+    const other = await node()
+    const [cid, bytes] = [...objects][2] as [string, Uint8Array]
+    delays.set(cid, 500)
+    try {
+      const ask = async (from: Libp2p): Promise<ShardAnswer> => {
+        const signal = AbortSignal.timeout(5_000)
+        return await shardSession(await from.dialProtocol(slotted.getMultiaddrs(), SHARD_PROTOCOL, { signal })).request(cid, { signal })
+      }
+      // The client peer asks on 4 streams at once: 1 slot (4 / 4) is its share, 3 are refused.
+      const flood = Array.from({ length: 4 }, async () => await ask(client))
+      await sleep(100)
+      // Meanwhile another peer still finds a slot.
+      expect(await ask(other)).toEqual({ status: 'ok', bytes })
+      const answers = await Promise.all(flood)
+      expect(answers.filter(a => a.status === 'ok')).toHaveLength(1)
+      expect(answers.filter(a => a.status === 'busy')).toHaveLength(3)
+      expect(slots.inUse).toBe(0)
+    } finally {
+      delays.delete(cid)
+    }
+  })
+
+  it('an answer the peer stops reading is given up when a chunk makes no progress, freeing its slot', async () => {
+    const slots = serveSlots(4)
+    const slotted = await node()
+    let ended = 0
+    await slotted.handle(SHARD_PROTOCOL, async (stream, connection) => {
+      await serveShardStream(stream, lookup, { timeoutMs: 30_000, progressMs: 300, slots, peer: connection.remotePeer.toString() })
+      ended++
+    })
+    // 1 MiB asked for on a raw stream that is never read: Yamux's window fills, the write stalls.
+    const [cid] = [...objects].find(([, b]) => b.length === 1 << 20) as [string, Uint8Array]
+    const stream = await client.dialProtocol(slotted.getMultiaddrs(), SHARD_PROTOCOL, { signal: AbortSignal.timeout(5_000) })
+    const lp = lpStream(stream)
+    await lp.write(new TextEncoder().encode(JSON.stringify({ cid })))
+    stream.pause()
+    const started = performance.now()
+    await vi.waitFor(() => { expect(ended).toBe(1) }, { timeout: 5_000, interval: 20 })
+    // Well before the answer's own 30 s deadline.
+    expect(performance.now() - started).toBeLessThan(5_000)
+    expect(slots.inUse).toBe(0)
+    stream.abort(new Error('done'))
+  })
+})
+
+describe('a shard session waiting idle', () => {
+  it('ends when the peer sends bytes no request asked for, instead of buffering them', async () => {
+    const pushy = await node()
+    let pushed!: () => void
+    const done = new Promise<void>(resolve => { pushed = resolve })
+    await pushy.handle(SHARD_PROTOCOL, async stream => {
+      // One honest exchange, then unsolicited bytes.
+      const lp = lpStream(stream)
+      await lp.read()
+      await lp.write(new TextEncoder().encode(JSON.stringify({ status: 'not-found' })))
+      await sleep(50)
+      stream.send(new Uint8Array(64 * 1024))
+      pushed()
+    })
+    const session = shardSession(await client.dialProtocol(pushy.getMultiaddrs(), SHARD_PROTOCOL, { signal: AbortSignal.timeout(5_000) }))
+    const [cid] = [...objects][0] as [string, Uint8Array]
+    expect(await session.request(cid, { signal: AbortSignal.timeout(5_000) })).toEqual({ status: 'not-found' })
+    expect(session.usable).toBe(true)
+    await done
+    await vi.waitFor(() => { expect(session.usable).toBe(false) }, { timeout: 2_000, interval: 10 })
   })
 })
 
