@@ -37,6 +37,8 @@ export const BLOOM_ENCODING_VERSION = 1
 export const DEFAULT_MAX_FILTER_BYTES = 256 * 1024
 /** Default bound on k accepted from the network (k = 30 already means p ≈ 1e-9). */
 export const DEFAULT_MAX_HASHES = 32
+/** decodeBlockFilter's default bound on a received filter's estimated false-positive rate. */
+export const DEFAULT_MAX_DECODED_FPR = 0.1
 
 /** k travels as one byte. */
 const MAX_HASHES = 255
@@ -59,6 +61,12 @@ export interface DecodeLimits {
   maxBytes?: number
   /** Largest k accepted (default 32). */
   maxHashes?: number
+  /**
+   * Largest estimated false-positive rate, (set bits / m)^k, accepted (default 0.1). A filter
+   * that says "yes" to most CIDs (all ones, say) tells nothing, and its sender would be asked
+   * first for every block. An honest filter reaches 0.1 only past about 1.8 × its capacity.
+   */
+  maxFalsePositiveRate?: number
 }
 
 export interface BloomParams {
@@ -181,6 +189,11 @@ export function decodeBlockFilter (bytes: Uint8Array, limits: DecodeLimits = {})
   // Each add sets at most k bits; more set bits means the sender lies about count (or sends noise).
   if (setBits > count * hashes) {
     throw new InvalidInputError(`bloom filter: ${setBits} bits set, more than count ${count} × k ${hashes} allows`)
+  }
+  const maxFpr = limits.maxFalsePositiveRate ?? DEFAULT_MAX_DECODED_FPR
+  const fpr = (setBits / bits) ** hashes
+  if (fpr > maxFpr) {
+    throw new InvalidInputError(`bloom filter: ${setBits} of ${bits} bits set, an estimated false-positive rate of ${fpr.toFixed(3)}, above ${maxFpr}`)
   }
   return filterOver(bits, hashes, capacity, count, array, setBits)
 }

@@ -1,8 +1,10 @@
 /**
  * How far a loader trusts each peer, from what the peer did: a score that successes raise and
- * failures lower, a cool-down after repeated failures, and a ban for serving bytes that do not
- * hash to their CID (the one failure that cannot be bad luck). Pure bookkeeping with an
- * injected clock; the swarm source asks `usable` and `rank` before every request.
+ * failures lower, a cool-down after repeated failures (or repeated "not found" from a peer that
+ * claims to hold blocks), and a ban for serving bytes that do not hash to their CID (the one
+ * failure that cannot be bad luck). Pure bookkeeping with an injected clock; the swarm source
+ * asks `usable` and `rank` before every request. Records are bounded in number (the least
+ * recently touched go first, bans last), so peers met once cannot grow it without end.
  */
 
 export type PeerOutcome = 'ok' | 'not-found' | 'busy' | 'timeout' | 'error' | 'corrupt'
@@ -14,12 +16,17 @@ export interface PeerScoreOptions {
   failuresBeforeCoolDown?: number
   /** How long a rested peer is skipped. Default 30 s. */
   coolDownMs?: number
+  /** Consecutive "not found" answers after which a peer is rested (its hints lie). Default 8. */
+  missesBeforeCoolDown?: number
+  /** Peers remembered at most. Default 4096. */
+  maxPeers?: number
   now?: () => number
 }
 
 export interface PeerRecord {
   score: number
   consecutiveFailures: number
+  consecutiveMisses: number
   /** Skip this peer until then (ms on the injected clock); 0 when usable. */
   avoidUntil: number
   served: number
@@ -44,15 +51,32 @@ export function peerScores (options: PeerScoreOptions = {}): PeerScores {
   const banMs = options.banMs ?? 10 * 60_000
   const limit = options.failuresBeforeCoolDown ?? 3
   const coolDownMs = options.coolDownMs ?? 30_000
+  const missLimit = options.missesBeforeCoolDown ?? 8
+  const maxPeers = options.maxPeers ?? 4096
   const now = options.now ?? Date.now
+  // Insertion order is recency order: a touched record moves to the end.
   const peers = new Map<string, PeerRecord>()
+  const forgetOne = (): void => {
+    const at = now()
+    for (const [peer, r] of peers) {
+      if (r.avoidUntil <= at) { peers.delete(peer); return }
+    }
+    peers.delete(peers.keys().next().value as string)
+  }
   const get = (peer: string): PeerRecord => {
     let r = peers.get(peer)
     if (r === undefined) {
-      r = { score: 0, consecutiveFailures: 0, avoidUntil: 0, served: 0, corrupt: 0 }
-      peers.set(peer, r)
+      r = { score: 0, consecutiveFailures: 0, consecutiveMisses: 0, avoidUntil: 0, served: 0, corrupt: 0 }
+      if (peers.size >= maxPeers) forgetOne()
+    } else {
+      peers.delete(peer)
     }
+    peers.set(peer, r)
     return r
+  }
+  const rest = (r: PeerRecord): void => {
+    // A cool-down never shortens a ban.
+    r.avoidUntil = Math.max(r.avoidUntil, now() + coolDownMs)
   }
   const usable = (peer: string): boolean => (peers.get(peer)?.avoidUntil ?? 0) <= now()
   return {
@@ -62,14 +86,19 @@ export function peerScores (options: PeerScoreOptions = {}): PeerScores {
       if (outcome === 'ok') {
         r.served++
         r.consecutiveFailures = 0
+        r.consecutiveMisses = 0
       } else if (outcome === 'corrupt') {
         r.corrupt++
         r.avoidUntil = now() + banMs
       } else if (outcome === 'timeout' || outcome === 'error') {
         if (++r.consecutiveFailures >= limit) {
-          // A cool-down never shortens a ban.
-          r.avoidUntil = Math.max(r.avoidUntil, now() + coolDownMs)
+          rest(r)
           r.consecutiveFailures = 0
+        }
+      } else if (outcome === 'not-found') {
+        if (++r.consecutiveMisses >= missLimit) {
+          rest(r)
+          r.consecutiveMisses = 0
         }
       }
     },

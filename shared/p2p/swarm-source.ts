@@ -150,8 +150,18 @@ export function swarmSource (options: SwarmSourceOptions): SwarmSource {
 
   /** One request to one peer within its concurrency limit; the peer's score records what happened. */
   const ask = async (peer: string, cid: string, signal: AbortSignal, force: boolean): Promise<Outcome> => {
+    const limit = limiter(peer)
+    try {
+      return await asking(limit, peer, cid, signal, force)
+    } finally {
+      // A peer with nothing running or queued needs no limiter: peers met once leave nothing behind.
+      if (limit.activeCount === 0 && limit.pendingCount === 0 && limiters.get(peer) === limit) limiters.delete(peer)
+    }
+  }
+
+  const asking = async (limit: LimitFunction, peer: string, cid: string, signal: AbortSignal, force: boolean): Promise<Outcome> => {
     // Queued behind a busy peer, a request still ends when its signal fires.
-    return await untilAborted(signal, limiter(peer)(async () => {
+    return await untilAborted(signal, limit(async () => {
       if (signal.aborted) throw signal.reason
       stats.requests++
       let answer: ShardAnswer
@@ -186,7 +196,8 @@ export function swarmSource (options: SwarmSourceOptions): SwarmSource {
           return { busy: answer.retryMs }
         default:
           stats.failures['not-found'] = (stats.failures['not-found'] ?? 0) + 1
-          scores.record(peer, 'not-found')
+          // The origin not holding an object is news about the object, not about the origin.
+          if (peer !== origin) scores.record(peer, 'not-found')
           return undefined
       }
     }))
@@ -268,7 +279,13 @@ export function swarmSource (options: SwarmSourceOptions): SwarmSource {
     /** Peers asked for this object (self and the origin not counted), bounded by maxPeersPerObject. */
     const asked = { count: 0 }
     if (origin !== undefined) tried.add(origin)
-    const order = (peers: string[]): string[] => byLoad(rotate(scores.rank(peers.filter(p => !tried.has(p))).slice(0, maxPeers), shard ?? 0))
+    const order = (peers: string[]): string[] => {
+      const ranked = scores.rank(peers.filter(p => !tried.has(p))).slice(0, maxPeers)
+      // Shards are spread over the peers in good standing only: one with a negative score comes
+      // after them for every shard, not first for every k-th one.
+      const standing = ranked.filter(p => scores.score(p) >= 0)
+      return byLoad([...rotate(standing, shard ?? 0), ...ranked.filter(p => scores.score(p) < 0)])
+    }
 
     let bytes = await fromPeers(order(network.likelyHolders(key)), cid, signal, tried, asked)
     if (bytes !== undefined) return bytes

@@ -313,6 +313,12 @@ describe('wire encoding', () => {
       rejects(encoding([1, 96, 3, 20, 1], validArray), /4 bits set, more than count 1 × k 3 allows/)
       expect(decodeBlockFilter(encoding([1, 96, 2, 20, 2], validArray)).count).toBe(2)
     })
+    it('a filter that says yes to too many CIDs (estimated false-positive rate above the bound)', () => {
+      // All 96 bits set, count claimed high enough to pass the count × k check: (96/96)^3 = 1.
+      rejects(encoding([1, 96, 3, 20, 40], new Uint8Array(12).fill(0xff)), /96 of 96 bits set, an estimated false-positive rate of 1.000, above 0.1/)
+      // The base's (4/96)^3 passes the default and fails a stricter bound.
+      rejects(valid, /above 0.00001/, { maxFalsePositiveRate: 0.00001 })
+    })
     it('bad limits', () => {
       rejects(valid, /limits.maxBytes must be a positive integer, got 0/, { maxBytes: 0 })
       rejects(valid, /limits.maxHashes must be an integer in \[1, 255\], got 256/, { maxHashes: 256 })

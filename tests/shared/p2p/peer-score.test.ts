@@ -123,7 +123,7 @@ describe('peer scores', () => {
   })
 
   it('matches a history-replaying reference over a seeded run of 3,000 events', () => {
-    const options = { banMs: 5_000, coolDownMs: 700, failuresBeforeCoolDown: 3 }
+    const options = { banMs: 5_000, coolDownMs: 700, failuresBeforeCoolDown: 3, missesBeforeCoolDown: 4 }
     const { now, advance } = clocked()
     const s = peerScores({ ...options, now })
     const peers = ['a', 'b', 'c', 'd', 'e', 'f']
@@ -135,10 +135,15 @@ describe('peer scores', () => {
     const reference = (peer: string): { score: number, usable: boolean } => {
       let score = 0
       let failures = 0
+      let misses = 0
       let avoidUntil = 0
       for (const { at, outcome } of history.get(peer) ?? []) {
         score = Math.min(20, Math.max(-100, score + delta[outcome]))
-        if (outcome === 'ok') failures = 0
+        if (outcome === 'ok') { failures = 0; misses = 0 }
+        if (outcome === 'not-found' && ++misses === options.missesBeforeCoolDown) {
+          avoidUntil = Math.max(avoidUntil, at + options.coolDownMs)
+          misses = 0
+        }
         if (outcome === 'corrupt') avoidUntil = at + options.banMs
         if (outcome === 'timeout' || outcome === 'error') {
           failures++
@@ -185,5 +190,34 @@ describe('peer scores', () => {
     // The run went through both kinds of exclusion, many times.
     expect(bans).toBeGreaterThan(20)
     expect(rests).toBeGreaterThan(20)
+  })
+
+  it('rests a peer whose hints keep missing: missesBeforeCoolDown "not found" in a row; a success resets the count', () => {
+    const { now, advance } = clocked()
+    const s = peerScores({ missesBeforeCoolDown: 3, coolDownMs: 1_000, now })
+    s.record('liar', 'not-found')
+    s.record('liar', 'not-found')
+    s.record('liar', 'ok')
+    s.record('liar', 'not-found')
+    s.record('liar', 'not-found')
+    expect(s.usable('liar')).toBe(true)
+    s.record('liar', 'not-found')
+    expect(s.usable('liar')).toBe(false)
+    advance(1_000)
+    expect(s.usable('liar')).toBe(true)
+  })
+
+  it('remembers at most maxPeers, forgetting the least recently touched first and banned peers last', () => {
+    const { now } = clocked()
+    const s = peerScores({ maxPeers: 3, now })
+    s.record('banned', 'corrupt')
+    s.record('a', 'ok')
+    s.record('b', 'ok')
+    s.record('a', 'ok') // touched: b is now the least recent unbanned
+    s.record('c', 'ok')
+    expect(Object.keys(s.snapshot()).sort()).toEqual(['a', 'banned', 'c'])
+    for (let i = 0; i < 100; i++) s.record(`sybil-${i}`, 'not-found')
+    expect(Object.keys(s.snapshot())).toHaveLength(3)
+    expect(s.usable('banned')).toBe(false)
   })
 })

@@ -487,6 +487,28 @@ describe('swarm source: shards and stats', () => {
     expect(net.calls.length).toBe(6)
   })
 
+  it('a peer with a negative score is asked after the peers in good standing for every shard, not first for every k-th one', async () => {
+    const shards = await objects(6, 4)
+    for (const o of shards) store.set(o.cid, o.bytes)
+    const holders = ['liar', 'a', 'b']
+    const net = fakeNetwork({ peers: { liar: notFound, a: holds, b: holds }, holders: { blk: holders } })
+    const s = source(net)
+    s.scores.record('liar', 'not-found')
+    await Promise.all(shards.map(async (o, shard) => await s.get(o.cid, { signal: signal(), block: 'blk', shard })))
+    expect(net.calls.filter(c => c.peer === 'liar')).toEqual([])
+    expect(shards.map(o => net.calls.find(c => c.cid === o.cid)?.peer)).toEqual(['a', 'b', 'a', 'b', 'a', 'b'])
+  })
+
+  it('the origin answering "not found" is not held against it', async () => {
+    const [o] = await objects(1, 5)
+    if (o === undefined) throw new Error('no object')
+    const net = fakeNetwork({ peers: { [ORIGIN]: notFound } })
+    const s = source(net, { fallback: fallbackSource(() => o.bytes) })
+    for (let i = 0; i < 10; i++) expect(await s.get(o.cid, { signal: signal() })).toEqual(o.bytes)
+    expect(s.scores.snapshot()[ORIGIN]).toBeUndefined()
+    expect(s.scores.usable(ORIGIN)).toBe(true)
+  })
+
   it('counts bytes per source, and they add up to what was received', async () => {
     const objs = await objects(6, 9)
     const [o1, o2, o3, o4, o5, o6] = objs
