@@ -77,6 +77,8 @@ async function receiveFiles (parts: AsyncIterable<Multipart>, maxBytes: number):
       files.push({ path: part.filename, bytes: new Uint8Array(buffer.buffer, buffer.byteOffset, buffer.byteLength) })
     }
   } catch (err) {
+    // Text fields are refused by the parser's limit (fields: 0), which calls it "too large".
+    if ((err as { code?: string }).code === 'FST_FIELDS_LIMIT') throw new InvalidInputError('unexpected form field: send only files', { cause: err })
     if (err instanceof BlockfedError || (err as { statusCode?: number }).statusCode !== undefined) throw err
     throw new InvalidInputError(`malformed multipart body: ${(err as Error).message}`, { cause: err })
   }

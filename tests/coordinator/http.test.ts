@@ -160,6 +160,14 @@ describe('coordinator HTTP API', () => {
     const noBoundary = await post('abc', 'multipart/form-data')
     expect(noBoundary.status).toBe(400)
     expect(noBoundary.message).toMatch(/malformed multipart body/)
+    const textField = await post('--b\r\nContent-Disposition: form-data; name="note"\r\n\r\nhello\r\n--b--\r\n', 'multipart/form-data; boundary=b')
+    expect(textField).toEqual({ status: 400, message: 'unexpected form field: send only files' })
+
+    // The same name re-ingested in another format: the model list follows its latest version.
+    expect((await admin.models()).find(m => m.name === 'foldered')?.format).toBe('tfjs-graph')
+    const onnx = sileroFiles()[0]!
+    expect(await admin.ingest('foldered', [onnx])).toMatchObject({ version: 2 })
+    expect((await admin.models()).find(m => m.name === 'foldered')?.format).toBe('onnx')
 
     const lowOrder = await fetch(`${url}/v1/models/movenet/versions/1/keys`, {
       method: 'POST', headers: { 'content-type': 'application/json', authorization: `Bearer ${coordinator.adminToken}` }, body: JSON.stringify({ publicKey: Buffer.alloc(32).toString('base64') })
