@@ -47,3 +47,16 @@ export function clientNoiseSigma ({ noiseMultiplier, clip, minClients }: { noise
   if (!(Number.isSafeInteger(minClients) && minClients >= 1)) throw new RangeError(`clientNoiseSigma: minClients must be a positive integer, got ${String(minClients)}`)
   return (noiseMultiplier * clip) / Math.sqrt(minClients)
 }
+
+/**
+ * The standard deviation per coordinate of the noise in a sum of `contributions` client
+ * updates, each noised with clientNoiseSigma: z·C·√(contributions / minClients). It is z·C
+ * only when exactly `minClients` contribute; every extra client adds its share (what a server's
+ * sanity bound on the noisy sum must allow for).
+ *
+ * @example sumNoiseSd({ noiseMultiplier: 1, clip: 1, minClients: 5, contributions: 20 }) // → 2
+ */
+export function sumNoiseSd ({ noiseMultiplier, clip, minClients, contributions }: { noiseMultiplier: number, clip: number, minClients: number, contributions: number }): number {
+  if (!(Number.isSafeInteger(contributions) && contributions >= 0)) throw new RangeError(`sumNoiseSd: contributions must be a non-negative integer, got ${String(contributions)}`)
+  return clientNoiseSigma({ noiseMultiplier, clip, minClients }) * Math.sqrt(contributions)
+}

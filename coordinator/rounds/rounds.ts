@@ -26,6 +26,7 @@ import type { RoundIo, SecureRoundServer } from './secure/types.ts'
 import { applyUpdate } from './apply.ts'
 import { layoutKey, serverStep } from './strategy.ts'
 import { gaussianEpsilon } from '../../aggregation/dp/accountant.ts'
+import { sumNoiseSd } from '../../aggregation/dp/noise.ts'
 import { gate, type Gate } from './gate.ts'
 import { isFinal } from './state.ts'
 
@@ -267,8 +268,10 @@ export function roundManager (deps: RoundManagerDeps): RoundManager {
     const meanNorm = l2(mean)
     // A weighted mean of vectors each within the bound is within the bound: a larger one means
     // some client broke the rules (or the masks did not cancel). Refuse it.
-    // With DP the sum also carries N(0, (zC)²) per coordinate, divided here by Σw: allow its norm.
-    const noise = config.dp === null ? 0 : 1.2 * config.dp.noiseMultiplier * config.dp.clip * Math.sqrt(mean.length) / totalWeight
+    // With DP the sum also carries each contributor's noise, N(0, (zC)²·U/m) per coordinate for U
+    // uploads each noised for m = minUploads (aggregation/dp/noise.ts), divided here by Σw: allow
+    // its norm (√d sd; 1.2 × covers the chi's spread at any d that matters).
+    const noise = config.dp === null ? 0 : 1.2 * sumNoiseSd({ noiseMultiplier: config.dp.noiseMultiplier, clip: config.dp.clip, minClients: minUploadsOf(config), contributions: uploads.size }) * Math.sqrt(mean.length) / totalWeight
     if (meanNorm > config.normBound * 1.001 + noise + 1e-3) throw new RoundFailure(`aggregate delta norm ${meanNorm.toPrecision(4)} exceeds the bound ${config.normBound}`)
     const base = await deps.readBase(config.model, config.baseVersion)
     const layout = trainableLayout(base.model.tensors, config.trainable)

@@ -1,6 +1,6 @@
 import { describe, it, expect } from 'vitest'
 import { clipL2, l2Norm } from '../../aggregation/dp/clip.ts'
-import { addGaussianNoise, clientNoiseSigma } from '../../aggregation/dp/noise.ts'
+import { addGaussianNoise, clientNoiseSigma, sumNoiseSd } from '../../aggregation/dp/noise.ts'
 import { dpAccountant, gaussianEpsilon } from '../../aggregation/dp/accountant.ts'
 import { mulberry32 } from '../../shared/random/seeded.ts'
 import { InvalidInputError } from '../../shared/errors/errors.ts'
@@ -96,6 +96,21 @@ describe('Gaussian noise', () => {
     expect(Math.abs(sd / (1.1 * 2) - 1)).toBeLessThan(0.03)
     expect(() => clientNoiseSigma({ noiseMultiplier: 1, clip: 1, minClients: 0 })).toThrow(/minClients/)
     expect(() => clientNoiseSigma({ noiseMultiplier: 1, clip: -1, minClients: 3 })).toThrow(/clip/)
+  })
+
+  it('sumNoiseSd: more contributors than minClients carry more noise than z·C, as measured', () => {
+    expect(sumNoiseSd({ noiseMultiplier: 1, clip: 1, minClients: 5, contributions: 20 })).toBeCloseTo(2, 15)
+    // 10 uploads each noised for minClients 5 (the coordinator's default for 10 clients).
+    const [m, u, N, z, C] = [5, 10, 20_000, 1.1, 0.5]
+    const sigma = clientNoiseSigma({ noiseMultiplier: z, clip: C, minClients: m })
+    const random = mulberry32(9)
+    const sum = new Float64Array(N)
+    for (let k = 0; k < u; k++) addGaussianNoise(new Float32Array(N), sigma, random).forEach((x, i) => { sum[i] = (sum[i] as number) + x })
+    const sd = Math.sqrt(sum.reduce((s, x) => s + x * x, 0) / N)
+    expect(Math.abs(sd / sumNoiseSd({ noiseMultiplier: z, clip: C, minClients: m, contributions: u }) - 1)).toBeLessThan(0.03)
+    // z·C alone (what the coordinator's norm check allowed) is √2 too small here.
+    expect(sd / (z * C)).toBeGreaterThan(1.35)
+    expect(() => sumNoiseSd({ noiseMultiplier: 1, clip: 1, minClients: 1, contributions: -1 })).toThrow(/contributions/)
   })
 })
 
