@@ -1,11 +1,12 @@
 /**
  * Wire format of Paillier ciphertext vectors: each ciphertext as a fixed-width big-endian
  * integer of ⌈2·bits(n)/8⌉ bytes (every c < n² fits), concatenated, one Uint8Array per client
- * update. Decoding checks the length and that every value lies in [1, n²); coprimality with n
- * is checked by the decryptor on the sums (it knows p and q, so that costs two remainders).
+ * update. Decoding checks the length, that every value lies in [1, n²) and that it is coprime
+ * with n (a unit of Z*_{n²}, as every honest ciphertext is): one upload of c = n would otherwise
+ * pass every check and make the sum undecryptable, burning the round without naming its sender.
  */
 import { InvalidInputError } from '../../shared/errors/errors.ts'
-import { fromBytes, toFixedBytes } from './_bigint.ts'
+import { fromBytes, gcd, toFixedBytes } from './_bigint.ts'
 import type { PaillierPublicKey } from './keys.ts'
 
 /** Bytes per ciphertext for this key. */
@@ -38,6 +39,7 @@ export function decodeCiphertexts (bytes: Uint8Array, publicKey: PaillierPublicK
   for (let i = 0; i < count; i++) {
     const c = fromBytes(bytes.subarray(i * width, (i + 1) * width))
     if (c === 0n || c >= publicKey.n2) throw new InvalidInputError(`${what}: ciphertext ${i} is out of range [1, n²)`)
+    if (gcd(c, publicKey.n) !== 1n) throw new InvalidInputError(`${what}: ciphertext ${i} is not coprime with n (not a Paillier ciphertext)`)
     out[i] = c
   }
   return out

@@ -138,6 +138,13 @@ describe('Paillier decryptor service', () => {
     res = await rawDecrypt('bad-1', body(outOfRange))
     expect(res.body.message).toMatch(/client client-2\): ciphertext 0 is out of range \[1, n²\)/)
 
+    // c = n lies in [1, n²) but is no ciphertext: refused before the round is claimed, naming the sender.
+    const notCoprime = [...good]
+    notCoprime[1] = { clientId: 'client-1', ciphertexts: toBase64(encodeCiphertexts(Array.from({ length: count }, () => key.publicKey.n), key.publicKey)) }
+    res = await rawDecrypt('bad-1', body(notCoprime))
+    expect(res).toMatchObject({ status: 400, body: { error: 'InvalidInputError' } })
+    expect(res.body.message).toMatch(/client client-1\): ciphertext 0 is not coprime with n/)
+
     res = await rawDecrypt('bad-1', body([good[0]!, good[1]!, { ...good[2]!, clientId: 'client-0' }]))
     expect(res.body.message).toMatch(/client client-0 appears twice/)
     res = await rawDecrypt('bad-1', body([good[0]!, good[1]!, { ...good[0]!, clientId: 'client-9' }]))

@@ -210,6 +210,8 @@ describe('wire format', () => {
     high.set(toFixedBytes(pk.n2, width), 0)
     expect(() => decodeCiphertexts(high, pk, 2)).toThrow(/ciphertext 0 is out of range/)
     expect(() => encodeCiphertexts([pk.n2], pk)).toThrow(/ciphertexts\[0\]: out of range/)
+    // In range but sharing a factor with n: no honest ciphertext does, and the sum could not be decrypted.
+    expect(() => decodeCiphertexts(encodeCiphertexts([5n, pk.n], pk), pk, 2, 'client c')).toThrow(/client c: ciphertext 1 is not coprime with n/)
   })
 
   it('ring sums travel as little-endian uint32', () => {
