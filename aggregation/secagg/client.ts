@@ -56,6 +56,13 @@ export interface MaskingClientOptions {
   graph: GraphConfig
   /** The round's public 32-byte seed that lays out the graph. */
   seed: Uint8Array
+  /**
+   * The fewest clients a roster may name: the round's minimum of uploads, known from its offer.
+   * The graph's degree and threshold follow from the roster's size, so a server sending a victim
+   * a roster of itself and two colluders would make the colluders all of its neighbours and the
+   * threshold theirs to meet. Default 2.
+   */
+  minRoster?: number
 }
 
 export type ClientStage = 'advertise' | 'share' | 'mask' | 'unmask' | 'done'
@@ -93,6 +100,7 @@ function checkOptions (options: MaskingClientOptions): void {
   }
   if (!(options.seed instanceof Uint8Array) || options.seed.length !== KEY_BYTES) throw new InvalidInputError(`masking client seed: expected ${KEY_BYTES} bytes`)
   if (typeof options.identityKeyOf !== 'function') throw new InvalidInputError('masking client identityKeyOf: expected a function')
+  if (options.minRoster !== undefined && !(Number.isSafeInteger(options.minRoster) && options.minRoster >= 2)) throw new InvalidInputError(`masking client minRoster: expected an integer ≥ 2, got ${options.minRoster}`)
 }
 
 /**
@@ -105,6 +113,7 @@ function checkOptions (options: MaskingClientOptions): void {
 export function createMaskingClient (options: MaskingClientOptions): MaskingClient {
   checkOptions(options)
   const { roundId, id, vectorLength } = options
+  const minRoster = options.minRoster ?? 2
   let stage: ClientStage = 'advertise'
   let busy = false
   let c: { secretKey: Uint8Array, publicKey: Uint8Array } | undefined
@@ -150,6 +159,7 @@ export function createMaskingClient (options: MaskingClientOptions): MaskingClie
       if ((roster.clients[i] as string) <= (roster.clients[i - 1] as string)) throw new InvalidInputError(`roster: clients are not sorted and unique at ${roster.clients[i]}`)
     }
     if (!roster.clients.includes(id)) throw new InvalidInputError(`roster: this client (${id}) is not in it`)
+    if (roster.clients.length < minRoster) throw new InvalidInputError(`roster: names ${roster.clients.length} clients, fewer than the round's minimum of ${minRoster}`)
     let derived: ReturnType<typeof rosterGraph>
     try {
       derived = rosterGraph(roster.clients, options.graph, options.seed, roundId)

@@ -3,7 +3,7 @@
  * the fixed-point vector as is; `paillier` encrypts it under the decryptor's key; `masking`
  * runs the SecAgg+ client (aggregation/secagg).
  */
-import type { RoundConfig } from '../../shared/rounds/config.ts'
+import { minUploadsOf, type RoundConfig } from '../../shared/rounds/config.ts'
 import type { SigningKeyPair } from '../../shared/crypto/sign.ts'
 import { InvalidInputError } from '../../shared/errors/errors.ts'
 import { precomputeRandomness, type RandomnessMethod, type RandomnessPool } from '../../aggregation/paillier/randomness.ts'
@@ -120,7 +120,8 @@ function maskingClient (deps: SecureClientDeps): SecureRoundClient {
     identityKeyOf: id => config.clients.includes(id) ? fromHex(id) : undefined,
     vectorLength: config.vectorLength,
     graph: graphConfig(config),
-    seed: fromHex(config.seed)
+    seed: fromHex(config.seed),
+    minRoster: minUploadsOf(config)
   })
   let resolveInbox: (inbox: unknown) => void = () => {}
   const inbox = new Promise<unknown>(resolve => { resolveInbox = resolve })
