@@ -23,9 +23,14 @@
  * helps the server learn both b_v and s_v^SK. A message that fails a check is rejected with a
  * typed error and changes nothing.
  *
- * Limit (documented, as in the paper's semi-honest protocol): without the ConsistencyCheck round
- * a lying server could tell different neighbours different stories about v; the threshold rule
- * in params.ts (2t > k + a) is what keeps it from collecting t shares of both of v's secrets.
+ * Limit: this is the paper's semi-honest protocol. Against an honest-but-curious server the
+ * threshold rule in params.ts (2t > k + a) keeps colluders from t shares of both of a client's
+ * secrets. A lying server is NOT stopped: without the ConsistencyCheck round (Bonawitz et al.
+ * §4, Bell et al. per neighbourhood: clients sign the survivor view and reveal only after t
+ * neighbours signed the same one) it can tell v's neighbours "v survived" (shares of b_v) and tell
+ * the neighbours of v's neighbours u "u dropped" (shares of s_u^SK), every request passing the
+ * checks above, and strip v's masks. Reproduced by review at n = 20 and 100 (Harary graph);
+ * ConsistencyCheck is not built yet.
  */
 import { xchacha20poly1305 } from '@noble/ciphers/chacha.js'
 import { concatBytes } from '../../shared/crypto/bytes.ts'
