@@ -6,7 +6,7 @@
  * `uploadCap`). An answer not admitted is refused at once — HTTP 503 with Retry-After, libp2p
  * `busy` — and clients wait and ask again (shared/load/retry.ts, shared/p2p/swarm-source.ts).
  */
-import { uploadCap, type Pace } from '../shared/p2p/token-bucket.ts'
+import { bytesUnderway, uploadCap, type Pace } from '../shared/p2p/token-bucket.ts'
 
 export interface AnswerAdmission {
   /** Paces bodies through the upload cap; undefined without one. */
@@ -19,21 +19,20 @@ export interface AnswerAdmission {
 
 export function answerAdmission (options: { maxBytes: number, bytesPerSecond?: number, deadlineMs: number }): AnswerAdmission {
   const cap = uploadCap(options.bytesPerSecond, options.deadlineMs)
-  let underway = 0
+  const budget = bytesUnderway((underway, bytes) => underway + bytes <= options.maxBytes)
   return {
     pace: cap?.pace,
-    get underway () { return underway },
+    get underway () { return budget.underway },
     admit (bytes) {
-      // One answer is always admitted when none is under way, however large: it must go out.
-      if (underway > 0 && underway + bytes > options.maxBytes) return undefined
+      const own = budget.admit(bytes)
+      if (own === undefined) return undefined
       const capped = cap?.admit(bytes)
-      if (cap !== undefined && capped === undefined) return undefined
-      underway += bytes
-      let released = false
+      if (cap !== undefined && capped === undefined) {
+        own()
+        return undefined
+      }
       return () => {
-        if (released) return
-        released = true
-        underway -= bytes
+        own()
         capped?.()
       }
     }

@@ -78,15 +78,17 @@ export interface UploadCap {
   admit: (bytes: number) => (() => void) | undefined
 }
 
-/** An upload cap for answers with a deadline: pacing, and admission by the bytes under way. */
-export function uploadCap (bytesPerSecond: number | undefined, deadlineMs: number): UploadCap | undefined {
-  if (bytesPerSecond === undefined) return undefined
-  const bucket = tokenBucket({ bytesPerSecond, burstBytes: Math.min(bytesPerSecond, UPLOAD_BURST_BYTES) })
+/**
+ * Admission by the bytes of answers under way: `fits(underway, bytes)` decides, except that one
+ * answer is always admitted when none is under way (it must go out, however large). Each
+ * admitted answer gets its release, to call when it ends (calling it again does nothing).
+ */
+export function bytesUnderway (fits: (underway: number, bytes: number) => boolean): { admit: (bytes: number) => (() => void) | undefined, readonly underway: number } {
   let underway = 0
   return {
-    pace: async (bytes, signal) => { await bucket.take(bytes, signal) },
+    get underway () { return underway },
     admit (bytes) {
-      if (underway > 0 && (underway + bytes) * 1000 / bytesPerSecond > deadlineMs / 2) return undefined
+      if (underway > 0 && !fits(underway, bytes)) return undefined
       underway += bytes
       let released = false
       return () => {
@@ -95,5 +97,16 @@ export function uploadCap (bytesPerSecond: number | undefined, deadlineMs: numbe
         underway -= bytes
       }
     }
+  }
+}
+
+/** An upload cap for answers with a deadline: pacing, and admission by the bytes under way. */
+export function uploadCap (bytesPerSecond: number | undefined, deadlineMs: number): UploadCap | undefined {
+  if (bytesPerSecond === undefined) return undefined
+  const bucket = tokenBucket({ bytesPerSecond, burstBytes: Math.min(bytesPerSecond, UPLOAD_BURST_BYTES) })
+  const admission = bytesUnderway((underway, bytes) => (underway + bytes) * 1000 / bytesPerSecond <= deadlineMs / 2)
+  return {
+    pace: async (bytes, signal) => { await bucket.take(bytes, signal) },
+    admit: admission.admit
   }
 }
