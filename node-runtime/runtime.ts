@@ -478,7 +478,7 @@ export async function createNodeRuntime (options: NodeRuntimeOptions): Promise<N
     // flight, waits for it to settle, then frees whatever version ended up serving.
     const released = new AbortController()
     const refuseReleased = (): void => {
-      if (released.signal.aborted) throw new UnavailableError(`${config.modelName}: this model handle was released`)
+      if (released.signal.aborted) throw released.signal.reason
     }
     let lock: Promise<unknown> = Promise.resolve()
     const exclusive = async <T>(signal: AbortSignal | undefined, task: (signal: AbortSignal) => Promise<T>): Promise<T> => {

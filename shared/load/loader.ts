@@ -141,9 +141,12 @@ export async function openBlock (block: ManifestBlock, sealed: Uint8Array, keys:
   return plaintext
 }
 
+const emptyReport = (manifest: Manifest): LoadReport =>
+  ({ blocks: manifest.blocks.length, fromCache: 0, fetchedBlocks: 0, uncached: 0, shardsFetched: 0, bytesFetched: 0, faults: [], ms: 0 })
+
 export async function loadModelWeights (manifest: Manifest, options: LoadOptions): Promise<LoadResult> {
   const started = performance.now()
-  const report: LoadReport = { blocks: manifest.blocks.length, fromCache: 0, fetchedBlocks: 0, uncached: 0, shardsFetched: 0, bytesFetched: 0, faults: [], ms: 0 }
+  const report = emptyReport(manifest)
   const assembler = weightAssembler(manifest)
   const controller = new AbortController()
   const signal = options.signal === undefined ? controller.signal : AbortSignal.any([options.signal, controller.signal])
@@ -211,7 +214,7 @@ export interface PrefetchOptions {
  * be fetched or verified is skipped: prefetching is an optimisation, the load will try again.
  */
 export async function prefetchBlocks (manifest: Manifest, options: PrefetchOptions): Promise<{ blocks: number, bytesFetched: number }> {
-  const report: LoadReport = { blocks: manifest.blocks.length, fromCache: 0, fetchedBlocks: 0, uncached: 0, shardsFetched: 0, bytesFetched: 0, faults: [], ms: 0 }
+  const report = emptyReport(manifest)
   const signal = options.signal ?? new AbortController().signal
   const limit = pLimit(options.concurrency ?? 2)
   const loadOptions: LoadOptions = { source: options.source, coder: options.coder, keys: new Map(), signal }

@@ -12,22 +12,34 @@ import { sleep } from './deadline.ts'
 /** How long one object may wait on busy answers, in all. */
 export const BUSY_PATIENCE_MS = 60_000
 
+/**
+ * Waits out the busy answers of one object: each wait as asked, jittered up to 1.5 × so that the
+ * requests a busy server turned away do not all come back at once, within `patienceMs` in all.
+ * Resolves false, without waiting, when the next wait would run past the patience.
+ */
+export function busyWaiter (patienceMs = BUSY_PATIENCE_MS): (retryMs: number, signal: AbortSignal) => Promise<boolean> {
+  let waited = 0
+  return async (retryMs, signal) => {
+    const wait = Math.round(retryMs * (1 + Math.random() / 2))
+    if (waited + wait > patienceMs) return false
+    waited += wait
+    await sleep(wait, signal)
+    return true
+  }
+}
+
 export function retrying (source: BlockSource, retries: number, baseDelayMs = 50, busyPatienceMs = BUSY_PATIENCE_MS): BlockSource {
   return {
     name: source.name,
     async get (cid, options) {
-      let waitedBusy = 0
+      const waitBusy = busyWaiter(busyPatienceMs)
       for (let attempt = 0; ; attempt++) {
         try {
           return await source.get(cid, options)
         } catch (err) {
           if (options.signal.aborted) throw options.signal.reason
-          if (err instanceof BusyError && waitedBusy + err.retryAfterMs <= busyPatienceMs) {
-            // Jittered, so that the requests a busy server turned away do not all come back at once.
-            const wait = Math.round(err.retryAfterMs * (1 + Math.random() / 2))
-            waitedBusy += wait
+          if (err instanceof BusyError && await waitBusy(err.retryAfterMs, options.signal)) {
             attempt--
-            await sleep(wait, options.signal)
             continue
           }
           if (!isUnreachable(err) || attempt >= retries) throw err

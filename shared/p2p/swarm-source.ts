@@ -24,8 +24,8 @@ import pLimit, { type LimitFunction } from 'p-limit'
 import { verifyCid } from '../crypto/cid.ts'
 import { IntegrityError, UnavailableError } from '../errors/errors.ts'
 import type { BlockSource, BlockSourceGetOptions } from '../load/source.ts'
-import { sleep, untilAborted } from '../load/deadline.ts'
-import { BUSY_PATIENCE_MS } from '../load/retry.ts'
+import { untilAborted } from '../load/deadline.ts'
+import { busyWaiter } from '../load/retry.ts'
 import { peerScores, type PeerOutcome, type PeerScores } from './peer-score.ts'
 import { DEFAULT_MAX_OBJECT_BYTES, type Referral, type ShardAnswer } from './shard-protocol.ts'
 
@@ -230,7 +230,7 @@ export function swarmSource (options: SwarmSourceOptions): SwarmSource {
     // ban it: its timeouts and errors are not scored).
     if (!scores.usable(originPeer)) return undefined
     let force = mayForce
-    let waitedBusy = 0
+    const waitBusy = busyWaiter()
     for (let attempt = 0; attempt < ORIGIN_ATTEMPTS; attempt++) {
       const got = await ask(originPeer, cid, signal, force)
       if (got === undefined) return undefined
@@ -240,15 +240,11 @@ export function swarmSource (options: SwarmSourceOptions): SwarmSource {
         return got.bytes
       }
       if ('busy' in got) {
-        // The origin is up but its answer budget is full: wait as it asks (jittered, so the
-        // wave it turned away does not return at once), without using an attempt, within
-        // BUSY_PATIENCE_MS in all; then fall back like a failed origin.
-        const wait = Math.round(got.busy * (1 + Math.random() / 2))
-        if (waitedBusy + wait > BUSY_PATIENCE_MS) return undefined
-        waitedBusy += wait
+        // The origin is up but its answer budget is full: wait as it asks, without using an
+        // attempt, within the busy patience; then fall back like a failed origin.
+        if (!await waitBusy(got.busy, signal)) return undefined
         stats.originBusy++
         attempt--
-        await sleep(wait, signal)
         continue
       }
       stats.referrals++

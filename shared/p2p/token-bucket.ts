@@ -62,11 +62,6 @@ export function tokenBucket (options: TokenBucketOptions): TokenBucket {
 /** Waits until `bytes` may be sent (or the signal fires). */
 export type Pace = (bytes: number, signal: AbortSignal) => Promise<void>
 
-/** The upload cap the coordinator and runtimes share their answers through; undefined when `bytesPerSecond` is. */
-export function uploadPacer (bytesPerSecond: number | undefined): Pace | undefined {
-  return uploadCap(bytesPerSecond, Infinity)?.pace
-}
-
 export interface UploadCap {
   pace: Pace
   /**
