@@ -1,5 +1,6 @@
 import { describe, it, expect } from 'vitest'
 import { retrying } from '../../../shared/load/retry.ts'
+import { statusError } from '../../../shared/load/http-source.ts'
 import { BusyError, NotFoundError, UnavailableError } from '../../../shared/errors/errors.ts'
 import type { BlockSource } from '../../../shared/load/source.ts'
 
@@ -52,5 +53,23 @@ describe('retrying block source', () => {
     await expect(retrying(t, 0, 1, 50).get('x', { signal })).rejects.toThrow(BusyError)
     expect(t.calls).toBeGreaterThanOrEqual(2)
     expect(t.calls).toBeLessThanOrEqual(3)
+  })
+})
+
+describe('HTTP status → error (statusError)', () => {
+  it('turns a 503 with a Retry-After in seconds into a BusyError, clamped; anything else stays unavailable or not found', () => {
+    const of = (status: number, retryAfter: string | null): Error => statusError(status, retryAfter, 'http://c/v1/blocks/x', 'x', 'http://c')
+    expect(of(503, '1')).toMatchObject({ name: 'BusyError', retryAfterMs: 1000 })
+    expect(of(503, ' 2 ')).toMatchObject({ name: 'BusyError', retryAfterMs: 2000 })
+    expect(of(503, '0')).toMatchObject({ retryAfterMs: 100 })
+    expect(of(503, '86400')).toMatchObject({ retryAfterMs: 30_000 })
+    // An HTTP date, a negative, a fraction or garbage is not a delay in seconds we honour.
+    for (const bad of [null, 'Wed, 21 Oct 2026 07:28:00 GMT', '-1', '1.5', 'soon', '9999999999']) {
+      const err = of(503, bad)
+      expect(err).toBeInstanceOf(UnavailableError)
+      expect(err).not.toBeInstanceOf(BusyError)
+    }
+    expect(of(500, '1')).not.toBeInstanceOf(BusyError)
+    expect(of(404, null)).toBeInstanceOf(NotFoundError)
   })
 })
