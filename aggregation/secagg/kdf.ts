@@ -16,6 +16,7 @@ const PURPOSE = {
   pairMask: 'blockfed/secagg/pair-mask/v1',
   shareKey: 'blockfed/secagg/share-key/v1',
   shareAad: 'blockfed/secagg/share-aad/v1',
+  consistency: 'blockfed/secagg/consistency/v1',
   graph: 'blockfed/secagg/graph/v1'
 } as const
 
@@ -45,6 +46,15 @@ function ordered (a: string, b: string): [string, string] {
 /** Bytes an advertise message's Ed25519 signature covers: round, sender and both public keys. */
 export function advertiseTranscript (roundId: string, id: string, cPublicKey: Uint8Array, sPublicKey: Uint8Array): Uint8Array {
   return encodeFields(PURPOSE.advertise, roundId, id, cPublicKey, sPublicKey)
+}
+
+/**
+ * Bytes a ConsistencyCheck signature covers: the round and the SHA-256 of the survivor list U3
+ * (sorted ids, each length-prefixed), so that signing and checking t signatures cost O(n) hashing
+ * once, not per signature. Two clients' signatures match only if they saw the same U3.
+ */
+export function consistencyTranscript (roundId: string, survivors: readonly string[]): Uint8Array {
+  return encodeFields(PURPOSE.consistency, roundId, sha256(encodeFields(...survivors)))
 }
 
 /** PRG seed of client `id`'s self mask, from its random b_u (Bonawitz et al. 2017, §4, round 2). */

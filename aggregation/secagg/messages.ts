@@ -4,8 +4,9 @@
  * length they must have and every list bounded. The masked vector itself is not here: it travels
  * as a binary frame and reaches the server as a Uint32Array.
  *
- * Client → server: advertise (round 0), shares (round 1), unmask (round 3).
- * Server → client: roster (after round 0), inbox (after round 1), unmask-request (after round 2).
+ * Client → server: advertise (round 0), shares (round 1), signature (round 3), unmask (round 4).
+ * Server → client: roster (after round 0), inbox (after round 1), consistency (after round 2),
+ * unmask-request (after round 3).
  */
 import { z } from 'zod'
 import { fromBase64, toBase64 } from '../../shared/crypto/bytes.ts'
@@ -26,7 +27,6 @@ const b64 = (bytes: number): z.ZodString =>
 
 /** Client and round ids: printable ASCII without spaces, so they read unambiguously in errors. */
 export const idSchema = z.string().min(1).max(MAX_ID_LENGTH).regex(/^[\x21-\x7e]+$/, 'printable ASCII without spaces')
-const ids = z.array(idSchema).max(MAX_CLIENTS)
 
 export const advertiseSchema = z.object({
   type: z.literal('secagg/advertise'),
@@ -75,14 +75,35 @@ export const inboxSchema = z.object({
 }).strict()
 export type InboxMessage = z.infer<typeof inboxSchema>
 
+export const consistencySchema = z.object({
+  type: z.literal('secagg/consistency'),
+  roundId: idSchema,
+  to: idSchema,
+  /** U3: every client whose masked input the sum holds, sorted. The same list for every client. */
+  survivors: z.array(idSchema).min(1).max(MAX_CLIENTS)
+}).strict()
+export type ConsistencyMessage = z.infer<typeof consistencySchema>
+
+const signatureOf = z.object({ from: idSchema, signature: b64(SIGNATURE_BYTES) }).strict()
+
+export const signatureSchema = z.object({
+  type: z.literal('secagg/signature'),
+  roundId: idSchema,
+  from: idSchema,
+  /** Ed25519 over consistencyTranscript(roundId, survivors) by `from`'s identity key. */
+  signature: b64(SIGNATURE_BYTES)
+}).strict()
+export type SignatureMessage = z.infer<typeof signatureSchema>
+
 export const unmaskRequestSchema = z.object({
   type: z.literal('secagg/unmask-request'),
   roundId: idSchema,
   to: idSchema,
-  /** Neighbours whose masked input arrived: the server asks for shares of their b. */
-  survivors: ids,
-  /** Neighbours that shared keys but sent no masked input: the server asks for shares of their s^SK. */
-  dropped: ids
+  /**
+   * The signatures of `to`'s neighbours over the survivor list `to` signed. Who survived and who
+   * dropped is that list; the client reveals nothing unless t neighbours saw the same one.
+   */
+  signatures: z.array(signatureOf).max(MAX_CLIENTS)
 }).strict()
 export type UnmaskRequestMessage = z.infer<typeof unmaskRequestSchema>
 
@@ -92,19 +113,19 @@ export const unmaskSchema = z.object({
   type: z.literal('secagg/unmask'),
   roundId: idSchema,
   from: idSchema,
-  /** Shares of b_v for the surviving neighbours v. */
+  /** Shares of b_v for the neighbours v the survivor list names. */
   selfMaskShares: ownedShares,
-  /** Shares of s_v^SK for the dropped neighbours v. */
+  /** Shares of s_v^SK for the neighbours v that shared keys but are not on it. */
   keyShares: ownedShares
 }).strict()
 export type UnmaskMessage = z.infer<typeof unmaskSchema>
 
 /** Everything a client sends, for a transport that dispatches on `type`. */
-export const clientMessageSchema = z.discriminatedUnion('type', [advertiseSchema, sharesSchema, unmaskSchema])
+export const clientMessageSchema = z.discriminatedUnion('type', [advertiseSchema, sharesSchema, signatureSchema, unmaskSchema])
 export type ClientMessage = z.infer<typeof clientMessageSchema>
 
 /** Everything the server sends. */
-export const serverMessageSchema = z.discriminatedUnion('type', [rosterSchema, inboxSchema, unmaskRequestSchema])
+export const serverMessageSchema = z.discriminatedUnion('type', [rosterSchema, inboxSchema, consistencySchema, unmaskRequestSchema])
 export type ServerMessage = z.infer<typeof serverMessageSchema>
 
 /** Parses `value` with `schema`; InvalidInputError naming `what` and the first problems otherwise. */

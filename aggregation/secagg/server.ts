@@ -1,11 +1,15 @@
 /**
- * The server side of pairwise-masking secure aggregation (Bonawitz et al. 2017, §4, semi-honest
- * variant; SecAgg+ graph of Bell et al. 2020): a state machine that checks and records what the
- * clients send, routes what they exchange, and in the end removes the masks from the sum of the
- * masked inputs, so that it only ever holds Σ x_u over the survivors.
+ * The server side of pairwise-masking secure aggregation (Bonawitz et al. 2017, §4, with the
+ * ConsistencyCheck round; SecAgg+ graph of Bell et al. 2020): a state machine that checks and
+ * records what the clients send, routes what they exchange, and in the end removes the masks from
+ * the sum of the masked inputs, so that it only ever holds Σ x_u over the survivors.
  *
- *   advertise ─closeAdvertise()→ share ─closeShares()→ mask ─closeMasked()→ unmask ─finish()→ done
- *                                      (any stage) ──────────────────────────→ failed
+ *   advertise ─closeAdvertise()→ share ─closeShares()→ mask ─closeMasked()→ check
+ *     ─closeConsistency()→ unmask ─finish()→ done;      (any stage) ──→ failed
+ *
+ * In `check` every survivor is sent the survivor list U3 and signs it; a survivor is asked for
+ * its unmask shares only if t of its neighbours signed too (the client checks those signatures
+ * itself: client.ts says why that stops a server telling clients different stories).
  *
  * Masked inputs are added into one running sum as they arrive: memory is one vector, whatever the
  * number of clients. finish() rebuilds b_u for every survivor and s_v^SK for every dropped client
@@ -26,12 +30,12 @@
 import { z } from 'zod'
 import { equalBytes } from '../../shared/crypto/bytes.ts'
 import { IntegrityError, InvalidInputError, UnavailableError } from '../../shared/errors/errors.ts'
-import { KEY_BYTES, MAX_CLIENTS, MAX_VECTOR_LENGTH } from './constants.ts'
+import { KEY_BYTES, MAX_CLIENTS, MAX_VECTOR_LENGTH, SIGNATURE_BYTES } from './constants.ts'
 import type { NeighbourGraph } from './graph.ts'
-import { pairMaskSeed, selfMaskSeed } from './kdf.ts'
+import { consistencyTranscript, pairMaskSeed, selfMaskSeed } from './kdf.ts'
 import {
-  advertiseSchema, decodeBytes, encodeBytes, idSchema, parseMessage, sharesSchema, unmaskSchema,
-  type AdvertiseMessage, type InboxMessage, type RosterMessage, type SharesMessage, type UnmaskMessage, type UnmaskRequestMessage
+  advertiseSchema, decodeBytes, encodeBytes, idSchema, parseMessage, sharesSchema, signatureSchema, unmaskSchema,
+  type AdvertiseMessage, type ConsistencyMessage, type InboxMessage, type RosterMessage, type SharesMessage, type SignatureMessage, type UnmaskMessage, type UnmaskRequestMessage
 } from './messages.ts'
 import type { GraphConfig, GraphParameters } from './params.ts'
 import { addMasksInto, type MaskTerm } from './prg.ts'
@@ -57,7 +61,7 @@ export interface MaskingServerOptions {
   seed: Uint8Array
 }
 
-export type ServerStage = 'advertise' | 'share' | 'mask' | 'unmask' | 'done' | 'failed'
+export type ServerStage = 'advertise' | 'share' | 'mask' | 'check' | 'unmask' | 'done' | 'failed'
 
 export interface MaskingServer {
   readonly roundId: string
@@ -90,9 +94,22 @@ export interface MaskingServer {
   closeMasked: () => void
   /** Survivors whose inputs the sum holds (after closeMasked), sorted. */
   survivors: () => string[]
-  /** The unmask request for surviving client `id`. */
+  /** The ConsistencyCheck request for surviving client `id`: the survivor list, the same for all. */
+  consistencyRequestFor: (id: string) => ConsistencyMessage
+  /** Round 3: a survivor's signature over the survivor list (checked against its identity key). */
+  receiveSignature: (from: string, payload: unknown) => Promise<void>
+  /** Survivors whose signature was accepted so far, sorted. */
+  signedBy: () => string[]
+  /**
+   * Ends round 3: the signers with at least t signing neighbours are the ones asked to unmask.
+   * Fails the round when some needed secret has fewer than t of them among its holders.
+   */
+  closeConsistency: () => void
+  /** Survivors that will be asked to unmask (after closeConsistency), sorted. */
+  answerers: () => string[]
+  /** The unmask request for answering client `id`: its neighbours' signatures. */
   unmaskRequestFor: (id: string) => UnmaskRequestMessage
-  /** Round 3: a survivor's shares. */
+  /** Round 4: an answerer's shares. */
   receiveUnmask: (from: string, payload: unknown) => void
   /** True once every secret finish() needs has at least t shares. */
   ready: () => boolean
@@ -102,8 +119,8 @@ export interface MaskingServer {
   snapshot: () => MaskingServerSnapshot
 }
 
-const STAGES = ['advertise', 'share', 'mask', 'unmask', 'done', 'failed'] as const
-const SNAPSHOT_VERSION = 1
+const STAGES = ['advertise', 'share', 'mask', 'check', 'unmask', 'done', 'failed'] as const
+const SNAPSHOT_VERSION = 2
 
 const snapshotStateSchema = z.object({
   version: z.literal(SNAPSHOT_VERSION),
@@ -123,6 +140,7 @@ const snapshotStateSchema = z.object({
   advertised: z.array(advertiseSchema).max(MAX_CLIENTS),
   shares: z.array(sharesSchema).max(MAX_CLIENTS),
   masked: z.array(idSchema).max(MAX_CLIENTS),
+  signatures: z.array(signatureSchema).max(MAX_CLIENTS),
   unmasks: z.array(unmaskSchema).max(MAX_CLIENTS)
 }).strict()
 export type MaskingServerState = z.infer<typeof snapshotStateSchema>
@@ -185,7 +203,16 @@ function serverCore (options: MaskingServerOptions): Internals {
   const masked = new Set<string>()
   let survivorList: string[] = []
   let droppedSet = new Set<string>()
+  /** Dropped clients whose pairwise masks sit in some survivor's input, with those survivors (fixed at closeMasked). */
+  let droppedPairs: Array<[string, string[]]> = []
+  /** What the survivors sign in round 3 (fixed at closeMasked). */
+  let transcript: Uint8Array | undefined
+  const signatures = new Map<string, SignatureMessage>()
+  let answererSet = new Set<string>()
   const unmasks = new Map<string, UnmaskMessage>()
+  /** Shares received per secret, and how many needed secrets are still short of t: ready() is O(1). */
+  const shareCounts = { self: new Map<string, number>(), key: new Map<string, number>() }
+  let short = 0
 
   const fail = (reason: string, cause?: unknown): never => {
     stage = 'failed'
@@ -299,7 +326,9 @@ function serverCore (options: MaskingServerOptions): Internals {
     expect('mask', 'close masked input')
     survivorList = [...masked].sort()
     droppedSet = new Set([...shares.keys()].filter(id => !masked.has(id)))
-    stage = 'unmask'
+    droppedPairs = [...droppedSet].sort().map(d => [d, activeNeighbours(d).filter(v => masked.has(v))] as [string, string[]]).filter(([, us]) => us.length > 0)
+    transcript = consistencyTranscript(roundId, survivorList)
+    stage = 'check'
     if (survivorList.length === 0) fail('no client sent masked input')
     for (const u of survivorList) {
       const alive = activeNeighbours(u).filter(v => masked.has(v)).length
@@ -316,11 +345,60 @@ function serverCore (options: MaskingServerOptions): Internals {
     return [...survivorList]
   }
 
+  function consistencyRequestFor (id: string): ConsistencyMessage {
+    expect('check', `consistency request for ${id}`)
+    if (!masked.has(id)) throw new InvalidInputError(`consistency request for ${id}: ${id} sent no masked input`)
+    return { type: 'secagg/consistency', roundId, to: id, survivors: [...survivorList] }
+  }
+
+  async function receiveSignature (from: string, payload: unknown): Promise<void> {
+    const what = `signature from ${from}`
+    const admissible = (): void => {
+      expect('check', what)
+      if (!masked.has(from)) throw new InvalidInputError(`${what}: ${from} sent no masked input`)
+      if (signatures.has(from)) throw new InvalidInputError(`${what}: already received`)
+    }
+    admissible()
+    const message = parseMessage(signatureSchema, payload, what)
+    sameSender(from, message.from, what)
+    sameRound(message.roundId, what)
+    const signature = decodeBytes(message.signature, SIGNATURE_BYTES, what)
+    if (!await (await curves()).verify(signature, transcript as Uint8Array, identities.get(from) as Uint8Array)) {
+      throw new IntegrityError(`${what}: does not verify over this round's survivor list`)
+    }
+    // Checked again: the stage may have closed, or a copy been accepted, while the signature was checked.
+    admissible()
+    signatures.set(from, message)
+  }
+
+  function closeConsistency (): void {
+    expect('check', 'close consistency check')
+    const signers = (id: string): number => g().neighbours(id).filter(v => signatures.has(v)).length
+    answererSet = new Set([...signatures.keys()].filter(id => signers(id) >= t()))
+    stage = 'unmask'
+    const able = (id: string): number => activeNeighbours(id).filter(v => answererSet.has(v)).length
+    for (const u of survivorList) {
+      if (able(u) < t()) fail(`survivor ${u} has ${able(u)} neighbours able to unmask (signed the survivor list, as did t of theirs), fewer than the threshold ${t()}: its self mask cannot be removed`)
+    }
+    for (const [d] of droppedPairs) {
+      if (able(d) < t()) fail(`dropped client ${d} has ${able(d)} neighbours able to unmask (signed the survivor list, as did t of theirs), fewer than the threshold ${t()}: its pairwise masks cannot be removed`)
+    }
+    short = survivorList.length + droppedPairs.length
+  }
+
+  function answerers (): string[] {
+    if (stage !== 'unmask' && stage !== 'done') throw new InvalidInputError(`answerers: round ${roundId} has not closed ConsistencyCheck yet`)
+    return [...answererSet].sort()
+  }
+
   function unmaskRequestFor (id: string): UnmaskRequestMessage {
     expect('unmask', `unmask request for ${id}`)
-    if (!masked.has(id)) throw new InvalidInputError(`unmask request for ${id}: ${id} sent no masked input`)
-    const ns = activeNeighbours(id)
-    return { type: 'secagg/unmask-request', roundId, to: id, survivors: ns.filter(v => masked.has(v)), dropped: ns.filter(v => droppedSet.has(v)) }
+    if (!answererSet.has(id)) throw new InvalidInputError(`unmask request for ${id}: ${id} is not an answerer (it sent no signature, or fewer than t of its neighbours did)`)
+    const signed = g().neighbours(id).filter(v => signatures.has(v)).map(v => {
+      const m = signatures.get(v) as SignatureMessage
+      return { from: m.from, signature: m.signature }
+    })
+    return { type: 'secagg/unmask-request', roundId, to: id, signatures: signed }
   }
 
   function receiveUnmask (from: string, payload: unknown): void {
@@ -329,17 +407,26 @@ function serverCore (options: MaskingServerOptions): Internals {
     const message = parseMessage(unmaskSchema, payload, what)
     sameSender(from, message.from, what)
     sameRound(message.roundId, what)
-    if (!masked.has(from)) throw new InvalidInputError(`${what}: ${from} sent no masked input`)
+    if (!answererSet.has(from)) throw new InvalidInputError(`${what}: ${from} was not asked to unmask`)
     if (unmasks.has(from)) throw new InvalidInputError(`${what}: already received`)
-    const request = unmaskRequestFor(from)
-    for (const [list, want, name] of [[message.selfMaskShares, request.survivors, 'selfMaskShares'], [message.keyShares, request.dropped, 'keyShares']] as const) {
-      const owners = list.map(s => s.owner)
-      if (owners.length !== want.length || new Set(owners).size !== owners.length || !owners.every(o => want.includes(o))) {
-        throw new InvalidInputError(`${what}: ${name} are for [${owners.join(', ')}], the request asked for [${want.join(', ')}]`)
+    const held = activeNeighbours(from)
+    const want = { selfMaskShares: held.filter(v => masked.has(v)), keyShares: held.filter(v => droppedSet.has(v)) }
+    for (const name of ['selfMaskShares', 'keyShares'] as const) {
+      const owners = message[name].map(s => s.owner)
+      if (owners.length !== want[name].length || new Set(owners).size !== owners.length || !owners.every(o => want[name].includes(o))) {
+        throw new InvalidInputError(`${what}: ${name} are for [${owners.join(', ')}], expected [${want[name].join(', ')}]`)
       }
-      for (const s of list) shareValue({ x: 1, y: decodeBytes(s.share, SHARE_BYTES, `${what} ${name} of ${s.owner}`) }, `${what} ${name} of ${s.owner}`)
+      for (const s of message[name]) shareValue({ x: 1, y: decodeBytes(s.share, SHARE_BYTES, `${what} ${name} of ${s.owner}`) }, `${what} ${name} of ${s.owner}`)
     }
     unmasks.set(from, message)
+    const count = (counts: Map<string, number>, owner: string, needed: boolean): void => {
+      const n = (counts.get(owner) ?? 0) + 1
+      counts.set(owner, n)
+      if (needed && n === t()) short--
+    }
+    for (const s of message.selfMaskShares) count(shareCounts.self, s.owner, true)
+    // Every key share asked for is of a dropped client with a surviving neighbour: `from` is one.
+    for (const s of message.keyShares) count(shareCounts.key, s.owner, true)
   }
 
   /** Shares per owner, of b (self) or s^SK (key), from the unmask messages received. */
@@ -354,15 +441,9 @@ function serverCore (options: MaskingServerOptions): Internals {
     return { self, key }
   }
 
-  /** Dropped clients whose pairwise masks sit in some survivor's input, with those survivors. */
-  function droppedWithSurvivors (): Array<[string, string[]]> {
-    return [...droppedSet].sort().map(d => [d, activeNeighbours(d).filter(v => masked.has(v))] as [string, string[]]).filter(([, us]) => us.length > 0)
-  }
-
   function ready (): boolean {
     if (stage !== 'unmask') return stage === 'done'
-    const { self, key } = collect()
-    return survivorList.every(u => (self.get(u)?.length ?? 0) >= t()) && droppedWithSurvivors().every(([d]) => (key.get(d)?.length ?? 0) >= t())
+    return short === 0
   }
 
   async function finish (): Promise<Uint32Array> {
@@ -386,7 +467,7 @@ function serverCore (options: MaskingServerOptions): Internals {
       for (const u of survivorList) {
         terms.push({ seed: selfMaskSeed(rebuild(self.get(u) ?? [], `survivor ${u}'s self-mask seed`), roundId, u), sign: -1 })
       }
-      for (const [d, us] of droppedWithSurvivors()) {
+      for (const [d, us] of droppedPairs) {
         const sk = rebuild(key.get(d) ?? [], `dropped client ${d}'s mask key`)
         const sPublic = (advertised.get(d) as { keys: ClientKeys }).keys.sPublicKey
         if (!equalBytes(await (await curves()).publicKey(sk), sPublic)) {
@@ -423,6 +504,7 @@ function serverCore (options: MaskingServerOptions): Internals {
       advertised: [...advertised.values()].map(a => a.message),
       shares: [...shares.values()],
       masked: [...masked],
+      signatures: [...signatures.values()],
       unmasks: [...unmasks.values()]
     }
     return { state, maskedSum: new Uint8Array(maskedSum.buffer.slice(0)) }
@@ -445,6 +527,11 @@ function serverCore (options: MaskingServerOptions): Internals {
     sharedBy: () => [...shares.keys()].sort(),
     closeMasked,
     survivors,
+    consistencyRequestFor,
+    receiveSignature,
+    signedBy: () => [...signatures.keys()].sort(),
+    closeConsistency,
+    answerers,
     unmaskRequestFor,
     receiveUnmask,
     ready,
@@ -500,8 +587,11 @@ export async function restoreMaskingServer (snapshot: MaskingServerSnapshot): Pr
     if (!reached('mask')) return s
     s.closeShares()
     core.restoreMasked(state.masked, new Uint32Array(snapshot.maskedSum.slice().buffer))
-    if (!reached('unmask')) return s
+    if (!reached('check')) return s
     s.closeMasked()
+    for (const m of state.signatures) await s.receiveSignature(m.from, m)
+    if (!reached('unmask')) return s
+    s.closeConsistency()
     for (const m of state.unmasks) s.receiveUnmask(m.from, m)
     if (state.stage === 'done') core.restoreEnd('done', null)
     return s

@@ -108,8 +108,8 @@ export function secureClients (options: SecureClientsOptions = {}): (deps: Secur
 
 /**
  * SecAgg+ on the runtime: advertise keys on accepting, share keys when the roster comes, keep
- * the inbox, mask the encoded update with it, and answer the unmask request — which the masking
- * client itself refuses if it would reveal both secrets of any neighbour.
+ * the inbox, mask the encoded update with it, sign the survivor list, and answer the unmask
+ * request — which the masking client itself refuses unless t neighbours signed the same list.
  */
 function maskingClient (deps: SecureClientDeps): SecureRoundClient {
   const { config } = deps
@@ -132,7 +132,8 @@ function maskingClient (deps: SecureClientDeps): SecureRoundClient {
       const type = (payload as { type?: unknown } | null)?.type
       if (type === 'secagg/roster') deps.send(await client.shareKeys(payload))
       else if (type === 'secagg/inbox') resolveInbox(payload)
-      else if (type === 'secagg/unmask-request') deps.send(client.unmask(payload))
+      else if (type === 'secagg/consistency') deps.send(client.consistencyCheck(payload))
+      else if (type === 'secagg/unmask-request') deps.send(await client.unmask(payload))
       else throw new InvalidInputError(`secagg message: unknown type ${JSON.stringify(type)}`)
     },
     async protect (encoded, signal) {

@@ -5,7 +5,7 @@
  * Main figure: 100 clients × 1M parameters, 10% of the clients dropping after ShareKeys, once
  * with the sparse SecAgg+ graph and once with the complete graph. Every client runs the real
  * protocol in this process (advertise, shareKeys, a real 1M-word maskedInput for every survivor,
- * unmask) and the server processes all of it, including unmasking; its sum is checked against
+ * consistency check, unmask) and the server processes all of it, including unmasking; its sum is checked against
  * the plaintext ring sum. Timings:
  *  - client masking = maskedInput() (inbox decryption, seed derivation, the copy of x and every
  *    PRG expansion folded in), per survivor; key agreement happens in shareKeys, timed as setup;
@@ -15,7 +15,8 @@
  *    reported against the target is the median of those paired ratios (the machine is shared,
  *    so adjacent measurements are compared), with the ratio of the medians beside it;
  *  - server = checking and routing setup messages, adding each upload into the running sum,
- *    closing, receiving unmask shares and finish() (rebuild secrets, remove masks).
+ *    closing, checking survivors' signatures, receiving unmask shares and finish() (rebuild
+ *    secrets, remove masks).
  * References in the same run: plaintext FedAvg on the server (`weightedMean` over 100 float32
  * updates, float64 accumulation) and the plain ring sum of 100 vectors.
  * Bytes: the masked upload is a binary frame of 4 bytes per parameter, like a float32 update;
@@ -121,7 +122,7 @@ async function runVariant ({ n, length, graph, dropout, maskers }: VariantOption
     roundId: ROUND, id, identity: identities.get(id) as SigningKeyPair, identityKeyOf: v => identities.get(v)?.publicKey, vectorLength: length, graph, seed
   })]))
   const client = (id: string): MaskingClient => clients.get(id) as MaskingClient
-  const bytes = { advertise: [] as number[], shares: [] as number[], unmask: [] as number[], roster: [] as number[], inbox: [] as number[], unmaskRequest: [] as number[] }
+  const bytes = { advertise: [] as number[], shares: [] as number[], signature: [] as number[], unmask: [] as number[], roster: [] as number[], inbox: [] as number[], consistency: [] as number[], unmaskRequest: [] as number[] }
   const setupMs: number[] = []
 
   for (const id of all) {
@@ -196,13 +197,26 @@ async function runVariant ({ n, length, graph, dropout, maskers }: VariantOption
   if (maskers !== 'all') return result
 
   timed(() => server.closeMasked())
+  const checkMs: number[] = []
+  for (const id of survivors) {
+    const request = timed(() => server.consistencyRequestFor(id))
+    bytes.consistency.push(jsonBytes(request))
+    const w = wire(request)
+    const t = performance.now()
+    const m = client(id).consistencyCheck(w)
+    checkMs.push(performance.now() - t)
+    bytes.signature.push(jsonBytes(m))
+    await timedAsync(async () => { await server.receiveSignature(id, wire(m)) })
+  }
+  timed(() => server.closeConsistency())
+  clientFigures.consistencyCheckMs = stats(checkMs)
   const unmaskMs: number[] = []
   for (const id of survivors) {
     const request = timed(() => server.unmaskRequestFor(id))
     bytes.unmaskRequest.push(jsonBytes(request))
     const w = wire(request)
     const t = performance.now()
-    const m = client(id).unmask(w)
+    const m = await client(id).unmask(w)
     unmaskMs.push(performance.now() - t)
     bytes.unmask.push(jsonBytes(m))
     timed(() => server.receiveUnmask(id, wire(m)))
@@ -217,13 +231,13 @@ async function runVariant ({ n, length, graph, dropout, maskers }: VariantOption
   if (!exact) throw new Error('secagg bench: the unmasked sum differs from the plaintext ring sum')
 
   const float32 = length * 4
-  const uploadSetup = mean(bytes.advertise) + mean(bytes.shares) + mean(bytes.unmask)
+  const uploadSetup = mean(bytes.advertise) + mean(bytes.shares) + mean(bytes.signature) + mean(bytes.unmask)
   result.server = { totalMs: ms(serverMs), beforeFinishMs: ms(beforeFinish), finishMs: ms(finishMs), exact }
   result.bytesPerClient = {
     float32Update: float32,
     maskedUpload: float32,
-    setupUpload: { advertise: Math.round(mean(bytes.advertise)), shares: Math.round(mean(bytes.shares)), unmask: Math.round(mean(bytes.unmask)) },
-    setupDownload: { roster: Math.round(mean(bytes.roster)), inbox: Math.round(mean(bytes.inbox)), unmaskRequest: Math.round(mean(bytes.unmaskRequest)) },
+    setupUpload: { advertise: Math.round(mean(bytes.advertise)), shares: Math.round(mean(bytes.shares)), signature: Math.round(mean(bytes.signature)), unmask: Math.round(mean(bytes.unmask)) },
+    setupDownload: { roster: Math.round(mean(bytes.roster)), inbox: Math.round(mean(bytes.inbox)), consistency: Math.round(mean(bytes.consistency)), unmaskRequest: Math.round(mean(bytes.unmaskRequest)) },
     uploadVsFloat32: ratio((float32 + uploadSetup) / float32),
     maskedOnlyVsFloat32: 1
   }

@@ -63,7 +63,8 @@ function io (server: () => SecureRoundServer, clients: Map<string, MaskingClient
       const client = clients.get(to) as MaskingClient
       if (type === 'secagg/roster') replies.push((async () => { await server().message(to, await client.shareKeys(payload as never)) })())
       if (type === 'secagg/inbox') inboxes.set(to, payload)
-      if (type === 'secagg/unmask-request') replies.push((async () => { await server().message(to, client.unmask(payload)) })())
+      if (type === 'secagg/consistency') replies.push((async () => { await server().message(to, client.consistencyCheck(payload)) })())
+      if (type === 'secagg/unmask-request') replies.push((async () => { await server().message(to, await client.unmask(payload)) })())
     }
   }
 }

@@ -348,7 +348,9 @@ describe('rounds (mode masking)', () => {
     try {
       const summary = await c.rounds.run({ model: 'mnist', trainable: ['head'], secure: { mode: 'masking', dropoutRate: 0 }, selection: { minClients: 4 }, deadlines: { unmaskMs: 3000 } })
       expect(summary.state).toBe('failed')
-      expect(summary.reason).toMatch(/shares of .* arrived, the threshold is/)
+      // The two that dropped after uploading never sign the survivor list: ConsistencyCheck leaves
+      // too few clients able to unmask, and the round fails before anyone is asked for shares.
+      expect(summary.reason).toMatch(/has \d neighbours able to unmask .*, fewer than the threshold \d/)
       expect(c.repo.latest('mnist')?.version).toBe(1)
     } finally {
       await stopParticipants(ps)

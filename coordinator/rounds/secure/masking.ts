@@ -1,10 +1,10 @@
 /**
  * Secure mode `masking` on the coordinator: SecAgg+ (Bell et al. 2020) over Bonawitz et al.'s
- * four rounds (aggregation/secagg). Setup runs AdvertiseKeys and ShareKeys among the accepted
+ * five rounds (aggregation/secagg). Setup runs AdvertiseKeys and ShareKeys among the accepted
  * clients, each behind the round's setup deadline; uploads are masked vectors added into the
- * server's running sum; `sum` sends each survivor its unmask request and rebuilds the sum from
- * the shares, behind the unmask deadline. The coordinator only ever holds masked vectors and
- * their unmasked total.
+ * server's running sum; `sum` runs ConsistencyCheck (survivors sign the survivor list) and then
+ * Unmasking, both within one unmask deadline, and rebuilds the sum from the shares. The
+ * coordinator only ever holds masked vectors and their unmasked total.
  */
 import type { RoundConfig } from '../../../shared/rounds/config.ts'
 import { fromBase64, fromHex, toBase64 } from '../../../shared/crypto/bytes.ts'
@@ -63,13 +63,16 @@ export async function maskingServer (config: RoundConfig, snapshot: unknown): Pr
       } else if (type === 'secagg/shares') {
         server.receiveShares(clientId, payload)
         waiting?.settle(clientId)
+      } else if (type === 'secagg/signature') {
+        await server.receiveSignature(clientId, payload)
+        waiting?.settle(clientId)
       } else if (type === 'secagg/unmask') {
         server.receiveUnmask(clientId, payload)
         waiting?.settle(clientId)
         // Every needed secret has t shares: stragglers do not matter, stop waiting for them.
         if (waiting !== undefined && server.ready()) for (const id of [...waiting.pending]) waiting.settle(id)
       } else {
-        throw new InvalidInputError(`secagg message: unknown type ${JSON.stringify(type)}; expected secagg/advertise, secagg/shares or secagg/unmask`)
+        throw new InvalidInputError(`secagg message: unknown type ${JSON.stringify(type)}; expected secagg/advertise, secagg/shares, secagg/signature or secagg/unmask`)
       }
     },
     checkUpload (clientId, payload) {
@@ -82,16 +85,22 @@ export async function maskingServer (config: RoundConfig, snapshot: unknown): Pr
         for (const [id, payload] of uploads) if (!counted.has(id)) server.receiveMasked(id, asRingVector(payload, config.vectorLength, 'masked upload'))
         server.closeMasked()
       }
-      if (server.stage === 'unmask' && !server.ready()) {
-        const survivors = server.survivors()
-        waiting = gate(survivors.filter(id => !dropped.has(id)), config.deadlines.unmaskMs, io.signal)
-        for (const id of survivors) io.send(id, server.unmaskRequestFor(id))
+      // ConsistencyCheck and Unmasking share the unmask deadline: a round waits no longer than before.
+      const until = Date.now() + config.deadlines.unmaskMs
+      const ask = async (ids: string[], request: (id: string) => unknown): Promise<void> => {
+        waiting = gate(ids.filter(id => !dropped.has(id)), Math.max(0, until - Date.now()), io.signal)
+        for (const id of ids) if (!dropped.has(id)) io.send(id, request(id))
         try {
           await waiting.done
         } finally {
           waiting = undefined
         }
       }
+      if (server.stage === 'check') {
+        await ask(server.survivors(), id => server.consistencyRequestFor(id))
+        server.closeConsistency()
+      }
+      if (server.stage === 'unmask' && !server.ready()) await ask(server.answerers(), id => server.unmaskRequestFor(id))
       return await server.finish()
     },
     drop (clientId) {

@@ -1,17 +1,17 @@
 import { describe, it, expect } from 'vitest'
-import { ROUND, client, input, mask, newRound, setUp, unmask, wire, type Round } from './harness.ts'
+import { ROUND, check, client, input, mask, newRound, setUp, unmask, wire, type Round } from './harness.ts'
 import { ringSum } from '../../../aggregation/ring.ts'
 import { createMaskingClient } from '../../../aggregation/secagg/client.ts'
-import type { AdvertiseMessage, InboxMessage, RosterMessage, SharesMessage, UnmaskMessage, UnmaskRequestMessage } from '../../../aggregation/secagg/messages.ts'
-import { advertiseTranscript } from '../../../aggregation/secagg/kdf.ts'
+import type { AdvertiseMessage, ConsistencyMessage, InboxMessage, RosterMessage, SharesMessage, UnmaskMessage, UnmaskRequestMessage } from '../../../aggregation/secagg/messages.ts'
+import { advertiseTranscript, consistencyTranscript } from '../../../aggregation/secagg/kdf.ts'
 import { fromBase64, toBase64 } from '../../../shared/crypto/bytes.ts'
 import { generateSigningKey, sign, type SigningKeyPair } from '../../../shared/crypto/sign.ts'
 
 const SPARSE = { kind: 'harary' as const, degree: 4, threshold: 3 }
 const named = (name: string): ReturnType<typeof expect.objectContaining> => expect.objectContaining({ name })
 
-/** A round at the unmask stage in which `droppedIndex` sent no masked input. */
-async function atUnmask (droppedIndex = 5): Promise<{ round: Round, survivors: string[] }> {
+/** A round at the ConsistencyCheck stage in which `droppedIndex` sent no masked input. */
+async function atCheck (droppedIndex = 5): Promise<{ round: Round, survivors: string[] }> {
   const round = newRound(12, SPARSE)
   await setUp(round)
   const survivors = round.ids.filter((_, i) => i !== droppedIndex)
@@ -24,35 +24,68 @@ const finishExact = async (round: Round, survivors: string[]): Promise<void> => 
   expect(await round.server.finish()).toEqual(ringSum(survivors.map(id => input(round, id)), round.vectorLength))
 }
 
-describe('a client refuses unmask requests that would reveal an input', () => {
-  it('refuses overlap, strangers, itself, too few survivors and malformed requests, then answers one good request once', async () => {
-    const { round, survivors } = await atUnmask()
-    // A survivor one of whose neighbours dropped, so the honest request has both lists.
-    const u = survivors.find(id => round.server.unmaskRequestFor(id).dropped.length > 0) as string
+describe('a client refuses requests that would reveal an input', () => {
+  it('consistency check: a list without itself, with strangers, unsorted, too few of its neighbours, misaddressed; then signs one list once', async () => {
+    const { round, survivors } = await atCheck()
+    const u = survivors[0] as string
+    const c = client(round, u)
+    const honest = round.server.consistencyRequestFor(u)
+    const ask = (change: Partial<ConsistencyMessage>): unknown => wire({ ...honest, ...change })
+    const t = round.server.parameters?.threshold as number
+
+    expect(() => c.consistencyCheck(ask({ survivors: survivors.filter(id => id !== u) }))).toThrow(/refused, the survivor list leaves out this client/)
+    expect(() => c.consistencyCheck(ask({ survivors: [...survivors, 'zz-mallory'] }))).toThrow(/survivor zz-mallory is not in the roster/)
+    expect(() => c.consistencyCheck(ask({ survivors: [...survivors].reverse() }))).toThrow(/not sorted and unique/)
+    // A list naming u and only t − 1 of the neighbours it masked with.
+    const held = round.server.inboxFor(u).shares.map(s => s.from)
+    const few = [u, ...held.slice(0, t - 1)].sort()
+    expect(() => c.consistencyCheck(ask({ survivors: few }))).toThrow(/refused, only 2 of the neighbours this client masked with survive, fewer than the threshold 3/)
+    expect(() => c.consistencyCheck(ask({ to: survivors[1] as string }))).toThrow(/addressed to/)
+    expect(() => c.consistencyCheck(ask({ roundId: 'r_ffffffffffffffff' }))).toThrow(/for round r_ffffffffffffffff/)
+    expect(() => c.consistencyCheck({ ...honest, survivors: 'all' })).toThrow(named('InvalidInputError'))
+    await expect(c.unmask(wire({ type: 'secagg/unmask-request', roundId: ROUND, to: u, signatures: [] }))).rejects.toThrow(/at stage check, not unmask/)
+    expect(c.stage).toBe('check')
+
+    await round.server.receiveSignature(u, wire(c.consistencyCheck(wire(honest))))
+    // Signed once: a second list, even the same one, is refused.
+    expect(() => c.consistencyCheck(wire(honest))).toThrow(/stage unmask, not check/)
+    await check(round, survivors.slice(1))
+    await unmask(round, survivors)
+    await finishExact(round, survivors)
+  })
+
+  it('unmask request: too few, forged, foreign, off-list and duplicate signatures are refused; the honest request is answered once', async () => {
+    const { round, survivors } = await atCheck()
+    await check(round, survivors)
+    const u = survivors[0] as string
     const c = client(round, u)
     const honest = round.server.unmaskRequestFor(u)
-    const stranger = round.ids.find(id => id !== u && !honest.survivors.includes(id) && !honest.dropped.includes(id)) as string
-    const ask = (change: Partial<UnmaskRequestMessage>): unknown => wire({ ...honest, ...change })
-
-    expect(() => c.unmask(ask({ dropped: [...honest.dropped, honest.survivors[0] as string] }))).toThrow(/refused, client-\d+ is listed as both surviving and dropped/)
-    expect(() => c.unmask(ask({ dropped: [...honest.dropped, stranger] }))).toThrow(/refused, client-\d+ is not a neighbour this client masked with/)
-    expect(() => c.unmask(ask({ survivors: [...honest.survivors, u] }))).toThrow(named('AccessDeniedError'))
     const t = round.server.parameters?.threshold as number
-    expect(() => c.unmask(ask({ survivors: honest.survivors.slice(0, t - 1), dropped: [...honest.dropped, ...honest.survivors.slice(t - 1)] })))
-      .toThrow(/refused, only 2 neighbours survive, fewer than the threshold 3/)
-    expect(() => c.unmask(ask({ survivors: [...honest.survivors, honest.survivors[0] as string] }))).toThrow(/is listed twice/)
-    expect(() => c.unmask(ask({ dropped: [] }))).toThrow(/says nothing of neighbour/)
-    expect(() => c.unmask(ask({ roundId: 'r_ffffffffffffffff' }))).toThrow(/for round r_ffffffffffffffff/)
-    expect(() => c.unmask(ask({ to: stranger }))).toThrow(/addressed to/)
-    expect(() => c.unmask({ ...honest, survivors: 'all' })).toThrow(named('InvalidInputError'))
+    const ask = (change: Partial<UnmaskRequestMessage>): unknown => wire({ ...honest, ...change })
+    const first = honest.signatures[0] as UnmaskRequestMessage['signatures'][0]
 
-    const answer = c.unmask(wire(honest))
-    expect(answer.selfMaskShares.map(s => s.owner)).toEqual(honest.survivors)
-    expect(answer.keyShares.map(s => s.owner)).toEqual(honest.dropped)
-    expect(() => c.unmask(wire(honest))).toThrow(/stage done, not unmask/)
+    await expect(c.unmask(ask({ signatures: honest.signatures.slice(0, t - 1) }))).rejects.toThrow(/refused, only 2 neighbours signed the survivor list, fewer than the threshold 3/)
+    // A neighbour's signature over another list: the server told it another story.
+    const otherList = toBase64(sign(consistencyTranscript(ROUND, survivors.slice(1)), (round.identities.get(first.from) as SigningKeyPair).secretKey))
+    await expect(c.unmask(ask({ signatures: [{ ...first, signature: otherList }, ...honest.signatures.slice(1)] }))).rejects.toThrow(/refused, the signatures of \[client-\d+\] are not over the survivor list this client signed/)
+    // Another round's signature over the same list.
+    const otherRound = toBase64(sign(consistencyTranscript('r_ffffffffffffffff', survivors), (round.identities.get(first.from) as SigningKeyPair).secretKey))
+    await expect(c.unmask(ask({ signatures: [{ ...first, signature: otherRound }, ...honest.signatures.slice(1)] }))).rejects.toThrow(named('IntegrityError'))
+    const stranger = round.ids.find(id => id !== u && !honest.signatures.some(s => s.from === id) && !round.server.rosterFor(u).neighbours.some(n => n.from === id)) as string
+    await expect(c.unmask(ask({ signatures: [...honest.signatures, { from: stranger, signature: first.signature }] }))).rejects.toThrow(/who is not a neighbour/)
+    await expect(c.unmask(ask({ signatures: [...honest.signatures, first] }))).rejects.toThrow(/two signatures of/)
+    await expect(c.unmask(ask({ to: survivors[1] as string }))).rejects.toThrow(/addressed to/)
+    await expect(c.unmask({ ...honest, signatures: 'all' })).rejects.toThrow(named('InvalidInputError'))
+    expect(c.stage).toBe('unmask')
+
+    const answer = await c.unmask(wire(honest))
+    const held = round.server.inboxFor(u).shares.map(s => s.from).sort()
+    expect(answer.selfMaskShares.map(s => s.owner)).toEqual(held.filter(id => survivors.includes(id)))
+    expect(answer.keyShares.map(s => s.owner)).toEqual(held.filter(id => !survivors.includes(id)))
+    await expect(c.unmask(wire(honest))).rejects.toThrow(/stage done, not unmask/)
 
     round.server.receiveUnmask(u, wire(answer))
-    unmask(round, survivors.filter(id => id !== u))
+    await unmask(round, survivors.slice(1))
     await finishExact(round, survivors)
   })
 })
@@ -117,10 +150,25 @@ describe('the server rejects bad messages without harm to the round', () => {
     const survivors = round.ids.filter(id => id !== round.ids[7])
     await mask(round, survivors.slice(1))
     round.server.closeMasked()
-    expect(() => round.server.receiveMasked(round.ids[7] as string, new Uint32Array(64))).toThrow(/at stage unmask, not mask/)
-    expect(() => round.server.unmaskRequestFor(round.ids[7] as string)).toThrow(/sent no masked input/)
+    expect(() => round.server.receiveMasked(round.ids[7] as string, new Uint32Array(64))).toThrow(/at stage check, not mask/)
+    expect(() => round.server.consistencyRequestFor(round.ids[7] as string)).toThrow(/sent no masked input/)
+    expect(() => round.server.unmaskRequestFor(a)).toThrow(/at stage check, not unmask/)
 
-    const ua = client(round, a).unmask(wire(round.server.unmaskRequestFor(a)))
+    // Signatures: malformed, forged, over another list, impostor, non-survivor, duplicate.
+    const signed = client(round, a).consistencyCheck(wire(round.server.consistencyRequestFor(a)))
+    await expect(round.server.receiveSignature(a, { ...signed, signature: 'short' })).rejects.toThrow(/signature: base64 of 64 bytes/)
+    const forged = toBase64(sign(consistencyTranscript(ROUND, survivors), generateSigningKey().secretKey))
+    await expect(round.server.receiveSignature(a, wire({ ...signed, signature: forged }))).rejects.toThrow(/does not verify over this round's survivor list/)
+    const otherList = toBase64(sign(consistencyTranscript(ROUND, round.ids), (round.identities.get(a) as SigningKeyPair).secretKey))
+    await expect(round.server.receiveSignature(a, wire({ ...signed, signature: otherList }))).rejects.toThrow(named('IntegrityError'))
+    await expect(round.server.receiveSignature(b, wire(signed))).rejects.toThrow(/claims to be from client-000/)
+    await expect(round.server.receiveSignature(round.ids[7] as string, wire({ ...signed, from: round.ids[7] }))).rejects.toThrow(/sent no masked input/)
+    await round.server.receiveSignature(a, wire(signed))
+    await expect(round.server.receiveSignature(a, wire(signed))).rejects.toThrow(/signature from client-000: already received/)
+    await check(round, survivors.slice(1))
+    await expect(round.server.receiveSignature(b, wire(signed))).rejects.toThrow(/at stage unmask, not check/)
+
+    const ua = await client(round, a).unmask(wire(round.server.unmaskRequestFor(a)))
     const wrongOwners: UnmaskMessage = { ...ua, selfMaskShares: ua.selfMaskShares.slice(1) }
     expect(() => round.server.receiveUnmask(a, wire(wrongOwners))).toThrow(/selfMaskShares are for/)
     const outOfField: UnmaskMessage = { ...ua, selfMaskShares: ua.selfMaskShares.map((s, i) => i === 0 ? { ...s, share: toBase64(new Uint8Array(66).fill(0xff)) } : s) }
@@ -128,7 +176,7 @@ describe('the server rejects bad messages without harm to the round', () => {
     expect(() => round.server.receiveUnmask(b, wire(ua))).toThrow(/claims to be from client-000/)
     round.server.receiveUnmask(a, wire(ua))
     expect(() => round.server.receiveUnmask(a, wire(ua))).toThrow(/unmask from client-000: already received/)
-    unmask(round, survivors.slice(1))
+    await unmask(round, survivors.slice(1))
     await finishExact(round, survivors)
   })
 })
@@ -178,12 +226,14 @@ describe('a client rejects bad server messages', () => {
     await expect(c.maskedInput(x, change({ shares: [...inbox.shares, inbox.shares[0] as InboxMessage['shares'][0]] }))).rejects.toThrow(/appear twice/)
     await expect(c.maskedInput(x, change({ shares: inbox.shares.slice(0, 2) }))).rejects.toThrow(named('UnavailableError'))
     await expect(c.maskedInput(x.subarray(1), wire(inbox))).rejects.toThrow(/expected a Uint32Array of 64 words/)
-    expect(() => c.unmask({})).toThrow(/at stage mask, not unmask/)
+    await expect(c.unmask({})).rejects.toThrow(/at stage mask, not unmask/)
+    expect(() => c.consistencyCheck({})).toThrow(/at stage mask, not check/)
 
     // None of that changed anything: the round still completes exactly.
     await mask(round, round.ids)
     round.server.closeMasked()
-    unmask(round, round.ids)
+    await check(round, round.ids)
+    await unmask(round, round.ids)
     await finishExact(round, round.ids)
   })
 

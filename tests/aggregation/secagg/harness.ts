@@ -69,9 +69,15 @@ export async function mask (round: Round, ids: readonly string[]): Promise<void>
   for (const id of ids) round.server.receiveMasked(id, await client(round, id).maskedInput(input(round, id), wire(round.server.inboxFor(id))))
 }
 
-/** Round 3 for the given ids (after closeMasked). */
-export function unmask (round: Round, ids: readonly string[]): void {
-  for (const id of ids) round.server.receiveUnmask(id, wire(client(round, id).unmask(wire(round.server.unmaskRequestFor(id)))))
+/** Round 3 (after closeMasked): the given ids sign the survivor list, then the server closes ConsistencyCheck. */
+export async function check (round: Round, ids: readonly string[]): Promise<void> {
+  for (const id of ids) await round.server.receiveSignature(id, wire(client(round, id).consistencyCheck(wire(round.server.consistencyRequestFor(id)))))
+  round.server.closeConsistency()
+}
+
+/** Round 4 for the given ids (after closeConsistency). */
+export async function unmask (round: Round, ids: readonly string[]): Promise<void> {
+  for (const id of ids) round.server.receiveUnmask(id, wire(await client(round, id).unmask(wire(round.server.unmaskRequestFor(id)))))
 }
 
 /** A whole round in which `dropped` never send masked input; returns the server's sum and the plaintext one. */
@@ -80,7 +86,8 @@ export async function runRound (round: Round, dropped: ReadonlySet<string>): Pro
   const survivors = round.ids.filter(id => !dropped.has(id))
   await mask(round, survivors)
   round.server.closeMasked()
-  unmask(round, survivors)
+  await check(round, survivors)
+  await unmask(round, survivors)
   const sum = await round.server.finish()
   return { sum, expected: ringSum(survivors.map(id => input(round, id)), round.vectorLength) }
 }

@@ -1,5 +1,5 @@
 import { describe, it, expect } from 'vitest'
-import { ROUND, client, input, mask, newRound, runRound, setUp, shuffled, unmask, wire } from './harness.ts'
+import { ROUND, check, client, input, mask, newRound, runRound, setUp, shuffled, unmask, wire } from './harness.ts'
 import { ringSum } from '../../../aggregation/ring.ts'
 import type { GraphConfig } from '../../../aggregation/secagg/params.ts'
 import { clientMessageSchema, serverMessageSchema } from '../../../aggregation/secagg/messages.ts'
@@ -42,7 +42,8 @@ describe('the unmasked sum equals the plaintext ring sum exactly', () => {
     const survivors = sharing.filter(id => !dropped.includes(id))
     await mask(round, survivors)
     round.server.closeMasked()
-    unmask(round, survivors)
+    await check(round, survivors)
+    await unmask(round, survivors)
     expect(await round.server.finish()).toEqual(ringSum(survivors.map(id => input(round, id)), round.vectorLength))
   })
 
@@ -88,8 +89,9 @@ describe('below the threshold the server fails cleanly, never with a wrong sum',
     await setUp(round)
     await mask(round, round.ids)
     round.server.closeMasked()
+    await check(round, round.ids)
     const t = round.server.parameters?.threshold as number
-    unmask(round, round.ids.slice(0, t - 1))
+    await unmask(round, round.ids.slice(0, t - 1))
     expect(round.server.ready()).toBe(false)
     await expect(round.server.finish()).rejects.toThrow(/failed: \d+ shares of survivor client-\d+'s self-mask seed arrived, the threshold is/)
     expect(round.server.stage).toBe('failed')
@@ -100,11 +102,12 @@ describe('below the threshold the server fails cleanly, never with a wrong sum',
     await setUp(round)
     await mask(round, round.ids)
     round.server.closeMasked()
+    await check(round, round.ids)
     const t = round.server.parameters?.threshold as number
-    unmask(round, round.ids.slice(0, t))
+    await unmask(round, round.ids.slice(0, t))
     // The t responders' own seeds have only t − 1 shares so far.
     expect(round.server.ready()).toBe(false)
-    unmask(round, round.ids.slice(t, t + 1))
+    await unmask(round, round.ids.slice(t, t + 1))
     expect(round.server.ready()).toBe(true)
     expect(await round.server.finish()).toEqual(ringSum(round.ids.map(id => input(round, id)), round.vectorLength))
   })
@@ -137,9 +140,17 @@ describe('messages cross the wire through their schemas', () => {
     expect(serverMessageSchema.parse(wire(inbox))).toEqual(inbox)
     await mask(round, round.ids)
     round.server.closeMasked()
+    for (const id of round.ids) {
+      const consistency = round.server.consistencyRequestFor(id)
+      expect(serverMessageSchema.parse(wire(consistency))).toEqual(consistency)
+      const signature = client(round, id).consistencyCheck(wire(consistency))
+      expect(clientMessageSchema.parse(wire(signature))).toEqual(signature)
+      await round.server.receiveSignature(id, wire(signature))
+    }
+    round.server.closeConsistency()
     const request = round.server.unmaskRequestFor(b)
     expect(serverMessageSchema.parse(wire(request))).toEqual(request)
-    const response = client(round, b).unmask(wire(request))
+    const response = await client(round, b).unmask(wire(request))
     expect(clientMessageSchema.parse(wire(response))).toEqual(response)
   })
 
@@ -152,8 +163,9 @@ describe('messages cross the wire through their schemas', () => {
     expect(clientMessageSchema.safeParse({ ...good, from: 'has space' }).success).toBe(false)
     expect(clientMessageSchema.safeParse({ ...good, from: 'x'.repeat(129) }).success).toBe(false)
     expect(clientMessageSchema.safeParse({ ...good, type: 'secagg/other' }).success).toBe(false)
-    const request = { type: 'secagg/unmask-request', roundId: ROUND, to: 'a', survivors: Array.from({ length: 10_001 }, (_, i) => `c${i}`), dropped: [] }
+    const request = { type: 'secagg/consistency', roundId: ROUND, to: 'a', survivors: Array.from({ length: 10_001 }, (_, i) => `c${i}`) }
     expect(serverMessageSchema.safeParse(request).success).toBe(false)
+    expect(serverMessageSchema.safeParse({ ...request, survivors: ['a'] }).success).toBe(true)
   })
 })
 
@@ -184,10 +196,15 @@ describe('a server restarted mid-round finishes it', () => {
     expect(round.server.stage).toBe('mask')
     await mask(round, survivors.slice(5))
     round.server.closeMasked()
-    unmask(round, survivors.slice(0, 3))
+    for (const id of survivors.slice(0, 6)) await round.server.receiveSignature(id, wire(client(round, id).consistencyCheck(wire(round.server.consistencyRequestFor(id)))))
+    round.server = await restart(round.server)
+    expect(round.server.stage).toBe('check')
+    expect(round.server.signedBy()).toEqual(survivors.slice(0, 6))
+    await check(round, survivors.slice(6))
+    await unmask(round, survivors.slice(0, 3))
     round.server = await restart(round.server)
     expect(round.server.stage).toBe('unmask')
-    unmask(round, survivors.slice(3))
+    await unmask(round, survivors.slice(3))
     const sum = await round.server.finish()
     expect(sum).toEqual(ringSum(survivors.map(id => input(round, id)), round.vectorLength))
     const done = await restart(round.server)
