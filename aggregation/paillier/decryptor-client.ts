@@ -27,9 +27,21 @@ export interface DecryptorClientOptions {
 }
 
 export interface Contribution {
+  /** The client's Ed25519 public key, hex. */
   clientId: string
   /** Wire bytes from `encryptUpdate`. */
   ciphertexts: Uint8Array
+  /** The client's upload signature (shared/rounds/messages.ts `uploadSigningBytes`), which binds the ciphertexts to the round. */
+  signature: Uint8Array
+}
+
+export interface RoundContributions {
+  roundId: string
+  /** Ring values per update. */
+  length: number
+  /** The model version the round trained: part of what each upload signature covers. */
+  baseVersion: number
+  contributions: readonly Contribution[]
 }
 
 export interface DecryptorClient {
@@ -37,7 +49,7 @@ export interface DecryptorClient {
   /** The decryptor's public key and packing layout, checked (and pinned if asked). */
   key: (signal?: AbortSignal) => Promise<DecryptorKey>
   /** Asks for the ring sum of a round's contributions; a round is decrypted at most once. */
-  decrypt: (roundId: string, length: number, contributions: readonly Contribution[], signal?: AbortSignal) => Promise<Uint32Array>
+  decrypt: (request: RoundContributions, signal?: AbortSignal) => Promise<Uint32Array>
 }
 
 const ERRORS: Record<number, new (message: string) => BlockfedError> = {
@@ -49,7 +61,7 @@ const ERRORS: Record<number, new (message: string) => BlockfedError> = {
  * @example
  * const decryptor = decryptorClient({ baseUrl: 'http://127.0.0.1:7071', expectedKeyId })
  * const { publicKey, layout } = await decryptor.key()
- * const sum = await decryptor.decrypt('round-7', length, contributions)
+ * const sum = await decryptor.decrypt({ roundId: 'round-7', length, baseVersion, contributions })
  */
 export function decryptorClient (options: DecryptorClientOptions): DecryptorClient {
   const baseUrl = options.baseUrl.replace(/\/+$/, '')
@@ -63,10 +75,10 @@ export function decryptorClient (options: DecryptorClientOptions): DecryptorClie
     async key (signal) {
       return await readKeyInfo(await call('/v1/paillier/key', paillierKeyInfoSchema, {}, keyTimeout, signal), options.expectedKeyId)
     },
-    async decrypt (roundId, length, contributions, signal) {
+    async decrypt ({ roundId, length, baseVersion, contributions }, signal) {
       const id = roundIdSchema.safeParse(roundId)
       if (!id.success) throw new InvalidInputError(`roundId: ${id.error.issues[0]?.message ?? 'invalid'}`)
-      const body = JSON.stringify({ length, contributions: contributions.map(c => ({ clientId: c.clientId, ciphertexts: toBase64(c.ciphertexts) })) })
+      const body = JSON.stringify({ length, baseVersion, contributions: contributions.map(c => ({ clientId: c.clientId, ciphertexts: toBase64(c.ciphertexts), signature: toBase64(c.signature) })) })
       const path = `/v1/paillier/rounds/${roundId}/decrypt`
       const answer = await call(path, decryptResponseSchema, { method: 'POST', body, headers: { 'content-type': 'application/json' } }, decryptTimeout, signal)
       if (answer.roundId !== roundId || answer.length !== length || answer.clients !== contributions.length) {

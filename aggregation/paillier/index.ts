@@ -10,7 +10,7 @@ export { precomputeRandomness, type RandomnessPool, type RandomnessMethod, type 
 export { encryptUpdate, sumCiphertexts, sumEncodedUpdates, decryptSum } from './aggregate.ts'
 export { ciphertextWidth, encodeCiphertexts, decodeCiphertexts, ringToBytes, ringFromBytes } from './wire.ts'
 export { describeKey, readKeyInfo, type DecryptorKey } from './key-info.ts'
-export { decryptorClient, type DecryptorClient, type DecryptorClientOptions, type Contribution } from './decryptor-client.ts'
+export { decryptorClient, type DecryptorClient, type DecryptorClientOptions, type Contribution, type RoundContributions } from './decryptor-client.ts'
 export { paillierKeyInfoSchema, decryptRequestSchema, decryptResponseSchema, contributionSchema, roundIdSchema, type PaillierKeyInfo, type DecryptRequest, type DecryptResponse } from './schemas.ts'
 export { RoundDecidedError, RandomnessExhaustedError } from './errors.ts'
 export * from './constants.ts'

@@ -24,12 +24,14 @@ export const paillierKeyInfoSchema = z.object({
 export type PaillierKeyInfo = z.infer<typeof paillierKeyInfoSchema>
 
 export const contributionSchema = z.object({
-  clientId: z.string().min(1).max(128),
-  ciphertexts: z.base64().describe('the client\'s ciphertexts, fixed-width big-endian, concatenated (wire.ts)')
+  clientId: z.string().regex(/^[0-9a-f]{64}$/, 'a client id: its Ed25519 public key, 64 lowercase hex').describe('the client\'s Ed25519 public key, hex (blockfed client ids are their keys)'),
+  ciphertexts: z.base64().describe('the client\'s ciphertexts, fixed-width big-endian, concatenated (wire.ts)'),
+  signature: z.base64().describe('the client\'s Ed25519 signature of its upload: uploadSigningBytes(round, baseVersion, \'paillier\', SHA-256 of the ciphertexts), shared/rounds/messages.ts')
 })
 
 export const decryptRequestSchema = z.object({
   length: z.number().int().min(1).max(MAX_VECTOR_LENGTH).describe('ring values per update'),
+  baseVersion: z.number().int().positive().describe('the model version the round trained, as each upload signature covers it'),
   contributions: z.array(contributionSchema).min(1)
 })
 export type DecryptRequest = z.infer<typeof decryptRequestSchema>

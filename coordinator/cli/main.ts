@@ -19,6 +19,7 @@ import { runLoadDemo } from './load-demo.ts'
 import { runDemo } from './demo.ts'
 import { describeTarget, simulate, SIMULATION_DEFAULTS, type RoundReport } from './simulate.ts'
 import { createDecryptor } from '../decryptor/decryptor.ts'
+import { readClientsFile } from '../decryptor/clients-file.ts'
 import { parsePartition } from '../../shared/training/partition.ts'
 import { strategyConfigSchema } from '../../shared/rounds/strategy-config.ts'
 import { labelSkewSchema } from '../../shared/rounds/config.ts'
@@ -138,8 +139,10 @@ program.command('decryptor')
   .option('--host <host>', 'address to listen on', '127.0.0.1')
   .option('--min-clients <n>', 'fewest contributions a decryption accepts', integer(2, 1_000_000), 3)
   .option('--key-bits <bits>', 'modulus size of a new key', integer(1024, 8192))
-  .action(async (o: { data: string, port: number, host: string, minClients: number, keyBits?: number }) => {
-    const decryptor = createDecryptor({ dataDir: resolve(o.data), port: o.port, host: o.host, minClients: o.minClients, ...(o.keyBits === undefined ? {} : { keyBits: o.keyBits }) })
+  .option('--clients-file <path>', 'enrolled clients: only these client keys (64 hex, one per line, # comments) may contribute')
+  .action(async (o: { data: string, port: number, host: string, minClients: number, keyBits?: number, clientsFile?: string }) => {
+    const clients = o.clientsFile === undefined ? undefined : await readClientsFile(resolve(o.clientsFile))
+    const decryptor = createDecryptor({ dataDir: resolve(o.data), port: o.port, host: o.host, minClients: o.minClients, ...(o.keyBits === undefined ? {} : { keyBits: o.keyBits }), ...(clients === undefined ? {} : { clients }) })
     const at = await decryptor.start()
     console.log(`blockfed decryptor listening on ${at}`)
     console.log(`  key id       ${decryptor.keyId}`)

@@ -30,6 +30,11 @@ export interface DecryptorOptions {
   maxBodyBytes?: number
   /** Bearer token required on decrypt requests (recommended: only the coordinator should ask). */
   token?: string
+  /**
+   * Enrolled client keys (64-hex Ed25519 public keys): when given, contributions from any other
+   * key are refused, so a coordinator cannot make up clients to isolate a real one.
+   */
+  clients?: readonly string[]
   logger?: boolean
 }
 
@@ -42,6 +47,14 @@ export interface Decryptor {
   /** Loads or creates the key, listens, and resolves to the base URL. */
   start: () => Promise<string>
   stop: () => Promise<void>
+}
+
+function enrolled (keys: readonly string[]): ReadonlySet<string> {
+  for (const [i, key] of keys.entries()) {
+    if (!/^[0-9a-f]{64}$/.test(key)) throw new InvalidConfigError(`clients[${i}]: expected a client key, 64 lowercase hex, got ${JSON.stringify(key.slice(0, 80))}`)
+  }
+  if (keys.length === 0) throw new InvalidConfigError('clients: an empty list would refuse every contribution; leave it out to accept any signed client')
+  return new Set(keys)
 }
 
 function checkCount (name: string, value: number, min: number): void {
@@ -60,6 +73,7 @@ export function createDecryptor (options: DecryptorOptions): Decryptor {
   checkCount('maxClients', maxClients, minClients)
   const maxBodyBytes = options.maxBodyBytes ?? DEFAULT_MAX_BODY_BYTES
   checkCount('maxBodyBytes', maxBodyBytes, 1024)
+  const clients = options.clients === undefined ? undefined : enrolled(options.clients)
   let app: FastifyInstance | undefined
   let url: string | undefined
   let keyId: string | undefined
@@ -79,7 +93,8 @@ export function createDecryptor (options: DecryptorOptions): Decryptor {
       const layout = packingLayout(key.publicKey, maxClients)
       const keyInfo = await describeKey(key.publicKey, layout, minClients)
       const server = await buildDecryptorServer({
-        secretKey: key, layout, keyInfo, minClients, rounds: await roundLog(options.dataDir), maxBodyBytes, token: options.token, logger: options.logger
+        secretKey: key, layout, keyInfo, minClients, rounds: await roundLog(options.dataDir), maxBodyBytes, token: options.token, logger: options.logger,
+        ...(clients === undefined ? {} : { clients })
       })
       try {
         await server.listen({ port: options.port ?? DEFAULT_DECRYPTOR_PORT, host: options.host ?? DEFAULT_DECRYPTOR_HOST })

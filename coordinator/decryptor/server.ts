@@ -6,16 +6,23 @@
  *   POST /v1/paillier/rounds/:roundId/decrypt all contributions of a round → their ring sum
  *
  * The decrypt route checks everything it can before it claims the round (count within
- * [minClients, maxClients], distinct client ids, distinct ciphertext blobs, lengths, ranges),
- * so a malformed request does not burn a round; then it claims the round on disk, sums, decrypts
- * the sum only, and answers with the ring sum reduced mod 2^32 (never the raw slot sums).
+ * [minClients, maxClients], distinct client ids, distinct ciphertext blobs, lengths, ranges, and
+ * each contribution's upload signature), so a malformed request does not burn a round; then it
+ * claims the round on disk, sums, decrypts the sum only, and answers with the ring sum reduced
+ * mod 2^32 (never the raw slot sums).
+ *
+ * Each contribution carries its client's Ed25519 signature over (round id, base version,
+ * 'paillier', SHA-256 of the ciphertexts), the one the client made when it uploaded. The
+ * decryptor checks it against the client id (the key) for the round id it is asked to decrypt,
+ * so a coordinator cannot replay real uploads under fresh round ids and difference the sums:
+ * each upload opens in the round it was made for, once.
  *
  * What this does NOT prevent — read before relying on it:
- * - Sybil contributions: the decryptor cannot tell a real client from one the caller made up.
- *   A coordinator that sends one real client's ciphertexts next to minClients − 1 encryptions of
- *   zero it made itself (or re-randomised copies, c·s^n, which differ byte-wise) learns that
- *   client's update. Closing this needs client authentication the decryptor checks itself:
- *   each contribution signed by a client key from a registry the coordinator does not control.
+ * - Sybil contributions, unless `clients` is set: a coordinator can make up client keys, sign
+ *   encryptions of zero with them, and send one real client's upload beside them. With
+ *   `clients` (a list of client keys the decryptor gets from somewhere the coordinator does not
+ *   control, e.g. the enrolment of silos in a cross-silo federation), contributions from any
+ *   other key are refused.
  * - Key substitution: clients must pin this decryptor's keyId out of band; a coordinator that
  *   relays the key could hand out its own.
  * - Collusion: a decryptor that colludes with the coordinator decrypts anything.
@@ -27,8 +34,11 @@ import swagger from '@fastify/swagger'
 import { jsonSchemaTransform, serializerCompiler, validatorCompiler, type ZodTypeProvider } from 'fastify-type-provider-zod'
 import { z } from 'zod'
 import { errorBodySchema } from '../../shared/client/api-schemas.ts'
-import { equalBytes, fromBase64, toBase64, utf8ToBytes } from '../../shared/crypto/bytes.ts'
+import { equalBytes, fromBase64, fromHex, toBase64, utf8ToBytes } from '../../shared/crypto/bytes.ts'
 import { AccessDeniedError, InvalidInputError } from '../../shared/errors/errors.ts'
+import { sha256 } from '../../shared/crypto/hash.ts'
+import { verify } from '../../shared/crypto/sign.ts'
+import { uploadSigningBytes } from '../../shared/rounds/messages.ts'
 import type { PaillierSecretKey } from '../../aggregation/paillier/keys.ts'
 import { ciphertextCount, type PackingLayout } from '../../aggregation/paillier/layout.ts'
 import { decodeCiphertexts, ringToBytes } from '../../aggregation/paillier/wire.ts'
@@ -46,6 +56,8 @@ export interface DecryptorServerDeps {
   maxBodyBytes: number
   /** When set, decrypt requests must carry `authorization: Bearer <token>`. */
   token?: string
+  /** When set, only these client keys (hex) may contribute. */
+  clients?: ReadonlySet<string>
   logger?: boolean
 }
 
@@ -87,7 +99,7 @@ export async function buildDecryptorServer (deps: DecryptorServerDeps): Promise<
   }, async req => {
     requireToken(req, deps.token)
     const { roundId } = req.params
-    const { length, contributions } = req.body
+    const { length, baseVersion, contributions } = req.body
     if (contributions.length < minClients) throw new InvalidInputError(`round ${roundId}: ${contributions.length} contributions; this decryptor decrypts sums of at least ${minClients}`)
     if (contributions.length > layout.maxClients) throw new InvalidInputError(`round ${roundId}: ${contributions.length} contributions; the packing layout holds at most ${layout.maxClients}`)
     const ids = new Set<string>()
@@ -99,7 +111,15 @@ export async function buildDecryptorServer (deps: DecryptorServerDeps): Promise<
       blobs.add(c.ciphertexts)
     }
     const count = ciphertextCount(layout, length)
-    const vectors = contributions.map((c, i) => decodeCiphertexts(fromBase64(c.ciphertexts), publicKey, count, `contributions[${i}] (client ${c.clientId})`))
+    const bytes = contributions.map(c => fromBase64(c.ciphertexts))
+    for (const [i, c] of contributions.entries()) {
+      if (deps.clients !== undefined && !deps.clients.has(c.clientId)) throw new AccessDeniedError(`contributions[${i}]: client ${c.clientId} is not one of this decryptor's enrolled clients`)
+      const signed = uploadSigningBytes({ roundId, baseVersion, encoding: 'paillier' }, await sha256(bytes[i] as Uint8Array))
+      if (!verify(fromBase64(c.signature), signed, fromHex(c.clientId))) {
+        throw new AccessDeniedError(`contributions[${i}] (client ${c.clientId}): its signature does not verify for round ${roundId} at base version ${baseVersion}`)
+      }
+    }
+    const vectors = bytes.map((b, i) => decodeCiphertexts(b, publicKey, count, `contributions[${i}] (client ${contributions[i]?.clientId ?? ''})`))
 
     const record = { roundId, keyId: deps.keyInfo.keyId, length, clients: [...ids], claimedAt: new Date().toISOString() }
     await deps.rounds.claim(record)

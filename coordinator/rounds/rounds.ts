@@ -22,7 +22,7 @@ import type { NormalisedModel } from '../../shared/model/types.ts'
 import type { BaseModel } from './base-model.ts'
 import type { RoundStore, RoundRow } from './store.ts'
 import type { ClientConnection, HubHandlers, RoundHub } from './hub.ts'
-import type { RoundIo, SecureRoundServer } from './secure/types.ts'
+import type { AcceptedUpload, RoundIo, SecureRoundServer } from './secure/types.ts'
 import { applyUpdate } from './apply.ts'
 import { layoutKey, serverStep } from './strategy.ts'
 import { gaussianEpsilon } from '../../aggregation/dp/accountant.ts'
@@ -82,7 +82,7 @@ interface ActiveRound {
   accepted: Set<string>
   declined: Set<string>
   allowed: Set<string>
-  uploads: Map<string, Uint8Array>
+  uploads: Map<string, AcceptedUpload>
   /** Uploads being checked (async): a second frame from the same client meanwhile is a replay. */
   receiving: Set<string>
   dropped: Set<string>
@@ -180,10 +180,10 @@ export function roundManager (deps: RoundManagerDeps): RoundManager {
         if (active.get(config.id) !== round || round.waiting !== collecting) throw new InvalidInputError(`upload: round ${config.id} stopped collecting before this upload was checked`)
         if (!verify(fromBase64(header.signature), uploadSigningBytes(header, digest), fromHex(client.id))) throw new InvalidInputError('upload: the signature does not verify with the client key')
         round.secure.checkUpload(client.id, payload)
-        const copy = payload.slice()
-        deps.store.putUpload(config.id, client.id, copy)
+        const upload = { payload: payload.slice(), signature: header.signature }
+        deps.store.putUpload(config.id, client.id, upload)
         deps.store.setClient(config.id, client.id, 'uploaded')
-        round.uploads.set(client.id, copy)
+        round.uploads.set(client.id, upload)
         emit({ type: 'upload', roundId: config.id, clientId: client.id, bytes: frame.length })
         collecting.gate.settle(client.id)
       } catch (err) {
@@ -261,7 +261,7 @@ export function roundManager (deps: RoundManagerDeps): RoundManager {
   }
 
   /** Sum → mean delta → strategy → new version. Shared by live rounds and recovery. */
-  async function aggregateAndPublish (config: RoundConfig, uploads: Map<string, Uint8Array>, secure: SecureRoundServer, roundIo: RoundIo, extra: Record<string, number>): Promise<{ version: number, metrics: Record<string, number> }> {
+  async function aggregateAndPublish (config: RoundConfig, uploads: Map<string, AcceptedUpload>, secure: SecureRoundServer, roundIo: RoundIo, extra: Record<string, number>): Promise<{ version: number, metrics: Record<string, number> }> {
     const started = performance.now()
     const sum = await secure.sum(uploads, roundIo)
     const { mean, totalWeight } = decodeMean(sum, fixedPointParams(config.fixedPoint))

@@ -7,6 +7,7 @@
 import type { Database } from '../store/database.ts'
 import type { RoundConfig } from '../../shared/rounds/config.ts'
 import { checkTransition, type RoundState } from './state.ts'
+import type { AcceptedUpload } from './secure/types.ts'
 
 export interface RoundRow {
   id: string
@@ -36,8 +37,8 @@ export interface RoundStore {
   clients: (roundId: string) => Array<{ clientId: string, status: ClientStatus }>
   /** Last time the client was accepted into any round (ms since epoch), for the cooldown. */
   lastParticipation: (clientId: string) => number | undefined
-  putUpload: (roundId: string, clientId: string, payload: Uint8Array) => void
-  uploads: (roundId: string) => Map<string, Uint8Array>
+  putUpload: (roundId: string, clientId: string, upload: AcceptedUpload) => void
+  uploads: (roundId: string) => Map<string, AcceptedUpload>
   deleteUploads: (roundId: string) => void
   /** Noise multipliers of the model's published DP rounds (for the privacy accountant). */
   dpNoiseMultipliers: (model: string) => number[]
@@ -77,8 +78,8 @@ export function roundStore (database: Database): RoundStore {
     setClient: db.prepare('INSERT INTO round_clients (round_id, client_id, status, updated_at) VALUES (?, ?, ?, ?) ON CONFLICT (round_id, client_id) DO UPDATE SET status = excluded.status, updated_at = excluded.updated_at'),
     clients: db.prepare('SELECT client_id, status FROM round_clients WHERE round_id = ? ORDER BY client_id'),
     last: db.prepare('SELECT MAX(updated_at) AS at FROM round_clients WHERE client_id = ? AND status IN (\'accepted\', \'uploaded\', \'dropped\')'),
-    putUpload: db.prepare('INSERT INTO round_uploads (round_id, client_id, payload, received_at) VALUES (?, ?, ?, ?)'),
-    uploads: db.prepare('SELECT client_id, payload FROM round_uploads WHERE round_id = ? ORDER BY client_id'),
+    putUpload: db.prepare('INSERT INTO round_uploads (round_id, client_id, payload, signature, received_at) VALUES (?, ?, ?, ?, ?)'),
+    uploads: db.prepare('SELECT client_id, payload, signature FROM round_uploads WHERE round_id = ? ORDER BY client_id'),
     deleteUploads: db.prepare('DELETE FROM round_uploads WHERE round_id = ?'),
     dp: db.prepare('SELECT json_extract(config, \'$.dp.noiseMultiplier\') AS z FROM rounds WHERE model = ? AND state = \'published\' AND json_extract(config, \'$.dp\') IS NOT NULL'),
     strategy: db.prepare('SELECT state FROM strategy_state WHERE model = ? AND layout = ?'),
@@ -110,8 +111,9 @@ export function roundStore (database: Database): RoundStore {
       const at = (q.last.get(clientId) as { at: string | null }).at
       return at === null ? undefined : Date.parse(at)
     },
-    putUpload: (roundId, clientId, payload) => { q.putUpload.run(roundId, clientId, payload, now()) },
-    uploads: roundId => new Map((q.uploads.all(roundId) as Array<{ client_id: string, payload: Uint8Array }>).map(r => [r.client_id, r.payload])),
+    putUpload: (roundId, clientId, upload) => { q.putUpload.run(roundId, clientId, upload.payload, upload.signature, now()) },
+    // A row from before signatures were kept has none: a Paillier decryptor refuses it, other modes do not need it.
+    uploads: roundId => new Map((q.uploads.all(roundId) as Array<{ client_id: string, payload: Uint8Array, signature: string | null }>).map(r => [r.client_id, { payload: r.payload, signature: r.signature ?? '' }])),
     deleteUploads: roundId => { q.deleteUploads.run(roundId) },
     dpNoiseMultipliers: model => (q.dp.all(model) as Array<{ z: number }>).map(r => r.z),
     strategyState: (model, layout) => (q.strategy.get(model, layout) as { state: Uint8Array } | undefined)?.state,

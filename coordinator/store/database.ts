@@ -130,7 +130,10 @@ const MIGRATIONS = [
      rollout REAL NOT NULL CHECK (rollout > 0 AND rollout <= 1),
      updated_at TEXT NOT NULL,
      PRIMARY KEY (model, channel)
-   );`
+   );`,
+  // Each upload's signature is kept beside it: the Paillier decryptor checks it (an upload opens
+  // only in the round its client signed it for).
+  'ALTER TABLE round_uploads ADD COLUMN signature TEXT;'
 ]
 
 export interface Database {

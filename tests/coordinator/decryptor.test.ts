@@ -3,12 +3,13 @@
  * client and through raw fetch for malformed requests. 1024-bit keys (real Paillier, small for speed).
  */
 import { describe, it, expect, beforeAll, afterAll } from 'vitest'
-import { chmod, mkdtemp, readFile, rm, stat } from 'node:fs/promises'
+import { chmod, mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises'
 import { createServer } from 'node:http'
 import type { AddressInfo } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { createDecryptor, type Decryptor } from '../../coordinator/decryptor/decryptor.ts'
+import { readClientsFile } from '../../coordinator/decryptor/clients-file.ts'
 import { decryptorClient, type Contribution, type DecryptorClient } from '../../aggregation/paillier/decryptor-client.ts'
 import type { DecryptorKey } from '../../aggregation/paillier/key-info.ts'
 import { ciphertextCount } from '../../aggregation/paillier/layout.ts'
@@ -17,7 +18,10 @@ import { encryptUpdate } from '../../aggregation/paillier/aggregate.ts'
 import { ciphertextWidth, encodeCiphertexts } from '../../aggregation/paillier/wire.ts'
 import { RoundDecidedError } from '../../aggregation/paillier/errors.ts'
 import { ringSum } from '../../aggregation/ring.ts'
-import { toBase64 } from '../../shared/crypto/bytes.ts'
+import { toBase64, toHex } from '../../shared/crypto/bytes.ts'
+import { sha256 } from '../../shared/crypto/hash.ts'
+import { generateSigningKey, sign, type SigningKeyPair } from '../../shared/crypto/sign.ts'
+import { uploadSigningBytes } from '../../shared/rounds/messages.ts'
 import { AccessDeniedError, IntegrityError, InvalidConfigError, InvalidInputError, TimeoutError, TooLargeError, UnavailableError } from '../../shared/errors/errors.ts'
 import { mulberry32 } from '../../shared/random/seeded.ts'
 
@@ -33,16 +37,30 @@ function values (seed: number): Uint32Array {
   return Uint32Array.from({ length: LENGTH }, () => (Math.floor(rand() * 2 ** 26) - 2 ** 25) >>> 0)
 }
 
-/** Encrypts `clients` seeded updates under the decryptor's key; returns them with their plaintexts. */
-async function round (clients: number, seed: number): Promise<{ xs: Uint32Array[], contributions: Contribution[] }> {
+const BASE_VERSION = 4
+/** Client identities: blockfed client ids are their Ed25519 public keys, hex. */
+const identities = Array.from({ length: 16 }, () => generateSigningKey())
+const idOf = (c: number): string => toHex((identities[c] as SigningKeyPair).publicKey)
+
+/** The upload signature client `c` makes for `ciphertexts` in round `roundId`. */
+async function signUpload (c: number, roundId: string, ciphertexts: Uint8Array, baseVersion = BASE_VERSION): Promise<Uint8Array> {
+  return sign(uploadSigningBytes({ roundId, baseVersion, encoding: 'paillier' }, await sha256(ciphertexts)), (identities[c] as SigningKeyPair).secretKey)
+}
+
+/** Encrypts `clients` seeded updates under the decryptor's key, each signed for `roundId`; returns them with their plaintexts. */
+async function round (clients: number, seed: number, roundId: string): Promise<{ xs: Uint32Array[], contributions: Contribution[] }> {
   const xs = Array.from({ length: clients }, (_, c) => values(seed + c))
   const contributions: Contribution[] = []
   for (const [c, x] of xs.entries()) {
     const pool = await precomputeRandomness(key.publicKey, ciphertextCount(key.layout, LENGTH), { method: 'short-exponent' })
-    contributions.push({ clientId: `client-${c}`, ciphertexts: encryptUpdate(x, key.layout, pool) })
+    const ciphertexts = encryptUpdate(x, key.layout, pool)
+    contributions.push({ clientId: idOf(c), ciphertexts, signature: await signUpload(c, roundId, ciphertexts) })
   }
   return { xs, contributions }
 }
+
+const decrypt = async (roundId: string, contributions: readonly Contribution[], via = client): Promise<Uint32Array> =>
+  await via.decrypt({ roundId, length: LENGTH, baseVersion: BASE_VERSION, contributions })
 
 async function rawDecrypt (roundId: string, body: unknown, headers: Record<string, string> = { authorization: `Bearer ${TOKEN}` }): Promise<{ status: number, body: { error: string, message: string } }> {
   const res = await fetch(`${decryptor.url}/v1/paillier/rounds/${roundId}/decrypt`, {
@@ -51,7 +69,8 @@ async function rawDecrypt (roundId: string, body: unknown, headers: Record<strin
   return { status: res.status, body: await res.json() as { error: string, message: string } }
 }
 
-const asJson = (cs: Contribution[]): Array<{ clientId: string, ciphertexts: string }> => cs.map(c => ({ clientId: c.clientId, ciphertexts: toBase64(c.ciphertexts) }))
+type JsonContribution = { clientId: string, ciphertexts: string, signature: string }
+const asJson = (cs: Contribution[]): JsonContribution[] => cs.map(c => ({ clientId: c.clientId, ciphertexts: toBase64(c.ciphertexts), signature: toBase64(c.signature) }))
 
 beforeAll(async () => {
   dir = await mkdtemp(join(tmpdir(), 'blockfed-decryptor-'))
@@ -83,117 +102,164 @@ describe('Paillier decryptor service', () => {
   })
 
   it('decrypts the sum of a round, equal to the plaintext ring sum, and records the round', async () => {
-    const { xs, contributions } = await round(4, 10)
-    expect(await client.decrypt('round-1', LENGTH, contributions)).toEqual(ringSum(xs, LENGTH))
+    const { xs, contributions } = await round(4, 10, 'round-1')
+    expect(await decrypt('round-1', contributions)).toEqual(ringSum(xs, LENGTH))
     const record = JSON.parse(await readFile(join(dir, 'rounds', 'round-1.json'), 'utf8')) as Record<string, unknown>
-    expect(record).toMatchObject({ roundId: 'round-1', outcome: 'decrypted', length: LENGTH, clients: ['client-0', 'client-1', 'client-2', 'client-3'], keyId: key.keyId })
+    expect(record).toMatchObject({ roundId: 'round-1', outcome: 'decrypted', length: LENGTH, clients: [0, 1, 2, 3].map(idOf), keyId: key.keyId })
   })
 
   it('decrypts a round at most once: the same, a subset or a new set of contributions gets 409', async () => {
-    const { contributions } = await round(3, 20)
-    expect((await client.decrypt('round-2', LENGTH, contributions)).length).toBe(LENGTH)
-    await expect(client.decrypt('round-2', LENGTH, contributions)).rejects.toThrow(RoundDecidedError)
-    await expect(client.decrypt('round-2', LENGTH, contributions.slice(0, 3))).rejects.toThrow(/already decided/)
-    const again = await round(5, 30)
-    const res = await rawDecrypt('round-2', { length: LENGTH, contributions: asJson(again.contributions) })
+    const { contributions } = await round(3, 20, 'round-2')
+    expect((await decrypt('round-2', contributions)).length).toBe(LENGTH)
+    await expect(decrypt('round-2', contributions)).rejects.toThrow(RoundDecidedError)
+    await expect(decrypt('round-2', contributions.slice(0, 3))).rejects.toThrow(/already decided/)
+    const again = await round(5, 30, 'round-2')
+    const res = await rawDecrypt('round-2', { length: LENGTH, baseVersion: BASE_VERSION, contributions: asJson(again.contributions) })
     expect(res).toMatchObject({ status: 409, body: { error: 'RoundDecidedError' } })
   })
 
   it('lets exactly one of two concurrent requests for a round through', async () => {
-    const { contributions } = await round(3, 40)
-    const results = await Promise.allSettled([client.decrypt('round-race', LENGTH, contributions), client.decrypt('round-race', LENGTH, contributions)])
+    const { contributions } = await round(3, 40, 'round-race')
+    const results = await Promise.allSettled([decrypt('round-race', contributions), decrypt('round-race', contributions)])
     expect(results.filter(r => r.status === 'fulfilled')).toHaveLength(1)
     const rejected = results.find(r => r.status === 'rejected')
     expect(rejected?.reason).toBeInstanceOf(RoundDecidedError)
   })
 
   it('rejects too few clients without burning the round', async () => {
-    const { xs, contributions } = await round(3, 50)
-    await expect(client.decrypt('round-3', LENGTH, contributions.slice(0, 2))).rejects.toThrow(/2 contributions; this decryptor decrypts sums of at least 3/)
-    await expect(client.decrypt('round-3', LENGTH, contributions.slice(0, 1))).rejects.toThrow(InvalidInputError)
-    expect(await client.decrypt('round-3', LENGTH, contributions)).toEqual(ringSum(xs, LENGTH))
+    const { xs, contributions } = await round(3, 50, 'round-3')
+    await expect(decrypt('round-3', contributions.slice(0, 2))).rejects.toThrow(/2 contributions; this decryptor decrypts sums of at least 3/)
+    await expect(decrypt('round-3', contributions.slice(0, 1))).rejects.toThrow(InvalidInputError)
+    expect(await decrypt('round-3', contributions)).toEqual(ringSum(xs, LENGTH))
   })
 
   it('rejects malformed contributions with a message naming what is wrong', async () => {
-    const { contributions } = await round(3, 60)
-    const body = (cs: Array<{ clientId: string, ciphertexts: string }>, length = LENGTH): unknown => ({ length, contributions: cs })
+    const { contributions } = await round(3, 60, 'bad-1')
+    const body = (cs: JsonContribution[], length = LENGTH): unknown => ({ length, baseVersion: BASE_VERSION, contributions: cs })
     const good = asJson(contributions)
     const width = ciphertextWidth(key.publicKey)
     const count = ciphertextCount(key.layout, LENGTH)
+    // What a misbehaving client uploads: bad bytes, signed (the coordinator checked the signature).
+    const signed = async (c: number, bytes: Uint8Array): Promise<JsonContribution> => ({ clientId: idOf(c), ciphertexts: toBase64(bytes), signature: toBase64(await signUpload(c, 'bad-1', bytes)) })
 
     const short = [...good]
-    short[1] = { clientId: 'client-1', ciphertexts: toBase64(contributions[1]!.ciphertexts.subarray(0, width * (count - 1))) }
+    short[1] = await signed(1, contributions[1]!.ciphertexts.subarray(0, width * (count - 1)))
     let res = await rawDecrypt('bad-1', body(short))
     expect(res).toMatchObject({ status: 400, body: { error: 'InvalidInputError' } })
-    expect(res.body.message).toMatch(/contributions\[1\] \(client client-1\): expected 3 ciphertexts of 256 bytes/)
+    expect(res.body.message).toMatch(new RegExp(`contributions\\[1\\] \\(client ${idOf(1)}\\): expected 3 ciphertexts of 256 bytes`))
 
     res = await rawDecrypt('bad-1', body(good, LENGTH + 100))
-    expect(res.body.message).toMatch(/client client-0\): expected 6 ciphertexts of 256 bytes \(1536 bytes\), got 768 bytes/)
+    expect(res.body.message).toMatch(/expected 6 ciphertexts of 256 bytes \(1536 bytes\), got 768 bytes/)
 
     const outOfRange = [...good]
     const cts = Array.from({ length: count }, () => 5n)
     const bytes = encodeCiphertexts(cts, key.publicKey)
     bytes.fill(0, 0, width) // ciphertext 0 := 0
-    outOfRange[2] = { clientId: 'client-2', ciphertexts: toBase64(bytes) }
+    outOfRange[2] = await signed(2, bytes)
     res = await rawDecrypt('bad-1', body(outOfRange))
-    expect(res.body.message).toMatch(/client client-2\): ciphertext 0 is out of range \[1, n²\)/)
+    expect(res.body.message).toMatch(/ciphertext 0 is out of range \[1, n²\)/)
 
     // c = n lies in [1, n²) but is no ciphertext: refused before the round is claimed, naming the sender.
     const notCoprime = [...good]
-    notCoprime[1] = { clientId: 'client-1', ciphertexts: toBase64(encodeCiphertexts(Array.from({ length: count }, () => key.publicKey.n), key.publicKey)) }
+    notCoprime[1] = await signed(1, encodeCiphertexts(Array.from({ length: count }, () => key.publicKey.n), key.publicKey))
     res = await rawDecrypt('bad-1', body(notCoprime))
     expect(res).toMatchObject({ status: 400, body: { error: 'InvalidInputError' } })
-    expect(res.body.message).toMatch(/client client-1\): ciphertext 0 is not coprime with n/)
+    expect(res.body.message).toMatch(new RegExp(`client ${idOf(1)}\\): ciphertext 0 is not coprime with n`))
 
-    res = await rawDecrypt('bad-1', body([good[0]!, good[1]!, { ...good[2]!, clientId: 'client-0' }]))
-    expect(res.body.message).toMatch(/client client-0 appears twice/)
-    res = await rawDecrypt('bad-1', body([good[0]!, good[1]!, { ...good[0]!, clientId: 'client-9' }]))
+    res = await rawDecrypt('bad-1', body([good[0]!, good[1]!, { ...good[2]!, clientId: idOf(0) }]))
+    expect(res.body.message).toMatch(/appears twice/)
+    res = await rawDecrypt('bad-1', body([good[0]!, good[1]!, { ...good[0]!, clientId: idOf(9) }]))
     expect(res.body.message).toMatch(/same ciphertexts as an earlier contribution/)
 
-    res = await rawDecrypt('bad-1', body([...good, ...Array.from({ length: 6 }, (_, i) => ({ clientId: `extra-${i}`, ciphertexts: good[0]!.ciphertexts }))]))
+    res = await rawDecrypt('bad-1', body([...good, ...Array.from({ length: 6 }, (_, i) => ({ ...good[0]!, clientId: idOf(10 + i) }))]))
     expect(res.body.message).toMatch(/9 contributions; the packing layout holds at most 8/)
 
-    res = await rawDecrypt('bad-1', { length: 0, contributions: good })
+    res = await rawDecrypt('bad-1', { length: 0, baseVersion: BASE_VERSION, contributions: good })
     expect(res).toMatchObject({ status: 400, body: { error: 'InvalidInputError' } })
     expect(res.body.message).toMatch(/body\.length/)
-    res = await rawDecrypt('bad-1', { length: LENGTH, contributions: [{ clientId: 'x', ciphertexts: 'not base64!' }] })
+    res = await rawDecrypt('bad-1', { length: LENGTH, baseVersion: BASE_VERSION, contributions: [{ ...good[0]!, ciphertexts: 'not base64!' }] })
     expect(res.body.message).toMatch(/contributions\.0\.ciphertexts/)
+    res = await rawDecrypt('bad-1', { length: LENGTH, baseVersion: BASE_VERSION, contributions: [{ ...good[0]!, clientId: 'client-0' }] })
+    expect(res.body.message).toMatch(/contributions\.0\.clientId: a client id: its Ed25519 public key/)
+    res = await rawDecrypt('bad-1', { length: LENGTH, contributions: good })
+    expect(res.body.message).toMatch(/body\.baseVersion/)
     res = await rawDecrypt('bad-1', '{"length": 70, "contri')
     expect(res.status).toBe(400)
     res = await rawDecrypt('.hidden', body(good))
     expect(res.body.message).toMatch(/round id/)
 
     // None of these consumed the round.
-    expect((await client.decrypt('bad-1', LENGTH, contributions)).length).toBe(LENGTH)
+    expect((await decrypt('bad-1', contributions)).length).toBe(LENGTH)
+  })
+
+  it('opens an upload only in the round and base version its client signed it for: no differencing under fresh round ids', async () => {
+    const { xs, contributions } = await round(4, 65, 'round-signed')
+    // The coordinator's differencing attempt: the same real uploads, in two overlapping subsets
+    // under ids of its choosing, would give x_3 = sum(all four) − sum(first three).
+    await expect(decrypt('round-fresh-a', contributions.slice(0, 3))).rejects.toThrow(/its signature does not verify for round round-fresh-a/)
+    const res = await rawDecrypt('round-fresh-b', { length: LENGTH, baseVersion: BASE_VERSION, contributions: asJson(contributions) })
+    expect(res).toMatchObject({ status: 403, body: { error: 'AccessDeniedError' } })
+    await expect(client.decrypt({ roundId: 'round-signed', length: LENGTH, baseVersion: BASE_VERSION + 1, contributions })).rejects.toThrow(/at base version 5/)
+    // A signature by another client, or over other bytes, is refused alike.
+    const swapped = [contributions[0]!, contributions[1]!, { ...contributions[2]!, signature: contributions[1]!.signature }]
+    await expect(decrypt('round-signed', swapped)).rejects.toThrow(new RegExp(`contributions\\[2\\] \\(client ${idOf(2)}\\): its signature does not verify`))
+    // None of the refusals decided a round; the real round decrypts once.
+    expect(await decrypt('round-signed', contributions)).toEqual(ringSum(xs, LENGTH))
+    await expect(decrypt('round-fresh-a', (await round(3, 66, 'round-fresh-a')).contributions)).resolves.toHaveLength(LENGTH)
+  })
+
+  it('with enrolled clients, refuses contributions from any other key (made-up Sybil clients)', async () => {
+    const enrolledDir = await mkdtemp(join(tmpdir(), 'blockfed-decryptor-enrolled-'))
+    const enrolled = createDecryptor({ dataDir: enrolledDir, port: 0, host: '127.0.0.1', keyBits: 1024, minClients: 3, clients: [0, 1, 2].map(idOf) })
+    try {
+      await enrolled.start()
+      const via = decryptorClient({ baseUrl: enrolled.url, expectedKeyId: enrolled.keyId })
+      const saved = key
+      key = await via.key()
+      try {
+        const { xs, contributions } = await round(4, 67, 'round-enrolled')
+        // Client 3 signs properly but is not enrolled: a coordinator's made-up client looks like this.
+        await expect(decrypt('round-enrolled', contributions, via)).rejects.toThrow(new RegExp(`contributions\\[3\\]: client ${idOf(3)} is not one of this decryptor's enrolled clients`))
+        expect(await decrypt('round-enrolled', contributions.slice(0, 3), via)).toEqual(ringSum(xs.slice(0, 3), LENGTH))
+      } finally {
+        key = saved
+      }
+    } finally {
+      await enrolled.stop()
+      await rm(enrolledDir, { recursive: true, force: true })
+    }
+    expect(() => createDecryptor({ dataDir: dir, clients: ['client-0'] })).toThrow(/clients\[0\]: expected a client key, 64 lowercase hex/)
+    expect(() => createDecryptor({ dataDir: dir, clients: [] })).toThrow(/an empty list would refuse every contribution/)
   })
 
   it('answers a sum that no honest packing produces with an error, and the round stays decided', async () => {
-    const { contributions } = await round(3, 70)
+    const { contributions } = await round(3, 70, 'round-forged')
     // A "client" that encrypts plaintexts with bits above the packed slots. (Subtracting, by
     // encrypting n − k, is not detectable: Paillier works mod n. It spoils the sum, nothing more.)
     const count = ciphertextCount(key.layout, LENGTH)
     const pool = await precomputeRandomness(key.publicKey, count, { method: 'short-exponent' })
     const overflow = pool.encrypt(new Array<bigint>(count).fill(1n << BigInt(key.layout.slotBits * key.layout.slotsPerCiphertext)))
-    const bad = [...contributions.slice(0, 2), { clientId: 'mallory', ciphertexts: encodeCiphertexts(overflow, key.publicKey) }]
-    await expect(client.decrypt('round-forged', LENGTH, bad)).rejects.toThrow(IntegrityError)
+    const mallory = encodeCiphertexts(overflow, key.publicKey)
+    const bad = [...contributions.slice(0, 2), { clientId: idOf(2), ciphertexts: mallory, signature: await signUpload(2, 'round-forged', mallory) }]
+    await expect(decrypt('round-forged', bad)).rejects.toThrow(IntegrityError)
     const record = JSON.parse(await readFile(join(dir, 'rounds', 'round-forged.json'), 'utf8')) as Record<string, unknown>
     expect(record).toMatchObject({ outcome: 'failed' })
-    await expect(client.decrypt('round-forged', LENGTH, contributions)).rejects.toThrow(RoundDecidedError)
+    await expect(decrypt('round-forged', contributions)).rejects.toThrow(RoundDecidedError)
   })
 
   it('requires its bearer token and bounds the body size', async () => {
-    const { contributions } = await round(3, 80)
-    await expect(decryptorClient({ baseUrl: decryptor.url }).decrypt('round-auth', LENGTH, contributions)).rejects.toThrow(AccessDeniedError)
-    await expect(decryptorClient({ baseUrl: decryptor.url, token: 'wrong' }).decrypt('round-auth', LENGTH, contributions)).rejects.toThrow(/bearer token/)
-    const big = Array.from({ length: 8 }, (_, i) => ({ clientId: `c${i}`, ciphertexts: toBase64(new Uint8Array(40_000)) }))
-    const res = await rawDecrypt('round-auth', { length: LENGTH, contributions: big })
+    const { contributions } = await round(3, 80, 'round-auth')
+    await expect(decrypt('round-auth', contributions, decryptorClient({ baseUrl: decryptor.url }))).rejects.toThrow(AccessDeniedError)
+    await expect(decrypt('round-auth', contributions, decryptorClient({ baseUrl: decryptor.url, token: 'wrong' }))).rejects.toThrow(/bearer token/)
+    const big = Array.from({ length: 8 }, (_, i) => ({ clientId: idOf(i), ciphertexts: toBase64(new Uint8Array(40_000)), signature: toBase64(new Uint8Array(64)) }))
+    const res = await rawDecrypt('round-auth', { length: LENGTH, baseVersion: BASE_VERSION, contributions: big })
     expect(res.status).toBe(413)
-    await expect(client.decrypt('round-auth', LENGTH, big.map(b => ({ clientId: b.clientId, ciphertexts: new Uint8Array(40_000) })))).rejects.toThrow(TooLargeError)
-    expect(await client.decrypt('round-auth', LENGTH, contributions)).toHaveLength(LENGTH)
+    await expect(decrypt('round-auth', big.map(b => ({ clientId: b.clientId, ciphertexts: new Uint8Array(40_000), signature: new Uint8Array(64) })))).rejects.toThrow(TooLargeError)
+    expect(await decrypt('round-auth', contributions)).toHaveLength(LENGTH)
   })
 
   it('keeps its key and its decided rounds across restarts, and refuses unsafe key files', async () => {
-    const { contributions } = await round(3, 90)
+    const { contributions } = await round(3, 90, 'round-1')
     await decryptor.stop()
     expect(() => decryptor.url).toThrow(/not started/)
     await expect(client.key()).rejects.toThrow(UnavailableError)
@@ -207,12 +273,25 @@ describe('Paillier decryptor service', () => {
     expect(decryptor.keyId).toBe(key.keyId)
     client = decryptorClient({ baseUrl: decryptor.url, token: TOKEN, expectedKeyId: key.keyId })
     expect((await client.key()).publicKey.n).toBe(key.publicKey.n)
-    await expect(client.decrypt('round-1', LENGTH, contributions)).rejects.toThrow(RoundDecidedError)
+    await expect(decrypt('round-1', contributions)).rejects.toThrow(RoundDecidedError)
   })
 
   it('checks its options', () => {
     expect(() => createDecryptor({ dataDir: dir, minClients: 1 })).toThrow(/minClients: expected an integer ≥ 2/)
     expect(() => createDecryptor({ dataDir: dir, minClients: 5, maxClients: 4 })).toThrow(/maxClients: expected an integer ≥ 5/)
+  })
+})
+
+describe('enrolled clients file (blockfed decryptor --clients-file)', () => {
+  it('reads one key per line with comments, and names the line of a bad one', async () => {
+    const file = join(dir, 'clients.txt')
+    await writeFile(file, `# silos enrolled 2026-11\n${idOf(0)}\n\n  ${idOf(1)}  # the second\n`)
+    expect(await readClientsFile(file)).toEqual([idOf(0), idOf(1)])
+    await writeFile(file, `${idOf(0)}\n${idOf(1).toUpperCase()}\n`)
+    await expect(readClientsFile(file)).rejects.toThrow(/line 2: expected a client key \(64 lowercase hex\)/)
+    await writeFile(file, '# nobody\n')
+    await expect(readClientsFile(file)).rejects.toThrow(/no client keys in it/)
+    await expect(readClientsFile(join(dir, 'missing.txt'))).rejects.toThrow(/cannot read it \(ENOENT\)/)
   })
 })
 
@@ -223,8 +302,8 @@ describe('decryptor client deadlines', () => {
     try {
       const url = `http://127.0.0.1:${(hang.address() as AddressInfo).port}`
       await expect(decryptorClient({ baseUrl: url, timeoutMs: 200 }).key()).rejects.toThrow(TimeoutError)
-      await expect(decryptorClient({ baseUrl: url, decryptTimeoutMs: 200 }).decrypt('r', 1, [])).rejects.toThrow(/no answer within 200 ms/)
-      await expect(decryptorClient({ baseUrl: url }).decrypt('../x', 1, [])).rejects.toThrow(/roundId/)
+      await expect(decryptorClient({ baseUrl: url, decryptTimeoutMs: 200 }).decrypt({ roundId: 'r', length: 1, baseVersion: 1, contributions: [] })).rejects.toThrow(/no answer within 200 ms/)
+      await expect(decryptorClient({ baseUrl: url }).decrypt({ roundId: '../x', length: 1, baseVersion: 1, contributions: [] })).rejects.toThrow(/roundId/)
     } finally {
       hang.closeAllConnections()
       await new Promise(resolve => hang.close(resolve))

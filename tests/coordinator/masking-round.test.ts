@@ -13,7 +13,7 @@ import { generateSigningKey } from '../../shared/crypto/sign.ts'
 import { fromHex, toHex } from '../../shared/crypto/bytes.ts'
 import { graphConfig } from '../../shared/rounds/secagg-graph.ts'
 import { roundConfigSchema, type RoundConfig } from '../../shared/rounds/config.ts'
-import type { RoundIo, SecureRoundServer } from '../../coordinator/rounds/secure/types.ts'
+import type { AcceptedUpload, RoundIo, SecureRoundServer } from '../../coordinator/rounds/secure/types.ts'
 import { fixedPointParams } from '../../aggregation/fixed-point.ts'
 
 const LONG_MS = 600_000
@@ -105,12 +105,12 @@ describe('masking round on the coordinator', () => {
     const setup = server.setup(ids, channel)
     for (const id of ids) await server.message(id, await (clients.get(id) as MaskingClient).advertise())
     await setup
-    const uploads = new Map<string, Uint8Array>()
+    const uploads = new Map<string, AcceptedUpload>()
     for (const id of ids) {
       const masked = await (clients.get(id) as MaskingClient).maskedInput(new Uint32Array(VECTOR).fill(1), channel.inboxes.get(id))
       const bytes = new Uint8Array(masked.buffer, masked.byteOffset, masked.byteLength)
       server.checkUpload(id, bytes)
-      uploads.set(id, bytes)
+      uploads.set(id, { payload: bytes, signature: '' })
     }
     expect(server.needsClients()).toBe(true)
     const sum = await server.sum(uploads, channel)

@@ -387,9 +387,9 @@ describe('a coordinator killed mid-round', () => {
    * one that never finishes training; once both quick uploads are stored it is SIGKILLed and
    * restarted on the same data dir and port. Returns the restarted process and the round.
    */
-  async function killedAfterTwoUploads (name: string, request: Record<string, unknown>, extra: (i: number) => Record<string, unknown> = () => ({})): Promise<{ proc: Awaited<ReturnType<typeof spawnCoordinator>>, id: string, token: string, cleanup: () => Promise<void> }> {
+  async function killedAfterTwoUploads (name: string, request: Record<string, unknown>, extra: (i: number) => Record<string, unknown> = () => ({}), args: string[] = []): Promise<{ proc: Awaited<ReturnType<typeof spawnCoordinator>>, id: string, token: string, cleanup: () => Promise<void> }> {
     const dir = join(root, name)
-    let proc = await spawnCoordinator(dir, [], 0)
+    let proc = await spawnCoordinator(dir, args, 0)
     const port = new URL(proc.url).port
     const admin = (await readFile(join(dir, 'admin.token'), 'utf8')).trim()
     const client = coordinatorClient({ baseUrl: proc.url, token: admin })
@@ -417,7 +417,7 @@ describe('a coordinator killed mid-round', () => {
         await new Promise(resolve => setTimeout(resolve, 100))
       }
       await proc.kill('SIGKILL')
-      proc = await spawnCoordinator(dir, [], Number(port))
+      proc = await spawnCoordinator(dir, args, Number(port))
       return { proc, id, token, cleanup }
     } catch (err) {
       await cleanup()
@@ -437,6 +437,24 @@ describe('a coordinator killed mid-round', () => {
       expect(signed.manifest.round).toBe(id)
     } finally {
       await cleanup()
+    }
+  })
+
+  it('finishes a Paillier round after a restart: the uploads kept their signatures, which the decryptor checks', async () => {
+    const decryptor = await spawnDecryptor(join(root, 'killed-paillier-decryptor'), ['--min-clients', '2', '--key-bits', '1024'])
+    try {
+      const { proc, id, cleanup } = await killedAfterTwoUploads('killed-paillier', { secure: { mode: 'paillier' } }, () => ({ secureClient: secureClients() }), ['--decryptor', decryptor.url])
+      try {
+        const round = await (await fetch(`${proc.url}/v1/rounds/${id}`)).json() as { state: string, reason: string | null, metrics: Record<string, number> }
+        expect(round.reason).toBeNull()
+        expect(round.state).toBe('published')
+        expect(round.metrics.recovered).toBe(1)
+        expect(round.metrics.uploads).toBe(2)
+      } finally {
+        await cleanup()
+      }
+    } finally {
+      await decryptor.stop()
     }
   })
 

@@ -82,7 +82,7 @@ export async function maskingServer (config: RoundConfig, snapshot: unknown): Pr
       if (server.stage === 'mask') {
         // After a restart the snapshot may predate some uploads the database kept: add them back.
         const counted = new Set(server.snapshot().state.masked)
-        for (const [id, payload] of uploads) if (!counted.has(id)) server.receiveMasked(id, asRingVector(payload, config.vectorLength, 'masked upload'))
+        for (const [id, upload] of uploads) if (!counted.has(id)) server.receiveMasked(id, asRingVector(upload.payload, config.vectorLength, 'masked upload'))
         server.closeMasked()
       }
       // ConsistencyCheck and Unmasking share the unmask deadline: a round waits no longer than before.

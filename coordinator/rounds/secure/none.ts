@@ -35,7 +35,7 @@ export function plainServer (config: RoundConfig): SecureRoundServer {
       const allowed = weight * bound + 1.2 * dpSigma * Math.sqrt(d) + Math.sqrt(d) / scale + 1e-9
       if (Math.sqrt(sq) > allowed) throw new InvalidInputError(`upload: update norm ${(Math.sqrt(sq) / weight).toPrecision(4)} exceeds the round's bound ${bound}`)
     },
-    sum: async uploads => ringSum([...uploads.values()].map(p => asRingVector(p, config.vectorLength, 'upload')), config.vectorLength),
+    sum: async uploads => ringSum([...uploads.values()].map(u => asRingVector(u.payload, config.vectorLength, 'upload')), config.vectorLength),
     drop () {},
     snapshot: () => null,
     needsClients: () => false

@@ -7,6 +7,7 @@
  */
 import type { RoundConfig } from '../../../shared/rounds/config.ts'
 import { InvalidInputError } from '../../../shared/errors/errors.ts'
+import { fromBase64 } from '../../../shared/crypto/bytes.ts'
 import { decryptorClient } from '../../../aggregation/paillier/decryptor-client.ts'
 import { describeKey, readKeyInfo } from '../../../aggregation/paillier/key-info.ts'
 import { paillierKeyInfoSchema } from '../../../aggregation/paillier/schemas.ts'
@@ -34,8 +35,9 @@ export async function paillierServer (config: RoundConfig, decryptorUrl: string)
       decodeCiphertexts(payload, key.publicKey, count, 'upload')
     },
     async sum (uploads, io) {
-      const contributions = [...uploads].map(([clientId, ciphertexts]) => ({ clientId, ciphertexts }))
-      return await decryptor.decrypt(config.id, config.vectorLength, contributions, io.signal)
+      // Each upload goes with its client's signature: the decryptor opens it only for this round.
+      const contributions = [...uploads].map(([clientId, u]) => ({ clientId, ciphertexts: u.payload, signature: fromBase64(u.signature) }))
+      return await decryptor.decrypt({ roundId: config.id, length: config.vectorLength, baseVersion: config.baseVersion, contributions }, io.signal)
     },
     drop () {},
     snapshot: () => null,

@@ -6,6 +6,12 @@
  */
 import type { SecureMode } from '../../../shared/rounds/config.ts'
 
+/** An accepted upload: its payload and its client's signature over it (the upload header's, base64). */
+export interface AcceptedUpload {
+  payload: Uint8Array
+  signature: string
+}
+
 export interface RoundIo {
   /** Sends a `secagg` payload to one client of the round. */
   send: (clientId: string, payload: unknown) => void
@@ -21,7 +27,7 @@ export interface SecureRoundServer {
   /** Checks one upload's payload before it is accepted; throws InvalidInputError with the reason. */
   checkUpload: (clientId: string, payload: Uint8Array) => void
   /** The ring sum (mod 2^32) of the uploads' plaintext vectors. */
-  sum: (uploads: Map<string, Uint8Array>, io: RoundIo) => Promise<Uint32Array>
+  sum: (uploads: Map<string, AcceptedUpload>, io: RoundIo) => Promise<Uint32Array>
   /** A client left the round (disconnect or deadline). */
   drop: (clientId: string) => void
   /** What must be persisted to finish the round after a restart (JSON-able). */
