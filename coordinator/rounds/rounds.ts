@@ -264,6 +264,8 @@ export function roundManager (deps: RoundManagerDeps): RoundManager {
   async function aggregateAndPublish (config: RoundConfig, uploads: Map<string, AcceptedUpload>, secure: SecureRoundServer, roundIo: RoundIo, extra: Record<string, number>): Promise<{ version: number, metrics: Record<string, number> }> {
     const started = performance.now()
     const sum = await secure.sum(uploads, roundIo)
+    // Seen: with DP, this round's budget is spent even if it fails from here on.
+    deps.store.markSummed(config.id)
     const { mean, totalWeight } = decodeMean(sum, fixedPointParams(config.fixedPoint))
     const meanNorm = l2(mean)
     // A weighted mean of vectors each within the bound is within the bound: a larger one means
@@ -304,14 +306,15 @@ export function roundManager (deps: RoundManagerDeps): RoundManager {
   }
 
   /**
-   * (ε, δ) of this round and of all the model's DP rounds so far, by RDP composition: Gaussian
-   * mechanisms with multipliers z_i compose to one with z = (Σ 1/z_i²)^(-1/2) (Mironov 2017, Prop. 1
-   * and the Gaussian RDP curve α/2z²). No subsampling amplification: conservative.
+   * (ε, δ) of this round and of all the model's DP rounds so far (this one included: its sum is
+   * taken), failed ones too once their sum was seen, by RDP composition: Gaussian mechanisms with
+   * multipliers z_i compose to one with z = (Σ 1/z_i²)^(-1/2) (Mironov 2017, Prop. 1 and the
+   * Gaussian RDP curve α/2z²). No subsampling amplification: conservative.
    */
   function privacySpent (config: RoundConfig): Record<string, number> {
     if (config.dp === null) return {}
     const { noiseMultiplier, delta } = config.dp
-    const all = [...deps.store.dpNoiseMultipliers(config.model), noiseMultiplier]
+    const all = deps.store.dpNoiseMultipliers(config.model)
     const composed = 1 / Math.sqrt(all.reduce((s, z) => s + 1 / (z * z), 0))
     return {
       dpEpsilonRound: gaussianEpsilon({ noiseMultiplier, rounds: 1, delta }),

@@ -40,7 +40,12 @@ export interface RoundStore {
   putUpload: (roundId: string, clientId: string, upload: AcceptedUpload) => void
   uploads: (roundId: string) => Map<string, AcceptedUpload>
   deleteUploads: (roundId: string) => void
-  /** Noise multipliers of the model's published DP rounds (for the privacy accountant). */
+  /** Records that the round's sum was taken (the coordinator has seen it). Idempotent. */
+  markSummed: (id: string) => void
+  /**
+   * Noise multipliers of the model's DP rounds whose sum was taken, published or not (for the
+   * privacy accountant: a round that fails after its noisy sum was seen has spent its budget).
+   */
   dpNoiseMultipliers: (model: string) => number[]
   /** Server-optimiser state of a model for one trainable layout (tensor names), as bytes. */
   strategyState: (model: string, layout: string) => Uint8Array | undefined
@@ -81,7 +86,8 @@ export function roundStore (database: Database): RoundStore {
     putUpload: db.prepare('INSERT INTO round_uploads (round_id, client_id, payload, signature, received_at) VALUES (?, ?, ?, ?, ?)'),
     uploads: db.prepare('SELECT client_id, payload, signature FROM round_uploads WHERE round_id = ? ORDER BY client_id'),
     deleteUploads: db.prepare('DELETE FROM round_uploads WHERE round_id = ?'),
-    dp: db.prepare('SELECT json_extract(config, \'$.dp.noiseMultiplier\') AS z FROM rounds WHERE model = ? AND state = \'published\' AND json_extract(config, \'$.dp\') IS NOT NULL'),
+    dp: db.prepare('SELECT json_extract(config, \'$.dp.noiseMultiplier\') AS z FROM rounds WHERE model = ? AND summed_at IS NOT NULL AND json_extract(config, \'$.dp\') IS NOT NULL'),
+    summed: db.prepare('UPDATE rounds SET summed_at = COALESCE(summed_at, ?) WHERE id = ?'),
     strategy: db.prepare('SELECT state FROM strategy_state WHERE model = ? AND layout = ?'),
     saveStrategy: db.prepare('INSERT INTO strategy_state (model, layout, state, updated_at) VALUES (?, ?, ?, ?) ON CONFLICT (model, layout) DO UPDATE SET state = excluded.state, updated_at = excluded.updated_at')
   }
@@ -115,6 +121,7 @@ export function roundStore (database: Database): RoundStore {
     // A row from before signatures were kept has none: a Paillier decryptor refuses it, other modes do not need it.
     uploads: roundId => new Map((q.uploads.all(roundId) as Array<{ client_id: string, payload: Uint8Array, signature: string | null }>).map(r => [r.client_id, { payload: r.payload, signature: r.signature ?? '' }])),
     deleteUploads: roundId => { q.deleteUploads.run(roundId) },
+    markSummed: id => { q.summed.run(now(), id) },
     dpNoiseMultipliers: model => (q.dp.all(model) as Array<{ z: number }>).map(r => r.z),
     strategyState: (model, layout) => (q.strategy.get(model, layout) as { state: Uint8Array } | undefined)?.state,
     saveStrategyState: (model, layout, state) => { q.saveStrategy.run(model, layout, state, now()) }

@@ -133,7 +133,10 @@ const MIGRATIONS = [
    );`,
   // Each upload's signature is kept beside it: the Paillier decryptor checks it (an upload opens
   // only in the round its client signed it for).
-  'ALTER TABLE round_uploads ADD COLUMN signature TEXT;'
+  'ALTER TABLE round_uploads ADD COLUMN signature TEXT;',
+  // When a round's sum was taken: from then on its DP noise is spent, whether or not it publishes.
+  `ALTER TABLE rounds ADD COLUMN summed_at TEXT;
+   UPDATE rounds SET summed_at = updated_at WHERE state = 'published';`
 ]
 
 export interface Database {

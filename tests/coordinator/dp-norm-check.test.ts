@@ -1,48 +1,67 @@
 /**
- * The coordinator's sanity bound on a DP round's noisy mean (coordinator/rounds/rounds.ts,
- * aggregateAndPublish) must allow for the noise honest clients add: each adds N(0, (zC)²/m) for
- * m = minUploads, so U > m uploads carry √(U/m) × z·C per coordinate. Driven through the real
- * round manager's recovery over an in-memory store, with uploads encoded as
- * node-runtime/fl/participant.ts encodes them; reaching the base model means the check passed.
+ * The coordinator's DP checks and accounting, driven through the real round manager's recovery
+ * over a real SQLite store, with uploads encoded as node-runtime/fl/participant.ts encodes them.
+ *
+ * Norm check (coordinator/rounds/rounds.ts, aggregateAndPublish): the bound on a DP round's noisy
+ * mean must allow for the noise honest clients add: each adds N(0, (zC)²/m) for m = minUploads,
+ * so U > m uploads carry √(U/m) × z·C per coordinate. Reaching the base model means it passed.
+ *
+ * Accounting: a round whose noisy sum the coordinator has seen has spent its budget, published
+ * or not; one that failed before its sum has not.
  */
-import { describe, it, expect } from 'vitest'
+import { describe, it, expect, afterAll } from 'vitest'
+import { mkdtemp, rm } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
 import { roundManager } from '../../coordinator/rounds/rounds.ts'
 import { plainServer } from '../../coordinator/rounds/secure/none.ts'
-import type { RoundStore } from '../../coordinator/rounds/store.ts'
-import { roundConfigSchema, minUploadsOf } from '../../shared/rounds/config.ts'
+import { roundStore, type RoundStore } from '../../coordinator/rounds/store.ts'
+import { openDatabase, type Database } from '../../coordinator/store/database.ts'
+import { roundConfigSchema, minUploadsOf, type RoundConfig } from '../../shared/rounds/config.ts'
 import { cryptoUniform, encodeUpdate, fixedPointParams, sampleWeight } from '../../aggregation/fixed-point.ts'
 import { clientNoiseSigma } from '../../aggregation/dp/noise.ts'
 
 const PASSED = 'the norm check passed: the base model was asked for'
+const databases: Database[] = []
+let root: string | undefined
 
-async function honestRound (clients: number, minUploads: number): Promise<{ state: string, reason: string | null }> {
-  const d = 200_000
+afterAll(async () => {
+  for (const d of databases) d.close()
+  if (root !== undefined) await rm(root, { recursive: true, force: true })
+})
+
+/** A fresh coordinator database holding model `m`. */
+async function freshStore (): Promise<RoundStore> {
+  root ??= await mkdtemp(join(tmpdir(), 'blockfed-dp-'))
+  const database = openDatabase(join(root, `${databases.length}.sqlite`))
+  databases.push(database)
+  database.db.prepare('INSERT INTO models (name, format, created_at) VALUES (\'m\', \'tfjs-layers\', ?)').run(new Date().toISOString())
+  return roundStore(database)
+}
+
+/** A DP round of `clients` honest uploads (‖Δ‖ = 0.5, noised for minUploads), left `collecting` in `store` as a killed coordinator would. */
+function storeRound (store: RoundStore, n: number, clients: number, minUploads: number, uploaded = clients, d = 200_000): RoundConfig {
   const ids = Array.from({ length: clients }, (_, i) => i.toString(16).padStart(64, '0'))
   const fixedPoint = fixedPointParams({ clip: 1, clients })
   const config = roundConfigSchema.parse({
-    model: 'm', id: 'r_0123456789abcdef', baseVersion: 1, manifestCid: 'bafyexampleexample', trainable: ['x'], tensors: ['x'],
+    model: 'm', id: `r_${n.toString(16).padStart(16, '0')}`, baseVersion: 1, manifestCid: 'bafyexampleexample', trainable: ['x'], tensors: ['x'],
     vectorLength: d + 1, clients: ids, fixedPoint, seed: '00'.repeat(32),
-    secure: { mode: 'none', graph: 'sparse' }, dp: { noiseMultiplier: 1, clip: 1, delta: 1e-5 },
+    secure: { mode: 'none', graph: 'sparse' }, dp: { noiseMultiplier: 1 + n / 10, clip: 1, delta: 1e-5 },
     selection: { fraction: 1, minClients: 2, maxClients: 1000, cooldownMs: 0, minUploads }
   })
-  const sigma = clientNoiseSigma({ noiseMultiplier: 1, clip: 1, minClients: minUploadsOf(config) })
-  const uploads = new Map<string, Uint8Array>()
-  for (const id of ids) {
-    // ‖Δ‖ = 0.5, well inside every bound: only the noise can break the check.
+  store.create(config)
+  store.transition(config.id, 'collecting')
+  const sigma = clientNoiseSigma({ noiseMultiplier: config.dp?.noiseMultiplier ?? 0, clip: 1, minClients: minUploadsOf(config) })
+  for (const id of ids.slice(0, uploaded)) {
     const delta = new Float32Array(d).fill(0.5 / Math.sqrt(d))
     const encoded = encodeUpdate(delta, { params: fixedPoint, weight: sampleWeight({ samples: 600, sampleCap: config.sampleCap }), random: cryptoUniform(), dp: { l2Clip: Math.min(1, config.normBound), sigma } })
-    uploads.set(id, new Uint8Array(encoded.buffer))
+    store.putUpload(config.id, id, { payload: new Uint8Array(encoded.buffer), signature: '' })
   }
-  const row = { id: config.id, model: 'm', baseVersion: 1, config, state: 'collecting', reason: null as string | null, version: null, metrics: null, secureState: null }
-  const store = {
-    unfinished: () => [row],
-    uploads: () => uploads,
-    get: () => row,
-    deleteUploads: () => {},
-    dpNoiseMultipliers: () => [],
-    strategyState: () => undefined,
-    transition: (_id: string, to: string, extra: { reason?: string } = {}) => { row.state = to; row.reason = extra.reason ?? row.reason }
-  } as unknown as RoundStore
+  return config
+}
+
+/** Recovers every unfinished round of `store`; the base model is never there, so a round that passes its checks fails right after. */
+async function recover (store: RoundStore): Promise<void> {
   const manager = roundManager({
     store,
     repo: {} as never,
@@ -52,12 +71,31 @@ async function honestRound (clients: number, minUploads: number): Promise<{ stat
     secureServer: async c => plainServer(c)
   })
   await manager.recover()
-  return { state: row.state, reason: row.reason }
+}
+
+async function honestRound (clients: number, minUploads: number): Promise<{ state: string, reason: string | null }> {
+  const store = await freshStore()
+  const config = storeRound(store, 1, clients, minUploads)
+  await recover(store)
+  const row = store.get(config.id)
+  return { state: row?.state ?? 'missing', reason: row?.reason ?? null }
 }
 
 describe('DP round: the norm check on the noisy mean', () => {
   it('passes honest rounds with twice (and ten times) as many uploads as minUploads', async () => {
     expect((await honestRound(10, 5)).reason).toContain(PASSED)
     expect((await honestRound(20, 2)).reason).toContain(PASSED)
+  })
+})
+
+describe('DP accounting', () => {
+  it('charges a round that failed after its sum was taken, not one that failed before', async () => {
+    const store = await freshStore()
+    const summed = storeRound(store, 2, 4, 2, 4, 1000)
+    const short = storeRound(store, 3, 4, 3, 2, 1000)
+    await recover(store)
+    expect(store.get(summed.id)).toMatchObject({ state: 'failed', reason: expect.stringContaining(PASSED) })
+    expect(store.get(short.id)).toMatchObject({ state: 'failed', reason: expect.stringContaining('2 upload(s) accepted, at least 3 needed') })
+    expect(store.dpNoiseMultipliers('m')).toEqual([summed.dp?.noiseMultiplier])
   })
 })
