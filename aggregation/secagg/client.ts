@@ -16,9 +16,11 @@
  *                      wiped: from now on they exist only as shares.
  *   maskedInput(x,i)   round 2: y = x + PRG(b) + Σ_{v>u} PRG(s_uv) − Σ_{v<u} PRG(s_uv) over the
  *                      neighbours whose shares arrived; b and the seeds are wiped after.
- *   consistencyCheck(c) round 3: signs the survivor list U3 (once: a client signs one list only).
- *   unmask(req)        round 4: only if t neighbours signed the same U3, shares of b_v for the
- *                      neighbours on it and of s_v^SK for those that shared keys but are not.
+ *   consistencyCheck(c) round 3: signs the survivor list U3 with its keys of this run (once: a
+ *                      client signs one list only).
+ *   unmask(req)        round 4: only if t neighbours whose shares it holds signed the same U3,
+ *                      shares of b_v for the neighbours on it and of s_v^SK for those that shared
+ *                      keys but are not.
  *
  * Why ConsistencyCheck: without it a lying server recovers one client's input with no colluder.
  * It tells v's neighbours "v survived" (shares of b_v) and the neighbours of each of v's
@@ -28,6 +30,11 @@
  * server needs t more of u's neighbours to answer a U3 without u. Honest neighbours sign once, so
  * that takes 2t ≤ k + a, which the threshold rule (params.ts: 2t > k + a) excludes; and the
  * neighbours that reveal b_v cannot all be ones v did not mask with, since v masks with ≥ t.
+ *
+ * A signature covers the signer's X25519 keys of this run, and only neighbours whose shares
+ * decrypted count (so their keys in the roster are really theirs, of this run): the round id is
+ * the server's choice and may be offered again, and signatures gathered in earlier runs of it
+ * would otherwise let it tell every client its own story (found by review; replayed in the test).
  *
  * The client answers one request of each kind, refuses a U3 that leaves out itself, names a
  * stranger to the roster or leaves fewer than t of the neighbours it masked with, and refuses an
@@ -39,7 +46,7 @@ import { concatBytes } from '../../shared/crypto/bytes.ts'
 import { sign, type SigningKeyPair } from '../../shared/crypto/sign.ts'
 import { AccessDeniedError, IntegrityError, InvalidInputError, UnavailableError } from '../../shared/errors/errors.ts'
 import { KEY_BYTES, MAX_VECTOR_LENGTH, SIGNATURE_BYTES } from './constants.ts'
-import { advertiseTranscript, consistencyTranscript, pairMaskSeed, selfMaskSeed, shareAad, shareKey } from './kdf.ts'
+import { advertiseTranscript, consistencyTranscript, pairMaskSeed, selfMaskSeed, shareAad, shareKey, survivorsDigest } from './kdf.ts'
 import {
   consistencySchema, decodeBytes, encodeBytes, idSchema, inboxSchema, NONCE_BYTES, parseMessage, rosterSchema, SEALED_SHARES_BYTES, unmaskRequestSchema,
   type AdvertiseMessage, type SharesMessage, type SignatureMessage, type UnmaskMessage
@@ -136,8 +143,10 @@ export function createMaskingClient (options: MaskingClientOptions): MaskingClie
   /** The roster's ids and this client's graph neighbours, kept from round 1 for the checks of rounds 3 and 4. */
   let rosterIds = new Set<string>()
   let neighbourIds = new Set<string>()
-  /** The survivor list U3 this client signed, and the bytes it signed. */
-  let view: { survivors: Set<string>, transcript: Uint8Array } | undefined
+  /** The public keys each neighbour advertised in this run: what its consistency signature covers. */
+  let neighbourKeys = new Map<string, ClientKeys>()
+  /** The survivor list U3 this client signed, and its digest. */
+  let view: { survivors: Set<string>, digest: Uint8Array } | undefined
 
   const expect = (want: ClientStage, what: string): void => {
     if (busy) throw new InvalidInputError(`${what}: the client is still busy with its previous step`)
@@ -219,6 +228,7 @@ export function createMaskingClient (options: MaskingClientOptions): MaskingClie
       b = selfSeed
       rosterIds = new Set(roster.clients)
       neighbourIds = new Set(ids)
+      neighbourKeys = new Map(ids.map((v, i) => [v, checked[i] as ClientKeys]))
       neighbours = new Map(ids.map((v, i) => [v, derivedKeys[i] as Neighbour]))
       params = derived.params
       stage = 'mask'
@@ -287,8 +297,9 @@ export function createMaskingClient (options: MaskingClientOptions): MaskingClie
     const t = (params as GraphParameters).threshold
     const alive = [...held.keys()].filter(v => survivors.has(v)).length
     if (alive < t) throw new AccessDeniedError(`consistency check: refused, only ${alive} of the neighbours this client masked with survive, fewer than the threshold ${t}`)
-    const transcript = consistencyTranscript(roundId, request.survivors)
-    view = { survivors, transcript }
+    const digest = survivorsDigest(request.survivors)
+    const transcript = consistencyTranscript(roundId, digest, id, (c as { publicKey: Uint8Array }).publicKey, (s as { publicKey: Uint8Array }).publicKey)
+    view = { survivors, digest }
     stage = 'unmask'
     return { type: 'secagg/signature', roundId, from: id, signature: encodeBytes(sign(transcript, options.identity.secretKey)) }
   }
@@ -298,11 +309,14 @@ export function createMaskingClient (options: MaskingClientOptions): MaskingClie
     const request = parseMessage(unmaskRequestSchema, value, 'unmask request')
     if (request.roundId !== roundId) throw new InvalidInputError(`unmask request: for round ${request.roundId}, this is round ${roundId}`)
     if (request.to !== id) throw new InvalidInputError(`unmask request: addressed to ${request.to}, this client is ${id}`)
-    const signed = view as { survivors: Set<string>, transcript: Uint8Array }
+    const signed = view as { survivors: Set<string>, digest: Uint8Array }
     const signers = new Set<string>()
     for (const entry of request.signatures) {
       if (signers.has(entry.from)) throw new InvalidInputError(`unmask request: two signatures of ${entry.from}`)
       if (!neighbourIds.has(entry.from)) throw new InvalidInputError(`unmask request: a signature of ${entry.from}, who is not a neighbour`)
+      // Only neighbours whose shares decrypted: their keys in the roster are then the ones they
+      // really advertised in this run, so their signatures cannot come from an earlier run.
+      if (!held.has(entry.from)) throw new AccessDeniedError(`unmask request: refused, a signature of ${entry.from}, whose shares this client does not hold`)
       if (!signed.survivors.has(entry.from)) throw new AccessDeniedError(`unmask request: refused, ${entry.from} signed but is not on the survivor list this client signed`)
       signers.add(entry.from)
     }
@@ -312,7 +326,9 @@ export function createMaskingClient (options: MaskingClientOptions): MaskingClie
       const ops = await curves()
       const checks = await Promise.all(request.signatures.map(async entry => {
         const key = options.identityKeyOf(entry.from)
-        return key !== undefined && await ops.verify(decodeBytes(entry.signature, SIGNATURE_BYTES, `signature of ${entry.from}`), signed.transcript, key)
+        const keys = neighbourKeys.get(entry.from) as ClientKeys
+        const transcript = consistencyTranscript(roundId, signed.digest, entry.from, keys.cPublicKey, keys.sPublicKey)
+        return key !== undefined && await ops.verify(decodeBytes(entry.signature, SIGNATURE_BYTES, `signature of ${entry.from}`), transcript, key)
       }))
       const bad = request.signatures.filter((_, i) => checks[i] !== true).map(e => e.from)
       // A neighbour that signed another list (or nothing) means the server told it another story.

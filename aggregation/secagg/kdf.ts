@@ -48,13 +48,19 @@ export function advertiseTranscript (roundId: string, id: string, cPublicKey: Ui
   return encodeFields(PURPOSE.advertise, roundId, id, cPublicKey, sPublicKey)
 }
 
+/** SHA-256 of a survivor list U3 (sorted ids, each length-prefixed): hashed once, signed and checked t times. */
+export function survivorsDigest (survivors: readonly string[]): Uint8Array {
+  return sha256(encodeFields(...survivors))
+}
+
 /**
- * Bytes a ConsistencyCheck signature covers: the round and the SHA-256 of the survivor list U3
- * (sorted ids, each length-prefixed), so that signing and checking t signatures cost O(n) hashing
- * once, not per signature. Two clients' signatures match only if they saw the same U3.
+ * Bytes a ConsistencyCheck signature covers: the round, the digest of the survivor list U3, and
+ * the signer with the X25519 public keys it advertised in this run of the round. The keys make
+ * the signature fresh: the round id is the server's choice and may be offered again, but the keys
+ * are new each time, so a signature from an earlier run never verifies in a later one.
  */
-export function consistencyTranscript (roundId: string, survivors: readonly string[]): Uint8Array {
-  return encodeFields(PURPOSE.consistency, roundId, sha256(encodeFields(...survivors)))
+export function consistencyTranscript (roundId: string, survivors: Uint8Array, id: string, cPublicKey: Uint8Array, sPublicKey: Uint8Array): Uint8Array {
+  return encodeFields(PURPOSE.consistency, roundId, survivors, id, cPublicKey, sPublicKey)
 }
 
 /** PRG seed of client `id`'s self mask, from its random b_u (Bonawitz et al. 2017, §4, round 2). */

@@ -32,7 +32,7 @@ import { equalBytes } from '../../shared/crypto/bytes.ts'
 import { IntegrityError, InvalidInputError, UnavailableError } from '../../shared/errors/errors.ts'
 import { KEY_BYTES, MAX_CLIENTS, MAX_VECTOR_LENGTH, SIGNATURE_BYTES } from './constants.ts'
 import type { NeighbourGraph } from './graph.ts'
-import { consistencyTranscript, pairMaskSeed, selfMaskSeed } from './kdf.ts'
+import { consistencyTranscript, pairMaskSeed, selfMaskSeed, survivorsDigest } from './kdf.ts'
 import {
   advertiseSchema, decodeBytes, encodeBytes, idSchema, parseMessage, sharesSchema, signatureSchema, unmaskSchema,
   type AdvertiseMessage, type ConsistencyMessage, type InboxMessage, type RosterMessage, type SharesMessage, type SignatureMessage, type UnmaskMessage, type UnmaskRequestMessage
@@ -205,8 +205,8 @@ function serverCore (options: MaskingServerOptions): Internals {
   let droppedSet = new Set<string>()
   /** Dropped clients whose pairwise masks sit in some survivor's input, with those survivors (fixed at closeMasked). */
   let droppedPairs: Array<[string, string[]]> = []
-  /** What the survivors sign in round 3 (fixed at closeMasked). */
-  let transcript: Uint8Array | undefined
+  /** Digest of the survivor list the survivors sign in round 3 (fixed at closeMasked). */
+  let digest: Uint8Array | undefined
   const signatures = new Map<string, SignatureMessage>()
   let answererSet = new Set<string>()
   const unmasks = new Map<string, UnmaskMessage>()
@@ -327,7 +327,7 @@ function serverCore (options: MaskingServerOptions): Internals {
     survivorList = [...masked].sort()
     droppedSet = new Set([...shares.keys()].filter(id => !masked.has(id)))
     droppedPairs = [...droppedSet].sort().map(d => [d, activeNeighbours(d).filter(v => masked.has(v))] as [string, string[]]).filter(([, us]) => us.length > 0)
-    transcript = consistencyTranscript(roundId, survivorList)
+    digest = survivorsDigest(survivorList)
     stage = 'check'
     if (survivorList.length === 0) fail('no client sent masked input')
     for (const u of survivorList) {
@@ -363,7 +363,9 @@ function serverCore (options: MaskingServerOptions): Internals {
     sameSender(from, message.from, what)
     sameRound(message.roundId, what)
     const signature = decodeBytes(message.signature, SIGNATURE_BYTES, what)
-    if (!await (await curves()).verify(signature, transcript as Uint8Array, identities.get(from) as Uint8Array)) {
+    const keys = (advertised.get(from) as { keys: ClientKeys }).keys
+    const transcript = consistencyTranscript(roundId, digest as Uint8Array, from, keys.cPublicKey, keys.sPublicKey)
+    if (!await (await curves()).verify(signature, transcript, identities.get(from) as Uint8Array)) {
       throw new IntegrityError(`${what}: does not verify over this round's survivor list`)
     }
     // Checked again: the stage may have closed, or a copy been accepted, while the signature was checked.
@@ -373,7 +375,8 @@ function serverCore (options: MaskingServerOptions): Internals {
 
   function closeConsistency (): void {
     expect('check', 'close consistency check')
-    const signers = (id: string): number => g().neighbours(id).filter(v => signatures.has(v)).length
+    // A client counts only the signatures of neighbours whose shares it holds (client.ts).
+    const signers = (id: string): number => activeNeighbours(id).filter(v => signatures.has(v)).length
     answererSet = new Set([...signatures.keys()].filter(id => signers(id) >= t()))
     stage = 'unmask'
     const able = (id: string): number => activeNeighbours(id).filter(v => answererSet.has(v)).length
@@ -394,7 +397,7 @@ function serverCore (options: MaskingServerOptions): Internals {
   function unmaskRequestFor (id: string): UnmaskRequestMessage {
     expect('unmask', `unmask request for ${id}`)
     if (!answererSet.has(id)) throw new InvalidInputError(`unmask request for ${id}: ${id} is not an answerer (it sent no signature, or fewer than t of its neighbours did)`)
-    const signed = g().neighbours(id).filter(v => signatures.has(v)).map(v => {
+    const signed = activeNeighbours(id).filter(v => signatures.has(v)).map(v => {
       const m = signatures.get(v) as SignatureMessage
       return { from: m.from, signature: m.signature }
     })

@@ -3,8 +3,13 @@
  * five rounds (aggregation/secagg). Setup runs AdvertiseKeys and ShareKeys among the accepted
  * clients, each behind the round's setup deadline; uploads are masked vectors added into the
  * server's running sum; `sum` runs ConsistencyCheck (survivors sign the survivor list) and then
- * Unmasking, both within one unmask deadline, and rebuilds the sum from the shares. The
- * coordinator only ever holds masked vectors and their unmasked total.
+ * Unmasking within the unmask deadline, and rebuilds the sum from the shares. The coordinator
+ * only ever holds masked vectors and their unmasked total.
+ *
+ * ConsistencyCheck waits for every survivor, at most half the unmask deadline: it cannot end
+ * early as Unmasking does once every secret has t shares, because each signer it waits for may
+ * be needed as an answerer. So a survivor that stays connected but never signs costs that half,
+ * and Unmasking keeps the rest, at least the other half.
  */
 import type { RoundConfig } from '../../../shared/rounds/config.ts'
 import { fromBase64, fromHex, toBase64 } from '../../../shared/crypto/bytes.ts'
@@ -85,10 +90,9 @@ export async function maskingServer (config: RoundConfig, snapshot: unknown): Pr
         for (const [id, upload] of uploads) if (!counted.has(id)) server.receiveMasked(id, asRingVector(upload.payload, config.vectorLength, 'masked upload'))
         server.closeMasked()
       }
-      // ConsistencyCheck and Unmasking share the unmask deadline: a round waits no longer than before.
       const until = Date.now() + config.deadlines.unmaskMs
-      const ask = async (ids: string[], request: (id: string) => unknown): Promise<void> => {
-        waiting = gate(ids.filter(id => !dropped.has(id)), Math.max(0, until - Date.now()), io.signal)
+      const ask = async (ids: string[], request: (id: string) => unknown, ms: number): Promise<void> => {
+        waiting = gate(ids.filter(id => !dropped.has(id)), Math.max(0, ms), io.signal)
         for (const id of ids) if (!dropped.has(id)) io.send(id, request(id))
         try {
           await waiting.done
@@ -97,10 +101,10 @@ export async function maskingServer (config: RoundConfig, snapshot: unknown): Pr
         }
       }
       if (server.stage === 'check') {
-        await ask(server.survivors(), id => server.consistencyRequestFor(id))
+        await ask(server.survivors(), id => server.consistencyRequestFor(id), config.deadlines.unmaskMs / 2)
         server.closeConsistency()
       }
-      if (server.stage === 'unmask' && !server.ready()) await ask(server.answerers(), id => server.unmaskRequestFor(id))
+      if (server.stage === 'unmask' && !server.ready()) await ask(server.answerers(), id => server.unmaskRequestFor(id), until - Date.now())
       return await server.finish()
     },
     drop (clientId) {

@@ -1,9 +1,9 @@
 import { describe, it, expect } from 'vitest'
-import { ROUND, check, client, input, mask, newRound, setUp, unmask, wire, type Round } from './harness.ts'
+import { ROUND, advertisedKeys, check, client, consistencySignature, input, mask, newRound, setUp, unmask, wire, type Round } from './harness.ts'
 import { ringSum } from '../../../aggregation/ring.ts'
 import { createMaskingClient } from '../../../aggregation/secagg/client.ts'
 import type { AdvertiseMessage, ConsistencyMessage, InboxMessage, RosterMessage, SharesMessage, UnmaskMessage, UnmaskRequestMessage } from '../../../aggregation/secagg/messages.ts'
-import { advertiseTranscript, consistencyTranscript } from '../../../aggregation/secagg/kdf.ts'
+import { advertiseTranscript } from '../../../aggregation/secagg/kdf.ts'
 import { fromBase64, toBase64 } from '../../../shared/crypto/bytes.ts'
 import { generateSigningKey, sign, type SigningKeyPair } from '../../../shared/crypto/sign.ts'
 
@@ -66,11 +66,13 @@ describe('a client refuses requests that would reveal an input', () => {
 
     await expect(c.unmask(ask({ signatures: honest.signatures.slice(0, t - 1) }))).rejects.toThrow(/refused, only 2 neighbours signed the survivor list, fewer than the threshold 3/)
     // A neighbour's signature over another list: the server told it another story.
-    const otherList = toBase64(sign(consistencyTranscript(ROUND, survivors.slice(1)), (round.identities.get(first.from) as SigningKeyPair).secretKey))
+    const otherList = consistencySignature(round, first.from, survivors.slice(1))
     await expect(c.unmask(ask({ signatures: [{ ...first, signature: otherList }, ...honest.signatures.slice(1)] }))).rejects.toThrow(/refused, the signatures of \[client-\d+\] are not over the survivor list this client signed/)
-    // Another round's signature over the same list.
-    const otherRound = toBase64(sign(consistencyTranscript('r_ffffffffffffffff', survivors), (round.identities.get(first.from) as SigningKeyPair).secretKey))
+    // Another round's signature over the same list; and one from an earlier run of this round id (other keys).
+    const otherRound = consistencySignature(round, first.from, survivors, { roundId: 'r_ffffffffffffffff' })
     await expect(c.unmask(ask({ signatures: [{ ...first, signature: otherRound }, ...honest.signatures.slice(1)] }))).rejects.toThrow(named('IntegrityError'))
+    const earlierRun = consistencySignature(round, first.from, survivors, { keys: advertisedKeys(round, survivors[2] as string) })
+    await expect(c.unmask(ask({ signatures: [{ ...first, signature: earlierRun }, ...honest.signatures.slice(1)] }))).rejects.toThrow(/are not over the survivor list this client signed/)
     const stranger = round.ids.find(id => id !== u && !honest.signatures.some(s => s.from === id) && !round.server.rosterFor(u).neighbours.some(n => n.from === id)) as string
     await expect(c.unmask(ask({ signatures: [...honest.signatures, { from: stranger, signature: first.signature }] }))).rejects.toThrow(/who is not a neighbour/)
     await expect(c.unmask(ask({ signatures: [...honest.signatures, first] }))).rejects.toThrow(/two signatures of/)
@@ -157,9 +159,9 @@ describe('the server rejects bad messages without harm to the round', () => {
     // Signatures: malformed, forged, over another list, impostor, non-survivor, duplicate.
     const signed = client(round, a).consistencyCheck(wire(round.server.consistencyRequestFor(a)))
     await expect(round.server.receiveSignature(a, { ...signed, signature: 'short' })).rejects.toThrow(/signature: base64 of 64 bytes/)
-    const forged = toBase64(sign(consistencyTranscript(ROUND, survivors), generateSigningKey().secretKey))
+    const forged = consistencySignature(round, a, survivors, { by: generateSigningKey() })
     await expect(round.server.receiveSignature(a, wire({ ...signed, signature: forged }))).rejects.toThrow(/does not verify over this round's survivor list/)
-    const otherList = toBase64(sign(consistencyTranscript(ROUND, round.ids), (round.identities.get(a) as SigningKeyPair).secretKey))
+    const otherList = consistencySignature(round, a, round.ids)
     await expect(round.server.receiveSignature(a, wire({ ...signed, signature: otherList }))).rejects.toThrow(named('IntegrityError'))
     await expect(round.server.receiveSignature(b, wire(signed))).rejects.toThrow(/claims to be from client-000/)
     await expect(round.server.receiveSignature(round.ids[7] as string, wire({ ...signed, from: round.ids[7] }))).rejects.toThrow(/sent no masked input/)

@@ -7,7 +7,9 @@ import { ringSum } from '../../../aggregation/ring.ts'
 import { createMaskingClient, type MaskingClient } from '../../../aggregation/secagg/client.ts'
 import type { GraphConfig } from '../../../aggregation/secagg/params.ts'
 import { createMaskingServer, type MaskingServer } from '../../../aggregation/secagg/server.ts'
-import { generateSigningKey, type SigningKeyPair } from '../../../shared/crypto/sign.ts'
+import { generateSigningKey, sign, type SigningKeyPair } from '../../../shared/crypto/sign.ts'
+import { fromBase64, toBase64 } from '../../../shared/crypto/bytes.ts'
+import { consistencyTranscript, survivorsDigest } from '../../../aggregation/secagg/kdf.ts'
 import { mulberry32 } from '../../../shared/random/seeded.ts'
 
 export const ROUND = 'r_00000000000000aa'
@@ -43,14 +45,37 @@ export function newRound (n: number, graph: GraphConfig, options: { vectorLength
   const ids = Array.from({ length: n }, (_, i) => `client-${String(i).padStart(3, '0')}`)
   const identities = new Map(ids.map(id => [id, generateSigningKey()]))
   const seed = Uint8Array.from({ length: 32 }, () => Math.floor(next() * 256))
+  const inputs = new Map(ids.map(id => [id, Uint32Array.from({ length: vectorLength }, () => Math.floor(next() * 2 ** 32))]))
+  return rerun({ ids, identities, inputs, vectorLength, graph, seed })
+}
+
+/**
+ * A run of a round with fresh server and client state: the same round id, clients, identities,
+ * seed and inputs as `round`, as when a coordinator offers a round id again.
+ */
+export function rerun (round: Omit<Round, 'server' | 'clients'>): Round {
+  const { ids, identities, vectorLength, graph, seed } = round
   const server = createMaskingServer({
     roundId: ROUND, participants: ids.map(id => ({ id, identityKey: (identities.get(id) as SigningKeyPair).publicKey })), vectorLength, graph, seed
   })
   const clients = new Map(ids.map(id => [id, createMaskingClient({
     roundId: ROUND, id, identity: identities.get(id) as SigningKeyPair, identityKeyOf: v => identities.get(v)?.publicKey, vectorLength, graph, seed
   })]))
-  const inputs = new Map(ids.map(id => [id, Uint32Array.from({ length: vectorLength }, () => Math.floor(next() * 2 ** 32))]))
-  return { ids, identities, clients, server, inputs, vectorLength, graph, seed }
+  return { ...round, server, clients }
+}
+
+/** The X25519 public keys `id` advertised in this run of the round (as the server holds them). */
+export function advertisedKeys (round: Round, id: string): { cPublicKey: Uint8Array, sPublicKey: Uint8Array } {
+  const m = round.server.snapshot().state.advertised.find(a => a.from === id)
+  if (m === undefined) throw new Error(`${id} did not advertise`)
+  return { cPublicKey: fromBase64(m.cPublicKey), sPublicKey: fromBase64(m.sPublicKey) }
+}
+
+/** A ConsistencyCheck signature by `id` over `survivors`, as client.ts makes it (for tests that forge or replay). */
+export function consistencySignature (round: Round, id: string, survivors: readonly string[], options: { roundId?: string, keys?: { cPublicKey: Uint8Array, sPublicKey: Uint8Array }, by?: SigningKeyPair } = {}): string {
+  const keys = options.keys ?? advertisedKeys(round, id)
+  const transcript = consistencyTranscript(options.roundId ?? ROUND, survivorsDigest(survivors), id, keys.cPublicKey, keys.sPublicKey)
+  return toBase64(sign(transcript, (options.by ?? round.identities.get(id) as SigningKeyPair).secretKey))
 }
 
 export const client = (round: Round, id: string): MaskingClient => round.clients.get(id) as MaskingClient
