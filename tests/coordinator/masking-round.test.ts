@@ -71,6 +71,21 @@ function io (server: () => SecureRoundServer, clients: Map<string, MaskingClient
   }
 }
 
+/** Setup among `ids`, then each masks a vector of ones and uploads it (checked as the round runner checks it). */
+async function setUpAndUpload (server: SecureRoundServer, clients: Map<string, MaskingClient>, channel: ReturnType<typeof io>, ids: string[]): Promise<Map<string, AcceptedUpload>> {
+  const setup = server.setup(ids, channel)
+  for (const id of ids) await server.message(id, await (clients.get(id) as MaskingClient).advertise())
+  await setup
+  const uploads = new Map<string, AcceptedUpload>()
+  for (const id of ids) {
+    const masked = await (clients.get(id) as MaskingClient).maskedInput(new Uint32Array(VECTOR).fill(1), channel.inboxes.get(id))
+    const bytes = new Uint8Array(masked.buffer, masked.byteOffset, masked.byteLength)
+    server.checkUpload(id, bytes)
+    uploads.set(id, { payload: bytes, signature: '' })
+  }
+  return uploads
+}
+
 describe('masking round on the coordinator', () => {
   it('a client that disconnects during ShareKeys is left out; the others go on to upload', async () => {
     const { config, clients } = round(5)
@@ -104,16 +119,7 @@ describe('masking round on the coordinator', () => {
     const ids = config.clients
     const server = await maskingServer(config, null)
     const channel = io(() => server, clients, () => false)
-    const setup = server.setup(ids, channel)
-    for (const id of ids) await server.message(id, await (clients.get(id) as MaskingClient).advertise())
-    await setup
-    const uploads = new Map<string, AcceptedUpload>()
-    for (const id of ids) {
-      const masked = await (clients.get(id) as MaskingClient).maskedInput(new Uint32Array(VECTOR).fill(1), channel.inboxes.get(id))
-      const bytes = new Uint8Array(masked.buffer, masked.byteOffset, masked.byteLength)
-      server.checkUpload(id, bytes)
-      uploads.set(id, { payload: bytes, signature: '' })
-    }
+    const uploads = await setUpAndUpload(server, clients, channel, ids)
     expect(server.needsClients()).toBe(true)
     const sum = await server.sum(uploads, channel)
     expect([...sum]).toEqual(new Array(VECTOR).fill(ids.length))
@@ -131,15 +137,7 @@ describe('masking round: a survivor that stays connected but never signs the sur
     const mute = ids[3] as string
     const server = await maskingServer(config, null)
     const channel = io(() => server, clients, (id, type) => id === mute && type === 'secagg/consistency')
-    const setup = server.setup(ids, channel)
-    for (const id of ids) await server.message(id, await (clients.get(id) as MaskingClient).advertise())
-    await setup
-    const uploads = new Map<string, AcceptedUpload>()
-    for (const id of ids) {
-      const masked = await (clients.get(id) as MaskingClient).maskedInput(new Uint32Array(VECTOR).fill(1), channel.inboxes.get(id))
-      server.checkUpload(id, new Uint8Array(masked.buffer))
-      uploads.set(id, { payload: new Uint8Array(masked.buffer), signature: '' })
-    }
+    const uploads = await setUpAndUpload(server, clients, channel, ids)
     const started = performance.now()
     const sum = await server.sum(uploads, channel)
     // The mute client's input is in the sum: it uploaded; its self mask was removed by the others.
