@@ -4,6 +4,10 @@
  * update. Decoding checks the length, that every value lies in [1, n²) and that it is coprime
  * with n (a unit of Z*_{n²}, as every honest ciphertext is): one upload of c = n would otherwise
  * pass every check and make the sum undecryptable, burning the round without naming its sender.
+ * Coprimality is checked once per vector, on the product: a prime dividing n divides Π c_i iff
+ * it divides some c_i, so gcd(Π c_i mod n, n) = 1 iff every c_i is coprime with n. That is one
+ * multiplication mod n per ciphertext instead of a gcd each (≈ 1000× cheaper at 2048 bits); the
+ * culprit is looked for only when the product fails.
  */
 import { InvalidInputError } from '../../shared/errors/errors.ts'
 import { fromBytes, gcd, toFixedBytes } from './_bigint.ts'
@@ -27,20 +31,26 @@ export function encodeCiphertexts (ciphertexts: readonly bigint[], publicKey: Pa
 }
 
 /**
- * One byte string → `count` ciphertexts, each checked to lie in [1, n²). `what` names the
- * input in error messages (e.g. the client id).
+ * One byte string → `count` ciphertexts, each checked to lie in [1, n²) and be coprime with n.
+ * `what` names the input in error messages (e.g. the client id).
  */
 export function decodeCiphertexts (bytes: Uint8Array, publicKey: PaillierPublicKey, count: number, what = 'ciphertexts'): bigint[] {
   const width = ciphertextWidth(publicKey)
   if (bytes.length !== count * width) {
     throw new InvalidInputError(`${what}: expected ${count} ciphertexts of ${width} bytes (${count * width} bytes), got ${bytes.length} bytes`)
   }
+  const { n } = publicKey
   const out = new Array<bigint>(count)
+  let product = 1n
   for (let i = 0; i < count; i++) {
     const c = fromBytes(bytes.subarray(i * width, (i + 1) * width))
     if (c === 0n || c >= publicKey.n2) throw new InvalidInputError(`${what}: ciphertext ${i} is out of range [1, n²)`)
-    if (gcd(c, publicKey.n) !== 1n) throw new InvalidInputError(`${what}: ciphertext ${i} is not coprime with n (not a Paillier ciphertext)`)
+    product = (product * (c % n)) % n
     out[i] = c
+  }
+  if (gcd(product, n) !== 1n) {
+    const i = out.findIndex(c => gcd(c, n) !== 1n)
+    throw new InvalidInputError(`${what}: ciphertext ${i} is not coprime with n (not a Paillier ciphertext)`)
   }
   return out
 }

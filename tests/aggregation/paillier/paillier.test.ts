@@ -212,6 +212,9 @@ describe('wire format', () => {
     expect(() => encodeCiphertexts([pk.n2], pk)).toThrow(/ciphertexts\[0\]: out of range/)
     // In range but sharing a factor with n: no honest ciphertext does, and the sum could not be decrypted.
     expect(() => decodeCiphertexts(encodeCiphertexts([5n, pk.n], pk), pk, 2, 'client c')).toThrow(/client c: ciphertext 1 is not coprime with n/)
+    // Checked on the product (one gcd per vector): a multiple of one prime factor, among units, is still found and named.
+    const cs = [5n, 7n, hex(vectors.p) * 12345n, 11n]
+    expect(() => decodeCiphertexts(encodeCiphertexts(cs, pk), pk, 4, 'client d')).toThrow(/client d: ciphertext 2 is not coprime with n/)
   })
 
   it('ring sums travel as little-endian uint32', () => {
