@@ -90,7 +90,10 @@ export const signatureSchema = z.object({
   type: z.literal('secagg/signature'),
   roundId: idSchema,
   from: idSchema,
-  /** Ed25519 over consistencyTranscript(roundId, survivors) by `from`'s identity key. */
+  /**
+   * Ed25519 by `from`'s identity key over consistencyTranscript(roundId, digest of the survivor
+   * list, from, the X25519 keys `from` advertised in this run) (kdf.ts).
+   */
   signature: b64(SIGNATURE_BYTES)
 }).strict()
 export type SignatureMessage = z.infer<typeof signatureSchema>

@@ -234,6 +234,8 @@ function serverCore (options: MaskingServerOptions): Internals {
   const t = (): number => (params as GraphParameters).threshold
   /** Neighbours of `id` that shared keys: the ones it masked with. */
   const activeNeighbours = (id: string): string[] => g().neighbours(id).filter(v => shares.has(v))
+  /** Neighbours of `id` whose consistency signature it counts: active ones that signed (client.ts). */
+  const signingNeighbours = (id: string): string[] => activeNeighbours(id).filter(v => signatures.has(v))
 
   async function receiveAdvertise (from: string, payload: unknown): Promise<void> {
     const what = `advertise from ${from}`
@@ -334,9 +336,8 @@ function serverCore (options: MaskingServerOptions): Internals {
       const alive = activeNeighbours(u).filter(v => masked.has(v)).length
       if (alive < t()) fail(`survivor ${u} has ${alive} surviving neighbours, fewer than the threshold ${t()}: its self mask cannot be removed`)
     }
-    for (const d of droppedSet) {
-      const alive = activeNeighbours(d).filter(v => masked.has(v)).length
-      if (alive > 0 && alive < t()) fail(`dropped client ${d} has ${alive} surviving neighbours, fewer than the threshold ${t()}: its pairwise masks cannot be removed`)
+    for (const [d, alive] of droppedPairs) {
+      if (alive.length < t()) fail(`dropped client ${d} has ${alive.length} surviving neighbours, fewer than the threshold ${t()}: its pairwise masks cannot be removed`)
     }
   }
 
@@ -375,16 +376,16 @@ function serverCore (options: MaskingServerOptions): Internals {
 
   function closeConsistency (): void {
     expect('check', 'close consistency check')
-    // A client counts only the signatures of neighbours whose shares it holds (client.ts).
-    const signers = (id: string): number => activeNeighbours(id).filter(v => signatures.has(v)).length
-    answererSet = new Set([...signatures.keys()].filter(id => signers(id) >= t()))
+    answererSet = new Set([...signatures.keys()].filter(id => signingNeighbours(id).length >= t()))
     stage = 'unmask'
     const able = (id: string): number => activeNeighbours(id).filter(v => answererSet.has(v)).length
     for (const u of survivorList) {
-      if (able(u) < t()) fail(`survivor ${u} has ${able(u)} neighbours able to unmask (signed the survivor list, as did t of theirs), fewer than the threshold ${t()}: its self mask cannot be removed`)
+      const n = able(u)
+      if (n < t()) fail(`survivor ${u} has ${n} neighbours able to unmask (signed the survivor list, as did t of theirs), fewer than the threshold ${t()}: its self mask cannot be removed`)
     }
     for (const [d] of droppedPairs) {
-      if (able(d) < t()) fail(`dropped client ${d} has ${able(d)} neighbours able to unmask (signed the survivor list, as did t of theirs), fewer than the threshold ${t()}: its pairwise masks cannot be removed`)
+      const n = able(d)
+      if (n < t()) fail(`dropped client ${d} has ${n} neighbours able to unmask (signed the survivor list, as did t of theirs), fewer than the threshold ${t()}: its pairwise masks cannot be removed`)
     }
     short = survivorList.length + droppedPairs.length
   }
@@ -397,10 +398,7 @@ function serverCore (options: MaskingServerOptions): Internals {
   function unmaskRequestFor (id: string): UnmaskRequestMessage {
     expect('unmask', `unmask request for ${id}`)
     if (!answererSet.has(id)) throw new InvalidInputError(`unmask request for ${id}: ${id} is not an answerer (it sent no signature, or fewer than t of its neighbours did)`)
-    const signed = activeNeighbours(id).filter(v => signatures.has(v)).map(v => {
-      const m = signatures.get(v) as SignatureMessage
-      return { from: m.from, signature: m.signature }
-    })
+    const signed = signingNeighbours(id).map(v => ({ from: v, signature: (signatures.get(v) as SignatureMessage).signature }))
     return { type: 'secagg/unmask-request', roundId, to: id, signatures: signed }
   }
 
@@ -422,14 +420,15 @@ function serverCore (options: MaskingServerOptions): Internals {
       for (const s of message[name]) shareValue({ x: 1, y: decodeBytes(s.share, SHARE_BYTES, `${what} ${name} of ${s.owner}`) }, `${what} ${name} of ${s.owner}`)
     }
     unmasks.set(from, message)
-    const count = (counts: Map<string, number>, owner: string, needed: boolean): void => {
+    // Every owner asked for is a needed secret: a survivor, or a dropped client with a surviving
+    // neighbour (`from` is one), so reaching t shares takes one off `short`.
+    const count = (counts: Map<string, number>, owner: string): void => {
       const n = (counts.get(owner) ?? 0) + 1
       counts.set(owner, n)
-      if (needed && n === t()) short--
+      if (n === t()) short--
     }
-    for (const s of message.selfMaskShares) count(shareCounts.self, s.owner, true)
-    // Every key share asked for is of a dropped client with a surviving neighbour: `from` is one.
-    for (const s of message.keyShares) count(shareCounts.key, s.owner, true)
+    for (const s of message.selfMaskShares) count(shareCounts.self, s.owner)
+    for (const s of message.keyShares) count(shareCounts.key, s.owner)
   }
 
   /** Shares per owner, of b (self) or s^SK (key), from the unmask messages received. */
