@@ -11,6 +11,6 @@ export { encryptUpdate, sumCiphertexts, sumEncodedUpdates, decryptSum } from './
 export { ciphertextWidth, encodeCiphertexts, decodeCiphertexts, ringToBytes, ringFromBytes } from './wire.ts'
 export { describeKey, readKeyInfo, type DecryptorKey } from './key-info.ts'
 export { decryptorClient, type DecryptorClient, type DecryptorClientOptions, type Contribution, type RoundContributions } from './decryptor-client.ts'
-export { paillierKeyInfoSchema, decryptRequestSchema, decryptResponseSchema, contributionSchema, roundIdSchema, type PaillierKeyInfo, type DecryptRequest, type DecryptResponse } from './schemas.ts'
+export { paillierKeyInfoSchema, clientIdSchema, decryptRequestSchema, decryptResponseSchema, contributionSchema, roundIdSchema, type PaillierKeyInfo, type DecryptRequest, type DecryptResponse } from './schemas.ts'
 export { RoundDecidedError, RandomnessExhaustedError } from './errors.ts'
 export * from './constants.ts'

@@ -23,8 +23,11 @@ export const paillierKeyInfoSchema = z.object({
 })
 export type PaillierKeyInfo = z.infer<typeof paillierKeyInfoSchema>
 
+/** A client id: its Ed25519 public key, 64 lowercase hex (contributions, and the decryptor's enrolled clients). */
+export const clientIdSchema = z.string().regex(/^[0-9a-f]{64}$/, 'a client id: its Ed25519 public key, 64 lowercase hex')
+
 export const contributionSchema = z.object({
-  clientId: z.string().regex(/^[0-9a-f]{64}$/, 'a client id: its Ed25519 public key, 64 lowercase hex').describe('the client\'s Ed25519 public key, hex (blockfed client ids are their keys)'),
+  clientId: clientIdSchema.describe('the client\'s Ed25519 public key, hex (blockfed client ids are their keys)'),
   ciphertexts: z.base64().describe('the client\'s ciphertexts, fixed-width big-endian, concatenated (wire.ts)'),
   signature: z.base64().describe('the client\'s Ed25519 signature of its upload: uploadSigningBytes(round, baseVersion, \'paillier\', SHA-256 of the ciphertexts), shared/rounds/messages.ts')
 })

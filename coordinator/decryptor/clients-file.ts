@@ -5,6 +5,7 @@
  */
 import { readFile } from 'node:fs/promises'
 import { InvalidConfigError } from '../../shared/errors/errors.ts'
+import { clientIdSchema } from '../../aggregation/paillier/schemas.ts'
 
 export async function readClientsFile (path: string): Promise<string[]> {
   let text: string
@@ -17,7 +18,7 @@ export async function readClientsFile (path: string): Promise<string[]> {
   for (const [i, raw] of text.split(/\r?\n/).entries()) {
     const line = raw.replace(/#.*/, '').trim()
     if (line === '') continue
-    if (!/^[0-9a-f]{64}$/.test(line)) throw new InvalidConfigError(`clients file ${path}, line ${i + 1}: expected a client key (64 lowercase hex), got ${JSON.stringify(line.slice(0, 80))}`)
+    if (!clientIdSchema.safeParse(line).success) throw new InvalidConfigError(`clients file ${path}, line ${i + 1}: expected a client key (64 lowercase hex), got ${JSON.stringify(line.slice(0, 80))}`)
     keys.push(line)
   }
   if (keys.length === 0) throw new InvalidConfigError(`clients file ${path}: no client keys in it`)

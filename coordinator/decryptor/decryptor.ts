@@ -11,6 +11,7 @@ import { InvalidConfigError, UnavailableError } from '../../shared/errors/errors
 import { DEFAULT_MAX_CLIENTS } from '../../aggregation/paillier/constants.ts'
 import { describeKey } from '../../aggregation/paillier/key-info.ts'
 import { packingLayout } from '../../aggregation/paillier/layout.ts'
+import { clientIdSchema } from '../../aggregation/paillier/schemas.ts'
 import { loadOrCreateKey } from './key-file.ts'
 import { roundLog } from './rounds.ts'
 import { buildDecryptorServer } from './server.ts'
@@ -51,7 +52,7 @@ export interface Decryptor {
 
 function enrolled (keys: readonly string[]): ReadonlySet<string> {
   for (const [i, key] of keys.entries()) {
-    if (!/^[0-9a-f]{64}$/.test(key)) throw new InvalidConfigError(`clients[${i}]: expected a client key, 64 lowercase hex, got ${JSON.stringify(key.slice(0, 80))}`)
+    if (!clientIdSchema.safeParse(key).success) throw new InvalidConfigError(`clients[${i}]: expected a client key, 64 lowercase hex, got ${JSON.stringify(key.slice(0, 80))}`)
   }
   if (keys.length === 0) throw new InvalidConfigError('clients: an empty list would refuse every contribution; leave it out to accept any signed client')
   return new Set(keys)
