@@ -43,6 +43,15 @@ export function number (min: number, max: number, exclusiveMax = false) {
   }
 }
 
+/** A size in megabytes (2^20 bytes) from `min` to 1,000,000. */
+export function megabytes (min: number) {
+  return (value: string): number => {
+    const n = value.trim() === '' ? NaN : Number(value)
+    if (!(n >= min) || n > 1_000_000) throw new InvalidArgumentError(`expected a number of megabytes from ${min} to 1000000`)
+    return n
+  }
+}
+
 export function modelName (value: string): string {
   const parsed = modelNameSchema.safeParse(value)
   if (!parsed.success) throw new InvalidArgumentError(parsed.error.issues[0]?.message ?? 'invalid model name')

@@ -12,6 +12,7 @@ import { dirname, join, resolve, sep } from 'node:path'
 import { coordinatorClient } from '../../shared/client/coordinator-client.ts'
 import { BlockfedError, IntegrityError } from '../../shared/errors/errors.ts'
 import { createCoordinator } from '../coordinator.ts'
+import { DEFAULT_MAX_SERVING_BYTES } from '../constants.ts'
 import { readModelFiles } from '../../node-runtime/model-files.ts'
 import { pullModel } from '../../node-runtime/pull.ts'
 import { progressBar } from '../../node-runtime/progress.ts'
@@ -23,7 +24,7 @@ import { readClientsFile } from '../decryptor/clients-file.ts'
 import { parsePartition } from '../../shared/training/partition.ts'
 import { strategyConfigSchema } from '../../shared/rounds/strategy-config.ts'
 import { labelSkewSchema } from '../../shared/rounds/config.ts'
-import { DEFAULT_COORDINATOR, integer, listenAddr, modelName, modelRef, number, port, token, url } from './args.ts'
+import { DEFAULT_COORDINATOR, integer, listenAddr, megabytes, modelName, modelRef, number, port, token, url } from './args.ts'
 import { ledgerCommands, witnessEndpoint } from './ledger-commands.ts'
 
 const program = new Command()
@@ -36,16 +37,20 @@ program.command('coordinator')
   .requiredOption('--data <dir>', 'data directory (created if missing)')
   .option('--port <port>', 'TCP port', port, 7070)
   .option('--host <host>', 'address to listen on', '127.0.0.1')
-  .option('--max-upload-mb <mb>', 'largest accepted model upload', (v: string) => { const n = Number(v); if (!(n >= 0.001) || n > 1_000_000) throw new InvalidArgumentError('expected a number of megabytes from 0.001 to 1000000'); return n }, 512)
+  .option('--max-upload-mb <mb>', 'largest accepted model upload', megabytes(0.001), 512)
+  .option('--serve-budget-mb <mb>', 'block and shard answer bytes under way at once, HTTP and libp2p together; past it requests get "busy" (HTTP 503) and retry', megabytes(0.000001), DEFAULT_MAX_SERVING_BYTES / 2 ** 20)
+  .option('--upload-cap-mb <mb>', 'upload bandwidth for block and shard answers, in MB per second (default: uncapped)', megabytes(0.001))
   .option('--decryptor <url>', 'Paillier rounds: the decryptor service (blockfed decryptor) holding the private key', url)
   .option('--ledger-origin <origin>', 'the version ledger\'s origin line (fixed when the log is created)')
   .option('--witness <url=vkey>', 'a witness (blockfed witness) to ask for cosignatures; repeatable', witnessEndpoint, [])
   .option('--p2p-listen <multiaddr>', 'where the libp2p node listens (default TCP and WebSockets on 127.0.0.1, OS-chosen ports); repeatable', listenAddr)
   .option('--no-p2p', 'run no libp2p node (runtimes then load over HTTP only)')
   .option('--no-super-seed', 'serve every shard request instead of referring repeat requests to peers that already got the shard')
-  .action(async (o: { data: string, port: number, host: string, maxUploadMb: number, decryptor?: string, ledgerOrigin?: string, witness: Array<{ url: string, vkey: string }>, p2p: boolean, p2pListen?: string[], superSeed: boolean }) => {
+  .action(async (o: { data: string, port: number, host: string, maxUploadMb: number, serveBudgetMb: number, uploadCapMb?: number, decryptor?: string, ledgerOrigin?: string, witness: Array<{ url: string, vkey: string }>, p2p: boolean, p2pListen?: string[], superSeed: boolean }) => {
     const coordinator = await createCoordinator({
-      dataDir: resolve(o.data), port: o.port, host: o.host, maxUploadBytes: Math.round(o.maxUploadMb * 2 ** 20), logger: false, decryptorUrl: o.decryptor,
+      dataDir: resolve(o.data), port: o.port, host: o.host, maxUploadBytes: Math.round(o.maxUploadMb * 2 ** 20), logger: false,
+      maxServingBytes: Math.max(1, Math.round(o.serveBudgetMb * 2 ** 20)),
+      uploadBytesPerSecond: o.uploadCapMb === undefined ? undefined : Math.round(o.uploadCapMb * 2 ** 20), decryptorUrl: o.decryptor,
       ledgerOrigin: o.ledgerOrigin, witnesses: o.witness,
       p2p: o.p2p ? { listen: o.p2pListen, superSeed: o.superSeed } : undefined
     })

@@ -70,6 +70,8 @@ describe('blockfed CLI', () => {
       [['coordinator', '--data', root, '--port', '70000'], /port number/],
       [['coordinator', '--data', root, '--port', ''], /port number/],
       [['coordinator', '--data', root, '--max-upload-mb', '1e-7'], /megabytes from 0\.001/],
+      [['coordinator', '--data', root, '--serve-budget-mb', '0'], /--serve-budget-mb.*megabytes from 0\.000001/],
+      [['coordinator', '--data', root, '--upload-cap-mb', 'fast'], /--upload-cap-mb.*megabytes from 0\.001/],
       [['models', '--coordinator', 'ftp://x'], /http:\/\/ or https:\/\/ URL/],
       [['ingest', '/nonexistent/model.onnx', '--name', 'x', '--coordinator', url], /no such file or folder/],
       [['pull', 'nosuch', '--out', root, '--coordinator', url, '--data', join(root, 'data'), '--home', join(root, 'home')], /NotFoundError: .*no model named nosuch/],
@@ -105,6 +107,39 @@ describe('blockfed coordinator', () => {
     })
     expect(code).toBe(1)
     expect(stderr).toMatch(/EADDRINUSE/)
+  })
+})
+
+describe('blockfed coordinator --serve-budget-mb --upload-cap-mb', () => {
+  it('paces block answers and answers "busy" past the budget, as the flags ask', async () => {
+    const data = join(root, 'paced')
+    const paced = spawn(process.execPath, [CLI, 'coordinator', '--data', data, '--port', '0', '--no-p2p', '--serve-budget-mb', '0.000001', '--upload-cap-mb', '0.5'], { stdio: ['ignore', 'pipe', 'pipe'] })
+    try {
+      const at = await new Promise<string>((resolve, reject) => {
+        const timer = setTimeout(() => reject(new Error('coordinator did not start')), 30_000)
+        paced.stdout.on('data', (chunk: Buffer) => {
+          const match = /listening on (\S+)/.exec(chunk.toString())
+          if (match !== null) { clearTimeout(timer); resolve(match[1] as string) }
+        })
+      })
+      expect((await blockfed('ingest', SILERO_PATH, '--name', 'vad', '--coordinator', at, '--data', data)).code).toBe(0)
+      const { manifest } = await (await fetch(`${at}/v1/models/vad/versions/1/manifest`)).json() as { manifest: { blocks: Array<{ cid: string, sealedLength: number }> } }
+      const [first, second] = [...manifest.blocks].sort((a, b) => b.sealedLength - a.sealedLength)
+      if (first === undefined || second === undefined) throw new Error('expected two blocks')
+      const started = performance.now()
+      const a = await fetch(`${at}/v1/blocks/${first.cid}`)
+      expect(a.status).toBe(200)
+      // The first body is still under way at 0.5 MB/s, and it alone fills the budget.
+      const b = await fetch(`${at}/v1/blocks/${second.cid}`)
+      expect(b.status).toBe(503)
+      expect(b.headers.get('retry-after')).toMatch(/^\d+$/)
+      expect((await a.arrayBuffer()).byteLength).toBe(first.sealedLength)
+      // Paced: the body took at least most of its size over the cap (the bucket starts with a burst).
+      expect(performance.now() - started).toBeGreaterThan((first.sealedLength / (0.5 * 2 ** 20)) * 1000 * 0.5)
+    } finally {
+      paced.kill('SIGTERM')
+      await new Promise(resolve => paced.once('exit', resolve))
+    }
   })
 })
 
