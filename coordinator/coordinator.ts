@@ -10,7 +10,7 @@ import type { ModelFile } from '../shared/model/types.ts'
 import type { IngestResult } from '../shared/client/api-schemas.ts'
 import { DEFAULT_PARTITION, type PartitionOptions } from '../shared/blocks/partition.ts'
 
-import { defaultReedSolomon, erasureCoder } from '../shared/blocks/erasure.ts'
+import { defaultReedSolomon, erasureCoder, shardLayoutError } from '../shared/blocks/erasure.ts'
 import { openDatabase } from './store/database.ts'
 import { repository, signedManifestOf, type Repository } from './store/repository.ts'
 import { blockFiles } from './store/block-files.ts'
@@ -24,7 +24,7 @@ import { roundHub, type RoundHub } from './rounds/hub.ts'
 import { readBaseModel } from './rounds/base-model.ts'
 import { secureServerFor } from './rounds/secure/index.ts'
 import { paillierOffer } from './rounds/secure/paillier.ts'
-import { UnavailableError } from '../shared/errors/errors.ts'
+import { InvalidInputError, UnavailableError } from '../shared/errors/errors.ts'
 import { roundRoutes } from './http/rounds-routes.ts'
 import { ledgerRoutes } from './http/ledger-routes.ts'
 import { versionLog, type VersionLog } from './ledger/log.ts'
@@ -120,6 +120,13 @@ export async function createCoordinator (options: CoordinatorOptions): Promise<C
   await files.sweep(cid => repo.isStored(cid))
   const erasure = options.erasure ?? DEFAULT_ERASURE
   const coder = await erasureCoder(defaultReedSolomon, erasure)
+  // Stored blocks are reused by plaintext across versions, so the data dir's parameters are fixed.
+  const first = repo.firstBlock()
+  const mismatch = first === undefined ? undefined : shardLayoutError(erasure, first.sealedLength, first.shards)
+  if (mismatch !== undefined) {
+    database.close()
+    throw new InvalidInputError(`coordinator: erasure ${erasure.k}+${erasure.m} was asked for, but ${dataDir} keeps blocks sharded otherwise (block ${first?.cid ?? ''}: ${mismatch}); a data dir keeps the erasure parameters it was created with`)
+  }
   const log = versionLog({ database, signing: identity.signing, keyId: identity.keyId, origin: options.ledgerOrigin })
   // Versions recorded before the ledger existed (an older data dir) are anchored first, in order.
   anchorExisting(database, repo, log)

@@ -37,6 +37,8 @@ export interface Repository {
   insertVersion: (signed: SignedManifest, weightBytes: number) => void
   models: () => Array<{ name: string, format: string, created_at: string, latest: number, versions: number }>
   versions: (model: string) => VersionRow[]
+  /** The oldest stored block's shard layout: which erasure parameters the data dir was made with. */
+  firstBlock: () => { cid: string, sealedLength: number, shards: { size: number, cids: string[] } } | undefined
   insertToken: (tokenHash: string, role: string, label: string | null) => void
   tokenRole: (tokenHash: string) => string | undefined
   channels: (model: string) => Array<{ channel: 'stable' | 'canary', version: number, rollout: number }>
@@ -48,6 +50,7 @@ const VERSION_ROWS = 'SELECT v.*, l.idx AS ledger_index FROM versions v LEFT JOI
 export function repository ({ db }: Database): Repository {
   const now = (): string => new Date().toISOString()
   const q = {
+    firstBlock: db.prepare('SELECT cid, sealed_length, shard_size, shard_cids FROM blocks ORDER BY rowid LIMIT 1'),
     findBlock: db.prepare('SELECT cid, key_id, sealed_length, shard_size, shard_cids FROM blocks WHERE plaintext_sha256 = ?'),
     isStored: db.prepare('SELECT 1 AS hit FROM blocks WHERE cid = ? UNION ALL SELECT 1 FROM shards WHERE cid = ? LIMIT 1'),
     insertBlock: db.prepare('INSERT INTO blocks (cid, plaintext_sha256, key_id, sealed_length, shard_size, shard_cids, created_at) VALUES (?, ?, ?, ?, ?, ?, ?)'),
@@ -69,6 +72,10 @@ export function repository ({ db }: Database): Repository {
   return {
     isStored (cid) {
       return q.isStored.get(cid, cid) !== undefined
+    },
+    firstBlock () {
+      const row = q.firstBlock.get() as { cid: string, sealed_length: number, shard_size: number, shard_cids: string } | undefined
+      return row === undefined ? undefined : { cid: row.cid, sealedLength: row.sealed_length, shards: { size: row.shard_size, cids: JSON.parse(row.shard_cids) as string[] } }
     },
     findBlock (plaintextSha256) {
       const row = q.findBlock.get(plaintextSha256) as { cid: string, key_id: string, sealed_length: number, shard_size: number, shard_cids: string } | undefined

@@ -6,7 +6,7 @@
  */
 import http from 'node:http'
 import https from 'node:https'
-import { TimeoutError, UnavailableError } from '../../shared/errors/errors.ts'
+import { BlockfedError, TimeoutError, TooLargeError, UnavailableError } from '../../shared/errors/errors.ts'
 import { withDeadline } from '../../shared/load/deadline.ts'
 import { statusError, type HttpBlockSource, type HttpBlockSourceOptions } from '../../shared/load/http-source.ts'
 
@@ -34,7 +34,9 @@ export function nodeHttpBlockSource (options: HttpBlockSourceOptions & { maxSock
         const length = Number(res.headers['content-length'])
         if (!Number.isSafeInteger(length) || length > maxBytes) {
           res.destroy()
-          reject(new UnavailableError(`GET ${url}: Content-Length ${res.headers['content-length'] ?? 'missing'} (bound ${maxBytes})`))
+          reject(Number.isSafeInteger(length)
+            ? new TooLargeError(`GET ${url}: ${length} bytes exceeds the ${maxBytes}-byte bound`)
+            : new UnavailableError(`GET ${url}: Content-Length ${res.headers['content-length'] ?? 'missing'}`))
           return
         }
         const body = new Uint8Array(length)
@@ -49,13 +51,16 @@ export function nodeHttpBlockSource (options: HttpBlockSourceOptions & { maxSock
           bytesFetched += length
           resolve(body)
         })
-        res.on('error', reject)
+        // A connection reset mid-body is the network's fault like one before the answer: retryable.
+        res.on('error', err => reject(typed(err)))
       })
-      req.on('error', err => {
-        reject(signal.aborted && signal.reason instanceof DOMException && signal.reason.name === 'TimeoutError'
-          ? new TimeoutError(`GET ${url}: no answer within ${timeoutMs} ms`, { cause: err })
-          : err.name === 'AbortError' ? err : new UnavailableError(`GET ${url}: ${err.message}`, { cause: err }))
-      })
+      const typed = (err: Error): Error =>
+        err instanceof BlockfedError
+          ? err
+          : signal.aborted && signal.reason instanceof DOMException && signal.reason.name === 'TimeoutError'
+            ? new TimeoutError(`GET ${url}: no answer within ${timeoutMs} ms`, { cause: err })
+            : err.name === 'AbortError' ? err : new UnavailableError(`GET ${url}: ${err.message}`, { cause: err })
+      req.on('error', err => reject(typed(err)))
       req.end()
     })
   }

@@ -1,7 +1,7 @@
 /**
  * The inverse of partitioning: places each verified block plaintext back at its tensors'
  * offsets in the weight buffer. Checks the manifest's layout first (parts inside their tensor,
- * every weight byte covered exactly once) so a bad layout can never produce a silently wrong model.
+ * blocks at their own index, each tensor tiled by its parts with no gap or overlap) so a bad layout can never produce a silently wrong model.
  */
 import type { Manifest } from '../manifest/schema.ts'
 import { IntegrityError } from '../errors/errors.ts'
@@ -9,21 +9,32 @@ import { tensorOffsets } from './partition.ts'
 
 export function checkLayout (manifest: Pick<Manifest, 'tensors' | 'blocks'>): number {
   const total = manifest.tensors.reduce((n, t) => n + t.byteLength, 0)
-  const covered = new Uint32Array(manifest.tensors.length)
-  for (const block of manifest.blocks) {
+  // Every tensor's parts, to check that they tile it: a byte count alone would pass two parts
+  // over the same range and leave another range zero.
+  const parts: Array<Array<{ offset: number, length: number, block: number }>> = manifest.tensors.map(() => [])
+  manifest.blocks.forEach((block, i) => {
+    // place() finds a block by its index: two blocks claiming one index would overwrite each other.
+    if (block.index !== i) throw new IntegrityError(`manifest block at position ${i} claims index ${block.index}`)
     let sum = 0
     for (const part of block.parts) {
       const t = manifest.tensors[part.tensor]
       if (t === undefined || part.offset + part.length > t.byteLength) {
         throw new IntegrityError(`manifest block ${block.index}: part outside tensor ${part.tensor}`)
       }
-      covered[part.tensor] = (covered[part.tensor] as number) + part.length
+      ;(parts[part.tensor] as Array<{ offset: number, length: number, block: number }>).push({ offset: part.offset, length: part.length, block: i })
       sum += part.length
     }
     if (sum !== block.plaintextLength) throw new IntegrityError(`manifest block ${block.index}: parts sum to ${sum}, plaintext is ${block.plaintextLength}`)
-  }
+  })
   manifest.tensors.forEach((t, i) => {
-    if (covered[i] !== t.byteLength) throw new IntegrityError(`manifest: tensor ${t.name} covered by ${covered[i]} of ${t.byteLength} bytes`)
+    let end = 0
+    for (const part of (parts[i] as Array<{ offset: number, length: number, block: number }>).sort((a, b) => a.offset - b.offset)) {
+      if (part.offset !== end) {
+        throw new IntegrityError(`manifest: tensor ${t.name} ${part.offset < end ? 'overlaps itself' : 'has a gap'} at byte ${Math.min(part.offset, end)} (block ${part.block})`)
+      }
+      end += part.length
+    }
+    if (end !== t.byteLength) throw new IntegrityError(`manifest: tensor ${t.name} covered to byte ${end} of ${t.byteLength}`)
   })
   return total
 }

@@ -29,6 +29,19 @@ export interface ErasureCoder {
   decode (shards: Array<Uint8Array | undefined>, length: number): Promise<Uint8Array>
 }
 
+/**
+ * Why a block's shard list cannot come from a k+m coder (a count other than k+m, or a shard size
+ * other than ceil(L/k)); undefined when it can. A stored block sharded under other parameters
+ * must not be reused, and a manifest must not describe one.
+ */
+export function shardLayoutError (params: ErasureParams, sealedLength: number, shards: { size: number, cids: readonly string[] }): string | undefined {
+  const { k, m } = params
+  if (shards.cids.length !== k + m) return `${shards.cids.length} shards, erasure ${k}+${m} makes ${k + m}`
+  const size = Math.max(1, Math.ceil(sealedLength / k))
+  if (shards.size !== size) return `shards of ${shards.size} bytes, erasure ${k}+${m} cuts ${sealedLength} bytes into shards of ${size}`
+  return undefined
+}
+
 /** Makes a new wasm instance each call. */
 export type ReedSolomonFactory = () => Promise<ReedSolomonErasure>
 

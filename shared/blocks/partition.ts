@@ -80,9 +80,20 @@ function unitsInOrder (tensors: TensorInfo[]): Unit[] {
   return units
 }
 
-/** Row pieces of one tensor larger than `maxBytes`. A rank-0/1 tensor's rows are its elements. */
+/**
+ * Row pieces of one tensor larger than `maxBytes`. A row is the tensor viewed as R × rest, R the
+ * product of its fewest leading dimensions that make one row fit under `maxBytes` (shape[0] for
+ * most kernels; more for [1, 1, C, C] or [3, 3, C, C] convolutions and [1, N] embeddings, whose
+ * first dimension alone would leave one piece far over the cap). A rank-0/1 tensor's rows are its
+ * elements. `rows` records [start, end) in those R rows; R follows from the shape and the
+ * manifest's `partition.maxBytes`.
+ */
 function splitRows (t: TensorInfo, index: number, maxBytes: number): BlockPart[] {
-  const rows = Math.max(1, t.shape[0] ?? 1)
+  let rows = 1
+  for (let d = 0; d < Math.max(1, t.shape.length); d++) {
+    rows *= Math.max(1, t.shape[d] ?? 1)
+    if (t.byteLength / rows <= maxBytes) break
+  }
   if (t.byteLength % rows !== 0) throw new InvalidInputError(`tensor ${t.name}: ${t.byteLength} bytes do not divide into ${rows} rows`)
   const rowBytes = t.byteLength / rows
   const perPiece = Math.max(1, Math.floor(maxBytes / rowBytes))

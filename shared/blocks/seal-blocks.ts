@@ -10,7 +10,8 @@ import { toHex } from '../crypto/bytes.ts'
 import { rawCid } from '../crypto/cid.ts'
 import { sha256Hex } from '../crypto/hash.ts'
 import { generateDataKey, seal } from '../crypto/seal.ts'
-import type { ErasureCoder } from './erasure.ts'
+import { InvalidInputError } from '../errors/errors.ts'
+import { shardLayoutError, type ErasureCoder } from './erasure.ts'
 import { tensorOffsets, type BlockPlan } from './partition.ts'
 
 /** A block already stored under the same plaintext: its sealed form is reused as is. */
@@ -61,6 +62,11 @@ export async function sealBlocks (model: Pick<NormalisedModel, 'tensors' | 'weig
     const plaintext = blockPlaintext(model.weights, offsets, plan)
     const plaintextSha256 = await sha256Hex(plaintext)
     let stored = sealedHere.get(plaintextSha256) ?? await options.findStored(plaintextSha256)
+    const mismatch = stored === undefined ? undefined : shardLayoutError(options.coder.params, stored.sealedLength, stored.shards)
+    if (mismatch !== undefined) {
+      // Reused as is, it would sit in a manifest whose k+m no client could rebuild it with.
+      throw new InvalidInputError(`block ${index}: the stored block with this plaintext (${stored?.cid ?? ''}) has ${mismatch}; a data dir keeps the erasure parameters it was created with`)
+    }
     if (stored === undefined) {
       const key = generateDataKey()
       const sealed = await seal(plaintext, key)

@@ -64,12 +64,27 @@ export function wrapKeys (recipientPublic: Uint8Array, keys: Array<{ keyId: stri
  * multiplications, ≈ 0.35 s of a loaded runtime's CPU).
  */
 export function unwrapKeys (recipient: WrapKeyPair, ephemeralPublicKey: string, wrapped: Array<{ wrapped: string, aad: string }>): Uint8Array[] {
-  const eph = fromBase64(ephemeralPublicKey)
+  // Every field comes from the coordinator's answer: whatever is wrong with one is an IntegrityError.
+  const decode = (text: string, what: string): Uint8Array => {
+    try {
+      return fromBase64(text)
+    } catch (err) {
+      throw new IntegrityError(`${what}: not base64`, { cause: err })
+    }
+  }
+  const eph = decode(ephemeralPublicKey, 'wrapped keys: ephemeral public key')
   if (eph.length !== 32) throw new IntegrityError('wrapped key: malformed ephemeral public key')
-  const k = kek(x25519.getSharedSecret(recipient.secretKey, eph), eph, recipient.publicKey)
+  let shared: Uint8Array
+  try {
+    shared = x25519.getSharedSecret(recipient.secretKey, eph)
+  } catch (err) {
+    throw new IntegrityError('wrapped keys: the ephemeral public key is a low-order point (RFC 7748 §6.1)', { cause: err })
+  }
+  const k = kek(shared, eph, recipient.publicKey)
+  shared.fill(0)
   try {
     return wrapped.map(({ wrapped: text, aad }) => {
-      const blob = fromBase64(text)
+      const blob = decode(text, `wrapped key for ${aad}`)
       if (blob.length < 24 + 16) throw new IntegrityError(`wrapped key for ${aad}: malformed`)
       try {
         return xchacha20poly1305(k, blob.subarray(0, 24), utf8ToBytes(aad)).decrypt(blob.subarray(24))

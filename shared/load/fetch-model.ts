@@ -71,8 +71,13 @@ export async function fetchModel (options: FetchModelOptions): Promise<FetchedMo
 /** Asks the coordinator for a version's data keys, wrapped to a fresh X25519 key of this call. */
 export async function coordinatorKeys (client: CoordinatorClient, manifest: Manifest, signal?: AbortSignal): Promise<Map<string, Uint8Array>> {
   const wrapKey = generateWrapKey()
-  const { keys, denied } = await client.keys(manifest.model, manifest.version, wrapKey, signal)
-  wrapKey.secretKey.fill(0)
+  let answer: Awaited<ReturnType<CoordinatorClient['keys']>>
+  try {
+    answer = await client.keys(manifest.model, manifest.version, wrapKey, signal)
+  } finally {
+    wrapKey.secretKey.fill(0)
+  }
+  const { keys, denied } = answer
   if (denied.length > 0) {
     for (const key of keys.values()) key.fill(0)
     throw new AccessDeniedError(`this token may not read ${denied.length} block key(s) of ${manifest.model}@${manifest.version}`)

@@ -15,7 +15,7 @@ import { weightAssembler } from '../blocks/assemble.ts'
 import { verifyCid } from '../crypto/cid.ts'
 import { sha256Hex } from '../crypto/hash.ts'
 import { open } from '../crypto/seal.ts'
-import { BlockfedError, IntegrityError, TooLargeError, UnavailableError } from '../errors/errors.ts'
+import { BlockfedError, IntegrityError, UnavailableError } from '../errors/errors.ts'
 import type { BlockSource } from './source.ts'
 
 export interface ShardFault {
@@ -31,8 +31,8 @@ export interface LoadReport {
   fetchedBlocks: number
   /**
    * Verified blocks used but not cached: the cache had no room left beside its pinned entries
-   * (the version in use and its rollback target). The load still succeeds; the next one fetches
-   * them again.
+   * (the version in use and its rollback target), or could not write (a full or failing disk).
+   * The load still succeeds; the next one fetches them again.
    */
   uncached: number
   shardsFetched: number
@@ -72,11 +72,15 @@ async function fetchSealed (block: ManifestBlock, options: LoadOptions, report: 
   const fault = (index: number, err: unknown): void => {
     report.faults.push({ block: block.index, shard: index, cid: cids[index] as string, reason: err instanceof Error ? `${err.name}: ${err.message}` : String(err) })
   }
+  const size = options.coder.shardSize(block.sealedLength)
   const fetchOne = async (index: number): Promise<boolean> => {
     try {
       const bytes = await options.source.get(cids[index] as string, { signal, block: block.cid, shard: index })
       report.shardsFetched++
       report.bytesFetched += bytes.length
+      // A shard of the wrong length cannot be the one its CID names; caught here, it is replaced
+      // by parity like any other bad shard, where the decoder would fail the whole block.
+      if (bytes.length !== size) throw new IntegrityError(`shard ${index} of block ${block.index}: ${bytes.length} bytes, expected ${size}`)
       shards[index] = bytes
       return true
     } catch (err) {
@@ -154,7 +158,8 @@ export async function loadModelWeights (manifest: Manifest, options: LoadOptions
   let done = 0
 
   const loadOne = async (block: ManifestBlock): Promise<void> => {
-    const cached = await options.cache?.get(block.cid)
+    // A cache that cannot be read is a miss: the block is fetched again.
+    const cached = await options.cache?.get(block.cid).catch((err: unknown) => { if (signal.aborted) throw err })
     if (cached !== undefined) {
       // The cache is local disk: still verify, and on a CID mismatch drop the entry and refetch.
       // Bytes that match their CID are the block itself: if they then fail to open, the key is
@@ -165,7 +170,7 @@ export async function loadModelWeights (manifest: Manifest, options: LoadOptions
       } catch (err) {
         if (!(err instanceof IntegrityError)) throw err
         intact = false
-        await options.cache?.delete(block.cid)
+        await options.cache?.delete(block.cid).catch(() => {}) // a failed delete leaves a bad entry the next load also refetches
       }
       if (intact) {
         assembler.place(block.index, await openBlock(block, cached, options.keys))
@@ -179,8 +184,9 @@ export async function loadModelWeights (manifest: Manifest, options: LoadOptions
     try {
       await options.cache?.put(block.cid, sealed)
     } catch (err) {
-      // Pins outrank this load: a full cache must not keep a verified model from running.
-      if (!(err instanceof TooLargeError)) throw err
+      // Pins outrank this load, and a full or failing disk is the cache's problem: neither must
+      // keep a verified model from running. (An abort still stops the load.)
+      if (signal.aborted) throw err
       report.uncached++
     }
     assembler.place(block.index, plaintext)

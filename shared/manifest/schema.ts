@@ -5,6 +5,7 @@
  * CIDv1(json, sha2-256) of those bytes and the coordinator signs the same bytes with Ed25519.
  */
 import { z } from 'zod'
+import { shardLayoutError } from '../blocks/erasure.ts'
 
 export const MANIFEST_SCHEMA = 'blockfed/manifest@1'
 
@@ -86,7 +87,12 @@ export const manifestSchema = z.object({
   /** The training round that produced this version (null for an ingest). */
   round: z.string().nullable(),
   metrics: z.record(z.string(), z.number()).nullable()
-}).strict()
+}).strict().superRefine((manifest, ctx) => {
+  manifest.blocks.forEach((block, i) => {
+    const error = shardLayoutError(manifest.erasure, block.sealedLength, block.shards)
+    if (error !== undefined) ctx.addIssue({ code: 'custom', path: ['blocks', i, 'shards'], message: `block ${block.index}: ${error}` })
+  })
+})
 
 export type Manifest = z.infer<typeof manifestSchema>
 export type ManifestBlock = z.infer<typeof blockSchema>

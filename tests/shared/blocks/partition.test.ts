@@ -40,6 +40,17 @@ describe('partition', () => {
     expect(plans.reduce((n, p) => n + p.byteLength, 0)).toBe(5300)
   })
 
+  it('splits over more leading dimensions when one row of the first is over the cap (1×1 and 3×3 convolutions, [1, N] embeddings)', () => {
+    // [1, 1, 20, 50] float32 = 4000 bytes: shape[0] = 1 would leave one 4000-byte piece, so rows are the 20 of [1·1·20, 50].
+    const tensors = [t('conv1x1/kernel', 4000, [1, 1, 20, 50]), t('conv3x3/kernel', 3 * 3 * 10 * 10 * 4, [3, 3, 10, 10]), t('emb/table', 6000, [1, 1500])]
+    const plans = partition(tensors, opts)
+    for (const p of plans) expect(p.byteLength).toBeLessThanOrEqual(opts.maxBytes)
+    const rowsOf = (tensor: number): Array<[number, number] | undefined> => plans.flatMap(p => p.parts.filter(x => x.tensor === tensor).map(x => x.rows))
+    expect(rowsOf(0)).toEqual([[0, 10], [10, 20]]) // rows of 200 bytes, 10 per piece
+    expect(rowsOf(1)).toEqual([[0, 1], [1, 2], [2, 3]]) // shape[0] is enough here: 3 rows of 1200 bytes
+    expect(rowsOf(2)).toEqual([[0, 500], [500, 1000], [1000, 1500]]) // [1, 1500]: rows are the 1500 elements
+  })
+
   it('covers every weight byte exactly once and is deterministic', () => {
     let seed = 7
     const rand = (): number => { seed = (seed * 1103515245 + 12345) % 2 ** 31; return seed / 2 ** 31 }

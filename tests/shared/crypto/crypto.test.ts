@@ -6,6 +6,7 @@ import { generateDataKey, open, seal } from '../../../shared/crypto/seal.ts'
 import { sign, signingKeyFromSecret, verify } from '../../../shared/crypto/sign.ts'
 import { generateWrapKey, unwrapKey, unwrapKeys, wrapKeys } from '../../../shared/crypto/wrap.ts'
 import { canonicalBytes } from '../../../shared/manifest/canonical.ts'
+import { IntegrityError } from '../../../shared/errors/errors.ts'
 
 const vectors = (name: string): any[] => JSON.parse(readFileSync(new URL(`../../vectors/${name}`, import.meta.url), 'utf8'))
 
@@ -87,6 +88,21 @@ describe('key wrapping (X25519 + HKDF + XChaCha20-Poly1305)', () => {
     expect(() => unwrapKeys(recipient, ephemeralPublicKey, [{ wrapped: keys[0]!.wrapped, aad: data[1]!.aad }])).toThrow('wrapped key for bafyblock1: authentication failed')
     expect(() => unwrapKeys(recipient, ephemeralPublicKey, [{ wrapped: 'AAAA', aad: 'bafyx' }])).toThrow('wrapped key for bafyx: malformed')
     expect(() => unwrapKeys(recipient, 'AAAA', [])).toThrow(/malformed ephemeral public key/)
+  })
+  it('answers a coordinator\'s bad wrapping fields with IntegrityError, whatever is wrong', () => {
+    const recipient = generateWrapKey()
+    const { ephemeralPublicKey } = wrapKeys(recipient.publicKey, [])
+    const cases: Array<[string, string, RegExp]> = [
+      [toBase64(new Uint8Array(32)), toBase64(new Uint8Array(60)), /ephemeral public key is a low-order point/],
+      ['!!!!', 'AAAA', /ephemeral public key: not base64/],
+      [ephemeralPublicKey, '$$$$', /wrapped key for bafyx: not base64/]
+    ]
+    for (const [eph, wrapped, message] of cases) {
+      let thrown: unknown
+      try { unwrapKeys(recipient, eph, [{ wrapped, aad: 'bafyx' }]) } catch (err) { thrown = err }
+      expect(thrown, eph).toBeInstanceOf(IntegrityError)
+      expect((thrown as Error).message).toMatch(message)
+    }
   })
   it('base64 round trip matches RFC 4648 padding', () => {
     expect(toBase64(new TextEncoder().encode('fo'))).toBe('Zm8=')

@@ -1,0 +1,203 @@
+/**
+ * The load pipeline on its own (shards → rebuild → CID → decrypt → plaintext hash → assemble),
+ * over blocks sealed by the real ingest stages, against sources and caches that misbehave.
+ */
+import { describe, it, expect, beforeAll, afterAll } from 'vitest'
+import { mkdtemp, mkdir, rm, writeFile } from 'node:fs/promises'
+import http from 'node:http'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { gzipSync } from 'node:zlib'
+import { defaultReedSolomon, erasureCoder, type ErasureCoder } from '../../../shared/blocks/erasure.ts'
+import { partition } from '../../../shared/blocks/partition.ts'
+import { sealBlocks } from '../../../shared/blocks/seal-blocks.ts'
+import { checkLayout } from '../../../shared/blocks/assemble.ts'
+import { IntegrityError, InvalidInputError, NotFoundError, TooLargeError, UnavailableError } from '../../../shared/errors/errors.ts'
+import { loadModelWeights } from '../../../shared/load/loader.ts'
+import { httpBlockSource } from '../../../shared/load/http-source.ts'
+import { retrying } from '../../../shared/load/retry.ts'
+import type { BlockSource } from '../../../shared/load/source.ts'
+import { manifestSchema, type Manifest } from '../../../shared/manifest/schema.ts'
+import type { TensorInfo } from '../../../shared/model/types.ts'
+import { diskCache } from '../../../node-runtime/cache/disk-tier.ts'
+import { nodeHttpBlockSource } from '../../../node-runtime/sources/http.ts'
+
+const PARTITION = { targetBytes: 2048, maxBytes: 4096 }
+const tensors: TensorInfo[] = [
+  { name: 'a/kernel', dtype: 'float32', shape: [40, 50], byteLength: 8000, layer: 'a' },
+  { name: 'a/bias', dtype: 'float32', shape: [50], byteLength: 200, layer: 'a' },
+  { name: 'b/kernel', dtype: 'float32', shape: [50, 10], byteLength: 2000, layer: 'b' }
+]
+const weights = new Uint8Array(10_200).map((_, i) => (i * 31 + 7) & 0xff)
+
+let coder: ErasureCoder
+let manifest: Manifest
+const store = new Map<string, Uint8Array>()
+const keys = new Map<string, Uint8Array>()
+let root: string
+
+async function sealed (k: number, m: number): Promise<{ coder: ErasureCoder, manifest: Manifest }> {
+  const coder = await erasureCoder(defaultReedSolomon, { k, m })
+  const { blocks, created } = await sealBlocks({ tensors, weights }, partition(tensors, PARTITION), { coder, findStored: async () => undefined, access: () => 'public' })
+  for (const c of created) {
+    store.set(c.cid, c.sealed)
+    keys.set(c.keyId, c.key)
+    for (const s of c.shards) store.set(s.cid, s.bytes)
+  }
+  const manifest = manifestSchema.parse({
+    schema: 'blockfed/manifest@1', model: 'm', version: 1, parent: null, createdAt: new Date(0).toISOString(), format: 'tfjs-layers',
+    topology: { kind: 'tfjs', modelJson: '{}', weightFiles: [] }, metadata: {}, tensors, erasure: { scheme: 'reed-solomon-gf8', k, m },
+    partition: PARTITION, blocks, round: null, metrics: null
+  })
+  return { coder, manifest }
+}
+
+/** Serves `store`, with `tamper` deciding what one object's bytes become. */
+const source = (tamper: (cid: string, bytes: Uint8Array) => Uint8Array = (_, b) => b): BlockSource => ({
+  name: 'memory',
+  async get (cid) {
+    const bytes = store.get(cid)
+    if (bytes === undefined) throw new NotFoundError(cid)
+    return tamper(cid, bytes)
+  }
+})
+
+beforeAll(async () => {
+  ({ coder, manifest } = await sealed(4, 2))
+  expect(manifest.blocks.length).toBeGreaterThan(2)
+  root = await mkdtemp(join(tmpdir(), 'blockfed-loader-'))
+})
+
+afterAll(async () => { await rm(root, { recursive: true, force: true }) })
+
+describe('loadModelWeights', () => {
+  it('replaces a data shard of the wrong length by parity, and reports it, instead of failing the block', async () => {
+    const bad = manifest.blocks[0]?.shards.cids[0] as string
+    const result = await loadModelWeights(manifest, { source: source((cid, b) => cid === bad ? b.subarray(0, b.length - 1) : b), coder, keys })
+    expect(Buffer.compare(result.weights, weights)).toBe(0)
+    expect(result.report.faults).toEqual([expect.objectContaining({ block: 0, shard: 0, reason: expect.stringMatching(/IntegrityError: shard 0 of block 0: \d+ bytes, expected \d+/) })])
+  })
+
+  it('still loads when the disk cache cannot write, counting the blocks as uncached', async () => {
+    const dir = join(root, 'cache-write')
+    const cache = await diskCache({ dir, capacityBytes: 1 << 20 })
+    try {
+      // The cache's temporary directory becomes a file: every write fails as on a broken disk.
+      await rm(join(dir, 'tmp'), { recursive: true })
+      await writeFile(join(dir, 'tmp'), 'not a directory')
+      const result = await loadModelWeights(manifest, { source: source(), coder, keys, cache })
+      expect(Buffer.compare(result.weights, weights)).toBe(0)
+      expect(result.report.uncached).toBe(manifest.blocks.length)
+    } finally {
+      await cache.close()
+    }
+  })
+
+  it('treats a cache entry it cannot read as a miss and fetches the block again', async () => {
+    const dir = join(root, 'cache-read')
+    const cache = await diskCache({ dir, capacityBytes: 1 << 20 })
+    try {
+      await loadModelWeights(manifest, { source: source(), coder, keys, cache })
+      const first = manifest.blocks[0]?.cid as string
+      // The cached file becomes a directory: reading it fails (EISDIR), as on a bad sector.
+      await rm(join(dir, 'blocks', first))
+      await mkdir(join(dir, 'blocks', first))
+      const result = await loadModelWeights(manifest, { source: source(), coder, keys, cache })
+      expect(Buffer.compare(result.weights, weights)).toBe(0)
+      expect(result.report.fetchedBlocks).toBe(1)
+      expect(result.report.fromCache).toBe(manifest.blocks.length - 1)
+    } finally {
+      await cache.close()
+    }
+  })
+})
+
+describe('checkLayout', () => {
+  it('refuses parts that overlap inside a tensor, even when the byte count adds up', () => {
+    const overlapping = structuredClone(manifest)
+    const parts = overlapping.blocks.flatMap(b => b.parts).filter(p => p.tensor === 0)
+    expect(parts.length).toBeGreaterThan(1)
+    // Move the second piece of tensor 0 back by 4 bytes: same lengths, one 4-byte overlap, one gap.
+    ;(parts[1] as { offset: number }).offset -= 4
+    expect(() => checkLayout(overlapping)).toThrow(IntegrityError)
+    expect(() => checkLayout(overlapping)).toThrow(/tensor a\/kernel overlaps itself at byte/)
+  })
+
+  it('refuses a block whose index is not its position (two blocks would write one region)', () => {
+    const duplicated = structuredClone(manifest)
+    ;(duplicated.blocks[1] as { index: number }).index = 0
+    expect(() => checkLayout(duplicated)).toThrow(/block at position 1 claims index 0/)
+  })
+})
+
+describe('erasure parameters', () => {
+  it('a manifest whose blocks carry another k+m than it declares is refused by the schema', () => {
+    const other = structuredClone(manifest)
+    other.erasure.k = 6
+    other.erasure.m = 3
+    const parsed = manifestSchema.safeParse(other)
+    expect(parsed.success).toBe(false)
+    expect(parsed.error?.issues[0]?.message).toMatch(/block 0: 6 shards, erasure 6\+3 makes 9/)
+  })
+
+  it('sealing refuses to reuse a stored block sharded under other parameters', async () => {
+    const six = await erasureCoder(defaultReedSolomon, { k: 6, m: 3 })
+    const stored = new Map(manifest.blocks.map(b => [b.plaintextSha256, { cid: b.cid, keyId: b.keyId, sealedLength: b.sealedLength, shards: b.shards }]))
+    const reseal = sealBlocks({ tensors, weights }, partition(tensors, PARTITION), { coder: six, findStored: async sha => stored.get(sha), access: () => 'public' })
+    await expect(reseal).rejects.toThrow(InvalidInputError)
+    await expect(reseal).rejects.toThrow(/has 6 shards, erasure 6\+3 makes 9; a data dir keeps the erasure parameters/)
+  })
+})
+
+describe('HTTP sources', () => {
+  let server: http.Server
+  let base: string
+  let resets = 0
+  const big = new Uint8Array(3 << 20)
+
+  beforeAll(async () => {
+    server = http.createServer((req, res) => {
+      if (req.url?.endsWith('/chunked') === true) {
+        res.writeHead(200) // no Content-Length: chunked transfer
+        for (let i = 0; i < 3; i++) res.write(big.subarray(i << 20, (i + 1) << 20))
+        res.end()
+      } else if (req.url?.endsWith('/gzip') === true) {
+        const body = gzipSync(big)
+        res.writeHead(200, { 'content-encoding': 'gzip', 'content-length': body.length })
+        res.end(body)
+      } else if (req.url?.endsWith('/reset-once') === true) {
+        res.writeHead(200, { 'content-length': 100 })
+        if (resets++ === 0) {
+          res.write(new Uint8Array(10))
+          setTimeout(() => req.socket.destroy(), 20)
+          return
+        }
+        res.end(new Uint8Array(100).fill(9))
+      }
+    })
+    await new Promise<void>(resolve => server.listen(0, '127.0.0.1', resolve))
+    base = `http://127.0.0.1:${(server.address() as { port: number }).port}`
+  })
+
+  afterAll(async () => { await new Promise(resolve => server.close(resolve)) })
+
+  it('the fetch source bounds the body it reads, not the Content-Length it is told (chunked, gzip)', async () => {
+    const src = httpBlockSource({ baseUrl: base, maxBytes: 1 << 20 })
+    const signal = new AbortController().signal
+    await expect(src.get('chunked', { signal })).rejects.toThrow(TooLargeError)
+    await expect(src.get('gzip', { signal })).rejects.toThrow(/the body passed the 1048576-byte bound/)
+  })
+
+  it('the Node source makes a connection reset mid-body an UnavailableError, so it is retried', async () => {
+    const node = nodeHttpBlockSource({ baseUrl: base })
+    try {
+      const bytes = await retrying(node, 2, 10).get('reset-once', { signal: new AbortController().signal })
+      expect(bytes).toEqual(new Uint8Array(100).fill(9))
+      expect(resets).toBe(2)
+      resets = 0
+      await expect(node.get('reset-once', { signal: new AbortController().signal })).rejects.toThrow(UnavailableError)
+    } finally {
+      node.close()
+    }
+  })
+})
