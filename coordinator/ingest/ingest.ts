@@ -116,6 +116,7 @@ export function publisher (deps: IngestDeps): Publisher {
         }
         options.onProgress?.('store', i + 1, sealed.created.length)
       }
+      await deps.files.sync(written)
       deps.database.transaction(() => {
         for (const block of sealed.created) {
           deps.repo.insertBlock({

@@ -6,6 +6,7 @@
  */
 import { describe, it, expect, beforeAll, afterAll } from 'vitest'
 import { spawn } from 'node:child_process'
+import { readdirSync, rmSync } from 'node:fs'
 import { mkdir, mkdtemp, readdir, rm, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
@@ -70,4 +71,25 @@ describe('an ingest killed before its commit', () => {
       await c.stop()
     }
   }, 120_000)
+
+  it('makes the files durable before the commit: a file that cannot be synced fails the ingest, with nothing recorded or left', async () => {
+    const dataDir = join(root, 'sync')
+    const c = await createCoordinator({ dataDir, port: 0 })
+    try {
+      // After the last put, one stored file goes missing: its fsync fails (ENOENT), as a failing disk's would.
+      const ingest = c.ingest('m', model(), {
+        onProgress: (stage, done, total) => {
+          if (stage !== 'store' || done !== total) return
+          const fan = readdirSync(join(dataDir, 'blocks'))[0] as string
+          rmSync(join(dataDir, 'blocks', fan, readdirSync(join(dataDir, 'blocks', fan))[0] as string))
+        }
+      })
+      await expect(ingest).rejects.toThrow(/ENOENT/)
+      expect(c.repo.models()).toEqual([])
+      expect(await filesUnder(join(dataDir, 'blocks'))).toBe(0)
+      expect((await c.ingest('m', model())).version).toBe(1)
+    } finally {
+      await c.stop()
+    }
+  })
 })
