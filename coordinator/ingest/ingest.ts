@@ -14,7 +14,7 @@ import { readModel } from '../../shared/formats/index.ts'
 import { canonicalBytes } from '../../shared/manifest/canonical.ts'
 import { MANIFEST_SCHEMA, modelNameSchema, type Manifest } from '../../shared/manifest/schema.ts'
 import { signManifest } from '../../shared/manifest/sign.ts'
-import { InvalidInputError } from '../../shared/errors/errors.ts'
+import { ConflictError, InvalidInputError } from '../../shared/errors/errors.ts'
 import { equalBytes } from '../../shared/crypto/bytes.ts'
 import type { Database } from '../store/database.ts'
 import { signedManifestOf, type Repository } from '../store/repository.ts'
@@ -43,6 +43,12 @@ export interface IngestOptions {
 /** A version produced by a training round rather than an upload. */
 export interface PublishOptions extends IngestOptions {
   round: string
+  /**
+   * The version the round trained: the new version's parent. It must still be the latest when
+   * the result is stored, or the new version (base + the round's step) would silently revert
+   * whatever was published in between.
+   */
+  parent: number
   metrics: Record<string, number>
   /** The base version's block layout, kept as is so unchanged blocks are reused by CID. */
   plans: BlockPlan[]
@@ -66,7 +72,7 @@ export function publisher (deps: IngestDeps): Publisher {
   // One version at a time: version numbers and shared blocks are decided against a stable store.
   let queue: Promise<unknown> = Promise.resolve()
 
-  async function store (name: string, model: NormalisedModel, plans: BlockPlan[], options: IngestOptions & Partial<Pick<PublishOptions, 'round' | 'metrics' | 'inTransaction'>>): Promise<IngestResult> {
+  async function store (name: string, model: NormalisedModel, plans: BlockPlan[], options: IngestOptions & Partial<Pick<PublishOptions, 'round' | 'metrics' | 'inTransaction' | 'parent'>>): Promise<IngestResult> {
     const parsedName = modelNameSchema.safeParse(name)
     if (!parsedName.success) throw new InvalidInputError(`model name "${name}": ${parsedName.error.issues[0]?.message ?? 'invalid'}`)
     const sealed = await sealBlocks(model, plans, {
@@ -76,6 +82,9 @@ export function publisher (deps: IngestDeps): Publisher {
       onBlock: (done, total) => options.onProgress?.('seal', done, total)
     })
     const latest = deps.repo.latest(name)
+    if (options.parent !== undefined && latest?.version !== options.parent) {
+      throw new ConflictError(`model ${name}: round ${options.round ?? ''} trained version ${options.parent}, but version ${latest?.version ?? '(none)'} is the latest now; its result would revert what came in between`)
+    }
     const manifest: Manifest = {
       schema: MANIFEST_SCHEMA,
       model: name,

@@ -13,7 +13,7 @@ import { trainableLayout, trainableUnits, readTrainable } from '../../shared/rou
 import { sha256 } from '../../shared/crypto/hash.ts'
 import { fromBase64, fromHex, toHex } from '../../shared/crypto/bytes.ts'
 import { verify } from '../../shared/crypto/sign.ts'
-import { BlockfedError, InvalidInputError, NotFoundError, UnavailableError } from '../../shared/errors/errors.ts'
+import { BlockfedError, ConflictError, InvalidInputError, NotFoundError, UnavailableError } from '../../shared/errors/errors.ts'
 import type { IngestResult } from '../../shared/client/api-schemas.ts'
 import { fixedPointParams, decodeMean } from '../../aggregation/fixed-point.ts'
 import { signedManifestOf, type Repository } from '../store/repository.ts'
@@ -228,8 +228,13 @@ export function roundManager (deps: RoundManagerDeps): RoundManager {
   }
 
   async function configure (request: RoundRequest, selected: string[]): Promise<RoundConfig> {
-    const row = request.baseVersion === undefined ? deps.repo.latest(request.model) : deps.repo.version(request.model, request.baseVersion)
+    const row = deps.repo.latest(request.model)
     if (row === undefined) throw new NotFoundError(`model ${request.model} has no version ${request.baseVersion ?? '(none ingested)'}`)
+    // A round's result becomes the next version, so it trains the latest: one trained on an older
+    // version would revert its successors. `baseVersion` pins the expectation.
+    if (request.baseVersion !== undefined && request.baseVersion !== row.version) {
+      throw new ConflictError(`model ${request.model}: a round trains the latest version (${row.version}), not version ${request.baseVersion}: its result would revert what came after`)
+    }
     const manifest = signedManifestOf(row).manifest
     const layout = trainableLayout(manifest.tensors, request.trainable)
     const units = request.trainable ?? trainableUnits(manifest.tensors)
@@ -292,6 +297,7 @@ export function roundManager (deps: RoundManagerDeps): RoundManager {
     let version = 0
     const result = await deps.publish(config.model, applied.model, {
       round: config.id,
+      parent: config.baseVersion,
       metrics,
       plans: base.plans,
       inTransaction: v => {

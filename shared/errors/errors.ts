@@ -41,6 +41,12 @@ export class NotFoundError extends BlockfedError {
   override readonly status = 404
 }
 
+/** The request is well formed but conflicts with the current state (e.g. a base version that is no longer the latest). */
+export class ConflictError extends BlockfedError {
+  override readonly name = 'ConflictError'
+  override readonly status = 409
+}
+
 /** The caller is not authenticated or its role does not grant the request. */
 export class AccessDeniedError extends BlockfedError {
   override readonly name = 'AccessDeniedError'
