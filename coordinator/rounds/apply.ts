@@ -8,20 +8,26 @@ import type { NormalisedModel } from '../../shared/model/types.ts'
 import type { BlockPlan } from '../../shared/blocks/partition.ts'
 import { tensorOffsets } from '../../shared/blocks/partition.ts'
 import { writeTrainable, type TrainableLayout } from '../../shared/rounds/trainable.ts'
+import { InvalidInputError } from '../../shared/errors/errors.ts'
 
 export interface AppliedUpdate {
   model: NormalisedModel
   /** Indices of the blocks whose change exceeded the threshold. */
   changed: number[]
-  /** Relative L2 change per block (0 for blocks with no float32 trainable bytes). */
+  /** Relative L2 change per block, over its trainable tensors (0 for a block with none). */
   relativeChange: number[]
 }
 
+/**
+ * ‖Δ‖/‖w‖ over the trainable (float32) parts of one block. Only those: other tensors in the
+ * block did not change, and read as float32 their bytes (int32 −1, uint8 0x7f, a misaligned
+ * start) would make the change NaN, Infinity or skip it, and the trained block be thrown away.
+ * Bytes are copied out (`slice`), so a part need not start at a multiple of 4.
+ */
 function relativeChange (base: Uint8Array, next: Uint8Array, ranges: Array<[number, number]>): number {
   let diff = 0
   let norm = 0
   for (const [start, end] of ranges) {
-    if (start % 4 !== 0 || (end - start) % 4 !== 0) continue
     const a = new Float32Array(base.slice(start, end).buffer)
     const b = new Float32Array(next.slice(start, end).buffer)
     for (let i = 0; i < a.length; i++) {
@@ -38,12 +44,15 @@ export function applyUpdate (base: NormalisedModel, plans: BlockPlan[], layout: 
   const weights = base.weights.slice()
   writeTrainable(base.tensors, weights, layout, values)
   const offsets = tensorOffsets(base.tensors)
+  const trainable = new Set(layout.indices)
   const changed: number[] = []
   const changes = plans.map((plan, i) => {
-    const ranges = plan.parts.map(p => [(offsets[p.tensor] as number) + p.offset, (offsets[p.tensor] as number) + p.offset + p.length] as [number, number])
-    const change = relativeChange(base.weights, weights, ranges)
+    const range = (p: BlockPlan['parts'][number]): [number, number] => [(offsets[p.tensor] as number) + p.offset, (offsets[p.tensor] as number) + p.offset + p.length]
+    const change = relativeChange(base.weights, weights, plan.parts.filter(p => trainable.has(p.tensor)).map(range))
+    // A NaN can only come from non-finite new values: never publish those, never hide them.
+    if (Number.isNaN(change)) throw new InvalidInputError(`block ${i}: the new values are not finite`)
     if (change > threshold) changed.push(i)
-    else for (const [start, end] of ranges) weights.set(base.weights.subarray(start, end), start)
+    else for (const [start, end] of plan.parts.map(range)) weights.set(base.weights.subarray(start, end), start)
     return change
   })
   return { model: { ...base, weights }, changed, relativeChange: changes }

@@ -1,0 +1,61 @@
+/**
+ * applyUpdate: a block is new when its trainable tensors moved beyond the threshold, whatever
+ * else shares the block (non-float tensors, quantized tensors of odd length before it).
+ */
+import { describe, it, expect } from 'vitest'
+import { applyUpdate } from '../../coordinator/rounds/apply.ts'
+import { partition } from '../../shared/blocks/partition.ts'
+import { readTrainable, trainableLayout } from '../../shared/rounds/trainable.ts'
+import type { NormalisedModel, TensorInfo } from '../../shared/model/types.ts'
+
+const kernel: TensorInfo = { name: 'dense_2/kernel', dtype: 'float32', shape: [4, 4], byteLength: 64, layer: 'dense_2' }
+const bias: TensorInfo = { name: 'dense_2/bias', dtype: 'float32', shape: [4], byteLength: 16, layer: 'dense_2' }
+
+/** Float32 tensors hold 0.5; others the bytes `other` gives. */
+function model (tensors: TensorInfo[], other: (t: TensorInfo) => Uint8Array = t => new Uint8Array(t.byteLength).fill(1)): NormalisedModel {
+  const weights = new Uint8Array(tensors.reduce((n, t) => n + t.byteLength, 0))
+  let at = 0
+  for (const t of tensors) {
+    weights.set(t.dtype === 'float32' && t.quantization === undefined ? new Uint8Array(new Float32Array(t.byteLength / 4).fill(0.5).buffer) : other(t), at)
+    at += t.byteLength
+  }
+  return { format: 'tfjs-layers', topology: { kind: 'tfjs', modelJson: '{}', weightFiles: [] }, tensors, weights, metadata: {} } as unknown as NormalisedModel
+}
+
+function step (base: NormalisedModel, by: number, threshold = 0.01): { changed: number[], kept: Float32Array, change: number[] } {
+  const plans = partition(base.tensors, { targetBytes: 1 << 20, maxBytes: 2 << 20 })
+  const layout = trainableLayout(base.tensors, ['dense_2'])
+  const values = readTrainable(base.tensors, base.weights, layout).map(v => v + by)
+  const applied = applyUpdate(base, plans, layout, values, threshold)
+  return { changed: applied.changed, kept: readTrainable(base.tensors, applied.model.weights, layout), change: applied.relativeChange }
+}
+
+describe('applyUpdate', () => {
+  it.each([
+    ['float32 tensors only', [kernel, bias], undefined],
+    // A uint8-quantized tensor of 3 bytes first: the head starts at byte 3.
+    ['a head that does not start at a multiple of 4', [{ name: 'embed_1/e', dtype: 'float32', shape: [3, 1], byteLength: 3, layer: 'embed_1', quantization: { dtype: 'uint8', scale: 0.1, min: 0 } }, kernel, bias], undefined],
+    // int32 −1 reads as float32 NaN.
+    ['an int32 tensor holding −1 in the block', [kernel, { name: 'dense_2/shape', dtype: 'int32', shape: [2], byteLength: 8, layer: 'dense_2' }], () => new Uint8Array(new Int32Array([-1, 4]).buffer)],
+    // 0x7f7f7f7f reads as ≈ 3.4e38: its square is Infinity.
+    ['a quantized tensor of 0x7f bytes in the block', [kernel, { name: 'dense_2/table', dtype: 'float32', shape: [8], byteLength: 8, layer: 'dense_2', quantization: { dtype: 'uint8', scale: 1, min: 0 } }], (t: TensorInfo) => new Uint8Array(t.byteLength).fill(0x7f)]
+  ] as Array<[string, TensorInfo[], ((t: TensorInfo) => Uint8Array) | undefined]>)('keeps a trained block with %s', (_, tensors, other) => {
+    const base = model(tensors, other)
+    const { changed, kept, change } = step(base, 1)
+    expect(changed).toEqual([0])
+    // Every trainable value moved by +1 on 0.5: ‖Δ‖/‖w‖ = 1 / 0.5 = 2.
+    expect(change[0]).toBeCloseTo(2, 6)
+    expect([...kept].every(v => v === 1.5)).toBe(true)
+  })
+
+  it('gives a block below the threshold its base bytes back', () => {
+    const base = model([kernel, bias])
+    const { changed, kept } = step(base, 1e-4) // 2e-4 relative, threshold 0.01
+    expect(changed).toEqual([])
+    expect([...kept].every(v => v === 0.5)).toBe(true)
+  })
+
+  it('refuses non-finite new values instead of calling the block unchanged', () => {
+    expect(() => step(model([kernel, bias]), NaN)).toThrow(/block 0: the new values are not finite/)
+  })
+})
