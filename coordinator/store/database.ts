@@ -147,7 +147,10 @@ export interface Database {
 
 export function openDatabase (path: string): Database {
   const db = new DatabaseSync(path)
-  db.exec('PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 5000;')
+  // synchronous = FULL: in WAL mode NORMAL may lose the last commits in a power cut, and a
+  // version's ledger leaf is signed into a checkpoint (served, sent to witnesses) right after its
+  // commit; a lost leaf would be re-appended differently at the same index: a fork.
+  db.exec('PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 5000;')
   const current = (db.prepare('PRAGMA user_version').get() as { user_version: number }).user_version
   for (let v = current; v < MIGRATIONS.length; v++) {
     db.exec('BEGIN')

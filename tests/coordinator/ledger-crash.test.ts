@@ -279,3 +279,17 @@ describe('version ledger refuses to sign a database whose history changed', () =
     }
   })
 })
+
+describe('the coordinator database', () => {
+  it('syncs every commit (WAL, synchronous = FULL), so a leaf that a signed checkpoint covers survives a power cut', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'blockfed-sync-'))
+    const database = openDatabase(join(dir, 'c.sqlite'))
+    try {
+      expect(database.db.prepare('PRAGMA journal_mode').get()).toEqual({ journal_mode: 'wal' })
+      expect(database.db.prepare('PRAGMA synchronous').get()).toEqual({ synchronous: 2 }) // 2 = FULL
+    } finally {
+      database.close()
+      await rm(dir, { recursive: true, force: true })
+    }
+  })
+})
