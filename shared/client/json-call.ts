@@ -5,7 +5,8 @@
  * service's message.
  */
 import type { z } from 'zod'
-import { IntegrityError, UnavailableError, type BlockfedError } from '../errors/errors.ts'
+import { IntegrityError, TooLargeError, UnavailableError, type BlockfedError } from '../errors/errors.ts'
+import { readTextBounded } from './bounded-body.ts'
 import { deadlineError, withDeadline } from '../load/deadline.ts'
 import { errorBodySchema } from './api-schemas.ts'
 
@@ -16,7 +17,11 @@ export interface JsonCallOptions {
   service: string
   /** Typed error per HTTP status; other failing statuses become UnavailableError. */
   errors: Record<number, new (message: string) => BlockfedError>
+  /** Largest answer body read (default 64 MiB); a larger one is cut off with TooLargeError. */
+  maxBytes?: number
 }
+
+const DEFAULT_MAX_ANSWER_BYTES = 64 << 20
 
 export type JsonCall = <T>(path: string, schema: z.ZodType<T>, init: RequestInit, timeoutMs: number, signal?: AbortSignal) => Promise<T>
 /** The same request for a text answer (e.g. a signed note): the body as it came. */
@@ -32,8 +37,9 @@ function request (options: JsonCallOptions): (path: string, init: RequestInit, t
     let text: string
     try {
       res = await fetch(`${baseUrl}${path}`, { ...init, headers, signal: withDeadline(signal, timeoutMs) })
-      text = await res.text()
+      text = await readTextBounded(res, options.maxBytes ?? DEFAULT_MAX_ANSWER_BYTES, `${options.service} ${what}`)
     } catch (err) {
+      if (err instanceof TooLargeError) throw err
       const timedOut = deadlineError(err, what, timeoutMs)
       if (timedOut !== err) throw timedOut
       throw new UnavailableError(`${options.service} ${baseUrl} unreachable: ${(err as Error).message}`, { cause: err })

@@ -21,19 +21,16 @@ export interface LedgerClient {
 // an integrity failure, never "unavailable", so a client does not fall back as if offline.
 const ERRORS: Record<number, new (message: string) => BlockfedError> = { 400: InvalidInputError, 403: AccessDeniedError, 404: NotFoundError, 502: IntegrityError }
 /** A checkpoint note with a few dozen cosignatures is a few KiB; anything far larger is not one. */
-const MAX_NOTE_CHARS = 64 << 10
+const MAX_NOTE_BYTES = 64 << 10
 
 export function ledgerClient (options: { baseUrl: string, timeoutMs?: number }): LedgerClient {
   const timeoutMs = options.timeoutMs ?? 30_000
   const json = jsonCall({ baseUrl: options.baseUrl, service: 'ledger', errors: ERRORS })
-  const text = textCall({ baseUrl: options.baseUrl, service: 'ledger', errors: ERRORS })
-  const bounded = (body: string, what: string): string => {
-    if (body.length > MAX_NOTE_CHARS) throw new InvalidInputError(`${what}: ${body.length} characters, more than a checkpoint note can be`)
-    return body
-  }
+  // Bounded as the bytes arrive: a note far larger than one can be is cut off, not held.
+  const text = textCall({ baseUrl: options.baseUrl, service: 'ledger', errors: ERRORS, maxBytes: MAX_NOTE_BYTES })
   return {
-    checkpoint: async signal => bounded(await text('/ledger/checkpoint', {}, timeoutMs, signal), 'GET /ledger/checkpoint'),
-    key: async signal => bounded(await text('/ledger/key', {}, timeoutMs, signal), 'GET /ledger/key').trim(),
+    checkpoint: async signal => await text('/ledger/checkpoint', {}, timeoutMs, signal),
+    key: async signal => (await text('/ledger/key', {}, timeoutMs, signal)).trim(),
     async entry (index, signal) {
       const answer = await json(`/ledger/entries/${index}`, entryResponseSchema, {}, timeoutMs, signal)
       return { index: answer.index, leaf: fromBase64(answer.leaf) }

@@ -2,8 +2,8 @@
  * A BlockSource over the coordinator's HTTP API (`GET /v1/blocks/{cid}`), with fetch, so it runs
  * in Node and browsers alike. Counts the bytes it fetched.
  */
-import { concatBytes } from '../crypto/bytes.ts'
-import { BusyError, NotFoundError, TooLargeError, UnavailableError, type BlockfedError } from '../errors/errors.ts'
+import { readBodyBounded } from '../client/bounded-body.ts'
+import { BusyError, NotFoundError, UnavailableError, type BlockfedError } from '../errors/errors.ts'
 import type { BlockSource } from './source.ts'
 import { deadlineError, withDeadline } from './deadline.ts'
 
@@ -37,28 +37,6 @@ export function statusError (status: number, retryAfter: string | null, url: str
   return new UnavailableError(`GET ${url}: HTTP ${status}`)
 }
 
-/**
- * The body, counted as it arrives: Content-Length is absent on a chunked answer, and under
- * Content-Encoding it is the compressed size while fetch hands over the inflated bytes.
- */
-async function readBounded (res: Response, maxBytes: number, url: string): Promise<Uint8Array> {
-  if (res.body === null) return new Uint8Array(0)
-  const reader = res.body.getReader()
-  const chunks: Uint8Array[] = []
-  let total = 0
-  for (;;) {
-    const { done, value } = await reader.read()
-    if (done) break
-    total += value.length
-    if (total > maxBytes) {
-      await reader.cancel()
-      throw new TooLargeError(`GET ${url}: the body passed the ${maxBytes}-byte bound`)
-    }
-    chunks.push(value)
-  }
-  return chunks.length === 1 ? chunks[0] as Uint8Array : concatBytes(...chunks)
-}
-
 export function httpBlockSource (options: HttpBlockSourceOptions): HttpBlockSource {
   const base = options.baseUrl.replace(/\/+$/, '')
   const timeoutMs = options.timeoutMs ?? 30_000
@@ -84,12 +62,7 @@ export function httpBlockSource (options: HttpBlockSourceOptions): HttpBlockSour
         await res.body?.cancel()
         throw statusError(res.status, res.headers.get('retry-after'), url, cid, base)
       }
-      const length = Number(res.headers.get('content-length') ?? NaN)
-      if (length > maxBytes) {
-        await res.body?.cancel()
-        throw new TooLargeError(`GET ${url}: ${length} bytes exceeds the ${maxBytes}-byte bound`)
-      }
-      const bytes = await readBounded(res, maxBytes, url)
+      const bytes = await readBodyBounded(res, maxBytes, `GET ${url}`)
       bytesFetched += bytes.length
       return bytes
     }

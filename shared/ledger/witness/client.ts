@@ -6,6 +6,7 @@
 import {
   AccessDeniedError, IntegrityError, InvalidInputError, NotFoundError, TooLargeError, UnavailableError, type BlockfedError
 } from '../../errors/errors.ts'
+import { readTextBounded } from '../../client/bounded-body.ts'
 import { deadlineError, withDeadline } from '../../load/deadline.ts'
 import { parseSignatureLine } from '../note.ts'
 import { ADD_CHECKPOINT_TIMEOUT_MS, WITNESS_BODY_LIMIT } from './constants.ts'
@@ -35,13 +36,13 @@ export async function addCheckpoint (url: string, request: AddCheckpointRequest,
   let text: string
   try {
     res = await fetch(target, { method: 'POST', body, headers: { 'content-type': 'text/plain; charset=utf-8' }, signal: withDeadline(signal, timeoutMs) })
-    text = await res.text()
+    text = await readTextBounded(res, WITNESS_BODY_LIMIT, `${what}: answer far longer than cosignatures take`)
   } catch (err) {
+    if (err instanceof TooLargeError) throw err
     const timedOut = deadlineError(err, what, timeoutMs)
     if (timedOut !== err) throw timedOut
     throw new UnavailableError(`${what}: witness unreachable: ${(err as Error).message}`, { cause: err })
   }
-  if (text.length > WITNESS_BODY_LIMIT) throw new IntegrityError(`${what}: answer of ${text.length} characters, far more than cosignatures take`)
   if (res.status === 409) throw conflict(what, res, text)
   if (!res.ok) {
     const Err = ERRORS[res.status] ?? UnavailableError
