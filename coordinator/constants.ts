@@ -32,3 +32,7 @@ export const DEFAULT_MAX_SERVING_BYTES = 256 << 20
 export const SERVE_TIMEOUT_MS = 120_000
 /** Retry hint of a "busy" answer: libp2p `retryMs`, HTTP `Retry-After` (rounded up to seconds). */
 export const BUSY_RETRY_MS = 500
+/** Witnesses that have not cosigned the latest checkpoint are asked again this often. */
+export const WITNESS_RETRY_MS = 30_000
+/** How long a publish waits for the witnesses' cosignatures before it returns (they go on in the background). */
+export const WITNESS_GRACE_MS = 2_000

@@ -34,7 +34,7 @@ import { tokenHash } from './http/auth.ts'
 import { answerAdmission } from './answers.ts'
 import { createOrigin, type Origin, type OriginCounters } from './p2p/origin.ts'
 import type { IngestResult as Published } from '../shared/client/api-schemas.ts'
-import { DEFAULT_ERASURE, DEFAULT_HOST, DEFAULT_MAX_SERVING_BYTES, DEFAULT_MAX_UPLOAD_BYTES, DEFAULT_PORT, ROLES, ROUND_HANDSHAKE_MS, ROUND_MAX_FRAME_BYTES, ROUND_PING_MS, SERVE_TIMEOUT_MS } from './constants.ts'
+import { DEFAULT_ERASURE, DEFAULT_HOST, DEFAULT_MAX_SERVING_BYTES, DEFAULT_MAX_UPLOAD_BYTES, DEFAULT_PORT, ROLES, ROUND_HANDSHAKE_MS, ROUND_MAX_FRAME_BYTES, ROUND_PING_MS, SERVE_TIMEOUT_MS, WITNESS_GRACE_MS, WITNESS_RETRY_MS } from './constants.ts'
 
 export interface CoordinatorOptions {
   dataDir: string
@@ -55,6 +55,8 @@ export interface CoordinatorOptions {
   witnesses?: WitnessEndpoint[]
   /** Deadline of one witness request, ms. */
   witnessTimeoutMs?: number
+  /** How often witnesses that have not cosigned the latest checkpoint are asked again (default 30 s). */
+  witnessRetryMs?: number
   /**
    * Run a libp2p node (the swarm's bootstrap peer and fallback origin, coordinator/p2p/origin.ts).
    * Off when absent; the CLI turns it on by default.
@@ -135,8 +137,21 @@ export async function createCoordinator (options: CoordinatorOptions): Promise<C
     log.checkpoint()
     await cosigner.cosign()
   }
-  const published = publisher({ database, repo, files, identity, coder, partition: options.partition ?? DEFAULT_PARTITION, log, anchored: anchor })
+  /**
+   * After a publish: the checkpoint is signed at once; the caller waits for the cosignatures at
+   * most WITNESS_GRACE_MS (witnesses on a LAN answer in milliseconds), and a slow or hanging
+   * witness finishes, or fails, in the background and is asked again by the retry timer.
+   */
+  const anchorPublished = async (): Promise<void> => {
+    log.checkpoint()
+    let timer: ReturnType<typeof setTimeout> | undefined
+    const grace = new Promise<void>(resolve => { timer = setTimeout(resolve, Math.min(WITNESS_GRACE_MS, options.witnessTimeoutMs ?? WITNESS_GRACE_MS)) })
+    await Promise.race([cosigner.cosign(), grace])
+    clearTimeout(timer)
+  }
+  const published = publisher({ database, repo, files, identity, coder, partition: options.partition ?? DEFAULT_PARTITION, log, anchored: anchorPublished })
   let origin: Origin | undefined
+  let witnessRetry: ReturnType<typeof setInterval> | undefined
   let stopped = false
   let httpBytes = 0
   let httpBusy = 0
@@ -212,6 +227,7 @@ export async function createCoordinator (options: CoordinatorOptions): Promise<C
   async function stop (): Promise<void> {
     if (stopped) return
     stopped = true
+    clearInterval(witnessRetry)
     await rounds.stop()
     await hub.stop()
     await app?.close()
@@ -239,7 +255,14 @@ export async function createCoordinator (options: CoordinatorOptions): Promise<C
     })
     await roundRoutes(app, { repo, store, manager: rounds })
     await ledgerRoutes(app, { repo, log })
-    await anchor()
+    // Witnesses are asked in the background: one that is down must not hold up the start. Those
+    // that have not cosigned the latest checkpoint (down at a publish, say) are asked again.
+    log.checkpoint()
+    void cosigner.cosign()
+    if ((options.witnesses ?? []).length > 0) {
+      witnessRetry = setInterval(() => { void cosigner.cosign() }, options.witnessRetryMs ?? WITNESS_RETRY_MS)
+      witnessRetry.unref()
+    }
     hub.attach(app.server)
     await app.listen({ port: options.port ?? DEFAULT_PORT, host: options.host ?? DEFAULT_HOST })
     const address = app.server.address() as AddressInfo

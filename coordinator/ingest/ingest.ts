@@ -32,7 +32,7 @@ export interface IngestDeps {
   partition: PartitionOptions
   /** The version ledger: every new version is appended in the transaction that records it. */
   log: VersionLog
-  /** Runs after each new version's commit: sign a checkpoint, gather cosignatures. */
+  /** Runs after each new version's commit, outside the one-at-a-time queue: sign a checkpoint, gather cosignatures. */
   anchored?: () => Promise<void>
 }
 
@@ -149,7 +149,6 @@ export function publisher (deps: IngestDeps): Publisher {
     } finally {
       for (const block of sealed.created) block.key.fill(0)
     }
-    await deps.anchored?.()
     return { model: name, version: manifest.version, manifestCid: signed.cid, created: true, blocks: manifest.blocks.length, newBlocks: sealed.created.length, bytesStored, ledgerIndex }
   }
 
@@ -159,11 +158,17 @@ export function publisher (deps: IngestDeps): Publisher {
     return await run
   }
 
+  /** Anchors a new version after the queue lets go: a slow witness holds up its caller, not the next version. */
+  const anchored = async (result: IngestResult): Promise<IngestResult> => {
+    if (result.created) await deps.anchored?.()
+    return result
+  }
+
   return {
-    ingest: async (name, files, options = {}) => await serialised(async () => {
+    ingest: async (name, files, options = {}) => await anchored(await serialised(async () => {
       const model = await readModel(files)
       return await store(name, model, partition(model.tensors, deps.partition), options)
-    }),
-    publish: async (name, model, options) => await serialised(async () => await store(name, model, options.plans, options))
+    })),
+    publish: async (name, model, options) => await anchored(await serialised(async () => await store(name, model, options.plans, options)))
   }
 }

@@ -4,7 +4,8 @@
  * cosigned; a 409 answer tells the size it really holds, and the request is retried once from
  * there. Returned lines are verified against the witness's configured key before they are
  * stored and served. A witness that is down or refuses costs only its cosignature: the
- * checkpoint stays published, and runtimes that require more cosigners than it got wait.
+ * checkpoint stays published, runtimes that require more cosigners than it got wait, and the
+ * coordinator asks it again on a timer (coordinator.ts `witnessRetryMs`).
  */
 import { addCheckpoint, WitnessConflictError } from '../../shared/ledger/witness/client.ts'
 import { openNote, parseVerifierKey } from '../../shared/ledger/note.ts'
@@ -76,8 +77,9 @@ export function witnessCosigner (options: { log: VersionLog, witnesses: WitnessE
 
   return {
     async cosign () {
-      const next = queue.then(run)
-      queue = next.catch(() => undefined)
+      // Never throws, as promised: a run can outlive its coordinator (background, after stop).
+      const next = queue.then(run).catch((err: unknown): CosignOutcome => ({ size: 0, cosigned: [], failed: [{ witness: '*', reason: err instanceof Error ? err.message : String(err) }] }))
+      queue = next
       return await next
     }
   }

@@ -64,7 +64,7 @@ beforeAll(async () => {
   await first.stop()
   await startWitness(0)
   await startWitness(1)
-  coordinator = await createCoordinator({ dataDir, port: 0, ledgerOrigin: 'blockfed.test/log', witnesses: witnesses.map(w => ({ url: w.url, vkey: w.vkey })) })
+  coordinator = await createCoordinator({ dataDir, port: 0, ledgerOrigin: 'blockfed.test/log', witnesses: witnesses.map(w => ({ url: w.url, vkey: w.vkey })), witnessRetryMs: 200 })
   url = await coordinator.start()
   admin = coordinatorClient({ baseUrl: url, token: coordinator.adminToken })
   edgeToken = await admin.createToken('edge')
@@ -100,8 +100,12 @@ describe('witness cosignatures', () => {
     // A runtime that asks for one cosignature moves already.
     expect((await (await runtime('lenient')).load(config(1))).manifest.version).toBe(2)
 
+    // Nobody publishes or calls anchor(): the coordinator's retry timer asks the witness again.
     await startWitness(1, port)
-    await coordinator.anchor()
+    const deadline = Date.now() + 10_000
+    while (!splitNote(await ledgerClient({ baseUrl: url }).checkpoint()).signatures.some(s => s.name === 'witness.test/w1') && Date.now() < deadline) {
+      await new Promise(resolve => setTimeout(resolve, 100))
+    }
     expect(await handle.update()).toMatchObject({ action: 'upgraded', from: 1, to: 2 })
   })
 
