@@ -81,9 +81,11 @@ export function openCheckpoint (note: string, logVerifier: NoteVerifier, witness
   const opened = inspectNote(note, [logVerifier, ...witnesses])
   const byLog = opened.verified.some(v => v.name === logVerifier.name && equalBytes(v.keyId, logVerifier.keyId))
   if (!byLog) throw new IntegrityError(`checkpoint: no signature by the log key ${logVerifier.name}`)
-  const cosigners = witnesses
+  // Distinct witness names: one witness listed under two keys (a rotation) is still one witness
+  // toward a quorum.
+  const cosigners = [...new Set(witnesses
     .filter(w => opened.verified.some(v => v.name === w.name && equalBytes(v.keyId, w.keyId)))
-    .map(w => w.name)
+    .map(w => w.name))]
   return { checkpoint: parseCheckpoint(opened.text), note, cosigners, lines: opened.lines }
 }
 

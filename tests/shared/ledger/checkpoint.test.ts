@@ -92,6 +92,14 @@ describe('signed checkpoints', () => {
     expect(withWitness.lines).toHaveLength(2)
   })
 
+  it('counts a witness listed under two keys (a rotation) once toward a quorum', () => {
+    const w1rotated = cosignatureSigner('w1.example', seeded(4), () => 1_700_000_000)
+    const w1rotatedV = cosignatureVerifier('w1.example', ed25519.getPublicKey(seeded(4)))
+    const text = formatCheckpoint(c)
+    const cosigned = signCheckpoint(c, log) + signLine(text, w1) + signLine(text, w1rotated)
+    expect(openCheckpoint(cosigned, logVerifier, [w1v, w1rotatedV, w2v]).cosigners).toEqual(['w1.example'])
+  })
+
   it('requires the log signature, even when a witness cosigned', () => {
     const onlyWitness = signNote(formatCheckpoint(c), [w1])
     expect(() => openCheckpoint(onlyWitness, logVerifier, [w1v])).toThrow(IntegrityError)
