@@ -45,9 +45,9 @@ export function applyUpdate (base: NormalisedModel, plans: BlockPlan[], layout: 
   writeTrainable(base.tensors, weights, layout, values)
   const offsets = tensorOffsets(base.tensors)
   const trainable = new Set(layout.indices)
+  const range = (p: BlockPlan['parts'][number]): [number, number] => [(offsets[p.tensor] as number) + p.offset, (offsets[p.tensor] as number) + p.offset + p.length]
   const changed: number[] = []
   const changes = plans.map((plan, i) => {
-    const range = (p: BlockPlan['parts'][number]): [number, number] => [(offsets[p.tensor] as number) + p.offset, (offsets[p.tensor] as number) + p.offset + p.length]
     const change = relativeChange(base.weights, weights, plan.parts.filter(p => trainable.has(p.tensor)).map(range))
     // A NaN can only come from non-finite new values: never publish those, never hide them.
     if (Number.isNaN(change)) throw new InvalidInputError(`block ${i}: the new values are not finite`)

@@ -7,11 +7,14 @@ import type { Manifest } from '../manifest/schema.ts'
 import { IntegrityError } from '../errors/errors.ts'
 import { tensorOffsets } from './partition.ts'
 
+/** One part of a tensor, with the block that holds it (for the error message). */
+interface Piece { offset: number, length: number, block: number }
+
 export function checkLayout (manifest: Pick<Manifest, 'tensors' | 'blocks'>): number {
   const total = manifest.tensors.reduce((n, t) => n + t.byteLength, 0)
   // Every tensor's parts, to check that they tile it: a byte count alone would pass two parts
   // over the same range and leave another range zero.
-  const parts: Array<Array<{ offset: number, length: number, block: number }>> = manifest.tensors.map(() => [])
+  const parts: Piece[][] = manifest.tensors.map(() => [])
   manifest.blocks.forEach((block, i) => {
     // place() finds a block by its index: two blocks claiming one index would overwrite each other.
     if (block.index !== i) throw new IntegrityError(`manifest block at position ${i} claims index ${block.index}`)
@@ -21,14 +24,14 @@ export function checkLayout (manifest: Pick<Manifest, 'tensors' | 'blocks'>): nu
       if (t === undefined || part.offset + part.length > t.byteLength) {
         throw new IntegrityError(`manifest block ${block.index}: part outside tensor ${part.tensor}`)
       }
-      ;(parts[part.tensor] as Array<{ offset: number, length: number, block: number }>).push({ offset: part.offset, length: part.length, block: i })
+      ;(parts[part.tensor] as Piece[]).push({ offset: part.offset, length: part.length, block: i })
       sum += part.length
     }
     if (sum !== block.plaintextLength) throw new IntegrityError(`manifest block ${block.index}: parts sum to ${sum}, plaintext is ${block.plaintextLength}`)
   })
   manifest.tensors.forEach((t, i) => {
     let end = 0
-    for (const part of (parts[i] as Array<{ offset: number, length: number, block: number }>).sort((a, b) => a.offset - b.offset)) {
+    for (const part of (parts[i] as Piece[]).sort((a, b) => a.offset - b.offset)) {
       if (part.offset !== end) {
         throw new IntegrityError(`manifest: tensor ${t.name} ${part.offset < end ? 'overlaps itself' : 'has a gap'} at byte ${Math.min(part.offset, end)} (block ${part.block})`)
       }

@@ -29,6 +29,11 @@ export interface ErasureCoder {
   decode (shards: Array<Uint8Array | undefined>, length: number): Promise<Uint8Array>
 }
 
+/** Bytes per shard when `length` bytes are cut into k data shards (the last zero-padded). */
+function shardSizeFor (k: number, length: number): number {
+  return Math.max(1, Math.ceil(length / k))
+}
+
 /**
  * Why a block's shard list cannot come from a k+m coder (a count other than k+m, or a shard size
  * other than ceil(L/k)); undefined when it can. A stored block sharded under other parameters
@@ -37,7 +42,7 @@ export interface ErasureCoder {
 export function shardLayoutError (params: ErasureParams, sealedLength: number, shards: { size: number, cids: readonly string[] }): string | undefined {
   const { k, m } = params
   if (shards.cids.length !== k + m) return `${shards.cids.length} shards, erasure ${k}+${m} makes ${k + m}`
-  const size = Math.max(1, Math.ceil(sealedLength / k))
+  const size = shardSizeFor(k, sealedLength)
   if (shards.size !== size) return `shards of ${shards.size} bytes, erasure ${k}+${m} cuts ${sealedLength} bytes into shards of ${size}`
   return undefined
 }
@@ -50,7 +55,7 @@ export async function erasureCoder (factory: ReedSolomonFactory, params: Erasure
   if (!Number.isInteger(k) || !Number.isInteger(m) || k < 1 || m < 0 || k + m > 256) {
     throw new InvalidInputError(`erasure params: need integers 1 <= k, 0 <= m, k + m <= 256 (got ${k}+${m})`)
   }
-  const shardSize = (length: number): number => Math.max(1, Math.ceil(length / k))
+  const shardSize = (length: number): number => shardSizeFor(k, length)
   const encoder = await factory()
 
   return {

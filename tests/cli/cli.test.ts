@@ -7,6 +7,7 @@ import { join } from 'node:path'
 import type { Readable } from 'node:stream'
 import { fileURLToPath } from 'node:url'
 import { MOVENET_DIR, SILERO_PATH } from '../helpers/models.ts'
+import { spawnCoordinator } from '../helpers/coordinator-process.ts'
 import { SIMULATION_DEFAULTS } from '../../coordinator/cli/simulate.ts'
 
 const CLI = fileURLToPath(new URL('../../coordinator/cli/main.ts', import.meta.url))
@@ -113,15 +114,9 @@ describe('blockfed coordinator', () => {
 describe('blockfed coordinator --serve-budget-mb --upload-cap-mb', () => {
   it('paces block answers and answers "busy" past the budget, as the flags ask', async () => {
     const data = join(root, 'paced')
-    const paced = spawn(process.execPath, [CLI, 'coordinator', '--data', data, '--port', '0', '--no-p2p', '--serve-budget-mb', '0.000001', '--upload-cap-mb', '0.5'], { stdio: ['ignore', 'pipe', 'pipe'] })
+    const paced = await spawnCoordinator(data, ['--no-p2p', '--serve-budget-mb', '0.000001', '--upload-cap-mb', '0.5'])
+    const at = paced.url
     try {
-      const at = await new Promise<string>((resolve, reject) => {
-        const timer = setTimeout(() => reject(new Error('coordinator did not start')), 30_000)
-        paced.stdout.on('data', (chunk: Buffer) => {
-          const match = /listening on (\S+)/.exec(chunk.toString())
-          if (match !== null) { clearTimeout(timer); resolve(match[1] as string) }
-        })
-      })
       expect((await blockfed('ingest', SILERO_PATH, '--name', 'vad', '--coordinator', at, '--data', data)).code).toBe(0)
       const { manifest } = await (await fetch(`${at}/v1/models/vad/versions/1/manifest`)).json() as { manifest: { blocks: Array<{ cid: string, sealedLength: number }> } }
       const [first, second] = [...manifest.blocks].sort((a, b) => b.sealedLength - a.sealedLength)
@@ -137,8 +132,7 @@ describe('blockfed coordinator --serve-budget-mb --upload-cap-mb', () => {
       // Paced: the body took at least most of its size over the cap (the bucket starts with a burst).
       expect(performance.now() - started).toBeGreaterThan((first.sealedLength / (0.5 * 2 ** 20)) * 1000 * 0.5)
     } finally {
-      paced.kill('SIGTERM')
-      await new Promise(resolve => paced.once('exit', resolve))
+      await paced.kill('SIGTERM')
     }
   })
 })
