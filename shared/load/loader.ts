@@ -1,7 +1,7 @@
 /**
  * The load pipeline (DESIGN.md, pipeline 3) for one manifest:
- *   cache? → else the k data shards in parallel from the source → any shard that fails its CID
- *   or does not arrive is replaced by a parity shard → rebuild (Reed-Solomon, any k of k+m) →
+ *   cache? → else the k data shards in parallel from the source → any shard that fails its CID,
+ *   does not arrive or straggles is replaced by a parity shard → rebuild (Reed-Solomon, any k of k+m) →
  *   verify block CID → decrypt (AES-256-GCM) → verify plaintext sha-256 → cache → place.
  * Every shard counts toward the report's bytes; every rejected or missing shard is a fault.
  * Blocks are handled in manifest (layer) order with bounded concurrency. A block that fails any
@@ -51,6 +51,8 @@ export interface LoadOptions {
   /** Blocks in flight at once. */
   concurrency?: number
   signal?: AbortSignal
+  /** Floor of the wait before a straggling shard is hedged with a parity shard (`HEDGE_MIN_MS`). */
+  hedgeMinMs?: number
   onBlock?: (done: number, total: number, block: ManifestBlock) => void
 }
 
@@ -60,38 +62,104 @@ export interface LoadResult {
 }
 
 /**
- * Fetches the k data shards first; when they all arrive and their concatenation hashes to the
- * block CID, no shard needs a hash of its own (one SHA-256 pass instead of two). Otherwise each
- * shard is checked against its CID, the bad or missing ones are replaced by parity shards, and
- * the block is rebuilt from any k intact shards.
+ * A shard still missing this long after the block's first shard arrived (`HEDGE_FACTOR` × that
+ * first wait, at least `hedgeMinMs`) gets a parity shard requested beside it; whichever k arrive
+ * first rebuild the block. A hedged request after the expected latency bounds the tail for
+ * ≈ 1/k more bytes (Dean & Barroso, "The Tail at Scale", CACM 2013), where waiting would cost the
+ * straggler's whole request deadline.
+ */
+export const HEDGE_MIN_MS = 1_000
+export const HEDGE_FACTOR = 4
+
+/**
+ * Fetches the k data shards first. Any k shards that arrive are decoded and the result checked
+ * against the block CID, which proves every shard used without a hash of its own (one SHA-256
+ * pass instead of two). A shard that fails or does not arrive is replaced by the next untried
+ * one at once; a straggler is hedged (above). Only when the block CID fails is each shard checked
+ * against its own CID, the bad ones dropped, and the block rebuilt from k intact shards.
  */
 async function fetchSealed (block: ManifestBlock, options: LoadOptions, report: LoadReport, signal: AbortSignal): Promise<Uint8Array> {
   const { k } = options.coder.params
   const cids = block.shards.cids
   const shards: Array<Uint8Array | undefined> = new Array(cids.length).fill(undefined)
+  const size = options.coder.shardSize(block.sealedLength)
+  const hedgeMinMs = options.hedgeMinMs ?? HEDGE_MIN_MS
   const fault = (index: number, err: unknown): void => {
     report.faults.push({ block: block.index, shard: index, cid: cids[index] as string, reason: err instanceof Error ? `${err.name}: ${err.message}` : String(err) })
   }
-  const size = options.coder.shardSize(block.sealedLength)
-  const fetchOne = async (index: number): Promise<boolean> => {
+  /** Shard indices not fetched yet, data shards first; a request cancelled unanswered goes back. */
+  const untried = cids.map((_, i) => i)
+  const held = (): number => shards.filter(s => s !== undefined).length
+
+  /** The bytes of shard `index`, or undefined when it failed (a fault) or `cancel` fired first. */
+  const fetchOne = async (index: number, verify: boolean, cancel: AbortSignal): Promise<Uint8Array | undefined> => {
     try {
-      const bytes = await options.source.get(cids[index] as string, { signal, block: block.cid, shard: index })
+      const bytes = await options.source.get(cids[index] as string, { signal: AbortSignal.any([signal, cancel]), block: block.cid, shard: index })
       report.shardsFetched++
       report.bytesFetched += bytes.length
       // A shard of the wrong length cannot be the one its CID names; caught here, it is replaced
       // by parity like any other bad shard, where the decoder would fail the whole block.
       if (bytes.length !== size) throw new IntegrityError(`shard ${index} of block ${block.index}: ${bytes.length} bytes, expected ${size}`)
-      shards[index] = bytes
-      return true
+      if (verify) await verifyCid(cids[index] as string, bytes, 'shard')
+      return bytes
     } catch (err) {
       if (signal.aborted) throw err
+      if (cancel.aborted) {
+        untried.unshift(index)
+        return undefined
+      }
       fault(index, err)
-      return false
+      return undefined
     }
   }
 
-  const firstTry = await Promise.all(Array.from({ length: k }, async (_, i) => await fetchOne(i)))
-  if (firstTry.every(Boolean)) {
+  /** Fetches untried shards until k are held or none is left; requests still out then are cancelled. */
+  const gather = async (verify: boolean): Promise<void> => {
+    const cancel = new AbortController()
+    let inFlight = 0
+    let hedge: ReturnType<typeof setTimeout> | undefined
+    await new Promise<void>((resolve, reject) => {
+      let settled = false
+      const finish = (err?: unknown): void => {
+        if (settled) return
+        settled = true
+        clearTimeout(hedge)
+        cancel.abort()
+        if (err === undefined) resolve()
+        else reject(err)
+      }
+      const enough = (): boolean => held() >= k || (inFlight === 0 && untried.length === 0)
+      const start = (): void => {
+        const index = untried.shift() as number
+        const began = performance.now()
+        inFlight++
+        fetchOne(index, verify, cancel.signal).then(bytes => {
+          inFlight--
+          if (settled) {
+            if (bytes !== undefined) untried.unshift(index) // unused: still a candidate for the slow path
+            return
+          }
+          if (bytes === undefined) {
+            topUp()
+          } else {
+            shards[index] = bytes
+            hedge ??= setTimeout(() => {
+              for (let missing = k - held(); missing > 0 && untried.length > 0; missing--) start()
+            }, Math.max(hedgeMinMs, HEDGE_FACTOR * (performance.now() - began)))
+          }
+          if (enough()) finish()
+        }, finish)
+      }
+      const topUp = (): void => {
+        while (held() + inFlight < k && untried.length > 0) start()
+      }
+      topUp()
+      if (enough()) finish()
+    })
+  }
+
+  await gather(false)
+  if (held() >= k) {
     const sealed = await options.coder.decode(shards, block.sealedLength)
     try {
       await verifyCid(block.cid, sealed, `block ${block.index}`)
@@ -99,35 +167,20 @@ async function fetchSealed (block: ManifestBlock, options: LoadOptions, report: 
     } catch (err) {
       if (!(err instanceof IntegrityError)) throw err
     }
-  }
-  // Slow path: find the bad shards by their own CIDs, then top up with parity shards.
-  await Promise.all(shards.map(async (bytes, i) => {
-    if (bytes === undefined) return
-    try {
-      await verifyCid(cids[i] as string, bytes, 'shard')
-    } catch (err) {
-      shards[i] = undefined
-      fault(i, err)
-    }
-  }))
-  let next = k
-  const worker = async (): Promise<void> => {
-    while (shards.filter(s => s !== undefined).length < k && next < cids.length) {
-      const index = next++
-      if (await fetchOne(index)) {
-        try {
-          await verifyCid(cids[index] as string, shards[index] as Uint8Array, 'shard')
-        } catch (err) {
-          shards[index] = undefined
-          fault(index, err)
-        }
+    // Slow path: find the bad shards by their own CIDs, then top up with intact ones.
+    await Promise.all(shards.map(async (bytes, i) => {
+      if (bytes === undefined) return
+      try {
+        await verifyCid(cids[i] as string, bytes, 'shard')
+      } catch (err) {
+        shards[i] = undefined
+        fault(i, err)
       }
-    }
+    }))
+    await gather(true)
   }
-  await Promise.all(Array.from({ length: cids.length - k }, worker))
-  const present = shards.filter(s => s !== undefined).length
-  if (present < k) {
-    throw new UnavailableError(`block ${block.index} (${block.cid}): only ${present} of ${cids.length} shards intact, need ${k}`)
+  if (held() < k) {
+    throw new UnavailableError(`block ${block.index} (${block.cid}): only ${held()} of ${cids.length} shards intact, need ${k}`)
   }
   const sealed = await options.coder.decode(shards, block.sealedLength)
   await verifyCid(block.cid, sealed, `block ${block.index}`)

@@ -78,6 +78,45 @@ describe('loadModelWeights', () => {
     expect(result.report.faults).toEqual([expect.objectContaining({ block: 0, shard: 0, reason: expect.stringMatching(/IntegrityError: shard 0 of block 0: \d+ bytes, expected \d+/) })])
   })
 
+  it('fetches exactly the k data shards of each block when every source answers at once', async () => {
+    const result = await loadModelWeights(manifest, { source: source(), coder, keys })
+    expect(Buffer.compare(result.weights, weights)).toBe(0)
+    expect(result.report.shardsFetched).toBe(4 * manifest.blocks.length)
+    expect(result.report.faults).toEqual([])
+  })
+
+  it('hedges a data shard that never answers with a parity shard, and cancels the straggler', async () => {
+    const stuck = manifest.blocks[1]?.shards.cids[2] as string
+    let cancelled = false
+    const hanging: BlockSource = {
+      name: 'hanging',
+      async get (cid, options) {
+        if (cid !== stuck) return await source().get(cid, options)
+        // No deadline of its own: without a hedge the load would wait here for ever.
+        return await new Promise((_resolve, reject) => {
+          options.signal.addEventListener('abort', () => { cancelled = true; reject(options.signal.reason) }, { once: true })
+        })
+      }
+    }
+    const load = loadModelWeights(manifest, { source: hanging, coder, keys, hedgeMinMs: 20 })
+    const outcome = await Promise.race([load, new Promise<'hung'>(resolve => setTimeout(() => resolve('hung'), 5_000).unref())])
+    expect(outcome).not.toBe('hung')
+    const result = await load
+    expect(Buffer.compare(result.weights, weights)).toBe(0)
+    expect(cancelled).toBe(true)
+    // One parity shard more than the k data shards per block; a cancelled hedge loser is no fault.
+    expect(result.report.shardsFetched).toBe(4 * manifest.blocks.length)
+    expect(result.report.faults).toEqual([])
+  })
+
+  it('finds a shard with flipped bytes by its own CID once the block CID fails, and rebuilds without it', async () => {
+    const bad = manifest.blocks[0]?.shards.cids[1] as string
+    const flip = (cid: string, b: Uint8Array): Uint8Array => cid === bad ? b.map((x, i) => i === 0 ? x ^ 1 : x) : b
+    const result = await loadModelWeights(manifest, { source: source(flip), coder, keys })
+    expect(Buffer.compare(result.weights, weights)).toBe(0)
+    expect(result.report.faults).toEqual([expect.objectContaining({ block: 0, shard: 1, reason: expect.stringMatching(/^IntegrityError: shard/) })])
+  })
+
   it('still loads when the disk cache cannot write, counting the blocks as uncached', async () => {
     const dir = join(root, 'cache-write')
     const cache = await diskCache({ dir, capacityBytes: 1 << 20 })
