@@ -387,26 +387,31 @@ export async function diskCache (options: DiskCacheOptions): Promise<DiskCacheTi
     }
   }
 
+  /** The unpinned entries a put of `size` bytes under `key` must evict now (undefined: no room). */
+  function plan (key: string, size: number, at: number): { old: Entry | undefined, others: Entry[], victims: Entry[] | undefined } {
+    const old = entries.get(key)
+    const others = [...entries.values()].filter((e) => e !== old)
+    const need = bytes - (old?.size ?? 0) + size - capacityBytes
+    return { old, others, victims: pickVictims(others, need, at, currentParams(), pins.isPinned) }
+  }
+
+  function noRoom (key: string, size: number): TooLargeError {
+    let pinned = 0
+    for (const e of entries.values()) if (e.key !== key && pins.isPinned(e.key)) pinned += e.size
+    return new TooLargeError(`cache tier "${name}": no room for ${key} (${size} bytes): ` +
+      `${pinned} of ${capacityBytes} bytes are held by pinned entries`)
+  }
+
   /** Stores a value whose file is already written at `tmp` (done outside the lock, so writes overlap). */
   async function commit (key: string, size: number, sha256: string, tmp: string): Promise<void> {
     if (state === 'closed') {
       await unlinkQuietly(tmp)
       throw new UnavailableError(`cache tier "${name}" is closed`)
     }
-    const old = entries.get(key)
-    const need = bytes - (old?.size ?? 0) + size - capacityBytes
-    const others = old === undefined ? entries.values() : [...entries.values()].filter((e) => e !== old)
-    const at = now()
-    const victims = pickVictims(others, need, at, currentParams(), pins.isPinned)
-    if (victims === undefined) {
+    if (plan(key, size, now()).victims === undefined) {
       await unlinkQuietly(tmp)
-      let pinned = 0
-      for (const e of entries.values()) if (e !== old && pins.isPinned(e.key)) pinned += e.size
-      throw new TooLargeError(`cache tier "${name}": no room for ${key} (${size} bytes): ` +
-        `${pinned} of ${capacityBytes} bytes are held by pinned entries`)
+      throw noRoom(key, size)
     }
-    // `others` is a spent iterator when there is no old entry, an array otherwise.
-    const note = evictionNote(victims, old === undefined ? entries.values() : others, at)
     try {
       // The file is in place before the index names it, so a reader that finds the row finds
       // this file (or, for a replaced key, the old file: its hash then fails, and the reader
@@ -416,6 +421,16 @@ export async function diskCache (options: DiskCacheOptions): Promise<DiskCacheTi
       await unlinkQuietly(tmp)
       throw new UnavailableError(`cache tier "${name}": cannot write ${key}`, { cause: err })
     }
+    // Planned again after the rename and applied without an await in between: `pin` takes no
+    // lock, so a pin that arrived while the file moved still protects its entry.
+    const at = now()
+    const { old, others, victims } = plan(key, size, at)
+    if (victims === undefined) {
+      await forget(old === undefined ? [] : [old]) // its file was just replaced
+      await unlinkQuietly(blockPath(key))
+      throw noRoom(key, size)
+    }
+    const note = evictionNote(victims, others, at)
     const access = recordAccess(old, now(), params.halfLifeMs)
     const entry: Entry = { key, size, sha256, count: access.count, lastAccess: access.lastAccess, gen: ++gen }
     inTransaction(() => {

@@ -232,6 +232,22 @@ describe('diskCache', () => {
     }
   })
 
+  it('a pin taken while a put is committing still protects its entry: the put is refused instead', async () => {
+    // The clock calls back on the microtask after the put has chosen its victims, that is while
+    // its file is being renamed into place (a load pinning its rollback target while a
+    // background prefetch's put is in flight).
+    let t = 1_700_000_000_000
+    let onTick: (() => void) | undefined
+    const c = await make({ dir: await freshDir(), capacityBytes: 1000, adapt: false, now: () => { const f = onTick; onTick = undefined; if (f !== undefined) queueMicrotask(f); return ++t } })
+    await c.put(testKey(1), testBytes(600, 1))
+    onTick = () => { c.pin(testKey(1)) }
+    await expect(c.put(testKey(2), testBytes(600, 2))).rejects.toBeInstanceOf(TooLargeError)
+    expect(await c.get(testKey(1))).toEqual(testBytes(600, 1))
+    expect(await c.has(testKey(2))).toBe(false)
+    expect(c.stats()).toMatchObject({ entries: 1, bytes: 600, evictions: 0 })
+    expect((await readdir(join(c.dir, 'blocks'))).length).toBe(1)
+  })
+
   describe('persistence', () => {
     it('keeps contents and frequencies across close and reopen', async () => {
       const dir = await freshDir()
