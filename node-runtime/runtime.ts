@@ -371,6 +371,16 @@ export async function createNodeRuntime (options: NodeRuntimeOptions): Promise<N
     return kept?.signed.manifest.blocks.map(b => b.cid) ?? []
   }
 
+  /** Pins the kept blocks of `versions` (nulls skipped); returns the CIDs pinned, one pin each. */
+  async function pinKept (ctx: ObtainContext, versions: Array<number | null>): Promise<Set<string>> {
+    const pinned = new Set<string>()
+    for (const v of new Set(versions)) {
+      if (v !== null) for (const cid of await keptBlocks(ctx, v)) pinned.add(cid)
+    }
+    for (const cid of pinned) ctx.cache.pin(cid)
+    return pinned
+  }
+
   /**
    * The version a cold start serves: a pin or an automatic policy takes the policy's version;
    * otherwise the version in use stays until `update` decides. Offline, the version in use.
@@ -392,7 +402,15 @@ export async function createNodeRuntime (options: NodeRuntimeOptions): Promise<N
     }
     ctx.onManifest?.(manifest)
     const coder = await erasureCoder(defaultReedSolomon, manifest.erasure)
-    return { version, ...await prefetchBlocks(manifest, { source: ctx.source, coder, cache: ctx.cache, signal }) }
+    // A prefetch never evicts the way back: the version in use and its rollback target stay
+    // pinned while it runs (a model with no handle here has no pins of its own).
+    const state = await ctx.local.state()
+    const guard = await pinKept(ctx, [state.current, state.previous])
+    try {
+      return { version, ...await prefetchBlocks(manifest, { source: ctx.source, coder, cache: ctx.cache, signal }) }
+    } finally {
+      for (const cid of guard) ctx.cache.unpin(cid)
+    }
   }
 
   // Access history: what usually follows a load is prefetched in the background, one model at a
@@ -450,10 +468,10 @@ export async function createNodeRuntime (options: NodeRuntimeOptions): Promise<N
     const state = await ctx.local.state()
     const version = startVersion(config, state, await target(ctx, signal))
     if (version === null) throw new UnavailableError(`${config.modelName}: the coordinator is unreachable and no version was ever loaded here`)
-    // The version in use becomes the rollback target of a move: pinned before the new version's
-    // blocks arrive, so that they cannot evict it (repin below settles the pins once serving).
-    const pins = new Set(state.current === null || state.current === version ? [] : await keptBlocks(ctx, state.current))
-    for (const cid of pins) ctx.cache.pin(cid)
+    // What a rollback needs is pinned before any block arrives, so that the blocks fetched now
+    // cannot evict it: on a move, the version in use (it becomes the rollback target); staying
+    // on it, its blocks and the rollback target's. repin below settles the pins once serving.
+    const pins = await pinKept(ctx, state.current === version ? [state.current, state.previous] : [state.current])
     let serving: Serving
     let fetched: ObtainedVersion
     try {

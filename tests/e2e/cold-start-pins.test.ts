@@ -2,10 +2,11 @@
  * A cold start that moves to a new version keeps its rollback target: the version in use is
  * pinned before the new version's blocks arrive, so a cache too small for both fills with what
  * it can of the new version (used anyway, reported as uncached) and never evicts the way back.
- * Real coordinator, real runtimes, a real tfjs model, the runtime's real disk cache.
+ * So do a restart that stays on the version in use, and a background prefetch of a model not
+ * loaded. Real coordinator, real runtimes, a real tfjs model, the runtime's real disk cache.
  */
 import { describe, it, expect, beforeAll, afterAll } from 'vitest'
-import { mkdtemp, rm } from 'node:fs/promises'
+import { mkdtemp, rm, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { createCoordinator, type Coordinator } from '../../coordinator/coordinator.ts'
@@ -34,6 +35,79 @@ afterAll(async () => {
   for (const rt of runtimes) await rt.stop().catch(() => {})
   await coordinator?.stop()
   await rm(root, { recursive: true, force: true })
+})
+
+/** Ingests `name` v1 (weights from `seed`: blocks are shared by content, so each model has its own) and returns an AoE config whose disk cache holds v1 and a little more. */
+async function smallCacheModel (name: string, seed: number): Promise<{ config: Record<string, unknown>, v1: string[] }> {
+  const admin = coordinatorClient({ baseUrl: url, token: coordinator.adminToken })
+  await admin.ingest(name, await files(seed))
+  const blocks = (await admin.manifest(name, 1) as { manifest: { blocks: Array<{ cid: string, sealedLength: number }> } }).manifest.blocks
+  const v1Bytes = blocks.reduce((n, b) => n + b.sealedLength, 0)
+  // Room for one version and a little: no kernel of the next version fits beside it.
+  const config = { version: '1', tag: 't', runtime: 'tfjs', source: 'blockfed', modelDir: name, modelName: name, updateURL: url, token, cache: { memoryBytes: 1024, diskBytes: Math.round(v1Bytes * 1.05) } }
+  return { config, v1: blocks.map(b => b.cid) }
+}
+
+async function cachedOf (rt: NodeRuntime, model: string, cids: string[]): Promise<number> {
+  let n = 0
+  for (const cid of cids) if (await rt.cacheOf(model)?.has(cid) === true) n++
+  return n
+}
+
+describe('the rollback target stays cached', () => {
+  it('when a restart stays on the version in use and fetches what its cache could not keep', async () => {
+    const { config, v1 } = await smallCacheModel('stay', 100)
+    const start = async (): Promise<NodeRuntime> => {
+      const rt = await createNodeRuntime({ dataDir: join(root, 'runtime-stay'), accessHistory: false })
+      runtimes.push(rt)
+      return rt
+    }
+    let rt = await start()
+    expect((await rt.load(config)).manifest.version).toBe(1)
+    await rt.stop()
+    await coordinatorClient({ baseUrl: url, token: coordinator.adminToken }).ingest('stay', await files(110))
+    rt = await start()
+    const moved = await rt.load(config)
+    expect(moved.manifest.version).toBe(2)
+    expect(moved.report.uncached).toBeGreaterThan(0)
+    await rt.stop()
+
+    rt = await start()
+    const stayed = await rt.load(config)
+    expect(stayed.manifest.version).toBe(2)
+    // It fetched v2's blocks left uncached; none of them may take v1's place.
+    expect(stayed.report.fetchedBlocks).toBeGreaterThan(0)
+    expect(await cachedOf(rt, 'stay', v1)).toBe(v1.length)
+  })
+
+  it('when the access history prefetches the next version of a model that is not loaded', async () => {
+    const { config, v1 } = await smallCacheModel('later', 200)
+    const admin = coordinatorClient({ baseUrl: url, token: coordinator.adminToken })
+    await admin.ingest('before', await denseModelFiles(4, [['x', 2, 1]]))
+    const before = join(root, 'before.json')
+    const later = join(root, 'later.json')
+    await writeFile(before, JSON.stringify({ ...config, modelDir: 'before', modelName: 'before', cache: undefined }))
+    await writeFile(later, JSON.stringify(config))
+    let prefetched: ((event: unknown) => void) | undefined
+    const start = async (): Promise<NodeRuntime> => {
+      const rt = await createNodeRuntime({ dataDir: join(root, 'runtime-later'), accessHistory: { minWeight: 0.5 }, onPrefetch: event => prefetched?.(event) })
+      runtimes.push(rt)
+      return rt
+    }
+    let rt = await start()
+    await rt.load(before)
+    expect((await rt.load(later)).manifest.version).toBe(1)
+    await rt.stop()
+    await admin.ingest('later', await files(210))
+
+    rt = await start()
+    const done = new Promise<unknown>(resolve => { prefetched = resolve })
+    await rt.load(before) // the history says "later" follows: its v2 is prefetched in the background
+    const event = await done
+    expect(event).toMatchObject({ after: 'before', model: 'later', version: 2 })
+    expect(event).not.toHaveProperty('error')
+    expect(await cachedOf(rt, 'later', v1)).toBe(v1.length)
+  })
 })
 
 describe('a cold start onto a new version', () => {
