@@ -3,7 +3,8 @@
  * large durable one (Node disk files or browser IndexedDB, decayed-LFU). Reads fall through and
  * promote; writes go to both, the durable tier first, so a value the durable tier refuses is
  * not left only in memory. The durable tier is the authority for what the cache holds: the
- * memory tier is a copy of its hot part.
+ * memory tier is a copy of its hot part (a copy the durable tier has evicted is dropped when
+ * next read), and pins, which keep the way back across restarts, go to the durable tier only.
  */
 import { TooLargeError, UnavailableError } from '../errors/errors.ts'
 import type { CacheStats, CacheTier } from './types.ts'
@@ -63,8 +64,13 @@ export function tieredCache (options: TieredCacheOptions): TieredCache {
       assertOpen()
       const fast = await memory.get(key)
       if (fast !== undefined) {
-        counters.hits++
-        return fast
+        // The durable tier evicts by its own score and does not tell memory: a copy it no longer
+        // holds goes, so that memory stays a subset of it (one index lookup per memory hit).
+        if (await disk.has(key)) {
+          counters.hits++
+          return fast
+        }
+        await memory.delete(key)
       }
       const slow = await disk.get(key)
       if (slow === undefined) {
@@ -84,7 +90,7 @@ export function tieredCache (options: TieredCacheOptions): TieredCache {
 
     async has (key) {
       assertOpen()
-      return (await memory.has(key)) || (await disk.has(key))
+      return await disk.has(key)
     },
 
     async delete (key) {
@@ -93,15 +99,16 @@ export function tieredCache (options: TieredCacheOptions): TieredCache {
       return inMemory || onDisk
     },
 
+    // Pins go to the durable tier only: they keep the way back across restarts, which memory
+    // cannot. Pinned in memory too, a rollback target would hold memory the serving version's
+    // blocks need, and memory would then refuse them (found by review).
     pin (key) {
       assertOpen()
-      memory.pin(key)
       disk.pin(key)
     },
 
     unpin (key) {
       assertOpen()
-      memory.unpin(key)
       disk.unpin(key)
     },
 

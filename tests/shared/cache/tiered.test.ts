@@ -48,10 +48,33 @@ describe('tieredCache', () => {
     expect(memory.stats()).toMatchObject({ entries: 0, rejected: 2 })
   })
 
+  it('pins the durable tier only: memory keeps the blocks in use, not a pinned rollback target', async () => {
+    const { memory, disk, cache } = make(300, 1000)
+    await cache.put(testKey(1), testBytes(250, 1))
+    cache.pin(testKey(1)) // e.g. the rollback target after an upgrade
+    await cache.put(testKey(2), testBytes(200, 2))
+    expect(await memory.has(testKey(2))).toBe(true)
+    expect(await memory.has(testKey(1))).toBe(false)
+    expect(await disk.has(testKey(1))).toBe(true)
+    // ...and the disk tier holds it against eviction.
+    await expect(cache.put(testKey(3), testBytes(800, 3))).rejects.toBeInstanceOf(TooLargeError)
+  })
+
+  it('keeps memory a subset of the durable tier: a copy the disk tier evicted is not served', async () => {
+    const { memory, cache } = make(1000, 500)
+    await cache.put(testKey(1), testBytes(300, 1))
+    await cache.put(testKey(2), testBytes(300, 2)) // the disk tier evicts key 1; memory still holds it
+    expect(await memory.has(testKey(1))).toBe(true)
+    expect(await cache.has(testKey(1))).toBe(false)
+    expect(await cache.get(testKey(1))).toBeUndefined()
+    expect(await memory.has(testKey(1))).toBe(false)
+    expect(cache.stats()).toMatchObject({ entries: 1, hits: 0, misses: 1 })
+  })
+
   it('does not fail a put when memory is full of pinned entries', async () => {
     const { memory, cache } = make(300, 1000)
     await cache.put(testKey(1), testBytes(250, 1))
-    cache.pin(testKey(1))
+    memory.pin(testKey(1))
     await cache.put(testKey(2), testBytes(200, 2))
     expect(await memory.has(testKey(2))).toBe(false)
     expect(await cache.get(testKey(2))).toEqual(testBytes(200, 2))
