@@ -71,6 +71,12 @@ export interface NodeRuntimeOptions {
    */
   onSecurityError?: (model: string, error: LedgerSecurityError) => void
   /**
+   * A kept key file or version anchor of `model` did not parse (a bad disk, a hand edit): it was
+   * moved aside to `<path>.damaged` and treated as absent, so keys are granted and the version
+   * verified again while the coordinator is reachable.
+   */
+  onStateDamaged?: (model: string, path: string, error: IntegrityError) => void
+  /**
    * A new version of a loaded model was announced on the swarm's gossip by that model's
    * coordinator node, once per version (a hint: `update()` still verifies everything).
    */
@@ -277,7 +283,7 @@ export async function createNodeRuntime (options: NodeRuntimeOptions): Promise<N
       client,
       ledger: ledgerClient({ baseUrl: config.updateURL, timeoutMs: config.fetch.timeoutMs }),
       coordinatorKey: key,
-      local: localVersions(join(options.dataDir, config.modelDir)),
+      local: localVersions(join(options.dataDir, config.modelDir), { onDamaged: (path, err) => options.onStateDamaged?.(config.modelName, path, err) }),
       source: retrying(source, config.fetch.retries),
       // With a swarm, every block stored is announced and provided, and every manifest's shards indexed.
       cache: s === undefined ? cache : s.watch(cache),

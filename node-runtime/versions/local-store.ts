@@ -8,9 +8,12 @@
  *  - `keys.json` (mode 0600): the data keys of the current and previous versions' blocks. The
  *    sealed blocks sit in the block cache; without their keys an offline rollback could not
  *    decrypt them. Keys of other versions are dropped.
- * Every file is replaced atomically.
+ * Every file is replaced atomically. A damaged `keys.json` or anchor (a bad disk, a hand edit)
+ * is moved aside to `<file>.damaged`, reported, and treated as absent: keys are granted again,
+ * a version is verified again. A damaged `versions.json` stops the model's loads instead, since
+ * it holds the versions rolled back from (never to be taken again); its error says how to reset.
  */
-import { mkdir } from 'node:fs/promises'
+import { mkdir, rename } from 'node:fs/promises'
 import { join } from 'node:path'
 import { z } from 'zod'
 import { fromBase64, toBase64 } from '../../shared/crypto/bytes.ts'
@@ -57,7 +60,12 @@ export interface LocalVersions {
   saveKeys: (add: Map<string, Uint8Array>, keep: ReadonlySet<string>) => Promise<void>
 }
 
-export function localVersions (dir: string): LocalVersions {
+export interface LocalVersionsOptions {
+  /** A damaged file was moved aside to `<path>.damaged` and treated as absent. */
+  onDamaged?: (path: string, error: IntegrityError) => void
+}
+
+export function localVersions (dir: string, options: LocalVersionsOptions = {}): LocalVersions {
   const statePath = join(dir, 'versions.json')
   const keysPath = join(dir, 'keys.json')
   const anchorPath = (v: number): string => join(dir, 'anchors', `${v}.json`)
@@ -67,24 +75,40 @@ export function localVersions (dir: string): LocalVersions {
     queue = run.catch(() => undefined)
     return await run
   }
-  const readKeys = async (): Promise<Record<string, string>> => {
-    const text = await readIfExists(keysPath)
-    return text === undefined ? {} : parseJsonWith(z.record(z.string(), z.string()), text, keysPath, IntegrityError)
+  /** Parses `path` with `schema`; damaged, the file is moved aside and reads as absent. */
+  const readRecoverable = async <T>(path: string, schema: z.ZodType<T>): Promise<T | undefined> => {
+    const text = await readIfExists(path)
+    if (text === undefined) return undefined
+    try {
+      return parseJsonWith(schema, text, path, IntegrityError)
+    } catch (err) {
+      if (!(err instanceof IntegrityError)) throw err
+      await rename(path, `${path}.damaged`).catch((renameErr: NodeJS.ErrnoException) => {
+        if (renameErr.code !== 'ENOENT') throw renameErr // ENOENT: a concurrent read moved it already
+      })
+      options.onDamaged?.(path, err)
+      return undefined
+    }
   }
+  const readKeys = async (): Promise<Record<string, string>> => await readRecoverable(keysPath, z.record(z.string(), z.string())) ?? {}
 
   return {
     async state () {
       const text = await readIfExists(statePath)
-      return text === undefined ? { current: null, previous: null, rejected: [] } : parseJsonWith(stateSchema, text, statePath, IntegrityError)
+      if (text === undefined) return { current: null, previous: null, rejected: [] }
+      try {
+        return parseJsonWith(stateSchema, text, statePath, IntegrityError)
+      } catch (err) {
+        if (!(err instanceof IntegrityError)) throw err
+        throw new IntegrityError(`${err.message} (to start this model again from its channel's version, remove the file: ` +
+          'this forgets the rollback target and the versions rolled back from)', { cause: err })
+      }
     },
     saveState: async state => await serial(async () => {
       await mkdir(dir, { recursive: true })
       await writeFileAtomic(statePath, `${JSON.stringify(stateSchema.parse(state))}\n`)
     }),
-    async anchor (version) {
-      const text = await readIfExists(anchorPath(version))
-      return text === undefined ? undefined : parseJsonWith(storedSchema, text, anchorPath(version), IntegrityError)
-    },
+    anchor: async version => await readRecoverable(anchorPath(version), storedSchema),
     saveAnchor: async (signed, anchor) => await serial(async () => {
       await mkdir(join(dir, 'anchors'), { recursive: true })
       await writeFileAtomic(anchorPath(signed.manifest.version), JSON.stringify({ signed, anchor }))

@@ -1,5 +1,5 @@
 import { describe, it, expect, beforeEach, afterEach } from 'vitest'
-import { mkdtemp, mkdir, rm, stat, writeFile } from 'node:fs/promises'
+import { mkdtemp, mkdir, readFile, rm, stat, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { localVersions } from '../../../node-runtime/versions/local-store.ts'
@@ -33,17 +33,29 @@ describe('a runtime\'s kept version state', () => {
     expect(await local.keptKeys(['ka', 'kb'])).toEqual(new Map([['ka', good], ['kb', other]]))
   })
 
-  it('damaged files are reported as integrity errors naming the file and what is wrong', async () => {
+  it('a damaged versions.json stops loads with an integrity error naming the file, what is wrong and how to reset', async () => {
     const local = localVersions(dir)
     await writeFile(join(dir, 'versions.json'), '{"current": 1,')
     await expect(local.state()).rejects.toThrow(IntegrityError)
-    await expect(local.state()).rejects.toThrow(/versions\.json: not JSON/)
+    await expect(local.state()).rejects.toThrow(/versions\.json: not JSON.*remove the file/)
     await writeFile(join(dir, 'versions.json'), '{"current": -1, "previous": null, "rejected": []}')
     await expect(local.state()).rejects.toThrow(/versions\.json: current: /)
+  })
+
+  it('a damaged keys.json or anchor is moved aside, reported, and reads as absent, so the next load rewrites it', async () => {
+    const damaged: string[] = []
+    const local = localVersions(dir, { onDamaged: (path, err) => { damaged.push(`${path.slice(dir.length + 1)}: ${err.message.slice(dir.length + 1)}`) } })
     await writeFile(join(dir, 'keys.json'), '{"ka": 7}')
-    await expect(local.keptKeys(['ka'])).rejects.toThrow(/keys\.json: ka: /)
+    expect(await local.keptKeys(['ka'])).toEqual(new Map())
     await mkdir(join(dir, 'anchors'))
     await writeFile(join(dir, 'anchors', '2.json'), '{"signed": {}}')
-    await expect(local.anchor(2)).rejects.toThrow(/anchors\/2\.json: signed/)
+    expect(await local.anchor(2)).toBeUndefined()
+    expect(damaged).toEqual([expect.stringMatching(/^keys\.json: keys\.json: ka: /), expect.stringMatching(/^anchors\/2\.json: anchors\/2\.json: signed/)])
+    expect(await readFile(join(dir, 'keys.json.damaged'), 'utf8')).toBe('{"ka": 7}')
+    expect(await readFile(join(dir, 'anchors', '2.json.damaged'), 'utf8')).toBe('{"signed": {}}')
+    // Saving keys works again, from an empty set.
+    const key = new Uint8Array(32).fill(3)
+    await local.saveKeys(new Map([['kb', key]]), new Set(['kb']))
+    expect(await local.keptKeys(['ka', 'kb'])).toEqual(new Map([['kb', key]]))
   })
 })
