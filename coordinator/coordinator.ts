@@ -46,6 +46,8 @@ export interface CoordinatorOptions {
   logger?: boolean
   /** Paillier rounds: the decryptor service (`blockfed decryptor`) that holds the private key. */
   decryptorUrl?: string
+  /** The decryptor's bearer token, when it requires one (it must, unless it listens on loopback only). */
+  decryptorToken?: string
   onRoundEvent?: (event: RoundEvent) => void
   /** Round protocol liveness: ping interval in ms (a client silent for two is cut). */
   pingMs?: number
@@ -189,11 +191,11 @@ export async function createCoordinator (options: CoordinatorOptions): Promise<C
     hub: () => hub,
     readBase: async (name, version) => await readBaseModel({ repo, files, identity }, name, version),
     publish: versions.publish,
-    secureServer: async (config, snapshot) => await secureServerFor(config, snapshot, { decryptorUrl: options.decryptorUrl }),
+    secureServer: async (config, snapshot) => await secureServerFor(config, snapshot, { decryptorUrl: options.decryptorUrl, decryptorToken: options.decryptorToken }),
     offerExtras: async secure => {
       if (secure.mode !== 'paillier') return {}
       if (options.decryptorUrl === undefined) throw new UnavailableError('Paillier rounds need a decryptor: start the coordinator with --decryptor URL')
-      return { paillier: await paillierOffer(options.decryptorUrl) }
+      return { paillier: await paillierOffer({ baseUrl: options.decryptorUrl, token: options.decryptorToken }) }
     },
     onEvent: options.onRoundEvent
   })

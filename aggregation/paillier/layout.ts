@@ -101,7 +101,8 @@ export function unpack (sums: readonly bigint[], layout: PackingLayout, length: 
         if (slot !== 0n) throw new IntegrityError(`packed sum ${c}: padding slot ${j} is not 0`)
         continue
       }
-      if (slot > maxSlot) throw new IntegrityError(`packed sum ${c}, slot ${j}: ${slot} exceeds what ${clients} clients can add up to`)
+      // The value stays out of the message: unreduced, it is more than the ring sum reveals.
+      if (slot > maxSlot) throw new IntegrityError(`packed sum ${c}, slot ${j}: exceeds what ${clients} clients can add up to`)
       out[i] = Number(BigInt.asUintN(32, slot - offset))
     }
   }

@@ -5,7 +5,7 @@
  * witness) are in ledger-commands.ts. Arguments are parsed by commander; each command validates its
  * own values and exits non-zero with a one-line reason on any error.
  */
-import { Command, InvalidArgumentError } from 'commander'
+import { Command, InvalidArgumentError, Option } from 'commander'
 import { mkdir, writeFile } from 'node:fs/promises'
 import { homedir } from 'node:os'
 import { dirname, join, resolve, sep } from 'node:path'
@@ -20,6 +20,7 @@ import { runLoadDemo } from './load-demo.ts'
 import { runDemo } from './demo.ts'
 import { describeTarget, simulate, SIMULATION_DEFAULTS, type RoundReport } from './simulate.ts'
 import { createDecryptor } from '../decryptor/decryptor.ts'
+import { DECRYPTOR_TOKEN_ENV } from '../decryptor/constants.ts'
 import { readClientsFile } from '../decryptor/clients-file.ts'
 import { parsePartition } from '../../shared/training/partition.ts'
 import { strategyConfigSchema } from '../../shared/rounds/strategy-config.ts'
@@ -41,16 +42,17 @@ program.command('coordinator')
   .option('--serve-budget-mb <mb>', 'block and shard answer bytes under way at once, HTTP and libp2p together; past it requests get "busy" (HTTP 503) and retry', megabytes(0.000001), DEFAULT_MAX_SERVING_BYTES / 2 ** 20)
   .option('--upload-cap-mb <mb>', 'upload bandwidth for block and shard answers, in MB per second (default: uncapped)', megabytes(0.001))
   .option('--decryptor <url>', 'Paillier rounds: the decryptor service (blockfed decryptor) holding the private key', url)
+  .addOption(new Option('--decryptor-token <token>', 'the decryptor\'s bearer token').env(DECRYPTOR_TOKEN_ENV))
   .option('--ledger-origin <origin>', 'the version ledger\'s origin line (fixed when the log is created)')
   .option('--witness <url=vkey>', 'a witness (blockfed witness) to ask for cosignatures; repeatable', witnessEndpoint, [])
   .option('--p2p-listen <multiaddr>', 'where the libp2p node listens (default TCP and WebSockets on 127.0.0.1, OS-chosen ports); repeatable', listenAddr)
   .option('--no-p2p', 'run no libp2p node (runtimes then load over HTTP only)')
   .option('--no-super-seed', 'serve every shard request instead of referring repeat requests to peers that already got the shard')
-  .action(async (o: { data: string, port: number, host: string, maxUploadMb: number, serveBudgetMb: number, uploadCapMb?: number, decryptor?: string, ledgerOrigin?: string, witness: Array<{ url: string, vkey: string }>, p2p: boolean, p2pListen?: string[], superSeed: boolean }) => {
+  .action(async (o: { data: string, port: number, host: string, maxUploadMb: number, serveBudgetMb: number, uploadCapMb?: number, decryptor?: string, decryptorToken?: string, ledgerOrigin?: string, witness: Array<{ url: string, vkey: string }>, p2p: boolean, p2pListen?: string[], superSeed: boolean }) => {
     const coordinator = await createCoordinator({
       dataDir: resolve(o.data), port: o.port, host: o.host, maxUploadBytes: Math.round(o.maxUploadMb * 2 ** 20), logger: false,
       maxServingBytes: Math.max(1, Math.round(o.serveBudgetMb * 2 ** 20)),
-      uploadBytesPerSecond: o.uploadCapMb === undefined ? undefined : Math.round(o.uploadCapMb * 2 ** 20), decryptorUrl: o.decryptor,
+      uploadBytesPerSecond: o.uploadCapMb === undefined ? undefined : Math.round(o.uploadCapMb * 2 ** 20), decryptorUrl: o.decryptor, decryptorToken: o.decryptorToken,
       ledgerOrigin: o.ledgerOrigin, witnesses: o.witness,
       p2p: o.p2p ? { listen: o.p2pListen, superSeed: o.superSeed } : undefined
     })
@@ -145,9 +147,10 @@ program.command('decryptor')
   .option('--min-clients <n>', 'fewest contributions a decryption accepts', integer(2, 1_000_000), 3)
   .option('--key-bits <bits>', 'modulus size of a new key', integer(1024, 8192))
   .option('--clients-file <path>', 'enrolled clients: only these client keys (64 hex, one per line, # comments) may contribute')
-  .action(async (o: { data: string, port: number, host: string, minClients: number, keyBits?: number, clientsFile?: string }) => {
+  .addOption(new Option('--token <token>', 'bearer token decrypt requests must carry (required unless --host is loopback)').env(DECRYPTOR_TOKEN_ENV))
+  .action(async (o: { data: string, port: number, host: string, minClients: number, keyBits?: number, clientsFile?: string, token?: string }) => {
     const clients = o.clientsFile === undefined ? undefined : await readClientsFile(resolve(o.clientsFile))
-    const decryptor = createDecryptor({ dataDir: resolve(o.data), port: o.port, host: o.host, minClients: o.minClients, ...(o.keyBits === undefined ? {} : { keyBits: o.keyBits }), ...(clients === undefined ? {} : { clients }) })
+    const decryptor = createDecryptor({ dataDir: resolve(o.data), port: o.port, host: o.host, minClients: o.minClients, token: o.token, ...(o.keyBits === undefined ? {} : { keyBits: o.keyBits }), ...(clients === undefined ? {} : { clients }) })
     const at = await decryptor.start()
     console.log(`blockfed decryptor listening on ${at}`)
     console.log(`  key id       ${decryptor.keyId}`)
@@ -177,9 +180,10 @@ program.command('simulate')
   })
   .option('--hidden <sizes>', 'hidden layer sizes, comma-separated', (v: string) => { const h = v.split(',').map(Number); if (!h.every(n => Number.isInteger(n) && n > 0 && n <= 4096)) throw new InvalidArgumentError('expected e.g. 200,200'); return h }, SIMULATION_DEFAULTS.hidden)
   .option('--decryptor <url>', 'paillier: use this decryptor instead of starting one', url)
+  .addOption(new Option('--decryptor-token <token>', 'that decryptor\'s bearer token').env(DECRYPTOR_TOKEN_ENV))
   .option('--no-centralised', 'skip the centralised reference')
   .option('--json', 'one JSON object per round, then a summary')
-  .action(async (o: { clients: number, rounds: number, partition: string, secure: 'none' | 'masking' | 'paillier', dropout: number, seed: number, epochs: number, batchSize: number, lr: number, optimizer: 'sgd' | 'momentum' | 'adam', strategy?: unknown, lrDecay: number, labelSkew?: unknown, hidden: number[], decryptor?: string, centralised: boolean, json?: boolean }) => {
+  .action(async (o: { clients: number, rounds: number, partition: string, secure: 'none' | 'masking' | 'paillier', dropout: number, seed: number, epochs: number, batchSize: number, lr: number, optimizer: 'sgd' | 'momentum' | 'adam', strategy?: unknown, lrDecay: number, labelSkew?: unknown, hidden: number[], decryptor?: string, decryptorToken?: string, centralised: boolean, json?: boolean }) => {
     const print = (r: RoundReport): void => {
       if (o.json === true) { console.log(JSON.stringify({ type: 'round', ...r })); return }
       console.log(`round ${String(r.round).padStart(3)}  ${r.state.padEnd(9)} v${r.version ?? '-'}  acc ${r.accuracy === null ? '   -  ' : (r.accuracy * 100).toFixed(2) + '%'}  clients ${r.participants.uploaded}/${r.participants.offered}  up ${(r.bytesUp / 2 ** 20).toFixed(2)} MiB  down ${(r.bytesDown / 2 ** 20).toFixed(2)} MiB  ${r.roundMs} ms${r.reason === null ? '' : `  (${r.reason})`}`)
@@ -192,6 +196,7 @@ program.command('simulate')
       strategy: (o.strategy ?? SIMULATION_DEFAULTS.strategy) as typeof SIMULATION_DEFAULTS.strategy,
       centralised: o.centralised,
       decryptorUrl: o.decryptor,
+      decryptorToken: o.decryptorToken,
       onRound: print
     })
     if (o.json === true) console.log(JSON.stringify({ type: 'summary', ...summary }))

@@ -56,6 +56,8 @@ export interface SimulationOptions {
   labelSkew: RoundRequestInput['labelSkew']
   /** Paillier mode: the decryptor's URL; without one, a decryptor process is started for the run. */
   decryptorUrl?: string
+  /** Its bearer token, if it requires one. */
+  decryptorToken?: string
   /** Skip the centralised reference (it costs rounds × epochs passes over the pooled data). */
   centralised: boolean
   dataDir?: string
@@ -157,7 +159,7 @@ export async function simulate (options: SimulationOptions): Promise<SimulationS
   try {
     // The Paillier key holder is its own process, never the coordinator's.
     if (options.secure === 'paillier' && options.decryptorUrl === undefined) decryptor = await spawnDecryptor(join(root, 'decryptor'), ['--min-clients', '2'])
-    coordinator = await createCoordinator({ dataDir: join(root, 'coordinator'), port: 0, decryptorUrl: options.decryptorUrl ?? decryptor?.url, onRoundEvent: e => events(e) })
+    coordinator = await createCoordinator({ dataDir: join(root, 'coordinator'), port: 0, decryptorUrl: options.decryptorUrl ?? decryptor?.url, decryptorToken: options.decryptorToken ?? decryptor?.token, onRoundEvent: e => events(e) })
     const url = await coordinator.start()
     const token = await coordinator.createToken('edge')
     // Seeded, so that a run is reproducible from --seed (up to the stochastic rounding of the

@@ -1,6 +1,8 @@
 /** Decryptor service defaults. Every one can be overridden through `createDecryptor`'s options. */
 export const DEFAULT_DECRYPTOR_PORT = 7071
 export const DEFAULT_DECRYPTOR_HOST = '127.0.0.1'
+/** Environment variable both `blockfed decryptor --token` and `blockfed coordinator --decryptor-token` read (kept out of argv, which `ps` shows). */
+export const DECRYPTOR_TOKEN_ENV = 'BLOCKFED_DECRYPTOR_TOKEN'
 /**
  * Fewest contributions decrypted together. With 2, each of the two clients could subtract its own
  * update from the sum and read the other's; 3 is the smallest sum that hides an individual.
@@ -15,3 +17,8 @@ export const DEFAULT_MAX_BODY_BYTES = 256 << 20
 export const KEY_FILE = 'paillier.key.json'
 /** Folder of decided rounds under the data dir: one file per round, never removed. */
 export const ROUNDS_DIR = 'rounds'
+/**
+ * Decrypt requests read and worked on at once (a coordinator sends one per round; each may
+ * buffer up to the body limit). More get 503 with retry-after.
+ */
+export const DECRYPT_SLOTS = 2

@@ -29,7 +29,10 @@ export interface DecryptorOptions {
   maxClients?: number
   /** Largest decrypt request body in bytes (default 256 MiB). */
   maxBodyBytes?: number
-  /** Bearer token required on decrypt requests (recommended: only the coordinator should ask). */
+  /**
+   * Bearer token required on decrypt requests, so that only the coordinator asks (round ids are
+   * no secret: every selected client sees them). Required unless `host` is a loopback address.
+   */
   token?: string
   /**
    * Enrolled client keys (64-hex Ed25519 public keys): when given, contributions from any other
@@ -58,6 +61,11 @@ function enrolled (keys: readonly string[]): ReadonlySet<string> {
   return new Set(keys)
 }
 
+/** 127.0.0.0/8, ::1 and localhost: only this machine can connect. */
+function isLoopback (host: string): boolean {
+  return host === 'localhost' || host === '::1' || /^127(\.\d{1,3}){3}$/.test(host)
+}
+
 function checkCount (name: string, value: number, min: number): void {
   if (!Number.isSafeInteger(value) || value < min) throw new InvalidConfigError(`${name}: expected an integer ≥ ${min}, got ${value}`)
 }
@@ -75,6 +83,11 @@ export function createDecryptor (options: DecryptorOptions): Decryptor {
   const maxBodyBytes = options.maxBodyBytes ?? DEFAULT_MAX_BODY_BYTES
   checkCount('maxBodyBytes', maxBodyBytes, 1024)
   const clients = options.clients === undefined ? undefined : enrolled(options.clients)
+  const host = options.host ?? DEFAULT_DECRYPTOR_HOST
+  if (options.token === undefined && !isLoopback(host)) {
+    throw new InvalidConfigError(`host ${host}: a decryptor reachable from other machines needs a token, or anyone who learns a round id could claim the round first (and, without clients, decrypt one client's update beside made-up ones)`)
+  }
+  if (options.token !== undefined && options.token.length < 16) throw new InvalidConfigError('token: use at least 16 characters')
   let app: FastifyInstance | undefined
   let url: string | undefined
   let keyId: string | undefined
@@ -98,15 +111,15 @@ export function createDecryptor (options: DecryptorOptions): Decryptor {
         ...(clients === undefined ? {} : { clients })
       })
       try {
-        await server.listen({ port: options.port ?? DEFAULT_DECRYPTOR_PORT, host: options.host ?? DEFAULT_DECRYPTOR_HOST })
+        await server.listen({ port: options.port ?? DEFAULT_DECRYPTOR_PORT, host })
       } catch (err) {
         await server.close()
         throw err
       }
       const address = server.server.address() as AddressInfo
-      const host = address.family === 'IPv6' ? `[${address.address}]` : address.address
+      const bound = address.family === 'IPv6' ? `[${address.address}]` : address.address
       app = server
-      url = `http://${host}:${address.port}`
+      url = `http://${bound}:${address.port}`
       keyId = keyInfo.keyId
       return url
     },

@@ -2,9 +2,11 @@
  * The decryptor's Paillier secret key on disk: `<data>/paillier.key.json`, mode 0600, created on
  * first start and parsed by a schema on every later one. Creation is atomic and first-wins (write
  * a private temporary file, then link it into place), so two processes starting on one data dir
- * agree on one key and a crash never leaves half a key file.
+ * agree on one key; the file and the folder are fsynced, so neither a crash nor a power cut
+ * leaves half a key file or loses a key clients have pinned.
  */
-import { link, readFile, stat, unlink, writeFile } from 'node:fs/promises'
+import { link, readFile, stat, unlink } from 'node:fs/promises'
+import { syncDir, writeSynced } from './fsync.ts'
 import { join } from 'node:path'
 import { z } from 'zod'
 import { InvalidConfigError } from '../../shared/errors/errors.ts'
@@ -65,9 +67,10 @@ export async function loadOrCreateKey (dataDir: string, keyBits?: number): Promi
   const key = await generateKeyPair(keyBits ?? DEFAULT_KEY_BITS)
   const body = JSON.stringify({ scheme: 'paillier-n+1', bits: key.publicKey.bits, p: key.p.toString(16), q: key.q.toString(16), createdAt: new Date().toISOString() }, null, 2)
   const temp = `${path}.${globalThis.crypto.randomUUID()}.tmp`
-  await writeFile(temp, body + '\n', { mode: 0o600, flag: 'wx' })
+  await writeSynced(temp, body + '\n', 'wx')
   try {
     await link(temp, path)
+    await syncDir(dataDir)
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err
     // Another process created the key first: use theirs.

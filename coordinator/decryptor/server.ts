@@ -9,7 +9,13 @@
  * [minClients, maxClients], distinct client ids, distinct ciphertext blobs, lengths, ranges, and
  * each contribution's upload signature), so a malformed request does not burn a round; then it
  * claims the round on disk, sums, decrypts the sum only, and answers with the ring sum reduced
- * mod 2^32 (never the raw slot sums).
+ * mod 2^32 (never the raw slot sums). The same request again (byte for byte the same round,
+ * length, base version and contributions: a caller that timed out or restarted) gets the same
+ * answer, from the round's record or from the decryption still running; any other is refused.
+ *
+ * The bearer token is checked before the body is read, and at most `DECRYPT_SLOTS` decrypt
+ * requests are read and worked on at once: a caller without the token cannot make the decryptor
+ * buffer and parse hundreds of MiB.
  *
  * Each contribution carries its client's Ed25519 signature over (round id, base version,
  * 'paillier', SHA-256 of the ciphertexts), the one the client made when it uploaded. The
@@ -34,9 +40,9 @@ import swagger from '@fastify/swagger'
 import { jsonSchemaTransform, serializerCompiler, validatorCompiler, type ZodTypeProvider } from 'fastify-type-provider-zod'
 import { z } from 'zod'
 import { errorBodySchema } from '../../shared/client/api-schemas.ts'
-import { equalBytes, fromBase64, fromHex, toBase64, utf8ToBytes } from '../../shared/crypto/bytes.ts'
-import { AccessDeniedError, InvalidInputError } from '../../shared/errors/errors.ts'
-import { sha256 } from '../../shared/crypto/hash.ts'
+import { equalBytes, fromBase64, fromHex, toBase64, toHex, utf8ToBytes } from '../../shared/crypto/bytes.ts'
+import { AccessDeniedError, BusyError, InvalidInputError } from '../../shared/errors/errors.ts'
+import { sha256, sha256Hex } from '../../shared/crypto/hash.ts'
 import { verify } from '../../shared/crypto/sign.ts'
 import { uploadSigningBytes } from '../../shared/rounds/messages.ts'
 import type { PaillierSecretKey } from '../../aggregation/paillier/keys.ts'
@@ -45,7 +51,9 @@ import { decodeCiphertexts, ringToBytes } from '../../aggregation/paillier/wire.
 import { decryptSum, sumCiphertexts } from '../../aggregation/paillier/aggregate.ts'
 import { decryptRequestSchema, decryptResponseSchema, paillierKeyInfoSchema, roundIdSchema, type PaillierKeyInfo } from '../../aggregation/paillier/schemas.ts'
 import { errorHandler } from '../http/errors.ts'
+import { RoundDecidedError } from '../../aggregation/paillier/errors.ts'
 import type { RoundLog } from './rounds.ts'
+import { DECRYPT_SLOTS } from './constants.ts'
 
 export interface DecryptorServerDeps {
   secretKey: PaillierSecretKey
@@ -89,15 +97,25 @@ export async function buildDecryptorServer (deps: DecryptorServerDeps): Promise<
     schema: { summary: 'The Paillier public key (g = n + 1), its fingerprint and the packing layout clients must use', response: { 200: paillierKeyInfoSchema } }
   }, async () => deps.keyInfo)
 
+  let decrypting = 0
+  /** Decryptions running in this process, by round id, with the hash of the request each answers. */
+  const running = new Map<string, { requestSha256: string, answer: Promise<string> }>()
+
   api.post('/v1/paillier/rounds/:roundId/decrypt', {
     schema: {
       summary: 'Sum all contributions of a round homomorphically and decrypt only the sum (at most once per round)',
       params: z.object({ roundId: roundIdSchema }),
       body: decryptRequestSchema,
-      response: { 200: decryptResponseSchema, ...errors }
+      response: { 200: decryptResponseSchema, 503: errorBodySchema, ...errors }
+    },
+    // Before the body is read: a refused caller costs no buffering or parsing.
+    onRequest: async (req, reply) => {
+      requireToken(req, deps.token)
+      if (decrypting >= DECRYPT_SLOTS) throw new BusyError(`the decryptor is working on ${decrypting} decrypt requests; try again shortly`, 1_000)
+      decrypting++
+      reply.raw.once('close', () => { decrypting-- })
     }
   }, async req => {
-    requireToken(req, deps.token)
     const { roundId } = req.params
     const { length, baseVersion, contributions } = req.body
     if (contributions.length < minClients) throw new InvalidInputError(`round ${roundId}: ${contributions.length} contributions; this decryptor decrypts sums of at least ${minClients}`)
@@ -112,24 +130,49 @@ export async function buildDecryptorServer (deps: DecryptorServerDeps): Promise<
     }
     const count = ciphertextCount(layout, length)
     const bytes = contributions.map(c => fromBase64(c.ciphertexts))
+    const digests: Array<[string, string]> = []
     for (const [i, c] of contributions.entries()) {
       if (deps.clients !== undefined && !deps.clients.has(c.clientId)) throw new AccessDeniedError(`contributions[${i}]: client ${c.clientId} is not one of this decryptor's enrolled clients`)
-      const signed = uploadSigningBytes({ roundId, baseVersion, encoding: 'paillier' }, await sha256(bytes[i] as Uint8Array))
+      const digest = await sha256(bytes[i] as Uint8Array)
+      digests.push([c.clientId, toHex(digest)])
+      const signed = uploadSigningBytes({ roundId, baseVersion, encoding: 'paillier' }, digest)
       if (!verify(fromBase64(c.signature), signed, fromHex(c.clientId))) {
         throw new AccessDeniedError(`contributions[${i}] (client ${c.clientId}): its signature does not verify for round ${roundId} at base version ${baseVersion}`)
       }
     }
     const vectors = bytes.map((b, i) => decodeCiphertexts(b, publicKey, count, `contributions[${i}] (client ${contributions[i]?.clientId ?? ''})`))
+    const requestSha256 = await sha256Hex(utf8ToBytes(JSON.stringify([roundId, length, baseVersion, digests.sort(([a], [b]) => a < b ? -1 : 1)])))
+    const answer = (sum: string): { roundId: string, clients: number, length: number, sum: string } => ({ roundId, clients: contributions.length, length, sum })
 
-    const record = { roundId, keyId: deps.keyInfo.keyId, length, clients: [...ids], claimedAt: new Date().toISOString() }
-    await deps.rounds.claim(record)
+    // A caller that has gone does not get a round decided for nobody.
+    if (req.raw.socket.destroyed) throw new InvalidInputError(`round ${roundId}: the caller closed the request before the decryption started`)
+    const record = { roundId, keyId: deps.keyInfo.keyId, length, clients: [...ids], claimedAt: new Date().toISOString(), requestSha256 }
     try {
-      const sum = await decryptSum(secretKey, sumCiphertexts(vectors, publicKey), layout, length, contributions.length)
-      await deps.rounds.finish(record, 'decrypted')
-      return { roundId, clients: contributions.length, length, sum: toBase64(ringToBytes(sum)) }
+      await deps.rounds.claim(record)
     } catch (err) {
-      await deps.rounds.finish(record, 'failed', (err as Error).message).catch(() => undefined)
+      if (!(err instanceof RoundDecidedError)) throw err
+      // The same request again gets the same answer; any other request for the round, nothing.
+      const inFlight = running.get(roundId)
+      if (inFlight?.requestSha256 === requestSha256) return answer(await inFlight.answer)
+      const decided = await deps.rounds.read(roundId)
+      if (decided?.outcome === 'decrypted' && decided.requestSha256 === requestSha256 && decided.sum !== undefined) return answer(decided.sum)
       throw err
+    }
+    const work = (async () => {
+      try {
+        const sum = toBase64(ringToBytes(await decryptSum(secretKey, sumCiphertexts(vectors, publicKey), layout, length, contributions.length)))
+        await deps.rounds.finish(record, 'decrypted', sum)
+        return sum
+      } catch (err) {
+        await deps.rounds.finish(record, 'failed', (err as Error).message).catch(() => undefined)
+        throw err
+      }
+    })()
+    running.set(roundId, { requestSha256, answer: work })
+    try {
+      return answer(await work)
+    } finally {
+      running.delete(roundId)
     }
   })
 

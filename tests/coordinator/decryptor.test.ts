@@ -4,12 +4,13 @@
  */
 import { describe, it, expect, beforeAll, afterAll } from 'vitest'
 import { chmod, mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises'
-import { createServer } from 'node:http'
+import { createServer, request as httpRequest } from 'node:http'
 import type { AddressInfo } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { createDecryptor, type Decryptor } from '../../coordinator/decryptor/decryptor.ts'
 import { readClientsFile } from '../../coordinator/decryptor/clients-file.ts'
+import { DECRYPT_SLOTS } from '../../coordinator/decryptor/constants.ts'
 import { decryptorClient, type Contribution, type DecryptorClient } from '../../aggregation/paillier/decryptor-client.ts'
 import type { DecryptorKey } from '../../aggregation/paillier/key-info.ts'
 import { ciphertextCount } from '../../aggregation/paillier/layout.ts'
@@ -108,19 +109,24 @@ describe('Paillier decryptor service', () => {
     expect(record).toMatchObject({ roundId: 'round-1', outcome: 'decrypted', length: LENGTH, clients: [0, 1, 2, 3].map(idOf), keyId: key.keyId })
   })
 
-  it('decrypts a round at most once: the same, a subset or a new set of contributions gets 409', async () => {
-    const { contributions } = await round(3, 20, 'round-2')
-    expect((await decrypt('round-2', contributions)).length).toBe(LENGTH)
-    await expect(decrypt('round-2', contributions)).rejects.toThrow(RoundDecidedError)
-    await expect(decrypt('round-2', contributions.slice(0, 3))).rejects.toThrow(/already decided/)
+  it('decrypts a round at most once: a subset or a new set of contributions gets 409, the same request the same answer', async () => {
+    const { xs, contributions: four } = await round(4, 20, 'round-2')
+    const contributions = four.slice(0, 3)
+    expect(await decrypt('round-2', contributions)).toEqual(ringSum(xs.slice(0, 3), LENGTH))
+    // A caller that lost the answer (a timeout, a restart) asks again: it learns nothing new.
+    expect(await decrypt('round-2', [...contributions].reverse())).toEqual(ringSum(xs.slice(0, 3), LENGTH))
+    await expect(decrypt('round-2', four)).rejects.toThrow(RoundDecidedError)
+    await expect(decrypt('round-2', four.slice(1))).rejects.toThrow(/already decided/)
     const again = await round(5, 30, 'round-2')
     const res = await rawDecrypt('round-2', { length: LENGTH, baseVersion: BASE_VERSION, contributions: asJson(again.contributions) })
     expect(res).toMatchObject({ status: 409, body: { error: 'RoundDecidedError' } })
+    const wrongBase = await rawDecrypt('round-2', { length: LENGTH, baseVersion: BASE_VERSION + 1, contributions: asJson(contributions) })
+    expect(wrongBase.status).toBe(403) // signed for BASE_VERSION: refused before the round is looked at
   })
 
   it('lets exactly one of two concurrent requests for a round through', async () => {
-    const { contributions } = await round(3, 40, 'round-race')
-    const results = await Promise.allSettled([decrypt('round-race', contributions), decrypt('round-race', contributions)])
+    const { contributions } = await round(4, 40, 'round-race')
+    const results = await Promise.allSettled([decrypt('round-race', contributions), decrypt('round-race', contributions.slice(0, 3))])
     expect(results.filter(r => r.status === 'fulfilled')).toHaveLength(1)
     const rejected = results.find(r => r.status === 'rejected')
     expect(rejected?.reason).toBeInstanceOf(RoundDecidedError)
@@ -245,6 +251,50 @@ describe('Paillier decryptor service', () => {
     const record = JSON.parse(await readFile(join(dir, 'rounds', 'round-forged.json'), 'utf8')) as Record<string, unknown>
     expect(record).toMatchObject({ outcome: 'failed' })
     await expect(decrypt('round-forged', contributions)).rejects.toThrow(RoundDecidedError)
+
+    // One slot past what 3 clients can add up to, inside the slot's bits: the error says where,
+    // never the unreduced slot sum (which would tell the others' sum without the ring's wrap).
+    const slotRound = await round(3, 75, 'round-slot')
+    const widePool = await precomputeRandomness(key.publicKey, count, { method: 'short-exponent' })
+    const wide = encodeCiphertexts(widePool.encrypt(Array.from({ length: count }, (_, i) => i === 0 ? 5n << 32n : 0n)), key.publicKey)
+    const leaky = [...slotRound.contributions.slice(0, 2), { clientId: idOf(2), ciphertexts: wide, signature: await signUpload(2, 'round-slot', wide) }]
+    const refused = await decrypt('round-slot', leaky).then(() => new Error('decrypted'), (err: unknown) => err as Error)
+    expect(refused).toBeInstanceOf(IntegrityError)
+    expect(refused.message).toMatch(/packed sum 0, slot 0: exceeds what 3 clients can add up to$/)
+    expect(JSON.parse(await readFile(join(dir, 'rounds', 'round-slot.json'), 'utf8'))).toMatchObject({ outcome: 'failed', reason: 'packed sum 0, slot 0: exceeds what 3 clients can add up to' })
+  })
+
+  it('refuses a request without its token before reading the body', async () => {
+    // Over the body limit: read first, this would be 413; the token is checked first.
+    const big = 'x'.repeat(512 << 10)
+    expect((await rawDecrypt('round-early', big, {})).status).toBe(403)
+    expect((await rawDecrypt('round-early', big, { authorization: 'Bearer wrong' })).status).toBe(403)
+    expect((await rawDecrypt('round-early', big)).status).toBe(413)
+  })
+
+  it('works on at most DECRYPT_SLOTS requests at once; the others get 503 with retry-after until a slot frees', async () => {
+    const { xs, contributions } = await round(3, 85, 'round-slots')
+    const target = new URL(`${decryptor.url}/v1/paillier/rounds/round-slots/decrypt`)
+    // Requests that send their headers and never finish their bodies hold a slot each.
+    const holders = Array.from({ length: DECRYPT_SLOTS }, () => {
+      const req = httpRequest(target, { method: 'POST', headers: { authorization: `Bearer ${TOKEN}`, 'content-type': 'application/json', 'content-length': '1000' } })
+      req.on('error', () => {})
+      req.write('{')
+      return req
+    })
+    let busy: { status: number, body: { error: string } } | undefined
+    for (const until = Date.now() + 5_000; Date.now() < until;) {
+      busy = await rawDecrypt('round-slots', '{}')
+      if (busy.status === 503) break
+      await new Promise(resolve => setTimeout(resolve, 20))
+    }
+    expect(busy).toMatchObject({ status: 503, body: { error: 'BusyError' } })
+    for (const req of holders) req.destroy()
+    let answer: Uint32Array | undefined
+    for (const until = Date.now() + 5_000; answer === undefined && Date.now() < until;) {
+      answer = await decrypt('round-slots', contributions).catch(() => undefined)
+    }
+    expect(answer).toEqual(ringSum(xs, LENGTH))
   })
 
   it('requires its bearer token and bounds the body size', async () => {
@@ -260,6 +310,8 @@ describe('Paillier decryptor service', () => {
 
   it('keeps its key and its decided rounds across restarts, and refuses unsafe key files', async () => {
     const { contributions } = await round(3, 90, 'round-1')
+    const replay = await round(3, 95, 'round-replay')
+    expect(await decrypt('round-replay', replay.contributions)).toEqual(ringSum(replay.xs, LENGTH))
     await decryptor.stop()
     expect(() => decryptor.url).toThrow(/not started/)
     await expect(client.key()).rejects.toThrow(UnavailableError)
@@ -274,9 +326,15 @@ describe('Paillier decryptor service', () => {
     client = decryptorClient({ baseUrl: decryptor.url, token: TOKEN, expectedKeyId: key.keyId })
     expect((await client.key()).publicKey.n).toBe(key.publicKey.n)
     await expect(decrypt('round-1', contributions)).rejects.toThrow(RoundDecidedError)
+    // The answer kept on disk: a coordinator restarted mid-round asks again and gets it.
+    expect(await decrypt('round-replay', replay.contributions)).toEqual(ringSum(replay.xs, LENGTH))
   })
 
   it('checks its options', () => {
+    expect(() => createDecryptor({ dataDir: dir, host: '0.0.0.0' })).toThrow(/host 0\.0\.0\.0: a decryptor reachable from other machines needs a token/)
+    expect(() => createDecryptor({ dataDir: dir, host: '0.0.0.0', token: TOKEN })).not.toThrow()
+    expect(() => createDecryptor({ dataDir: dir, host: '::1' })).not.toThrow()
+    expect(() => createDecryptor({ dataDir: dir, token: 'short' })).toThrow(/token: use at least 16 characters/)
     expect(() => createDecryptor({ dataDir: dir, minClients: 1 })).toThrow(/minClients: expected an integer ≥ 2/)
     expect(() => createDecryptor({ dataDir: dir, minClients: 5, maxClients: 4 })).toThrow(/maxClients: expected an integer ≥ 5/)
   })

@@ -365,7 +365,7 @@ describe('rounds (mode paillier)', () => {
   it('aggregates ciphertexts through a decryptor in its own process and publishes', async () => {
     const keyDir = join(root, 'decryptor')
     const decryptor = await spawnDecryptor(keyDir, ['--min-clients', '2', '--key-bits', '1024'])
-    const { c, at, token } = await smallCoordinator('paillier', { partition: SMALL_BLOCKS, decryptorUrl: decryptor.url })
+    const { c, at, token } = await smallCoordinator('paillier', { partition: SMALL_BLOCKS, decryptorUrl: decryptor.url, decryptorToken: decryptor.token })
     const ps = await startParticipants(at, token, join(root, 'paillier-runtimes'), 3, { extra: () => ({ secureClient: secureClients() }) })
     try {
       const summary = await c.rounds.run({ model: 'mnist', trainable: ['head'], secure: { mode: 'paillier' }, selection: { minClients: 3 } })
@@ -445,7 +445,7 @@ describe('a coordinator killed mid-round', () => {
   it('finishes a Paillier round after a restart: the uploads kept their signatures, which the decryptor checks', async () => {
     const decryptor = await spawnDecryptor(join(root, 'killed-paillier-decryptor'), ['--min-clients', '2', '--key-bits', '1024'])
     try {
-      const { proc, id, cleanup } = await killedAfterTwoUploads('killed-paillier', { secure: { mode: 'paillier' } }, () => ({ secureClient: secureClients() }), ['--decryptor', decryptor.url])
+      const { proc, id, cleanup } = await killedAfterTwoUploads('killed-paillier', { secure: { mode: 'paillier' } }, () => ({ secureClient: secureClients() }), ['--decryptor', decryptor.url, '--decryptor-token', decryptor.token])
       try {
         const round = await (await fetch(`${proc.url}/v1/rounds/${id}`)).json() as { state: string, reason: string | null, metrics: Record<string, number> }
         expect(round.reason).toBeNull()

@@ -9,6 +9,8 @@ import { maskingServer } from './masking.ts'
 export interface SecureServerDeps {
   /** Paillier mode: the decryptor service's base URL. */
   decryptorUrl?: string
+  /** Its bearer token, if it requires one. */
+  decryptorToken?: string
 }
 
 export async function secureServerFor (config: RoundConfig, snapshot: unknown, deps: SecureServerDeps): Promise<SecureRoundServer> {
@@ -16,7 +18,7 @@ export async function secureServerFor (config: RoundConfig, snapshot: unknown, d
     case 'none': return plainServer(config)
     case 'paillier':
       if (deps.decryptorUrl === undefined) throw new UnavailableError('Paillier rounds need a decryptor: start the coordinator with --decryptor URL')
-      return await paillierServer(config, deps.decryptorUrl)
+      return await paillierServer(config, { baseUrl: deps.decryptorUrl, token: deps.decryptorToken })
     case 'masking': return await maskingServer(config, snapshot)
   }
 }

@@ -8,7 +8,8 @@
 import type { RoundConfig } from '../../../shared/rounds/config.ts'
 import { InvalidInputError } from '../../../shared/errors/errors.ts'
 import { fromBase64 } from '../../../shared/crypto/bytes.ts'
-import { decryptorClient } from '../../../aggregation/paillier/decryptor-client.ts'
+import { decryptorClient, type DecryptorClientOptions } from '../../../aggregation/paillier/decryptor-client.ts'
+import { DEFAULT_DECRYPT_TIMEOUT_MS } from '../../../aggregation/paillier/constants.ts'
 import { describeKey, readKeyInfo } from '../../../aggregation/paillier/key-info.ts'
 import { paillierKeyInfoSchema } from '../../../aggregation/paillier/schemas.ts'
 import { ciphertextCount } from '../../../aggregation/paillier/layout.ts'
@@ -16,17 +17,26 @@ import { decodeCiphertexts } from '../../../aggregation/paillier/wire.ts'
 import type { SecureRoundServer } from './types.ts'
 
 /** The decryptor's key as a round offer carries it (clients re-derive and may pin it). */
-export async function paillierOffer (decryptorUrl: string): Promise<NonNullable<RoundConfig['paillier']>> {
-  const key = await decryptorClient({ baseUrl: decryptorUrl }).key()
+/**
+ * Time the decryptor gets per ciphertext of the sum, on top of the default deadline: a 2048-bit
+ * decryption takes ≈ 12 ms here, so a round of 25k ciphertexts (≈ 1.4 M parameters) would
+ * outlive a fixed 300 s deadline, and a caller that gives up loses the round's one decryption.
+ */
+const DECRYPT_MS_PER_CIPHERTEXT = 50
+
+type DecryptorAccess = Pick<DecryptorClientOptions, 'baseUrl' | 'token'>
+
+export async function paillierOffer (decryptor: DecryptorAccess): Promise<NonNullable<RoundConfig['paillier']>> {
+  const key = await decryptorClient(decryptor).key()
   return await describeKey(key.publicKey, key.layout, key.minClients)
 }
 
-export async function paillierServer (config: RoundConfig, decryptorUrl: string): Promise<SecureRoundServer> {
-  const decryptor = decryptorClient({ baseUrl: decryptorUrl })
+export async function paillierServer (config: RoundConfig, access: DecryptorAccess): Promise<SecureRoundServer> {
   const key = await readKeyInfo(paillierKeyInfoSchema.parse(config.paillier))
+  const count = ciphertextCount(key.layout, config.vectorLength)
+  const decryptor = decryptorClient({ ...access, decryptTimeoutMs: DEFAULT_DECRYPT_TIMEOUT_MS + count * DECRYPT_MS_PER_CIPHERTEXT })
   const live = await decryptor.key()
   if (live.keyId !== key.keyId) throw new InvalidInputError(`round ${config.id} was offered under Paillier key ${key.keyId}, the decryptor now holds ${live.keyId}`)
-  const count = ciphertextCount(key.layout, config.vectorLength)
   return {
     mode: 'paillier',
     setup: async accepted => accepted,
