@@ -15,6 +15,8 @@ import { verify } from '../../shared/crypto/sign.ts'
 import { BlockfedError, InvalidInputError } from '../../shared/errors/errors.ts'
 
 export const ROUNDS_PATH = '/v1/rounds/ws'
+/** A hello is a key, a signature and a few model names: anything larger before it is refused. */
+const MAX_HELLO_BYTES = 16 << 10
 
 export interface ClientConnection {
   readonly id: string
@@ -80,10 +82,12 @@ export function roundHub (options: RoundHubOptions): RoundHub {
     let client: (ClientConnection & { socket: WebSocket }) | undefined
 
     ws.on('message', (data: RawData, isBinary: boolean) => {
-      const bytes = Array.isArray(data) ? Buffer.concat(data) : Buffer.from(data as ArrayBuffer)
+      // Read in place: ws hands over a Buffer it already owns (copying an upload cost its size again).
+      const bytes = Array.isArray(data) ? Buffer.concat(data) : Buffer.isBuffer(data) ? data : Buffer.from(data)
       if (client === undefined) {
         try {
           if (isBinary) throw new InvalidInputError('expected a hello before any upload')
+          if (bytes.length > MAX_HELLO_BYTES) throw new InvalidInputError(`hello: ${bytes.length} bytes, at most ${MAX_HELLO_BYTES}`)
           const hello = parseFrame(clientMessageSchema, bytes.toString('utf8'), 'hello')
           if (hello.type !== 'hello') throw new InvalidInputError(`expected a hello, got ${hello.type}`)
           if (!verify(fromBase64(hello.signature), helloSigningBytes(nonce), fromHex(hello.clientId))) throw new InvalidInputError('hello: the signature does not verify with the client key')
@@ -119,6 +123,10 @@ export function roundHub (options: RoundHubOptions): RoundHub {
   }
 
   const upgrade = (req: IncomingMessage, socket: Duplex, head: Buffer): void => {
+    // Node removes the HTTP server's socket error listener before 'upgrade': without one of our
+    // own, a client that resets the connection (while it is refused, or while its token is
+    // checked) raised an unhandled 'error' that took the whole coordinator down (found by review).
+    socket.on('error', () => socket.destroy())
     onUpgrade(req, socket, head).catch(() => socket.destroy())
   }
 

@@ -6,6 +6,7 @@
  * silent is dropped, not waited for. At start, `recover()` finishes from the database whatever a
  * killed coordinator left half-done, or fails it cleanly.
  */
+import { setTimeout as sleep } from 'node:timers/promises'
 import { randomInt } from 'node:crypto'
 import { minUploadsOf, roundConfigSchema, roundRequestSchema, type RoundConfig, type RoundRequest, type RoundRequestInput } from '../../shared/rounds/config.ts'
 import { decodeUploadFrame, uploadSigningBytes, type ClientMessage } from '../../shared/rounds/messages.ts'
@@ -67,7 +68,12 @@ export interface RoundManager {
   /** Starts one round; resolves with its id once offered, `done` when it ends. */
   start: (request: RoundRequestInput, signal?: AbortSignal) => Promise<{ id: string, done: Promise<RoundSummary> }>
   /** Runs rounds back to back until stopped (continuous scheduling). */
-  schedule: (request: RoundRequestInput, options: { pauseMs: number, rounds?: number, onRound?: (s: RoundSummary) => void }) => { stop: () => Promise<void> }
+  /**
+   * Runs rounds one after another, `pauseMs` apart. A round that cannot start for now
+   * (UnavailableError: too few clients) is skipped; any other error (a pinned base that is no
+   * longer the latest, a throwing `onRound`) ends the schedule and goes to `onError`.
+   */
+  schedule: (request: RoundRequestInput, options: { pauseMs: number, rounds?: number, onRound?: (s: RoundSummary) => void, onError?: (err: Error) => void }) => { stop: () => Promise<void> }
   recover: () => Promise<RoundSummary[]>
   active: () => string[]
   stop: () => Promise<void>
@@ -206,11 +212,21 @@ export function roundManager (deps: RoundManagerDeps): RoundManager {
       round.waiting.gate.settle(client.id)
     },
     decline (round, client) {
+      // After an upload a decline would only dodge the cooldown (the upload stays in the sum);
+      // after an accept it is a withdrawal, and the round stops waiting for the client at once.
+      if (round.uploads.has(client.id)) throw withRound(new InvalidInputError(`round ${round.config.id}: already uploaded; a decline cannot take it back`), round.config.id)
+      if (round.accepted.has(client.id)) {
+        dropClient(round, client.id)
+        return
+      }
       round.declined.add(client.id)
       deps.store.setClient(round.config.id, client.id, 'declined')
       round.waiting?.gate.settle(client.id)
     },
     progress (round, client, m) {
+      if (!round.accepted.has(client.id) || round.uploads.has(client.id) || round.dropped.has(client.id)) {
+        throw withRound(new InvalidInputError(`round ${round.config.id}: progress only between accept and upload`), round.config.id)
+      }
       if (m.loss !== null) round.losses.set(client.id, m.loss)
       emit({ type: 'progress', roundId: round.config.id, clientId: client.id, epoch: m.epoch, epochs: m.epochs, loss: m.loss })
     },
@@ -481,21 +497,27 @@ export function roundManager (deps: RoundManagerDeps): RoundManager {
     active: () => [...active.keys()],
     schedule (request, options) {
       const controller = new AbortController()
+      // Never rejects: an error thrown out of it had nobody to catch it and ended the process.
       const loop = (async () => {
         for (let i = 0; options.rounds === undefined || i < options.rounds; i++) {
           if (controller.signal.aborted) return
           try {
-            options.onRound?.(await run(request, controller.signal))
+            // Run first: `onRound?.(await run())` skips the run itself when there is no onRound.
+            const summary = await run(request, controller.signal)
+            options.onRound?.(summary)
           } catch (err) {
-            if (!(err instanceof UnavailableError)) throw err
+            if (controller.signal.aborted) return
+            if (!(err instanceof UnavailableError)) {
+              try {
+                options.onError?.(err instanceof Error ? err : new Error(String(err)))
+              } catch {}
+              return
+            }
           }
-          await new Promise<void>(resolve => {
-            const t = setTimeout(resolve, options.pauseMs)
-            controller.signal.addEventListener('abort', () => { clearTimeout(t); resolve() }, { once: true })
-          })
+          await sleep(options.pauseMs, undefined, { signal: controller.signal }).catch(() => undefined)
         }
       })()
-      const stop = async (): Promise<void> => { controller.abort(); await loop.catch(() => undefined); schedules.delete(stop) }
+      const stop = async (): Promise<void> => { controller.abort(); await loop; schedules.delete(stop) }
       schedules.add(stop)
       return { stop }
     },

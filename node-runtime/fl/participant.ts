@@ -69,6 +69,15 @@ export interface Participant {
 
 const ROUND_SLACK_MS = 5000
 
+/** The abort reason of a round's local work once the coordinator announced its result. */
+class RoundEndedError extends Error {
+  readonly result: Extract<ServerMessage, { type: 'result' }>
+  constructor (result: Extract<ServerMessage, { type: 'result' }>) {
+    super(`round ${result.roundId} ended: ${result.state}`)
+    this.result = result
+  }
+}
+
 function wsUrl (base: string): string {
   const u = new URL('/v1/rounds/ws', base)
   u.protocol = u.protocol === 'https:' ? 'wss:' : 'ws:'
@@ -88,7 +97,8 @@ export function createParticipant (options: ParticipantOptions): Participant {
   let welcomed = false
   let reconnectTimer: ReturnType<typeof setTimeout> | undefined
   const waiters = new Set<() => void>()
-  let current: { config: RoundConfig, secure: SecureRoundClient, controller: AbortController, result: (m: Extract<ServerMessage, { type: 'result' }>) => void, bytesUp: number, bytesDown: number } | undefined
+  /** The round this runtime works on: at most one at a time. */
+  let current: { config: RoundConfig, secure: SecureRoundClient, controller: AbortController, result: (m: Extract<ServerMessage, { type: 'result' }>) => void, bytesUp: number, bytesDown: number, uploaded: boolean } | undefined
   const emit = (e: ParticipantEvent): void => { options.onEvent?.(e) }
 
   function send (message: ClientMessage): number {
@@ -150,8 +160,11 @@ export function createParticipant (options: ParticipantOptions): Participant {
         const round = current
         if (round?.config.id !== message.roundId) return
         // Free for the next offer at once: it may arrive before this round's task has unwound.
+        // A round that ended without this client's upload (it failed early, or published without
+        // it) stops the local work too, which would otherwise train beside the next round.
         current = undefined
         round.result(message)
+        round.controller.abort(new RoundEndedError(message))
         return
       }
       case 'error':
@@ -178,19 +191,36 @@ export function createParticipant (options: ParticipantOptions): Participant {
       send({ type: 'decline', roundId: config.id, reason: `secure mode ${config.secure.mode} is not available here` })
       return
     }
-    const round = { config, secure, controller, result: resolveResult, bytesUp: 0, bytesDown: 0 }
+    const round = { config, secure, controller, result: resolveResult, bytesUp: 0, bytesDown: 0, uploaded: false }
     current = round
     round.bytesUp += send({ type: 'accept', roundId: config.id })
     emit({ type: 'offer', roundId: config.id, accepted: true })
+    // Every wait of the round ends at its budget: the abort frees this runtime for the next offer
+    // even when a step does not watch the signal (a hung fetch, a data source that never answers).
+    const aborted = new Promise<never>((_resolve, reject) => controller.signal.addEventListener('abort', () => {
+      if (current === round) current = undefined
+      reject(controller.signal.reason as Error)
+    }, { once: true }))
+    aborted.catch(() => {})
     void (async () => {
       try {
-        await secure.begin()
-        await train(config, model as ParticipantModel, round)
-        const abort = new Promise<never>((_resolve, reject) => controller.signal.addEventListener('abort', () => reject(controller.signal.reason as Error), { once: true }))
-        const final = await Promise.race([result, abort])
+        await Promise.race([(async () => {
+          await secure.begin()
+          await train(config, model as ParticipantModel, round)
+        })(), aborted])
+        const final = await Promise.race([result, aborted])
         emit({ type: 'result', roundId: config.id, state: final.state, version: final.version, reason: final.reason, bytesUp: round.bytesUp, bytesDown: round.bytesDown })
       } catch (err) {
-        emit({ type: 'error', roundId: config.id, message: err instanceof BlockfedError ? err.message : `round ${config.id}: ${(err as Error).message}` })
+        if (err instanceof RoundEndedError) {
+          const final = err.result
+          emit({ type: 'result', roundId: config.id, state: final.state, version: final.version, reason: final.reason, bytesUp: round.bytesUp, bytesDown: round.bytesDown })
+          return
+        }
+        const message = err instanceof BlockfedError ? err.message : `round ${config.id}: ${(err as Error).message}`
+        // Said at once, so that the round stops waiting for this client instead of running into
+        // its training deadline.
+        if (!round.uploaded) send({ type: 'decline', roundId: config.id, reason: message.slice(0, 500) })
+        emit({ type: 'error', roundId: config.id, message })
       } finally {
         clearTimeout(timer)
         secure.dispose()
@@ -253,6 +283,7 @@ export function createParticipant (options: ParticipantOptions): Participant {
     const frame = encodeUploadFrame({ ...header, signature: toBase64(signature) }, payload)
     if (socket?.readyState !== WebSocket.OPEN) throw new TimeoutError(`round ${config.id}: the connection closed before the upload`)
     socket.send(frame)
+    round.uploaded = true
     round.bytesUp += frame.length
     emit({ type: 'uploaded', roundId: config.id, bytes: frame.length })
     if (options.dropAfterUpload?.(config) === true) socket.close(4000, 'dropping out after upload (simulated)')

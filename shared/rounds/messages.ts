@@ -35,12 +35,16 @@ export const serverMessageSchema = z.discriminatedUnion('type', [
 ])
 export type ServerMessage = z.infer<typeof serverMessageSchema>
 
+/** Largest training loss a client may report (any real loss is far smaller). */
+export const MAX_LOSS = 1e9
+
 export const clientMessageSchema = z.discriminatedUnion('type', [
   /** The client's Ed25519 public key and its signature over the challenge nonce. */
   z.object({ type: z.literal('hello'), clientId: hex(32), signature: base64, models: z.array(z.string().min(1).max(64)).min(1).max(100) }).strict(),
   z.object({ type: z.literal('accept'), roundId }).strict(),
   z.object({ type: z.literal('decline'), roundId, reason: z.string().max(500) }).strict(),
-  z.object({ type: z.literal('progress'), roundId, epoch: z.number().int().min(0), epochs: z.number().int().positive(), loss: z.number().nullable() }).strict(),
+  /** `loss` is bounded: the round's mean of them must stay finite (it goes into the manifest). */
+  z.object({ type: z.literal('progress'), roundId, epoch: z.number().int().min(0), epochs: z.number().int().positive(), loss: z.number().min(-MAX_LOSS).max(MAX_LOSS).nullable() }).strict(),
   z.object({ type: z.literal('secagg'), roundId, payload: z.unknown() }).strict()
 ])
 export type ClientMessage = z.infer<typeof clientMessageSchema>

@@ -1,0 +1,165 @@
+/**
+ * The round protocol against clients that misbehave or fail (found by review): connections reset
+ * mid-upgrade, oversized frames before the hello, declines that would take back an upload or
+ * dodge the cooldown, progress out of turn, a schedule whose rounds can no longer start, and
+ * runtimes whose local work fails or hangs. Real coordinator, real runtimes over loopback.
+ */
+import { describe, it, expect, beforeAll, afterAll } from 'vitest'
+import { mkdtemp, rm } from 'node:fs/promises'
+import { connect } from 'node:net'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import WebSocket from 'ws'
+import { createCoordinator, type Coordinator } from '../../coordinator/coordinator.ts'
+import type { RoundEvent } from '../../coordinator/rounds/rounds.ts'
+import { tfjsBackend } from '../../node-runtime/engines/tfjs.ts'
+import { modelFiles, mnistMlp } from '../../node-runtime/examples/mnist-mlp.ts'
+import { ConflictError } from '../../shared/errors/errors.ts'
+import { rawClient } from '../helpers/raw-round-client.ts'
+import { mnistSlice, startParticipants, stopParticipants } from '../helpers/fl.ts'
+
+let root: string
+let c: Coordinator
+let at: string
+let token: string
+const events: RoundEvent[] = []
+
+const sleep = async (ms: number): Promise<void> => await new Promise(resolve => setTimeout(resolve, ms))
+async function untilState (roundId: string, state: string): Promise<void> {
+  for (let i = 0; i < 500 && !events.some(e => e.type === 'state' && e.roundId === roundId && e.state === state); i++) await sleep(20)
+}
+
+beforeAll(async () => {
+  await tfjsBackend()
+  root = await mkdtemp(join(tmpdir(), 'blockfed-round-protocol-'))
+  c = await createCoordinator({ dataDir: join(root, 'c'), port: 0, partition: { targetBytes: 16 << 10, maxBytes: 1 << 20 }, onRoundEvent: e => events.push(e) })
+  at = await c.start()
+  token = await c.createToken('edge')
+  const model = mnistMlp({ hidden: [16] })
+  await c.ingest('mnist', await modelFiles(model))
+  model.dispose()
+}, 60_000)
+
+afterAll(async () => {
+  await c.stop()
+  await rm(root, { recursive: true, force: true })
+})
+
+describe('the WebSocket endpoint', () => {
+  it('survives clients that reset the connection right after their upgrade request, with or without a token', async () => {
+    const { port, hostname } = new URL(at)
+    for (let i = 0; i < 60; i++) {
+      const auth = i % 3 === 0 ? '' : i % 3 === 1 ? 'Authorization: Bearer nonsense\r\n' : `Authorization: Bearer ${token}\r\n`
+      await new Promise<void>(resolve => {
+        const s = connect(Number(port), hostname, () => {
+          s.write(`GET /v1/rounds/ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n${auth}\r\n`)
+          s.resetAndDestroy()
+          resolve()
+        })
+        s.on('error', () => resolve())
+      })
+    }
+    await sleep(200)
+    // Still serving (an unhandled socket error would have ended this process, and the test run).
+    expect((await fetch(`${at}/v1/models`)).status).toBe(200)
+  })
+
+  it('closes a connection that sends a large frame before its hello', async () => {
+    const ws = new WebSocket(`${at.replace(/^http/, 'ws')}/v1/rounds/ws`, { headers: { authorization: `Bearer ${token}` } })
+    const replies: string[] = []
+    ws.on('message', data => replies.push(data.toString()))
+    await new Promise(resolve => ws.once('open', resolve))
+    ws.send('x'.repeat(64 << 10))
+    const [code] = await new Promise<[number]>(resolve => ws.once('close', code => resolve([code])))
+    expect(code).toBe(4003)
+    expect(replies.some(r => /hello: 65536 bytes, at most 16384/.test(r))).toBe(true)
+  })
+})
+
+describe('declines and progress', () => {
+  it('refuses a decline after an upload; a decline after an accept drops the client at once', async () => {
+    const clients = [await rawClient(at, token, ['mnist']), await rawClient(at, token, ['mnist']), await rawClient(at, token, ['mnist'])]
+    try {
+      const started = await c.rounds.start({ model: 'mnist', trainable: ['head'], secure: { mode: 'none' }, selection: { minClients: 3 }, deadlines: { trainMs: 60_000 } })
+      await untilState(started.id, 'collecting')
+      const config = clients[0]?.offers.find(o => o.id === started.id)
+      if (config === undefined) throw new Error('no offer arrived')
+      const [a, b, quitter] = clients as [typeof clients[0], typeof clients[0], typeof clients[0]]
+      // Progress is for accepted clients before they upload; an absurd loss is refused by the schema.
+      a.sendJson({ type: 'progress', roundId: config.id, epoch: 1, epochs: 1, loss: 1e308 })
+      expect(await a.next(m => m.type === 'error')).toMatchObject({ message: expect.stringMatching(/loss/) })
+      const update = new Uint32Array(config.vectorLength)
+      update[update.length - 1] = Math.round(0.02 * config.fixedPoint.weightScale)
+      for (const client of [a, b]) await client.upload({ roundId: config.id, baseVersion: config.baseVersion, encoding: 'ring-u32le' }, new Uint8Array(update.buffer))
+      a.sendJson({ type: 'decline', roundId: config.id, reason: 'changed my mind' })
+      expect(await a.next(m => m.type === 'error' && /already uploaded; a decline cannot take it back/.test(m.message))).toBeDefined()
+      a.sendJson({ type: 'progress', roundId: config.id, epoch: 1, epochs: 1, loss: 0.5 })
+      expect(await a.next(m => m.type === 'error' && /progress only between accept and upload/.test(m.message))).toBeDefined()
+      // The third withdraws: the round publishes with two uploads now, not after the 60 s deadline.
+      const begun = Date.now()
+      quitter.sendJson({ type: 'decline', roundId: config.id, reason: 'local data unavailable' })
+      const result = await a.next(m => m.type === 'result' && m.roundId === config.id, 20_000)
+      expect(result).toMatchObject({ state: 'published' })
+      expect(Date.now() - begun).toBeLessThan(20_000)
+      const status = await (await fetch(`${at}/v1/rounds/${config.id}`)).json() as { clients: Array<{ client: string, status: string }> }
+      expect(status.clients).toEqual(expect.arrayContaining([{ clientId: a.id, status: 'uploaded' }, { clientId: quitter.id, status: 'dropped' }]))
+    } finally {
+      for (const client of clients) client.close()
+    }
+  })
+})
+
+describe('schedule', () => {
+  it('runs its rounds without an onRound, and ends, reporting the error, when they can no longer start, instead of taking the process down', async () => {
+    const errors: Error[] = []
+    const client = await rawClient(at, token, ['mnist'])
+    const model = mnistMlp({ hidden: [16], seed: 9 })
+    await c.ingest('mnist', await modelFiles(model)) // version 1 (the pinned base) is no longer the latest
+    model.dispose()
+    const schedule = c.rounds.schedule({ model: 'mnist', baseVersion: 1, trainable: ['head'], secure: { mode: 'none' }, selection: { minClients: 1 } }, { pauseMs: 10, onError: err => errors.push(err) })
+    for (let i = 0; i < 250 && errors.length === 0; i++) await sleep(20)
+    await schedule.stop()
+    client.close()
+    expect(errors).toHaveLength(1)
+    expect(errors[0]).toBeInstanceOf(ConflictError)
+  })
+})
+
+describe('a runtime whose local work fails or hangs', () => {
+  it('declines at once when its data fails, so the round does not wait out its training deadline', async () => {
+    const ps = await startParticipants(at, token, join(root, 'failing'), 3, {
+      size: 50,
+      extra: i => i === 2 ? { models: { mnist: { data: () => { throw new Error('local data store unavailable') } } } } : {}
+    })
+    try {
+      const begun = Date.now()
+      const summary = await c.rounds.run({ model: 'mnist', trainable: ['head'], secure: { mode: 'none' }, selection: { minClients: 3 }, deadlines: { trainMs: 60_000 } })
+      expect(summary).toMatchObject({ state: 'published', participants: expect.objectContaining({ uploaded: 2 }) })
+      expect(Date.now() - begun).toBeLessThan(30_000)
+    } finally {
+      await stopParticipants(ps)
+    }
+  })
+
+  it('stops its work on a round once the round has ended, and is free for the next offer at once', async () => {
+    let hang = true
+    const ps = await startParticipants(at, token, join(root, 'hanging'), 2, {
+      size: 50,
+      extra: i => i === 1
+        ? { models: { mnist: { data: async () => { if (hang) await new Promise(() => {}); return mnistSlice(1, 50) } } } } // hangs, watching no signal
+        : {}
+    })
+    try {
+      const first = await c.rounds.run({ model: 'mnist', trainable: ['head'], secure: { mode: 'none' }, selection: { minClients: 2 }, deadlines: { trainMs: 1_000 } })
+      // It fails (one upload of two needed); its result reaches both runtimes.
+      expect(first).toMatchObject({ state: 'failed', participants: expect.objectContaining({ accepted: 2, uploaded: 1 }) })
+      hang = false
+      // Its result ended the hung runtime's part: no waiting out its budget (the deadlines + 5 s).
+      const second = await c.rounds.run({ model: 'mnist', trainable: ['head'], secure: { mode: 'none' }, selection: { minClients: 2 }, deadlines: { acceptMs: 2_000, trainMs: 60_000 } })
+      expect(second).toMatchObject({ state: 'published', participants: expect.objectContaining({ accepted: 2, uploaded: 2 }) })
+      expect(ps[1]?.events).toEqual(expect.arrayContaining([expect.objectContaining({ type: 'result', roundId: first.id, state: 'failed' })]))
+    } finally {
+      await stopParticipants(ps)
+    }
+  })
+})
