@@ -15,7 +15,7 @@ import { CID } from 'multiformats/cid'
 import pLimit from 'p-limit'
 import { NotFoundError } from '../../shared/errors/errors.ts'
 import { encodeGossip, modelTopic } from '../../shared/p2p/gossip.ts'
-import { MAX_REFERRALS, serveShardStream, SHARD_PROTOCOL, type Referral, type ShardAnswer } from '../../shared/p2p/shard-protocol.ts'
+import { MAX_REFERRALS, serveShardStream, serveSlots, SHARD_PROTOCOL, type Referral, type ShardAnswer } from '../../shared/p2p/shard-protocol.ts'
 import { createPeerNode, type PeerNode } from '../../node-runtime/p2p/peer-node.ts'
 import type { BlockFiles } from '../store/block-files.ts'
 import type { AnswerAdmission } from '../answers.ts'
@@ -58,6 +58,8 @@ export interface Origin {
 const IDLE_TIMEOUT_MS = 30_000
 /** Objects whose hand-outs are remembered; older ones are served again (a new wave re-seeds). */
 const REMEMBERED_OBJECTS = 65_536
+/** Answers under way at once (a quarter of them per peer at most). */
+const ORIGIN_SERVE_SLOTS = 64
 
 export async function createOrigin (options: OriginOptions): Promise<Origin> {
   const node = await createPeerNode({ seed: options.seed, listen: options.listen })
@@ -67,6 +69,7 @@ export async function createOrigin (options: OriginOptions): Promise<Origin> {
   /** Per object: peers served directly, then peers referred, each in order. */
   const handedOut = new Map<string, { served: string[], referred: string[] }>()
   const provideLimit = pLimit(4)
+  const slots = serveSlots(ORIGIN_SERVE_SLOTS)
   const topics = new Set<string>()
 
   const addressesOf = async (peer: PeerId): Promise<string[]> => {
@@ -117,15 +120,20 @@ export async function createOrigin (options: OriginOptions): Promise<Origin> {
         counters.notFound++
         return { status: 'not-found' }
       }
-      remember(request.cid, requester, 'served')
       return { status: 'ok', bytes }
     }, {
       timeoutMs: SERVE_TIMEOUT_MS,
+      // Answer slots with a per-peer bound, as the runtimes' own serving: one peer holding paused
+      // streams must not take the whole serving budget (found by review).
+      slots,
+      peer: requester,
       idleTimeoutMs: IDLE_TIMEOUT_MS,
       pace: options.answers?.pace,
       admit: options.answers?.admit,
       busyRetryMs: BUSY_RETRY_MS,
-      onServed: n => { counters.bytesServed += n; counters.objectsServed++ },
+      // Only a peer that got the whole object is referred to: one answered busy, or whose
+      // download broke off, does not hold it (found by review).
+      onServed: (n, request) => { counters.bytesServed += n; counters.objectsServed++; remember(request.cid, requester, 'served') },
       onBadRequest: () => { counters.badRequests++ },
       onBusy: () => { counters.busy++ }
     })

@@ -318,8 +318,8 @@ export interface ServeOptions {
   progressMs?: number
   /** Retry hint of a `busy` answer. Default 200 ms. */
   busyRetryMs?: number
-  /** Called after a complete ok answer, with the body's length. */
-  onServed?: (bytes: number) => void
+  /** Called after a complete ok answer, with the body's length and the request it answered. */
+  onServed?: (bytes: number, request: ShardRequest) => void
   /** Called for a request refused as malformed, with the reason. */
   onBadRequest?: (reason: string) => void
   /** Called for a request answered `busy` for want of a slot or of upload capacity. */
@@ -417,5 +417,5 @@ async function answer (
   } finally {
     release()
   }
-  options.onServed?.(body.length)
+  options.onServed?.(body.length, request)
 }

@@ -1,0 +1,92 @@
+/**
+ * The coordinator's libp2p origin under greedy and broken requesters (found by review): a peer
+ * holding many answers open meets the per-peer bound, and only a peer that got a whole object is
+ * ever named in a referral. Real libp2p nodes over loopback TCP.
+ */
+import { describe, it, expect, beforeAll, afterAll } from 'vitest'
+import { mkdtemp, rm } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { noise } from '@chainsafe/libp2p-noise'
+import { yamux } from '@chainsafe/libp2p-yamux'
+import type { Libp2p } from '@libp2p/interface'
+import { tcp } from '@libp2p/tcp'
+import { multiaddr } from '@multiformats/multiaddr'
+import { createLibp2p } from 'libp2p'
+import { encode as varint } from 'uint8-varint'
+import { createOrigin, type Origin } from '../../coordinator/p2p/origin.ts'
+import { answerAdmission } from '../../coordinator/answers.ts'
+import { blockFiles } from '../../coordinator/store/block-files.ts'
+import { rawCid } from '../../shared/crypto/cid.ts'
+import { requestShard, SHARD_PROTOCOL } from '../../shared/p2p/shard-protocol.ts'
+
+let root: string
+const cids: string[] = []
+const stops: Array<() => Promise<void>> = []
+
+const peer = async (): Promise<Libp2p> => {
+  const node = await createLibp2p({ addresses: { listen: ['/ip4/127.0.0.1/tcp/0'] }, transports: [tcp()], connectionEncrypters: [noise()], streamMuxers: [yamux()], connectionMonitor: { enabled: false } })
+  stops.push(async () => { await node.stop() })
+  return node
+}
+const frame = (value: unknown): Uint8Array => {
+  const body = new TextEncoder().encode(JSON.stringify(value))
+  const prefix = varint(body.length)
+  const out = new Uint8Array(prefix.length + body.length)
+  out.set(prefix)
+  out.set(body, prefix.length)
+  return out
+}
+async function origin (budgetBytes: number): Promise<{ origin: Origin, addr: string }> {
+  const files = blockFiles(join(root, `blocks-${budgetBytes}`), 0)
+  for (const [i, cid] of cids.entries()) await files.put(cid, new Uint8Array(1 << 20).fill(i + 1))
+  const o = await createOrigin({ seed: new Uint8Array(32).fill(budgetBytes % 251), files, listen: ['/ip4/127.0.0.1/tcp/0'], answers: answerAdmission({ maxBytes: budgetBytes, deadlineMs: 120_000 }) })
+  stops.push(async () => { await o.stop() })
+  return { origin: o, addr: o.addresses().find(a => a.includes('127.0.0.1')) as string }
+}
+/** Opens `count` streams asking for objects and never reads the answers. */
+async function hold (from: Libp2p, addr: string, count: number, force: boolean): Promise<void> {
+  const connection = await from.dial(multiaddr(addr))
+  for (let i = 0; i < count; i++) {
+    const stream = await connection.newStream(SHARD_PROTOCOL, { maxOutboundStreams: 1024 })
+    stream.pause()
+    stream.send(frame({ cid: cids[i % cids.length], force }))
+  }
+}
+const ask = async (from: Libp2p, addr: string, cid: string, force = false): Promise<string> => {
+  const signal = AbortSignal.timeout(20_000)
+  const answer = await requestShard(await from.dialProtocol(multiaddr(addr), SHARD_PROTOCOL, { signal }), cid, { signal, force })
+  return answer.status
+}
+
+beforeAll(async () => {
+  root = await mkdtemp(join(tmpdir(), 'blockfed-origin-'))
+  for (let i = 0; i < 4; i++) cids.push(await rawCid(new Uint8Array(1 << 20).fill(i + 1)))
+})
+
+afterAll(async () => {
+  for (const stop of stops.reverse()) await stop().catch(() => {})
+  await rm(root, { recursive: true, force: true })
+})
+
+describe('coordinator origin', () => {
+  it('bounds the answers one peer holds open; another peer is still served', async () => {
+    const { origin: o, addr } = await origin(256 << 20)
+    const greedy = await peer()
+    await hold(greedy, addr, 24, true) // a quarter of 64 slots is 16: the rest are answered busy
+    for (let i = 0; i < 100 && o.counters().busy < 8; i++) await new Promise(resolve => setTimeout(resolve, 50))
+    expect(o.counters().busy).toBe(8)
+    expect(await ask(await peer(), addr, cids[0] as string, true)).toBe('ok')
+  })
+
+  it('refers later requesters only to peers that got the whole object', async () => {
+    const { origin: o, addr } = await origin(1 << 20)
+    // A paused download holds the whole 1 MiB budget, so the next requester is answered busy.
+    await hold(await peer(), addr, 1, true)
+    await new Promise(resolve => setTimeout(resolve, 300))
+    expect(await ask(await peer(), addr, cids[1] as string)).toBe('busy')
+    // Before the fix that busy requester was remembered as served, and this one referred to it.
+    expect(await ask(await peer(), addr, cids[1] as string)).not.toBe('elsewhere')
+    expect(o.counters().referrals).toBe(0)
+  })
+})
