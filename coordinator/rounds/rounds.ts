@@ -214,7 +214,7 @@ export function roundManager (deps: RoundManagerDeps): RoundManager {
     decline (round, client) {
       // After an upload a decline would only dodge the cooldown (the upload stays in the sum);
       // after an accept it is a withdrawal, and the round stops waiting for the client at once.
-      if (round.uploads.has(client.id)) throw withRound(new InvalidInputError(`round ${round.config.id}: already uploaded; a decline cannot take it back`), round.config.id)
+      if (round.uploads.has(client.id) || round.receiving.has(client.id)) throw withRound(new InvalidInputError(`round ${round.config.id}: already uploaded; a decline cannot take it back`), round.config.id)
       if (round.accepted.has(client.id)) {
         dropClient(round, client.id)
         return
@@ -224,7 +224,7 @@ export function roundManager (deps: RoundManagerDeps): RoundManager {
       round.waiting?.gate.settle(client.id)
     },
     progress (round, client, m) {
-      if (!round.accepted.has(client.id) || round.uploads.has(client.id) || round.dropped.has(client.id)) {
+      if (!round.accepted.has(client.id) || round.uploads.has(client.id) || round.receiving.has(client.id) || round.dropped.has(client.id)) {
         throw withRound(new InvalidInputError(`round ${round.config.id}: progress only between accept and upload`), round.config.id)
       }
       if (m.loss !== null) round.losses.set(client.id, m.loss)
