@@ -202,18 +202,19 @@ export function createParticipant (options: ParticipantOptions): Participant {
       reject(controller.signal.reason as Error)
     }, { once: true }))
     aborted.catch(() => {})
+    const reportResult = (final: Extract<ServerMessage, { type: 'result' }>): void => {
+      emit({ type: 'result', roundId: config.id, state: final.state, version: final.version, reason: final.reason, bytesUp: round.bytesUp, bytesDown: round.bytesDown })
+    }
     void (async () => {
       try {
         await Promise.race([(async () => {
           await secure.begin()
           await train(config, model as ParticipantModel, round)
         })(), aborted])
-        const final = await Promise.race([result, aborted])
-        emit({ type: 'result', roundId: config.id, state: final.state, version: final.version, reason: final.reason, bytesUp: round.bytesUp, bytesDown: round.bytesDown })
+        reportResult(await Promise.race([result, aborted]))
       } catch (err) {
         if (err instanceof RoundEndedError) {
-          const final = err.result
-          emit({ type: 'result', roundId: config.id, state: final.state, version: final.version, reason: final.reason, bytesUp: round.bytesUp, bytesDown: round.bytesDown })
+          reportResult(err.result)
           return
         }
         const message = err instanceof BlockfedError ? err.message : `round ${config.id}: ${(err as Error).message}`
