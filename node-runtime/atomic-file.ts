@@ -48,6 +48,17 @@ async function writeTemporary (path: string, data: string | Uint8Array, mode: nu
   return tmp
 }
 
+/** fsync of a folder, so that a name created in it is durable too (POSIX; a no-op where folders cannot be opened). */
+export async function syncDir (dir: string): Promise<void> {
+  const handle = await open(dir, 'r').catch(() => undefined)
+  if (handle === undefined) return
+  try {
+    await handle.sync().catch(() => undefined)
+  } finally {
+    await handle.close()
+  }
+}
+
 /** The file's text, or undefined when it does not exist. */
 export async function readIfExists (path: string): Promise<string | undefined> {
   try {

@@ -5,8 +5,7 @@
  * agree on one key; the file and the folder are fsynced, so neither a crash nor a power cut
  * leaves half a key file or loses a key clients have pinned.
  */
-import { link, readFile, stat, unlink } from 'node:fs/promises'
-import { syncDir, writeSynced } from './fsync.ts'
+import { stat } from 'node:fs/promises'
 import { join } from 'node:path'
 import { z } from 'zod'
 import { InvalidConfigError } from '../../shared/errors/errors.ts'
@@ -14,6 +13,7 @@ import { parseJsonWith } from '../../shared/errors/parse-json.ts'
 import { generateKeyPair, secretKeyFromPrimes, type PaillierSecretKey } from '../../aggregation/paillier/keys.ts'
 import { DEFAULT_KEY_BITS } from '../../aggregation/paillier/constants.ts'
 import { KEY_FILE } from './constants.ts'
+import { createFileAtomic, readIfExists, syncDir } from '../../node-runtime/atomic-file.ts'
 
 const keyFileSchema = z.object({
   scheme: z.literal('paillier-n+1'),
@@ -36,13 +36,8 @@ function parseKeyFile (path: string, text: string): PaillierSecretKey {
 }
 
 async function readKey (path: string): Promise<PaillierSecretKey | undefined> {
-  let text: string
-  try {
-    text = await readFile(path, 'utf8')
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined
-    throw err
-  }
+  const text = await readIfExists(path)
+  if (text === undefined) return undefined
   // Like ssh: a secret key others can read is a configuration error, not something to use.
   if (process.platform !== 'win32' && ((await stat(path)).mode & 0o077) !== 0) {
     throw new InvalidConfigError(`${path}: readable by other users; run chmod 600 on it`)
@@ -66,19 +61,12 @@ export async function loadOrCreateKey (dataDir: string, keyBits?: number): Promi
   if (existing !== undefined) return { key: check(existing), created: false }
   const key = await generateKeyPair(keyBits ?? DEFAULT_KEY_BITS)
   const body = JSON.stringify({ scheme: 'paillier-n+1', bits: key.publicKey.bits, p: key.p.toString(16), q: key.q.toString(16), createdAt: new Date().toISOString() }, null, 2)
-  const temp = `${path}.${globalThis.crypto.randomUUID()}.tmp`
-  await writeSynced(temp, body + '\n', 'wx')
-  try {
-    await link(temp, path)
+  if (await createFileAtomic(path, body + '\n', 0o600)) {
     await syncDir(dataDir)
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err
-    // Another process created the key first: use theirs.
-    const theirs = await readKey(path)
-    if (theirs === undefined) throw err
-    return { key: check(theirs), created: false }
-  } finally {
-    await unlink(temp)
+    return { key, created: true }
   }
-  return { key, created: true }
+  // Another process created the key first: use theirs.
+  const theirs = await readKey(path)
+  if (theirs === undefined) throw new InvalidConfigError(`${path}: created by another process, then gone`)
+  return { key: check(theirs), created: false }
 }

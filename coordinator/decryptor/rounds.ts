@@ -1,17 +1,18 @@
 /**
  * The decryptor's memory of decided rounds: one file per round under `<data>/rounds/`, created
- * with O_EXCL before anything is decrypted. The file system makes "create if absent" atomic, so
+ * whole before anything is decrypted (a synced temporary file hard-linked into place: link(2)
+ * fails when the name exists). The file system makes "create if absent" atomic, so
  * a round is decided at most once even with concurrent requests, restarts, or two processes on
  * one data dir. A round that fails after its claim stays decided: failing closed is the point.
  * A decrypted round keeps its answer (the ring sum, which its caller learns anyway) with the
  * hash of the request it answered, so a caller that lost the answer (a timeout, a restart) gets
  * the same answer again for the same request, and nothing for any other.
  */
-import { mkdir, readFile, rename } from 'node:fs/promises'
-import { syncDir, writeSynced } from './fsync.ts'
+import { mkdir, readFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { RoundDecidedError } from '../../aggregation/paillier/errors.ts'
 import { ROUNDS_DIR } from './constants.ts'
+import { createFileAtomic, syncDir, writeFileAtomic } from '../../node-runtime/atomic-file.ts'
 
 export interface RoundRecord {
   roundId: string
@@ -45,20 +46,15 @@ export async function roundLog (dataDir: string): Promise<RoundLog> {
   return {
     async claim (record) {
       // On disk before anything is decrypted: a crash right after must not let the round run again.
-      try {
-        await writeSynced(pathOf(record.roundId), JSON.stringify(record) + '\n', 'wx')
-      } catch (err) {
-        if ((err as NodeJS.ErrnoException).code === 'EEXIST') throw new RoundDecidedError(`round ${record.roundId} was already decided; the decryptor decrypts each round at most once`)
-        throw err
+      if (!await createFileAtomic(pathOf(record.roundId), JSON.stringify(record) + '\n', 0o600)) {
+        throw new RoundDecidedError(`round ${record.roundId} was already decided; the decryptor decrypts each round at most once`)
       }
       await syncDir(dir)
     },
     async finish (record, outcome, detail) {
       const done: RoundRecord = { ...record, outcome, finishedAt: new Date().toISOString(), ...(outcome === 'decrypted' ? { sum: detail } : { reason: detail }) }
-      // Replaced whole (temp file, then rename): the claim's file exists throughout.
-      const temp = `${pathOf(record.roundId)}.${globalThis.crypto.randomUUID()}.tmp`
-      await writeSynced(temp, JSON.stringify(done) + '\n', 'wx')
-      await rename(temp, pathOf(record.roundId))
+      // Replaced whole (synced temp file, then rename): the claim's file exists throughout.
+      await writeFileAtomic(pathOf(record.roundId), JSON.stringify(done) + '\n', 0o600)
     },
     async read (roundId) {
       try {

@@ -16,7 +16,6 @@ import { ciphertextCount } from '../../../aggregation/paillier/layout.ts'
 import { decodeCiphertexts } from '../../../aggregation/paillier/wire.ts'
 import type { SecureRoundServer } from './types.ts'
 
-/** The decryptor's key as a round offer carries it (clients re-derive and may pin it). */
 /**
  * Time the decryptor gets per ciphertext of the sum, on top of the default deadline: a 2048-bit
  * decryption takes ≈ 12 ms here, so a round of 25k ciphertexts (≈ 1.4 M parameters) would
@@ -26,6 +25,7 @@ const DECRYPT_MS_PER_CIPHERTEXT = 50
 
 type DecryptorAccess = Pick<DecryptorClientOptions, 'baseUrl' | 'token'>
 
+/** The decryptor's key as a round offer carries it (clients re-derive and may pin it). */
 export async function paillierOffer (decryptor: DecryptorAccess): Promise<NonNullable<RoundConfig['paillier']>> {
   const key = await decryptorClient(decryptor).key()
   return await describeKey(key.publicKey, key.layout, key.minClients)
