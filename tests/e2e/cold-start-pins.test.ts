@@ -38,14 +38,22 @@ afterAll(async () => {
 })
 
 /** Ingests `name` v1 (weights from `seed`: blocks are shared by content, so each model has its own) and returns an AoE config whose disk cache holds v1 and a little more. */
-async function smallCacheModel (name: string, seed: number): Promise<{ config: Record<string, unknown>, v1: string[] }> {
+async function smallCacheModel (name: string, seed: number): Promise<{ config: Record<string, unknown>, v1: string[], diskBytes: number }> {
   const admin = coordinatorClient({ baseUrl: url, token: coordinator.adminToken })
   await admin.ingest(name, await files(seed))
   const blocks = (await admin.manifest(name, 1) as { manifest: { blocks: Array<{ cid: string, sealedLength: number }> } }).manifest.blocks
   const v1Bytes = blocks.reduce((n, b) => n + b.sealedLength, 0)
   // Room for one version and a little: no kernel of the next version fits beside it.
-  const config = { version: '1', tag: 't', runtime: 'tfjs', source: 'blockfed', modelDir: name, modelName: name, updateURL: url, token, cache: { memoryBytes: 1024, diskBytes: Math.round(v1Bytes * 1.05) } }
-  return { config, v1: blocks.map(b => b.cid) }
+  const diskBytes = Math.round(v1Bytes * 1.05)
+  const config = { version: '1', tag: 't', runtime: 'tfjs', source: 'blockfed', modelDir: name, modelName: name, updateURL: url, token, cache: { memoryBytes: 1024, diskBytes } }
+  return { config, v1: blocks.map(b => b.cid), diskBytes }
+}
+
+/** A runtime on `dir` (a restart when the dir was used before), stopped after the tests. */
+async function runtimeAt (dir: string, options: Partial<Parameters<typeof createNodeRuntime>[0]> = {}): Promise<NodeRuntime> {
+  const rt = await createNodeRuntime({ dataDir: join(root, dir), accessHistory: false, ...options })
+  runtimes.push(rt)
+  return rt
 }
 
 async function cachedOf (rt: NodeRuntime, model: string, cids: string[]): Promise<number> {
@@ -57,11 +65,7 @@ async function cachedOf (rt: NodeRuntime, model: string, cids: string[]): Promis
 describe('the rollback target stays cached', () => {
   it('when a restart stays on the version in use and fetches what its cache could not keep', async () => {
     const { config, v1 } = await smallCacheModel('stay', 100)
-    const start = async (): Promise<NodeRuntime> => {
-      const rt = await createNodeRuntime({ dataDir: join(root, 'runtime-stay'), accessHistory: false })
-      runtimes.push(rt)
-      return rt
-    }
+    const start = async (): Promise<NodeRuntime> => await runtimeAt('runtime-stay')
     let rt = await start()
     expect((await rt.load(config)).manifest.version).toBe(1)
     await rt.stop()
@@ -89,11 +93,7 @@ describe('the rollback target stays cached', () => {
     await writeFile(before, JSON.stringify({ ...config, modelDir: 'before', modelName: 'before', cache: undefined }))
     await writeFile(later, JSON.stringify(config))
     let prefetched: ((event: unknown) => void) | undefined
-    const start = async (): Promise<NodeRuntime> => {
-      const rt = await createNodeRuntime({ dataDir: join(root, 'runtime-later'), accessHistory: { minWeight: 0.5 }, onPrefetch: event => prefetched?.(event) })
-      runtimes.push(rt)
-      return rt
-    }
+    const start = async (): Promise<NodeRuntime> => await runtimeAt('runtime-later', { accessHistory: { minWeight: 0.5 }, onPrefetch: event => prefetched?.(event) })
     let rt = await start()
     await rt.load(before)
     expect((await rt.load(later)).manifest.version).toBe(1)
@@ -113,15 +113,8 @@ describe('the rollback target stays cached', () => {
 describe('a cold start onto a new version', () => {
   it('keeps every block of the version it leaves, so rolling back works with the coordinator down', async () => {
     const admin = coordinatorClient({ baseUrl: url, token: coordinator.adminToken })
-    await admin.ingest('pins', await files(1))
-    const v1Bytes = (await admin.manifest('pins', 1) as { manifest: { blocks: Array<{ sealedLength: number }> } }).manifest.blocks.reduce((n, b) => n + b.sealedLength, 0)
-    // Room for one version and a little: no kernel of the next version fits beside it.
-    const config = { version: '1', tag: 't', runtime: 'tfjs', source: 'blockfed', modelDir: 'pins', modelName: 'pins', updateURL: url, token, cache: { memoryBytes: 1024, diskBytes: Math.round(v1Bytes * 1.05) } }
-    const start = async (): Promise<NodeRuntime> => {
-      const rt = await createNodeRuntime({ dataDir: join(root, 'runtime'), accessHistory: false })
-      runtimes.push(rt)
-      return rt
-    }
+    const { config, diskBytes } = await smallCacheModel('pins', 1)
+    const start = async (): Promise<NodeRuntime> => await runtimeAt('runtime')
 
     const first = await start()
     expect((await first.load(config)).manifest.version).toBe(1)
@@ -137,7 +130,7 @@ describe('a cold start onto a new version', () => {
     expect(handle.report.uncached).toBeGreaterThan(0)
     expect(handle.report.fetchedBlocks + handle.report.fromCache).toBe(handle.report.blocks)
     const disk = restarted.cacheOf('pins')?.stats()
-    expect(disk?.bytes).toBeLessThanOrEqual(Math.round(v1Bytes * 1.05))
+    expect(disk?.bytes).toBeLessThanOrEqual(diskBytes)
 
     await coordinator.stop()
     const back = await handle.rollback()
