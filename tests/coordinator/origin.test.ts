@@ -74,7 +74,8 @@ describe('coordinator origin', () => {
     const { origin: o, addr } = await origin(256 << 20)
     const greedy = await peer()
     await hold(greedy, addr, 24, true) // a quarter of 64 slots is 16: the rest are answered busy
-    for (let i = 0; i < 100 && o.counters().busy < 8; i++) await new Promise(resolve => setTimeout(resolve, 50))
+    // Up to 20 s for the 24 requests to arrive: under a full test run's load 5 s was once too short.
+    for (let i = 0; i < 400 && o.counters().busy < 8; i++) await new Promise(resolve => setTimeout(resolve, 50))
     expect(o.counters().busy).toBe(8)
     expect(await ask(await peer(), addr, cids[0] as string, true)).toBe('ok')
   })
