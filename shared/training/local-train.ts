@@ -15,12 +15,19 @@
  * that depends on the starting weights. Here `optimizer.minimize` gets an explicit variable list,
  * so tensors not named are never written (bit-identical after training).
  *
+ * Named tensors are of two kinds. Parameters (kernels, biases, BatchNorm's gamma and beta) get
+ * the optimizer's steps and, under FedProx, the proximal term. Layer state (BatchNorm's moving
+ * mean and variance, a layer's `nonTrainableWeights` in Keras terms) has no gradient: the layer
+ * itself updates it in each training-mode forward pass. It stays out of the optimizer's list and
+ * out of the proximal term (an Adam step on a variance could drive it below 0); its change still
+ * travels in the update, so the server averages it like the rest.
+ *
  * Isomorphic: tfjs-core/layers only. The data order comes from the seeded generator, so a run is
  * reproducible bit for bit on a deterministic backend (cpu, wasm). Layers that draw random numbers
  * while training (dropout) use tfjs's own unseeded generator and are not reproducible.
  */
 import * as tf from '@tensorflow/tfjs-core'
-import type { LayersModel } from '@tensorflow/tfjs-layers'
+import type { LayersModel, LayerVariable } from '@tensorflow/tfjs-layers'
 import { InvalidInputError } from '../errors/errors.ts'
 import { mulberry32 } from '../random/seeded.ts'
 import { checkData, rowSize, type TrainingData } from './data.ts'
@@ -102,20 +109,22 @@ export async function trainLocal (options: TrainLocalOptions): Promise<TrainLoca
   const { model, data, epochs, batchSize, loss, seed, signal, onProgress } = options
   const proxMu = options.proxMu ?? 0
   const weights = findWeights(model, options.trainable, 'trainable')
+  const state = layerState(model)
   const shapes = modelShapes(model, data, loss)
   const skew = options.labelSkew ?? { method: 'none' }
   const skewed = skew.method === 'none' ? undefined : { logits: logitsOf(model), loss: labelSkewLoss(skew, classCounts(data.ys, shapes.classes)) }
   signal?.throwIfAborted()
 
   const vars = weights.map(w => w.read() as tf.Variable)
-  const wasTrainable = vars.map(v => v.trainable)
+  const params = weights.filter(w => !state.has(w)).map(w => w.read() as tf.Variable)
+  const wasTrainable = params.map(v => v.trainable)
   const baseValues = await Promise.all(vars.map(async v => await v.data() as Float32Array))
   // FedProx's anchor wᵗ, on the device, only when the proximal term is on.
-  const base = proxMu > 0 ? vars.map(v => tf.clone(v)) : []
+  const base = proxMu > 0 ? params.map(v => tf.clone(v)) : []
   let optimizer: tf.Optimizer | undefined
   try {
     // The coordinator decides what is trained, whatever the layers' own `trainable` flags say.
-    for (const v of vars) v.trainable = true
+    for (const v of params) v.trainable = true
     optimizer = makeOptimizer(options.optimizer, options.learningRate, options.momentum ?? DEFAULT_MOMENTUM)
 
     const objective = (x: tf.Tensor, y: tf.Tensor, keepDataLoss: (l: tf.Scalar) => void): tf.Scalar => {
@@ -124,7 +133,7 @@ export async function trainLocal (options: TrainLocalOptions): Promise<TrainLoca
         : skewed.loss(skewed.logits(x, true), y as tf.Tensor1D)
       if (proxMu === 0) return dataLoss
       keepDataLoss(tf.keep(dataLoss))
-      const distance = tf.addN(vars.map((v, i) => tf.sum(tf.squaredDifference(v, base[i] as tf.Tensor))))
+      const distance = tf.addN(params.map((v, i) => tf.sum(tf.squaredDifference(v, base[i] as tf.Tensor))))
       return tf.add(dataLoss, tf.mul(proxMu / 2, distance))
     }
 
@@ -145,7 +154,10 @@ export async function trainLocal (options: TrainLocalOptions): Promise<TrainLoca
         let total: tf.Scalar | undefined
         let value: number
         try {
-          total = optimizer.minimize(() => objective(x, y, l => { dataLoss = l }), true, vars) as tf.Scalar
+          // Only layer state named: forward passes in training mode, which update it, and no step.
+          total = params.length > 0
+            ? optimizer.minimize(() => objective(x, y, l => { dataLoss = l }), true, params) as tf.Scalar
+            : tf.tidy(() => objective(x, y, l => { dataLoss = l }))
           value = (await (dataLoss ?? total).data())[0] as number
         } finally {
           tf.dispose([x, y, ...[total, dataLoss as tf.Scalar | undefined].filter(t => t !== undefined)])
@@ -172,8 +184,36 @@ export async function trainLocal (options: TrainLocalOptions): Promise<TrainLoca
   } finally {
     disposeOptimizer(optimizer)
     tf.dispose(base)
-    vars.forEach((v, i) => { v.trainable = wasTrainable[i] as boolean })
+    params.forEach((v, i) => { v.trainable = wasTrainable[i] as boolean })
   }
+}
+
+/**
+ * The model's layer-state weights (Keras `nonTrainableWeights` of a layer that is itself
+ * trainable: BatchNorm's moving statistics). A frozen layer reports all its weights as
+ * non-trainable, so each leaf layer is unfrozen for the look and frozen again; nested models
+ * are walked, as their own frozen flags would hide a layer's parameters the same way.
+ */
+function layerState (model: LayersModel): Set<LayerVariable> {
+  const state = new Set<LayerVariable>()
+  const visit = (layers: LayersModel['layers']): void => {
+    for (const layer of layers) {
+      const nested = (layer as { layers?: unknown }).layers
+      if (Array.isArray(nested)) {
+        visit(nested as LayersModel['layers'])
+        continue
+      }
+      const frozen = !layer.trainable
+      if (frozen) layer.trainable = true
+      try {
+        for (const w of layer.nonTrainableWeights) state.add(w)
+      } finally {
+        if (frozen) layer.trainable = false
+      }
+    }
+  }
+  visit(model.layers)
+  return state
 }
 
 /**

@@ -232,6 +232,66 @@ describe('trainLocal', () => {
     model.dispose()
   })
 
+  it('leaves BatchNorm\'s moving statistics to the layer: no optimizer step, no proximal term, the change still in the update', async () => {
+    // BatchNorm first, so its statistics see the raw inputs. One full batch per epoch: each epoch
+    // moves them by m ← m·momentum + (1 − momentum)·batch moment (population variance, as tf.moments).
+    const count = 48
+    const d = 4
+    const momentum = 0.9
+    const epochs = 3
+    const random = mulberry32(7)
+    const data: TrainingData = {
+      xs: Float32Array.from({ length: count * d }, (_, i) => (i % d) * 2 + random() * (1 + (i % d))),
+      ys: Int32Array.from({ length: count }, (_, i) => i % 3),
+      count,
+      featureShape: [d]
+    }
+    const mean = new Float64Array(d)
+    const variance = new Float64Array(d)
+    for (let j = 0; j < d; j++) {
+      for (let r = 0; r < count; r++) mean[j] = (mean[j] as number) + (data.xs[r * d + j] as number) / count
+      for (let r = 0; r < count; r++) variance[j] = (variance[j] as number) + ((data.xs[r * d + j] as number) - (mean[j] as number)) ** 2 / count
+    }
+    const kept = momentum ** epochs
+    const expectedMean = Array.from(mean, m => (1 - kept) * m)
+    const expectedVariance = Array.from(variance, v => kept + (1 - kept) * v)
+    const bnModel = (): tfl.LayersModel => {
+      const input = tfl.input({ shape: [d] })
+      const normed = tfl.layers.batchNormalization({ name: 'bn', momentum }).apply(input) as tfl.SymbolicTensor
+      const out = tfl.layers.dense({ units: 3, activation: 'softmax', name: 'head', kernelInitializer: 'glorotUniform' }).apply(normed) as tfl.SymbolicTensor
+      return tfl.model({ inputs: input, outputs: out })
+    }
+    for (const [optimizer, proxMu, frozen] of [['sgd', 0, false], ['adam', 0, false], ['adam', 0.5, false], ['momentum', 0.5, true]] as const) {
+      const model = bnModel()
+      if (frozen) model.getLayer('bn').trainable = false
+      const trainable = ['bn/gamma', 'bn/beta', 'bn/moving_mean', 'bn/moving_variance', 'head/kernel']
+      const { deltas } = await trainLocal({ ...base(model, data), trainable, batchSize: count, epochs, optimizer, proxMu, learningRate: 0.05 })
+      const label = `${optimizer} μ=${proxMu}${frozen ? ' frozen' : ''}`
+      expect(worstDifference(readWeights(model, ['bn/moving_mean']), expectedMean), label).toBeLessThan(1e-5)
+      expect(worstDifference(readWeights(model, ['bn/moving_variance']), expectedVariance), label).toBeLessThan(1e-4)
+      // The update carries the statistics' change (they started at 0 and 1) after gamma and beta.
+      expect(worstDifference(deltas.subarray(2 * d, 3 * d), expectedMean), label).toBeLessThan(1e-5)
+      expect(worstDifference(deltas.subarray(3 * d, 4 * d), expectedVariance.map(v => v - 1)), label).toBeLessThan(1e-4)
+      // gamma is a parameter: trained even in a frozen layer, whose flags come back as they were.
+      expect(norm(deltas.subarray(0, d)), label).toBeGreaterThan(0)
+      expect(model.getLayer('bn').trainableWeights, label).toHaveLength(frozen ? 0 : 2)
+      model.dispose()
+    }
+  })
+
+  it('with only layer state named, runs training-mode forward passes and no optimizer step', async () => {
+    const input = tfl.input({ shape: [4] })
+    const normed = tfl.layers.batchNormalization({ name: 'bn' }).apply(input) as tfl.SymbolicTensor
+    const out = tfl.layers.dense({ units: 3, activation: 'softmax', name: 'head' }).apply(normed) as tfl.SymbolicTensor
+    const model = tfl.model({ inputs: input, outputs: out })
+    const before = readWeights(model, ['bn/gamma', 'head/kernel'])
+    const data: TrainingData = { xs: Float32Array.from({ length: 32 * 4 }, (_, i) => i % 5), ys: new Int32Array(32), count: 32, featureShape: [4] }
+    const { deltas } = await trainLocal({ ...base(model, data), trainable: ['bn/moving_mean'], batchSize: 8 })
+    expect(norm(deltas)).toBeGreaterThan(0)
+    expect(readWeights(model, ['bn/gamma', 'head/kernel'])).toEqual(before)
+    model.dispose()
+  })
+
   it('rejects bad arguments with InvalidInputError naming them, and leaks nothing doing so', async () => {
     const model = seededMlp([16], 1)
     const data = digits(0, 10)
