@@ -10,7 +10,7 @@ import { setTimeout as sleep } from 'node:timers/promises'
 import { randomInt } from 'node:crypto'
 import { minUploadsOf, roundConfigSchema, roundRequestSchema, type RoundConfig, type RoundRequest, type RoundRequestInput } from '../../shared/rounds/config.ts'
 import { decodeUploadFrame, uploadSigningBytes, type ClientMessage } from '../../shared/rounds/messages.ts'
-import { trainableLayout, trainableUnits, readTrainable } from '../../shared/rounds/trainable.ts'
+import { layerStateRanges, trainableLayout, trainableUnits, readTrainable } from '../../shared/rounds/trainable.ts'
 import { sha256 } from '../../shared/crypto/hash.ts'
 import { fromBase64, fromHex, toHex } from '../../shared/crypto/bytes.ts'
 import { verify } from '../../shared/crypto/sign.ts'
@@ -299,7 +299,8 @@ export function roundManager (deps: RoundManagerDeps): RoundManager {
     const base = await deps.readBase(config.model, config.baseVersion)
     const layout = trainableLayout(base.model.tensors, config.trainable)
     const current = readTrainable(base.model.tensors, base.model.weights, layout)
-    const step = serverStep(config, current, mean, deps.store.strategyState(config.model, layoutKey(config)))
+    const layerState = layerStateRanges(base.model.tensors, base.model.metadata.layers, layout)
+    const step = serverStep(config, current, mean, deps.store.strategyState(config.model, layoutKey(config)), layerState)
     const applied = applyUpdate(base.model, base.plans, layout, step.values, config.changeThreshold)
     const metrics: Record<string, number> = {
       ...extra,

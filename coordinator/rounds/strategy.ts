@@ -4,6 +4,10 @@
  * FedYogi's moments) carried between rounds per model, strategy and trainable layout: a round on
  * other tensors, or with another strategy, starts its own state (one optimiser's moments mean
  * nothing to another).
+ *
+ * Layer state (BatchNorm's moving statistics, `layerStateRanges`) is no parameter: a server
+ * optimiser's step there (FedAdam's ±η per coordinate whatever the delta) could take a variance
+ * below 0, so it takes the plain mean of the clients' values, base + mean delta, under every strategy.
  */
 import type { RoundConfig } from '../../shared/rounds/config.ts'
 import { strategy } from '../../aggregation/strategies/strategy.ts'
@@ -20,7 +24,10 @@ export function layoutKey (config: Pick<RoundConfig, 'tensors' | 'strategy'>): s
   return [`strategy:${config.strategy.name}`, ...config.tensors].join('\n')
 }
 
-export function serverStep (config: RoundConfig, base: Float32Array, meanDelta: Float32Array, stored: Uint8Array | undefined): ServerStep {
+export function serverStep (config: RoundConfig, base: Float32Array, meanDelta: Float32Array, stored: Uint8Array | undefined, layerState: ReadonlyArray<readonly [number, number]> = []): ServerStep {
   const step = strategy(config.strategy).step(base, meanDelta, stored === undefined ? undefined : decodeState(stored))
+  for (const [start, end] of layerState) {
+    for (let i = start; i < end; i++) step.weights[i] = (base[i] as number) + (meanDelta[i] as number)
+  }
   return { values: step.weights, state: step.state === undefined ? undefined : encodeState(step.state) }
 }

@@ -4,7 +4,7 @@
  * of those units is trained, whole, in manifest order. The same function runs on both sides, so
  * coordinator and runtime agree on the layout byte for byte.
  */
-import type { TensorInfo } from '../model/types.ts'
+import type { LayerSummary, TensorInfo } from '../model/types.ts'
 import { unitOf, tensorOffsets } from '../blocks/partition.ts'
 import { InvalidInputError } from '../errors/errors.ts'
 
@@ -71,4 +71,25 @@ export function writeTrainable (tensors: TensorInfo[], weights: Uint8Array, layo
     const src = values.subarray(from, from + t.byteLength / 4)
     weights.set(new Uint8Array(src.buffer, src.byteOffset, src.byteLength), byteOffsets[ti] as number)
   })
+}
+
+/** Keras BatchNormalization's statistics: updated by the layer's own forward pass, not by gradients. */
+const LAYER_STATE = /\/(moving_mean|moving_variance)$/
+
+/**
+ * Element ranges [start, end) of the layout's layer-state tensors: a BatchNormalization layer's
+ * moving mean and variance (the layer kind as the model file records it, so a tensor merely
+ * named so in another layer is a parameter). Server optimisers step parameters only; a
+ * statistic takes the plain mean of the clients' values, as local training leaves it to the layer.
+ */
+export function layerStateRanges (tensors: TensorInfo[], layers: LayerSummary[], layout: TrainableLayout): Array<[number, number]> {
+  const batchNorm = new Set(layers.filter(l => /^BatchNormalization/.test(l.kind ?? '')).map(l => l.name))
+  const ranges: Array<[number, number]> = []
+  layout.indices.forEach((ti, k) => {
+    const t = tensors[ti] as TensorInfo
+    if (!batchNorm.has(t.layer) || !LAYER_STATE.test(t.name)) return
+    const start = layout.offsets[k] as number
+    ranges.push([start, start + elements(t)])
+  })
+  return ranges
 }

@@ -1,0 +1,57 @@
+/**
+ * The server step over a real tfjs layers model with BatchNormalization: server optimisers step
+ * the parameters; the layer's moving statistics take the clients' plain mean under every strategy.
+ */
+import { describe, expect, it } from 'vitest'
+import * as tfl from '@tensorflow/tfjs-layers'
+import { modelFiles } from '../../node-runtime/examples/mnist-mlp.ts'
+import { readModel } from '../../shared/formats/index.ts'
+import { layerStateRanges, readTrainable, trainableLayout } from '../../shared/rounds/trainable.ts'
+import { serverStep } from '../../coordinator/rounds/strategy.ts'
+import type { RoundConfig } from '../../shared/rounds/config.ts'
+import type { NormalisedModel } from '../../shared/model/types.ts'
+
+async function batchNormModel (): Promise<NormalisedModel> {
+  const model = tfl.sequential()
+  model.add(tfl.layers.dense({ inputShape: [3], units: 4, name: 'hidden' }))
+  model.add(tfl.layers.batchNormalization({ name: 'norm' }))
+  // A layer of another kind whose weight is merely named like a statistic stays a parameter.
+  model.add(tfl.layers.dense({ units: 2, name: 'moving_mean_head' }))
+  const files = await modelFiles(model)
+  model.dispose()
+  return await readModel(files)
+}
+
+describe('layerStateRanges', () => {
+  it('finds BatchNormalization\'s moving mean and variance in the update layout, and nothing else', async () => {
+    const model = await batchNormModel()
+    const layout = trainableLayout(model.tensors, undefined)
+    const ranges = layerStateRanges(model.tensors, model.metadata.layers, layout)
+    const named = ranges.map(([start, end]) => [layout.names[layout.offsets.indexOf(start)], end - start])
+    expect(named).toEqual([['norm/moving_mean', 4], ['norm/moving_variance', 4]])
+    expect(layerStateRanges(model.tensors, model.metadata.layers, trainableLayout(model.tensors, ['hidden']))).toEqual([])
+  })
+})
+
+describe('serverStep', () => {
+  it.each(['fedadam', 'fedyogi', 'fedavgm', 'fedavg'] as const)('%s: the statistics become base + mean delta; the parameters take the strategy\'s step', async name => {
+    const model = await batchNormModel()
+    const layout = trainableLayout(model.tensors, undefined)
+    const ranges = layerStateRanges(model.tensors, model.metadata.layers, layout)
+    const base = readTrainable(model.tensors, model.weights, layout)
+    // A tiny change everywhere: FedAdam's step is η·m/(√v + τ), far larger than the change itself.
+    const meanDelta = new Float32Array(base.length).fill(-1e-4)
+    const config = { strategy: name === 'fedavg' ? { name } : { name, lr: 0.5 } } as unknown as RoundConfig
+    const plain = serverStep(config, base, meanDelta, undefined).values
+    const { values } = serverStep(config, base, meanDelta, undefined, ranges)
+    const inState = (i: number): boolean => ranges.some(([s, e]) => i >= s && i < e)
+    for (let i = 0; i < base.length; i++) {
+      if (inState(i)) expect(values[i]).toBe(Math.fround((base[i] as number) - 1e-4))
+      else expect(values[i]).toBe(plain[i])
+    }
+    // moving_variance starts at 1; without the rule FedAdam moves it 25× further than the clients did.
+    const variance = ranges[1] as [number, number]
+    expect(Math.min(...values.subarray(...variance))).toBeGreaterThan(0.9998)
+    if (name === 'fedadam') expect(Math.max(...plain.subarray(...variance))).toBeLessThan(1 - 20e-4)
+  })
+})
