@@ -180,7 +180,7 @@ export async function createCoordinator (options: CoordinatorOptions): Promise<C
       const role = repo.tokenRole(await tokenHash(token))
       return role !== undefined && ROLES[role]?.train === true
     },
-    handlers: { message: async (c, m) => await rounds.handlers.message(c, m), upload: async (c, f) => await rounds.handlers.upload(c, f), disconnect: c => rounds.handlers.disconnect(c) },
+    handlers: { message: async (c, m) => await rounds.handlers.message(c, m), upload: async (c, f) => await rounds.handlers.upload(c, f), disconnect: c => rounds.handlers.disconnect(c), uploadAllowance: c => rounds.handlers.uploadAllowance(c) },
     maxPayload: ROUND_MAX_FRAME_BYTES,
     pingMs: options.pingMs ?? ROUND_PING_MS,
     handshakeMs: ROUND_HANDSHAKE_MS

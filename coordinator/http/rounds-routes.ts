@@ -1,8 +1,9 @@
 /**
- * Rounds over HTTP: start one on demand (roles with `rounds`), read a round's state, list a
- * model's rounds. The round itself runs over the WebSocket protocol (coordinator/rounds/hub.ts).
+ * Rounds over HTTP: start one on demand, read a round's state, list a model's rounds, all for
+ * roles with `rounds` (operators): a round names the clients that took part, which is nobody
+ * else's business. The round itself runs over the WebSocket protocol (coordinator/rounds/hub.ts).
  */
-import type { FastifyInstance } from 'fastify'
+import type { FastifyInstance, FastifyRequest } from 'fastify'
 import type { ZodTypeProvider } from 'fastify-type-provider-zod'
 import { z } from 'zod'
 import { roundRequestSchema } from '../../shared/rounds/config.ts'
@@ -22,6 +23,14 @@ export interface RoundRoutesDeps {
 
 const errors = { 400: errorBodySchema, 403: errorBodySchema, 404: errorBodySchema, 503: errorBodySchema }
 
+/** Most rounds one list answer holds. */
+const MAX_LIST = 200
+
+async function operator (req: FastifyRequest, deps: RoundRoutesDeps, what: string): Promise<void> {
+  const caller = await authenticate(req, deps.repo)
+  if (!caller.grants.rounds) throw new AccessDeniedError(`role ${caller.role} may not ${what}`)
+}
+
 function status (store: RoundStore, row: RoundRow): RoundStatus {
   return {
     id: row.id, model: row.model, state: row.state, baseVersion: row.baseVersion, version: row.version, reason: row.reason,
@@ -34,20 +43,29 @@ export async function roundRoutes (app: FastifyInstance, deps: RoundRoutesDeps):
   api.post('/v1/rounds', {
     schema: { summary: 'Start a training round now (it runs over the WebSocket protocol at /v1/rounds/ws)', security: [{ token: [] }], body: roundRequestSchema, response: { 202: roundStartedSchema, ...errors } }
   }, async (req, reply) => {
-    const caller = await authenticate(req, deps.repo)
-    if (!caller.grants.rounds) throw new AccessDeniedError(`role ${caller.role} may not start rounds`)
+    await operator(req, deps, 'start rounds')
     const { id, done } = await deps.manager.start(req.body)
     done.catch(() => undefined)
     return await reply.status(202).send({ id, state: 'open' as const })
   })
   api.get('/v1/rounds/:id', {
-    schema: { summary: 'A round: state, outcome, metrics, clients', params: z.object({ id: z.string().regex(/^r_[0-9a-f]{16}$/, 'a round id') }), response: { 200: roundSummarySchema, ...errors } }
+    schema: { summary: 'A round: state, outcome, metrics, clients', security: [{ token: [] }], params: z.object({ id: z.string().regex(/^r_[0-9a-f]{16}$/, 'a round id') }), response: { 200: roundSummarySchema, ...errors } }
   }, async req => {
+    await operator(req, deps, 'read rounds')
     const row = deps.store.get(req.params.id)
     if (row === undefined) throw new NotFoundError(`no round ${req.params.id}`)
     return status(deps.store, row)
   })
   api.get('/v1/models/:name/rounds', {
-    schema: { summary: 'A model\'s latest rounds', params: z.object({ name: modelNameSchema }), querystring: z.object({ limit: z.coerce.number().int().min(1).max(1000).default(50) }), response: { 200: roundListSchema, ...errors } }
-  }, async req => ({ model: req.params.name, rounds: deps.store.list(req.params.name, req.query.limit).map(r => status(deps.store, r)) }))
+    schema: { summary: 'A model\'s latest rounds, newest first, with client counts per status', security: [{ token: [] }], params: z.object({ name: modelNameSchema }), querystring: z.object({ limit: z.coerce.number().int().min(1).max(MAX_LIST).default(50) }), response: { 200: roundListSchema, ...errors } }
+  }, async req => {
+    await operator(req, deps, 'read rounds')
+    const rounds = deps.store.list(req.params.name, req.query.limit).map(r => {
+      const { clients, ...rest } = status(deps.store, r)
+      const clientCounts: Record<string, number> = {}
+      for (const c of clients) clientCounts[c.status] = (clientCounts[c.status] ?? 0) + 1
+      return { ...rest, clientCounts }
+    })
+    return { model: req.params.name, rounds }
+  })
 }

@@ -5,6 +5,12 @@
  * frame is parsed by the protocol schema and every binary frame is an upload; a bad frame gets an
  * `error` reply and changes nothing. Pings find silent clients, which are cut and reported, so a
  * round never waits on a dead socket.
+ *
+ * `ws` buffers a whole frame (up to `maxPayload`) before anyone sees it, so the hub counts the
+ * raw bytes of the frame under way itself and cuts a client (1009) that sends more than it may:
+ * a hello's worth before its hello, a control message's worth after it, and an upload's worth
+ * only while a round waits for exactly that upload (`uploadAllowance`). Memory held for a client
+ * is then what the protocol needs, not `maxPayload` per connection.
  */
 import type { IncomingMessage, Server } from 'node:http'
 import type { Duplex } from 'node:stream'
@@ -17,6 +23,12 @@ import { BlockfedError, InvalidInputError } from '../../shared/errors/errors.ts'
 export const ROUNDS_PATH = '/v1/rounds/ws'
 /** A hello is a key, a signature and a few model names: anything larger before it is refused. */
 const MAX_HELLO_BYTES = 16 << 10
+/** Largest text message after the hello (SecAgg+ share lists grow with a client's neighbours). */
+const MAX_TEXT_BYTES = 4 << 20
+/** Frame headers, pings, and the start of the next frame read in the same chunk. */
+const FRAME_SLACK_BYTES = 256 << 10
+/** How long a cut client's connection lingers so that it reads why (the close frame). */
+const CUT_GRACE_MS = 1000
 
 export interface ClientConnection {
   readonly id: string
@@ -29,6 +41,8 @@ export interface HubHandlers {
   message: (client: ClientConnection, message: ClientMessage) => void | Promise<void>
   upload: (client: ClientConnection, frame: Uint8Array) => void | Promise<void>
   disconnect: (client: ClientConnection) => void
+  /** Bytes of upload frame the client may send now: 0 unless a round waits for its upload. */
+  uploadAllowance: (client: ClientConnection) => number
 }
 
 export interface RoundHubOptions {
@@ -68,10 +82,10 @@ export function roundHub (options: RoundHubOptions): RoundHub {
     const match = /^Bearer (\S{1,200})$/.exec(req.headers.authorization ?? '')
     if (match === null) return reject(socket, 401, 'rounds need an API token: Authorization: Bearer <token>')
     if (!await options.mayTrain(match[1] as string)) return reject(socket, 403, 'this API token may not take part in rounds')
-    wss.handleUpgrade(req, socket, head, ws => { handshake(ws) })
+    wss.handleUpgrade(req, socket, head, ws => { handshake(ws, socket) })
   }
 
-  function handshake (ws: WebSocket): void {
+  function handshake (ws: WebSocket, socket: Duplex): void {
     const nonce = toHex(globalThis.crypto.getRandomValues(new Uint8Array(32)))
     alive.set(ws, true)
     ws.on('pong', () => alive.set(ws, true))
@@ -81,7 +95,28 @@ export function roundHub (options: RoundHubOptions): RoundHub {
     send({ type: 'challenge', nonce })
     let client: (ClientConnection & { socket: WebSocket }) | undefined
 
+    // Raw bytes since the last whole message: the frame ws is buffering, plus slack.
+    let pending = 0
+    let cutAt: number | undefined
+    socket.on('data', (chunk: Buffer) => {
+      pending += chunk.length
+      if (cutAt !== undefined) {
+        if (pending > cutAt + FRAME_SLACK_BYTES) ws.terminate()
+        return
+      }
+      const may = client === undefined ? MAX_HELLO_BYTES : Math.max(MAX_TEXT_BYTES, options.handlers.uploadAllowance(client))
+      if (pending <= may + FRAME_SLACK_BYTES) return
+      cutAt = pending
+      const what = client === undefined ? 'before its hello' : may > MAX_TEXT_BYTES ? 'for the upload a round waits for' : 'while no round waits for an upload from it'
+      send({ type: 'error', message: `frame too large: over ${may} bytes ${what}` })
+      // Stop reading, let the error and the close frame go out, then drop the connection.
+      ws.close(1009, 'frame too large')
+      socket.pause()
+      setTimeout(() => ws.terminate(), CUT_GRACE_MS).unref()
+    })
+
     ws.on('message', (data: RawData, isBinary: boolean) => {
+      pending = 0
       // Read in place: ws hands over a Buffer it already owns (copying an upload cost its size again).
       const bytes = Array.isArray(data) ? Buffer.concat(data) : Buffer.isBuffer(data) ? data : Buffer.from(data)
       if (client === undefined) {

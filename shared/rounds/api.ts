@@ -16,5 +16,7 @@ export const roundSummarySchema = z.object({
 })
 export type RoundStatus = z.infer<typeof roundSummarySchema>
 
-export const roundListSchema = z.object({ model: z.string(), rounds: z.array(roundSummarySchema) })
+/** A list entry: the summary with each client status's count instead of every client's id. */
+export const roundListEntrySchema = roundSummarySchema.omit({ clients: true }).extend({ clientCounts: z.record(z.string(), z.number().int()) })
+export const roundListSchema = z.object({ model: z.string(), rounds: z.array(roundListEntrySchema) })
 export const roundStartedSchema = z.object({ id: z.string(), state: z.literal('open') })

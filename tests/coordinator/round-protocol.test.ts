@@ -101,7 +101,7 @@ describe('declines and progress', () => {
       const result = await a.next(m => m.type === 'result' && m.roundId === config.id, 20_000)
       expect(result).toMatchObject({ state: 'published' })
       expect(Date.now() - begun).toBeLessThan(20_000)
-      const status = await (await fetch(`${at}/v1/rounds/${config.id}`)).json() as { clients: Array<{ client: string, status: string }> }
+      const status = await (await fetch(`${at}/v1/rounds/${config.id}`, { headers: { authorization: `Bearer ${c.adminToken}` } })).json() as { clients: Array<{ client: string, status: string }> }
       expect(status.clients).toEqual(expect.arrayContaining([{ clientId: a.id, status: 'uploaded' }, { clientId: quitter.id, status: 'dropped' }]))
     } finally {
       for (const client of clients) client.close()
@@ -162,4 +162,53 @@ describe('a runtime whose local work fails or hangs', () => {
       await stopParticipants(ps)
     }
   })
+})
+
+describe('frame sizes', () => {
+  const closeOf = async (ws: WebSocket): Promise<number> => await new Promise(resolve => ws.once('close', code => resolve(code)))
+
+  it('cuts a client (1009) that sends more than a hello before its hello, before ws buffers the frame', async () => {
+    const ws = new WebSocket(`${at.replace(/^http/, 'ws')}/v1/rounds/ws`, { headers: { authorization: `Bearer ${token}` } })
+    const replies: string[] = []
+    ws.on('message', data => replies.push(data.toString()))
+    const closed = closeOf(ws)
+    await new Promise(resolve => ws.once('open', resolve))
+    // Far below maxPayload (256 MiB): ws alone would buffer all of it, then the hello check refuse it (4003).
+    ws.send(new Uint8Array(8 << 20))
+    expect(await closed).toBe(1009)
+    expect(replies.some(r => /frame too large: over 16384 bytes before its hello/.test(r))).toBe(true)
+    expect((await fetch(`${at}/v1/models`)).status).toBe(200)
+  })
+
+  it('lets a participant send its upload of the round\'s size, and cuts a larger one or one from a client no round waits for', async () => {
+    // All of a 784-2048-10 MLP is trained: its upload (6.5 MB) is larger than any text message.
+    const model = mnistMlp({ hidden: [2048], seed: 1 })
+    await c.ingest('wide', await modelFiles(model))
+    model.dispose()
+    const [a, b] = [await rawClient(at, token, ['wide']), await rawClient(at, token, ['wide'])]
+    const stranger = await rawClient(at, token, ['nothing-here'])
+    try {
+      const started = await c.rounds.start({ model: 'wide', secure: { mode: 'none' }, selection: { minClients: 2 }, deadlines: { trainMs: 60_000 } })
+      await untilState(started.id, 'collecting')
+      const config = a.offers.find(o => o.id === started.id)
+      if (config === undefined) throw new Error('no offer arrived')
+      expect(config.vectorLength * 4).toBeGreaterThan(6e6)
+      const update = new Uint32Array(config.vectorLength)
+      update[update.length - 1] = Math.round(0.02 * config.fixedPoint.weightScale)
+      const header = { roundId: config.id, baseVersion: config.baseVersion, encoding: 'ring-u32le' as const }
+      await a.upload(header, new Uint8Array(update.buffer))
+      for (let i = 0; i < 500 && !events.some(e => e.type === 'upload' && e.clientId === a.id); i++) await sleep(20)
+      expect(events.some(e => e.type === 'upload' && e.roundId === config.id && e.clientId === a.id)).toBe(true)
+      // b's frame is 2 MiB over its one upload; the stranger sends an upload-sized frame for a round it is not in.
+      await b.upload(header, new Uint8Array(update.byteLength + (2 << 20)))
+      stranger.socket.send(new Uint8Array(update.byteLength))
+      expect((await b.closed).code).toBe(1009)
+      expect(b.messages.some(m => m.type === 'error' && /frame too large: over \d+ bytes for the upload a round waits for/.test(m.message))).toBe(true)
+      expect((await stranger.closed).code).toBe(1009)
+      expect(stranger.messages.some(m => m.type === 'error' && /while no round waits for an upload from it/.test(m.message))).toBe(true)
+      expect((await fetch(`${at}/v1/models`)).status).toBe(200)
+    } finally {
+      for (const client of [a, b, stranger]) client.close()
+    }
+  }, 60_000)
 })

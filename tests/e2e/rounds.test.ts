@@ -285,8 +285,9 @@ describe('rounds (mode none)', () => {
     expect((await bad.json() as { message: string }).message).toMatch(/epochs/)
     expect((await post({ model: 'mnist', surprise: 1 })).status).toBe(400)
     expect((await post({ model: 'mnist' }, edge)).status).toBe(403)
-    expect((await fetch(`${url}/v1/rounds/r_0123456789abcdef`)).status).toBe(404)
-    expect((await fetch(`${url}/v1/rounds/nope`)).status).toBe(400)
+    const read = async (path: string, token: string | null = admin): Promise<Response> => await fetch(`${url}${path}`, token === null ? {} : { headers: { authorization: `Bearer ${token}` } })
+    expect((await read('/v1/rounds/r_0123456789abcdef')).status).toBe(404)
+    expect((await read('/v1/rounds/nope')).status).toBe(400)
     const unknown = await post({ model: 'nosuch' })
     expect(unknown.status).toBe(404)
     expect((await unknown.json() as { message: string }).message).toBe('no model named nosuch')
@@ -296,11 +297,21 @@ describe('rounds (mode none)', () => {
     let state = 'open'
     for (let i = 0; i < 600 && !['published', 'failed'].includes(state); i++) {
       await new Promise(resolve => setTimeout(resolve, 100))
-      state = (await (await fetch(`${url}/v1/rounds/${id}`)).json() as { state: string }).state
+      state = (await (await read(`/v1/rounds/${id}`)).json() as { state: string }).state
     }
     expect(state).toBe('published')
-    const list = await (await fetch(`${url}/v1/models/mnist/rounds?limit=2`)).json() as { rounds: unknown[] }
+    const list = await (await read('/v1/models/mnist/rounds?limit=2')).json() as { rounds: Array<{ id: string, clientCounts: Record<string, number> }> }
     expect(list.rounds).toHaveLength(2)
+    expect(list.rounds[0]).toMatchObject({ id, clientCounts: { uploaded: 3 } })
+    expect(list.rounds[0]).not.toHaveProperty('clients')
+    // Who took part is for operators: no token, or an edge runtime's, is refused.
+    for (const path of [`/v1/rounds/${id}`, '/v1/models/mnist/rounds']) {
+      const anonymous = await read(path, null)
+      expect(anonymous.status).toBe(403)
+      expect((await anonymous.json() as { message: string }).message).toMatch(/needs an API token/)
+      expect((await read(path, edge)).status).toBe(403)
+    }
+    expect((await read('/v1/models/mnist/rounds?limit=201')).status).toBe(400)
   })
 })
 
@@ -321,7 +332,7 @@ describe('rounds (mode masking)', () => {
       expect(summary.participants.uploaded).toBe(5)
       // What the coordinator must have unmasked: the plain ring sum of all five encodings.
       const config = JSON.parse((c.repo.version('mnist', 2) as { signed_manifest: string }).signed_manifest) as SignedManifest
-      const row = (await (await fetch(`${at}/v1/rounds/${summary.id}`)).json()) as { state: string }
+      const row = (await (await fetch(`${at}/v1/rounds/${summary.id}`, { headers: { authorization: `Bearer ${c.adminToken}` } })).json()) as { state: string }
       expect(row.state).toBe('published')
       const sum = ringSum(encoded.values(), (encoded.get(0) as Uint32Array).length)
       const storedConfig = JSON.parse((await readRound(dir, summary.id)).config) as RoundConfig
@@ -389,7 +400,7 @@ describe('a coordinator killed mid-round', () => {
    * one that never finishes training; once both quick uploads are stored it is SIGKILLed and
    * restarted on the same data dir and port. Returns the restarted process and the round.
    */
-  async function killedAfterTwoUploads (name: string, request: Record<string, unknown>, extra: (i: number) => Record<string, unknown> = () => ({}), args: string[] = []): Promise<{ proc: Awaited<ReturnType<typeof spawnCoordinator>>, id: string, token: string, cleanup: () => Promise<void> }> {
+  async function killedAfterTwoUploads (name: string, request: Record<string, unknown>, extra: (i: number) => Record<string, unknown> = () => ({}), args: string[] = []): Promise<{ proc: Awaited<ReturnType<typeof spawnCoordinator>>, id: string, token: string, round: () => Promise<Record<string, unknown>>, cleanup: () => Promise<void> }> {
     const dir = join(root, name)
     let proc = await spawnCoordinator(dir, args, 0)
     const port = new URL(proc.url).port
@@ -414,13 +425,15 @@ describe('a coordinator killed mid-round', () => {
       const { id } = await res.json() as { id: string }
       // Let the coordinator store both quick uploads, then kill it without warning.
       for (let i = 0; i < 200; i++) {
-        const clients = (await (await fetch(`${proc.url}/v1/rounds/${id}`)).json() as { clients: Array<{ status: string }> }).clients
+        const clients = (await (await fetch(`${proc.url}/v1/rounds/${id}`, { headers: { authorization: `Bearer ${admin}` } })).json() as { clients: Array<{ status: string }> }).clients
         if (clients.filter(c => c.status === 'uploaded').length === 2) break
         await new Promise(resolve => setTimeout(resolve, 100))
       }
       await proc.kill('SIGKILL')
       proc = await spawnCoordinator(dir, args, Number(port))
-      return { proc, id, token, cleanup }
+      const restarted = proc
+      const round = async (): Promise<Record<string, unknown>> => await (await fetch(`${restarted.url}/v1/rounds/${id}`, { headers: { authorization: `Bearer ${admin}` } })).json() as Record<string, unknown>
+      return { proc, id, token, round, cleanup }
     } catch (err) {
       await cleanup()
       throw err
@@ -428,9 +441,9 @@ describe('a coordinator killed mid-round', () => {
   }
 
   it('finishes the round from the uploads it had accepted after a restart (SIGKILL)', async () => {
-    const { proc, id, token, cleanup } = await killedAfterTwoUploads('killed', { secure: { mode: 'none' } })
+    const { proc, id, token, round: status, cleanup } = await killedAfterTwoUploads('killed', { secure: { mode: 'none' } })
     try {
-      const round = await (await fetch(`${proc.url}/v1/rounds/${id}`)).json() as { state: string, version: number, metrics: Record<string, number> }
+      const round = await status() as { state: string, version: number, metrics: Record<string, number> }
       expect(round.state).toBe('published')
       expect(round.version).toBe(2)
       expect(round.metrics.recovered).toBe(1)
@@ -445,9 +458,9 @@ describe('a coordinator killed mid-round', () => {
   it('finishes a Paillier round after a restart: the uploads kept their signatures, which the decryptor checks', async () => {
     const decryptor = await spawnDecryptor(join(root, 'killed-paillier-decryptor'), ['--min-clients', '2', '--key-bits', '1024'])
     try {
-      const { proc, id, cleanup } = await killedAfterTwoUploads('killed-paillier', { secure: { mode: 'paillier' } }, () => ({ secureClient: secureClients() }), ['--decryptor', decryptor.url, '--decryptor-token', decryptor.token])
+      const { round: status, cleanup } = await killedAfterTwoUploads('killed-paillier', { secure: { mode: 'paillier' } }, () => ({ secureClient: secureClients() }), ['--decryptor', decryptor.url, '--decryptor-token', decryptor.token])
       try {
-        const round = await (await fetch(`${proc.url}/v1/rounds/${id}`)).json() as { state: string, reason: string | null, metrics: Record<string, number> }
+        const round = await status() as { state: string, reason: string | null, metrics: Record<string, number> }
         expect(round.reason).toBeNull()
         expect(round.state).toBe('published')
         expect(round.metrics.recovered).toBe(1)
@@ -463,9 +476,9 @@ describe('a coordinator killed mid-round', () => {
   it('fails a masking round killed mid-collection at once after the restart (clients lose their masking state), and serves on', async () => {
     // The unmask deadline is far beyond the test's own timeout: a recovery that waited for
     // clients' unmask shares would time the test out.
-    const { proc, id, token, cleanup } = await killedAfterTwoUploads('killed-masking', { secure: { mode: 'masking' }, deadlines: { unmaskMs: 600_000 } }, () => ({ secureClient: secureClients() }))
+    const { proc, token, round: status, cleanup } = await killedAfterTwoUploads('killed-masking', { secure: { mode: 'masking' }, deadlines: { unmaskMs: 600_000 } }, () => ({ secureClient: secureClients() }))
     try {
-      const round = await (await fetch(`${proc.url}/v1/rounds/${id}`)).json() as { state: string, reason: string }
+      const round = await status() as { state: string, reason: string }
       expect(round.state).toBe('failed')
       expect(round.reason).toMatch(/restarted before the masking sum had every client message/)
       // Serving on: the API answers, and no version came of the failed round.

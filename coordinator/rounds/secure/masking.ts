@@ -38,6 +38,7 @@ export async function maskingServer (config: RoundConfig, snapshot: unknown): Pr
 
   return {
     mode: 'masking',
+    uploadBytes: config.vectorLength * 4,
     async setup (accepted, io) {
       const waitFor = (ids: string[]): Promise<unknown> => {
         waiting = gate(ids.filter(id => !dropped.has(id)), config.deadlines.setupMs, io.signal)

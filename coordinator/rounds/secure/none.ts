@@ -20,6 +20,7 @@ export function plainServer (config: RoundConfig): SecureRoundServer {
   const dpSigma = config.dp === null ? 0 : clientNoiseSigma({ noiseMultiplier: config.dp.noiseMultiplier, clip: config.dp.clip, minClients: minUploadsOf(config) })
   return {
     mode: 'none',
+    uploadBytes: config.vectorLength * 4,
     setup: async accepted => accepted,
     message () { throw new InvalidInputError('this round has no secure-aggregation messages (mode none)') },
     checkUpload (clientId, payload) {

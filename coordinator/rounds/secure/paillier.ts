@@ -13,7 +13,7 @@ import { DEFAULT_DECRYPT_TIMEOUT_MS } from '../../../aggregation/paillier/consta
 import { describeKey, readKeyInfo } from '../../../aggregation/paillier/key-info.ts'
 import { paillierKeyInfoSchema } from '../../../aggregation/paillier/schemas.ts'
 import { ciphertextCount } from '../../../aggregation/paillier/layout.ts'
-import { decodeCiphertexts } from '../../../aggregation/paillier/wire.ts'
+import { ciphertextWidth, decodeCiphertexts } from '../../../aggregation/paillier/wire.ts'
 import type { SecureRoundServer } from './types.ts'
 
 /**
@@ -39,6 +39,7 @@ export async function paillierServer (config: RoundConfig, access: DecryptorAcce
   if (live.keyId !== key.keyId) throw new InvalidInputError(`round ${config.id} was offered under Paillier key ${key.keyId}, the decryptor now holds ${live.keyId}`)
   return {
     mode: 'paillier',
+    uploadBytes: count * ciphertextWidth(key.publicKey),
     setup: async accepted => accepted,
     message () { throw new InvalidInputError('Paillier rounds have no secure-aggregation messages') },
     checkUpload (_clientId, payload) {

@@ -20,6 +20,8 @@ export interface RoundIo {
 
 export interface SecureRoundServer {
   readonly mode: SecureMode
+  /** The exact size of one upload's payload (the hub refuses to buffer more from a client). */
+  readonly uploadBytes: number
   /** Setup among the accepted clients before uploads; resolves to the clients that may upload. */
   setup: (accepted: string[], io: RoundIo) => Promise<string[]>
   /** A `secagg` message from a client of the round; throws InvalidInputError on a bad one. */
