@@ -21,7 +21,9 @@ export function l2Norm (v: ArrayLike<number>): number {
 
 /**
  * Float32 rounding of each scaled coordinate can raise the norm by a relative 2^-24; shrinking
- * the factor by 2^-22 guarantees ‖clipped‖₂ ≤ bound exactly, as the DP sensitivity needs.
+ * the factor by 2^-22 keeps ‖clipped‖₂ ≤ bound for normal floats. Subnormal results round with
+ * an absolute error instead, so the norm is checked after scaling (the DP sensitivity needs the
+ * bound to hold exactly).
  */
 const SHRINK = 1 - 2 ** -22
 
@@ -39,5 +41,7 @@ export function clipL2 (v: Float32Array, bound: number): { clipped: Float32Array
   const factor = (bound / norm) * SHRINK
   const clipped = new Float32Array(v.length)
   for (let i = 0; i < v.length; i++) clipped[i] = (v[i] as number) * factor
+  const after = l2Norm(clipped)
+  if (after > bound) throw new RangeError(`clipL2: bound ${bound} is too small for float32 (the clipped norm rounds to ${after})`)
   return { clipped, norm, scaled: true }
 }

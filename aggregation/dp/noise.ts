@@ -48,6 +48,19 @@ export function clientNoiseSigma ({ noiseMultiplier, clip, minClients }: { noise
   return (noiseMultiplier * clip) / Math.sqrt(minClients)
 }
 
+/** √(2 ln 10⁹): a noise vector's norm exceeds sd·(√d + this) with probability below 10⁻⁹. */
+const NORM_TAIL = Math.sqrt(2 * Math.log(1e9))
+
+/**
+ * A high-probability bound on the L2 norm of d coordinates of N(0, sd²) noise: sd·(√d + t),
+ * t = √(2 ln 10⁹). ‖·‖ is 1-Lipschitz and E‖X‖ ≤ sd·√d, so by Gaussian concentration
+ * (Boucheron, Lugosi & Massart 2013, Thm. 5.6) P(‖X‖ > sd·(√d + t)) ≤ e^(−t²/2) = 10⁻⁹, at
+ * every d (a multiple of sd·√d alone, as before, refused 4% of honest 4-coordinate updates).
+ */
+export function noiseNormBound (sd: number, d: number): number {
+  return sd * (Math.sqrt(d) + NORM_TAIL)
+}
+
 /**
  * The standard deviation per coordinate of the noise in a sum of `contributions` client
  * updates, each noised with clientNoiseSigma: z·C·√(contributions / minClients). It is z·C

@@ -57,6 +57,11 @@ function checkState (state: StrategyState, length: number, moments: 1 | 2): void
  */
 export function strategy (config: StrategyConfigInput): Strategy {
   const parsed = parseConfig(config)
+  // A large server learning rate can overflow float32: a step to ±Infinity is refused, never published.
+  const finite = (step: StrategyStep): StrategyStep => {
+    checkFinite(step.weights, `${parsed.name} step (new weights; server lr too large?)`)
+    return step
+  }
   const checked = (base: Float32Array, meanDelta: Float32Array): void => {
     checkUpdateShape(meanDelta, base.length, 'meanDelta')
     checkFinite(meanDelta, 'meanDelta')
@@ -67,7 +72,7 @@ export function strategy (config: StrategyConfigInput): Strategy {
       config: parsed,
       step: (base: Float32Array, meanDelta: Float32Array) => {
         checked(base, meanDelta)
-        return { weights: fedAvgStep(base, meanDelta) }
+        return finite({ weights: fedAvgStep(base, meanDelta) })
       }
     })
   }
@@ -79,7 +84,7 @@ export function strategy (config: StrategyConfigInput): Strategy {
         checked(base, meanDelta)
         const prev = state ?? initialFedAvgMState(base.length)
         checkState(prev, base.length, 1)
-        return fedAvgMStep(parsed, base, meanDelta, prev)
+        return finite(fedAvgMStep(parsed, base, meanDelta, prev))
       }
     })
   }
@@ -91,7 +96,7 @@ export function strategy (config: StrategyConfigInput): Strategy {
       checked(base, meanDelta)
       const prev = state ?? initialFedOptState(base.length, parsed.tau)
       checkState(prev, base.length, 2)
-      return fedOptStep(yogi, parsed, base, meanDelta, prev)
+      return finite(fedOptStep(yogi, parsed, base, meanDelta, prev))
     }
   })
 }

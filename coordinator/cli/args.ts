@@ -6,7 +6,9 @@ import { multiaddr } from '@multiformats/multiaddr'
 import { InvalidArgumentError } from 'commander'
 import { readFile } from 'node:fs/promises'
 import { join } from 'node:path'
+import type { z } from 'zod'
 import { modelNameSchema } from '../../shared/manifest/schema.ts'
+import { parseJsonWith } from '../../shared/errors/parse-json.ts'
 
 export const DEFAULT_COORDINATOR = process.env.BLOCKFED_COORDINATOR ?? 'http://127.0.0.1:7070'
 
@@ -29,16 +31,20 @@ export function url (value: string): string {
 
 export function integer (min: number, max: number) {
   return (value: string): number => {
-    const n = value.trim() === '' ? NaN : Number(value)
+    // Decimal digits only: Number() would also take 0x10, 1e2 and 0b11.
+    const n = /^\s*-?\d+\s*$/.test(value) ? Number(value) : NaN
     if (!Number.isInteger(n) || n < min || n > max) throw new InvalidArgumentError(`expected an integer ${min}-${max}`)
     return n
   }
 }
 
-export function number (min: number, max: number, exclusiveMax = false) {
+/** A number in [min, max]; `exclusive` leaves out either end (a learning rate of 0 is no rate). */
+export function number (min: number, max: number, exclusive: { min?: boolean, max?: boolean } = {}) {
   return (value: string): number => {
     const n = Number(value)
-    if (value.trim() === '' || !Number.isFinite(n) || n < min || (exclusiveMax ? n >= max : n > max)) throw new InvalidArgumentError(`expected a number in [${min}, ${max}${exclusiveMax ? ')' : ']'}`)
+    const low = exclusive.min === true ? n <= min : n < min
+    const high = exclusive.max === true ? n >= max : n > max
+    if (value.trim() === '' || !Number.isFinite(n) || low || high) throw new InvalidArgumentError(`expected a number in ${exclusive.min === true ? '(' : '['}${min}, ${max}${exclusive.max === true ? ')' : ']'}`)
     return n
   }
 }
@@ -59,12 +65,25 @@ export function modelName (value: string): string {
 }
 
 export function modelRef (value: string): { name: string, version: number | 'latest' } {
-  const [name = '', version] = value.split('@')
+  const parts = value.split('@')
+  if (parts.length > 2) throw new InvalidArgumentError(`expected NAME or NAME@VERSION, got "${value}"`)
+  const [name = '', version] = parts
   modelName(name)
   if (version === undefined || version === 'latest') return { name, version: 'latest' }
   const n = Number(version)
   if (!Number.isInteger(n) || n < 1) throw new InvalidArgumentError(`version "${version}" is not a positive integer`)
   return { name, version: n }
+}
+
+/** A JSON option checked by `schema`; the error names the first bad field, in one line. */
+export function jsonArgument<T> (schema: z.ZodType<T>, what: string) {
+  return (value: string): T => {
+    try {
+      return parseJsonWith(schema, value, `not ${what}`)
+    } catch (err) {
+      throw new InvalidArgumentError((err as Error).message)
+    }
+  }
 }
 
 export async function token (options: { token?: string, data?: string }): Promise<string | undefined> {

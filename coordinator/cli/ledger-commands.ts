@@ -128,7 +128,7 @@ export function ledgerCommands (program: Command): void {
     .argument('<name>', 'model name', modelName)
     .argument('<channel>', 'stable | canary', (v: string) => { if (v !== 'stable' && v !== 'canary') throw new InvalidArgumentError('expected stable or canary'); return v })
     .argument('<version>', 'version', integer(1, Number.MAX_SAFE_INTEGER))
-    .option('--rollout <fraction>', 'canary: fraction of clients in (0, 1]', number(0, 1))
+    .option('--rollout <fraction>', 'canary: fraction of clients in (0, 1]', number(0, 1, { min: true }))
     .option('--coordinator <url>', 'coordinator URL', url, DEFAULT_COORDINATOR)
     .option('--token <token>', 'API token (or BLOCKFED_TOKEN)')
     .option('--data <dir>', 'read the admin token from this coordinator data dir')

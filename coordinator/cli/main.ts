@@ -25,7 +25,9 @@ import { readClientsFile } from '../decryptor/clients-file.ts'
 import { parsePartition } from '../../shared/training/partition.ts'
 import { strategyConfigSchema } from '../../shared/rounds/strategy-config.ts'
 import { labelSkewSchema } from '../../shared/rounds/config.ts'
-import { DEFAULT_COORDINATOR, integer, listenAddr, megabytes, modelName, modelRef, number, port, token, url } from './args.ts'
+import { DEFAULT_COORDINATOR, integer, jsonArgument, listenAddr, megabytes, modelName, modelRef, number, port, token, url } from './args.ts'
+import { ZodError } from 'zod'
+import { describeIssues } from '../../shared/errors/parse-json.ts'
 import { ledgerCommands, witnessEndpoint } from './ledger-commands.ts'
 
 const program = new Command()
@@ -165,19 +167,15 @@ program.command('simulate')
   .option('--rounds <n>', 'rounds', integer(1, 1000), 10)
   .option('--partition <spec>', 'iid | classes:K | dirichlet:ALPHA', (v: string) => { try { parsePartition(v); return v } catch (err) { throw new InvalidArgumentError((err as Error).message) } }, 'iid')
   .option('--secure <mode>', 'none | masking | paillier', (v: string) => { if (!['none', 'masking', 'paillier'].includes(v)) throw new InvalidArgumentError('expected none, masking or paillier'); return v }, 'masking')
-  .option('--dropout <p>', 'probability a client drops out right after uploading', number(0, 1, true), 0)
+  .option('--dropout <p>', 'probability a client drops out right after uploading', number(0, 1, { max: true }), 0)
   .option('--seed <n>', 'seed for the data split, shuffles and dropouts', integer(0, 2 ** 31 - 1), 1)
   .option('--epochs <n>', 'local epochs per round', integer(1, 100), SIMULATION_DEFAULTS.epochs)
   .option('--batch-size <n>', 'local batch size', integer(1, 65536), SIMULATION_DEFAULTS.batchSize)
-  .option('--lr <rate>', 'local learning rate', number(0, 10), SIMULATION_DEFAULTS.learningRate)
+  .option('--lr <rate>', 'local learning rate', number(0, 10, { min: true }), SIMULATION_DEFAULTS.learningRate)
   .option('--optimizer <name>', 'sgd | momentum | adam', (v: string) => { if (!['sgd', 'momentum', 'adam'].includes(v)) throw new InvalidArgumentError('expected sgd, momentum or adam'); return v }, SIMULATION_DEFAULTS.optimizer)
-  .option('--strategy <json>', 'server strategy as JSON, e.g. {"name":"fedyogi","lr":0.01}', (v: string) => {
-    try { return strategyConfigSchema.parse(JSON.parse(v)) } catch (err) { throw new InvalidArgumentError(`not a strategy: ${(err as Error).message.slice(0, 200)}`) }
-  })
-  .option('--lr-decay <factor>', 'client learning rate × factor per round (Li et al. 2020), in (0, 1]', number(0, 1), SIMULATION_DEFAULTS.lrDecay)
-  .option('--label-skew <json>', 'client label-skew correction, e.g. {"method":"fedrs","alpha":0.5} or {"method":"fedlc","tau":1}', (v: string) => {
-    try { return labelSkewSchema.parse(JSON.parse(v)) } catch (err) { throw new InvalidArgumentError(`not a label-skew setting: ${(err as Error).message.slice(0, 200)}`) }
-  })
+  .option('--strategy <json>', 'server strategy as JSON, e.g. {"name":"fedyogi","lr":0.01}', jsonArgument(strategyConfigSchema, 'a strategy'))
+  .option('--lr-decay <factor>', 'client learning rate × factor per round (Li et al. 2020), in (0, 1]', number(0, 1, { min: true }), SIMULATION_DEFAULTS.lrDecay)
+  .option('--label-skew <json>', 'client label-skew correction, e.g. {"method":"fedrs","alpha":0.5} or {"method":"fedlc","tau":1}', jsonArgument(labelSkewSchema, 'a label-skew setting'))
   .option('--hidden <sizes>', 'hidden layer sizes, comma-separated', (v: string) => { const h = v.split(',').map(Number); if (!h.every(n => Number.isInteger(n) && n > 0 && n <= 4096)) throw new InvalidArgumentError('expected e.g. 200,200'); return h }, SIMULATION_DEFAULTS.hidden)
   .option('--decryptor <url>', 'paillier: use this decryptor instead of starting one', url)
   .addOption(new Option('--decryptor-token <token>', 'that decryptor\'s bearer token').env(DECRYPTOR_TOKEN_ENV))
@@ -210,7 +208,7 @@ program.command('simulate')
 try {
   await program.parseAsync()
 } catch (err) {
-  const message = err instanceof BlockfedError ? `${err.name}: ${err.message}` : err instanceof Error ? err.message : String(err)
+  const message = err instanceof BlockfedError ? `${err.name}: ${err.message}` : err instanceof ZodError ? describeIssues(err) : err instanceof Error ? err.message : String(err)
   console.error(`blockfed: ${message}`)
   process.exitCode = 1
 }

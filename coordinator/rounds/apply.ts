@@ -8,7 +8,7 @@ import type { NormalisedModel } from '../../shared/model/types.ts'
 import type { BlockPlan } from '../../shared/blocks/partition.ts'
 import { tensorOffsets } from '../../shared/blocks/partition.ts'
 import { writeTrainable, type TrainableLayout } from '../../shared/rounds/trainable.ts'
-import { InvalidInputError } from '../../shared/errors/errors.ts'
+import { checkFinite } from '../../aggregation/validate.ts'
 
 export interface AppliedUpdate {
   model: NormalisedModel
@@ -41,6 +41,8 @@ function relativeChange (base: Uint8Array, next: Uint8Array, ranges: Array<[numb
 }
 
 export function applyUpdate (base: NormalisedModel, plans: BlockPlan[], layout: TrainableLayout, values: Float32Array, threshold: number): AppliedUpdate {
+  // Never publish non-finite values, nor let a NaN change pass for "unchanged".
+  checkFinite(values, 'new trainable values')
   const weights = base.weights.slice()
   writeTrainable(base.tensors, weights, layout, values)
   const offsets = tensorOffsets(base.tensors)
@@ -49,8 +51,6 @@ export function applyUpdate (base: NormalisedModel, plans: BlockPlan[], layout: 
   const changed: number[] = []
   const changes = plans.map((plan, i) => {
     const change = relativeChange(base.weights, weights, plan.parts.filter(p => trainable.has(p.tensor)).map(range))
-    // A NaN can only come from non-finite new values: never publish those, never hide them.
-    if (Number.isNaN(change)) throw new InvalidInputError(`block ${i}: the new values are not finite`)
     if (change > threshold) changed.push(i)
     else for (const [start, end] of plan.parts.map(range)) weights.set(base.weights.subarray(start, end), start)
     return change

@@ -19,7 +19,7 @@ import type { IngestResult } from '../../shared/client/api-schemas.ts'
 import { fixedPointParams, decodeMean } from '../../aggregation/fixed-point.ts'
 import { signedManifestOf, type Repository } from '../store/repository.ts'
 import type { PublishOptions } from '../ingest/ingest.ts'
-import type { NormalisedModel } from '../../shared/model/types.ts'
+import type { NormalisedModel, TensorInfo } from '../../shared/model/types.ts'
 import type { BaseModel } from './base-model.ts'
 import type { RoundStore, RoundRow } from './store.ts'
 import type { ClientConnection, HubHandlers, RoundHub } from './hub.ts'
@@ -27,7 +27,7 @@ import type { AcceptedUpload, RoundIo, SecureRoundServer } from './secure/types.
 import { applyUpdate } from './apply.ts'
 import { layoutKey, serverStep } from './strategy.ts'
 import { gaussianEpsilon } from '../../aggregation/dp/accountant.ts'
-import { sumNoiseSd } from '../../aggregation/dp/noise.ts'
+import { noiseNormBound, sumNoiseSd } from '../../aggregation/dp/noise.ts'
 import { gate, type Gate } from './gate.ts'
 import { isFinal } from './state.ts'
 
@@ -304,14 +304,15 @@ export function roundManager (deps: RoundManagerDeps): RoundManager {
     // some client broke the rules (or the masks did not cancel). Refuse it.
     // With DP the sum also carries each contributor's noise, N(0, (zC)²·U/m) per coordinate for U
     // uploads each noised for m = minUploads (aggregation/dp/noise.ts), divided here by Σw: allow
-    // its norm (√d sd; 1.2 × covers the chi's spread at any d that matters).
-    const noise = config.dp === null ? 0 : 1.2 * sumNoiseSd({ noiseMultiplier: config.dp.noiseMultiplier, clip: config.dp.clip, minClients: minUploadsOf(config), contributions: uploads.size }) * Math.sqrt(mean.length) / totalWeight
+    // its norm up to a bound it passes with probability 1 − 10⁻⁹.
+    const noise = config.dp === null ? 0 : noiseNormBound(sumNoiseSd({ noiseMultiplier: config.dp.noiseMultiplier, clip: config.dp.clip, minClients: minUploadsOf(config), contributions: uploads.size }), mean.length) / totalWeight
     if (meanNorm > config.normBound * 1.001 + noise + 1e-3) throw new RoundFailure(`aggregate delta norm ${meanNorm.toPrecision(4)} exceeds the bound ${config.normBound}`)
     const base = await deps.readBase(config.model, config.baseVersion)
     const layout = trainableLayout(base.model.tensors, config.trainable)
     const current = readTrainable(base.model.tensors, base.model.weights, layout)
     const layerState = layerStateRanges(base.model.tensors, base.model.metadata.layers, layout)
-    const step = serverStep(config, current, mean, deps.store.strategyState(config.model, layoutKey(config)), layerState)
+    const stateKey = layoutKey(config, layout.indices.map(i => base.model.tensors[i] as TensorInfo))
+    const step = serverStep(config, current, mean, deps.store.strategyState(config.model, stateKey), layerState)
     const applied = applyUpdate(base.model, base.plans, layout, step.values, config.changeThreshold)
     const metrics: Record<string, number> = {
       ...extra,
@@ -330,7 +331,7 @@ export function roundManager (deps: RoundManagerDeps): RoundManager {
       plans: base.plans,
       inTransaction: v => {
         version = v
-        if (step.state !== undefined) deps.store.saveStrategyState(config.model, layoutKey(config), step.state)
+        if (step.state !== undefined) deps.store.saveStrategyState(config.model, stateKey, step.state)
         deps.store.transition(config.id, 'published', { version: v, metrics })
         deps.store.deleteUploads(config.id)
       }
@@ -344,13 +345,19 @@ export function roundManager (deps: RoundManagerDeps): RoundManager {
    * taken), failed ones too once their sum was seen, by RDP composition: Gaussian mechanisms with
    * multipliers z_i compose to one with z = (Σ 1/z_i²)^(-1/2) (Mironov 2017, Prop. 1 and the
    * Gaussian RDP curve α/2z²). No subsampling amplification: conservative.
+   *
+   * That is against whoever sees the published model. In secure mode `none` the coordinator also
+   * sees each upload alone, which carries only its client's share of the noise, z·C/√m for
+   * m = minUploads: `dpEpsilonRoundVsCoordinator` is this round's ε against the coordinator.
    */
   function privacySpent (config: RoundConfig): Record<string, number> {
     if (config.dp === null) return {}
     const { noiseMultiplier, delta } = config.dp
     const all = deps.store.dpNoiseMultipliers(config.model)
     const composed = 1 / Math.sqrt(all.reduce((s, z) => s + 1 / (z * z), 0))
+    const seenAlone: Record<string, number> = config.secure.mode === 'none' ? { dpEpsilonRoundVsCoordinator: gaussianEpsilon({ noiseMultiplier: noiseMultiplier / Math.sqrt(minUploadsOf(config)), rounds: 1, delta }) } : {}
     return {
+      ...seenAlone,
       dpEpsilonRound: gaussianEpsilon({ noiseMultiplier, rounds: 1, delta }),
       dpEpsilonTotal: gaussianEpsilon({ noiseMultiplier: composed, rounds: 1, delta }),
       dpDelta: delta,

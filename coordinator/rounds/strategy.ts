@@ -10,6 +10,7 @@
  * below 0, so it takes the plain mean of the clients' values, base + mean delta, under every strategy.
  */
 import type { RoundConfig } from '../../shared/rounds/config.ts'
+import type { TensorInfo } from '../../shared/model/types.ts'
 import { strategy } from '../../aggregation/strategies/strategy.ts'
 import { decodeState, encodeState } from '../../aggregation/strategies/state.ts'
 
@@ -19,9 +20,13 @@ export interface ServerStep {
   state: Uint8Array | undefined
 }
 
-/** The key a model's optimiser state is kept under: the strategy and the trained tensors, in update order. */
-export function layoutKey (config: Pick<RoundConfig, 'tensors' | 'strategy'>): string {
-  return [`strategy:${config.strategy.name}`, ...config.tensors].join('\n')
+/**
+ * The key a model's optimiser state is kept under: the strategy and the trained tensors, in
+ * update order, with their shapes (a re-ingested model with the same names and other shapes
+ * starts fresh moments instead of failing every round on the old ones).
+ */
+export function layoutKey (config: Pick<RoundConfig, 'strategy'>, tensors: ReadonlyArray<Pick<TensorInfo, 'name' | 'shape'>>): string {
+  return [`strategy:${config.strategy.name}`, ...tensors.map(t => `${t.name}:${t.shape.join('x')}`)].join('\n')
 }
 
 export function serverStep (config: RoundConfig, base: Float32Array, meanDelta: Float32Array, stored: Uint8Array | undefined, layerState: ReadonlyArray<readonly [number, number]> = []): ServerStep {

@@ -1,6 +1,6 @@
 import { describe, it, expect } from 'vitest'
 import { clipL2, l2Norm } from '../../aggregation/dp/clip.ts'
-import { addGaussianNoise, clientNoiseSigma, sumNoiseSd } from '../../aggregation/dp/noise.ts'
+import { addGaussianNoise, clientNoiseSigma, noiseNormBound, sumNoiseSd } from '../../aggregation/dp/noise.ts'
 import { dpAccountant, gaussianEpsilon } from '../../aggregation/dp/accountant.ts'
 import { mulberry32 } from '../../shared/random/seeded.ts'
 import { InvalidInputError } from '../../shared/errors/errors.ts'
@@ -9,6 +9,20 @@ import { InvalidInputError } from '../../shared/errors/errors.ts'
 const normRef = (v: ArrayLike<number>): number => Math.sqrt(Array.from(v).reduce((s, x) => s + x * x, 0))
 
 describe('clipL2', () => {
+  it('never returns a vector over the bound: a bound in float32\'s subnormal range is refused', () => {
+    for (const bound of [7.5e-45, 2e-45, 1e-45, 1e-300]) {
+      let result: Float32Array | undefined
+      try {
+        result = clipL2(Float32Array.of(1, 1), bound).clipped
+      } catch (err) {
+        expect(err).toBeInstanceOf(RangeError)
+        expect((err as Error).message).toMatch(/too small for float32/)
+      }
+      if (result !== undefined) expect(l2Norm(result)).toBeLessThanOrEqual(bound)
+    }
+    expect(() => clipL2(Float32Array.of(1, 1), 7.5e-45)).toThrow(/too small for float32/)
+  })
+
   it('scales a long vector onto the ball and leaves a short one alone', () => {
     const { clipped, norm, scaled } = clipL2(Float32Array.of(3, 4), 1)
     expect(norm).toBe(5)
@@ -48,6 +62,23 @@ describe('clipL2', () => {
 })
 
 describe('Gaussian noise', () => {
+  it('noiseNormBound holds for honest noise at every dimension; 1.2·σ·√d did not at small d', () => {
+    const random = mulberry32(11)
+    for (const d of [1, 4, 10, 1000]) {
+      let overOld = 0
+      let overNew = 0
+      for (let trial = 0; trial < 4000; trial++) {
+        const norm = l2Norm(addGaussianNoise(new Float32Array(d), 0.3, random))
+        if (norm > 1.2 * 0.3 * Math.sqrt(d)) overOld++
+        if (norm > noiseNormBound(0.3, d)) overNew++
+      }
+      expect(overNew, `d = ${d}`).toBe(0)
+      // The old allowance refused percents of honest updates at small d (the reason for the change).
+      if (d === 4) expect(overOld).toBeGreaterThan(80)
+    }
+    expect(noiseNormBound(2, 100)).toBeCloseTo(2 * (10 + Math.sqrt(2 * Math.log(1e9))), 12)
+  })
+
   it('has mean 0, variance sigma², a normal shape and independent pairs (seeded)', () => {
     const N = 200_000
     const sigma = 2

@@ -241,6 +241,17 @@ describe('strategy config', () => {
   })
 })
 
+describe('non-finite steps', () => {
+  it.each([
+    ['fedadam', { name: 'fedadam', lr: 1e39 }],
+    ['fedavgm', { name: 'fedavgm', lr: 1e39 }]
+  ] as const)('%s with a huge server lr overflows float32: refused, never returned', (name, config) => {
+    const s = strategy(config)
+    expect(() => s.step(Float32Array.of(1, -1), Float32Array.of(0.5, -0.5))).toThrow(InvalidInputError)
+    expect(() => s.step(Float32Array.of(1, -1), Float32Array.of(0.5, -0.5))).toThrow(new RegExp(`${name} step \\(new weights; server lr too large\\?\\): coordinate 0 is`))
+  })
+})
+
 describe('strategy state storage', () => {
   it('round-trips exactly, in a fixed little-endian layout', () => {
     const state: StrategyState = { steps: 7, m: Float32Array.of(1.5, -0.25), v: Float32Array.of(1e-6, 3) }

@@ -84,12 +84,22 @@ describe('blockfed CLI', () => {
       [['simulate', '--clients', '1'], /integer 2-256/],
       [['simulate', '--strategy', '{"name":"fedmagic"}'], /not a strategy/],
       [['simulate', '--hidden', '200,-1'], /e\.g\. 200,200/],
-      [['decryptor', '--data', root, '--min-clients', '1'], /integer 2-/]
+      [['decryptor', '--data', root, '--min-clients', '1'], /integer 2-/],
+      // Ends the options leave out, schema errors in one line naming the field, odd numerals and refs.
+      [['simulate', '--lr', '0'], /--lr.*expected a number in \(0, 10\]/],
+      [['simulate', '--lr-decay', '0'], /--lr-decay.*expected a number in \(0, 1\]/],
+      [['simulate', '--strategy', '{"name":"fedadam","lr":-1}'], /--strategy.*not a strategy: lr: lr must be a positive number/],
+      [['simulate', '--label-skew', '{"method":"fedrs","alpha":7}'], /--label-skew.*not a label-skew setting: alpha/],
+      [['simulate', '--rounds', '0x10'], /--rounds.*integer 1-1000/],
+      [['simulate', '--rounds', '1e2'], /--rounds.*integer 1-1000/],
+      [['pull', 'vad@1@2', '--out', root, '--coordinator', url], /expected NAME or NAME@VERSION, got "vad@1@2"/]
     ]
     for (const [args, message] of cases) {
       const result = await blockfed(...args)
       expect(result.code, args.join(' ')).not.toBe(0)
       expect(result.stderr, args.join(' ')).toMatch(message)
+      // No stack trace, no zod issue dump (commander may add the command's usage).
+      expect(result.stderr, args.join(' ')).not.toMatch(/^\s+at |"code":/m)
     }
     // The coordinator shrugged all that off.
     expect((await blockfed('models', '--coordinator', url)).code).toBe(0)

@@ -55,7 +55,7 @@ describe('applyUpdate', () => {
     expect([...kept].every(v => v === 0.5)).toBe(true)
   })
 
-  it('refuses non-finite new values instead of calling the block unchanged', () => {
-    expect(() => step(model([kernel, bias]), NaN)).toThrow(/block 0: the new values are not finite/)
+  it.each([NaN, Infinity, -Infinity])('refuses new values moved by %s, instead of calling the block unchanged or publishing it', by => {
+    expect(() => step(model([kernel, bias]), by)).toThrow(new RegExp(`new trainable values: coordinate 0 is ${String(by)}`))
   })
 })

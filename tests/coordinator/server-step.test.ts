@@ -7,7 +7,7 @@ import * as tfl from '@tensorflow/tfjs-layers'
 import { modelFiles } from '../../node-runtime/examples/mnist-mlp.ts'
 import { readModel } from '../../shared/formats/index.ts'
 import { layerStateRanges, readTrainable, trainableLayout } from '../../shared/rounds/trainable.ts'
-import { serverStep } from '../../coordinator/rounds/strategy.ts'
+import { layoutKey, serverStep } from '../../coordinator/rounds/strategy.ts'
 import type { RoundConfig } from '../../shared/rounds/config.ts'
 import type { NormalisedModel } from '../../shared/model/types.ts'
 
@@ -30,6 +30,17 @@ describe('layerStateRanges', () => {
     const named = ranges.map(([start, end]) => [layout.names[layout.offsets.indexOf(start)], end - start])
     expect(named).toEqual([['norm/moving_mean', 4], ['norm/moving_variance', 4]])
     expect(layerStateRanges(model.tensors, model.metadata.layers, trainableLayout(model.tensors, ['hidden']))).toEqual([])
+  })
+})
+
+describe('layoutKey', () => {
+  it('keeps apart optimiser states of tensors with the same names and other shapes', () => {
+    const fedadam = { strategy: { name: 'fedadam' } } as unknown as RoundConfig
+    const v1 = [{ name: 'hidden/kernel', shape: [3, 4] }, { name: 'hidden/bias', shape: [4] }]
+    const v2 = [{ name: 'hidden/kernel', shape: [3, 2] }, { name: 'hidden/bias', shape: [2] }]
+    expect(layoutKey(fedadam, v1)).toBe(layoutKey(fedadam, v1.map(t => ({ ...t }))))
+    expect(layoutKey(fedadam, v1)).not.toBe(layoutKey(fedadam, v2))
+    expect(layoutKey(fedadam, v1)).not.toBe(layoutKey({ strategy: { name: 'fedyogi' } } as unknown as RoundConfig, v1))
   })
 })
 

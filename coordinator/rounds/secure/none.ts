@@ -6,7 +6,7 @@
 import type { RoundConfig } from '../../../shared/rounds/config.ts'
 import { InvalidInputError } from '../../../shared/errors/errors.ts'
 import { ringSum } from '../../../aggregation/ring.ts'
-import { clientNoiseSigma } from '../../../aggregation/dp/noise.ts'
+import { clientNoiseSigma, noiseNormBound } from '../../../aggregation/dp/noise.ts'
 import { minUploadsOf } from '../../../shared/rounds/config.ts'
 import type { SecureRoundServer } from './types.ts'
 
@@ -30,10 +30,10 @@ export function plainServer (config: RoundConfig): SecureRoundServer {
       let sq = 0
       for (let i = 0; i < v.length - 1; i++) sq += ((v[i] as number) / scale) ** 2
       // Each coordinate is w·Δ_i (+ DP noise N(0, σ²)) rounded to 1/scale: allow the rounding, and
-      // with DP the noise's norm (σ·√d concentrates tightly; 1.2× is far in its tail for large d).
+      // with DP the noise's norm, up to a bound it passes with probability 1 − 10⁻⁹.
       const d = v.length - 1
       const bound = config.dp === null ? config.normBound : Math.min(config.normBound, config.dp.clip)
-      const allowed = weight * bound + 1.2 * dpSigma * Math.sqrt(d) + Math.sqrt(d) / scale + 1e-9
+      const allowed = weight * bound + noiseNormBound(dpSigma, d) + Math.sqrt(d) / scale + 1e-9
       if (Math.sqrt(sq) > allowed) throw new InvalidInputError(`upload: update norm ${(Math.sqrt(sq) / weight).toPrecision(4)} exceeds the round's bound ${bound}`)
     },
     sum: async uploads => ringSum([...uploads.values()].map(u => asRingVector(u.payload, config.vectorLength, 'upload')), config.vectorLength),
