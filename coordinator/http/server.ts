@@ -197,17 +197,16 @@ export async function buildServer (deps: ServerDeps): Promise<FastifyInstance> {
     const caller = await authenticate(req, deps.repo)
     if (!caller.grants.ingest) throw new AccessDeniedError(`role ${caller.role} may not ingest models`)
     if (!req.isMultipart()) throw new InvalidInputError('ingest expects multipart/form-data with one part per model file')
-    // Uploads are buffered whole before the one-at-a-time ingest queue: bound how many are
-    // received at once, so memory stays within INGEST_UPLOADS × the upload limit.
+    // Uploads are buffered whole, then wait in the one-at-a-time ingest queue: an upload holds
+    // its slot until its ingest settles, so memory stays within INGEST_UPLOADS × the upload limit.
     if (receiving >= INGEST_UPLOADS) throw new UnavailableError(`${receiving} uploads are being received; retry when one has finished`)
     receiving++
-    let files: ModelFile[]
     try {
-      files = await receiveFiles(req.parts(), deps.maxUploadBytes)
+      const files = await receiveFiles(req.parts(), deps.maxUploadBytes)
+      return await deps.ingest(req.params.name, files)
     } finally {
       receiving--
     }
-    return await deps.ingest(req.params.name, files)
   })
 
   api.get('/v1/blocks/:cid', {

@@ -71,3 +71,10 @@ export function elementCount (shape: readonly number[]): number {
   for (const d of shape) n *= d
   return n
 }
+
+/**
+ * The highest tensor rank a model may use. ONNX and tfjs set none, but runtimes do (numpy 2
+ * stops at 64, TensorFlow at 254); without one a 4 MB file of 1-dims makes a 4-million-entry
+ * shape that is copied into every manifest.
+ */
+export const MAX_TENSOR_RANK = 64

@@ -1,18 +1,27 @@
 /**
  * Walks an ONNX ModelProto on the wire (onnx/onnx.proto, IR version 3 and later) and reports
  * where its tensors' data lie, which node consumes what, the graph's inputs/outputs and the
- * opset imports. Nothing is decoded into objects: the result is byte ranges and a few strings.
- * Subgraphs (attributes `g`/`graphs` of If, Loop, Scan) are walked recursively, in file order.
+ * opset imports. Nothing is decoded into objects: the result is byte ranges and a few strings,
+ * and records the walk does not use are skipped without being kept. Subgraphs (attributes
+ * `g`/`graphs` of If, Loop, Scan) are walked recursively, in file order.
  */
+import { MAX_TENSOR_RANK } from './_dtypes.ts'
 import {
-  readFields, readPackedVarints, wireReader, WIRE_LEN, WIRE_VARINT, WireError, type WireField,
-  type WireReader
+  eachField, MAX_RECORDS, readPackedVarints, wireReader, WIRE_LEN, WIRE_VARINT, WireError, WireLimitError,
+  type WireField, type WireReader
 } from './_protobuf.ts'
 
 /** ONNX `TensorProto.DataLocation.EXTERNAL`. */
 const DATA_LOCATION_EXTERNAL = 1
 /** Deeper nesting than this is taken as a malicious or corrupt file. */
 const MAX_GRAPH_DEPTH = 32
+/**
+ * Opset imports and main-graph inputs/outputs are copied into the manifest's metadata: bound them
+ * (a model imports a few domains and has a few inputs; 3.9 million empty opset_import records,
+ * 7 MiB, made 100 MB of metadata).
+ */
+const MAX_OPSETS = 1_000
+const MAX_GRAPH_IO = 100_000
 
 /** A TensorProto found in a graph initializer or a node attribute. */
 export interface OnnxTensorRef {
@@ -21,13 +30,24 @@ export interface OnnxTensorRef {
   dims: number[]
   /** Byte position of the TensorProto in the file; orders tensors. */
   at: number
-  /** Where the element bytes are, if in one place the walker recognises (else undefined). */
+  /**
+   * Where the element values are (undefined when it has none):
+   * - raw/float/double: one length-delimited little-endian payload (`start..end` is the payload);
+   * - encoded: any other run of value records (int32_data, int64_data, string_data, unpacked
+   *   floats, several payload records…) lying back to back: `start..end` spans the records,
+   *   tags included, so cutting it out and back in is byte-exact;
+   * - scattered: value records with other fields between them (no one range holds them);
+   * - external: ONNX external data.
+   */
   data?:
   | { kind: 'raw' | 'float' | 'double', start: number, end: number }
+  | { kind: 'encoded', fields: string[], start: number, end: number }
+  | { kind: 'scattered', fields: string[] }
   | { kind: 'external', location: string, offset: number, length?: number }
-  /** Where it was found: a graph's initializer, a Constant node's value, another attribute. */
+  /** Where it was found: a graph's initializer, a sparse initializer's values or indices, a Constant node's value, another attribute. */
   source:
   | { kind: 'initializer' }
+  | { kind: 'sparse', initializer: string, part: 'values' | 'indices' }
   | { kind: 'constant', output: string }
   | { kind: 'attribute', node: string, attribute: string }
 }
@@ -51,8 +71,9 @@ export interface OnnxWalk {
   producerName: string
   producerVersion: string
   opsets: Array<{ domain: string, version: number }>
+  /** Tensors with values: initializers (sparse ones as values and indices) and Constant values. */
   tensors: OnnxTensorRef[]
-  /** Every node of the main graph and its subgraphs, depth-first in file order. */
+  /** Every node with inputs of the main graph and its subgraphs, depth-first in file order. */
   nodes: OnnxNodeRef[]
   inputs: OnnxValueInfo[]
   outputs: OnnxValueInfo[]
@@ -60,11 +81,19 @@ export interface OnnxWalk {
   initializerNames: Set<string>
 }
 
+/** TensorProto fields that hold element values (onnx.proto), by number. */
+const VALUE_FIELDS: Record<number, string> = {
+  4: 'float_data', 5: 'int32_data', 6: 'string_data', 7: 'int64_data', 9: 'raw_data', 10: 'double_data', 11: 'uint64_data'
+}
+
 const utf8 = new TextDecoder()
 
-/** Reads the model; throws WireError (with the byte position) when the bytes are not one. */
-export function walkOnnx (bytes: Uint8Array): OnnxWalk {
-  const r = wireReader(bytes)
+/**
+ * Reads the model; throws WireError (with the byte position) when the bytes are not one, and
+ * WireLimitError past `maxRecords` records or a rank cap.
+ */
+export function walkOnnx (bytes: Uint8Array, maxRecords = MAX_RECORDS): OnnxWalk {
+  const r = wireReader(bytes, maxRecords)
   const walk: OnnxWalk = {
     producerName: '',
     producerVersion: '',
@@ -75,10 +104,9 @@ export function walkOnnx (bytes: Uint8Array): OnnxWalk {
     outputs: [],
     initializerNames: new Set()
   }
-  const top = readFields(r, 0, bytes.length)
-  if (top.length === 0) throw new WireError('the file is empty', 0, false)
+  if (bytes.length === 0) throw new WireError('the file is empty', 0, false)
   let graph: WireField | undefined
-  for (const f of top) {
+  eachField(r, 0, bytes.length, f => {
     switch (f.no) {
       case 1: walk.irVersion = expect(f, WIRE_VARINT, 'ModelProto.ir_version').value; break
       case 2: walk.producerName = text(bytes, expect(f, WIRE_LEN, 'ModelProto.producer_name')); break
@@ -87,11 +115,14 @@ export function walkOnnx (bytes: Uint8Array): OnnxWalk {
         if (graph !== undefined) throw new WireError(`a second ModelProto.graph at byte ${f.at}`, f.at, false)
         graph = expect(f, WIRE_LEN, 'ModelProto.graph')
         break
-      case 8: walk.opsets.push(readOpset(r, bytes, expect(f, WIRE_LEN, 'ModelProto.opset_import'))); break
+      case 8:
+        if (walk.opsets.length === MAX_OPSETS) throw new WireLimitError(`more than ${MAX_OPSETS} opset imports (at byte ${f.at})`, f.at)
+        walk.opsets.push(readOpset(r, bytes, expect(f, WIRE_LEN, 'ModelProto.opset_import')))
+        break
       case 4: case 6: case 14: case 20: case 25: expect(f, WIRE_LEN, `ModelProto field ${f.no}`); break
       case 5: expect(f, WIRE_VARINT, 'ModelProto.model_version'); break
     }
-  }
+  })
   if (graph === undefined) throw new WireError('no ModelProto.graph (field 7); the file may be truncated', 0, false)
   if (walk.opsets.length === 0) throw new WireError('no ModelProto.opset_import (field 8)', 0, false)
   walkGraph(r, bytes, graph, walk, 0)
@@ -100,24 +131,51 @@ export function walkOnnx (bytes: Uint8Array): OnnxWalk {
 
 function walkGraph (r: WireReader, bytes: Uint8Array, graph: WireField, walk: OnnxWalk, depth: number): void {
   if (depth > MAX_GRAPH_DEPTH) throw new WireError(`graphs nested more than ${MAX_GRAPH_DEPTH} deep at byte ${graph.at}`, graph.at, false)
-  for (const f of readFields(r, graph.start, graph.end)) {
+  eachField(r, graph.start, graph.end, f => {
     switch (f.no) {
       case 1: walkNode(r, bytes, expect(f, WIRE_LEN, 'GraphProto.node'), walk, depth); break
       case 5: {
         const tensor = readTensor(r, bytes, expect(f, WIRE_LEN, 'GraphProto.initializer'), { kind: 'initializer' })
-        walk.tensors.push(tensor)
+        keepTensor(walk, tensor)
         if (depth === 0) walk.initializerNames.add(tensor.name)
+        break
+      }
+      case 15: {
+        const name = readSparseTensor(r, bytes, expect(f, WIRE_LEN, 'GraphProto.sparse_initializer'), walk)
+        if (depth === 0) walk.initializerNames.add(name)
         break
       }
       case 11: case 12: {
         const info = readValueInfo(r, bytes, expect(f, WIRE_LEN, 'GraphProto.input/output'))
-        if (depth === 0) (f.no === 11 ? walk.inputs : walk.outputs).push(info)
+        if (depth > 0) break
+        const list = f.no === 11 ? walk.inputs : walk.outputs
+        if (list.length === MAX_GRAPH_IO) throw new WireLimitError(`more than ${MAX_GRAPH_IO} graph ${f.no === 11 ? 'inputs' : 'outputs'} (at byte ${f.at})`, f.at)
+        list.push(info)
         break
       }
-      // name, doc_string, value_info, quantization_annotation, sparse_initializer (left in place)
-      case 2: case 10: case 13: case 14: case 15: expect(f, WIRE_LEN, `GraphProto field ${f.no}`); break
+      // name, doc_string, value_info, quantization_annotation (left in place)
+      case 2: case 10: case 13: case 14: expect(f, WIRE_LEN, `GraphProto field ${f.no}`); break
     }
+  })
+}
+
+/**
+ * A SparseTensorProto (values 1, indices 2, dims 3): its values and indices are TensorProtos,
+ * read like initializers. Returns the initializer's name (its values' name, per onnx.proto).
+ */
+function readSparseTensor (r: WireReader, bytes: Uint8Array, sparse: WireField, walk: OnnxWalk): string {
+  const refs: Array<{ part: 'values' | 'indices', ref: OnnxTensorRef }> = []
+  eachField(r, sparse.start, sparse.end, f => {
+    if (f.no !== 1 && f.no !== 2) return
+    const part = f.no === 1 ? 'values' : 'indices'
+    refs.push({ part, ref: readTensor(r, bytes, expect(f, WIRE_LEN, `SparseTensorProto.${part}`), { kind: 'initializer' }) })
+  })
+  const name = refs.find(p => p.part === 'values')?.ref.name ?? ''
+  for (const { part, ref } of refs) {
+    ref.source = { kind: 'sparse', initializer: name, part }
+    keepTensor(walk, ref)
   }
+  return name
 }
 
 function walkNode (r: WireReader, bytes: Uint8Array, node: WireField, walk: OnnxWalk, depth: number): void {
@@ -126,7 +184,7 @@ function walkNode (r: WireReader, bytes: Uint8Array, node: WireField, walk: Onnx
   const attributes: WireField[] = []
   let name = ''
   let opType = ''
-  for (const f of readFields(r, node.start, node.end)) {
+  eachField(r, node.start, node.end, f => {
     switch (f.no) {
       case 1: inputs.push(text(bytes, expect(f, WIRE_LEN, 'NodeProto.input'))); break
       case 2: outputs.push(text(bytes, expect(f, WIRE_LEN, 'NodeProto.output'))); break
@@ -134,10 +192,11 @@ function walkNode (r: WireReader, bytes: Uint8Array, node: WireField, walk: Onnx
       case 4: opType = text(bytes, expect(f, WIRE_LEN, 'NodeProto.op_type')); break
       case 5: attributes.push(expect(f, WIRE_LEN, 'NodeProto.attribute')); break
     }
-  }
+  })
   const label = name !== '' ? name : `${opType}:${outputs[0] ?? ''}`
   // The node goes first, so its inputs are seen before those of nodes inside its subgraphs.
-  walk.nodes.push({ label, opType, inputs })
+  // A node without inputs consumes no tensor, so nothing needs it (and empty records stay cheap).
+  if (inputs.length > 0) walk.nodes.push({ label, opType, inputs })
   for (const a of attributes) walkAttribute(r, bytes, a, walk, depth, { label, opType, output: outputs[0] ?? '' })
 }
 
@@ -145,16 +204,20 @@ function walkAttribute (
   r: WireReader, bytes: Uint8Array, attribute: WireField, walk: OnnxWalk, depth: number,
   node: { label: string, opType: string, output: string }
 ): void {
-  const fields = readFields(r, attribute.start, attribute.end)
+  // The name may come after the values it names: keep the tensor and graph records, then read them.
+  const fields: WireField[] = []
   let name = ''
-  for (const f of fields) if (f.no === 1) name = text(bytes, expect(f, WIRE_LEN, 'AttributeProto.name'))
+  eachField(r, attribute.start, attribute.end, f => {
+    if (f.no === 1) name = text(bytes, expect(f, WIRE_LEN, 'AttributeProto.name'))
+    if (f.no === 5 || f.no === 10 || f.no === 6 || f.no === 11) fields.push(f)
+  })
   for (const f of fields) {
     switch (f.no) {
       case 5: case 10: {
         const source = node.opType === 'Constant'
           ? { kind: 'constant' as const, output: node.output }
           : { kind: 'attribute' as const, node: node.label, attribute: name }
-        walk.tensors.push(readTensor(r, bytes, expect(f, WIRE_LEN, 'AttributeProto.t'), source))
+        keepTensor(walk, readTensor(r, bytes, expect(f, WIRE_LEN, 'AttributeProto.t'), source))
         break
       }
       case 6: case 11:
@@ -164,37 +227,48 @@ function walkAttribute (
   }
 }
 
+/**
+ * Keeps the tensors whose values become weights: those with values, but not other nodes'
+ * attributes (op parameters such as ConstantOfShape's `value`, which stay in the skeleton).
+ * Holding every TensorProto read would let empty records cost ~170 bytes of heap each.
+ */
+function keepTensor (walk: OnnxWalk, ref: OnnxTensorRef): void {
+  if (ref.data !== undefined && ref.source.kind !== 'attribute') walk.tensors.push(ref)
+}
+
 function readTensor (r: WireReader, bytes: Uint8Array, tensor: WireField, source: OnnxTensorRef['source']): OnnxTensorRef {
   const ref: OnnxTensorRef = { name: '', dataType: 0, dims: [], at: tensor.at, source }
   const payloads: WireField[] = []
   const external: Record<string, string> = {}
   let location = 0
   let segmented = false
-  for (const f of readFields(r, tensor.start, tensor.end)) {
+  eachField(r, tensor.start, tensor.end, f => {
     switch (f.no) {
       case 1:
         // No spread: a hostile file could pack more dims than a call's argument limit.
-        if (f.wire === WIRE_LEN) for (const d of readPackedVarints(r, f.start, f.end)) ref.dims.push(d)
+        if (f.wire === WIRE_LEN) for (const d of readPackedVarints(r, f.start, f.end, MAX_TENSOR_RANK)) ref.dims.push(d)
         else ref.dims.push(expect(f, WIRE_VARINT, 'TensorProto.dims').value)
+        if (ref.dims.length > MAX_TENSOR_RANK) {
+          throw new WireLimitError(`tensor at byte ${tensor.at} has more than ${MAX_TENSOR_RANK} dims`, f.at)
+        }
         break
       case 2: ref.dataType = expect(f, WIRE_VARINT, 'TensorProto.data_type').value; break
       case 3: segmented = true; break
       case 8: ref.name = text(bytes, expect(f, WIRE_LEN, 'TensorProto.name')); break
       case 4: case 5: case 6: case 7: case 9: case 10: case 11: payloads.push(f); break
       case 13: {
-        const entry = readFields(r, expect(f, WIRE_LEN, 'TensorProto.external_data').start, f.end)
         let key = ''
         let value = ''
-        for (const e of entry) {
+        eachField(r, expect(f, WIRE_LEN, 'TensorProto.external_data').start, f.end, e => {
           if (e.no === 1) key = text(bytes, expect(e, WIRE_LEN, 'StringStringEntryProto.key'))
           if (e.no === 2) value = text(bytes, expect(e, WIRE_LEN, 'StringStringEntryProto.value'))
-        }
+        })
         external[key] = value
         break
       }
       case 14: location = expect(f, WIRE_VARINT, 'TensorProto.data_location').value; break
     }
-  }
+  })
   if (location === DATA_LOCATION_EXTERNAL) {
     ref.data = {
       kind: 'external',
@@ -202,50 +276,64 @@ function readTensor (r: WireReader, bytes: Uint8Array, tensor: WireField, source
       offset: external.offset === undefined ? 0 : Number(external.offset),
       ...(external.length === undefined ? {} : { length: Number(external.length) })
     }
-  } else if (!segmented && payloads.length === 1) {
-    // One contiguous little-endian payload. Unpacked repeated floats, varint int32/int64 data and
-    // strings stay in the skeleton.
-    const p = payloads[0]!
-    if (p.no === 9 && p.wire === WIRE_LEN) ref.data = { kind: 'raw', start: p.start, end: p.end }
-    if (p.no === 4 && p.wire === WIRE_LEN) ref.data = { kind: 'float', start: p.start, end: p.end }
-    if (p.no === 10 && p.wire === WIRE_LEN) ref.data = { kind: 'double', start: p.start, end: p.end }
+  } else if (payloads.length > 0) {
+    ref.data = valueData(payloads, segmented)
   }
   return ref
 }
 
+/** Where a tensor's value records are: see `OnnxTensorRef.data`. */
+function valueData (payloads: readonly WireField[], segmented: boolean): NonNullable<OnnxTensorRef['data']> {
+  const p = payloads[0]!
+  if (payloads.length === 1 && !segmented && p.wire === WIRE_LEN) {
+    // One contiguous little-endian payload, which may become a typed tensor.
+    if (p.no === 9) return { kind: 'raw', start: p.start, end: p.end }
+    if (p.no === 4) return { kind: 'float', start: p.start, end: p.end }
+    if (p.no === 10) return { kind: 'double', start: p.start, end: p.end }
+  }
+  const fields = [...new Set(payloads.map(f => VALUE_FIELDS[f.no] ?? String(f.no)))]
+  for (let i = 1; i < payloads.length; i++) {
+    if (payloads[i]!.at !== payloads[i - 1]!.end) return { kind: 'scattered', fields }
+  }
+  return { kind: 'encoded', fields, start: p.at, end: payloads[payloads.length - 1]!.end }
+}
+
 function readValueInfo (r: WireReader, bytes: Uint8Array, info: WireField): OnnxValueInfo {
   const out: OnnxValueInfo = { name: '' }
-  for (const f of readFields(r, info.start, info.end)) {
+  eachField(r, info.start, info.end, f => {
     if (f.no === 1) out.name = text(bytes, expect(f, WIRE_LEN, 'ValueInfoProto.name'))
-    if (f.no !== 2) continue
+    if (f.no !== 2) return
     // TypeProto.tensor_type (1) → elem_type (1), shape (2) → dim (1) → dim_value (1) | dim_param (2)
-    for (const t of readFields(r, expect(f, WIRE_LEN, 'ValueInfoProto.type').start, f.end)) {
-      if (t.no !== 1 || t.wire !== WIRE_LEN) continue
-      for (const tt of readFields(r, t.start, t.end)) {
+    eachField(r, expect(f, WIRE_LEN, 'ValueInfoProto.type').start, f.end, t => {
+      if (t.no !== 1 || t.wire !== WIRE_LEN) return
+      eachField(r, t.start, t.end, tt => {
         if (tt.no === 1 && tt.wire === WIRE_VARINT) out.elemType = tt.value
-        if (tt.no !== 2 || tt.wire !== WIRE_LEN) continue
-        out.shape = []
-        for (const d of readFields(r, tt.start, tt.end)) {
-          if (d.no !== 1 || d.wire !== WIRE_LEN) continue
+        if (tt.no !== 2 || tt.wire !== WIRE_LEN) return
+        const shape: Array<number | string> = out.shape = []
+        eachField(r, tt.start, tt.end, d => {
+          if (d.no !== 1 || d.wire !== WIRE_LEN) return
+          if (shape.length === MAX_TENSOR_RANK) {
+            throw new WireLimitError(`graph input/output at byte ${info.at} has more than ${MAX_TENSOR_RANK} dims`, d.at)
+          }
           let dim: number | string = -1
-          for (const v of readFields(r, d.start, d.end)) {
+          eachField(r, d.start, d.end, v => {
             if (v.no === 1 && v.wire === WIRE_VARINT) dim = v.value
             if (v.no === 2 && v.wire === WIRE_LEN) dim = text(bytes, v)
-          }
-          out.shape.push(dim)
-        }
-      }
-    }
-  }
+          })
+          shape.push(dim)
+        })
+      })
+    })
+  })
   return out
 }
 
 function readOpset (r: WireReader, bytes: Uint8Array, opset: WireField): { domain: string, version: number } {
   const out = { domain: '', version: 0 }
-  for (const f of readFields(r, opset.start, opset.end)) {
+  eachField(r, opset.start, opset.end, f => {
     if (f.no === 1) out.domain = text(bytes, expect(f, WIRE_LEN, 'OperatorSetIdProto.domain'))
     if (f.no === 2) out.version = expect(f, WIRE_VARINT, 'OperatorSetIdProto.version').value
-  }
+  })
   return out
 }
 

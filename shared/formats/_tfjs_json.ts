@@ -5,13 +5,13 @@
  */
 import { z } from 'zod'
 import { InvalidModelError } from '../errors/errors.ts'
-import { elementCount, TFJS_DTYPE_BYTES, TFJS_QUANTIZED_BYTES } from './_dtypes.ts'
+import { elementCount, MAX_TENSOR_RANK, TFJS_DTYPE_BYTES, TFJS_QUANTIZED_BYTES } from './_dtypes.ts'
 
 const jsonObject = z.record(z.string(), z.unknown())
 
 const weightEntrySchema = z.looseObject({
   name: z.string().min(1),
-  shape: z.array(z.int().nonnegative()),
+  shape: z.array(z.int().nonnegative()).max(MAX_TENSOR_RANK),
   dtype: z.string(),
   /** tfjs-layers marks optimizer state saved with `includeOptimizer` as group "optimizer". */
   group: z.string().optional(),

@@ -1,20 +1,31 @@
 /**
  * ONNX models (onnx/onnx.proto, IR version 3 and later) → NormalisedModel. Tensors are every
- * initializer and every Constant node's `value`, in the main graph and in subgraphs, whose data
- * is one little-endian run of bytes: `raw_data`, packed `float_data`/`double_data`, or external
- * data (https://onnx.ai/onnx/repo-docs/ExternalData.html). Everything else (int64_data varints,
- * strings, other attributes, sparse initializers) stays in the "skeleton": the file with those
- * runs cut out. Cutting never changes a length prefix, so splicing the runs back in (see
- * onnx_splice.ts) gives the original file byte for byte.
+ * initializer (sparse ones as their values and indices) and every Constant node's `value`, in
+ * the main graph and in subgraphs. Data that is one little-endian run of bytes (`raw_data`,
+ * packed `float_data`/`double_data`, external data,
+ * https://onnx.ai/onnx/repo-docs/ExternalData.html) becomes a typed tensor; values held any
+ * other way (int32_data/int64_data varints, strings, unpacked floats) become an opaque tensor of
+ * dtype ONNX_ENCODED_DTYPE holding their protobuf records as the file has them. Either way the
+ * values leave the "skeleton" (the file with those runs cut out), which is public: only other
+ * attributes stay in it. Cutting never changes a length prefix, so splicing the runs back in
+ * (see onnx_splice.ts) gives the original file byte for byte.
  */
-import { base64pad } from 'multiformats/bases/base64'
 import { InvalidModelError } from '../errors/errors.ts'
+import { toBase64 } from '../crypto/bytes.ts'
 import type { ModelFile, NormalisedModel, OnnxTopology, TensorInfo } from '../model/types.ts'
 import { elementCount, ONNX_DOUBLE, ONNX_FLOAT, onnxType, onnxTypeName, storedBytes } from './_dtypes.ts'
 import { walkOnnx, type OnnxTensorRef, type OnnxValueInfo, type OnnxWalk } from './_onnx_proto.ts'
-import { WireError } from './_protobuf.ts'
+import { WireError, WireLimitError } from './_protobuf.ts'
 import { basename, findBeside, relativePath } from './_paths.ts'
 import { layersOfTensors, tensorTotals } from './metadata.ts'
+
+/**
+ * The dtype of a tensor whose values the file holds as protobuf records other than one packed
+ * little-endian payload (e.g. `int32_data` varints): its bytes are those records exactly as the
+ * file has them (tags included, except for a lone mistyped raw/float/double payload), its shape
+ * is [byteLength]. Opaque to training and aggregation; sealed like every tensor.
+ */
+export const ONNX_ENCODED_DTYPE = 'onnx-encoded'
 
 /** A tensor chosen for extraction and where its bytes come from. */
 interface Extracted {
@@ -43,8 +54,10 @@ export function readOnnx (file: ModelFile, files: readonly ModelFile[]): Normali
     for (const input of node.inputs) if (input !== '' && !consumers.has(input)) consumers.set(input, node.label)
   }
   for (const e of extracted) {
-    const produced = e.ref.source.kind === 'constant' ? e.ref.source.output : e.ref.name
-    e.info.layer = consumers.get(produced) ?? e.info.name
+    const source = e.ref.source
+    const produced = source.kind === 'constant' ? source.output : source.kind === 'sparse' ? source.initializer : e.ref.name
+    // A sparse initializer's values and indices go together, under its name when nothing reads it.
+    e.info.layer = consumers.get(produced) ?? (source.kind === 'sparse' && produced !== '' ? produced : e.info.name)
   }
 
   const { skeleton, holes } = cutOut(file.bytes, extracted)
@@ -70,7 +83,7 @@ export function readOnnx (file: ModelFile, files: readonly ModelFile[]): Normali
     }))
   return {
     format: 'onnx',
-    topology: { kind: 'onnx', fileName: name, skeleton: base64pad.baseEncode(skeleton), holes, external },
+    topology: { kind: 'onnx', fileName: name, skeleton: toBase64(skeleton), holes, external },
     tensors,
     weights,
     metadata: {
@@ -89,6 +102,7 @@ function walked (bytes: Uint8Array, name: string): OnnxWalk {
   try {
     return walkOnnx(bytes)
   } catch (cause) {
+    if (cause instanceof WireLimitError) throw new InvalidModelError(`${name}: ${cause.message}`, { cause })
     if (cause instanceof WireError && cause.truncated && cause.at === bytes.length) {
       throw new InvalidModelError(`${name}: truncated at byte ${bytes.length}: ${cause.message}`, { cause })
     }
@@ -104,15 +118,19 @@ function extract (walk: OnnxWalk, file: ModelFile, files: readonly ModelFile[], 
     const data = ref.data
     if (data === undefined || ref.source.kind === 'attribute') continue
     const type = onnxType(ref.dataType)
-    const label = ref.name !== ''
-      ? ref.name
-      : (ref.source.kind === 'constant' && ref.source.output !== '' ? ref.source.output : `tensor at byte ${ref.at}`)
+    const label = tensorLabel(ref)
     const what = (): string => `${name}: tensor "${label}" (${onnxTypeName(ref.dataType)} [${ref.dims.join(', ')}])`
     if (ref.dims.some(d => !Number.isSafeInteger(d) || d < 0)) throw new InvalidModelError(`${what()} has an invalid dimension`)
     const count = elementCount(ref.dims)
     let from: Extracted['from']
     let byteLength: number
-    if (data.kind === 'external') {
+    let dtype: string
+    let shape = ref.dims
+    if (data.kind === 'scattered') {
+      // Left in the skeleton its values would be public; cut in pieces they would need a hole each.
+      throw new InvalidModelError(`${what()} holds its values in ${data.fields.join(', ')} records with other fields between them, ` +
+        'which cannot be kept out of the public manifest; re-save the model with raw_data (onnx.numpy_helper.from_array)')
+    } else if (data.kind === 'external') {
       if (type === undefined) throw new InvalidModelError(`${what()}: external data of an unsupported data_type ${ref.dataType}`)
       byteLength = storedBytes(count, type.bits)
       const location = relativePath(data.location, `${what()}: external data location`)
@@ -125,29 +143,39 @@ function extract (walk: OnnxWalk, file: ModelFile, files: readonly ModelFile[], 
       if (data.offset + byteLength > source.bytes.length) {
         throw new InvalidModelError(`${what()} needs bytes ${data.offset}..${data.offset + byteLength} of ${location}, which is ${source.bytes.length} bytes`)
       }
+      dtype = type.dtype
       from = { kind: 'external', file: source, location, offset: data.offset }
-    } else {
+    } else if (data.kind === 'encoded' || type === undefined ||
+        (data.kind === 'float' && ref.dataType !== ONNX_FLOAT) ||
+        (data.kind === 'double' && ref.dataType !== ONNX_DOUBLE)) {
       // float_data / double_data hold exactly float32 / float64 values; other element types that
-      // use them (complex) are left in the skeleton, as are raw_data of unknown types.
-      if (type === undefined ||
-          (data.kind === 'float' && ref.dataType !== ONNX_FLOAT) ||
-          (data.kind === 'double' && ref.dataType !== ONNX_DOUBLE)) continue
+      // use them (complex), raw_data of unknown types and varint/string records are cut out opaque.
+      byteLength = data.end - data.start
+      dtype = ONNX_ENCODED_DTYPE
+      shape = [byteLength]
+      from = { kind: 'cut', start: data.start, end: data.end }
+    } else {
       byteLength = storedBytes(count, type.bits)
       const actual = data.end - data.start
       if (actual !== byteLength) {
         const field = { raw: 'raw_data', float: 'float_data', double: 'double_data' }[data.kind]
         throw new InvalidModelError(`${what()} has ${actual} bytes of ${field}; its dims need ${byteLength}`)
       }
+      dtype = type.dtype
       from = { kind: 'cut', start: data.start, end: data.end }
     }
-    out.push({
-      ref,
-      info: { name: label, dtype: type.dtype, shape: ref.dims, byteLength, layer: '' },
-      from
-    })
+    out.push({ ref, info: { name: label, dtype, shape, byteLength, layer: '' }, from })
   }
   refuseSharedExternalBytes(out, name)
   return out
+}
+
+/** The tensor's name, else what produces it, else its position. */
+function tensorLabel (ref: OnnxTensorRef): string {
+  if (ref.name !== '') return ref.name
+  if (ref.source.kind === 'constant' && ref.source.output !== '') return ref.source.output
+  if (ref.source.kind === 'sparse' && ref.source.initializer !== '') return `${ref.source.initializer}:${ref.source.part}`
+  return `tensor at byte ${ref.at}`
 }
 
 /**

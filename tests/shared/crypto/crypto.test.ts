@@ -107,5 +107,13 @@ describe('key wrapping (X25519 + HKDF + XChaCha20-Poly1305)', () => {
   it('base64 round trip matches RFC 4648 padding', () => {
     expect(toBase64(new TextEncoder().encode('fo'))).toBe('Zm8=')
     expect(new TextDecoder().decode(fromBase64('Zm9vYg=='))).toBe('foob')
+    // RFC 4648 §10 vectors, then lengths around the encoder's 12,288-byte pieces.
+    const vectors: Array<[string, string]> = [['', ''], ['f', 'Zg=='], ['foo', 'Zm9v'], ['fooba', 'Zm9vYmE='], ['foobar', 'Zm9vYmFy']]
+    for (const [plain, encoded] of vectors) expect(toBase64(new TextEncoder().encode(plain))).toBe(encoded)
+    for (const n of [12_287, 12_288, 12_289, 100_001]) {
+      const bytes = Uint8Array.from({ length: n }, (_, i) => (i * 131 + 7) & 255)
+      expect(toBase64(bytes)).toBe(Buffer.from(bytes).toString('base64'))
+      expect(fromBase64(toBase64(bytes))).toEqual(bytes)
+    }
   })
 })

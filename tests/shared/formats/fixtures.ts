@@ -3,7 +3,7 @@
  * tests"): movenet-lightning (tfjs graph, float16-quantized) from @vladmandic/human, silero VAD
  * (ONNX) from @ricky0123/vad-web. `tinyOnnx` hand-writes a small ONNX model with the
  * protobuf Writer so that external data, packed float/double data, a Constant node and an
- * int64_data tensor left in the skeleton are all covered (field numbers from onnx/onnx.proto).
+ * int64_data tensor (cut out as an opaque tensor) are all covered (field numbers from onnx/onnx.proto).
  */
 import { readFileSync } from 'node:fs'
 import { join } from 'node:path'

@@ -129,13 +129,14 @@ describe('ONNX', () => {
         ['S_value', 'float32', [3], 12, 'Mul_M'], // Constant: grouped with the node reading its output
         ['W', 'float32', [4, 3], 48, 'MatMul_XW'], // external data
         ['B', 'float32', [3], 12, 'Add_XWB'], // packed float_data
-        ['D', 'float64', [3], 24, 'Cast_D32'] // packed double_data; "shape" (int64_data) stays in the skeleton
+        ['D', 'float64', [3], 24, 'Cast_D32'], // packed double_data
+        ['shape', 'onnx-encoded', [13], 13, 'Reshape_Y'] // int64_data: its record, cut out opaque
       ])
       expect(Array.from(new Float32Array(model.weights.slice(12, 60).buffer))).toEqual(Array.from(TINY.W))
       expect(Array.from(new Float64Array(model.weights.slice(72, 96).buffer))).toEqual(Array.from(TINY.D))
       const topology = onnxTopology(model)
       expect(topology.external).toEqual([{ tensor: 1, location: 'tiny.bin', offset: TINY.externalOffset }])
-      expect(topology.holes.map(h => h.tensor)).toEqual([0, 2, 3])
+      expect(topology.holes.map(h => h.tensor)).toEqual([0, 2, 3, 4])
       expect(model.metadata.inputs).toEqual([{ name: 'X', dtype: 'float32', shape: ['N', 4] }])
       expect(model.metadata.producer).toBe('blockfed-test 1')
 

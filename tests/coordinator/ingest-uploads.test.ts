@@ -1,0 +1,49 @@
+/**
+ * The ingest route's memory bound: an upload keeps its slot until its ingest settles, so
+ * uploads waiting in the one-at-a-time ingest queue count against INGEST_UPLOADS (2) too.
+ */
+import { describe, expect, it } from 'vitest'
+import { buildServer, type ServerDeps } from '../../coordinator/http/server.ts'
+
+describe('ingest uploads', () => {
+  it('holds an upload\'s slot until its ingest settles: a third upload gets 503 while two are ingesting', async () => {
+    let ingesting = 0
+    let release!: () => void
+    const gate = new Promise<void>(resolve => { release = resolve })
+    const app = await buildServer({
+      repo: { tokenRole: () => 'admin' },
+      files: {},
+      identity: {},
+      erasure: { k: 4, m: 2 },
+      maxUploadBytes: 1 << 20,
+      ingest: async () => {
+        ingesting++
+        await gate
+        ingesting--
+        return { model: 'm', version: 1, manifestCid: 'b', created: true, blocks: 0, newBlocks: 0, bytesStored: 0, ledgerIndex: 0 }
+      }
+    } as unknown as ServerDeps)
+    const url = await app.listen({ port: 0, host: '127.0.0.1' })
+    try {
+      const upload = async (signal?: AbortSignal): Promise<Response> => {
+        const form = new FormData()
+        form.append('file', new Blob([new Uint8Array(1024)]), 'm.onnx')
+        return await fetch(`${url}/v1/models/m/ingest`, { method: 'POST', headers: { authorization: 'Bearer t' }, body: form, ...(signal === undefined ? {} : { signal }) })
+      }
+      const held = [upload(), upload()]
+      // Bounded wait for both bodies to be received and handed to ingest.
+      for (let i = 0; i < 200 && ingesting < 2; i++) await new Promise(resolve => setTimeout(resolve, 10))
+      expect(ingesting).toBe(2)
+      // Answered at once; were it queued behind the gate, the deadline fails the test instead of hanging it.
+      const third = await upload(AbortSignal.timeout(5_000))
+      expect(third.status).toBe(503)
+      expect(((await third.json()) as { message: string }).message).toMatch(/^2 uploads are being received; retry/)
+      release()
+      expect((await Promise.all(held)).map(r => r.status)).toEqual([200, 200])
+      expect((await upload()).status).toBe(200)
+    } finally {
+      release()
+      await app.close()
+    }
+  })
+})
