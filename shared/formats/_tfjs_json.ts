@@ -59,8 +59,27 @@ export function parseJsonText (text: string, file: string): unknown {
   }
 }
 
+/**
+ * Deepest nesting a model.json may have. Keras topologies nest a few levels per wrapped model;
+ * parts of the file (trainingConfig) go into the signed manifest, whose canonical JSON is
+ * written recursively: 20,000 nested arrays overflowed its stack (an HTTP 500).
+ */
+const MAX_JSON_DEPTH = 256
+
+/** Throws InvalidModelError if `value` nests deeper than MAX_JSON_DEPTH (walked without recursion). */
+function checkDepth (value: unknown, file: string): void {
+  const stack: Array<[unknown, number]> = [[value, 1]]
+  while (stack.length > 0) {
+    const [v, depth] = stack.pop() as [unknown, number]
+    if (typeof v !== 'object' || v === null) continue
+    if (depth > MAX_JSON_DEPTH) throw new InvalidModelError(`${file} nests deeper than ${MAX_JSON_DEPTH} levels`)
+    for (const child of Array.isArray(v) ? v : Object.values(v)) stack.push([child, depth + 1])
+  }
+}
+
 /** Checks a parsed model.json against the schema; the error lists each problem with its path. */
 export function modelJsonOf (value: unknown, file: string): ModelJson {
+  checkDepth(value, file)
   if (typeof value === 'object' && value !== null && !Array.isArray(value)) {
     const missing = ['modelTopology', 'weightsManifest'].filter(k => !(k in value))
     if (missing.length > 0) {
@@ -93,7 +112,10 @@ export function tfjsKind (json: ModelJson, file: string): TfjsKind {
 
 /** Bytes a weight occupies in the weight files; InvalidModelError for dtypes without a fixed size. */
 export function weightByteLength (w: WeightEntry, file: string): number {
-  const per = w.quantization !== undefined ? TFJS_QUANTIZED_BYTES[w.quantization.dtype] : TFJS_DTYPE_BYTES[w.dtype]
+  // A quantized weight's size comes from its stored dtype, but its own dtype is what tfjs
+  // restores it to, so it must be one tfjs knows too.
+  const own = Object.hasOwn(TFJS_DTYPE_BYTES, w.dtype) ? TFJS_DTYPE_BYTES[w.dtype] : undefined
+  const per = own === undefined ? undefined : w.quantization !== undefined ? TFJS_QUANTIZED_BYTES[w.quantization.dtype] : own
   if (per === undefined) {
     throw new InvalidModelError(w.dtype === 'string'
       ? `${file}: weight "${w.name}" has dtype string, which is not supported (string weights have no fixed byte size)`

@@ -80,6 +80,20 @@ describe('bad model files', () => {
       expect(e.message).toContain('weight "StatefulPartitionedCall/ExpandDims_2/dim" has dtype string, which is not supported')
     })
 
+    it('a quantized weight must still name a tfjs dtype (its size comes from the quantization)', async () => {
+      for (const dtype of ['', 'no-such-dtype', 'constructor', 'string']) {
+        const e = await readError([movenetJson(j => { Object.assign(j.weightsManifest![0]!.weights[0]!, { dtype, quantization: { dtype: 'uint8', scale: 1, min: 0 } }) }), movenetFiles()[1]!])
+        expect(e.message, dtype).toMatch(/weight "StatefulPartitionedCall\/ExpandDims_2\/dim" has (unknown dtype|dtype string)/)
+      }
+    })
+
+    it('a model.json nested 20,000 levels deep is refused before its parts reach the manifest', async () => {
+      const nested = '['.repeat(20_000) + ']'.repeat(20_000)
+      const json = `{"format":"layers-model","modelTopology":{"class_name":"Sequential","config":{"layers":[]}},"trainingConfig":{"loss":${nested}},"weightsManifest":[]}`
+      const e = await readError([{ path: 'model.json', bytes: text(json) }])
+      expect(e.message).toBe('model.json nests deeper than 256 levels')
+    })
+
     it('weight paths that leave the model folder', async () => {
       const e = await readError([movenetJson(j => { j.weightsManifest![0]!.paths = ['../secret.bin'] }), movenetFiles()[1]!])
       expect(e.message).toContain('"../secret.bin" is not a relative path inside the model folder')
