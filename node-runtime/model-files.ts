@@ -7,6 +7,7 @@ import { readdir, readFile, stat } from 'node:fs/promises'
 import { basename, dirname, relative, resolve, sep } from 'node:path'
 import type { ModelFile } from '../shared/model/types.ts'
 import { InvalidInputError, InvalidModelError } from '../shared/errors/errors.ts'
+import { decodeJsonText, modelJsonOf, parseJsonText } from '../shared/formats/_tfjs_json.ts'
 
 const MAX_FILES = 256
 
@@ -39,18 +40,14 @@ export async function readModelFiles (path: string): Promise<ModelFile[]> {
   const name = basename(path)
   if (name.toLowerCase().endsWith('.onnx')) {
     // External data is conventionally named after the model (model.onnx.data, model.onnx_data).
-    const siblings = (await readdir(dir)).filter(n => n !== name && n.startsWith(name))
+    const siblings = (await readdir(dir, { withFileTypes: true })).filter(e => e.isFile() && e.name !== name && e.name.startsWith(name)).map(e => e.name)
     return await readAll(dir, [name, ...siblings])
   }
   if (name.toLowerCase().endsWith('.json')) {
     const bytes = new Uint8Array(await readFile(path))
-    let parsed: { weightsManifest?: Array<{ paths?: unknown }> }
-    try {
-      parsed = JSON.parse(new TextDecoder().decode(bytes))
-    } catch (err) {
-      throw new InvalidModelError(`${path}: not valid JSON (${(err as Error).message})`)
-    }
-    const paths = (parsed.weightsManifest ?? []).flatMap(g => Array.isArray(g.paths) ? g.paths.filter((p): p is string => typeof p === 'string') : [])
+    // The same checks as ingest's, so a malformed model.json is named here, not met as a TypeError.
+    const json = modelJsonOf(parseJsonText(decodeJsonText(bytes, path), path), path)
+    const paths = json.weightsManifest.flatMap(g => g.paths)
     return [{ path: name, bytes }, ...await readAll(dir, [...new Set(paths)])]
   }
   throw new InvalidInputError(`${path}: expected a model.json, an .onnx file or a folder`)
