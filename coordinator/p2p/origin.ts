@@ -17,6 +17,7 @@ import { NotFoundError } from '../../shared/errors/errors.ts'
 import { encodeGossip, modelTopic } from '../../shared/p2p/gossip.ts'
 import { MAX_REFERRALS, serveShardStream, serveSlots, SHARD_PROTOCOL, type Referral, type ShardAnswer } from '../../shared/p2p/shard-protocol.ts'
 import { createPeerNode, type PeerNode } from '../../node-runtime/p2p/peer-node.ts'
+import { topicValidation } from '../../node-runtime/p2p/topic-validator.ts'
 import type { BlockFiles } from '../store/block-files.ts'
 import type { AnswerAdmission } from '../answers.ts'
 import { BUSY_RETRY_MS, SERVE_TIMEOUT_MS } from '../constants.ts'
@@ -139,6 +140,7 @@ export async function createOrigin (options: OriginOptions): Promise<Origin> {
     })
   }, { maxInboundStreams: 256 })
 
+  const validation = topicValidation(node.services.pubsub)
   return {
     node,
     peerId: self,
@@ -147,6 +149,8 @@ export async function createOrigin (options: OriginOptions): Promise<Origin> {
       const topic = modelTopic(model)
       if (!topics.has(topic)) {
         topics.add(topic)
+        // As on runtimes: what the origin relays on a model topic is checked first.
+        validation.add(topic)
         node.services.pubsub.subscribe(topic)
       }
       await node.services.pubsub.publish(topic, encodeGossip({ type: 'version', model, version, manifestCid })).catch(() => {})
@@ -161,6 +165,7 @@ export async function createOrigin (options: OriginOptions): Promise<Origin> {
     counters: () => ({ ...counters }),
     async stop () {
       provideLimit.clearQueue()
+      validation.stop()
       await node.stop()
     }
   }

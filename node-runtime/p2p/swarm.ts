@@ -22,8 +22,8 @@ import { memoryCache } from '../../shared/cache/memory-lru.ts'
 import type { CacheTier } from '../../shared/cache/types.ts'
 import { InvalidInputError } from '../../shared/errors/errors.ts'
 import type { Manifest } from '../../shared/manifest/schema.ts'
-import { blockFilter, decodeBlockFilter, optimalParams, type BlockFilter } from '../../shared/p2p/bloom.ts'
-import { decodeGossip, encodeGossip, GOSSIP_MAX_MESSAGE_BYTES, modelTopic } from '../../shared/p2p/gossip.ts'
+import { blockFilter, optimalParams, type BlockFilter } from '../../shared/p2p/bloom.ts'
+import { encodeGossip, GOSSIP_MAX_MESSAGE_BYTES, modelTopic, readTopicMessage } from '../../shared/p2p/gossip.ts'
 import { shardClient } from '../../shared/p2p/shard-client.ts'
 import { serveShardStream, serveSlots, SHARD_PROTOCOL, type ShardAnswer, type ShardRequest } from '../../shared/p2p/shard-protocol.ts'
 import type { SwarmNetwork } from '../../shared/p2p/swarm-source.ts'
@@ -31,6 +31,7 @@ import { uploadCap } from '../../shared/p2p/token-bucket.ts'
 import { untilAborted } from '../../shared/load/deadline.ts'
 import { createPeerNode, type PeerNode } from './peer-node.ts'
 import { knownPeersFile } from './known-peers.ts'
+import { topicValidation } from './topic-validator.ts'
 
 export interface SwarmOptions {
   /** The node's Ed25519 seed (the runtime's client key). */
@@ -130,8 +131,10 @@ const MAX_ANNOUNCED_FILTER_BYTES = Math.floor(GOSSIP_MAX_MESSAGE_BYTES * 3 / 4) 
 const SERVE_TIMEOUT_MS = 30_000
 /**
  * Manifests per model whose shards stay indexed: the version in use, its rollback target, a
- * prefetched next one and one spare. Older versions' shards are forgotten (their blocks, while
- * cached, are still served whole), so a long-lived runtime's index does not grow per version.
+ * prefetched next one and one spare. An older version's shards are forgotten once their block
+ * has left the cache too: a held block is in the Bloom filter and the DHT, and peers sent here
+ * ask for its shards (answered "not found", they would rest this node). So the index is bounded
+ * by the kept manifests and the cache, not by the versions a long-lived runtime has seen.
  */
 const KEPT_MANIFESTS = 4
 /** Blocks are provided in the DHT once none has arrived for this long. */
@@ -150,6 +153,8 @@ export async function createSwarm (options: SwarmOptions): Promise<Swarm> {
   const node = await createPeerNode({ seed: options.seed, listen: options.listen, bootstrap: options.bootstrap })
   const self = node.peerId.toString()
   const shards = new Map<string, ShardRef>()
+  /** The shard CIDs indexed for each block, to forget them together. */
+  const shardsOf = new Map<string, string[]>()
   const registered = new Map<string, Manifest[]>()
   const blockCaches = new Map<string, CacheTier>()
   const recent = memoryCache({ capacityBytes: options.recentBytes ?? 64 << 20, name: 'swarm-recent' })
@@ -232,12 +237,15 @@ export async function createSwarm (options: SwarmOptions): Promise<Swarm> {
     announceTimer = undefined
     if (stopped || topics.size === 0) return
     // Evicted blocks leave the filter (a Bloom filter cannot remove, so it is rebuilt).
+    const evicted: string[] = []
     for (const cid of [...held]) {
       if (await blockCaches.get(cid)?.has(cid).catch(() => false) !== true) {
         held.delete(cid)
         blockCaches.delete(cid)
+        evicted.push(cid)
       }
     }
+    unindex(evicted)
     const falsePositiveRate = options.filterFalsePositiveRate ?? 0.01
     const filter = blockFilter({ capacity: filterCapacity(held.size, options.filterCapacity ?? 64, falsePositiveRate), falsePositiveRate })
     for (const cid of held) filter.add(cid)
@@ -254,26 +262,27 @@ export async function createSwarm (options: SwarmOptions): Promise<Swarm> {
   }, ANNOUNCE_INTERVAL_MS)
   heartbeat.unref()
 
+  const validation = topicValidation(node.services.pubsub)
   node.services.pubsub.addEventListener('message', event => {
     const message = event.detail
     if (!topics.has(message.topic) || message.type !== 'signed') return
     const from = message.from.toString()
     if (from === self) return
-    let decoded
-    try {
-      decoded = decodeGossip(message.data)
-    } catch {
-      return // a malformed announcement is dropped; the sender gains nothing from it
+    // Read by the topic validator before delivery; a message it rejected never gets here.
+    let decoded = validation.read(message)
+    if (decoded === undefined) {
+      try {
+        decoded = readTopicMessage(message.topic, message.data)
+      } catch {
+        return
+      }
     }
     if (decoded.type === 'have') {
+      // Re-inserted so the map's order stays the order of last announcement.
       filters.delete(from)
-      try {
-        filters.set(from, { filter: decodeBlockFilter(decoded.filter), at: Date.now() })
-      } catch {
-        return // an undecodable filter: the sender's old one is gone too
-      }
+      filters.set(from, { filter: decoded.filter, at: Date.now() })
       if (filters.size > maxFilters) filters.delete(filters.keys().next().value as string)
-    } else if (modelTopic(decoded.model) === message.topic) {
+    } else {
       options.onVersion?.(decoded.model, decoded.version, decoded.manifestCid, from)
     }
   })
@@ -303,6 +312,19 @@ export async function createSwarm (options: SwarmOptions): Promise<Swarm> {
     unprovided.add(cid)
     if (provideTimer !== undefined) clearTimeout(provideTimer)
     if (!stopped) provideTimer = setTimeout(provideAll, PROVIDE_QUIET_MS)
+  }
+
+  /** Forgets the shards of `blocks` that are neither held nor in a kept manifest. */
+  const unindex = (blocks: string[]): void => {
+    if (blocks.length === 0) return
+    const live = new Set([...registered.values()].flat().flatMap(r => r.blocks.map(b => b.cid)))
+    for (const block of blocks) {
+      if (held.has(block) || live.has(block)) continue
+      for (const cid of shardsOf.get(block) ?? []) {
+        if (shards.get(cid)?.block === block) shards.delete(cid)
+      }
+      shardsOf.delete(block)
+    }
   }
 
   const hold = (cid: string, cache: CacheTier): void => {
@@ -340,10 +362,16 @@ export async function createSwarm (options: SwarmOptions): Promise<Swarm> {
     },
     async findProviders (block, { signal, limit }) {
       const found: string[] = []
-      for await (const provider of node.contentRouting.findProviders(CID.parse(block), { signal })) {
-        const id = provider.id.toString()
-        if (id !== self && !found.includes(id)) found.push(id)
-        if (found.length >= limit) break
+      try {
+        for await (const provider of node.contentRouting.findProviders(CID.parse(block), { signal })) {
+          const id = provider.id.toString()
+          if (id !== self && !found.includes(id)) found.push(id)
+          if (found.length >= limit) break
+        }
+      } catch (err) {
+        // The deadline ends the query, not its result: one peer that never answers keeps the
+        // walk open until the deadline, and the providers found before it are still good.
+        if (!signal.aborted) throw err
       }
       return found
     },
@@ -374,20 +402,18 @@ export async function createSwarm (options: SwarmOptions): Promise<Swarm> {
       const topic = modelTopic(manifest.model)
       if (!topics.has(topic)) {
         topics.add(topic)
+        // The validator first, so no message on the topic is relayed unchecked.
+        validation.add(topic)
         node.services.pubsub.subscribe(topic)
       }
       const kept = [...(registered.get(manifest.model) ?? []).filter(r => r.version !== manifest.version), manifest]
       const forgotten = kept.splice(0, Math.max(0, kept.length - KEPT_MANIFESTS))
       registered.set(manifest.model, kept)
-      if (forgotten.length > 0) {
-        const live = new Set([...registered.values()].flat().flatMap(r => r.blocks.map(b => b.cid)))
-        for (const block of forgotten.flatMap(r => r.blocks)) {
-          if (!live.has(block.cid)) for (const cid of block.shards.cids) shards.delete(cid)
-        }
-      }
+      unindex(forgotten.flatMap(r => r.blocks.map(b => b.cid)))
       const { k, m } = manifest.erasure
       for (const block of manifest.blocks) {
         block.shards.cids.forEach((cid, index) => { shards.set(cid, { block: block.cid, index, sealedLength: block.sealedLength, k, m, cache }) })
+        shardsOf.set(block.cid, block.shards.cids)
         // Blocks already in the cache (an earlier version, a restart) are held from now on.
         void cache.has(block.cid).then(has => { if (has) hold(block.cid, cache) }, () => {})
       }
@@ -403,6 +429,7 @@ export async function createSwarm (options: SwarmOptions): Promise<Swarm> {
         async delete (key) {
           held.delete(key)
           blockCaches.delete(key)
+          unindex([key])
           announceSoon()
           return await cache.delete(key)
         }
@@ -447,6 +474,7 @@ export async function createSwarm (options: SwarmOptions): Promise<Swarm> {
       if (announceTimer !== undefined) clearTimeout(announceTimer)
       if (provideTimer !== undefined) clearTimeout(provideTimer)
       provideLimit.clearQueue()
+      validation.stop()
       await client.close()
       await node.stop()
       await recent.close()

@@ -6,11 +6,14 @@
  * Messages are JSON, bounded in size and checked against their schema; the sender is the
  * gossipsub message's signed `from`, never a field of the message. A version announcement is
  * only a hint to look: the runtime still verifies the signed manifest and its ledger anchor.
+ * `readTopicMessage` checks a message in full (its filter decoded, its model the topic's), so a
+ * node can refuse to relay what it would itself drop.
  */
 import { z } from 'zod'
 import { InvalidInputError } from '../errors/errors.ts'
 import { parseJsonWith } from '../errors/parse-json.ts'
 import { fromBase64, toBase64 } from '../crypto/bytes.ts'
+import { decodeBlockFilter, type BlockFilter } from './bloom.ts'
 
 /** blockfed's private Kademlia DHT (its own protocol id, so it never mixes with the IPFS DHT). */
 export const DHT_PROTOCOL = '/blockfed/kad/1.0.0'
@@ -59,4 +62,27 @@ export function decodeGossip (bytes: Uint8Array): GossipMessage {
     throw new InvalidInputError('gossip message: filter is not base64', { cause: err })
   }
   return { type: 'have', filter, blocks: message.blocks }
+}
+
+/** A message read from a model topic: a `have` filter already decoded (and bounded) by bloom.ts. */
+export type TopicMessage =
+  | { type: 'version', model: string, version: number, manifestCid: string }
+  | { type: 'have', filter: BlockFilter, blocks: number }
+
+/**
+ * Parses a message received on `topic` as far as any use of it goes: the JSON (decodeGossip),
+ * a `have` filter (decodeBlockFilter, with its size and false-positive bounds) and a version's
+ * model, which must be the topic's. InvalidInputError naming the problem otherwise.
+ *
+ * @example readTopicMessage(modelTopic('mlp'), event.detail.data) // { type: 'have', filter, blocks }
+ */
+export function readTopicMessage (topic: string, bytes: Uint8Array): TopicMessage {
+  const message = decodeGossip(bytes)
+  if (message.type === 'version') {
+    if (modelTopic(message.model) !== topic) {
+      throw new InvalidInputError(`gossip message: a version of model "${message.model}" on topic "${topic.slice(0, 160)}"`)
+    }
+    return message
+  }
+  return { type: 'have', filter: decodeBlockFilter(message.filter), blocks: message.blocks }
 }

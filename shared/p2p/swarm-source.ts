@@ -14,9 +14,10 @@
  *
  * Every answer is verified against its CID before it is returned; a peer whose bytes do not
  * match is banned (peer-score.ts) and the next one is asked. Requests per peer are limited,
- * every request has a deadline, and the shards of one block start at different peers (rotated
- * by shard index) so one block's load is spread. Which peer was asked and what it did is in
- * `stats()`.
+ * every request has a deadline that counts its time queued behind that limit (a request whose
+ * turn comes after its peer was rested is not sent), and the shards of one block start at
+ * different peers (rotated by shard index) so one block's load is spread. Which peer was asked
+ * and what it did is in `stats()`.
  *
  * Isomorphic: the network is an interface (node-runtime/p2p/ implements it over libp2p).
  */
@@ -34,7 +35,7 @@ export interface SwarmNetwork {
   readonly self: string
   /** Peers whose latest Bloom filter says they may hold `blockCid`. Cheap and local. */
   likelyHolders: (blockCid: string) => string[]
-  /** Providers of `blockCid` from the DHT, at most `limit`, within the signal's deadline. */
+  /** Providers of `blockCid` from the DHT, at most `limit`: those found by the time the signal fires. */
   findProviders: (blockCid: string, options: { signal: AbortSignal, limit: number }) => Promise<string[]>
   /** One shard-protocol request to one peer. */
   request: (peer: string, cid: string, options: { signal: AbortSignal, force?: boolean, maxBytes: number }) => Promise<ShardAnswer>
@@ -159,48 +160,82 @@ export function swarmSource (options: SwarmSourceOptions): SwarmSource {
     }
   }
 
+  const fail = (cause: string): void => { stats.failures[cause] = (stats.failures[cause] ?? 0) + 1 }
+
   const asking = async (limit: LimitFunction, peer: string, cid: string, signal: AbortSignal, force: boolean): Promise<Outcome> => {
-    // Queued behind a busy peer, a request still ends when its signal fires.
-    return await untilAborted(signal, limit(async () => {
-      if (signal.aborted) throw signal.reason
-      stats.requests++
-      let answer: ShardAnswer
-      let outcome: PeerOutcome
-      try {
-        answer = await network.request(peer, cid, { signal: AbortSignal.any([signal, AbortSignal.timeout(requestTimeoutMs)]), force, maxBytes })
-      } catch (err) {
-        if (signal.aborted) throw err
-        const cause = `${peer === origin ? 'origin ' : ''}${(err as Error).name}`
-        stats.failures[cause] = (stats.failures[cause] ?? 0) + 1
-        // A slow origin is still the origin: only bad bytes (below) ever make this source avoid it.
-        if (peer !== origin) scores.record(peer, (err as Error).name === 'TimeoutError' ? 'timeout' : 'error')
-        return undefined
-      }
-      switch (answer.status) {
-        case 'ok':
-          try {
-            await verifyCid(cid, answer.bytes, 'object from a peer')
-          } catch (err) {
-            if (!(err instanceof IntegrityError)) throw err
-            stats.corrupt++
-            scores.record(peer, 'corrupt')
-            return undefined
-          }
-          outcome = 'ok'
-          scores.record(peer, outcome)
-          return { bytes: answer.bytes }
-        case 'elsewhere':
-          return { referral: answer.peers }
-        case 'busy':
-          scores.record(peer, 'busy')
-          return { busy: answer.retryMs }
-        default:
-          stats.failures['not-found'] = (stats.failures['not-found'] ?? 0) + 1
-          // The origin not holding an object is news about the object, not about the origin.
-          if (peer !== origin) scores.record(peer, 'not-found')
+    // The deadline starts when the request is queued, not when it is sent: behind a peer that
+    // accepts streams and never answers, each queued request used to wait out the requests
+    // ahead of it and then a whole deadline of its own (4 deadlines for 32 shards, measured).
+    const deadline = AbortSignal.any([signal, AbortSignal.timeout(requestTimeoutMs)])
+    let turn: () => void = () => {}
+    const started = new Promise<void>(resolve => { turn = resolve })
+    const run = limit(async () => {
+      turn()
+      return await requestOnce(peer, cid, signal, deadline, force)
+    })
+    run.catch(() => {})
+    try {
+      await untilAborted(deadline, started)
+    } catch (err) {
+      if (signal.aborted) throw err
+      // Never sent, so nothing is known about the peer: its requests ahead are scored instead.
+      fail(`${peer === origin ? 'origin ' : ''}queued TimeoutError`)
+      return undefined
+    }
+    // Once sent, a request ends at its deadline (network.request gets it) or the caller's abort.
+    return await untilAborted(signal, run)
+  }
+
+  /** One request already through the peer's limiter; its outcome is scored here. */
+  const requestOnce = async (peer: string, cid: string, signal: AbortSignal, deadline: AbortSignal, force: boolean): Promise<Outcome> => {
+    // A turn that comes after the deadline (the caller has moved on) sends nothing.
+    if (deadline.aborted) throw deadline.reason
+    // Rested or banned while this request waited (the requests ahead timed out): skip it.
+    if (!scores.usable(peer)) {
+      fail('rested')
+      return undefined
+    }
+    stats.requests++
+    let answer: ShardAnswer
+    let outcome: PeerOutcome
+    try {
+      answer = await network.request(peer, cid, { signal: deadline, force, maxBytes })
+    } catch (err) {
+      if (signal.aborted) throw err
+      fail(`${peer === origin ? 'origin ' : ''}${(err as Error).name}`)
+      // A slow origin is still the origin: only bad bytes (below) ever make this source avoid it.
+      if (peer !== origin) scores.record(peer, (err as Error).name === 'TimeoutError' ? 'timeout' : 'error')
+      return undefined
+    }
+    switch (answer.status) {
+      case 'ok':
+        try {
+          await verifyCid(cid, answer.bytes, 'object from a peer')
+        } catch (err) {
+          if (!(err instanceof IntegrityError)) throw err
+          stats.corrupt++
+          scores.record(peer, 'corrupt')
           return undefined
-      }
-    }))
+        }
+        outcome = 'ok'
+        scores.record(peer, outcome)
+        return { bytes: answer.bytes }
+      case 'elsewhere':
+        if (peer === origin) return { referral: answer.peers }
+        // Only the origin refers (and referrals from peers are not followed): a peer that
+        // answers "elsewhere" has not got the object, whatever its filter said.
+        fail('elsewhere')
+        scores.record(peer, 'not-found')
+        return undefined
+      case 'busy':
+        scores.record(peer, 'busy')
+        return { busy: answer.retryMs }
+      default:
+        fail('not-found')
+        // The origin not holding an object is news about the object, not about the origin.
+        if (peer !== origin) scores.record(peer, 'not-found')
+        return undefined
+    }
   }
 
   /** Tries `peers` one after the other until one serves; referrals from a peer are not followed. */

@@ -9,7 +9,8 @@
  * silence, and silence then end of input; every such stream must end (closed or reset) within
  * a bound, and afterwards both nodes still serve a valid shard request. The shard protocol's
  * exact answers to malformed requests are checked, and malformed gossip on a model topic must
- * leave the runtime's Bloom hints untouched. An unhandled rejection anywhere fails the file
+ * be rejected by the runtime's topic validator (never delivered) and leave its Bloom hints
+ * untouched (that it is not relayed either: gossip-relay.test.ts). An unhandled rejection anywhere fails the file
  * (vitest reports them).
  */
 import { describe, it, expect, beforeAll, afterAll, vi } from 'vitest'
@@ -431,7 +432,7 @@ describe('every protocol, hostile streams', () => {
 })
 
 describe('gossip: malformed messages on a model topic', () => {
-  it('are dropped without touching the Bloom hints or announcing a version, and the node keeps working', async () => {
+  it('are rejected before delivery, without touching the Bloom hints or announcing a version, and the node keeps working', async () => {
     const topic = modelTopic(MODEL)
     const evil = await createPeerNode({ seed: seedOf(11) })
     cleanups.push(async () => { await evil.stop() })
@@ -443,7 +444,7 @@ describe('gossip: malformed messages on a model topic', () => {
     const subscribed = (node: PeerNode): boolean => node.services.pubsub.getSubscribers(topic).some(p => p.equals(swarm.node.peerId))
     await vi.waitFor(() => { expect(subscribed(honest) && subscribed(evil)).toBe(true) }, { timeout: 5_000, interval: 20 })
 
-    // Count what the swarm's own listener has seen (listeners run in order: it was added first).
+    // Count what gossipsub delivers to the swarm (its own listener was added first).
     const delivered = new Map<string, number>()
     swarm.node.services.pubsub.addEventListener('message', event => {
       if (event.detail.topic !== topic || event.detail.type !== 'signed') return
@@ -468,6 +469,8 @@ describe('gossip: malformed messages on a model topic', () => {
       text(JSON.stringify({ type: 'have', filter: 'AQID', blocks: 1, from: honest.peerId.toString() })),
       text(JSON.stringify({ type: 'version', model: '../etc', version: 2, manifestCid: 'bafy' })),
       text(JSON.stringify({ type: 'version', model: MODEL, version: 0, manifestCid: 'bafy' })),
+      // A version of another model, on this model's topic.
+      text(JSON.stringify({ type: 'version', model: 'other-mlp', version: 2, manifestCid: 'bafy' })),
       text(JSON.stringify({ type: 'have', filter: 'not base64!', blocks: 1 })),
       // Valid base64, not a Bloom filter.
       text(JSON.stringify({ type: 'have', filter: 'AQID', blocks: 1 })),
@@ -479,7 +482,8 @@ describe('gossip: malformed messages on a model topic', () => {
     // One valid announcement from the same peer: it is heard, so its stream still works.
     await evil.services.pubsub.publish(topic, encodeGossip({ type: 'version', model: MODEL, version: 7, manifestCid: 'bagaaieraiqjw7i2vwntyuekgvulpp2det2kpwt6cd7tx5ayqybqpmhfk76fa' }))
     const evilId = evil.peerId.toString()
-    await vi.waitFor(() => { expect(delivered.get(evilId)).toBe(malformed.length + 1) }, { timeout: 5_000, interval: 20 })
+    // The topic validator rejected every malformed one: only the valid one was delivered.
+    await vi.waitFor(() => { expect(delivered.get(evilId)).toBe(1) }, { timeout: 5_000, interval: 20 })
 
     expect(swarm.network.likelyHolders(held)).toEqual([honest.peerId.toString()])
     expect(swarm.network.likelyHolders(other)).toEqual([])
@@ -494,7 +498,7 @@ describe('gossip: malformed messages on a model topic', () => {
     const later = await rawCid(new TextEncoder().encode('a block the honest peer got later'))
     await honest.services.pubsub.publish(topic, encodeGossip({ type: 'have', filter: filterOf(later), blocks: 1 }))
     await vi.waitFor(() => { expect(swarm.network.likelyHolders(later)).toEqual([honest.peerId.toString()]) }, { timeout: 5_000, interval: 20 })
-    expect(delivered.get(evilId)).toBe(malformed.length + 1)
+    expect(delivered.get(evilId)).toBe(1)
     await stillServing(honest)
   })
 })

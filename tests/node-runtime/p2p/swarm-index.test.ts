@@ -1,8 +1,8 @@
 /**
  * A runtime's shard index (node-runtime/p2p/swarm.ts) over real libp2p on 127.0.0.1: shards
- * stay served for the last few manifests registered per model, and older versions' shards are
- * forgotten unless a kept version still uses their block, so a long-lived runtime's index
- * does not grow with every version it loads.
+ * stay served for the last few manifests registered per model and for every block still held
+ * (which the runtime announces and provides); an older version's shards are forgotten once its
+ * block is not held, so a long-lived runtime's index does not grow with every version it loads.
  */
 import { describe, it, expect, afterAll } from 'vitest'
 import { multiaddr } from '@multiformats/multiaddr'
@@ -65,7 +65,10 @@ function manifestOf (version: number, blocks: SealedBlock[]): Manifest {
 }
 
 describe('swarm shard index', () => {
-  it('serves the shards of the last four versions registered and forgets older ones, except blocks a kept version shares', async () => {
+  // Regression (fixed): after four newer versions an older version's shards were forgotten
+  // while its block stayed cached, announced in the Bloom filter and provided in the DHT, so
+  // peers sent here for its shards got "not found" until they rested this (honest) node.
+  it('serves the shards of the last four versions, and of older ones while their block is held; forgets the rest', async () => {
     const swarm: Swarm = await createSwarm({ seed: seedOf(41) })
     stops.push(async () => { await swarm.stop() })
     const requester: PeerNode = await createPeerNode({ seed: seedOf(42) })
@@ -81,24 +84,40 @@ describe('swarm shard index', () => {
     const shared = await sealedBlock(1)
     const only = await sealedBlock(2)
     const later = await Promise.all([3, 4, 5, 6].map(sealedBlock))
+    // In version 1 but never cached here: nothing of it is held.
+    const absent = await sealedBlock(7)
     const cache = memoryCache({ name: 'index' })
-    for (const b of [shared, only, ...later]) await cache.put(b.cid, b.sealed)
+    const watched = swarm.watch(cache)
+    for (const b of [shared, only, ...later]) await watched.put(b.cid, b.sealed)
 
-    // Versions 1–4: version 1's shards are still indexed.
-    swarm.register(manifestOf(1, [shared, only]), cache)
+    // Versions 1–4: version 1's shards are indexed.
+    swarm.register(manifestOf(1, [shared, only, absent]), cache)
     for (const v of [2, 3, 4]) swarm.register(manifestOf(v, [later[v - 2] as SealedBlock]), cache)
     expect(await status(only.shardCids[0] as string)).toBe('ok')
     expect(await status(only.shardCids[K] as string)).toBe('ok')
 
-    // Version 5 shares one block with version 1, which is now the fifth and forgotten.
+    // Version 5 shares one block with version 1, which is now the fifth. Its blocks still held
+    // keep their shards served, like the block itself.
     swarm.register(manifestOf(5, [shared, later[3] as SealedBlock]), cache)
-    for (const cid of only.shardCids) expect(await status(cid)).toBe('not-found')
-    for (const cid of shared.shardCids) expect(await status(cid)).toBe('ok')
-    // A forgotten version's block, still cached, is still served whole.
+    for (const cid of [...only.shardCids, ...shared.shardCids]) expect(await status(cid)).toBe('ok')
     expect(await status(only.cid)).toBe('ok')
+    // Its block that was not held is forgotten: cached now behind the swarm's back (so not
+    // held either), its shards are not served.
+    await cache.put(absent.cid, absent.sealed)
+    for (const cid of absent.shardCids) expect(await status(cid)).toBe('not-found')
+
+    // Once a forgotten version's block leaves the cache, its shards are forgotten too.
+    await watched.delete(only.cid)
+    await cache.put(only.cid, only.sealed)
+    for (const cid of only.shardCids) expect(await status(cid)).toBe('not-found')
+    // A kept version's block that leaves the cache keeps its shards indexed.
+    const kept = later[3] as SealedBlock
+    await watched.delete(kept.cid)
+    await cache.put(kept.cid, kept.sealed)
+    expect(await status(kept.shardCids[0] as string)).toBe('ok')
 
     // Registering an already kept version again does not push the oldest kept one out.
-    swarm.register(manifestOf(5, [shared, later[3] as SealedBlock]), cache)
+    swarm.register(manifestOf(5, [shared, kept]), cache)
     expect(await status(later[0]?.shardCids[0] as string)).toBe('ok')
   })
 })

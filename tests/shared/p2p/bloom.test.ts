@@ -3,7 +3,7 @@ import { CID } from 'multiformats/cid'
 import * as raw from 'multiformats/codecs/raw'
 import { create as createDigest } from 'multiformats/hashes/digest'
 import { sha256 } from '@noble/hashes/sha2.js'
-import { blockFilter, decodeBlockFilter, optimalParams, DEFAULT_MAX_FILTER_BYTES, type BlockFilter } from '../../../shared/p2p/bloom.ts'
+import { blockFilter, decodeBlockFilter, optimalParams, DEFAULT_MAX_FILTER_BYTES, MIN_BITS, type BlockFilter } from '../../../shared/p2p/bloom.ts'
 import { rawCid } from '../../../shared/crypto/cid.ts'
 import { InvalidInputError } from '../../../shared/errors/errors.ts'
 import { mulberry32 } from '../../../shared/random/seeded.ts'
@@ -111,10 +111,13 @@ describe('optimalParams', () => {
     expect(optimalParams(1_000, 0.001)).toEqual({ bits: 14_378, hashes: 10 })
     // 100 · 2.995732 / 0.480453 = 623.52 → 624; 6.24 · 0.693147 = 4.325 → 4
     expect(optimalParams(100, 0.05)).toEqual({ bits: 624, hashes: 4 })
-    // 1 · 0.693147 / 0.480453 = 1.4427 → 2; 2 · 0.693147 = 1.386 → 1
-    expect(optimalParams(1, 0.5)).toEqual({ bits: 2, hashes: 1 })
-    // 1 · 0.105361 / 0.480453 = 0.2193 → 1; 1 · 0.693147 = 0.693 → 1
-    expect(optimalParams(1, 0.9)).toEqual({ bits: 1, hashes: 1 })
+    // 1 · 0.693147 / 0.480453 = 1.4427 → 2, raised to MIN_BITS; 2 · 0.693147 = 1.386 → 1
+    expect(optimalParams(1, 0.5)).toEqual({ bits: MIN_BITS, hashes: 1 })
+    // 1 · 4.605170 / 0.480453 = 9.585 → 10, raised to MIN_BITS; 10 · 0.693147 = 6.93 → 7 (k from the optimal m)
+    expect(optimalParams(1, 0.01)).toEqual({ bits: MIN_BITS, hashes: 7 })
+    // 53 · 4.605170 / 0.480453 = 508.0 → 509, raised; 54 → 517.6 → 518, kept
+    expect(optimalParams(53, 0.01).bits).toBe(MIN_BITS)
+    expect(optimalParams(54, 0.01).bits).toBe(518)
   })
   it('checks its arguments and names them', () => {
     for (const bad of [0, -1, 1.5, Number.NaN, Infinity, '10' as unknown as number]) {
@@ -156,9 +159,9 @@ describe('blockFilter', () => {
     for (const key of keys) sized.add(key)
     expect([sized.bits, sized.hashes]).toEqual([815, 6])
     expect(bitArray(sized)).toEqual(await referenceBits(keys, 815, 6))
-    // Odd shapes only a decoded filter can have: m = 1 and m = 2 (where h2 mod m is often 0 and
-    // the step falls back to 1), k up to 13.
-    for (const [m, k] of [[1, 3], [2, 3], [3, 2], [7, 5], [64, 13], [1000, 1]] as const) {
+    // Shapes only a decoded filter can have: the least m (a power of two, where many steps share
+    // its factor 2), odd and prime m, k from 1 to 13.
+    for (const [m, k] of [[MIN_BITS, 3], [513, 2], [521, 5], [1000, 13], [4096, 1]] as const) {
       const empty = decodeBlockFilter(encoding([1, ...leb128(m), k, 1, 0], new Uint8Array(Math.ceil(m / 8))))
       for (const key of keys.slice(0, 40)) empty.add(key)
       expect(bitArray(empty)).toEqual(await referenceBits(keys.slice(0, 40), m, k))
@@ -186,7 +189,10 @@ describe('blockFilter', () => {
 
 describe('false-positive rate at capacity, on 100,000 fresh CIDs', () => {
   const fresh = seededCids(2, 100_000)
-  const pairs = [[1_000, 0.01], [10_000, 0.01], [5_000, 0.001], [2_000, 0.05]] as const
+  // Regression (fixed): capacities 1, 2 and 4 had m = 10, 20 and 39 bits, in which the double
+  // hashing step shares factors with m and the k positions repeat: 20 %, 4 % and 1.7 % measured
+  // at a 1 % target. They now get MIN_BITS.
+  const pairs = [[1_000, 0.01], [10_000, 0.01], [5_000, 0.001], [2_000, 0.05], [1, 0.01], [2, 0.01], [4, 0.01]] as const
   for (const [capacity, rate] of pairs) {
     it(`capacity ${capacity}, rate ${rate}`, () => {
       const held = seededCids(1_000 + capacity, capacity)
@@ -247,77 +253,83 @@ describe('wire encoding', () => {
   })
 
   describe('rejects every malformed encoding, naming what is wrong', () => {
-    // A valid base: m = 96, k = 3, capacity 20, count 5, 12 bytes of bits with 4 bits set.
-    const validArray = new Uint8Array(12)
+    // A valid base: m = 600 (a two-byte varint), k = 3, capacity 20, count 5, 75 bytes of bits with 4 bits set.
+    const M = leb128(600)
+    const validArray = new Uint8Array(75)
     validArray[0] = 0b1010_0000
-    validArray[11] = 0b0000_0011
-    const valid = encoding([1, 96, 3, 20, 5], validArray)
+    validArray[74] = 0b0000_0011
+    const valid = encoding([1, ...M, 3, 20, 5], validArray)
 
     it('accepts the base', () => {
       const filter = decodeBlockFilter(valid)
-      expect([filter.bits, filter.hashes, filter.capacity, filter.count]).toEqual([96, 3, 20, 5])
-      expect(filter.estimatedFalsePositiveRate()).toBeCloseTo((4 / 96) ** 3, 15)
+      expect([filter.bits, filter.hashes, filter.capacity, filter.count]).toEqual([600, 3, 20, 5])
+      expect(filter.estimatedFalsePositiveRate()).toBeCloseTo((4 / 600) ** 3, 15)
     })
     it('not bytes', () => {
       rejects('01600314' as unknown, /encoding must be a Uint8Array, got string/)
       rejects(null, /encoding must be a Uint8Array, got null/)
     })
     it('wrong version', () => {
-      rejects(encoding([0, 96, 3, 20, 5], validArray), /unsupported encoding version 0, expected 1/)
-      rejects(encoding([2, 96, 3, 20, 5], validArray), /unsupported encoding version 2/)
+      rejects(encoding([0, ...M, 3, 20, 5], validArray), /unsupported encoding version 0, expected 1/)
+      rejects(encoding([2, ...M, 3, 20, 5], validArray), /unsupported encoding version 2/)
     })
     it('truncated anywhere', () => {
       rejects(new Uint8Array(0), /truncated: ends before version/)
-      const fields = ['version', 'm \\(bits\\)', 'k \\(hashes\\)', 'capacity', 'count']
-      for (let cut = 1; cut < 5; cut++) rejects(valid.subarray(0, cut), new RegExp(`truncated: ends before ${fields[cut]!}`))
-      for (let cut = 5; cut < valid.length; cut++) {
-        rejects(valid.subarray(0, cut), new RegExp(`truncated: m = 96 bits needs a 12-byte bit array, got ${cut - 5} bytes`))
+      // Cut after byte `cut` of the header: m is two bytes long.
+      const fields = ['version', 'm \\(bits\\)', 'm \\(bits\\)', 'k \\(hashes\\)', 'capacity', 'count']
+      for (let cut = 1; cut < 6; cut++) rejects(valid.subarray(0, cut), new RegExp(`truncated: ends before ${fields[cut]!}`))
+      for (let cut = 6; cut < valid.length; cut++) {
+        rejects(valid.subarray(0, cut), new RegExp(`truncated: m = 600 bits needs a 75-byte bit array, got ${cut - 6} bytes`))
       }
       rejects(encoding([1, 0x80]), /truncated: ends before m \(bits\)/) // a varint cut after a continuation byte
     })
     it('trailing bytes', () => {
-      rejects(encoding([1, 96, 3, 20, 5], [...validArray, 0]), /1 trailing bytes after the 12-byte bit array of m = 96 bits/)
-      // m says 88 bits (11 bytes) but 12 follow: the array does not match m.
-      rejects(encoding([1, 88, 3, 20, 5], validArray), /1 trailing bytes after the 11-byte bit array of m = 88 bits/)
+      rejects(encoding([1, ...M, 3, 20, 5], [...validArray, 0]), /1 trailing bytes after the 75-byte bit array of m = 600 bits/)
+      // m says 592 bits (74 bytes) but 75 follow: the array does not match m.
+      rejects(encoding([1, ...leb128(592), 3, 20, 5], validArray), /1 trailing bytes after the 74-byte bit array of m = 592 bits/)
     })
-    it('m = 0, m beyond the size limit, malformed varints', () => {
+    it('m = 0, m below MIN_BITS, m beyond the size limit, malformed varints', () => {
       rejects(encoding([1, 0, 3, 20, 0]), /m \(bits\) is 0/)
+      rejects(encoding([1, ...leb128(MIN_BITS - 1), 3, 20, 0], new Uint8Array(MIN_BITS / 8)), /m = 511 bits, fewer than the least 512/)
+      expect(decodeBlockFilter(encoding([1, ...leb128(MIN_BITS), 3, 20, 0], new Uint8Array(MIN_BITS / 8))).bits).toBe(MIN_BITS)
       rejects(encoding([1, 0x80, 0x80, 0x80, 0x80, 0x10, 3, 20, 0]), /m = 4294967296 bits needs 536870912 bytes, more than maxBytes 262144/)
       rejects(encoding([1, 0x81, 0x10, 3, 20, 0]), /m = 2049 bits needs 257 bytes, more than maxBytes 200/, { maxBytes: 200 })
       rejects(encoding([1, 0xe0, 0x00, 3, 20, 5], validArray), /m \(bits\) is a non-minimal varint/)
-      rejects(encoding([1, 96, 3, 20, 0x85, 0x00], validArray), /count is a non-minimal varint/)
+      rejects(encoding([1, ...M, 3, 20, 0x85, 0x00], validArray), /count is a non-minimal varint/)
       rejects(encoding([1, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01]), /m \(bits\) varint is longer than 7 bytes/)
     })
     it('k = 0 or above maxHashes', () => {
-      rejects(encoding([1, 96, 0, 20, 5], validArray), /k \(hashes\) is 0/)
-      rejects(encoding([1, 96, 33, 20, 5], validArray), /k \(hashes\) = 33, more than maxHashes 32/)
-      rejects(encoding([1, 96, 255, 20, 5], validArray), /k \(hashes\) = 255, more than maxHashes 32/)
+      rejects(encoding([1, ...M, 0, 20, 5], validArray), /k \(hashes\) is 0/)
+      rejects(encoding([1, ...M, 33, 20, 5], validArray), /k \(hashes\) = 33, more than maxHashes 32/)
+      rejects(encoding([1, ...M, 255, 20, 5], validArray), /k \(hashes\) = 255, more than maxHashes 32/)
       rejects(valid, /k \(hashes\) = 3, more than maxHashes 2/, { maxHashes: 2 })
-      expect(decodeBlockFilter(encoding([1, 96, 33, 20, 5], validArray), { maxHashes: 33 }).hashes).toBe(33)
+      expect(decodeBlockFilter(encoding([1, ...M, 33, 20, 5], validArray), { maxHashes: 33 }).hashes).toBe(33)
     })
     it('capacity = 0', () => {
-      rejects(encoding([1, 96, 3, 0, 5], validArray), /capacity is 0/)
+      rejects(encoding([1, ...M, 3, 0, 5], validArray), /capacity is 0/)
     })
     it('total above maxBytes', () => {
       const big = new Uint8Array(DEFAULT_MAX_FILTER_BYTES + 1)
       big[0] = 1
       rejects(big, /encoding is 262145 bytes, more than maxBytes 262144/)
-      rejects(valid, /encoding is 17 bytes, more than maxBytes 16/, { maxBytes: 16 })
+      rejects(valid, /encoding is 81 bytes, more than maxBytes 80/, { maxBytes: 80 })
     })
     it('padding bits above m set', () => {
-      rejects(encoding([1, 10, 1, 20, 5], [0x00, 0x04]), /padding bits above m = 10 are set/)
-      expect(decodeBlockFilter(encoding([1, 10, 1, 20, 5], [0x00, 0x02])).bits).toBe(10)
+      // m = 514: the last of 65 bytes uses its two low bits.
+      const array = (last: number): Uint8Array => { const a = new Uint8Array(65); a[64] = last; return a }
+      rejects(encoding([1, ...leb128(514), 1, 20, 5], array(0x04)), /padding bits above m = 514 are set/)
+      expect(decodeBlockFilter(encoding([1, ...leb128(514), 1, 20, 5], array(0x02))).bits).toBe(514)
     })
     it('more set bits than count × k allows', () => {
-      rejects(encoding([1, 96, 3, 20, 0], validArray), /4 bits set, more than count 0 × k 3 allows/)
-      rejects(encoding([1, 96, 3, 20, 1], validArray), /4 bits set, more than count 1 × k 3 allows/)
-      expect(decodeBlockFilter(encoding([1, 96, 2, 20, 2], validArray)).count).toBe(2)
+      rejects(encoding([1, ...M, 3, 20, 0], validArray), /4 bits set, more than count 0 × k 3 allows/)
+      rejects(encoding([1, ...M, 3, 20, 1], validArray), /4 bits set, more than count 1 × k 3 allows/)
+      expect(decodeBlockFilter(encoding([1, ...M, 2, 20, 2], validArray)).count).toBe(2)
     })
     it('a filter that says yes to too many CIDs (estimated false-positive rate above the bound)', () => {
-      // All 96 bits set, count claimed high enough to pass the count × k check: (96/96)^3 = 1.
-      rejects(encoding([1, 96, 3, 20, 40], new Uint8Array(12).fill(0xff)), /96 of 96 bits set, an estimated false-positive rate of 1.000, above 0.1/)
-      // The base's (4/96)^3 passes the default and fails a stricter bound.
-      rejects(valid, /above 0.00001/, { maxFalsePositiveRate: 0.00001 })
+      // All 600 bits set, count claimed high enough to pass the count × k check: (600/600)^3 = 1.
+      rejects(encoding([1, ...M, 3, 20, ...leb128(200)], new Uint8Array(75).fill(0xff)), /600 of 600 bits set, an estimated false-positive rate of 1.000, above 0.1/)
+      // The base's (4/600)^3 ≈ 3e-7 passes the default and fails a stricter bound.
+      rejects(valid, /above 1e-7/, { maxFalsePositiveRate: 1e-7 })
     })
     it('bad limits', () => {
       rejects(valid, /limits.maxBytes must be a positive integer, got 0/, { maxBytes: 0 })

@@ -5,7 +5,7 @@
  */
 import { describe, it, expect } from 'vitest'
 import { blockFilter, decodeBlockFilter } from '../../../shared/p2p/bloom.ts'
-import { decodeGossip, encodeGossip, modelTopic, GOSSIP_MAX_MESSAGE_BYTES, type GossipMessage } from '../../../shared/p2p/gossip.ts'
+import { decodeGossip, encodeGossip, modelTopic, readTopicMessage, GOSSIP_MAX_MESSAGE_BYTES, type GossipMessage } from '../../../shared/p2p/gossip.ts'
 import { rawCid } from '../../../shared/crypto/cid.ts'
 import { InvalidInputError } from '../../../shared/errors/errors.ts'
 import { mulberry32 } from '../../../shared/random/seeded.ts'
@@ -134,5 +134,32 @@ describe('gossip messages', () => {
     expect(refusal(above).message).toBe(`gossip message: ${GOSSIP_MAX_MESSAGE_BYTES + 1} bytes, above the ${GOSSIP_MAX_MESSAGE_BYTES}-byte bound`)
     // Checked before UTF-8 or JSON: an oversized message of garbage gets the size error, not a parse error.
     expect(refusal(new Uint8Array(GOSSIP_MAX_MESSAGE_BYTES + 1).fill(0xff)).message).toMatch(/above the/)
+  })
+})
+
+describe('readTopicMessage (what a topic validator accepts)', () => {
+  const topic = modelTopic('mnist-mlp')
+
+  it('returns a version of the topic\'s model, and a have with its filter decoded', async () => {
+    expect(readTopicMessage(topic, json(version))).toEqual(version)
+    const cid = await rawCid(new Uint8Array([9]))
+    const filter = blockFilter({ capacity: 64, falsePositiveRate: 0.01 })
+    filter.add(cid)
+    const read = readTopicMessage(topic, encodeGossip({ type: 'have', filter: filter.encode(), blocks: 1 }))
+    expect(read.type === 'have' && read.blocks === 1 && read.filter.has(cid)).toBe(true)
+  })
+
+  it('refuses a version of another model, naming both', () => {
+    expect(() => readTopicMessage(modelTopic('other-mlp'), json(version))).toThrow('gossip message: a version of model "mnist-mlp" on topic "blockfed/model/other-mlp"')
+  })
+
+  it('refuses a have whose filter does not decode, with the Bloom decoder\'s reason', () => {
+    // Valid base64 of three bytes: a version byte, then a truncated m.
+    expect(() => readTopicMessage(topic, json(have))).toThrow(InvalidInputError)
+    expect(() => readTopicMessage(topic, json(have))).toThrow(/^bloom filter: /)
+  })
+
+  it('refuses what decodeGossip refuses', () => {
+    expect(() => readTopicMessage(topic, text('not json'))).toThrow(InvalidInputError)
   })
 })

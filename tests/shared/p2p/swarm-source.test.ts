@@ -15,6 +15,7 @@ import { rawCid } from '../../../shared/crypto/cid.ts'
 import { IntegrityError, NotFoundError, UnavailableError } from '../../../shared/errors/errors.ts'
 import { mulberry32 } from '../../../shared/random/seeded.ts'
 import { BUSY_PATIENCE_MS } from '../../../shared/load/retry.ts'
+import { peerScores } from '../../../shared/p2p/peer-score.ts'
 
 const SELF = 'self'
 const ORIGIN = 'origin'
@@ -389,6 +390,56 @@ describe('swarm source: per-peer concurrency', () => {
     await openUntilDone(gates, all)
     expect((await all).length).toBe(10)
     expect(net.maxInFlight.get(ORIGIN)).toBe(3)
+  })
+})
+
+describe('swarm source: a peer that accepts requests and never answers', () => {
+  // Regression (fixed): requests queued in such a peer's concurrency limit were sent when their
+  // turn came although the requests ahead had already got it rested, each with a fresh deadline
+  // of its own: 32 shards behind one hanging likely holder took 4 request deadlines.
+  it('requests queued behind it are not sent once the peer is rested', async () => {
+    const objs = await objects(4)
+    for (const o of objs) store.set(o.cid, o.bytes)
+    const net = fakeNetwork({ peers: { stuck: hangs, [ORIGIN]: holds }, holders: Object.fromEntries(objs.map(o => [o.cid, ['stuck']])) })
+    const s = source(net, { requestTimeoutMs: 200, perPeerConcurrency: 1, scores: peerScores({ failuresBeforeCoolDown: 1 }) })
+    const got = await Promise.all(objs.map(async o => await s.get(o.cid, { signal: signal() })))
+    got.forEach((bytes, i) => { expect(bytes).toEqual(objs[i]?.bytes) })
+    // One request timed out and rested the peer; the three queued behind it never reached it.
+    expect(askedPeers(net).filter(p => p === 'stuck')).toEqual(['stuck'])
+    expect(s.stats().bytesFromOrigin).toBe(objs.reduce((n, o) => n + o.bytes.length, 0))
+  })
+
+  it('time spent queued counts against the request\'s deadline', async () => {
+    const objs = await objects(6)
+    for (const o of objs) store.set(o.cid, o.bytes)
+    const net = fakeNetwork({ peers: { stuck: hangs, [ORIGIN]: holds }, holders: Object.fromEntries(objs.map(o => [o.cid, ['stuck']])) })
+    // Never rested, so only the deadline can free the queue: one deadline for all six, where
+    // a fresh deadline per turn made it six in a row (3 s here).
+    const requestTimeoutMs = 500
+    const s = source(net, { requestTimeoutMs, perPeerConcurrency: 1, scores: peerScores({ failuresBeforeCoolDown: 1_000 }) })
+    const started = performance.now()
+    const got = await Promise.all(objs.map(async o => await s.get(o.cid, { signal: signal() })))
+    const elapsed = performance.now() - started
+    got.forEach((bytes, i) => { expect(bytes).toEqual(objs[i]?.bytes) })
+    expect(elapsed).toBeLessThan(2.5 * requestTimeoutMs)
+    for (const call of net.calls.filter(c => c.peer === 'stuck')) expect(call.signal.aborted).toBe(true)
+  })
+
+  it('"elsewhere" from a peer (only the origin refers) is scored like "not found"', async () => {
+    const [o] = await objects(1)
+    if (o === undefined) throw new Error('no object')
+    store.set(o.cid, o.bytes)
+    const net = fakeNetwork({
+      peers: { liar: scripted({ status: 'elsewhere', peers: [{ id: 'other', addrs: [] }] }), [ORIGIN]: holds },
+      holders: { [o.cid]: ['liar'] }
+    })
+    const s = source(net, { scores: peerScores({ missesBeforeCoolDown: 1 }) })
+    expect(await s.get(o.cid, { signal: signal() })).toEqual(o.bytes)
+    expect(s.scores.snapshot().liar).toMatchObject({ score: -0.5 })
+    // Rested like a peer whose filter keeps pointing at blocks it has not got.
+    expect(s.scores.usable('liar')).toBe(false)
+    expect(s.stats().failures).toEqual({ elsewhere: 1 })
+    expect(net.events).not.toContain('learn:other')
   })
 })
 

@@ -1,0 +1,104 @@
+/**
+ * DHT provider lookups through a runtime's SwarmNetwork (node-runtime/p2p/swarm.ts) over real
+ * libp2p on 127.0.0.1. A lookup walks until its deadline while any queried peer stays silent,
+ * so the providers found before the deadline must come back, not be lost with the abort: the
+ * swarm source's DHT path (origin down, no Bloom hint) depends on them.
+ */
+import { describe, it, expect, afterAll } from 'vitest'
+import { noise } from '@chainsafe/libp2p-noise'
+import { yamux } from '@chainsafe/libp2p-yamux'
+import { identify } from '@libp2p/identify'
+import { ping } from '@libp2p/ping'
+import type { Libp2p, Stream } from '@libp2p/interface'
+import { tcp } from '@libp2p/tcp'
+import { lpStream } from '@libp2p/utils'
+import type { Multiaddr } from '@multiformats/multiaddr'
+import { createLibp2p } from 'libp2p'
+import { createSwarm, type Swarm } from '../../../node-runtime/p2p/swarm.ts'
+import { memoryCache } from '../../../shared/cache/memory-lru.ts'
+import { rawCid } from '../../../shared/crypto/cid.ts'
+import { DHT_PROTOCOL } from '../../../shared/p2p/gossip.ts'
+import { swarmSource } from '../../../shared/p2p/swarm-source.ts'
+
+const seedOf = (n: number): Uint8Array => new Uint8Array(32).fill(n)
+const stops: Array<() => Promise<void>> = []
+
+afterAll(async () => {
+  for (const stop of stops.reverse()) await stop().catch(() => {})
+})
+
+const tcpAddr = (node: Libp2p): Multiaddr => {
+  const addr = node.getMultiaddrs().find(a => a.toString().includes('/tcp/') && !a.toString().includes('/ws'))
+  if (addr === undefined) throw new Error('no TCP address')
+  return addr
+}
+
+async function until (what: string, done: () => boolean, ms: number): Promise<void> {
+  const end = Date.now() + ms
+  while (!done()) {
+    if (Date.now() > end) throw new Error(`${what}: not within ${ms} ms`)
+    await new Promise(resolve => setTimeout(resolve, 50))
+  }
+}
+
+/**
+ * A node that speaks the DHT protocol and never answers it: a hung or hostile DHT server. It
+ * answers libp2p ping, which the searcher's routing table uses to check a new contact.
+ */
+async function silentDhtPeer (): Promise<{ node: Libp2p, queries: () => number }> {
+  const node = await createLibp2p({
+    addresses: { listen: ['/ip4/127.0.0.1/tcp/0'] },
+    transports: [tcp()],
+    connectionEncrypters: [noise()],
+    streamMuxers: [yamux()],
+    services: { identify: identify(), ping: ping() },
+    connectionMonitor: { enabled: false }
+  })
+  let queries = 0
+  await node.handle(DHT_PROTOCOL, async (stream: Stream) => {
+    const messages = lpStream(stream)
+    try {
+      while (true) {
+        await messages.read()
+        queries++
+      }
+    } catch {
+      // the stream ended: the searcher gave up on it
+    }
+  })
+  return { node, queries: () => queries }
+}
+
+describe('DHT provider lookup', () => {
+  it('returns the providers found before its deadline when a silent peer keeps the walk open', async () => {
+    const holder: Swarm = await createSwarm({ seed: seedOf(81) })
+    stops.push(async () => { await holder.stop() })
+    const searcher: Swarm = await createSwarm({ seed: seedOf(82) })
+    stops.push(async () => { await searcher.stop() })
+    const silent = await silentDhtPeer()
+    stops.push(async () => { await silent.node.stop() })
+
+    await holder.node.dial(tcpAddr(searcher.node))
+    await searcher.node.dial(tcpAddr(silent.node))
+    const dht = searcher.node.services.dht as unknown as { routingTable: { size: number } }
+    await until('both peers in the searcher\'s routing table', () => dht.routingTable.size >= 2, 10_000)
+
+    const block = new Uint8Array(1_000).fill(7)
+    const cid = await rawCid(block)
+    await holder.watch(memoryCache({ name: 'holder' })).put(cid, block)
+    await until('the holder provides the block', () => holder.counters().provided + holder.counters().provideFailures > 0, 20_000)
+    expect(holder.counters().provided).toBe(1)
+
+    const queriesBefore = silent.queries()
+    const found = await searcher.network.findProviders(cid, { signal: AbortSignal.timeout(1_000), limit: 6 })
+    // The lookup did ask the silent peer (so only the deadline could end it)...
+    expect(silent.queries()).toBeGreaterThan(queriesBefore)
+    // ...and still names the holder it found.
+    expect(found).toEqual([holder.peerId])
+
+    // The swarm source's DHT path, with no origin and no Bloom hint, gets the block from it.
+    const source = swarmSource({ network: searcher.network, lookupTimeoutMs: 1_000, requestTimeoutMs: 5_000 })
+    expect(await source.get(cid, { signal: AbortSignal.timeout(15_000) })).toEqual(block)
+    expect(source.stats().perPeer).toEqual({ [holder.peerId]: block.length })
+  }, 60_000)
+})
