@@ -12,26 +12,19 @@ import { ping } from '@libp2p/ping'
 import type { Libp2p, Stream } from '@libp2p/interface'
 import { tcp } from '@libp2p/tcp'
 import { lpStream } from '@libp2p/utils'
-import type { Multiaddr } from '@multiformats/multiaddr'
 import { createLibp2p } from 'libp2p'
 import { createSwarm, type Swarm } from '../../../node-runtime/p2p/swarm.ts'
 import { memoryCache } from '../../../shared/cache/memory-lru.ts'
 import { rawCid } from '../../../shared/crypto/cid.ts'
 import { DHT_PROTOCOL } from '../../../shared/p2p/gossip.ts'
 import { swarmSource } from '../../../shared/p2p/swarm-source.ts'
+import { seedOf, tcpAddr } from '../../helpers/libp2p.ts'
 
-const seedOf = (n: number): Uint8Array => new Uint8Array(32).fill(n)
 const stops: Array<() => Promise<void>> = []
 
 afterAll(async () => {
   for (const stop of stops.reverse()) await stop().catch(() => {})
 })
-
-const tcpAddr = (node: Libp2p): Multiaddr => {
-  const addr = node.getMultiaddrs().find(a => a.toString().includes('/tcp/') && !a.toString().includes('/ws'))
-  if (addr === undefined) throw new Error('no TCP address')
-  return addr
-}
 
 async function until (what: string, done: () => boolean, ms: number): Promise<void> {
   const end = Date.now() + ms

@@ -6,8 +6,6 @@
  * one through R and none of the others: a runtime does not pass on what it would not use.
  */
 import { describe, it, expect, afterAll, vi } from 'vitest'
-import type { Libp2p } from '@libp2p/interface'
-import type { Multiaddr } from '@multiformats/multiaddr'
 import { createPeerNode } from '../../../node-runtime/p2p/peer-node.ts'
 import { createSwarm } from '../../../node-runtime/p2p/swarm.ts'
 import { memoryCache } from '../../../shared/cache/memory-lru.ts'
@@ -16,20 +14,14 @@ import { rawCid } from '../../../shared/crypto/cid.ts'
 import type { Manifest } from '../../../shared/manifest/schema.ts'
 import { blockFilter } from '../../../shared/p2p/bloom.ts'
 import { encodeGossip, GOSSIP_MAX_MESSAGE_BYTES, modelTopic } from '../../../shared/p2p/gossip.ts'
+import { seedOf, tcpAddr } from '../../helpers/libp2p.ts'
 
 const MODEL = 'relay-mlp'
-const seedOf = (n: number): Uint8Array => new Uint8Array(32).fill(n)
 const stops: Array<() => Promise<void>> = []
 
 afterAll(async () => {
   for (const stop of stops.reverse()) await stop().catch(() => {})
 })
-
-const tcpAddr = (node: Libp2p): Multiaddr => {
-  const addr = node.getMultiaddrs().find(a => a.toString().includes('/tcp/') && !a.toString().includes('/ws'))
-  if (addr === undefined) throw new Error('no TCP address')
-  return addr
-}
 
 const manifest: Manifest = {
   schema: 'blockfed/manifest@1',

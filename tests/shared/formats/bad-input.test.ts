@@ -3,18 +3,7 @@ import { InvalidInputError, InvalidModelError } from '../../../shared/errors/err
 import { onnxModelBytes, readModel, tfjsArtifacts, writeModel } from '../../../shared/formats/index.ts'
 import type { ModelFile, OnnxTopology, TfjsTopology } from '../../../shared/model/types.ts'
 import protobuf from 'protobufjs/minimal.js'
-import { modelFile, movenetFiles, pseudoRandomBytes, tinyOnnx, VAD_DIR } from './fixtures.ts'
-
-/** The InvalidModelError that reading `files` throws (fails the test if it throws nothing or else). */
-async function readError (files: ModelFile[]): Promise<InvalidModelError> {
-  try {
-    await readModel(files)
-  } catch (e) {
-    expect(e).toBeInstanceOf(InvalidModelError)
-    return e as InvalidModelError
-  }
-  throw new Error('readModel accepted a bad model')
-}
+import { modelFile, movenetFiles, pseudoRandomBytes, readError, tinyOnnx, VAD_DIR } from './fixtures.ts'
 
 const text = (s: string): Uint8Array => new TextEncoder().encode(s)
 

@@ -8,7 +8,10 @@
 import { readFileSync } from 'node:fs'
 import { join } from 'node:path'
 import protobuf from 'protobufjs/minimal.js'
+import { expect } from 'vitest'
 import type { ModelFile } from '../../../shared/model/types.ts'
+import { InvalidModelError } from '../../../shared/errors/errors.ts'
+import { readModel } from '../../../shared/formats/index.ts'
 
 const root = join(import.meta.dirname, '..', '..', '..', 'node_modules')
 export const MOVENET_DIR = join(root, '@vladmandic', 'human', 'models')
@@ -134,4 +137,15 @@ export function tinyExpected (x: Float32Array, t: Pick<typeof TINY, 'W' | 'B' | 
     }
   }
   return y
+}
+
+/** The InvalidModelError that reading `files` throws (fails the test if it throws nothing or else). */
+export async function readError (files: ModelFile[]): Promise<InvalidModelError> {
+  try {
+    await readModel(files)
+  } catch (e) {
+    expect(e).toBeInstanceOf(InvalidModelError)
+    return e as InvalidModelError
+  }
+  throw new Error('readModel accepted a bad model')
 }

@@ -5,11 +5,11 @@
  */
 import { describe, expect, it } from 'vitest'
 import protobuf from 'protobufjs/minimal.js'
-import { InvalidModelError } from '../../../shared/errors/errors.ts'
 import { readModel, writeModel } from '../../../shared/formats/index.ts'
 import { walkOnnx } from '../../../shared/formats/_onnx_proto.ts'
 import { MAX_RECORDS, WireLimitError } from '../../../shared/formats/_protobuf.ts'
 import type { ModelFile, NormalisedModel, OnnxTopology } from '../../../shared/model/types.ts'
+import { readError } from './fixtures.ts'
 
 type W = protobuf.Writer
 const msg = (w: W, field: number, body: (w: W) => void): void => { body(w.uint32(field << 3 | 2).fork()); w.ldelim() }
@@ -36,16 +36,6 @@ function withUnknownFields (model: ModelFile, n: number): ModelFile {
 }
 
 const tiny = (): ModelFile => onnxOf(g => msg(g, 5, t => { packedDims(t, [2]); varint(t, 2, 1); str(t, 8, 'W'); t.uint32(9 << 3 | 2).bytes(new Uint8Array(8)) }))
-
-async function readError (files: ModelFile[]): Promise<InvalidModelError> {
-  try {
-    await readModel(files)
-  } catch (e) {
-    expect(e).toBeInstanceOf(InvalidModelError)
-    return e as InvalidModelError
-  }
-  throw new Error('readModel accepted a bad model')
-}
 
 function skeletonOf (model: NormalisedModel): Buffer {
   return Buffer.from((model.topology as OnnxTopology).skeleton, 'base64')
