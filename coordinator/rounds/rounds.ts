@@ -9,7 +9,7 @@
 import { setTimeout as sleep } from 'node:timers/promises'
 import { randomInt } from 'node:crypto'
 import { minUploadsOf, roundConfigSchema, roundRequestSchema, type RoundConfig, type RoundRequest, type RoundRequestInput } from '../../shared/rounds/config.ts'
-import { decodeUploadFrame, MAX_UPLOAD_HEADER_BYTES, uploadSigningBytes, type ClientMessage } from '../../shared/rounds/messages.ts'
+import { decodeUploadFrame, maxUploadFrameBytes, uploadSigningBytes, type ClientMessage } from '../../shared/rounds/messages.ts'
 import { layerStateRanges, trainableLayout, trainableUnits, readTrainable } from '../../shared/rounds/trainable.ts'
 import { sha256 } from '../../shared/crypto/hash.ts'
 import { fromBase64, fromHex, toHex } from '../../shared/crypto/bytes.ts'
@@ -205,11 +205,11 @@ export function roundManager (deps: RoundManagerDeps): RoundManager {
     uploadAllowance (client) {
       // One upload frame per round the client accepted and has not uploaded to yet (an early
       // one is still refused by `upload` with its reason, not cut off).
+      const id = client.id
       let bytes = 0
       for (const round of active.values()) {
-        const id = client.id
         if (!round.accepted.has(id) || round.dropped.has(id) || round.uploads.has(id) || round.receiving.has(id)) continue
-        bytes += 4 + MAX_UPLOAD_HEADER_BYTES + round.secure.uploadBytes
+        bytes += maxUploadFrameBytes(round.secure.uploadBytes)
       }
       return bytes
     }

@@ -6,8 +6,9 @@
  * nothing to another).
  *
  * Layer state (BatchNorm's moving statistics, `layerStateRanges`) is no parameter: a server
- * optimiser's step there (FedAdam's ±η per coordinate whatever the delta) could take a variance
- * below 0, so it takes the plain mean of the clients' values, base + mean delta, under every strategy.
+ * optimiser's step there (FedAdam's η·m/(√v + τ), sized by η rather than by the clients' change)
+ * could take a variance below 0, so it takes the plain mean of the clients' values, base + mean
+ * delta, under every strategy.
  */
 import type { RoundConfig } from '../../shared/rounds/config.ts'
 import type { TensorInfo } from '../../shared/model/types.ts'

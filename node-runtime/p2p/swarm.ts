@@ -268,7 +268,8 @@ export async function createSwarm (options: SwarmOptions): Promise<Swarm> {
     if (!topics.has(message.topic) || message.type !== 'signed') return
     const from = message.from.toString()
     if (from === self) return
-    // Read by the topic validator before delivery; a message it rejected never gets here.
+    // Read by the topic validator before delivery; a message it rejected never gets here. One
+    // it did not see (delivered another way) is read here, with the same checks.
     let decoded = validation.read(message)
     if (decoded === undefined) {
       try {

@@ -27,7 +27,7 @@ import { IntegrityError, UnavailableError } from '../errors/errors.ts'
 import type { BlockSource, BlockSourceGetOptions } from '../load/source.ts'
 import { untilAborted } from '../load/deadline.ts'
 import { busyWaiter } from '../load/retry.ts'
-import { peerScores, type PeerOutcome, type PeerScores } from './peer-score.ts'
+import { peerScores, type PeerScores } from './peer-score.ts'
 import { DEFAULT_MAX_OBJECT_BYTES, type Referral, type ShardAnswer } from './shard-protocol.ts'
 
 export interface SwarmNetwork {
@@ -197,7 +197,6 @@ export function swarmSource (options: SwarmSourceOptions): SwarmSource {
     }
     stats.requests++
     let answer: ShardAnswer
-    let outcome: PeerOutcome
     try {
       answer = await network.request(peer, cid, { signal: deadline, force, maxBytes })
     } catch (err) {
@@ -217,8 +216,7 @@ export function swarmSource (options: SwarmSourceOptions): SwarmSource {
           scores.record(peer, 'corrupt')
           return undefined
         }
-        outcome = 'ok'
-        scores.record(peer, outcome)
+        scores.record(peer, 'ok')
         return { bytes: answer.bytes }
       case 'elsewhere':
         if (peer === origin) return { referral: answer.peers }

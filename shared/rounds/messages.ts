@@ -62,7 +62,12 @@ export const uploadHeaderSchema = z.object({
 export type UploadHeader = z.infer<typeof uploadHeaderSchema>
 
 /** Largest upload frame header; a frame is a u32 length, this header, then the payload. */
-export const MAX_UPLOAD_HEADER_BYTES = 4096
+const MAX_HEADER_BYTES = 4096
+
+/** The largest upload frame that can carry a payload of `payloadBytes`. */
+export function maxUploadFrameBytes (payloadBytes: number): number {
+  return 4 + MAX_HEADER_BYTES + payloadBytes
+}
 
 export function encodeUploadFrame (header: UploadHeader, payload: Uint8Array): Uint8Array {
   const head = utf8ToBytes(JSON.stringify(header))
@@ -74,7 +79,7 @@ export function encodeUploadFrame (header: UploadHeader, payload: Uint8Array): U
 export function decodeUploadFrame (frame: Uint8Array): { header: UploadHeader, payload: Uint8Array } {
   if (frame.length < 4) throw new InvalidInputError(`upload frame: ${frame.length} bytes, shorter than its length prefix`)
   const headLength = new DataView(frame.buffer, frame.byteOffset, frame.byteLength).getUint32(0, true)
-  if (headLength > MAX_UPLOAD_HEADER_BYTES || 4 + headLength > frame.length) throw new InvalidInputError(`upload frame: header length ${headLength} is out of range`)
+  if (headLength > MAX_HEADER_BYTES || 4 + headLength > frame.length) throw new InvalidInputError(`upload frame: header length ${headLength} is out of range`)
   let json: unknown
   try {
     json = JSON.parse(new TextDecoder('utf-8', { fatal: true }).decode(frame.subarray(4, 4 + headLength)))
