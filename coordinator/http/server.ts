@@ -15,7 +15,7 @@ import {
   coordinatorInfoSchema, errorBodySchema, ingestResultSchema, keyRequestSchema, keyResponseSchema, modelListSchema,
   modelNameSchema, tokenRequestSchema, tokenResponseSchema, versionListSchema, versionParamSchema, type IngestResult
 } from '../../shared/client/api-schemas.ts'
-import { signedManifestSchema } from '../../shared/manifest/schema.ts'
+import { relativeFilePathSchema, signedManifestSchema } from '../../shared/manifest/schema.ts'
 import { parseCid } from '../../shared/crypto/cid.ts'
 import { fromBase64 } from '../../shared/crypto/bytes.ts'
 import { wrapKeys } from '../../shared/crypto/wrap.ts'
@@ -51,7 +51,6 @@ const versionParams = z.object({ name: modelNameSchema, version: versionParamSch
 const errors = { 400: errorBodySchema, 403: errorBodySchema, 404: errorBodySchema }
 /** Chunk size of a paced block body. */
 const PACED_CHUNK = 64 * 1024
-const SAFE_PATH = /^(?!\/)(?!.*(?:^|\/)\.\.?(?:\/|$))[A-Za-z0-9._\-/]{1,255}$/
 /** Ingest uploads received at once (each buffered whole, up to the upload limit). */
 const INGEST_UPLOADS = 2
 
@@ -66,9 +65,11 @@ async function receiveFiles (parts: AsyncIterable<Multipart>, maxBytes: number):
   try {
     for await (const part of parts) {
       if (part.type !== 'file') throw new InvalidInputError(`unexpected form field "${part.fieldname}": send only files`)
-      if (!SAFE_PATH.test(part.filename)) {
+      // The names a manifest may carry, so what is accepted here can be pulled back out anywhere.
+      const name = relativeFilePathSchema.safeParse(part.filename)
+      if (!name.success) {
         await part.toBuffer().catch(() => undefined)
-        throw new InvalidInputError(`file name "${part.filename.slice(0, 100)}" is not a safe relative path`)
+        throw new InvalidInputError(`file name ${JSON.stringify(part.filename.slice(0, 100))} is not a safe relative path: ${name.error.issues[0]?.message ?? 'refused'}`)
       }
       const buffer = await part.toBuffer()
       total += buffer.length
@@ -106,7 +107,7 @@ export async function buildServer (deps: ServerDeps): Promise<FastifyInstance> {
   })
   await app.register(multipart, {
     // preservePath: a weight file may sit in a folder (model.json names "sub/w.bin"); without it
-    // busboy cuts every name to its last segment, and SAFE_PATH below would check nothing.
+    // busboy cuts every name to its last segment, and the name check below would see no folders.
     preservePath: true,
     limits: { fileSize: deps.maxUploadBytes, files: MAX_UPLOAD_FILES, fields: 0, parts: MAX_UPLOAD_FILES, headerPairs: 200 }
   })

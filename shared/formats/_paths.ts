@@ -5,6 +5,7 @@
  */
 import { InvalidModelError } from '../errors/errors.ts'
 import type { ModelFile } from '../model/types.ts'
+import { relativeFilePathSchema } from '../manifest/schema.ts'
 
 /** `path` if it is a plain relative path inside the folder; InvalidModelError naming `what` otherwise. */
 export function relativePath (path: string, what: string): string {
@@ -13,7 +14,11 @@ export function relativePath (path: string, what: string): string {
       segments.some(s => s === '..')) {
     throw new InvalidModelError(`${what} "${path}" is not a relative path inside the model folder`)
   }
-  return segments.filter(s => s !== '.' && s !== '').join('/')
+  const normal = segments.filter(s => s !== '.' && s !== '').join('/')
+  // Written into the manifest, whose schema would refuse it later with a vaguer error.
+  const checked = relativeFilePathSchema.safeParse(normal)
+  if (!checked.success) throw new InvalidModelError(`${what} "${path}" cannot be a file name: ${checked.error.issues[0]?.message ?? 'refused'}`)
+  return normal
 }
 
 export function basename (path: string): string {

@@ -15,11 +15,13 @@ const count = z.number().int().nonnegative()
 /**
  * A file path relative to the model's folder: `blockfed pull` writes the model back out under
  * these names, so none may climb out of the folder or name an absolute place (a signed manifest
- * comes from a coordinator a runtime need not trust).
+ * comes from a coordinator a runtime need not trust). Spaces, brackets and non-ASCII letters are
+ * fine (`model (1).onnx`); control characters and the characters Windows keeps for itself
+ * (`\ : * ? " < > |`) are not, so a pulled model can be written out on any platform.
  */
 export const relativeFilePathSchema = z.string().min(1).max(255).refine(
-  p => !p.startsWith('/') && !/[\\:\0]/.test(p) && p.split('/').every(segment => segment !== '' && segment !== '.' && segment !== '..'),
-  'a relative file path (no leading "/", no "..", "." or empty segment, no "\\", ":" or NUL)'
+  p => !p.startsWith('/') && !/[\\:*?"<>|\u0000-\u001f\u007f]/.test(p) && p.split('/').every(segment => segment !== '' && segment !== '.' && segment !== '..'),
+  'a relative file path (no leading "/", no "..", "." or empty segment, no control character or any of \\ : * ? " < > |)'
 )
 export const modelNameSchema = z.string().regex(/^[a-z0-9][a-z0-9._-]{0,63}$/, 'lowercase letters, digits, ".", "_" or "-", starting with a letter or digit, at most 64 characters')
 

@@ -125,6 +125,7 @@ describe('coordinator HTTP API', () => {
     await expect(admin.ingest('broken', [{ path: onnx.path, bytes: onnx.bytes.subarray(0, 50_000) }])).rejects.toThrow(/truncated|ONNX/i)
     // A file name must be a safe relative path.
     await expect(admin.ingest('broken', [{ path: 'model?.onnx', bytes: onnx.bytes }])).rejects.toThrow(/not a safe relative path/)
+    await expect(admin.ingest('broken', [{ path: 'model\u0007.onnx', bytes: onnx.bytes }])).rejects.toThrow(/not a safe relative path.*control/)
 
     const huge = { path: 'big.onnx', bytes: new Uint8Array(9 << 20) }
     const res = await fetch(`${url}/v1/models/huge/ingest`, { method: 'POST', headers: { authorization: `Bearer ${coordinator.adminToken}` }, body: (() => { const f = new FormData(); f.append('file', new Blob([huge.bytes]), huge.path); return f })() })
@@ -149,6 +150,11 @@ describe('coordinator HTTP API', () => {
     const foldered = await admin.ingest('foldered', [{ path: 'model.json', bytes: new TextEncoder().encode(text) }, { path: `weights/${bin.path}`, bytes: bin.bytes }])
     expect(foldered).toMatchObject({ version: 1, created: true })
     await expect(admin.ingest('broken', [{ path: '../model.json', bytes: json.bytes }])).rejects.toThrow(/not a safe relative path/)
+    // Names a download folder gives a second copy, or a non-English speaker gives a model, are fine;
+    // the weight path inside the model.json names the file the same way.
+    const spaced = new TextDecoder().decode(json.bytes).replaceAll(`"${bin.path}"`, '"poids (1) é.bin"')
+    expect(await admin.ingest('spaced', [{ path: 'model (1).json', bytes: new TextEncoder().encode(spaced) }, { path: 'poids (1) é.bin', bytes: bin.bytes }])).toMatchObject({ version: 1, created: true })
+    expect(((await admin.manifest('spaced', 1)) as { manifest: { topology: unknown } }).manifest.topology).toMatchObject({ weightFiles: [{ path: 'poids (1) é.bin' }] })
 
     const post = async (body: string, contentType: string): Promise<{ status: number, message: string }> => {
       const res = await fetch(`${url}/v1/models/broken/ingest`, { method: 'POST', headers: { authorization: `Bearer ${coordinator.adminToken}`, 'content-type': contentType }, body })

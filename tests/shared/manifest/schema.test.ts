@@ -8,13 +8,13 @@ import { relativeFilePathSchema, topologySchema } from '../../../shared/manifest
 
 describe('manifest file paths', () => {
   it('accept plain and nested relative names', () => {
-    for (const p of ['model.json', 'group1-shard1of1.bin', 'weights/part-1.bin', 'silero_vad.onnx', 'a.onnx.data']) {
+    for (const p of ['model.json', 'group1-shard1of1.bin', 'weights/part-1.bin', 'silero_vad.onnx', 'a.onnx.data', 'model (1).onnx', 'modèle/poids_1.bin']) {
       expect(relativeFilePathSchema.safeParse(p).success, p).toBe(true)
     }
   })
 
   it('refuse names that climb out, are absolute, or hide a separator', () => {
-    for (const p of ['../x.bin', 'a/../../x', '/etc/passwd', 'a//b', './a', 'a/.', '..', 'c:x', 'a\\\\b', 'a\\u0000b', '', 'x'.repeat(256)]) {
+    for (const p of ['../x.bin', 'a/../../x', '/etc/passwd', 'a//b', './a', 'a/.', '..', 'c:x', 'a\\\\b', 'a\\u0000b', 'a\tb', 'a*b', 'w?.bin', 'a|b', '<a>', 'a"b', '', 'x'.repeat(256)]) {
       expect(relativeFilePathSchema.safeParse(p).success, JSON.stringify(p)).toBe(false)
     }
   })
