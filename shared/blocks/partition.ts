@@ -18,6 +18,7 @@
  */
 import type { TensorInfo } from '../model/types.ts'
 import { InvalidInputError } from '../errors/errors.ts'
+import { elementCount, storedBytes, SUB_BYTE_DTYPES } from '../formats/_dtypes.ts'
 
 export interface PartitionOptions {
   targetBytes: number
@@ -86,23 +87,48 @@ function unitsInOrder (tensors: TensorInfo[]): Unit[] {
  * most kernels; more for [1, 1, C, C] or [3, 3, C, C] convolutions and [1, N] embeddings, whose
  * first dimension alone would leave one piece far over the cap). A rank-0/1 tensor's rows are its
  * elements. `rows` records [start, end) in those R rows; R follows from the shape and the
- * manifest's `partition.maxBytes`.
+ * manifest's `partition.maxBytes`. Pieces start on whole bytes: 4-bit types pack two elements
+ * a byte, so a row of odd length is cut only every second row. A tensor without a fixed element
+ * size (tfjs strings) is cut into plain byte ranges, without `rows`.
  */
 function splitRows (t: TensorInfo, index: number, maxBytes: number): BlockPart[] {
+  const bits = elementBits(t)
+  if (bits === undefined) return splitBytes(t, index, maxBytes)
+  const count = elementCount(t.shape)
   let rows = 1
+  let rowBits = count * bits
+  let step = 1
   for (let d = 0; d < Math.max(1, t.shape.length); d++) {
     rows *= Math.max(1, t.shape[d] ?? 1)
-    if (t.byteLength / rows <= maxBytes) break
+    rowBits = count / rows * bits
+    for (step = 1; (step * rowBits) % 8 !== 0; step++);
+    if (step * rowBits / 8 <= maxBytes) break
   }
-  if (t.byteLength % rows !== 0) throw new InvalidInputError(`tensor ${t.name}: ${t.byteLength} bytes do not divide into ${rows} rows`)
-  const rowBytes = t.byteLength / rows
-  const perPiece = Math.max(1, Math.floor(maxBytes / rowBytes))
+  const perPiece = Math.max(step, Math.floor(maxBytes * 8 / rowBits / step) * step)
+  const byteAt = (row: number): number => row === rows ? t.byteLength : row * rowBits / 8
   const parts: BlockPart[] = []
   for (let r = 0; r < rows; r += perPiece) {
     const end = Math.min(rows, r + perPiece)
-    parts.push({ tensor: index, offset: r * rowBytes, length: (end - r) * rowBytes, rows: [r, end] })
+    parts.push({ tensor: index, offset: byteAt(r), length: byteAt(end) - byteAt(r), rows: [r, end] })
   }
   return parts
+}
+
+function splitBytes (t: TensorInfo, index: number, maxBytes: number): BlockPart[] {
+  const parts: BlockPart[] = []
+  for (let at = 0; at < t.byteLength; at += maxBytes) parts.push({ tensor: index, offset: at, length: Math.min(maxBytes, t.byteLength - at) })
+  return parts
+}
+
+/** Bits per stored element; undefined for strings. InvalidInputError when the bytes do not fit the shape. */
+function elementBits (t: TensorInfo): number | undefined {
+  if (t.dtype === 'string') return undefined
+  const count = elementCount(t.shape)
+  const bits = SUB_BYTE_DTYPES.get(t.dtype) ?? t.byteLength * 8 / count
+  if (!Number.isInteger(bits) || bits <= 0 || storedBytes(count, bits) !== t.byteLength) {
+    throw new InvalidInputError(`tensor ${t.name}: ${t.byteLength} bytes do not hold ${count} ${t.dtype} elements of shape [${t.shape.join(', ')}]`)
+  }
+  return bits
 }
 
 export function partition (tensors: TensorInfo[], options: PartitionOptions = DEFAULT_PARTITION): BlockPlan[] {

@@ -30,6 +30,9 @@ const ONNX_TYPES: Record<number, readonly [string, number]> = {
   24: ['float8e8m0', 8]
 }
 
+/** dtype names of fewer than 8 bits (ONNX's 4-bit types), packed two to a byte. */
+export const SUB_BYTE_DTYPES: ReadonlyMap<string, number> = new Map(Object.values(ONNX_TYPES).filter(([, bits]) => bits < 8))
+
 export const ONNX_FLOAT = 1
 export const ONNX_DOUBLE = 11
 

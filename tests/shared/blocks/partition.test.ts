@@ -51,6 +51,27 @@ describe('partition', () => {
     expect(rowsOf(2)).toEqual([[0, 500], [500, 1000], [1000, 1500]]) // [1, 1500]: rows are the 1500 elements
   })
 
+  it('cuts 4-bit tensors on whole bytes, and strings into plain byte ranges', () => {
+    const int4 = (name: string, shape: number[]): TensorInfo => ({ name, dtype: 'int4', shape, byteLength: Math.ceil(shape.reduce((a, b) => a * b, 1) / 2), layer: name })
+    const tensors = [
+      int4('odd/rows', [9, 601]), // rows of 300.5 bytes: cut every second row, 6 rows (1803 bytes) a piece
+      int4('wide/rows', [3, 4001]), // two rows (4001 bytes) would pass the cap: rows are the 12,003 elements
+      { name: 'names', dtype: 'string', shape: [3], byteLength: 4500, layer: 'names' }
+    ]
+    const plans = partition(tensors, opts)
+    const piecesOf = (tensor: number) => plans.flatMap(p => p.parts.filter(x => x.tensor === tensor))
+    expect(piecesOf(0).map(x => [x.offset, x.length, x.rows])).toEqual([[0, 1803, [0, 6]], [1803, 902, [6, 9]]])
+    expect(piecesOf(1).map(x => x.rows)).toEqual([[0, 4000], [4000, 8000], [8000, 12000], [12000, 12003]])
+    expect(piecesOf(2).map(x => [x.offset, x.length, x.rows])).toEqual([[0, 2000, undefined], [2000, 2000, undefined], [4000, 500, undefined]])
+    for (const [i, info] of tensors.entries()) {
+      const pieces = piecesOf(i)
+      expect(pieces.reduce((at, x) => { expect(x.offset).toBe(at); return at + x.length }, 0)).toBe(info.byteLength)
+    }
+    for (const p of plans) expect(p.byteLength).toBeLessThanOrEqual(opts.maxBytes)
+    // Bytes that cannot hold the shape are refused, not cut anywhere.
+    expect(() => partition([{ ...int4('bad', [9, 601]), byteLength: 2800 }], opts)).toThrow(/2800 bytes do not hold 5409 int4 elements/)
+  })
+
   it('covers every weight byte exactly once and is deterministic', () => {
     let seed = 7
     const rand = (): number => { seed = (seed * 1103515245 + 12345) % 2 ** 31; return seed / 2 ** 31 }
