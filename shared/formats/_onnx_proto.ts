@@ -228,12 +228,12 @@ function walkAttribute (
 }
 
 /**
- * Keeps the tensors whose values become weights: those with values, but not other nodes'
- * attributes (op parameters such as ConstantOfShape's `value`, which stay in the skeleton).
+ * Keeps the tensors whose values become weights: every one with values, other nodes' attribute
+ * tensors (such as ConstantOfShape's `value`) included, so none stays in the public skeleton.
  * Holding every TensorProto read would let empty records cost ~170 bytes of heap each.
  */
 function keepTensor (walk: OnnxWalk, ref: OnnxTensorRef): void {
-  if (ref.data !== undefined && ref.source.kind !== 'attribute') walk.tensors.push(ref)
+  if (ref.data !== undefined) walk.tensors.push(ref)
 }
 
 function readTensor (r: WireReader, bytes: Uint8Array, tensor: WireField, source: OnnxTensorRef['source']): OnnxTensorRef {

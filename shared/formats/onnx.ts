@@ -29,7 +29,8 @@ export const ONNX_ENCODED_DTYPE = 'onnx-encoded'
 
 /** A tensor chosen for extraction and where its bytes come from. */
 interface Extracted {
-  ref: OnnxTensorRef
+  /** The TensorProto; absent for bytes of an external file that no tensor covers (see uncovered). */
+  ref?: OnnxTensorRef
   info: TensorInfo
   /** Bytes cut out of the .onnx, or read from an external file. */
   from: { kind: 'cut', start: number, end: number } | { kind: 'external', file: ModelFile, location: string, offset: number }
@@ -44,6 +45,7 @@ export function readOnnx (file: ModelFile, files: readonly ModelFile[]): Normali
   const name = basename(file.path)
   const walk = walked(file.bytes, name)
   const extracted = extract(walk, file, files, name)
+  extracted.push(...uncovered(extracted))
   const tensors = extracted.map(e => e.info)
   uniqueNames(tensors)
 
@@ -54,7 +56,15 @@ export function readOnnx (file: ModelFile, files: readonly ModelFile[]): Normali
     for (const input of node.inputs) if (input !== '' && !consumers.has(input)) consumers.set(input, node.label)
   }
   for (const e of extracted) {
+    if (e.ref === undefined) {
+      e.info.layer = e.info.name
+      continue
+    }
     const source = e.ref.source
+    if (source.kind === 'attribute') {
+      e.info.layer = source.node
+      continue
+    }
     const produced = source.kind === 'constant' ? source.output : source.kind === 'sparse' ? source.initializer : e.ref.name
     // A sparse initializer's values and indices go together, under its name when nothing reads it.
     e.info.layer = consumers.get(produced) ?? (source.kind === 'sparse' && produced !== '' ? produced : e.info.name)
@@ -116,7 +126,7 @@ function extract (walk: OnnxWalk, file: ModelFile, files: readonly ModelFile[], 
   const refs = [...walk.tensors].sort((a, b) => a.at - b.at)
   for (const ref of refs) {
     const data = ref.data
-    if (data === undefined || ref.source.kind === 'attribute') continue
+    if (data === undefined) continue
     const type = onnxType(ref.dataType)
     const label = tensorLabel(ref)
     const what = (): string => `${name}: tensor "${label}" (${onnxTypeName(ref.dataType)} [${ref.dims.join(', ')}])`
@@ -134,6 +144,8 @@ function extract (walk: OnnxWalk, file: ModelFile, files: readonly ModelFile[], 
       if (type === undefined) throw new InvalidModelError(`${what()}: external data of an unsupported data_type ${ref.dataType}`)
       byteLength = storedBytes(count, type.bits)
       const location = relativePath(data.location, `${what()}: external data location`)
+      // `pull` writes the model and its data files side by side: one name cannot be both.
+      if (findBeside([file], file.path, location) !== undefined) throw new InvalidModelError(`${what()}: external data location ${location} is the model file itself`)
       if (!Number.isSafeInteger(data.offset) || data.offset < 0) throw new InvalidModelError(`${what()}: bad external data offset`)
       if (data.length !== undefined && data.length !== byteLength) {
         throw new InvalidModelError(`${what()}: external data length is ${data.length} bytes; its dims need ${byteLength}`)
@@ -175,6 +187,7 @@ function tensorLabel (ref: OnnxTensorRef): string {
   if (ref.name !== '') return ref.name
   if (ref.source.kind === 'constant' && ref.source.output !== '') return ref.source.output
   if (ref.source.kind === 'sparse' && ref.source.initializer !== '') return `${ref.source.initializer}:${ref.source.part}`
+  if (ref.source.kind === 'attribute') return `${ref.source.node}.${ref.source.attribute}`
   return `tensor at byte ${ref.at}`
 }
 
@@ -193,6 +206,38 @@ function refuseSharedExternalBytes (extracted: readonly Extracted[], name: strin
       throw new InvalidModelError(`${name}: tensors "${a.tensor}" and "${b.tensor}" share bytes ${b.start}..${Math.min(a.end, b.end)} of external data file ${a.file}`)
     }
   }
+}
+
+/**
+ * Bytes of the external files that no tensor covers, as opaque pieces, so `pull` gives the files
+ * back byte for byte: every run after a file's last tensor, and runs between tensors that are
+ * not all zeros (alignment padding is zeros, and onnx_splice.ts writes zeros there). Whatever
+ * else a file holds is sealed like a tensor, never left out or made public.
+ */
+function uncovered (extracted: readonly Extracted[]): Extracted[] {
+  const byFile = new Map<string, { file: ModelFile, ranges: Array<[number, number]> }>()
+  for (const e of extracted) {
+    if (e.from.kind !== 'external') continue
+    const entry = byFile.get(e.from.location) ?? { file: e.from.file, ranges: [] }
+    entry.ranges.push([e.from.offset, e.from.offset + e.info.byteLength])
+    byFile.set(e.from.location, entry)
+  }
+  const pieces: Extracted[] = []
+  for (const [location, { file, ranges }] of byFile) {
+    ranges.sort((a, b) => a[0] - b[0])
+    let at = 0
+    const gap = (start: number, end: number, trailing: boolean): void => {
+      if (end <= start || (!trailing && file.bytes.subarray(start, end).every(b => b === 0))) return
+      const byteLength = end - start
+      pieces.push({ info: { name: `${location}@${start}`, dtype: ONNX_ENCODED_DTYPE, shape: [byteLength], byteLength, layer: '' }, from: { kind: 'external', file, location, offset: start } })
+    }
+    for (const [start, end] of ranges) {
+      gap(at, start, false)
+      at = Math.max(at, end)
+    }
+    gap(at, file.bytes.length, true)
+  }
+  return pieces
 }
 
 /** The file without the cut tensors' bytes, and where each cut was in it. */

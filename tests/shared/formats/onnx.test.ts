@@ -40,10 +40,13 @@ describe('ONNX', () => {
   it('lists silero legacy\'s tensors under the nodes that consume them', async () => {
     const model = await readModel([modelFile(VAD_DIR, 'silero_vad_legacy.onnx')])
     expect(model.format).toBe('onnx')
-    // 259 raw_data initializers (in the graph and in If subgraphs); ConstantOfShape values stay.
-    expect(model.tensors).toHaveLength(259)
-    expect(model.metadata.dtypes).toEqual({ int64: 159, float32: 100 })
-    expect(model.metadata.tensorCount).toBe(259)
+    // 259 raw_data initializers (in the graph and in If subgraphs) and 4 ConstantOfShape values:
+    // an attribute's tensor is sealed like an initializer, not left in the public skeleton.
+    expect(model.tensors).toHaveLength(263)
+    expect(model.metadata.dtypes).toEqual({ int64: 159, float32: 104 })
+    expect(model.metadata.tensorCount).toBe(263)
+    expect(model.tensors.filter(t => t.name.startsWith('ConstantOfShape_')).map(t => [t.name, t.layer, t.shape]))
+      .toEqual(['813', '812', '339', '338'].map(n => [`ConstantOfShape_${n}.value`, `ConstantOfShape_${n}`, [1]]))
     expect(model.metadata.parameters).toBe(model.tensors.reduce((n, t) => n + elements(t.shape), 0))
     expect(model.metadata.weightBytes).toBe(model.weights.length)
     for (const t of model.tensors) {
@@ -145,6 +148,33 @@ describe('ONNX', () => {
       expect(Buffer.from(files[0]!.bytes).equals(Buffer.from(onnx.bytes))).toBe(true)
       // The 64 bytes before W are alignment padding: zeros, rebuilt as zeros.
       expect(Buffer.from(files[1]!.bytes).equals(Buffer.from(external.bytes))).toBe(true)
+    })
+
+    it('gives an external file back byte for byte when it holds more than its tensors', async () => {
+      const { onnx, external } = tinyOnnx()
+      // Non-zero bytes in the padding before W, and 5 bytes after it: sealed as opaque pieces.
+      const bytes = new Uint8Array(external.bytes.length + 5)
+      bytes.set(external.bytes)
+      bytes.set([7, 7], 10)
+      bytes.set([1, 2, 3, 4, 5], external.bytes.length)
+      const model = await readModel([onnx, { path: 'tiny.bin', bytes }])
+      expect(model.tensors.slice(5).map(t => [t.name, t.dtype, t.byteLength])).toEqual([
+        ['tiny.bin@0', 'onnx-encoded', TINY.externalOffset],
+        ['tiny.bin@112', 'onnx-encoded', 5]
+      ])
+      const files = writeModel(model)
+      expect(files.map(f => f.path)).toEqual(['tiny.onnx', 'tiny.bin'])
+      expect(Buffer.from(files[1]!.bytes).equals(Buffer.from(bytes))).toBe(true)
+      expect(Buffer.from(files[0]!.bytes).equals(Buffer.from(onnx.bytes))).toBe(true)
+      // onnxruntime reads the same model from them.
+      const session = await ort.InferenceSession.create(files[0]!.bytes, { externalData: [{ path: 'tiny.bin', data: files[1]!.bytes }] })
+      expect(Array.from((await session.run({ X: new ort.Tensor('float32', x, [2, 4]) })).Y!.data as Float32Array)).toEqual(Array.from(tinyExpected(x)))
+      await session.release()
+    })
+
+    it('refuses external data whose location is the model file itself', async () => {
+      const { onnx, external } = tinyOnnx({ location: 'tiny.onnx' })
+      await expect(readModel([onnx, external])).rejects.toThrow(/external data location tiny\.onnx is the model file itself/)
     })
 
     it('runs from onnxModelBytes + onnxExternalData, and changed weights land in their tensors', async () => {
