@@ -109,8 +109,11 @@ function kerasIo (json: ModelJson): { inputs: Io, outputs: Io } {
   const model = kerasModel(json)
   const config = obj(model?.config)
   const layers = kerasLayers(json)
+  // By name, first wins as `find` did: a model.json may list tens of thousands of inputs.
+  const byName = new Map<string, typeof layers[number]>()
+  for (const l of layers) if (!byName.has(l.name)) byName.set(l.name, l)
   const describe = (name: string): Io[number] => {
-    const c = layers.find(l => l.name === name)?.config
+    const c = byName.get(name)?.config
     const shape = arr(c?.batch_input_shape) ?? arr(c?.batch_shape)
     const dtype = str(c?.dtype)
     return {
