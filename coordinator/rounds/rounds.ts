@@ -95,6 +95,13 @@ interface ActiveRound {
   losses: Map<string, number>
   waiting?: { kind: 'accept' | 'upload', gate: Gate }
   /**
+   * Settles when uploads open (`allowed` filled, the upload gate set) or the round ends. An
+   * accepted client may finish training before the others have answered the offer (modes `none`
+   * and `paillier` need no setup round trip): its upload waits for this instead of being lost.
+   */
+  uploadsOpen: Promise<void>
+  openUploads: () => void
+  /**
    * In `unmasking`, until persisted: the secure state is saved once, when the sum needs no more
    * client messages, so a restart from then on can finish the round on its own.
    */
@@ -172,12 +179,16 @@ export function roundManager (deps: RoundManagerDeps): RoundManager {
         if (round === undefined) throw new InvalidInputError(`upload for round ${header.roundId}, which is not running`)
         const { config } = round
         if (header.baseVersion !== config.baseVersion) throw new InvalidInputError(`upload for base version ${header.baseVersion}; round ${config.id} trains version ${config.baseVersion}`)
-        if (!round.allowed.has(client.id)) throw new InvalidInputError(`upload: client is not a participant of round ${config.id} at this stage`)
         if (round.uploads.has(client.id) || round.receiving.has(client.id)) throw new InvalidInputError(`upload: round ${config.id} already has this client's update (replay)`)
-        const collecting = round.waiting
-        if (collecting?.kind !== 'upload') throw new InvalidInputError(`upload: round ${config.id} is not collecting`)
+        const early = !round.allowed.has(client.id) && round.accepted.has(client.id) && !round.dropped.has(client.id) && round.waiting?.kind === 'accept'
+        if (!round.allowed.has(client.id) && !early) throw new InvalidInputError(`upload: client is not a participant of round ${config.id} at this stage`)
         round.receiving.add(client.id)
         reserved = round
+        // Held (one frame, within the hub's allowance) until uploads open; the round's deadlines bound the wait.
+        if (early) await round.uploadsOpen
+        if (!round.allowed.has(client.id)) throw new InvalidInputError(`upload: client is not a participant of round ${config.id}: ${active.get(config.id) === round ? 'it did not complete the round\'s setup' : 'the round ended before uploads opened'}`)
+        const collecting = round.waiting
+        if (collecting?.kind !== 'upload') throw new InvalidInputError(`upload: round ${config.id} is not collecting`)
         const expected = config.secure.mode === 'paillier' ? 'paillier' : 'ring-u32le'
         if (header.encoding !== expected) throw new InvalidInputError(`upload: encoding ${header.encoding}, round ${config.id} expects ${expected}`)
         const digest = await sha256(payload)
@@ -204,7 +215,7 @@ export function roundManager (deps: RoundManagerDeps): RoundManager {
     },
     uploadAllowance (client) {
       // One upload frame per round the client accepted and has not uploaded to yet (an early
-      // one is still refused by `upload` with its reason, not cut off).
+      // one, sent before uploads open, is held by `upload` until they do).
       const id = client.id
       let bytes = 0
       for (const round of active.values()) {
@@ -405,8 +416,12 @@ export function roundManager (deps: RoundManagerDeps): RoundManager {
     const controller = new AbortController()
     const onAbort = (): void => controller.abort(signal?.reason)
     signal?.addEventListener('abort', onAbort, { once: true })
+    let openUploads = (): void => {}
+    const uploadsOpen = new Promise<void>(resolve => { openUploads = resolve })
     const round: ActiveRound = {
       config,
+      uploadsOpen,
+      openUploads,
       accepted: new Set(),
       declined: new Set(),
       allowed: new Set(),
@@ -444,6 +459,7 @@ export function roundManager (deps: RoundManagerDeps): RoundManager {
       for (const id of ready) round.allowed.add(id)
       transition(round, 'collecting')
       round.waiting = { kind: 'upload', gate: gate(ready.filter(id => !round.dropped.has(id)), config.deadlines.trainMs, controller.signal) }
+      round.openUploads()
       await round.waiting.gate.done
       round.waiting = undefined
       if (controller.signal.aborted) throw new RoundFailure(`aborted: ${String(controller.signal.reason ?? 'stopped')}`)
@@ -467,6 +483,7 @@ export function roundManager (deps: RoundManagerDeps): RoundManager {
       signal?.removeEventListener('abort', onAbort)
       controller.abort()
       active.delete(config.id)
+      round.openUploads()
       for (const id of config.clients) busy.delete(id)
     }
     const s = summary(config.id, { offered: config.clients.length, accepted: round.accepted.size, uploaded: round.uploads.size, dropped: config.clients.length - round.uploads.size })

@@ -109,6 +109,51 @@ describe('declines and progress', () => {
   })
 })
 
+describe('uploads', () => {
+  it('holds an upload sent before the others accepted (mode none) until uploads open, instead of refusing it', async () => {
+    const quick = await rawClient(at, token, ['mnist'])
+    const slow = await rawClient(at, token, ['mnist'], { autoAccept: false })
+    try {
+      const started = await c.rounds.start({ model: 'mnist', trainable: ['head'], secure: { mode: 'none' }, selection: { minClients: 2 }, deadlines: { acceptMs: 30_000, trainMs: 60_000 } })
+      const offer = await quick.next(m => m.type === 'offer' && m.config.id === started.id)
+      if (offer.type !== 'offer') throw new Error('no offer')
+      const config = offer.config
+      const update = new Uint32Array(config.vectorLength)
+      update[update.length - 1] = Math.round(0.02 * config.fixedPoint.weightScale)
+      // The quick client has accepted and uploads at once; the slow one has not answered yet.
+      await quick.upload({ roundId: config.id, baseVersion: config.baseVersion, encoding: 'ring-u32le' }, new Uint8Array(update.buffer))
+      await sleep(300)
+      expect(events.some(e => e.type === 'state' && e.roundId === config.id && e.state === 'collecting')).toBe(false)
+      slow.sendJson({ type: 'accept', roundId: config.id })
+      await untilState(config.id, 'collecting')
+      await slow.upload({ roundId: config.id, baseVersion: config.baseVersion, encoding: 'ring-u32le' }, new Uint8Array(update.buffer))
+      expect(await quick.next(m => m.type === 'result' && m.roundId === config.id)).toMatchObject({ state: 'published' })
+      expect(quick.messages.filter(m => m.type === 'error')).toEqual([])
+      expect(events.filter(e => e.type === 'upload' && e.roundId === config.id).map(e => e.type === 'upload' && e.clientId).sort()).toEqual([quick.id, slow.id].sort())
+    } finally {
+      quick.close()
+      slow.close()
+    }
+  })
+
+  it('refuses a held upload with its reason when the round fails before uploads open', async () => {
+    const quick = await rawClient(at, token, ['mnist'])
+    const never = await rawClient(at, token, ['mnist'], { autoAccept: false })
+    try {
+      const started = await c.rounds.start({ model: 'mnist', trainable: ['head'], secure: { mode: 'none' }, selection: { minClients: 2 }, deadlines: { acceptMs: 1_000 } })
+      const offer = await quick.next(m => m.type === 'offer' && m.config.id === started.id)
+      if (offer.type !== 'offer') throw new Error('no offer')
+      const config = offer.config
+      await quick.upload({ roundId: config.id, baseVersion: config.baseVersion, encoding: 'ring-u32le' }, new Uint8Array(config.vectorLength * 4))
+      expect(await quick.next(m => m.type === 'error' && m.roundId === config.id)).toMatchObject({ message: expect.stringMatching(/round ended before uploads opened/) })
+      expect(await started.done).toMatchObject({ state: 'failed', reason: expect.stringMatching(/1 client\(s\) accepted, at least 2 needed/) })
+    } finally {
+      quick.close()
+      never.close()
+    }
+  })
+})
+
 describe('schedule', () => {
   it('runs its rounds without an onRound, and ends, reporting the error, when they can no longer start, instead of taking the process down', async () => {
     const errors: Error[] = []
