@@ -13,6 +13,8 @@
  * and `maxSuccessors` successors per model.
  */
 import { z } from 'zod'
+import { InvalidInputError } from '../errors/errors.ts'
+import { describeIssues } from '../errors/parse-json.ts'
 
 export interface AccessHistoryOptions {
   /** Factor applied to a model's successor weights each time one of them follows it. Default 0.9. */
@@ -24,6 +26,15 @@ export interface AccessHistoryOptions {
   maxModels?: number
   maxSuccessors?: number
 }
+
+/** The options as a runtime's caller gives them: a zero cap would leave nothing to keep. */
+const optionsSchema = z.object({
+  decay: z.number().gt(0).max(1).optional(),
+  minWeight: z.number().finite().nonnegative().optional(),
+  minShare: z.number().min(0).max(1).optional(),
+  maxModels: z.number().int().min(1).max(1_000_000).optional(),
+  maxSuccessors: z.number().int().min(1).max(10_000).optional()
+}).strict()
 
 const modelName = z.string().min(1).max(256)
 const weight = z.number().finite().nonnegative()
@@ -49,7 +60,10 @@ export interface AccessHistory {
   toJSON: () => AccessHistoryState
 }
 
-export function accessHistory (state?: AccessHistoryState, options: AccessHistoryOptions = {}): AccessHistory {
+export function accessHistory (state?: AccessHistoryState, given: AccessHistoryOptions = {}): AccessHistory {
+  const parsed = optionsSchema.safeParse(given)
+  if (!parsed.success) throw new InvalidInputError(`accessHistory options: ${describeIssues(parsed.error)}`)
+  const options = parsed.data
   const decay = options.decay ?? 0.9
   const minWeight = options.minWeight ?? 1.5
   const minShare = options.minShare ?? 0.5
@@ -73,7 +87,8 @@ export function accessHistory (state?: AccessHistoryState, options: AccessHistor
     while (map.size > keep) {
       let least: K | undefined
       for (const [k, v] of map) if (k !== protect && (least === undefined || v < (map.get(least) as number))) least = k
-      map.delete(least as K)
+      if (least === undefined) return
+      map.delete(least)
     }
   }
 

@@ -3,7 +3,7 @@
  * in Node and browsers alike. Counts the bytes it fetched.
  */
 import { readBodyBounded } from '../client/bounded-body.ts'
-import { BusyError, NotFoundError, UnavailableError, type BlockfedError } from '../errors/errors.ts'
+import { BlockfedError, BusyError, NotFoundError, UnavailableError } from '../errors/errors.ts'
 import type { BlockSource } from './source.ts'
 import { deadlineError, withDeadline } from './deadline.ts'
 
@@ -50,21 +50,24 @@ export function httpBlockSource (options: HttpBlockSourceOptions): HttpBlockSour
     async get (cid, { signal }) {
       requests++
       const url = `${base}/v1/blocks/${encodeURIComponent(cid)}`
-      let res: Response
+      // The body is read inside the deadline too: a stall or reset mid-body is the source being
+      // unavailable (retried), like one before the headers, not a raw DOMException.
       try {
-        res = await fetch(url, { signal: withDeadline(signal, timeoutMs) })
+        const res = await fetch(url, { signal: withDeadline(signal, timeoutMs) })
+        if (!res.ok) {
+          await res.body?.cancel()
+          throw statusError(res.status, res.headers.get('retry-after'), url, cid, base)
+        }
+        const bytes = await readBodyBounded(res, maxBytes, `GET ${url}`)
+        bytesFetched += bytes.length
+        return bytes
       } catch (err) {
+        if (err instanceof BlockfedError) throw err
+        if (signal?.aborted === true) throw signal.reason
         const timedOut = deadlineError(err, `GET ${url}`, timeoutMs)
         if (timedOut !== err) throw timedOut
         throw new UnavailableError(`GET ${url}: ${(err as Error).message}`, { cause: err })
       }
-      if (!res.ok) {
-        await res.body?.cancel()
-        throw statusError(res.status, res.headers.get('retry-after'), url, cid, base)
-      }
-      const bytes = await readBodyBounded(res, maxBytes, `GET ${url}`)
-      bytesFetched += bytes.length
-      return bytes
     }
   }
 }

@@ -117,6 +117,9 @@ async function fetchSealed (block: ManifestBlock, options: LoadOptions, report: 
   const gather = async (verify: boolean): Promise<void> => {
     const cancel = new AbortController()
     let inFlight = 0
+    // Requests kept out: k, plus one per hedge started, so a hedge that fails is replaced at once
+    // instead of after the straggler's whole deadline.
+    let target = k
     let hedge: ReturnType<typeof setTimeout> | undefined
     await new Promise<void>((resolve, reject) => {
       let settled = false
@@ -144,14 +147,17 @@ async function fetchSealed (block: ManifestBlock, options: LoadOptions, report: 
           } else {
             shards[index] = bytes
             hedge ??= setTimeout(() => {
-              for (let missing = k - held(); missing > 0 && untried.length > 0; missing--) start()
+              for (let missing = k - held(); missing > 0 && untried.length > 0; missing--) {
+                target++
+                start()
+              }
             }, Math.max(hedgeMinMs, HEDGE_FACTOR * (performance.now() - began)))
           }
           if (enough()) finish()
         }, finish)
       }
       const topUp = (): void => {
-        while (held() + inFlight < k && untried.length > 0) start()
+        while (held() + inFlight < target && untried.length > 0) start()
       }
       topUp()
       if (enough()) finish()
@@ -211,6 +217,8 @@ export async function loadModelWeights (manifest: Manifest, options: LoadOptions
   let done = 0
 
   const loadOne = async (block: ManifestBlock): Promise<void> => {
+    // Queued behind the concurrency limit: a load cancelled meanwhile must not go on from cache.
+    signal.throwIfAborted()
     // A cache that cannot be read is a miss: the block is fetched again.
     const cached = await options.cache?.get(block.cid).catch((err: unknown) => { if (signal.aborted) throw err })
     if (cached !== undefined) {

@@ -62,3 +62,19 @@ describe('access history', () => {
     expect(accessHistorySchema.safeParse({ version: 1, models: { a: { uses: 1, next: { b: 'x' } } } }).success).toBe(false)
   })
 })
+
+describe('access history options', () => {
+  it('are checked where they are given: a zero cap, a decay of 0 or a share above 1 is refused by name', () => {
+    expect(() => accessHistory(undefined, { maxSuccessors: 0 })).toThrow(/maxSuccessors/)
+    expect(() => accessHistory(undefined, { maxModels: 0 })).toThrow(/maxModels/)
+    expect(() => accessHistory(undefined, { decay: 0 })).toThrow(/decay/)
+    expect(() => accessHistory(undefined, { minShare: 1.5 })).toThrow(/minShare/)
+    expect(() => accessHistory(undefined, { maxModels: 2.5 })).toThrow(/maxModels/)
+  })
+
+  it('with caps of one, keep the newest successor and model instead of looping', () => {
+    const h = accessHistory(undefined, { maxSuccessors: 1, maxModels: 1, minWeight: 0 })
+    replay(h, ['a', 'b', 'a', 'c'])
+    expect(Object.keys(h.toJSON().models)).toEqual(['c'])
+  })
+})

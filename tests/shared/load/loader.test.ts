@@ -12,7 +12,7 @@ import { defaultReedSolomon, erasureCoder, type ErasureCoder } from '../../../sh
 import { partition } from '../../../shared/blocks/partition.ts'
 import { sealBlocks } from '../../../shared/blocks/seal-blocks.ts'
 import { checkLayout } from '../../../shared/blocks/assemble.ts'
-import { IntegrityError, InvalidInputError, NotFoundError, TooLargeError, UnavailableError } from '../../../shared/errors/errors.ts'
+import { IntegrityError, InvalidInputError, NotFoundError, TimeoutError, TooLargeError, UnavailableError } from '../../../shared/errors/errors.ts'
 import { loadModelWeights } from '../../../shared/load/loader.ts'
 import { httpBlockSource } from '../../../shared/load/http-source.ts'
 import { retrying } from '../../../shared/load/retry.ts'
@@ -20,6 +20,7 @@ import type { BlockSource } from '../../../shared/load/source.ts'
 import { manifestSchema, type Manifest } from '../../../shared/manifest/schema.ts'
 import type { TensorInfo } from '../../../shared/model/types.ts'
 import { diskCache } from '../../../node-runtime/cache/disk-tier.ts'
+import { memoryCache } from '../../../shared/cache/memory-lru.ts'
 import { nodeHttpBlockSource } from '../../../node-runtime/sources/http.ts'
 
 const PARTITION = { targetBytes: 2048, maxBytes: 4096 }
@@ -107,6 +108,40 @@ describe('loadModelWeights', () => {
     // One parity shard more than the k data shards per block; a cancelled hedge loser is no fault.
     expect(result.report.shardsFetched).toBe(4 * manifest.blocks.length)
     expect(result.report.faults).toEqual([])
+  })
+
+  it('replaces a hedge request that fails at once with the next parity shard, not after the straggler\'s deadline', async () => {
+    // Data shard 0 of every block answers only at its own 5 s deadline; parity shard 4 is nowhere.
+    const asked: number[] = []
+    const flaky: BlockSource = {
+      name: 'flaky',
+      async get (cid, options) {
+        asked.push(options.shard ?? -1)
+        if (options.shard === 0) {
+          await new Promise((_resolve, reject) => {
+            const timer = setTimeout(() => reject(new TimeoutError('shard 0: deadline')), 5_000)
+            options.signal.addEventListener('abort', () => { clearTimeout(timer); reject(options.signal.reason) }, { once: true })
+          })
+        }
+        if (options.shard === 4) throw new NotFoundError(`${cid}: no holder`)
+        return await source().get(cid, options)
+      }
+    }
+    const load = loadModelWeights(manifest, { source: flaky, coder, keys, hedgeMinMs: 20 })
+    const outcome = await Promise.race([load, new Promise<'waited'>(resolve => setTimeout(() => resolve('waited'), 3_000).unref())])
+    expect(outcome).not.toBe('waited')
+    expect(Buffer.compare((await load).weights, weights)).toBe(0)
+    // Per block: data shards 0–3, the hedge's parity 4 (missing), then parity 5 at once.
+    expect(asked.filter(i => i === 5)).toHaveLength(manifest.blocks.length)
+  })
+
+  it('rejects with the caller\'s reason when cancelled, even with every block in the cache', async () => {
+    const cache = memoryCache()
+    await loadModelWeights(manifest, { source: source(), coder, keys, cache })
+    const controller = new AbortController()
+    const reason = new Error('released')
+    controller.abort(reason)
+    await expect(loadModelWeights(manifest, { source: source(), coder, keys, cache, signal: controller.signal, concurrency: 1 })).rejects.toBe(reason)
   })
 
   it('finds a shard with flipped bytes by its own CID once the block CID fails, and rebuilds without it', async () => {
@@ -212,13 +247,16 @@ describe('HTTP sources', () => {
           return
         }
         res.end(new Uint8Array(100).fill(9))
+      } else if (req.url?.endsWith('/stall') === true) {
+        res.writeHead(200, { 'content-length': 100 })
+        res.write(new Uint8Array(10)) // and nothing more
       }
     })
     await new Promise<void>(resolve => server.listen(0, '127.0.0.1', resolve))
     base = `http://127.0.0.1:${(server.address() as { port: number }).port}`
   })
 
-  afterAll(async () => { await new Promise(resolve => server.close(resolve)) })
+  afterAll(async () => { server.closeAllConnections(); await new Promise(resolve => server.close(resolve)) })
 
   it('the fetch source bounds the body it reads, not the Content-Length it is told (chunked, gzip)', async () => {
     const src = httpBlockSource({ baseUrl: base, maxBytes: 1 << 20 })
@@ -227,16 +265,28 @@ describe('HTTP sources', () => {
     await expect(src.get('gzip', { signal })).rejects.toThrow(/the body passed the 1048576-byte bound/)
   })
 
-  it('the Node source makes a connection reset mid-body an UnavailableError, so it is retried', async () => {
+  it('the Node and fetch sources make a connection reset mid-body an UnavailableError, so it is retried', async () => {
     const node = nodeHttpBlockSource({ baseUrl: base })
     try {
-      const bytes = await retrying(node, 2, 10).get('reset-once', { signal: new AbortController().signal })
-      expect(bytes).toEqual(new Uint8Array(100).fill(9))
-      expect(resets).toBe(2)
-      resets = 0
-      await expect(node.get('reset-once', { signal: new AbortController().signal })).rejects.toThrow(UnavailableError)
+      for (const src of [node, httpBlockSource({ baseUrl: base })]) {
+        resets = 0
+        const bytes = await retrying(src, 2, 10).get('reset-once', { signal: new AbortController().signal })
+        expect(bytes).toEqual(new Uint8Array(100).fill(9))
+        expect(resets).toBe(2)
+        resets = 0
+        await expect(src.get('reset-once', { signal: new AbortController().signal })).rejects.toThrow(UnavailableError)
+      }
     } finally {
       node.close()
     }
+  })
+
+  it('the fetch source makes a body that stalls past its deadline a TimeoutError, and a caller\'s abort the caller\'s reason', async () => {
+    const src = httpBlockSource({ baseUrl: base, timeoutMs: 200 })
+    await expect(src.get('stall', { signal: new AbortController().signal })).rejects.toThrow(TimeoutError)
+    const caller = new AbortController()
+    const reason = new Error('the load was cancelled')
+    setTimeout(() => caller.abort(reason), 50)
+    await expect(src.get('stall', { signal: caller.signal })).rejects.toBe(reason)
   })
 })
