@@ -68,6 +68,8 @@ export interface CoordinatorOptions {
   uploadBytesPerSecond?: number
   /** Bytes of block and shard answers under way at once, HTTP and p2p together; more are answered "busy". */
   maxServingBytes?: number
+  /** Web origins (`https://app.example`) whose pages may call the HTTP API, or `*` (coordinator/http/server.ts). */
+  corsOrigins?: string[]
 }
 
 /** Bytes of blocks and shards the coordinator answered, by channel. */
@@ -253,6 +255,7 @@ export async function createCoordinator (options: CoordinatorOptions): Promise<C
       onServed: n => { httpBytes += n },
       onBusy: () => { httpBusy++ },
       answers,
+      corsOrigins: options.corsOrigins,
       p2p: () => origin === undefined ? undefined : { peerId: origin.peerId, addresses: origin.addresses() }
     })
     await roundRoutes(app, { repo, store, manager: rounds })

@@ -6,6 +6,7 @@
  */
 import { Readable } from 'node:stream'
 import Fastify, { type FastifyInstance } from 'fastify'
+import cors from '@fastify/cors'
 import multipart, { type Multipart } from '@fastify/multipart'
 import swagger from '@fastify/swagger'
 import { jsonSchemaTransform, serializerCompiler, validatorCompiler, type ZodTypeProvider } from 'fastify-type-provider-zod'
@@ -42,6 +43,12 @@ export interface ServerDeps {
   answers?: AnswerAdmission
   /** Called for a block request answered 503 "busy" (no room in the answer budget). */
   onBusy?: () => void
+  /**
+   * Web origins whose pages may call this API (CORS), `*` for any: browser runtimes are served
+   * from their own origin. None by default. Tokens travel in the Authorization header, never
+   * in cookies, so no credentials are allowed and `*` exposes nothing a token does not.
+   */
+  corsOrigins?: string[]
   /** The coordinator's libp2p node, when it runs one: where runtimes bootstrap from. */
   p2p?: () => { peerId: string, addresses: string[] } | undefined
 }
@@ -87,6 +94,16 @@ async function receiveFiles (parts: AsyncIterable<Multipart>, maxBytes: number):
   return files
 }
 
+/** `origins` if each is `*` or a web origin as browsers send it (`https://host[:port]`, nothing after). */
+export function corsOrigins (origins: string[]): string[] {
+  for (const o of origins) {
+    let origin: string | undefined
+    try { origin = new URL(o).origin } catch {}
+    if (o !== '*' && (origin !== o || !/^https?:/.test(o))) throw new InvalidInputError(`CORS origin "${o.slice(0, 100)}": give * or an origin such as https://app.example:8443 (scheme, host and port only)`)
+  }
+  return origins
+}
+
 export async function buildServer (deps: ServerDeps): Promise<FastifyInstance> {
   let receiving = 0
   const app = Fastify({
@@ -105,6 +122,16 @@ export async function buildServer (deps: ServerDeps): Promise<FastifyInstance> {
     },
     transform: jsonSchemaTransform
   })
+  if ((deps.corsOrigins ?? []).length > 0) {
+    const origins = corsOrigins(deps.corsOrigins as string[])
+    await app.register(cors, {
+      origin: origins.includes('*') ? '*' : origins,
+      methods: ['GET', 'HEAD', 'POST'],
+      allowedHeaders: ['authorization', 'content-type'],
+      exposedHeaders: ['retry-after', 'content-length'],
+      maxAge: 600
+    })
+  }
   await app.register(multipart, {
     // preservePath: a weight file may sit in a folder (model.json names "sub/w.bin"); without it
     // busboy cuts every name to its last segment, and the name check below would see no folders.

@@ -15,7 +15,7 @@
 import type { IncomingMessage, Server } from 'node:http'
 import type { Duplex } from 'node:stream'
 import { WebSocketServer, type WebSocket, type RawData } from 'ws'
-import { clientMessageSchema, helloSigningBytes, parseFrame, type ClientMessage, type ServerMessage } from '../../shared/rounds/messages.ts'
+import { BEARER_PROTOCOL_PREFIX, clientMessageSchema, helloSigningBytes, ROUNDS_SUBPROTOCOL, parseFrame, type ClientMessage, type ServerMessage } from '../../shared/rounds/messages.ts'
 import { fromBase64, fromHex, toHex } from '../../shared/crypto/bytes.ts'
 import { verify } from '../../shared/crypto/sign.ts'
 import { BlockfedError, InvalidInputError } from '../../shared/errors/errors.ts'
@@ -66,12 +66,22 @@ function reject (socket: Duplex, status: number, message: string): void {
   socket.end(`HTTP/1.1 ${status} ${status === 401 ? 'Unauthorized' : status === 403 ? 'Forbidden' : 'Not Found'}\r\nContent-Type: text/plain\r\nConnection: close\r\n\r\n${message}\n`)
 }
 
+/** The API token: the Authorization header, else a `bearer.<token>` subprotocol offered beside ours. */
+function bearerToken (req: IncomingMessage): string | undefined {
+  const header = /^Bearer (\S{1,200})$/.exec(req.headers.authorization ?? '')
+  if (header !== null) return header[1]
+  const offered = (req.headers['sec-websocket-protocol'] ?? '').split(',').map(p => p.trim())
+  const token = offered.find(p => p.startsWith(BEARER_PROTOCOL_PREFIX))?.slice(BEARER_PROTOCOL_PREFIX.length)
+  return offered.includes(ROUNDS_SUBPROTOCOL) && token !== undefined && /^\S{1,200}$/.test(token) ? token : undefined
+}
+
 function errorMessage (err: unknown): string {
   return err instanceof BlockfedError ? err.message : `internal error: ${(err as Error).message ?? String(err)}`
 }
 
 export function roundHub (options: RoundHubOptions): RoundHub {
-  const wss = new WebSocketServer({ noServer: true, maxPayload: options.maxPayload })
+  // Only ever echo the rounds subprotocol: ws would otherwise echo the first offered, which may be the token.
+  const wss = new WebSocketServer({ noServer: true, maxPayload: options.maxPayload, handleProtocols: offered => offered.has(ROUNDS_SUBPROTOCOL) ? ROUNDS_SUBPROTOCOL : false })
   const connected = new Map<string, ClientConnection & { socket: WebSocket }>()
   let server: Server | undefined
   let pinger: ReturnType<typeof setInterval> | undefined
@@ -79,9 +89,9 @@ export function roundHub (options: RoundHubOptions): RoundHub {
 
   async function onUpgrade (req: IncomingMessage, socket: Duplex, head: Buffer): Promise<void> {
     if (new URL(req.url ?? '/', 'http://x').pathname !== ROUNDS_PATH) return reject(socket, 404, `no WebSocket endpoint at ${req.url ?? ''}; rounds are at ${ROUNDS_PATH}`)
-    const match = /^Bearer (\S{1,200})$/.exec(req.headers.authorization ?? '')
-    if (match === null) return reject(socket, 401, 'rounds need an API token: Authorization: Bearer <token>')
-    if (!await options.mayTrain(match[1] as string)) return reject(socket, 403, 'this API token may not take part in rounds')
+    const token = bearerToken(req)
+    if (token === undefined) return reject(socket, 401, `rounds need an API token: Authorization: Bearer <token>, or from a browser the subprotocols ${ROUNDS_SUBPROTOCOL} and ${BEARER_PROTOCOL_PREFIX}<token>`)
+    if (!await options.mayTrain(token)) return reject(socket, 403, 'this API token may not take part in rounds')
     wss.handleUpgrade(req, socket, head, ws => { handshake(ws, socket) })
   }
 

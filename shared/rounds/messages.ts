@@ -15,6 +15,19 @@ import { concatBytes, utf8ToBytes } from '../crypto/bytes.ts'
 import { InvalidInputError } from '../errors/errors.ts'
 import { roundConfigSchema } from './config.ts'
 
+/**
+ * Where a browser puts its API token: its WebSocket API cannot set an Authorization header, so
+ * it offers two subprotocols, this one (which the coordinator echoes) and `bearer.<token>`
+ * (which it never echoes). Node runtimes send the header.
+ *
+ * @example new WebSocket(url, roundsProtocols(token))
+ */
+export const ROUNDS_SUBPROTOCOL = 'blockfed.rounds.v1'
+export const BEARER_PROTOCOL_PREFIX = 'bearer.'
+export function roundsProtocols (token: string): string[] {
+  return [ROUNDS_SUBPROTOCOL, `${BEARER_PROTOCOL_PREFIX}${token}`]
+}
+
 const roundId = z.string().regex(/^r_[0-9a-f]{16}$/, 'a round id')
 const hex = (bytes: number): z.ZodString => z.string().regex(new RegExp(`^[0-9a-f]{${bytes * 2}}$`), `${bytes * 2} lowercase hex characters`)
 const base64 = z.string().max(1 << 20).regex(/^[A-Za-z0-9+/]*=*$/, 'base64')
