@@ -1,15 +1,15 @@
 /**
  * Ingest (DESIGN.md, pipeline 1): files → normalised model → semantic blocks → sealed blocks
- * and shards → stored → signed manifest → new version. Everything is computed and checked in
- * memory first; files are written next and the database rows last, in one transaction. If any
- * step fails the files this ingest wrote are removed, so nothing half-done is kept. An upload
- * equal to the latest version stores nothing and returns that version.
+ * and shards → stored → signed manifest → new version. Each new block's files are written as
+ * it is sealed and the database rows last, in one transaction. If any step fails the files this
+ * ingest wrote are removed, so nothing half-done is kept. An upload equal to the latest version
+ * stores nothing and returns that version.
  */
 import type { ErasureCoder } from '../../shared/blocks/erasure.ts'
 import type { ModelFile, NormalisedModel } from '../../shared/model/types.ts'
 import type { IngestResult } from '../../shared/client/api-schemas.ts'
 import { partition, type BlockPlan, type PartitionOptions } from '../../shared/blocks/partition.ts'
-import { sealBlocks } from '../../shared/blocks/seal-blocks.ts'
+import { sealBlocks, type NewBlockData } from '../../shared/blocks/seal-blocks.ts'
 import { readModel } from '../../shared/formats/index.ts'
 import { canonicalBytes } from '../../shared/manifest/canonical.ts'
 import { MANIFEST_SCHEMA, modelNameSchema, type Manifest } from '../../shared/manifest/schema.ts'
@@ -75,66 +75,69 @@ export function publisher (deps: IngestDeps): Publisher {
   async function store (name: string, model: NormalisedModel, plans: BlockPlan[], options: IngestOptions & Partial<Pick<PublishOptions, 'round' | 'metrics' | 'inTransaction' | 'parent'>>): Promise<IngestResult> {
     const parsedName = modelNameSchema.safeParse(name)
     if (!parsedName.success) throw new InvalidInputError(`model name "${name}": ${parsedName.error.issues[0]?.message ?? 'invalid'}`)
-    const sealed = await sealBlocks(model, plans, {
-      coder: deps.coder,
-      findStored: async sha => deps.repo.findBlock(sha),
-      access: () => DEFAULT_ACCESS_LEVEL,
-      onBlock: (done, total) => options.onProgress?.('seal', done, total)
-    })
-    const latest = deps.repo.latest(name)
-    if (options.parent !== undefined && latest?.version !== options.parent) {
-      throw new ConflictError(`model ${name}: round ${options.round ?? ''} trained version ${options.parent}, but version ${latest?.version ?? '(none)'} is the latest now; its result would revert what came in between`)
-    }
-    const manifest: Manifest = {
-      schema: MANIFEST_SCHEMA,
-      model: name,
-      version: (latest?.version ?? 0) + 1,
-      parent: latest?.version ?? null,
-      createdAt: new Date().toISOString(),
-      format: model.format,
-      topology: model.topology,
-      metadata: model.metadata as unknown as Record<string, unknown>,
-      tensors: model.tensors,
-      erasure: { scheme: 'reed-solomon-gf8', ...deps.coder.params },
-      partition: deps.partition,
-      blocks: sealed.blocks,
-      round: options.round ?? null,
-      metrics: options.metrics ?? null
-    }
-    if (latest !== undefined && options.round === undefined) {
-      const previous = signedManifestOf(latest).manifest
-      if (equalBytes(content(previous), content(manifest))) {
-        return { model: name, version: latest.version, manifestCid: latest.manifest_cid, created: false, blocks: manifest.blocks.length, newBlocks: 0, bytesStored: 0, ledgerIndex: deps.log.indexOf(name, latest.version) ?? null }
-      }
-    }
-    const signed = await signManifest(manifest, deps.identity.signing)
-
+    // New blocks go to disk as they are sealed (see SealOptions.write); the rows and the version
+    // are recorded last, in one transaction. Until then any failure removes the files written.
     const written = new Set<string>()
+    const created: Array<Omit<NewBlockData, 'sealed' | 'shards'> & { sealedLength: number, shardCids: string[] }> = []
     let bytesStored = 0
     let ledgerIndex = -1
-    try {
-      for (const [i, block] of sealed.created.entries()) {
-        await deps.files.put(block.cid, block.sealed)
-        written.add(block.cid)
-        bytesStored += block.sealed.length
-        for (const shard of block.shards) {
-          if (written.has(shard.cid)) continue
-          await deps.files.put(shard.cid, shard.bytes)
-          written.add(shard.cid)
-          bytesStored += shard.bytes.length
-        }
-        options.onProgress?.('store', i + 1, sealed.created.length)
+    const write = async (block: NewBlockData): Promise<void> => {
+      created.push({ cid: block.cid, plaintextSha256: block.plaintextSha256, keyId: block.keyId, key: block.key, sealedLength: block.sealed.length, shardCids: block.shards.map(s => s.cid) })
+      for (const object of [{ cid: block.cid, bytes: block.sealed }, ...block.shards]) {
+        if (written.has(object.cid)) continue
+        await deps.files.put(object.cid, object.bytes)
+        written.add(object.cid)
+        bytesStored += object.bytes.length
       }
+      // Blocks written so far, of the blocks planned (some of which may turn out to be stored already).
+      options.onProgress?.('store', created.length, plans.length)
+    }
+    try {
+      const sealed = await sealBlocks(model, plans, {
+        coder: deps.coder,
+        findStored: async sha => deps.repo.findBlock(sha),
+        access: () => DEFAULT_ACCESS_LEVEL,
+        onBlock: (done, total) => options.onProgress?.('seal', done, total),
+        write
+      })
+      const latest = deps.repo.latest(name)
+      if (options.parent !== undefined && latest?.version !== options.parent) {
+        throw new ConflictError(`model ${name}: round ${options.round ?? ''} trained version ${options.parent}, but version ${latest?.version ?? '(none)'} is the latest now; its result would revert what came in between`)
+      }
+      const manifest: Manifest = {
+        schema: MANIFEST_SCHEMA,
+        model: name,
+        version: (latest?.version ?? 0) + 1,
+        parent: latest?.version ?? null,
+        createdAt: new Date().toISOString(),
+        format: model.format,
+        topology: model.topology,
+        metadata: model.metadata as unknown as Record<string, unknown>,
+        tensors: model.tensors,
+        erasure: { scheme: 'reed-solomon-gf8', ...deps.coder.params },
+        partition: deps.partition,
+        blocks: sealed.blocks,
+        round: options.round ?? null,
+        metrics: options.metrics ?? null
+      }
+      if (latest !== undefined && options.round === undefined) {
+        const previous = signedManifestOf(latest).manifest
+        if (equalBytes(content(previous), content(manifest))) {
+          // Every block was found stored (equal plaintexts): nothing was written.
+          return { model: name, version: latest.version, manifestCid: latest.manifest_cid, created: false, blocks: manifest.blocks.length, newBlocks: 0, bytesStored: 0, ledgerIndex: deps.log.indexOf(name, latest.version) ?? null }
+        }
+      }
+      const signed = await signManifest(manifest, deps.identity.signing)
       await deps.files.sync(written)
       deps.database.transaction(() => {
-        for (const block of sealed.created) {
+        for (const block of created) {
           deps.repo.insertBlock({
             cid: block.cid,
             plaintextSha256: block.plaintextSha256,
             keyId: block.keyId,
-            sealedLength: block.sealed.length,
-            shardSize: deps.coder.shardSize(block.sealed.length),
-            shardCids: block.shards.map(s => s.cid)
+            sealedLength: block.sealedLength,
+            shardSize: deps.coder.shardSize(block.sealedLength),
+            shardCids: block.shardCids
           })
           deps.repo.insertDataKey(block.keyId, deps.identity.wrapDataKey(block.keyId, block.key))
         }
@@ -143,13 +146,13 @@ export function publisher (deps: IngestDeps): Publisher {
         ledgerIndex = deps.log.append({ model: name, version: manifest.version, manifestCid: signed.cid, parent: manifest.parent, time: manifest.createdAt })
         options.inTransaction?.(manifest.version)
       })
+      return { model: name, version: manifest.version, manifestCid: signed.cid, created: true, blocks: manifest.blocks.length, newBlocks: created.length, bytesStored, ledgerIndex }
     } catch (err) {
       await Promise.all([...written].map(async cid => await deps.files.remove(cid)))
       throw err
     } finally {
-      for (const block of sealed.created) block.key.fill(0)
+      for (const block of created) block.key.fill(0)
     }
-    return { model: name, version: manifest.version, manifestCid: signed.cid, created: true, blocks: manifest.blocks.length, newBlocks: sealed.created.length, bytesStored, ledgerIndex }
   }
 
   async function serialised<T> (task: () => Promise<T>): Promise<T> {

@@ -28,7 +28,7 @@ export interface NewBlockData {
 
 export interface SealedBlocks {
   blocks: ManifestBlock[]
-  /** Only the blocks that were not stored before; what the store must write. */
+  /** Only the blocks that were not stored before; what the store must write. Empty when `options.write` took them. */
   created: NewBlockData[]
 }
 
@@ -38,6 +38,11 @@ export interface SealOptions {
   findStored: (plaintextSha256: string) => Promise<StoredBlock | undefined>
   access: (plan: BlockPlan) => string
   onBlock?: (done: number, total: number) => void
+  /**
+   * Takes each new block as soon as it is sealed, instead of `created` holding them all: a
+   * model's sealed blocks and shards are 2.5 × its size, which need not all be in memory at once.
+   */
+  write?: (block: NewBlockData) => Promise<void>
 }
 
 /** The plaintext of a planned block: its parts' bytes, concatenated in order. */
@@ -74,7 +79,9 @@ export async function sealBlocks (model: Pick<NormalisedModel, 'tensors' | 'weig
       const shardBytes = options.coder.encode(sealed)
       const shards = await Promise.all(shardBytes.map(async bytes => ({ cid: await rawCid(bytes), bytes })))
       const keyId = toHex(globalThis.crypto.getRandomValues(new Uint8Array(16)))
-      created.push({ cid, plaintextSha256, keyId, key, sealed, shards })
+      const block = { cid, plaintextSha256, keyId, key, sealed, shards }
+      if (options.write === undefined) created.push(block)
+      else await options.write(block)
       stored = { cid, keyId, sealedLength: sealed.length, shards: { size: options.coder.shardSize(sealed.length), cids: shards.map(s => s.cid) } }
     }
     sealedHere.set(plaintextSha256, stored)

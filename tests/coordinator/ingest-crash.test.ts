@@ -72,6 +72,29 @@ describe('an ingest killed before its commit', () => {
     }
   }, 120_000)
 
+  it('removes the blocks it wrote as it sealed when it fails part-way, recording nothing', async () => {
+    const dataDir = join(root, 'part-way')
+    const c = await createCoordinator({ dataDir, port: 0 })
+    try {
+      let written = 0
+      const ingest = c.ingest('m', model(), {
+        onProgress: (stage, done) => {
+          if (stage !== 'store') return
+          written = done
+          if (done === 2) throw new Error('stopped after two blocks')
+        }
+      })
+      await expect(ingest).rejects.toThrow(/stopped after two blocks/)
+      expect(written).toBe(2)
+      expect(c.repo.models()).toEqual([])
+      expect(await filesUnder(join(dataDir, 'blocks'))).toBe(0)
+      expect((await c.ingest('m', model())).version).toBe(1)
+      expect(await filesUnder(join(dataDir, 'blocks'))).toBe(4 * 7)
+    } finally {
+      await c.stop()
+    }
+  })
+
   it('makes the files durable before the commit: a file that cannot be synced fails the ingest, with nothing recorded or left', async () => {
     const dataDir = join(root, 'sync')
     const c = await createCoordinator({ dataDir, port: 0 })
