@@ -99,3 +99,23 @@ describe('DP accounting', () => {
     expect(store.dpNoiseMultipliers('m')).toEqual([summed.dp?.noiseMultiplier])
   })
 })
+
+describe('mode none checks every coordinate', () => {
+  it('refuses an update with one coordinate past the clip, though its norm is within the bound', () => {
+    const clients = ['a', 'b', 'c'].map(c => c.repeat(64))
+    const fixedPoint = fixedPointParams({ clip: 1, clients: clients.length })
+    const config = roundConfigSchema.parse({
+      model: 'm', id: 'r_00000000000000ff', baseVersion: 1, manifestCid: 'bafyexampleexample', trainable: ['x'], tensors: ['x'],
+      vectorLength: 101, clients, fixedPoint, seed: '00'.repeat(32), clip: 1, normBound: 1000,
+      secure: { mode: 'none', graph: 'sparse' }, selection: { fraction: 1, minClients: 2, maxClients: 1000, cooldownMs: 0 }
+    })
+    const server = plainServer(config)
+    const honest = encodeUpdate(new Float32Array(100).fill(0.9), { params: fixedPoint, weight: 1, random: cryptoUniform() })
+    expect(() => server.checkUpload(clients[0] as string, new Uint8Array(honest.buffer))).not.toThrow()
+    // Three clients' worth of room in one coordinate: norm 3, far under the bound of 1000, but
+    // two such uploads would wrap the ring sum.
+    const crafted = honest.slice()
+    crafted[7] = Math.ceil(3 * fixedPoint.scale)
+    expect(() => server.checkUpload(clients[1] as string, new Uint8Array(crafted.buffer))).toThrow(/coordinate 7 is 3\.000, outside the round's clip ±1/)
+  })
+})

@@ -1,7 +1,8 @@
 /**
  * Secure mode `none`: clients upload their fixed-point vectors in the clear. The coordinator can
- * and does check each one: length, the client weight in (0, 1], and the decoded delta's L2 norm
- * against the round's bound. For tests, trusted silos and baselines; not private.
+ * and does check each one: length, the client weight in (0, 1], every coordinate within the
+ * fixed-point clip, and the decoded delta's L2 norm against the round's bound. For tests,
+ * trusted silos and baselines; not private.
  */
 import type { RoundConfig } from '../../../shared/rounds/config.ts'
 import { InvalidInputError } from '../../../shared/errors/errors.ts'
@@ -16,7 +17,10 @@ export function asRingVector (payload: Uint8Array, length: number, what: string)
 }
 
 export function plainServer (config: RoundConfig): SecureRoundServer {
-  const { scale, weightScale } = config.fixedPoint
+  const { scale, weightScale, clip } = config.fixedPoint
+  // An honest encoder clips every coordinate (noise included) to ±clip before scaling
+  // (aggregation/fixed-point.ts); the overflow bound of the sum counts on it.
+  const maxCoordinate = Math.ceil(clip * scale)
   const dpSigma = config.dp === null ? 0 : clientNoiseSigma({ noiseMultiplier: config.dp.noiseMultiplier, clip: config.dp.clip, minClients: minUploadsOf(config) })
   return {
     mode: 'none',
@@ -28,7 +32,11 @@ export function plainServer (config: RoundConfig): SecureRoundServer {
       const weight = (v[v.length - 1] as number) / weightScale
       if (!(weight > 0 && weight <= 1 + 1 / weightScale)) throw new InvalidInputError(`upload: client weight ${weight} is outside (0, 1]`)
       let sq = 0
-      for (let i = 0; i < v.length - 1; i++) sq += ((v[i] as number) / scale) ** 2
+      for (let i = 0; i < v.length - 1; i++) {
+        const x = v[i] as number
+        if (x > maxCoordinate || x < -maxCoordinate) throw new InvalidInputError(`upload: coordinate ${i} is ${(x / scale).toPrecision(4)}, outside the round's clip ±${clip}`)
+        sq += (x / scale) ** 2
+      }
       // Each coordinate is w·Δ_i (+ DP noise N(0, σ²)) rounded to 1/scale: allow the rounding, and
       // with DP the noise's norm, up to a bound it passes with probability 1 − 10⁻⁹.
       const d = v.length - 1
