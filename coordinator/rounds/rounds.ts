@@ -25,7 +25,7 @@ import type { RoundStore, RoundRow } from './store.ts'
 import type { ClientConnection, HubHandlers, RoundHub } from './hub.ts'
 import type { AcceptedUpload, RoundIo, SecureRoundServer } from './secure/types.ts'
 import { applyUpdate } from './apply.ts'
-import { layoutKey, serverStep } from './strategy.ts'
+import { carriedState, layoutKey, serverStep } from './strategy.ts'
 import { gaussianEpsilon } from '../../aggregation/dp/accountant.ts'
 import { noiseNormBound, sumNoiseSd } from '../../aggregation/dp/noise.ts'
 import { gate, type Gate } from './gate.ts'
@@ -323,7 +323,8 @@ export function roundManager (deps: RoundManagerDeps): RoundManager {
     const current = readTrainable(base.model.tensors, base.model.weights, layout)
     const layerState = layerStateRanges(base.model.tensors, base.model.metadata.layers, layout)
     const stateKey = layoutKey(config, layout.indices.map(i => base.model.tensors[i] as TensorInfo))
-    const step = serverStep(config, current, mean, deps.store.strategyState(config.model, stateKey), layerState)
+    const stored = carriedState(deps.store.strategyState(config.model, stateKey), deps.repo.versions(config.model), config.baseVersion)
+    const step = serverStep(config, current, mean, stored, layerState)
     const applied = applyUpdate(base.model, base.plans, layout, step.values, config.changeThreshold)
     const metrics: Record<string, number> = {
       ...extra,
@@ -342,7 +343,7 @@ export function roundManager (deps: RoundManagerDeps): RoundManager {
       plans: base.plans,
       inTransaction: v => {
         version = v
-        if (step.state !== undefined) deps.store.saveStrategyState(config.model, stateKey, step.state)
+        if (step.state !== undefined) deps.store.saveStrategyState(config.model, stateKey, step.state, v)
         deps.store.transition(config.id, 'published', { version: v, metrics })
         deps.store.deleteUploads(config.id)
       }

@@ -9,6 +9,9 @@ import type { RoundConfig } from '../../shared/rounds/config.ts'
 import { checkTransition, type RoundState } from './state.ts'
 import type { AcceptedUpload } from './secure/types.ts'
 
+/** A server optimiser's state and the version its last step produced (null: kept before versions were recorded). */
+export interface StoredStrategyState { state: Uint8Array, version: number | null }
+
 export interface RoundRow {
   id: string
   model: string
@@ -48,8 +51,9 @@ export interface RoundStore {
    */
   dpNoiseMultipliers: (model: string) => number[]
   /** Server-optimiser state of a model for one trainable layout (tensor names), as bytes. */
-  strategyState: (model: string, layout: string) => Uint8Array | undefined
-  saveStrategyState: (model: string, layout: string, state: Uint8Array) => void
+  strategyState: (model: string, layout: string) => StoredStrategyState | undefined
+  /** `version`: the version this state's step produced. */
+  saveStrategyState: (model: string, layout: string, state: Uint8Array, version: number) => void
 }
 
 interface Raw { id: string, model: string, base_version: number, config: string, state: RoundState, reason: string | null, version: number | null, metrics: string | null, secure_state: string | null, created_at: string, updated_at: string }
@@ -88,8 +92,8 @@ export function roundStore (database: Database): RoundStore {
     deleteUploads: db.prepare('DELETE FROM round_uploads WHERE round_id = ?'),
     dp: db.prepare('SELECT json_extract(config, \'$.dp.noiseMultiplier\') AS z FROM rounds WHERE model = ? AND summed_at IS NOT NULL AND json_extract(config, \'$.dp\') IS NOT NULL'),
     summed: db.prepare('UPDATE rounds SET summed_at = COALESCE(summed_at, ?) WHERE id = ?'),
-    strategy: db.prepare('SELECT state FROM strategy_state WHERE model = ? AND layout = ?'),
-    saveStrategy: db.prepare('INSERT INTO strategy_state (model, layout, state, updated_at) VALUES (?, ?, ?, ?) ON CONFLICT (model, layout) DO UPDATE SET state = excluded.state, updated_at = excluded.updated_at')
+    strategy: db.prepare('SELECT state, version FROM strategy_state WHERE model = ? AND layout = ?'),
+    saveStrategy: db.prepare('INSERT INTO strategy_state (model, layout, state, version, updated_at) VALUES (?, ?, ?, ?, ?) ON CONFLICT (model, layout) DO UPDATE SET state = excluded.state, version = excluded.version, updated_at = excluded.updated_at')
   }
   const get = (id: string): RoundRow | undefined => {
     const raw = q.get.get(id) as Raw | undefined
@@ -123,7 +127,7 @@ export function roundStore (database: Database): RoundStore {
     deleteUploads: roundId => { q.deleteUploads.run(roundId) },
     markSummed: id => { q.summed.run(now(), id) },
     dpNoiseMultipliers: model => (q.dp.all(model) as Array<{ z: number }>).map(r => r.z),
-    strategyState: (model, layout) => (q.strategy.get(model, layout) as { state: Uint8Array } | undefined)?.state,
-    saveStrategyState: (model, layout, state) => { q.saveStrategy.run(model, layout, state, now()) }
+    strategyState: (model, layout) => q.strategy.get(model, layout) as StoredStrategyState | undefined,
+    saveStrategyState: (model, layout, state, version) => { q.saveStrategy.run(model, layout, state, version, now()) }
   }
 }

@@ -3,7 +3,7 @@
  * strategy (aggregation/strategies), with the optimiser state (FedAvgM's momentum, FedAdam /
  * FedYogi's moments) carried between rounds per model, strategy and trainable layout: a round on
  * other tensors, or with another strategy, starts its own state (one optimiser's moments mean
- * nothing to another).
+ * nothing to another), and so does a round after an uploaded version (`carriedState`).
  *
  * Layer state (BatchNorm's moving statistics, `layerStateRanges`) is no parameter: a server
  * optimiser's step there (FedAdam's η·m/(√v + τ), sized by η rather than by the clients' change)
@@ -19,6 +19,19 @@ export interface ServerStep {
   values: Float32Array
   /** New state bytes to persist (undefined for stateless strategies). */
   state: Uint8Array | undefined
+}
+
+/**
+ * The stored state if it still belongs to `baseVersion`'s lineage: no version between the one
+ * its step produced and the base came from anywhere but a round. Moments built on one set of
+ * weights mean nothing for weights an operator uploaded since (a re-trained or replaced model):
+ * those start afresh.
+ */
+export function carriedState (stored: { state: Uint8Array, version: number | null } | undefined, versions: ReadonlyArray<{ version: number, round: string | null }>, baseVersion: number): Uint8Array | undefined {
+  if (stored === undefined) return undefined
+  const from = stored.version
+  if (from !== null && (from > baseVersion || versions.some(v => v.version > from && v.version <= baseVersion && v.round === null))) return undefined
+  return stored.state
 }
 
 /**

@@ -136,7 +136,10 @@ const MIGRATIONS = [
   'ALTER TABLE round_uploads ADD COLUMN signature TEXT;',
   // When a round's sum was taken: from then on its DP noise is spent, whether or not it publishes.
   `ALTER TABLE rounds ADD COLUMN summed_at TEXT;
-   UPDATE rounds SET summed_at = updated_at WHERE state = 'published';`
+   UPDATE rounds SET summed_at = updated_at WHERE state = 'published';`,
+  // The version a server optimiser's state was last stepped to: an upload published after it
+  // starts the state afresh (coordinator/rounds/strategy.ts, carriedState).
+  'ALTER TABLE strategy_state ADD COLUMN version INTEGER;'
 ]
 
 export interface Database {

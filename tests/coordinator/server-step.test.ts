@@ -7,7 +7,7 @@ import * as tfl from '@tensorflow/tfjs-layers'
 import { modelFiles } from '../../node-runtime/examples/mnist-mlp.ts'
 import { readModel } from '../../shared/formats/index.ts'
 import { layerStateRanges, readTrainable, trainableLayout } from '../../shared/rounds/trainable.ts'
-import { layoutKey, serverStep } from '../../coordinator/rounds/strategy.ts'
+import { carriedState, layoutKey, serverStep } from '../../coordinator/rounds/strategy.ts'
 import type { RoundConfig } from '../../shared/rounds/config.ts'
 import type { NormalisedModel } from '../../shared/model/types.ts'
 
@@ -64,5 +64,23 @@ describe('serverStep', () => {
     const variance = ranges[1] as [number, number]
     expect(Math.min(...values.subarray(...variance))).toBeGreaterThan(0.9998)
     if (name === 'fedadam') expect(Math.max(...plain.subarray(...variance))).toBeLessThan(1 - 20e-4)
+  })
+})
+
+describe('carriedState', () => {
+  const state = new Uint8Array([1, 2, 3])
+  const rows = (...rounds: Array<string | null>): Array<{ version: number, round: string | null }> => rounds.map((round, i) => ({ version: i + 1, round }))
+
+  it('carries the optimiser state across rounds, and from a row kept before versions were recorded', () => {
+    expect(carriedState({ state, version: 3 }, rows(null, 'r1', 'r2', 'r3'), 4)).toBe(state)
+    expect(carriedState({ state, version: null }, rows(null, 'r1', null), 3)).toBe(state)
+    expect(carriedState(undefined, rows(null), 1)).toBeUndefined()
+  })
+
+  it('starts afresh after an uploaded version, or for a base older than the state', () => {
+    // v1 uploaded, v2 and v3 from rounds, v4 uploaded by an operator: a round on v4 or later starts fresh.
+    expect(carriedState({ state, version: 3 }, rows(null, 'r1', 'r2', null), 4)).toBeUndefined()
+    expect(carriedState({ state, version: 3 }, rows(null, 'r1', 'r2', null, 'r4'), 5)).toBeUndefined()
+    expect(carriedState({ state, version: 3 }, rows(null, 'r1', 'r2'), 2)).toBeUndefined()
   })
 })
