@@ -471,11 +471,13 @@ export async function diskCache (options: DiskCacheOptions): Promise<DiskCacheTi
     name,
     dir,
 
-    async get (key) {
+    async get (key, options) {
       assertOpen()
       checkDiskKey(name, key)
+      const peek = options?.peek === true
       const seen = entries.get(key)
       if (seen === undefined) {
+        if (peek) return undefined
         counters.misses++
         // A miss on a key evicted lately is a regret: the weights move, and are kept at once
         // (this is rare — at most once per eviction — and followed by a fetch anyway).
@@ -491,14 +493,15 @@ export async function diskCache (options: DiskCacheOptions): Promise<DiskCacheTi
           throw new UnavailableError(`cache tier "${name}": cannot read ${key}`, { cause: err })
         }
         await dropIfUnchanged(key, seen.gen)
-        counters.misses++
+        if (!peek) counters.misses++
         return undefined
       }
       if (data.byteLength !== seen.size || sha256Hex(data) !== seen.sha256) {
         await dropIfUnchanged(key, seen.gen)
-        counters.misses++
+        if (!peek) counters.misses++
         return undefined
       }
+      if (peek) return new Uint8Array(data.buffer, data.byteOffset, data.byteLength)
       // The entry may have been replaced or evicted while reading; count the access on what is
       // there now (the bytes read were valid for the entry seen).
       const current = entries.get(key)

@@ -192,12 +192,12 @@ export async function createSwarm (options: SwarmOptions): Promise<Swarm> {
     }
     const blockCache = blockCaches.get(request.cid)
     if (blockCache !== undefined) {
-      const bytes = await blockCache.get(request.cid)
+      const bytes = await blockCache.get(request.cid, { peek: true })
       if (bytes !== undefined) return { status: 'ok', bytes }
     }
     const ref = shards.get(request.cid)
     if (ref === undefined) return { status: 'not-found' }
-    const sealed = await ref.cache.get(ref.block)
+    const sealed = await ref.cache.get(ref.block, { peek: true })
     if (sealed === undefined || sealed.length !== ref.sealedLength) return { status: 'not-found' }
     // The code is systematic: data shard i is the i-th slice of the sealed block (the last one
     // zero-padded), so only a parity shard needs the Reed-Solomon encoder.

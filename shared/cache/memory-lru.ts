@@ -52,10 +52,11 @@ export function memoryCache (options: MemoryCacheOptions = {}): CacheTier {
   return {
     name,
 
-    async get (key) {
+    async get (key, options) {
       assertOpen()
       checkKey(name, key)
       const value = entries.get(key)
+      if (options?.peek === true) return value
       if (value === undefined) {
         counters.misses++
         return undefined

@@ -60,8 +60,10 @@ export function tieredCache (options: TieredCacheOptions): TieredCache {
     memory,
     disk,
 
-    async get (key) {
+    async get (key, options) {
       assertOpen()
+      // A peek reads the durable tier, which memory is a subset of, and promotes nothing.
+      if (options?.peek === true) return await memory.get(key, options) ?? await disk.get(key, options)
       const fast = await memory.get(key)
       if (fast !== undefined) {
         // The durable tier evicts by its own score and does not tell memory: a copy it no longer

@@ -10,8 +10,10 @@
  *   bound a real bound; the caller still holds the bytes and can use them uncached.
  * - A single entry larger than the capacity is not stored and not thrown: `rejected` counts it.
  *   (A block bigger than the whole cache is a sizing fact, not an error.)
- * - `get` counts a hit or a miss and is an access for the eviction policy; `has` is a peek that
- *   counts nothing and changes no recency or frequency.
+ * - `get` counts a hit or a miss and is an access for the eviction policy; `has`, and `get` with
+ *   `{ peek: true }`, count nothing and change no recency or frequency. Peeks are how a runtime
+ *   answers other peers: their requests must not keep blocks it no longer uses in its cache,
+ *   push out the ones it does, or inflate its hit rate.
  * - Pins are reference counts on a key (present or not yet): the same block CID can be used by
  *   several loaded model versions, and one unpinning must not release the other's pin.
  *   `delete` removes an entry even when pinned (explicit beats policy); the pin stays on the key.
@@ -45,10 +47,15 @@ export interface CacheStats {
   weights?: ScoreWeights
 }
 
+export interface GetOptions {
+  /** Read without counting a hit, a miss or an access (see the rules above). */
+  peek?: boolean
+}
+
 export interface CacheTier {
   readonly name: string
-  /** The bytes under `key`, or undefined (a miss). Counts a hit or a miss; an access. */
-  get: (key: string) => Promise<Uint8Array | undefined>
+  /** The bytes under `key`, or undefined (a miss). Counts a hit or a miss and an access, unless `peek`. */
+  get: (key: string, options?: GetOptions) => Promise<Uint8Array | undefined>
   /**
    * Stores a copy of `bytes` under `key` (replacing any previous value), evicting unpinned
    * entries as the tier's policy chooses. Rejects with TooLargeError when only evicting pinned

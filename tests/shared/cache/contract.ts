@@ -108,6 +108,15 @@ export function cacheTierContract (label: string, factory: TierFactory, options:
       expect(c.stats()).toEqual(before)
     })
 
+    it('get({ peek: true }) reads the bytes and changes no counter (answers to other peers)', async () => {
+      const c = await make()
+      await c.put(testKey(1), testBytes(10, 1))
+      const before = c.stats()
+      expect(await c.get(testKey(1), { peek: true })).toEqual(testBytes(10, 1))
+      expect(await c.get(testKey(2), { peek: true })).toBeUndefined()
+      expect(c.stats()).toEqual(before)
+    })
+
     it('replaces the value of a key', async () => {
       const c = await make()
       await c.put(testKey(1), testBytes(100, 1))

@@ -69,6 +69,7 @@ describe('memoryCache: LRU order', () => {
     await c.put(testKey(3), testBytes(100, 3))
     await c.get(testKey(1))
     await c.has(testKey(2))
+    expect(await c.get(testKey(2), { peek: true })).toEqual(testBytes(100, 2)) // another peer's request
     await c.put(testKey(4), testBytes(100, 4))
     expect(await c.has(testKey(2))).toBe(false)
     expect(await c.has(testKey(1))).toBe(true)
