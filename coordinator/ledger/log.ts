@@ -18,7 +18,7 @@ import type { SigningKeyPair } from '../../shared/crypto/sign.ts'
 import { entryBytes, type LedgerEntry } from '../../shared/ledger/entry.ts'
 import { appendLeaf, consistencyProof, inclusionProof, leafHash, rootHash, verifyConsistency, type SubtreeReader } from '../../shared/ledger/merkle.ts'
 import { openCheckpoint, signCheckpoint, type Checkpoint } from '../../shared/ledger/checkpoint.ts'
-import { ed25519Signer, ed25519Verifier, verifierKey } from '../../shared/ledger/note.ts'
+import { ed25519Signer, ed25519Verifier, parseSignatureLine, verifierKey } from '../../shared/ledger/note.ts'
 import { equalBytes } from '../../shared/crypto/bytes.ts'
 import { IntegrityError, InvalidConfigError, InvalidInputError, NotFoundError } from '../../shared/errors/errors.ts'
 
@@ -50,7 +50,7 @@ export interface VersionLog {
   indexOf: (model: string, version: number) => number | undefined
   inclusionProof: (index: number, size: number) => Uint8Array[]
   consistencyProof: (from: number, to: number) => Uint8Array[]
-  /** Stores a witness's verified cosignature line for the checkpoint of `size`. */
+  /** Stores a witness's verified cosignature line (exactly one line) for the checkpoint of `size`. */
   addCosignature: (size: number, witness: string, line: string) => void
   /** The size a witness last cosigned (0 when never), for its next add-checkpoint request. */
   witnessSize: (vkey: string) => number
@@ -200,7 +200,11 @@ export function versionLog (options: VersionLogOptions): VersionLog {
       checkRange('from', from, to)
       return consistencyProof(from, to, read)
     },
-    addCosignature: (n, witness, line) => { q.addCosignature.run(n, witness, line, new Date().toISOString()) },
+    addCosignature (n, witness, line) {
+      // One signature line by that witness, never a block of them: every stored line is served.
+      if (parseSignatureLine(line).name !== witness) throw new InvalidInputError(`cosignature for ${witness}: the line is signed by another name`)
+      q.addCosignature.run(n, witness, line, new Date().toISOString())
+    },
     witnessSize: vkey => (q.witnessSize.get(vkey) as { size: number } | undefined)?.size ?? 0,
     setWitnessSize: (vkey, n) => { q.setWitnessSize.run(vkey, n) }
   }

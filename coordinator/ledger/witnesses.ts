@@ -8,8 +8,9 @@
  * coordinator asks it again on a timer (coordinator.ts `witnessRetryMs`).
  */
 import { addCheckpoint, WitnessConflictError } from '../../shared/ledger/witness/client.ts'
-import { openNote, parseVerifierKey } from '../../shared/ledger/note.ts'
-import { InvalidConfigError } from '../../shared/errors/errors.ts'
+import { MAX_NOTE_SIGNATURES, parseSignatureLine, parseVerifierKey, splitNote, type NoteVerifier } from '../../shared/ledger/note.ts'
+import { equalBytes, toHex, utf8ToBytes } from '../../shared/crypto/bytes.ts'
+import { IntegrityError, InvalidConfigError } from '../../shared/errors/errors.ts'
 import type { VersionLog } from './log.ts'
 
 export interface WitnessEndpoint {
@@ -38,6 +39,8 @@ export function witnessCosigner (options: { log: VersionLog, witnesses: WitnessE
     if (verifier.type !== 'cosignature/v1') throw new InvalidConfigError(`witness ${w.url}: key ${w.vkey.slice(0, 40)}… is not a cosignature/v1 verifier key`)
     return { ...w, verifier }
   })
+  // The served note holds the log's line and one per witness; clients refuse more than this.
+  if (witnesses.length + 1 > MAX_NOTE_SIGNATURES) throw new InvalidConfigError(`${witnesses.length} witnesses: a checkpoint note holds at most ${MAX_NOTE_SIGNATURES - 1} cosignatures`)
   let queue: Promise<unknown> = Promise.resolve()
 
   async function ask (witness: typeof witnesses[number], size: number, note: string): Promise<string[]> {
@@ -62,10 +65,7 @@ export function witnessCosigner (options: { log: VersionLog, witnesses: WitnessE
     await Promise.all(witnesses.filter(w => !latest.cosigners.includes(w.verifier.name)).map(async w => {
       try {
         const lines = await ask(w, size, latest.note)
-        const opened = openNote(latest.note + lines.map(l => l.endsWith('\n') ? l : `${l}\n`).join(''), [w.verifier])
-        if (!opened.verified.some(v => v.name === w.verifier.name)) throw new Error('its answer holds no cosignature by its key')
-        const mine = opened.lines.filter(l => l.startsWith(`— ${w.verifier.name} `))
-        log.addCosignature(size, w.verifier.name, mine.join('\n'))
+        log.addCosignature(size, w.verifier.name, cosignatureBy(w.verifier, latest.note, lines))
         log.setWitnessSize(w.vkey, size)
         outcome.cosigned.push(w.verifier.name)
       } catch (err) {
@@ -83,4 +83,22 @@ export function witnessCosigner (options: { log: VersionLog, witnesses: WitnessE
       return await next
     }
   }
+}
+
+/**
+ * The one line of `lines` that `verifier`'s key signed over `note`. Only that line is stored and
+ * served: any other line, even under the witness's name, is unverified bytes that would grow
+ * the note past what clients accept (MAX_NOTE_SIGNATURES, 64 KiB) and lock every runtime out.
+ */
+function cosignatureBy (verifier: NoteVerifier, note: string, lines: string[]): string {
+  const message = utf8ToBytes(splitNote(note).text)
+  const mine = new Set<string>()
+  for (const line of lines) {
+    const sig = parseSignatureLine(line)
+    if (sig.name !== verifier.name || !equalBytes(sig.keyId, verifier.keyId)) continue
+    if (!verifier.verify(message, sig.signature)) throw new IntegrityError(`its cosignature by ${verifier.name}+${toHex(verifier.keyId)} does not verify`)
+    mine.add(sig.line)
+  }
+  if (mine.size !== 1) throw new IntegrityError(`its answer holds ${mine.size} cosignatures by its key, expected exactly one`)
+  return [...mine][0] as string
 }

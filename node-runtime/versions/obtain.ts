@@ -76,6 +76,8 @@ export async function obtainVersion (ctx: ObtainContext, version: number, signal
     trust = options.log?.trust ?? await ledgerTrust(ctx.dataDir, config, ctx.coordinatorKey, ctx.ledger, signal)
     manifestInput = await ctx.client.manifest(config.modelName, version, signal)
   } catch (err) {
+    // The caller's own abort is not an outage: it must not end in a kept version served offline.
+    if (signal?.aborted === true) throw signal.reason
     if (!isUnreachable(err)) throw err
     offline = true
   }
@@ -97,8 +99,11 @@ export async function obtainVersion (ctx: ObtainContext, version: number, signal
       try {
         anchor = await verifyAnchor(ctx.ledger, checkpoint, signed, index, signal)
       } catch (err) {
-        if (err instanceof IntegrityError) throw refuse(err.message.startsWith(`${label}: `) ? err.message : `${label}: ${err.message}`, err)
-        throw err
+        // As in advanceCheckpoint: only an outage or the caller's abort passes through; a log that
+        // will not give the entry or its proof under a checkpoint it signed (a rollback) is refused.
+        if (isUnreachable(err) || signal?.aborted === true || err instanceof LedgerSecurityError) throw err
+        const message = err instanceof Error ? err.message : String(err)
+        throw refuse(message.startsWith(`${label}: `) ? message : `${label}: ${message}`, err)
       }
       // One version, one manifest: a log that anchored this version before under another entry
       // (or another manifest) is equivocating, whatever its proofs say now.

@@ -15,7 +15,10 @@ export interface JsonCallOptions {
   token?: string
   /** Names the service in "unreachable" errors. */
   service: string
-  /** Typed error per HTTP status; other failing statuses become UnavailableError. */
+  /**
+   * Typed error per HTTP status; other failing statuses become UnavailableError, and so does a
+   * 5xx whose body is not the service's `{ error, message }` naming that error.
+   */
   errors: Record<number, new (message: string) => BlockfedError>
   /** Largest answer body read (default 64 MiB); a larger one is cut off with TooLargeError. */
   maxBytes?: number
@@ -40,6 +43,7 @@ function request (options: JsonCallOptions): (path: string, init: RequestInit, t
       text = await readTextBounded(res, options.maxBytes ?? DEFAULT_MAX_ANSWER_BYTES, `${options.service} ${what}`)
     } catch (err) {
       if (err instanceof TooLargeError) throw err
+      if (signal?.aborted === true) throw signal.reason
       const timedOut = deadlineError(err, what, timeoutMs)
       if (timedOut !== err) throw timedOut
       throw new UnavailableError(`${options.service} ${baseUrl} unreachable: ${(err as Error).message}`, { cause: err })
@@ -50,8 +54,11 @@ function request (options: JsonCallOptions): (path: string, init: RequestInit, t
         body = JSON.parse(text)
       } catch {}
       const parsed = errorBodySchema.safeParse(body)
-      const Err = options.errors[res.status] ?? UnavailableError
-      throw new Err(`${what}: ${parsed.success ? parsed.data.message : `HTTP ${res.status}`}`)
+      const Err = options.errors[res.status]
+      // A 5xx may come from a proxy in front of the service (502 Bad Gateway while it is down):
+      // its typed error only when the service's own body names it, else the service is unreachable.
+      const typed = Err !== undefined && (res.status < 500 || (parsed.success && parsed.data.error === new Err('').name))
+      throw new (typed ? Err : UnavailableError)(`${what}: ${parsed.success ? parsed.data.message : `HTTP ${res.status}`}`)
     }
     return { res, text, what }
   }

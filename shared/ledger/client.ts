@@ -17,8 +17,9 @@ export interface LedgerClient {
   channels: (model: string, signal?: AbortSignal) => Promise<Channels>
 }
 
-// 502: the log found its own storage inconsistent (e.g. an entry that is not canonical JSON) —
-// an integrity failure, never "unavailable", so a client does not fall back as if offline.
+// 502 with the coordinator's IntegrityError body: the log found its own storage inconsistent
+// (e.g. an entry that is not canonical JSON) — never "unavailable", so a client does not fall
+// back as if offline. A proxy's 502 Bad Gateway is an outage (json-call.ts).
 const ERRORS: Record<number, new (message: string) => BlockfedError> = { 400: InvalidInputError, 403: AccessDeniedError, 404: NotFoundError, 502: IntegrityError }
 /** A checkpoint note with a few dozen cosignatures is a few KiB; anything far larger is not one. */
 const MAX_NOTE_BYTES = 64 << 10

@@ -13,7 +13,7 @@
  * The coordinator's word is never taken: only signatures, hashes and proofs.
  */
 import { equalBytes, toBase64 } from '../crypto/bytes.ts'
-import { IntegrityError, LedgerSecurityError } from '../errors/errors.ts'
+import { IntegrityError, isUnreachable, LedgerSecurityError } from '../errors/errors.ts'
 import type { SignedManifest } from '../manifest/schema.ts'
 import type { NoteVerifier } from './note.ts'
 import { openCheckpoint, type Checkpoint } from './checkpoint.ts'
@@ -92,9 +92,13 @@ export async function advanceCheckpoint (client: LedgerClient, trust: LedgerTrus
       verifyConsistency(a.size, b.size, a.root, b.root, hashes)
     }
   } catch (err) {
-    if (!(err instanceof IntegrityError)) throw err
+    // Only an outage (or the caller's own abort) may pass as itself. A log that answers but will
+    // not prove a size it signed — 400 "beyond the log's size" after a restore from backup —
+    // has rolled back its history, as much a security failure as a proof that does not verify.
+    if (isUnreachable(err) || signal?.aborted === true) throw err
+    const why = err instanceof IntegrityError ? 'history was rewritten or forked' : 'the log cannot prove a size it signed (rolled back or truncated)'
     throw new LedgerSecurityError(
-      `log ${trust.log.name}: checkpoint ${offered.checkpoint.size} is not consistent with the persisted checkpoint ${trusted.checkpoint.size} — history was rewritten or forked; refusing to move (${err.message})`,
+      `log ${trust.log.name}: checkpoint ${offered.checkpoint.size} is not consistent with the persisted checkpoint ${trusted.checkpoint.size} — ${why}; refusing to move (${err instanceof Error ? err.message : String(err)})`,
       { trusted: trusted.note, offered: offered.note, proof: { kind: 'consistency', from: a.size, to: b.size, hashes: hashes.map(toBase64) } },
       { cause: err })
   }

@@ -10,12 +10,11 @@ export function withDeadline (signal: AbortSignal | undefined, timeoutMs: number
 }
 
 /**
- * Maps an AbortError/TimeoutError from fetch into our TimeoutError when the deadline fired. When
- * the caller's own `signal` fired, its reason is the answer: a cancelled wait is not a silent
+ * Maps an AbortError/TimeoutError from fetch into our TimeoutError when the deadline fired.
+ * Callers check their own signal first and rethrow its reason: a cancelled wait is not a silent
  * server, and must not send a caller down its "unreachable, work offline" path.
  */
-export function deadlineError (err: unknown, what: string, timeoutMs: number, signal?: AbortSignal): unknown {
-  if (signal?.aborted === true) return signal.reason
+export function deadlineError (err: unknown, what: string, timeoutMs: number): unknown {
   if (err instanceof Error && (err.name === 'TimeoutError' || err.name === 'AbortError')) {
     return new TimeoutError(`${what}: no answer within ${timeoutMs} ms`, { cause: err })
   }

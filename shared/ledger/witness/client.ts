@@ -39,6 +39,7 @@ export async function addCheckpoint (url: string, request: AddCheckpointRequest,
     text = await readTextBounded(res, WITNESS_BODY_LIMIT, `${what}: answer far longer than cosignatures take`)
   } catch (err) {
     if (err instanceof TooLargeError) throw err
+    if (signal?.aborted === true) throw signal.reason
     const timedOut = deadlineError(err, what, timeoutMs)
     if (timedOut !== err) throw timedOut
     throw new UnavailableError(`${what}: witness unreachable: ${(err as Error).message}`, { cause: err })

@@ -62,3 +62,22 @@ describe('bounded answers', () => {
     expect(sent).toBeLessThan(96 << 20)
   })
 })
+
+describe('a caller\'s abort', () => {
+  it('rejects every client with the caller\'s reason, not as an outage or a timeout', async () => {
+    const calls: Array<(signal: AbortSignal) => Promise<unknown>> = [
+      async signal => await ledgerClient({ baseUrl: base }).key(signal),
+      async signal => await coordinatorClient({ baseUrl: base }).models(signal),
+      async signal => await addCheckpoint(base, { old: 0, proof: [], note: 'origin\n1\nAAAA\n\n— origin AAAA\n' }, signal)
+    ]
+    for (const call of calls) {
+      const reason = new Error('cancelled by the caller')
+      await expect(call(AbortSignal.abort(reason))).rejects.toBe(reason)
+    }
+    // And mid-body (the coordinator's 64 MiB bound leaves room to abort while it streams).
+    const controller = new AbortController()
+    const reason = new Error('released')
+    setTimeout(() => controller.abort(reason), 20)
+    await expect(coordinatorClient({ baseUrl: base }).models(controller.signal)).rejects.toBe(reason)
+  })
+})

@@ -1,0 +1,104 @@
+/**
+ * What a witness answers is stored and served on /ledger/checkpoint, so only its one verified
+ * cosignature may be kept (found by review: a witness that padded its answer with lines under its
+ * own name but unknown key IDs got them all served, past the 100 signatures every client accepts,
+ * and no runtime could open the checkpoint any more). Real coordinator, real witnesses over HTTP.
+ */
+import { describe, it, expect, afterAll } from 'vitest'
+import http from 'node:http'
+import type { AddressInfo } from 'node:net'
+import { mkdtemp, rm } from 'node:fs/promises'
+import { randomBytes } from 'node:crypto'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { createCoordinator } from '../../coordinator/coordinator.ts'
+import { openDatabase } from '../../coordinator/store/database.ts'
+import { versionLog } from '../../coordinator/ledger/log.ts'
+import { witnessCosigner } from '../../coordinator/ledger/witnesses.ts'
+import { InvalidConfigError, InvalidInputError } from '../../shared/errors/errors.ts'
+import { generateSigningKey } from '../../shared/crypto/sign.ts'
+import { toBase64 } from '../../shared/crypto/bytes.ts'
+import { cosignatureSigner, witnessVerifierKey } from '../../shared/ledger/cosignature.ts'
+import { parseAddCheckpoint } from '../../shared/ledger/witness/request.ts'
+import { ed25519Verifier, parseVerifierKey, signLine, splitNote } from '../../shared/ledger/note.ts'
+import { ledgerClient } from '../../shared/ledger/client.ts'
+import { openTrusted } from '../../shared/ledger/verify.ts'
+
+const servers: http.Server[] = []
+let root: string | undefined
+
+afterAll(async () => {
+  for (const s of servers) { s.closeAllConnections(); s.close() }
+  if (root !== undefined) await rm(root, { recursive: true, force: true })
+})
+
+/** A witness that cosigns whatever it is sent, once per signer clock in `times`, plus `junk` lines under its name. */
+async function witness (name: string, options: { times?: number[], junk?: number } = {}): Promise<{ url: string, vkey: string }> {
+  const key = generateSigningKey()
+  const server = http.createServer((req, res) => {
+    let body = ''
+    req.on('data', (c: Buffer) => { body += c.toString() })
+    req.on('end', () => {
+      const text = splitNote(parseAddCheckpoint(body).note).text
+      const lines = (options.times ?? [1_700_000_000]).map(t => signLine(text, cosignatureSigner(name, key.secretKey, () => t)))
+      // Random key IDs: lines under its name that no configured key verifies.
+      for (let i = 0; i < (options.junk ?? 0); i++) lines.push(`— ${name} ${toBase64(randomBytes(76))}\n`)
+      res.writeHead(200, { 'content-type': 'text/x.tlog.signature' })
+      res.end(lines.join(''))
+    })
+  })
+  servers.push(server)
+  await new Promise<void>(resolve => server.listen(0, '127.0.0.1', resolve))
+  return { url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`, vkey: witnessVerifierKey(name, key.publicKey) }
+}
+
+describe('witness cosignatures the coordinator keeps', () => {
+  it('keeps exactly the one line each witness key verifies, so clients can still open the served checkpoint', async () => {
+    const honest = await witness('witness.test/honest')
+    const padded = await witness('witness.test/padded', { junk: 98 })
+    const twice = await witness('witness.test/twice', { times: [1_700_000_000, 1_700_000_001] })
+    root = await mkdtemp(join(tmpdir(), 'blockfed-ledger-witnesses-'))
+    const c = await createCoordinator({ dataDir: root, port: 0, host: '127.0.0.1', witnesses: [honest, padded, twice] })
+    try {
+      const url = await c.start()
+      c.log.append({ model: 'm', version: 1, manifestCid: 'bafy1', parent: null, time: new Date(0).toISOString() })
+      await c.anchor()
+
+      const served = await ledgerClient({ baseUrl: url }).checkpoint()
+      const opened = openTrusted(served, {
+        log: ed25519Verifier(c.log.origin, c.identity.signing.publicKey),
+        witnesses: [honest, padded, twice].map(w => parseVerifierKey(w.vkey)),
+        minWitnesses: 2
+      })
+      expect(opened.checkpoint.size).toBe(1)
+      // Two valid cosignatures with different timestamps are not "its cosignature" either.
+      expect(opened.cosigners).toEqual(['witness.test/honest', 'witness.test/padded'])
+      expect(splitNote(served).signatures.map(s => s.name)).toEqual([c.log.origin, 'witness.test/honest', 'witness.test/padded'])
+      expect(c.log.latest()?.cosigners).toEqual(['witness.test/honest', 'witness.test/padded'])
+    } finally {
+      await c.stop()
+    }
+  })
+
+  it('never stores more than one line per witness, nor configures more witnesses than a note can carry', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'blockfed-ledger-cosignatures-'))
+    const database = openDatabase(join(dir, 'c.sqlite'))
+    try {
+      const log = versionLog({ database, signing: generateSigningKey(), keyId: 'k1', origin: 'log.test/limits' })
+      log.append({ model: 'm', version: 1, manifestCid: 'bafy1', parent: null, time: new Date(0).toISOString() })
+      const { note } = log.checkpoint()
+      const key = generateSigningKey()
+      const line = (t: number): string => signLine(splitNote(note).text, cosignatureSigner('witness.test/w', key.secretKey, () => t)).trimEnd()
+      expect(() => { log.addCosignature(1, 'witness.test/w', `${line(1_700_000_000)}\n${line(1_700_000_001)}`) }).toThrow(InvalidInputError)
+      expect(() => { log.addCosignature(1, 'witness.test/other', line(1_700_000_000)) }).toThrow(InvalidInputError)
+      expect(log.latest()?.cosigners).toEqual([])
+      // The log's line and 99 cosignatures make the 100 lines clients accept; a 100th witness cannot fit.
+      const witnesses = Array.from({ length: 100 }, (_, i) => ({ url: 'http://127.0.0.1:9', vkey: witnessVerifierKey(`witness.test/w${i}`, generateSigningKey().publicKey) }))
+      expect(() => witnessCosigner({ log, witnesses: witnesses.slice(0, 99) })).not.toThrow()
+      expect(() => witnessCosigner({ log, witnesses })).toThrow(InvalidConfigError)
+    } finally {
+      database.close()
+      await rm(dir, { recursive: true, force: true })
+    }
+  })
+})
