@@ -106,6 +106,10 @@ export function walkOnnx (bytes: Uint8Array, maxRecords = MAX_RECORDS): OnnxWalk
   }
   if (bytes.length === 0) throw new WireError('the file is empty', 0, false)
   let graph: WireField | undefined
+  // Model-local functions and training graphs hold tensors too (a Constant's value, training
+  // initializers): walked after the main graph, so none of their values stays public.
+  const functions: WireField[] = []
+  const training: WireField[] = []
   eachField(r, 0, bytes.length, f => {
     switch (f.no) {
       case 1: walk.irVersion = expect(f, WIRE_VARINT, 'ModelProto.ir_version').value; break
@@ -119,13 +123,22 @@ export function walkOnnx (bytes: Uint8Array, maxRecords = MAX_RECORDS): OnnxWalk
         if (walk.opsets.length === MAX_OPSETS) throw new WireLimitError(`more than ${MAX_OPSETS} opset imports (at byte ${f.at})`, f.at)
         walk.opsets.push(readOpset(r, bytes, expect(f, WIRE_LEN, 'ModelProto.opset_import')))
         break
-      case 4: case 6: case 14: case 20: case 25: expect(f, WIRE_LEN, `ModelProto field ${f.no}`); break
+      case 20: training.push(expect(f, WIRE_LEN, 'ModelProto.training_info')); break
+      case 25: functions.push(expect(f, WIRE_LEN, 'ModelProto.functions')); break
+      case 4: case 6: case 14: expect(f, WIRE_LEN, `ModelProto field ${f.no}`); break
       case 5: expect(f, WIRE_VARINT, 'ModelProto.model_version'); break
     }
   })
   if (graph === undefined) throw new WireError('no ModelProto.graph (field 7); the file may be truncated', 0, false)
   if (walk.opsets.length === 0) throw new WireError('no ModelProto.opset_import (field 8)', 0, false)
   walkGraph(r, bytes, graph, walk, 0)
+  // TrainingInfoProto: initialization (1) and algorithm (2) are graphs; FunctionProto: node (7).
+  for (const t of training) {
+    eachField(r, t.start, t.end, f => { if (f.no === 1 || f.no === 2) walkGraph(r, bytes, expect(f, WIRE_LEN, 'TrainingInfoProto graph'), walk, 1) })
+  }
+  for (const fn of functions) {
+    eachField(r, fn.start, fn.end, f => { if (f.no === 7) walkNode(r, bytes, expect(f, WIRE_LEN, 'FunctionProto.node'), walk, 1) })
+  }
   return walk
 }
 
@@ -209,7 +222,7 @@ function walkAttribute (
   let name = ''
   eachField(r, attribute.start, attribute.end, f => {
     if (f.no === 1) name = text(bytes, expect(f, WIRE_LEN, 'AttributeProto.name'))
-    if (f.no === 5 || f.no === 10 || f.no === 6 || f.no === 11) fields.push(f)
+    if (f.no === 5 || f.no === 10 || f.no === 6 || f.no === 11 || f.no === 22 || f.no === 23) fields.push(f)
   })
   for (const f of fields) {
     switch (f.no) {
@@ -222,6 +235,9 @@ function walkAttribute (
       }
       case 6: case 11:
         walkGraph(r, bytes, expect(f, WIRE_LEN, 'AttributeProto.g'), walk, depth + 1)
+        break
+      case 22: case 23: // sparse_tensor(s): a Constant's sparse_value, for one
+        readSparseTensor(r, bytes, expect(f, WIRE_LEN, 'AttributeProto.sparse_tensor'), walk)
         break
     }
   }

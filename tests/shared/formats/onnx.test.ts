@@ -3,6 +3,7 @@ import { join } from 'node:path'
 import * as ort from 'onnxruntime-node'
 import { onnxExternalData, onnxModelBytes, readModel, writeModel } from '../../../shared/formats/index.ts'
 import type { NormalisedModel, OnnxTopology } from '../../../shared/model/types.ts'
+import protobuf from 'protobufjs/minimal.js'
 import { modelFile, tinyExpected, tinyOnnx, TINY, VAD_DIR } from './fixtures.ts'
 
 function onnxTopology (model: NormalisedModel): OnnxTopology {
@@ -120,6 +121,46 @@ describe('ONNX', () => {
     expect(await outputsOf(spliced, feeds())).toEqual(await outputsOf(original, feeds()))
     await spliced.release()
     await original.release()
+  })
+
+  it('seals the values of a Constant\'s sparse_value, of model-local functions and of training graphs too', async () => {
+    type W = protobuf.Writer
+    const msg = (w: W, field: number, body: (w: W) => void): void => { body(w.uint32(field << 3 | 2).fork()); w.ldelim() }
+    const str = (w: W, field: number, s: string): void => { w.uint32(field << 3 | 2).string(s) }
+    const varint = (w: W, field: number, v: number): void => { w.uint32(field << 3).int64(v) }
+    const secret = (seed: number): Uint8Array => Uint8Array.from({ length: 32 }, (_, i) => seed + i)
+    const raw = (t: W, name: string, dataType: number, dims: number[], bytes: Uint8Array): void => {
+      msg(t, 1, p => { for (const d of dims) p.int64(d) }); varint(t, 2, dataType); str(t, 8, name); t.uint32(9 << 3 | 2).bytes(bytes)
+    }
+    const w = protobuf.Writer.create()
+    varint(w, 1, 8)
+    msg(w, 7, g => {
+      msg(g, 1, n => { // Constant C with sparse_value (AttributeProto.sparse_tensor, type SPARSE_TENSOR)
+        str(n, 2, 'C'); str(n, 4, 'Constant')
+        msg(n, 5, a => {
+          str(a, 1, 'sparse_value')
+          msg(a, 22, sp => { msg(sp, 1, t => raw(t, 'sv', 1, [8], secret(0xa0))); msg(sp, 2, t => raw(t, 'si', 7, [8], new Uint8Array(64))); msg(sp, 3, p => p.int64(8)) })
+          varint(a, 20, 11)
+        })
+      })
+      msg(g, 1, n => { str(n, 1, 'X'); str(n, 1, 'C'); str(n, 2, 'Y'); str(n, 4, 'Add') })
+      str(g, 2, 'g')
+      msg(g, 11, v => str(v, 1, 'X'))
+      msg(g, 12, v => str(v, 1, 'Y'))
+    })
+    msg(w, 8, o => { str(o, 1, ''); varint(o, 2, 13) })
+    msg(w, 20, ti => msg(ti, 1, g => { msg(g, 5, t => raw(t, 'step', 1, [8], secret(0x10))); str(g, 2, 'init') })) // training_info.initialization
+    msg(w, 25, f => { // functions: a Constant inside a model-local function
+      str(f, 1, 'fn'); str(f, 4, 'X'); str(f, 5, 'Y')
+      msg(f, 7, n => { str(n, 2, 'K'); str(n, 4, 'Constant'); msg(n, 5, a => { str(a, 1, 'value'); msg(a, 5, t => raw(t, 'k', 1, [8], secret(0x40))); varint(a, 20, 4) }) })
+      str(f, 10, 'local')
+    })
+    const bytes = Uint8Array.from(w.finish())
+    const model = await readModel([{ path: 'm.onnx', bytes }])
+    expect(model.tensors.map(t => t.name)).toEqual(['sv', 'si', 'step', 'k'])
+    const skeleton = Buffer.from((model.topology as OnnxTopology).skeleton, 'base64')
+    for (const seed of [0xa0, 0x10, 0x40]) expect(skeleton.includes(Buffer.from(secret(seed)))).toBe(false)
+    expect(Buffer.from(writeModel(model)[0]!.bytes).equals(Buffer.from(bytes))).toBe(true)
   })
 
   describe('a hand-built model with external data, float_data, double_data and a Constant', () => {
