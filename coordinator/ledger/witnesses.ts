@@ -49,7 +49,7 @@ export function witnessCosigner (options: { log: VersionLog, witnesses: WitnessE
       if (old > size) throw new Error(`the witness holds a checkpoint of size ${old}, beyond this log's ${size}`)
       const proof = old === 0 || old === size ? [] : log.consistencyProof(old, size)
       try {
-        return await addCheckpoint(witness.url, { old, proof, note }, AbortSignal.timeout(timeoutMs))
+        return await addCheckpoint(witness.url, { old, proof, note }, undefined, timeoutMs)
       } catch (err) {
         if (!(err instanceof WitnessConflictError) || attempt > 0) throw err
         old = err.size

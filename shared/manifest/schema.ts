@@ -16,12 +16,17 @@ const count = z.number().int().nonnegative()
  * A file path relative to the model's folder: `blockfed pull` writes the model back out under
  * these names, so none may climb out of the folder or name an absolute place (a signed manifest
  * comes from a coordinator a runtime need not trust). Spaces, brackets and non-ASCII letters are
- * fine (`model (1).onnx`); control characters and the characters Windows keeps for itself
- * (`\ : * ? " < > |`) are not, so a pulled model can be written out on any platform.
+ * fine (`model (1).onnx`). Refused, so a pulled model can be written out on any platform and
+ * read as it is: control characters (C0 and C1), bidirectional and zero-width format characters
+ * (which make `gpj.exe` look like `exe.jpg`), the characters Windows keeps for itself
+ * (`\ : * ? " < > |`), its device names (`CON`, `nul.bin`…) and segments ending in a dot or space.
  */
+const UNSAFE_CHARACTER = /[\\:*?"<>|\u0000-\u001f\u007f-\u009f\u200b-\u200f\u202a-\u202e\u2060-\u2069\ufeff]/
+const WINDOWS_DEVICE = /^(con|prn|aux|nul|com[0-9¹²³]|lpt[0-9¹²³])(\..*)?$/i
 export const relativeFilePathSchema = z.string().min(1).max(255).refine(
-  p => !p.startsWith('/') && !/[\\:*?"<>|\u0000-\u001f\u007f]/.test(p) && p.split('/').every(segment => segment !== '' && segment !== '.' && segment !== '..'),
-  'a relative file path (no leading "/", no "..", "." or empty segment, no control character or any of \\ : * ? " < > |)'
+  p => !p.startsWith('/') && !UNSAFE_CHARACTER.test(p) && p.split('/').every(segment =>
+    segment !== '' && segment !== '.' && segment !== '..' && !/[. ]$/.test(segment) && !WINDOWS_DEVICE.test(segment)),
+  'a relative file path (no leading "/", no "..", "." or empty segment, none ending in "." or a space, no Windows device name, no control or format character or any of \\ : * ? " < > |)'
 )
 export const modelNameSchema = z.string().regex(/^[a-z0-9][a-z0-9._-]{0,63}$/, 'lowercase letters, digits, ".", "_" or "-", starting with a letter or digit, at most 64 characters')
 

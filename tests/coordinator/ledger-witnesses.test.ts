@@ -102,3 +102,26 @@ describe('witness cosignatures the coordinator keeps', () => {
     }
   })
 })
+
+describe('a witness that does not answer', () => {
+  it('fails its cosignature with a TimeoutError naming the witness, after the configured deadline', async () => {
+    const silent = http.createServer(() => {}) // takes the request, never answers
+    servers.push(silent)
+    await new Promise<void>(resolve => silent.listen(0, '127.0.0.1', resolve))
+    const url = `http://127.0.0.1:${(silent.address() as AddressInfo).port}`
+    const dir = await mkdtemp(join(tmpdir(), 'blockfed-ledger-silent-'))
+    const database = openDatabase(join(dir, 'c.sqlite'))
+    try {
+      const log = versionLog({ database, signing: generateSigningKey(), keyId: 'k1', origin: 'log.test/silent' })
+      log.append({ model: 'm', version: 1, manifestCid: 'bafy1', parent: null, time: new Date(0).toISOString() })
+      log.checkpoint()
+      const cosigner = witnessCosigner({ log, witnesses: [{ url, vkey: witnessVerifierKey('witness.test/silent', generateSigningKey().publicKey) }], timeoutMs: 200 })
+      const outcome = await cosigner.cosign()
+      expect(outcome.cosigned).toEqual([])
+      expect(outcome.failed).toEqual([{ witness: 'witness.test/silent', reason: `POST ${url}/add-checkpoint: no answer within 200 ms` }])
+    } finally {
+      database.close()
+      await rm(dir, { recursive: true, force: true })
+    }
+  })
+})

@@ -14,7 +14,7 @@ describe('manifest file paths', () => {
   })
 
   it('refuse names that climb out, are absolute, or hide a separator', () => {
-    for (const p of ['../x.bin', 'a/../../x', '/etc/passwd', 'a//b', './a', 'a/.', '..', 'c:x', 'a\\\\b', 'a\\u0000b', 'a\tb', 'a*b', 'w?.bin', 'a|b', '<a>', 'a"b', '', 'x'.repeat(256)]) {
+    for (const p of ['../x.bin', 'a/../../x', '/etc/passwd', 'a//b', './a', 'a/.', '..', 'c:x', 'a\\\\b', 'a\\u0000b', 'a\tb', 'a*b', 'w?.bin', 'a|b', '<a>', 'a"b', 'CON', 'sub/nul.bin', 'com1.txt', 'trailing.', 'trailing /x', 'c1\u0085.bin', 'rtl\u202egnp.exe', 'zero\u200bwidth', '', 'x'.repeat(256)]) {
       expect(relativeFilePathSchema.safeParse(p).success, JSON.stringify(p)).toBe(false)
     }
   })
