@@ -42,7 +42,7 @@ import { prefetchBlocks } from '../shared/load/loader.ts'
 import { verifySignedManifest } from '../shared/manifest/sign.ts'
 import { defaultReedSolomon, erasureCoder } from '../shared/blocks/erasure.ts'
 import { peerIdOfKey } from './p2p/peer-node.ts'
-import type { AccessHistoryOptions } from '../shared/load/access-history.ts'
+import { accessHistoryOptions, type AccessHistoryOptions } from '../shared/load/access-history.ts'
 import { openAccessLog, type AccessLog } from './access-log.ts'
 import type { VersionState } from './versions/local-store.ts'
 
@@ -189,6 +189,8 @@ async function using<T> (serving: Serving, task: () => Promise<T>): Promise<T> {
 }
 
 export async function createNodeRuntime (options: NodeRuntimeOptions): Promise<NodeRuntime> {
+  // Checked here, where the caller hears of it: the history itself opens in the background.
+  if (options.accessHistory !== undefined && options.accessHistory !== false) accessHistoryOptions(options.accessHistory)
   const handles = new Set<ModelHandle>()
   /** The peer id of each handle's coordinator node: the one source of version announcements it heeds. */
   const originOf = new WeakMap<ModelHandle, string>()
@@ -438,7 +440,7 @@ export async function createNodeRuntime (options: NodeRuntimeOptions): Promise<N
     const historyOptions = options.accessHistory
     if (historyOptions === false || stopping.signal.aborted) return
     const task = (async () => {
-      accessLog ??= openAccessLog(options.dataDir, historyOptions)
+      accessLog ??= openAccessLog(options.dataDir, historyOptions).catch((err: unknown) => { accessLog = undefined; throw err })
       const log = await accessLog
       await log.record(model, configFile)
       for (const next of log.likelyNext(model)) {

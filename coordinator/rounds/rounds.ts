@@ -323,7 +323,7 @@ export function roundManager (deps: RoundManagerDeps): RoundManager {
     const current = readTrainable(base.model.tensors, base.model.weights, layout)
     const layerState = layerStateRanges(base.model.tensors, base.model.metadata.layers, layout)
     const stateKey = layoutKey(config, layout.indices.map(i => base.model.tensors[i] as TensorInfo))
-    const stored = carriedState(deps.store.strategyState(config.model, stateKey), deps.repo.versions(config.model), config.baseVersion)
+    const stored = carriedState(deps.store.strategyState(config.model, stateKey), config.baseVersion, (from, to) => deps.repo.uploadedBetween(config.model, from, to))
     const step = serverStep(config, current, mean, stored, layerState)
     const applied = applyUpdate(base.model, base.plans, layout, step.values, config.changeThreshold)
     const metrics: Record<string, number> = {

@@ -27,10 +27,10 @@ export interface ServerStep {
  * weights mean nothing for weights an operator uploaded since (a re-trained or replaced model):
  * those start afresh.
  */
-export function carriedState (stored: { state: Uint8Array, version: number | null } | undefined, versions: ReadonlyArray<{ version: number, round: string | null }>, baseVersion: number): Uint8Array | undefined {
+export function carriedState (stored: { state: Uint8Array, version: number | null } | undefined, baseVersion: number, uploadedBetween: (from: number, to: number) => boolean): Uint8Array | undefined {
   if (stored === undefined) return undefined
   const from = stored.version
-  if (from !== null && (from > baseVersion || versions.some(v => v.version > from && v.version <= baseVersion && v.round === null))) return undefined
+  if (from !== null && (from > baseVersion || uploadedBetween(from, baseVersion))) return undefined
   return stored.state
 }
 

@@ -37,6 +37,8 @@ export interface Repository {
   insertVersion: (signed: SignedManifest, weightBytes: number) => void
   models: () => Array<{ name: string, format: string, created_at: string, latest: number, versions: number }>
   versions: (model: string) => VersionRow[]
+  /** Whether a version in (from, to] was uploaded (not published by a round). */
+  uploadedBetween: (model: string, from: number, to: number) => boolean
   /** The oldest stored block's shard layout: which erasure parameters the data dir was made with. */
   firstBlock: () => { cid: string, sealedLength: number, shards: { size: number, cids: string[] } } | undefined
   insertToken: (tokenHash: string, role: string, label: string | null) => void
@@ -64,6 +66,7 @@ export function repository ({ db }: Database): Repository {
     insertVersion: db.prepare('INSERT INTO versions (model, version, parent, manifest_cid, signed_manifest, blocks, weight_bytes, round, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)'),
     models: db.prepare('SELECT m.name, m.format, m.created_at, MAX(v.version) AS latest, COUNT(v.version) AS versions FROM models m JOIN versions v ON v.model = m.name GROUP BY m.name ORDER BY m.name'),
     versions: db.prepare(`${VERSION_ROWS} WHERE v.model = ? ORDER BY v.version`),
+    uploadedBetween: db.prepare('SELECT 1 FROM versions WHERE model = ? AND version > ? AND version <= ? AND round IS NULL LIMIT 1'),
     insertToken: db.prepare('INSERT INTO tokens (token_hash, role, label, created_at) VALUES (?, ?, ?, ?)'),
     token: db.prepare('SELECT role FROM tokens WHERE token_hash = ?'),
     channels: db.prepare('SELECT channel, version, rollout FROM channels WHERE model = ? ORDER BY channel'),
@@ -104,6 +107,7 @@ export function repository ({ db }: Database): Repository {
     },
     models: () => q.models.all() as Array<{ name: string, format: string, created_at: string, latest: number, versions: number }>,
     versions: model => q.versions.all(model) as unknown as VersionRow[],
+    uploadedBetween: (model, from, to) => q.uploadedBetween.get(model, from, to) !== undefined,
     insertToken: (hash, role, label) => { q.insertToken.run(hash, role, label, now()) },
     tokenRole: hash => (q.token.get(hash) as { role: string } | undefined)?.role,
     channels: model => q.channels.all(model) as Array<{ channel: 'stable' | 'canary', version: number, rollout: number }>,

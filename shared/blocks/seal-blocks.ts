@@ -74,10 +74,17 @@ export async function sealBlocks (model: Pick<NormalisedModel, 'tensors' | 'weig
     }
     if (stored === undefined) {
       const key = generateDataKey()
-      const sealed = await seal(plaintext, key)
-      const cid = await rawCid(sealed)
-      const shardBytes = options.coder.encode(sealed)
-      const shards = await Promise.all(shardBytes.map(async bytes => ({ cid: await rawCid(bytes), bytes })))
+      let sealed: Uint8Array
+      let cid: string
+      let shards: Array<{ cid: string, bytes: Uint8Array }>
+      try {
+        sealed = await seal(plaintext, key)
+        cid = await rawCid(sealed)
+        shards = await Promise.all(options.coder.encode(sealed).map(async bytes => ({ cid: await rawCid(bytes), bytes })))
+      } catch (err) {
+        key.fill(0) // never handed on: nobody else would zero it
+        throw err
+      }
       const keyId = toHex(globalThis.crypto.getRandomValues(new Uint8Array(16)))
       const block = { cid, plaintextSha256, keyId, key, sealed, shards }
       if (options.write === undefined) created.push(block)

@@ -60,10 +60,15 @@ export interface AccessHistory {
   toJSON: () => AccessHistoryState
 }
 
-export function accessHistory (state?: AccessHistoryState, given: AccessHistoryOptions = {}): AccessHistory {
+/** `given` checked: InvalidInputError naming the option that is out of range. */
+export function accessHistoryOptions (given: AccessHistoryOptions): AccessHistoryOptions {
   const parsed = optionsSchema.safeParse(given)
   if (!parsed.success) throw new InvalidInputError(`accessHistory options: ${describeIssues(parsed.error)}`)
-  const options = parsed.data
+  return parsed.data
+}
+
+export function accessHistory (state?: AccessHistoryState, given: AccessHistoryOptions = {}): AccessHistory {
+  const options = accessHistoryOptions(given)
   const decay = options.decay ?? 0.9
   const minWeight = options.minWeight ?? 1.5
   const minShare = options.minShare ?? 0.5

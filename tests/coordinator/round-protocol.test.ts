@@ -136,6 +136,31 @@ describe('uploads', () => {
     }
   })
 
+  it('does not sum a held upload whose client left before uploads opened', async () => {
+    const quick = await rawClient(at, token, ['mnist'])
+    const slow = [await rawClient(at, token, ['mnist'], { autoAccept: false }), await rawClient(at, token, ['mnist'], { autoAccept: false })]
+    try {
+      const started = await c.rounds.start({ model: 'mnist', trainable: ['head'], secure: { mode: 'none' }, selection: { minClients: 2 }, deadlines: { acceptMs: 30_000, trainMs: 60_000 } })
+      const offer = await quick.next(m => m.type === 'offer' && m.config.id === started.id)
+      if (offer.type !== 'offer') throw new Error('no offer')
+      const config = offer.config
+      const update = new Uint32Array(config.vectorLength)
+      update[update.length - 1] = Math.round(0.02 * config.fixedPoint.weightScale)
+      await quick.upload({ roundId: config.id, baseVersion: config.baseVersion, encoding: 'ring-u32le' }, new Uint8Array(update.buffer))
+      await sleep(200)
+      quick.close()
+      await quick.closed
+      for (const s of slow) s.sendJson({ type: 'accept', roundId: config.id })
+      await untilState(config.id, 'collecting')
+      for (const s of slow) await s.upload({ roundId: config.id, baseVersion: config.baseVersion, encoding: 'ring-u32le' }, new Uint8Array(update.buffer))
+      const summary = await started.done
+      expect(summary).toMatchObject({ state: 'published', participants: { uploaded: 2 } })
+      expect(events.filter(e => e.type === 'upload' && e.roundId === config.id).map(e => e.type === 'upload' && e.clientId).sort()).toEqual(slow.map(s => s.id).sort())
+    } finally {
+      for (const s of slow) s.close()
+    }
+  })
+
   it('refuses a held upload with its reason when the round fails before uploads open', async () => {
     const quick = await rawClient(at, token, ['mnist'])
     const never = await rawClient(at, token, ['mnist'], { autoAccept: false })

@@ -69,18 +69,20 @@ describe('serverStep', () => {
 
 describe('carriedState', () => {
   const state = new Uint8Array([1, 2, 3])
-  const rows = (...rounds: Array<string | null>): Array<{ version: number, round: string | null }> => rounds.map((round, i) => ({ version: i + 1, round }))
+  /** Versions 1… made by `rounds` (null: uploaded), as repo.uploadedBetween answers over them. */
+  const uploadedBetween = (...rounds: Array<string | null>) => (from: number, to: number): boolean =>
+    rounds.some((round, i) => i + 1 > from && i + 1 <= to && round === null)
 
   it('carries the optimiser state across rounds, and from a row kept before versions were recorded', () => {
-    expect(carriedState({ state, version: 3 }, rows(null, 'r1', 'r2', 'r3'), 4)).toBe(state)
-    expect(carriedState({ state, version: null }, rows(null, 'r1', null), 3)).toBe(state)
-    expect(carriedState(undefined, rows(null), 1)).toBeUndefined()
+    expect(carriedState({ state, version: 3 }, 4, uploadedBetween(null, 'r1', 'r2', 'r3'))).toBe(state)
+    expect(carriedState({ state, version: null }, 3, uploadedBetween(null, 'r1', null))).toBe(state)
+    expect(carriedState(undefined, 1, uploadedBetween(null))).toBeUndefined()
   })
 
   it('starts afresh after an uploaded version, or for a base older than the state', () => {
     // v1 uploaded, v2 and v3 from rounds, v4 uploaded by an operator: a round on v4 or later starts fresh.
-    expect(carriedState({ state, version: 3 }, rows(null, 'r1', 'r2', null), 4)).toBeUndefined()
-    expect(carriedState({ state, version: 3 }, rows(null, 'r1', 'r2', null, 'r4'), 5)).toBeUndefined()
-    expect(carriedState({ state, version: 3 }, rows(null, 'r1', 'r2'), 2)).toBeUndefined()
+    expect(carriedState({ state, version: 3 }, 4, uploadedBetween(null, 'r1', 'r2', null))).toBeUndefined()
+    expect(carriedState({ state, version: 3 }, 5, uploadedBetween(null, 'r1', 'r2', null, 'r4'))).toBeUndefined()
+    expect(carriedState({ state, version: 3 }, 2, uploadedBetween(null, 'r1', 'r2'))).toBeUndefined()
   })
 })
