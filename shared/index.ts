@@ -26,7 +26,7 @@ export { infer, type ModelCode, type ModelContext, type LoadedEngine } from './r
 export { tfjsPassthrough, onnxPassthrough } from './runtime/passthrough.ts'
 export { roundRequestSchema, roundConfigSchema, minUploadsOf, type RoundRequest, type RoundRequestInput, type RoundConfig, type SecureMode } from './rounds/config.ts'
 export { strategyConfigSchema, type StrategyConfig, type StrategyConfigInput } from './rounds/strategy-config.ts'
-export { serverMessageSchema, clientMessageSchema, uploadHeaderSchema, encodeUploadFrame, decodeUploadFrame, type ServerMessage, type ClientMessage } from './rounds/messages.ts'
+export { serverMessageSchema, clientMessageSchema, uploadHeaderSchema, encodeUploadFrame, decodeUploadFrame, roundsProtocols, ROUNDS_SUBPROTOCOL, type ServerMessage, type ClientMessage } from './rounds/messages.ts'
 export { roundSummarySchema, type RoundStatus } from './rounds/api.ts'
 export { trainableLayout, trainableUnits, type TrainableLayout } from './rounds/trainable.ts'
 export { trainLocal, evaluateAccuracy, partitionIndices, parsePartition, takeRows, type TrainingData } from './training/index.ts'

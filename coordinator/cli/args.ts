@@ -9,6 +9,7 @@ import { join } from 'node:path'
 import type { z } from 'zod'
 import { modelNameSchema } from '../../shared/manifest/schema.ts'
 import { parseJsonWith } from '../../shared/errors/parse-json.ts'
+import { corsOrigins } from '../http/cors.ts'
 
 export const DEFAULT_COORDINATOR = process.env.BLOCKFED_COORDINATOR ?? 'http://127.0.0.1:7070'
 
@@ -102,4 +103,13 @@ export function listenAddr (value: string, previous: string[] = []): string[] {
     throw new InvalidArgumentError(`"${value.slice(0, 120)}" is not a multiaddr (e.g. /ip4/0.0.0.0/tcp/4001)`)
   }
   return [...previous, value]
+}
+
+/** `--cors-origin`: `*` or a web origin (coordinator/http/server.ts, corsOrigins); repeatable. */
+export function corsOrigin (value: string, previous: string[] = []): string[] {
+  try {
+    return [...previous, ...corsOrigins([value])]
+  } catch (err) {
+    throw new InvalidArgumentError((err as Error).message)
+  }
 }

@@ -7,11 +7,12 @@
  */
 import cliProgress from 'cli-progress'
 import type { SecureMode } from '../../shared/rounds/config.ts'
-import { describeTarget, simulate, SIMULATION_DEFAULTS, type RoundReport } from './simulate.ts'
+import { describeGap, describeTarget, simulate, SIMULATION_DEFAULTS, type RoundReport, type SimulationSummary } from './simulate.ts'
 
 const mib = (b: number): string => `${(b / 2 ** 20).toFixed(2)} MiB`
 
-export async function runDemo ({ rounds, runtimes, secure }: { rounds: number, runtimes: number, secure: SecureMode }): Promise<void> {
+/** Runs the demo and prints as it goes; `signal` stops it (everything started is cleaned up). */
+export async function runDemo ({ rounds, runtimes, secure, signal }: { rounds: number, runtimes: number, secure: SecureMode, signal?: AbortSignal }): Promise<SimulationSummary> {
   const tty = process.stderr.isTTY === true
   const bar = tty ? new cliProgress.SingleBar({ format: 'round {round} {bar} {value}/{total} steps | {stage}', stream: process.stderr, hideCursor: true, clearOnComplete: true }, cliProgress.Presets.shades_classic) : undefined
   let steps = 0
@@ -30,6 +31,7 @@ export async function runDemo ({ rounds, runtimes, secure }: { rounds: number, r
       secure,
       dropout: 0,
       seed: 1,
+      signal,
       onEvent: e => {
         if (bar === undefined) return
         if (e.type === 'state' && e.state === 'open') { round++; steps = 0; bar.start(runtimes * (SIMULATION_DEFAULTS.epochs + 1), 0, { round, stage: 'training' }) }
@@ -44,7 +46,8 @@ export async function runDemo ({ rounds, runtimes, secure }: { rounds: number, r
     })
     console.log('')
     console.log(`federated   ${summary.finalAccuracy === null ? '-' : `${(summary.finalAccuracy * 100).toFixed(2)}%`} after ${summary.rounds} rounds (${describeTarget(summary)})`)
-    if (summary.centralised !== null) console.log(`centralised ${(summary.centralised.accuracy * 100).toFixed(2)}% — same model, pooled data, ${summary.centralised.epochs} epochs (gap ${((summary.gapToCentralised ?? 0) * 100).toFixed(2)} points)`)
+    if (summary.centralised !== null) console.log(`centralised ${(summary.centralised.accuracy * 100).toFixed(2)}% — same model, pooled data, ${summary.centralised.epochs} epochs (gap ${describeGap(summary)})`)
+    return summary
   } finally {
     bar?.stop()
   }

@@ -9,23 +9,28 @@ import { mkdtemp, readFile, rm, writeFile, mkdir } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { coordinatorClient } from '../../shared/client/coordinator-client.ts'
-import { createCoordinator } from '../coordinator.ts'
+import { createCoordinator, type Coordinator } from '../coordinator.ts'
 import { createNodeRuntime } from '../../node-runtime/runtime.ts'
 import { mnistSplit } from '../../node-runtime/data/mnist.ts'
 import { accuracy, mnistDigitsCode, modelFiles, trainMnistMlp } from '../../node-runtime/examples/mnist-mlp.ts'
 import { tfjsBackend } from '../../node-runtime/engines/tfjs.ts'
+import { runAll } from './cleanup.ts'
 
 // Resolved through the package's own exports, so it works from the sources and from dist/.
 const EXAMPLE_CONFIG = new URL(import.meta.resolve('blockfed/config/examples/mnist-digits.aoe.json'))
 
 const mb = (bytes: number): string => `${(bytes / 2 ** 20).toFixed(2)} MiB`
 
-export async function runLoadDemo ({ runtimes }: { runtimes: number }): Promise<void> {
+/** Runs the demo and prints as it goes; `signal` stops it (the coordinator stopped, the data deleted). */
+export async function runLoadDemo ({ runtimes, signal }: { runtimes: number, signal?: AbortSignal }): Promise<void> {
+  signal?.throwIfAborted()
   const root = await mkdtemp(join(tmpdir(), 'blockfed-demo-'))
-  // Smaller blocks than the 1 MiB default so this 0.4 MB model shows its semantic blocks:
-  // the first hidden layer in one block, the second hidden layer and the head in another.
-  const coordinator = await createCoordinator({ dataDir: join(root, 'coordinator'), port: 0, partition: { targetBytes: 128 << 10, maxBytes: 512 << 10 } })
+  let coordinator: Coordinator | undefined
+  let failed = false
   try {
+    // Smaller blocks than the 1 MiB default so this 0.4 MB model shows its semantic blocks:
+    // the first hidden layer in one block, the second hidden layer and the head in another.
+    coordinator = await createCoordinator({ dataDir: join(root, 'coordinator'), port: 0, partition: { targetBytes: 128 << 10, maxBytes: 512 << 10 } })
     const url = await coordinator.start()
     console.log(`coordinator     ${url}  (data ${join(root, 'coordinator')})`)
 
@@ -36,10 +41,11 @@ export async function runLoadDemo ({ runtimes }: { runtimes: number }): Promise<
     console.log(`trained         MNIST MLP 784-128-64-10 on ${train.count} digits, tfjs ${backend}, ${((performance.now() - t) / 1000).toFixed(1)} s`)
     const files = await modelFiles(model)
     model.dispose()
+    signal?.throwIfAborted()
 
     const admin = coordinatorClient({ baseUrl: url, token: coordinator.adminToken })
     t = performance.now()
-    const ingest = await admin.ingest('mnist-digits', files)
+    const ingest = await admin.ingest('mnist-digits', files, { signal })
     console.log(`ingested        mnist-digits@${ingest.version}  ${ingest.blocks} blocks, ${mb(ingest.bytesStored)} stored (sealed blocks + 4+2 shards), ${(performance.now() - t).toFixed(0)} ms`)
     console.log(`                manifest ${ingest.manifestCid}`)
 
@@ -57,22 +63,29 @@ export async function runLoadDemo ({ runtimes }: { runtimes: number }): Promise<
     const started = configs.map(async (configPath, n) => {
       const runtime = await createNodeRuntime({ dataDir: join(root, `runtime-${n + 1}`), codes: { 'mnist-digits': mnistDigitsCode } })
       try {
-        const handle = await runtime.load(configPath)
+        const handle = await runtime.load(configPath, signal)
         const predicted = await handle.infer(test.images) as Int32Array
         rows.push([`runtime-${n + 1}`, `${handle.report.totalMs.toFixed(0)} ms`, mb(handle.report.bytesFetched), `${handle.report.fetchedBlocks}/${handle.report.blocks}`, `${(accuracy(predicted, test.labels) * 100).toFixed(2)}%`])
       } finally {
         await runtime.stop()
       }
     })
-    await Promise.all(started)
+    // Every load settles before the first failure is thrown: the cleanup below deletes the
+    // runtimes' folders, which must not happen under a load still running.
+    const failure = (await Promise.allSettled(started)).find(r => r.status === 'rejected')
+    if (failure !== undefined) throw failure.reason
+    signal?.throwIfAborted()
 
     // Restart runtime 1: its blocks now come from its disk cache.
     const again = await createNodeRuntime({ dataDir: join(root, 'runtime-1'), codes: { 'mnist-digits': mnistDigitsCode } })
-    const handle = await again.load(join(root, 'runtime-1', 'mnist-digits.aoe.json'))
-    const predicted = await handle.infer(test.images) as Int32Array
-    rows.sort((a, b) => (a[0] as string).localeCompare(b[0] as string))
-    rows.push(['runtime-1 again', `${handle.report.totalMs.toFixed(0)} ms`, mb(handle.report.bytesFetched), `${handle.report.fetchedBlocks}/${handle.report.blocks} (${handle.report.fromCache} cached)`, `${(accuracy(predicted, test.labels) * 100).toFixed(2)}%`])
-    await again.stop()
+    try {
+      const handle = await again.load(join(root, 'runtime-1', 'mnist-digits.aoe.json'), signal)
+      const predicted = await handle.infer(test.images) as Int32Array
+      rows.sort((a, b) => (a[0] as string).localeCompare(b[0] as string))
+      rows.push(['runtime-1 again', `${handle.report.totalMs.toFixed(0)} ms`, mb(handle.report.bytesFetched), `${handle.report.fetchedBlocks}/${handle.report.blocks} (${handle.report.fromCache} cached)`, `${(accuracy(predicted, test.labels) * 100).toFixed(2)}%`])
+    } finally {
+      await again.stop()
+    }
 
     const header = ['runtime', 'load', 'fetched', 'blocks fetched', `accuracy on ${test.count} held-out digits`]
     const widths = header.map((h, c) => Math.max(h.length, ...rows.map(r => (r[c] as string).length)))
@@ -80,8 +93,12 @@ export async function runLoadDemo ({ runtimes }: { runtimes: number }): Promise<
     console.log('')
     console.log(line(header))
     for (const r of rows) console.log(line(r))
+  } catch (err) {
+    failed = true
+    throw err
   } finally {
-    await coordinator.stop()
-    await rm(root, { recursive: true, force: true })
+    const errors = await runAll([async () => await coordinator?.stop(), async () => await rm(root, { recursive: true, force: true })])
+    // The demo's own error says more; without one, the first cleanup error is the outcome.
+    if (!failed && errors.length > 0) throw errors[0]
   }
 }

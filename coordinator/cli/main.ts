@@ -3,7 +3,8 @@
  * The `blockfed` command line: run a coordinator, ingest and pull models, list models, run the
  * demo and simulations; the version-ledger commands (versions, verify, rollback, channel,
  * witness) are in ledger-commands.ts. Arguments are parsed by commander; each command validates its
- * own values and exits non-zero with a one-line reason on any error.
+ * own values and exits non-zero with a one-line reason on any error. `simulate` and `demo` clean up
+ * when stopped (SIGINT, SIGTERM, a closed stdout) and exit 130, 143 or 141 (interrupt.ts).
  */
 import { Command, InvalidArgumentError, Option } from 'commander'
 import { mkdir, writeFile } from 'node:fs/promises'
@@ -18,14 +19,15 @@ import { pullModel } from '../../node-runtime/pull.ts'
 import { progressBar } from '../../node-runtime/progress.ts'
 import { runLoadDemo } from './load-demo.ts'
 import { runDemo } from './demo.ts'
-import { describeTarget, simulate, SIMULATION_DEFAULTS, type RoundReport } from './simulate.ts'
+import { describeTarget, describeGap, simulate, SIMULATION_DEFAULTS, type RoundReport } from './simulate.ts'
+import { interruptible } from './interrupt.ts'
 import { createDecryptor } from '../decryptor/decryptor.ts'
 import { DECRYPTOR_TOKEN_ENV } from '../decryptor/constants.ts'
 import { readClientsFile } from '../decryptor/clients-file.ts'
 import { parsePartition } from '../../shared/training/partition.ts'
 import { strategyConfigSchema } from '../../shared/rounds/strategy-config.ts'
 import { labelSkewSchema } from '../../shared/rounds/config.ts'
-import { DEFAULT_COORDINATOR, integer, jsonArgument, listenAddr, megabytes, modelName, modelRef, number, port, token, url } from './args.ts'
+import { corsOrigin, DEFAULT_COORDINATOR, integer, jsonArgument, listenAddr, megabytes, modelName, modelRef, number, port, token, url } from './args.ts'
 import { ZodError } from 'zod'
 import { describeIssues } from '../../shared/errors/parse-json.ts'
 import { ledgerCommands, witnessEndpoint } from './ledger-commands.ts'
@@ -50,12 +52,13 @@ program.command('coordinator')
   .option('--p2p-listen <multiaddr>', 'where the libp2p node listens (default TCP and WebSockets on 127.0.0.1, OS-chosen ports); repeatable', listenAddr)
   .option('--no-p2p', 'run no libp2p node (runtimes then load over HTTP only)')
   .option('--no-super-seed', 'serve every shard request instead of referring repeat requests to peers that already got the shard')
-  .action(async (o: { data: string, port: number, host: string, maxUploadMb: number, serveBudgetMb: number, uploadCapMb?: number, decryptor?: string, decryptorToken?: string, ledgerOrigin?: string, witness: Array<{ url: string, vkey: string }>, p2p: boolean, p2pListen?: string[], superSeed: boolean }) => {
+  .option('--cors-origin <origin>', 'a web origin whose pages may call the API (https://app.example), or * for any; repeatable', corsOrigin, [])
+  .action(async (o: { data: string, port: number, host: string, maxUploadMb: number, serveBudgetMb: number, uploadCapMb?: number, decryptor?: string, decryptorToken?: string, ledgerOrigin?: string, witness: Array<{ url: string, vkey: string }>, p2p: boolean, p2pListen?: string[], superSeed: boolean, corsOrigin: string[] }) => {
     const coordinator = await createCoordinator({
       dataDir: resolve(o.data), port: o.port, host: o.host, maxUploadBytes: Math.round(o.maxUploadMb * 2 ** 20), logger: false,
       maxServingBytes: Math.max(1, Math.round(o.serveBudgetMb * 2 ** 20)),
       uploadBytesPerSecond: o.uploadCapMb === undefined ? undefined : Math.round(o.uploadCapMb * 2 ** 20), decryptorUrl: o.decryptor, decryptorToken: o.decryptorToken,
-      ledgerOrigin: o.ledgerOrigin, witnesses: o.witness,
+      ledgerOrigin: o.ledgerOrigin, witnesses: o.witness, corsOrigins: o.corsOrigin,
       p2p: o.p2p ? { listen: o.p2pListen, superSeed: o.superSeed } : undefined
     })
     const at = await coordinator.start()
@@ -132,13 +135,14 @@ ledgerCommands(program)
 program.command('demo')
   .description('the main job: federated learning — a coordinator and 10 Node runtimes, each with its own non-IID share of the mnist digits, run secure rounds')
   .option('--rounds <n>', 'rounds to run', integer(1, 1000), 30)
-  .option('--runtimes <n>', 'how many runtimes', integer(2, 64), 10)
+  .option('--runtimes <n>', 'how many runtimes (at least 5: each holds 2 of the 10 digit classes)', demoRuntimes, 10)
   .option('--secure <mode>', 'none | masking | paillier', 'masking')
   .option('--load-only', 'instead: the model plane only (ingest, then 3 runtimes load and classify)')
   .action(async (o: { rounds: number, runtimes: number, secure: string, loadOnly?: boolean }) => {
-    if (o.loadOnly === true) { await runLoadDemo({ runtimes: 3 }); return }
+    if (o.loadOnly === true) { await interruptible(async signal => { await runLoadDemo({ runtimes: 3, signal }) }); return }
     if (!['none', 'masking', 'paillier'].includes(o.secure)) throw new InvalidArgumentError('--secure: none, masking or paillier')
-    await runDemo({ rounds: o.rounds, runtimes: o.runtimes, secure: o.secure as 'none' | 'masking' | 'paillier' })
+    const summary = await interruptible(async signal => await runDemo({ rounds: o.rounds, runtimes: o.runtimes, secure: o.secure as 'none' | 'masking' | 'paillier', signal }))
+    if (summary.publishedRounds === 0) noRoundPublished()
   })
 
 program.command('decryptor')
@@ -150,13 +154,30 @@ program.command('decryptor')
   .option('--key-bits <bits>', 'modulus size of a new key', integer(1024, 8192))
   .option('--clients-file <path>', 'enrolled clients: only these client keys (64 hex, one per line, # comments) may contribute')
   .addOption(new Option('--token <token>', 'bearer token decrypt requests must carry (required unless --host is loopback)').env(DECRYPTOR_TOKEN_ENV))
-  .action(async (o: { data: string, port: number, host: string, minClients: number, keyBits?: number, clientsFile?: string, token?: string }) => {
+  .option('--exit-with-parent', 'stop when standard input ends (set by the commands that start a decryptor for their run: it then never outlives them)')
+  .action(async (o: { data: string, port: number, host: string, minClients: number, keyBits?: number, clientsFile?: string, token?: string, exitWithParent?: boolean }) => {
+    let stopping = false
+    let decryptor: ReturnType<typeof createDecryptor> | undefined
+    const stop = (): void => {
+      if (stopping) return
+      stopping = true
+      // Before it listens there is nothing to stop (a new key file is written atomically).
+      void (decryptor?.stop() ?? Promise.resolve()).then(() => process.exit(0))
+    }
+    if (o.exitWithParent === true) {
+      // The parent holds the other end of this pipe; it ends when the parent exits or is killed.
+      // Watched from the start: a parent that dies while the key is being made is noticed too.
+      process.stdin.once('end', stop)
+      process.stdin.once('close', stop)
+      process.stdin.on('error', stop)
+      process.stdin.resume()
+    }
     const clients = o.clientsFile === undefined ? undefined : await readClientsFile(resolve(o.clientsFile))
-    const decryptor = createDecryptor({ dataDir: resolve(o.data), port: o.port, host: o.host, minClients: o.minClients, token: o.token, ...(o.keyBits === undefined ? {} : { keyBits: o.keyBits }), ...(clients === undefined ? {} : { clients }) })
+    decryptor = createDecryptor({ dataDir: resolve(o.data), port: o.port, host: o.host, minClients: o.minClients, token: o.token, ...(o.keyBits === undefined ? {} : { keyBits: o.keyBits }), ...(clients === undefined ? {} : { clients }) })
     const at = await decryptor.start()
+    if (stopping) return
     console.log(`blockfed decryptor listening on ${at}`)
     console.log(`  key id       ${decryptor.keyId}`)
-    const stop = (): void => { void decryptor.stop().then(() => process.exit(0)) }
     process.once('SIGINT', stop)
     process.once('SIGTERM', stop)
   })
@@ -186,7 +207,7 @@ program.command('simulate')
       if (o.json === true) { console.log(JSON.stringify({ type: 'round', ...r })); return }
       console.log(`round ${String(r.round).padStart(3)}  ${r.state.padEnd(9)} v${r.version ?? '-'}  acc ${r.accuracy === null ? '   -  ' : (r.accuracy * 100).toFixed(2) + '%'}  clients ${r.participants.uploaded}/${r.participants.offered}  up ${(r.bytesUp / 2 ** 20).toFixed(2)} MiB  down ${(r.bytesDown / 2 ** 20).toFixed(2)} MiB  ${r.roundMs} ms${r.reason === null ? '' : `  (${r.reason})`}`)
     }
-    const summary = await simulate({
+    const summary = await interruptible(async signal => await simulate({
       ...SIMULATION_DEFAULTS,
       clients: o.clients, rounds: o.rounds, partition: o.partition, secure: o.secure, dropout: o.dropout, seed: o.seed,
       epochs: o.epochs, batchSize: o.batchSize, learningRate: o.lr, optimizer: o.optimizer, hidden: o.hidden, lrDecay: o.lrDecay,
@@ -195,15 +216,32 @@ program.command('simulate')
       centralised: o.centralised,
       decryptorUrl: o.decryptor,
       decryptorToken: o.decryptorToken,
-      onRound: print
-    })
+      signal,
+      onRound: print,
+      // On stderr: stdout stays one JSON object per line under --json.
+      onNote: message => console.error(`blockfed: ${message}`)
+    }))
     if (o.json === true) console.log(JSON.stringify({ type: 'summary', ...summary }))
     else {
       console.log(`final accuracy ${summary.finalAccuracy === null ? '-' : (summary.finalAccuracy * 100).toFixed(2) + '%'}  best ${summary.bestAccuracy === null ? '-' : (summary.bestAccuracy * 100).toFixed(2) + '%'}  ${describeTarget(summary)}`)
-      if (summary.centralised !== null) console.log(`centralised    ${(summary.centralised.accuracy * 100).toFixed(2)}% (${summary.centralised.epochs} epochs on the pooled data, same model)  gap ${((summary.gapToCentralised ?? 0) * 100).toFixed(2)} points`)
+      if (summary.centralised !== null) console.log(`centralised    ${(summary.centralised.accuracy * 100).toFixed(2)}% (${summary.centralised.epochs} epochs on the pooled data, same model)  gap ${describeGap(summary)}`)
       console.log(`total ${(summary.totalMs / 1000).toFixed(1)} s, up ${(summary.bytesUp / 2 ** 20).toFixed(1)} MiB, down ${(summary.bytesDown / 2 ** 20).toFixed(1)} MiB`)
     }
+    if (summary.publishedRounds === 0) noRoundPublished()
   })
+
+/** A federated run that produced no model is a failed run, whatever it printed. */
+function noRoundPublished (): void {
+  console.error('blockfed: no round published a version')
+  process.exitCode = 1
+}
+
+/** `demo --runtimes`: the demo's classes:2 split gives 10 digit classes out as 2 per runtime. */
+function demoRuntimes (value: string): number {
+  const n = /^\s*\d+\s*$/.test(value) ? Number(value) : NaN
+  if (n >= 2 && n < 5) throw new InvalidArgumentError(`at least 5: the demo gives each runtime 2 of the 10 digit classes (classes:2), so ${n} runtimes cannot hold them all; for ${n}, run blockfed simulate --clients ${n} --partition classes:${Math.ceil(10 / n)}`)
+  return integer(5, 64)(value)
+}
 
 try {
   await program.parseAsync()

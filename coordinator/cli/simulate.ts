@@ -27,9 +27,10 @@ import { trainLocal, type OptimizerName } from '../../shared/training/local-trai
 import { evaluateAccuracy } from '../../shared/training/evaluate.ts'
 import { weightNames } from '../../shared/training/weights.ts'
 import { mulberry32 } from '../../shared/random/seeded.ts'
-import { InvalidInputError } from '../../shared/errors/errors.ts'
+import { InvalidInputError, TimeoutError } from '../../shared/errors/errors.ts'
 import type { FetchedModel } from '../../shared/load/fetch-model.ts'
 import { spawnDecryptor, type DecryptorProcess } from './decryptor-process.ts'
+import { runAll } from './cleanup.ts'
 
 export interface SimulationOptions {
   clients: number
@@ -61,8 +62,16 @@ export interface SimulationOptions {
   /** Skip the centralised reference (it costs rounds × epochs passes over the pooled data). */
   centralised: boolean
   dataDir?: string
+  /**
+   * Stops the run: the round under way is aborted, then everything the run started (runtimes,
+   * coordinator, decryptor process) is stopped and its temporary data deleted before `simulate`
+   * rejects with the signal's reason.
+   */
+  signal?: AbortSignal
   onRound?: (report: RoundReport) => void
   onEvent?: (event: RoundEvent | (ParticipantEvent & { client: number })) => void
+  /** Said once, before any runtime starts, when the partition left some clients without data. */
+  onNote?: (message: string) => void
 }
 
 export interface RoundReport {
@@ -89,6 +98,8 @@ export interface SimulationSummary {
   secure: SecureMode
   dropout: number
   seed: number
+  /** Rounds that published a version (0: the run produced no model). */
+  publishedRounds: number
   finalAccuracy: number | null
   bestAccuracy: number | null
   firstRoundAt94: number | null
@@ -102,6 +113,11 @@ export interface SimulationSummary {
 /** The convergence target's line for a summary (issue 3: 94% within the run's rounds). */
 export function describeTarget (summary: Pick<SimulationSummary, 'firstRoundAt94'>): string {
   return summary.firstRoundAt94 === null ? '94% not reached' : `94% first reached at round ${summary.firstRoundAt94}`
+}
+
+/** The gap to the centralised reference, in points; "-" when there is none (no round published). */
+export function describeGap (summary: Pick<SimulationSummary, 'gapToCentralised'>): string {
+  return summary.gapToCentralised === null ? '-' : `${(summary.gapToCentralised * 100).toFixed(2)} points`
 }
 
 export const SIMULATION_DEFAULTS: Omit<SimulationOptions, 'clients' | 'rounds' | 'partition' | 'secure' | 'dropout' | 'seed'> = {
@@ -121,7 +137,62 @@ export const SIMULATION_DEFAULTS: Omit<SimulationOptions, 'clients' | 'rounds' |
   centralised: true
 }
 
-interface Client { participant: Participant, runtime: NodeRuntime, events: ParticipantEvent[] }
+/** How long a client's byte tally may trail the round's summary (its result crosses the socket). */
+const TALLY_WAIT_MS = 10_000
+
+interface Client { participant: Participant, runtime: NodeRuntime, log: EventLog }
+
+/** A client's events, and a way to wait, boundedly, for the one a predicate picks. */
+interface EventLog {
+  events: ParticipantEvent[]
+  push: (event: ParticipantEvent) => void
+  /** Resolves with what `find` returns once it is not undefined, or undefined after `ms` or an abort. */
+  until: <T>(find: () => T | undefined, ms: number, signal?: AbortSignal) => Promise<T | undefined>
+}
+
+function eventLog (): EventLog {
+  const events: ParticipantEvent[] = []
+  const watchers = new Set<() => void>()
+  return {
+    events,
+    push (event) {
+      events.push(event)
+      for (const w of [...watchers]) w()
+    },
+    async until (find, ms, signal) {
+      const found = find()
+      if (found !== undefined || signal?.aborted === true) return found
+      return await new Promise(resolve => {
+        const done = (): void => {
+          clearTimeout(timer)
+          watchers.delete(check)
+          signal?.removeEventListener('abort', done)
+          resolve(find())
+        }
+        const check = (): void => { if (find() !== undefined) done() }
+        const timer = setTimeout(done, ms)
+        watchers.add(check)
+        signal?.addEventListener('abort', done, { once: true })
+      })
+    }
+  }
+}
+
+/**
+ * Whether client `client` drops out after its upload in round `round` (simulated dropout with
+ * probability `p`): one draw from (seed, round, client) alone, so a --seed drops the same clients
+ * in the same rounds whatever order their uploads arrive in.
+ */
+export function dropsOut (seed: number, round: number, client: number, p: number): boolean {
+  if (!(p > 0)) return false
+  // Each input is multiplied in on its own (murmur3 constants), so no two (seed, round, client)
+  // triples share a draw by an XOR coincidence (with a bare seed ^ round, seed 5 in round 2 would
+  // draw as seed 6 in round 1).
+  let h = Math.imul(seed ^ 0x5eed, 0x9e3779b1)
+  h = Math.imul(h ^ (h >>> 16) ^ round, 0x85ebca6b)
+  h = Math.imul(h ^ (h >>> 13) ^ client, 0xc2b2ae35)
+  return mulberry32((h ^ (h >>> 16)) >>> 0)() < p
+}
 
 async function accuracyOf (fetched: FetchedModel, test: TrainingData): Promise<number> {
   const topology = fetched.manifest.topology
@@ -142,23 +213,33 @@ export async function simulate (options: SimulationOptions): Promise<SimulationS
   if (!(options.lrDecay > 0 && options.lrDecay <= 1)) throw new InvalidInputError(`lrDecay: a factor in (0, 1], got ${options.lrDecay}`)
   const learningRate = (round: number): number => options.learningRate * options.lrDecay ** (round - 1)
   parsePartition(options.partition)
+  const { signal } = options
+  signal?.throwIfAborted()
   const started = performance.now()
-  await tfjsBackend()
-  const root = options.dataDir ?? await mkdtemp(join(tmpdir(), 'blockfed-simulate-'))
   const { train, test } = mnistSplit()
   const pooled: TrainingData = { xs: train.images, ys: train.labels, count: train.count, featureShape: [IMAGE_SIZE] }
   const testData: TrainingData = { xs: test.images, ys: test.labels, count: test.count, featureShape: [IMAGE_SIZE] }
-  const shares = partitionIndices(options.partition, train.labels, options.clients, options.seed).filter(ix => ix.length > 0)
-  const dropRandom = mulberry32(options.seed ^ 0x5eed)
+  // Split before anything is created: a spec that cannot split these labels has nothing to clean up.
+  const split = partitionIndices(options.partition, train.labels, options.clients, options.seed)
+  const shares = split.filter(ix => ix.length > 0)
+  if (shares.length < 2) throw new InvalidInputError(`--partition ${options.partition} with --seed ${options.seed} gives data to ${shares.length} of ${options.clients} clients; a round needs at least 2 (try another --seed, a larger alpha or more --clients)`)
+  if (shares.length < split.length) options.onNote?.(`${shares.length} of ${split.length} clients got data (--partition ${options.partition}, --seed ${options.seed}); the others are left out`)
+  await tfjsBackend()
+  signal?.throwIfAborted()
   const events = options.onEvent ?? (() => {})
+  /** The round under way, for the dropout draws. */
+  let round = 0
 
   let coordinator: Coordinator | undefined
   const clients: Client[] = []
   let evaluator: NodeRuntime | undefined
   let decryptor: DecryptorProcess | undefined
+  let failed = false
+  const root = options.dataDir ?? await mkdtemp(join(tmpdir(), 'blockfed-simulate-'))
   try {
     // The Paillier key holder is its own process, never the coordinator's.
-    if (options.secure === 'paillier' && options.decryptorUrl === undefined) decryptor = await spawnDecryptor(join(root, 'decryptor'), ['--min-clients', '2'])
+    if (options.secure === 'paillier' && options.decryptorUrl === undefined) decryptor = await spawnDecryptor(join(root, 'decryptor'), ['--min-clients', '2'], undefined, signal)
+    signal?.throwIfAborted()
     coordinator = await createCoordinator({ dataDir: join(root, 'coordinator'), port: 0, decryptorUrl: options.decryptorUrl ?? decryptor?.url, decryptorToken: options.decryptorToken ?? decryptor?.token, onRoundEvent: e => events(e) })
     const url = await coordinator.start()
     const token = await coordinator.createToken('edge')
@@ -170,10 +251,11 @@ export async function simulate (options: SimulationOptions): Promise<SimulationS
     const aoe = { version: '1.0.0', tag: 'digits', runtime: 'tensorflow', source: 'blockfed', modelDir: 'mnist', modelName: 'mnist', updateURL: url }
 
     for (const [i, indices] of shares.entries()) {
+      signal?.throwIfAborted()
       const dir = join(root, `runtime-${i}`)
       const runtime = await createNodeRuntime({ dataDir: dir, token })
       const data = takeRows(pooled, indices)
-      const clientEvents: ParticipantEvent[] = []
+      const log = eventLog()
       const participant = createParticipant({
         url,
         token,
@@ -182,20 +264,26 @@ export async function simulate (options: SimulationOptions): Promise<SimulationS
         fetchVersion: async (_m, v, signal) => await runtime.fetch(aoe, v, signal),
         secureClient: secureClients(),
         seed: options.seed + i,
-        dropAfterUpload: () => dropRandom() < options.dropout,
+        dropAfterUpload: () => dropsOut(options.seed, round, i, options.dropout),
         reconnectMs: 100,
-        onEvent: e => { clientEvents.push(e); events({ ...e, client: i }) }
+        onEvent: e => { log.push(e); events({ ...e, client: i }) }
       })
+      // Pushed before start(): cleanup stops whatever started, also when start() throws.
+      clients.push({ participant, runtime, log })
       await participant.start()
-      clients.push({ participant, runtime, events: clientEvents })
     }
-    await Promise.all(clients.map(async c => await c.participant.ready(30_000)))
+    const ready = await Promise.all(clients.map(async c => await c.log.until(() => connected(c) || undefined, 30_000, signal)))
+    signal?.throwIfAborted()
+    const late = ready.findIndex(r => r === undefined)
+    if (late >= 0) throw new TimeoutError(`runtime ${late}: not connected to the coordinator after 30000 ms`)
     evaluator = await createNodeRuntime({ dataDir: join(root, 'evaluator'), token })
 
     const reports: RoundReport[] = []
     for (let r = 1; r <= options.rounds; r++) {
+      round = r
       // Runtimes that dropped out last round reconnect within reconnectMs; give them the chance.
-      for (let wait = 0; wait < 50 && clients.some(c => !connected(c)); wait++) await new Promise(resolve => setTimeout(resolve, 100))
+      await Promise.all(clients.map(async c => await c.log.until(() => connected(c) || undefined, 5000, signal)))
+      signal?.throwIfAborted()
       const t0 = performance.now()
       const summary = await coordinator.rounds.run({
         model: 'mnist',
@@ -211,12 +299,16 @@ export async function simulate (options: SimulationOptions): Promise<SimulationS
         clip: 1,
         normBound: 1000,
         selection: { minClients: Math.min(2, clients.length), fraction: 1 }
-      })
+      }, signal)
+      // An aborted round ends as a failed one: not a result to report.
+      signal?.throwIfAborted()
       const roundMs = performance.now() - t0
       let accuracy: number | null = null
       const e0 = performance.now()
-      if (summary.version !== null) accuracy = await accuracyOf(await evaluator.fetch(aoe, summary.version), testData)
-      const bytes = clients.map(c => roundBytes(c.events, summary.id))
+      if (summary.version !== null) accuracy = await accuracyOf(await evaluator.fetch(aoe, summary.version, signal), testData)
+      const evalMs = performance.now() - e0
+      const bytes = await Promise.all(clients.map(async c => await roundBytes(c.log, summary.id, signal)))
+      signal?.throwIfAborted()
       const report: RoundReport = {
         round: r,
         id: summary.id,
@@ -228,7 +320,7 @@ export async function simulate (options: SimulationOptions): Promise<SimulationS
         bytesUp: bytes.reduce((n, b) => n + b.up, 0),
         bytesDown: bytes.reduce((n, b) => n + b.down, 0),
         roundMs: Math.round(roundMs),
-        evalMs: Math.round(performance.now() - e0),
+        evalMs: Math.round(evalMs),
         changedBlocks: summary.metrics?.changedBlocks ?? null
       }
       reports.push(report)
@@ -238,7 +330,7 @@ export async function simulate (options: SimulationOptions): Promise<SimulationS
     let centralised: SimulationSummary['centralised'] = null
     if (options.centralised) {
       const c0 = performance.now()
-      const base = await evaluator.fetch(aoe, 1)
+      const base = await evaluator.fetch(aoe, 1, signal)
       const topology = base.manifest.topology
       if (topology.kind !== 'tfjs') throw new InvalidInputError('simulation model must be tfjs')
       const model = (await loadTfjsEngine('tfjs-layers', topology, base.weights) as { model: LayersModel }).model
@@ -247,7 +339,7 @@ export async function simulate (options: SimulationOptions): Promise<SimulationS
         // One call per round, as the clients train: the same epochs and learning rate, and the
         // optimiser state (momentum, Adam moments) restarting as theirs does.
         for (let r = 1; r <= options.rounds; r++) {
-          await trainLocal({ model, trainable: weightNames(model), data: pooled, epochs: options.epochs, batchSize: options.batchSize, learningRate: learningRate(r), optimizer: options.optimizer, loss: 'sparseCategoricalCrossentropy', seed: options.seed + r })
+          await trainLocal({ model, trainable: weightNames(model), data: pooled, epochs: options.epochs, batchSize: options.batchSize, learningRate: learningRate(r), optimizer: options.optimizer, loss: 'sparseCategoricalCrossentropy', seed: options.seed + r, signal })
         }
         centralised = { accuracy: await evaluateAccuracy(model, testData), epochs, ms: Math.round(performance.now() - c0) }
       } finally {
@@ -265,6 +357,7 @@ export async function simulate (options: SimulationOptions): Promise<SimulationS
       secure: options.secure,
       dropout: options.dropout,
       seed: options.seed,
+      publishedRounds: reports.filter(r => r.state === 'published').length,
       finalAccuracy,
       bestAccuracy: accuracies.length > 0 ? Math.max(...accuracies) : null,
       firstRoundAt94: reports.find(r => (r.accuracy ?? 0) >= 0.94)?.round ?? null,
@@ -274,24 +367,40 @@ export async function simulate (options: SimulationOptions): Promise<SimulationS
       bytesUp: reports.reduce((n, r) => n + r.bytesUp, 0),
       bytesDown: reports.reduce((n, r) => n + r.bytesDown, 0)
     }
+  } catch (err) {
+    failed = true
+    throw err
   } finally {
-    for (const c of clients) { await c.participant.stop(); await c.runtime.stop() }
-    await evaluator?.stop()
-    await coordinator?.stop()
-    await decryptor?.stop()
-    if (options.dataDir === undefined) await rm(root, { recursive: true, force: true })
+    // Every step runs even when an earlier one throws: a runtime whose stop() fails must not
+    // leave the coordinator listening, the decryptor holding its key, or the data on disk.
+    const errors = await runAll([
+      ...clients.flatMap(c => [async () => await c.participant.stop(), async () => await c.runtime.stop()]),
+      async () => await evaluator?.stop(),
+      async () => await coordinator?.stop(),
+      async () => await decryptor?.stop(),
+      async () => { if (options.dataDir === undefined) await rm(root, { recursive: true, force: true }) }
+    ])
+    // The run's own error says more than a cleanup error; without one, the first cleanup error
+    // replaces the result.
+    if (!failed && errors.length > 0) throw errors[0]
   }
 }
 
 function connected (c: Client): boolean {
-  const last = [...c.events].reverse().find(e => e.type === 'connected' || e.type === 'disconnected')
+  const last = [...c.log.events].reverse().find(e => e.type === 'connected' || e.type === 'disconnected')
   return last?.type === 'connected'
 }
 
-/** A client's bytes for one round: its result's counters, or (dropped after upload) its upload. */
-function roundBytes (events: ParticipantEvent[], roundId: string): { up: number, down: number } {
-  const result = events.find((e): e is Extract<ParticipantEvent, { type: 'result' }> => e.type === 'result' && e.roundId === roundId)
-  if (result !== undefined) return { up: result.bytesUp, down: result.bytesDown }
-  const uploaded = events.find((e): e is Extract<ParticipantEvent, { type: 'uploaded' }> => e.type === 'uploaded' && e.roundId === roundId)
+/**
+ * A client's bytes for one round: the tally it gives however the round ended for it (also when it
+ * dropped out after uploading, and so got no result). The tally may trail the summary by a
+ * message; a client that never accepted the round has none. Should it not come, the upload
+ * is all that is known.
+ */
+async function roundBytes (log: EventLog, roundId: string, signal?: AbortSignal): Promise<{ up: number, down: number }> {
+  if (!log.events.some(e => e.type === 'offer' && e.roundId === roundId && e.accepted)) return { up: 0, down: 0 }
+  const tally = await log.until(() => log.events.find((e): e is Extract<ParticipantEvent, { type: 'bytes' }> => e.type === 'bytes' && e.roundId === roundId), TALLY_WAIT_MS, signal)
+  if (tally !== undefined) return { up: tally.bytesUp, down: tally.bytesDown }
+  const uploaded = log.events.find((e): e is Extract<ParticipantEvent, { type: 'uploaded' }> => e.type === 'uploaded' && e.roundId === roundId)
   return { up: uploaded?.bytes ?? 0, down: 0 }
 }

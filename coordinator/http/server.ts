@@ -7,6 +7,7 @@
 import { Readable } from 'node:stream'
 import Fastify, { type FastifyInstance } from 'fastify'
 import cors from '@fastify/cors'
+import { corsOrigins } from './cors.ts'
 import multipart, { type Multipart } from '@fastify/multipart'
 import swagger from '@fastify/swagger'
 import { jsonSchemaTransform, serializerCompiler, validatorCompiler, type ZodTypeProvider } from 'fastify-type-provider-zod'
@@ -92,16 +93,6 @@ async function receiveFiles (parts: AsyncIterable<Multipart>, maxBytes: number):
   }
   if (files.length === 0) throw new InvalidInputError('no files in the upload')
   return files
-}
-
-/** `origins` if each is `*` or a web origin as browsers send it (`https://host[:port]`, nothing after). */
-export function corsOrigins (origins: string[]): string[] {
-  for (const o of origins) {
-    let origin: string | undefined
-    try { origin = new URL(o).origin } catch {}
-    if (o !== '*' && (origin !== o || !/^https?:/.test(o))) throw new InvalidInputError(`CORS origin "${o.slice(0, 100)}": give * or an origin such as https://app.example:8443 (scheme, host and port only)`)
-  }
-  return origins
 }
 
 export async function buildServer (deps: ServerDeps): Promise<FastifyInstance> {

@@ -38,6 +38,12 @@ export type ParticipantEvent =
   | { type: 'uploaded', roundId: string, bytes: number }
   | { type: 'result', roundId: string, state: 'published' | 'failed', version: number | null, reason: string | null, bytesUp: number, bytesDown: number }
   | { type: 'error', roundId?: string, message: string }
+  /**
+   * Once per accepted round, however it ended for this runtime (a result, an error, an abort, a
+   * dropout): the bytes it sent and received for the round. A runtime that dropped out gets no
+   * `result`, so this is the only complete tally.
+   */
+  | { type: 'bytes', roundId: string, bytesUp: number, bytesDown: number }
 
 export interface ParticipantOptions {
   /** The coordinator's base URL (http[s]://host:port); the socket is at /v1/rounds/ws. */
@@ -224,6 +230,7 @@ export function createParticipant (options: ParticipantOptions): Participant {
         emit({ type: 'error', roundId: config.id, message })
       } finally {
         clearTimeout(timer)
+        emit({ type: 'bytes', roundId: config.id, bytesUp: round.bytesUp, bytesDown: round.bytesDown })
         secure.dispose()
         if (current === round) current = undefined
       }

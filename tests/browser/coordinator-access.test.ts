@@ -11,7 +11,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { chromium, type Browser, type Page } from 'playwright-core'
 import { createCoordinator, type Coordinator } from '../../coordinator/coordinator.ts'
-import { corsOrigins } from '../../coordinator/http/server.ts'
+import { corsOrigins } from '../../coordinator/http/cors.ts'
 import { ROUNDS_SUBPROTOCOL, roundsProtocols } from '../../shared/rounds/messages.ts'
 
 const CHROMIUM_ARGS = ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-component-update', '--no-first-run']

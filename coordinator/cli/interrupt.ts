@@ -1,0 +1,64 @@
+/**
+ * Long-running commands (simulate, demo) end cleanly when they are told to stop: SIGINT, SIGTERM,
+ * or a standard output that closed under them (EPIPE: `blockfed simulate --json | head -1`) abort
+ * the signal handed to the run, whose own cleanup then stops the runtimes, the coordinator and
+ * any decryptor child and deletes its temporary data. The process then exits as a shell reports a
+ * process killed by that signal: 128 + its number (130 SIGINT, 143 SIGTERM, 141 SIGPIPE).
+ */
+import { BlockfedError } from '../../shared/errors/errors.ts'
+
+/** The run was stopped from outside (a signal, a closed output), not by a failure of its own. */
+export class InterruptedError extends BlockfedError {
+  override readonly name = 'InterruptedError'
+}
+
+export const EXIT_SIGINT = 130
+export const EXIT_SIGTERM = 143
+export const EXIT_SIGPIPE = 141
+
+/**
+ * Runs `run` with a signal that SIGINT, SIGTERM and an error on stdout abort. Once `run` has
+ * settled after such an abort (its cleanup done), says so on stderr and exits with the matching
+ * code; otherwise returns what `run` returned, or throws what it threw. A second SIGINT or
+ * SIGTERM during the cleanup is not caught: it ends the process at once.
+ *
+ * @example
+ * await interruptible(async signal => { await simulate({ ...options, signal }) })
+ */
+export async function interruptible<T> (run: (signal: AbortSignal) => Promise<T>): Promise<T> {
+  const controller = new AbortController()
+  let exitCode = 0
+  let settled = false
+  const stop = (code: number, why: string): void => {
+    if (controller.signal.aborted) return
+    exitCode = code
+    controller.abort(new InterruptedError(why))
+  }
+  const onSigint = (): void => stop(EXIT_SIGINT, 'interrupted (SIGINT)')
+  const onSigterm = (): void => stop(EXIT_SIGTERM, 'terminated (SIGTERM)')
+  const onStdoutError = (err: NodeJS.ErrnoException): void => {
+    stop(EXIT_SIGPIPE, `standard output closed (${err.code ?? err.message})`)
+    // After the run nothing is left to clean up; what was still to print has nowhere to go.
+    if (settled) process.exit(exitCode)
+  }
+  process.once('SIGINT', onSigint)
+  process.once('SIGTERM', onSigterm)
+  // Stays for the life of the process: a write after the run (the summary) may fail too, and an
+  // 'error' event without a listener would crash the process with a stack trace.
+  process.stdout.on('error', onStdoutError)
+  let outcome: { value: T } | undefined
+  try {
+    outcome = { value: await run(controller.signal) }
+  } catch (err) {
+    if (!controller.signal.aborted) throw err
+  } finally {
+    settled = true
+    process.off('SIGINT', onSigint)
+    process.off('SIGTERM', onSigterm)
+  }
+  if (outcome === undefined || controller.signal.aborted) {
+    console.error(`blockfed: ${(controller.signal.reason as Error).message}; stopped and cleaned up`)
+    process.exit(exitCode)
+  }
+  return outcome.value
+}
