@@ -15,7 +15,8 @@ import type { RoundEvent } from '../../coordinator/rounds/rounds.ts'
 import { tfjsBackend } from '../../node-runtime/engines/tfjs.ts'
 import { modelFiles, mnistMlp } from '../../node-runtime/examples/mnist-mlp.ts'
 import { ConflictError } from '../../shared/errors/errors.ts'
-import { rawClient } from '../helpers/raw-round-client.ts'
+import { rawClient, type RawClient } from '../helpers/raw-round-client.ts'
+import type { RoundConfig } from '../../shared/rounds/config.ts'
 import { mnistSlice, startParticipants, stopParticipants } from '../helpers/fl.ts'
 
 let root: string
@@ -110,23 +111,30 @@ describe('declines and progress', () => {
 })
 
 describe('uploads', () => {
+  /** A mode-none round of at least 2 clients, as `client` was offered it, and a zero update of weight 0.02 to send. */
+  async function roundOfferedTo (client: RawClient): Promise<{ started: { id: string, done: Promise<unknown> }, config: RoundConfig, upload: (from: RawClient) => Promise<void> }> {
+    const started = await c.rounds.start({ model: 'mnist', trainable: ['head'], secure: { mode: 'none' }, selection: { minClients: 2 }, deadlines: { acceptMs: 30_000, trainMs: 60_000 } })
+    const offer = await client.next(m => m.type === 'offer' && m.config.id === started.id)
+    if (offer.type !== 'offer') throw new Error('no offer')
+    const config = offer.config
+    const update = new Uint32Array(config.vectorLength)
+    update[update.length - 1] = Math.round(0.02 * config.fixedPoint.weightScale)
+    const upload = async (from: RawClient): Promise<void> => { await from.upload({ roundId: config.id, baseVersion: config.baseVersion, encoding: 'ring-u32le' }, new Uint8Array(update.buffer)) }
+    return { started, config, upload }
+  }
+
   it('holds an upload sent before the others accepted (mode none) until uploads open, instead of refusing it', async () => {
     const quick = await rawClient(at, token, ['mnist'])
     const slow = await rawClient(at, token, ['mnist'], { autoAccept: false })
     try {
-      const started = await c.rounds.start({ model: 'mnist', trainable: ['head'], secure: { mode: 'none' }, selection: { minClients: 2 }, deadlines: { acceptMs: 30_000, trainMs: 60_000 } })
-      const offer = await quick.next(m => m.type === 'offer' && m.config.id === started.id)
-      if (offer.type !== 'offer') throw new Error('no offer')
-      const config = offer.config
-      const update = new Uint32Array(config.vectorLength)
-      update[update.length - 1] = Math.round(0.02 * config.fixedPoint.weightScale)
+      const { config, upload } = await roundOfferedTo(quick)
       // The quick client has accepted and uploads at once; the slow one has not answered yet.
-      await quick.upload({ roundId: config.id, baseVersion: config.baseVersion, encoding: 'ring-u32le' }, new Uint8Array(update.buffer))
+      await upload(quick)
       await sleep(300)
       expect(events.some(e => e.type === 'state' && e.roundId === config.id && e.state === 'collecting')).toBe(false)
       slow.sendJson({ type: 'accept', roundId: config.id })
       await untilState(config.id, 'collecting')
-      await slow.upload({ roundId: config.id, baseVersion: config.baseVersion, encoding: 'ring-u32le' }, new Uint8Array(update.buffer))
+      await upload(slow)
       expect(await quick.next(m => m.type === 'result' && m.roundId === config.id)).toMatchObject({ state: 'published' })
       expect(quick.messages.filter(m => m.type === 'error')).toEqual([])
       expect(events.filter(e => e.type === 'upload' && e.roundId === config.id).map(e => e.type === 'upload' && e.clientId).sort()).toEqual([quick.id, slow.id].sort())
@@ -140,19 +148,14 @@ describe('uploads', () => {
     const quick = await rawClient(at, token, ['mnist'])
     const slow = [await rawClient(at, token, ['mnist'], { autoAccept: false }), await rawClient(at, token, ['mnist'], { autoAccept: false })]
     try {
-      const started = await c.rounds.start({ model: 'mnist', trainable: ['head'], secure: { mode: 'none' }, selection: { minClients: 2 }, deadlines: { acceptMs: 30_000, trainMs: 60_000 } })
-      const offer = await quick.next(m => m.type === 'offer' && m.config.id === started.id)
-      if (offer.type !== 'offer') throw new Error('no offer')
-      const config = offer.config
-      const update = new Uint32Array(config.vectorLength)
-      update[update.length - 1] = Math.round(0.02 * config.fixedPoint.weightScale)
-      await quick.upload({ roundId: config.id, baseVersion: config.baseVersion, encoding: 'ring-u32le' }, new Uint8Array(update.buffer))
+      const { started, config, upload } = await roundOfferedTo(quick)
+      await upload(quick)
       await sleep(200)
       quick.close()
       await quick.closed
       for (const s of slow) s.sendJson({ type: 'accept', roundId: config.id })
       await untilState(config.id, 'collecting')
-      for (const s of slow) await s.upload({ roundId: config.id, baseVersion: config.baseVersion, encoding: 'ring-u32le' }, new Uint8Array(update.buffer))
+      for (const s of slow) await upload(s)
       const summary = await started.done
       expect(summary).toMatchObject({ state: 'published', participants: { uploaded: 2 } })
       expect(events.filter(e => e.type === 'upload' && e.roundId === config.id).map(e => e.type === 'upload' && e.clientId).sort()).toEqual(slow.map(s => s.id).sort())
