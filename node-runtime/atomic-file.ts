@@ -48,15 +48,19 @@ async function writeTemporary (path: string, data: string | Uint8Array, mode: nu
   return tmp
 }
 
-/** fsync of a folder, so that a name created in it is durable too (POSIX; a no-op where folders cannot be opened). */
-export async function syncDir (dir: string): Promise<void> {
-  const handle = await open(dir, 'r').catch(() => undefined)
-  if (handle === undefined) return
+/** fsync of a file or folder; rejects when it cannot be opened or synced. */
+export async function fsyncPath (path: string): Promise<void> {
+  const handle = await open(path, 'r')
   try {
-    await handle.sync().catch(() => undefined)
+    await handle.sync()
   } finally {
     await handle.close()
   }
+}
+
+/** fsync of a folder, so that a name created in it is durable too (POSIX; a no-op where folders cannot be opened or synced). */
+export async function syncDir (dir: string): Promise<void> {
+  await fsyncPath(dir).catch(() => undefined)
 }
 
 /** The file's text, or undefined when it does not exist. */

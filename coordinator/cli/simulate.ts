@@ -27,7 +27,7 @@ import { trainLocal, type OptimizerName } from '../../shared/training/local-trai
 import { evaluateAccuracy } from '../../shared/training/evaluate.ts'
 import { weightNames } from '../../shared/training/weights.ts'
 import { mulberry32 } from '../../shared/random/seeded.ts'
-import { InvalidInputError, TimeoutError } from '../../shared/errors/errors.ts'
+import { InvalidInputError } from '../../shared/errors/errors.ts'
 import type { FetchedModel } from '../../shared/load/fetch-model.ts'
 import { spawnDecryptor, type DecryptorProcess } from './decryptor-process.ts'
 import { runAll } from './cleanup.ts'
@@ -272,17 +272,14 @@ export async function simulate (options: SimulationOptions): Promise<SimulationS
       clients.push({ participant, runtime, log })
       await participant.start()
     }
-    const ready = await Promise.all(clients.map(async c => await c.log.until(() => connected(c) || undefined, 30_000, signal)))
-    signal?.throwIfAborted()
-    const late = ready.findIndex(r => r === undefined)
-    if (late >= 0) throw new TimeoutError(`runtime ${late}: not connected to the coordinator after 30000 ms`)
+    await Promise.all(clients.map(async c => await c.participant.ready(30_000, signal)))
     evaluator = await createNodeRuntime({ dataDir: join(root, 'evaluator'), token })
 
     const reports: RoundReport[] = []
     for (let r = 1; r <= options.rounds; r++) {
       round = r
       // Runtimes that dropped out last round reconnect within reconnectMs; give them the chance.
-      await Promise.all(clients.map(async c => await c.log.until(() => connected(c) || undefined, 5000, signal)))
+      await Promise.all(clients.map(async c => await c.participant.ready(5000, signal).catch(() => {})))
       signal?.throwIfAborted()
       const t0 = performance.now()
       const summary = await coordinator.rounds.run({
@@ -384,11 +381,6 @@ export async function simulate (options: SimulationOptions): Promise<SimulationS
     // replaces the result.
     if (!failed && errors.length > 0) throw errors[0]
   }
-}
-
-function connected (c: Client): boolean {
-  const last = [...c.log.events].reverse().find(e => e.type === 'connected' || e.type === 'disconnected')
-  return last?.type === 'connected'
 }
 
 /**

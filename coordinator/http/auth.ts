@@ -29,12 +29,16 @@ export interface Caller {
   grants: (typeof ROLES)[string]
 }
 
+/** The token of an `Authorization: Bearer <token>` header, or undefined when there is none of that form. */
+export function bearerOf (header: string | undefined): string | undefined {
+  return header === undefined ? undefined : /^Bearer (\S{1,200})$/.exec(header)?.[1]
+}
+
 /** The caller behind the request's bearer token; AccessDeniedError when absent or unknown. */
 export async function authenticate (req: FastifyRequest, repo: Repository): Promise<Caller> {
-  const header = req.headers.authorization
-  const match = header === undefined ? null : /^Bearer (\S{1,200})$/.exec(header)
-  if (match === null) throw new AccessDeniedError('this endpoint needs an API token: Authorization: Bearer <token>')
-  const role = repo.tokenRole(await tokenHash(match[1] as string))
+  const token = bearerOf(req.headers.authorization)
+  if (token === undefined) throw new AccessDeniedError('this endpoint needs an API token: Authorization: Bearer <token>')
+  const role = repo.tokenRole(await tokenHash(token))
   const grants = role === undefined || !Object.hasOwn(ROLES, role) ? undefined : ROLES[role]
   if (role === undefined || grants === undefined) throw new AccessDeniedError('unknown API token')
   return { role, grants }

@@ -19,6 +19,7 @@ import { BEARER_PROTOCOL_PREFIX, clientMessageSchema, helloSigningBytes, ROUNDS_
 import { fromBase64, fromHex, toHex } from '../../shared/crypto/bytes.ts'
 import { verify } from '../../shared/crypto/sign.ts'
 import { BlockfedError, InvalidInputError } from '../../shared/errors/errors.ts'
+import { bearerOf } from '../http/auth.ts'
 
 export const ROUNDS_PATH = '/v1/rounds/ws'
 /** A hello is a key, a signature and a few model names: anything larger before it is refused. */
@@ -68,8 +69,8 @@ function reject (socket: Duplex, status: number, message: string): void {
 
 /** The API token: the Authorization header, else a `bearer.<token>` subprotocol offered beside ours. */
 function bearerToken (req: IncomingMessage): string | undefined {
-  const header = /^Bearer (\S{1,200})$/.exec(req.headers.authorization ?? '')
-  if (header !== null) return header[1]
+  const header = bearerOf(req.headers.authorization)
+  if (header !== undefined) return header
   const offered = (req.headers['sec-websocket-protocol'] ?? '').split(',').map(p => p.trim())
   const token = offered.find(p => p.startsWith(BEARER_PROTOCOL_PREFIX))?.slice(BEARER_PROTOCOL_PREFIX.length)
   return offered.includes(ROUNDS_SUBPROTOCOL) && token !== undefined && /^\S{1,200}$/.test(token) ? token : undefined

@@ -14,6 +14,7 @@ import type { RoundConfig } from '../../shared/rounds/config.ts'
 import type { TensorInfo } from '../../shared/model/types.ts'
 import { strategy } from '../../aggregation/strategies/strategy.ts'
 import { decodeState, encodeState } from '../../aggregation/strategies/state.ts'
+import type { StoredStrategyState } from './store.ts'
 
 export interface ServerStep {
   values: Float32Array
@@ -27,7 +28,7 @@ export interface ServerStep {
  * weights mean nothing for weights an operator uploaded since (a re-trained or replaced model):
  * those start afresh.
  */
-export function carriedState (stored: { state: Uint8Array, version: number | null } | undefined, baseVersion: number, uploadedBetween: (from: number, to: number) => boolean): Uint8Array | undefined {
+export function carriedState (stored: StoredStrategyState | undefined, baseVersion: number, uploadedBetween: (from: number, to: number) => boolean): Uint8Array | undefined {
   if (stored === undefined) return undefined
   const from = stored.version
   if (from !== null && (from > baseVersion || uploadedBetween(from, baseVersion))) return undefined

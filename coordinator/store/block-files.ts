@@ -6,11 +6,12 @@
  * stay in a bounded in-memory LRU, so a wave of runtimes loading the same model reads each file
  * once. `sync` makes a batch of puts durable before the commit that records them.
  */
-import { mkdir, open, readFile, rename, rm, writeFile, readdir } from 'node:fs/promises'
+import { mkdir, readFile, rename, rm, writeFile, readdir } from 'node:fs/promises'
 import { dirname, join } from 'node:path'
 import { parseCid } from '../../shared/crypto/cid.ts'
 import { NotFoundError } from '../../shared/errors/errors.ts'
 import { memoryCache } from '../../shared/cache/memory-lru.ts'
+import { fsyncPath } from '../../node-runtime/atomic-file.ts'
 
 export interface BlockFiles {
   put: (cid: string, bytes: Uint8Array) => Promise<void>
@@ -63,19 +64,11 @@ export function blockFiles (dir: string, hotBytes = 256 << 20): BlockFiles {
       await rm(pathOf(cid), { force: true })
     },
     async sync (cids) {
-      const fsync = async (path: string): Promise<void> => {
-        const handle = await open(path, 'r')
-        try {
-          await handle.sync()
-        } finally {
-          await handle.close()
-        }
-      }
       const paths = [...new Set(cids)].map(pathOf)
-      await Promise.all(paths.map(fsync))
+      await Promise.all(paths.map(fsyncPath))
       // The renames live in the fan-out directories, and new fan-out directories in `dir`.
-      await Promise.all([...new Set(paths.map(p => dirname(p)))].map(fsync))
-      await fsync(dir)
+      await Promise.all([...new Set(paths.map(p => dirname(p)))].map(fsyncPath))
+      await fsyncPath(dir)
     },
     async sweep (isStored) {
       let removed = 0

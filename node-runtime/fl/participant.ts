@@ -69,8 +69,8 @@ export interface Participant {
   readonly id: string
   start: () => Promise<void>
   stop: () => Promise<void>
-  /** Resolves once connected and welcomed (or rejects at the deadline). */
-  ready: (timeoutMs?: number) => Promise<void>
+  /** Resolves once connected and welcomed (at once if it is now); rejects at the deadline, or with `signal`'s reason. */
+  ready: (timeoutMs?: number, signal?: AbortSignal) => Promise<void>
 }
 
 const ROUND_SLACK_MS = 5000
@@ -317,12 +317,22 @@ export function createParticipant (options: ParticipantOptions): Participant {
         })
       }
     },
-    async ready (timeoutMs = 10_000) {
+    async ready (timeoutMs = 10_000, signal) {
+      signal?.throwIfAborted()
       if (welcomed) return
       await new Promise<void>((resolve, reject) => {
-        const t = setTimeout(() => { waiters.delete(done); reject(new TimeoutError(`participant ${id.slice(0, 8)}: not connected after ${timeoutMs} ms`)) }, timeoutMs)
-        const done = (): void => { clearTimeout(t); resolve() }
+        const finish = (err?: unknown): void => {
+          clearTimeout(t)
+          waiters.delete(done)
+          signal?.removeEventListener('abort', onAbort)
+          if (err === undefined) resolve()
+          else reject(err)
+        }
+        const t = setTimeout(() => finish(new TimeoutError(`participant ${id.slice(0, 8)}: not connected after ${timeoutMs} ms`)), timeoutMs)
+        const done = (): void => finish()
+        const onAbort = (): void => finish(signal?.reason)
         waiters.add(done)
+        signal?.addEventListener('abort', onAbort, { once: true })
       })
     }
   }

@@ -62,7 +62,7 @@ export function tieredCache (options: TieredCacheOptions): TieredCache {
 
     async get (key, options) {
       assertOpen()
-      // A peek reads the durable tier, which memory is a subset of, and promotes nothing.
+      // A peek answers from memory, else from the durable tier, and promotes nothing.
       if (options?.peek === true) return await memory.get(key, options) ?? await disk.get(key, options)
       const fast = await memory.get(key)
       if (fast !== undefined) {

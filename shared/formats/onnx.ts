@@ -45,7 +45,9 @@ export function readOnnx (file: ModelFile, files: readonly ModelFile[]): Normali
   const name = basename(file.path)
   const walk = walked(file.bytes, name)
   const extracted = extract(walk, file, files, name)
-  extracted.push(...uncovered(extracted))
+  const externalFiles = externalRanges(extracted)
+  refuseSharedExternalBytes(externalFiles, name)
+  extracted.push(...uncovered(externalFiles))
   const tensors = extracted.map(e => e.info)
   uniqueNames(tensors)
 
@@ -56,10 +58,7 @@ export function readOnnx (file: ModelFile, files: readonly ModelFile[]): Normali
     for (const input of node.inputs) if (input !== '' && !consumers.has(input)) consumers.set(input, node.label)
   }
   for (const e of extracted) {
-    if (e.ref === undefined) {
-      e.info.layer = e.info.name
-      continue
-    }
+    if (e.ref === undefined) continue // uncovered external bytes: their own layer
     const source = e.ref.source
     if (source.kind === 'attribute') {
       e.info.layer = source.node
@@ -178,7 +177,6 @@ function extract (walk: OnnxWalk, file: ModelFile, files: readonly ModelFile[], 
     }
     out.push({ ref, info: { name: label, dtype, shape, byteLength, layer: '' }, from })
   }
-  refuseSharedExternalBytes(out, name)
   return out
 }
 
@@ -191,19 +189,34 @@ function tensorLabel (ref: OnnxTensorRef): string {
   return `tensor at byte ${ref.at}`
 }
 
+/** Each external data file and the ranges its tensors take, in offset order. */
+type ExternalRanges = Map<string, { file: ModelFile, ranges: Array<{ start: number, end: number, tensor: string }> }>
+
+function externalRanges (extracted: readonly Extracted[]): ExternalRanges {
+  const byFile: ExternalRanges = new Map()
+  for (const e of extracted) {
+    if (e.from.kind !== 'external') continue
+    const entry = byFile.get(e.from.location) ?? { file: e.from.file, ranges: [] }
+    entry.ranges.push({ start: e.from.offset, end: e.from.offset + e.info.byteLength, tensor: e.info.name })
+    byFile.set(e.from.location, entry)
+  }
+  for (const { ranges } of byFile.values()) ranges.sort((a, b) => a.start - b.start)
+  return byFile
+}
+
 /**
  * External data ranges must not overlap: every tensor pointing at offset 0 of one file would
  * make the weights many times the upload (a 119 KB upload asked for 65 MB), and no exporter
  * writes two tensors over the same bytes.
  */
-function refuseSharedExternalBytes (extracted: readonly Extracted[], name: string): void {
-  const ranges = extracted.flatMap(e => e.from.kind === 'external' ? [{ file: e.from.location, start: e.from.offset, end: e.from.offset + e.info.byteLength, tensor: e.info.name }] : [])
-    .filter(r => r.end > r.start)
-    .sort((a, b) => a.file < b.file ? -1 : a.file > b.file ? 1 : a.start - b.start)
-  for (let i = 1; i < ranges.length; i++) {
-    const [a, b] = [ranges[i - 1], ranges[i]] as [typeof ranges[number], typeof ranges[number]]
-    if (a.file === b.file && b.start < a.end) {
-      throw new InvalidModelError(`${name}: tensors "${a.tensor}" and "${b.tensor}" share bytes ${b.start}..${Math.min(a.end, b.end)} of external data file ${a.file}`)
+function refuseSharedExternalBytes (external: ExternalRanges, name: string): void {
+  for (const [location, { ranges }] of external) {
+    const nonEmpty = ranges.filter(r => r.end > r.start)
+    for (let i = 1; i < nonEmpty.length; i++) {
+      const [a, b] = [nonEmpty[i - 1], nonEmpty[i]] as [typeof nonEmpty[number], typeof nonEmpty[number]]
+      if (b.start < a.end) {
+        throw new InvalidModelError(`${name}: tensors "${a.tensor}" and "${b.tensor}" share bytes ${b.start}..${Math.min(a.end, b.end)} of external data file ${location}`)
+      }
     }
   }
 }
@@ -214,24 +227,17 @@ function refuseSharedExternalBytes (extracted: readonly Extracted[], name: strin
  * not all zeros (alignment padding is zeros, and onnx_splice.ts writes zeros there). Whatever
  * else a file holds is sealed like a tensor, never left out or made public.
  */
-function uncovered (extracted: readonly Extracted[]): Extracted[] {
-  const byFile = new Map<string, { file: ModelFile, ranges: Array<[number, number]> }>()
-  for (const e of extracted) {
-    if (e.from.kind !== 'external') continue
-    const entry = byFile.get(e.from.location) ?? { file: e.from.file, ranges: [] }
-    entry.ranges.push([e.from.offset, e.from.offset + e.info.byteLength])
-    byFile.set(e.from.location, entry)
-  }
+function uncovered (external: ExternalRanges): Extracted[] {
   const pieces: Extracted[] = []
-  for (const [location, { file, ranges }] of byFile) {
-    ranges.sort((a, b) => a[0] - b[0])
+  for (const [location, { file, ranges }] of external) {
     let at = 0
     const gap = (start: number, end: number, trailing: boolean): void => {
       if (end <= start || (!trailing && file.bytes.subarray(start, end).every(b => b === 0))) return
       const byteLength = end - start
-      pieces.push({ info: { name: `${location}@${start}`, dtype: ONNX_ENCODED_DTYPE, shape: [byteLength], byteLength, layer: '' }, from: { kind: 'external', file, location, offset: start } })
+      const name = `${location}@${start}`
+      pieces.push({ info: { name, dtype: ONNX_ENCODED_DTYPE, shape: [byteLength], byteLength, layer: name }, from: { kind: 'external', file, location, offset: start } })
     }
-    for (const [start, end] of ranges) {
+    for (const { start, end } of ranges) {
       gap(at, start, false)
       at = Math.max(at, end)
     }

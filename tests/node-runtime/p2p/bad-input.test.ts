@@ -37,6 +37,7 @@ import { memoryCache } from '../../../shared/cache/memory-lru.ts'
 import { toBase64 } from '../../../shared/crypto/bytes.ts'
 import { rawCid, verifyCid } from '../../../shared/crypto/cid.ts'
 import type { Manifest } from '../../../shared/manifest/schema.ts'
+import { testManifest } from '../../helpers/manifest.ts'
 import { blockFilter } from '../../../shared/p2p/bloom.ts'
 import { encodeGossip, modelTopic, GOSSIP_MAX_MESSAGE_BYTES } from '../../../shared/p2p/gossip.ts'
 import { MAX_CONTROL_FRAME, requestShard, serveShardStream, SHARD_PROTOCOL } from '../../../shared/p2p/shard-protocol.ts'
@@ -194,18 +195,10 @@ beforeAll(async () => {
   blockCid = await rawCid(sealed)
   shardBytes = (await erasureCoder(defaultReedSolomon, { k: K, m: M })).encode(sealed)
   shardCids = await Promise.all(shardBytes.map(async s => await rawCid(s)))
-  manifest = {
-    schema: 'blockfed/manifest@1',
+  manifest = testManifest({
     model: MODEL,
-    version: 1,
-    parent: null,
-    createdAt: '2026-01-01T00:00:00.000Z',
-    format: 'tfjs-layers',
-    topology: { kind: 'tfjs', modelJson: '{}', weightFiles: [] },
-    metadata: {},
     tensors: [{ name: 'w', dtype: 'float32', shape: [5000], byteLength: 20_000, layer: 'dense' }],
     erasure: { scheme: 'reed-solomon-gf8', k: K, m: M },
-    partition: { targetBytes: 1 << 20, maxBytes: 4 << 20 },
     blocks: [{
       index: 0,
       unit: 'dense',
@@ -217,10 +210,8 @@ beforeAll(async () => {
       keyId: '0'.repeat(32),
       access: 'public',
       shards: { size: shardBytes[0]?.length ?? 0, cids: shardCids }
-    }],
-    round: null,
-    metrics: null
-  }
+    }]
+  })
 
   swarm = await createSwarm({ seed: seedOf(1), maxServing: SLOTS, onVersion: (model, version, _cid, from) => { versions.push({ model, version, from }) } })
   cleanups.push(async () => { await swarm.stop() })

@@ -11,7 +11,7 @@ import { createSwarm } from '../../../node-runtime/p2p/swarm.ts'
 import { memoryCache } from '../../../shared/cache/memory-lru.ts'
 import { toBase64 } from '../../../shared/crypto/bytes.ts'
 import { rawCid } from '../../../shared/crypto/cid.ts'
-import type { Manifest } from '../../../shared/manifest/schema.ts'
+import { testManifest } from '../../helpers/manifest.ts'
 import { blockFilter } from '../../../shared/p2p/bloom.ts'
 import { encodeGossip, GOSSIP_MAX_MESSAGE_BYTES, modelTopic } from '../../../shared/p2p/gossip.ts'
 import { seedOf, tcpAddr } from '../../helpers/libp2p.ts'
@@ -23,22 +23,7 @@ afterAll(async () => {
   for (const stop of stops.reverse()) await stop().catch(() => {})
 })
 
-const manifest: Manifest = {
-  schema: 'blockfed/manifest@1',
-  model: MODEL,
-  version: 1,
-  parent: null,
-  createdAt: '2026-01-01T00:00:00.000Z',
-  format: 'tfjs-layers',
-  topology: { kind: 'tfjs', modelJson: '{}', weightFiles: [] },
-  metadata: {},
-  tensors: [],
-  erasure: { scheme: 'reed-solomon-gf8', k: 2, m: 1 },
-  partition: { targetBytes: 1 << 20, maxBytes: 4 << 20 },
-  blocks: [],
-  round: null,
-  metrics: null
-}
+const manifest = testManifest({ model: MODEL })
 
 describe('gossip relay', () => {
   it('a runtime does not relay messages its topic validator rejects, and relays valid ones', async () => {

@@ -12,6 +12,7 @@ import { defaultReedSolomon, erasureCoder } from '../../../shared/blocks/erasure
 import { memoryCache } from '../../../shared/cache/memory-lru.ts'
 import { rawCid } from '../../../shared/crypto/cid.ts'
 import type { Manifest } from '../../../shared/manifest/schema.ts'
+import { testManifest } from '../../helpers/manifest.ts'
 import { requestShard, SHARD_PROTOCOL } from '../../../shared/p2p/shard-protocol.ts'
 import { mulberry32 } from '../../../shared/random/seeded.ts'
 
@@ -35,18 +36,12 @@ async function sealedBlock (seed: number): Promise<SealedBlock> {
 }
 
 function manifestOf (version: number, blocks: SealedBlock[]): Manifest {
-  return {
-    schema: 'blockfed/manifest@1',
+  return testManifest({
     model: MODEL,
     version,
     parent: version === 1 ? null : version - 1,
-    createdAt: '2026-01-01T00:00:00.000Z',
-    format: 'tfjs-layers',
-    topology: { kind: 'tfjs', modelJson: '{}', weightFiles: [] },
-    metadata: {},
     tensors: blocks.map((_, i) => ({ name: `w${i}`, dtype: 'float32' as const, shape: [1000], byteLength: 4_000, layer: `dense_${i}` })),
     erasure: { scheme: 'reed-solomon-gf8', k: K, m: M },
-    partition: { targetBytes: 1 << 20, maxBytes: 4 << 20 },
     blocks: blocks.map((b, i) => ({
       index: i,
       unit: `dense_${i}`,
@@ -58,10 +53,8 @@ function manifestOf (version: number, blocks: SealedBlock[]): Manifest {
       keyId: '0'.repeat(32),
       access: 'public' as const,
       shards: { size: Math.ceil(b.sealed.length / K), cids: b.shardCids }
-    })),
-    round: null,
-    metrics: null
-  }
+    }))
+  })
 }
 
 describe('swarm shard index', () => {

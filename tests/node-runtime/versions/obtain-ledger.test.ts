@@ -22,6 +22,7 @@ import { memoryTree } from '../../../shared/ledger/memory-tree.ts'
 import { ed25519Signer, verifierKey } from '../../../shared/ledger/note.ts'
 import type { Manifest, SignedManifest } from '../../../shared/manifest/schema.ts'
 import { signManifest } from '../../../shared/manifest/sign.ts'
+import { testManifest } from '../../helpers/manifest.ts'
 
 const ORIGIN = 'blockfed.local/obtain-test'
 let dataDir: string
@@ -29,22 +30,13 @@ beforeEach(async () => { dataDir = await mkdtemp(join(tmpdir(), 'blockfed-obtain
 afterEach(async () => { await rm(dataDir, { recursive: true, force: true }) })
 
 /** A manifest with no blocks: what is checked here is the ledger, not the loading. */
-const manifestAt = (version: number, createdAt: string): Manifest => ({
-  schema: 'blockfed/manifest@1',
-  model: 'm',
+const manifestAt = (version: number, createdAt: string): Manifest => testManifest({
   version,
   parent: version === 1 ? null : version - 1,
   createdAt,
-  format: 'tfjs-layers',
-  topology: { kind: 'tfjs', modelJson: '{}', weightFiles: [] },
-  metadata: {},
-  tensors: [],
   erasure: { scheme: 'reed-solomon-gf8', k: 1, m: 0 },
-  partition: { targetBytes: 1, maxBytes: 1 },
-  blocks: [],
-  round: null,
-  metrics: null
-}) as unknown as Manifest
+  partition: { targetBytes: 1, maxBytes: 1 }
+})
 
 /** A coordinator whose log, manifests and version list are whatever the test makes them. */
 function lyingCoordinator (): { ctx: ObtainContext, key: ReturnType<typeof generateSigningKey>, append: (signed: SignedManifest) => number, serve: (signed: SignedManifest, ledgerIndex: number | null) => void } {

@@ -21,6 +21,7 @@ import { manifestSchema, type Manifest } from '../../../shared/manifest/schema.t
 import type { TensorInfo } from '../../../shared/model/types.ts'
 import { diskCache } from '../../../node-runtime/cache/disk-tier.ts'
 import { memoryCache } from '../../../shared/cache/memory-lru.ts'
+import { testManifest } from '../../helpers/manifest.ts'
 import { nodeHttpBlockSource } from '../../../node-runtime/sources/http.ts'
 
 const PARTITION = { targetBytes: 2048, maxBytes: 4096 }
@@ -45,11 +46,7 @@ async function sealed (k: number, m: number): Promise<{ coder: ErasureCoder, man
     keys.set(c.keyId, c.key)
     for (const s of c.shards) store.set(s.cid, s.bytes)
   }
-  const manifest = manifestSchema.parse({
-    schema: 'blockfed/manifest@1', model: 'm', version: 1, parent: null, createdAt: new Date(0).toISOString(), format: 'tfjs-layers',
-    topology: { kind: 'tfjs', modelJson: '{}', weightFiles: [] }, metadata: {}, tensors, erasure: { scheme: 'reed-solomon-gf8', k, m },
-    partition: PARTITION, blocks, round: null, metrics: null
-  })
+  const manifest = manifestSchema.parse(testManifest({ createdAt: new Date(0).toISOString(), tensors, erasure: { scheme: 'reed-solomon-gf8', k, m }, partition: PARTITION, blocks }))
   return { coder, manifest }
 }
 
