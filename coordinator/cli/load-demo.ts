@@ -37,7 +37,7 @@ export async function runLoadDemo ({ runtimes, signal }: { runtimes: number, sig
     const { train, test } = mnistSplit()
     const backend = await tfjsBackend()
     let t = performance.now()
-    const model = await trainMnistMlp(train, { epochs: 5, batchSize: 32 })
+    const model = await trainMnistMlp(train, { epochs: 5, batchSize: 32, signal })
     console.log(`trained         MNIST MLP 784-128-64-10 on ${train.count} digits, tfjs ${backend}, ${((performance.now() - t) / 1000).toFixed(1)} s`)
     const files = await modelFiles(model)
     model.dispose()

@@ -5,8 +5,9 @@
  *
  * Super-seeding (after BitTorrent's super-seed mode, BEP 16): the origin hands each object out
  * once, and answers later requests for it with a referral (`elsewhere`) to the peers that got
- * it — the ones served directly first, then the earliest referred (by now the likeliest to
- * hold it). A requester that cannot get it from them asks again with `force` and is served. So
+ * it — the ones served directly first, then those it is being sent to (a runtime answers a
+ * request for an object on its way when it lands), then the earliest referred (by now the
+ * likeliest to hold it). A requester that cannot get it from them asks again with `force` and is served. So
  * a wave of cold starts costs the origin about one copy of the model plus the forced retries,
  * instead of one copy per runtime, without any peer having to know the others in advance.
  */
@@ -67,8 +68,8 @@ export async function createOrigin (options: OriginOptions): Promise<Origin> {
   const self = node.peerId.toString()
   const superSeed = options.superSeed ?? true
   const counters: OriginCounters = { bytesServed: 0, objectsServed: 0, referrals: 0, forced: 0, badRequests: 0, notFound: 0, busy: 0 }
-  /** Per object: peers served directly, then peers referred, each in order. */
-  const handedOut = new Map<string, { served: string[], referred: string[] }>()
+  /** Per object: peers served directly, peers it is being sent to, then peers referred, each in order. */
+  const handedOut = new Map<string, { served: string[], sending: string[], referred: string[] }>()
   const provideLimit = pLimit(4)
   const slots = serveSlots(ORIGIN_SERVE_SLOTS)
   const topics = new Set<string>()
@@ -86,19 +87,24 @@ export async function createOrigin (options: OriginOptions): Promise<Origin> {
     const record = handedOut.get(cid)
     if (record === undefined) return []
     const connected = new Map(node.getPeers().map(p => [p.toString(), p]))
-    const ids = [...record.served, ...record.referred].filter(p => p !== requester && connected.has(p)).slice(0, MAX_REFERRALS)
+    const ids = [...record.served, ...record.sending, ...record.referred].filter(p => p !== requester && connected.has(p)).slice(0, MAX_REFERRALS)
     return await Promise.all(ids.map(async id => ({ id, addrs: await addressesOf(connected.get(id) as PeerId) })))
   }
 
-  const remember = (cid: string, peer: string, how: 'served' | 'referred'): void => {
+  const remember = (cid: string, peer: string, how: 'served' | 'sending' | 'referred'): void => {
     let record = handedOut.get(cid)
     if (record === undefined) {
-      record = { served: [], referred: [] }
+      record = { served: [], sending: [], referred: [] }
       handedOut.set(cid, record)
       if (handedOut.size > REMEMBERED_OBJECTS) handedOut.delete(handedOut.keys().next().value as string)
     }
     const list = record[how]
     if (!list.includes(peer) && list.length < 64) list.push(peer)
+  }
+  const sendingEnded = (cid: string, peer: string): void => {
+    const sending = handedOut.get(cid)?.sending
+    const at = sending?.indexOf(peer) ?? -1
+    if (at >= 0) sending?.splice(at, 1)
   }
 
   await node.handle(SHARD_PROTOCOL, async (stream: Stream, connection: Connection) => {
@@ -132,9 +138,13 @@ export async function createOrigin (options: OriginOptions): Promise<Origin> {
       pace: options.answers?.pace,
       admit: options.answers?.admit,
       busyRetryMs: BUSY_RETRY_MS,
-      // Only a peer that got the whole object is referred to: one answered busy, or whose
-      // download broke off, does not hold it (found by review).
-      onServed: (n, request) => { counters.bytesServed += n; counters.objectsServed++; remember(request.cid, requester, 'served') },
+      // A peer answered busy holds nothing and is not referred to; one being sent the object is,
+      // until its download breaks off (found by review). Referring only to peers that had got
+      // the whole object served every request that came while the first copy was on its way: a
+      // 50 MB/s cap made that 2.8 model copies for 16 runtimes (BENCHMARKS.md, "swarm").
+      onSending: request => { remember(request.cid, requester, 'sending') },
+      onServed: (n, request) => { counters.bytesServed += n; counters.objectsServed++; sendingEnded(request.cid, requester); remember(request.cid, requester, 'served') },
+      onBroken: request => { sendingEnded(request.cid, requester) },
       onBadRequest: () => { counters.badRequests++ },
       onBusy: () => { counters.busy++ }
     })

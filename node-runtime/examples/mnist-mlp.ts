@@ -40,13 +40,26 @@ export function mnistMlp (options: { hidden?: number[], seed?: number } = {}): t
   return model
 }
 
-export async function trainMnistMlp (train: Digits, options: { epochs?: number, batchSize?: number } = {}): Promise<tfl.Sequential> {
+/** Trains a fresh MLP on `train`; `signal` stops it after the batch under way (tfjs `stopTraining`). */
+export async function trainMnistMlp (train: Digits, options: { epochs?: number, batchSize?: number, signal?: AbortSignal } = {}): Promise<tfl.Sequential> {
+  const { signal } = options
   await tfjsBackend()
+  signal?.throwIfAborted()
   const model = mnistMlp()
   const xs = tf.tensor2d(train.images, [train.count, IMAGE_SIZE])
   const ys = tf.tensor1d(Float32Array.from(train.labels))
   try {
-    await model.fit(xs, ys, { epochs: options.epochs ?? 3, batchSize: options.batchSize ?? 64, shuffle: false, verbose: 0 })
+    await model.fit(xs, ys, {
+      epochs: options.epochs ?? 3,
+      batchSize: options.batchSize ?? 64,
+      shuffle: false,
+      verbose: 0,
+      callbacks: { onBatchEnd: async () => { if (signal?.aborted === true) model.stopTraining = true } }
+    })
+    signal?.throwIfAborted()
+  } catch (err) {
+    model.dispose()
+    throw err
   } finally {
     tf.dispose([xs, ys])
   }

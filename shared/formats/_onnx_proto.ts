@@ -219,11 +219,16 @@ function walkAttribute (
 ): void {
   // The name may come after the values it names: keep the tensor and graph records, then read them.
   const fields: WireField[] = []
+  const values: WireField[] = []
   let name = ''
   eachField(r, attribute.start, attribute.end, f => {
     if (f.no === 1) name = text(bytes, expect(f, WIRE_LEN, 'AttributeProto.name'))
     if (f.no === 5 || f.no === 10 || f.no === 6 || f.no === 11 || f.no === 22 || f.no === 23) fields.push(f)
+    if (node.opType === 'Constant' && f.no in CONSTANT_VALUE_FIELDS) values.push(f)
   })
+  // A Constant's value_float(s), value_int(s) and value_string(s) are its output's values, as
+  // much as a `value` tensor is (onnx/defs/generator/defs.cc): they leave the skeleton too.
+  if (values.length > 0) keepTensor(walk, constantValues(attribute, values, node.output))
   for (const f of fields) {
     switch (f.no) {
       case 5: case 10: {
@@ -241,6 +246,35 @@ function walkAttribute (
         break
     }
   }
+}
+
+/** AttributeProto fields that hold a Constant's values, and the element type they stand for. */
+const CONSTANT_VALUE_FIELDS: Record<number, { field: string, dataType: number }> = {
+  2: { field: 'value_float', dataType: 1 },
+  3: { field: 'value_int', dataType: 7 },
+  4: { field: 'value_string', dataType: 8 },
+  7: { field: 'value_floats', dataType: 1 },
+  8: { field: 'value_ints', dataType: 7 },
+  9: { field: 'value_strings', dataType: 8 }
+}
+
+/**
+ * A Constant's list or scalar attribute as a tensor: packed `floats` are a float32 run like
+ * float_data (a typed [n] tensor); anything else (varints, strings, a fixed32 scalar, unpacked
+ * records) is cut out with its tags, opaque, as `OnnxTensorRef.data` describes.
+ */
+function constantValues (attribute: WireField, values: readonly WireField[], output: string): OnnxTensorRef {
+  const first = values[0]!
+  const kind = CONSTANT_VALUE_FIELDS[first.no]!
+  const source = { kind: 'constant' as const, output }
+  const fields = [...new Set(values.map(f => CONSTANT_VALUE_FIELDS[f.no]!.field))]
+  for (let i = 1; i < values.length; i++) {
+    if (values[i]!.at !== values[i - 1]!.end) return { name: '', dataType: kind.dataType, dims: [], at: attribute.at, source, data: { kind: 'scattered', fields } }
+  }
+  if (values.length === 1 && first.no === 7 && first.wire === WIRE_LEN && (first.end - first.start) % 4 === 0) {
+    return { name: '', dataType: kind.dataType, dims: [(first.end - first.start) / 4], at: attribute.at, source, data: { kind: 'float', start: first.start, end: first.end } }
+  }
+  return { name: '', dataType: kind.dataType, dims: [], at: attribute.at, source, data: { kind: 'encoded', fields, start: first.at, end: values[values.length - 1]!.end } }
 }
 
 /**

@@ -1,7 +1,8 @@
 /**
  * ONNX models (onnx/onnx.proto, IR version 3 and later) → NormalisedModel. Tensors are every
- * initializer (sparse ones as their values and indices) and every Constant node's `value`, in
- * the main graph and in subgraphs. Data that is one little-endian run of bytes (`raw_data`,
+ * initializer (sparse ones as their values and indices), every Constant node's value (`value`,
+ * `sparse_value` or a `value_float(s)`/`value_int(s)`/`value_string(s)` list) and every other
+ * attribute tensor, in the main graph, its subgraphs, local functions and training graphs. Data that is one little-endian run of bytes (`raw_data`,
  * packed `float_data`/`double_data`, external data,
  * https://onnx.ai/onnx/repo-docs/ExternalData.html) becomes a typed tensor; values held any
  * other way (int32_data/int64_data varints, strings, unpacked floats) become an opaque tensor of

@@ -318,8 +318,12 @@ export interface ServeOptions {
   progressMs?: number
   /** Retry hint of a `busy` answer. Default 200 ms. */
   busyRetryMs?: number
+  /** Called when an ok answer's body starts (it was admitted); `onServed` or `onBroken` follows. */
+  onSending?: (request: ShardRequest) => void
   /** Called after a complete ok answer, with the body's length and the request it answered. */
   onServed?: (bytes: number, request: ShardRequest) => void
+  /** Called when an ok answer under way breaks off (the peer left, a deadline fired). */
+  onBroken?: (request: ShardRequest) => void
   /** Called for a request refused as malformed, with the reason. */
   onBadRequest?: (reason: string) => void
   /** Called for a request answered `busy` for want of a slot or of upload capacity. */
@@ -404,6 +408,7 @@ async function answer (
     await writeJson(bytes, { status: 'busy', retryMs: options.busyRetryMs ?? 200 }, signal)
     return
   }
+  options.onSending?.(request)
   try {
     await writeJson(bytes, { status: 'ok', size: body.length } satisfies Header, signal)
     for (let at = 0; at < body.length; at += BODY_CHUNK) {
@@ -414,6 +419,9 @@ async function answer (
       // of the upload cap come back.
       await bytes.write(chunk, { signal: AbortSignal.any([signal, AbortSignal.timeout(options.progressMs ?? CHUNK_WRITE_MS)]) })
     }
+  } catch (err) {
+    options.onBroken?.(request)
+    throw err
   } finally {
     release()
   }

@@ -88,6 +88,11 @@ export interface SwarmStats {
   /** DHT provider lookups made, and the milliseconds they took in total. */
   lookups: number
   lookupMs: number
+  /**
+   * Objects that ended up asked of the origin with `force`, by why its unforced question did
+   * not lead to the bytes (e.g. `{ 'origin busy': 3, 'referred peers failed': 2 }`).
+   */
+  forcedBecause: Record<string, number>
 }
 
 export interface SwarmSource extends BlockSource {
@@ -115,7 +120,7 @@ export function swarmSource (options: SwarmSourceOptions): SwarmSource {
   const maxBytes = options.maxBytes ?? DEFAULT_MAX_OBJECT_BYTES
   const limiters = new Map<string, LimitFunction>()
   const lookups = new Map<string, { at: number, providers: Promise<string[]> }>()
-  const stats: SwarmStats = { bytesFromPeers: 0, bytesFromOrigin: 0, bytesFromFallback: 0, requests: 0, corrupt: 0, referrals: 0, originBusy: 0, perPeer: {}, failures: {}, lookups: 0, lookupMs: 0 }
+  const stats: SwarmStats = { bytesFromPeers: 0, bytesFromOrigin: 0, bytesFromFallback: 0, requests: 0, corrupt: 0, referrals: 0, originBusy: 0, perPeer: {}, failures: {}, lookups: 0, lookupMs: 0, forcedBecause: {} }
 
   const limiter = (peer: string): LimitFunction => {
     let l = limiters.get(peer)
@@ -256,17 +261,18 @@ export function swarmSource (options: SwarmSourceOptions): SwarmSource {
 
   /**
    * Asks the origin, following its referrals. Without `mayForce` it stops when the referred
-   * peers fail (so DHT providers are tried before the origin is made to serve again).
+   * peers fail (so DHT providers are tried before the origin is made to serve again). Without
+   * bytes it says why, for `forcedBecause`.
    */
-  const fromOrigin = async (originPeer: string, cid: string, signal: AbortSignal, tried: Set<string>, asked: { count: number }, mayForce: boolean): Promise<Uint8Array | undefined> => {
+  const fromOrigin = async (originPeer: string, cid: string, signal: AbortSignal, tried: Set<string>, asked: { count: number }, mayForce: boolean): Promise<Uint8Array | { reason: string }> => {
     // An origin that served bytes not matching their CID is banned like any peer (only bad bytes
     // ban it: its timeouts and errors are not scored).
-    if (!scores.usable(originPeer)) return undefined
+    if (!scores.usable(originPeer)) return { reason: 'origin banned' }
     let force = mayForce
     const waitBusy = busyWaiter()
     for (let attempt = 0; attempt < ORIGIN_ATTEMPTS; attempt++) {
       const got = await ask(originPeer, cid, signal, force)
-      if (got === undefined) return undefined
+      if (got === undefined) return { reason: 'origin request failed' }
       if ('bytes' in got) {
         stats.bytesFromOrigin += got.bytes.length
         options.onReceived?.(cid, got.bytes, originPeer)
@@ -275,7 +281,7 @@ export function swarmSource (options: SwarmSourceOptions): SwarmSource {
       if ('busy' in got) {
         // The origin is up but its answer budget is full: wait as it asks, without using an
         // attempt, within the busy patience; then fall back like a failed origin.
-        if (!await waitBusy(got.busy, signal)) return undefined
+        if (!await waitBusy(got.busy, signal)) return { reason: 'origin busy' }
         stats.originBusy++
         attempt--
         continue
@@ -283,18 +289,21 @@ export function swarmSource (options: SwarmSourceOptions): SwarmSource {
       stats.referrals++
       const referred = got.referral.filter(r => r.id !== network.self)
       await Promise.all(referred.map(async r => { await network.learn(r).catch(() => {}) }))
-      const bytes = await fromPeers(scores.rank(referred.map(r => r.id)), cid, signal, tried, asked)
+      const untried = referred.filter(r => !tried.has(r.id))
+      const bytes = await fromPeers(scores.rank(untried.map(r => r.id)), cid, signal, tried, asked)
       if (bytes !== undefined) return bytes
-      if (!mayForce) return undefined
+      if (!mayForce) {
+        return { reason: untried.length === 0 ? 'referred peers already tried' : asked.count >= maxPeers ? 'peer budget spent' : 'referred peers failed' }
+      }
       force = true
     }
-    return undefined
+    return { reason: 'origin attempts spent' }
   }
 
   return {
     name: 'swarm',
     scores,
-    stats: () => ({ ...stats, perPeer: { ...stats.perPeer }, failures: { ...stats.failures } }),
+    stats: () => ({ ...stats, perPeer: { ...stats.perPeer }, failures: { ...stats.failures }, forcedBecause: { ...stats.forcedBecause } }),
     async get (cid, getOptions) {
       const result = fetchObject(cid, getOptions)
       options.onFetching?.(cid, result)
@@ -321,15 +330,19 @@ export function swarmSource (options: SwarmSourceOptions): SwarmSource {
     // The origin next, without `force`: it serves bytes only when it knows no peer that has
     // them, and otherwise names those peers — one round trip, where a DHT lookup that finds
     // nothing (the usual case in a cold wave) costs a whole query's deadline.
+    /** Why the origin's unforced answer did not lead to the bytes. */
+    let unforced = ''
     if (origin !== undefined) {
-      bytes = await fromOrigin(origin, cid, signal, tried, asked, false)
-      if (bytes !== undefined) return bytes
+      const got = await fromOrigin(origin, cid, signal, tried, asked, false)
+      if (got instanceof Uint8Array) return got
+      unforced = got.reason
     }
     bytes = await fromPeers(order(await providersOf(key, signal)), cid, signal, tried, asked)
     if (bytes !== undefined) return bytes
     if (origin !== undefined) {
-      bytes = await fromOrigin(origin, cid, signal, tried, asked, true)
-      if (bytes !== undefined) return bytes
+      stats.forcedBecause[unforced] = (stats.forcedBecause[unforced] ?? 0) + 1
+      const got = await fromOrigin(origin, cid, signal, tried, asked, true)
+      if (got instanceof Uint8Array) return got
     }
     if (fallback !== undefined) {
       bytes = await fallback.get(cid, { signal })

@@ -23,10 +23,19 @@ import { machine } from './machine.ts'
 const RUNTIMES = Number(process.env.SWARM_RUNTIMES ?? 16)
 /** Upload cap of the second scenario (coordinator and every runtime), bytes/s; 0 skips it. */
 const CAP_BPS = Number(process.env.SWARM_CAP_BPS ?? 50_000_000)
+/** `1` runs only the capped scenario (to study it alone); the figure then comes from it. */
+const CAPPED_ONLY = process.env.SWARM_CAPPED_ONLY === '1'
 const WAVE_TIMEOUT_MS = 300_000
 const WORKER = fileURLToPath(new URL('./swarm-worker.ts', import.meta.url))
 
-interface Loaded { type: 'loaded', ms: number, cpuMs: number, loadCpuMs: number, ioBytes: { read: number, written: number } | null, bytesFetched: number, faults: number, swarm?: { bytesFromPeers: number, bytesFromOrigin: number, bytesFromFallback: number, corrupt: number, referrals: number, lookups: number, lookupMs: number, failures: Record<string, number> } }
+interface Loaded { type: 'loaded', ms: number, cpuMs: number, loadCpuMs: number, ioBytes: { read: number, written: number } | null, bytesFetched: number, faults: number, swarm?: { bytesFromPeers: number, bytesFromOrigin: number, bytesFromFallback: number, corrupt: number, referrals: number, lookups: number, lookupMs: number, originBusy: number, failures: Record<string, number>, forcedBecause: Record<string, number> } }
+
+/** Per-key sums of one count map over every runtime. */
+const sumCounts = (maps: Array<Record<string, number> | undefined>): Record<string, number> => {
+  const all: Record<string, number> = {}
+  for (const map of maps) for (const [k, v] of Object.entries(map ?? {})) all[k] = (all[k] ?? 0) + v
+  return all
+}
 
 const quantile = (xs: number[], q: number): number => {
   const s = [...xs].sort((a, b) => a - b)
@@ -107,10 +116,9 @@ async function scenario (name: string, capBps?: number): Promise<Record<string, 
               referrals: results.reduce((n, r) => n + (r.swarm?.referrals ?? 0), 0),
               forced: (after.p2p?.forced ?? 0) - (before.p2p?.forced ?? 0),
               lookups: results.reduce((n, r) => n + (r.swarm?.lookups ?? 0), 0),
-              failures: results.reduce<Record<string, number>>((all, r) => {
-                for (const [k, v] of Object.entries(r.swarm?.failures ?? {})) all[k] = (all[k] ?? 0) + v
-                return all
-              }, {})
+              originBusy: results.reduce((n, r) => n + (r.swarm?.originBusy ?? 0), 0),
+              failures: sumCounts(results.map(r => r.swarm?.failures)),
+              forcedBecause: sumCounts(results.map(r => r.swarm?.forcedBecause))
             }
           : {})
       }
@@ -133,16 +141,18 @@ async function scenario (name: string, capBps?: number): Promise<Record<string, 
 }
 
 try {
-  const unlimited = await scenario('unlimited')
+  if (CAPPED_ONLY && !(CAP_BPS > 0)) throw new Error('SWARM_CAPPED_ONLY=1 needs SWARM_CAP_BPS > 0')
+  const unlimited = CAPPED_ONLY ? undefined : await scenario('unlimited')
   const capped = CAP_BPS > 0 ? await scenario('capped', CAP_BPS) : undefined
+  const headline = (unlimited ?? capped) as Record<string, unknown>
   console.log(JSON.stringify({
     bench: 'swarm',
     runtimes: RUNTIMES,
     unlimited,
     capped,
-    figure: { swarmCoordinatorModelCopies: (unlimited.swarm as { coordinatorModelCopies: number }).coordinatorModelCopies },
-    reference: { originCoordinatorModelCopies: (unlimited.origin as { coordinatorModelCopies: number }).coordinatorModelCopies },
-    ratio: unlimited.coordinatorBytesRatio,
+    figure: { swarmCoordinatorModelCopies: (headline.swarm as { coordinatorModelCopies: number }).coordinatorModelCopies },
+    reference: { originCoordinatorModelCopies: (headline.origin as { coordinatorModelCopies: number }).coordinatorModelCopies },
+    ratio: headline.coordinatorBytesRatio,
     target: { swarmCoordinatorModelCopies: '≤ 1.5', timeRatio: '≤ 1' },
     machine: machine()
   }, null, 2))

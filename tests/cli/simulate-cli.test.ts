@@ -171,4 +171,15 @@ describe('blockfed demo', () => {
     await run.exited
     expect(run.stderr()).toMatch(/expected an integer 5-64/)
   })
+
+  it('--load-only, SIGINT while the model trains: stops training at once, cleans up, exits 130', async () => {
+    const run = blockfed(['demo', '--load-only'])
+    // Printed just before the 5-epoch training starts (≈ 9 s here, which used to run to its end).
+    await untilStdout(run.child, /^coordinator /m)
+    run.child.kill('SIGINT')
+    const { code } = await run.exited
+    expect(code, run.stderr()).toBe(130)
+    expect(run.stdout()).not.toMatch(/^trained /m)
+    expect(await readdir(scratch)).toEqual([])
+  })
 })

@@ -1,7 +1,7 @@
 /**
  * The coordinator's libp2p origin under greedy and broken requesters (found by review): a peer
- * holding many answers open meets the per-peer bound, and only a peer that got a whole object is
- * ever named in a referral. Real libp2p nodes over loopback TCP.
+ * holding many answers open meets the per-peer bound, and only a peer that got a whole object, or
+ * is being sent it, is ever named in a referral. Real libp2p nodes over loopback TCP.
  */
 import { describe, it, expect, beforeAll, afterAll } from 'vitest'
 import { mkdtemp, rm } from 'node:fs/promises'
@@ -18,7 +18,7 @@ import { createOrigin, type Origin } from '../../coordinator/p2p/origin.ts'
 import { answerAdmission } from '../../coordinator/answers.ts'
 import { blockFiles } from '../../coordinator/store/block-files.ts'
 import { rawCid } from '../../shared/crypto/cid.ts'
-import { requestShard, SHARD_PROTOCOL } from '../../shared/p2p/shard-protocol.ts'
+import { requestShard, SHARD_PROTOCOL, type ShardAnswer } from '../../shared/p2p/shard-protocol.ts'
 
 let root: string
 const cids: string[] = []
@@ -53,11 +53,11 @@ async function hold (from: Libp2p, addr: string, count: number, force: boolean):
     stream.send(frame({ cid: cids[i % cids.length], force }))
   }
 }
-const ask = async (from: Libp2p, addr: string, cid: string, force = false): Promise<string> => {
+const answerTo = async (from: Libp2p, addr: string, cid: string, force = false): Promise<ShardAnswer> => {
   const signal = AbortSignal.timeout(20_000)
-  const answer = await requestShard(await from.dialProtocol(multiaddr(addr), SHARD_PROTOCOL, { signal }), cid, { signal, force })
-  return answer.status
+  return await requestShard(await from.dialProtocol(multiaddr(addr), SHARD_PROTOCOL, { signal }), cid, { signal, force })
 }
+const ask = async (from: Libp2p, addr: string, cid: string, force = false): Promise<string> => (await answerTo(from, addr, cid, force)).status
 
 beforeAll(async () => {
   root = await mkdtemp(join(tmpdir(), 'blockfed-origin-'))
@@ -82,14 +82,33 @@ describe('coordinator origin', () => {
     expect(await ask(await peer(), addr, cids[0] as string, true)).toBe('ok')
   })
 
-  it('refers later requesters only to peers that got the whole object', async () => {
+  it('refers later requesters to a peer being sent the object, never to one answered busy or whose download broke off', async () => {
     const { origin: o, addr } = await origin(1 << 20)
     // A paused download holds the whole 1 MiB budget, so the next requester is answered busy.
-    await hold(await peer(), addr, 1, true)
+    const holder = await peer()
+    await hold(holder, addr, 1, true)
     await new Promise(resolve => setTimeout(resolve, 300))
     expect(await ask(await peer(), addr, cids[1] as string)).toBe('busy')
-    // Before the fix that busy requester was remembered as served, and this one referred to it.
+    // Before that fix the busy requester was remembered as served, and this one referred to it.
     expect(await ask(await peer(), addr, cids[1] as string)).not.toBe('elsewhere')
     expect(o.counters().referrals).toBe(0)
+    // The holder's copy is on its way: a requester is referred to it rather than sent a second
+    // copy (before, it was answered busy here, and served a copy of its own once there was room).
+    const referred = await peer()
+    const first = await answerTo(referred, addr, cids[0] as string)
+    expect(first.status === 'elsewhere' ? first.peers.map(p => p.id) : first.status).toEqual([holder.peerId.toString()])
+    // The holder leaves mid-download: once its answer has ended (the budget is free again) it is
+    // named no more; the requester referred to it still is (it may have got the object since).
+    await holder.stop()
+    let status = 'busy'
+    for (let i = 0; i < 100 && status === 'busy'; i++) {
+      status = await ask(await peer(), addr, cids[2] as string, true)
+      if (status === 'busy') await new Promise(resolve => setTimeout(resolve, 100))
+    }
+    expect(status).toBe('ok')
+    const answer = await answerTo(await peer(), addr, cids[0] as string)
+    expect(answer.status).toBe('elsewhere')
+    const named = answer.status === 'elsewhere' ? answer.peers.map(p => p.id) : []
+    expect(named).toEqual([referred.peerId.toString()])
   })
 })

@@ -163,6 +163,58 @@ describe('ONNX', () => {
     expect(Buffer.from(writeModel(model)[0]!.bytes).equals(Buffer.from(bytes))).toBe(true)
   })
 
+  it('seals a Constant\'s value_floats, value_ints and value_float, and onnxruntime runs the spliced model', async () => {
+    type W = protobuf.Writer
+    const msg = (w: W, field: number, body: (w: W) => void): void => { body(w.uint32(field << 3 | 2).fork()); w.ldelim() }
+    const str = (w: W, field: number, s: string): void => { w.uint32(field << 3 | 2).string(s) }
+    const varint = (w: W, field: number, v: number): void => { w.uint32(field << 3).int64(v) }
+    const floats = Float32Array.from([0.123, -4.56, 7.89, 1e-3])
+    const ints = [123456789, -987654321, 4242424242]
+    const scalar = 3.14159
+    const valueInfo = (w: W, field: number, name: string, elemType: number, dims: number[]): void => msg(w, field, v => {
+      str(v, 1, name)
+      msg(v, 2, t => msg(t, 1, tt => { varint(tt, 1, elemType); msg(tt, 2, sh => { for (const d of dims) msg(sh, 1, dim => varint(dim, 1, d)) }) }))
+    })
+    const w = protobuf.Writer.create()
+    varint(w, 1, 8)
+    msg(w, 7, g => {
+      msg(g, 1, n => { str(n, 2, 'F'); str(n, 4, 'Constant'); msg(n, 5, a => { str(a, 1, 'value_floats'); msg(a, 7, p => { for (const f of floats) p.float(f) }); varint(a, 20, 6) }) })
+      msg(g, 1, n => { str(n, 2, 'I'); str(n, 4, 'Constant'); msg(n, 5, a => { str(a, 1, 'value_ints'); msg(a, 8, p => { for (const i of ints) p.int64(i) }); varint(a, 20, 7) }) })
+      msg(g, 1, n => { str(n, 2, 'S'); str(n, 4, 'Constant'); msg(n, 5, a => { str(a, 1, 'value_float'); a.uint32(2 << 3 | 5).float(scalar); varint(a, 20, 1) }) })
+      msg(g, 1, n => { str(n, 1, 'X'); str(n, 1, 'F'); str(n, 2, 'XF'); str(n, 4, 'Add') })
+      msg(g, 1, n => { str(n, 1, 'XF'); str(n, 1, 'S'); str(n, 2, 'Y'); str(n, 4, 'Mul') })
+      msg(g, 1, n => { str(n, 1, 'I'); str(n, 2, 'Z'); str(n, 4, 'Identity') })
+      str(g, 2, 'g')
+      valueInfo(g, 11, 'X', 1, [4])
+      valueInfo(g, 12, 'Y', 1, [4])
+      valueInfo(g, 12, 'Z', 7, [3])
+    })
+    msg(w, 8, o => { str(o, 1, ''); varint(o, 2, 13) })
+    const bytes = Uint8Array.from(w.finish())
+
+    const model = await readModel([{ path: 'lists.onnx', bytes }])
+    expect(model.tensors.map(t => [t.name, t.dtype, t.shape, t.layer])).toEqual([
+      ['F', 'float32', [4], 'Add:XF'], // packed floats: a typed tensor, grouped with its reader
+      ['I', 'onnx-encoded', [model.tensors[1]!.byteLength], 'Identity:Z'], // varints: opaque, tag included
+      ['S', 'onnx-encoded', [5], 'Mul:Y'] // fixed32 scalar: tag and value
+    ])
+    const skeleton = Buffer.from(onnxTopology(model).skeleton, 'base64')
+    expect(skeleton.includes(Buffer.from(floats.buffer))).toBe(false)
+    expect(skeleton.includes(Buffer.from(Float32Array.of(scalar).buffer))).toBe(false)
+    const intBytes = Uint8Array.from(protobuf.Writer.create().int64(ints[0]!).finish())
+    expect(Buffer.from(bytes).includes(Buffer.from(intBytes))).toBe(true)
+    expect(skeleton.includes(Buffer.from(intBytes))).toBe(false)
+
+    const spliced = onnxModelBytes(onnxTopology(model), model.weights, model.tensors)
+    expect(Buffer.from(spliced).equals(Buffer.from(bytes))).toBe(true)
+    const session = await ort.InferenceSession.create(spliced)
+    const x = Float32Array.from([1, 2, 3, 4])
+    const got = await outputsOf(session, { X: new ort.Tensor('float32', x, [4]) })
+    expect(got.Y).toEqual(Array.from(x, (v, i) => Math.fround(Math.fround(v + floats[i]!) * Math.fround(scalar))))
+    expect(got.Z).toEqual(ints.map(BigInt))
+    await session.release()
+  })
+
   describe('a hand-built model with external data, float_data, double_data and a Constant', () => {
     const x = Float32Array.from({ length: 8 }, (_, i) => i / 3 - 1)
 

@@ -174,7 +174,7 @@ describe('swarm source: order of asking', () => {
     expect(net.lookups).toEqual([block])
     expect(fallback.asked).toEqual([o.cid])
     expect(received).toEqual(['http'])
-    expect(s.stats()).toMatchObject({ bytesFromPeers: 0, bytesFromOrigin: 0, bytesFromFallback: o.bytes.length, requests: 6, lookups: 1 })
+    expect(s.stats()).toMatchObject({ bytesFromPeers: 0, bytesFromOrigin: 0, bytesFromFallback: o.bytes.length, requests: 6, lookups: 1, forcedBecause: { 'origin request failed': 1 } })
   })
 
   it('without an origin: Bloom-hinted peers, then DHT providers, then the fallback', async () => {
@@ -463,7 +463,22 @@ describe('swarm source: the origin', () => {
     // Addresses are learned before the referred peers are dialled; this node never refers to itself.
     expect(net.events).toEqual([`ask:${ORIGIN}`, 'learn:r1', 'learn:r2', 'ask:r1', 'ask:r2', `ask:${ORIGIN}`])
     expect(learned).toEqual([referral[0], referral[2]])
-    expect(s.stats()).toMatchObject({ referrals: 1, bytesFromOrigin: o.bytes.length, bytesFromPeers: 0 })
+    expect(s.stats()).toMatchObject({ referrals: 1, bytesFromOrigin: o.bytes.length, bytesFromPeers: 0, forcedBecause: { 'referred peers failed': 1 } })
+  })
+
+  it('says why an object came to be forced: a referral naming only peers already asked', async () => {
+    const [o] = await objects(1)
+    if (o === undefined) throw new Error('no object')
+    store.set(o.cid, o.bytes)
+    const net = fakeNetwork({
+      peers: { h1: notFound, [ORIGIN]: scripted({ status: 'elsewhere', peers: [{ id: 'h1', addrs: [] }] }, holds) },
+      holders: { [o.cid]: ['h1'] }
+    })
+    const s = source(net)
+    expect(await s.get(o.cid, { signal: signal() })).toEqual(o.bytes)
+    // h1 is not asked twice: the referral adds nobody, so the origin is made to serve.
+    expect(net.calls.map(c => [c.peer, c.force])).toEqual([['h1', false], [ORIGIN, false], [ORIGIN, true]])
+    expect(s.stats().forcedBecause).toEqual({ 'referred peers already tried': 1 })
   })
 
   it('a referred peer that serves saves the origin its bytes', async () => {
@@ -522,6 +537,7 @@ describe('swarm source: the origin', () => {
     // three times each, then the fallback serves.
     expect(net.calls.length).toBe(6)
     expect(fallback.asked).toEqual([o.cid])
+    expect(s.stats().forcedBecause).toEqual({ 'origin busy': 1 })
   })
 })
 
