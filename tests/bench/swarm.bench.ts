@@ -5,7 +5,9 @@
  * Prints per-mode completion times (p50/p95/max, from "go" to a model ready to infer, swarm join
  * included), bytes served by the coordinator and by peers. A second scenario caps the upload of
  * the coordinator and of every runtime (default 50 MB/s each, the runtime's and coordinator's
- * own token-bucket caps), where bandwidth rather than this machine's 2 cores is the bottleneck. Figure: coordinator bytes in swarm
+ * own token-bucket caps; `SWARM_CAPPED_ONLY=1` runs it alone), where bandwidth rather than this
+ * machine's 2 cores is the bottleneck. Per swarm wave it also prints the origin's busy answers and
+ * why objects were forced onto the origin (`forcedBecause`). Figure: coordinator bytes in swarm
  * mode; reference: coordinator bytes in origin mode (ratio; the issue's target is
  * ≤ 1.5 × the model size in swarm mode vs 16 × in origin mode, and a completion time no worse).
  */
