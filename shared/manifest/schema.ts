@@ -6,6 +6,7 @@
  */
 import { z } from 'zod'
 import { shardLayoutError } from '../blocks/erasure.ts'
+import { SEAL_OVERHEAD } from '../crypto/seal.ts'
 
 export const MANIFEST_SCHEMA = 'blockfed/manifest@1'
 
@@ -88,7 +89,8 @@ export const manifestSchema = z.object({
   topology: topologySchema,
   metadata: z.record(z.string(), z.unknown()),
   tensors: z.array(tensorSchema),
-  erasure: z.object({ scheme: z.literal('reed-solomon-gf8'), k: z.number().int().positive(), m: count }).strict(),
+  erasure: z.object({ scheme: z.literal('reed-solomon-gf8'), k: z.number().int().positive(), m: count }).strict()
+    .refine(e => e.k + e.m <= 256, 'k + m at most 256 (Reed-Solomon over GF(2^8))'),
   partition: z.object({ targetBytes: z.number().int().positive(), maxBytes: z.number().int().positive() }).strict(),
   blocks: z.array(blockSchema),
   /** The training round that produced this version (null for an ingest). */
@@ -96,10 +98,72 @@ export const manifestSchema = z.object({
   metrics: z.record(z.string(), z.number()).nullable()
 }).strict().superRefine((manifest, ctx) => {
   manifest.blocks.forEach((block, i) => {
+    // A sealed block is its plaintext plus a fixed overhead (crypto/seal.ts): claimed apart, the
+    // loader would size its buffers by one number and meet the other only after fetching.
+    if (block.sealedLength !== block.plaintextLength + SEAL_OVERHEAD) {
+      ctx.addIssue({ code: 'custom', path: ['blocks', i, 'sealedLength'], message: `block ${block.index}: sealed length ${block.sealedLength}, but a plaintext of ${block.plaintextLength} bytes seals to ${block.plaintextLength + SEAL_OVERHEAD}` })
+    }
     const error = shardLayoutError(manifest.erasure, block.sealedLength, block.shards)
     if (error !== undefined) ctx.addIssue({ code: 'custom', path: ['blocks', i, 'shards'], message: `block ${block.index}: ${error}` })
   })
+  for (const issue of topologyIssues(manifest)) ctx.addIssue({ code: 'custom', ...issue })
 })
+
+/**
+ * Where the topology disagrees with the tensor list. The runtime sizes what it rebuilds (the
+ * .onnx, its external-data files, the tfjs weight files) from these numbers, so each is held
+ * to what ingest produces: every ONNX tensor placed exactly once (a hole or an external range;
+ * a tensor named 2,000 times in `holes` made a 700 KB manifest cost 5 GB of memory), holes in
+ * file order, external ranges of one file apart, tfjs weight files as long as the tensors.
+ */
+function topologyIssues (manifest: Pick<Manifest, 'format' | 'topology' | 'tensors'>): Array<{ path: Array<string | number>, message: string }> {
+  const { topology, tensors } = manifest
+  if ((manifest.format === 'onnx') !== (topology.kind === 'onnx')) {
+    return [{ path: ['topology', 'kind'], message: `format ${manifest.format} with topology kind ${topology.kind}` }]
+  }
+  const total = tensors.reduce((n, t) => n + t.byteLength, 0)
+  if (topology.kind === 'tfjs') {
+    const files = topology.weightFiles.reduce((n, f) => n + f.byteLength, 0)
+    return files === total ? [] : [{ path: ['topology', 'weightFiles'], message: `the weight files total ${files} bytes, the tensors ${total}` }]
+  }
+  const issues: Array<{ path: Array<string | number>, message: string }> = []
+  const placed = new Array<boolean>(tensors.length).fill(false)
+  const place = (list: 'holes' | 'external', i: number, tensor: number): boolean => {
+    if (tensor >= tensors.length) {
+      issues.push({ path: ['topology', list, i, 'tensor'], message: `tensor ${tensor} does not exist (there are ${tensors.length})` })
+      return false
+    }
+    if (placed[tensor] === true) {
+      issues.push({ path: ['topology', list, i, 'tensor'], message: `tensor ${tensor} (${tensors[tensor]?.name ?? ''}) is placed a second time` })
+      return false
+    }
+    placed[tensor] = true
+    return true
+  }
+  let previous = 0
+  topology.holes.forEach((hole, i) => {
+    place('holes', i, hole.tensor)
+    if (hole.offset < previous) issues.push({ path: ['topology', 'holes', i, 'offset'], message: `offset ${hole.offset} comes before the previous hole's ${previous}` })
+    previous = Math.max(previous, hole.offset)
+  })
+  const ranges = new Map<string, Array<{ start: number, end: number, i: number }>>()
+  topology.external.forEach((e, i) => {
+    if (!place('external', i, e.tensor)) return
+    const list = ranges.get(e.location) ?? []
+    list.push({ start: e.offset, end: e.offset + (tensors[e.tensor]?.byteLength ?? 0), i })
+    ranges.set(e.location, list)
+  })
+  for (const [location, list] of ranges) {
+    const nonEmpty = list.filter(r => r.end > r.start).sort((a, b) => a.start - b.start)
+    for (let j = 1; j < nonEmpty.length; j++) {
+      const [a, b] = [nonEmpty[j - 1], nonEmpty[j]] as [typeof list[number], typeof list[number]]
+      if (b.start < a.end) issues.push({ path: ['topology', 'external', b.i, 'offset'], message: `bytes ${b.start}..${Math.min(a.end, b.end)} of ${location} are given to two tensors` })
+    }
+  }
+  const missing = placed.indexOf(false)
+  if (missing >= 0) issues.push({ path: ['tensors', missing], message: `tensor ${missing} (${tensors[missing]?.name ?? ''}) is placed nowhere in the topology (neither a hole nor external data)` })
+  return issues
+}
 
 export type Manifest = z.infer<typeof manifestSchema>
 export type ManifestBlock = z.infer<typeof blockSchema>

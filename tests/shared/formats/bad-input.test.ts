@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest'
-import { InvalidInputError, InvalidModelError } from '../../../shared/errors/errors.ts'
-import { onnxModelBytes, readModel, tfjsArtifacts, writeModel } from '../../../shared/formats/index.ts'
+import { InvalidInputError, InvalidModelError, TooLargeError } from '../../../shared/errors/errors.ts'
+import { onnxExternalData, onnxModelBytes, readModel, tfjsArtifacts, writeModel } from '../../../shared/formats/index.ts'
 import type { ModelFile, OnnxTopology, TfjsTopology } from '../../../shared/model/types.ts'
 import protobuf from 'protobufjs/minimal.js'
 import { modelFile, movenetFiles, pseudoRandomBytes, readError, tinyOnnx, VAD_DIR } from './fixtures.ts'
@@ -208,6 +208,16 @@ describe('bad model files', () => {
       expect(() => onnxModelBytes(topology, model.weights.subarray(4), model.tensors)).toThrow(InvalidInputError)
       expect(() => onnxModelBytes(topology, model.weights, model.tensors.slice(0, 10)))
         .toThrow(/weights: 1781176 bytes, but the tensors' byte lengths total/)
+    })
+
+    it('ONNX external data at an offset no buffer can hold: TooLargeError naming the file, not a bare RangeError', async () => {
+      const { onnx, external } = tinyOnnx()
+      const model = await readModel([onnx, external])
+      const topology = structuredClone(model.topology) as OnnxTopology
+      const w = topology.external[0]!
+      w.offset = 2 ** 50
+      expect(() => onnxExternalData(topology, model.weights, model.tensors)).toThrow(TooLargeError)
+      expect(() => onnxExternalData(topology, model.weights, model.tensors)).toThrow(`topology.external: ${w.location}: ${2 ** 50 + model.tensors[w.tensor]!.byteLength} bytes, more than this runtime can hold in one buffer`)
     })
   })
 })

@@ -14,6 +14,12 @@ import { sealBlocks } from '../../../shared/blocks/seal-blocks.ts'
 import { checkLayout } from '../../../shared/blocks/assemble.ts'
 import { IntegrityError, InvalidInputError, NotFoundError, TimeoutError, TooLargeError, UnavailableError } from '../../../shared/errors/errors.ts'
 import { loadModelWeights } from '../../../shared/load/loader.ts'
+import { fetchModel } from '../../../shared/load/fetch-model.ts'
+import { canonicalBytes } from '../../../shared/manifest/canonical.ts'
+import { jsonCid } from '../../../shared/crypto/cid.ts'
+import { toBase64 } from '../../../shared/crypto/bytes.ts'
+import { generateSigningKey, keyId, sign } from '../../../shared/crypto/sign.ts'
+import { SEAL_OVERHEAD } from '../../../shared/crypto/seal.ts'
 import { httpBlockSource } from '../../../shared/load/http-source.ts'
 import { retrying } from '../../../shared/load/retry.ts'
 import type { BlockSource } from '../../../shared/load/source.ts'
@@ -180,6 +186,81 @@ describe('loadModelWeights', () => {
     } finally {
       await cache.close()
     }
+  })
+})
+
+describe('a signed manifest that claims more than its blocks hold', () => {
+  const signer = generateSigningKey()
+  /** Signed as a coordinator whose key the runtime pins would sign it, without the schema check signManifest makes first. */
+  const signed = async (m: Manifest): Promise<unknown> => {
+    const bytes = canonicalBytes(m)
+    return { manifest: m, cid: await jsonCid(bytes), signature: { alg: 'Ed25519', keyId: await keyId(signer.publicKey), value: toBase64(sign(bytes, signer.secretKey)) } }
+  }
+  /** fetchModel over `m`, counting what it asks of the source and the key service; the cache it filled. */
+  const load = async (m: Manifest): Promise<{ error: unknown, requests: number, keyRequests: number, cached: number }> => {
+    let requests = 0
+    let keyRequests = 0
+    const cache = memoryCache()
+    const counting: BlockSource = { name: 'counting', async get (cid, options) { requests++; return await source().get(cid, options) } }
+    const error = await fetchModel({
+      client: {} as never,
+      coordinatorKey: signer.publicKey,
+      model: m.model,
+      version: m.version,
+      signedManifest: await signed(m),
+      keys: async () => { keyRequests++; return new Map([...keys].map(([id, k]) => [id, k.slice()])) },
+      source: counting,
+      cache
+    }).then(() => undefined, (err: unknown) => err)
+    return { error, requests, keyRequests, cached: cache.stats().entries }
+  }
+
+  it('loads the honest manifest (the baseline the cases below change)', async () => {
+    expect(await load(manifest)).toEqual({ error: undefined, requests: expect.any(Number), keyRequests: 1, cached: manifest.blocks.length })
+  })
+
+  it('a block whose plaintext is longer than its sealed bytes is refused, naming the field, before any key, shard or cache entry', async () => {
+    // Tiled and summed consistently: only the sealed length gives it away. Before, every block was
+    // fetched and cached, the weights buffer sized by the claim, and the load failed at place().
+    const longer = structuredClone(manifest)
+    const at = longer.blocks.findIndex(b => { const last = b.parts.at(-1); return last !== undefined && last.offset + last.length === longer.tensors[last.tensor]?.byteLength })
+    const block = longer.blocks[at] as Manifest['blocks'][number]
+    const last = block.parts.at(-1) as Manifest['blocks'][number]['parts'][number]
+    const extra = 3 * 2 ** 30
+    ;(longer.tensors[last.tensor] as TensorInfo).byteLength += extra
+    last.length += extra
+    block.plaintextLength += extra
+    if (longer.topology.kind === 'tfjs') (longer.topology.weightFiles[0] as { byteLength: number }).byteLength += extra
+    const result = await load(longer)
+    expect(result.error).toBeInstanceOf(InvalidInputError)
+    expect((result.error as Error).message).toBe(`manifest: manifest.blocks.${at}.sealedLength: block ${at}: sealed length ${block.sealedLength}, but a plaintext of ${block.plaintextLength} bytes seals to ${block.plaintextLength + SEAL_OVERHEAD}`)
+    expect(result).toMatchObject({ requests: 0, keyRequests: 0, cached: 0 })
+  })
+
+  it('an ONNX topology that places one tensor many times is refused before anything is fetched (the .onnx rebuilt from it would be 2,000 tensors long)', async () => {
+    const onnx = structuredClone(manifest)
+    onnx.format = 'onnx'
+    onnx.topology = { kind: 'onnx', skeleton: '', holes: [...tensors.map((_, tensor) => ({ offset: 0, tensor })), ...Array.from({ length: 2000 }, () => ({ offset: 0, tensor: 0 }))], external: [] }
+    const result = await load(onnx)
+    expect(result.error).toBeInstanceOf(InvalidInputError)
+    expect((result.error as Error).message).toBe('manifest: manifest.topology.holes.3.tensor: tensor 0 (a/kernel) is placed a second time')
+    expect(result).toMatchObject({ requests: 0, keyRequests: 0, cached: 0 })
+  })
+
+  it('weights too large for one buffer are a TooLargeError naming the total, before any shard is asked for', async () => {
+    // Consistent in every number (one tensor, one block, shards for its sealed length), just huge:
+    // 2^50 bytes is past any address space here, so the allocation fails whatever the overcommit policy.
+    const n = 2 ** 50
+    const huge = structuredClone(manifest)
+    const first = huge.blocks[0] as Manifest['blocks'][number]
+    huge.tensors = [{ ...(huge.tensors[0] as TensorInfo), byteLength: n }]
+    huge.blocks = [{ ...first, parts: [{ tensor: 0, offset: 0, length: n }], plaintextLength: n, sealedLength: n + SEAL_OVERHEAD, shards: { size: Math.ceil((n + SEAL_OVERHEAD) / 4), cids: first.shards.cids } }]
+    huge.topology = { kind: 'tfjs', modelJson: '{}', weightFiles: [{ path: 'w.bin', byteLength: n }] }
+    expect(manifestSchema.safeParse(huge).success).toBe(true)
+    const result = await load(huge)
+    expect(result.error).toBeInstanceOf(TooLargeError)
+    expect((result.error as Error).message).toBe(`manifest: the tensors total ${n} bytes, more than this runtime can hold in one buffer`)
+    expect(result).toMatchObject({ requests: 0, cached: 0 })
   })
 })
 
