@@ -24,7 +24,7 @@ export interface JsonCallOptions {
   maxBytes?: number
 }
 
-const DEFAULT_MAX_ANSWER_BYTES = 64 << 20
+export const DEFAULT_MAX_ANSWER_BYTES = 64 << 20
 
 export type JsonCall = <T>(path: string, schema: z.ZodType<T>, init: RequestInit, timeoutMs: number, signal?: AbortSignal) => Promise<T>
 /** The same request for a text answer (e.g. a signed note): the body as it came. */

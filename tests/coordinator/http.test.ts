@@ -8,6 +8,7 @@ import { verifySignedManifest } from '../../shared/manifest/sign.ts'
 import { fromHex } from '../../shared/crypto/bytes.ts'
 import { rawCid } from '../../shared/crypto/cid.ts'
 import { generateWrapKey } from '../../shared/crypto/wrap.ts'
+import protobuf from 'protobufjs/minimal.js'
 import { movenetFiles, sileroFiles } from '../helpers/models.ts'
 
 let dir: string
@@ -18,6 +19,22 @@ async function countFiles (root: string): Promise<number> {
   let n = 0
   for (const fan of await readdir(root).catch(() => [] as string[])) n += (await readdir(join(root, fan))).length
   return n
+}
+
+/** An ONNX model whose graph holds `n` initializers of one float each, and nothing else. */
+function manyTensorsOnnx (n: number): Uint8Array {
+  type W = protobuf.Writer
+  const msg = (w: W, field: number, body: (w: W) => void): void => { body(w.uint32(field << 3 | 2).fork()); w.ldelim() }
+  const str = (w: W, field: number, s: string): void => { w.uint32(field << 3 | 2).string(s) }
+  const varint = (w: W, field: number, v: number): void => { w.uint32(field << 3).int64(v) }
+  const w = protobuf.Writer.create()
+  varint(w, 1, 8)
+  msg(w, 7, g => {
+    str(g, 2, 'g')
+    for (let i = 0; i < n; i++) msg(g, 5, t => { msg(t, 1, p => { p.int64(1) }); varint(t, 2, 1); str(t, 8, `w${i}`); t.uint32(9 << 3 | 2).bytes(new Uint8Array(4)) })
+  })
+  msg(w, 8, o => { str(o, 1, ''); varint(o, 2, 13) })
+  return Uint8Array.from(w.finish())
 }
 
 beforeAll(async () => {
@@ -135,6 +152,11 @@ describe('coordinator HTTP API', () => {
     const notMultipart = await fetch(`${url}/v1/models/x/ingest`, { method: 'POST', headers: { authorization: `Bearer ${coordinator.adminToken}`, 'content-type': 'application/json' }, body: '{}' })
     expect(notMultipart.status).toBe(400)
     expect((await notMultipart.json()).message).toMatch(/multipart/)
+
+    // A valid ONNX of 320,000 one-float initializers (6.9 MB) whose manifest would be 68 MB: it
+    // used to be signed, anchored and served, and then refused by every runtime (over 64 MiB).
+    await expect(admin.ingest('many', [{ path: 'many.onnx', bytes: manyTensorsOnnx(320_000) }]))
+      .rejects.toThrow(/manifest many@1: \d+ bytes \(320000 tensors, \d+ blocks\), more than the 66060288 a runtime accepts/)
 
     expect(await countFiles(join(dir, 'blocks'))).toBe(before)
     expect((await admin.models()).map(m => m.name)).toEqual(['movenet'])
