@@ -117,7 +117,7 @@ const ANNOUNCE_INTERVAL_MS = 10_000
 /**
  * A filter's capacity for `held` blocks: twice as many, to a power of two, at least `least`, so
  * the false-positive rate stays under its bound as blocks arrive and a filter is as small as
- * what it describes (64 blocks at 1%: 77 bytes). Capped so the announcement (the filter in
+ * what it describes (64 blocks at 1%: 78 bytes). Capped so the announcement (the filter in
  * base64 inside JSON) fits one gossip message: at 1% that is 131,072 blocks of capacity; a node
  * holding more announces a fuller filter, whose false positives rise but which never misses.
  */

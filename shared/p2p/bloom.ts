@@ -11,30 +11,44 @@
  * one). Taking 53 bits keeps every step exact in a JS number and the modulo bias below m/2^53.
  * Bit j lives in byte ⌊j/8⌋ under mask 1 << (j mod 8).
  *
+ * m is prime. Kirsch and Mitzenmacher take their modulus prime: k subtables of p bits, p prime,
+ * the i-th probed at g_i(x) = h1(x) + i·h2(x) mod p, so that for any two keys g_i(x) = g_i(y)
+ * holds for all i, exactly one i or none. A composite m breaks this, and a peer can exploit it:
+ * a step b with gcd(b, m) = g > 1 keeps a key's k bits in one residue class mod g, so a version-1
+ * filter of every even bit of an even m (fill 0.5, k = 4: estimate 0.0625) said yes to 24.8 % of
+ * 100,000 fresh CIDs, and one of every bit not ≡ 0 mod 8 of m = 1024 (k = 18: estimate 0.090) to
+ * 32.8 %. With m prime every step is coprime with m, a key's bits are an arithmetic progression
+ * that no residue class holds, and the strongest filters found within the decoder's bounds (an
+ * interval of bits plus a shorter one half the ring away, or simulated annealing over all bit
+ * sets at m = 521 and 1031) said yes to 12–13 % of keys at an estimate of 0.1: above the estimate,
+ * but not by the 2.5–3.3 × of residue classes (tests/shared/p2p/bloom.test.ts).
+ *
  * Why not `@libp2p/utils`' `BloomFilter` (v7.4.1): its `fnv1a.hash(input)` ignores the seed it is
  * handed, so all k "hashes" pick the same bit and the filter behaves as k = 1. Measured here
  * with 10,000 CIDv1 strings at a 1 % target: 9.87 % false positives on 100,000 fresh CIDs, and a
  * fill ratio of 0.099 (= 1 − e^(−n/m), the k = 1 value, instead of ≈ 0.5).
  *
- * Sizing: m = −n·ln p / (ln 2)², k = round(m/n · ln 2). 10,000 blocks at 1 % → m = 95,851 bits,
- * k = 7: 11,982 bytes of bits + 9 bytes of header ≈ 12 KB; at 0.1 % ≈ 18 KB. The default
- * decode limit (256 KiB) takes ≈ 218,000 blocks at 1 %. m is never below MIN_BITS (512): the
- * step b cycles through m / gcd(b, m) positions only, so in a tiny filter the k bits of many
- * keys collapse onto a few, and its real false-positive rate is far above (fill)^k.
+ * Sizing: m = −n·ln p / (ln 2)², k = round(m/n · ln 2), then m is raised to the least prime at
+ * or above it. 10,000 blocks at 1 % → m = 95,857 bits, k = 7: 11,983 bytes of bits + 9 bytes of
+ * header ≈ 12 KB; at 0.1 % ≈ 18 KB. The default decode limit (256 KiB) takes ≈ 218,000 blocks at
+ * 1 %. m is never below MIN_BITS (512, so the least m is the prime 521): in a tiny filter the
+ * real false-positive rate is far above (fill)^k (see MIN_BITS).
  *
- * Wire encoding, version 1 (varints are unsigned LEB128, minimal, at most 7 bytes so that every
+ * Wire encoding, version 2 (varints are unsigned LEB128, minimal, at most 7 bytes so that every
  * value is exact in a JS number):
- *   u8 version = 1 | varint m (bits) | u8 k (hashes) | varint capacity | varint count |
+ *   u8 version = 2 | varint m (bits, a prime) | u8 k (hashes) | varint capacity | varint count |
  *   ⌈m/8⌉ bytes of bits, the unused high bits of the last byte zero.
- * The hash function is fixed by the version, so no seeds travel. A filter arrives from untrusted
- * peers: `decodeBlockFilter` checks every field and the total size before it allocates anything.
+ * Version 1 had the same layout with any m ≥ 512; it is refused, since a version-1 filter with a
+ * composite m is the attack above. The hash function is fixed by the version, so no seeds travel.
+ * A filter arrives from untrusted peers: `decodeBlockFilter` checks every field and the total size
+ * before it allocates anything.
  */
 import { encode as varint } from 'uint8-varint'
 import { sha256 } from '@noble/hashes/sha2.js'
 import { InvalidInputError } from '../errors/errors.ts'
 
-/** Version byte of the wire encoding; a new hash or layout gets a new version. */
-export const BLOOM_ENCODING_VERSION = 1
+/** Version byte of the wire encoding; a new hash, layout or rule on m gets a new version. */
+export const BLOOM_ENCODING_VERSION = 2
 /** Default bound on an encoded filter accepted from the network. */
 export const DEFAULT_MAX_FILTER_BYTES = 256 * 1024
 /** Default bound on k accepted from the network (k = 30 already means p ≈ 1e-9). */
@@ -43,10 +57,11 @@ export const DEFAULT_MAX_HASHES = 32
 export const DEFAULT_MAX_DECODED_FPR = 0.1
 
 /**
- * Least m, in bits, made and accepted (64 bytes). Measured on 300,000 fresh CIDs: capacity 1 at
- * 1 % (m = 10, k = 7) said yes to 20 % of them, and crafted filters of 8 to 12 bits with k = 16
+ * Floor on m, in bits (64 bytes); m is then the least prime at or above it, so the least m made
+ * and accepted is 521. Measured on 300,000 fresh CIDs (version 1, before m was prime): capacity 1
+ * at 1 % (m = 10, k = 7) said yes to 20 % of them, and crafted filters of 8 to 12 bits with k = 16
  * or 32 passed the decoder's estimate bound (0.1) while saying yes to 20–22 %. A runtime's
- * filter has at least 614 bits anyway (its least capacity, 64 blocks at 1 %).
+ * filter has at least 617 bits anyway (its least capacity, 64 blocks at 1 %).
  */
 export const MIN_BITS = 512
 
@@ -101,17 +116,17 @@ export interface BlockFilter {
   readonly hashes: number
   /** (set bits / m)^k: the chance that a CID never added answers true, given the current fill. */
   estimatedFalsePositiveRate (): number
-  /** The version-1 wire encoding (see the module header). */
+  /** The version-2 wire encoding (see the module header). */
   encode (): Uint8Array
 }
 
 /**
  * m = ⌈−n·ln p / (ln 2)²⌉ and k = max(1, round(m/n · ln 2)), the sizes that minimise m for
- * `capacity` = n items at false-positive rate p; then m is raised to MIN_BITS if below it (k
- * stays: a larger m only lowers the rate).
+ * `capacity` = n items at false-positive rate p; then m is raised to MIN_BITS if below it and to
+ * the least prime at or above that (k stays: a larger m only lowers the rate).
  *
- * @example optimalParams(10_000, 0.01) // { bits: 95851, hashes: 7 }
- * @example optimalParams(1, 0.01) // { bits: 512, hashes: 7 } (m = 10 before the floor)
+ * @example optimalParams(10_000, 0.01) // { bits: 95857, hashes: 7 } (95,851 before rounding to a prime)
+ * @example optimalParams(1, 0.01) // { bits: 521, hashes: 7 } (m = 10 before the floor)
  */
 export function optimalParams (capacity: number, falsePositiveRate: number): BloomParams {
   if (typeof capacity !== 'number' || !Number.isSafeInteger(capacity) || capacity < 1) {
@@ -128,7 +143,11 @@ export function optimalParams (capacity: number, falsePositiveRate: number): Blo
   if (hashes > MAX_HASHES) {
     throw new InvalidInputError(`bloom filter: falsePositiveRate ${falsePositiveRate} needs ${hashes} hashes, more than ${MAX_HASHES}`)
   }
-  return { bits: Math.max(MIN_BITS, optimal), hashes }
+  const bits = leastPrimeAtLeast(Math.max(MIN_BITS, optimal))
+  if (bits > MAX_BITS) {
+    throw new InvalidInputError(`bloom filter: capacity ${capacity} at falsePositiveRate ${falsePositiveRate} needs ${bits} bits (the least prime at or above ${optimal}), more than ${MAX_BITS}`)
+  }
+  return { bits, hashes }
 }
 
 /**
@@ -148,11 +167,11 @@ export function blockFilter (options: BlockFilterOptions): BlockFilter {
 }
 
 /**
- * Parses a version-1 encoding received from a peer. Throws InvalidInputError naming the
- * field at fault: version, truncation, varint form, m (0, below MIN_BITS or above the size
- * bound), k (0 or above `maxHashes`), capacity, size above `maxBytes`, bit-array length,
- * padding bits, more set bits than count·k allows, or an estimated false-positive rate above
- * `maxFalsePositiveRate`.
+ * Parses a version-2 encoding received from a peer. Throws InvalidInputError naming the
+ * field at fault: version (1 included), truncation, varint form, m (0, below MIN_BITS, above the
+ * size bound or not prime), k (0 or above `maxHashes`), capacity, size above `maxBytes`,
+ * bit-array length, padding bits, more set bits than count·k allows, or an estimated
+ * false-positive rate above `maxFalsePositiveRate`.
  */
 export function decodeBlockFilter (bytes: Uint8Array, limits: DecodeLimits = {}): BlockFilter {
   const maxBytes = limits.maxBytes ?? DEFAULT_MAX_FILTER_BYTES
@@ -181,6 +200,8 @@ export function decodeBlockFilter (bytes: Uint8Array, limits: DecodeLimits = {})
   if (bits > MAX_BITS || arrayBytes > maxBytes) {
     throw new InvalidInputError(`bloom filter: m = ${bits} bits needs ${arrayBytes} bytes, more than maxBytes ${maxBytes}`)
   }
+  // A composite m lets a crafted filter hold whole residue classes (see the module header).
+  if (!isPrime(bits)) throw new InvalidInputError(`bloom filter: m = ${bits} bits is not prime`)
   const hashes = readByte(reader, 'k (hashes)')
   if (hashes === 0) throw new InvalidInputError('bloom filter: k (hashes) is 0')
   if (hashes > maxHashes) throw new InvalidInputError(`bloom filter: k (hashes) = ${hashes}, more than maxHashes ${maxHashes}`)
@@ -273,6 +294,26 @@ function bitPositions (key: string, bits: number, out: number[]): void {
     position += step
     if (position >= bits) position -= bits
   }
+}
+
+/**
+ * Trial division by 2 and the odd numbers up to √n: exact for every n ≤ MAX_BITS (at most 32,768
+ * divisions, all exact in a JS number). Only sizes of filters are tested, so it need not be fast.
+ */
+function isPrime (n: number): boolean {
+  if (n < 2) return false
+  if (n % 2 === 0) return n === 2
+  for (let d = 3; d * d <= n; d += 2) {
+    if (n % d === 0) return false
+  }
+  return true
+}
+
+/** The least prime ≥ n: below 2^32 primes are at most 336 apart (OEIS A005250), so few tries. */
+function leastPrimeAtLeast (n: number): number {
+  let candidate = n
+  while (!isPrime(candidate)) candidate++
+  return candidate
 }
 
 function popcount (array: Uint8Array): number {

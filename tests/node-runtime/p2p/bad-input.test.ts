@@ -465,8 +465,8 @@ describe('gossip: malformed messages on a model topic', () => {
       text(JSON.stringify({ type: 'have', filter: 'not base64!', blocks: 1 })),
       // Valid base64, not a Bloom filter.
       text(JSON.stringify({ type: 'have', filter: 'AQID', blocks: 1 })),
-      // A filter claiming every block: version byte, then absurd parameters.
-      text(JSON.stringify({ type: 'have', filter: toBase64(new Uint8Array([1, 0xff, 0xff, 0xff, 0xff, 0x0f, 200, 1, 1])), blocks: 1 })),
+      // A filter claiming every block: the current version byte, then absurd parameters (m = 2^32 − 1).
+      text(JSON.stringify({ type: 'have', filter: toBase64(new Uint8Array([2, 0xff, 0xff, 0xff, 0xff, 0x0f, 200, 1, 1])), blocks: 1 })),
       new Uint8Array(0)
     ]
     for (const data of malformed) await evil.services.pubsub.publish(topic, data)

@@ -55,8 +55,9 @@ describe('gossip relay', () => {
     const text = (s: string): Uint8Array => new TextEncoder().encode(s)
     const rejected = [
       new Uint8Array(GOSSIP_MAX_MESSAGE_BYTES - 1024).fill(0x41),
-      // An all-ones filter: says yes to every block, refused by decodeBlockFilter.
-      text(JSON.stringify({ type: 'have', filter: toBase64(new Uint8Array([1, 0x80, 0x08, 7, 1, 1, ...new Uint8Array(128).fill(0xff)])), blocks: 1 })),
+      // An all-ones filter (version 2, m = 1021 prime = fd 07, its last byte's 3 padding bits
+      // clear): says yes to every block, refused by decodeBlockFilter.
+      text(JSON.stringify({ type: 'have', filter: toBase64(new Uint8Array([2, 0xfd, 0x07, 7, 1, 1, ...new Uint8Array(127).fill(0xff), 0x1f])), blocks: 1 })),
       text(JSON.stringify({ type: 'version', model: 'other-mlp', version: 2, manifestCid: 'bafy' }))
     ]
     for (const data of rejected) await x.services.pubsub.publish(topic, data)

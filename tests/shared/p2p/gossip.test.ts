@@ -154,9 +154,9 @@ describe('readTopicMessage (what a topic validator accepts)', () => {
   })
 
   it('refuses a have whose filter does not decode, with the Bloom decoder\'s reason', () => {
-    // Valid base64 of three bytes: a version byte, then a truncated m.
+    // Valid base64 of three bytes, [1, 2, 3]: the retired version 1, then m = 2.
     expect(() => readTopicMessage(topic, json(have))).toThrow(InvalidInputError)
-    expect(() => readTopicMessage(topic, json(have))).toThrow(/^bloom filter: /)
+    expect(() => readTopicMessage(topic, json(have))).toThrow(/^bloom filter: unsupported encoding version 1/)
   })
 
   it('refuses what decodeGossip refuses', () => {
