@@ -33,6 +33,9 @@ export async function tfjsBackend (): Promise<string> {
 
 export async function loadTfjsEngine (format: 'tfjs-layers' | 'tfjs-graph', topology: TfjsTopology, weights: Uint8Array): Promise<LoadedEngine> {
   await tfjsBackend()
+  // tfjsArtifacts refuses a model.json whose layer configs disagree with its weights: tfjs-layers
+  // would build those layers at the claimed size before comparing anything (GiBs, and a wasm
+  // backend left broken for the next model).
   const artifacts = tfjsArtifacts(topology, weights)
   const handler: tf.io.IOHandler = { load: async () => artifacts }
   if (format === 'tfjs-layers') return { kind: 'tfjs-layers', model: await loadLayersModel(handler) }

@@ -13,6 +13,7 @@ import {
   decodeJsonText, modelJsonOf, parseJsonText, tfjsKind, weightByteLength, type ModelJson
 } from './_tfjs_json.ts'
 import { tfjsInputsOutputs, tfjsLayers, tfjsTrainingConfig, weightLayer } from './_tfjs_metadata.ts'
+import { checkLayerWeights } from './_tfjs_weights_check.ts'
 import { tensorTotals } from './metadata.ts'
 
 /** The name writeModel gives the model.json. */
@@ -66,6 +67,9 @@ export function readTfjs (jsonFile: ModelFile, files: readonly ModelFile[], text
         (have < need ? `: ${need - have} bytes short — a truncated or wrong weight file` : `: ${have - need} bytes too many`))
     }
   }
+  // A layer config that disagrees with the manifest would make tfjs-layers allocate what the
+  // config claims before it looks at a single weight: refuse it here, before anything is kept.
+  checkLayerWeights(json, name)
 
   const weights = concat(chunks)
   const { inputs, outputs } = tfjsInputsOutputs(format, json)
@@ -103,7 +107,9 @@ export function writeTfjs (topology: TfjsTopology, weights: Uint8Array): ModelFi
 /**
  * tfjs `ModelArtifacts` for a normalised tfjs model, for
  * `tf.loadLayersModel(tf.io.fromMemory(artifacts))` or
- * `loadGraphModel({ load: async () => artifacts })`.
+ * `loadGraphModel({ load: async () => artifacts })`. The model.json is not trusted: its weights
+ * must fill `weights` exactly and a layers model's configs must agree with them (InvalidModelError
+ * otherwise), so tfjs never builds a layer bigger than the weights it was sent.
  *
  * @example
  *   const model = await tf.loadLayersModel(tf.io.fromMemory(tfjsArtifacts(topology, weights)))
@@ -111,6 +117,8 @@ export function writeTfjs (topology: TfjsTopology, weights: Uint8Array): ModelFi
 export function tfjsArtifacts (topology: TfjsTopology, weights: Uint8Array): io.ModelArtifacts {
   checkWeightsLength(topology, weights)
   const json: ModelJson = modelJsonOf(parseJsonText(topology.modelJson, TFJS_MODEL_JSON), TFJS_MODEL_JSON)
+  checkManifestBytes(json, weights)
+  checkLayerWeights(json, TFJS_MODEL_JSON)
   const artifacts: io.ModelArtifacts = {
     modelTopology: json.modelTopology,
     weightSpecs: json.weightsManifest.flatMap(g => g.weights) as io.WeightsManifestEntry[],
@@ -132,6 +140,15 @@ function checkWeightsLength (topology: TfjsTopology, weights: Uint8Array): void 
   const total = topology.weightFiles.reduce((n, f) => n + f.byteLength, 0)
   if (weights.length !== total) {
     throw new InvalidInputError(`weights: ${weights.length} bytes, but the topology's weight files total ${total}`)
+  }
+}
+
+/** The weights manifest lists exactly the bytes given (tfjs would cut its tensors from them). */
+function checkManifestBytes (json: ModelJson, weights: Uint8Array): void {
+  let need = 0
+  for (const group of json.weightsManifest) for (const w of group.weights) need += weightByteLength(w, TFJS_MODEL_JSON)
+  if (need !== weights.length) {
+    throw new InvalidModelError(`${TFJS_MODEL_JSON}: the weights manifest needs ${need} bytes of weights but ${weights.length} were given`)
   }
 }
 
