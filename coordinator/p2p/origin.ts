@@ -87,7 +87,8 @@ export async function createOrigin (options: OriginOptions): Promise<Origin> {
     const record = handedOut.get(cid)
     if (record === undefined) return []
     const connected = new Map(node.getPeers().map(p => [p.toString(), p]))
-    const ids = [...record.served, ...record.sending, ...record.referred].filter(p => p !== requester && connected.has(p)).slice(0, MAX_REFERRALS)
+    // A peer can be in two lists (referred, then served): named once.
+    const ids = [...new Set([...record.served, ...record.sending, ...record.referred])].filter(p => p !== requester && connected.has(p)).slice(0, MAX_REFERRALS)
     return await Promise.all(ids.map(async id => ({ id, addrs: await addressesOf(connected.get(id) as PeerId) })))
   }
 

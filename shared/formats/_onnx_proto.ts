@@ -228,7 +228,7 @@ function walkAttribute (
   })
   // A Constant's value_float(s), value_int(s) and value_string(s) are its output's values, as
   // much as a `value` tensor is (onnx/defs/generator/defs.cc): they leave the skeleton too.
-  if (values.length > 0) keepTensor(walk, constantValues(attribute, values, node.output))
+  if (values.length > 0) keepTensor(walk, constantValues(values, node.output))
   for (const f of fields) {
     switch (f.no) {
       case 5: case 10: {
@@ -261,20 +261,22 @@ const CONSTANT_VALUE_FIELDS: Record<number, { field: string, dataType: number }>
 /**
  * A Constant's list or scalar attribute as a tensor: packed `floats` are a float32 run like
  * float_data (a typed [n] tensor); anything else (varints, strings, a fixed32 scalar, unpacked
- * records) is cut out with its tags, opaque, as `OnnxTensorRef.data` describes.
+ * records) is cut out with its tags, opaque, as `OnnxTensorRef.data` describes. It is placed
+ * by its first value record, not by its attribute: a `t` before the list in the same attribute
+ * is cut first (holes must come in file order; found by review).
  */
-function constantValues (attribute: WireField, values: readonly WireField[], output: string): OnnxTensorRef {
+function constantValues (values: readonly WireField[], output: string): OnnxTensorRef {
   const first = values[0]!
   const kind = CONSTANT_VALUE_FIELDS[first.no]!
   const source = { kind: 'constant' as const, output }
   const fields = [...new Set(values.map(f => CONSTANT_VALUE_FIELDS[f.no]!.field))]
   for (let i = 1; i < values.length; i++) {
-    if (values[i]!.at !== values[i - 1]!.end) return { name: '', dataType: kind.dataType, dims: [], at: attribute.at, source, data: { kind: 'scattered', fields } }
+    if (values[i]!.at !== values[i - 1]!.end) return { name: '', dataType: kind.dataType, dims: [], at: first.at, source, data: { kind: 'scattered', fields } }
   }
   if (values.length === 1 && first.no === 7 && first.wire === WIRE_LEN && (first.end - first.start) % 4 === 0) {
-    return { name: '', dataType: kind.dataType, dims: [(first.end - first.start) / 4], at: attribute.at, source, data: { kind: 'float', start: first.start, end: first.end } }
+    return { name: '', dataType: kind.dataType, dims: [(first.end - first.start) / 4], at: first.at, source, data: { kind: 'float', start: first.start, end: first.end } }
   }
-  return { name: '', dataType: kind.dataType, dims: [], at: attribute.at, source, data: { kind: 'encoded', fields, start: first.at, end: values[values.length - 1]!.end } }
+  return { name: '', dataType: kind.dataType, dims: [], at: first.at, source, data: { kind: 'encoded', fields, start: first.at, end: values[values.length - 1]!.end } }
 }
 
 /**

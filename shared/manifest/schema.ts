@@ -116,6 +116,9 @@ export const manifestSchema = z.object({
  * a tensor named 2,000 times in `holes` made a 700 KB manifest cost 5 GB of memory), holes in
  * file order, external ranges of one file apart, tfjs weight files as long as the tensors.
  */
+/** Issues reported per manifest: the first few say what is wrong; millions cost gigabytes (found by review). */
+const MAX_TOPOLOGY_ISSUES = 10
+
 function topologyIssues (manifest: Pick<Manifest, 'format' | 'topology' | 'tensors'>): Array<{ path: Array<string | number>, message: string }> {
   const { topology, tensors } = manifest
   if ((manifest.format === 'onnx') !== (topology.kind === 'onnx')) {
@@ -127,14 +130,15 @@ function topologyIssues (manifest: Pick<Manifest, 'format' | 'topology' | 'tenso
     return files === total ? [] : [{ path: ['topology', 'weightFiles'], message: `the weight files total ${files} bytes, the tensors ${total}` }]
   }
   const issues: Array<{ path: Array<string | number>, message: string }> = []
+  const report = (issue: { path: Array<string | number>, message: string }): void => { if (issues.length < MAX_TOPOLOGY_ISSUES) issues.push(issue) }
   const placed = new Array<boolean>(tensors.length).fill(false)
   const place = (list: 'holes' | 'external', i: number, tensor: number): boolean => {
     if (tensor >= tensors.length) {
-      issues.push({ path: ['topology', list, i, 'tensor'], message: `tensor ${tensor} does not exist (there are ${tensors.length})` })
+      report({ path: ['topology', list, i, 'tensor'], message: `tensor ${tensor} does not exist (there are ${tensors.length})` })
       return false
     }
     if (placed[tensor] === true) {
-      issues.push({ path: ['topology', list, i, 'tensor'], message: `tensor ${tensor} (${tensors[tensor]?.name ?? ''}) is placed a second time` })
+      report({ path: ['topology', list, i, 'tensor'], message: `tensor ${tensor} (${tensors[tensor]?.name ?? ''}) is placed a second time` })
       return false
     }
     placed[tensor] = true
@@ -143,7 +147,7 @@ function topologyIssues (manifest: Pick<Manifest, 'format' | 'topology' | 'tenso
   let previous = 0
   topology.holes.forEach((hole, i) => {
     place('holes', i, hole.tensor)
-    if (hole.offset < previous) issues.push({ path: ['topology', 'holes', i, 'offset'], message: `offset ${hole.offset} comes before the previous hole's ${previous}` })
+    if (hole.offset < previous) report({ path: ['topology', 'holes', i, 'offset'], message: `offset ${hole.offset} comes before the previous hole's ${previous}` })
     previous = Math.max(previous, hole.offset)
   })
   const ranges = new Map<string, Array<{ start: number, end: number, i: number }>>()
@@ -157,11 +161,11 @@ function topologyIssues (manifest: Pick<Manifest, 'format' | 'topology' | 'tenso
     const nonEmpty = list.filter(r => r.end > r.start).sort((a, b) => a.start - b.start)
     for (let j = 1; j < nonEmpty.length; j++) {
       const [a, b] = [nonEmpty[j - 1], nonEmpty[j]] as [typeof list[number], typeof list[number]]
-      if (b.start < a.end) issues.push({ path: ['topology', 'external', b.i, 'offset'], message: `bytes ${b.start}..${Math.min(a.end, b.end)} of ${location} are given to two tensors` })
+      if (b.start < a.end) report({ path: ['topology', 'external', b.i, 'offset'], message: `bytes ${b.start}..${Math.min(a.end, b.end)} of ${location} are given to two tensors` })
     }
   }
   const missing = placed.indexOf(false)
-  if (missing >= 0) issues.push({ path: ['tensors', missing], message: `tensor ${missing} (${tensors[missing]?.name ?? ''}) is placed nowhere in the topology (neither a hole nor external data)` })
+  if (missing >= 0) report({ path: ['tensors', missing], message: `tensor ${missing} (${tensors[missing]?.name ?? ''}) is placed nowhere in the topology (neither a hole nor external data)` })
   return issues
 }
 

@@ -2,6 +2,7 @@
  * Signing and verifying manifests: Ed25519 over the RFC 8785 canonical bytes; the CID is
  * CIDv1(json, sha2-256) of the same bytes, so a signature covers exactly what the CID names.
  */
+import { DEFAULT_MAX_ANSWER_BYTES } from '../client/json-call.ts'
 import { IntegrityError, InvalidInputError, TooLargeError } from '../errors/errors.ts'
 import { fromBase64, toBase64 } from '../crypto/bytes.ts'
 import { jsonCid } from '../crypto/cid.ts'
@@ -10,12 +11,12 @@ import { canonicalBytes } from './canonical.ts'
 import { manifestSchema, signedManifestSchema, type Manifest, type SignedManifest } from './schema.ts'
 
 /**
- * Largest manifest signed, in canonical bytes. A runtime reads one coordinator answer up to
- * 64 MiB (client/json-call.ts), and the signed manifest travels as JSON with its CID and
+ * Largest manifest signed, in canonical bytes: 1 MiB under the largest coordinator answer a
+ * runtime reads (client/json-call.ts), since the signed manifest travels as JSON with its CID and
  * signature around it: a manifest past this bound would be signed, anchored and served, then
  * refused by every runtime (a 7.6 MB ONNX of 350,000 one-float initializers made a 74.5 MB one).
  */
-export const MAX_MANIFEST_BYTES = 63 << 20
+export const MAX_MANIFEST_BYTES = DEFAULT_MAX_ANSWER_BYTES - (1 << 20)
 
 /** Signs `manifest`; throws TooLargeError for one above MAX_MANIFEST_BYTES, which no runtime would take. */
 export async function signManifest (manifest: Manifest, key: SigningKeyPair): Promise<SignedManifest> {

@@ -89,7 +89,7 @@ export interface SwarmStats {
   lookups: number
   lookupMs: number
   /**
-   * Objects that ended up asked of the origin with `force`, by why its unforced question did
+   * Objects for which a forced request went to the origin, by why its unforced question did
    * not lead to the bytes (e.g. `{ 'origin busy': 3, 'referred peers failed': 2 }`).
    */
   forcedBecause: Record<string, number>
@@ -339,7 +339,8 @@ export function swarmSource (options: SwarmSourceOptions): SwarmSource {
     }
     bytes = await fromPeers(order(await providersOf(key, signal)), cid, signal, tried, asked)
     if (bytes !== undefined) return bytes
-    if (origin !== undefined) {
+    // Counted only when a forced request will be sent: a banned origin is not asked at all.
+    if (origin !== undefined && scores.usable(origin)) {
       stats.forcedBecause[unforced] = (stats.forcedBecause[unforced] ?? 0) + 1
       const got = await fromOrigin(origin, cid, signal, tried, asked, true)
       if (got instanceof Uint8Array) return got
