@@ -4,20 +4,12 @@
  * autoencoder of two nested functional models in the layout Keras (Python) writes
  * (`model_config`); and helpers to edit a saved model.json the way a hostile upload would.
  */
-import * as tf from '@tensorflow/tfjs-core'
 import * as tfl from '@tensorflow/tfjs-layers'
-import { tfjsFilesFromArtifacts } from '../../../shared/formats/tfjs_save.ts'
+import { modelFiles as savedFiles } from '../../../node-runtime/examples/mnist-mlp.ts'
 import type { ModelFile } from '../../../shared/model/types.ts'
 
-/** model.json + weights.bin as tfjs saves `model`. */
-export async function savedFiles (model: tfl.LayersModel): Promise<ModelFile[]> {
-  let files: ModelFile[] = []
-  await model.save(tf.io.withSaveHandler(async artifacts => {
-    files = tfjsFilesFromArtifacts(artifacts)
-    return { modelArtifactsInfo: { dateSaved: new Date(), modelTopologyType: 'JSON' } }
-  }))
-  return files
-}
+/** model.json + weights.bin as tfjs saves a model. */
+export { savedFiles }
 
 type Json = Record<string, any>
 
