@@ -4,7 +4,8 @@
  * blocks at their own index, each tensor tiled by its parts with no gap or overlap) so a bad layout can never produce a silently wrong model.
  */
 import type { Manifest } from '../manifest/schema.ts'
-import { IntegrityError, TooLargeError } from '../errors/errors.ts'
+import { allocateBytes } from '../crypto/bytes.ts'
+import { IntegrityError } from '../errors/errors.ts'
 import { tensorOffsets } from './partition.ts'
 
 /** One part of a tensor, with the block that holds it (for the error message). */
@@ -48,16 +49,9 @@ export interface WeightAssembler {
 }
 
 export function weightAssembler (manifest: Pick<Manifest, 'tensors' | 'blocks'>): WeightAssembler {
-  const total = checkLayout(manifest)
-  let weights: Uint8Array
-  try {
-    weights = new Uint8Array(total)
-  } catch (err) {
-    // A size no buffer here can take (the schema bounds each number, not their sum): said as
-    // what it is before any block is fetched, not as a bare "Array buffer allocation failed".
-    if (!(err instanceof RangeError)) throw err
-    throw new TooLargeError(`manifest: the tensors total ${total} bytes, more than this runtime can hold in one buffer`, { cause: err })
-  }
+  // The schema bounds each number, not their sum: a total no buffer here can take is refused
+  // before any block is fetched.
+  const weights = allocateBytes(checkLayout(manifest), total => `manifest: the tensors total ${total} bytes`)
   const offsets = tensorOffsets(manifest.tensors)
   return {
     weights,

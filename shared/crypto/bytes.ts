@@ -1,8 +1,10 @@
 /**
- * Byte helpers shared by every module: hex, base64 (RFC 4648 §4, padded) and UTF-8.
+ * Byte helpers shared by every module: hex, base64 (RFC 4648 §4, padded), UTF-8, and zeroed
+ * buffers sized from outside input.
  * Thin re-exports over @noble/hashes and multiformats so no module writes its own codec.
  */
 import { base64 } from 'multiformats/bases/base64'
+import { TooLargeError } from '../errors/errors.ts'
 export { bytesToHex as toHex, hexToBytes as fromHex, concatBytes, utf8ToBytes } from '@noble/hashes/utils.js'
 
 /** Bytes per `btoa` piece: a multiple of 3, so only the last piece is padded; few enough to pass as arguments. */
@@ -41,4 +43,17 @@ export function equalBytes (a: Uint8Array, b: Uint8Array): boolean {
 /** A Uint8Array view that WebCrypto accepts under TS's ArrayBuffer-vs-SharedArrayBuffer typing. */
 export function asBufferSource (bytes: Uint8Array): Uint8Array<ArrayBuffer> {
   return bytes as Uint8Array<ArrayBuffer>
+}
+
+/**
+ * A zeroed buffer of `size` bytes, or TooLargeError (`what(size)`, then why) where no buffer that
+ * large can be made here: said as what it is, not as a bare "Array buffer allocation failed".
+ */
+export function allocateBytes (size: number, what: (size: number) => string): Uint8Array {
+  try {
+    return new Uint8Array(size)
+  } catch (err) {
+    if (!(err instanceof RangeError)) throw err
+    throw new TooLargeError(`${what(size)}, more than this runtime can hold in one buffer`, { cause: err })
+  }
 }

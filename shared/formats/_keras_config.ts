@@ -6,6 +6,10 @@
  * `kernel_size`, `kernelSize` and `kernel__size` are one field, `Conv_2D` is class Conv2D.
  */
 
+/** Spatial dimensions of the convolution classes (Conv, and the transposed ones apart). */
+export const CONV_RANK: Readonly<Record<string, number>> = { Conv1D: 1, Conv2D: 2, Conv3D: 3 }
+export const TRANSPOSE_RANK: Readonly<Record<string, number>> = { Conv2DTranspose: 2, Conv3DTranspose: 3 }
+
 /** Converted identifiers: every layer repeats the same few dozen keys (a bounded cache). */
 const camel = new Map<string, string>()
 

@@ -8,7 +8,7 @@
  * module does not follow. Any layer class not listed gives `undefined` (shape unknown), so the
  * layers after it are checked without their input size.
  */
-import { isSize, setting, sizes, type KerasLayer } from './_keras_config.ts'
+import { CONV_RANK, isSize, setting, sizes, TRANSPOSE_RANK, type KerasLayer } from './_keras_config.ts'
 
 export type Shape = Array<number | null>
 
@@ -19,8 +19,8 @@ const SAME_SHAPE = new Set([
   'Softmax', 'Masking'
 ])
 
-const CONV_RANK: Record<string, number> = { Conv1D: 1, Conv2D: 2, Conv3D: 3, SeparableConv2D: 2 }
-const TRANSPOSE_RANK: Record<string, number> = { Conv2DTranspose: 2, Conv3DTranspose: 3 }
+/** SeparableConv2D's output shape is a Conv2D's (its computeOutputShape is Conv's). */
+const OUTPUT_CONV_RANK: Readonly<Record<string, number>> = { ...CONV_RANK, SeparableConv2D: 2 }
 const POOL_RANK: Record<string, number> = {
   MaxPooling1D: 1, AveragePooling1D: 1, MaxPooling2D: 2, AveragePooling2D: 2, MaxPooling3D: 3, AveragePooling3D: 3
 }
@@ -53,7 +53,7 @@ export function outputShape (layer: KerasLayer, inputs: ReadonlyArray<Shape | un
   if (s === undefined) return undefined
   const c = layer.config
   if (SAME_SHAPE.has(cls)) return s
-  if (CONV_RANK[cls] !== undefined) return conv(c, s, CONV_RANK[cls])
+  if (OUTPUT_CONV_RANK[cls] !== undefined) return conv(c, s, OUTPUT_CONV_RANK[cls])
   if (TRANSPOSE_RANK[cls] !== undefined) return convTranspose(c, s, TRANSPOSE_RANK[cls])
   if (POOL_RANK[cls] !== undefined) return pool(c, s, POOL_RANK[cls])
   if (RNN_CLASSES.has(cls)) return isSize(c.units) && s.length === 2 ? (Boolean(c.returnSequences) ? [s[0] ?? null, c.units] : [c.units]) : undefined

@@ -5,7 +5,8 @@
  * tensor covers (alignment padding) are written as zeros, which is what ONNX writers put there.
  */
 import { base64pad } from 'multiformats/bases/base64'
-import { InvalidInputError, TooLargeError } from '../errors/errors.ts'
+import { allocateBytes } from '../crypto/bytes.ts'
+import { InvalidInputError } from '../errors/errors.ts'
 import type { ModelFile, OnnxTopology, TensorInfo } from '../model/types.ts'
 
 /** The name writeModel gives the .onnx when the topology does not record one. */
@@ -55,7 +56,7 @@ export function onnxExternalData (topology: OnnxTopology, weights: Uint8Array, t
     const t = tensorAt(tensors, e.tensor, 'topology.external')
     sizes.set(e.location, Math.max(sizes.get(e.location) ?? 0, e.offset + t.byteLength))
   }
-  const files = new Map([...sizes].map(([path, size]) => [path, allocate(size, `topology.external: ${path}`)]))
+  const files = new Map([...sizes].map(([path, size]) => [path, allocateBytes(size, n => `topology.external: ${path}: ${n} bytes`)]))
   for (const e of topology.external) {
     const start = offsets[e.tensor]!
     files.get(e.location)!.set(weights.subarray(start, start + tensors[e.tensor]!.byteLength), e.offset)
@@ -89,14 +90,4 @@ function tensorAt (tensors: readonly TensorInfo[], index: number, what: string):
   const t = tensors[index]
   if (t === undefined) throw new InvalidInputError(`${what}: tensor ${index} does not exist (there are ${tensors.length})`)
   return t
-}
-
-/** A zeroed buffer of `size` bytes, or TooLargeError naming `what` where no buffer that large can be made. */
-function allocate (size: number, what: string): Uint8Array {
-  try {
-    return new Uint8Array(size)
-  } catch (err) {
-    if (!(err instanceof RangeError)) throw err
-    throw new TooLargeError(`${what}: ${size} bytes, more than this runtime can hold in one buffer`, { cause: err })
-  }
 }

@@ -5,11 +5,17 @@
  * (`model_config`); and helpers to edit a saved model.json the way a hostile upload would.
  */
 import * as tfl from '@tensorflow/tfjs-layers'
-import { modelFiles as savedFiles } from '../../../node-runtime/examples/mnist-mlp.ts'
+import { modelFiles } from '../../../node-runtime/examples/mnist-mlp.ts'
 import type { ModelFile } from '../../../shared/model/types.ts'
 
-/** model.json + weights.bin as tfjs saves a model. */
-export { savedFiles }
+/** model.json + weights.bin as tfjs saves `model`, which is then disposed. */
+export async function savedFiles (model: tfl.LayersModel): Promise<ModelFile[]> {
+  try {
+    return await modelFiles(model)
+  } finally {
+    model.dispose()
+  }
+}
 
 type Json = Record<string, any>
 
@@ -35,9 +41,7 @@ export async function nestedAutoencoderFiles (): Promise<ModelFile[]> {
   const decoder = tfl.model({ inputs: decIn, outputs: y, name: 'decoder' })
   const image = tfl.input({ shape: [8, 8, 1], name: 'image' })
   const autoencoder = tfl.model({ inputs: image, outputs: decoder.apply(encoder.apply(image)) as tfl.SymbolicTensor, name: 'autoencoder' })
-  const files = await savedFiles(autoencoder)
-  autoencoder.dispose()
-  return editModelJson(files, json => { json.modelTopology = { keras_version: '2.1.6', backend: 'tensorflow', model_config: json.modelTopology } })
+  return editModelJson(await savedFiles(autoencoder), json => { json.modelTopology = { keras_version: '2.1.6', backend: 'tensorflow', model_config: json.modelTopology } })
 }
 
 /** The files with model.json rewritten by `edit` (the weight file untouched). */

@@ -9,7 +9,7 @@ import { beforeAll, describe, expect, it } from 'vitest'
 import * as tf from '@tensorflow/tfjs-core'
 import * as tfl from '@tensorflow/tfjs-layers'
 import '@tensorflow/tfjs-backend-cpu'
-import { mnistMlp, modelFiles } from '../../../node-runtime/examples/mnist-mlp.ts'
+import { mnistMlp } from '../../../node-runtime/examples/mnist-mlp.ts'
 import { InvalidModelError } from '../../../shared/errors/errors.ts'
 import { readModel, tfjsArtifacts } from '../../../shared/formats/index.ts'
 import { checkLayerWeights } from '../../../shared/formats/_tfjs_weights_check.ts'
@@ -24,10 +24,7 @@ beforeAll(async () => {
 })
 
 async function mlpFiles (): Promise<ModelFile[]> {
-  const model = mnistMlp({ seed: 1 })
-  const files = await modelFiles(model)
-  model.dispose()
-  return files
+  return await savedFiles(mnistMlp({ seed: 1 }))
 }
 
 /** readModel, then the artifacts a runtime builds, then tfjs's own load: all must accept. */
@@ -45,10 +42,7 @@ describe('models tfjs loads pass', () => {
 
   for (const [name, build] of Object.entries(layerZoo())) {
     it(`the ${name} model`, async () => {
-      const model = build()
-      const files = await savedFiles(model)
-      model.dispose()
-      await loadsEverywhere(files)
+      await loadsEverywhere(await savedFiles(build()))
     })
   }
 
@@ -64,7 +58,6 @@ describe('models tfjs loads pass', () => {
       ]
     })
     const files = await savedFiles(model)
-    model.dispose()
     const renamed = (rename: (name: string) => string): ModelFile[] => editModelJson(files, json => {
       for (const w of json.weightsManifest[0].weights) w.name = rename(w.name)
     })
@@ -123,9 +116,7 @@ describe('a layer config that disagrees with the weights manifest is refused', (
   })
 
   it('Conv2D filters and kernel_size', async () => {
-    const model = layerZoo().conv!()
-    const files = await savedFiles(model)
-    model.dispose()
+    const files = await savedFiles(layerZoo().conv!())
     const filters = editModelJson(files, json => { layerConfig(json, 'conv').filters = 4096 })
     expect((await readError(filters)).message).toBe('model.json: layer "conv" (Conv2D) has filters 4096 but its kernel in the weights manifest is [3, 3, 1, 8]')
     const kernel = editModelJson(files, json => { layerConfig(json, 'conv').kernel_size = [300, 300] })
@@ -135,9 +126,7 @@ describe('a layer config that disagrees with the weights manifest is refused', (
   })
 
   it('Embedding output_dim and LSTM units', async () => {
-    const model = layerZoo().embedding!()
-    const files = await savedFiles(model)
-    model.dispose()
+    const files = await savedFiles(layerZoo().embedding!())
     const emb = editModelJson(files, json => { layerConfig(json, 'emb').output_dim = 1_000_000 })
     expect((await readError(emb)).message).toBe('model.json: layer "emb" (Embedding) has output_dim 1000000 but its embeddings in the weights manifest is [100, 16]')
     const lstm = editModelJson(files, json => { layerConfig(json, 'lstm').units = 100_000 })
@@ -145,9 +134,7 @@ describe('a layer config that disagrees with the weights manifest is refused', (
   })
 
   it('LSTM units inside a Bidirectional wrapper', async () => {
-    const model = layerZoo().recurrent!()
-    const files = await savedFiles(model)
-    model.dispose()
+    const files = await savedFiles(layerZoo().recurrent!())
     const bi = editModelJson(files, json => { layerConfig(json, 'bi').layer.config.units = 50_000 })
     expect((await readError(bi)).message).toBe('model.json: layer "bi" (Bidirectional(LSTM)) has units 50000 (4 gates: 200000) but its forward_bl/kernel in the weights manifest is [8, 16]')
   })
@@ -169,9 +156,7 @@ describe('a layer config that disagrees with the weights manifest is refused', (
   })
 
   it('a functional layer whose input comes from a layer the model lacks (tfjs would spin forever)', async () => {
-    const model = layerZoo().recurrent!()
-    const files = await savedFiles(model)
-    model.dispose()
+    const files = await savedFiles(layerZoo().recurrent!())
     const lost = editModelJson(files, json => {
       const gru = (json.modelTopology.config.layers as Array<{ name: string, inbound_nodes: unknown[][][] }>).find(l => l.name === 'gru')!
       gru.inbound_nodes[0]![0]![0] = 'nope'
