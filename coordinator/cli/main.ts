@@ -197,12 +197,13 @@ program.command('simulate')
   .option('--strategy <json>', 'server strategy as JSON, e.g. {"name":"fedyogi","lr":0.01}', jsonArgument(strategyConfigSchema, 'a strategy'))
   .option('--lr-decay <factor>', 'client learning rate × factor per round (Li et al. 2020), in (0, 1]', number(0, 1, { min: true }), SIMULATION_DEFAULTS.lrDecay)
   .option('--label-skew <json>', 'client label-skew correction, e.g. {"method":"fedrs","alpha":0.5} or {"method":"fedlc","tau":1}', jsonArgument(labelSkewSchema, 'a label-skew setting'))
+  .option('--mean-mix <lambda>', 'NaiveMix λ: clients mix digits with the securely summed class means (0: off)', number(0, 0.5), SIMULATION_DEFAULTS.meanMix)
   .option('--hidden <sizes>', 'hidden layer sizes, comma-separated', (v: string) => { const h = v.split(',').map(Number); if (!h.every(n => Number.isInteger(n) && n > 0 && n <= 4096)) throw new InvalidArgumentError('expected e.g. 200,200'); return h }, SIMULATION_DEFAULTS.hidden)
   .option('--decryptor <url>', 'paillier: use this decryptor instead of starting one', url)
   .addOption(new Option('--decryptor-token <token>', 'that decryptor\'s bearer token').env(DECRYPTOR_TOKEN_ENV))
   .option('--no-centralised', 'skip the centralised reference')
   .option('--json', 'one JSON object per round, then a summary')
-  .action(async (o: { clients: number, rounds: number, partition: string, secure: 'none' | 'masking' | 'paillier', dropout: number, seed: number, epochs: number, batchSize: number, lr: number, optimizer: 'sgd' | 'momentum' | 'adam', strategy?: unknown, lrDecay: number, labelSkew?: unknown, hidden: number[], decryptor?: string, decryptorToken?: string, centralised: boolean, json?: boolean }) => {
+  .action(async (o: { clients: number, rounds: number, partition: string, secure: 'none' | 'masking' | 'paillier', dropout: number, seed: number, epochs: number, batchSize: number, lr: number, optimizer: 'sgd' | 'momentum' | 'adam', strategy?: unknown, lrDecay: number, labelSkew?: unknown, meanMix: number, hidden: number[], decryptor?: string, decryptorToken?: string, centralised: boolean, json?: boolean }) => {
     const print = (r: RoundReport): void => {
       if (o.json === true) { console.log(JSON.stringify({ type: 'round', ...r })); return }
       console.log(`round ${String(r.round).padStart(3)}  ${r.state.padEnd(9)} v${r.version ?? '-'}  acc ${r.accuracy === null ? '   -  ' : (r.accuracy * 100).toFixed(2) + '%'}  clients ${r.participants.uploaded}/${r.participants.offered}  up ${(r.bytesUp / 2 ** 20).toFixed(2)} MiB  down ${(r.bytesDown / 2 ** 20).toFixed(2)} MiB  ${r.roundMs} ms${r.reason === null ? '' : `  (${r.reason})`}`)
@@ -212,6 +213,7 @@ program.command('simulate')
       clients: o.clients, rounds: o.rounds, partition: o.partition, secure: o.secure, dropout: o.dropout, seed: o.seed,
       epochs: o.epochs, batchSize: o.batchSize, learningRate: o.lr, optimizer: o.optimizer, hidden: o.hidden, lrDecay: o.lrDecay,
       labelSkew: (o.labelSkew ?? SIMULATION_DEFAULTS.labelSkew) as typeof SIMULATION_DEFAULTS.labelSkew,
+      meanMix: o.meanMix,
       strategy: (o.strategy ?? SIMULATION_DEFAULTS.strategy) as typeof SIMULATION_DEFAULTS.strategy,
       centralised: o.centralised,
       decryptorUrl: o.decryptor,

@@ -8,11 +8,12 @@
  */
 import { setTimeout as sleep } from 'node:timers/promises'
 import { randomInt } from 'node:crypto'
-import { minUploadsOf, roundConfigSchema, roundRequestSchema, type RoundConfig, type RoundRequest, type RoundRequestInput } from '../../shared/rounds/config.ts'
+import { checkRoundRequest, minUploadsOf, roundConfigSchema, roundRequestSchema, type RoundConfig, type RoundRequest, type RoundRequestInput } from '../../shared/rounds/config.ts'
+import { classMeansFromStats, classStatsLength } from '../../shared/training/mean-mix.ts'
 import { decodeUploadFrame, maxUploadFrameBytes, uploadSigningBytes, type ClientMessage } from '../../shared/rounds/messages.ts'
 import { layerStateRanges, trainableLayout, trainableUnits, readTrainable } from '../../shared/rounds/trainable.ts'
 import { sha256 } from '../../shared/crypto/hash.ts'
-import { fromBase64, fromHex, toHex } from '../../shared/crypto/bytes.ts'
+import { fromBase64, fromHex, toBase64, toHex } from '../../shared/crypto/bytes.ts'
 import { verify } from '../../shared/crypto/sign.ts'
 import { BlockfedError, ConflictError, InvalidInputError, NotFoundError, UnavailableError } from '../../shared/errors/errors.ts'
 import type { IngestResult } from '../../shared/client/api-schemas.ts'
@@ -278,6 +279,10 @@ export function roundManager (deps: RoundManagerDeps): RoundManager {
     const units = request.trainable ?? trainableUnits(manifest.tensors)
     const clients = [...selected].sort()
     const fixedPoint = fixedPointParams({ clip: request.clip, clients: clients.length })
+    // NaiveMix: offer the pooled class means once gathered; until then this round gathers them.
+    const mix = request.meanMix
+    const stored = mix === null ? undefined : deps.store.classMeans(request.model, mix.classes, mix.features)
+    const statsLength = mix !== null && stored === undefined ? classStatsLength(mix.classes, mix.features) : 0
     const draft: RoundConfig = {
       ...request,
       id: `r_${toHex(globalThis.crypto.getRandomValues(new Uint8Array(8)))}`,
@@ -285,7 +290,9 @@ export function roundManager (deps: RoundManagerDeps): RoundManager {
       manifestCid: row.manifest_cid,
       trainable: units,
       tensors: layout.names,
-      vectorLength: layout.parameters + 1,
+      vectorLength: layout.parameters + statsLength + 1,
+      statsLength,
+      classMeans: stored === undefined ? null : { means: toBase64(new Uint8Array(stored.means.buffer, stored.means.byteOffset, stored.means.byteLength)), shares: [...stored.shares] },
       clients,
       fixedPoint: { ...fixedPoint },
       seed: toHex(globalThis.crypto.getRandomValues(new Uint8Array(32))),
@@ -309,7 +316,12 @@ export function roundManager (deps: RoundManagerDeps): RoundManager {
     const sum = await secure.sum(uploads, roundIo)
     // Seen: with DP, this round's budget is spent even if it fails from here on.
     deps.store.markSummed(config.id)
-    const { mean, totalWeight } = decodeMean(sum, fixedPointParams(config.fixedPoint))
+    const decoded = decodeMean(sum, fixedPointParams(config.fixedPoint))
+    const { totalWeight } = decoded
+    // NaiveMix's class statistics ride after the tensors: bounded by the clip, not the norm bound.
+    const statsLength = config.statsLength ?? 0
+    const mean = decoded.mean.subarray(0, decoded.mean.length - statsLength)
+    const classMeans = statsLength === 0 || config.meanMix === null ? undefined : classMeansFromStats(decoded.mean.subarray(mean.length), config.meanMix.classes, config.meanMix.features)
     const meanNorm = l2(mean)
     // A weighted mean of vectors each within the bound is within the bound: a larger one means
     // some client broke the rules (or the masks did not cancel). Refuse it.
@@ -344,6 +356,7 @@ export function roundManager (deps: RoundManagerDeps): RoundManager {
       inTransaction: v => {
         version = v
         if (step.state !== undefined) deps.store.saveStrategyState(config.model, stateKey, step.state, v)
+        if (classMeans !== undefined) deps.store.saveClassMeans(config.model, classMeans, config.id)
         deps.store.transition(config.id, 'published', { version: v, metrics })
         deps.store.deleteUploads(config.id)
       }
@@ -394,6 +407,7 @@ export function roundManager (deps: RoundManagerDeps): RoundManager {
   async function start (input: RoundRequestInput, signal?: AbortSignal): Promise<{ id: string, done: Promise<RoundSummary> }> {
     if (stopping) throw new UnavailableError('the coordinator is stopping')
     const request = roundRequestSchema.parse(input)
+    checkRoundRequest(request)
     if (deps.repo.latest(request.model) === undefined) throw new NotFoundError(`no model named ${request.model}`)
     const candidates = eligible(request.model, request.selection.cooldownMs)
     if (candidates.length < request.selection.minClients) {

@@ -2,12 +2,13 @@
  * Rounds in the coordinator's SQLite file: the state machine's current state (every move goes
  * through `transition`, which checks it), the clients offered each round with their status, the
  * uploads accepted (kept until the round ends, then deleted: no individual update outlives its
- * round), and each model's server-optimiser state.
+ * round), each model's server-optimiser state, and its pooled class means for NaiveMix.
  */
 import type { Database } from '../store/database.ts'
 import type { RoundConfig } from '../../shared/rounds/config.ts'
 import { checkTransition, type RoundState } from './state.ts'
 import type { AcceptedUpload } from './secure/types.ts'
+import type { ClassMeans } from '../../shared/training/mean-mix.ts'
 
 /** A server optimiser's state and the version its last step produced (null: kept before versions were recorded). */
 export interface StoredStrategyState { state: Uint8Array, version: number | null }
@@ -54,6 +55,10 @@ export interface RoundStore {
   strategyState: (model: string, layout: string) => StoredStrategyState | undefined
   /** `version`: the version this state's step produced. */
   saveStrategyState: (model: string, layout: string, state: Uint8Array, version: number) => void
+  /** The model's pooled class means for this input shape, if a round has gathered them. */
+  classMeans: (model: string, classes: number, features: number) => ClassMeans | undefined
+  /** `roundId`: the round whose secure sum gave them. */
+  saveClassMeans: (model: string, means: ClassMeans, roundId: string) => void
 }
 
 interface Raw { id: string, model: string, base_version: number, config: string, state: RoundState, reason: string | null, version: number | null, metrics: string | null, secure_state: string | null, created_at: string, updated_at: string }
@@ -93,8 +98,13 @@ export function roundStore (database: Database): RoundStore {
     dp: db.prepare('SELECT json_extract(config, \'$.dp.noiseMultiplier\') AS z FROM rounds WHERE model = ? AND summed_at IS NOT NULL AND json_extract(config, \'$.dp\') IS NOT NULL'),
     summed: db.prepare('UPDATE rounds SET summed_at = COALESCE(summed_at, ?) WHERE id = ?'),
     strategy: db.prepare('SELECT state, version FROM strategy_state WHERE model = ? AND layout = ?'),
-    saveStrategy: db.prepare('INSERT INTO strategy_state (model, layout, state, version, updated_at) VALUES (?, ?, ?, ?, ?) ON CONFLICT (model, layout) DO UPDATE SET state = excluded.state, version = excluded.version, updated_at = excluded.updated_at')
+    saveStrategy: db.prepare('INSERT INTO strategy_state (model, layout, state, version, updated_at) VALUES (?, ?, ?, ?, ?) ON CONFLICT (model, layout) DO UPDATE SET state = excluded.state, version = excluded.version, updated_at = excluded.updated_at'),
+    classMeans: db.prepare('SELECT means, shares FROM class_means WHERE model = ? AND classes = ? AND features = ?'),
+    saveClassMeans: db.prepare('INSERT INTO class_means (model, classes, features, means, shares, round_id, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (model, classes, features) DO UPDATE SET means = excluded.means, shares = excluded.shares, round_id = excluded.round_id, updated_at = excluded.updated_at')
   }
+  // Float32 arrays as their little-endian bytes (every platform Node runs on is little-endian).
+  const floats = (bytes: Uint8Array): Float32Array => new Float32Array(bytes.slice().buffer)
+  const bytesOf = (values: Float32Array): Uint8Array => new Uint8Array(values.buffer, values.byteOffset, values.byteLength)
   const get = (id: string): RoundRow | undefined => {
     const raw = q.get.get(id) as Raw | undefined
     return raw === undefined ? undefined : fromRaw(raw)
@@ -128,6 +138,11 @@ export function roundStore (database: Database): RoundStore {
     markSummed: id => { q.summed.run(now(), id) },
     dpNoiseMultipliers: model => (q.dp.all(model) as Array<{ z: number }>).map(r => r.z),
     strategyState: (model, layout) => q.strategy.get(model, layout) as StoredStrategyState | undefined,
-    saveStrategyState: (model, layout, state, version) => { q.saveStrategy.run(model, layout, state, version, now()) }
+    saveStrategyState: (model, layout, state, version) => { q.saveStrategy.run(model, layout, state, version, now()) },
+    classMeans (model, classes, features) {
+      const row = q.classMeans.get(model, classes, features) as { means: Uint8Array, shares: Uint8Array } | undefined
+      return row === undefined ? undefined : { classes, features, means: floats(row.means), shares: floats(row.shares) }
+    },
+    saveClassMeans: (model, m, roundId) => { q.saveClassMeans.run(model, m.classes, m.features, bytesOf(m.means), bytesOf(m.shares), roundId, now()) }
   }
 }

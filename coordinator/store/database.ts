@@ -139,7 +139,19 @@ const MIGRATIONS = [
    UPDATE rounds SET summed_at = updated_at WHERE state = 'published';`,
   // The version a server optimiser's state was last stepped to: an upload published after it
   // starts the state afresh (coordinator/rounds/strategy.ts, carriedState).
-  'ALTER TABLE strategy_state ADD COLUMN version INTEGER;'
+  'ALTER TABLE strategy_state ADD COLUMN version INTEGER;',
+  // NaiveMix's pooled class means (shared/training/mean-mix.ts), gathered once per model and
+  // input shape by a round's secure sum, then offered to later rounds.
+  `CREATE TABLE class_means (
+     model TEXT NOT NULL REFERENCES models(name),
+     classes INTEGER NOT NULL,
+     features INTEGER NOT NULL,
+     means BLOB NOT NULL,
+     shares BLOB NOT NULL,
+     round_id TEXT NOT NULL,
+     updated_at TEXT NOT NULL,
+     PRIMARY KEY (model, classes, features)
+   );`
 ]
 
 export interface Database {

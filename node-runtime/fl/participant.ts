@@ -13,6 +13,7 @@ import { serverMessageSchema, parseFrame, encodeUploadFrame, uploadSigningBytes,
 import type { FetchedModel } from '../../shared/load/fetch-model.ts'
 import type { TrainingData } from '../../shared/training/data.ts'
 import { trainLocal } from '../../shared/training/local-train.ts'
+import { offeredMeanMix, withClassStats } from '../../shared/rounds/mean-mix-offer.ts'
 import { fixedPointParams, encodeUpdate, sampleWeight, cryptoUniform } from '../../aggregation/fixed-point.ts'
 import { clipL2 } from '../../aggregation/dp/clip.ts'
 import { clientNoiseSigma } from '../../aggregation/dp/noise.ts'
@@ -245,6 +246,7 @@ export function createParticipant (options: ParticipantOptions): Participant {
     const data = await model.data()
     const topology = fetched.manifest.topology
     if (fetched.manifest.format !== 'tfjs-layers' || topology.kind !== 'tfjs') throw new InvalidInputError(`round ${config.id}: local training needs a tfjs layers model, got ${fetched.manifest.format}`)
+    const stats = offeredMeanMix(config, data)
     const engine = await loadTfjsEngine('tfjs-layers', topology, fetched.weights)
     const net = (engine as { model: LayersModel }).model
     let deltas: Float32Array
@@ -261,6 +263,7 @@ export function createParticipant (options: ParticipantOptions): Participant {
         loss: config.loss,
         proxMu: config.strategy.name === 'fedprox' ? config.strategy.mu : 0,
         labelSkew: config.labelSkew,
+        ...(stats.means === undefined || config.meanMix === null ? {} : { meanMix: { lambda: config.meanMix.lambda, means: stats.means } }),
         // From the base version, not the round id (random): a run is then reproducible from its seed.
         seed: mix(options.seed ?? 1, `${config.model}@${config.baseVersion}`),
         signal,
@@ -275,14 +278,15 @@ export function createParticipant (options: ParticipantOptions): Participant {
     } finally {
       net.dispose()
     }
-    if (deltas.length !== config.vectorLength - 1) throw new IntegrityError(`round ${config.id}: trained ${deltas.length} values, the round expects ${config.vectorLength - 1}`)
+    const statsLength = config.statsLength ?? 0
+    if (deltas.length + statsLength !== config.vectorLength - 1) throw new IntegrityError(`round ${config.id}: trained ${deltas.length} values and ${statsLength} class statistics, the round expects ${config.vectorLength - 1} values`)
     checkFinite(deltas)
     const params = fixedPointParams({ clip: config.fixedPoint.clip, clients: config.fixedPoint.clients })
     if (params.scale !== config.fixedPoint.scale || params.weightScale !== config.fixedPoint.weightScale) throw new InvalidInputError(`round ${config.id}: the offered fixed-point scale does not match its clip and client count`)
     const weight = sampleWeight({ samples, sampleCap: config.sampleCap })
     const random = cryptoUniform()
     let encoded = config.dp === null
-      ? encodeUpdate(clipL2(deltas, config.normBound).clipped, { params, weight, random })
+      ? encodeUpdate(withClassStats(clipL2(deltas, config.normBound).clipped, stats.stats), { params, weight, random })
       : encodeUpdate(deltas, { params, weight, random, dp: { l2Clip: Math.min(config.dp.clip, config.normBound), sigma: clientNoiseSigma({ noiseMultiplier: config.dp.noiseMultiplier, clip: config.dp.clip, minClients: minUploadsOf(config) }) } })
     if (options.tamper !== undefined) encoded = options.tamper(encoded, config)
     const payload = await round.secure.protect(encoded, signal)

@@ -5,6 +5,7 @@
  * scale, graph seed) from the base version's manifest before offering it.
  */
 import { z } from 'zod'
+import { InvalidInputError } from '../errors/errors.ts'
 import { modelNameSchema } from '../manifest/schema.ts'
 import { strategyConfigSchema } from './strategy-config.ts'
 import { DEFAULT_FEDLC_TAU, DEFAULT_FEDRS_ALPHA } from './strategy-defaults.ts'
@@ -26,6 +27,21 @@ export const labelSkewSchema = z.discriminatedUnion('method', [
   z.strictObject({ method: z.literal('fedlc'), tau: z.number().min(0, 'tau must be a number ≥ 0').max(1000, 'tau must be at most 1000').default(DEFAULT_FEDLC_TAU) })
 ])
 
+/** Largest classes × features a NaiveMix round may ask for: its means ride in the offer (4 bytes each). */
+export const MAX_MEAN_MIX_VALUES = 262_144
+
+/**
+ * FedMix's NaiveMix (Yoon et al. 2021; shared/training/mean-mix.ts): clients mix every row with
+ * the pooled class means, which the model's first such round gathers through its own secure sum.
+ * For classifiers whose inputs lie within ±clip (`features` values a row, labels 0..classes − 1).
+ */
+export const meanMixSchema = z.strictObject({
+  lambda: z.number().gt(0, 'lambda must be in (0, 0.5]').max(0.5, 'lambda must be in (0, 0.5]'),
+  classes: z.number().int().min(2).max(1000),
+  features: positiveInt
+}).refine(m => m.classes * m.features <= MAX_MEAN_MIX_VALUES, { message: `classes × features must be at most ${MAX_MEAN_MIX_VALUES}` })
+export type MeanMix = z.infer<typeof meanMixSchema>
+
 /** What an operator asks for (HTTP, CLI, demo); everything else is derived. */
 export const roundRequestSchema = z.object({
   model: modelNameSchema,
@@ -41,6 +57,8 @@ export const roundRequestSchema = z.object({
   strategy: strategyConfigSchema.default({ name: 'fedavg' }),
   /** Client-side label-skew correction of the loss (classification only). */
   labelSkew: labelSkewSchema.default({ method: 'none' }),
+  /** Client-side NaiveMix with the pooled class means (classification only; not with `dp` or `labelSkew`). */
+  meanMix: meanMixSchema.nullable().default(null),
   secure: z.object({
     mode: secureModeSchema.default('masking'),
     /** Masking: the sparse SecAgg+ graph, or every pair masking (Bonawitz 2017). */
@@ -91,8 +109,24 @@ export const roundConfigSchema = roundRequestSchema.extend({
   trainable: z.array(z.string().min(1)).min(1),
   /** Tensor names trained, in the order their values are concatenated in the update. */
   tensors: z.array(z.string().min(1)).min(1),
-  /** Update length: Σ trainable tensor sizes + 1 (the client's weight w_k rides last). */
+  /**
+   * Update length: Σ trainable tensor sizes, then `statsLength` class statistics, then 1 (the
+   * client's weight w_k rides last).
+   */
   vectorLength: positiveInt.max(256_000_000),
+  /**
+   * NaiveMix: class statistics each client appends to its update (mean-mix.ts `classStats`),
+   * asked for while the coordinator holds no pooled means for the model; 0 otherwise.
+   */
+  statsLength: z.number().int().min(0).max(MAX_MEAN_MIX_VALUES + 1000).default(0),
+  /**
+   * NaiveMix: the pooled class means (float32 little-endian, classes × features, base64) and each
+   * class's share of all samples; null until a round has gathered them.
+   */
+  classMeans: z.strictObject({
+    means: z.string().max(Math.ceil(MAX_MEAN_MIX_VALUES * 4 / 3) + 4).regex(/^[A-Za-z0-9+/]*=*$/, 'base64'),
+    shares: z.array(z.number().min(0).max(1)).min(2).max(1000)
+  }).nullable().default(null),
   /** Clients the update is aggregated over, as the fixed-point overflow bound assumes. */
   clients: z.array(z.string().regex(/^[0-9a-f]{64}$/)).min(1).max(10_000),
   fixedPoint: z.object({ clip: z.number().positive(), clients: positiveInt, scale: z.number().positive(), weightScale: z.number().positive() }).strict(),
@@ -106,6 +140,18 @@ export const roundConfigSchema = roundRequestSchema.extend({
 }).strict()
 
 export type RoundConfig = z.infer<typeof roundConfigSchema>
+
+/**
+ * What the request's fields cannot say alone: NaiveMix needs a classification loss, no label-skew
+ * correction and no DP (its class statistics would need noise of their own). Throws
+ * InvalidInputError naming the conflict.
+ */
+export function checkRoundRequest (request: RoundRequest): void {
+  if (request.meanMix === null) return
+  if (request.loss !== 'sparseCategoricalCrossentropy') throw new InvalidInputError(`meanMix mixes class labels: it needs loss sparseCategoricalCrossentropy, not ${request.loss}`)
+  if (request.labelSkew.method !== 'none') throw new InvalidInputError(`meanMix and labelSkew ${request.labelSkew.method} cannot be combined`)
+  if (request.dp !== null) throw new InvalidInputError('meanMix cannot be combined with dp: the class statistics in the update would need noise of their own')
+}
 
 /** Fewer uploads than this and the round fails; also the honest-client count DP noise assumes. */
 export function minUploadsOf (config: Pick<RoundConfig, 'selection' | 'clients'>): number {

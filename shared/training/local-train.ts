@@ -10,6 +10,8 @@
  *   the round started from, which keeps a client on skewed data near the global model.
  * - FedRS / FedLC (label-skew.ts): with `labelSkew` the cross-entropy is replaced by a restricted
  *   or calibrated one computed from the client's own class counts.
+ * - FedMix's NaiveMix (mean-mix.ts): with `meanMix` every row is mixed with a global class mean
+ *   and trained against the matching soft target.
  *
  * A custom loop rather than `model.fit`: fit trains every trainable layer and cannot add a term
  * that depends on the starting weights. Here `optimizer.minimize` gets an explicit variable list,
@@ -34,6 +36,7 @@ import { checkData, rowSize, type TrainingData } from './data.ts'
 import { findWeights } from './weights.ts'
 import { shuffleInPlace } from './_sample.ts'
 import { checkLabelSkew, classCounts, labelSkewLoss, logitsOf, type LabelSkew } from './label-skew.ts'
+import { checkClassMeans, mixClasses, naiveMixBatch, type ClassMeans } from './mean-mix.ts'
 import { DEFAULT_MOMENTUM, PROBABILITY_EPSILON, YIELD_EVERY_MS } from './constants.ts'
 
 export type OptimizerName = 'sgd' | 'adam' | 'momentum'
@@ -74,7 +77,13 @@ export interface TrainLocalOptions {
    * Needs 'sparseCategoricalCrossentropy' and a model ending in a dense softmax layer.
    */
   labelSkew?: LabelSkew
-  /** Seeds the per-epoch shuffles. */
+  /**
+   * NaiveMix (mean-mix.ts): each row is mixed as (1 − λ)·x + λ·x̄_j with a global class mean,
+   * j drawn from the classes `means` has, against the soft target. Needs
+   * 'sparseCategoricalCrossentropy', no `labelSkew`, and means for the model's classes and rows.
+   */
+  meanMix?: { lambda: number, means: ClassMeans }
+  /** Seeds the per-epoch shuffles (and NaiveMix's class draws). */
   seed: number
   /** Checked between batches; training stops by throwing its reason. */
   signal?: AbortSignal
@@ -113,6 +122,10 @@ export async function trainLocal (options: TrainLocalOptions): Promise<TrainLoca
   const shapes = modelShapes(model, data, loss)
   const skew = options.labelSkew ?? { method: 'none' }
   const skewed = skew.method === 'none' ? undefined : { logits: logitsOf(model), loss: labelSkewLoss(skew, classCounts(data.ys, shapes.classes)) }
+  const mixing = options.meanMix === undefined ? undefined : { ...options.meanMix, classes: mixClasses(options.meanMix.means) }
+  if (mixing !== undefined && (mixing.means.classes !== shapes.classes || mixing.means.features !== rowSize(data.featureShape))) {
+    throw new InvalidInputError(`meanMix: means for ${mixing.means.classes} classes × ${mixing.means.features} features, the model has ${shapes.classes} classes and the data ${rowSize(data.featureShape)} features a row`)
+  }
   signal?.throwIfAborted()
 
   const vars = weights.map(w => w.read() as tf.Variable)
@@ -128,9 +141,11 @@ export async function trainLocal (options: TrainLocalOptions): Promise<TrainLoca
     optimizer = makeOptimizer(options.optimizer, options.learningRate, options.momentum ?? DEFAULT_MOMENTUM)
 
     const objective = (x: tf.Tensor, y: tf.Tensor, keepDataLoss: (l: tf.Scalar) => void): tf.Scalar => {
-      const dataLoss = skewed === undefined
-        ? lossValue(loss, model.apply(x, { training: true }) as tf.Tensor, y, shapes.classes)
-        : skewed.loss(skewed.logits(x, true), y as tf.Tensor1D)
+      const dataLoss = skewed !== undefined
+        ? skewed.loss(skewed.logits(x, true), y as tf.Tensor1D)
+        : mixing !== undefined
+          ? softCrossEntropy(model.apply(x, { training: true }) as tf.Tensor, y)
+          : lossValue(loss, model.apply(x, { training: true }) as tf.Tensor, y, shapes.classes)
       if (proxMu === 0) return dataLoss
       keepDataLoss(tf.keep(dataLoss))
       const distance = tf.addN(params.map((v, i) => tf.sum(tf.squaredDifference(v, base[i] as tf.Tensor))))
@@ -149,7 +164,7 @@ export async function trainLocal (options: TrainLocalOptions): Promise<TrainLoca
         signal?.throwIfAborted()
         const start = b * batchSize
         const end = Math.min(start + batchSize, data.count)
-        const [x, y] = batchTensors(data, order.subarray(start, end), shapes)
+        const [x, y] = batchTensors(data, order.subarray(start, end), shapes, mixing === undefined ? undefined : rows => naiveMixBatch(rows.xs, rows.labels, mixing.means, mixing.classes, mixing.lambda, random))
         let dataLoss: tf.Scalar | undefined
         let total: tf.Scalar | undefined
         let value: number
@@ -221,7 +236,7 @@ function layerState (model: LayersModel): Set<LayerVariable> {
  * device-resident copy of the whole dataset, which the gradient tape then tracks (measured on
  * wasm: +50% per step for a 784-200-200-10 MLP at batch 32).
  */
-function batchTensors (data: TrainingData, rows: Int32Array, shapes: { output: number[], classes: number }): [tf.Tensor, tf.Tensor] {
+function batchTensors (data: TrainingData, rows: Int32Array, shapes: { output: number[], classes: number }, mix?: (batch: { xs: Float32Array, labels: ArrayLike<number> }) => Float32Array): [tf.Tensor, tf.Tensor] {
   const size = rowSize(data.featureShape)
   const width = shapes.classes > 0 ? 1 : rowSize(shapes.output)
   const xs = new Float32Array(rows.length * size)
@@ -230,6 +245,11 @@ function batchTensors (data: TrainingData, rows: Int32Array, shapes: { output: n
     const i = rows[r] as number
     xs.set(data.xs.subarray(i * size, (i + 1) * size), r * size)
     ys.set(data.ys.subarray(i * width, (i + 1) * width), r * width)
+  }
+  if (mix !== undefined) {
+    // Mixed rows carry soft targets, rows × classes.
+    const targets = mix({ xs, labels: ys })
+    return [tf.tensor(xs, [rows.length, ...data.featureShape], 'float32'), tf.tensor2d(targets, [rows.length, shapes.classes], 'float32')]
   }
   const x = tf.tensor(xs, [rows.length, ...data.featureShape], 'float32')
   const y = shapes.classes > 0 ? tf.tensor1d(ys, 'int32') : tf.tensor(ys, [rows.length, ...shapes.output], 'float32')
@@ -260,6 +280,12 @@ function lossValue (loss: LossName, out: tf.Tensor, y: tf.Tensor, classes: numbe
   return tf.neg(tf.mean(tf.sum(tf.mul(tf.oneHot(y as tf.Tensor1D, classes), tf.log(p)), -1))) as tf.Scalar
 }
 
+/** Cross-entropy against soft targets (rows × classes), probabilities clipped as in `lossValue`. */
+function softCrossEntropy (out: tf.Tensor, targets: tf.Tensor): tf.Scalar {
+  const p = tf.clipByValue(out, PROBABILITY_EPSILON, 1 - PROBABILITY_EPSILON)
+  return tf.neg(tf.mean(tf.sum(tf.mul(targets, tf.log(p)), -1))) as tf.Scalar
+}
+
 /** A macrotask turn, so timers and sockets (WebSocket pings) get served between batches. */
 function nextTask (): Promise<void> {
   return new Promise(resolve => {
@@ -287,6 +313,13 @@ function checkOptions (o: TrainLocalOptions): void {
   if (o.labelSkew !== undefined) {
     checkLabelSkew(o.labelSkew, 'labelSkew')
     if (o.labelSkew.method !== 'none' && o.loss !== 'sparseCategoricalCrossentropy') throw new InvalidInputError(`labelSkew ${o.labelSkew.method} corrects a classification loss; it needs loss sparseCategoricalCrossentropy, got ${o.loss}`)
+  }
+  if (o.meanMix !== undefined) {
+    if (typeof o.meanMix !== 'object' || o.meanMix === null) throw new InvalidInputError('meanMix must be an object { lambda, means }')
+    if (!(Number.isFinite(o.meanMix.lambda) && o.meanMix.lambda > 0 && o.meanMix.lambda < 1)) throw new InvalidInputError(`meanMix.lambda must be in (0, 1), got ${String(o.meanMix.lambda)}`)
+    checkClassMeans(o.meanMix.means, 'meanMix.means')
+    if (o.loss !== 'sparseCategoricalCrossentropy') throw new InvalidInputError(`meanMix mixes class labels; it needs loss sparseCategoricalCrossentropy, got ${o.loss}`)
+    if (o.labelSkew !== undefined && o.labelSkew.method !== 'none') throw new InvalidInputError(`meanMix and labelSkew ${o.labelSkew.method} cannot be combined`)
   }
   if (!Number.isInteger(o.seed)) throw new InvalidInputError(`seed must be an integer, got ${String(o.seed)}`)
   if (o.signal !== undefined && !(o.signal instanceof AbortSignal)) throw new InvalidInputError('signal must be an AbortSignal')
