@@ -21,7 +21,7 @@ export async function runDemo ({ rounds, runtimes, secure, signal }: { rounds: n
   const d = SIMULATION_DEFAULTS
   console.log(`model: MLP 784-${d.hidden.join('-')}-10 (tfjs); test set: 2,000 held-out digits`)
   const skew = d.labelSkew?.method ?? 'none'
-  console.log(`clients: ${d.optimizer} lr ${d.learningRate}${d.lrDecay === 1 ? '' : ` × ${d.lrDecay}^(round − 1)`}, ${d.epochs} epoch(s), batch ${d.batchSize}${skew === 'none' ? '' : `, ${skew}`}; server: ${JSON.stringify(d.strategy)}\n`)
+  console.log(`clients: ${d.optimizer} lr ${d.learningRate}${d.lrDecay === 1 ? '' : ` × ${d.lrDecay}^(round − 1)`}, ${d.epochs} epoch(s), batch ${d.batchSize}${skew === 'none' ? '' : `, ${skew}`}${d.meanMix > 0 ? `, NaiveMix λ ${d.meanMix} with the securely summed class means (gathered in round 1)` : ''}; server: ${JSON.stringify(d.strategy)}\n`)
   try {
     const summary = await simulate({
       ...SIMULATION_DEFAULTS,

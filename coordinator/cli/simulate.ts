@@ -218,6 +218,9 @@ export async function simulate (options: SimulationOptions): Promise<SimulationS
   if (!Number.isInteger(options.rounds) || options.rounds < 1) throw new InvalidInputError(`--rounds: at least 1, got ${options.rounds}`)
   if (!(options.dropout >= 0 && options.dropout < 1)) throw new InvalidInputError(`--dropout: a probability in [0, 1), got ${options.dropout}`)
   if (!(options.lrDecay > 0 && options.lrDecay <= 1)) throw new InvalidInputError(`lrDecay: a factor in (0, 1], got ${options.lrDecay}`)
+  if (!(options.meanMix >= 0 && options.meanMix <= 0.5)) throw new InvalidInputError(`meanMix: NaiveMix's λ in [0, 0.5] (0: off), got ${options.meanMix}`)
+  const skew = options.labelSkew?.method ?? 'none'
+  if (options.meanMix > 0 && skew !== 'none') throw new InvalidInputError(`label skew ${skew} cannot be combined with NaiveMix (λ ${options.meanMix}, on by default): turn it off with --mean-mix 0`)
   const learningRate = (round: number): number => options.learningRate * options.lrDecay ** (round - 1)
   parsePartition(options.partition)
   const { signal } = options

@@ -91,6 +91,8 @@ describe('blockfed CLI', () => {
       [['simulate', '--lr-decay', '0'], /--lr-decay.*expected a number in \(0, 1\]/],
       [['simulate', '--strategy', '{"name":"fedadam","lr":-1}'], /--strategy.*not a strategy: lr: lr must be a positive number/],
       [['simulate', '--label-skew', '{"method":"fedrs","alpha":7}'], /--label-skew.*not a label-skew setting: alpha/],
+      [['simulate', '--mean-mix', '0.7'], /--mean-mix.*expected a number in \[0, 0\.5\]/],
+      [['simulate', '--label-skew', '{"method":"fedrs"}'], /label skew fedrs cannot be combined with NaiveMix.*--mean-mix 0/],
       [['simulate', '--rounds', '0x10'], /--rounds.*integer 1-1000/],
       [['simulate', '--rounds', '1e2'], /--rounds.*integer 1-1000/],
       [['pull', 'vad@1@2', '--out', root, '--coordinator', url], /expected NAME or NAME@VERSION, got "vad@1@2"/]
@@ -159,8 +161,8 @@ describe('blockfed simulate', () => {
     expect((lines[1] as { accuracy: number }).accuracy).toBeGreaterThan(0.3)
     const summary = lines[2] as { centralised: { accuracy: number, epochs: number }, finalAccuracy: number, gapToCentralised: number, setting: Record<string, unknown> }
     // The summary names the setting it ran: the CLI's own flags (hidden) and simulate's defaults.
-    const { epochs, batchSize, learningRate, lrDecay, optimizer, strategy, labelSkew } = SIMULATION_DEFAULTS
-    expect(summary.setting).toEqual({ hidden: [16], epochs, batchSize, learningRate, lrDecay, optimizer, strategy, labelSkew })
+    const { epochs, batchSize, learningRate, lrDecay, optimizer, strategy, labelSkew, meanMix } = SIMULATION_DEFAULTS
+    expect(summary.setting).toEqual({ hidden: [16], epochs, batchSize, learningRate, lrDecay, optimizer, strategy, labelSkew, meanMix })
     expect(summary.centralised.epochs).toBe(2)
     expect(summary.centralised.accuracy).toBeGreaterThan(0.3)
     expect(summary.gapToCentralised).toBeCloseTo(summary.centralised.accuracy - summary.finalAccuracy, 10)
