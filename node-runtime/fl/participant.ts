@@ -107,6 +107,14 @@ export function createParticipant (options: ParticipantOptions): Participant {
   /** The round this runtime works on: at most one at a time. */
   let current: { config: RoundConfig, secure: SecureRoundClient, controller: AbortController, result: (m: Extract<ServerMessage, { type: 'result' }>) => void, bytesUp: number, bytesDown: number, uploaded: boolean } | undefined
   const emit = (e: ParticipantEvent): void => { options.onEvent?.(e) }
+  /**
+   * Models (and NaiveMix shapes) whose class statistics this runtime gave to a round that
+   * published. The coordinator then holds the pooled means and has no need to ask again; a second
+   * sum over another set of clients could be subtracted from the first to single one client out,
+   * so this runtime refuses to contribute twice. Kept for the process's life only.
+   */
+  const gaveStatistics = new Set<string>()
+  const statisticsKey = (config: RoundConfig): string => `${config.model}\n${config.meanMix?.classes ?? 0}\n${config.meanMix?.features ?? 0}`
 
   function send (message: ClientMessage): number {
     const text = JSON.stringify(message)
@@ -210,6 +218,7 @@ export function createParticipant (options: ParticipantOptions): Participant {
     }, { once: true }))
     aborted.catch(() => {})
     const reportResult = (final: Extract<ServerMessage, { type: 'result' }>): void => {
+      if (final.state === 'published' && round.uploaded && (config.statsLength ?? 0) > 0) gaveStatistics.add(statisticsKey(config))
       emit({ type: 'result', roundId: config.id, state: final.state, version: final.version, reason: final.reason, bytesUp: round.bytesUp, bytesDown: round.bytesDown })
     }
     void (async () => {
@@ -246,6 +255,9 @@ export function createParticipant (options: ParticipantOptions): Participant {
     const data = await model.data()
     const topology = fetched.manifest.topology
     if (fetched.manifest.format !== 'tfjs-layers' || topology.kind !== 'tfjs') throw new InvalidInputError(`round ${config.id}: local training needs a tfjs layers model, got ${fetched.manifest.format}`)
+    if ((config.statsLength ?? 0) > 0 && gaveStatistics.has(statisticsKey(config))) {
+      throw new InvalidInputError(`round ${config.id}: this runtime already gave its class statistics for ${config.model} to a published round; a second sum over other clients could single it out`)
+    }
     const stats = offeredMeanMix(config, data)
     const engine = await loadTfjsEngine('tfjs-layers', topology, fetched.weights)
     const net = (engine as { model: LayersModel }).model

@@ -3,7 +3,8 @@
  * runtimes over loopback, masking on. The first round with `meanMix` gathers the class statistics
  * through its secure sum and the coordinator keeps the pooled class means, which equal the means
  * of the three runtimes' pooled digits; the next round offers them, gathers nothing, and its
- * runtimes train with them. Requests NaiveMix cannot serve are refused with their reason.
+ * runtimes train with them; runtimes refuse to give their statistics to a second sum. Requests
+ * NaiveMix cannot serve are refused with their reason.
  */
 import { describe, it, expect, beforeAll, afterAll } from 'vitest'
 import { mkdtemp, rm } from 'node:fs/promises'
@@ -96,6 +97,20 @@ describe('NaiveMix rounds', () => {
     expect(new Float32Array(fromBase64(mixing.classMeans!.means).slice().buffer)).toEqual(means)
     // Each runtime trained with them: none declined.
     for (const p of participants) expect(p.events).toContainEqual(expect.objectContaining({ type: 'uploaded', roundId: second.id }))
+
+    // A coordinator that asks again (here: its means deleted behind its back) gets no statistics
+    // from runtimes that gave theirs to a published round: a second sum over another set of
+    // clients could be subtracted from the first. They decline, saying why, and the round fails.
+    const db = new DatabaseSync(join(root, 'c', 'coordinator.sqlite'))
+    try {
+      db.prepare('DELETE FROM class_means WHERE model = ?').run('mnist')
+    } finally {
+      db.close()
+    }
+    const third = await c.rounds.run(request)
+    expect(configOf(third.id).statsLength).toBe(classStatsLength(10, 784))
+    expect(third).toMatchObject({ state: 'failed', participants: expect.objectContaining({ uploaded: 0 }) })
+    for (const p of participants) expect(p.events).toContainEqual(expect.objectContaining({ type: 'error', roundId: third.id, message: expect.stringMatching(/already gave its class statistics for mnist to a published round/) }))
   }, 120_000)
 
   it('refuses NaiveMix with DP, a label-skew loss, a regression loss or means too large to offer', async () => {
