@@ -270,6 +270,7 @@ export async function simulate (options: SimulationOptions): Promise<SimulationS
         url,
         token,
         identity: await clientIdentity(dir),
+        stateDir: dir,
         models: { mnist: { data: () => data } },
         fetchVersion: async (_m, v, signal) => await runtime.fetch(aoe, v, signal),
         secureClient: secureClients(),

@@ -9,7 +9,7 @@
 import { setTimeout as sleep } from 'node:timers/promises'
 import { randomInt } from 'node:crypto'
 import { checkRoundRequest, minUploadsOf, roundConfigSchema, roundRequestSchema, type RoundConfig, type RoundRequest, type RoundRequestInput } from '../../shared/rounds/config.ts'
-import { classMeansFromStats, classStatsLength } from '../../shared/training/mean-mix.ts'
+import { checkClassMeans, classMeansFromStats, classStatsLength } from '../../shared/training/mean-mix.ts'
 import { decodeUploadFrame, maxUploadFrameBytes, uploadSigningBytes, type ClientMessage } from '../../shared/rounds/messages.ts'
 import { layerStateRanges, trainableLayout, trainableUnits, readTrainable } from '../../shared/rounds/trainable.ts'
 import { sha256 } from '../../shared/crypto/hash.ts'
@@ -322,6 +322,15 @@ export function roundManager (deps: RoundManagerDeps): RoundManager {
     const statsLength = config.statsLength ?? 0
     const mean = decoded.mean.subarray(0, decoded.mean.length - statsLength)
     const classMeans = statsLength === 0 || config.meanMix === null ? undefined : classMeansFromStats(decoded.mean.subarray(mean.length), config.meanMix.classes, config.meanMix.features)
+    if (classMeans !== undefined) {
+      // No data gives shares that do not sum to 1 or means beyond the clip: some client's
+      // statistics were made up. Such means would be kept and offered to every later round.
+      try {
+        checkClassMeans(classMeans, 'class statistics', config.fixedPoint.clip)
+      } catch (err) {
+        throw new RoundFailure(`${(err as Error).message}: a client sent statistics no data gives; nothing is kept`)
+      }
+    }
     const meanNorm = l2(mean)
     // A weighted mean of vectors each within the bound is within the bound: a larger one means
     // some client broke the rules (or the masks did not cancel). Refuse it.

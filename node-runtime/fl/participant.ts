@@ -25,6 +25,7 @@ import { sign, type SigningKeyPair } from '../../shared/crypto/sign.ts'
 import { BlockfedError, IntegrityError, InvalidInputError, TimeoutError } from '../../shared/errors/errors.ts'
 import { loadTfjsEngine } from '../engines/tfjs.ts'
 import { plainClient, type SecureRoundClient, type SecureClientDeps } from './secure-client.ts'
+import { statisticsGiven } from './statistics-given.ts'
 
 export interface ParticipantModel {
   /** The runtime's own private training data for this model. */
@@ -58,6 +59,11 @@ export interface ParticipantOptions {
   secureClient?: (deps: SecureClientDeps) => SecureRoundClient
   /** Seeds the local shuffle (per round it is mixed with the round id). */
   seed?: number
+  /**
+   * Where the runtime keeps what must outlive it (which models' NaiveMix class statistics it has
+   * given: fl/statistics-given.ts); without it, that is kept for the process's life only.
+   */
+  stateDir?: string
   /** Test hook: called with the encoded update before it is protected (a bad client's tamper point). */
   tamper?: (encoded: Uint32Array, config: RoundConfig) => Uint32Array
   /** Drop out after uploading (simulated dropout): close the socket once the upload is sent. */
@@ -107,14 +113,7 @@ export function createParticipant (options: ParticipantOptions): Participant {
   /** The round this runtime works on: at most one at a time. */
   let current: { config: RoundConfig, secure: SecureRoundClient, controller: AbortController, result: (m: Extract<ServerMessage, { type: 'result' }>) => void, bytesUp: number, bytesDown: number, uploaded: boolean } | undefined
   const emit = (e: ParticipantEvent): void => { options.onEvent?.(e) }
-  /**
-   * Models (and NaiveMix shapes) whose class statistics this runtime gave to a round that
-   * published. The coordinator then holds the pooled means and has no need to ask again; a second
-   * sum over another set of clients could be subtracted from the first to single one client out,
-   * so this runtime refuses to contribute twice. Kept for the process's life only.
-   */
-  const gaveStatistics = new Set<string>()
-  const statisticsKey = (config: RoundConfig): string => `${config.model}\n${config.meanMix?.classes ?? 0}\n${config.meanMix?.features ?? 0}`
+  const given = statisticsGiven(options.stateDir)
 
   function send (message: ClientMessage): number {
     const text = JSON.stringify(message)
@@ -218,7 +217,6 @@ export function createParticipant (options: ParticipantOptions): Participant {
     }, { once: true }))
     aborted.catch(() => {})
     const reportResult = (final: Extract<ServerMessage, { type: 'result' }>): void => {
-      if (final.state === 'published' && round.uploaded && (config.statsLength ?? 0) > 0) gaveStatistics.add(statisticsKey(config))
       emit({ type: 'result', roundId: config.id, state: final.state, version: final.version, reason: final.reason, bytesUp: round.bytesUp, bytesDown: round.bytesDown })
     }
     void (async () => {
@@ -255,8 +253,10 @@ export function createParticipant (options: ParticipantOptions): Participant {
     const data = await model.data()
     const topology = fetched.manifest.topology
     if (fetched.manifest.format !== 'tfjs-layers' || topology.kind !== 'tfjs') throw new InvalidInputError(`round ${config.id}: local training needs a tfjs layers model, got ${fetched.manifest.format}`)
-    if ((config.statsLength ?? 0) > 0 && gaveStatistics.has(statisticsKey(config))) {
-      throw new InvalidInputError(`round ${config.id}: this runtime already gave its class statistics for ${config.model} to a published round; a second sum over other clients could single it out`)
+    // The row size NaiveMix statistics are gathered for, when this round gathers them.
+    const gathering = (config.statsLength ?? 0) > 0 ? config.meanMix?.features : undefined
+    if (gathering !== undefined && await given.has(config.model, gathering)) {
+      throw new InvalidInputError(`round ${config.id}: this runtime already gave its class statistics for ${config.model} to a round; a second sum over other clients could single it out`)
     }
     const stats = offeredMeanMix(config, data)
     const engine = await loadTfjsEngine('tfjs-layers', topology, fetched.weights)
@@ -264,6 +264,8 @@ export function createParticipant (options: ParticipantOptions): Participant {
     let deltas: Float32Array
     let samples: number
     try {
+      const classes = (net.outputs[0]?.shape.at(-1) ?? 0) as number
+      if (config.meanMix !== null && classes !== config.meanMix.classes) throw new InvalidInputError(`round ${config.id}: meanMix names ${config.meanMix.classes} classes, the model outputs ${classes}`)
       const trained = await trainLocal({
         model: net,
         trainable: config.tensors,
@@ -306,6 +308,8 @@ export function createParticipant (options: ParticipantOptions): Participant {
     const signature = sign(uploadSigningBytes(header, await sha256(payload)), options.identity.secretKey)
     const frame = encodeUploadFrame({ ...header, signature: toBase64(signature) }, payload)
     if (socket?.readyState !== WebSocket.OPEN) throw new TimeoutError(`round ${config.id}: the connection closed before the upload`)
+    // Before the statistics leave: a crash right after the send must not forget them.
+    if (gathering !== undefined) await given.record(config.model, gathering)
     socket.send(frame)
     round.uploaded = true
     round.bytesUp += frame.length

@@ -7,7 +7,7 @@ import { InvalidInputError } from '../errors/errors.ts'
 import { fromBase64 } from '../crypto/bytes.ts'
 import { rowSize, type TrainingData } from '../training/data.ts'
 import { checkClassMeans, classStats, type ClassMeans } from '../training/mean-mix.ts'
-import type { RoundConfig } from './config.ts'
+import { minUploadsOf, type RoundConfig } from './config.ts'
 
 export interface OfferedMeanMix {
   /** The pooled class means to train with; absent until a round has gathered them. */
@@ -23,7 +23,7 @@ export interface OfferedMeanMix {
  * fit: another row size, a label outside the classes, or inputs beyond ±clip, which the
  * fixed-point encoding would clip, so its statistics would be wrong rather than imprecise.
  */
-export function offeredMeanMix (config: Pick<RoundConfig, 'id' | 'meanMix' | 'statsLength' | 'classMeans' | 'dp' | 'fixedPoint'>, data: TrainingData): OfferedMeanMix {
+export function offeredMeanMix (config: Pick<RoundConfig, 'id' | 'meanMix' | 'statsLength' | 'classMeans' | 'dp' | 'fixedPoint' | 'secure' | 'selection' | 'clients'>, data: TrainingData): OfferedMeanMix {
   const mix = config.meanMix
   const statsLength = config.statsLength ?? 0
   const classMeans = config.classMeans ?? null
@@ -36,13 +36,22 @@ export function offeredMeanMix (config: Pick<RoundConfig, 'id' | 'meanMix' | 'st
   if (features !== mix.features) throw new InvalidInputError(`round ${config.id}: meanMix expects ${mix.features} features a row, this runtime's data has ${features}`)
   let means: ClassMeans | undefined
   if (classMeans !== null) {
-    const bytes = fromBase64(classMeans.means)
+    let bytes: Uint8Array
+    try {
+      bytes = fromBase64(classMeans.means)
+    } catch (err) {
+      throw new InvalidInputError(`round ${config.id}: classMeans.means is not base64`, { cause: err })
+    }
     if (bytes.length !== mix.classes * mix.features * 4) throw new InvalidInputError(`round ${config.id}: classMeans.means holds ${bytes.length} bytes, expected ${mix.classes} × ${mix.features} float32 values`)
     // float32 little-endian, as the coordinator writes them (every platform blockfed runs on is little-endian).
     means = { classes: mix.classes, features: mix.features, means: new Float32Array(bytes.slice().buffer), shares: Float32Array.from(classMeans.shares) }
-    checkClassMeans(means, `round ${config.id}: classMeans`)
+    checkClassMeans(means, `round ${config.id}: classMeans`, config.fixedPoint.clip)
   }
   if (statsLength === 0) return means === undefined ? {} : { means }
+  // The statistics may leave this client only inside a sum of several (checkRoundRequest's rules, checked again here).
+  if (config.secure.mode === 'none') throw new InvalidInputError(`round ${config.id}: class statistics asked for in mode none, where the coordinator would see them alone`)
+  if (minUploadsOf(config) < 2) throw new InvalidInputError(`round ${config.id}: class statistics asked for in a round that may publish the sum of one upload`)
+  if (config.fixedPoint.clip < 1) throw new InvalidInputError(`round ${config.id}: class statistics need clip ≥ 1, the round has ${config.fixedPoint.clip}`)
   const stats = classStats(data, mix.classes)
   if (stats.length !== statsLength) throw new InvalidInputError(`round ${config.id}: statsLength ${statsLength}, but ${mix.classes} classes × ${mix.features} features give ${stats.length}`)
   const clip = config.fixedPoint.clip

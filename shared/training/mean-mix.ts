@@ -66,6 +66,8 @@ export function classStats (data: TrainingData, classes: number): Float32Array {
  * `minShare` (absent, or fixed-point rounding noise around 0) gets share 0 and a zero mean.
  */
 export function classMeansFromStats (stats: Float32Array | Float64Array, classes: number, features: number, minShare = 1e-6): ClassMeans {
+  // A share below −minShare is no rounding noise: no data gives it, so it is refused by
+  // checkClassMeans' sum (the class is dropped here, the others then cannot sum to 1).
   if (stats.length !== classStatsLength(classes, features)) throw new InvalidInputError(`class statistics: ${stats.length} values, expected ${classStatsLength(classes, features)} for ${classes} classes × ${features} features`)
   const means = new Float32Array(classes * features)
   const shares = new Float32Array(classes)
@@ -78,8 +80,16 @@ export function classMeansFromStats (stats: Float32Array | Float64Array, classes
   return { classes, features, means, shares }
 }
 
-/** Throws InvalidInputError naming `what` unless `m` is usable for mixing rows of `features` values. */
-export function checkClassMeans (m: ClassMeans, what = 'classMeans'): void {
+/** How far honest shares may stray from summing to 1: fixed-point rounding is ~1e-7 per client. */
+const SHARE_SUM_TOLERANCE = 1e-3
+
+/**
+ * Throws InvalidInputError naming `what` unless `m` is usable for mixing rows of `features`
+ * values: finite, shares in [0, 1] summing to 1, and, with `bound`, every mean within ±bound
+ * (the pooled mean of inputs within ±bound). A client can still shift the means inside these
+ * limits (any statistics within the clip are possible data); beyond them, they are refused.
+ */
+export function checkClassMeans (m: ClassMeans, what = 'classMeans', bound = Infinity): void {
   if (!Number.isInteger(m.classes) || m.classes < 2) throw new InvalidInputError(`${what}.classes must be an integer ≥ 2, got ${String(m.classes)}`)
   if (!Number.isInteger(m.features) || m.features < 1) throw new InvalidInputError(`${what}.features must be a positive integer, got ${String(m.features)}`)
   if (!(m.means instanceof Float32Array) || m.means.length !== m.classes * m.features) throw new InvalidInputError(`${what}.means must be a Float32Array of ${m.classes} × ${m.features} values`)
@@ -87,6 +97,11 @@ export function checkClassMeans (m: ClassMeans, what = 'classMeans'): void {
   if (!m.means.every(Number.isFinite)) throw new InvalidInputError(`${what}.means holds a value that is not finite`)
   if (!m.shares.every(s => Number.isFinite(s) && s >= 0 && s <= 1)) throw new InvalidInputError(`${what}.shares must lie in [0, 1]`)
   if (!m.shares.some(s => s > 0)) throw new InvalidInputError(`${what}: no class has a share above 0`)
+  const total = m.shares.reduce((a, s) => a + s, 0)
+  if (Math.abs(total - 1) > SHARE_SUM_TOLERANCE) throw new InvalidInputError(`${what}: the class shares sum to ${total.toPrecision(6)}, not 1`)
+  const limit = bound * (1 + SHARE_SUM_TOLERANCE) + 1e-6
+  const outside = m.means.findIndex(v => Math.abs(v) > limit)
+  if (outside >= 0) throw new InvalidInputError(`${what}: class ${Math.floor(outside / m.features)}'s mean holds ${m.means[outside]}, beyond ±${bound}`)
 }
 
 /** The classes a client may mix with: those some client holds. */

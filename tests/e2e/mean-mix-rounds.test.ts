@@ -7,7 +7,7 @@
  * NaiveMix cannot serve are refused with their reason.
  */
 import { describe, it, expect, beforeAll, afterAll } from 'vitest'
-import { mkdtemp, rm } from 'node:fs/promises'
+import { mkdtemp, readFile, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { DatabaseSync } from 'node:sqlite'
@@ -19,6 +19,7 @@ import { InvalidInputError } from '../../shared/errors/errors.ts'
 import { classStatsLength } from '../../shared/training/mean-mix.ts'
 import type { RoundConfig } from '../../shared/rounds/config.ts'
 import { secureClients } from '../../node-runtime/fl/secure-client.ts'
+import { STATISTICS_GIVEN_FILE } from '../../node-runtime/fl/statistics-given.ts'
 import { mnistSlice, startParticipants, stopParticipants, type TestParticipant } from '../helpers/fl.ts'
 
 const SIZE = 100
@@ -65,6 +66,8 @@ describe('NaiveMix rounds', () => {
     const gathering = configOf(first.id)
     expect(gathering.statsLength).toBe(classStatsLength(10, 784))
     expect(gathering.classMeans).toBeNull()
+    // Each runtime wrote down, before its upload left, that it gave them.
+    for (let i = 0; i < 3; i++) expect(JSON.parse(await readFile(join(root, `runtime-${i}`, STATISTICS_GIVEN_FILE), 'utf8'))).toEqual(['mnist\n784'])
 
     // The means kept are those of the three runtimes' 300 digits together, to fixed-point precision.
     const stored = query<{ means: Uint8Array, shares: Uint8Array, round_id: string }>('SELECT means, shares, round_id FROM class_means WHERE model = ?', 'mnist')
@@ -110,7 +113,39 @@ describe('NaiveMix rounds', () => {
     const third = await c.rounds.run(request)
     expect(configOf(third.id).statsLength).toBe(classStatsLength(10, 784))
     expect(third).toMatchObject({ state: 'failed', participants: expect.objectContaining({ uploaded: 0 }) })
-    for (const p of participants) expect(p.events).toContainEqual(expect.objectContaining({ type: 'error', roundId: third.id, message: expect.stringMatching(/already gave its class statistics for mnist to a published round/) }))
+    for (const p of participants) expect(p.events).toContainEqual(expect.objectContaining({ type: 'error', roundId: third.id, message: expect.stringMatching(/already gave its class statistics for mnist to a round/) }))
+  }, 120_000)
+
+  it('fails a gathering round whose sum holds made-up statistics, and keeps no means from it', async () => {
+    const dir = join(root, 'poisoned')
+    const c2 = await createCoordinator({ dataDir: dir, port: 0 })
+    const at = await c2.start()
+    const model = mnistMlp({ hidden: [16] })
+    await c2.ingest('mnist', await modelFiles(model))
+    model.dispose()
+    // Runtime 2 puts a share of −0.5 for class 0 in its (weighted) update: within the clip, so the
+    // masked sum cannot show it, but no data gives it.
+    const ps = await startParticipants(at, await c2.createToken('edge'), dir, 3, {
+      size: SIZE,
+      extra: i => ({
+        secureClient: secureClients(),
+        ...(i === 2 ? { tamper: (encoded: Uint32Array, config: RoundConfig) => { encoded[config.vectorLength - 1 - config.statsLength + 10 * 784] = (-Math.round(0.5 * config.fixedPoint.scale)) >>> 0; return encoded } } : {})
+      })
+    })
+    try {
+      const round = await c2.rounds.run({ model: 'mnist', meanMix: MIX, selection: { minClients: 3 } })
+      expect(round.state).toBe('failed')
+      expect(round.reason).toMatch(/the class shares sum to .*, not 1: a client sent statistics no data gives; nothing is kept/)
+      const db = new DatabaseSync(join(dir, 'coordinator.sqlite'), { readOnly: true })
+      try {
+        expect(db.prepare('SELECT COUNT(*) AS n FROM class_means').get()).toEqual({ n: 0 })
+      } finally {
+        db.close()
+      }
+    } finally {
+      await stopParticipants(ps)
+      await c2.stop()
+    }
   }, 120_000)
 
   it('refuses NaiveMix with DP, a label-skew loss, a regression loss or means too large to offer', async () => {
@@ -118,6 +153,10 @@ describe('NaiveMix rounds', () => {
     await expect(c.rounds.run({ ...base, dp: { noiseMultiplier: 1, clip: 1 } })).rejects.toThrow(/meanMix cannot be combined with dp/)
     await expect(c.rounds.run({ ...base, labelSkew: { method: 'fedrs' } })).rejects.toThrow(InvalidInputError)
     await expect(c.rounds.run({ ...base, loss: 'meanSquaredError' })).rejects.toThrow(/needs loss sparseCategoricalCrossentropy/)
+    // Each client's statistics may reach the coordinator only inside a sum of several, unclipped.
+    await expect(c.rounds.run({ ...base, secure: { mode: 'none' } })).rejects.toThrow(/meanMix needs secure aggregation/)
+    await expect(c.rounds.run({ ...base, selection: { minClients: 3, minUploads: 1 } })).rejects.toThrow(/minUploads ≥ 2/)
+    await expect(c.rounds.run({ ...base, clip: 0.5 })).rejects.toThrow(/meanMix needs clip ≥ 1/)
     const post = await fetch(`${url}/v1/rounds`, {
       method: 'POST',
       headers: { authorization: `Bearer ${c.adminToken}`, 'content-type': 'application/json' },

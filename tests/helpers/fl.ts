@@ -39,6 +39,7 @@ export async function startParticipants (url: string, token: string, root: strin
       url,
       token,
       identity: await clientIdentity(dir),
+      stateDir: dir,
       models: { [model]: { data: () => data } },
       fetchVersion: async (_m, v, signal) => await runtime.fetch(config, v, signal),
       onEvent: e => events.push(e),

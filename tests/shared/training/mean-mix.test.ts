@@ -148,6 +148,9 @@ describe('offeredMeanMix: what a client accepts from an offer', () => {
     classMeans: { means: encoded, shares: new Array(classes).fill(0.1) },
     dp: null,
     fixedPoint,
+    secure: { mode: 'masking', graph: 'sparse' },
+    selection: { fraction: 1, minClients: 2, maxClients: 1000, cooldownMs: 0 },
+    clients: ['a', 'b', 'c'],
     ...over
   })
 
@@ -169,6 +172,14 @@ describe('offeredMeanMix: what a client accepts from an offer', () => {
       [{ classMeans: { means: toBase64(new Uint8Array(12)), shares: new Array(classes).fill(0.1) } }, data, /classMeans.means holds 12 bytes, expected 10 × 784 float32 values/],
       [{ classMeans: { means: toBase64(new Uint8Array(nan.buffer)), shares: new Array(classes).fill(0.1) } }, data, /holds a value that is not finite/],
       [{ classMeans: { means: encoded, shares: [0.1, 0.1] } }, data, /shares must be a Float32Array of 10 values/],
+      [{ classMeans: { means: 'A', shares: new Array(classes).fill(0.1) } }, data, /classMeans.means is not base64/],
+      // What a made-up share or mean gives: no data sums to other than 1, or averages beyond the clip.
+      [{ classMeans: { means: encoded, shares: new Array(classes).fill(0.2) } }, data, /the class shares sum to 2.00000, not 1/],
+      [{ classMeans: { means: toBase64(new Uint8Array(new Float32Array(classes * features).fill(3).buffer)), shares: new Array(classes).fill(0.1) } }, data, /class 0's mean holds 3, beyond ±1/],
+      // Statistics leave a client only inside a sum of several, encoded without clipping.
+      [{ classMeans: null, statsLength: classStatsLength(classes, features), secure: { mode: 'none', graph: 'sparse' } }, data, /class statistics asked for in mode none/],
+      [{ classMeans: null, statsLength: classStatsLength(classes, features), selection: { fraction: 1, minClients: 2, maxClients: 1000, cooldownMs: 0, minUploads: 1 } }, data, /may publish the sum of one upload/],
+      [{ classMeans: null, statsLength: classStatsLength(classes, features), fixedPoint: { ...fixedPointParams({ clip: 0.5, clients: 3 }) } }, data, /class statistics need clip ≥ 1, the round has 0.5/],
       [{ meanMix: null }, data, /class statistics or means offered without meanMix/],
       [{ dp: { noiseMultiplier: 1, clip: 1, delta: 1e-5 } }, data, /meanMix with dp is not supported/],
       [{ meanMix: { lambda: 0.05, classes, features: 100 } }, data, /meanMix expects 100 features a row, this runtime's data has 784/],

@@ -1,0 +1,62 @@
+/**
+ * Which models' class statistics (NaiveMix, shared/training/mean-mix.ts) this runtime has already
+ * put into a round's secure sum. A coordinator that asked again, of another set of clients, could
+ * subtract the two sums and single one client out, so a runtime gives them once per model and row
+ * size: recorded before the upload leaves, kept in `dir` across restarts when one is given.
+ */
+import { readFile } from 'node:fs/promises'
+import { join } from 'node:path'
+import { z } from 'zod'
+import { IntegrityError } from '../../shared/errors/errors.ts'
+import { writeFileAtomic } from '../atomic-file.ts'
+
+export const STATISTICS_GIVEN_FILE = 'class-statistics-given.json'
+
+const fileSchema = z.array(z.string().min(1).max(400)).max(100_000)
+
+export interface StatisticsGiven {
+  has: (model: string, features: number) => Promise<boolean>
+  record: (model: string, features: number) => Promise<void>
+}
+
+export function statisticsGiven (dir?: string): StatisticsGiven {
+  const path = dir === undefined ? undefined : join(dir, STATISTICS_GIVEN_FILE)
+  let keys: Promise<Set<string>> | undefined
+  const key = (model: string, features: number): string => `${model}\n${features}`
+  const load = async (): Promise<Set<string>> => {
+    if (path === undefined) return new Set()
+    let text: string
+    try {
+      text = await readFile(path, 'utf8')
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return new Set()
+      throw err
+    }
+    // Unreadable: refuse to give statistics (the caller declines) rather than forget what was given.
+    let parsed: ReturnType<typeof fileSchema.safeParse>
+    try {
+      parsed = fileSchema.safeParse(JSON.parse(text))
+    } catch (err) {
+      throw new IntegrityError(`${path}: not JSON; class statistics are not given while it is unreadable`, { cause: err })
+    }
+    if (!parsed.success) throw new IntegrityError(`${path}: not a list of model keys; class statistics are not given while it is unreadable`)
+    return new Set(parsed.data)
+  }
+  const current = async (): Promise<Set<string>> => {
+    keys ??= load()
+    try {
+      return await keys
+    } catch (err) {
+      keys = undefined
+      throw err
+    }
+  }
+  return {
+    has: async (model, features) => (await current()).has(key(model, features)),
+    async record (model, features) {
+      const set = await current()
+      set.add(key(model, features))
+      if (path !== undefined) await writeFileAtomic(path, JSON.stringify([...set]))
+    }
+  }
+}
