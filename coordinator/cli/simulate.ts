@@ -57,8 +57,8 @@ export interface SimulationOptions {
   labelSkew: RoundRequestInput['labelSkew']
   /**
    * NaiveMix's λ (shared/training/mean-mix.ts), 0 for none: clients mix each digit with the pooled
-   * class means, which the first round gathers through its secure sum. The centralised reference,
-   * which holds every class, trains without.
+   * class means, which the first round gathers through its secure sum (so it is off with secure
+   * mode none). The centralised reference, which holds every class, trains without.
    */
   meanMix: number
   /** Paillier mode: the decryptor's URL; without one, a decryptor process is started for the run. */
@@ -219,8 +219,10 @@ export async function simulate (options: SimulationOptions): Promise<SimulationS
   if (!(options.dropout >= 0 && options.dropout < 1)) throw new InvalidInputError(`--dropout: a probability in [0, 1), got ${options.dropout}`)
   if (!(options.lrDecay > 0 && options.lrDecay <= 1)) throw new InvalidInputError(`lrDecay: a factor in (0, 1], got ${options.lrDecay}`)
   if (!(options.meanMix >= 0 && options.meanMix <= 0.5)) throw new InvalidInputError(`meanMix: NaiveMix's λ in [0, 0.5] (0: off), got ${options.meanMix}`)
+  // NaiveMix's class statistics travel only inside a secure sum: without one it is off (the summary's setting says so).
+  const meanMix = options.secure === 'none' ? 0 : options.meanMix
   const skew = options.labelSkew?.method ?? 'none'
-  if (options.meanMix > 0 && skew !== 'none') throw new InvalidInputError(`label skew ${skew} cannot be combined with NaiveMix (λ ${options.meanMix}, on by default): turn it off with --mean-mix 0`)
+  if (meanMix > 0 && skew !== 'none') throw new InvalidInputError(`label skew ${skew} cannot be combined with NaiveMix (λ ${meanMix}, on by default): turn it off with --mean-mix 0`)
   const learningRate = (round: number): number => options.learningRate * options.lrDecay ** (round - 1)
   parsePartition(options.partition)
   const { signal } = options
@@ -301,7 +303,7 @@ export async function simulate (options: SimulationOptions): Promise<SimulationS
         optimizer: options.optimizer,
         strategy: options.strategy,
         labelSkew: options.labelSkew,
-        meanMix: options.meanMix > 0 ? { lambda: options.meanMix, classes: 10, features: IMAGE_SIZE } : null,
+        meanMix: meanMix > 0 ? { lambda: meanMix, classes: 10, features: IMAGE_SIZE } : null,
         // Size the masking graph for the dropout being simulated (a margin above the mean: the
         // threshold must hold for the round's actual dropouts, not just their expectation).
         secure: { mode: options.secure, graph: 'sparse', ...(options.dropout > 0 ? { dropoutRate: Math.min(0.45, options.dropout + 0.1) } : {}) },
@@ -357,7 +359,7 @@ export async function simulate (options: SimulationOptions): Promise<SimulationS
     }
     const accuracies = reports.map(r => r.accuracy).filter((a): a is number => a !== null)
     const finalAccuracy = [...reports].reverse().find(r => r.accuracy !== null)?.accuracy ?? null
-    const { hidden, epochs, batchSize, lrDecay, optimizer, strategy, labelSkew, meanMix } = options
+    const { hidden, epochs, batchSize, lrDecay, optimizer, strategy, labelSkew } = options
     return {
       setting: { hidden, epochs, batchSize, learningRate: options.learningRate, lrDecay, optimizer, strategy, labelSkew, meanMix },
       rounds: options.rounds,
