@@ -15,6 +15,7 @@ import { InvalidModelError } from '../errors/errors.ts'
 import { toBase64 } from '../crypto/bytes.ts'
 import type { ModelFile, NormalisedModel, OnnxTopology, TensorInfo } from '../model/types.ts'
 import { elementCount, ONNX_DOUBLE, ONNX_FLOAT, onnxType, onnxTypeName, storedBytes } from './_dtypes.ts'
+import { onnxPaddingBudget } from './onnx_splice.ts'
 import { walkOnnx, type OnnxTensorRef, type OnnxValueInfo, type OnnxWalk } from './_onnx_proto.ts'
 import { WireError, WireLimitError } from './_protobuf.ts'
 import { basename, findBeside, relativePath } from './_paths.ts'
@@ -48,7 +49,7 @@ export function readOnnx (file: ModelFile, files: readonly ModelFile[]): Normali
   const extracted = extract(walk, file, files, name)
   const externalFiles = externalRanges(extracted)
   refuseSharedExternalBytes(externalFiles, name)
-  extracted.push(...uncovered(externalFiles))
+  extracted.push(...uncovered(externalFiles, extracted.reduce((n, e) => n + e.info.byteLength, 0)))
   const tensors = extracted.map(e => e.info)
   uniqueNames(tensors)
 
@@ -226,23 +227,38 @@ function refuseSharedExternalBytes (external: ExternalRanges, name: string): voi
  * Bytes of the external files that no tensor covers, as opaque pieces, so `pull` gives the files
  * back byte for byte: every run after a file's last tensor, and runs between tensors that are
  * not all zeros (alignment padding is zeros, and onnx_splice.ts writes zeros there). Whatever
- * else a file holds is sealed like a tensor, never left out or made public.
+ * else a file holds is sealed like a tensor, never left out or made public. Zero runs are left
+ * out only up to the padding budget the manifest schema allows (onnxPaddingBudget); beyond it the
+ * longest become pieces too.
  */
-function uncovered (external: ExternalRanges): Extracted[] {
+function uncovered (external: ExternalRanges, tensorBytes: number): Extracted[] {
   const pieces: Extracted[] = []
+  const zeros: Array<{ file: ModelFile, location: string, start: number, end: number }> = []
+  const piece = (file: ModelFile, location: string, start: number, end: number): void => {
+    const byteLength = end - start
+    const name = `${location}@${start}`
+    pieces.push({ info: { name, dtype: ONNX_ENCODED_DTYPE, shape: [byteLength], byteLength, layer: name }, from: { kind: 'external', file, location, offset: start } })
+  }
   for (const [location, { file, ranges }] of external) {
     let at = 0
     const gap = (start: number, end: number, trailing: boolean): void => {
-      if (end <= start || (!trailing && file.bytes.subarray(start, end).every(b => b === 0))) return
-      const byteLength = end - start
-      const name = `${location}@${start}`
-      pieces.push({ info: { name, dtype: ONNX_ENCODED_DTYPE, shape: [byteLength], byteLength, layer: name }, from: { kind: 'external', file, location, offset: start } })
+      if (end <= start) return
+      if (!trailing && file.bytes.subarray(start, end).every(b => b === 0)) zeros.push({ file, location, start, end })
+      else piece(file, location, start, end)
     }
     for (const { start, end } of ranges) {
       gap(at, start, false)
       at = Math.max(at, end)
     }
     gap(at, file.bytes.length, true)
+  }
+  let covered = tensorBytes + pieces.reduce((n, p) => n + p.info.byteLength, 0)
+  let left = zeros.reduce((n, z) => n + z.end - z.start, 0)
+  for (const z of zeros.sort((a, b) => (b.end - b.start) - (a.end - a.start))) {
+    if (left <= onnxPaddingBudget(covered)) break
+    piece(z.file, z.location, z.start, z.end)
+    covered += z.end - z.start
+    left -= z.end - z.start
   }
   return pieces
 }

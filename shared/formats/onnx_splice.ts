@@ -9,6 +9,19 @@ import { allocateBytes } from '../crypto/bytes.ts'
 import { InvalidInputError } from '../errors/errors.ts'
 import type { ModelFile, OnnxTopology, TensorInfo } from '../model/types.ts'
 
+/**
+ * Zero bytes the external files may leave uncovered between tensors, in all: at most the tensors'
+ * own total or this floor, whichever is larger. Alignment padding (4 KiB or 64 KiB a tensor) fits;
+ * a manifest claiming a tensor at offset 2^40 does not, so the runtime never allocates for it.
+ * Ingest stores longer zero runs as tensors of their own (onnx.ts `uncovered`).
+ */
+export const ONNX_PADDING_FLOOR = 1 << 20
+
+/** How many uncovered zero bytes external files may leave when the tensors total `tensorBytes`. */
+export function onnxPaddingBudget (tensorBytes: number): number {
+  return Math.max(ONNX_PADDING_FLOOR, tensorBytes)
+}
+
 /** The name writeModel gives the .onnx when the topology does not record one. */
 export const ONNX_MODEL_FILE = 'model.onnx'
 

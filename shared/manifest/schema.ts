@@ -7,6 +7,7 @@
 import { z } from 'zod'
 import { shardLayoutError } from '../blocks/erasure.ts'
 import { SEAL_OVERHEAD } from '../crypto/seal.ts'
+import { onnxPaddingBudget } from '../formats/onnx_splice.ts'
 
 export const MANIFEST_SCHEMA = 'blockfed/manifest@1'
 
@@ -157,13 +158,17 @@ function topologyIssues (manifest: Pick<Manifest, 'format' | 'topology' | 'tenso
     list.push({ start: e.offset, end: e.offset + (tensors[e.tensor]?.byteLength ?? 0), i })
     ranges.set(e.location, list)
   })
+  let padding = 0
   for (const [location, list] of ranges) {
     const nonEmpty = list.filter(r => r.end > r.start).sort((a, b) => a.start - b.start)
+    padding += Math.max(0, ...list.map(r => r.end)) - nonEmpty.reduce((n, r) => n + r.end - r.start, 0)
     for (let j = 1; j < nonEmpty.length; j++) {
       const [a, b] = [nonEmpty[j - 1], nonEmpty[j]] as [typeof list[number], typeof list[number]]
       if (b.start < a.end) report({ path: ['topology', 'external', b.i, 'offset'], message: `bytes ${b.start}..${Math.min(a.end, b.end)} of ${location} are given to two tensors` })
     }
   }
+  // The runtime allocates each external file to its last byte: uncovered zeros must stay padding.
+  if (padding > onnxPaddingBudget(total)) report({ path: ['topology', 'external'], message: `the external files leave ${padding} bytes between tensors, more than the ${onnxPaddingBudget(total)} of padding the tensors' ${total} bytes allow` })
   const missing = placed.indexOf(false)
   if (missing >= 0) report({ path: ['tensors', missing], message: `tensor ${missing} (${tensors[missing]?.name ?? ''}) is placed nowhere in the topology (neither a hole nor external data)` })
   return issues

@@ -51,7 +51,8 @@ export const TINY = {
 type W = protobuf.Writer
 
 /** Y = Reshape(((X·W + B) · S) + Cast(D), shape=[1, 3]), X: float32 [N, 4]. */
-export function tinyOnnx (options: { rawLength?: number, sharedExternal?: boolean, location?: string } = {}): { onnx: ModelFile, external: ModelFile } {
+export function tinyOnnx (options: { rawLength?: number, sharedExternal?: boolean, location?: string, externalOffset?: number } = {}): { onnx: ModelFile, external: ModelFile } {
+  const externalOffset = options.externalOffset ?? TINY.externalOffset
   const bytes = (v: ArrayBufferView): Uint8Array => new Uint8Array(v.buffer, v.byteOffset, v.byteLength)
   const msg = (w: W, field: number, body: (w: W) => void): void => { body(w.uint32(field << 3 | 2).fork()); w.ldelim() }
   const str = (w: W, field: number, s: string): void => { w.uint32(field << 3 | 2).string(s) }
@@ -93,7 +94,7 @@ export function tinyOnnx (options: { rawLength?: number, sharedExternal?: boolea
     str(g, 2, 'tiny')
     msg(g, 5, t => { // W: external data
       packedDims(t, [4, 3]); varint(t, 2, 1); str(t, 8, 'W')
-      for (const [k, v] of [['location', options.location ?? 'tiny.bin'], ['offset', String(TINY.externalOffset)], ['length', '48']] as const) {
+      for (const [k, v] of [['location', options.location ?? 'tiny.bin'], ['offset', String(externalOffset)], ['length', '48']] as const) {
         msg(t, 13, e => { str(e, 1, k); str(e, 2, v) })
       }
       varint(t, 14, 1)
@@ -119,8 +120,8 @@ export function tinyOnnx (options: { rawLength?: number, sharedExternal?: boolea
   })
   msg(w, 8, o => { str(o, 1, ''); varint(o, 2, 13) })
 
-  const external = new Uint8Array(TINY.externalOffset + 48)
-  external.set(bytes(TINY.W), TINY.externalOffset)
+  const external = new Uint8Array(externalOffset + 48)
+  external.set(bytes(TINY.W), externalOffset)
   return { onnx: { path: 'tiny.onnx', bytes: Uint8Array.from(w.finish()) }, external: { path: 'tiny.bin', bytes: external } }
 }
 

@@ -288,6 +288,19 @@ describe('ONNX', () => {
       await session.release()
     })
 
+    it('stores a zero run longer than the padding budget as a piece of its own, so the manifest schema takes it', async () => {
+      // W after 3 MiB of zeros: more than the 1 MiB floor of padding for a model of a few hundred bytes.
+      const offset = 3 << 20
+      const { onnx, external } = tinyOnnx({ externalOffset: offset })
+      const model = await readModel([onnx, external])
+      expect(model.tensors.slice(5).map(t => [t.name, t.dtype, t.byteLength])).toEqual([['tiny.bin@0', 'onnx-encoded', offset]])
+      const files = writeModel(model)
+      expect(Buffer.from(files[1]!.bytes).equals(Buffer.from(external.bytes))).toBe(true)
+      // Within the budget (64 KiB), the zeros stay implicit, as before.
+      const small = await readModel(Object.values(tinyOnnx({ externalOffset: 64 << 10 })))
+      expect(small.tensors).toHaveLength(5)
+    })
+
     it('refuses external data whose location is the model file itself', async () => {
       const { onnx, external } = tinyOnnx({ location: 'tiny.onnx' })
       await expect(readModel([onnx, external])).rejects.toThrow(/external data location tiny\.onnx is the model file itself/)

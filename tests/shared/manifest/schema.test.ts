@@ -105,6 +105,17 @@ describe('manifest numbers that contradict each other', () => {
     expect(refusal(e)).toMatch(/^topology\.external\.\d+\.tensor: tensor \d+ \(W\) is placed a second time$/)
   })
 
+  it('ONNX external ranges that leave more zeros between tensors than padding allows (a runtime allocates each file to its last byte)', () => {
+    const e = structuredClone(external)
+    if (e.topology.kind !== 'onnx') throw new Error('onnx')
+    const total = e.tensors.reduce((n, t) => n + t.byteLength, 0)
+    e.topology.external[0]!.offset = 2 ** 40
+    expect(refusal(e)).toBe(`topology.external: the external files leave ${2 ** 40} bytes between tensors, more than the ${1 << 20} of padding the tensors' ${total} bytes allow`)
+    // Alignment-sized padding passes.
+    e.topology.external[0]!.offset = 64 << 10
+    expect(refusal(e)).toBeUndefined()
+  })
+
   it('an ONNX tensor placed nowhere, or a hole or external range naming a tensor that does not exist', () => {
     const m = structuredClone(onnx)
     if (m.topology.kind !== 'onnx') throw new Error('onnx')
