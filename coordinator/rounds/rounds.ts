@@ -10,10 +10,11 @@ import { setTimeout as sleep } from 'node:timers/promises'
 import { randomInt } from 'node:crypto'
 import { checkRoundRequest, minUploadsOf, roundConfigSchema, roundRequestSchema, type RoundConfig, type RoundRequest, type RoundRequestInput } from '../../shared/rounds/config.ts'
 import { checkClassMeans, classMeansFromStats, classStatsLength } from '../../shared/training/mean-mix.ts'
+import { classMeansOffer } from '../../shared/rounds/mean-mix-offer.ts'
 import { decodeUploadFrame, maxUploadFrameBytes, uploadSigningBytes, type ClientMessage } from '../../shared/rounds/messages.ts'
 import { layerStateRanges, trainableLayout, trainableUnits, readTrainable } from '../../shared/rounds/trainable.ts'
 import { sha256 } from '../../shared/crypto/hash.ts'
-import { fromBase64, fromHex, toBase64, toHex } from '../../shared/crypto/bytes.ts'
+import { fromBase64, fromHex, toHex } from '../../shared/crypto/bytes.ts'
 import { verify } from '../../shared/crypto/sign.ts'
 import { BlockfedError, ConflictError, InvalidInputError, NotFoundError, UnavailableError } from '../../shared/errors/errors.ts'
 import type { IngestResult } from '../../shared/client/api-schemas.ts'
@@ -292,7 +293,7 @@ export function roundManager (deps: RoundManagerDeps): RoundManager {
       tensors: layout.names,
       vectorLength: layout.parameters + statsLength + 1,
       statsLength,
-      classMeans: stored === undefined ? null : { means: toBase64(new Uint8Array(stored.means.buffer, stored.means.byteOffset, stored.means.byteLength)), shares: [...stored.shares] },
+      classMeans: stored === undefined ? null : classMeansOffer(stored),
       clients,
       fixedPoint: { ...fixedPoint },
       seed: toHex(globalThis.crypto.getRandomValues(new Uint8Array(32))),

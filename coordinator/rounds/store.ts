@@ -9,6 +9,7 @@ import type { RoundConfig } from '../../shared/rounds/config.ts'
 import { checkTransition, type RoundState } from './state.ts'
 import type { AcceptedUpload } from './secure/types.ts'
 import type { ClassMeans } from '../../shared/training/mean-mix.ts'
+import { bytesFloat32, float32Bytes } from '../../shared/crypto/bytes.ts'
 
 /** A server optimiser's state and the version its last step produced (null: kept before versions were recorded). */
 export interface StoredStrategyState { state: Uint8Array, version: number | null }
@@ -102,9 +103,6 @@ export function roundStore (database: Database): RoundStore {
     classMeans: db.prepare('SELECT means, shares FROM class_means WHERE model = ? AND classes = ? AND features = ?'),
     saveClassMeans: db.prepare('INSERT INTO class_means (model, classes, features, means, shares, round_id, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (model, classes, features) DO UPDATE SET means = excluded.means, shares = excluded.shares, round_id = excluded.round_id, updated_at = excluded.updated_at')
   }
-  // Float32 arrays as their little-endian bytes (every platform Node runs on is little-endian).
-  const floats = (bytes: Uint8Array): Float32Array => new Float32Array(bytes.slice().buffer)
-  const bytesOf = (values: Float32Array): Uint8Array => new Uint8Array(values.buffer, values.byteOffset, values.byteLength)
   const get = (id: string): RoundRow | undefined => {
     const raw = q.get.get(id) as Raw | undefined
     return raw === undefined ? undefined : fromRaw(raw)
@@ -141,8 +139,8 @@ export function roundStore (database: Database): RoundStore {
     saveStrategyState: (model, layout, state, version) => { q.saveStrategy.run(model, layout, state, version, now()) },
     classMeans (model, classes, features) {
       const row = q.classMeans.get(model, classes, features) as { means: Uint8Array, shares: Uint8Array } | undefined
-      return row === undefined ? undefined : { classes, features, means: floats(row.means), shares: floats(row.shares) }
+      return row === undefined ? undefined : { classes, features, means: bytesFloat32(row.means), shares: bytesFloat32(row.shares) }
     },
-    saveClassMeans: (model, m, roundId) => { q.saveClassMeans.run(model, m.classes, m.features, bytesOf(m.means), bytesOf(m.shares), roundId, now()) }
+    saveClassMeans: (model, m, roundId) => { q.saveClassMeans.run(model, m.classes, m.features, float32Bytes(m.means), float32Bytes(m.shares), roundId, now()) }
   }
 }

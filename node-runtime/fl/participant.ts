@@ -253,12 +253,12 @@ export function createParticipant (options: ParticipantOptions): Participant {
     const data = await model.data()
     const topology = fetched.manifest.topology
     if (fetched.manifest.format !== 'tfjs-layers' || topology.kind !== 'tfjs') throw new InvalidInputError(`round ${config.id}: local training needs a tfjs layers model, got ${fetched.manifest.format}`)
+    const stats = offeredMeanMix(config, data)
     // The row size NaiveMix statistics are gathered for, when this round gathers them.
-    const gathering = (config.statsLength ?? 0) > 0 ? config.meanMix?.features : undefined
+    const gathering = stats.stats === undefined ? undefined : config.meanMix?.features
     if (gathering !== undefined && await given.has(config.model, gathering)) {
       throw new InvalidInputError(`round ${config.id}: this runtime already gave its class statistics for ${config.model} to a round; a second sum over other clients could single it out`)
     }
-    const stats = offeredMeanMix(config, data)
     const engine = await loadTfjsEngine('tfjs-layers', topology, fetched.weights)
     const net = (engine as { model: LayersModel }).model
     let deltas: Float32Array
@@ -292,7 +292,7 @@ export function createParticipant (options: ParticipantOptions): Participant {
     } finally {
       net.dispose()
     }
-    const statsLength = config.statsLength ?? 0
+    const statsLength = stats.stats?.length ?? 0
     if (deltas.length + statsLength !== config.vectorLength - 1) throw new IntegrityError(`round ${config.id}: trained ${deltas.length} values and ${statsLength} class statistics, the round expects ${config.vectorLength - 1} values`)
     checkFinite(deltas)
     const params = fixedPointParams({ clip: config.fixedPoint.clip, clients: config.fixedPoint.clients })

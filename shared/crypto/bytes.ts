@@ -46,6 +46,17 @@ export function asBufferSource (bytes: Uint8Array): Uint8Array<ArrayBuffer> {
 }
 
 /**
+ * Float32 values as bytes and back, little-endian (every platform blockfed runs on is). The bytes
+ * are a view, not a copy; the values are copied, so bytes at any offset can be read.
+ */
+export function float32Bytes (values: Float32Array): Uint8Array {
+  return new Uint8Array(values.buffer, values.byteOffset, values.byteLength)
+}
+export function bytesFloat32 (bytes: Uint8Array): Float32Array {
+  return new Float32Array(bytes.slice().buffer)
+}
+
+/**
  * A zeroed buffer of `size` bytes, or TooLargeError (`what(size)`, then why) where no buffer that
  * large can be made here: said as what it is, not as a bare "Array buffer allocation failed".
  */

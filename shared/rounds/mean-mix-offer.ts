@@ -4,7 +4,7 @@
  * to append to its update. Isomorphic: Node and browser runtimes call the same checks.
  */
 import { InvalidInputError } from '../errors/errors.ts'
-import { fromBase64 } from '../crypto/bytes.ts'
+import { bytesFloat32, float32Bytes, fromBase64, toBase64 } from '../crypto/bytes.ts'
 import { rowSize, type TrainingData } from '../training/data.ts'
 import { checkClassMeans, classStats, type ClassMeans } from '../training/mean-mix.ts'
 import { minUploadsOf, type RoundConfig } from './config.ts'
@@ -43,8 +43,7 @@ export function offeredMeanMix (config: Pick<RoundConfig, 'id' | 'meanMix' | 'st
       throw new InvalidInputError(`round ${config.id}: classMeans.means is not base64`, { cause: err })
     }
     if (bytes.length !== mix.classes * mix.features * 4) throw new InvalidInputError(`round ${config.id}: classMeans.means holds ${bytes.length} bytes, expected ${mix.classes} × ${mix.features} float32 values`)
-    // float32 little-endian, as the coordinator writes them (every platform blockfed runs on is little-endian).
-    means = { classes: mix.classes, features: mix.features, means: new Float32Array(bytes.slice().buffer), shares: Float32Array.from(classMeans.shares) }
+    means = { classes: mix.classes, features: mix.features, means: bytesFloat32(bytes), shares: Float32Array.from(classMeans.shares) }
     checkClassMeans(means, `round ${config.id}: classMeans`, config.fixedPoint.clip)
   }
   if (statsLength === 0) return means === undefined ? {} : { means }
@@ -57,6 +56,11 @@ export function offeredMeanMix (config: Pick<RoundConfig, 'id' | 'meanMix' | 'st
   const clip = config.fixedPoint.clip
   if (!data.xs.every(v => v >= -clip && v <= clip)) throw new InvalidInputError(`round ${config.id}: meanMix class statistics need inputs within ±${clip} (the round's clip)`)
   return means === undefined ? { stats } : { means, stats }
+}
+
+/** The pooled class means as a round offer carries them (float32 little-endian, base64), read back by `offeredMeanMix`. */
+export function classMeansOffer (m: ClassMeans): NonNullable<RoundConfig['classMeans']> {
+  return { means: toBase64(float32Bytes(m.means)), shares: [...m.shares] }
 }
 
 /** The clipped update followed by the class statistics a NaiveMix round asks for, if any. */
