@@ -8,7 +8,7 @@ import type { FastifyInstance } from 'fastify'
 import type { AddressInfo } from 'node:net'
 import type { ModelFile } from '../shared/model/types.ts'
 import type { IngestResult } from '../shared/client/api-schemas.ts'
-import { DEFAULT_PARTITION, type PartitionOptions } from '../shared/blocks/partition.ts'
+import { checkPartitionOptions, DEFAULT_PARTITION, type PartitionOptions } from '../shared/blocks/partition.ts'
 
 import { defaultReedSolomon, erasureCoder, shardLayoutError } from '../shared/blocks/erasure.ts'
 import { openDatabase } from './store/database.ts'
@@ -118,6 +118,7 @@ async function adminToken (dataDir: string, repo: Repository): Promise<string> {
 
 export async function createCoordinator (options: CoordinatorOptions): Promise<Coordinator> {
   const { dataDir } = options
+  const partitionOptions = checkPartitionOptions(options.partition ?? DEFAULT_PARTITION)
   await mkdir(dataDir, { recursive: true })
   const identity = await loadIdentity(dataDir)
   const database = openDatabase(join(dataDir, 'coordinator.sqlite'))
@@ -153,7 +154,7 @@ export async function createCoordinator (options: CoordinatorOptions): Promise<C
     await Promise.race([cosigner.cosign(), grace])
     clearTimeout(timer)
   }
-  const published = publisher({ database, repo, files, identity, coder, partition: options.partition ?? DEFAULT_PARTITION, log, anchored: anchorPublished })
+  const published = publisher({ database, repo, files, identity, coder, partition: partitionOptions, log, anchored: anchorPublished })
   let origin: Origin | undefined
   let witnessRetry: ReturnType<typeof setInterval> | undefined
   let stopped = false

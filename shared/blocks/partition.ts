@@ -26,6 +26,13 @@ export interface PartitionOptions {
 }
 
 export const DEFAULT_PARTITION: PartitionOptions = { targetBytes: 1 << 20, maxBytes: 2 << 20 }
+/**
+ * The largest block a manifest may hold. Blocks are ≈ 1 MiB by design; the bound is what lets a
+ * runtime size its buffers from a signed manifest without trusting it (a 16 GiB block would be
+ * allocated before its shards fail the per-object limit) and keeps a 4+2 shard within the swarm's
+ * 32 MiB object limit.
+ */
+export const MAX_BLOCK_BYTES = 64 << 20
 
 /** A byte range of one tensor inside a block's plaintext. */
 export interface BlockPart {
@@ -131,11 +138,17 @@ function elementBits (t: TensorInfo): number | undefined {
   return bits
 }
 
-export function partition (tensors: TensorInfo[], options: PartitionOptions = DEFAULT_PARTITION): BlockPlan[] {
+/** The options themselves, or InvalidInputError naming what is out of range. */
+export function checkPartitionOptions (options: PartitionOptions): PartitionOptions {
   const { targetBytes, maxBytes } = options
-  if (!(targetBytes > 0) || !(maxBytes >= targetBytes)) {
-    throw new InvalidInputError(`partition: need 0 < targetBytes <= maxBytes (got ${targetBytes}, ${maxBytes})`)
+  if (!(targetBytes > 0) || !(maxBytes >= targetBytes) || !(maxBytes <= MAX_BLOCK_BYTES)) {
+    throw new InvalidInputError(`partition: need 0 < targetBytes <= maxBytes <= ${MAX_BLOCK_BYTES} (got ${targetBytes}, ${maxBytes})`)
   }
+  return options
+}
+
+export function partition (tensors: TensorInfo[], options: PartitionOptions = DEFAULT_PARTITION): BlockPlan[] {
+  const { targetBytes, maxBytes } = checkPartitionOptions(options)
   const plans: BlockPlan[] = []
   let open: { units: string[], parts: BlockPart[], bytes: number } = { units: [], parts: [], bytes: 0 }
   const flush = (): void => {

@@ -52,6 +52,33 @@ export function storedBytes (count: number, bits: number): number {
   return Math.ceil(count * bits / 8)
 }
 
+/**
+ * The dtype of a tensor whose values the file holds as protobuf records other than one packed
+ * little-endian payload (e.g. `int32_data` varints): its bytes are those records exactly as the
+ * file has them (tags included, except for a lone mistyped raw/float/double payload), its shape
+ * is [byteLength]. Opaque to training and aggregation; sealed like every tensor.
+ */
+export const ONNX_ENCODED_DTYPE = 'onnx-encoded'
+
+/** Bits per element of every dtype a manifest may name: ONNX's, tfjs's, and opaque ONNX bytes. */
+const MANIFEST_DTYPE_BITS: ReadonlyMap<string, number> = new Map([
+  ...Object.values(ONNX_TYPES),
+  ['int32', 32], ['bool', 8], ['complex64', 64],
+  [ONNX_ENCODED_DTYPE, 8]
+])
+
+/**
+ * Bytes a manifest tensor must hold: its elements at its dtype's size, or at its quantized
+ * size. Undefined for a dtype no ingest produces. A shape whose elements exceed 2^53 gives
+ * Infinity, so it never matches a byte length.
+ */
+export function manifestTensorBytes (t: { dtype: string, shape: readonly number[], quantization?: { dtype: 'uint8' | 'uint16' | 'float16' } | undefined }): number | undefined {
+  const bits = t.quantization === undefined ? MANIFEST_DTYPE_BITS.get(t.dtype) : TFJS_QUANTIZED_BYTES[t.quantization.dtype] * 8
+  if (bits === undefined) return undefined
+  const count = elementCount(t.shape)
+  return Number.isSafeInteger(count) ? storedBytes(count, bits) : Infinity
+}
+
 /** Bytes per element of a tfjs weight, by dtype (`string` has no fixed size). */
 export const TFJS_DTYPE_BYTES: Record<string, number> = { float32: 4, int32: 4, bool: 1, complex64: 8 }
 

@@ -14,20 +14,14 @@
 import { InvalidModelError } from '../errors/errors.ts'
 import { toBase64 } from '../crypto/bytes.ts'
 import type { ModelFile, NormalisedModel, OnnxTopology, TensorInfo } from '../model/types.ts'
-import { elementCount, ONNX_DOUBLE, ONNX_FLOAT, onnxType, onnxTypeName, storedBytes } from './_dtypes.ts'
+import { elementCount, ONNX_DOUBLE, ONNX_ENCODED_DTYPE, ONNX_FLOAT, onnxType, onnxTypeName, storedBytes } from './_dtypes.ts'
 import { onnxPaddingBudget } from './onnx_splice.ts'
 import { walkOnnx, type OnnxTensorRef, type OnnxValueInfo, type OnnxWalk } from './_onnx_proto.ts'
 import { WireError, WireLimitError } from './_protobuf.ts'
 import { basename, findBeside, relativePath } from './_paths.ts'
 import { layersOfTensors, tensorTotals } from './metadata.ts'
 
-/**
- * The dtype of a tensor whose values the file holds as protobuf records other than one packed
- * little-endian payload (e.g. `int32_data` varints): its bytes are those records exactly as the
- * file has them (tags included, except for a lone mistyped raw/float/double payload), its shape
- * is [byteLength]. Opaque to training and aggregation; sealed like every tensor.
- */
-export const ONNX_ENCODED_DTYPE = 'onnx-encoded'
+export { ONNX_ENCODED_DTYPE } from './_dtypes.ts'
 
 /** A tensor chosen for extraction and where its bytes come from. */
 interface Extracted {

@@ -6,7 +6,9 @@
  */
 import { z } from 'zod'
 import { shardLayoutError } from '../blocks/erasure.ts'
+import { MAX_BLOCK_BYTES } from '../blocks/partition.ts'
 import { SEAL_OVERHEAD } from '../crypto/seal.ts'
+import { manifestTensorBytes } from '../formats/_dtypes.ts'
 import { onnxPaddingBudget } from '../formats/onnx_splice.ts'
 
 export const MANIFEST_SCHEMA = 'blockfed/manifest@1'
@@ -92,13 +94,31 @@ export const manifestSchema = z.object({
   tensors: z.array(tensorSchema),
   erasure: z.object({ scheme: z.literal('reed-solomon-gf8'), k: z.number().int().positive(), m: count }).strict()
     .refine(e => e.k + e.m <= 256, 'k + m at most 256 (Reed-Solomon over GF(2^8))'),
-  partition: z.object({ targetBytes: z.number().int().positive(), maxBytes: z.number().int().positive() }).strict(),
+  partition: z.object({ targetBytes: z.number().int().positive(), maxBytes: z.number().int().positive().max(MAX_BLOCK_BYTES) }).strict(),
   blocks: z.array(blockSchema),
   /** The training round that produced this version (null for an ingest). */
   round: z.string().nullable(),
   metrics: z.record(z.string(), z.number()).nullable()
 }).strict().superRefine((manifest, ctx) => {
+  // Shape and dtype say how many bytes a tensor holds; a byteLength that disagrees would make
+  // training or a pulled model read the tensor with the wrong length.
+  let tensorIssues = 0
+  manifest.tensors.forEach((t, i) => {
+    const bytes = manifestTensorBytes(t)
+    if (bytes === t.byteLength || tensorIssues >= MAX_TOPOLOGY_ISSUES) return
+    tensorIssues++
+    ctx.addIssue({
+      code: 'custom',
+      path: ['tensors', i, bytes === undefined ? 'dtype' : 'byteLength'],
+      message: bytes === undefined
+        ? `tensor ${t.name}: unknown dtype ${t.dtype}`
+        : `tensor ${t.name}: ${t.byteLength} bytes, but ${t.quantization?.dtype ?? t.dtype} of shape [${t.shape.join(', ')}] holds ${Number.isFinite(bytes) ? bytes : 'more than 2^53 elements'}`
+    })
+  })
   manifest.blocks.forEach((block, i) => {
+    if (block.plaintextLength > manifest.partition.maxBytes) {
+      ctx.addIssue({ code: 'custom', path: ['blocks', i, 'plaintextLength'], message: `block ${block.index}: ${block.plaintextLength} bytes, above the partition's maxBytes ${manifest.partition.maxBytes}` })
+    }
     // A sealed block is its plaintext plus a fixed overhead (crypto/seal.ts): claimed apart, the
     // loader would size its buffers by one number and meet the other only after fetching.
     if (block.sealedLength !== block.plaintextLength + SEAL_OVERHEAD) {

@@ -3,6 +3,7 @@ import { describe, it, expect, afterAll } from 'vitest'
 import { mkdtemp, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
+import { existsSync } from 'node:fs'
 import { createCoordinator } from '../../coordinator/coordinator.ts'
 import { coordinatorClient } from '../../shared/client/coordinator-client.ts'
 import { InvalidInputError } from '../../shared/errors/errors.ts'
@@ -29,5 +30,13 @@ describe('coordinator erasure parameters', () => {
     const again = await createCoordinator({ dataDir, port: 0, erasure: { k: 4, m: 2 } })
     expect((await again.start()).startsWith('http://')).toBe(true)
     await again.stop()
+  })
+
+  it('refuses partition options that would make blocks larger than a manifest may hold, before it touches the data dir', async () => {
+    root ??= await mkdtemp(join(tmpdir(), 'blockfed-erasure-'))
+    const dataDir = join(root, 'partition')
+    await expect(createCoordinator({ dataDir, port: 0, partition: { targetBytes: 1 << 20, maxBytes: 128 << 20 } }))
+      .rejects.toThrow('partition: need 0 < targetBytes <= maxBytes <= 67108864 (got 1048576, 134217728)')
+    expect(existsSync(dataDir)).toBe(false)
   })
 })

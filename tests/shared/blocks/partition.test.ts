@@ -1,5 +1,5 @@
 import { describe, it, expect } from 'vitest'
-import { partition, unitOf, tensorOffsets } from '../../../shared/blocks/partition.ts'
+import { MAX_BLOCK_BYTES, partition, unitOf, tensorOffsets } from '../../../shared/blocks/partition.ts'
 import type { TensorInfo } from '../../../shared/model/types.ts'
 
 const t = (name: string, byteLength: number, shape: number[] = [byteLength / 4], layer = name.slice(0, name.lastIndexOf('/'))): TensorInfo =>
@@ -90,5 +90,9 @@ describe('partition', () => {
 
   it('rejects nonsensical options', () => {
     expect(() => partition([], { targetBytes: 0, maxBytes: 1 })).toThrow(/targetBytes/)
+    expect(() => partition([], { targetBytes: 2, maxBytes: 1 })).toThrow(/targetBytes <= maxBytes/)
+    // A manifest refuses blocks above MAX_BLOCK_BYTES, so ingest must never make one.
+    expect(() => partition([], { targetBytes: 1 << 20, maxBytes: MAX_BLOCK_BYTES + 1 })).toThrow(`maxBytes <= ${MAX_BLOCK_BYTES}`)
+    expect(partition([], { targetBytes: 1 << 20, maxBytes: MAX_BLOCK_BYTES })).toEqual([])
   })
 })

@@ -9,7 +9,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { gzipSync } from 'node:zlib'
 import { defaultReedSolomon, erasureCoder, type ErasureCoder } from '../../../shared/blocks/erasure.ts'
-import { partition } from '../../../shared/blocks/partition.ts'
+import { MAX_BLOCK_BYTES, partition } from '../../../shared/blocks/partition.ts'
 import { sealBlocks } from '../../../shared/blocks/seal-blocks.ts'
 import { checkLayout } from '../../../shared/blocks/assemble.ts'
 import { IntegrityError, InvalidInputError, NotFoundError, TimeoutError, TooLargeError, UnavailableError } from '../../../shared/errors/errors.ts'
@@ -226,8 +226,13 @@ describe('a signed manifest that claims more than its blocks hold', () => {
     const at = longer.blocks.findIndex(b => { const last = b.parts.at(-1); return last !== undefined && last.offset + last.length === longer.tensors[last.tensor]?.byteLength })
     const block = longer.blocks[at] as Manifest['blocks'][number]
     const last = block.parts.at(-1) as Manifest['blocks'][number]['parts'][number]
-    const extra = 3 * 2 ** 30
-    ;(longer.tensors[last.tensor] as TensorInfo).byteLength += extra
+    // Consistent in every other number: the tensor's shape covers the extra float32s, and the
+    // partition allows a block that long.
+    const extra = 16 << 20
+    const grown = longer.tensors[last.tensor] as TensorInfo
+    grown.byteLength += extra
+    grown.shape = [grown.byteLength / 4]
+    longer.partition.maxBytes = MAX_BLOCK_BYTES
     last.length += extra
     block.plaintextLength += extra
     if (longer.topology.kind === 'tfjs') (longer.topology.weightFiles[0] as { byteLength: number }).byteLength += extra
@@ -247,21 +252,40 @@ describe('a signed manifest that claims more than its blocks hold', () => {
     expect(result).toMatchObject({ requests: 0, keyRequests: 0, cached: 0 })
   })
 
-  it('weights too large for one buffer are a TooLargeError naming the total, before any shard is asked for', async () => {
-    // Consistent in every number (one tensor, one block, shards for its sealed length), just huge:
-    // 2^50 bytes is past any address space here, so the allocation fails whatever the overcommit policy.
-    const n = 2 ** 50
+  it('a consistent but huge block (16 GiB) is refused by the schema, naming the bound, before anything is fetched or allocated', async () => {
+    // Every number agrees (one tensor, one block, shards for its sealed length): only the size
+    // gives it away. Before the bound, the runtime allocated the 16 GiB buffer and failed later
+    // at the shards' per-object limit.
+    const n = 16 * 2 ** 30
     const huge = structuredClone(manifest)
     const first = huge.blocks[0] as Manifest['blocks'][number]
-    huge.tensors = [{ ...(huge.tensors[0] as TensorInfo), byteLength: n }]
+    huge.tensors = [{ ...(huge.tensors[0] as TensorInfo), shape: [n / 4], byteLength: n }]
     huge.blocks = [{ ...first, parts: [{ tensor: 0, offset: 0, length: n }], plaintextLength: n, sealedLength: n + SEAL_OVERHEAD, shards: { size: Math.ceil((n + SEAL_OVERHEAD) / 4), cids: first.shards.cids } }]
     huge.topology = { kind: 'tfjs', modelJson: '{}', weightFiles: [{ path: 'w.bin', byteLength: n }] }
-    expect(manifestSchema.safeParse(huge).success).toBe(true)
     const result = await load(huge)
-    expect(result.error).toBeInstanceOf(TooLargeError)
-    expect((result.error as Error).message).toBe(`manifest: the tensors total ${n} bytes, more than this runtime can hold in one buffer`)
-    expect(result).toMatchObject({ requests: 0, cached: 0 })
+    expect(result.error).toBeInstanceOf(InvalidInputError)
+    expect((result.error as Error).message).toBe(`manifest: manifest.blocks.0.plaintextLength: block 0: ${n} bytes, above the partition's maxBytes ${huge.partition.maxBytes}`)
+    expect(result).toMatchObject({ requests: 0, keyRequests: 0, cached: 0 })
+    huge.partition.maxBytes = n
+    expect((await load(huge)).error).toMatchObject({ message: expect.stringContaining(`manifest.partition.maxBytes: Too big: expected number to be <=${MAX_BLOCK_BYTES}`) })
   })
+
+  it('a tensor whose bytes disagree with its shape and dtype is refused, naming the tensor', async () => {
+    const wrong = structuredClone(manifest)
+    ;(wrong.tensors[0] as TensorInfo).shape = [40, 51]
+    const result = await load(wrong)
+    expect(result.error).toBeInstanceOf(InvalidInputError)
+    expect((result.error as Error).message).toBe('manifest: manifest.tensors.0.byteLength: tensor a/kernel: 8000 bytes, but float32 of shape [40, 51] holds 8160')
+    expect(result).toMatchObject({ requests: 0, keyRequests: 0, cached: 0 })
+    ;(wrong.tensors[0] as TensorInfo).shape = [40, 50]
+    ;(wrong.tensors[0] as TensorInfo).dtype = 'float33'
+    expect((await load(wrong)).error).toMatchObject({ message: 'manifest: manifest.tensors.0.dtype: tensor a/kernel: unknown dtype float33' })
+    // Shapes past 2^53 elements never match (a product rounded to a float could).
+    ;(wrong.tensors[0] as TensorInfo).dtype = 'float32'
+    ;(wrong.tensors[0] as TensorInfo).shape = [2 ** 30, 2 ** 30, 2 ** 30]
+    expect((await load(wrong)).error).toMatchObject({ message: 'manifest: manifest.tensors.0.byteLength: tensor a/kernel: 8000 bytes, but float32 of shape [1073741824, 1073741824, 1073741824] holds more than 2^53 elements' })
+  })
+
 })
 
 describe('checkLayout', () => {
