@@ -4,7 +4,8 @@
  * claims to hold blocks), and a ban for serving bytes that do not hash to their CID (the one
  * failure that cannot be bad luck). Pure bookkeeping with an injected clock; the swarm source
  * asks `usable` and `rank` before every request. Records are bounded in number (the least
- * recently touched go first, bans last), so peers met once cannot grow it without end.
+ * recently touched usable ones go first; of avoided ones, the one usable soonest, so cool-downs
+ * before bans), so peers met once cannot grow it without end.
  */
 
 export type PeerOutcome = 'ok' | 'not-found' | 'busy' | 'timeout' | 'error' | 'corrupt'
@@ -56,12 +57,18 @@ export function peerScores (options: PeerScoreOptions = {}): PeerScores {
   const now = options.now ?? Date.now
   // Insertion order is recency order: a touched record moves to the end.
   const peers = new Map<string, PeerRecord>()
+  // The least recently touched usable record goes first. When every record is avoided, the one
+  // usable soonest goes (cool-downs before bans): the oldest would be a ban, since a banned peer
+  // is never asked, so never touched, and a flood of rested ids would flush it.
   const forgetOne = (): void => {
     const at = now()
+    let soonest: string | undefined
+    let soonestUntil = Infinity
     for (const [peer, r] of peers) {
       if (r.avoidUntil <= at) { peers.delete(peer); return }
+      if (r.avoidUntil < soonestUntil) { soonest = peer; soonestUntil = r.avoidUntil }
     }
-    peers.delete(peers.keys().next().value as string)
+    if (soonest !== undefined) peers.delete(soonest)
   }
   const get = (peer: string): PeerRecord => {
     let r = peers.get(peer)

@@ -220,4 +220,16 @@ describe('peer scores', () => {
     expect(Object.keys(s.snapshot())).toHaveLength(3)
     expect(s.usable('banned')).toBe(false)
   })
+
+  // Regression: when every record was avoided, the oldest went, and that is a ban (a banned peer
+  // is never asked, so never touched): ids rested for 30 s flushed a 10-minute ban.
+  it('a map full of cool-downs forgets them before a ban', () => {
+    const { now } = clocked()
+    const s = peerScores({ maxPeers: 3, banMs: BAN, coolDownMs: COOL, failuresBeforeCoolDown: 1, now })
+    s.record('banned', 'corrupt')
+    for (let i = 0; i < 10; i++) s.record(`sybil-${i}`, 'error')
+    expect(Object.keys(s.snapshot())).toHaveLength(3)
+    expect(s.usable('banned')).toBe(false)
+    expect(s.snapshot().banned?.corrupt).toBe(1)
+  })
 })
