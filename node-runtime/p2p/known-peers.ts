@@ -4,29 +4,49 @@
  * is local state but is checked like input: a damaged file is ignored, never trusted blindly
  * (a wrong address only costs a failed dial; Noise authenticates whoever answers).
  */
-import { readFile } from 'node:fs/promises'
+import { readFile, stat } from 'node:fs/promises'
 import { join } from 'node:path'
 import { z } from 'zod'
-import { multiaddr } from '@multiformats/multiaddr'
+import { multiaddr, type Multiaddr } from '@multiformats/multiaddr'
 import { writeFileAtomic } from '../atomic-file.ts'
 import type { PeerNode } from './peer-node.ts'
 
 const MAX_PEERS = 32
+/**
+ * Entries per network (one IPv4 address, one IPv6 /64): peer ids cost nothing, addresses do, so
+ * one attacker host with many ids cannot fill the list and be all a restarted runtime dials.
+ */
+const MAX_PER_NETWORK = 4
+/** Far above what `write` produces (32 entries of at most 512 characters). */
+const MAX_FILE_BYTES = 64 * 1024
 const fileSchema = z.strictObject({ peers: z.array(z.string().max(512)).max(MAX_PEERS) })
+
+/** The network an address is in: its IPv4 address, or its IPv6 /64; undefined for other addresses (DNS, relays). */
+function networkOf (addr: Multiaddr): string | undefined {
+  const components = addr.getComponents()
+  if (components.some(c => c.name === 'p2p-circuit')) return undefined
+  const ip = components.find(c => c.name === 'ip4' || c.name === 'ip6')
+  if (ip?.value === undefined) return undefined
+  if (ip.name === 'ip4') return ip.value
+  // The 16 address bytes follow the one-byte protocol code (41).
+  return `ip6:${Buffer.from(multiaddr(`/ip6/${ip.value}`).bytes.subarray(1, 9)).toString('hex')}`
+}
 
 export interface KnownPeers {
   /** Remembered multiaddrs (with /p2p/<id>); empty when none or the file is damaged. */
   read: () => Promise<string[]>
-  /** Remembers the peers connected now (up to 32), if any. */
+  /** Remembers the peers connected now (up to 32, dialled ones first, at most 4 per network), if any. */
   write: () => Promise<void>
 }
 
 export function knownPeersFile (node: PeerNode, dir: string | undefined): KnownPeers {
   const path = dir === undefined ? undefined : join(dir, 'known-peers.json')
+  let written = ''
   return {
     async read () {
       if (path === undefined) return []
       try {
+        if ((await stat(path)).size > MAX_FILE_BYTES) return []
         const parsed = fileSchema.safeParse(JSON.parse(await readFile(path, 'utf8')))
         if (!parsed.success) return []
         return parsed.data.peers.filter(a => { try { return multiaddr(a).getComponents().some(c => c.name === 'p2p') } catch { return false } })
@@ -37,14 +57,38 @@ export function knownPeersFile (node: PeerNode, dir: string | undefined): KnownP
     async write () {
       if (path === undefined) return
       const peers: string[] = []
-      for (const connection of node.getConnections()) {
+      const seen = new Set<string>()
+      const perNetwork = new Map<string, number>()
+      // Peers this node dialled first (the origin's referrals, bootstrap, hints it acted on):
+      // anyone can connect in, with as many ids as it likes. The sort is stable.
+      const connections = [...node.getConnections()].sort((a, b) => Number(a.direction !== 'outbound') - Number(b.direction !== 'outbound'))
+      for (const connection of connections) {
         if (peers.length >= MAX_PEERS) break
-        // The address it listens on (from identify), not the connection's ephemeral port.
-        const known = await node.peerStore.get(connection.remotePeer).catch(() => undefined)
-        const addr = known?.addresses[0]?.multiaddr
-        if (addr !== undefined) peers.push(`${addr.toString()}/p2p/${connection.remotePeer.toString()}`)
+        const id = connection.remotePeer.toString()
+        const network = networkOf(connection.remoteAddr)
+        if (seen.has(id) || network === undefined || (perNetwork.get(network) ?? 0) >= MAX_PER_NETWORK) continue
+        // An address it is reachable at: the one dialled, or, for a peer that dialled in, one it
+        // listens on (from identify) at the host it connected from. Identify's other claims are
+        // not taken: they may be loopback or another host altogether.
+        let addr: Multiaddr | undefined
+        if (connection.direction === 'outbound') {
+          addr = connection.remoteAddr.decapsulateCode(421)
+        } else {
+          const known = await node.peerStore.get(connection.remotePeer).catch(() => undefined)
+          const host = connection.remoteAddr.getComponents().find(c => c.name === 'ip4' || c.name === 'ip6')?.value
+          addr = known?.addresses.map(a => a.multiaddr).find(ma => ma.getComponents().find(c => c.name === 'ip4' || c.name === 'ip6')?.value === host)
+        }
+        if (addr === undefined) continue
+        seen.add(id)
+        perNetwork.set(network, (perNetwork.get(network) ?? 0) + 1)
+        peers.push(`${addr.toString()}/p2p/${id}`)
       }
-      if (peers.length > 0) await writeFileAtomic(path, `${JSON.stringify({ peers: [...new Set(peers)] })}\n`)
+      const text = `${JSON.stringify({ peers })}\n`
+      // Written every 10 s: an unchanged list is not rewritten (an fsync each time wears the SD
+      // cards edge boxes run on).
+      if (peers.length === 0 || text === written) return
+      await writeFileAtomic(path, text)
+      written = text
     }
   }
 }

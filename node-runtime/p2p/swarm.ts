@@ -56,7 +56,8 @@ export interface SwarmOptions {
    * Other peers' filters are used for this long after their last announcement (holders repeat
    * theirs every 10 s), and at most `maxFilters` are kept, the oldest dropped first: gossip is
    * relayed, so a peer that left never sends a disconnect here, and anyone may announce under
-   * any number of keys. Defaults 30 s and 256.
+   * any number of keys (so only filters of peers this node can reach without a lookup, connected
+   * or with addresses in its peer store, are kept). Defaults 30 s and 256.
    */
   filterTtlMs?: number
   maxFilters?: number
@@ -279,10 +280,21 @@ export async function createSwarm (options: SwarmOptions): Promise<Swarm> {
       }
     }
     if (decoded.type === 'have') {
-      // Re-inserted so the map's order stays the order of last announcement.
-      filters.delete(from)
-      filters.set(from, { filter: decoded.filter, at: Date.now() })
-      if (filters.size > maxFilters) filters.delete(filters.keys().next().value as string)
+      // Kept only from a peer this node can reach without a lookup: connected, or with addresses
+      // in its peer store. The author is signed, but a key costs nothing: announcements under
+      // fresh keys would push real peers' filters out (maxFilters) and send every load that asks
+      // such a "holder" into a DHT peer lookup (libp2p dials a peer with no address through
+      // peerRouting.findPeer), which is not the hint a filter is for.
+      const filter = decoded.filter
+      const keep = (): void => {
+        if (stopped) return
+        // Re-inserted so the map's order stays the order of last announcement.
+        filters.delete(from)
+        filters.set(from, { filter, at: Date.now() })
+        if (filters.size > maxFilters) filters.delete(filters.keys().next().value as string)
+      }
+      if (node.getConnections(message.from).length > 0) keep()
+      else void node.peerStore.get(message.from).then(peer => { if (peer.addresses.length > 0) keep() }, () => {})
     } else {
       options.onVersion?.(decoded.model, decoded.version, decoded.manifestCid, from)
     }

@@ -114,6 +114,10 @@ export function writeTfjs (topology: TfjsTopology, weights: Uint8Array): ModelFi
  * @example
  *   const model = await tf.loadLayersModel(tf.io.fromMemory(tfjsArtifacts(topology, weights)))
  */
+function ownsWholeBuffer (bytes: Uint8Array): bytes is Uint8Array<ArrayBuffer> {
+  return bytes.buffer instanceof ArrayBuffer && bytes.byteOffset === 0 && bytes.byteLength === bytes.buffer.byteLength
+}
+
 export function tfjsArtifacts (topology: TfjsTopology, weights: Uint8Array): io.ModelArtifacts {
   checkWeightsLength(topology, weights)
   const json: ModelJson = modelJsonOf(parseJsonText(topology.modelJson, TFJS_MODEL_JSON), TFJS_MODEL_JSON)
@@ -122,8 +126,10 @@ export function tfjsArtifacts (topology: TfjsTopology, weights: Uint8Array): io.
   const artifacts: io.ModelArtifacts = {
     modelTopology: json.modelTopology,
     weightSpecs: json.weightsManifest.flatMap(g => g.weights) as io.WeightsManifestEntry[],
-    // A copy of exactly the weight bytes: tfjs keeps the buffer, and `weights` may be a view.
-    weightData: weights.slice().buffer
+    // tfjs keeps the buffer (a graph model holds its artifacts): exactly the weight bytes, so a
+    // view is copied; a buffer `weights` owns whole is handed over as it is (tfjs only reads it,
+    // and a second 59 MB copy costs its page faults and peak memory on every load).
+    weightData: ownsWholeBuffer(weights) ? weights.buffer : weights.slice().buffer
   }
   if (json.format != null) artifacts.format = json.format
   if (json.generatedBy != null) artifacts.generatedBy = json.generatedBy

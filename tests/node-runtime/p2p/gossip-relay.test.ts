@@ -61,6 +61,9 @@ describe('gossip relay', () => {
       text(JSON.stringify({ type: 'version', model: 'other-mlp', version: 2, manifestCid: 'bafy' }))
     ]
     for (const data of rejected) await x.services.pubsub.publish(topic, data)
+    // V knows X's address (as from the DHT) though never connected: a filter is kept only from
+    // a peer that can be asked without a lookup.
+    await v.node.peerStore.merge(x.peerId, { multiaddrs: [tcpAddr(x)] })
     const held = await rawCid(text('a block X holds'))
     const filter = blockFilter({ capacity: 64, falsePositiveRate: 0.01 })
     filter.add(held)

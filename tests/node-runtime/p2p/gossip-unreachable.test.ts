@@ -1,0 +1,89 @@
+/**
+ * `have` announcements under keys nobody can reach. The gossip `from` is the
+ * StrictSign author (unforgeable), but a fresh Ed25519 key costs nothing, so any peer can
+ * announce under as many authors as it likes; gossipsub relays every valid one.
+ *
+ * One runtime swarm node, no other libp2p node: messages are delivered as gossipsub delivers
+ * a verified message (as tests/node-runtime/p2p/bad-input.test.ts does).
+ */
+import { describe, it, expect, afterAll, vi } from 'vitest'
+import { generateKeyPairFromSeed } from '@libp2p/crypto/keys'
+import { peerIdFromPrivateKey } from '@libp2p/peer-id'
+import type { PeerId } from '@libp2p/interface'
+import { multiaddr } from '@multiformats/multiaddr'
+import { createSwarm, type Swarm } from '../../../node-runtime/p2p/swarm.ts'
+import { memoryCache } from '../../../shared/cache/memory-lru.ts'
+import { rawCid } from '../../../shared/crypto/cid.ts'
+import { blockFilter } from '../../../shared/p2p/bloom.ts'
+import { encodeGossip, modelTopic } from '../../../shared/p2p/gossip.ts'
+import { swarmSource } from '../../../shared/p2p/swarm-source.ts'
+import { testManifest } from '../../helpers/manifest.ts'
+
+const MODEL = 'review23-mlp'
+const topic = modelTopic(MODEL)
+const cleanups: Array<() => Promise<void>> = []
+afterAll(async () => { for (const c of cleanups.reverse()) await c().catch(() => {}) })
+
+let n = 0
+const freshAuthor = async (): Promise<PeerId> => {
+  const seed = new Uint8Array(32)
+  new DataView(seed.buffer).setUint32(0, 0x2300_0000 + ++n)
+  return peerIdFromPrivateKey(await generateKeyPairFromSeed('Ed25519', seed))
+}
+
+const haveOf = (cids: string[]): Uint8Array => {
+  const f = blockFilter({ capacity: 64, falsePositiveRate: 0.01 })
+  for (const cid of cids) f.add(cid)
+  return encodeGossip({ type: 'have', filter: f.encode(), blocks: cids.length })
+}
+
+const deliver = (s: Swarm, from: PeerId, data: Uint8Array): void => {
+  s.node.services.pubsub.dispatchEvent(new CustomEvent('message', {
+    detail: { type: 'signed', from, topic, data, sequenceNumber: 1n, signature: new Uint8Array(64), key: from.publicKey }
+  }))
+}
+
+const swarmNode = async (seed: number, options: { maxFilters?: number } = {}): Promise<Swarm> => {
+  const s = await createSwarm({ seed: new Uint8Array(32).fill(seed), ...options })
+  cleanups.push(async () => { await s.stop() })
+  s.register(testManifest({ model: MODEL }), memoryCache({ name: `r23-${seed}` }))
+  return s
+}
+
+describe('have announcements from authors this node cannot reach', () => {
+  it('send no load into a DHT peer lookup (a holder is asked without any lookup)', async () => {
+    const s = await swarmNode(0x51)
+    const findPeer = vi.spyOn(s.node.peerRouting, 'findPeer')
+    const blocks = await Promise.all([1, 2, 3].map(async i => await rawCid(new TextEncoder().encode(`block ${i}`))))
+    // 20 authors no one can dial, each "holding" every block of the model (block CIDs are public).
+    for (let i = 0; i < 20; i++) deliver(s, await freshAuthor(), haveOf(blocks))
+    await new Promise(resolve => setTimeout(resolve, 100))
+
+    const source = swarmSource({ network: s.network, requestTimeoutMs: 3_000, lookupTimeoutMs: 200 })
+    for (const block of blocks) {
+      await source.get(block, { signal: AbortSignal.timeout(20_000), block }).catch(() => {})
+    }
+    // Before: 6 (maxPeersPerObject) dials per object to unreachable authors, each one a
+    // kad-dht FIND_NODE walk through the swarm (here with an empty routing table): 18 lookups
+    // for 3 objects, and the per-object peer budget spent on them.
+    expect(findPeer).not.toHaveBeenCalled()
+    expect(source.stats().requests).toBe(0)
+    expect(s.network.likelyHolders(blocks[0] as string)).toEqual([])
+  })
+
+  it('cannot push out the filter of a peer this node can reach', async () => {
+    const s = await swarmNode(0x52)
+    const held = await rawCid(new TextEncoder().encode('a block the reachable peer holds'))
+    const reachable = await freshAuthor()
+    await s.node.peerStore.merge(reachable, { multiaddrs: [multiaddr('/ip4/127.0.0.1/tcp/9')] })
+    deliver(s, reachable, haveOf([held]))
+    await vi.waitFor(() => { expect(s.network.likelyHolders(held)).toEqual([reachable.toString()]) }, { timeout: 2_000, interval: 10 })
+
+    // 300 announcements under fresh keys (default maxFilters: 256), a few ms of signing for
+    // the sender, nothing it must keep reachable.
+    const flood = haveOf([await rawCid(new TextEncoder().encode('anything'))])
+    for (let i = 0; i < 300; i++) deliver(s, await freshAuthor(), flood)
+    await new Promise(resolve => setTimeout(resolve, 200))
+    expect(s.network.likelyHolders(held)).toEqual([reachable.toString()])
+  })
+})
