@@ -57,10 +57,14 @@ export interface SwarmOptions {
    * theirs every 10 s), and at most `maxFilters` are kept, the oldest dropped first: gossip is
    * relayed, so a peer that left never sends a disconnect here, and anyone may announce under
    * any number of keys (so only filters of peers this node can reach without a lookup, connected
-   * or with addresses in its peer store, are kept). Defaults 30 s and 256.
+   * or with addresses in its peer store, are kept). Their bits together stay within
+   * `maxFilterBytes`, the oldest dropped first (256 filters of the gossip limit's size would be
+   * ≈ 50 MB; an honest runtime's is 77 B for one model, ≈ 12 KB for 10,000 blocks). Defaults
+   * 30 s, 256 and 4 MiB.
    */
   filterTtlMs?: number
   maxFilters?: number
+  maxFilterBytes?: number
   /** A version was announced on a model topic this node follows. */
   onVersion?: (model: string, version: number, manifestCid: string, from: string) => void
 }
@@ -167,6 +171,15 @@ export async function createSwarm (options: SwarmOptions): Promise<Swarm> {
   const filters = new Map<string, { filter: BlockFilter, at: number }>()
   const filterTtlMs = options.filterTtlMs ?? 3 * ANNOUNCE_INTERVAL_MS
   const maxFilters = options.maxFilters ?? 256
+  const maxFilterBytes = options.maxFilterBytes ?? 4 << 20
+  let filterBytes = 0
+  const filterSize = (f: BlockFilter): number => Math.ceil(f.bits / 8)
+  const dropFilter = (peer: string): void => {
+    const kept = filters.get(peer)
+    if (kept === undefined) return
+    filters.delete(peer)
+    filterBytes -= filterSize(kept.filter)
+  }
   const topics = new Set<string>()
   const provideLimit = pLimit(2)
   let stopped = false
@@ -289,9 +302,10 @@ export async function createSwarm (options: SwarmOptions): Promise<Swarm> {
       const keep = (): void => {
         if (stopped) return
         // Re-inserted so the map's order stays the order of last announcement.
-        filters.delete(from)
+        dropFilter(from)
         filters.set(from, { filter, at: Date.now() })
-        if (filters.size > maxFilters) filters.delete(filters.keys().next().value as string)
+        filterBytes += filterSize(filter)
+        while (filters.size > 1 && (filters.size > maxFilters || filterBytes > maxFilterBytes)) dropFilter(filters.keys().next().value as string)
       }
       if (node.getConnections(message.from).length > 0) keep()
       else void node.peerStore.get(message.from).then(peer => { if (peer.addresses.length > 0) keep() }, () => {})
@@ -299,7 +313,7 @@ export async function createSwarm (options: SwarmOptions): Promise<Swarm> {
       options.onVersion?.(decoded.model, decoded.version, decoded.manifestCid, from)
     }
   })
-  node.addEventListener('peer:disconnect', event => { filters.delete(event.detail.toString()) })
+  node.addEventListener('peer:disconnect', event => { dropFilter(event.detail.toString()) })
 
   // Provider records wait until blocks stop arriving: each one is a Kademlia query and an
   // ADD_PROVIDER to the closest peers, CPU that a cold wave needs for its loads, while during
@@ -368,7 +382,7 @@ export async function createSwarm (options: SwarmOptions): Promise<Swarm> {
       const now = Date.now()
       const holders: string[] = []
       for (const [peer, { filter, at }] of filters) {
-        if (now - at > filterTtlMs) filters.delete(peer)
+        if (now - at > filterTtlMs) dropFilter(peer)
         else if (filter.has(block)) holders.push(peer)
       }
       return holders

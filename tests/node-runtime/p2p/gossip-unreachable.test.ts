@@ -43,7 +43,7 @@ const deliver = (s: Swarm, from: PeerId, data: Uint8Array): void => {
   }))
 }
 
-const swarmNode = async (seed: number, options: { maxFilters?: number } = {}): Promise<Swarm> => {
+const swarmNode = async (seed: number, options: { maxFilters?: number, maxFilterBytes?: number } = {}): Promise<Swarm> => {
   const s = await createSwarm({ seed: new Uint8Array(32).fill(seed), ...options })
   cleanups.push(async () => { await s.stop() })
   s.register(testManifest({ model: MODEL }), memoryCache({ name: `r23-${seed}` }))
@@ -85,5 +85,18 @@ describe('have announcements from authors this node cannot reach', () => {
     for (let i = 0; i < 300; i++) deliver(s, await freshAuthor(), flood)
     await new Promise(resolve => setTimeout(resolve, 200))
     expect(s.network.likelyHolders(held)).toEqual([reachable.toString()])
+  })
+
+  it('keeps the filters it holds within maxFilterBytes, dropping the oldest', async () => {
+    // Three reachable peers, 78-byte filters (capacity 64 at 1 %: 617 bits), 200 bytes allowed.
+    const s = await swarmNode(0x53, { maxFilterBytes: 200 })
+    const held = await rawCid(new TextEncoder().encode('a block all three hold'))
+    const authors = [await freshAuthor(), await freshAuthor(), await freshAuthor()]
+    for (const [i, a] of authors.entries()) {
+      await s.node.peerStore.merge(a, { multiaddrs: [multiaddr(`/ip4/127.0.0.1/tcp/${41000 + i}`)] })
+      deliver(s, a, haveOf([held]))
+      await vi.waitFor(() => { expect(s.network.likelyHolders(held)).toContain(a.toString()) }, { timeout: 2_000, interval: 10 })
+    }
+    expect(s.network.likelyHolders(held)).toEqual(authors.slice(1).map(a => a.toString()))
   })
 })
