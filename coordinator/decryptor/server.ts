@@ -50,7 +50,7 @@ import { ciphertextCount, type PackingLayout } from '../../aggregation/paillier/
 import { decodeCiphertexts, ringToBytes } from '../../aggregation/paillier/wire.ts'
 import { decryptSum, sumCiphertexts } from '../../aggregation/paillier/aggregate.ts'
 import { decryptRequestSchema, decryptResponseSchema, paillierKeyInfoSchema, roundIdSchema, type PaillierKeyInfo } from '../../aggregation/paillier/schemas.ts'
-import { errorHandler } from '../http/errors.ts'
+import { clientErrorHandler, errorHandler } from '../http/errors.ts'
 import { RoundDecidedError } from '../../aggregation/paillier/errors.ts'
 import type { RoundLog } from './rounds.ts'
 import { DECRYPT_SLOTS } from './constants.ts'
@@ -79,7 +79,7 @@ function requireToken (req: FastifyRequest, token: string | undefined): void {
 }
 
 export async function buildDecryptorServer (deps: DecryptorServerDeps): Promise<FastifyInstance> {
-  const app = Fastify({ logger: deps.logger ?? false, bodyLimit: deps.maxBodyBytes, requestTimeout: 600_000, connectionTimeout: 600_000 })
+  const app = Fastify({ logger: deps.logger ?? false, bodyLimit: deps.maxBodyBytes, requestTimeout: 600_000, connectionTimeout: 600_000, clientErrorHandler })
   app.setValidatorCompiler(validatorCompiler)
   app.setSerializerCompiler(serializerCompiler)
   app.setErrorHandler(errorHandler)

@@ -29,9 +29,9 @@ export interface Caller {
   grants: (typeof ROLES)[string]
 }
 
-/** The token of an `Authorization: Bearer <token>` header, or undefined when there is none of that form. */
+/** The token of an `Authorization: Bearer <token>` header (the scheme is case-insensitive, RFC 9110 §11.1), or undefined when there is none of that form. */
 export function bearerOf (header: string | undefined): string | undefined {
-  return header === undefined ? undefined : /^Bearer (\S{1,200})$/.exec(header)?.[1]
+  return header === undefined ? undefined : /^Bearer +(\S{1,200})$/i.exec(header)?.[1]
 }
 
 /** The caller behind the request's bearer token; AccessDeniedError when absent or unknown. */

@@ -3,6 +3,8 @@
  * body-size errors become 4xx; anything else is a 500 whose details stay in the log.
  * The body is always `{ error, message }` (api-schemas.ts `errorBodySchema`).
  */
+import { STATUS_CODES } from 'node:http'
+import type { Duplex } from 'node:stream'
 import type { FastifyError, FastifyReply, FastifyRequest } from 'fastify'
 import { BlockfedError, BusyError } from '../../shared/errors/errors.ts'
 
@@ -19,8 +21,14 @@ export function errorHandler (err: FastifyError | Error, req: FastifyRequest, re
   }
   const fe = err as FastifyError
   if (fe.validation !== undefined) {
-    const detail = fe.validation.map(v => `${fe.validationContext ?? 'request'}${v.instancePath === '' ? '' : v.instancePath.replaceAll('/', '.')}: ${v.message ?? 'invalid'}`).join('; ')
+    // The root is '' or '/' depending on the validator: either names the whole body or query.
+    const detail = fe.validation.map(v => `${fe.validationContext ?? 'request'}${v.instancePath === '' || v.instancePath === '/' ? '' : v.instancePath.replaceAll('/', '.')}: ${v.message ?? 'invalid'}`).join('; ')
     void reply.status(400).send({ error: 'InvalidInputError', message: detail })
+    return
+  }
+  if (fe.code === 'FST_ERR_CTP_INVALID_MEDIA_TYPE') {
+    const type = String(req.headers['content-type'] ?? '').slice(0, 100)
+    void reply.status(415).send({ error: 'UnsupportedMediaType', message: `content-type ${JSON.stringify(type)} is not accepted: send application/json (an ingest takes multipart/form-data)` })
     return
   }
   const status = fe.statusCode ?? 500
@@ -30,4 +38,24 @@ export function errorHandler (err: FastifyError | Error, req: FastifyRequest, re
   }
   req.log.error({ err }, 'request failed')
   void reply.status(500).send({ error: 'InternalError', message: 'internal error; see the coordinator log' })
+}
+
+/**
+ * Requests Node's HTTP parser refuses before any route sees them (a raw non-ASCII byte in the
+ * target, a broken request line, oversized headers): answered as every other error, with what
+ * was wrong, instead of fastify's default "Client Error". As fastify's default: nothing is
+ * written to a socket that is gone, and the connection is closed after the answer.
+ */
+export function clientErrorHandler (err: Error & { code?: string, reason?: string }, socket: Duplex): void {
+  if (err.code === 'ECONNRESET' || socket.destroyed) return
+  const [status, message] = err.code === 'ERR_HTTP_REQUEST_TIMEOUT'
+    ? [408, 'the request did not arrive in time']
+    : err.code === 'HPE_HEADER_OVERFLOW'
+      ? [431, 'the request headers are too large']
+      : [400, `the request is not valid HTTP/1.1 (${err.reason ?? err.code ?? 'unparsable'}); a request target must be ASCII, with other bytes percent-encoded`]
+  const body = JSON.stringify({ error: 'InvalidInputError', message })
+  if (socket.writable) {
+    socket.write(`HTTP/1.1 ${status} ${STATUS_CODES[status] ?? ''}\r\nContent-Type: application/json; charset=utf-8\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`)
+  }
+  socket.destroy()
 }

@@ -57,7 +57,7 @@ export async function roundRoutes (app: FastifyInstance, deps: RoundRoutesDeps):
     return status(deps.store, row)
   })
   api.get('/v1/models/:name/rounds', {
-    schema: { summary: 'A model\'s latest rounds, newest first, with client counts per status', security: [{ token: [] }], params: z.object({ name: modelNameSchema }), querystring: z.object({ limit: z.coerce.number().int().min(1).max(MAX_LIST).default(50) }), response: { 200: roundListSchema, ...errors } }
+    schema: { summary: 'A model\'s latest rounds, newest first, with client counts per status', security: [{ token: [] }], params: z.object({ name: modelNameSchema }), querystring: z.object({ limit: z.string().regex(/^[1-9][0-9]{0,5}$/, `a count from 1 to ${MAX_LIST} in decimal digits`).transform(Number).pipe(z.number().max(MAX_LIST)).optional().transform(n => n ?? 50) }).strict(), response: { 200: roundListSchema, ...errors } }
   }, async req => {
     await operator(req, deps, 'read rounds')
     const rounds = deps.store.list(req.params.name, req.query.limit).map(r => {

@@ -28,7 +28,7 @@ import type { Identity } from '../keys/identity.ts'
 import { BUSY_RETRY_MS, MAX_UPLOAD_FILES } from '../constants.ts'
 import type { AnswerAdmission } from '../answers.ts'
 import { authenticate, issueToken, mayRead } from './auth.ts'
-import { errorHandler } from './errors.ts'
+import { clientErrorHandler, errorHandler } from './errors.ts'
 
 export interface ServerDeps {
   repo: Repository
@@ -73,6 +73,11 @@ async function receiveFiles (parts: AsyncIterable<Multipart>, maxBytes: number):
   try {
     for await (const part of parts) {
       if (part.type !== 'file') throw new InvalidInputError(`unexpected form field "${part.fieldname}": send only files`)
+      // A part with a body but no filename is a file to the parser, yet has no name to keep.
+      if (typeof part.filename !== 'string' || part.filename === '') {
+        await part.toBuffer().catch(() => undefined)
+        throw new InvalidInputError(`form part "${part.fieldname}" has no filename: send each model file with its file name`)
+      }
       // The names a manifest may carry, so what is accepted here can be pulled back out anywhere.
       const name = relativeFilePathSchema.safeParse(part.filename)
       if (!name.success) {
@@ -101,7 +106,8 @@ export async function buildServer (deps: ServerDeps): Promise<FastifyInstance> {
     logger: deps.logger ?? false,
     bodyLimit: 1 << 20,
     requestTimeout: 600_000,
-    connectionTimeout: 600_000
+    connectionTimeout: 600_000,
+    clientErrorHandler
   })
   app.setValidatorCompiler(validatorCompiler)
   app.setSerializerCompiler(serializerCompiler)

@@ -267,17 +267,24 @@ export function roundManager (deps: RoundManagerDeps): RoundManager {
     }
   }
 
-  async function configure (request: RoundRequest, selected: string[]): Promise<RoundConfig> {
+  /**
+   * The version a round trains and the layout of its trainable units. Checked before any client
+   * is counted: a stale base or an unknown unit is the request's fault, whoever is connected.
+   */
+  function roundBase (request: RoundRequest): { row: NonNullable<ReturnType<Repository['latest']>>, layout: ReturnType<typeof trainableLayout>, units: string[] } {
     const row = deps.repo.latest(request.model)
-    if (row === undefined) throw new NotFoundError(`model ${request.model} has no version ${request.baseVersion ?? '(none ingested)'}`)
+    if (row === undefined) throw new NotFoundError(`no model named ${request.model}`)
     // A round's result becomes the next version, so it trains the latest: one trained on an older
     // version would revert its successors. `baseVersion` pins the expectation.
     if (request.baseVersion !== undefined && request.baseVersion !== row.version) {
       throw new ConflictError(`model ${request.model}: a round trains the latest version (${row.version}), not version ${request.baseVersion}: its result would revert what came after`)
     }
     const manifest = signedManifestOf(row).manifest
-    const layout = trainableLayout(manifest.tensors, request.trainable)
-    const units = request.trainable ?? trainableUnits(manifest.tensors)
+    return { row, layout: trainableLayout(manifest.tensors, request.trainable), units: request.trainable ?? trainableUnits(manifest.tensors) }
+  }
+
+  async function configure (request: RoundRequest, base: ReturnType<typeof roundBase>, selected: string[]): Promise<RoundConfig> {
+    const { row, layout, units } = base
     const clients = [...selected].sort()
     const fixedPoint = fixedPointParams({ clip: request.clip, clients: clients.length })
     // NaiveMix: offer the pooled class means once gathered; until then this round gathers them.
@@ -418,7 +425,7 @@ export function roundManager (deps: RoundManagerDeps): RoundManager {
     if (stopping) throw new UnavailableError('the coordinator is stopping')
     const request = roundRequestSchema.parse(input)
     checkRoundRequest(request)
-    if (deps.repo.latest(request.model) === undefined) throw new NotFoundError(`no model named ${request.model}`)
+    const base = roundBase(request)
     const candidates = eligible(request.model, request.selection.cooldownMs)
     if (candidates.length < request.selection.minClients) {
       throw new UnavailableError(`round for ${request.model} not started: ${candidates.length} eligible client(s) connected, at least ${request.selection.minClients} needed`)
@@ -431,7 +438,7 @@ export function roundManager (deps: RoundManagerDeps): RoundManager {
     let config: RoundConfig
     let secure: SecureRoundServer
     try {
-      config = await configure(request, selected)
+      config = await configure(request, base, selected)
       secure = await deps.secureServer(config)
       if (stopping) throw new UnavailableError('the coordinator is stopping')
     } catch (err) {

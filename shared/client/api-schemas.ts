@@ -54,7 +54,11 @@ export const ingestResultSchema = z.object({
   ledgerIndex: z.number().int().nonnegative().nullable().describe('the version\'s entry in the version ledger')
 })
 
-export const versionParamSchema = z.union([z.literal('latest'), z.coerce.number().int().positive()])
+/** A version in a URL: "latest", or its number spelt one way only (no "01", "1.0", "1e0", "0x1"). */
+export const versionParamSchema = z.union([
+  z.literal('latest'),
+  z.string().regex(/^[1-9][0-9]{0,15}$/, 'a version number (a positive decimal integer without leading zeros) or "latest"').transform(Number).refine(Number.isSafeInteger, 'at most 2^53 − 1')
+])
 
 export const keyRequestSchema = z.object({
   publicKey: z.string().regex(/^[A-Za-z0-9+/]{43}=$/, 'base64 of a 32-byte X25519 public key').describe('X25519 public key the data keys are wrapped to')

@@ -142,11 +142,15 @@ export const roundConfigSchema = roundRequestSchema.extend({
 export type RoundConfig = z.infer<typeof roundConfigSchema>
 
 /**
- * What the request's fields cannot say alone: NaiveMix needs a classification loss, no label-skew
- * correction and no DP (its class statistics would need noise of their own). Throws
- * InvalidInputError naming the conflict.
+ * What the request's fields cannot say alone: the selection's bounds must fit within maxClients
+ * (else the round could only fail, or would ignore minClients); NaiveMix needs a classification
+ * loss, no label-skew correction and no DP (its class statistics would need noise of their own).
+ * Throws InvalidInputError naming the conflict.
  */
 export function checkRoundRequest (request: RoundRequest): void {
+  const { minClients, maxClients, minUploads } = request.selection
+  if (minClients > maxClients) throw new InvalidInputError(`selection.minClients ${minClients} is above selection.maxClients ${maxClients}`)
+  if (minUploads !== undefined && minUploads > maxClients) throw new InvalidInputError(`selection.minUploads ${minUploads} is above selection.maxClients ${maxClients}: the round could never have that many uploads`)
   if (request.meanMix === null) return
   // Each client's class statistics must reach the coordinator only inside a sum of several.
   if (request.secure.mode === 'none') throw new InvalidInputError('meanMix needs secure aggregation (masking or paillier): in mode none the coordinator would see each client\'s class means')
