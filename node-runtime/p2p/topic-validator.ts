@@ -1,9 +1,12 @@
 /**
  * Gossipsub validation of blockfed's model topics (gossipsub v1.1, "extended validators"): every
  * message is read in full (shared/p2p/gossip.ts, readTopicMessage) before gossipsub delivers it
- * here or relays it to the mesh. A bad one is rejected: it goes no further than this node, and
- * gossipsub counts it against the peer that sent it. Without this a runtime relayed messages it
- * then dropped itself (junk, undecodable filters): 20 of 256 KB each crossed a runtime unchanged.
+ * here or relays it to the mesh. A bad one is rejected: it goes no further than this node.
+ * gossipsub records the rejection against the peer that sent it, but that costs the peer nothing
+ * yet: no topic score parameters are set (its P4 weight is per topic, and model topics come and
+ * go), so a peer is not pruned or graylisted for sending them. Without the validator a runtime
+ * relayed messages it then dropped itself (junk, undecodable filters): 20 of 256 KB each crossed
+ * a runtime unchanged.
  *
  * What a validator read is kept for the `message` event that follows (the same object), so a
  * filter of up to 256 KB is decoded once.
