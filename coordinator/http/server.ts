@@ -93,6 +93,9 @@ async function receiveFiles (parts: AsyncIterable<Multipart>, maxBytes: number):
   } catch (err) {
     // Text fields are refused by the parser's limit (fields: 0), which calls it "too large".
     if ((err as { code?: string }).code === 'FST_FIELDS_LIMIT') throw new InvalidInputError('unexpected form field: send only files', { cause: err })
+    // The parser's own limit errors say "request file too large" / "reach parts limit": name the limit.
+    if ((err as { code?: string }).code === 'FST_REQ_FILE_TOO_LARGE') throw new TooLargeError(`a file exceeds the ${maxBytes}-byte upload limit`, { cause: err })
+    if ((err as { code?: string }).code === 'FST_PARTS_LIMIT' || (err as { code?: string }).code === 'FST_FILES_LIMIT') throw new TooLargeError(`more than ${MAX_UPLOAD_FILES} files in one upload`, { cause: err })
     if (err instanceof BlockfedError || (err as { statusCode?: number }).statusCode !== undefined) throw err
     throw new InvalidInputError(`malformed multipart body: ${(err as Error).message}`, { cause: err })
   }
