@@ -8,6 +8,7 @@ import { readFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { z } from 'zod'
 import { IntegrityError } from '../../shared/errors/errors.ts'
+import { parseJsonWith } from '../../shared/errors/parse-json.ts'
 import { writeFileAtomic } from '../atomic-file.ts'
 
 export const STATISTICS_GIVEN_FILE = 'class-statistics-given.json'
@@ -33,14 +34,7 @@ export function statisticsGiven (dir?: string): StatisticsGiven {
       throw err
     }
     // Unreadable: refuse to give statistics (the caller declines) rather than forget what was given.
-    let parsed: ReturnType<typeof fileSchema.safeParse>
-    try {
-      parsed = fileSchema.safeParse(JSON.parse(text))
-    } catch (err) {
-      throw new IntegrityError(`${path}: not JSON; class statistics are not given while it is unreadable`, { cause: err })
-    }
-    if (!parsed.success) throw new IntegrityError(`${path}: not a list of model keys; class statistics are not given while it is unreadable`)
-    return new Set(parsed.data)
+    return new Set(parseJsonWith(fileSchema, text, `${path} (class statistics are not given while it is unreadable)`, IntegrityError))
   }
   const current = async (): Promise<Set<string>> => {
     keys ??= load()

@@ -21,11 +21,15 @@ const MAX_PER_NETWORK = 4
 const MAX_FILE_BYTES = 64 * 1024
 const fileSchema = z.strictObject({ peers: z.array(z.string().max(512)).max(MAX_PEERS) })
 
+/** The address's IP component (ip4 or ip6), if it has one. */
+function ipOf (addr: Multiaddr): { name: string, value?: string } | undefined {
+  return addr.getComponents().find(c => c.name === 'ip4' || c.name === 'ip6')
+}
+
 /** The network an address is in: its IPv4 address, or its IPv6 /64; undefined for other addresses (DNS, relays). */
 function networkOf (addr: Multiaddr): string | undefined {
-  const components = addr.getComponents()
-  if (components.some(c => c.name === 'p2p-circuit')) return undefined
-  const ip = components.find(c => c.name === 'ip4' || c.name === 'ip6')
+  if (addr.getComponents().some(c => c.name === 'p2p-circuit')) return undefined
+  const ip = ipOf(addr)
   if (ip?.value === undefined) return undefined
   if (ip.name === 'ip4') return ip.value
   // The 16 address bytes follow the one-byte protocol code (41).
@@ -75,8 +79,8 @@ export function knownPeersFile (node: PeerNode, dir: string | undefined): KnownP
           addr = connection.remoteAddr.decapsulateCode(421)
         } else {
           const known = await node.peerStore.get(connection.remotePeer).catch(() => undefined)
-          const host = connection.remoteAddr.getComponents().find(c => c.name === 'ip4' || c.name === 'ip6')?.value
-          addr = known?.addresses.map(a => a.multiaddr).find(ma => ma.getComponents().find(c => c.name === 'ip4' || c.name === 'ip6')?.value === host)
+          const host = ipOf(connection.remoteAddr)?.value
+          addr = known?.addresses.map(a => a.multiaddr).find(ma => ipOf(ma)?.value === host)
         }
         if (addr === undefined) continue
         seen.add(id)

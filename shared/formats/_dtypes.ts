@@ -52,6 +52,12 @@ export function storedBytes (count: number, bits: number): number {
   return Math.ceil(count * bits / 8)
 }
 
+/** Bytes per element of a tfjs weight, by dtype (`string` has no fixed size). */
+export const TFJS_DTYPE_BYTES: Record<string, number> = { float32: 4, int32: 4, bool: 1, complex64: 8 }
+
+/** Bytes per element of a quantized tfjs weight, by quantization dtype. */
+export const TFJS_QUANTIZED_BYTES: Record<'uint8' | 'uint16' | 'float16', number> = { uint8: 1, uint16: 2, float16: 2 }
+
 /**
  * The dtype of a tensor whose values the file holds as protobuf records other than one packed
  * little-endian payload (e.g. `int32_data` varints): its bytes are those records exactly as the
@@ -63,7 +69,7 @@ export const ONNX_ENCODED_DTYPE = 'onnx-encoded'
 /** Bits per element of every dtype a manifest may name: ONNX's, tfjs's, and opaque ONNX bytes. */
 const MANIFEST_DTYPE_BITS: ReadonlyMap<string, number> = new Map([
   ...Object.values(ONNX_TYPES),
-  ['int32', 32], ['bool', 8], ['complex64', 64],
+  ...Object.entries(TFJS_DTYPE_BYTES).map(([dtype, bytes]) => [dtype, bytes * 8] as const),
   [ONNX_ENCODED_DTYPE, 8]
 ])
 
@@ -78,12 +84,6 @@ export function manifestTensorBytes (t: { dtype: string, shape: readonly number[
   const count = elementCount(t.shape)
   return Number.isSafeInteger(count) ? storedBytes(count, bits) : Infinity
 }
-
-/** Bytes per element of a tfjs weight, by dtype (`string` has no fixed size). */
-export const TFJS_DTYPE_BYTES: Record<string, number> = { float32: 4, int32: 4, bool: 1, complex64: 8 }
-
-/** Bytes per element of a quantized tfjs weight, by quantization dtype. */
-export const TFJS_QUANTIZED_BYTES: Record<'uint8' | 'uint16' | 'float16', number> = { uint8: 1, uint16: 2, float16: 2 }
 
 /** TensorFlow `DT_*` enum names (as a graph model's signature writes them) → tfjs-style dtype. */
 export function tfDtypeName (dt: string): string {

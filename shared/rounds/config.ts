@@ -154,7 +154,7 @@ export function checkRoundRequest (request: RoundRequest): void {
   if (request.meanMix === null) return
   // Each client's class statistics must reach the coordinator only inside a sum of several.
   if (request.secure.mode === 'none') throw new InvalidInputError('meanMix needs secure aggregation (masking or paillier): in mode none the coordinator would see each client\'s class means')
-  if (request.selection.minUploads !== undefined && request.selection.minUploads < 2) throw new InvalidInputError('meanMix needs selection.minUploads ≥ 2: a sum of one upload is that client\'s class means')
+  if (minUploads !== undefined && minUploads < 2) throw new InvalidInputError('meanMix needs selection.minUploads ≥ 2: a sum of one upload is that client\'s class means')
   // Statistics are values up to max|x| and shares up to 1, encoded within ±clip.
   if (request.clip < 1) throw new InvalidInputError(`meanMix needs clip ≥ 1 (the class shares reach 1), got ${request.clip}`)
   if (request.loss !== 'sparseCategoricalCrossentropy') throw new InvalidInputError(`meanMix mixes class labels: it needs loss sparseCategoricalCrossentropy, not ${request.loss}`)

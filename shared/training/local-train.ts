@@ -276,11 +276,10 @@ function disposeOptimizer (optimizer: tf.Optimizer | undefined): void {
 
 function lossValue (loss: LossName, out: tf.Tensor, y: tf.Tensor, classes: number): tf.Scalar {
   if (loss === 'meanSquaredError') return tf.mean(tf.squaredDifference(out, y))
-  const p = tf.clipByValue(out, PROBABILITY_EPSILON, 1 - PROBABILITY_EPSILON)
-  return tf.neg(tf.mean(tf.sum(tf.mul(tf.oneHot(y as tf.Tensor1D, classes), tf.log(p)), -1))) as tf.Scalar
+  return softCrossEntropy(out, tf.oneHot(y as tf.Tensor1D, classes))
 }
 
-/** Cross-entropy against soft targets (rows × classes), probabilities clipped as in `lossValue`. */
+/** Cross-entropy against soft targets (rows × classes; one-hot for hard labels), probabilities clipped away from 0 and 1. */
 function softCrossEntropy (out: tf.Tensor, targets: tf.Tensor): tf.Scalar {
   const p = tf.clipByValue(out, PROBABILITY_EPSILON, 1 - PROBABILITY_EPSILON)
   return tf.neg(tf.mean(tf.sum(tf.mul(targets, tf.log(p)), -1))) as tf.Scalar
