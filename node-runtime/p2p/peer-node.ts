@@ -58,6 +58,22 @@ function fastMsgIdFn (message: { from?: Uint8Array, seqno?: Uint8Array }): strin
   return `${hex(message.from)}:${hex(message.seqno)}`
 }
 
+/**
+ * Gossipsub's peer score (v1.1 §"Peer Scoring") with its IP colocation factor (P6) off. By
+ * default every peer beyond 10 connected from one IP costs each of them 5 × surplus², so with
+ * 12 or more on one address they fall below the gossip threshold and with 11 or more they are
+ * pruned from every mesh (negative score): 16 runtimes on one host saw one another at −125,
+ * graylisted, and no message reached anyone (tests/node-runtime/p2p/gossip-scoring.test.ts).
+ * Many runtimes on one address is what blockfed is for: a serverless cluster on one box, a
+ * fleet behind one NAT. P6 is a Sybil defence for open networks; here a Sybil's messages are
+ * hints that are checked anyway (signed manifests, CIDs), `have` filters are kept only from
+ * reachable peers within a byte budget (swarm.ts), and invalid messages are penalised per
+ * topic (topic-validator.ts).
+ */
+const GOSSIP_SCORE_PARAMS = { IPColocationFactorWeight: 0 }
+/** Below this score gossipsub drops a peer's RPCs unread (its default, stated for topic-validator.ts). */
+export const GOSSIP_GRAYLIST_THRESHOLD = -80
+
 /** Checks bootstrap addresses from a config or CLI: parseable, with a /p2p/ peer id. */
 export function checkBootstrap (addrs: string[], where: string): void {
   for (const [i, text] of addrs.entries()) {
@@ -104,7 +120,7 @@ export async function createPeerNode (options: PeerNodeOptions): Promise<PeerNod
       // Loopback and private addresses are the point here (edge boxes on one LAN, tests on
       // 127.0.0.1), so the DHT keeps them.
       dht: kadDHT({ protocol: DHT_PROTOCOL, clientMode: false, peerInfoMapper: passthroughMapper, allowQueryWithZeroPeers: true }),
-      pubsub: gossipsub({ allowPublishToZeroTopicPeers: true, emitSelf: false, maxInboundDataLength: GOSSIP_MAX_MESSAGE_BYTES, fastMsgIdFn })
+      pubsub: gossipsub({ allowPublishToZeroTopicPeers: true, emitSelf: false, maxInboundDataLength: GOSSIP_MAX_MESSAGE_BYTES, fastMsgIdFn, scoreParams: GOSSIP_SCORE_PARAMS, scoreThresholds: { graylistThreshold: GOSSIP_GRAYLIST_THRESHOLD } })
     }
   }) as PeerNode
 }

@@ -1,33 +1,76 @@
 /**
  * Gossipsub validation of blockfed's model topics (gossipsub v1.1, "extended validators"): every
  * message is read in full (shared/p2p/gossip.ts, readTopicMessage) before gossipsub delivers it
- * here or relays it to the mesh. A bad one is rejected: it goes no further than this node.
- * gossipsub records the rejection against the peer that sent it, but that costs the peer nothing
- * yet: no topic score parameters are set (its P4 weight is per topic, and model topics come and
- * go), so a peer is not pruned or graylisted for sending them. Without the validator a runtime
- * relayed messages it then dropped itself (junk, undecodable filters): 20 of 256 KB each crossed
- * a runtime unchanged.
+ * here or relays it to the mesh. A bad one is rejected: it goes no further than this node, and
+ * it counts against the peer that sent it (P4, "invalid messages", in the topic's score
+ * parameters below), which is graylisted after a few. A message whose signed author is
+ * graylisted here is ignored even when an honest peer relays it (that relayer is not penalised).
+ * Without the validator a runtime relayed messages it then dropped itself (junk, undecodable
+ * filters): 20 of 256 KB each crossed a runtime unchanged.
  *
  * What a validator read is kept for the `message` event that follows (the same object), so a
  * filter of up to 256 KB is decoded once.
  */
 import { TopicValidatorResult, type Message } from '@libp2p/gossipsub'
+import { createTopicScoreParams, validateTopicScoreParams, type TopicScoreParams } from '@libp2p/gossipsub/score'
 import { readTopicMessage, type TopicMessage } from '../../shared/p2p/gossip.ts'
-import type { PeerNode } from './peer-node.ts'
+import { GOSSIP_GRAYLIST_THRESHOLD, type PeerNode } from './peer-node.ts'
+
+/**
+ * Score parameters of a model topic: only P4, the square of a peer's decaying count of invalid
+ * messages, negative. Model topics carry a few messages a minute, so the delivery-rate terms
+ * (P1–P3b) would only punish quiet peers. With weight −1 and the default graylist threshold
+ * (−80), 9 invalid messages in a burst graylist a peer: gossipsub then drops its RPCs unread
+ * until the count has decayed below √80 ≈ 8.9 (0.98 a second: 2 minutes after a burst of 100).
+ * One invalid message every 10 s (an honest peer of another protocol version) settles at a
+ * count of ≈ 5.5, score ≈ −30: out of the mesh (negative), not graylisted.
+ */
+export const MODEL_TOPIC_SCORE: TopicScoreParams = createTopicScoreParams({
+  topicWeight: 1,
+  timeInMeshWeight: 0,
+  firstMessageDeliveriesWeight: 0,
+  meshMessageDeliveriesWeight: 0,
+  meshFailurePenaltyWeight: 0,
+  invalidMessageDeliveriesWeight: -1,
+  invalidMessageDeliveriesDecay: 0.98
+})
+validateTopicScoreParams(MODEL_TOPIC_SCORE)
+
+/**
+ * Where gossipsub keeps per-topic score parameters. Its public interface has no way to score a
+ * topic known only after start (model topics come with registrations), so this reaches the
+ * `score.params.topics` record its peer score reads on every computation; a gossipsub whose
+ * internals differ fails here, loudly, and the scoring test catches it.
+ */
+function topicScores (pubsub: PeerNode['services']['pubsub']): Record<string, TopicScoreParams> {
+  const topics = (pubsub as unknown as { score?: { params?: { topics?: Record<string, TopicScoreParams> } } }).score?.params?.topics
+  if (topics === undefined) throw new Error('gossipsub: no score.params.topics to set model topic scores in')
+  return topics
+}
+
+/** A peer's gossipsub score (getScore is on the GossipSub class, not on its exported interface). */
+function scoreOf (pubsub: PeerNode['services']['pubsub']): (peer: string) => number {
+  const scored = pubsub as unknown as { getScore?: (peer: string) => number }
+  if (typeof scored.getScore !== 'function') throw new Error('gossipsub: no getScore to read peer scores with')
+  return peer => scored.getScore?.(peer) ?? 0
+}
 
 export interface TopicValidation {
-  /** Validates every message on `topic` from now on (idempotent). */
+  /** Validates and scores every message on `topic` from now on (idempotent). */
   add: (topic: string) => void
   /** What the validator read from `message`; undefined for a message it did not see. */
   read: (message: Message) => TopicMessage | undefined
-  /** Removes every validator this added. */
+  /** Removes every validator and score parameter this added. */
   stop: () => void
 }
 
 export function topicValidation (pubsub: PeerNode['services']['pubsub']): TopicValidation {
   const topics = new Set<string>()
+  const scored = topicScores(pubsub)
+  const score = scoreOf(pubsub)
   const read = new WeakMap<Message, TopicMessage>()
   const validate = (_from: unknown, message: Message): TopicValidatorResult => {
+    if (message.type === 'signed' && score(message.from.toString()) < GOSSIP_GRAYLIST_THRESHOLD) return TopicValidatorResult.Ignore
     try {
       read.set(message, readTopicMessage(message.topic, message.data))
       return TopicValidatorResult.Accept
@@ -39,12 +82,14 @@ export function topicValidation (pubsub: PeerNode['services']['pubsub']): TopicV
     add (topic) {
       if (topics.has(topic)) return
       topics.add(topic)
+      scored[topic] = MODEL_TOPIC_SCORE
       pubsub.topicValidators.set(topic, validate)
     },
     read: message => read.get(message),
     stop () {
       for (const topic of topics) {
         if (pubsub.topicValidators.get(topic) === validate) pubsub.topicValidators.delete(topic)
+        if (scored[topic] === MODEL_TOPIC_SCORE) delete scored[topic]
       }
       topics.clear()
     }

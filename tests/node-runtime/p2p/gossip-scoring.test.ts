@@ -1,0 +1,103 @@
+/**
+ * Gossipsub's peer score as blockfed sets it (node-runtime/p2p/peer-node.ts, topic-validator.ts),
+ * over real libp2p on 127.0.0.1:
+ * - many runtimes on one address (a serverless cluster on one box, a fleet behind one NAT) keep
+ *   gossiping: with gossipsub's default IP colocation penalty, 16 nodes on 127.0.0.1 scored one
+ *   another −125, were graylisted, and no message reached anyone;
+ * - a peer that sends invalid messages on a model topic is graylisted: what it sends next, valid
+ *   or not, is dropped unread, while an honest peer's messages still arrive.
+ */
+import { describe, it, expect, afterAll, vi } from 'vitest'
+import { createPeerNode, GOSSIP_GRAYLIST_THRESHOLD, type PeerNode } from '../../../node-runtime/p2p/peer-node.ts'
+import { createSwarm } from '../../../node-runtime/p2p/swarm.ts'
+import { memoryCache } from '../../../shared/cache/memory-lru.ts'
+import { rawCid } from '../../../shared/crypto/cid.ts'
+import { blockFilter } from '../../../shared/p2p/bloom.ts'
+import { encodeGossip, modelTopic } from '../../../shared/p2p/gossip.ts'
+import { testManifest } from '../../helpers/manifest.ts'
+import { seedOf, tcpAddr } from '../../helpers/libp2p.ts'
+
+const stops: Array<() => Promise<void>> = []
+afterAll(async () => {
+  for (const stop of stops.reverse()) await stop().catch(() => {})
+})
+
+/** getScore and getMeshPeers are on the GossipSub class, not on its exported interface. */
+type Scored = { getScore: (peer: string) => number, getMeshPeers: (topic: string) => string[] }
+const pubsubOf = (node: PeerNode): Scored => node.services.pubsub as unknown as Scored
+const text = (s: string): Uint8Array => new TextEncoder().encode(s)
+
+describe('gossipsub peer scoring', () => {
+  it('16 nodes on one address still gossip: no IP colocation penalty', async () => {
+    const topic = modelTopic('colocated-mlp')
+    const nodes = await Promise.all(Array.from({ length: 16 }, async (_, i) => await createPeerNode({ seed: seedOf(0x90 + i) })))
+    stops.push(async () => { await Promise.all(nodes.map(async n => { await n.stop() })) })
+    const received = nodes.map(() => new Set<string>())
+    nodes.forEach((n, i) => {
+      n.services.pubsub.subscribe(topic)
+      n.services.pubsub.addEventListener('message', event => { received[i]?.add(new TextDecoder().decode(event.detail.data)) })
+    })
+    // A hub that every other node dials (15 peers from 127.0.0.1 there), and a ring around it.
+    const [hub, ...leaves] = nodes as [PeerNode, ...PeerNode[]]
+    for (const [i, leaf] of leaves.entries()) {
+      await leaf.dial(tcpAddr(hub))
+      await leaf.dial(tcpAddr(leaves[(i + 1) % leaves.length] as PeerNode))
+    }
+    await vi.waitFor(() => { expect(pubsubOf(hub).getMeshPeers(topic).length).toBeGreaterThanOrEqual(4) }, { timeout: 10_000, interval: 50 })
+    for (const leaf of leaves) expect(pubsubOf(hub).getScore(leaf.peerId.toString())).toBeGreaterThanOrEqual(0)
+
+    const said = ['from the hub', 'from leaf 3', 'from leaf 9']
+    await hub.services.pubsub.publish(topic, text(said[0] as string))
+    await leaves[2]?.services.pubsub.publish(topic, text(said[1] as string))
+    await leaves[8]?.services.pubsub.publish(topic, text(said[2] as string))
+    // Every node gets every message but its own (emitSelf is off).
+    await vi.waitFor(() => {
+      expect(received.map(r => r.size)).toEqual(nodes.map(n => n === hub || n === leaves[2] || n === leaves[8] ? 2 : 3))
+    }, { timeout: 15_000, interval: 50 })
+  }, 60_000)
+
+  it('graylists a peer that sends invalid messages on a model topic; an honest peer still gets through', async () => {
+    const MODEL = 'scored-mlp'
+    const topic = modelTopic(MODEL)
+    const s = await createSwarm({ seed: seedOf(0xa1) })
+    stops.push(async () => { await s.stop() })
+    const honest = await createSwarm({ seed: seedOf(0xa2) })
+    stops.push(async () => { await honest.stop() })
+    const x = await createPeerNode({ seed: seedOf(0xa3) })
+    stops.push(async () => { await x.stop() })
+    s.register(testManifest({ model: MODEL }), memoryCache({ name: 's' }))
+    honest.register(testManifest({ model: MODEL }), memoryCache({ name: 'h' }))
+    x.services.pubsub.subscribe(topic)
+    await x.dial(tcpAddr(s.node))
+    await honest.node.dial(tcpAddr(s.node))
+    const xId = x.peerId.toString()
+    await vi.waitFor(() => { expect(pubsubOf(s.node).getMeshPeers(topic).sort()).toEqual([honest.peerId, xId].sort()) }, { timeout: 10_000, interval: 50 })
+
+    // X's own node has no validator on the topic, so it publishes what S's validator rejects.
+    for (let i = 0; i < 12; i++) await x.services.pubsub.publish(topic, text(`{"type":"junk","n":${i}}`))
+    // P4: 12² × −1, decaying by 0.98 a second; the score is cached for a heartbeat (1 s).
+    await vi.waitFor(() => { expect(pubsubOf(s.node).getScore(xId)).toBeLessThan(GOSSIP_GRAYLIST_THRESHOLD) }, { timeout: 5_000, interval: 50 })
+    expect(pubsubOf(s.node).getScore(honest.peerId)).toBeGreaterThanOrEqual(0)
+    // A peer seen in good standing is accepted unscored for up to 1 s (or 128 messages) after
+    // (gossipsub's acceptFrom whitelist): X's junk opened such a window.
+    await new Promise(resolve => setTimeout(resolve, 1_100))
+
+    const haveOf = async (label: string): Promise<{ cid: string, message: Uint8Array }> => {
+      const cid = await rawCid(text(label))
+      const filter = blockFilter({ capacity: 64, falsePositiveRate: 0.01 })
+      filter.add(cid)
+      return { cid, message: encodeGossip({ type: 'have', filter: filter.encode(), blocks: 1 }) }
+    }
+    const fromX = await haveOf('a block X claims')
+    const fromHonest = await haveOf('a block the honest runtime holds')
+    await x.services.pubsub.publish(topic, fromX.message)
+    await new Promise(resolve => setTimeout(resolve, 200))
+    await honest.node.services.pubsub.publish(topic, fromHonest.message)
+    // The honest announcement, sent after X's, is kept; X's valid one never was: S reads no RPC
+    // from X below the graylist threshold, and ignores X's messages that others relay (the
+    // honest node may have met X through the DHT).
+    await vi.waitFor(() => { expect(s.network.likelyHolders(fromHonest.cid)).toEqual([honest.peerId]) }, { timeout: 10_000, interval: 50 })
+    await new Promise(resolve => setTimeout(resolve, 300))
+    expect(s.network.likelyHolders(fromX.cid)).toEqual([])
+  }, 60_000)
+})
