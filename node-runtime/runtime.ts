@@ -194,7 +194,7 @@ export async function createNodeRuntime (options: NodeRuntimeOptions): Promise<N
   const handles = new Set<ModelHandle>()
   /** The peer id of each handle's coordinator node: the one source of version announcements it heeds. */
   const originOf = new WeakMap<ModelHandle, string>()
-  /** The highest version announced per model so far. */
+  /** The highest version announced so far, per coordinator node and model ("<peer id> <model>"). */
   const announced = new Map<string, number>()
   const handlesOf = (model: string): ModelHandle[] => [...handles].filter(h => h.config.modelName === model)
   const caches = new Map<string, CacheTier>()
@@ -215,9 +215,11 @@ export async function createNodeRuntime (options: NodeRuntimeOptions): Promise<N
         // Only the coordinator's own node announces versions (gossip messages are signed by their
         // author, relayed or not), and each version once: anyone can publish on a topic, and each
         // announcement acted on costs the coordinator ledger and manifest requests.
+        // Keyed by the announcing node as well: two coordinators may serve models of one name.
         const heeded = handlesOf(model).filter(h => originOf.get(h) === from)
-        if (heeded.length === 0 || version <= (announced.get(model) ?? 0)) return
-        announced.set(model, version)
+        const key = `${from} ${model}`
+        if (heeded.length === 0 || version <= (announced.get(key) ?? 0)) return
+        announced.set(key, version)
         options.onVersionAnnounced?.(model, version)
         for (const h of heeded) {
           if (h.config.peers?.prefetch === false || version <= h.manifest.version) continue

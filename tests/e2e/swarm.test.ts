@@ -182,6 +182,33 @@ describe('swarm loading', () => {
     }
   }, 60_000)
 
+  it('heeds the announcements of two coordinators that serve a model of the same name each on their own', async () => {
+    const other = await createCoordinator({ dataDir: join(root, 'other-coordinator'), port: 0, p2p: {} })
+    try {
+      const otherUrl = await other.start()
+      const admins = [coordinatorClient({ baseUrl: url, token: coordinator.adminToken }), coordinatorClient({ baseUrl: otherUrl, token: other.adminToken })]
+      const build = async (): Promise<ModelFile[]> => await denseModelFiles(64, [['t', 32]])
+      for (const admin of admins) await admin.ingest('swarm-twin', await build())
+      const heard: Array<[string, number]> = []
+      const r = await createNodeRuntime({ dataDir: join(root, 'twins'), onVersionAnnounced: (model, version) => heard.push([model, version]) })
+      runtimes.push(r)
+      await r.load(config({ modelName: 'swarm-twin', modelDir: 'twin-a' }))
+      await r.load(config({ modelName: 'swarm-twin', modelDir: 'twin-b', updateURL: otherUrl, token: await admins[1]?.createToken('edge'), peers: { bootstrap: other.p2p()?.addresses } }))
+      const hear = async (count: number): Promise<void> => {
+        for (let i = 0; i < 200 && heard.length < count; i++) await new Promise(resolve => setTimeout(resolve, 50))
+      }
+      await admins[0]?.ingest('swarm-twin', await build())
+      await hear(1)
+      // The second coordinator's version 2 is news, though the first one's version 2 came before
+      // (the record of what was heard was keyed by model name only).
+      await admins[1]?.ingest('swarm-twin', await build())
+      await hear(2)
+      expect(heard).toEqual([['swarm-twin', 2], ['swarm-twin', 2]])
+    } finally {
+      await other.stop()
+    }
+  }, 60_000)
+
   it('a peer that serves corrupt shards is caught by CID, banned, and nothing it sent is cached', async () => {
     // A second model that no runtime holds yet; a hostile node gets it first, then serves garbage.
     const admin = coordinatorClient({ baseUrl: url, token: coordinator.adminToken })
