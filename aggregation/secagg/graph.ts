@@ -39,32 +39,41 @@ function sortedUnique (ids: readonly string[], what: string): string[] {
   return sorted
 }
 
-function build (kind: GraphKind, ids: string[], degree: number, lists: Map<string, string[]>): NeighbourGraph {
-  const sets = new Map([...lists].map(([id, ns]) => [id, new Set(ns)]))
+/**
+ * A graph whose neighbour lists are made when first asked for (and kept): a client asks for its
+ * own only, O(k) memory, where building all n lists would be Θ(n·k), Θ(n²) for the complete
+ * graph (gigabytes at MAX_CLIENTS), for a roster the server sends before anything in it is checked.
+ */
+function build (kind: GraphKind, ids: string[], degree: number, compute: (id: string) => string[], adjacent: (a: string, b: string) => boolean): NeighbourGraph {
   const positions = new Map(ids.map((id, i) => [id, i + 1]))
-  const lookup = (id: string): string[] => {
-    const ns = lists.get(id)
-    if (ns === undefined) throw new InvalidInputError(`graph: ${id} is not a client of this round`)
-    return ns
+  const lists = new Map<string, string[]>()
+  const index = (id: string): number => {
+    const i = positions.get(id)
+    if (i === undefined) throw new InvalidInputError(`graph: ${id} is not a client of this round`)
+    return i
   }
   return {
     kind,
     ids,
     degree,
-    neighbours: id => lookup(id),
-    adjacent: (a, b) => sets.get(a)?.has(b) ?? false,
-    index: id => {
-      const i = positions.get(id)
-      if (i === undefined) throw new InvalidInputError(`graph: ${id} is not a client of this round`)
-      return i
-    }
+    neighbours: id => {
+      let ns = lists.get(id)
+      if (ns === undefined) {
+        index(id)
+        ns = compute(id)
+        lists.set(id, ns)
+      }
+      return ns
+    },
+    adjacent: (a, b) => a !== b && positions.has(a) && positions.has(b) && adjacent(a, b),
+    index
   }
 }
 
 /** Bonawitz et al. 2017: every client masks with every other one. */
 export function completeGraph (ids: readonly string[]): NeighbourGraph {
   const sorted = sortedUnique(ids, 'completeGraph ids')
-  return build('complete', sorted, sorted.length - 1, new Map(sorted.map(id => [id, sorted.filter(o => o !== id)])))
+  return build('complete', sorted, sorted.length - 1, id => sorted.filter(o => o !== id), () => true)
 }
 
 /** Uniform integers below `bound` from a ChaCha20 keystream (zero nonce), by rejection sampling. */
@@ -125,11 +134,17 @@ export function hararyGraph (ids: readonly string[], degree: number, seed: Uint8
     throw new InvalidInputError(`hararyGraph degree: expected an even integer in [2, ${n - 2}] or ${n - 1} for ${n} clients, got ${degree}`)
   }
   const ring = seededPermutation(sorted, seed)
-  const lists = new Map<string, string[]>()
-  for (let p = 0; p < n; p++) {
+  const onRing = new Map(ring.map((id, p) => [id, p]))
+  const half = degree / 2
+  const neighbours = (id: string): string[] => {
+    const p = onRing.get(id) as number
     const ns: string[] = []
-    for (let j = 1; j <= degree / 2; j++) ns.push(ring[(p + j) % n] as string, ring[(p - j + n) % n] as string)
-    lists.set(ring[p] as string, ns.sort())
+    for (let j = 1; j <= half; j++) ns.push(ring[(p + j) % n] as string, ring[(p - j + n) % n] as string)
+    return ns.sort()
   }
-  return build('harary', sorted, degree, lists)
+  const adjacent = (a: string, b: string): boolean => {
+    const d = Math.abs((onRing.get(a) as number) - (onRing.get(b) as number))
+    return Math.min(d, n - d) <= half
+  }
+  return build('harary', sorted, degree, neighbours, adjacent)
 }

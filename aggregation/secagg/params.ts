@@ -105,8 +105,17 @@ function checkDegree (n: number, k: number, bad: number, adversarial: number, dr
     if (logPairs + logAllBad >= securityLog) return undefined
   }
   const tail = Math.exp(securityLog) / n
-  let a = 0
-  while (a < k && hypergeometricSurvival(n - 1, adversarial, k, a) > tail) a++
+  // The least a with P[X > a] ≤ tail, X ~ Hyp(n − 1, A, k): the tail is accumulated once from the
+  // top (the order hypergeometricSurvival sums in, so the same a comes out), O(k) per degree
+  // rather than O(k²): the roster's n is the server's choice, up to MAX_CLIENTS.
+  let a = Math.min(k, adversarial)
+  let above = 0
+  while (a > 0) {
+    const next = above + hypergeometricPmf(n - 1, adversarial, k, a)
+    if (Math.min(1, next) > tail) break
+    above = next
+    a--
+  }
   const t = Math.max(2, Math.floor((k + a) / 2) + 1)
   if (t > k) return undefined
   return hypergeometricCdf(n - 1, n - 1 - dropouts, k, t - 1) <= 2 ** -CORRECTNESS_BITS / n ? t : undefined

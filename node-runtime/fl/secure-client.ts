@@ -52,6 +52,13 @@ export interface SecureClientsOptions {
    * (Damgård–Jurik–Nielsen; ~40× faster offline, one more assumption — aggregation/paillier/randomness.ts).
    */
   paillierRandomness?: RandomnessMethod
+  /**
+   * Masking: the fewest clients a roster must name for this runtime to share its keys, whatever
+   * the offer says. The offer's minUploads (and its client list) are the coordinator's own word,
+   * so they cannot stop a coordinator that sends this client a roster of itself and two colluders
+   * (t = 2: the colluders rebuild both b and s^SK). The larger of this and the offer's is used.
+   */
+  maskingMinRoster?: number
 }
 
 /**
@@ -101,7 +108,7 @@ export function secureClients (options: SecureClientsOptions = {}): (deps: Secur
           dispose: () => {}
         }
       }
-      case 'masking': return maskingClient(deps)
+      case 'masking': return maskingClient(deps, options.maskingMinRoster)
     }
   }
 }
@@ -111,17 +118,19 @@ export function secureClients (options: SecureClientsOptions = {}): (deps: Secur
  * the inbox, mask the encoded update with it, sign the survivor list, and answer the unmask
  * request — which the masking client itself refuses unless t neighbours signed the same list.
  */
-function maskingClient (deps: SecureClientDeps): SecureRoundClient {
+function maskingClient (deps: SecureClientDeps, localMinRoster = 2): SecureRoundClient {
   const { config } = deps
+  const selected = new Set(config.clients)
   const client = createMaskingClient({
     roundId: config.id,
     id: deps.clientId,
     identity: deps.identity,
-    identityKeyOf: id => config.clients.includes(id) ? fromHex(id) : undefined,
+    identityKeyOf: id => selected.has(id) ? fromHex(id) : undefined,
     vectorLength: config.vectorLength,
     graph: graphConfig(config),
     seed: fromHex(config.seed),
-    minRoster: minUploadsOf(config)
+    // minUploads may be 1 in a valid offer; a roster is at least 2 (the client refuses less).
+    minRoster: Math.max(2, localMinRoster, minUploadsOf(config))
   })
   let resolveInbox: (inbox: unknown) => void = () => {}
   const inbox = new Promise<unknown>(resolve => { resolveInbox = resolve })
