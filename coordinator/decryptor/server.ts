@@ -51,6 +51,7 @@ import { decodeCiphertexts, ringToBytes } from '../../aggregation/paillier/wire.
 import { decryptSum, sumCiphertexts } from '../../aggregation/paillier/aggregate.ts'
 import { decryptRequestSchema, decryptResponseSchema, paillierKeyInfoSchema, roundIdSchema, type PaillierKeyInfo } from '../../aggregation/paillier/schemas.ts'
 import { clientErrorHandler, errorHandler } from '../http/errors.ts'
+import { useJsonBodyParser } from '../http/json-body.ts'
 import { RoundDecidedError } from '../../aggregation/paillier/errors.ts'
 import type { RoundLog } from './rounds.ts'
 import { DECRYPT_SLOTS } from './constants.ts'
@@ -83,6 +84,7 @@ export async function buildDecryptorServer (deps: DecryptorServerDeps): Promise<
   app.setValidatorCompiler(validatorCompiler)
   app.setSerializerCompiler(serializerCompiler)
   app.setErrorHandler(errorHandler)
+  useJsonBodyParser(app)
   await app.register(swagger, {
     openapi: { info: { title: 'blockfed Paillier decryptor', description: 'Decrypts the sum of a round\'s Paillier-encrypted updates, once per round.', version: '1' } },
     transform: jsonSchemaTransform

@@ -29,6 +29,7 @@ import { BUSY_RETRY_MS, MAX_UPLOAD_FILES } from '../constants.ts'
 import type { AnswerAdmission } from '../answers.ts'
 import { authenticate, issueToken, mayRead } from './auth.ts'
 import { clientErrorHandler, errorHandler } from './errors.ts'
+import { useJsonBodyParser } from './json-body.ts'
 
 export interface ServerDeps {
   repo: Repository
@@ -115,6 +116,7 @@ export async function buildServer (deps: ServerDeps): Promise<FastifyInstance> {
   app.setValidatorCompiler(validatorCompiler)
   app.setSerializerCompiler(serializerCompiler)
   app.setErrorHandler(errorHandler)
+  useJsonBodyParser(app)
   await app.register(swagger, {
     openapi: {
       info: { title: 'blockfed coordinator', description: 'Models as sealed semantic blocks: ingest, manifests, blocks, data keys.', version: '1' },
