@@ -30,6 +30,10 @@ const MAX_TEXT_BYTES = 4 << 20
 const FRAME_SLACK_BYTES = 256 << 10
 /** How long a cut client's connection lingers so that it reads why (the close frame). */
 const CUT_GRACE_MS = 1000
+/** Longest error message: serverMessageSchema's bound (a longer one is an unreadable frame to the client). */
+const MAX_ERROR_CHARS = 2000
+/** Replies queued for a client that does not read them; beyond this it is cut (1008), not buffered without bound. */
+const MAX_UNREAD_BYTES = 4 << 20
 
 export interface ClientConnection {
   readonly id: string
@@ -77,7 +81,9 @@ function bearerToken (req: IncomingMessage): string | undefined {
 }
 
 function errorMessage (err: unknown): string {
-  return err instanceof BlockfedError ? err.message : `internal error: ${(err as Error).message ?? String(err)}`
+  const message = err instanceof BlockfedError ? err.message : `internal error: ${(err as Error)?.message ?? String(err)}`
+  // Messages may quote what the client sent (zod names every unknown key): keep them within the schema.
+  return message.length > MAX_ERROR_CHARS ? `${message.slice(0, MAX_ERROR_CHARS - 1)}…` : message
 }
 
 export function roundHub (options: RoundHubOptions): RoundHub {
@@ -102,9 +108,20 @@ export function roundHub (options: RoundHubOptions): RoundHub {
     ws.on('pong', () => alive.set(ws, true))
     ws.on('error', () => ws.terminate())
     const timer = setTimeout(() => ws.close(4001, 'no hello before the deadline'), options.handshakeMs)
-    const send = (message: ServerMessage): void => { if (ws.readyState === ws.OPEN) ws.send(JSON.stringify(message)) }
-    send({ type: 'challenge', nonce })
     let client: (ClientConnection & { socket: WebSocket }) | undefined
+    /** Stop reading, let the close frame go out, then drop the connection. */
+    const cut = (code: number, reason: string): void => {
+      ws.close(code, reason)
+      socket.pause()
+      setTimeout(() => ws.terminate(), CUT_GRACE_MS).unref()
+    }
+    const send = (message: ServerMessage): void => {
+      if (ws.readyState !== ws.OPEN) return
+      // A client that sends and never reads would otherwise have every reply queued here, without bound.
+      if (ws.bufferedAmount > MAX_UNREAD_BYTES) return cut(1008, 'too many unread messages')
+      ws.send(JSON.stringify(message))
+    }
+    send({ type: 'challenge', nonce })
 
     // Raw bytes since the last whole message: the frame ws is buffering, plus slack.
     let pending = 0
@@ -120,10 +137,7 @@ export function roundHub (options: RoundHubOptions): RoundHub {
       cutAt = pending
       const what = client === undefined ? 'before its hello' : may > MAX_TEXT_BYTES ? 'for the upload a round waits for' : 'while no round waits for an upload from it'
       send({ type: 'error', message: `frame too large: over ${may} bytes ${what}` })
-      // Stop reading, let the error and the close frame go out, then drop the connection.
-      ws.close(1009, 'frame too large')
-      socket.pause()
-      setTimeout(() => ws.terminate(), CUT_GRACE_MS).unref()
+      cut(1009, 'frame too large')
     })
 
     ws.on('message', (data: RawData, isBinary: boolean) => {

@@ -96,6 +96,8 @@ interface ActiveRound {
   dropped: Set<string>
   losses: Map<string, number>
   waiting?: { kind: 'accept' | 'upload', gate: Gate }
+  /** Set when the accept gate is done: the secure setup runs with `waiting` still 'accept' (early uploads are held). */
+  acceptsClosed?: boolean
   /**
    * Settles when uploads open (`allowed` filled, the upload gate set) or the round ends. An
    * accepted client may finish training before the others have answered the offer (modes `none`
@@ -184,15 +186,21 @@ export function roundManager (deps: RoundManagerDeps): RoundManager {
         if (round.uploads.has(client.id) || round.receiving.has(client.id)) throw new InvalidInputError(`upload: round ${config.id} already has this client's update (replay)`)
         const early = !round.allowed.has(client.id) && round.accepted.has(client.id) && !round.dropped.has(client.id) && round.waiting?.kind === 'accept'
         if (!round.allowed.has(client.id) && !early) throw new InvalidInputError(`upload: client is not a participant of round ${config.id} at this stage`)
+        // Checks that do not depend on the round's phase come first: a bad early upload is refused
+        // now, not when uploads open, and does not hold the client's one upload slot meanwhile.
+        const expected = config.secure.mode === 'paillier' ? 'paillier' : 'ring-u32le'
+        if (header.encoding !== expected) throw new InvalidInputError(`upload: encoding ${header.encoding}, round ${config.id} expects ${expected}`)
+        if (payload.length !== round.secure.uploadBytes) throw new InvalidInputError(`upload: ${payload.length} bytes, the round expects ${round.secure.uploadBytes}`)
         round.receiving.add(client.id)
         reserved = round
-        // Held (one frame, within the hub's allowance) until uploads open; the round's deadlines bound the wait.
-        if (early) await round.uploadsOpen
+        if (early) {
+          if (!verify(fromBase64(header.signature), uploadSigningBytes(header, await sha256(payload)), fromHex(client.id))) throw new InvalidInputError('upload: the signature does not verify with the client key')
+          // Held (one frame, within the hub's allowance) until uploads open; the round's deadlines bound the wait.
+          await round.uploadsOpen
+        }
         if (!round.allowed.has(client.id)) throw new InvalidInputError(`upload: client is not a participant of round ${config.id}: ${active.get(config.id) === round ? 'it did not complete the round\'s setup' : 'the round ended before uploads opened'}`)
         const collecting = round.waiting
         if (collecting?.kind !== 'upload') throw new InvalidInputError(`upload: round ${config.id} is not collecting`)
-        const expected = config.secure.mode === 'paillier' ? 'paillier' : 'ring-u32le'
-        if (header.encoding !== expected) throw new InvalidInputError(`upload: encoding ${header.encoding}, round ${config.id} expects ${expected}`)
         const digest = await sha256(payload)
         // The deadline may have passed (and the round failed or moved on) while the digest was
         // computed: an upload stored now would outlive its round or join a sum already taken.
@@ -230,7 +238,9 @@ export function roundManager (deps: RoundManagerDeps): RoundManager {
 
   const dispatch: { [K in Exclude<ClientMessage['type'], 'hello'>]: (round: ActiveRound, client: ClientConnection, m: Extract<ClientMessage, { type: K }>) => void | Promise<void> } = {
     accept (round, client) {
-      if (round.waiting?.kind !== 'accept') throw withRound(new InvalidInputError(`round ${round.config.id}: acceptances are closed`), round.config.id)
+      if (round.waiting?.kind !== 'accept' || round.acceptsClosed === true) throw withRound(new InvalidInputError(`round ${round.config.id}: acceptances are closed`), round.config.id)
+      // A withdrawn (or disconnected) client stays out: its stored status must not turn back to 'accepted'.
+      if (round.dropped.has(client.id)) throw withRound(new InvalidInputError(`round ${round.config.id}: this client withdrew or was dropped; it cannot accept again`), round.config.id)
       round.accepted.add(client.id)
       deps.store.setClient(round.config.id, client.id, 'accepted')
       round.waiting.gate.settle(client.id)
@@ -255,6 +265,8 @@ export function roundManager (deps: RoundManagerDeps): RoundManager {
       emit({ type: 'progress', roundId: round.config.id, clientId: client.id, epoch: m.epoch, epochs: m.epochs, loss: m.loss })
     },
     async secagg (round, client, m) {
+      // Offered is not enough: a client that declined, or did not accept in time, must not join the setup (the roster).
+      if (!round.accepted.has(client.id) || round.dropped.has(client.id)) throw withRound(new InvalidInputError(`round ${round.config.id}: secure-aggregation messages only from clients that accepted the round and are still in it`), round.config.id)
       try {
         await round.secure.message(client.id, m.payload)
         if (round.persistWhenComplete === true && !round.secure.needsClients()) {
@@ -483,6 +495,10 @@ export function roundManager (deps: RoundManagerDeps): RoundManager {
         else c.send({ type: 'offer', config })
       }
       await round.waiting.gate.done
+      // Acceptances close here: during the secure setup (masking: up to two setup deadlines) a late
+      // accept is refused, not recorded (with its cooldown) for a round that will not include the
+      // client. An accepted client's upload is still held until uploads open.
+      round.acceptsClosed = true
       const accepted = [...round.accepted].filter(id => !round.dropped.has(id))
       if (accepted.length < minUploads) throw new RoundFailure(`${accepted.length} client(s) accepted, at least ${minUploads} needed`)
       const ready = await round.secure.setup(accepted, io(round))

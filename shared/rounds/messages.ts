@@ -11,7 +11,7 @@
  */
 import { z } from 'zod'
 import { describeIssues, parseJsonWith } from '../errors/parse-json.ts'
-import { concatBytes, utf8ToBytes } from '../crypto/bytes.ts'
+import { concatBytes, fromBase64, utf8ToBytes } from '../crypto/bytes.ts'
 import { InvalidInputError } from '../errors/errors.ts'
 import { roundConfigSchema } from './config.ts'
 
@@ -30,7 +30,15 @@ export function roundsProtocols (token: string): string[] {
 
 const roundId = z.string().regex(/^r_[0-9a-f]{16}$/, 'a round id')
 const hex = (bytes: number): z.ZodString => z.string().regex(new RegExp(`^[0-9a-f]{${bytes * 2}}$`), `${bytes * 2} lowercase hex characters`)
-const base64 = z.string().max(1 << 20).regex(/^[A-Za-z0-9+/]*=*$/, 'base64')
+/** Base64 that decodes: the alphabet alone lets through "A" or "AB==", which the decoder then refuses with a bare SyntaxError. */
+const base64 = z.string().max(1 << 20).regex(/^[A-Za-z0-9+/]*=*$/, 'base64').refine(text => {
+  try {
+    fromBase64(text)
+    return true
+  } catch {
+    return false
+  }
+}, 'base64 that decodes')
 
 export const serverMessageSchema = z.discriminatedUnion('type', [
   z.object({ type: z.literal('challenge'), nonce: hex(32) }).strict(),

@@ -78,7 +78,8 @@ export async function maskingServer (config: RoundConfig, snapshot: unknown): Pr
         // Every needed secret has t shares: stragglers do not matter, stop waiting for them.
         if (waiting !== undefined && server.ready()) for (const id of [...waiting.pending]) waiting.settle(id)
       } else {
-        throw new InvalidInputError(`secagg message: unknown type ${JSON.stringify(type)}; expected secagg/advertise, secagg/shares, secagg/signature or secagg/unmask`)
+        // Quoted short: `type` is the client's, of any size or depth (JSON.stringify of a deep one overflows the stack).
+        throw new InvalidInputError(`secagg message: unknown type ${typeof type === 'string' ? JSON.stringify(type.slice(0, 64)) : String(typeof type === 'object' && type !== null ? typeof type : type)}; expected secagg/advertise, secagg/shares, secagg/signature or secagg/unmask`)
       }
     },
     checkUpload (clientId, payload) {
