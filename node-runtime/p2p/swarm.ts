@@ -54,13 +54,13 @@ export interface SwarmOptions {
   filterFalsePositiveRate?: number
   /**
    * Other peers' filters are used for this long after their last announcement (holders repeat
-   * theirs every 10 s), and at most `maxFilters` are kept, the oldest dropped first: gossip is
+   * theirs every 30 s), and at most `maxFilters` are kept, the oldest dropped first: gossip is
    * relayed, so a peer that left never sends a disconnect here, and anyone may announce under
    * any number of keys (so only filters of peers this node can reach without a lookup, connected
    * or with addresses in its peer store, are kept). Their bits together stay within
    * `maxFilterBytes`, the oldest dropped first (256 filters of the gossip limit's size would be
    * ≈ 50 MB; an honest runtime's is 77 B for one model, ≈ 12 KB for 10,000 blocks). Defaults
-   * 30 s, 256 and 4 MiB.
+   * 90 s (three repeats), 256 and 4 MiB.
    */
   filterTtlMs?: number
   maxFilters?: number
@@ -111,13 +111,21 @@ interface ShardRef {
 }
 
 /**
- * Announcements are debounced while blocks arrive and repeated for late joiners. Every copy of
- * an announcement reaches a node from each of its mesh peers (gossipsub's D = 6), so their
- * number and size are CPU on every node of a wave: with a 12 KB filter every 250 ms a runtime
- * of a wave of 8 read 17 MB of gossip beside its 59 MB model, and loads took 26% longer.
+ * Announcements are debounced while blocks arrive, spaced, and repeated for late joiners. Every
+ * copy of an announcement reaches a node from each of its mesh peers (gossipsub's D = 6), and
+ * every node of a wave announces, so their number and size are CPU on every node: with a 12 KB
+ * filter every 250 ms a runtime of a wave of 8 read 17 MB of gossip beside its 59 MB model, and
+ * loads took 26% longer. With one announcement a second (and a 10 s repeat), gossipsub was the
+ * largest single cost a working mesh added to a runtime of a wave of 16: ≈ 2.6 s of its CPU
+ * (BENCHMARKS.md, "swarm"). During a wave the origin's referrals point at new holders anyway.
  */
 const ANNOUNCE_DEBOUNCE_MS = 1_000
-const ANNOUNCE_INTERVAL_MS = 10_000
+/** Least time between two announcements while the held set changes. */
+const ANNOUNCE_MIN_GAP_MS = 5_000
+/** An unchanged filter is repeated this often, for peers that joined since. */
+const ANNOUNCE_REPEAT_MS = 30_000
+/** Known peers are saved, and the repeat considered, this often. */
+const HEARTBEAT_MS = 10_000
 
 /**
  * A filter's capacity for `held` blocks: twice as many, to a power of two, at least `least`, so
@@ -169,7 +177,7 @@ export async function createSwarm (options: SwarmOptions): Promise<Swarm> {
   const held = new Set<string>()
   const pending = new Map<string, Promise<Uint8Array>>()
   const filters = new Map<string, { filter: BlockFilter, at: number }>()
-  const filterTtlMs = options.filterTtlMs ?? 3 * ANNOUNCE_INTERVAL_MS
+  const filterTtlMs = options.filterTtlMs ?? 3 * ANNOUNCE_REPEAT_MS
   const maxFilters = options.maxFilters ?? 256
   const maxFilterBytes = options.maxFilterBytes ?? 4 << 20
   let filterBytes = 0
@@ -247,9 +255,12 @@ export async function createSwarm (options: SwarmOptions): Promise<Swarm> {
 
   // --- Announcements: the Bloom filter of held blocks, debounced and repeated for late joiners.
   let announceTimer: ReturnType<typeof setTimeout> | undefined
+  let lastAnnounced = -Infinity
   const announceNow = async (): Promise<void> => {
+    if (announceTimer !== undefined) clearTimeout(announceTimer)
     announceTimer = undefined
     if (stopped || topics.size === 0) return
+    lastAnnounced = Date.now()
     // Evicted blocks leave the filter (a Bloom filter cannot remove, so it is rebuilt).
     const evicted: string[] = []
     for (const cid of [...held]) {
@@ -267,13 +278,14 @@ export async function createSwarm (options: SwarmOptions): Promise<Swarm> {
     for (const topic of topics) await node.services.pubsub.publish(topic, message).catch(() => {})
   }
   const announceSoon = (): void => {
-    if (announceTimer === undefined && !stopped) announceTimer = setTimeout(() => { void announceNow() }, ANNOUNCE_DEBOUNCE_MS)
+    if (announceTimer !== undefined || stopped) return
+    announceTimer = setTimeout(() => { void announceNow() }, Math.max(ANNOUNCE_DEBOUNCE_MS, lastAnnounced + ANNOUNCE_MIN_GAP_MS - Date.now()))
   }
   const knownPeers = knownPeersFile(node, options.dir)
   const heartbeat = setInterval(() => {
-    if (held.size > 0) void announceNow()
+    if (held.size > 0 && announceTimer === undefined && Date.now() - lastAnnounced >= ANNOUNCE_REPEAT_MS) void announceNow()
     void knownPeers.write().catch(() => {})
-  }, ANNOUNCE_INTERVAL_MS)
+  }, HEARTBEAT_MS)
   heartbeat.unref()
 
   const validation = topicValidation(node.services.pubsub)

@@ -1,0 +1,49 @@
+/**
+ * How often a runtime announces its Bloom filter while blocks arrive (node-runtime/p2p/swarm.ts):
+ * the first announcement a second after the first block, then at most one every 5 s. Every node
+ * of a wave announces and every copy reaches every node from each of its mesh peers, so at one a
+ * second gossipsub was ≈ 2.6 s of each runtime's CPU in a wave of 16 (BENCHMARKS.md, "swarm").
+ * The gaps are lower bounds (a timer never fires early), so the test does not depend on load.
+ */
+import { describe, it, expect, afterAll, vi } from 'vitest'
+import { createSwarm } from '../../../node-runtime/p2p/swarm.ts'
+import { memoryCache } from '../../../shared/cache/memory-lru.ts'
+import { rawCid } from '../../../shared/crypto/cid.ts'
+import { decodeGossip, modelTopic } from '../../../shared/p2p/gossip.ts'
+import { testManifest } from '../../helpers/manifest.ts'
+import { seedOf } from '../../helpers/libp2p.ts'
+
+const stops: Array<() => Promise<void>> = []
+afterAll(async () => { for (const stop of stops.reverse()) await stop().catch(() => {}) })
+
+describe('have announcements while blocks arrive', () => {
+  it('start a second after the first block and come at most every 5 s, each with every block held so far', async () => {
+    const s = await createSwarm({ seed: seedOf(0xb1) })
+    stops.push(async () => { await s.stop() })
+    const topic = modelTopic('spacing-mlp')
+    const cache = s.watch(memoryCache({ name: 'spacing' }))
+    s.register(testManifest({ model: 'spacing-mlp' }), cache)
+    const sent: Array<{ at: number, blocks: number }> = []
+    const publish = s.node.services.pubsub.publish.bind(s.node.services.pubsub)
+    vi.spyOn(s.node.services.pubsub, 'publish').mockImplementation(async (t, data) => {
+      const message = decodeGossip(data)
+      if (t === topic && message.type === 'have') sent.push({ at: performance.now(), blocks: message.blocks })
+      return await publish(t, data)
+    })
+    // A block every 100 ms for 7 s, as in a cold load.
+    const started = performance.now()
+    for (let i = 0; i < 70; i++) {
+      const bytes = new TextEncoder().encode(`spacing block ${i}`)
+      await cache.put(await rawCid(bytes), bytes)
+      await new Promise(resolve => setTimeout(resolve, 100))
+    }
+    await vi.waitFor(() => { expect(sent.length).toBeGreaterThanOrEqual(2) }, { timeout: 10_000, interval: 50 })
+    expect((sent[0]?.at ?? 0) - started).toBeGreaterThanOrEqual(1_000)
+    for (let i = 1; i < sent.length; i++) {
+      // 5 s from the start of the previous announcement to the start of this one; each publishes
+      // after checking its blocks are still cached (well under a millisecond in memory).
+      expect((sent[i]?.at ?? 0) - (sent[i - 1]?.at ?? 0)).toBeGreaterThanOrEqual(4_900)
+      expect(sent[i]?.blocks).toBeGreaterThan(sent[i - 1]?.blocks ?? 0)
+    }
+  }, 30_000)
+})
