@@ -26,8 +26,8 @@ describe('have announcements while blocks arrive', () => {
     const sent: Array<{ at: number, blocks: number }> = []
     const publish = s.node.services.pubsub.publish.bind(s.node.services.pubsub)
     vi.spyOn(s.node.services.pubsub, 'publish').mockImplementation(async (t, data) => {
-      const message = decodeGossip(data)
-      if (t === topic && message.type === 'have') sent.push({ at: performance.now(), blocks: message.blocks })
+      const message = data === undefined ? undefined : decodeGossip(data)
+      if (t === topic && message?.type === 'have') sent.push({ at: performance.now(), blocks: message.blocks })
       return await publish(t, data)
     })
     // A block every 100 ms for 7 s, as in a cold load.
