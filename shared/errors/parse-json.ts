@@ -6,9 +6,9 @@
 import type { z } from 'zod'
 import { InvalidInputError, type BlockfedError } from './errors.ts'
 
-/** One line naming the first problems zod found, with their paths. */
+/** One line naming the first problems zod found, with their paths (none for the whole value: the caller names it). */
 export function describeIssues (error: z.ZodError): string {
-  return error.issues.slice(0, 3).map(i => `${i.path.length > 0 ? i.path.join('.') : 'message'}: ${i.message}`).join('; ')
+  return error.issues.slice(0, 3).map(i => i.path.length > 0 ? `${i.path.join('.')}: ${i.message}` : i.message).join('; ')
 }
 
 /** Parses `text` as JSON and checks it with `schema`; throws `Err` (`what: …`) otherwise. */

@@ -65,7 +65,8 @@ export const clientMessageSchema = z.discriminatedUnion('type', [
   z.object({ type: z.literal('accept'), roundId }).strict(),
   z.object({ type: z.literal('decline'), roundId, reason: z.string().max(500) }).strict(),
   /** `loss` is bounded: the round's mean of them must stay finite (it goes into the manifest). */
-  z.object({ type: z.literal('progress'), roundId, epoch: z.number().int().min(0), epochs: z.number().int().positive(), loss: z.number().min(-MAX_LOSS).max(MAX_LOSS).nullable() }).strict(),
+  z.object({ type: z.literal('progress'), roundId, epoch: z.number().int().min(0), epochs: z.number().int().positive(), loss: z.number().min(-MAX_LOSS).max(MAX_LOSS).nullable() }).strict()
+    .refine(m => m.epoch <= m.epochs, { message: 'epoch must not exceed epochs', path: ['epoch'] }),
   z.object({ type: z.literal('secagg'), roundId, payload: z.unknown() }).strict()
 ])
 export type ClientMessage = z.infer<typeof clientMessageSchema>

@@ -335,7 +335,8 @@ describe('round A, mode none: offered → accepted → collecting → uploaded �
     await batch(evil, [
       ...genericCases(evil, config.id, base),
       text('secagg in mode none', { type: 'secagg', roundId: config.id, payload: {} }, /no secure-aggregation messages/),
-      { name: 'early upload for another base version', frame: await up(evil, { baseVersion: base + 1 }), names: /upload for base version/ }
+      { name: 'early upload for another base version', frame: await up(evil, { baseVersion: base + 1 }), names: /upload for base version/ },
+      text('progress beyond its epochs', { type: 'progress', roundId: config.id, epoch: 3, epochs: 2, loss: 0.5 }, /epoch: epoch must not exceed epochs/)
     ], 'accepted')
     // Schema-valid oddities: accepted without a reply (reported, not failed).
     {

@@ -270,7 +270,7 @@ describe('shard protocol: answers to malformed requests', () => {
     expect(await ask(json('{"cid": '))).toEqual({ status: 'bad-request', message: 'shard request: not JSON' })
     expect(await ask(frame(new Uint8Array([0x7b, 0xff, 0x7d])))).toEqual({ status: 'bad-request', message: 'shard request: not UTF-8' })
     expect(await ask(frame(new Uint8Array(0)))).toEqual({ status: 'bad-request', message: 'shard request: not JSON' })
-    expect(await ask(json([blockCid]))).toMatchObject({ status: 'bad-request', message: expect.stringMatching(/^shard request: message: .*expected object/) })
+    expect(await ask(json([blockCid]))).toMatchObject({ status: 'bad-request', message: expect.stringMatching(/^shard request: Invalid input: expected object, received array$/) })
     expect(await ask(json({ cid: blockCid, extra: 1 }))).toMatchObject({ status: 'bad-request', message: expect.stringMatching(/Unrecognized key.*extra/) })
     expect(await ask(json({ cid: blockCid, force: 'yes' }))).toMatchObject({ status: 'bad-request', message: expect.stringMatching(/^shard request: force: /) })
     expect(await ask(json({}))).toMatchObject({ status: 'bad-request', message: expect.stringMatching(/^shard request: cid: /) })
