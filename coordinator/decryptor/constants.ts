@@ -5,7 +5,10 @@ export const DEFAULT_DECRYPTOR_HOST = '127.0.0.1'
 export const DECRYPTOR_TOKEN_ENV = 'BLOCKFED_DECRYPTOR_TOKEN'
 /**
  * Fewest contributions decrypted together. With 2, each of the two clients could subtract its own
- * update from the sum and read the other's; 3 is the smallest sum that hides an individual.
+ * update from the sum and read the other's; 3 is the smallest sum that hides an individual from
+ * an honest-but-curious coordinator. It does not stop a coordinator with one colluding enrolled
+ * client, which can cancel a third client's upload out of the sum (server.ts): use at least
+ * 2·colluders + 2 where collusion is a concern.
  */
 export const DEFAULT_MIN_CLIENTS = 3
 /**

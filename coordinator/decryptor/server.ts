@@ -32,8 +32,14 @@
  * - Key substitution: clients must pin this decryptor's keyId out of band; a coordinator that
  *   relays the key could hand out its own.
  * - Collusion: a decryptor that colludes with the coordinator decrypts anything.
- * - Malformed plaintexts: Paillier carries no proof that a client encrypted a valid packing; a
- *   bad client can spoil the sum (detected when a slot overflows, not always) but learns nothing.
+ * - Malformed plaintexts: Paillier carries no proof that a client knows what it encrypted, so
+ *   minClients counts contributions, not honest ones. An enrolled client colluding with the
+ *   coordinator can upload c_H^−1·E(0), made from another client H's upload (which the
+ *   coordinator relays), and cancel H out of the sum: with minClients = 3, one such colluder
+ *   plus two honest clients decrypts to the other honest client's update alone. Each colluder
+ *   removes one honest client from the sum, so choose minClients ≥ 2·colluders + 2, or add a
+ *   proof of plaintext knowledge bound to (round, client) to each upload. A bad client can also
+ *   spoil the sum (detected when a slot overflows, not always).
  */
 import Fastify, { type FastifyInstance, type FastifyRequest } from 'fastify'
 import swagger from '@fastify/swagger'
@@ -52,6 +58,7 @@ import { decryptSum, sumCiphertexts } from '../../aggregation/paillier/aggregate
 import { decryptRequestSchema, decryptResponseSchema, paillierKeyInfoSchema, roundIdSchema, type PaillierKeyInfo } from '../../aggregation/paillier/schemas.ts'
 import { clientErrorHandler, errorHandler } from '../http/errors.ts'
 import { useJsonBodyParser } from '../http/json-body.ts'
+import { bearerOf } from '../http/auth.ts'
 import { RoundDecidedError } from '../../aggregation/paillier/errors.ts'
 import type { RoundLog } from './rounds.ts'
 import { DECRYPT_SLOTS } from './constants.ts'
@@ -72,10 +79,19 @@ export interface DecryptorServerDeps {
 
 const errors = { 400: errorBodySchema, 403: errorBodySchema, 409: errorBodySchema, 413: errorBodySchema, 502: errorBodySchema }
 
+/** RFC 4648 base64 that the schema let through but the decoder refuses (non-zero pad bits) is the caller's error, not a 500. */
+function decodeBase64 (text: string, what: string): Uint8Array {
+  try {
+    return fromBase64(text)
+  } catch {
+    throw new InvalidInputError(`${what}: not canonical base64`)
+  }
+}
+
 function requireToken (req: FastifyRequest, token: string | undefined): void {
   if (token === undefined) return
-  const header = req.headers.authorization ?? ''
-  const given = header.startsWith('Bearer ') ? header.slice(7) : ''
+  // The scheme is case-insensitive (RFC 9110 §11.1), as on the coordinator.
+  const given = bearerOf(req.headers.authorization) ?? ''
   if (!equalBytes(utf8ToBytes(given), utf8ToBytes(token))) throw new AccessDeniedError('decrypt requires the decryptor\'s bearer token')
 }
 
@@ -131,14 +147,14 @@ export async function buildDecryptorServer (deps: DecryptorServerDeps): Promise<
       blobs.add(c.ciphertexts)
     }
     const count = ciphertextCount(layout, length)
-    const bytes = contributions.map(c => fromBase64(c.ciphertexts))
+    const bytes = contributions.map((c, i) => decodeBase64(c.ciphertexts, `contributions[${i}].ciphertexts`))
     const digests: Array<[string, string]> = []
     for (const [i, c] of contributions.entries()) {
       if (deps.clients !== undefined && !deps.clients.has(c.clientId)) throw new AccessDeniedError(`contributions[${i}]: client ${c.clientId} is not one of this decryptor's enrolled clients`)
       const digest = await sha256(bytes[i] as Uint8Array)
       digests.push([c.clientId, toHex(digest)])
       const signed = uploadSigningBytes({ roundId, baseVersion, encoding: 'paillier' }, digest)
-      if (!verify(fromBase64(c.signature), signed, fromHex(c.clientId))) {
+      if (!verify(decodeBase64(c.signature, `contributions[${i}].signature`), signed, fromHex(c.clientId))) {
         throw new AccessDeniedError(`contributions[${i}] (client ${c.clientId}): its signature does not verify for round ${roundId} at base version ${baseVersion}`)
       }
     }
@@ -149,18 +165,22 @@ export async function buildDecryptorServer (deps: DecryptorServerDeps): Promise<
     // A caller that has gone does not get a round decided for nobody.
     if (req.raw.socket.destroyed) throw new InvalidInputError(`round ${roundId}: the caller closed the request before the decryption started`)
     const record = { roundId, keyId: deps.keyInfo.keyId, length, clients: [...ids], claimedAt: new Date().toISOString(), requestSha256 }
-    try {
-      await deps.rounds.claim(record)
-    } catch (err) {
+    // The same request again gets the same answer; any other request for the round, nothing.
+    const fromRecord = async (err: unknown): Promise<string> => {
       if (!(err instanceof RoundDecidedError)) throw err
-      // The same request again gets the same answer; any other request for the round, nothing.
-      const inFlight = running.get(roundId)
-      if (inFlight?.requestSha256 === requestSha256) return answer(await inFlight.answer)
       const decided = await deps.rounds.read(roundId)
-      if (decided?.outcome === 'decrypted' && decided.requestSha256 === requestSha256 && decided.sum !== undefined) return answer(decided.sum)
+      if (decided?.outcome === 'decrypted' && decided.requestSha256 === requestSha256 && decided.sum !== undefined) return decided.sum
       throw err
     }
+    // Looked up and registered with no await in between, before the claim: a twin request that
+    // arrives while the claim is being written waits for this one instead of getting 409.
+    const inFlight = running.get(roundId)
+    if (inFlight !== undefined) {
+      if (inFlight.requestSha256 !== requestSha256) throw new RoundDecidedError(`round ${roundId} was already decided; the decryptor decrypts each round at most once`)
+      return answer(await inFlight.answer.catch(fromRecord))
+    }
     const work = (async () => {
+      await deps.rounds.claim(record)
       try {
         const sum = toBase64(ringToBytes(await decryptSum(secretKey, sumCiphertexts(vectors, publicKey), layout, length, contributions.length)))
         await deps.rounds.finish(record, 'decrypted', sum)
@@ -172,7 +192,7 @@ export async function buildDecryptorServer (deps: DecryptorServerDeps): Promise<
     })()
     running.set(roundId, { requestSha256, answer: work })
     try {
-      return answer(await work)
+      return answer(await work.catch(fromRecord))
     } finally {
       running.delete(roundId)
     }

@@ -16,7 +16,8 @@ import type { DecryptorKey } from '../../aggregation/paillier/key-info.ts'
 import { ciphertextCount } from '../../aggregation/paillier/layout.ts'
 import { precomputeRandomness } from '../../aggregation/paillier/randomness.ts'
 import { encryptUpdate } from '../../aggregation/paillier/aggregate.ts'
-import { ciphertextWidth, encodeCiphertexts } from '../../aggregation/paillier/wire.ts'
+import { ciphertextWidth, decodeCiphertexts, encodeCiphertexts } from '../../aggregation/paillier/wire.ts'
+import { modInverse } from '../../aggregation/paillier/_bigint.ts'
 import { RoundDecidedError } from '../../aggregation/paillier/errors.ts'
 import { ringSum } from '../../aggregation/ring.ts'
 import { toBase64, toHex } from '../../shared/crypto/bytes.ts'
@@ -132,6 +133,33 @@ describe('Paillier decryptor service', () => {
     expect(rejected?.reason).toBeInstanceOf(RoundDecidedError)
   })
 
+  it('gives two identical concurrent requests for a round the same answer (a caller retrying at once)', async () => {
+    // Before, the twin that arrived while the claim was being written got 409 (3 rounds of 3).
+    for (let k = 0; k < 3; k++) {
+      const { xs, contributions } = await round(3, 45 + 10 * k, `round-twins-${k}`)
+      const [a, b] = await Promise.all([decrypt(`round-twins-${k}`, contributions), decrypt(`round-twins-${k}`, contributions)])
+      expect(a).toEqual(ringSum(xs, LENGTH))
+      expect(b).toEqual(a)
+    }
+  })
+
+  it('KNOWN LIMITATION: one colluding enrolled client can cancel another client out of a sum of three', async () => {
+    // Paillier uploads carry no proof that their sender knows what it encrypted: a colluder
+    // uploads c_H⁻¹·E(0), made from honest client H's upload (which the coordinator relays),
+    // signed with its own key, and the "sum" of three decrypts to the third client's update.
+    // Each colluder removes one honest client (server.ts, "Malformed plaintexts"). This test
+    // pins the documented behaviour; a proof of plaintext knowledge would make it fail.
+    const { xs, contributions } = await round(2, 48, 'round-cancel')
+    const [target, honest] = contributions as [Contribution, Contribution]
+    const count = ciphertextCount(key.layout, LENGTH)
+    const zeros = (await precomputeRandomness(key.publicKey, count, { method: 'short-exponent' })).encrypt(new Array<bigint>(count).fill(0n))
+    const cancelling = decodeCiphertexts(honest.ciphertexts, key.publicKey, count).map((c, i) => modInverse(c, key.publicKey.n2) * (zeros[i] as bigint) % key.publicKey.n2)
+    const bytes = encodeCiphertexts(cancelling, key.publicKey)
+    const colluder: Contribution = { clientId: idOf(2), ciphertexts: bytes, signature: await signUpload(2, 'round-cancel', bytes) }
+    expect(await decrypt('round-cancel', [target, honest, colluder])).toEqual(xs[0])
+    expect(target.clientId).toBe(idOf(0))
+  })
+
   it('rejects too few clients without burning the round', async () => {
     const { xs, contributions } = await round(3, 50, 'round-3')
     await expect(decrypt('round-3', contributions.slice(0, 2))).rejects.toThrow(/2 contributions; this decryptor decrypts sums of at least 3/)
@@ -156,6 +184,12 @@ describe('Paillier decryptor service', () => {
 
     res = await rawDecrypt('bad-1', body(good, LENGTH + 100))
     expect(res.body.message).toMatch(/expected 6 ciphertexts of 256 bytes \(1536 bytes\), got 768 bytes/)
+
+    // Base64 the schema lets through whose pad bits are not zero: a 400 naming the field (was a 500).
+    res = await rawDecrypt('bad-1', body([{ ...good[0] as JsonContribution, signature: 'QR==' }, ...good.slice(1)]))
+    expect(res).toMatchObject({ status: 400, body: { message: 'contributions[0].signature: not canonical base64' } })
+    res = await rawDecrypt('bad-1', body([...good.slice(0, 2), { ...good[2] as JsonContribution, ciphertexts: 'QR==' }]))
+    expect(res).toMatchObject({ status: 400, body: { message: 'contributions[2].ciphertexts: not canonical base64' } })
 
     const outOfRange = [...good]
     const cts = Array.from({ length: count }, () => 5n)
@@ -241,7 +275,8 @@ describe('Paillier decryptor service', () => {
   it('answers a sum that no honest packing produces with an error, and the round stays decided', async () => {
     const { contributions } = await round(3, 70, 'round-forged')
     // A "client" that encrypts plaintexts with bits above the packed slots. (Subtracting, by
-    // encrypting n − k, is not detectable: Paillier works mod n. It spoils the sum, nothing more.)
+    // encrypting n − k, is not detectable: Paillier works mod n. Made from another client's
+    // upload, c^−1·E(0), it cancels that client out of the sum: see server.ts.)
     const count = ciphertextCount(key.layout, LENGTH)
     const pool = await precomputeRandomness(key.publicKey, count, { method: 'short-exponent' })
     const overflow = pool.encrypt(new Array<bigint>(count).fill(1n << BigInt(key.layout.slotBits * key.layout.slotsPerCiphertext)))
@@ -301,6 +336,10 @@ describe('Paillier decryptor service', () => {
     const { contributions } = await round(3, 80, 'round-auth')
     await expect(decrypt('round-auth', contributions, decryptorClient({ baseUrl: decryptor.url }))).rejects.toThrow(AccessDeniedError)
     await expect(decrypt('round-auth', contributions, decryptorClient({ baseUrl: decryptor.url, token: 'wrong' }))).rejects.toThrow(/bearer token/)
+    // The scheme is case-insensitive (RFC 9110 §11.1); the token is not.
+    const lower = await rawDecrypt('round-auth', { length: LENGTH, baseVersion: BASE_VERSION, contributions: asJson(contributions.slice(0, 1)) }, { authorization: `bearer ${TOKEN}` })
+    expect(lower.status).toBe(400) // past the token check: too few clients
+    expect((await rawDecrypt('round-auth', {}, { authorization: `Bearer ${TOKEN.toUpperCase()}` })).status).toBe(403)
     const big = Array.from({ length: 8 }, (_, i) => ({ clientId: idOf(i), ciphertexts: toBase64(new Uint8Array(40_000)), signature: toBase64(new Uint8Array(64)) }))
     const res = await rawDecrypt('round-auth', { length: LENGTH, baseVersion: BASE_VERSION, contributions: big })
     expect(res.status).toBe(413)
