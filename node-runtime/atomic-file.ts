@@ -4,6 +4,7 @@
  */
 import { link, open, readFile, rename, rm } from 'node:fs/promises'
 import { randomBytes } from 'node:crypto'
+import { dirname } from 'node:path'
 
 export async function writeFileAtomic (path: string, data: string | Uint8Array, mode = 0o644): Promise<void> {
   const tmp = await writeTemporary(path, data, mode)
@@ -13,6 +14,9 @@ export async function writeFileAtomic (path: string, data: string | Uint8Array, 
     await rm(tmp, { force: true })
     throw err
   }
+  // The rename is durable only once the folder is: without this a power cut can bring back the
+  // old file (a trusted checkpoint, the versions rolled back from), or no file at all.
+  await syncDir(dirname(path))
 }
 
 /**
@@ -24,6 +28,7 @@ export async function createFileAtomic (path: string, data: string | Uint8Array,
   const tmp = await writeTemporary(path, data, mode)
   try {
     await link(tmp, path)
+    await syncDir(dirname(path))
     return true
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code === 'EEXIST') return false

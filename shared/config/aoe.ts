@@ -233,6 +233,12 @@ export const aoeConfigSchema = objectSchema
     names.forEach((name, i) => {
       if (name !== undefined && names.indexOf(name) < i) ctx.addIssue({ code: 'custom', path: ['ledger', 'witnesses', i], message: `names witness "${name}" a second time (entry ${names.indexOf(name)}); list each witness once` })
     })
+    // A cosignature/v1 signature does not cover the key name, so one key under two names would
+    // let one witness's cosignature, relabelled, count twice.
+    const keys = Array.isArray(ledger?.witnesses) ? ledger.witnesses.map(w => typeof w === 'string' ? w.split('+')[2] : undefined) : []
+    keys.forEach((key, i) => {
+      if (key !== undefined && keys.indexOf(key) < i && names.indexOf(names[i]) === i) ctx.addIssue({ code: 'custom', path: ['ledger', 'witnesses', i], message: `lists the key of witness entry ${keys.indexOf(key)} again under another name; list each witness key once` })
+    })
     if (has('pin') && has('channel')) {
       ctx.addIssue({ code: 'custom', path: ['channel'], message: 'give "pin" (stay on one version) or "channel" (follow releases), not both' })
     }

@@ -103,6 +103,10 @@ export async function advanceCheckpoint (client: LedgerClient, trust: LedgerTrus
       { cause: err })
   }
   if (newer === offered && offered.checkpoint.size > trusted.checkpoint.size) await store.save(offered.note)
+  // The persisted checkpoint was accepted under whatever policy was in force then (another model's
+  // config on the same log, or this one before witnesses were required): verify against it only
+  // if it meets THIS policy. Otherwise the offered one, which does and which it extends.
+  if (newer === trusted && trusted.cosigners.length < trust.minWitnesses) return offered
   return newer
 }
 

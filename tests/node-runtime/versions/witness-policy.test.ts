@@ -1,0 +1,50 @@
+/**
+ * Before the fix, advanceCheckpoint returned the PERSISTED checkpoint (re-opened with minWitnesses 0)
+ * whenever the log offers an older one. The persisted checkpoint is per log (shared by every
+ * model config on that coordinator, and survives config changes), so a checkpoint accepted under
+ * a weaker witness policy (model A: minWitnesses 0) becomes the anchor for a model whose config
+ * requires witnesses (model B: minWitnesses 1) — a version in a never-cosigned (possibly forked)
+ * part of the log is then accepted for B.
+ */
+import { describe, it, expect } from 'vitest'
+import { mkdtemp, rm } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { advanceTrusted } from '../../../node-runtime/versions/ledger-trust.ts'
+import { verifyAnchor, type LedgerTrust } from '../../../shared/ledger/verify.ts'
+import type { SignedManifest } from '../../../shared/manifest/schema.ts'
+import { entry, fakeLog, logVerifier, witness } from '../../helpers/ledger-fake-log.ts'
+
+describe('witness policy vs the persisted checkpoint', () => {
+  it('a model requiring a cosignature never verifies against an uncosigned checkpoint', async () => {
+    const dataDir = await mkdtemp(join(tmpdir(), 'rl-wb-'))
+    try {
+      const w = witness('witness.test/w1', 9)
+      const log = fakeLog()
+      for (let v = 1; v <= 5; v++) log.append(entry('b', v))
+      const witnessed5 = log.note(5, [w.signer]) // what the witness saw
+      for (let v = 6; v <= 10; v++) log.append(entry('b', v)) // only ever shown uncosigned
+      const trustA: LedgerTrust = { log: logVerifier, witnesses: [], minWitnesses: 0 }
+      const trustB: LedgerTrust = { log: logVerifier, witnesses: [w.verifier], minWitnesses: 1 }
+
+      // Model A (no witness policy) accepts the uncosigned checkpoint 10 and persists it.
+      log.serve(log.note(10))
+      expect((await advanceTrusted(dataDir, trustA, log.client)).checkpoint.size).toBe(10)
+
+      // Model B requires 1 cosignature; the coordinator serves the old cosigned checkpoint 5.
+      log.serve(witnessed5)
+      // The offered checkpoint meets B's policy and the persisted one is proven to extend it:
+      // B verifies against the offered one.
+      const got = await advanceTrusted(dataDir, trustB, log.client)
+      expect(got.checkpoint.size).toBe(5)
+      // Concretely: b@8 (entry 7, never shown to any witness) must not be anchored under it.
+      const b8 = { manifest: { model: 'b', version: 8, parent: 7 }, cid: 'bafyb8' } as unknown as SignedManifest
+      const anchored = await verifyAnchor(log.client, got, b8, 7).then(() => true, () => false)
+      expect(anchored, 'b@8 anchored for a model requiring 1 cosignature, in a checkpoint no witness cosigned').toBe(false)
+      // Whatever comes back is what versions of B are verified against: it must meet B's policy.
+      expect(got.cosigners.length, `returned checkpoint ${got.checkpoint.size} cosigned by ${got.cosigners.length}`).toBeGreaterThanOrEqual(1)
+    } finally {
+      await rm(dataDir, { recursive: true, force: true })
+    }
+  })
+})
