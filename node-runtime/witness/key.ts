@@ -1,13 +1,14 @@
 /**
  * The witness's Ed25519 cosigning key: 32 random bytes created on first start in the data dir
  * with mode 0600, then reused, so its vkey stays the one logs and clients were configured with.
- * The key is written to a temporary file, synced, then hard-linked into place: link() refuses
- * an existing name, so two processes starting at once agree on one complete key.
+ * The key is created with createFileAtomic (a synced temporary file hard-linked into place, then
+ * the folder synced): link() refuses an existing name, so two processes starting at once agree
+ * on one complete key, and a power cut cannot lose a key already handed out.
  */
-import { link, open, readFile, stat, unlink } from 'node:fs/promises'
+import { readFile, stat } from 'node:fs/promises'
 import { ed25519 } from '@noble/curves/ed25519.js'
-import { toHex } from '../../shared/crypto/bytes.ts'
 import { InvalidConfigError } from '../../shared/errors/errors.ts'
+import { createFileAtomic } from '../atomic-file.ts'
 
 /** Reads the key at `path`, creating it first if there is none. */
 export async function loadOrCreateWitnessKey (path: string): Promise<Uint8Array> {
@@ -28,21 +29,11 @@ export async function loadOrCreateWitnessKey (path: string): Promise<Uint8Array>
 }
 
 async function createKey (path: string): Promise<void> {
-  const temp = `${path}.${toHex(globalThis.crypto.getRandomValues(new Uint8Array(8)))}.tmp`
   const secret = ed25519.utils.randomSecretKey()
-  const file = await open(temp, 'wx', 0o600)
   try {
-    await file.writeFile(secret)
-    await file.sync()
+    // False when another process created it first: its key is the one read back.
+    await createFileAtomic(path, secret, 0o600)
   } finally {
     secret.fill(0)
-    await file.close()
-  }
-  try {
-    await link(temp, path)
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err
-  } finally {
-    await unlink(temp)
   }
 }
