@@ -22,8 +22,9 @@ import { GOSSIP_GRAYLIST_THRESHOLD, type PeerNode } from './peer-node.ts'
  * (P1–P3b) would only punish quiet peers. With weight −1 and the default graylist threshold
  * (−80), 9 invalid messages in a burst graylist a peer: gossipsub then drops its RPCs unread
  * until the count has decayed below √80 ≈ 8.9 (0.98 a second: 2 minutes after a burst of 100).
- * One invalid message every 10 s (an honest peer of another protocol version) settles at a
- * count of ≈ 5.5, score ≈ −30: out of the mesh (negative), not graylisted.
+ * An honest peer of another protocol version, whose every announcement is invalid here, settles
+ * at a count of ≈ 2.2 (score ≈ −5: out of the mesh, still heard) at the 30 s repeat, and at
+ * ≈ 10 (graylisted) while it loads and announces every 5 s (swarm.ts).
  */
 export const MODEL_TOPIC_SCORE: TopicScoreParams = createTopicScoreParams({
   topicWeight: 1,
