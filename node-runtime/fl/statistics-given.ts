@@ -4,12 +4,11 @@
  * subtract the two sums and single one client out, so a runtime gives them once per model and row
  * size: recorded before the upload leaves, kept in `dir` across restarts when one is given.
  */
-import { readFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { z } from 'zod'
 import { IntegrityError } from '../../shared/errors/errors.ts'
 import { parseJsonWith } from '../../shared/errors/parse-json.ts'
-import { writeFileAtomic } from '../atomic-file.ts'
+import { readIfExists, writeFileAtomic } from '../atomic-file.ts'
 
 export const STATISTICS_GIVEN_FILE = 'class-statistics-given.json'
 
@@ -25,14 +24,8 @@ export function statisticsGiven (dir?: string): StatisticsGiven {
   let keys: Promise<Set<string>> | undefined
   const key = (model: string, features: number): string => `${model}\n${features}`
   const load = async (): Promise<Set<string>> => {
-    if (path === undefined) return new Set()
-    let text: string
-    try {
-      text = await readFile(path, 'utf8')
-    } catch (err) {
-      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return new Set()
-      throw err
-    }
+    const text = path === undefined ? undefined : await readIfExists(path)
+    if (text === undefined) return new Set()
     // Unreadable: refuse to give statistics (the caller declines) rather than forget what was given.
     return new Set(parseJsonWith(fileSchema, text, `${path} (class statistics are not given while it is unreadable)`, IntegrityError))
   }

@@ -256,8 +256,8 @@ export async function createSwarm (options: SwarmOptions): Promise<Swarm> {
   // --- Announcements: the Bloom filter of held blocks, debounced and repeated for late joiners.
   let announceTimer: ReturnType<typeof setTimeout> | undefined
   let lastAnnounced = -Infinity
+  // Called by the debounce timer when it fires, or by the heartbeat when none is pending.
   const announceNow = async (): Promise<void> => {
-    if (announceTimer !== undefined) clearTimeout(announceTimer)
     announceTimer = undefined
     if (stopped || topics.size === 0) return
     lastAnnounced = Date.now()

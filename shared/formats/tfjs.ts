@@ -104,6 +104,11 @@ export function writeTfjs (topology: TfjsTopology, weights: Uint8Array): ModelFi
   return files
 }
 
+/** True when `bytes` spans the whole ArrayBuffer it views, so the buffer can be handed on as the bytes. */
+function ownsWholeBuffer (bytes: Uint8Array): bytes is Uint8Array<ArrayBuffer> {
+  return bytes.buffer instanceof ArrayBuffer && bytes.byteOffset === 0 && bytes.byteLength === bytes.buffer.byteLength
+}
+
 /**
  * tfjs `ModelArtifacts` for a normalised tfjs model, for
  * `tf.loadLayersModel(tf.io.fromMemory(artifacts))` or
@@ -114,10 +119,6 @@ export function writeTfjs (topology: TfjsTopology, weights: Uint8Array): ModelFi
  * @example
  *   const model = await tf.loadLayersModel(tf.io.fromMemory(tfjsArtifacts(topology, weights)))
  */
-function ownsWholeBuffer (bytes: Uint8Array): bytes is Uint8Array<ArrayBuffer> {
-  return bytes.buffer instanceof ArrayBuffer && bytes.byteOffset === 0 && bytes.byteLength === bytes.buffer.byteLength
-}
-
 export function tfjsArtifacts (topology: TfjsTopology, weights: Uint8Array): io.ModelArtifacts {
   checkWeightsLength(topology, weights)
   const json: ModelJson = modelJsonOf(parseJsonText(topology.modelJson, TFJS_MODEL_JSON), TFJS_MODEL_JSON)
