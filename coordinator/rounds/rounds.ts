@@ -193,19 +193,25 @@ export function roundManager (deps: RoundManagerDeps): RoundManager {
         if (payload.length !== round.secure.uploadBytes) throw new InvalidInputError(`upload: ${payload.length} bytes, the round expects ${round.secure.uploadBytes}`)
         round.receiving.add(client.id)
         reserved = round
+        const checkSignature = (digest: Uint8Array): void => {
+          if (!verify(fromBase64(header.signature), uploadSigningBytes(header, digest), fromHex(client.id))) throw new InvalidInputError('upload: the signature does not verify with the client key')
+        }
         if (early) {
-          if (!verify(fromBase64(header.signature), uploadSigningBytes(header, await sha256(payload)), fromHex(client.id))) throw new InvalidInputError('upload: the signature does not verify with the client key')
+          // Checked before it is held; once uploads open it is stored without another await.
+          checkSignature(await sha256(payload))
           // Held (one frame, within the hub's allowance) until uploads open; the round's deadlines bound the wait.
           await round.uploadsOpen
         }
         if (!round.allowed.has(client.id)) throw new InvalidInputError(`upload: client is not a participant of round ${config.id}: ${active.get(config.id) === round ? 'it did not complete the round\'s setup' : 'the round ended before uploads opened'}`)
         const collecting = round.waiting
         if (collecting?.kind !== 'upload') throw new InvalidInputError(`upload: round ${config.id} is not collecting`)
-        const digest = await sha256(payload)
-        // The deadline may have passed (and the round failed or moved on) while the digest was
-        // computed: an upload stored now would outlive its round or join a sum already taken.
-        if (active.get(config.id) !== round || round.waiting !== collecting) throw new InvalidInputError(`upload: round ${config.id} stopped collecting before this upload was checked`)
-        if (!verify(fromBase64(header.signature), uploadSigningBytes(header, digest), fromHex(client.id))) throw new InvalidInputError('upload: the signature does not verify with the client key')
+        if (!early) {
+          const digest = await sha256(payload)
+          // The deadline may have passed (and the round failed or moved on) while the digest was
+          // computed: an upload stored now would outlive its round or join a sum already taken.
+          if (active.get(config.id) !== round || round.waiting !== collecting) throw new InvalidInputError(`upload: round ${config.id} stopped collecting before this upload was checked`)
+          checkSignature(digest)
+        }
         round.secure.checkUpload(client.id, payload)
         const upload = { payload: payload.slice(), signature: header.signature }
         deps.store.putUpload(config.id, client.id, upload)
