@@ -11,6 +11,7 @@
 import { z } from 'zod'
 import { fromBase64, toBase64 } from '../../shared/crypto/bytes.ts'
 import { InvalidInputError } from '../../shared/errors/errors.ts'
+import { describeIssues } from '../../shared/errors/parse-json.ts'
 import { KEY_BYTES, MAX_CLIENTS, MAX_ID_LENGTH, SIGNATURE_BYTES } from './constants.ts'
 import { SHARE_BYTES } from './shamir.ts'
 
@@ -135,8 +136,7 @@ export type ServerMessage = z.infer<typeof serverMessageSchema>
 export function parseMessage<T> (schema: z.ZodType<T>, value: unknown, what: string): T {
   const parsed = schema.safeParse(value)
   if (parsed.success) return parsed.data
-  const issues = parsed.error.issues.slice(0, 3).map(i => `${i.path.length > 0 ? i.path.join('.') : 'message'}: ${i.message}`)
-  throw new InvalidInputError(`${what}: ${issues.join('; ')}`)
+  throw new InvalidInputError(`${what}: ${describeIssues(parsed.error)}`)
 }
 
 /** Decodes base64 the schemas already checked for shape; InvalidInputError if it still does not decode to `bytes` bytes. */
