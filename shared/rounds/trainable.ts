@@ -7,6 +7,7 @@
 import type { LayerSummary, TensorInfo } from '../model/types.ts'
 import { unitOf, tensorOffsets } from '../blocks/partition.ts'
 import { InvalidInputError } from '../errors/errors.ts'
+import { float32Bytes } from '../crypto/bytes.ts'
 
 export interface TrainableLayout {
   /** Indices into the manifest's tensors, in update order. */
@@ -69,7 +70,7 @@ export function writeTrainable (tensors: TensorInfo[], weights: Uint8Array, layo
     const t = tensors[ti] as TensorInfo
     const from = layout.offsets[k] as number
     const src = values.subarray(from, from + t.byteLength / 4)
-    weights.set(new Uint8Array(src.buffer, src.byteOffset, src.byteLength), byteOffsets[ti] as number)
+    weights.set(float32Bytes(src), byteOffsets[ti] as number)
   })
 }
 
