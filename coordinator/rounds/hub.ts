@@ -152,7 +152,15 @@ export function roundHub (options: RoundHubOptions): RoundHub {
           if (hello.type !== 'hello') throw new InvalidInputError(`expected a hello, got ${hello.type}`)
           if (!verify(fromBase64(hello.signature), helloSigningBytes(nonce), fromHex(hello.clientId))) throw new InvalidInputError('hello: the signature does not verify with the client key')
           clearTimeout(timer)
-          connected.get(hello.clientId)?.close(4002, 'replaced by a newer connection of the same client')
+          const replaced = connected.get(hello.clientId)
+          if (replaced !== undefined) {
+            // Its 'close' comes later and finds itself replaced, so it is disconnected here: a
+            // runtime that restarted (its old connection not yet seen closed) is out of its rounds
+            // at once, as after any lost connection, instead of being waited for until the deadlines.
+            connected.delete(replaced.id)
+            replaced.close(4002, 'replaced by a newer connection of the same client')
+            options.handlers.disconnect(replaced)
+          }
           client = { id: hello.clientId, models: hello.models, socket: ws, send, close: (code, reason) => ws.close(code, reason) }
           connected.set(client.id, client)
           send({ type: 'welcome', clientId: client.id })

@@ -110,6 +110,33 @@ describe('declines and progress', () => {
   })
 })
 
+describe('a client that connects again', () => {
+  it('is out of its rounds when its new connection replaces one not yet seen closed (a restarted runtime), so the round does not wait for it', async () => {
+    const [a, b, restarting] = [await rawClient(at, token, ['mnist']), await rawClient(at, token, ['mnist']), await rawClient(at, token, ['mnist'])]
+    let again: RawClient | undefined
+    try {
+      const started = await c.rounds.start({ model: 'mnist', trainable: ['head'], secure: { mode: 'none' }, selection: { minClients: 3 }, deadlines: { trainMs: 60_000 } })
+      await untilState(started.id, 'collecting')
+      const config = a.offers.find(o => o.id === started.id)
+      if (config === undefined) throw new Error('no offer arrived')
+      const update = new Uint32Array(config.vectorLength)
+      update[update.length - 1] = Math.round(0.02 * config.fixedPoint.weightScale)
+      for (const client of [a, b]) await client.upload({ roundId: config.id, baseVersion: config.baseVersion, encoding: 'ring-u32le' }, new Uint8Array(update.buffer))
+      // The same key connects again while its first connection is still open (no close was seen).
+      const begun = Date.now()
+      again = await rawClient(at, token, ['mnist'], { identity: restarting.identity })
+      expect(await restarting.closed).toEqual({ code: 4002, reason: 'replaced by a newer connection of the same client' })
+      const result = await a.next(m => m.type === 'result' && m.roundId === config.id, 20_000)
+      expect(result).toMatchObject({ state: 'published' })
+      expect(Date.now() - begun).toBeLessThan(20_000)
+      const status = await (await fetch(`${at}/v1/rounds/${config.id}`, { headers: { authorization: `Bearer ${c.adminToken}` } })).json() as { clients: Array<{ client: string, status: string }> }
+      expect(status.clients).toEqual(expect.arrayContaining([{ clientId: restarting.id, status: 'dropped' }]))
+    } finally {
+      for (const client of [a, b, restarting, again]) client?.close()
+    }
+  })
+})
+
 describe('uploads', () => {
   /** A mode-none round of at least 2 clients, as `client` was offered it, and a zero update of weight 0.02 to send. */
   async function roundOfferedTo (client: RawClient): Promise<{ started: { id: string, done: Promise<unknown> }, config: RoundConfig, upload: (from: RawClient) => Promise<void> }> {

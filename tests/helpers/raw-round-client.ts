@@ -23,8 +23,9 @@ export interface RawClient {
   close: () => void
 }
 
-export async function rawClient (url: string, token: string, models: string[], options: { autoAccept?: boolean } = {}): Promise<RawClient> {
-  const identity = generateSigningKey()
+/** `identity` reuses a client's key, e.g. to connect again as a runtime that restarted. */
+export async function rawClient (url: string, token: string, models: string[], options: { autoAccept?: boolean, identity?: SigningKeyPair } = {}): Promise<RawClient> {
+  const identity = options.identity ?? generateSigningKey()
   const id = toHex(identity.publicKey)
   const wsUrl = url.replace(/^http/, 'ws') + '/v1/rounds/ws'
   const socket = new WebSocket(wsUrl, { headers: { authorization: `Bearer ${token}` } })
