@@ -8,10 +8,15 @@
  * Without the validator a runtime relayed messages it then dropped itself (junk, undecodable
  * filters): 20 of 256 KB each crossed a runtime unchanged.
  *
+ * Valid messages are rate-limited per signed author and topic (AUTHOR_RATE): beyond the limit
+ * they are ignored, neither read nor relayed, so one key cannot make every node of the mesh
+ * decode and forward a stream of filters.
+ *
  * What a validator read is kept for the `message` event that follows (the same object), so a
  * filter of up to 256 KB is decoded once.
  */
 import { TopicValidatorResult, type Message } from '@libp2p/gossipsub'
+import { RateLimiter, RateLimitError } from '@libp2p/utils'
 import { createTopicScoreParams, validateTopicScoreParams, type TopicScoreParams } from '@libp2p/gossipsub/score'
 import { readTopicMessage, type TopicMessage } from '../../shared/p2p/gossip.ts'
 import { GOSSIP_GRAYLIST_THRESHOLD, type PeerNode } from './peer-node.ts'
@@ -36,6 +41,15 @@ export const MODEL_TOPIC_SCORE: TopicScoreParams = createTopicScoreParams({
   invalidMessageDeliveriesDecay: 0.98
 })
 validateTopicScoreParams(MODEL_TOPIC_SCORE)
+
+/**
+ * Messages one author may have read and relayed per topic in a fixed window. An honest runtime
+ * announces at most every 5 s while it loads (swarm.ts: 2–3 in 10 s) and a coordinator once per
+ * version, so a flood is the only thing the limit stops. Over it a message is ignored, not
+ * rejected: a relayer whose window started at another time than ours may pass on one more of
+ * an author's messages than we take, and must not be penalised (P4) for it.
+ */
+export const AUTHOR_RATE = { messages: 10, seconds: 10 }
 
 /**
  * Where gossipsub keeps per-topic score parameters. Its public interface has no way to score a
@@ -70,8 +84,22 @@ export function topicValidation (pubsub: PeerNode['services']['pubsub']): TopicV
   const scored = topicScores(pubsub)
   const score = scoreOf(pubsub)
   const read = new WeakMap<Message, TopicMessage>()
+  // Entries expire with their window, so the record holds only authors heard from in the last one.
+  const rate = new RateLimiter({ points: AUTHOR_RATE.messages, duration: AUTHOR_RATE.seconds, keyPrefix: '' })
+  const overRate = (author: string, topic: string): boolean => {
+    try {
+      rate.consume(`${author} ${topic}`)
+      return false
+    } catch (err) {
+      if (err instanceof RateLimitError) return true
+      throw err
+    }
+  }
   const validate = (_from: unknown, message: Message): TopicValidatorResult => {
-    if (message.type === 'signed' && score(message.from.toString()) < GOSSIP_GRAYLIST_THRESHOLD) return TopicValidatorResult.Ignore
+    if (message.type === 'signed') {
+      const author = message.from.toString()
+      if (score(author) < GOSSIP_GRAYLIST_THRESHOLD || overRate(author, message.topic)) return TopicValidatorResult.Ignore
+    }
     try {
       read.set(message, readTopicMessage(message.topic, message.data))
       return TopicValidatorResult.Accept

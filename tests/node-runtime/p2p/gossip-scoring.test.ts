@@ -5,11 +5,13 @@
  *   gossiping: with gossipsub's default IP colocation penalty, 16 nodes on 127.0.0.1 scored one
  *   another −125, were graylisted, and no message reached anyone;
  * - a peer that sends invalid messages on a model topic is graylisted: what it sends next, valid
- *   or not, is dropped unread, while an honest peer's messages still arrive.
+ *   or not, is dropped unread, while an honest peer's messages still arrive;
+ * - one author's valid messages beyond AUTHOR_RATE are neither delivered nor relayed.
  */
 import { describe, it, expect, afterAll, vi } from 'vitest'
 import { createPeerNode, GOSSIP_GRAYLIST_THRESHOLD, type PeerNode } from '../../../node-runtime/p2p/peer-node.ts'
 import { createSwarm } from '../../../node-runtime/p2p/swarm.ts'
+import { AUTHOR_RATE } from '../../../node-runtime/p2p/topic-validator.ts'
 import { memoryCache } from '../../../shared/cache/memory-lru.ts'
 import { rawCid } from '../../../shared/crypto/cid.ts'
 import { blockFilter } from '../../../shared/p2p/bloom.ts'
@@ -99,5 +101,48 @@ describe('gossipsub peer scoring', () => {
     await vi.waitFor(() => { expect(s.network.likelyHolders(fromHonest.cid)).toEqual([honest.peerId]) }, { timeout: 10_000, interval: 50 })
     await new Promise(resolve => setTimeout(resolve, 300))
     expect(s.network.likelyHolders(fromX.cid)).toEqual([])
+  }, 60_000)
+
+  it('takes and relays at most AUTHOR_RATE of one author\'s valid messages per window; another author still gets through', async () => {
+    const MODEL = 'rated-mlp'
+    const topic = modelTopic(MODEL)
+    const versionsFrom = new Map<string, number[]>()
+    // L validates (a runtime); F floods and B listens behind L, both bare nodes without validators.
+    const l = await createSwarm({ seed: seedOf(0xb1), onVersion: (_model, version, _cid, from) => { versionsFrom.set(from, [...versionsFrom.get(from) ?? [], version]) } })
+    stops.push(async () => { await l.stop() })
+    const f = await createPeerNode({ seed: seedOf(0xb2) })
+    stops.push(async () => { await f.stop() })
+    const b = await createPeerNode({ seed: seedOf(0xb3) })
+    stops.push(async () => { await b.stop() })
+    const honest = await createPeerNode({ seed: seedOf(0xb4) })
+    stops.push(async () => { await honest.stop() })
+    l.register(testManifest({ model: MODEL }), memoryCache({ name: 'l' }))
+    const relayed: number[] = []
+    const fId = f.peerId.toString()
+    // What L passed on: F's messages that reached B through L.
+    b.services.pubsub.addEventListener('gossipsub:message', event => {
+      const { msg, propagationSource } = event.detail
+      if (msg.type === 'signed' && msg.from.toString() === fId && propagationSource.toString() === l.peerId) relayed.push(JSON.parse(new TextDecoder().decode(msg.data)).version)
+    })
+    for (const n of [f, b, honest]) {
+      n.services.pubsub.subscribe(topic)
+      await n.dial(tcpAddr(l.node))
+    }
+    await vi.waitFor(() => { expect(pubsubOf(l.node).getMeshPeers(topic).length).toBe(3) }, { timeout: 10_000, interval: 50 })
+
+    const version = (v: number): Uint8Array => encodeGossip({ type: 'version', model: MODEL, version: v, manifestCid: 'bafkreihdwdcefgh4dqkjv67uzcmw7ojee6xedzdetojuzjevtenxquvyku' })
+    const flood = 4 * AUTHOR_RATE.messages
+    // F and B may have met through the DHT: F would then reach B directly.
+    await f.hangUp(b.peerId)
+    for (let v = 1; v <= flood; v++) await f.services.pubsub.publish(topic, version(v))
+    await honest.services.pubsub.publish(topic, version(1000))
+    await vi.waitFor(() => { expect(versionsFrom.get(honest.peerId.toString())).toEqual([1000]) }, { timeout: 10_000, interval: 50 })
+    await new Promise(resolve => setTimeout(resolve, 500))
+    // Within one window (the flood took well under AUTHOR_RATE.seconds): the first ones only.
+    const first = Array.from({ length: AUTHOR_RATE.messages }, (_, i) => i + 1)
+    expect(versionsFrom.get(fId)).toEqual(first)
+    expect(relayed.sort((x, y) => x - y)).toEqual(first)
+    // Not a penalty: F is ignored over the limit, not scored down.
+    expect(pubsubOf(l.node).getScore(fId)).toBeGreaterThanOrEqual(0)
   }, 60_000)
 })
