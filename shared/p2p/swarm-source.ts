@@ -15,8 +15,9 @@
  * Every answer is verified against its CID before it is returned; a peer whose bytes do not
  * match is banned (peer-score.ts) and the next one is asked. Requests per peer are limited,
  * every request has a deadline that counts its time queued behind that limit (a request whose
- * turn comes after its peer was rested is not sent), and the shards of one block start at
- * different peers (rotated by shard index) so one block's load is spread. Which peer was asked
+ * turn comes after its peer was rested is not sent). Peers in good standing are asked in this
+ * node's own order for the block (`preferenceOrder`), so loaders spread over its holders, and the
+ * shards of one block start at different peers of that order (rotated by shard index). Which peer was asked
  * and what it did is in `stats()`.
  *
  * Isomorphic: the network is an interface (node-runtime/p2p/ implements it over libp2p).
@@ -109,6 +110,40 @@ function rotate<T> (list: T[], by: number): T[] {
   return [...list.slice(k), ...list.slice(0, k)]
 }
 
+/**
+ * `peers` in this node's order of preference for `key` (rendezvous hashing: Thaler &
+ * Ravishankar, "Using name-based mappings to increase hit rates", IEEE/ACM ToN 1998). Every node
+ * orders a block's holders differently, so a wave of loaders spreads over all of them; in one
+ * shared order (score, or the order filters were announced in) every loader went first to the
+ * same few early holders, whose uplinks then timed out under a cap and sent the loads back to
+ * the origin (BENCHMARKS.md, "swarm").
+ */
+export function preferenceOrder (self: string): (key: string, peers: string[]) => string[] {
+  return (key, peers) => {
+    const base = fnv1a(key, fnv1a(self, FNV_OFFSET))
+    return peers.map(peer => ({ peer, weight: avalanche(fnv1a(peer, base)) })).sort((a, b) => a.weight - b.weight).map(x => x.peer)
+  }
+}
+
+const FNV_OFFSET = 0x811c9dc5
+/**
+ * 32-bit FNV-1a of a string's UTF-16 code units, continuing from `hash`. Written here because
+ * @sindresorhus/fnv1a computes in BigInt (≈ 10 µs a peer id; this is called for every holder of
+ * every shard a load asks for). Not for adversaries: peer ids are keys, so a peer can grind its
+ * own, which at worst makes it first for some loaders, as any order would.
+ */
+function fnv1a (text: string, hash: number): number {
+  for (let i = 0; i < text.length; i++) hash = Math.imul(hash ^ text.charCodeAt(i), 0x01000193)
+  return hash >>> 0
+}
+
+/** MurmurHash3's 32-bit finaliser: peer ids differ in their last characters, which FNV-1a leaves in its low bits. */
+function avalanche (h: number): number {
+  h = Math.imul(h ^ (h >>> 16), 0x85ebca6b)
+  h = Math.imul(h ^ (h >>> 13), 0xc2b2ae35)
+  return (h ^ (h >>> 16)) >>> 0
+}
+
 export function swarmSource (options: SwarmSourceOptions): SwarmSource {
   const { network, origin, fallback } = options
   const scores = options.scores ?? peerScores()
@@ -118,6 +153,7 @@ export function swarmSource (options: SwarmSourceOptions): SwarmSource {
   const lookupTimeoutMs = options.lookupTimeoutMs ?? 1_000
   const maxPeers = options.maxPeersPerObject ?? 6
   const maxBytes = options.maxBytes ?? DEFAULT_MAX_OBJECT_BYTES
+  const spread = preferenceOrder(network.self)
   const limiters = new Map<string, LimitFunction>()
   const lookups = new Map<string, { at: number, providers: Promise<string[]> }>()
   const stats: SwarmStats = { bytesFromPeers: 0, bytesFromOrigin: 0, bytesFromFallback: 0, requests: 0, corrupt: 0, referrals: 0, originBusy: 0, perPeer: {}, failures: {}, lookups: 0, lookupMs: 0, forcedBecause: {} }
@@ -318,11 +354,13 @@ export function swarmSource (options: SwarmSourceOptions): SwarmSource {
     const asked = { count: 0 }
     if (origin !== undefined) tried.add(origin)
     const order = (peers: string[]): string[] => {
-      const ranked = scores.rank(peers.filter(p => !tried.has(p))).slice(0, maxPeers)
-      // Shards are spread over the peers in good standing only: one with a negative score comes
-      // after them for every shard, not first for every k-th one.
-      const standing = ranked.filter(p => scores.score(p) >= 0)
-      return byLoad([...rotate(standing, shard ?? 0), ...ranked.filter(p => scores.score(p) < 0)])
+      const usable = scores.rank(peers.filter(p => !tried.has(p)))
+      // Peers in good standing in this node's own order for the block, the rest after them by score.
+      const standing = spread(key, usable.filter(p => scores.score(p) >= 0)).slice(0, maxPeers)
+      const ranked = [...standing, ...usable.filter(p => scores.score(p) < 0)].slice(0, maxPeers)
+      // The shards of one block start at different peers in good standing: one with a negative
+      // score comes after them for every shard, not first for every k-th one.
+      return byLoad([...rotate(standing, shard ?? 0), ...ranked.slice(standing.length)])
     }
 
     let bytes = await fromPeers(order(network.likelyHolders(key)), cid, signal, tried, asked)

@@ -8,7 +8,7 @@
  * limits, the origin's referrals / force / busy, shard rotation, the byte counts, and aborts.
  */
 import { describe, it, expect, vi, afterEach } from 'vitest'
-import { swarmSource, type SwarmNetwork, type SwarmSourceOptions } from '../../../shared/p2p/swarm-source.ts'
+import { swarmSource, type SwarmNetwork, type SwarmSourceOptions, preferenceOrder } from '../../../shared/p2p/swarm-source.ts'
 import type { Referral, ShardAnswer } from '../../../shared/p2p/shard-protocol.ts'
 import type { BlockSource } from '../../../shared/load/source.ts'
 import { rawCid } from '../../../shared/crypto/cid.ts'
@@ -170,7 +170,10 @@ describe('swarm source: order of asking', () => {
     const s = source(net, { fallback, onReceived: (_cid, _bytes, from) => { received.push(from) } })
     const bytes = await s.get(o.cid, { signal: signal(), block })
     expect(bytes).toEqual(o.bytes)
-    expect(net.calls.map(c => [c.peer, c.force])).toEqual([['h1', false], ['h2', false], [ORIGIN, false], ['p1', false], ['p2', false], [ORIGIN, true]])
+    // Each group in this node's own order for the block.
+    const [h1, h2] = preferenceOrder(SELF)(block, ['h1', 'h2'])
+    const [p1, p2] = preferenceOrder(SELF)(block, ['p1', 'p2'])
+    expect(net.calls.map(c => [c.peer, c.force])).toEqual([[h1, false], [h2, false], [ORIGIN, false], [p1, false], [p2, false], [ORIGIN, true]])
     expect(net.lookups).toEqual([block])
     expect(fallback.asked).toEqual([o.cid])
     expect(received).toEqual(['http'])
@@ -282,17 +285,19 @@ describe('swarm source: fail-over and bans', () => {
       holders: { [o.cid]: ['err', 'slow', 'none', 'good'] }
     })
     const s = source(net, { requestTimeoutMs: 40 })
+    // The good peer comes last: it starts below the others (a miss earlier), so after the three.
+    s.scores.record('good', 'not-found')
     expect(await s.get(o.cid, { signal: signal() })).toEqual(o.bytes)
-    expect(askedPeers(net)).toEqual(['err', 'slow', 'none', 'good'])
+    expect(askedPeers(net)).toEqual([...preferenceOrder(SELF)(o.cid, ['err', 'slow', 'none']), 'good'])
     // The slow peer's request was cut by its own deadline, not left hanging.
-    const slowSignal = net.calls[1]?.signal
+    const slowSignal = net.calls.find(c => c.peer === 'slow')?.signal
     expect(slowSignal?.aborted).toBe(true)
     expect((slowSignal?.reason as Error).name).toBe('TimeoutError')
     const snap = s.scores.snapshot()
     expect(snap.err).toMatchObject({ score: -2, consecutiveFailures: 1 })
     expect(snap.slow).toMatchObject({ score: -2, consecutiveFailures: 1 })
     expect(snap.none).toMatchObject({ score: -0.5, consecutiveFailures: 0 })
-    expect(snap.good).toMatchObject({ score: 1, served: 1 })
+    expect(snap.good).toMatchObject({ score: 0.5, served: 1 })
     expect(s.stats().perPeer).toEqual({ good: o.bytes.length })
   })
 
@@ -305,8 +310,9 @@ describe('swarm source: fail-over and bans', () => {
     })
     const received: string[] = []
     const s = source(net, { onReceived: (_cid, _bytes, from) => { received.push(from) } })
+    // Evil first for the first object (the good peer starts a miss below it), then never again.
+    s.scores.record('good', 'not-found')
     for (const o of objs) expect(await s.get(o.cid, { signal: signal() })).toEqual(o.bytes)
-    // Asked once, for the first object only.
     expect(askedPeers(net)).toEqual(['evil', 'good', 'good', 'good'])
     expect(s.stats().corrupt).toBe(1)
     expect(s.scores.usable('evil')).toBe(false)
@@ -552,8 +558,29 @@ describe('swarm source: shards and stats', () => {
     const s = source(net)
     await Promise.all(shards.map(async (o, shard) => await s.get(o.cid, { signal: signal(), block: 'blk', shard })))
     const firstAsked = shards.map(o => net.calls.find(c => c.cid === o.cid)?.peer)
-    expect(firstAsked).toEqual(['a', 'b', 'c', 'd', 'a', 'b'])
+    const [a, b, c, d] = preferenceOrder(SELF)('blk', holders)
+    expect(firstAsked).toEqual([a, b, c, d, a, b])
     expect(net.calls.length).toBe(6)
+  })
+
+  it('loaders of one block spread over its holders instead of all going to the same first one', async () => {
+    // Before, every loader asked the holders in one shared order (their scores, then the order of
+    // their announcements): 16 loaders all went first to the same holder.
+    const holders = Array.from({ length: 16 }, (_, i) => `12D3KooWholder${String(i).padStart(2, '0')}`)
+    const loaders = Array.from({ length: 16 }, (_, i) => `12D3KooWloader${String(i).padStart(2, '0')}`)
+    const firstChoices = new Map<string, number>()
+    for (const loader of loaders) {
+      const order = preferenceOrder(loader)('bafkreiblock', holders)
+      expect([...order].sort()).toEqual([...holders].sort())
+      firstChoices.set(order[0] as string, (firstChoices.get(order[0] as string) ?? 0) + 1)
+    }
+    // 16 independent uniform choices of 16 holders hit ≈ 10.3 distinct ones on average.
+    expect(firstChoices.size).toBeGreaterThanOrEqual(8)
+    expect(Math.max(...firstChoices.values())).toBeLessThanOrEqual(4)
+    // A node's order is stable for a block (the same holder first each time) and differs by block.
+    expect(preferenceOrder(loaders[0] as string)('bafkreiblock', holders)).toEqual(preferenceOrder(loaders[0] as string)('bafkreiblock', [...holders].reverse()))
+    const byBlock = new Set(Array.from({ length: 16 }, (_, i) => preferenceOrder(loaders[0] as string)(`bafkreiblock${i}`, holders)[0]))
+    expect(byBlock.size).toBeGreaterThanOrEqual(8)
   })
 
   it('a peer with a negative score is asked after the peers in good standing for every shard, not first for every k-th one', async () => {
