@@ -9,14 +9,14 @@
  * filters): 20 of 256 KB each crossed a runtime unchanged.
  *
  * Valid messages are rate-limited per signed author and topic (AUTHOR_RATE): beyond the limit
- * they are ignored, neither read nor relayed, so one key cannot make every node of the mesh
+ * an author's messages are ignored, neither read nor relayed, so one key cannot make every node of the mesh
  * decode and forward a stream of filters.
  *
  * What a validator read is kept for the `message` event that follows (the same object), so a
  * filter of up to 256 KB is decoded once.
  */
 import { TopicValidatorResult, type Message } from '@libp2p/gossipsub'
-import { RateLimiter, RateLimitError } from '@libp2p/utils'
+import { RateLimiter } from '@libp2p/utils'
 import { createTopicScoreParams, validateTopicScoreParams, type TopicScoreParams } from '@libp2p/gossipsub/score'
 import { readTopicMessage, type TopicMessage } from '../../shared/p2p/gossip.ts'
 import { GOSSIP_GRAYLIST_THRESHOLD, type PeerNode } from './peer-node.ts'
@@ -85,27 +85,23 @@ export function topicValidation (pubsub: PeerNode['services']['pubsub']): TopicV
   const score = scoreOf(pubsub)
   const read = new WeakMap<Message, TopicMessage>()
   // Entries expire with their window, so the record holds only authors heard from in the last one.
+  // Only valid messages count (invalid ones are P4's), but one over the limit is not even read.
   const rate = new RateLimiter({ points: AUTHOR_RATE.messages, duration: AUTHOR_RATE.seconds, keyPrefix: '' })
-  const overRate = (author: string, topic: string): boolean => {
-    try {
-      rate.consume(`${author} ${topic}`)
-      return false
-    } catch (err) {
-      if (err instanceof RateLimitError) return true
-      throw err
-    }
-  }
   const validate = (_from: unknown, message: Message): TopicValidatorResult => {
+    let key: string | undefined
     if (message.type === 'signed') {
       const author = message.from.toString()
-      if (score(author) < GOSSIP_GRAYLIST_THRESHOLD || overRate(author, message.topic)) return TopicValidatorResult.Ignore
+      if (score(author) < GOSSIP_GRAYLIST_THRESHOLD) return TopicValidatorResult.Ignore
+      key = `${author} ${message.topic}`
+      if ((rate.get(key)?.consumedPoints ?? 0) >= AUTHOR_RATE.messages) return TopicValidatorResult.Ignore
     }
     try {
       read.set(message, readTopicMessage(message.topic, message.data))
-      return TopicValidatorResult.Accept
     } catch {
       return TopicValidatorResult.Reject
     }
+    if (key !== undefined) rate.consume(key)
+    return TopicValidatorResult.Accept
   }
   return {
     add (topic) {
