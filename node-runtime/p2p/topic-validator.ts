@@ -9,8 +9,8 @@
  * filters): 20 of 256 KB each crossed a runtime unchanged.
  *
  * Valid messages are rate-limited per signed author and topic (AUTHOR_RATE): beyond the limit
- * an author's messages are ignored, neither read nor relayed, so one key cannot make every node of the mesh
- * decode and forward a stream of filters.
+ * an author's messages are ignored, neither read nor relayed, so one key cannot make every node
+ * of the mesh decode and forward a stream of filters.
  *
  * What a validator read is kept for the `message` event that follows (the same object), so a
  * filter of up to 256 KB is decoded once.

@@ -16,9 +16,9 @@
  * match is banned (peer-score.ts) and the next one is asked. Requests per peer are limited,
  * every request has a deadline that counts its time queued behind that limit (a request whose
  * turn comes after its peer was rested is not sent). Peers in good standing are asked in this
- * node's own order for the block (`preferenceOrder`), so loaders spread over its holders, and the
- * shards of one block start at different peers of that order (rotated by shard index). Which peer was asked
- * and what it did is in `stats()`.
+ * node's own order for the block (`preferenceOrder`), so loaders spread over its holders, and
+ * the shards of one block start at different peers of that order (rotated by shard index).
+ * Which peer was asked and what it did is in `stats()`.
  *
  * Isomorphic: the network is an interface (node-runtime/p2p/ implements it over libp2p).
  */
@@ -115,8 +115,8 @@ function rotate<T> (list: T[], by: number): T[] {
  * Ravishankar, "Using name-based mappings to increase hit rates", IEEE/ACM ToN 1998). Every node
  * orders a block's holders differently, so a wave of loaders spreads over all of them; in one
  * shared order (score, or the order filters were announced in) every loader went first to the
- * same few early holders, whose uplinks then timed out under a cap and sent the loads back to
- * the origin (BENCHMARKS.md, "swarm").
+ * same few early holders. On the 2-core bench machine this made no measurable difference
+ * (BENCHMARKS.md, "swarm", stop 25), where CPU, not any one uplink, is the limit.
  */
 export function preferenceOrder (self: string): (key: string, peers: string[]) => string[] {
   return (key, peers) => {
@@ -129,8 +129,9 @@ const FNV_OFFSET = 0x811c9dc5
 /**
  * 32-bit FNV-1a of a string's UTF-16 code units, continuing from `hash`. Written here because
  * @sindresorhus/fnv1a computes in BigInt: 12.9 µs for a self, block and peer id string against
- * 0.6 µs here (measured on the bench machine), for every holder of every shard a load asks for. Not for adversaries: peer ids are keys, so a peer can grind its
- * own, which at worst makes it first for some loaders, as any order would.
+ * 0.6 µs here (measured on the bench machine), for every holder of every shard a load asks for.
+ * Not for adversaries: peer ids are keys, so a peer can grind its own, which at worst makes it
+ * first for some loaders, as any order would.
  */
 function fnv1a (text: string, hash: number): number {
   for (let i = 0; i < text.length; i++) hash = Math.imul(hash ^ text.charCodeAt(i), 0x01000193)
