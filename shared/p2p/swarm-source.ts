@@ -119,8 +119,9 @@ function rotate<T> (list: T[], by: number): T[] {
  * (BENCHMARKS.md, "swarm", stop 25), where CPU, not any one uplink, is the limit.
  */
 export function preferenceOrder (self: string): (key: string, peers: string[]) => string[] {
+  const mine = fnv1a(self, FNV_OFFSET)
   return (key, peers) => {
-    const base = fnv1a(key, fnv1a(self, FNV_OFFSET))
+    const base = fnv1a(key, mine)
     return peers.map(peer => ({ peer, weight: avalanche(fnv1a(peer, base)) })).sort((a, b) => a.weight - b.weight).map(x => x.peer)
   }
 }
@@ -358,10 +359,10 @@ export function swarmSource (options: SwarmSourceOptions): SwarmSource {
       const usable = scores.rank(peers.filter(p => !tried.has(p)))
       // Peers in good standing in this node's own order for the block, the rest after them by score.
       const standing = spread(key, usable.filter(p => scores.score(p) >= 0)).slice(0, maxPeers)
-      const ranked = [...standing, ...usable.filter(p => scores.score(p) < 0)].slice(0, maxPeers)
+      const below = usable.filter(p => scores.score(p) < 0).slice(0, maxPeers - standing.length)
       // The shards of one block start at different peers in good standing: one with a negative
       // score comes after them for every shard, not first for every k-th one.
-      return byLoad([...rotate(standing, shard ?? 0), ...ranked.slice(standing.length)])
+      return byLoad([...rotate(standing, shard ?? 0), ...below])
     }
 
     let bytes = await fromPeers(order(network.likelyHolders(key)), cid, signal, tried, asked)
