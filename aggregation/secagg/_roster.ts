@@ -3,12 +3,13 @@
  * public keys, key agreement, and the graph with its parameters. Kept in one place so the two
  * sides cannot drift apart.
  */
+import { decodeBase64 } from '../../shared/crypto/bytes.ts'
 import { IntegrityError, InvalidInputError } from '../../shared/errors/errors.ts'
 import { KEY_BYTES, SIGNATURE_BYTES } from './constants.ts'
 import { curves } from './_curves.ts'
 import { completeGraph, hararyGraph, type NeighbourGraph } from './graph.ts'
 import { advertiseTranscript, graphKey } from './kdf.ts'
-import { decodeBytes, type AdvertiseMessage } from './messages.ts'
+import type { AdvertiseMessage } from './messages.ts'
 import { graphParameters, type GraphConfig, type GraphParameters } from './params.ts'
 
 export interface ClientKeys {
@@ -45,9 +46,9 @@ export async function agree (secretKey: Uint8Array, publicKey: Uint8Array, what:
 export async function checkAdvertise (msg: AdvertiseMessage, roundId: string, identityKey: Uint8Array | undefined, what: string, probe = false): Promise<ClientKeys> {
   if (msg.roundId !== roundId) throw new InvalidInputError(`${what}: for round ${msg.roundId}, this is round ${roundId}`)
   if (identityKey === undefined) throw new InvalidInputError(`${what}: ${msg.from} is not a client of round ${roundId}`)
-  const cPublicKey = decodeBytes(msg.cPublicKey, KEY_BYTES, `${what} cPublicKey`)
-  const sPublicKey = decodeBytes(msg.sPublicKey, KEY_BYTES, `${what} sPublicKey`)
-  const signature = decodeBytes(msg.signature, SIGNATURE_BYTES, `${what} signature`)
+  const cPublicKey = decodeBase64(msg.cPublicKey, `${what} cPublicKey`, { bytes: KEY_BYTES })
+  const sPublicKey = decodeBase64(msg.sPublicKey, `${what} sPublicKey`, { bytes: KEY_BYTES })
+  const signature = decodeBase64(msg.signature, `${what} signature`, { bytes: SIGNATURE_BYTES })
   if (!await (await curves()).verify(signature, advertiseTranscript(roundId, msg.from, cPublicKey, sPublicKey), identityKey)) {
     throw new IntegrityError(`${what}: signature of ${msg.from} does not verify`)
   }

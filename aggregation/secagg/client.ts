@@ -42,13 +42,13 @@
  * is rejected with a typed error and changes nothing.
  */
 import { xchacha20poly1305 } from '@noble/ciphers/chacha.js'
-import { concatBytes } from '../../shared/crypto/bytes.ts'
+import { concatBytes, decodeBase64 } from '../../shared/crypto/bytes.ts'
 import { sign, type SigningKeyPair } from '../../shared/crypto/sign.ts'
 import { AccessDeniedError, IntegrityError, InvalidInputError, UnavailableError } from '../../shared/errors/errors.ts'
 import { KEY_BYTES, MAX_VECTOR_LENGTH, SIGNATURE_BYTES } from './constants.ts'
 import { advertiseTranscript, consistencyTranscript, pairMaskSeed, selfMaskSeed, shareAad, shareKey, survivorsDigest } from './kdf.ts'
 import {
-  consistencySchema, decodeBytes, encodeBytes, idSchema, inboxSchema, NONCE_BYTES, parseMessage, rosterSchema, SEALED_SHARES_BYTES, unmaskRequestSchema,
+  consistencySchema, encodeBytes, idSchema, inboxSchema, NONCE_BYTES, parseMessage, rosterSchema, SEALED_SHARES_BYTES, unmaskRequestSchema,
   type AdvertiseMessage, type SharesMessage, type SignatureMessage, type UnmaskMessage
 } from './messages.ts'
 import type { GraphConfig, GraphParameters } from './params.ts'
@@ -250,7 +250,7 @@ export function createMaskingClient (options: MaskingClientOptions): MaskingClie
       const peer = neighbours.get(entry.from)
       if (peer === undefined) throw new InvalidInputError(`inbox: shares from ${entry.from}, who is not a neighbour`)
       if (received.has(entry.from)) throw new InvalidInputError(`inbox: shares from ${entry.from} appear twice`)
-      const blob = decodeBytes(entry.ciphertext, SEALED_SHARES_BYTES, `inbox shares from ${entry.from}`)
+      const blob = decodeBase64(entry.ciphertext, `inbox shares from ${entry.from}`, { bytes: SEALED_SHARES_BYTES })
       let plain: Uint8Array
       try {
         plain = xchacha20poly1305(peer.shareKey, blob.subarray(0, NONCE_BYTES), shareAad(roundId, entry.from, id)).decrypt(blob.subarray(NONCE_BYTES))
@@ -328,7 +328,7 @@ export function createMaskingClient (options: MaskingClientOptions): MaskingClie
         const key = options.identityKeyOf(entry.from)
         const keys = neighbourKeys.get(entry.from) as ClientKeys
         const transcript = consistencyTranscript(roundId, signed.digest, entry.from, keys.cPublicKey, keys.sPublicKey)
-        return key !== undefined && await ops.verify(decodeBytes(entry.signature, SIGNATURE_BYTES, `signature of ${entry.from}`), transcript, key)
+        return key !== undefined && await ops.verify(decodeBase64(entry.signature, `signature of ${entry.from}`, { bytes: SIGNATURE_BYTES }), transcript, key)
       }))
       const bad = request.signatures.filter((_, i) => checks[i] !== true).map(e => e.from)
       // A neighbour that signed another list (or nothing) means the server told it another story.

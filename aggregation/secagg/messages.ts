@@ -9,7 +9,7 @@
  * unmask-request (after round 3).
  */
 import { z } from 'zod'
-import { fromBase64, toBase64 } from '../../shared/crypto/bytes.ts'
+import { toBase64 } from '../../shared/crypto/bytes.ts'
 import { InvalidInputError } from '../../shared/errors/errors.ts'
 import { describeIssues } from '../../shared/errors/parse-json.ts'
 import { KEY_BYTES, MAX_CLIENTS, MAX_ID_LENGTH, SIGNATURE_BYTES } from './constants.ts'
@@ -139,16 +139,5 @@ export function parseMessage<T> (schema: z.ZodType<T>, value: unknown, what: str
   throw new InvalidInputError(`${what}: ${describeIssues(parsed.error)}`)
 }
 
-/** Decodes base64 the schemas already checked for shape; InvalidInputError if it still does not decode to `bytes` bytes. */
-export function decodeBytes (text: string, bytes: number, what: string): Uint8Array {
-  let out: Uint8Array
-  try {
-    out = fromBase64(text)
-  } catch (err) {
-    throw new InvalidInputError(`${what}: not base64`, { cause: err })
-  }
-  if (out.length !== bytes) throw new InvalidInputError(`${what}: expected ${bytes} bytes, got ${out.length}`)
-  return out
-}
 
 export { toBase64 as encodeBytes }

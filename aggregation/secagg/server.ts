@@ -28,13 +28,13 @@
  * so that a coordinator restarted mid-round finishes it.
  */
 import { z } from 'zod'
-import { equalBytes } from '../../shared/crypto/bytes.ts'
+import { decodeBase64, equalBytes } from '../../shared/crypto/bytes.ts'
 import { IntegrityError, InvalidInputError, UnavailableError } from '../../shared/errors/errors.ts'
 import { KEY_BYTES, MAX_CLIENTS, MAX_VECTOR_LENGTH, SIGNATURE_BYTES } from './constants.ts'
 import type { NeighbourGraph } from './graph.ts'
 import { consistencyTranscript, pairMaskSeed, selfMaskSeed, survivorsDigest } from './kdf.ts'
 import {
-  advertiseSchema, decodeBytes, encodeBytes, idSchema, parseMessage, sharesSchema, signatureSchema, unmaskSchema,
+  advertiseSchema, encodeBytes, idSchema, parseMessage, sharesSchema, signatureSchema, unmaskSchema,
   type AdvertiseMessage, type ConsistencyMessage, type InboxMessage, type RosterMessage, type SharesMessage, type SignatureMessage, type UnmaskMessage, type UnmaskRequestMessage
 } from './messages.ts'
 import type { GraphConfig, GraphParameters } from './params.ts'
@@ -363,7 +363,7 @@ function serverCore (options: MaskingServerOptions): Internals {
     const message = parseMessage(signatureSchema, payload, what)
     sameSender(from, message.from, what)
     sameRound(message.roundId, what)
-    const signature = decodeBytes(message.signature, SIGNATURE_BYTES, what)
+    const signature = decodeBase64(message.signature, what, { bytes: SIGNATURE_BYTES })
     const keys = (advertised.get(from) as { keys: ClientKeys }).keys
     const transcript = consistencyTranscript(roundId, digest as Uint8Array, from, keys.cPublicKey, keys.sPublicKey)
     if (!await (await curves()).verify(signature, transcript, identities.get(from) as Uint8Array)) {
@@ -417,7 +417,7 @@ function serverCore (options: MaskingServerOptions): Internals {
       if (owners.length !== want[name].length || new Set(owners).size !== owners.length || !owners.every(o => want[name].includes(o))) {
         throw new InvalidInputError(`${what}: ${name} are for [${owners.join(', ')}], expected [${want[name].join(', ')}]`)
       }
-      for (const s of message[name]) shareValue({ x: 1, y: decodeBytes(s.share, SHARE_BYTES, `${what} ${name} of ${s.owner}`) }, `${what} ${name} of ${s.owner}`)
+      for (const s of message[name]) shareValue({ x: 1, y: decodeBase64(s.share, `${what} ${name} of ${s.owner}`, { bytes: SHARE_BYTES }) }, `${what} ${name} of ${s.owner}`)
     }
     unmasks.set(from, message)
     // Every owner asked for is a needed secret: a survivor, or a dropped client with a surviving
@@ -437,8 +437,8 @@ function serverCore (options: MaskingServerOptions): Internals {
     const key = new Map<string, Share[]>()
     for (const [holder, message] of unmasks) {
       const x = g().index(holder)
-      for (const s of message.selfMaskShares) self.set(s.owner, [...(self.get(s.owner) ?? []), { x, y: decodeBytes(s.share, SHARE_BYTES, 'share') }])
-      for (const s of message.keyShares) key.set(s.owner, [...(key.get(s.owner) ?? []), { x, y: decodeBytes(s.share, SHARE_BYTES, 'share') }])
+      for (const s of message.selfMaskShares) self.set(s.owner, [...(self.get(s.owner) ?? []), { x, y: decodeBase64(s.share, 'share', { bytes: SHARE_BYTES }) }])
+      for (const s of message.keyShares) key.set(s.owner, [...(key.get(s.owner) ?? []), { x, y: decodeBase64(s.share, 'share', { bytes: SHARE_BYTES }) }])
     }
     return { self, key }
   }
@@ -567,10 +567,10 @@ export async function restoreMaskingServer (snapshot: MaskingServerSnapshot): Pr
   const state = parseMessage(snapshotStateSchema, snapshot.state, 'server snapshot')
   const core = serverCore({
     roundId: state.roundId,
-    participants: state.participants.map((p, i) => ({ id: p.id, identityKey: decodeBytes(p.identityKey, KEY_BYTES, `server snapshot participants[${i}].identityKey`) })),
+    participants: state.participants.map((p, i) => ({ id: p.id, identityKey: decodeBase64(p.identityKey, `server snapshot participants[${i}].identityKey`, { bytes: KEY_BYTES }) })),
     vectorLength: state.vectorLength,
     graph: state.graph,
-    seed: decodeBytes(state.seed, KEY_BYTES, 'server snapshot seed')
+    seed: decodeBase64(state.seed, 'server snapshot seed', { bytes: KEY_BYTES })
   })
   const s = core.server
   if (!(snapshot.maskedSum instanceof Uint8Array) || snapshot.maskedSum.length !== state.vectorLength * 4) {

@@ -46,7 +46,7 @@ import swagger from '@fastify/swagger'
 import { jsonSchemaTransform, serializerCompiler, validatorCompiler, type ZodTypeProvider } from 'fastify-type-provider-zod'
 import { z } from 'zod'
 import { errorBodySchema } from '../../shared/client/api-schemas.ts'
-import { equalBytes, fromBase64, fromHex, toBase64, toHex, utf8ToBytes } from '../../shared/crypto/bytes.ts'
+import { decodeBase64, equalBytes, fromHex, toBase64, toHex, utf8ToBytes } from '../../shared/crypto/bytes.ts'
 import { AccessDeniedError, BusyError, InvalidInputError } from '../../shared/errors/errors.ts'
 import { sha256, sha256Hex } from '../../shared/crypto/hash.ts'
 import { verify } from '../../shared/crypto/sign.ts'
@@ -79,14 +79,6 @@ export interface DecryptorServerDeps {
 
 const errors = { 400: errorBodySchema, 403: errorBodySchema, 409: errorBodySchema, 413: errorBodySchema, 502: errorBodySchema }
 
-/** RFC 4648 base64 that the schema let through but the decoder refuses (non-zero pad bits) is the caller's error, not a 500. */
-function decodeBase64 (text: string, what: string): Uint8Array {
-  try {
-    return fromBase64(text)
-  } catch {
-    throw new InvalidInputError(`${what}: not canonical base64`)
-  }
-}
 
 function requireToken (req: FastifyRequest, token: string | undefined): void {
   if (token === undefined) return
@@ -147,14 +139,14 @@ export async function buildDecryptorServer (deps: DecryptorServerDeps): Promise<
       blobs.add(c.ciphertexts)
     }
     const count = ciphertextCount(layout, length)
-    const bytes = contributions.map((c, i) => decodeBase64(c.ciphertexts, `contributions[${i}].ciphertexts`))
+    const bytes = contributions.map((c, i) => decodeBase64(c.ciphertexts, `contributions[${i}].ciphertexts`, { canonical: true }))
     const digests: Array<[string, string]> = []
     for (const [i, c] of contributions.entries()) {
       if (deps.clients !== undefined && !deps.clients.has(c.clientId)) throw new AccessDeniedError(`contributions[${i}]: client ${c.clientId} is not one of this decryptor's enrolled clients`)
       const digest = await sha256(bytes[i] as Uint8Array)
       digests.push([c.clientId, toHex(digest)])
       const signed = uploadSigningBytes({ roundId, baseVersion, encoding: 'paillier' }, digest)
-      if (!verify(decodeBase64(c.signature, `contributions[${i}].signature`), signed, fromHex(c.clientId))) {
+      if (!verify(decodeBase64(c.signature, `contributions[${i}].signature`, { canonical: true }), signed, fromHex(c.clientId))) {
         throw new AccessDeniedError(`contributions[${i}] (client ${c.clientId}): its signature does not verify for round ${roundId} at base version ${baseVersion}`)
       }
     }

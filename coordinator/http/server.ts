@@ -19,7 +19,7 @@ import {
 } from '../../shared/client/api-schemas.ts'
 import { relativeFilePathSchema, signedManifestSchema } from '../../shared/manifest/schema.ts'
 import { parseCid } from '../../shared/crypto/cid.ts'
-import { fromBase64 } from '../../shared/crypto/bytes.ts'
+import { decodeBase64 } from '../../shared/crypto/bytes.ts'
 import { wrapKeys } from '../../shared/crypto/wrap.ts'
 import { AccessDeniedError, BlockfedError, BusyError, InvalidInputError, NotFoundError, TooLargeError, UnavailableError } from '../../shared/errors/errors.ts'
 import { signedManifestOf, type Repository, type VersionRow } from '../store/repository.ts'
@@ -205,7 +205,7 @@ export async function buildServer (deps: ServerDeps): Promise<FastifyInstance> {
     })
     let out
     try {
-      out = wrapKeys(fromBase64(req.body.publicKey), keys)
+      out = wrapKeys(decodeBase64(req.body.publicKey, 'publicKey', { bytes: 32 }), keys)
     } finally {
       for (const k of keys) k.key.fill(0)
     }

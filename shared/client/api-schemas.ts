@@ -3,6 +3,7 @@
  * and the client (response validation): one definition, so the two cannot drift apart.
  */
 import { z } from 'zod'
+import { BASE64_32_BYTES } from '../crypto/bytes.ts'
 import { modelNameSchema } from '../manifest/schema.ts'
 
 export { modelNameSchema }
@@ -61,7 +62,7 @@ export const versionParamSchema = z.union([
 ])
 
 export const keyRequestSchema = z.object({
-  publicKey: z.string().regex(/^[A-Za-z0-9+/]{43}=$/, 'base64 of a 32-byte X25519 public key').describe('X25519 public key the data keys are wrapped to')
+  publicKey: z.string().regex(BASE64_32_BYTES, 'canonical base64 of a 32-byte X25519 public key').describe('X25519 public key the data keys are wrapped to')
 }).strict()
 
 export const keyResponseSchema = z.object({

@@ -4,7 +4,7 @@
  * Thin re-exports over @noble/hashes and multiformats so no module writes its own codec.
  */
 import { base64 } from 'multiformats/bases/base64'
-import { TooLargeError } from '../errors/errors.ts'
+import { InvalidInputError, TooLargeError, type BlockfedError } from '../errors/errors.ts'
 export { bytesToHex as toHex, hexToBytes as fromHex, concatBytes, utf8ToBytes } from '@noble/hashes/utils.js'
 
 /** Bytes per `btoa` piece: a multiple of 3, so only the last piece is padded; few enough to pass as arguments. */
@@ -23,9 +23,35 @@ export function toBase64 (bytes: Uint8Array): string {
   return pieces.join('')
 }
 
+/**
+ * The one padded base64 text of 32 bytes (a hash, an X25519 or Ed25519 key): 43 characters, the
+ * last of them with its 2 pad bits zero, then "=". For schemas, so what they let through decodes.
+ */
+export const BASE64_32_BYTES = /^[A-Za-z0-9+/]{42}[AEIMQUYcgkosw048]=$/
+
 /** Decodes RFC 4648 base64, with or without padding; throws on any other character. */
 export function fromBase64 (text: string): Uint8Array {
   return base64.baseDecode(text.replace(/=+$/, ''))
+}
+
+/**
+ * `fromBase64` for outside input: an InvalidInputError naming `what` (`"<what>: not base64"`)
+ * instead of the codec's bare SyntaxError. `canonical` accepts only the padded text `toBase64`
+ * writes (RFC 4648 §3.5: pad bits zero), so a value has one encoding, as a signed text needs;
+ * `bytes` checks the decoded length; `error` is the class thrown (e.g. IntegrityError where the
+ * text comes from a server the caller trusts to answer well).
+ */
+export function decodeBase64 (text: string, what: string, options: { canonical?: boolean, bytes?: number, error?: new (message: string, options?: { cause?: unknown }) => BlockfedError } = {}): Uint8Array {
+  const Failure = options.error ?? InvalidInputError
+  let out: Uint8Array
+  try {
+    out = fromBase64(text)
+  } catch (err) {
+    throw new Failure(`${what}: not base64`, { cause: err })
+  }
+  if (options.canonical === true && (text === '' || toBase64(out) !== text)) throw new Failure(`${what}: not canonical padded base64`)
+  if (options.bytes !== undefined && out.length !== options.bytes) throw new Failure(`${what}: expected ${options.bytes} bytes, got ${out.length}`)
+  return out
 }
 
 export function utf8 (bytes: Uint8Array): string {

@@ -10,7 +10,7 @@ import { xchacha20poly1305 } from '@noble/ciphers/chacha.js'
 import { hkdf } from '@noble/hashes/hkdf.js'
 import { sha256 } from '@noble/hashes/sha2.js'
 import { IntegrityError, InvalidInputError } from '../errors/errors.ts'
-import { concatBytes, fromBase64, toBase64, utf8ToBytes } from './bytes.ts'
+import { concatBytes, decodeBase64, toBase64, utf8ToBytes } from './bytes.ts'
 
 const INFO = utf8ToBytes('blockfed/key-wrap/v1')
 
@@ -65,13 +65,7 @@ export function wrapKeys (recipientPublic: Uint8Array, keys: Array<{ keyId: stri
  */
 export function unwrapKeys (recipient: WrapKeyPair, ephemeralPublicKey: string, wrapped: Array<{ wrapped: string, aad: string }>): Uint8Array[] {
   // Every field comes from the coordinator's answer: whatever is wrong with one is an IntegrityError.
-  const decode = (text: string, what: string): Uint8Array => {
-    try {
-      return fromBase64(text)
-    } catch (err) {
-      throw new IntegrityError(`${what}: not base64`, { cause: err })
-    }
-  }
+  const decode = (text: string, what: string): Uint8Array => decodeBase64(text, what, { error: IntegrityError })
   const eph = decode(ephemeralPublicKey, 'wrapped keys: ephemeral public key')
   if (eph.length !== 32) throw new IntegrityError('wrapped key: malformed ephemeral public key')
   let shared: Uint8Array

@@ -4,6 +4,7 @@
  * 32 bytes, in RFC 9162 proof order.
  */
 import { z } from 'zod'
+import { BASE64_32_BYTES } from '../crypto/bytes.ts'
 import { modelNameSchema } from '../manifest/schema.ts'
 import { ledgerEntrySchema } from './entry.ts'
 
@@ -13,7 +14,7 @@ export const ledgerNumberSchema = z.string()
   .transform(Number)
   .refine(Number.isSafeInteger, 'at most 2^53 − 1')
 
-const hashSchema = z.string().regex(/^[A-Za-z0-9+/]{43}=$/, 'base64 of a 32-byte hash')
+const hashSchema = z.string().regex(BASE64_32_BYTES, 'canonical base64 of a 32-byte hash')
 
 export const entryResponseSchema = z.object({
   index: z.number().int().nonnegative(),

@@ -8,9 +8,9 @@
  *   const note = signCheckpoint({ origin: 'blockfed.example/ledger', size: 3, root, extensions: [] }, logSigner)
  *   const { checkpoint, cosigners } = openCheckpoint(note, logVerifier, witnessVerifiers)
  */
-import { equalBytes, toBase64 } from '../crypto/bytes.ts'
+import { decodeBase64, equalBytes, toBase64 } from '../crypto/bytes.ts'
 import { IntegrityError, InvalidInputError } from '../errors/errors.ts'
-import { decodeBase64, inspectNote, signNote, type NoteSigner, type NoteVerifier } from './note.ts'
+import { inspectNote, signNote, type NoteSigner, type NoteVerifier } from './note.ts'
 
 export interface Checkpoint {
   /** The log's identity, e.g. `example.com/log42`; non-empty. */
@@ -60,7 +60,7 @@ export function parseCheckpoint (text: string): Checkpoint {
   if (!DECIMAL.test(sizeText)) throw new InvalidInputError(`checkpoint size "${sizeText.slice(0, 40)}": expected a decimal number without leading zeros`)
   const size = Number(sizeText)
   if (!Number.isSafeInteger(size)) throw new InvalidInputError(`checkpoint size ${sizeText.slice(0, 40)}: larger than 2^53 − 1`)
-  const root = decodeBase64(rootText, 'checkpoint root')
+  const root = decodeBase64(rootText, 'checkpoint root', { canonical: true })
   if (root.length !== 32) throw new InvalidInputError(`checkpoint root: expected 32 bytes, got ${root.length}`)
   extensions.forEach((line, i) => checkLine(line, `checkpoint extension ${i}`))
   return { origin, size, root, extensions }

@@ -2,7 +2,7 @@
  * Client of the ledger's HTTP API (coordinator/http/ledger-routes.ts), over fetch, for Node and
  * browsers: every answer schema-checked, hashes decoded; verification is the caller's (verify.ts).
  */
-import { fromBase64 } from '../crypto/bytes.ts'
+import { decodeBase64 } from '../crypto/bytes.ts'
 import { AccessDeniedError, IntegrityError, InvalidInputError, NotFoundError, type BlockfedError } from '../errors/errors.ts'
 import { jsonCall, textCall } from '../client/json-call.ts'
 import { channelsResponseSchema, consistencyResponseSchema, entryResponseSchema, inclusionResponseSchema, type Channels } from './api.ts'
@@ -34,12 +34,12 @@ export function ledgerClient (options: { baseUrl: string, timeoutMs?: number }):
     key: async signal => (await text('/ledger/key', {}, timeoutMs, signal)).trim(),
     async entry (index, signal) {
       const answer = await json(`/ledger/entries/${index}`, entryResponseSchema, {}, timeoutMs, signal)
-      return { index: answer.index, leaf: fromBase64(answer.leaf) }
+      return { index: answer.index, leaf: decodeBase64(answer.leaf, `ledger entry ${index}: leaf`, { error: IntegrityError }) }
     },
     inclusion: async (index, size, signal) =>
-      (await json(`/ledger/proof/inclusion?index=${index}&size=${size}`, inclusionResponseSchema, {}, timeoutMs, signal)).hashes.map(fromBase64),
+      (await json(`/ledger/proof/inclusion?index=${index}&size=${size}`, inclusionResponseSchema, {}, timeoutMs, signal)).hashes.map((h, i) => decodeBase64(h, `inclusion proof hash ${i}`, { error: IntegrityError })),
     consistency: async (from, to, signal) =>
-      (await json(`/ledger/proof/consistency?from=${from}&to=${to}`, consistencyResponseSchema, {}, timeoutMs, signal)).hashes.map(fromBase64),
+      (await json(`/ledger/proof/consistency?from=${from}&to=${to}`, consistencyResponseSchema, {}, timeoutMs, signal)).hashes.map((h, i) => decodeBase64(h, `consistency proof hash ${i}`, { error: IntegrityError })),
     channels: async (model, signal) => await json(`/v1/models/${encodeURIComponent(model)}/channels`, channelsResponseSchema, {}, timeoutMs, signal)
   }
 }

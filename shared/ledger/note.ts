@@ -11,7 +11,7 @@
  */
 import { sha256 } from '@noble/hashes/sha2.js'
 import { ed25519 } from '@noble/curves/ed25519.js'
-import { concatBytes, equalBytes, fromBase64, toBase64, toHex, utf8ToBytes } from '../crypto/bytes.ts'
+import { concatBytes, decodeBase64, equalBytes, toBase64, toHex, utf8ToBytes } from '../crypto/bytes.ts'
 import { verify as verifyEd25519 } from '../crypto/sign.ts'
 import { IntegrityError, InvalidInputError } from '../errors/errors.ts'
 // cosignature.ts imports this module as well; neither touches the other while loading, so the
@@ -124,7 +124,7 @@ export function parseVerifierKey (vkey: string): NoteVerifier & { publicKey: Uin
   const idHex = vkey.slice(first + 1, second)
   checkKeyName(name, `vkey "${shown}": name`)
   if (!/^[0-9a-f]{8}$/.test(idHex)) throw new InvalidInputError(`vkey "${shown}": key ID must be 8 lowercase hex digits`)
-  const material = decodeBase64(vkey.slice(second + 1), `vkey "${shown}": key`)
+  const material = decodeBase64(vkey.slice(second + 1), `vkey "${shown}": key`, { canonical: true })
   const type = material[0]
   const publicKey = material.slice(1)
   if (type !== SIGNATURE_TYPE_ED25519 && type !== SIGNATURE_TYPE_COSIGNATURE_V1) {
@@ -160,7 +160,7 @@ export function parseSignatureLine (line: string): SignatureLine {
   if (space < 0) throw new InvalidInputError(`signature line "${shown}": expected "— <name> <base64>"`)
   const name = bare.slice(SIG_PREFIX.length, space)
   checkKeyName(name, `signature line "${shown}": name`)
-  const raw = decodeBase64(bare.slice(space + 1), `signature line "${shown}": signature`)
+  const raw = decodeBase64(bare.slice(space + 1), `signature line "${shown}": signature`, { canonical: true })
   if (raw.length < 5) throw new InvalidInputError(`signature line "${shown}": a signature is a 4-byte key ID and at least one byte`)
   return { line: bare, name, keyId: raw.slice(0, 4), signature: raw.slice(4) }
 }
@@ -242,14 +242,3 @@ export function checkEd25519Key (key: Uint8Array, what: string): void {
   if (!(key instanceof Uint8Array) || key.length !== 32) throw new InvalidInputError(`${what}: expected 32 bytes`)
 }
 
-/** Strict RFC 4648 §4 base64: padded and canonical, so one value has one encoding. */
-export function decodeBase64 (text: string, what: string): Uint8Array {
-  let bytes: Uint8Array
-  try {
-    bytes = fromBase64(text)
-  } catch (err) {
-    throw new InvalidInputError(`${what}: not base64`, { cause: err })
-  }
-  if (text === '' || toBase64(bytes) !== text) throw new InvalidInputError(`${what}: not canonical padded base64`)
-  return bytes
-}

@@ -4,7 +4,7 @@
  */
 import { DEFAULT_MAX_ANSWER_BYTES } from '../client/json-call.ts'
 import { IntegrityError, InvalidInputError, TooLargeError } from '../errors/errors.ts'
-import { fromBase64, toBase64 } from '../crypto/bytes.ts'
+import { decodeBase64, toBase64 } from '../crypto/bytes.ts'
 import { jsonCid } from '../crypto/cid.ts'
 import { keyId, sign, verify, type SigningKeyPair } from '../crypto/sign.ts'
 import { canonicalBytes } from './canonical.ts'
@@ -49,7 +49,7 @@ export async function verifySignedManifest (input: unknown, publicKey: Uint8Arra
   if (signed.signature.keyId !== expectedKeyId) {
     throw new IntegrityError(`manifest ${signed.manifest.model}@${signed.manifest.version}: signed by key ${signed.signature.keyId}, expected the coordinator key ${expectedKeyId}`)
   }
-  if (!verify(fromBase64(signed.signature.value), bytes, publicKey)) {
+  if (!verify(decodeBase64(signed.signature.value, `manifest ${signed.manifest.model}@${signed.manifest.version}: signature.value`, { error: IntegrityError }), bytes, publicKey)) {
     throw new IntegrityError(`manifest ${signed.manifest.model}@${signed.manifest.version}: Ed25519 signature does not verify`)
   }
   return signed

@@ -12,7 +12,7 @@
 import { z } from 'zod'
 import { InvalidInputError } from '../errors/errors.ts'
 import { parseJsonWith } from '../errors/parse-json.ts'
-import { fromBase64, toBase64 } from '../crypto/bytes.ts'
+import { decodeBase64, toBase64 } from '../crypto/bytes.ts'
 import { decodeBlockFilter, type BlockFilter } from './bloom.ts'
 
 /** blockfed's private Kademlia DHT (its own protocol id, so it never mixes with the IPFS DHT). */
@@ -55,13 +55,7 @@ export function decodeGossip (bytes: Uint8Array): GossipMessage {
   }
   const message = parseJsonWith(messageSchema, text, 'gossip message')
   if (message.type === 'version') return message
-  let filter: Uint8Array
-  try {
-    filter = fromBase64(message.filter)
-  } catch (err) {
-    throw new InvalidInputError('gossip message: filter is not base64', { cause: err })
-  }
-  return { type: 'have', filter, blocks: message.blocks }
+  return { type: 'have', filter: decodeBase64(message.filter, 'gossip message: filter'), blocks: message.blocks }
 }
 
 /** A message read from a model topic: a `have` filter already decoded (and bounded) by bloom.ts. */

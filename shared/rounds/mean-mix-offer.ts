@@ -4,7 +4,7 @@
  * to append to its update. Isomorphic: Node and browser runtimes call the same checks.
  */
 import { InvalidInputError } from '../errors/errors.ts'
-import { bytesFloat32, float32Bytes, fromBase64, toBase64 } from '../crypto/bytes.ts'
+import { bytesFloat32, decodeBase64, float32Bytes, toBase64 } from '../crypto/bytes.ts'
 import { rowSize, type TrainingData } from '../training/data.ts'
 import { checkClassMeans, classStats, type ClassMeans } from '../training/mean-mix.ts'
 import { minUploadsOf, type RoundConfig } from './config.ts'
@@ -36,12 +36,7 @@ export function offeredMeanMix (config: Pick<RoundConfig, 'id' | 'meanMix' | 'st
   if (features !== mix.features) throw new InvalidInputError(`round ${config.id}: meanMix expects ${mix.features} features a row, this runtime's data has ${features}`)
   let means: ClassMeans | undefined
   if (classMeans !== null) {
-    let bytes: Uint8Array
-    try {
-      bytes = fromBase64(classMeans.means)
-    } catch (err) {
-      throw new InvalidInputError(`round ${config.id}: classMeans.means is not base64`, { cause: err })
-    }
+    const bytes = decodeBase64(classMeans.means, `round ${config.id}: classMeans.means`)
     if (bytes.length !== mix.classes * mix.features * 4) throw new InvalidInputError(`round ${config.id}: classMeans.means holds ${bytes.length} bytes, expected ${mix.classes} × ${mix.features} float32 values`)
     means = { classes: mix.classes, features: mix.features, means: bytesFloat32(bytes), shares: Float32Array.from(classMeans.shares) }
     checkClassMeans(means, `round ${config.id}: classMeans`, config.fixedPoint.clip)

@@ -247,7 +247,11 @@ function outOfRange (op: string): Array<{ fault: string, path?: string, body?: u
       { fault: 'from above to', path: '/ledger/proof/consistency?from=2&to=1', status: 400, names: /from 2/ },
       { fault: 'to beyond the log', path: '/ledger/proof/consistency?from=1&to=3', status: 400, names: /to 3/ }
     ]
-    case 'POST /v1/models/{name}/versions/{version}/keys': return [{ fault: 'unknown model', path: '/v1/models/nosuch/versions/1/keys', status: 404, names: /nosuch/ }]
+    case 'POST /v1/models/{name}/versions/{version}/keys': return [
+      { fault: 'unknown model', path: '/v1/models/nosuch/versions/1/keys', status: 404, names: /nosuch/ },
+      // 43 base64 characters and "=", but the last one's pad bits are not zero: no 32 bytes have this text.
+      { fault: 'public key with non-zero pad bits', body: { publicKey: `${'A'.repeat(42)}B=` }, status: 400, names: /publicKey/ }
+    ]
     case 'PUT /v1/models/{name}/channels/{channel}': return [
       { fault: 'unknown model', path: '/v1/models/nosuch/channels/canary', status: 404, names: /nosuch/ },
       { fault: 'no such version', body: { version: 99 }, status: 404, names: /no version 99/ },

@@ -277,7 +277,9 @@ describe('tampering and forks: every runtime refuses and keeps serving what it h
       ['a block CID changed, signature and CID kept', { ...signed, manifest: withBlock }, /content hashes to .*, not the claimed/],
       ['a block CID changed, CID recomputed', { ...signed, manifest: withBlock, cid: await jsonCid(canonicalBytes(withBlock)) }, /signature does not verify/],
       ['re-signed by another key', resignedByOther, /signed by key .*, expected the coordinator key/],
-      ['re-signed by another key under the coordinator\'s key id', forgedKeyId, /signature does not verify/]
+      ['re-signed by another key under the coordinator\'s key id', forgedKeyId, /signature does not verify/],
+      // The schema's alphabet lets "AB" through; no bytes encode to it (was the codec's bare SyntaxError).
+      ['a signature that is not base64', { ...signed, signature: { ...signed.signature, value: 'AB' } }, /signature.value: not base64/]
     ]
     const fresh = await runtime('fresh-manifest')
     for (const [what, edited, message] of edits) {

@@ -5,7 +5,7 @@
  */
 import { toBase64 } from '../../crypto/bytes.ts'
 import { InvalidInputError } from '../../errors/errors.ts'
-import { decodeBase64 } from '../note.ts'
+import { decodeBase64 } from '../../crypto/bytes.ts'
 import { MAX_PROOF_LINES } from './constants.ts'
 
 export interface AddCheckpointRequest {
@@ -42,7 +42,7 @@ export function parseAddCheckpoint (body: string): AddCheckpointRequest {
   checkOld(size)
   if (proofLines.length > MAX_PROOF_LINES) throw new InvalidInputError(`request: ${proofLines.length} proof lines, at most ${MAX_PROOF_LINES} allowed`)
   const proof = proofLines.map((line, i) => {
-    const hash = decodeBase64(line, `request: proof line ${i + 1}`)
+    const hash = decodeBase64(line, `request: proof line ${i + 1}`, { canonical: true })
     if (hash.length !== 32) throw new InvalidInputError(`request: proof line ${i + 1} is ${hash.length} bytes, expected a 32-byte hash`)
     return hash
   })

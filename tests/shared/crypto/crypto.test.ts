@@ -1,12 +1,12 @@
 import { describe, it, expect } from 'vitest'
 import { readFileSync } from 'node:fs'
-import { fromHex, toHex, toBase64, fromBase64 } from '../../../shared/crypto/bytes.ts'
+import { BASE64_32_BYTES, decodeBase64, fromHex, toHex, toBase64, fromBase64 } from '../../../shared/crypto/bytes.ts'
 import { rawCid, verifyCid, parseCid } from '../../../shared/crypto/cid.ts'
 import { generateDataKey, open, seal } from '../../../shared/crypto/seal.ts'
 import { sign, signingKeyFromSecret, verify } from '../../../shared/crypto/sign.ts'
 import { generateWrapKey, unwrapKey, unwrapKeys, wrapKeys } from '../../../shared/crypto/wrap.ts'
 import { canonicalBytes } from '../../../shared/manifest/canonical.ts'
-import { IntegrityError } from '../../../shared/errors/errors.ts'
+import { IntegrityError, InvalidInputError } from '../../../shared/errors/errors.ts'
 
 const vectors = (name: string): any[] => JSON.parse(readFileSync(new URL(`../../vectors/${name}`, import.meta.url), 'utf8'))
 
@@ -115,5 +115,42 @@ describe('key wrapping (X25519 + HKDF + XChaCha20-Poly1305)', () => {
       expect(toBase64(bytes)).toBe(Buffer.from(bytes).toString('base64'))
       expect(fromBase64(toBase64(bytes))).toEqual(bytes)
     }
+  })
+  it('decodeBase64 names the field, and with canonical or bytes refuses what decodes to other bytes or length', () => {
+    expect(decodeBase64('Zm8=', 'f', { canonical: true, bytes: 2 })).toEqual(new TextEncoder().encode('fo'))
+    expect(decodeBase64('Zm8', 'f')).toEqual(new TextEncoder().encode('fo'))
+    const cases: Array<[string, Parameters<typeof decodeBase64>[2], string]> = [
+      ['Zm8*', {}, 'f: not base64'],
+      // Pad bits not zero: the text of no byte string (RFC 4648 §3.5).
+      ['Zm9=', {}, 'f: not base64'],
+      ['Zm8', { canonical: true }, 'f: not canonical padded base64'],
+      ['', { canonical: true }, 'f: not canonical padded base64'],
+      ['Zm8=', { bytes: 3 }, 'f: expected 3 bytes, got 2']
+    ]
+    for (const [text, options, message] of cases) {
+      let thrown: unknown
+      try { decodeBase64(text, 'f', options) } catch (err) { thrown = err }
+      expect(thrown, text).toBeInstanceOf(InvalidInputError)
+      expect((thrown as Error).message).toBe(message)
+    }
+    expect(() => decodeBase64('Zm9=', 'f', { error: IntegrityError })).toThrow(IntegrityError)
+  })
+  it('BASE64_32_BYTES takes exactly the canonical texts of 32 bytes', () => {
+    for (let i = 0; i < 256; i++) {
+      const text = toBase64(Uint8Array.from({ length: 32 }, (_, j) => (j === 31 ? i : j * 7)))
+      expect(text, text).toMatch(BASE64_32_BYTES)
+    }
+    // Every other 44-character text ending in "=" with a valid alphabet: non-zero pad bits.
+    const last = 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/'
+    let refused = 0
+    for (const c of last) {
+      const text = `${'A'.repeat(42)}${c}=`
+      let decodes = true
+      try { fromBase64(text) } catch { decodes = false }
+      expect(BASE64_32_BYTES.test(text), text).toBe(decodes)
+      if (!decodes) refused++
+    }
+    expect(refused).toBe(48)
+    expect(BASE64_32_BYTES.test(toBase64(new Uint8Array(31)))).toBe(false)
   })
 })

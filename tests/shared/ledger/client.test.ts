@@ -95,3 +95,36 @@ describe('ledger client behind a reverse proxy', () => {
     expect(saved).toMatch(/\n3\n/)
   })
 })
+
+describe('ledger client reading a server that answers base64 no bytes have', () => {
+  it('throws an IntegrityError naming the field, not the codec\'s bare SyntaxError', async () => {
+    const hash = 'A'.repeat(43) + '='
+    // 'Zm9=' and the hash ending "B=" have non-zero pad bits: no byte string encodes to them.
+    const answers: Record<string, unknown> = {
+      '/ledger/entries/0': { index: 0, entry: entry(1), leaf: 'Zm9=' },
+      '/ledger/proof/inclusion?index=0&size=2': { index: 0, size: 2, hashes: [hash, `${'A'.repeat(42)}B=`] },
+      '/ledger/proof/consistency?from=1&to=2': { from: 1, to: 2, hashes: [`${'A'.repeat(42)}B=`] }
+    }
+    const server = http.createServer((req, res) => {
+      res.writeHead(200, { 'content-type': 'application/json' })
+      res.end(JSON.stringify(answers[req.url ?? ''] ?? {}))
+    })
+    await new Promise<void>(resolve => server.listen(0, '127.0.0.1', resolve))
+    try {
+      const client = ledgerClient({ baseUrl: `http://127.0.0.1:${(server.address() as AddressInfo).port}`, timeoutMs: 5_000 })
+      const calls: Array<[() => Promise<unknown>, RegExp]> = [
+        [async () => await client.entry(0), /ledger entry 0: leaf: not base64/],
+        [async () => await client.inclusion(0, 2), /does not match the API schema: canonical base64 of a 32-byte hash/],
+        [async () => await client.consistency(1, 2), /does not match the API schema: canonical base64 of a 32-byte hash/]
+      ]
+      for (const [call, message] of calls) {
+        const err = await call().then(() => undefined, (e: unknown) => e)
+        expect(err).toBeInstanceOf(IntegrityError)
+        expect((err as Error).message).toMatch(message)
+      }
+    } finally {
+      server.closeAllConnections()
+      server.close()
+    }
+  })
+})

@@ -117,7 +117,7 @@ describe('gossip messages', () => {
     // final character whose unused low bits are not zero (so two texts would decode alike).
     for (const filter of ['not base64!', 'AAA=A', 'A', 'AB', '-_-_', 'AAAA\n', ' AAAA']) {
       const e = refusal(json({ ...have, filter }))
-      expect(e.message).toBe('gossip message: filter is not base64')
+      expect(e.message).toBe('gossip message: filter: not base64')
       expect(e.cause).toBeInstanceOf(Error)
     }
   })

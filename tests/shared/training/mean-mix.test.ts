@@ -172,7 +172,7 @@ describe('offeredMeanMix: what a client accepts from an offer', () => {
       [{ classMeans: { means: toBase64(new Uint8Array(12)), shares: new Array(classes).fill(0.1) } }, data, /classMeans.means holds 12 bytes, expected 10 × 784 float32 values/],
       [{ classMeans: { means: toBase64(new Uint8Array(nan.buffer)), shares: new Array(classes).fill(0.1) } }, data, /holds a value that is not finite/],
       [{ classMeans: { means: encoded, shares: [0.1, 0.1] } }, data, /shares must be a Float32Array of 10 values/],
-      [{ classMeans: { means: 'A', shares: new Array(classes).fill(0.1) } }, data, /classMeans.means is not base64/],
+      [{ classMeans: { means: 'A', shares: new Array(classes).fill(0.1) } }, data, /classMeans.means: not base64/],
       // What a made-up share or mean gives: no data sums to other than 1, or averages beyond the clip.
       [{ classMeans: { means: encoded, shares: new Array(classes).fill(0.2) } }, data, /the class shares sum to 2.00000, not 1/],
       [{ classMeans: { means: toBase64(new Uint8Array(new Float32Array(classes * features).fill(3).buffer)), shares: new Array(classes).fill(0.1) } }, data, /class 0's mean holds 3, beyond ±1/],
