@@ -11,12 +11,12 @@
  * The DHT holds block CIDs; a holder of a block serves all its shards.
  */
 import { mkdir } from 'node:fs/promises'
+import { setTimeout as sleep } from 'node:timers/promises'
 import { KEEP_ALIVE, type Connection, type PeerId, type Stream } from '@libp2p/interface'
 import { peerIdFromString } from '@libp2p/peer-id'
 import type { SingleKadDHT } from '@libp2p/kad-dht'
 import { multiaddr } from '@multiformats/multiaddr'
 import { CID } from 'multiformats/cid'
-import pLimit from 'p-limit'
 import { defaultReedSolomon, erasureCoder, type ErasureCoder } from '../../shared/blocks/erasure.ts'
 import { memoryCache } from '../../shared/cache/memory-lru.ts'
 import type { CacheTier } from '../../shared/cache/types.ts'
@@ -150,8 +150,10 @@ const SERVE_TIMEOUT_MS = 30_000
  * by the kept manifests and the cache, not by the versions a long-lived runtime has seen.
  */
 const KEPT_MANIFESTS = 4
-/** Blocks are provided in the DHT once none has arrived for this long. */
+/** Blocks are provided in the DHT once none has arrived for this long and nothing is on its way. */
 const PROVIDE_QUIET_MS = 2_000
+/** Between two provider records of one node (± half). */
+const PROVIDE_GAP_MS = 1_000
 /** How long `join` waits for the DHT routing table to hold a peer. */
 const ROUTING_WAIT_MS = 3_000
 /**
@@ -189,7 +191,7 @@ export async function createSwarm (options: SwarmOptions): Promise<Swarm> {
     filterBytes -= filterSize(kept.filter)
   }
   const topics = new Set<string>()
-  const provideLimit = pLimit(2)
+  const stopping = new AbortController()
   let stopped = false
 
   const coder = async (k: number, m: number): Promise<ErasureCoder> => {
@@ -327,30 +329,52 @@ export async function createSwarm (options: SwarmOptions): Promise<Swarm> {
   })
   node.addEventListener('peer:disconnect', event => { dropFilter(event.detail.toString()) })
 
-  // Provider records wait until blocks stop arriving: each one is a Kademlia query and an
-  // ADD_PROVIDER to the closest peers, CPU that a cold wave needs for its loads, while during
-  // the wave the origin's referrals and the Bloom filters already point at holders.
+  // Provider records are background work: each one is a Kademlia lookup and an ADD_PROVIDER to
+  // the closest peers, and in a fleet no larger than a k-bucket both reach every node, so a wave
+  // of n runtimes holding b blocks costs each node ≈ 2·n·b DHT requests to answer. Sent as soon
+  // as blocks stopped arriving (2 at a time), they took the CPU the wave's later loads needed
+  // (16 runtimes at 50 MB/s: load CPU 12.2 s against 6.5 s without provides, and the timeouts
+  // sent objects back to the origin; BENCHMARKS.md, "swarm", stop 26). So they wait until this
+  // node has nothing on its way, then go out one at a time, PROVIDE_GAP_MS apart. During a wave
+  // the origin's referrals and the Bloom filters already point at holders.
   const unprovided = new Set<string>()
   let provideTimer: ReturnType<typeof setTimeout> | undefined
-  const provideAll = (): void => {
+  let providing = false
+  const provideLater = (): void => {
+    if (provideTimer !== undefined) clearTimeout(provideTimer)
+    if (!stopped) provideTimer = setTimeout(() => { void provideQueued() }, PROVIDE_QUIET_MS)
+  }
+  const provideQueued = async (): Promise<void> => {
     provideTimer = undefined
-    for (const cid of unprovided) {
-      void provideLimit(async () => {
-        if (stopped || !held.has(cid)) return
+    if (providing) return
+    providing = true
+    try {
+      for (const cid of unprovided) {
+        if (stopped) return
+        // A load started again (a new version, a prefetch): wait until it is over.
+        if (pending.size > 0) {
+          provideLater()
+          return
+        }
+        unprovided.delete(cid)
+        if (!held.has(cid)) continue
         try {
-          await node.contentRouting.provide(CID.parse(cid), { signal: AbortSignal.timeout(10_000) })
+          await node.contentRouting.provide(CID.parse(cid), { signal: AbortSignal.any([stopping.signal, AbortSignal.timeout(10_000)]) })
           counters.provided++
         } catch {
+          if (stopped) return
           counters.provideFailures++
         }
-      })
+        // Jittered, so the runtimes of one wave, finishing together, do not provide in step.
+        await sleep(PROVIDE_GAP_MS * (0.5 + Math.random()), undefined, { signal: stopping.signal }).catch(() => {})
+      }
+    } finally {
+      providing = false
     }
-    unprovided.clear()
   }
   const provide = (cid: string): void => {
     unprovided.add(cid)
-    if (provideTimer !== undefined) clearTimeout(provideTimer)
-    if (!stopped) provideTimer = setTimeout(provideAll, PROVIDE_QUIET_MS)
+    provideLater()
   }
 
   /** Forgets the shards of `blocks` that are neither held nor in a kept manifest. */
@@ -512,7 +536,7 @@ export async function createSwarm (options: SwarmOptions): Promise<Swarm> {
       clearInterval(heartbeat)
       if (announceTimer !== undefined) clearTimeout(announceTimer)
       if (provideTimer !== undefined) clearTimeout(provideTimer)
-      provideLimit.clearQueue()
+      stopping.abort()
       validation.stop()
       await client.close()
       await node.stop()

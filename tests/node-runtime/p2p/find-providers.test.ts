@@ -95,3 +95,36 @@ describe('DHT provider lookup', () => {
     expect(source.stats().perPeer).toEqual({ [holder.peerId]: block.length })
   }, 60_000)
 })
+
+describe('provider records are background work', () => {
+  // Each record is a DHT lookup and an ADD_PROVIDER that, in a fleet no larger than a k-bucket,
+  // reach every node: sent while loads ran, they took the wave's CPU (BENCHMARKS.md, "swarm").
+  it('wait while a fetch is on its way, then go out one at a time, at least half a gap apart', async () => {
+    const holder: Swarm = await createSwarm({ seed: seedOf(91) })
+    stops.push(async () => { await holder.stop() })
+    const other: Swarm = await createSwarm({ seed: seedOf(92) })
+    stops.push(async () => { await other.stop() })
+    await holder.node.dial(tcpAddr(other.node))
+    const dht = holder.node.services.dht as unknown as { routingTable: { size: number } }
+    await until('the other peer in the holder\'s routing table', () => dht.routingTable.size >= 1, 10_000)
+
+    let landed: (bytes: Uint8Array) => void = () => {}
+    holder.fetching('bafkreiaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa', new Promise<Uint8Array>(resolve => { landed = resolve }))
+    const cache = holder.watch(memoryCache({ name: 'holder' }))
+    const blocks = [1, 2, 3].map(i => new Uint8Array(1_000).fill(i))
+    for (const block of blocks) await cache.put(await rawCid(block), block)
+    const sent = (): number => holder.counters().provided + holder.counters().provideFailures
+    // Past the 2 s quiet period, nothing is provided while the fetch is still on its way.
+    await new Promise(resolve => setTimeout(resolve, 3_500))
+    expect(sent()).toBe(0)
+
+    const released = Date.now()
+    landed(new Uint8Array(1))
+    await until('all three provided', () => sent() === 3, 30_000)
+    // Two gaps of at least 500 ms each (1 s ± half) between the three.
+    expect(Date.now() - released).toBeGreaterThanOrEqual(2 * 500)
+    expect(holder.counters().provided).toBe(3)
+    const found = await other.network.findProviders(await rawCid(blocks[2] as Uint8Array), { signal: AbortSignal.timeout(5_000), limit: 6 })
+    expect(found).toEqual([holder.peerId])
+  }, 60_000)
+})
