@@ -269,6 +269,8 @@ export function swarmSource (options: SwarmSourceOptions): SwarmSource {
         scores.record(peer, 'not-found')
         return undefined
       case 'busy':
+        // The origin's are counted in originBusy.
+        if (peer !== origin) fail('busy')
         scores.record(peer, 'busy')
         return { busy: answer.retryMs }
       default:

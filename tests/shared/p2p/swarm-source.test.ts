@@ -489,6 +489,17 @@ describe('swarm source: the origin', () => {
     expect(s.stats().forcedBecause).toEqual({ 'referred peers already tried': 1 })
   })
 
+  it('a hinted peer that answers busy is counted, and the next source is asked', async () => {
+    const [o] = await objects(1)
+    if (o === undefined) throw new Error('no object')
+    store.set(o.cid, o.bytes)
+    const net = fakeNetwork({ peers: { h1: scripted({ status: 'busy', retryMs: 200 }), [ORIGIN]: holds }, holders: { [o.cid]: ['h1'] } })
+    const s = source(net)
+    expect(await s.get(o.cid, { signal: signal() })).toEqual(o.bytes)
+    expect(askedPeers(net)).toEqual(['h1', ORIGIN])
+    expect(s.stats()).toMatchObject({ failures: { busy: 1 }, originBusy: 0, bytesFromOrigin: o.bytes.length })
+  })
+
   it('a referred peer that serves saves the origin its bytes', async () => {
     const [o] = await objects(1)
     if (o === undefined) throw new Error('no object')
