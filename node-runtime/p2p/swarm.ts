@@ -152,6 +152,8 @@ const SERVE_TIMEOUT_MS = 30_000
 const KEPT_MANIFESTS = 4
 /** Blocks are provided in the DHT once none has arrived for this long and nothing is on its way. */
 const PROVIDE_QUIET_MS = 2_000
+/** The least wait a `busy` answer asks for. */
+const BUSY_RETRY_MS = 200
 /** Between two provider records of one node (± half). */
 const PROVIDE_GAP_MS = 1_000
 /** How long `join` waits for the DHT routing table to hold a peer. */
@@ -248,6 +250,8 @@ export async function createSwarm (options: SwarmOptions): Promise<Swarm> {
       pace: cap?.pace,
       admit: cap?.admit,
       slots,
+      // Full slots under a cap drain as fast as the cap lets the answers under way out.
+      busyRetryMs: () => Math.max(BUSY_RETRY_MS, cap?.drainMs() ?? 0),
       peer: connection.remotePeer.toString(),
       onServed: n => { counters.bytesServed += n; counters.objectsServed++ },
       onBadRequest: () => { counters.badRequests++ },

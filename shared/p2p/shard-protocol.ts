@@ -29,6 +29,8 @@ import { InvalidInputError, NotFoundError, TimeoutError, UnavailableError } from
 import { parseJsonWith } from '../errors/parse-json.ts'
 
 export const SHARD_PROTOCOL = '/blockfed/shard/2.0.0'
+/** The longest wait a `busy` answer may ask for. */
+const MAX_BUSY_RETRY_MS = 60_000
 
 /** Bound on a request frame and on a header frame. */
 export const MAX_CONTROL_FRAME = 4096
@@ -57,7 +59,7 @@ export type Referral = z.infer<typeof referralSchema>
 const headerSchema = z.discriminatedUnion('status', [
   z.strictObject({ status: z.literal('ok'), size: z.number().int().min(0) }),
   z.strictObject({ status: z.literal('not-found') }),
-  z.strictObject({ status: z.literal('busy'), retryMs: z.number().int().min(0).max(60_000) }),
+  z.strictObject({ status: z.literal('busy'), retryMs: z.number().int().min(0).max(MAX_BUSY_RETRY_MS) }),
   z.strictObject({ status: z.literal('elsewhere'), peers: z.array(referralSchema).min(1).max(MAX_REFERRALS) }),
   z.strictObject({ status: z.literal('bad-request'), message: z.string().max(1024) })
 ])
@@ -316,8 +318,8 @@ export interface ServeOptions {
   peer?: string
   /** Longest one body chunk may wait for the peer to read. Default CHUNK_WRITE_MS. */
   progressMs?: number
-  /** Retry hint of a `busy` answer. Default 200 ms. */
-  busyRetryMs?: number
+  /** Retry hint of a `busy` answer, or how to work it out when one is sent. Default 200 ms. */
+  busyRetryMs?: number | (() => number)
   /** Called when an ok answer's body starts (it was admitted); `onServed` or `onBroken` follows. */
   onSending?: (request: ShardRequest) => void
   /** Called after a complete ok answer, with the body's length and the request it answered. */
@@ -328,6 +330,12 @@ export interface ServeOptions {
   onBadRequest?: (reason: string) => void
   /** Called for a request answered `busy` for want of a slot or of upload capacity. */
   onBusy?: () => void
+}
+
+/** The `retryMs` of a busy answer: whole milliseconds within the protocol's bound. */
+function busyRetry (options: ServeOptions): number {
+  const ms = typeof options.busyRetryMs === 'function' ? options.busyRetryMs() : options.busyRetryMs ?? 200
+  return Math.min(MAX_BUSY_RETRY_MS, Math.max(0, Math.round(ms)))
 }
 
 /**
@@ -368,7 +376,7 @@ export async function serveShardStream (
       const signal = AbortSignal.timeout(options.timeoutMs)
       if (options.slots !== undefined && !options.slots.take(options.peer)) {
         options.onBusy?.()
-        await writeJson(bytes, { status: 'busy', retryMs: options.busyRetryMs ?? 200 }, signal)
+        await writeJson(bytes, { status: 'busy', retryMs: busyRetry(options) }, signal)
         continue
       }
       try {
@@ -405,7 +413,7 @@ async function answer (
   const release = options.admit === undefined ? () => {} : options.admit(body.length)
   if (release === undefined) {
     options.onBusy?.()
-    await writeJson(bytes, { status: 'busy', retryMs: options.busyRetryMs ?? 200 }, signal)
+    await writeJson(bytes, { status: 'busy', retryMs: busyRetry(options) }, signal)
     return
   }
   options.onSending?.(request)

@@ -13,7 +13,8 @@
  *   5. a fallback source (the coordinator's HTTP API), when the origin cannot be reached.
  *
  * Every answer is verified against its CID before it is returned; a peer whose bytes do not
- * match is banned (peer-score.ts) and the next one is asked. Requests per peer are limited,
+ * match is banned (peer-score.ts) and the next one is asked. A peer that answers busy is asked
+ * again, after the wait it asks for, when the origin refers to it (within a patience). Requests per peer are limited,
  * every request has a deadline that counts its time queued behind that limit (a request whose
  * turn comes after its peer was rested is not sent). Peers in good standing are asked in this
  * node's own order for the block (`preferenceOrder`), so loaders spread over its holders, and
@@ -103,6 +104,24 @@ export interface SwarmSource extends BlockSource {
 
 const LOOKUP_TTL_MS = 2_000
 const ORIGIN_ATTEMPTS = 4
+/**
+ * How long one object waits, in all, on peers that answered busy before the origin is made to
+ * serve it. 15 s cut the coordinator's bytes as far (1.00 × in a capped wave) but stretched the
+ * wave's tail by 12 s; 5 s: 1.12 ×, tail unchanged (BENCHMARKS.md, "swarm", stop 26).
+ */
+const PEER_BUSY_PATIENCE_MS = 5_000
+
+/** One object's fetch so far. */
+interface Attempt {
+  /** Peers not to ask again (self and the origin among them). */
+  tried: Set<string>
+  /** Peers asked (self and the origin not counted), bounded by maxPeersPerObject. */
+  asked: number
+  /** Peers that answered busy, with the wait they asked for: asked again when they come up again. */
+  busy: Map<string, number>
+  /** Waits out those busy answers, within PEER_BUSY_PATIENCE_MS in all. */
+  waitBusy: (retryMs: number, signal: AbortSignal) => Promise<boolean>
+}
 
 function rotate<T> (list: T[], by: number): T[] {
   if (list.length === 0) return list
@@ -281,19 +300,35 @@ export function swarmSource (options: SwarmSourceOptions): SwarmSource {
     }
   }
 
-  /** Tries `peers` one after the other until one serves; referrals from a peer are not followed. */
-  const fromPeers = async (peers: string[], cid: string, signal: AbortSignal, tried: Set<string>, asked: { count: number }): Promise<Uint8Array | undefined> => {
+  /**
+   * Tries `peers` one after the other until one serves; referrals from a peer are not followed.
+   * A peer that answered `busy` is asked again when it comes up again (the origin refers to it,
+   * the DHT names it), after the wait it asked for, while the object's patience lasts: busy is
+   * "later", not "no". Forcing the origin instead, because its referral named only peers that
+   * had answered busy, was nearly all of its extra bytes in a capped wave.
+   */
+  const fromPeers = async (peers: string[], cid: string, signal: AbortSignal, attempt: Attempt): Promise<Uint8Array | undefined> => {
     for (const peer of peers) {
-      if (tried.has(peer)) continue
-      if (asked.count >= maxPeers) break
-      tried.add(peer)
-      asked.count++
+      if (attempt.tried.has(peer)) continue
+      const retryMs = attempt.busy.get(peer)
+      if (retryMs === undefined && attempt.asked >= maxPeers) break
+      attempt.tried.add(peer)
+      if (retryMs === undefined) {
+        attempt.asked++
+      } else {
+        attempt.busy.delete(peer)
+        if (!await attempt.waitBusy(retryMs, signal)) continue
+      }
       const got = await ask(peer, cid, signal, false)
       if (got !== undefined && 'bytes' in got) {
         stats.bytesFromPeers += got.bytes.length
         stats.perPeer[peer] = (stats.perPeer[peer] ?? 0) + got.bytes.length
         options.onReceived?.(cid, got.bytes, peer)
         return got.bytes
+      }
+      if (got !== undefined && 'busy' in got) {
+        attempt.tried.delete(peer)
+        attempt.busy.set(peer, got.busy)
       }
     }
     return undefined
@@ -304,13 +339,13 @@ export function swarmSource (options: SwarmSourceOptions): SwarmSource {
    * peers fail (so DHT providers are tried before the origin is made to serve again). Without
    * bytes it says why, for `forcedBecause`.
    */
-  const fromOrigin = async (originPeer: string, cid: string, signal: AbortSignal, tried: Set<string>, asked: { count: number }, mayForce: boolean): Promise<Uint8Array | { reason: string }> => {
+  const fromOrigin = async (originPeer: string, cid: string, signal: AbortSignal, attempt: Attempt, mayForce: boolean): Promise<Uint8Array | { reason: string }> => {
     // An origin that served bytes not matching their CID is banned like any peer (only bad bytes
     // ban it: its timeouts and errors are not scored).
     if (!scores.usable(originPeer)) return { reason: 'origin banned' }
     let force = mayForce
     const waitBusy = busyWaiter()
-    for (let attempt = 0; attempt < ORIGIN_ATTEMPTS; attempt++) {
+    for (let question = 0; question < ORIGIN_ATTEMPTS; question++) {
       const got = await ask(originPeer, cid, signal, force)
       if (got === undefined) return { reason: 'origin request failed' }
       if ('bytes' in got) {
@@ -319,21 +354,24 @@ export function swarmSource (options: SwarmSourceOptions): SwarmSource {
         return got.bytes
       }
       if ('busy' in got) {
-        // The origin is up but its answer budget is full: wait as it asks, without using an
-        // attempt, within the busy patience; then fall back like a failed origin.
+        // The origin is up but its answer budget is full: wait as it asks, without using up
+        // a question, within the busy patience; then fall back like a failed origin.
         if (!await waitBusy(got.busy, signal)) return { reason: 'origin busy' }
         stats.originBusy++
-        attempt--
+        question--
         continue
       }
       stats.referrals++
       const referred = got.referral.filter(r => r.id !== network.self)
       await Promise.all(referred.map(async r => { await network.learn(r).catch(() => {}) }))
-      const untried = referred.filter(r => !tried.has(r.id))
-      const bytes = await fromPeers(scores.rank(untried.map(r => r.id)), cid, signal, tried, asked)
+      const untried = referred.filter(r => !attempt.tried.has(r.id))
+      const bytes = await fromPeers(scores.rank(untried.map(r => r.id)), cid, signal, attempt)
       if (bytes !== undefined) return bytes
+      // Referred peers that answered busy will serve later: ask the origin again (it may name
+      // more holders by then) and them after their wait, within the patience, before forcing.
+      if (!mayForce && referred.some(r => attempt.busy.has(r.id)) && question < ORIGIN_ATTEMPTS - 1) continue
       if (!mayForce) {
-        return { reason: untried.length === 0 ? 'referred peers already tried' : asked.count >= maxPeers ? 'peer budget spent' : 'referred peers failed' }
+        return { reason: untried.length === 0 ? 'referred peers already tried' : attempt.asked >= maxPeers ? 'peer budget spent' : 'referred peers failed' }
       }
       force = true
     }
@@ -353,12 +391,10 @@ export function swarmSource (options: SwarmSourceOptions): SwarmSource {
 
   async function fetchObject (cid: string, { signal, block, shard }: BlockSourceGetOptions): Promise<Uint8Array> {
     const key = block ?? cid
-    const tried = new Set<string>([network.self])
-    /** Peers asked for this object (self and the origin not counted), bounded by maxPeersPerObject. */
-    const asked = { count: 0 }
-    if (origin !== undefined) tried.add(origin)
+    const attempt: Attempt = { tried: new Set([network.self]), asked: 0, busy: new Map(), waitBusy: busyWaiter(PEER_BUSY_PATIENCE_MS) }
+    if (origin !== undefined) attempt.tried.add(origin)
     const order = (peers: string[]): string[] => {
-      const usable = scores.rank(peers.filter(p => !tried.has(p)))
+      const usable = scores.rank(peers.filter(p => !attempt.tried.has(p)))
       // Peers in good standing in this node's own order for the block, the rest after them by score.
       const standing = spread(key, usable.filter(p => scores.score(p) >= 0)).slice(0, maxPeers)
       const below = usable.filter(p => scores.score(p) < 0).slice(0, maxPeers - standing.length)
@@ -367,7 +403,7 @@ export function swarmSource (options: SwarmSourceOptions): SwarmSource {
       return byLoad([...rotate(standing, shard ?? 0), ...below])
     }
 
-    let bytes = await fromPeers(order(network.likelyHolders(key)), cid, signal, tried, asked)
+    let bytes = await fromPeers(order(network.likelyHolders(key)), cid, signal, attempt)
     if (bytes !== undefined) return bytes
     // The origin next, without `force`: it serves bytes only when it knows no peer that has
     // them, and otherwise names those peers — one round trip, where a DHT lookup that finds
@@ -375,16 +411,16 @@ export function swarmSource (options: SwarmSourceOptions): SwarmSource {
     /** Why the origin's unforced answer did not lead to the bytes. */
     let unforced = ''
     if (origin !== undefined) {
-      const got = await fromOrigin(origin, cid, signal, tried, asked, false)
+      const got = await fromOrigin(origin, cid, signal, attempt, false)
       if (got instanceof Uint8Array) return got
       unforced = got.reason
     }
-    bytes = await fromPeers(order(await providersOf(key, signal)), cid, signal, tried, asked)
+    bytes = await fromPeers(order(await providersOf(key, signal)), cid, signal, attempt)
     if (bytes !== undefined) return bytes
     // Counted only when a forced request will be sent: a banned origin is not asked at all.
     if (origin !== undefined && scores.usable(origin)) {
       stats.forcedBecause[unforced] = (stats.forcedBecause[unforced] ?? 0) + 1
-      const got = await fromOrigin(origin, cid, signal, tried, asked, true)
+      const got = await fromOrigin(origin, cid, signal, attempt, true)
       if (got instanceof Uint8Array) return got
     }
     if (fallback !== undefined) {
@@ -394,6 +430,6 @@ export function swarmSource (options: SwarmSourceOptions): SwarmSource {
       options.onReceived?.(cid, bytes, fallback.name)
       return bytes
     }
-    throw new UnavailableError(`${cid}: no peer could serve it (asked ${asked.count} peer(s)${origin === undefined ? ', no origin' : ' and the origin'})`)
+    throw new UnavailableError(`${cid}: no peer could serve it (asked ${attempt.asked} peer(s)${origin === undefined ? ', no origin' : ' and the origin'})`)
   }
 }

@@ -71,6 +71,8 @@ export interface UploadCap {
    * would share the cap and all miss their deadlines together: bytes nobody receives.
    */
   admit: (bytes: number) => (() => void) | undefined
+  /** How long the answers under way take to go through the cap, in ms: when to come back. */
+  drainMs: () => number
 }
 
 /**
@@ -102,6 +104,7 @@ export function uploadCap (bytesPerSecond: number | undefined, deadlineMs: numbe
   const admission = bytesUnderway((underway, bytes) => (underway + bytes) * 1000 / bytesPerSecond <= deadlineMs / 2)
   return {
     pace: async (bytes, signal) => { await bucket.take(bytes, signal) },
-    admit: admission.admit
+    admit: admission.admit,
+    drainMs: () => admission.underway * 1000 / bytesPerSecond
   }
 }

@@ -500,6 +500,35 @@ describe('swarm source: the origin', () => {
     expect(s.stats()).toMatchObject({ failures: { busy: 1 }, originBusy: 0, bytesFromOrigin: o.bytes.length })
   })
 
+  it('a hinted peer that answered busy is asked again when the origin refers to it, after the wait it asked for; the origin is not made to serve', async () => {
+    const [o] = await objects(1)
+    if (o === undefined) throw new Error('no object')
+    store.set(o.cid, o.bytes)
+    const referral = { status: 'elsewhere', peers: [{ id: 'h1', addrs: [] }] } satisfies ShardAnswer
+    const at: number[] = []
+    const h1: Behaviour = scripted(async () => { at.push(Date.now()); return { status: 'busy', retryMs: 300 } }, async (cid, call) => { at.push(Date.now()); return await holds(cid, call) })
+    const net = fakeNetwork({ peers: { h1, [ORIGIN]: scripted(referral, holds) }, holders: { [o.cid]: ['h1'] } })
+    const s = source(net)
+    expect(await s.get(o.cid, { signal: signal() })).toEqual(o.bytes)
+    expect(net.calls.map(c => [c.peer, c.force])).toEqual([['h1', false], [ORIGIN, false], ['h1', false]])
+    expect((at[1] as number) - (at[0] as number)).toBeGreaterThanOrEqual(300 - 5)
+    expect(s.stats()).toMatchObject({ bytesFromOrigin: 0, perPeer: { h1: o.bytes.length }, failures: { busy: 1 }, forcedBecause: {} })
+  })
+
+  it('peers still busy when the patience for busy answers runs out: the origin is made to serve', async () => {
+    const [o] = await objects(1)
+    if (o === undefined) throw new Error('no object')
+    store.set(o.cid, o.bytes)
+    const referral = { status: 'elsewhere', peers: [{ id: 'h1', addrs: [] }] } satisfies ShardAnswer
+    // 3 s asked (waited 3–4.5 s, jittered): one wait fits the 5 s patience, a second does not.
+    const net = fakeNetwork({ peers: { h1: scripted({ status: 'busy', retryMs: 3_000 }), [ORIGIN]: scripted(referral, referral, holds) }, holders: { [o.cid]: ['h1'] } })
+    const s = source(net)
+    expect(await s.get(o.cid, { signal: signal() })).toEqual(o.bytes)
+    // Asked again once, after its wait, with the origin asked again in between (it may name more holders by then).
+    expect(net.calls.map(c => [c.peer, c.force])).toEqual([['h1', false], [ORIGIN, false], ['h1', false], [ORIGIN, false], [ORIGIN, true]])
+    expect(s.stats()).toMatchObject({ bytesFromOrigin: o.bytes.length, failures: { busy: 2 }, forcedBecause: { 'referred peers failed': 1 } })
+  }, 15_000)
+
   it('a referred peer that serves saves the origin its bytes', async () => {
     const [o] = await objects(1)
     if (o === undefined) throw new Error('no object')

@@ -169,8 +169,10 @@ describe('token bucket', () => {
 describe('upload cap admission', () => {
   it('admits answers while the bytes under way fit half the deadline, and one always when idle', () => {
     const cap = uploadCap(1000, 2000) as NonNullable<ReturnType<typeof uploadCap>>
+    expect(cap.drainMs()).toBe(0)
     const a = cap.admit(600)
     expect(a).toBeDefined()
+    expect(cap.drainMs()).toBe(600) // what a busy answer asks a requester to wait
     expect(cap.admit(600)).toBeUndefined() // 1200 bytes at 1000 B/s: past 1 s
     const b = cap.admit(400) // exactly 1 s
     expect(b).toBeDefined()
