@@ -139,5 +139,4 @@ export function parseMessage<T> (schema: z.ZodType<T>, value: unknown, what: str
   throw new InvalidInputError(`${what}: ${describeIssues(parsed.error)}`)
 }
 
-
 export { toBase64 as encodeBytes }

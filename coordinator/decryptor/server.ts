@@ -79,7 +79,6 @@ export interface DecryptorServerDeps {
 
 const errors = { 400: errorBodySchema, 403: errorBodySchema, 409: errorBodySchema, 413: errorBodySchema, 502: errorBodySchema }
 
-
 function requireToken (req: FastifyRequest, token: string | undefined): void {
   if (token === undefined) return
   // The scheme is case-insensitive (RFC 9110 §11.1), as on the coordinator.

@@ -65,6 +65,8 @@ export interface SwarmOptions {
   filterTtlMs?: number
   maxFilters?: number
   maxFilterBytes?: number
+  /** Longest DHT provider records are held back while fetches keep going. Default 60 s. */
+  provideMaxDeferMs?: number
   /** A version was announced on a model topic this node follows. */
   onVersion?: (model: string, version: number, manifestCid: string, from: string) => void
 }
@@ -154,6 +156,8 @@ const KEPT_MANIFESTS = 4
 const PROVIDE_QUIET_MS = 2_000
 /** The least wait a `busy` answer asks for. */
 const BUSY_RETRY_MS = 200
+/** Longest provider records are held back while fetches keep going. */
+const PROVIDE_MAX_DEFER_MS = 60_000
 /** Between two provider records of one node (± half). */
 const PROVIDE_GAP_MS = 1_000
 /** How long `join` waits for the DHT routing table to hold a peer. */
@@ -344,6 +348,8 @@ export async function createSwarm (options: SwarmOptions): Promise<Swarm> {
   const unprovided = new Set<string>()
   let provideTimer: ReturnType<typeof setTimeout> | undefined
   let providing = false
+  /** When provider records were first held back for a fetch under way. */
+  let deferredSince: number | undefined
   const provideLater = (): void => {
     if (provideTimer !== undefined) clearTimeout(provideTimer)
     if (!stopped) provideTimer = setTimeout(() => { void provideQueued() }, PROVIDE_QUIET_MS)
@@ -355,10 +361,16 @@ export async function createSwarm (options: SwarmOptions): Promise<Swarm> {
     try {
       for (const cid of unprovided) {
         if (stopped) return
-        // A load started again (a new version, a prefetch): wait until it is over.
+        // A load started again (a new version, a prefetch): wait until it is over, but not for
+        // ever: a runtime that is always fetching something still provides what it holds.
         if (pending.size > 0) {
-          provideLater()
-          return
+          deferredSince ??= Date.now()
+          if (Date.now() - deferredSince < (options.provideMaxDeferMs ?? PROVIDE_MAX_DEFER_MS)) {
+            provideLater()
+            return
+          }
+        } else {
+          deferredSince = undefined
         }
         unprovided.delete(cid)
         if (!held.has(cid)) continue

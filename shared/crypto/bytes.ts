@@ -49,7 +49,8 @@ export function decodeBase64 (text: string, what: string, options: { canonical?:
   } catch (err) {
     throw new Failure(`${what}: not base64`, { cause: err })
   }
-  if (options.canonical === true && (text === '' || toBase64(out) !== text)) throw new Failure(`${what}: not canonical padded base64`)
+  if (options.canonical === true && text === '') throw new Failure(`${what}: empty`)
+  if (options.canonical === true && toBase64(out) !== text) throw new Failure(`${what}: not canonical padded base64`)
   if (options.bytes !== undefined && out.length !== options.bytes) throw new Failure(`${what}: expected ${options.bytes} bytes, got ${out.length}`)
   return out
 }

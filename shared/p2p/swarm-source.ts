@@ -311,7 +311,8 @@ export function swarmSource (options: SwarmSourceOptions): SwarmSource {
     for (const peer of peers) {
       if (attempt.tried.has(peer)) continue
       const retryMs = attempt.busy.get(peer)
-      if (retryMs === undefined && attempt.asked >= maxPeers) break
+      // The budget bounds new peers only: one that answered busy may still be asked again.
+      if (retryMs === undefined && attempt.asked >= maxPeers) continue
       attempt.tried.add(peer)
       if (retryMs === undefined) {
         attempt.asked++
@@ -369,7 +370,7 @@ export function swarmSource (options: SwarmSourceOptions): SwarmSource {
       if (bytes !== undefined) return bytes
       // Referred peers that answered busy will serve later: ask the origin again (it may name
       // more holders by then) and them after their wait, within the patience, before forcing.
-      if (!mayForce && referred.some(r => attempt.busy.has(r.id)) && question < ORIGIN_ATTEMPTS - 1) continue
+      if (!mayForce && scores.rank(referred.map(r => r.id)).some(id => attempt.busy.has(id)) && question < ORIGIN_ATTEMPTS - 1) continue
       if (!mayForce) {
         return { reason: untried.length === 0 ? 'referred peers already tried' : attempt.asked >= maxPeers ? 'peer budget spent' : 'referred peers failed' }
       }

@@ -71,7 +71,11 @@ export interface UploadCap {
    * would share the cap and all miss their deadlines together: bytes nobody receives.
    */
   admit: (bytes: number) => (() => void) | undefined
-  /** How long the answers under way take to go through the cap, in ms: when to come back. */
+  /**
+   * How long the rest of the answers under way takes to go through the cap, in ms: the wait a
+   * `busy` answer asks for. Bytes already paced are not counted (those of an answer that broke
+   * off are taken as sent).
+   */
   drainMs: () => number
 }
 
@@ -102,9 +106,24 @@ export function uploadCap (bytesPerSecond: number | undefined, deadlineMs: numbe
   if (bytesPerSecond === undefined) return undefined
   const bucket = tokenBucket({ bytesPerSecond, burstBytes: Math.min(bytesPerSecond, UPLOAD_BURST_BYTES) })
   const admission = bytesUnderway((underway, bytes) => (underway + bytes) * 1000 / bytesPerSecond <= deadlineMs / 2)
+  /** Bytes of the answers under way that have gone through the bucket. */
+  let paced = 0
   return {
-    pace: async (bytes, signal) => { await bucket.take(bytes, signal) },
-    admit: admission.admit,
-    drainMs: () => admission.underway * 1000 / bytesPerSecond
+    pace: async (bytes, signal) => {
+      await bucket.take(bytes, signal)
+      paced += bytes
+    },
+    admit (bytes) {
+      const release = admission.admit(bytes)
+      if (release === undefined) return undefined
+      let released = false
+      return () => {
+        if (released) return
+        released = true
+        release()
+        paced = Math.max(0, paced - bytes)
+      }
+    },
+    drainMs: () => Math.max(0, admission.underway - paced) * 1000 / bytesPerSecond
   }
 }

@@ -26,14 +26,17 @@ export interface RawClient {
 
 /** `identity` reuses a client's key, e.g. to connect again as a runtime that restarted. */
 export async function rawClient (url: string, token: string, models: string[], options: { autoAccept?: boolean, identity?: SigningKeyPair } = {}): Promise<RawClient> {
-  const peer = await Peer.open(url, token, 'raw-client', { identity: options.identity, models })
   const offers: RoundConfig[] = []
-  // Set as the welcome is read: no offer can come before it (the client is not yet registered).
-  peer.onMessage = (m: ServerMessage | undefined) => {
-    if (m?.type !== 'offer') return
-    offers.push(m.config)
-    if (options.autoAccept !== false) peer.json({ type: 'accept', roundId: m.config.id })
-  }
+  // Given to open, not set after it: an offer can arrive in the same read as the welcome.
+  const peer = await Peer.open(url, token, 'raw-client', {
+    identity: options.identity,
+    models,
+    onMessage: (m: ServerMessage | undefined, self: Peer) => {
+      if (m?.type !== 'offer') return
+      offers.push(m.config)
+      if (options.autoAccept !== false) self.json({ type: 'accept', roundId: m.config.id })
+    }
+  })
   return {
     id: peer.id,
     identity: peer.identity,

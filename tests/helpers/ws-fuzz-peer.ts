@@ -22,7 +22,7 @@ export class Peer {
   closeInfo: { code: number, reason: string } | undefined
   readonly closed: Promise<{ code: number, reason: string }>
   private readonly listeners = new Set<() => void>()
-  onMessage: ((m: any) => void) | undefined
+  onMessage: ((m: any, peer: Peer) => void) | undefined
 
   constructor (url: string, token: string, name: string, identity?: SigningKeyPair) {
     this.identity = identity ?? generateSigningKey()
@@ -41,13 +41,15 @@ export class Peer {
       try { json = JSON.parse(text) } catch { json = undefined }
       this.received.push({ text, json, at: performance.now() })
       if (json?.type === 'challenge') this.nonce = json.nonce
-      this.onMessage?.(json)
+      this.onMessage?.(json, this)
       for (const l of this.listeners) l()
     })
   }
 
-  static async open (url: string, token: string, name: string, options: { identity?: SigningKeyPair, models?: string[], hello?: boolean } = {}): Promise<Peer> {
+  /** `onMessage` is set before the socket can deliver anything: frames that arrive with the welcome are not missed. */
+  static async open (url: string, token: string, name: string, options: { identity?: SigningKeyPair, models?: string[], hello?: boolean, onMessage?: (m: any, peer: Peer) => void } = {}): Promise<Peer> {
     const p = new Peer(url, token, name, options.identity)
+    p.onMessage = options.onMessage
     await p.waitFrom(0, m => m?.type === 'challenge', 10_000)
     if (options.hello !== false) {
       const at = p.mark()

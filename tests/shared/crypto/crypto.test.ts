@@ -124,7 +124,7 @@ describe('key wrapping (X25519 + HKDF + XChaCha20-Poly1305)', () => {
       // Pad bits not zero: the text of no byte string (RFC 4648 §3.5).
       ['Zm9=', {}, 'f: not base64'],
       ['Zm8', { canonical: true }, 'f: not canonical padded base64'],
-      ['', { canonical: true }, 'f: not canonical padded base64'],
+      ['', { canonical: true }, 'f: empty'],
       ['Zm8=', { bytes: 3 }, 'f: expected 3 bytes, got 2']
     ]
     for (const [text, options, message] of cases) {

@@ -515,6 +515,19 @@ describe('swarm source: the origin', () => {
     expect(s.stats()).toMatchObject({ bytesFromOrigin: 0, perPeer: { h1: o.bytes.length }, failures: { busy: 1 }, forcedBecause: {} })
   })
 
+  it('a busy peer is asked again even when the peer budget is spent, past referred peers the budget leaves out', async () => {
+    const [o] = await objects(1)
+    if (o === undefined) throw new Error('no object')
+    store.set(o.cid, o.bytes)
+    // r2 (score 0) ranks before h1 (a busy answer costs score), and the budget of 1 is spent on h1.
+    const referral = { status: 'elsewhere', peers: [{ id: 'r2', addrs: [] }, { id: 'h1', addrs: [] }] } satisfies ShardAnswer
+    const net = fakeNetwork({ peers: { h1: scripted({ status: 'busy', retryMs: 50 }, holds), r2: holds, [ORIGIN]: scripted(referral, holds) }, holders: { [o.cid]: ['h1'] } })
+    const s = source(net, { maxPeersPerObject: 1 })
+    expect(await s.get(o.cid, { signal: signal() })).toEqual(o.bytes)
+    expect(net.calls.map(c => [c.peer, c.force])).toEqual([['h1', false], [ORIGIN, false], ['h1', false]])
+    expect(s.stats()).toMatchObject({ bytesFromOrigin: 0, perPeer: { h1: o.bytes.length } })
+  })
+
   it('peers still busy when the patience for busy answers runs out: the origin is made to serve', async () => {
     const [o] = await objects(1)
     if (o === undefined) throw new Error('no object')

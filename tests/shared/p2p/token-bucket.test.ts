@@ -167,12 +167,14 @@ describe('token bucket', () => {
 })
 
 describe('upload cap admission', () => {
-  it('admits answers while the bytes under way fit half the deadline, and one always when idle', () => {
+  it('admits answers while the bytes under way fit half the deadline, and one always when idle', async () => {
     const cap = uploadCap(1000, 2000) as NonNullable<ReturnType<typeof uploadCap>>
     expect(cap.drainMs()).toBe(0)
     const a = cap.admit(600)
     expect(a).toBeDefined()
     expect(cap.drainMs()).toBe(600) // what a busy answer asks a requester to wait
+    await cap.pace(200, AbortSignal.timeout(5_000)) // within the 1000-byte burst: at once
+    expect(cap.drainMs()).toBe(400) // bytes already sent are not waited for again
     expect(cap.admit(600)).toBeUndefined() // 1200 bytes at 1000 B/s: past 1 s
     const b = cap.admit(400) // exactly 1 s
     expect(b).toBeDefined()
@@ -183,6 +185,7 @@ describe('upload cap admission', () => {
     expect(cap.admit(1)).toBeUndefined()
     b?.()
     c?.()
+    expect(cap.drainMs()).toBe(0)
     // Idle, an answer larger than the bound still goes (alone), else it could never be served.
     expect(cap.admit(5000)).toBeDefined()
     expect(cap.admit(1)).toBeUndefined()
