@@ -96,17 +96,23 @@ describe('DHT provider lookup', () => {
   }, 60_000)
 })
 
+/** A holder swarm and one other peer in its DHT routing table, seeds `seed` and `seed + 1`. */
+async function holderAndPeer (seed: number, options: { provideMaxDeferMs?: number } = {}): Promise<{ holder: Swarm, other: Swarm }> {
+  const holder = await createSwarm({ seed: seedOf(seed), ...options })
+  stops.push(async () => { await holder.stop() })
+  const other = await createSwarm({ seed: seedOf(seed + 1) })
+  stops.push(async () => { await other.stop() })
+  await holder.node.dial(tcpAddr(other.node))
+  const dht = holder.node.services.dht as unknown as { routingTable: { size: number } }
+  await until('the other peer in the holder\'s routing table', () => dht.routingTable.size >= 1, 10_000)
+  return { holder, other }
+}
+
 describe('provider records are background work', () => {
   // Each record is a DHT lookup and an ADD_PROVIDER that, in a fleet no larger than a k-bucket,
   // reach every node: sent while loads ran, they took the wave's CPU (BENCHMARKS.md, "swarm").
   it('wait while a fetch is on its way, then go out one at a time, at least half a gap apart', async () => {
-    const holder: Swarm = await createSwarm({ seed: seedOf(91) })
-    stops.push(async () => { await holder.stop() })
-    const other: Swarm = await createSwarm({ seed: seedOf(92) })
-    stops.push(async () => { await other.stop() })
-    await holder.node.dial(tcpAddr(other.node))
-    const dht = holder.node.services.dht as unknown as { routingTable: { size: number } }
-    await until('the other peer in the holder\'s routing table', () => dht.routingTable.size >= 1, 10_000)
+    const { holder, other } = await holderAndPeer(91)
 
     let landed: (bytes: Uint8Array) => void = () => {}
     holder.fetching('bafkreiaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa', new Promise<Uint8Array>(resolve => { landed = resolve }))
@@ -131,13 +137,7 @@ describe('provider records are background work', () => {
   }, 60_000)
 
   it('are held back while fetches keep going only up to provideMaxDeferMs', async () => {
-    const holder: Swarm = await createSwarm({ seed: seedOf(93), provideMaxDeferMs: 3_000 })
-    stops.push(async () => { await holder.stop() })
-    const other: Swarm = await createSwarm({ seed: seedOf(94) })
-    stops.push(async () => { await other.stop() })
-    await holder.node.dial(tcpAddr(other.node))
-    const dht = holder.node.services.dht as unknown as { routingTable: { size: number } }
-    await until('the other peer in the holder\'s routing table', () => dht.routingTable.size >= 1, 10_000)
+    const { holder } = await holderAndPeer(93, { provideMaxDeferMs: 3_000 })
     // A fetch that never lands (a runtime always loading something).
     holder.fetching('bafkreiaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaab', new Promise<Uint8Array>(() => {}))
     const block = new Uint8Array(1_000).fill(9)
