@@ -25,7 +25,7 @@ import type { Manifest } from '../../shared/manifest/schema.ts'
 import { blockFilter, optimalParams, type BlockFilter } from '../../shared/p2p/bloom.ts'
 import { encodeGossip, GOSSIP_MAX_MESSAGE_BYTES, modelTopic, readTopicMessage } from '../../shared/p2p/gossip.ts'
 import { shardClient } from '../../shared/p2p/shard-client.ts'
-import { serveShardStream, serveSlots, SHARD_PROTOCOL, type ShardAnswer, type ShardRequest } from '../../shared/p2p/shard-protocol.ts'
+import { DEFAULT_BUSY_RETRY_MS, serveShardStream, serveSlots, SHARD_PROTOCOL, type ShardAnswer, type ShardRequest } from '../../shared/p2p/shard-protocol.ts'
 import type { SwarmNetwork } from '../../shared/p2p/swarm-source.ts'
 import { uploadCap } from '../../shared/p2p/token-bucket.ts'
 import { untilAborted } from '../../shared/load/deadline.ts'
@@ -154,8 +154,6 @@ const SERVE_TIMEOUT_MS = 30_000
 const KEPT_MANIFESTS = 4
 /** Blocks are provided in the DHT once none has arrived for this long and nothing is on its way. */
 const PROVIDE_QUIET_MS = 2_000
-/** The least wait a `busy` answer asks for. */
-const BUSY_RETRY_MS = 200
 /** Longest provider records are held back while fetches keep going. */
 const PROVIDE_MAX_DEFER_MS = 60_000
 /** Between two provider records of one node (± half). */
@@ -188,6 +186,7 @@ export async function createSwarm (options: SwarmOptions): Promise<Swarm> {
   const filterTtlMs = options.filterTtlMs ?? 3 * ANNOUNCE_REPEAT_MS
   const maxFilters = options.maxFilters ?? 256
   const maxFilterBytes = options.maxFilterBytes ?? 4 << 20
+  const provideMaxDeferMs = options.provideMaxDeferMs ?? PROVIDE_MAX_DEFER_MS
   let filterBytes = 0
   const filterSize = (f: BlockFilter): number => Math.ceil(f.bits / 8)
   const dropFilter = (peer: string): void => {
@@ -255,7 +254,7 @@ export async function createSwarm (options: SwarmOptions): Promise<Swarm> {
       admit: cap?.admit,
       slots,
       // Full slots under a cap drain as fast as the cap lets the answers under way out.
-      busyRetryMs: () => Math.max(BUSY_RETRY_MS, cap?.drainMs() ?? 0),
+      busyRetryMs: () => Math.max(DEFAULT_BUSY_RETRY_MS, cap?.drainMs() ?? 0),
       peer: connection.remotePeer.toString(),
       onServed: n => { counters.bytesServed += n; counters.objectsServed++ },
       onBadRequest: () => { counters.badRequests++ },
@@ -365,7 +364,7 @@ export async function createSwarm (options: SwarmOptions): Promise<Swarm> {
         // ever: a runtime that is always fetching something still provides what it holds.
         if (pending.size > 0) {
           deferredSince ??= Date.now()
-          if (Date.now() - deferredSince < (options.provideMaxDeferMs ?? PROVIDE_MAX_DEFER_MS)) {
+          if (Date.now() - deferredSince < provideMaxDeferMs) {
             provideLater()
             return
           }

@@ -60,8 +60,7 @@ export function parseCheckpoint (text: string): Checkpoint {
   if (!DECIMAL.test(sizeText)) throw new InvalidInputError(`checkpoint size "${sizeText.slice(0, 40)}": expected a decimal number without leading zeros`)
   const size = Number(sizeText)
   if (!Number.isSafeInteger(size)) throw new InvalidInputError(`checkpoint size ${sizeText.slice(0, 40)}: larger than 2^53 − 1`)
-  const root = decodeBase64(rootText, 'checkpoint root', { canonical: true })
-  if (root.length !== 32) throw new InvalidInputError(`checkpoint root: expected 32 bytes, got ${root.length}`)
+  const root = decodeBase64(rootText, 'checkpoint root', { canonical: true, bytes: 32 })
   extensions.forEach((line, i) => checkLine(line, `checkpoint extension ${i}`))
   return { origin, size, root, extensions }
 }

@@ -31,6 +31,8 @@ import { parseJsonWith } from '../errors/parse-json.ts'
 export const SHARD_PROTOCOL = '/blockfed/shard/2.0.0'
 /** The longest wait a `busy` answer may ask for. */
 const MAX_BUSY_RETRY_MS = 60_000
+/** The wait a `busy` answer asks for when the server says nothing else. */
+export const DEFAULT_BUSY_RETRY_MS = 200
 
 /** Bound on a request frame and on a header frame. */
 export const MAX_CONTROL_FRAME = 4096
@@ -318,7 +320,7 @@ export interface ServeOptions {
   peer?: string
   /** Longest one body chunk may wait for the peer to read. Default CHUNK_WRITE_MS. */
   progressMs?: number
-  /** Retry hint of a `busy` answer, or how to work it out when one is sent. Default 200 ms. */
+  /** Retry hint of a `busy` answer, or how to work it out when one is sent. Default DEFAULT_BUSY_RETRY_MS. */
   busyRetryMs?: number | (() => number)
   /** Called when an ok answer's body starts (it was admitted); `onServed` or `onBroken` follows. */
   onSending?: (request: ShardRequest) => void
@@ -334,7 +336,7 @@ export interface ServeOptions {
 
 /** The `retryMs` of a busy answer: whole milliseconds within the protocol's bound. */
 function busyRetry (options: ServeOptions): number {
-  const ms = typeof options.busyRetryMs === 'function' ? options.busyRetryMs() : options.busyRetryMs ?? 200
+  const ms = typeof options.busyRetryMs === 'function' ? options.busyRetryMs() : options.busyRetryMs ?? DEFAULT_BUSY_RETRY_MS
   return Math.min(MAX_BUSY_RETRY_MS, Math.max(0, Math.round(ms)))
 }
 

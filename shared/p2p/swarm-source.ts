@@ -14,9 +14,9 @@
  *
  * Every answer is verified against its CID before it is returned; a peer whose bytes do not
  * match is banned (peer-score.ts) and the next one is asked. A peer that answers busy is asked
- * again, after the wait it asks for, when the origin refers to it (within a patience). Requests per peer are limited,
- * every request has a deadline that counts its time queued behind that limit (a request whose
- * turn comes after its peer was rested is not sent). Peers in good standing are asked in this
+ * again, after the wait it asks for, when the origin refers to it (within a patience). Requests
+ * per peer are limited, every request has a deadline that counts its time queued behind that
+ * limit (a request whose turn comes after its peer was rested is not sent). Peers in good standing are asked in this
  * node's own order for the block (`preferenceOrder`), so loaders spread over its holders, and
  * the shards of one block start at different peers of that order (rotated by shard index).
  * Which peer was asked and what it did is in `stats()`.

@@ -82,9 +82,10 @@ export interface UploadCap {
 /**
  * Admission by the bytes of answers under way: `fits(underway, bytes)` decides, except that one
  * answer is always admitted when none is under way (it must go out, however large). Each
- * admitted answer gets its release, to call when it ends (calling it again does nothing).
+ * admitted answer gets its release, to call when it ends (calling it again does nothing);
+ * `onRelease` hears of each release once, with the answer's bytes.
  */
-export function bytesUnderway (fits: (underway: number, bytes: number) => boolean): { admit: (bytes: number) => (() => void) | undefined, readonly underway: number } {
+export function bytesUnderway (fits: (underway: number, bytes: number) => boolean, onRelease?: (bytes: number) => void): { admit: (bytes: number) => (() => void) | undefined, readonly underway: number } {
   let underway = 0
   return {
     get underway () { return underway },
@@ -96,6 +97,7 @@ export function bytesUnderway (fits: (underway: number, bytes: number) => boolea
         if (released) return
         released = true
         underway -= bytes
+        onRelease?.(bytes)
       }
     }
   }
@@ -105,25 +107,15 @@ export function bytesUnderway (fits: (underway: number, bytes: number) => boolea
 export function uploadCap (bytesPerSecond: number | undefined, deadlineMs: number): UploadCap | undefined {
   if (bytesPerSecond === undefined) return undefined
   const bucket = tokenBucket({ bytesPerSecond, burstBytes: Math.min(bytesPerSecond, UPLOAD_BURST_BYTES) })
-  const admission = bytesUnderway((underway, bytes) => (underway + bytes) * 1000 / bytesPerSecond <= deadlineMs / 2)
   /** Bytes of the answers under way that have gone through the bucket. */
   let paced = 0
+  const admission = bytesUnderway((underway, bytes) => (underway + bytes) * 1000 / bytesPerSecond <= deadlineMs / 2, bytes => { paced = Math.max(0, paced - bytes) })
   return {
     pace: async (bytes, signal) => {
       await bucket.take(bytes, signal)
       paced += bytes
     },
-    admit (bytes) {
-      const release = admission.admit(bytes)
-      if (release === undefined) return undefined
-      let released = false
-      return () => {
-        if (released) return
-        released = true
-        release()
-        paced = Math.max(0, paced - bytes)
-      }
-    },
+    admit: admission.admit,
     drainMs: () => Math.max(0, admission.underway - paced) * 1000 / bytesPerSecond
   }
 }
