@@ -27,7 +27,7 @@ import { trainLocal, type OptimizerName } from '../../shared/training/local-trai
 import { evaluateAccuracy } from '../../shared/training/evaluate.ts'
 import { weightNames } from '../../shared/training/weights.ts'
 import { mulberry32 } from '../../shared/random/seeded.ts'
-import { InvalidInputError } from '../../shared/errors/errors.ts'
+import { InvalidInputError, UnavailableError } from '../../shared/errors/errors.ts'
 import type { FetchedModel } from '../../shared/load/fetch-model.ts'
 import { spawnDecryptor, type DecryptorProcess } from './decryptor-process.ts'
 import { runAll } from './cleanup.ts'
@@ -82,7 +82,8 @@ export interface SimulationOptions {
 
 export interface RoundReport {
   round: number
-  id: string
+  /** Null: the round could not start (too few eligible clients; `reason` says why). */
+  id: string | null
   state: 'published' | 'failed'
   version: number | null
   reason: string | null
@@ -288,6 +289,20 @@ export async function simulate (options: SimulationOptions): Promise<SimulationS
     await Promise.all(clients.map(async c => await c.participant.ready(30_000, signal)))
     evaluator = await createNodeRuntime({ dataDir: join(root, 'evaluator'), token })
 
+    const rounds = coordinator.rounds
+    /**
+     * One round. One that cannot start is reported as failed with the reason: after a secure
+     * round failed once uploads were in, the clients that uploaded give no second update from
+     * that base version (node-runtime/fl/given.ts), and too few others may be left.
+     */
+    const runRound = async (request: RoundRequestInput): Promise<Pick<RoundSummary, 'state' | 'version' | 'reason' | 'metrics' | 'participants'> & { id: string | null }> => {
+      try {
+        return await rounds.run(request, signal)
+      } catch (err) {
+        if (!(err instanceof UnavailableError) || signal?.aborted === true) throw err
+        return { id: null, state: 'failed', version: null, reason: err.message, metrics: null, participants: { offered: 0, accepted: 0, uploaded: 0, dropped: 0 } }
+      }
+    }
     const reports: RoundReport[] = []
     for (let r = 1; r <= options.rounds; r++) {
       round = r
@@ -295,7 +310,7 @@ export async function simulate (options: SimulationOptions): Promise<SimulationS
       await Promise.all(clients.map(async c => await c.participant.ready(5000, signal).catch(() => {})))
       signal?.throwIfAborted()
       const t0 = performance.now()
-      const summary = await coordinator.rounds.run({
+      const summary = await runRound({
         model: 'mnist',
         epochs: options.epochs,
         batchSize: options.batchSize,
@@ -310,7 +325,7 @@ export async function simulate (options: SimulationOptions): Promise<SimulationS
         clip: 1,
         normBound: 1000,
         selection: { minClients: Math.min(2, clients.length), fraction: 1 }
-      }, signal)
+      })
       // An aborted round ends as a failed one: not a result to report.
       signal?.throwIfAborted()
       const roundMs = performance.now() - t0
@@ -318,7 +333,8 @@ export async function simulate (options: SimulationOptions): Promise<SimulationS
       const e0 = performance.now()
       if (summary.version !== null) accuracy = await accuracyOf(await evaluator.fetch(aoe, summary.version, signal), testData)
       const evalMs = performance.now() - e0
-      const bytes = await Promise.all(clients.map(async c => await roundBytes(c.log, summary.id, signal)))
+      const id = summary.id
+      const bytes = id === null ? [] : await Promise.all(clients.map(async c => await roundBytes(c.log, id, signal)))
       signal?.throwIfAborted()
       const report: RoundReport = {
         round: r,

@@ -327,13 +327,25 @@ export function roundManager (deps: RoundManagerDeps): RoundManager {
     return roundConfigSchema.parse(draft)
   }
 
-  function eligible (model: string, cooldownMs: number): string[] {
+  /**
+   * Connected clients with data for the model, free, past their cooldown; for a secure round also
+   * not yet uploaded from this base version (they would decline: node-runtime/fl/given.ts), so a
+   * retry after a failed round goes to the others.
+   */
+  function eligible (request: RoundRequest, baseVersion: number): { ids: string[], givenAtBase: number } {
+    const { model, selection: { cooldownMs } } = request
     const now = Date.now()
-    return deps.hub().clients().filter(c => {
+    let givenAtBase = 0
+    const ids = deps.hub().clients().filter(c => {
       if (!c.models.includes(model) || busy.has(c.id)) return false
+      if (request.secure.mode !== 'none' && (deps.store.newestSecureUpload(c.id, model) ?? -1) >= baseVersion) {
+        givenAtBase++
+        return false
+      }
       const last = deps.store.lastParticipation(c.id)
       return last === undefined || now - last >= cooldownMs
     }).map(c => c.id)
+    return { ids, givenAtBase }
   }
 
   /** Sum → mean delta → strategy → new version. Shared by live rounds and recovery. */
@@ -444,9 +456,10 @@ export function roundManager (deps: RoundManagerDeps): RoundManager {
     const request = roundRequestSchema.parse(input)
     checkRoundRequest(request)
     const base = roundBase(request)
-    const candidates = eligible(request.model, request.selection.cooldownMs)
+    const { ids: candidates, givenAtBase } = eligible(request, base.row.version)
     if (candidates.length < request.selection.minClients) {
-      throw new UnavailableError(`round for ${request.model} not started: ${candidates.length} eligible client(s) connected, at least ${request.selection.minClients} needed`)
+      const given = givenAtBase === 0 ? '' : ` (${givenAtBase} more already uploaded from version ${base.row.version} to a secure round that failed, and give one update per base version)`
+      throw new UnavailableError(`round for ${request.model} not started: ${candidates.length} eligible client(s) connected${given}, at least ${request.selection.minClients} needed`)
     }
     const count = Math.min(request.selection.maxClients, Math.max(request.selection.minClients, Math.ceil(request.selection.fraction * candidates.length)))
     const selected = sample(candidates, count)

@@ -42,6 +42,12 @@ export interface RoundStore {
   clients: (roundId: string) => Array<{ clientId: string, status: ClientStatus }>
   /** Last time the client was accepted into any round (ms since epoch), for the cooldown. */
   lastParticipation: (clientId: string) => number | undefined
+  /**
+   * The newest base version of `model` from which the client's upload to a secure round (masking
+   * or Paillier) was accepted, failed rounds included: the client gives no second update at or
+   * below it (node-runtime/fl/given.ts).
+   */
+  newestSecureUpload: (clientId: string, model: string) => number | undefined
   putUpload: (roundId: string, clientId: string, upload: AcceptedUpload) => void
   uploads: (roundId: string) => Map<string, AcceptedUpload>
   deleteUploads: (roundId: string) => void
@@ -93,6 +99,7 @@ export function roundStore (database: Database): RoundStore {
     setClient: db.prepare('INSERT INTO round_clients (round_id, client_id, status, updated_at) VALUES (?, ?, ?, ?) ON CONFLICT (round_id, client_id) DO UPDATE SET status = excluded.status, updated_at = excluded.updated_at'),
     clients: db.prepare('SELECT client_id, status FROM round_clients WHERE round_id = ? ORDER BY client_id'),
     last: db.prepare('SELECT MAX(updated_at) AS at FROM round_clients WHERE client_id = ? AND status IN (\'accepted\', \'uploaded\', \'dropped\')'),
+    newestSecure: db.prepare('SELECT MAX(r.base_version) AS base FROM round_clients c JOIN rounds r ON r.id = c.round_id WHERE c.client_id = ? AND r.model = ? AND c.status = \'uploaded\' AND json_extract(r.config, \'$.secure.mode\') <> \'none\''),
     putUpload: db.prepare('INSERT INTO round_uploads (round_id, client_id, payload, signature, received_at) VALUES (?, ?, ?, ?, ?)'),
     uploads: db.prepare('SELECT client_id, payload, signature FROM round_uploads WHERE round_id = ? ORDER BY client_id'),
     deleteUploads: db.prepare('DELETE FROM round_uploads WHERE round_id = ?'),
@@ -129,6 +136,7 @@ export function roundStore (database: Database): RoundStore {
       const at = (q.last.get(clientId) as { at: string | null }).at
       return at === null ? undefined : Date.parse(at)
     },
+    newestSecureUpload: (clientId, model) => (q.newestSecure.get(clientId, model) as { base: number | null }).base ?? undefined,
     putUpload: (roundId, clientId, upload) => { q.putUpload.run(roundId, clientId, upload.payload, upload.signature, now()) },
     // A row from before signatures were kept has none: a Paillier decryptor refuses it, other modes do not need it.
     uploads: roundId => new Map((q.uploads.all(roundId) as Array<{ client_id: string, payload: Uint8Array, signature: string | null }>).map(r => [r.client_id, { payload: r.payload, signature: r.signature ?? '' }])),

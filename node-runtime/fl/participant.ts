@@ -25,7 +25,7 @@ import { sign, type SigningKeyPair } from '../../shared/crypto/sign.ts'
 import { BlockfedError, IntegrityError, InvalidInputError, TimeoutError } from '../../shared/errors/errors.ts'
 import { loadTfjsEngine } from '../engines/tfjs.ts'
 import { plainClient, type SecureRoundClient, type SecureClientDeps } from './secure-client.ts'
-import { statisticsGiven } from './statistics-given.ts'
+import { statisticsGiven, updatesGiven } from './given.ts'
 
 export interface ParticipantModel {
   /** The runtime's own private training data for this model. */
@@ -57,11 +57,12 @@ export interface ParticipantOptions {
   fetchVersion: (model: string, version: number, signal: AbortSignal) => Promise<FetchedModel>
   /** Secure-aggregation clients for masking / paillier (none is built in). */
   secureClient?: (deps: SecureClientDeps) => SecureRoundClient
-  /** Seeds the local shuffle (per round it is mixed with the round id). */
+  /** Seeds the local shuffle (per round it is mixed with the model and base version). */
   seed?: number
   /**
-   * Where the runtime keeps what must outlive it (which models' NaiveMix class statistics it has
-   * given: fl/statistics-given.ts); without it, that is kept for the process's life only.
+   * Where the runtime keeps what must outlive it (what it has put into secure sums: its NaiveMix
+   * class statistics and the base versions it uploaded updates from, fl/given.ts); without it,
+   * that is kept for the process's life only.
    */
   stateDir?: string
   /** Test hook: called with the encoded update before it is protected (a bad client's tamper point). */
@@ -114,6 +115,7 @@ export function createParticipant (options: ParticipantOptions): Participant {
   let current: { config: RoundConfig, secure: SecureRoundClient, controller: AbortController, result: (m: Extract<ServerMessage, { type: 'result' }>) => void, bytesUp: number, bytesDown: number, uploaded: boolean } | undefined
   const emit = (e: ParticipantEvent): void => { options.onEvent?.(e) }
   const given = statisticsGiven(options.stateDir)
+  const updates = updatesGiven(options.stateDir)
 
   function send (message: ClientMessage): number {
     const text = JSON.stringify(message)
@@ -206,9 +208,8 @@ export function createParticipant (options: ParticipantOptions): Participant {
       return
     }
     const round = { config, secure, controller, result: resolveResult, bytesUp: 0, bytesDown: 0, uploaded: false }
+    // Taken before the first await: an offer in the same read must find this runtime busy.
     current = round
-    round.bytesUp += send({ type: 'accept', roundId: config.id })
-    emit({ type: 'offer', roundId: config.id, accepted: true })
     // Every wait of the round ends at its budget: the abort frees this runtime for the next offer
     // even when a step does not watch the signal (a hung fetch, a data source that never answers).
     const aborted = new Promise<never>((_resolve, reject) => controller.signal.addEventListener('abort', () => {
@@ -220,6 +221,19 @@ export function createParticipant (options: ParticipantOptions): Participant {
       emit({ type: 'result', roundId: config.id, state: final.state, version: final.version, reason: final.reason, bytesUp: round.bytesUp, bytesDown: round.bytesDown })
     }
     void (async () => {
+      const refusal = await baseRefusal(config).catch((err: Error) => err.message)
+      // Refused, or the round ended (or the socket closed) while this was decided: never accepted.
+      if (refusal !== undefined || controller.signal.aborted) {
+        clearTimeout(timer)
+        secure.dispose()
+        if (current === round) current = undefined
+        if (refusal === undefined) return
+        send({ type: 'decline', roundId: config.id, reason: refusal.slice(0, 500) })
+        emit({ type: 'offer', roundId: config.id, accepted: false, reason: refusal })
+        return
+      }
+      round.bytesUp += send({ type: 'accept', roundId: config.id })
+      emit({ type: 'offer', roundId: config.id, accepted: true })
       try {
         await Promise.race([(async () => {
           await secure.begin()
@@ -243,6 +257,18 @@ export function createParticipant (options: ParticipantOptions): Participant {
         if (current === round) current = undefined
       }
     })()
+  }
+
+  /**
+   * Why this runtime will not take the round, decided before it accepts: a second secure sum at a
+   * base it uploaded from could single its update out (fl/given.ts). Mode none shows the
+   * coordinator each update anyway.
+   */
+  async function baseRefusal (config: RoundConfig): Promise<string | undefined> {
+    if (config.secure.mode === 'none') return undefined
+    const newest = await updates.newestBase(config.model)
+    if (newest === undefined || config.baseVersion > newest) return undefined
+    return `round ${config.id}: this runtime already uploaded an update from ${config.model}@${newest} to a secure round, and gives one per base version, moving forward only (a second sum at one base over other clients could single it out); offered base ${config.baseVersion}`
   }
 
   async function train (config: RoundConfig, model: ParticipantModel, round: NonNullable<typeof current>): Promise<void> {
@@ -308,7 +334,8 @@ export function createParticipant (options: ParticipantOptions): Participant {
     const signature = sign(uploadSigningBytes(header, await sha256(payload)), options.identity.secretKey)
     const frame = encodeUploadFrame({ ...header, signature: toBase64(signature) }, payload)
     if (socket?.readyState !== WebSocket.OPEN) throw new TimeoutError(`round ${config.id}: the connection closed before the upload`)
-    // Before the statistics leave: a crash right after the send must not forget them.
+    // Before the update and statistics leave: a crash right after the send must not forget them.
+    if (config.secure.mode !== 'none') await updates.record(config.model, config.baseVersion)
     if (gathering !== undefined) await given.record(config.model, gathering)
     socket.send(frame)
     round.uploaded = true

@@ -67,8 +67,8 @@ describe('simulate: bytes and dropouts', () => {
     expect(reports.map(r => dropped.filter(d => d.roundId === r.id).map(d => d.client).sort())).toEqual(predicted)
     for (const report of reports) {
       // Every client took part, and each told what it sent and received, however its round ended.
-      expect(tallies.has(report.id), `byte tallies for round ${report.round}`).toBe(true)
-      const round = tallies.get(report.id) as Map<number, { up: number, down: number }>
+      expect(tallies.has(report.id as string), `byte tallies for round ${report.round}`).toBe(true)
+      const round = tallies.get(report.id as string) as Map<number, { up: number, down: number }>
       expect([...round.keys()].sort()).toEqual([0, 1, 2, 3, 4, 5])
       for (const d of dropped.filter(d => d.roundId === report.id)) {
         // It fetched the base version (or its changed blocks) and sent more than its upload frame.
@@ -77,6 +77,18 @@ describe('simulate: bytes and dropouts', () => {
       expect(report.bytesDown).toBe([...round.values()].reduce((n, t) => n + t.down, 0))
       expect(report.bytesUp).toBe([...round.values()].reduce((n, t) => n + t.up, 0))
     }
+  })
+
+  it('reports a round that cannot start, with the reason, when a masking round failed once every upload was in', async () => {
+    // dropsOut(13, 1, i, 0.3): clients 0, 4 and 5 of 6 drop after uploading in round 1, more
+    // than the masking graph (sized for dropout 0.4) absorbs. All six uploaded from version 1, and
+    // none gives a second update from it (node-runtime/fl/given.ts).
+    expect([0, 1, 2, 3, 4, 5].filter(i => dropsOut(13, 1, i, 0.3))).toEqual([0, 4, 5])
+    const reports: RoundReport[] = []
+    const summary = await simulate(small({ clients: 6, rounds: 2, secure: 'masking', dropout: 0.3, seed: 13, onRound: r => reports.push(r) }))
+    expect(reports.map(r => [r.state, r.participants.uploaded])).toEqual([['failed', 6], ['failed', 0]])
+    expect(reports[1]).toMatchObject({ id: null, version: null, reason: 'round for mnist not started: 0 eligible client(s) connected (6 more already uploaded from version 1 to a secure round that failed, and give one update per base version), at least 2 needed' })
+    expect(summary.publishedRounds).toBe(0)
   })
 
   it('draws a dropout from (seed, round, client) alone', () => {

@@ -19,7 +19,7 @@ import { InvalidInputError } from '../../shared/errors/errors.ts'
 import { classStatsLength } from '../../shared/training/mean-mix.ts'
 import type { RoundConfig } from '../../shared/rounds/config.ts'
 import { secureClients } from '../../node-runtime/fl/secure-client.ts'
-import { STATISTICS_GIVEN_FILE } from '../../node-runtime/fl/statistics-given.ts'
+import { STATISTICS_GIVEN_FILE } from '../../node-runtime/fl/given.ts'
 import { mnistSlice, startParticipants, stopParticipants, type TestParticipant } from '../helpers/fl.ts'
 
 const SIZE = 100

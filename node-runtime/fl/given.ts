@@ -1,0 +1,96 @@
+/**
+ * What this runtime has put into secure sums, kept so that it never puts the same thing into
+ * another one. Secure aggregation (masking or Paillier) hides an upload inside one round's sum,
+ * and only there: two sums over client sets that differ by one client give that client's upload
+ * by subtraction (Bonawitz et al., CCS 2017, protect a single aggregation; repeated ones are
+ * left to differential privacy). The coordinator chooses who takes part in which round, so it
+ * could run such pairs at will. A runtime therefore gives:
+ *  - its NaiveMix class statistics (shared/training/mean-mix.ts) once per model and row size;
+ *  - a model update once per base version, and only moving forward: it never trains from a base
+ *    version older than or equal to the newest one it has uploaded from. Training is seeded from
+ *    the base version, so a second round at that base would get (nearly) the same update. The
+ *    coordinator only ever trains from its latest version (coordinator/rounds/rounds.ts,
+ *    roundBase), so an honest coordinator never asks for one twice; after a round that failed
+ *    once uploads were in, it retries at that base with the clients that did not upload
+ *    (`eligible` there).
+ * Each record is written before the upload leaves, and kept in `dir` across restarts when one is
+ * given. An unreadable record stops the runtime from giving anything rather than letting it forget.
+ */
+import { join } from 'node:path'
+import { z } from 'zod'
+import { IntegrityError } from '../../shared/errors/errors.ts'
+import { parseJsonWith } from '../../shared/errors/parse-json.ts'
+import { readIfExists, writeFileAtomic } from '../atomic-file.ts'
+
+export const STATISTICS_GIVEN_FILE = 'class-statistics-given.json'
+export const UPDATES_GIVEN_FILE = 'updates-given.json'
+
+const MAX_ENTRIES = 100_000
+const modelName = z.string().min(1).max(400)
+const statisticsSchema = z.array(modelName).max(MAX_ENTRIES)
+const updatesSchema = z.record(modelName, z.number().int().nonnegative())
+  .refine(r => Object.keys(r).length <= MAX_ENTRIES, `more than ${MAX_ENTRIES} models`)
+
+export interface StatisticsGiven {
+  has: (model: string, features: number) => Promise<boolean>
+  record: (model: string, features: number) => Promise<void>
+}
+
+export interface UpdatesGiven {
+  /** The newest base version of `model` this runtime has uploaded an update from, if any. */
+  newestBase: (model: string) => Promise<number | undefined>
+  /** Records an upload from `model@baseVersion` (never moves the newest base back). */
+  record: (model: string, baseVersion: number) => Promise<void>
+}
+
+/**
+ * A JSON record in `dir/file` (in memory only without `dir`), read once and then kept: `get`
+ * returns the live value, `save` writes it whole (atomically) after the caller changed it.
+ */
+function keptRecord<T> (dir: string | undefined, file: string, schema: z.ZodType<T>, empty: () => T, encode: (value: T) => unknown, what: string): { get: () => Promise<T>, save: (value: T) => Promise<void> } {
+  const path = dir === undefined ? undefined : join(dir, file)
+  let value: Promise<T> | undefined
+  const load = async (): Promise<T> => {
+    const text = path === undefined ? undefined : await readIfExists(path)
+    return text === undefined ? empty() : parseJsonWith(schema, text, `${path} (${what} while it is unreadable)`, IntegrityError)
+  }
+  return {
+    async get () {
+      value ??= load()
+      try {
+        return await value
+      } catch (err) {
+        value = undefined
+        throw err
+      }
+    },
+    async save (current) {
+      if (path !== undefined) await writeFileAtomic(path, JSON.stringify(encode(current)))
+    }
+  }
+}
+
+export function statisticsGiven (dir?: string): StatisticsGiven {
+  const kept = keptRecord(dir, STATISTICS_GIVEN_FILE, statisticsSchema.transform(keys => new Set(keys)), () => new Set<string>(), set => [...set], 'class statistics are not given')
+  const key = (model: string, features: number): string => `${model}\n${features}`
+  return {
+    has: async (model, features) => (await kept.get()).has(key(model, features)),
+    async record (model, features) {
+      const set = await kept.get()
+      set.add(key(model, features))
+      await kept.save(set)
+    }
+  }
+}
+
+export function updatesGiven (dir?: string): UpdatesGiven {
+  const kept = keptRecord(dir, UPDATES_GIVEN_FILE, updatesSchema.transform(r => new Map(Object.entries(r))), () => new Map<string, number>(), map => Object.fromEntries(map), 'no update is given to a secure round')
+  return {
+    newestBase: async model => (await kept.get()).get(model),
+    async record (model, baseVersion) {
+      const map = await kept.get()
+      map.set(model, Math.max(baseVersion, map.get(model) ?? baseVersion))
+      await kept.save(map)
+    }
+  }
+}
