@@ -12,7 +12,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import type { LayersModel } from '@tensorflow/tfjs-layers'
 import { createCoordinator, type Coordinator } from '../coordinator.ts'
-import type { RoundEvent, RoundSummary } from '../rounds/rounds.ts'
+import { TooFewClientsError, type RoundEvent, type RoundSummary } from '../rounds/rounds.ts'
 import type { RoundRequestInput, SecureMode } from '../../shared/rounds/config.ts'
 import { createNodeRuntime, type NodeRuntime } from '../../node-runtime/runtime.ts'
 import { createParticipant, type Participant, type ParticipantEvent } from '../../node-runtime/fl/participant.ts'
@@ -27,7 +27,7 @@ import { trainLocal, type OptimizerName } from '../../shared/training/local-trai
 import { evaluateAccuracy } from '../../shared/training/evaluate.ts'
 import { weightNames } from '../../shared/training/weights.ts'
 import { mulberry32 } from '../../shared/random/seeded.ts'
-import { InvalidInputError, UnavailableError } from '../../shared/errors/errors.ts'
+import { InvalidInputError } from '../../shared/errors/errors.ts'
 import type { FetchedModel } from '../../shared/load/fetch-model.ts'
 import { spawnDecryptor, type DecryptorProcess } from './decryptor-process.ts'
 import { runAll } from './cleanup.ts'
@@ -299,7 +299,7 @@ export async function simulate (options: SimulationOptions): Promise<SimulationS
       try {
         return await rounds.run(request, signal)
       } catch (err) {
-        if (!(err instanceof UnavailableError) || signal?.aborted === true) throw err
+        if (!(err instanceof TooFewClientsError) || signal?.aborted === true) throw err
         return { id: null, state: 'failed', version: null, reason: err.message, metrics: null, participants: { offered: 0, accepted: 0, uploaded: 0, dropped: 0 } }
       }
     }

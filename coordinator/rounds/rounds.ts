@@ -17,6 +17,7 @@ import { sha256 } from '../../shared/crypto/hash.ts'
 import { fromBase64, fromHex, toHex } from '../../shared/crypto/bytes.ts'
 import { verify } from '../../shared/crypto/sign.ts'
 import { BlockfedError, ConflictError, InvalidInputError, NotFoundError, UnavailableError } from '../../shared/errors/errors.ts'
+import { repeatsBase } from '../../shared/rounds/one-update.ts'
 import type { IngestResult } from '../../shared/client/api-schemas.ts'
 import { fixedPointParams, decodeMean } from '../../aggregation/fixed-point.ts'
 import { signedManifestOf, type Repository } from '../store/repository.ts'
@@ -51,6 +52,11 @@ export type RoundEvent =
   | { type: 'progress', roundId: string, clientId: string, epoch: number, epochs: number, loss: number | null }
   | { type: 'upload', roundId: string, clientId: string, bytes: number }
   | { type: 'rejected', roundId: string, clientId: string, reason: string }
+
+/** A round that cannot start: too few eligible clients are connected now (the message says why). */
+export class TooFewClientsError extends UnavailableError {
+  override readonly name: string = 'TooFewClientsError'
+}
 
 export interface RoundSummary {
   id: string
@@ -328,9 +334,9 @@ export function roundManager (deps: RoundManagerDeps): RoundManager {
   }
 
   /**
-   * Connected clients with data for the model, free, past their cooldown; for a secure round also
-   * not yet uploaded from this base version (they would decline: node-runtime/fl/given.ts), so a
-   * retry after a failed round goes to the others.
+   * Connected clients with data for the model, free, past their cooldown, and able to upload from
+   * this base version in this mode (shared/rounds/one-update.ts: they would decline), so a retry
+   * after a failed round goes to the others.
    */
   function eligible (request: RoundRequest, baseVersion: number): { ids: string[], givenAtBase: number } {
     const { model, selection: { cooldownMs } } = request
@@ -338,7 +344,7 @@ export function roundManager (deps: RoundManagerDeps): RoundManager {
     let givenAtBase = 0
     const ids = deps.hub().clients().filter(c => {
       if (!c.models.includes(model) || busy.has(c.id)) return false
-      if (request.secure.mode !== 'none' && (deps.store.newestSecureUpload(c.id, model) ?? -1) >= baseVersion) {
+      if (repeatsBase(deps.store.newestUpload(c.id, model), { base: baseVersion, secure: request.secure.mode !== 'none' })) {
         givenAtBase++
         return false
       }
@@ -458,8 +464,8 @@ export function roundManager (deps: RoundManagerDeps): RoundManager {
     const base = roundBase(request)
     const { ids: candidates, givenAtBase } = eligible(request, base.row.version)
     if (candidates.length < request.selection.minClients) {
-      const given = givenAtBase === 0 ? '' : ` (${givenAtBase} more already uploaded from version ${base.row.version} to a secure round that failed, and give one update per base version)`
-      throw new UnavailableError(`round for ${request.model} not started: ${candidates.length} eligible client(s) connected${given}, at least ${request.selection.minClients} needed`)
+      const given = givenAtBase === 0 ? '' : ` (${givenAtBase} more already uploaded from version ${base.row.version} to a round that failed, and give one update per base version)`
+      throw new TooFewClientsError(`round for ${request.model} not started: ${candidates.length} eligible client(s) connected${given}, at least ${request.selection.minClients} needed`)
     }
     const count = Math.min(request.selection.maxClients, Math.max(request.selection.minClients, Math.ceil(request.selection.fraction * candidates.length)))
     const selected = sample(candidates, count)

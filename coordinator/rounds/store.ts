@@ -10,6 +10,7 @@ import { checkTransition, type RoundState } from './state.ts'
 import type { AcceptedUpload } from './secure/types.ts'
 import type { ClassMeans } from '../../shared/training/mean-mix.ts'
 import { bytesFloat32, float32Bytes } from '../../shared/crypto/bytes.ts'
+import type { GivenUpload } from '../../shared/rounds/one-update.ts'
 
 /** A server optimiser's state and the version its last step produced (null: kept before versions were recorded). */
 export interface StoredStrategyState { state: Uint8Array, version: number | null }
@@ -43,11 +44,11 @@ export interface RoundStore {
   /** Last time the client was accepted into any round (ms since epoch), for the cooldown. */
   lastParticipation: (clientId: string) => number | undefined
   /**
-   * The newest base version of `model` from which the client's upload to a secure round (masking
-   * or Paillier) was accepted, failed rounds included: the client gives no second update at or
-   * below it (node-runtime/fl/given.ts).
+   * The newest base version of `model` from which the client's upload was accepted, failed
+   * rounds included, and whether one from that base went into a secure sum: what the client's
+   * own record holds (shared/rounds/one-update.ts).
    */
-  newestSecureUpload: (clientId: string, model: string) => number | undefined
+  newestUpload: (clientId: string, model: string) => GivenUpload | undefined
   putUpload: (roundId: string, clientId: string, upload: AcceptedUpload) => void
   uploads: (roundId: string) => Map<string, AcceptedUpload>
   deleteUploads: (roundId: string) => void
@@ -99,7 +100,7 @@ export function roundStore (database: Database): RoundStore {
     setClient: db.prepare('INSERT INTO round_clients (round_id, client_id, status, updated_at) VALUES (?, ?, ?, ?) ON CONFLICT (round_id, client_id) DO UPDATE SET status = excluded.status, updated_at = excluded.updated_at'),
     clients: db.prepare('SELECT client_id, status FROM round_clients WHERE round_id = ? ORDER BY client_id'),
     last: db.prepare('SELECT MAX(updated_at) AS at FROM round_clients WHERE client_id = ? AND status IN (\'accepted\', \'uploaded\', \'dropped\')'),
-    newestSecure: db.prepare('SELECT MAX(r.base_version) AS base FROM round_clients c JOIN rounds r ON r.id = c.round_id WHERE c.client_id = ? AND r.model = ? AND c.status = \'uploaded\' AND json_extract(r.config, \'$.secure.mode\') <> \'none\''),
+    newestUpload: db.prepare('SELECT r.base_version AS base, MAX(json_extract(r.config, \'$.secure.mode\') <> \'none\') AS secure FROM round_clients c JOIN rounds r ON r.id = c.round_id WHERE c.client_id = ? AND r.model = ? AND c.status = \'uploaded\' GROUP BY r.base_version ORDER BY r.base_version DESC LIMIT 1'),
     putUpload: db.prepare('INSERT INTO round_uploads (round_id, client_id, payload, signature, received_at) VALUES (?, ?, ?, ?, ?)'),
     uploads: db.prepare('SELECT client_id, payload, signature FROM round_uploads WHERE round_id = ? ORDER BY client_id'),
     deleteUploads: db.prepare('DELETE FROM round_uploads WHERE round_id = ?'),
@@ -136,7 +137,10 @@ export function roundStore (database: Database): RoundStore {
       const at = (q.last.get(clientId) as { at: string | null }).at
       return at === null ? undefined : Date.parse(at)
     },
-    newestSecureUpload: (clientId, model) => (q.newestSecure.get(clientId, model) as { base: number | null }).base ?? undefined,
+    newestUpload (clientId, model) {
+      const row = q.newestUpload.get(clientId, model) as { base: number, secure: number } | undefined
+      return row === undefined ? undefined : { base: row.base, secure: row.secure === 1 }
+    },
     putUpload: (roundId, clientId, upload) => { q.putUpload.run(roundId, clientId, upload.payload, upload.signature, now()) },
     // A row from before signatures were kept has none: a Paillier decryptor refuses it, other modes do not need it.
     uploads: roundId => new Map((q.uploads.all(roundId) as Array<{ client_id: string, payload: Uint8Array, signature: string | null }>).map(r => [r.client_id, { payload: r.payload, signature: r.signature ?? '' }])),

@@ -1,18 +1,14 @@
 /**
- * What this runtime has put into secure sums, kept so that it never puts the same thing into
- * another one. Secure aggregation (masking or Paillier) hides an upload inside one round's sum,
- * and only there: two sums over client sets that differ by one client give that client's upload
- * by subtraction (Bonawitz et al., CCS 2017, protect a single aggregation; repeated ones are
- * left to differential privacy). The coordinator chooses who takes part in which round, so it
- * could run such pairs at will. A runtime therefore gives:
+ * What this runtime has put into coordinators' sums, kept so that it never puts the same thing
+ * into another one. Secure aggregation (masking or Paillier) hides an upload inside one round's
+ * sum, and only there: two sums over client sets that differ by one client give that client's
+ * upload by subtraction (Bonawitz et al., CCS 2017, protect a single aggregation; repeated ones
+ * are left to differential privacy), and the coordinator chooses who takes part in which round.
+ * A runtime therefore gives:
  *  - its NaiveMix class statistics (shared/training/mean-mix.ts) once per model and row size;
- *  - a model update once per base version, and only moving forward: it never trains from a base
- *    version older than or equal to the newest one it has uploaded from. Training is seeded from
- *    the base version, so a second round at that base would get (nearly) the same update. The
- *    coordinator only ever trains from its latest version (coordinator/rounds/rounds.ts,
- *    roundBase), so an honest coordinator never asks for one twice; after a round that failed
- *    once uploads were in, it retries at that base with the clients that did not upload
- *    (`eligible` there).
+ *  - a model update once per base version, moving forward only (the rule and its reasons:
+ *    shared/rounds/one-update.ts). Training is seeded from the base version, so a second
+ *    upload from it would be (nearly) the same update.
  * Each record is written before the upload leaves, and kept in `dir` across restarts when one is
  * given. An unreadable record stops the runtime from giving anything rather than letting it forget.
  */
@@ -21,6 +17,7 @@ import { z } from 'zod'
 import { IntegrityError } from '../../shared/errors/errors.ts'
 import { parseJsonWith } from '../../shared/errors/parse-json.ts'
 import { readIfExists, writeFileAtomic } from '../atomic-file.ts'
+import { afterUpload, type GivenUpload, type UploadOffer } from '../../shared/rounds/one-update.ts'
 
 export const STATISTICS_GIVEN_FILE = 'class-statistics-given.json'
 export const UPDATES_GIVEN_FILE = 'updates-given.json'
@@ -28,8 +25,8 @@ export const UPDATES_GIVEN_FILE = 'updates-given.json'
 const MAX_ENTRIES = 100_000
 const modelName = z.string().min(1).max(400)
 const statisticsSchema = z.array(modelName).max(MAX_ENTRIES)
-const updatesSchema = z.record(modelName, z.number().int().nonnegative())
-  .refine(r => Object.keys(r).length <= MAX_ENTRIES, `more than ${MAX_ENTRIES} models`)
+/** [model, newest base, whether an upload from it went into a secure sum]: pairs, not an object, so no model name is special. */
+const updatesSchema = z.array(z.tuple([modelName, z.number().int().nonnegative(), z.boolean()])).max(MAX_ENTRIES)
 
 export interface StatisticsGiven {
   has: (model: string, features: number) => Promise<boolean>
@@ -37,10 +34,10 @@ export interface StatisticsGiven {
 }
 
 export interface UpdatesGiven {
-  /** The newest base version of `model` this runtime has uploaded an update from, if any. */
-  newestBase: (model: string) => Promise<number | undefined>
-  /** Records an upload from `model@baseVersion` (never moves the newest base back). */
-  record: (model: string, baseVersion: number) => Promise<void>
+  /** The newest base version of `model` this runtime uploaded an update from, if any. */
+  newest: (model: string) => Promise<GivenUpload | undefined>
+  /** Records an upload (shared/rounds/one-update.ts, `afterUpload`). */
+  record: (model: string, upload: UploadOffer) => Promise<void>
 }
 
 /**
@@ -52,7 +49,7 @@ function keptRecord<T> (dir: string | undefined, file: string, schema: z.ZodType
   let value: Promise<T> | undefined
   const load = async (): Promise<T> => {
     const text = path === undefined ? undefined : await readIfExists(path)
-    return text === undefined ? empty() : parseJsonWith(schema, text, `${path} (${what} while it is unreadable)`, IntegrityError)
+    return text === undefined ? empty() : parseJsonWith(schema, text, `${path} (${what})`, IntegrityError)
   }
   return {
     async get () {
@@ -71,7 +68,7 @@ function keptRecord<T> (dir: string | undefined, file: string, schema: z.ZodType
 }
 
 export function statisticsGiven (dir?: string): StatisticsGiven {
-  const kept = keptRecord(dir, STATISTICS_GIVEN_FILE, statisticsSchema.transform(keys => new Set(keys)), () => new Set<string>(), set => [...set], 'class statistics are not given')
+  const kept = keptRecord(dir, STATISTICS_GIVEN_FILE, statisticsSchema.transform(keys => new Set(keys)), () => new Set<string>(), set => [...set], 'class statistics are not given while it is unreadable')
   const key = (model: string, features: number): string => `${model}\n${features}`
   return {
     has: async (model, features) => (await kept.get()).has(key(model, features)),
@@ -84,12 +81,12 @@ export function statisticsGiven (dir?: string): StatisticsGiven {
 }
 
 export function updatesGiven (dir?: string): UpdatesGiven {
-  const kept = keptRecord(dir, UPDATES_GIVEN_FILE, updatesSchema.transform(r => new Map(Object.entries(r))), () => new Map<string, number>(), map => Object.fromEntries(map), 'no update is given to a secure round')
+  const kept = keptRecord(dir, UPDATES_GIVEN_FILE, updatesSchema.transform(rows => new Map(rows.map(([model, base, secure]) => [model, { base, secure }]))), () => new Map<string, GivenUpload>(), map => [...map].map(([model, g]) => [model, g.base, g.secure]), 'no update is given while it is unreadable')
   return {
-    newestBase: async model => (await kept.get()).get(model),
-    async record (model, baseVersion) {
+    newest: async model => (await kept.get()).get(model),
+    async record (model, upload) {
       const map = await kept.get()
-      map.set(model, Math.max(baseVersion, map.get(model) ?? baseVersion))
+      map.set(model, afterUpload(map.get(model), upload))
       await kept.save(map)
     }
   }

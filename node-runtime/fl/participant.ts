@@ -26,6 +26,7 @@ import { BlockfedError, IntegrityError, InvalidInputError, TimeoutError } from '
 import { loadTfjsEngine } from '../engines/tfjs.ts'
 import { plainClient, type SecureRoundClient, type SecureClientDeps } from './secure-client.ts'
 import { statisticsGiven, updatesGiven } from './given.ts'
+import { repeatsBase } from '../../shared/rounds/one-update.ts'
 
 export interface ParticipantModel {
   /** The runtime's own private training data for this model. */
@@ -116,6 +117,12 @@ export function createParticipant (options: ParticipantOptions): Participant {
   const emit = (e: ParticipantEvent): void => { options.onEvent?.(e) }
   const given = statisticsGiven(options.stateDir)
   const updates = updatesGiven(options.stateDir)
+  /**
+   * The (model, base version) pairs whose upload is being recorded and sent: from the round's last
+   * signal check to the send. No round from such a base is accepted meanwhile; after the send the
+   * record refuses it (baseRefusal).
+   */
+  const sending = new Set<string>()
 
   function send (message: ClientMessage): number {
     const text = JSON.stringify(message)
@@ -190,7 +197,14 @@ export function createParticipant (options: ParticipantOptions): Participant {
 
   function offer (config: RoundConfig): void {
     const model = options.models[config.model]
-    const reason = current !== undefined ? 'busy with another round' : model === undefined ? `no data for model ${config.model}` : !config.clients.includes(id) ? 'not among the selected clients' : undefined
+    const base = `${config.model}\n${config.baseVersion}`
+    const reason = current !== undefined
+      ? 'busy with another round'
+      : model === undefined
+        ? `no data for model ${config.model}`
+        : !config.clients.includes(id)
+            ? 'not among the selected clients'
+            : sending.has(base) ? `still sending an update from ${config.model}@${config.baseVersion}` : undefined
     if (reason !== undefined) {
       send({ type: 'decline', roundId: config.id, reason })
       emit({ type: 'offer', roundId: config.id, accepted: false, reason })
@@ -260,15 +274,14 @@ export function createParticipant (options: ParticipantOptions): Participant {
   }
 
   /**
-   * Why this runtime will not take the round, decided before it accepts: a second secure sum at a
-   * base it uploaded from could single its update out (fl/given.ts). Mode none shows the
-   * coordinator each update anyway.
+   * Why this runtime will not take the round, decided before it accepts: a second upload from a
+   * base it uploaded from could single an update out of a secure sum (shared/rounds/one-update.ts).
    */
   async function baseRefusal (config: RoundConfig): Promise<string | undefined> {
-    if (config.secure.mode === 'none') return undefined
-    const newest = await updates.newestBase(config.model)
-    if (newest === undefined || config.baseVersion > newest) return undefined
-    return `round ${config.id}: this runtime already uploaded an update from ${config.model}@${newest} to a secure round, and gives one per base version, moving forward only (a second sum at one base over other clients could single it out); offered base ${config.baseVersion}`
+    const given = await updates.newest(config.model)
+    if (!repeatsBase(given, { base: config.baseVersion, secure: config.secure.mode !== 'none' })) return undefined
+    const what = given?.secure === true ? 'to a secure round' : 'in the clear'
+    return `round ${config.id}: this runtime already uploaded an update from ${config.model}@${given?.base ?? ''} ${what}, and gives one per base version, moving forward only (a second upload from one base could single an update out of a secure sum); offered base ${config.baseVersion} in mode ${config.secure.mode}`
   }
 
   async function train (config: RoundConfig, model: ParticipantModel, round: NonNullable<typeof current>): Promise<void> {
@@ -333,11 +346,25 @@ export function createParticipant (options: ParticipantOptions): Participant {
     const header = { type: 'upload' as const, roundId: config.id, baseVersion: config.baseVersion, encoding: round.secure.encoding }
     const signature = sign(uploadSigningBytes(header, await sha256(payload)), options.identity.secretKey)
     const frame = encodeUploadFrame({ ...header, signature: toBase64(signature) }, payload)
-    if (socket?.readyState !== WebSocket.OPEN) throw new TimeoutError(`round ${config.id}: the connection closed before the upload`)
-    // Before the update and statistics leave: a crash right after the send must not forget them.
-    if (config.secure.mode !== 'none') await updates.record(config.model, config.baseVersion)
-    if (gathering !== undefined) await given.record(config.model, gathering)
-    socket.send(frame)
+    // The round may have ended while the update was protected (its result, a closed socket, the
+    // deadline all abort it, and a step such as Paillier's randomness wait does not watch the
+    // signal): then nothing is recorded or sent, and a round offered since from the same base
+    // may take its place. A work that outlives its round can never upload.
+    signal.throwIfAborted()
+    const base = `${config.model}\n${config.baseVersion}`
+    sending.add(base)
+    try {
+      // Before the update and statistics leave: a crash right after the send must not forget them.
+      await updates.record(config.model, { base: config.baseVersion, secure: config.secure.mode !== 'none' })
+      if (gathering !== undefined) await given.record(config.model, gathering)
+      // Checked again with no await before the send: a reconnect aborts the round, so the frame
+      // never goes out on another connection, nor after the round's end.
+      signal.throwIfAborted()
+      if (socket?.readyState !== WebSocket.OPEN) throw new TimeoutError(`round ${config.id}: the connection closed before the upload`)
+      socket.send(frame)
+    } finally {
+      sending.delete(base)
+    }
     round.uploaded = true
     round.bytesUp += frame.length
     emit({ type: 'uploaded', roundId: config.id, bytes: frame.length })

@@ -82,12 +82,12 @@ describe('simulate: bytes and dropouts', () => {
   it('reports a round that cannot start, with the reason, when a masking round failed once every upload was in', async () => {
     // dropsOut(13, 1, i, 0.3): clients 0, 4 and 5 of 6 drop after uploading in round 1, more
     // than the masking graph (sized for dropout 0.4) absorbs. All six uploaded from version 1, and
-    // none gives a second update from it (node-runtime/fl/given.ts).
+    // none gives a second update from it (shared/rounds/one-update.ts).
     expect([0, 1, 2, 3, 4, 5].filter(i => dropsOut(13, 1, i, 0.3))).toEqual([0, 4, 5])
     const reports: RoundReport[] = []
     const summary = await simulate(small({ clients: 6, rounds: 2, secure: 'masking', dropout: 0.3, seed: 13, onRound: r => reports.push(r) }))
     expect(reports.map(r => [r.state, r.participants.uploaded])).toEqual([['failed', 6], ['failed', 0]])
-    expect(reports[1]).toMatchObject({ id: null, version: null, reason: 'round for mnist not started: 0 eligible client(s) connected (6 more already uploaded from version 1 to a secure round that failed, and give one update per base version), at least 2 needed' })
+    expect(reports[1]).toMatchObject({ id: null, version: null, reason: 'round for mnist not started: 0 eligible client(s) connected (6 more already uploaded from version 1 to a round that failed, and give one update per base version), at least 2 needed' })
     expect(summary.publishedRounds).toBe(0)
   })
 

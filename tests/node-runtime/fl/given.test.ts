@@ -10,6 +10,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { statisticsGiven, updatesGiven, STATISTICS_GIVEN_FILE, UPDATES_GIVEN_FILE } from '../../../node-runtime/fl/given.ts'
 import { IntegrityError } from '../../../shared/errors/errors.ts'
+import { afterUpload, repeatsBase } from '../../../shared/rounds/one-update.ts'
 
 let dir: string
 beforeAll(async () => { dir = await mkdtemp(join(tmpdir(), 'blockfed-given-')) })
@@ -40,31 +41,59 @@ describe('statisticsGiven', () => {
 })
 
 describe('updatesGiven', () => {
-  it('keeps the newest base version per model across a restart, and never moves it back', async () => {
+  it('keeps the newest base version per model, and whether an upload from it was secure, across a restart; never moves back', async () => {
     const own = await mkdtemp(join(dir, 'updates-'))
     const first = updatesGiven(own)
-    expect(await first.newestBase('mnist')).toBeUndefined()
-    await first.record('mnist', 3)
-    await first.record('mnist', 1)
-    await first.record('other', 0)
-    expect(await first.newestBase('mnist')).toBe(3)
+    expect(await first.newest('mnist')).toBeUndefined()
+    await first.record('mnist', { base: 3, secure: false })
+    await first.record('mnist', { base: 1, secure: true })
+    await first.record('mnist', { base: 3, secure: true })
+    await first.record('mnist', { base: 3, secure: false })
+    await first.record('other', { base: 0, secure: false })
+    expect(await first.newest('mnist')).toEqual({ base: 3, secure: true })
     const restarted = updatesGiven(own)
-    expect(await restarted.newestBase('mnist')).toBe(3)
-    expect(await restarted.newestBase('other')).toBe(0)
-    expect(await restarted.newestBase('third')).toBeUndefined()
-    expect(JSON.parse(await readFile(join(own, UPDATES_GIVEN_FILE), 'utf8'))).toEqual({ mnist: 3, other: 0 })
+    expect(await restarted.newest('mnist')).toEqual({ base: 3, secure: true })
+    expect(await restarted.newest('other')).toEqual({ base: 0, secure: false })
+    expect(await restarted.newest('third')).toBeUndefined()
+    // Pairs, not an object: a model may be named __proto__.
+    await restarted.record('__proto__', { base: 2, secure: true })
+    expect(await updatesGiven(own).newest('__proto__')).toEqual({ base: 2, secure: true })
+    expect(JSON.parse(await readFile(join(own, UPDATES_GIVEN_FILE), 'utf8'))).toEqual([['mnist', 3, true], ['other', 0, false], ['__proto__', 2, true]])
     const memory = updatesGiven()
-    await memory.record('mnist', 7)
-    expect(await memory.newestBase('mnist')).toBe(7)
-    expect(await updatesGiven().newestBase('mnist')).toBeUndefined()
+    await memory.record('mnist', { base: 7, secure: true })
+    expect(await memory.newest('mnist')).toEqual({ base: 7, secure: true })
+    expect(await updatesGiven().newest('mnist')).toBeUndefined()
   })
 
   it('refuses to answer while its file is unreadable, and names the file', async () => {
-    for (const text of ['{not json', '["mnist"]', '{"mnist":-1}', '{"mnist":1.5}', '{"":1}']) {
+    for (const text of ['{not json', '{"mnist":1}', '[["mnist",-1,true]]', '[["mnist",1.5,true]]', '[["",1,true]]', '[["mnist",1]]']) {
       const bad = await mkdtemp(join(dir, 'bad-'))
       await writeFile(join(bad, UPDATES_GIVEN_FILE), text)
-      await expect(updatesGiven(bad).newestBase('mnist')).rejects.toThrow(/updates-given\.json \(no update is given to a secure round while it is unreadable\)/)
-      await expect(updatesGiven(bad).newestBase('mnist')).rejects.toThrow(IntegrityError)
+      await expect(updatesGiven(bad).newest('mnist')).rejects.toThrow(/updates-given\.json \(no update is given while it is unreadable\)/)
+      await expect(updatesGiven(bad).newest('mnist')).rejects.toThrow(IntegrityError)
     }
+  })
+})
+
+describe('one update per base version (shared/rounds/one-update.ts)', () => {
+  const plain = (base: number): { base: number, secure: boolean } => ({ base, secure: false })
+  const secure = (base: number): { base: number, secure: boolean } => ({ base, secure: true })
+  it('lets an upload go only where it cannot be subtracted from a secure sum', () => {
+    // [given, offer, repeats]
+    const cases: Array<[ReturnType<typeof plain> | undefined, ReturnType<typeof plain>, boolean]> = [
+      [undefined, secure(1), false], [undefined, plain(1), false],
+      [secure(1), secure(2), false], [plain(1), secure(2), false],
+      // The same base: two secure sums, a secure sum and a plain upload either way round.
+      [secure(1), secure(1), true], [secure(1), plain(1), true], [plain(1), secure(1), true],
+      // Two plain uploads show the coordinator nothing it had not seen.
+      [plain(1), plain(1), false],
+      // Never backwards.
+      [plain(2), plain(1), true], [secure(2), secure(1), true]
+    ]
+    for (const [given, offer, repeats] of cases) expect(repeatsBase(given, offer), JSON.stringify([given, offer])).toBe(repeats)
+    expect(afterUpload(plain(2), secure(1))).toEqual(plain(2))
+    expect(afterUpload(plain(2), secure(2))).toEqual(secure(2))
+    expect(afterUpload(secure(2), plain(2))).toEqual(secure(2))
+    expect(afterUpload(secure(2), plain(3))).toEqual(plain(3))
   })
 })
