@@ -17,7 +17,7 @@ import { sha256 } from '../../shared/crypto/hash.ts'
 import { fromBase64, fromHex, toHex } from '../../shared/crypto/bytes.ts'
 import { verify } from '../../shared/crypto/sign.ts'
 import { BlockfedError, ConflictError, InvalidInputError, NotFoundError, UnavailableError } from '../../shared/errors/errors.ts'
-import { repeatsBase } from '../../shared/rounds/one-update.ts'
+import { repeatsBase, uploadOf } from '../../shared/rounds/one-update.ts'
 import type { IngestResult } from '../../shared/client/api-schemas.ts'
 import { fixedPointParams, decodeMean } from '../../aggregation/fixed-point.ts'
 import { signedManifestOf, type Repository } from '../store/repository.ts'
@@ -344,7 +344,7 @@ export function roundManager (deps: RoundManagerDeps): RoundManager {
     let givenAtBase = 0
     const ids = deps.hub().clients().filter(c => {
       if (!c.models.includes(model) || busy.has(c.id)) return false
-      if (repeatsBase(deps.store.newestUpload(c.id, model), { base: baseVersion, secure: request.secure.mode !== 'none' })) {
+      if (repeatsBase(deps.store.newestUpload(c.id, model), uploadOf(baseVersion, request.secure.mode))) {
         givenAtBase++
         return false
       }

@@ -26,7 +26,7 @@ import { BlockfedError, IntegrityError, InvalidInputError, TimeoutError } from '
 import { loadTfjsEngine } from '../engines/tfjs.ts'
 import { plainClient, type SecureRoundClient, type SecureClientDeps } from './secure-client.ts'
 import { statisticsGiven, updatesGiven } from './given.ts'
-import { repeatsBase } from '../../shared/rounds/one-update.ts'
+import { repeatsBase, uploadOf } from '../../shared/rounds/one-update.ts'
 
 export interface ParticipantModel {
   /** The runtime's own private training data for this model. */
@@ -123,6 +123,7 @@ export function createParticipant (options: ParticipantOptions): Participant {
    * record refuses it (baseRefusal).
    */
   const sending = new Set<string>()
+  const baseKey = (config: RoundConfig): string => `${config.model}\n${config.baseVersion}`
 
   function send (message: ClientMessage): number {
     const text = JSON.stringify(message)
@@ -197,14 +198,13 @@ export function createParticipant (options: ParticipantOptions): Participant {
 
   function offer (config: RoundConfig): void {
     const model = options.models[config.model]
-    const base = `${config.model}\n${config.baseVersion}`
     const reason = current !== undefined
       ? 'busy with another round'
       : model === undefined
         ? `no data for model ${config.model}`
         : !config.clients.includes(id)
             ? 'not among the selected clients'
-            : sending.has(base) ? `still sending an update from ${config.model}@${config.baseVersion}` : undefined
+            : sending.has(baseKey(config)) ? `still sending an update from ${config.model}@${config.baseVersion}` : undefined
     if (reason !== undefined) {
       send({ type: 'decline', roundId: config.id, reason })
       emit({ type: 'offer', roundId: config.id, accepted: false, reason })
@@ -279,7 +279,7 @@ export function createParticipant (options: ParticipantOptions): Participant {
    */
   async function baseRefusal (config: RoundConfig): Promise<string | undefined> {
     const given = await updates.newest(config.model)
-    if (!repeatsBase(given, { base: config.baseVersion, secure: config.secure.mode !== 'none' })) return undefined
+    if (!repeatsBase(given, uploadOf(config.baseVersion, config.secure.mode))) return undefined
     const what = given?.secure === true ? 'to a secure round' : 'in the clear'
     return `round ${config.id}: this runtime already uploaded an update from ${config.model}@${given?.base ?? ''} ${what}, and gives one per base version, moving forward only (a second upload from one base could single an update out of a secure sum); offered base ${config.baseVersion} in mode ${config.secure.mode}`
   }
@@ -351,11 +351,11 @@ export function createParticipant (options: ParticipantOptions): Participant {
     // signal): then nothing is recorded or sent, and a round offered since from the same base
     // may take its place. A work that outlives its round can never upload.
     signal.throwIfAborted()
-    const base = `${config.model}\n${config.baseVersion}`
+    const base = baseKey(config)
     sending.add(base)
     try {
       // Before the update and statistics leave: a crash right after the send must not forget them.
-      await updates.record(config.model, { base: config.baseVersion, secure: config.secure.mode !== 'none' })
+      await updates.record(config.model, uploadOf(config.baseVersion, config.secure.mode))
       if (gathering !== undefined) await given.record(config.model, gathering)
       // Checked again with no await before the send: a reconnect aborts the round, so the frame
       // never goes out on another connection, nor after the round's end.

@@ -11,6 +11,7 @@
  * round may follow a plain one at the same base. Bases only move forward: the coordinator trains
  * from its latest version alone (`roundBase`), so an older base is never offered honestly.
  */
+import type { SecureMode } from './config.ts'
 
 /** The newest base version a client uploaded an update from, and whether one of its uploads from that base went into a secure sum. */
 export interface GivenUpload {
@@ -22,6 +23,11 @@ export interface GivenUpload {
 export interface UploadOffer {
   base: number
   secure: boolean
+}
+
+/** The upload a round from `base` in secure mode `mode` asks for ('none' is the only plain mode). */
+export function uploadOf (base: number, mode: SecureMode): UploadOffer {
+  return { base, secure: mode !== 'none' }
 }
 
 /** True when uploading `offer` after `given` could single an update out (see the module header). */

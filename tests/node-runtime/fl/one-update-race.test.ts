@@ -12,6 +12,7 @@ import { mkdtemp, readFile, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { Worker } from 'node:worker_threads'
+import { fileURLToPath } from 'node:url'
 import { createCoordinator, type Coordinator } from '../../../coordinator/coordinator.ts'
 import { modelFiles, mnistMlp } from '../../../node-runtime/examples/mnist-mlp.ts'
 import { tfjsBackend } from '../../../node-runtime/engines/tfjs.ts'
@@ -73,14 +74,15 @@ it('sends nothing for a round that ended while its update was protected, so a se
   // A real masking offer for the runtime to train on, as the coordinator makes it.
   const raws = [await rawClient(url, token, ['mnist'], { autoAccept: false }), await rawClient(url, token, ['mnist'], { autoAccept: false })]
   await coordinator.rounds.start({ model: 'mnist', trainable: ['head'], secure: { mode: 'masking' }, selection: { minClients: 2 }, deadlines: { acceptMs: 500 } })
-  const template = (await raws[0]?.next(m => m.type === 'offer'), raws[0]?.offers[0]) as RoundConfig
+  await raws[0]?.next(m => m.type === 'offer')
+  const template = raws[0]?.offers[0] as RoundConfig
   for (const r of raws) r.close()
 
   const dir = join(root, 'runtime')
   const runtime = await createNodeRuntime({ dataDir: dir, token })
   const identity = await clientIdentity(dir)
   const seen: Array<{ type: string, roundId?: string, reason?: string }> = []
-  const worker = new Worker(HOSTILE, { eval: true, workerData: { pid: toHex(identity.publicKey), template, ws: import.meta.resolve('ws').replace('file://', '') } })
+  const worker = new Worker(HOSTILE, { eval: true, workerData: { pid: toHex(identity.publicKey), template, ws: fileURLToPath(import.meta.resolve('ws')) } })
   const port = await new Promise<number>((resolve, reject) => {
     worker.on('error', reject)
     worker.on('message', (m: { port?: number, type?: string, roundId?: string, reason?: string }) => {
