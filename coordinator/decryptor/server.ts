@@ -62,6 +62,7 @@ import { bearerOf } from '../http/auth.ts'
 import { RoundDecidedError } from '../../aggregation/paillier/errors.ts'
 import type { RoundLog } from './rounds.ts'
 import { DECRYPT_SLOTS } from './constants.ts'
+import { MAX_PATH_PARAM_CHARS } from '../constants.ts'
 
 export interface DecryptorServerDeps {
   secretKey: PaillierSecretKey
@@ -87,7 +88,7 @@ function requireToken (req: FastifyRequest, token: string | undefined): void {
 }
 
 export async function buildDecryptorServer (deps: DecryptorServerDeps): Promise<FastifyInstance> {
-  const app = Fastify({ logger: deps.logger ?? false, bodyLimit: deps.maxBodyBytes, requestTimeout: 600_000, connectionTimeout: 600_000, clientErrorHandler })
+  const app = Fastify({ logger: deps.logger ?? false, bodyLimit: deps.maxBodyBytes, routerOptions: { maxParamLength: MAX_PATH_PARAM_CHARS }, requestTimeout: 600_000, connectionTimeout: 600_000, clientErrorHandler })
   app.setValidatorCompiler(validatorCompiler)
   app.setSerializerCompiler(serializerCompiler)
   app.setErrorHandler(errorHandler)

@@ -25,7 +25,7 @@ import { AccessDeniedError, BlockfedError, BusyError, InvalidInputError, NotFoun
 import { signedManifestOf, type Repository, type VersionRow } from '../store/repository.ts'
 import type { BlockFiles } from '../store/block-files.ts'
 import type { Identity } from '../keys/identity.ts'
-import { BUSY_RETRY_MS, MAX_UPLOAD_FILES } from '../constants.ts'
+import { BUSY_RETRY_MS, MAX_PATH_PARAM_CHARS, MAX_UPLOAD_FILES } from '../constants.ts'
 import type { AnswerAdmission } from '../answers.ts'
 import { authenticate, issueToken, mayRead } from './auth.ts'
 import { clientErrorHandler, errorHandler } from './errors.ts'
@@ -109,6 +109,7 @@ export async function buildServer (deps: ServerDeps): Promise<FastifyInstance> {
   const app = Fastify({
     logger: deps.logger ?? false,
     bodyLimit: 1 << 20,
+    routerOptions: { maxParamLength: MAX_PATH_PARAM_CHARS },
     requestTimeout: 600_000,
     connectionTimeout: 600_000,
     clientErrorHandler

@@ -26,6 +26,7 @@ import { join } from 'node:path'
 import { DatabaseSync } from 'node:sqlite'
 import { x25519 } from '@noble/curves/ed25519.js'
 import { createCoordinator, type Coordinator } from '../../coordinator/coordinator.ts'
+import { MAX_PATH_PARAM_CHARS } from '../../coordinator/constants.ts'
 import { mulberry32 } from '../../shared/random/seeded.ts'
 import { toBase64 } from '../../shared/crypto/bytes.ts'
 import { jsonCid, rawCid } from '../../shared/crypto/cid.ts'
@@ -190,6 +191,8 @@ function commonBad (first: boolean): Bad[] {
     ...(first
       ? [
           { raw: 'a'.repeat(300), why: 'overlong (300 chars)' },
+          // Past the router's own bound (MAX_PATH_PARAM_CHARS) only: it answers a bare 414.
+          { raw: 'a'.repeat(MAX_PATH_PARAM_CHARS + 1), why: 'beyond the router bound', names: /exceeding the max param length/, status: 414 },
           // Refused by Node's HTTP parser before any route: it cannot name the parameter.
           { raw: 'mod\u00e9le', why: 'raw Latin-1 byte', names: /not valid HTTP.*percent-encoded/ },
           { raw: '%FF%FE', why: 'invalid UTF-8 escape' },
@@ -334,7 +337,7 @@ function casesFor (doc: OpenApi, path: string, method: string): Case[] {
   // Path parameters, one at a time.
   for (const [i, p] of params.filter(x => x.in === 'path').map(x => x.name).entries()) {
     for (const bad of [...commonBad(i === 0), ...specificBad(p)]) {
-      const names = bad.names ?? new RegExp(`(^|\\W)(params\\.)?${p}\\b|not a valid url component|exceeding the max param length`)
+      const names = bad.names ?? new RegExp(`(^|\\W)(params\\.)?${p}\\b|not a valid url component`)
       add(`params.${p} ${bad.why}: ${JSON.stringify(bad.raw.slice(0, 40))}`, { path: fill(path, { ...valid, [p]: bad.raw }) + (query === '' ? '' : `?${query}`) }, names, bad.status)
     }
   }
