@@ -20,10 +20,11 @@ import { fromBase64, fromHex, toHex } from '../../shared/crypto/bytes.ts'
 import { verify } from '../../shared/crypto/sign.ts'
 import { BlockfedError, InvalidInputError } from '../../shared/errors/errors.ts'
 import { bearerOf } from '../http/auth.ts'
+import type { GivenUpload } from '../../shared/rounds/one-update.ts'
 
 export const ROUNDS_PATH = '/v1/rounds/ws'
-/** A hello is a key, a signature and a few model names: anything larger before it is refused. */
-const MAX_HELLO_BYTES = 16 << 10
+/** A hello is a key, a signature, up to 100 model names and as many records: anything larger before it is refused. */
+const MAX_HELLO_BYTES = 32 << 10
 /** Largest text message after the hello (SecAgg+ share lists grow with a client's neighbours). */
 const MAX_TEXT_BYTES = 4 << 20
 /** Frame headers, pings, and the start of the next frame read in the same chunk. */
@@ -38,6 +39,8 @@ const MAX_UNREAD_BYTES = 4 << 20
 export interface ClientConnection {
   readonly id: string
   readonly models: readonly string[]
+  /** The updates it says it gave, per model (its hello, then its declines): see one-update.ts. */
+  readonly given: Map<string, GivenUpload>
   send: (message: ServerMessage) => void
   close: (code: number, reason: string) => void
 }
@@ -161,7 +164,7 @@ export function roundHub (options: RoundHubOptions): RoundHub {
             replaced.close(4002, 'replaced by a newer connection of the same client')
             options.handlers.disconnect(replaced)
           }
-          client = { id: hello.clientId, models: hello.models, socket: ws, send, close: (code, reason) => ws.close(code, reason) }
+          client = { id: hello.clientId, models: hello.models, given: new Map((hello.given ?? []).map(g => [g.model, { base: g.base, secure: g.secure }])), socket: ws, send, close: (code, reason) => ws.close(code, reason) }
           connected.set(client.id, client)
           send({ type: 'welcome', clientId: client.id })
         } catch (err) {

@@ -17,7 +17,7 @@ import { sha256 } from '../../shared/crypto/hash.ts'
 import { fromBase64, fromHex, toHex } from '../../shared/crypto/bytes.ts'
 import { verify } from '../../shared/crypto/sign.ts'
 import { BlockfedError, ConflictError, InvalidInputError, NotFoundError, UnavailableError } from '../../shared/errors/errors.ts'
-import { repeatsBase, uploadOf } from '../../shared/rounds/one-update.ts'
+import { afterUpload, newestGiven, repeatsBase, uploadOf } from '../../shared/rounds/one-update.ts'
 import type { IngestResult } from '../../shared/client/api-schemas.ts'
 import { fixedPointParams, decodeMean } from '../../aggregation/fixed-point.ts'
 import { signedManifestOf, type Repository } from '../store/repository.ts'
@@ -257,10 +257,14 @@ export function roundManager (deps: RoundManagerDeps): RoundManager {
       deps.store.setClient(round.config.id, client.id, 'accepted')
       round.waiting.gate.settle(client.id)
     },
-    decline (round, client) {
+    decline (round, client, m) {
       // After an upload a decline would only dodge the cooldown (the upload stays in the sum);
       // after an accept it is a withdrawal, and the round stops waiting for the client at once.
       if (round.uploads.has(client.id) || round.receiving.has(client.id)) throw withRound(new InvalidInputError(`round ${round.config.id}: already uploaded; a decline cannot take it back`), round.config.id)
+      // Its own record, which can be ahead of ours (an upload sent that never counted here): the
+      // next round leaves it out instead of offering what it will decline again. Its word can
+      // only keep itself out.
+      if (m.given !== undefined) client.given.set(round.config.model, afterUpload(client.given.get(round.config.model), m.given))
       if (round.accepted.has(client.id)) {
         dropClient(round, client.id)
         return
@@ -344,7 +348,7 @@ export function roundManager (deps: RoundManagerDeps): RoundManager {
     let givenAtBase = 0
     const ids = deps.hub().clients().filter(c => {
       if (!c.models.includes(model) || busy.has(c.id)) return false
-      if (repeatsBase(deps.store.newestUpload(c.id, model), uploadOf(baseVersion, request.secure.mode))) {
+      if (repeatsBase(newestGiven(deps.store.newestUpload(c.id, model), c.given.get(model)), uploadOf(baseVersion, request.secure.mode))) {
         givenAtBase++
         return false
       }
@@ -464,7 +468,7 @@ export function roundManager (deps: RoundManagerDeps): RoundManager {
     const base = roundBase(request)
     const { ids: candidates, givenAtBase } = eligible(request, base.row.version)
     if (candidates.length < request.selection.minClients) {
-      const given = givenAtBase === 0 ? '' : ` (${givenAtBase} more already uploaded from version ${base.row.version} to a round that failed, and give one update per base version)`
+      const given = givenAtBase === 0 ? '' : ` (${givenAtBase} more already uploaded from version ${base.row.version} to a round that failed or did not take the upload, and give one update per base version)`
       throw new TooFewClientsError(`round for ${request.model} not started: ${candidates.length} eligible client(s) connected${given}, at least ${request.selection.minClients} needed`)
     }
     const count = Math.min(request.selection.maxClients, Math.max(request.selection.minClients, Math.ceil(request.selection.fraction * candidates.length)))

@@ -26,7 +26,7 @@ import { BlockfedError, IntegrityError, InvalidInputError, TimeoutError } from '
 import { loadTfjsEngine } from '../engines/tfjs.ts'
 import { plainClient, type SecureRoundClient, type SecureClientDeps } from './secure-client.ts'
 import { statisticsGiven, updatesGiven } from './given.ts'
-import { repeatsBase, uploadOf } from '../../shared/rounds/one-update.ts'
+import { repeatsBase, uploadOf, type GivenUpload } from '../../shared/rounds/one-update.ts'
 
 export interface ParticipantModel {
   /** The runtime's own private training data for this model. */
@@ -161,7 +161,8 @@ export function createParticipant (options: ParticipantOptions): Participant {
     switch (message.type) {
       case 'challenge': {
         const signature = sign(helloSigningBytes(message.nonce), options.identity.secretKey)
-        send({ type: 'hello', clientId: id, signature: toBase64(signature), models: Object.keys(options.models) })
+        const models = Object.keys(options.models)
+        send({ type: 'hello', clientId: id, signature: toBase64(signature), models, given: await givenFor(models) })
         return
       }
       case 'welcome':
@@ -235,15 +236,15 @@ export function createParticipant (options: ParticipantOptions): Participant {
       emit({ type: 'result', roundId: config.id, state: final.state, version: final.version, reason: final.reason, bytesUp: round.bytesUp, bytesDown: round.bytesDown })
     }
     void (async () => {
-      const refusal = await baseRefusal(config).catch((err: Error) => err.message)
+      const refusal = await baseRefusal(config).catch((err: Error) => ({ reason: err.message, given: undefined }))
       // Refused, or the round ended (or the socket closed) while this was decided: never accepted.
       if (refusal !== undefined || controller.signal.aborted) {
         clearTimeout(timer)
         secure.dispose()
         if (current === round) current = undefined
         if (refusal === undefined) return
-        send({ type: 'decline', roundId: config.id, reason: refusal.slice(0, 500) })
-        emit({ type: 'offer', roundId: config.id, accepted: false, reason: refusal })
+        send({ type: 'decline', roundId: config.id, reason: refusal.reason.slice(0, 500), ...(refusal.given === undefined ? {} : { given: refusal.given }) })
+        emit({ type: 'offer', roundId: config.id, accepted: false, reason: refusal.reason })
         return
       }
       round.bytesUp += send({ type: 'accept', roundId: config.id })
@@ -277,11 +278,21 @@ export function createParticipant (options: ParticipantOptions): Participant {
    * Why this runtime will not take the round, decided before it accepts: a second upload from a
    * base it uploaded from could single an update out of a secure sum (shared/rounds/one-update.ts).
    */
-  async function baseRefusal (config: RoundConfig): Promise<string | undefined> {
+  /** Why this runtime declines `config` by its record of updates given, and that record (sent with the decline). */
+  async function baseRefusal (config: RoundConfig): Promise<{ reason: string, given: GivenUpload } | undefined> {
     const given = await updates.newest(config.model)
-    if (!repeatsBase(given, uploadOf(config.baseVersion, config.secure.mode))) return undefined
-    const what = given?.secure === true ? 'to a secure round' : 'in the clear'
-    return `round ${config.id}: this runtime already uploaded an update from ${config.model}@${given?.base ?? ''} ${what}, and gives one per base version, moving forward only (a second upload from one base could single an update out of a secure sum); offered base ${config.baseVersion} in mode ${config.secure.mode}`
+    if (given === undefined || !repeatsBase(given, uploadOf(config.baseVersion, config.secure.mode))) return undefined
+    const what = given.secure ? 'to a secure round' : 'in the clear'
+    return { given, reason: `round ${config.id}: this runtime already uploaded an update from ${config.model}@${given.base} ${what}, and gives one per base version, moving forward only (a second upload from one base could single an update out of a secure sum); offered base ${config.baseVersion} in mode ${config.secure.mode}` }
+  }
+
+  /** The record for the hello: an unreadable one is left out (each offer is then declined with why). */
+  async function givenFor (models: string[]): Promise<Array<GivenUpload & { model: string }>> {
+    const rows = await Promise.all(models.map(async model => {
+      const given = await updates.newest(model).catch(() => undefined)
+      return given === undefined ? [] : [{ model, ...given }]
+    }))
+    return rows.flat()
   }
 
   async function train (config: RoundConfig, model: ParticipantModel, round: NonNullable<typeof current>): Promise<void> {

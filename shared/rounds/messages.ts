@@ -59,11 +59,34 @@ export type ServerMessage = z.infer<typeof serverMessageSchema>
 /** Largest training loss a client may report (any real loss is far smaller). */
 export const MAX_LOSS = 1e9
 
+/** A runtime's record of the updates it gave for one model (shared/rounds/one-update.ts, GivenUpload). */
+const givenSchema = z.object({ base: z.number().int().min(1).max(2 ** 31 - 1), secure: z.boolean() }).strict()
+const helloModel = z.string().min(1).max(64)
+
 export const clientMessageSchema = z.discriminatedUnion('type', [
-  /** The client's Ed25519 public key and its signature over the challenge nonce. */
-  z.object({ type: z.literal('hello'), clientId: hex(32), signature: base64, models: z.array(z.string().min(1).max(64)).min(1).max(100) }).strict(),
+  /**
+   * The client's Ed25519 public key and its signature over the challenge nonce. `given` is the
+   * runtime's own record of the updates it gave (one-update.ts), so the coordinator does not
+   * offer a round it would decline, even when it never received the upload that record counts.
+   */
+  z.object({
+    type: z.literal('hello'),
+    clientId: hex(32),
+    signature: base64,
+    models: z.array(helloModel).min(1).max(100),
+    given: z.array(givenSchema.extend({ model: helloModel })).max(100).optional()
+  }).strict().superRefine((hello, ctx) => {
+    const models = new Set(hello.models)
+    const seen = new Set<string>()
+    for (const [i, g] of (hello.given ?? []).entries()) {
+      if (!models.has(g.model)) ctx.addIssue({ code: 'custom', path: ['given', i, 'model'], message: `${JSON.stringify(g.model)} is not among this hello's models` })
+      if (seen.has(g.model)) ctx.addIssue({ code: 'custom', path: ['given', i, 'model'], message: `${JSON.stringify(g.model)} is listed twice` })
+      seen.add(g.model)
+    }
+  }),
   z.object({ type: z.literal('accept'), roundId }).strict(),
-  z.object({ type: z.literal('decline'), roundId, reason: z.string().max(500) }).strict(),
+  /** `given`: the runtime's record for the offered model, when that record is why it declines. */
+  z.object({ type: z.literal('decline'), roundId, reason: z.string().max(500), given: givenSchema.optional() }).strict(),
   /** `loss` is bounded: the round's mean of them must stay finite (it goes into the manifest). */
   z.object({ type: z.literal('progress'), roundId, epoch: z.number().int().min(0), epochs: z.number().int().positive(), loss: z.number().min(-MAX_LOSS).max(MAX_LOSS).nullable() }).strict()
     .refine(m => m.epoch <= m.epochs, { message: 'epoch must not exceed epochs', path: ['epoch'] }),

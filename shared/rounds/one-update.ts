@@ -43,3 +43,11 @@ export function afterUpload (given: GivenUpload | undefined, offer: UploadOffer)
   if (offer.base === given.base) return { base: given.base, secure: given.secure || offer.secure }
   return given
 }
+
+/**
+ * The later of two records of one client (the coordinator's accepted uploads, the runtime's own
+ * word): the runtime may have sent an upload the coordinator never took, and only says so itself.
+ */
+export function newestGiven (a: GivenUpload | undefined, b: GivenUpload | undefined): GivenUpload | undefined {
+  return b === undefined ? a : afterUpload(a, b)
+}

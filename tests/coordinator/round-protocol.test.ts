@@ -73,7 +73,7 @@ describe('the WebSocket endpoint', () => {
     ws.send('x'.repeat(64 << 10))
     const [code] = await new Promise<[number]>(resolve => ws.once('close', code => resolve([code])))
     expect(code).toBe(4003)
-    expect(replies.some(r => /hello: 65536 bytes, at most 16384/.test(r))).toBe(true)
+    expect(replies.some(r => /hello: 65536 bytes, at most 32768/.test(r))).toBe(true)
   })
 })
 
@@ -104,6 +104,31 @@ describe('declines and progress', () => {
       expect(Date.now() - begun).toBeLessThan(20_000)
       const status = await (await fetch(`${at}/v1/rounds/${config.id}`, { headers: { authorization: `Bearer ${c.adminToken}` } })).json() as { clients: Array<{ client: string, status: string }> }
       expect(status.clients).toEqual(expect.arrayContaining([{ clientId: a.id, status: 'uploaded' }, { clientId: quitter.id, status: 'dropped' }]))
+    } finally {
+      for (const client of clients) client.close()
+    }
+  })
+})
+
+describe('a client\'s own record of the updates it gave', () => {
+  it('keeps a client that declines with its record (an upload this coordinator never took) out of the next round from that base, saying why', async () => {
+    const clients = [await rawClient(at, token, ['mnist'], { autoAccept: false }), await rawClient(at, token, ['mnist'], { autoAccept: false }), await rawClient(at, token, ['mnist'], { autoAccept: false })]
+    try {
+      const request = { model: 'mnist', trainable: ['head'], secure: { mode: 'masking' as const }, selection: { minClients: 3 } }
+      const started = await c.rounds.start(request)
+      const [a, b, d] = clients as [RawClient, RawClient, RawClient]
+      await a.next(m => m.type === 'offer' && m.config.id === started.id)
+      const config = a.offers.find(o => o.id === started.id) as RoundConfig
+      a.sendJson({ type: 'decline', roundId: config.id, reason: 'already uploaded from this base', given: { base: config.baseVersion, secure: true } })
+      for (const other of [b, d]) other.sendJson({ type: 'decline', roundId: config.id, reason: 'not now' })
+      expect((await started.done).state).toBe('failed')
+      // b and d said no without a record: they stay eligible; a does not.
+      await expect(c.rounds.start(request)).rejects.toThrow(`round for mnist not started: 2 eligible client(s) connected (1 more already uploaded from version ${config.baseVersion} to a round that failed or did not take the upload, and give one update per base version), at least 3 needed`)
+      const plain = await c.rounds.start({ ...request, secure: { mode: 'none' }, selection: { minClients: 2 }, deadlines: { acceptMs: 500 } })
+      await b.next(m => m.type === 'offer' && m.config.id === plain.id)
+      expect([...(b.offers.find(o => o.id === plain.id) as RoundConfig).clients].sort()).toEqual([b.id, d.id].sort())
+      expect(a.offers.some(o => o.id === plain.id)).toBe(false)
+      await plain.done
     } finally {
       for (const client of clients) client.close()
     }
@@ -276,7 +301,7 @@ describe('frame sizes', () => {
     // Far below maxPayload (256 MiB): ws alone would buffer all of it, then the hello check refuse it (4003).
     ws.send(new Uint8Array(8 << 20))
     expect(await closed).toBe(1009)
-    expect(replies.some(r => /frame too large: over 16384 bytes before its hello/.test(r))).toBe(true)
+    expect(replies.some(r => /frame too large: over 32768 bytes before its hello/.test(r))).toBe(true)
     expect((await fetch(`${at}/v1/models`)).status).toBe(200)
   })
 

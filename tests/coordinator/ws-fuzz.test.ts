@@ -198,7 +198,7 @@ describe('before the hello', () => {
       ...schemaCases(NO_ROUND, 'a'.repeat(64), 12 << 10).map(k => ({ ...k, names: new RegExp(`hello: .*(${k.names.source})|hello: not JSON`) })),
       ...binaryCases(NO_ROUND, 1).map(k => ({ ...k, names: /expected a hello before any upload/ })),
       ...allTypes(NO_ROUND).map(m => text(`valid ${String(m.type)} before the hello`, m, new RegExp(`expected a hello, got ${String(m.type)}`))),
-      text('hello 17 KiB', { type: 'hello', clientId: 'a'.repeat(64), signature: 'A'.repeat(17 << 10), models: ['m'] }, /hello: \d+ bytes, at most 16384/)
+      text('hello 33 KiB', { type: 'hello', clientId: 'a'.repeat(64), signature: 'A'.repeat(33 << 10), models: ['m'] }, /hello: \d+ bytes, at most 32768/)
     ]
     for (const k of cases) {
       const p = new Peer(at, token, 'pre-hello')
@@ -244,9 +244,9 @@ describe('before the hello', () => {
     const big = new Peer(at, token, 'big-hello')
     peers.push(big)
     await big.waitFrom(0, m => m?.type === 'challenge', 10_000)
-    big.send('x'.repeat(300 << 10))
+    big.send('x'.repeat(400 << 10))
     expect((await big.closed).code).toBe(1009)
-    expect(big.received.some(r => /frame too large: over 16384 bytes before its hello/.test(r.text))).toBe(true)
+    expect(big.received.some(r => /frame too large: over 32768 bytes before its hello/.test(r.text))).toBe(true)
     // Invalid UTF-8 in a text frame: ws refuses it (1007) before the hub sees it.
     const bad = new Peer(at, token, 'bad-utf8')
     peers.push(bad)

@@ -169,7 +169,7 @@ describe('rounds (mode none)', () => {
       const payload = new Uint8Array(valid.buffer)
       const header = { type: 'upload' as const, roundId: config.id, baseVersion: config.baseVersion, encoding: 'ring-u32le' as const }
       const frame = encodeUploadFrame({ ...header, signature: toBase64(sign(uploadSigningBytes(header, await sha256(payload)), a.identity.secretKey)) }, payload)
-      const connection = { id: a.id, models: ['mnist'], send: () => {}, close: () => {} }
+      const connection = { id: a.id, models: ['mnist'], given: new Map(), send: () => {}, close: () => {} }
       // The handler runs up to its digest (WebCrypto, finished on a later turn of the event loop);
       // the round is stopped meanwhile, and fails in the same turn.
       const upload = c.rounds.handlers.upload(connection, frame)
@@ -373,7 +373,7 @@ describe('rounds (mode masking)', () => {
     }
   })
 
-  it('takes one update per client and base version: a retry after a failed round goes to the others, and a runtime offered a base it uploaded from declines', async () => {
+  it('takes one update per client and base version: a retry after a failed round goes to the others, and another coordinator learns a runtime\'s record from its hello', async () => {
     // Two sums at one base over client sets that differ by one give that client's update
     // (shared/rounds/one-update.ts). Round 1 fails once all four uploads are in (two drop out).
     const { c, at, token } = await smallCoordinator('masking-retry')
@@ -391,7 +391,7 @@ describe('rounds (mode masking)', () => {
       await Promise.all(first.map(async p => { await p.participant.ready() }))
       for (const mode of ['masking', 'none'] as const) {
         await expect(c.rounds.run({ model: 'mnist', trainable: ['head'], secure: { mode }, selection: { minClients: 3 } }))
-          .rejects.toThrow('round for mnist not started: 0 eligible client(s) connected (4 more already uploaded from version 1 to a round that failed, and give one update per base version), at least 3 needed')
+          .rejects.toThrow('round for mnist not started: 0 eligible client(s) connected (4 more already uploaded from version 1 to a round that failed or did not take the upload, and give one update per base version), at least 3 needed')
       }
       fresh.push(...await startParticipants(at, token, join(root, 'masking-retry-fresh'), 3, { extra: () => ({ secureClient: secureClients() }) }))
       const retry = await c.rounds.run({ model: 'mnist', trainable: ['head'], secure: { mode: 'masking', dropoutRate: 0 }, selection: { minClients: 3, maxClients: 7, fraction: 1 } })
@@ -410,17 +410,20 @@ describe('rounds (mode masking)', () => {
       await stopParticipants([...first, ...fresh])
       await c.stop()
     }
-    // A coordinator that offers an uploader the same base again (this one has its own v1 and no
-    // record of the first round: it forgot, or chose to) meets the runtime's own record.
+    // Another coordinator with its own v1 and no record of the first round: the runtime's hello
+    // carries its own record, so this one leaves it out instead of offering what it would decline
+    // (a coordinator that offers anyway is declined: one-update-race.test.ts).
     const other = await smallCoordinator('masking-retry-other')
     const again = await startParticipants(other.at, other.token, runtimes, 1, { extra: () => ({ secureClient: secureClients() }) })
     const others = await startParticipants(other.at, other.token, join(root, 'masking-retry-other-runtimes'), 3, { extra: () => ({ secureClient: secureClients() }) })
     try {
-      const summary = await other.c.rounds.run({ model: 'mnist', trainable: ['head'], secure: { mode: 'masking', dropoutRate: 0 }, selection: { minClients: 4, minUploads: 3 } })
+      await expect(other.c.rounds.run({ model: 'mnist', trainable: ['head'], secure: { mode: 'masking', dropoutRate: 0 }, selection: { minClients: 4 } }))
+        .rejects.toThrow('3 eligible client(s) connected (1 more already uploaded from version 1')
+      const summary = await other.c.rounds.run({ model: 'mnist', trainable: ['head'], secure: { mode: 'masking', dropoutRate: 0 }, selection: { minClients: 3 } })
       const repeat = again[0] as TestParticipant
-      // It declines before accepting, so the round's masking setup never counts on it.
-      expect(repeat.events).toContainEqual({ type: 'offer', roundId: summary.id, accepted: false, reason: expect.stringMatching(/already uploaded an update from mnist@1 to a secure round.*offered base 1 in mode masking/) })
-      expect(repeat.events.some(e => e.type === 'uploaded')).toBe(false)
+      const offered = JSON.parse((await readRound(join(root, 'masking-retry-other'), summary.id)).config) as RoundConfig
+      expect([...offered.clients].sort()).toEqual(others.map(p => p.participant.id).sort())
+      expect(repeat.events.some(e => e.type === 'offer' || e.type === 'uploaded')).toBe(false)
       expect(summary.reason).toBeNull()
       expect(summary.participants.uploaded).toBe(3)
     } finally {

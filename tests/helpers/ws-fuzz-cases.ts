@@ -32,9 +32,9 @@ export function messageShapes (): Array<{ type: string, fields: string[] }> {
 /** A schema-valid sample of each type, addressed to `roundId`. */
 export function sample (type: string, roundId: string, clientId: string): Record<string, unknown> {
   switch (type) {
-    case 'hello': return { type, clientId, signature: toBase64(new Uint8Array(64).fill(7)), models: ['mnist'] }
+    case 'hello': return { type, clientId, signature: toBase64(new Uint8Array(64).fill(7)), models: ['mnist'], given: [{ model: 'mnist', base: 1, secure: true }] }
     case 'accept': return { type, roundId }
-    case 'decline': return { type, roundId, reason: 'no' }
+    case 'decline': return { type, roundId, reason: 'no', given: { base: 1, secure: false } }
     case 'progress': return { type, roundId, epoch: 0, epochs: 1, loss: 0.5 }
     case 'secagg': return { type, roundId, payload: { type: 'secagg/advertise' } }
     default: throw new Error(`no sample for ${type}`)
@@ -49,7 +49,7 @@ const malformed = (text: string): boolean => {
 
 /**
  * Schema-level faults: answered the same in every state (the frame is refused before any state
- * is looked at). `big` bounds oversized strings and arrays (a hello must stay under 16 KiB).
+ * is looked at). `big` bounds oversized strings and arrays (a hello must stay under 32 KiB).
  */
 export function schemaCases (roundId: string, clientId: string, big: number, seed = 0x5eed): Case[] {
   const rand = mulberry32(seed)
@@ -90,6 +90,9 @@ export function schemaCases (roundId: string, clientId: string, big: number, see
       add('hello: clientId upper-case hex', JSON.stringify({ ...valid, clientId: clientId.toUpperCase() }), /clientId/)
       add('hello: clientId 63 hex', JSON.stringify({ ...valid, clientId: clientId.slice(1) }), /clientId/)
       add('hello: signature not base64', JSON.stringify({ ...valid, signature: '!!!!' }), /signature/)
+      add('hello: given for a model it does not name', JSON.stringify({ ...valid, given: [{ model: 'other', base: 1, secure: true }] }), /given.*not among this hello's models/)
+      add('hello: given twice for one model', JSON.stringify({ ...valid, given: [{ model: 'mnist', base: 1, secure: true }, { model: 'mnist', base: 2, secure: false }] }), /given.*listed twice/)
+      add('hello: 101 given', JSON.stringify({ ...valid, given: Array.from({ length: 101 }, () => ({ model: 'mnist', base: 1, secure: true })) }), /given/)
     }
     if (fields.includes('roundId')) {
       for (const r of ['r_zzzz', 'r_0000000000000000 ', 'R_0000000000000000', '../r_0000000000000000', 'r_' + 'a'.repeat(17), `${roundId}\u0000`]) add(`${type}: roundId ${JSON.stringify(r)}`, JSON.stringify({ ...valid, roundId: r }), /roundId/)
@@ -99,6 +102,12 @@ export function schemaCases (roundId: string, clientId: string, big: number, see
       add('progress: loss above MAX_LOSS', JSON.stringify({ ...valid, loss: 1e9 + 1 }), /loss/)
     }
     if (type === 'decline') add('decline: reason of 501', JSON.stringify({ ...valid, reason: 'r'.repeat(501) }), /reason/)
+    if (fields.includes('given')) {
+      const record = (g: Record<string, unknown>): unknown => type === 'hello' ? [{ model: 'mnist', ...g }] : g
+      for (const [why, g] of [['base 0', { base: 0, secure: true }], ['base 2^31', { base: 2 ** 31, secure: true }], ['base 1.5', { base: 1.5, secure: true }], ['secure "yes"', { base: 1, secure: 'yes' }], ['secure missing', { base: 1 }], ['extra key', { base: 1, secure: true, at: 0 }]] as const) {
+        add(`${type}: given ${why}`, JSON.stringify({ ...valid, given: record(g) }), /given/)
+      }
+    }
   }
   // Root values that are not objects, and structural faults.
   for (const v of ['1', 'null', 'true', '[]', '"hello"', '[{"type":"accept"}]']) add(`root ${v}`, v, /expected object/)

@@ -10,7 +10,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { statisticsGiven, updatesGiven, STATISTICS_GIVEN_FILE, UPDATES_GIVEN_FILE } from '../../../node-runtime/fl/given.ts'
 import { IntegrityError } from '../../../shared/errors/errors.ts'
-import { afterUpload, repeatsBase } from '../../../shared/rounds/one-update.ts'
+import { afterUpload, newestGiven, repeatsBase } from '../../../shared/rounds/one-update.ts'
 
 let dir: string
 beforeAll(async () => { dir = await mkdtemp(join(tmpdir(), 'blockfed-given-')) })
@@ -95,5 +95,14 @@ describe('one update per base version (shared/rounds/one-update.ts)', () => {
     expect(afterUpload(plain(2), secure(2))).toEqual(secure(2))
     expect(afterUpload(secure(2), plain(2))).toEqual(secure(2))
     expect(afterUpload(secure(2), plain(3))).toEqual(plain(3))
+  })
+
+  it('merges the coordinator\'s record with the runtime\'s own word: the newer base, secure if either says so', () => {
+    expect(newestGiven(undefined, undefined)).toBeUndefined()
+    expect(newestGiven(plain(2), undefined)).toEqual(plain(2))
+    expect(newestGiven(undefined, secure(1))).toEqual(secure(1))
+    expect(newestGiven(plain(2), secure(1))).toEqual(plain(2))
+    expect(newestGiven(plain(2), secure(2))).toEqual(secure(2))
+    expect(newestGiven(secure(2), plain(3))).toEqual(plain(3))
   })
 })
