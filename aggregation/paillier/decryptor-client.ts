@@ -9,7 +9,7 @@ import {
 import { fromBase64, toBase64 } from '../../shared/crypto/bytes.ts'
 import { jsonCall } from '../../shared/client/json-call.ts'
 import { DEFAULT_DECRYPT_TIMEOUT_MS, DEFAULT_KEY_TIMEOUT_MS } from './constants.ts'
-import { RoundDecidedError } from './errors.ts'
+import { RepeatedClientError, RoundDecidedError } from './errors.ts'
 import { readKeyInfo, type DecryptorKey } from './key-info.ts'
 import { decryptResponseSchema, paillierKeyInfoSchema, roundIdSchema } from './schemas.ts'
 import { ringFromBytes } from './wire.ts'
@@ -37,6 +37,8 @@ export interface Contribution {
 
 export interface RoundContributions {
   roundId: string
+  /** The model the round trained: part of what each upload signature covers. */
+  model: string
   /** Ring values per update. */
   length: number
   /** The model version the round trained: part of what each upload signature covers. */
@@ -61,24 +63,24 @@ const ERRORS: Record<number, new (message: string) => BlockfedError> = {
  * @example
  * const decryptor = decryptorClient({ baseUrl: 'http://127.0.0.1:7071', expectedKeyId })
  * const { publicKey, layout } = await decryptor.key()
- * const sum = await decryptor.decrypt({ roundId: 'round-7', length, baseVersion, contributions })
+ * const sum = await decryptor.decrypt({ roundId: 'round-7', model: 'mnist', length, baseVersion, contributions })
  */
 export function decryptorClient (options: DecryptorClientOptions): DecryptorClient {
   const baseUrl = options.baseUrl.replace(/\/+$/, '')
   const keyTimeout = options.timeoutMs ?? DEFAULT_KEY_TIMEOUT_MS
   const decryptTimeout = options.decryptTimeoutMs ?? DEFAULT_DECRYPT_TIMEOUT_MS
 
-  const call = jsonCall({ baseUrl, token: options.token, service: 'decryptor', errors: ERRORS })
+  const call = jsonCall({ baseUrl, token: options.token, service: 'decryptor', errors: ERRORS, named: { RepeatedClientError } })
 
   return {
     baseUrl,
     async key (signal) {
       return await readKeyInfo(await call('/v1/paillier/key', paillierKeyInfoSchema, {}, keyTimeout, signal), options.expectedKeyId)
     },
-    async decrypt ({ roundId, length, baseVersion, contributions }, signal) {
+    async decrypt ({ roundId, model, length, baseVersion, contributions }, signal) {
       const id = roundIdSchema.safeParse(roundId)
       if (!id.success) throw new InvalidInputError(`roundId: ${id.error.issues[0]?.message ?? 'invalid'}`)
-      const body = JSON.stringify({ length, baseVersion, contributions: contributions.map(c => ({ clientId: c.clientId, ciphertexts: toBase64(c.ciphertexts), signature: toBase64(c.signature) })) })
+      const body = JSON.stringify({ model, length, baseVersion, contributions: contributions.map(c => ({ clientId: c.clientId, ciphertexts: toBase64(c.ciphertexts), signature: toBase64(c.signature) })) })
       const path = `/v1/paillier/rounds/${roundId}/decrypt`
       const answer = await call(path, decryptResponseSchema, { method: 'POST', body, headers: { 'content-type': 'application/json' } }, decryptTimeout, signal)
       if (answer.roundId !== roundId || answer.length !== length || answer.clients !== contributions.length) {

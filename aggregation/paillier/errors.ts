@@ -10,6 +10,16 @@ export class RoundDecidedError extends BlockfedError {
   override readonly status = 409
 }
 
+/**
+ * A contribution's client is already in a sum the decryptor decided, from the same base version
+ * of the same model or a later one: two sums over client sets that differ by one give that
+ * client's update (shared/rounds/one-update.ts), so it decrypts neither a second nor an older one.
+ */
+export class RepeatedClientError extends BlockfedError {
+  override readonly name = 'RepeatedClientError'
+  override readonly status = 409
+}
+
 /** A randomness pool has fewer unused r^n values than an encryption needs: precompute more. */
 export class RandomnessExhaustedError extends BlockfedError {
   override readonly name = 'RandomnessExhaustedError'

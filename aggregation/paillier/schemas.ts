@@ -6,6 +6,7 @@
  */
 import { z } from 'zod'
 import { MAX_VECTOR_LENGTH } from './constants.ts'
+import { modelNameSchema } from '../../shared/manifest/schema.ts'
 
 /** A round id is also a file name on the decryptor: no path separators, no leading dot. */
 export const roundIdSchema = z.string().regex(/^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/, 'round id: 1-128 of A-Z a-z 0-9 . _ -, starting with a letter or digit')
@@ -29,10 +30,11 @@ export const clientIdSchema = z.string().regex(/^[0-9a-f]{64}$/, 'a client id: i
 export const contributionSchema = z.object({
   clientId: clientIdSchema.describe('the client\'s Ed25519 public key, hex (blockfed client ids are their keys)'),
   ciphertexts: z.base64().describe('the client\'s ciphertexts, fixed-width big-endian, concatenated (wire.ts)'),
-  signature: z.base64().describe('the client\'s Ed25519 signature of its upload: uploadSigningBytes(round, baseVersion, \'paillier\', SHA-256 of the ciphertexts), shared/rounds/messages.ts')
+  signature: z.base64().describe('the client\'s Ed25519 signature of its upload: uploadSigningBytes(model, round, baseVersion, \'paillier\', SHA-256 of the ciphertexts), shared/rounds/messages.ts')
 })
 
 export const decryptRequestSchema = z.object({
+  model: modelNameSchema.describe('the model the round trained, as each upload signature covers it'),
   length: z.number().int().min(1).max(MAX_VECTOR_LENGTH).describe('ring values per update'),
   baseVersion: z.number().int().positive().describe('the model version the round trained, as each upload signature covers it'),
   contributions: z.array(contributionSchema).min(1)

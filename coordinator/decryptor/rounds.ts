@@ -7,47 +7,107 @@
  * A decrypted round keeps its answer (the ring sum, which its caller learns anyway) with the
  * hash of the request it answered, so a caller that lost the answer (a timeout, a restart) gets
  * the same answer again for the same request, and nothing for any other.
+ *
+ * The records also keep each client to one sum per base version of a model, moving forward
+ * only (shared/rounds/one-update.ts): a claim whose client is already in a decided sum from the
+ * same base or a later one is refused (RepeatedClientError). Runtimes keep that rule themselves,
+ * but one without a state dir (a serverless function) forgets; the decryptor does not. The index
+ * is rebuilt from the records at start, so an unreadable record stops the start rather than
+ * forget whose sum it was. Two processes on one data dir do not see each other's index.
  */
-import { mkdir, readFile } from 'node:fs/promises'
+import { mkdir, readdir, readFile } from 'node:fs/promises'
 import { join } from 'node:path'
-import { RoundDecidedError } from '../../aggregation/paillier/errors.ts'
+import { z } from 'zod'
+import { RepeatedClientError, RoundDecidedError } from '../../aggregation/paillier/errors.ts'
+import { IntegrityError } from '../../shared/errors/errors.ts'
+import { parseJsonWith } from '../../shared/errors/parse-json.ts'
 import { ROUNDS_DIR } from './constants.ts'
 import { createFileAtomic, syncDir, writeFileAtomic } from '../../node-runtime/atomic-file.ts'
 
-export interface RoundRecord {
-  roundId: string
-  keyId: string
-  length: number
-  clients: string[]
-  claimedAt: string
-  /** SHA-256 (hex) of the request decided: round, length, base version and every contribution. */
-  requestSha256: string
-  outcome?: 'decrypted' | 'failed'
-  reason?: string
-  finishedAt?: string
+const recordSchema = z.object({
+  roundId: z.string(),
+  keyId: z.string(),
+  /** Absent in records written before the index existed: their clients are not held to it. */
+  model: z.string().optional(),
+  baseVersion: z.number().int().positive().optional(),
+  length: z.number().int().positive(),
+  clients: z.array(z.string()),
+  claimedAt: z.string(),
+  /** SHA-256 (hex) of the request decided: round, model, length, base version and every contribution. */
+  requestSha256: z.string(),
+  outcome: z.enum(['decrypted', 'failed']).optional(),
+  reason: z.string().optional(),
+  finishedAt: z.string().optional(),
   /** The answer's ring sum (base64), once decrypted. */
-  sum?: string
-}
+  sum: z.string().optional()
+})
+export type RoundRecord = z.infer<typeof recordSchema> & { model: string, baseVersion: number }
 
 export interface RoundLog {
-  /** Marks the round decided; throws RoundDecidedError if it already was. */
+  /**
+   * Marks the round decided; throws RoundDecidedError if it already was, and RepeatedClientError
+   * if one of its clients is in another decided sum from this base version or a later one.
+   */
   claim: (record: RoundRecord) => Promise<void>
   /** Records how a claimed round ended: `detail` is the sum (decrypted) or the reason (failed). */
   finish: (record: RoundRecord, outcome: 'decrypted' | 'failed', detail: string) => Promise<void>
   /** The record of a decided round, if it can be read. */
-  read: (roundId: string) => Promise<RoundRecord | undefined>
+  read: (roundId: string) => Promise<z.infer<typeof recordSchema> | undefined>
+}
+
+/** The newest decided sum each client is in, per model. */
+type SummedIndex = Map<string, { base: number, roundId: string }>
+const indexKey = (clientId: string, model: string): string => `${clientId}\n${model}`
+
+async function loadIndex (dir: string): Promise<SummedIndex> {
+  const index: SummedIndex = new Map()
+  // Temporary files of a write in progress end in .tmp; records in .json.
+  for (const name of (await readdir(dir)).filter(n => n.endsWith('.json')).sort()) {
+    const path = join(dir, name)
+    const record = parseJsonWith(recordSchema, await readFile(path, 'utf8'), `${path} (a decided round: the decryptor does not start without knowing whose sum it was; restore it)`, IntegrityError)
+    if (record.model === undefined || record.baseVersion === undefined) continue
+    for (const clientId of record.clients) {
+      const key = indexKey(clientId, record.model)
+      const held = index.get(key)
+      if (held === undefined || held.base < record.baseVersion) index.set(key, { base: record.baseVersion, roundId: record.roundId })
+    }
+  }
+  return index
 }
 
 /** Round ids are checked by roundIdSchema (no separators, no leading dot) before they get here. */
 export async function roundLog (dataDir: string): Promise<RoundLog> {
   const dir = join(dataDir, ROUNDS_DIR)
   await mkdir(dir, { recursive: true, mode: 0o700 })
+  const summed = await loadIndex(dir)
   const pathOf = (roundId: string): string => join(dir, `${roundId}.json`)
   return {
     async claim (record) {
-      // On disk before anything is decrypted: a crash right after must not let the round run again.
-      if (!await createFileAtomic(pathOf(record.roundId), JSON.stringify(record) + '\n', 0o600)) {
-        throw new RoundDecidedError(`round ${record.roundId} was already decided; the decryptor decrypts each round at most once`)
+      // Checked and reserved with no await in between: of two concurrent claims sharing a
+      // client at one base, the second is refused. A retry of this very round is not a repeat
+      // (the file decides it below).
+      const keys = record.clients.map(c => indexKey(c, record.model))
+      for (const [i, key] of keys.entries()) {
+        const held = summed.get(key)
+        if (held !== undefined && held.roundId !== record.roundId && held.base >= record.baseVersion) {
+          throw new RepeatedClientError(`round ${record.roundId}: client ${record.clients[i] ?? ''} is already in the sum of round ${held.roundId} from ${record.model}@${held.base}; the decryptor puts a client in at most one sum per base version of a model, moving forward only (offered base ${record.baseVersion})`)
+        }
+      }
+      const before = keys.map(key => summed.get(key))
+      for (const key of keys) summed.set(key, { base: record.baseVersion, roundId: record.roundId })
+      try {
+        // On disk before anything is decrypted: a crash right after must not let the round run again.
+        if (!await createFileAtomic(pathOf(record.roundId), JSON.stringify(record) + '\n', 0o600)) {
+          throw new RoundDecidedError(`round ${record.roundId} was already decided; the decryptor decrypts each round at most once`)
+        }
+      } catch (err) {
+        // Not this claim's: the decided round (if any) keeps what the index held for it.
+        for (const [i, key] of keys.entries()) {
+          const held = before[i]
+          if (held === undefined) summed.delete(key)
+          else summed.set(key, held)
+        }
+        throw err
       }
       await syncDir(dir)
     },
@@ -58,7 +118,7 @@ export async function roundLog (dataDir: string): Promise<RoundLog> {
     },
     async read (roundId) {
       try {
-        return JSON.parse(await readFile(pathOf(roundId), 'utf8')) as RoundRecord
+        return recordSchema.parse(JSON.parse(await readFile(pathOf(roundId), 'utf8')))
       } catch {
         return undefined // absent, or unreadable: the round stays decided either way
       }

@@ -10,18 +10,21 @@
  * each contribution's upload signature), so a malformed request does not burn a round; then it
  * claims the round on disk, sums, decrypts the sum only, and answers with the ring sum reduced
  * mod 2^32 (never the raw slot sums). The same request again (byte for byte the same round,
- * length, base version and contributions: a caller that timed out or restarted) gets the same
- * answer, from the round's record or from the decryption still running; any other is refused.
+ * model, length, base version and contributions: a caller that timed out or restarted) gets the
+ * same answer, from the round's record or from the decryption still running; any other is refused.
  *
  * The bearer token is checked before the body is read, and at most `DECRYPT_SLOTS` decrypt
  * requests are read and worked on at once: a caller without the token cannot make the decryptor
  * buffer and parse hundreds of MiB.
  *
- * Each contribution carries its client's Ed25519 signature over (round id, base version,
+ * Each contribution carries its client's Ed25519 signature over (model, round id, base version,
  * 'paillier', SHA-256 of the ciphertexts), the one the client made when it uploaded. The
  * decryptor checks it against the client id (the key) for the round id it is asked to decrypt,
  * so a coordinator cannot replay real uploads under fresh round ids and difference the sums:
- * each upload opens in the round it was made for, once.
+ * each upload opens in the round it was made for, once. Nor can it run a second round from the
+ * same base over a client set that differs by one and difference those: a client is in at most
+ * one decrypted sum per base version of a model, moving forward only (rounds.ts), whether or not
+ * the client keeps its own record.
  *
  * What this does NOT prevent — read before relying on it:
  * - Sybil contributions, unless `clients` is set: a coordinator can make up client keys, sign
@@ -32,6 +35,9 @@
  * - Key substitution: clients must pin this decryptor's keyId out of band; a coordinator that
  *   relays the key could hand out its own.
  * - Collusion: a decryptor that colludes with the coordinator decrypts anything.
+ * - Plain uploads: a client's upload in a round of mode none never reaches the decryptor, so a
+ *   masked-then-plain or Paillier-then-plain pair from one base is the client's own record to
+ *   refuse (node-runtime/fl/given.ts), not this one's.
  * - Malformed plaintexts: Paillier carries no proof that a client knows what it encrypted, so
  *   minClients counts contributions, not honest ones. An enrolled client colluding with the
  *   coordinator can upload c_H^−1·E(0), made from another client H's upload (which the
@@ -127,7 +133,7 @@ export async function buildDecryptorServer (deps: DecryptorServerDeps): Promise<
     }
   }, async req => {
     const { roundId } = req.params
-    const { length, baseVersion, contributions } = req.body
+    const { model, length, baseVersion, contributions } = req.body
     if (contributions.length < minClients) throw new InvalidInputError(`round ${roundId}: ${contributions.length} contributions; this decryptor decrypts sums of at least ${minClients}`)
     if (contributions.length > layout.maxClients) throw new InvalidInputError(`round ${roundId}: ${contributions.length} contributions; the packing layout holds at most ${layout.maxClients}`)
     const ids = new Set<string>()
@@ -145,18 +151,18 @@ export async function buildDecryptorServer (deps: DecryptorServerDeps): Promise<
       if (deps.clients !== undefined && !deps.clients.has(c.clientId)) throw new AccessDeniedError(`contributions[${i}]: client ${c.clientId} is not one of this decryptor's enrolled clients`)
       const digest = await sha256(bytes[i] as Uint8Array)
       digests.push([c.clientId, toHex(digest)])
-      const signed = uploadSigningBytes({ roundId, baseVersion, encoding: 'paillier' }, digest)
+      const signed = uploadSigningBytes(model, { roundId, baseVersion, encoding: 'paillier' }, digest)
       if (!verify(decodeBase64(c.signature, `contributions[${i}].signature`, { canonical: true }), signed, fromHex(c.clientId))) {
-        throw new AccessDeniedError(`contributions[${i}] (client ${c.clientId}): its signature does not verify for round ${roundId} at base version ${baseVersion}`)
+        throw new AccessDeniedError(`contributions[${i}] (client ${c.clientId}): its signature does not verify for round ${roundId} of ${model} at base version ${baseVersion}`)
       }
     }
     const vectors = bytes.map((b, i) => decodeCiphertexts(b, publicKey, count, `contributions[${i}] (client ${contributions[i]?.clientId ?? ''})`))
-    const requestSha256 = await sha256Hex(utf8ToBytes(JSON.stringify([roundId, length, baseVersion, digests.sort(([a], [b]) => a < b ? -1 : 1)])))
+    const requestSha256 = await sha256Hex(utf8ToBytes(JSON.stringify([roundId, model, length, baseVersion, digests.sort(([a], [b]) => a < b ? -1 : 1)])))
     const answer = (sum: string): { roundId: string, clients: number, length: number, sum: string } => ({ roundId, clients: contributions.length, length, sum })
 
     // A caller that has gone does not get a round decided for nobody.
     if (req.raw.socket.destroyed) throw new InvalidInputError(`round ${roundId}: the caller closed the request before the decryption started`)
-    const record = { roundId, keyId: deps.keyInfo.keyId, length, clients: [...ids], claimedAt: new Date().toISOString(), requestSha256 }
+    const record = { roundId, keyId: deps.keyInfo.keyId, model, baseVersion, length, clients: [...ids], claimedAt: new Date().toISOString(), requestSha256 }
     // The same request again gets the same answer; any other request for the round, nothing.
     const fromRecord = async (err: unknown): Promise<string> => {
       if (!(err instanceof RoundDecidedError)) throw err

@@ -200,7 +200,7 @@ export function roundManager (deps: RoundManagerDeps): RoundManager {
         round.receiving.add(client.id)
         reserved = round
         const checkSignature = (digest: Uint8Array): void => {
-          if (!verify(fromBase64(header.signature), uploadSigningBytes(header, digest), fromHex(client.id))) throw new InvalidInputError('upload: the signature does not verify with the client key')
+          if (!verify(fromBase64(header.signature), uploadSigningBytes(config.model, header, digest), fromHex(client.id))) throw new InvalidInputError('upload: the signature does not verify with the client key')
         }
         if (early) {
           // Checked before it is held; once uploads open it is stored without another await.

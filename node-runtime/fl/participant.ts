@@ -355,7 +355,7 @@ export function createParticipant (options: ParticipantOptions): Participant {
     if (options.tamper !== undefined) encoded = options.tamper(encoded, config)
     const payload = await round.secure.protect(encoded, signal)
     const header = { type: 'upload' as const, roundId: config.id, baseVersion: config.baseVersion, encoding: round.secure.encoding }
-    const signature = sign(uploadSigningBytes(header, await sha256(payload)), options.identity.secretKey)
+    const signature = sign(uploadSigningBytes(config.model, header, await sha256(payload)), options.identity.secretKey)
     const frame = encodeUploadFrame({ ...header, signature: toBase64(signature) }, payload)
     // The round may have ended while the update was protected (its result, a closed socket, the
     // deadline all abort it, and a step such as Paillier's randomness wait does not watch the

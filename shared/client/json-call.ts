@@ -17,9 +17,11 @@ export interface JsonCallOptions {
   service: string
   /**
    * Typed error per HTTP status; other failing statuses become UnavailableError, and so does a
-   * 5xx whose body is not the service's `{ error, message }` naming that error.
+   * 5xx whose body is not the service's `{ error, message }` naming that error. `named` refines
+   * a status by the body's error name (two refusals that share 409, say).
    */
   errors: Record<number, new (message: string) => BlockfedError>
+  named?: Record<string, new (message: string) => BlockfedError>
   /** Largest answer body read (default 64 MiB); a larger one is cut off with TooLargeError. */
   maxBytes?: number
 }
@@ -54,7 +56,8 @@ function request (options: JsonCallOptions): (path: string, init: RequestInit, t
         body = JSON.parse(text)
       } catch {}
       const parsed = errorBodySchema.safeParse(body)
-      const Err = options.errors[res.status]
+      const named = parsed.success ? options.named?.[parsed.data.error] : undefined
+      const Err = named !== undefined && new named('').status === res.status ? named : options.errors[res.status]
       // A 5xx may come from a proxy in front of the service (502 Bad Gateway while it is down):
       // its typed error only when the service's own body names it, else the service is unreachable.
       const typed = Err !== undefined && (res.status < 500 || (parsed.success && parsed.data.error === new Err('').name))

@@ -136,9 +136,14 @@ export function decodeUploadFrame (frame: Uint8Array): { header: UploadHeader, p
   return { header: parsed.data, payload: frame.subarray(4 + headLength) }
 }
 
-/** What an upload's signature covers: the round, the base version, the encoding and the payload hash. */
-export function uploadSigningBytes (header: Pick<UploadHeader, 'roundId' | 'baseVersion' | 'encoding'>, payloadSha256: Uint8Array): Uint8Array {
-  return concatBytes(utf8ToBytes(`blockfed/upload@1\n${header.roundId}\n${header.baseVersion}\n${header.encoding}\n`), payloadSha256)
+/**
+ * What an upload's signature covers: the model (its name has no newline: modelNameSchema), the
+ * round, the base version, the encoding and the payload hash. The model lets a Paillier decryptor,
+ * which sees only signed uploads, keep each client to one sum per base version of a model
+ * (shared/rounds/one-update.ts) even when the client itself keeps no record.
+ */
+export function uploadSigningBytes (model: string, header: Pick<UploadHeader, 'roundId' | 'baseVersion' | 'encoding'>, payloadSha256: Uint8Array): Uint8Array {
+  return concatBytes(utf8ToBytes(`blockfed/upload@2\n${model}\n${header.roundId}\n${header.baseVersion}\n${header.encoding}\n`), payloadSha256)
 }
 
 /** What a hello's signature covers: the coordinator's challenge nonce. */

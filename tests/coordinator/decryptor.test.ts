@@ -18,7 +18,7 @@ import { precomputeRandomness } from '../../aggregation/paillier/randomness.ts'
 import { encryptUpdate } from '../../aggregation/paillier/aggregate.ts'
 import { ciphertextWidth, decodeCiphertexts, encodeCiphertexts } from '../../aggregation/paillier/wire.ts'
 import { modInverse } from '../../aggregation/paillier/_bigint.ts'
-import { RoundDecidedError } from '../../aggregation/paillier/errors.ts'
+import { RepeatedClientError, RoundDecidedError } from '../../aggregation/paillier/errors.ts'
 import { ringSum } from '../../aggregation/ring.ts'
 import { toBase64, toHex } from '../../shared/crypto/bytes.ts'
 import { sha256 } from '../../shared/crypto/hash.ts'
@@ -44,9 +44,15 @@ const BASE_VERSION = 4
 const identities = Array.from({ length: 16 }, () => generateSigningKey())
 const idOf = (c: number): string => toHex((identities[c] as SigningKeyPair).publicKey)
 
+/**
+ * Each test round trains a model of its own (named after the round), so that the decryptor's
+ * one-sum-per-base rule, which the tests of that rule exercise on purpose, keeps out of the others.
+ */
+const modelOf = (roundId: string): string => `m-${roundId.toLowerCase().replace(/[^a-z0-9._-]/g, '-')}`.slice(0, 64)
+
 /** The upload signature client `c` makes for `ciphertexts` in round `roundId`. */
-async function signUpload (c: number, roundId: string, ciphertexts: Uint8Array, baseVersion = BASE_VERSION): Promise<Uint8Array> {
-  return sign(uploadSigningBytes({ roundId, baseVersion, encoding: 'paillier' }, await sha256(ciphertexts)), (identities[c] as SigningKeyPair).secretKey)
+async function signUpload (c: number, roundId: string, ciphertexts: Uint8Array, baseVersion = BASE_VERSION, model = modelOf(roundId)): Promise<Uint8Array> {
+  return sign(uploadSigningBytes(model, { roundId, baseVersion, encoding: 'paillier' }, await sha256(ciphertexts)), (identities[c] as SigningKeyPair).secretKey)
 }
 
 /** Encrypts `clients` seeded updates under the decryptor's key, each signed for `roundId`; returns them with their plaintexts. */
@@ -62,11 +68,13 @@ async function round (clients: number, seed: number, roundId: string): Promise<{
 }
 
 const decrypt = async (roundId: string, contributions: readonly Contribution[], via = client): Promise<Uint32Array> =>
-  await via.decrypt({ roundId, length: LENGTH, baseVersion: BASE_VERSION, contributions })
+  await via.decrypt({ roundId, model: modelOf(roundId), length: LENGTH, baseVersion: BASE_VERSION, contributions })
 
+/** `body` gets the round's model unless it has a `model` key already (set to undefined, it is left out). */
 async function rawDecrypt (roundId: string, body: unknown, headers: Record<string, string> = { authorization: `Bearer ${TOKEN}` }): Promise<{ status: number, body: { error: string, message: string } }> {
+  const withModel = typeof body === 'object' && body !== null && !Array.isArray(body) && !('model' in body) ? { model: modelOf(roundId), ...body } : body
   const res = await fetch(`${decryptor.url}/v1/paillier/rounds/${roundId}/decrypt`, {
-    method: 'POST', headers: { 'content-type': 'application/json', ...headers }, body: typeof body === 'string' ? body : JSON.stringify(body)
+    method: 'POST', headers: { 'content-type': 'application/json', ...headers }, body: typeof withModel === 'string' ? withModel : JSON.stringify(withModel)
   })
   return { status: res.status, body: await res.json() as { error: string, message: string } }
 }
@@ -223,6 +231,10 @@ describe('Paillier decryptor service', () => {
     expect(res.body.message).toMatch(/contributions\.0\.clientId: a client id: its Ed25519 public key/)
     res = await rawDecrypt('bad-1', { length: LENGTH, contributions: good })
     expect(res.body.message).toMatch(/body\.baseVersion/)
+    res = await rawDecrypt('bad-1', { model: undefined, length: LENGTH, baseVersion: BASE_VERSION, contributions: good })
+    expect(res.body.message).toMatch(/body\.model/)
+    res = await rawDecrypt('bad-1', { model: 'Model\nwith a newline', length: LENGTH, baseVersion: BASE_VERSION, contributions: good })
+    expect(res.body.message).toMatch(/body\.model: lowercase letters/)
     res = await rawDecrypt('bad-1', '{"length": 70, "contri')
     expect(res.status).toBe(400)
     res = await rawDecrypt('.hidden', body(good))
@@ -239,7 +251,7 @@ describe('Paillier decryptor service', () => {
     await expect(decrypt('round-fresh-a', contributions.slice(0, 3))).rejects.toThrow(/its signature does not verify for round round-fresh-a/)
     const res = await rawDecrypt('round-fresh-b', { length: LENGTH, baseVersion: BASE_VERSION, contributions: asJson(contributions) })
     expect(res).toMatchObject({ status: 403, body: { error: 'AccessDeniedError' } })
-    await expect(client.decrypt({ roundId: 'round-signed', length: LENGTH, baseVersion: BASE_VERSION + 1, contributions })).rejects.toThrow(/at base version 5/)
+    await expect(client.decrypt({ roundId: 'round-signed', model: modelOf('round-signed'), length: LENGTH, baseVersion: BASE_VERSION + 1, contributions })).rejects.toThrow(/at base version 5/)
     // A signature by another client, or over other bytes, is refused alike.
     const swapped = [contributions[0]!, contributions[1]!, { ...contributions[2]!, signature: contributions[1]!.signature }]
     await expect(decrypt('round-signed', swapped)).rejects.toThrow(new RegExp(`contributions\\[2\\] \\(client ${idOf(2)}\\): its signature does not verify`))
@@ -369,6 +381,61 @@ describe('Paillier decryptor service', () => {
     expect(await decrypt('round-replay', replay.contributions)).toEqual(ringSum(replay.xs, LENGTH))
   })
 
+  it('puts a client in at most one sum per base version of a model, moving forward only, across restarts', async () => {
+    // Clients by index, each encrypting a seeded update and signing it for (model, round, base).
+    const sums = async (roundId: string, model: string, base: number, ids: number[]): Promise<{ xs: Uint32Array[], contributions: Contribution[] }> => {
+      const xs = ids.map(c => values(1000 + c))
+      const contributions: Contribution[] = []
+      for (const [i, c] of ids.entries()) {
+        const ciphertexts = encryptUpdate(xs[i] as Uint32Array, key.layout, await precomputeRandomness(key.publicKey, ciphertextCount(key.layout, LENGTH), { method: 'short-exponent' }))
+        contributions.push({ clientId: idOf(c), ciphertexts, signature: await signUpload(c, roundId, ciphertexts, base, model) })
+      }
+      return { xs, contributions }
+    }
+    const ask = async (roundId: string, model: string, base: number, ids: number[]): Promise<Uint32Array> => {
+      const { contributions } = await sums(roundId, model, base, ids)
+      return await client.decrypt({ roundId, model, length: LENGTH, baseVersion: base, contributions })
+    }
+    const first = await sums('once-a', 'once', 4, [0, 1, 2])
+    expect(await client.decrypt({ roundId: 'once-a', model: 'once', length: LENGTH, baseVersion: 4, contributions: first.contributions })).toEqual(ringSum(first.xs, LENGTH))
+    // The differencing attempt: the same base, a client set that differs by one.
+    await expect(ask('once-b', 'once', 4, [0, 1, 3])).rejects.toThrow(RepeatedClientError)
+    await expect(ask('once-b', 'once', 4, [0, 1, 3])).rejects.toThrow(new RegExp(`client ${idOf(0)} is already in the sum of round once-a from once@4`))
+    // Refused before the claim: the round is not burnt, and decrypts with clients not yet summed.
+    await expect(readFile(join(dir, 'rounds', 'once-b.json'))).rejects.toThrow(/ENOENT/)
+    expect(await ask('once-b', 'once', 4, [3, 4, 5])).toHaveLength(LENGTH)
+    // An older base is refused too; a later base, or another model, is a new sum.
+    await expect(ask('once-c', 'once', 3, [2, 6, 7])).rejects.toThrow(/from once@4.*offered base 3/)
+    expect(await ask('once-d', 'once', 5, [0, 1, 2])).toHaveLength(LENGTH)
+    expect(await ask('once-e', 'twice', 4, [0, 1, 2])).toHaveLength(LENGTH)
+    // The signature binds the model: an upload for "once" does not open as "twice".
+    const moved = await sums('once-f', 'once', 6, [8, 9, 10])
+    await expect(client.decrypt({ roundId: 'once-f', model: 'twice', length: LENGTH, baseVersion: 6, contributions: moved.contributions })).rejects.toThrow(/its signature does not verify for round once-f of twice/)
+    // Two requests at once that share a client at one base: one is decrypted, one refused.
+    const [x, y] = await Promise.all([sums('race-a', 'race', 1, [0, 1, 2]), sums('race-b', 'race', 1, [2, 3, 4])])
+    const raced = await Promise.allSettled([
+      client.decrypt({ roundId: 'race-a', model: 'race', length: LENGTH, baseVersion: 1, contributions: x.contributions }),
+      client.decrypt({ roundId: 'race-b', model: 'race', length: LENGTH, baseVersion: 1, contributions: y.contributions })
+    ])
+    expect(raced.filter(r => r.status === 'fulfilled')).toHaveLength(1)
+    expect(raced.filter(r => r.status === 'rejected').map(r => (r as PromiseRejectedResult).reason)).toEqual([expect.any(RepeatedClientError)])
+
+    // After a restart the index comes back from the round records.
+    await decryptor.stop()
+    decryptor = createDecryptor({ dataDir: dir, port: 0, minClients: 3, maxClients: 8, token: TOKEN })
+    await decryptor.start()
+    client = decryptorClient({ baseUrl: decryptor.url, token: TOKEN, expectedKeyId: key.keyId })
+    await expect(ask('once-g', 'once', 5, [1, 11, 12])).rejects.toThrow(/from once@5/)
+    await decryptor.stop()
+    // A record it cannot read: it does not start rather than forget whose sum it was.
+    await writeFile(join(dir, 'rounds', 'torn.json'), '{"roundId": "torn", "clients": [')
+    await expect(createDecryptor({ dataDir: dir, port: 0, minClients: 3, maxClients: 8, token: TOKEN }).start()).rejects.toThrow(/rounds\/torn\.json \(a decided round: the decryptor does not start without knowing whose sum it was/)
+    await rm(join(dir, 'rounds', 'torn.json'))
+    decryptor = createDecryptor({ dataDir: dir, port: 0, minClients: 3, maxClients: 8, token: TOKEN })
+    await decryptor.start()
+    client = decryptorClient({ baseUrl: decryptor.url, token: TOKEN, expectedKeyId: key.keyId })
+  })
+
   it('checks its options', () => {
     expect(() => createDecryptor({ dataDir: dir, host: '0.0.0.0' })).toThrow(/host 0\.0\.0\.0: a decryptor reachable from other machines needs a token/)
     expect(() => createDecryptor({ dataDir: dir, host: '0.0.0.0', token: TOKEN })).not.toThrow()
@@ -399,8 +466,8 @@ describe('decryptor client deadlines', () => {
     try {
       const url = `http://127.0.0.1:${(hang.address() as AddressInfo).port}`
       await expect(decryptorClient({ baseUrl: url, timeoutMs: 200 }).key()).rejects.toThrow(TimeoutError)
-      await expect(decryptorClient({ baseUrl: url, decryptTimeoutMs: 200 }).decrypt({ roundId: 'r', length: 1, baseVersion: 1, contributions: [] })).rejects.toThrow(/no answer within 200 ms/)
-      await expect(decryptorClient({ baseUrl: url }).decrypt({ roundId: '../x', length: 1, baseVersion: 1, contributions: [] })).rejects.toThrow(/roundId/)
+      await expect(decryptorClient({ baseUrl: url, decryptTimeoutMs: 200 }).decrypt({ roundId: 'r', model: 'm', length: 1, baseVersion: 1, contributions: [] })).rejects.toThrow(/no answer within 200 ms/)
+      await expect(decryptorClient({ baseUrl: url }).decrypt({ roundId: '../x', model: 'm', length: 1, baseVersion: 1, contributions: [] })).rejects.toThrow(/roundId/)
     } finally {
       hang.closeAllConnections()
       await new Promise(resolve => hang.close(resolve))

@@ -168,7 +168,7 @@ describe('rounds (mode none)', () => {
       valid[valid.length - 1] = Math.round(0.02 * config.fixedPoint.weightScale)
       const payload = new Uint8Array(valid.buffer)
       const header = { type: 'upload' as const, roundId: config.id, baseVersion: config.baseVersion, encoding: 'ring-u32le' as const }
-      const frame = encodeUploadFrame({ ...header, signature: toBase64(sign(uploadSigningBytes(header, await sha256(payload)), a.identity.secretKey)) }, payload)
+      const frame = encodeUploadFrame({ ...header, signature: toBase64(sign(uploadSigningBytes(config.model, header, await sha256(payload)), a.identity.secretKey)) }, payload)
       const connection = { id: a.id, models: ['mnist'], given: new Map(), send: () => {}, close: () => {} }
       // The handler runs up to its digest (WebCrypto, finished on a later turn of the event loop);
       // the round is stopped meanwhile, and fails in the same turn.

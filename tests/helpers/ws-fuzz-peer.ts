@@ -19,6 +19,8 @@ export class Peer {
   readonly name: string
   readonly received: Received[] = []
   nonce: string | undefined
+  /** The models of its last hello. */
+  models: string[] = []
   closeInfo: { code: number, reason: string } | undefined
   readonly closed: Promise<{ code: number, reason: string }>
   private readonly listeners = new Set<() => void>()
@@ -64,7 +66,10 @@ export class Peer {
     return { type: 'hello', clientId, signature: toBase64(sign(helloSigningBytes(this.nonce as string), key.secretKey)), models }
   }
 
-  hello (models: string[] = ['mnist']): void { this.send(JSON.stringify(this.helloMessage(models))) }
+  hello (models: string[] = ['mnist']): void {
+    this.models = models
+    this.send(JSON.stringify(this.helloMessage(models)))
+  }
 
   mark (): number { return this.received.length }
 
@@ -74,9 +79,10 @@ export class Peer {
 
   json (value: unknown): void { this.send(JSON.stringify(value)) }
 
-  async uploadFrame (header: Omit<UploadHeader, 'signature' | 'type'>, payload: Uint8Array, signWith: SigningKeyPair = this.identity): Promise<Uint8Array> {
+  /** Signed for `model`: by default the first model of this peer's hello (its rounds' model). */
+  async uploadFrame (header: Omit<UploadHeader, 'signature' | 'type'>, payload: Uint8Array, signWith: SigningKeyPair = this.identity, model = this.models[0] ?? 'mnist'): Promise<Uint8Array> {
     const full = { type: 'upload' as const, ...header }
-    const signature = sign(uploadSigningBytes(full, await sha256(payload)), signWith.secretKey)
+    const signature = sign(uploadSigningBytes(model, full, await sha256(payload)), signWith.secretKey)
     return encodeUploadFrame({ ...full, signature: toBase64(signature) }, payload)
   }
 

@@ -48,7 +48,7 @@ export async function paillierServer (config: RoundConfig, access: DecryptorAcce
     async sum (uploads, io) {
       // Each upload goes with its client's signature: the decryptor opens it only for this round.
       const contributions = [...uploads].map(([clientId, u]) => ({ clientId, ciphertexts: u.payload, signature: fromBase64(u.signature) }))
-      return await decryptor.decrypt({ roundId: config.id, length: config.vectorLength, baseVersion: config.baseVersion, contributions }, io.signal)
+      return await decryptor.decrypt({ roundId: config.id, model: config.model, length: config.vectorLength, baseVersion: config.baseVersion, contributions }, io.signal)
     },
     drop () {},
     snapshot: () => null,
