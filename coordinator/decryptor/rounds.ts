@@ -15,7 +15,7 @@
  * is rebuilt from the records at start, so an unreadable record stops the start rather than
  * forget whose sum it was. Two processes on one data dir do not see each other's index.
  */
-import { mkdir, readdir, readFile } from 'node:fs/promises'
+import { access, mkdir, readdir, readFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { z } from 'zod'
 import { RepeatedClientError, RoundDecidedError } from '../../aggregation/paillier/errors.ts'
@@ -33,15 +33,17 @@ const recordSchema = z.object({
   length: z.number().int().positive(),
   clients: z.array(z.string()),
   claimedAt: z.string(),
-  /** SHA-256 (hex) of the request decided: round, model, length, base version and every contribution. */
-  requestSha256: z.string(),
+  /** SHA-256 (hex) of the request decided: round, model, length, base version and every contribution (absent in the first version's records). */
+  requestSha256: z.string().optional(),
   outcome: z.enum(['decrypted', 'failed']).optional(),
   reason: z.string().optional(),
   finishedAt: z.string().optional(),
   /** The answer's ring sum (base64), once decrypted. */
   sum: z.string().optional()
 })
-export type RoundRecord = z.infer<typeof recordSchema> & { model: string, baseVersion: number }
+export type RoundRecord = z.infer<typeof recordSchema> & { model: string, baseVersion: number, requestSha256: string }
+/** What the index needs of a record; the rest of an older record's shape does not matter to it. */
+const indexedSchema = z.object({ roundId: z.string(), clients: z.array(z.string()), model: z.string().optional(), baseVersion: z.number().int().positive().optional() })
 
 export interface RoundLog {
   /**
@@ -55,6 +57,8 @@ export interface RoundLog {
   read: (roundId: string) => Promise<z.infer<typeof recordSchema> | undefined>
 }
 
+const exists = async (path: string): Promise<boolean> => await access(path).then(() => true, () => false)
+
 /** The newest decided sum each client is in, per model. */
 type SummedIndex = Map<string, { base: number, roundId: string }>
 const indexKey = (clientId: string, model: string): string => `${clientId}\n${model}`
@@ -64,7 +68,11 @@ async function loadIndex (dir: string): Promise<SummedIndex> {
   // Temporary files of a write in progress end in .tmp; records in .json.
   for (const name of (await readdir(dir)).filter(n => n.endsWith('.json')).sort()) {
     const path = join(dir, name)
-    const record = parseJsonWith(recordSchema, await readFile(path, 'utf8'), `${path} (a decided round: the decryptor does not start without knowing whose sum it was; restore it)`, IntegrityError)
+    const text = await readFile(path, 'utf8')
+    // The first version created a record empty and then wrote it: an empty one is a claim that
+    // crashed before anything was decrypted. Records are written whole since.
+    if (text === '') continue
+    const record = parseJsonWith(indexedSchema, text, `${path} (a decided round: the decryptor does not start without knowing whose sum it was; restore it)`, IntegrityError)
     if (record.model === undefined || record.baseVersion === undefined) continue
     for (const clientId of record.clients) {
       const key = indexKey(clientId, record.model)
@@ -83,9 +91,12 @@ export async function roundLog (dataDir: string): Promise<RoundLog> {
   const pathOf = (roundId: string): string => join(dir, `${roundId}.json`)
   return {
     async claim (record) {
+      const decided = (): RoundDecidedError => new RoundDecidedError(`round ${record.roundId} was already decided; the decryptor decrypts each round at most once`)
+      // A decided round is that first, whatever its clients did since: the same request again
+      // gets its kept answer (server.ts).
+      if (await exists(pathOf(record.roundId))) throw decided()
       // Checked and reserved with no await in between: of two concurrent claims sharing a
-      // client at one base, the second is refused. A retry of this very round is not a repeat
-      // (the file decides it below).
+      // client at one base, the second is refused.
       const keys = record.clients.map(c => indexKey(c, record.model))
       for (const [i, key] of keys.entries()) {
         const held = summed.get(key)
@@ -93,16 +104,17 @@ export async function roundLog (dataDir: string): Promise<RoundLog> {
           throw new RepeatedClientError(`round ${record.roundId}: client ${record.clients[i] ?? ''} is already in the sum of round ${held.roundId} from ${record.model}@${held.base}; the decryptor puts a client in at most one sum per base version of a model, moving forward only (offered base ${record.baseVersion})`)
         }
       }
+      const mine = { base: record.baseVersion, roundId: record.roundId }
       const before = keys.map(key => summed.get(key))
-      for (const key of keys) summed.set(key, { base: record.baseVersion, roundId: record.roundId })
+      for (const key of keys) summed.set(key, mine)
       try {
         // On disk before anything is decrypted: a crash right after must not let the round run again.
-        if (!await createFileAtomic(pathOf(record.roundId), JSON.stringify(record) + '\n', 0o600)) {
-          throw new RoundDecidedError(`round ${record.roundId} was already decided; the decryptor decrypts each round at most once`)
-        }
+        if (!await createFileAtomic(pathOf(record.roundId), JSON.stringify(record) + '\n', 0o600)) throw decided()
       } catch (err) {
-        // Not this claim's: the decided round (if any) keeps what the index held for it.
+        // Undone only where this claim's reservation still stands: a claim made meanwhile (a
+        // later base, say) keeps its own (found by review: restoring blindly let a third sum in).
         for (const [i, key] of keys.entries()) {
+          if (summed.get(key) !== mine) continue
           const held = before[i]
           if (held === undefined) summed.delete(key)
           else summed.set(key, held)

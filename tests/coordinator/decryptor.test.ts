@@ -408,6 +408,9 @@ describe('Paillier decryptor service', () => {
     await expect(ask('once-c', 'once', 3, [2, 6, 7])).rejects.toThrow(/from once@4.*offered base 3/)
     expect(await ask('once-d', 'once', 5, [0, 1, 2])).toHaveLength(LENGTH)
     expect(await ask('once-e', 'twice', 4, [0, 1, 2])).toHaveLength(LENGTH)
+    // The first round's request again (a coordinator that lost the answer) still gets it back,
+    // though its clients are in a later sum now.
+    expect(await client.decrypt({ roundId: 'once-a', model: 'once', length: LENGTH, baseVersion: 4, contributions: first.contributions })).toEqual(ringSum(first.xs, LENGTH))
     // The signature binds the model: an upload for "once" does not open as "twice".
     const moved = await sums('once-f', 'once', 6, [8, 9, 10])
     await expect(client.decrypt({ roundId: 'once-f', model: 'twice', length: LENGTH, baseVersion: 6, contributions: moved.contributions })).rejects.toThrow(/its signature does not verify for round once-f of twice/)

@@ -1,0 +1,59 @@
+/**
+ * The decryptor's round log as one-sum-per-base index (coordinator/decryptor/rounds.ts), driven
+ * directly: claims that race, a retry of a decided round beside a newer claim (found by review:
+ * its failed claim restored the index over the newer one, letting a third sum in), and the
+ * records of earlier versions it must read at start.
+ */
+import { afterEach, beforeEach, expect, it } from 'vitest'
+import { mkdtemp, rm, writeFile } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { roundLog, type RoundRecord } from '../../coordinator/decryptor/rounds.ts'
+import { RepeatedClientError, RoundDecidedError } from '../../aggregation/paillier/errors.ts'
+
+const [X, Y, Z, W] = ['a', 'b', 'c', 'd'].map(c => c.repeat(64)) as [string, string, string, string]
+const record = (roundId: string, baseVersion: number, clients: string[]): RoundRecord => ({ roundId, keyId: 'k', model: 'mnist', baseVersion, length: 1, clients, claimedAt: '', requestSha256: roundId })
+
+let dir: string
+beforeEach(async () => { dir = await mkdtemp(join(tmpdir(), 'blockfed-round-log-')) })
+afterEach(async () => { await rm(dir, { recursive: true, force: true }) })
+
+it('keeps a newer claim made while a retry of a decided round fails, so a third sum from that base is refused', async () => {
+  const log = await roundLog(dir)
+  await log.claim(record('r1', 5, [X, Y, Z]))
+  const [retry, newer] = await Promise.allSettled([log.claim(record('r1', 5, [X, Y, Z])), log.claim(record('r2', 6, [X, Y, Z, W]))])
+  expect(retry).toMatchObject({ status: 'rejected', reason: expect.any(RoundDecidedError) })
+  expect(newer.status).toBe('fulfilled')
+  // r2 − r3 would be W's update.
+  await expect(log.claim(record('r3', 6, [X, Y, Z]))).rejects.toThrow(/client a{64} is already in the sum of round r2 from mnist@6/)
+})
+
+it('undoes a failed claim only where its own reservation stands: a later base claimed meanwhile keeps its', async () => {
+  const log = await roundLog(dir)
+  // Twins of r1 both find no file and reserve; r2 (a later base) reserves over them; the twin
+  // that loses the file race undoes its reservation, which must not bring back base 5.
+  const settled = await Promise.allSettled([log.claim(record('r1', 5, [X, Y])), log.claim(record('r1', 5, [X, Y])), log.claim(record('r2', 6, [X, Y, Z]))])
+  expect(settled.slice(0, 2).map(s => s.status).sort()).toEqual(['fulfilled', 'rejected'])
+  expect(settled[2]?.status).toBe('fulfilled')
+  await expect(log.claim(record('r3', 6, [X, Y]))).rejects.toThrow(/already in the sum of round r2 from mnist@6/)
+})
+
+it('lets one of two concurrent claims of one new round through, and the index still holds it', async () => {
+  const log = await roundLog(dir)
+  const twins = await Promise.allSettled([log.claim(record('r1', 2, [X, Y])), log.claim(record('r1', 2, [X, Y]))])
+  expect(twins.map(t => t.status).sort()).toEqual(['fulfilled', 'rejected'])
+  await expect(log.claim(record('r2', 2, [Y, Z]))).rejects.toThrow(RepeatedClientError)
+  // Another model, or a later base, is a new sum.
+  await expect(log.claim({ ...record('r3', 2, [X, Y]), model: 'other' })).resolves.toBeUndefined()
+  await expect(log.claim(record('r4', 3, [X, Y]))).resolves.toBeUndefined()
+})
+
+it('reads the records of earlier versions at start: without a model (not indexed), without a request hash, or left empty by a crashed claim', async () => {
+  const log0 = await roundLog(dir)
+  await log0.claim(record('kept', 7, [X]))
+  await writeFile(join(dir, 'rounds', 'v1.json'), JSON.stringify({ roundId: 'v1', keyId: 'k', length: 1, clients: [Y], claimedAt: '' }))
+  await writeFile(join(dir, 'rounds', 'v1-empty.json'), '')
+  const log = await roundLog(dir)
+  await expect(log.claim(record('again', 7, [X]))).rejects.toThrow(/already in the sum of round kept from mnist@7/)
+  await expect(log.claim(record('fresh', 1, [Y]))).resolves.toBeUndefined()
+})
