@@ -4,7 +4,8 @@
  * and publish a new version where only blocks that changed are new. Every step moves the
  * persisted state machine (state.ts) and waits behind a deadline (gate.ts); a client that goes
  * silent is dropped, not waited for. At start, `recover()` finishes from the database whatever a
- * killed coordinator left half-done, or fails it cleanly.
+ * killed coordinator left half-done, resumes a masking round whose sum still needs its clients
+ * (they keep a round they uploaded to across a reconnect), or fails it cleanly.
  */
 import { setTimeout as sleep } from 'node:timers/promises'
 import { randomInt } from 'node:crypto'
@@ -82,6 +83,7 @@ export interface RoundManager {
    * longer the latest, a throwing `onRound`) ends the schedule and goes to `onError`.
    */
   schedule: (request: RoundRequestInput, options: { pauseMs: number, rounds?: number, onRound?: (s: RoundSummary) => void, onError?: (err: Error) => void }) => { stop: () => Promise<void> }
+  /** Ends what a killed coordinator left unfinished; a resumed masking round is not in the list (it runs on). */
   recover: () => Promise<RoundSummary[]>
   active: () => string[]
   stop: () => Promise<void>
@@ -118,6 +120,8 @@ interface ActiveRound {
   persistWhenComplete?: boolean
   secure: SecureRoundServer
   controller: AbortController
+  /** A round resumed after a restart: the uploaders it waits for to reconnect before it asks them for the sum. */
+  reconnecting?: Gate
 }
 
 /** Why a round failed, as stored and reported: typed errors say it themselves. */
@@ -234,6 +238,17 @@ export function roundManager (deps: RoundManagerDeps): RoundManager {
     },
     disconnect (client) {
       for (const round of active.values()) if (round.config.clients.includes(client.id)) dropClient(round, client.id)
+    },
+    connected (client) {
+      // Only a resumed round still counts on a client that says hello: a live round dropped it
+      // when its connection was lost (or replaced, before this hello was answered).
+      const ids: string[] = []
+      for (const round of active.values()) {
+        if (!round.accepted.has(client.id) || round.dropped.has(client.id)) continue
+        ids.push(round.config.id)
+        round.reconnecting?.settle(client.id)
+      }
+      return ids
     },
     uploadAllowance (client) {
       // One upload frame per round the client accepted and has not uploaded to yet (an early
@@ -572,6 +587,59 @@ export function roundManager (deps: RoundManagerDeps): RoundManager {
     return await (await start(input, signal)).done
   }
 
+  /**
+   * A masking round whose sum still needs its clients' messages (ConsistencyCheck, Unmasking)
+   * after a restart: its uploaders' runtimes keep the round across a reconnect when the welcome
+   * names it (hub.ts, `connected`), so it waits for them, at most half the unmask deadline, and
+   * then runs the sum as a live round would, with those still away counted as dropped. Runs on
+   * after `recover()` returns; its end is reported as events and `result` messages.
+   */
+  function resume (row: RoundRow, uploads: Map<string, AcceptedUpload>, secure: SecureRoundServer): void {
+    const { config } = row
+    const uploaders = [...uploads.keys()]
+    const controller = new AbortController()
+    const round: ActiveRound = {
+      config,
+      uploadsOpen: Promise.resolve(),
+      openUploads: () => {},
+      acceptsClosed: true,
+      accepted: new Set(uploaders),
+      declined: new Set(),
+      allowed: new Set(),
+      uploads,
+      receiving: new Set(),
+      dropped: new Set(),
+      losses: new Map(),
+      persistWhenComplete: true,
+      secure,
+      controller,
+      reconnecting: gate(uploaders, config.deadlines.unmaskMs / 2, controller.signal)
+    }
+    // Registered before the coordinator listens (coordinator.ts): no hello can miss it.
+    active.set(config.id, round)
+    for (const id of config.clients) busy.add(id)
+    for (const id of config.clients) if (!uploads.has(id)) dropClient(round, id)
+    if (row.state === 'collecting') transition(row, 'unmasking')
+    emit({ type: 'state', roundId: config.id, state: 'unmasking', detail: `resumed after a restart: waiting for ${uploaders.length} uploader(s) to reconnect` })
+    void (async () => {
+      try {
+        await round.reconnecting?.done
+        round.reconnecting = undefined
+        if (controller.signal.aborted) throw new RoundFailure(`aborted: ${String(controller.signal.reason ?? 'stopped')}`)
+        for (const id of uploaders) if (deps.hub().get(id) === undefined) dropClient(round, id)
+        await aggregateAndPublish(config, uploads, secure, io(round), { offered: config.clients.length, recovered: 1, resumed: 1, dropped: config.clients.length - uploads.size })
+      } catch (err) {
+        fail(config.id, reasonOf(err))
+      } finally {
+        controller.abort()
+        active.delete(config.id)
+        for (const id of config.clients) busy.delete(id)
+      }
+      const row = deps.store.get(config.id) as RoundRow
+      for (const id of config.clients) deps.hub().get(id)?.send({ type: 'result', roundId: config.id, state: row.state as 'published' | 'failed', version: row.version, reason: row.reason })
+    })()
+  }
+
   async function recover (): Promise<RoundSummary[]> {
     const out: RoundSummary[] = []
     for (const row of deps.store.unfinished()) {
@@ -582,7 +650,11 @@ export function roundManager (deps: RoundManagerDeps): RoundManager {
         if (row.state === 'open') throw new RoundFailure('the coordinator restarted before uploads began')
         if (uploads.size < minUploads) throw new RoundFailure(`the coordinator restarted with ${uploads.size} upload(s) accepted, at least ${minUploads} needed`)
         const secure = await deps.secureServer(row.config, row.secureState)
-        if (secure.needsClients()) throw new RoundFailure(`the coordinator restarted before the ${row.config.secure.mode} sum had every client message it needs; clients do not keep a round's secure state across a reconnect`)
+        if (secure.needsClients()) {
+          if (row.config.secure.mode !== 'masking') throw new RoundFailure(`the coordinator restarted before the ${row.config.secure.mode} sum had every client message it needs`)
+          resume(row, uploads, secure)
+          continue
+        }
         if (row.state === 'collecting') transition(row, 'unmasking')
         const controller = new AbortController()
         const timer = setTimeout(() => controller.abort(), row.config.deadlines.unmaskMs)

@@ -151,7 +151,11 @@ export function createParticipant (options: ParticipantOptions): Participant {
     ws.on('close', (code, reason) => {
       welcomed = false
       if (socket === ws) socket = undefined
-      current?.controller.abort(new Error('connection to the coordinator lost'))
+      // A masking round this runtime uploaded to is kept until the next welcome says whether the
+      // coordinator still counts on it (one that restarted resumes such a round: rounds.ts,
+      // `resume`), within the round's budget: its unmask shares are what the sum still needs.
+      // Any other round ends here.
+      if (current !== undefined && !(current.uploaded && current.config.secure.mode === 'masking')) current.controller.abort(new Error('connection to the coordinator lost'))
       emit({ type: 'disconnected', reason: `${code} ${reason.toString()}` })
       if (running) reconnectTimer = setTimeout(connect, options.reconnectMs ?? 1000)
     })
@@ -162,10 +166,12 @@ export function createParticipant (options: ParticipantOptions): Participant {
       case 'challenge': {
         const signature = sign(helloSigningBytes(message.nonce), options.identity.secretKey)
         const models = Object.keys(options.models)
-        send({ type: 'hello', clientId: id, signature: toBase64(signature), models, given: await givenFor(models) })
+        const given = await givenFor(models)
+        send({ type: 'hello', clientId: id, signature: toBase64(signature), models, ...(given.length === 0 ? {} : { given }) })
         return
       }
       case 'welcome':
+        if (current !== undefined && !(message.rounds ?? []).includes(current.config.id)) current.controller.abort(new Error(`connection to the coordinator lost: it no longer counts on this runtime in round ${current.config.id}`))
         welcomed = true
         emit({ type: 'connected' })
         for (const w of waiters) w()
@@ -277,8 +283,8 @@ export function createParticipant (options: ParticipantOptions): Participant {
   /**
    * Why this runtime will not take the round, decided before it accepts: a second upload from a
    * base it uploaded from could single an update out of a secure sum (shared/rounds/one-update.ts).
+   * Returns the reason and the record, which the decline carries.
    */
-  /** Why this runtime declines `config` by its record of updates given, and that record (sent with the decline). */
   async function baseRefusal (config: RoundConfig): Promise<{ reason: string, given: GivenUpload } | undefined> {
     const given = await updates.newest(config.model)
     if (given === undefined || !repeatsBase(given, uploadOf(config.baseVersion, config.secure.mode))) return undefined

@@ -42,7 +42,8 @@ const base64 = z.string().max(1 << 20).regex(/^[A-Za-z0-9+/]*=*$/, 'base64').ref
 
 export const serverMessageSchema = z.discriminatedUnion('type', [
   z.object({ type: z.literal('challenge'), nonce: hex(32) }).strict(),
-  z.object({ type: z.literal('welcome'), clientId: hex(32) }).strict(),
+  /** `rounds`: those that still count on this client after a reconnect (a round the coordinator resumed after a restart); it drops any other it was in. */
+  z.object({ type: z.literal('welcome'), clientId: hex(32), rounds: z.array(roundId).max(1000).optional() }).strict(),
   z.object({ type: z.literal('offer'), config: roundConfigSchema }).strict(),
   z.object({ type: z.literal('secagg'), roundId, payload: z.unknown() }).strict(),
   z.object({
