@@ -183,7 +183,7 @@ export async function createCoordinator (options: CoordinatorOptions): Promise<C
       const role = repo.tokenRole(await tokenHash(token))
       return role !== undefined && ROLES[role]?.train === true
     },
-    handlers: { message: async (c, m) => await rounds.handlers.message(c, m), upload: async (c, f) => await rounds.handlers.upload(c, f), disconnect: c => rounds.handlers.disconnect(c), connected: c => rounds.handlers.connected(c), uploadAllowance: c => rounds.handlers.uploadAllowance(c) },
+    handlers: { message: async (c, m) => await rounds.handlers.message(c, m), upload: async (c, f) => await rounds.handlers.upload(c, f), disconnect: c => rounds.handlers.disconnect(c), connected: (c, holds) => rounds.handlers.connected(c, holds), uploadAllowance: c => rounds.handlers.uploadAllowance(c) },
     maxPayload: ROUND_MAX_FRAME_BYTES,
     pingMs: options.pingMs ?? ROUND_PING_MS,
     handshakeMs: ROUND_HANDSHAKE_MS
@@ -269,15 +269,16 @@ export async function createCoordinator (options: CoordinatorOptions): Promise<C
       witnessRetry = setInterval(() => { void cosigner.cosign() }, options.witnessRetryMs ?? WITNESS_RETRY_MS)
       witnessRetry.unref()
     }
-    // Rounds a killed coordinator left half-done: finish them from what was accepted, resume them
-    // with their clients, or fail them. Before listening, so that a runtime reconnecting to a
-    // resumed round finds it named in its welcome.
-    await rounds.recover()
+    // Rounds a killed coordinator left half-done: masking rounds resumed with their uploaders
+    // before listening (a reconnecting runtime must find its round named in its welcome); the
+    // rest finished from what was accepted, or failed, once listening.
+    await rounds.resumeInterrupted()
     hub.attach(app.server)
     await app.listen({ port: options.port ?? DEFAULT_PORT, host: options.host ?? DEFAULT_HOST })
     const address = app.server.address() as AddressInfo
     const host = address.family === 'IPv6' ? `[${address.address}]` : address.address
     url = `http://${host}:${address.port}`
+    await rounds.recover()
     return url
   }
 }

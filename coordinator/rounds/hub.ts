@@ -49,8 +49,11 @@ export interface HubHandlers {
   message: (client: ClientConnection, message: ClientMessage) => void | Promise<void>
   upload: (client: ClientConnection, frame: Uint8Array) => void | Promise<void>
   disconnect: (client: ClientConnection) => void
-  /** A client said hello: the rounds that still count on it (a round resumed after a restart), named in its welcome. */
-  connected: (client: ClientConnection) => string[]
+  /**
+   * A client said hello, naming the rounds its runtime still holds: the rounds that still count
+   * on it (a round resumed after a restart), named in its welcome.
+   */
+  connected: (client: ClientConnection, holds: readonly string[]) => string[]
   /** Bytes of upload frame the client may send now: 0 unless a round waits for its upload. */
   uploadAllowance: (client: ClientConnection) => number
 }
@@ -168,7 +171,8 @@ export function roundHub (options: RoundHubOptions): RoundHub {
           }
           client = { id: hello.clientId, models: hello.models, given: new Map((hello.given ?? []).map(g => [g.model, { base: g.base, secure: g.secure }])), socket: ws, send, close: (code, reason) => ws.close(code, reason) }
           connected.set(client.id, client)
-          send({ type: 'welcome', clientId: client.id, rounds: options.handlers.connected(client) })
+          const rounds = options.handlers.connected(client, hello.rounds ?? [])
+          send({ type: 'welcome', clientId: client.id, ...(rounds.length === 0 ? {} : { rounds }) })
         } catch (err) {
           send({ type: 'error', message: errorMessage(err) })
           ws.close(4003, 'handshake failed')

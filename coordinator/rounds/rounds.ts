@@ -83,7 +83,9 @@ export interface RoundManager {
    * longer the latest, a throwing `onRound`) ends the schedule and goes to `onError`.
    */
   schedule: (request: RoundRequestInput, options: { pauseMs: number, rounds?: number, onRound?: (s: RoundSummary) => void, onError?: (err: Error) => void }) => { stop: () => Promise<void> }
-  /** Ends what a killed coordinator left unfinished; a resumed masking round is not in the list (it runs on). */
+  /** Resumes the masking rounds a killed coordinator left collecting, with their uploaders: before the hub answers any hello. */
+  resumeInterrupted: () => Promise<void>
+  /** Ends what a killed coordinator left unfinished (after `resumeInterrupted`, which it runs if not yet run); resumed rounds are not in the list (they run on). */
   recover: () => Promise<RoundSummary[]>
   active: () => string[]
   stop: () => Promise<void>
@@ -239,14 +241,17 @@ export function roundManager (deps: RoundManagerDeps): RoundManager {
     disconnect (client) {
       for (const round of active.values()) if (round.config.clients.includes(client.id)) dropClient(round, client.id)
     },
-    connected (client) {
-      // Only a resumed round still counts on a client that says hello: a live round dropped it
-      // when its connection was lost (or replaced, before this hello was answered).
+    connected (client, holds) {
+      // Only a resumed round waiting for its uploaders still counts on a client that says hello:
+      // a live round dropped it when its connection was lost (or replaced, before this hello was
+      // answered). An uploader whose runtime no longer holds the round (it restarted, or its
+      // budget ran out) is dropped at once rather than waited for.
       const ids: string[] = []
       for (const round of active.values()) {
-        if (!round.accepted.has(client.id) || round.dropped.has(client.id)) continue
-        ids.push(round.config.id)
-        round.reconnecting?.settle(client.id)
+        if (round.reconnecting === undefined || !round.accepted.has(client.id) || round.dropped.has(client.id)) continue
+        if (holds.includes(round.config.id)) ids.push(round.config.id)
+        else dropClient(round, client.id)
+        round.reconnecting.settle(client.id)
       }
       return ids
     },
@@ -588,11 +593,13 @@ export function roundManager (deps: RoundManagerDeps): RoundManager {
   }
 
   /**
-   * A masking round whose sum still needs its clients' messages (ConsistencyCheck, Unmasking)
-   * after a restart: its uploaders' runtimes keep the round across a reconnect when the welcome
-   * names it (hub.ts, `connected`), so it waits for them, at most half the unmask deadline, and
-   * then runs the sum as a live round would, with those still away counted as dropped. Runs on
-   * after `recover()` returns; its end is reported as events and `result` messages.
+   * A masking round killed while collecting, whose sum still needs its clients' messages
+   * (ConsistencyCheck, Unmasking): its uploaders' runtimes keep the round across a reconnect, and
+   * say so in their hello (participant.ts), so it waits for them, at most half the unmask
+   * deadline, and then runs the sum as a live round would, with those still away, or no longer
+   * holding the round, counted as dropped. Runs on after `recover()` returns; its end is
+   * reported as events and `result` messages. Killed once the sum had begun, a round fails
+   * instead: clients answer each of those requests once, and the snapshot predates them.
    */
   function resume (row: RoundRow, uploads: Map<string, AcceptedUpload>, secure: SecureRoundServer): void {
     const { config } = row
@@ -615,18 +622,18 @@ export function roundManager (deps: RoundManagerDeps): RoundManager {
       controller,
       reconnecting: gate(uploaders, config.deadlines.unmaskMs / 2, controller.signal)
     }
-    // Registered before the coordinator listens (coordinator.ts): no hello can miss it.
     active.set(config.id, round)
     for (const id of config.clients) busy.add(id)
     for (const id of config.clients) if (!uploads.has(id)) dropClient(round, id)
-    if (row.state === 'collecting') transition(row, 'unmasking')
-    emit({ type: 'state', roundId: config.id, state: 'unmasking', detail: `resumed after a restart: waiting for ${uploaders.length} uploader(s) to reconnect` })
+    emit({ type: 'state', roundId: config.id, state: 'collecting', detail: `resumed after a restart: waiting for ${uploaders.length} uploader(s) to reconnect` })
     void (async () => {
       try {
         await round.reconnecting?.done
         round.reconnecting = undefined
         if (controller.signal.aborted) throw new RoundFailure(`aborted: ${String(controller.signal.reason ?? 'stopped')}`)
         for (const id of uploaders) if (deps.hub().get(id) === undefined) dropClient(round, id)
+        // From here clients are asked: a restart from now on fails the round (see above).
+        transition(round, 'unmasking')
         await aggregateAndPublish(config, uploads, secure, io(round), { offered: config.clients.length, recovered: 1, resumed: 1, dropped: config.clients.length - uploads.size })
       } catch (err) {
         fail(config.id, reasonOf(err))
@@ -637,24 +644,55 @@ export function roundManager (deps: RoundManagerDeps): RoundManager {
       }
       const row = deps.store.get(config.id) as RoundRow
       for (const id of config.clients) deps.hub().get(id)?.send({ type: 'result', roundId: config.id, state: row.state as 'published' | 'failed', version: row.version, reason: row.reason })
-    })()
+    })().catch(err => {
+      // After stop() closed the store, say: reported, never an unhandled rejection.
+      emit({ type: 'state', roundId: config.id, state: 'failed', detail: `resumed round: ${(err as Error).message}` })
+    })
+  }
+
+  /** Rounds left unfinished that `recover()` ends (those resumed are not among them), with a restored secure server where one was made. */
+  let toFinish: Array<{ row: RoundRow, secure?: SecureRoundServer }> | undefined
+
+  /**
+   * Resumes the masking rounds a killed coordinator left collecting (local work only): call it
+   * before the hub answers any hello, so that a reconnecting uploader finds its round named in
+   * its welcome. `recover()` ends the other unfinished rounds, after, since they may wait on a
+   * decryptor that must not hold those reconnects.
+   */
+  async function resumeInterrupted (): Promise<void> {
+    if (toFinish !== undefined) return
+    toFinish = []
+    for (const row of deps.store.unfinished()) {
+      try {
+        const uploads = deps.store.uploads(row.id)
+        if (row.config.secure.mode !== 'masking' || row.state !== 'collecting' || uploads.size < minUploadsOf(row.config)) {
+          toFinish.push({ row })
+          continue
+        }
+        const secure = await deps.secureServer(row.config, row.secureState)
+        if (secure.needsClients()) resume(row, uploads, secure)
+        else toFinish.push({ row, secure })
+      } catch {
+        // Ended with the others, by recover(), which says why.
+        toFinish.push({ row })
+      }
+    }
   }
 
   async function recover (): Promise<RoundSummary[]> {
+    await resumeInterrupted()
     const out: RoundSummary[] = []
-    for (const row of deps.store.unfinished()) {
+    const finish = toFinish ?? []
+    toFinish = []
+    for (const { row, secure: restored } of finish) {
       const uploads = deps.store.uploads(row.id)
       const participants = { offered: row.config.clients.length, accepted: 0, uploaded: uploads.size, dropped: row.config.clients.length - uploads.size }
       const minUploads = minUploadsOf(row.config)
       try {
         if (row.state === 'open') throw new RoundFailure('the coordinator restarted before uploads began')
         if (uploads.size < minUploads) throw new RoundFailure(`the coordinator restarted with ${uploads.size} upload(s) accepted, at least ${minUploads} needed`)
-        const secure = await deps.secureServer(row.config, row.secureState)
-        if (secure.needsClients()) {
-          if (row.config.secure.mode !== 'masking') throw new RoundFailure(`the coordinator restarted before the ${row.config.secure.mode} sum had every client message it needs`)
-          resume(row, uploads, secure)
-          continue
-        }
+        const secure = restored ?? await deps.secureServer(row.config, row.secureState)
+        if (secure.needsClients()) throw new RoundFailure(`the coordinator restarted while the ${row.config.secure.mode} sum was asking its clients, which answer each request once`)
         if (row.state === 'collecting') transition(row, 'unmasking')
         const controller = new AbortController()
         const timer = setTimeout(() => controller.abort(), row.config.deadlines.unmaskMs)
@@ -678,6 +716,7 @@ export function roundManager (deps: RoundManagerDeps): RoundManager {
     handlers,
     run,
     start,
+    resumeInterrupted,
     recover,
     active: () => [...active.keys()],
     schedule (request, options) {

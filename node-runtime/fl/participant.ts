@@ -167,7 +167,9 @@ export function createParticipant (options: ParticipantOptions): Participant {
         const signature = sign(helloSigningBytes(message.nonce), options.identity.secretKey)
         const models = Object.keys(options.models)
         const given = await givenFor(models)
-        send({ type: 'hello', clientId: id, signature: toBase64(signature), models, ...(given.length === 0 ? {} : { given }) })
+        // A round kept across the reconnect (see 'close'): a coordinator that resumed it asks on.
+        const held = current === undefined ? [] : [current.config.id]
+        send({ type: 'hello', clientId: id, signature: toBase64(signature), models, ...(given.length === 0 ? {} : { given }), ...(held.length === 0 ? {} : { rounds: held }) })
         return
       }
       case 'welcome':

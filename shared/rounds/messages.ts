@@ -75,7 +75,9 @@ export const clientMessageSchema = z.discriminatedUnion('type', [
     clientId: hex(32),
     signature: base64,
     models: z.array(helloModel).min(1).max(100),
-    given: z.array(givenSchema.extend({ model: helloModel })).max(100).optional()
+    given: z.array(givenSchema.extend({ model: helloModel })).max(100).optional(),
+    /** Rounds the runtime still holds across a reconnect (a masking round it uploaded to), for a coordinator that resumes them. */
+    rounds: z.array(roundId).max(16).optional()
   }).strict().superRefine((hello, ctx) => {
     const models = new Set(hello.models)
     const seen = new Set<string>()

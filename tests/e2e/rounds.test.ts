@@ -457,11 +457,13 @@ describe('rounds (mode paillier)', () => {
 
 describe('a coordinator killed mid-round', () => {
   /**
-   * A coordinator in its own process runs a round (`request`) with `runtimes` runtimes, all quick
-   * but the last, which never finishes training; once the quick uploads are stored it is
-   * SIGKILLed and restarted on the same data dir and port. Returns the restarted process and the round.
+   * A coordinator in its own process runs a round (`request`) with `runtimes` runtimes (3), all
+   * quick but the last, which never finishes training; once the quick uploads are stored it is
+   * SIGKILLed and restarted on the same data dir and port, and runtime `restartRuntime` (none) is
+   * restarted meanwhile. Returns the restarted process and the round.
    */
-  async function killedAfterUploads (name: string, request: Record<string, unknown>, extra: (i: number) => Record<string, unknown> = () => ({}), args: string[] = [], runtimes = 3): Promise<{ proc: Awaited<ReturnType<typeof spawnCoordinator>>, id: string, token: string, round: () => Promise<Record<string, unknown>>, cleanup: () => Promise<void> }> {
+  async function killedAfterUploads (name: string, request: Record<string, unknown>, options: { extra?: (i: number) => Record<string, unknown>, args?: string[], runtimes?: number, restartRuntime?: number } = {}): Promise<{ proc: Awaited<ReturnType<typeof spawnCoordinator>>, id: string, token: string, round: () => Promise<Record<string, unknown>>, cleanup: () => Promise<void> }> {
+    const { extra = () => ({}), args = [], runtimes = 3, restartRuntime } = options
     const dir = join(root, name)
     let proc = await spawnCoordinator(dir, args, 0)
     const port = new URL(proc.url).port
@@ -473,7 +475,8 @@ describe('a coordinator killed mid-round', () => {
     const token = await client.createToken('edge')
     let release: () => void = () => {}
     const stuck = new Promise<void>(resolve => { release = resolve })
-    const ps = await startParticipants(proc.url, token, join(root, `${name}-runtimes`), runtimes, {
+    const runtimesDir = join(root, `${name}-runtimes`)
+    const ps = await startParticipants(proc.url, token, runtimesDir, runtimes, {
       extra: i => ({ ...extra(i), ...(i === runtimes - 1 ? { models: { mnist: { data: async () => { await stuck; throw new Error('never') } } } } : {}) })
     })
     const cleanup = async (): Promise<void> => {
@@ -491,7 +494,11 @@ describe('a coordinator killed mid-round', () => {
         await new Promise(resolve => setTimeout(resolve, 100))
       }
       await proc.kill('SIGKILL')
+      // Stopped while the coordinator is down, started again (same folder, so the same key)
+      // once it is back: it says hello holding no round.
+      if (restartRuntime !== undefined) await stopParticipants(ps.splice(restartRuntime, 1))
       proc = await spawnCoordinator(dir, args, Number(port))
+      if (restartRuntime !== undefined) ps.push(...await startParticipants(proc.url, token, runtimesDir, 1, { from: restartRuntime, extra }))
       const restarted = proc
       const round = async (): Promise<Record<string, unknown>> => await (await fetch(`${restarted.url}/v1/rounds/${id}`, { headers: { authorization: `Bearer ${admin}` } })).json() as Record<string, unknown>
       return { proc, id, token, round, cleanup }
@@ -500,6 +507,24 @@ describe('a coordinator killed mid-round', () => {
       throw err
     }
   }
+
+  it('drops at once an uploader whose runtime restarted (it holds the round no more), instead of waiting for it', async () => {
+    // Four runtimes, three uploads; uploader 0 restarts while the coordinator is down. Left with
+    // two survivors, each has one surviving neighbour, under the threshold (2): the round fails,
+    // and fails now, not after half the 600 s unmask deadline spent waiting for runtime 0.
+    const { round: status, cleanup } = await killedAfterUploads('killed-masking-restarted', { secure: { mode: 'masking', dropoutRate: 0.3 }, deadlines: { unmaskMs: 600_000 } }, { extra: () => ({ secureClient: secureClients() }), runtimes: 4, restartRuntime: 0 })
+    try {
+      let round = await status() as { state: string, reason: string | null }
+      for (let i = 0; i < 300 && round.state !== 'failed' && round.state !== 'published'; i++) {
+        await new Promise(resolve => setTimeout(resolve, 100))
+        round = await status() as typeof round
+      }
+      expect(round.state).toBe('failed')
+      expect(round.reason).toMatch(/fewer than the threshold 2/)
+    } finally {
+      await cleanup()
+    }
+  })
 
   it('finishes the round from the uploads it had accepted after a restart (SIGKILL)', async () => {
     const { proc, id, token, round: status, cleanup } = await killedAfterUploads('killed', { secure: { mode: 'none' } })
@@ -519,7 +544,7 @@ describe('a coordinator killed mid-round', () => {
   it('finishes a Paillier round after a restart: the uploads kept their signatures, which the decryptor checks', async () => {
     const decryptor = await spawnDecryptor(join(root, 'killed-paillier-decryptor'), ['--min-clients', '2', '--key-bits', '1024'])
     try {
-      const { round: status, cleanup } = await killedAfterUploads('killed-paillier', { secure: { mode: 'paillier' } }, () => ({ secureClient: secureClients() }), ['--decryptor', decryptor.url, '--decryptor-token', decryptor.token])
+      const { round: status, cleanup } = await killedAfterUploads('killed-paillier', { secure: { mode: 'paillier' } }, { extra: () => ({ secureClient: secureClients() }), args: ['--decryptor', decryptor.url, '--decryptor-token', decryptor.token] })
       try {
         const round = await status() as { state: string, reason: string | null, metrics: Record<string, number> }
         expect(round.reason).toBeNull()
@@ -539,7 +564,7 @@ describe('a coordinator killed mid-round', () => {
     // the wait for them.
     // Four runtimes: three uploaders, so that each survivor's self mask has the threshold (2) of
     // surviving neighbours holding its shares.
-    const { proc, id, token, round: status, cleanup } = await killedAfterUploads('killed-masking', { secure: { mode: 'masking', dropoutRate: 0.3 }, deadlines: { unmaskMs: 600_000 } }, () => ({ secureClient: secureClients() }), [], 4)
+    const { proc, id, token, round: status, cleanup } = await killedAfterUploads('killed-masking', { secure: { mode: 'masking', dropoutRate: 0.3 }, deadlines: { unmaskMs: 600_000 } }, { extra: () => ({ secureClient: secureClients() }), runtimes: 4 })
     try {
       let round = await status() as { state: string, reason: string | null, version: number | null, metrics: Record<string, number> }
       for (let i = 0; i < 300 && !['published', 'failed'].includes(round.state); i++) {

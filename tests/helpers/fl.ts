@@ -26,10 +26,12 @@ export async function startParticipants (url: string, token: string, root: strin
   model?: string
   size?: number
   extra?: (i: number) => Partial<ParticipantOptions>
+  /** Index of the first runtime (its folder `runtime-<i>`, hence its key and its data slice). */
+  from?: number
 } = {}): Promise<TestParticipant[]> {
   const model = options.model ?? 'mnist'
   const out: TestParticipant[] = []
-  for (let i = 0; i < count; i++) {
+  for (let i = options.from ?? 0; i < (options.from ?? 0) + count; i++) {
     const dir = join(root, `runtime-${i}`)
     const runtime = await createNodeRuntime({ dataDir: dir, token })
     const config = { version: '1.0.0', tag: 'fl', runtime: 'tensorflow', source: 'blockfed', modelDir: model, modelName: model, updateURL: url }
