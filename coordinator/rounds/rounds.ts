@@ -575,7 +575,7 @@ export function roundManager (deps: RoundManagerDeps): RoundManager {
         roundMs: Math.round(performance.now() - started)
       })
     } catch (err) {
-      fail(config.id, reasonOf(err))
+      if (!leftForNextStart(config.id)) fail(config.id, reasonOf(err))
     } finally {
       signal?.removeEventListener('abort', onAbort)
       controller.abort()
@@ -583,9 +583,20 @@ export function roundManager (deps: RoundManagerDeps): RoundManager {
       round.openUploads()
       for (const id of config.clients) busy.delete(id)
     }
+    if (leftForNextStart(config.id)) throw new UnavailableError(`the coordinator stopped while round ${config.id} was collecting: its next start finishes it from the uploads stored, or resumes it with its uploaders (masking)`)
     const s = summary(config.id, { offered: config.clients.length, accepted: round.accepted.size, uploaded: round.uploads.size, dropped: config.clients.length - round.uploads.size })
     for (const id of config.clients) deps.hub().get(id)?.send({ type: 'result', roundId: s.id, state: s.state, version: s.version, reason: s.reason })
     return s
+  }
+
+  /**
+   * A round still collecting when the coordinator stops is left as a kill would leave it, not
+   * failed: the next start finishes it from the uploads stored, or resumes it (masking). Failing
+   * it would cost its uploaders that base version (one update per base), for a mere restart.
+   * A round that had not reached its uploads, or was already summing, fails as before.
+   */
+  function leftForNextStart (roundId: string): boolean {
+    return stopping && deps.store.get(roundId)?.state === 'collecting'
   }
 
   async function run (input: RoundRequestInput, signal?: AbortSignal): Promise<RoundSummary> {
@@ -636,12 +647,13 @@ export function roundManager (deps: RoundManagerDeps): RoundManager {
         transition(round, 'unmasking')
         await aggregateAndPublish(config, uploads, secure, io(round), { offered: config.clients.length, recovered: 1, resumed: 1, dropped: config.clients.length - uploads.size })
       } catch (err) {
-        fail(config.id, reasonOf(err))
+        if (!leftForNextStart(config.id)) fail(config.id, reasonOf(err))
       } finally {
         controller.abort()
         active.delete(config.id)
         for (const id of config.clients) busy.delete(id)
       }
+      if (leftForNextStart(config.id)) return
       const row = deps.store.get(config.id) as RoundRow
       for (const id of config.clients) deps.hub().get(id)?.send({ type: 'result', roundId: config.id, state: row.state as 'published' | 'failed', version: row.version, reason: row.reason })
     })().catch(err => {

@@ -459,11 +459,11 @@ describe('a coordinator killed mid-round', () => {
   /**
    * A coordinator in its own process runs a round (`request`) with `runtimes` runtimes (3), all
    * quick but the last, which never finishes training; once the quick uploads are stored it is
-   * SIGKILLed and restarted on the same data dir and port, and runtime `restartRuntime` (none) is
-   * restarted meanwhile. Returns the restarted process and the round.
+   * stopped by `stopWith` (SIGKILL) and restarted on the same data dir and port, and runtime
+   * `restartRuntime` (none) is restarted meanwhile. Returns the restarted process and the round.
    */
-  async function killedAfterUploads (name: string, request: Record<string, unknown>, options: { extra?: (i: number) => Record<string, unknown>, args?: string[], runtimes?: number, restartRuntime?: number } = {}): Promise<{ proc: Awaited<ReturnType<typeof spawnCoordinator>>, id: string, token: string, round: () => Promise<Record<string, unknown>>, cleanup: () => Promise<void> }> {
-    const { extra = () => ({}), args = [], runtimes = 3, restartRuntime } = options
+  async function killedAfterUploads (name: string, request: Record<string, unknown>, options: { extra?: (i: number) => Record<string, unknown>, args?: string[], runtimes?: number, restartRuntime?: number, stopWith?: 'SIGKILL' | 'SIGTERM' } = {}): Promise<{ proc: Awaited<ReturnType<typeof spawnCoordinator>>, id: string, token: string, round: () => Promise<Record<string, unknown>>, cleanup: () => Promise<void> }> {
+    const { extra = () => ({}), args = [], runtimes = 3, restartRuntime, stopWith = 'SIGKILL' } = options
     const dir = join(root, name)
     let proc = await spawnCoordinator(dir, args, 0)
     const port = new URL(proc.url).port
@@ -493,7 +493,7 @@ describe('a coordinator killed mid-round', () => {
         if (clients.filter(c => c.status === 'uploaded').length === runtimes - 1) break
         await new Promise(resolve => setTimeout(resolve, 100))
       }
-      await proc.kill('SIGKILL')
+      await proc.kill(stopWith)
       // Stopped while the coordinator is down, started again (same folder, so the same key)
       // once it is back: it says hello holding no round.
       if (restartRuntime !== undefined) await stopParticipants(ps.splice(restartRuntime, 1))
@@ -507,6 +507,22 @@ describe('a coordinator killed mid-round', () => {
       throw err
     }
   }
+
+  it('leaves a masking round collecting when stopped gracefully (SIGTERM), and resumes it at the next start', async () => {
+    const { round: status, cleanup } = await killedAfterUploads('stopped-masking', { secure: { mode: 'masking', dropoutRate: 0.3 }, deadlines: { unmaskMs: 600_000 } }, { extra: () => ({ secureClient: secureClients() }), runtimes: 4, stopWith: 'SIGTERM' })
+    try {
+      let round = await status() as { state: string, reason: string | null, metrics: Record<string, number> }
+      for (let i = 0; i < 300 && round.state !== 'failed' && round.state !== 'published'; i++) {
+        await new Promise(resolve => setTimeout(resolve, 100))
+        round = await status() as typeof round
+      }
+      expect(round.reason).toBeNull()
+      expect(round.state).toBe('published')
+      expect(round.metrics).toMatchObject({ resumed: 1, uploads: 3 })
+    } finally {
+      await cleanup()
+    }
+  })
 
   it('drops at once an uploader whose runtime restarted (it holds the round no more), instead of waiting for it', async () => {
     // Four runtimes, three uploads; uploader 0 restarts while the coordinator is down. Left with
