@@ -269,7 +269,7 @@ export async function createCoordinator (options: CoordinatorOptions): Promise<C
       witnessRetry = setInterval(() => { void cosigner.cosign() }, options.witnessRetryMs ?? WITNESS_RETRY_MS)
       witnessRetry.unref()
     }
-    // Rounds a killed coordinator left half-done: masking rounds resumed with their uploaders
+    // Rounds a killed or stopped coordinator left half-done: masking rounds resumed with their uploaders
     // before listening (a reconnecting runtime must find its round named in its welcome); the
     // rest finished from what was accepted, or failed, once listening.
     await rounds.resumeInterrupted()

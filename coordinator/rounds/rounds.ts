@@ -3,9 +3,10 @@
  * secure-aggregation mode's setup, collect uploads, turn them into their sum, apply the strategy,
  * and publish a new version where only blocks that changed are new. Every step moves the
  * persisted state machine (state.ts) and waits behind a deadline (gate.ts); a client that goes
- * silent is dropped, not waited for. At start, `recover()` finishes from the database whatever a
- * killed coordinator left half-done, resumes a masking round whose sum still needs its clients
- * (they keep a round they uploaded to across a reconnect), or fails it cleanly.
+ * silent is dropped, not waited for. A stop leaves a round that was collecting, or summing
+ * without its clients, as a kill would; at the next start `resumeInterrupted()` resumes a masking
+ * round whose sum still needs its clients (they keep a round they uploaded to across a
+ * reconnect), and `recover()` finishes the rest from the database, or fails them cleanly.
  */
 import { setTimeout as sleep } from 'node:timers/promises'
 import { randomInt } from 'node:crypto'
@@ -72,9 +73,12 @@ export interface RoundSummary {
 
 export interface RoundManager {
   handlers: HubHandlers
-  /** Runs one round on demand; resolves when it is published or failed. */
+  /**
+   * Runs one round on demand; resolves when it is published or failed, rejects with
+   * UnavailableError when the coordinator stops and leaves the round for its next start.
+   */
   run: (request: RoundRequestInput, signal?: AbortSignal) => Promise<RoundSummary>
-  /** Starts one round; resolves with its id once offered, `done` when it ends. */
+  /** Starts one round; resolves with its id once offered, `done` when it ends (as `run`). */
   start: (request: RoundRequestInput, signal?: AbortSignal) => Promise<{ id: string, done: Promise<RoundSummary> }>
   /** Runs rounds back to back until stopped (continuous scheduling). */
   /**
@@ -83,9 +87,9 @@ export interface RoundManager {
    * longer the latest, a throwing `onRound`) ends the schedule and goes to `onError`.
    */
   schedule: (request: RoundRequestInput, options: { pauseMs: number, rounds?: number, onRound?: (s: RoundSummary) => void, onError?: (err: Error) => void }) => { stop: () => Promise<void> }
-  /** Resumes the masking rounds a killed coordinator left collecting, with their uploaders: before the hub answers any hello. */
+  /** Resumes the masking rounds a killed or stopped coordinator left collecting, with their uploaders: before the hub answers any hello. */
   resumeInterrupted: () => Promise<void>
-  /** Ends what a killed coordinator left unfinished (after `resumeInterrupted`, which it runs if not yet run); resumed rounds are not in the list (they run on). */
+  /** Ends what a killed or stopped coordinator left unfinished (after `resumeInterrupted`, which it runs if not yet run); resumed rounds are not in the list (they run on). */
   recover: () => Promise<RoundSummary[]>
   active: () => string[]
   stop: () => Promise<void>
@@ -124,6 +128,8 @@ interface ActiveRound {
   controller: AbortController
   /** A round resumed after a restart: the uploaders it waits for to reconnect before it asks them for the sum. */
   reconnecting?: Gate
+  /** Aborted by the coordinator's stop (not by its own deadline, failure or caller). */
+  stopped?: boolean
 }
 
 /** Why a round failed, as stored and reported: typed errors say it themselves. */
@@ -551,6 +557,8 @@ export function roundManager (deps: RoundManagerDeps): RoundManager {
       const accepted = [...round.accepted].filter(id => !round.dropped.has(id))
       if (accepted.length < minUploads) throw new RoundFailure(`${accepted.length} client(s) accepted, at least ${minUploads} needed`)
       const ready = await round.secure.setup(accepted, io(round))
+      // Stopped during the setup: it ended early, and a round not yet collecting fails.
+      if (controller.signal.aborted) throw new RoundFailure(`aborted: ${String(controller.signal.reason ?? 'stopped')}`)
       deps.store.saveSecureState(config.id, round.secure.snapshot())
       if (ready.length < minUploads) throw new RoundFailure(`${ready.length} client(s) completed secure-aggregation setup, at least ${minUploads} needed`)
       for (const id of ready) round.allowed.add(id)
@@ -575,7 +583,7 @@ export function roundManager (deps: RoundManagerDeps): RoundManager {
         roundMs: Math.round(performance.now() - started)
       })
     } catch (err) {
-      if (!leftForNextStart(config.id)) fail(config.id, reasonOf(err))
+      if (!leftForNextStart(round)) fail(config.id, reasonOf(err))
     } finally {
       signal?.removeEventListener('abort', onAbort)
       controller.abort()
@@ -583,20 +591,24 @@ export function roundManager (deps: RoundManagerDeps): RoundManager {
       round.openUploads()
       for (const id of config.clients) busy.delete(id)
     }
-    if (leftForNextStart(config.id)) throw new UnavailableError(`the coordinator stopped while round ${config.id} was collecting: its next start finishes it from the uploads stored, or resumes it with its uploaders (masking)`)
+    if (leftForNextStart(round)) throw new UnavailableError(`the coordinator stopped during round ${config.id}: its next start finishes it from the uploads stored, or resumes it with its uploaders (masking)`)
     const s = summary(config.id, { offered: config.clients.length, accepted: round.accepted.size, uploaded: round.uploads.size, dropped: config.clients.length - round.uploads.size })
     for (const id of config.clients) deps.hub().get(id)?.send({ type: 'result', roundId: s.id, state: s.state, version: s.version, reason: s.reason })
     return s
   }
 
   /**
-   * A round still collecting when the coordinator stops is left as a kill would leave it, not
-   * failed: the next start finishes it from the uploads stored, or resumes it (masking). Failing
-   * it would cost its uploaders that base version (one update per base), for a mere restart.
-   * A round that had not reached its uploads, or was already summing, fails as before.
+   * A round the stop aborted while it was collecting, or summing without its clients (Paillier
+   * waiting on its decryptor, which keeps its answer for the same request), is left as a kill
+   * would leave it, not failed: the next start finishes it from the uploads stored, or resumes
+   * it (masking). Failing it would cost its uploaders that base version (one update per base)
+   * for a mere restart. One not yet collecting, or whose sum was asking clients (they answer
+   * once), fails as before; so does one that failed on its own while the stop waited.
    */
-  function leftForNextStart (roundId: string): boolean {
-    return stopping && deps.store.get(roundId)?.state === 'collecting'
+  function leftForNextStart (round: ActiveRound): boolean {
+    if (!stopping || !round.controller.signal.aborted || round.stopped !== true) return false
+    const state = deps.store.get(round.config.id)?.state
+    return state === 'collecting' || (state === 'unmasking' && !round.secure.needsClients())
   }
 
   async function run (input: RoundRequestInput, signal?: AbortSignal): Promise<RoundSummary> {
@@ -604,7 +616,7 @@ export function roundManager (deps: RoundManagerDeps): RoundManager {
   }
 
   /**
-   * A masking round killed while collecting, whose sum still needs its clients' messages
+   * A masking round killed or stopped while collecting, whose sum still needs its clients' messages
    * (ConsistencyCheck, Unmasking): its uploaders' runtimes keep the round across a reconnect, and
    * say so in their hello (participant.ts), so it waits for them, at most half the unmask
    * deadline, and then runs the sum as a live round would, with those still away, or no longer
@@ -633,12 +645,14 @@ export function roundManager (deps: RoundManagerDeps): RoundManager {
       controller,
       reconnecting: gate(uploaders, config.deadlines.unmaskMs / 2, controller.signal)
     }
+    for (const id of config.clients) if (!uploads.has(id)) dropClient(round, id)
+    // Registered last, with nothing after it that can throw: a half-registered round would stay
+    // in `active` with no task to end it.
     active.set(config.id, round)
     for (const id of config.clients) busy.add(id)
-    for (const id of config.clients) if (!uploads.has(id)) dropClient(round, id)
-    emit({ type: 'state', roundId: config.id, state: 'collecting', detail: `resumed after a restart: waiting for ${uploaders.length} uploader(s) to reconnect` })
     void (async () => {
       try {
+        emit({ type: 'state', roundId: config.id, state: 'collecting', detail: `resumed after a restart: waiting for ${uploaders.length} uploader(s) to reconnect` })
         await round.reconnecting?.done
         round.reconnecting = undefined
         if (controller.signal.aborted) throw new RoundFailure(`aborted: ${String(controller.signal.reason ?? 'stopped')}`)
@@ -647,18 +661,18 @@ export function roundManager (deps: RoundManagerDeps): RoundManager {
         transition(round, 'unmasking')
         await aggregateAndPublish(config, uploads, secure, io(round), { offered: config.clients.length, recovered: 1, resumed: 1, dropped: config.clients.length - uploads.size })
       } catch (err) {
-        if (!leftForNextStart(config.id)) fail(config.id, reasonOf(err))
+        if (!leftForNextStart(round)) fail(config.id, reasonOf(err))
       } finally {
         controller.abort()
         active.delete(config.id)
         for (const id of config.clients) busy.delete(id)
       }
-      if (leftForNextStart(config.id)) return
+      if (leftForNextStart(round)) return
       const row = deps.store.get(config.id) as RoundRow
       for (const id of config.clients) deps.hub().get(id)?.send({ type: 'result', roundId: config.id, state: row.state as 'published' | 'failed', version: row.version, reason: row.reason })
     })().catch(err => {
       // After stop() closed the store, say: reported, never an unhandled rejection.
-      emit({ type: 'state', roundId: config.id, state: 'failed', detail: `resumed round: ${(err as Error).message}` })
+      emit({ type: 'state', roundId: config.id, state: 'interrupted', detail: `resumed round: ${(err as Error).message}; its stored state is as it last was` })
     })
   }
 
@@ -666,7 +680,7 @@ export function roundManager (deps: RoundManagerDeps): RoundManager {
   let toFinish: Array<{ row: RoundRow, secure?: SecureRoundServer }> | undefined
 
   /**
-   * Resumes the masking rounds a killed coordinator left collecting (local work only): call it
+   * Resumes the masking rounds a killed or stopped coordinator left collecting (local work only): call it
    * before the hub answers any hello, so that a reconnecting uploader finds its round named in
    * its welcome. `recover()` ends the other unfinished rounds, after, since they may wait on a
    * decryptor that must not hold those reconnects.
@@ -760,7 +774,10 @@ export function roundManager (deps: RoundManagerDeps): RoundManager {
     async stop () {
       stopping = true
       await Promise.all([...schedules].map(async s => await s()))
-      for (const round of active.values()) round.controller.abort(new Error('coordinator stopping'))
+      for (const round of active.values()) {
+        round.stopped = true
+        round.controller.abort(new Error('coordinator stopping'))
+      }
       const deadline = Date.now() + 5000
       while (active.size > 0 && Date.now() < deadline) await new Promise(resolve => setTimeout(resolve, 20))
     }

@@ -25,6 +25,8 @@ import { toBase64 } from '../../shared/crypto/bytes.ts'
 import { sha256 } from '../../shared/crypto/hash.ts'
 import { encodeUploadFrame, uploadSigningBytes } from '../../shared/rounds/messages.ts'
 import { DatabaseSync } from 'node:sqlite'
+import { createServer } from 'node:http'
+import type { AddressInfo } from 'node:net'
 import type { NodeRuntime } from '../../node-runtime/runtime.ts'
 import type { RoundConfig } from '../../shared/rounds/config.ts'
 import { ringSum } from '../../aggregation/ring.ts'
@@ -521,6 +523,52 @@ describe('a coordinator killed mid-round', () => {
       expect(round.metrics).toMatchObject({ resumed: 1, uploads: 3 })
     } finally {
       await cleanup()
+    }
+  })
+
+  it('leaves a Paillier round waiting on its decryptor when stopped (SIGTERM), and finishes it at the next start', async () => {
+    const decryptor = await spawnDecryptor(join(root, 'stopped-paillier-decryptor'), ['--min-clients', '2', '--key-bits', '1024'])
+    // In front of it, a decryptor that is slow: key requests pass, decrypt requests never end.
+    const proxy = createServer((req, res) => {
+      if (req.method === 'POST') { req.resume(); return }
+      fetch(`${decryptor.url}${req.url ?? ''}`, { headers: { authorization: req.headers.authorization ?? '' } })
+        .then(async r => { res.writeHead(r.status, { 'content-type': r.headers.get('content-type') ?? 'application/json' }); res.end(Buffer.from(await r.arrayBuffer())) })
+        .catch(() => { res.writeHead(502); res.end() })
+    })
+    await new Promise<void>(resolve => proxy.listen(0, '127.0.0.1', resolve))
+    const slow = `http://127.0.0.1:${(proxy.address() as AddressInfo).port}`
+    const dir = join(root, 'stopped-paillier')
+    let proc = await spawnCoordinator(dir, ['--decryptor', slow, '--decryptor-token', decryptor.token])
+    const port = Number(new URL(proc.url).port)
+    const admin = (await readFile(join(dir, 'admin.token'), 'utf8')).trim()
+    const model = mnistMlp({ hidden: [16] })
+    await coordinatorClient({ baseUrl: proc.url, token: admin }).ingest('mnist', await modelFiles(model))
+    model.dispose()
+    const token = await coordinatorClient({ baseUrl: proc.url, token: admin }).createToken('edge')
+    const ps = await startParticipants(proc.url, token, join(root, 'stopped-paillier-runtimes'), 3, { extra: () => ({ secureClient: secureClients() }) })
+    const status = async (): Promise<{ state: string, reason: string | null, metrics: Record<string, number> }> => await (await fetch(`${proc.url}/v1/rounds/${id}`, { headers: { authorization: `Bearer ${admin}` } })).json() as { state: string, reason: string | null, metrics: Record<string, number> }
+    let id = ''
+    try {
+      const res = await fetch(`${proc.url}/v1/rounds`, { method: 'POST', headers: { authorization: `Bearer ${admin}`, 'content-type': 'application/json' }, body: JSON.stringify({ model: 'mnist', trainable: ['head'], secure: { mode: 'paillier' }, selection: { minClients: 3 } }) })
+      id = (await res.json() as { id: string }).id
+      // All three uploads in, the sum asked of the decryptor, which does not answer.
+      for (let i = 0; i < 300 && (await status()).state !== 'unmasking'; i++) await new Promise(resolve => setTimeout(resolve, 100))
+      expect((await status()).state).toBe('unmasking')
+      await proc.kill('SIGTERM')
+      proc = await spawnCoordinator(dir, ['--decryptor', decryptor.url, '--decryptor-token', decryptor.token], port)
+      let round = await status()
+      for (let i = 0; i < 300 && round.state !== 'failed' && round.state !== 'published'; i++) {
+        await new Promise(resolve => setTimeout(resolve, 100))
+        round = await status()
+      }
+      expect(round.reason).toBeNull()
+      expect(round.state).toBe('published')
+      expect(round.metrics).toMatchObject({ recovered: 1, uploads: 3 })
+    } finally {
+      await stopParticipants(ps)
+      await proc.kill('SIGTERM')
+      await new Promise<void>(resolve => { proxy.closeAllConnections(); proxy.close(() => resolve()) })
+      await decryptor.stop()
     }
   })
 
