@@ -9,7 +9,7 @@
 import WebSocket from 'ws'
 import type { LayersModel } from '@tensorflow/tfjs-layers'
 import type { RoundConfig } from '../../shared/rounds/config.ts'
-import { serverMessageSchema, parseFrame, encodeUploadFrame, uploadSigningBytes, helloSigningBytes, type ClientMessage, type ServerMessage } from '../../shared/rounds/messages.ts'
+import { ROUND_PROTOCOL_VERSION, serverMessageSchema, parseFrame, encodeUploadFrame, uploadSigningBytes, helloSigningBytes, type ClientMessage, type ServerMessage } from '../../shared/rounds/messages.ts'
 import type { FetchedModel } from '../../shared/load/fetch-model.ts'
 import type { TrainingData } from '../../shared/training/data.ts'
 import { trainLocal } from '../../shared/training/local-train.ts'
@@ -169,7 +169,7 @@ export function createParticipant (options: ParticipantOptions): Participant {
         const given = await givenFor(models)
         // A round kept across the reconnect (see 'close'): a coordinator that resumed it asks on.
         const held = current === undefined ? [] : [current.config.id]
-        send({ type: 'hello', clientId: id, signature: toBase64(signature), models, ...(given.length === 0 ? {} : { given }), ...(held.length === 0 ? {} : { rounds: held }) })
+        send({ type: 'hello', protocol: ROUND_PROTOCOL_VERSION, clientId: id, signature: toBase64(signature), models, ...(given.length === 0 ? {} : { given }), ...(held.length === 0 ? {} : { rounds: held }) })
         return
       }
       case 'welcome':

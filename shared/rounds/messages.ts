@@ -60,6 +60,13 @@ export type ServerMessage = z.infer<typeof serverMessageSchema>
 /** Largest training loss a client may report (any real loss is far smaller). */
 export const MAX_LOSS = 1e9
 
+/**
+ * Version of this protocol, said in every hello: 2 since upload signatures name the model and
+ * hellos carry the runtime's records. A runtime and a coordinator of different versions meet a
+ * clear refusal at the handshake instead of, later, an upload whose signature does not verify.
+ */
+export const ROUND_PROTOCOL_VERSION = 2
+
 /** A runtime's record of the updates it gave for one model (shared/rounds/one-update.ts, GivenUpload). */
 const givenSchema = z.object({ base: z.number().int().min(1).max(2 ** 31 - 1), secure: z.boolean() }).strict()
 const helloModel = z.string().min(1).max(64)
@@ -72,6 +79,7 @@ export const clientMessageSchema = z.discriminatedUnion('type', [
    */
   z.object({
     type: z.literal('hello'),
+    protocol: z.literal(ROUND_PROTOCOL_VERSION, { error: `this coordinator speaks round protocol ${ROUND_PROTOCOL_VERSION}: run the same blockfed version on the runtime and the coordinator` }),
     clientId: hex(32),
     signature: base64,
     models: z.array(helloModel).min(1).max(100),

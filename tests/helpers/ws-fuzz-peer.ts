@@ -8,7 +8,7 @@ import WebSocket from 'ws'
 import { generateSigningKey, sign, type SigningKeyPair } from '../../shared/crypto/sign.ts'
 import { toBase64, toHex } from '../../shared/crypto/bytes.ts'
 import { sha256 } from '../../shared/crypto/hash.ts'
-import { encodeUploadFrame, helloSigningBytes, uploadSigningBytes, type UploadHeader } from '../../shared/rounds/messages.ts'
+import { ROUND_PROTOCOL_VERSION, encodeUploadFrame, helloSigningBytes, uploadSigningBytes, type UploadHeader } from '../../shared/rounds/messages.ts'
 
 export interface Received { text: string, json: any, at: number }
 
@@ -63,7 +63,7 @@ export class Peer {
   }
 
   helloMessage (models: string[] = ['mnist'], key: SigningKeyPair = this.identity, clientId = this.id): Record<string, unknown> {
-    return { type: 'hello', clientId, signature: toBase64(sign(helloSigningBytes(this.nonce as string), key.secretKey)), models }
+    return { type: 'hello', protocol: ROUND_PROTOCOL_VERSION, clientId, signature: toBase64(sign(helloSigningBytes(this.nonce as string), key.secretKey)), models }
   }
 
   hello (models: string[] = ['mnist']): void {
