@@ -110,6 +110,37 @@ describe('declines and progress', () => {
   })
 })
 
+describe('a client that leaves right after its upload', () => {
+  it('keeps the upload, whose frame arrived whole before the connection closed', async () => {
+    // 6.5 MB uploads: the digest takes long enough for the close to be seen meanwhile, which
+    // settled the round's wait for the client and made its check refuse the upload ("stopped
+    // collecting"), though the runtime had recorded it as given (found in CI).
+    const model = mnistMlp({ hidden: [2048], seed: 2 })
+    await c.ingest('wide-leaver', await modelFiles(model))
+    model.dispose()
+    const [a, b] = [await rawClient(at, token, ['wide-leaver']), await rawClient(at, token, ['wide-leaver'])]
+    try {
+      const started = await c.rounds.start({ model: 'wide-leaver', secure: { mode: 'none' }, selection: { minClients: 2 }, deadlines: { trainMs: 60_000 } })
+      await untilState(started.id, 'collecting')
+      const config = a.offers.find(o => o.id === started.id) as RoundConfig
+      const update = new Uint32Array(config.vectorLength)
+      update[update.length - 1] = Math.round(0.02 * config.fixedPoint.weightScale)
+      const header = { roundId: config.id, baseVersion: config.baseVersion, encoding: 'ring-u32le' as const }
+      await a.upload(header, new Uint8Array(update.buffer))
+      for (let i = 0; i < 500 && !events.some(e => e.type === 'upload' && e.roundId === config.id && e.clientId === a.id); i++) await sleep(20)
+      await b.upload(header, new Uint8Array(update.buffer))
+      // Gone as soon as the frame is handed to the kernel: it arrives, then the connection ends.
+      for (let i = 0; i < 1000 && b.socket.bufferedAmount > 0; i++) await sleep(2)
+      b.socket.terminate()
+      const summary = await started.done
+      expect(summary.reason).toBeNull()
+      expect(summary.participants.uploaded).toBe(2)
+    } finally {
+      for (const client of [a, b]) client.close()
+    }
+  }, 60_000)
+})
+
 describe('a client\'s own record of the updates it gave', () => {
   it('keeps a client that declines with its record (an upload this coordinator never took) out of the next round from that base, saying why', async () => {
     const clients = [await rawClient(at, token, ['mnist'], { autoAccept: false }), await rawClient(at, token, ['mnist'], { autoAccept: false }), await rawClient(at, token, ['mnist'], { autoAccept: false })]
