@@ -43,7 +43,7 @@ const recordSchema = z.object({
 })
 export type RoundRecord = z.infer<typeof recordSchema> & { model: string, baseVersion: number, requestSha256: string }
 /** What the index needs of a record; the rest of an older record's shape does not matter to it. */
-const indexedSchema = z.object({ roundId: z.string(), clients: z.array(z.string()), model: z.string().optional(), baseVersion: z.number().int().positive().optional() })
+const indexedSchema = recordSchema.pick({ roundId: true, clients: true, model: true, baseVersion: true })
 
 export interface RoundLog {
   /**

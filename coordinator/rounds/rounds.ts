@@ -128,8 +128,29 @@ interface ActiveRound {
   controller: AbortController
   /** A round resumed after a restart: the uploaders it waits for to reconnect before it asks them for the sum. */
   reconnecting?: Gate
-  /** Aborted by the coordinator's stop (not by its own deadline, failure or caller). */
-  stopped?: boolean
+}
+
+/** A round's bookkeeping before any client answered; `start` and `resume` fill in the rest. */
+function blankRound (config: RoundConfig, secure: SecureRoundServer, controller: AbortController): ActiveRound {
+  return {
+    config,
+    uploadsOpen: Promise.resolve(),
+    openUploads: () => {},
+    accepted: new Set(),
+    declined: new Set(),
+    allowed: new Set(),
+    uploads: new Map(),
+    receiving: new Set(),
+    dropped: new Set(),
+    losses: new Map(),
+    secure,
+    controller
+  }
+}
+
+/** Ends a step of a round its controller aborted (a deadline, its caller, the coordinator's stop). */
+function throwIfAborted (controller: AbortController): void {
+  if (controller.signal.aborted) throw new RoundFailure(`aborted: ${String(controller.signal.reason ?? 'stopped')}`)
 }
 
 /** Why a round failed, as stored and reported: typed errors say it themselves. */
@@ -163,6 +184,8 @@ export function roundManager (deps: RoundManagerDeps): RoundManager {
   const busy = new Set<string>()
   const emit = (e: RoundEvent): void => { deps.onEvent?.(e) }
   let stopping = false
+  /** The abort reason of the rounds `stop()` ends: only those may be left for the next start (`leftForNextStart`). */
+  const stopReason = new Error('coordinator stopping')
 
   function transition (round: ActiveRound | RoundRow, to: 'collecting' | 'unmasking' | 'failed', reason?: string): void {
     const id = 'config' in round ? round.config.id : (round as RoundRow).id
@@ -522,20 +545,7 @@ export function roundManager (deps: RoundManagerDeps): RoundManager {
     signal?.addEventListener('abort', onAbort, { once: true })
     let openUploads = (): void => {}
     const uploadsOpen = new Promise<void>(resolve => { openUploads = resolve })
-    const round: ActiveRound = {
-      config,
-      uploadsOpen,
-      openUploads,
-      accepted: new Set(),
-      declined: new Set(),
-      allowed: new Set(),
-      uploads: new Map(),
-      receiving: new Set(),
-      dropped: new Set(),
-      losses: new Map(),
-      secure,
-      controller
-    }
+    const round: ActiveRound = { ...blankRound(config, secure, controller), uploadsOpen, openUploads }
     const minUploads = minUploadsOf(config)
     deps.store.create(config)
     for (const id of config.clients) deps.store.setClient(config.id, id, 'offered')
@@ -547,6 +557,7 @@ export function roundManager (deps: RoundManagerDeps): RoundManager {
   async function drive (round: ActiveRound, minUploads: number, signal: AbortSignal | undefined, onAbort: () => void): Promise<RoundSummary> {
     const { config, controller } = round
     const started = performance.now()
+    let left = false
     try {
       round.waiting = { kind: 'accept', gate: gate(config.clients, config.deadlines.acceptMs, controller.signal) }
       for (const id of config.clients) {
@@ -563,7 +574,7 @@ export function roundManager (deps: RoundManagerDeps): RoundManager {
       if (accepted.length < minUploads) throw new RoundFailure(`${accepted.length} client(s) accepted, at least ${minUploads} needed`)
       const ready = await round.secure.setup(accepted, io(round))
       // Stopped during the setup: it ended early, and a round not yet collecting fails.
-      if (controller.signal.aborted) throw new RoundFailure(`aborted: ${String(controller.signal.reason ?? 'stopped')}`)
+      throwIfAborted(controller)
       deps.store.saveSecureState(config.id, round.secure.snapshot())
       if (ready.length < minUploads) throw new RoundFailure(`${ready.length} client(s) completed secure-aggregation setup, at least ${minUploads} needed`)
       for (const id of ready) round.allowed.add(id)
@@ -572,7 +583,7 @@ export function roundManager (deps: RoundManagerDeps): RoundManager {
       round.openUploads()
       await round.waiting.gate.done
       round.waiting = undefined
-      if (controller.signal.aborted) throw new RoundFailure(`aborted: ${String(controller.signal.reason ?? 'stopped')}`)
+      throwIfAborted(controller)
       const late = ready.filter(id => !round.uploads.has(id))
       for (const id of late) dropClient(round, id)
       if (round.uploads.size < minUploads) throw new RoundFailure(`${round.uploads.size} upload(s) before the deadline, at least ${minUploads} needed`)
@@ -588,7 +599,8 @@ export function roundManager (deps: RoundManagerDeps): RoundManager {
         roundMs: Math.round(performance.now() - started)
       })
     } catch (err) {
-      if (!leftForNextStart(round)) fail(config.id, reasonOf(err))
+      left = leftForNextStart(round)
+      if (!left) fail(config.id, reasonOf(err))
     } finally {
       signal?.removeEventListener('abort', onAbort)
       controller.abort()
@@ -596,10 +608,15 @@ export function roundManager (deps: RoundManagerDeps): RoundManager {
       round.openUploads()
       for (const id of config.clients) busy.delete(id)
     }
-    if (leftForNextStart(round)) throw new UnavailableError(`the coordinator stopped during round ${config.id}: its next start finishes it from the uploads stored, or resumes it with its uploaders (masking)`)
+    if (left) throw new UnavailableError(`the coordinator stopped during round ${config.id}: its next start finishes it from the uploads stored, or resumes it with its uploaders (masking)`)
     const s = summary(config.id, { offered: config.clients.length, accepted: round.accepted.size, uploaded: round.uploads.size, dropped: config.clients.length - round.uploads.size })
-    for (const id of config.clients) deps.hub().get(id)?.send({ type: 'result', roundId: s.id, state: s.state, version: s.version, reason: s.reason })
+    announce(config, s)
     return s
+  }
+
+  /** Tells the round's connected clients how it ended. */
+  function announce (config: RoundConfig, end: Pick<RoundSummary, 'state' | 'version' | 'reason'>): void {
+    for (const id of config.clients) deps.hub().get(id)?.send({ type: 'result', roundId: config.id, state: end.state, version: end.version, reason: end.reason })
   }
 
   /**
@@ -611,7 +628,7 @@ export function roundManager (deps: RoundManagerDeps): RoundManager {
    * once), fails as before; so does one that failed on its own while the stop waited.
    */
   function leftForNextStart (round: ActiveRound): boolean {
-    if (!stopping || !round.controller.signal.aborted || round.stopped !== true) return false
+    if (round.controller.signal.reason !== stopReason) return false
     const state = deps.store.get(round.config.id)?.state
     return state === 'collecting' || (state === 'unmasking' && !round.secure.needsClients())
   }
@@ -634,20 +651,11 @@ export function roundManager (deps: RoundManagerDeps): RoundManager {
     const uploaders = [...uploads.keys()]
     const controller = new AbortController()
     const round: ActiveRound = {
-      config,
-      uploadsOpen: Promise.resolve(),
-      openUploads: () => {},
+      ...blankRound(config, secure, controller),
       acceptsClosed: true,
       accepted: new Set(uploaders),
-      declined: new Set(),
-      allowed: new Set(),
       uploads,
-      receiving: new Set(),
-      dropped: new Set(),
-      losses: new Map(),
       persistWhenComplete: true,
-      secure,
-      controller,
       reconnecting: gate(uploaders, config.deadlines.unmaskMs / 2, controller.signal)
     }
     for (const id of config.clients) if (!uploads.has(id)) dropClient(round, id)
@@ -656,33 +664,35 @@ export function roundManager (deps: RoundManagerDeps): RoundManager {
     active.set(config.id, round)
     for (const id of config.clients) busy.add(id)
     void (async () => {
+      let left = false
       try {
         emit({ type: 'state', roundId: config.id, state: 'collecting', detail: `resumed after a restart: waiting for ${uploaders.length} uploader(s) to reconnect` })
         await round.reconnecting?.done
         round.reconnecting = undefined
-        if (controller.signal.aborted) throw new RoundFailure(`aborted: ${String(controller.signal.reason ?? 'stopped')}`)
+        throwIfAborted(controller)
         for (const id of uploaders) if (deps.hub().get(id) === undefined) dropClient(round, id)
         // From here clients are asked: a restart from now on fails the round (see above).
         transition(round, 'unmasking')
         await aggregateAndPublish(config, uploads, secure, io(round), { offered: config.clients.length, recovered: 1, resumed: 1, dropped: config.clients.length - uploads.size })
       } catch (err) {
-        if (!leftForNextStart(round)) fail(config.id, reasonOf(err))
+        left = leftForNextStart(round)
+        if (!left) fail(config.id, reasonOf(err))
       } finally {
         controller.abort()
         active.delete(config.id)
         for (const id of config.clients) busy.delete(id)
       }
-      if (leftForNextStart(round)) return
-      const row = deps.store.get(config.id) as RoundRow
-      for (const id of config.clients) deps.hub().get(id)?.send({ type: 'result', roundId: config.id, state: row.state as 'published' | 'failed', version: row.version, reason: row.reason })
+      if (left) return
+      const ended = deps.store.get(config.id) as RoundRow
+      announce(config, { state: ended.state as 'published' | 'failed', version: ended.version, reason: ended.reason })
     })().catch(err => {
       // After stop() closed the store, say: reported, never an unhandled rejection.
       emit({ type: 'state', roundId: config.id, state: 'interrupted', detail: `resumed round: ${(err as Error).message}; its stored state is as it last was` })
     })
   }
 
-  /** Rounds left unfinished that `recover()` ends (those resumed are not among them), with a restored secure server where one was made. */
-  let toFinish: Array<{ row: RoundRow, secure?: SecureRoundServer }> | undefined
+  /** Rounds left unfinished that `recover()` ends (those resumed are not among them), with their uploads and secure server where already read. */
+  let toFinish: Array<{ row: RoundRow, uploads?: Map<string, AcceptedUpload>, secure?: SecureRoundServer }> | undefined
 
   /**
    * Resumes the masking rounds a killed or stopped coordinator left collecting (local work only): call it
@@ -694,15 +704,19 @@ export function roundManager (deps: RoundManagerDeps): RoundManager {
     if (toFinish !== undefined) return
     toFinish = []
     for (const row of deps.store.unfinished()) {
+      if (row.config.secure.mode !== 'masking' || row.state !== 'collecting') {
+        toFinish.push({ row })
+        continue
+      }
       try {
         const uploads = deps.store.uploads(row.id)
-        if (row.config.secure.mode !== 'masking' || row.state !== 'collecting' || uploads.size < minUploadsOf(row.config)) {
-          toFinish.push({ row })
+        if (uploads.size < minUploadsOf(row.config)) {
+          toFinish.push({ row, uploads })
           continue
         }
         const secure = await deps.secureServer(row.config, row.secureState)
         if (secure.needsClients()) resume(row, uploads, secure)
-        else toFinish.push({ row, secure })
+        else toFinish.push({ row, uploads, secure })
       } catch {
         // Ended with the others, by recover(), which says why.
         toFinish.push({ row })
@@ -715,8 +729,8 @@ export function roundManager (deps: RoundManagerDeps): RoundManager {
     const out: RoundSummary[] = []
     const finish = toFinish ?? []
     toFinish = []
-    for (const { row, secure: restored } of finish) {
-      const uploads = deps.store.uploads(row.id)
+    for (const { row, uploads: read, secure: restored } of finish) {
+      const uploads = read ?? deps.store.uploads(row.id)
       const participants = { offered: row.config.clients.length, accepted: 0, uploaded: uploads.size, dropped: row.config.clients.length - uploads.size }
       const minUploads = minUploadsOf(row.config)
       try {
@@ -779,10 +793,7 @@ export function roundManager (deps: RoundManagerDeps): RoundManager {
     async stop () {
       stopping = true
       await Promise.all([...schedules].map(async s => await s()))
-      for (const round of active.values()) {
-        round.stopped = true
-        round.controller.abort(new Error('coordinator stopping'))
-      }
+      for (const round of active.values()) round.controller.abort(stopReason)
       const deadline = Date.now() + 5000
       while (active.size > 0 && Date.now() < deadline) await new Promise(resolve => setTimeout(resolve, 20))
     }
