@@ -12,10 +12,10 @@
  * only while a round waits for exactly that upload (`uploadAllowance`). Memory held for a client
  * is then what the protocol needs, not `maxPayload` per connection.
  */
-import type { IncomingMessage, Server } from 'node:http'
+import { STATUS_CODES, type IncomingMessage, type Server } from 'node:http'
 import type { Duplex } from 'node:stream'
 import { WebSocketServer, type WebSocket, type RawData } from 'ws'
-import { BEARER_PROTOCOL_PREFIX, clientMessageSchema, helloSigningBytes, ROUNDS_SUBPROTOCOL, parseFrame, type ClientMessage, type ServerMessage } from '../../shared/rounds/messages.ts'
+import { BEARER_PROTOCOL_PREFIX, clientMessageSchema, helloSigningBytes, protocolMismatch, ROUNDS_SUBPROTOCOL, ROUNDS_SUBPROTOCOL_PREFIX, parseFrame, type ClientMessage, type ServerMessage } from '../../shared/rounds/messages.ts'
 import { fromBase64, fromHex, toHex } from '../../shared/crypto/bytes.ts'
 import { verify } from '../../shared/crypto/sign.ts'
 import { BlockfedError, InvalidInputError } from '../../shared/errors/errors.ts'
@@ -75,15 +75,26 @@ export interface RoundHub {
   stop: () => Promise<void>
 }
 
-function reject (socket: Duplex, status: number, message: string): void {
-  socket.end(`HTTP/1.1 ${status} ${status === 401 ? 'Unauthorized' : status === 403 ? 'Forbidden' : 'Not Found'}\r\nContent-Type: text/plain\r\nConnection: close\r\n\r\n${message}\n`)
+function reject (socket: Duplex, status: 400 | 401 | 403 | 404, message: string): void {
+  socket.end(`HTTP/1.1 ${status} ${STATUS_CODES[status] ?? ''}\r\nContent-Type: text/plain\r\nConnection: close\r\n\r\n${message}\n`)
+}
+
+/** The subprotocols an upgrade request offers (RFC 6455 §4.1: a comma-separated list). */
+function offeredProtocols (req: IncomingMessage): string[] {
+  return (req.headers['sec-websocket-protocol'] ?? '').split(',').map(p => p.trim()).filter(p => p !== '')
+}
+
+/** Another version of the rounds subprotocol, when the request offers only such: said before any other check. */
+function otherVersion (offered: string[]): string | undefined {
+  if (offered.includes(ROUNDS_SUBPROTOCOL)) return undefined
+  return offered.find(p => p.startsWith(ROUNDS_SUBPROTOCOL_PREFIX))
 }
 
 /** The API token: the Authorization header, else a `bearer.<token>` subprotocol offered beside ours. */
 function bearerToken (req: IncomingMessage): string | undefined {
   const header = bearerOf(req.headers.authorization)
   if (header !== undefined) return header
-  const offered = (req.headers['sec-websocket-protocol'] ?? '').split(',').map(p => p.trim())
+  const offered = offeredProtocols(req)
   const token = offered.find(p => p.startsWith(BEARER_PROTOCOL_PREFIX))?.slice(BEARER_PROTOCOL_PREFIX.length)
   return offered.includes(ROUNDS_SUBPROTOCOL) && token !== undefined && /^\S{1,200}$/.test(token) ? token : undefined
 }
@@ -104,6 +115,8 @@ export function roundHub (options: RoundHubOptions): RoundHub {
 
   async function onUpgrade (req: IncomingMessage, socket: Duplex, head: Buffer): Promise<void> {
     if (new URL(req.url ?? '/', 'http://x').pathname !== ROUNDS_PATH) return reject(socket, 404, `no WebSocket endpoint at ${req.url ?? ''}; rounds are at ${ROUNDS_PATH}`)
+    const other = otherVersion(offeredProtocols(req))
+    if (other !== undefined) return reject(socket, 400, protocolMismatch('coordinator', `${other.slice(ROUNDS_SUBPROTOCOL_PREFIX.length, ROUNDS_SUBPROTOCOL_PREFIX.length + 20)} (subprotocol ${ROUNDS_SUBPROTOCOL} expected)`))
     const token = bearerToken(req)
     if (token === undefined) return reject(socket, 401, `rounds need an API token: Authorization: Bearer <token>, or from a browser the subprotocols ${ROUNDS_SUBPROTOCOL} and ${BEARER_PROTOCOL_PREFIX}<token>`)
     if (!await options.mayTrain(token)) return reject(socket, 403, 'this API token may not take part in rounds')

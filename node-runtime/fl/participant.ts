@@ -7,9 +7,10 @@
  * round's own deadlines; a round that overruns is abandoned, never waited on.
  */
 import WebSocket from 'ws'
+import type { IncomingMessage } from 'node:http'
 import type { LayersModel } from '@tensorflow/tfjs-layers'
 import type { RoundConfig } from '../../shared/rounds/config.ts'
-import { ROUND_PROTOCOL_VERSION, serverMessageSchema, parseFrame, encodeUploadFrame, uploadSigningBytes, helloSigningBytes, type ClientMessage, type ServerMessage } from '../../shared/rounds/messages.ts'
+import { ROUND_PROTOCOL_VERSION, ROUNDS_SUBPROTOCOL, protocolMismatch, serverMessageSchema, parseFrame, encodeUploadFrame, uploadSigningBytes, helloSigningBytes, type ClientMessage, type ServerMessage } from '../../shared/rounds/messages.ts'
 import type { FetchedModel } from '../../shared/load/fetch-model.ts'
 import type { TrainingData } from '../../shared/training/data.ts'
 import { trainLocal } from '../../shared/training/local-train.ts'
@@ -70,7 +71,9 @@ export interface ParticipantOptions {
   tamper?: (encoded: Uint32Array, config: RoundConfig) => Uint32Array
   /** Drop out after uploading (simulated dropout): close the socket once the upload is sent. */
   dropAfterUpload?: (config: RoundConfig) => boolean
+  /** First wait before reconnecting (default 1 s); it doubles per failed attempt up to `reconnectMaxMs` (default 5 s), with jitter. */
   reconnectMs?: number
+  reconnectMaxMs?: number
   onEvent?: (event: ParticipantEvent) => void
 }
 
@@ -99,6 +102,32 @@ function wsUrl (base: string): string {
   return u.toString()
 }
 
+/** The body of a refused upgrade, where the coordinator says why: at most 2000 characters, within 2 s. */
+async function refusalOf (res: IncomingMessage): Promise<string> {
+  return await new Promise(resolve => {
+    let text = ''
+    const done = (): void => {
+      clearTimeout(timer)
+      res.destroy()
+      resolve(text.trim().slice(0, 2000))
+    }
+    const timer = setTimeout(done, 2000)
+    res.setEncoding('utf8')
+    res.on('data', (chunk: string) => { text += chunk; if (text.length > 2000) done() })
+    res.on('end', done)
+    res.on('error', done)
+  })
+}
+
+/**
+ * The wait before reconnect attempt `failures` + 1 (0 after a connection that was welcomed):
+ * exponential backoff, capped, with "equal jitter" (half fixed, half random; `random` in [0, 1)).
+ */
+export function reconnectDelay (failures: number, baseMs: number, maxMs: number, random: number): number {
+  const wait = Math.min(maxMs, baseMs * 2 ** Math.min(failures, 30))
+  return wait / 2 + (wait / 2) * random
+}
+
 function mix (seed: number, text: string): number {
   let h = seed >>> 0
   for (let i = 0; i < text.length; i++) h = Math.imul(h ^ text.charCodeAt(i), 0x9e3779b1) >>> 0
@@ -111,6 +140,8 @@ export function createParticipant (options: ParticipantOptions): Participant {
   let running = false
   let welcomed = false
   let reconnectTimer: ReturnType<typeof setTimeout> | undefined
+  /** Connections closed since the last welcome: each waits twice as long before the next try. */
+  let failures = 0
   const waiters = new Set<() => void>()
   /** The round this runtime works on: at most one at a time. */
   let current: { config: RoundConfig, secure: SecureRoundClient, controller: AbortController, result: (m: Extract<ServerMessage, { type: 'result' }>) => void, bytesUp: number, bytesDown: number, uploaded: boolean } | undefined
@@ -132,8 +163,17 @@ export function createParticipant (options: ParticipantOptions): Participant {
   }
 
   function connect (): void {
-    const ws = new WebSocket(wsUrl(options.url), { headers: { authorization: `Bearer ${options.token}` }, maxPayload: 256 << 20, handshakeTimeout: 10_000 })
+    const ws = new WebSocket(wsUrl(options.url), [ROUNDS_SUBPROTOCOL], { headers: { authorization: `Bearer ${options.token}` }, maxPayload: 256 << 20, handshakeTimeout: 10_000 })
     socket = ws
+    // A refusal (401, 403, another protocol version) says why in its body; ws would report only the status.
+    let refused = false
+    ws.on('unexpected-response', (_req, res) => {
+      refused = true
+      void refusalOf(res).then(why => {
+        emit({ type: 'error', message: `the coordinator refused the connection: ${res.statusCode ?? ''} ${why}`.trim() })
+        ws.terminate()
+      })
+    })
     ws.on('message', (data, isBinary) => {
       if (isBinary) { emit({ type: 'error', message: 'unexpected binary frame from the coordinator' }); return }
       const text = data.toString()
@@ -147,7 +187,12 @@ export function createParticipant (options: ParticipantOptions): Participant {
       }
       void onMessage(message).catch(err => emit({ type: 'error', message: (err as Error).message }))
     })
-    ws.on('error', err => emit({ type: 'error', message: `socket: ${err.message}` }))
+    ws.on('error', err => {
+      if (refused) return
+      // The coordinator did not echo the subprotocol: one from before the subprotocol named the version.
+      const message = err.message === 'Server sent no subprotocol' ? protocolMismatch('runtime', `an older one (it does not answer subprotocol ${ROUNDS_SUBPROTOCOL})`) : `socket: ${err.message}`
+      emit({ type: 'error', message })
+    })
     ws.on('close', (code, reason) => {
       welcomed = false
       if (socket === ws) socket = undefined
@@ -157,7 +202,10 @@ export function createParticipant (options: ParticipantOptions): Participant {
       // Any other round ends here.
       if (current !== undefined && !(current.uploaded && current.config.secure.mode === 'masking')) current.controller.abort(new Error('connection to the coordinator lost'))
       emit({ type: 'disconnected', reason: `${code} ${reason.toString()}` })
-      if (running) reconnectTimer = setTimeout(connect, options.reconnectMs ?? 1000)
+      if (!running) return
+      // Backoff with jitter: a fleet that lost its coordinator does not come back in one burst,
+      // and one that keeps being refused does not knock every second.
+      reconnectTimer = setTimeout(connect, reconnectDelay(failures++, options.reconnectMs ?? 1000, options.reconnectMaxMs ?? 5000, Math.random()))
     })
   }
 
@@ -175,6 +223,7 @@ export function createParticipant (options: ParticipantOptions): Participant {
       case 'welcome':
         if (current !== undefined && !(message.rounds ?? []).includes(current.config.id)) current.controller.abort(new Error(`connection to the coordinator lost: it no longer counts on this runtime in round ${current.config.id}`))
         welcomed = true
+        failures = 0
         emit({ type: 'connected' })
         for (const w of waiters) w()
         waiters.clear()

@@ -16,13 +16,31 @@ import { InvalidInputError } from '../errors/errors.ts'
 import { roundConfigSchema } from './config.ts'
 
 /**
- * Where a browser puts its API token: its WebSocket API cannot set an Authorization header, so
- * it offers two subprotocols, this one (which the coordinator echoes) and `bearer.<token>`
- * (which it never echoes). Node runtimes send the header.
+ * Version of this protocol: 2 since upload signatures name the model and hellos carry the
+ * runtime's records. It is said twice, so that either side of a mismatch gets a refusal that
+ * names it at the handshake instead of, later, an upload whose signature does not verify: in the
+ * WebSocket subprotocol (RFC 6455 §1.9; a client checks the coordinator's echo) and in the hello
+ * (a coordinator checks clients from before the subprotocol carried it).
+ */
+export const ROUND_PROTOCOL_VERSION = 2
+
+/** Every version of the rounds subprotocol starts so; the version number follows. */
+export const ROUNDS_SUBPROTOCOL_PREFIX = 'blockfed.rounds.v'
+
+/**
+ * The rounds subprotocol, offered by every client and echoed by the coordinator. A browser also
+ * puts its API token there, its WebSocket API having no way to set an Authorization header: it
+ * offers this one and `bearer.<token>`, which the coordinator never echoes. Node runtimes send
+ * the header.
  *
  * @example new WebSocket(url, roundsProtocols(token))
  */
-export const ROUNDS_SUBPROTOCOL = 'blockfed.rounds.v1'
+export const ROUNDS_SUBPROTOCOL = `${ROUNDS_SUBPROTOCOL_PREFIX}${ROUND_PROTOCOL_VERSION}`
+
+/** What either side says when the other speaks another version of the round protocol. */
+export function protocolMismatch (side: 'coordinator' | 'runtime', theirs: string): string {
+  return `this ${side} speaks round protocol ${ROUND_PROTOCOL_VERSION}, the other side ${theirs}: run the same blockfed version on the runtime and the coordinator`
+}
 export const BEARER_PROTOCOL_PREFIX = 'bearer.'
 export function roundsProtocols (token: string): string[] {
   return [ROUNDS_SUBPROTOCOL, `${BEARER_PROTOCOL_PREFIX}${token}`]
@@ -60,13 +78,6 @@ export type ServerMessage = z.infer<typeof serverMessageSchema>
 /** Largest training loss a client may report (any real loss is far smaller). */
 export const MAX_LOSS = 1e9
 
-/**
- * Version of this protocol, said in every hello: 2 since upload signatures name the model and
- * hellos carry the runtime's records. A runtime and a coordinator of different versions meet a
- * clear refusal at the handshake instead of, later, an upload whose signature does not verify.
- */
-export const ROUND_PROTOCOL_VERSION = 2
-
 /** A runtime's record of the updates it gave for one model (shared/rounds/one-update.ts, GivenUpload). */
 const givenSchema = z.object({ base: z.number().int().min(1).max(2 ** 31 - 1), secure: z.boolean() }).strict()
 const helloModel = z.string().min(1).max(64)
@@ -79,7 +90,7 @@ export const clientMessageSchema = z.discriminatedUnion('type', [
    */
   z.object({
     type: z.literal('hello'),
-    protocol: z.literal(ROUND_PROTOCOL_VERSION, { error: `this coordinator speaks round protocol ${ROUND_PROTOCOL_VERSION}: run the same blockfed version on the runtime and the coordinator` }),
+    protocol: z.literal(ROUND_PROTOCOL_VERSION, { error: issue => protocolMismatch('coordinator', issue.input === undefined ? 'an older one (its hello names none)' : `${String(issue.input).slice(0, 20)}`) }),
     clientId: hex(32),
     signature: base64,
     models: z.array(helloModel).min(1).max(100),

@@ -1,0 +1,167 @@
+/**
+ * The runtime's connection to the rounds socket: versions told apart at the handshake (either
+ * side of a mismatch says so), refusals read out, and reconnects backed off.
+ */
+import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { mkdtemp, rm } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { request } from 'node:http'
+import { WebSocketServer } from 'ws'
+import { createCoordinator, type Coordinator } from '../../../coordinator/coordinator.ts'
+import { createParticipant, reconnectDelay, type ParticipantEvent } from '../../../node-runtime/fl/participant.ts'
+import { generateSigningKey } from '../../../shared/crypto/sign.ts'
+import { ROUNDS_SUBPROTOCOL } from '../../../shared/rounds/messages.ts'
+
+let root: string
+let coordinator: Coordinator
+let url: string
+let token: string
+
+beforeAll(async () => {
+  root = await mkdtemp(join(tmpdir(), 'blockfed-connection-'))
+  coordinator = await createCoordinator({ dataDir: join(root, 'c'), port: 0 })
+  url = await coordinator.start()
+  token = await coordinator.createToken('edge')
+})
+afterAll(async () => {
+  await coordinator.stop()
+  await rm(root, { recursive: true, force: true })
+})
+
+/** A participant that records its events; stopped by the caller. */
+function participantAt (at: string, bearer: string, extra: { reconnectMs?: number, reconnectMaxMs?: number } = {}): { events: ParticipantEvent[], participant: ReturnType<typeof createParticipant> } {
+  const events: ParticipantEvent[] = []
+  const participant = createParticipant({
+    url: at,
+    token: bearer,
+    identity: generateSigningKey(),
+    models: { mnist: { data: () => { throw new Error('no round is expected here') } } },
+    fetchVersion: async () => { throw new Error('no round is expected here') },
+    onEvent: e => events.push(e),
+    ...extra
+  })
+  return { events, participant }
+}
+
+async function until (check: () => boolean, what: string, ms = 10_000): Promise<void> {
+  const end = Date.now() + ms
+  while (!check()) {
+    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`)
+    await new Promise(resolve => setTimeout(resolve, 20))
+  }
+}
+
+/** An upgrade request sent by hand: the status and body the coordinator answers with. */
+async function upgrade (protocols: string, auth: string | undefined): Promise<{ status: number, body: string }> {
+  const u = new URL('/v1/rounds/ws', url)
+  return await new Promise((resolve, reject) => {
+    const req = request({
+      host: u.hostname,
+      port: u.port,
+      path: u.pathname,
+      headers: {
+        connection: 'Upgrade',
+        upgrade: 'websocket',
+        'sec-websocket-version': '13',
+        'sec-websocket-key': Buffer.alloc(16, 7).toString('base64'),
+        ...(protocols === '' ? {} : { 'sec-websocket-protocol': protocols }),
+        ...(auth === undefined ? {} : { authorization: `Bearer ${auth}` })
+      },
+      signal: AbortSignal.timeout(5000)
+    })
+    req.on('upgrade', (res, socket) => { socket.destroy(); resolve({ status: res.statusCode ?? 0, body: '' }) })
+    req.on('response', res => {
+      let body = ''
+      res.setEncoding('utf8')
+      res.on('data', (c: string) => { body += c })
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, body }))
+    })
+    req.on('error', reject)
+    req.end()
+  })
+}
+
+describe('round protocol version at the handshake', () => {
+  it('the runtime offers the versioned subprotocol and the coordinator echoes it', async () => {
+    expect(ROUNDS_SUBPROTOCOL).toBe('blockfed.rounds.v2')
+    const { participant, events } = participantAt(url, token)
+    await participant.start()
+    try {
+      await participant.ready(10_000)
+      expect(events.filter(e => e.type === 'error')).toEqual([])
+    } finally {
+      await participant.stop()
+    }
+  })
+
+  it('a client offering another version is refused with a 400 that names both, before its token is looked at', async () => {
+    for (const [offered, theirs] of [['blockfed.rounds.v1', '1'], ['blockfed.rounds.v3, bearer.x', '3']] as const) {
+      for (const auth of [token, undefined]) {
+        const answer = await upgrade(offered, auth)
+        expect(answer.status).toBe(400)
+        expect(answer.body).toContain(`this coordinator speaks round protocol 2, the other side ${theirs} (subprotocol blockfed.rounds.v2 expected)`)
+      }
+    }
+    // Offering ours beside an older one is fine: a client that speaks both.
+    expect((await upgrade('blockfed.rounds.v1, blockfed.rounds.v2', token)).status).toBe(101)
+    // Without any rounds subprotocol (a Node runtime from before it named the version) the hello is what refuses it (ws-fuzz).
+    expect((await upgrade('', token)).status).toBe(101)
+  })
+
+  it('a runtime meeting a coordinator that does not echo the subprotocol (an older blockfed) says so, and never counts as connected', async () => {
+    const old = new WebSocketServer({ host: '127.0.0.1', port: 0, path: '/v1/rounds/ws', handleProtocols: () => false })
+    await new Promise(resolve => old.once('listening', resolve))
+    const { participant, events } = participantAt(`http://127.0.0.1:${(old.address() as { port: number }).port}`, token, { reconnectMs: 50 })
+    await participant.start()
+    try {
+      await until(() => events.some(e => e.type === 'error'), 'an error')
+      const first = events.find(e => e.type === 'error')
+      expect(first).toEqual({ type: 'error', message: 'this runtime speaks round protocol 2, the other side an older one (it does not answer subprotocol blockfed.rounds.v2): run the same blockfed version on the runtime and the coordinator' })
+      expect(events.some(e => e.type === 'connected')).toBe(false)
+    } finally {
+      await participant.stop()
+      await new Promise(resolve => old.close(resolve))
+    }
+  })
+})
+
+describe('refusals and reconnects', () => {
+  it('a refused token is reported with the coordinator\'s reason, not a bare status', async () => {
+    const { participant, events } = participantAt(url, 'bf_not-a-token', { reconnectMs: 50 })
+    await participant.start()
+    try {
+      await until(() => events.some(e => e.type === 'error'), 'an error')
+      const error = events.find(e => e.type === 'error')
+      expect(error?.type === 'error' ? error.message : '').toMatch(/^the coordinator refused the connection: 40[13] \S/)
+      expect(events.some(e => e.type === 'error' && /Unexpected server response|closed before the connection/.test(e.message))).toBe(false)
+    } finally {
+      await participant.stop()
+    }
+  })
+
+  it('backs off exponentially to its cap, with half of each wait random', () => {
+    expect([0, 1, 2, 3, 4, 5, 10, 100].map(n => reconnectDelay(n, 100, 1000, 0))).toEqual([50, 100, 200, 400, 500, 500, 500, 500])
+    expect([0, 1, 2, 3, 4].map(n => reconnectDelay(n, 100, 1000, 0.999999)).map(Math.round)).toEqual([100, 200, 400, 800, 1000])
+  })
+
+  it('a refused runtime knocks less and less often', async () => {
+    // A server that refuses the first upgrades, counting them.
+    const attempts: number[] = []
+    const refusing = new WebSocketServer({ host: '127.0.0.1', port: 0, verifyClient: (_info, cb) => { attempts.push(Date.now()); cb(false, 403, 'not yet') } })
+    await new Promise(resolve => refusing.once('listening', resolve))
+    const { participant, events } = participantAt(`http://127.0.0.1:${(refusing.address() as { port: number }).port}`, token, { reconnectMs: 40, reconnectMaxMs: 640 })
+    await participant.start()
+    try {
+      await until(() => attempts.length >= 6, '6 attempts')
+      const gaps = attempts.slice(1).map((t, i) => t - (attempts[i] as number))
+      // Waits of at least 20, 40, 80, 160, 320 ms (the fixed half of each): the fifth gap is
+      // above 300 ms, where a fixed 40 ms retry would have made a dozen attempts.
+      expect(gaps[4]).toBeGreaterThanOrEqual(300)
+      expect(events.filter(e => e.type === 'error').every(e => e.type === 'error' && e.message === 'the coordinator refused the connection: 403 not yet')).toBe(true)
+    } finally {
+      await participant.stop()
+      await new Promise(resolve => refusing.close(resolve))
+    }
+  })
+})
