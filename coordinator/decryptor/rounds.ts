@@ -6,7 +6,9 @@
  * one data dir. A round that fails after its claim stays decided: failing closed is the point.
  * A decrypted round keeps its answer (the ring sum, which its caller learns anyway) with the
  * hash of the request it answered, so a caller that lost the answer (a timeout, a restart) gets
- * the same answer again for the same request, and nothing for any other.
+ * the same answer again for the same request, and nothing for any other. The sum is kept beside
+ * the record (`<round>.sum`, raw bytes, its SHA-256 in the record), so that records stay a few
+ * kilobytes however long the vectors: the start reads every record, and only records.
  *
  * The records also keep each client to one sum per base version of a model, moving forward
  * only (shared/rounds/one-update.ts): a claim whose client is already in a decided sum from the
@@ -23,6 +25,8 @@ import { IntegrityError } from '../../shared/errors/errors.ts'
 import { parseJsonWith } from '../../shared/errors/parse-json.ts'
 import { ROUNDS_DIR } from './constants.ts'
 import { createFileAtomic, syncDir, writeFileAtomic } from '../../node-runtime/atomic-file.ts'
+import { sha256Hex } from '../../shared/crypto/hash.ts'
+import { toBase64 } from '../../shared/crypto/bytes.ts'
 
 const recordSchema = z.object({
   roundId: z.string(),
@@ -38,8 +42,10 @@ const recordSchema = z.object({
   outcome: z.enum(['decrypted', 'failed']).optional(),
   reason: z.string().optional(),
   finishedAt: z.string().optional(),
-  /** The answer's ring sum (base64), once decrypted. */
-  sum: z.string().optional()
+  /** The answer's ring sum (base64), once decrypted: inline in records written before sums got their own file. */
+  sum: z.string().optional(),
+  /** SHA-256 (hex) of `<round>.sum`, the answer's ring sum, once decrypted. */
+  sumSha256: z.string().optional()
 })
 export type RoundRecord = z.infer<typeof recordSchema> & { model: string, baseVersion: number, requestSha256: string }
 /** What the index needs of a record; the rest of an older record's shape does not matter to it. */
@@ -51,9 +57,9 @@ export interface RoundLog {
    * if one of its clients is in another decided sum from this base version or a later one.
    */
   claim: (record: RoundRecord) => Promise<void>
-  /** Records how a claimed round ended: `detail` is the sum (decrypted) or the reason (failed). */
-  finish: (record: RoundRecord, outcome: 'decrypted' | 'failed', detail: string) => Promise<void>
-  /** The record of a decided round, if it can be read. */
+  /** Records how a claimed round ended: with its ring sum, or why it failed. */
+  finish: (record: RoundRecord, end: { sum: Uint8Array } | { reason: string }) => Promise<void>
+  /** The record of a decided round, if it can be read, with its kept sum (base64) if that is whole. */
   read: (roundId: string) => Promise<z.infer<typeof recordSchema> | undefined>
 }
 
@@ -89,6 +95,7 @@ export async function roundLog (dataDir: string): Promise<RoundLog> {
   await mkdir(dir, { recursive: true, mode: 0o700 })
   const summed = await loadIndex(dir)
   const pathOf = (roundId: string): string => join(dir, `${roundId}.json`)
+  const sumPathOf = (roundId: string): string => join(dir, `${roundId}.sum`)
   return {
     async claim (record) {
       const decided = (): RoundDecidedError => new RoundDecidedError(`round ${record.roundId} was already decided; the decryptor decrypts each round at most once`)
@@ -123,17 +130,31 @@ export async function roundLog (dataDir: string): Promise<RoundLog> {
       }
       await syncDir(dir)
     },
-    async finish (record, outcome, detail) {
-      const done: RoundRecord = { ...record, outcome, finishedAt: new Date().toISOString(), ...(outcome === 'decrypted' ? { sum: detail } : { reason: detail }) }
+    async finish (record, end) {
+      const finishedAt = new Date().toISOString()
+      let done: RoundRecord
+      if ('sum' in end) {
+        // The sum first: a record that names a sum has it on disk whole.
+        await writeFileAtomic(sumPathOf(record.roundId), end.sum, 0o600)
+        done = { ...record, outcome: 'decrypted', finishedAt, sumSha256: await sha256Hex(end.sum) }
+      } else {
+        done = { ...record, outcome: 'failed', finishedAt, reason: end.reason }
+      }
       // Replaced whole (synced temp file, then rename): the claim's file exists throughout.
       await writeFileAtomic(pathOf(record.roundId), JSON.stringify(done) + '\n', 0o600)
     },
     async read (roundId) {
+      let record: z.infer<typeof recordSchema>
       try {
-        return recordSchema.parse(JSON.parse(await readFile(pathOf(roundId), 'utf8')))
+        record = recordSchema.parse(JSON.parse(await readFile(pathOf(roundId), 'utf8')))
       } catch {
         return undefined // absent, or unreadable: the round stays decided either way
       }
+      if (record.sumSha256 === undefined) return record
+      const sum = await readFile(sumPathOf(roundId)).catch(() => undefined)
+      // A sum that is gone or does not match its hash is not answered again: the round stays decided.
+      const whole = sum !== undefined && await sha256Hex(sum) === record.sumSha256
+      return whole ? { ...record, sum: toBase64(sum) } : record
     }
   }
 }

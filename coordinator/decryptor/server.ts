@@ -180,11 +180,11 @@ export async function buildDecryptorServer (deps: DecryptorServerDeps): Promise<
     const work = (async () => {
       await deps.rounds.claim(record)
       try {
-        const sum = toBase64(ringToBytes(await decryptSum(secretKey, sumCiphertexts(vectors, publicKey), layout, length, contributions.length)))
-        await deps.rounds.finish(record, 'decrypted', sum)
-        return sum
+        const sum = ringToBytes(await decryptSum(secretKey, sumCiphertexts(vectors, publicKey), layout, length, contributions.length))
+        await deps.rounds.finish(record, { sum })
+        return toBase64(sum)
       } catch (err) {
-        await deps.rounds.finish(record, 'failed', (err as Error).message).catch(() => undefined)
+        await deps.rounds.finish(record, { reason: (err as Error).message }).catch(() => undefined)
         throw err
       }
     })()

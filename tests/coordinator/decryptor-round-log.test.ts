@@ -5,7 +5,7 @@
  * records of earlier versions it must read at start.
  */
 import { afterEach, beforeEach, expect, it } from 'vitest'
-import { mkdtemp, rm, writeFile } from 'node:fs/promises'
+import { mkdtemp, readFile, rm, unlink, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { roundLog, type RoundRecord } from '../../coordinator/decryptor/rounds.ts'
@@ -56,4 +56,38 @@ it('reads the records of earlier versions at start: without a model (not indexed
   const log = await roundLog(dir)
   await expect(log.claim(record('again', 7, [X]))).rejects.toThrow(/already in the sum of round kept from mnist@7/)
   await expect(log.claim(record('fresh', 1, [Y]))).resolves.toBeUndefined()
+})
+
+it('keeps a decrypted sum beside its record, so records stay small; a sum gone or altered is not answered again', async () => {
+  const log = await roundLog(dir)
+  const sum = new Uint8Array(4 << 20).map((_, i) => i * 7)
+  await log.claim(record('big', 1, [X, Y]))
+  await log.finish(record('big', 1, [X, Y]), { sum })
+  const text = await readFile(join(dir, 'rounds', 'big.json'), 'utf8')
+  expect(text.length).toBeLessThan(2000)
+  expect(JSON.parse(text)).toMatchObject({ outcome: 'decrypted', sumSha256: expect.stringMatching(/^[0-9a-f]{64}$/) })
+  expect((await log.read('big'))?.sum).toBe(Buffer.from(sum).toString('base64'))
+  // A record of the version before kept its sum inline: it is still answered.
+  await writeFile(join(dir, 'rounds', 'inline.json'), JSON.stringify({ ...record('inline', 1, [Z]), outcome: 'decrypted', sum: 'AAAA' }))
+  expect((await (await roundLog(dir)).read('inline'))?.sum).toBe('AAAA')
+  // One byte changed, or the file gone: the round stays decided, with no answer to give again.
+  const altered = Uint8Array.from(sum)
+  altered[12345] = (altered[12345] as number) ^ 1
+  for (const damage of [async () => { await writeFile(join(dir, 'rounds', 'big.sum'), altered) }, async () => { await unlink(join(dir, 'rounds', 'big.sum')) }]) {
+    await damage()
+    const read = await log.read('big')
+    expect(read?.outcome).toBe('decrypted')
+    expect(read !== undefined && 'sum' in read).toBe(false)
+  }
+  await expect(log.claim(record('big', 1, [X, Y]))).rejects.toThrow(RoundDecidedError)
+})
+
+it('records a failed round with its reason and no sum', async () => {
+  const log = await roundLog(dir)
+  await log.claim(record('bad', 1, [X]))
+  await log.finish(record('bad', 1, [X]), { reason: 'a slot overflowed' })
+  const read = await log.read('bad')
+  expect(read).toMatchObject({ outcome: 'failed', reason: 'a slot overflowed' })
+  expect(read !== undefined && ('sum' in read || 'sumSha256' in read)).toBe(false)
+  await expect(readFile(join(dir, 'rounds', 'bad.sum'))).rejects.toThrow(/ENOENT/)
 })
