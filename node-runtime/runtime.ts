@@ -650,6 +650,11 @@ export async function createNodeRuntime (options: NodeRuntimeOptions): Promise<N
 
     async rollback (input, version, signal) {
       const config = await parse(input)
+      // Checked before anything is fetched: a runtime that never ran the model (a wrong data dir,
+      // most likely) has nothing to roll back from, and nothing to refuse afterwards.
+      if ((await localVersions(join(options.dataDir, config.modelDir)).state()).current === null) {
+        throw new InvalidInputError(`${config.modelName}: this runtime has no version of it recorded in ${join(options.dataDir, config.modelDir)}, so there is nothing to roll back from (is that the runtime's data dir?)`)
+      }
       const ctx = await contextFor(config, signal)
       const to = await rollbackTarget(ctx, version)
       const from = (await ctx.local.state()).current

@@ -8,6 +8,11 @@ export const KEY_BYTES = 32
 /** Ed25519 signature length (RFC 8032). */
 export const SIGNATURE_BYTES = 64
 
+/**
+ * Fewest clients a masking round can run with: with two, each learns the other's update from the
+ * sum, and no threshold below the roster tolerates a dropout (Bonawitz et al. 2017, §4).
+ */
+export const MIN_MASKING_CLIENTS = 3
 /** Most clients one round may hold: bounds roster and unmask-request sizes. */
 export const MAX_CLIENTS = 10_000
 /** Longest client or round id accepted. */

@@ -30,7 +30,7 @@
 import { z } from 'zod'
 import { decodeBase64, equalBytes } from '../../shared/crypto/bytes.ts'
 import { IntegrityError, InvalidInputError, UnavailableError } from '../../shared/errors/errors.ts'
-import { KEY_BYTES, MAX_CLIENTS, MAX_VECTOR_LENGTH, SIGNATURE_BYTES } from './constants.ts'
+import { KEY_BYTES, MAX_CLIENTS, MAX_VECTOR_LENGTH, MIN_MASKING_CLIENTS, SIGNATURE_BYTES } from './constants.ts'
 import type { NeighbourGraph } from './graph.ts'
 import { consistencyTranscript, pairMaskSeed, selfMaskSeed, survivorsDigest } from './kdf.ts'
 import {
@@ -255,7 +255,7 @@ function serverCore (options: MaskingServerOptions): Internals {
   function closeAdvertise (): void {
     expect('advertise', 'close advertise')
     const ids = [...advertised.keys()].sort()
-    if (ids.length < 3) fail(`only ${ids.length} clients advertised keys; masking needs at least 3`)
+    if (ids.length < MIN_MASKING_CLIENTS) fail(`only ${ids.length} clients advertised keys; masking needs at least ${MIN_MASKING_CLIENTS}`)
     try {
       ;({ graph, params } = rosterGraph(ids, options.graph, options.seed, roundId))
     } catch (err) {

@@ -31,6 +31,7 @@ import { InvalidInputError } from '../../shared/errors/errors.ts'
 import type { FetchedModel } from '../../shared/load/fetch-model.ts'
 import { spawnDecryptor, type DecryptorProcess } from './decryptor-process.ts'
 import { runAll } from './cleanup.ts'
+import { MIN_MASKING_CLIENTS } from '../../aggregation/secagg/constants.ts'
 
 export interface SimulationOptions {
   clients: number
@@ -216,6 +217,7 @@ async function accuracyOf (fetched: FetchedModel, test: TrainingData): Promise<n
 
 export async function simulate (options: SimulationOptions): Promise<SimulationSummary> {
   if (!Number.isInteger(options.clients) || options.clients < 2) throw new InvalidInputError(`--clients: at least 2, got ${options.clients}`)
+  if (options.secure === 'masking' && options.clients < MIN_MASKING_CLIENTS) throw new InvalidInputError(`--clients: masking needs at least ${MIN_MASKING_CLIENTS} clients, got ${options.clients} (or choose --secure none or paillier)`)
   if (!Number.isInteger(options.rounds) || options.rounds < 1) throw new InvalidInputError(`--rounds: at least 1, got ${options.rounds}`)
   if (!(options.dropout >= 0 && options.dropout < 1)) throw new InvalidInputError(`--dropout: a probability in [0, 1), got ${options.dropout}`)
   if (!(options.lrDecay > 0 && options.lrDecay <= 1)) throw new InvalidInputError(`lrDecay: a factor in (0, 1], got ${options.lrDecay}`)
@@ -235,7 +237,8 @@ export async function simulate (options: SimulationOptions): Promise<SimulationS
   // Split before anything is created: a spec that cannot split these labels has nothing to clean up.
   const split = partitionIndices(options.partition, train.labels, options.clients, options.seed)
   const shares = split.filter(ix => ix.length > 0)
-  if (shares.length < 2) throw new InvalidInputError(`--partition ${options.partition} with --seed ${options.seed} gives data to ${shares.length} of ${options.clients} clients; a round needs at least 2 (try another --seed, a larger alpha or more --clients)`)
+  const least = options.secure === 'masking' ? MIN_MASKING_CLIENTS : 2
+  if (shares.length < least) throw new InvalidInputError(`--partition ${options.partition} with --seed ${options.seed} gives data to ${shares.length} of ${options.clients} clients; a round needs at least ${least} (try another --seed, a larger alpha or more --clients)`)
   if (shares.length < split.length) options.onNote?.(`${shares.length} of ${split.length} clients got data (--partition ${options.partition}, --seed ${options.seed}); the others are left out`)
   await tfjsBackend()
   signal?.throwIfAborted()

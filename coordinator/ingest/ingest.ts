@@ -75,6 +75,13 @@ export function publisher (deps: IngestDeps): Publisher {
   async function store (name: string, model: NormalisedModel, plans: BlockPlan[], options: IngestOptions & Partial<Pick<PublishOptions, 'round' | 'metrics' | 'inTransaction' | 'parent'>>): Promise<IngestResult> {
     const parsedName = modelNameSchema.safeParse(name)
     if (!parsedName.success) throw new InvalidInputError(`model name "${name}": ${parsedName.error.issues[0]?.message ?? 'invalid'}`)
+    // A name keeps its format: runtimes configured for it run that format (AoE `runtime`), and
+    // would take the new version as an upgrade they cannot run.
+    const had = deps.repo.latest(name)
+    const format = had === undefined ? undefined : signedManifestOf(had).manifest.format
+    if (format !== undefined && format !== model.format) {
+      throw new ConflictError(`model ${name} is ${format} (version ${had?.version ?? ''}), this model is ${model.format}: runtimes configured for ${name} run ${format}, so ingest it under another name`)
+    }
     // New blocks go to disk as they are sealed (see SealOptions.write); the rows and the version
     // are recorded last, in one transaction. Until then any failure removes the files written.
     const written = new Set<string>()

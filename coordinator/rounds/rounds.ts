@@ -32,6 +32,7 @@ import type { AcceptedUpload, RoundIo, SecureRoundServer } from './secure/types.
 import { applyUpdate } from './apply.ts'
 import { carriedState, layoutKey, serverStep } from './strategy.ts'
 import { gaussianEpsilon } from '../../aggregation/dp/accountant.ts'
+import { MIN_MASKING_CLIENTS } from '../../aggregation/secagg/constants.ts'
 import { noiseNormBound, sumNoiseSd } from '../../aggregation/dp/noise.ts'
 import { gate, type Gate } from './gate.ts'
 import { isFinal } from './state.ts'
@@ -519,13 +520,17 @@ export function roundManager (deps: RoundManagerDeps): RoundManager {
     if (stopping) throw new UnavailableError('the coordinator is stopping')
     const request = roundRequestSchema.parse(input)
     checkRoundRequest(request)
+    if (request.secure.mode === 'masking' && request.selection.maxClients < MIN_MASKING_CLIENTS) throw new InvalidInputError(`selection.maxClients ${request.selection.maxClients}: masking needs at least ${MIN_MASKING_CLIENTS} clients`)
     const base = roundBase(request)
     const { ids: candidates, givenAtBase } = eligible(request, base.row.version)
-    if (candidates.length < request.selection.minClients) {
+    // A masking round with fewer clients could only fail at its first stage (secagg/server.ts).
+    const least = request.secure.mode === 'masking' ? Math.max(MIN_MASKING_CLIENTS, request.selection.minClients) : request.selection.minClients
+    if (candidates.length < least) {
       const given = givenAtBase === 0 ? '' : ` (${givenAtBase} more already uploaded from version ${base.row.version} to a round that failed or did not take the upload, and give one update per base version)`
-      throw new TooFewClientsError(`round for ${request.model} not started: ${candidates.length} eligible client(s) connected${given}, at least ${request.selection.minClients} needed`)
+      const why = least > request.selection.minClients ? ` (masking needs ${MIN_MASKING_CLIENTS})` : ''
+      throw new TooFewClientsError(`round for ${request.model} not started: ${candidates.length} eligible client(s) connected${given}, at least ${least} needed${why}`)
     }
-    const count = Math.min(request.selection.maxClients, Math.max(request.selection.minClients, Math.ceil(request.selection.fraction * candidates.length)))
+    const count = Math.min(request.selection.maxClients, Math.max(least, Math.ceil(request.selection.fraction * candidates.length)))
     const selected = sample(candidates, count)
     // Reserve the clients before the first await (configure may ask the decryptor over the
     // network): a concurrent start() must not pick them too.

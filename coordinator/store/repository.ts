@@ -59,8 +59,8 @@ export function repository ({ db }: Database): Repository {
     insertShard: db.prepare('INSERT OR IGNORE INTO shards (cid, block_cid, idx) VALUES (?, ?, ?)'),
     insertKey: db.prepare('INSERT INTO data_keys (key_id, wrapped, created_at) VALUES (?, ?, ?)'),
     key: db.prepare('SELECT wrapped FROM data_keys WHERE key_id = ?'),
-    // A name re-ingested in another format takes the format of its latest version.
-    ensureModel: db.prepare('INSERT INTO models (name, format, created_at) VALUES (?, ?, ?) ON CONFLICT (name) DO UPDATE SET format = excluded.format'),
+    // A name keeps its format (ingest.ts refuses another).
+    ensureModel: db.prepare('INSERT INTO models (name, format, created_at) VALUES (?, ?, ?) ON CONFLICT (name) DO NOTHING'),
     latest: db.prepare(`${VERSION_ROWS} WHERE v.model = ? ORDER BY v.version DESC LIMIT 1`),
     version: db.prepare(`${VERSION_ROWS} WHERE v.model = ? AND v.version = ?`),
     insertVersion: db.prepare('INSERT INTO versions (model, version, parent, manifest_cid, signed_manifest, blocks, weight_bytes, round, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)'),

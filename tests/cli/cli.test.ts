@@ -83,6 +83,7 @@ describe('blockfed CLI', () => {
       [['simulate', '--secure', 'rot13'], /none, masking or paillier/],
       [['simulate', '--dropout', '1'], /\[0, 1\)/],
       [['simulate', '--clients', '1'], /integer 2-256/],
+      [['simulate', '--clients', '2'], /--clients: masking needs at least 3 clients, got 2 \(or choose --secure none or paillier\)/],
       [['simulate', '--strategy', '{"name":"fedmagic"}'], /not a strategy/],
       [['simulate', '--hidden', '200,-1'], /e\.g\. 200,200/],
       [['decryptor', '--data', root, '--min-clients', '1'], /integer 2-/],

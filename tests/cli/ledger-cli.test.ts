@@ -127,6 +127,12 @@ describe('blockfed ledger commands', () => {
     await writeFile(configPath, JSON.stringify({ ...following, token: process.env.DIGITS_TOKEN, tokenEnv: undefined }))
 
     await stop(coordinator.child)
+    // A data dir where the runtime never ran the model (a wrong --home): refused, nothing written.
+    const wrongHome = join(root, 'not-the-runtime')
+    const wrong = await blockfed('rollback', 'digits', '--to', '1', '--config', configPath, '--home', wrongHome)
+    expect(wrong.code).toBe(1)
+    expect(wrong.stderr).toContain(`digits: this runtime has no version of it recorded in ${join(wrongHome, 'digits')}, so there is nothing to roll back from`)
+    await expect(readFile(join(wrongHome, 'digits', 'versions.json'))).rejects.toThrow(/ENOENT/)
     const rolled = await blockfed('rollback', 'digits', '--to', '1', '--config', configPath, '--home', runtimeHome)
     expect(rolled.stderr).toBe('')
     expect(rolled.stdout).toMatch(/^digits: 2 → 1 \(rolled back to 1 on request\); 0 bytes fetched/)

@@ -151,7 +151,7 @@ describe('blockfed simulate: outcomes', () => {
   })
 
   it('refuses a partition that leaves one client with data, naming the partition and the seed', async () => {
-    const run = blockfed(['simulate', '--clients', '2', '--partition', 'dirichlet:0.01', '--seed', '65', '--rounds', '1'])
+    const run = blockfed(['simulate', '--clients', '2', '--secure', 'none', '--partition', 'dirichlet:0.01', '--seed', '65', '--rounds', '1'])
     const { code } = await run.exited
     expect(code).toBe(1)
     expect(run.stderr()).toMatch(/--partition dirichlet:0\.01 with --seed 65 gives data to 1 of 2 clients/)

@@ -191,11 +191,14 @@ describe('coordinator HTTP API', () => {
     const textField = await post('--b\r\nContent-Disposition: form-data; name="note"\r\n\r\nhello\r\n--b--\r\n', 'multipart/form-data; boundary=b')
     expect(textField).toEqual({ status: 400, message: 'unexpected form field: send only files' })
 
-    // The same name re-ingested in another format: the model list follows its latest version.
-    expect((await admin.models()).find(m => m.name === 'foldered')?.format).toBe('tfjs-graph')
+    // The same name in another format: refused (runtimes configured for it run tfjs), nothing stored.
+    const before = (await admin.models()).find(m => m.name === 'foldered')
+    expect(before?.format).toBe('tfjs-graph')
     const onnx = sileroFiles()[0]!
-    expect(await admin.ingest('foldered', [onnx])).toMatchObject({ version: 2 })
-    expect((await admin.models()).find(m => m.name === 'foldered')?.format).toBe('onnx')
+    await expect(admin.ingest('foldered', [onnx])).rejects.toThrow('model foldered is tfjs-graph (version 1), this model is onnx: runtimes configured for foldered run tfjs-graph, so ingest it under another name')
+    expect((await admin.models()).find(m => m.name === 'foldered')).toEqual(before)
+    const raw = await fetch(`${url}/v1/models/foldered/ingest`, { method: 'POST', headers: { authorization: `Bearer ${coordinator.adminToken}` }, body: (() => { const f = new FormData(); f.append('file', new Blob([Uint8Array.from(onnx.bytes)]), 'model.onnx'); return f })() })
+    expect(raw.status).toBe(409)
 
     const lowOrder = await fetch(`${url}/v1/models/movenet/versions/1/keys`, {
       method: 'POST', headers: { 'content-type': 'application/json', authorization: `Bearer ${coordinator.adminToken}` }, body: JSON.stringify({ publicKey: Buffer.alloc(32).toString('base64') })

@@ -11,7 +11,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import WebSocket from 'ws'
 import { createCoordinator, type Coordinator } from '../../coordinator/coordinator.ts'
-import type { RoundEvent } from '../../coordinator/rounds/rounds.ts'
+import { TooFewClientsError, type RoundEvent } from '../../coordinator/rounds/rounds.ts'
 import { tfjsBackend } from '../../node-runtime/engines/tfjs.ts'
 import { modelFiles, mnistMlp } from '../../node-runtime/examples/mnist-mlp.ts'
 import { ConflictError } from '../../shared/errors/errors.ts'
@@ -261,6 +261,22 @@ describe('uploads', () => {
     } finally {
       quick.close()
       never.close()
+    }
+  })
+})
+
+describe('masking rounds too small to run', () => {
+  it('are refused before any offer: fewer than 3 eligible clients, or a selection capped below 3', async () => {
+    const [a, b] = [await rawClient(at, token, ['mnist']), await rawClient(at, token, ['mnist'])]
+    try {
+      const request = { model: 'mnist', trainable: ['head'], secure: { mode: 'masking' as const }, selection: { minClients: 2 } }
+      await expect(c.rounds.start(request)).rejects.toThrow(TooFewClientsError)
+      await expect(c.rounds.start(request)).rejects.toThrow('round for mnist not started: 2 eligible client(s) connected, at least 3 needed (masking needs 3)')
+      await expect(c.rounds.start({ ...request, selection: { minClients: 2, maxClients: 2 } })).rejects.toThrow('selection.maxClients 2: masking needs at least 3 clients')
+      expect([...a.messages, ...b.messages].filter(m => m.type === 'offer')).toEqual([])
+    } finally {
+      a.close()
+      b.close()
     }
   })
 })
