@@ -29,7 +29,7 @@ import { roundRoutes } from './http/rounds-routes.ts'
 import { ledgerRoutes } from './http/ledger-routes.ts'
 import { versionLog, type VersionLog } from './ledger/log.ts'
 import { anchorExisting } from './ledger/anchor-existing.ts'
-import { witnessCosigner, type WitnessEndpoint } from './ledger/witnesses.ts'
+import { witnessCosigner, type WitnessEndpoint, type WitnessStatus } from './ledger/witnesses.ts'
 import { tokenHash } from './http/auth.ts'
 import { answerAdmission } from './answers.ts'
 import { createOrigin, type Origin, type OriginCounters } from './p2p/origin.ts'
@@ -59,6 +59,8 @@ export interface CoordinatorOptions {
   witnessTimeoutMs?: number
   /** How often witnesses that have not cosigned the latest checkpoint are asked again (default 30 s). */
   witnessRetryMs?: number
+  /** A witness's state changed: it cosigned after failing (or for the first time), or failed after cosigning (or at its first request). */
+  onWitness?: (status: WitnessStatus) => void
   /**
    * Run a libp2p node (the swarm's bootstrap peer and fallback origin, coordinator/p2p/origin.ts).
    * Off when absent; the CLI turns it on by default.
@@ -137,7 +139,7 @@ export async function createCoordinator (options: CoordinatorOptions): Promise<C
   const log = versionLog({ database, signing: identity.signing, keyId: identity.keyId, origin: options.ledgerOrigin })
   // Versions recorded before the ledger existed (an older data dir) are anchored first, in order.
   anchorExisting(database, repo, log)
-  const cosigner = witnessCosigner({ log, witnesses: options.witnesses ?? [], timeoutMs: options.witnessTimeoutMs })
+  const cosigner = witnessCosigner({ log, witnesses: options.witnesses ?? [], timeoutMs: options.witnessTimeoutMs, onStatus: options.onWitness })
   const anchor = async (): Promise<void> => {
     log.checkpoint()
     await cosigner.cosign()

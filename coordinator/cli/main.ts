@@ -13,7 +13,7 @@ import { dirname, join, resolve, sep } from 'node:path'
 import { coordinatorClient } from '../../shared/client/coordinator-client.ts'
 import { BlockfedError, IntegrityError } from '../../shared/errors/errors.ts'
 import { createCoordinator } from '../coordinator.ts'
-import { DEFAULT_MAX_SERVING_BYTES } from '../constants.ts'
+import { DEFAULT_MAX_SERVING_BYTES, WITNESS_RETRY_MS } from '../constants.ts'
 import { readModelFiles } from '../../node-runtime/model-files.ts'
 import { pullModel } from '../../node-runtime/pull.ts'
 import { progressBar } from '../../node-runtime/progress.ts'
@@ -59,6 +59,10 @@ program.command('coordinator')
       maxServingBytes: Math.max(1, Math.round(o.serveBudgetMb * 2 ** 20)),
       uploadBytesPerSecond: o.uploadCapMb === undefined ? undefined : Math.round(o.uploadCapMb * 2 ** 20), decryptorUrl: o.decryptor, decryptorToken: o.decryptorToken,
       ledgerOrigin: o.ledgerOrigin, witnesses: o.witness, corsOrigins: o.corsOrigin,
+      onWitness: w => {
+        if (w.ok) console.log(`witness ${w.witness} (${w.url}) cosigned checkpoint ${w.size}`)
+        else console.error(`blockfed: witness ${w.witness} (${w.url}) did not cosign checkpoint ${w.size}: ${w.reason ?? ''}; asked again every ${WITNESS_RETRY_MS / 1000} s, and runtimes that require its cosignature wait until it does`)
+      },
       p2p: o.p2p ? { listen: o.p2pListen, superSeed: o.superSeed } : undefined
     })
     const at = await coordinator.start()
@@ -68,6 +72,7 @@ program.command('coordinator')
     console.log(`  admin token  ${join(resolve(o.data), 'admin.token')}`)
     console.log(`  API docs     ${at}/openapi.json`)
     for (const addr of coordinator.p2p()?.addresses ?? []) console.log(`  p2p          ${addr}`)
+    for (const w of o.witness) console.log(`  witness      ${w.url}`)
     const stop = (): void => { void coordinator.stop().then(() => process.exit(0)) }
     process.once('SIGINT', stop)
     process.once('SIGTERM', stop)

@@ -26,12 +26,22 @@ export interface CosignOutcome {
   failed: Array<{ witness: string, reason: string }>
 }
 
+/** A witness's state as last seen: said when it changes, so an operator sees one that is down without a line per retry. */
+export interface WitnessStatus {
+  witness: string
+  url: string
+  ok: boolean
+  /** The checkpoint size it cosigned, or was asked to. */
+  size: number
+  reason?: string
+}
+
 export interface WitnessCosigner {
   /** Asks every witness that has not cosigned the latest checkpoint yet; never throws. */
   cosign: () => Promise<CosignOutcome>
 }
 
-export function witnessCosigner (options: { log: VersionLog, witnesses: WitnessEndpoint[], timeoutMs?: number }): WitnessCosigner {
+export function witnessCosigner (options: { log: VersionLog, witnesses: WitnessEndpoint[], timeoutMs?: number, onStatus?: (status: WitnessStatus) => void }): WitnessCosigner {
   const { log } = options
   const timeoutMs = options.timeoutMs ?? 10_000
   const witnesses = options.witnesses.map(w => {
@@ -42,6 +52,16 @@ export function witnessCosigner (options: { log: VersionLog, witnesses: WitnessE
   // The served note holds the log's line and one per witness; clients refuse more than this.
   if (witnesses.length + 1 > MAX_NOTE_SIGNATURES) throw new InvalidConfigError(`${witnesses.length} witnesses: a checkpoint note holds at most ${MAX_NOTE_SIGNATURES - 1} cosignatures`)
   let queue: Promise<unknown> = Promise.resolve()
+  const lastOk = new Map<string, boolean>()
+  const report = (status: WitnessStatus): void => {
+    if (lastOk.get(status.url) === status.ok) return
+    lastOk.set(status.url, status.ok)
+    try {
+      options.onStatus?.(status)
+    } catch {
+      // A reporter's failure is not the witness's.
+    }
+  }
 
   async function ask (witness: typeof witnesses[number], size: number, note: string): Promise<string[]> {
     let old = log.witnessSize(witness.vkey)
@@ -68,8 +88,11 @@ export function witnessCosigner (options: { log: VersionLog, witnesses: WitnessE
         log.addCosignature(size, w.verifier.name, cosignatureBy(w.verifier, latest.note, lines))
         log.setWitnessSize(w.vkey, size)
         outcome.cosigned.push(w.verifier.name)
+        report({ witness: w.verifier.name, url: w.url, ok: true, size })
       } catch (err) {
-        outcome.failed.push({ witness: w.verifier.name, reason: err instanceof Error ? err.message : String(err) })
+        const reason = err instanceof Error ? err.message : String(err)
+        outcome.failed.push({ witness: w.verifier.name, reason })
+        report({ witness: w.verifier.name, url: w.url, ok: false, size, reason })
       }
     }))
     return outcome

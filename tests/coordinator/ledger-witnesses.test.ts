@@ -125,3 +125,44 @@ describe('a witness that does not answer', () => {
     }
   })
 })
+
+describe('what the operator is told', () => {
+  it('says when a witness starts failing and when it cosigns again, once each, not at every retry', async () => {
+    const key = generateSigningKey()
+    const name = 'witness.test/flaky'
+    let refusals = 2
+    const flaky = http.createServer((req, res) => {
+      let body = ''
+      req.on('data', (c: Buffer) => { body += c.toString() })
+      req.on('end', () => {
+        if (refusals-- > 0) { res.writeHead(503); res.end('down for maintenance'); return }
+        res.writeHead(200, { 'content-type': 'text/x.tlog.signature' })
+        res.end(signLine(splitNote(parseAddCheckpoint(body).note).text, cosignatureSigner(name, key.secretKey, () => 1_700_000_000)))
+      })
+    })
+    servers.push(flaky)
+    await new Promise<void>(resolve => flaky.listen(0, '127.0.0.1', resolve))
+    const url = `http://127.0.0.1:${(flaky.address() as AddressInfo).port}`
+    const dir = await mkdtemp(join(tmpdir(), 'blockfed-ledger-flaky-'))
+    const database = openDatabase(join(dir, 'c.sqlite'))
+    try {
+      const log = versionLog({ database, signing: generateSigningKey(), keyId: 'k1', origin: 'log.test/flaky' })
+      log.append({ model: 'm', version: 1, manifestCid: 'bafy1', parent: null, time: new Date(0).toISOString() })
+      log.checkpoint()
+      const statuses: unknown[] = []
+      const cosigner = witnessCosigner({ log, witnesses: [{ url, vkey: witnessVerifierKey(name, key.publicKey) }], onStatus: s => { statuses.push(s) } })
+      await cosigner.cosign()
+      await cosigner.cosign()
+      expect(statuses).toEqual([{ witness: name, url, ok: false, size: 1, reason: expect.stringMatching(/503/) }])
+      await cosigner.cosign()
+      log.append({ model: 'm', version: 2, manifestCid: 'bafy2', parent: 1, time: new Date(0).toISOString() })
+      log.checkpoint()
+      await cosigner.cosign()
+      expect(statuses.slice(1)).toEqual([{ witness: name, url, ok: true, size: 1 }])
+      expect(log.latest()?.cosigners).toEqual([name])
+    } finally {
+      database.close()
+      await rm(dir, { recursive: true, force: true })
+    }
+  })
+})
