@@ -9,6 +9,7 @@ import { join } from 'node:path'
 import type { z } from 'zod'
 import { modelNameSchema } from '../../shared/manifest/schema.ts'
 import { parseJsonWith } from '../../shared/errors/parse-json.ts'
+import { InvalidInputError } from '../../shared/errors/errors.ts'
 import { corsOrigins } from '../http/cors.ts'
 
 export const DEFAULT_COORDINATOR = process.env.BLOCKFED_COORDINATOR ?? 'http://127.0.0.1:7070'
@@ -91,7 +92,15 @@ export async function token (options: { token?: string, data?: string }): Promis
   if (options.token !== undefined) return options.token
   const fromEnv = process.env.BLOCKFED_TOKEN
   if (fromEnv !== undefined && fromEnv !== '') return fromEnv
-  if (options.data !== undefined) return (await readFile(join(options.data, 'admin.token'), 'utf8')).trim()
+  if (options.data !== undefined) {
+    const path = join(options.data, 'admin.token')
+    try {
+      return (await readFile(path, 'utf8')).trim()
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT') throw new InvalidInputError(`--data ${options.data}: no admin.token there; is it the data dir of a coordinator that has started once?`)
+      throw err
+    }
+  }
   return undefined
 }
 

@@ -15,6 +15,7 @@ import { ledgerClient } from '../../shared/ledger/client.ts'
 import { parseVerifierKey, splitNote } from '../../shared/ledger/note.ts'
 import { parseCheckpoint } from '../../shared/ledger/checkpoint.ts'
 import { toBase64 } from '../../shared/crypto/bytes.ts'
+import { parsePublicKeyHex } from '../../shared/crypto/sign.ts'
 import { AccessDeniedError, InvalidInputError } from '../../shared/errors/errors.ts'
 import { loadAoeConfig } from '../../node-runtime/config/load.ts'
 import { createNodeRuntime } from '../../node-runtime/runtime.ts'
@@ -78,7 +79,7 @@ export function ledgerCommands (program: Command): void {
     .option('--coordinator <url>', 'coordinator URL', url, DEFAULT_COORDINATOR)
     .option('--token <token>', 'API token (or BLOCKFED_TOKEN); the block keys are needed to check plaintext hashes')
     .option('--data <dir>', 'read the admin token from this coordinator data dir')
-    .option('--coordinator-key <hex>', 'pin the coordinator\'s Ed25519 key instead of trusting it on first use')
+    .option('--coordinator-key <hex>', 'pin the coordinator\'s Ed25519 key instead of trusting it on first use', (v: string) => { try { parsePublicKeyHex(v, 'an Ed25519 public key'); return v } catch (err) { throw new InvalidArgumentError((err as Error).message) } })
     .option('--witness <vkey>', 'a witness verifier key whose cosignature counts; repeatable', collect, [])
     .option('--min-witnesses <k>', 'cosignatures required from those witnesses', integer(0, 64), 0)
     .option('--home <dir>', 'where the trusted checkpoint, keys and cached blocks are kept', join(homedir(), '.blockfed'))
@@ -134,14 +135,9 @@ export function ledgerCommands (program: Command): void {
     .option('--data <dir>', 'read the admin token from this coordinator data dir')
     .action(async (name: string, channel: string, version: number, o: { rollout?: number, coordinator: string, token?: string, data?: string }) => {
       if (o.rollout === 0) throw new InvalidArgumentError('--rollout must be above 0')
-      const res = await fetch(`${o.coordinator.replace(/\/+$/, '')}/v1/models/${name}/channels/${channel}`, {
-        method: 'PUT',
-        headers: { 'content-type': 'application/json', authorization: `Bearer ${await token(o) ?? ''}` },
-        body: JSON.stringify({ version, ...(o.rollout === undefined ? {} : { rollout: o.rollout }) }),
-        signal: AbortSignal.timeout(30_000)
-      })
-      const body = await res.json().catch(() => ({})) as { message?: string }
-      if (!res.ok) throw new InvalidInputError(`coordinator answered ${res.status}: ${body.message ?? ''}`)
+      const bearer = await token(o)
+      if (bearer === undefined) throw new AccessDeniedError('channel needs an API token that may ingest (--token, BLOCKFED_TOKEN or --data)')
+      await coordinatorClient({ baseUrl: o.coordinator, token: bearer }).setChannel(name, channel as 'stable' | 'canary', { version, ...(o.rollout === undefined ? {} : { rollout: o.rollout }) })
       console.log(`${name} ${channel} → ${version}${o.rollout === undefined ? '' : ` (rollout ${o.rollout})`}`)
     })
 

@@ -8,7 +8,7 @@ import type { FastifyInstance } from 'fastify'
 import type { ZodTypeProvider } from 'fastify-type-provider-zod'
 import { z } from 'zod'
 import { errorBodySchema, modelNameSchema } from '../../shared/client/api-schemas.ts'
-import { channelNameSchema, channelRequestSchema, channelsResponseSchema, consistencyResponseSchema, entryResponseSchema, inclusionResponseSchema, ledgerNumberSchema } from '../../shared/ledger/api.ts'
+import { channelNameSchema, channelRequestSchema, channelSetResponseSchema, channelsResponseSchema, consistencyResponseSchema, entryResponseSchema, inclusionResponseSchema, ledgerNumberSchema } from '../../shared/ledger/api.ts'
 import { parseEntry } from '../../shared/ledger/entry.ts'
 import { toBase64 } from '../../shared/crypto/bytes.ts'
 import { AccessDeniedError, InvalidInputError, NotFoundError } from '../../shared/errors/errors.ts'
@@ -99,12 +99,13 @@ export async function ledgerRoutes (app: FastifyInstance, deps: LedgerRoutesDeps
       security: [{ token: [] }],
       params: z.object({ name: modelNameSchema, channel: channelNameSchema }),
       body: channelRequestSchema,
-      response: { 200: channelsResponseSchema.pick({ model: true }).extend({ channel: channelNameSchema, version: z.number(), rollout: z.number() }), ...errors }
+      response: { 200: channelSetResponseSchema, ...errors }
     }
   }, async req => {
     const caller = await authenticate(req, deps.repo)
     if (!caller.grants.ingest) throw new AccessDeniedError(`role ${caller.role} may not set release channels`)
     const { name, channel } = req.params
+    if (deps.repo.latest(name) === undefined) throw new NotFoundError(`no model named ${name}`)
     if (deps.repo.version(name, req.body.version) === undefined) throw new NotFoundError(`model ${name} has no version ${req.body.version}`)
     if (log.indexOf(name, req.body.version) === undefined) throw new InvalidInputError(`${name}@${req.body.version} is not anchored in the ledger`)
     if (channel === 'stable' && req.body.rollout !== undefined && req.body.rollout !== 1) throw new InvalidInputError('rollout applies to the canary channel only')

@@ -9,6 +9,7 @@ import { AccessDeniedError, InvalidInputError, NotFoundError, TooLargeError, typ
 import { toBase64 } from '../crypto/bytes.ts'
 import { unwrapKeys, type WrapKeyPair } from '../crypto/wrap.ts'
 import { jsonCall } from './json-call.ts'
+import { channelSetResponseSchema, type ChannelName } from '../ledger/api.ts'
 import {
   coordinatorInfoSchema, ingestResultSchema, keyResponseSchema, modelListSchema,
   tokenResponseSchema, versionListSchema, type CoordinatorInfo, type IngestResult, type ModelSummary, type VersionSummary
@@ -32,6 +33,8 @@ export interface CoordinatorClient {
   /** Uploads and ingests; `onProgress` (bytes sent so far, total) streams the body to report it. */
   ingest: (model: string, files: ModelFile[], options?: { signal?: AbortSignal, onProgress?: (sent: number, total: number) => void }) => Promise<IngestResult>
   createToken: (role: string, signal?: AbortSignal) => Promise<string>
+  /** Points a release channel at an anchored version (a token that may ingest). */
+  setChannel: (model: string, channel: ChannelName, request: { version: number, rollout?: number }, signal?: AbortSignal) => Promise<z.infer<typeof channelSetResponseSchema>>
 }
 
 const ERRORS: Record<number, new (message: string) => BlockfedError> = {
@@ -80,6 +83,8 @@ export function coordinatorClient (options: CoordinatorClientOptions): Coordinat
       // Uploads of large models take longer than a metadata call.
       return await call(`/v1/models/${encodeURIComponent(model)}/ingest`, ingestResultSchema, init, signal, Math.max(timeoutMs, 600_000))
     },
-    createToken: async (role, signal) => (await call('/v1/tokens', tokenResponseSchema, json({ role }), signal)).token
+    createToken: async (role, signal) => (await call('/v1/tokens', tokenResponseSchema, json({ role }), signal)).token,
+    setChannel: async (model, channel, body, signal) =>
+      await call(`/v1/models/${encodeURIComponent(model)}/channels/${channel}`, channelSetResponseSchema, { ...json(body), method: 'PUT' }, signal)
   }
 }

@@ -51,6 +51,9 @@ export const channelRequestSchema = z.strictObject({
     .describe('canary only: the fraction of clients that take this version (default 1)')
 })
 
+/** What setting a channel answers: the channel as it now stands. */
+export const channelSetResponseSchema = z.object({ model: modelNameSchema, channel: channelNameSchema, version: z.number().int().positive(), rollout: z.number().gt(0).max(1) })
+
 export type EntryResponse = z.infer<typeof entryResponseSchema>
 export type InclusionResponse = z.infer<typeof inclusionResponseSchema>
 export type ConsistencyResponse = z.infer<typeof consistencyResponseSchema>

@@ -92,6 +92,12 @@ describe('blockfed ledger commands', () => {
     expect(versions.stdout).toMatch(/^digits@2 {2}parent 1 {2}ledger #1 {2}/m)
     expect(versions.stdout).toMatch(/^checkpoint cli\.test\/log size 2 root /m)
     expect(versions.stdout).toMatch(/^cosigned by cli\.test\/w1$/m)
+    // Channels through the typed client: set, and a mistyped name said as such.
+    const pointed = await blockfed('channel', 'digits', 'canary', '2', '--rollout', '0.25', '--coordinator', url, '--data', data)
+    expect(pointed.stdout).toBe('digits canary → 2 (rollout 0.25)\n')
+    const typo = await blockfed('channel', 'digitz', 'stable', '1', '--coordinator', url, '--data', data)
+    expect(typo.code).toBe(1)
+    expect(typo.stderr).toMatch(/NotFoundError: .*no model named digitz/)
 
     const home = join(root, 'verifier')
     const ok = await blockfed('verify', 'digits@1', '--coordinator', url, '--data', data, '--home', home, '--witness', witnessVkey, '--min-witnesses', '1')
@@ -167,6 +173,10 @@ describe('blockfed ledger commands', () => {
       [['witness', '--data', root, '--name', 'w', '--log', 'not-a-key'], /expected a log verifier key/],
       [['coordinator', '--data', root, '--witness', 'http://127.0.0.1:1=nope'], /expected URL=VKEY/],
       [['channel', 'digits', 'beta', '1'], /expected stable or canary/],
+      [['channel', 'digits', 'stable', '1', '--coordinator', 'http://127.0.0.1:1', '--token', 'bf_x'], /coordinator http:\/\/127\.0\.0\.1:1 .*unreachable/],
+      [['channel', 'digits', 'stable', '1', '--coordinator', 'http://127.0.0.1:1'], /channel needs an API token that may ingest/],
+      [['channel', 'digits', 'stable', '1', '--data', join(root, 'nowhere')], /--data .*nowhere: no admin\.token there; is it the data dir of a coordinator/],
+      [['verify', 'digits@1', '--coordinator-key', '00'], /--coordinator-key.*an Ed25519 public key: expected 64 hex characters/],
       [['verify', 'digits@1', '--coordinator', 'http://127.0.0.1:1', '--home', join(root, 'h')], /needs an API token/]
     ]
     for (const [args, message] of cases) {
