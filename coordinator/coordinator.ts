@@ -9,6 +9,7 @@ import type { AddressInfo } from 'node:net'
 import type { ModelFile } from '../shared/model/types.ts'
 import type { IngestResult } from '../shared/client/api-schemas.ts'
 import { checkPartitionOptions, DEFAULT_PARTITION, type PartitionOptions } from '../shared/blocks/partition.ts'
+import { lockDataDir, type DataDirLock } from './store/data-dir-lock.ts'
 
 import { defaultReedSolomon, erasureCoder, shardLayoutError } from '../shared/blocks/erasure.ts'
 import { openDatabase } from './store/database.ts'
@@ -122,8 +123,23 @@ export async function createCoordinator (options: CoordinatorOptions): Promise<C
   const { dataDir } = options
   const partitionOptions = checkPartitionOptions(options.partition ?? DEFAULT_PARTITION)
   await mkdir(dataDir, { recursive: true })
+  const lock = lockDataDir(dataDir, 'coordinator')
+  // What a failed creation must close, newest first, before the lock goes.
+  const opened: Array<() => void> = []
+  try {
+    return await openCoordinator(options, partitionOptions, lock, opened)
+  } catch (err) {
+    for (const close of opened.reverse()) close()
+    lock.release()
+    throw err
+  }
+}
+
+async function openCoordinator (options: CoordinatorOptions, partitionOptions: PartitionOptions, lock: DataDirLock, opened: Array<() => void>): Promise<Coordinator> {
+  const { dataDir } = options
   const identity = await loadIdentity(dataDir)
   const database = openDatabase(join(dataDir, 'coordinator.sqlite'))
+  opened.push(() => { database.close() })
   const repo = repository(database)
   const files = blockFiles(join(dataDir, 'blocks'))
   await files.sweep(cid => repo.isStored(cid))
@@ -133,7 +149,6 @@ export async function createCoordinator (options: CoordinatorOptions): Promise<C
   const first = repo.firstBlock()
   const mismatch = first === undefined ? undefined : shardLayoutError(erasure, first.sealedLength, first.shards)
   if (mismatch !== undefined) {
-    database.close()
     throw new InvalidInputError(`coordinator: erasure ${erasure.k}+${erasure.m} was asked for, but ${dataDir} keeps blocks sharded otherwise (block ${first?.cid ?? ''}: ${mismatch}); a data dir keeps the erasure parameters it was created with`)
   }
   const log = versionLog({ database, signing: identity.signing, keyId: identity.keyId, origin: options.ledgerOrigin })
@@ -242,6 +257,7 @@ export async function createCoordinator (options: CoordinatorOptions): Promise<C
     await origin?.stop()
     origin = undefined
     database.close()
+    lock.release()
   }
 
   async function startServing (): Promise<string> {

@@ -14,6 +14,7 @@ import { packingLayout } from '../../aggregation/paillier/layout.ts'
 import { clientIdSchema } from '../../aggregation/paillier/schemas.ts'
 import { loadOrCreateKey } from './key-file.ts'
 import { roundLog } from './rounds.ts'
+import { lockDataDir, type DataDirLock } from '../store/data-dir-lock.ts'
 import { buildDecryptorServer } from './server.ts'
 import { DEFAULT_DECRYPTOR_HOST, DEFAULT_DECRYPTOR_PORT, DEFAULT_MAX_BODY_BYTES, DEFAULT_MIN_CLIENTS } from './constants.ts'
 
@@ -89,6 +90,7 @@ export function createDecryptor (options: DecryptorOptions): Decryptor {
   }
   if (options.token !== undefined && options.token.length < 16) throw new InvalidConfigError('token: use at least 16 characters')
   let app: FastifyInstance | undefined
+  let lock: DataDirLock | undefined
   let url: string | undefined
   let keyId: string | undefined
   const started = <T>(value: T | undefined, what: string): T => {
@@ -103,29 +105,37 @@ export function createDecryptor (options: DecryptorOptions): Decryptor {
     async start () {
       if (app !== undefined) throw new InvalidConfigError('decryptor: already started')
       await mkdir(options.dataDir, { recursive: true, mode: 0o700 })
-      const { key } = await loadOrCreateKey(options.dataDir, options.keyBits)
-      const layout = packingLayout(key.publicKey, maxClients)
-      const keyInfo = await describeKey(key.publicKey, layout, minClients)
-      const server = await buildDecryptorServer({
-        secretKey: key, layout, keyInfo, minClients, rounds: await roundLog(options.dataDir), maxBodyBytes, token: options.token, logger: options.logger,
-        ...(clients === undefined ? {} : { clients })
-      })
+      // Its index of whose sums it decrypted (rounds.ts) is this process's: a second decryptor on
+      // the dir would keep its own, and neither would see the other's sums.
+      const taken = lockDataDir(options.dataDir, 'decryptor')
+      let server: Awaited<ReturnType<typeof buildDecryptorServer>> | undefined
       try {
+        const { key } = await loadOrCreateKey(options.dataDir, options.keyBits)
+        const layout = packingLayout(key.publicKey, maxClients)
+        const keyInfo = await describeKey(key.publicKey, layout, minClients)
+        server = await buildDecryptorServer({
+          secretKey: key, layout, keyInfo, minClients, rounds: await roundLog(options.dataDir), maxBodyBytes, token: options.token, logger: options.logger,
+          ...(clients === undefined ? {} : { clients })
+        })
         await server.listen({ port: options.port ?? DEFAULT_DECRYPTOR_PORT, host })
+        keyId = keyInfo.keyId
       } catch (err) {
-        await server.close()
+        await server?.close()
+        taken.release()
         throw err
       }
+      lock = taken
       const address = server.server.address() as AddressInfo
       const bound = address.family === 'IPv6' ? `[${address.address}]` : address.address
       app = server
       url = `http://${bound}:${address.port}`
-      keyId = keyInfo.keyId
       return url
     },
     async stop () {
       await app?.close()
       app = undefined
+      lock?.release()
+      lock = undefined
       url = undefined
       keyId = undefined
     }

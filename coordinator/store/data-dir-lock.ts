@@ -1,0 +1,60 @@
+/**
+ * One process per data dir. Two coordinators on one dir would each sign, number and anchor
+ * versions from their own view of the database, and each would run the rounds the other left;
+ * two decryptors would each keep their own index of whose sums they decrypted
+ * (decryptor/rounds.ts), so neither would see the other's when refusing a repeated client.
+ *
+ * The lock is a small SQLite database held in exclusive locking mode
+ * (https://sqlite.org/pragma.html#pragma_locking_mode): its first write takes an OS file lock that
+ * the connection never gives back until it is closed, and that the OS drops with the process, so
+ * a killed coordinator leaves no stale lock behind. The holder's pid is written beside it only to
+ * name it in the refusal (a locked database cannot be read).
+ */
+import { DatabaseSync } from 'node:sqlite'
+import { readFileSync, rmSync, writeFileSync } from 'node:fs'
+import { hostname } from 'node:os'
+import { join } from 'node:path'
+import { ConflictError } from '../../shared/errors/errors.ts'
+
+/** SQLITE_BUSY (https://sqlite.org/rescode.html#busy). */
+const SQLITE_BUSY = 5
+
+export interface DataDirLock {
+  release: () => void
+}
+
+function holderOf (path: string): string {
+  try {
+    const text = readFileSync(path, 'utf8').trim().slice(0, 200)
+    return text === '' ? '' : ` (${text})`
+  } catch {
+    return ''
+  }
+}
+
+/** Takes the data dir for this process (`<dir>/<what>.lock`), or throws ConflictError naming the holder. */
+export function lockDataDir (dir: string, what: 'coordinator' | 'decryptor'): DataDirLock {
+  const holderFile = join(dir, `${what}.pid`)
+  const db = new DatabaseSync(join(dir, `${what}.lock`), { timeout: 0 })
+  try {
+    db.exec('PRAGMA locking_mode = EXCLUSIVE')
+    // A write, so the exclusive lock is taken now and kept.
+    db.exec('CREATE TABLE IF NOT EXISTS taken (at TEXT); DELETE FROM taken; INSERT INTO taken VALUES (datetime())')
+  } catch (err) {
+    db.close()
+    if ((err as { errcode?: number }).errcode === SQLITE_BUSY) {
+      throw new ConflictError(`data dir ${dir} is in use by another ${what}${holderOf(holderFile)}: one data dir serves one ${what}; stop the other, or give this one its own --data`, { cause: err })
+    }
+    throw err
+  }
+  writeFileSync(holderFile, `pid ${process.pid} on ${hostname()}, since ${new Date().toISOString()}\n`)
+  let held = true
+  return {
+    release () {
+      if (!held) return
+      held = false
+      rmSync(holderFile, { force: true })
+      db.close()
+    }
+  }
+}

@@ -1,0 +1,69 @@
+/**
+ * One coordinator per data dir (coordinator/store/data-dir-lock.ts): a second one, in this
+ * process or another, is refused before it touches anything; a stopped or killed holder frees
+ * the dir at once (the OS drops the lock with the process, so nothing stale is left).
+ */
+import { afterAll, beforeAll, expect, it } from 'vitest'
+import { spawn } from 'node:child_process'
+import { mkdtemp, readdir, rm } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { fileURLToPath } from 'node:url'
+import { createCoordinator } from '../../coordinator/coordinator.ts'
+import { createDecryptor } from '../../coordinator/decryptor/decryptor.ts'
+import { ConflictError } from '../../shared/errors/errors.ts'
+
+const CLI = fileURLToPath(new URL('../../coordinator/cli/main.ts', import.meta.url))
+
+let root: string
+beforeAll(async () => { root = await mkdtemp(join(tmpdir(), 'blockfed-dir-lock-')) })
+afterAll(async () => { await rm(root, { recursive: true, force: true }) })
+
+it('refuses a second coordinator on a data dir in use by this process, naming the holder, until the first stops', async () => {
+  const dir = join(root, 'in-process')
+  const first = await createCoordinator({ dataDir: dir, port: 0 })
+  const files = (await readdir(dir)).sort()
+  const second = createCoordinator({ dataDir: dir, port: 0 })
+  await expect(second).rejects.toThrow(ConflictError)
+  await expect(second).rejects.toThrow(new RegExp(`data dir ${dir} is in use by another coordinator \\(pid ${process.pid} on .+\\): one data dir serves one coordinator`))
+  // The refused one changed nothing.
+  expect((await readdir(dir)).sort()).toEqual(files)
+  await first.stop()
+  const after = await createCoordinator({ dataDir: dir, port: 0 })
+  await after.start()
+  await after.stop()
+})
+
+it('refuses one while a coordinator process holds the dir, and takes it once that process is killed', async () => {
+  const dir = join(root, 'other-process')
+  const child = spawn(process.execPath, [CLI, 'coordinator', '--data', dir, '--port', '0', '--no-p2p'], { stdio: ['ignore', 'pipe', 'pipe'] })
+  const exited = new Promise(resolve => child.once('exit', resolve))
+  try {
+    await new Promise<void>((resolve, reject) => {
+      let out = ''
+      const timer = setTimeout(() => { reject(new Error(`the coordinator did not start: ${out}`)) }, 30_000)
+      child.stdout.on('data', (c: Buffer) => { out += c.toString(); if (/listening on/.test(out)) { clearTimeout(timer); resolve() } })
+    })
+    await expect(createCoordinator({ dataDir: dir, port: 0 })).rejects.toThrow(new RegExp(`in use by another coordinator \\(pid ${child.pid ?? 0} on `))
+  } finally {
+    child.kill('SIGKILL')
+    await exited
+  }
+  // Killed without any clean-up: the dir is free at once.
+  const next = await createCoordinator({ dataDir: dir, port: 0 })
+  await next.stop()
+}, 60_000)
+
+it('refuses a second decryptor on a data dir in use, whose index of summed clients it would not see', async () => {
+  const dir = join(root, 'decryptor')
+  const first = createDecryptor({ dataDir: dir, port: 0, keyBits: 1024 })
+  await first.start()
+  try {
+    await expect(createDecryptor({ dataDir: dir, port: 0, keyBits: 1024 }).start()).rejects.toThrow(new RegExp(`data dir ${dir} is in use by another decryptor \\(pid ${process.pid} on .+\\): one data dir serves one decryptor`))
+  } finally {
+    await first.stop()
+  }
+  const again = createDecryptor({ dataDir: dir, port: 0, keyBits: 1024 })
+  await again.start()
+  await again.stop()
+}, 60_000)
