@@ -16,7 +16,10 @@ import { parseVerifierKey, splitNote } from '../../shared/ledger/note.ts'
 import { parseCheckpoint } from '../../shared/ledger/checkpoint.ts'
 import { toBase64 } from '../../shared/crypto/bytes.ts'
 import { parsePublicKeyHex } from '../../shared/crypto/sign.ts'
-import { AccessDeniedError, InvalidInputError } from '../../shared/errors/errors.ts'
+import { AccessDeniedError, IntegrityError, InvalidInputError } from '../../shared/errors/errors.ts'
+import { describeIssues } from '../../shared/errors/parse-json.ts'
+import { signedManifestSchema } from '../../shared/manifest/schema.ts'
+import { trainableUnits } from '../../shared/rounds/trainable.ts'
 import { loadAoeConfig } from '../../node-runtime/config/load.ts'
 import { createNodeRuntime } from '../../node-runtime/runtime.ts'
 import { createWitness } from '../../node-runtime/witness/server.ts'
@@ -55,7 +58,16 @@ export function ledgerCommands (program: Command): void {
     .option('--coordinator <url>', 'coordinator URL', url, DEFAULT_COORDINATOR)
     .option('--json', 'print JSON')
     .action(async (name: string, o: { coordinator: string, json?: boolean }) => {
-      const versions = await coordinatorClient({ baseUrl: o.coordinator }).versions(name)
+      const client = coordinatorClient({ baseUrl: o.coordinator })
+      const versions = await client.versions(name)
+      // What a round request may name in `trainable`, read from the latest manifest (shown, not trusted: `verify` checks it).
+      const latest = versions.at(-1)
+      let units: string[] = []
+      if (latest !== undefined) {
+        const parsed = signedManifestSchema.safeParse(await client.manifest(name, latest.version))
+        if (!parsed.success) throw new IntegrityError(`${name}@${latest.version}: the coordinator's manifest does not parse: ${describeIssues(parsed.error)}`)
+        units = trainableUnits(parsed.data.manifest.tensors)
+      }
       const note = await ledgerClient({ baseUrl: o.coordinator }).checkpoint()
       const { text, signatures } = splitNote(note)
       const checkpoint = parseCheckpoint(text)
@@ -63,12 +75,13 @@ export function ledgerCommands (program: Command): void {
       const cosigners = signatures.map(s => s.name).filter(n => n !== checkpoint.origin)
       const rows = versions.map(v => ({ ...v, covered: v.ledgerIndex !== null && v.ledgerIndex < checkpoint.size }))
       if (o.json === true) {
-        console.log(JSON.stringify({ versions: rows, checkpoint: { origin: checkpoint.origin, size: checkpoint.size, root: toBase64(checkpoint.root), cosigners } }))
+        console.log(JSON.stringify({ versions: rows, trainableUnits: units, checkpoint: { origin: checkpoint.origin, size: checkpoint.size, root: toBase64(checkpoint.root), cosigners } }))
         return
       }
       for (const v of rows) {
         console.log(`${name}@${v.version}  parent ${v.parent ?? '-'}  ledger #${v.ledgerIndex ?? '-'}${v.covered ? '' : ' (not yet in a checkpoint)'}  ${v.blocks} blocks  ${v.weightBytes} bytes  ${v.createdAt}  ${v.round === null ? 'ingest' : `round ${v.round}`}  ${v.manifestCid}`)
       }
+      console.log(`trainable units of ${name}@${latest?.version ?? '-'} (a round's "trainable"): ${units.length === 0 ? 'none (no plain float32 tensors)' : units.join(', ')}`)
       console.log(`checkpoint ${checkpoint.origin} size ${checkpoint.size} root ${toBase64(checkpoint.root)}`)
       console.log(`cosigned by ${cosigners.length === 0 ? 'no witness' : cosigners.join(', ')}`)
     })

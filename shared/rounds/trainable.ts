@@ -36,7 +36,12 @@ export function trainableLayout (tensors: TensorInfo[], units: string[] | undefi
   const available = trainableUnits(tensors)
   const wanted = units ?? available
   const unknown = wanted.filter(u => !available.includes(u))
-  if (unknown.length > 0) throw new InvalidInputError(`trainable: unknown or non-float32 unit(s) ${unknown.join(', ')}; this model has ${available.join(', ')}`)
+  if (unknown.length > 0) {
+    const has = available.length === 0
+      ? 'this model has none: no tensor of it is plain float32 (quantised or integer weights take no float updates)'
+      : `this model has ${available.slice(0, 40).join(', ')}${available.length > 40 ? `, … (${available.length} in all; \`blockfed versions\` lists them)` : ''}`
+    throw new InvalidInputError(`trainable: unknown or non-float32 unit(s) ${unknown.slice(0, 10).join(', ')}${unknown.length > 10 ? ', …' : ''}; ${has}`)
+  }
   const indices: number[] = []
   const offsets: number[] = []
   let parameters = 0

@@ -92,6 +92,7 @@ describe('blockfed ledger commands', () => {
     expect(versions.stdout).toMatch(/^digits@2 {2}parent 1 {2}ledger #1 {2}/m)
     expect(versions.stdout).toMatch(/^checkpoint cli\.test\/log size 2 root /m)
     expect(versions.stdout).toMatch(/^cosigned by cli\.test\/w1$/m)
+    expect(versions.stdout).toMatch(/^trainable units of digits@2 \(a round's "trainable"\): \w+(, \w+)+$/m)
     // Channels through the typed client: set, and a mistyped name said as such.
     const pointed = await blockfed('channel', 'digits', 'canary', '2', '--rollout', '0.25', '--coordinator', url, '--data', data)
     expect(pointed.stdout).toBe('digits canary → 2 (rollout 0.25)\n')
