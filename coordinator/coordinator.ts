@@ -250,14 +250,18 @@ async function openCoordinator (options: CoordinatorOptions, partitionOptions: P
     if (stopped) return
     stopped = true
     clearInterval(witnessRetry)
-    await rounds.stop()
-    await hub.stop()
-    await app?.close()
-    app = undefined
-    await origin?.stop()
-    origin = undefined
-    database.close()
-    lock.release()
+    try {
+      await rounds.stop()
+      await hub.stop()
+      await app?.close()
+      app = undefined
+      await origin?.stop()
+      origin = undefined
+      database.close()
+    } finally {
+      // Whatever failed above, the data dir is free for the next start.
+      lock.release()
+    }
   }
 
   async function startServing (): Promise<string> {

@@ -132,10 +132,13 @@ export function createDecryptor (options: DecryptorOptions): Decryptor {
       return url
     },
     async stop () {
-      await app?.close()
-      app = undefined
-      lock?.release()
-      lock = undefined
+      try {
+        await app?.close()
+      } finally {
+        app = undefined
+        lock?.release()
+        lock = undefined
+      }
       url = undefined
       keyId = undefined
     }

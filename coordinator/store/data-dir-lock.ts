@@ -47,7 +47,12 @@ export function lockDataDir (dir: string, what: 'coordinator' | 'decryptor'): Da
     }
     throw err
   }
-  writeFileSync(holderFile, `pid ${process.pid} on ${hostname()}, since ${new Date().toISOString()}\n`)
+  try {
+    writeFileSync(holderFile, `pid ${process.pid} on ${hostname()}, since ${new Date().toISOString()}\n`)
+  } catch (err) {
+    db.close()
+    throw err
+  }
   let held = true
   return {
     release () {

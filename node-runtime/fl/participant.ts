@@ -121,10 +121,13 @@ async function refusalOf (res: IncomingMessage): Promise<string> {
 
 /**
  * The wait before reconnect attempt `failures` + 1 (0 after a connection that was welcomed):
- * exponential backoff, capped, with "equal jitter" (half fixed, half random; `random` in [0, 1)).
+ * exponential backoff, capped (never below `baseMs`), with "equal jitter" (half fixed, half
+ * random; `random` in [0, 1)). A runtime `holding` a masking round it uploaded to does not back
+ * off: a coordinator that restarted waits only half the round's unmask deadline for its
+ * uploaders (rounds.ts, `resume`).
  */
-export function reconnectDelay (failures: number, baseMs: number, maxMs: number, random: number): number {
-  const wait = Math.min(maxMs, baseMs * 2 ** Math.min(failures, 30))
+export function reconnectDelay (failures: number, baseMs: number, maxMs: number, random: number, holding = false): number {
+  const wait = Math.min(Math.max(baseMs, maxMs), baseMs * 2 ** Math.min(holding ? 0 : failures, 30))
   return wait / 2 + (wait / 2) * random
 }
 
@@ -145,7 +148,14 @@ export function createParticipant (options: ParticipantOptions): Participant {
   const waiters = new Set<() => void>()
   /** The round this runtime works on: at most one at a time. */
   let current: { config: RoundConfig, secure: SecureRoundClient, controller: AbortController, result: (m: Extract<ServerMessage, { type: 'result' }>) => void, bytesUp: number, bytesDown: number, uploaded: boolean } | undefined
-  const emit = (e: ParticipantEvent): void => { options.onEvent?.(e) }
+  // A listener that throws must not stop the runtime's own work (a reconnect, a round's unwinding).
+  const emit = (e: ParticipantEvent): void => {
+    try {
+      options.onEvent?.(e)
+    } catch (err) {
+      console.error(`blockfed: a participant onEvent listener threw on a ${e.type} event: ${(err as Error)?.message ?? String(err)}`)
+    }
+  }
   const given = statisticsGiven(options.stateDir)
   const updates = updatesGiven(options.stateDir)
   /**
@@ -170,8 +180,9 @@ export function createParticipant (options: ParticipantOptions): Participant {
     ws.on('unexpected-response', (_req, res) => {
       refused = true
       void refusalOf(res).then(why => {
-        emit({ type: 'error', message: `the coordinator refused the connection: ${res.statusCode ?? ''} ${why}`.trim() })
+        // Ended first, so that the close (and the next attempt) comes whatever the listener does.
         ws.terminate()
+        if (running) emit({ type: 'error', message: `the coordinator refused the connection: ${res.statusCode ?? ''} ${why}`.trim() })
       })
     })
     ws.on('message', (data, isBinary) => {
@@ -190,7 +201,7 @@ export function createParticipant (options: ParticipantOptions): Participant {
     ws.on('error', err => {
       if (refused) return
       // The coordinator did not echo the subprotocol: one from before the subprotocol named the version.
-      const message = err.message === 'Server sent no subprotocol' ? protocolMismatch('runtime', `an older one (it does not answer subprotocol ${ROUNDS_SUBPROTOCOL})`) : `socket: ${err.message}`
+      const message = err.message === 'Server sent no subprotocol' ? protocolMismatch('runtime', `another one (the coordinator, of another blockfed version, does not answer subprotocol ${ROUNDS_SUBPROTOCOL})`) : `socket: ${err.message}`
       emit({ type: 'error', message })
     })
     ws.on('close', (code, reason) => {
@@ -205,7 +216,8 @@ export function createParticipant (options: ParticipantOptions): Participant {
       if (!running) return
       // Backoff with jitter: a fleet that lost its coordinator does not come back in one burst,
       // and one that keeps being refused does not knock every second.
-      reconnectTimer = setTimeout(connect, reconnectDelay(failures++, options.reconnectMs ?? 1000, options.reconnectMaxMs ?? 5000, Math.random()))
+      // `current` is, here, a masking round this runtime uploaded to and keeps (above).
+      reconnectTimer = setTimeout(connect, reconnectDelay(failures++, options.reconnectMs ?? 1000, options.reconnectMaxMs ?? 5000, Math.random(), current !== undefined))
     })
   }
 

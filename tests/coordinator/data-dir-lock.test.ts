@@ -5,7 +5,7 @@
  */
 import { afterAll, beforeAll, expect, it } from 'vitest'
 import { spawn } from 'node:child_process'
-import { mkdtemp, readdir, rm } from 'node:fs/promises'
+import { mkdir, mkdtemp, readdir, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
@@ -67,3 +67,13 @@ it('refuses a second decryptor on a data dir in use, whose index of summed clien
   await again.start()
   await again.stop()
 }, 60_000)
+
+it('gives the lock back when it cannot write its holder file, so the next try says why again instead of blaming itself', async () => {
+  const dir = join(root, 'unwritable-holder')
+  await mkdir(join(dir, 'coordinator.pid'), { recursive: true }) // a directory where the pid file goes
+  for (let i = 0; i < 2; i++) {
+    const tried = createCoordinator({ dataDir: dir, port: 0 })
+    await expect(tried).rejects.toThrow(/EISDIR/)
+    await expect(tried).rejects.not.toThrow(ConflictError)
+  }
+})

@@ -117,7 +117,7 @@ describe('round protocol version at the handshake', () => {
     try {
       await until(() => events.some(e => e.type === 'error'), 'an error')
       const first = events.find(e => e.type === 'error')
-      expect(first).toEqual({ type: 'error', message: 'this runtime speaks round protocol 2, the other side an older one (it does not answer subprotocol blockfed.rounds.v2): run the same blockfed version on the runtime and the coordinator' })
+      expect(first).toEqual({ type: 'error', message: 'this runtime speaks round protocol 2, the other side another one (the coordinator, of another blockfed version, does not answer subprotocol blockfed.rounds.v2): run the same blockfed version on the runtime and the coordinator' })
       expect(events.some(e => e.type === 'connected')).toBe(false)
     } finally {
       await participant.stop()
@@ -127,6 +127,36 @@ describe('round protocol version at the handshake', () => {
 })
 
 describe('refusals and reconnects', () => {
+  it('keeps reconnecting after a refusal even when its event listener throws', async () => {
+    const attempts: number[] = []
+    const refusing = new WebSocketServer({ host: '127.0.0.1', port: 0, verifyClient: (_info, cb) => { attempts.push(Date.now()); cb(false, 403, 'no') } })
+    await new Promise(resolve => refusing.once('listening', resolve))
+    const unhandled: unknown[] = []
+    const onUnhandled = (err: unknown): void => { unhandled.push(err) }
+    process.on('unhandledRejection', onUnhandled)
+    const events: ParticipantEvent[] = []
+    const participant = createParticipant({
+      url: `http://127.0.0.1:${(refusing.address() as { port: number }).port}`,
+      token,
+      identity: generateSigningKey(),
+      models: { mnist: { data: () => { throw new Error('no round is expected here') } } },
+      fetchVersion: async () => { throw new Error('no round is expected here') },
+      onEvent: e => { events.push(e); if (e.type === 'error') throw new Error('a listener that throws') },
+      reconnectMs: 20,
+      reconnectMaxMs: 40
+    })
+    await participant.start()
+    try {
+      await until(() => attempts.length >= 3, '3 attempts')
+    } finally {
+      await participant.stop()
+      await new Promise(resolve => refusing.close(resolve))
+      process.off('unhandledRejection', onUnhandled)
+    }
+    expect(events.some(e => e.type === 'error' && e.message === 'the coordinator refused the connection: 403 no')).toBe(true)
+    expect(unhandled).toEqual([])
+  })
+
   it('a refused token is reported with the coordinator\'s reason, not a bare status', async () => {
     const { participant, events } = participantAt(url, 'bf_not-a-token', { reconnectMs: 50 })
     await participant.start()
@@ -143,6 +173,11 @@ describe('refusals and reconnects', () => {
   it('backs off exponentially to its cap, with half of each wait random', () => {
     expect([0, 1, 2, 3, 4, 5, 10, 100].map(n => reconnectDelay(n, 100, 1000, 0))).toEqual([50, 100, 200, 400, 500, 500, 500, 500])
     expect([0, 1, 2, 3, 4].map(n => reconnectDelay(n, 100, 1000, 0.999999)).map(Math.round)).toEqual([100, 200, 400, 800, 1000])
+    // Holding a masking round it uploaded to: no backoff (the restarted coordinator's wait is short).
+    expect([0, 3, 10].map(n => reconnectDelay(n, 100, 1000, 0, true))).toEqual([50, 50, 50])
+    // A first wait above the cap is kept, not cut to the cap.
+    expect(reconnectDelay(0, 10_000, 5000, 0)).toBe(5000)
+    expect(reconnectDelay(5, 10_000, 5000, 0)).toBe(5000)
   })
 
   it('a refused runtime knocks less and less often', async () => {

@@ -96,8 +96,8 @@ afterAll(async () => {
 
 /** A real masking offer for a runtime to train on, as the coordinator makes it. */
 async function maskingOffer (): Promise<RoundConfig> {
-  const raws = [await rawClient(url, token, ['mnist'], { autoAccept: false }), await rawClient(url, token, ['mnist'], { autoAccept: false })]
-  await coordinator.rounds.start({ model: 'mnist', trainable: ['head'], secure: { mode: 'masking' }, selection: { minClients: 2 }, deadlines: { acceptMs: 500 } })
+  const raws = [await rawClient(url, token, ['mnist'], { autoAccept: false }), await rawClient(url, token, ['mnist'], { autoAccept: false }), await rawClient(url, token, ['mnist'], { autoAccept: false })]
+  await coordinator.rounds.start({ model: 'mnist', trainable: ['head'], secure: { mode: 'masking' }, selection: { minClients: 3 }, deadlines: { acceptMs: 500 } })
   await raws[0]?.next(m => m.type === 'offer')
   const template = raws[0]?.offers[0] as RoundConfig
   for (const r of raws) r.close()
