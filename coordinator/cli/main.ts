@@ -23,6 +23,7 @@ import { describeTarget, describeGap, simulate, SIMULATION_DEFAULTS, type RoundR
 import { interruptible } from './interrupt.ts'
 import { createDecryptor } from '../decryptor/decryptor.ts'
 import { DECRYPTOR_TOKEN_ENV } from '../decryptor/constants.ts'
+import { decryptorClient } from '../../aggregation/paillier/decryptor-client.ts'
 import { readClientsFile } from '../decryptor/clients-file.ts'
 import { parsePartition } from '../../shared/training/partition.ts'
 import { strategyConfigSchema } from '../../shared/rounds/strategy-config.ts'
@@ -73,6 +74,14 @@ program.command('coordinator')
     console.log(`  API docs     ${at}/openapi.json`)
     for (const addr of coordinator.p2p()?.addresses ?? []) console.log(`  p2p          ${addr}`)
     for (const w of o.witness) console.log(`  witness      ${w.url}`)
+    // Asked now, not at the first Paillier round: an operator sees a wrong URL or token at once.
+    if (o.decryptor !== undefined) {
+      const at = o.decryptor
+      decryptorClient({ baseUrl: at, token: o.decryptorToken, timeoutMs: 5000 }).key().then(
+        key => { console.log(`  decryptor    ${at} (Paillier key ${key.keyId})`) },
+        (err: unknown) => { console.error(`blockfed: decryptor ${at} is not usable: ${(err as Error).message}; Paillier rounds fail until it is`) }
+      )
+    }
     const stop = (): void => { void coordinator.stop().then(() => process.exit(0)) }
     process.once('SIGINT', stop)
     process.once('SIGTERM', stop)

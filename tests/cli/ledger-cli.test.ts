@@ -153,17 +153,19 @@ describe('blockfed ledger commands', () => {
 
     // A witness that cannot be reached is named at start and said to be failing, on stderr, once.
     const downVkey = witnessVerifierKey('cli.test/down', generateSigningKey().publicKey)
-    const again = spawn(process.execPath, [CLI, 'coordinator', '--data', data, '--port', '0', '--no-p2p', '--witness', `http://127.0.0.1:9=${downVkey}`], { stdio: ['ignore', 'pipe', 'pipe'] })
+    // The same for a decryptor that cannot be reached: said at start, not at the first Paillier round.
+    const again = spawn(process.execPath, [CLI, 'coordinator', '--data', data, '--port', '0', '--no-p2p', '--witness', `http://127.0.0.1:9=${downVkey}`, '--decryptor', 'http://127.0.0.1:9'], { stdio: ['ignore', 'pipe', 'pipe'] })
     children.push(again)
     let out = ''
     let err = ''
     again.stdout.on('data', (c: Buffer) => { out += c.toString() })
     again.stderr.on('data', (c: Buffer) => { err += c.toString() })
-    for (let i = 0; i < 300 && !/did not cosign/.test(err); i++) await new Promise(resolve => setTimeout(resolve, 100))
+    for (let i = 0; i < 300 && !(/did not cosign/.test(err) && /decryptor .* is not usable/.test(err)); i++) await new Promise(resolve => setTimeout(resolve, 100))
     await stop(again)
     expect(out).toMatch(/^ {2}witness {6}http:\/\/127\.0\.0\.1:9$/m)
     expect(err).toMatch(/^blockfed: witness cli\.test\/down \(http:\/\/127\.0\.0\.1:9\) did not cosign checkpoint 2: .+; asked again every 30 s, and runtimes that require its cosignature wait until it does$/m)
     expect(err.match(/did not cosign/g)).toHaveLength(1)
+    expect(err).toMatch(/^blockfed: decryptor http:\/\/127\.0\.0\.1:9 is not usable: .*unreachable.*; Paillier rounds fail until it is$/m)
   }, 180_000)
 
   it('refuses bad arguments with a reason', async () => {
