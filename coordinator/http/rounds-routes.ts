@@ -41,7 +41,7 @@ function status (store: RoundStore, row: RoundRow): RoundStatus {
 export async function roundRoutes (app: FastifyInstance, deps: RoundRoutesDeps): Promise<void> {
   const api = app.withTypeProvider<ZodTypeProvider>()
   api.post('/v1/rounds', {
-    schema: { summary: 'Start a training round now (it runs over the WebSocket protocol at /v1/rounds/ws)', security: [{ token: [] }], body: roundRequestSchema, response: { 202: roundStartedSchema, ...errors } }
+    schema: { summary: 'Start a training round now (it runs over the WebSocket protocol at /v1/rounds/ws)', security: [{ token: [] }], body: roundRequestSchema, response: { 202: roundStartedSchema, ...errors, 409: errorBodySchema } }
   }, async (req, reply) => {
     await operator(req, deps, 'start rounds')
     const { id, done } = await deps.manager.start(req.body)

@@ -516,11 +516,26 @@ export function roundManager (deps: RoundManagerDeps): RoundManager {
     return { id, model: row.model, state: row.state as 'published' | 'failed', baseVersion: row.baseVersion, version: row.version, reason: row.reason, metrics: row.metrics, participants }
   }
 
+  /** Models whose round start() is setting up (between picking clients and registering the round). */
+  const starting = new Set<string>()
+  /** Rounds a restart left that recover() has still to end: round id → model. */
+  const recovering = new Map<string, string>()
+
+  /** The round that holds `model` now, described, if any: live, resumed, being set up or being recovered. */
+  function runningOn (model: string): string | undefined {
+    if (starting.has(model)) return 'a round being set up'
+    for (const [id, round] of active) if (round.config.model === model) return `round ${id}`
+    for (const [id, m] of recovering) if (m === model) return `round ${id} (left by the last start, being recovered)`
+    return undefined
+  }
+
   async function start (input: RoundRequestInput, signal?: AbortSignal): Promise<{ id: string, done: Promise<RoundSummary> }> {
     if (stopping) throw new UnavailableError('the coordinator is stopping')
     const request = roundRequestSchema.parse(input)
     checkRoundRequest(request)
     if (request.secure.mode === 'masking' && request.selection.maxClients < MIN_MASKING_CLIENTS) throw new InvalidInputError(`selection.maxClients ${request.selection.maxClients}: masking needs at least ${MIN_MASKING_CLIENTS} clients`)
+    const other = runningOn(request.model)
+    if (other !== undefined) throw new ConflictError(`model ${request.model}: ${other} is still running; one round per model at a time, since of two rounds from one base version only the first to finish could publish`)
     const base = roundBase(request)
     const { ids: candidates, givenAtBase } = eligible(request, base.row.version)
     // A masking round with fewer clients could only fail at its first stage (secagg/server.ts).
@@ -535,6 +550,7 @@ export function roundManager (deps: RoundManagerDeps): RoundManager {
     // Reserve the clients before the first await (configure may ask the decryptor over the
     // network): a concurrent start() must not pick them too.
     for (const id of selected) busy.add(id)
+    starting.add(request.model)
     let config: RoundConfig
     let secure: SecureRoundServer
     try {
@@ -544,6 +560,8 @@ export function roundManager (deps: RoundManagerDeps): RoundManager {
     } catch (err) {
       for (const id of selected) busy.delete(id)
       throw err
+    } finally {
+      starting.delete(request.model)
     }
     const controller = new AbortController()
     const onAbort = (): void => controller.abort(signal?.reason)
@@ -709,6 +727,8 @@ export function roundManager (deps: RoundManagerDeps): RoundManager {
     if (toFinish !== undefined) return
     toFinish = []
     for (const row of deps.store.unfinished()) {
+      // Until it is ended or resumed (registered in `active`), a new round of its model is refused.
+      recovering.set(row.id, row.config.model)
       if (row.config.secure.mode !== 'masking' || row.state !== 'collecting') {
         toFinish.push({ row })
         continue
@@ -720,8 +740,12 @@ export function roundManager (deps: RoundManagerDeps): RoundManager {
           continue
         }
         const secure = await deps.secureServer(row.config, row.secureState)
-        if (secure.needsClients()) resume(row, uploads, secure)
-        else toFinish.push({ row, uploads, secure })
+        if (secure.needsClients()) {
+          resume(row, uploads, secure)
+          recovering.delete(row.id)
+        } else {
+          toFinish.push({ row, uploads, secure })
+        }
       } catch {
         // Ended with the others, by recover(), which says why.
         toFinish.push({ row })
@@ -754,6 +778,8 @@ export function roundManager (deps: RoundManagerDeps): RoundManager {
         }
       } catch (err) {
         fail(row.id, reasonOf(err))
+      } finally {
+        recovering.delete(row.id)
       }
       out.push(summary(row.id, participants))
     }

@@ -192,23 +192,34 @@ describe('rounds (mode none)', () => {
     }
   })
 
-  it('never offers one client two rounds when rounds start concurrently', async () => {
+  it('never offers one client two rounds when rounds start concurrently, and runs one round per model at a time', async () => {
     const { c, at, token } = await smallCoordinator('concurrent-start')
-    const [a, b] = [await rawClient(at, token, ['mnist']), await rawClient(at, token, ['mnist'])] as [RawClient, RawClient]
+    const other = mnistMlp({ hidden: [16], seed: 5 })
+    await c.ingest('digits', await modelFiles(other))
+    other.dispose()
+    const [a, b] = [await rawClient(at, token, ['mnist', 'digits']), await rawClient(at, token, ['mnist', 'digits'])] as [RawClient, RawClient]
     try {
       const stop = new AbortController()
       const request = { model: 'mnist', trainable: ['head'], secure: { mode: 'none' as const }, selection: { minClients: 2 }, deadlines: { acceptMs: 60_000 } }
-      // Both calls choose their clients before either has finished configuring its round.
-      const [first, second] = await Promise.allSettled([c.rounds.start(request, stop.signal), c.rounds.start(request, stop.signal)])
+      // Both calls choose their clients before either has finished configuring its round: the
+      // second model's round finds them taken.
+      const [first, second] = await Promise.allSettled([c.rounds.start(request, stop.signal), c.rounds.start({ ...request, model: 'digits' }, stop.signal)])
       if (first.status !== 'fulfilled' || second.status !== 'rejected') throw new Error(`expected one round started and one refused, got ${first.status} and ${second.status}`)
       expect(String(second.reason)).toMatch(/0 eligible client\(s\) connected, at least 2 needed/)
+      // A second round of the same model, set up at the same time or while the first runs: refused
+      // (of two rounds from one base only the first to finish could publish).
+      const [during] = await Promise.allSettled([c.rounds.start(request, stop.signal)])
+      expect(String(during.status === 'rejected' ? during.reason : '')).toMatch(new RegExp(`ConflictError: model mnist: round ${first.value.id} is still running; one round per model at a time`))
       stop.abort()
       expect((await first.value.done).state).toBe('failed')
-      // The reservation ends with the round: the same two clients can be offered the next one.
+      // The reservations end with the round: the same two clients can be offered the next one,
+      // and of two starts at once for the model, the second finds the first being set up.
       const again = new AbortController()
-      const next = await c.rounds.start(request, again.signal)
+      const [next, twin] = await Promise.allSettled([c.rounds.start(request, again.signal), c.rounds.start(request, again.signal)])
+      if (next.status !== 'fulfilled' || twin.status !== 'rejected') throw new Error(`expected one round started and one refused, got ${next.status} and ${twin.status}`)
+      expect(String(twin.reason)).toMatch(/ConflictError: model mnist: a round being set up is still running/)
       again.abort()
-      expect((await next.done).state).toBe('failed')
+      expect((await next.value.done).state).toBe('failed')
     } finally {
       a.close()
       b.close()
