@@ -174,6 +174,8 @@ beforeAll(async () => {
   token = await c.createToken('edge')
   const model = mnistMlp({ hidden: [16] })
   await c.ingest('mnist', await modelFiles(model))
+  // The round open throughout runs on a model of its own: one round per model at a time.
+  await c.ingest('side', await modelFiles(model))
   model.dispose()
 }, 120_000)
 
@@ -273,10 +275,10 @@ describe('before the hello', () => {
 describe('authenticated, in no round', () => {
   it('refuses every malformed or misdirected frame', async () => {
     // Another round, open throughout, which the fuzzing peer is not in.
-    const o1 = await open('o1')
-    const o2 = await open('o2')
+    const o1 = await open('o1', { models: ['side'] })
+    const o2 = await open('o2', { models: ['side'] })
     const stop = new AbortController()
-    const started = await c.rounds.start({ model: 'mnist', trainable: ['head'], secure: { mode: 'none' }, selection: { minClients: 2, maxClients: 2 }, deadlines: { acceptMs: 600_000 } }, stop.signal)
+    const started = await c.rounds.start({ model: 'side', trainable: ['head'], secure: { mode: 'none' }, selection: { minClients: 2, maxClients: 2 }, deadlines: { acceptMs: 600_000 } }, stop.signal)
     other = { id: started.id, stop }
     await offerOf(o1, started.id)
     void o2
