@@ -103,26 +103,37 @@ describe('witness cosignatures the coordinator keeps', () => {
   })
 })
 
+/** `server` listening on loopback; its URL. */
+async function listening (server: http.Server): Promise<string> {
+  servers.push(server)
+  await new Promise<void>(resolve => server.listen(0, '127.0.0.1', resolve))
+  return `http://127.0.0.1:${(server.address() as AddressInfo).port}`
+}
+
+/** A log of one entry with a signed checkpoint, in a fresh database; `run` gets it, and the database is closed and removed after. */
+async function withOneEntryLog (name: string, run: (log: ReturnType<typeof versionLog>) => Promise<void>): Promise<void> {
+  const dir = await mkdtemp(join(tmpdir(), `blockfed-ledger-${name}-`))
+  const database = openDatabase(join(dir, 'c.sqlite'))
+  try {
+    const log = versionLog({ database, signing: generateSigningKey(), keyId: 'k1', origin: `log.test/${name}` })
+    log.append({ model: 'm', version: 1, manifestCid: 'bafy1', parent: null, time: new Date(0).toISOString() })
+    log.checkpoint()
+    await run(log)
+  } finally {
+    database.close()
+    await rm(dir, { recursive: true, force: true })
+  }
+}
+
 describe('a witness that does not answer', () => {
   it('fails its cosignature with a TimeoutError naming the witness, after the configured deadline', async () => {
-    const silent = http.createServer(() => {}) // takes the request, never answers
-    servers.push(silent)
-    await new Promise<void>(resolve => silent.listen(0, '127.0.0.1', resolve))
-    const url = `http://127.0.0.1:${(silent.address() as AddressInfo).port}`
-    const dir = await mkdtemp(join(tmpdir(), 'blockfed-ledger-silent-'))
-    const database = openDatabase(join(dir, 'c.sqlite'))
-    try {
-      const log = versionLog({ database, signing: generateSigningKey(), keyId: 'k1', origin: 'log.test/silent' })
-      log.append({ model: 'm', version: 1, manifestCid: 'bafy1', parent: null, time: new Date(0).toISOString() })
-      log.checkpoint()
+    const url = await listening(http.createServer(() => {})) // takes the request, never answers
+    await withOneEntryLog('silent', async log => {
       const cosigner = witnessCosigner({ log, witnesses: [{ url, vkey: witnessVerifierKey('witness.test/silent', generateSigningKey().publicKey) }], timeoutMs: 200 })
       const outcome = await cosigner.cosign()
       expect(outcome.cosigned).toEqual([])
       expect(outcome.failed).toEqual([{ witness: 'witness.test/silent', reason: `POST ${url}/add-checkpoint: no answer within 200 ms` }])
-    } finally {
-      database.close()
-      await rm(dir, { recursive: true, force: true })
-    }
+    })
   })
 })
 
@@ -131,7 +142,7 @@ describe('what the operator is told', () => {
     const key = generateSigningKey()
     const name = 'witness.test/flaky'
     let refusals = 2
-    const flaky = http.createServer((req, res) => {
+    const url = await listening(http.createServer((req, res) => {
       let body = ''
       req.on('data', (c: Buffer) => { body += c.toString() })
       req.on('end', () => {
@@ -139,16 +150,8 @@ describe('what the operator is told', () => {
         res.writeHead(200, { 'content-type': 'text/x.tlog.signature' })
         res.end(signLine(splitNote(parseAddCheckpoint(body).note).text, cosignatureSigner(name, key.secretKey, () => 1_700_000_000)))
       })
-    })
-    servers.push(flaky)
-    await new Promise<void>(resolve => flaky.listen(0, '127.0.0.1', resolve))
-    const url = `http://127.0.0.1:${(flaky.address() as AddressInfo).port}`
-    const dir = await mkdtemp(join(tmpdir(), 'blockfed-ledger-flaky-'))
-    const database = openDatabase(join(dir, 'c.sqlite'))
-    try {
-      const log = versionLog({ database, signing: generateSigningKey(), keyId: 'k1', origin: 'log.test/flaky' })
-      log.append({ model: 'm', version: 1, manifestCid: 'bafy1', parent: null, time: new Date(0).toISOString() })
-      log.checkpoint()
+    }))
+    await withOneEntryLog('flaky', async log => {
       const statuses: unknown[] = []
       const cosigner = witnessCosigner({ log, witnesses: [{ url, vkey: witnessVerifierKey(name, key.publicKey) }], onStatus: s => { statuses.push(s) } })
       await cosigner.cosign()
@@ -160,9 +163,6 @@ describe('what the operator is told', () => {
       await cosigner.cosign()
       expect(statuses.slice(1)).toEqual([{ witness: name, url, ok: true, size: 1 }])
       expect(log.latest()?.cosigners).toEqual([name])
-    } finally {
-      database.close()
-      await rm(dir, { recursive: true, force: true })
-    }
+    })
   })
 })
