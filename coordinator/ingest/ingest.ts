@@ -75,12 +75,13 @@ export function publisher (deps: IngestDeps): Publisher {
   async function store (name: string, model: NormalisedModel, plans: BlockPlan[], options: IngestOptions & Partial<Pick<PublishOptions, 'round' | 'metrics' | 'inTransaction' | 'parent'>>): Promise<IngestResult> {
     const parsedName = modelNameSchema.safeParse(name)
     if (!parsedName.success) throw new InvalidInputError(`model name "${name}": ${parsedName.error.issues[0]?.message ?? 'invalid'}`)
+    // Read once: the queue (`serialised`) lets no other version in until this one is stored.
+    const latest = deps.repo.latest(name)
+    const previous = latest === undefined ? undefined : signedManifestOf(latest).manifest
     // A name keeps its format: runtimes configured for it run that format (AoE `runtime`), and
     // would take the new version as an upgrade they cannot run.
-    const had = deps.repo.latest(name)
-    const format = had === undefined ? undefined : signedManifestOf(had).manifest.format
-    if (format !== undefined && format !== model.format) {
-      throw new ConflictError(`model ${name} is ${format} (version ${had?.version ?? ''}), this model is ${model.format}: runtimes configured for ${name} run ${format}, so ingest it under another name`)
+    if (previous !== undefined && previous.format !== model.format) {
+      throw new ConflictError(`model ${name} is ${previous.format} (version ${previous.version}), this model is ${model.format}: runtimes configured for ${name} run ${previous.format}, so ingest it under another name`)
     }
     // New blocks go to disk as they are sealed (see SealOptions.write); the rows and the version
     // are recorded last, in one transaction. Until then any failure removes the files written.
@@ -107,7 +108,6 @@ export function publisher (deps: IngestDeps): Publisher {
         onBlock: (done, total) => options.onProgress?.('seal', done, total),
         write
       })
-      const latest = deps.repo.latest(name)
       if (options.parent !== undefined && latest?.version !== options.parent) {
         throw new ConflictError(`model ${name}: round ${options.round ?? ''} trained version ${options.parent}, but version ${latest?.version ?? '(none)'} is the latest now; its result would revert what came in between`)
       }
@@ -127,8 +127,7 @@ export function publisher (deps: IngestDeps): Publisher {
         round: options.round ?? null,
         metrics: options.metrics ?? null
       }
-      if (latest !== undefined && options.round === undefined) {
-        const previous = signedManifestOf(latest).manifest
+      if (latest !== undefined && previous !== undefined && options.round === undefined) {
         if (equalBytes(content(previous), content(manifest))) {
           // Every block was found stored (equal plaintexts): nothing was written.
           return { model: name, version: latest.version, manifestCid: latest.manifest_cid, created: false, blocks: manifest.blocks.length, newBlocks: 0, bytesStored: 0, ledgerIndex: deps.log.indexOf(name, latest.version) ?? null }

@@ -91,10 +91,9 @@ function otherVersion (offered: string[]): string | undefined {
 }
 
 /** The API token: the Authorization header, else a `bearer.<token>` subprotocol offered beside ours. */
-function bearerToken (req: IncomingMessage): string | undefined {
+function bearerToken (req: IncomingMessage, offered: string[]): string | undefined {
   const header = bearerOf(req.headers.authorization)
   if (header !== undefined) return header
-  const offered = offeredProtocols(req)
   const token = offered.find(p => p.startsWith(BEARER_PROTOCOL_PREFIX))?.slice(BEARER_PROTOCOL_PREFIX.length)
   return offered.includes(ROUNDS_SUBPROTOCOL) && token !== undefined && /^\S{1,200}$/.test(token) ? token : undefined
 }
@@ -115,9 +114,10 @@ export function roundHub (options: RoundHubOptions): RoundHub {
 
   async function onUpgrade (req: IncomingMessage, socket: Duplex, head: Buffer): Promise<void> {
     if (new URL(req.url ?? '/', 'http://x').pathname !== ROUNDS_PATH) return reject(socket, 404, `no WebSocket endpoint at ${req.url ?? ''}; rounds are at ${ROUNDS_PATH}`)
-    const other = otherVersion(offeredProtocols(req))
+    const offered = offeredProtocols(req)
+    const other = otherVersion(offered)
     if (other !== undefined) return reject(socket, 400, protocolMismatch('coordinator', `${other.slice(ROUNDS_SUBPROTOCOL_PREFIX.length, ROUNDS_SUBPROTOCOL_PREFIX.length + 20)} (subprotocol ${ROUNDS_SUBPROTOCOL} expected)`))
-    const token = bearerToken(req)
+    const token = bearerToken(req, offered)
     if (token === undefined) return reject(socket, 401, `rounds need an API token: Authorization: Bearer <token>, or from a browser the subprotocols ${ROUNDS_SUBPROTOCOL} and ${BEARER_PROTOCOL_PREFIX}<token>`)
     if (!await options.mayTrain(token)) return reject(socket, 403, 'this API token may not take part in rounds')
     wss.handleUpgrade(req, socket, head, ws => { handshake(ws, socket) })

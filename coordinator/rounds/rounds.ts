@@ -626,15 +626,20 @@ export function roundManager (deps: RoundManagerDeps): RoundManager {
       if (!left) fail(config.id, reasonOf(err))
     } finally {
       signal?.removeEventListener('abort', onAbort)
-      controller.abort()
-      active.delete(config.id)
+      unregister(round)
       round.openUploads()
-      for (const id of config.clients) busy.delete(id)
     }
     if (left) throw new UnavailableError(`the coordinator stopped during round ${config.id}: its next start finishes it from the uploads stored, or resumes it with its uploaders (masking)`)
     const s = summary(config.id, { offered: config.clients.length, accepted: round.accepted.size, uploaded: round.uploads.size, dropped: config.clients.length - round.uploads.size })
     announce(config, s)
     return s
+  }
+
+  /** Ends a round's waits and frees its model and clients for the next round (live or resumed). */
+  function unregister (round: ActiveRound): void {
+    round.controller.abort()
+    active.delete(round.config.id)
+    for (const id of round.config.clients) busy.delete(id)
   }
 
   /** Tells the round's connected clients how it ended. */
@@ -701,9 +706,7 @@ export function roundManager (deps: RoundManagerDeps): RoundManager {
         left = leftForNextStart(round)
         if (!left) fail(config.id, reasonOf(err))
       } finally {
-        controller.abort()
-        active.delete(config.id)
-        for (const id of config.clients) busy.delete(id)
+        unregister(round)
       }
       if (left) return
       const ended = deps.store.get(config.id) as RoundRow

@@ -41,6 +41,7 @@ export const ROUNDS_SUBPROTOCOL = `${ROUNDS_SUBPROTOCOL_PREFIX}${ROUND_PROTOCOL_
 export function protocolMismatch (side: 'coordinator' | 'runtime', theirs: string): string {
   return `this ${side} speaks round protocol ${ROUND_PROTOCOL_VERSION}, the other side ${theirs}: run the same blockfed version on the runtime and the coordinator`
 }
+
 export const BEARER_PROTOCOL_PREFIX = 'bearer.'
 export function roundsProtocols (token: string): string[] {
   return [ROUNDS_SUBPROTOCOL, `${BEARER_PROTOCOL_PREFIX}${token}`]
