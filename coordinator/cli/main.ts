@@ -2,8 +2,9 @@
 /**
  * The `blockfed` command line: run a coordinator, ingest and pull models, list models, run the
  * demo and simulations; the version-ledger commands (versions, verify, rollback, channel,
- * witness) are in ledger-commands.ts. Arguments are parsed by commander; each command validates its
- * own values and exits non-zero with a one-line reason on any error. `simulate` and `demo` clean up
+ * witness) are in ledger-commands.ts, the rounds commands (start, show, list) in
+ * round-commands.ts. Arguments are parsed by commander; each command validates its own values
+ * and exits non-zero with a one-line reason on any error. `simulate` and `demo` clean up
  * when stopped (SIGINT, SIGTERM, a closed stdout) and exit 130, 143 or 141 (interrupt.ts).
  */
 import { Command, InvalidArgumentError, Option } from 'commander'
@@ -32,6 +33,7 @@ import { corsOrigin, DEFAULT_COORDINATOR, integer, jsonArgument, listenAddr, meg
 import { ZodError } from 'zod'
 import { describeIssues } from '../../shared/errors/parse-json.ts'
 import { ledgerCommands, witnessEndpoint } from './ledger-commands.ts'
+import { roundCommands } from './round-commands.ts'
 
 const program = new Command()
   .name('blockfed')
@@ -145,6 +147,7 @@ program.command('models')
   })
 
 ledgerCommands(program)
+roundCommands(program)
 
 program.command('demo')
   .description('the main job: federated learning — a coordinator and 10 Node runtimes, each with its own non-IID share of the mnist digits, run secure rounds')

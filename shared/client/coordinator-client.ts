@@ -5,11 +5,13 @@
  */
 import type { z } from 'zod'
 import type { ModelFile } from '../model/types.ts'
-import { AccessDeniedError, InvalidInputError, NotFoundError, TooLargeError, type BlockfedError } from '../errors/errors.ts'
+import { AccessDeniedError, ConflictError, InvalidInputError, NotFoundError, TooLargeError, type BlockfedError } from '../errors/errors.ts'
 import { toBase64 } from '../crypto/bytes.ts'
 import { unwrapKeys, type WrapKeyPair } from '../crypto/wrap.ts'
 import { jsonCall } from './json-call.ts'
 import { channelSetResponseSchema, type ChannelName } from '../ledger/api.ts'
+import { roundListSchema, roundStartedSchema, roundSummarySchema, type RoundListEntry, type RoundStatus } from '../rounds/api.ts'
+import type { RoundRequestInput } from '../rounds/config.ts'
 import {
   coordinatorInfoSchema, ingestResultSchema, keyResponseSchema, modelListSchema,
   tokenResponseSchema, versionListSchema, type CoordinatorInfo, type IngestResult, type ModelSummary, type VersionSummary
@@ -35,10 +37,16 @@ export interface CoordinatorClient {
   createToken: (role: string, signal?: AbortSignal) => Promise<string>
   /** Points a release channel at an anchored version (a token that may ingest). */
   setChannel: (model: string, channel: ChannelName, request: { version: number, rollout?: number }, signal?: AbortSignal) => Promise<z.infer<typeof channelSetResponseSchema>>
+  /** Starts a training round now (a token whose role grants `rounds`); it runs on without the caller. */
+  startRound: (request: RoundRequestInput, signal?: AbortSignal) => Promise<{ id: string }>
+  /** A round's state, outcome, metrics and clients. */
+  round: (id: string, signal?: AbortSignal) => Promise<RoundStatus>
+  /** A model's latest rounds, newest first (at most `limit`, default 50). */
+  rounds: (model: string, limit?: number, signal?: AbortSignal) => Promise<RoundListEntry[]>
 }
 
 const ERRORS: Record<number, new (message: string) => BlockfedError> = {
-  400: InvalidInputError, 401: AccessDeniedError, 403: AccessDeniedError, 404: NotFoundError, 413: TooLargeError, 422: InvalidInputError
+  400: InvalidInputError, 401: AccessDeniedError, 403: AccessDeniedError, 404: NotFoundError, 409: ConflictError, 413: TooLargeError, 422: InvalidInputError
 }
 
 export function coordinatorClient (options: CoordinatorClientOptions): CoordinatorClient {
@@ -85,6 +93,9 @@ export function coordinatorClient (options: CoordinatorClientOptions): Coordinat
     },
     createToken: async (role, signal) => (await call('/v1/tokens', tokenResponseSchema, json({ role }), signal)).token,
     setChannel: async (model, channel, body, signal) =>
-      await call(`/v1/models/${encodeURIComponent(model)}/channels/${channel}`, channelSetResponseSchema, { ...json(body), method: 'PUT' }, signal)
+      await call(`/v1/models/${encodeURIComponent(model)}/channels/${channel}`, channelSetResponseSchema, { ...json(body), method: 'PUT' }, signal),
+    startRound: async (body, signal) => ({ id: (await call('/v1/rounds', roundStartedSchema, json(body), signal)).id }),
+    round: async (id, signal) => await call(`/v1/rounds/${encodeURIComponent(id)}`, roundSummarySchema, {}, signal),
+    rounds: async (model, limit = 50, signal) => (await call(`/v1/models/${encodeURIComponent(model)}/rounds?limit=${limit}`, roundListSchema, {}, signal)).rounds
   }
 }

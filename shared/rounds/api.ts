@@ -18,5 +18,6 @@ export type RoundStatus = z.infer<typeof roundSummarySchema>
 
 /** A list entry: the summary with each client status's count instead of every client's id. */
 export const roundListEntrySchema = roundSummarySchema.omit({ clients: true }).extend({ clientCounts: z.record(z.string(), z.number().int()) })
+export type RoundListEntry = z.infer<typeof roundListEntrySchema>
 export const roundListSchema = z.object({ model: z.string(), rounds: z.array(roundListEntrySchema) })
 export const roundStartedSchema = z.object({ id: z.string(), state: z.literal('open') })

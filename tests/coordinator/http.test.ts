@@ -10,6 +10,7 @@ import { rawCid } from '../../shared/crypto/cid.ts'
 import { generateWrapKey } from '../../shared/crypto/wrap.ts'
 import protobuf from 'protobufjs/minimal.js'
 import { movenetFiles, sileroFiles } from '../helpers/models.ts'
+import { ConflictError } from '../../shared/errors/errors.ts'
 
 let dir: string
 let coordinator: Coordinator
@@ -195,7 +196,9 @@ describe('coordinator HTTP API', () => {
     const before = (await admin.models()).find(m => m.name === 'foldered')
     expect(before?.format).toBe('tfjs-graph')
     const onnx = sileroFiles()[0]!
-    await expect(admin.ingest('foldered', [onnx])).rejects.toThrow('model foldered is tfjs-graph (version 1), this model is onnx: runtimes configured for foldered run tfjs-graph, so ingest it under another name')
+    const refused = admin.ingest('foldered', [onnx])
+    await expect(refused).rejects.toThrow('model foldered is tfjs-graph (version 1), this model is onnx: runtimes configured for foldered run tfjs-graph, so ingest it under another name')
+    await expect(refused).rejects.toBeInstanceOf(ConflictError)
     expect((await admin.models()).find(m => m.name === 'foldered')).toEqual(before)
     const raw = await fetch(`${url}/v1/models/foldered/ingest`, { method: 'POST', headers: { authorization: `Bearer ${coordinator.adminToken}` }, body: (() => { const f = new FormData(); f.append('file', new Blob([Uint8Array.from(onnx.bytes)]), 'model.onnx'); return f })() })
     expect(raw.status).toBe(409)

@@ -4,10 +4,13 @@
  * input is rejected with a reason and leaves the round unharmed; silent clients are dropped at
  * the deadline; an upload that outlives its round is refused; a coordinator killed (SIGKILL)
  * mid-round finishes the round after restart, or, for a masking round whose clients' unmask
- * shares did not survive, fails it at once.
+ * shares did not survive, fails it at once. The `blockfed rounds` commands drive this coordinator
+ * as separate processes.
  */
 import { describe, it, expect, beforeAll, afterAll } from 'vitest'
-import { mkdtemp, rm } from 'node:fs/promises'
+import { mkdtemp, rm, writeFile } from 'node:fs/promises'
+import { execFile } from 'node:child_process'
+import { fileURLToPath } from 'node:url'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { createCoordinator, type Coordinator } from '../../coordinator/coordinator.ts'
@@ -35,6 +38,7 @@ import { readTrainable, trainableLayout } from '../../shared/rounds/trainable.ts
 import { spawnDecryptor } from '../../coordinator/cli/decryptor-process.ts'
 import { secureClients } from '../../node-runtime/fl/secure-client.ts'
 
+const CLI = fileURLToPath(new URL('../../coordinator/cli/main.ts', import.meta.url))
 let root: string
 let coordinator: Coordinator
 let url: string
@@ -250,6 +254,67 @@ describe('rounds (mode none)', () => {
     expect(summary.state).toBe('failed')
     expect(summary.reason).toMatch(/3 client\(s\) accepted, at least 4/)
     decliners.close()
+  })
+
+  it('blockfed rounds start --wait, show and list as a user runs them, each a process of its own; refusals name what is wrong', async () => {
+    const cli = async (args: string[], token = coordinator.adminToken): Promise<{ code: number, stdout: string, stderr: string }> => await new Promise(resolve => {
+      execFile(process.execPath, [CLI, ...args], { timeout: 120_000, env: { ...process.env, BLOCKFED_TOKEN: token, BLOCKFED_COORDINATOR: url } }, (err, stdout, stderr) => {
+        resolve({ code: err === null ? 0 : (typeof err.code === 'number' ? err.code : 1), stdout, stderr })
+      })
+    })
+    const published = await cli(['rounds', 'start', 'mnist', '--trainable', 'head', '--secure', 'none', '--min-clients', '3', '--wait'])
+    expect(published.stderr).toBe('')
+    expect(published.code).toBe(0)
+    const id = /^(r_[0-9a-f]{16}) started$/m.exec(published.stdout)?.[1] as string
+    expect(id).toBeDefined()
+    expect(published.stdout).toMatch(new RegExp(`^${id}  published mnist@\\d+ from @\\d+  none  `, 'm'))
+    expect(published.stdout).toMatch(/^ {2}clients {2}3 uploaded$/m)
+    expect(published.stdout).toMatch(/^ {2}metrics {2}.*uploads=3/m)
+    const shown = JSON.parse((await cli(['rounds', 'show', id, '--json'])).stdout) as { id: string, state: string, version: number, clients: unknown[] }
+    expect(shown).toMatchObject({ id, state: 'published', secure: 'none' })
+    expect(shown.clients).toHaveLength(3)
+    expect((await coordinatorClient({ baseUrl: url }).versions('mnist')).at(-1)?.version).toBe(shown.version)
+    const listed = await cli(['rounds', 'list', 'mnist', '--limit', '1'])
+    expect(listed.stdout.trim().split('\n')).toHaveLength(1)
+    expect(listed.stdout.trim()).toMatch(new RegExp(`^${id}  \\S+  published mnist@${shown.version} from @${shown.version - 1}  none  [0-9.]+ s  3 uploaded$`))
+
+    // A round that fails: the flags merge into --request's selection; --wait exits 1, the final round as JSON on stdout, progress on stderr.
+    const decliner = await rawClient(url, edge, ['mnist'], { autoAccept: false })
+    const requestFile = join(root, 'cli-round.json')
+    await writeFile(requestFile, JSON.stringify({ trainable: ['head'], selection: { minUploads: 4 }, deadlines: { acceptMs: 1500 } }))
+    const failed = await cli(['rounds', 'start', 'mnist', '--request', requestFile, '--secure', 'none', '--min-clients', '4', '--wait', '--json'])
+    decliner.close()
+    expect(failed.code).toBe(1)
+    const final = JSON.parse(failed.stdout) as { state: string, reason: string }
+    expect(final).toMatchObject({ state: 'failed', reason: expect.stringMatching(/3 client\(s\) accepted, at least 4/) })
+    expect(failed.stderr).toMatch(/^r_[0-9a-f]{16} {2}failed: /m)
+
+    // Refused before anything is sent, or by the coordinator with its reason; no round starts.
+    const operator = coordinatorClient({ baseUrl: url, token: coordinator.adminToken })
+    const before = (await operator.rounds('mnist', 200)).length
+    await writeFile(requestFile, '{"epoch": 2}')
+    for (const [args, message, token] of [
+      [['rounds', 'start', 'mnist', '--request', requestFile], /round request \(.*cli-round\.json with the flags\): Unrecognized key: "epoch"/],
+      [['rounds', 'start', 'mnist', '--request', join(root, 'nope.json')], /ENOENT|no such file/],
+      [['rounds', 'start', 'mnist', '--epochs', '0'], /--epochs.*integer 1-100/],
+      [['rounds', 'start', 'mnist', '--secure', 'rot13'], /--secure.*Allowed choices are none, masking, paillier/],
+      [['rounds', 'start', 'mnist', '--trainable', 'head,'], /unit names separated by commas/],
+      [['rounds', 'start', 'mnist', '--secure', 'none', '--min-clients', '10'], /eligible client\(s\) connected, at least 10 needed/],
+      [['rounds', 'start', 'nosuch', '--secure', 'none'], /NotFoundError: .*no model named nosuch/],
+      [['rounds', 'start', 'mnist'], /needs an API token whose role may run rounds/, ''],
+      [['rounds', 'start', 'mnist'], /AccessDeniedError: .*role edge may not start rounds/, edge],
+      [['rounds', 'show', 'nope'], /expected a round id: r_ and 16 hex digits/],
+      [['rounds', 'show', 'r_0123456789abcdef'], /NotFoundError: .*no round r_0123456789abcdef/],
+      [['rounds', 'list', 'mnist', '--limit', '201'], /--limit.*integer 1-200/],
+      // An unreachable coordinator is waited for within the deadline, and said (on stdout, then the timeout on stderr).
+      [['rounds', 'show', 'r_0123456789abcdef', '--wait', '--timeout', '2', '--coordinator', 'http://127.0.0.1:1'], /unreachable[^]*TimeoutError: round r_0123456789abcdef did not end within 2 s \(last seen never\)/]
+    ] as Array<[string[], RegExp, string?]>) {
+      const result = await cli(args, token)
+      expect(result.code, args.join(' ')).toBe(1)
+      expect(result.stdout + result.stderr, args.join(' ')).toMatch(message)
+      expect(result.stderr, args.join(' ')).not.toMatch(/^\s+at /m)
+    }
+    expect((await operator.rounds('mnist', 200)).length).toBe(before)
   })
 
   it('adds client-side DP noise within the norm check and reports the (ε, δ) spent per round and in total', async () => {
