@@ -25,7 +25,8 @@ import { roundHub, type RoundHub } from './rounds/hub.ts'
 import { readBaseModel } from './rounds/base-model.ts'
 import { secureServerFor } from './rounds/secure/index.ts'
 import { paillierOffer } from './rounds/secure/paillier.ts'
-import { InvalidInputError, UnavailableError } from '../shared/errors/errors.ts'
+import { InvalidConfigError, InvalidInputError, UnavailableError } from '../shared/errors/errors.ts'
+import { DECRYPTOR_TOKEN_PATTERN, DECRYPTOR_TOKEN_RULE } from './decryptor/constants.ts'
 import { roundRoutes } from './http/rounds-routes.ts'
 import { ledgerRoutes } from './http/ledger-routes.ts'
 import { versionLog, type VersionLog } from './ledger/log.ts'
@@ -122,6 +123,8 @@ async function adminToken (dataDir: string, repo: Repository): Promise<string> {
 export async function createCoordinator (options: CoordinatorOptions): Promise<Coordinator> {
   const { dataDir } = options
   const partitionOptions = checkPartitionOptions(options.partition ?? DEFAULT_PARTITION)
+  // Checked before anything is created: fetch would refuse the header only at the first Paillier round.
+  if (options.decryptorToken !== undefined && !DECRYPTOR_TOKEN_PATTERN.test(options.decryptorToken)) throw new InvalidConfigError(`decryptor token: use ${DECRYPTOR_TOKEN_RULE}`)
   await mkdir(dataDir, { recursive: true })
   const lock = lockDataDir(dataDir, 'coordinator')
   // What a failed creation must close, newest first, before the lock goes.

@@ -10,6 +10,9 @@ export function bitLength (x: bigint): number {
   return x === 0n ? 0 : x.toString(2).length
 }
 
+/** base^exponent mod modulus: `modPow` below, or a native one a platform adapter passes in. */
+export type ModPow = (base: bigint, exponent: bigint, modulus: bigint) => bigint
+
 /**
  * base^exponent mod modulus (exponent ≥ 0, modulus > 1), fixed-window left-to-right
  * (HAC, Menezes et al. 1996, Alg. 14.82). A window of 5 bits saves about 20 % of the

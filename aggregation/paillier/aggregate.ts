@@ -8,7 +8,7 @@ import { decrypt, type PaillierPublicKey, type PaillierSecretKey } from './keys.
 import { ciphertextCount, pack, unpack, type PackingLayout } from './layout.ts'
 import type { RandomnessPool } from './randomness.ts'
 import { decodeCiphertexts, encodeCiphertexts } from './wire.ts'
-import { yielder } from './_bigint.ts'
+import { yielder, type ModPow } from './_bigint.ts'
 
 function checkLayout (layout: PackingLayout, publicKey: PaillierPublicKey, what: string): void {
   if (layout.keyBits !== publicKey.bits) throw new InvalidInputError(`${what}: layout is for a ${layout.keyBits}-bit key, the key has ${publicKey.bits} bits`)
@@ -46,9 +46,10 @@ export function sumEncodedUpdates (updates: readonly Uint8Array[], layout: Packi
 
 /**
  * Decrypts a summed ciphertext vector of `clients` updates and unpacks it to the ring sum.
- * Yields to the event loop every 10 ms or so (one decryption is ≈ 12 ms at 2048 bits).
+ * Yields to the event loop every 10 ms or so (one decryption is ≈ 18 ms at 2048 bits with the
+ * BigInt `modPow`, ≈ 3 ms with a native `pow`).
  */
-export async function decryptSum (secretKey: PaillierSecretKey, sums: readonly bigint[], layout: PackingLayout, length: number, clients: number): Promise<Uint32Array> {
+export async function decryptSum (secretKey: PaillierSecretKey, sums: readonly bigint[], layout: PackingLayout, length: number, clients: number, pow?: ModPow): Promise<Uint32Array> {
   checkLayout(layout, secretKey.publicKey, 'decryptSum')
   const count = ciphertextCount(layout, length)
   if (sums.length !== count) throw new InvalidInputError(`sums: expected ${count} ciphertexts for ${length} values, got ${sums.length}`)
@@ -56,7 +57,7 @@ export async function decryptSum (secretKey: PaillierSecretKey, sums: readonly b
   const pause = yielder()
   for (let i = 0; i < count; i++) {
     await pause()
-    plain[i] = decrypt(secretKey, sums[i] as bigint)
+    plain[i] = decrypt(secretKey, sums[i] as bigint, pow)
   }
   return unpack(plain, layout, length, clients)
 }

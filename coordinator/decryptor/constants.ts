@@ -4,6 +4,13 @@ export const DEFAULT_DECRYPTOR_HOST = '127.0.0.1'
 /** Environment variable both `blockfed decryptor --token` and `blockfed coordinator --decryptor-token` read (kept out of argv, which `ps` shows). */
 export const DECRYPTOR_TOKEN_ENV = 'BLOCKFED_DECRYPTOR_TOKEN'
 /**
+ * What a decryptor token may be: one that an `Authorization: Bearer` header can carry as it is
+ * (visible ASCII, no spaces: RFC 9110 §5.5) and that the server's header check reads whole
+ * (http/auth.ts `bearerOf`: at most 200 characters), long enough not to be guessed.
+ */
+export const DECRYPTOR_TOKEN_PATTERN = /^[\x21-\x7e]{16,200}$/
+export const DECRYPTOR_TOKEN_RULE = '16 to 200 visible ASCII characters, no spaces (e.g. openssl rand -hex 24)'
+/**
  * Fewest contributions decrypted together. With 2, each of the two clients could subtract its own
  * update from the sum and read the other's; 3 is the smallest sum that hides an individual from
  * an honest-but-curious coordinator. It does not stop a coordinator with one colluding enrolled

@@ -16,7 +16,7 @@ import { loadOrCreateKey } from './key-file.ts'
 import { roundLog } from './rounds.ts'
 import { lockDataDir, type DataDirLock } from '../store/data-dir-lock.ts'
 import { buildDecryptorServer } from './server.ts'
-import { DEFAULT_DECRYPTOR_HOST, DEFAULT_DECRYPTOR_PORT, DEFAULT_MAX_BODY_BYTES, DEFAULT_MIN_CLIENTS } from './constants.ts'
+import { DEFAULT_DECRYPTOR_HOST, DEFAULT_DECRYPTOR_PORT, DEFAULT_MAX_BODY_BYTES, DEFAULT_MIN_CLIENTS, DECRYPTOR_TOKEN_PATTERN, DECRYPTOR_TOKEN_RULE } from './constants.ts'
 
 export interface DecryptorOptions {
   dataDir: string
@@ -88,7 +88,7 @@ export function createDecryptor (options: DecryptorOptions): Decryptor {
   if (options.token === undefined && !isLoopback(host)) {
     throw new InvalidConfigError(`host ${host}: a decryptor reachable from other machines needs a token, or anyone who learns a round id could claim the round first (and, without clients, decrypt one client's update beside made-up ones)`)
   }
-  if (options.token !== undefined && options.token.length < 16) throw new InvalidConfigError('token: use at least 16 characters')
+  if (options.token !== undefined && !DECRYPTOR_TOKEN_PATTERN.test(options.token)) throw new InvalidConfigError(`token: use ${DECRYPTOR_TOKEN_RULE}`)
   let app: FastifyInstance | undefined
   let lock: DataDirLock | undefined
   let url: string | undefined

@@ -61,6 +61,7 @@ import type { PaillierSecretKey } from '../../aggregation/paillier/keys.ts'
 import { ciphertextCount, type PackingLayout } from '../../aggregation/paillier/layout.ts'
 import { decodeCiphertexts, ringToBytes } from '../../aggregation/paillier/wire.ts'
 import { decryptSum, sumCiphertexts } from '../../aggregation/paillier/aggregate.ts'
+import { nativeModPow } from './native-mod-pow.ts'
 import { decryptRequestSchema, decryptResponseSchema, paillierKeyInfoSchema, roundIdSchema, type PaillierKeyInfo } from '../../aggregation/paillier/schemas.ts'
 import { clientErrorHandler, errorHandler } from '../http/errors.ts'
 import { useJsonBodyParser } from '../http/json-body.ts'
@@ -106,6 +107,7 @@ export async function buildDecryptorServer (deps: DecryptorServerDeps): Promise<
   const api = app.withTypeProvider<ZodTypeProvider>()
   const { secretKey, layout, minClients } = deps
   const publicKey = secretKey.publicKey
+  const pow = nativeModPow()
 
   app.get('/openapi.json', { schema: { hide: true } }, async () => app.swagger())
 
@@ -180,7 +182,7 @@ export async function buildDecryptorServer (deps: DecryptorServerDeps): Promise<
     const work = (async () => {
       await deps.rounds.claim(record)
       try {
-        const sum = ringToBytes(await decryptSum(secretKey, sumCiphertexts(vectors, publicKey), layout, length, contributions.length))
+        const sum = ringToBytes(await decryptSum(secretKey, sumCiphertexts(vectors, publicKey), layout, length, contributions.length, pow))
         await deps.rounds.finish(record, { sum })
         return toBase64(sum)
       } catch (err) {

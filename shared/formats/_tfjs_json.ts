@@ -66,11 +66,16 @@ export function parseJsonText (text: string, file: string): unknown {
  */
 const MAX_JSON_DEPTH = 256
 
-/** Throws InvalidModelError if `value` nests deeper than MAX_JSON_DEPTH (walked without recursion). */
+/**
+ * Throws InvalidModelError if `value` nests deeper than MAX_JSON_DEPTH, or holds a number JSON.parse
+ * made infinite (1e999): canonical JSON (RFC 8785 §3.2.2.3) has no such number, so the manifest
+ * could not carry it. Walked without recursion.
+ */
 function checkDepth (value: unknown, file: string): void {
   const stack: Array<[unknown, number]> = [[value, 1]]
   while (stack.length > 0) {
     const [v, depth] = stack.pop() as [unknown, number]
+    if (typeof v === 'number' && !Number.isFinite(v)) throw new InvalidModelError(`${file} holds a number too large for a double (such as 1e999)`)
     if (typeof v !== 'object' || v === null) continue
     if (depth > MAX_JSON_DEPTH) throw new InvalidModelError(`${file} nests deeper than ${MAX_JSON_DEPTH} levels`)
     for (const child of Array.isArray(v) ? v : Object.values(v)) stack.push([child, depth + 1])

@@ -5,6 +5,7 @@
  * config, the graph `signature`, or Placeholder nodes. Read defensively: only the schema'd
  * parts of model.json are guaranteed, so anything else may be missing or odd.
  */
+import { InvalidModelError } from '../errors/errors.ts'
 import type { LayerSummary, ModelMetadata, TensorInfo } from '../model/types.ts'
 import { elementCount, tfDtypeName } from './_dtypes.ts'
 import type { ModelJson, TfjsKind } from './_tfjs_json.ts'
@@ -53,11 +54,18 @@ export function tfjsLayers (kind: TfjsKind, json: ModelJson, tensors: readonly T
   }
   const layers: LayerSummary[] = []
   const claimed = new Set<string>()
+  // Per name, once: layers of nested models may share a name, and N of them walking one list of
+  // N weight layers each was quadratic (18 s for a 1.5 MB model.json of 20,000 layers named "d").
+  const parametersOf = new Map<string, number>()
   for (const l of kerasLayers(json)) {
-    let parameters = 0
-    for (const layer of bySuffix.get(l.name) ?? []) {
-      parameters += params.get(layer) as number
-      claimed.add(layer)
+    let parameters = parametersOf.get(l.name)
+    if (parameters === undefined) {
+      parameters = 0
+      for (const layer of bySuffix.get(l.name) ?? []) {
+        parameters += params.get(layer) as number
+        claimed.add(layer)
+      }
+      parametersOf.set(l.name, parameters)
     }
     layers.push({ name: l.name, ...(l.className === undefined ? {} : { kind: l.className }), parameters })
   }
@@ -67,8 +75,8 @@ export function tfjsLayers (kind: TfjsKind, json: ModelJson, tensors: readonly T
   return [...layers, ...layersOfTensors(rest, layer => layer === OPTIMIZER_LAYER ? optimizer : undefined)]
 }
 
-export function tfjsInputsOutputs (kind: TfjsKind, json: ModelJson): { inputs: Io, outputs: Io } {
-  return kind === 'tfjs-graph' ? graphIo(json) : kerasIo(json)
+export function tfjsInputsOutputs (kind: TfjsKind, json: ModelJson, file: string): { inputs: Io, outputs: Io } {
+  return kind === 'tfjs-graph' ? graphIo(json, file) : kerasIo(json, file)
 }
 
 export function tfjsTrainingConfig (json: ModelJson): unknown {
@@ -105,7 +113,7 @@ function kerasLayers (json: ModelJson): KerasLayer[] {
   return out
 }
 
-function kerasIo (json: ModelJson): { inputs: Io, outputs: Io } {
+function kerasIo (json: ModelJson, file: string): { inputs: Io, outputs: Io } {
   const model = kerasModel(json)
   const config = obj(model?.config)
   const layers = kerasLayers(json)
@@ -119,7 +127,7 @@ function kerasIo (json: ModelJson): { inputs: Io, outputs: Io } {
     return {
       name,
       ...(dtype === undefined ? {} : { dtype }),
-      ...(shape === undefined ? {} : { shape: shape.map(d => typeof d === 'number' ? d : -1) })
+      ...(shape === undefined ? {} : { shape: shape.map(d => d === null ? -1 : size(d, file, () => `input layer ${JSON.stringify(name)} has a batch input shape`)) })
     }
   }
   const named = (list: unknown): string[] | undefined =>
@@ -138,7 +146,7 @@ function kerasIo (json: ModelJson): { inputs: Io, outputs: Io } {
   }
 }
 
-function graphIo (json: ModelJson): { inputs: Io, outputs: Io } {
+function graphIo (json: ModelJson, file: string): { inputs: Io, outputs: Io } {
   const signature = json.signature
   if (signature != null && obj(signature.inputs) !== undefined) {
     const entries = (side: unknown): Io => Object.entries(obj(side) ?? {}).map(([key, value]) => {
@@ -148,7 +156,7 @@ function graphIo (json: ModelJson): { inputs: Io, outputs: Io } {
       return {
         name: str(v?.name) ?? key,
         ...(dtype === undefined ? {} : { dtype: tfDtypeName(dtype) }),
-        ...(dims === undefined ? {} : { shape: dims.map(d => Number(obj(d)?.size ?? -1)) })
+        ...(dims === undefined ? {} : { shape: dims.map(d => size(obj(d)?.size ?? -1, file, () => `signature tensor ${JSON.stringify(key)} has a dim`)) })
       }
     })
     return { inputs: entries(signature.inputs), outputs: entries(signature.outputs) }
@@ -161,7 +169,7 @@ function graphIo (json: ModelJson): { inputs: Io, outputs: Io } {
     return {
       name: n.name,
       ...(dtype === undefined ? {} : { dtype: tfDtypeName(dtype) }),
-      ...(dims === undefined ? {} : { shape: dims.map(d => Number(obj(d)?.size ?? -1)) })
+      ...(dims === undefined ? {} : { shape: dims.map(d => size(obj(d)?.size ?? -1, file, () => `Placeholder ${JSON.stringify(n.name)} has a dim`)) })
     }
   })
   const outputs: Io = nodes
@@ -196,6 +204,16 @@ function obj (v: unknown): Record<string, unknown> | undefined {
 
 function arr (v: unknown): unknown[] | undefined {
   return Array.isArray(v) ? v : undefined
+}
+
+/**
+ * A dimension as the manifest records it: -1 for unknown, else a size. Graph models write sizes
+ * as decimal strings (TensorShapeProto's int64 in proto3 JSON), Keras as numbers or null.
+ */
+function size (v: unknown, file: string, where: () => string): number {
+  const n = typeof v === 'number' ? v : typeof v === 'string' && /^-?\d{1,16}$/.test(v) ? Number(v) : NaN
+  if (!Number.isSafeInteger(n) || n < -1) throw new InvalidModelError(`${file}: ${where()} of ${JSON.stringify(v)?.slice(0, 40) ?? String(v)}, which is not a size (an integer from -1 up)`)
+  return n
 }
 
 function str (v: unknown): string | undefined {

@@ -29,6 +29,8 @@ interface Context {
   byIndex: boolean
   /** Manifest weight → (the description of) the layer it was matched to. */
   owner: Map<WeightEntry, () => string>
+  /** Per `byName` key, how many of its first candidates are owned. */
+  ownedPrefix: Map<string, number>
 }
 
 /** A weight a layer makes, under the scope tfjs names it in (`td`, `bi/forward_lstm`). */
@@ -46,7 +48,7 @@ export function checkLayerWeights (json: ModelJson, file: string): void {
   const topology = json.modelTopology.model_config != null ? json.modelTopology.model_config : json.modelTopology
   const model = kerasLayer(topology)
   if (model === undefined || !MODEL_CLASSES.has(model.className)) return
-  visitModel({ file, ...manifestNames(json), owner: new Map() }, model)
+  visitModel({ file, ...manifestNames(json), owner: new Map(), ownedPrefix: new Map() }, model)
 }
 
 function manifestNames (json: ModelJson): Pick<Context, 'byName' | 'byIndex'> {
@@ -78,7 +80,23 @@ function isArrayIndex (name: string): boolean {
 
 /** Checks a model's layers; returns its output shape when known. */
 function visitModel (ctx: Context, model: KerasLayer): Shape | undefined {
+  uniqueNames(ctx, Array.isArray(model.config.layers) ? model.config.layers : [])
   return model.className === 'Sequential' ? sequential(ctx, model) : functional(ctx, model)
+}
+
+/**
+ * tfjs-layers refuses a model whose layers share a name (container.ts: "All layer names should
+ * be unique"), but only once it has built every layer; refused here first. Layers of two nested
+ * models may share a name: each model is its own container.
+ */
+function uniqueNames (ctx: Context, entries: readonly unknown[]): void {
+  const seen = new Set<string>()
+  for (const entry of entries) {
+    const name = kerasLayer(entry)?.name
+    if (name === undefined) continue
+    if (seen.has(name)) throw new InvalidModelError(`${ctx.file}: two layers of one model are named ${JSON.stringify(name.slice(0, 200))}; tfjs-layers needs unique layer names and would refuse to build it`)
+    seen.add(name)
+  }
 }
 
 /** Sequential: the first layer takes its declared input shape, each other the previous output. */
@@ -225,7 +243,13 @@ function scopedWeights (layer: KerasLayer, input: Shape | undefined, scope: stri
 function match (ctx: Context, w: Scoped, index: number, top: string, where: () => string): void {
   const key = `${w.scope}/${ctx.byIndex ? index : w.name}`
   const candidates = ctx.byName.get(key)
-  for (const c of candidates ?? []) {
+  // Owned candidates stay owned: start past the run of them at the front, so N layers of nested
+  // models sharing a weight name do not each rescan the ones before them.
+  let from = ctx.ownedPrefix.get(key) ?? 0
+  while (candidates !== undefined && from < candidates.length && ctx.owner.has(candidates[from]!)) from++
+  ctx.ownedPrefix.set(key, from)
+  for (let i = from; i < (candidates?.length ?? 0); i++) {
+    const c = candidates![i]!
     if (!ctx.owner.has(c) && fits(c.shape, w.dims)) {
       ctx.owner.set(c, where)
       return

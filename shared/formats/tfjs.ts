@@ -72,7 +72,7 @@ export function readTfjs (jsonFile: ModelFile, files: readonly ModelFile[], text
   checkLayerWeights(json, name)
 
   const weights = concat(chunks)
-  const { inputs, outputs } = tfjsInputsOutputs(format, json)
+  const { inputs, outputs } = tfjsInputsOutputs(format, json, name)
   const trainingConfig = tfjsTrainingConfig(json)
   return {
     format,

@@ -8,6 +8,8 @@ import { createServer, request as httpRequest } from 'node:http'
 import type { AddressInfo } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
+import { existsSync } from 'node:fs'
+import { createCoordinator } from '../../coordinator/coordinator.ts'
 import { createDecryptor, type Decryptor } from '../../coordinator/decryptor/decryptor.ts'
 import { readClientsFile } from '../../coordinator/decryptor/clients-file.ts'
 import { DECRYPT_SLOTS } from '../../coordinator/decryptor/constants.ts'
@@ -439,11 +441,20 @@ describe('Paillier decryptor service', () => {
     client = decryptorClient({ baseUrl: decryptor.url, token: TOKEN, expectedKeyId: key.keyId })
   })
 
-  it('checks its options', () => {
+  it('checks its options', async () => {
     expect(() => createDecryptor({ dataDir: dir, host: '0.0.0.0' })).toThrow(/host 0\.0\.0\.0: a decryptor reachable from other machines needs a token/)
     expect(() => createDecryptor({ dataDir: dir, host: '0.0.0.0', token: TOKEN })).not.toThrow()
     expect(() => createDecryptor({ dataDir: dir, host: '::1' })).not.toThrow()
-    expect(() => createDecryptor({ dataDir: dir, token: 'short' })).toThrow(/token: use at least 16 characters/)
+    // Tokens a bearer header cannot carry whole were accepted, then every request was refused as unauthenticated.
+    for (const token of ['short', 'correct horse battery staple', 'x'.repeat(201), 'jetons-à-accents-ééé']) {
+      expect(() => createDecryptor({ dataDir: dir, token }), token).toThrow('token: use 16 to 200 visible ASCII characters, no spaces (e.g. openssl rand -hex 24)')
+    }
+    expect(() => createDecryptor({ dataDir: dir, token: 'x'.repeat(200) })).not.toThrow()
+    // A coordinator told such a token refuses it before it makes its data dir.
+    const nowhere = join(dir, 'never-made')
+    await expect(createCoordinator({ dataDir: nowhere, decryptorUrl: 'http://127.0.0.1:1', decryptorToken: 'correct horse battery staple' }))
+      .rejects.toThrow('decryptor token: use 16 to 200 visible ASCII characters, no spaces (e.g. openssl rand -hex 24)')
+    expect(existsSync(nowhere)).toBe(false)
     expect(() => createDecryptor({ dataDir: dir, minClients: 1 })).toThrow(/minClients: expected an integer ≥ 2/)
     expect(() => createDecryptor({ dataDir: dir, minClients: 5, maxClients: 4 })).toThrow(/maxClients: expected an integer ≥ 5/)
   })

@@ -83,6 +83,22 @@ describe('bad model files', () => {
       expect(e.message).toBe('model.json nests deeper than 256 levels')
     })
 
+    it('numbers the signed manifest could not carry: 1e999 anywhere, or a dim that is not a size, refused with where it is', async () => {
+      const layers = (extra: string, after = ''): string => `{"format":"layers-model","modelTopology":{"class_name":"Foo","config":{"layers":[{"config":{"name":"d"${extra}}}]}},"weightsManifest":[{"paths":[],"weights":[{"name":"d/k","shape":[0],"dtype":"float32"}]}]${after}}`
+      for (const json of [layers(',"batch_input_shape":[null,1e999]'), layers('', ',"trainingConfig":{"lr":1e999}')]) {
+        expect((await readError([{ path: 'model.json', bytes: text(json) }])).message).toBe('model.json holds a number too large for a double (such as 1e999)')
+      }
+      expect((await readError([{ path: 'model.json', bytes: text(layers(',"batch_input_shape":[null,1.5]')) }])).message)
+        .toBe('model.json: input layer "d" has a batch input shape of 1.5, which is not a size (an integer from -1 up)')
+      const signature = (size: unknown): ModelFile => movenetJson(j => {
+        const input = (j as { signature?: { inputs: Record<string, { tensorShape: { dim: Array<{ size: unknown }> } }> } }).signature!.inputs['input:0']!
+        input.tensorShape.dim[1]!.size = size
+      })
+      for (const size of ['abc', '1e999', '-2', {}]) {
+        expect((await readError([signature(size), movenetFiles()[1]!])).message, String(size)).toMatch(/^model\.json: signature tensor "input:0" has a dim of .*, which is not a size \(an integer from -1 up\)$/)
+      }
+    })
+
     it('weight paths that leave the model folder', async () => {
       const e = await readError([movenetJson(j => { j.weightsManifest![0]!.paths = ['../secret.bin'] }), movenetFiles()[1]!])
       expect(e.message).toContain('"../secret.bin" is not a relative path inside the model folder')

@@ -1,0 +1,62 @@
+/**
+ * The decryptor's OpenSSL exponentiation (coordinator/decryptor/native-mod-pow.ts) against the
+ * BigInt `modPow` (itself checked against square-and-multiply in bigint.test.ts): every case,
+ * including the ones OpenSSL refuses and hands back, and Paillier decryption with it.
+ */
+import { describe, it, expect } from 'vitest'
+import { modPow } from '../../aggregation/paillier/_bigint.ts'
+import { decrypt, generateKeyPair } from '../../aggregation/paillier/keys.ts'
+import { nativeModPow } from '../../coordinator/decryptor/native-mod-pow.ts'
+import { mulberry32 } from '../../shared/random/seeded.ts'
+
+function seededBig (rand: () => number, bits: number): bigint {
+  let x = 0n
+  for (let i = 0; i < bits; i += 16) x = (x << 16n) | BigInt(Math.floor(rand() * 65536))
+  return x & ((1n << BigInt(bits)) - 1n)
+}
+
+describe('native modPow', () => {
+  it('equals the BigInt modPow for random odd moduli and exponents of every size, and for the edge cases OpenSSL refuses', () => {
+    const pow = nativeModPow()
+    const rand = mulberry32(5)
+    for (const modBits of [64, 512, 2048, 4096]) {
+      for (const expBits of [1, 17, 256, modBits / 2, modBits]) {
+        const m = seededBig(rand, modBits) | 1n | (1n << BigInt(modBits - 1))
+        const b = seededBig(rand, modBits + 40) // above the modulus too
+        const e = seededBig(rand, expBits) | (1n << BigInt(expBits - 1))
+        expect(pow(b, e, m), `${modBits}/${expBits}`).toBe(modPow(b, e, m))
+      }
+    }
+    const m = (1n << 2047n) + 12345n * 2n + 1n
+    for (const [b, e] of [[0n, 5n], [1n, 99n], [m - 1n, 3n], [m - 1n, 4n], [m, 7n], [-2n, 3n], [5n, 0n], [2n, 1n]] as const) {
+      expect(pow(b, e, m), `${b} ^ ${e}`).toBe(modPow(b, e, m))
+    }
+    // An even modulus (no Montgomery form) and one past OpenSSL's 10,000-bit limit.
+    const even = seededBig(rand, 1024) << 1n
+    expect(pow(7n, 12345n, even)).toBe(modPow(7n, 12345n, even))
+    const huge = (1n << 10_241n) + 1n
+    expect(pow(3n, 65537n, huge)).toBe(modPow(3n, 65537n, huge))
+  })
+
+  it('keeps a bounded set of moduli ready, and still answers right after it cycled them', () => {
+    const pow = nativeModPow()
+    const rand = mulberry32(9)
+    const moduli = Array.from({ length: 20 }, () => seededBig(rand, 1024) | 1n | (1n << 1023n))
+    for (let round = 0; round < 2; round++) {
+      for (const m of moduli) expect(pow(123456789n, m >> 1n, m)).toBe(modPow(123456789n, m >> 1n, m))
+    }
+  })
+
+  it('decrypts Paillier ciphertexts as the BigInt path does', async () => {
+    const sk = await generateKeyPair(1024)
+    const pow = nativeModPow()
+    const rand = mulberry32(3)
+    const { n, n2 } = sk.publicKey
+    for (let i = 0; i < 20; i++) {
+      const m = seededBig(rand, 1000) % n
+      const r = seededBig(rand, 1020) % n || 1n
+      const c = (1n + m * n) % n2 * modPow(r, n, n2) % n2 // (1 + n)^m · r^n
+      expect(decrypt(sk, c, pow)).toBe(m)
+    }
+  })
+})
