@@ -68,6 +68,11 @@ function expecting (what: string, options: { secret?: boolean } = {}): { error: 
   }
 }
 
+/** An array's length bound, said as such (the array's own `expecting` message would say only "got an array"). */
+const atMost = (n: number, what: string): { error: (issue: { input?: unknown }) => string } => ({
+  error: (issue) => `expected at most ${n} ${what}, got ${Array.isArray(issue.input) ? issue.input.length : show(issue.input)}`
+})
+
 const positiveInt = (what: string): z.ZodNumber => z.number(expecting(what)).int(expecting(what)).positive(expecting(what))
 const intRange = (min: number, max: number): z.ZodNumber => {
   const e = expecting(`an integer from ${min} to ${max}`)
@@ -122,7 +127,7 @@ const vkey = (what: string): z.ZodString => z.string(expecting(what)).regex(VKEY
 const ledgerSchema = z.strictObject({
   key: vkey('a log verifier key "origin+hexkeyid+base64key"').optional()
     .meta({ description: 'The log\'s verifier key (GET /ledger/key). Default: the coordinator key under the log\'s origin.' }),
-  witnesses: z.array(vkey('a witness verifier key "name+hexkeyid+base64key"'), expecting('an array of witness verifier keys')).max(64).default([])
+  witnesses: z.array(vkey('a witness verifier key "name+hexkeyid+base64key"'), expecting('an array of witness verifier keys')).max(64, atMost(64, 'witness keys')).default([])
     .meta({ description: 'Witnesses this runtime knows (their cosignature/v1 verifier keys).' }),
   minWitnesses: intRange(0, 64).default(0)
     .meta({ description: 'How many of those witnesses must have cosigned a checkpoint before it is trusted.' })
@@ -143,9 +148,9 @@ const listenAddr = z.string(expecting('a multiaddr to listen on, such as "/ip4/0
   .refine(t => { try { multiaddr(t); return true } catch { return false } }, expecting('a multiaddr to listen on, such as "/ip4/0.0.0.0/tcp/4001"'))
 
 const peersSchema = z.strictObject({
-  bootstrap: z.array(peerAddr, expecting('an array of multiaddrs')).min(1, expecting('at least one bootstrap multiaddr')).max(32)
+  bootstrap: z.array(peerAddr, expecting('an array of multiaddrs')).min(1, expecting('at least one bootstrap multiaddr')).max(32, atMost(32, 'bootstrap multiaddrs'))
     .meta({ description: 'Where to join the swarm: the coordinator\'s libp2p addresses (GET /v1/p2p), with /p2p/<peer id>.' }),
-  listen: z.array(listenAddr, expecting('an array of multiaddrs')).max(8).optional()
+  listen: z.array(listenAddr, expecting('an array of multiaddrs')).max(8, atMost(8, 'listen multiaddrs')).optional()
     .meta({ description: 'Addresses this runtime\'s node listens on. Default TCP and WebSockets on 127.0.0.1, ports chosen by the OS.' }),
   uploadBytesPerSecond: positiveInt('a positive integer (bytes per second)').optional()
     .meta({ description: 'Cap on what this runtime uploads to peers. Unlimited when absent.' }),
@@ -263,8 +268,10 @@ export function parseAoeConfig (input: unknown, source?: string): AoeConfig {
   const result = aoeConfigSchema.safeParse(input)
   if (result.success) return result.data
   const problems = result.error.issues.flatMap(describeIssue)
+  const total = result.error.issues.reduce((n, i) => n + (i.code === 'unrecognized_keys' ? i.keys.length : 1), 0)
   const where = source === undefined ? 'aoe config' : `aoe config ${source}`
-  throw new InvalidConfigError(`${where}: ${problems.join('; ')}`, { cause: result.error })
+  const listed = problems.slice(0, MAX_PROBLEMS)
+  throw new InvalidConfigError(`${where}: ${listed.join('; ')}${total > listed.length ? `; and ${total - listed.length} more` : ''}`, { cause: result.error })
 }
 
 /** The JSON Schema (draft 2020-12) of what a config file may contain. */
@@ -291,6 +298,13 @@ const KNOWN_KEYS: Record<string, readonly string[]> = {
   peers: Object.keys(peersSchema.shape)
 }
 
+/** Problems one error lists; the rest are counted. */
+const MAX_PROBLEMS = 10
+/** Longest key quoted whole (no known key is near this long, so none is guessed for a longer one). */
+const MAX_KEY_SHOWN = 64
+
+const shorten = (text: string): string => text.length <= MAX_KEY_SHOWN ? text : `${text.slice(0, MAX_KEY_SHOWN)}… (${text.length} characters)`
+
 function jsonPath (path: ReadonlyArray<PropertyKey>): string {
   if (path.length === 0) return '(root)'
   let out = ''
@@ -305,10 +319,11 @@ function describeIssue (issue: z.core.$ZodIssue): string[] {
   if (issue.code === 'unrecognized_keys') {
     const parent = jsonPath(issue.path)
     const known = KNOWN_KEYS[parent === '(root)' ? '' : parent] ?? []
-    return issue.keys.map((key) => {
+    // Only as many as are said: a config of 40,000 unknown keys is described as fast as one.
+    return issue.keys.slice(0, MAX_PROBLEMS).map((key) => {
       const full = parent === '(root)' ? key : `${parent}.${key}`
-      const guess = closest(key, known)
-      return `"${full}": unknown key${guess === undefined ? '' : ` (did you mean "${guess}"?)`}`
+      const guess = key.length > MAX_KEY_SHOWN ? undefined : closest(key, known)
+      return `${JSON.stringify(shorten(full))}: unknown key${guess === undefined ? '' : ` (did you mean "${guess}"?)`}`
     })
   }
   return [issue.path.length === 0 ? issue.message : `"${jsonPath(issue.path)}": ${issue.message}`]

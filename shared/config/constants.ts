@@ -27,6 +27,3 @@ export const FETCH_TIMEOUT_MAX_MS = 600_000
 
 /** A config file larger than this is not a config file (someone pointed at a model). */
 export const MAX_CONFIG_FILE_BYTES = 1024 * 1024
-
-/** Deepest JSON nesting the syntax-error locator follows (configs are two levels deep). */
-export const MAX_JSON_DEPTH = 256

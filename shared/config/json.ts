@@ -5,7 +5,6 @@
  * the input — which for a config could be its API token.
  */
 import { InvalidConfigError } from '../errors/errors.ts'
-import { MAX_JSON_DEPTH } from './constants.ts'
 
 export interface JsonSyntaxProblem {
   /** UTF-16 offset into the text. */
@@ -97,55 +96,63 @@ export function locateJsonSyntaxError (text: string): JsonSyntaxProblem | undefi
       digits()
     }
   }
-  const value = (depth: number): void => {
-    if (depth > MAX_JSON_DEPTH) fail(`at most ${MAX_JSON_DEPTH} levels of nesting`)
+  const member = (): void => {
     ws()
-    const c = text[i]
-    if (c === '{') {
-      i++
+    if (text[i] !== '"') fail('a property name in double quotes')
+    string()
+    ws()
+    if (text[i] !== ':') fail('\':\' after a property name')
+    i++
+  }
+  const scalar = (c: string | undefined): void => {
+    if (c === '"') string()
+    else if (c === '-' || (c !== undefined && c >= '0' && c <= '9')) number()
+    else if (c === 't') literal('true')
+    else if (c === 'f') literal('false')
+    else if (c === 'n') literal('null')
+    else fail('a JSON value (object, array, string, number, true, false or null)')
+  }
+  /** One JSON value, with the containers still open on a stack (no recursion: any depth is followed). */
+  const value = (): void => {
+    const open: string[] = []
+    for (;;) {
       ws()
-      if (text[i] === '}') { i++; return }
-      for (;;) {
-        ws()
-        if (text[i] !== '"') fail('a property name in double quotes')
-        string()
-        ws()
-        if (text[i] !== ':') fail('\':\' after a property name')
+      const c = text[i]
+      if (c === '{' || c === '[') {
         i++
-        value(depth + 1)
         ws()
-        if (text[i] === ',') { i++; continue }
-        if (text[i] === '}') { i++; return }
-        fail('\',\' or \'}\' after a property value')
+        if (text[i] === (c === '{' ? '}' : ']')) {
+          i++
+        } else {
+          open.push(c)
+          if (c === '{') member()
+          continue
+        }
+      } else {
+        scalar(c)
       }
-    } else if (c === '[') {
-      i++
-      ws()
-      if (text[i] === ']') { i++; return }
+      // A value ended: close the containers it ends, or go on to the next member or element.
       for (;;) {
-        value(depth + 1)
+        const top = open.at(-1)
+        if (top === undefined) return
         ws()
-        if (text[i] === ',') { i++; continue }
-        if (text[i] === ']') { i++; return }
-        fail('\',\' or \']\' after an array element')
+        if (text[i] === ',') {
+          i++
+          if (top === '{') member()
+          break
+        }
+        if (text[i] === (top === '{' ? '}' : ']')) {
+          i++
+          open.pop()
+          continue
+        }
+        fail(top === '{' ? '\',\' or \'}\' after a property value' : '\',\' or \']\' after an array element')
       }
-    } else if (c === '"') {
-      string()
-    } else if (c === '-' || (c !== undefined && c >= '0' && c <= '9')) {
-      number()
-    } else if (c === 't') {
-      literal('true')
-    } else if (c === 'f') {
-      literal('false')
-    } else if (c === 'n') {
-      literal('null')
-    } else {
-      fail('a JSON value (object, array, string, number, true, false or null)')
     }
   }
 
   try {
-    value(0)
+    value()
     ws()
     if (i < text.length) fail('the end of the text after the JSON value')
     return undefined

@@ -384,6 +384,7 @@ function casesFor (doc: OpenApi, path: string, method: string): Case[] {
     add('body over the 1 MiB limit', { body: JSON.stringify({ ...validBody, pad: 'x'.repeat(BODY_LIMIT) }) }, /too large/i, 413)
     add('body with an unknown field', { body: JSON.stringify({ ...validBody, zzz: 1 }) }, /zzz/, 400)
     add('body with __proto__', { body: `{"__proto__":{"admin":true},${text.slice(1)}` }, /body: a "__proto__" key, or a "constructor" key holding a "prototype", is refused/, 400)
+    add('body with __proto__ 300 levels down', { body: `{"a":${'{"a":'.repeat(299)}{"__proto__":{}}${'}'.repeat(299)},${text.slice(1)}` }, /body: a "__proto__" key, or a "constructor" key holding a "prototype", is refused/, 400)
     add('body with constructor.prototype', { body: `{"constructor":{"prototype":{"admin":true}},${text.slice(1)}` }, /body: a "__proto__" key, or a "constructor" key holding a "prototype", is refused/, 400)
     for (const field of bodySchema.required ?? []) {
       const { [field]: _dropped, ...rest } = validBody

@@ -111,6 +111,19 @@ describe('parseAoeConfig: refuses, naming the field and what was expected', () =
     expect(problem({ ...aoe, inputs: [] })).toBe('aoe config mnist.json: "inputs": unknown key')
   })
 
+  it('a huge key is quoted short, and thousands of unknown keys are counted, not all listed', () => {
+    expect(problem({ ...aoe, ['k'.repeat(1_000_000)]: 1 })).toBe(`aoe config mnist.json: "${'k'.repeat(64)}… (1000000 characters)": unknown key`)
+    const many = problem({ ...aoe, ...Object.fromEntries(Array.from({ length: 40_000 }, (_, i) => [`x${i}`, 1])) })
+    expect(many).toMatch(/^aoe config mnist\.json: "x0": unknown key; "x1": unknown key; .*"x9": unknown key; and 39990 more$/)
+  })
+
+  it('an array longer than its bound says the bound', () => {
+    const witness = `w.test/1+01234567+${Buffer.alloc(33, 1).toString('base64')}`
+    expect(problem({ ...aoe, ledger: { witnesses: Array.from({ length: 65 }, () => witness) } })).toMatch(/"ledger\.witnesses": expected at most 64 witness keys, got 65/)
+    const listen = Array.from({ length: 9 }, (_, i) => `/ip4/127.0.0.1/tcp/${4001 + i}`)
+    expect(problem({ ...aoe, peers: { bootstrap: ['/ip4/127.0.0.1/tcp/4001/p2p/12D3KooWDpJ7As7BWAwRMfu1VU2WCqNjvq387JEYKDBj4kx6nXTN'], listen } })).toMatch(/"peers\.listen": expected at most 8 listen multiaddrs, got 9/)
+  })
+
   it('a missing modelName (and every other missing field at once)', () => {
     const { modelName: _, ...noName } = aoe
     expect(problem(noName)).toBe('aoe config mnist.json: "modelName": missing, expected a model name matching [a-z0-9][a-z0-9._-]{0,63}')

@@ -55,8 +55,13 @@ describe('parseJsonText', () => {
     }
   })
 
-  it('stops at absurd nesting instead of overflowing the stack', () => {
+  it('follows any nesting without overflowing the stack, to the real error', () => {
     const deep = '['.repeat(100_000)
-    expect(() => parseJsonText(deep, 'f')).toThrow(/at most 256 levels of nesting/)
+    expect(() => parseJsonText(deep, 'f')).toThrow('f: not valid JSON at line 1, column 100001: expected a JSON value (object, array, string, number, true, false or null), found the end of the text')
+    // A trailing comma 300 levels down was reported as "at most 256 levels of nesting" at column 278.
+    const comma = '{"a":'.repeat(300) + '[1,]' + '}'.repeat(300)
+    expect(() => parseJsonText(comma, 'f')).toThrow(/^f: not valid JSON at line 1, column 1504: expected a JSON value .*, found ']'$/)
+    const valid = '{"a":'.repeat(300_000) + '1' + '}'.repeat(300_000)
+    expect(locateJsonSyntaxError(valid)).toBeUndefined()
   })
 })
