@@ -433,6 +433,22 @@ export async function createNodeRuntime (options: NodeRuntimeOptions): Promise<N
     background.add(task)
     void task.finally(() => background.delete(task))
   }
+  /**
+   * Runs a caller's fetch, rollback or load so that `stop` ends it (its signal aborts with the
+   * runtime's) and waits for it; after `stop` none starts. A load `stop` overtook used to finish
+   * afterwards, leaving a live model and a reopened cache behind.
+   */
+  const operations = new Set<Promise<unknown>>()
+  async function operation<T> (what: string, signal: AbortSignal | undefined, run: (signal: AbortSignal) => Promise<T>): Promise<T> {
+    if (stopping.signal.aborted) throw new UnavailableError(`${what}: the runtime has stopped`)
+    const task = run(signal === undefined ? stopping.signal : AbortSignal.any([signal, stopping.signal]))
+    operations.add(task)
+    try {
+      return await task
+    } finally {
+      operations.delete(task)
+    }
+  }
   const historyPrefetches = new Map<string, AbortController>()
   const prefetchCounters: PrefetchCounters = { prefetches: 0, failures: 0, blocks: 0, bytesFetched: 0 }
   const loading = new Map<string, number>()
@@ -640,15 +656,15 @@ export async function createNodeRuntime (options: NodeRuntimeOptions): Promise<N
   }
 
   return {
-    async fetch (input, version, signal) {
+    fetch: async (input, version, outer) => await operation('fetch', outer, async signal => {
       const config = await parse(input)
       const ctx = await contextFor(config, signal)
       const resolved = version === 'latest' ? (await ctx.client.versions(config.modelName, signal)).at(-1)?.version : version
       if (resolved === undefined) throw new InvalidInputError(`${config.modelName}: the coordinator lists no versions`)
       return await obtainVersion(ctx, resolved, signal)
-    },
+    }),
 
-    async rollback (input, version, signal) {
+    rollback: async (input, version, outer) => await operation('rollback', outer, async signal => {
       const config = await parse(input)
       // Checked before anything is fetched: a runtime that never ran the model (a wrong data dir,
       // most likely) has nothing to roll back from, and nothing to refuse afterwards.
@@ -660,16 +676,21 @@ export async function createNodeRuntime (options: NodeRuntimeOptions): Promise<N
       const from = (await ctx.local.state()).current
       const fetched = await obtainVersion(ctx, to, signal)
       await record(ctx, from, to, true)
-      return { action: 'rolled-back', from: from ?? to, to, reason: `rolled back to ${to} on request`, bytesFetched: fetched.report.bytesFetched }
-    },
+      return { action: 'rolled-back' as const, from: from ?? to, to, reason: `rolled back to ${to} on request`, bytesFetched: fetched.report.bytesFetched }
+    }),
 
-    async load (input, signal) {
+    load: async (input, outer) => await operation('load', outer, async signal => {
       const started = performance.now()
       const config = await parse(input)
       loading.set(config.modelName, (loading.get(config.modelName) ?? 0) + 1)
       historyPrefetches.get(config.modelName)?.abort(new Error(`${config.modelName} is being loaded`))
       try {
         const handle = await loadParsed(config, started, signal)
+        if (stopping.signal.aborted) {
+          // Finished as the runtime stopped: nobody is left to release it.
+          await handle.release()
+          throw new UnavailableError(`load ${config.modelName}: the runtime stopped`)
+        }
         afterLoad(config.modelName, typeof input === 'string' ? resolve(input) : undefined)
         return handle
       } finally {
@@ -677,14 +698,15 @@ export async function createNodeRuntime (options: NodeRuntimeOptions): Promise<N
         if (left === 0) loading.delete(config.modelName)
         else loading.set(config.modelName, left)
       }
-    },
+    }),
     byTag: tag => [...handles].filter(h => h.config.tag === tag),
     cacheOf: modelDir => caches.get(modelDir),
     swarm: () => swarmNow,
     metricsText: () => runtimeMetricsText({ caches: [...caches].map(([modelDir, cache]) => ({ modelDir, cache })), swarm: swarmNow?.counters(), prefetch: { ...prefetchCounters } }),
     swarmStats: () => Object.fromEntries([...swarmSources].map(([url, s]) => [url, s.stats()])),
     async stop () {
-      stopping.abort(new Error('the runtime is stopping'))
+      stopping.abort(new UnavailableError('the runtime is stopping'))
+      await Promise.allSettled([...operations])
       await Promise.all([...background])
       for (const h of [...handles]) await h.release()
       const s = await swarm?.catch(() => undefined)

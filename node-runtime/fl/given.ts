@@ -10,9 +10,10 @@
  *    shared/rounds/one-update.ts). Training is seeded from the base version, so a second
  *    upload from it would be (nearly) the same update.
  * Each record is written before the upload leaves, and kept in `dir` across restarts when one is
- * given. An unreadable record stops the runtime from giving anything rather than letting it forget.
+ * given; participants of one process may share a `dir`, processes may not (nothing locks it).
+ * An unreadable record stops the runtime from giving anything rather than letting it forget.
  */
-import { join } from 'node:path'
+import { resolve } from 'node:path'
 import { z } from 'zod'
 import { IntegrityError } from '../../shared/errors/errors.ts'
 import { parseJsonWith } from '../../shared/errors/parse-json.ts'
@@ -31,6 +32,8 @@ const updatesSchema = z.array(z.tuple([modelName, z.number().int().nonnegative()
 export interface StatisticsGiven {
   has: (model: string, features: number) => Promise<boolean>
   record: (model: string, features: number) => Promise<void>
+  /** Done with it (the participant stopped): the next one for this folder reads the file again. */
+  release: () => void
 }
 
 export interface UpdatesGiven {
@@ -38,15 +41,48 @@ export interface UpdatesGiven {
   newest: (model: string) => Promise<GivenUpload | undefined>
   /** Records an upload (shared/rounds/one-update.ts, `afterUpload`). */
   record: (model: string, upload: UploadOffer) => Promise<void>
+  /** Done with it (the participant stopped): the next one for this folder reads the file again. */
+  release: () => void
 }
+
+interface KeptRecord<T> { get: () => Promise<T>, save: (value: T) => Promise<void>, release: () => void }
+
+/**
+ * Records by file, for this process, while some participant uses them: participants given one
+ * `stateDir` (one per model, as the README's example has it) share one live value. Each kept its
+ * own copy before, and wrote it whole, so one model's upload erased the other's record.
+ */
+const records = new Map<string, { record: KeptRecord<unknown>, users: number }>()
 
 /**
  * A JSON record in `dir/file` (in memory only without `dir`), read once and then kept: `get`
- * returns the live value, `save` writes it whole (atomically) after the caller changed it.
+ * returns the live value, `save` writes it whole (atomically) after the caller changed it. Saves
+ * run one after another, each writing the value as it is then, so the last one holds every change.
  */
-function keptRecord<T> (dir: string | undefined, file: string, schema: z.ZodType<T>, empty: () => T, encode: (value: T) => unknown, what: string): { get: () => Promise<T>, save: (value: T) => Promise<void> } {
-  const path = dir === undefined ? undefined : join(dir, file)
+function keptRecord<T> (dir: string | undefined, file: string, schema: z.ZodType<T>, empty: () => T, encode: (value: T) => unknown, what: string): KeptRecord<T> {
+  const path = dir === undefined ? undefined : resolve(dir, file)
+  if (path === undefined) return newRecord(undefined, schema, empty, encode, what)
+  let entry = records.get(path)
+  if (entry === undefined) {
+    entry = { record: newRecord(path, schema, empty, encode, what) as KeptRecord<unknown>, users: 0 }
+    records.set(path, entry)
+  }
+  entry.users++
+  const shared = entry
+  let released = false
+  return {
+    ...(shared.record as KeptRecord<T>),
+    release () {
+      if (released) return
+      released = true
+      if (--shared.users === 0 && records.get(path) === shared) records.delete(path)
+    }
+  }
+}
+
+function newRecord<T> (path: string | undefined, schema: z.ZodType<T>, empty: () => T, encode: (value: T) => unknown, what: string): KeptRecord<T> {
   let value: Promise<T> | undefined
+  let saving: Promise<void> = Promise.resolve()
   const load = async (): Promise<T> => {
     const text = path === undefined ? undefined : await readIfExists(path)
     return text === undefined ? empty() : parseJsonWith(schema, text, `${path} (${what})`, IntegrityError)
@@ -61,8 +97,12 @@ function keptRecord<T> (dir: string | undefined, file: string, schema: z.ZodType
         throw err
       }
     },
+    release () {},
     async save (current) {
-      if (path !== undefined) await writeFileAtomic(path, JSON.stringify(encode(current)))
+      if (path === undefined) return
+      const write = saving.catch(() => undefined).then(async () => { await writeFileAtomic(path, JSON.stringify(encode(current))) })
+      saving = write
+      await write
     }
   }
 }
@@ -72,6 +112,7 @@ export function statisticsGiven (dir?: string): StatisticsGiven {
   const key = (model: string, features: number): string => `${model}\n${features}`
   return {
     has: async (model, features) => (await kept.get()).has(key(model, features)),
+    release: kept.release,
     async record (model, features) {
       const set = await kept.get()
       set.add(key(model, features))
@@ -84,6 +125,7 @@ export function updatesGiven (dir?: string): UpdatesGiven {
   const kept = keptRecord(dir, UPDATES_GIVEN_FILE, updatesSchema.transform(rows => new Map(rows.map(([model, base, secure]) => [model, { base, secure }]))), () => new Map<string, GivenUpload>(), map => [...map].map(([model, g]) => [model, g.base, g.secure]), 'no update is given while it is unreadable')
   return {
     newest: async model => (await kept.get()).get(model),
+    release: kept.release,
     async record (model, upload) {
       const map = await kept.get()
       map.set(model, afterUpload(map.get(model), upload))

@@ -156,8 +156,10 @@ export function createParticipant (options: ParticipantOptions): Participant {
       console.error(`blockfed: a participant onEvent listener threw on a ${e.type} event: ${(err as Error)?.message ?? String(err)}`)
     }
   }
-  const given = statisticsGiven(options.stateDir)
-  const updates = updatesGiven(options.stateDir)
+  // Taken at start, let go at stop: participants sharing a stateDir share these records (given.ts).
+  let given = statisticsGiven(options.stateDir)
+  let updates = updatesGiven(options.stateDir)
+  let released = false
   /**
    * The (model, base version) pairs whose upload is being recorded and sent: from the round's last
    * signal check to the send. No round from such a base is accepted meanwhile; after the send the
@@ -456,10 +458,20 @@ export function createParticipant (options: ParticipantOptions): Participant {
     async start () {
       if (running) return
       running = true
+      if (released) {
+        given = statisticsGiven(options.stateDir)
+        updates = updatesGiven(options.stateDir)
+        released = false
+      }
       connect()
     },
     async stop () {
       running = false
+      if (!released) {
+        given.release()
+        updates.release()
+        released = true
+      }
       if (reconnectTimer !== undefined) clearTimeout(reconnectTimer)
       current?.controller.abort(new Error('participant stopping'))
       const ws = socket

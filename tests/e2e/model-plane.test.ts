@@ -152,6 +152,20 @@ describe('runtime behaviour', () => {
     await second.stop()
   })
 
+  it('stop ends a load under way and waits for it: no live model or open cache is left, and nothing starts afterwards', async () => {
+    const runtime = await createNodeRuntime({ dataDir: join(root, 'rt-stop') })
+    const loading = runtime.load(config('movenet', 'tensorflow'))
+    await runtime.stop()
+    // Before, the load went on after stop and returned a live handle, with its cache reopened.
+    const ended = await loading.then(() => undefined, (err: Error) => err)
+    expect(ended?.message).toMatch(/stop/)
+    expect(runtime.byTag('tag_e2e')).toHaveLength(0)
+    expect(runtime.cacheOf('movenet')).toBeUndefined()
+    await expect(runtime.load(config('movenet', 'tensorflow'))).rejects.toThrow('load: the runtime has stopped')
+    await expect(runtime.fetch(config('movenet', 'tensorflow'), 'latest')).rejects.toThrow('fetch: the runtime has stopped')
+    expect(runtime.cacheOf('movenet')).toBeUndefined()
+  })
+
   it('several models share one tag', async () => {
     const runtime = await createNodeRuntime({ dataDir: join(root, 'rt-tag') })
     await runtime.load(config('mnist-mlp', 'tfjs', { tag: 'digits' }))

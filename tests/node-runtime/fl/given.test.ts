@@ -21,6 +21,7 @@ describe('statisticsGiven', () => {
     const first = statisticsGiven(dir)
     expect(await first.has('mnist', 784)).toBe(false)
     await first.record('mnist', 784)
+    first.release()
     const restarted = statisticsGiven(dir)
     expect(await restarted.has('mnist', 784)).toBe(true)
     expect(await restarted.has('mnist', 100)).toBe(false)
@@ -51,6 +52,7 @@ describe('updatesGiven', () => {
     await first.record('mnist', { base: 3, secure: false })
     await first.record('other', { base: 0, secure: false })
     expect(await first.newest('mnist')).toEqual({ base: 3, secure: true })
+    first.release()
     const restarted = updatesGiven(own)
     expect(await restarted.newest('mnist')).toEqual({ base: 3, secure: true })
     expect(await restarted.newest('other')).toEqual({ base: 0, secure: false })
@@ -63,6 +65,20 @@ describe('updatesGiven', () => {
     await memory.record('mnist', { base: 7, secure: true })
     expect(await memory.newest('mnist')).toEqual({ base: 7, secure: true })
     expect(await updatesGiven().newest('mnist')).toBeUndefined()
+  })
+
+  it('participants of one process sharing a folder share the record: one model\'s upload kept beside another\'s, in the file too', async () => {
+    const shared = await mkdtemp(join(dir, 'shared-'))
+    const [a, b] = [updatesGiven(shared), updatesGiven(shared)]
+    await Promise.all([a.record('model-a', { base: 1, secure: true }), b.record('model-b', { base: 1, secure: false })])
+    await b.record('model-b', { base: 2, secure: false })
+    expect(await a.newest('model-b')).toEqual({ base: 2, secure: false })
+    expect(JSON.parse(await readFile(join(shared, UPDATES_GIVEN_FILE), 'utf8'))).toEqual([['model-a', 1, true], ['model-b', 2, false]])
+    // Once every user let go, the next one reads the file again (here changed from outside).
+    a.release()
+    b.release()
+    await writeFile(join(shared, UPDATES_GIVEN_FILE), JSON.stringify([['model-a', 5, true]]))
+    expect(await updatesGiven(shared).newest('model-a')).toEqual({ base: 5, secure: true })
   })
 
   it('refuses to answer while its file is unreadable, and names the file', async () => {
