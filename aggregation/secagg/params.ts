@@ -133,7 +133,17 @@ export function graphParameters (n: number, config: GraphConfig): GraphParameter
   const { gamma, delta } = rates(config)
   const adversarial = Math.floor((gamma + EPSILON) * n)
   const dropouts = Math.floor((delta + EPSILON) * n)
+  // ⌊δn⌋ is 0 below 1/δ clients (under 10 at the default δ = 0.1), and such a round fails at its
+  // first dropout: tolerate one wherever the clients allow it (from 4, a complete graph can).
+  if (delta > 0 && dropouts === 0 && config.degree === undefined && config.threshold === undefined) {
+    try {
+      return solve(n, config, gamma, delta, adversarial, 1)
+    } catch {}
+  }
+  return solve(n, config, gamma, delta, adversarial, dropouts)
+}
 
+function solve (n: number, config: GraphConfig, gamma: number, delta: number, adversarial: number, dropouts: number): GraphParameters {
   if (config.degree !== undefined || config.threshold !== undefined) {
     const degree = config.kind === 'complete' ? n - 1 : config.degree
     if (config.kind === 'complete' && config.degree !== undefined && config.degree !== n - 1) {

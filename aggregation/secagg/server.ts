@@ -332,12 +332,14 @@ function serverCore (options: MaskingServerOptions): Internals {
     digest = survivorsDigest(survivorList)
     stage = 'check'
     if (survivorList.length === 0) fail('no client sent masked input')
+    // What to change, for whoever reads the round's reason: the graph was sized for the round's dropout rate.
+    const tooMany = `: ${droppedSet.size} of ${shares.size} clients dropped out, more than this graph (degree ${(params as GraphParameters).degree}, threshold ${t()}) was sized for; a higher secure.dropoutRate sizes it for more`
     for (const u of survivorList) {
       const alive = activeNeighbours(u).filter(v => masked.has(v)).length
-      if (alive < t()) fail(`survivor ${u} has ${alive} surviving neighbours, fewer than the threshold ${t()}: its self mask cannot be removed`)
+      if (alive < t()) fail(`survivor ${u} has ${alive} surviving neighbours, fewer than the threshold ${t()}: its self mask cannot be removed${tooMany}`)
     }
     for (const [d, alive] of droppedPairs) {
-      if (alive.length < t()) fail(`dropped client ${d} has ${alive.length} surviving neighbours, fewer than the threshold ${t()}: its pairwise masks cannot be removed`)
+      if (alive.length < t()) fail(`dropped client ${d} has ${alive.length} surviving neighbours, fewer than the threshold ${t()}: its pairwise masks cannot be removed${tooMany}`)
     }
   }
 

@@ -71,6 +71,22 @@ describe('graph parameters (Bell et al. 2020 sizing)', () => {
     }
   })
 
+  it('below 1/δ clients, where ⌊δn⌋ is 0, still tolerates one dropout wherever the clients allow it (from 4)', () => {
+    // At the default δ = 0.1, 4 to 9 clients used to get a graph that no dropout could leave whole.
+    expect(graphParameters(3, { kind: 'harary' })).toEqual({ kind: 'complete', n: 3, degree: 2, threshold: 2 })
+    for (let n = 4; n <= 9; n++) {
+      const p = graphParameters(n, { kind: 'harary' })
+      const ids = Array.from({ length: n }, (_, i) => `c${i}`)
+      const g = hararyGraph(ids, p.degree, new Uint8Array(32).fill(n))
+      for (const gone of ids) {
+        for (const u of ids.filter(v => v !== gone)) expect(g.neighbours(u).filter(v => v !== gone).length, `n ${n}, ${gone} dropped`).toBeGreaterThanOrEqual(p.threshold)
+      }
+    }
+    // Asked for no dropouts, or given the graph outright: as asked.
+    expect(graphParameters(6, { kind: 'harary', dropoutRate: 0 })).toEqual({ kind: 'harary', n: 6, degree: 2, threshold: 2 })
+    expect(graphParameters(6, { kind: 'harary', degree: 2 })).toEqual({ kind: 'harary', n: 6, degree: 2, threshold: 2 })
+  })
+
   it('complete graph: k = n − 1 and t = ⌊(k + a)/2⌋ + 1 with a = ⌊γn⌋', () => {
     expect(graphParameters(20, { kind: 'complete', adversarialRate: 0.05, dropoutRate: 0.3 })).toEqual({ kind: 'complete', n: 20, degree: 19, threshold: 11 })
     expect(graphParameters(50, { kind: 'complete', adversarialRate: 0, dropoutRate: 0.1 })).toEqual({ kind: 'complete', n: 50, degree: 49, threshold: 25 })
