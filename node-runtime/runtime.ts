@@ -191,6 +191,9 @@ async function using<T> (serving: Serving, task: () => Promise<T>): Promise<T> {
 export async function createNodeRuntime (options: NodeRuntimeOptions): Promise<NodeRuntime> {
   // Checked here, where the caller hears of it: the history itself opens in the background.
   if (options.accessHistory !== undefined && options.accessHistory !== false) accessHistoryOptions(options.accessHistory)
+  for (const [name, make] of Object.entries(options.codes ?? {})) {
+    if (typeof make !== 'function') throw new InvalidConfigError(`codes["${name}"]: expected a function that makes the model's code (one instance per load), got ${typeof make}`)
+  }
   const handles = new Set<ModelHandle>()
   /** The peer id of each handle's coordinator node: the one source of version announcements it heeds. */
   const originOf = new WeakMap<ModelHandle, string>()
@@ -276,7 +279,11 @@ export async function createNodeRuntime (options: NodeRuntimeOptions): Promise<N
 
   async function contextFor (config: AoeConfig, signal?: AbortSignal): Promise<ObtainContext> {
     const token = options.token ?? config.token ?? (config.tokenEnv === undefined ? undefined : process.env[config.tokenEnv])
-    if (token === undefined) throw new InvalidConfigError(`aoe config for ${config.modelName}: no API token (set "token", or "tokenEnv" naming an environment variable)`)
+    if (token === undefined) {
+      throw new InvalidConfigError(config.tokenEnv === undefined
+        ? `aoe config for ${config.modelName}: no API token (set "token", or "tokenEnv" naming an environment variable)`
+        : `aoe config for ${config.modelName}: no API token: its "tokenEnv" names ${config.tokenEnv}, which is not set in this process's environment`)
+    }
     const client = coordinatorClient({ baseUrl: config.updateURL, token, timeoutMs: config.fetch.timeoutMs })
     const key = await coordinatorKey(options.dataDir, client, config.coordinatorKey, signal)
     const { source, swarm: s } = await sourceFor(config, key, signal)

@@ -183,7 +183,7 @@ export function createMaskingClient (options: MaskingClientOptions): MaskingClie
       if ((roster.clients[i] as string) <= (roster.clients[i - 1] as string)) throw new InvalidInputError(`roster: clients are not sorted and unique at ${roster.clients[i]}`)
     }
     if (!roster.clients.includes(id)) throw new InvalidInputError(`roster: this client (${id}) is not in it`)
-    if (roster.clients.length < minRoster) throw new InvalidInputError(`roster: names ${roster.clients.length} clients, fewer than the round's minimum of ${minRoster}`)
+    if (roster.clients.length < minRoster) throw new InvalidInputError(`roster: names ${roster.clients.length} clients, fewer than the ${minRoster} this client shares keys with at least (the runtime's maskingMinRoster, or the offer's minUploads)`)
     let derived: ReturnType<typeof rosterGraph>
     try {
       derived = rosterGraph(roster.clients, options.graph, options.seed, roundId)

@@ -55,6 +55,7 @@ export type RoundEvent =
   | { type: 'progress', roundId: string, clientId: string, epoch: number, epochs: number, loss: number | null }
   | { type: 'upload', roundId: string, clientId: string, bytes: number }
   | { type: 'rejected', roundId: string, clientId: string, reason: string }
+  | { type: 'declined', roundId: string, clientId: string, reason: string }
 
 /** A round that cannot start: too few eligible clients are connected now (the message says why). */
 export class TooFewClientsError extends UnavailableError {
@@ -100,10 +101,22 @@ class RoundFailure extends BlockfedError {
   override name = 'RoundFailure'
 }
 
+/** Longest decline reason kept, and most distinct ones (a client's words: bounded). */
+const MAX_DECLINE_REASON = 200
+const MAX_DECLINE_REASONS = 5
+
+/** `; declined: "reason" (× 3), …`, or nothing when no client declined. */
+function declinedBecause (round: ActiveRound): string {
+  if (round.declineReasons.size === 0) return ''
+  return `; declined: ${[...round.declineReasons].map(([reason, n]) => `${JSON.stringify(reason)}${n > 1 ? ` (× ${n})` : ''}`).join(', ')}`
+}
+
 interface ActiveRound {
   config: RoundConfig
   accepted: Set<string>
   declined: Set<string>
+  /** Why clients declined (their own words, cut short) → how many said it: a failed round tells. */
+  declineReasons: Map<string, number>
   allowed: Set<string>
   uploads: Map<string, AcceptedUpload>
   /** Uploads being checked (async): a second frame from the same client meanwhile is a replay. */
@@ -139,6 +152,7 @@ function blankRound (config: RoundConfig, secure: SecureRoundServer, controller:
     openUploads: () => {},
     accepted: new Set(),
     declined: new Set(),
+    declineReasons: new Map(),
     allowed: new Set(),
     uploads: new Map(),
     receiving: new Set(),
@@ -326,6 +340,9 @@ export function roundManager (deps: RoundManagerDeps): RoundManager {
       }
       round.declined.add(client.id)
       deps.store.setClient(round.config.id, client.id, 'declined')
+      const reason = m.reason.slice(0, MAX_DECLINE_REASON)
+      if (round.declineReasons.has(reason) || round.declineReasons.size < MAX_DECLINE_REASONS) round.declineReasons.set(reason, (round.declineReasons.get(reason) ?? 0) + 1)
+      emit({ type: 'declined', roundId: round.config.id, clientId: client.id, reason })
       round.waiting?.gate.settle(client.id)
     },
     progress (round, client, m) {
@@ -594,7 +611,7 @@ export function roundManager (deps: RoundManagerDeps): RoundManager {
       // client. An accepted client's upload is still held until uploads open.
       round.acceptsClosed = true
       const accepted = [...round.accepted].filter(id => !round.dropped.has(id))
-      if (accepted.length < minUploads) throw new RoundFailure(`${accepted.length} client(s) accepted, at least ${minUploads} needed`)
+      if (accepted.length < minUploads) throw new RoundFailure(`${accepted.length} client(s) accepted, at least ${minUploads} needed${declinedBecause(round)}`)
       const ready = await round.secure.setup(accepted, io(round))
       // Stopped during the setup: it ended early, and a round not yet collecting fails.
       throwIfAborted(controller)

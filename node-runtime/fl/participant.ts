@@ -23,7 +23,7 @@ import { minUploadsOf } from '../../shared/rounds/config.ts'
 import { sha256 } from '../../shared/crypto/hash.ts'
 import { toBase64, toHex } from '../../shared/crypto/bytes.ts'
 import { sign, type SigningKeyPair } from '../../shared/crypto/sign.ts'
-import { BlockfedError, IntegrityError, InvalidInputError, TimeoutError } from '../../shared/errors/errors.ts'
+import { AccessDeniedError, BlockfedError, IntegrityError, InvalidInputError, TimeoutError, UnavailableError } from '../../shared/errors/errors.ts'
 import { loadTfjsEngine } from '../engines/tfjs.ts'
 import { plainClient, type SecureRoundClient, type SecureClientDeps } from './secure-client.ts'
 import { statisticsGiven, updatesGiven } from './given.ts'
@@ -145,7 +145,12 @@ export function createParticipant (options: ParticipantOptions): Participant {
   let reconnectTimer: ReturnType<typeof setTimeout> | undefined
   /** Connections closed since the last welcome: each waits twice as long before the next try. */
   let failures = 0
-  const waiters = new Set<() => void>()
+  /** `ready()` calls waiting: called with nothing once welcomed, or with why the wait is over. */
+  const waiters = new Set<(err?: Error) => void>()
+  const wake = (err?: Error): void => {
+    for (const w of [...waiters]) w(err)
+    waiters.clear()
+  }
   /** The round this runtime works on: at most one at a time. */
   let current: { config: RoundConfig, secure: SecureRoundClient, controller: AbortController, result: (m: Extract<ServerMessage, { type: 'result' }>) => void, bytesUp: number, bytesDown: number, uploaded: boolean } | undefined
   // A listener that throws must not stop the runtime's own work (a reconnect, a round's unwinding).
@@ -184,7 +189,13 @@ export function createParticipant (options: ParticipantOptions): Participant {
       void refusalOf(res).then(why => {
         // Ended first, so that the close (and the next attempt) comes whatever the listener does.
         ws.terminate()
-        if (running) emit({ type: 'error', message: `the coordinator refused the connection: ${res.statusCode ?? ''} ${why}`.trim() })
+        if (!running) return
+        const message = `the coordinator refused the connection: ${res.statusCode ?? ''} ${why}`.trim()
+        emit({ type: 'error', message })
+        // A 4xx (unknown token, a role that may not train, another protocol version) will be
+        // refused again: whoever waits for this participant to be ready hears it now.
+        const status = res.statusCode ?? 0
+        if (status >= 400 && status < 500) wake(new AccessDeniedError(`participant ${id.slice(0, 8)}: ${message}`))
       })
     })
     ws.on('message', (data, isBinary) => {
@@ -239,8 +250,7 @@ export function createParticipant (options: ParticipantOptions): Participant {
         welcomed = true
         failures = 0
         emit({ type: 'connected' })
-        for (const w of waiters) w()
-        waiters.clear()
+        wake()
         return
       case 'offer': return offer(message.config)
       case 'secagg':
@@ -289,8 +299,12 @@ export function createParticipant (options: ParticipantOptions): Participant {
     const result = new Promise<Extract<ServerMessage, { type: 'result' }>>(resolve => { resolveResult = resolve })
     const secureDeps: SecureClientDeps = { config, clientId: id, identity: options.identity, send: payload => { if (current !== undefined) current.bytesUp += send({ type: 'secagg', roundId: config.id, payload }) } }
     const secure = config.secure.mode === 'none' ? plainClient() : options.secureClient?.(secureDeps)
-    if (secure === undefined) {
-      send({ type: 'decline', roundId: config.id, reason: `secure mode ${config.secure.mode} is not available here` })
+    if (secure === undefined || secure.refusal !== undefined) {
+      const reason = secure?.refusal ?? `secure mode ${config.secure.mode} is not available here (createParticipant was given no secureClient: pass secureClients() from blockfed/node)`
+      clearTimeout(timer)
+      secure?.dispose()
+      send({ type: 'decline', roundId: config.id, reason: reason.slice(0, 500) })
+      emit({ type: 'offer', roundId: config.id, accepted: false, reason })
       return
     }
     const round = { config, secure, controller, result: resolveResult, bytesUp: 0, bytesDown: 0, uploaded: false }
@@ -467,6 +481,7 @@ export function createParticipant (options: ParticipantOptions): Participant {
     },
     async stop () {
       running = false
+      wake(new UnavailableError(`participant ${id.slice(0, 8)}: stopped`))
       if (!released) {
         given.release()
         updates.release()
@@ -486,6 +501,7 @@ export function createParticipant (options: ParticipantOptions): Participant {
     async ready (timeoutMs = 10_000, signal) {
       signal?.throwIfAborted()
       if (welcomed) return
+      if (!running) throw new UnavailableError(`participant ${id.slice(0, 8)}: not started, or stopped`)
       await new Promise<void>((resolve, reject) => {
         const finish = (err?: unknown): void => {
           clearTimeout(t)
@@ -495,7 +511,7 @@ export function createParticipant (options: ParticipantOptions): Participant {
           else reject(err)
         }
         const t = setTimeout(() => finish(new TimeoutError(`participant ${id.slice(0, 8)}: not connected after ${timeoutMs} ms`)), timeoutMs)
-        const done = (): void => finish()
+        const done = (err?: Error): void => finish(err)
         const onAbort = (): void => finish(signal?.reason)
         waiters.add(done)
         signal?.addEventListener('abort', onAbort, { once: true })

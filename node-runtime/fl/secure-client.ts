@@ -17,6 +17,8 @@ import { fromHex } from '../../shared/crypto/bytes.ts'
 
 export interface SecureRoundClient {
   readonly encoding: 'ring-u32le' | 'paillier'
+  /** Why this client will not take part, known from the offer alone: the offer is declined with it. */
+  readonly refusal?: string
   /** Right after accepting the offer (masking: advertise keys). */
   begin: () => Promise<void>
   /** A `secagg` payload from the coordinator. */
@@ -121,6 +123,11 @@ export function secureClients (options: SecureClientsOptions = {}): (deps: Secur
 function maskingClient (deps: SecureClientDeps, localMinRoster = 2): SecureRoundClient {
   const { config } = deps
   const selected = new Set(config.clients)
+  // The roster can only be a subset of the offer's clients: too few there, and this client would
+  // refuse the roster after training, having held the round up until its setup deadline.
+  const refusal = config.clients.length < localMinRoster
+    ? `the offer names ${config.clients.length} clients, and this runtime shares masking keys only within rosters of at least ${localMinRoster} (maskingMinRoster)`
+    : undefined
   const client = createMaskingClient({
     roundId: config.id,
     id: deps.clientId,
@@ -136,6 +143,7 @@ function maskingClient (deps: SecureClientDeps, localMinRoster = 2): SecureRound
   const inbox = new Promise<unknown>(resolve => { resolveInbox = resolve })
   return {
     encoding: 'ring-u32le',
+    ...(refusal === undefined ? {} : { refusal }),
     begin: async () => { deps.send(await client.advertise()) },
     async message (payload) {
       const type = (payload as { type?: unknown } | null)?.type

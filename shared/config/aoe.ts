@@ -265,13 +265,25 @@ export type AoeConfigInput = z.input<typeof aoeConfigSchema>
  * config.engine // 'tfjs' for "runtime": "tensorflow"
  */
 export function parseAoeConfig (input: unknown, source?: string): AoeConfig {
-  const result = aoeConfigSchema.safeParse(input)
+  const result = aoeConfigSchema.safeParse(withoutDerivedEngine(input))
   if (result.success) return result.data
   const problems = result.error.issues.flatMap(describeIssue)
   const total = result.error.issues.reduce((n, i) => n + (i.code === 'unrecognized_keys' ? i.keys.length : 1), 0)
   const where = source === undefined ? 'aoe config' : `aoe config ${source}`
   const listed = problems.slice(0, MAX_PROBLEMS)
   throw new InvalidConfigError(`${where}: ${listed.join('; ')}${total > listed.length ? `; and ${total - listed.length} more` : ''}`, { cause: result.error })
+}
+
+/**
+ * A config this module returned carries `engine`, which no file may set: taken off again when it
+ * is the one `runtime` gives, so a parsed config can be handed back (to `load`, say). Otherwise
+ * it stays, and is refused as the unknown key it is.
+ */
+function withoutDerivedEngine (input: unknown): unknown {
+  if (typeof input !== 'object' || input === null || Array.isArray(input) || !Object.hasOwn(input, 'engine')) return input
+  const { engine, ...rest } = input as Record<string, unknown>
+  const runtime = rest.runtime
+  return typeof runtime === 'string' && Object.hasOwn(AOE_RUNTIMES, runtime) && AOE_RUNTIMES[runtime as AoeRuntime] === engine ? rest : input
 }
 
 /** The JSON Schema (draft 2020-12) of what a config file may contain. */

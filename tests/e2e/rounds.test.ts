@@ -256,6 +256,18 @@ describe('rounds (mode none)', () => {
     decliners.close()
   })
 
+  it('a round clients decline fails saying why they declined; a runtime without a secure client says so as it declines', async () => {
+    // These runtimes were given no secureClient (mode none only): each declines a masking round.
+    const from = events.length
+    const summary = await coordinator.rounds.run({ model: 'mnist', trainable: ['head'], secure: { mode: 'masking' }, selection: { minClients: 3 } })
+    expect(summary.state).toBe('failed')
+    expect(summary.reason).toBe('0 client(s) accepted, at least 2 needed; declined: "secure mode masking is not available here (createParticipant was given no secureClient: pass secureClients() from blockfed/node)" (× 3)')
+    expect(events.slice(from).filter(e => e.type === 'declined')).toHaveLength(3)
+    for (const p of participants) {
+      expect(p.events).toContainEqual({ type: 'offer', roundId: summary.id, accepted: false, reason: expect.stringMatching(/^secure mode masking is not available here/) })
+    }
+  })
+
   it('blockfed rounds start --wait, show and list as a user runs them, each a process of its own; refusals name what is wrong', async () => {
     const cli = async (args: string[], token = coordinator.adminToken): Promise<{ code: number, stdout: string, stderr: string }> => await new Promise(resolve => {
       execFile(process.execPath, [CLI, ...args], { timeout: 120_000, env: { ...process.env, BLOCKFED_TOKEN: token, BLOCKFED_COORDINATOR: url } }, (err, stdout, stderr) => {

@@ -62,7 +62,17 @@ describe('the roster floor', () => {
     expect(open.map(m => (m as { type?: string }).type)).toEqual(['secagg/advertise', 'secagg/shares'])
     const floored = await run({ maskingMinRoster: 10 })
     expect(floored).toHaveLength(2)
-    expect((floored[1] as Error).message).toMatch(/fewer than the round's minimum of 10/)
+    expect((floored[1] as Error).message).toMatch(/fewer than the 10 this client shares keys with at least \(the runtime's maskingMinRoster/)
+  })
+
+  it('an offer naming fewer clients than the runtime floor is refused from the offer itself, before the model is fetched', () => {
+    for (const [n, refused] of [[5, true], [9, true], [10, false], [20, false]] as const) {
+      const { config, keys } = offer(n)
+      const id = config.clients[0] as string
+      const client = secureClients({ maskingMinRoster: 10 })({ config, clientId: id, identity: keys.get(id) as SigningKeyPair, send: () => {} })
+      if (refused) expect(client.refusal).toBe(`the offer names ${n} clients, and this runtime shares masking keys only within rosters of at least 10 (maskingMinRoster)`)
+      else expect(client.refusal).toBeUndefined()
+    }
   })
 
   it('an offer with minUploads = 1 (valid) gets a masking client with the least roster of 2', () => {

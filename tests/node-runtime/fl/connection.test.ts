@@ -157,14 +157,20 @@ describe('refusals and reconnects', () => {
     expect(unhandled).toEqual([])
   })
 
-  it('a refused token is reported with the coordinator\'s reason, not a bare status', async () => {
+  it('a refused token is reported with the coordinator\'s reason, not a bare status; ready() rejects with it at once', async () => {
     const { participant, events } = participantAt(url, 'bf_not-a-token', { reconnectMs: 50 })
+    await expect(participant.ready(60_000)).rejects.toThrow(/not started, or stopped/)
     await participant.start()
     try {
+      // Well within its 60 s: the refusal ends the wait (before, only the deadline did).
+      await expect(participant.ready(60_000)).rejects.toThrow(/^participant [0-9a-f]{8}: the coordinator refused the connection: 40[13] \S/)
       await until(() => events.some(e => e.type === 'error'), 'an error')
       const error = events.find(e => e.type === 'error')
       expect(error?.type === 'error' ? error.message : '').toMatch(/^the coordinator refused the connection: 40[13] \S/)
       expect(events.some(e => e.type === 'error' && /Unexpected server response|closed before the connection/.test(e.message))).toBe(false)
+      const waiting = participant.ready(60_000)
+      await participant.stop()
+      await expect(waiting).rejects.toThrow(/stopped/)
     } finally {
       await participant.stop()
     }

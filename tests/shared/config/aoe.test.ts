@@ -45,6 +45,13 @@ describe('parseAoeConfig: accepts', () => {
     expect(parseAoeConfig({ ...aoe, source: 'local' }).source).toBe('local')
   })
 
+  it('takes back a config it returned (engine and all), and still refuses an engine a file sets', () => {
+    const once = parseAoeConfig({ ...aoe, channel: 'canary' })
+    expect(parseAoeConfig(once)).toEqual(once)
+    expect(parseAoeConfig(JSON.parse(JSON.stringify(once)))).toEqual(once)
+    expect(() => parseAoeConfig({ ...aoe, engine: 'onnx' })).toThrow(/"engine": unknown key/)
+  })
+
   it('maps every AoE runtime name to its engine, keeping the original', () => {
     const engines = { tensorflow: 'tfjs', tfjs: 'tfjs', tensorflowjs: 'tfjs', onnx: 'onnx', onnxruntime: 'onnx' }
     for (const [runtime, engine] of Object.entries(engines)) {
