@@ -211,7 +211,7 @@ describe('a client rejects bad server messages', () => {
     // to 2: a client that knows the round's minimum refuses it.
     const guarded = createMaskingClient({ roundId: ROUND, id: a, identity: round.identities.get(a) as SigningKeyPair, identityKeyOf: v => round.identities.get(v)?.publicKey, vectorLength: 64, graph: SPARSE, seed: round.seed, minRoster: 6 })
     await guarded.advertise()
-    await expect(guarded.shareKeys(edit({ clients: [a, b, round.ids[2] as string] }))).rejects.toThrow(/roster: names 3 clients, fewer than the round's minimum of 6/)
+    await expect(guarded.shareKeys(edit({ clients: [a, b, round.ids[2] as string] }))).rejects.toThrow(/roster: names 3 clients, fewer than the 6 this client shares keys with at least/)
     expect(() => createMaskingClient({ roundId: ROUND, id: a, identity: round.identities.get(a) as SigningKeyPair, identityKeyOf: () => undefined, vectorLength: 64, graph: SPARSE, seed: round.seed, minRoster: 1 })).toThrow(/minRoster/)
 
     for (const id of round.ids) round.server.receiveShares(id, wire(await client(round, id).shareKeys(wire(round.server.rosterFor(id)))))

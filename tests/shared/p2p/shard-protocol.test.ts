@@ -311,6 +311,10 @@ describe('an upload cap with answer deadlines', () => {
       await serveShardStream(stream, lookup, { timeoutMs: 8_000, pace: cap.pace, admit: cap.admit, onBusy: () => { busy++ } })
     }, { maxInboundStreams: 64 })
     const body = [...objects.entries()].find(([, b]) => b.length === 65_536) as [string, Uint8Array]
+    // Connected first, so that what is measured is the cap. With sixteen dials racing to a new
+    // peer, a loaded machine twice saw all 16 streams reset or cut within 100 ms, one connection
+    // left afterwards; why is not established (not seen with the connection made first).
+    await client.dial(n.getMultiaddrs(), { signal: AbortSignal.timeout(10_000) })
     // Sixteen answers of 64 KiB at 32 KiB/s need 32 s; each has 8 s. (At 64 KiB/s and 4 s, a
     // request that a starved CI machine delivered after the server's 4 s wait for it was reset.)
     const outcomes = await Promise.all(Array.from({ length: 16 }, async () => {
@@ -327,7 +331,7 @@ describe('an upload cap with answer deadlines', () => {
     }))
     const count = (what: string): number => outcomes.filter(o => o === what).length
     // Everything admitted arrives whole; the rest is told to come back, not left to time out.
-    expect(count('ok') + count('busy')).toBe(16)
+    expect(count('ok') + count('busy'), outcomes.join(', ')).toBe(16)
     expect(count('ok')).toBeGreaterThanOrEqual(1)
     expect(count('busy')).toBe(busy)
   })
