@@ -34,8 +34,20 @@ export function bearerOf (header: string | undefined): string | undefined {
   return header === undefined ? undefined : /^Bearer +(\S{1,200})$/i.exec(header)?.[1]
 }
 
+/** Each request's caller, looked up once (the onRequest hook and the handler both ask). */
+const callers = new WeakMap<FastifyRequest, Promise<Caller>>()
+
 /** The caller behind the request's bearer token; AccessDeniedError when absent or unknown. */
 export async function authenticate (req: FastifyRequest, repo: Repository): Promise<Caller> {
+  let caller = callers.get(req)
+  if (caller === undefined) {
+    caller = lookUp(req, repo)
+    callers.set(req, caller)
+  }
+  return await caller
+}
+
+async function lookUp (req: FastifyRequest, repo: Repository): Promise<Caller> {
   const token = bearerOf(req.headers.authorization)
   if (token === undefined) throw new AccessDeniedError('this endpoint needs an API token: Authorization: Bearer <token>')
   const role = repo.tokenRole(await tokenHash(token))

@@ -117,6 +117,11 @@ export async function buildServer (deps: ServerDeps): Promise<FastifyInstance> {
   app.setValidatorCompiler(validatorCompiler)
   app.setSerializerCompiler(serializerCompiler)
   app.setErrorHandler(errorHandler)
+  // Routes that need a token check it before their input is read: a caller without one learns
+  // nothing of what a valid body looks like (each handler still checks what its role may do).
+  app.addHook('onRequest', async req => {
+    if (req.routeOptions.schema?.security !== undefined) await authenticate(req, deps.repo)
+  })
   useJsonBodyParser(app)
   await app.register(swagger, {
     openapi: {

@@ -365,6 +365,8 @@ function casesFor (doc: OpenApi, path: string, method: string): Case[] {
     add('overlong bearer (300 chars)', { headers: withAuth(`Bearer ${'x'.repeat(300)}`) }, /needs an API token/, 403)
     add('two tokens in one header', { headers: withAuth(`Bearer ${c.adminToken} ${c.adminToken}`) }, /needs an API token/, 403)
     if (!EDGE_ALLOWED.has(op)) add('edge token on an operator route', { headers: withAuth(`Bearer ${edgeToken}`) }, /role edge may not/, 403)
+    // The token is looked at before the body: without one, a malformed body is not described.
+    if (validBody !== undefined) add('no token and a malformed body', { headers: withAuth(''), body: '{"surely": "not this", ' }, /needs an API token/, 403)
   }
 
   // JSON bodies.

@@ -106,6 +106,11 @@ describe('openNote', () => {
     // 100 lines (Go's limit) and repeated lines are fine; repeats are listed once.
     const many = openNote(text + '\n' + sig.repeat(100), [peterKey])
     expect(many.lines).toEqual([peter.signatureLine])
+    // Each distinct line is verified once: the repeats cost no more verifications.
+    let verifications = 0
+    const counting = { ...peterKey, verify: (m: Uint8Array, s: Uint8Array) => { verifications++; return peterKey.verify(m, s) } }
+    openNote(text + '\n' + sig.repeat(100), [counting])
+    expect(verifications).toBe(1)
   })
 
   it('splits at the LAST blank line: a text may hold blank lines', () => {
