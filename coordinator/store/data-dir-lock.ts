@@ -13,8 +13,8 @@
 import { DatabaseSync } from 'node:sqlite'
 import { readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { hostname } from 'node:os'
-import { join } from 'node:path'
-import { ConflictError } from '../../shared/errors/errors.ts'
+import { basename, join } from 'node:path'
+import { ConflictError, InvalidConfigError } from '../../shared/errors/errors.ts'
 
 /** SQLITE_BUSY (https://sqlite.org/rescode.html#busy). */
 const SQLITE_BUSY = 5
@@ -35,7 +35,15 @@ function holderOf (path: string): string {
 /** Takes the data dir for this process (`<dir>/<what>.lock`), or throws ConflictError naming the holder. */
 export function lockDataDir (dir: string, what: 'coordinator' | 'decryptor'): DataDirLock {
   const holderFile = join(dir, `${what}.pid`)
-  const db = new DatabaseSync(join(dir, `${what}.lock`), { timeout: 0 })
+  const lockFile = join(dir, `${what}.lock`)
+  // SQLite's own words ("unable to open database file", "attempt to write a readonly database") do not say which file, or why it matters.
+  const unwritable = (err: unknown, file = lockFile): InvalidConfigError => new InvalidConfigError(`data dir ${dir}: the ${what} cannot write there (${(err as Error).message}, at ${basename(file)}); it needs a data dir it may create files in`, { cause: err })
+  let db: DatabaseSync
+  try {
+    db = new DatabaseSync(lockFile, { timeout: 0 })
+  } catch (err) {
+    throw unwritable(err)
+  }
   try {
     db.exec('PRAGMA locking_mode = EXCLUSIVE')
     // A write, so the exclusive lock is taken now and kept.
@@ -45,13 +53,13 @@ export function lockDataDir (dir: string, what: 'coordinator' | 'decryptor'): Da
     if ((err as { errcode?: number }).errcode === SQLITE_BUSY) {
       throw new ConflictError(`data dir ${dir} is in use by another ${what}${holderOf(holderFile)}: one data dir serves one ${what}; stop the other, or give this one its own --data`, { cause: err })
     }
-    throw err
+    throw unwritable(err)
   }
   try {
     writeFileSync(holderFile, `pid ${process.pid} on ${hostname()}, since ${new Date().toISOString()}\n`)
   } catch (err) {
     db.close()
-    throw err
+    throw unwritable(err, holderFile)
   }
   let held = true
   return {

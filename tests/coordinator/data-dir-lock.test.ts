@@ -73,7 +73,14 @@ it('gives the lock back when it cannot write its holder file, so the next try sa
   await mkdir(join(dir, 'coordinator.pid'), { recursive: true }) // a directory where the pid file goes
   for (let i = 0; i < 2; i++) {
     const tried = createCoordinator({ dataDir: dir, port: 0 })
-    await expect(tried).rejects.toThrow(/EISDIR/)
+    await expect(tried).rejects.toThrow(/the coordinator cannot write there \(EISDIR.*, at coordinator\.pid\)/)
     await expect(tried).rejects.not.toThrow(ConflictError)
   }
+})
+
+it('says which data dir a process cannot write its lock in, instead of SQLite\'s bare words', async () => {
+  const dir = join(root, 'lock-is-a-folder')
+  await mkdir(join(dir, 'decryptor.lock'), { recursive: true }) // the lock database cannot be opened
+  expect(() => createDecryptor({ dataDir: dir, port: 0 })).not.toThrow()
+  await expect(createDecryptor({ dataDir: dir, port: 0 }).start()).rejects.toThrow(new RegExp(`^data dir ${dir}: the decryptor cannot write there \\(.+, at decryptor\\.lock\\); it needs a data dir it may create files in$`))
 })
