@@ -8,12 +8,7 @@ import { modPow } from '../../aggregation/paillier/_bigint.ts'
 import { decrypt, generateKeyPair } from '../../aggregation/paillier/keys.ts'
 import { nativeModPow } from '../../coordinator/decryptor/native-mod-pow.ts'
 import { mulberry32 } from '../../shared/random/seeded.ts'
-
-function seededBig (rand: () => number, bits: number): bigint {
-  let x = 0n
-  for (let i = 0; i < bits; i += 16) x = (x << 16n) | BigInt(Math.floor(rand() * 65536))
-  return x & ((1n << BigInt(bits)) - 1n)
-}
+import { seededBig } from '../helpers/bigint.ts'
 
 describe('native modPow', () => {
   it('equals the BigInt modPow for random odd moduli and exponents of every size, and for the edge cases OpenSSL refuses', () => {

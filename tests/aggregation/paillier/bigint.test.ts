@@ -1,6 +1,7 @@
 import { describe, it, expect } from 'vitest'
 import { bitLength, fromBytes, gcd, isqrt, modInverse, modPow, randomBelow, toFixedBytes } from '../../../aggregation/paillier/_bigint.ts'
 import { mulberry32 } from '../../../shared/random/seeded.ts'
+import { seededBig } from '../../helpers/bigint.ts'
 
 /** Obviously correct reference: right-to-left square-and-multiply, one bit at a time. */
 function slowModPow (b: bigint, e: bigint, m: bigint): bigint {
@@ -12,12 +13,6 @@ function slowModPow (b: bigint, e: bigint, m: bigint): bigint {
     e >>= 1n
   }
   return r % m
-}
-
-function seededBig (rand: () => number, bits: number): bigint {
-  let x = 0n
-  for (let i = 0; i < bits; i += 16) x = (x << 16n) | BigInt(Math.floor(rand() * 65536))
-  return x & ((1n << BigInt(bits)) - 1n)
 }
 
 describe('paillier big-integer helpers', () => {
