@@ -712,7 +712,9 @@ export async function createNodeRuntime (options: NodeRuntimeOptions): Promise<N
     metricsText: () => runtimeMetricsText({ caches: [...caches].map(([modelDir, cache]) => ({ modelDir, cache })), swarm: swarmNow?.counters(), prefetch: { ...prefetchCounters } }),
     swarmStats: () => Object.fromEntries([...swarmSources].map(([url, s]) => [url, s.stats()])),
     async stop () {
-      stopping.abort(new UnavailableError('the runtime is stopping'))
+      // Not an UnavailableError: that would read as "coordinator offline", and a load under way
+      // would fall back to its local version instead of ending.
+      stopping.abort(new Error('the runtime is stopping'))
       await Promise.allSettled([...operations])
       await Promise.all([...background])
       for (const h of [...handles]) await h.release()

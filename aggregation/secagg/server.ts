@@ -333,7 +333,8 @@ function serverCore (options: MaskingServerOptions): Internals {
     stage = 'check'
     if (survivorList.length === 0) fail('no client sent masked input')
     // What to change, for whoever reads the round's reason: the graph was sized for the round's dropout rate.
-    const tooMany = `: ${droppedSet.size} of ${shares.size} clients dropped out, more than this graph (degree ${(params as GraphParameters).degree}, threshold ${t()}) was sized for; a higher secure.dropoutRate sizes it for more`
+    const p = params as GraphParameters
+    const tooMany = `: ${p.n - survivorList.length} of the ${p.n} clients of the masking graph sent no masked input, more than the graph (degree ${p.degree}, threshold ${t()}) could absorb; a higher secure.dropoutRate sizes it for more dropouts, where the number of clients allows`
     for (const u of survivorList) {
       const alive = activeNeighbours(u).filter(v => masked.has(v)).length
       if (alive < t()) fail(`survivor ${u} has ${alive} surviving neighbours, fewer than the threshold ${t()}: its self mask cannot be removed${tooMany}`)

@@ -18,8 +18,13 @@ const bytes = (x: bigint): Buffer => {
   return Buffer.from(hex.length % 2 === 0 ? hex : `0${hex}`, 'hex')
 }
 
-export function nativeModPow (): ModPow {
+/** The exponentiation, and how often it ran by OpenSSL or fell back (for tests and reports). */
+export type NativeModPow = ModPow & { stats: () => { native: number, fallbacks: number, cached: number } }
+
+export function nativeModPow (): NativeModPow {
   const cache = new Map<string, DiffieHellman | null>()
+  let native = 0
+  let fallbacks = 0
   const engine = (exponent: bigint, modulus: bigint): DiffieHellman | null => {
     const key = `${modulus.toString(36)}:${exponent.toString(36)}`
     let dh = cache.get(key)
@@ -35,14 +40,18 @@ export function nativeModPow (): ModPow {
     }
     return dh
   }
-  return (base, exponent, modulus) => {
+  const pow: ModPow = (base, exponent, modulus) => {
     const b = ((base % modulus) + modulus) % modulus
     const dh = exponent > 0n && modulus % 2n === 1n && b > 1n && b < modulus - 1n ? engine(exponent, modulus) : null
-    if (dh === null) return modPow(b, exponent, modulus)
-    try {
-      return BigInt(`0x${dh.computeSecret(bytes(b)).toString('hex')}`)
-    } catch {
-      return modPow(b, exponent, modulus)
+    if (dh !== null) {
+      try {
+        const result = BigInt(`0x${dh.computeSecret(bytes(b)).toString('hex')}`)
+        native++
+        return result
+      } catch {}
     }
+    fallbacks++
+    return modPow(b, exponent, modulus)
   }
+  return Object.assign(pow, { stats: () => ({ native, fallbacks, cached: cache.size }) })
 }

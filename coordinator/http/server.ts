@@ -117,11 +117,6 @@ export async function buildServer (deps: ServerDeps): Promise<FastifyInstance> {
   app.setValidatorCompiler(validatorCompiler)
   app.setSerializerCompiler(serializerCompiler)
   app.setErrorHandler(errorHandler)
-  // Routes that need a token check it before their input is read: a caller without one learns
-  // nothing of what a valid body looks like (each handler still checks what its role may do).
-  app.addHook('onRequest', async req => {
-    if (req.routeOptions.schema?.security !== undefined) await authenticate(req, deps.repo)
-  })
   useJsonBodyParser(app)
   await app.register(swagger, {
     openapi: {
@@ -140,6 +135,12 @@ export async function buildServer (deps: ServerDeps): Promise<FastifyInstance> {
       maxAge: 600
     })
   }
+  // Routes that need a token check it before their input is read: a caller without one learns
+  // nothing of what a valid body looks like (each handler still checks what its role may do).
+  // Added after CORS's own onRequest hook, so that a refusal still carries its CORS headers.
+  app.addHook('onRequest', async req => {
+    if (req.routeOptions.schema?.security !== undefined) await authenticate(req, deps.repo)
+  })
   await app.register(multipart, {
     // preservePath: a weight file may sit in a folder (model.json names "sub/w.bin"); without it
     // busboy cuts every name to its last segment, and the name check below would see no folders.

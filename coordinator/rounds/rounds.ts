@@ -104,11 +104,15 @@ class RoundFailure extends BlockfedError {
 /** Longest decline reason kept, and most distinct ones (a client's words: bounded). */
 const MAX_DECLINE_REASON = 200
 const MAX_DECLINE_REASONS = 5
+/** Longest reason a result message carries (shared/rounds/messages.ts, `result`). */
+const MAX_RESULT_REASON = 2000
 
-/** `; declined: "reason" (× 3), …`, or nothing when no client declined. */
+/** `; declined: "reason" (× 3), …`, or nothing when no client declined. Control characters of a client's words are shown as '?'. */
 function declinedBecause (round: ActiveRound): string {
   if (round.declineReasons.size === 0) return ''
-  return `; declined: ${[...round.declineReasons].map(([reason, n]) => `${JSON.stringify(reason)}${n > 1 ? ` (× ${n})` : ''}`).join(', ')}`
+  // eslint-disable-next-line no-control-regex
+  const shown = (reason: string): string => `"${reason.replace(/[\u0000-\u001f\u007f"\\]/g, '?')}"`
+  return `; declined: ${[...round.declineReasons].map(([reason, n]) => `${shown(reason)}${n > 1 ? ` (× ${n})` : ''}`).join(', ')}`
 }
 
 interface ActiveRound {
@@ -661,7 +665,10 @@ export function roundManager (deps: RoundManagerDeps): RoundManager {
 
   /** Tells the round's connected clients how it ended. */
   function announce (config: RoundConfig, end: Pick<RoundSummary, 'state' | 'version' | 'reason'>): void {
-    for (const id of config.clients) deps.hub().get(id)?.send({ type: 'result', roundId: config.id, state: end.state, version: end.version, reason: end.reason })
+    // The result message holds a reason of at most MAX_RESULT_REASON characters (messages.ts): a
+    // longer one, which clients' own words can make, would be refused by every client.
+    const reason = end.reason === null || end.reason.length <= MAX_RESULT_REASON ? end.reason : `${end.reason.slice(0, MAX_RESULT_REASON - 1)}…`
+    for (const id of config.clients) deps.hub().get(id)?.send({ type: 'result', roundId: config.id, state: end.state, version: end.version, reason })
   }
 
   /**

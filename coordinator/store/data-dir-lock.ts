@@ -16,8 +16,12 @@ import { hostname } from 'node:os'
 import { basename, join } from 'node:path'
 import { ConflictError, InvalidConfigError } from '../../shared/errors/errors.ts'
 
-/** SQLITE_BUSY (https://sqlite.org/rescode.html#busy). */
+/** Result codes (https://sqlite.org/rescode.html): the lock is held, the file is not SQLite's, it cannot be written. */
 const SQLITE_BUSY = 5
+const SQLITE_CORRUPT = 11
+const SQLITE_NOTADB = 26
+const CANNOT_WRITE = new Set([3, 8, 14]) // SQLITE_PERM, SQLITE_READONLY, SQLITE_CANTOPEN
+const CANNOT_WRITE_FS = new Set(['EACCES', 'EPERM', 'EROFS', 'EISDIR', 'ENOTDIR', 'ENOSPC'])
 
 export interface DataDirLock {
   release: () => void
@@ -36,8 +40,15 @@ function holderOf (path: string): string {
 export function lockDataDir (dir: string, what: 'coordinator' | 'decryptor'): DataDirLock {
   const holderFile = join(dir, `${what}.pid`)
   const lockFile = join(dir, `${what}.lock`)
-  // SQLite's own words ("unable to open database file", "attempt to write a readonly database") do not say which file, or why it matters.
-  const unwritable = (err: unknown, file = lockFile): InvalidConfigError => new InvalidConfigError(`data dir ${dir}: the ${what} cannot write there (${(err as Error).message}, at ${basename(file)}); it needs a data dir it may create files in`, { cause: err })
+  // SQLite's own words ("unable to open database file", "file is not a database") do not say
+  // which file, or what to do about it.
+  const unwritable = (err: unknown, file = lockFile): InvalidConfigError => {
+    const { errcode, code } = err as { errcode?: number, code?: string }
+    const why = `${(err as Error).message}, at ${basename(file)}`
+    if (errcode === SQLITE_NOTADB || errcode === SQLITE_CORRUPT) return new InvalidConfigError(`data dir ${dir}: ${basename(file)} is not a lock database (${why}); remove it, nothing is kept in it`, { cause: err })
+    if ((errcode !== undefined && CANNOT_WRITE.has(errcode)) || (code !== undefined && CANNOT_WRITE_FS.has(code))) return new InvalidConfigError(`data dir ${dir}: the ${what} cannot write there (${why}); it needs a data dir it may create files in`, { cause: err })
+    return new InvalidConfigError(`data dir ${dir}: the ${what} could not take its lock (${why})`, { cause: err })
+  }
   let db: DatabaseSync
   try {
     db = new DatabaseSync(lockFile, { timeout: 0 })

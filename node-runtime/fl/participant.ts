@@ -26,7 +26,7 @@ import { sign, type SigningKeyPair } from '../../shared/crypto/sign.ts'
 import { AccessDeniedError, BlockfedError, IntegrityError, InvalidInputError, TimeoutError, UnavailableError } from '../../shared/errors/errors.ts'
 import { loadTfjsEngine } from '../engines/tfjs.ts'
 import { plainClient, type SecureRoundClient, type SecureClientDeps } from './secure-client.ts'
-import { statisticsGiven, updatesGiven } from './given.ts'
+import { statisticsGiven, updatesGiven, type StatisticsGiven, type UpdatesGiven } from './given.ts'
 import { repeatsBase, uploadOf, type GivenUpload } from '../../shared/rounds/one-update.ts'
 
 export interface ParticipantModel {
@@ -102,6 +102,9 @@ function wsUrl (base: string): string {
   return u.toString()
 }
 
+/** Upgrade refusals the coordinator's hub gives that asking again will not change (hub.ts). */
+const LASTING_REFUSALS = new Set([400, 401, 403, 404])
+
 /** The body of a refused upgrade, where the coordinator says why: at most 2000 characters, within 2 s. */
 async function refusalOf (res: IncomingMessage): Promise<string> {
   return await new Promise(resolve => {
@@ -161,10 +164,11 @@ export function createParticipant (options: ParticipantOptions): Participant {
       console.error(`blockfed: a participant onEvent listener threw on a ${e.type} event: ${(err as Error)?.message ?? String(err)}`)
     }
   }
-  // Taken at start, let go at stop: participants sharing a stateDir share these records (given.ts).
-  let given = statisticsGiven(options.stateDir)
-  let updates = updatesGiven(options.stateDir)
-  let released = false
+  // Taken when first needed (after start), let go at stop: participants sharing a stateDir share
+  // these records (given.ts), and one never started holds nobody else's copy in place.
+  let records: { statistics: StatisticsGiven, updates: UpdatesGiven } | undefined
+  const kept = (): { statistics: StatisticsGiven, updates: UpdatesGiven } =>
+    (records ??= { statistics: statisticsGiven(options.stateDir), updates: updatesGiven(options.stateDir) })
   /**
    * The (model, base version) pairs whose upload is being recorded and sent: from the round's last
    * signal check to the send. No round from such a base is accepted meanwhile; after the send the
@@ -192,10 +196,10 @@ export function createParticipant (options: ParticipantOptions): Participant {
         if (!running) return
         const message = `the coordinator refused the connection: ${res.statusCode ?? ''} ${why}`.trim()
         emit({ type: 'error', message })
-        // A 4xx (unknown token, a role that may not train, another protocol version) will be
-        // refused again: whoever waits for this participant to be ready hears it now.
-        const status = res.statusCode ?? 0
-        if (status >= 400 && status < 500) wake(new AccessDeniedError(`participant ${id.slice(0, 8)}: ${message}`))
+        // What the coordinator refuses for good (another protocol version, an unknown token, a
+        // role that may not train) is refused again: whoever waits for this participant to be
+        // ready hears it now. Other statuses (a proxy's 429 or 503) may pass; the wait goes on.
+        if (LASTING_REFUSALS.has(res.statusCode ?? 0)) wake(new AccessDeniedError(`participant ${id.slice(0, 8)}: ${message}`))
       })
     })
     ws.on('message', (data, isBinary) => {
@@ -365,7 +369,7 @@ export function createParticipant (options: ParticipantOptions): Participant {
    * Returns the reason and the record, which the decline carries.
    */
   async function baseRefusal (config: RoundConfig): Promise<{ reason: string, given: GivenUpload } | undefined> {
-    const given = await updates.newest(config.model)
+    const given = await kept().updates.newest(config.model)
     if (given === undefined || !repeatsBase(given, uploadOf(config.baseVersion, config.secure.mode))) return undefined
     const what = given.secure ? 'to a secure round' : 'in the clear'
     return { given, reason: `round ${config.id}: this runtime already uploaded an update from ${config.model}@${given.base} ${what}, and gives one per base version, moving forward only (a second upload from one base could single an update out of a secure sum); offered base ${config.baseVersion} in mode ${config.secure.mode}` }
@@ -374,7 +378,7 @@ export function createParticipant (options: ParticipantOptions): Participant {
   /** The record for the hello: an unreadable one is left out (each offer is then declined with why). */
   async function givenFor (models: string[]): Promise<Array<GivenUpload & { model: string }>> {
     const rows = await Promise.all(models.map(async model => {
-      const given = await updates.newest(model).catch(() => undefined)
+      const given = await kept().updates.newest(model).catch(() => undefined)
       return given === undefined ? [] : [{ model, ...given }]
     }))
     return rows.flat()
@@ -391,7 +395,7 @@ export function createParticipant (options: ParticipantOptions): Participant {
     const stats = offeredMeanMix(config, data)
     // The row size NaiveMix statistics are gathered for, when this round gathers them.
     const gathering = stats.stats === undefined ? undefined : config.meanMix?.features
-    if (gathering !== undefined && await given.has(config.model, gathering)) {
+    if (gathering !== undefined && await kept().statistics.has(config.model, gathering)) {
       throw new InvalidInputError(`round ${config.id}: this runtime already gave its class statistics for ${config.model} to a round; a second sum over other clients could single it out`)
     }
     const engine = await loadTfjsEngine('tfjs-layers', topology, fetched.weights)
@@ -451,8 +455,8 @@ export function createParticipant (options: ParticipantOptions): Participant {
     sending.add(base)
     try {
       // Before the update and statistics leave: a crash right after the send must not forget them.
-      await updates.record(config.model, uploadOf(config.baseVersion, config.secure.mode))
-      if (gathering !== undefined) await given.record(config.model, gathering)
+      await kept().updates.record(config.model, uploadOf(config.baseVersion, config.secure.mode))
+      if (gathering !== undefined) await kept().statistics.record(config.model, gathering)
       // Checked again with no await before the send: a reconnect aborts the round, so the frame
       // never goes out on another connection, nor after the round's end.
       signal.throwIfAborted()
@@ -472,21 +476,14 @@ export function createParticipant (options: ParticipantOptions): Participant {
     async start () {
       if (running) return
       running = true
-      if (released) {
-        given = statisticsGiven(options.stateDir)
-        updates = updatesGiven(options.stateDir)
-        released = false
-      }
       connect()
     },
     async stop () {
       running = false
       wake(new UnavailableError(`participant ${id.slice(0, 8)}: stopped`))
-      if (!released) {
-        given.release()
-        updates.release()
-        released = true
-      }
+      records?.statistics.release()
+      records?.updates.release()
+      records = undefined
       if (reconnectTimer !== undefined) clearTimeout(reconnectTimer)
       current?.controller.abort(new Error('participant stopping'))
       const ws = socket

@@ -31,7 +31,16 @@ interface Context {
   owner: Map<WeightEntry, () => string>
   /** Per `byName` key, how many of its first candidates are owned. */
   ownedPrefix: Map<string, number>
+  /** Candidates looked at so far, against MAX_MATCH_STEPS. */
+  steps: number
 }
+
+/**
+ * Most candidate weights the whole check looks at: far above any real model (each of its weights
+ * has one name), low enough that a crafted manifest of many weights sharing names is refused in
+ * well under a second rather than matched in quadratic time.
+ */
+const MAX_MATCH_STEPS = 1_000_000
 
 /** A weight a layer makes, under the scope tfjs names it in (`td`, `bi/forward_lstm`). */
 interface Scoped { scope: string, name: string, dims: Array<Dim | null> }
@@ -48,7 +57,7 @@ export function checkLayerWeights (json: ModelJson, file: string): void {
   const topology = json.modelTopology.model_config != null ? json.modelTopology.model_config : json.modelTopology
   const model = kerasLayer(topology)
   if (model === undefined || !MODEL_CLASSES.has(model.className)) return
-  visitModel({ file, ...manifestNames(json), owner: new Map(), ownedPrefix: new Map() }, model)
+  visitModel({ file, ...manifestNames(json), owner: new Map(), ownedPrefix: new Map(), steps: 0 }, model)
 }
 
 function manifestNames (json: ModelJson): Pick<Context, 'byName' | 'byIndex'> {
@@ -250,6 +259,11 @@ function match (ctx: Context, w: Scoped, index: number, top: string, where: () =
   ctx.ownedPrefix.set(key, from)
   for (let i = from; i < (candidates?.length ?? 0); i++) {
     const c = candidates![i]!
+    // Candidates no layer takes (other shapes) stay in front of the owned ones, and each match
+    // walks past them again: the walks together are bounded, not each one.
+    if (++ctx.steps > MAX_MATCH_STEPS) {
+      throw new InvalidModelError(`${ctx.file}: too many weights in the manifest share names (${JSON.stringify(key.slice(0, 200))} among them) to match them to layers; tfjs loads weights by name, so each name should be given once`)
+    }
     if (!ctx.owner.has(c) && fits(c.shape, w.dims)) {
       ctx.owner.set(c, where)
       return

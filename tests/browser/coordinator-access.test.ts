@@ -79,6 +79,8 @@ describe('the HTTP API from a web page', () => {
     const page = await pageAt(allowed)
     expect(await fetchFrom(page, `${api}/v1/coordinator`)).toBe('HTTP 200')
     expect(await fetchFrom(page, `${api}/v1/models`, token)).toBe('HTTP 200')
+    // A refused token is a refusal the page can read, not a CORS failure (the token hook runs after CORS's).
+    expect(await fetchFrom(page, `${api}/v1/rounds/r_0123456789abcdef`, 'bf_not-a-token')).toBe('HTTP 403')
     await page.close()
   })
 

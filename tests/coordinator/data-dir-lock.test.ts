@@ -5,7 +5,7 @@
  */
 import { afterAll, beforeAll, expect, it } from 'vitest'
 import { spawn } from 'node:child_process'
-import { mkdir, mkdtemp, readdir, rm } from 'node:fs/promises'
+import { mkdir, mkdtemp, readdir, rm, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
@@ -83,4 +83,9 @@ it('says which data dir a process cannot write its lock in, instead of SQLite\'s
   await mkdir(join(dir, 'decryptor.lock'), { recursive: true }) // the lock database cannot be opened
   expect(() => createDecryptor({ dataDir: dir, port: 0 })).not.toThrow()
   await expect(createDecryptor({ dataDir: dir, port: 0 }).start()).rejects.toThrow(new RegExp(`^data dir ${dir}: the decryptor cannot write there \\(.+, at decryptor\\.lock\\); it needs a data dir it may create files in$`))
+  // A lock file that is not SQLite's is said to be that, not an unwritable dir.
+  const garbled = join(root, 'lock-is-garbage')
+  await mkdir(garbled, { recursive: true })
+  await writeFile(join(garbled, 'coordinator.lock'), 'x'.repeat(4096))
+  await expect(createCoordinator({ dataDir: garbled, port: 0 })).rejects.toThrow(`data dir ${garbled}: coordinator.lock is not a lock database (file is not a database, at coordinator.lock); remove it, nothing is kept in it`)
 })

@@ -23,7 +23,7 @@ import { createCoordinator, type Coordinator } from '../../coordinator/coordinat
 import type { RoundEvent } from '../../coordinator/rounds/rounds.ts'
 import { tfjsBackend } from '../../node-runtime/engines/tfjs.ts'
 import { modelFiles, mnistMlp } from '../../node-runtime/examples/mnist-mlp.ts'
-import { serverMessageSchema } from '../../shared/rounds/messages.ts'
+import { ROUND_PROTOCOL_VERSION, serverMessageSchema } from '../../shared/rounds/messages.ts'
 import { generateSigningKey } from '../../shared/crypto/sign.ts'
 import { fromHex, toBase64 } from '../../shared/crypto/bytes.ts'
 import type { RoundConfig } from '../../shared/rounds/config.ts'
@@ -200,7 +200,7 @@ describe('before the hello', () => {
       ...schemaCases(NO_ROUND, 'a'.repeat(64), 12 << 10).map(k => ({ ...k, names: new RegExp(`hello: .*(${k.names.source})|hello: not JSON`) })),
       ...binaryCases(NO_ROUND, 1).map(k => ({ ...k, names: /expected a hello before any upload/ })),
       ...allTypes(NO_ROUND).map(m => text(`valid ${String(m.type)} before the hello`, m, new RegExp(`expected a hello, got ${String(m.type)}`))),
-      text('hello 33 KiB', { type: 'hello', protocol: 2, clientId: 'a'.repeat(64), signature: 'A'.repeat(33 << 10), models: ['m'] }, /hello: \d+ bytes, at most 32768/)
+      text('hello 33 KiB', { type: 'hello', protocol: ROUND_PROTOCOL_VERSION, clientId: 'a'.repeat(64), signature: 'A'.repeat(33 << 10), models: ['m'] }, /hello: \d+ bytes, at most 32768/)
     ]
     for (const k of cases) {
       const p = new Peer(at, token, 'pre-hello')
@@ -221,7 +221,7 @@ describe('before the hello', () => {
     const probes: Array<[string, (p: Peer) => Record<string, unknown>, RegExp]> = [
       ['another client\'s clientId, signed by my key', p => p.helloMessage(['mnist'], p.identity, victim.id), /hello: the signature does not verify with the client key/],
       ['the victim\'s clientId, signed by a stranger', p => p.helloMessage(['mnist'], stranger, victim.id), /hello: the signature does not verify with the client key/],
-      ['signature over another connection\'s nonce', () => ({ type: 'hello', protocol: 2, clientId: victim.id, signature: victim.helloMessage().signature, models: ['mnist'] }), /hello: the signature does not verify/],
+      ['signature over another connection\'s nonce', () => ({ type: 'hello', protocol: ROUND_PROTOCOL_VERSION, clientId: victim.id, signature: victim.helloMessage().signature, models: ['mnist'] }), /hello: the signature does not verify/],
       ['signature "A" (base64 alphabet, not decodable)', p => ({ ...p.helloMessage(), signature: 'A' }), /hello: .*signature/],
       ['signature "AB==" (non-canonical padding)', p => ({ ...p.helloMessage(), signature: 'AB==' }), /hello: .*signature/],
       ['signature "====" (empty)', p => ({ ...p.helloMessage(), signature: '====' }), /hello: .*signature/]

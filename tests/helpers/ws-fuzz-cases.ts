@@ -6,7 +6,7 @@
  * it is sent. Plus text that is not JSON and binary upload frames with bad headers. Each case
  * carries what the reply must name.
  */
-import { clientMessageSchema } from '../../shared/rounds/messages.ts'
+import { clientMessageSchema, ROUND_PROTOCOL_VERSION } from '../../shared/rounds/messages.ts'
 import { toBase64 } from '../../shared/crypto/bytes.ts'
 import { mulberry32 } from '../../shared/random/seeded.ts'
 
@@ -32,7 +32,7 @@ export function messageShapes (): Array<{ type: string, fields: string[] }> {
 /** A schema-valid sample of each type, addressed to `roundId`. */
 export function sample (type: string, roundId: string, clientId: string): Record<string, unknown> {
   switch (type) {
-    case 'hello': return { type, protocol: 2, clientId, signature: toBase64(new Uint8Array(64).fill(7)), models: ['mnist'], given: [{ model: 'mnist', base: 1, secure: true }] }
+    case 'hello': return { type, protocol: ROUND_PROTOCOL_VERSION, clientId, signature: toBase64(new Uint8Array(64).fill(7)), models: ['mnist'], given: [{ model: 'mnist', base: 1, secure: true }] }
     case 'accept': return { type, roundId }
     case 'decline': return { type, roundId, reason: 'no', given: { base: 1, secure: false } }
     case 'progress': return { type, roundId, epoch: 0, epochs: 1, loss: 0.5 }
@@ -90,8 +90,9 @@ export function schemaCases (roundId: string, clientId: string, big: number, see
       add('hello: clientId upper-case hex', JSON.stringify({ ...valid, clientId: clientId.toUpperCase() }), /clientId/)
       add('hello: clientId 63 hex', JSON.stringify({ ...valid, clientId: clientId.slice(1) }), /clientId/)
       add('hello: signature not base64', JSON.stringify({ ...valid, signature: '!!!!' }), /signature/)
-      add('hello: protocol 1 (a runtime of an older blockfed)', JSON.stringify({ ...valid, protocol: undefined }), /protocol: this coordinator speaks round protocol 2/)
-      add('hello: protocol 3', JSON.stringify({ ...valid, protocol: 3 }), /protocol: this coordinator speaks round protocol 2/)
+      add('hello: protocol 1 (a runtime of an older blockfed)', JSON.stringify({ ...valid, protocol: undefined }), /protocol: this coordinator speaks round protocol 3/)
+      add('hello: protocol 2 (a runtime of an older blockfed)', JSON.stringify({ ...valid, protocol: 2 }), /protocol: this coordinator speaks round protocol 3/)
+      add('hello: protocol 4', JSON.stringify({ ...valid, protocol: 4 }), /protocol: this coordinator speaks round protocol 3/)
       add('hello: given for a model it does not name', JSON.stringify({ ...valid, given: [{ model: 'other', base: 1, secure: true }] }), /given.*not among this hello's models/)
       add('hello: given twice for one model', JSON.stringify({ ...valid, given: [{ model: 'mnist', base: 1, secure: true }, { model: 'mnist', base: 2, secure: false }] }), /given.*listed twice/)
     }

@@ -238,6 +238,12 @@ describe('cost', () => {
     expect(model.metadata.layers.every(l => l.name !== 'd' || l.parameters === n * 4)).toBe(true)
     // The last nested layer is matched to the last free weight, so it is checked too.
     expect((await readError(json(3))).message).toBe('model.json: layer "d" (Dense) has units 3 but its kernel in the weights manifest is [1, 2]')
+    // One weight no layer takes, in front of them all, made every match walk past every owned one
+    // (3.8 s at 16,000): the walks are bounded together, and such a manifest is refused.
+    weights.unshift({ name: 'd/kernel', shape: [5, 5], dtype: 'float32' })
+    const decoy = json(2)
+    decoy[1] = { path: 'w.bin', bytes: new Uint8Array(n * 4 * 4 + 100) }
+    expect((await readError(decoy)).message).toMatch(/^model\.json: too many weights in the manifest share names \("d\/kernel" among them\)/)
   })
 
   for (const functional of [false, true]) {
