@@ -40,6 +40,8 @@ export interface DecryptorOptions {
    * key are refused, so a coordinator cannot make up clients to isolate a real one.
    */
   clients?: readonly string[]
+  /** Threads a round's decryption runs on (default: one per core, at most 8). */
+  threads?: number
   logger?: boolean
 }
 
@@ -83,6 +85,7 @@ export function createDecryptor (options: DecryptorOptions): Decryptor {
   checkCount('maxClients', maxClients, minClients)
   const maxBodyBytes = options.maxBodyBytes ?? DEFAULT_MAX_BODY_BYTES
   checkCount('maxBodyBytes', maxBodyBytes, 1024)
+  if (options.threads !== undefined) checkCount('threads', options.threads, 1)
   const clients = options.clients === undefined ? undefined : enrolled(options.clients)
   const host = options.host ?? DEFAULT_DECRYPTOR_HOST
   if (options.token === undefined && !isLoopback(host)) {
@@ -114,7 +117,7 @@ export function createDecryptor (options: DecryptorOptions): Decryptor {
         const layout = packingLayout(key.publicKey, maxClients)
         const keyInfo = await describeKey(key.publicKey, layout, minClients)
         server = await buildDecryptorServer({
-          secretKey: key, layout, keyInfo, minClients, rounds: await roundLog(options.dataDir), maxBodyBytes, token: options.token, logger: options.logger,
+          secretKey: key, layout, keyInfo, minClients, rounds: await roundLog(options.dataDir), maxBodyBytes, token: options.token, threads: options.threads, logger: options.logger,
           ...(clients === undefined ? {} : { clients })
         })
         await server.listen({ port: options.port ?? DEFAULT_DECRYPTOR_PORT, host })

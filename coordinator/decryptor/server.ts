@@ -61,7 +61,7 @@ import type { PaillierSecretKey } from '../../aggregation/paillier/keys.ts'
 import { ciphertextCount, type PackingLayout } from '../../aggregation/paillier/layout.ts'
 import { decodeCiphertexts, ringToBytes } from '../../aggregation/paillier/wire.ts'
 import { decryptSum, sumCiphertexts } from '../../aggregation/paillier/aggregate.ts'
-import { nativeModPow } from './native-mod-pow.ts'
+import { decryptAll } from './parallel-decrypt.ts'
 import { decryptRequestSchema, decryptResponseSchema, paillierKeyInfoSchema, roundIdSchema, type PaillierKeyInfo } from '../../aggregation/paillier/schemas.ts'
 import { clientErrorHandler, errorHandler } from '../http/errors.ts'
 import { useJsonBodyParser } from '../http/json-body.ts'
@@ -82,6 +82,8 @@ export interface DecryptorServerDeps {
   token?: string
   /** When set, only these client keys (hex) may contribute. */
   clients?: ReadonlySet<string>
+  /** Threads a round's decryption runs on (default: one per core, at most 8). */
+  threads?: number
   logger?: boolean
 }
 
@@ -107,7 +109,6 @@ export async function buildDecryptorServer (deps: DecryptorServerDeps): Promise<
   const api = app.withTypeProvider<ZodTypeProvider>()
   const { secretKey, layout, minClients } = deps
   const publicKey = secretKey.publicKey
-  const pow = nativeModPow()
 
   app.get('/openapi.json', { schema: { hide: true } }, async () => app.swagger())
 
@@ -182,7 +183,7 @@ export async function buildDecryptorServer (deps: DecryptorServerDeps): Promise<
     const work = (async () => {
       await deps.rounds.claim(record)
       try {
-        const sum = ringToBytes(await decryptSum(secretKey, sumCiphertexts(vectors, publicKey), layout, length, contributions.length, pow))
+        const sum = ringToBytes(await decryptSum(secretKey, sumCiphertexts(vectors, publicKey), layout, length, contributions.length, async sums => await decryptAll(secretKey, sums, deps.threads)))
         await deps.rounds.finish(record, { sum })
         return toBase64(sum)
       } catch (err) {

@@ -3,8 +3,9 @@
  * default 10 clients × 100K parameters with a 2048-bit key. Measures key generation, the offline
  * phase (r^n precomputation) with both randomness methods, the online phase (pack + encrypt +
  * encode, target ≤ 1 s per client), wire bytes versus the float32 update, the server's
- * homomorphic sum and the decryption of the sum (with OpenSSL's exponentiation, as the decryptor
- * runs it, beside the BigInt one as reference), and checks both results against the ring sum.
+ * homomorphic sum and the decryption of the sum (as the decryptor runs it: OpenSSL's
+ * exponentiation on one thread per core; then on one thread, and with the BigInt one as the
+ * reference), and checks every result against the ring sum.
  *
  * The `plain` offline phase (a full 2048-bit exponentiation per ciphertext) is timed on a sample
  * of `plainSample` ciphertexts and extrapolated linearly (each value costs the same, independent
@@ -20,7 +21,7 @@ import { decryptSum, encryptUpdate, sumEncodedUpdates } from '../../aggregation/
 import { ciphertextWidth } from '../../aggregation/paillier/wire.ts'
 import { ringSum } from '../../aggregation/ring.ts'
 import { mulberry32 } from '../../shared/random/seeded.ts'
-import { nativeModPow } from '../../coordinator/decryptor/native-mod-pow.ts'
+import { decryptAll, defaultDecryptThreads } from '../../coordinator/decryptor/parallel-decrypt.ts'
 import { machine } from './machine.ts'
 
 export interface PaillierCostOptions {
@@ -86,17 +87,20 @@ export async function paillierCost (options: PaillierCostOptions = {}): Promise<
   t = performance.now()
   const sums = sumEncodedUpdates(wire, layout, publicKey, parameters)
   const sumMs = performance.now() - t
-  // The decryptor's exponentiations by OpenSSL (as `blockfed decryptor` runs them), then by the
-  // BigInt modPow as the reference, on the same sums.
+  // The decryption as `blockfed decryptor` runs it (OpenSSL's exponentiation, on one thread per
+  // core), on one thread, then with the BigInt modPow on one thread as the reference; same sums.
   t = performance.now()
-  const result = await decryptSum(secretKey, sums, layout, parameters, clients, nativeModPow())
+  const result = await decryptSum(secretKey, sums, layout, parameters, clients, async s => await decryptAll(secretKey, s))
   const decryptMs = performance.now() - t
+  t = performance.now()
+  const oneThread = await decryptSum(secretKey, sums, layout, parameters, clients, async s => await decryptAll(secretKey, s, 1))
+  const oneThreadDecryptMs = performance.now() - t
   t = performance.now()
   const reference = await decryptSum(secretKey, sums, layout, parameters, clients)
   const bigintDecryptMs = performance.now() - t
-  log(`server sum ${ms(sumMs)} ms, decryption ${ms(decryptMs)} ms (BigInt modPow: ${ms(bigintDecryptMs)} ms)`)
+  log(`server sum ${ms(sumMs)} ms, decryption ${ms(decryptMs)} ms on ${defaultDecryptThreads()} threads (one thread: ${ms(oneThreadDecryptMs)} ms; BigInt modPow: ${ms(bigintDecryptMs)} ms)`)
   const expected = ringSum(xs, parameters)
-  const correct = result.every((v, i) => v === expected[i]) && reference.every((v, i) => v === expected[i])
+  const correct = [result, oneThread, reference].every(r => r.every((v, i) => v === expected[i]))
 
   const bytesPerClient = wire[0]?.length ?? 0
   const floatBytes = parameters * 4
@@ -139,8 +143,11 @@ export async function paillierCost (options: PaillierCostOptions = {}): Promise<
       homomorphicSumMs: ms(sumMs),
       decryptionMs: ms(decryptMs),
       decryptionPerCiphertextMs: ms(decryptMs / count),
+      decryptionThreads: defaultDecryptThreads(),
+      oneThreadDecryptionMs: ms(oneThreadDecryptMs),
       bigintDecryptionMs: ms(bigintDecryptMs),
-      nativeSpeedup: +(bigintDecryptMs / decryptMs).toFixed(2)
+      speedupOverBigint: +(bigintDecryptMs / decryptMs).toFixed(2),
+      threadSpeedup: +(oneThreadDecryptMs / decryptMs).toFixed(2)
     },
     correct,
     machine: machine()

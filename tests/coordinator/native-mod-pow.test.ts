@@ -1,12 +1,14 @@
 /**
  * The decryptor's OpenSSL exponentiation (coordinator/decryptor/native-mod-pow.ts) against the
  * BigInt `modPow` (itself checked against square-and-multiply in bigint.test.ts): every case,
- * including the ones OpenSSL refuses and hands back, and Paillier decryption with it.
+ * including the ones OpenSSL refuses and hands back, and Paillier decryption with it, on one
+ * thread and on several (parallel-decrypt.ts).
  */
 import { describe, it, expect } from 'vitest'
 import { modPow } from '../../aggregation/paillier/_bigint.ts'
 import { decrypt, generateKeyPair } from '../../aggregation/paillier/keys.ts'
 import { nativeModPow } from '../../coordinator/decryptor/native-mod-pow.ts'
+import { decryptAll } from '../../coordinator/decryptor/parallel-decrypt.ts'
 import { mulberry32 } from '../../shared/random/seeded.ts'
 import { seededBig } from '../helpers/bigint.ts'
 
@@ -61,4 +63,22 @@ describe('native modPow', () => {
     }
     expect(pow.stats()).toMatchObject({ native: 40, fallbacks: 0 })
   })
+})
+
+describe('decryption on several threads (parallel-decrypt.ts)', () => {
+  it('gives every plaintext in order, on one thread or several, and a bad ciphertext fails the whole', async () => {
+    const sk = await generateKeyPair(1024)
+    const rand = mulberry32(11)
+    const { n, n2 } = sk.publicKey
+    const messages = Array.from({ length: 150 }, () => seededBig(rand, 1000) % n)
+    const ciphertexts = messages.map(m => (1n + m * n) % n2 * modPow(seededBig(rand, 1020) % n || 1n, n, n2) % n2)
+    expect(await decryptAll(sk, ciphertexts, 2)).toEqual(messages) // two threads of 75
+    expect(await decryptAll(sk, ciphertexts, 1)).toEqual(messages)
+    expect(await decryptAll(sk, ciphertexts.slice(0, 10), 4)).toEqual(messages.slice(0, 10)) // too few for a thread
+    // A ciphertext sharing a factor with n, deep in the second thread's run: the worker's error comes back.
+    const bad = [...ciphertexts]
+    bad[120] = sk.p * 5n
+    await expect(decryptAll(sk, bad, 2)).rejects.toThrow('ciphertext: not coprime with n')
+    await expect(decryptAll(sk, [...ciphertexts, n2], 2)).rejects.toThrow('ciphertext: out of range [1, n²)')
+  }, 60_000)
 })
