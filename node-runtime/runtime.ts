@@ -23,6 +23,7 @@ import { withDeadline } from '../shared/load/deadline.ts'
 import { infer, type LoadedEngine, type ModelCode } from '../shared/runtime/lifecycle.ts'
 import { onnxPassthrough, tfjsPassthrough } from '../shared/runtime/passthrough.ts'
 import { IntegrityError, InvalidConfigError, InvalidInputError, isUnreachable, LedgerSecurityError, UnavailableError } from '../shared/errors/errors.ts'
+import { WitnessQuorumError } from '../shared/ledger/verify.ts'
 import { toHex } from '../shared/crypto/bytes.ts'
 import { ledgerClient } from '../shared/ledger/client.ts'
 import { targetVersion, type Target } from '../shared/versions/policy.ts'
@@ -512,9 +513,10 @@ export async function createNodeRuntime (options: NodeRuntimeOptions): Promise<N
         fetched = await obtainVersion(ctx, version, signal)
       } catch (err) {
         // Refuse to move, keep serving: a cold start falls back to the version in use, from
-        // what this runtime verified and kept, and reports the refusal.
-        if (!(err instanceof LedgerSecurityError) || state.current === null) throw err
-        options.onSecurityError?.(config.modelName, err)
+        // what this runtime verified and kept, and reports a refusal. A checkpoint short of its
+        // witnesses (one down, or cosignatures stripped on the way) is no reason to stop either.
+        if (!(err instanceof LedgerSecurityError || err instanceof WitnessQuorumError) || state.current === null) throw err
+        if (err instanceof LedgerSecurityError) options.onSecurityError?.(config.modelName, err)
         fetched = await obtainVersion(ctx, state.current, signal, { local: true })
       }
       serving = await serve(config, fetched)

@@ -31,7 +31,7 @@ export class InvalidConfigError extends BlockfedError {
 
 /** A hash, CID or signature does not match: data was corrupted or tampered with. */
 export class IntegrityError extends BlockfedError {
-  override readonly name = 'IntegrityError'
+  override readonly name: string = 'IntegrityError'
   override readonly status = 502
 }
 

@@ -15,7 +15,7 @@
 import { equalBytes, toBase64 } from '../crypto/bytes.ts'
 import { IntegrityError, isUnreachable, LedgerSecurityError } from '../errors/errors.ts'
 import type { SignedManifest } from '../manifest/schema.ts'
-import type { NoteVerifier } from './note.ts'
+import { splitNote, type NoteVerifier } from './note.ts'
 import { openCheckpoint, type Checkpoint } from './checkpoint.ts'
 import { leafHash, verifyConsistency, verifyInclusion } from './merkle.ts'
 import { parseEntry, type LedgerEntry } from './entry.ts'
@@ -38,7 +38,7 @@ export interface CheckpointStore {
 
 export interface VerifiedCheckpoint {
   checkpoint: Checkpoint
-  /** The note as served, cosignatures included. */
+  /** The note as served, with only the signature lines this policy's keys verified. */
   note: string
   cosigners: string[]
 }
@@ -53,16 +53,38 @@ export interface Anchor {
   checkpoint: VerifiedCheckpoint
 }
 
-/** Opens a checkpoint note under the trust policy: log signature, origin, enough witnesses. */
+/**
+ * A checkpoint signed by the log but cosigned by fewer known witnesses than the policy asks: a
+ * witness is down, or someone on the path stripped the cosignatures. Not proof of an attack, so
+ * a runtime keeps serving what it verified and kept rather than refusing to start.
+ */
+export class WitnessQuorumError extends IntegrityError {
+  override readonly name = 'WitnessQuorumError'
+}
+
+/**
+ * Opens a checkpoint note under the trust policy: log signature, origin, enough witnesses. The
+ * note returned keeps only the signature lines a key of the policy verified: a line nobody here
+ * could check is not carried into what is saved (a coordinator could otherwise plant a bad line
+ * under a witness's name that a later policy knowing that witness would refuse for ever).
+ */
 export function openTrusted (note: string, trust: LedgerTrust): VerifiedCheckpoint {
   const opened = openCheckpoint(note, trust.log, trust.witnesses)
   if (opened.checkpoint.origin !== trust.log.name) {
     throw new IntegrityError(`checkpoint of log "${opened.checkpoint.origin}", expected "${trust.log.name}"`)
   }
   if (opened.cosigners.length < trust.minWitnesses) {
-    throw new IntegrityError(`checkpoint ${opened.checkpoint.size}: cosigned by ${opened.cosigners.length} known witness(es) (${opened.cosigners.join(', ') || 'none'}), ${trust.minWitnesses} required`)
+    throw new WitnessQuorumError(`checkpoint ${opened.checkpoint.size}: cosigned by ${opened.cosigners.length} known witness(es) (${opened.cosigners.join(', ') || 'none'}), ${trust.minWitnesses} required`)
   }
-  return { checkpoint: opened.checkpoint, note, cosigners: opened.cosigners }
+  return { checkpoint: opened.checkpoint, note: verifiedLinesOnly(note, trust), cosigners: opened.cosigners }
+}
+
+/** `note` with the signature lines of the policy's keys only (each verified by openCheckpoint), once each. */
+function verifiedLinesOnly (note: string, trust: LedgerTrust): string {
+  const { text, signatures } = splitNote(note)
+  const known = [trust.log, ...trust.witnesses]
+  const kept = [...new Set(signatures.filter(s => known.some(k => k.name === s.name && equalBytes(k.keyId, s.keyId))).map(s => s.line))]
+  return `${text}\n${kept.map(line => `${line}\n`).join('')}`
 }
 
 /**

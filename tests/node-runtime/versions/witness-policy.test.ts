@@ -11,7 +11,8 @@ import { mkdtemp, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { advanceTrusted } from '../../../node-runtime/versions/ledger-trust.ts'
-import { verifyAnchor, type LedgerTrust } from '../../../shared/ledger/verify.ts'
+import { verifyAnchor, WitnessQuorumError, type LedgerTrust } from '../../../shared/ledger/verify.ts'
+import { concatBytes, toBase64 } from '../../../shared/crypto/bytes.ts'
 import type { SignedManifest } from '../../../shared/manifest/schema.ts'
 import { entry, fakeLog, logVerifier, witness } from '../../helpers/ledger-fake-log.ts'
 
@@ -43,6 +44,44 @@ describe('witness policy vs the persisted checkpoint', () => {
       expect(anchored, 'b@8 anchored for a model requiring 1 cosignature, in a checkpoint no witness cosigned').toBe(false)
       // Whatever comes back is what versions of B are verified against: it must meet B's policy.
       expect(got.cosigners.length, `returned checkpoint ${got.checkpoint.size} cosigned by ${got.cosigners.length}`).toBeGreaterThanOrEqual(1)
+    } finally {
+      await rm(dataDir, { recursive: true, force: true })
+    }
+  })
+
+  it('a bad line planted under a witness\'s name is not saved, so it cannot lock out a model that requires that witness', async () => {
+    const dataDir = await mkdtemp(join(tmpdir(), 'rl-poison-'))
+    try {
+      const w = witness('witness.test/w1', 9)
+      const log = fakeLog()
+      for (let v = 1; v <= 3; v++) log.append(entry('a', v))
+      const trustA: LedgerTrust = { log: logVerifier, witnesses: [], minWitnesses: 0 }
+      const trustB: LedgerTrust = { log: logVerifier, witnesses: [w.verifier], minWitnesses: 1 }
+      // Served to model A (no witnesses): checkpoint 3 and a junk line in w1's name and key ID
+      // (both public, in its verifier key), which A cannot check.
+      const junk = `— ${w.verifier.name} ${toBase64(concatBytes(w.verifier.keyId, new Uint8Array(72).fill(1)))}\n`
+      log.serve(log.note(3) + junk)
+      const a = await advanceTrusted(dataDir, trustA, log.client)
+      expect(a.note).toBe(log.note(3))
+      // Then an honest checkpoint, cosigned by w1, for model B: before, B re-opened the saved note
+      // with w1's key, met the junk line, and refused every checkpoint from then on.
+      for (let v = 1; v <= 2; v++) log.append(entry('b', v))
+      log.serve(log.note(5, [w.signer]))
+      expect((await advanceTrusted(dataDir, trustB, log.client)).checkpoint.size).toBe(5)
+      expect((await advanceTrusted(dataDir, trustB, log.client)).cosigners).toEqual([w.verifier.name])
+    } finally {
+      await rm(dataDir, { recursive: true, force: true })
+    }
+  })
+
+  it('a checkpoint short of its witnesses is a WitnessQuorumError (a runtime keeps its verified version on it)', async () => {
+    const dataDir = await mkdtemp(join(tmpdir(), 'rl-quorum-'))
+    try {
+      const w = witness('witness.test/w1', 9)
+      const log = fakeLog()
+      log.append(entry('b', 1))
+      log.serve(log.note(1))
+      await expect(advanceTrusted(dataDir, { log: logVerifier, witnesses: [w.verifier], minWitnesses: 1 }, log.client)).rejects.toThrow(WitnessQuorumError)
     } finally {
       await rm(dataDir, { recursive: true, force: true })
     }
