@@ -358,7 +358,10 @@ export async function createNodeRuntime (options: NodeRuntimeOptions): Promise<N
     const rejected = new Set(state.rejected)
     if (rejectFrom && from !== null) rejected.add(from)
     rejected.delete(to)
-    await ctx.local.saveState({ current: to, previous: from === to ? state.previous : from, rejected: [...rejected].sort((a, b) => a - b) })
+    // The rollback target is never a refused version (a rollback's own `from`, or one refused
+    // while another handle served it): check() would otherwise move back into it.
+    const previous = [from === to ? null : from, state.previous].find(v => v !== null && v !== to && !rejected.has(v)) ?? null
+    await ctx.local.saveState({ current: to, previous, rejected: [...rejected].sort((a, b) => a - b) })
   }
 
   async function rejectVersion (ctx: ObtainContext, version: number): Promise<void> {
@@ -623,7 +626,8 @@ export async function createNodeRuntime (options: NodeRuntimeOptions): Promise<N
         const from = serving.manifest.version
         const metric = await evaluate(serving, config, 'check')
         const bound = config.rollback?.below
-        const previous = (await ctx.local.state()).previous
+        const { previous: kept, rejected } = await ctx.local.state()
+        const previous = kept !== null && rejected.includes(kept) ? null : kept
         if (bound === undefined || metric >= bound || previous === null || previous >= from) {
           return { action: 'none', from, to: from, metrics: { current: metric }, reason: bound === undefined ? 'no rollback bound configured' : metric >= bound ? `metric ${metric.toFixed(4)} ≥ bound ${bound}` : 'no earlier version to roll back to', bytesFetched: 0 }
         }
@@ -675,6 +679,8 @@ export async function createNodeRuntime (options: NodeRuntimeOptions): Promise<N
 
     rollback: async (input, version, outer) => await operation('rollback', outer, async signal => {
       const config = await parse(input)
+      // A handle serving the model would go on serving what this refuses, and later roll back into it.
+      if (handlesOf(config.modelName).length > 0) throw new InvalidInputError(`${config.modelName} is loaded in this runtime: roll it back through its handle (handle.rollback), which switches what it serves`)
       // Checked before anything is fetched: a runtime that never ran the model (a wrong data dir,
       // most likely) has nothing to roll back from, and nothing to refuse afterwards.
       if ((await localVersions(join(options.dataDir, config.modelDir)).state()).current === null) {

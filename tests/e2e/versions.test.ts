@@ -21,6 +21,7 @@ import { UnavailableError } from '../../shared/errors/errors.ts'
 import { rolloutBucket } from '../../shared/versions/policy.ts'
 import { toHex } from '../../shared/crypto/bytes.ts'
 import { clientIdentity } from '../../node-runtime/fl/identity.ts'
+import { localVersions } from '../../node-runtime/versions/local-store.ts'
 
 let root: string
 let coordinator: Coordinator
@@ -189,11 +190,16 @@ describe('version policy', () => {
       // The same client decides the same way again.
       expect((await handle.update()).action).toBe('none')
     }
-    const stable = await (await runtime('stable-client')).load(config('digits', { channel: 'stable' }))
+    const stableRuntime = await runtime('stable-client')
+    const stable = await stableRuntime.load(config('digits', { channel: 'stable' }))
     expect(stable.manifest.version).toBe(3)
     // Rolling back to a version never loaded here fetches only the blocks it lacks: v2's head.
     const back = await stable.rollback(2)
     expect(back).toMatchObject({ action: 'rolled-back', from: 3, to: 2 })
+    // The refused version is never the rollback target (check() would move back into it).
+    expect(await localVersions(join(root, 'stable-client', 'digits')).state()).toMatchObject({ current: 2, previous: null, rejected: [3] })
+    // A rollback beside a live handle is refused: the handle would go on serving what it refuses.
+    await expect(stableRuntime.rollback(config('digits', { channel: 'stable' }), 1)).rejects.toThrow('digits is loaded in this runtime: roll it back through its handle (handle.rollback), which switches what it serves')
     expect(back.bytesFetched).toBeGreaterThan(0)
     expect(back.bytesFetched).toBeLessThanOrEqual(1.05 * headBytes)
     // Pointing stable back at an older version does not move a runtime that runs a newer one.
