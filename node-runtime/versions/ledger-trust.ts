@@ -4,7 +4,8 @@
  *
  * The log key is the config's `ledger.key`, or else the key the coordinator serves at
  * `/ledger/key` — accepted only if it is an Ed25519 key equal to the pinned coordinator key, and
- * pinned in turn under `<data>/ledger/` so that it is known offline and cannot change. The last
+ * pinned in turn under `<data>/ledger/`, per coordinator key, so that it is known offline and
+ * neither it nor the log's name can change. The last
  * trusted checkpoint of each log is kept in `<data>/ledger/<log>.checkpoint`, replaced
  * atomically and only after its consistency with the previous one was proved (shared/ledger/verify.ts).
  */
@@ -30,8 +31,13 @@ export async function ledgerTrust (dataDir: string, config: AoeConfig, coordinat
   const dir = join(dataDir, 'ledger')
   let vkey = config.ledger.key
   if (vkey === undefined) {
-    const path = join(dir, `${await fileName(config.updateURL)}.vkey`)
-    const pinned = (await readIfExists(path))?.trim()
+    // Pinned per coordinator key, which signs the log: pinned per URL, another spelling of the
+    // same coordinator (a trailing '/', another host name) could bring the same key under a new
+    // log name, whose history no checkpoint kept here constrains. Pins of the URL-keyed kind,
+    // from before, still count.
+    const path = join(dir, `${await fileName(toHex(coordinatorKey))}.vkey`)
+    const legacy = join(dir, `${await fileName(config.updateURL)}.vkey`)
+    const pinned = (await readIfExists(path))?.trim() ?? (await readIfExists(legacy))?.trim()
     let served: string | undefined
     try {
       served = await ledger.key(signal)
@@ -46,7 +52,7 @@ export async function ledgerTrust (dataDir: string, config: AoeConfig, coordinat
     if (parsed.type !== 'ed25519' || !equalBytes(parsed.publicKey, coordinatorKey)) {
       throw new IntegrityError(`coordinator ${config.updateURL} serves log key ${vkey}, which is not the coordinator key ${toHex(coordinatorKey)}`)
     }
-    if (pinned === undefined) {
+    if ((await readIfExists(path)) === undefined) {
       await mkdir(dir, { recursive: true })
       await writeFileAtomic(path, `${vkey}\n`)
     }
