@@ -354,19 +354,19 @@ export async function createNodeRuntime (options: NodeRuntimeOptions): Promise<N
 
   /** Records a move from `from` to `to` (`rejectFrom`: never come back to `from`). */
   async function record (ctx: ObtainContext, from: number | null, to: number, rejectFrom: boolean): Promise<void> {
-    const state = await ctx.local.state()
-    const rejected = new Set(state.rejected)
-    if (rejectFrom && from !== null) rejected.add(from)
-    rejected.delete(to)
-    // The rollback target is never a refused version (a rollback's own `from`, or one refused
-    // while another handle served it): check() would otherwise move back into it.
-    const previous = [from === to ? null : from, state.previous].find(v => v !== null && v !== to && !rejected.has(v)) ?? null
-    await ctx.local.saveState({ current: to, previous, rejected: [...rejected].sort((a, b) => a - b) })
+    await ctx.local.updateState(state => {
+      const rejected = new Set(state.rejected)
+      if (rejectFrom && from !== null) rejected.add(from)
+      rejected.delete(to)
+      // The rollback target is never a refused version (a rollback's own `from`, or one refused
+      // while another handle served it): check() would otherwise move back into it.
+      const previous = [from === to ? null : from, state.previous].find(v => v !== null && v !== to && !rejected.has(v)) ?? null
+      return { current: to, previous, rejected: [...rejected].sort((a, b) => a - b) }
+    })
   }
 
   async function rejectVersion (ctx: ObtainContext, version: number): Promise<void> {
-    const state = await ctx.local.state()
-    await ctx.local.saveState({ ...state, rejected: [...new Set([...state.rejected, version])].sort((a, b) => a - b) })
+    await ctx.local.updateState(state => ({ ...state, rejected: [...new Set([...state.rejected, version])].sort((a, b) => a - b) }))
   }
 
   /**

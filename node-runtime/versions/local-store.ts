@@ -14,7 +14,7 @@
  * it holds the versions rolled back from (never to be taken again); its error says how to reset.
  */
 import { mkdir, rename } from 'node:fs/promises'
-import { join } from 'node:path'
+import { join, resolve } from 'node:path'
 import { z } from 'zod'
 import { fromBase64, toBase64 } from '../../shared/crypto/bytes.ts'
 import { signedManifestSchema, type SignedManifest } from '../../shared/manifest/schema.ts'
@@ -52,6 +52,8 @@ const storedSchema = z.strictObject({
 export interface LocalVersions {
   state: () => Promise<VersionState>
   saveState: (state: VersionState) => Promise<void>
+  /** Reads the state, changes it and writes it back, with no other write to this folder in between. */
+  updateState: (change: (state: VersionState) => VersionState) => Promise<VersionState>
   anchor: (version: number) => Promise<{ signed: SignedManifest, anchor: StoredAnchor } | undefined>
   saveAnchor: (signed: SignedManifest, anchor: StoredAnchor) => Promise<void>
   /** The kept keys among `keyIds`. */
@@ -65,14 +67,24 @@ export interface LocalVersionsOptions {
   onDamaged?: (path: string, error: IntegrityError) => void
 }
 
+/**
+ * Writes per folder, for this process: every LocalVersions of one model dir (each handle and each
+ * call makes its own) queues behind the same writes, so two read-change-writes cannot interleave
+ * and lose one another's change (a version refused by one handle, say).
+ */
+const queues = new Map<string, Promise<unknown>>()
+
 export function localVersions (dir: string, options: LocalVersionsOptions = {}): LocalVersions {
   const statePath = join(dir, 'versions.json')
   const keysPath = join(dir, 'keys.json')
   const anchorPath = (v: number): string => join(dir, 'anchors', `${v}.json`)
-  let queue: Promise<unknown> = Promise.resolve()
+  const queueKey = resolve(dir)
   const serial = async <T>(task: () => Promise<T>): Promise<T> => {
-    const run = queue.then(task)
-    queue = run.catch(() => undefined)
+    const run = (queues.get(queueKey) ?? Promise.resolve()).then(task)
+    const settled = run.catch(() => undefined)
+    queues.set(queueKey, settled)
+    // Forgotten once idle, so the map holds only folders with writes under way.
+    void settled.then(() => { if (queues.get(queueKey) === settled) queues.delete(queueKey) })
     return await run
   }
   /** Parses `path` with `schema`; damaged, the file is moved aside and reads as absent. */
@@ -92,21 +104,29 @@ export function localVersions (dir: string, options: LocalVersionsOptions = {}):
   }
   const readKeys = async (): Promise<Record<string, string>> => await readRecoverable(keysPath, z.record(z.string(), z.string())) ?? {}
 
+  const readState = async (): Promise<VersionState> => {
+    const text = await readIfExists(statePath)
+    if (text === undefined) return { current: null, previous: null, rejected: [] }
+    try {
+      return parseJsonWith(stateSchema, text, statePath, IntegrityError)
+    } catch (err) {
+      if (!(err instanceof IntegrityError)) throw err
+      throw new IntegrityError(`${err.message} (to start this model again from its channel's version, remove the file: ` +
+        'this forgets the rollback target and the versions rolled back from)', { cause: err })
+    }
+  }
+  const writeState = async (state: VersionState): Promise<void> => {
+    await mkdir(dir, { recursive: true })
+    await writeFileAtomic(statePath, `${JSON.stringify(stateSchema.parse(state))}\n`)
+  }
+
   return {
-    async state () {
-      const text = await readIfExists(statePath)
-      if (text === undefined) return { current: null, previous: null, rejected: [] }
-      try {
-        return parseJsonWith(stateSchema, text, statePath, IntegrityError)
-      } catch (err) {
-        if (!(err instanceof IntegrityError)) throw err
-        throw new IntegrityError(`${err.message} (to start this model again from its channel's version, remove the file: ` +
-          'this forgets the rollback target and the versions rolled back from)', { cause: err })
-      }
-    },
-    saveState: async state => await serial(async () => {
-      await mkdir(dir, { recursive: true })
-      await writeFileAtomic(statePath, `${JSON.stringify(stateSchema.parse(state))}\n`)
+    state: readState,
+    saveState: async state => { await serial(async () => { await writeState(state) }) },
+    updateState: async change => await serial(async () => {
+      const next = change(await readState())
+      await writeState(next)
+      return next
     }),
     anchor: async version => await readRecoverable(anchorPath(version), storedSchema),
     saveAnchor: async (signed, anchor) => await serial(async () => {

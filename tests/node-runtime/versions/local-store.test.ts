@@ -24,6 +24,14 @@ describe('a runtime\'s kept version state', () => {
     expect((await stat(join(dir, 'keys.json'))).mode & 0o777).toBe(0o600)
   })
 
+  it('changes of one folder made through separate instances (two handles) all land: none overwrites another', async () => {
+    const [a, b] = [localVersions(dir), localVersions(dir)]
+    await a.saveState({ current: 3, previous: 2, rejected: [] })
+    // Before, each instance read, changed and wrote on its own: the later write lost the other's version.
+    await Promise.all([1, 2, 4, 5, 6].map(async (v, i) => await (i % 2 === 0 ? a : b).updateState(s => ({ ...s, rejected: [...s.rejected, v].sort((x, y) => x - y) }))))
+    expect(await localVersions(dir).state()).toEqual({ current: 3, previous: 2, rejected: [1, 2, 4, 5, 6] })
+  })
+
   it('never replaces a kept key', async () => {
     const local = localVersions(dir)
     const good = new Uint8Array(32).fill(1)
