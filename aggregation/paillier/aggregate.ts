@@ -8,7 +8,7 @@ import { decrypt, type PaillierPublicKey, type PaillierSecretKey } from './keys.
 import { ciphertextCount, pack, unpack, type PackingLayout } from './layout.ts'
 import type { RandomnessPool } from './randomness.ts'
 import { decodeCiphertexts, encodeCiphertexts } from './wire.ts'
-import { yielder } from './_bigint.ts'
+import { yielder, type ModPow } from './_bigint.ts'
 
 function checkLayout (layout: PackingLayout, publicKey: PaillierPublicKey, what: string): void {
   if (layout.keyBits !== publicKey.bits) throw new InvalidInputError(`${what}: layout is for a ${layout.keyBits}-bit key, the key has ${publicKey.bits} bits`)
@@ -59,12 +59,13 @@ export async function decryptSum (secretKey: PaillierSecretKey, sums: readonly b
   return unpack(plain, layout, length, clients)
 }
 
-async function decryptInTurn (secretKey: PaillierSecretKey, sums: readonly bigint[]): Promise<bigint[]> {
+/** Decrypts each of `sums` in order on this thread, `pow` doing the exponentiations, yielding now and then. */
+export async function decryptInTurn (secretKey: PaillierSecretKey, sums: readonly bigint[], pow?: ModPow): Promise<bigint[]> {
   const plain = new Array<bigint>(sums.length)
   const pause = yielder()
   for (let i = 0; i < sums.length; i++) {
     await pause()
-    plain[i] = decrypt(secretKey, sums[i] as bigint)
+    plain[i] = decrypt(secretKey, sums[i] as bigint, pow)
   }
   return plain
 }

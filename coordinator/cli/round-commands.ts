@@ -15,7 +15,7 @@ import { parseJsonText } from '../../shared/config/json.ts'
 import { AccessDeniedError, InvalidInputError, isUnreachable, TimeoutError } from '../../shared/errors/errors.ts'
 import { sleep } from '../../shared/load/deadline.ts'
 import { describeIssues } from '../../shared/errors/parse-json.ts'
-import type { RoundListEntry, RoundStatus } from '../../shared/rounds/api.ts'
+import { clientCounts, type RoundListEntry, type RoundStatus } from '../../shared/rounds/api.ts'
 import { roundRequestSchema, secureModeSchema, type RoundRequestInput } from '../../shared/rounds/config.ts'
 import { strategyConfigSchema } from '../../shared/rounds/strategy-config.ts'
 import { DEFAULT_COORDINATOR, integer, jsonArgument, modelName, number, token, url } from './args.ts'
@@ -89,12 +89,6 @@ export async function roundRequest (name: string, o: StartOptions): Promise<Roun
 
 const seconds = (from: string, to: string): string => `${((Date.parse(to) - Date.parse(from)) / 1000).toFixed(1)} s`
 
-function counts (clients: RoundStatus['clients']): Record<string, number> {
-  const out: Record<string, number> = {}
-  for (const c of clients) out[c.status] = (out[c.status] ?? 0) + 1
-  return out
-}
-
 const describeCounts = (c: Record<string, number>): string => {
   const parts = Object.entries(c).sort(([a], [b]) => a.localeCompare(b)).map(([s, n]) => `${n} ${s}`)
   return parts.length === 0 ? 'no clients yet' : parts.join(', ')
@@ -109,7 +103,7 @@ function outcome (r: RoundStatus | RoundListEntry): string {
 function printRound (r: RoundStatus): void {
   console.log(`${r.id}  ${outcome(r)}  ${r.secure}  ${seconds(r.createdAt, r.updatedAt)}`)
   if (r.metrics !== null) console.log(`  metrics  ${Object.entries(r.metrics).map(([k, v]) => `${k}=${Number.isInteger(v) ? v : v.toPrecision(4)}`).join('  ')}`)
-  console.log(`  clients  ${describeCounts(counts(r.clients))}`)
+  console.log(`  clients  ${describeCounts(clientCounts(r.clients))}`)
   for (const c of r.clients) console.log(`    ${c.clientId.slice(0, 16)}…  ${c.status}`)
 }
 
@@ -128,7 +122,7 @@ async function follow (c: CoordinatorClient, id: string, timeoutS: number, json:
       const r = await c.round(id)
       if (unreachable) say(`${id}  the coordinator answers again`)
       unreachable = false
-      const line = `${r.state}: ${describeCounts(counts(r.clients))}`
+      const line = `${r.state}: ${describeCounts(clientCounts(r.clients))}`
       if (line !== last) say(`${id}  ${line}`)
       last = line
       if (r.state === 'published' || r.state === 'failed') return r

@@ -6,8 +6,10 @@
  */
 import { availableParallelism } from 'node:os'
 import { Worker } from 'node:worker_threads'
-import { decrypt, type PaillierSecretKey } from '../../aggregation/paillier/keys.ts'
-import { fromBytes, toFixedBytes, yielder } from '../../aggregation/paillier/_bigint.ts'
+import type { PaillierSecretKey } from '../../aggregation/paillier/keys.ts'
+import { decryptInTurn } from '../../aggregation/paillier/aggregate.ts'
+import { ciphertextWidth } from '../../aggregation/paillier/wire.ts'
+import { fromBytes, toFixedBytes } from '../../aggregation/paillier/_bigint.ts'
 import { InvalidInputError } from '../../shared/errors/errors.ts'
 import { nativeModPow } from './native-mod-pow.ts'
 
@@ -22,18 +24,9 @@ const WORKER = new URL(import.meta.url.endsWith('.ts') ? './decrypt-worker.ts' :
 /** Decrypts every ciphertext of `sums` (each in [1, n²)), in order, on up to `threads` threads. */
 export async function decryptAll (secretKey: PaillierSecretKey, sums: readonly bigint[], threads = defaultDecryptThreads()): Promise<bigint[]> {
   const runs = Math.max(1, Math.min(threads, Math.floor(sums.length / MIN_PER_THREAD)))
-  if (runs === 1) {
-    const pow = nativeModPow()
-    const pause = yielder()
-    const out: bigint[] = []
-    for (const c of sums) {
-      await pause()
-      out.push(decrypt(secretKey, c, pow))
-    }
-    return out
-  }
+  if (runs === 1) return await decryptInTurn(secretKey, sums, nativeModPow())
   const { n2 } = secretKey.publicKey
-  const width = Math.ceil(secretKey.publicKey.bits / 4)
+  const width = ciphertextWidth(secretKey.publicKey)
   const plainWidth = Math.ceil(secretKey.publicKey.bits / 8)
   for (const c of sums) if (c <= 0n || c >= n2) throw new InvalidInputError('ciphertext: out of range [1, n²)')
   const per = Math.ceil(sums.length / runs)

@@ -7,7 +7,7 @@ import type { FastifyInstance, FastifyRequest } from 'fastify'
 import type { ZodTypeProvider } from 'fastify-type-provider-zod'
 import { z } from 'zod'
 import { roundRequestSchema } from '../../shared/rounds/config.ts'
-import { roundListSchema, roundStartedSchema, roundSummarySchema, type RoundStatus } from '../../shared/rounds/api.ts'
+import { clientCounts, roundListSchema, roundStartedSchema, roundSummarySchema, type RoundStatus } from '../../shared/rounds/api.ts'
 import { errorBodySchema, modelNameSchema } from '../../shared/client/api-schemas.ts'
 import { AccessDeniedError, NotFoundError } from '../../shared/errors/errors.ts'
 import type { Repository } from '../store/repository.ts'
@@ -62,9 +62,7 @@ export async function roundRoutes (app: FastifyInstance, deps: RoundRoutesDeps):
     await operator(req, deps, 'read rounds')
     const rounds = deps.store.list(req.params.name, req.query.limit).map(r => {
       const { clients, ...rest } = status(deps.store, r)
-      const clientCounts: Record<string, number> = {}
-      for (const c of clients) clientCounts[c.status] = (clientCounts[c.status] ?? 0) + 1
-      return { ...rest, clientCounts }
+      return { ...rest, clientCounts: clientCounts(clients) }
     })
     return { model: req.params.name, rounds }
   })

@@ -282,6 +282,12 @@ export function createParticipant (options: ParticipantOptions): Participant {
     }
   }
 
+  /** Declines an offer, saying why (and with this runtime's record, when that is the reason). */
+  function decline (roundId: string, reason: string, given?: GivenUpload): void {
+    send({ type: 'decline', roundId, reason: reason.slice(0, 500), ...(given === undefined ? {} : { given }) })
+    emit({ type: 'offer', roundId, accepted: false, reason })
+  }
+
   function offer (config: RoundConfig): void {
     const model = options.models[config.model]
     const reason = current !== undefined
@@ -292,8 +298,7 @@ export function createParticipant (options: ParticipantOptions): Participant {
             ? 'not among the selected clients'
             : sending.has(baseKey(config)) ? `still sending an update from ${config.model}@${config.baseVersion}` : undefined
     if (reason !== undefined) {
-      send({ type: 'decline', roundId: config.id, reason })
-      emit({ type: 'offer', roundId: config.id, accepted: false, reason })
+      decline(config.id, reason)
       return
     }
     const controller = new AbortController()
@@ -307,8 +312,7 @@ export function createParticipant (options: ParticipantOptions): Participant {
       const reason = secure?.refusal ?? `secure mode ${config.secure.mode} is not available here (createParticipant was given no secureClient: pass secureClients() from blockfed/node)`
       clearTimeout(timer)
       secure?.dispose()
-      send({ type: 'decline', roundId: config.id, reason: reason.slice(0, 500) })
-      emit({ type: 'offer', roundId: config.id, accepted: false, reason })
+      decline(config.id, reason)
       return
     }
     const round = { config, secure, controller, result: resolveResult, bytesUp: 0, bytesDown: 0, uploaded: false }
@@ -332,8 +336,7 @@ export function createParticipant (options: ParticipantOptions): Participant {
         secure.dispose()
         if (current === round) current = undefined
         if (refusal === undefined) return
-        send({ type: 'decline', roundId: config.id, reason: refusal.reason.slice(0, 500), ...(refusal.given === undefined ? {} : { given: refusal.given }) })
-        emit({ type: 'offer', roundId: config.id, accepted: false, reason: refusal.reason })
+        decline(config.id, refusal.reason, refusal.given)
         return
       }
       round.bytesUp += send({ type: 'accept', roundId: config.id })

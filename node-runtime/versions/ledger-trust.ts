@@ -19,6 +19,7 @@ import type { LedgerClient } from '../../shared/ledger/client.ts'
 import { parseVerifierKey } from '../../shared/ledger/note.ts'
 import { advanceCheckpoint, type CheckpointStore, type LedgerTrust, type VerifiedCheckpoint } from '../../shared/ledger/verify.ts'
 import { readIfExists, writeFileAtomic } from '../atomic-file.ts'
+import { keyedQueue } from '../keyed-queue.ts'
 
 const fileName = async (text: string): Promise<string> => (await sha256Hex(new TextEncoder().encode(text))).slice(0, 16)
 
@@ -37,7 +38,8 @@ export async function ledgerTrust (dataDir: string, config: AoeConfig, coordinat
     // from before, still count.
     const path = join(dir, `${await fileName(toHex(coordinatorKey))}.vkey`)
     const legacy = join(dir, `${await fileName(config.updateURL)}.vkey`)
-    const pinned = (await readIfExists(path))?.trim() ?? (await readIfExists(legacy))?.trim()
+    const own = (await readIfExists(path))?.trim()
+    const pinned = own ?? (await readIfExists(legacy))?.trim()
     let served: string | undefined
     try {
       served = await ledger.key(signal)
@@ -52,7 +54,7 @@ export async function ledgerTrust (dataDir: string, config: AoeConfig, coordinat
     if (parsed.type !== 'ed25519' || !equalBytes(parsed.publicKey, coordinatorKey)) {
       throw new IntegrityError(`coordinator ${config.updateURL} serves log key ${vkey}, which is not the coordinator key ${toHex(coordinatorKey)}`)
     }
-    if ((await readIfExists(path)) === undefined) {
+    if (own === undefined) {
       await mkdir(dir, { recursive: true })
       await writeFileAtomic(path, `${vkey}\n`)
     }
@@ -62,7 +64,7 @@ export async function ledgerTrust (dataDir: string, config: AoeConfig, coordinat
   return { log, witnesses, minWitnesses: config.ledger.minWitnesses }
 }
 
-const queues = new Map<string, Promise<unknown>>()
+const perLog = keyedQueue()
 
 /**
  * Moves this runtime's trusted checkpoint of the log forward (shared/ledger/verify.ts). Calls
@@ -78,7 +80,5 @@ export async function advanceTrusted (dataDir: string, trust: LedgerTrust, ledge
       await writeFileAtomic(path, note)
     }
   }
-  const run = (queues.get(path) ?? Promise.resolve()).then(async () => await advanceCheckpoint(ledger, trust, store, signal))
-  queues.set(path, run.catch(() => undefined))
-  return await run
+  return await perLog(path, async () => await advanceCheckpoint(ledger, trust, store, signal))
 }

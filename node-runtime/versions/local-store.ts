@@ -20,6 +20,7 @@ import { fromBase64, toBase64 } from '../../shared/crypto/bytes.ts'
 import { signedManifestSchema, type SignedManifest } from '../../shared/manifest/schema.ts'
 import { IntegrityError } from '../../shared/errors/errors.ts'
 import { parseJsonWith } from '../../shared/errors/parse-json.ts'
+import { keyedQueue } from '../keyed-queue.ts'
 import { readIfExists, writeFileAtomic } from '../atomic-file.ts'
 
 export interface VersionState {
@@ -72,21 +73,14 @@ export interface LocalVersionsOptions {
  * call makes its own) queues behind the same writes, so two read-change-writes cannot interleave
  * and lose one another's change (a version refused by one handle, say).
  */
-const queues = new Map<string, Promise<unknown>>()
+const inFolder = keyedQueue()
 
 export function localVersions (dir: string, options: LocalVersionsOptions = {}): LocalVersions {
   const statePath = join(dir, 'versions.json')
   const keysPath = join(dir, 'keys.json')
   const anchorPath = (v: number): string => join(dir, 'anchors', `${v}.json`)
-  const queueKey = resolve(dir)
-  const serial = async <T>(task: () => Promise<T>): Promise<T> => {
-    const run = (queues.get(queueKey) ?? Promise.resolve()).then(task)
-    const settled = run.catch(() => undefined)
-    queues.set(queueKey, settled)
-    // Forgotten once idle, so the map holds only folders with writes under way.
-    void settled.then(() => { if (queues.get(queueKey) === settled) queues.delete(queueKey) })
-    return await run
-  }
+  const folder = resolve(dir)
+  const serial = async <T>(task: () => Promise<T>): Promise<T> => await inFolder(folder, task)
   /** Parses `path` with `schema`; damaged, the file is moved aside and reads as absent. */
   const readRecoverable = async <T>(path: string, schema: z.ZodType<T>): Promise<T | undefined> => {
     const text = await readIfExists(path)

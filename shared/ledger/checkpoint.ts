@@ -31,6 +31,8 @@ export interface OpenedCheckpoint {
   cosigners: string[]
   /** Every signature line of the note (the log's, witnesses', unknown ones), without newlines. */
   lines: string[]
+  /** The note with only the lines the given keys verified (the log's and known witnesses'), each once. */
+  verifiedNote: string
 }
 
 const DECIMAL = /^(0|[1-9][0-9]*)$/
@@ -85,7 +87,8 @@ export function openCheckpoint (note: string, logVerifier: NoteVerifier, witness
   const cosigners = [...new Set(witnesses
     .filter(w => opened.verified.some(v => v.name === w.name && equalBytes(v.keyId, w.keyId)))
     .map(w => w.name))]
-  return { checkpoint: parseCheckpoint(opened.text), note, cosigners, lines: opened.lines }
+  const verifiedNote = `${opened.text}\n${opened.verifiedLines.map(line => `${line}\n`).join('')}`
+  return { checkpoint: parseCheckpoint(opened.text), note, cosigners, lines: opened.lines, verifiedNote }
 }
 
 function checkLine (line: string, what: string): void {

@@ -47,6 +47,8 @@ export interface OpenedNote {
   verified: Array<{ name: string, keyId: Uint8Array }>
   /** Every distinct signature line, verified or not, in note order, without newlines. */
   lines: string[]
+  /** The distinct lines a known key signed (each verified), in note order. */
+  verifiedLines: string[]
 }
 
 /** Signature type bytes (signed-note §Signature types). */
@@ -205,6 +207,7 @@ export function inspectNote (note: string, verifiers: NoteVerifier[]): OpenedNot
   const message = utf8ToBytes(text)
   const verified: OpenedNote['verified'] = []
   const lines = new Set<string>()
+  const verifiedLines: string[] = []
   for (const sig of signatures) {
     // A line repeated byte for byte verifies as its first copy did: checked once (a note of one
     // valid line sent 100 times cost a witness 100 verifications).
@@ -218,9 +221,10 @@ export function inspectNote (note: string, verifiers: NoteVerifier[]): OpenedNot
     if (!(matches[0] as NoteVerifier).verify(message, sig.signature)) {
       throw new IntegrityError(`note: the signature by ${sig.name}+${toHex(sig.keyId)} does not verify`)
     }
+    verifiedLines.push(sig.line)
     if (!verified.some(v => v.name === sig.name && equalBytes(v.keyId, sig.keyId))) verified.push({ name: sig.name, keyId: sig.keyId })
   }
-  return { text, verified, lines: [...lines] }
+  return { text, verified, lines: [...lines], verifiedLines }
 }
 
 function makeLine (message: Uint8Array, signer: NoteSigner): string {

@@ -15,7 +15,7 @@
 import { equalBytes, toBase64 } from '../crypto/bytes.ts'
 import { IntegrityError, isUnreachable, LedgerSecurityError } from '../errors/errors.ts'
 import type { SignedManifest } from '../manifest/schema.ts'
-import { splitNote, type NoteVerifier } from './note.ts'
+import type { NoteVerifier } from './note.ts'
 import { openCheckpoint, type Checkpoint } from './checkpoint.ts'
 import { leafHash, verifyConsistency, verifyInclusion } from './merkle.ts'
 import { parseEntry, type LedgerEntry } from './entry.ts'
@@ -76,15 +76,7 @@ export function openTrusted (note: string, trust: LedgerTrust): VerifiedCheckpoi
   if (opened.cosigners.length < trust.minWitnesses) {
     throw new WitnessQuorumError(`checkpoint ${opened.checkpoint.size}: cosigned by ${opened.cosigners.length} known witness(es) (${opened.cosigners.join(', ') || 'none'}), ${trust.minWitnesses} required`)
   }
-  return { checkpoint: opened.checkpoint, note: verifiedLinesOnly(note, trust), cosigners: opened.cosigners }
-}
-
-/** `note` with the signature lines of the policy's keys only (each verified by openCheckpoint), once each. */
-function verifiedLinesOnly (note: string, trust: LedgerTrust): string {
-  const { text, signatures } = splitNote(note)
-  const known = [trust.log, ...trust.witnesses]
-  const kept = [...new Set(signatures.filter(s => known.some(k => k.name === s.name && equalBytes(k.keyId, s.keyId))).map(s => s.line))]
-  return `${text}\n${kept.map(line => `${line}\n`).join('')}`
+  return { checkpoint: opened.checkpoint, note: opened.verifiedNote, cosigners: opened.cosigners }
 }
 
 /**
