@@ -595,6 +595,14 @@ export async function createNodeRuntime (options: NodeRuntimeOptions): Promise<N
         const t = await target(ctx, signal)
         if (t === 'offline') return { action: 'none', from, to: from, reason: 'coordinator unreachable', bytesFetched: 0 }
         const log = await checkLog(ctx, signal)
+        // A second entry for the version served here, appended since it was verified: the log
+        // can now show other runtimes another manifest under it. Raised while nothing newer is
+        // offered to move to; the version moved to is checked on its own (obtain.ts).
+        const anchored = log.checkpoint.entries.entriesOf(config.modelName, from)
+        const staying = t === undefined || t.version === from || (t.version < from && t.reason !== 'pin')
+        if (anchored.length > 1 && staying) {
+          throw new LedgerSecurityError(`${config.modelName}@${from}, served here: the log now anchors it ${anchored.length} times (entries ${anchored.join(', ')}), so runtimes can be shown different manifests under it`, { offered: log.checkpoint.note })
+        }
         if (t === undefined || t.version === from) return { action: 'none', from, to: from, reason: t === undefined ? 'the channel\'s version was rolled back from here' : `on the ${t.reason} version`, bytesFetched: 0 }
         // A channel never moves a runtime backwards: going back is a rollback, decided here.
         if (t.version < from && t.reason !== 'pin') return { action: 'none', from, to: from, reason: `the ${t.reason} channel points at ${t.version}, older than ${from}; only a rollback goes back`, bytesFetched: 0 }

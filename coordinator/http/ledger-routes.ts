@@ -8,10 +8,10 @@ import type { FastifyInstance } from 'fastify'
 import type { ZodTypeProvider } from 'fastify-type-provider-zod'
 import { z } from 'zod'
 import { errorBodySchema, modelNameSchema } from '../../shared/client/api-schemas.ts'
-import { channelNameSchema, channelRequestSchema, channelSetResponseSchema, channelsResponseSchema, consistencyResponseSchema, entryResponseSchema, inclusionResponseSchema, ledgerNumberSchema } from '../../shared/ledger/api.ts'
-import { parseEntry } from '../../shared/ledger/entry.ts'
+import { channelNameSchema, channelRequestSchema, channelSetResponseSchema, channelsResponseSchema, consistencyResponseSchema, ENTRIES_PAGE, entriesResponseSchema, entryResponseSchema, inclusionResponseSchema, ledgerNumberSchema } from '../../shared/ledger/api.ts'
+import { parseEntry, type LedgerEntry } from '../../shared/ledger/entry.ts'
 import { toBase64 } from '../../shared/crypto/bytes.ts'
-import { AccessDeniedError, InvalidInputError, NotFoundError } from '../../shared/errors/errors.ts'
+import { AccessDeniedError, IntegrityError, InvalidInputError, NotFoundError } from '../../shared/errors/errors.ts'
 import type { Repository } from '../store/repository.ts'
 import type { VersionLog } from '../ledger/log.ts'
 import { authenticate } from './auth.ts'
@@ -23,6 +23,19 @@ export interface LedgerRoutesDeps {
 
 const errors = { 400: errorBodySchema, 403: errorBodySchema, 404: errorBodySchema }
 const TEXT = 'text/plain; charset=utf-8'
+
+/**
+ * A stored leaf as an entry. Bytes that are not one are never served as one: the log's own
+ * storage is at fault (an edit behind its back), so 502 IntegrityError, not the caller's 400.
+ */
+function storedEntry (bytes: Uint8Array, index: number): LedgerEntry {
+  try {
+    return parseEntry(bytes, `ledger entry ${index}`)
+  } catch (err) {
+    if (err instanceof IntegrityError) throw err
+    throw new IntegrityError(`ledger entry ${index} as stored is not a ledger entry: ${(err as Error).message}`, { cause: err })
+  }
+}
 
 export async function ledgerRoutes (app: FastifyInstance, deps: LedgerRoutesDeps): Promise<void> {
   const api = app.withTypeProvider<ZodTypeProvider>()
@@ -47,7 +60,24 @@ export async function ledgerRoutes (app: FastifyInstance, deps: LedgerRoutesDeps
   }, async (req, reply) => {
     const bytes = log.entry(req.params.index)
     void reply.header('cache-control', 'public, max-age=31536000, immutable')
-    return { index: req.params.index, entry: parseEntry(bytes), leaf: toBase64(bytes) }
+    return { index: req.params.index, entry: storedEntry(bytes, req.params.index), leaf: toBase64(bytes) }
+  })
+
+  api.get('/ledger/entries', {
+    schema: {
+      summary: `Leaf bytes of entries \`from\` to \`to\` − 1, at most ${ENTRIES_PAGE} per answer (ask again from where it ends): what a log monitor reads`,
+      querystring: z.strictObject({ from: ledgerNumberSchema, to: ledgerNumberSchema }),
+      response: { 200: entriesResponseSchema, ...errors }
+    }
+  }, async (req, reply) => {
+    const { from, to } = req.query
+    inTree('to', to, log.size())
+    if (from >= to) throw new InvalidInputError(`from ${from} is not below to ${to}`)
+    // Entries below the log's size never change.
+    void reply.header('cache-control', 'public, max-age=31536000, immutable')
+    const leaves = log.entries(from, Math.min(to, from + ENTRIES_PAGE))
+    leaves.forEach((leaf, i) => storedEntry(leaf, from + i))
+    return { from, leaves: leaves.map(toBase64) }
   })
 
   api.get('/ledger/proof/inclusion', {

@@ -47,6 +47,8 @@ export interface VersionLog {
   /** A signed checkpoint of exactly `size` leaves, if the log signed one. */
   at: (size: number) => SignedCheckpoint | undefined
   entry: (index: number) => Uint8Array
+  /** Leaf bytes of entries [from, to), in order. */
+  entries: (from: number, to: number) => Uint8Array[]
   indexOf: (model: string, version: number) => number | undefined
   inclusionProof: (index: number, size: number) => Uint8Array[]
   consistencyProof: (from: number, to: number) => Uint8Array[]
@@ -78,6 +80,7 @@ export function versionLog (options: VersionLogOptions): VersionLog {
     node: db.prepare('SELECT hash FROM ledger_nodes WHERE level = ? AND idx = ?'),
     insertNode: db.prepare('INSERT INTO ledger_nodes (level, idx, hash) VALUES (?, ?, ?)'),
     leaf: db.prepare('SELECT entry FROM ledger_leaves WHERE idx = ?'),
+    leaves: db.prepare('SELECT entry FROM ledger_leaves WHERE idx >= ? AND idx < ? ORDER BY idx'),
     indexOf: db.prepare('SELECT idx FROM ledger_leaves WHERE model = ? AND version = ?'),
     latest: db.prepare('SELECT size, note FROM ledger_checkpoints ORDER BY size DESC LIMIT 1'),
     at: db.prepare('SELECT size, note FROM ledger_checkpoints WHERE size = ?'),
@@ -186,6 +189,11 @@ export function versionLog (options: VersionLogOptions): VersionLog {
       const row = q.leaf.get(index) as { entry: Uint8Array } | undefined
       if (row === undefined) throw new NotFoundError(`ledger has no entry ${index} (size ${size()})`)
       return row.entry
+    },
+    entries (from, to) {
+      checkRange('to', to, size())
+      checkRange('from', from, to)
+      return (q.leaves.all(from, to) as Array<{ entry: Uint8Array }>).map(r => r.entry)
     },
     indexOf: (model, version) => (q.indexOf.get(model, version) as { idx: number } | undefined)?.idx,
     inclusionProof (index, n) {

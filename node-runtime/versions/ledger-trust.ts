@@ -7,7 +7,9 @@
  * pinned in turn under `<data>/ledger/`, per coordinator key, so that it is known offline and
  * neither it nor the log's name can change. The last
  * trusted checkpoint of each log is kept in `<data>/ledger/<log>.checkpoint`, replaced
- * atomically and only after its consistency with the previous one was proved (shared/ledger/verify.ts).
+ * atomically and only after its consistency with the previous one was proved (shared/ledger/verify.ts),
+ * and what the runtime read of the log's entries up to it in `<log>.monitor.json`
+ * (shared/ledger/monitor.ts).
  */
 import { mkdir } from 'node:fs/promises'
 import { join } from 'node:path'
@@ -17,6 +19,7 @@ import { sha256Hex } from '../../shared/crypto/hash.ts'
 import { IntegrityError, InvalidConfigError, isUnreachable } from '../../shared/errors/errors.ts'
 import type { LedgerClient } from '../../shared/ledger/client.ts'
 import { parseVerifierKey } from '../../shared/ledger/note.ts'
+import { monitorLog, type LogView, type MonitorStore } from '../../shared/ledger/monitor.ts'
 import { advanceCheckpoint, type CheckpointStore, type LedgerTrust, type VerifiedCheckpoint } from '../../shared/ledger/verify.ts'
 import { readIfExists, writeFileAtomic } from '../atomic-file.ts'
 import { keyedQueue } from '../keyed-queue.ts'
@@ -66,19 +69,30 @@ export async function ledgerTrust (dataDir: string, config: AoeConfig, coordinat
 
 const perLog = keyedQueue()
 
-/**
- * Moves this runtime's trusted checkpoint of the log forward (shared/ledger/verify.ts). Calls
- * for one log are serialised, so two loads can never save checkpoints out of order.
- */
-export async function advanceTrusted (dataDir: string, trust: LedgerTrust, ledger: LedgerClient, signal?: AbortSignal): Promise<VerifiedCheckpoint> {
-  const dir = join(dataDir, 'ledger')
-  const path = join(dir, `${await fileName(trust.log.name)}-${toHex(trust.log.keyId)}.checkpoint`)
-  const store: CheckpointStore = {
-    load: async () => await readIfExists(path),
-    async save (note) {
-      await mkdir(dir, { recursive: true })
-      await writeFileAtomic(path, note)
-    }
+/** A trusted checkpoint, with every entry under it read: which entries name each version. */
+export interface MonitoredCheckpoint extends VerifiedCheckpoint {
+  entries: LogView
+}
+
+const fileStore = (dir: string, path: string): CheckpointStore & MonitorStore => ({
+  load: async () => await readIfExists(path),
+  async save (text) {
+    await mkdir(dir, { recursive: true })
+    await writeFileAtomic(path, text)
   }
-  return await perLog(path, async () => await advanceCheckpoint(ledger, trust, store, signal))
+})
+
+/**
+ * Moves this runtime's trusted checkpoint of the log forward (shared/ledger/verify.ts), then
+ * reads the entries it adds (shared/ledger/monitor.ts). Calls for one log are serialised, so two
+ * loads can never save checkpoints out of order.
+ */
+export async function advanceTrusted (dataDir: string, trust: LedgerTrust, ledger: LedgerClient, signal?: AbortSignal): Promise<MonitoredCheckpoint> {
+  const dir = join(dataDir, 'ledger')
+  const base = join(dir, `${await fileName(trust.log.name)}-${toHex(trust.log.keyId)}`)
+  return await perLog(base, async () => {
+    const checkpoint = await advanceCheckpoint(ledger, trust, fileStore(dir, `${base}.checkpoint`), signal)
+    const entries = await monitorLog(ledger, checkpoint.checkpoint, checkpoint.note, fileStore(dir, `${base}.monitor.json`), signal)
+    return { ...checkpoint, entries }
+  })
 }

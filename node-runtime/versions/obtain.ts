@@ -20,7 +20,7 @@ import { checkEntry, checkInclusion, openTrusted, verifyAnchor, type LedgerTrust
 import type { BlockSource } from '../../shared/load/source.ts'
 import { coordinatorKeys, fetchModel, type FetchedModel } from '../../shared/load/fetch-model.ts'
 import type { Manifest, SignedManifest } from '../../shared/manifest/schema.ts'
-import { advanceTrusted, ledgerTrust } from './ledger-trust.ts'
+import { advanceTrusted, ledgerTrust, type MonitoredCheckpoint } from './ledger-trust.ts'
 import type { LocalVersions } from './local-store.ts'
 
 export interface ObtainContext {
@@ -105,11 +105,12 @@ export async function obtainVersion (ctx: ObtainContext, version: number, signal
         const message = err instanceof Error ? err.message : String(err)
         throw refuse(message.startsWith(`${label}: `) ? message : `${label}: ${message}`, err)
       }
-      // One version, one manifest: a log that anchored this version before under another entry
-      // (or another manifest) is equivocating, whatever its proofs say now.
-      const prior = await local.anchor(version)
-      if (prior !== undefined && (prior.anchor.index !== index || prior.anchor.leaf !== toBase64(anchor.leaf))) {
-        throw refuse(`${label}: it was verified here before as ledger entry ${prior.anchor.index} (${prior.signed.cid}), now entry ${index} (${signed.cid})`)
+      // One version, one entry: a log that anchors a version twice can show each runtime a
+      // different manifest under it, every proof sound. Every entry under the checkpoint was read
+      // (ledger-trust.ts), so a second one is seen here, whichever index this runtime was given.
+      const entries = checkpoint.entries.entriesOf(config.modelName, version)
+      if (entries.length !== 1 || entries[0] !== index) {
+        throw refuse(`${label}: the log anchors this version ${entries.length} times (entries ${entries.join(', ')}), so runtimes can be shown different manifests under it`)
       }
       await local.saveAnchor(signed, { index, leaf: toBase64(anchor.leaf), proof: anchor.proof.map(toBase64), checkpoint: checkpoint.note })
       anchored = { index, checkpoint }
@@ -165,7 +166,7 @@ export async function obtainVersion (ctx: ObtainContext, version: number, signal
 /** The log's trust policy and the checkpoint this runtime now trusts. */
 export interface CheckedLog {
   trust: LedgerTrust
-  checkpoint: VerifiedCheckpoint
+  checkpoint: MonitoredCheckpoint
 }
 
 /**

@@ -22,6 +22,20 @@ export const entryResponseSchema = z.object({
   leaf: z.string().describe('base64 of the exact entry bytes that were hashed into the leaf')
 })
 
+/**
+ * Entries served per page of `/ledger/entries?from&to`: a log monitor reads the whole log once,
+ * then only what each new checkpoint adds (C2SP tlog-tiles bundles entries by 256 too).
+ */
+export const ENTRIES_PAGE = 256
+/** An entry is a few hundred bytes of canonical JSON (entry.ts); far more is not one. */
+const MAX_LEAF_BASE64 = 4096
+
+export const entriesResponseSchema = z.object({
+  from: z.number().int().nonnegative(),
+  leaves: z.array(z.string().min(1).max(MAX_LEAF_BASE64)).min(1).max(ENTRIES_PAGE)
+    .describe('base64 of the exact leaf bytes of entries from, from + 1, …')
+})
+
 export const inclusionResponseSchema = z.object({
   index: z.number().int().nonnegative(),
   size: z.number().int().positive(),
@@ -55,6 +69,7 @@ export const channelRequestSchema = z.strictObject({
 export const channelSetResponseSchema = z.object({ model: modelNameSchema, channel: channelNameSchema, version: z.number().int().positive(), rollout: z.number().gt(0).max(1) })
 
 export type EntryResponse = z.infer<typeof entryResponseSchema>
+export type EntriesResponse = z.infer<typeof entriesResponseSchema>
 export type InclusionResponse = z.infer<typeof inclusionResponseSchema>
 export type ConsistencyResponse = z.infer<typeof consistencyResponseSchema>
 export type Channels = z.infer<typeof channelsResponseSchema>

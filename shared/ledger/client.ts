@@ -5,13 +5,15 @@
 import { decodeBase64 } from '../crypto/bytes.ts'
 import { AccessDeniedError, IntegrityError, InvalidInputError, NotFoundError, type BlockfedError } from '../errors/errors.ts'
 import { jsonCall, textCall } from '../client/json-call.ts'
-import { channelsResponseSchema, consistencyResponseSchema, entryResponseSchema, inclusionResponseSchema, type Channels } from './api.ts'
+import { channelsResponseSchema, consistencyResponseSchema, entriesResponseSchema, entryResponseSchema, inclusionResponseSchema, type Channels } from './api.ts'
 
 export interface LedgerClient {
   /** The latest checkpoint note with its cosignatures, as served. */
   checkpoint: (signal?: AbortSignal) => Promise<string>
   key: (signal?: AbortSignal) => Promise<string>
   entry: (index: number, signal?: AbortSignal) => Promise<{ index: number, leaf: Uint8Array }>
+  /** Leaf bytes of entries from `from` on, below `to`: at least one, perhaps fewer than asked (a page). */
+  entries: (from: number, to: number, signal?: AbortSignal) => Promise<Uint8Array[]>
   inclusion: (index: number, size: number, signal?: AbortSignal) => Promise<Uint8Array[]>
   consistency: (from: number, to: number, signal?: AbortSignal) => Promise<Uint8Array[]>
   channels: (model: string, signal?: AbortSignal) => Promise<Channels>
@@ -35,6 +37,13 @@ export function ledgerClient (options: { baseUrl: string, timeoutMs?: number }):
     async entry (index, signal) {
       const answer = await json(`/ledger/entries/${index}`, entryResponseSchema, {}, timeoutMs, signal)
       return { index: answer.index, leaf: decodeBase64(answer.leaf, `ledger entry ${index}: leaf`, { error: IntegrityError }) }
+    },
+    async entries (from, to, signal) {
+      const answer = await json(`/ledger/entries?from=${from}&to=${to}`, entriesResponseSchema, {}, timeoutMs, signal)
+      if (answer.from !== from || answer.leaves.length > to - from) {
+        throw new IntegrityError(`ledger entries ${from}–${to - 1}: the answer holds ${answer.leaves.length} entries from ${answer.from}`)
+      }
+      return answer.leaves.map((l, i) => decodeBase64(l, `ledger entry ${from + i}: leaf`, { error: IntegrityError }))
     },
     inclusion: async (index, size, signal) =>
       (await json(`/ledger/proof/inclusion?index=${index}&size=${size}`, inclusionResponseSchema, {}, timeoutMs, signal)).hashes.map((h, i) => decodeBase64(h, `inclusion proof hash ${i}`, { error: IntegrityError })),

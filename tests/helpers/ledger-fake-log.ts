@@ -1,6 +1,7 @@
 /** A small in-memory ledger for trust tests: a Merkle log, its checkpoints signed by a log key, and witnesses that cosign them. */
 import { ed25519 } from '@noble/curves/ed25519.js'
-import { memoryTree } from '../../shared/ledger/memory-tree.ts'
+import { ENTRIES_PAGE } from '../../shared/ledger/api.ts'
+import { memoryTree, type MemoryTree } from '../../shared/ledger/memory-tree.ts'
 import { signCheckpoint } from '../../shared/ledger/checkpoint.ts'
 import { ed25519Signer, ed25519Verifier, signLine, splitNote, type NoteSigner } from '../../shared/ledger/note.ts'
 import { cosignatureSigner, cosignatureVerifier } from '../../shared/ledger/cosignature.ts'
@@ -21,19 +22,27 @@ export function witness (name: string, fill: number): { signer: NoteSigner, veri
 export const entry = (model: string, version: number): LedgerEntry =>
   ({ model, version, manifestCid: `bafy${model}${version}`, parent: version === 1 ? null : version - 1, time: new Date(0).toISOString() })
 
+/**
+ * A ledger client over an in-memory tree and its leaves, answering as the coordinator's routes do
+ * (entries in pages of ENTRIES_PAGE); `checkpoint` and `key` are the test's.
+ */
+export function treeClient (tree: MemoryTree, leaves: Uint8Array[], served: Pick<LedgerClient, 'checkpoint' | 'key'>): LedgerClient {
+  return {
+    ...served,
+    entry: async index => ({ index, leaf: leaves[index] as Uint8Array }),
+    entries: async (from, to) => leaves.slice(from, Math.min(to, from + ENTRIES_PAGE)),
+    inclusion: async (index, size) => tree.inclusionProof(index, size),
+    consistency: async (from, to) => tree.consistencyProof(from, to),
+    channels: async () => { throw new Error('not used') }
+  }
+}
+
 /** A log the test controls: appends entries, signs checkpoints at any size, adds cosignatures. */
 export function fakeLog () {
   const tree = memoryTree()
   const leaves: Uint8Array[] = []
   let served = ''
-  const client: LedgerClient = {
-    checkpoint: async () => served,
-    key: async () => { throw new Error('not used') },
-    entry: async index => ({ index, leaf: leaves[index] as Uint8Array }),
-    inclusion: async (index, size) => tree.inclusionProof(index, size),
-    consistency: async (from, to) => tree.consistencyProof(from, to),
-    channels: async () => { throw new Error('not used') }
-  }
+  const client = treeClient(tree, leaves, { checkpoint: async () => served, key: async () => { throw new Error('not used') } })
   return {
     tree,
     client,

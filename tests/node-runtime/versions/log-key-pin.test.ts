@@ -17,6 +17,7 @@ import type { LedgerClient } from '../../../shared/ledger/client.ts'
 import { parseAoeConfig } from '../../../shared/config/aoe.ts'
 import { IntegrityError, LedgerSecurityError } from '../../../shared/errors/errors.ts'
 import { advanceTrusted, ledgerTrust } from '../../../node-runtime/versions/ledger-trust.ts'
+import { treeClient } from '../../helpers/ledger-fake-log.ts'
 
 const key = generateSigningKey()
 
@@ -29,14 +30,10 @@ function log (origin: string, cids: string[]): LedgerClient {
     leaves.push(leaf)
     tree.append(leaf)
   })
-  return {
+  return treeClient(tree, leaves, {
     checkpoint: async () => signCheckpoint({ origin, size: tree.size, root: tree.root(), extensions: [] }, ed25519Signer(origin, key.secretKey)),
-    key: async () => verifierKey(origin, key.publicKey),
-    entry: async i => ({ index: i, leaf: leaves[i] as Uint8Array }),
-    inclusion: async (i, n) => tree.inclusionProof(i, n),
-    consistency: async (a, b) => tree.consistencyProof(a, b),
-    channels: async () => { throw new Error('not used here') }
-  }
+    key: async () => verifierKey(origin, key.publicKey)
+  })
 }
 const config = (updateURL: string): ReturnType<typeof parseAoeConfig> => parseAoeConfig({ version: '1', runtime: 'tfjs', source: 'blockfed', modelDir: 'm', modelName: 'm', updateURL, token: 't' })
 

@@ -16,13 +16,13 @@ import { parseAoeConfig } from '../../../shared/config/aoe.ts'
 import { generateSigningKey } from '../../../shared/crypto/sign.ts'
 import { LedgerSecurityError } from '../../../shared/errors/errors.ts'
 import { signCheckpoint } from '../../../shared/ledger/checkpoint.ts'
-import type { LedgerClient } from '../../../shared/ledger/client.ts'
 import { entryBytes } from '../../../shared/ledger/entry.ts'
 import { memoryTree } from '../../../shared/ledger/memory-tree.ts'
 import { ed25519Signer, verifierKey } from '../../../shared/ledger/note.ts'
 import type { Manifest, SignedManifest } from '../../../shared/manifest/schema.ts'
 import { signManifest } from '../../../shared/manifest/sign.ts'
 import { testManifest } from '../../helpers/manifest.ts'
+import { treeClient } from '../../helpers/ledger-fake-log.ts'
 
 const ORIGIN = 'blockfed.local/obtain-test'
 let dataDir: string
@@ -44,14 +44,10 @@ function lyingCoordinator (): { ctx: ObtainContext, key: ReturnType<typeof gener
   const tree = memoryTree()
   const leaves: Uint8Array[] = []
   let served: { signed: SignedManifest, ledgerIndex: number | null } | undefined
-  const ledger: LedgerClient = {
+  const ledger = treeClient(tree, leaves, {
     checkpoint: async () => signCheckpoint({ origin: ORIGIN, size: tree.size, root: tree.root(), extensions: [] }, ed25519Signer(ORIGIN, key.secretKey)),
-    key: async () => verifierKey(ORIGIN, key.publicKey),
-    entry: async index => ({ index, leaf: leaves[index] as Uint8Array }),
-    inclusion: async (index, size) => tree.inclusionProof(index, size),
-    consistency: async (from, to) => tree.consistencyProof(from, to),
-    channels: async () => { throw new Error('not asked here') }
-  }
+    key: async () => verifierKey(ORIGIN, key.publicKey)
+  })
   const client = {
     baseUrl: 'http://coordinator.test',
     manifest: async () => served?.signed,
@@ -72,24 +68,27 @@ function lyingCoordinator (): { ctx: ObtainContext, key: ReturnType<typeof gener
 }
 
 describe('obtainVersion against a lying coordinator', () => {
-  it('refuses a second manifest for a version it verified before, though the log proves both entries', async () => {
+  it('refuses a version the log anchors twice, whichever entry the runtime is given, though the log proves both', async () => {
     const c = lyingCoordinator()
     const { key } = c
     const first = await signManifest(manifestAt(1, '2026-01-01T00:00:00.000Z'), key)
     c.serve(first, c.append(first))
     expect((await obtainVersion(c.ctx, 1)).ledgerIndex).toBe(0)
 
-    // Same model and version, another manifest, appended as a consistent second entry.
+    // Same model and version, another manifest, appended as a consistent second entry: the
+    // split view — one runtime is told entry 0, another entry 1, each entry proved included.
     const other = await signManifest(manifestAt(1, '2026-06-01T00:00:00.000Z'), key)
-    c.serve(other, c.append(other))
-    const err = await obtainVersion(c.ctx, 1).then(() => undefined, (e: unknown) => e)
-    expect(err).toBeInstanceOf(LedgerSecurityError)
-    expect((err as Error).message).toMatch(/m@1: it was verified here before as ledger entry 0 \(.+\), now entry 1 \(.+\); refusing it/)
-    // The anchor kept is still the first one.
+    const second = c.append(other)
+    const otherRuntime = { ...c.ctx, dataDir: join(dataDir, 'other'), local: localVersions(join(dataDir, 'other', 'm')) }
+    for (const [ctx, signed, index] of [[c.ctx, other, second], [c.ctx, first, 0], [otherRuntime, other, second], [otherRuntime, first, 0]] as const) {
+      c.serve(signed, index)
+      const err = await obtainVersion(ctx, 1).then(() => undefined, (e: unknown) => e)
+      expect(err).toBeInstanceOf(LedgerSecurityError)
+      expect((err as Error).message).toBe('m@1: the log anchors this version 2 times (entries 0, 1), so runtimes can be shown different manifests under it; refusing it')
+    }
+    // The anchor kept is still the first one; the other runtime kept none.
     expect(JSON.parse(await readFile(join(dataDir, 'm', 'anchors', '1.json'), 'utf8')).signed.cid).toBe(first.cid)
-    // The same entry again is fine (re-verifying under a newer checkpoint).
-    c.serve(first, 0)
-    expect((await obtainVersion(c.ctx, 1)).signed.cid).toBe(first.cid)
+    await expect(readFile(join(dataDir, 'other', 'm', 'anchors', '1.json'))).rejects.toThrow(/ENOENT/)
   })
 
   it('refuses a version the coordinator names no entry for, or an entry that names another manifest, as a ledger security failure', async () => {
