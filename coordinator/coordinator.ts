@@ -9,7 +9,7 @@ import type { AddressInfo } from 'node:net'
 import type { ModelFile } from '../shared/model/types.ts'
 import type { IngestResult } from '../shared/client/api-schemas.ts'
 import { checkPartitionOptions, DEFAULT_PARTITION, type PartitionOptions } from '../shared/blocks/partition.ts'
-import { lockDataDir, type DataDirLock } from './store/data-dir-lock.ts'
+import { lockDataDir, type DataDirLock } from '../node-runtime/dir-lock.ts'
 
 import { defaultReedSolomon, erasureCoder, shardLayoutError } from '../shared/blocks/erasure.ts'
 import { openDatabase } from './store/database.ts'

@@ -14,7 +14,7 @@ import { packingLayout } from '../../aggregation/paillier/layout.ts'
 import { clientIdSchema } from '../../aggregation/paillier/schemas.ts'
 import { loadOrCreateKey } from './key-file.ts'
 import { roundLog } from './rounds.ts'
-import { lockDataDir, type DataDirLock } from '../store/data-dir-lock.ts'
+import { lockDataDir, type DataDirLock } from '../../node-runtime/dir-lock.ts'
 import { buildDecryptorServer } from './server.ts'
 import { DEFAULT_DECRYPTOR_HOST, DEFAULT_DECRYPTOR_PORT, DEFAULT_MAX_BODY_BYTES, DEFAULT_MIN_CLIENTS, DECRYPTOR_TOKEN_PATTERN, DECRYPTOR_TOKEN_RULE } from './constants.ts'
 

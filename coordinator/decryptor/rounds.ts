@@ -15,7 +15,7 @@
  * same base or a later one is refused (RepeatedClientError). Runtimes keep that rule themselves,
  * but one without a state dir (a serverless function) forgets; the decryptor does not. The index
  * is rebuilt from the records at start, so an unreadable record stops the start rather than
- * forget whose sum it was. One process holds a data dir at a time (store/data-dir-lock.ts):
+ * forget whose sum it was. One process holds a data dir at a time (node-runtime/dir-lock.ts):
  * two would not see each other's index.
  */
 import { access, mkdir, readdir, readFile } from 'node:fs/promises'

@@ -10,14 +10,17 @@
  *    shared/rounds/one-update.ts). Training is seeded from the base version, so a second
  *    upload from it would be (nearly) the same update.
  * Each record is written before the upload leaves, and kept in `dir` across restarts when one is
- * given; participants of one process may share a `dir`, processes may not (nothing locks it).
- * An unreadable record stops the runtime from giving anything rather than letting it forget.
+ * given; participants of one process may share a `dir`, processes may not (`holdStateDir`, taken
+ * by a participant at start, refuses a second process). An unreadable record stops the runtime
+ * from giving anything rather than letting it forget.
  */
+import { mkdirSync } from 'node:fs'
 import { resolve } from 'node:path'
 import { z } from 'zod'
 import { IntegrityError } from '../../shared/errors/errors.ts'
 import { parseJsonWith } from '../../shared/errors/parse-json.ts'
 import { readIfExists, writeFileAtomic } from '../atomic-file.ts'
+import { lockDataDir, type DataDirLock } from '../dir-lock.ts'
 import { afterUpload, type GivenUpload, type UploadOffer } from '../../shared/rounds/one-update.ts'
 
 export const STATISTICS_GIVEN_FILE = 'class-statistics-given.json'
@@ -43,6 +46,36 @@ export interface UpdatesGiven {
   record: (model: string, upload: UploadOffer) => Promise<void>
   /** Done with it (the participant stopped): the next one for this folder reads the file again. */
   release: () => void
+}
+
+/** State dirs held by this process, with how many participants hold each. */
+const held = new Map<string, { lock: DataDirLock, users: number }>()
+
+/**
+ * Takes `dir` for this process (created if missing) until every participant that took it lets
+ * go: each process keeps its own live copy of the records, so a second process on the same dir
+ * would erase what this one recorded. Throws ConflictError naming the process that holds it.
+ */
+export function holdStateDir (dir: string): { release: () => void } {
+  const path = resolve(dir)
+  let entry = held.get(path)
+  if (entry === undefined) {
+    mkdirSync(path, { recursive: true })
+    entry = { lock: lockDataDir(path, 'participant'), users: 0 }
+    held.set(path, entry)
+  }
+  entry.users++
+  const shared = entry
+  let released = false
+  return {
+    release () {
+      if (released) return
+      released = true
+      if (--shared.users > 0) return
+      held.delete(path)
+      shared.lock.release()
+    }
+  }
 }
 
 interface KeptRecord<T> { get: () => Promise<T>, save: (value: T) => Promise<void>, release: () => void }

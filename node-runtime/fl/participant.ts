@@ -26,7 +26,7 @@ import { sign, type SigningKeyPair } from '../../shared/crypto/sign.ts'
 import { AccessDeniedError, BlockfedError, IntegrityError, InvalidInputError, TimeoutError, UnavailableError } from '../../shared/errors/errors.ts'
 import { loadTfjsEngine } from '../engines/tfjs.ts'
 import { plainClient, type SecureRoundClient, type SecureClientDeps } from './secure-client.ts'
-import { statisticsGiven, updatesGiven, type StatisticsGiven, type UpdatesGiven } from './given.ts'
+import { holdStateDir, statisticsGiven, updatesGiven, type StatisticsGiven, type UpdatesGiven } from './given.ts'
 import { repeatsBase, uploadOf, type GivenUpload } from '../../shared/rounds/one-update.ts'
 
 export interface ParticipantModel {
@@ -64,7 +64,8 @@ export interface ParticipantOptions {
   /**
    * Where the runtime keeps what must outlive it (what it has put into secure sums: its NaiveMix
    * class statistics and the base versions it uploaded updates from, fl/given.ts); without it,
-   * that is kept for the process's life only.
+   * that is kept for the process's life only. Participants of one process may share it; another
+   * process may not (`start()` refuses it with a ConflictError naming the holder).
    */
   stateDir?: string
   /** Test hook: called with the encoded update before it is protected (a bad client's tamper point). */
@@ -167,6 +168,7 @@ export function createParticipant (options: ParticipantOptions): Participant {
   // Taken when first needed (after start), let go at stop: participants sharing a stateDir share
   // these records (given.ts), and one never started holds nobody else's copy in place.
   let records: { statistics: StatisticsGiven, updates: UpdatesGiven } | undefined
+  let stateDir: { release: () => void } | undefined
   const kept = (): { statistics: StatisticsGiven, updates: UpdatesGiven } =>
     (records ??= { statistics: statisticsGiven(options.stateDir), updates: updatesGiven(options.stateDir) })
   /**
@@ -478,6 +480,8 @@ export function createParticipant (options: ParticipantOptions): Participant {
     id,
     async start () {
       if (running) return
+      // Before anything connects: a second process on this stateDir is refused here.
+      stateDir ??= options.stateDir === undefined ? undefined : holdStateDir(options.stateDir)
       running = true
       connect()
     },
@@ -487,6 +491,8 @@ export function createParticipant (options: ParticipantOptions): Participant {
       records?.statistics.release()
       records?.updates.release()
       records = undefined
+      stateDir?.release()
+      stateDir = undefined
       if (reconnectTimer !== undefined) clearTimeout(reconnectTimer)
       current?.controller.abort(new Error('participant stopping'))
       const ws = socket

@@ -1,5 +1,5 @@
 /**
- * One coordinator per data dir (coordinator/store/data-dir-lock.ts): a second one, in this
+ * One coordinator per data dir (node-runtime/dir-lock.ts): a second one, in this
  * process or another, is refused before it touches anything; a stopped or killed holder frees
  * the dir at once (the OS drops the lock with the process, so nothing stale is left).
  */

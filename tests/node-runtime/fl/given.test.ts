@@ -2,14 +2,20 @@
  * The runtime's record of what it has put into secure sums (node-runtime/fl/given.ts): which
  * models' NaiveMix class statistics, and the newest base version of each model it uploaded an
  * update from. Both survive a restart, and an unreadable record stops the runtime from giving
- * anything rather than letting it forget.
+ * anything rather than letting it forget. One process holds a state dir at a time: participants
+ * of one process share it, a second process is refused (each would keep its own copy of the
+ * records, and one's would erase the other's).
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
+import { spawn } from 'node:child_process'
+import { fileURLToPath } from 'node:url'
 import { statisticsGiven, updatesGiven, STATISTICS_GIVEN_FILE, UPDATES_GIVEN_FILE } from '../../../node-runtime/fl/given.ts'
-import { IntegrityError } from '../../../shared/errors/errors.ts'
+import { createParticipant } from '../../../node-runtime/fl/participant.ts'
+import { generateSigningKey } from '../../../shared/crypto/sign.ts'
+import { ConflictError, IntegrityError } from '../../../shared/errors/errors.ts'
 import { afterUpload, newestGiven, repeatsBase } from '../../../shared/rounds/one-update.ts'
 
 let dir: string
@@ -121,4 +127,62 @@ describe('one update per base version (shared/rounds/one-update.ts)', () => {
     expect(newestGiven(plain(2), secure(2))).toEqual(secure(2))
     expect(newestGiven(secure(2), plain(3))).toEqual(plain(3))
   })
+})
+
+describe('holdStateDir', () => {
+  const HOLDER = fileURLToPath(new URL('../../helpers/hold-state-dir.ts', import.meta.url))
+  const participant = (stateDir: string): ReturnType<typeof createParticipant> => createParticipant({
+    // Nothing listens there: the refusal must come before any connection is tried.
+    url: 'http://127.0.0.1:9',
+    token: 't',
+    identity: generateSigningKey(),
+    models: {},
+    fetchVersion: async () => { throw new Error('no round is expected here') },
+    stateDir,
+    reconnectMs: 60_000
+  })
+
+  it('is shared by the participants of one process, refused to a second process while one holds it, and free once the holder is killed', async () => {
+    const state = join(dir, 'held', 'state') // created on first hold
+    const a = participant(state)
+    const b = participant(state)
+    await a.start()
+    await b.start()
+    await a.stop()
+    // b still holds it for this process: another process is refused.
+    const child = spawn(process.execPath, [HOLDER, state], { stdio: ['ignore', 'pipe', 'pipe'] })
+    const exited = new Promise<{ code: number | null, stderr: string }>(resolve => {
+      let stderr = ''
+      child.stderr.on('data', (c: Buffer) => { stderr += c.toString() })
+      child.once('exit', code => { resolve({ code, stderr }) })
+    })
+    const { code, stderr } = await exited
+    expect(code).not.toBe(0)
+    expect(stderr).toMatch(new RegExp(`state dir ${state} is in use by another participant process \\(pid ${process.pid} on .+\\): one state dir serves one process; stop the other, or give this one its own stateDir`))
+    await b.stop()
+
+    // Now the child takes it, and a participant here is refused at start, naming the child.
+    const holder = spawn(process.execPath, [HOLDER, state], { stdio: ['ignore', 'pipe', 'pipe'] })
+    const gone = new Promise(resolve => holder.once('exit', resolve))
+    try {
+      await new Promise<void>((resolve, reject) => {
+        const timer = setTimeout(() => { reject(new Error('the holder did not take the dir within 30 s')) }, 30_000)
+        holder.stdout.on('data', (c: Buffer) => { if (c.toString().includes('held')) { clearTimeout(timer); resolve() } })
+      })
+      const c = participant(state)
+      await expect(c.start()).rejects.toThrow(ConflictError)
+      await expect(c.start()).rejects.toThrow(new RegExp(`in use by another participant process \\(pid ${holder.pid ?? 0} on `))
+      await c.stop()
+    } finally {
+      holder.kill('SIGKILL')
+      await gone
+    }
+    // Killed without any clean-up: the dir is free at once, and the records still read.
+    const d = participant(state)
+    await d.start()
+    await d.stop()
+    const updates = updatesGiven(state)
+    expect(await updates.newest('mnist')).toBeUndefined()
+    updates.release()
+  }, 60_000)
 })

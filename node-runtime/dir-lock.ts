@@ -2,7 +2,9 @@
  * One process per data dir. Two coordinators on one dir would each sign, number and anchor
  * versions from their own view of the database, and each would run the rounds the other left;
  * two decryptors would each keep their own index of whose sums they decrypted
- * (decryptor/rounds.ts), so neither would see the other's when refusing a repeated client.
+ * (coordinator/decryptor/rounds.ts), so neither would see the other's when refusing a repeated
+ * client; two participants' processes on one state dir would each keep their own copy of what was
+ * uploaded (fl/given.ts), and one's record would erase the other's.
  *
  * The lock is a small SQLite database held in exclusive locking mode
  * (https://sqlite.org/pragma.html#pragma_locking_mode): its first write takes an OS file lock that
@@ -14,7 +16,7 @@ import { DatabaseSync } from 'node:sqlite'
 import { readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { hostname } from 'node:os'
 import { basename, join } from 'node:path'
-import { ConflictError, InvalidConfigError } from '../../shared/errors/errors.ts'
+import { ConflictError, InvalidConfigError } from '../shared/errors/errors.ts'
 
 /** Result codes (https://sqlite.org/rescode.html): the lock is held, the file is not SQLite's, it cannot be written. */
 const SQLITE_BUSY = 5
@@ -36,8 +38,16 @@ function holderOf (path: string): string {
   }
 }
 
-/** Takes the data dir for this process (`<dir>/<what>.lock`), or throws ConflictError naming the holder. */
-export function lockDataDir (dir: string, what: 'coordinator' | 'decryptor'): DataDirLock {
+/** How the refusals name the dir, and the option that gives a process its own. */
+const NAMES = {
+  coordinator: { dir: 'data dir', own: '--data' },
+  decryptor: { dir: 'data dir', own: '--data' },
+  participant: { dir: 'state dir', own: 'stateDir' }
+} as const
+
+/** Takes the dir for this process (`<dir>/<what>.lock`), or throws ConflictError naming the holder. */
+export function lockDataDir (dir: string, what: keyof typeof NAMES): DataDirLock {
+  const names = NAMES[what]
   const holderFile = join(dir, `${what}.pid`)
   const lockFile = join(dir, `${what}.lock`)
   // SQLite's own words ("unable to open database file", "file is not a database") do not say
@@ -45,9 +55,9 @@ export function lockDataDir (dir: string, what: 'coordinator' | 'decryptor'): Da
   const unwritable = (err: unknown, file = lockFile): InvalidConfigError => {
     const { errcode, code } = err as { errcode?: number, code?: string }
     const why = `${(err as Error).message}, at ${basename(file)}`
-    if (errcode === SQLITE_NOTADB || errcode === SQLITE_CORRUPT) return new InvalidConfigError(`data dir ${dir}: ${basename(file)} is not a lock database (${why}); remove it, nothing is kept in it`, { cause: err })
-    if ((errcode !== undefined && CANNOT_WRITE.has(errcode)) || (code !== undefined && CANNOT_WRITE_FS.has(code))) return new InvalidConfigError(`data dir ${dir}: the ${what} cannot write there (${why}); it needs a data dir it may create files in`, { cause: err })
-    return new InvalidConfigError(`data dir ${dir}: the ${what} could not take its lock (${why})`, { cause: err })
+    if (errcode === SQLITE_NOTADB || errcode === SQLITE_CORRUPT) return new InvalidConfigError(`${names.dir} ${dir}: ${basename(file)} is not a lock database (${why}); remove it, nothing is kept in it`, { cause: err })
+    if ((errcode !== undefined && CANNOT_WRITE.has(errcode)) || (code !== undefined && CANNOT_WRITE_FS.has(code))) return new InvalidConfigError(`${names.dir} ${dir}: the ${what} cannot write there (${why}); it needs a ${names.dir} it may create files in`, { cause: err })
+    return new InvalidConfigError(`${names.dir} ${dir}: the ${what} could not take its lock (${why})`, { cause: err })
   }
   let db: DatabaseSync
   try {
@@ -62,7 +72,7 @@ export function lockDataDir (dir: string, what: 'coordinator' | 'decryptor'): Da
   } catch (err) {
     db.close()
     if ((err as { errcode?: number }).errcode === SQLITE_BUSY) {
-      throw new ConflictError(`data dir ${dir} is in use by another ${what}${holderOf(holderFile)}: one data dir serves one ${what}; stop the other, or give this one its own --data`, { cause: err })
+      throw new ConflictError(`${names.dir} ${dir} is in use by another ${what}${what === 'participant' ? ' process' : ''}${holderOf(holderFile)}: one ${names.dir} serves one ${what === 'participant' ? 'process' : what}; stop the other, or give this one its own ${names.own}`, { cause: err })
     }
     throw unwritable(err)
   }
