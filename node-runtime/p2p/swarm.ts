@@ -56,8 +56,8 @@ export interface SwarmOptions {
    * Other peers' filters are used for this long after their last announcement (holders repeat
    * theirs every 30 s), and at most `maxFilters` are kept, the oldest dropped first: gossip is
    * relayed, so a peer that left never sends a disconnect here, and anyone may announce under
-   * any number of keys (so only filters of peers this node can reach without a lookup, connected
-   * or with addresses in its peer store, are kept). Their bits together stay within
+   * any number of keys (so only filters of peers connected to this node are kept, and dropped
+   * when they disconnect). Their bits together stay within
    * `maxFilterBytes`, the oldest dropped first (256 filters of the gossip limit's size would be
    * ≈ 50 MB; an honest runtime's is 77 B for one model, ≈ 12 KB for 10,000 blocks). Defaults
    * 90 s (three repeats), 256 and 4 MiB.
@@ -166,6 +166,13 @@ const ROUTING_WAIT_MS = 3_000
  * deadline) beats sending it back to the origin.
  */
 const PENDING_WAIT_MS = 20_000
+/**
+ * Longest a dial to a peer not connected yet may take before its request is given up (the
+ * request's own deadline is 10 s). A DHT provider record names any address its author likes: an
+ * address that accepts TCP and never speaks held each request for libp2p's whole dial timeout.
+ * A reachable peer answers a dial in a few round trips.
+ */
+const DIAL_TIMEOUT_MS = 2_000
 
 export async function createSwarm (options: SwarmOptions): Promise<Swarm> {
   if (options.dir !== undefined) await mkdir(options.dir, { recursive: true })
@@ -314,22 +321,18 @@ export async function createSwarm (options: SwarmOptions): Promise<Swarm> {
       }
     }
     if (decoded.type === 'have') {
-      // Kept only from a peer this node can reach without a lookup: connected, or with addresses
-      // in its peer store. The author is signed, but a key costs nothing: announcements under
-      // fresh keys would push real peers' filters out (maxFilters) and send every load that asks
-      // such a "holder" into a DHT peer lookup (libp2p dials a peer with no address through
-      // peerRouting.findPeer), which is not the hint a filter is for.
-      const filter = decoded.filter
-      const keep = (): void => {
-        if (stopped) return
-        // Re-inserted so the map's order stays the order of last announcement.
-        dropFilter(from)
-        filters.set(from, { filter, at: Date.now() })
-        filterBytes += filterSize(filter)
-        while (filters.size > 1 && (filters.size > maxFilters || filterBytes > maxFilterBytes)) dropFilter(filters.keys().next().value as string)
-      }
-      if (node.getConnections(message.from).length > 0) keep()
-      else void node.peerStore.get(message.from).then(peer => { if (peer.addresses.length > 0) keep() }, () => {})
+      // Kept only from a peer connected to this node, and only while it is (peer:disconnect
+      // below). The author is signed, but a key costs nothing, and addresses in the peer store
+      // prove nothing either: any peer can plant some for ids it makes up (one DHT ADD_PROVIDER
+      // naming them). Filters under such ids pushed real peers' filters out (maxFilters) and sent
+      // every load first to "holders" that were dials into the void, 6 s each (stop 31's review:
+      // a shard took 36 s instead of 29 ms). A holder asked is one a stream can be opened to now.
+      if (node.getConnections(message.from).length === 0) return
+      dropFilter(from)
+      // Re-inserted so the map's order stays the order of last announcement.
+      filters.set(from, { filter: decoded.filter, at: Date.now() })
+      filterBytes += filterSize(decoded.filter)
+      while (filters.size > 1 && (filters.size > maxFilters || filterBytes > maxFilterBytes)) dropFilter(filters.keys().next().value as string)
     } else {
       options.onVersion?.(decoded.model, decoded.version, decoded.manifestCid, from)
     }
@@ -421,7 +424,8 @@ export async function createSwarm (options: SwarmOptions): Promise<Swarm> {
       } catch (err) {
         throw new InvalidInputError(`peer id "${peer.slice(0, 80)}" does not parse`, { cause: err })
       }
-      return await node.dialProtocol(id, SHARD_PROTOCOL, { signal })
+      const dialing = node.getConnections(id).length === 0
+      return await node.dialProtocol(id, SHARD_PROTOCOL, { signal: dialing ? AbortSignal.any([signal, AbortSignal.timeout(DIAL_TIMEOUT_MS)]) : signal })
     }
   })
 
@@ -453,8 +457,8 @@ export async function createSwarm (options: SwarmOptions): Promise<Swarm> {
       }
       return found
     },
-    async request (peer, cid, { signal, force, maxBytes }) {
-      return await client.request(peer, cid, { signal, force, maxBytes })
+    async request (peer, cid, { signal, force, maxBytes, size }) {
+      return await client.request(peer, cid, { signal, force, maxBytes, size })
     },
     async learn (referral) {
       // The origin names the same few peers in hundreds of referrals: a peer already connected

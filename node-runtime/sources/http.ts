@@ -20,7 +20,7 @@ export function nodeHttpBlockSource (options: HttpBlockSourceOptions & { maxSock
   let bytesFetched = 0
   let requests = 0
 
-  function get (cid: string, signal: AbortSignal): Promise<Uint8Array> {
+  function get (cid: string, signal: AbortSignal, bound: number): Promise<Uint8Array> {
     const url = `${base}/v1/blocks/${encodeURIComponent(cid)}`
     return new Promise((resolve, reject) => {
       const req = request(url, { agent, signal }, res => {
@@ -32,10 +32,10 @@ export function nodeHttpBlockSource (options: HttpBlockSourceOptions & { maxSock
           return
         }
         const length = Number(res.headers['content-length'])
-        if (!Number.isSafeInteger(length) || length > maxBytes) {
+        if (!Number.isSafeInteger(length) || length > bound) {
           res.destroy()
           reject(Number.isSafeInteger(length)
-            ? new TooLargeError(`GET ${url}: ${length} bytes exceeds the ${maxBytes}-byte bound`)
+            ? new TooLargeError(`GET ${url}: ${length} bytes exceeds the ${bound}-byte bound`)
             : new UnavailableError(`GET ${url}: Content-Length ${res.headers['content-length'] ?? 'missing'}`))
           return
         }
@@ -69,9 +69,10 @@ export function nodeHttpBlockSource (options: HttpBlockSourceOptions & { maxSock
     name: `http:${base}`,
     get bytesFetched () { return bytesFetched },
     get requests () { return requests },
-    async get (cid, { signal }) {
+    async get (cid, { signal, size }) {
       requests++
-      return await get(cid, withDeadline(signal, timeoutMs))
+      // No more than the object's own size, where the manifest gives it.
+      return await get(cid, withDeadline(signal, timeoutMs), Math.min(size ?? maxBytes, maxBytes))
     },
     close: () => agent.destroy()
   }

@@ -47,7 +47,7 @@ export function httpBlockSource (options: HttpBlockSourceOptions): HttpBlockSour
     name: `http:${base}`,
     get bytesFetched () { return bytesFetched },
     get requests () { return requests },
-    async get (cid, { signal }) {
+    async get (cid, { signal, size }) {
       requests++
       const url = `${base}/v1/blocks/${encodeURIComponent(cid)}`
       // The body is read inside the deadline too: a stall or reset mid-body is the source being
@@ -58,7 +58,8 @@ export function httpBlockSource (options: HttpBlockSourceOptions): HttpBlockSour
           await res.body?.cancel()
           throw statusError(res.status, res.headers.get('retry-after'), url, cid, base)
         }
-        const bytes = await readBodyBounded(res, maxBytes, `GET ${url}`)
+        // No more than the object's own size, where the manifest gives it.
+        const bytes = await readBodyBounded(res, Math.min(size ?? maxBytes, maxBytes), `GET ${url}`)
         bytesFetched += bytes.length
         return bytes
       } catch (err) {

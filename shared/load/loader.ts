@@ -94,7 +94,7 @@ async function fetchSealed (block: ManifestBlock, options: LoadOptions, report: 
   /** The bytes of shard `index`, or undefined when it failed (a fault) or `cancel` fired first. */
   const fetchOne = async (index: number, verify: boolean, cancel: AbortSignal): Promise<Uint8Array | undefined> => {
     try {
-      const bytes = await options.source.get(cids[index] as string, { signal: AbortSignal.any([signal, cancel]), block: block.cid, shard: index })
+      const bytes = await options.source.get(cids[index] as string, { signal: AbortSignal.any([signal, cancel]), block: block.cid, shard: index, size })
       report.shardsFetched++
       report.bytesFetched += bytes.length
       // A shard of the wrong length cannot be the one its CID names; caught here, it is replaced

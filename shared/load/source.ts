@@ -15,4 +15,9 @@ export interface BlockSourceGetOptions {
   block?: string
   /** The shard's index in its block: a p2p source starts different shards at different peers. */
   shard?: number
+  /**
+   * The object's size, as the signed manifest gives it: a source reads no more than this, and a
+   * peer announcing another size is refused before any of its bytes are read.
+   */
+  size?: number
 }

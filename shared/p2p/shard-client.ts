@@ -9,6 +9,7 @@
  */
 import type { Stream } from '@libp2p/interface'
 import { shardSession, type RequestShardOptions, type ShardAnswer, type ShardSession } from './shard-protocol.ts'
+import { IntegrityError } from '../errors/errors.ts'
 
 export interface ShardClientOptions {
   /** Opens a new shard-protocol stream to `peer`. */
@@ -83,7 +84,8 @@ export function shardClient (options: ShardClientOptions): ShardClient {
           release(peer, kept)
           return answer
         } catch (err) {
-          if (signal.aborted) throw err
+          // A wrong size is the peer's answer, not a stale stream's: asking again gets it again.
+          if (signal.aborted || err instanceof IntegrityError) throw err
           counters.retried++
         }
       }

@@ -25,7 +25,7 @@ import { byteStream, type ByteStream } from '@libp2p/utils'
 import { encode as varint, encodingLength } from 'uint8-varint'
 import { z } from 'zod'
 import { parseCid } from '../crypto/cid.ts'
-import { InvalidInputError, NotFoundError, TimeoutError, UnavailableError } from '../errors/errors.ts'
+import { IntegrityError, InvalidInputError, NotFoundError, TimeoutError, UnavailableError } from '../errors/errors.ts'
 import { parseJsonWith } from '../errors/parse-json.ts'
 
 export const SHARD_PROTOCOL = '/blockfed/shard/2.0.0'
@@ -154,7 +154,7 @@ function parseHeader (frame: Uint8Array): Header {
 /** Maps a stream read/write failure after `signal` fired into our TimeoutError. */
 function streamError (err: unknown, signal: AbortSignal, what: string): Error {
   if (signal.aborted) return new TimeoutError(`${what}: aborted (${String((signal.reason as Error | undefined)?.message ?? signal.reason)})`, { cause: err })
-  if (err instanceof InvalidInputError || err instanceof UnavailableError) return err
+  if (err instanceof InvalidInputError || err instanceof UnavailableError || err instanceof IntegrityError) return err
   return new UnavailableError(`${what}: ${(err as Error).message}`, { cause: err })
 }
 
@@ -162,13 +162,19 @@ export interface RequestShardOptions {
   signal: AbortSignal
   force?: boolean
   maxBytes?: number
+  /**
+   * The object's size from the signed manifest: an answer announcing another size cannot be the
+   * object, and is refused (IntegrityError) before any body is read.
+   */
+  size?: number
 }
 
 /** The client end of one shard stream: exchanges one after another. */
 export interface ShardSession {
   /**
    * One exchange. Rejects with UnavailableError when the peer breaks the protocol (bad header,
-   * body longer or shorter than announced, larger than `maxBytes`), TimeoutError when `signal`
+   * body longer or shorter than announced, larger than `maxBytes`), IntegrityError when it
+   * announces a size other than `size`, TimeoutError when `signal`
    * fires; the stream is then aborted and the session is no longer `usable`.
    */
   request: (cid: string, options: RequestShardOptions) => Promise<ShardAnswer>
@@ -237,6 +243,7 @@ export function shardSession (stream: Stream, options: ShardSessionOptions = {})
         if (header.status !== 'ok') {
           answer = header
         } else {
+          if (options.size !== undefined && header.size !== options.size) throw new IntegrityError(`${what}: announces ${header.size} bytes, but the object has ${options.size}`)
           if (header.size > maxBytes) throw new UnavailableError(`${what}: announces ${header.size} bytes, above the ${maxBytes}-byte bound`)
           answer = { status: 'ok', bytes: await readBody(header.size, signal, what) }
         }

@@ -40,7 +40,7 @@ export interface SwarmNetwork {
   /** Providers of `blockCid` from the DHT, at most `limit`: those found by the time the signal fires. */
   findProviders: (blockCid: string, options: { signal: AbortSignal, limit: number }) => Promise<string[]>
   /** One shard-protocol request to one peer. */
-  request: (peer: string, cid: string, options: { signal: AbortSignal, force?: boolean, maxBytes: number }) => Promise<ShardAnswer>
+  request: (peer: string, cid: string, options: { signal: AbortSignal, force?: boolean, maxBytes: number, size?: number }) => Promise<ShardAnswer>
   /** Remembers the addresses a referral names, so the referred peers can be dialled. */
   learn: (referral: Referral) => Promise<void>
 }
@@ -121,6 +121,8 @@ interface Attempt {
   busy: Map<string, number>
   /** Waits out those busy answers, within PEER_BUSY_PATIENCE_MS in all. */
   waitBusy: (retryMs: number, signal: AbortSignal) => Promise<boolean>
+  /** The object's size from the signed manifest, when the caller knows it (BlockSourceGetOptions). */
+  size?: number
 }
 
 function rotate<T> (list: T[], by: number): T[] {
@@ -212,10 +214,10 @@ export function swarmSource (options: SwarmSourceOptions): SwarmSource {
   type Outcome = { bytes: Uint8Array } | { referral: Referral[] } | { busy: number } | undefined
 
   /** One request to one peer within its concurrency limit; the peer's score records what happened. */
-  const ask = async (peer: string, cid: string, signal: AbortSignal, force: boolean): Promise<Outcome> => {
+  const ask = async (peer: string, cid: string, signal: AbortSignal, force: boolean, size: number | undefined): Promise<Outcome> => {
     const limit = limiter(peer)
     try {
-      return await asking(limit, peer, cid, signal, force)
+      return await asking(limit, peer, cid, signal, force, size)
     } finally {
       // A peer with nothing running or queued needs no limiter: peers met once leave nothing behind.
       if (limit.activeCount === 0 && limit.pendingCount === 0 && limiters.get(peer) === limit) limiters.delete(peer)
@@ -224,7 +226,7 @@ export function swarmSource (options: SwarmSourceOptions): SwarmSource {
 
   const fail = (cause: string): void => { stats.failures[cause] = (stats.failures[cause] ?? 0) + 1 }
 
-  const asking = async (limit: LimitFunction, peer: string, cid: string, signal: AbortSignal, force: boolean): Promise<Outcome> => {
+  const asking = async (limit: LimitFunction, peer: string, cid: string, signal: AbortSignal, force: boolean, size: number | undefined): Promise<Outcome> => {
     // The deadline starts when the request is queued, not when it is sent: behind a peer that
     // accepts streams and never answers, each queued request used to wait out the requests
     // ahead of it and then a whole deadline of its own (4 deadlines for 32 shards, measured).
@@ -233,7 +235,7 @@ export function swarmSource (options: SwarmSourceOptions): SwarmSource {
     const started = new Promise<void>(resolve => { turn = resolve })
     const run = limit(async () => {
       turn()
-      return await requestOnce(peer, cid, signal, deadline, force)
+      return await requestOnce(peer, cid, signal, deadline, force, size)
     })
     run.catch(() => {})
     try {
@@ -249,7 +251,7 @@ export function swarmSource (options: SwarmSourceOptions): SwarmSource {
   }
 
   /** One request already through the peer's limiter; its outcome is scored here. */
-  const requestOnce = async (peer: string, cid: string, signal: AbortSignal, deadline: AbortSignal, force: boolean): Promise<Outcome> => {
+  const requestOnce = async (peer: string, cid: string, signal: AbortSignal, deadline: AbortSignal, force: boolean, size: number | undefined): Promise<Outcome> => {
     // A turn that comes after the deadline (the caller has moved on) sends nothing.
     if (deadline.aborted) throw deadline.reason
     // Rested or banned while this request waited (the requests ahead timed out): skip it.
@@ -260,9 +262,17 @@ export function swarmSource (options: SwarmSourceOptions): SwarmSource {
     stats.requests++
     let answer: ShardAnswer
     try {
-      answer = await network.request(peer, cid, { signal: deadline, force, maxBytes })
+      // Bounded by the object's own size where it is known: a peer that announces another one is
+      // refused at its header, not after up to maxBytes (32 MiB) of body were read and hashed.
+      answer = await network.request(peer, cid, { signal: deadline, force, maxBytes: Math.min(size ?? maxBytes, maxBytes), size })
     } catch (err) {
       if (signal.aborted) throw err
+      // Another size than the object's is as wrong as bytes that do not hash to its CID.
+      if (err instanceof IntegrityError) {
+        stats.corrupt++
+        scores.record(peer, 'corrupt')
+        return undefined
+      }
       fail(`${peer === origin ? 'origin ' : ''}${(err as Error).name}`)
       // A slow origin is still the origin: only bad bytes (below) ever make this source avoid it.
       if (peer !== origin) scores.record(peer, (err as Error).name === 'TimeoutError' ? 'timeout' : 'error')
@@ -320,7 +330,7 @@ export function swarmSource (options: SwarmSourceOptions): SwarmSource {
         attempt.busy.delete(peer)
         if (!await attempt.waitBusy(retryMs, signal)) continue
       }
-      const got = await ask(peer, cid, signal, false)
+      const got = await ask(peer, cid, signal, false, attempt.size)
       if (got !== undefined && 'bytes' in got) {
         stats.bytesFromPeers += got.bytes.length
         stats.perPeer[peer] = (stats.perPeer[peer] ?? 0) + got.bytes.length
@@ -347,7 +357,7 @@ export function swarmSource (options: SwarmSourceOptions): SwarmSource {
     let force = mayForce
     const waitBusy = busyWaiter()
     for (let question = 0; question < ORIGIN_ATTEMPTS; question++) {
-      const got = await ask(originPeer, cid, signal, force)
+      const got = await ask(originPeer, cid, signal, force, attempt.size)
       if (got === undefined) return { reason: 'origin request failed' }
       if ('bytes' in got) {
         stats.bytesFromOrigin += got.bytes.length
@@ -390,9 +400,9 @@ export function swarmSource (options: SwarmSourceOptions): SwarmSource {
     }
   }
 
-  async function fetchObject (cid: string, { signal, block, shard }: BlockSourceGetOptions): Promise<Uint8Array> {
+  async function fetchObject (cid: string, { signal, block, shard, size }: BlockSourceGetOptions): Promise<Uint8Array> {
     const key = block ?? cid
-    const attempt: Attempt = { tried: new Set([network.self]), asked: 0, busy: new Map(), waitBusy: busyWaiter(PEER_BUSY_PATIENCE_MS) }
+    const attempt: Attempt = { tried: new Set([network.self]), asked: 0, busy: new Map(), waitBusy: busyWaiter(PEER_BUSY_PATIENCE_MS), size }
     if (origin !== undefined) attempt.tried.add(origin)
     const order = (peers: string[]): string[] => {
       const usable = scores.rank(peers.filter(p => !attempt.tried.has(p)))
@@ -425,7 +435,7 @@ export function swarmSource (options: SwarmSourceOptions): SwarmSource {
       if (got instanceof Uint8Array) return got
     }
     if (fallback !== undefined) {
-      bytes = await fallback.get(cid, { signal })
+      bytes = await fallback.get(cid, { signal, size })
       await verifyCid(cid, bytes, `object from ${fallback.name}`)
       stats.bytesFromFallback += bytes.length
       options.onReceived?.(cid, bytes, fallback.name)

@@ -42,8 +42,6 @@ import { blockFilter } from '../../../shared/p2p/bloom.ts'
 import { encodeGossip, modelTopic, GOSSIP_MAX_MESSAGE_BYTES } from '../../../shared/p2p/gossip.ts'
 import { MAX_CONTROL_FRAME, requestShard, serveShardStream, SHARD_PROTOCOL } from '../../../shared/p2p/shard-protocol.ts'
 import { mulberry32 } from '../../../shared/random/seeded.ts'
-import { generateKeyPairFromSeed } from '@libp2p/crypto/keys'
-import { peerIdFromPrivateKey } from '@libp2p/peer-id'
 
 const MODEL = 'bad-input-mlp'
 const K = 2
@@ -504,11 +502,15 @@ describe('gossip: Bloom filters kept from other peers', () => {
     const filter = blockFilter({ capacity: 100, falsePositiveRate: 0.01 })
     filter.add(held)
     const data = encodeGossip({ type: 'have', filter: filter.encode(), blocks: 1 })
-    // Five authors whose announcements reach this node relayed (never connected, so never a
-    // disconnect, but their addresses known, so they can be asked without a lookup): delivered
-    // as gossipsub delivers a verified message.
-    const authors = await Promise.all([31, 32, 33, 34, 35].map(async n => peerIdFromPrivateKey(await generateKeyPairFromSeed('Ed25519', seedOf(n)))))
-    for (const [i, from] of authors.entries()) await s.node.peerStore.merge(from, { multiaddrs: [multiaddr(`/ip4/127.0.0.1/tcp/${40000 + i}`)] })
+    // Five connected authors that stay connected (so no disconnect drops their filters), whose
+    // announcements are delivered as gossipsub delivers a verified message.
+    const authors: Array<PeerNode['peerId']> = []
+    for (const n of [31, 32, 33, 34, 35]) {
+      const peer = await createPeerNode({ seed: seedOf(n) })
+      cleanups.push(async () => { await peer.stop() })
+      await s.node.dial(peer.getMultiaddrs()[0] as ReturnType<typeof multiaddr>)
+      authors.push(peer.peerId)
+    }
     for (const from of authors) {
       s.node.services.pubsub.dispatchEvent(new CustomEvent('message', { detail: { type: 'signed', from, topic, data, sequenceNumber: 1n, signature: new Uint8Array(64), key: from.publicKey } }))
     }

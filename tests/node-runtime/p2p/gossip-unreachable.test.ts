@@ -1,16 +1,20 @@
 /**
  * `have` announcements under keys nobody can reach. The gossip `from` is the
  * StrictSign author (unforgeable), but a fresh Ed25519 key costs nothing, so any peer can
- * announce under as many authors as it likes; gossipsub relays every valid one.
+ * announce under as many authors as it likes; gossipsub relays every valid one. Addresses in the
+ * peer store prove nothing either: any peer can plant some for ids it makes up (a DHT
+ * ADD_PROVIDER naming them). Only filters of peers connected to this node are kept.
  *
- * One runtime swarm node, no other libp2p node: messages are delivered as gossipsub delivers
- * a verified message (as tests/node-runtime/p2p/bad-input.test.ts does).
+ * One runtime swarm node, and plain peer nodes connected to it where a test needs a connected
+ * author: messages are delivered as gossipsub delivers a verified message (as
+ * tests/node-runtime/p2p/bad-input.test.ts does).
  */
 import { describe, it, expect, afterAll, vi } from 'vitest'
 import { generateKeyPairFromSeed } from '@libp2p/crypto/keys'
 import { peerIdFromPrivateKey } from '@libp2p/peer-id'
 import type { PeerId } from '@libp2p/interface'
 import { multiaddr } from '@multiformats/multiaddr'
+import { createPeerNode } from '../../../node-runtime/p2p/peer-node.ts'
 import { createSwarm, type Swarm } from '../../../node-runtime/p2p/swarm.ts'
 import { memoryCache } from '../../../shared/cache/memory-lru.ts'
 import { rawCid } from '../../../shared/crypto/cid.ts'
@@ -43,6 +47,14 @@ const deliver = (s: Swarm, from: PeerId, data: Uint8Array): void => {
   }))
 }
 
+/** A peer node connected to `s`: an author whose filters `s` keeps. */
+const connectedAuthor = async (s: Swarm, seed: number): Promise<PeerId> => {
+  const peer = await createPeerNode({ seed: new Uint8Array(32).fill(seed) })
+  cleanups.push(async () => { await peer.stop() })
+  await s.node.dial(peer.getMultiaddrs()[0] as ReturnType<typeof multiaddr>)
+  return peer.peerId
+}
+
 const swarmNode = async (seed: number, options: { maxFilters?: number, maxFilterBytes?: number } = {}): Promise<Swarm> => {
   const s = await createSwarm({ seed: new Uint8Array(32).fill(seed), ...options })
   cleanups.push(async () => { await s.stop() })
@@ -71,11 +83,28 @@ describe('have announcements from authors this node cannot reach', () => {
     expect(s.network.likelyHolders(blocks[0] as string)).toEqual([])
   })
 
-  it('cannot push out the filter of a peer this node can reach', async () => {
+  it('keeps no filter of an author it is not connected to, though that author has addresses in its peer store', async () => {
+    const s = await swarmNode(0x54)
+    const held = await rawCid(new TextEncoder().encode('a block "held" by a made-up id'))
+    // As a DHT ADD_PROVIDER from any peer would leave it: addresses, no connection.
+    const planted = await freshAuthor()
+    await s.node.peerStore.merge(planted, { multiaddrs: [multiaddr('/ip4/127.0.0.1/tcp/9')] })
+    deliver(s, planted, haveOf([held]))
+    // The same announcement from a connected peer is kept: the refusal is about the connection.
+    const connected = await connectedAuthor(s, 0x64)
+    deliver(s, connected, haveOf([held]))
+    await vi.waitFor(() => { expect(s.network.likelyHolders(held)).toEqual([connected.toString()]) }, { timeout: 2_000, interval: 10 })
+    await new Promise(resolve => setTimeout(resolve, 100))
+    expect(s.network.likelyHolders(held)).toEqual([connected.toString()])
+    // Dropped when it disconnects.
+    await s.node.hangUp(connected)
+    await vi.waitFor(() => { expect(s.network.likelyHolders(held)).toEqual([]) }, { timeout: 2_000, interval: 10 })
+  })
+
+  it('cannot push out the filter of a connected peer', async () => {
     const s = await swarmNode(0x52)
     const held = await rawCid(new TextEncoder().encode('a block the reachable peer holds'))
-    const reachable = await freshAuthor()
-    await s.node.peerStore.merge(reachable, { multiaddrs: [multiaddr('/ip4/127.0.0.1/tcp/9')] })
+    const reachable = await connectedAuthor(s, 0x62)
     deliver(s, reachable, haveOf([held]))
     await vi.waitFor(() => { expect(s.network.likelyHolders(held)).toEqual([reachable.toString()]) }, { timeout: 2_000, interval: 10 })
 
@@ -88,12 +117,11 @@ describe('have announcements from authors this node cannot reach', () => {
   })
 
   it('keeps the filters it holds within maxFilterBytes, dropping the oldest', async () => {
-    // Three reachable peers, 78-byte filters (capacity 64 at 1 %: 617 bits), 200 bytes allowed.
+    // Three connected peers, 78-byte filters (capacity 64 at 1 %: 617 bits), 200 bytes allowed.
     const s = await swarmNode(0x53, { maxFilterBytes: 200 })
     const held = await rawCid(new TextEncoder().encode('a block all three hold'))
-    const authors = [await freshAuthor(), await freshAuthor(), await freshAuthor()]
-    for (const [i, a] of authors.entries()) {
-      await s.node.peerStore.merge(a, { multiaddrs: [multiaddr(`/ip4/127.0.0.1/tcp/${41000 + i}`)] })
+    const authors = [await connectedAuthor(s, 0x71), await connectedAuthor(s, 0x72), await connectedAuthor(s, 0x73)]
+    for (const a of authors) {
       deliver(s, a, haveOf([held]))
       await vi.waitFor(() => { expect(s.network.likelyHolders(held)).toContain(a.toString()) }, { timeout: 2_000, interval: 10 })
     }

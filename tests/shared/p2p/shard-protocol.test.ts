@@ -12,6 +12,7 @@ import { tcp } from '@libp2p/tcp'
 import { lpStream } from '@libp2p/utils'
 import { createLibp2p } from 'libp2p'
 import { rawCid } from '../../../shared/crypto/cid.ts'
+import { IntegrityError } from '../../../shared/errors/errors.ts'
 import { sleep } from '../../../shared/load/deadline.ts'
 import { shardClient } from '../../../shared/p2p/shard-client.ts'
 import { serveShardStream, serveSlots, shardSession, SHARD_PROTOCOL, type ShardAnswer, type ShardRequest } from '../../../shared/p2p/shard-protocol.ts'
@@ -84,6 +85,16 @@ describe('shard sessions', () => {
     await expect(session.request(cid as string, { signal: AbortSignal.timeout(5_000) })).rejects.toThrow(/one exchange at a time/)
     expect((await first).status).toBe('ok')
     await session.close()
+  })
+
+  it('an answer announcing another size than the object\'s is refused on the header, as an integrity failure', async () => {
+    const session = shardSession(await open(server)(server.peerId.toString(), AbortSignal.timeout(5_000)))
+    const [cid, bytes] = [...objects].find(([, b]) => b.length === 1000) as [string, Uint8Array]
+    expect(await session.request(cid, { signal: AbortSignal.timeout(5_000), size: 1000 })).toEqual({ status: 'ok', bytes })
+    const err = await session.request(cid, { signal: AbortSignal.timeout(5_000), size: 999 }).then(() => undefined, (e: unknown) => e)
+    expect(err).toBeInstanceOf(IntegrityError)
+    expect((err as Error).message).toMatch(/announces 1000 bytes, but the object has 999/)
+    expect(session.usable).toBe(false)
   })
 
   it('a body above the caller\'s bound is refused on the header', async () => {

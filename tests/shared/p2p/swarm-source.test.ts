@@ -20,7 +20,7 @@ import { peerScores } from '../../../shared/p2p/peer-score.ts'
 const SELF = 'self'
 const ORIGIN = 'origin'
 
-interface Call { peer: string, cid: string, force: boolean, signal: AbortSignal }
+interface Call { peer: string, cid: string, force: boolean, signal: AbortSignal, maxBytes: number, size?: number }
 type Behaviour = (cid: string, call: Call) => Promise<ShardAnswer>
 
 /** Seeded objects of different lengths, with their real CIDs. */
@@ -89,8 +89,8 @@ function fakeNetwork (init: {
       if (init.findProviders !== undefined) return await init.findProviders(block, options)
       return (init.providers?.[block] ?? []).slice(0, options.limit)
     },
-    async request (peer, cid, { signal, force }) {
-      const call = { peer, cid, force: force === true, signal }
+    async request (peer, cid, { signal, force, maxBytes, size }) {
+      const call = { peer, cid, force: force === true, signal, maxBytes, size }
       net.calls.push(call)
       net.events.push(`ask:${peer}`)
       const behaviour = init.peers[peer]
@@ -319,6 +319,24 @@ describe('swarm source: fail-over and bans', () => {
     expect(s.scores.snapshot().evil?.corrupt).toBe(1)
     expect(s.stats().perPeer).toEqual({ good: objs.reduce((n, o) => n + o.bytes.length, 0) })
     expect(received).toEqual(['good', 'good', 'good'])
+  })
+
+  it('bounds each request by the object\'s size when the caller gives it, and bans a peer that announces another size like one whose bytes are corrupt', async () => {
+    const [o] = await objects(1)
+    const { cid, bytes } = o as { cid: string, bytes: Uint8Array }
+    store.set(cid, bytes)
+    // What the shard session throws for an answer whose header announces another size.
+    const liar: Behaviour = async () => { throw new IntegrityError(`shard ${cid}: announces 33554432 bytes, but the object has ${bytes.length}`) }
+    const net = fakeNetwork({ peers: { liar, good: holds, [ORIGIN]: holds }, holders: { [cid]: ['liar', 'good'] } })
+    const s = source(net)
+    s.scores.record('good', 'not-found')
+    expect(await s.get(cid, { signal: signal(), size: bytes.length })).toEqual(bytes)
+    expect(net.calls.map(c => [c.peer, c.maxBytes, c.size])).toEqual([['liar', bytes.length, bytes.length], ['good', bytes.length, bytes.length]])
+    expect(s.stats().corrupt).toBe(1)
+    expect(s.scores.usable('liar')).toBe(false)
+    // Without a size, the source's own bound.
+    await s.get(cid, { signal: signal() })
+    expect(net.calls.at(-1)).toMatchObject({ peer: 'good', maxBytes: 32 << 20, size: undefined })
   })
 
   it('an origin that served corrupt bytes is banned like a peer: later objects skip it', async () => {
