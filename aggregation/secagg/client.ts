@@ -183,6 +183,11 @@ export function createMaskingClient (options: MaskingClientOptions): MaskingClie
       if ((roster.clients[i] as string) <= (roster.clients[i - 1] as string)) throw new InvalidInputError(`roster: clients are not sorted and unique at ${roster.clients[i]}`)
     }
     if (!roster.clients.includes(id)) throw new InvalidInputError(`roster: this client (${id}) is not in it`)
+    // Every name must be a client of the round, or the floor below could be met with invented
+    // ones, and the layout steered by them (stop 31's review: 37 made-up names of 40 left the
+    // victim two colluders for neighbours). O(n) lookups; only neighbours' keys are verified.
+    const stranger = roster.clients.find(v => options.identityKeyOf(v) === undefined)
+    if (stranger !== undefined) throw new InvalidInputError(`roster: names ${stranger}, not a client of round ${roundId}`)
     if (roster.clients.length < minRoster) throw new InvalidInputError(`roster: names ${roster.clients.length} clients, fewer than the ${minRoster} this client shares keys with at least (the runtime's maskingMinRoster, or the offer's minUploads)`)
     let derived: ReturnType<typeof rosterGraph>
     try {
@@ -198,8 +203,9 @@ export function createMaskingClient (options: MaskingClientOptions): MaskingClie
     return await step(async () => {
       const cPair = c as { secretKey: Uint8Array, publicKey: Uint8Array }
       const sPair = s as { secretKey: Uint8Array, publicKey: Uint8Array }
-      // Only the neighbours' keys are used, so only theirs are checked: O(k), not O(n). A forged id
-      // elsewhere in the list can only move the layout, as leaving a real client out could.
+      // Only the neighbours' keys are used, so only theirs are checked: O(k), not O(n). Every other
+      // name is a client of the round (above); one that advertised nothing can only move the
+      // layout, as leaving a real client out could.
       const checked = await Promise.all(roster.neighbours.map(async (entry, i) => await checkAdvertise(entry, roundId, options.identityKeyOf(entry.from), `roster neighbours[${i}]`)))
       // Both agreements per neighbour happen now, so that round 2 only expands masks.
       const derivedKeys = await Promise.all(ids.map(async (v, i) => {

@@ -4,8 +4,9 @@
  * (federated-compute `graph_parameter_finder.cc`), rewritten here with the n − 1 other clients as
  * the population a neighbourhood is drawn from and the semi-malicious threshold rule (2) always:
  *
- *  - n clients, at most A = ⌊γn⌋ of them colluding with the server, at most D = ⌊δn⌋ dropping out
- *    after ShareKeys.
+ *  - n clients in the roster, at most A = ⌊γN⌋ of them colluding with the server, where N ≥ n is
+ *    the number of clients offered the round (`population`: the server picks the roster among
+ *    them), and at most D = ⌊δn⌋ dropping out after ShareKeys.
  *  - Sparse (Harary): the smallest even k such that
  *      (1) the graph stays connected once the A + D bad clients are removed, except with
  *          probability < 2^−(σ+1). Cutting a random H(n, k) needs k/2 consecutive bad clients in
@@ -39,6 +40,14 @@ export interface GraphConfig {
   degree?: number
   /** Shamir threshold t, instead of the rule above. */
   threshold?: number
+  /**
+   * The clients the round was offered to (default: the roster). Colluders are counted over them,
+   * ⌊γ · population⌋, not over the roster: the server chooses the roster, and by leaving honest
+   * clients out of it (they look like slow ones) would double its colluders' share of a roster
+   * of half the offer, where the threshold would assume ⌊γ · n⌋ (stop 31's review: 2 colluders in
+   * a roster of 20 out of 40 offered rebuilt a client's input).
+   */
+  population?: number
 }
 
 export interface GraphParameters {
@@ -131,7 +140,11 @@ export function graphParameters (n: number, config: GraphConfig): GraphParameter
   if (!Number.isInteger(n) || n < 3 || n > MAX_CLIENTS) throw new InvalidInputError(`graph n: expected an integer in [3, ${MAX_CLIENTS}] clients, got ${n}`)
   if (config.kind !== 'harary' && config.kind !== 'complete') throw new InvalidInputError(`graph kind: expected 'harary' or 'complete', got ${String(config.kind)}`)
   const { gamma, delta } = rates(config)
-  const adversarial = Math.floor((gamma + EPSILON) * n)
+  const population = config.population ?? n
+  if (!Number.isInteger(population) || population < n || population > MAX_CLIENTS) {
+    throw new InvalidInputError(`graph population: expected an integer in [${n} (the roster), ${MAX_CLIENTS}] clients offered, got ${population}`)
+  }
+  const adversarial = Math.floor((gamma + EPSILON) * population)
   const dropouts = Math.floor((delta + EPSILON) * n)
   // ⌊δn⌋ is 0 below 1/δ clients (under 10 at the default δ = 0.1), and such a round fails at its
   // first dropout: tolerate one wherever the clients allow it (from 4, a complete graph can).

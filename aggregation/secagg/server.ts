@@ -132,7 +132,9 @@ const snapshotStateSchema = z.object({
     adversarialRate: z.number().optional(),
     dropoutRate: z.number().optional(),
     degree: z.number().int().optional(),
-    threshold: z.number().int().optional()
+    threshold: z.number().int().optional(),
+    // Absent in snapshots from before colluders were counted over the offer: the roster then.
+    population: z.number().int().optional()
   }).strict(),
   seed: z.string().max(64),
   stage: z.enum(STAGES),

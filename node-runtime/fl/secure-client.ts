@@ -12,6 +12,7 @@ import { paillierKeyInfoSchema } from '../../aggregation/paillier/schemas.ts'
 import { ciphertextCount } from '../../aggregation/paillier/layout.ts'
 import { encryptUpdate } from '../../aggregation/paillier/aggregate.ts'
 import { createMaskingClient } from '../../aggregation/secagg/client.ts'
+import { DEFAULT_ADVERSARIAL_RATE } from '../../aggregation/secagg/constants.ts'
 import { graphConfig } from '../../shared/rounds/secagg-graph.ts'
 import { fromHex } from '../../shared/crypto/bytes.ts'
 
@@ -61,6 +62,13 @@ export interface SecureClientsOptions {
    * (t = 2: the colluders rebuild both b and s^SK). The larger of this and the offer's is used.
    */
   maskingMinRoster?: number
+  /**
+   * Masking: the smallest share of colluding clients this runtime lets a round assume (γ, the
+   * offer's `secure.adversarialRate`). The threshold is sized to it, and the offer is the
+   * coordinator's word: at γ = 0 two colluders next to this client rebuild its input. Offers
+   * assuming fewer are declined. Default DEFAULT_ADVERSARIAL_RATE (0.05).
+   */
+  maskingMinAdversarialRate?: number
 }
 
 /**
@@ -69,6 +77,10 @@ export interface SecureClientsOptions {
  * has used one, so the online cost of encryption is one multiplication per ciphertext.
  */
 export function secureClients (options: SecureClientsOptions = {}): (deps: SecureClientDeps) => SecureRoundClient {
+  const rate = options.maskingMinAdversarialRate
+  if (rate !== undefined && !(typeof rate === 'number' && rate >= 0 && rate < 1)) {
+    throw new InvalidInputError(`secureClients maskingMinAdversarialRate: expected a number in [0, 1), got ${String(rate)}`)
+  }
   const pools = new Map<string, Promise<RandomnessPool>>()
   const method = options.paillierRandomness ?? 'short-exponent'
   const prepare = (key: DecryptorKey, count: number): Promise<RandomnessPool> => {
@@ -110,7 +122,7 @@ export function secureClients (options: SecureClientsOptions = {}): (deps: Secur
           dispose: () => {}
         }
       }
-      case 'masking': return maskingClient(deps, options.maskingMinRoster)
+      case 'masking': return maskingClient(deps, options.maskingMinRoster, options.maskingMinAdversarialRate)
     }
   }
 }
@@ -120,14 +132,17 @@ export function secureClients (options: SecureClientsOptions = {}): (deps: Secur
  * the inbox, mask the encoded update with it, sign the survivor list, and answer the unmask
  * request — which the masking client itself refuses unless t neighbours signed the same list.
  */
-function maskingClient (deps: SecureClientDeps, localMinRoster = 2): SecureRoundClient {
+function maskingClient (deps: SecureClientDeps, localMinRoster = 2, minAdversarialRate = DEFAULT_ADVERSARIAL_RATE): SecureRoundClient {
   const { config } = deps
   const selected = new Set(config.clients)
-  // The roster can only be a subset of the offer's clients: too few there, and this client would
-  // refuse the roster after training, having held the round up until its setup deadline.
+  const assumed = config.secure.adversarialRate ?? DEFAULT_ADVERSARIAL_RATE
+  // Known from the offer, so declined at once: refused later, this client would have held the
+  // round up until its setup deadline. The roster can only be a subset of the offer's clients.
   const refusal = config.clients.length < localMinRoster
     ? `the offer names ${config.clients.length} clients, and this runtime shares masking keys only within rosters of at least ${localMinRoster} (maskingMinRoster)`
-    : undefined
+    : assumed < minAdversarialRate
+      ? `the offer sizes its masking threshold for a share of ${assumed} colluding clients, and this runtime takes part only if at least ${minAdversarialRate} is assumed (maskingMinAdversarialRate)`
+      : undefined
   const client = createMaskingClient({
     roundId: config.id,
     id: deps.clientId,

@@ -8,12 +8,15 @@ export interface RoundGraph {
   kind: 'harary' | 'complete'
   adversarialRate?: number
   dropoutRate?: number
+  /** The clients offered the round: colluders are counted over them (aggregation/secagg/params.ts). */
+  population: number
 }
 
-export function graphConfig (config: Pick<RoundConfig, 'secure'>): RoundGraph {
+export function graphConfig (config: Pick<RoundConfig, 'secure' | 'clients'>): RoundGraph {
   const { graph, adversarialRate, dropoutRate } = config.secure
   return {
     kind: graph === 'complete' ? 'complete' : 'harary',
+    population: config.clients.length,
     ...(adversarialRate === undefined ? {} : { adversarialRate }),
     ...(dropoutRate === undefined ? {} : { dropoutRate })
   }

@@ -1,6 +1,7 @@
 import { describe, it, expect } from 'vitest'
 import { hararyGraph } from '../../../aggregation/secagg/graph.ts'
 import { graphParameters, hypergeometricCdf, hypergeometricPmf, hypergeometricSurvival } from '../../../aggregation/secagg/params.ts'
+import { MAX_CLIENTS } from '../../../aggregation/secagg/constants.ts'
 import { mulberry32 } from '../../../shared/random/seeded.ts'
 
 function choose (m: number, r: number): bigint {
@@ -100,6 +101,20 @@ describe('graph parameters (Bell et al. 2020 sizing)', () => {
     expect(() => graphParameters(40, { kind: 'harary', degree: 9 })).toThrow(/degree: expected an even integer/)
     expect(() => graphParameters(40, { kind: 'harary', threshold: 9 })).toThrow(/needs an explicit degree/)
     expect(() => graphParameters(40, { kind: 'complete', degree: 10 })).toThrow(/complete graph over 40 clients has degree 39/)
+  })
+
+  it('counts colluders over the clients offered, not over the roster the server chose among them', () => {
+    // 20 of 40 offered: alone, ⌊0.05 · 20⌋ = 1 colluder and 2t − k = 2 (two colluders beside a
+    // client could answer both ways); over the offer, 2 colluders and 2t − k > 2.
+    const alone = graphParameters(20, { kind: 'harary' })
+    expect(alone).toEqual({ kind: 'harary', n: 20, degree: 6, threshold: 4 })
+    const offered = graphParameters(20, { kind: 'harary', population: 40 })
+    expect(2 * offered.threshold - offered.degree).toBeGreaterThan(2)
+    expect(graphParameters(20, { kind: 'harary', population: 20 })).toEqual(alone)
+    expect(graphParameters(40, { kind: 'harary', population: 40 })).toEqual(graphParameters(40, { kind: 'harary' }))
+    for (const bad of [19, 20.5, MAX_CLIENTS + 1]) {
+      expect(() => graphParameters(20, { kind: 'harary', population: bad })).toThrow(/graph population: expected an integer in \[20 \(the roster\)/)
+    }
   })
 
   it('refuses infeasible threat models and bad rates', () => {

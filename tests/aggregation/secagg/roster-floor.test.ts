@@ -65,6 +65,33 @@ describe('the roster floor', () => {
     expect((floored[1] as Error).message).toMatch(/fewer than the 10 this client shares keys with at least \(the runtime's maskingMinRoster/)
   })
 
+  it('a roster naming anyone the offer does not is refused: invented names cannot meet the floor or move the layout', async () => {
+    const { config, keys } = offer(20)
+    const [victim, a, b] = config.clients as [string, string, string]
+    // The floor (10 here) met with made-up names around the client and two colluders.
+    const invented = Array.from({ length: 8 }, (_, i) => toHex(new Uint8Array(32).fill(0xe0 + i)))
+    const clients = [victim, a, b, ...invented].sort()
+    const sent: unknown[] = []
+    const client = secureClients({ maskingMinRoster: 10 })({ config, clientId: victim, identity: keys.get(victim) as SigningKeyPair, send: m => sent.push(m) })
+    await client.begin()
+    const roster = { type: 'secagg/roster' as const, roundId: ROUND, to: victim, clients, neighbours: [advertisement(a, keys.get(a) as SigningKeyPair), advertisement(b, keys.get(b) as SigningKeyPair)] }
+    await expect(client.message(roster)).rejects.toThrow(new RegExp(`^roster: names ${clients.find(v => !config.clients.includes(v))}, not a client of round ${ROUND}$`))
+    expect(sent.map(m => (m as { type?: string }).type)).toEqual(['secagg/advertise'])
+  })
+
+  it('an offer assuming fewer colluders than the runtime does is declined from the offer; the runtime may lower its floor', () => {
+    for (const [rate, floor, refused] of [[0, undefined, true], [0.04, undefined, true], [0.05, undefined, false], [undefined, undefined, false], [0, 0, false], [0.1, 0.2, true]] as const) {
+      const { config, keys } = offer(20, rate === undefined ? {} : { secure: { mode: 'masking', graph: 'sparse', adversarialRate: rate } })
+      const id = config.clients[0] as string
+      const client = secureClients(floor === undefined ? {} : { maskingMinAdversarialRate: floor })({ config, clientId: id, identity: keys.get(id) as SigningKeyPair, send: () => {} })
+      if (refused) expect(client.refusal, `${rate} vs ${floor}`).toBe(`the offer sizes its masking threshold for a share of ${rate} colluding clients, and this runtime takes part only if at least ${floor ?? 0.05} is assumed (maskingMinAdversarialRate)`)
+      else expect(client.refusal, `${rate} vs ${floor}`).toBeUndefined()
+    }
+    for (const bad of [-0.1, 1, Number.NaN, '0.1']) {
+      expect(() => secureClients({ maskingMinAdversarialRate: bad as number })).toThrow(/maskingMinAdversarialRate: expected a number in \[0, 1\)/)
+    }
+  })
+
   it('an offer naming fewer clients than the runtime floor is refused from the offer itself, before the model is fetched', () => {
     for (const [n, refused] of [[5, true], [9, true], [10, false], [20, false]] as const) {
       const { config, keys } = offer(n)
