@@ -48,8 +48,36 @@ export interface UpdatesGiven {
   release: () => void
 }
 
-/** State dirs held by this process, with how many participants hold each. */
-const held = new Map<string, { lock: DataDirLock, users: number }>()
+/**
+ * One value per key for this process while someone uses it: made by the first `take`, disposed
+ * of when the last taker lets go (each taker's `release` counts once).
+ */
+function sharedByKey<T> (dispose: (value: T) => void = () => {}): (key: string, create: () => T) => { value: T, release: () => void } {
+  const table = new Map<string, { value: T, users: number }>()
+  return (key, create) => {
+    let entry = table.get(key)
+    if (entry === undefined) {
+      entry = { value: create(), users: 0 }
+      table.set(key, entry)
+    }
+    entry.users++
+    const shared = entry
+    let released = false
+    return {
+      value: shared.value,
+      release () {
+        if (released) return
+        released = true
+        if (--shared.users > 0 || table.get(key) !== shared) return
+        table.delete(key)
+        dispose(shared.value)
+      }
+    }
+  }
+}
+
+/** State dirs held by this process, each until the last participant holding it lets go. */
+const heldDirs = sharedByKey<DataDirLock>(lock => { lock.release() })
 
 /**
  * Takes `dir` for this process (created if missing) until every participant that took it lets
@@ -58,24 +86,10 @@ const held = new Map<string, { lock: DataDirLock, users: number }>()
  */
 export function holdStateDir (dir: string): { release: () => void } {
   const path = resolve(dir)
-  let entry = held.get(path)
-  if (entry === undefined) {
+  return heldDirs(path, () => {
     mkdirSync(path, { recursive: true })
-    entry = { lock: lockDataDir(path, 'participant'), users: 0 }
-    held.set(path, entry)
-  }
-  entry.users++
-  const shared = entry
-  let released = false
-  return {
-    release () {
-      if (released) return
-      released = true
-      if (--shared.users > 0) return
-      held.delete(path)
-      shared.lock.release()
-    }
-  }
+    return lockDataDir(path, 'participant')
+  })
 }
 
 interface KeptRecord<T> { get: () => Promise<T>, save: (value: T) => Promise<void>, release: () => void }
@@ -85,7 +99,7 @@ interface KeptRecord<T> { get: () => Promise<T>, save: (value: T) => Promise<voi
  * `stateDir` (one per model, as the README's example has it) share one live value. Each kept its
  * own copy before, and wrote it whole, so one model's upload erased the other's record.
  */
-const records = new Map<string, { record: KeptRecord<unknown>, users: number }>()
+const records = sharedByKey<KeptRecord<unknown>>()
 
 /**
  * A JSON record in `dir/file` (in memory only without `dir`), read once and then kept: `get`
@@ -95,22 +109,8 @@ const records = new Map<string, { record: KeptRecord<unknown>, users: number }>(
 function keptRecord<T> (dir: string | undefined, file: string, schema: z.ZodType<T>, empty: () => T, encode: (value: T) => unknown, what: string): KeptRecord<T> {
   const path = dir === undefined ? undefined : resolve(dir, file)
   if (path === undefined) return newRecord(undefined, schema, empty, encode, what)
-  let entry = records.get(path)
-  if (entry === undefined) {
-    entry = { record: newRecord(path, schema, empty, encode, what) as KeptRecord<unknown>, users: 0 }
-    records.set(path, entry)
-  }
-  entry.users++
-  const shared = entry
-  let released = false
-  return {
-    ...(shared.record as KeptRecord<T>),
-    release () {
-      if (released) return
-      released = true
-      if (--shared.users === 0 && records.get(path) === shared) records.delete(path)
-    }
-  }
+  const { value, release } = records(path, () => newRecord(path, schema, empty, encode, what) as KeptRecord<unknown>)
+  return { ...(value as KeptRecord<T>), release }
 }
 
 function newRecord<T> (path: string | undefined, schema: z.ZodType<T>, empty: () => T, encode: (value: T) => unknown, what: string): KeptRecord<T> {
