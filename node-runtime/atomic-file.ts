@@ -38,7 +38,8 @@ export async function createFileAtomic (path: string, data: string | Uint8Array,
   }
 }
 
-async function writeTemporary (path: string, data: string | Uint8Array, mode: number): Promise<string> {
+/** Writes `data` to a new, synced file beside `path` (`<path>.<random>.tmp`) and returns its name. */
+export async function writeTemporary (path: string, data: string | Uint8Array, mode = 0o644): Promise<string> {
   const tmp = `${path}.${randomBytes(6).toString('hex')}.tmp`
   const handle = await open(tmp, 'wx', mode)
   try {

@@ -1,12 +1,14 @@
 /**
- * Reads a model's files from disk for ingest: a model.json with the weight files it names, an
- * .onnx with any external-data files beside it, or every file of a folder. Paths named inside a
- * model.json are checked to stay inside the model's folder.
+ * A model's files on disk. Reading, for ingest: a model.json with the weight files it names, an
+ * .onnx with any external-data files beside it, or every file of a folder; paths named inside a
+ * model.json are checked to stay inside the model's folder. Writing, for pull: every file or
+ * none, the file naming the others last.
  */
-import { readdir, readFile, stat } from 'node:fs/promises'
+import { mkdir, readdir, readFile, rename, rm, stat } from 'node:fs/promises'
 import { basename, dirname, relative, resolve, sep } from 'node:path'
 import type { ModelFile } from '../shared/model/types.ts'
-import { InvalidInputError, InvalidModelError } from '../shared/errors/errors.ts'
+import { IntegrityError, InvalidInputError, InvalidModelError } from '../shared/errors/errors.ts'
+import { syncDir, writeTemporary } from './atomic-file.ts'
 import { decodeJsonText, modelJsonOf, parseJsonText } from '../shared/formats/_tfjs_json.ts'
 
 const MAX_FILES = 256
@@ -51,4 +53,46 @@ export async function readModelFiles (path: string): Promise<ModelFile[]> {
     return [{ path: name, bytes }, ...await readAll(dir, [...new Set(paths)])]
   }
   throw new InvalidInputError(`${path}: expected a model.json, an .onnx file or a folder`)
+}
+
+/** The files others are found through (a tfjs model.json, an .onnx naming its external data): put in place last. */
+const isEntry = (path: string): boolean => path.endsWith('.json') || path.endsWith('.onnx')
+
+/**
+ * Writes `files` under `folder` so that a failure part-way leaves no model behind: every path is
+ * checked first, every file is written beside its target under a temporary name, and only then
+ * are they renamed into place, the entry files last — a reader finds a model.json or .onnx only
+ * once what it names is there. On failure the temporary files and the files this call created
+ * are removed.
+ */
+export async function writeModelFiles (folder: string, files: readonly ModelFile[]): Promise<string[]> {
+  const root = resolve(folder)
+  const targets = files.map(f => {
+    const target = resolve(root, f.path)
+    // The manifest's schema already refuses paths that leave the folder; checked again where it matters.
+    if (!target.startsWith(`${root}${sep}`)) throw new IntegrityError(`model file "${f.path}" would be written outside ${folder}`)
+    return target
+  })
+  const written: Array<{ tmp: string, target: string, entry: boolean }> = []
+  const created: string[] = []
+  try {
+    for (const [i, f] of files.entries()) {
+      const target = targets[i] as string
+      await mkdir(dirname(target), { recursive: true })
+      written.push({ tmp: await writeTemporary(target, f.bytes), target, entry: isEntry(f.path) })
+    }
+    for (const w of [...written.filter(w => !w.entry), ...written.filter(w => w.entry)]) {
+      const existed = await stat(w.target).then(() => true, () => false)
+      await rename(w.tmp, w.target)
+      if (!existed) created.push(w.target)
+      await syncDir(dirname(w.target))
+    }
+  } catch (err) {
+    // Files this call created go too; files it replaced keep the new bytes (their old ones are gone).
+    await Promise.all(created.map(async path => { await rm(path, { force: true }) }))
+    throw err
+  } finally {
+    await Promise.all(written.map(async w => { await rm(w.tmp, { force: true }) }))
+  }
+  return targets
 }

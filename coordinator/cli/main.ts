@@ -8,14 +8,13 @@
  * when stopped (SIGINT, SIGTERM, a closed stdout) and exit 130, 143 or 141 (interrupt.ts).
  */
 import { Command, InvalidArgumentError, Option } from 'commander'
-import { mkdir, writeFile } from 'node:fs/promises'
 import { homedir } from 'node:os'
-import { dirname, join, resolve, sep } from 'node:path'
+import { join, resolve } from 'node:path'
 import { coordinatorClient } from '../../shared/client/coordinator-client.ts'
-import { BlockfedError, IntegrityError } from '../../shared/errors/errors.ts'
+import { BlockfedError } from '../../shared/errors/errors.ts'
 import { createCoordinator } from '../coordinator.ts'
 import { DEFAULT_MAX_SERVING_BYTES, WITNESS_RETRY_MS } from '../constants.ts'
-import { readModelFiles } from '../../node-runtime/model-files.ts'
+import { readModelFiles, writeModelFiles } from '../../node-runtime/model-files.ts'
 import { pullModel } from '../../node-runtime/pull.ts'
 import { progressBar } from '../../node-runtime/progress.ts'
 import { runLoadDemo } from './load-demo.ts'
@@ -121,15 +120,7 @@ program.command('pull')
       baseUrl: o.coordinator, token: await token(o), model: ref.name, version: ref.version, home: o.home, coordinatorKey: o.coordinatorKey,
       onBlock: (done, total) => bar.update(done, total)
     }).finally(() => bar.stop())
-    await mkdir(o.out, { recursive: true })
-    const folder = resolve(o.out)
-    for (const f of pulled.files) {
-      // The manifest's schema already refuses paths that leave the folder; checked again where it matters.
-      const target = resolve(folder, f.path)
-      if (!target.startsWith(`${folder}${sep}`)) throw new IntegrityError(`pulled file "${f.path}" would be written outside ${o.out}`)
-      await mkdir(dirname(target), { recursive: true })
-      await writeFile(target, f.bytes)
-    }
+    await writeModelFiles(o.out, pulled.files)
     const r = pulled.report
     console.log(`${pulled.manifest.model}@${pulled.manifest.version} (ledger #${pulled.ledgerIndex}, verified) → ${o.out}: ${pulled.files.map(f => f.path).join(', ')}`)
     console.log(`  ${r.blocks} blocks (${r.fromCache} from cache), ${r.bytesFetched} bytes fetched, ${r.faults.length} shard faults tolerated, ${r.ms.toFixed(0)} ms`)

@@ -16,6 +16,7 @@ import { CID } from 'multiformats/cid'
 import pLimit from 'p-limit'
 import { NotFoundError } from '../../shared/errors/errors.ts'
 import { encodeGossip, modelTopic } from '../../shared/p2p/gossip.ts'
+import { hostGroup } from '../../shared/p2p/host-group.ts'
 import { MAX_REFERRALS, serveShardStream, serveSlots, SHARD_PROTOCOL, type Referral, type ShardAnswer } from '../../shared/p2p/shard-protocol.ts'
 import { createPeerNode, type PeerNode } from '../../node-runtime/p2p/peer-node.ts'
 import { topicValidation } from '../../node-runtime/p2p/topic-validator.ts'
@@ -60,7 +61,7 @@ export interface Origin {
 const IDLE_TIMEOUT_MS = 30_000
 /** Objects whose hand-outs are remembered; older ones are served again (a new wave re-seeds). */
 const REMEMBERED_OBJECTS = 65_536
-/** Answers under way at once (a quarter of them per peer at most). */
+/** Answers under way at once (a quarter of them per peer, half per host at most: serveSlots). */
 const ORIGIN_SERVE_SLOTS = 64
 
 export async function createOrigin (options: OriginOptions): Promise<Origin> {
@@ -135,6 +136,7 @@ export async function createOrigin (options: OriginOptions): Promise<Origin> {
       // streams must not take the whole serving budget (found by review).
       slots,
       peer: requester,
+      host: hostGroup(connection.remoteAddr),
       idleTimeoutMs: IDLE_TIMEOUT_MS,
       pace: options.answers?.pace,
       admit: options.answers?.admit,

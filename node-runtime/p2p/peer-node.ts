@@ -24,6 +24,7 @@ import { createLibp2p } from 'libp2p'
 import { multiaddr } from '@multiformats/multiaddr'
 import { InvalidInputError } from '../../shared/errors/errors.ts'
 import { DHT_PROTOCOL, GOSSIP_MAX_MESSAGE_BYTES } from '../../shared/p2p/gossip.ts'
+import { ProviderBoundedDatastore } from './provider-store.ts'
 
 export interface PeerNodeOptions {
   /** The node's Ed25519 secret key (32-byte seed). */
@@ -98,6 +99,7 @@ export async function createPeerNode (options: PeerNodeOptions): Promise<PeerNod
   const privateKey = await generateKeyPairFromSeed('Ed25519', options.seed)
   return await createLibp2p({
     privateKey,
+    datastore: new ProviderBoundedDatastore(peerIdFromPublicKey(privateKey.publicKey).toString()),
     addresses: { listen: options.listen ?? DEFAULT_LISTEN },
     transports: [tcp(), webSockets()],
     connectionEncrypters: [noise()],

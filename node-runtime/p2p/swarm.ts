@@ -24,6 +24,7 @@ import { InvalidInputError } from '../../shared/errors/errors.ts'
 import type { Manifest } from '../../shared/manifest/schema.ts'
 import { blockFilter, optimalParams, type BlockFilter } from '../../shared/p2p/bloom.ts'
 import { encodeGossip, GOSSIP_MAX_MESSAGE_BYTES, modelTopic, readTopicMessage } from '../../shared/p2p/gossip.ts'
+import { hostGroup } from '../../shared/p2p/host-group.ts'
 import { shardClient } from '../../shared/p2p/shard-client.ts'
 import { DEFAULT_BUSY_RETRY_MS, serveShardStream, serveSlots, SHARD_PROTOCOL, type ShardAnswer, type ShardRequest } from '../../shared/p2p/shard-protocol.ts'
 import type { SwarmNetwork } from '../../shared/p2p/swarm-source.ts'
@@ -263,6 +264,7 @@ export async function createSwarm (options: SwarmOptions): Promise<Swarm> {
       // Full slots under a cap drain as fast as the cap lets the answers under way out.
       busyRetryMs: () => Math.max(DEFAULT_BUSY_RETRY_MS, cap?.drainMs() ?? 0),
       peer: connection.remotePeer.toString(),
+      host: hostGroup(connection.remoteAddr),
       onServed: n => { counters.bytesServed += n; counters.objectsServed++ },
       onBadRequest: () => { counters.badRequests++ },
       onBusy: () => { counters.busy++ }

@@ -10,7 +10,10 @@
  *
  * Valid messages are rate-limited per signed author and topic (AUTHOR_RATE): beyond the limit
  * an author's messages are ignored, neither read nor relayed, so one key cannot make every node
- * of the mesh decode and forward a stream of filters.
+ * of the mesh decode and forward a stream of filters. Keys are free, though: one connection
+ * carrying messages signed by a fresh key each passed every one of them (60 filters of 190 KB
+ * in a few seconds, all relayed on). So every message, whoever signed it, also spends the byte
+ * budget of the peer that handed it over (SOURCE_RATE, the validator's first argument).
  *
  * What a validator read is kept for the `message` event that follows (the same object), so a
  * filter of up to 256 KB is decoded once.
@@ -52,6 +55,16 @@ validateTopicScoreParams(MODEL_TOPIC_SCORE)
 export const AUTHOR_RATE = { messages: 10, seconds: 10 }
 
 /**
+ * Bytes one peer may hand this node per topic and window, whoever signed them; a message costs
+ * at least `leastCost` (small ones still cost a signature check and a parse). Filters grow with
+ * the blocks their author holds (swarm.ts, filterCapacity: 78 bytes for 64 blocks, the 190 KB
+ * maximum past 65,536), so an honest relayer passing 2 announcements a window from each of 100
+ * authors of 1,000 blocks each (≈ 1.2 KB) spends a quarter of it. Over it a message is ignored,
+ * like one over AUTHOR_RATE: it may reach this node again through another mesh peer's gossip.
+ */
+export const SOURCE_RATE = { bytes: 2 << 20, seconds: 10, leastCost: 512 }
+
+/**
  * Where gossipsub keeps per-topic score parameters. Its public interface has no way to score a
  * topic known only after start (model topics come with registrations), so this reaches the
  * `score.params.topics` record its peer score reads on every computation; a gossipsub whose
@@ -87,7 +100,13 @@ export function topicValidation (pubsub: PeerNode['services']['pubsub']): TopicV
   // Entries expire with their window, so the record holds only authors heard from in the last one.
   // Only valid messages count (invalid ones are P4's), but one over the limit is not even read.
   const rate = new RateLimiter({ points: AUTHOR_RATE.messages, duration: AUTHOR_RATE.seconds, keyPrefix: '' })
-  const validate = (_from: unknown, message: Message): TopicValidatorResult => {
+  const sourceRate = new RateLimiter({ points: SOURCE_RATE.bytes, duration: SOURCE_RATE.seconds, keyPrefix: '' })
+  const validate = (from: { toString: () => string }, message: Message): TopicValidatorResult => {
+    // Spent before reading, valid or not: the budget bounds what the reading costs.
+    const source = `${from.toString()} ${message.topic}`
+    const cost = Math.max(SOURCE_RATE.leastCost, message.data.length)
+    if ((sourceRate.get(source)?.consumedPoints ?? 0) + cost > SOURCE_RATE.bytes) return TopicValidatorResult.Ignore
+    sourceRate.consume(source, cost)
     let key: string | undefined
     if (message.type === 'signed') {
       const author = message.from.toString()

@@ -13,14 +13,22 @@ import { sleep } from './deadline.ts'
 export const BUSY_PATIENCE_MS = 60_000
 
 /**
- * Waits out the busy answers of one object: each wait as asked, jittered up to 1.5 × so that the
- * requests a busy server turned away do not all come back at once, within `patienceMs` in all.
- * Resolves false, without waiting, when the next wait would run past the patience.
+ * The least wait after a busy answer. A server answering busy with a wait of 0 (the shard
+ * protocol and Retry-After both allow it) would otherwise be asked again at once, for ever:
+ * no patience is used up by waits of nothing.
+ */
+export const MIN_BUSY_WAIT_MS = 10
+
+/**
+ * Waits out the busy answers of one object: each wait as asked (at least MIN_BUSY_WAIT_MS),
+ * jittered up to 1.5 × so that the requests a busy server turned away do not all come back at
+ * once, within `patienceMs` in all. Resolves false, without waiting, when the next wait would
+ * run past the patience.
  */
 export function busyWaiter (patienceMs = BUSY_PATIENCE_MS): (retryMs: number, signal: AbortSignal) => Promise<boolean> {
   let waited = 0
   return async (retryMs, signal) => {
-    const wait = Math.round(retryMs * (1 + Math.random() / 2))
+    const wait = Math.round(Math.max(MIN_BUSY_WAIT_MS, retryMs) * (1 + Math.random() / 2))
     if (waited + wait > patienceMs) return false
     waited += wait
     await sleep(wait, signal)

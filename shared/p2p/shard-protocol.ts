@@ -280,31 +280,50 @@ export async function requestShard (stream: Stream, cid: string, options: Reques
 /**
  * Answer slots shared by a server's streams: a request that finds none is answered `busy`.
  * One peer holds at most `perPeer` of them, so that a peer which asks on many streams and
- * never reads cannot keep every other peer out.
+ * never reads cannot keep every other peer out. Peer ids are free, though: 4 ids from one
+ * host, each asking on 16 streams and pausing, held all 64 of a runtime's slots (review), so
+ * one host (hostGroup: an IPv4 address, an IPv6 /64) holds at most `perHost`. Half, not a
+ * quarter: a fleet behind one NAT is one host too. Loopback peers have no host (a cluster on
+ * one machine is its operator's own), nor do callers that do not say.
  */
 export interface ServeSlots {
-  take: (peer?: string) => boolean
-  give: (peer?: string) => void
+  take: (peer?: string, host?: string) => boolean
+  give: (peer?: string, host?: string) => void
 }
 
-export function serveSlots (max: number, perPeer = Math.max(1, Math.floor(max / 4))): ServeSlots & { readonly inUse: number } {
+export interface SlotBounds {
+  /** Default a quarter of the slots. */
+  perPeer?: number
+  /** Default half of the slots. */
+  perHost?: number
+}
+
+export function serveSlots (max: number, bounds: SlotBounds = {}): ServeSlots & { readonly inUse: number } {
+  const perPeer = bounds.perPeer ?? Math.max(1, Math.floor(max / 4))
+  const perHost = bounds.perHost ?? Math.max(1, Math.floor(max / 2))
   let inUse = 0
   const byPeer = new Map<string, number>()
+  const byHost = new Map<string, number>()
+  const held = (counts: Map<string, number>, key: string | undefined): number => key === undefined ? 0 : counts.get(key) ?? 0
+  const add = (counts: Map<string, number>, key: string | undefined, n: number): void => {
+    if (key === undefined) return
+    const next = (counts.get(key) ?? 0) + n
+    if (next > 0) counts.set(key, next)
+    else counts.delete(key)
+  }
   return {
     get inUse () { return inUse },
-    take: peer => {
-      const held = peer === undefined ? 0 : byPeer.get(peer) ?? 0
-      if (inUse >= max || held >= perPeer) return false
+    take: (peer, host) => {
+      if (inUse >= max || held(byPeer, peer) >= perPeer || held(byHost, host) >= perHost) return false
       inUse++
-      if (peer !== undefined) byPeer.set(peer, held + 1)
+      add(byPeer, peer, 1)
+      add(byHost, host, 1)
       return true
     },
-    give: peer => {
+    give: (peer, host) => {
       inUse = Math.max(0, inUse - 1)
-      if (peer === undefined) return
-      const held = (byPeer.get(peer) ?? 1) - 1
-      if (held > 0) byPeer.set(peer, held)
-      else byPeer.delete(peer)
+      add(byPeer, peer, -1)
+      add(byHost, host, -1)
     }
   }
 }
@@ -325,6 +344,8 @@ export interface ServeOptions {
   slots?: ServeSlots
   /** The remote peer, for the slots' per-peer bound. */
   peer?: string
+  /** The remote peer's host (hostGroup), for the slots' per-host bound. */
+  host?: string
   /** Longest one body chunk may wait for the peer to read. Default CHUNK_WRITE_MS. */
   progressMs?: number
   /** Retry hint of a `busy` answer, or how to work it out when one is sent. Default DEFAULT_BUSY_RETRY_MS. */
@@ -383,7 +404,7 @@ export async function serveShardStream (
         return
       }
       const signal = AbortSignal.timeout(options.timeoutMs)
-      if (options.slots !== undefined && !options.slots.take(options.peer)) {
+      if (options.slots !== undefined && !options.slots.take(options.peer, options.host)) {
         options.onBusy?.()
         await writeJson(bytes, { status: 'busy', retryMs: busyRetry(options) }, signal)
         continue
@@ -391,7 +412,7 @@ export async function serveShardStream (
       try {
         await answer(bytes, request, lookup, options, signal)
       } finally {
-        options.slots?.give(options.peer)
+        options.slots?.give(options.peer, options.host)
       }
     }
     await closeWithin(stream, options.timeoutMs, AbortSignal.timeout(options.timeoutMs))

@@ -1,10 +1,13 @@
-/** readModelFiles (the CLI's `ingest PATH`): malformed model.json files get a named error, not a TypeError. */
+/**
+ * readModelFiles (the CLI's `ingest PATH`): malformed model.json files get a named error, not a
+ * TypeError. writeModelFiles (`pull --out`): every file or none, the model.json last.
+ */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { copyFile, mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises'
+import { copyFile, mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { readModelFiles } from '../../node-runtime/model-files.ts'
-import { InvalidModelError } from '../../shared/errors/errors.ts'
+import { readModelFiles, writeModelFiles } from '../../node-runtime/model-files.ts'
+import { IntegrityError, InvalidModelError } from '../../shared/errors/errors.ts'
 import { SILERO_PATH } from '../helpers/models.ts'
 
 let root: string
@@ -33,5 +36,37 @@ describe('readModelFiles', () => {
     await writeFile(join(dir, 'vad.onnx.data'), new Uint8Array(4))
     const files = await readModelFiles(join(dir, 'vad.onnx'))
     expect(files.map(f => f.path).sort()).toEqual(['vad.onnx', 'vad.onnx.data'])
+  })
+})
+
+describe('writeModelFiles', () => {
+  const bytes = (text: string): Uint8Array => new TextEncoder().encode(text)
+  const files = [
+    { path: 'model.json', bytes: bytes('{"weightsManifest":[{"paths":["w/a.bin","w/b.bin"]}]}') },
+    { path: 'w/a.bin', bytes: new Uint8Array([1, 2, 3]) },
+    { path: 'w/b.bin', bytes: new Uint8Array([4, 5]) }
+  ]
+
+  it('writes every file, model.json and weights, byte for byte', async () => {
+    const out = join(root, 'out-ok')
+    await writeModelFiles(out, files)
+    for (const f of files) expect(new Uint8Array(await readFile(join(out, f.path)))).toEqual(f.bytes)
+    expect((await readdir(out, { recursive: true })).sort()).toEqual(['model.json', 'w', 'w/a.bin', 'w/b.bin'])
+  })
+
+  it('leaves nothing it wrote, model.json, weights or temporary files, when a weight file cannot be put in place', async () => {
+    const out = join(root, 'out-blocked')
+    // A folder where the second weight file goes: its rename fails after the first one's.
+    await mkdir(join(out, 'w', 'b.bin'), { recursive: true })
+    await expect(writeModelFiles(out, files)).rejects.toThrow(/EISDIR|ENOTEMPTY|EEXIST/)
+    const left = (await readdir(out, { recursive: true })).sort()
+    // Nothing of this model: w/a.bin, put in place before the failure, is taken back.
+    expect(left).toEqual(['w', 'w/b.bin'])
+  })
+
+  it('refuses a path leaving the folder before writing anything', async () => {
+    const out = join(root, 'out-escape')
+    await expect(writeModelFiles(out, [...files, { path: '../escaped.bin', bytes: new Uint8Array([9]) }])).rejects.toThrow(IntegrityError)
+    await expect(readdir(out)).rejects.toThrow(/ENOENT/)
   })
 })

@@ -6,12 +6,18 @@
  *   another −125, were graylisted, and no message reached anyone;
  * - a peer that sends invalid messages on a model topic is graylisted: what it sends next, valid
  *   or not, is dropped unread, while an honest peer's messages still arrive;
- * - one author's valid messages beyond AUTHOR_RATE are neither delivered nor relayed.
+ * - one author's valid messages beyond AUTHOR_RATE are neither delivered nor relayed;
+ * - one peer handing over messages signed by a fresh key each gets no more than SOURCE_RATE's
+ *   bytes read and relayed.
  */
 import { describe, it, expect, afterAll, vi } from 'vitest'
 import { createPeerNode, GOSSIP_GRAYLIST_THRESHOLD, type PeerNode } from '../../../node-runtime/p2p/peer-node.ts'
 import { createSwarm } from '../../../node-runtime/p2p/swarm.ts'
-import { AUTHOR_RATE } from '../../../node-runtime/p2p/topic-validator.ts'
+import { generateKeyPairFromSeed, publicKeyToProtobuf } from '@libp2p/crypto/keys'
+import { PublishConfigType } from '@libp2p/gossipsub/types'
+import { peerIdFromPrivateKey } from '@libp2p/peer-id'
+import { randomBytes } from 'node:crypto'
+import { AUTHOR_RATE, SOURCE_RATE } from '../../../node-runtime/p2p/topic-validator.ts'
 import { memoryCache } from '../../../shared/cache/memory-lru.ts'
 import { rawCid } from '../../../shared/crypto/cid.ts'
 import { blockFilter } from '../../../shared/p2p/bloom.ts'
@@ -143,6 +149,65 @@ describe('gossipsub peer scoring', () => {
     expect(versionsFrom.get(fId)).toEqual(first)
     expect(relayed.sort((x, y) => x - y)).toEqual(first)
     // Not a penalty: F is ignored over the limit, not scored down.
+    expect(pubsubOf(l.node).getScore(fId)).toBeGreaterThanOrEqual(0)
+  }, 60_000)
+
+  it('reads and relays no more than SOURCE_RATE bytes a window from one peer, whatever keys sign them', async () => {
+    const MODEL = 'sourced-mlp'
+    const topic = modelTopic(MODEL)
+    // L validates (a runtime); F hands over filters each signed by a new key; B listens behind L.
+    const l = await createSwarm({ seed: seedOf(0xc1) })
+    stops.push(async () => { await l.stop() })
+    const f = await createPeerNode({ seed: seedOf(0xc2) })
+    stops.push(async () => { await f.stop() })
+    const b = await createPeerNode({ seed: seedOf(0xc3) })
+    stops.push(async () => { await b.stop() })
+    const honest = await createPeerNode({ seed: seedOf(0xc4) })
+    stops.push(async () => { await honest.stop() })
+    l.register(testManifest({ model: MODEL }), memoryCache({ name: 'l' }))
+    const fId = f.peerId.toString()
+    const honestId = honest.peerId.toString()
+    const taken: string[] = []
+    l.node.services.pubsub.addEventListener('message', event => {
+      if (event.detail.topic === topic && event.detail.type === 'signed') taken.push(event.detail.from.toString())
+    })
+    let relayed = 0
+    b.services.pubsub.addEventListener('gossipsub:message', event => {
+      const { msg, propagationSource } = event.detail
+      if (msg.type === 'signed' && msg.from.toString() !== honestId && propagationSource.toString() === l.peerId) relayed++
+    })
+    for (const n of [f, b, honest]) {
+      n.services.pubsub.subscribe(topic)
+      await n.dial(tcpAddr(l.node))
+    }
+    await vi.waitFor(() => { expect(pubsubOf(l.node).getMeshPeers(topic).length).toBe(3) }, { timeout: 10_000, interval: 50 })
+    await f.hangUp(b.peerId)
+
+    // A valid filter of 65,536 blocks' capacity: ≈ 104 KB on the wire.
+    const filter = blockFilter({ capacity: 65_536, falsePositiveRate: 0.01 })
+    filter.add(await rawCid(text('a block nobody holds')))
+    const message = encodeGossip({ type: 'have', filter: filter.encode(), blocks: 1 })
+    const flood = 60
+    const fPubsub = f.services.pubsub as unknown as { publishConfig: unknown }
+    for (let i = 0; i < flood; i++) {
+      const privateKey = await generateKeyPairFromSeed('Ed25519', randomBytes(32))
+      fPubsub.publishConfig = { type: PublishConfigType.Signing, author: peerIdFromPrivateKey(privateKey), key: publicKeyToProtobuf(privateKey.publicKey), privateKey }
+      await f.services.pubsub.publish(topic, message)
+    }
+    await honest.services.pubsub.publish(topic, message)
+    await vi.waitFor(() => { expect(taken).toContain(honestId) }, { timeout: 10_000, interval: 50 })
+    await new Promise(resolve => setTimeout(resolve, 500))
+
+    const fromF = taken.filter(author => author !== honestId)
+    const withinBudget = Math.floor(SOURCE_RATE.bytes / message.length)
+    // Every one was signed by a different author, so AUTHOR_RATE stopped none of them.
+    expect(new Set(fromF).size).toBe(fromF.length)
+    expect(fromF.length).toBeGreaterThan(0)
+    expect(fromF.length).toBeLessThanOrEqual(withinBudget)
+    expect(withinBudget).toBeLessThan(flood / 2)
+    expect(relayed).toBeLessThanOrEqual(fromF.length)
+    expect(fromF).not.toContain(fId)
+    // Not a penalty: F is ignored over the budget, not scored down.
     expect(pubsubOf(l.node).getScore(fId)).toBeGreaterThanOrEqual(0)
   }, 60_000)
 })

@@ -165,6 +165,33 @@ describe('monitorLog', () => {
     expect(l.asked.length).toBe(asked)
   })
 
+  it('hands out views that later advances leave as they were, and follows its store, not what it parsed before', async () => {
+    const l = log()
+    for (let v = 1; v <= 3; v++) l.append(entry('m', v))
+    const store = memoryStore()
+    const before = await monitorLog(l.client, l.checkpoint(), 'note', store)
+    const savedAt3 = store.text
+    l.append({ ...entry('m', 2), manifestCid: 'bafyAGAIN' })
+    l.append(entry('n', 1))
+    const after = await monitorLog(l.client, l.checkpoint(), 'note', store)
+    expect(after.entriesOf('m', 2)).toEqual([1, 3])
+    expect(before.size).toBe(3)
+    expect(before.entriesOf('m', 2)).toEqual([1])
+    expect(before.entriesOf('n', 1)).toEqual([])
+    // The store put back to its state at 3 entries (another process, a restored backup): the
+    // entries after it are read again, not taken from the state parsed last.
+    store.text = savedAt3
+    const asked = l.asked.length
+    const reread = await monitorLog(l.client, l.checkpoint(), 'note', store)
+    expect(l.asked.length).toBeGreaterThan(asked)
+    expect(l.asked[asked]?.[0]).toBe(3)
+    expect(reread.entriesOf('m', 2)).toEqual([1, 3])
+    // And a state file for which nothing new is read is served from what was parsed: same answers.
+    const unchanged = await monitorLog(l.client, l.checkpoint(), 'note', store)
+    expect(unchanged.entriesOf('m', 2)).toEqual([1, 3])
+    expect(unchanged.entriesOf('n', 1)).toEqual([4])
+  })
+
   it('rebuilds a damaged or foreign state file from the log', async () => {
     const l = log()
     for (let v = 1; v <= 5; v++) l.append(entry('m', v))

@@ -1,5 +1,5 @@
 import { describe, it, expect } from 'vitest'
-import { retrying } from '../../../shared/load/retry.ts'
+import { MIN_BUSY_WAIT_MS, retrying } from '../../../shared/load/retry.ts'
 import { statusError } from '../../../shared/load/http-source.ts'
 import { BusyError, NotFoundError, UnavailableError } from '../../../shared/errors/errors.ts'
 import type { BlockSource } from '../../../shared/load/source.ts'
@@ -53,6 +53,14 @@ describe('retrying block source', () => {
     await expect(retrying(t, 0, 1, 50).get('x', { signal })).rejects.toThrow(BusyError)
     expect(t.calls).toBeGreaterThanOrEqual(2)
     expect(t.calls).toBeLessThanOrEqual(3)
+  })
+  it('waits at least MIN_BUSY_WAIT_MS after a busy answer asking for no wait, so its patience runs out', async () => {
+    // A server answering busy with a wait of 0, for ever: asked again at once before, never giving up.
+    const s = flaky(Array.from({ length: 1_000 }, () => new BusyError('busy', 0)))
+    await expect(retrying(s, 0, 1, 100).get('x', { signal })).rejects.toThrow(BusyError)
+    // 100 ms of patience over waits of 10–15 ms: at most 11 answers, at least 7.
+    expect(s.calls).toBeGreaterThanOrEqual(100 / (MIN_BUSY_WAIT_MS * 1.5))
+    expect(s.calls).toBeLessThanOrEqual(100 / MIN_BUSY_WAIT_MS + 1)
   })
 })
 

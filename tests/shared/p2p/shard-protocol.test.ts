@@ -1,7 +1,7 @@
 /**
  * The shard protocol's sessions and the client's stream pool, over real libp2p on 127.0.0.1
  * (TCP, Noise, Yamux): many exchanges per stream, streams kept and reused per peer, a kept
- * stream the server closed meanwhile, answer slots, a server that lies about a body's size, and
+ * stream the server closed meanwhile, answer slots (per peer and per host), a server that lies about a body's size, and
  * half-closed streams whose peer never closes its side (reset after a grace period).
  */
 import { describe, it, expect, beforeAll, afterAll, vi } from 'vitest'
@@ -189,6 +189,39 @@ describe('answer slots against a peer that asks and never reads', () => {
       const answers = await Promise.all(flood)
       expect(answers.filter(a => a.status === 'ok')).toHaveLength(1)
       expect(answers.filter(a => a.status === 'busy')).toHaveLength(3)
+      expect(slots.inUse).toBe(0)
+    } finally {
+      delays.delete(cid)
+    }
+  })
+
+  it('peers of one host together hold at most the host\'s share: a peer of another host is served meanwhile', async () => {
+    // 8 slots: 2 per peer, 4 per host. Loopback has no host (hostGroup), so the handler names
+    // hosts itself: three peer ids stand for one host, a fourth for another.
+    const slots = serveSlots(8)
+    const slotted = await node()
+    const sybils = [await node(), await node(), await node()]
+    const sybilIds = new Set(sybils.map(n => n.peerId.toString()))
+    const other = await node()
+    await slotted.handle(SHARD_PROTOCOL, async (stream, connection) => {
+      const peer = connection.remotePeer.toString()
+      await serveShardStream(stream, lookup, { timeoutMs: 5_000, slots, peer, host: sybilIds.has(peer) ? 'one host' : 'another host', busyRetryMs: 50 })
+    }, { maxInboundStreams: 64 })
+    const [cid, bytes] = [...objects][2] as [string, Uint8Array]
+    delays.set(cid, 500)
+    try {
+      const ask = async (from: Libp2p): Promise<ShardAnswer> => {
+        const signal = AbortSignal.timeout(5_000)
+        return await shardSession(await from.dialProtocol(slotted.getMultiaddrs(), SHARD_PROTOCOL, { signal })).request(cid, { signal })
+      }
+      // Each id asks on 2 streams (its own share): 6 asked, 4 (the host's share) taken.
+      const flood = sybils.flatMap(n => [ask(n), ask(n)])
+      await sleep(100)
+      expect(slots.inUse).toBe(4)
+      expect(await ask(other)).toEqual({ status: 'ok', bytes })
+      const answers = await Promise.all(flood)
+      expect(answers.filter(a => a.status === 'ok')).toHaveLength(4)
+      expect(answers.filter(a => a.status === 'busy')).toHaveLength(2)
       expect(slots.inUse).toBe(0)
     } finally {
       delays.delete(cid)

@@ -1,0 +1,104 @@
+/**
+ * Provider records other peers store on a blockfed node are bounded (node-runtime/p2p/provider-store.ts):
+ * - the datastore itself, with small bounds: per peer, in total, this node's own exempt, a
+ *   deleted record freeing its place, a rewritten one not counted twice;
+ * - over real libp2p: one peer sends more ADD_PROVIDER messages than PROVIDER_RECORDS_PER_PEER on
+ *   one stream (20,000 were all kept before); the node keeps the bound's worth, still answers,
+ *   and another peer's records are still stored and found.
+ */
+import { describe, it, expect, afterAll, vi } from 'vitest'
+import { Key } from 'interface-datastore'
+import { encode as varint } from 'uint8-varint'
+import { CID } from 'multiformats/cid'
+import { sha256 } from 'multiformats/hashes/sha2'
+import { createPeerNode, type PeerNode } from '../../../node-runtime/p2p/peer-node.ts'
+import { PROVIDER_RECORDS_PER_PEER, ProviderBoundedDatastore } from '../../../node-runtime/p2p/provider-store.ts'
+import { DHT_PROTOCOL } from '../../../shared/p2p/gossip.ts'
+import { seedOf, tcpAddr } from '../../helpers/libp2p.ts'
+
+const stops: Array<() => Promise<void>> = []
+afterAll(async () => {
+  for (const stop of stops.reverse()) await stop().catch(() => {})
+})
+
+const record = (cid: string, peer: string): Key => new Key(`/dht/provider/${cid}/${peer}`)
+const value = new Uint8Array([1])
+
+describe('ProviderBoundedDatastore', () => {
+  it('keeps at most perPeer records of one peer and total of all, never drops its own, and frees a deleted record\'s place', async () => {
+    const store = new ProviderBoundedDatastore('SELF', { perPeer: 3, total: 5 })
+    for (let i = 0; i < 5; i++) await store.put(record(`c${i}`, 'A'), value)
+    expect(store.providerRecords).toBe(3)
+    expect(await store.has(record('c3', 'A'))).toBe(false)
+    // Rewriting a record already held (a re-provide) is not a new one.
+    await store.put(record('c0', 'A'), value)
+    expect(store.providerRecords).toBe(3)
+    for (let i = 0; i < 3; i++) await store.put(record(`c${i}`, 'B'), value)
+    expect(store.providerRecords).toBe(5)
+    expect(await store.has(record('c2', 'B'))).toBe(false)
+    // This node's own records and other keys are never bounded.
+    for (let i = 0; i < 10; i++) await store.put(record(`c${i}`, 'SELF'), value)
+    await store.put(new Key('/peers/A'), value)
+    expect(await store.has(record('c9', 'SELF'))).toBe(true)
+    expect(await store.has(new Key('/peers/A'))).toBe(true)
+    expect(store.dropped).toBe(3)
+    // A deleted record (kad-dht's expiry sweep) gives its place back; deleting one not held changes nothing.
+    await store.delete(record('c0', 'A'))
+    await store.delete(record('c7', 'A'))
+    expect(store.providerRecords).toBe(4)
+    await store.put(record('c2', 'B'), value)
+    expect(await store.has(record('c2', 'B'))).toBe(true)
+    expect(store.providerRecords).toBe(5)
+  })
+})
+
+/** kad-dht's wire message (dht.proto): ADD_PROVIDER = 2, key = 2, providerPeers = 9 { id = 1, addrs = 2 }. */
+function addProvider (multihash: Uint8Array, peerId: Uint8Array, addr: Uint8Array): Uint8Array {
+  const field = (tag: number, bytes: Uint8Array): number[] => [tag, ...varint(bytes.length), ...bytes]
+  const peer = new Uint8Array([...field(10, peerId), ...field(18, addr)])
+  const message = new Uint8Array([8, 2, ...field(18, multihash), ...field(74, peer)])
+  return new Uint8Array([...varint(message.length), ...message])
+}
+
+describe('provider records over libp2p', () => {
+  it('keeps PROVIDER_RECORDS_PER_PEER of one flooding peer\'s records; another peer\'s are still kept and found', async () => {
+    const target = await createPeerNode({ seed: seedOf(0xd1) })
+    stops.push(async () => { await target.stop() })
+    const attacker = await createPeerNode({ seed: seedOf(0xd2) })
+    stops.push(async () => { await attacker.stop() })
+    const honest = await createPeerNode({ seed: seedOf(0xd3) })
+    stops.push(async () => { await honest.stop() })
+    const store = (target as unknown as { components: { datastore: ProviderBoundedDatastore } }).components.datastore
+    expect(store).toBeInstanceOf(ProviderBoundedDatastore)
+
+    const flood = PROVIDER_RECORDS_PER_PEER + 500
+    const stream = await attacker.dialProtocol(tcpAddr(target), DHT_PROTOCOL)
+    const id = attacker.peerId.toMultihash().bytes
+    const addr = tcpAddr(attacker).bytes
+    for (let i = 0; i < flood; i++) {
+      const digest = await sha256.digest(new TextEncoder().encode(`flood ${i}`))
+      if (!stream.send(addProvider(digest.bytes, id, addr))) await stream.onDrain()
+    }
+    // The target reads one message at a time: wait until it has read them all.
+    await vi.waitFor(() => { expect(store.providerRecords + store.dropped).toBe(flood) }, { timeout: 30_000, interval: 100 })
+    expect(store.providerRecords).toBe(PROVIDER_RECORDS_PER_PEER)
+    expect(store.dropped).toBe(500)
+    await stream.close()
+
+    // Another peer still provides through the real DHT, and a third finds it.
+    await honest.dial(tcpAddr(target))
+    const cid = CID.createV1(0x55, await sha256.digest(new TextEncoder().encode('an honest block')))
+    const signal = AbortSignal.timeout(20_000)
+    // Until the target is in the honest node's routing table (after identify), a provide reaches nobody.
+    await vi.waitFor(async () => {
+      for await (const _ of honest.services.dht.provide(cid, { signal })) { /* drain the query */ }
+      expect(store.providerRecords).toBe(PROVIDER_RECORDS_PER_PEER + 1)
+    }, { timeout: 15_000, interval: 200 })
+    const seeker: PeerNode = attacker
+    const found: string[] = []
+    for await (const event of seeker.services.dht.findProviders(cid, { signal })) {
+      if (event.name === 'PROVIDER') found.push(...event.providers.map(p => p.id.toString()))
+    }
+    expect(found).toContain(honest.peerId.toString())
+  }, 60_000)
+})
