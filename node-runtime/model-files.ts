@@ -1,8 +1,8 @@
 /**
  * A model's files on disk. Reading, for ingest: a model.json with the weight files it names, an
  * .onnx with any external-data files beside it, or every file of a folder; paths named inside a
- * model.json are checked to stay inside the model's folder. Writing, for pull: every file or
- * none, the file naming the others last.
+ * model.json are checked to stay inside the model's folder. Writing, for pull: the files named
+ * by others first, the file naming them last.
  */
 import { mkdir, readdir, readFile, rename, rm, stat } from 'node:fs/promises'
 import { basename, dirname, relative, resolve, sep } from 'node:path'
@@ -59,11 +59,13 @@ export async function readModelFiles (path: string): Promise<ModelFile[]> {
 const isEntry = (path: string): boolean => path.endsWith('.json') || path.endsWith('.onnx')
 
 /**
- * Writes `files` under `folder` so that a failure part-way leaves no model behind: every path is
- * checked first, every file is written beside its target under a temporary name, and only then
- * are they renamed into place, the entry files last — a reader finds a model.json or .onnx only
- * once what it names is there. On failure the temporary files and the files this call created
- * are removed.
+ * Writes `files` under `folder` so that a failure part-way leaves no model behind in a new
+ * folder: every path is checked first, every file is written beside its target under a
+ * temporary name, and only then are they renamed into place, the entry files last — a reader
+ * finds a model.json or .onnx only once what it names is there. On failure the temporary files
+ * and the files this call created are removed. Files it replaced keep their new bytes: pulled
+ * again into a folder holding an earlier version under the same names, a failure (or a kill)
+ * during the renames can leave new weight files beside the old model.json.
  */
 export async function writeModelFiles (folder: string, files: readonly ModelFile[]): Promise<string[]> {
   const root = resolve(folder)

@@ -18,7 +18,7 @@ import { NotFoundError } from '../../shared/errors/errors.ts'
 import { encodeGossip, modelTopic } from '../../shared/p2p/gossip.ts'
 import { hostGroup } from '../../shared/p2p/host-group.ts'
 import { MAX_REFERRALS, serveShardStream, serveSlots, SHARD_PROTOCOL, type Referral, type ShardAnswer } from '../../shared/p2p/shard-protocol.ts'
-import { createPeerNode, type PeerNode } from '../../node-runtime/p2p/peer-node.ts'
+import { createPeerNode, hostOfPeer, type PeerNode } from '../../node-runtime/p2p/peer-node.ts'
 import { topicValidation } from '../../node-runtime/p2p/topic-validator.ts'
 import type { BlockFiles } from '../store/block-files.ts'
 import type { AnswerAdmission } from '../answers.ts'
@@ -153,7 +153,7 @@ export async function createOrigin (options: OriginOptions): Promise<Origin> {
     })
   }, { maxInboundStreams: 256 })
 
-  const validation = topicValidation(node.services.pubsub)
+  const validation = topicValidation(node.services.pubsub, { hostOf: peer => hostOfPeer(node, peer) })
   return {
     node,
     peerId: self,

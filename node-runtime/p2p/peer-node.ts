@@ -24,6 +24,7 @@ import { createLibp2p } from 'libp2p'
 import { multiaddr } from '@multiformats/multiaddr'
 import { InvalidInputError } from '../../shared/errors/errors.ts'
 import { DHT_PROTOCOL, GOSSIP_MAX_MESSAGE_BYTES } from '../../shared/p2p/gossip.ts'
+import { hostGroup } from '../../shared/p2p/host-group.ts'
 import { ProviderBoundedDatastore } from './provider-store.ts'
 
 export interface PeerNodeOptions {
@@ -86,6 +87,11 @@ export function checkBootstrap (addrs: string[], where: string): void {
     }
     if (!ok) throw new InvalidInputError(`${where}[${i}]: "${text.slice(0, 120)}" has no /p2p/<peer id>`)
   }
+}
+
+/** The host `peer` is connected from (shared/p2p/host-group.ts), if it is connected and has one. */
+export function hostOfPeer (node: Libp2p, peer: PeerId): string | undefined {
+  return hostGroup(node.getConnections(peer)[0]?.remoteAddr)
 }
 
 /** The peer id of the node whose Ed25519 public key is `publicKey` (e.g. the pinned coordinator key). */

@@ -5,20 +5,31 @@
  * A DHT server stores an ADD_PROVIDER record for any CID a peer names, as long as the record
  * names that peer (kad-dht's add-provider handler), and keeps it 48 h. Nothing else bounds them:
  * one connected peer stored 20,000 records for random CIDs in 6.8 s over one stream, and would
- * have gone on. Here a peer keeps at most `perPeer` records and all peers together `total`;
- * over either bound a new record is dropped (kad-dht does not learn of it, so the peer is not
- * told: a provider record is a hint, and a loader checks every object it fetches by its CID).
- * This node's own records (what it provides) are never dropped.
+ * have gone on. Here:
+ * - a record whose key is longer than any real multihash is dropped (kad-dht takes a CID with an
+ *   identity multihash of any length: 1.7 MB keys were stored, 16 of them from one message);
+ * - a peer keeps at most `perPeer` records: past it, its own oldest record makes room;
+ * - all peers together keep at most `total`: past it, the oldest record of the peer holding the
+ *   most makes room. Peer ids are free, so one host can fill the total with many; what it
+ *   pushes out is its own records first, and an honest peer's only once it holds as many.
+ * A dropped record is a hint lost (kad-dht is not told: a loader checks every object it fetches
+ * by its CID, and asks the origin when no provider answers). This node's own records (what it
+ * provides) are never dropped.
  *
  * The bounds sit far above honest use: a runtime provides each sealed block and its shards
  * (7 CIDs per 1 MiB block with 4+2 shards), so 8,192 records is a 1 GB model's worth per peer.
+ * Counting is synchronous (no await between the check and the count): kad-dht stores the
+ * records of one message concurrently, and a message naming one record 8,192 times counted it
+ * 8,192 times when the check awaited.
  */
 import { MemoryDatastore } from 'datastore-core/memory'
+import { Key } from 'interface-datastore'
 
-type Key = Parameters<MemoryDatastore['put']>[0]
-
-/** Where kad-dht keeps provider records: `/dht/provider/<multihash>/<peer id>` (its `datastorePrefix`, default). */
+/** Where kad-dht keeps provider records: `/dht/provider/<multihash, base32>/<peer id>` (its `datastorePrefix`, default). */
 const PROVIDER_PREFIX = '/dht/provider/'
+
+/** Longest multihash segment kept: a sha2-512 multihash is 66 bytes, 106 base32 characters. */
+const MAX_MULTIHASH_CHARS = 128
 
 export const PROVIDER_RECORDS_PER_PEER = 8_192
 export const PROVIDER_RECORDS_TOTAL = 131_072
@@ -29,14 +40,13 @@ export interface ProviderBounds {
 }
 
 export class ProviderBoundedDatastore extends MemoryDatastore {
-  /** Other peers' provider records held, by peer id. */
-  private readonly byPeer = new Map<string, number>()
+  /** Other peers' provider records held, by peer id, oldest first. */
+  private readonly byPeer = new Map<string, Set<string>>()
   private held = 0
-  /** Records dropped over a bound since start. */
-  dropped = 0
-
   private readonly self: string
   private readonly bounds: ProviderBounds
+  /** Records dropped (too long) or pushed out (over a bound) since start. */
+  dropped = 0
 
   /** `self`: this node's peer id, whose own records are never dropped. */
   constructor (self: string, bounds: ProviderBounds = { perPeer: PROVIDER_RECORDS_PER_PEER, total: PROVIDER_RECORDS_TOTAL }) {
@@ -49,35 +59,64 @@ export class ProviderBoundedDatastore extends MemoryDatastore {
   get providerRecords (): number { return this.held }
 
   override async put (key: Key, value: Uint8Array, options?: { signal?: AbortSignal }): Promise<Key> {
-    const peer = this.othersRecord(key)
-    if (peer !== undefined && !(await super.has(key))) {
-      const count = this.byPeer.get(peer) ?? 0
-      if (count >= this.bounds.perPeer || this.held >= this.bounds.total) {
+    const record = this.othersRecord(key)
+    if (record !== undefined) {
+      if (record.multihash.length > MAX_MULTIHASH_CHARS) {
         this.dropped++
         return key
       }
-      this.byPeer.set(peer, count + 1)
-      this.held++
+      const text = key.toString()
+      const mine = this.byPeer.get(record.peer) ?? new Set<string>()
+      this.byPeer.set(record.peer, mine)
+      if (mine.delete(text)) {
+        mine.add(text) // a re-provide: now its newest
+      } else {
+        if (mine.size >= this.bounds.perPeer) this.evictOldest(record.peer)
+        else if (this.held >= this.bounds.total) this.evictOldest(this.largestHolder())
+        mine.add(text)
+        this.held++
+      }
     }
     return await super.put(key, value, options)
   }
 
   override async delete (key: Key, options?: { signal?: AbortSignal }): Promise<void> {
-    const peer = this.othersRecord(key)
-    if (peer !== undefined && await super.has(key)) {
-      const count = (this.byPeer.get(peer) ?? 1) - 1
-      if (count > 0) this.byPeer.set(peer, count)
-      else this.byPeer.delete(peer)
-      this.held = Math.max(0, this.held - 1)
-    }
+    const record = this.othersRecord(key)
+    if (record !== undefined) this.forget(record.peer, key.toString())
     await super.delete(key, options)
   }
 
-  /** The peer a provider record names, unless the record is not one or is this node's own. */
-  private othersRecord (key: Key): string | undefined {
+  /** The parts of a provider record's key, unless it is not one or is this node's own. */
+  private othersRecord (key: Key): { multihash: string, peer: string } | undefined {
     const text = key.toString()
     if (!text.startsWith(PROVIDER_PREFIX)) return undefined
-    const peer = text.slice(text.lastIndexOf('/') + 1)
-    return peer === this.self ? undefined : peer
+    const slash = text.lastIndexOf('/')
+    const peer = text.slice(slash + 1)
+    return peer === this.self ? undefined : { multihash: text.slice(PROVIDER_PREFIX.length, slash), peer }
+  }
+
+  private forget (peer: string, text: string): boolean {
+    const records = this.byPeer.get(peer)
+    if (records?.delete(text) !== true) return false
+    if (records.size === 0) this.byPeer.delete(peer)
+    this.held--
+    return true
+  }
+
+  private largestHolder (): string {
+    let largest = ''
+    let most = -1
+    for (const [peer, records] of this.byPeer) {
+      if (records.size > most) [largest, most] = [peer, records.size]
+    }
+    return largest
+  }
+
+  /** Removes `peer`'s oldest record, counted and stored (synchronously: MemoryDatastore's delete is). */
+  private evictOldest (peer: string): void {
+    const oldest = this.byPeer.get(peer)?.values().next().value
+    if (oldest === undefined || !this.forget(peer, oldest)) return
+    this.dropped++
+    void super.delete(new Key(oldest))
   }
 }

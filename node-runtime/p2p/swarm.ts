@@ -30,7 +30,7 @@ import { DEFAULT_BUSY_RETRY_MS, serveShardStream, serveSlots, SHARD_PROTOCOL, ty
 import type { SwarmNetwork } from '../../shared/p2p/swarm-source.ts'
 import { uploadCap } from '../../shared/p2p/token-bucket.ts'
 import { untilAborted } from '../../shared/load/deadline.ts'
-import { createPeerNode, type PeerNode } from './peer-node.ts'
+import { createPeerNode, hostOfPeer, type PeerNode } from './peer-node.ts'
 import { knownPeersFile } from './known-peers.ts'
 import { topicValidation } from './topic-validator.ts'
 
@@ -306,7 +306,7 @@ export async function createSwarm (options: SwarmOptions): Promise<Swarm> {
   }, HEARTBEAT_MS)
   heartbeat.unref()
 
-  const validation = topicValidation(node.services.pubsub)
+  const validation = topicValidation(node.services.pubsub, { hostOf: peer => hostOfPeer(node, peer) })
   node.services.pubsub.addEventListener('message', event => {
     const message = event.detail
     if (!topics.has(message.topic) || message.type !== 'signed') return

@@ -13,12 +13,21 @@
  * of the mesh decode and forward a stream of filters. Keys are free, though: one connection
  * carrying messages signed by a fresh key each passed every one of them (60 filters of 190 KB
  * in a few seconds, all relayed on). So every message, whoever signed it, also spends the byte
- * budget of the peer that handed it over (SOURCE_RATE, the validator's first argument).
+ * budget of what handed it over (SOURCE_RATE): the propagation source's host (hostGroup of its
+ * connection) where it has one, so that fresh peer ids from one address share it, else its peer
+ * id (loopback peers, a cluster on one machine, are each their own).
+ *
+ * Ignoring has a cost: gossipsub puts a message in its seen cache before it asks the validator,
+ * so a message ignored here is a duplicate for 2 minutes (seenTTL) whoever sends it next. A
+ * source that has spent its budget can thus keep from this node the messages it is first to
+ * relay. Announcements are hints, and repeated (a repeat is a new message), so that delays
+ * what they tell (a version is also found by polling the coordinator); it does not hide it.
  *
  * What a validator read is kept for the `message` event that follows (the same object), so a
  * filter of up to 256 KB is decoded once.
  */
 import { TopicValidatorResult, type Message } from '@libp2p/gossipsub'
+import type { PeerId } from '@libp2p/interface'
 import { RateLimiter } from '@libp2p/utils'
 import { createTopicScoreParams, validateTopicScoreParams, type TopicScoreParams } from '@libp2p/gossipsub/score'
 import { readTopicMessage, type TopicMessage } from '../../shared/p2p/gossip.ts'
@@ -55,12 +64,12 @@ validateTopicScoreParams(MODEL_TOPIC_SCORE)
 export const AUTHOR_RATE = { messages: 10, seconds: 10 }
 
 /**
- * Bytes one peer may hand this node per topic and window, whoever signed them; a message costs
- * at least `leastCost` (small ones still cost a signature check and a parse). Filters grow with
- * the blocks their author holds (swarm.ts, filterCapacity: 78 bytes for 64 blocks, the 190 KB
- * maximum past 65,536), so an honest relayer passing 2 announcements a window from each of 100
- * authors of 1,000 blocks each (≈ 1.2 KB) spends a quarter of it. Over it a message is ignored,
- * like one over AUTHOR_RATE: it may reach this node again through another mesh peer's gossip.
+ * Bytes one host (or peer without a host) may hand this node per topic and window, whoever
+ * signed them; a message costs at least `leastCost` (small ones still cost a signature check
+ * and a parse). Filters grow with the blocks their author holds (swarm.ts, filterCapacity: 78
+ * bytes for 64 blocks, the 190 KB maximum past 65,536), so an honest relayer passing 2
+ * announcements a window from each of 100 authors of 1,000 blocks each (≈ 1.2 KB) spends a
+ * quarter of it; 10 authors announcing the largest filters every 5 s would spend it all.
  */
 export const SOURCE_RATE = { bytes: 2 << 20, seconds: 10, leastCost: 512 }
 
@@ -92,7 +101,12 @@ export interface TopicValidation {
   stop: () => void
 }
 
-export function topicValidation (pubsub: PeerNode['services']['pubsub']): TopicValidation {
+export interface TopicValidationOptions {
+  /** The host a peer is connected from (hostGroup of its connection), for SOURCE_RATE; none by default. */
+  hostOf?: (peer: PeerId) => string | undefined
+}
+
+export function topicValidation (pubsub: PeerNode['services']['pubsub'], options: TopicValidationOptions = {}): TopicValidation {
   const topics = new Set<string>()
   const scored = topicScores(pubsub)
   const score = scoreOf(pubsub)
@@ -101,9 +115,9 @@ export function topicValidation (pubsub: PeerNode['services']['pubsub']): TopicV
   // Only valid messages count (invalid ones are P4's), but one over the limit is not even read.
   const rate = new RateLimiter({ points: AUTHOR_RATE.messages, duration: AUTHOR_RATE.seconds, keyPrefix: '' })
   const sourceRate = new RateLimiter({ points: SOURCE_RATE.bytes, duration: SOURCE_RATE.seconds, keyPrefix: '' })
-  const validate = (from: { toString: () => string }, message: Message): TopicValidatorResult => {
+  const validate = (from: PeerId, message: Message): TopicValidatorResult => {
     // Spent before reading, valid or not: the budget bounds what the reading costs.
-    const source = `${from.toString()} ${message.topic}`
+    const source = `${options.hostOf?.(from) ?? from.toString()} ${message.topic}`
     const cost = Math.max(SOURCE_RATE.leastCost, message.data.length)
     if ((sourceRate.get(source)?.consumedPoints ?? 0) + cost > SOURCE_RATE.bytes) return TopicValidatorResult.Ignore
     sourceRate.consume(source, cost)

@@ -282,7 +282,7 @@ export async function requestShard (stream: Stream, cid: string, options: Reques
  * One peer holds at most `perPeer` of them, so that a peer which asks on many streams and
  * never reads cannot keep every other peer out. Peer ids are free, though: 4 ids from one
  * host, each asking on 16 streams and pausing, held all 64 of a runtime's slots (review), so
- * one host (hostGroup: an IPv4 address, an IPv6 /64) holds at most `perHost`. Half, not a
+ * one host (hostGroup: an IPv4 address, an IPv6 /56) holds at most `perHost`. Half, not a
  * quarter: a fleet behind one NAT is one host too. Loopback peers have no host (a cluster on
  * one machine is its operator's own), nor do callers that do not say.
  */

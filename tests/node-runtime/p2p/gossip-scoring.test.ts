@@ -8,7 +8,7 @@
  *   or not, is dropped unread, while an honest peer's messages still arrive;
  * - one author's valid messages beyond AUTHOR_RATE are neither delivered nor relayed;
  * - one peer handing over messages signed by a fresh key each gets no more than SOURCE_RATE's
- *   bytes read and relayed.
+ *   bytes read and relayed, and peers of one host share that budget.
  */
 import { describe, it, expect, afterAll, vi } from 'vitest'
 import { createPeerNode, GOSSIP_GRAYLIST_THRESHOLD, type PeerNode } from '../../../node-runtime/p2p/peer-node.ts'
@@ -17,7 +17,7 @@ import { generateKeyPairFromSeed, publicKeyToProtobuf } from '@libp2p/crypto/key
 import { PublishConfigType } from '@libp2p/gossipsub/types'
 import { peerIdFromPrivateKey } from '@libp2p/peer-id'
 import { randomBytes } from 'node:crypto'
-import { AUTHOR_RATE, SOURCE_RATE } from '../../../node-runtime/p2p/topic-validator.ts'
+import { AUTHOR_RATE, SOURCE_RATE, topicValidation } from '../../../node-runtime/p2p/topic-validator.ts'
 import { memoryCache } from '../../../shared/cache/memory-lru.ts'
 import { rawCid } from '../../../shared/crypto/cid.ts'
 import { blockFilter } from '../../../shared/p2p/bloom.ts'
@@ -209,5 +209,43 @@ describe('gossipsub peer scoring', () => {
     expect(fromF).not.toContain(fId)
     // Not a penalty: F is ignored over the budget, not scored down.
     expect(pubsubOf(l.node).getScore(fId)).toBeGreaterThanOrEqual(0)
+  }, 60_000)
+
+  it('charges peers of one host one SOURCE_RATE budget, however many ids they dial from', async () => {
+    const topic = modelTopic('hosted-mlp')
+    // Loopback peers have no host (hostGroup), so the validator is told they share one.
+    const l = await createPeerNode({ seed: seedOf(0xe1) })
+    stops.push(async () => { await l.stop() })
+    const validation = topicValidation(l.services.pubsub, { hostOf: () => 'one host' })
+    validation.add(topic)
+    l.services.pubsub.subscribe(topic)
+    let taken = 0
+    l.services.pubsub.addEventListener('message', event => { if (event.detail.topic === topic) taken++ })
+    const ids = await Promise.all([0xe2, 0xe3, 0xe4].map(async n => await createPeerNode({ seed: seedOf(n) })))
+    stops.push(async () => { await Promise.all(ids.map(async n => { await n.stop() })) })
+    for (const n of ids) {
+      n.services.pubsub.subscribe(topic)
+      await n.dial(tcpAddr(l))
+    }
+    await vi.waitFor(() => { expect(pubsubOf(l).getMeshPeers(topic).length).toBe(3) }, { timeout: 10_000, interval: 50 })
+    const filter = blockFilter({ capacity: 65_536, falsePositiveRate: 0.01 })
+    filter.add(await rawCid(text('a block nobody holds')))
+    const message = encodeGossip({ type: 'have', filter: filter.encode(), blocks: 1 })
+    const perId = 15
+    for (const n of ids) {
+      const pubsub = n.services.pubsub as unknown as { publishConfig: unknown }
+      for (let i = 0; i < perId; i++) {
+        const privateKey = await generateKeyPairFromSeed('Ed25519', randomBytes(32))
+        pubsub.publishConfig = { type: PublishConfigType.Signing, author: peerIdFromPrivateKey(privateKey), key: publicKeyToProtobuf(privateKey.publicKey), privateKey }
+        await n.services.pubsub.publish(topic, message)
+      }
+    }
+    await new Promise(resolve => setTimeout(resolve, 1_500))
+    // 45 sent by 3 ids; each id alone was within its own budget (15 < 20), the host is not.
+    const withinBudget = Math.floor(SOURCE_RATE.bytes / message.length)
+    expect(perId).toBeLessThan(withinBudget)
+    expect(taken).toBeGreaterThan(0)
+    expect(taken).toBeLessThanOrEqual(withinBudget)
+    validation.stop()
   }, 60_000)
 })

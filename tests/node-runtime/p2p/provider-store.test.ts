@@ -1,7 +1,8 @@
 /**
  * Provider records other peers store on a blockfed node are bounded (node-runtime/p2p/provider-store.ts):
- * - the datastore itself, with small bounds: per peer, in total, this node's own exempt, a
- *   deleted record freeing its place, a rewritten one not counted twice;
+ * - the datastore itself, with small bounds: per peer and in total (oldest records make room),
+ *   this node's own exempt, a deleted record freeing its place, a rewritten one or one named
+ *   many times at once not counted twice, oversized keys dropped;
  * - over real libp2p: one peer sends more ADD_PROVIDER messages than PROVIDER_RECORDS_PER_PEER on
  *   one stream (20,000 were all kept before); the node keeps the bound's worth, still answers,
  *   and another peer's records are still stored and found.
@@ -9,6 +10,7 @@
 import { describe, it, expect, afterAll, vi } from 'vitest'
 import { Key } from 'interface-datastore'
 import { encode as varint } from 'uint8-varint'
+import { base32 } from 'multiformats/bases/base32'
 import { CID } from 'multiformats/cid'
 import { sha256 } from 'multiformats/hashes/sha2'
 import { createPeerNode, type PeerNode } from '../../../node-runtime/p2p/peer-node.ts'
@@ -25,17 +27,23 @@ const record = (cid: string, peer: string): Key => new Key(`/dht/provider/${cid}
 const value = new Uint8Array([1])
 
 describe('ProviderBoundedDatastore', () => {
-  it('keeps at most perPeer records of one peer and total of all, never drops its own, and frees a deleted record\'s place', async () => {
+  it('keeps perPeer records of one peer (its oldest make room), and total of all (the largest holder\'s oldest make room)', async () => {
     const store = new ProviderBoundedDatastore('SELF', { perPeer: 3, total: 5 })
     for (let i = 0; i < 5; i++) await store.put(record(`c${i}`, 'A'), value)
     expect(store.providerRecords).toBe(3)
-    expect(await store.has(record('c3', 'A'))).toBe(false)
-    // Rewriting a record already held (a re-provide) is not a new one.
-    await store.put(record('c0', 'A'), value)
+    expect(await store.has(record('c1', 'A'))).toBe(false)
+    expect(await store.has(record('c4', 'A'))).toBe(true)
+    // Rewriting a record already held (a re-provide) is not a new one; it becomes A's newest.
+    await store.put(record('c2', 'A'), value)
     expect(store.providerRecords).toBe(3)
-    for (let i = 0; i < 3; i++) await store.put(record(`c${i}`, 'B'), value)
+    for (let i = 0; i < 2; i++) await store.put(record(`c${i}`, 'B'), value)
     expect(store.providerRecords).toBe(5)
-    expect(await store.has(record('c2', 'B'))).toBe(false)
+    // Full: B's next record pushes out the oldest of A (the largest holder), c3, not B's own.
+    await store.put(record('c2', 'B'), value)
+    expect(store.providerRecords).toBe(5)
+    expect(await store.has(record('c3', 'A'))).toBe(false)
+    expect(await store.has(record('c2', 'A'))).toBe(true)
+    expect(await store.has(record('c0', 'B'))).toBe(true)
     // This node's own records and other keys are never bounded.
     for (let i = 0; i < 10; i++) await store.put(record(`c${i}`, 'SELF'), value)
     await store.put(new Key('/peers/A'), value)
@@ -43,12 +51,27 @@ describe('ProviderBoundedDatastore', () => {
     expect(await store.has(new Key('/peers/A'))).toBe(true)
     expect(store.dropped).toBe(3)
     // A deleted record (kad-dht's expiry sweep) gives its place back; deleting one not held changes nothing.
-    await store.delete(record('c0', 'A'))
+    await store.delete(record('c4', 'A'))
     await store.delete(record('c7', 'A'))
     expect(store.providerRecords).toBe(4)
-    await store.put(record('c2', 'B'), value)
-    expect(await store.has(record('c2', 'B'))).toBe(true)
-    expect(store.providerRecords).toBe(5)
+  })
+
+  it('counts a record named many times at once (one message, stored concurrently) once', async () => {
+    const store = new ProviderBoundedDatastore('SELF', { perPeer: 3, total: 5 })
+    await Promise.all(Array.from({ length: 50 }, async () => await store.put(record('same', 'A'), value)))
+    expect(store.providerRecords).toBe(1)
+    await store.delete(record('same', 'A'))
+    expect(store.providerRecords).toBe(0)
+    for (let i = 0; i < 3; i++) await store.put(record(`c${i}`, 'A'), value)
+    expect(store.providerRecords).toBe(3)
+  })
+
+  it('drops a record whose key is longer than any real multihash', async () => {
+    const store = new ProviderBoundedDatastore('SELF')
+    await store.put(record('b'.repeat(129), 'A'), value)
+    await store.put(record('b'.repeat(106), 'A'), value)
+    expect(store.providerRecords).toBe(1)
+    expect(await store.has(record('b'.repeat(129), 'A'))).toBe(false)
   })
 })
 
@@ -61,7 +84,7 @@ function addProvider (multihash: Uint8Array, peerId: Uint8Array, addr: Uint8Arra
 }
 
 describe('provider records over libp2p', () => {
-  it('keeps PROVIDER_RECORDS_PER_PEER of one flooding peer\'s records; another peer\'s are still kept and found', async () => {
+  it('keeps PROVIDER_RECORDS_PER_PEER of one flooding peer\'s records, its newest; another peer\'s are still kept and found', async () => {
     const target = await createPeerNode({ seed: seedOf(0xd1) })
     stops.push(async () => { await target.stop() })
     const attacker = await createPeerNode({ seed: seedOf(0xd2) })
@@ -83,6 +106,13 @@ describe('provider records over libp2p', () => {
     await vi.waitFor(() => { expect(store.providerRecords + store.dropped).toBe(flood) }, { timeout: 30_000, interval: 100 })
     expect(store.providerRecords).toBe(PROVIDER_RECORDS_PER_PEER)
     expect(store.dropped).toBe(500)
+    // The flood's newest records are the ones kept.
+    const newest = await sha256.digest(new TextEncoder().encode(`flood ${flood - 1}`))
+    const oldest = await sha256.digest(new TextEncoder().encode('flood 0'))
+    // kad-dht's key: the multihash in base32 (RFC 4648, lower case, unpadded), then the peer id.
+    const providerKey = (multihash: Uint8Array): Key => new Key(`/dht/provider/${base32.baseEncode(multihash)}/${attacker.peerId.toString()}`)
+    expect(await store.has(providerKey(newest.bytes))).toBe(true)
+    expect(await store.has(providerKey(oldest.bytes))).toBe(false)
     await stream.close()
 
     // Another peer still provides through the real DHT, and a third finds it.

@@ -13,11 +13,12 @@ describe('hostGroup', () => {
     expect(hostGroup(multiaddr('/ip4/10.0.0.9/tcp/1'))).not.toBe(hostGroup(multiaddr('/ip4/10.0.0.8/tcp/1')))
   })
 
-  it('is the /64 of an IPv6 address, however it is written', () => {
+  it('is the /56 of an IPv6 address, however it is written', () => {
     const group = hostGroup(multiaddr('/ip6/2001:db8:0:1::7/tcp/4001'))
-    expect(group).toBe('2001:db8:0:1::/64')
-    expect(hostGroup(multiaddr(`/ip6/2001:0db8:0000:0001:ffff:1:2:3/tcp/9${id}`))).toBe(group)
-    expect(hostGroup(multiaddr('/ip6/2001:db8:0:2::7/tcp/4001'))).toBe('2001:db8:0:2::/64')
+    expect(group).toBe('2001:db8:0:0::/56')
+    expect(hostGroup(multiaddr(`/ip6/2001:0db8:0000:00ff:ffff:1:2:3/tcp/9${id}`))).toBe(group)
+    expect(hostGroup(multiaddr('/ip6/2001:db8:0:1ff::7/tcp/4001'))).toBe('2001:db8:0:100::/56')
+    expect(hostGroup(multiaddr('/ip6/2001:db8:1:2::7/tcp/4001'))).toBe('2001:db8:1:0::/56')
   })
 
   it('is the IPv4 address of an IPv4-mapped IPv6 one', () => {
@@ -30,5 +31,6 @@ describe('hostGroup', () => {
     expect(hostGroup(multiaddr('/ip4/127.3.2.1/tcp/4001'))).toBeUndefined()
     expect(hostGroup(multiaddr('/ip6/::1/tcp/4001'))).toBeUndefined()
     expect(hostGroup(multiaddr('/dns4/example.org/tcp/443/wss'))).toBeUndefined()
+    expect(hostGroup(undefined)).toBeUndefined()
   })
 })
