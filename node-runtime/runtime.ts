@@ -403,6 +403,20 @@ export async function createNodeRuntime (options: NodeRuntimeOptions): Promise<N
   }
 
   /**
+   * Runs `fn` with the version in use and its rollback target pinned, so that what it fetches
+   * cannot evict the way back (a model with no handle here has no pins of its own).
+   */
+  async function keepingTheWayBack<T> (ctx: ObtainContext, fn: () => Promise<T>): Promise<T> {
+    const state = await ctx.local.state()
+    const guard = await pinKept(ctx, [state.current, state.previous])
+    try {
+      return await fn()
+    } finally {
+      for (const cid of guard) ctx.cache.unpin(cid)
+    }
+  }
+
+  /**
    * The version a cold start serves: a pin or an automatic policy takes the policy's version;
    * otherwise the version in use stays until `update` decides. Offline, the version in use.
    */
@@ -423,15 +437,7 @@ export async function createNodeRuntime (options: NodeRuntimeOptions): Promise<N
     }
     ctx.onManifest?.(manifest)
     const coder = await erasureCoder(defaultReedSolomon, manifest.erasure)
-    // A prefetch never evicts the way back: the version in use and its rollback target stay
-    // pinned while it runs (a model with no handle here has no pins of its own).
-    const state = await ctx.local.state()
-    const guard = await pinKept(ctx, [state.current, state.previous])
-    try {
-      return { version, ...await prefetchBlocks(manifest, { source: ctx.source, coder, cache: ctx.cache, signal }) }
-    } finally {
-      for (const cid of guard) ctx.cache.unpin(cid)
-    }
+    return { version, ...await keepingTheWayBack(ctx, async () => await prefetchBlocks(manifest, { source: ctx.source, coder, cache: ctx.cache, signal })) }
   }
 
   // Access history: what usually follows a load is prefetched in the background, one model at a
@@ -682,7 +688,7 @@ export async function createNodeRuntime (options: NodeRuntimeOptions): Promise<N
       const ctx = await contextFor(config, signal)
       const resolved = version === 'latest' ? (await ctx.client.versions(config.modelName, signal)).at(-1)?.version : version
       if (resolved === undefined) throw new InvalidInputError(`${config.modelName}: the coordinator lists no versions`)
-      return await obtainVersion(ctx, resolved, signal)
+      return await keepingTheWayBack(ctx, async () => await obtainVersion(ctx, resolved, signal))
     }),
 
     rollback: async (input, version, outer) => await operation('rollback', outer, async signal => {
@@ -697,7 +703,7 @@ export async function createNodeRuntime (options: NodeRuntimeOptions): Promise<N
       const ctx = await contextFor(config, signal)
       const to = await rollbackTarget(ctx, version)
       const from = (await ctx.local.state()).current
-      const fetched = await obtainVersion(ctx, to, signal)
+      const fetched = await keepingTheWayBack(ctx, async () => await obtainVersion(ctx, to, signal))
       await record(ctx, from, to, true)
       return { action: 'rolled-back' as const, from: from ?? to, to, reason: `rolled back to ${to} on request`, bytesFetched: fetched.report.bytesFetched }
     }),

@@ -158,7 +158,11 @@ function sqliteCode (err: unknown): number | undefined {
 /**
  * Opens the index and takes its exclusive lock. An index that is not a database or is corrupt
  * is thrown away and started afresh: it is a cache, every block file then counts as an orphan
- * and the blocks are fetched again — better than a runtime that cannot start.
+ * and the blocks are fetched again — better than a runtime that cannot start. Opening reads
+ * only the first page and `meta`, so the whole file is checked (PRAGMA quick_check: every page,
+ * without the index-content cross-checks of integrity_check): one damaged page of `blocks`
+ * was found only when reconciling read it, and then failed every start until the file was
+ * deleted by hand.
  */
 function openIndex (name: string, dir: string): DatabaseSync {
   const path = join(dir, 'index.sqlite')
@@ -181,6 +185,8 @@ function openIndex (name: string, dir: string): DatabaseSync {
       } else if (version.v !== String(SCHEMA_VERSION)) {
         throw new UnavailableError(`cache tier "${name}": index schema ${String(version.v)} in ${path} is not ${SCHEMA_VERSION}`)
       }
+      const check = db.prepare('PRAGMA quick_check(1)').get() as { quick_check?: unknown } | undefined
+      if (check?.quick_check !== 'ok') throw Object.assign(new Error(`index ${path}: ${String(check?.quick_check)}`), { errcode: SQLITE_CORRUPT })
       db.exec('COMMIT')
       return db
     } catch (err) {
@@ -433,10 +439,18 @@ export async function diskCache (options: DiskCacheOptions): Promise<DiskCacheTi
     const note = evictionNote(victims, others, at)
     const access = recordAccess(old, now(), params.halfLifeMs)
     const entry: Entry = { key, size, sha256, count: access.count, lastAccess: access.lastAccess, gen: ++gen }
-    inTransaction(() => {
-      for (const v of victims) sql.remove.run(v.key)
-      sql.upsert.run(key, size, sha256, entry.count, entry.lastAccess)
-    })
+    try {
+      inTransaction(() => {
+        for (const v of victims) sql.remove.run(v.key)
+        sql.upsert.run(key, size, sha256, entry.count, entry.lastAccess)
+      })
+    } catch (err) {
+      // The index did not take it (a full disk, an I/O error): the file just put in place would
+      // be counted nowhere, and a replaced key's old row would name bytes no longer there.
+      await forget(old === undefined ? [] : [old]).catch(() => undefined)
+      await unlinkQuietly(blockPath(key))
+      throw new UnavailableError(`cache tier "${name}": cannot index ${key}`, { cause: err })
+    }
     note()
     adapt?.forget(key)
     for (const v of victims) {

@@ -2,8 +2,8 @@
  * A cold start that moves to a new version keeps its rollback target: the version in use is
  * pinned before the new version's blocks arrive, so a cache too small for both fills with what
  * it can of the new version (used anyway, reported as uncached) and never evicts the way back.
- * So do a restart that stays on the version in use, and a background prefetch of a model not
- * loaded. Real coordinator, real runtimes, a real tfjs model, the runtime's real disk cache.
+ * So do a restart that stays on the version in use, a background prefetch of a model not
+ * loaded, and runtime.fetch with no handle. Real coordinator, real runtimes, a real tfjs model, the runtime's real disk cache.
  */
 import { describe, it, expect, beforeAll, afterAll } from 'vitest'
 import { mkdtemp, rm, writeFile } from 'node:fs/promises'
@@ -107,6 +107,27 @@ describe('the rollback target stays cached', () => {
     expect(event).toMatchObject({ after: 'before', model: 'later', version: 2 })
     expect(event).not.toHaveProperty('error')
     expect(await cachedOf(rt, 'later', v1)).toBe(v1.length)
+  })
+
+  it('when runtime.fetch fetches another version with no handle loaded', async () => {
+    const { config, v1 } = await smallCacheModel('fetched', 300)
+    const admin = coordinatorClient({ baseUrl: url, token: coordinator.adminToken })
+    let rt = await runtimeAt('runtime-fetched')
+    expect((await rt.load({ ...config, pin: 1 })).manifest.version).toBe(1)
+    await rt.stop()
+    await admin.ingest('fetched', await files(310))
+    // An FL participant's fetchVersion, `blockfed pull`: no handle, no pins of their own.
+    rt = await runtimeAt('runtime-fetched')
+    const got = await rt.fetch(config, 2)
+    expect(got.manifest.version).toBe(2)
+    expect(got.report.uncached).toBeGreaterThan(0)
+    expect(await cachedOf(rt, 'fetched', v1)).toBe(v1.length)
+    await rt.stop()
+    // The version recorded in use (v1) still serves from the cache alone.
+    rt = await runtimeAt('runtime-fetched')
+    const again = await rt.load({ ...config, pin: 1 })
+    expect(again.report.fetchedBlocks).toBe(0)
+    await rt.stop()
   })
 })
 

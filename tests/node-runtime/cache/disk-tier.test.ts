@@ -1,8 +1,8 @@
-import { mkdtemp, readdir, readFile, rm, unlink, writeFile, truncate } from 'node:fs/promises'
+import { mkdtemp, open as openFile, readdir, readFile, rm, unlink, writeFile, truncate } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { DatabaseSync } from 'node:sqlite'
-import { afterAll, afterEach, describe, expect, it } from 'vitest'
+import { DatabaseSync, StatementSync } from 'node:sqlite'
+import { afterAll, afterEach, describe, expect, it, vi } from 'vitest'
 import { diskCache, type DiskCacheOptions, type DiskCacheTier } from '../../../node-runtime/cache/disk-tier.ts'
 import { adaptiveWeights } from '../../../shared/cache/adapt.ts'
 import { DEFAULT_SCORE_WEIGHTS } from '../../../shared/cache/constants.ts'
@@ -363,6 +363,52 @@ describe('diskCache', () => {
       expect(await readdir(join(dir, 'blocks'))).toEqual([])
       await c.put(testKey(1), testBytes(100, 1))
       expect(await c.get(testKey(1))).toEqual(testBytes(100, 1))
+    })
+
+    it('starts afresh from an index with a damaged page past its first (found by a full check at open)', async () => {
+      const dir = await freshDir()
+      let c = await make({ dir, capacityBytes: 1 << 30 })
+      for (let i = 0; i < 400; i++) await c.put(testKey(i), testBytes(3, i))
+      await c.close()
+      const path = join(dir, 'index.sqlite')
+      const db = new DatabaseSync(path)
+      db.exec('PRAGMA wal_checkpoint(TRUNCATE)')
+      const { page_size: pageSize } = db.prepare('PRAGMA page_size').get() as { page_size: number }
+      const { page_count: pages } = db.prepare('PRAGMA page_count').get() as { page_count: number }
+      db.close()
+      expect(pages).toBeGreaterThan(4)
+      // The last page (a leaf of the blocks table) overwritten, as a bad sector would.
+      const handle = await openFile(path, 'r+')
+      await handle.write(Buffer.alloc(pageSize, 0xa5), 0, pageSize, (pages - 1) * pageSize)
+      await handle.close()
+      c = await make({ dir, capacityBytes: 1 << 30 })
+      expect(c.stats()).toMatchObject({ entries: 0, bytes: 0 })
+      expect(await readdir(join(dir, 'blocks'))).toEqual([])
+      await c.put(testKey(1), testBytes(100, 1))
+      expect(await c.get(testKey(1))).toEqual(testBytes(100, 1))
+    })
+
+    it('keeps no file the index did not take (a full disk at the index write)', async () => {
+      const dir = await freshDir()
+      const c = await make({ dir })
+      await c.put(testKey(1), testBytes(3000, 1))
+      // The index refuses every write from here, as SQLITE_FULL would.
+      const run = StatementSync.prototype.run
+      const failing = vi.spyOn(StatementSync.prototype, 'run').mockImplementation(function (this: StatementSync, ...args: Parameters<typeof run>) {
+        if (this.sourceSQL.startsWith('INSERT INTO blocks')) throw Object.assign(new Error('database or disk is full'), { errcode: 13 })
+        return run.apply(this, args)
+      })
+      try {
+        await expect(c.put(testKey(2), testBytes(3000, 2))).rejects.toThrow(/cannot index/)
+        // A replaced key: its old row named bytes that are gone, so it goes too.
+        await expect(c.put(testKey(1), testBytes(3000, 3))).rejects.toThrow(UnavailableError)
+      } finally {
+        failing.mockRestore()
+      }
+      expect(c.stats()).toMatchObject({ entries: 0, bytes: 0 })
+      expect(await readdir(join(dir, 'blocks'))).toEqual([])
+      await c.put(testKey(4), testBytes(9000, 4))
+      expect(c.stats().bytes).toBe(9000)
     })
 
     it('refuses a second opener of the same directory until the first closes', async () => {
