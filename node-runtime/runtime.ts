@@ -28,7 +28,7 @@ import { toHex } from '../shared/crypto/bytes.ts'
 import { ledgerClient } from '../shared/ledger/client.ts'
 import { targetVersion, type Target } from '../shared/versions/policy.ts'
 import { clientIdentity } from './fl/identity.ts'
-import { localVersions } from './versions/local-store.ts'
+import { localVersions, type LocalVersions } from './versions/local-store.ts'
 import { checkLog, obtainVersion, type CheckedLog, type ObtainContext, type ObtainedVersion } from './versions/obtain.ts'
 import type { Manifest } from '../shared/manifest/schema.ts'
 import { diskCache } from './cache/disk-tier.ts'
@@ -278,6 +278,19 @@ export async function createNodeRuntime (options: NodeRuntimeOptions): Promise<N
     return cache
   }
 
+  /** Model folders claimed by this runtime: folder → model. */
+  const claims = new Map<string, string>()
+
+  /** The model's local versions, its folder claimed for it first (LocalVersions.claim). */
+  async function claimed (config: AoeConfig): Promise<LocalVersions> {
+    const local = localVersions(join(options.dataDir, config.modelDir), { onDamaged: (path, err) => options.onStateDamaged?.(config.modelName, path, err) })
+    if (claims.get(config.modelDir) !== config.modelName) {
+      await local.claim(config.modelName)
+      claims.set(config.modelDir, config.modelName)
+    }
+    return local
+  }
+
   async function contextFor (config: AoeConfig, signal?: AbortSignal): Promise<ObtainContext> {
     const token = options.token ?? config.token ?? (config.tokenEnv === undefined ? undefined : process.env[config.tokenEnv])
     if (token === undefined) {
@@ -287,6 +300,8 @@ export async function createNodeRuntime (options: NodeRuntimeOptions): Promise<N
     }
     const client = coordinatorClient({ baseUrl: config.updateURL, token, timeoutMs: config.fetch.timeoutMs })
     const key = await coordinatorKey(options.dataDir, client, config.coordinatorKey, signal)
+    // Claimed before anything in the folder (its cache included) is opened.
+    const local = await claimed(config)
     const { source, swarm: s } = await sourceFor(config, key, signal)
     const cache = await cacheFor(config)
     return {
@@ -295,7 +310,7 @@ export async function createNodeRuntime (options: NodeRuntimeOptions): Promise<N
       client,
       ledger: ledgerClient({ baseUrl: config.updateURL, timeoutMs: config.fetch.timeoutMs }),
       coordinatorKey: key,
-      local: localVersions(join(options.dataDir, config.modelDir), { onDamaged: (path, err) => options.onStateDamaged?.(config.modelName, path, err) }),
+      local,
       source: retrying(source, config.fetch.retries),
       // With a swarm, every block stored is announced and provided, and every manifest's shards indexed.
       cache: s === undefined ? cache : s.watch(cache),

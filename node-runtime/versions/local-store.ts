@@ -18,10 +18,10 @@ import { join, resolve } from 'node:path'
 import { z } from 'zod'
 import { fromBase64, toBase64 } from '../../shared/crypto/bytes.ts'
 import { signedManifestSchema, type SignedManifest } from '../../shared/manifest/schema.ts'
-import { IntegrityError } from '../../shared/errors/errors.ts'
+import { IntegrityError, InvalidConfigError } from '../../shared/errors/errors.ts'
 import { parseJsonWith } from '../../shared/errors/parse-json.ts'
 import { keyedQueue } from '../keyed-queue.ts'
-import { readIfExists, writeFileAtomic } from '../atomic-file.ts'
+import { createFileAtomic, readIfExists, writeFileAtomic } from '../atomic-file.ts'
 
 export interface VersionState {
   current: number | null
@@ -61,7 +61,15 @@ export interface LocalVersions {
   keptKeys: (keyIds: readonly string[]) => Promise<Map<string, Uint8Array>>
   /** Stores the keys of `add` not kept yet (a kept key is never replaced) and keeps only those listed in `keep`. */
   saveKeys: (add: Map<string, Uint8Array>, keep: ReadonlySet<string>) => Promise<void>
+  /**
+   * Marks the folder as `model`'s (`owner.json`, first claim wins) or refuses, with
+   * InvalidConfigError, a folder another model claimed: two models in one folder would read
+   * each other's versions, anchors and keys as their own.
+   */
+  claim: (model: string) => Promise<void>
 }
+
+const ownerSchema = z.strictObject({ model: z.string() })
 
 export interface LocalVersionsOptions {
   /** A damaged file was moved aside to `<path>.damaged` and treated as absent. */
@@ -79,6 +87,7 @@ export function localVersions (dir: string, options: LocalVersionsOptions = {}):
   const statePath = join(dir, 'versions.json')
   const keysPath = join(dir, 'keys.json')
   const anchorPath = (v: number): string => join(dir, 'anchors', `${v}.json`)
+  const ownerPath = join(dir, 'owner.json')
   const folder = resolve(dir)
   const serial = async <T>(task: () => Promise<T>): Promise<T> => await inFolder(folder, task)
   /** Parses `path` with `schema`; damaged, the file is moved aside and reads as absent. */
@@ -142,6 +151,19 @@ export function localVersions (dir: string, options: LocalVersionsOptions = {}):
       const kept = Object.fromEntries(Object.entries(all).filter(([id]) => keep.has(id)))
       await mkdir(dir, { recursive: true })
       await writeFileAtomic(keysPath, JSON.stringify(kept), 0o600)
+    }),
+    claim: async model => await serial(async () => {
+      await mkdir(dir, { recursive: true })
+      if (await createFileAtomic(ownerPath, `${JSON.stringify({ model })}\n`)) return
+      const owner = await readRecoverable(ownerPath, ownerSchema)
+      if (owner === undefined) {
+        await writeFileAtomic(ownerPath, `${JSON.stringify({ model })}\n`) // damaged, moved aside: claimed again
+        return
+      }
+      if (owner.model !== model) {
+        throw new InvalidConfigError(`aoe config for ${model}: its modelDir ${dir} holds the state of model ${owner.model}; ` +
+          'give each model its own modelDir (two models in one folder would take each other\'s versions and keys)')
+      }
     })
   }
 }

@@ -41,6 +41,9 @@ export const MODEL_NAME_PATTERN = /^[a-z0-9][a-z0-9._-]{0,63}$/
  */
 export const MODEL_DIR_PATTERN = /^(?!\.\.?(?:\/|$))[^/\\:\x00-\x1f]+(?:\/(?!\.\.?(?:\/|$))[^/\\:\x00-\x1f]+)*$/
 
+/** Folder names blockfed uses inside a model's folder (node-runtime: the cache, the kept anchors). */
+const RESERVED_DIR_SEGMENTS = ['blocks', 'anchors']
+
 const ENV_NAME_PATTERN = /^[A-Za-z_][A-Za-z0-9_]*$/
 const ED25519_HEX_PATTERN = /^[0-9a-fA-F]{64}$/
 
@@ -181,6 +184,9 @@ const fields = {
   modelDir: z.string(expecting('a relative folder path such as "mnist" or "vision/pose"'))
     .max(255, expecting('a relative folder path of at most 255 characters'))
     .regex(MODEL_DIR_PATTERN, expecting('a relative folder path such as "mnist" or "vision/pose" (no "..", ".", empty segment, leading "/", "\\" or ":")'))
+    // A model's folder holds its cache under blocks/ and its anchors under anchors/: a model
+    // whose folder lay inside another's there would be emptied by the other's cache at start.
+    .refine(dir => !dir.split('/').some(segment => RESERVED_DIR_SEGMENTS.includes(segment)), expecting(`a relative folder path with no segment named ${RESERVED_DIR_SEGMENTS.map(s => `"${s}"`).join(' or ')} (blockfed's names inside a model's folder)`))
     .meta({ description: 'AoE: the model\'s folder, relative; blockfed keeps the model\'s cache there under the runtime\'s data dir.' }),
   modelName: z.string(expecting('a model name matching [a-z0-9][a-z0-9._-]{0,63}'))
     .regex(MODEL_NAME_PATTERN, expecting('a model name matching [a-z0-9][a-z0-9._-]{0,63}'))

@@ -158,6 +158,13 @@ describe('parseAoeConfig: refuses, naming the field and what was expected', () =
     }
   })
 
+  it('a modelDir with a segment blockfed uses inside a model\'s folder', () => {
+    for (const modelDir of ['blocks', 'a/blocks', 'a/blocks/tmp', 'anchors/x']) {
+      expect(problem({ ...aoe, modelDir }), modelDir).toMatch(/"modelDir": expected a relative folder path with no segment named "blocks" or "anchors"/)
+    }
+    expect(parseAoeConfig({ ...aoe, modelDir: 'a/blocks2' }).modelDir).toBe('a/blocks2')
+  })
+
   it('contradicting pairs', () => {
     expect(problem({ ...aoe, token: 't', tokenEnv: 'T' })).toMatch(/"tokenEnv": give "token" or "tokenEnv", not both/)
     expect(problem({ ...aoe, pin: 2, channel: 'stable' })).toMatch(/"channel": give "pin" .* or "channel" .*, not both/)
