@@ -37,12 +37,11 @@ export const MODEL_NAME_PATTERN = /^[a-z0-9][a-z0-9._-]{0,63}$/
 /**
  * A relative folder path: one or more `/`-separated segments, none empty, `.` or `..`, and no
  * backslash, colon (drive letters, NTFS streams) or control character — so joining it under the
- * runtime's data dir can never leave that dir, on any OS.
+ * runtime's data dir can never leave that dir, on any OS. No segment is `blocks` or `anchors`,
+ * the folders blockfed keeps inside a model's folder (its cache, its anchors): a model whose
+ * folder lay inside another's cache was emptied by it at start.
  */
-export const MODEL_DIR_PATTERN = /^(?!\.\.?(?:\/|$))[^/\\:\x00-\x1f]+(?:\/(?!\.\.?(?:\/|$))[^/\\:\x00-\x1f]+)*$/
-
-/** Folder names blockfed uses inside a model's folder (node-runtime: the cache, the kept anchors). */
-const RESERVED_DIR_SEGMENTS = ['blocks', 'anchors']
+export const MODEL_DIR_PATTERN = /^(?!(?:\.\.?|blocks|anchors)(?:\/|$))[^/\\:\x00-\x1f]+(?:\/(?!(?:\.\.?|blocks|anchors)(?:\/|$))[^/\\:\x00-\x1f]+)*$/
 
 const ENV_NAME_PATTERN = /^[A-Za-z_][A-Za-z0-9_]*$/
 const ED25519_HEX_PATTERN = /^[0-9a-fA-F]{64}$/
@@ -183,10 +182,7 @@ const fields = {
     .meta({ description: 'AoE (cloud models): the package signature AoE checks. Informational: blockfed checks the coordinator\'s signed manifest and the version ledger instead.' }),
   modelDir: z.string(expecting('a relative folder path such as "mnist" or "vision/pose"'))
     .max(255, expecting('a relative folder path of at most 255 characters'))
-    .regex(MODEL_DIR_PATTERN, expecting('a relative folder path such as "mnist" or "vision/pose" (no "..", ".", empty segment, leading "/", "\\" or ":")'))
-    // A model's folder holds its cache under blocks/ and its anchors under anchors/: a model
-    // whose folder lay inside another's there would be emptied by the other's cache at start.
-    .refine(dir => !dir.split('/').some(segment => RESERVED_DIR_SEGMENTS.includes(segment)), expecting(`a relative folder path with no segment named ${RESERVED_DIR_SEGMENTS.map(s => `"${s}"`).join(' or ')} (blockfed's names inside a model's folder)`))
+    .regex(MODEL_DIR_PATTERN, expecting('a relative folder path such as "mnist" or "vision/pose" (no "..", ".", "blocks" or "anchors" segment, no empty one, no leading "/", no "\\" or ":")'))
     .meta({ description: 'AoE: the model\'s folder, relative; blockfed keeps the model\'s cache there under the runtime\'s data dir.' }),
   modelName: z.string(expecting('a model name matching [a-z0-9][a-z0-9._-]{0,63}'))
     .regex(MODEL_NAME_PATTERN, expecting('a model name matching [a-z0-9][a-z0-9._-]{0,63}'))

@@ -31,6 +31,7 @@ describe('config/aoe-config.schema.json', () => {
     const base = JSON.parse(await readFile(join(examplesDir, 'mnist-digits.aoe.json'), 'utf8')) as Record<string, unknown>
     const bad: Array<Record<string, unknown>> = [
       { ...base, modelDir: '../x' },
+      { ...base, modelDir: 'a/blocks/b' },
       { ...base, modelName: 'Upper' },
       { ...base, updateURL: 'ftp://x' },
       { ...base, extra: 1 },
