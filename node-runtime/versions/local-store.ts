@@ -13,7 +13,7 @@
  * a version is verified again. A damaged `versions.json` stops the model's loads instead, since
  * it holds the versions rolled back from (never to be taken again); its error says how to reset.
  */
-import { mkdir, rename } from 'node:fs/promises'
+import { mkdir, readdir, rename } from 'node:fs/promises'
 import { join, resolve } from 'node:path'
 import { z } from 'zod'
 import { fromBase64, toBase64 } from '../../shared/crypto/bytes.ts'
@@ -59,8 +59,15 @@ export interface LocalVersions {
   saveAnchor: (signed: SignedManifest, anchor: StoredAnchor) => Promise<void>
   /** The kept keys among `keyIds`. */
   keptKeys: (keyIds: readonly string[]) => Promise<Map<string, Uint8Array>>
-  /** Stores the keys of `add` not kept yet (a kept key is never replaced) and keeps only those listed in `keep`. */
-  saveKeys: (add: Map<string, Uint8Array>, keep: ReadonlySet<string>) => Promise<void>
+  /** The versions with a kept anchor, in no order. */
+  anchored: () => Promise<number[]>
+  /**
+   * Stores the keys of `add` not kept yet (a kept key is never replaced) and keeps only those
+   * `keep` lists. `keep` runs inside this folder's write queue, so the state it reads cannot
+   * move before the keys are written (read outside, a version move in between lost the keys
+   * of the new version in use).
+   */
+  saveKeys: (add: Map<string, Uint8Array>, keep: () => Promise<ReadonlySet<string>>) => Promise<void>
   /**
    * Marks the folder as `model`'s (`owner.json`, first claim wins) or refuses, with
    * InvalidConfigError, a folder another model claimed: two models in one folder would read
@@ -145,10 +152,18 @@ export function localVersions (dir: string, options: LocalVersionsOptions = {}):
       }
       return out
     },
+    anchored: async () => {
+      const names = await readdir(join(dir, 'anchors')).catch((err: NodeJS.ErrnoException) => {
+        if (err.code === 'ENOENT') return [] as string[]
+        throw err
+      })
+      return names.flatMap(name => /^[1-9][0-9]{0,15}\.json$/.test(name) ? [Number(name.slice(0, -5))] : [])
+    },
     saveKeys: async (add, keep) => await serial(async () => {
       const all = await readKeys()
       for (const [id, key] of add) all[id] ??= toBase64(key)
-      const kept = Object.fromEntries(Object.entries(all).filter(([id]) => keep.has(id)))
+      const keeping = await keep()
+      const kept = Object.fromEntries(Object.entries(all).filter(([id]) => keeping.has(id)))
       await mkdir(dir, { recursive: true })
       await writeFileAtomic(keysPath, JSON.stringify(kept), 0o600)
     }),

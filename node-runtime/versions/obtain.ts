@@ -50,7 +50,11 @@ export interface ObtainedVersion extends FetchedModel {
 async function keepKeys (local: LocalVersions, manifest: Manifest): Promise<Set<string>> {
   const state = await local.state()
   const keep = new Set(manifest.blocks.map(b => b.keyId))
-  for (const v of [state.current, state.previous]) {
+  // The version in use, its rollback target, and every version anchored here since the one in
+  // use: one of those may be on its way in through another load (anchored, keys saved, its move
+  // not yet recorded), and dropping its keys would leave the version in use without them.
+  const newer = (await local.anchored()).filter(v => state.current === null || v > state.current)
+  for (const v of new Set([state.current, state.previous, ...newer])) {
     if (v === null) continue
     const stored = await local.anchor(v)
     for (const b of stored?.signed.manifest.blocks ?? []) keep.add(b.keyId)
@@ -159,7 +163,8 @@ export async function obtainVersion (ctx: ObtainContext, version: number, signal
   })
   const a = anchored as { index: number, checkpoint: VerifiedCheckpoint } | undefined
   if (a === undefined) throw new IntegrityError(`${label}: not verified against the ledger`)
-  if (granted !== undefined) await local.saveKeys(granted.fetched, await keepKeys(local, granted.manifest))
+  const saving = granted
+  if (saving !== undefined) await local.saveKeys(saving.fetched, async () => await keepKeys(local, saving.manifest))
   return { ...fetched, ledgerIndex: a.index, checkpoint: a.checkpoint, offline }
 }
 
