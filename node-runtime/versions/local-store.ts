@@ -62,12 +62,13 @@ export interface LocalVersions {
   /** The versions with a kept anchor, in no order. */
   anchored: () => Promise<number[]>
   /**
-   * Stores the keys of `add` not kept yet (a kept key is never replaced) and keeps only those
+   * Stores the keys of `add` not kept yet (a kept key is replaced only with `replace`: keys
+   * proven on the blocks they open, after a kept one failed to) and keeps only those
    * `keep` lists. `keep` runs inside this folder's write queue, so the state it reads cannot
    * move before the keys are written (read outside, a version move in between lost the keys
    * of the new version in use).
    */
-  saveKeys: (add: Map<string, Uint8Array>, keep: () => Promise<ReadonlySet<string>>) => Promise<void>
+  saveKeys: (add: Map<string, Uint8Array>, keep: () => Promise<ReadonlySet<string>>, options?: { replace?: boolean }) => Promise<void>
   /**
    * Marks the folder as `model`'s (`owner.json`, first claim wins) or refuses, with
    * InvalidConfigError, a folder another model claimed: two models in one folder would read
@@ -77,6 +78,17 @@ export interface LocalVersions {
 }
 
 const ownerSchema = z.strictObject({ model: z.string() })
+
+/** A kept key's bytes; undefined when absent or not a 256-bit key (damaged: then granted again). */
+function keyOf (text: string | undefined): Uint8Array | undefined {
+  if (text === undefined) return undefined
+  try {
+    const key = fromBase64(text)
+    return key.length === 32 ? key : undefined
+  } catch {
+    return undefined
+  }
+}
 
 export interface LocalVersionsOptions {
   /** A damaged file was moved aside to `<path>.damaged` and treated as absent. */
@@ -147,8 +159,8 @@ export function localVersions (dir: string, options: LocalVersionsOptions = {}):
       const all = await readKeys()
       const out = new Map<string, Uint8Array>()
       for (const id of keyIds) {
-        const key = all[id]
-        if (key !== undefined) out.set(id, fromBase64(key))
+        const key = keyOf(all[id])
+        if (key !== undefined) out.set(id, key)
       }
       return out
     },
@@ -159,9 +171,11 @@ export function localVersions (dir: string, options: LocalVersionsOptions = {}):
       })
       return names.flatMap(name => /^[1-9][0-9]{0,15}\.json$/.test(name) ? [Number(name.slice(0, -5))] : [])
     },
-    saveKeys: async (add, keep) => await serial(async () => {
+    saveKeys: async (add, keep, saveOptions) => await serial(async () => {
       const all = await readKeys()
-      for (const [id, key] of add) all[id] ??= toBase64(key)
+      for (const [id, key] of add) {
+        if (saveOptions?.replace === true || keyOf(all[id]) === undefined) all[id] = toBase64(key)
+      }
       const keeping = await keep()
       const kept = Object.fromEntries(Object.entries(all).filter(([id]) => keeping.has(id)))
       await mkdir(dir, { recursive: true })

@@ -13,7 +13,7 @@ import type { AoeConfig } from '../../shared/config/aoe.ts'
 import type { CacheTier } from '../../shared/cache/types.ts'
 import type { CoordinatorClient } from '../../shared/client/coordinator-client.ts'
 import { fromBase64, toBase64 } from '../../shared/crypto/bytes.ts'
-import { IntegrityError, isUnreachable, LedgerSecurityError, UnavailableError } from '../../shared/errors/errors.ts'
+import { IntegrityError, isUnreachable, LedgerSecurityError, UnavailableError, WrongKeyError } from '../../shared/errors/errors.ts'
 import type { LedgerClient } from '../../shared/ledger/client.ts'
 import { parseEntry } from '../../shared/ledger/entry.ts'
 import { checkEntry, checkInclusion, openTrusted, verifyAnchor, type LedgerTrust, type VerifiedCheckpoint } from '../../shared/ledger/verify.ts'
@@ -132,11 +132,14 @@ export async function obtainVersion (ctx: ObtainContext, version: number, signal
   // Keys granted by the coordinator are kept only once every block they open has decrypted and
   // matched its plaintext hash (after fetchModel below), and a kept key is never replaced: one
   // bad key answer (a buggy coordinator, or a man in the middle wrapping random keys to our
-  // public key) then fails this load only, instead of overwriting keys that work.
+  // public key) then fails this load only, instead of overwriting keys that work. A kept key
+  // that does not open its block (damaged on disk) is asked for again, once, when online; the
+  // granted one replaces it only after it has opened every block.
   let granted: { fetched: Map<string, Uint8Array>, manifest: Manifest } | undefined
+  let askAgain = false
   const keys = async (manifest: Manifest): Promise<Map<string, Uint8Array>> => {
     const ids = [...new Set(manifest.blocks.map(b => b.keyId))]
-    const kept = await local.keptKeys(ids)
+    const kept = askAgain ? new Map<string, Uint8Array>() : await local.keptKeys(ids)
     if (kept.size === ids.length) return kept
     if (offline) throw new UnavailableError(`${label}: the coordinator is unreachable and this version's data keys are not kept here`)
     const fetched = await coordinatorKeys(ctx.client, manifest, signal)
@@ -144,7 +147,7 @@ export async function obtainVersion (ctx: ObtainContext, version: number, signal
     return new Map([...fetched, ...kept])
   }
 
-  const fetched = await fetchModel({
+  const load = async (): Promise<FetchedModel> => await fetchModel({
     client: ctx.client,
     coordinatorKey: ctx.coordinatorKey,
     model: config.modelName,
@@ -161,10 +164,21 @@ export async function obtainVersion (ctx: ObtainContext, version: number, signal
     signal,
     onBlock: ctx.onBlock
   })
+  let fetched: FetchedModel
+  try {
+    fetched = await load()
+  } catch (err) {
+    // Only a kept key can be damaged; a granted one that fails is the grant's fault.
+    const keptKeyFailed = err instanceof WrongKeyError && (granted === undefined || !granted.fetched.has(err.keyId))
+    if (!keptKeyFailed || offline || signal?.aborted === true) throw err
+    askAgain = true
+    granted = undefined
+    fetched = await load()
+  }
   const a = anchored as { index: number, checkpoint: VerifiedCheckpoint } | undefined
   if (a === undefined) throw new IntegrityError(`${label}: not verified against the ledger`)
   const saving = granted
-  if (saving !== undefined) await local.saveKeys(saving.fetched, async () => await keepKeys(local, saving.manifest))
+  if (saving !== undefined) await local.saveKeys(saving.fetched, async () => await keepKeys(local, saving.manifest), { replace: askAgain })
   return { ...fetched, ledgerIndex: a.index, checkpoint: a.checkpoint, offline }
 }
 

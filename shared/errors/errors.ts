@@ -35,6 +35,19 @@ export class IntegrityError extends BlockfedError {
   override readonly status = 502
 }
 
+/**
+ * A block whose bytes matched their CID did not open with its data key: the key is wrong (a
+ * damaged kept key, or a bad grant), not the block.
+ */
+export class WrongKeyError extends IntegrityError {
+  override readonly name: string = 'WrongKeyError'
+  readonly keyId: string
+  constructor (message: string, keyId: string, options?: { cause?: unknown }) {
+    super(message, options)
+    this.keyId = keyId
+  }
+}
+
 /** Something asked for does not exist (unknown model, version or CID). */
 export class NotFoundError extends BlockfedError {
   override readonly name = 'NotFoundError'

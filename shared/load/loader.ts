@@ -15,7 +15,7 @@ import { weightAssembler } from '../blocks/assemble.ts'
 import { verifyCid } from '../crypto/cid.ts'
 import { sha256Hex } from '../crypto/hash.ts'
 import { open } from '../crypto/seal.ts'
-import { BlockfedError, IntegrityError, UnavailableError } from '../errors/errors.ts'
+import { BlockfedError, IntegrityError, UnavailableError, WrongKeyError } from '../errors/errors.ts'
 import type { BlockSource } from './source.ts'
 
 export interface ShardFault {
@@ -193,11 +193,21 @@ async function fetchSealed (block: ManifestBlock, options: LoadOptions, report: 
   return sealed
 }
 
-/** Decrypts a sealed block with its granted key and checks the plaintext against its recorded sha-256. */
+/**
+ * Decrypts a sealed block (its bytes already checked against its CID) with its granted key and
+ * checks the plaintext against its recorded sha-256; WrongKeyError when the key does not open it.
+ */
 export async function openBlock (block: ManifestBlock, sealed: Uint8Array, keys: Map<string, Uint8Array>): Promise<Uint8Array> {
   const key = keys.get(block.keyId)
   if (key === undefined) throw new BlockfedError(`block ${block.index}: no data key ${block.keyId} granted to this client`)
-  const plaintext = await open(sealed, key, `block ${block.index} (${block.cid})`)
+  let plaintext: Uint8Array
+  try {
+    plaintext = await open(sealed, key, `block ${block.index} (${block.cid})`)
+  } catch (err) {
+    // Callers pass bytes already checked against the block's CID: only the key can be wrong.
+    if (err instanceof IntegrityError) throw new WrongKeyError(err.message, block.keyId, { cause: err })
+    throw err
+  }
   if (await sha256Hex(plaintext) !== block.plaintextSha256) {
     throw new IntegrityError(`block ${block.index} (${block.cid}): plaintext does not match its recorded sha-256`)
   }

@@ -8,7 +8,7 @@
  * coordinator with a real model over HTTP on 127.0.0.1.
  */
 import { describe, it, expect, beforeAll, afterAll } from 'vitest'
-import { mkdtemp, readFile, rm } from 'node:fs/promises'
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { createCoordinator, type Coordinator } from '../../../coordinator/coordinator.ts'
@@ -37,11 +37,10 @@ afterAll(async () => {
   await rm(root, { recursive: true, force: true })
 })
 
-describe('kept data keys', () => {
-  it('keep a version fetched but not yet moved to when another version is fetched meanwhile', async () => {
+async function runtimeContext (name: string): Promise<{ ctx: ObtainContext, dataDir: string }> {
     const token = await coordinator.createToken('edge')
     const config = parseAoeConfig({ version: '1', runtime: 'tfjs', source: 'blockfed', modelDir: 'm', modelName: 'm', updateURL: url, token })
-    const dataDir = join(root, 'runtime')
+    const dataDir = join(root, name)
     const local = localVersions(join(dataDir, 'm'))
     const ctx: ObtainContext = {
       dataDir,
@@ -53,6 +52,31 @@ describe('kept data keys', () => {
       source: httpBlockSource({ baseUrl: url, timeoutMs: 10_000 }),
       cache: memoryCache()
     }
+    return { ctx, dataDir }
+}
+
+describe('kept data keys', () => {
+  it('are asked for again when a kept one does not open its block, and replaced once the granted one has', async () => {
+    const { ctx, dataDir } = await runtimeContext('damaged')
+    await obtainVersion(ctx, 1)
+    const path = join(dataDir, 'm', 'keys.json')
+    const keys = JSON.parse(await readFile(path, 'utf8')) as Record<string, string>
+    const [id, good] = Object.entries(keys)[0] as [string, string]
+    // Damaged on disk: still base64 of 32 bytes, still valid JSON, not the key.
+    const damaged = Buffer.from(Buffer.from(good, 'base64').map(b => b ^ 1)).toString('base64')
+    await writeFile(path, JSON.stringify({ ...keys, [id]: damaged }))
+    const again = await obtainVersion(ctx, 1)
+    expect(again.offline).toBe(false)
+    expect((JSON.parse(await readFile(path, 'utf8')) as Record<string, string>)[id]).toBe(good)
+    // A value that is not a 256-bit key is not kept either: granted again.
+    await writeFile(path, JSON.stringify({ ...keys, [id]: 'AAAA' }))
+    await obtainVersion(ctx, 1)
+    expect((JSON.parse(await readFile(path, 'utf8')) as Record<string, string>)[id]).toBe(good)
+  })
+
+  it('keep a version fetched but not yet moved to when another version is fetched meanwhile', async () => {
+    const { ctx, dataDir } = await runtimeContext('moving')
+    const local = ctx.local
     const keyIds = async (v: number): Promise<string[]> => (await local.anchor(v))?.signed.manifest.blocks.map(b => b.keyId) ?? []
     const kept = async (): Promise<string[]> => Object.keys(JSON.parse(await readFile(join(dataDir, 'm', 'keys.json'), 'utf8')) as object)
     await obtainVersion(ctx, 1)
