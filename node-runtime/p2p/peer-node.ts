@@ -73,6 +73,13 @@ function fastMsgIdFn (message: { from?: Uint8Array, seqno?: Uint8Array }): strin
  * topic (topic-validator.ts).
  */
 const GOSSIP_SCORE_PARAMS = { IPColocationFactorWeight: 0 }
+/**
+ * blockfed stores no values in its DHT (provider records only), so a PUT_VALUE is refused:
+ * kad-dht's default `pk` validator accepts any public key record whose key names it, and keys
+ * are free — one stream stored 5,000 records, kept for the life of the process (review).
+ */
+const NO_DHT_VALUES = { pk: async (): Promise<void> => { throw new InvalidInputError('this DHT keeps no values (blockfed uses provider records only)') } }
+
 /** Below this score gossipsub drops a peer's RPCs unread (its default, stated for topic-validator.ts). */
 export const GOSSIP_GRAYLIST_THRESHOLD = -80
 
@@ -127,7 +134,7 @@ export async function createPeerNode (options: PeerNodeOptions): Promise<PeerNod
       ping: ping(),
       // Loopback and private addresses are the point here (edge boxes on one LAN, tests on
       // 127.0.0.1), so the DHT keeps them.
-      dht: kadDHT({ protocol: DHT_PROTOCOL, clientMode: false, peerInfoMapper: passthroughMapper, allowQueryWithZeroPeers: true }),
+      dht: kadDHT({ protocol: DHT_PROTOCOL, clientMode: false, peerInfoMapper: passthroughMapper, allowQueryWithZeroPeers: true, validators: NO_DHT_VALUES }),
       pubsub: gossipsub({ allowPublishToZeroTopicPeers: true, emitSelf: false, maxInboundDataLength: GOSSIP_MAX_MESSAGE_BYTES, fastMsgIdFn, scoreParams: GOSSIP_SCORE_PARAMS, scoreThresholds: { graylistThreshold: GOSSIP_GRAYLIST_THRESHOLD } })
     }
   }) as PeerNode

@@ -35,6 +35,16 @@ type Scored = { getScore: (peer: string) => number, getMeshPeers: (topic: string
 const pubsubOf = (node: PeerNode): Scored => node.services.pubsub as unknown as Scored
 const text = (s: string): Uint8Array => new TextEncoder().encode(s)
 
+/** Publishes `message` `count` times from `node`, each signed by a new key (gossipsub's publishConfig is internal). */
+async function publishUnderFreshKeys (node: PeerNode, topic: string, message: Uint8Array, count: number): Promise<void> {
+  const pubsub = node.services.pubsub as unknown as { publishConfig: unknown }
+  for (let i = 0; i < count; i++) {
+    const privateKey = await generateKeyPairFromSeed('Ed25519', randomBytes(32))
+    pubsub.publishConfig = { type: PublishConfigType.Signing, author: peerIdFromPrivateKey(privateKey), key: publicKeyToProtobuf(privateKey.publicKey), privateKey }
+    await node.services.pubsub.publish(topic, message)
+  }
+}
+
 describe('gossipsub peer scoring', () => {
   it('16 nodes on one address still gossip: no IP colocation penalty', async () => {
     const topic = modelTopic('colocated-mlp')
@@ -188,12 +198,7 @@ describe('gossipsub peer scoring', () => {
     filter.add(await rawCid(text('a block nobody holds')))
     const message = encodeGossip({ type: 'have', filter: filter.encode(), blocks: 1 })
     const flood = 60
-    const fPubsub = f.services.pubsub as unknown as { publishConfig: unknown }
-    for (let i = 0; i < flood; i++) {
-      const privateKey = await generateKeyPairFromSeed('Ed25519', randomBytes(32))
-      fPubsub.publishConfig = { type: PublishConfigType.Signing, author: peerIdFromPrivateKey(privateKey), key: publicKeyToProtobuf(privateKey.publicKey), privateKey }
-      await f.services.pubsub.publish(topic, message)
-    }
+    await publishUnderFreshKeys(f, topic, message, flood)
     await honest.services.pubsub.publish(topic, message)
     await vi.waitFor(() => { expect(taken).toContain(honestId) }, { timeout: 10_000, interval: 50 })
     await new Promise(resolve => setTimeout(resolve, 500))
@@ -232,14 +237,7 @@ describe('gossipsub peer scoring', () => {
     filter.add(await rawCid(text('a block nobody holds')))
     const message = encodeGossip({ type: 'have', filter: filter.encode(), blocks: 1 })
     const perId = 15
-    for (const n of ids) {
-      const pubsub = n.services.pubsub as unknown as { publishConfig: unknown }
-      for (let i = 0; i < perId; i++) {
-        const privateKey = await generateKeyPairFromSeed('Ed25519', randomBytes(32))
-        pubsub.publishConfig = { type: PublishConfigType.Signing, author: peerIdFromPrivateKey(privateKey), key: publicKeyToProtobuf(privateKey.publicKey), privateKey }
-        await n.services.pubsub.publish(topic, message)
-      }
-    }
+    for (const n of ids) await publishUnderFreshKeys(n, topic, message, perId)
     await new Promise(resolve => setTimeout(resolve, 1_500))
     // 45 sent by 3 ids; each id alone was within its own budget (15 < 20), the host is not.
     const withinBudget = Math.floor(SOURCE_RATE.bytes / message.length)

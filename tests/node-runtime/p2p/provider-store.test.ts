@@ -5,7 +5,8 @@
  *   many times at once not counted twice, oversized keys dropped;
  * - over real libp2p: one peer sends more ADD_PROVIDER messages than PROVIDER_RECORDS_PER_PEER on
  *   one stream (20,000 were all kept before); the node keeps the bound's worth, still answers,
- *   and another peer's records are still stored and found.
+ *   and another peer's records are still stored and found;
+ * - DHT values (PUT_VALUE) are refused: blockfed stores none, and 5,000 were kept before.
  */
 import { describe, it, expect, afterAll, vi } from 'vitest'
 import { Key } from 'interface-datastore'
@@ -13,6 +14,8 @@ import { encode as varint } from 'uint8-varint'
 import { base32 } from 'multiformats/bases/base32'
 import { CID } from 'multiformats/cid'
 import { sha256 } from 'multiformats/hashes/sha2'
+import { generateKeyPairFromSeed, publicKeyFromRaw, publicKeyToProtobuf } from '@libp2p/crypto/keys'
+import { Record as DhtRecord } from '@libp2p/kad-dht'
 import { createPeerNode, type PeerNode } from '../../../node-runtime/p2p/peer-node.ts'
 import { PROVIDER_RECORDS_PER_PEER, ProviderBoundedDatastore } from '../../../node-runtime/p2p/provider-store.ts'
 import { DHT_PROTOCOL } from '../../../shared/p2p/gossip.ts'
@@ -131,4 +134,36 @@ describe('provider records over libp2p', () => {
     }
     expect(found).toContain(honest.peerId.toString())
   }, 60_000)
+})
+
+/** PUT_VALUE = 0: type 0 is proto3's default, so only key = 2 and record = 3 are written. */
+function putValue (key: Uint8Array, record: Uint8Array): Uint8Array {
+  const field = (tag: number, bytes: Uint8Array): number[] => [tag, ...varint(bytes.length), ...bytes]
+  const message = new Uint8Array([...field(18, key), ...field(26, record)])
+  return new Uint8Array([...varint(message.length), ...message])
+}
+
+describe('DHT values', () => {
+  it('are refused: a public key record sent in a PUT_VALUE is not stored', async () => {
+    const target = await createPeerNode({ seed: seedOf(0xd4) })
+    stops.push(async () => { await target.stop() })
+    const sender = await createPeerNode({ seed: seedOf(0xd5) })
+    stops.push(async () => { await sender.stop() })
+    const store = (target as unknown as { components: { datastore: ProviderBoundedDatastore } }).components.datastore
+    const stream = await sender.dialProtocol(tcpAddr(target), DHT_PROTOCOL)
+    // A valid record by kad-dht's own `pk` validator: the key names the key it carries.
+    const records = []
+    for (let i = 0; i < 20; i++) {
+      const pub = publicKeyFromRaw((await generateKeyPairFromSeed('Ed25519', seedOf(0x60 + i))).publicKey.raw)
+      const key = new Uint8Array([...new TextEncoder().encode('/pk/'), ...pub.toMultihash().bytes])
+      records.push(putValue(key, new DhtRecord(key, publicKeyToProtobuf(pub), new Date()).serialize()))
+    }
+    for (const r of records) if (!stream.send(r)) await stream.onDrain()
+    // The target answers each PUT_VALUE it took; it takes none.
+    await new Promise(resolve => setTimeout(resolve, 500))
+    const stored: string[] = []
+    for await (const key of store.queryKeys({ prefix: '/dht/record/' })) stored.push(key.toString())
+    expect(stored).toEqual([])
+    expect(target.status).toBe('started')
+  })
 })
