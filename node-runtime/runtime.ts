@@ -260,14 +260,23 @@ export async function createNodeRuntime (options: NodeRuntimeOptions): Promise<N
     return { source, swarm: s }
   }
 
-  async function cacheFor (config: AoeConfig): Promise<CacheTier> {
+  async function cacheFor (config: AoeConfig, local: LocalVersions): Promise<CacheTier> {
     let cache = caches.get(config.modelDir)
     if (cache === undefined) {
+      // The way back, spared by a trim at open (a capacity lowered since the last run).
+      const state = await local.state().catch(() => undefined)
+      const keepAtOpen = new Set<string>()
+      for (const v of [state?.current ?? null, state?.previous ?? null]) {
+        if (v === null) continue
+        const kept = await local.anchor(v).catch(() => undefined)
+        for (const b of kept?.signed.manifest.blocks ?? []) keepAtOpen.add(b.cid)
+      }
       cache = tieredCache({
         memory: memoryCache({ capacityBytes: config.cache.memoryBytes }),
         disk: await diskCache({
           dir: join(options.dataDir, config.modelDir, 'blocks'),
           capacityBytes: config.cache.diskBytes,
+          keepAtOpen,
           halfLifeMs: config.cache.halfLifeHours * 3_600_000,
           weights: config.cache.weights,
           adapt: config.cache.adapt
@@ -303,7 +312,7 @@ export async function createNodeRuntime (options: NodeRuntimeOptions): Promise<N
     // Claimed before anything in the folder (its cache included) is opened.
     const local = await claimed(config)
     const { source, swarm: s } = await sourceFor(config, key, signal)
-    const cache = await cacheFor(config)
+    const cache = await cacheFor(config, local)
     return {
       dataDir: options.dataDir,
       config,

@@ -58,6 +58,13 @@ export interface DiskCacheOptions {
    * `false` keeps `weights` fixed.
    */
   adapt?: boolean | AdaptOptions
+  /**
+   * Keys the trim at open (to a capacity lowered since the last run) must not evict: what the
+   * caller will pin once open (the version in use and its rollback target). Pins live in memory
+   * and come after opening, so without this the trim went by score alone and could drop the
+   * way back while keeping a version refused. What cannot be trimmed now goes at later puts.
+   */
+  keepAtOpen?: ReadonlySet<string>
   /** Clock in milliseconds; inject a fake one in tests. Default `Date.now`. */
   now?: () => number
   /** Default "disk". */
@@ -385,7 +392,11 @@ export async function diskCache (options: DiskCacheOptions): Promise<DiskCacheTi
     // The capacity may have been lowered since the last run.
     if (bytes > capacityBytes) {
       const at = now()
-      const victims = pickVictims(entries.values(), bytes - capacityBytes, at, currentParams()) ?? []
+      const keep = options.keepAtOpen ?? new Set<string>()
+      // Fewer than needed when kept keys hold too much: trim what may go, the rest at later puts.
+      const loose = [...entries.values()].filter(e => !keep.has(e.key))
+      const needed = Math.min(bytes - capacityBytes, loose.reduce((n, e) => n + e.size, 0))
+      const victims = pickVictims(loose, needed, at, currentParams()) ?? []
       const note = evictionNote(victims, entries.values(), at)
       await forget(victims)
       note()

@@ -131,6 +131,35 @@ describe('the rollback target stays cached', () => {
   })
 })
 
+describe('a disk capacity lowered between runs', () => {
+  it('is trimmed at open around the version in use and its rollback target', async () => {
+    const admin = coordinatorClient({ baseUrl: url, token: coordinator.adminToken })
+    const { config, v1, diskBytes } = await smallCacheModel('lowered', 400)
+    // Room for three versions at first: v1, a refused v2, v3.
+    const roomy = { ...config, cache: { memoryBytes: 1024, diskBytes: diskBytes * 4 } }
+    let rt = await runtimeAt('runtime-lowered')
+    await rt.load({ ...roomy, pin: 1 })
+    await rt.stop()
+    await admin.ingest('lowered', await files(410))
+    await admin.ingest('lowered', await files(420))
+    const v3 = (await admin.manifest('lowered', 3) as { manifest: { blocks: Array<{ cid: string }> } }).manifest.blocks.map(b => b.cid)
+    rt = await runtimeAt('runtime-lowered')
+    // Fetched after v1 (so scored above it), never moved to.
+    await rt.fetch(roomy, 2)
+    await rt.stop()
+    rt = await runtimeAt('runtime-lowered')
+    expect((await rt.load({ ...roomy, pin: 3 })).manifest.version).toBe(3)
+    await rt.stop()
+    // Restarted with room for a little over two versions: v2's blocks go, not v1's (the rollback target).
+    rt = await runtimeAt('runtime-lowered')
+    const again = await rt.load({ ...roomy, pin: 3, cache: { memoryBytes: 1024, diskBytes: Math.round(diskBytes * 2.1) } })
+    expect(again.report.fetchedBlocks).toBe(0)
+    expect(await cachedOf(rt, 'lowered', v1)).toBe(v1.length)
+    expect(await cachedOf(rt, 'lowered', v3)).toBe(v3.length)
+    await rt.stop()
+  })
+})
+
 describe('a cold start onto a new version', () => {
   it('keeps every block of the version it leaves, so rolling back works with the coordinator down', async () => {
     const admin = coordinatorClient({ baseUrl: url, token: coordinator.adminToken })

@@ -351,6 +351,30 @@ describe('diskCache', () => {
       expect(await c.has(testKey(4))).toBe(true)
     })
 
+    it('spares the keys it is told to keep when it trims at open, and trims the rest at later puts', async () => {
+      const dir = await freshDir()
+      const clock = fakeClock()
+      let c = await make({ dir, capacityBytes: 1000, now: clock.now })
+      for (let i = 0; i < 5; i++) {
+        clock.advance(1000)
+        await c.put(testKey(i), testBytes(200, i))
+      }
+      await c.get(testKey(0))
+      await c.close()
+      // The three lowest-scored entries (1, 2, 3: the way back, say) are kept; 0 and 4, which a
+      // trim by score alone keeps (the test above), go instead.
+      c = await make({ dir, capacityBytes: 450, now: clock.now, keepAtOpen: new Set([testKey(1), testKey(2), testKey(3)]) })
+      for (const i of [1, 2, 3]) expect(await c.has(testKey(i))).toBe(true)
+      // Kept keys hold 600 bytes of 450: 150 over the capacity for now.
+      expect(c.stats()).toMatchObject({ entries: 3, bytes: 600, evictions: 2 })
+      await c.close()
+      // Nothing left to trim at open; the next put (nothing pinned now) trims to the capacity.
+      c = await make({ dir, capacityBytes: 300, now: clock.now, keepAtOpen: new Set([testKey(1), testKey(2), testKey(3)]) })
+      expect(c.stats().bytes).toBe(600)
+      await c.put(testKey(5), testBytes(100, 5))
+      expect(c.stats().bytes).toBeLessThanOrEqual(300)
+    })
+
     it('starts afresh from an index that is not a database', async () => {
       const dir = await freshDir()
       let c = await make({ dir })
