@@ -1,10 +1,10 @@
 /**
  * `blockfed pull`: one model version through the runtime's own load pipeline — signed manifest,
  * ledger checkpoint consistent with the one kept under `<home>/ledger/`, inclusion proof, keys,
- * verified and decrypted blocks cached under `<home>/pull/<model>` — then written back in its
+ * verified and decrypted blocks cached under `<home>/pull/@<model>` (a model may be named
+ * `blocks`, a folder name the runtime keeps for itself) — then written back in its
  * original format by shared/formats.
  */
-import { join } from 'node:path'
 import { writeModel } from '../shared/formats/index.ts'
 import type { LoadReport } from '../shared/load/loader.ts'
 import type { Manifest } from '../shared/manifest/schema.ts'
@@ -29,7 +29,7 @@ export async function pullModel (options: PullOptions): Promise<{ manifest: Mani
   const runtime = await createNodeRuntime({ dataDir: options.home, onProgress: (_m, done, total) => options.onBlock?.(done, total) })
   try {
     const config = {
-      version: '1', tag: 'pull', runtime: 'tfjs', source: 'blockfed', modelDir: join('pull', options.model), modelName: options.model,
+      version: '1', tag: 'pull', runtime: 'tfjs', source: 'blockfed', modelDir: `pull/@${options.model}`, modelName: options.model,
       updateURL: options.baseUrl, token: options.token, ...(options.coordinatorKey === undefined ? {} : { coordinatorKey: options.coordinatorKey })
     }
     const fetched = await runtime.fetch(config, options.version)

@@ -431,7 +431,8 @@ export async function createNodeRuntime (options: NodeRuntimeOptions): Promise<N
    * cannot evict the way back (a model with no handle here has no pins of its own).
    */
   async function keepingTheWayBack<T> (ctx: ObtainContext, fn: () => Promise<T>): Promise<T> {
-    const state = await ctx.local.state()
+    // A damaged versions.json names no way back, and must not fail a fetch that needs none.
+    const state = await ctx.local.state().catch(() => ({ current: null, previous: null }))
     const guard = await pinKept(ctx, [state.current, state.previous])
     try {
       return await fn()

@@ -14,7 +14,8 @@
  *   pushes out is its own records first, and an honest peer's only once it holds as many.
  * A dropped record is a hint lost (kad-dht is not told: a loader checks every object it fetches
  * by its CID, and asks the origin when no provider answers). This node's own records (what it
- * provides) are never dropped.
+ * provides) are never dropped. DHT values (`/dht/record/`, PUT_VALUE) are never kept: blockfed
+ * has none.
  *
  * The bounds sit far above honest use: a runtime provides each sealed block and its shards
  * (7 CIDs per 1 MiB block with 4+2 shards), so 8,192 records is a 1 GB model's worth per peer.
@@ -27,6 +28,9 @@ import { Key } from 'interface-datastore'
 
 /** Where kad-dht keeps provider records: `/dht/provider/<multihash, base32>/<peer id>` (its `datastorePrefix`, default). */
 const PROVIDER_PREFIX = '/dht/provider/'
+
+/** Where kad-dht keeps values (PUT_VALUE): blockfed stores none. */
+const RECORD_PREFIX = '/dht/record/'
 
 /** Longest multihash segment kept: a sha2-512 multihash is 66 bytes, 106 base32 characters. */
 const MAX_MULTIHASH_CHARS = 128
@@ -59,6 +63,12 @@ export class ProviderBoundedDatastore extends MemoryDatastore {
   get providerRecords (): number { return this.held }
 
   override async put (key: Key, value: Uint8Array, options?: { signal?: AbortSignal }): Promise<Key> {
+    // Values are refused by a validator too (peer-node.ts), but kad-dht looks validators up on a
+    // plain object: record keys /constructor/… and /toString/… found Object's own and were kept.
+    if (key.toString().startsWith(RECORD_PREFIX)) {
+      this.dropped++
+      return key
+    }
     const record = this.othersRecord(key)
     if (record !== undefined) {
       if (record.multihash.length > MAX_MULTIHASH_CHARS) {

@@ -50,12 +50,13 @@ export interface ObtainedVersion extends FetchedModel {
 async function keepKeys (local: LocalVersions, manifest: Manifest): Promise<Set<string>> {
   const state = await local.state()
   const keep = new Set(manifest.blocks.map(b => b.keyId))
-  // The version in use, its rollback target, and every version anchored here since the one in
-  // use: one of those may be on its way in through another load (anchored, keys saved, its move
-  // not yet recorded), and dropping its keys would leave the version in use without them.
-  const newer = (await local.anchored()).filter(v => state.current === null || v > state.current)
-  for (const v of new Set([state.current, state.previous, ...newer])) {
-    if (v === null) continue
+  // Every version anchored here and not refused: the one in use, its rollback target, one on
+  // its way in through another load (anchored, keys saved, its move not yet recorded), one an
+  // explicit rollback is moving back to. Dropping the keys of any of them left the version then
+  // in use without its keys. Keys of refused versions go.
+  const rejected = new Set(state.rejected)
+  for (const v of await local.anchored()) {
+    if (rejected.has(v) && v !== state.current && v !== state.previous) continue
     const stored = await local.anchor(v)
     for (const b of stored?.signed.manifest.blocks ?? []) keep.add(b.keyId)
   }
@@ -137,12 +138,17 @@ export async function obtainVersion (ctx: ObtainContext, version: number, signal
   // granted one replaces it only after it has opened every block.
   let granted: { fetched: Map<string, Uint8Array>, manifest: Manifest } | undefined
   let askAgain = false
+  /** The ids this load took from the kept keys: only those can be damaged ones. */
+  let usedKept = new Set<string>()
   const keys = async (manifest: Manifest): Promise<Map<string, Uint8Array>> => {
-    const ids = [...new Set(manifest.blocks.map(b => b.keyId))]
-    const kept = askAgain ? new Map<string, Uint8Array>() : await local.keptKeys(ids)
-    if (kept.size === ids.length) return kept
+    const ids = new Set(manifest.blocks.map(b => b.keyId))
+    const kept = askAgain ? new Map<string, Uint8Array>() : await local.keptKeys([...ids])
+    usedKept = new Set(kept.keys())
+    if (kept.size === ids.size) return kept
     if (offline) throw new UnavailableError(`${label}: the coordinator is unreachable and this version's data keys are not kept here`)
-    const fetched = await coordinatorKeys(ctx.client, manifest, signal)
+    // Only this manifest's keys: an answer's extra ids opened nothing here, and must never be
+    // kept (with a re-ask they would replace kept keys of other versions unchecked).
+    const fetched = new Map([...await coordinatorKeys(ctx.client, manifest, signal)].filter(([id]) => ids.has(id)))
     granted = { fetched: new Map([...fetched].map(([id, k]) => [id, k.slice()])), manifest }
     return new Map([...fetched, ...kept])
   }
@@ -169,7 +175,7 @@ export async function obtainVersion (ctx: ObtainContext, version: number, signal
     fetched = await load()
   } catch (err) {
     // Only a kept key can be damaged; a granted one that fails is the grant's fault.
-    const keptKeyFailed = err instanceof WrongKeyError && (granted === undefined || !granted.fetched.has(err.keyId))
+    const keptKeyFailed = err instanceof WrongKeyError && usedKept.has(err.keyId)
     if (!keptKeyFailed || offline || signal?.aborted === true) throw err
     askAgain = true
     granted = undefined

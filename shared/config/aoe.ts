@@ -39,9 +39,11 @@ export const MODEL_NAME_PATTERN = /^[a-z0-9][a-z0-9._-]{0,63}$/
  * backslash, colon (drive letters, NTFS streams) or control character — so joining it under the
  * runtime's data dir can never leave that dir, on any OS. No segment is `blocks` or `anchors`,
  * the folders blockfed keeps inside a model's folder (its cache, its anchors): a model whose
- * folder lay inside another's cache was emptied by it at start.
+ * folder lay inside another's cache was emptied by it at start. In any case and with trailing
+ * dots or spaces, which name the same folder on Windows and case-insensitive macOS volumes
+ * (character classes, not a flag: JSON Schema patterns have none).
  */
-export const MODEL_DIR_PATTERN = /^(?!(?:\.\.?|blocks|anchors)(?:\/|$))[^/\\:\x00-\x1f]+(?:\/(?!(?:\.\.?|blocks|anchors)(?:\/|$))[^/\\:\x00-\x1f]+)*$/
+export const MODEL_DIR_PATTERN = /^(?!(?:\.\.?|[bB][lL][oO][cC][kK][sS][. ]*|[aA][nN][cC][hH][oO][rR][sS][. ]*)(?:\/|$))[^/\\:\x00-\x1f]+(?:\/(?!(?:\.\.?|[bB][lL][oO][cC][kK][sS][. ]*|[aA][nN][cC][hH][oO][rR][sS][. ]*)(?:\/|$))[^/\\:\x00-\x1f]+)*$/
 
 const ENV_NAME_PATTERN = /^[A-Za-z_][A-Za-z0-9_]*$/
 const ED25519_HEX_PATTERN = /^[0-9a-fA-F]{64}$/

@@ -27,9 +27,10 @@ let url: string
 
 beforeAll(async () => {
   root = await mkdtemp(join(tmpdir(), 'blockfed-obtain-keys-'))
-  coordinator = await createCoordinator({ dataDir: join(root, 'coordinator'), port: 0, host: '127.0.0.1' })
+  coordinator = await createCoordinator({ dataDir: join(root, 'coordinator'), port: 0, host: '127.0.0.1', partition: { targetBytes: 16 << 10, maxBytes: 32 << 10 } })
   url = await coordinator.start()
-  for (let v = 1; v <= 4; v++) await coordinator.ingest('m', await denseModelFiles(16, [['a', 8, v]]))
+  // Layer a changes at every version, layer b never: its blocks (and their keys) are v1's.
+  for (let v = 1; v <= 4; v++) await coordinator.ingest('m', await denseModelFiles(64, [['a', 64, v], ['b', 64, 100]]))
 }, 60_000)
 
 afterAll(async () => {
@@ -72,6 +73,52 @@ describe('kept data keys', () => {
     await writeFile(path, JSON.stringify({ ...keys, [id]: 'AAAA' }))
     await obtainVersion(ctx, 1)
     expect((JSON.parse(await readFile(path, 'utf8')) as Record<string, string>)[id]).toBe(good)
+  })
+
+  it('are asked for again on an upgrade whose unchanged blocks use a damaged kept key', async () => {
+    const { ctx, dataDir } = await runtimeContext('upgrade')
+    await obtainVersion(ctx, 1)
+    const ids = async (v: number): Promise<Set<string>> => new Set((await ctx.local.anchor(v))?.signed.manifest.blocks.map(b => b.keyId))
+    const path = join(dataDir, 'm', 'keys.json')
+    const keys = JSON.parse(await readFile(path, 'utf8')) as Record<string, string>
+    // v2 changes layer a only: layer b's blocks and keys are v1's.
+    const v2 = (await ctx.client.manifest('m', 2) as { manifest: { blocks: Array<{ keyId: string }> } }).manifest.blocks.map(b => b.keyId)
+    const shared = [...await ids(1)].find(id => v2.includes(id)) as string
+    expect(shared).toBeDefined()
+    const good = keys[shared] as string
+    await writeFile(path, JSON.stringify({ ...keys, [shared]: Buffer.from(Buffer.from(good, 'base64').map(b => b ^ 1)).toString('base64') }))
+    // Some of v2's keys are kept (one damaged), the others granted: the damaged one is asked again.
+    expect((await obtainVersion(ctx, 2)).manifest.version).toBe(2)
+    expect((JSON.parse(await readFile(path, 'utf8')) as Record<string, string>)[shared]).toBe(good)
+  })
+
+  it('keep only the manifest\'s keys from an answer, so extra ids never reach the kept keys', async () => {
+    const { ctx, dataDir } = await runtimeContext('extra')
+    await obtainVersion(ctx, 1)
+    const path = join(dataDir, 'm', 'keys.json')
+    const before = JSON.parse(await readFile(path, 'utf8')) as Record<string, string>
+    const v2 = (await ctx.client.manifest('m', 2) as { manifest: { blocks: Array<{ keyId: string }> } }).manifest.blocks.map(b => b.keyId)
+    const [v1Only, v1Key] = Object.entries(before).find(([id]) => !v2.includes(id)) as [string, string]
+    const [shared, sharedKey] = Object.entries(before).find(([id]) => v2.includes(id)) as [string, string]
+    // Damage the kept key v2 shares with v1 (forcing a re-ask), and answer with an extra key
+    // under an id only v1 uses (a man in the middle, a buggy coordinator).
+    await writeFile(path, JSON.stringify({ ...before, [shared]: Buffer.from(Buffer.from(sharedKey, 'base64').map(b => b ^ 1)).toString('base64') }))
+    const client = ctx.client
+    const withExtra: ObtainContext = {
+      ...ctx,
+      client: {
+        ...client,
+        keys: async (...args: Parameters<typeof client.keys>) => {
+          const answer = await client.keys(...args)
+          answer.keys.set(v1Only, new Uint8Array(32).fill(7))
+          return answer
+        }
+      }
+    }
+    await obtainVersion(withExtra, 2)
+    const after = JSON.parse(await readFile(path, 'utf8')) as Record<string, string>
+    expect(after[shared]).toBe(sharedKey)
+    expect(after[v1Only]).toBe(v1Key)
   })
 
   it('keep a version fetched but not yet moved to when another version is fetched meanwhile', async () => {

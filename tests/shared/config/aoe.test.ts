@@ -159,10 +159,10 @@ describe('parseAoeConfig: refuses, naming the field and what was expected', () =
   })
 
   it('a modelDir with a segment blockfed uses inside a model\'s folder', () => {
-    for (const modelDir of ['blocks', 'a/blocks', 'a/blocks/tmp', 'anchors/x']) {
+    for (const modelDir of ['blocks', 'a/blocks', 'a/blocks/tmp', 'anchors/x', 'a/Blocks/tmp', 'a/BLOCKS', 'a/blocks.', 'a/anchors ', 'ANCHORS/x']) {
       expect(problem({ ...aoe, modelDir }), modelDir).toMatch(/"modelDir": expected a relative folder path such as .* \(no "\.\.", "\.", "blocks" or "anchors" segment/)
     }
-    expect(parseAoeConfig({ ...aoe, modelDir: 'a/blocks2' }).modelDir).toBe('a/blocks2')
+    for (const modelDir of ['a/blocks2', 'a/my-blocks', 'anchorsx', 'a/.blocks']) expect(parseAoeConfig({ ...aoe, modelDir }).modelDir).toBe(modelDir)
   })
 
   it('contradicting pairs', () => {
