@@ -335,16 +335,23 @@ describe('diskCache', () => {
       expect(await c.get(testKey(1))).toEqual(testBytes(100, 1))
     })
 
-    it('trims to a capacity lowered between runs, by score', async () => {
+    /** A closed cache of 5 entries of 200 bytes, put 1 s apart, the first read again: 1 scores lowest, then 2, 3, 0, 4. */
+    async function fiveScoredEntries (): Promise<{ dir: string, clock: ReturnType<typeof fakeClock> }> {
       const dir = await freshDir()
       const clock = fakeClock()
-      let c = await make({ dir, capacityBytes: 1000, now: clock.now })
+      const c = await make({ dir, capacityBytes: 1000, now: clock.now })
       for (let i = 0; i < 5; i++) {
         clock.advance(1000)
         await c.put(testKey(i), testBytes(200, i))
       }
       await c.get(testKey(0))
       await c.close()
+      return { dir, clock }
+    }
+
+    it('trims to a capacity lowered between runs, by score', async () => {
+      const { dir, clock } = await fiveScoredEntries()
+      let c: DiskCacheTier
       c = await make({ dir, capacityBytes: 450, now: clock.now })
       expect(c.stats()).toMatchObject({ entries: 2, bytes: 400, evictions: 3 })
       expect(await c.has(testKey(0))).toBe(true)
@@ -352,15 +359,8 @@ describe('diskCache', () => {
     })
 
     it('spares the keys it is told to keep when it trims at open, and trims the rest at later puts', async () => {
-      const dir = await freshDir()
-      const clock = fakeClock()
-      let c = await make({ dir, capacityBytes: 1000, now: clock.now })
-      for (let i = 0; i < 5; i++) {
-        clock.advance(1000)
-        await c.put(testKey(i), testBytes(200, i))
-      }
-      await c.get(testKey(0))
-      await c.close()
+      const { dir, clock } = await fiveScoredEntries()
+      let c: DiskCacheTier
       // The three lowest-scored entries (1, 2, 3: the way back, say) are kept; 0 and 4, which a
       // trim by score alone keeps (the test above), go instead.
       c = await make({ dir, capacityBytes: 450, now: clock.now, keepAtOpen: new Set([testKey(1), testKey(2), testKey(3)]) })
