@@ -197,35 +197,39 @@ describe('answer slots against a peer that asks and never reads', () => {
 
   it('peers of one host together hold at most the host\'s share: a peer of another host is served meanwhile', async () => {
     // 8 slots: 2 per peer, 4 per host. Loopback has no host (hostGroup), so the handler names
-    // hosts itself: three peer ids stand for one host, a fourth for another.
+    // hosts itself: three peer ids stand for one host, a fourth for another. Answers wait for a
+    // gate, not a delay, so slow dials on a loaded machine change nothing.
     const slots = serveSlots(8)
     const slotted = await node()
     const sybils = [await node(), await node(), await node()]
     const sybilIds = new Set(sybils.map(n => n.peerId.toString()))
     const other = await node()
+    let open!: () => void
+    const gate = new Promise<void>(resolve => { open = resolve })
+    let busy = 0
     await slotted.handle(SHARD_PROTOCOL, async (stream, connection) => {
       const peer = connection.remotePeer.toString()
-      await serveShardStream(stream, lookup, { timeoutMs: 5_000, slots, peer, host: sybilIds.has(peer) ? 'one host' : 'another host', busyRetryMs: 50 })
+      await serveShardStream(stream, async request => { await gate; return await lookup(request) }, {
+        timeoutMs: 10_000, slots, peer, host: sybilIds.has(peer) ? 'one host' : 'another host', busyRetryMs: 50, onBusy: () => { busy++ }
+      })
     }, { maxInboundStreams: 64 })
     const [cid, bytes] = [...objects][2] as [string, Uint8Array]
-    delays.set(cid, 500)
-    try {
-      const ask = async (from: Libp2p): Promise<ShardAnswer> => {
-        const signal = AbortSignal.timeout(5_000)
-        return await shardSession(await from.dialProtocol(slotted.getMultiaddrs(), SHARD_PROTOCOL, { signal })).request(cid, { signal })
-      }
-      // Each id asks on 2 streams (its own share): 6 asked, 4 (the host's share) taken.
-      const flood = sybils.flatMap(n => [ask(n), ask(n)])
-      await sleep(100)
-      expect(slots.inUse).toBe(4)
-      expect(await ask(other)).toEqual({ status: 'ok', bytes })
-      const answers = await Promise.all(flood)
-      expect(answers.filter(a => a.status === 'ok')).toHaveLength(4)
-      expect(answers.filter(a => a.status === 'busy')).toHaveLength(2)
-      expect(slots.inUse).toBe(0)
-    } finally {
-      delays.delete(cid)
+    const ask = async (from: Libp2p): Promise<ShardAnswer> => {
+      const signal = AbortSignal.timeout(10_000)
+      return await shardSession(await from.dialProtocol(slotted.getMultiaddrs(), SHARD_PROTOCOL, { signal })).request(cid, { signal })
     }
+    // Each id asks on 2 streams (its own share): 6 asked, 4 (the host's share) taken, 2 busy.
+    const flood = sybils.flatMap(n => [ask(n), ask(n)])
+    await vi.waitFor(() => { expect([slots.inUse, busy]).toEqual([4, 2]) }, { timeout: 10_000, interval: 20 })
+    // Meanwhile a peer of another host still finds a slot.
+    const fromOther = ask(other)
+    await vi.waitFor(() => { expect(slots.inUse).toBe(5) }, { timeout: 10_000, interval: 20 })
+    open()
+    expect(await fromOther).toEqual({ status: 'ok', bytes })
+    const answers = await Promise.all(flood)
+    expect(answers.filter(a => a.status === 'ok')).toHaveLength(4)
+    expect(answers.filter(a => a.status === 'busy')).toHaveLength(2)
+    expect(slots.inUse).toBe(0)
   })
 
   it('an answer the peer stops reading is given up when a chunk makes no progress, freeing its slot', async () => {
