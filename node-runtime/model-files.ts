@@ -67,7 +67,7 @@ const isEntry = (path: string): boolean => path.endsWith('.json') || path.endsWi
  * again into a folder holding an earlier version under the same names, a failure (or a kill)
  * during the renames can leave new weight files beside the old model.json.
  */
-export async function writeModelFiles (folder: string, files: readonly ModelFile[]): Promise<string[]> {
+export async function writeModelFiles (folder: string, files: readonly ModelFile[], signal?: AbortSignal): Promise<string[]> {
   const root = resolve(folder)
   const targets = files.map(f => {
     const target = resolve(root, f.path)
@@ -79,10 +79,13 @@ export async function writeModelFiles (folder: string, files: readonly ModelFile
   const created: string[] = []
   try {
     for (const [i, f] of files.entries()) {
+      signal?.throwIfAborted()
       const target = targets[i] as string
       await mkdir(dirname(target), { recursive: true })
       written.push({ tmp: await writeTemporary(target, f.bytes), target, entry: isEntry(f.path) })
     }
+    // The last point to stop at: past it every file goes into place.
+    signal?.throwIfAborted()
     for (const w of [...written.filter(w => !w.entry), ...written.filter(w => w.entry)]) {
       const existed = await stat(w.target).then(() => true, () => false)
       await rename(w.tmp, w.target)

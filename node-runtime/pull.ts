@@ -21,6 +21,8 @@ export interface PullOptions {
   home: string
   coordinatorKey?: string
   onBlock?: (done: number, total: number) => void
+  /** Stops the pull (Ctrl-C): the runtime stops, nothing is written. */
+  signal?: AbortSignal
 }
 
 export async function pullModel (options: PullOptions): Promise<{ manifest: Manifest, files: ModelFile[], report: LoadReport, ledgerIndex: number }> {
@@ -32,7 +34,7 @@ export async function pullModel (options: PullOptions): Promise<{ manifest: Mani
       version: '1', tag: 'pull', runtime: 'tfjs', source: 'blockfed', modelDir: `pull/@${options.model}`, modelName: options.model,
       updateURL: options.baseUrl, token: options.token, ...(options.coordinatorKey === undefined ? {} : { coordinatorKey: options.coordinatorKey })
     }
-    const fetched = await runtime.fetch(config, options.version)
+    const fetched = await runtime.fetch(config, options.version, options.signal)
     return {
       manifest: fetched.manifest,
       files: writeModel({ topology: fetched.manifest.topology, tensors: fetched.manifest.tensors, weights: fetched.weights }),

@@ -1,5 +1,5 @@
 /**
- * Long-running commands (simulate, demo) end cleanly when they are told to stop: SIGINT, SIGTERM,
+ * Long-running commands (simulate, demo, pull) end cleanly when they are told to stop: SIGINT, SIGTERM,
  * or a standard output that closed under them (EPIPE: `blockfed simulate --json | head -1`) abort
  * the signal handed to the run, whose own cleanup then stops the runtimes, the coordinator and
  * any decryptor child and deletes its temporary data. The process then exits as a shell reports a

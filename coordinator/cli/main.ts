@@ -116,11 +116,15 @@ program.command('pull')
   .option('--home <dir>', 'where pulled blocks are cached and keys pinned', join(homedir(), '.blockfed'))
   .action(async (ref: { name: string, version: number | 'latest' }, o: { out: string, coordinator: string, token?: string, data?: string, coordinatorKey?: string, home: string }) => {
     const bar = progressBar('blocks')
-    const pulled = await pullModel({
-      baseUrl: o.coordinator, token: await token(o), model: ref.name, version: ref.version, home: o.home, coordinatorKey: o.coordinatorKey,
-      onBlock: (done, total) => bar.update(done, total)
-    }).finally(() => bar.stop())
-    await writeModelFiles(o.out, pulled.files)
+    // Ctrl-C stops the load and the writing; the files already written under temporary names go.
+    const pulled = await interruptible(async signal => {
+      const got = await pullModel({
+        baseUrl: o.coordinator, token: await token(o), model: ref.name, version: ref.version, home: o.home, coordinatorKey: o.coordinatorKey,
+        onBlock: (done, total) => bar.update(done, total), signal
+      }).finally(() => bar.stop())
+      await writeModelFiles(o.out, got.files, signal)
+      return got
+    })
     const r = pulled.report
     console.log(`${pulled.manifest.model}@${pulled.manifest.version} (ledger #${pulled.ledgerIndex}, verified) → ${o.out}: ${pulled.files.map(f => f.path).join(', ')}`)
     console.log(`  ${r.blocks} blocks (${r.fromCache} from cache), ${r.bytesFetched} bytes fetched, ${r.faults.length} shard faults tolerated, ${r.ms.toFixed(0)} ms`)

@@ -64,6 +64,17 @@ describe('writeModelFiles', () => {
     expect(left).toEqual(['w', 'w/b.bin'])
   })
 
+  it('writes nothing, and leaves no temporary file, when stopped (Ctrl-C) before the files go into place', async () => {
+    const out = join(root, 'out-stopped')
+    // Stopped at the last check, once every file is written under its temporary name.
+    let checks = 0
+    const signal = { throwIfAborted: () => { if (++checks === files.length + 1) throw new Error('interrupted (SIGINT)') } } as unknown as AbortSignal
+    await expect(writeModelFiles(out, files, signal)).rejects.toThrow('interrupted (SIGINT)')
+    expect(checks).toBe(files.length + 1)
+    // The folders it made stay; no file does.
+    expect((await readdir(out, { recursive: true })).sort()).toEqual(['w'])
+  })
+
   it('refuses a path leaving the folder before writing anything', async () => {
     const out = join(root, 'out-escape')
     await expect(writeModelFiles(out, [...files, { path: '../escaped.bin', bytes: new Uint8Array([9]) }])).rejects.toThrow(IntegrityError)
