@@ -77,7 +77,6 @@ export class ProviderBoundedDatastore extends MemoryDatastore {
       }
       const text = key.toString()
       const mine = this.byPeer.get(record.peer) ?? new Set<string>()
-      this.byPeer.set(record.peer, mine)
       if (mine.delete(text)) {
         mine.add(text) // a re-provide: now its newest
       } else {
@@ -86,6 +85,8 @@ export class ProviderBoundedDatastore extends MemoryDatastore {
         mine.add(text)
         this.held++
       }
+      // Set after evicting: an eviction that emptied the peer's set also dropped it from the map.
+      this.byPeer.set(record.peer, mine)
     }
     return await super.put(key, value, options)
   }

@@ -69,6 +69,16 @@ describe('ProviderBoundedDatastore', () => {
     expect(store.providerRecords).toBe(3)
   })
 
+  it('keeps its count with one record per peer, where each new record pushes out the last', async () => {
+    const store = new ProviderBoundedDatastore('SELF', { perPeer: 1, total: 5 })
+    await store.put(record('c0', 'A'), value)
+    await store.put(record('c1', 'A'), value)
+    expect(store.providerRecords).toBe(1)
+    expect(await store.has(record('c0', 'A'))).toBe(false)
+    await store.delete(record('c1', 'A'))
+    expect(store.providerRecords).toBe(0)
+  })
+
   it('drops a record whose key is longer than any real multihash', async () => {
     const store = new ProviderBoundedDatastore('SELF')
     await store.put(record('b'.repeat(129), 'A'), value)
