@@ -189,6 +189,26 @@ async function using<T> (serving: Serving, task: () => Promise<T>): Promise<T> {
   }
 }
 
+/** The block CIDs of `versions` this runtime verified and kept (nulls skipped; none of a version it kept nothing of). */
+async function keptBlocks (local: LocalVersions, versions: Array<number | null>): Promise<Set<string>> {
+  const cids = new Set<string>()
+  for (const v of new Set(versions)) {
+    if (v === null) continue
+    const kept = await local.anchor(v).catch(() => undefined)
+    for (const b of kept?.signed.manifest.blocks ?? []) cids.add(b.cid)
+  }
+  return cids
+}
+
+/**
+ * The version in use and its rollback target. A damaged versions.json names none: it must not
+ * fail what only spares them (a cache's trim at open, a fetch's pins).
+ */
+async function wayBack (local: LocalVersions): Promise<Array<number | null>> {
+  const state = await local.state().catch(() => undefined)
+  return [state?.current ?? null, state?.previous ?? null]
+}
+
 export async function createNodeRuntime (options: NodeRuntimeOptions): Promise<NodeRuntime> {
   // Checked here, where the caller hears of it: the history itself opens in the background.
   if (options.accessHistory !== undefined && options.accessHistory !== false) accessHistoryOptions(options.accessHistory)
@@ -264,13 +284,7 @@ export async function createNodeRuntime (options: NodeRuntimeOptions): Promise<N
     let cache = caches.get(config.modelDir)
     if (cache === undefined) {
       // The way back, spared by a trim at open (a capacity lowered since the last run).
-      const state = await local.state().catch(() => undefined)
-      const keepAtOpen = new Set<string>()
-      for (const v of [state?.current ?? null, state?.previous ?? null]) {
-        if (v === null) continue
-        const kept = await local.anchor(v).catch(() => undefined)
-        for (const b of kept?.signed.manifest.blocks ?? []) keepAtOpen.add(b.cid)
-      }
+      const keepAtOpen = await keptBlocks(local, await wayBack(local))
       cache = tieredCache({
         memory: memoryCache({ capacityBytes: config.cache.memoryBytes }),
         disk: await diskCache({
@@ -401,8 +415,8 @@ export async function createNodeRuntime (options: NodeRuntimeOptions): Promise<N
   async function repin (ctx: ObtainContext, serving: Manifest, pins: Set<string>): Promise<void> {
     const state = await ctx.local.state()
     const keep = new Set(serving.blocks.map(b => b.cid))
-    if (state.previous !== null && state.previous !== serving.version) {
-      for (const cid of await keptBlocks(ctx, state.previous)) keep.add(cid)
+    if (state.previous !== serving.version) {
+      for (const cid of await keptBlocks(ctx.local, [state.previous])) keep.add(cid)
     }
     for (const cid of keep) if (!pins.has(cid)) ctx.cache.pin(cid)
     for (const cid of pins) if (!keep.has(cid)) ctx.cache.unpin(cid)
@@ -410,18 +424,9 @@ export async function createNodeRuntime (options: NodeRuntimeOptions): Promise<N
     for (const cid of keep) pins.add(cid)
   }
 
-  /** The block CIDs of a version this runtime verified and kept (none if it kept nothing). */
-  async function keptBlocks (ctx: ObtainContext, version: number): Promise<string[]> {
-    const kept = await ctx.local.anchor(version).catch(() => undefined)
-    return kept?.signed.manifest.blocks.map(b => b.cid) ?? []
-  }
-
   /** Pins the kept blocks of `versions` (nulls skipped); returns the CIDs pinned, one pin each. */
   async function pinKept (ctx: ObtainContext, versions: Array<number | null>): Promise<Set<string>> {
-    const pinned = new Set<string>()
-    for (const v of new Set(versions)) {
-      if (v !== null) for (const cid of await keptBlocks(ctx, v)) pinned.add(cid)
-    }
+    const pinned = await keptBlocks(ctx.local, versions)
     for (const cid of pinned) ctx.cache.pin(cid)
     return pinned
   }
@@ -431,9 +436,7 @@ export async function createNodeRuntime (options: NodeRuntimeOptions): Promise<N
    * cannot evict the way back (a model with no handle here has no pins of its own).
    */
   async function keepingTheWayBack<T> (ctx: ObtainContext, fn: () => Promise<T>): Promise<T> {
-    // A damaged versions.json names no way back, and must not fail a fetch that needs none.
-    const state = await ctx.local.state().catch(() => ({ current: null, previous: null }))
-    const guard = await pinKept(ctx, [state.current, state.previous])
+    const guard = await pinKept(ctx, await wayBack(ctx.local))
     try {
       return await fn()
     } finally {

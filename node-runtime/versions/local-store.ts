@@ -16,7 +16,7 @@
 import { mkdir, readdir, rename } from 'node:fs/promises'
 import { join, resolve } from 'node:path'
 import { z } from 'zod'
-import { fromBase64, toBase64 } from '../../shared/crypto/bytes.ts'
+import { decodeBase64, toBase64 } from '../../shared/crypto/bytes.ts'
 import { signedManifestSchema, type SignedManifest } from '../../shared/manifest/schema.ts'
 import { IntegrityError, InvalidConfigError } from '../../shared/errors/errors.ts'
 import { parseJsonWith } from '../../shared/errors/parse-json.ts'
@@ -83,8 +83,7 @@ const ownerSchema = z.strictObject({ model: z.string() })
 function keyOf (text: string | undefined): Uint8Array | undefined {
   if (text === undefined) return undefined
   try {
-    const key = fromBase64(text)
-    return key.length === 32 ? key : undefined
+    return decodeBase64(text, 'kept key', { bytes: 32 })
   } catch {
     return undefined
   }

@@ -279,11 +279,11 @@ export async function requestShard (stream: Stream, cid: string, options: Reques
 
 /**
  * Answer slots shared by a server's streams: a request that finds none is answered `busy`.
- * One peer holds at most `perPeer` of them, so that a peer which asks on many streams and
+ * One peer holds at most a quarter of them, so that a peer which asks on many streams and
  * never reads cannot keep every other peer out. Peer ids are free, though: 4 ids from one
  * host, each asking on 16 streams and pausing, held all 64 of a runtime's slots (review), so
- * one host (hostGroup: an IPv4 address, an IPv6 /56) holds at most `perHost`. Half, not a
- * quarter: a fleet behind one NAT is one host too. Loopback peers have no host (a cluster on
+ * one host (hostGroup: an IPv4 address, an IPv6 /56) holds at most half. Half, not a quarter:
+ * a fleet behind one NAT is one host too. Loopback peers have no host (a cluster on
  * one machine is its operator's own), nor do callers that do not say.
  */
 export interface ServeSlots {
@@ -291,16 +291,9 @@ export interface ServeSlots {
   give: (peer?: string, host?: string) => void
 }
 
-export interface SlotBounds {
-  /** Default a quarter of the slots. */
-  perPeer?: number
-  /** Default half of the slots. */
-  perHost?: number
-}
-
-export function serveSlots (max: number, bounds: SlotBounds = {}): ServeSlots & { readonly inUse: number } {
-  const perPeer = bounds.perPeer ?? Math.max(1, Math.floor(max / 4))
-  const perHost = bounds.perHost ?? Math.max(1, Math.floor(max / 2))
+export function serveSlots (max: number): ServeSlots & { readonly inUse: number } {
+  const perPeer = Math.max(1, Math.floor(max / 4))
+  const perHost = Math.max(1, Math.floor(max / 2))
   let inUse = 0
   const byPeer = new Map<string, number>()
   const byHost = new Map<string, number>()
