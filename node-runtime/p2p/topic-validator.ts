@@ -17,11 +17,12 @@
  * connection) where it has one, so that fresh peer ids from one address share it, else its peer
  * id (loopback peers, a cluster on one machine, are each their own).
  *
- * Ignoring has a cost: gossipsub puts a message in its seen cache before it asks the validator,
- * so a message ignored here is a duplicate for 2 minutes (seenTTL) whoever sends it next. A
- * source that has spent its budget can thus keep from this node the messages it is first to
- * relay. Announcements are hints, and repeated (a repeat is a new message), so that delays
- * what they tell (a version is also found by polling the coordinator); it does not hide it.
+ * That budget is spent before gossipsub sees the message (at its per-message entry, below),
+ * not in the validator: gossipsub puts a message in its seen cache, and tells its mesh not to
+ * send it (IDONTWANT), before it asks the validator, so a message the validator ignored was a
+ * duplicate for 2 minutes (seenTTL) whoever sent it next. A source that had spent its budget
+ * could thus keep from this node the messages it was first to relay. Dropped before, an over-
+ * budget message is as if never received, and the copy another peer relays is read as usual.
  *
  * What a validator read is kept for the `message` event that follows (the same object), so a
  * filter of up to 256 KB is decoded once.
@@ -85,6 +86,21 @@ function topicScores (pubsub: PeerNode['services']['pubsub']): Record<string, To
   return topics
 }
 
+/** gossipsub's handling of one message of a received RPC, from the peer that handed it over. */
+type ReceiveMessage = (from: PeerId, message: { topic: string, data?: Uint8Array }) => Promise<void>
+
+/**
+ * Where gossipsub takes in each message of an RPC: GossipSub.handleReceivedMessage, which its
+ * handleReceivedRpc calls through `this` before any duplicate check, signature check or validator.
+ * Its public interface has no hook ahead of the seen cache; a gossipsub whose internals differ
+ * fails here, loudly, and the scoring test catches it.
+ */
+function messageEntry (pubsub: PeerNode['services']['pubsub']): { handleReceivedMessage: ReceiveMessage } {
+  const entry = pubsub as unknown as { handleReceivedMessage?: unknown }
+  if (typeof entry.handleReceivedMessage !== 'function') throw new Error('gossipsub: no handleReceivedMessage to spend source budgets at')
+  return entry as { handleReceivedMessage: ReceiveMessage }
+}
+
 /** A peer's gossipsub score (getScore is on the GossipSub class, not on its exported interface). */
 function scoreOf (pubsub: PeerNode['services']['pubsub']): (peer: string) => number {
   const scored = pubsub as unknown as { getScore?: (peer: string) => number }
@@ -115,12 +131,21 @@ export function topicValidation (pubsub: PeerNode['services']['pubsub'], options
   // Only valid messages count (invalid ones are P4's), but one over the limit is not even read.
   const rate = new RateLimiter({ points: AUTHOR_RATE.messages, duration: AUTHOR_RATE.seconds, keyPrefix: '' })
   const sourceRate = new RateLimiter({ points: SOURCE_RATE.bytes, duration: SOURCE_RATE.seconds, keyPrefix: '' })
-  const validate = (from: PeerId, message: Message): TopicValidatorResult => {
-    // Spent before reading, valid or not: the budget bounds what the reading costs.
-    const source = `${options.hostOf?.(from) ?? from.toString()} ${message.topic}`
-    const cost = Math.max(SOURCE_RATE.leastCost, message.data.length)
-    if ((sourceRate.get(source)?.consumedPoints ?? 0) + cost > SOURCE_RATE.bytes) return TopicValidatorResult.Ignore
-    sourceRate.consume(source, cost)
+  const entry = messageEntry(pubsub)
+  let receive = entry.handleReceivedMessage
+  // Spent before anything is read, valid or not, so the budget bounds what the reading costs.
+  // Duplicates count too: telling them apart means reaching into gossipsub's caches, and an
+  // honest relayer hands each message over once.
+  const budgeted: ReceiveMessage = async (from, message) => {
+    if (topics.has(message.topic)) {
+      const source = `${options.hostOf?.(from) ?? from.toString()} ${message.topic}`
+      const cost = Math.max(SOURCE_RATE.leastCost, message.data?.length ?? 0)
+      if ((sourceRate.get(source)?.consumedPoints ?? 0) + cost > SOURCE_RATE.bytes) return
+      sourceRate.consume(source, cost)
+    }
+    await receive.call(pubsub, from, message)
+  }
+  const validate = (_from: PeerId, message: Message): TopicValidatorResult => {
     let key: string | undefined
     if (message.type === 'signed') {
       const author = message.from.toString()
@@ -139,6 +164,10 @@ export function topicValidation (pubsub: PeerNode['services']['pubsub'], options
   return {
     add (topic) {
       if (topics.has(topic)) return
+      if (topics.size === 0) {
+        receive = entry.handleReceivedMessage
+        entry.handleReceivedMessage = budgeted
+      }
       topics.add(topic)
       scored[topic] = MODEL_TOPIC_SCORE
       pubsub.topicValidators.set(topic, validate)
@@ -150,6 +179,7 @@ export function topicValidation (pubsub: PeerNode['services']['pubsub'], options
         if (scored[topic] === MODEL_TOPIC_SCORE) delete scored[topic]
       }
       topics.clear()
+      if (entry.handleReceivedMessage === budgeted) entry.handleReceivedMessage = receive
     }
   }
 }

@@ -8,7 +8,8 @@
  *   or not, is dropped unread, while an honest peer's messages still arrive;
  * - one author's valid messages beyond AUTHOR_RATE are neither delivered nor relayed;
  * - one peer handing over messages signed by a fresh key each gets no more than SOURCE_RATE's
- *   bytes read and relayed, and peers of one host share that budget.
+ *   bytes read and relayed, and peers of one host share that budget; what a source hands over
+ *   beyond it is dropped before gossipsub's seen cache, so another peer's copy is still taken.
  */
 import { describe, it, expect, afterAll, vi } from 'vitest'
 import { createPeerNode, GOSSIP_GRAYLIST_THRESHOLD, type PeerNode } from '../../../node-runtime/p2p/peer-node.ts'
@@ -35,15 +36,23 @@ type Scored = { getScore: (peer: string) => number, getMeshPeers: (topic: string
 const pubsubOf = (node: PeerNode): Scored => node.services.pubsub as unknown as Scored
 const text = (s: string): Uint8Array => new TextEncoder().encode(s)
 
-/** Publishes `message` `count` times from `node`, each signed by a new key (gossipsub's publishConfig is internal). */
-async function publishUnderFreshKeys (node: PeerNode, topic: string, message: Uint8Array, count: number): Promise<void> {
+/** Publishes `message` `count` times from `node`, each signed by a new key (gossipsub's publishConfig is internal); returns the authors. */
+async function publishUnderFreshKeys (node: PeerNode, topic: string, message: Uint8Array, count: number): Promise<string[]> {
   const pubsub = node.services.pubsub as unknown as { publishConfig: unknown }
+  const authors: string[] = []
   for (let i = 0; i < count; i++) {
     const privateKey = await generateKeyPairFromSeed('Ed25519', randomBytes(32))
-    pubsub.publishConfig = { type: PublishConfigType.Signing, author: peerIdFromPrivateKey(privateKey), key: publicKeyToProtobuf(privateKey.publicKey), privateKey }
+    const author = peerIdFromPrivateKey(privateKey)
+    pubsub.publishConfig = { type: PublishConfigType.Signing, author, key: publicKeyToProtobuf(privateKey.publicKey), privateKey }
     await node.services.pubsub.publish(topic, message)
+    authors.push(author.toString())
   }
+  return authors
 }
+
+/** gossipsub's internals a test reaches to hand over a message exactly as another peer built it. */
+type Raw = { mcache: { msgs: Map<string, { message: unknown }> }, sendRpc: (peer: string, rpc: { subscriptions: unknown[], messages: unknown[] }) => boolean }
+const rawOf = (node: PeerNode): Raw => node.services.pubsub as unknown as Raw
 
 describe('gossipsub peer scoring', () => {
   it('16 nodes on one address still gossip: no IP colocation penalty', async () => {
@@ -245,6 +254,55 @@ describe('gossipsub peer scoring', () => {
     const withinBudget = Math.floor(SOURCE_RATE.bytes / message.length)
     expect(perId).toBeLessThan(withinBudget)
     expect(taken).toBeLessThanOrEqual(withinBudget)
+    validation.stop()
+  }, 60_000)
+
+  it('drops what a source hands over beyond its budget before the seen cache: the same message from another peer is still taken', async () => {
+    const topic = modelTopic('relayed-mlp')
+    const marker = 'blockfed-test/marker'
+    // L validates; F has spent its budget when it hands over M; H then hands over the same M.
+    const l = await createPeerNode({ seed: seedOf(0xf1) })
+    stops.push(async () => { await l.stop() })
+    const validation = topicValidation(l.services.pubsub)
+    validation.add(topic)
+    l.services.pubsub.subscribe(topic)
+    l.services.pubsub.subscribe(marker)
+    const [f, h] = await Promise.all([0xf2, 0xf3].map(async n => await createPeerNode({ seed: seedOf(n) })))
+    stops.push(async () => { await Promise.all([f, h].map(async n => { await n.stop() })) })
+    const taken: Array<{ author: string, source: string }> = []
+    let markers = 0
+    l.services.pubsub.addEventListener('gossipsub:message', event => {
+      const { msg, propagationSource } = event.detail
+      if (msg.topic === marker) markers++
+      else if (msg.type === 'signed') taken.push({ author: msg.from.toString(), source: propagationSource.toString() })
+    })
+    for (const n of [f, h]) {
+      n.services.pubsub.subscribe(topic)
+      await n.dial(tcpAddr(l))
+    }
+    f.services.pubsub.subscribe(marker)
+    await vi.waitFor(() => { expect(pubsubOf(l).getMeshPeers(topic).length).toBe(2) }, { timeout: 10_000, interval: 50 })
+    await vi.waitFor(() => { expect(pubsubOf(l).getMeshPeers(marker).length).toBe(1) }, { timeout: 10_000, interval: 50 })
+
+    const filter = blockFilter({ capacity: 65_536, falsePositiveRate: 0.01 })
+    filter.add(await rawCid(text('a block nobody holds')))
+    const message = encodeGossip({ type: 'have', filter: filter.encode(), blocks: 1 })
+    const withinBudget = Math.floor(SOURCE_RATE.bytes / message.length)
+    // F spends its budget, then hands over M, signed by one more fresh key, and a marker behind it
+    // on an unbudgeted topic: once the marker is in, L has had M from F (one stream, in order).
+    await publishUnderFreshKeys(f, topic, message, withinBudget + 1)
+    const [author] = await publishUnderFreshKeys(f, topic, message, 1)
+    const m = [...rawOf(f).mcache.msgs.values()].at(-1)?.message
+    expect(m).toBeDefined()
+    await f.services.pubsub.publish(marker, text('after M'))
+    await vi.waitFor(() => { expect(markers).toBe(1) }, { timeout: 10_000, interval: 50 })
+    await new Promise(resolve => setTimeout(resolve, 300))
+    expect(taken.filter(t => t.source === f.peerId.toString()).length).toBeLessThanOrEqual(withinBudget)
+    expect(taken.map(t => t.author)).not.toContain(author)
+
+    // H hands over the very message F built (same author, sequence number and signature).
+    expect(rawOf(h).sendRpc(l.peerId.toString(), { subscriptions: [], messages: [m] })).toBe(true)
+    await vi.waitFor(() => { expect(taken).toContainEqual({ author, source: h.peerId.toString() }) }, { timeout: 10_000, interval: 50 })
     validation.stop()
   }, 60_000)
 })
