@@ -267,7 +267,8 @@ describe('gossipsub peer scoring', () => {
     validation.add(topic)
     l.services.pubsub.subscribe(topic)
     l.services.pubsub.subscribe(marker)
-    const [f, h] = await Promise.all([0xf2, 0xf3].map(async n => await createPeerNode({ seed: seedOf(n) })))
+    const f = await createPeerNode({ seed: seedOf(0xf2) })
+    const h = await createPeerNode({ seed: seedOf(0xf3) })
     stops.push(async () => { await Promise.all([f, h].map(async n => { await n.stop() })) })
     const taken: Array<{ author: string, source: string }> = []
     let markers = 0
