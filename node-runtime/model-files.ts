@@ -5,6 +5,7 @@
  * by others first, the file naming them last.
  */
 import { mkdir, readdir, readFile, rename, rm, stat } from 'node:fs/promises'
+import { randomBytes } from 'node:crypto'
 import { basename, dirname, relative, resolve, sep } from 'node:path'
 import type { ModelFile } from '../shared/model/types.ts'
 import { IntegrityError, InvalidInputError, InvalidModelError } from '../shared/errors/errors.ts'
@@ -59,13 +60,17 @@ export async function readModelFiles (path: string): Promise<ModelFile[]> {
 const isEntry = (path: string): boolean => path.endsWith('.json') || path.endsWith('.onnx')
 
 /**
- * Writes `files` under `folder` so that a failure part-way leaves no model behind in a new
- * folder: every path is checked first, every file is written beside its target under a
- * temporary name, and only then are they renamed into place, the entry files last — a reader
- * finds a model.json or .onnx only once what it names is there. On failure the temporary files
- * and the files this call created are removed. Files it replaced keep their new bytes: pulled
- * again into a folder holding an earlier version under the same names, a failure (or a kill)
- * during the renames can leave new weight files beside the old model.json.
+ * Writes `files` under `folder` so that no moment, failure or kill leaves a model that is not
+ * this one whole or the one that was there: every path is checked first, every file is written
+ * beside its target under a temporary name, and only then are they renamed into place, the entry
+ * files last — a reader finds a model.json or .onnx only once what it names is there. An entry
+ * already in place (an earlier pull into the same folder) is first set aside, so it never names
+ * weight files this call has begun to replace.
+ *
+ * On failure the temporary files and the files this call created are removed. An earlier model
+ * is put back if none of its files had been replaced yet; otherwise it is gone (its replaced
+ * files keep their new bytes) and the folder holds no entry file, so no model at all. A kill
+ * part-way leaves the same, plus the set-aside entry under `<name>.<random>.old`.
  */
 export async function writeModelFiles (folder: string, files: readonly ModelFile[], signal?: AbortSignal): Promise<string[]> {
   const root = resolve(folder)
@@ -77,6 +82,8 @@ export async function writeModelFiles (folder: string, files: readonly ModelFile
   })
   const written: Array<{ tmp: string, target: string, entry: boolean }> = []
   const created: string[] = []
+  const aside: Array<{ target: string, moved: string }> = []
+  let replaced = false
   try {
     for (const [i, f] of files.entries()) {
       signal?.throwIfAborted()
@@ -86,18 +93,33 @@ export async function writeModelFiles (folder: string, files: readonly ModelFile
     }
     // The last point to stop at: past it every file goes into place.
     signal?.throwIfAborted()
-    for (const w of [...written.filter(w => !w.entry), ...written.filter(w => w.entry)]) {
+    const entries = written.filter(w => w.entry)
+    for (const { target } of entries) {
+      const moved = `${target}.${randomBytes(6).toString('hex')}.old`
+      try {
+        await rename(target, moved)
+        aside.push({ target, moved })
+      } catch (err) {
+        if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err
+      }
+    }
+    for (const w of [...written.filter(w => !w.entry), ...entries]) {
       const existed = await stat(w.target).then(() => true, () => false)
       await rename(w.tmp, w.target)
-      if (!existed) created.push(w.target)
+      if (existed) replaced = true
+      else created.push(w.target)
       await syncDir(dirname(w.target))
     }
   } catch (err) {
-    // Files this call created go too; files it replaced keep the new bytes (their old ones are gone).
     await Promise.all(created.map(async path => { await rm(path, { force: true }) }))
+    if (!replaced) {
+      // The earlier model is whole again; an entry that cannot be put back stays where it was set aside.
+      for (const a of aside) await rename(a.moved, a.target).catch(() => {})
+      aside.length = 0
+    }
     throw err
   } finally {
-    await Promise.all(written.map(async w => { await rm(w.tmp, { force: true }) }))
+    await Promise.all([...written.map(w => w.tmp), ...aside.map(a => a.moved)].map(async path => { await rm(path, { force: true }) }))
   }
   return targets
 }

@@ -1,6 +1,7 @@
 /**
  * readModelFiles (the CLI's `ingest PATH`): malformed model.json files get a named error, not a
- * TypeError. writeModelFiles (`pull --out`): every file or none, the model.json last.
+ * TypeError. writeModelFiles (`pull --out`): every file or none, the model.json last; over an
+ * earlier model, that one whole or no model.json at all.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { copyFile, mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises'
@@ -62,6 +63,38 @@ describe('writeModelFiles', () => {
     const left = (await readdir(out, { recursive: true })).sort()
     // Nothing of this model: w/a.bin, put in place before the failure, is taken back.
     expect(left).toEqual(['w', 'w/b.bin'])
+  })
+
+  it('over an earlier model, puts it back whole when the first file cannot be replaced', async () => {
+    const out = join(root, 'out-earlier-kept')
+    await mkdir(join(out, 'w', 'a.bin'), { recursive: true })
+    await writeFile(join(out, 'model.json'), 'earlier')
+    await writeFile(join(out, 'w', 'b.bin'), 'earlier b')
+    await expect(writeModelFiles(out, files)).rejects.toThrow(/EISDIR|ENOTEMPTY|EEXIST/)
+    expect((await readdir(out, { recursive: true })).sort()).toEqual(['model.json', 'w', 'w/a.bin', 'w/b.bin'])
+    expect(await readFile(join(out, 'model.json'), 'utf8')).toBe('earlier')
+    expect(await readFile(join(out, 'w', 'b.bin'), 'utf8')).toBe('earlier b')
+  })
+
+  it('over an earlier model, leaves no model.json naming replaced weights when a later file cannot be put in place', async () => {
+    const out = join(root, 'out-earlier-gone')
+    await mkdir(join(out, 'w', 'b.bin'), { recursive: true })
+    await writeFile(join(out, 'model.json'), 'earlier')
+    await writeFile(join(out, 'w', 'a.bin'), 'earlier a')
+    await expect(writeModelFiles(out, files)).rejects.toThrow(/EISDIR|ENOTEMPTY|EEXIST/)
+    // w/a.bin already holds the new bytes: the earlier model.json would name them, so it is gone,
+    // and with it any model in the folder; no temporary or set-aside file stays.
+    expect((await readdir(out, { recursive: true })).sort()).toEqual(['w', 'w/a.bin', 'w/b.bin'])
+    expect(new Uint8Array(await readFile(join(out, 'w', 'a.bin')))).toEqual(files[1]?.bytes)
+  })
+
+  it('replaces an earlier model whole, leaving no set-aside file', async () => {
+    const out = join(root, 'out-earlier-replaced')
+    await mkdir(join(out, 'w'), { recursive: true })
+    for (const f of files) await writeFile(join(out, f.path), 'earlier')
+    await writeModelFiles(out, files)
+    for (const f of files) expect(new Uint8Array(await readFile(join(out, f.path)))).toEqual(f.bytes)
+    expect((await readdir(out, { recursive: true })).sort()).toEqual(['model.json', 'w', 'w/a.bin', 'w/b.bin'])
   })
 
   it('writes nothing, and leaves no temporary file, when stopped (Ctrl-C) before the files go into place', async () => {
