@@ -17,12 +17,23 @@
  * connection) where it has one, so that fresh peer ids from one address share it, else its peer
  * id (loopback peers, a cluster on one machine, are each their own).
  *
- * That budget is spent before gossipsub sees the message (at its per-message entry, below),
- * not in the validator: gossipsub puts a message in its seen cache, and tells its mesh not to
- * send it (IDONTWANT), before it asks the validator, so a message the validator ignored was a
- * duplicate for 2 minutes (seenTTL) whoever sent it next. A source that had spent its budget
- * could thus keep from this node the messages it was first to relay. Dropped before, an over-
- * budget message is as if never received, and the copy another peer relays is read as usual.
+ * What depends on who handed a message over or who signed it, not on what it says, is checked
+ * before gossipsub sees the message (at its per-message entry, `admitBefore` below), not in the
+ * validator: gossipsub puts a message in its seen cache, and tells its mesh not to send it
+ * (IDONTWANT), before it asks the validator, so a message the validator ignored was a duplicate
+ * for 2 minutes (seenTTL) whoever sent it next. A source that had spent its budget, or had
+ * spent an author's rate by replaying that author's old messages, could thus keep from this
+ * node the next message it was first to relay. Dropped before, such a message is as if never
+ * received, and the copy another peer relays later is read as usual. A copy of a message
+ * already seen (gossipsub's fast id cache) is neither charged nor checked: gossipsub drops it
+ * for a map lookup, and honest meshes hand over every message several times.
+ *
+ * Replays: an author's messages are taken only in increasing sequence number (the pubsub spec's
+ * "linearly increasing" seqno; gossipsub seeds it from the clock, so it grows across restarts
+ * too; kubo's BasicSeqnoValidator does the same), so nobody can spend an author's rate, or pass
+ * off a stale filter or announcement, with that author's old signed messages. The newest number
+ * is kept for the AUTHORS_KEPT most recently heard authors; one pushed out of that can have old
+ * messages taken once more, still within AUTHOR_RATE.
  *
  * What a validator read is kept for the `message` event that follows (the same object), so a
  * filter of up to 256 KB is decoded once.
@@ -30,6 +41,8 @@
 import { TopicValidatorResult, type Message } from '@libp2p/gossipsub'
 import type { PeerId } from '@libp2p/interface'
 import { RateLimiter } from '@libp2p/utils'
+import { LRUCache } from 'lru-cache'
+import { base58btc } from 'multiformats/bases/base58'
 import { createTopicScoreParams, validateTopicScoreParams, type TopicScoreParams } from '@libp2p/gossipsub/score'
 import { readTopicMessage, type TopicMessage } from '../../shared/p2p/gossip.ts'
 import { GOSSIP_GRAYLIST_THRESHOLD, type PeerNode } from './peer-node.ts'
@@ -69,10 +82,15 @@ export const AUTHOR_RATE = { messages: 10, seconds: 10 }
  * signed them; a message costs at least `leastCost` (small ones still cost a signature check
  * and a parse). Filters grow with the blocks their author holds (swarm.ts, filterCapacity: 78
  * bytes for 64 blocks, the 190 KB maximum past 65,536), so an honest relayer passing 2
- * announcements a window from each of 100 authors of 1,000 blocks each (≈ 1.2 KB) spends a
- * quarter of it; 10 authors announcing the largest filters every 5 s would spend it all.
+ * announcements a window from each of 100 authors of 1,000 blocks each (3.3 KB a message)
+ * spends a third of it; 10 authors announcing the largest filters every 5 s would spend it all.
+ * Only the first copy of a message is charged, so peers of one host relaying the same messages
+ * spend it once between them.
  */
 export const SOURCE_RATE = { bytes: 2 << 20, seconds: 10, leastCost: 512 }
+
+/** Authors whose newest sequence number is kept, the most recently heard first (≈ 150 bytes each). */
+export const AUTHORS_KEPT = 16_384
 
 /**
  * Where gossipsub keeps per-topic score parameters. Its public interface has no way to score a
@@ -86,19 +104,62 @@ function topicScores (pubsub: PeerNode['services']['pubsub']): Record<string, To
   return topics
 }
 
-/** gossipsub's handling of one message of a received RPC, from the peer that handed it over. */
-type ReceiveMessage = (from: PeerId, message: { topic: string, data?: Uint8Array }) => Promise<void>
+/** A message of a received RPC as gossipsub takes it in: nothing checked yet, not even its signature. */
+export interface ReceivedMessage { topic: string, data?: Uint8Array, from?: Uint8Array, seqno?: Uint8Array }
+type ReceiveMessage = (from: PeerId, message: ReceivedMessage) => Promise<void>
+/** A check before gossipsub's seen cache: false drops the message as though it never came. */
+type Admit = (from: PeerId, message: ReceivedMessage) => boolean
+
+/** Per gossipsub instance: its own entry, and the checks every topicValidation on it added. */
+const admitted = new WeakMap<object, { receive: ReceiveMessage, wrapper: ReceiveMessage, admits: Set<Admit> }>()
 
 /**
- * Where gossipsub takes in each message of an RPC: GossipSub.handleReceivedMessage, which its
- * handleReceivedRpc calls through `this` before any duplicate check, signature check or validator.
- * Its public interface has no hook ahead of the seen cache; a gossipsub whose internals differ
- * fails here, loudly, and the scoring test catches it.
+ * Runs `admit` on every message gossipsub takes in, before its duplicate check, signature check,
+ * seen cache and validator: at GossipSub.handleReceivedMessage, which its handleReceivedRpc
+ * calls through `this` for each message of an RPC (IWANT answers included) and which nothing
+ * else calls. Its public interface has no hook ahead of the seen cache; a gossipsub whose
+ * internals differ fails here, loudly, and the scoring test catches it. One wrapper per
+ * instance, however many validations share it; the last removal puts gossipsub's own back.
  */
-function messageEntry (pubsub: PeerNode['services']['pubsub']): { handleReceivedMessage: ReceiveMessage } {
-  const entry = pubsub as unknown as { handleReceivedMessage?: unknown }
-  if (typeof entry.handleReceivedMessage !== 'function') throw new Error('gossipsub: no handleReceivedMessage to spend source budgets at')
-  return entry as { handleReceivedMessage: ReceiveMessage }
+function admitBefore (pubsub: PeerNode['services']['pubsub'], admit: Admit): () => void {
+  const target = pubsub as unknown as { handleReceivedMessage?: unknown }
+  let entry = admitted.get(pubsub)
+  if (entry === undefined) {
+    if (typeof target.handleReceivedMessage !== 'function') throw new Error('gossipsub: no handleReceivedMessage to check messages at before its seen cache')
+    const receive = target.handleReceivedMessage as ReceiveMessage
+    const admits = new Set<Admit>()
+    const wrapper: ReceiveMessage = async (from, message) => {
+      for (const check of admits) if (!check(from, message)) return
+      await receive.call(pubsub, from, message)
+    }
+    entry = { receive, wrapper, admits }
+    admitted.set(pubsub, entry)
+    target.handleReceivedMessage = wrapper
+  }
+  const { admits } = entry
+  admits.add(admit)
+  return () => {
+    admits.delete(admit)
+    const current = admitted.get(pubsub)
+    if (admits.size === 0 && current !== undefined && target.handleReceivedMessage === current.wrapper) {
+      target.handleReceivedMessage = current.receive
+      admitted.delete(pubsub)
+    }
+  }
+}
+
+/** Whether gossipsub has already taken in (and signature-checked) a copy of `message`: its fast id cache. */
+function seenCopy (pubsub: PeerNode['services']['pubsub']): (message: ReceivedMessage) => boolean {
+  const internals = pubsub as unknown as { fastMsgIdFn?: (m: ReceivedMessage) => string, fastMsgIdCache?: { get: (id: string) => unknown } }
+  return message => {
+    const id = internals.fastMsgIdFn?.(message)
+    return id !== undefined && internals.fastMsgIdCache?.get(id) !== undefined
+  }
+}
+
+/** The 64-bit sequence number of a signed message (pubsub spec: 8 bytes, big-endian); undefined otherwise. */
+function seqnoOf (bytes: Uint8Array | undefined): bigint | undefined {
+  return bytes?.length === 8 ? new DataView(bytes.buffer, bytes.byteOffset, 8).getBigUint64(0) : undefined
 }
 
 /** A peer's gossipsub score (getScore is on the GossipSub class, not on its exported interface). */
@@ -131,43 +192,48 @@ export function topicValidation (pubsub: PeerNode['services']['pubsub'], options
   // Only valid messages count (invalid ones are P4's), but one over the limit is not even read.
   const rate = new RateLimiter({ points: AUTHOR_RATE.messages, duration: AUTHOR_RATE.seconds, keyPrefix: '' })
   const sourceRate = new RateLimiter({ points: SOURCE_RATE.bytes, duration: SOURCE_RATE.seconds, keyPrefix: '' })
-  const entry = messageEntry(pubsub)
-  let receive = entry.handleReceivedMessage
-  // Spent before anything is read, valid or not, so the budget bounds what the reading costs.
-  // Duplicates count too: telling them apart means reaching into gossipsub's caches, and an
-  // honest relayer hands each message over once.
-  const budgeted: ReceiveMessage = async (from, message) => {
-    if (topics.has(message.topic)) {
-      const source = `${options.hostOf?.(from) ?? from.toString()} ${message.topic}`
-      const cost = Math.max(SOURCE_RATE.leastCost, message.data?.length ?? 0)
-      if ((sourceRate.get(source)?.consumedPoints ?? 0) + cost > SOURCE_RATE.bytes) return
-      sourceRate.consume(source, cost)
-    }
-    await receive.call(pubsub, from, message)
+  const newest = new LRUCache<string, bigint>({ max: AUTHORS_KEPT })
+  const seen = seenCopy(pubsub)
+  const admit: Admit = (from, message) => {
+    if (!topics.has(message.topic) || seen(message)) return true
+    const source = `${options.hostOf?.(from) ?? from.toString()} ${message.topic}`
+    const cost = Math.max(SOURCE_RATE.leastCost, message.data?.length ?? 0)
+    if ((sourceRate.get(source)?.consumedPoints ?? 0) + cost > SOURCE_RATE.bytes) return false
+    // Spent before anything is read, valid or not, so the budget bounds what the reading costs.
+    sourceRate.consume(source, cost)
+    if (message.from === undefined) return true // unsigned: gossipsub's signature policy refuses it
+    // Not yet verified: a forged `from` can only get its own message dropped here.
+    const author = base58btc.baseEncode(message.from)
+    return !stale(author, message.topic, seqnoOf(message.seqno))
   }
+  /** An author's message this node would not take: graylisted author, author over its rate, or not newer than its newest taken. */
+  const stale = (author: string, topic: string, seqno: bigint | undefined): boolean => {
+    if (score(author) < GOSSIP_GRAYLIST_THRESHOLD) return true
+    const key = `${author} ${topic}`
+    if ((rate.get(key)?.consumedPoints ?? 0) >= AUTHOR_RATE.messages) return true
+    const last = newest.get(key)
+    return seqno !== undefined && last !== undefined && seqno <= last
+  }
+  let removeAdmit: (() => void) | undefined
   const validate = (_from: PeerId, message: Message): TopicValidatorResult => {
-    let key: string | undefined
-    if (message.type === 'signed') {
-      const author = message.from.toString()
-      if (score(author) < GOSSIP_GRAYLIST_THRESHOLD) return TopicValidatorResult.Ignore
-      key = `${author} ${message.topic}`
-      if ((rate.get(key)?.consumedPoints ?? 0) >= AUTHOR_RATE.messages) return TopicValidatorResult.Ignore
-    }
+    const signed = message.type === 'signed' ? { author: message.from.toString(), seqno: message.sequenceNumber } : undefined
+    // Checked again now the signature is: another copy may have been taken meanwhile.
+    if (signed !== undefined && stale(signed.author, message.topic, signed.seqno)) return TopicValidatorResult.Ignore
     try {
       read.set(message, readTopicMessage(message.topic, message.data))
     } catch {
       return TopicValidatorResult.Reject
     }
-    if (key !== undefined) rate.consume(key)
+    if (signed !== undefined) {
+      rate.consume(`${signed.author} ${message.topic}`)
+      newest.set(`${signed.author} ${message.topic}`, signed.seqno)
+    }
     return TopicValidatorResult.Accept
   }
   return {
     add (topic) {
       if (topics.has(topic)) return
-      if (topics.size === 0) {
-        receive = entry.handleReceivedMessage
-        entry.handleReceivedMessage = budgeted
-      }
+      removeAdmit ??= admitBefore(pubsub, admit)
       topics.add(topic)
       scored[topic] = MODEL_TOPIC_SCORE
       pubsub.topicValidators.set(topic, validate)
@@ -179,7 +245,8 @@ export function topicValidation (pubsub: PeerNode['services']['pubsub'], options
         if (scored[topic] === MODEL_TOPIC_SCORE) delete scored[topic]
       }
       topics.clear()
-      if (entry.handleReceivedMessage === budgeted) entry.handleReceivedMessage = receive
+      removeAdmit?.()
+      removeAdmit = undefined
     }
   }
 }

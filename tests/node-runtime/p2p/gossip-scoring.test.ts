@@ -9,7 +9,10 @@
  * - one author's valid messages beyond AUTHOR_RATE are neither delivered nor relayed;
  * - one peer handing over messages signed by a fresh key each gets no more than SOURCE_RATE's
  *   bytes read and relayed, and peers of one host share that budget; what a source hands over
- *   beyond it is dropped before gossipsub's seen cache, so another peer's copy is still taken.
+ *   beyond it is dropped before gossipsub's seen cache, so another peer's copy is still taken;
+ *   copies of one message relayed by peers of one host are charged once;
+ * - an author's old messages replayed are dropped (sequence numbers), spending none of its rate;
+ * - two validations on one node share one check ahead of the seen cache, and undo it cleanly.
  */
 import { describe, it, expect, afterAll, vi } from 'vitest'
 import { createPeerNode, GOSSIP_GRAYLIST_THRESHOLD, type PeerNode } from '../../../node-runtime/p2p/peer-node.ts'
@@ -53,6 +56,45 @@ async function publishUnderFreshKeys (node: PeerNode, topic: string, message: Ui
 /** gossipsub's internals a test reaches to hand over a message exactly as another peer built it. */
 type Raw = { mcache: { msgs: Map<string, { message: unknown }> }, sendRpc: (peer: string, rpc: { subscriptions: unknown[], messages: unknown[] }) => boolean }
 const rawOf = (node: PeerNode): Raw => node.services.pubsub as unknown as Raw
+
+/** The last `count` messages `node` published, as it built them (signed, with their sequence numbers). */
+const lastPublished = (node: PeerNode, count: number): unknown[] => [...rawOf(node).mcache.msgs.values()].slice(-count).map(entry => entry.message)
+
+/** A valid `have` message of ≈ 104 KB: a filter of 65,536 blocks' capacity. */
+async function largeHave (): Promise<Uint8Array> {
+  const filter = blockFilter({ capacity: 65_536, falsePositiveRate: 0.01 })
+  filter.add(await rawCid(text('a block nobody holds')))
+  return encodeGossip({ type: 'have', filter: filter.encode(), blocks: 1 })
+}
+
+/** A node validating `topic` and listening to it, with the authors and sources of what it takes. */
+async function listener (seed: number, topic: string, options: Parameters<typeof topicValidation>[1] = {}): Promise<{ node: PeerNode, validation: ReturnType<typeof topicValidation>, taken: Array<{ author: string, source: string }> }> {
+  const node = await createPeerNode({ seed: seedOf(seed) })
+  stops.push(async () => { await node.stop() })
+  const validation = topicValidation(node.services.pubsub, options)
+  validation.add(topic)
+  node.services.pubsub.subscribe(topic)
+  const taken: Array<{ author: string, source: string }> = []
+  node.services.pubsub.addEventListener('gossipsub:message', event => {
+    const { msg, propagationSource } = event.detail
+    if (msg.topic === topic && msg.type === 'signed') taken.push({ author: msg.from.toString(), source: propagationSource.toString() })
+  })
+  return { node, validation, taken }
+}
+
+/** Peers connected to `to` and subscribed to `topic`, none of them publishing to it. */
+async function relayers (seeds: number[], to: PeerNode, topic: string): Promise<PeerNode[]> {
+  const nodes: PeerNode[] = []
+  for (const seed of seeds) {
+    const n = await createPeerNode({ seed: seedOf(seed) })
+    stops.push(async () => { await n.stop() })
+    n.services.pubsub.subscribe(topic)
+    await n.dial(tcpAddr(to))
+    nodes.push(n)
+  }
+  await vi.waitFor(() => { expect(pubsubOf(to).getMeshPeers(topic).length).toBe(seeds.length) }, { timeout: 10_000, interval: 50 })
+  return nodes
+}
 
 describe('gossipsub peer scoring', () => {
   it('16 nodes on one address still gossip: no IP colocation penalty', async () => {
@@ -305,5 +347,70 @@ describe('gossipsub peer scoring', () => {
     expect(rawOf(h).sendRpc(l.peerId.toString(), { subscriptions: [], messages: [m] })).toBe(true)
     await vi.waitFor(() => { expect(taken).toContainEqual({ author, source: h.peerId.toString() }) }, { timeout: 10_000, interval: 50 })
     validation.stop()
+  }, 60_000)
+
+  it('takes an author\'s messages in increasing sequence only: replayed old ones are dropped, and spend none of its rate', async () => {
+    const topic = modelTopic('replayed-mlp')
+    const l = await listener(0xa1, topic)
+    // A signs 12 announcements while apart from everyone; H and R will hand them over.
+    const a = await createPeerNode({ seed: seedOf(0xa2) })
+    stops.push(async () => { await a.stop() })
+    a.services.pubsub.subscribe(topic)
+    for (let i = 1; i <= 12; i++) await a.services.pubsub.publish(topic, encodeGossip({ type: 'version', model: 'replayed-mlp', version: i, manifestCid: `cid-${i}` }))
+    const [m1to10, m11, m12] = [lastPublished(a, 12).slice(0, 10), lastPublished(a, 2)[0], lastPublished(a, 1)[0]]
+    const [h, r] = await relayers([0xa3, 0xa4], l.node, topic)
+    if (h === undefined || r === undefined) throw new Error('two relayers expected')
+    const author = a.peerId.toString()
+    expect(rawOf(h).sendRpc(l.node.peerId.toString(), { subscriptions: [], messages: [m11] })).toBe(true)
+    await vi.waitFor(() => { expect(l.taken).toHaveLength(1) }, { timeout: 10_000, interval: 50 })
+    // R replays the 10 older ones, which L has never seen: as many as the author's rate allows.
+    expect(rawOf(r).sendRpc(l.node.peerId.toString(), { subscriptions: [], messages: m1to10 })).toBe(true)
+    expect(rawOf(h).sendRpc(l.node.peerId.toString(), { subscriptions: [], messages: [m12] })).toBe(true)
+    await vi.waitFor(() => { expect(l.taken).toHaveLength(2) }, { timeout: 10_000, interval: 50 })
+    await new Promise(resolve => setTimeout(resolve, 300))
+    expect(l.taken).toEqual([{ author, source: h.peerId.toString() }, { author, source: h.peerId.toString() }])
+    l.validation.stop()
+  }, 60_000)
+
+  it('charges one host once for a message its peers all relay', async () => {
+    const topic = modelTopic('shared-host-mlp')
+    const l = await listener(0xb1, topic, { hostOf: () => 'one host' })
+    const a = await createPeerNode({ seed: seedOf(0xb2) })
+    stops.push(async () => { await a.stop() })
+    a.services.pubsub.subscribe(topic)
+    const message = await largeHave()
+    const withinBudget = Math.floor(SOURCE_RATE.bytes / message.length)
+    const count = withinBudget - 2
+    await publishUnderFreshKeys(a, topic, message, count)
+    const messages = lastPublished(a, count)
+    const peers = await relayers([0xb3, 0xb4, 0xb5], l.node, topic)
+    // Each message comes from all three peers of the host, the first copy taken before the others.
+    for (const [i, m] of messages.entries()) {
+      expect(rawOf(peers[0] as PeerNode).sendRpc(l.node.peerId.toString(), { subscriptions: [], messages: [m] })).toBe(true)
+      await vi.waitFor(() => { expect(l.taken).toHaveLength(i + 1) }, { timeout: 10_000, interval: 20 })
+      for (const p of peers.slice(1)) rawOf(p).sendRpc(l.node.peerId.toString(), { subscriptions: [], messages: [m] })
+    }
+    // Every one of them was taken, so three copies each did not spend three times the budget.
+    expect(l.taken).toHaveLength(count)
+    expect(count * 3).toBeGreaterThan(withinBudget)
+    l.validation.stop()
+  }, 60_000)
+
+  it('shares one check before the seen cache between validations on one node, and gives gossipsub its own entry back', async () => {
+    const topic = modelTopic('twice-mlp')
+    const own = (node: PeerNode): unknown => (node.services.pubsub as unknown as { handleReceivedMessage: unknown }).handleReceivedMessage
+    const l = await listener(0xd1, topic)
+    const original = Object.getPrototypeOf(l.node.services.pubsub).handleReceivedMessage
+    const other = topicValidation(l.node.services.pubsub)
+    other.add(topic)
+    l.validation.stop()
+    l.validation.add(topic)
+    const [p] = await relayers([0xd2], l.node, topic)
+    await (p as PeerNode).services.pubsub.publish(topic, encodeGossip({ type: 'version', model: 'twice-mlp', version: 1, manifestCid: 'cid' }))
+    await vi.waitFor(() => { expect(l.taken).toHaveLength(1) }, { timeout: 10_000, interval: 50 })
+    expect(own(l.node)).not.toBe(original)
+    l.validation.stop()
+    other.stop()
+    expect(own(l.node)).toBe(original)
   }, 60_000)
 })
