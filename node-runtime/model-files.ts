@@ -6,7 +6,7 @@
  */
 import { mkdir, readdir, readFile, rename, rm, stat } from 'node:fs/promises'
 import { randomBytes } from 'node:crypto'
-import { basename, dirname, relative, resolve, sep } from 'node:path'
+import { basename, dirname, join, relative, resolve, sep } from 'node:path'
 import type { ModelFile } from '../shared/model/types.ts'
 import { IntegrityError, InvalidInputError, InvalidModelError } from '../shared/errors/errors.ts'
 import { syncDir, writeTemporary } from './atomic-file.ts'
@@ -57,7 +57,10 @@ export async function readModelFiles (path: string): Promise<ModelFile[]> {
 }
 
 /** The files others are found through (a tfjs model.json, an .onnx naming its external data): put in place last. */
-const isEntry = (path: string): boolean => path.endsWith('.json') || path.endsWith('.onnx')
+const isEntry = (path: string): boolean => /\.(json|onnx)$/i.test(path)
+
+/** A name beside `target` for its temporary or set-aside copy: a dot-file, which ingest does not read as part of a model. */
+const besideHidden = (target: string): string => join(dirname(target), `.${basename(target)}`)
 
 /**
  * Writes `files` under `folder` so that no moment, failure or kill leaves a model that is not
@@ -70,7 +73,9 @@ const isEntry = (path: string): boolean => path.endsWith('.json') || path.endsWi
  * On failure the temporary files and the files this call created are removed. An earlier model
  * is put back if none of its files had been replaced yet; otherwise it is gone (its replaced
  * files keep their new bytes) and the folder holds no entry file, so no model at all. A kill
- * part-way leaves the same, plus the set-aside entry under `<name>.<random>.old`.
+ * part-way leaves the same, plus the set-aside entry under `.<name>.<random>.old` (temporary
+ * files are dot-files too, so neither is read as part of a model by a later ingest). An entry
+ * file of an earlier model that this one does not have (another .onnx name) is left as it is.
  */
 export async function writeModelFiles (folder: string, files: readonly ModelFile[], signal?: AbortSignal): Promise<string[]> {
   const root = resolve(folder)
@@ -86,16 +91,23 @@ export async function writeModelFiles (folder: string, files: readonly ModelFile
   let replaced = false
   try {
     for (const [i, f] of files.entries()) {
+      const target = targets[i] as string
+      // A folder where an entry goes would be set aside with the entry's old copies, and not removed after.
+      if (isEntry(f.path) && await stat(target).then(info => info.isDirectory(), () => false)) {
+        throw new InvalidInputError(`${target} is a folder; the model's ${basename(target)} cannot be written there`)
+      }
+    }
+    for (const [i, f] of files.entries()) {
       signal?.throwIfAborted()
       const target = targets[i] as string
       await mkdir(dirname(target), { recursive: true })
-      written.push({ tmp: await writeTemporary(target, f.bytes), target, entry: isEntry(f.path) })
+      written.push({ tmp: await writeTemporary(besideHidden(target), f.bytes), target, entry: isEntry(f.path) })
     }
     // The last point to stop at: past it every file goes into place.
     signal?.throwIfAborted()
     const entries = written.filter(w => w.entry)
     for (const { target } of entries) {
-      const moved = `${target}.${randomBytes(6).toString('hex')}.old`
+      const moved = `${besideHidden(target)}.${randomBytes(6).toString('hex')}.old`
       try {
         await rename(target, moved)
         aside.push({ target, moved })

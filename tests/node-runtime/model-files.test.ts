@@ -8,7 +8,7 @@ import { copyFile, mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { readModelFiles, writeModelFiles } from '../../node-runtime/model-files.ts'
-import { IntegrityError, InvalidModelError } from '../../shared/errors/errors.ts'
+import { IntegrityError, InvalidInputError, InvalidModelError } from '../../shared/errors/errors.ts'
 import { SILERO_PATH } from '../helpers/models.ts'
 
 let root: string
@@ -86,6 +86,26 @@ describe('writeModelFiles', () => {
     // and with it any model in the folder; no temporary or set-aside file stays.
     expect((await readdir(out, { recursive: true })).sort()).toEqual(['w', 'w/a.bin', 'w/b.bin'])
     expect(new Uint8Array(await readFile(join(out, 'w', 'a.bin')))).toEqual(files[1]?.bytes)
+  })
+
+  it('treats an .ONNX in capitals as the entry: set aside, and put back when its data cannot be replaced', async () => {
+    const out = join(root, 'out-onnx-caps')
+    await mkdir(join(out, 'tiny.bin'), { recursive: true })
+    await writeFile(join(out, 'Tiny.ONNX'), 'earlier')
+    const onnx = [{ path: 'Tiny.ONNX', bytes: bytes('new graph') }, { path: 'tiny.bin', bytes: new Uint8Array([7]) }]
+    await expect(writeModelFiles(out, onnx)).rejects.toThrow(/EISDIR|ENOTEMPTY|EEXIST/)
+    expect(await readFile(join(out, 'Tiny.ONNX'), 'utf8')).toBe('earlier')
+    expect((await readdir(out)).sort()).toEqual(['Tiny.ONNX', 'tiny.bin'])
+  })
+
+  it('refuses, before writing anything, a folder where model.json goes', async () => {
+    const out = join(root, 'out-entry-folder')
+    await mkdir(join(out, 'model.json'), { recursive: true })
+    await writeFile(join(out, 'model.json', 'notes.txt'), 'mine')
+    const err = await writeModelFiles(out, files).catch((e: unknown) => e)
+    expect(err).toBeInstanceOf(InvalidInputError)
+    expect((err as Error).message).toMatch(/model\.json is a folder/)
+    expect((await readdir(out, { recursive: true })).sort()).toEqual(['model.json', 'model.json/notes.txt'])
   })
 
   it('replaces an earlier model whole, leaving no set-aside file', async () => {
