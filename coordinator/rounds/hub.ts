@@ -198,8 +198,8 @@ export function roundHub (options: RoundHubOptions): RoundHub {
           if (isBinary) await options.handlers.upload(from, new Uint8Array(bytes.buffer, bytes.byteOffset, bytes.byteLength))
           else await options.handlers.message(from, parseFrame(clientMessageSchema, bytes.toString('utf8'), 'message'))
         } catch (err) {
-          const roundId = (err as { roundId?: string }).roundId
-          send({ type: 'error', message: errorMessage(err), ...(roundId === undefined ? {} : { roundId }) })
+          const { roundId, left } = err as { roundId?: string, left?: true }
+          send({ type: 'error', message: errorMessage(err), ...(roundId === undefined ? {} : { roundId, ...(left === true ? { left } : {}) }) })
         }
       })()
     })

@@ -62,6 +62,9 @@ export class TooFewClientsError extends UnavailableError {
   override readonly name: string = 'TooFewClientsError'
 }
 
+/** Another round of the model is running: a conflict that ends with that round. */
+export class RoundRunningError extends ConflictError {}
+
 export interface RoundSummary {
   id: string
   model: string
@@ -177,8 +180,13 @@ function reasonOf (err: unknown): string {
   return err instanceof BlockfedError ? err.message : `internal error: ${(err as Error).message}`
 }
 
-function withRound (err: unknown, roundId: string): unknown {
-  if (err instanceof Error) Object.assign(err, { roundId })
+/**
+ * Tags `err` with the round it is about, for the error frame the hub sends. `left`: the round
+ * does not (or no longer) count on this client, which then stops its own work for it before
+ * anything is uploaded (shared/rounds/messages.ts).
+ */
+function withRound (err: unknown, roundId: string, options: { left?: true } = {}): unknown {
+  if (err instanceof Error) Object.assign(err, { roundId, ...options })
   return err
 }
 
@@ -234,8 +242,8 @@ export function roundManager (deps: RoundManagerDeps): RoundManager {
     async message (client, message) {
       if (message.type === 'hello') throw new InvalidInputError('hello: already connected')
       const round = active.get(message.roundId)
-      if (round === undefined) throw withRound(new InvalidInputError(`round ${message.roundId} is not running`), message.roundId)
-      if (!round.config.clients.includes(client.id)) throw withRound(new InvalidInputError(`round ${message.roundId}: this client was not selected`), message.roundId)
+      if (round === undefined) throw withRound(new InvalidInputError(`round ${message.roundId} is not running`), message.roundId, { left: true })
+      if (!round.config.clients.includes(client.id)) throw withRound(new InvalidInputError(`round ${message.roundId}: this client was not selected`), message.roundId, { left: true })
       await dispatch[message.type](round, client, message as never)
     },
     async upload (client, frame) {
@@ -247,6 +255,9 @@ export function roundManager (deps: RoundManagerDeps): RoundManager {
         const { config } = round
         if (header.baseVersion !== config.baseVersion) throw new InvalidInputError(`upload for base version ${header.baseVersion}; round ${config.id} trains version ${config.baseVersion}`)
         if (round.uploads.has(client.id) || round.receiving.has(client.id)) throw new InvalidInputError(`upload: round ${config.id} already has this client's update (replay)`)
+        // A client that withdrew or was dropped (disconnected, or late) stays out: the round stopped
+        // waiting for it, and in masking mode the sum already counts it as dropped.
+        if (round.dropped.has(client.id)) throw withRound(new InvalidInputError(`upload: this client withdrew or was dropped from round ${config.id}`), config.id, { left: true })
         const early = !round.allowed.has(client.id) && round.accepted.has(client.id) && !round.dropped.has(client.id) && round.waiting?.kind === 'accept'
         if (!round.allowed.has(client.id) && !early) throw new InvalidInputError(`upload: client is not a participant of round ${config.id} at this stage`)
         // Checks that do not depend on the round's phase come first: a bad early upload is refused
@@ -323,9 +334,9 @@ export function roundManager (deps: RoundManagerDeps): RoundManager {
 
   const dispatch: { [K in Exclude<ClientMessage['type'], 'hello'>]: (round: ActiveRound, client: ClientConnection, m: Extract<ClientMessage, { type: K }>) => void | Promise<void> } = {
     accept (round, client) {
-      if (round.waiting?.kind !== 'accept' || round.acceptsClosed === true) throw withRound(new InvalidInputError(`round ${round.config.id}: acceptances are closed`), round.config.id)
+      if (round.waiting?.kind !== 'accept' || round.acceptsClosed === true) throw withRound(new InvalidInputError(`round ${round.config.id}: acceptances are closed`), round.config.id, { left: true })
       // A withdrawn (or disconnected) client stays out: its stored status must not turn back to 'accepted'.
-      if (round.dropped.has(client.id)) throw withRound(new InvalidInputError(`round ${round.config.id}: this client withdrew or was dropped; it cannot accept again`), round.config.id)
+      if (round.dropped.has(client.id)) throw withRound(new InvalidInputError(`round ${round.config.id}: this client withdrew or was dropped; it cannot accept again`), round.config.id, { left: true })
       round.accepted.add(client.id)
       deps.store.setClient(round.config.id, client.id, 'accepted')
       round.waiting.gate.settle(client.id)
@@ -556,14 +567,17 @@ export function roundManager (deps: RoundManagerDeps): RoundManager {
     checkRoundRequest(request)
     if (request.secure.mode === 'masking' && request.selection.maxClients < MIN_MASKING_CLIENTS) throw new InvalidInputError(`selection.maxClients ${request.selection.maxClients}: masking needs at least ${MIN_MASKING_CLIENTS} clients`)
     const other = runningOn(request.model)
-    if (other !== undefined) throw new ConflictError(`model ${request.model}: ${other} is still running; one round per model at a time, since of two rounds from one base version only the first to finish could publish`)
+    if (other !== undefined) throw new RoundRunningError(`model ${request.model}: ${other} is still running; one round per model at a time, since of two rounds from one base version only the first to finish could publish`)
     const base = roundBase(request)
     const { ids: candidates, givenAtBase } = eligible(request, base.row.version)
-    // A masking round with fewer clients could only fail at its first stage (secagg/server.ts).
-    const least = request.secure.mode === 'masking' ? Math.max(MIN_MASKING_CLIENTS, request.selection.minClients) : request.selection.minClients
+    // A masking round with fewer clients could only fail at its first stage (secagg/server.ts),
+    // and any round with fewer than minUploads at its deadline; clients also size their DP
+    // noise for minUploads, and refuse an offer selecting fewer (participant.ts).
+    const masking = request.secure.mode === 'masking' ? MIN_MASKING_CLIENTS : 0
+    const least = Math.max(masking, request.selection.minClients, request.selection.minUploads ?? 0)
     if (candidates.length < least) {
       const given = givenAtBase === 0 ? '' : ` (${givenAtBase} more already uploaded from version ${base.row.version} to a round that failed or did not take the upload, and give one update per base version)`
-      const why = least > request.selection.minClients ? ` (masking needs ${MIN_MASKING_CLIENTS})` : ''
+      const why = least === request.selection.minClients ? '' : least === masking ? ` (masking needs ${MIN_MASKING_CLIENTS})` : ` (selection.minUploads)`
       throw new TooFewClientsError(`round for ${request.model} not started: ${candidates.length} eligible client(s) connected${given}, at least ${least} needed${why}`)
     }
     const count = Math.min(request.selection.maxClients, Math.max(least, Math.ceil(request.selection.fraction * candidates.length)))
@@ -584,6 +598,14 @@ export function roundManager (deps: RoundManagerDeps): RoundManager {
     } finally {
       starting.delete(request.model)
     }
+    try {
+      deps.store.create(config)
+      for (const id of config.clients) deps.store.setClient(config.id, id, 'offered')
+    } catch (err) {
+      // Not recorded, so not run: the clients are free for the next round (they stayed busy).
+      for (const id of selected) busy.delete(id)
+      throw err
+    }
     const controller = new AbortController()
     const onAbort = (): void => controller.abort(signal?.reason)
     signal?.addEventListener('abort', onAbort, { once: true })
@@ -591,8 +613,6 @@ export function roundManager (deps: RoundManagerDeps): RoundManager {
     const uploadsOpen = new Promise<void>(resolve => { openUploads = resolve })
     const round: ActiveRound = { ...blankRound(config, secure, controller), uploadsOpen, openUploads }
     const minUploads = minUploadsOf(config)
-    deps.store.create(config)
-    for (const id of config.clients) deps.store.setClient(config.id, id, 'offered')
     active.set(config.id, round)
     emit({ type: 'state', roundId: config.id, state: 'open', detail: `${config.clients.length} client(s) offered` })
     return { id: config.id, done: drive(round, minUploads, signal, onAbort) }
@@ -796,7 +816,9 @@ export function roundManager (deps: RoundManagerDeps): RoundManager {
         if (secure.needsClients()) throw new RoundFailure(`the coordinator restarted while the ${row.config.secure.mode} sum was asking its clients, which answer each request once`)
         if (row.state === 'collecting') transition(row, 'unmasking')
         const controller = new AbortController()
-        const timer = setTimeout(() => controller.abort(), row.config.deadlines.unmaskMs)
+        // A Paillier sum is the decryptor's work, under the call's own deadline as in a live round
+        // (secure/paillier.ts: minutes for a large model); a masking sum needs no client any more.
+        const timer = row.config.secure.mode === 'paillier' ? undefined : setTimeout(() => controller.abort(), row.config.deadlines.unmaskMs)
         try {
           const send: RoundIo['send'] = (clientId, payload) => deps.hub().get(clientId)?.send({ type: 'secagg', roundId: row.id, payload })
           await aggregateAndPublish(row.config, uploads, secure, { send, signal: controller.signal }, { offered: row.config.clients.length, recovered: 1, dropped: row.config.clients.length - uploads.size })
@@ -834,7 +856,8 @@ export function roundManager (deps: RoundManagerDeps): RoundManager {
             options.onRound?.(summary)
           } catch (err) {
             if (controller.signal.aborted) return
-            if (!(err instanceof UnavailableError)) {
+            // Another round on the model (an operator's, a resumed one) only delays this schedule.
+            if (!(err instanceof UnavailableError) && !(err instanceof RoundRunningError)) {
               try {
                 options.onError?.(err instanceof Error ? err : new Error(String(err)))
               } catch {}

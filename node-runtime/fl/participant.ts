@@ -19,7 +19,7 @@ import { fixedPointParams, encodeUpdate, sampleWeight, cryptoUniform } from '../
 import { clipL2 } from '../../aggregation/dp/clip.ts'
 import { clientNoiseSigma } from '../../aggregation/dp/noise.ts'
 import { checkFinite } from '../../aggregation/validate.ts'
-import { minUploadsOf } from '../../shared/rounds/config.ts'
+import { minUploadsOf, roundScheduleMs } from '../../shared/rounds/config.ts'
 import { sha256 } from '../../shared/crypto/hash.ts'
 import { toBase64, toHex } from '../../shared/crypto/bytes.ts'
 import { sign, type SigningKeyPair } from '../../shared/crypto/sign.ts'
@@ -96,6 +96,9 @@ class RoundEndedError extends Error {
     this.result = result
   }
 }
+
+/** The coordinator said this runtime is not (or no longer) in the round: nothing to decline. */
+class LeftOutError extends Error {}
 
 function wsUrl (base: string): string {
   const u = new URL('/v1/rounds/ws', base)
@@ -281,6 +284,12 @@ export function createParticipant (options: ParticipantOptions): Participant {
       }
       case 'error':
         emit({ type: 'error', ...(message.roundId === undefined ? {} : { roundId: message.roundId }), message: message.message })
+        // Left out (a late accept, say) before this runtime uploaded: stop before anything is
+        // trained, recorded as given or sent for a round that would refuse it.
+        if (message.left === true) {
+          const round = current
+          if (round !== undefined && round.config.id === message.roundId && !round.uploaded) round.controller.abort(new LeftOutError(message.message))
+        }
     }
   }
 
@@ -298,13 +307,17 @@ export function createParticipant (options: ParticipantOptions): Participant {
         ? `no data for model ${config.model}`
         : !config.clients.includes(id)
             ? 'not among the selected clients'
-            : sending.has(baseKey(config)) ? `still sending an update from ${config.model}@${config.baseVersion}` : undefined
+            : sending.has(baseKey(config))
+              ? `still sending an update from ${config.model}@${config.baseVersion}`
+              // DP noise per client is sized for minUploads honest ones (clientNoiseSigma): more than
+              // the round selected would shrink it below what the round claims.
+              : minUploadsOf(config) > config.clients.length ? `the offer counts on ${minUploadsOf(config)} uploads from ${config.clients.length} selected clients` : undefined
     if (reason !== undefined) {
       decline(config.id, reason)
       return
     }
     const controller = new AbortController()
-    const budget = config.deadlines.acceptMs + config.deadlines.setupMs + config.deadlines.trainMs + config.deadlines.unmaskMs + ROUND_SLACK_MS
+    const budget = roundScheduleMs(config) + ROUND_SLACK_MS
     const timer = setTimeout(() => controller.abort(new TimeoutError(`round ${config.id} overran its deadlines (${budget} ms)`)), budget)
     let resolveResult: (m: Extract<ServerMessage, { type: 'result' }>) => void = () => {}
     const result = new Promise<Extract<ServerMessage, { type: 'result' }>>(resolve => { resolveResult = resolve })
@@ -357,6 +370,7 @@ export function createParticipant (options: ParticipantOptions): Participant {
         const message = err instanceof BlockfedError ? err.message : `round ${config.id}: ${(err as Error).message}`
         // Said at once, so that the round stops waiting for this client instead of running into
         // its training deadline.
+        if (err instanceof LeftOutError) return
         if (!round.uploaded) send({ type: 'decline', roundId: config.id, reason: message.slice(0, 500) })
         emit({ type: 'error', roundId: config.id, message })
       } finally {

@@ -162,6 +162,19 @@ export function checkRoundRequest (request: RoundRequest): void {
   if (request.dp !== null) throw new InvalidInputError('meanMix cannot be combined with dp: the class statistics in the update would need noise of their own')
 }
 
+/**
+ * The longest the coordinator's gates keep a round of `config` waiting on its clients
+ * (coordinator/rounds): the accept gate; masking's two setup gates, AdvertiseKeys then ShareKeys
+ * (secure/masking.ts), one setup deadline otherwise; the upload gate; and the unmask phase, whose
+ * consistency and unmask requests share one unmask deadline, plus half of one in which clients
+ * reconnect to a coordinator restarted meanwhile (rounds.ts, resume). A client that gives up
+ * sooner can leave a round that was still going to finish.
+ */
+export function roundScheduleMs (config: Pick<RoundConfig, 'deadlines' | 'secure'>): number {
+  const { acceptMs, setupMs, trainMs, unmaskMs } = config.deadlines
+  return acceptMs + (config.secure.mode === 'masking' ? 2 : 1) * setupMs + trainMs + 1.5 * unmaskMs
+}
+
 /** Fewer uploads than this and the round fails; also the honest-client count DP noise assumes. */
 export function minUploadsOf (config: Pick<RoundConfig, 'selection' | 'clients'>): number {
   return config.selection.minUploads ?? Math.max(2, Math.ceil(config.clients.length / 2))

@@ -76,7 +76,8 @@ export const serverMessageSchema = z.discriminatedUnion('type', [
     version: z.number().int().positive().nullable(),
     reason: z.string().max(2000).nullable()
   }).strict(),
-  z.object({ type: z.literal('error'), roundId: roundId.optional(), message: z.string().max(2000) }).strict()
+  /** `left`: the round does not (or no longer) count on this client, which stops its own work for it. */
+  z.object({ type: z.literal('error'), roundId: roundId.optional(), message: z.string().max(2000), left: z.literal(true).optional() }).strict()
 ])
 export type ServerMessage = z.infer<typeof serverMessageSchema>
 

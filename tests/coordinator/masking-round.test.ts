@@ -12,11 +12,12 @@ import { createMaskingClient, type MaskingClient } from '../../aggregation/secag
 import { generateSigningKey } from '../../shared/crypto/sign.ts'
 import { fromHex, toHex } from '../../shared/crypto/bytes.ts'
 import { graphConfig } from '../../shared/rounds/secagg-graph.ts'
-import { roundConfigSchema, type RoundConfig } from '../../shared/rounds/config.ts'
+import { roundConfigSchema, roundScheduleMs, type RoundConfig } from '../../shared/rounds/config.ts'
 import type { AcceptedUpload, RoundIo, SecureRoundServer } from '../../coordinator/rounds/secure/types.ts'
 import { fixedPointParams } from '../../aggregation/fixed-point.ts'
 
 const LONG_MS = 600_000
+const sleep = async (ms: number): Promise<void> => await new Promise(resolve => setTimeout(resolve, ms))
 const VECTOR = 8
 
 function round (n: number, unmaskMs = LONG_MS, graph: 'sparse' | 'complete' = 'sparse'): { config: RoundConfig, clients: Map<string, MaskingClient> } {
@@ -112,6 +113,34 @@ describe('masking round on the coordinator', () => {
     await server.message(ids[3] as string, await (clients.get(ids[3] as string) as MaskingClient).advertise())
     // With setupMs at ten minutes, this resolves only if no gate waited for the early three.
     expect(await setup).toEqual(ids)
+  })
+
+  it('can take two setup deadlines, one per setup gate, which the clients\' round budget counts (roundScheduleMs)', async () => {
+    const base = round(4)
+    const config = { ...base.config, deadlines: { ...base.config.deadlines, setupMs: 1000 } }
+    const { clients } = base
+    const ids = config.clients
+    const server = await maskingServer(config, null)
+    // Every client answers each setup step after 600 ms: late, within each gate's deadline.
+    const slow = 600
+    const replies: Array<Promise<void>> = []
+    const channel: RoundIo = {
+      signal: new AbortController().signal,
+      send (to, payload) {
+        if ((payload as { type: string }).type !== 'secagg/roster') return
+        replies.push(sleep(slow).then(async () => { await server.message(to, await (clients.get(to) as MaskingClient).shareKeys(payload as never)) }))
+      }
+    }
+    const started = performance.now()
+    const setup = server.setup(ids, channel)
+    await sleep(slow)
+    for (const id of ids) await server.message(id, await (clients.get(id) as MaskingClient).advertise())
+    expect(await setup).toEqual(ids)
+    const took = performance.now() - started
+    await Promise.all(replies)
+    expect(took).toBeGreaterThan(config.deadlines.setupMs)
+    const { acceptMs, trainMs, unmaskMs } = config.deadlines
+    expect(roundScheduleMs(config) - acceptMs - trainMs - 1.5 * unmaskMs).toBeGreaterThanOrEqual(took)
   })
 
   it('needs the clients until every unmask share is in, and not after', async () => {

@@ -6,7 +6,8 @@
  */
 import { describe, it, expect, beforeAll, afterAll } from 'vitest'
 import { mkdtemp, rm } from 'node:fs/promises'
-import { connect } from 'node:net'
+import { connect, createServer, type AddressInfo } from 'node:net'
+import { readFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import WebSocket from 'ws'
@@ -28,6 +29,10 @@ const events: RoundEvent[] = []
 const sleep = async (ms: number): Promise<void> => await new Promise(resolve => setTimeout(resolve, ms))
 async function untilState (roundId: string, state: string): Promise<void> {
   for (let i = 0; i < 500 && !events.some(e => e.type === 'state' && e.roundId === roundId && e.state === state); i++) await sleep(20)
+}
+
+async function roundStatus (id: string): Promise<{ clients: Array<{ clientId: string, status: string }> }> {
+  return await (await fetch(`${at}/v1/rounds/${id}`, { headers: { authorization: `Bearer ${c.adminToken}` } })).json() as { clients: Array<{ clientId: string, status: string }> }
 }
 
 beforeAll(async () => {
@@ -104,6 +109,87 @@ describe('declines and progress', () => {
       expect(Date.now() - begun).toBeLessThan(20_000)
       const status = await (await fetch(`${at}/v1/rounds/${config.id}`, { headers: { authorization: `Bearer ${c.adminToken}` } })).json() as { clients: Array<{ client: string, status: string }> }
       expect(status.clients).toEqual(expect.arrayContaining([{ clientId: a.id, status: 'uploaded' }, { clientId: quitter.id, status: 'dropped' }]))
+    } finally {
+      for (const client of clients) client.close()
+    }
+  })
+})
+
+describe('clients the round no longer counts on', () => {
+  it('refuses an upload from a client that withdrew, telling it it is out; the round goes on without it', async () => {
+    const clients = [await rawClient(at, token, ['mnist']), await rawClient(at, token, ['mnist']), await rawClient(at, token, ['mnist'])]
+    try {
+      const started = await c.rounds.start({ model: 'mnist', trainable: ['head'], secure: { mode: 'none' }, selection: { minClients: 3, minUploads: 2 }, deadlines: { trainMs: 60_000 } })
+      await untilState(started.id, 'collecting')
+      const [a, b, quitter] = clients as [RawClient, RawClient, RawClient]
+      const config = a.offers.find(o => o.id === started.id) as RoundConfig
+      const update = new Uint32Array(config.vectorLength)
+      update[update.length - 1] = Math.round(0.02 * config.fixedPoint.weightScale)
+      const header = { roundId: config.id, baseVersion: config.baseVersion, encoding: 'ring-u32le' as const }
+      await a.upload(header, new Uint8Array(update.buffer))
+      quitter.sendJson({ type: 'decline', roundId: config.id, reason: 'local data unavailable' })
+      for (let i = 0; i < 500 && !(await roundStatus(config.id)).clients.some(x => x.clientId === quitter.id && x.status === 'dropped'); i++) await sleep(20)
+      await quitter.upload(header, new Uint8Array(update.buffer))
+      expect(await quitter.next(m => m.type === 'error' && m.roundId === config.id)).toMatchObject({ message: expect.stringMatching(/withdrew or was dropped/), left: true })
+      await b.upload(header, new Uint8Array(update.buffer))
+      expect(await a.next(m => m.type === 'result' && m.roundId === config.id, 20_000)).toMatchObject({ state: 'published' })
+      const status = await roundStatus(config.id)
+      expect(status.clients).toEqual(expect.arrayContaining([{ clientId: quitter.id, status: 'dropped' }]))
+      expect(events.filter(e => e.type === 'upload' && e.roundId === config.id).map(e => (e as { clientId: string }).clientId).sort()).toEqual([a.id, b.id].sort())
+    } finally {
+      for (const client of clients) client.close()
+    }
+  })
+
+  it('a runtime whose accept comes too late stops at once: it neither trains, records nor sends an update', async () => {
+    // Frames from the runtime reach the coordinator 1 s late once `delayed` is set.
+    const target = new URL(at)
+    let delayed = false
+    const proxy = createServer(down => {
+      const up = connect(Number(target.port), target.hostname)
+      down.on('data', chunk => { if (delayed) setTimeout(() => up.write(chunk), 1000); else up.write(chunk) })
+      up.on('data', chunk => down.write(chunk))
+      const end = (): void => { up.destroy(); down.destroy() }
+      for (const s of [up, down]) { s.on('close', end); s.on('error', end) }
+    })
+    await new Promise<void>(resolve => proxy.listen(0, '127.0.0.1', resolve))
+    const dir = join(root, 'late-accept')
+    const [late] = await startParticipants(`http://127.0.0.1:${(proxy.address() as AddressInfo).port}`, token, dir, 1, { size: 40 })
+    const others = [await rawClient(at, token, ['mnist']), await rawClient(at, token, ['mnist'])]
+    try {
+      if (late === undefined) throw new Error('no runtime')
+      delayed = true
+      const started = await c.rounds.start({ model: 'mnist', trainable: ['head'], secure: { mode: 'none' }, selection: { minClients: 3, minUploads: 2 }, deadlines: { acceptMs: 300, trainMs: 60_000 } })
+      await untilState(started.id, 'collecting')
+      for (let i = 0; i < 500 && !late.events.some(e => e.type === 'error' && e.roundId === started.id); i++) await sleep(20)
+      expect(late.events.find(e => e.type === 'error' && e.roundId === started.id)).toMatchObject({ message: expect.stringMatching(/acceptances are closed/) })
+      // Done with the round ('bytes' ends a round's work) while it still collects from the others,
+      // having trained nothing and sent nothing (it trained on and uploaded, refused, before).
+      for (let i = 0; i < 250 && !late.events.some(e => e.type === 'bytes' && e.roundId === started.id); i++) await sleep(20)
+      expect(late.events.filter(e => 'roundId' in e && e.roundId === started.id).map(e => e.type)).toEqual(['offer', 'error', 'bytes'])
+      expect(events.some(e => e.type === 'state' && e.roundId === started.id && e.state !== 'open' && e.state !== 'collecting')).toBe(false)
+      await expect(readFile(join(dir, 'runtime-0', 'updates-given.json'), 'utf8')).rejects.toThrow(/ENOENT/)
+      const config = others[0]?.offers.find(o => o.id === started.id) as RoundConfig
+      const update = new Uint32Array(config.vectorLength)
+      update[update.length - 1] = Math.round(0.02 * config.fixedPoint.weightScale)
+      for (const o of others) await o.upload({ roundId: config.id, baseVersion: config.baseVersion, encoding: 'ring-u32le' }, new Uint8Array(update.buffer))
+      expect(await others[0]?.next(m => m.type === 'result' && m.roundId === config.id, 20_000)).toMatchObject({ state: 'published' })
+      expect(events.filter(e => e.roundId === config.id && 'clientId' in e && e.clientId === late.participant.id).map(e => e.type)).not.toContain('rejected')
+    } finally {
+      for (const o of others) o.close()
+      if (late !== undefined) await stopParticipants([late])
+      proxy.close()
+    }
+  })
+})
+
+describe('selection', () => {
+  it('starts no round that selects fewer clients than its minUploads (it could only fail, and clients size their DP noise for minUploads)', async () => {
+    const clients = [await rawClient(at, token, ['mnist']), await rawClient(at, token, ['mnist'])]
+    try {
+      const start = c.rounds.start({ model: 'mnist', trainable: ['head'], secure: { mode: 'none' }, selection: { minClients: 2, minUploads: 3 } })
+      await expect(start).rejects.toThrow(TooFewClientsError)
+      await expect(start).rejects.toThrow(/2 eligible client\(s\) connected, at least 3 needed \(selection\.minUploads\)/)
     } finally {
       for (const client of clients) client.close()
     }

@@ -62,3 +62,92 @@ it('refuses a new round of a model while a round of it left by the last start is
   // Recovered (failed here, with no base model): the model is free; the start now gets as far as the base lookup.
   await expect(manager.start(request)).rejects.not.toThrow(ConflictError)
 })
+
+/** A store holding one round of model `m` left at `state` with two uploads, and the manager's stub deps. */
+async function leftRound (mode: 'none' | 'paillier', unmaskMs = 20_000): Promise<{ store: ReturnType<typeof roundStore>, config: ReturnType<typeof roundConfigSchema.parse> }> {
+  const dir = await mkdtemp(join(root ?? tmpdir(), `left-${mode}-`))
+  const db = openDatabase(join(dir, 'c.sqlite'))
+  opened.push(db)
+  db.db.prepare('INSERT INTO models (name, format, created_at) VALUES (\'m\', \'tfjs-layers\', ?)').run(new Date().toISOString())
+  const store = roundStore(db)
+  const ids = ['a', 'b'].map(c => c.repeat(64))
+  const config = roundConfigSchema.parse({
+    model: 'm', id: 'r_00000000000000bb', baseVersion: 1, manifestCid: 'bafyexampleexample', trainable: ['x'], tensors: ['x'],
+    vectorLength: 9, clients: ids, fixedPoint: fixedPointParams({ clip: 1, clients: 2 }), seed: '00'.repeat(32), secure: { mode, graph: 'sparse' }, deadlines: { unmaskMs }
+  })
+  store.create(config)
+  store.transition(config.id, 'collecting')
+  store.transition(config.id, 'unmasking')
+  for (const id of ids) {
+    // Paillier's are the stub's to read; a plain sum reads real fixed-point updates.
+    const payload = mode === 'paillier' ? new Uint8Array(8) : new Uint8Array(encodeUpdate(new Float32Array(8).fill(0.01), { params: config.fixedPoint, weight: sampleWeight({ samples: 10, sampleCap: config.sampleCap }), random: cryptoUniform() }).buffer)
+    store.putUpload(config.id, id, { payload, signature: '' })
+  }
+  return { store, config }
+}
+const opened: Database[] = []
+afterAll(() => { for (const db of opened) db.close() })
+
+it('gives a recovered Paillier sum the decryptor call\'s own time, not the unmask deadline', async () => {
+  const { store, config } = await leftRound('paillier', 300)
+  let summed = false
+  const manager = roundManager({
+    store,
+    repo: {} as never,
+    hub: () => ({ get: () => undefined, clients: () => [] }) as never,
+    publish: async () => { throw new Error('unreached') },
+    readBase: async () => { throw new Error('no base model in this test (the sum was done)') },
+    // Stands for the decryptor: takes longer than unmaskMs, and stops if its call is aborted.
+    secureServer: async () => ({
+      mode: 'paillier',
+      uploadBytes: 8,
+      setup: async a => a,
+      message () {},
+      checkUpload () {},
+      drop () {},
+      snapshot: () => null,
+      needsClients: () => false,
+      sum: async (_uploads, io) => await new Promise((resolve, reject) => {
+        const timer = setTimeout(() => {
+          summed = true
+          const sum = new Uint32Array(9)
+          sum[8] = config.fixedPoint.weightScale
+          resolve(sum)
+        }, 3 * config.deadlines.unmaskMs)
+        io.signal.addEventListener('abort', () => { clearTimeout(timer); reject(new Error('decryptor call aborted')) }, { once: true })
+      })
+    })
+  })
+  const [recovered] = await manager.recover()
+  expect(summed).toBe(true)
+  expect(recovered?.reason).toMatch(/the sum was done/)
+})
+
+it('keeps a schedule going while another round holds its model, instead of ending it', async () => {
+  const { store } = await leftRound('none')
+  let release: () => void = () => {}
+  const held = new Promise<void>(resolve => { release = resolve })
+  let asked = false
+  const manager = roundManager({
+    store,
+    repo: {} as never,
+    hub: () => ({ get: () => undefined, clients: () => [] }) as never,
+    publish: async () => { throw new Error('unreached') },
+    readBase: async () => { asked = true; await held; throw new Error('no base model in this test') },
+    secureServer: async c => plainServer(c)
+  })
+  const recovered = manager.recover()
+  for (let i = 0; i < 200 && !asked; i++) await new Promise(resolve => setTimeout(resolve, 10))
+  const errors: Error[] = []
+  const schedule = manager.schedule({ model: 'm', trainable: ['x'], secure: { mode: 'none' } }, { pauseMs: 20, onError: err => errors.push(err) })
+  await new Promise(resolve => setTimeout(resolve, 200))
+  // Several tries met the recovered round; none ended the schedule.
+  expect(errors).toEqual([])
+  release()
+  await recovered
+  for (let i = 0; i < 200 && errors.length === 0; i++) await new Promise(resolve => setTimeout(resolve, 10))
+  // Past the recovery the schedule got as far as the base lookup, which this test has none for.
+  expect(errors).toHaveLength(1)
+  expect(errors[0]).not.toBeInstanceOf(ConflictError)
+  await schedule.stop()
+})

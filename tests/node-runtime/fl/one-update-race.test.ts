@@ -199,3 +199,32 @@ it('says its record in its hello, and declines an offer from a base it uploaded 
     await worker.terminate()
   }
 })
+
+it('declines an offer that counts on more uploads than it selected clients (its DP noise would be sized for clients that are not there)', async () => {
+  const masking = await maskingOffer()
+  const template = { ...masking, selection: { ...masking.selection, minUploads: 50 } }
+  const dir = join(root, 'inflated-min-uploads')
+  await mkdir(dir, { recursive: true })
+  const identity = await clientIdentity(dir)
+  const seen: Array<Record<string, unknown>> = []
+  const { worker, port } = await fakeCoordinator(DEAF, toHex(identity.publicKey), template, seen)
+  const participant = createParticipant({
+    url: `http://127.0.0.1:${port}`,
+    token,
+    identity,
+    stateDir: dir,
+    models: { mnist: { data: () => mnistSlice(0, 10) } },
+    fetchVersion: async () => { throw new Error('a refused offer fetches nothing') },
+    secureClient: secureClients()
+  })
+  try {
+    await participant.start()
+    const deadline = Date.now() + 10_000
+    while (!seen.some(m => m.type === 'decline') && Date.now() < deadline) await new Promise(resolve => setTimeout(resolve, 20))
+    expect(seen.filter(m => m.type === 'accept')).toEqual([])
+    expect(seen.find(m => m.type === 'decline')).toMatchObject({ roundId: A, reason: 'the offer counts on 50 uploads from 2 selected clients' })
+  } finally {
+    await participant.stop()
+    await worker.terminate()
+  }
+})
