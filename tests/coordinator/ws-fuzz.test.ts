@@ -302,7 +302,7 @@ describe('round A, mode none: offered → accepted → collecting → uploaded �
     const h2 = await open('h2')
     const wd = await open('withdrawer')
     const early = await open('early')
-    const started = await c.rounds.start({ model: 'mnist', trainable: ['head'], secure: { mode: 'none' }, selection: { minClients: 5, maxClients: 5 }, deadlines: { acceptMs: 600_000, trainMs: 600_000 } })
+    const started = await c.rounds.start({ model: 'mnist', trainable: ['head'], secure: { mode: 'none' }, selection: { minClients: 5, maxClients: 5, minUploads: 2 }, deadlines: { acceptMs: 600_000, trainMs: 600_000 } })
     const config = await offerOf(evil, started.id)
     expect(config.clients).toContain(evil.id)
     const base = config.baseVersion
@@ -385,11 +385,12 @@ describe('round A, mode none: offered → accepted → collecting → uploaded �
       { name: 'upload for the other round', frame: await evil.uploadFrame({ roundId: other?.id as string, baseVersion: base, encoding: 'ring-u32le' }, valid), names: /not a participant of round/ }
     ], 'collecting')
 
-    // A second connection with h1's key while h1 is in the round: the first is replaced (4002), the second uploads.
+    // A second connection with h1's key while h1 is in the round: the first is replaced (4002), and
+    // h1 is dropped with it, as with any lost connection; the second is told so when it uploads.
     const h1b = await open('h1-second', { identity: h1.identity })
     expect(await h1.closed).toEqual({ code: 4002, reason: 'replaced by a newer connection of the same client' })
-    h1b.send(await up(h1b))
-    await untilEvent(e => e.type === 'upload' && e.roundId === config.id && e.clientId === h1.id, 10_000)
+    await batch(h1b, [{ name: 'upload after its connection was replaced', frame: await up(h1b), names: /withdrew or was dropped from round/ }], 'replaced')
+    expect(h1b.received.some(r => r.json?.type === 'error' && r.json.roundId === config.id && r.json.left === true)).toBe(true)
 
     evil.send(await up(evil))
     await untilEvent(e => e.type === 'upload' && e.roundId === config.id && e.clientId === evil.id, 10_000)
@@ -413,7 +414,7 @@ describe('round A, mode none: offered → accepted → collecting → uploaded �
     const wdStatus = status.clients.find(x => x.clientId === wd.id)?.status
     if (wdStatus !== 'dropped') failures.push(`[round A] the withdrawn client is stored as '${String(wdStatus)}', not 'dropped'`)
     for (const p of [h1b, h2, wd]) p.close()
-    expect(failures.filter(f => /^\[(offered|accepted|collecting|uploaded|after end)\]/.test(f))).toEqual([])
+    expect(failures.filter(f => /^\[(offered|accepted|collecting|replaced|uploaded|after end)\]/.test(f))).toEqual([])
   })
 })
 
