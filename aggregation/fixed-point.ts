@@ -79,7 +79,8 @@ function checkParams (params: FixedPointParams, where: string): void {
 
 /**
  * x·scale rounded to an integer stochastically — up with probability equal to the fractional
- * part, so E[result] = x·scale exactly — after clipping x to [−clip, clip]; stored mod 2^32.
+ * part, so E[result] = x·scale exactly — after clipping x to [−clip, clip] (no clipping for
+ * clip = Infinity); stored mod 2^32.
  */
 function encodeInto (out: Uint32Array, values: ArrayLike<number>, clip: number, scale: number, random: () => number, what: string): void {
   for (let i = 0; i < values.length; i++) {
@@ -146,11 +147,21 @@ export interface UpdateEncoding {
   /**
    * Distributed DP (see dp/noise.ts): clip the delta to L2 norm `l2Clip`, weight it, then add
    * N(0, sigma²) to every coordinate (sigma from `clientNoiseSigma`). Noise goes on after the
-   * weight so that the sum carries the full planned noise whatever the weights are. Choose
-   * `params.clip` a few sigma above the largest coordinate expected, or the per-coordinate clip
-   * cuts noise tails (harmless for privacy — it is post-processing — but it biases the sum).
+   * weight so that the sum carries the full planned noise whatever the weights are.
+   *
+   * `secureSum`: the update reaches the coordinator only inside a secure sum, whose privacy is
+   * the sum's noise. Then each weighted coordinate is clipped to ±`params.clip` before the noise,
+   * and the noisy value is not clipped again but reduced mod 2^32 as it is (the modular clipping
+   * of Kairouz, Liu & Steinke 2021, §4): the ring sum is the true noisy sum mod 2^32, a
+   * post-processing of the Gaussian sum the accountant charges for. Clipping each client's noisy
+   * value made the sum one of per-client truncated noise, which that accounting does not cover.
+   * The sum reads exactly while |Σ values + Σ noise| stays within the overflow bound: choose
+   * `params.clip` a few noise sigmas above the largest coordinate expected, or a coordinate can
+   * wrap (a wrong sum, which the coordinator's norm check then refuses; no privacy is lost).
+   * Without it (mode none) every upload is seen alone: its clipped noisy values are a
+   * post-processing of its own Gaussian mechanism, and the coordinator checks the clip.
    */
-  dp?: { l2Clip: number, sigma: number }
+  dp?: { l2Clip: number, sigma: number, secureSum?: boolean }
 }
 
 /**
@@ -174,10 +185,12 @@ export function encodeUpdate (delta: Float32Array, { params, weight, random, dp 
     if (!(Number.isFinite(sigma) && sigma >= 0)) throw new RangeError(`encodeUpdate: dp.sigma must be a non-negative finite number, got ${String(sigma)}`)
     const { clipped } = clipL2(delta, l2Clip)
     const gauss = gaussianSampler(random)
-    for (let i = 0; i < values.length; i++) values[i] = weight * (clipped[i] as number) + sigma * gauss()
+    const bound = dp.secureSum === true ? params.clip : Infinity
+    for (let i = 0; i < values.length; i++) values[i] = Math.min(bound, Math.max(-bound, weight * (clipped[i] as number))) + sigma * gauss()
   }
   const out = new Uint32Array(delta.length + 1)
-  encodeInto(out, values, params.clip, params.scale, random, 'delta')
+  // Noisy values of a secure sum are not clipped again (see `dp` above); |value·scale| stays far below 2^53.
+  encodeInto(out, values, dp?.secureSum === true ? Infinity : params.clip, params.scale, random, 'delta')
   const w = weight * params.weightScale
   const f = Math.floor(w)
   out[delta.length] = random() < w - f ? f + 1 : f

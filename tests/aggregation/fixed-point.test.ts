@@ -165,6 +165,28 @@ describe('FedAvg updates (encodeUpdate / decodeMean)', () => {
     expect(Math.abs(Math.sqrt(sq / N) / (2 * sigma) - 1)).toBeLessThan(0.02)
   })
 
+  it('does not clip the noise of an update bound for a secure sum: its noisy coordinates keep their full Gaussian spread, so the sum is the Gaussian sum', () => {
+    // Per-coordinate clip 0.1 = sigma: clipping each noisy value at ±clip (as before) cut the
+    // spread to ≈ 0.66 sigma, and 32% of coordinates sat at the clip.
+    // 8 clients: one client's values read exactly up to ±1 (10 sigma), so nothing wraps here.
+    const params = fixedPointParams({ clip: 0.1, clients: 8 })
+    const sigma = 0.1
+    const N = 50_000
+    const one = decode(encodeUpdate(new Float32Array(N), { params, weight: 1, random: mulberry32(21), dp: { l2Clip: 1, sigma, secureSum: true } }), params).subarray(0, N)
+    let sq = 0
+    let beyond = 0
+    for (const v of one) { sq += v * v; if (Math.abs(v) > params.clip) beyond++ }
+    expect(Math.abs(Math.sqrt(sq / N) / sigma - 1)).toBeLessThan(0.02)
+    // P(|N(0, σ)| > σ) ≈ 31.7%.
+    expect(Math.abs(beyond / N - 0.317)).toBeLessThan(0.01)
+    // The weighted delta itself is still clipped per coordinate before the noise.
+    const { mean } = decodeMean(encodeUpdate(Float32Array.of(0.6, 0.8), { params, weight: 1, random: mulberry32(22), dp: { l2Clip: 1, sigma: 0, secureSum: true } }), params)
+    expect(Array.from(mean, v => Math.round(v * 1e6) / 1e6)).toEqual([0.1, 0.1])
+    // Seen alone by the coordinator (mode none), the noisy values stay within the clip it checks.
+    const plain = decode(encodeUpdate(new Float32Array(N), { params, weight: 1, random: mulberry32(23), dp: { l2Clip: 1, sigma } }), params).subarray(0, N)
+    expect(Math.max(...Array.from(plain, Math.abs))).toBeLessThanOrEqual(params.clip + 1 / params.scale)
+  })
+
   it('clips the delta to l2Clip before weighting when dp is set', () => {
     const params = fixedPointParams({ clip: 10, clients: 2 })
     const delta = Float32Array.of(3, 4) // norm 5
