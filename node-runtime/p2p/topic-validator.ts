@@ -17,23 +17,29 @@
  * connection) where it has one, so that fresh peer ids from one address share it, else its peer
  * id (loopback peers, a cluster on one machine, are each their own).
  *
- * What depends on who handed a message over or who signed it, not on what it says, is checked
- * before gossipsub sees the message (at its per-message entry, `admitBefore` below), not in the
- * validator: gossipsub puts a message in its seen cache, and tells its mesh not to send it
- * (IDONTWANT), before it asks the validator, so a message the validator ignored was a duplicate
- * for 2 minutes (seenTTL) whoever sent it next. A source that had spent its budget, or had
- * spent an author's rate by replaying that author's old messages, could thus keep from this
- * node the next message it was first to relay. Dropped before, such a message is as if never
- * received, and the copy another peer relays later is read as usual. A copy of a message
- * already seen (gossipsub's fast id cache) is neither charged nor checked: gossipsub drops it
- * for a map lookup, and honest meshes hand over every message several times.
+ * The budget is spent before gossipsub sees the message (at its per-message entry,
+ * `admitBefore` below), not in the validator: gossipsub puts a message in its seen cache, and
+ * tells its mesh not to send it (IDONTWANT), before it asks the validator, so a message the
+ * validator ignored is a duplicate for 2 minutes (seenTTL) whoever sends it next. A source that
+ * had spent its budget could thus keep from this node the messages it was first to relay.
+ * Dropped before, an over-budget message is as if never received, and the copy another peer
+ * relays is read as usual. A copy of a message already seen (gossipsub's fast id cache) is not
+ * charged: gossipsub drops it for a map lookup, and honest meshes hand over every message
+ * several times. What a message's author decides (graylisted, over its rate, an old sequence
+ * number) stays in the validator: such a message is stale whoever relays it, and being
+ * ignored there also tells gossipsub's IWANT tracker that it arrived, so the honest peer that
+ * answered our IWANT with it is not penalised for a broken promise (P7, −10 × count²).
  *
- * Replays: an author's messages are taken only in increasing sequence number (the pubsub spec's
+ * Replays: an author's messages are taken in increasing sequence number only (the pubsub spec's
  * "linearly increasing" seqno; gossipsub seeds it from the clock, so it grows across restarts
- * too; kubo's BasicSeqnoValidator does the same), so nobody can spend an author's rate, or pass
- * off a stale filter or announcement, with that author's old signed messages. The newest number
- * is kept for the AUTHORS_KEPT most recently heard authors; one pushed out of that can have old
- * messages taken once more, still within AUTHOR_RATE.
+ * too; kubo's BasicSeqnoValidator does the same). So a relayer cannot spend an author's rate, or
+ * pass off a stale filter or announcement, with that author's old signed messages, once this
+ * node has taken a newer one. The newest number is kept for the AUTHORS_KEPT most recently
+ * heard authors, for SEQNO_MEMORY_MS after it was taken: an author whose clock went back across
+ * a restart is heard again after that, and one pushed out can have old messages taken once more
+ * (still within AUTHOR_RATE). A node that never heard an author takes its replayed old messages
+ * in order until the rate stops them; the next real one is then ignored (and seen-cached), and
+ * the one after, a window later, is taken.
  *
  * What a validator read is kept for the `message` event that follows (the same object), so a
  * filter of up to 256 KB is decoded once.
@@ -42,7 +48,6 @@ import { TopicValidatorResult, type Message } from '@libp2p/gossipsub'
 import type { PeerId } from '@libp2p/interface'
 import { RateLimiter } from '@libp2p/utils'
 import { LRUCache } from 'lru-cache'
-import { base58btc } from 'multiformats/bases/base58'
 import { createTopicScoreParams, validateTopicScoreParams, type TopicScoreParams } from '@libp2p/gossipsub/score'
 import { readTopicMessage, type TopicMessage } from '../../shared/p2p/gossip.ts'
 import { GOSSIP_GRAYLIST_THRESHOLD, type PeerNode } from './peer-node.ts'
@@ -91,6 +96,8 @@ export const SOURCE_RATE = { bytes: 2 << 20, seconds: 10, leastCost: 512 }
 
 /** Authors whose newest sequence number is kept, the most recently heard first (≈ 150 bytes each). */
 export const AUTHORS_KEPT = 16_384
+/** How long an author's newest sequence number is kept after it was taken. */
+export const SEQNO_MEMORY_MS = 5 * 60_000
 
 /**
  * Where gossipsub keeps per-topic score parameters. Its public interface has no way to score a
@@ -157,11 +164,6 @@ function seenCopy (pubsub: PeerNode['services']['pubsub']): (message: ReceivedMe
   }
 }
 
-/** The 64-bit sequence number of a signed message (pubsub spec: 8 bytes, big-endian); undefined otherwise. */
-function seqnoOf (bytes: Uint8Array | undefined): bigint | undefined {
-  return bytes?.length === 8 ? new DataView(bytes.buffer, bytes.byteOffset, 8).getBigUint64(0) : undefined
-}
-
 /** A peer's gossipsub score (getScore is on the GossipSub class, not on its exported interface). */
 function scoreOf (pubsub: PeerNode['services']['pubsub']): (peer: string) => number {
   const scored = pubsub as unknown as { getScore?: (peer: string) => number }
@@ -192,7 +194,7 @@ export function topicValidation (pubsub: PeerNode['services']['pubsub'], options
   // Only valid messages count (invalid ones are P4's), but one over the limit is not even read.
   const rate = new RateLimiter({ points: AUTHOR_RATE.messages, duration: AUTHOR_RATE.seconds, keyPrefix: '' })
   const sourceRate = new RateLimiter({ points: SOURCE_RATE.bytes, duration: SOURCE_RATE.seconds, keyPrefix: '' })
-  const newest = new LRUCache<string, bigint>({ max: AUTHORS_KEPT })
+  const newest = new LRUCache<string, bigint>({ max: AUTHORS_KEPT, ttl: SEQNO_MEMORY_MS })
   const seen = seenCopy(pubsub)
   const admit: Admit = (from, message) => {
     if (!topics.has(message.topic) || seen(message)) return true
@@ -201,32 +203,27 @@ export function topicValidation (pubsub: PeerNode['services']['pubsub'], options
     if ((sourceRate.get(source)?.consumedPoints ?? 0) + cost > SOURCE_RATE.bytes) return false
     // Spent before anything is read, valid or not, so the budget bounds what the reading costs.
     sourceRate.consume(source, cost)
-    if (message.from === undefined) return true // unsigned: gossipsub's signature policy refuses it
-    // Not yet verified: a forged `from` can only get its own message dropped here.
-    const author = base58btc.baseEncode(message.from)
-    return !stale(author, message.topic, seqnoOf(message.seqno))
-  }
-  /** An author's message this node would not take: graylisted author, author over its rate, or not newer than its newest taken. */
-  const stale = (author: string, topic: string, seqno: bigint | undefined): boolean => {
-    if (score(author) < GOSSIP_GRAYLIST_THRESHOLD) return true
-    const key = `${author} ${topic}`
-    if ((rate.get(key)?.consumedPoints ?? 0) >= AUTHOR_RATE.messages) return true
-    const last = newest.get(key)
-    return seqno !== undefined && last !== undefined && seqno <= last
+    return true
   }
   let removeAdmit: (() => void) | undefined
   const validate = (_from: PeerId, message: Message): TopicValidatorResult => {
-    const signed = message.type === 'signed' ? { author: message.from.toString(), seqno: message.sequenceNumber } : undefined
-    // Checked again now the signature is: another copy may have been taken meanwhile.
-    if (signed !== undefined && stale(signed.author, message.topic, signed.seqno)) return TopicValidatorResult.Ignore
+    let key: string | undefined
+    if (message.type === 'signed') {
+      const author = message.from.toString()
+      if (score(author) < GOSSIP_GRAYLIST_THRESHOLD) return TopicValidatorResult.Ignore
+      key = `${author} ${message.topic}`
+      const last = newest.peek(key)
+      if (last !== undefined && message.sequenceNumber <= last) return TopicValidatorResult.Ignore
+      if ((rate.get(key)?.consumedPoints ?? 0) >= AUTHOR_RATE.messages) return TopicValidatorResult.Ignore
+    }
     try {
       read.set(message, readTopicMessage(message.topic, message.data))
     } catch {
       return TopicValidatorResult.Reject
     }
-    if (signed !== undefined) {
-      rate.consume(`${signed.author} ${message.topic}`)
-      newest.set(`${signed.author} ${message.topic}`, signed.seqno)
+    if (message.type === 'signed' && key !== undefined) {
+      rate.consume(key)
+      newest.set(key, message.sequenceNumber)
     }
     return TopicValidatorResult.Accept
   }
