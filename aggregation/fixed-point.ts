@@ -155,9 +155,10 @@ export interface UpdateEncoding {
    * of Kairouz, Liu & Steinke 2021, §4): the ring sum is the true noisy sum mod 2^32, a
    * post-processing of the Gaussian sum the accountant charges for. Clipping each client's noisy
    * value made the sum one of per-client truncated noise, which that accounting does not cover.
-   * The sum reads exactly while |Σ values + Σ noise| stays within the overflow bound: choose
-   * `params.clip` a few noise sigmas above the largest coordinate expected, or a coordinate can
-   * wrap (a wrong sum, which the coordinator's norm check then refuses; no privacy is lost).
+   * The sum reads exactly while |Σ values + Σ noise| stays within the overflow bound, so
+   * `params.clip` must leave room for the noise: a round's parameters leave 7 noise sigmas
+   * (coordinator/rounds/fixed-point.ts). A coordinate that wrapped anyway would be a wrong sum
+   * (not a privacy loss), which a norm check does not reliably catch.
    * Without it (mode none) every upload is seen alone: its clipped noisy values are a
    * post-processing of its own Gaussian mechanism, and the coordinator checks the clip.
    */

@@ -22,6 +22,7 @@ import { BlockfedError, ConflictError, InvalidInputError, NotFoundError, Unavail
 import { afterUpload, newestGiven, repeatsBase, uploadOf } from '../../shared/rounds/one-update.ts'
 import type { IngestResult } from '../../shared/client/api-schemas.ts'
 import { fixedPointParams, decodeMean } from '../../aggregation/fixed-point.ts'
+import { roundFixedPoint } from './fixed-point.ts'
 import { signedManifestOf, type Repository } from '../store/repository.ts'
 import type { PublishOptions } from '../ingest/ingest.ts'
 import type { NormalisedModel, TensorInfo } from '../../shared/model/types.ts'
@@ -401,7 +402,7 @@ export function roundManager (deps: RoundManagerDeps): RoundManager {
   async function configure (request: RoundRequest, base: ReturnType<typeof roundBase>, selected: string[]): Promise<RoundConfig> {
     const { row, layout, units } = base
     const clients = [...selected].sort()
-    const fixedPoint = fixedPointParams({ clip: request.clip, clients: clients.length })
+    const fixedPoint = roundFixedPoint(request, clients)
     // NaiveMix: offer the pooled class means once gathered; until then this round gathers them.
     const mix = request.meanMix
     const stored = mix === null ? undefined : deps.store.classMeans(request.model, mix.classes, mix.features)
