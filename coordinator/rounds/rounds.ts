@@ -228,11 +228,15 @@ export function roundManager (deps: RoundManagerDeps): RoundManager {
     }
   }
 
-  function dropClient (round: ActiveRound, clientId: string): void {
+  function dropClient (round: ActiveRound, clientId: string, why?: string): void {
     if (round.dropped.has(clientId)) return
     round.dropped.add(clientId)
     round.secure.drop(clientId)
     if (!round.uploads.has(clientId)) deps.store.setClient(round.config.id, clientId, 'dropped')
+    // Told at once when still connected (a late uploader, say), so it stops training for nothing.
+    if (why !== undefined && !round.uploads.has(clientId) && !round.receiving.has(clientId)) {
+      deps.hub().get(clientId)?.send({ type: 'error', roundId: round.config.id, message: `round ${round.config.id}: ${why}; the round goes on without this client`, left: true })
+    }
     // An upload being checked arrived whole before the loss: the round waits for its check (the
     // upload handler settles the gate), or a client that uploads and leaves at once would lose an
     // upload it has recorded as given (found in CI: 3 of 4 uploads counted).
@@ -362,7 +366,8 @@ export function roundManager (deps: RoundManagerDeps): RoundManager {
       round.waiting?.gate.settle(client.id)
     },
     progress (round, client, m) {
-      if (!round.accepted.has(client.id) || round.uploads.has(client.id) || round.receiving.has(client.id) || round.dropped.has(client.id)) {
+      if (round.dropped.has(client.id) && !round.uploads.has(client.id)) throw withRound(new InvalidInputError(`round ${round.config.id}: this client withdrew or was dropped`), round.config.id, { left: true })
+      if (!round.accepted.has(client.id) || round.uploads.has(client.id) || round.receiving.has(client.id)) {
         throw withRound(new InvalidInputError(`round ${round.config.id}: progress only between accept and upload`), round.config.id)
       }
       if (m.loss !== null) round.losses.set(client.id, m.loss)
@@ -370,7 +375,7 @@ export function roundManager (deps: RoundManagerDeps): RoundManager {
     },
     async secagg (round, client, m) {
       // Offered is not enough: a client that declined, or did not accept in time, must not join the setup (the roster).
-      if (!round.accepted.has(client.id) || round.dropped.has(client.id)) throw withRound(new InvalidInputError(`round ${round.config.id}: secure-aggregation messages only from clients that accepted the round and are still in it`), round.config.id)
+      if (!round.accepted.has(client.id) || round.dropped.has(client.id)) throw withRound(new InvalidInputError(`round ${round.config.id}: secure-aggregation messages only from clients that accepted the round and are still in it`), round.config.id, round.dropped.has(client.id) ? { left: true } : {})
       try {
         await round.secure.message(client.id, m.payload)
         if (round.persistWhenComplete === true && !round.secure.needsClients()) {
@@ -643,6 +648,7 @@ export function roundManager (deps: RoundManagerDeps): RoundManager {
       deps.store.saveSecureState(config.id, round.secure.snapshot())
       if (ready.length < minUploads) throw new RoundFailure(`${ready.length} client(s) completed secure-aggregation setup, at least ${minUploads} needed`)
       for (const id of ready) round.allowed.add(id)
+      for (const id of accepted) if (!round.allowed.has(id)) dropClient(round, id, 'it did not complete the secure-aggregation setup in time')
       transition(round, 'collecting')
       round.waiting = { kind: 'upload', gate: gate(ready.filter(id => !round.dropped.has(id)), config.deadlines.trainMs, controller.signal) }
       round.openUploads()
@@ -650,7 +656,7 @@ export function roundManager (deps: RoundManagerDeps): RoundManager {
       round.waiting = undefined
       throwIfAborted(controller)
       const late = ready.filter(id => !round.uploads.has(id))
-      for (const id of late) dropClient(round, id)
+      for (const id of late) dropClient(round, id, 'no upload before the training deadline')
       if (round.uploads.size < minUploads) throw new RoundFailure(`${round.uploads.size} upload(s) before the deadline, at least ${minUploads} needed`)
       transition(round, 'unmasking')
       deps.store.saveSecureState(config.id, round.secure.snapshot())
@@ -810,6 +816,7 @@ export function roundManager (deps: RoundManagerDeps): RoundManager {
       const uploads = read ?? deps.store.uploads(row.id)
       const participants = { offered: row.config.clients.length, accepted: 0, uploaded: uploads.size, dropped: row.config.clients.length - uploads.size }
       const minUploads = minUploadsOf(row.config)
+      let summing = false
       try {
         if (row.state === 'open') throw new RoundFailure('the coordinator restarted before uploads began')
         if (uploads.size < minUploads) throw new RoundFailure(`the coordinator restarted with ${uploads.size} upload(s) accepted, at least ${minUploads} needed`)
@@ -819,15 +826,21 @@ export function roundManager (deps: RoundManagerDeps): RoundManager {
         const controller = new AbortController()
         // A Paillier sum is the decryptor's work, under the call's own deadline as in a live round
         // (secure/paillier.ts: minutes for a large model); a masking sum needs no client any more.
+        // stop() ends either at once.
         const timer = row.config.secure.mode === 'paillier' ? undefined : setTimeout(() => controller.abort(), row.config.deadlines.unmaskMs)
+        recoveries.add(controller)
+        if (stopping) controller.abort(stopReason)
+        summing = true
         try {
           const send: RoundIo['send'] = (clientId, payload) => deps.hub().get(clientId)?.send({ type: 'secagg', roundId: row.id, payload })
           await aggregateAndPublish(row.config, uploads, secure, { send, signal: controller.signal }, { offered: row.config.clients.length, recovered: 1, dropped: row.config.clients.length - uploads.size })
         } finally {
           clearTimeout(timer)
+          recoveries.delete(controller)
         }
       } catch (err) {
-        fail(row.id, reasonOf(err))
+        // Stopped meanwhile: left for the next start again, as a live round stopped mid-sum is.
+        if (!(stopping && summing)) fail(row.id, reasonOf(err))
       } finally {
         recovering.delete(row.id)
       }
@@ -837,6 +850,8 @@ export function roundManager (deps: RoundManagerDeps): RoundManager {
   }
 
   const schedules = new Set<() => Promise<void>>()
+  /** Sums of rounds left by the last start, being finished by recover(). */
+  const recoveries = new Set<AbortController>()
 
   return {
     handlers,
@@ -857,8 +872,14 @@ export function roundManager (deps: RoundManagerDeps): RoundManager {
             options.onRound?.(summary)
           } catch (err) {
             if (controller.signal.aborted) return
-            // Another round on the model (an operator's, a resumed one) only delays this schedule.
-            if (!(err instanceof UnavailableError) && !(err instanceof RoundRunningError)) {
+            // Another round on the model (an operator's, a resumed one) only delays this schedule,
+            // and is not one of its rounds: waited out, a second at least between tries.
+            if (err instanceof RoundRunningError) {
+              i--
+              await sleep(Math.max(options.pauseMs, 1000), undefined, { signal: controller.signal }).catch(() => undefined)
+              continue
+            }
+            if (!(err instanceof UnavailableError)) {
               try {
                 options.onError?.(err instanceof Error ? err : new Error(String(err)))
               } catch {}
@@ -876,6 +897,7 @@ export function roundManager (deps: RoundManagerDeps): RoundManager {
       stopping = true
       await Promise.all([...schedules].map(async s => await s()))
       for (const round of active.values()) round.controller.abort(stopReason)
+      for (const controller of recoveries) controller.abort(stopReason)
       const deadline = Date.now() + 5000
       while (active.size > 0 && Date.now() < deadline) await new Promise(resolve => setTimeout(resolve, 20))
     }

@@ -141,6 +141,24 @@ describe('clients the round no longer counts on', () => {
     }
   })
 
+  it('tells a client that has not uploaded by the training deadline that the round goes on without it', async () => {
+    const clients = [await rawClient(at, token, ['mnist']), await rawClient(at, token, ['mnist']), await rawClient(at, token, ['mnist'])]
+    try {
+      const started = await c.rounds.start({ model: 'mnist', trainable: ['head'], secure: { mode: 'none' }, selection: { minClients: 3, minUploads: 2 }, deadlines: { trainMs: 1000 } })
+      await untilState(started.id, 'collecting')
+      const [a, b, slow] = clients as [RawClient, RawClient, RawClient]
+      const config = a.offers.find(o => o.id === started.id) as RoundConfig
+      const update = new Uint32Array(config.vectorLength)
+      update[update.length - 1] = Math.round(0.02 * config.fixedPoint.weightScale)
+      for (const client of [a, b]) await client.upload({ roundId: config.id, baseVersion: config.baseVersion, encoding: 'ring-u32le' }, new Uint8Array(update.buffer))
+      expect(await slow.next(m => m.type === 'error' && m.roundId === config.id, 20_000)).toMatchObject({ left: true, message: expect.stringMatching(/no upload before the training deadline; the round goes on without this client/) })
+      slow.sendJson({ type: 'progress', roundId: config.id, epoch: 1, epochs: 1, loss: 0.5 })
+      expect(await a.next(m => m.type === 'result' && m.roundId === config.id, 20_000)).toMatchObject({ state: 'published' })
+    } finally {
+      for (const client of clients) client.close()
+    }
+  })
+
   it('a runtime whose accept comes too late stops at once: it neither trains, records nor sends an update', async () => {
     // Frames from the runtime reach the coordinator 1 s late once `delayed` is set.
     const target = new URL(at)
@@ -412,10 +430,11 @@ describe('a runtime whose local work fails or hangs', () => {
       // It fails (one upload of two needed); its result reaches both runtimes.
       expect(first).toMatchObject({ state: 'failed', participants: expect.objectContaining({ accepted: 2, uploaded: 1 }) })
       hang = false
-      // Its result ended the hung runtime's part: no waiting out its budget (the deadlines + 5 s).
+      // Told at the training deadline that the round goes on without it, the hung runtime ended its
+      // part: no waiting out its budget (the deadlines + 5 s).
       const second = await c.rounds.run({ model: 'mnist', trainable: ['head'], secure: { mode: 'none' }, selection: { minClients: 2 }, deadlines: { acceptMs: 2_000, trainMs: 60_000 } })
       expect(second).toMatchObject({ state: 'published', participants: expect.objectContaining({ accepted: 2, uploaded: 2 }) })
-      expect(ps[1]?.events).toEqual(expect.arrayContaining([expect.objectContaining({ type: 'result', roundId: first.id, state: 'failed' })]))
+      expect(ps[1]?.events).toEqual(expect.arrayContaining([expect.objectContaining({ type: 'error', roundId: first.id, message: expect.stringMatching(/no upload before the training deadline/) })]))
     } finally {
       await stopParticipants(ps)
     }

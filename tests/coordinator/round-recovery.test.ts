@@ -139,15 +139,48 @@ it('keeps a schedule going while another round holds its model, instead of endin
   const recovered = manager.recover()
   for (let i = 0; i < 200 && !asked; i++) await new Promise(resolve => setTimeout(resolve, 10))
   const errors: Error[] = []
-  const schedule = manager.schedule({ model: 'm', trainable: ['x'], secure: { mode: 'none' } }, { pauseMs: 20, onError: err => errors.push(err) })
+  const schedule = manager.schedule({ model: 'm', trainable: ['x'], secure: { mode: 'none' } }, { rounds: 1, pauseMs: 20, onError: err => errors.push(err) })
   await new Promise(resolve => setTimeout(resolve, 200))
-  // Several tries met the recovered round; none ended the schedule.
+  // Tries that met the recovered round neither ended the schedule nor counted as its one round.
   expect(errors).toEqual([])
   release()
   await recovered
-  for (let i = 0; i < 200 && errors.length === 0; i++) await new Promise(resolve => setTimeout(resolve, 10))
+  for (let i = 0; i < 300 && errors.length === 0; i++) await new Promise(resolve => setTimeout(resolve, 10))
   // Past the recovery the schedule got as far as the base lookup, which this test has none for.
   expect(errors).toHaveLength(1)
   expect(errors[0]).not.toBeInstanceOf(ConflictError)
   await schedule.stop()
+})
+
+it('stops a recovered Paillier sum when the coordinator stops, and leaves the round for the next start', async () => {
+  const { store, config } = await leftRound('paillier')
+  let asked = false
+  const manager = roundManager({
+    store,
+    repo: {} as never,
+    hub: () => ({ get: () => undefined, clients: () => [] }) as never,
+    publish: async () => { throw new Error('unreached') },
+    readBase: async () => { throw new Error('unreached') },
+    // A decryptor that never answers, but stops when its call is aborted.
+    secureServer: async () => ({
+      mode: 'paillier',
+      uploadBytes: 8,
+      setup: async a => a,
+      message () {},
+      checkUpload () {},
+      drop () {},
+      snapshot: () => null,
+      needsClients: () => false,
+      sum: async (_uploads, io) => await new Promise((_resolve, reject) => {
+        asked = true
+        io.signal.addEventListener('abort', () => { reject(new Error('decryptor call aborted')) }, { once: true })
+      })
+    })
+  })
+  const recovered = manager.recover()
+  for (let i = 0; i < 200 && !asked; i++) await new Promise(resolve => setTimeout(resolve, 10))
+  expect(asked).toBe(true)
+  await manager.stop()
+  expect((await recovered).map(r => r.state)).toEqual(['unmasking'])
+  expect(store.get(config.id)?.state).toBe('unmasking')
 })
