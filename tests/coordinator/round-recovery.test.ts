@@ -9,6 +9,7 @@ import { mkdtemp, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { roundManager } from '../../coordinator/rounds/rounds.ts'
+import type { RoundIo } from '../../coordinator/rounds/secure/types.ts'
 import { plainServer } from '../../coordinator/rounds/secure/none.ts'
 import { roundStore } from '../../coordinator/rounds/store.ts'
 import { openDatabase, type Database } from '../../coordinator/store/database.ts'
@@ -88,36 +89,44 @@ async function leftRound (mode: 'none' | 'paillier', unmaskMs = 20_000): Promise
 const opened: Database[] = []
 afterAll(() => { for (const db of opened) db.close() })
 
-it('gives a recovered Paillier sum the decryptor call\'s own time, not the unmask deadline', async () => {
-  const { store, config } = await leftRound('paillier', 300)
-  let summed = false
-  const manager = roundManager({
+/** A round manager over `store` with no clients, no repository and no publishing; `readBase` ends a sum's aftermath. */
+function managerOver (store: ReturnType<typeof roundStore>, secureServer: Parameters<typeof roundManager>[0]['secureServer'], readBase: () => Promise<never>): ReturnType<typeof roundManager> {
+  return roundManager({
     store,
     repo: {} as never,
     hub: () => ({ get: () => undefined, clients: () => [] }) as never,
     publish: async () => { throw new Error('unreached') },
-    readBase: async () => { throw new Error('no base model in this test (the sum was done)') },
-    // Stands for the decryptor: takes longer than unmaskMs, and stops if its call is aborted.
-    secureServer: async () => ({
-      mode: 'paillier',
-      uploadBytes: 8,
-      setup: async a => a,
-      message () {},
-      checkUpload () {},
-      drop () {},
-      snapshot: () => null,
-      needsClients: () => false,
-      sum: async (_uploads, io) => await new Promise((resolve, reject) => {
-        const timer = setTimeout(() => {
-          summed = true
-          const sum = new Uint32Array(9)
-          sum[8] = config.fixedPoint.weightScale
-          resolve(sum)
-        }, 3 * config.deadlines.unmaskMs)
-        io.signal.addEventListener('abort', () => { clearTimeout(timer); reject(new Error('decryptor call aborted')) }, { once: true })
-      })
-    })
+    readBase,
+    secureServer
   })
+}
+
+/** A Paillier round server whose sum is `sum`: it stands for the decryptor. */
+const paillierStub = (sum: (io: RoundIo) => Promise<Uint32Array>): Parameters<typeof roundManager>[0]['secureServer'] => async () => ({
+  mode: 'paillier',
+  uploadBytes: 8,
+  setup: async a => a,
+  message () {},
+  checkUpload () {},
+  drop () {},
+  snapshot: () => null,
+  needsClients: () => false,
+  sum: async (_uploads, io) => await sum(io)
+})
+
+it('gives a recovered Paillier sum the decryptor call\'s own time, not the unmask deadline', async () => {
+  const { store, config } = await leftRound('paillier', 300)
+  let summed = false
+  // Takes longer than unmaskMs, and stops if its call is aborted.
+  const manager = managerOver(store, paillierStub(async io => await new Promise((resolve, reject) => {
+    const timer = setTimeout(() => {
+      summed = true
+      const sum = new Uint32Array(9)
+      sum[8] = config.fixedPoint.weightScale
+      resolve(sum)
+    }, 3 * config.deadlines.unmaskMs)
+    io.signal.addEventListener('abort', () => { clearTimeout(timer); reject(new Error('decryptor call aborted')) }, { once: true })
+  })), async () => { throw new Error('no base model in this test (the sum was done)') })
   const [recovered] = await manager.recover()
   expect(summed).toBe(true)
   expect(recovered?.reason).toMatch(/the sum was done/)
@@ -128,14 +137,7 @@ it('keeps a schedule going while another round holds its model, instead of endin
   let release: () => void = () => {}
   const held = new Promise<void>(resolve => { release = resolve })
   let asked = false
-  const manager = roundManager({
-    store,
-    repo: {} as never,
-    hub: () => ({ get: () => undefined, clients: () => [] }) as never,
-    publish: async () => { throw new Error('unreached') },
-    readBase: async () => { asked = true; await held; throw new Error('no base model in this test') },
-    secureServer: async c => plainServer(c)
-  })
+  const manager = managerOver(store, async c => plainServer(c), async () => { asked = true; await held; throw new Error('no base model in this test') })
   const recovered = manager.recover()
   for (let i = 0; i < 200 && !asked; i++) await new Promise(resolve => setTimeout(resolve, 10))
   const errors: Error[] = []
@@ -155,28 +157,11 @@ it('keeps a schedule going while another round holds its model, instead of endin
 it('stops a recovered Paillier sum when the coordinator stops, and leaves the round for the next start', async () => {
   const { store, config } = await leftRound('paillier')
   let asked = false
-  const manager = roundManager({
-    store,
-    repo: {} as never,
-    hub: () => ({ get: () => undefined, clients: () => [] }) as never,
-    publish: async () => { throw new Error('unreached') },
-    readBase: async () => { throw new Error('unreached') },
-    // A decryptor that never answers, but stops when its call is aborted.
-    secureServer: async () => ({
-      mode: 'paillier',
-      uploadBytes: 8,
-      setup: async a => a,
-      message () {},
-      checkUpload () {},
-      drop () {},
-      snapshot: () => null,
-      needsClients: () => false,
-      sum: async (_uploads, io) => await new Promise((_resolve, reject) => {
-        asked = true
-        io.signal.addEventListener('abort', () => { reject(new Error('decryptor call aborted')) }, { once: true })
-      })
-    })
-  })
+  // A decryptor that never answers, but stops when its call is aborted.
+  const manager = managerOver(store, paillierStub(async io => await new Promise((_resolve, reject) => {
+    asked = true
+    io.signal.addEventListener('abort', () => { reject(new Error('decryptor call aborted')) }, { once: true })
+  })), async () => { throw new Error('unreached') })
   const recovered = manager.recover()
   for (let i = 0; i < 200 && !asked; i++) await new Promise(resolve => setTimeout(resolve, 10))
   expect(asked).toBe(true)
