@@ -263,7 +263,7 @@ export function roundManager (deps: RoundManagerDeps): RoundManager {
         // A client that withdrew or was dropped (disconnected, or late) stays out: the round stopped
         // waiting for it, and in masking mode the sum already counts it as dropped.
         if (round.dropped.has(client.id)) throw withRound(new InvalidInputError(`upload: this client withdrew or was dropped from round ${config.id}`), config.id, { left: true })
-        const early = !round.allowed.has(client.id) && round.accepted.has(client.id) && !round.dropped.has(client.id) && round.waiting?.kind === 'accept'
+        const early = !round.allowed.has(client.id) && round.accepted.has(client.id) && round.waiting?.kind === 'accept'
         if (!round.allowed.has(client.id) && !early) throw new InvalidInputError(`upload: client is not a participant of round ${config.id} at this stage`)
         // Checks that do not depend on the round's phase come first: a bad early upload is refused
         // now, not when uploads open, and does not hold the client's one upload slot meanwhile.

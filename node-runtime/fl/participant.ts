@@ -367,10 +367,11 @@ export function createParticipant (options: ParticipantOptions): Participant {
           reportResult(err.result)
           return
         }
+        // Left out by the coordinator: it waits for nothing from this runtime, and the error is emitted.
+        if (err instanceof LeftOutError) return
         const message = err instanceof BlockfedError ? err.message : `round ${config.id}: ${(err as Error).message}`
         // Said at once, so that the round stops waiting for this client instead of running into
         // its training deadline.
-        if (err instanceof LeftOutError) return
         if (!round.uploaded) send({ type: 'decline', roundId: config.id, reason: message.slice(0, 500) })
         emit({ type: 'error', roundId: config.id, message })
       } finally {

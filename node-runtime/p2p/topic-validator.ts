@@ -112,7 +112,7 @@ function topicScores (pubsub: PeerNode['services']['pubsub']): Record<string, To
 }
 
 /** A message of a received RPC as gossipsub takes it in: nothing checked yet, not even its signature. */
-export interface ReceivedMessage { topic: string, data?: Uint8Array, from?: Uint8Array, seqno?: Uint8Array }
+interface ReceivedMessage { topic: string, data?: Uint8Array, from?: Uint8Array, seqno?: Uint8Array }
 type ReceiveMessage = (from: PeerId, message: ReceivedMessage) => Promise<void>
 /** A check before gossipsub's seen cache: false drops the message as though it never came. */
 type Admit = (from: PeerId, message: ReceivedMessage) => boolean
@@ -207,23 +207,23 @@ export function topicValidation (pubsub: PeerNode['services']['pubsub'], options
   }
   let removeAdmit: (() => void) | undefined
   const validate = (_from: PeerId, message: Message): TopicValidatorResult => {
-    let key: string | undefined
+    let signed: { key: string, seqno: bigint } | undefined
     if (message.type === 'signed') {
       const author = message.from.toString()
       if (score(author) < GOSSIP_GRAYLIST_THRESHOLD) return TopicValidatorResult.Ignore
-      key = `${author} ${message.topic}`
-      const last = newest.peek(key)
-      if (last !== undefined && message.sequenceNumber <= last) return TopicValidatorResult.Ignore
-      if ((rate.get(key)?.consumedPoints ?? 0) >= AUTHOR_RATE.messages) return TopicValidatorResult.Ignore
+      signed = { key: `${author} ${message.topic}`, seqno: message.sequenceNumber }
+      const last = newest.peek(signed.key)
+      if (last !== undefined && signed.seqno <= last) return TopicValidatorResult.Ignore
+      if ((rate.get(signed.key)?.consumedPoints ?? 0) >= AUTHOR_RATE.messages) return TopicValidatorResult.Ignore
     }
     try {
       read.set(message, readTopicMessage(message.topic, message.data))
     } catch {
       return TopicValidatorResult.Reject
     }
-    if (message.type === 'signed' && key !== undefined) {
-      rate.consume(key)
-      newest.set(key, message.sequenceNumber)
+    if (signed !== undefined) {
+      rate.consume(signed.key)
+      newest.set(signed.key, signed.seqno)
     }
     return TopicValidatorResult.Accept
   }
