@@ -31,6 +31,13 @@ async function untilState (roundId: string, state: string): Promise<void> {
   for (let i = 0; i < 500 && !events.some(e => e.type === 'state' && e.roundId === roundId && e.state === state); i++) await sleep(20)
 }
 
+/** A valid mode-none update that changes nothing: zero deltas and the weight 0.02. */
+function weightOnly (config: RoundConfig): Uint32Array {
+  const update = new Uint32Array(config.vectorLength)
+  update[update.length - 1] = Math.round(0.02 * config.fixedPoint.weightScale)
+  return update
+}
+
 async function roundStatus (id: string): Promise<{ clients: Array<{ clientId: string, status: string }> }> {
   return await (await fetch(`${at}/v1/rounds/${id}`, { headers: { authorization: `Bearer ${c.adminToken}` } })).json() as { clients: Array<{ clientId: string, status: string }> }
 }
@@ -94,8 +101,7 @@ describe('declines and progress', () => {
       // Progress is for accepted clients before they upload; an absurd loss is refused by the schema.
       a.sendJson({ type: 'progress', roundId: config.id, epoch: 1, epochs: 1, loss: 1e308 })
       expect(await a.next(m => m.type === 'error')).toMatchObject({ message: expect.stringMatching(/loss/) })
-      const update = new Uint32Array(config.vectorLength)
-      update[update.length - 1] = Math.round(0.02 * config.fixedPoint.weightScale)
+      const update = weightOnly(config)
       for (const client of [a, b]) await client.upload({ roundId: config.id, baseVersion: config.baseVersion, encoding: 'ring-u32le' }, new Uint8Array(update.buffer))
       a.sendJson({ type: 'decline', roundId: config.id, reason: 'changed my mind' })
       expect(await a.next(m => m.type === 'error' && /already uploaded; a decline cannot take it back/.test(m.message))).toBeDefined()
@@ -123,8 +129,7 @@ describe('clients the round no longer counts on', () => {
       await untilState(started.id, 'collecting')
       const [a, b, quitter] = clients as [RawClient, RawClient, RawClient]
       const config = a.offers.find(o => o.id === started.id) as RoundConfig
-      const update = new Uint32Array(config.vectorLength)
-      update[update.length - 1] = Math.round(0.02 * config.fixedPoint.weightScale)
+      const update = weightOnly(config)
       const header = { roundId: config.id, baseVersion: config.baseVersion, encoding: 'ring-u32le' as const }
       await a.upload(header, new Uint8Array(update.buffer))
       quitter.sendJson({ type: 'decline', roundId: config.id, reason: 'local data unavailable' })
@@ -148,8 +153,7 @@ describe('clients the round no longer counts on', () => {
       await untilState(started.id, 'collecting')
       const [a, b, slow] = clients as [RawClient, RawClient, RawClient]
       const config = a.offers.find(o => o.id === started.id) as RoundConfig
-      const update = new Uint32Array(config.vectorLength)
-      update[update.length - 1] = Math.round(0.02 * config.fixedPoint.weightScale)
+      const update = weightOnly(config)
       for (const client of [a, b]) await client.upload({ roundId: config.id, baseVersion: config.baseVersion, encoding: 'ring-u32le' }, new Uint8Array(update.buffer))
       expect(await slow.next(m => m.type === 'error' && m.roundId === config.id, 20_000)).toMatchObject({ left: true, message: expect.stringMatching(/no upload before the training deadline; the round goes on without this client/) })
       slow.sendJson({ type: 'progress', roundId: config.id, epoch: 1, epochs: 1, loss: 0.5 })
@@ -188,8 +192,7 @@ describe('clients the round no longer counts on', () => {
       expect(events.some(e => e.type === 'state' && e.roundId === started.id && e.state !== 'open' && e.state !== 'collecting')).toBe(false)
       await expect(readFile(join(dir, 'runtime-0', 'updates-given.json'), 'utf8')).rejects.toThrow(/ENOENT/)
       const config = others[0]?.offers.find(o => o.id === started.id) as RoundConfig
-      const update = new Uint32Array(config.vectorLength)
-      update[update.length - 1] = Math.round(0.02 * config.fixedPoint.weightScale)
+      const update = weightOnly(config)
       for (const o of others) await o.upload({ roundId: config.id, baseVersion: config.baseVersion, encoding: 'ring-u32le' }, new Uint8Array(update.buffer))
       expect(await others[0]?.next(m => m.type === 'result' && m.roundId === config.id, 20_000)).toMatchObject({ state: 'published' })
       expect(events.filter(e => e.roundId === config.id && 'clientId' in e && e.clientId === late.participant.id).map(e => e.type)).not.toContain('rejected')
@@ -227,8 +230,7 @@ describe('a client that leaves right after its upload', () => {
       const started = await c.rounds.start({ model: 'wide-leaver', secure: { mode: 'none' }, selection: { minClients: 2 }, deadlines: { trainMs: 60_000 } })
       await untilState(started.id, 'collecting')
       const config = a.offers.find(o => o.id === started.id) as RoundConfig
-      const update = new Uint32Array(config.vectorLength)
-      update[update.length - 1] = Math.round(0.02 * config.fixedPoint.weightScale)
+      const update = weightOnly(config)
       const header = { roundId: config.id, baseVersion: config.baseVersion, encoding: 'ring-u32le' as const }
       await a.upload(header, new Uint8Array(update.buffer))
       for (let i = 0; i < 500 && !events.some(e => e.type === 'upload' && e.roundId === config.id && e.clientId === a.id); i++) await sleep(20)
@@ -279,8 +281,7 @@ describe('a client that connects again', () => {
       await untilState(started.id, 'collecting')
       const config = a.offers.find(o => o.id === started.id)
       if (config === undefined) throw new Error('no offer arrived')
-      const update = new Uint32Array(config.vectorLength)
-      update[update.length - 1] = Math.round(0.02 * config.fixedPoint.weightScale)
+      const update = weightOnly(config)
       for (const client of [a, b]) await client.upload({ roundId: config.id, baseVersion: config.baseVersion, encoding: 'ring-u32le' }, new Uint8Array(update.buffer))
       // The same key connects again while its first connection is still open (no close was seen).
       const begun = Date.now()
@@ -304,8 +305,7 @@ describe('uploads', () => {
     const offer = await client.next(m => m.type === 'offer' && m.config.id === started.id)
     if (offer.type !== 'offer') throw new Error('no offer')
     const config = offer.config
-    const update = new Uint32Array(config.vectorLength)
-    update[update.length - 1] = Math.round(0.02 * config.fixedPoint.weightScale)
+    const update = weightOnly(config)
     const upload = async (from: RawClient): Promise<void> => { await from.upload({ roundId: config.id, baseVersion: config.baseVersion, encoding: 'ring-u32le' }, new Uint8Array(update.buffer)) }
     return { started, config, upload }
   }
@@ -470,8 +470,7 @@ describe('frame sizes', () => {
       const config = a.offers.find(o => o.id === started.id)
       if (config === undefined) throw new Error('no offer arrived')
       expect(config.vectorLength * 4).toBeGreaterThan(6e6)
-      const update = new Uint32Array(config.vectorLength)
-      update[update.length - 1] = Math.round(0.02 * config.fixedPoint.weightScale)
+      const update = weightOnly(config)
       const header = { roundId: config.id, baseVersion: config.baseVersion, encoding: 'ring-u32le' as const }
       await a.upload(header, new Uint8Array(update.buffer))
       for (let i = 0; i < 500 && !events.some(e => e.type === 'upload' && e.clientId === a.id); i++) await sleep(20)

@@ -166,12 +166,8 @@ it('sends nothing for a round that ended while its update was protected, so a se
   }
 })
 
-it('says its record in its hello, and declines an offer from a base it uploaded from with the record, before accepting', async () => {
-  const template = await maskingOffer()
-  const dir = join(root, 'uploaded-before')
-  await mkdir(dir, { recursive: true })
-  // An upload from v1 this runtime sent to a secure round (the coordinator may never have taken it).
-  await writeFile(join(dir, UPDATES_GIVEN_FILE), JSON.stringify([['mnist', template.baseVersion, true]]))
+/** A runtime in `dir` offered round A from `template` by DEAF: what it sent, and its events, once it declined (at most 10 s). */
+async function offeredByDeaf (dir: string, template: RoundConfig): Promise<{ seen: Array<Record<string, unknown>>, events: ParticipantEvent[] }> {
   const identity = await clientIdentity(dir)
   const seen: Array<Record<string, unknown>> = []
   const { worker, port } = await fakeCoordinator(DEAF, toHex(identity.publicKey), template, seen)
@@ -190,14 +186,24 @@ it('says its record in its hello, and declines an offer from a base it uploaded 
     await participant.start()
     const deadline = Date.now() + 10_000
     while (!seen.some(m => m.type === 'decline') && Date.now() < deadline) await new Promise(resolve => setTimeout(resolve, 20))
-    expect(seen.find(m => m.type === 'hello')).toMatchObject({ models: ['mnist'], given: [{ model: 'mnist', base: template.baseVersion, secure: true }] })
-    expect(seen.filter(m => m.type === 'accept')).toEqual([])
-    expect(seen.find(m => m.type === 'decline')).toEqual({ type: 'decline', roundId: A, reason: expect.stringMatching(/already uploaded an update from mnist@1 to a secure round.*offered base 1 in mode masking/), given: { base: template.baseVersion, secure: true } })
-    expect(events).toContainEqual({ type: 'offer', roundId: A, accepted: false, reason: expect.stringMatching(/already uploaded/) })
   } finally {
     await participant.stop()
     await worker.terminate()
   }
+  return { seen, events }
+}
+
+it('says its record in its hello, and declines an offer from a base it uploaded from with the record, before accepting', async () => {
+  const template = await maskingOffer()
+  const dir = join(root, 'uploaded-before')
+  await mkdir(dir, { recursive: true })
+  // An upload from v1 this runtime sent to a secure round (the coordinator may never have taken it).
+  await writeFile(join(dir, UPDATES_GIVEN_FILE), JSON.stringify([['mnist', template.baseVersion, true]]))
+  const { seen, events } = await offeredByDeaf(dir, template)
+  expect(seen.find(m => m.type === 'hello')).toMatchObject({ models: ['mnist'], given: [{ model: 'mnist', base: template.baseVersion, secure: true }] })
+  expect(seen.filter(m => m.type === 'accept')).toEqual([])
+  expect(seen.find(m => m.type === 'decline')).toEqual({ type: 'decline', roundId: A, reason: expect.stringMatching(/already uploaded an update from mnist@1 to a secure round.*offered base 1 in mode masking/), given: { base: template.baseVersion, secure: true } })
+  expect(events).toContainEqual({ type: 'offer', roundId: A, accepted: false, reason: expect.stringMatching(/already uploaded/) })
 })
 
 it('declines an offer that counts on more uploads than it selected clients (its DP noise would be sized for clients that are not there)', async () => {
@@ -205,26 +211,7 @@ it('declines an offer that counts on more uploads than it selected clients (its 
   const template = { ...masking, selection: { ...masking.selection, minUploads: 50 } }
   const dir = join(root, 'inflated-min-uploads')
   await mkdir(dir, { recursive: true })
-  const identity = await clientIdentity(dir)
-  const seen: Array<Record<string, unknown>> = []
-  const { worker, port } = await fakeCoordinator(DEAF, toHex(identity.publicKey), template, seen)
-  const participant = createParticipant({
-    url: `http://127.0.0.1:${port}`,
-    token,
-    identity,
-    stateDir: dir,
-    models: { mnist: { data: () => mnistSlice(0, 10) } },
-    fetchVersion: async () => { throw new Error('a refused offer fetches nothing') },
-    secureClient: secureClients()
-  })
-  try {
-    await participant.start()
-    const deadline = Date.now() + 10_000
-    while (!seen.some(m => m.type === 'decline') && Date.now() < deadline) await new Promise(resolve => setTimeout(resolve, 20))
-    expect(seen.filter(m => m.type === 'accept')).toEqual([])
-    expect(seen.find(m => m.type === 'decline')).toMatchObject({ roundId: A, reason: 'the offer counts on 50 uploads from 2 selected clients' })
-  } finally {
-    await participant.stop()
-    await worker.terminate()
-  }
+  const { seen } = await offeredByDeaf(dir, template)
+  expect(seen.filter(m => m.type === 'accept')).toEqual([])
+  expect(seen.find(m => m.type === 'decline')).toMatchObject({ roundId: A, reason: 'the offer counts on 50 uploads from 2 selected clients' })
 })
