@@ -23,7 +23,8 @@
  * validator ignored is a duplicate for 2 minutes (seenTTL) whoever sends it next. A source that
  * had spent its budget could thus keep from this node the messages it was first to relay.
  * Dropped before, an over-budget message is as if never received, and the copy another peer
- * relays is read as usual. A copy of a message already seen (gossipsub's fast id cache) is not
+ * relays is read as usual; if it answered our IWANT, that peer's promise is settled
+ * (settlePromise), or gossipsub would penalise it for a message it did send. A copy of a message already seen (gossipsub's fast id cache) is not
  * charged: gossipsub drops it for a map lookup, and honest meshes hand over every message
  * several times. What a message's author decides (graylisted, over its rate, an old sequence
  * number) stays in the validator: such a message is stale whoever relays it, and being
@@ -48,6 +49,8 @@ import { TopicValidatorResult, type Message } from '@libp2p/gossipsub'
 import type { PeerId } from '@libp2p/interface'
 import { RateLimiter } from '@libp2p/utils'
 import { LRUCache } from 'lru-cache'
+import { peerIdFromMultihash } from '@libp2p/peer-id'
+import * as Digest from 'multiformats/hashes/digest'
 import { createTopicScoreParams, validateTopicScoreParams, type TopicScoreParams } from '@libp2p/gossipsub/score'
 import { readTopicMessage, type TopicMessage } from '../../shared/p2p/gossip.ts'
 import { GOSSIP_GRAYLIST_THRESHOLD, type PeerNode } from './peer-node.ts'
@@ -164,6 +167,35 @@ function seenCopy (pubsub: PeerNode['services']['pubsub']): (message: ReceivedMe
   }
 }
 
+/**
+ * Forgets `from`'s IWANT promise of `message` (gossipsub v1.1 §"Promises", P7) when the message
+ * is dropped before gossipsub sees it: the peer did answer, and breaking the promise would cost
+ * it −10 × count² and its place in the mesh for a limit that is ours. Only `from`'s promise goes,
+ * not other peers' for the same id, since the message is not yet verified: a peer claiming an
+ * id with a bad signature escapes P7 only by spending its own budget. The id is gossipsub's
+ * StrictSign one (author key and sequence number), computed by its own msgIdFn.
+ */
+function settlePromise (pubsub: PeerNode['services']['pubsub']): (from: PeerId, message: ReceivedMessage) => void {
+  const internals = pubsub as unknown as {
+    msgIdFn?: (message: { type: 'signed', from: PeerId, sequenceNumber: bigint }) => Uint8Array | Promise<Uint8Array>
+    msgIdToStrFn?: (id: Uint8Array) => string
+    gossipTracer?: { promises?: Map<string, Map<string, number>> }
+  }
+  return (from, message) => {
+    const promises = internals.gossipTracer?.promises
+    if (promises === undefined || promises.size === 0 || message.from === undefined || message.seqno === undefined) return
+    void (async () => {
+      const author = peerIdFromMultihash(Digest.decode(message.from as Uint8Array))
+      const sequenceNumber = BigInt(`0x${Buffer.from(message.seqno as Uint8Array).toString('hex')}`)
+      const id = await internals.msgIdFn?.({ type: 'signed', from: author, sequenceNumber })
+      if (id === undefined || internals.msgIdToStrFn === undefined) return
+      const byPeer = promises.get(internals.msgIdToStrFn(id))
+      byPeer?.delete(from.toString())
+      if (byPeer?.size === 0) promises.delete(internals.msgIdToStrFn(id))
+    })().catch(() => {}) // an author field that is no peer id: nothing was promised under it
+  }
+}
+
 /** A peer's gossipsub score (getScore is on the GossipSub class, not on its exported interface). */
 function scoreOf (pubsub: PeerNode['services']['pubsub']): (peer: string) => number {
   const scored = pubsub as unknown as { getScore?: (peer: string) => number }
@@ -196,11 +228,15 @@ export function topicValidation (pubsub: PeerNode['services']['pubsub'], options
   const sourceRate = new RateLimiter({ points: SOURCE_RATE.bytes, duration: SOURCE_RATE.seconds, keyPrefix: '' })
   const newest = new LRUCache<string, bigint>({ max: AUTHORS_KEPT, ttl: SEQNO_MEMORY_MS })
   const seen = seenCopy(pubsub)
+  const settle = settlePromise(pubsub)
   const admit: Admit = (from, message) => {
     if (!topics.has(message.topic) || seen(message)) return true
     const source = `${options.hostOf?.(from) ?? from.toString()} ${message.topic}`
     const cost = Math.max(SOURCE_RATE.leastCost, message.data?.length ?? 0)
-    if ((sourceRate.get(source)?.consumedPoints ?? 0) + cost > SOURCE_RATE.bytes) return false
+    if ((sourceRate.get(source)?.consumedPoints ?? 0) + cost > SOURCE_RATE.bytes) {
+      settle(from, message)
+      return false
+    }
     // Spent before anything is read, valid or not, so the budget bounds what the reading costs.
     sourceRate.consume(source, cost)
     return true

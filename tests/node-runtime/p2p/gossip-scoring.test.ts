@@ -10,7 +10,8 @@
  * - one peer handing over messages signed by a fresh key each gets no more than SOURCE_RATE's
  *   bytes read and relayed, and peers of one host share that budget; what a source hands over
  *   beyond it is dropped before gossipsub's seen cache, so another peer's copy is still taken;
- *   copies of one message relayed by peers of one host are charged once;
+ *   copies of one message relayed by peers of one host are charged once; a peer whose IWANT
+ *   answer that budget dropped is not penalised for a broken promise (P7);
  * - an author's old messages replayed are dropped (sequence numbers), spending none of its rate;
  * - two validations on one node share one check ahead of the seen cache, and undo it cleanly.
  */
@@ -393,6 +394,49 @@ describe('gossipsub peer scoring', () => {
     // Every one of them was taken, so three copies each did not spend three times the budget.
     expect(l.taken).toHaveLength(count)
     expect(count * 3).toBeGreaterThan(withinBudget)
+    l.validation.stop()
+  }, 60_000)
+
+  it('does not hold a peer to its IWANT promise of a message its spent budget had dropped (no P7 penalty)', async () => {
+    const topic = modelTopic('promised-mlp')
+    const l = await listener(0x91, topic)
+    // A signs M (a large filter) apart from everyone; R holds M as a relayer does (its message cache) and advertises it.
+    const a = await createPeerNode({ seed: seedOf(0x92) })
+    stops.push(async () => { await a.stop() })
+    a.services.pubsub.subscribe(topic)
+    const message = await largeHave()
+    await a.services.pubsub.publish(topic, message)
+    const cacheOfA = (a.services.pubsub as unknown as { mcache: { msgs: Map<string, { message: unknown }>, history: Array<Array<{ msgId: Uint8Array, msgIdStr: string }>> } }).mcache
+    const id = cacheOfA.history[0]?.at(-1)
+    const m = id === undefined ? undefined : cacheOfA.msgs.get(id.msgIdStr)?.message
+    if (id === undefined || m === undefined) throw new Error('A published nothing')
+    const [r] = await relayers([0x93], l.node, topic)
+    if (r === undefined) throw new Error('one relayer expected')
+    const internals = r.services.pubsub as unknown as {
+      mcache: { put: (id: { msgId: Uint8Array, msgIdStr: string }, message: unknown, validated: boolean) => void }
+      handleControlMessage: (peer: string, control: { iwant?: unknown[] }) => Promise<void>
+      sendRpc: (peer: string, rpc: unknown) => boolean
+    }
+    internals.mcache.put(id, m, true)
+    let iwants = 0
+    const control = internals.handleControlMessage.bind(r.services.pubsub)
+    internals.handleControlMessage = async (peer, ctl) => { iwants += ctl.iwant?.length ?? 0; await control(peer, ctl) }
+
+    // R spends its budget on filters signed by fresh keys, then advertises M: L asks, R answers, L drops it.
+    await publishUnderFreshKeys(r, topic, message, Math.floor(SOURCE_RATE.bytes / message.length) + 1)
+    const rId = r.peerId.toString()
+    await vi.waitFor(() => { expect(l.taken.length).toBeGreaterThan(0) }, { timeout: 10_000, interval: 50 })
+    internals.sendRpc(l.node.peerId.toString(), { subscriptions: [], messages: [], control: { ihave: [{ topicID: topic, messageIDs: [id.msgId] }], iwant: [], graft: [], prune: [], idontwant: [] } })
+    await vi.waitFor(() => { expect(iwants).toBe(1) }, { timeout: 10_000, interval: 20 })
+    // gossipsub counts a promise broken 3 s after the IWANT (gossipsubIWantFollowupMs), at a heartbeat.
+    let lowest = 0
+    for (let i = 0; i < 50; i++) {
+      lowest = Math.min(lowest, pubsubOf(l.node).getScore(rId))
+      await new Promise(resolve => setTimeout(resolve, 100))
+    }
+    expect(l.taken.map(t => t.author)).not.toContain(a.peerId.toString())
+    expect(lowest).toBe(0)
+    expect(pubsubOf(l.node).getMeshPeers(topic)).toContain(rId)
     l.validation.stop()
   }, 60_000)
 
