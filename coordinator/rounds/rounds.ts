@@ -606,7 +606,6 @@ export function roundManager (deps: RoundManagerDeps): RoundManager {
     }
     try {
       deps.store.create(config)
-      for (const id of config.clients) deps.store.setClient(config.id, id, 'offered')
     } catch (err) {
       // Not recorded, so not run: the clients are free for the next round (they stayed busy).
       for (const id of selected) busy.delete(id)

@@ -32,6 +32,7 @@ export interface RoundRow {
 export type ClientStatus = 'offered' | 'accepted' | 'declined' | 'uploaded' | 'dropped'
 
 export interface RoundStore {
+  /** Records a new round, `open`, with every client of `config.clients` offered: all of it or, on a failure, none. */
   create: (config: RoundConfig) => void
   get: (id: string) => RoundRow | undefined
   list: (model: string, limit: number) => RoundRow[]
@@ -118,7 +119,12 @@ export function roundStore (database: Database): RoundStore {
   return {
     create (config) {
       const t = now()
-      q.create.run(config.id, config.model, config.baseVersion, JSON.stringify(config), t, t)
+      // One transaction: a round row without its offers would be recovered at the next start
+      // as a round no client was offered, and fail there.
+      database.transaction(() => {
+        q.create.run(config.id, config.model, config.baseVersion, JSON.stringify(config), t, t)
+        for (const id of config.clients) q.setClient.run(config.id, id, 'offered', t)
+      })
     },
     get,
     list: (model, limit) => (q.list.all(model, limit) as unknown as Raw[]).map(fromRaw),

@@ -1,7 +1,8 @@
 /**
  * The round protocol against clients that misbehave or fail (found by review): connections reset
  * mid-upgrade, oversized frames before the hello, declines that would take back an upload or
- * dodge the cooldown, progress out of turn, a schedule whose rounds can no longer start, and
+ * dodge the cooldown, progress out of turn, a schedule whose rounds can no longer start, a round
+ * whose recording fails part-way (nothing kept, its clients free), and
  * runtimes whose local work fails or hangs. Real coordinator, real runtimes over loopback.
  */
 import { describe, it, expect, beforeAll, afterAll } from 'vitest'
@@ -10,6 +11,7 @@ import { connect, createServer, type AddressInfo } from 'node:net'
 import { readFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
+import { DatabaseSync } from 'node:sqlite'
 import WebSocket from 'ws'
 import { createCoordinator, type Coordinator } from '../../coordinator/coordinator.ts'
 import { TooFewClientsError, type RoundEvent } from '../../coordinator/rounds/rounds.ts'
@@ -365,6 +367,33 @@ describe('uploads', () => {
     } finally {
       quick.close()
       never.close()
+    }
+  })
+})
+
+describe('a round that cannot be recorded', () => {
+  it('leaves no round behind and frees its clients for the next one', async () => {
+    const clients = [await rawClient(at, token, ['mnist'], { autoAccept: false }), await rawClient(at, token, ['mnist'], { autoAccept: false })]
+    // A second connection to the coordinator's database, with a trigger refusing the second offer:
+    // a real SQLite failure part-way through recording the round.
+    const db = new DatabaseSync(join(root, 'c', 'coordinator.sqlite'))
+    try {
+      const rounds = (): number => (db.prepare('SELECT COUNT(*) AS n FROM rounds').get() as { n: number }).n
+      const before = rounds()
+      db.exec(`CREATE TRIGGER refuse_offer BEFORE INSERT ON round_clients WHEN NEW.client_id = '${clients[1]?.id}' BEGIN SELECT RAISE(ABORT, 'offer refused by the test'); END`)
+      const request = { model: 'mnist', trainable: ['head'], secure: { mode: 'none' as const }, selection: { minClients: 2, maxClients: 2 } }
+      await expect(c.rounds.start(request)).rejects.toThrow(/offer refused by the test/)
+      expect(rounds()).toBe(before)
+      db.exec('DROP TRIGGER refuse_offer')
+      const started = await c.rounds.start(request)
+      const offered = await Promise.all(clients.map(async client => await client.next(m => m.type === 'offer' && m.config.id === started.id)))
+      expect(offered).toHaveLength(2)
+      expect(rounds()).toBe(before + 1)
+      for (const client of clients) client.sendJson({ type: 'decline', roundId: started.id, reason: 'test over' })
+      expect(await started.done).toMatchObject({ state: 'failed' })
+    } finally {
+      db.close()
+      for (const client of clients) client.close()
     }
   })
 })
