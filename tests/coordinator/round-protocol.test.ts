@@ -124,6 +124,26 @@ describe('declines and progress', () => {
 })
 
 describe('clients the round no longer counts on', () => {
+
+  it('tells a withdrawn client it has left when it sends progress or secure-aggregation messages', async () => {
+    const clients = [await rawClient(at, token, ['mnist']), await rawClient(at, token, ['mnist']), await rawClient(at, token, ['mnist'])]
+    try {
+      const started = await c.rounds.start({ model: 'mnist', trainable: ['head'], secure: { mode: 'none' }, selection: { minClients: 3, maxClients: 3 }, deadlines: { trainMs: 60_000 } })
+      await untilState(started.id, 'collecting')
+      const [a, b, quitter] = clients as [RawClient, RawClient, RawClient]
+      quitter.sendJson({ type: 'decline', roundId: started.id, reason: 'local data unavailable' })
+      quitter.sendJson({ type: 'progress', roundId: started.id, epoch: 1, epochs: 1, loss: 0.5 })
+      expect(await quitter.next(m => m.type === 'error')).toMatchObject({ message: expect.stringMatching(/withdrew or was dropped/), left: true })
+      quitter.sendJson({ type: 'secagg', roundId: started.id, payload: {} })
+      expect(await quitter.next(m => m.type === 'error')).toMatchObject({ message: expect.stringMatching(/only from clients that accepted the round and are still in it/), left: true })
+      const config = a.offers.find(o => o.id === started.id)
+      if (config === undefined) throw new Error('no offer arrived')
+      for (const client of [a, b]) await client.upload({ roundId: config.id, baseVersion: config.baseVersion, encoding: 'ring-u32le' }, new Uint8Array(weightOnly(config).buffer))
+      expect(await started.done).toMatchObject({ state: 'published' })
+    } finally {
+      for (const client of clients) client.close()
+    }
+  })
   it('refuses an upload from a client that withdrew, telling it it is out; the round goes on without it', async () => {
     const clients = [await rawClient(at, token, ['mnist']), await rawClient(at, token, ['mnist']), await rawClient(at, token, ['mnist'])]
     try {
