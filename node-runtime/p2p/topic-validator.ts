@@ -215,6 +215,8 @@ export interface TopicValidation {
 export interface TopicValidationOptions {
   /** The host a peer is connected from (hostGroup of its connection), for SOURCE_RATE; none by default. */
   hostOf?: (peer: PeerId) => string | undefined
+  /** Monotonic milliseconds the seqno memory (SEQNO_MEMORY_MS) is timed by; performance.now by default. */
+  now?: () => number
 }
 
 export function topicValidation (pubsub: PeerNode['services']['pubsub'], options: TopicValidationOptions = {}): TopicValidation {
@@ -226,7 +228,7 @@ export function topicValidation (pubsub: PeerNode['services']['pubsub'], options
   // Only valid messages count (invalid ones are P4's), but one over the limit is not even read.
   const rate = new RateLimiter({ points: AUTHOR_RATE.messages, duration: AUTHOR_RATE.seconds, keyPrefix: '' })
   const sourceRate = new RateLimiter({ points: SOURCE_RATE.bytes, duration: SOURCE_RATE.seconds, keyPrefix: '' })
-  const newest = new LRUCache<string, bigint>({ max: AUTHORS_KEPT, ttl: SEQNO_MEMORY_MS })
+  const newest = new LRUCache<string, bigint>({ max: AUTHORS_KEPT, ttl: SEQNO_MEMORY_MS, ...(options.now === undefined ? {} : { perf: { now: options.now } }) })
   const seen = seenCopy(pubsub)
   const settle = settlePromise(pubsub)
   const admit: Admit = (from, message) => {

@@ -12,7 +12,8 @@
  *   beyond it is dropped before gossipsub's seen cache, so another peer's copy is still taken;
  *   copies of one message relayed by peers of one host are charged once; a peer whose IWANT
  *   answer that budget dropped is not penalised for a broken promise (P7);
- * - an author's old messages replayed are dropped (sequence numbers), spending none of its rate;
+ * - an author's old messages replayed are dropped (sequence numbers), spending none of its rate,
+ *   and its newest number is forgotten SEQNO_MEMORY_MS after it was taken;
  * - two validations on one node share one check ahead of the seen cache, and undo it cleanly.
  */
 import { describe, it, expect, afterAll, vi } from 'vitest'
@@ -20,9 +21,10 @@ import { createPeerNode, GOSSIP_GRAYLIST_THRESHOLD, type PeerNode } from '../../
 import { createSwarm } from '../../../node-runtime/p2p/swarm.ts'
 import { generateKeyPairFromSeed, publicKeyToProtobuf } from '@libp2p/crypto/keys'
 import { PublishConfigType } from '@libp2p/gossipsub/types'
+import { TopicValidatorResult, type Message } from '@libp2p/gossipsub'
 import { peerIdFromPrivateKey } from '@libp2p/peer-id'
 import { randomBytes } from 'node:crypto'
-import { AUTHOR_RATE, SOURCE_RATE, topicValidation } from '../../../node-runtime/p2p/topic-validator.ts'
+import { AUTHOR_RATE, SEQNO_MEMORY_MS, SOURCE_RATE, topicValidation } from '../../../node-runtime/p2p/topic-validator.ts'
 import { memoryCache } from '../../../shared/cache/memory-lru.ts'
 import { rawCid } from '../../../shared/crypto/cid.ts'
 import { blockFilter } from '../../../shared/p2p/bloom.ts'
@@ -371,6 +373,33 @@ describe('gossipsub peer scoring', () => {
     await new Promise(resolve => setTimeout(resolve, 300))
     expect(l.taken).toEqual([{ author, source: h.peerId.toString() }, { author, source: h.peerId.toString() }])
     l.validation.stop()
+  }, 60_000)
+
+  it('forgets an author\'s newest sequence number SEQNO_MEMORY_MS after taking it (a clock gone back is heard again)', async () => {
+    const topic = modelTopic('forgetful-mlp')
+    let now = 1_000
+    const l = await createPeerNode({ seed: seedOf(0x81) })
+    stops.push(async () => { await l.stop() })
+    const validation = topicValidation(l.services.pubsub, { now: () => now })
+    validation.add(topic)
+    const validate = l.services.pubsub.topicValidators.get(topic)
+    if (validate === undefined) throw new Error('no validator on the topic')
+    const author = peerIdFromPrivateKey(await generateKeyPairFromSeed('Ed25519', seedOf(0x82)))
+    // The validator reads type, author, sequence number, topic and data (gossipsub checked the signature before).
+    const signed = (sequenceNumber: bigint): Message => ({ type: 'signed', from: author, sequenceNumber, topic, data: encodeGossip({ type: 'version', model: 'forgetful-mlp', version: Number(sequenceNumber), manifestCid: 'cid' }), signature: new Uint8Array(64), key: author.publicKey })
+    const verdict = async (sequenceNumber: bigint): Promise<TopicValidatorResult> => {
+      // lru-cache reuses a time it read for 1 ms (ttlResolution): let that pass before each check.
+      await new Promise(resolve => setTimeout(resolve, 5))
+      return await validate(l.peerId, signed(sequenceNumber))
+    }
+    expect(await verdict(100n)).toBe(TopicValidatorResult.Accept)
+    expect(await verdict(99n)).toBe(TopicValidatorResult.Ignore)
+    now += SEQNO_MEMORY_MS - 1
+    expect(await verdict(99n)).toBe(TopicValidatorResult.Ignore)
+    now += 2
+    expect(await verdict(99n)).toBe(TopicValidatorResult.Accept)
+    expect(await verdict(99n)).toBe(TopicValidatorResult.Ignore)
+    validation.stop()
   }, 60_000)
 
   it('charges one host once for a message its peers all relay', async () => {
