@@ -9,7 +9,7 @@
  * trusted checkpoint of each log is kept in `<data>/ledger/<log>.checkpoint`, replaced
  * atomically and only after its consistency with the previous one was proved (shared/ledger/verify.ts),
  * and what the runtime read of the log's entries up to it in `<log>.monitor.json`
- * (shared/ledger/monitor.ts).
+ * (shared/ledger/monitor.ts), both under `<log>.lock` while they change (process-mutex.ts).
  */
 import { mkdir } from 'node:fs/promises'
 import { join } from 'node:path'
@@ -23,6 +23,7 @@ import { monitorLog, type LogView, type MonitorStore } from '../../shared/ledger
 import { advanceCheckpoint, type CheckpointStore, type LedgerTrust, type VerifiedCheckpoint } from '../../shared/ledger/verify.ts'
 import { readIfExists, writeFileAtomic } from '../atomic-file.ts'
 import { keyedQueue } from '../keyed-queue.ts'
+import { withProcessMutex } from '../process-mutex.ts'
 
 const fileName = async (text: string): Promise<string> => (await sha256Hex(new TextEncoder().encode(text))).slice(0, 16)
 
@@ -83,16 +84,26 @@ const fileStore = (dir: string, path: string): CheckpointStore & MonitorStore =>
 })
 
 /**
+ * How long an advance waits for another process's advance of the same log: one that reads a
+ * million entries (MAX_MONITOR_READ) at ≈ 15,000 a second takes about a minute.
+ */
+const LOG_LOCK_WAIT_MS = 120_000
+
+/**
  * Moves this runtime's trusted checkpoint of the log forward (shared/ledger/verify.ts), then
- * reads the entries it adds (shared/ledger/monitor.ts). Calls for one log are serialised, so two
- * loads can never save checkpoints out of order.
+ * reads the entries it adds (shared/ledger/monitor.ts). Advances of one log are serialised, in
+ * this process and between processes sharing the data dir (process-mutex.ts), so no advance
+ * saves a checkpoint older than one another saved after it read.
  */
 export async function advanceTrusted (dataDir: string, trust: LedgerTrust, ledger: LedgerClient, signal?: AbortSignal): Promise<MonitoredCheckpoint> {
   const dir = join(dataDir, 'ledger')
   const base = join(dir, `${await fileName(trust.log.name)}-${toHex(trust.log.keyId)}`)
   return await perLog(base, async () => {
-    const checkpoint = await advanceCheckpoint(ledger, trust, fileStore(dir, `${base}.checkpoint`), signal)
-    const entries = await monitorLog(ledger, checkpoint.checkpoint, checkpoint.note, fileStore(dir, `${base}.monitor.json`), signal)
-    return { ...checkpoint, entries }
+    await mkdir(dir, { recursive: true })
+    return await withProcessMutex(`${base}.lock`, async () => {
+      const checkpoint = await advanceCheckpoint(ledger, trust, fileStore(dir, `${base}.checkpoint`), signal)
+      const entries = await monitorLog(ledger, checkpoint.checkpoint, checkpoint.note, fileStore(dir, `${base}.monitor.json`), signal)
+      return { ...checkpoint, entries }
+    }, { waitMs: LOG_LOCK_WAIT_MS, signal, what: `log ${trust.log.name}` })
   })
 }

@@ -117,6 +117,10 @@ export async function obtainVersion (ctx: ObtainContext, version: number, signal
       if (entries.length !== 1 || entries[0] !== index) {
         throw refuse(`${label}: the log anchors this version ${entries.length} times (entries ${entries.join(', ')}), so runtimes can be shown different manifests under it`)
       }
+      // An entry off the model's chain of versions (monitor.ts): a parent it never had, or a
+      // number out of turn, such as one far ahead that would freeze a channel's upgrades.
+      const offChain = checkpoint.entries.offChain(config.modelName, index)
+      if (offChain !== undefined) throw refuse(`${label}: its entry is off the model's chain of versions (${offChain})`)
       await local.saveAnchor(signed, { index, leaf: toBase64(anchor.leaf), proof: anchor.proof.map(toBase64), checkpoint: checkpoint.note })
       anchored = { index, checkpoint }
       return

@@ -10,7 +10,17 @@
  * client that has read every entry under its checkpoint sees both, and refuses the version.
  *
  * Nothing read is kept until the rebuilt root equals the signed one, so entries injected on the
- * way (or a log serving other entries than it signed) never reach the index.
+ * way (or a log serving other entries than it signed) never reach the index. What was kept is
+ * read again from the start if it does not hash to the trusted checkpoint (state damaged, or
+ * saved under another history).
+ *
+ * Each model's entries must also form one chain, as the coordinator appends them
+ * (coordinator/ingest/ingest.ts): version 1 with no parent first, then each version one more
+ * than the chain's last, naming it as parent. Otherwise a log could anchor a version under a
+ * parent it never had, or a number far ahead (a channel never moves back, so an inflated one
+ * freezes its upgrades), every proof sound. An entry off the chain is recorded with why, and its
+ * version refused (node-runtime/versions/obtain.ts); the chain goes on from its last good entry,
+ * so the next honest version is taken, as after a version anchored twice.
  */
 import { z } from 'zod'
 import { BASE64_32_BYTES, equalBytes, fromBase64, toBase64 } from '../crypto/bytes.ts'
@@ -19,7 +29,7 @@ import { parseJsonWith } from '../errors/parse-json.ts'
 import type { Checkpoint } from './checkpoint.ts'
 import type { LedgerClient } from './client.ts'
 import { parseEntry } from './entry.ts'
-import { emptyRoot, leafHash, nodeHash, verifyInclusion } from './merkle.ts'
+import { emptyRoot, leafHash, nodeHash, verifyConsistency, verifyInclusion } from './merkle.ts'
 
 /** What a client knows of the log from reading it: which entries name each version. */
 export interface LogView {
@@ -27,6 +37,8 @@ export interface LogView {
   readonly size: number
   /** Indices of the entries naming (model, version) among them, in log order. */
   entriesOf: (model: string, version: number) => number[]
+  /** Why entry `index` of `model` is off the model's chain of versions; undefined if it is on it. */
+  offChain: (model: string, index: number) => string | undefined
 }
 
 /** Where the monitor keeps its state between runs (a file in Node). */
@@ -49,19 +61,26 @@ interface MonitorState {
   first: Map<string, Map<number, number>>
   /** `${model}@${version}` → every index naming it, when more than one does. */
   duplicates: Map<string, number[]>
+  /** model → the last entry of its chain. */
+  heads: Map<string, { version: number, index: number }>
+  /** model → its entries off the chain, in log order, with why. */
+  offChain: Map<string, Array<{ index: number, why: string }>>
 }
 
-const FORMAT = 'blockfed-log-monitor/1'
+// /2 added heads and offChain: a /1 state is read again from the log.
+const FORMAT = 'blockfed-log-monitor/2'
 
 const stateSchema = z.strictObject({
   format: z.literal(FORMAT),
   size: z.number().int().nonnegative(),
   frontier: z.array(z.string().regex(BASE64_32_BYTES)).max(53),
   first: z.record(z.string(), z.record(z.string().regex(/^[1-9][0-9]{0,15}$/), z.number().int().nonnegative())),
-  duplicates: z.array(z.strictObject({ model: z.string(), version: z.number().int().positive(), entries: z.array(z.number().int().nonnegative()).min(2) }))
+  duplicates: z.array(z.strictObject({ model: z.string(), version: z.number().int().positive(), entries: z.array(z.number().int().nonnegative()).min(2) })),
+  heads: z.record(z.string(), z.strictObject({ version: z.number().int().positive(), index: z.number().int().nonnegative() })),
+  offChain: z.record(z.string(), z.array(z.strictObject({ index: z.number().int().nonnegative(), why: z.string().max(1000) })))
 })
 
-const empty = (): MonitorState => ({ size: 0, frontier: [], first: new Map(), duplicates: new Map() })
+const empty = (): MonitorState => ({ size: 0, frontier: [], first: new Map(), duplicates: new Map(), heads: new Map(), offChain: new Map() })
 
 /** The number of 1 bits of `size`: how many subtrees its compact range holds. */
 function rangeLength (size: number): number {
@@ -127,7 +146,9 @@ function parse (text: string): MonitorState {
     size: saved.size,
     frontier: saved.frontier.map(fromBase64),
     first,
-    duplicates: new Map(saved.duplicates.map(d => [`${d.model}@${d.version}`, d.entries]))
+    duplicates: new Map(saved.duplicates.map(d => [`${d.model}@${d.version}`, d.entries])),
+    heads: new Map(Object.entries(saved.heads)),
+    offChain: new Map(Object.entries(saved.offChain))
   }
 }
 
@@ -141,7 +162,9 @@ function encode (state: MonitorState): string {
     size: state.size,
     frontier: state.frontier.map(toBase64),
     first: Object.fromEntries([...state.first].map(([model, versions]) => [model, Object.fromEntries(versions)])),
-    duplicates
+    duplicates,
+    heads: Object.fromEntries(state.heads),
+    offChain: Object.fromEntries(state.offChain)
   } satisfies z.infer<typeof stateSchema>)
 }
 
@@ -153,7 +176,34 @@ function view (state: MonitorState): LogView {
       if (all !== undefined) return [...all]
       const index = state.first.get(model)?.get(version)
       return index === undefined ? [] : [index]
-    }
+    },
+    offChain: (model, index) => state.offChain.get(model)?.find(e => e.index === index)?.why
+  }
+}
+
+/** Why entry `index`, `model`@`version` with `parent`, does not extend the model's chain ending at `head`; undefined if it does. */
+function offChainWhy (index: number, model: string, version: number, parent: number | null, head: { version: number, index: number } | undefined): string | undefined {
+  const [expected, expectedParent] = head === undefined ? [1, null] : [head.version + 1, head.version]
+  const after = head === undefined ? 'the model\'s first entry' : `the model's chain ends at @${head.version} (entry ${head.index})`
+  if (version !== expected || parent !== expectedParent) return `entry ${index}: ${model}@${version} with parent ${parent ?? 'none'}, where ${after} and @${expected} with parent ${expectedParent ?? 'none'} comes next`
+  return undefined
+}
+
+/**
+ * Whether `state` is of the history `checkpoint` signs: at its size the same root, otherwise a
+ * consistency proof between the two, asked of the log (RFC 9162 §2.1.4).
+ */
+async function matches (client: LedgerClient, checkpoint: Checkpoint, state: MonitorState, signal?: AbortSignal): Promise<boolean> {
+  const root = rootOf(state.frontier)
+  if (state.size === checkpoint.size) return equalBytes(root, checkpoint.root)
+  const [from, to] = state.size < checkpoint.size ? [{ size: state.size, root }, checkpoint] : [checkpoint, { size: state.size, root }]
+  const proof = await client.consistency(from.size, to.size, signal)
+  try {
+    verifyConsistency(from.size, to.size, from.root, to.root, proof)
+    return true
+  } catch (err) {
+    if (err instanceof IntegrityError) return false
+    throw err
   }
 }
 
@@ -181,40 +231,60 @@ async function mismatch (client: LedgerClient, checkpoint: Checkpoint, note: str
   return new LedgerSecurityError(`${label}: the log serves other entries than it signed`, { offered: note })
 }
 
+interface EntriesRead {
+  frontier: Uint8Array[]
+  leafHashes: Uint8Array[]
+  added: Array<{ index: number, model: string, version: number, parent: number | null }>
+  /** The first leaf that is no ledger entry, if any. */
+  unreadable?: Error
+}
+
+/** Reads entries [state.size, checkpoint.size), folding them into a copy of the state's compact range. */
+async function readEntries (client: LedgerClient, checkpoint: Checkpoint, state: MonitorState, label: string, signal?: AbortSignal): Promise<EntriesRead> {
+  const target = checkpoint.size
+  if (target - state.size > MAX_MONITOR_READ) {
+    throw new IntegrityError(`${label}: checkpoint ${target} adds ${target - state.size} entries to the ${state.size} read here, more than one read takes (${MAX_MONITOR_READ})`)
+  }
+  const read: EntriesRead = { frontier: [...state.frontier], leafHashes: [], added: [] }
+  for (let index = state.size; index < target;) {
+    signal?.throwIfAborted()
+    const leaves = await client.entries(index, target, signal)
+    for (const leaf of leaves) {
+      const hash = leafHash(leaf)
+      push(read.frontier, index, hash)
+      read.leafHashes.push(hash)
+      try {
+        const entry = parseEntry(leaf, `${label}: entry ${index}`)
+        read.added.push({ index, model: entry.model, version: entry.version, parent: entry.parent })
+      } catch (err) {
+        read.unreadable ??= err as Error
+      }
+      index++
+    }
+  }
+  return read
+}
+
 /**
  * Reads the entries `checkpoint` adds to what `store` holds, checks them against its root and
  * keeps them. `note` is the checkpoint's signed note, the evidence of a failure. Calls for one
  * store must not overlap (the Node runtime queues them per log).
  */
 export async function monitorLog (client: LedgerClient, checkpoint: Checkpoint, note: string, store: MonitorStore, signal?: AbortSignal): Promise<LogView> {
-  const state = decode(await store.load())
+  let state = decode(await store.load())
+  // A kept state of another history (damaged, or saved under a checkpoint since replaced) is read
+  // again whole; below the checkpoint's size this is asked only if what is read does not match.
+  if (state.size >= checkpoint.size && state.size > 0 && !await matches(client, checkpoint, state, signal)) state = empty()
   // A checkpoint older than what was read (a stale cache) adds nothing: everything under it was read.
   if (checkpoint.size <= state.size) return view(state)
   const target = checkpoint.size
   const label = `log ${checkpoint.origin}`
-  if (target - state.size > MAX_MONITOR_READ) {
-    throw new IntegrityError(`${label}: checkpoint ${target} adds ${target - state.size} entries to the ${state.size} read here, more than one read takes (${MAX_MONITOR_READ})`)
+  let read = await readEntries(client, checkpoint, state, label, signal)
+  if (!equalBytes(rootOf(read.frontier), checkpoint.root) && state.size > 0 && !await matches(client, checkpoint, state, signal)) {
+    state = empty()
+    read = await readEntries(client, checkpoint, state, label, signal)
   }
-  const frontier = [...state.frontier]
-  const leafHashes: Uint8Array[] = []
-  const added: Array<{ index: number, model: string, version: number }> = []
-  let unreadable: Error | undefined
-  for (let index = state.size; index < target;) {
-    signal?.throwIfAborted()
-    const leaves = await client.entries(index, target, signal)
-    for (const leaf of leaves) {
-      const hash = leafHash(leaf)
-      push(frontier, index, hash)
-      leafHashes.push(hash)
-      try {
-        const entry = parseEntry(leaf, `${label}: entry ${index}`)
-        added.push({ index, model: entry.model, version: entry.version })
-      } catch (err) {
-        unreadable ??= err as Error
-      }
-      index++
-    }
-  }
+  const { frontier, leafHashes, added, unreadable } = read
   if (!equalBytes(rootOf(frontier), checkpoint.root)) {
     throw await mismatch(client, checkpoint, note, state.size, leafHashes, signal)
   }
@@ -222,9 +292,12 @@ export async function monitorLog (client: LedgerClient, checkpoint: Checkpoint, 
     throw new LedgerSecurityError(`${label}: checkpoint ${target} covers an entry that is not a ledger entry (${unreadable.message})`, { offered: note }, { cause: unreadable })
   }
   // Copies of what changes: `state` may be a remembered one that views still read.
-  const next: MonitorState = { size: target, frontier, first: new Map(state.first), duplicates: new Map(state.duplicates) }
+  const next: MonitorState = { size: target, frontier, first: new Map(state.first), duplicates: new Map(state.duplicates), heads: new Map(state.heads), offChain: new Map(state.offChain) }
   const copied = new Set<string>()
-  for (const { index, model, version } of added) {
+  for (const { index, model, version, parent } of added) {
+    const why = offChainWhy(index, model, version, parent, next.heads.get(model))
+    if (why === undefined) next.heads.set(model, { version, index })
+    else next.offChain.set(model, [...(next.offChain.get(model) ?? []), { index, why }])
     if (!copied.has(model)) {
       next.first.set(model, new Map(state.first.get(model)))
       copied.add(model)

@@ -105,4 +105,22 @@ describe('obtainVersion against a lying coordinator', () => {
     await expect(obtainVersion(c.ctx, 2)).rejects.toThrow(LedgerSecurityError)
     await expect(obtainVersion(c.ctx, 2)).rejects.toThrow(/ledger entry's version \(1\) does not match the manifest/)
   })
+
+  it('refuses a version whose entry is off the model\'s chain (a parent it never had); the versions on it still load', async () => {
+    const c = lyingCoordinator()
+    const { key } = c
+    const v1 = await signManifest(manifestAt(1, '2026-01-01T00:00:00.000Z'), key)
+    const v2 = await signManifest(manifestAt(2, '2026-02-01T00:00:00.000Z'), key)
+    c.append(v1)
+    c.append(v2)
+    // Version 3 naming parent 1 while the chain ends at 2: every proof holds, the chain does not.
+    const replayed = await signManifest({ ...manifestAt(3, '2026-03-01T00:00:00.000Z'), parent: 1 }, key)
+    const index = c.append(replayed)
+    c.serve(replayed, index)
+    const err = await obtainVersion(c.ctx, 3).then(() => undefined, (e: unknown) => e)
+    expect(err).toBeInstanceOf(LedgerSecurityError)
+    expect((err as Error).message).toBe('m@3: its entry is off the model\'s chain of versions (entry 2: m@3 with parent 1, where the model\'s chain ends at @2 (entry 1) and @3 with parent 2 comes next); refusing it')
+    c.serve(v2, 1)
+    expect((await obtainVersion(c.ctx, 2)).ledgerIndex).toBe(1)
+  })
 })

@@ -7,7 +7,9 @@
  * - Entries served other than signed are refused with an inclusion proof a third party can check;
  *   nothing is kept. A leaf that is not an entry, under a root that covers it, is refused too.
  * - A second entry for one version is found whichever advance brings it, and kept across runs.
- * - A damaged state file is rebuilt from the log; a checkpoint far ahead is refused unread.
+ * - A damaged state file is rebuilt from the log, and so is one of another history than the
+ *   trusted checkpoint's (at its size, beyond or below it); a checkpoint far ahead is refused unread.
+ * - Entries off a model's chain of versions (parent, version order) are recorded and kept.
  * - Over HTTP against a real coordinator whose log holds 600 entries: pages of 256.
  */
 import { describe, it, expect, afterAll } from 'vitest'
@@ -207,6 +209,74 @@ describe('monitorLog', () => {
       expect(view.entriesOf('m', 2)).toEqual([1, 5])
       expect(JSON.parse(store.text)).toEqual(good)
     }
+  })
+
+  it('records entries off a model\'s chain of versions (a parent it never had, a number out of turn, a first entry with a parent); the chain goes on from its last good entry', async () => {
+    const l = log()
+    const at = (model: string, version: number, parent: number | null): LedgerEntry => ({ ...entry(model, version), parent })
+    l.append(at('m', 1, null))
+    l.append(at('m', 2, 1))
+    l.append(at('m', 3, 1)) // 2: a parent the chain does not end at
+    l.append(at('m', 1000, 2)) // 3: a number far ahead
+    l.append(at('m', 3, 2)) // 4: the next honest version
+    l.append(at('m', 2, 1)) // 5: goes back (and anchors m@2 twice)
+    l.append(at('n', 2, 1)) // 6: a first entry that is not version 1
+    l.append(at('n', 1, null))
+    const store = memoryStore()
+    const view = await monitorLog(l.client, l.checkpoint(), 'note', store)
+    const off = (model: string): Array<string | undefined> => Array.from({ length: l.tree.size }, (_, i) => view.offChain(model, i))
+    expect(off('m')).toEqual([
+      undefined,
+      undefined,
+      'entry 2: m@3 with parent 1, where the model\'s chain ends at @2 (entry 1) and @3 with parent 2 comes next',
+      'entry 3: m@1000 with parent 2, where the model\'s chain ends at @2 (entry 1) and @3 with parent 2 comes next',
+      undefined,
+      'entry 5: m@2 with parent 1, where the model\'s chain ends at @3 (entry 4) and @4 with parent 3 comes next',
+      undefined,
+      undefined
+    ])
+    expect(view.offChain('n', 6)).toBe('entry 6: n@2 with parent 1, where the model\'s first entry and @1 with parent none comes next')
+    expect(view.offChain('n', 7)).toBeUndefined()
+    // Kept with the state, and later entries are checked against the kept chain.
+    l.append(at('m', 4, 3))
+    l.append(at('m', 4, 3))
+    const later = await monitorLog(l.client, l.checkpoint(), 'note', store)
+    expect(later.offChain('m', 8)).toBeUndefined()
+    expect(later.offChain('m', 9)).toMatch(/^entry 9: m@4 with parent 3, where the model's chain ends at @4 \(entry 8\)/)
+    expect(later.offChain('m', 3)).toMatch(/^entry 3: m@1000/)
+    expect(JSON.parse(store.text as string).offChain.m.map((e: { index: number }) => e.index)).toEqual([2, 3, 5, 9])
+  })
+
+  it('reads again from the start a kept state of another history than the trusted checkpoint, at its size, beyond it or below it', async () => {
+    // H and a fork F that agrees on entries 0–7 and rewrites 8–9 (m@9 twice), both signed by one log.
+    const h = log()
+    const f = log()
+    for (let v = 1; v <= 10; v++) h.append(entry('m', v))
+    for (let v = 1; v <= 8; v++) f.append(entry('m', v))
+    f.append({ ...entry('m', 9), manifestCid: 'bafyEVILa' })
+    f.append({ ...entry('m', 9), manifestCid: 'bafyEVILb' })
+    // At the same size: the state read from H is not F's; F is read whole, and m@9 twice is seen.
+    const store = memoryStore()
+    await monitorLog(h.client, h.checkpoint(), 'note', store)
+    const forked = await monitorLog(f.client, f.checkpoint(), 'note', store)
+    expect(forked.entriesOf('m', 9)).toEqual([8, 9])
+    expect(forked.offChain('m', 9)).toMatch(/^entry 9: m@9/)
+    // Beyond it: a kept state at 10 of H, under F's checkpoint of 9 (entry 8 differs), fails the consistency proof.
+    const beyond = memoryStore()
+    await monitorLog(h.client, h.checkpoint(), 'note', beyond)
+    const stale = await monitorLog(f.client, f.checkpoint(9), 'note', beyond)
+    expect(stale.size).toBe(9)
+    expect(stale.entriesOf('m', 9)).toEqual([8])
+    expect(stale.entriesOf('m', 10)).toEqual([])
+    // Below it: a state of 4 entries from another history is read again, not blamed on the log.
+    const other = log()
+    for (let v = 1; v <= 4; v++) other.append({ ...entry('m', v), manifestCid: `bafyOTHER${v}` })
+    const below = memoryStore()
+    await monitorLog(other.client, other.checkpoint(), 'note', below)
+    const read = await monitorLog(h.client, h.checkpoint(), 'note', below)
+    expect(read.size).toBe(10)
+    expect(read.entriesOf('m', 1)).toEqual([0])
+    expect(JSON.parse(below.text as string).size).toBe(10)
   })
 })
 
