@@ -9,6 +9,12 @@ import type { FastifyError, FastifyReply, FastifyRequest } from 'fastify'
 import { BlockfedError, BusyError } from '../../shared/errors/errors.ts'
 
 export function errorHandler (err: FastifyError | Error, req: FastifyRequest, reply: FastifyReply): void {
+  // Whatever a route set for its answer (an ETag, an immutable cache-control) is not this answer's:
+  // a cache must not keep a refusal in place of what the route would serve.
+  void reply.removeHeader('etag').header('cache-control', 'no-store')
+  // A request refused before its body was read (no token, too large): the connection is closed
+  // after the answer rather than kept reading what the client still sends, however slowly.
+  if (!req.raw.complete) void reply.header('connection', 'close')
   if (err instanceof BusyError) {
     // RFC 9110 §10.2.3: Retry-After in whole seconds.
     void reply.status(503).header('retry-after', Math.ceil(err.retryAfterMs / 1000)).send({ error: err.name, message: err.message })

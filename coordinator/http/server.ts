@@ -4,6 +4,7 @@
  * `/openapi.json` by @fastify/swagger). Blocks and shards are immutable and served with
  * long-lived cache headers and their CID as ETag.
  */
+import type { IncomingMessage, ServerOptions } from 'node:http'
 import { Readable } from 'node:stream'
 import Fastify, { type FastifyInstance } from 'fastify'
 import cors from '@fastify/cors'
@@ -112,8 +113,14 @@ export async function buildServer (deps: ServerDeps): Promise<FastifyInstance> {
     routerOptions: { maxParamLength: MAX_PATH_PARAM_CHARS },
     requestTimeout: 600_000,
     connectionTimeout: 600_000,
-    clientErrorHandler
+    // Only WebSocket upgrades go to the rounds hub's 'upgrade' listener: any other Upgrade
+    // offer (h2c from `curl --http2`, a proxy's) is an ordinary request, answered as one.
+    http: { shouldUpgradeCallback: (req: IncomingMessage) => /\bwebsocket\b/i.test(req.headers.upgrade ?? '') } as ServerOptions,
+    clientErrorHandler,
+    frameworkErrors: (err, req, reply) => { errorHandler(new InvalidInputError(`${err.message}: ${req.url.slice(0, 200)}`, { cause: err }), req, reply) }
   })
+  // Fastify's own answers for an unknown route or an unparsable URL, in the API's error shape.
+  app.setNotFoundHandler(req => { throw new NotFoundError(`no route ${req.method} ${req.url.slice(0, 200)}`) })
   app.setValidatorCompiler(validatorCompiler)
   app.setSerializerCompiler(serializerCompiler)
   app.setErrorHandler(errorHandler)
@@ -252,14 +259,25 @@ export async function buildServer (deps: ServerDeps): Promise<FastifyInstance> {
     const cid = req.params.cid
     parseCid(cid)
     const etag = `"${cid}"`
-    void reply.header('etag', etag).header('cache-control', 'public, max-age=31536000, immutable')
+    // Cacheable for good only once the bytes are there and going out: a 404 or a busy 503 kept
+    // by a shared cache under these headers would answer for a year.
+    const immutable = (): void => { void reply.header('etag', etag).header('cache-control', 'public, max-age=31536000, immutable') }
     const bytes = await deps.files.get(cid)
-    if (req.headers['if-none-match'] === etag) return await reply.status(304).send(undefined as never)
+    if (req.headers['if-none-match'] === etag) {
+      immutable()
+      return await reply.status(304).send(undefined as never)
+    }
+    // HEAD (fastify answers it with this handler and drops the body) sends nothing: not admitted, not counted as served.
+    if (req.method === 'HEAD') {
+      immutable()
+      return await reply.type('application/octet-stream').send(Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength) as never)
+    }
     const release = deps.answers === undefined ? () => {} : deps.answers.admit(bytes.length)
     if (release === undefined) {
       deps.onBusy?.()
       throw new BusyError(`${cid}: the coordinator is sending as much as it may at once; retry later`, BUSY_RETRY_MS)
     }
+    immutable()
     // Released when the answer ends, sent or not (the client may leave mid-body).
     const gone = new AbortController()
     reply.raw.once('close', () => { release(); gone.abort() })

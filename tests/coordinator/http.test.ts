@@ -2,6 +2,8 @@ import { describe, it, expect, beforeAll, afterAll } from 'vitest'
 import { mkdtemp, readdir, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
+import { request } from 'node:http'
+import { connect } from 'node:net'
 import { createCoordinator, type Coordinator } from '../../coordinator/coordinator.ts'
 import { coordinatorClient } from '../../shared/client/coordinator-client.ts'
 import { verifySignedManifest } from '../../shared/manifest/sign.ts'
@@ -93,6 +95,17 @@ describe('coordinator HTTP API', () => {
     const unknown = await fetch(`${url}/v1/blocks/${await rawCid(new Uint8Array([1, 2, 3]))}`)
     expect(unknown.status).toBe(404)
     expect((await unknown.json()).message).toMatch(/no block or shard/)
+    // A refusal is not the block: a shared cache must not keep it for a year under its CID.
+    expect(unknown.headers.get('cache-control')).toBe('no-store')
+    expect(unknown.headers.get('etag')).toBeNull()
+
+    // HEAD says what a GET would send, and sends nothing: it is not counted as served.
+    const served = coordinator.served().httpBytes
+    const head = await fetch(`${url}/v1/blocks/${block.shards.cids[0]}`, { method: 'HEAD' })
+    expect(head.status).toBe(200)
+    expect(Number(head.headers.get('content-length'))).toBe(block.shards.size)
+    expect(head.headers.get('cache-control')).toContain('immutable')
+    expect(coordinator.served().httpBytes).toBe(served)
   })
 
   it('hands out data keys only to authenticated roles, wrapped to the caller', async () => {
@@ -123,13 +136,52 @@ describe('coordinator HTTP API', () => {
       ['/v1/models/movenet/versions/0/manifest', 400, /params\.version/],
       ['/v1/models/movenet/versions/abc/manifest', 400, /params\.version/],
       ['/v1/models/movenet/versions/9/manifest', 404, /has no version 9/],
-      ['/v1/models/nosuch/versions', 404, /no model named nosuch/]
+      ['/v1/models/nosuch/versions', 404, /no model named nosuch/],
+      // Fastify's own refusals, in the API's shape too.
+      ['/v1/nosuch', 404, /^no route GET \/v1\/nosuch$/],
+      ['/v1/models/%E0%A4%A/versions', 400, /is not a valid url component/]
     ]
     for (const [path, status, message] of cases) {
       const res = await fetch(`${url}${path}`)
       expect(res.status, path).toBe(status)
-      expect((await res.json()).message, path).toMatch(message)
+      const body = await res.json() as { error: string, message: string }
+      expect(body.error, path).toBe(status === 404 ? 'NotFoundError' : 'InvalidInputError')
+      expect(body.message, path).toMatch(message)
     }
+  })
+
+  it('answers a request offering another protocol upgrade (h2c) as an ordinary request', async () => {
+    const { hostname, port } = new URL(url)
+    const answer = await new Promise<{ status: number, body: string }>((resolve, reject) => {
+      const req = request({ host: hostname, port, path: '/v1/models', headers: { connection: 'Upgrade, HTTP2-Settings', upgrade: 'h2c', 'http2-settings': 'AAMAAABkAAQCAAAAAAIAAAAA' } }, res => {
+        let body = ''
+        res.on('data', (c: Buffer) => { body += c.toString() })
+        res.on('end', () => { resolve({ status: res.statusCode ?? 0, body }) })
+      })
+      req.on('upgrade', () => { reject(new Error('the server switched protocols')) })
+      req.on('error', reject)
+      req.setTimeout(10_000, () => { req.destroy(new Error('no answer in 10 s')) })
+      req.end()
+    })
+    expect(answer.status).toBe(200)
+    expect(JSON.parse(answer.body)).toMatchObject({ models: expect.any(Array) })
+  })
+
+  it('closes the connection of a request refused before its body was read, however slowly the body comes', async () => {
+    const { hostname, port } = new URL(url)
+    const socket = connect(Number(port), hostname)
+    const closed = new Promise<string>((resolve, reject) => {
+      let got = ''
+      socket.on('data', (c: Buffer) => { got += c.toString() })
+      socket.on('close', () => { resolve(got) })
+      socket.on('error', reject)
+      setTimeout(() => { reject(new Error('the connection was still open after 10 s')) }, 10_000).unref()
+    })
+    // No token and a body announced as 1 TB, of which a few bytes come.
+    socket.write('POST /v1/tokens HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 1000000000000\r\n\r\n{"role"')
+    const answer = await closed
+    expect(answer).toMatch(/^HTTP\/1\.1 403 /)
+    expect(answer).toMatch(/connection: close/i)
   })
 
   it('rejects bad uploads cleanly, stores nothing, and keeps serving', async () => {

@@ -64,6 +64,7 @@ describe('a coordinator with a full answer budget', () => {
     const b = await fetch(`${url}/v1/blocks/${second.cid}`)
     expect(b.status).toBe(503)
     expect(b.headers.get('retry-after')).toBe('1')
+    expect(b.headers.get('cache-control')).toBe('no-store')
     expect(await b.json()).toMatchObject({ error: 'BusyError' })
     expect((await a.arrayBuffer()).byteLength).toBe(first.sealedLength)
     expect(coordinator.served().httpBusy).toBe(busyBefore + 1)
