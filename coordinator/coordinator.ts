@@ -53,6 +53,8 @@ export interface CoordinatorOptions {
   onRoundEvent?: (event: RoundEvent) => void
   /** Round protocol liveness: ping interval in ms (a client silent for two is cut). */
   pingMs?: number
+  /** Text bytes a round client may send per 10 s before it is cut (coordinator/rounds/hub.ts, TEXT_BUDGET). */
+  roundTextBudgetBytes?: number
   /** The version ledger's origin line (fixed when the log is created). Default `blockfed.local/<keyId>`. */
   ledgerOrigin?: string
   /** Witnesses asked to cosign every new checkpoint (`blockfed witness`). */
@@ -206,7 +208,8 @@ async function openCoordinator (options: CoordinatorOptions, partitionOptions: P
     handlers: { message: async (c, m) => await rounds.handlers.message(c, m), upload: async (c, f) => await rounds.handlers.upload(c, f), disconnect: c => rounds.handlers.disconnect(c), connected: (c, holds) => rounds.handlers.connected(c, holds), uploadAllowance: c => rounds.handlers.uploadAllowance(c) },
     maxPayload: ROUND_MAX_FRAME_BYTES,
     pingMs: options.pingMs ?? ROUND_PING_MS,
-    handshakeMs: ROUND_HANDSHAKE_MS
+    handshakeMs: ROUND_HANDSHAKE_MS,
+    textBudgetBytes: options.roundTextBudgetBytes
   })
   const rounds = roundManager({
     store,

@@ -27,6 +27,15 @@ export const ROUNDS_PATH = '/v1/rounds/ws'
 const MAX_HELLO_BYTES = 32 << 10
 /** Largest text message after the hello (SecAgg+ share lists grow with a client's neighbours). */
 const MAX_TEXT_BYTES = 4 << 20
+/**
+ * Text bytes one client may send per window (the default of `textBudgetBytes`). Parsing is on the event loop every client and route
+ * shares: a 3.8 MB frame of 330,000 keys took ≈ 280 ms to refuse (JSON.parse, then the schema),
+ * and 30 of them in a row held the loop up to 1.5 s at a time (review, stop 34). A client's
+ * protocol text in a round is a few frames of at most a few hundred KB (the share lists of its
+ * neighbours), so this is a flood's bound, not a round's: it holds one client's parsing to
+ * ≈ 1.2 s of every 10 s at worst.
+ */
+export const TEXT_BUDGET = { bytes: 16 << 20, windowMs: 10_000 }
 /** Frame headers, pings, and the start of the next frame read in the same chunk. */
 const FRAME_SLACK_BYTES = 256 << 10
 /** How long a cut client's connection lingers so that it reads why (the close frame). */
@@ -66,6 +75,8 @@ export interface RoundHubOptions {
   maxPayload: number
   pingMs: number
   handshakeMs: number
+  /** Text bytes one client may send per TEXT_BUDGET window before it is cut; TEXT_BUDGET.bytes by default. */
+  textBudgetBytes?: number
 }
 
 export interface RoundHub {
@@ -108,6 +119,7 @@ export function roundHub (options: RoundHubOptions): RoundHub {
   // Only ever echo the rounds subprotocol: ws would otherwise echo the first offered, which may be the token.
   const wss = new WebSocketServer({ noServer: true, maxPayload: options.maxPayload, handleProtocols: offered => offered.has(ROUNDS_SUBPROTOCOL) ? ROUNDS_SUBPROTOCOL : false })
   const connected = new Map<string, ClientConnection & { socket: WebSocket }>()
+  const textBudget = options.textBudgetBytes ?? TEXT_BUDGET.bytes
   let server: Server | undefined
   let pinger: ReturnType<typeof setInterval> | undefined
   const alive = new WeakMap<WebSocket, boolean>()
@@ -144,6 +156,7 @@ export function roundHub (options: RoundHubOptions): RoundHub {
     }
     send({ type: 'challenge', nonce })
 
+    const textWindow = { start: performance.now(), bytes: 0 }
     // Raw bytes since the last whole message: the frame ws is buffering, plus slack.
     let pending = 0
     let cutAt: number | undefined
@@ -193,6 +206,15 @@ export function roundHub (options: RoundHubOptions): RoundHub {
         return
       }
       const from = client
+      if (!isBinary) {
+        const now = performance.now()
+        if (now - textWindow.start >= TEXT_BUDGET.windowMs) Object.assign(textWindow, { start: now, bytes: 0 })
+        textWindow.bytes += bytes.length
+        if (textWindow.bytes > textBudget) {
+          send({ type: 'error', message: `more than ${textBudget} bytes of messages in ${TEXT_BUDGET.windowMs / 1000} s` })
+          return cut(1008, 'too many messages')
+        }
+      }
       void (async () => {
         try {
           if (isBinary) await options.handlers.upload(from, new Uint8Array(bytes.buffer, bytes.byteOffset, bytes.byteLength))

@@ -2,7 +2,7 @@
  * The round protocol against clients that misbehave or fail (found by review): connections reset
  * mid-upgrade, oversized frames before the hello, declines that would take back an upload or
  * dodge the cooldown, progress out of turn, a schedule whose rounds can no longer start, a round
- * whose recording fails part-way (nothing kept, its clients free), and
+ * whose recording fails part-way (nothing kept, its clients free), a client flooding text frames, and
  * runtimes whose local work fails or hangs. Real coordinator, real runtimes over loopback.
  */
 import { describe, it, expect, beforeAll, afterAll } from 'vitest'
@@ -88,6 +88,22 @@ describe('the WebSocket endpoint', () => {
     const [code] = await new Promise<[number]>(resolve => ws.once('close', code => resolve([code])))
     expect(code).toBe(4003)
     expect(replies.some(r => /hello: 65536 bytes, at most 32768/.test(r))).toBe(true)
+  })
+})
+
+describe('a client flooding text frames', () => {
+  it('is cut once its messages pass the text budget of a window, and the coordinator serves on', async () => {
+    const client = await rawClient(at, token, ['mnist'])
+    try {
+      // Each frame within the 4 MiB cap for one message; five of them are over 16 MiB in a window.
+      const frame = JSON.stringify({ type: 'progress', junk: 'x'.repeat((4 << 20) - 100) })
+      for (let i = 0; i < 5; i++) client.sendJson(frame)
+      expect(await client.next(m => m.type === 'error' && /more than 16777216 bytes of messages in 10 s/.test(m.message))).toBeDefined()
+      expect(await client.closed).toMatchObject({ code: 1008 })
+      expect((await fetch(`${at}/v1/models`)).status).toBe(200)
+    } finally {
+      client.close()
+    }
   })
 })
 

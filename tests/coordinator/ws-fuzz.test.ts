@@ -169,7 +169,9 @@ beforeAll(async () => {
   await tfjsBackend()
   root = await mkdtemp(join(tmpdir(), 'blockfed-ws-fuzz-'))
   dataDir = join(root, 'c')
-  c = await createCoordinator({ dataDir, port: 0, partition: { targetBytes: 16 << 10, maxBytes: 1 << 20 }, onRoundEvent: e => events.push(e) })
+  // Each fuzz client sends hundreds of oversized frames on one connection, far past the text
+  // budget a client may send in 10 s (round-protocol.test shows that budget cutting a flood).
+  c = await createCoordinator({ dataDir, port: 0, partition: { targetBytes: 16 << 10, maxBytes: 1 << 20 }, onRoundEvent: e => events.push(e), roundTextBudgetBytes: 1 << 30 })
   at = await c.start()
   token = await c.createToken('edge')
   const model = mnistMlp({ hidden: [16] })
