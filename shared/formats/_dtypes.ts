@@ -2,6 +2,7 @@
  * Element types and their stored sizes: ONNX `TensorProto.DataType` (onnx/onnx.proto) and the
  * dtypes a tfjs weights manifest uses (tfjs-core io/types.ts: DataType and quantization).
  */
+import { InvalidModelError } from '../errors/errors.ts'
 
 /** ONNX data_type number → [dtype name, bits per element]. Strings (8) have no fixed size. */
 const ONNX_TYPES: Record<number, readonly [string, number]> = {
@@ -81,7 +82,7 @@ const MANIFEST_DTYPE_BITS: ReadonlyMap<string, number> = new Map([
 export function manifestTensorBytes (t: { dtype: string, shape: readonly number[], quantization?: { dtype: 'uint8' | 'uint16' | 'float16' } | undefined }): number | undefined {
   const bits = t.quantization === undefined ? MANIFEST_DTYPE_BITS.get(t.dtype) : TFJS_QUANTIZED_BYTES[t.quantization.dtype] * 8
   if (bits === undefined) return undefined
-  const count = elementCount(t.shape)
+  const count = shapeProduct(t.shape)
   return Number.isSafeInteger(count) ? storedBytes(count, bits) : Infinity
 }
 
@@ -95,8 +96,21 @@ export function tfDtypeName (dt: string): string {
   return names[dt] ?? dt
 }
 
-/** Number of elements of a shape (1 for a scalar). */
-export function elementCount (shape: readonly number[]): number {
+/**
+ * Number of elements of a shape (1 for a scalar, 0 when any dim is 0); InvalidModelError naming
+ * `what` when it is 2^53 or more, past which no byte size computed from it is exact.
+ */
+export function elementCount (shape: readonly number[], what = 'a tensor'): number {
+  const n = shapeProduct(shape)
+  if (!Number.isSafeInteger(n)) {
+    throw new InvalidModelError(`${what} has shape [${shape.join(', ')}]: 2^53 or more elements, more than any tensor can hold`)
+  }
+  return n
+}
+
+/** The product of the dims, 0 when one is 0 even beside dims whose product is Infinity (Infinity × 0 is NaN). */
+function shapeProduct (shape: readonly number[]): number {
+  if (shape.includes(0)) return 0
   let n = 1
   for (const d of shape) n *= d
   return n

@@ -21,6 +21,35 @@ export function relativePath (path: string, what: string): string {
   return normal
 }
 
+/**
+ * InvalidModelError naming both paths when two of the files a model is written back as cannot
+ * both exist: one is the folder of another (`w` and `w/x.bin`), or they differ only in letter
+ * case (`W.bin` and `w.bin`, one file on macOS and Windows) or Unicode form (NFC and NFD, one
+ * file on macOS). `pull` could never write such a model out once ingest had signed it.
+ */
+export function refuseClashingPaths (paths: Iterable<string>, what: string): void {
+  const fold = (path: string): string => path.normalize('NFC').toLowerCase()
+  const files = new Map<string, string>()
+  const folders = new Map<string, string>()
+  for (const path of paths) {
+    const key = fold(path)
+    const same = files.get(key)
+    if (same !== undefined) {
+      throw new InvalidModelError(same === path
+        ? `${what}: "${path}" would be written twice`
+        : `${what}: "${same}" and "${path}" differ only in letter case or Unicode form, so they would be one file on macOS or Windows`)
+    }
+    files.set(key, path)
+    for (let at = key.indexOf('/'); at >= 0; at = key.indexOf('/', at + 1)) {
+      if (!folders.has(key.slice(0, at))) folders.set(key.slice(0, at), path)
+    }
+  }
+  for (const [key, path] of files) {
+    const inside = folders.get(key)
+    if (inside !== undefined) throw new InvalidModelError(`${what}: "${path}" and "${inside}" cannot both be written: "${path}" would be a file and a folder`)
+  }
+}
+
 export function basename (path: string): string {
   return path.slice(path.lastIndexOf('/') + 1)
 }

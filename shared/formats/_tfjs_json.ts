@@ -4,7 +4,9 @@
  * sizes of the weights it lists (a quantized weight is stored as its quantization dtype).
  */
 import { z } from 'zod'
-import { InvalidModelError } from '../errors/errors.ts'
+import { InvalidModelError, TooLargeError } from '../errors/errors.ts'
+import { MAX_MANIFEST_BYTES } from '../manifest/sign.ts'
+import type { ModelFile } from '../model/types.ts'
 import { elementCount, MAX_TENSOR_RANK, TFJS_DTYPE_BYTES, TFJS_QUANTIZED_BYTES } from './_dtypes.ts'
 
 const jsonObject = z.record(z.string(), z.unknown())
@@ -50,6 +52,18 @@ export function decodeJsonText (bytes: Uint8Array, file: string): string {
   }
 }
 
+/**
+ * The text of a model.json, refused before it is decoded when the manifest, which carries the
+ * text, could not hold it: parsing first cost gigabytes (a 114 MiB array of zeros killed the
+ * coordinator with out-of-memory).
+ */
+export function modelJsonText (file: ModelFile): string {
+  if (file.bytes.length > MAX_MANIFEST_BYTES) {
+    throw new TooLargeError(`${file.path} is ${file.bytes.length} bytes, more than the ${MAX_MANIFEST_BYTES} a manifest may hold (it carries the model.json)`)
+  }
+  return decodeJsonText(file.bytes, file.path)
+}
+
 /** JSON.parse that names the file and ignores a leading BOM. */
 export function parseJsonText (text: string, file: string): unknown {
   try {
@@ -69,16 +83,25 @@ const MAX_JSON_DEPTH = 256
 /**
  * Throws InvalidModelError if `value` nests deeper than MAX_JSON_DEPTH, or holds a number JSON.parse
  * made infinite (1e999): canonical JSON (RFC 8785 §3.2.2.3) has no such number, so the manifest
- * could not carry it. Walked without recursion.
+ * could not carry it. Walked without recursion, keeping only the open containers and how far each
+ * is read: a stack entry per element took gigabytes for one array of 60 million zeros.
  */
 function checkDepth (value: unknown, file: string): void {
-  const stack: Array<[unknown, number]> = [[value, 1]]
-  while (stack.length > 0) {
-    const [v, depth] = stack.pop() as [unknown, number]
+  const open: Array<{ items: readonly unknown[], next: number }> = []
+  let v = value
+  for (;;) {
     if (typeof v === 'number' && !Number.isFinite(v)) throw new InvalidModelError(`${file} holds a number too large for a double (such as 1e999)`)
-    if (typeof v !== 'object' || v === null) continue
-    if (depth > MAX_JSON_DEPTH) throw new InvalidModelError(`${file} nests deeper than ${MAX_JSON_DEPTH} levels`)
-    for (const child of Array.isArray(v) ? v : Object.values(v)) stack.push([child, depth + 1])
+    if (typeof v === 'object' && v !== null) {
+      if (open.length === MAX_JSON_DEPTH) throw new InvalidModelError(`${file} nests deeper than ${MAX_JSON_DEPTH} levels`)
+      open.push({ items: Array.isArray(v) ? v : Object.values(v), next: 0 })
+    }
+    let top = open.at(-1)
+    while (top !== undefined && top.next === top.items.length) {
+      open.pop()
+      top = open.at(-1)
+    }
+    if (top === undefined) return
+    v = top.items[top.next++]
   }
 }
 
@@ -126,5 +149,5 @@ export function weightByteLength (w: WeightEntry, file: string): number {
       ? `${file}: weight "${w.name}" has dtype string, which is not supported (string weights have no fixed byte size)`
       : `${file}: weight "${w.name}" has unknown dtype "${w.dtype}"`)
   }
-  return elementCount(w.shape) * per
+  return elementCount(w.shape, `${file}: weight "${w.name}"`) * per
 }

@@ -3,13 +3,21 @@
  * is ONNX; otherwise the `.json` that has `modelTopology` and `weightsManifest` is a tfjs
  * model.json, read with the weight files it names.
  */
-import { InvalidModelError } from '../errors/errors.ts'
+import { InvalidModelError, TooLargeError } from '../errors/errors.ts'
 import type { ModelFile, NormalisedModel } from '../model/types.ts'
 import { readOnnx } from './onnx.ts'
 import { writeOnnx } from './onnx_splice.ts'
 import { basename } from './_paths.ts'
-import { decodeJsonText, modelJsonOf, parseJsonText } from './_tfjs_json.ts'
+import { modelJsonOf, modelJsonText, parseJsonText, type ModelJson } from './_tfjs_json.ts'
 import { readTfjs, writeTfjs } from './tfjs.ts'
+
+/**
+ * The most tensors a model may have. Each is listed in the signed manifest every runtime
+ * fetches (about 270 bytes each), so without a cap an 800 KB file of 200,000 empty initializers
+ * made a 54 MB manifest; 100,000 keeps it under half of MAX_MANIFEST_BYTES. Real models are far
+ * below: silero VAD has 345 tensors, the largest @vladmandic/human model 619.
+ */
+export const MAX_TENSORS = 100_000
 
 /**
  * Reads a model from its files (paths relative to the model's folder).
@@ -22,7 +30,7 @@ export async function readModel (files: ModelFile[]): Promise<NormalisedModel> {
   if (files.length === 0) throw new InvalidModelError('no model files were given')
   const onnx = files.filter(f => f.path.toLowerCase().endsWith('.onnx'))
   if (onnx.length > 1) throw new InvalidModelError(`several .onnx files were given (${onnx.map(f => f.path).join(', ')}); give one model at a time`)
-  if (onnx[0] !== undefined) return readOnnx(onnx[0], files)
+  if (onnx[0] !== undefined) return checkTensorCount(readOnnx(onnx[0], files), onnx[0].path)
 
   const jsons = files.filter(f => f.path.toLowerCase().endsWith('.json'))
   if (jsons.length === 0) {
@@ -30,26 +38,29 @@ export async function readModel (files: ModelFile[]): Promise<NormalisedModel> {
   }
   // A lone .json, or one named model.json, must be the model: its own problem is the error.
   const only = jsons.length === 1 ? jsons[0] : jsons.find(f => basename(f.path) === 'model.json')
-  const candidates: Array<{ file: ModelFile, text: string }> = []
+  const candidates: Array<{ file: ModelFile, text: string, json: ModelJson }> = []
+  let tooLarge: TooLargeError | undefined
   for (const file of jsons) {
     try {
-      const text = decodeJsonText(file.bytes, file.path)
+      const text = modelJsonText(file)
       const value = parseJsonText(text, basename(file.path))
       if (file === only || (isObject(value) && 'modelTopology' in value && 'weightsManifest' in value)) {
-        modelJsonOf(value, basename(file.path))
-        candidates.push({ file, text })
+        candidates.push({ file, text, json: modelJsonOf(value, basename(file.path)) })
       }
     } catch (e) {
       if (file === only) throw e
+      if (e instanceof TooLargeError) tooLarge = e
     }
   }
   const model = candidates.length === 1 ? candidates[0] : undefined
+  // A model.json too large to read is likelier the model than "none of these is a model".
+  if (candidates.length === 0 && tooLarge !== undefined) throw tooLarge
   if (model === undefined) {
     throw new InvalidModelError(candidates.length === 0
       ? `none of ${jsons.map(f => f.path).join(', ')} is a tfjs model.json (one with modelTopology and weightsManifest)`
       : `several tfjs model.json files were given (${candidates.map(c => c.file.path).join(', ')}); give one model at a time`)
   }
-  return readTfjs(model.file, files, model.text)
+  return checkTensorCount(readTfjs(model.file, files, model), model.file.path)
 }
 
 /**
@@ -64,6 +75,14 @@ export function writeModel (model: Pick<NormalisedModel, 'topology' | 'tensors' 
   return model.topology.kind === 'tfjs'
     ? writeTfjs(model.topology, model.weights)
     : writeOnnx(model.topology, model.weights, model.tensors)
+}
+
+/** `model`, or TooLargeError naming `file` when it has more than MAX_TENSORS tensors. */
+function checkTensorCount (model: NormalisedModel, file: string): NormalisedModel {
+  if (model.tensors.length > MAX_TENSORS) {
+    throw new TooLargeError(`${file} has ${model.tensors.length} tensors, more than the ${MAX_TENSORS} a model may have (each is listed in the signed manifest); merge small tensors into fewer, larger ones`)
+  }
+  return model
 }
 
 function isObject (v: unknown): v is Record<string, unknown> {

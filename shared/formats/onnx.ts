@@ -11,14 +11,15 @@
  * attributes stay in it. Cutting never changes a length prefix, so splicing the runs back in
  * (see onnx_splice.ts) gives the original file byte for byte.
  */
-import { InvalidModelError } from '../errors/errors.ts'
+import { InvalidModelError, TooLargeError } from '../errors/errors.ts'
 import { toBase64 } from '../crypto/bytes.ts'
+import { MAX_MANIFEST_BYTES } from '../manifest/sign.ts'
 import type { ModelFile, NormalisedModel, OnnxTopology, TensorInfo } from '../model/types.ts'
 import { elementCount, ONNX_DOUBLE, ONNX_ENCODED_DTYPE, ONNX_FLOAT, onnxType, onnxTypeName, storedBytes } from './_dtypes.ts'
 import { onnxPaddingBudget } from './onnx_splice.ts'
 import { walkOnnx, type OnnxTensorRef, type OnnxValueInfo, type OnnxWalk } from './_onnx_proto.ts'
 import { WireError, WireLimitError } from './_protobuf.ts'
-import { basename, findBeside, relativePath } from './_paths.ts'
+import { basename, findBeside, refuseClashingPaths, relativePath } from './_paths.ts'
 import { layersOfTensors, tensorTotals } from './metadata.ts'
 
 export { ONNX_ENCODED_DTYPE } from './_dtypes.ts'
@@ -43,7 +44,9 @@ export function readOnnx (file: ModelFile, files: readonly ModelFile[]): Normali
   const extracted = extract(walk, file, files, name)
   const externalFiles = externalRanges(extracted)
   refuseSharedExternalBytes(externalFiles, name)
-  extracted.push(...uncovered(externalFiles, extracted.reduce((n, e) => n + e.info.byteLength, 0)))
+  refuseClashingPaths([name, ...externalFiles.keys()], name)
+  // A loop, not push(...pieces): 150,000 gaps overflowed the stack (an HTTP 500).
+  for (const piece of uncovered(externalFiles, extracted.reduce((n, e) => n + e.info.byteLength, 0))) extracted.push(piece)
   const tensors = extracted.map(e => e.info)
   uniqueNames(tensors)
 
@@ -65,7 +68,7 @@ export function readOnnx (file: ModelFile, files: readonly ModelFile[]): Normali
     e.info.layer = consumers.get(produced) ?? (source.kind === 'sparse' && produced !== '' ? produced : e.info.name)
   }
 
-  const { skeleton, holes } = cutOut(file.bytes, extracted)
+  const { skeleton, holes } = cutOut(file.bytes, extracted, name)
   const external: OnnxTopology['external'] = []
   const weights = new Uint8Array(tensors.reduce((n, t) => n + t.byteLength, 0))
   let offset = 0
@@ -126,7 +129,7 @@ function extract (walk: OnnxWalk, file: ModelFile, files: readonly ModelFile[], 
     const label = tensorLabel(ref)
     const what = (): string => `${name}: tensor "${label}" (${onnxTypeName(ref.dataType)} [${ref.dims.join(', ')}])`
     if (ref.dims.some(d => !Number.isSafeInteger(d) || d < 0)) throw new InvalidModelError(`${what()} has an invalid dimension`)
-    const count = elementCount(ref.dims)
+    const count = elementCount(ref.dims, `${name}: tensor "${label}"`)
     let from: Extracted['from']
     let byteLength: number
     let dtype: string
@@ -257,10 +260,20 @@ function uncovered (external: ExternalRanges, tensorBytes: number): Extracted[] 
   return pieces
 }
 
-/** The file without the cut tensors' bytes, and where each cut was in it. */
-function cutOut (bytes: Uint8Array, extracted: readonly Extracted[]): { skeleton: Uint8Array, holes: OnnxTopology['holes'] } {
+/**
+ * The file without the cut tensors' bytes, and where each cut was in it. TooLargeError when the
+ * manifest could not carry it in base64: a 450 MB file of doc strings made a string past V8's
+ * limit (a RangeError, an HTTP 500).
+ */
+function cutOut (bytes: Uint8Array, extracted: readonly Extracted[], name: string): { skeleton: Uint8Array, holes: OnnxTopology['holes'] } {
   const cuts = extracted.flatMap((e, tensor) => e.from.kind === 'cut' ? [{ tensor, start: e.from.start, end: e.from.end }] : [])
-  const skeleton = new Uint8Array(bytes.length - cuts.reduce((n, c) => n + c.end - c.start, 0))
+  const length = bytes.length - cuts.reduce((n, c) => n + c.end - c.start, 0)
+  const base64 = 4 * Math.ceil(length / 3)
+  if (base64 > MAX_MANIFEST_BYTES) {
+    throw new TooLargeError(`${name}: the model without its tensor data (graph, attributes, doc strings) is ${length} bytes, ` +
+      `${base64} in base64, more than the ${MAX_MANIFEST_BYTES} a manifest may hold`)
+  }
+  const skeleton = new Uint8Array(length)
   const holes: OnnxTopology['holes'] = []
   let src = 0
   let dst = 0

@@ -8,10 +8,8 @@
 import type { io } from '@tensorflow/tfjs-core'
 import { InvalidInputError, InvalidModelError } from '../errors/errors.ts'
 import type { ModelFile, NormalisedModel, TensorInfo, TfjsTopology } from '../model/types.ts'
-import { basename, findBeside, relativePath } from './_paths.ts'
-import {
-  decodeJsonText, modelJsonOf, parseJsonText, tfjsKind, weightByteLength, type ModelJson
-} from './_tfjs_json.ts'
+import { basename, findBeside, refuseClashingPaths, relativePath } from './_paths.ts'
+import { modelJsonOf, parseJsonText, tfjsKind, weightByteLength, type ModelJson } from './_tfjs_json.ts'
 import { tfjsInputsOutputs, tfjsLayers, tfjsTrainingConfig, weightLayer } from './_tfjs_metadata.ts'
 import { checkLayerWeights } from './_tfjs_weights_check.ts'
 import { tensorTotals } from './metadata.ts'
@@ -21,11 +19,11 @@ export const TFJS_MODEL_JSON = 'model.json'
 
 /**
  * Reads a tfjs model: `jsonFile` is its model.json, `files` every file given (the weight files
- * are looked up beside the model.json). `text` is the model.json's text when already decoded.
+ * are looked up beside the model.json), `text` and `json` the model.json's text and checked
+ * contents (modelJsonText, modelJsonOf).
  */
-export function readTfjs (jsonFile: ModelFile, files: readonly ModelFile[], text = decodeJsonText(jsonFile.bytes, jsonFile.path)): NormalisedModel {
+export function readTfjs (jsonFile: ModelFile, files: readonly ModelFile[], { text, json }: { text: string, json: ModelJson }): NormalisedModel {
   const name = basename(jsonFile.path)
-  const json = modelJsonOf(parseJsonText(text, name), name)
   const format = tfjsKind(json, name)
 
   const weightFiles: TfjsTopology['weightFiles'] = []
@@ -67,6 +65,7 @@ export function readTfjs (jsonFile: ModelFile, files: readonly ModelFile[], text
         (have < need ? `: ${need - have} bytes short — a truncated or wrong weight file` : `: ${have - need} bytes too many`))
     }
   }
+  refuseClashingPaths([TFJS_MODEL_JSON, ...weightFiles.map(f => f.path)], name)
   // A layer config that disagrees with the manifest would make tfjs-layers allocate what the
   // config claims before it looks at a single weight: refuse it here, before anything is kept.
   checkLayerWeights(json, name)

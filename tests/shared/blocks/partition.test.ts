@@ -88,6 +88,13 @@ describe('partition', () => {
     expect(tensorOffsets(tensors).at(-1)).toBe(tensors.slice(0, -1).reduce((n, x) => n + x.byteLength, 0))
   })
 
+  it('packs one unit of 200,000 tensors without overflowing the stack', () => {
+    // Its parts were spread into one push() call: a RangeError, an HTTP 500 at ingest.
+    const tensors = Array.from({ length: 200_000 }, (_, i) => t(`u_1_${i}`, 4, [1], `u_1_${i}`))
+    const plans = partition(tensors, { targetBytes: 1 << 20, maxBytes: 2 << 20 })
+    expect(plans.map(p => [p.unit, p.parts.length, p.byteLength])).toEqual([['u_1', 200_000, 800_000]])
+  })
+
   it('rejects nonsensical options', () => {
     expect(() => partition([], { targetBytes: 0, maxBytes: 1 })).toThrow(/targetBytes/)
     expect(() => partition([], { targetBytes: 2, maxBytes: 1 })).toThrow(/targetBytes <= maxBytes/)

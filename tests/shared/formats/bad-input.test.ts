@@ -18,6 +18,32 @@ function movenetJson (edit: (json: EditableModelJson) => void): ModelFile {
   return { path: 'model.json', bytes: text(JSON.stringify(json)) }
 }
 
+type W = protobuf.Writer
+
+/** m.onnx, a model (ir_version 8, opset 13) whose graph `body` writes (field numbers from onnx/onnx.proto). */
+function onnxFile (body: (graph: W) => void): ModelFile {
+  const w = protobuf.Writer.create()
+  w.uint32(1 << 3).int64(8)
+  w.uint32(7 << 3 | 2).fork()
+  w.uint32(2 << 3 | 2).string('g')
+  body(w)
+  w.ldelim()
+  w.uint32(8 << 3 | 2).fork().uint32(2 << 3).int64(13).ldelim()
+  return { path: 'm.onnx', bytes: Uint8Array.from(w.finish()) }
+}
+
+/** A uint8 initializer of `dims` stored at `offset` of external data file `location`. */
+function externalTensor (g: W, name: string, dims: number[], location: string, offset: number): void {
+  g.uint32(5 << 3 | 2).fork()
+  for (const d of dims) g.uint32(1 << 3).int64(d)
+  g.uint32(2 << 3).int64(2)
+  g.uint32(8 << 3 | 2).string(name)
+  g.uint32(13 << 3 | 2).fork().uint32(1 << 3 | 2).string('location').uint32(2 << 3 | 2).string(location).ldelim()
+  g.uint32(13 << 3 | 2).fork().uint32(1 << 3 | 2).string('offset').uint32(2 << 3 | 2).string(String(offset)).ldelim()
+  g.uint32(14 << 3).int64(1) // data_location: EXTERNAL
+  g.ldelim()
+}
+
 describe('bad model files', () => {
   describe('tfjs', () => {
     it('a truncated .bin names the file and both sizes', async () => {
@@ -102,6 +128,32 @@ describe('bad model files', () => {
     it('weight paths that leave the model folder', async () => {
       const e = await readError([movenetJson(j => { j.weightsManifest![0]!.paths = ['../secret.bin'] }), movenetFiles()[1]!])
       expect(e.message).toContain('"../secret.bin" is not a relative path inside the model folder')
+    })
+
+    it('weight files that could not both be written back: a file and a folder of one name, or names that differ in case', async () => {
+      const files = (paths: string[]): ModelFile[] => [
+        { path: 'model.json', bytes: text(JSON.stringify({ format: 'graph-model', modelTopology: { node: [] }, weightsManifest: [{ paths, weights: [{ name: 'a', shape: [2], dtype: 'float32' }] }] })) },
+        ...paths.map(path => ({ path, bytes: new Uint8Array(4) }))
+      ]
+      expect((await readError(files(['w', 'w/x.bin']))).message).toBe('model.json: "w" and "w/x.bin" cannot both be written: "w" would be a file and a folder')
+      expect((await readError(files(['a/B/x.bin', 'a/b']))).message).toBe('model.json: "a/b" and "a/B/x.bin" cannot both be written: "a/b" would be a file and a folder')
+      expect((await readError(files(['W.bin', 'w.bin']))).message).toBe('model.json: "W.bin" and "w.bin" differ only in letter case or Unicode form, so they would be one file on macOS or Windows')
+      expect((await readError(files(['\u00e9.bin', 'e\u0301.bin']))).message).toContain('differ only in letter case or Unicode form')
+      expect((await readError(files(['MODEL.JSON', 'x.bin']))).message).toBe('model.json: "model.json" and "MODEL.JSON" differ only in letter case or Unicode form, so they would be one file on macOS or Windows')
+      await expect(readModel(files(['w/x.bin', 'w/y.bin']))).resolves.toBeDefined()
+      await expect(readModel(files(['w.bin', 'w.bin.1']))).resolves.toBeDefined()
+    })
+
+    it('a dim of 0 makes 0 elements whatever the other dims; 2^53 elements or more are refused naming the weight', async () => {
+      const huge = [...new Array<number>(21).fill(2 ** 53 - 1), 0]
+      const files = (shape: number[], bytes = 0): ModelFile[] => [
+        { path: 'model.json', bytes: text(JSON.stringify({ format: 'graph-model', modelTopology: { node: [] }, weightsManifest: [{ paths: ['w.bin'], weights: [{ name: 'w', shape, dtype: 'float32' }] }] })) },
+        { path: 'w.bin', bytes: new Uint8Array(bytes) }
+      ]
+      expect((await readModel(files(huge))).tensors[0]).toMatchObject({ name: 'w', shape: huge, byteLength: 0 })
+      expect((await readError(files([2 ** 27, 2 ** 26]))).message)
+        .toBe(`model.json: weight "w" has shape [${2 ** 27}, ${2 ** 26}]: 2^53 or more elements, more than any tensor can hold`)
+      expect((await readError(files([2 ** 27, 2 ** 26 - 1]))).message).toMatch(/^model\.json: the weights need \d+ bytes but w\.bin is 0 bytes/)
     })
 
     it('a json file that is not a model, next to nothing else', async () => {
@@ -202,6 +254,26 @@ describe('bad model files', () => {
       expect(new Set(model.tensors.map(t => t.name)).size).toBe(n)
       expect(model.tensors.slice(0, 3).map(t => t.name)).toEqual(['a', 'a#2', 'a#3'])
       expect(model.tensors.at(-1)?.name).toBe(`a#${n}`)
+    })
+
+    it('a dim of 0 makes 0 elements whatever the other dims; 2^53 elements or more are refused naming the tensor', async () => {
+      const huge = [...new Array<number>(21).fill(2 ** 53 - 1), 0]
+      const external = (dims: number[]): ModelFile[] => [onnxFile(g => externalTensor(g, 'w', dims, 'd.bin', 0)), { path: 'd.bin', bytes: new Uint8Array(16) }]
+      const model = await readModel(external(huge))
+      expect(model.tensors.map(t => [t.name, t.byteLength])).toEqual([['w', 0], ['d.bin@0', 16]])
+      expect((await readError(external([2 ** 27, 2 ** 26]))).message)
+        .toBe(`m.onnx: tensor "w" has shape [${2 ** 27}, ${2 ** 26}]: 2^53 or more elements, more than any tensor can hold`)
+    })
+
+    it('external data files that could not both be written back: names that differ in case, or a file and a folder', async () => {
+      const twoFiles = (a: string, b: string): ModelFile[] => [
+        onnxFile(g => { externalTensor(g, 'x', [4], a, 0); externalTensor(g, 'y', [4], b, 0) }),
+        { path: a, bytes: new Uint8Array(4) }, { path: b, bytes: new Uint8Array(4) }
+      ]
+      expect((await readError(twoFiles('d.bin', 'D.bin'))).message).toBe('m.onnx: "d.bin" and "D.bin" differ only in letter case or Unicode form, so they would be one file on macOS or Windows')
+      expect((await readError(twoFiles('d/e.bin', 'd'))).message).toBe('m.onnx: "d" and "d/e.bin" cannot both be written: "d" would be a file and a folder')
+      expect((await readError(twoFiles('M.onnx/x', 'd.bin'))).message).toBe('m.onnx: "m.onnx" and "M.onnx/x" cannot both be written: "m.onnx" would be a file and a folder')
+      await expect(readModel(twoFiles('d/e.bin', 'd/f.bin'))).resolves.toBeDefined()
     })
 
     it('several .onnx files at once', async () => {

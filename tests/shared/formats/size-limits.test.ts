@@ -1,0 +1,102 @@
+/**
+ * Model files whose size is fine for the upload limit but not for what ingest builds from them:
+ * the manifest (model.json text, ONNX skeleton, one entry per tensor), the call stack (arguments
+ * spread from huge arrays) and the heap (a walk that kept an entry per JSON element). Each must be
+ * refused with a typed error (an HTTP 4xx), never a RangeError or an out-of-memory crash.
+ */
+import { Worker } from 'node:worker_threads'
+import { describe, expect, it } from 'vitest'
+import protobuf from 'protobufjs/minimal.js'
+import { TooLargeError } from '../../../shared/errors/errors.ts'
+import { readModel } from '../../../shared/formats/index.ts'
+import { MAX_TENSORS } from '../../../shared/formats/model_files.ts'
+import { MAX_MANIFEST_BYTES } from '../../../shared/manifest/sign.ts'
+import type { ModelFile } from '../../../shared/model/types.ts'
+import { modelFile, movenetFiles, VAD_DIR } from './fixtures.ts'
+
+type W = protobuf.Writer
+
+/** An ONNX model (ir_version 8, opset 13) whose graph `body` writes (field numbers from onnx/onnx.proto). */
+function onnxOf (body: (graph: W) => void): Uint8Array {
+  const w = protobuf.Writer.create()
+  w.uint32(1 << 3).int64(8)
+  w.uint32(7 << 3 | 2).fork()
+  w.uint32(2 << 3 | 2).string('g')
+  body(w)
+  w.ldelim()
+  w.uint32(8 << 3 | 2).fork().uint32(2 << 3).int64(13).ldelim()
+  return Uint8Array.from(w.finish())
+}
+
+/** The TooLargeError that reading `files` throws (fails the test on anything else). */
+async function tooLarge (files: ModelFile[]): Promise<TooLargeError> {
+  const e = await readModel(files).then(() => undefined, (err: unknown) => err)
+  expect(e).toBeInstanceOf(TooLargeError)
+  return e as TooLargeError
+}
+
+describe('tfjs model.json', () => {
+  it('one larger than a manifest may hold is refused before it is decoded', async () => {
+    // Not UTF-8: decoding first would give "not UTF-8 text" instead.
+    const bytes = new Uint8Array(MAX_MANIFEST_BYTES + 1).fill(0xff)
+    const e = await tooLarge([{ path: 'model.json', bytes }])
+    expect(e.message).toBe(`model.json is ${MAX_MANIFEST_BYTES + 1} bytes, more than the ${MAX_MANIFEST_BYTES} a manifest may hold (it carries the model.json)`)
+    expect(e.status).toBe(413)
+  })
+
+  it('one array of 4 million numbers is checked in a heap that holds little more than the array', async () => {
+    // The depth check once kept a [value, depth] pair per element: ~64 bytes each, 256 MB here,
+    // so this worker (64 MB old space) died of out-of-memory. A 114 MiB upload killed the coordinator.
+    const script = `
+      const { parentPort, workerData } = require('node:worker_threads')
+      import(workerData.module).then(({ modelJsonOf }) => {
+        const value = { format: 'graph-model', modelTopology: { node: [] }, weightsManifest: [], userDefinedMetadata: { a: new Array(4_000_000).fill(0) } }
+        parentPort.postMessage(Object.keys(modelJsonOf(value, 'model.json')).join(','))
+      })`
+    const module = new URL('../../../shared/formats/_tfjs_json.ts', import.meta.url).href
+    const worker = new Worker(script, { eval: true, workerData: { module }, resourceLimits: { maxOldGenerationSizeMb: 64 } })
+    const answer = await new Promise((resolve, reject) => {
+      worker.once('message', resolve)
+      worker.once('error', reject)
+    }).finally(() => worker.terminate())
+    expect(answer).toBe('format,modelTopology,weightsManifest,userDefinedMetadata')
+  })
+})
+
+describe('ONNX', () => {
+  it('a skeleton whose base64 would not fit a manifest is refused before it is encoded', async () => {
+    // A graph doc_string of 48 MB: 64 MB in base64. At 450 MB the string passed V8's limit (a RangeError).
+    const doc = new Uint8Array(Math.ceil(MAX_MANIFEST_BYTES * 3 / 4) + 1).fill(0x61)
+    const file = onnxOf(g => { g.uint32(10 << 3 | 2).bytes(doc) })
+    const e = await tooLarge([{ path: 'doc.onnx', bytes: file }])
+    expect(e.message).toMatch(new RegExp(`^doc\\.onnx: the model without its tensor data \\(graph, attributes, doc strings\\) is ${file.length} bytes, \\d+ in base64, more than the ${MAX_MANIFEST_BYTES} a manifest may hold$`))
+  })
+
+  it(`more than MAX_TENSORS (${MAX_TENSORS}) tensors is refused, naming the count; real models are far below`, async () => {
+    const file = onnxOf(g => {
+      for (let i = 0; i <= MAX_TENSORS; i++) g.uint32(5 << 3 | 2).fork().uint32(9 << 3 | 2).bytes(new Uint8Array(0)).ldelim()
+    })
+    const e = await tooLarge([{ path: 'many.onnx', bytes: file }])
+    expect(e.message).toBe(`many.onnx has ${MAX_TENSORS + 1} tensors, more than the ${MAX_TENSORS} a model may have (each is listed in the signed manifest); merge small tensors into fewer, larger ones`)
+    for (const files of [movenetFiles(), [modelFile(VAD_DIR, 'silero_vad_v5.onnx')]]) {
+      expect((await readModel(files)).tensors.length).toBeLessThan(MAX_TENSORS / 100)
+    }
+  })
+
+  it('150,000 gaps between external tensors: TooLargeError, not a stack overflow', async () => {
+    // Each gap (a non-zero byte) becomes a piece of its own; they were spread into one push() call.
+    const n = 150_000
+    const file = onnxOf(g => {
+      for (let i = 0; i < n; i++) {
+        g.uint32(5 << 3 | 2).fork()
+        g.uint32(2 << 3).int64(2) // uint8 scalar
+        g.uint32(13 << 3 | 2).fork().uint32(1 << 3 | 2).string('location').uint32(2 << 3 | 2).string('d').ldelim()
+        g.uint32(13 << 3 | 2).fork().uint32(1 << 3 | 2).string('offset').uint32(2 << 3 | 2).string(String(2 * i)).ldelim()
+        g.uint32(14 << 3).int64(1) // data_location: EXTERNAL
+        g.ldelim()
+      }
+    })
+    const e = await tooLarge([{ path: 'gaps.onnx', bytes: file }, { path: 'd', bytes: new Uint8Array(2 * n).fill(0xff) }])
+    expect(e.message).toMatch(/^gaps\.onnx has 300000 tensors, more than the /)
+  })
+})
