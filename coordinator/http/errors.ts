@@ -8,13 +8,24 @@ import type { Duplex } from 'node:stream'
 import type { FastifyError, FastifyReply, FastifyRequest } from 'fastify'
 import { BlockfedError, BusyError } from '../../shared/errors/errors.ts'
 
+/** How long a refused request may go on sending its body (Node reads and drops it meanwhile). */
+export const REFUSED_BODY_GRACE_MS = 10_000
+
 export function errorHandler (err: FastifyError | Error, req: FastifyRequest, reply: FastifyReply): void {
   // Whatever a route set for its answer (an ETag, an immutable cache-control) is not this answer's:
   // a cache must not keep a refusal in place of what the route would serve.
   void reply.removeHeader('etag').header('cache-control', 'no-store')
-  // A request refused before its body was read (no token, too large): the connection is closed
-  // after the answer rather than kept reading what the client still sends, however slowly.
-  if (!req.raw.complete) void reply.header('connection', 'close')
+  // A request refused before its body was read (no token, too large): Node reads and drops the
+  // rest, so the client can finish sending and then read the refusal (closed at once, an upload
+  // with a wrong token failed as "fetch failed"), but only for REFUSED_BODY_GRACE_MS: a body
+  // trickled a byte at a time held the connection for the whole 10-minute request timeout.
+  if (!req.raw.complete) {
+    const socket = req.raw.socket
+    const timer = setTimeout(() => { if (!req.raw.complete) socket.destroy() }, REFUSED_BODY_GRACE_MS)
+    timer.unref()
+    req.raw.once('end', () => { clearTimeout(timer) })
+    socket.once('close', () => { clearTimeout(timer) })
+  }
   if (err instanceof BusyError) {
     // RFC 9110 §10.2.3: Retry-After in whole seconds.
     void reply.status(503).header('retry-after', Math.ceil(err.retryAfterMs / 1000)).send({ error: err.name, message: err.message })

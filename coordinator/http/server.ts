@@ -117,10 +117,12 @@ export async function buildServer (deps: ServerDeps): Promise<FastifyInstance> {
     // offer (h2c from `curl --http2`, a proxy's) is an ordinary request, answered as one.
     http: { shouldUpgradeCallback: (req: IncomingMessage) => /\bwebsocket\b/i.test(req.headers.upgrade ?? '') } as ServerOptions,
     clientErrorHandler,
-    frameworkErrors: (err, req, reply) => { errorHandler(new InvalidInputError(`${err.message}: ${req.url.slice(0, 200)}`, { cause: err }), req, reply) }
+    // A URL that is not one (bad percent-encoding) in the API's shape; others (414 for a path
+    // parameter past the router's bound) keep fastify's status.
+    frameworkErrors: (err, req, reply) => { errorHandler(err.code === 'FST_ERR_BAD_URL' ? new InvalidInputError(err.message, { cause: err }) : err, req, reply) }
   })
   // Fastify's own answers for an unknown route or an unparsable URL, in the API's error shape.
-  app.setNotFoundHandler(req => { throw new NotFoundError(`no route ${req.method} ${req.url.slice(0, 200)}`) })
+  app.setNotFoundHandler(req => { throw new NotFoundError(`Route ${req.method}:${req.url.slice(0, 200)} not found`) })
   app.setValidatorCompiler(validatorCompiler)
   app.setSerializerCompiler(serializerCompiler)
   app.setErrorHandler(errorHandler)
