@@ -3,7 +3,7 @@ import { InvalidInputError, InvalidModelError, TooLargeError } from '../../../sh
 import { onnxExternalData, onnxModelBytes, readModel, tfjsArtifacts, writeModel } from '../../../shared/formats/index.ts'
 import type { ModelFile, OnnxTopology, TfjsTopology } from '../../../shared/model/types.ts'
 import protobuf from 'protobufjs/minimal.js'
-import { modelFile, movenetFiles, pseudoRandomBytes, readError, tinyOnnx, VAD_DIR } from './fixtures.ts'
+import { modelFile, movenetFiles, onnxBytes, pseudoRandomBytes, readError, tinyOnnx, VAD_DIR } from './fixtures.ts'
 
 const text = (s: string): Uint8Array => new TextEncoder().encode(s)
 
@@ -20,17 +20,8 @@ function movenetJson (edit: (json: EditableModelJson) => void): ModelFile {
 
 type W = protobuf.Writer
 
-/** m.onnx, a model (ir_version 8, opset 13) whose graph `body` writes (field numbers from onnx/onnx.proto). */
-function onnxFile (body: (graph: W) => void): ModelFile {
-  const w = protobuf.Writer.create()
-  w.uint32(1 << 3).int64(8)
-  w.uint32(7 << 3 | 2).fork()
-  w.uint32(2 << 3 | 2).string('g')
-  body(w)
-  w.ldelim()
-  w.uint32(8 << 3 | 2).fork().uint32(2 << 3).int64(13).ldelim()
-  return { path: 'm.onnx', bytes: Uint8Array.from(w.finish()) }
-}
+/** m.onnx, a model whose graph `body` writes. */
+const onnxFile = (body: (graph: W) => void): ModelFile => ({ path: 'm.onnx', bytes: onnxBytes(body) })
 
 /** A uint8 initializer of `dims` stored at `offset` of external data file `location`. */
 function externalTensor (g: W, name: string, dims: number[], location: string, offset: number): void {

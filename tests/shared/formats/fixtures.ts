@@ -150,3 +150,15 @@ export async function readError (files: ModelFile[]): Promise<InvalidModelError>
   }
   throw new Error('readModel accepted a bad model')
 }
+
+/** The bytes of an ONNX model (ir_version 8, opset 13) whose graph `body` writes (field numbers from onnx/onnx.proto). */
+export function onnxBytes (body: (graph: protobuf.Writer) => void): Uint8Array {
+  const w = protobuf.Writer.create()
+  w.uint32(1 << 3).int64(8)
+  w.uint32(7 << 3 | 2).fork()
+  w.uint32(2 << 3 | 2).string('g')
+  body(w)
+  w.ldelim()
+  w.uint32(8 << 3 | 2).fork().uint32(2 << 3).int64(13).ldelim()
+  return Uint8Array.from(w.finish())
+}

@@ -6,27 +6,12 @@
  */
 import { Worker } from 'node:worker_threads'
 import { describe, expect, it } from 'vitest'
-import protobuf from 'protobufjs/minimal.js'
 import { TooLargeError } from '../../../shared/errors/errors.ts'
 import { readModel } from '../../../shared/formats/index.ts'
 import { MAX_TENSORS } from '../../../shared/formats/model_files.ts'
 import { MAX_MANIFEST_BYTES } from '../../../shared/manifest/sign.ts'
 import type { ModelFile } from '../../../shared/model/types.ts'
-import { modelFile, movenetFiles, VAD_DIR } from './fixtures.ts'
-
-type W = protobuf.Writer
-
-/** An ONNX model (ir_version 8, opset 13) whose graph `body` writes (field numbers from onnx/onnx.proto). */
-function onnxOf (body: (graph: W) => void): Uint8Array {
-  const w = protobuf.Writer.create()
-  w.uint32(1 << 3).int64(8)
-  w.uint32(7 << 3 | 2).fork()
-  w.uint32(2 << 3 | 2).string('g')
-  body(w)
-  w.ldelim()
-  w.uint32(8 << 3 | 2).fork().uint32(2 << 3).int64(13).ldelim()
-  return Uint8Array.from(w.finish())
-}
+import { modelFile, movenetFiles, onnxBytes, VAD_DIR } from './fixtures.ts'
 
 /** The TooLargeError that reading `files` throws (fails the test on anything else). */
 async function tooLarge (files: ModelFile[]): Promise<TooLargeError> {
@@ -67,13 +52,13 @@ describe('ONNX', () => {
   it('a skeleton whose base64 would not fit a manifest is refused before it is encoded', async () => {
     // A graph doc_string of 48 MB: 64 MB in base64. At 450 MB the string passed V8's limit (a RangeError).
     const doc = new Uint8Array(Math.ceil(MAX_MANIFEST_BYTES * 3 / 4) + 1).fill(0x61)
-    const file = onnxOf(g => { g.uint32(10 << 3 | 2).bytes(doc) })
+    const file = onnxBytes(g => { g.uint32(10 << 3 | 2).bytes(doc) })
     const e = await tooLarge([{ path: 'doc.onnx', bytes: file }])
     expect(e.message).toMatch(new RegExp(`^doc\\.onnx: the model without its tensor data \\(graph, attributes, doc strings\\) is ${file.length} bytes, \\d+ in base64, more than the ${MAX_MANIFEST_BYTES} a manifest may hold$`))
   })
 
   it(`more than MAX_TENSORS (${MAX_TENSORS}) tensors is refused, naming the count; real models are far below`, async () => {
-    const file = onnxOf(g => {
+    const file = onnxBytes(g => {
       for (let i = 0; i <= MAX_TENSORS; i++) g.uint32(5 << 3 | 2).fork().uint32(9 << 3 | 2).bytes(new Uint8Array(0)).ldelim()
     })
     const e = await tooLarge([{ path: 'many.onnx', bytes: file }])
@@ -86,7 +71,7 @@ describe('ONNX', () => {
   it('150,000 gaps between external tensors: TooLargeError, not a stack overflow', async () => {
     // Each gap (a non-zero byte) becomes a piece of its own; they were spread into one push() call.
     const n = 150_000
-    const file = onnxOf(g => {
+    const file = onnxBytes(g => {
       for (let i = 0; i < n; i++) {
         g.uint32(5 << 3 | 2).fork()
         g.uint32(2 << 3).int64(2) // uint8 scalar
