@@ -197,6 +197,7 @@ function walkNode (r: WireReader, bytes: Uint8Array, node: WireField, walk: Onnx
   const attributes: WireField[] = []
   let name = ''
   let opType = ''
+  let domain = ''
   eachField(r, node.start, node.end, f => {
     switch (f.no) {
       case 1: inputs.push(text(bytes, expect(f, WIRE_LEN, 'NodeProto.input'))); break
@@ -204,31 +205,38 @@ function walkNode (r: WireReader, bytes: Uint8Array, node: WireField, walk: Onnx
       case 3: name = text(bytes, expect(f, WIRE_LEN, 'NodeProto.name')); break
       case 4: opType = text(bytes, expect(f, WIRE_LEN, 'NodeProto.op_type')); break
       case 5: attributes.push(expect(f, WIRE_LEN, 'NodeProto.attribute')); break
+      case 7: domain = text(bytes, expect(f, WIRE_LEN, 'NodeProto.domain')); break
     }
   })
   const label = name !== '' ? name : `${opType}:${outputs[0] ?? ''}`
   // The node goes first, so its inputs are seen before those of nodes inside its subgraphs.
   // A node without inputs consumes no tensor, so nothing needs it (and empty records stay cheap).
   if (inputs.length > 0) walk.nodes.push({ label, opType, inputs })
-  for (const a of attributes) walkAttribute(r, bytes, a, walk, depth, { label, opType, output: outputs[0] ?? '' })
+  for (const a of attributes) walkAttribute(r, bytes, a, walk, depth, { label, opType, domain, output: outputs[0] ?? '' })
 }
 
 function walkAttribute (
   r: WireReader, bytes: Uint8Array, attribute: WireField, walk: OnnxWalk, depth: number,
-  node: { label: string, opType: string, output: string }
+  node: { label: string, opType: string, domain: string, output: string }
 ): void {
   // The name may come after the values it names: keep the tensor and graph records, then read them.
   const fields: WireField[] = []
   const values: WireField[] = []
+  const lists: WireField[] = []
   let name = ''
   eachField(r, attribute.start, attribute.end, f => {
     if (f.no === 1) name = text(bytes, expect(f, WIRE_LEN, 'AttributeProto.name'))
     if (f.no === 5 || f.no === 10 || f.no === 6 || f.no === 11 || f.no === 22 || f.no === 23) fields.push(f)
     if (node.opType === 'Constant' && f.no in CONSTANT_VALUE_FIELDS) values.push(f)
+    else if (node.domain === ML_DOMAIN && f.no in ML_LIST_FIELDS) lists.push(f)
   })
   // A Constant's value_float(s), value_int(s) and value_string(s) are its output's values, as
   // much as a `value` tensor is (onnx/defs/generator/defs.cc): they leave the skeleton too.
-  if (values.length > 0) keepTensor(walk, constantValues(values, node.output))
+  if (values.length > 0) keepTensor(walk, attributeValues(values, CONSTANT_VALUE_FIELDS, { kind: 'constant', output: node.output }))
+  // ONNX-ML operators hold their weights in list attributes, not tensors (LinearClassifier's
+  // coefficients, a TreeEnsemble's nodes and leaf values, SVM support vectors; onnx/defs/traditionalml/defs.cc):
+  // left in the skeleton, every skl2onnx model's weights were public in its manifest (review, stop 34).
+  if (lists.length > 0) keepTensor(walk, attributeValues(lists, ML_LIST_FIELDS, { kind: 'attribute', node: node.label, attribute: name }))
   for (const f of fields) {
     switch (f.no) {
       case 5: case 10: {
@@ -258,18 +266,25 @@ const CONSTANT_VALUE_FIELDS: Record<number, { field: string, dataType: number }>
   9: { field: 'value_strings', dataType: 8 }
 }
 
+/** The ONNX-ML operator set's domain, and the AttributeProto list fields whose values are its operators' weights. */
+const ML_DOMAIN = 'ai.onnx.ml'
+const ML_LIST_FIELDS: Record<number, { field: string, dataType: number }> = {
+  7: { field: 'floats', dataType: 1 },
+  8: { field: 'ints', dataType: 7 },
+  9: { field: 'strings', dataType: 8 }
+}
+
 /**
- * A Constant's list or scalar attribute as a tensor: packed `floats` are a float32 run like
- * float_data (a typed [n] tensor); anything else (varints, strings, a fixed32 scalar, unpacked
- * records) is cut out with its tags, opaque, as `OnnxTensorRef.data` describes. It is placed
- * by its first value record, not by its attribute: a `t` before the list in the same attribute
- * is cut first (holes must come in file order; found by review).
+ * An attribute's values as a tensor: packed `floats` are a float32 run like float_data (a typed
+ * [n] tensor); anything else (varints, strings, a fixed32 scalar, unpacked records) is cut out
+ * with its tags, opaque, as `OnnxTensorRef.data` describes. It is placed by its first value
+ * record, not by its attribute: a `t` before the list in the same attribute is cut first
+ * (holes must come in file order; found by review).
  */
-function constantValues (values: readonly WireField[], output: string): OnnxTensorRef {
+function attributeValues (values: readonly WireField[], kinds: Record<number, { field: string, dataType: number }>, source: OnnxTensorRef['source']): OnnxTensorRef {
   const first = values[0]!
-  const kind = CONSTANT_VALUE_FIELDS[first.no]!
-  const source = { kind: 'constant' as const, output }
-  const fields = [...new Set(values.map(f => CONSTANT_VALUE_FIELDS[f.no]!.field))]
+  const kind = kinds[first.no]!
+  const fields = [...new Set(values.map(f => kinds[f.no]!.field))]
   for (let i = 1; i < values.length; i++) {
     if (values[i]!.at !== values[i - 1]!.end) return { name: '', dataType: kind.dataType, dims: [], at: first.at, source, data: { kind: 'scattered', fields } }
   }

@@ -163,6 +163,60 @@ describe('ONNX', () => {
     expect(Buffer.from(writeModel(model)[0]!.bytes).equals(Buffer.from(bytes))).toBe(true)
   })
 
+  it('seals the list attributes of ONNX-ML operators (a LinearClassifier\'s coefficients, intercepts and labels), and onnxruntime runs the spliced model', async () => {
+    type W = protobuf.Writer
+    const msg = (w: W, field: number, body: (w: W) => void): void => { body(w.uint32(field << 3 | 2).fork()); w.ldelim() }
+    const str = (w: W, field: number, s: string): void => { w.uint32(field << 3 | 2).string(s) }
+    const varint = (w: W, field: number, v: number): void => { w.uint32(field << 3).int64(v) }
+    const valueInfo = (w: W, field: number, name: string, elemType: number, dims: number[]): void => msg(w, field, v => {
+      str(v, 1, name)
+      msg(v, 2, t => msg(t, 1, tt => { varint(tt, 1, elemType); msg(tt, 2, sh => { for (const d of dims) msg(sh, 1, dim => varint(dim, 1, d)) }) }))
+    })
+    // Two classes over three features: what skl2onnx writes for a LogisticRegression, weights in attributes.
+    const coefficients = Float32Array.from([0.5, -1.25, 2, -0.75, 1.5, 0.25])
+    const intercepts = Float32Array.from([0.1, -0.2])
+    const labels = [7, 9]
+    const w = protobuf.Writer.create()
+    varint(w, 1, 8)
+    msg(w, 7, g => {
+      msg(g, 1, n => {
+        str(n, 1, 'X'); str(n, 2, 'label'); str(n, 2, 'scores'); str(n, 3, 'clf'); str(n, 4, 'LinearClassifier'); str(n, 7, 'ai.onnx.ml')
+        msg(n, 5, a => { str(a, 1, 'coefficients'); msg(a, 7, p => { for (const f of coefficients) p.float(f) }); varint(a, 20, 6) })
+        msg(n, 5, a => { str(a, 1, 'intercepts'); msg(a, 7, p => { for (const f of intercepts) p.float(f) }); varint(a, 20, 6) })
+        msg(n, 5, a => { str(a, 1, 'classlabels_ints'); msg(a, 8, p => { for (const l of labels) p.int64(l) }); varint(a, 20, 7) })
+        msg(n, 5, a => { str(a, 1, 'post_transform'); a.uint32(4 << 3 | 2).bytes(new TextEncoder().encode('NONE')); varint(a, 20, 3) })
+      })
+      str(g, 2, 'g')
+      valueInfo(g, 11, 'X', 1, [1, 3])
+      valueInfo(g, 12, 'label', 7, [1])
+      valueInfo(g, 12, 'scores', 1, [1, 2])
+    })
+    msg(w, 8, o => { str(o, 1, ''); varint(o, 2, 13) })
+    msg(w, 8, o => { str(o, 1, 'ai.onnx.ml'); varint(o, 2, 1) })
+    const bytes = Uint8Array.from(w.finish())
+
+    const model = await readModel([{ path: 'clf.onnx', bytes }])
+    expect(model.tensors.map(t => [t.name, t.dtype, t.layer])).toEqual([
+      ['clf.coefficients', 'float32', 'clf'],
+      ['clf.intercepts', 'float32', 'clf'],
+      ['clf.classlabels_ints', 'onnx-encoded', 'clf']
+    ])
+    const skeleton = Buffer.from(onnxTopology(model).skeleton, 'base64')
+    expect(skeleton.includes(Buffer.from(coefficients.buffer))).toBe(false)
+    expect(skeleton.includes(Buffer.from(intercepts.buffer))).toBe(false)
+    expect(skeleton.includes(Buffer.from('NONE'))).toBe(true) // not a weight: the operator's configuration stays readable
+
+    const spliced = onnxModelBytes(onnxTopology(model), model.weights, model.tensors)
+    expect(Buffer.from(spliced).equals(Buffer.from(bytes))).toBe(true)
+    const session = await ort.InferenceSession.create(spliced)
+    const x = Float32Array.from([1, 2, 3])
+    const got = await outputsOf(session, { X: new ort.Tensor('float32', x, [1, 3]) })
+    const scores = [0, 1].map(c => Math.fround([0, 1, 2].reduce((sum, f) => sum + x[f]! * coefficients[c * 3 + f]!, 0) + intercepts[c]!))
+    expect((got.scores as number[]).map(v => Math.fround(v))).toEqual(scores.map(v => expect.closeTo(v, 5)) as unknown as number[])
+    expect(got.label).toEqual([BigInt(labels[scores[0]! > scores[1]! ? 0 : 1]!)])
+    await session.release()
+  })
+
   it('seals a Constant\'s value_floats, value_ints and value_float, and onnxruntime runs the spliced model', async () => {
     type W = protobuf.Writer
     const msg = (w: W, field: number, body: (w: W) => void): void => { body(w.uint32(field << 3 | 2).fork()); w.ldelim() }
