@@ -19,7 +19,7 @@ import { basename, join } from 'node:path'
 import { ConflictError, InvalidConfigError } from '../shared/errors/errors.ts'
 
 /** Result codes (https://sqlite.org/rescode.html): the lock is held, the file is not SQLite's, it cannot be written. */
-const SQLITE_BUSY = 5
+export const SQLITE_BUSY = 5
 const SQLITE_CORRUPT = 11
 const SQLITE_NOTADB = 26
 const CANNOT_WRITE = new Set([3, 8, 14]) // SQLITE_PERM, SQLITE_READONLY, SQLITE_CANTOPEN

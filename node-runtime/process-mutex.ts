@@ -13,9 +13,8 @@
  */
 import { DatabaseSync } from 'node:sqlite'
 import { TimeoutError } from '../shared/errors/errors.ts'
+import { SQLITE_BUSY } from './dir-lock.ts'
 
-/** https://sqlite.org/rescode.html#busy */
-const SQLITE_BUSY = 5
 const POLL_MS = 20
 
 export interface ProcessMutexOptions {

@@ -28,8 +28,8 @@ const MAX_HELLO_BYTES = 32 << 10
 /** Largest text message after the hello (SecAgg+ share lists grow with a client's neighbours). */
 const MAX_TEXT_BYTES = 4 << 20
 /**
- * Text bytes one client may send per window (the default of `textBudgetBytes`). Parsing is on the event loop every client and route
- * shares: a 3.8 MB frame of 330,000 keys took ≈ 280 ms to refuse (JSON.parse, then the schema),
+ * Text bytes one client may send per window (the default of `textBudgetBytes`). Parsing is on
+ * the event loop every client and route shares: a 3.8 MB frame of 330,000 keys took ≈ 280 ms to refuse (JSON.parse, then the schema),
  * and 30 of them in a row held the loop up to 1.5 s at a time (review, stop 34). A client's
  * protocol text in a round is a few frames of at most a few hundred KB (the share lists of its
  * neighbours), so this is a flood's bound, not a round's: it holds one client's parsing to

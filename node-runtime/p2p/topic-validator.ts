@@ -24,9 +24,9 @@
  * had spent its budget could thus keep from this node the messages it was first to relay.
  * Dropped before, an over-budget message is as if never received, and the copy another peer
  * relays is read as usual; if it answered our IWANT, that peer's promise is settled
- * (settlePromise), or gossipsub would penalise it for a message it did send. A copy of a message already seen (gossipsub's fast id cache) is not
- * charged: gossipsub drops it for a map lookup, and honest meshes hand over every message
- * several times. What a message's author decides (graylisted, over its rate, an old sequence
+ * (settlePromise), or gossipsub would penalise it for a message it did send. A copy of a
+ * message already seen (gossipsub's fast id cache) is not charged: gossipsub drops it for a map
+ * lookup, and honest meshes hand over every message several times. What a message's author decides (graylisted, over its rate, an old sequence
  * number) stays in the validator: such a message is stale whoever relays it, and being
  * ignored there also tells gossipsub's IWANT tracker that it arrived, so the honest peer that
  * answered our IWANT with it is not penalised for a broken promise (P7, −10 × count²).
@@ -189,9 +189,10 @@ function settlePromise (pubsub: PeerNode['services']['pubsub']): (from: PeerId, 
       const sequenceNumber = BigInt(`0x${Buffer.from(message.seqno as Uint8Array).toString('hex')}`)
       const id = await internals.msgIdFn?.({ type: 'signed', from: author, sequenceNumber })
       if (id === undefined || internals.msgIdToStrFn === undefined) return
-      const byPeer = promises.get(internals.msgIdToStrFn(id))
+      const idStr = internals.msgIdToStrFn(id)
+      const byPeer = promises.get(idStr)
       byPeer?.delete(from.toString())
-      if (byPeer?.size === 0) promises.delete(internals.msgIdToStrFn(id))
+      if (byPeer?.size === 0) promises.delete(idStr)
     })().catch(() => {}) // an author field that is no peer id: nothing was promised under it
   }
 }

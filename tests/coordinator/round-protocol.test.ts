@@ -160,6 +160,7 @@ describe('clients the round no longer counts on', () => {
       for (const client of clients) client.close()
     }
   })
+
   it('refuses an upload from a client that withdrew, telling it it is out; the round goes on without it', async () => {
     const clients = [await rawClient(at, token, ['mnist']), await rawClient(at, token, ['mnist']), await rawClient(at, token, ['mnist'])]
     try {
