@@ -138,7 +138,8 @@ export async function buildServer (deps: ServerDeps): Promise<FastifyInstance> {
     const origins = corsOrigins(deps.corsOrigins as string[])
     await app.register(cors, {
       origin: origins.includes('*') ? '*' : origins,
-      methods: ['GET', 'HEAD', 'POST'],
+      // PUT: release channels (ledger-routes.ts) are set from an operator's page too.
+      methods: ['GET', 'HEAD', 'POST', 'PUT'],
       allowedHeaders: ['authorization', 'content-type'],
       exposedHeaders: ['retry-after', 'content-length'],
       maxAge: 600

@@ -23,6 +23,7 @@ let closed: Coordinator
 let api: string
 let closedApi: string
 let token: string
+let publisherToken: string
 const pages: Server[] = []
 
 /** A page server on its own loopback port: its origin is `http://127.0.0.1:<port>`. */
@@ -43,6 +44,7 @@ beforeAll(async () => {
   coordinator = await createCoordinator({ dataDir: join(root, 'c'), port: 0, corsOrigins: [allowed] })
   api = await coordinator.start()
   token = await coordinator.createToken('edge')
+  publisherToken = await coordinator.createToken('publisher')
   closed = await createCoordinator({ dataDir: join(root, 'closed'), port: 0 })
   closedApi = await closed.start()
   browser = await chromium.launch({ executablePath: '/usr/bin/chromium', args: CHROMIUM_ARGS })
@@ -63,15 +65,17 @@ async function pageAt (origin: string): Promise<Page> {
 }
 
 /** fetch from the page: the status, or the error the browser gave (a CORS refusal is a TypeError). */
-async function fetchFrom (page: Page, url: string, token?: string): Promise<string> {
-  return await page.evaluate(async ({ url, token }) => {
+async function fetchFrom (page: Page, url: string, token?: string, put?: unknown): Promise<string> {
+  return await page.evaluate(async ({ url, token, put }) => {
+    const headers: Record<string, string> = token === undefined ? {} : { authorization: `Bearer ${token}` }
+    const init: RequestInit = put === undefined ? { headers } : { method: 'PUT', headers: { ...headers, 'content-type': 'application/json' }, body: JSON.stringify(put) }
     try {
-      const res = await fetch(url, token === undefined ? {} : { headers: { authorization: `Bearer ${token}` } })
+      const res = await fetch(url, init)
       return `HTTP ${res.status}`
     } catch (err) {
       return `refused: ${(err as Error).message}`
     }
-  }, { url, token })
+  }, { url, token, put })
 }
 
 describe('the HTTP API from a web page', () => {
@@ -81,6 +85,8 @@ describe('the HTTP API from a web page', () => {
     expect(await fetchFrom(page, `${api}/v1/models`, token)).toBe('HTTP 200')
     // A refused token is a refusal the page can read, not a CORS failure (the token hook runs after CORS's).
     expect(await fetchFrom(page, `${api}/v1/rounds/r_0123456789abcdef`, 'bf_not-a-token')).toBe('HTTP 403')
+    // PUT (release channels) passes the preflight: the page reads the coordinator's own answer.
+    expect(await fetchFrom(page, `${api}/v1/models/m/channels/stable`, publisherToken, { version: 1 })).toBe('HTTP 404')
     await page.close()
   })
 
