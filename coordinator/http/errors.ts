@@ -7,6 +7,19 @@ import { STATUS_CODES } from 'node:http'
 import type { Duplex } from 'node:stream'
 import type { FastifyError, FastifyReply, FastifyRequest } from 'fastify'
 import { BlockfedError, BusyError } from '../../shared/errors/errors.ts'
+import { errorBodySchema } from '../../shared/client/api-schemas.ts'
+
+/**
+ * OpenAPI: the refusals a route may answer, each in the error body's shape. Every route may say
+ * 400 (bad parameters), 403 (token) and 404; `more` adds the route's own, such as 413 and 415 for
+ * a route with a body (over its size limit, another content type).
+ */
+export function refusals (...more: number[]): Record<number, typeof errorBodySchema> {
+  return Object.fromEntries([400, 403, 404, ...more].map(status => [status, errorBodySchema]))
+}
+
+/** A route with a JSON body: over the 1 MiB body limit (413), or not JSON (415). */
+export const BODY_REFUSALS = [413, 415]
 
 /** How long a refused request may go on sending its body (Node reads and drops it meanwhile). */
 export const REFUSED_BODY_GRACE_MS = 10_000

@@ -7,7 +7,7 @@
 import type { FastifyInstance } from 'fastify'
 import type { ZodTypeProvider } from 'fastify-type-provider-zod'
 import { z } from 'zod'
-import { errorBodySchema, modelNameSchema } from '../../shared/client/api-schemas.ts'
+import { modelNameSchema } from '../../shared/client/api-schemas.ts'
 import { channelNameSchema, channelRequestSchema, channelSetResponseSchema, channelsResponseSchema, consistencyResponseSchema, ENTRIES_PAGE, entriesResponseSchema, entryResponseSchema, inclusionResponseSchema, ledgerNumberSchema } from '../../shared/ledger/api.ts'
 import { parseEntry, type LedgerEntry } from '../../shared/ledger/entry.ts'
 import { toBase64 } from '../../shared/crypto/bytes.ts'
@@ -15,13 +15,14 @@ import { AccessDeniedError, IntegrityError, InvalidInputError, NotFoundError } f
 import type { Repository } from '../store/repository.ts'
 import type { VersionLog } from '../ledger/log.ts'
 import { authenticate } from './auth.ts'
+import { BODY_REFUSALS, refusals } from './errors.ts'
 
 export interface LedgerRoutesDeps {
   repo: Repository
   log: VersionLog
 }
 
-const errors = { 400: errorBodySchema, 403: errorBodySchema, 404: errorBodySchema }
+const errors = refusals()
 const TEXT = 'text/plain; charset=utf-8'
 
 /**
@@ -56,7 +57,7 @@ export async function ledgerRoutes (app: FastifyInstance, deps: LedgerRoutesDeps
   }, async (_req, reply) => await reply.type(TEXT).send(`${log.vkey}\n`))
 
   api.get('/ledger/entries/:index', {
-    schema: { summary: 'One ledger entry and its exact leaf bytes', params: z.object({ index: ledgerNumberSchema }), response: { 200: entryResponseSchema, ...errors } }
+    schema: { summary: 'One ledger entry and its exact leaf bytes', params: z.object({ index: ledgerNumberSchema }), response: { 200: entryResponseSchema, ...refusals(502) } }
   }, async (req, reply) => {
     const bytes = log.entry(req.params.index)
     void reply.header('cache-control', 'public, max-age=31536000, immutable')
@@ -67,7 +68,7 @@ export async function ledgerRoutes (app: FastifyInstance, deps: LedgerRoutesDeps
     schema: {
       summary: `Leaf bytes of entries \`from\` to \`to\` − 1, at most ${ENTRIES_PAGE} per answer (ask again from where it ends): what a log monitor reads`,
       querystring: z.strictObject({ from: ledgerNumberSchema, to: ledgerNumberSchema }),
-      response: { 200: entriesResponseSchema, ...errors }
+      response: { 200: entriesResponseSchema, ...refusals(502) }
     }
   }, async (req, reply) => {
     const { from, to } = req.query
@@ -129,7 +130,7 @@ export async function ledgerRoutes (app: FastifyInstance, deps: LedgerRoutesDeps
       security: [{ token: [] }],
       params: z.object({ name: modelNameSchema, channel: channelNameSchema }),
       body: channelRequestSchema,
-      response: { 200: channelSetResponseSchema, ...errors }
+      response: { 200: channelSetResponseSchema, ...refusals(...BODY_REFUSALS) }
     }
   }, async req => {
     const caller = await authenticate(req, deps.repo)

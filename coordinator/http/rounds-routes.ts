@@ -8,12 +8,13 @@ import type { ZodTypeProvider } from 'fastify-type-provider-zod'
 import { z } from 'zod'
 import { roundRequestSchema } from '../../shared/rounds/config.ts'
 import { clientCounts, roundListSchema, roundStartedSchema, roundSummarySchema, type RoundStatus } from '../../shared/rounds/api.ts'
-import { errorBodySchema, modelNameSchema } from '../../shared/client/api-schemas.ts'
+import { modelNameSchema } from '../../shared/client/api-schemas.ts'
 import { AccessDeniedError, NotFoundError } from '../../shared/errors/errors.ts'
 import type { Repository } from '../store/repository.ts'
 import type { RoundStore, RoundRow } from '../rounds/store.ts'
 import type { RoundManager } from '../rounds/rounds.ts'
 import { authenticate } from './auth.ts'
+import { BODY_REFUSALS, refusals } from './errors.ts'
 
 export interface RoundRoutesDeps {
   repo: Repository
@@ -21,7 +22,7 @@ export interface RoundRoutesDeps {
   manager: RoundManager
 }
 
-const errors = { 400: errorBodySchema, 403: errorBodySchema, 404: errorBodySchema, 503: errorBodySchema }
+const errors = refusals(503)
 
 /** Most rounds one list answer holds. */
 const MAX_LIST = 200
@@ -41,7 +42,7 @@ function status (store: RoundStore, row: RoundRow): RoundStatus {
 export async function roundRoutes (app: FastifyInstance, deps: RoundRoutesDeps): Promise<void> {
   const api = app.withTypeProvider<ZodTypeProvider>()
   api.post('/v1/rounds', {
-    schema: { summary: 'Start a training round now (it runs over the WebSocket protocol at /v1/rounds/ws)', security: [{ token: [] }], body: roundRequestSchema, response: { 202: roundStartedSchema, ...errors, 409: errorBodySchema } }
+    schema: { summary: 'Start a training round now (it runs over the WebSocket protocol at /v1/rounds/ws)', security: [{ token: [] }], body: roundRequestSchema, response: { 202: roundStartedSchema, ...refusals(409, ...BODY_REFUSALS, 503) } }
   }, async (req, reply) => {
     await operator(req, deps, 'start rounds')
     const { id, done } = await deps.manager.start(req.body)
@@ -57,7 +58,7 @@ export async function roundRoutes (app: FastifyInstance, deps: RoundRoutesDeps):
     return status(deps.store, row)
   })
   api.get('/v1/models/:name/rounds', {
-    schema: { summary: 'A model\'s latest rounds, newest first, with client counts per status', security: [{ token: [] }], params: z.object({ name: modelNameSchema }), querystring: z.object({ limit: z.string().regex(/^[1-9][0-9]{0,5}$/, `a count from 1 to ${MAX_LIST} in decimal digits`).transform(Number).pipe(z.number().max(MAX_LIST)).optional().transform(n => n ?? 50) }).strict(), response: { 200: roundListSchema, ...errors } }
+    schema: { summary: 'A model\'s latest rounds, newest first, with client counts per status', security: [{ token: [] }], params: z.object({ name: modelNameSchema }), querystring: z.object({ limit: z.string().regex(/^[1-9][0-9]{0,5}$/, `a count from 1 to ${MAX_LIST} in decimal digits`).describe(`how many rounds, 1 to ${MAX_LIST} (default 50)`).transform(Number).pipe(z.number().max(MAX_LIST)).optional().transform(n => n ?? 50) }).strict(), response: { 200: roundListSchema, ...errors } }
   }, async req => {
     await operator(req, deps, 'read rounds')
     const rounds = deps.store.list(req.params.name, req.query.limit).map(r => {

@@ -15,7 +15,7 @@ import { jsonSchemaTransform, serializerCompiler, validatorCompiler, type ZodTyp
 import { z } from 'zod'
 import type { ModelFile } from '../../shared/model/types.ts'
 import {
-  coordinatorInfoSchema, errorBodySchema, ingestResultSchema, keyRequestSchema, keyResponseSchema, modelListSchema,
+  coordinatorInfoSchema, ingestResultSchema, keyRequestSchema, keyResponseSchema, modelListSchema,
   modelNameSchema, tokenRequestSchema, tokenResponseSchema, versionListSchema, versionParamSchema, type IngestResult
 } from '../../shared/client/api-schemas.ts'
 import { relativeFilePathSchema, signedManifestSchema } from '../../shared/manifest/schema.ts'
@@ -29,7 +29,7 @@ import type { Identity } from '../keys/identity.ts'
 import { BUSY_RETRY_MS, MAX_PATH_PARAM_CHARS, MAX_UPLOAD_FILES } from '../constants.ts'
 import type { AnswerAdmission } from '../answers.ts'
 import { authenticate, issueToken, mayRead } from './auth.ts'
-import { clientErrorHandler, errorHandler } from './errors.ts'
+import { BODY_REFUSALS, clientErrorHandler, errorHandler, refusals } from './errors.ts'
 import { useJsonBodyParser } from './json-body.ts'
 
 export interface ServerDeps {
@@ -58,11 +58,28 @@ export interface ServerDeps {
 
 const modelParams = z.object({ name: modelNameSchema })
 const versionParams = z.object({ name: modelNameSchema, version: versionParamSchema })
-const errors = { 400: errorBodySchema, 403: errorBodySchema, 404: errorBodySchema }
+const errors = refusals()
 /** Chunk size of a paced block body. */
 const PACED_CHUNK = 64 * 1024
 /** Ingest uploads received at once (each buffered whole, up to the upload limit). */
 const INGEST_UPLOADS = 2
+
+/**
+ * OpenAPI: the ingest route's body. The multipart parser reads it in the handler, so it has no
+ * zod body schema (one would be checked against a body the parser never sets), and it is added
+ * to the document once the routes are in.
+ */
+function withIngestBody<T extends { paths?: object }> (doc: T, maxBytes: number): T {
+  const ingest = (doc.paths as Record<string, { post?: Record<string, unknown> } | undefined> | undefined)?.['/v1/models/{name}/ingest']?.post
+  if (ingest !== undefined) {
+    ingest.requestBody = {
+      required: true,
+      description: `One file part per model file (at most ${MAX_UPLOAD_FILES}, ${maxBytes} bytes in all), each part's filename its path in the model folder: model.json and the weight files it names, or one .onnx file and its external data.`,
+      content: { 'multipart/form-data': { schema: { type: 'object', properties: { file: { type: 'array', items: { type: 'string', format: 'binary' } } } } } }
+    }
+  }
+  return doc
+}
 
 /**
  * The uploaded model files, each checked for a safe relative name, sent once, within the
@@ -132,7 +149,8 @@ export async function buildServer (deps: ServerDeps): Promise<FastifyInstance> {
       info: { title: 'blockfed coordinator', description: 'Models as sealed semantic blocks: ingest, manifests, blocks, data keys.', version: '1' },
       components: { securitySchemes: { token: { type: 'http', scheme: 'bearer' } } }
     },
-    transform: jsonSchemaTransform
+    transform: jsonSchemaTransform,
+    transformObject: doc => 'openapiObject' in doc ? withIngestBody(doc.openapiObject, deps.maxUploadBytes) : doc.swaggerObject
   })
   if ((deps.corsOrigins ?? []).length > 0) {
     const origins = corsOrigins(deps.corsOrigins as string[])
@@ -204,7 +222,7 @@ export async function buildServer (deps: ServerDeps): Promise<FastifyInstance> {
   api.post('/v1/models/:name/versions/:version/keys', {
     schema: {
       summary: 'The data keys of a version that the caller\'s role may use, wrapped to the caller\'s X25519 key',
-      security: [{ token: [] }], params: versionParams, body: keyRequestSchema, response: { 200: keyResponseSchema, ...errors }
+      security: [{ token: [] }], params: versionParams, body: keyRequestSchema, response: { 200: keyResponseSchema, ...refusals(...BODY_REFUSALS, 502) }
     }
   }, async req => {
     const caller = await authenticate(req, deps.repo)
@@ -238,7 +256,7 @@ export async function buildServer (deps: ServerDeps): Promise<FastifyInstance> {
   api.post('/v1/models/:name/ingest', {
     schema: {
       summary: 'Upload a model (multipart: model.json + weight files, or one .onnx + external data) and ingest it as a new version',
-      security: [{ token: [] }], params: modelParams, consumes: ['multipart/form-data'], response: { 200: ingestResultSchema, ...errors, 413: errorBodySchema }
+      security: [{ token: [] }], params: modelParams, consumes: ['multipart/form-data'], response: { 200: ingestResultSchema, ...refusals(409, ...BODY_REFUSALS, 422, 502, 503) }
     }
   }, async req => {
     const caller = await authenticate(req, deps.repo)
@@ -257,7 +275,7 @@ export async function buildServer (deps: ServerDeps): Promise<FastifyInstance> {
   })
 
   api.get('/v1/blocks/:cid', {
-    schema: { summary: 'A sealed block or shard by its CID (immutable); 503 with Retry-After when the coordinator is sending all it may at once', params: z.object({ cid: z.string().max(200) }), response: { ...errors, 503: errorBodySchema } }
+    schema: { summary: 'A sealed block or shard by its CID (immutable); 503 with Retry-After when the coordinator is sending all it may at once', params: z.object({ cid: z.string().max(200) }), response: refusals(503) }
   }, async (req, reply) => {
     const cid = req.params.cid
     parseCid(cid)
@@ -299,7 +317,7 @@ export async function buildServer (deps: ServerDeps): Promise<FastifyInstance> {
   })
 
   api.post('/v1/tokens', {
-    schema: { summary: 'Create an API token for a role (admin)', security: [{ token: [] }], body: tokenRequestSchema, response: { 200: tokenResponseSchema, ...errors } }
+    schema: { summary: 'Create an API token for a role (admin)', security: [{ token: [] }], body: tokenRequestSchema, response: { 200: tokenResponseSchema, ...refusals(...BODY_REFUSALS) } }
   }, async req => {
     const caller = await authenticate(req, deps.repo)
     if (!caller.grants.tokens) throw new AccessDeniedError(`role ${caller.role} may not create tokens`)

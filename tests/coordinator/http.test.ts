@@ -61,6 +61,28 @@ describe('coordinator HTTP API', () => {
     ]))
   })
 
+  it('documents each route\'s body and the refusals it really answers', async () => {
+    type Operation = { requestBody?: { content: Record<string, unknown> }, responses: Record<string, unknown>, parameters?: Array<{ name: string, description?: string }> }
+    const doc = await (await fetch(`${url}/openapi.json`)).json() as { paths: Record<string, Record<string, Operation>> }
+    expect(Object.keys(doc.paths['/v1/models/{name}/ingest']?.post?.requestBody?.content ?? {})).toEqual(['multipart/form-data'])
+    expect(doc.paths['/v1/models/{name}/rounds']?.get?.parameters?.find(p => p.name === 'limit')?.description).toMatch(/1 to 200/)
+    // Every JSON body route says 413 and 415, and answers them: a body over the 1 MiB limit, and a body that is not JSON.
+    const jsonRoutes = Object.entries(doc.paths).flatMap(([path, ops]) => Object.entries(ops)
+      .filter(([, op]) => op.requestBody?.content['application/json'] !== undefined).map(([method, op]) => ({ path, method, op })))
+    expect(jsonRoutes.map(r => `${r.method} ${r.path}`).sort()).toEqual([
+      'post /v1/models/{name}/versions/{version}/keys', 'post /v1/rounds', 'post /v1/tokens', 'put /v1/models/{name}/channels/{channel}'
+    ])
+    for (const { path, method, op } of jsonRoutes) {
+      expect(Object.keys(op.responses), path).toEqual(expect.arrayContaining(['413', '415']))
+      const target = url + path.replace('{name}', 'm').replace('{version}', '1').replace('{channel}', 'stable')
+      const headers = { authorization: `Bearer ${coordinator.adminToken}` }
+      const big = await fetch(target, { method: method.toUpperCase(), headers: { ...headers, 'content-type': 'application/json' }, body: `"${'x'.repeat(2 << 20)}"` })
+      expect(big.status, path).toBe(413)
+      const text = await fetch(target, { method: method.toUpperCase(), headers: { ...headers, 'content-type': 'application/xml' }, body: '<a/>' })
+      expect(text.status, path).toBe(415)
+    }
+  })
+
   it('ingests a real tfjs graph model, signs its manifest, and stores nothing new on re-ingest', async () => {
     const admin = coordinatorClient({ baseUrl: url, token: coordinator.adminToken })
     const first = await admin.ingest('movenet', movenetFiles())
