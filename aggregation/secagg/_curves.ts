@@ -44,7 +44,8 @@ export const nobleCurves: CurveOps = {
   },
   verify: async (signature, message, publicKey) => {
     try {
-      return ed25519.verify(signature, message, publicKey)
+      // Strict RFC 8032, as WebCrypto and shared/crypto/sign.ts: ZIP215 takes small-order keys.
+      return ed25519.verify(signature, message, publicKey, { zip215: false })
     } catch {
       return false
     }

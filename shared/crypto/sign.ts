@@ -26,10 +26,14 @@ export function sign (message: Uint8Array, secretKey: Uint8Array): Uint8Array {
   return ed25519.sign(message, secretKey)
 }
 
-/** False (never a throw) for a malformed signature or key, so callers have one failure path. */
+/**
+ * False (never a throw) for a malformed signature or key, so callers have one failure path.
+ * RFC 8032's strict rules, not ZIP215's (noble's default): ZIP215 takes a small-order public key,
+ * under which R = identity, S = 0 verifies every message, so anyone could sign as such a key.
+ */
 export function verify (signature: Uint8Array, message: Uint8Array, publicKey: Uint8Array): boolean {
   try {
-    return ed25519.verify(signature, message, publicKey)
+    return ed25519.verify(signature, message, publicKey, { zip215: false })
   } catch {
     return false
   }

@@ -26,6 +26,14 @@ for (const [name, ops] of Object.entries(paths)) {
       await expect(ops.agree(secret, new Uint8Array(31))).rejects.toThrow(/expected 32 bytes/)
     })
 
+    it('refuses every Ed25519 signature under a small-order public key', async () => {
+      const identityR = new Uint8Array(64)
+      identityR[0] = 1
+      for (const hex of vectors('../../vectors/ed25519-small-order.json').points as string[]) {
+        expect(await ops.verify(identityR, new Uint8Array([1, 2, 3]), fromHex(hex)), hex).toBe(false)
+      }
+    })
+
     for (const v of vectors('../../vectors/ed25519-rfc8032.json')) {
       it(`verifies ${v.name} and refuses a flipped bit`, async () => {
         const sig = fromHex(v.signature)

@@ -1,4 +1,5 @@
 import { describe, it, expect } from 'vitest'
+import { ed25519 } from '@noble/curves/ed25519.js'
 import { readFileSync } from 'node:fs'
 import { BASE64_32_BYTES, decodeBase64, fromHex, toHex, toBase64, fromBase64 } from '../../../shared/crypto/bytes.ts'
 import { rawCid, verifyCid, parseCid } from '../../../shared/crypto/cid.ts'
@@ -23,6 +24,17 @@ describe('ed25519 (RFC 8032 vectors)', () => {
       expect(verify(sig.subarray(0, 10), fromHex(v.message), key.publicKey)).toBe(false)
     })
   }
+
+  it('refuses every signature under a small-order public key (R = identity, S = 0 would verify any message)', () => {
+    const identityR = new Uint8Array(64)
+    identityR[0] = 1
+    for (const hex of JSON.parse(readFileSync(new URL('../../vectors/ed25519-small-order.json', import.meta.url), 'utf8')).points as string[]) {
+      expect(ed25519.Point.fromBytes(fromHex(hex), true).isSmallOrder(), hex).toBe(true)
+      for (const message of ['hello', 'blockfed/upload@2\nanything']) {
+        expect(verify(identityR, new TextEncoder().encode(message), fromHex(hex)), hex).toBe(false)
+      }
+    }
+  })
 })
 
 describe('canonical JSON (RFC 8785 vectors)', () => {
