@@ -5,8 +5,40 @@
 import canonicalizeJson from 'canonicalize'
 import { InvalidInputError } from '../errors/errors.ts'
 
+/**
+ * The canonical bytes of `value`; InvalidInputError naming the first value JCS cannot write.
+ * JSON text may hold a lone UTF-16 surrogate ("\ud800"), which RFC 8785 §3.2.2.2 refuses: such a
+ * string in a model.json was a 500 at ingest, not a refusal naming the field.
+ */
 export function canonicalBytes (value: unknown): Uint8Array {
-  const text = canonicalizeJson(value)
+  let text: string | undefined
+  try {
+    text = canonicalizeJson(value)
+  } catch (err) {
+    throw new InvalidInputError(`canonical JSON: ${(err as Error).message}${at(unwritable(value))}`, { cause: err })
+  }
   if (text === undefined) throw new InvalidInputError('canonical JSON: value is not serialisable')
   return new TextEncoder().encode(text)
+}
+
+const at = (path: string | undefined): string => path === undefined ? '' : ` (at ${path === '' ? 'the top' : path})`
+
+/** The path of the first string (key or value) that is not well-formed UTF-16, or number that is not finite. */
+function unwritable (value: unknown): string | undefined {
+  // Iterative: a caller's depth limit is not ours to assume.
+  const stack: Array<[unknown, string]> = [[value, '']]
+  while (stack.length > 0) {
+    const [v, path] = stack.pop() as [unknown, string]
+    if (typeof v === 'string' && !v.isWellFormed()) return path
+    if (typeof v === 'number' && !Number.isFinite(v)) return path
+    if (typeof v !== 'object' || v === null) continue
+    const entries = Array.isArray(v) ? v.map((item, i) => [String(i), item] as const) : Object.entries(v)
+    for (let i = entries.length - 1; i >= 0; i--) {
+      const [key, item] = entries[i] as readonly [string, unknown]
+      const child = path === '' ? key : `${path}.${key}`
+      if (!key.isWellFormed()) return child
+      stack.push([item, child])
+    }
+  }
+  return undefined
 }

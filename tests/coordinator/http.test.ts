@@ -236,6 +236,9 @@ describe('coordinator HTTP API', () => {
     // Refused now as it is read, before partitioning and sealing (shared/formats, MAX_TENSORS).
     await expect(admin.ingest('many', [{ path: 'many.onnx', bytes: manyTensorsOnnx(320_000) }]))
       .rejects.toThrow(/many\.onnx has 320000 tensors, more than the 100000 a model may have/)
+    // Valid JSON text that RFC 8785 cannot canonicalise (a lone surrogate) was a 500.
+    const lone = { path: json.path, bytes: new TextEncoder().encode(JSON.stringify({ ...JSON.parse(new TextDecoder().decode(json.bytes)), generatedBy: 'x\ud800' })) }
+    await expect(admin.ingest('broken', [lone, bin])).rejects.toThrow(/Lone surrogate.*at metadata\.generatedBy/)
 
     expect(await countFiles(join(dir, 'blocks'))).toBe(before)
     expect((await admin.models()).map(m => m.name)).toEqual(['movenet'])

@@ -43,6 +43,13 @@ describe('canonical JSON (RFC 8785 vectors)', () => {
       expect(new TextDecoder().decode(canonicalBytes(JSON.parse(v.input)))).toBe(v.output)
     })
   }
+
+  it('refuses what RFC 8785 cannot write with InvalidInputError naming where it is', () => {
+    expect(() => canonicalBytes({ a: [1, { b: 'x\ud800' }] })).toThrow(InvalidInputError)
+    expect(() => canonicalBytes({ a: [1, { b: 'x\ud800' }] })).toThrow(/Lone surrogate.*\(at a\.1\.b\)/)
+    expect(() => canonicalBytes({ ok: 1, ['k\udc00']: 2 })).toThrow(/\(at k\udc00\)/)
+    expect(() => canonicalBytes([Infinity])).toThrow(/\(at 0\)/)
+  })
 })
 
 describe('CIDs', () => {
