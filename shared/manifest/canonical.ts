@@ -21,6 +21,9 @@ export function canonicalBytes (value: unknown): Uint8Array {
   return new TextEncoder().encode(text)
 }
 
+/** With the `u` flag a surrogate pair is one code point, so this matches lone surrogates only. */
+const LONE_SURROGATE = /[\uD800-\uDFFF]/u
+
 const at = (path: string | undefined): string => path === undefined ? '' : ` (at ${path === '' ? 'the top' : path})`
 
 /** The path of the first string (key or value) that is not well-formed UTF-16, or number that is not finite. */
@@ -29,14 +32,14 @@ function unwritable (value: unknown): string | undefined {
   const stack: Array<[unknown, string]> = [[value, '']]
   while (stack.length > 0) {
     const [v, path] = stack.pop() as [unknown, string]
-    if (typeof v === 'string' && !v.isWellFormed()) return path
+    if (typeof v === 'string' && LONE_SURROGATE.test(v)) return path
     if (typeof v === 'number' && !Number.isFinite(v)) return path
     if (typeof v !== 'object' || v === null) continue
     const entries = Array.isArray(v) ? v.map((item, i) => [String(i), item] as const) : Object.entries(v)
     for (let i = entries.length - 1; i >= 0; i--) {
       const [key, item] = entries[i] as readonly [string, unknown]
       const child = path === '' ? key : `${path}.${key}`
-      if (!key.isWellFormed()) return child
+      if (LONE_SURROGATE.test(key)) return child
       stack.push([item, child])
     }
   }

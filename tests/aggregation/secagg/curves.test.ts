@@ -29,7 +29,7 @@ for (const [name, ops] of Object.entries(paths)) {
     it('refuses every Ed25519 signature under a small-order public key', async () => {
       const identityR = new Uint8Array(64)
       identityR[0] = 1
-      for (const hex of vectors('../../vectors/ed25519-small-order.json').points as string[]) {
+      for (const hex of (vectors('../../vectors/ed25519-small-order.json') as unknown as { points: string[] }).points) {
         expect(await ops.verify(identityR, new Uint8Array([1, 2, 3]), fromHex(hex)), hex).toBe(false)
       }
     })
