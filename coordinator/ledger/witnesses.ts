@@ -49,6 +49,13 @@ export function witnessCosigner (options: { log: VersionLog, witnesses: WitnessE
     if (verifier.type !== 'cosignature/v1') throw new InvalidConfigError(`witness ${w.url}: key ${w.vkey.slice(0, 40)}… is not a cosignature/v1 verifier key`)
     return { ...w, verifier }
   })
+  // One stored line per name and checkpoint (the line a witness's new key signs replaces its old
+  // key's), so two witnesses of one name would take turns overwriting each other.
+  const names = new Set<string>()
+  for (const w of witnesses) {
+    if (names.has(w.verifier.name)) throw new InvalidConfigError(`two witnesses are named ${w.verifier.name}: give each its own name`)
+    names.add(w.verifier.name)
+  }
   // The served note holds the log's line and one per witness; clients refuse more than this.
   if (witnesses.length + 1 > MAX_NOTE_SIGNATURES) throw new InvalidConfigError(`${witnesses.length} witnesses: a checkpoint note holds at most ${MAX_NOTE_SIGNATURES - 1} cosignatures`)
   let queue: Promise<unknown> = Promise.resolve()
@@ -82,7 +89,11 @@ export function witnessCosigner (options: { log: VersionLog, witnesses: WitnessE
     if (latest === undefined) return { size: 0, cosigned: [], failed: [] }
     const size = latest.checkpoint.size
     const outcome: CosignOutcome = { size, cosigned: [], failed: [] }
-    await Promise.all(witnesses.filter(w => !latest.cosigners.includes(w.verifier.name)).map(async w => {
+    // Asked unless the served note holds a line by its configured key: by name alone, a witness
+    // whose key changed (a lost data dir, a rotation) was never asked again, and clients that
+    // trust its new key found no cosignature until the next publish (review).
+    const signedBy = new Set(splitNote(latest.cosigned).signatures.map(s => keyName(s.name, s.keyId)))
+    await Promise.all(witnesses.filter(w => !signedBy.has(keyName(w.verifier.name, w.verifier.keyId))).map(async w => {
       try {
         const lines = await ask(w, size, latest.note)
         log.addCosignature(size, w.verifier.name, cosignatureBy(w.verifier, latest.note, lines))
@@ -107,6 +118,9 @@ export function witnessCosigner (options: { log: VersionLog, witnesses: WitnessE
     }
   }
 }
+
+/** A note key as signed-note names it: name and key ID. */
+const keyName = (name: string, keyId: Uint8Array): string => `${name}+${toHex(keyId)}`
 
 /**
  * The one line of `lines` that `verifier`'s key signed over `note`. Only that line is stored and

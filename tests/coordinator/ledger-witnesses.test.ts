@@ -125,6 +125,23 @@ async function withOneEntryLog (name: string, run: (log: ReturnType<typeof versi
   }
 }
 
+describe('a witness whose key changes', () => {
+  it('is asked again under its new key, whose line replaces the old key\'s; two witnesses of one name are refused', async () => {
+    const before = await witness('witness.test/w')
+    const after = await witness('witness.test/w') // the same name, a new key: a lost data dir, a rotation
+    await withOneEntryLog('rotated', async log => {
+      expect((await witnessCosigner({ log, witnesses: [before] }).cosign()).cosigned).toEqual(['witness.test/w'])
+      // Known by name alone it was skipped, and clients trusting the new key found no cosignature.
+      expect((await witnessCosigner({ log, witnesses: [after] }).cosign()).cosigned).toEqual(['witness.test/w'])
+      const lines = splitNote(log.latest()?.cosigned ?? '').signatures.filter(s => s.name === 'witness.test/w')
+      expect(lines.map(s => toBase64(s.keyId))).toEqual([toBase64(parseVerifierKey(after.vkey).keyId)])
+      // Asked once per key: a second run finds its line.
+      expect((await witnessCosigner({ log, witnesses: [after] }).cosign()).cosigned).toEqual([])
+      expect(() => witnessCosigner({ log, witnesses: [before, after] })).toThrow(/two witnesses are named witness\.test\/w/)
+    })
+  })
+})
+
 describe('a witness that does not answer', () => {
   it('fails its cosignature with a TimeoutError naming the witness, after the configured deadline', async () => {
     const url = await listening(http.createServer(() => {})) // takes the request, never answers
