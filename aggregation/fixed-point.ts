@@ -150,19 +150,30 @@ export interface UpdateEncoding {
    * weight so that the sum carries the full planned noise whatever the weights are.
    *
    * `secureSum`: the update reaches the coordinator only inside a secure sum, whose privacy is
-   * the sum's noise. Then each weighted coordinate is clipped to ±`params.clip` before the noise,
+   * the sum's noise. Then each weighted coordinate is clipped to ±`valueClip` before the noise,
    * and the noisy value is not clipped again but reduced mod 2^32 as it is (the modular clipping
    * of Kairouz, Liu & Steinke 2021, §4): the ring sum is the true noisy sum mod 2^32, a
    * post-processing of the Gaussian sum the accountant charges for. Clipping each client's noisy
    * value made the sum one of per-client truncated noise, which that accounting does not cover.
    * The sum reads exactly while |Σ values + Σ noise| stays within the overflow bound, so
-   * `params.clip` must leave room for the noise: a round's parameters leave 7 noise sigmas
-   * (coordinator/rounds/fixed-point.ts). A coordinate that wrapped anyway would be a wrong sum
-   * (not a privacy loss), which a norm check does not reliably catch.
+   * `params.clip` must leave room for the noise above the values: a round's parameters leave 7
+   * noise sigmas above its clip (coordinator/rounds/fixed-point.ts), and `valueClip`, required
+   * with `secureSum`, is that round clip — values clipped to `params.clip` itself would fill the
+   * headroom, and the noise wrap the sum (review: 96 of 200 sums at the bound flipped sign).
+   * A coordinate that wrapped anyway would be a wrong sum (not a privacy loss), which a norm
+   * check does not reliably catch.
    * Without it (mode none) every upload is seen alone: its clipped noisy values are a
    * post-processing of its own Gaussian mechanism, and the coordinator checks the clip.
    */
-  dp?: { l2Clip: number, sigma: number, secureSum?: boolean }
+  dp?: { l2Clip: number, sigma: number, secureSum?: boolean, valueClip?: number }
+}
+
+/** A secure sum's clip on weighted values: at most `params.clip`, whose excess is the noise's room. */
+function secureSumValueClip (valueClip: number | undefined, params: FixedPointParams): number {
+  if (!(valueClip !== undefined && valueClip > 0 && valueClip <= params.clip)) {
+    throw new RangeError(`encodeUpdate: dp.valueClip must be in (0, params.clip = ${params.clip}] with secureSum (the round's clip, below the noise headroom), got ${String(valueClip)}`)
+  }
+  return valueClip
 }
 
 /**
@@ -186,7 +197,7 @@ export function encodeUpdate (delta: Float32Array, { params, weight, random, dp 
     if (!(Number.isFinite(sigma) && sigma >= 0)) throw new RangeError(`encodeUpdate: dp.sigma must be a non-negative finite number, got ${String(sigma)}`)
     const { clipped } = clipL2(delta, l2Clip)
     const gauss = gaussianSampler(random)
-    const bound = dp.secureSum === true ? params.clip : Infinity
+    const bound = dp.secureSum === true ? secureSumValueClip(dp.valueClip, params) : Infinity
     for (let i = 0; i < values.length; i++) values[i] = Math.min(bound, Math.max(-bound, weight * (clipped[i] as number))) + sigma * gauss()
   }
   const out = new Uint32Array(delta.length + 1)

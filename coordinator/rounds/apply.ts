@@ -2,12 +2,13 @@
  * After aggregation (DESIGN.md, pipeline 5): the strategy's new values for the trainable tensors
  * go into a copy of the base weights; then every block whose relative change ‖Δ‖/‖w‖ is at or
  * below the round's threshold gets its base bytes back, so it keeps its plaintext hash and is
- * reused by CID. Only blocks that really moved become new sealed blocks.
+ * reused by CID. Only blocks that really moved become new sealed blocks. BatchNorm variances are
+ * floored at 0 first (`floorVariances`).
  */
 import type { NormalisedModel } from '../../shared/model/types.ts'
 import type { BlockPlan } from '../../shared/blocks/partition.ts'
 import { tensorOffsets } from '../../shared/blocks/partition.ts'
-import { writeTrainable, type TrainableLayout } from '../../shared/rounds/trainable.ts'
+import { layerStateRanges, writeTrainable, type TrainableLayout } from '../../shared/rounds/trainable.ts'
 import { checkFinite } from '../../aggregation/validate.ts'
 
 export interface AppliedUpdate {
@@ -40,11 +41,31 @@ function relativeChange (base: Uint8Array, next: Uint8Array, ranges: Array<[numb
   return norm === 0 ? Infinity : Math.sqrt(diff / norm)
 }
 
+/**
+ * `values` with every BatchNormalization moving_variance element below 0 set to 0 (a copy when
+ * one is). The layer divides by √(variance + ε) (Ioffe & Szegedy 2015, Alg. 1), so a negative
+ * one outputs NaN. It comes from the mean delta (base + mean, coordinator/rounds/strategy.ts),
+ * whose DP noise or fixed-point rounding can exceed the variance; every honest client's value is
+ * ≥ 0, so 0 is the nearest their mean can be. Done here, where the tensors' names are known.
+ */
+function floorVariances (base: NormalisedModel, layout: TrainableLayout, values: Float32Array): Float32Array {
+  let out = values
+  for (const [start, end] of layerStateRanges(base.tensors, base.metadata.layers, layout)) {
+    if (!(layout.names[layout.offsets.indexOf(start)] as string).endsWith('/moving_variance')) continue
+    for (let i = start; i < end; i++) {
+      if ((out[i] as number) >= 0) continue
+      if (out === values) out = values.slice()
+      out[i] = 0
+    }
+  }
+  return out
+}
+
 export function applyUpdate (base: NormalisedModel, plans: BlockPlan[], layout: TrainableLayout, values: Float32Array, threshold: number): AppliedUpdate {
   // Never publish non-finite values, nor let a NaN change pass for "unchanged".
   checkFinite(values, 'new trainable values')
   const weights = base.weights.slice()
-  writeTrainable(base.tensors, weights, layout, values)
+  writeTrainable(base.tensors, weights, layout, floorVariances(base, layout, values))
   const offsets = tensorOffsets(base.tensors)
   const trainable = new Set(layout.indices)
   const range = (p: BlockPlan['parts'][number]): [number, number] => [(offsets[p.tensor] as number) + p.offset, (offsets[p.tensor] as number) + p.offset + p.length]

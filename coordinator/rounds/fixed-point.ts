@@ -3,9 +3,11 @@
  * coordinate to ±clip; the scale is the largest whose sum over the selected clients cannot
  * overflow. A secure sum of DP updates also carries each client's noise unclipped (modular
  * clipping, encodeUpdate's `secureSum`), so its bound leaves NOISE_HEADROOM client noise sigmas
- * per coordinate on top of the clip: the sum of U ≤ clients noises has sd √U·σ, and clients·7σ
- * ≥ 7·√U·σ, so a coordinate wraps with probability below 3·10⁻¹² (3·10⁻⁶ per round of a million
- * coordinates). Without the headroom 443 of 100,000 coordinates wrapped at clip 0.5, z = 1 (review).
+ * per coordinate on top of the clip (clients still clip their values to the request's clip,
+ * encodeUpdate's `valueClip`, so the headroom stays the noise's): the sum of U ≤ clients noises
+ * has sd √U·σ, and clients·7σ ≥ 7·√U·σ, so a coordinate wraps with probability below 3·10⁻¹²
+ * (3·10⁻⁶ per round of a million coordinates). Without the headroom 443 of 100,000 coordinates
+ * wrapped at clip 0.5, z = 1 (review).
  */
 import { fixedPointParams, type FixedPointParams } from '../../aggregation/fixed-point.ts'
 import { clientNoiseSigma } from '../../aggregation/dp/noise.ts'

@@ -8,7 +8,8 @@
  * Layer state (BatchNorm's moving statistics, `layerStateRanges`) is no parameter: a server
  * optimiser's step there (FedAdam's η·m/(√v + τ), sized by η rather than by the clients' change)
  * could take a variance below 0, so it takes the plain mean of the clients' values, base + mean
- * delta, under every strategy.
+ * delta, under every strategy. DP noise can still take that mean below 0: applyUpdate (apply.ts),
+ * which knows the tensors' names, floors variances.
  */
 import type { RoundConfig } from '../../shared/rounds/config.ts'
 import type { TensorInfo } from '../../shared/model/types.ts'

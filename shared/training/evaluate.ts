@@ -10,6 +10,8 @@ import { EVAL_BATCH_SIZE } from './constants.ts'
 
 /**
  * Fraction of rows in `data` (one class label per row) the model classifies right, in [0, 1].
+ * A row whose output holds a NaN counts as wrong rather than throwing: accuracy measures the
+ * model, and a diverged one (NaN weights after a bad round) classifies nothing, so reads 0.
  *
  * @example
  * const acc = await evaluateAccuracy(model, { xs, ys: labels, count, featureShape: [784] })
@@ -24,7 +26,9 @@ export async function evaluateAccuracy (model: LayersModel, data: TrainingData, 
     const end = Math.min(start + batchSize, data.count)
     const predicted = tf.tidy(() => {
       const x = tf.tensor(data.xs.subarray(start * size, end * size), [end - start, ...data.featureShape], 'float32')
-      return tf.argMax(model.predict(x) as tf.Tensor, -1)
+      const scores = model.predict(x) as tf.Tensor
+      // argMax reads NaNs as class 0, the label of many rows; −1 is no row's label.
+      return tf.where(tf.any(tf.isNaN(scores), -1), tf.scalar(-1, 'int32'), tf.argMax(scores, -1))
     })
     const classes = await predicted.data()
     predicted.dispose()

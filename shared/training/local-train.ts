@@ -146,7 +146,8 @@ export async function trainLocal (options: TrainLocalOptions): Promise<TrainLoca
         : mixing !== undefined
           ? softCrossEntropy(model.apply(x, { training: true }) as tf.Tensor, y)
           : lossValue(loss, model.apply(x, { training: true }) as tf.Tensor, y, shapes.classes)
-      if (proxMu === 0) return dataLoss
+      // FedProx's term μ/2·‖w − wᵗ‖² is over parameters: layer state alone takes no step, has no term.
+      if (proxMu === 0 || params.length === 0) return dataLoss
       keepDataLoss(tf.keep(dataLoss))
       const distance = tf.addN(params.map((v, i) => tf.sum(tf.squaredDifference(v, base[i] as tf.Tensor))))
       return tf.add(dataLoss, tf.mul(proxMu / 2, distance))

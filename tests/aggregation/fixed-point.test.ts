@@ -172,7 +172,7 @@ describe('FedAvg updates (encodeUpdate / decodeMean)', () => {
     const params = fixedPointParams({ clip: 0.1, clients: 8 })
     const sigma = 0.1
     const N = 50_000
-    const one = decode(encodeUpdate(new Float32Array(N), { params, weight: 1, random: mulberry32(21), dp: { l2Clip: 1, sigma, secureSum: true } }), params).subarray(0, N)
+    const one = decode(encodeUpdate(new Float32Array(N), { params, weight: 1, random: mulberry32(21), dp: { l2Clip: 1, sigma, secureSum: true, valueClip: params.clip } }), params).subarray(0, N)
     let sq = 0
     let beyond = 0
     for (const v of one) { sq += v * v; if (Math.abs(v) > params.clip) beyond++ }
@@ -180,11 +180,21 @@ describe('FedAvg updates (encodeUpdate / decodeMean)', () => {
     // P(|N(0, σ)| > σ) ≈ 31.7%.
     expect(Math.abs(beyond / N - 0.317)).toBeLessThan(0.01)
     // The weighted delta itself is still clipped per coordinate before the noise.
-    const { mean } = decodeMean(encodeUpdate(Float32Array.of(0.6, 0.8), { params, weight: 1, random: mulberry32(22), dp: { l2Clip: 1, sigma: 0, secureSum: true } }), params)
+    const { mean } = decodeMean(encodeUpdate(Float32Array.of(0.6, 0.8), { params, weight: 1, random: mulberry32(22), dp: { l2Clip: 1, sigma: 0, secureSum: true, valueClip: params.clip } }), params)
     expect(Array.from(mean, v => Math.round(v * 1e6) / 1e6)).toEqual([0.1, 0.1])
     // Seen alone by the coordinator (mode none), the noisy values stay within the clip it checks.
     const plain = decode(encodeUpdate(new Float32Array(N), { params, weight: 1, random: mulberry32(23), dp: { l2Clip: 1, sigma } }), params).subarray(0, N)
     expect(Math.max(...Array.from(plain, Math.abs))).toBeLessThanOrEqual(params.clip + 1 / params.scale)
+  })
+
+  it('clips the values of an update bound for a secure sum to valueClip, leaving params.clip\'s excess to the noise', () => {
+    // A round's params.clip is its clip plus the noise headroom (coordinator/rounds/fixed-point.ts).
+    const params = fixedPointParams({ clip: 1, clients: 4 })
+    const encoding = { params, weight: 1, random: mulberry32(24) }
+    const { mean } = decodeMean(encodeUpdate(Float32Array.of(0.6, -0.8), { ...encoding, dp: { l2Clip: 1, sigma: 0, secureSum: true, valueClip: 0.25 } }), params)
+    expect(Array.from(mean)).toEqual([0.25, -0.25])
+    expect(() => encodeUpdate(Float32Array.of(0.6), { ...encoding, dp: { l2Clip: 1, sigma: 0, secureSum: true } })).toThrow(/dp.valueClip/)
+    expect(() => encodeUpdate(Float32Array.of(0.6), { ...encoding, dp: { l2Clip: 1, sigma: 0, secureSum: true, valueClip: 1.5 } })).toThrow(/dp.valueClip must be in \(0, params.clip = 1\]/)
   })
 
   it('clips the delta to l2Clip before weighting when dp is set', () => {

@@ -313,4 +313,16 @@ describe('weightedMean (plaintext FedAvg)', () => {
     expect(() => weightedMean([new Float32Array(2)], [0])).toThrow(/weights\[0\]/)
     expect(() => weightedMean([new Float32Array(2)], [Number.NaN])).toThrow(InvalidInputError)
   })
+
+  it('refuses a non-finite delta, naming it', () => {
+    expect(() => weightedMean([Float32Array.of(1, 2), Float32Array.of(3, Number.NaN)], [1, 1])).toThrow(/weightedMean: deltas\[1\]: coordinate 1 is NaN/)
+    expect(() => weightedMean([Float32Array.of(Infinity)], [1])).toThrow(InvalidInputError)
+  })
+
+  it('takes weights at the ends of the float64 range: their sum no longer overflows, nor underflows to a coarse subnormal', () => {
+    const deltas = [Float32Array.of(1, 2), Float32Array.of(3, 4)]
+    expect(Array.from(weightedMean(deltas, [1e308, 1e308]))).toEqual([2, 3])
+    expect(Array.from(weightedMean(deltas, [1.5e308, 0.5e308]))).toEqual([1.5, 2.5])
+    expect(Array.from(weightedMean(deltas, [1e-320, 1e-320]))).toEqual([2, 3])
+  })
 })

@@ -3,7 +3,10 @@
  * else shares the block (non-float tensors, quantized tensors of odd length before it).
  */
 import { describe, it, expect } from 'vitest'
+import * as tfl from '@tensorflow/tfjs-layers'
 import { applyUpdate } from '../../coordinator/rounds/apply.ts'
+import { modelFiles } from '../../node-runtime/examples/mnist-mlp.ts'
+import { readModel } from '../../shared/formats/index.ts'
 import { partition } from '../../shared/blocks/partition.ts'
 import { readTrainable, trainableLayout } from '../../shared/rounds/trainable.ts'
 import type { NormalisedModel, TensorInfo } from '../../shared/model/types.ts'
@@ -19,7 +22,7 @@ function model (tensors: TensorInfo[], other: (t: TensorInfo) => Uint8Array = t 
     weights.set(t.dtype === 'float32' && t.quantization === undefined ? new Uint8Array(new Float32Array(t.byteLength / 4).fill(0.5).buffer) : other(t), at)
     at += t.byteLength
   }
-  return { format: 'tfjs-layers', topology: { kind: 'tfjs', modelJson: '{}', weightFiles: [] }, tensors, weights, metadata: {} } as unknown as NormalisedModel
+  return { format: 'tfjs-layers', topology: { kind: 'tfjs', modelJson: '{}', weightFiles: [] }, tensors, weights, metadata: { layers: [] } } as unknown as NormalisedModel
 }
 
 function step (base: NormalisedModel, by: number, threshold = 0.01): { changed: number[], kept: Float32Array, change: number[] } {
@@ -53,6 +56,27 @@ describe('applyUpdate', () => {
     const { changed, kept } = step(base, 1e-4) // 2e-4 relative, threshold 0.01
     expect(changed).toEqual([])
     expect([...kept].every(v => v === 0.5)).toBe(true)
+  })
+
+  it('floors a BatchNorm moving variance the mean delta took below 0, and only that', async () => {
+    // DP noise in the mean delta can exceed a variance; published negative, BN outputs NaN.
+    // The moving mean, beside it in the same layer, may well be negative.
+    const net = tfl.sequential()
+    net.add(tfl.layers.dense({ inputShape: [3], units: 4, name: 'hidden' }))
+    net.add(tfl.layers.batchNormalization({ name: 'norm' }))
+    const base = await readModel(await modelFiles(net))
+    net.dispose()
+    const layout = trainableLayout(base.tensors, undefined)
+    const values = new Float32Array(layout.parameters).fill(-0.5)
+    const applied = applyUpdate(base, partition(base.tensors, { targetBytes: 1 << 20, maxBytes: 2 << 20 }), layout, values, 0)
+    const published = readTrainable(base.tensors, applied.model.weights, layout)
+    const variance = layout.names.indexOf('norm/moving_variance')
+    layout.names.forEach((name, k) => {
+      const start = layout.offsets[k] as number
+      const end = layout.offsets[k + 1] ?? layout.parameters
+      expect([...new Set(published.subarray(start, end))], name).toEqual([k === variance ? 0 : -0.5])
+    })
+    expect(values.every(v => v === -0.5)).toBe(true)
   })
 
   it.each([NaN, Infinity, -Infinity])('refuses new values moved by %s, instead of calling the block unchanged or publishing it', by => {

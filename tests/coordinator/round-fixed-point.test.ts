@@ -5,7 +5,7 @@
  */
 import { expect, it } from 'vitest'
 import { roundFixedPoint } from '../../coordinator/rounds/fixed-point.ts'
-import { decode, encodeUpdate, fixedPointParams } from '../../aggregation/fixed-point.ts'
+import { decode, decodeMean, encodeUpdate, fixedPointParams } from '../../aggregation/fixed-point.ts'
 import { clientNoiseSigma } from '../../aggregation/dp/noise.ts'
 import { ringSum } from '../../aggregation/ring.ts'
 import { mulberry32 } from '../../shared/random/seeded.ts'
@@ -19,7 +19,7 @@ const request = { clip: 0.5, dp: { noiseMultiplier: Z, clip: 1, delta: 1e-5 }, s
 function spread (params: ReturnType<typeof fixedPointParams>): number {
   const sigma = clientNoiseSigma({ noiseMultiplier: Z, clip: 1, minClients: 2 })
   const random = mulberry32(33)
-  const sum = decode(ringSum(ids.map(() => encodeUpdate(new Float32Array(D), { params, weight: 1, random, dp: { l2Clip: 1, sigma, secureSum: true } })), D + 1), params).subarray(0, D)
+  const sum = decode(ringSum(ids.map(() => encodeUpdate(new Float32Array(D), { params, weight: 1, random, dp: { l2Clip: 1, sigma, secureSum: true, valueClip: request.clip } })), D + 1), params).subarray(0, D)
   let sq = 0
   for (const v of sum) sq += v * v
   return Math.sqrt(sq / D) / (sigma * Math.sqrt(ids.length))
@@ -32,6 +32,30 @@ it('leaves a DP secure sum room for its noise: no coordinate wraps', () => {
   expect(Math.abs(spread(params) - 1)).toBeLessThan(0.02)
   // With the clip alone the sum reads only within ±4 (the scale's power of two), 1.4 of its sds: 16 % of coordinates wrap.
   expect(spread(fixedPointParams({ clip: 0.5, clients: ids.length }))).toBeLessThan(0.9)
+})
+
+it('leaves the headroom to the noise: honest values at the clip fill only the clip, and no sum wraps', () => {
+  // The review's case: 64 clients at z = 0.5 (σ = 1/16 each), a clip putting clients·⌈params.clip·scale⌉
+  // just under 2^31. Clipping values to params.clip filled the headroom: 96 of 200 sums flipped sign.
+  const clients = Array.from({ length: 64 }, (_, i) => i.toString(16).padStart(64, '0'))
+  const dp = { noiseMultiplier: 0.5, clip: 1, delta: 1e-5 }
+  const tight = { ...request, clip: 1 - 2 ** -20 - 7 / 16, dp, selection: { minClients: 2, maxClients: 64, fraction: 1, cooldownMs: 0, minUploads: 64 } }
+  const params = roundFixedPoint(tight, clients)
+  const sigma = clientNoiseSigma({ noiseMultiplier: 0.5, clip: 1, minClients: 64 })
+  expect(params.clip).toBeCloseTo(1 - 2 ** -20, 9)
+  const random = mulberry32(7)
+  let wrapped = 0
+  let worst = 0
+  for (let t = 0; t < 200; t++) {
+    // Each client's delta (1, 0) is within dp.clip and weight 1: its first coordinate clips to the round's clip.
+    const encoded = clients.map(() => encodeUpdate(Float32Array.of(1, 0), { params, weight: 1, random, dp: { l2Clip: 1, sigma, secureSum: true, valueClip: tight.clip } }))
+    const first = decodeMean(ringSum(encoded, 3), params).mean[0] as number
+    if (first < 0) wrapped++
+    worst = Math.max(worst, Math.abs(first - tight.clip))
+  }
+  expect(wrapped).toBe(0)
+  // The mean's noise has sd √64·σ / 64 ≈ 0.0078; 200 draws stay within 5 sds.
+  expect(worst).toBeLessThan(5 * sigma / 8)
 })
 
 it('keeps the clip alone without DP, or in mode none, where clients clip their noise', () => {

@@ -279,17 +279,23 @@ describe('trainLocal', () => {
     }
   })
 
-  it('with only layer state named, runs training-mode forward passes and no optimizer step', async () => {
-    const input = tfl.input({ shape: [4] })
-    const normed = tfl.layers.batchNormalization({ name: 'bn' }).apply(input) as tfl.SymbolicTensor
-    const out = tfl.layers.dense({ units: 3, activation: 'softmax', name: 'head' }).apply(normed) as tfl.SymbolicTensor
-    const model = tfl.model({ inputs: input, outputs: out })
-    const before = readWeights(model, ['bn/gamma', 'head/kernel'])
+  it('with only layer state named, runs training-mode forward passes and no optimizer step, FedProx\'s term included', async () => {
     const data: TrainingData = { xs: Float32Array.from({ length: 32 * 4 }, (_, i) => i % 5), ys: new Int32Array(32), count: 32, featureShape: [4] }
-    const { deltas } = await trainLocal({ ...base(model, data), trainable: ['bn/moving_mean'], batchSize: 8 })
-    expect(norm(deltas)).toBeGreaterThan(0)
-    expect(readWeights(model, ['bn/gamma', 'head/kernel'])).toEqual(before)
-    model.dispose()
+    const runs: Float32Array[] = []
+    // The proximal term is over parameters: with none named there is none (it once threw on tf.addN([])).
+    for (const proxMu of [0, 0.1]) {
+      const input = tfl.input({ shape: [4] })
+      const normed = tfl.layers.batchNormalization({ name: 'bn' }).apply(input) as tfl.SymbolicTensor
+      const out = tfl.layers.dense({ units: 3, activation: 'softmax', name: 'head' }).apply(normed) as tfl.SymbolicTensor
+      const model = tfl.model({ inputs: input, outputs: out })
+      const before = readWeights(model, ['bn/gamma', 'head/kernel'])
+      const { deltas } = await trainLocal({ ...base(model, data), trainable: ['bn/moving_mean', 'bn/moving_variance'], batchSize: 8, proxMu })
+      expect(norm(deltas)).toBeGreaterThan(0)
+      expect(readWeights(model, ['bn/gamma', 'head/kernel'])).toEqual(before)
+      model.dispose()
+      runs.push(deltas)
+    }
+    expect(runs[1]).toEqual(runs[0])
   })
 
   it('rejects bad arguments with InvalidInputError naming them, and leaks nothing doing so', async () => {

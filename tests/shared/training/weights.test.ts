@@ -108,6 +108,18 @@ describe('evaluateAccuracy', () => {
     await expect(evaluateAccuracy(model, data, 0)).rejects.toThrow(/batchSize/)
     model.dispose()
   })
+
+  it('counts a row whose output holds a NaN as wrong, not as class 0', async () => {
+    const model = seededMlp([16], 4)
+    const data = digits(0, 300, 'test')
+    const zeros = Array.from(data.ys).filter(y => y === 0).length
+    expect(zeros).toBeGreaterThan(0)
+    setTrainableWeights(model, ['head/bias'], Float32Array.of(NaN, 0, 0, 0, 0, 0, 0, 0, 0, 0))
+    const before = tf.memory().numTensors
+    expect(await evaluateAccuracy(model, data, 64)).toBe(0)
+    expect(tf.memory().numTensors).toBe(before)
+    model.dispose()
+  })
 })
 
 describe('takeRows', () => {
