@@ -2,7 +2,7 @@
  * The coordinator service: data dir → identity, database, block files, ingest, HTTP API.
  * `start()` listens; `stop()` closes the server and the database.
  */
-import { mkdir, readFile, writeFile } from 'node:fs/promises'
+import { mkdir } from 'node:fs/promises'
 import { join } from 'node:path'
 import type { FastifyInstance } from 'fastify'
 import type { AddressInfo } from 'node:net'
@@ -10,6 +10,7 @@ import type { ModelFile } from '../shared/model/types.ts'
 import type { IngestResult } from '../shared/client/api-schemas.ts'
 import { checkPartitionOptions, DEFAULT_PARTITION, type PartitionOptions } from '../shared/blocks/partition.ts'
 import { lockDataDir, type DataDirLock } from '../node-runtime/dir-lock.ts'
+import { readIfExists, writeFileAtomic } from '../node-runtime/atomic-file.ts'
 
 import { defaultReedSolomon, erasureCoder, shardLayoutError } from '../shared/blocks/erasure.ts'
 import { openDatabase } from './store/database.ts'
@@ -110,15 +111,18 @@ export interface Coordinator {
   stop: () => Promise<void>
 }
 
+/** How issueToken (coordinator/http/auth.ts) forms a token: `bf_` and 32 random bytes in hex. */
+const TOKEN_FORM = /^bf_[0-9a-f]{64}$/
+
 async function adminToken (dataDir: string, repo: Repository): Promise<string> {
   const path = join(dataDir, 'admin.token')
-  try {
-    return (await readFile(path, 'utf8')).trim()
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err
-  }
-  const token = await issueToken(repo, 'admin', 'created on first start')
-  await writeFile(path, `${token}\n`, { mode: 0o600 })
+  const kept = (await readIfExists(path))?.trim()
+  if (kept !== undefined && TOKEN_FORM.test(kept)) return kept
+  // No file, or one torn by a crash (left empty by an older, in-place write): issue a token and
+  // replace the file. Safe: a torn file's token was never read by anyone, so its committed row is
+  // a token nobody holds.
+  const token = await issueToken(repo, 'admin', kept === undefined ? 'created on first start' : 'replaced a torn admin.token')
+  await writeFileAtomic(path, `${token}\n`, 0o600)
   return token
 }
 
@@ -142,10 +146,11 @@ export async function createCoordinator (options: CoordinatorOptions): Promise<C
 
 async function openCoordinator (options: CoordinatorOptions, partitionOptions: PartitionOptions, lock: DataDirLock, opened: Array<() => void>): Promise<Coordinator> {
   const { dataDir } = options
-  const identity = await loadIdentity(dataDir)
   const database = openDatabase(join(dataDir, 'coordinator.sqlite'))
   opened.push(() => { database.close() })
   const repo = repository(database)
+  // The database first: whether it holds data keys decides if a missing master key may be made.
+  const identity = await loadIdentity(dataDir, repo.firstDataKey())
   const files = blockFiles(join(dataDir, 'blocks'))
   await files.sweep(cid => repo.isStored(cid))
   const erasure = options.erasure ?? DEFAULT_ERASURE

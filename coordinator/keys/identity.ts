@@ -2,13 +2,19 @@
  * The coordinator's long-lived secrets, created on first start and kept in `<data>/keys/`
  * with mode 0600: the Ed25519 key that signs manifests, and the 256-bit master key that wraps
  * data keys at rest (XChaCha20-Poly1305, key id as associated data).
+ *
+ * Each file is created with createFileAtomic (a synced temporary file hard-linked into place):
+ * a crash leaves the whole key or none, never the empty file that would stop every later start.
+ * A master key is only ever made for a database without data keys: one made beside stored keys
+ * could unwrap none of them.
  */
-import { mkdir, readFile, writeFile } from 'node:fs/promises'
+import { mkdir, readFile, stat } from 'node:fs/promises'
 import { join } from 'node:path'
 import { xchacha20poly1305 } from '@noble/ciphers/chacha.js'
 import { concatBytes, toHex, utf8ToBytes } from '../../shared/crypto/bytes.ts'
 import { generateSigningKey, keyId, signingKeyFromSecret, type SigningKeyPair } from '../../shared/crypto/sign.ts'
-import { IntegrityError } from '../../shared/errors/errors.ts'
+import { IntegrityError, InvalidConfigError } from '../../shared/errors/errors.ts'
+import { createFileAtomic, syncDir } from '../../node-runtime/atomic-file.ts'
 
 export interface Identity {
   signing: SigningKeyPair
@@ -18,26 +24,62 @@ export interface Identity {
   unwrapDataKey: (keyId: string, wrapped: Uint8Array) => Uint8Array
 }
 
-async function readOrCreate (path: string, create: () => Uint8Array): Promise<Uint8Array> {
+/** One data key the database holds, wrapped under the master key: the proof that master.key is the right one. */
+export interface StoredDataKey {
+  keyId: string
+  wrapped: Uint8Array
+}
+
+/** Reads the 32-byte key at `path`; `create` makes it first when there is none. */
+async function readOrCreate (path: string, create: (() => Uint8Array) | undefined): Promise<Uint8Array> {
   try {
-    const bytes = new Uint8Array(await readFile(path))
-    if (bytes.length !== 32) throw new IntegrityError(`${path}: expected a 32-byte key, found ${bytes.length} bytes`)
-    return bytes
+    await stat(path)
   } catch (err) {
-    if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err
-    const bytes = create()
-    await writeFile(path, bytes, { mode: 0o600, flag: 'wx' })
-    return bytes
+    if ((err as NodeJS.ErrnoException).code !== 'ENOENT' || create === undefined) throw err
+    const secret = create()
+    try {
+      // False when another process created it first: its key is the one read back.
+      await createFileAtomic(path, secret, 0o600)
+    } finally {
+      secret.fill(0)
+    }
+  }
+  // A key others can read is a key others may have: refuse it rather than sign or unwrap with it.
+  const { mode } = await stat(path)
+  if (process.platform !== 'win32' && (mode & 0o077) !== 0) {
+    throw new InvalidConfigError(`${path}: the key is readable by group or others (mode ${(mode & 0o777).toString(8)}); chmod 600 it`)
+  }
+  const bytes = new Uint8Array(await readFile(path))
+  if (bytes.length !== 32) throw new IntegrityError(`${path}: expected a 32-byte key, found ${bytes.length} bytes`)
+  return bytes
+}
+
+/** The master key; none is made when `stored` shows the database already holds keys wrapped under one. */
+async function masterKey (path: string, stored: StoredDataKey | undefined): Promise<Uint8Array> {
+  const create = stored === undefined ? () => globalThis.crypto.getRandomValues(new Uint8Array(32)) : undefined
+  try {
+    return await readOrCreate(path, create)
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== 'ENOENT' || stored === undefined) throw err
+    throw new InvalidConfigError(`${path} is missing, but the database holds data keys wrapped under it (data key ${stored.keyId}): restore that file (from the backup of the same data dir's keys/); a new master key could unwrap none of them`, { cause: err })
   }
 }
 
-export async function loadIdentity (dataDir: string): Promise<Identity> {
+/**
+ * Loads the coordinator's keys from `<dataDir>/keys/`, creating those missing. Pass any one data
+ * key the database holds (`stored`), or undefined when it holds none: with one, a missing master
+ * key is refused rather than replaced, and a master key that cannot unwrap it is refused.
+ */
+export async function loadIdentity (dataDir: string, stored?: StoredDataKey): Promise<Identity> {
   const dir = join(dataDir, 'keys')
   await mkdir(dir, { recursive: true, mode: 0o700 })
+  // keys/ itself must survive a power cut, or the keys created in it are lost with it.
+  await syncDir(dataDir)
   const secret = await readOrCreate(join(dir, 'coordinator.ed25519'), () => generateSigningKey().secretKey)
-  const master = await readOrCreate(join(dir, 'master.key'), () => globalThis.crypto.getRandomValues(new Uint8Array(32)))
+  const masterPath = join(dir, 'master.key')
+  const master = await masterKey(masterPath, stored)
   const signing = signingKeyFromSecret(secret)
-  return {
+  const identity: Identity = {
     signing,
     publicKeyHex: toHex(signing.publicKey),
     keyId: await keyId(signing.publicKey),
@@ -52,5 +94,16 @@ export async function loadIdentity (dataDir: string): Promise<Identity> {
         throw new IntegrityError(`data key ${id}: cannot unwrap with this coordinator's master key`, { cause: err })
       }
     }
+  }
+  if (stored !== undefined) checkMasterKey(identity, masterPath, stored)
+  return identity
+}
+
+/** Refuses to start with a master key that would answer every key request with an error. */
+function checkMasterKey (identity: Identity, path: string, stored: StoredDataKey): void {
+  try {
+    identity.unwrapDataKey(stored.keyId, stored.wrapped).fill(0)
+  } catch (err) {
+    throw new InvalidConfigError(`${path} does not unwrap the data keys the database holds (data key ${stored.keyId}): it is not the master key they were wrapped under; restore the one from the same backup as the database`, { cause: err })
   }
 }

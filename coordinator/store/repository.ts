@@ -31,6 +31,8 @@ export interface Repository {
   insertBlock: (row: { cid: string, plaintextSha256: string, keyId: string, sealedLength: number, shardSize: number, shardCids: string[] }) => void
   insertDataKey: (keyId: string, wrapped: Uint8Array) => void
   dataKeys: (keyIds: string[]) => Map<string, Uint8Array>
+  /** The oldest data key stored, if any: what the master key is checked against at start. */
+  firstDataKey: () => { keyId: string, wrapped: Uint8Array } | undefined
   ensureModel: (name: string, format: string) => void
   latest: (model: string) => VersionRow | undefined
   version: (model: string, version: number) => VersionRow | undefined
@@ -59,6 +61,7 @@ export function repository ({ db }: Database): Repository {
     insertShard: db.prepare('INSERT OR IGNORE INTO shards (cid, block_cid, idx) VALUES (?, ?, ?)'),
     insertKey: db.prepare('INSERT INTO data_keys (key_id, wrapped, created_at) VALUES (?, ?, ?)'),
     key: db.prepare('SELECT wrapped FROM data_keys WHERE key_id = ?'),
+    firstKey: db.prepare('SELECT key_id, wrapped FROM data_keys ORDER BY rowid LIMIT 1'),
     // A name keeps its format (ingest.ts refuses another).
     ensureModel: db.prepare('INSERT INTO models (name, format, created_at) VALUES (?, ?, ?) ON CONFLICT (name) DO NOTHING'),
     latest: db.prepare(`${VERSION_ROWS} WHERE v.model = ? ORDER BY v.version DESC LIMIT 1`),
@@ -90,6 +93,10 @@ export function repository ({ db }: Database): Repository {
       row.shardCids.forEach((cid, i) => q.insertShard.run(cid, row.cid, i))
     },
     insertDataKey: (keyId, wrapped) => { q.insertKey.run(keyId, wrapped, now()) },
+    firstDataKey: () => {
+      const row = q.firstKey.get() as { key_id: string, wrapped: Uint8Array } | undefined
+      return row === undefined ? undefined : { keyId: row.key_id, wrapped: row.wrapped }
+    },
     dataKeys (keyIds) {
       const out = new Map<string, Uint8Array>()
       for (const id of new Set(keyIds)) {

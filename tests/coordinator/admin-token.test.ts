@@ -1,0 +1,51 @@
+/**
+ * `<data>/admin.token` (coordinator/coordinator.ts). It used to be written in place after its
+ * row was committed and read back with only a trim: a crash between the two left an empty file,
+ * and the coordinator started with the admin token "" (every `--data` command then got 403).
+ */
+import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { createCoordinator } from '../../coordinator/coordinator.ts'
+import { tokenHash } from '../../coordinator/http/auth.ts'
+
+let root: string
+beforeAll(async () => { root = await mkdtemp(join(tmpdir(), 'blockfed-admin-token-')) })
+afterAll(async () => { await rm(root, { recursive: true, force: true }) })
+
+/** The admin token a coordinator on `dataDir` starts with, and whether its database knows it as admin. */
+async function start (dataDir: string): Promise<{ token: string, role: string | undefined }> {
+  const coordinator = await createCoordinator({ dataDir, port: 0 })
+  try {
+    return { token: coordinator.adminToken, role: coordinator.repo.tokenRole(await tokenHash(coordinator.adminToken)) }
+  } finally {
+    await coordinator.stop()
+  }
+}
+
+describe('admin.token', () => {
+  it('is created on first start with mode 0600 and kept across restarts', async () => {
+    const dataDir = join(root, 'kept')
+    const first = await start(dataDir)
+    expect(first.token).toMatch(/^bf_[0-9a-f]{64}$/)
+    expect(first.role).toBe('admin')
+    const path = join(dataDir, 'admin.token')
+    expect(await readFile(path, 'utf8')).toBe(`${first.token}\n`)
+    expect((await stat(path)).mode & 0o777).toBe(0o600)
+    expect((await start(dataDir)).token).toBe(first.token)
+  })
+
+  it.each([['empty', ''], ['truncated', 'bf_0123abc'], ['blank', ' \n']])('one torn (%s) is replaced by a new admin token at start', async (name, torn) => {
+    const dataDir = join(root, name)
+    const first = await start(dataDir)
+    const path = join(dataDir, 'admin.token')
+    await writeFile(path, torn)
+    const next = await start(dataDir)
+    expect(next.token).toMatch(/^bf_[0-9a-f]{64}$/)
+    expect(next.token).not.toBe(first.token)
+    expect(next.role).toBe('admin')
+    expect(await readFile(path, 'utf8')).toBe(`${next.token}\n`)
+    expect((await stat(path)).mode & 0o777).toBe(0o600)
+  })
+})
