@@ -11,6 +11,7 @@ import type { ModelFile } from '../shared/model/types.ts'
 import { IntegrityError, InvalidInputError, InvalidModelError } from '../shared/errors/errors.ts'
 import { syncDir, writeTemporary } from './atomic-file.ts'
 import { decodeJsonText, modelJsonOf, parseJsonText } from '../shared/formats/_tfjs_json.ts'
+import { onnxExternalFiles } from '../shared/formats/onnx.ts'
 
 const MAX_FILES = 256
 
@@ -42,9 +43,10 @@ export async function readModelFiles (path: string): Promise<ModelFile[]> {
   const dir = dirname(path)
   const name = basename(path)
   if (name.toLowerCase().endsWith('.onnx')) {
-    // External data is conventionally named after the model (model.onnx.data, model.onnx_data).
-    const siblings = (await readdir(dir, { withFileTypes: true })).filter(e => e.isFile() && e.name !== name && e.name.startsWith(name)).map(e => e.name)
-    return await readAll(dir, [name, ...siblings])
+    // The external-data files it names, whatever their names (siblings named after the model
+    // missed a `weights.bin`, and took a `model.onnx.bak` it never named).
+    const file = { path: name, bytes: new Uint8Array(await readFile(path)) }
+    return [file, ...await readAll(dir, onnxExternalFiles(file))]
   }
   if (name.toLowerCase().endsWith('.json')) {
     const bytes = new Uint8Array(await readFile(path))

@@ -106,6 +106,19 @@ export function readOnnx (file: ModelFile, files: readonly ModelFile[]): Normali
   }
 }
 
+/**
+ * The external-data files an .onnx names (relative to its folder, checked as readOnnx checks
+ * them): what to read beside it. Any name: onnx.save_model's `location` is the caller's choice.
+ */
+export function onnxExternalFiles (file: ModelFile): string[] {
+  const name = basename(file.path)
+  const locations = new Set<string>()
+  for (const ref of walked(file.bytes, name).tensors) {
+    if (ref.data?.kind === 'external') locations.add(relativePath(ref.data.location, `${name}: tensor "${tensorLabel(ref)}": external data location`))
+  }
+  return [...locations]
+}
+
 function walked (bytes: Uint8Array, name: string): OnnxWalk {
   try {
     return walkOnnx(bytes)

@@ -10,6 +10,9 @@ import { join } from 'node:path'
 import { readModelFiles, writeModelFiles } from '../../node-runtime/model-files.ts'
 import { IntegrityError, InvalidInputError, InvalidModelError } from '../../shared/errors/errors.ts'
 import { SILERO_PATH } from '../helpers/models.ts'
+import { tinyOnnx } from '../shared/formats/fixtures.ts'
+import { readOnnx } from '../../shared/formats/onnx.ts'
+import type { ModelFile } from '../../shared/model/types.ts'
 
 let root: string
 beforeAll(async () => { root = await mkdtemp(join(tmpdir(), 'blockfed-model-files-')) })
@@ -30,13 +33,27 @@ describe('readModelFiles', () => {
     expect((err as Error).message).toMatch(message)
   })
 
-  it('takes the files an .onnx is named after, and skips a folder named so', async () => {
+  it('takes the external-data files an .onnx names, whatever their names, and nothing else beside it', async () => {
     const dir = join(root, 'onnx')
     await mkdir(join(dir, 'vad.onnx_backup'), { recursive: true })
     await copyFile(SILERO_PATH, join(dir, 'vad.onnx'))
-    await writeFile(join(dir, 'vad.onnx.data'), new Uint8Array(4))
-    const files = await readModelFiles(join(dir, 'vad.onnx'))
-    expect(files.map(f => f.path).sort()).toEqual(['vad.onnx', 'vad.onnx.data'])
+    await writeFile(join(dir, 'vad.onnx.data'), new Uint8Array(4)) // named after it, but not by it
+    expect((await readModelFiles(join(dir, 'vad.onnx'))).map(f => f.path)).toEqual(['vad.onnx'])
+    // Data under another name (onnx.save_model's location is free), in a subfolder too.
+    for (const location of ['weights.bin', 'data/w.bin']) {
+      const { onnx, external } = tinyOnnx({ location })
+      await mkdir(join(dir, location, '..'), { recursive: true })
+      await writeFile(join(dir, 'tiny.onnx'), onnx.bytes)
+      await writeFile(join(dir, location), external.bytes)
+      const files = await readModelFiles(join(dir, 'tiny.onnx'))
+      expect(files.map(f => f.path)).toEqual(['tiny.onnx', location])
+      expect(readOnnx(files[0] as ModelFile, files).tensors.length).toBeGreaterThan(0)
+    }
+    // One it names but that is not there, or outside its folder, is named.
+    await writeFile(join(dir, 'tiny.onnx'), tinyOnnx({ location: 'gone.bin' }).onnx.bytes)
+    await expect(readModelFiles(join(dir, 'tiny.onnx'))).rejects.toThrow(/model file "gone\.bin" not found/)
+    await writeFile(join(dir, 'tiny.onnx'), tinyOnnx({ location: '../up.bin' }).onnx.bytes)
+    await expect(readModelFiles(join(dir, 'tiny.onnx'))).rejects.toThrow(/not a relative path inside the model folder/)
   })
 })
 
