@@ -8,6 +8,8 @@
  * its local metric and rolls back on its own (node-runtime/versions/). Several models may share a tag.
  */
 import { join, resolve } from 'node:path'
+import { hkdf } from '@noble/hashes/hkdf.js'
+import { sha256 } from '@noble/hashes/sha2.js'
 import type { AoeConfig } from '../shared/config/aoe.ts'
 import { parseAoeConfig } from '../shared/config/aoe.ts'
 import type { CacheTier } from '../shared/cache/types.ts'
@@ -24,7 +26,7 @@ import { infer, type LoadedEngine, type ModelCode } from '../shared/runtime/life
 import { onnxPassthrough, tfjsPassthrough } from '../shared/runtime/passthrough.ts'
 import { IntegrityError, InvalidConfigError, InvalidInputError, isUnreachable, LedgerSecurityError, UnavailableError } from '../shared/errors/errors.ts'
 import { WitnessQuorumError } from '../shared/ledger/verify.ts'
-import { toHex } from '../shared/crypto/bytes.ts'
+import { toHex, utf8ToBytes } from '../shared/crypto/bytes.ts'
 import { ledgerClient } from '../shared/ledger/client.ts'
 import { targetVersion, type Target } from '../shared/versions/policy.ts'
 import { clientIdentity } from './fl/identity.ts'
@@ -46,6 +48,18 @@ import { peerIdOfKey } from './p2p/peer-node.ts'
 import { accessHistoryOptions, type AccessHistoryOptions } from '../shared/load/access-history.ts'
 import { openAccessLog, type AccessLog } from './access-log.ts'
 import type { VersionState } from './versions/local-store.ts'
+
+/** HKDF-SHA256 (RFC 5869) info of the swarm node's seed, derived from the round client's secret key. */
+const P2P_NODE_KEY_INFO = utf8ToBytes('blockfed/p2p-node-key/v1')
+
+/**
+ * The swarm node's Ed25519 seed: stable across restarts, yet its peer id is not the client id a
+ * secagg roster shows, so swarm peers cannot tell who takes part in rounds, nor a roster's
+ * reader find its clients on the DHT.
+ */
+function p2pNodeSeed (clientSecret: Uint8Array): Uint8Array {
+  return hkdf(sha256, clientSecret, undefined, P2P_NODE_KEY_INFO, 32)
+}
 
 /** A prefetch (announced version, or access history) gives up after this long (the load or upgrade fetches the rest). */
 const PREFETCH_DEADLINE_MS = 5 * 60_000
@@ -209,6 +223,15 @@ async function wayBack (local: LocalVersions): Promise<Array<number | null>> {
   return [state?.current ?? null, state?.previous ?? null]
 }
 
+/**
+ * An environment variable's value, if it is set. Own keys only: `toString` or `__proto__` would
+ * otherwise yield what process.env inherits (a function, Object.prototype) as a token.
+ */
+function fromEnv (name: string): string | undefined {
+  const value: unknown = Object.hasOwn(process.env, name) ? process.env[name] : undefined
+  return typeof value === 'string' ? value : undefined
+}
+
 export async function createNodeRuntime (options: NodeRuntimeOptions): Promise<NodeRuntime> {
   // Checked here, where the caller hears of it: the history itself opens in the background.
   if (options.accessHistory !== undefined && options.accessHistory !== false) accessHistoryOptions(options.accessHistory)
@@ -221,17 +244,20 @@ export async function createNodeRuntime (options: NodeRuntimeOptions): Promise<N
   /** The highest version announced so far, per coordinator node and model ("<peer id> <model>"). */
   const announced = new Map<string, number>()
   const handlesOf = (model: string): ModelHandle[] => [...handles].filter(h => h.config.modelName === model)
+  /** Open caches by model folder, and the opens under way or done (cacheFor). */
   const caches = new Map<string, CacheTier>()
+  const opening = new Map<string, Promise<CacheTier>>()
   let swarm: Promise<Swarm> | undefined
   let swarmNow: Swarm | undefined
   const swarmSources = new Map<string, SwarmSource>()
+  const httpSources = new Map<string, ReturnType<typeof nodeHttpBlockSource>>()
 
   /** The runtime's one libp2p node, started by the first config with `peers`; joins every config's bootstrap peers. */
   async function swarmFor (config: AoeConfig, signal?: AbortSignal): Promise<Swarm> {
     const peers = config.peers
     if (peers === undefined) throw new InvalidConfigError(`aoe config for ${config.modelName}: no "peers"`)
     swarm ??= clientIdentity(options.dataDir).then(async identity => await createSwarm({
-      seed: identity.secretKey,
+      seed: p2pNodeSeed(identity.secretKey),
       dir: join(options.dataDir, 'p2p'),
       listen: peers.listen,
       uploadBytesPerSecond: peers.uploadBytesPerSecond,
@@ -259,10 +285,24 @@ export async function createNodeRuntime (options: NodeRuntimeOptions): Promise<N
     return s
   }
 
+  /**
+   * One HTTP source per coordinator and deadline, so its keep-alive sockets are reused from load
+   * to load, and closed by `stop`.
+   */
+  function httpFor (config: AoeConfig): BlockSource {
+    const key = `${config.fetch.timeoutMs} ${config.updateURL}`
+    let http = httpSources.get(key)
+    if (http === undefined) {
+      http = nodeHttpBlockSource({ baseUrl: config.updateURL, timeoutMs: config.fetch.timeoutMs })
+      httpSources.set(key, http)
+    }
+    return http
+  }
+
   /** One swarm source per coordinator, so peer scores carry over from load to load. */
   async function sourceFor (config: AoeConfig, key: Uint8Array, signal?: AbortSignal): Promise<{ source: BlockSource, swarm?: Swarm }> {
-    const http = nodeHttpBlockSource({ baseUrl: config.updateURL, timeoutMs: config.fetch.timeoutMs })
     if (options.source !== undefined) return { source: options.source(config) }
+    const http = httpFor(config)
     if (config.peers === undefined) return { source: http }
     const s = await swarmFor(config, signal)
     let source = swarmSources.get(config.updateURL)
@@ -280,25 +320,41 @@ export async function createNodeRuntime (options: NodeRuntimeOptions): Promise<N
     return { source, swarm: s }
   }
 
+  /**
+   * The model folder's cache, opened once. The open is in `opening` before its first await: two
+   * operations on one model at once (two loads, a load and a fetch, a load during the history's
+   * prefetch of it) would otherwise both open the disk tier, and the second fail on its lock.
+   */
   async function cacheFor (config: AoeConfig, local: LocalVersions): Promise<CacheTier> {
-    let cache = caches.get(config.modelDir)
+    const dir = config.modelDir
+    let cache = opening.get(dir)
     if (cache === undefined) {
-      // The way back, spared by a trim at open (a capacity lowered since the last run).
-      const keepAtOpen = await keptBlocks(local, await wayBack(local))
-      cache = tieredCache({
-        memory: memoryCache({ capacityBytes: config.cache.memoryBytes }),
-        disk: await diskCache({
-          dir: join(options.dataDir, config.modelDir, 'blocks'),
-          capacityBytes: config.cache.diskBytes,
-          keepAtOpen,
-          halfLifeMs: config.cache.halfLifeHours * 3_600_000,
-          weights: config.cache.weights,
-          adapt: config.cache.adapt
-        })
+      cache = openCache(config, local).then(opened => {
+        caches.set(dir, opened)
+        return opened
+      }, (err: unknown) => {
+        opening.delete(dir) // the next operation tries again
+        throw err
       })
-      caches.set(config.modelDir, cache)
+      opening.set(dir, cache)
     }
-    return cache
+    return await cache
+  }
+
+  async function openCache (config: AoeConfig, local: LocalVersions): Promise<CacheTier> {
+    // The way back, spared by a trim at open (a capacity lowered since the last run).
+    const keepAtOpen = await keptBlocks(local, await wayBack(local))
+    return tieredCache({
+      memory: memoryCache({ capacityBytes: config.cache.memoryBytes }),
+      disk: await diskCache({
+        dir: join(options.dataDir, config.modelDir, 'blocks'),
+        capacityBytes: config.cache.diskBytes,
+        keepAtOpen,
+        halfLifeMs: config.cache.halfLifeHours * 3_600_000,
+        weights: config.cache.weights,
+        adapt: config.cache.adapt
+      })
+    })
   }
 
   /** Model folders claimed by this runtime: folder → model. */
@@ -315,7 +371,7 @@ export async function createNodeRuntime (options: NodeRuntimeOptions): Promise<N
   }
 
   async function contextFor (config: AoeConfig, signal?: AbortSignal): Promise<ObtainContext> {
-    const token = options.token ?? config.token ?? (config.tokenEnv === undefined ? undefined : process.env[config.tokenEnv])
+    const token = options.token ?? config.token ?? (config.tokenEnv === undefined ? undefined : fromEnv(config.tokenEnv))
     if (token === undefined) {
       throw new InvalidConfigError(config.tokenEnv === undefined
         ? `aoe config for ${config.modelName}: no API token (set "token", or "tokenEnv" naming an environment variable)`
@@ -586,12 +642,19 @@ export async function createNodeRuntime (options: NodeRuntimeOptions): Promise<N
       return { next, candidate: await serve(config, next) }
     }
 
-    /** Makes `candidate` the serving version, records the move and frees the old one. */
+    /** Records the move to `candidate`, makes it the serving version and frees the old one. */
     const swapIn = async ({ next, candidate }: { next: ObtainedVersion, candidate: Serving }, rejectFrom: boolean): Promise<{ from: number, to: number }> => {
       const old = serving
+      // Recorded before it serves: if versions.json cannot be written, the handle stays on the
+      // version the file names, and the candidate is freed.
+      try {
+        await record(ctx, old.manifest.version, candidate.manifest.version, rejectFrom)
+      } catch (err) {
+        await retire(candidate)
+        throw err
+      }
       serving = candidate
       report = { ...next.report, totalMs: next.report.ms, ledgerIndex: next.ledgerIndex, offline: next.offline }
-      await record(ctx, old.manifest.version, candidate.manifest.version, rejectFrom)
       await repin(ctx, candidate.manifest, pins)
       // Inferences still running on the old version finish on it; it is disposed after them,
       // without holding up the move (stop() waits for it).
@@ -773,6 +836,9 @@ export async function createNodeRuntime (options: NodeRuntimeOptions): Promise<N
       await s?.stop()
       for (const c of caches.values()) await c.close()
       caches.clear()
+      opening.clear()
+      for (const http of httpSources.values()) http.close()
+      httpSources.clear()
     }
   }
 }

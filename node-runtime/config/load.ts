@@ -3,11 +3,18 @@
  * too large, not UTF-8, empty, not JSON (with line and column), or failing the schema (with
  * each field's JSON path) — is an InvalidConfigError whose message starts with the file's path.
  */
-import { open } from 'node:fs/promises'
+import { constants, type Stats } from 'node:fs'
+import { open, stat } from 'node:fs/promises'
 import { parseAoeConfig, type AoeConfig } from '../../shared/config/aoe.ts'
 import { MAX_CONFIG_FILE_BYTES } from '../../shared/config/constants.ts'
 import { parseJsonText } from '../../shared/config/json.ts'
 import { InvalidConfigError } from '../../shared/errors/errors.ts'
+
+function refuseIrregular (what: string, stats: Stats): void {
+  if (stats.isFile()) return
+  const kind = stats.isDirectory() ? 'a folder' : stats.isFIFO() ? 'a named pipe' : stats.isSocket() ? 'a socket' : 'a device or other special file'
+  throw new InvalidConfigError(`${what}: not a regular file (it is ${kind})`)
+}
 
 /**
  * @example
@@ -18,13 +25,17 @@ export async function loadAoeConfig (path: string): Promise<AoeConfig> {
   const what = `aoe config ${path}`
   let bytes: Uint8Array
   try {
-    const file = await open(path, 'r')
+    // Checked before opening: open(2) of a FIFO waits for a writer, holding one of libuv's
+    // four threadpool threads (four such stall every file operation of the process).
+    refuseIrregular(what, await stat(path))
+    // Non-blocking, and checked again: the path may have been swapped for a FIFO meanwhile.
+    const file = await open(path, constants.O_RDONLY | constants.O_NONBLOCK)
     try {
-      const stat = await file.stat()
-      if (!stat.isFile()) throw new InvalidConfigError(`${what}: not a regular file`)
+      const opened = await file.stat()
+      refuseIrregular(what, opened)
       // Checked before reading, so pointing at a model file by mistake costs nothing.
-      if (stat.size > MAX_CONFIG_FILE_BYTES) {
-        throw new InvalidConfigError(`${what}: ${stat.size} bytes, larger than a config can be (${MAX_CONFIG_FILE_BYTES})`)
+      if (opened.size > MAX_CONFIG_FILE_BYTES) {
+        throw new InvalidConfigError(`${what}: ${opened.size} bytes, larger than a config can be (${MAX_CONFIG_FILE_BYTES})`)
       }
       bytes = await file.readFile()
     } finally {

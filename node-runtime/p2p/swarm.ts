@@ -35,7 +35,7 @@ import { knownPeersFile } from './known-peers.ts'
 import { topicValidation } from './topic-validator.ts'
 
 export interface SwarmOptions {
-  /** The node's Ed25519 seed (the runtime's client key). */
+  /** The node's Ed25519 seed (a runtime's: derived from its client key, runtime.ts p2pNodeSeed). */
   seed: Uint8Array
   /** Where peers seen are remembered (`known-peers.json`), so a restart finds the swarm without the coordinator. */
   dir?: string

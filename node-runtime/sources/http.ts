@@ -26,7 +26,8 @@ export function nodeHttpBlockSource (options: HttpBlockSourceOptions & { maxSock
       const req = request(url, { agent, signal }, res => {
         const status = res.statusCode ?? 0
         if (status !== 200) {
-          res.resume()
+          // Not drained: an error body may be endless, and would hold the socket till the deadline.
+          res.destroy()
           const retryAfter = res.headers['retry-after']
           reject(statusError(status, typeof retryAfter === 'string' ? retryAfter : null, url, cid, base))
           return

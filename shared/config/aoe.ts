@@ -11,7 +11,8 @@ import { multiaddr } from '@multiformats/multiaddr'
 import { z } from 'zod'
 import { InvalidConfigError } from '../errors/errors.ts'
 import {
-  DEFAULT_CACHE_CONFIG, DEFAULT_FETCH_CONFIG, FETCH_CONCURRENCY_MAX, FETCH_RETRIES_MAX, FETCH_TIMEOUT_MAX_MS
+  DEFAULT_CACHE_CONFIG, DEFAULT_FETCH_CONFIG, FETCH_CONCURRENCY_MAX, FETCH_RETRIES_MAX, FETCH_TIMEOUT_MAX_MS,
+  HALF_LIFE_HOURS_MAX, RUNTIME_STATE_NAMES
 } from './constants.ts'
 
 export type Engine = 'tfjs' | 'onnx'
@@ -45,6 +46,13 @@ export const MODEL_NAME_PATTERN = /^[a-z0-9][a-z0-9._-]{0,63}$/
  */
 export const MODEL_DIR_PATTERN = /^(?!(?:\.\.?|[bB][lL][oO][cC][kK][sS][. ]*|[aA][nN][cC][hH][oO][rR][sS][. ]*)(?:\/|$))[^/\\:\x00-\x1f]+(?:\/(?!(?:\.\.?|[bB][lL][oO][cC][kK][sS][. ]*|[aA][nN][cC][hH][oO][rR][sS][. ]*)(?:\/|$))[^/\\:\x00-\x1f]+)*$/
 
+/** `word` in any case, with trailing dots or spaces: one folder name on Windows and macOS volumes. */
+const sameFolderAs = (word: string): string =>
+  `${[...word].map(c => /[a-z]/.test(c) ? `[${c}${c.toUpperCase()}]` : c === '.' ? '\\.' : c).join('')}[. ]*`
+
+/** A modelDir whose first segment is not a folder (or file) the runtime keeps its own state in. */
+export const NOT_RUNTIME_STATE_PATTERN = new RegExp(`^(?!(?:${RUNTIME_STATE_NAMES.map(sameFolderAs).join('|')})(?:\\/|$))`)
+
 const ENV_NAME_PATTERN = /^[A-Za-z_][A-Za-z0-9_]*$/
 const ED25519_HEX_PATTERN = /^[0-9a-fA-F]{64}$/
 
@@ -60,17 +68,36 @@ function show (value: unknown): string {
 }
 
 /** A zod error option that says what was expected and what came (never echoing a secret). */
-function expecting (what: string, options: { secret?: boolean } = {}): { error: (issue: { input?: unknown }) => string } {
+function expecting (what: string, options: { secret?: boolean, url?: boolean } = {}): { error: (issue: { input?: unknown }) => string } {
   return {
     error: (issue) => {
       if (issue.input === undefined) return `missing, expected ${what}`
       const got = options.secret === true && typeof issue.input === 'string'
         ? (issue.input === '' ? 'an empty string' : `a string of ${issue.input.length} characters`)
-        : show(issue.input)
+        : show(options.url === true && typeof issue.input === 'string' ? withoutUserinfo(issue.input) : issue.input)
       return `expected ${what}, got ${got}`
     }
   }
 }
+
+/** Where a URL's authority (`user:password@host:port`) starts and ends in `text`, if it has one. */
+function authority (text: string): { start: number, end: number } | undefined {
+  const slashes = text.indexOf('//')
+  if (slashes < 0) return undefined
+  const start = slashes + 2
+  const length = text.slice(start).search(/[/?#\\]/)
+  return { start, end: length < 0 ? text.length : start + length }
+}
+
+/** `text` with a URL's user name and password cut out, so that an error never shows a password. */
+function withoutUserinfo (text: string): string {
+  const at = authority(text)
+  const sign = at === undefined ? -1 : text.lastIndexOf('@', at.end - 1)
+  return at === undefined || sign < at.start ? text : `${text.slice(0, at.start)}…${text.slice(sign)}`
+}
+
+/** A coordinator URL must carry no credentials: every request would fail, its error showing them. */
+const hasNoUserinfo = (text: string): boolean => withoutUserinfo(text) === text
 
 /** An array's length bound, said as such (the array's own `expecting` message would say only "got an array"). */
 const atMost = (n: number, what: string): { error: (issue: { input?: unknown }) => string } => ({
@@ -91,6 +118,7 @@ const cacheSchema = z.strictObject({
   diskBytes: positiveInt('a positive integer (bytes)').default(DEFAULT_CACHE_CONFIG.diskBytes)
     .meta({ description: 'Disk tier (decayed LFU) capacity in bytes.' }),
   halfLifeHours: z.number(expecting('a positive number of hours')).positive(expecting('a positive number of hours'))
+    .max(HALF_LIFE_HOURS_MAX, expecting(`a number of hours of at most ${HALF_LIFE_HOURS_MAX}`))
     .default(DEFAULT_CACHE_CONFIG.halfLifeHours)
     .meta({ description: 'Half-life of an access in the disk tier\'s frequency count, in hours.' }),
   weights: z.strictObject({
@@ -185,12 +213,16 @@ const fields = {
   modelDir: z.string(expecting('a relative folder path such as "mnist" or "vision/pose"'))
     .max(255, expecting('a relative folder path of at most 255 characters'))
     .regex(MODEL_DIR_PATTERN, expecting('a relative folder path such as "mnist" or "vision/pose" (no "..", ".", "blocks" or "anchors" segment, no empty one, no leading "/", no "\\" or ":")'))
+    .regex(NOT_RUNTIME_STATE_PATTERN, expecting(`a folder of the model's own: the runtime keeps its state in ${RUNTIME_STATE_NAMES.map(n => `"${n}"`).join(', ')} of its data dir`))
     .meta({ description: 'AoE: the model\'s folder, relative; blockfed keeps the model\'s cache there under the runtime\'s data dir.' }),
   modelName: z.string(expecting('a model name matching [a-z0-9][a-z0-9._-]{0,63}'))
     .regex(MODEL_NAME_PATTERN, expecting('a model name matching [a-z0-9][a-z0-9._-]{0,63}'))
     .meta({ description: 'AoE: the model\'s name; in blockfed, its name at the coordinator.' }),
-  updateURL: z.url({ protocol: /^https?$/, ...expecting('an http:// or https:// URL of the coordinator') })
-    .meta({ description: 'The coordinator\'s base URL (http or https).', pattern: '^https?://' }),
+  updateURL: z.url({ protocol: /^https?$/, ...expecting('an http:// or https:// URL of the coordinator', { url: true }) })
+    .refine(hasNoUserinfo, 'remove the user name and password from the URL (the coordinator takes the API token from "token" or "tokenEnv")')
+    .refine(text => !text.includes('?'), 'remove the query ("?…") from the URL: give the coordinator\'s base URL, such as "https://coordinator.example/api"')
+    .refine(text => !text.includes('#'), 'remove the fragment ("#…") from the URL: give the coordinator\'s base URL, such as "https://coordinator.example/api"')
+    .meta({ description: 'The coordinator\'s base URL (http or https), without user name, password, query or fragment.', pattern: '^https?://[^/?#@]+(?:/[^?#]*)?$' }),
   // blockfed's own, all optional.
   pin: positiveInt('a positive integer version').optional()
     .meta({ description: 'Stay on this model version (excludes "channel").' }),

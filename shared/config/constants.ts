@@ -27,3 +27,13 @@ export const FETCH_TIMEOUT_MAX_MS = 600_000
 
 /** A config file larger than this is not a config file (someone pointed at a model). */
 export const MAX_CONFIG_FILE_BYTES = 1024 * 1024
+
+/** Longest `cache.halfLifeHours` (about 114 years): beyond it, in milliseconds, the decay maths overflows to Infinity. */
+export const HALF_LIFE_HOURS_MAX = 1_000_000
+
+/**
+ * What the Node runtime keeps directly in its data dir (keys/ for the client identity, trust/
+ * for pinned coordinator keys, ledger/ for trusted checkpoints, p2p/ for the swarm node, the
+ * access history): no model's `modelDir` may start with one of them.
+ */
+export const RUNTIME_STATE_NAMES = Object.freeze(['keys', 'trust', 'ledger', 'p2p', 'access-history.json'] as const)

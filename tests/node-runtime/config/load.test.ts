@@ -1,4 +1,6 @@
-import { mkdtemp, mkdir, rm, writeFile } from 'node:fs/promises'
+import { execFileSync } from 'node:child_process'
+import { constants } from 'node:fs'
+import { mkdtemp, mkdir, open, rm, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
@@ -92,8 +94,19 @@ describe('loadAoeConfig', () => {
     expect(await problem(missing)).toBe(`aoe config ${missing}: cannot read the file (ENOENT)`)
     const folder = join(dir, 'folder.json')
     await mkdir(folder)
-    expect(await problem(folder)).toBe(`aoe config ${folder}: not a regular file`)
+    expect(await problem(folder)).toBe(`aoe config ${folder}: not a regular file (it is a folder)`)
     const big = await file('big.json', new Uint8Array(MAX_CONFIG_FILE_BYTES + 1))
     expect(await problem(big)).toMatch(/larger than a config can be/)
+  })
+
+  it('refuses a named pipe without opening it (an open would wait for a writer, holding a threadpool thread)', async () => {
+    const fifo = join(dir, 'pipe.aoe.json')
+    execFileSync('mkfifo', [fifo])
+    const refused = problem(fifo)
+    const outcome = await Promise.race([refused, new Promise(resolve => setTimeout(resolve, 2_000, 'still waiting'))])
+    // Were it waiting for a writer, one comes and goes, so that the open ends and frees its thread.
+    if (outcome === 'still waiting') await (await open(fifo, constants.O_WRONLY | constants.O_NONBLOCK)).close()
+    expect(outcome).toBe(`aoe config ${fifo}: not a regular file (it is a named pipe)`)
+    await refused
   })
 })

@@ -34,6 +34,12 @@ describe('config/aoe-config.schema.json', () => {
       { ...base, modelDir: 'a/blocks/b' },
       { ...base, modelName: 'Upper' },
       { ...base, updateURL: 'ftp://x' },
+      { ...base, updateURL: 'https://user:pass@coordinator.example' },
+      { ...base, updateURL: 'https://coordinator.example/api?x=1' },
+      { ...base, updateURL: 'https://coordinator.example/api#x' },
+      { ...base, modelDir: 'keys' },
+      { ...base, modelDir: 'P2P/x' },
+      { ...base, cache: { halfLifeHours: 1e306 } },
       { ...base, extra: 1 },
       { ...base, fetch: { concurrency: 0 } },
       { ...base, runtime: 'ncnn' }

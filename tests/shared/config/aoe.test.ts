@@ -165,6 +165,32 @@ describe('parseAoeConfig: refuses, naming the field and what was expected', () =
     for (const modelDir of ['a/blocks2', 'a/my-blocks', 'anchorsx', 'a/.blocks']) expect(parseAoeConfig({ ...aoe, modelDir }).modelDir).toBe(modelDir)
   })
 
+  it('a modelDir that starts with a folder the runtime keeps its own state in', () => {
+    for (const modelDir of ['keys', 'trust', 'ledger/x', 'p2p', 'P2P/models', 'Keys.', 'trust ', 'access-history.json']) {
+      expect(problem({ ...aoe, modelDir }), modelDir).toMatch(/"modelDir": expected a folder of the model's own: the runtime keeps its state in "keys", "trust", "ledger", "p2p", "access-history.json" of its data dir, got/)
+    }
+    for (const modelDir of ['a/keys', 'keys2', 'my-trust', 'models/p2p', 'access-history']) expect(parseAoeConfig({ ...aoe, modelDir }).modelDir).toBe(modelDir)
+  })
+
+  it('a coordinator URL with credentials, a query or a fragment, saying what to remove and never showing the password', () => {
+    const credentials = problem({ ...aoe, updateURL: 'https://admin:s3cret@coordinator.example/api' })
+    expect(credentials).toBe('aoe config mnist.json: "updateURL": remove the user name and password from the URL (the coordinator takes the API token from "token" or "tokenEnv")')
+    expect(problem({ ...aoe, updateURL: 'https://admin@coordinator.example' })).toMatch(/"updateURL": remove the user name and password/)
+    const other = problem({ ...aoe, updateURL: 'ftp://admin:s3cret@coordinator.example/api' })
+    expect(other).toMatch(/got "ftp:\/\/…@coordinator\.example\/api"/)
+    expect(other).not.toContain('s3cret')
+    for (const updateURL of ['https://coordinator.example/api?x=1', 'https://coordinator.example/?']) {
+      expect(problem({ ...aoe, updateURL })).toMatch(/"updateURL": remove the query \("\?…"\) from the URL: give the coordinator's base URL/)
+    }
+    expect(problem({ ...aoe, updateURL: 'https://coordinator.example/api#v1' })).toMatch(/"updateURL": remove the fragment \("#…"\) from the URL/)
+    expect(parseAoeConfig({ ...aoe, updateURL: 'https://coordinator.example:8443/a@b/api' }).updateURL).toBe('https://coordinator.example:8443/a@b/api')
+  })
+
+  it('a cache half-life so long that it overflows in milliseconds', () => {
+    expect(problem({ ...aoe, cache: { halfLifeHours: 1e306 } })).toBe('aoe config mnist.json: "cache.halfLifeHours": expected a number of hours of at most 1000000, got 1e+306')
+    expect(parseAoeConfig({ ...aoe, cache: { halfLifeHours: 1_000_000 } }).cache.halfLifeHours).toBe(1_000_000)
+  })
+
   it('contradicting pairs', () => {
     expect(problem({ ...aoe, token: 't', tokenEnv: 'T' })).toMatch(/"tokenEnv": give "token" or "tokenEnv", not both/)
     expect(problem({ ...aoe, pin: 2, channel: 'stable' })).toMatch(/"channel": give "pin" .* or "channel" .*, not both/)

@@ -1,0 +1,101 @@
+/**
+ * The Node runtime (node-runtime/runtime.ts) against a real coordinator, for what only a load
+ * shows: the version a handle serves when recording a move fails, and the sockets `stop` leaves.
+ */
+import { describe, it, expect, beforeAll, afterAll, vi } from 'vitest'
+import http from 'node:http'
+import type { Socket } from 'node:net'
+import { mkdir, mkdtemp, rm } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { createCoordinator, type Coordinator } from '../../coordinator/coordinator.ts'
+import { coordinatorClient, type CoordinatorClient } from '../../shared/client/coordinator-client.ts'
+import { createNodeRuntime } from '../../node-runtime/runtime.ts'
+import { tfjsPassthrough } from '../../shared/runtime/passthrough.ts'
+import { denseModelFiles } from '../helpers/dense-model.ts'
+
+let root: string
+let coordinator: Coordinator
+let url: string
+let admin: CoordinatorClient
+let token: string
+
+const files = async (seed: number): Promise<Awaited<ReturnType<typeof denseModelFiles>>> =>
+  await denseModelFiles(16, [['a', 32, seed], ['b', 4, seed + 1]])
+const config = (modelName: string): Record<string, unknown> => ({ version: '1', runtime: 'tfjs', source: 'blockfed', modelDir: modelName, modelName, updateURL: url, token })
+
+beforeAll(async () => {
+  root = await mkdtemp(join(tmpdir(), 'blockfed-runtime-coordinator-'))
+  coordinator = await createCoordinator({ dataDir: join(root, 'coordinator'), port: 0, partition: { targetBytes: 1 << 10, maxBytes: 2 << 10 } })
+  url = await coordinator.start()
+  admin = coordinatorClient({ baseUrl: url, token: coordinator.adminToken })
+  token = await admin.createToken('edge')
+}, 60_000)
+
+afterAll(async () => {
+  await coordinator?.stop()
+  await rm(root, { recursive: true, force: true })
+})
+
+describe('node runtime', () => {
+  it('keeps serving the version versions.json names when recording an upgrade fails, and frees the candidate', async () => {
+    await admin.ingest('record', await files(1))
+    const dataDir = join(root, 'record')
+    const released: number[] = []
+    let made = 0
+    const rt = await createNodeRuntime({
+      dataDir,
+      accessHistory: false,
+      codes: {
+        record: () => {
+          const n = ++made
+          const code = tfjsPassthrough()
+          return {
+            ...code,
+            init: async context => {
+              code.init(context)
+              // The candidate's init runs after its blocks are verified and before the move is
+              // recorded: a folder in the state file's place makes that write fail.
+              if (n === 2) {
+                await rm(join(dataDir, 'record', 'versions.json'))
+                await mkdir(join(dataDir, 'record', 'versions.json'))
+              }
+            },
+            release: () => { released.push(n); code.release() }
+          }
+        }
+      }
+    })
+    const handle = await rt.load(config('record'))
+    expect(handle.manifest.version).toBe(1)
+    await admin.ingest('record', await files(7))
+    await expect(handle.update()).rejects.toThrow(/EISDIR|versions\.json/)
+    expect(handle.manifest.version).toBe(1)
+    expect(released).toEqual([2])
+    await rm(join(dataDir, 'record', 'versions.json'), { recursive: true })
+    await rt.stop()
+    expect(released).toEqual([2, 1])
+  }, 60_000)
+
+  it('closes its HTTP block sources\' keep-alive sockets on stop', async () => {
+    await admin.ingest('sockets', await files(3))
+    // Every socket a node:http agent opens (the block sources'; fetch's pool is not an agent).
+    const sockets: Socket[] = []
+    const connect = http.Agent.prototype.createConnection
+    const spy = vi.spyOn(http.Agent.prototype, 'createConnection').mockImplementation(function (this: http.Agent, ...args: Parameters<typeof connect>) {
+      const socket = connect.apply(this, args) as Socket
+      sockets.push(socket)
+      return socket
+    })
+    try {
+      const rt = await createNodeRuntime({ dataDir: join(root, 'sockets'), accessHistory: false })
+      await rt.load(config('sockets'))
+      await rt.load(config('sockets'))
+      expect(sockets.length).toBeGreaterThan(0)
+      await rt.stop()
+      expect(sockets.filter(s => !s.destroyed)).toHaveLength(0)
+    } finally {
+      spy.mockRestore()
+    }
+  }, 60_000)
+})
