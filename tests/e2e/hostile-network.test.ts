@@ -99,16 +99,16 @@ afterAll(async () => {
 
 describe('a runtime behind a hostile network', () => {
   it('a tampered key answer fails that upgrade only: the kept keys survive, the next honest update and a restart work', async () => {
-    await admin.ingest('keys', await files(2))
-    const handle = await (await runtime('keys')).load(config('keys'))
-    const keysFile = join(root, 'keys', 'keys', 'keys.json')
+    await admin.ingest('kept', await files(2))
+    const handle = await (await runtime('keys')).load(config('kept'))
+    const keysFile = join(root, 'keys', 'kept', 'keys.json')
     const keptBefore = JSON.parse(await readFile(keysFile, 'utf8')) as Record<string, string>
-    expect((await admin.ingest('keys', await files(3))).newBlocks).toBe(1)
+    expect((await admin.ingest('kept', await files(3))).newBlocks).toBe(1)
 
     // Random data keys wrapped to the runtime's own public key (it travels in the request).
     mode = {
       rewrite: (path, request, body) => {
-        if (!/\/v1\/models\/keys\/versions\/2\/keys$/.test(path)) return undefined
+        if (!/\/v1\/models\/kept\/versions\/2\/keys$/.test(path)) return undefined
         const answer = JSON.parse(body.toString()) as { ephemeralPublicKey: string, keys: Array<{ keyId: string, blockCid: string, wrapped: string }> }
         const wrapped = wrapKeys(fromBase64((JSON.parse(request.toString()) as { publicKey: string }).publicKey), answer.keys.map(k => ({ keyId: k.keyId, key: globalThis.crypto.getRandomValues(new Uint8Array(32)), aad: k.blockCid })))
         return Buffer.from(JSON.stringify({ ...answer, ephemeralPublicKey: wrapped.ephemeralPublicKey, keys: answer.keys.map((k, i) => ({ ...k, wrapped: wrapped.keys[i]?.wrapped })) }))
@@ -123,7 +123,7 @@ describe('a runtime behind a hostile network', () => {
     expect(await handle.update()).toMatchObject({ action: 'upgraded', from: 1, to: 2 })
     expect(handle.manifest.version).toBe(2)
     // A restart pinned to v1 still opens v1 with the keys it kept.
-    const again = await (await runtime('keys-restart')).load(config('keys', { pin: 1 }))
+    const again = await (await runtime('keys-restart')).load(config('kept', { pin: 1 }))
     expect(again.manifest.version).toBe(1)
   })
 
