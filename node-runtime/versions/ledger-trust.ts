@@ -84,8 +84,10 @@ const fileStore = (dir: string, path: string): CheckpointStore & MonitorStore =>
 })
 
 /**
- * How long an advance waits for another process's advance of the same log: one that reads a
- * million entries (MAX_MONITOR_READ) at ≈ 15,000 a second takes about a minute.
+ * How long an advance waits for another process's advance of the same log: a minute's reading
+ * (≈ 900,000 entries at 15,000 a second) and more. A first read of a longer log can outlast it;
+ * the waiter then fails this once, and its next advance goes on from the parts saved meanwhile
+ * (MONITOR_PART).
  */
 const LOG_LOCK_WAIT_MS = 120_000
 

@@ -9,10 +9,13 @@
  * each verifies its own entry under the same consistent, cosigned checkpoint (a split view). A
  * client that has read every entry under its checkpoint sees both, and refuses the version.
  *
- * Nothing read is kept until the rebuilt root equals the signed one, so entries injected on the
- * way (or a log serving other entries than it signed) never reach the index. What was kept is
- * read again from the start if it does not hash to the trusted checkpoint (state damaged, or
- * saved under another history).
+ * Entries are read in parts of MONITOR_PART. Nothing of a part is kept until it is shown to be of
+ * the signed tree — the last part by the rebuilt root equal to the signed one, each earlier part
+ * by a consistency proof from the tree it ends to the signed one (RFC 9162 §2.1.4) — so entries
+ * injected on the way (or a log serving other entries than it signed) never reach the index,
+ * while a long first read keeps what it has checked, part by part. What was kept is read again
+ * from the start if it does not hash to the trusted checkpoint (state damaged, or saved under
+ * another history).
  *
  * Each model's entries must also form one chain, as the coordinator appends them
  * (coordinator/ingest/ingest.ts): version 1 with no parent first, then each version one more
@@ -48,10 +51,11 @@ export interface MonitorStore {
 }
 
 /**
- * Entries one advance may read. A log of versions grows by one entry per published version; a
- * checkpoint claiming millions more than were read is a log trying to keep its clients busy.
+ * Entries read, checked and saved at a time (≈ 7 s at 15,000 a second). A fresh runtime facing a
+ * log of millions reads it over as many advances as its deadlines allow, never starting over;
+ * one read of it all (capped at a million before) failed every time past the cap.
  */
-export const MAX_MONITOR_READ = 1_000_000
+export const MONITOR_PART = 100_000
 
 interface MonitorState {
   size: number
@@ -190,13 +194,13 @@ function offChainWhy (index: number, model: string, version: number, parent: num
 }
 
 /**
- * Whether `state` is of the history `checkpoint` signs: at its size the same root, otherwise a
- * consistency proof between the two, asked of the log (RFC 9162 §2.1.4).
+ * Whether the tree of `size` entries with root `root` (a kept state's, or one a part read ends)
+ * is of the history `checkpoint` signs: at its size the same root, otherwise a consistency proof
+ * between the two, asked of the log (RFC 9162 §2.1.4).
  */
-async function matches (client: LedgerClient, checkpoint: Checkpoint, state: MonitorState, signal?: AbortSignal): Promise<boolean> {
-  const root = rootOf(state.frontier)
-  if (state.size === checkpoint.size) return equalBytes(root, checkpoint.root)
-  const [from, to] = state.size < checkpoint.size ? [{ size: state.size, root }, checkpoint] : [checkpoint, { size: state.size, root }]
+async function matches (client: LedgerClient, checkpoint: Checkpoint, size: number, root: Uint8Array, signal?: AbortSignal): Promise<boolean> {
+  if (size === checkpoint.size) return equalBytes(root, checkpoint.root)
+  const [from, to] = size < checkpoint.size ? [{ size, root }, checkpoint] : [checkpoint, { size, root }]
   const proof = await client.consistency(from.size, to.size, signal)
   try {
     verifyConsistency(from.size, to.size, from.root, to.root, proof)
@@ -216,7 +220,7 @@ const MAX_LOCATE = 1024
  * checkpoint — when one is found among the first MAX_LOCATE.
  */
 async function mismatch (client: LedgerClient, checkpoint: Checkpoint, note: string, from: number, leafHashes: Uint8Array[], signal?: AbortSignal): Promise<LedgerSecurityError> {
-  const label = `log ${checkpoint.origin}: entries ${from}–${checkpoint.size - 1} as served do not hash to the root of checkpoint ${checkpoint.size}`
+  const label = `log ${checkpoint.origin}: entries ${from}–${from + leafHashes.length - 1} as served do not hash to the root of checkpoint ${checkpoint.size}`
   for (let i = 0; i < Math.min(leafHashes.length, MAX_LOCATE); i++) {
     const index = from + i
     const hashes = await client.inclusion(index, checkpoint.size, signal)
@@ -239,12 +243,8 @@ interface EntriesRead {
   unreadable?: Error
 }
 
-/** Reads entries [state.size, checkpoint.size), folding them into a copy of the state's compact range. */
-async function readEntries (client: LedgerClient, checkpoint: Checkpoint, state: MonitorState, label: string, signal?: AbortSignal): Promise<EntriesRead> {
-  const target = checkpoint.size
-  if (target - state.size > MAX_MONITOR_READ) {
-    throw new IntegrityError(`${label}: checkpoint ${target} adds ${target - state.size} entries to the ${state.size} read here, more than one read takes (${MAX_MONITOR_READ})`)
-  }
+/** Reads entries [state.size, target), folding them into a copy of the state's compact range. */
+async function readEntries (client: LedgerClient, target: number, state: MonitorState, label: string, signal?: AbortSignal): Promise<EntriesRead> {
   const read: EntriesRead = { frontier: [...state.frontier], leafHashes: [], added: [] }
   for (let index = state.size; index < target;) {
     signal?.throwIfAborted()
@@ -267,34 +267,48 @@ async function readEntries (client: LedgerClient, checkpoint: Checkpoint, state:
 
 /**
  * Reads the entries `checkpoint` adds to what `store` holds, checks them against its root and
- * keeps them. `note` is the checkpoint's signed note, the evidence of a failure. Calls for one
- * store must not overlap (the Node runtime queues them per log).
+ * keeps them, MONITOR_PART (or `part`) at a time. `note` is the checkpoint's signed note, the
+ * evidence of a failure. Calls for one store must not overlap (the Node runtime queues them per
+ * log, and locks them between processes).
  */
-export async function monitorLog (client: LedgerClient, checkpoint: Checkpoint, note: string, store: MonitorStore, signal?: AbortSignal): Promise<LogView> {
+export async function monitorLog (client: LedgerClient, checkpoint: Checkpoint, note: string, store: MonitorStore, signal?: AbortSignal, part = MONITOR_PART): Promise<LogView> {
   let state = decode(await store.load())
+  const kept = (s: MonitorState): Promise<boolean> => matches(client, checkpoint, s.size, rootOf(s.frontier), signal)
   // A kept state of another history (damaged, or saved under a checkpoint since replaced) is read
   // again whole; below the checkpoint's size this is asked only if what is read does not match.
-  if (state.size >= checkpoint.size && state.size > 0 && !await matches(client, checkpoint, state, signal)) state = empty()
-  // A checkpoint older than what was read (a stale cache) adds nothing: everything under it was read.
-  if (checkpoint.size <= state.size) return view(state)
-  const target = checkpoint.size
+  if (state.size >= checkpoint.size && state.size > 0 && !await kept(state)) state = empty()
   const label = `log ${checkpoint.origin}`
-  let read = await readEntries(client, checkpoint, state, label, signal)
-  if (!equalBytes(rootOf(read.frontier), checkpoint.root) && state.size > 0 && !await matches(client, checkpoint, state, signal)) {
-    state = empty()
-    read = await readEntries(client, checkpoint, state, label, signal)
+  let keptChecked = false
+  // A checkpoint older than what was read (a stale cache) adds nothing: everything under it was read.
+  while (state.size < checkpoint.size) {
+    const end = Math.min(state.size + part, checkpoint.size)
+    const read = await readEntries(client, end, state, label, signal)
+    if (!await matches(client, checkpoint, end, rootOf(read.frontier), signal)) {
+      if (!keptChecked && state.size > 0 && !await kept(state)) {
+        state = empty()
+        keptChecked = true
+        continue
+      }
+      throw await mismatch(client, checkpoint, note, state.size, read.leafHashes, signal)
+    }
+    // What it extends is of this history too.
+    keptChecked = true
+    if (read.unreadable !== undefined) {
+      throw new LedgerSecurityError(`${label}: checkpoint ${checkpoint.size} covers an entry that is not a ledger entry (${read.unreadable.message})`, { offered: note }, { cause: read.unreadable })
+    }
+    state = folded(state, end, read)
+    const text = encode(state)
+    await store.save(text)
+    remember(text, state)
   }
-  const { frontier, leafHashes, added, unreadable } = read
-  if (!equalBytes(rootOf(frontier), checkpoint.root)) {
-    throw await mismatch(client, checkpoint, note, state.size, leafHashes, signal)
-  }
-  if (unreadable !== undefined) {
-    throw new LedgerSecurityError(`${label}: checkpoint ${target} covers an entry that is not a ledger entry (${unreadable.message})`, { offered: note }, { cause: unreadable })
-  }
-  // Copies of what changes: `state` may be a remembered one that views still read.
-  const next: MonitorState = { size: target, frontier, first: new Map(state.first), duplicates: new Map(state.duplicates), heads: new Map(state.heads), offChain: new Map(state.offChain) }
+  return view(state)
+}
+
+/** `state` with the entries `read` up to `size` added: a new state, for `state` may be a remembered one that views still read. */
+function folded (state: MonitorState, size: number, read: EntriesRead): MonitorState {
+  const next: MonitorState = { size, frontier: read.frontier, first: new Map(state.first), duplicates: new Map(state.duplicates), heads: new Map(state.heads), offChain: new Map(state.offChain) }
   const copied = new Set<string>()
-  for (const { index, model, version, parent } of added) {
+  for (const { index, model, version, parent } of read.added) {
     const why = offChainWhy(index, model, version, parent, next.heads.get(model))
     if (why === undefined) next.heads.set(model, { version, index })
     else next.offChain.set(model, [...(next.offChain.get(model) ?? []), { index, why }])
@@ -311,8 +325,5 @@ export async function monitorLog (client: LedgerClient, checkpoint: Checkpoint, 
     const key = `${model}@${version}`
     next.duplicates.set(key, [...(next.duplicates.get(key) ?? [first]), index])
   }
-  const text = encode(next)
-  await store.save(text)
-  remember(text, next)
-  return view(next)
+  return next
 }

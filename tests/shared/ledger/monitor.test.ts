@@ -27,7 +27,7 @@ import { openCheckpoint, type Checkpoint } from '../../../shared/ledger/checkpoi
 import { entryBytes, type LedgerEntry } from '../../../shared/ledger/entry.ts'
 import { leafHash, verifyInclusion } from '../../../shared/ledger/merkle.ts'
 import { memoryTree } from '../../../shared/ledger/memory-tree.ts'
-import { MAX_MONITOR_READ, monitorLog, type MonitorStore } from '../../../shared/ledger/monitor.ts'
+import { monitorLog, type MonitorStore } from '../../../shared/ledger/monitor.ts'
 import { parseVerifierKey } from '../../../shared/ledger/note.ts'
 import { mulberry32 } from '../../../shared/random/seeded.ts'
 import { entry, treeClient } from '../../helpers/ledger-fake-log.ts'
@@ -152,19 +152,50 @@ describe('monitorLog', () => {
     expect((await monitorLog(l.client, signed, 'note-9', store)).entriesOf('m', 7)).toEqual([6])
   })
 
-  it('refuses a leaf that is not a ledger entry even when the signed root covers it, and a checkpoint far ahead unread', async () => {
+  it('refuses a leaf that is not a ledger entry even when the signed root covers it', async () => {
     const l = log()
     l.append(entry('m', 1))
     l.append(new TextEncoder().encode('{"model":"m","version":2}'))
     const store = memoryStore()
     await expect(monitorLog(l.client, l.checkpoint(), 'note', store)).rejects.toThrow(/checkpoint 2 covers an entry that is not a ledger entry \(log blockfed\.test\/monitor: entry 1/)
     expect(store.saves).toBe(0)
+  })
 
+  it('reads a long log part by part, keeping each part proved of the signed tree, so a failure later loses nothing before it', async () => {
+    const l = log(5)
+    for (let v = 1; v <= 25; v++) l.append(entry('m', v))
+    const signed = l.checkpoint()
+    // Entry 17 as served names another manifest: parts 0–9 and 10–19 are read; the second fails.
+    const original = l.leaves[17] as Uint8Array
+    l.leaves[17] = entryBytes({ ...entry('m', 18), manifestCid: 'bafyEVIL' })
+    const store = memoryStore()
+    const err = await monitorLog(l.client, signed, 'note', store, undefined, 10).then(() => undefined, (e: unknown) => e)
+    expect(err).toBeInstanceOf(LedgerSecurityError)
+    expect((err as Error).message).toMatch(/entries 10–19 as served do not hash to the root of checkpoint 25: entry 17 is not the one it signed/)
+    // The first part, proved a prefix of the signed tree, was kept.
+    expect(store.saves).toBe(1)
+    expect(JSON.parse(store.text ?? '{}')).toMatchObject({ size: 10 })
+    // Served as signed again, reading goes on from entry 10, one save per part.
+    l.leaves[17] = original
     const asked = l.asked.length
-    const far: Checkpoint = { origin: ORIGIN, size: MAX_MONITOR_READ + 1, root: new Uint8Array(32), extensions: [] }
-    await expect(monitorLog(l.client, far, 'note', store)).rejects.toThrow(new RegExp(`checkpoint ${MAX_MONITOR_READ + 1} adds ${MAX_MONITOR_READ + 1} entries to the 0 read here`))
-    await expect(monitorLog(l.client, far, 'note', store)).rejects.toBeInstanceOf(IntegrityError)
-    expect(l.asked.length).toBe(asked)
+    const view = await monitorLog(l.client, signed, 'note', store, undefined, 10)
+    expect(Math.min(...l.asked.slice(asked).map(([from]) => from))).toBe(10)
+    expect(store.saves).toBe(3)
+    expect(view.size).toBe(25)
+    for (let v = 1; v <= 25; v++) expect(view.entriesOf('m', v)).toEqual([v - 1])
+    expect(view.offChain('m', 24)).toBeUndefined()
+  })
+
+  it('reads a kept state of another history again from entry 0 when the first part read does not match, part by part', async () => {
+    const h = log(2)
+    const f = log(3)
+    for (let v = 1; v <= 12; v++) h.append(entry('m', v))
+    for (let v = 1; v <= 23; v++) f.append({ ...entry('m', v), manifestCid: `bafyF${v}` })
+    const store = memoryStore()
+    await monitorLog(h.client, h.checkpoint(), 'note', store, undefined, 5)
+    const view = await monitorLog(f.client, f.checkpoint(), 'note', store, undefined, 5)
+    expect(view.size).toBe(23)
+    for (let v = 1; v <= 23; v++) expect(view.entriesOf('m', v)).toEqual([v - 1])
   })
 
   it('hands out views that later advances leave as they were, and follows its store, not what it parsed before', async () => {
