@@ -150,7 +150,7 @@ async function openCoordinator (options: CoordinatorOptions, partitionOptions: P
   opened.push(() => { database.close() })
   const repo = repository(database)
   // The database first: whether it holds data keys decides if a missing master key may be made.
-  const identity = await loadIdentity(dataDir, repo.firstDataKey())
+  const identity = await loadIdentity(dataDir, repo.firstDataKey(), repo.models().length > 0)
   const files = blockFiles(join(dataDir, 'blocks'))
   await files.sweep(cid => repo.isStored(cid))
   const erasure = options.erasure ?? DEFAULT_ERASURE

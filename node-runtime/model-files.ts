@@ -46,7 +46,9 @@ export async function readModelFiles (path: string): Promise<ModelFile[]> {
     // The external-data files it names, whatever their names (siblings named after the model
     // missed a `weights.bin`, and took a `model.onnx.bak` it never named).
     const file = { path: name, bytes: new Uint8Array(await readFile(path)) }
-    return [file, ...await readAll(dir, onnxExternalFiles(file))]
+    const external = onnxExternalFiles(file)
+    if (external.length + 1 > MAX_FILES) throw new InvalidInputError(`${path}: names ${external.length} external-data files, more than a model has (limit ${MAX_FILES - 1})`)
+    return [file, ...await readAll(dir, external)]
   }
   if (name.toLowerCase().endsWith('.json')) {
     const bytes = new Uint8Array(await readFile(path))

@@ -617,8 +617,15 @@ export async function createNodeRuntime (options: NodeRuntimeOptions): Promise<N
       for (const cid of pins) ctx.cache.unpin(cid)
       throw err
     }
-    if (state.current !== fetched.manifest.version) await record(ctx, state.current, fetched.manifest.version, false)
-    await repin(ctx, serving.manifest, pins)
+    try {
+      if (state.current !== fetched.manifest.version) await record(ctx, state.current, fetched.manifest.version, false)
+      await repin(ctx, serving.manifest, pins)
+    } catch (err) {
+      // No handle holds what was set up (engine, model code, pins), so nothing else would free it.
+      await retire(serving)
+      for (const cid of pins) ctx.cache.unpin(cid)
+      throw err
+    }
     let report: ModelHandle['report'] = { ...fetched.report, totalMs: performance.now() - started, ledgerIndex: fetched.ledgerIndex, offline: fetched.offline }
     // Version moves run one at a time, and `release` queues behind them: it aborts the one in
     // flight, waits for it to settle, then frees whatever version ended up serving.

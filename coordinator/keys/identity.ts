@@ -31,11 +31,11 @@ export interface StoredDataKey {
 }
 
 /** Reads the 32-byte key at `path`; `create` makes it first when there is none. */
-async function readOrCreate (path: string, create: (() => Uint8Array) | undefined): Promise<Uint8Array> {
+async function readOrCreate (path: string, create: () => Uint8Array): Promise<Uint8Array> {
   try {
     await stat(path)
   } catch (err) {
-    if ((err as NodeJS.ErrnoException).code !== 'ENOENT' || create === undefined) throw err
+    if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err
     const secret = create()
     try {
       // False when another process created it first: its key is the one read back.
@@ -47,37 +47,42 @@ async function readOrCreate (path: string, create: (() => Uint8Array) | undefine
   // A key others can read is a key others may have: refuse it rather than sign or unwrap with it.
   const { mode } = await stat(path)
   if (process.platform !== 'win32' && (mode & 0o077) !== 0) {
-    throw new InvalidConfigError(`${path}: the key is readable by group or others (mode ${(mode & 0o777).toString(8)}); chmod 600 it`)
+    throw new InvalidConfigError(`${path}: the key is open to group or others (mode ${(mode & 0o777).toString(8)}); chmod 600 it`)
   }
   const bytes = new Uint8Array(await readFile(path))
   if (bytes.length !== 32) throw new IntegrityError(`${path}: expected a 32-byte key, found ${bytes.length} bytes`)
   return bytes
 }
 
-/** The master key; none is made when `stored` shows the database already holds keys wrapped under one. */
-async function masterKey (path: string, stored: StoredDataKey | undefined): Promise<Uint8Array> {
-  const create = stored === undefined ? () => globalThis.crypto.getRandomValues(new Uint8Array(32)) : undefined
+/** Refuses to go on without `path`, which `why` says the data dir needs. */
+async function mustExist (path: string, why: string): Promise<void> {
   try {
-    return await readOrCreate(path, create)
+    await stat(path)
   } catch (err) {
-    if ((err as NodeJS.ErrnoException).code !== 'ENOENT' || stored === undefined) throw err
-    throw new InvalidConfigError(`${path} is missing, but the database holds data keys wrapped under it (data key ${stored.keyId}): restore that file (from the backup of the same data dir's keys/); a new master key could unwrap none of them`, { cause: err })
+    if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err
+    throw new InvalidConfigError(`${path} is missing, but ${why}: restore the whole keys/ folder from the backup of this data dir`, { cause: err })
   }
 }
 
 /**
  * Loads the coordinator's keys from `<dataDir>/keys/`, creating those missing. Pass any one data
  * key the database holds (`stored`), or undefined when it holds none: with one, a missing master
- * key is refused rather than replaced, and a master key that cannot unwrap it is refused.
+ * key is refused rather than replaced, and a master key that cannot unwrap it is refused. With
+ * `signedBefore` (the database holds versions), a missing signing key is refused likewise. Both
+ * are settled before either is made, so a refused start writes nothing.
  */
-export async function loadIdentity (dataDir: string, stored?: StoredDataKey): Promise<Identity> {
+export async function loadIdentity (dataDir: string, stored?: StoredDataKey, signedBefore = false): Promise<Identity> {
   const dir = join(dataDir, 'keys')
   await mkdir(dir, { recursive: true, mode: 0o700 })
   // keys/ itself must survive a power cut, or the keys created in it are lost with it.
   await syncDir(dataDir)
-  const secret = await readOrCreate(join(dir, 'coordinator.ed25519'), () => generateSigningKey().secretKey)
+  const signingPath = join(dir, 'coordinator.ed25519')
   const masterPath = join(dir, 'master.key')
-  const master = await masterKey(masterPath, stored)
+  // Both settled before either key is made: a refused start writes nothing.
+  if (signedBefore) await mustExist(signingPath, 'the database holds versions it signed (runtimes refuse what a new key would sign)')
+  if (stored !== undefined) await mustExist(masterPath, `the database holds data keys wrapped under it (data key ${stored.keyId}); a new master key could unwrap none of them`)
+  const master = await readOrCreate(masterPath, () => globalThis.crypto.getRandomValues(new Uint8Array(32)))
+  const secret = await readOrCreate(signingPath, () => generateSigningKey().secretKey)
   const signing = signingKeyFromSecret(secret)
   const identity: Identity = {
     signing,

@@ -7,10 +7,10 @@
  * crash cannot leave an empty key file, and of runtimes sharing a data dir that start at once,
  * one creates the file whole and the others read that same key.
  */
-import { mkdir, readFile } from 'node:fs/promises'
+import { mkdir, readFile, stat } from 'node:fs/promises'
 import { join } from 'node:path'
 import { generateSigningKey, signingKeyFromSecret, type SigningKeyPair } from '../../shared/crypto/sign.ts'
-import { IntegrityError } from '../../shared/errors/errors.ts'
+import { IntegrityError, InvalidConfigError } from '../../shared/errors/errors.ts'
 import { createFileAtomic } from '../atomic-file.ts'
 
 export async function clientIdentity (dataDir: string): Promise<SigningKeyPair> {
@@ -30,6 +30,11 @@ export async function clientIdentity (dataDir: string): Promise<SigningKeyPair> 
 }
 
 async function readIdentity (path: string): Promise<SigningKeyPair> {
+  // A key others can read is a key others may have (the coordinator's and the witness's alike).
+  const { mode } = await stat(path)
+  if (process.platform !== 'win32' && (mode & 0o077) !== 0) {
+    throw new InvalidConfigError(`${path}: the key is open to group or others (mode ${(mode & 0o777).toString(8)}); chmod 600 it`)
+  }
   const secret = new Uint8Array(await readFile(path))
   if (secret.length !== 32) throw new IntegrityError(`${path}: expected a 32-byte key, found ${secret.length} bytes`)
   return signingKeyFromSecret(secret)

@@ -80,24 +80,24 @@ function expecting (what: string, options: { secret?: boolean, url?: boolean } =
   }
 }
 
-/** Where a URL's authority (`user:password@host:port`) starts and ends in `text`, if it has one. */
-function authority (text: string): { start: number, end: number } | undefined {
-  const slashes = text.indexOf('//')
-  if (slashes < 0) return undefined
-  const start = slashes + 2
-  const length = text.slice(start).search(/[/?#\\]/)
-  return { start, end: length < 0 ? text.length : start + length }
-}
-
-/** `text` with a URL's user name and password cut out, so that an error never shows a password. */
+/**
+ * `text` with all before its last `@` cut: whatever a URL that does not parse holds there may be
+ * a password (`http://user:pa/ss@host` is no URL), so an error never shows it.
+ */
 function withoutUserinfo (text: string): string {
-  const at = authority(text)
-  const sign = at === undefined ? -1 : text.lastIndexOf('@', at.end - 1)
-  return at === undefined || sign < at.start ? text : `${text.slice(0, at.start)}…${text.slice(sign)}`
+  const at = text.lastIndexOf('@')
+  return at < 0 ? text : `…${text.slice(at)}`
 }
 
 /** A coordinator URL must carry no credentials: every request would fail, its error showing them. */
-const hasNoUserinfo = (text: string): boolean => withoutUserinfo(text) === text
+function hasNoUserinfo (text: string): boolean {
+  try {
+    const url = new URL(text)
+    return url.username === '' && url.password === ''
+  } catch {
+    return true // not a URL: z.url says so
+  }
+}
 
 /** An array's length bound, said as such (the array's own `expecting` message would say only "got an array"). */
 const atMost = (n: number, what: string): { error: (issue: { input?: unknown }) => string } => ({

@@ -15,6 +15,8 @@ export function canonicalBytes (value: unknown): Uint8Array {
   try {
     text = canonicalizeJson(value)
   } catch (err) {
+    // The package's refusals of a value (not of a bug of ours, such as a cycle or a BigInt).
+    if (!/^(Lone surrogate|NaN|Infinity) is not allowed$/.test((err as Error).message)) throw err
     throw new InvalidInputError(`canonical JSON: ${(err as Error).message}${at(unwritable(value))}`, { cause: err })
   }
   if (text === undefined) throw new InvalidInputError('canonical JSON: value is not serialisable')
@@ -28,13 +30,16 @@ const at = (path: string | undefined): string => path === undefined ? '' : ` (at
 
 /** The path of the first string (key or value) that is not well-formed UTF-16, or number that is not finite. */
 function unwritable (value: unknown): string | undefined {
-  // Iterative: a caller's depth limit is not ours to assume.
+  // Iterative: a caller's depth limit is not ours to assume. Each object once (the package has
+  // refused cycles by now, but a value shared twice is walked once).
+  const seen = new WeakSet<object>()
   const stack: Array<[unknown, string]> = [[value, '']]
   while (stack.length > 0) {
     const [v, path] = stack.pop() as [unknown, string]
     if (typeof v === 'string' && LONE_SURROGATE.test(v)) return path
     if (typeof v === 'number' && !Number.isFinite(v)) return path
-    if (typeof v !== 'object' || v === null) continue
+    if (typeof v !== 'object' || v === null || seen.has(v)) continue
+    seen.add(v)
     const entries = Array.isArray(v) ? v.map((item, i) => [String(i), item] as const) : Object.entries(v)
     for (let i = entries.length - 1; i >= 0; i--) {
       const [key, item] = entries[i] as readonly [string, unknown]

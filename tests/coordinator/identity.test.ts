@@ -63,7 +63,7 @@ describe('coordinator key files', () => {
     await chmod(path, 0o640)
     const loading = loadIdentity(dataDir)
     await expect(loading).rejects.toThrow(InvalidConfigError)
-    await expect(loading).rejects.toThrow(`${path}: the key is readable by group or others (mode 640); chmod 600 it`)
+    await expect(loading).rejects.toThrow(`${path}: the key is open to group or others (mode 640); chmod 600 it`)
     await chmod(path, 0o600)
     await loadIdentity(dataDir)
   })
@@ -89,7 +89,7 @@ describe('master key and the data keys it wraps', () => {
     const starting = createCoordinator({ dataDir, port: 0 })
     await expect(starting).rejects.toThrow(InvalidConfigError)
     await expect(starting).rejects.toThrow(`${path} is missing, but the database holds data keys wrapped under it`)
-    expect(await readdir(join(dataDir, 'keys'))).toEqual(['coordinator.ed25519'])
+    expect((await readdir(join(dataDir, 'keys'))).sort()).toEqual(['coordinator.ed25519'])
     // The restored file starts it again, and its data keys unwrap.
     await writeFile(path, kept, { mode: 0o600 })
     const coordinator = await createCoordinator({ dataDir, port: 0 })
@@ -105,6 +105,22 @@ describe('master key and the data keys it wraps', () => {
     const starting = createCoordinator({ dataDir, port: 0 })
     await expect(starting).rejects.toThrow(InvalidConfigError)
     await expect(starting).rejects.toThrow(new RegExp(`${path} does not unwrap the data keys the database holds \\(data key [0-9a-f]+\\)`))
+  })
+
+  it('refuses to start without keys/ when the database holds versions, and writes no key of its own meanwhile', async () => {
+    const dataDir = await ingested('restored')
+    const keys = join(dataDir, 'keys')
+    const kept = { signing: await readFile(join(keys, 'coordinator.ed25519')), master: await readFile(join(keys, 'master.key')) }
+    // A backup restored without keys/: before, the refused start left a new signing key, and
+    // restoring master.key alone then started with it, refused by every runtime.
+    await rm(keys, { recursive: true })
+    await expect(createCoordinator({ dataDir, port: 0 })).rejects.toThrow(/coordinator\.ed25519 is missing, but the database holds versions it signed/)
+    expect(await readdir(keys)).toEqual([])
+    await writeFile(join(keys, 'master.key'), kept.master, { mode: 0o600 })
+    await expect(createCoordinator({ dataDir, port: 0 })).rejects.toThrow(/coordinator\.ed25519 is missing/)
+    expect(await readdir(keys)).toEqual(['master.key'])
+    await writeFile(join(keys, 'coordinator.ed25519'), kept.signing, { mode: 0o600 })
+    await (await createCoordinator({ dataDir, port: 0 })).stop()
   })
 
   it('makes a new master.key when the database holds no data keys yet', async () => {

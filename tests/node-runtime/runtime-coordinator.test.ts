@@ -77,6 +77,42 @@ describe('node runtime', () => {
     expect(released).toEqual([2, 1])
   }, 60_000)
 
+  it('frees what a first load set up when recording it fails', async () => {
+    await admin.ingest('first', await files(2))
+    const dataDir = join(root, 'first')
+    const released: number[] = []
+    let made = 0
+    const rt = await createNodeRuntime({
+      dataDir,
+      accessHistory: false,
+      codes: {
+        first: () => {
+          const n = ++made
+          const code = tfjsPassthrough()
+          return {
+            ...code,
+            init: async context => {
+              code.init(context)
+              // A folder in the state file's place: recording the first version fails.
+              if (n === 1) {
+                await rm(join(dataDir, 'first', 'versions.json'), { recursive: true, force: true })
+                await mkdir(join(dataDir, 'first', 'versions.json'))
+              }
+            },
+            release: () => { released.push(n); code.release() }
+          }
+        }
+      }
+    })
+    await expect(rt.load(config('first'))).rejects.toThrow(/EISDIR|versions\.json/)
+    // No handle holds it: before, its engine and code stayed held, through stop() too.
+    expect(released).toEqual([1])
+    await rm(join(dataDir, 'first', 'versions.json'), { recursive: true })
+    expect((await rt.load(config('first'))).manifest.version).toBe(1)
+    await rt.stop()
+    expect(released).toEqual([1, 2])
+  }, 60_000)
+
   it('closes its HTTP block sources\' keep-alive sockets on stop', async () => {
     await admin.ingest('sockets', await files(3))
     // Every socket a node:http agent opens (the block sources'; fetch's pool is not an agent).

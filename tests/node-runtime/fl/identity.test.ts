@@ -7,7 +7,7 @@
  */
 import { afterAll, beforeAll, expect, it, vi } from 'vitest'
 import type { WriteFileOptions } from 'node:fs'
-import { mkdtemp, readFile, rm, stat } from 'node:fs/promises'
+import { chmod, mkdtemp, readFile, rm, stat } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { clientIdentity } from '../../../node-runtime/fl/identity.ts'
@@ -69,4 +69,12 @@ it('a start killed between creating and writing its key leaves no torn file: the
   await expect(clientIdentity(dataDir)).rejects.toThrow(/killed between create and write/)
   const identity = await clientIdentity(dataDir)
   expect(toHex(new Uint8Array(await readFile(join(dataDir, 'keys', 'client.ed25519'))))).toBe(toHex(identity.secretKey))
+})
+
+it('refuses a client key open to group or others, as the coordinator\'s', async () => {
+  const dataDir = join(root, 'open')
+  await clientIdentity(dataDir)
+  const path = join(dataDir, 'keys', 'client.ed25519')
+  await chmod(path, 0o644)
+  await expect(clientIdentity(dataDir)).rejects.toThrow(`${path}: the key is open to group or others (mode 644); chmod 600 it`)
 })

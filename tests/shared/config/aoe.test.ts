@@ -177,8 +177,12 @@ describe('parseAoeConfig: refuses, naming the field and what was expected', () =
     expect(credentials).toBe('aoe config mnist.json: "updateURL": remove the user name and password from the URL (the coordinator takes the API token from "token" or "tokenEnv")')
     expect(problem({ ...aoe, updateURL: 'https://admin@coordinator.example' })).toMatch(/"updateURL": remove the user name and password/)
     const other = problem({ ...aoe, updateURL: 'ftp://admin:s3cret@coordinator.example/api' })
-    expect(other).toMatch(/got "ftp:\/\/…@coordinator\.example\/api"/)
+    expect(other).toMatch(/got "…@coordinator\.example\/api"/)
     expect(other).not.toContain('s3cret')
+    // Nor when the text is no URL, the password holding a character that ends an authority.
+    for (const updateURL of ['http://admin:s3cr/et@host/', 'http://admin:s3cr#et@host/', 'http://admin:s3cr?et@host/', 'http:/admin:s3cret@host/', 'http:\\\\admin:s3cret@host/']) {
+      expect(problem({ ...aoe, updateURL }), updateURL).not.toMatch(/s3cr/)
+    }
     for (const updateURL of ['https://coordinator.example/api?x=1', 'https://coordinator.example/?']) {
       expect(problem({ ...aoe, updateURL })).toMatch(/"updateURL": remove the query \("\?…"\) from the URL: give the coordinator's base URL/)
     }

@@ -49,6 +49,12 @@ describe('canonical JSON (RFC 8785 vectors)', () => {
     expect(() => canonicalBytes({ a: [1, { b: 'x\ud800' }] })).toThrow(/Lone surrogate.*\(at a\.1\.b\)/)
     expect(() => canonicalBytes({ ok: 1, ['k\udc00']: 2 })).toThrow(/\(at k\udc00\)/)
     expect(() => canonicalBytes([Infinity])).toThrow(/\(at 0\)/)
+    // A cycle is a bug of the caller's, not bad input: its own error, at once (the walk looking
+    // for a bad value ran out of memory on one).
+    const cyclic: Record<string, unknown> = { a: 1 }
+    cyclic.self = cyclic
+    expect(() => canonicalBytes(cyclic)).toThrow(/Circular reference/)
+    expect(() => canonicalBytes(cyclic)).not.toThrow(InvalidInputError)
   })
 })
 
