@@ -10,7 +10,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { createCoordinator, type Coordinator } from '../../coordinator/coordinator.ts'
 import { coordinatorClient, type CoordinatorClient } from '../../shared/client/coordinator-client.ts'
-import { createNodeRuntime } from '../../node-runtime/runtime.ts'
+import { createNodeRuntime, type NodeRuntime } from '../../node-runtime/runtime.ts'
 import { tfjsPassthrough } from '../../shared/runtime/passthrough.ts'
 import { denseModelFiles } from '../helpers/dense-model.ts'
 
@@ -37,35 +37,43 @@ afterAll(async () => {
   await rm(root, { recursive: true, force: true })
 })
 
+/**
+ * A runtime of `model` whose `failing`-th model code, once initialised (its blocks verified, its
+ * move not yet recorded), puts a folder in versions.json's place, so recording fails; `released`
+ * lists the codes released, by number.
+ */
+async function failingRecord (model: string, failing: number): Promise<{ rt: NodeRuntime, dataDir: string, released: number[] }> {
+  const dataDir = join(root, model)
+  const released: number[] = []
+  let made = 0
+  const rt = await createNodeRuntime({
+    dataDir,
+    accessHistory: false,
+    codes: {
+      [model]: () => {
+        const n = ++made
+        const code = tfjsPassthrough()
+        return {
+          ...code,
+          init: async context => {
+            code.init(context)
+            if (n === failing) {
+              await rm(join(dataDir, model, 'versions.json'), { recursive: true, force: true })
+              await mkdir(join(dataDir, model, 'versions.json'))
+            }
+          },
+          release: () => { released.push(n); code.release() }
+        }
+      }
+    }
+  })
+  return { rt, dataDir, released }
+}
+
 describe('node runtime', () => {
   it('keeps serving the version versions.json names when recording an upgrade fails, and frees the candidate', async () => {
     await admin.ingest('record', await files(1))
-    const dataDir = join(root, 'record')
-    const released: number[] = []
-    let made = 0
-    const rt = await createNodeRuntime({
-      dataDir,
-      accessHistory: false,
-      codes: {
-        record: () => {
-          const n = ++made
-          const code = tfjsPassthrough()
-          return {
-            ...code,
-            init: async context => {
-              code.init(context)
-              // The candidate's init runs after its blocks are verified and before the move is
-              // recorded: a folder in the state file's place makes that write fail.
-              if (n === 2) {
-                await rm(join(dataDir, 'record', 'versions.json'))
-                await mkdir(join(dataDir, 'record', 'versions.json'))
-              }
-            },
-            release: () => { released.push(n); code.release() }
-          }
-        }
-      }
-    })
+    const { rt, dataDir, released } = await failingRecord('record', 2)
     const handle = await rt.load(config('record'))
     expect(handle.manifest.version).toBe(1)
     await admin.ingest('record', await files(7))
@@ -79,31 +87,7 @@ describe('node runtime', () => {
 
   it('frees what a first load set up when recording it fails', async () => {
     await admin.ingest('first', await files(2))
-    const dataDir = join(root, 'first')
-    const released: number[] = []
-    let made = 0
-    const rt = await createNodeRuntime({
-      dataDir,
-      accessHistory: false,
-      codes: {
-        first: () => {
-          const n = ++made
-          const code = tfjsPassthrough()
-          return {
-            ...code,
-            init: async context => {
-              code.init(context)
-              // A folder in the state file's place: recording the first version fails.
-              if (n === 1) {
-                await rm(join(dataDir, 'first', 'versions.json'), { recursive: true, force: true })
-                await mkdir(join(dataDir, 'first', 'versions.json'))
-              }
-            },
-            release: () => { released.push(n); code.release() }
-          }
-        }
-      }
-    })
+    const { rt, dataDir, released } = await failingRecord('first', 1)
     await expect(rt.load(config('first'))).rejects.toThrow(/EISDIR|versions\.json/)
     // No handle holds it: before, its engine and code stayed held, through stop() too.
     expect(released).toEqual([1])
