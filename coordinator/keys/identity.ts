@@ -3,18 +3,17 @@
  * with mode 0600: the Ed25519 key that signs manifests, and the 256-bit master key that wraps
  * data keys at rest (XChaCha20-Poly1305, key id as associated data).
  *
- * Each file is created with createFileAtomic (a synced temporary file hard-linked into place):
- * a crash leaves the whole key or none, never the empty file that would stop every later start.
- * A master key is only ever made for a database without data keys: one made beside stored keys
+ * Each file is created whole (node-runtime/key-file.ts). A master key is only ever made for a database without data keys: one made beside stored keys
  * could unwrap none of them.
  */
-import { mkdir, readFile, stat } from 'node:fs/promises'
+import { mkdir, stat } from 'node:fs/promises'
 import { join } from 'node:path'
 import { xchacha20poly1305 } from '@noble/ciphers/chacha.js'
 import { concatBytes, toHex, utf8ToBytes } from '../../shared/crypto/bytes.ts'
 import { generateSigningKey, keyId, signingKeyFromSecret, type SigningKeyPair } from '../../shared/crypto/sign.ts'
 import { IntegrityError, InvalidConfigError } from '../../shared/errors/errors.ts'
-import { createFileAtomic, syncDir } from '../../node-runtime/atomic-file.ts'
+import { syncDir } from '../../node-runtime/atomic-file.ts'
+import { readOrCreateKey } from '../../node-runtime/key-file.ts'
 
 export interface Identity {
   signing: SigningKeyPair
@@ -28,30 +27,6 @@ export interface Identity {
 export interface StoredDataKey {
   keyId: string
   wrapped: Uint8Array
-}
-
-/** Reads the 32-byte key at `path`; `create` makes it first when there is none. */
-async function readOrCreate (path: string, create: () => Uint8Array): Promise<Uint8Array> {
-  try {
-    await stat(path)
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err
-    const secret = create()
-    try {
-      // False when another process created it first: its key is the one read back.
-      await createFileAtomic(path, secret, 0o600)
-    } finally {
-      secret.fill(0)
-    }
-  }
-  // A key others can read is a key others may have: refuse it rather than sign or unwrap with it.
-  const { mode } = await stat(path)
-  if (process.platform !== 'win32' && (mode & 0o077) !== 0) {
-    throw new InvalidConfigError(`${path}: the key is open to group or others (mode ${(mode & 0o777).toString(8)}); chmod 600 it`)
-  }
-  const bytes = new Uint8Array(await readFile(path))
-  if (bytes.length !== 32) throw new IntegrityError(`${path}: expected a 32-byte key, found ${bytes.length} bytes`)
-  return bytes
 }
 
 /** Refuses to go on without `path`, which `why` says the data dir needs. */
@@ -81,8 +56,8 @@ export async function loadIdentity (dataDir: string, stored?: StoredDataKey, sig
   // Both settled before either key is made: a refused start writes nothing.
   if (signedBefore) await mustExist(signingPath, 'the database holds versions it signed (runtimes refuse what a new key would sign)')
   if (stored !== undefined) await mustExist(masterPath, `the database holds data keys wrapped under it (data key ${stored.keyId}); a new master key could unwrap none of them`)
-  const master = await readOrCreate(masterPath, () => globalThis.crypto.getRandomValues(new Uint8Array(32)))
-  const secret = await readOrCreate(signingPath, () => generateSigningKey().secretKey)
+  const master = await readOrCreateKey(masterPath, () => globalThis.crypto.getRandomValues(new Uint8Array(32)))
+  const secret = await readOrCreateKey(signingPath, () => generateSigningKey().secretKey)
   const signing = signingKeyFromSecret(secret)
   const identity: Identity = {
     signing,
