@@ -35,6 +35,14 @@ const AOE_SOURCES = ['local', 'cloud', 'installed', 'remote', 'blockfed'] as con
 /** `[a-z0-9][a-z0-9._-]{0,63}`: the model's name at the coordinator, safe in URLs and paths. */
 export const MODEL_NAME_PATTERN = /^[a-z0-9][a-z0-9._-]{0,63}$/
 
+/** `word` in any case, with trailing dots or spaces: one folder name on Windows and macOS volumes. */
+const sameFolderAs = (word: string): string =>
+  `${[...word].map(c => /[a-z]/.test(c) ? `[${c}${c.toUpperCase()}]` : c === '.' ? '\\.' : c).join('')}[. ]*`
+
+/** A segment that is not `.`, `..`, nor a folder kept in a model's folder: `(?!…)` before one. */
+const NOT_RESERVED_SEGMENT = `(?!(?:\\.\\.?|${['blocks', 'anchors'].map(sameFolderAs).join('|')})(?:\\/|$))`
+const SEGMENT = '[^/\\\\:\\x00-\\x1f]+'
+
 /**
  * A relative folder path: one or more `/`-separated segments, none empty, `.` or `..`, and no
  * backslash, colon (drive letters, NTFS streams) or control character — so joining it under the
@@ -44,14 +52,10 @@ export const MODEL_NAME_PATTERN = /^[a-z0-9][a-z0-9._-]{0,63}$/
  * dots or spaces, which name the same folder on Windows and case-insensitive macOS volumes
  * (character classes, not a flag: JSON Schema patterns have none).
  */
-export const MODEL_DIR_PATTERN = /^(?!(?:\.\.?|[bB][lL][oO][cC][kK][sS][. ]*|[aA][nN][cC][hH][oO][rR][sS][. ]*)(?:\/|$))[^/\\:\x00-\x1f]+(?:\/(?!(?:\.\.?|[bB][lL][oO][cC][kK][sS][. ]*|[aA][nN][cC][hH][oO][rR][sS][. ]*)(?:\/|$))[^/\\:\x00-\x1f]+)*$/
-
-/** `word` in any case, with trailing dots or spaces: one folder name on Windows and macOS volumes. */
-const sameFolderAs = (word: string): string =>
-  `${[...word].map(c => /[a-z]/.test(c) ? `[${c}${c.toUpperCase()}]` : c === '.' ? '\\.' : c).join('')}[. ]*`
+export const MODEL_DIR_PATTERN = new RegExp(`^${NOT_RESERVED_SEGMENT}${SEGMENT}(?:\\/${NOT_RESERVED_SEGMENT}${SEGMENT})*$`)
 
 /** A modelDir whose first segment is not a folder (or file) the runtime keeps its own state in. */
-export const NOT_RUNTIME_STATE_PATTERN = new RegExp(`^(?!(?:${RUNTIME_STATE_NAMES.map(sameFolderAs).join('|')})(?:\\/|$))`)
+const NOT_RUNTIME_STATE_PATTERN = new RegExp(`^(?!(?:${RUNTIME_STATE_NAMES.map(sameFolderAs).join('|')})(?:\\/|$))`)
 
 const ENV_NAME_PATTERN = /^[A-Za-z_][A-Za-z0-9_]*$/
 const ED25519_HEX_PATTERN = /^[0-9a-fA-F]{64}$/
