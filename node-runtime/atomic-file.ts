@@ -2,9 +2,9 @@
  * Whole-file replacement that a crash cannot tear: write a temporary file beside the target,
  * fsync it, rename it over the target (atomic on POSIX), so readers see the old or the new file.
  */
-import { link, open, readFile, rename, rm } from 'node:fs/promises'
+import { link, lstat, open, readdir, readFile, rename, rm } from 'node:fs/promises'
 import { randomBytes } from 'node:crypto'
-import { dirname } from 'node:path'
+import { dirname, join } from 'node:path'
 
 export async function writeFileAtomic (path: string, data: string | Uint8Array, mode = 0o644): Promise<void> {
   const tmp = await writeTemporary(path, data, mode)
@@ -38,6 +38,9 @@ export async function createFileAtomic (path: string, data: string | Uint8Array,
   }
 }
 
+/** writeTemporary's names: `<path>.<12 hex digits>.tmp`. */
+const TEMPORARY_NAME = /\.[0-9a-f]{12}\.tmp$/
+
 /** Writes `data` to a new, synced file beside `path` (`<path>.<random>.tmp`) and returns its name. */
 export async function writeTemporary (path: string, data: string | Uint8Array, mode = 0o644): Promise<string> {
   const tmp = `${path}.${randomBytes(6).toString('hex')}.tmp`
@@ -52,6 +55,39 @@ export async function writeTemporary (path: string, data: string | Uint8Array, m
   }
   await handle.close()
   return tmp
+}
+
+/**
+ * A temporary no write is still using: a live one lasts as long as one write and fsync, so one
+ * this old was left by a crash. Used where other processes may be writing in the folder (a
+ * runtime's data dir is shared with `blockfed verify` and other runtimes).
+ */
+export const STALE_TEMPORARY_MS = 10 * 60_000
+
+/**
+ * Removes the temporaries writeTemporary left in `dirs` (not their subfolders) when a crash came
+ * between the write and the rename or link: each is a whole second copy of what it was written
+ * for, a key among them, and nothing else ever removes it. Only those older than `olderThanMs`
+ * are removed (0 where the caller holds the folder alone, under its data-dir lock). A folder that
+ * does not exist is skipped. Returns the paths removed.
+ */
+export async function removeStaleTemporaries (dirs: string[], olderThanMs: number): Promise<string[]> {
+  const removed: string[] = []
+  const now = Date.now()
+  for (const dir of dirs) {
+    const names = await readdir(dir).catch((err: NodeJS.ErrnoException) => {
+      if (err.code === 'ENOENT' || err.code === 'ENOTDIR') return [] as string[]
+      throw err
+    })
+    for (const name of names.filter(n => TEMPORARY_NAME.test(n))) {
+      const path = join(dir, name)
+      const info = await lstat(path).catch(() => undefined) // removed meanwhile by its writer
+      if (info === undefined || !info.isFile() || now - info.mtimeMs < olderThanMs) continue
+      await rm(path, { force: true })
+      removed.push(path)
+    }
+  }
+  return removed
 }
 
 /** fsync of a file or folder; rejects when it cannot be opened or synced. */

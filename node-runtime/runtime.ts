@@ -47,6 +47,7 @@ import { defaultReedSolomon, erasureCoder } from '../shared/blocks/erasure.ts'
 import { peerIdOfKey } from './p2p/peer-node.ts'
 import { accessHistoryOptions, type AccessHistoryOptions } from '../shared/load/access-history.ts'
 import { openAccessLog, type AccessLog } from './access-log.ts'
+import { removeStaleTemporaries, STALE_TEMPORARY_MS } from './atomic-file.ts'
 import type { VersionState } from './versions/local-store.ts'
 
 /** HKDF-SHA256 (RFC 5869) info of the swarm node's seed, derived from the round client's secret key. */
@@ -238,6 +239,9 @@ export async function createNodeRuntime (options: NodeRuntimeOptions): Promise<N
   for (const [name, make] of Object.entries(options.codes ?? {})) {
     if (typeof make !== 'function') throw new InvalidConfigError(`codes["${name}"]: expected a function that makes the model's code (one instance per load), got ${typeof make}`)
   }
+  // What crashes left of the runtime's own state files (model folders: at their claim). Other
+  // processes may share the dir, so only stale ones.
+  await removeStaleTemporaries(['', 'keys', 'trust', 'ledger', 'p2p'].map(dir => join(options.dataDir, dir)), STALE_TEMPORARY_MS)
   const handles = new Set<ModelHandle>()
   /** The peer id of each handle's coordinator node: the one source of version announcements it heeds. */
   const originOf = new WeakMap<ModelHandle, string>()
@@ -365,6 +369,8 @@ export async function createNodeRuntime (options: NodeRuntimeOptions): Promise<N
     const local = localVersions(join(options.dataDir, config.modelDir), { onDamaged: (path, err) => options.onStateDamaged?.(config.modelName, path, err) })
     if (claims.get(config.modelDir) !== config.modelName) {
       await local.claim(config.modelName)
+      const dir = join(options.dataDir, config.modelDir)
+      await removeStaleTemporaries([dir, join(dir, 'anchors')], STALE_TEMPORARY_MS)
       claims.set(config.modelDir, config.modelName)
     }
     return local

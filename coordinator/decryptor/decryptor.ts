@@ -5,6 +5,7 @@
  * in the data dir and listens; `stop()` closes the server and drops the key from this object.
  */
 import { mkdir } from 'node:fs/promises'
+import { join } from 'node:path'
 import type { AddressInfo } from 'node:net'
 import type { FastifyInstance } from 'fastify'
 import { InvalidConfigError, UnavailableError } from '../../shared/errors/errors.ts'
@@ -15,8 +16,9 @@ import { clientIdSchema } from '../../aggregation/paillier/schemas.ts'
 import { loadOrCreateKey } from './key-file.ts'
 import { roundLog } from './rounds.ts'
 import { lockDataDir, type DataDirLock } from '../../node-runtime/dir-lock.ts'
+import { removeStaleTemporaries } from '../../node-runtime/atomic-file.ts'
 import { buildDecryptorServer } from './server.ts'
-import { DEFAULT_DECRYPTOR_HOST, DEFAULT_DECRYPTOR_PORT, DEFAULT_MAX_BODY_BYTES, DEFAULT_MIN_CLIENTS, DECRYPTOR_TOKEN_PATTERN, DECRYPTOR_TOKEN_RULE } from './constants.ts'
+import { DEFAULT_DECRYPTOR_HOST, DEFAULT_DECRYPTOR_PORT, ROUNDS_DIR, DEFAULT_MAX_BODY_BYTES, DEFAULT_MIN_CLIENTS, DECRYPTOR_TOKEN_PATTERN, DECRYPTOR_TOKEN_RULE } from './constants.ts'
 
 export interface DecryptorOptions {
   dataDir: string
@@ -113,6 +115,8 @@ export function createDecryptor (options: DecryptorOptions): Decryptor {
       const taken = lockDataDir(options.dataDir, 'decryptor')
       let server: Awaited<ReturnType<typeof buildDecryptorServer>> | undefined
       try {
+        // Held alone under the lock, before anything is written: every temporary left is a crash's.
+        await removeStaleTemporaries([options.dataDir, join(options.dataDir, ROUNDS_DIR)], 0)
         const { key } = await loadOrCreateKey(options.dataDir, options.keyBits)
         const layout = packingLayout(key.publicKey, maxClients)
         const keyInfo = await describeKey(key.publicKey, layout, minClients)

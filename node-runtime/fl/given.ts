@@ -15,11 +15,11 @@
  * from giving anything rather than letting it forget.
  */
 import { mkdirSync } from 'node:fs'
-import { resolve } from 'node:path'
+import { dirname, resolve } from 'node:path'
 import { z } from 'zod'
 import { IntegrityError } from '../../shared/errors/errors.ts'
 import { parseJsonWith } from '../../shared/errors/parse-json.ts'
-import { readIfExists, writeFileAtomic } from '../atomic-file.ts'
+import { readIfExists, removeStaleTemporaries, STALE_TEMPORARY_MS, writeFileAtomic } from '../atomic-file.ts'
 import { lockDataDir, type DataDirLock } from '../dir-lock.ts'
 import { afterUpload, type GivenUpload, type UploadOffer } from '../../shared/rounds/one-update.ts'
 
@@ -117,6 +117,8 @@ function newRecord<T> (path: string | undefined, schema: z.ZodType<T>, empty: ()
   let value: Promise<T> | undefined
   let saving: Promise<void> = Promise.resolve()
   const load = async (): Promise<T> => {
+    // Stale only: the folder's other records may be saving now, in this process.
+    if (path !== undefined) await removeStaleTemporaries([dirname(path)], STALE_TEMPORARY_MS)
     const text = path === undefined ? undefined : await readIfExists(path)
     return text === undefined ? empty() : parseJsonWith(schema, text, `${path} (${what})`, IntegrityError)
   }
