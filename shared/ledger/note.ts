@@ -64,9 +64,18 @@ const SPACE_OR_PLUS = /[\s\u0085+]/u
 const LONE_SURROGATE = /\p{Surrogate}/u
 const FORBIDDEN_CONTROL = /[\u0000-\u0009\u000b-\u001f]/
 
-/** Key names are non-empty, without Unicode spaces or `+` (signed-note §Format). */
+/**
+ * The spec sets no length; ours keeps a note of MAX_NOTE_SIGNATURES lines (≈ 100 bytes each
+ * besides the name) well inside the 64 KiB clients read (shared/ledger/client.ts). Names in use
+ * are a host and a path: `witness.example/w1`.
+ */
+export const MAX_KEY_NAME_BYTES = 256
+
+/** Key names are non-empty, without Unicode spaces or `+` (signed-note §Format), at most MAX_KEY_NAME_BYTES. */
 export function checkKeyName (name: string, what = 'key name'): void {
   if (typeof name !== 'string' || name === '') throw new InvalidInputError(`${what}: must be a non-empty string`)
+  const bytes = utf8ToBytes(name).length
+  if (bytes > MAX_KEY_NAME_BYTES) throw new InvalidInputError(`${what} "${name.slice(0, 80)}…": ${bytes} bytes, at most ${MAX_KEY_NAME_BYTES}`)
   if (SPACE_OR_PLUS.test(name)) throw new InvalidInputError(`${what} "${name.slice(0, 80)}": must not contain spaces or "+"`)
   checkNoteChars(name, what)
 }

@@ -145,6 +145,11 @@ describe('signNote', () => {
     expect(() => ed25519Signer('a+b', seeded(1))).toThrow(/key name/)
     expect(() => ed25519Signer('a\u00a0b', seeded(1))).toThrow(/key name/)
     expect(() => ed25519Signer('', seeded(1))).toThrow(/key name/)
+    // Names are bounded, so 100 signature lines stay inside the 64 KiB a client reads.
+    expect(() => ed25519Signer('w'.repeat(257), seeded(1))).toThrow('257 bytes, at most 256')
+    expect(() => ed25519Signer('é'.repeat(129), seeded(1))).toThrow('258 bytes, at most 256')
+    expect(ed25519Signer('w'.repeat(256), seeded(1)).name).toHaveLength(256)
+    expect(() => openNote(`hi\n\n— ${'w'.repeat(300)} ${toBase64(new Uint8Array(68))}\n`, [])).toThrow('300 bytes, at most 256')
     expect(() => ed25519Signer('ok', new Uint8Array(31))).toThrow(/secretKey/)
     expect(() => signNote('hi\n', [{ ...signer, keyId: new Uint8Array(3) }])).toThrow(/keyId must be 4 bytes/)
   })
