@@ -175,7 +175,7 @@ describe('monitorLog', () => {
     // The first part, proved a prefix of the signed tree, was kept.
     expect(store.saves).toBe(1)
     expect(JSON.parse(store.text ?? '{}')).toMatchObject({ size: 10 })
-    // Served as signed again, reading goes on from entry 10, one save per part.
+    // Served as signed again, reading goes on from entry 10: saved at 20 (doubled) and at the end.
     l.leaves[17] = original
     const asked = l.asked.length
     const view = await monitorLog(l.client, signed, 'note', store, undefined, 10)
@@ -184,6 +184,32 @@ describe('monitorLog', () => {
     expect(view.size).toBe(25)
     for (let v = 1; v <= 25; v++) expect(view.entriesOf('m', v)).toEqual([v - 1])
     expect(view.offChain('m', 24)).toBeUndefined()
+  })
+
+  it('writes its store when what it holds has doubled and at the end, not at every part; a failed read keeps every part it proved', async () => {
+    const l = log(6)
+    for (let v = 1; v <= 1000; v++) l.append(entry('m', v))
+    const written: number[] = []
+    const store = memoryStore()
+    const counted: MonitorStore = { load: store.load, save: async text => { written.push(text.length); await store.save(text) } }
+    const view = await monitorLog(l.client, l.checkpoint(), 'note', counted, undefined, 10)
+    expect(view.size).toBe(1000)
+    // Saved at 10, 20, 40, …, 640 and at 1000: 8 writes, where a write per part made 100 of a
+    // growing state (≈ 50 × the final state's bytes).
+    expect(written).toHaveLength(8)
+    const total = written.reduce((a, b) => a + b, 0)
+    expect(total).toBeLessThan(2.5 * (written.at(-1) as number))
+    // The log goes away at entry 300: what was proved before it (0–299) is kept, though the
+    // last doubling saved only 0–159.
+    const m = log(7)
+    for (let v = 1; v <= 500; v++) m.append(entry('m', v))
+    const failing = { ...m.client, entries: async (from: number, to: number) => { if (from >= 300) throw new Error('connection reset'); return await m.client.entries(from, to) } }
+    const kept = memoryStore()
+    await expect(monitorLog(failing, m.checkpoint(), 'note', kept, undefined, 10)).rejects.toThrow('connection reset')
+    expect(JSON.parse(kept.text ?? '{}')).toMatchObject({ size: 300 })
+    const asked = m.asked.length
+    expect((await monitorLog(m.client, m.checkpoint(), 'note', kept, undefined, 10)).size).toBe(500)
+    expect(Math.min(...m.asked.slice(asked).map(([from]) => from))).toBe(300)
   })
 
   it('reads a kept state of another history again from entry 0 when the first part read does not match, part by part', async () => {
