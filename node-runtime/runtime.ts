@@ -756,12 +756,14 @@ export async function createNodeRuntime (options: NodeRuntimeOptions): Promise<N
         const to = await rollbackTarget(ctx, version)
         return await switchTo(to, `rolled back to ${to} on request`, true, signal)
       }),
-      prefetch: async signal => {
+      // An operation, so that `stop` ends and waits for it: a prefetch an announcement started
+      // ran on after `stop`, into a closed cache.
+      prefetch: async signal => await operation(`prefetch of ${config.modelName}`, signal, async signal => {
         const from = serving.manifest.version
         const t = await target(ctx, signal)
         if (t === 'offline' || t === undefined || t.version <= from) return { version: from, blocks: 0, bytesFetched: 0 }
         return await prefetchVersion(ctx, t.version, signal)
-      },
+      }),
       async release () {
         if (!handles.delete(handle)) return
         released.abort(new UnavailableError(`${config.modelName}: this model handle was released`))

@@ -11,6 +11,7 @@ import { join } from 'node:path'
 import { createCoordinator, type Coordinator } from '../../coordinator/coordinator.ts'
 import { coordinatorClient, type CoordinatorClient } from '../../shared/client/coordinator-client.ts'
 import { createNodeRuntime, type NodeRuntime } from '../../node-runtime/runtime.ts'
+import { nodeHttpBlockSource } from '../../node-runtime/sources/http.ts'
 import { tfjsPassthrough } from '../../shared/runtime/passthrough.ts'
 import { denseModelFiles } from '../helpers/dense-model.ts'
 
@@ -95,6 +96,41 @@ describe('node runtime', () => {
     expect((await rt.load(config('first'))).manifest.version).toBe(1)
     await rt.stop()
     expect(released).toEqual([1, 2])
+  }, 60_000)
+
+  it('ends a prefetch under way at stop and waits for it; none starts after', async () => {
+    await admin.ingest('prefetch', await files(4))
+    // Blocks come over HTTP until `hang` is set; then every get waits for its signal.
+    let hang = false
+    const asked: string[] = []
+    const rt = await createNodeRuntime({
+      dataDir: join(root, 'prefetch'),
+      accessHistory: false,
+      source: c => {
+        const http = nodeHttpBlockSource({ baseUrl: c.updateURL, timeoutMs: c.fetch.timeoutMs })
+        return {
+          name: 'hanging',
+          get: async (cid, options) => {
+            if (!hang) return await http.get(cid, options)
+            asked.push(cid)
+            return await new Promise<never>((_resolve, reject) => {
+              options.signal.addEventListener('abort', () => { reject(options.signal.reason) }, { once: true })
+            })
+          }
+        }
+      }
+    })
+    const handle = await rt.load(config('prefetch'))
+    await admin.ingest('prefetch', await files(5))
+    hang = true
+    let settled = false
+    const prefetching = handle.prefetch().finally(() => { settled = true })
+    await vi.waitFor(() => { expect(asked.length).toBeGreaterThan(0) }, { timeout: 10_000 })
+    await rt.stop()
+    // Before, stop returned with the prefetch still waiting on its blocks.
+    expect(settled).toBe(true)
+    await expect(prefetching).rejects.toThrow(/stopping/)
+    await expect(handle.prefetch()).rejects.toThrow(/the runtime has stopped/)
   }, 60_000)
 
   it('closes its HTTP block sources\' keep-alive sockets on stop', async () => {
