@@ -251,6 +251,8 @@ export async function createNodeRuntime (options: NodeRuntimeOptions): Promise<N
   /** Open caches by model folder, and the opens under way or done (cacheFor). */
   const caches = new Map<string, CacheTier>()
   const opening = new Map<string, Promise<CacheTier>>()
+  /** The `cache` settings each folder's cache was opened with (JSON). */
+  const openedWith = new Map<string, string>()
   let swarm: Promise<Swarm> | undefined
   let swarmNow: Swarm | undefined
   const swarmSources = new Map<string, SwarmSource>()
@@ -303,13 +305,15 @@ export async function createNodeRuntime (options: NodeRuntimeOptions): Promise<N
     return http
   }
 
-  /** One swarm source per coordinator, so peer scores carry over from load to load. */
+  /** One swarm source per coordinator (and deadline and fallback), so peer scores carry over from load to load. */
   async function sourceFor (config: AoeConfig, key: Uint8Array, signal?: AbortSignal): Promise<{ source: BlockSource, swarm?: Swarm }> {
     if (options.source !== undefined) return { source: options.source(config) }
     const http = httpFor(config)
     if (config.peers === undefined) return { source: http }
     const s = await swarmFor(config, signal)
-    let source = swarmSources.get(config.updateURL)
+    // Per coordinator and the settings it is made with: a config with another deadline or fallback got the first's.
+    const sourceKey = `${config.fetch.timeoutMs} ${config.peers.fallback} ${config.updateURL}`
+    let source = swarmSources.get(sourceKey)
     if (source === undefined) {
       source = swarmSource({
         network: s.network,
@@ -319,7 +323,7 @@ export async function createNodeRuntime (options: NodeRuntimeOptions): Promise<N
         onReceived: (cid, bytes) => s.keepRecent(cid, bytes),
         onFetching: (cid, result) => s.fetching(cid, result)
       })
-      swarmSources.set(config.updateURL, source)
+      swarmSources.set(sourceKey, source)
     }
     return { source, swarm: s }
   }
@@ -332,12 +336,20 @@ export async function createNodeRuntime (options: NodeRuntimeOptions): Promise<N
   async function cacheFor (config: AoeConfig, local: LocalVersions): Promise<CacheTier> {
     const dir = config.modelDir
     let cache = opening.get(dir)
+    // A folder has one cache: a second config of the model with other settings would silently get the first's.
+    const settings = JSON.stringify(config.cache)
+    const first = openedWith.get(dir)
+    if (cache !== undefined && first !== undefined && first !== settings) {
+      throw new InvalidConfigError(`aoe config for ${config.modelName}: its modelDir ${dir} has a cache open with other settings (${first}; this config: ${settings}); give the configs of one model folder the same "cache"`)
+    }
     if (cache === undefined) {
+      openedWith.set(dir, settings)
       cache = openCache(config, local).then(opened => {
         caches.set(dir, opened)
         return opened
       }, (err: unknown) => {
         opening.delete(dir) // the next operation tries again
+        openedWith.delete(dir)
         throw err
       })
       opening.set(dir, cache)
@@ -852,6 +864,7 @@ export async function createNodeRuntime (options: NodeRuntimeOptions): Promise<N
       for (const c of caches.values()) await c.close()
       caches.clear()
       opening.clear()
+      openedWith.clear()
       for (const http of httpSources.values()) http.close()
       httpSources.clear()
     }

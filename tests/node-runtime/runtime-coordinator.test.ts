@@ -133,6 +133,23 @@ describe('node runtime', () => {
     await expect(handle.prefetch()).rejects.toThrow(/the runtime has stopped/)
   }, 60_000)
 
+  it('refuses a second config of one model folder whose cache settings differ from the open cache\'s', async () => {
+    await admin.ingest('cached', await files(6))
+    const rt = await createNodeRuntime({ dataDir: join(root, 'cached'), accessHistory: false })
+    try {
+      const cache = { memoryBytes: 1 << 20, diskBytes: 1 << 24 }
+      await rt.load({ ...config('cached'), cache })
+      // Before, it loaded with the first config's cache, its own sizes unheard.
+      await expect(rt.load({ ...config('cached'), cache: { ...cache, memoryBytes: 1 << 21 } }))
+        .rejects.toThrow(/modelDir cached has a cache open with other settings \(\{"memoryBytes":1048576,.*this config: \{"memoryBytes":2097152/)
+      // The same settings, in another order and with the defaults spelt out, share it.
+      const again = await rt.load({ ...config('cached'), cache: { diskBytes: 1 << 24, memoryBytes: 1 << 20, halfLifeHours: 24 } })
+      expect(again.manifest.version).toBe(1)
+    } finally {
+      await rt.stop()
+    }
+  }, 60_000)
+
   it('closes its HTTP block sources\' keep-alive sockets on stop', async () => {
     await admin.ingest('sockets', await files(3))
     // Every socket a node:http agent opens (the block sources'; fetch's pool is not an agent).
