@@ -270,6 +270,8 @@ async function openCoordinator (options: CoordinatorOptions, partitionOptions: P
       app = undefined
       await origin?.stop()
       origin = undefined
+      // Before the log's database closes: a run ending after it was reported as the witness failing.
+      await cosigner.stop()
       database.close()
     } finally {
       // Whatever failed above, the data dir is free for the next start.

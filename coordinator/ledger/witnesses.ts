@@ -39,6 +39,8 @@ export interface WitnessStatus {
 export interface WitnessCosigner {
   /** Asks every witness that has not cosigned the latest checkpoint yet; never throws. */
   cosign: () => Promise<CosignOutcome>
+  /** Ends the run under way (its requests aborted, nothing stored or reported) and starts none; resolves once it has ended. */
+  stop: () => Promise<void>
 }
 
 export function witnessCosigner (options: { log: VersionLog, witnesses: WitnessEndpoint[], timeoutMs?: number, onStatus?: (status: WitnessStatus) => void }): WitnessCosigner {
@@ -58,7 +60,9 @@ export function witnessCosigner (options: { log: VersionLog, witnesses: WitnessE
   }
   // The served note holds the log's line and one per witness; clients refuse more than this.
   if (witnesses.length + 1 > MAX_NOTE_SIGNATURES) throw new InvalidConfigError(`${witnesses.length} witnesses: a checkpoint note holds at most ${MAX_NOTE_SIGNATURES - 1} cosignatures`)
-  let queue: Promise<unknown> = Promise.resolve()
+  let tail: Promise<unknown> = Promise.resolve()
+  let waiting: Promise<CosignOutcome> | undefined
+  const stopping = new AbortController()
   const lastOk = new Map<string, boolean>()
   const report = (status: WitnessStatus): void => {
     if (lastOk.get(status.url) === status.ok) return
@@ -76,7 +80,7 @@ export function witnessCosigner (options: { log: VersionLog, witnesses: WitnessE
       if (old > size) throw new Error(`the witness holds a checkpoint of size ${old}, beyond this log's ${size}`)
       const proof = old === 0 || old === size ? [] : log.consistencyProof(old, size)
       try {
-        return await addCheckpoint(witness.url, { old, proof, note }, undefined, timeoutMs)
+        return await addCheckpoint(witness.url, { old, proof, note }, stopping.signal, timeoutMs)
       } catch (err) {
         if (!(err instanceof WitnessConflictError) || attempt > 0) throw err
         old = err.size
@@ -85,7 +89,7 @@ export function witnessCosigner (options: { log: VersionLog, witnesses: WitnessE
   }
 
   async function run (): Promise<CosignOutcome> {
-    const latest = log.latest()
+    const latest = stopping.signal.aborted ? undefined : log.latest()
     if (latest === undefined) return { size: 0, cosigned: [], failed: [] }
     const size = latest.checkpoint.size
     const outcome: CosignOutcome = { size, cosigned: [], failed: [] }
@@ -96,11 +100,14 @@ export function witnessCosigner (options: { log: VersionLog, witnesses: WitnessE
     await Promise.all(witnesses.filter(w => !signedBy.has(keyName(w.verifier.name, w.verifier.keyId))).map(async w => {
       try {
         const lines = await ask(w, size, latest.note)
+        if (stopping.signal.aborted) return
         log.addCosignature(size, w.verifier.name, cosignatureBy(w.verifier, latest.note, lines))
         log.setWitnessSize(w.vkey, size)
         outcome.cosigned.push(w.verifier.name)
         report({ witness: w.verifier.name, url: w.url, ok: true, size })
       } catch (err) {
+        // Ended by stop: the witness did not fail (the log may be closed by now).
+        if (stopping.signal.aborted) return
         const reason = err instanceof Error ? err.message : String(err)
         outcome.failed.push({ witness: w.verifier.name, reason })
         report({ witness: w.verifier.name, url: w.url, ok: false, size, reason })
@@ -111,10 +118,19 @@ export function witnessCosigner (options: { log: VersionLog, witnesses: WitnessE
 
   return {
     async cosign () {
-      // Never throws, as promised: a run can outlive its coordinator (background, after stop).
-      const next = queue.then(run).catch((err: unknown): CosignOutcome => ({ size: 0, cosigned: [], failed: [{ witness: '*', reason: err instanceof Error ? err.message : String(err) }] }))
-      queue = next
-      return await next
+      // Runs go one at a time. Calls while a run waits to start share it: it reads the latest
+      // checkpoint when it starts, so one run answers them all (each publish and retry queued a
+      // full run of its own behind a slow witness). Never throws, as promised.
+      waiting ??= tail.then(async () => {
+        waiting = undefined
+        return await run()
+      }).catch((err: unknown): CosignOutcome => ({ size: 0, cosigned: [], failed: [{ witness: '*', reason: err instanceof Error ? err.message : String(err) }] }))
+      tail = waiting
+      return await waiting
+    },
+    async stop () {
+      stopping.abort(new Error('the coordinator is stopping'))
+      await tail
     }
   }
 }

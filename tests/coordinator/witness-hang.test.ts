@@ -3,12 +3,13 @@
  * start, not the versions published after it (found by review: start 10 s, two ingests 20 s).
  * The bounds below are deadlines (a hang would take 10 s per step), not a speed measurement.
  */
-import { describe, it, expect, afterAll } from 'vitest'
+import { describe, it, expect, afterAll, vi } from 'vitest'
 import { mkdtemp, rm } from 'node:fs/promises'
 import net from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { createCoordinator } from '../../coordinator/coordinator.ts'
+import { witnessCosigner, type WitnessStatus } from '../../coordinator/ledger/witnesses.ts'
 import { ed25519 } from '@noble/curves/ed25519.js'
 import { witnessVerifierKey } from '../../shared/ledger/cosignature.ts'
 import { denseModelFiles } from '../helpers/dense-model.ts'
@@ -44,6 +45,45 @@ describe('a hanging witness', () => {
       expect(c.log.latest()?.cosigners).toEqual([])
     } finally {
       await c.stop()
+    }
+  })
+
+  it('gets one run for the calls made while a run waits, and stop ends the run under way without reporting the witness as failed', async () => {
+    const accepted: net.Socket[] = []
+    const server = net.createServer(socket => { accepted.push(socket); sockets.add(socket) })
+    await new Promise<void>(resolve => server.listen(0, '127.0.0.1', resolve))
+    const url = `http://127.0.0.1:${(server.address() as net.AddressInfo).port}`
+    root ??= await mkdtemp(join(tmpdir(), 'blockfed-witness-hang-'))
+    const c = await createCoordinator({ dataDir: join(root, 'runs'), port: 0 })
+    try {
+      await c.ingest('m', await denseModelFiles(16, [['a', 8, 3]]))
+      const statuses: WitnessStatus[] = []
+      const cosigner = witnessCosigner({ log: c.log, witnesses: [{ url, vkey: witnessVerifierKey('witness.test/slow', ed25519.getPublicKey(ed25519.utils.randomSecretKey())) }], timeoutMs: 60_000, onStatus: s => statuses.push(s) })
+      const first = cosigner.cosign()
+      await vi.waitFor(() => { expect(accepted).toHaveLength(1) })
+      // Five publishes and retries while the first run hangs: before, each queued a run of its own.
+      const queued = Array.from({ length: 5 }, async () => await cosigner.cosign())
+      accepted[0]?.destroy()
+      expect((await first).failed).toHaveLength(1)
+      await vi.waitFor(() => { expect(accepted).toHaveLength(2) })
+      accepted[1]?.destroy()
+      const outcomes = await Promise.all(queued)
+      expect(new Set(outcomes).size).toBe(1) // one run answered all five
+      expect(outcomes[0]?.failed).toHaveLength(1)
+      expect(accepted).toHaveLength(2)
+      expect(statuses.map(s => s.ok)).toEqual([false]) // said once, on the change
+      // A run under way at stop: its request is aborted, and the witness is not said to fail.
+      statuses.length = 0
+      const late = cosigner.cosign()
+      await vi.waitFor(() => { expect(accepted).toHaveLength(3) })
+      await cosigner.stop()
+      expect((await late).failed).toEqual([])
+      expect(await cosigner.cosign()).toEqual({ size: 0, cosigned: [], failed: [] })
+      expect(accepted).toHaveLength(3)
+    } finally {
+      await c.stop()
+      for (const socket of accepted) socket.destroy()
+      await new Promise(resolve => server.close(resolve))
     }
   })
 })
