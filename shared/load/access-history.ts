@@ -88,10 +88,10 @@ export function accessHistory (state?: AccessHistoryState, given: AccessHistoryO
     return entry
   }
 
-  const dropLeast = <K>(map: Map<K, number>, keep: number, protect?: K): void => {
+  const dropLeast = <K>(map: Map<K, number>, keep: number, protect: readonly K[] = []): void => {
     while (map.size > keep) {
       let least: K | undefined
-      for (const [k, v] of map) if (k !== protect && (least === undefined || v < (map.get(least) as number))) least = k
+      for (const [k, v] of map) if (!protect.includes(k) && (least === undefined || v < (map.get(least) as number))) least = k
       if (least === undefined) return
       map.delete(least)
     }
@@ -106,11 +106,12 @@ export function accessHistory (state?: AccessHistoryState, given: AccessHistoryO
         const from = entryOf(previous)
         for (const [k, v] of from.next) from.next.set(k, v * decay)
         from.next.set(model, (from.next.get(model) ?? 0) + 1)
-        dropLeast(from.next, maxSuccessors, model)
+        dropLeast(from.next, maxSuccessors, [model])
       }
       if (models.size > maxModels) {
         const uses = new Map([...models].map(([k, v]) => [k, v.uses]))
-        dropLeast(uses, maxModels, model)
+        // Both ends of the transition just recorded stay (room permitting), or it would be forgotten at once.
+        dropLeast(uses, maxModels, previous === undefined || maxModels < 2 ? [model] : [model, previous])
         for (const name of models.keys()) if (!uses.has(name)) models.delete(name)
         for (const entry of models.values()) for (const k of entry.next.keys()) if (!models.has(k)) entry.next.delete(k)
       }

@@ -17,6 +17,7 @@ import { sha256Hex } from '../crypto/hash.ts'
 import { open } from '../crypto/seal.ts'
 import { BlockfedError, IntegrityError, UnavailableError, WrongKeyError } from '../errors/errors.ts'
 import type { BlockSource } from './source.ts'
+import { untilAborted } from './deadline.ts'
 
 export interface ShardFault {
   block: number
@@ -90,11 +91,17 @@ async function fetchSealed (block: ManifestBlock, options: LoadOptions, report: 
   /** Shard indices not fetched yet, data shards first; a request cancelled unanswered goes back. */
   const untried = cids.map((_, i) => i)
   const held = (): number => shards.filter(s => s !== undefined).length
+  /** Requests not settled yet, cancelled ones included: the slow pass waits for their shards to go back. */
+  const outstanding = new Set<Promise<void>>()
 
-  /** The bytes of shard `index`, or undefined when it failed (a fault) or `cancel` fired first. */
-  const fetchOne = async (index: number, verify: boolean, cancel: AbortSignal): Promise<Uint8Array | undefined> => {
+  /**
+   * The bytes of shard `index`, or undefined when it failed (a fault) or `cancel` fired first.
+   * The source is raced against `stop` (the load's signal and `cancel`): a source that ignores its
+   * signal must not keep the load from its caller's abort, nor a cancelled shard from the slow pass.
+   */
+  const fetchOne = async (index: number, verify: boolean, cancel: AbortSignal, stop: AbortSignal): Promise<Uint8Array | undefined> => {
     try {
-      const bytes = await options.source.get(cids[index] as string, { signal: AbortSignal.any([signal, cancel]), block: block.cid, shard: index, size })
+      const bytes = await untilAborted(stop, options.source.get(cids[index] as string, { signal: stop, block: block.cid, shard: index, size }))
       report.shardsFetched++
       report.bytesFetched += bytes.length
       // A shard of the wrong length cannot be the one its CID names; caught here, it is replaced
@@ -116,6 +123,7 @@ async function fetchSealed (block: ManifestBlock, options: LoadOptions, report: 
   /** Fetches untried shards until k are held or none is left; requests still out then are cancelled. */
   const gather = async (verify: boolean): Promise<void> => {
     const cancel = new AbortController()
+    const stop = AbortSignal.any([signal, cancel.signal])
     let inFlight = 0
     // Requests kept out: k, plus one per hedge started, so a hedge that fails is replaced at once
     // instead of after the straggler's whole deadline.
@@ -136,8 +144,9 @@ async function fetchSealed (block: ManifestBlock, options: LoadOptions, report: 
         const index = untried.shift() as number
         const began = performance.now()
         inFlight++
-        fetchOne(index, verify, cancel.signal).then(bytes => {
+        const request = fetchOne(index, verify, cancel.signal, stop).then(bytes => {
           inFlight--
+          outstanding.delete(request)
           if (settled) {
             if (bytes !== undefined) untried.unshift(index) // unused: still a candidate for the slow path
             return
@@ -154,7 +163,11 @@ async function fetchSealed (block: ManifestBlock, options: LoadOptions, report: 
             }, Math.max(hedgeMinMs, HEDGE_FACTOR * (performance.now() - began)))
           }
           if (enough()) finish()
-        }, finish)
+        }, err => {
+          outstanding.delete(request)
+          finish(err)
+        })
+        outstanding.add(request)
       }
       const topUp = (): void => {
         while (held() + inFlight < target && untried.length > 0) start()
@@ -183,6 +196,9 @@ async function fetchSealed (block: ManifestBlock, options: LoadOptions, report: 
         fault(i, err)
       }
     }))
+    // The fast pass cancelled its stragglers without waiting for them; they settle at once (raced
+    // against the cancel above), and each puts its shard back among the untried.
+    await Promise.all(outstanding)
     await gather(true)
   }
   if (held() < k) {

@@ -3,11 +3,11 @@
  * `retries` times with exponential backoff; a NotFoundError or an abort is final at once.
  * A BusyError (the server is up but has no room for the answer now) is waited out as it asks,
  * without using a retry, for at most `busyPatienceMs` in all: a wave of cold starts queues at a
- * busy origin instead of failing. Every wait honours the caller's signal.
+ * busy origin instead of failing. Every wait honours the caller's signal, the source's own included.
  */
 import { BusyError, isUnreachable } from '../errors/errors.ts'
 import type { BlockSource } from './source.ts'
-import { sleep } from './deadline.ts'
+import { sleep, untilAborted } from './deadline.ts'
 
 /** How long one object may wait on busy answers, in all. */
 export const BUSY_PATIENCE_MS = 60_000
@@ -43,7 +43,8 @@ export function retrying (source: BlockSource, retries: number, baseDelayMs = 50
       const waitBusy = busyWaiter(busyPatienceMs)
       for (let attempt = 0; ; attempt++) {
         try {
-          return await source.get(cid, options)
+          // Raced: a source that ignores its signal must not outlast the caller's abort.
+          return await untilAborted(options.signal, source.get(cid, options))
         } catch (err) {
           if (options.signal.aborted) throw options.signal.reason
           if (err instanceof BusyError && await waitBusy(err.retryAfterMs, options.signal)) {

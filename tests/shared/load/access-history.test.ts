@@ -52,6 +52,17 @@ describe('access history', () => {
     for (const entry of Object.values(state.models)) for (const k of Object.keys(entry.next)) expect(state.models[k]).toBeDefined()
   })
 
+  it('at its model cap keeps the model a transition was just recorded from, not only the one it went to', () => {
+    // a and x are used more than b ever is: trimming for c must not drop b, or b → c is lost.
+    const h = accessHistory(undefined, { maxModels: 3 })
+    for (let i = 0; i < 5; i++) { h.record(undefined, 'a'); h.record(undefined, 'x') }
+    for (let i = 0; i < 5; i++) { h.record(undefined, 'b'); h.record('b', 'c') }
+    expect(h.likelyNext('b').map(n => n.model)).toEqual(['c'])
+    const kept = Object.keys(h.toJSON().models)
+    expect(kept).toHaveLength(3)
+    expect(kept).toEqual(expect.arrayContaining(['b', 'c']))
+  })
+
   it('round-trips through its persisted form, which the schema checks', () => {
     const h = accessHistory()
     replay(h, ['a', 'b', 'a', 'b'])

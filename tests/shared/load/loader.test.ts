@@ -155,6 +155,51 @@ describe('loadModelWeights', () => {
     expect(result.report.faults).toEqual([expect.objectContaining({ block: 0, shard: 1, reason: expect.stringMatching(/^IntegrityError: shard/) })])
   })
 
+  it('asks again for a straggler cancelled by the fast pass when the block CID then fails, even if the source never settles the cancel', async () => {
+    // Block 0: data shard 0 flipped (right length), parity 5 nowhere, data shard 3's first request
+    // answered only when this test says so (a source slow to settle a cancel). Shards 1–4 are intact.
+    const cids = manifest.blocks[0]?.shards.cids as string[]
+    const asked: number[] = []
+    let release: () => void = () => {}
+    const straggler = new Promise<void>(resolve => { release = resolve })
+    const awkward: BlockSource = {
+      name: 'awkward',
+      async get (cid, options) {
+        const shard = cids.indexOf(cid)
+        if (shard < 0) return await source().get(cid, options)
+        asked.push(shard)
+        if (shard === 5) throw new NotFoundError(cid)
+        if (shard === 3 && asked.filter(i => i === 3).length === 1) await straggler
+        const bytes = await source().get(cid, options)
+        return shard === 0 ? bytes.map((x, i) => i === 0 ? x ^ 1 : x) : bytes
+      }
+    }
+    try {
+      const result = await loadModelWeights(manifest, { source: awkward, coder, keys, hedgeMinMs: 1 })
+      expect(Buffer.compare(result.weights, weights)).toBe(0)
+      expect(asked.filter(i => i === 3)).toHaveLength(2)
+      // Shard 3 goes back first among the untried, so parity 5 is not needed.
+      expect(result.report.faults.map(f => [f.block, f.shard])).toEqual([[0, 0]])
+    } finally {
+      release()
+    }
+  })
+
+  it('honours the caller\'s abort with a source that ignores its signal, bare or retried', async () => {
+    for (const wrap of [(s: BlockSource) => s, (s: BlockSource) => retrying(s, 3)]) {
+      let asked: () => void = () => {}
+      const first = new Promise<void>(resolve => { asked = resolve })
+      const deaf: BlockSource = { name: 'deaf', get: async () => { asked(); return await new Promise<Uint8Array>(() => {}) } }
+      const controller = new AbortController()
+      const reason = new Error('caller gave up')
+      const load = loadModelWeights(manifest, { source: wrap(deaf), coder, keys, signal: controller.signal })
+      await first
+      controller.abort(reason)
+      const outcome = await Promise.race([load.then(() => 'loaded', (err: unknown) => err), new Promise<'hung'>(resolve => setTimeout(() => resolve('hung'), 5_000).unref())])
+      expect(outcome).toBe(reason)
+    }
+  })
+
   it('still loads when the disk cache cannot write, counting the blocks as uncached', async () => {
     const dir = join(root, 'cache-write')
     const cache = await diskCache({ dir, capacityBytes: 1 << 20 })

@@ -40,6 +40,15 @@ describe('retrying block source', () => {
     await expect(pending).rejects.toThrow('stop')
     expect(s.calls).toBe(1)
   })
+  it('stops waiting when the caller aborts, even on a source that ignores its signal', async () => {
+    const deaf: BlockSource = { name: 'deaf', get: async () => await new Promise<Uint8Array>(() => {}) }
+    const controller = new AbortController()
+    const reason = new Error('stop')
+    const pending = retrying(deaf, 3, 1).get('x', { signal: controller.signal })
+    controller.abort(reason)
+    const outcome = await Promise.race([pending.then(() => 'got', (err: unknown) => err), new Promise<'hung'>(resolve => setTimeout(() => resolve('hung'), 5_000).unref())])
+    expect(outcome).toBe(reason)
+  })
   it('waits out busy answers as asked (jittered to at most 1.5 ×) without using a retry, within its patience', async () => {
     const busy = (): BusyError => new BusyError('busy', 20)
     const s = flaky([busy(), busy(), busy(), new UnavailableError('down'), busy()])
