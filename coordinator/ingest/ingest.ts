@@ -9,12 +9,12 @@ import type { ErasureCoder } from '../../shared/blocks/erasure.ts'
 import type { ModelFile, NormalisedModel } from '../../shared/model/types.ts'
 import type { IngestResult } from '../../shared/client/api-schemas.ts'
 import { partition, type BlockPlan, type PartitionOptions } from '../../shared/blocks/partition.ts'
-import { sealBlocks, type NewBlockData } from '../../shared/blocks/seal-blocks.ts'
+import { sealBlocks, type NewBlockData, type StoredBlock } from '../../shared/blocks/seal-blocks.ts'
 import { readModel } from '../../shared/formats/index.ts'
 import { canonicalBytes } from '../../shared/manifest/canonical.ts'
 import { MANIFEST_SCHEMA, modelNameSchema, type Manifest } from '../../shared/manifest/schema.ts'
 import { signManifest } from '../../shared/manifest/sign.ts'
-import { ConflictError, InvalidInputError } from '../../shared/errors/errors.ts'
+import { ConflictError, IntegrityError, InvalidInputError } from '../../shared/errors/errors.ts'
 import { equalBytes } from '../../shared/crypto/bytes.ts'
 import type { Database } from '../store/database.ts'
 import { signedManifestOf, type Repository } from '../store/repository.ts'
@@ -103,7 +103,7 @@ export function publisher (deps: IngestDeps): Publisher {
     try {
       const sealed = await sealBlocks(model, plans, {
         coder: deps.coder,
-        findStored: async sha => deps.repo.findBlock(sha),
+        findStored: async sha => await storedWhole(deps, deps.repo.findBlock(sha)),
         access: () => DEFAULT_ACCESS_LEVEL,
         onBlock: (done, total) => options.onProgress?.('seal', done, total),
         write
@@ -180,4 +180,20 @@ export function publisher (deps: IngestDeps): Publisher {
     })),
     publish: async (name, model, options) => await anchored(await serialised(async () => await store(name, model, options.plans, options)))
   }
+}
+
+/**
+ * A stored block this ingest would reuse, once its files are found there: reuse is decided by
+ * the database, and a version built on a block whose files were lost (a partial restore) was
+ * published and could not be loaded. A reused block cannot be written again (its CID is of its
+ * first sealing), so the ingest is refused, naming what to restore.
+ */
+async function storedWhole (deps: IngestDeps, stored: StoredBlock | undefined): Promise<StoredBlock | undefined> {
+  if (stored === undefined) return undefined
+  const cids = [stored.cid, ...stored.shards.cids]
+  const missing = (await Promise.all(cids.map(async cid => await deps.files.has(cid) ? [] : [cid]))).flat()
+  if (missing.length > 0) {
+    throw new IntegrityError(`block ${stored.cid}, stored already and reused by this model, has ${missing.length} of its ${cids.length} files missing (${missing.slice(0, 3).join(', ')}${missing.length > 3 ? ', …' : ''}): restore the data dir's blocks folder from a backup`)
+  }
+  return stored
 }

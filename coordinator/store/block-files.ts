@@ -4,18 +4,23 @@
  * before the database commit that records them: a crash mid-ingest leaves `.tmp` files and
  * complete files no row names, both removed by the next start's sweep. Recently served objects
  * stay in a bounded in-memory LRU, so a wave of runtimes loading the same model reads each file
- * once. `sync` makes a batch of puts durable before the commit that records them.
+ * once. `sync` makes a batch of puts durable before the commit that records them. A file read
+ * from disk is checked against its CID before it is served or kept in memory: a damaged one
+ * was served under a year-long immutable cache header, and shared caches kept its bytes.
  */
-import { mkdir, readFile, rename, rm, writeFile, readdir } from 'node:fs/promises'
+import { access, mkdir, readFile, rename, rm, writeFile, readdir } from 'node:fs/promises'
 import { dirname, join } from 'node:path'
-import { parseCid } from '../../shared/crypto/cid.ts'
-import { NotFoundError } from '../../shared/errors/errors.ts'
+import { parseCid, verifyCid } from '../../shared/crypto/cid.ts'
+import { IntegrityError, NotFoundError } from '../../shared/errors/errors.ts'
 import { memoryCache } from '../../shared/cache/memory-lru.ts'
 import { fsyncPath } from '../../node-runtime/atomic-file.ts'
 
 export interface BlockFiles {
   put: (cid: string, bytes: Uint8Array) => Promise<void>
+  /** The bytes of `cid`; NotFoundError when there is no file, IntegrityError when the file does not hash to its CID. */
   get: (cid: string) => Promise<Uint8Array>
+  /** Whether a file for `cid` is there (its bytes are not read). */
+  has: (cid: string) => Promise<boolean>
   remove: (cid: string) => Promise<void>
   /**
    * Makes the files of `cids` durable: each file and the directories naming it are fsynced.
@@ -50,14 +55,23 @@ export function blockFiles (dir: string, hotBytes = 256 << 20): BlockFiles {
     async get (cid) {
       const cached = await hot.get(cid)
       if (cached !== undefined) return cached
+      const path = pathOf(cid)
+      let bytes: Uint8Array
       try {
-        const bytes = new Uint8Array(await readFile(pathOf(cid)))
-        await hot.put(cid, bytes)
-        return bytes
+        bytes = new Uint8Array(await readFile(path))
       } catch (err) {
         if ((err as NodeJS.ErrnoException).code === 'ENOENT') throw new NotFoundError(`no block or shard ${cid}`)
         throw err
       }
+      await verifyCid(cid, bytes, 'stored object').catch((err: unknown) => {
+        throw new IntegrityError(`${path} is damaged: it does not hash to its CID; restore the data dir's blocks folder from a backup`, { cause: err })
+      })
+      await hot.put(cid, bytes)
+      return bytes
+    },
+    async has (cid) {
+      if (await hot.has(cid)) return true
+      return await access(pathOf(cid)).then(() => true, () => false)
     },
     async remove (cid) {
       await hot.delete(cid)

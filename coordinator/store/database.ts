@@ -4,6 +4,7 @@
  * belong together go through `transaction`, so a failed ingest leaves no trace.
  */
 import { DatabaseSync } from 'node:sqlite'
+import { InvalidConfigError } from '../../shared/errors/errors.ts'
 
 const MIGRATIONS = [
   `CREATE TABLE models (
@@ -160,13 +161,40 @@ export interface Database {
   close: () => void
 }
 
+/**
+ * The schema version of `db`, refused before anything is written to it: a newer one is of a
+ * newer blockfed (opened as current, its data was misread), and a file at version 0 that holds
+ * tables is another program's (the whole schema was added into it).
+ */
+function schemaVersion (db: DatabaseSync, path: string): number {
+  let current: number
+  let tables: number
+  try {
+    current = (db.prepare('PRAGMA user_version').get() as { user_version: number }).user_version
+    tables = (db.prepare("SELECT count(*) AS n FROM sqlite_schema WHERE type = 'table'").get() as { n: number }).n
+  } catch (err) {
+    throw new InvalidConfigError(`${path}: not a blockfed coordinator database (${err instanceof Error ? err.message : String(err)})`, { cause: err })
+  }
+  if (current > MIGRATIONS.length) {
+    throw new InvalidConfigError(`${path}: written by a newer blockfed (schema ${current}; this one knows up to ${MIGRATIONS.length}): run that version, or restore a backup made by this one`)
+  }
+  if (current === 0 && tables > 0) throw new InvalidConfigError(`${path}: an SQLite file of another program (${tables} tables, no blockfed schema): give the coordinator a data dir of its own`)
+  return current
+}
+
 export function openDatabase (path: string): Database {
   const db = new DatabaseSync(path)
+  let current: number
+  try {
+    current = schemaVersion(db, path)
+  } catch (err) {
+    db.close()
+    throw err
+  }
   // synchronous = FULL: in WAL mode NORMAL may lose the last commits in a power cut, and a
   // version's ledger leaf is signed into a checkpoint (served, sent to witnesses) right after its
   // commit; a lost leaf would be re-appended differently at the same index: a fork.
   db.exec('PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 5000;')
-  const current = (db.prepare('PRAGMA user_version').get() as { user_version: number }).user_version
   for (let v = current; v < MIGRATIONS.length; v++) {
     db.exec('BEGIN')
     try {
