@@ -3,7 +3,8 @@
  * `<dir>/blocks/`, named by its CID, written atomically (temp file in `<dir>/tmp/`, then rename),
  * and an index (size, sha-256, decayed access count, last access) in a `node:sqlite` database
  * `<dir>/index.sqlite`, so frequencies survive restarts. Eviction follows the shared score
- * (shared/cache/score.ts: decayed LFU combined with recency and size).
+ * (shared/cache/score.ts: decayed LFU combined with recency and size). Reads the memory tier
+ * answered reach it as `touch`es: counted at once, written to the index in batches.
  *
  * Integrity: every `get` checks the file's size and sha-256 against the index, so a file
  * truncated, corrupted or removed behind the cache's back is dropped and answered as a miss —
@@ -84,6 +85,20 @@ const KEY_PATTERN = /^[a-z2-7]{1,200}$/
 const RESERVED_NAMES = /^(con|prn|aux|nul|com[1-9]|lpt[1-9])$/
 
 const SCHEMA_VERSION = 1
+
+/**
+ * Touches (accesses reported by the tier above, one per memory hit) are applied at once in memory
+ * and written to the index in one transaction this long after the first: the memory hit path
+ * stays a map update. A crash loses at most this much frequency, which is only a heuristic.
+ */
+const TOUCH_FLUSH_MS = 1000
+
+/**
+ * How long `close` waits for puts called before it to finish. A put writes its file before it
+ * joins the queue of mutations, so close waits for the call, not the queue; bounded, since a
+ * file system that hangs must not keep close from ending (such a put then rejects).
+ */
+const CLOSE_WAIT_FOR_PUTS_MS = 10_000
 
 /** The `meta` row holding the adapted weights and the configured ones they started from. */
 const WEIGHTS_ROW = 'score-weights'
@@ -336,6 +351,29 @@ export async function diskCache (options: DiskCacheOptions): Promise<DiskCacheTi
     await Promise.all(victims.map(async (v) => await unlinkQuietly(blockPath(v.key))))
   }
 
+  /** Keys touched since the last flush of touches to the index. */
+  const touched = new Set<string>()
+  let touchTimer: ReturnType<typeof setTimeout> | undefined
+
+  /** Writes the touched entries' counts and times to the index, in one transaction. */
+  function flushTouches (): void {
+    if (touchTimer !== undefined) clearTimeout(touchTimer)
+    touchTimer = undefined
+    if (touched.size === 0) return
+    const keys = [...touched]
+    touched.clear()
+    try {
+      inTransaction(() => {
+        for (const key of keys) {
+          const e = entries.get(key)
+          if (e !== undefined) sql.touch.run(e.count, e.lastAccess, key)
+        }
+      })
+    } catch {
+      // Only frequencies are lost (nothing else in the index changes); memory keeps the right ones.
+    }
+  }
+
   /** Drops an entry found unreadable or corrupt, unless it was replaced meanwhile. */
   async function dropIfUnchanged (key: string, seen: number): Promise<void> {
     await exclusive(async () => {
@@ -364,6 +402,7 @@ export async function diskCache (options: DiskCacheOptions): Promise<DiskCacheTi
       }
       entries.set(key, { key, size, sha256, count: Math.max(count, 1), lastAccess, gen: ++gen })
     }
+    clampToNow(entries.values(), now())
     const files = await readdir(blocksDir, { withFileTypes: true })
     const onDisk = new Set<string>()
     await Promise.all(files.map(async (f) => {
@@ -404,8 +443,19 @@ export async function diskCache (options: DiskCacheOptions): Promise<DiskCacheTi
     }
   }
 
+  /**
+   * Redates entries accessed "after" `at` (while the clock ran ahead, then was corrected) to `at`:
+   * the score clamps their age to 0, so left as they were they would not decay until the clock
+   * caught up — years, for a clock that was years ahead (found by review). The index keeps the
+   * later time until the next write of the row; every open clamps it again.
+   */
+  function clampToNow (all: Iterable<Entry>, at: number): void {
+    for (const e of all) if (e.lastAccess > at) e.lastAccess = at
+  }
+
   /** The unpinned entries a put of `size` bytes under `key` must evict now (undefined: no room). */
   function plan (key: string, size: number, at: number): { old: Entry | undefined, others: Entry[], victims: Entry[] | undefined } {
+    clampToNow(entries.values(), at)
     const old = entries.get(key)
     const others = [...entries.values()].filter((e) => e !== old)
     const need = bytes - (old?.size ?? 0) + size - capacityBytes
@@ -484,6 +534,19 @@ export async function diskCache (options: DiskCacheOptions): Promise<DiskCacheTi
   }
 
   let closing: Promise<void> | undefined
+  const putsInFlight = new Set<Promise<void>>()
+
+  /** Waits for the puts called so far, at most CLOSE_WAIT_FOR_PUTS_MS. */
+  async function waitForPuts (): Promise<void> {
+    if (putsInFlight.size === 0) return
+    let timer: ReturnType<typeof setTimeout> | undefined
+    const deadline = new Promise<void>((resolve) => { timer = setTimeout(resolve, CLOSE_WAIT_FOR_PUTS_MS) })
+    try {
+      await Promise.race([Promise.allSettled([...putsInFlight]), deadline])
+    } finally {
+      clearTimeout(timer)
+    }
+  }
 
   try {
     await reconcile()
@@ -552,19 +615,44 @@ export async function diskCache (options: DiskCacheOptions): Promise<DiskCacheTi
       const copy = new Uint8Array(value)
       const sha256 = sha256Hex(copy)
       const tmp = join(tmpDir, `${key}.${randomBytes(6).toString('hex')}`)
+      const done = (async () => {
+        try {
+          await writeFile(tmp, copy)
+        } catch (err) {
+          await unlinkQuietly(tmp)
+          throw new UnavailableError(`cache tier "${name}": cannot write ${key}`, { cause: err })
+        }
+        await exclusive(async () => await commit(key, copy.byteLength, sha256, tmp))
+      })()
+      // Counted from the call: its file is still being written when close() may be called.
+      putsInFlight.add(done)
       try {
-        await writeFile(tmp, copy)
-      } catch (err) {
-        await unlinkQuietly(tmp)
-        throw new UnavailableError(`cache tier "${name}": cannot write ${key}`, { cause: err })
+        await done
+      } finally {
+        putsInFlight.delete(done)
       }
-      await exclusive(async () => await commit(key, copy.byteLength, sha256, tmp))
     },
 
     async has (key) {
       assertOpen()
       checkDiskKey(name, key)
       return entries.has(key)
+    },
+
+    async touch (key) {
+      assertOpen()
+      checkDiskKey(name, key)
+      const e = entries.get(key)
+      if (e === undefined) return false
+      const access = recordAccess(e, now(), params.halfLifeMs)
+      e.count = access.count
+      e.lastAccess = access.lastAccess
+      touched.add(key)
+      if (touchTimer === undefined) {
+        touchTimer = setTimeout(flushTouches, TOUCH_FLUSH_MS)
+        touchTimer.unref?.()
+      }
+      return true
     },
 
     async delete (key) {
@@ -597,9 +685,12 @@ export async function diskCache (options: DiskCacheOptions): Promise<DiskCacheTi
     async close () {
       closing ??= (async () => {
         state = 'closing'
-        // Work already queued finishes; new calls are refused.
+        // Work called before close finishes (puts still writing their files included); new calls
+        // are refused.
+        await waitForPuts()
         await tail
         state = 'closed'
+        flushTouches()
         pins.clear()
         db.close()
       })()

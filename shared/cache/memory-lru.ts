@@ -109,6 +109,16 @@ export function memoryCache (options: MemoryCacheOptions = {}): CacheTier {
       return entries.has(key)
     },
 
+    async touch (key) {
+      assertOpen()
+      checkKey(name, key)
+      const value = entries.get(key)
+      if (value === undefined) return false
+      entries.delete(key)
+      entries.set(key, value)
+      return true
+    },
+
     async delete (key) {
       assertOpen()
       checkKey(name, key)

@@ -8,7 +8,8 @@
  *
  * Only tiers are exported, each under a `tier` label, never the stacked cache's own totals:
  * summing a metric over `tier` must not count a get twice. For a memory-over-disk cache every get
- * reaches the memory tier and its misses reach the disk tier, so the whole cache's hit ratio is
+ * reaches the memory tier and its misses reach the disk tier (tiered.ts counts a memory copy the
+ * disk tier no longer holds as a memory miss, not as a hit), so the whole cache's hit ratio is
  * `sum(hits_total) / (sum(hits_total) + misses_total{tier="disk"})`.
  */
 import { InvalidInputError } from '../errors/errors.ts'
@@ -175,7 +176,8 @@ export function prometheusTextGroups (prefix: string, groups: readonly MetricsGr
     for (const m of group.metrics) {
       checkLabelValue('a tier name', m.tier)
       const labels = [...pairs, ['tier', m.tier] as const]
-      const id = labelText(labels)
+      // Label order does not make another series: {a,b} and {b,a} are one (found by review).
+      const id = labelText([...labels].sort(([a], [b]) => a < b ? -1 : a > b ? 1 : 0))
       if (seen.has(id)) throw new InvalidInputError(`prometheusText: two series with the labels ${id}`)
       seen.add(id)
       series.push({ metrics: m, labels })

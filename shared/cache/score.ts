@@ -17,8 +17,10 @@
  *
  * Because the score is `static(entry) − (wf + wr) · now/H`, the order of entries never depends on
  * `now` (except for entries dated in the future, whose age is clamped to 0): only an access
- * reorders. Ties are broken by older lastAccess, then larger size, then key, so the order is
- * total and reproducible.
+ * reorders. A tier keeping entries redates those dated in the future to `now` when it ranks them
+ * (and an access dates them `now`), else they would keep age 0 until the clock caught up. Ties
+ * are broken by older lastAccess, then larger size, then key, so the order is total and
+ * reproducible.
  */
 
 import { InvalidInputError } from '../errors/errors.ts'
@@ -63,8 +65,10 @@ export function decayedCount (state: AccessState, now: number, halfLifeMs: numbe
 /** The state after one access at `now`; `undefined` (never seen) gives count 1. */
 export function recordAccess (state: AccessState | undefined, now: number, halfLifeMs: number): AccessState {
   if (state === undefined) return { count: 1, lastAccess: now }
-  // Keep the later time: with a clock that steps back, recency is not moved backwards.
-  return { count: decayedCount(state, now, halfLifeMs) + 1, lastAccess: Math.max(now, state.lastAccess) }
+  // `now`, even for a state dated later: a clock that ran ahead and was corrected would otherwise
+  // keep the entry at age 0 until the clock caught up (found by review). Its count is not
+  // decayed for the time it seemed to have, so it is not made more frequent either.
+  return { count: decayedCount(state, now, halfLifeMs) + 1, lastAccess: now }
 }
 
 /** The eviction score (higher = keep): see the module header for the formula. */

@@ -28,8 +28,11 @@ export interface TieredCache extends CacheTier {
  *
  * `stats()`: hits and misses are this cache's own (a hit in either tier is a hit); `puts` and
  * `rejected` count puts the disk tier stored or rejected; entries, bytes, capacity and evictions
- * are the disk tier's. A memory hit is not seen by the disk tier, so its frequency counts only
- * the accesses that reached it (as an L2 cache sees only L1 misses).
+ * are the disk tier's. A memory hit reaches the disk tier as a `touch` (an access without a read
+ * or a hit): with only the reads memory missed, the disk tier saw the hottest block once and
+ * ranked it idlest, evicted it, and memory then had to drop it too (found by review). Each get
+ * counts once across the tiers: a hit in memory, else a memory miss and a hit or miss on disk
+ * (metrics.ts relies on it); a memory copy the disk tier no longer holds is a memory miss.
  *
  * @example
  * const cache = tieredCache({ memory: memoryCache({ capacityBytes: 64 << 20 }), disk: await diskCache({ dir, capacityBytes: 1 << 30 }) })
@@ -49,6 +52,8 @@ export function tieredCache (options: TieredCacheOptions): TieredCache {
     try {
       await memory.put(key, bytes)
     } catch (err) {
+      // Closed while the disk tier finished this put: the block is stored, memory is gone anyway.
+      if (closed && err instanceof UnavailableError) return
       if (!(err instanceof TooLargeError)) throw err
       // Refused: make sure an older value under the key is not served instead.
       await memory.delete(key)
@@ -62,17 +67,23 @@ export function tieredCache (options: TieredCacheOptions): TieredCache {
 
     async get (key, options) {
       assertOpen()
-      // A peek answers from memory, else from the durable tier, and promotes nothing.
-      if (options?.peek === true) return await memory.get(key, options) ?? await disk.get(key, options)
+      if (options?.peek === true) {
+        // Peeks answer other peers: a memory copy counts only while the durable tier holds the
+        // block (confirmed after reading it, so a delete meanwhile is not answered), and nothing
+        // is promoted.
+        const copy = await memory.get(key, options)
+        if (copy !== undefined && await disk.has(key)) return copy
+        return await disk.get(key, options)
+      }
+      // The durable tier evicts by its own score and does not tell memory: a copy it no longer
+      // holds goes, so memory stays a subset of it. The touch also counts the read there.
+      if (await memory.get(key, { peek: true }) !== undefined && !(await disk.touch(key))) await memory.delete(key)
+      // Counted by memory only now, so a copy just dropped is a memory miss, not a memory hit
+      // followed by a disk miss (one get, one hit or miss on the hit-ratio's terms).
       const fast = await memory.get(key)
       if (fast !== undefined) {
-        // The durable tier evicts by its own score and does not tell memory: a copy it no longer
-        // holds goes, so that memory stays a subset of it (one index lookup per memory hit).
-        if (await disk.has(key)) {
-          counters.hits++
-          return fast
-        }
-        await memory.delete(key)
+        counters.hits++
+        return fast
       }
       const slow = await disk.get(key)
       if (slow === undefined) {
@@ -80,6 +91,9 @@ export function tieredCache (options: TieredCacheOptions): TieredCache {
         return undefined
       }
       await putInMemory(key, slow)
+      // A delete may have run while the disk read was in flight; `delete` clears memory only
+      // after the disk tier, so either it removes this copy or this check sees the block gone.
+      if (!closed && !(await disk.has(key))) await memory.delete(key)
       counters.hits++
       return slow
     },
@@ -95,9 +109,19 @@ export function tieredCache (options: TieredCacheOptions): TieredCache {
       return await disk.has(key)
     },
 
+    async touch (key) {
+      assertOpen()
+      const held = await disk.touch(key)
+      if (held) await memory.touch(key)
+      return held
+    },
+
     async delete (key) {
       assertOpen()
-      const [inMemory, onDisk] = await Promise.all([memory.delete(key), disk.delete(key)])
+      // Disk first: a get promoting the block meanwhile re-checks the disk tier after promoting,
+      // so a copy it put back in memory is removed either here or there (found by review).
+      const onDisk = await disk.delete(key)
+      const inMemory = await memory.delete(key)
       return inMemory || onDisk
     },
 

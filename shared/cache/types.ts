@@ -13,7 +13,9 @@
  * - `get` counts a hit or a miss and is an access for the eviction policy; `has`, and `get` with
  *   `{ peek: true }`, count nothing and change no recency or frequency. Peeks are how a runtime
  *   answers other peers: their requests must not keep blocks it no longer uses in its cache,
- *   push out the ones it does, or inflate its hit rate.
+ *   push out the ones it does, or inflate its hit rate. `touch` is an access without a read and
+ *   without a hit or miss: how a stacked cache tells its lower tier of the reads its upper tier
+ *   answered, so that the lower tier does not rank its hottest entries idlest.
  * - Pins are reference counts on a key (present or not yet): the same block CID can be used by
  *   several loaded model versions, and one unpinning must not release the other's pin.
  *   `delete` removes an entry even when pinned (explicit beats policy); the pin stays on the key.
@@ -65,6 +67,11 @@ export interface CacheTier {
   put: (key: string, bytes: Uint8Array) => Promise<void>
   /** Whether `key` is held. A peek: no counters, no recency or frequency change. */
   has: (key: string) => Promise<boolean>
+  /**
+   * Whether `key` is held, and if so an access for the eviction policy as a `get` would be —
+   * without reading the value or counting a hit or a miss. Cheap: no value is read.
+   */
+  touch: (key: string) => Promise<boolean>
   /** Removes `key`; true if it was held. Works on pinned keys (the pin count stays). */
   delete: (key: string) => Promise<boolean>
   /** Adds one pin to `key` (held or not yet held): pinned entries are never evicted. */

@@ -282,6 +282,84 @@ describe('diskCache', () => {
       expect(await c.has(testKey(2))).toBe(true)
     })
 
+    it('counts touches (memory hits above it) as accesses, kept across close and reopen', async () => {
+      const dir = await freshDir()
+      const clock = fakeClock()
+      const H = 60_000
+      const options = { dir, capacityBytes: 1000, halfLifeMs: H, now: clock.now, weights: { frequency: 1, recency: 0, size: 0 }, adapt: false }
+      let c = await make(options)
+      await c.put(testKey(1), testBytes(300, 1))
+      clock.advance(10)
+      await c.put(testKey(2), testBytes(300, 2))
+      clock.advance(10)
+      await c.put(testKey(3), testBytes(300, 3))
+      // Key 1 (oldest) is read often from the memory tier, key 3 once, key 2 never.
+      for (let i = 0; i < 5; i++) {
+        clock.advance(10)
+        expect(await c.touch(testKey(1))).toBe(true)
+      }
+      clock.advance(10)
+      expect(await c.touch(testKey(3))).toBe(true)
+      expect(await c.touch(testKey(4))).toBe(false)
+      expect(c.stats()).toMatchObject({ hits: 0, misses: 0 })
+      await c.close()
+
+      clock.advance(H)
+      c = await make(options)
+      clock.advance(10)
+      await c.put(testKey(4), testBytes(300, 4))
+      expect(await c.has(testKey(2))).toBe(false)
+      expect(await c.has(testKey(1))).toBe(true)
+      clock.advance(10)
+      await c.put(testKey(5), testBytes(300, 5))
+      expect(await c.has(testKey(3))).toBe(false)
+      expect(await c.has(testKey(1))).toBe(true)
+    })
+
+    it('stores a put called before close: close waits for it, though its file was still being written', async () => {
+      const dir = await freshDir()
+      const c = await diskCache({ dir, capacityBytes: 10_000 })
+      const puts = [c.put(testKey(1), testBytes(500, 1)), c.put(testKey(2), testBytes(600, 2))]
+      await c.close()
+      await Promise.all(puts)
+      await expect(c.put(testKey(3), testBytes(10, 3))).rejects.toBeInstanceOf(UnavailableError)
+      expect(await readdir(join(dir, 'tmp'))).toEqual([])
+      const again = await make({ dir })
+      expect(await again.get(testKey(1))).toEqual(testBytes(500, 1))
+      expect(await again.get(testKey(2))).toEqual(testBytes(600, 2))
+    })
+
+    it('lets an entry used while the clock ran ahead decay once the clock is corrected (also across a reopen)', async () => {
+      const DAY = 86_400_000
+      for (const reopen of [false, true]) {
+        const dir = await freshDir()
+        const clock = fakeClock()
+        const options = { dir, capacityBytes: 3000, now: clock.now, adapt: false }
+        let c = await make(options)
+        clock.advance(3650 * DAY) // ten years ahead
+        await c.put(testKey(0), testBytes(1000, 0))
+        for (let j = 0; j < 3; j++) await c.get(testKey(0))
+        clock.advance(-3650 * DAY) // corrected
+        if (reopen) {
+          await c.close()
+          c = await make(options)
+        }
+        // One block an hour, read once a minute later: by default weights key 0 (count 4) is worth
+        // a few hours of idleness more than they (count 2) are, so it goes within a day.
+        let goneAt = -1
+        for (let i = 1; i <= 48 && goneAt < 0; i++) {
+          clock.advance(60 * 60 * 1000)
+          await c.put(testKey(i), testBytes(1000, i))
+          clock.advance(60_000)
+          await c.get(testKey(i))
+          if (!(await c.has(testKey(0)))) goneAt = i
+        }
+        expect(goneAt, `reopen: ${reopen}`).toBeGreaterThan(0)
+        expect(goneAt, `reopen: ${reopen}`).toBeLessThanOrEqual(24)
+        expect(await c.has(testKey(goneAt)), `reopen: ${reopen}`).toBe(true)
+      }
+    })
+
     it('drops a block whose file was removed behind its back (at run time and on open)', async () => {
       const dir = await freshDir()
       let c = await make({ dir })

@@ -36,4 +36,31 @@ describe('tieredCache over the disk tier', () => {
     expect(second.stats()).toMatchObject({ hits: 2, misses: 0, entries: 1 })
     await second.close()
   })
+
+  it('keeps the hottest block on disk, though memory answers all its reads', async () => {
+    let t = 1_700_000_000_000
+    const cache = tieredCache({ memory: memoryCache({ capacityBytes: 3000 }), disk: await diskCache({ dir: await freshDir(), capacityBytes: 6000, now: () => t }) })
+    await cache.put(testKey(99), testBytes(1000, 99))
+    const missed: number[] = []
+    for (let i = 0; i < 30; i++) {
+      t += 60_000
+      if (await cache.get(testKey(99)) === undefined) missed.push(i)
+      await cache.put(testKey(i), testBytes(1000, i)) // blocks used once
+      await cache.get(testKey(i))
+    }
+    expect(missed).toEqual([])
+    expect(cache.tierStats().disk.evictions).toBeGreaterThan(20)
+    await cache.close()
+  })
+
+  it('stores a put called before close, on disk', async () => {
+    const dir = await freshDir()
+    const cache = tieredCache({ memory: memoryCache(), disk: await diskCache({ dir, capacityBytes: 10_000 }) })
+    const put = cache.put(testKey(1), testBytes(500, 1))
+    await cache.close()
+    await put
+    const again = await diskCache({ dir, capacityBytes: 10_000 })
+    expect(await again.get(testKey(1))).toEqual(testBytes(500, 1))
+    await again.close()
+  })
 })

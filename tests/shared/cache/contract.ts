@@ -117,6 +117,16 @@ export function cacheTierContract (label: string, factory: TierFactory, options:
       expect(c.stats()).toEqual(before)
     })
 
+    it('touch() tells whether the key is held, reads nothing and counts no hit or miss', async () => {
+      const c = await make()
+      await c.put(testKey(1), testBytes(10, 1))
+      const before = c.stats()
+      expect(await c.touch(testKey(1))).toBe(true)
+      expect(await c.touch(testKey(2))).toBe(false)
+      expect(c.stats()).toEqual(before)
+      expect(await c.get(testKey(1))).toEqual(testBytes(10, 1))
+    })
+
     it('replaces the value of a key', async () => {
       const c = await make()
       await c.put(testKey(1), testBytes(100, 1))
@@ -268,6 +278,7 @@ export function cacheTierContract (label: string, factory: TierFactory, options:
     it('rejects a key that is not a non-empty string', async () => {
       const c = await make()
       await expect(c.get('')).rejects.toBeInstanceOf(InvalidInputError)
+      await expect(c.touch('')).rejects.toBeInstanceOf(InvalidInputError)
       await expect(c.put(42 as unknown as string, new Uint8Array(1))).rejects.toBeInstanceOf(InvalidInputError)
       await expect(c.put(testKey(1), 'text' as unknown as Uint8Array)).rejects.toBeInstanceOf(InvalidInputError)
       expect(() => { c.pin('') }).toThrow(InvalidInputError)
@@ -281,6 +292,7 @@ export function cacheTierContract (label: string, factory: TierFactory, options:
       await expect(c.get(testKey(1))).rejects.toBeInstanceOf(UnavailableError)
       await expect(c.put(testKey(1), testBytes(1, 1))).rejects.toBeInstanceOf(UnavailableError)
       await expect(c.has(testKey(1))).rejects.toBeInstanceOf(UnavailableError)
+      await expect(c.touch(testKey(1))).rejects.toBeInstanceOf(UnavailableError)
       await expect(c.delete(testKey(1))).rejects.toBeInstanceOf(UnavailableError)
       expect(() => { c.pin(testKey(1)) }).toThrow(UnavailableError)
       expect(typeof c.stats().puts).toBe('number')

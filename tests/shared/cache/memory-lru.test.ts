@@ -76,6 +76,16 @@ describe('memoryCache: LRU order', () => {
     expect(await c.has(testKey(3))).toBe(true)
   })
 
+  it('touch refreshes recency as a get does, without counting a hit', async () => {
+    const c = memoryCache({ capacityBytes: 300 })
+    for (let i = 1; i <= 3; i++) await c.put(testKey(i), testBytes(100, i))
+    expect(await c.touch(testKey(1))).toBe(true)
+    await c.put(testKey(4), testBytes(100, 4))
+    expect(await c.has(testKey(1))).toBe(true)
+    expect(await c.has(testKey(2))).toBe(false)
+    expect(c.stats()).toMatchObject({ hits: 0, misses: 0 })
+  })
+
   for (const seed of [1, 2, 3, 42, 2024]) {
     it(`matches an array-based reference on a random sequence (seed ${seed})`, async () => {
       const rand = mulberry32(seed)

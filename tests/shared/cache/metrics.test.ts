@@ -11,7 +11,7 @@ import { testBytes, testKey } from './contract.ts'
 /** A tier that only answers `stats()` with what it is given (e.g. a score-evicting tier's weights). */
 function statsOnly (name: string, stats: CacheStats): CacheTier {
   const no = async (): Promise<never> => { throw new Error('not used') }
-  return { name, get: no, put: no, has: no, delete: no, pin: () => {}, unpin: () => {}, stats: () => ({ ...stats }), close: async () => {} }
+  return { name, get: no, put: no, has: no, touch: no, delete: no, pin: () => {}, unpin: () => {}, stats: () => ({ ...stats }), close: async () => {} }
 }
 
 const base: CacheStats = { hits: 0, misses: 0, entries: 0, bytes: 0, capacityBytes: 1000, evictions: 0, puts: 0, rejected: 0 }
@@ -44,6 +44,20 @@ describe('cacheMetrics', () => {
     expect(slow).toMatchObject({ tier: 'slow', hits: 1, misses: 1, hitRate: 0.5, entries: 2, bytes: 200 })
     // The whole cache's hit ratio follows from the tiers, as metrics.ts says.
     expect((fast!.hits + slow!.hits) / (fast!.hits + slow!.hits + slow!.misses)).toBe(cache.stats().hits / (cache.stats().hits + cache.stats().misses))
+  })
+
+  it('counts a get of a memory copy the disk tier has evicted once, as a miss', async () => {
+    const cache = tieredCache({ memory: memoryCache({ capacityBytes: 1000, name: 'fast' }), disk: memoryCache({ capacityBytes: 500, name: 'slow' }) })
+    await cache.put(testKey(1), testBytes(300, 1))
+    await cache.put(testKey(2), testBytes(300, 2)) // the disk tier evicts key 1; memory still holds it
+    expect(await cache.get(testKey(1))).toBeUndefined()
+    expect(await cache.get(testKey(2))).toEqual(testBytes(300, 2))
+    const [fast, slow] = cacheMetrics(cache)
+    expect(fast).toMatchObject({ hits: 1, misses: 1 })
+    expect(slow).toMatchObject({ hits: 0, misses: 1 })
+    // The documented ratio: one hit, one miss.
+    expect((fast!.hits + slow!.hits) / (fast!.hits + slow!.hits + slow!.misses)).toBe(0.5)
+    expect(cache.stats()).toMatchObject({ hits: 1, misses: 1 })
   })
 
   it('passes on the weights of a tier that evicts by score, as a copy', () => {
@@ -265,5 +279,7 @@ describe('prometheusText', () => {
     expect(() => prometheusText('bf', [memory, memory])).toThrow(/two series/)
     expect(() => prometheusText('bf', [memory], { model: 'broken \uD800' })).toThrow(/well-formed/)
     expect(() => prometheusTextGroups('bf', [{ labels: { model: 'a' }, metrics: [memory] }, { labels: { model: 'a' }, metrics: [memory] }])).toThrow(/two series/)
+    // The same labels in another order are the same series.
+    expect(() => prometheusTextGroups('bf', [{ labels: { model: 'a', run: '1' }, metrics: [memory] }, { labels: { run: '1', model: 'a' }, metrics: [memory] }])).toThrow(/two series/)
   })
 })

@@ -28,8 +28,11 @@ describe('decayed access count', () => {
   })
 
   it('does not let a clock that steps back make an entry fresher or more frequent than now', () => {
+    // Dated `now`, not at the later time: kept there, the entry would not decay until the clock
+    // caught up (years, for a clock that was years ahead).
     const s = recordAccess({ count: 2, lastAccess: 10_000 }, 9_000, H)
-    expect(s).toEqual({ count: 3, lastAccess: 10_000 })
+    expect(s).toEqual({ count: 3, lastAccess: 9_000 })
+    expect(decayedCount(s, 9_000 + H, H)).toBe(1.5)
     expect(decayedCount({ count: 2, lastAccess: 10_000 }, 9_000, H)).toBe(2)
   })
 })

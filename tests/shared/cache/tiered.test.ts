@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest'
 import { memoryCache } from '../../../shared/cache/memory-lru.ts'
 import { tieredCache } from '../../../shared/cache/tiered.ts'
+import type { CacheTier } from '../../../shared/cache/types.ts'
 import { TooLargeError, UnavailableError } from '../../../shared/errors/errors.ts'
 import { cacheTierContract, testBytes, testKey } from './contract.ts'
 
@@ -66,9 +67,58 @@ describe('tieredCache', () => {
     await cache.put(testKey(2), testBytes(300, 2)) // the disk tier evicts key 1; memory still holds it
     expect(await memory.has(testKey(1))).toBe(true)
     expect(await cache.has(testKey(1))).toBe(false)
+    // A peek (another peer's request) is not answered from that copy either.
+    expect(await cache.get(testKey(1), { peek: true })).toBeUndefined()
     expect(await cache.get(testKey(1))).toBeUndefined()
     expect(await memory.has(testKey(1))).toBe(false)
     expect(cache.stats()).toMatchObject({ entries: 1, hits: 0, misses: 1 })
+  })
+
+  it('tells the durable tier of memory hits, so it does not evict the hottest block', async () => {
+    // The "disk" here is an LRU: one that saw only memory's misses would evict the hot block
+    // after four others, and memory would then have to drop it too.
+    const { memory, disk, cache } = make(300, 500)
+    await cache.put(testKey(99), testBytes(100, 99))
+    const missed: number[] = []
+    for (let i = 0; i < 20; i++) {
+      if (await cache.get(testKey(99)) === undefined) missed.push(i)
+      await cache.put(testKey(i), testBytes(100, i)) // blocks used once
+      await cache.get(testKey(i))
+    }
+    expect(missed).toEqual([])
+    expect(disk.stats()).toMatchObject({ hits: 0, misses: 0 }) // touches are accesses, not gets
+    expect(memory.stats()).toMatchObject({ hits: 40, misses: 0 })
+  })
+
+  it('does not put back in memory a block deleted while its disk read was in flight', async () => {
+    const memory = memoryCache({ capacityBytes: 1000 })
+    const slow = memoryCache({ capacityBytes: 1000 })
+    let release = (): void => {}
+    const gate = new Promise<void>((resolve) => { release = resolve })
+    let readDone = (): void => {}
+    const read = new Promise<void>((resolve) => { readDone = resolve })
+    // A durable tier whose reads finish when the test says (a disk read outlasting a delete).
+    const disk: CacheTier = {
+      ...slow,
+      async get (key, options) {
+        const value = await slow.get(key, options)
+        if (options?.peek !== true) {
+          readDone()
+          await gate
+        }
+        return value
+      }
+    }
+    const cache = tieredCache({ memory, disk })
+    await slow.put(testKey(1), testBytes(100, 1)) // on disk only, as after a restart
+    const reading = cache.get(testKey(1))
+    await read
+    expect(await cache.delete(testKey(1))).toBe(true)
+    release()
+    expect(await reading).toEqual(testBytes(100, 1)) // a read concurrent with the delete
+    expect(await memory.has(testKey(1))).toBe(false)
+    expect(await cache.get(testKey(1), { peek: true })).toBeUndefined()
+    expect(await cache.get(testKey(1))).toBeUndefined()
   })
 
   it('does not fail a put when memory is full of pinned entries', async () => {
