@@ -9,7 +9,6 @@ import type { NormalisedModel, ModelMetadata } from '../../shared/model/types.ts
 import type { BlockPlan } from '../../shared/blocks/partition.ts'
 import { weightAssembler } from '../../shared/blocks/assemble.ts'
 import { open } from '../../shared/crypto/seal.ts'
-import { verifyCid } from '../../shared/crypto/cid.ts'
 import { sha256Hex } from '../../shared/crypto/hash.ts'
 import { IntegrityError, NotFoundError } from '../../shared/errors/errors.ts'
 import { signedManifestOf, type Repository } from '../store/repository.ts'
@@ -42,8 +41,7 @@ export async function readBaseModel (deps: BaseModelDeps, name: string, version:
   for (const [i, block] of manifest.blocks.entries()) {
     const wrapped = keys.get(block.keyId)
     if (wrapped === undefined) throw new IntegrityError(`${name}@${version}: data key ${block.keyId} is missing`)
-    const sealed = await deps.files.get(block.cid)
-    await verifyCid(block.cid, sealed)
+    const sealed = await deps.files.get(block.cid) // checked against its CID there
     const key = deps.identity.unwrapDataKey(block.keyId, wrapped)
     try {
       const plaintext = await open(sealed, key, `block ${block.cid}`)

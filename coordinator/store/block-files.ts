@@ -19,7 +19,7 @@ export interface BlockFiles {
   put: (cid: string, bytes: Uint8Array) => Promise<void>
   /** The bytes of `cid`; NotFoundError when there is no file, IntegrityError when the file does not hash to its CID. */
   get: (cid: string) => Promise<Uint8Array>
-  /** Whether a file for `cid` is there (its bytes are not read). */
+  /** Whether a file for `cid` is on disk (its bytes are not read). */
   has: (cid: string) => Promise<boolean>
   remove: (cid: string) => Promise<void>
   /**
@@ -64,13 +64,14 @@ export function blockFiles (dir: string, hotBytes = 256 << 20): BlockFiles {
         throw err
       }
       await verifyCid(cid, bytes, 'stored object').catch((err: unknown) => {
-        throw new IntegrityError(`${path} is damaged: it does not hash to its CID; restore the data dir's blocks folder from a backup`, { cause: err })
+        // Named inside the data dir: the block route answers without a token.
+        throw new IntegrityError(`blocks/${cid.slice(-2)}/${cid} is damaged on the coordinator's disk (it does not hash to its CID); its operator must restore the data dir's blocks folder from a backup`, { cause: err })
       })
       await hot.put(cid, bytes)
       return bytes
     },
     async has (cid) {
-      if (await hot.has(cid)) return true
+      // The file, not the memory copy: one lost while the coordinator runs is lost at its restart.
       return await access(pathOf(cid)).then(() => true, () => false)
     },
     async remove (cid) {

@@ -11,7 +11,8 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { createCoordinator } from '../../coordinator/coordinator.ts'
 import { signedManifestOf, type VersionRow } from '../../coordinator/store/repository.ts'
-import { InvalidConfigError } from '../../shared/errors/errors.ts'
+import { IntegrityError, InvalidConfigError } from '../../shared/errors/errors.ts'
+import { coordinatorClient } from '../../shared/client/coordinator-client.ts'
 import { denseModelFiles } from '../helpers/dense-model.ts'
 
 let root: string
@@ -37,7 +38,10 @@ describe('a damaged data dir', () => {
     try {
       const res = await fetch(`${url}/v1/blocks/${cid}`)
       expect(res.status).toBe(502)
-      expect((await res.json() as { message: string }).message).toContain(`${pathOf(dataDir, cid)} is damaged: it does not hash to its CID`)
+      // Named inside the data dir only: the route answers without a token.
+      const { message } = await res.json() as { message: string }
+      expect(message).toContain(`blocks/${cid.slice(-2)}/${cid} is damaged on the coordinator's disk (it does not hash to its CID)`)
+      expect(message).not.toContain(dataDir)
       // Before, a 200 under `immutable` for a year, the flipped bytes in its body.
       expect(res.headers.get('cache-control')).toBe('no-store')
       expect(res.headers.get('etag')).toBeNull()
@@ -59,6 +63,13 @@ describe('a damaged data dir', () => {
       // The same weights under another name reuse the block: before, version 1 of `again` was
       // published on it, 0 bytes stored, and no runtime could load it.
       await expect(c.ingest('again', files)).rejects.toThrow(`block ${block?.cid ?? ''}, stored already and reused by this model, has 7 of its 7 files missing`)
+      expect(c.repo.latest('again')).toBeUndefined()
+      // Over HTTP the client reads it as what it is, not as the coordinator being unreachable.
+      const url = await c.start()
+      const client = coordinatorClient({ baseUrl: url, token: c.adminToken })
+      const err = await client.ingest('again', files).then(() => undefined, (e: unknown) => e)
+      expect(err).toBeInstanceOf(IntegrityError)
+      expect((err as Error).message).toContain('has 7 of its 7 files missing')
       expect(c.repo.latest('again')).toBeUndefined()
     } finally {
       await c.stop()

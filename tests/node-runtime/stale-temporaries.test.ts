@@ -2,8 +2,8 @@
  * The temporaries writeTemporary leaves when a crash comes between a write and its rename or link
  * (node-runtime/atomic-file.ts): each is a whole copy of what it was written for, a key or
  * keys.json's data keys among them. Nothing removed them before; now each owner of a folder does
- * at its start: the coordinator and the decryptor all of them (they hold their dir alone), the
- * runtime and the witness only stale ones (other processes may be writing there).
+ * at its start, stale ones only: other processes may be writing there (a runtime's dir is shared
+ * with `blockfed verify`; a coordinator's with a decryptor, whose lock is its own).
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { mkdir, mkdtemp, readdir, rm, utimes, writeFile } from 'node:fs/promises'
@@ -43,15 +43,17 @@ describe('removeStaleTemporaries', () => {
 })
 
 describe('at start', () => {
-  it('the coordinator removes every temporary in its data dir and keys/, fresh ones too', async () => {
+  it('the coordinator removes stale temporaries in its data dir and keys/, and keeps a fresh one (a decryptor on the dir may be writing it)', async () => {
     const dataDir = join(root, 'coordinator')
     await mkdir(join(dataDir, 'keys'), { recursive: true, mode: 0o700 })
-    await leave(join(dataDir, 'keys', 'master.key.0123456789ab.tmp'), 0)
-    await leave(join(dataDir, 'admin.token.0123456789ab.tmp'), 0)
+    const stale = STALE_TEMPORARY_MS + 60_000
+    await leave(join(dataDir, 'keys', 'master.key.0123456789ab.tmp'), stale)
+    await leave(join(dataDir, 'admin.token.0123456789ab.tmp'), stale)
+    await leave(join(dataDir, 'paillier.key.a1b2c3d4e5f6.tmp'), 1000)
     const coordinator = await createCoordinator({ dataDir, port: 0 })
     try {
       expect((await readdir(join(dataDir, 'keys'))).sort()).toEqual(['coordinator.ed25519', 'master.key'])
-      expect((await readdir(dataDir)).filter(n => n.endsWith('.tmp'))).toEqual([])
+      expect((await readdir(dataDir)).filter(n => n.endsWith('.tmp'))).toEqual(['paillier.key.a1b2c3d4e5f6.tmp'])
     } finally {
       await coordinator.stop()
     }
