@@ -1,8 +1,9 @@
 /**
  * A model's files on disk. Reading, for ingest: a model.json with the weight files it names, an
- * .onnx with any external-data files beside it, or every file of a folder; paths named inside a
- * model.json are checked to stay inside the model's folder. Writing, for pull: the files named
- * by others first, the file naming them last.
+ * .onnx with the external-data files it names, or a folder holding one of those (read the same
+ * way, so subfolders and symlinked files count: what `pull` writes reads back); paths named
+ * inside a model are checked to stay inside the model's folder. Writing, for pull: the files
+ * named by others first, the file naming them last.
  */
 import { mkdir, readdir, readFile, rename, rm, stat } from 'node:fs/promises'
 import { randomBytes } from 'node:crypto'
@@ -28,6 +29,29 @@ async function readAll (dir: string, names: string[]): Promise<ModelFile[]> {
   }))
 }
 
+/**
+ * The one model.json or .onnx at the top of `dir`, chosen as the coordinator's reader chooses
+ * (shared/formats/model_files.ts): an .onnx first, then a lone .json or the one named
+ * model.json. Symlinks count as what they point to; dot-files (pull's temporary files) do not.
+ */
+async function entryOf (dir: string): Promise<string> {
+  const entries = (await readdir(dir, { withFileTypes: true })).filter(e => !e.name.startsWith('.') && /\.(json|onnx)$/i.test(e.name))
+  if (entries.length > MAX_FILES) throw new InvalidInputError(`${dir}: ${entries.length} .json and .onnx files, more than a model has (limit ${MAX_FILES})`)
+  const files: string[] = []
+  for (const e of entries) {
+    if (e.isFile() || (e.isSymbolicLink() && await stat(join(dir, e.name)).then(i => i.isFile(), () => false))) files.push(e.name)
+  }
+  files.sort()
+  const onnx = files.filter(f => /\.onnx$/i.test(f))
+  if (onnx.length > 1) throw new InvalidInputError(`${dir}: several .onnx files (${onnx.join(', ')}); give the path of the model's one`)
+  if (onnx[0] !== undefined) return onnx[0]
+  const only = files.length === 1 ? files[0] : files.find(f => f === 'model.json')
+  if (only !== undefined) return only
+  throw new InvalidInputError(files.length === 0
+    ? `${dir}: no model.json or .onnx file in it`
+    : `${dir}: several .json files (${files.join(', ')}) and none named model.json; give the path of the model's one`)
+}
+
 export async function readModelFiles (path: string): Promise<ModelFile[]> {
   let info
   try {
@@ -35,11 +59,7 @@ export async function readModelFiles (path: string): Promise<ModelFile[]> {
   } catch {
     throw new InvalidInputError(`${path}: no such file or folder`)
   }
-  if (info.isDirectory()) {
-    const names = (await readdir(path, { withFileTypes: true })).filter(e => e.isFile() && !e.name.startsWith('.')).map(e => e.name)
-    if (names.length > MAX_FILES) throw new InvalidInputError(`${path}: ${names.length} files, more than a model has (limit ${MAX_FILES})`)
-    return await readAll(path, names)
-  }
+  if (info.isDirectory()) return await readModelFiles(join(path, await entryOf(path)))
   const dir = dirname(path)
   const name = basename(path)
   if (name.toLowerCase().endsWith('.onnx')) {
@@ -54,8 +74,9 @@ export async function readModelFiles (path: string): Promise<ModelFile[]> {
     const bytes = new Uint8Array(await readFile(path))
     // The same checks as ingest's, so a malformed model.json is named here, not met as a TypeError.
     const json = modelJsonOf(parseJsonText(decodeJsonText(bytes, path), path), path)
-    const paths = json.weightsManifest.flatMap(g => g.paths)
-    return [{ path: name, bytes }, ...await readAll(dir, [...new Set(paths)])]
+    const paths = [...new Set(json.weightsManifest.flatMap(g => g.paths))]
+    if (paths.length + 1 > MAX_FILES) throw new InvalidInputError(`${path}: names ${paths.length} weight files, more than a model has (limit ${MAX_FILES - 1})`)
+    return [{ path: name, bytes }, ...await readAll(dir, paths)]
   }
   throw new InvalidInputError(`${path}: expected a model.json, an .onnx file or a folder`)
 }

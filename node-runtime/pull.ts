@@ -13,6 +13,13 @@ import { parsePublicKeyHex } from '../shared/crypto/sign.ts'
 import { AccessDeniedError } from '../shared/errors/errors.ts'
 import { createNodeRuntime } from './runtime.ts'
 
+/**
+ * The model folder under `--home` where `pull` and `verify` cache a model's blocks: `@` keeps it
+ * apart from the names the runtime keeps for itself (a model may be named `blocks` or `anchors`,
+ * which the modelDir schema refuses as a segment).
+ */
+export const commandModelDir = (command: 'pull' | 'verify', model: string): string => `${command}/@${model}`
+
 export interface PullOptions {
   baseUrl: string
   token?: string
@@ -31,7 +38,7 @@ export async function pullModel (options: PullOptions): Promise<{ manifest: Mani
   const runtime = await createNodeRuntime({ dataDir: options.home, onProgress: (_m, done, total) => options.onBlock?.(done, total) })
   try {
     const config = {
-      version: '1', tag: 'pull', runtime: 'tfjs', source: 'blockfed', modelDir: `pull/@${options.model}`, modelName: options.model,
+      version: '1', tag: 'pull', runtime: 'tfjs', source: 'blockfed', modelDir: commandModelDir('pull', options.model), modelName: options.model,
       updateURL: options.baseUrl, token: options.token, ...(options.coordinatorKey === undefined ? {} : { coordinatorKey: options.coordinatorKey })
     }
     const fetched = await runtime.fetch(config, options.version, options.signal)

@@ -3,7 +3,7 @@
  * checked value or throws commander's InvalidArgumentError with what was expected.
  */
 import { multiaddr } from '@multiformats/multiaddr'
-import { InvalidArgumentError } from 'commander'
+import { InvalidArgumentError, Option } from 'commander'
 import { readFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import type { z } from 'zod'
@@ -12,12 +12,27 @@ import { parseJsonWith } from '../../shared/errors/parse-json.ts'
 import { InvalidInputError } from '../../shared/errors/errors.ts'
 import { corsOrigins } from '../http/cors.ts'
 
-export const DEFAULT_COORDINATOR = process.env.BLOCKFED_COORDINATOR ?? 'http://127.0.0.1:7070'
+export const LOCAL_COORDINATOR = 'http://127.0.0.1:7070'
+export const COORDINATOR_ENV = 'BLOCKFED_COORDINATOR'
+
+/**
+ * `--coordinator <url>`, else BLOCKFED_COORDINATOR, else LOCAL_COORDINATOR. The variable goes
+ * through commander's `.env()` so `url` checks it and the refusal names it (a plain default is
+ * never parsed: '' became the URL); set but empty means unset, as for BLOCKFED_TOKEN.
+ */
+export function coordinatorOption (env: NodeJS.ProcessEnv = process.env): Option {
+  const option = new Option('--coordinator <url>', 'coordinator URL').argParser(url).default(LOCAL_COORDINATOR)
+  return env[COORDINATOR_ENV] === '' ? option : option.env(COORDINATOR_ENV)
+}
+
+/** Decimal digits, optionally with a fraction and an exponent: Number() also takes 0x50, 0b1, ' 1 ' and '' (0). */
+const DECIMAL = /^[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?$/
+const decimal = (value: string): number => DECIMAL.test(value) ? Number(value) : NaN
 
 export function port (value: string): number {
-  // Number('') is 0 (a random port): an empty value is refused, not taken as 0.
-  const n = value.trim() === '' ? NaN : Number(value)
-  if (!Number.isInteger(n) || n < 0 || n > 65535) throw new InvalidArgumentError('expected a port number 0-65535')
+  // Digits only: Number() took 0x50 as 80 and '' as 0 (a random port).
+  const n = /^\s*\d+\s*$/.test(value) ? Number(value) : NaN
+  if (!(n >= 0 && n <= 65535)) throw new InvalidArgumentError('expected a port number 0-65535')
   return n
 }
 
@@ -43,18 +58,18 @@ export function integer (min: number, max: number) {
 /** A number in [min, max]; `exclusive` leaves out either end (a learning rate of 0 is no rate). */
 export function number (min: number, max: number, exclusive: { min?: boolean, max?: boolean } = {}) {
   return (value: string): number => {
-    const n = Number(value)
+    const n = decimal(value)
     const low = exclusive.min === true ? n <= min : n < min
     const high = exclusive.max === true ? n >= max : n > max
-    if (value.trim() === '' || !Number.isFinite(n) || low || high) throw new InvalidArgumentError(`expected a number in ${exclusive.min === true ? '(' : '['}${min}, ${max}${exclusive.max === true ? ')' : ']'}`)
+    if (!Number.isFinite(n) || low || high) throw new InvalidArgumentError(`expected a number in ${exclusive.min === true ? '(' : '['}${min}, ${max}${exclusive.max === true ? ')' : ']'}`)
     return n
   }
 }
 
-/** A size in megabytes (2^20 bytes) from `min` to 1,000,000. */
+/** A size in megabytes (2^20 bytes) from `min` to 1,000,000; fractions are sizes too (0.5 is 512 KiB). */
 export function megabytes (min: number) {
   return (value: string): number => {
-    const n = value.trim() === '' ? NaN : Number(value)
+    const n = decimal(value)
     if (!(n >= min) || n > 1_000_000) throw new InvalidArgumentError(`expected a number of megabytes from ${min} to 1000000`)
     return n
   }
@@ -72,9 +87,14 @@ export function modelRef (value: string): { name: string, version: number | 'lat
   const [name = '', version] = parts
   modelName(name)
   if (version === undefined || version === 'latest') return { name, version: 'latest' }
-  const n = Number(version)
-  if (!Number.isInteger(n) || n < 1) throw new InvalidArgumentError(`version "${version}" is not a positive integer`)
-  return { name, version: n }
+  // Digits only, up to 2^53 - 1: Number() made anti@0x1, anti@1e0, anti@1.0 and "anti@ 1" all
+  // anti@1, and 9007199254740993 a neighbour's number.
+  try {
+    if (!/^\d+$/.test(version)) throw new InvalidArgumentError('not digits')
+    return { name, version: integer(1, Number.MAX_SAFE_INTEGER)(version) }
+  } catch {
+    throw new InvalidArgumentError(`version "${version}" is not a positive integer (1 to ${Number.MAX_SAFE_INTEGER}, decimal digits only)`)
+  }
 }
 
 /** A JSON option checked by `schema`; the error names the first bad field, in one line. */

@@ -1,9 +1,10 @@
 /**
- * Long-running commands (simulate, demo, pull) end cleanly when they are told to stop: SIGINT, SIGTERM,
- * or a standard output that closed under them (EPIPE: `blockfed simulate --json | head -1`) abort
- * the signal handed to the run, whose own cleanup then stops the runtimes, the coordinator and
- * any decryptor child and deletes its temporary data. The process then exits as a shell reports a
- * process killed by that signal: 128 + its number (130 SIGINT, 143 SIGTERM, 141 SIGPIPE).
+ * Long-running commands (simulate, demo, pull, ingest) end cleanly when they are told to stop:
+ * SIGINT, SIGTERM, or a standard output that closed under them (EPIPE: `blockfed simulate --json
+ * | head -1`) abort the signal handed to the run, whose own cleanup then stops the runtimes, the
+ * coordinator and any decryptor child and deletes its temporary data. The process then exits as a
+ * shell reports a process killed by that signal: 128 + its number (130 SIGINT, 143 SIGTERM, 141
+ * SIGPIPE).
  */
 import { BlockfedError } from '../../shared/errors/errors.ts'
 

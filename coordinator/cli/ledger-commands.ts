@@ -23,7 +23,9 @@ import { trainableUnits } from '../../shared/rounds/trainable.ts'
 import { loadAoeConfig } from '../../node-runtime/config/load.ts'
 import { createNodeRuntime } from '../../node-runtime/runtime.ts'
 import { createWitness } from '../../node-runtime/witness/server.ts'
-import { DEFAULT_COORDINATOR, integer, modelName, modelRef, number, port, token, url } from './args.ts'
+import { commandModelDir } from '../../node-runtime/pull.ts'
+import { folderOption, onHome } from './paths.ts'
+import { coordinatorOption, integer, modelName, modelRef, number, port, token, url } from './args.ts'
 
 /** `URL=VKEY`: a witness's base URL (no query) and its cosignature/v1 verifier key. */
 export function witnessEndpoint (value: string, previous: Array<{ url: string, vkey: string }> = []): Array<{ url: string, vkey: string }> {
@@ -55,7 +57,7 @@ export function ledgerCommands (program: Command): void {
   program.command('versions')
     .description('a model\'s version history: ledger index of each version and the witnesses that cosigned the log\'s checkpoint')
     .argument('<name>', 'model name', modelName)
-    .option('--coordinator <url>', 'coordinator URL', url, DEFAULT_COORDINATOR)
+    .addOption(coordinatorOption())
     .option('--json', 'print JSON')
     .action(async (name: string, o: { coordinator: string, json?: boolean }) => {
       const client = coordinatorClient({ baseUrl: o.coordinator })
@@ -89,7 +91,7 @@ export function ledgerCommands (program: Command): void {
   program.command('verify')
     .description('check a version end to end as a runtime would: manifest signature, checkpoint signature and witnesses, consistency with the checkpoint this machine last trusted, inclusion, every block\'s hashes; exits 1 on any failure')
     .argument('<model>', 'NAME@VERSION (or NAME for the latest)', modelRef)
-    .option('--coordinator <url>', 'coordinator URL', url, DEFAULT_COORDINATOR)
+    .addOption(coordinatorOption())
     .option('--token <token>', 'API token (or BLOCKFED_TOKEN); the block keys are needed to check plaintext hashes')
     .option('--data <dir>', 'read the admin token from this coordinator data dir')
     .option('--coordinator-key <hex>', 'pin the coordinator\'s Ed25519 key instead of trusting it on first use', (v: string) => { try { parsePublicKeyHex(v, 'an Ed25519 public key'); return v } catch (err) { throw new InvalidArgumentError((err as Error).message) } })
@@ -99,24 +101,28 @@ export function ledgerCommands (program: Command): void {
     .action(async (ref: { name: string, version: number | 'latest' }, o: { coordinator: string, token?: string, data?: string, coordinatorKey?: string, witness: string[], minWitnesses: number, home: string }) => {
       const apiToken = await token(o)
       if (apiToken === undefined) throw new AccessDeniedError('verify needs an API token (--token, BLOCKFED_TOKEN or --data) to fetch the block keys')
-      const runtime = await createNodeRuntime({ dataDir: resolve(o.home) })
-      try {
-        const config = {
-          version: '1', tag: 'verify', runtime: 'tfjs', source: 'blockfed', modelDir: join('verify', ref.name), modelName: ref.name,
-          updateURL: o.coordinator, token: apiToken, ledger: { witnesses: o.witness, minWitnesses: o.minWitnesses },
-          ...(o.coordinatorKey === undefined ? {} : { coordinatorKey: o.coordinatorKey })
+      await folderOption('--home', o.home)
+      // The cache there held by a concurrent pull or verify is said as --home in use.
+      await onHome('--home', o.home, async () => {
+        const runtime = await createNodeRuntime({ dataDir: resolve(o.home) })
+        try {
+          const config = {
+            version: '1', tag: 'verify', runtime: 'tfjs', source: 'blockfed', modelDir: commandModelDir('verify', ref.name), modelName: ref.name,
+            updateURL: o.coordinator, token: apiToken, ledger: { witnesses: o.witness, minWitnesses: o.minWitnesses },
+            ...(o.coordinatorKey === undefined ? {} : { coordinatorKey: o.coordinatorKey })
+          }
+          const fetched = await runtime.fetch(config, ref.version)
+          const m = fetched.manifest
+          const { checkpoint, cosigners } = fetched.checkpoint
+          console.log(`${m.model}@${m.version} verified`)
+          console.log(`  manifest   ${fetched.signed.cid} signed by coordinator key ${fetched.signed.signature.keyId}`)
+          console.log(`  checkpoint ${checkpoint.origin} size ${checkpoint.size}, log signature ok${cosigners.length === 0 ? '' : `, cosigned by ${cosigners.join(', ')}`}, consistent with the checkpoint kept in ${resolve(o.home)}`)
+          console.log(`  inclusion  entry #${fetched.ledgerIndex} names this manifest and is included under root ${toBase64(checkpoint.root)}`)
+          console.log(`  blocks     ${m.blocks.length} blocks: CIDs and plaintext sha-256 ok (${fetched.report.fromCache} from cache, ${fetched.report.bytesFetched} bytes fetched)`)
+        } finally {
+          await runtime.stop()
         }
-        const fetched = await runtime.fetch(config, ref.version)
-        const m = fetched.manifest
-        const { checkpoint, cosigners } = fetched.checkpoint
-        console.log(`${m.model}@${m.version} verified`)
-        console.log(`  manifest   ${fetched.signed.cid} signed by coordinator key ${fetched.signed.signature.keyId}`)
-        console.log(`  checkpoint ${checkpoint.origin} size ${checkpoint.size}, log signature ok${cosigners.length === 0 ? '' : `, cosigned by ${cosigners.join(', ')}`}, consistent with the checkpoint kept in ${resolve(o.home)}`)
-        console.log(`  inclusion  entry #${fetched.ledgerIndex} names this manifest and is included under root ${toBase64(checkpoint.root)}`)
-        console.log(`  blocks     ${m.blocks.length} blocks: CIDs and plaintext sha-256 ok (${fetched.report.fromCache} from cache, ${fetched.report.bytesFetched} bytes fetched)`)
-      } finally {
-        await runtime.stop()
-      }
+      })
     })
 
   program.command('rollback')
@@ -128,13 +134,16 @@ export function ledgerCommands (program: Command): void {
     .action(async (name: string, o: { to: number, config: string, home: string }) => {
       const config = await loadAoeConfig(o.config)
       if (config.modelName !== name) throw new InvalidInputError(`${o.config} configures model ${config.modelName}, not ${name}`)
-      const runtime = await createNodeRuntime({ dataDir: resolve(o.home) })
-      try {
-        const change = await runtime.rollback(o.config, o.to)
-        console.log(`${name}: ${change.from} → ${change.to} (${change.reason}); ${change.bytesFetched} bytes fetched; version ${change.from} will not be taken again`)
-      } finally {
-        await runtime.stop()
-      }
+      await folderOption('--home', o.home)
+      await onHome('--home', o.home, async () => {
+        const runtime = await createNodeRuntime({ dataDir: resolve(o.home) })
+        try {
+          const change = await runtime.rollback(o.config, o.to)
+          console.log(`${name}: ${change.from} → ${change.to} (${change.reason}); ${change.bytesFetched} bytes fetched; version ${change.from} will not be taken again`)
+        } finally {
+          await runtime.stop()
+        }
+      })
     })
 
   program.command('channel')
@@ -143,7 +152,7 @@ export function ledgerCommands (program: Command): void {
     .argument('<channel>', 'stable | canary', (v: string) => { if (v !== 'stable' && v !== 'canary') throw new InvalidArgumentError('expected stable or canary'); return v })
     .argument('<version>', 'version', integer(1, Number.MAX_SAFE_INTEGER))
     .option('--rollout <fraction>', 'canary: fraction of clients in (0, 1]', number(0, 1, { min: true }))
-    .option('--coordinator <url>', 'coordinator URL', url, DEFAULT_COORDINATOR)
+    .addOption(coordinatorOption())
     .option('--token <token>', 'API token (or BLOCKFED_TOKEN)')
     .option('--data <dir>', 'read the admin token from this coordinator data dir')
     .action(async (name: string, channel: string, version: number, o: { rollout?: number, coordinator: string, token?: string, data?: string }) => {

@@ -4,8 +4,9 @@
  * demo and simulations; the version-ledger commands (versions, verify, rollback, channel,
  * witness) are in ledger-commands.ts, the rounds commands (start, show, list) in
  * round-commands.ts. Arguments are parsed by commander; each command validates its own values
- * and exits non-zero with a one-line reason on any error. `simulate` and `demo` clean up
- * when stopped (SIGINT, SIGTERM, a closed stdout) and exit 130, 143 or 141 (interrupt.ts).
+ * and exits non-zero with a one-line reason on any error. `simulate`, `demo`, `pull` and
+ * `ingest` clean up when stopped (SIGINT, SIGTERM, a closed stdout) and exit 130, 143 or 141
+ * (interrupt.ts).
  */
 import { Command, InvalidArgumentError, Option } from 'commander'
 import { homedir } from 'node:os'
@@ -21,6 +22,7 @@ import { runLoadDemo } from './load-demo.ts'
 import { runDemo } from './demo.ts'
 import { describeTarget, describeGap, simulate, SIMULATION_DEFAULTS, type RoundReport } from './simulate.ts'
 import { interruptible } from './interrupt.ts'
+import { folderOption, onHome } from './paths.ts'
 import { createDecryptor } from '../decryptor/decryptor.ts'
 import { DECRYPTOR_TOKEN_ENV } from '../decryptor/constants.ts'
 import { decryptorClient } from '../../aggregation/paillier/decryptor-client.ts'
@@ -28,7 +30,7 @@ import { readClientsFile } from '../decryptor/clients-file.ts'
 import { parsePartition } from '../../shared/training/partition.ts'
 import { strategyConfigSchema } from '../../shared/rounds/strategy-config.ts'
 import { labelSkewSchema } from '../../shared/rounds/config.ts'
-import { corsOrigin, DEFAULT_COORDINATOR, integer, jsonArgument, listenAddr, megabytes, modelName, modelRef, number, port, token, url } from './args.ts'
+import { coordinatorOption, corsOrigin, integer, jsonArgument, listenAddr, megabytes, modelName, modelRef, number, port, token, url } from './args.ts'
 import { ZodError } from 'zod'
 import { describeIssues } from '../../shared/errors/parse-json.ts'
 import { ledgerCommands, witnessEndpoint } from './ledger-commands.ts'
@@ -56,6 +58,7 @@ program.command('coordinator')
   .option('--no-super-seed', 'serve every shard request instead of referring repeat requests to peers that already got the shard')
   .option('--cors-origin <origin>', 'a web origin whose pages may call the API (https://app.example), or * for any; repeatable', corsOrigin, [])
   .action(async (o: { data: string, port: number, host: string, maxUploadMb: number, serveBudgetMb: number, uploadCapMb?: number, decryptor?: string, decryptorToken?: string, ledgerOrigin?: string, witness: Array<{ url: string, vkey: string }>, p2p: boolean, p2pListen?: string[], superSeed: boolean, corsOrigin: string[] }) => {
+    await folderOption('--data', o.data)
     const coordinator = await createCoordinator({
       dataDir: resolve(o.data), port: o.port, host: o.host, maxUploadBytes: Math.round(o.maxUploadMb * 2 ** 20), logger: false,
       maxServingBytes: Math.max(1, Math.round(o.serveBudgetMb * 2 ** 20)),
@@ -92,15 +95,18 @@ program.command('ingest')
   .description('upload a model (model.json, .onnx or a folder) and ingest it as a new version')
   .argument('<path>', 'model.json, model.onnx, or a folder holding one model')
   .requiredOption('--name <name>', 'model name at the coordinator', modelName)
-  .option('--coordinator <url>', 'coordinator URL', url, DEFAULT_COORDINATOR)
+  .addOption(coordinatorOption())
   .option('--token <token>', 'API token (or BLOCKFED_TOKEN)')
   .option('--data <dir>', 'read the admin token from this coordinator data dir')
   .option('--json', 'print the result as JSON')
   .action(async (path: string, o: { name: string, coordinator: string, token?: string, data?: string, json?: boolean }) => {
     const files = await readModelFiles(path)
     const client = coordinatorClient({ baseUrl: o.coordinator, token: await token(o) })
-    const bar = progressBar('upload')
-    const result = await client.ingest(o.name, files, { onProgress: (sent, total) => bar.update(sent, total) }).finally(() => bar.stop())
+    // Ctrl-C aborts the upload, and the bar is stopped before the exit: it gives the cursor back.
+    const result = await interruptible(async signal => {
+      const bar = progressBar('upload')
+      return await client.ingest(o.name, files, { signal, onProgress: (sent, total) => bar.update(sent, total) }).finally(() => bar.stop())
+    })
     if (o.json === true) console.log(JSON.stringify(result))
     else console.log(`${result.model}@${result.version} ${result.manifestCid}${result.created ? '' : ' (unchanged: nothing stored)'} — ${result.blocks} blocks, ${result.newBlocks} new, ${result.bytesStored} bytes stored`)
   })
@@ -109,19 +115,22 @@ program.command('pull')
   .description('load a model version through the runtime\'s load pipeline and write it out in its original format')
   .argument('<model>', 'NAME or NAME@VERSION', modelRef)
   .requiredOption('--out <dir>', 'output folder')
-  .option('--coordinator <url>', 'coordinator URL', url, DEFAULT_COORDINATOR)
+  .addOption(coordinatorOption())
   .option('--token <token>', 'API token (or BLOCKFED_TOKEN)')
   .option('--data <dir>', 'read the admin token from this coordinator data dir')
   .option('--coordinator-key <hex>', 'pin the coordinator\'s Ed25519 key instead of trusting it on first use')
   .option('--home <dir>', 'where pulled blocks are cached and keys pinned', join(homedir(), '.blockfed'))
   .action(async (ref: { name: string, version: number | 'latest' }, o: { out: string, coordinator: string, token?: string, data?: string, coordinatorKey?: string, home: string }) => {
+    // Before any network work: a file where the output or the cache goes was met after the download.
+    await folderOption('--out', o.out)
+    await folderOption('--home', o.home)
     const bar = progressBar('blocks')
     // Ctrl-C stops the load and the writing; the files already written under temporary names go.
     const pulled = await interruptible(async signal => {
-      const got = await pullModel({
+      const got = await onHome('--home', o.home, async () => await pullModel({
         baseUrl: o.coordinator, token: await token(o), model: ref.name, version: ref.version, home: o.home, coordinatorKey: o.coordinatorKey,
         onBlock: (done, total) => bar.update(done, total), signal
-      }).finally(() => bar.stop())
+      })).finally(() => bar.stop())
       await writeModelFiles(o.out, got.files, signal)
       return got
     })
@@ -132,7 +141,7 @@ program.command('pull')
 
 program.command('models')
   .description('list the coordinator\'s models')
-  .option('--coordinator <url>', 'coordinator URL', url, DEFAULT_COORDINATOR)
+  .addOption(coordinatorOption())
   .option('--json', 'print JSON')
   .action(async (o: { coordinator: string, json?: boolean }) => {
     const models = await coordinatorClient({ baseUrl: o.coordinator }).models()

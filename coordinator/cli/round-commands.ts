@@ -8,7 +8,6 @@
  * anything is sent.
  */
 import { InvalidArgumentError, Option, type Command } from 'commander'
-import { readFile } from 'node:fs/promises'
 import { z } from 'zod'
 import { coordinatorClient, type CoordinatorClient } from '../../shared/client/coordinator-client.ts'
 import { parseJsonText } from '../../shared/config/json.ts'
@@ -18,7 +17,8 @@ import { describeIssues } from '../../shared/errors/parse-json.ts'
 import { clientCounts, type RoundListEntry, type RoundStatus } from '../../shared/rounds/api.ts'
 import { roundRequestSchema, secureModeSchema, type RoundRequestInput } from '../../shared/rounds/config.ts'
 import { strategyConfigSchema } from '../../shared/rounds/strategy-config.ts'
-import { DEFAULT_COORDINATOR, integer, jsonArgument, modelName, number, token, url } from './args.ts'
+import { readOptionFile } from './paths.ts'
+import { coordinatorOption, integer, jsonArgument, modelName, number, token } from './args.ts'
 
 /** How often `--wait` asks for the round's state. */
 const POLL_MS = 1000
@@ -64,7 +64,7 @@ const units = (value: string): string[] => {
 export async function roundRequest (name: string, o: StartOptions): Promise<RoundRequestInput> {
   let fromFile: Record<string, unknown> = {}
   if (o.request !== undefined) {
-    const value = parseJsonText(await readFile(o.request, 'utf8'), `--request ${o.request}`)
+    const value = parseJsonText(await readOptionFile('--request', o.request), `--request ${o.request}`)
     if (typeof value !== 'object' || value === null || Array.isArray(value)) throw new InvalidInputError(`--request ${o.request}: expected a JSON object (a round request, as POST /v1/rounds takes)`)
     fromFile = value as Record<string, unknown>
     if (fromFile.model !== undefined && fromFile.model !== name) throw new InvalidInputError(`--request ${o.request} names model ${String(fromFile.model)}, the command ${name}`)
@@ -150,7 +150,7 @@ const roundId = (value: string): string => {
 
 function access (command: Command): Command {
   return command
-    .option('--coordinator <url>', 'coordinator URL', url, DEFAULT_COORDINATOR)
+    .addOption(coordinatorOption())
     .option('--token <token>', 'API token whose role may run rounds (or BLOCKFED_TOKEN)')
     .option('--data <dir>', 'read the admin token from this coordinator data dir')
 }

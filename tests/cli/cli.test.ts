@@ -1,7 +1,9 @@
 /** The `blockfed` CLI as a user runs it: separate processes, a coordinator on loopback. */
 import { describe, it, expect, beforeAll, afterAll } from 'vitest'
-import { spawn, execFile, type ChildProcessByStdio } from 'node:child_process'
-import { mkdtemp, readFile, rm } from 'node:fs/promises'
+import { spawn, spawnSync, execFile, type ChildProcessByStdio } from 'node:child_process'
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises'
+import { createServer, type AddressInfo, type Socket } from 'node:net'
+import { DatabaseSync } from 'node:sqlite'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import type { Readable } from 'node:stream'
@@ -110,6 +112,87 @@ describe('blockfed CLI', () => {
     // About 30 CLI processes one after another (55–75 s alone on 2 cores): above the default
     // 120 s test deadline's margin on a loaded machine.
   }, 300_000)
+
+  it('verifies and pulls a model named blocks (a folder name the runtime keeps for itself)', async () => {
+    const data = join(root, 'data')
+    const home = join(root, 'home-blocks')
+    expect((await blockfed('ingest', SILERO_PATH, '--name', 'blocks', '--coordinator', url, '--data', data)).code).toBe(0)
+    const verified = await blockfed('verify', 'blocks@1', '--coordinator', url, '--data', data, '--home', home)
+    expect(verified.stderr).toBe('')
+    expect(verified.stdout).toMatch(/^blocks@1 verified$/m)
+    const pulled = await blockfed('pull', 'blocks@1', '--out', join(root, 'out-blocks'), '--coordinator', url, '--data', data, '--home', home)
+    expect(pulled.stderr).toBe('')
+    expect(Buffer.compare(await readFile(join(root, 'out-blocks', 'silero_vad_legacy.onnx')), await readFile(SILERO_PATH))).toBe(0)
+  })
+
+  it('names the option when a file or folder it names is wrong, before any network work', async () => {
+    const file = join(root, 'a-file')
+    await writeFile(file, 'not a folder')
+    // An unreachable coordinator: each refusal comes before the command asks it anything.
+    const nowhere = 'http://127.0.0.1:1'
+    const cases: Array<[string[], string]> = [
+      [['pull', 'vad@1', '--out', file, '--coordinator', nowhere, '--token', 'bf_x', '--home', join(root, 'home-opts')], `--out ${file}: it is a file, not a folder`],
+      [['pull', 'vad@1', '--out', join(file, 'sub'), '--coordinator', nowhere, '--token', 'bf_x', '--home', join(root, 'home-opts')], `--out ${join(file, 'sub')}: ${file} is a file, not a folder`],
+      [['pull', 'vad@1', '--out', join(root, 'out-opts'), '--coordinator', nowhere, '--token', 'bf_x', '--home', file], `--home ${file}: it is a file, not a folder`],
+      [['verify', 'vad@1', '--coordinator', nowhere, '--token', 'bf_x', '--home', file], `--home ${file}: it is a file, not a folder`],
+      [['coordinator', '--data', file, '--port', '0', '--no-p2p'], `--data ${file}: it is a file, not a folder`],
+      [['rounds', 'start', 'vad', '--request', join(root, 'no-such-request.json'), '--coordinator', nowhere, '--token', 'bf_x'], `--request ${join(root, 'no-such-request.json')}: no such file`]
+    ]
+    for (const [args, message] of cases) {
+      const result = await blockfed(...args)
+      expect(result.code, args.join(' ')).toBe(1)
+      expect(result.stderr, args.join(' ')).toBe(`blockfed: InvalidInputError: ${message}\n`)
+    }
+    // Never made: the refusal came before the pull wrote anything.
+    await expect(readFile(join(root, 'out-opts'))).rejects.toThrow(/ENOENT/)
+  })
+
+  it('says --home is in use when another process holds its cache', async () => {
+    const data = join(root, 'data')
+    const home = join(root, 'home-held')
+    expect((await blockfed('ingest', SILERO_PATH, '--name', 'held', '--coordinator', url, '--data', data)).code).toBe(0)
+    expect((await blockfed('pull', 'held@1', '--out', join(root, 'out-held'), '--coordinator', url, '--data', data, '--home', home)).code).toBe(0)
+    // As a concurrent pull holds it: the cache index locked for writing.
+    const holder = new DatabaseSync(join(home, 'pull', '@held', 'blocks', 'index.sqlite'))
+    try {
+      holder.exec('PRAGMA locking_mode = EXCLUSIVE; BEGIN EXCLUSIVE')
+      const second = await blockfed('pull', 'held@1', '--out', join(root, 'out-held2'), '--coordinator', url, '--data', data, '--home', home)
+      expect(second.code).toBe(1)
+      expect(second.stderr).toBe(`blockfed: ConflictError: --home ${home} is in use by another blockfed process (a pull, verify or runtime keeping its cache there): one process at a time per --home; wait for it, or give this one its own --home\n`)
+    } finally {
+      holder.close()
+    }
+  })
+
+  // A terminal is needed for the progress bar (and its hidden cursor): script(1) gives one.
+  it.skipIf(spawnSync('script', ['-V']).status !== 0)('gives the cursor back when an ingest is stopped with Ctrl-C on a terminal', async () => {
+    // A coordinator that takes the connection and never reads: the upload stalls.
+    const held: Socket[] = []
+    const stall = createServer(c => { c.pause(); held.push(c) })
+    await new Promise<void>(resolve => stall.listen(0, '127.0.0.1', resolve))
+    const { port } = stall.address() as AddressInfo
+    const quote = (arg: string): string => `'${arg.replaceAll("'", "'\\''")}'`
+    const command = [process.execPath, CLI, 'ingest', SILERO_PATH, '--name', 'stalled', '--coordinator', `http://127.0.0.1:${port}`, '--token', 'bf_x'].map(quote).join(' ')
+    const child = spawn('script', ['-qfec', command, '/dev/null'], { stdio: ['pipe', 'pipe', 'pipe'] })
+    let out = ''
+    child.stdout.on('data', (c: Buffer) => { out += c.toString() })
+    try {
+      const code = await new Promise<number | null>((resolve, reject) => {
+        const timer = setTimeout(() => { child.kill('SIGKILL'); reject(new Error(`ingest still running after 30 s: ${out}`)) }, 30_000)
+        child.once('exit', c => { clearTimeout(timer); resolve(c) })
+        // Ctrl-C typed on the terminal once the bar is up: the terminal sends the process SIGINT.
+        const typed = setInterval(() => { if (out.includes('upload')) { clearInterval(typed); child.stdin.write('\x03') } }, 50)
+        child.once('exit', () => clearInterval(typed))
+      })
+      expect(out).toContain('\x1b[?25l')
+      expect(out.slice(out.lastIndexOf('\x1b[?25l'))).toContain('\x1b[?25h')
+      expect(out).toMatch(/blockfed: interrupted \(SIGINT\); stopped and cleaned up/)
+      expect(code).toBe(130)
+    } finally {
+      for (const c of held) c.destroy()
+      stall.close()
+    }
+  })
 })
 
 describe('blockfed coordinator', () => {

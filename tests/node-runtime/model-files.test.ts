@@ -1,10 +1,10 @@
 /**
  * readModelFiles (the CLI's `ingest PATH`): malformed model.json files get a named error, not a
- * TypeError. writeModelFiles (`pull --out`): every file or none, the model.json last; over an
+ * TypeError; a folder is read through its one model.json or .onnx, subfolders and symlinks too. writeModelFiles (`pull --out`): every file or none, the model.json last; over an
  * earlier model, that one whole or no model.json at all.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { copyFile, mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises'
+import { copyFile, mkdir, mkdtemp, readdir, readFile, rm, symlink, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { readModelFiles, writeModelFiles } from '../../node-runtime/model-files.ts'
@@ -54,6 +54,71 @@ describe('readModelFiles', () => {
     await expect(readModelFiles(join(dir, 'tiny.onnx'))).rejects.toThrow(/model file "gone\.bin" not found/)
     await writeFile(join(dir, 'tiny.onnx'), tinyOnnx({ location: '../up.bin' }).onnx.bytes)
     await expect(readModelFiles(join(dir, 'tiny.onnx'))).rejects.toThrow(/not a relative path inside the model folder/)
+  })
+
+  /** A tfjs model.json naming `paths`, each of 8 bytes. */
+  const modelJson = (paths: string[]): string => JSON.stringify({
+    modelTopology: {},
+    weightsManifest: [{ paths, weights: [{ name: 'dense/kernel', shape: [2 * paths.length], dtype: 'float32' }] }]
+  })
+
+  it('reads a folder as its model.json and the files it names, in subfolders too: what pull writes reads back', async () => {
+    const dir = join(root, 'folder-nested')
+    await writeModelFiles(dir, [
+      { path: 'model.json', bytes: new TextEncoder().encode(modelJson(['w/x.bin'])) },
+      { path: 'w/x.bin', bytes: new Uint8Array(8).fill(1) }
+    ])
+    await writeFile(join(dir, 'README.txt'), 'not part of the model')
+    const files = await readModelFiles(dir)
+    expect(files.map(f => f.path)).toEqual(['model.json', 'w/x.bin'])
+    expect(files[1]?.bytes).toEqual(new Uint8Array(8).fill(1))
+    // An .onnx folder the same: its external data in a subfolder.
+    const onnxDir = join(root, 'folder-onnx')
+    const { onnx, external } = tinyOnnx({ location: 'data/w.bin' })
+    await writeModelFiles(onnxDir, [{ path: 'tiny.onnx', bytes: onnx.bytes }, { path: 'data/w.bin', bytes: external.bytes }])
+    expect((await readModelFiles(onnxDir)).map(f => f.path)).toEqual(['tiny.onnx', 'data/w.bin'])
+  })
+
+  it('follows symlinks in a folder: a linked model.json, weight file or weights folder', async () => {
+    const store = join(root, 'symlink-store')
+    await mkdir(join(store, 'weights'), { recursive: true })
+    await writeFile(join(store, 'weights', 'emotion.bin'), new Uint8Array(8).fill(2))
+    await writeFile(join(store, 'other.bin'), new Uint8Array(8).fill(3))
+    await writeFile(join(store, 'model.json'), modelJson(['w/emotion.bin', 'other.bin']))
+    const dir = join(root, 'symlinked')
+    await mkdir(dir)
+    await symlink(join(store, 'model.json'), join(dir, 'model.json'))
+    await symlink(join(store, 'weights'), join(dir, 'w'))
+    await symlink(join(store, 'other.bin'), join(dir, 'other.bin'))
+    const files = await readModelFiles(dir)
+    expect(files.map(f => f.path)).toEqual(['model.json', 'w/emotion.bin', 'other.bin'])
+    expect(files[1]?.bytes).toEqual(new Uint8Array(8).fill(2))
+  })
+
+  it.each([
+    ['no model file', [], /no model\.json or \.onnx file in it/],
+    ['two .onnx files', ['a.onnx', 'b.onnx'], /several \.onnx files \(a\.onnx, b\.onnx\); give the path of the model's one/],
+    ['two .json files, neither model.json', ['a.json', 'b.json'], /several \.json files \(a\.json, b\.json\) and none named model\.json/]
+  ])('refuses a folder holding %s, naming what it found', async (_, names, message) => {
+    const dir = join(root, `folder-${Math.random().toString(36).slice(2)}`)
+    await mkdir(join(dir, 'sub.json'), { recursive: true }) // a folder, not a file: never the entry
+    for (const name of names) await writeFile(join(dir, name), '{}')
+    await writeFile(join(dir, 'w.bin'), new Uint8Array(8))
+    const err = await readModelFiles(dir).catch((e: unknown) => e)
+    expect(err).toBeInstanceOf(InvalidInputError)
+    expect((err as Error).message).toMatch(message)
+  })
+
+  it('in a folder, takes model.json among other .json files and refuses a weight path leaving the folder', async () => {
+    const dir = join(root, 'folder-escape')
+    await mkdir(dir)
+    await writeFile(join(dir, 'metadata.json'), '{"labels":[]}')
+    await writeFile(join(dir, 'w.bin'), new Uint8Array(8))
+    await writeFile(join(dir, 'model.json'), modelJson(['w.bin']))
+    expect((await readModelFiles(dir)).map(f => f.path)).toEqual(['model.json', 'w.bin'])
+    await writeFile(join(root, 'outside.bin'), new Uint8Array(8))
+    await writeFile(join(dir, 'model.json'), modelJson(['../outside.bin']))
+    await expect(readModelFiles(dir)).rejects.toThrow(/outside|not a relative path inside the model folder/)
   })
 })
 

@@ -1,0 +1,52 @@
+/**
+ * File and folder options checked where the command starts, naming the option: a file given
+ * where a folder goes was met only after a whole download (`pull --out`) or as a bare EEXIST,
+ * ENOTDIR or ENOENT, and a `--home` another process holds only as its cache's own words.
+ */
+import { readFile, stat } from 'node:fs/promises'
+import { dirname, resolve } from 'node:path'
+import { ConflictError, InvalidInputError, UnavailableError } from '../../shared/errors/errors.ts'
+import { SQLITE_BUSY } from '../../node-runtime/dir-lock.ts'
+
+/** `path` is a folder, or can be made one: nothing on the way to it is a file. */
+export async function folderOption (flag: string, path: string): Promise<void> {
+  const full = resolve(path)
+  for (let at = full; ; at = dirname(at)) {
+    let isDirectory: boolean
+    try {
+      isDirectory = (await stat(at)).isDirectory()
+    } catch (err) {
+      const code = (err as NodeJS.ErrnoException).code
+      // Missing (or under a file, found further up): it is made when needed.
+      if ((code === 'ENOENT' || code === 'ENOTDIR') && dirname(at) !== at) continue
+      throw new InvalidInputError(`${flag} ${path}: cannot be used as a folder (${code ?? (err as Error).message})`, { cause: err })
+    }
+    if (isDirectory) return
+    throw new InvalidInputError(`${flag} ${path}: ${at === full ? 'it' : at} is a file, not a folder`)
+  }
+}
+
+/** A text file an option names; a missing or unreadable one is said with the option. */
+export async function readOptionFile (flag: string, path: string): Promise<string> {
+  try {
+    return await readFile(path, 'utf8')
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code
+    throw new InvalidInputError(`${flag} ${path}: ${code === 'ENOENT' ? 'no such file' : code === 'EISDIR' ? 'a folder, not a file' : `cannot be read (${code ?? (err as Error).message})`}`, { cause: err })
+  }
+}
+
+/**
+ * Runs `task` on a runtime data dir given as `flag`; the disk cache there being held by another
+ * process (its SQLite index is busy) is said as that option's folder being in use.
+ */
+export async function onHome<T> (flag: string, home: string, task: () => Promise<T>): Promise<T> {
+  try {
+    return await task()
+  } catch (err) {
+    if (err instanceof UnavailableError && (err.cause as { errcode?: number } | undefined)?.errcode === SQLITE_BUSY) {
+      throw new ConflictError(`${flag} ${home} is in use by another blockfed process (a pull, verify or runtime keeping its cache there): one process at a time per ${flag}; wait for it, or give this one its own ${flag}`, { cause: err })
+    }
+    throw err
+  }
+}
