@@ -249,25 +249,30 @@ describe('diskCache', () => {
   })
 
   describe('persistence', () => {
-    it('keeps contents and frequencies across close and reopen', async () => {
-      const dir = await freshDir()
+    /**
+     * Keys 1, 2, 3 put 10 ms apart; then key 1 accessed five times and key 3 once (by `access`),
+     * key 2 never again. Pure decayed LFU, so fixed: adaptation would keep recency at 5% at least.
+     */
+    async function usedUnevenly (access: 'get' | 'touch') {
       const clock = fakeClock()
       const H = 60_000
-      // Pure decayed LFU, so fixed: adaptation would keep recency at 5% at least.
-      const options = { dir, capacityBytes: 1000, halfLifeMs: H, now: clock.now, weights: { frequency: 1, recency: 0, size: 0 }, adapt: false }
-      let c = await make(options)
-      await c.put(testKey(1), testBytes(300, 1))
-      clock.advance(10)
-      await c.put(testKey(2), testBytes(300, 2))
-      clock.advance(10)
-      await c.put(testKey(3), testBytes(300, 3))
-      // Key 1 (oldest) is used often, key 2 never again, key 3 once.
-      for (let i = 0; i < 5; i++) {
-        clock.advance(10)
-        await c.get(testKey(1))
+      const options = { dir: await freshDir(), capacityBytes: 1000, halfLifeMs: H, now: clock.now, weights: { frequency: 1, recency: 0, size: 0 }, adapt: false }
+      const c = await make(options)
+      for (const k of [1, 2, 3]) {
+        if (k > 1) clock.advance(10)
+        await c.put(testKey(k), testBytes(300, k))
       }
-      clock.advance(10)
-      await c.get(testKey(3))
+      for (const k of [1, 1, 1, 1, 1, 3]) {
+        clock.advance(10)
+        if (access === 'get') expect(await c.get(testKey(k))).toBeDefined()
+        else expect(await c.touch(testKey(k))).toBe(true)
+      }
+      return { c, clock, H, options }
+    }
+
+    it('keeps contents and frequencies across close and reopen', async () => {
+      const { clock, H, options, ...used } = await usedUnevenly('get')
+      let c = used.c
       await c.close()
 
       clock.advance(H)
@@ -283,23 +288,8 @@ describe('diskCache', () => {
     })
 
     it('counts touches (memory hits above it) as accesses, kept across close and reopen', async () => {
-      const dir = await freshDir()
-      const clock = fakeClock()
-      const H = 60_000
-      const options = { dir, capacityBytes: 1000, halfLifeMs: H, now: clock.now, weights: { frequency: 1, recency: 0, size: 0 }, adapt: false }
-      let c = await make(options)
-      await c.put(testKey(1), testBytes(300, 1))
-      clock.advance(10)
-      await c.put(testKey(2), testBytes(300, 2))
-      clock.advance(10)
-      await c.put(testKey(3), testBytes(300, 3))
-      // Key 1 (oldest) is read often from the memory tier, key 3 once, key 2 never.
-      for (let i = 0; i < 5; i++) {
-        clock.advance(10)
-        expect(await c.touch(testKey(1))).toBe(true)
-      }
-      clock.advance(10)
-      expect(await c.touch(testKey(3))).toBe(true)
+      const { clock, H, options, ...used } = await usedUnevenly('touch')
+      let c = used.c
       expect(await c.touch(testKey(4))).toBe(false)
       expect(c.stats()).toMatchObject({ hits: 0, misses: 0 })
       await c.close()
