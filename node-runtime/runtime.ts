@@ -340,7 +340,7 @@ export async function createNodeRuntime (options: NodeRuntimeOptions): Promise<N
     const settings = JSON.stringify(config.cache)
     const first = openedWith.get(dir)
     if (cache !== undefined && first !== undefined && first !== settings) {
-      throw new InvalidConfigError(`aoe config for ${config.modelName}: its modelDir ${dir} has a cache open with other settings (${first}; this config: ${settings}); give the configs of one model folder the same "cache"`)
+      throw new InvalidConfigError(`aoe config for ${config.modelName}: its modelDir ${dir} has a cache open with other settings (${first}; this config: ${settings}); give the configs of one model folder the same "cache" (a folder's cache stays open until the runtime stops)`)
     }
     if (cache === undefined) {
       openedWith.set(dir, settings)
