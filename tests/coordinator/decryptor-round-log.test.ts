@@ -4,7 +4,7 @@
  * its failed claim restored the index over the newer one, letting a third sum in), and the
  * records of earlier versions it must read at start.
  */
-import { afterEach, beforeEach, expect, it } from 'vitest'
+import { afterEach, beforeEach, expect, it, vi } from 'vitest'
 import { mkdtemp, readFile, rm, unlink, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
@@ -14,9 +14,36 @@ import { RepeatedClientError, RoundDecidedError } from '../../aggregation/pailli
 const [X, Y, Z, W] = ['a', 'b', 'c', 'd'].map(c => c.repeat(64)) as [string, string, string, string]
 const record = (roundId: string, baseVersion: number, clients: string[]): RoundRecord => ({ roundId, keyId: 'k', model: 'mnist', baseVersion, length: 1, clients, claimedAt: '', requestSha256: roundId })
 
+/**
+ * Hooks on the file calls the round log makes, set by a test that needs one order of concurrent
+ * claims (the order the file system answers in is not fixed: seen in CI, a later claim's check
+ * came back before its elders'). Off unless set.
+ */
+const hooks: { access?: (path: string) => Promise<void>, open?: (path: string) => void, link?: (to: string) => Promise<void> } = {}
+vi.mock('node:fs/promises', async (importOriginal) => {
+  const fs = await importOriginal<typeof import('node:fs/promises')>()
+  const hooked = {
+    ...fs,
+    async access (path: Parameters<typeof fs.access>[0], mode?: number) { await hooks.access?.(String(path)); await fs.access(path, mode) },
+    async open (path: Parameters<typeof fs.open>[0], flags?: Parameters<typeof fs.open>[1], mode?: Parameters<typeof fs.open>[2]) { hooks.open?.(String(path)); return await fs.open(path, flags, mode) },
+    async link (from: Parameters<typeof fs.link>[0], to: Parameters<typeof fs.link>[1]) { await hooks.link?.(String(to)); await fs.link(from, to) }
+  }
+  return { ...hooked, default: hooked }
+})
+
 let dir: string
 beforeEach(async () => { dir = await mkdtemp(join(tmpdir(), 'blockfed-round-log-')) })
-afterEach(async () => { await rm(dir, { recursive: true, force: true }) })
+afterEach(async () => {
+  for (const k of Object.keys(hooks) as Array<keyof typeof hooks>) delete hooks[k]
+  await rm(dir, { recursive: true, force: true })
+})
+
+/** A promise and its resolve. */
+function gate (): { opened: Promise<void>, open: () => void } {
+  let open = (): void => {}
+  const opened = new Promise<void>(resolve => { open = resolve })
+  return { opened, open }
+}
 
 it('keeps a newer claim made while a retry of a decided round fails, so a third sum from that base is refused', async () => {
   const log = await roundLog(dir)
@@ -31,8 +58,29 @@ it('keeps a newer claim made while a retry of a decided round fails, so a third 
 it('undoes a failed claim only where its own reservation stands: a later base claimed meanwhile keeps its', async () => {
   const log = await roundLog(dir)
   // Twins of r1 both find no file and reserve; r2 (a later base) reserves over them; the twin
-  // that loses the file race undoes its reservation, which must not bring back base 5.
+  // that loses the file race undoes its reservation, which must not bring back base 5. That order
+  // is held by hooks: a twin reserves before it writes its temporary (`open`), and r2 before its own.
+  const bothTwinsReserved = gate()
+  const firstLinked = gate()
+  const r2Reserved = gate()
+  let twinsWriting = 0
+  let links = 0
+  hooks.open = path => {
+    if (path.includes('r1.json.') && ++twinsWriting === 2) bothTwinsReserved.open()
+    if (path.includes('r2.json.')) r2Reserved.open()
+  }
+  hooks.access = async path => { if (path.endsWith('r2.json')) await firstLinked.opened }
+  hooks.link = async to => {
+    if (!to.endsWith('r1.json')) return
+    if (++links === 1) {
+      await bothTwinsReserved.opened
+      firstLinked.open()
+    } else {
+      await r2Reserved.opened
+    }
+  }
   const settled = await Promise.allSettled([log.claim(record('r1', 5, [X, Y])), log.claim(record('r1', 5, [X, Y])), log.claim(record('r2', 6, [X, Y, Z]))])
+  expect(links).toBe(2)
   expect(settled.slice(0, 2).map(s => s.status).sort()).toEqual(['fulfilled', 'rejected'])
   expect(settled[2]?.status).toBe('fulfilled')
   await expect(log.claim(record('r3', 6, [X, Y]))).rejects.toThrow(/already in the sum of round r2 from mnist@6/)
