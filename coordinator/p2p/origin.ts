@@ -14,7 +14,7 @@
 import type { Connection, PeerId, Stream } from '@libp2p/interface'
 import { CID } from 'multiformats/cid'
 import pLimit from 'p-limit'
-import { NotFoundError } from '../../shared/errors/errors.ts'
+import { IntegrityError, NotFoundError } from '../../shared/errors/errors.ts'
 import { encodeGossip, modelTopic } from '../../shared/p2p/gossip.ts'
 import { hostGroup } from '../../shared/p2p/host-group.ts'
 import { MAX_REFERRALS, serveShardStream, serveSlots, SHARD_PROTOCOL, type Referral, type ShardAnswer } from '../../shared/p2p/shard-protocol.ts'
@@ -42,6 +42,8 @@ export interface OriginCounters {
   forced: number
   badRequests: number
   notFound: number
+  /** Requests for an object whose file is damaged (it does not hash to its CID): answered `not-found`, so the peer asks elsewhere. */
+  damaged: number
   /** Requests answered `busy`: the answer budget (or the upload cap) had no room. */
   busy: number
 }
@@ -68,7 +70,7 @@ export async function createOrigin (options: OriginOptions): Promise<Origin> {
   const node = await createPeerNode({ seed: options.seed, listen: options.listen })
   const self = node.peerId.toString()
   const superSeed = options.superSeed ?? true
-  const counters: OriginCounters = { bytesServed: 0, objectsServed: 0, referrals: 0, forced: 0, badRequests: 0, notFound: 0, busy: 0 }
+  const counters: OriginCounters = { bytesServed: 0, objectsServed: 0, referrals: 0, forced: 0, badRequests: 0, notFound: 0, damaged: 0, busy: 0 }
   /** Per object: peers served directly, peers it is being sent to, then peers referred, each in order. */
   const handedOut = new Map<string, { served: string[], sending: string[], referred: string[] }>()
   const provideLimit = pLimit(4)
@@ -125,6 +127,12 @@ export async function createOrigin (options: OriginOptions): Promise<Origin> {
       try {
         bytes = await options.files.get(request.cid)
       } catch (err) {
+        // A damaged file (blockFiles checks each read against its CID) is not served: as if not
+        // held, rather than a stream aborted with nothing counted.
+        if (err instanceof IntegrityError) {
+          counters.damaged++
+          return { status: 'not-found' }
+        }
         if (!(err instanceof NotFoundError)) throw err
         counters.notFound++
         return { status: 'not-found' }

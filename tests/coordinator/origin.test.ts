@@ -4,7 +4,7 @@
  * is being sent it, is ever named in a referral. Real libp2p nodes over loopback TCP.
  */
 import { describe, it, expect, beforeAll, afterAll } from 'vitest'
-import { mkdtemp, rm } from 'node:fs/promises'
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { noise } from '@chainsafe/libp2p-noise'
@@ -73,6 +73,19 @@ afterAll(async () => {
 })
 
 describe('coordinator origin', () => {
+  it('answers a request for an object whose file is damaged not-found, and counts it', async () => {
+    const { origin: o, addr } = await origin(48 << 20)
+    const path = join(root, `blocks-${48 << 20}`, (cids[2] as string).slice(-2), cids[2] as string)
+    const bytes = await readFile(path)
+    bytes[0] = (bytes[0] as number) ^ 0xff
+    await writeFile(path, bytes)
+    const p = await peer()
+    // Before, the stream was aborted and nothing counted; the peer now asks elsewhere at once.
+    expect(await ask(p, addr, cids[2] as string, true)).toBe('not-found')
+    expect(o.counters()).toMatchObject({ damaged: 1, notFound: 0, objectsServed: 0 })
+    expect(await ask(p, addr, cids[1] as string, true)).toBe('ok')
+  })
+
   it('bounds the answers one peer holds open; another peer is still served', async () => {
     // Answers paced at 4 MiB/s in all: the 16 admitted ones stay under way for seconds, so the
     // count does not depend on whether they end before the later requests arrive (unpaced, an
