@@ -88,13 +88,12 @@ export function modelRef (value: string): { name: string, version: number | 'lat
   modelName(name)
   if (version === undefined || version === 'latest') return { name, version: 'latest' }
   // Digits only, up to 2^53 - 1: Number() made anti@0x1, anti@1e0, anti@1.0 and "anti@ 1" all
-  // anti@1, and 9007199254740993 a neighbour's number.
-  try {
-    if (!/^\d+$/.test(version)) throw new InvalidArgumentError('not digits')
-    return { name, version: integer(1, Number.MAX_SAFE_INTEGER)(version) }
-  } catch {
+  // anti@1, and 9007199254740993 a neighbour's number (…992, past the bound, is refused).
+  const n = /^\d+$/.test(version) ? Number(version) : NaN
+  if (!(n >= 1 && n <= Number.MAX_SAFE_INTEGER)) {
     throw new InvalidArgumentError(`version "${version}" is not a positive integer (1 to ${Number.MAX_SAFE_INTEGER}, decimal digits only)`)
   }
+  return { name, version: n }
 }
 
 /** A JSON option checked by `schema`; the error names the first bad field, in one line. */

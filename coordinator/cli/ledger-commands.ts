@@ -24,7 +24,7 @@ import { loadAoeConfig } from '../../node-runtime/config/load.ts'
 import { createNodeRuntime } from '../../node-runtime/runtime.ts'
 import { createWitness } from '../../node-runtime/witness/server.ts'
 import { commandModelDir } from '../../node-runtime/pull.ts'
-import { folderOption, onHome } from './paths.ts'
+import { onHome } from './paths.ts'
 import { coordinatorOption, integer, modelName, modelRef, number, port, token, url } from './args.ts'
 
 /** `URL=VKEY`: a witness's base URL (no query) and its cosignature/v1 verifier key. */
@@ -101,7 +101,6 @@ export function ledgerCommands (program: Command): void {
     .action(async (ref: { name: string, version: number | 'latest' }, o: { coordinator: string, token?: string, data?: string, coordinatorKey?: string, witness: string[], minWitnesses: number, home: string }) => {
       const apiToken = await token(o)
       if (apiToken === undefined) throw new AccessDeniedError('verify needs an API token (--token, BLOCKFED_TOKEN or --data) to fetch the block keys')
-      await folderOption('--home', o.home)
       // The cache there held by a concurrent pull or verify is said as --home in use.
       await onHome('--home', o.home, async () => {
         const runtime = await createNodeRuntime({ dataDir: resolve(o.home) })
@@ -134,7 +133,6 @@ export function ledgerCommands (program: Command): void {
     .action(async (name: string, o: { to: number, config: string, home: string }) => {
       const config = await loadAoeConfig(o.config)
       if (config.modelName !== name) throw new InvalidInputError(`${o.config} configures model ${config.modelName}, not ${name}`)
-      await folderOption('--home', o.home)
       await onHome('--home', o.home, async () => {
         const runtime = await createNodeRuntime({ dataDir: resolve(o.home) })
         try {

@@ -121,9 +121,9 @@ program.command('pull')
   .option('--coordinator-key <hex>', 'pin the coordinator\'s Ed25519 key instead of trusting it on first use')
   .option('--home <dir>', 'where pulled blocks are cached and keys pinned', join(homedir(), '.blockfed'))
   .action(async (ref: { name: string, version: number | 'latest' }, o: { out: string, coordinator: string, token?: string, data?: string, coordinatorKey?: string, home: string }) => {
-    // Before any network work: a file where the output or the cache goes was met after the download.
+    // Before any network work (--home: by onHome, before the load): a file where the output or the
+    // cache goes was met after the download.
     await folderOption('--out', o.out)
-    await folderOption('--home', o.home)
     const bar = progressBar('blocks')
     // Ctrl-C stops the load and the writing; the files already written under temporary names go.
     const pulled = await interruptible(async signal => {

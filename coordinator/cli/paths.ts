@@ -37,10 +37,12 @@ export async function readOptionFile (flag: string, path: string): Promise<strin
 }
 
 /**
- * Runs `task` on a runtime data dir given as `flag`; the disk cache there being held by another
- * process (its SQLite index is busy) is said as that option's folder being in use.
+ * Runs `task` on a runtime data dir given as `flag`, once it is checked as a folder
+ * (folderOption); the disk cache there being held by another process (its SQLite index is busy)
+ * is said as that option's folder being in use.
  */
 export async function onHome<T> (flag: string, home: string, task: () => Promise<T>): Promise<T> {
+  await folderOption(flag, home)
   try {
     return await task()
   } catch (err) {
