@@ -10,7 +10,7 @@ import type { ModelFile } from '../shared/model/types.ts'
 import type { IngestResult } from '../shared/client/api-schemas.ts'
 import { checkPartitionOptions, DEFAULT_PARTITION, type PartitionOptions } from '../shared/blocks/partition.ts'
 import { lockDataDir, type DataDirLock } from '../node-runtime/dir-lock.ts'
-import { readIfExists, removeStaleTemporaries, STALE_TEMPORARY_MS, writeFileAtomic } from '../node-runtime/atomic-file.ts'
+import { readIfExists, removeStaleTemporaries, writeFileAtomic } from '../node-runtime/atomic-file.ts'
 
 import { defaultReedSolomon, erasureCoder, shardLayoutError } from '../shared/blocks/erasure.ts'
 import { openDatabase } from './store/database.ts'
@@ -148,7 +148,7 @@ async function openCoordinator (options: CoordinatorOptions, partitionOptions: P
   const { dataDir } = options
   // Stale ones only: the lock is per role, and a decryptor may share the dir (its key file is
   // written beside admin.token).
-  await removeStaleTemporaries([dataDir, join(dataDir, 'keys')], STALE_TEMPORARY_MS)
+  await removeStaleTemporaries([dataDir, join(dataDir, 'keys')])
   const database = openDatabase(join(dataDir, 'coordinator.sqlite'))
   opened.push(() => { database.close() })
   const repo = repository(database)

@@ -59,8 +59,9 @@ export async function writeTemporary (path: string, data: string | Uint8Array, m
 
 /**
  * A temporary no write is still using: a live one lasts as long as one write and fsync, so one
- * this old was left by a crash. Used where other processes may be writing in the folder (a
- * runtime's data dir is shared with `blockfed verify` and other runtimes).
+ * this old was left by a crash. Fresher ones are left alone, as another process may be writing
+ * them: a runtime's data dir is shared with `blockfed verify` and other runtimes, and the
+ * coordinator's with a decryptor (their locks are per role).
  */
 export const STALE_TEMPORARY_MS = 10 * 60_000
 
@@ -68,10 +69,9 @@ export const STALE_TEMPORARY_MS = 10 * 60_000
  * Removes the temporaries writeTemporary left in `dirs` (not their subfolders) when a crash came
  * between the write and the rename or link: each is a whole second copy of what it was written
  * for, a key among them, and nothing else ever removes it. Only those older than `olderThanMs`
- * are removed (0 where the caller holds the folder alone, under its data-dir lock). A folder that
- * does not exist is skipped. Returns the paths removed.
+ * are removed. A folder that does not exist is skipped. Returns the paths removed.
  */
-export async function removeStaleTemporaries (dirs: string[], olderThanMs: number): Promise<string[]> {
+export async function removeStaleTemporaries (dirs: string[], olderThanMs = STALE_TEMPORARY_MS): Promise<string[]> {
   const removed: string[] = []
   const now = Date.now()
   for (const dir of dirs) {

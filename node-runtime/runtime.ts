@@ -47,7 +47,7 @@ import { defaultReedSolomon, erasureCoder } from '../shared/blocks/erasure.ts'
 import { peerIdOfKey } from './p2p/peer-node.ts'
 import { accessHistoryOptions, type AccessHistoryOptions } from '../shared/load/access-history.ts'
 import { openAccessLog, type AccessLog } from './access-log.ts'
-import { removeStaleTemporaries, STALE_TEMPORARY_MS } from './atomic-file.ts'
+import { removeStaleTemporaries } from './atomic-file.ts'
 import type { VersionState } from './versions/local-store.ts'
 
 /** HKDF-SHA256 (RFC 5869) info of the swarm node's seed, derived from the round client's secret key. */
@@ -241,18 +241,16 @@ export async function createNodeRuntime (options: NodeRuntimeOptions): Promise<N
   }
   // What crashes left of the runtime's own state files (model folders: at their claim). Other
   // processes may share the dir, so only stale ones.
-  await removeStaleTemporaries(['', 'keys', 'trust', 'ledger', 'p2p'].map(dir => join(options.dataDir, dir)), STALE_TEMPORARY_MS)
+  await removeStaleTemporaries(['', 'keys', 'trust', 'ledger', 'p2p'].map(dir => join(options.dataDir, dir)))
   const handles = new Set<ModelHandle>()
   /** The peer id of each handle's coordinator node: the one source of version announcements it heeds. */
   const originOf = new WeakMap<ModelHandle, string>()
   /** The highest version announced so far, per coordinator node and model ("<peer id> <model>"). */
   const announced = new Map<string, number>()
   const handlesOf = (model: string): ModelHandle[] => [...handles].filter(h => h.config.modelName === model)
-  /** Open caches by model folder, and the opens under way or done (cacheFor). */
+  /** Open caches by model folder, and the opens under way or done with the `cache` settings each was opened with (JSON; cacheFor). */
   const caches = new Map<string, CacheTier>()
-  const opening = new Map<string, Promise<CacheTier>>()
-  /** The `cache` settings each folder's cache was opened with (JSON). */
-  const openedWith = new Map<string, string>()
+  const opening = new Map<string, { settings: string, cache: Promise<CacheTier> }>()
   let swarm: Promise<Swarm> | undefined
   let swarmNow: Swarm | undefined
   const swarmSources = new Map<string, SwarmSource>()
@@ -335,25 +333,21 @@ export async function createNodeRuntime (options: NodeRuntimeOptions): Promise<N
    */
   async function cacheFor (config: AoeConfig, local: LocalVersions): Promise<CacheTier> {
     const dir = config.modelDir
-    let cache = opening.get(dir)
-    // A folder has one cache: a second config of the model with other settings would silently get the first's.
     const settings = JSON.stringify(config.cache)
-    const first = openedWith.get(dir)
-    if (cache !== undefined && first !== undefined && first !== settings) {
-      throw new InvalidConfigError(`aoe config for ${config.modelName}: its modelDir ${dir} has a cache open with other settings (${first}; this config: ${settings}); give the configs of one model folder the same "cache" (a folder's cache stays open until the runtime stops)`)
+    const open = opening.get(dir)
+    // A folder has one cache: a second config of the model with other settings would silently get the first's.
+    if (open !== undefined && open.settings !== settings) {
+      throw new InvalidConfigError(`aoe config for ${config.modelName}: its modelDir ${dir} has a cache open with other settings (${open.settings}; this config: ${settings}); give the configs of one model folder the same "cache" (a folder's cache stays open until the runtime stops)`)
     }
-    if (cache === undefined) {
-      openedWith.set(dir, settings)
-      cache = openCache(config, local).then(opened => {
-        caches.set(dir, opened)
-        return opened
-      }, (err: unknown) => {
-        opening.delete(dir) // the next operation tries again
-        openedWith.delete(dir)
-        throw err
-      })
-      opening.set(dir, cache)
-    }
+    if (open !== undefined) return await open.cache
+    const cache = openCache(config, local).then(opened => {
+      caches.set(dir, opened)
+      return opened
+    }, (err: unknown) => {
+      opening.delete(dir) // the next operation tries again
+      throw err
+    })
+    opening.set(dir, { settings, cache })
     return await cache
   }
 
@@ -378,11 +372,11 @@ export async function createNodeRuntime (options: NodeRuntimeOptions): Promise<N
 
   /** The model's local versions, its folder claimed for it first (LocalVersions.claim). */
   async function claimed (config: AoeConfig): Promise<LocalVersions> {
-    const local = localVersions(join(options.dataDir, config.modelDir), { onDamaged: (path, err) => options.onStateDamaged?.(config.modelName, path, err) })
+    const dir = join(options.dataDir, config.modelDir)
+    const local = localVersions(dir, { onDamaged: (path, err) => options.onStateDamaged?.(config.modelName, path, err) })
     if (claims.get(config.modelDir) !== config.modelName) {
       await local.claim(config.modelName)
-      const dir = join(options.dataDir, config.modelDir)
-      await removeStaleTemporaries([dir, join(dir, 'anchors')], STALE_TEMPORARY_MS)
+      await removeStaleTemporaries([dir, join(dir, 'anchors')])
       claims.set(config.modelDir, config.modelName)
     }
     return local
@@ -864,7 +858,6 @@ export async function createNodeRuntime (options: NodeRuntimeOptions): Promise<N
       for (const c of caches.values()) await c.close()
       caches.clear()
       opening.clear()
-      openedWith.clear()
       for (const http of httpSources.values()) http.close()
       httpSources.clear()
     }

@@ -16,7 +16,7 @@ import { clientIdSchema } from '../../aggregation/paillier/schemas.ts'
 import { loadOrCreateKey } from './key-file.ts'
 import { roundLog } from './rounds.ts'
 import { lockDataDir, type DataDirLock } from '../../node-runtime/dir-lock.ts'
-import { removeStaleTemporaries, STALE_TEMPORARY_MS } from '../../node-runtime/atomic-file.ts'
+import { removeStaleTemporaries } from '../../node-runtime/atomic-file.ts'
 import { buildDecryptorServer } from './server.ts'
 import { DEFAULT_DECRYPTOR_HOST, DEFAULT_DECRYPTOR_PORT, ROUNDS_DIR, DEFAULT_MAX_BODY_BYTES, DEFAULT_MIN_CLIENTS, DECRYPTOR_TOKEN_PATTERN, DECRYPTOR_TOKEN_RULE } from './constants.ts'
 
@@ -116,7 +116,7 @@ export function createDecryptor (options: DecryptorOptions): Decryptor {
       let server: Awaited<ReturnType<typeof buildDecryptorServer>> | undefined
       try {
         // Stale ones only: the lock is per role, and a coordinator may share the dir.
-        await removeStaleTemporaries([options.dataDir, join(options.dataDir, ROUNDS_DIR)], STALE_TEMPORARY_MS)
+        await removeStaleTemporaries([options.dataDir, join(options.dataDir, ROUNDS_DIR)])
         const { key } = await loadOrCreateKey(options.dataDir, options.keyBits)
         const layout = packingLayout(key.publicKey, maxClients)
         const keyInfo = await describeKey(key.publicKey, layout, minClients)

@@ -351,13 +351,20 @@ export async function diskCache (options: DiskCacheOptions): Promise<DiskCacheTi
     await Promise.all(victims.map(async (v) => await unlinkQuietly(blockPath(v.key))))
   }
 
+  /** Counts one access on `e`, in memory (the caller writes it to the index). */
+  function countAccess (e: Entry): void {
+    const access = recordAccess(e, now(), params.halfLifeMs)
+    e.count = access.count
+    e.lastAccess = access.lastAccess
+  }
+
   /** Keys touched since the last flush of touches to the index. */
   const touched = new Set<string>()
   let touchTimer: ReturnType<typeof setTimeout> | undefined
 
   /** Writes the touched entries' counts and times to the index, in one transaction. */
   function flushTouches (): void {
-    if (touchTimer !== undefined) clearTimeout(touchTimer)
+    clearTimeout(touchTimer)
     touchTimer = undefined
     if (touched.size === 0) return
     const keys = [...touched]
@@ -594,10 +601,8 @@ export async function diskCache (options: DiskCacheOptions): Promise<DiskCacheTi
       // there now (the bytes read were valid for the entry seen).
       const current = entries.get(key)
       if (current !== undefined && state !== 'closed') {
-        const access = recordAccess(current, now(), params.halfLifeMs)
-        current.count = access.count
-        current.lastAccess = access.lastAccess
-        sql.touch.run(access.count, access.lastAccess, key)
+        countAccess(current)
+        sql.touch.run(current.count, current.lastAccess, key)
       }
       counters.hits++
       return new Uint8Array(data.buffer, data.byteOffset, data.byteLength)
@@ -644,9 +649,7 @@ export async function diskCache (options: DiskCacheOptions): Promise<DiskCacheTi
       checkDiskKey(name, key)
       const e = entries.get(key)
       if (e === undefined) return false
-      const access = recordAccess(e, now(), params.halfLifeMs)
-      e.count = access.count
-      e.lastAccess = access.lastAccess
+      countAccess(e) // in the index at the next flush
       touched.add(key)
       if (touchTimer === undefined) {
         touchTimer = setTimeout(flushTouches, TOUCH_FLUSH_MS)

@@ -19,7 +19,7 @@ import { dirname, resolve } from 'node:path'
 import { z } from 'zod'
 import { IntegrityError } from '../../shared/errors/errors.ts'
 import { parseJsonWith } from '../../shared/errors/parse-json.ts'
-import { readIfExists, removeStaleTemporaries, STALE_TEMPORARY_MS, writeFileAtomic } from '../atomic-file.ts'
+import { readIfExists, removeStaleTemporaries, writeFileAtomic } from '../atomic-file.ts'
 import { lockDataDir, type DataDirLock } from '../dir-lock.ts'
 import { afterUpload, type GivenUpload, type UploadOffer } from '../../shared/rounds/one-update.ts'
 
@@ -118,7 +118,7 @@ function newRecord<T> (path: string | undefined, schema: z.ZodType<T>, empty: ()
   let saving: Promise<void> = Promise.resolve()
   const load = async (): Promise<T> => {
     // Stale only: the folder's other records may be saving now, in this process.
-    if (path !== undefined) await removeStaleTemporaries([dirname(path)], STALE_TEMPORARY_MS)
+    if (path !== undefined) await removeStaleTemporaries([dirname(path)])
     const text = path === undefined ? undefined : await readIfExists(path)
     return text === undefined ? empty() : parseJsonWith(schema, text, `${path} (${what})`, IntegrityError)
   }

@@ -17,7 +17,7 @@ import {
   DEFAULT_WITNESS_HOST, DEFAULT_WITNESS_PORT, WITNESS_BODY_LIMIT, WITNESS_DB_FILE, WITNESS_KEY_FILE, WITNESS_REQUEST_TIMEOUT_MS
 } from '../../shared/ledger/witness/constants.ts'
 import { WitnessConflictError } from '../../shared/ledger/witness/errors.ts'
-import { removeStaleTemporaries, STALE_TEMPORARY_MS } from '../atomic-file.ts'
+import { removeStaleTemporaries } from '../atomic-file.ts'
 import { loadOrCreateWitnessKey } from './key.ts'
 import { openWitnessStore } from './store.ts'
 import { witnessCore, type WitnessLog } from './witness.ts'
@@ -61,7 +61,7 @@ export async function createWitness (options: WitnessOptions): Promise<Witness> 
   if (typeof options.dataDir !== 'string' || options.dataDir === '') throw new InvalidConfigError('dataDir: must be a directory path')
   await mkdir(options.dataDir, { recursive: true, mode: 0o700 })
   // A crash between its key's write and link left a copy of the key.
-  await removeStaleTemporaries([options.dataDir], STALE_TEMPORARY_MS)
+  await removeStaleTemporaries([options.dataDir])
   const secret = await loadOrCreateWitnessKey(join(options.dataDir, WITNESS_KEY_FILE))
   const cosigner = cosignatureSigner(options.name, secret, options.now)
   const vkey = witnessVerifierKey(options.name, ed25519.getPublicKey(secret))

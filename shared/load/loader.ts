@@ -144,9 +144,8 @@ async function fetchSealed (block: ManifestBlock, options: LoadOptions, report: 
         const index = untried.shift() as number
         const began = performance.now()
         inFlight++
-        const request = fetchOne(index, verify, cancel.signal, stop).then(bytes => {
+        const request: Promise<void> = fetchOne(index, verify, cancel.signal, stop).then(bytes => {
           inFlight--
-          outstanding.delete(request)
           if (settled) {
             if (bytes !== undefined) untried.unshift(index) // unused: still a candidate for the slow path
             return
@@ -163,10 +162,7 @@ async function fetchSealed (block: ManifestBlock, options: LoadOptions, report: 
             }, Math.max(hedgeMinMs, HEDGE_FACTOR * (performance.now() - began)))
           }
           if (enough()) finish()
-        }, err => {
-          outstanding.delete(request)
-          finish(err)
-        })
+        }, finish).finally(() => { outstanding.delete(request) })
         outstanding.add(request)
       }
       const topUp = (): void => {
