@@ -8,7 +8,7 @@ import http from 'node:http'
 import https from 'node:https'
 import { BlockfedError, TimeoutError, TooLargeError, UnavailableError } from '../../shared/errors/errors.ts'
 import { withDeadline } from '../../shared/load/deadline.ts'
-import { statusError, type HttpBlockSource, type HttpBlockSourceOptions } from '../../shared/load/http-source.ts'
+import { ERROR_BODY_BYTES, statusError, type HttpBlockSource, type HttpBlockSourceOptions } from '../../shared/load/http-source.ts'
 
 export function nodeHttpBlockSource (options: HttpBlockSourceOptions & { maxSockets?: number }): HttpBlockSource & { close: () => void } {
   const base = options.baseUrl.replace(/\/+$/, '')
@@ -26,10 +26,23 @@ export function nodeHttpBlockSource (options: HttpBlockSourceOptions & { maxSock
       const req = request(url, { agent, signal }, res => {
         const status = res.statusCode ?? 0
         if (status !== 200) {
-          // Not drained: an error body may be endless, and would hold the socket till the deadline.
-          res.destroy()
+          // Its first ERROR_BODY_BYTES only (they say why), then the socket is given up: an error
+          // body may be endless, and would hold the socket till the deadline.
           const retryAfter = res.headers['retry-after']
-          reject(statusError(status, typeof retryAfter === 'string' ? retryAfter : null, url, cid, base))
+          const chunks: Buffer[] = []
+          let kept = 0
+          const answer = (): void => {
+            res.destroy()
+            const said = kept > ERROR_BODY_BYTES ? '' : Buffer.concat(chunks).toString('utf8')
+            reject(statusError(status, typeof retryAfter === 'string' ? retryAfter : null, url, cid, base, said))
+          }
+          res.on('data', (chunk: Buffer) => {
+            chunks.push(chunk)
+            kept += chunk.length
+            if (kept > ERROR_BODY_BYTES) answer()
+          })
+          res.on('end', answer)
+          res.on('error', answer)
           return
         }
         const length = Number(res.headers['content-length'])

@@ -2,8 +2,9 @@
  * A BlockSource over the coordinator's HTTP API (`GET /v1/blocks/{cid}`), with fetch, so it runs
  * in Node and browsers alike. Counts the bytes it fetched.
  */
-import { readBodyBounded } from '../client/bounded-body.ts'
-import { BlockfedError, BusyError, NotFoundError, UnavailableError } from '../errors/errors.ts'
+import { errorBodySchema } from '../client/api-schemas.ts'
+import { readBodyBounded, readTextBounded } from '../client/bounded-body.ts'
+import { BlockfedError, BusyError, IntegrityError, NotFoundError, UnavailableError } from '../errors/errors.ts'
 import type { BlockSource } from './source.ts'
 import { deadlineError, withDeadline } from './deadline.ts'
 
@@ -25,16 +26,32 @@ function retryAfterMs (header: string | null): number | undefined {
   return Math.min(30_000, Math.max(100, Number(header.trim()) * 1000))
 }
 
+/** How much of an error answer's body is read: the coordinator's `{ error, message }` fits many times over. */
+export const ERROR_BODY_BYTES = 4096
+
 /**
- * The error for a block request answered `status` (not 200): 404 is final, a 503 with
- * Retry-After means "busy, ask again then" (the coordinator's answer budget is full), and
- * anything else is the coordinator being unavailable.
+ * The error for a block request answered `status` (not 200), with the start of its body: 404 is
+ * final, a 503 with Retry-After means "busy, ask again then" (the coordinator's answer budget is
+ * full), a 502 whose body is the coordinator's own IntegrityError is a file damaged on its disk
+ * (final: asking again re-reads the same bytes), and anything else is the coordinator being
+ * unavailable. A proxy's 502 (any other body) stays unavailable.
  */
-export function statusError (status: number, retryAfter: string | null, url: string, cid: string, base: string): BlockfedError {
+export function statusError (status: number, retryAfter: string | null, url: string, cid: string, base: string, body = ''): BlockfedError {
   if (status === 404) return new NotFoundError(`${cid}: not at ${base}`)
   const after = status === 503 ? retryAfterMs(retryAfter) : undefined
   if (after !== undefined) return new BusyError(`GET ${url}: busy, retry in ${after} ms`, after)
-  return new UnavailableError(`GET ${url}: HTTP ${status}`)
+  const said = saidBy(body)
+  const message = `GET ${url}: HTTP ${status}${said === undefined ? '' : `: ${said.message}`}`
+  return status === 502 && said?.error === 'IntegrityError' ? new IntegrityError(message) : new UnavailableError(message)
+}
+
+function saidBy (body: string): { error: string, message: string } | undefined {
+  try {
+    const parsed = errorBodySchema.safeParse(JSON.parse(body))
+    return parsed.success ? parsed.data : undefined
+  } catch {
+    return undefined
+  }
 }
 
 export function httpBlockSource (options: HttpBlockSourceOptions): HttpBlockSource {
@@ -55,8 +72,9 @@ export function httpBlockSource (options: HttpBlockSourceOptions): HttpBlockSour
       try {
         const res = await fetch(url, { signal: withDeadline(signal, timeoutMs) })
         if (!res.ok) {
-          await res.body?.cancel()
-          throw statusError(res.status, res.headers.get('retry-after'), url, cid, base)
+          // An error body past the bound is not the coordinator's: read as none.
+          const said = await readTextBounded(res, ERROR_BODY_BYTES, `GET ${url}`).catch(() => '')
+          throw statusError(res.status, res.headers.get('retry-after'), url, cid, base, said)
         }
         // No more than the object's own size, where the manifest gives it.
         const bytes = await readBodyBounded(res, Math.min(size ?? maxBytes, maxBytes), `GET ${url}`)

@@ -14,6 +14,9 @@ import { signedManifestOf, type VersionRow } from '../../coordinator/store/repos
 import { IntegrityError, InvalidConfigError } from '../../shared/errors/errors.ts'
 import { coordinatorClient } from '../../shared/client/coordinator-client.ts'
 import { denseModelFiles } from '../helpers/dense-model.ts'
+import { httpBlockSource } from '../../shared/load/http-source.ts'
+import { retrying } from '../../shared/load/retry.ts'
+import { nodeHttpBlockSource } from '../../node-runtime/sources/http.ts'
 
 let root: string
 beforeAll(async () => { root = await mkdtemp(join(tmpdir(), 'blockfed-store-damage-')) })
@@ -47,6 +50,17 @@ describe('a damaged data dir', () => {
       expect(res.headers.get('etag')).toBeNull()
       const other = await fetch(`${url}/v1/blocks/${block?.shards.cids[0] ?? ''}`)
       expect(other.status).toBe(200)
+
+      // Both runtime sources read the answer as the damage it is: final (asking again re-reads the
+      // same file), with the coordinator's reason. Before, "HTTP 502" unavailable, retried.
+      for (const source of [httpBlockSource({ baseUrl: url }), nodeHttpBlockSource({ baseUrl: url })]) {
+        const asked = retrying(source, 3, 1)
+        const err = await asked.get(cid, { signal: AbortSignal.timeout(10_000) }).catch((e: unknown) => e)
+        expect(err).toBeInstanceOf(IntegrityError)
+        expect((err as Error).message).toContain('HTTP 502: blocks/')
+        expect(source.requests).toBe(1)
+        if ('close' in source) source.close()
+      }
     } finally {
       await c.stop()
     }

@@ -1,7 +1,7 @@
 import { describe, it, expect } from 'vitest'
 import { MIN_BUSY_WAIT_MS, retrying } from '../../../shared/load/retry.ts'
 import { statusError } from '../../../shared/load/http-source.ts'
-import { BusyError, NotFoundError, UnavailableError } from '../../../shared/errors/errors.ts'
+import { BusyError, IntegrityError, NotFoundError, UnavailableError } from '../../../shared/errors/errors.ts'
 import type { BlockSource } from '../../../shared/load/source.ts'
 
 function flaky (failures: Error[]): BlockSource & { calls: number } {
@@ -88,5 +88,16 @@ describe('HTTP status → error (statusError)', () => {
     }
     expect(of(500, '1')).not.toBeInstanceOf(BusyError)
     expect(of(404, null)).toBeInstanceOf(NotFoundError)
+  })
+  it("reads a 502 as damage only when the body is the coordinator's own IntegrityError; a proxy's 502 stays unavailable", () => {
+    const of = (status: number, body: string): Error => statusError(status, null, 'http://c/v1/blocks/x', 'x', 'http://c', body)
+    const damaged = JSON.stringify({ error: 'IntegrityError', message: 'blocks/x is damaged' })
+    expect(of(502, damaged)).toBeInstanceOf(IntegrityError)
+    expect(of(502, damaged).message).toBe('GET http://c/v1/blocks/x: HTTP 502: blocks/x is damaged')
+    for (const [status, body] of [[502, '<html>Bad Gateway</html>'], [502, JSON.stringify({ error: 'UnavailableError', message: 'm' })], [500, damaged], [502, '']] as const) {
+      const err = of(status, body)
+      expect(err).toBeInstanceOf(UnavailableError)
+      expect(err).not.toBeInstanceOf(IntegrityError)
+    }
   })
 })
