@@ -311,11 +311,13 @@ export async function buildServer (deps: ServerDeps): Promise<FastifyInstance> {
     // Cacheable for good only once the bytes are there and going out: a 404 or a busy 503 kept
     // by a shared cache under these headers would answer for a year.
     const immutable = (): void => { void reply.header('etag', etag).header('cache-control', 'public, max-age=31536000, immutable') }
-    const bytes = await deps.files.get(cid)
+    // The ETag is the CID: a revalidation needs only the file to be there, not read and hashed.
     if (req.headers['if-none-match'] === etag) {
+      if (!await deps.files.has(cid)) throw new NotFoundError(`no block or shard ${cid}`)
       immutable()
       return await reply.status(304).send(undefined as never)
     }
+    const bytes = await deps.files.get(cid)
     // HEAD (fastify answers it with this handler and drops the body) sends nothing: not admitted, not counted as served.
     if (req.method === 'HEAD') {
       immutable()

@@ -50,6 +50,9 @@ describe('a damaged data dir', () => {
       expect(res.headers.get('etag')).toBeNull()
       const other = await fetch(`${url}/v1/blocks/${block?.shards.cids[0] ?? ''}`)
       expect(other.status).toBe(200)
+      // A revalidation looks only for the file (the ETag is the CID): a cache holding this CID got
+      // its bytes while they hashed to it. Before, the file was read and hashed, and 502 answered.
+      expect((await fetch(`${url}/v1/blocks/${cid}`, { headers: { 'if-none-match': `"${cid}"` } })).status).toBe(304)
 
       // Both runtime sources read the answer as the damage it is: final (asking again re-reads the
       // same file), with the coordinator's reason. Before, "HTTP 502" unavailable, retried.
