@@ -29,7 +29,7 @@
  */
 import { createHash, randomBytes } from 'node:crypto'
 import { rmSync } from 'node:fs'
-import { lstat, mkdir, readdir, readFile, rename, rm, unlink, writeFile } from 'node:fs/promises'
+import { lstat, mkdir, open, readdir, rename, rm, unlink, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { DatabaseSync, type StatementSync } from 'node:sqlite'
 import { z } from 'zod'
@@ -579,9 +579,15 @@ export async function diskCache (options: DiskCacheOptions): Promise<DiskCacheTi
         if (adapt?.onMiss(key) === true) sql.setMeta.run(WEIGHTS_ROW, JSON.stringify({ initial: initialWeights, weights: adapt.weights() }))
         return undefined
       }
-      let data: Buffer
+      let data: Buffer | undefined
       try {
-        data = await readFile(blockPath(key))
+        // Sized before it is read: a file grown behind the index is not read whole to be refused.
+        const file = await open(blockPath(key), 'r')
+        try {
+          if ((await file.stat()).size === seen.size) data = await file.readFile()
+        } finally {
+          await file.close()
+        }
       } catch (err) {
         const code = errnoCode(err)
         if (code !== 'ENOENT' && code !== 'EISDIR') {
@@ -591,7 +597,7 @@ export async function diskCache (options: DiskCacheOptions): Promise<DiskCacheTi
         if (!peek) counters.misses++
         return undefined
       }
-      if (data.byteLength !== seen.size || sha256Hex(data) !== seen.sha256) {
+      if (data === undefined || data.byteLength !== seen.size || sha256Hex(data) !== seen.sha256) {
         await dropIfUnchanged(key, seen.gen)
         if (!peek) counters.misses++
         return undefined
