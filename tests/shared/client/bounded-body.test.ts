@@ -6,6 +6,7 @@
 import { describe, it, expect, beforeAll, afterAll } from 'vitest'
 import http from 'node:http'
 import { TooLargeError } from '../../../shared/errors/errors.ts'
+import { readBodyBounded } from '../../../shared/client/bounded-body.ts'
 import { addCheckpoint } from '../../../shared/ledger/witness/client.ts'
 import { ledgerClient } from '../../../shared/ledger/client.ts'
 import { coordinatorClient } from '../../../shared/client/coordinator-client.ts'
@@ -79,5 +80,17 @@ describe('a caller\'s abort', () => {
     const reason = new Error('released')
     setTimeout(() => controller.abort(reason), 20)
     await expect(coordinatorClient({ baseUrl: base }).models(controller.signal)).rejects.toBe(reason)
+  })
+})
+
+describe('a body in many small chunks', () => {
+  it('is read whole within its bound, in order', async () => {
+    // 200,000 one-byte chunks: the chunks were spread as call arguments and overflowed the stack.
+    const n = 200_000
+    let i = 0
+    const body = new ReadableStream<Uint8Array>({ pull (c) { if (i < n) c.enqueue(new Uint8Array([i++ & 0xff])); else c.close() } })
+    const bytes = await readBodyBounded(new Response(body), 1 << 20, 'trickle')
+    expect(bytes.length).toBe(n)
+    expect(bytes.every((b, at) => b === (at & 0xff))).toBe(true)
   })
 })
