@@ -24,6 +24,10 @@ export async function coordinatorKey (dataDir: string, client: CoordinatorClient
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err
   }
+  // Edited or damaged by hand: named, not a hex parser's error (offline) or a "new key" (online).
+  if (known !== undefined && !/^[0-9a-f]{64}$/.test(known)) {
+    throw new IntegrityError(`the key pinned for coordinator ${client.baseUrl} in ${path} is not 64 lowercase hex digits; restore it, or delete it to trust the key the coordinator presents next`)
+  }
   let info
   try {
     info = await client.info(signal)

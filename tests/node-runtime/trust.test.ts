@@ -53,4 +53,17 @@ describe('coordinatorKey, trust on first use', () => {
     await mkdir(join(dir, 'fresh'))
     await expect(coordinatorKey(join(dir, 'fresh'), silent)).rejects.toThrow(TimeoutError)
   })
+
+  it('a pin edited or damaged by hand is refused, naming its file, online and offline', async () => {
+    await coordinatorKey(dir, presenting('ab'.repeat(32)))
+    const [file] = await readdir(join(dir, 'trust'))
+    await writeFile(join(dir, 'trust', file as string), 'not a key\n')
+    const silent = { baseUrl: 'http://coordinator.test', info: async () => { throw new TimeoutError('no answer') } } as unknown as CoordinatorClient
+    // Before: offline, the hex parser's own error; online, "now presents key …, but not a key was pinned".
+    for (const client of [silent, presenting('ab'.repeat(32))]) {
+      const err = await coordinatorKey(dir, client).catch((e: unknown) => e)
+      expect(err).toBeInstanceOf(IntegrityError)
+      expect((err as Error).message).toContain(`${join(dir, 'trust', file as string)} is not 64 lowercase hex digits`)
+    }
+  })
 })
