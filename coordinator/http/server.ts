@@ -9,7 +9,7 @@ import { Readable } from 'node:stream'
 import Fastify, { type FastifyInstance } from 'fastify'
 import cors from '@fastify/cors'
 import { corsOrigins } from './cors.ts'
-import multipart, { type Multipart } from '@fastify/multipart'
+import multipart from '@fastify/multipart'
 import swagger from '@fastify/swagger'
 import { jsonSchemaTransform, serializerCompiler, validatorCompiler, type ZodTypeProvider } from 'fastify-type-provider-zod'
 import { z } from 'zod'
@@ -19,11 +19,11 @@ import {
   coordinatorInfoSchema, ingestResultSchema, keyRequestSchema, keyResponseSchema, modelListSchema,
   modelNameSchema, tokenRequestSchema, tokenResponseSchema, versionListSchema, versionParamSchema, type IngestResult
 } from '../../shared/client/api-schemas.ts'
-import { relativeFilePathSchema, signedManifestSchema, type Manifest, type SignedManifest } from '../../shared/manifest/schema.ts'
+import { signedManifestSchema, type Manifest, type SignedManifest } from '../../shared/manifest/schema.ts'
 import { parseCid } from '../../shared/crypto/cid.ts'
 import { decodeBase64 } from '../../shared/crypto/bytes.ts'
 import { wrapKeys } from '../../shared/crypto/wrap.ts'
-import { AccessDeniedError, BlockfedError, BusyError, InvalidInputError, NotFoundError, TooLargeError, UnavailableError } from '../../shared/errors/errors.ts'
+import { AccessDeniedError, BusyError, InvalidInputError, NotFoundError, UnavailableError } from '../../shared/errors/errors.ts'
 import { signedManifestOf, type Repository, type VersionRow } from '../store/repository.ts'
 import type { BlockFiles } from '../store/block-files.ts'
 import type { Identity } from '../keys/identity.ts'
@@ -31,6 +31,7 @@ import { BUSY_RETRY_MS, MAX_PATH_PARAM_CHARS, MAX_UPLOAD_FILES } from '../consta
 import type { AnswerAdmission } from '../answers.ts'
 import { authenticate, issueToken, mayRead } from './auth.ts'
 import { BODY_REFUSALS, clientErrorHandler, errorHandler, refusals } from './errors.ts'
+import { receiveFiles, withIngestBody } from './uploads.ts'
 import { useJsonBodyParser } from './json-body.ts'
 
 export interface ServerDeps {
@@ -72,64 +73,6 @@ interface KeyedBlocks {
   model: string
   version: number
   blocks: Array<Pick<Manifest['blocks'][number], 'cid' | 'keyId' | 'access'>>
-}
-
-/**
- * OpenAPI: the ingest route's body. The multipart parser reads it in the handler, so it has no
- * zod body schema (one would be checked against a body the parser never sets), and it is added
- * to the document once the routes are in.
- */
-function withIngestBody<T extends { paths?: object }> (doc: T, maxBytes: number): T {
-  const ingest = (doc.paths as Record<string, { post?: Record<string, unknown> } | undefined> | undefined)?.['/v1/models/{name}/ingest']?.post
-  if (ingest !== undefined) {
-    ingest.requestBody = {
-      required: true,
-      description: `One file part per model file (at most ${MAX_UPLOAD_FILES}, ${maxBytes} bytes in all), each part's filename its path in the model folder: model.json and the weight files it names, or one .onnx file and its external data.`,
-      content: { 'multipart/form-data': { schema: { type: 'object', properties: { file: { type: 'array', items: { type: 'string', format: 'binary' } } } } } }
-    }
-  }
-  return doc
-}
-
-/**
- * The uploaded model files, each checked for a safe relative name, sent once, within the
- * total limit. Malformed multipart (truncated, no boundary) is the client's error: a 400 that
- * says so, where busboy's bare errors would have been a 500.
- */
-async function receiveFiles (parts: AsyncIterable<Multipart>, maxBytes: number): Promise<ModelFile[]> {
-  const files: ModelFile[] = []
-  let total = 0
-  try {
-    for await (const part of parts) {
-      if (part.type !== 'file') throw new InvalidInputError(`unexpected form field "${part.fieldname}": send only files`)
-      // A part with a body but no filename is a file to the parser, yet has no name to keep.
-      if (typeof part.filename !== 'string' || part.filename === '') {
-        await part.toBuffer().catch(() => undefined)
-        throw new InvalidInputError(`form part "${part.fieldname}" has no filename: send each model file with its file name`)
-      }
-      // The names a manifest may carry, so what is accepted here can be pulled back out anywhere.
-      const name = relativeFilePathSchema.safeParse(part.filename)
-      if (!name.success) {
-        await part.toBuffer().catch(() => undefined)
-        throw new InvalidInputError(`file name ${JSON.stringify(part.filename.slice(0, 100))} is not a safe relative path: ${name.error.issues[0]?.message ?? 'refused'}`)
-      }
-      const buffer = await part.toBuffer()
-      total += buffer.length
-      if (total > maxBytes) throw new TooLargeError(`upload exceeds the ${maxBytes}-byte limit`)
-      if (files.some(f => f.path === part.filename)) throw new InvalidInputError(`file "${part.filename}" sent twice`)
-      files.push({ path: part.filename, bytes: new Uint8Array(buffer.buffer, buffer.byteOffset, buffer.byteLength) })
-    }
-  } catch (err) {
-    // Text fields are refused by the parser's limit (fields: 0), which calls it "too large".
-    if ((err as { code?: string }).code === 'FST_FIELDS_LIMIT') throw new InvalidInputError('unexpected form field: send only files', { cause: err })
-    // The parser's own limit errors say "request file too large" / "reach parts limit": name the limit.
-    if ((err as { code?: string }).code === 'FST_REQ_FILE_TOO_LARGE') throw new TooLargeError(`a file exceeds the ${maxBytes}-byte upload limit`, { cause: err })
-    if ((err as { code?: string }).code === 'FST_PARTS_LIMIT' || (err as { code?: string }).code === 'FST_FILES_LIMIT') throw new TooLargeError(`more than ${MAX_UPLOAD_FILES} files in one upload`, { cause: err })
-    if (err instanceof BlockfedError || (err as { statusCode?: number }).statusCode !== undefined) throw err
-    throw new InvalidInputError(`malformed multipart body: ${(err as Error).message}`, { cause: err })
-  }
-  if (files.length === 0) throw new InvalidInputError('no files in the upload')
-  return files
 }
 
 export async function buildServer (deps: ServerDeps): Promise<FastifyInstance> {

@@ -426,6 +426,8 @@ function casesFor (doc: OpenApi, path: string, method: string): Case[] {
     add('model.json naming a weight file not sent', up(file('model.json', JSON.stringify({ format: 'layers-model', modelTopology: {}, weightsManifest: [{ paths: ['w.bin'], weights: [{ name: 'k', shape: [2], dtype: 'float32' }] }] }))), /w\.bin|model\.json/)
     add('unknown file type', up(file('model.txt', 'hello')), /model\.txt|onnx|model\.json/i)
     add('file over the upload limit', up(file('big.onnx', Buffer.alloc(MAX_UPLOAD + 1))), new RegExp(`exceeds the ${MAX_UPLOAD}-byte upload limit`), 413)
+    add('files over the upload limit together', up(multipartBody([{ name: 'f', filename: 'a.onnx', bytes: Buffer.alloc(MAX_UPLOAD * 0.6) }, { name: 'f', filename: 'a.bin', bytes: Buffer.alloc(MAX_UPLOAD * 0.6) }])), new RegExp(`upload exceeds the ${MAX_UPLOAD}-byte limit`), 413)
+    add('a file of exactly the upload limit, then one byte', up(multipartBody([{ name: 'f', filename: 'a.onnx', bytes: Buffer.alloc(MAX_UPLOAD) }, { name: 'f', filename: 'a.bin', bytes: 'x' }])), new RegExp(`upload exceeds the ${MAX_UPLOAD}-byte limit`), 413)
     add('300 files (limit 256)', up(multipartBody(Array.from({ length: 300 }, (_, i) => ({ name: 'f', filename: `w${i}.bin`, bytes: 'x' })))), /more than 256 files in one upload/, 413)
   }
 

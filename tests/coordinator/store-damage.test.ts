@@ -56,14 +56,15 @@ describe('a damaged data dir', () => {
 
       // Both runtime sources read the answer as the damage it is: final (asking again re-reads the
       // same file), with the coordinator's reason. Before, "HTTP 502" unavailable, retried.
-      for (const source of [httpBlockSource({ baseUrl: url }), nodeHttpBlockSource({ baseUrl: url })]) {
+      const node = nodeHttpBlockSource({ baseUrl: url })
+      for (const source of [httpBlockSource({ baseUrl: url }), node]) {
         const asked = retrying(source, 3, 1)
         const err = await asked.get(cid, { signal: AbortSignal.timeout(10_000) }).catch((e: unknown) => e)
         expect(err).toBeInstanceOf(IntegrityError)
         expect((err as Error).message).toContain('HTTP 502: blocks/')
         expect(source.requests).toBe(1)
-        if ('close' in source) source.close()
       }
+      node.close()
     } finally {
       await c.stop()
     }
