@@ -306,7 +306,8 @@ function keepTensor (walk: OnnxWalk, ref: OnnxTensorRef): void {
 function readTensor (r: WireReader, bytes: Uint8Array, tensor: WireField, source: OnnxTensorRef['source']): OnnxTensorRef {
   const ref: OnnxTensorRef = { name: '', dataType: 0, dims: [], at: tensor.at, source }
   const payloads: WireField[] = []
-  const external: Record<string, string> = {}
+  // No prototype: a key such as `__proto__` or `constructor` is only a key.
+  const external: Record<string, string> = Object.create(null) as Record<string, string>
   let location = 0
   let segmented = false
   eachField(r, tensor.start, tensor.end, f => {
@@ -340,8 +341,8 @@ function readTensor (r: WireReader, bytes: Uint8Array, tensor: WireField, source
     ref.data = {
       kind: 'external',
       location: external.location ?? '',
-      offset: external.offset === undefined ? 0 : Number(external.offset),
-      ...(external.length === undefined ? {} : { length: Number(external.length) })
+      offset: external.offset === undefined ? 0 : byteCount(external.offset),
+      ...(external.length === undefined ? {} : { length: byteCount(external.length) })
     }
   } else if (payloads.length > 0) {
     ref.data = valueData(payloads, segmented)
@@ -413,4 +414,13 @@ function expect (f: WireField, wire: number, what: string): WireField {
 
 function text (bytes: Uint8Array, f: WireField): string {
   return utf8.decode(bytes.subarray(f.start, f.end))
+}
+
+/**
+ * An external data `offset` or `length`: decimal digits, as onnx writes them and reads them
+ * (Python's int()). Number() took "", "0x10" and "1e3" too; anything else is NaN here, which
+ * the caller refuses as a bad offset or length.
+ */
+function byteCount (text: string): number {
+  return /^\d{1,16}$/.test(text) ? Number(text) : NaN
 }

@@ -157,7 +157,8 @@ function extract (walk: OnnxWalk, file: ModelFile, files: readonly ModelFile[], 
       const location = relativePath(data.location, `${what()}: external data location`)
       // `pull` writes the model and its data files side by side: one name cannot be both.
       if (findBeside([file], file.path, location) !== undefined) throw new InvalidModelError(`${what()}: external data location ${location} is the model file itself`)
-      if (!Number.isSafeInteger(data.offset) || data.offset < 0) throw new InvalidModelError(`${what()}: bad external data offset`)
+      if (!Number.isSafeInteger(data.offset) || data.offset < 0) throw new InvalidModelError(`${what()}: bad external data offset (decimal digits expected)`)
+      if (data.length !== undefined && !Number.isSafeInteger(data.length)) throw new InvalidModelError(`${what()}: bad external data length (decimal digits expected)`)
       if (data.length !== undefined && data.length !== byteLength) {
         throw new InvalidModelError(`${what()}: external data length is ${data.length} bytes; its dims need ${byteLength}`)
       }

@@ -24,7 +24,7 @@ type W = protobuf.Writer
 const onnxFile = (body: (graph: W) => void): ModelFile => ({ path: 'm.onnx', bytes: onnxBytes(body) })
 
 /** A uint8 initializer of `dims` stored at `offset` of external data file `location`. */
-function externalTensor (g: W, name: string, dims: number[], location: string, offset: number): void {
+function externalTensor (g: W, name: string, dims: number[], location: string, offset: number | string): void {
   g.uint32(5 << 3 | 2).fork()
   for (const d of dims) g.uint32(1 << 3).int64(d)
   g.uint32(2 << 3).int64(2)
@@ -254,6 +254,15 @@ describe('bad model files', () => {
       expect(model.tensors.map(t => [t.name, t.byteLength])).toEqual([['w', 0], ['d.bin@0', 16]])
       expect((await readError(external([2 ** 27, 2 ** 26]))).message)
         .toBe(`m.onnx: tensor "w" has shape [${2 ** 27}, ${2 ** 26}]: 2^53 or more elements, more than any tensor can hold`)
+    })
+
+    it('an external data offset other than decimal digits is refused, as onnx itself refuses it', async () => {
+      const at = (offset: string): ModelFile[] => [onnxFile(g => externalTensor(g, 'w', [4], 'd.bin', offset)), { path: 'd.bin', bytes: new Uint8Array(8) }]
+      // Number() read "" as 0, "0x4" as 4 and "4e0" as 4: models onnx cannot load were taken.
+      for (const offset of ['', '0x4', '4e0', ' 4', '4.0', '-0']) {
+        expect((await readError(at(offset))).message, JSON.stringify(offset)).toBe('m.onnx: tensor "w" (uint8 [4]): bad external data offset (decimal digits expected)')
+      }
+      expect((await readModel(at('4'))).tensors.map(t => [t.name, t.byteLength])).toContainEqual(['w', 4])
     })
 
     it('external data files that could not both be written back: names that differ in case, or a file and a folder', async () => {
