@@ -25,7 +25,7 @@ import { toBase64, toHex } from '../../shared/crypto/bytes.ts'
 import { sign, type SigningKeyPair } from '../../shared/crypto/sign.ts'
 import { AccessDeniedError, BlockfedError, IntegrityError, InvalidInputError, TimeoutError, UnavailableError } from '../../shared/errors/errors.ts'
 import { loadTfjsEngine } from '../engines/tfjs.ts'
-import { plainClient, type SecureRoundClient, type SecureClientDeps } from './secure-client.ts'
+import { plainClient, type SecureClientDeps, type SecureClientFactory, type SecureRoundClient } from './secure-client.ts'
 import { holdStateDir, statisticsGiven, updatesGiven, type StatisticsGiven, type UpdatesGiven } from './given.ts'
 import { repeatsBase, uploadOf, type GivenUpload } from '../../shared/rounds/one-update.ts'
 
@@ -58,7 +58,8 @@ export interface ParticipantOptions {
   /** Loads a version through the runtime's verified pipeline (cache, keys, blocks). */
   fetchVersion: (model: string, version: number, signal: AbortSignal) => Promise<FetchedModel>
   /** Secure-aggregation clients for masking / paillier (none is built in). */
-  secureClient?: (deps: SecureClientDeps) => SecureRoundClient
+  /** Makes each round's secure-aggregation client (secureClients()); its `stop`, if any, is called at this participant's stop. */
+  secureClient?: SecureClientFactory
   /** Seeds the local shuffle (per round it is mixed with the model and base version). */
   seed?: number
   /**
@@ -300,7 +301,8 @@ export function createParticipant (options: ParticipantOptions): Participant {
   }
 
   function offer (config: RoundConfig): void {
-    const model = options.models[config.model]
+    // Own keys only: an offer for model "constructor" found Object.prototype's and was accepted.
+    const model = Object.hasOwn(options.models, config.model) ? options.models[config.model] : undefined
     const reason = current !== undefined
       ? 'busy with another round'
       : model === undefined
@@ -510,6 +512,9 @@ export function createParticipant (options: ParticipantOptions): Participant {
       stateDir = undefined
       if (reconnectTimer !== undefined) clearTimeout(reconnectTimer)
       current?.controller.abort(new Error('participant stopping'))
+      // Randomness made ahead for the next round is not wanted once stopped (a pool sized by an
+      // offer kept a core busy after stop).
+      options.secureClient?.stop?.()
       const ws = socket
       if (ws !== undefined && ws.readyState !== WebSocket.CLOSED) {
         await new Promise<void>(resolve => {

@@ -71,60 +71,104 @@ export interface SecureClientsOptions {
   maskingMinAdversarialRate?: number
 }
 
+/** One precompute of Paillier randomness: `count` values, stopped by `controller`. */
+interface PoolEntry {
+  count: number
+  pool: Promise<RandomnessPool>
+  controller: AbortController
+  done: boolean
+}
+
+/** Makes each round's secure-aggregation client; `stop` ends the offline work kept between rounds. */
+export type SecureClientFactory = ((deps: SecureClientDeps) => SecureRoundClient) & { stop?: () => void }
+
 /**
  * The runtime's secure-aggregation clients, one per round, by mode. Paillier randomness is
  * precomputed offline: a pool for the next round is filled in the background as soon as a round
  * has used one, so the online cost of encryption is one multiplication per ciphertext.
+ *
+ * The pool's size comes from the offer (the coordinator's word, checked only after training),
+ * so one pool is kept per key: a pool of another size replaces it and stops its precompute, a
+ * round that ends before using the pool it started stops it, and `stop()` stops them all. Before,
+ * every offered size started a precompute nothing stopped and kept its pool for good.
  */
-export function secureClients (options: SecureClientsOptions = {}): (deps: SecureClientDeps) => SecureRoundClient {
+export function secureClients (options: SecureClientsOptions = {}): SecureClientFactory {
   const rate = options.maskingMinAdversarialRate
   if (rate !== undefined && !(typeof rate === 'number' && rate >= 0 && rate < 1)) {
     throw new InvalidInputError(`secureClients maskingMinAdversarialRate: expected a number in [0, 1), got ${String(rate)}`)
   }
-  const pools = new Map<string, Promise<RandomnessPool>>()
+  /** By key ID: the one pool made ahead for that key, not yet taken by a round. */
+  const pools = new Map<string, PoolEntry>()
   const method = options.paillierRandomness ?? 'short-exponent'
-  const prepare = (key: DecryptorKey, count: number): Promise<RandomnessPool> => {
-    const id = `${key.keyId}:${count}`
-    let pool = pools.get(id)
-    if (pool === undefined) {
-      pool = precomputeRandomness(key.publicKey, count, { method })
-      pool.catch(() => pools.delete(id))
-      pools.set(id, pool)
-    }
-    return pool
+  const drop = (entry: PoolEntry): void => {
+    entry.controller.abort(new Error('Paillier randomness no longer needed'))
+    void entry.pool.then(pool => pool.destroy(), () => {})
   }
-  return deps => {
+  const prepare = (key: DecryptorKey, count: number): PoolEntry => {
+    const kept = pools.get(key.keyId)
+    if (kept?.count === count) return kept
+    if (kept !== undefined) drop(kept)
+    const controller = new AbortController()
+    const entry: PoolEntry = { count, controller, done: false, pool: precomputeRandomness(key.publicKey, count, { method, signal: controller.signal }) }
+    entry.pool.then(() => { entry.done = true }, () => { if (pools.get(key.keyId) === entry) pools.delete(key.keyId) })
+    pools.set(key.keyId, entry)
+    return entry
+  }
+  const factory = (deps: SecureClientDeps): SecureRoundClient => {
     switch (deps.config.secure.mode) {
       case 'none': return plainClient()
       case 'paillier': {
         let key: Promise<DecryptorKey> | undefined
         const keyOf = async (): Promise<DecryptorKey> => await (key ??= readKeyInfo(paillierKeyInfoSchema.parse(deps.config.paillier), options.paillierKeyId))
+        /** The pool this round's begin started, and whether protect took it. */
+        let started: { keyId: string, entry: PoolEntry } | undefined
+        let taken = false
         return {
           encoding: 'paillier',
           async begin () {
             const k = await keyOf()
             if (deps.config.fixedPoint.clients > k.layout.maxClients) throw new InvalidInputError(`round ${deps.config.id}: ${deps.config.fixedPoint.clients} clients exceed the Paillier layout's ${k.layout.maxClients}`)
-            void prepare(k, ciphertextCount(k.layout, deps.config.vectorLength)).catch(() => undefined)
+            started = { keyId: k.keyId, entry: prepare(k, ciphertextCount(k.layout, deps.config.vectorLength)) }
           },
           message: async () => { throw new InvalidInputError('Paillier rounds have no secure-aggregation messages') },
-          async protect (encoded) {
+          async protect (encoded, signal) {
             const k = await keyOf()
             const count = ciphertextCount(k.layout, encoded.length)
-            const id = `${k.keyId}:${count}`
-            const pool = await prepare(k, count)
-            pools.delete(id)
-            const bytes = encryptUpdate(encoded, k.layout, pool)
-            pool.destroy()
-            // Offline phase for the next round, in the background.
-            void prepare(k, count).catch(() => undefined)
-            return bytes
+            // Taken out before the wait: no other round can be handed the same values.
+            const entry = prepare(k, count)
+            pools.delete(k.keyId)
+            taken = true
+            const stopOnAbort = (): void => drop(entry)
+            signal.addEventListener('abort', stopOnAbort, { once: true })
+            try {
+              const pool = await entry.pool
+              const bytes = encryptUpdate(encoded, k.layout, pool)
+              pool.destroy()
+              // Offline phase for the next round, in the background.
+              prepare(k, count).pool.catch(() => undefined)
+              return bytes
+            } finally {
+              signal.removeEventListener('abort', stopOnAbort)
+            }
           },
-          dispose: () => {}
+          dispose () {
+            // A round that ended before protect: a finished pool is kept for the next round, one
+            // still being made (sized by this offer) is stopped.
+            if (started === undefined || taken || started.entry.done || pools.get(started.keyId) !== started.entry) return
+            pools.delete(started.keyId)
+            drop(started.entry)
+          }
         }
       }
       case 'masking': return maskingClient(deps, options.maskingMinRoster, options.maskingMinAdversarialRate)
     }
   }
+  return Object.assign(factory, {
+    stop () {
+      for (const entry of pools.values()) drop(entry)
+      pools.clear()
+    }
+  })
 }
 
 /**

@@ -1,0 +1,92 @@
+/**
+ * Paillier randomness made ahead of a round (node-runtime/fl/secure-client.ts) is sized by the
+ * offer's vectorLength, the coordinator's word. Found by review 37b: an offer of 2,000,000 values
+ * started a precompute nothing stopped; after the round failed and the participant stopped, it
+ * kept a core busy (4.6 s of CPU in 5 s idle) and its pool was kept for good. Now a round that
+ * ends before using its pool stops it, and the factory's stop() stops what is made ahead.
+ * Real 1024-bit keys; the precompute's CPU is read from this process's own usage.
+ */
+import { beforeAll, describe, expect, it } from 'vitest'
+import { randomBytes } from 'node:crypto'
+import { secureClients } from '../../../node-runtime/fl/secure-client.ts'
+import { generateKeyPair } from '../../../aggregation/paillier/keys.ts'
+import { packingLayout } from '../../../aggregation/paillier/layout.ts'
+import { describeKey } from '../../../aggregation/paillier/key-info.ts'
+import type { PaillierKeyInfo } from '../../../aggregation/paillier/schemas.ts'
+import { fixedPointParams } from '../../../aggregation/fixed-point.ts'
+import { roundConfigSchema, type RoundConfig } from '../../../shared/rounds/config.ts'
+import { generateSigningKey } from '../../../shared/crypto/sign.ts'
+
+let info: PaillierKeyInfo
+beforeAll(async () => {
+  const sk = await generateKeyPair(1024)
+  info = await describeKey(sk.publicKey, packingLayout(sk.publicKey, 4), 1)
+}, 60_000)
+
+function offer (vectorLength: number): RoundConfig {
+  const fp = fixedPointParams({ clip: 1, clients: 2 })
+  return roundConfigSchema.parse({
+    id: `r_${randomBytes(8).toString('hex')}`,
+    model: 'm',
+    baseVersion: 1,
+    manifestCid: 'bafkreiexampleexampleexample',
+    trainable: ['dense'],
+    tensors: ['dense/kernel'],
+    vectorLength,
+    seed: randomBytes(32).toString('hex'),
+    fixedPoint: { clip: fp.clip, clients: 2, scale: fp.scale, weightScale: fp.weightScale },
+    secure: { mode: 'paillier', graph: 'sparse' },
+    selection: { fraction: 1, minClients: 1, maxClients: 1000, cooldownMs: 0, minUploads: 1 },
+    clients: ['a'.repeat(64), 'b'.repeat(64)],
+    paillier: info
+  })
+}
+
+const deps = (config: RoundConfig): Parameters<ReturnType<typeof secureClients>>[0] =>
+  ({ config, clientId: 'c', identity: generateSigningKey(), send: () => {} })
+
+const sleep = async (ms: number): Promise<void> => { await new Promise(resolve => setTimeout(resolve, ms)) }
+
+/** Milliseconds of this process's CPU over `ms` of waiting. */
+async function cpuWhileIdle (ms: number): Promise<number> {
+  const before = process.cpuUsage()
+  await sleep(ms)
+  const used = process.cpuUsage(before)
+  return (used.user + used.system) / 1000
+}
+
+describe('Paillier randomness made ahead', () => {
+  it('a round that ends before using the pool its offer started stops the precompute', async () => {
+    const factory = secureClients()
+    const client = factory(deps(offer(2_000_000)))
+    await client.begin()
+    // The precompute runs on this thread: busy while it runs.
+    expect(await cpuWhileIdle(300)).toBeGreaterThan(60)
+    client.dispose()
+    await sleep(50)
+    // Before: ≈ all of the 600 ms, for as long as the 2,000,000 values took.
+    expect(await cpuWhileIdle(600)).toBeLessThan(150)
+    factory.stop?.()
+  })
+
+  it('stop() stops the precompute made ahead for rounds to come', async () => {
+    const factory = secureClients()
+    await factory(deps(offer(2_000_000))).begin()
+    expect(await cpuWhileIdle(300)).toBeGreaterThan(60)
+    factory.stop?.()
+    await sleep(50)
+    expect(await cpuWhileIdle(600)).toBeLessThan(150)
+  })
+
+  it('rounds that use their pools still encrypt, one after another', async () => {
+    const factory = secureClients()
+    for (const fill of [3, 5]) {
+      const client = factory(deps(offer(8)))
+      await client.begin()
+      const bytes = await client.protect(new Uint32Array(8).fill(fill), AbortSignal.timeout(30_000))
+      expect(bytes.length).toBeGreaterThan(0)
+      client.dispose()
+    }
+    factory.stop?.()
+  })
+})
