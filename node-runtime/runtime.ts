@@ -619,8 +619,11 @@ export async function createNodeRuntime (options: NodeRuntimeOptions): Promise<N
       } catch (err) {
         // Refuse to move, keep serving: a cold start falls back to the version in use, from
         // what this runtime verified and kept, and reports a refusal. A checkpoint short of its
-        // witnesses (one down, or cosignatures stripped on the way) is no reason to stop either.
-        if (!(err instanceof LedgerSecurityError || err instanceof WitnessQuorumError) || state.current === null) throw err
+        // witnesses (one down, or cosignatures stripped on the way) is no reason to stop either,
+        // nor a new version that cannot be fetched while the channel naming it answers (a
+        // partial outage: a full one already serves the version in use offline).
+        const cannotMove = isUnreachable(err) && signal?.aborted !== true && version !== state.current
+        if (!(err instanceof LedgerSecurityError || err instanceof WitnessQuorumError || cannotMove) || state.current === null) throw err
         if (err instanceof LedgerSecurityError) options.onSecurityError?.(config.modelName, err)
         fetched = await obtainVersion(ctx, state.current, signal, { local: true })
       }

@@ -1,0 +1,75 @@
+/**
+ * A cold start in a partial outage (review 37b): the coordinator's channel answers (version 2
+ * is out) but its manifests do not (a proxy's 502). The runtime serves the version it verified,
+ * kept and used, as it does when the coordinator is wholly down; before, the load failed ("this
+ * version was never verified here"). A real coordinator behind a real proxy on 127.0.0.1.
+ */
+import { afterAll, beforeAll, expect, it } from 'vitest'
+import http from 'node:http'
+import type { AddressInfo } from 'node:net'
+import { mkdtemp, rm } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { createCoordinator, type Coordinator } from '../../coordinator/coordinator.ts'
+import { createNodeRuntime } from '../../node-runtime/runtime.ts'
+import { toHex } from '../../shared/crypto/bytes.ts'
+import { denseModelFiles } from '../helpers/dense-model.ts'
+
+let root: string
+let coordinator: Coordinator
+let upstream: string
+/** up: forward everything; manifests-down: a 502 for every manifest request. */
+let mode: 'up' | 'manifests-down' = 'up'
+const proxy = http.createServer((req, res) => {
+  const badGateway = (): void => { res.writeHead(502, { 'content-type': 'text/html' }); res.end('<h1>502 Bad Gateway</h1>') }
+  if (mode === 'manifests-down' && (req.url ?? '').includes('/manifest')) { badGateway(); return }
+  const chunks: Buffer[] = []
+  req.on('data', (c: Buffer) => chunks.push(c))
+  req.on('end', () => {
+    const headers: Record<string, string> = {}
+    for (const [k, v] of Object.entries(req.headers)) if (typeof v === 'string' && !['host', 'connection', 'content-length'].includes(k)) headers[k] = v
+    fetch(`${upstream}${req.url ?? '/'}`, { method: req.method, headers, body: chunks.length === 0 ? undefined : Buffer.concat(chunks) }).then(async up => {
+      const body = Buffer.from(await up.arrayBuffer())
+      res.writeHead(up.status, { 'content-type': up.headers.get('content-type') ?? 'application/octet-stream', 'content-length': body.length })
+      res.end(body)
+    }, badGateway)
+  })
+})
+
+beforeAll(async () => {
+  root = await mkdtemp(join(tmpdir(), 'blockfed-partial-outage-'))
+  coordinator = await createCoordinator({ dataDir: join(root, 'c'), port: 0, host: '127.0.0.1' })
+  upstream = await coordinator.start()
+  await new Promise<void>(resolve => proxy.listen(0, '127.0.0.1', resolve))
+}, 60_000)
+afterAll(async () => {
+  proxy.closeAllConnections()
+  proxy.close()
+  await coordinator.stop()
+  await rm(root, { recursive: true, force: true })
+})
+
+it('serves the version in use when the next one is announced but its manifest cannot be fetched', async () => {
+  await coordinator.ingest('m', await denseModelFiles(16, [['a', 8, 1]]))
+  const token = await coordinator.createToken('edge')
+  const url = `http://127.0.0.1:${(proxy.address() as AddressInfo).port}`
+  const config = { version: '1', runtime: 'tfjs', source: 'blockfed', modelDir: 'm', modelName: 'm', updateURL: url, token, coordinatorKey: toHex(coordinator.identity.signing.publicKey) }
+  const dataDir = join(root, 'runtime')
+  const coldStart = async (): Promise<{ version: number, offline: boolean }> => {
+    const runtime = await createNodeRuntime({ dataDir, token, accessHistory: false })
+    try {
+      const handle = await runtime.load(config)
+      const got = { version: handle.manifest.version, offline: handle.report.offline }
+      await handle.release()
+      return got
+    } finally {
+      await runtime.stop()
+    }
+  }
+  expect(await coldStart()).toEqual({ version: 1, offline: false })
+  await coordinator.ingest('m', await denseModelFiles(16, [['a', 8, 2]]))
+  mode = 'manifests-down'
+  expect(await coldStart()).toMatchObject({ version: 1 })
+  mode = 'up'
+  expect(await coldStart()).toEqual({ version: 2, offline: false })
+}, 60_000)
