@@ -45,25 +45,35 @@ export function nodeHttpBlockSource (options: HttpBlockSourceOptions & { maxSock
           res.on('error', answer)
           return
         }
-        const length = Number(res.headers['content-length'])
-        if (!Number.isSafeInteger(length) || length > bound) {
+        // Sized from Content-Length when there is one (one buffer, no copies); without one (a
+        // chunked answer: a proxy may re-chunk) the chunks are gathered within the same bound.
+        const declared = res.headers['content-length']
+        const length = declared === undefined ? undefined : Number(declared)
+        if (length !== undefined && (!Number.isSafeInteger(length) || length > bound)) {
           res.destroy()
           reject(Number.isSafeInteger(length)
             ? new TooLargeError(`GET ${url}: ${length} bytes exceeds the ${bound}-byte bound`)
-            : new UnavailableError(`GET ${url}: Content-Length ${res.headers['content-length'] ?? 'missing'}`))
+            : new UnavailableError(`GET ${url}: Content-Length ${declared ?? ''}`))
           return
         }
-        const body = new Uint8Array(length)
+        const body = length === undefined ? undefined : new Uint8Array(length)
+        const chunks: Buffer[] = []
         let at = 0
         res.on('data', (chunk: Buffer) => {
-          if (at + chunk.length > length) { res.destroy(new UnavailableError(`GET ${url}: body longer than its Content-Length`)); return }
-          body.set(chunk, at)
+          if (at + chunk.length > (length ?? bound)) {
+            res.destroy(length === undefined
+              ? new TooLargeError(`GET ${url}: the body passed the ${bound}-byte bound`)
+              : new UnavailableError(`GET ${url}: body longer than its Content-Length`))
+            return
+          }
+          if (body === undefined) chunks.push(chunk)
+          else body.set(chunk, at)
           at += chunk.length
         })
         res.on('end', () => {
-          if (at !== length) { reject(new UnavailableError(`GET ${url}: body cut short (${at} of ${length} bytes)`)); return }
-          bytesFetched += length
-          resolve(body)
+          if (length !== undefined && at !== length) { reject(new UnavailableError(`GET ${url}: body cut short (${at} of ${length} bytes)`)); return }
+          bytesFetched += at
+          resolve(body ?? joined(chunks, at))
         })
         // A connection reset mid-body is the network's fault like one before the answer: retryable.
         res.on('error', err => reject(typed(err)))
@@ -90,4 +100,14 @@ export function nodeHttpBlockSource (options: HttpBlockSourceOptions & { maxSock
     },
     close: () => agent.destroy()
   }
+}
+
+function joined (chunks: Buffer[], length: number): Uint8Array {
+  const out = new Uint8Array(length)
+  let at = 0
+  for (const chunk of chunks) {
+    out.set(chunk, at)
+    at += chunk.length
+  }
+  return out
 }

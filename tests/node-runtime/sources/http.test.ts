@@ -1,11 +1,12 @@
 /**
- * The Node HTTP block source (node-runtime/sources/http.ts) against a coordinator that answers
- * an error with a body that never ends.
+ * The Node HTTP block source (node-runtime/sources/http.ts) against servers a coordinator may sit
+ * behind: one answering an error with a body that never ends, one (a proxy) answering chunked.
  */
 import { describe, it, expect, afterAll } from 'vitest'
 import http from 'node:http'
 import type { AddressInfo } from 'node:net'
 import { nodeHttpBlockSource } from '../../../node-runtime/sources/http.ts'
+import { TooLargeError } from '../../../shared/errors/errors.ts'
 
 const servers: http.Server[] = []
 afterAll(() => {
@@ -38,4 +39,22 @@ describe('nodeHttpBlockSource', () => {
     await closed
     source.close()
   }, 5_000)
+
+  it('reads a chunked answer (no Content-Length, as a proxy may send it) within its bound', async () => {
+    const bytes = Uint8Array.from({ length: 100_000 }, (_, i) => i * 7 & 0xff)
+    const server = http.createServer((_req, res) => {
+      res.writeHead(200, { 'content-type': 'application/octet-stream' }) // no length: chunked
+      for (let at = 0; at < bytes.length; at += 30_000) res.write(bytes.subarray(at, at + 30_000))
+      res.end()
+    })
+    servers.push(server)
+    await new Promise<void>(resolve => server.listen(0, '127.0.0.1', resolve))
+    const source = nodeHttpBlockSource({ baseUrl: `http://127.0.0.1:${(server.address() as AddressInfo).port}` })
+    const signal = new AbortController().signal
+    // Before: refused as "Content-Length missing", every block unavailable behind such a proxy.
+    expect(await source.get('bafkabc', { signal })).toEqual(bytes)
+    expect(source.bytesFetched).toBe(bytes.length)
+    await expect(source.get('bafkabc', { signal, size: 99_999 })).rejects.toThrow(TooLargeError)
+    source.close()
+  })
 })
