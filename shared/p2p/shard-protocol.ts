@@ -376,6 +376,12 @@ export async function serveShardStream (
   // An honest client sends its next request only after the reply: little is ever buffered.
   const bytes = byteStream(stream, { maxBufferSize: 1 << 20 })
   const idleMs = options.idleTimeoutMs ?? options.timeoutMs
+  // A requester that resets or closes the stream ends the answer under way, whatever it waits
+  // on: a lookup waiting for an object still on its way held its slot up to 20 s after the
+  // requester had gone (review 37c), and such requesters could hold every slot.
+  const gone = new AbortController()
+  const onClose = (): void => { gone.abort(new Error('the requester closed the stream')) }
+  stream.addEventListener('close', onClose, { once: true })
   try {
     for (let exchanges = 0; ; exchanges++) {
       const waiting = AbortSignal.timeout(exchanges === 0 ? options.timeoutMs : idleMs)
@@ -396,7 +402,7 @@ export async function serveShardStream (
         await closeWithin(stream, options.timeoutMs, signal)
         return
       }
-      const signal = AbortSignal.timeout(options.timeoutMs)
+      const signal = AbortSignal.any([AbortSignal.timeout(options.timeoutMs), gone.signal])
       if (options.slots !== undefined && !options.slots.take(options.peer, options.host)) {
         options.onBusy?.()
         await writeJson(bytes, { status: 'busy', retryMs: busyRetry(options) }, signal)
@@ -411,6 +417,8 @@ export async function serveShardStream (
     await closeWithin(stream, options.timeoutMs, AbortSignal.timeout(options.timeoutMs))
   } catch (err) {
     stream.abort(err instanceof Error ? err : new Error(String(err)))
+  } finally {
+    stream.removeEventListener('close', onClose)
   }
 }
 

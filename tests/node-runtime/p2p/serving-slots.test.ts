@@ -1,0 +1,49 @@
+/**
+ * Answer slots come back when the requester goes (review 37c): a runtime asked for an object
+ * still on its way waits for it (up to 20 s) holding an answer slot, and that wait was tied to
+ * nothing but its own timer, so requesters that reset at once could hold every slot with no
+ * stream open, and everyone else was told "busy". Real libp2p nodes on 127.0.0.1.
+ */
+import { afterAll, beforeAll, expect, it } from 'vitest'
+import { multiaddr, type Multiaddr } from '@multiformats/multiaddr'
+import { createPeerNode, type PeerNode } from '../../../node-runtime/p2p/peer-node.ts'
+import { createSwarm, type Swarm } from '../../../node-runtime/p2p/swarm.ts'
+import { rawCid } from '../../../shared/crypto/cid.ts'
+import { requestShard, SHARD_PROTOCOL } from '../../../shared/p2p/shard-protocol.ts'
+import { sleep } from '../../../shared/load/deadline.ts'
+
+const seed = (n: number): Uint8Array => new Uint8Array(32).fill(n)
+let holder: Swarm
+let asker: PeerNode
+let address: Multiaddr
+
+beforeAll(async () => {
+  holder = await createSwarm({ seed: seed(71), maxServing: 8 }) // a peer's share: 2 slots
+  asker = await createPeerNode({ seed: seed(72) })
+  address = multiaddr(holder.node.getMultiaddrs().map(String).find(a => !a.includes('/ws')) as string)
+})
+afterAll(async () => {
+  await asker.stop()
+  await holder.stop()
+})
+
+it('a requester that resets its streams does not keep the slots their answers waited in', async () => {
+  const onItsWay = await rawCid(new TextEncoder().encode('on its way'))
+  const elsewhere = await rawCid(new TextEncoder().encode('not here'))
+  holder.fetching(onItsWay, new Promise<Uint8Array>(() => {})) // a fetch that does not land
+  // The peer's two slots, each taken by a request whose stream is reset 200 ms later.
+  const gone = await Promise.allSettled([0, 1].map(async () => {
+    const stream = await asker.dialProtocol(address, SHARD_PROTOCOL, { signal: AbortSignal.timeout(5_000) })
+    return await requestShard(stream, onItsWay, { signal: AbortSignal.timeout(200) })
+  }))
+  expect(gone.map(r => r.status)).toEqual(['rejected', 'rejected'])
+  // The slots come back once the resets arrive. Before, "busy" for the whole 20 s wait.
+  let answer: unknown
+  for (let tries = 0; tries < 50; tries++) {
+    const stream = await asker.dialProtocol(address, SHARD_PROTOCOL, { signal: AbortSignal.timeout(5_000) })
+    answer = await requestShard(stream, elsewhere, { signal: AbortSignal.timeout(5_000) })
+    if ((answer as { status: string }).status !== 'busy') break
+    await sleep(100)
+  }
+  expect(answer).toMatchObject({ status: 'not-found' })
+}, 30_000)
