@@ -12,7 +12,8 @@ export interface AnswerAdmission {
   /** Paces bodies through the upload cap; undefined without one. */
   pace?: Pace
   /** Admits an answer of `bytes` (returns its release, to call once when it ends) or refuses it. */
-  admit: (bytes: number) => (() => void) | undefined
+  /** `signal`: the one this answer's `pace` calls carry (token-bucket.ts UploadCap.admit). */
+  admit: (bytes: number, signal?: AbortSignal) => (() => void) | undefined
   /** Bytes of admitted answers not yet released. */
   readonly underway: number
 }
@@ -23,10 +24,10 @@ export function answerAdmission (options: { maxBytes: number, bytesPerSecond?: n
   return {
     pace: cap?.pace,
     get underway () { return budget.underway },
-    admit (bytes) {
+    admit (bytes, signal) {
       const own = budget.admit(bytes)
       if (own === undefined) return undefined
-      const capped = cap?.admit(bytes)
+      const capped = cap?.admit(bytes, signal)
       if (cap !== undefined && capped === undefined) {
         own()
         return undefined

@@ -266,14 +266,14 @@ export async function buildServer (deps: ServerDeps): Promise<FastifyInstance> {
       immutable()
       return await reply.type('application/octet-stream').send(Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength) as never)
     }
-    const release = deps.answers === undefined ? () => {} : deps.answers.admit(bytes.length)
+    const gone = new AbortController()
+    const release = deps.answers === undefined ? () => {} : deps.answers.admit(bytes.length, gone.signal)
     if (release === undefined) {
       deps.onBusy?.()
       throw new BusyError(`${cid}: the coordinator is sending as much as it may at once; retry later`, BUSY_RETRY_MS)
     }
     immutable()
     // Released when the answer ends, sent or not (the client may leave mid-body).
-    const gone = new AbortController()
     reply.raw.once('close', () => { release(); gone.abort() })
     deps.onServed?.(bytes.length)
     void reply.type('application/octet-stream').header('content-length', bytes.length)

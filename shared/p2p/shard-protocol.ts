@@ -332,7 +332,7 @@ export interface ServeOptions {
    * Admits a body of `bytes` (returning the release to call when its answer ends) or not (it is
    * answered `busy`), e.g. UploadCap.admit.
    */
-  admit?: (bytes: number) => (() => void) | undefined
+  admit?: (bytes: number, signal: AbortSignal) => (() => void) | undefined
   /** Answer slots; taken once a request has arrived (so silent streams hold none), given back when its answer is written. */
   slots?: ServeSlots
   /** The remote peer, for the slots' per-peer bound. */
@@ -441,7 +441,7 @@ async function answer (
     return
   }
   const body = reply.bytes
-  const release = options.admit === undefined ? () => {} : options.admit(body.length)
+  const release = options.admit === undefined ? () => {} : options.admit(body.length, signal)
   if (release === undefined) {
     options.onBusy?.()
     await writeJson(bytes, { status: 'busy', retryMs: busyRetry(options) }, signal)

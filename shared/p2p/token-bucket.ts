@@ -70,11 +70,13 @@ export interface UploadCap {
    * returns its release, to call when the answer ends, or undefined. Answers admitted past that
    * would share the cap and all miss their deadlines together: bytes nobody receives.
    */
-  admit: (bytes: number) => (() => void) | undefined
+  admit: (bytes: number, signal?: AbortSignal) => (() => void) | undefined
   /**
    * How long the rest of the answers under way takes to go through the cap, in ms: the wait a
-   * `busy` answer asks for. Bytes already paced are not counted (those of an answer that broke
-   * off are taken as sent).
+   * `busy` answer asks for. Bytes already paced are not counted. An answer admitted with the
+   * signal its `pace` calls carry takes back, when it ends, only the bytes it paced itself:
+   * taking back its whole size forgot what the other answers had paced (review 37c: after one
+   * broke off unsent, the hint was ten times the true wait).
    */
   drainMs: () => number
 }
@@ -82,10 +84,9 @@ export interface UploadCap {
 /**
  * Admission by the bytes of answers under way: `fits(underway, bytes)` decides, except that one
  * answer is always admitted when none is under way (it must go out, however large). Each
- * admitted answer gets its release, to call when it ends (calling it again does nothing);
- * `onRelease` hears of each release once, with the answer's bytes.
+ * admitted answer gets its release, to call when it ends (calling it again does nothing).
  */
-export function bytesUnderway (fits: (underway: number, bytes: number) => boolean, onRelease?: (bytes: number) => void): { admit: (bytes: number) => (() => void) | undefined, readonly underway: number } {
+export function bytesUnderway (fits: (underway: number, bytes: number) => boolean): { admit: (bytes: number) => (() => void) | undefined, readonly underway: number } {
   let underway = 0
   return {
     get underway () { return underway },
@@ -97,7 +98,6 @@ export function bytesUnderway (fits: (underway: number, bytes: number) => boolea
         if (released) return
         released = true
         underway -= bytes
-        onRelease?.(bytes)
       }
     }
   }
@@ -107,15 +107,29 @@ export function bytesUnderway (fits: (underway: number, bytes: number) => boolea
 export function uploadCap (bytesPerSecond: number | undefined, deadlineMs: number): UploadCap | undefined {
   if (bytesPerSecond === undefined) return undefined
   const bucket = tokenBucket({ bytesPerSecond, burstBytes: Math.min(bytesPerSecond, UPLOAD_BURST_BYTES) })
-  /** Bytes of the answers under way that have gone through the bucket. */
+  /** Bytes of the answers under way that have gone through the bucket, in all and by answer (its signal). */
   let paced = 0
-  const admission = bytesUnderway((underway, bytes) => (underway + bytes) * 1000 / bytesPerSecond <= deadlineMs / 2, bytes => { paced = Math.max(0, paced - bytes) })
+  const pacedBy = new WeakMap<AbortSignal, number>()
+  const admission = bytesUnderway((underway, bytes) => (underway + bytes) * 1000 / bytesPerSecond <= deadlineMs / 2)
   return {
     pace: async (bytes, signal) => {
       await bucket.take(bytes, signal)
       paced += bytes
+      pacedBy.set(signal, (pacedBy.get(signal) ?? 0) + bytes)
     },
-    admit: admission.admit,
+    admit (bytes, signal) {
+      const release = admission.admit(bytes)
+      if (release === undefined) return undefined
+      let released = false
+      return () => {
+        if (released) return
+        released = true
+        release()
+        // Without its signal, an answer is taken as wholly sent.
+        paced = Math.max(0, paced - (signal === undefined ? bytes : pacedBy.get(signal) ?? 0))
+        if (signal !== undefined) pacedBy.delete(signal)
+      }
+    },
     drainMs: () => Math.max(0, admission.underway - paced) * 1000 / bytesPerSecond
   }
 }

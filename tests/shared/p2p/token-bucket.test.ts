@@ -190,5 +190,22 @@ describe('upload cap admission', () => {
     expect(cap.admit(5000)).toBeDefined()
     expect(cap.admit(1)).toBeUndefined()
   })
-})
 
+  it("takes back, when an answer admitted with its signal ends, only the bytes it paced itself", async () => {
+    // 1000 B/s, burst 1000: every pace below is at once.
+    const cap = uploadCap(1000, 10_000) as NonNullable<ReturnType<typeof uploadCap>>
+    const a = new AbortController()
+    const b = new AbortController()
+    const releaseA = cap.admit(1000, a.signal)
+    const releaseB = cap.admit(1000, b.signal)
+    await cap.pace(600, a.signal)
+    expect(cap.drainMs()).toBe(1400)
+    // B breaks off having sent nothing: A's last 400 bytes are all that is left. Before, B took
+    // back its whole 1000 from the 600 A had paced: 1000 ms asked for 400 ms of work.
+    releaseB?.()
+    expect(cap.drainMs()).toBe(400)
+    await cap.pace(400, a.signal)
+    releaseA?.()
+    expect(cap.drainMs()).toBe(0)
+  })
+})
