@@ -104,6 +104,8 @@ export function secureClients (options: SecureClientsOptions = {}): SecureClient
     entry.controller.abort(new Error('Paillier randomness no longer needed'))
     void entry.pool.then(pool => pool.destroy(), () => {})
   }
+  /** Set by stop(): nothing is made ahead after it (a begin or protect still under way may resume later). */
+  let stopped = false
   const prepare = (key: DecryptorKey, count: number): PoolEntry => {
     const kept = pools.get(key.keyId)
     if (kept?.count === count) return kept
@@ -111,7 +113,8 @@ export function secureClients (options: SecureClientsOptions = {}): SecureClient
     const controller = new AbortController()
     const entry: PoolEntry = { count, controller, done: false, pool: precomputeRandomness(key.publicKey, count, { method, signal: controller.signal }) }
     entry.pool.then(() => { entry.done = true }, () => { if (pools.get(key.keyId) === entry) pools.delete(key.keyId) })
-    pools.set(key.keyId, entry)
+    // After stop, made for the one protect that asks (it is not kept for rounds to come).
+    if (!stopped) pools.set(key.keyId, entry)
     return entry
   }
   const factory = (deps: SecureClientDeps): SecureRoundClient => {
@@ -120,14 +123,17 @@ export function secureClients (options: SecureClientsOptions = {}): SecureClient
       case 'paillier': {
         let key: Promise<DecryptorKey> | undefined
         const keyOf = async (): Promise<DecryptorKey> => await (key ??= readKeyInfo(paillierKeyInfoSchema.parse(deps.config.paillier), options.paillierKeyId))
-        /** The pool this round's begin started, and whether protect took it. */
+        /** The pool this round's begin started, whether protect took it, and whether the round is over. */
         let started: { keyId: string, entry: PoolEntry } | undefined
         let taken = false
+        let disposed = false
         return {
           encoding: 'paillier',
           async begin () {
             const k = await keyOf()
             if (deps.config.fixedPoint.clients > k.layout.maxClients) throw new InvalidInputError(`round ${deps.config.id}: ${deps.config.fixedPoint.clients} clients exceed the Paillier layout's ${k.layout.maxClients}`)
+            // The round may have ended (disposed, or the runtime stopped) while the key was read.
+            if (disposed || stopped) return
             started = { keyId: k.keyId, entry: prepare(k, ciphertextCount(k.layout, deps.config.vectorLength)) }
           },
           message: async () => { throw new InvalidInputError('Paillier rounds have no secure-aggregation messages') },
@@ -145,13 +151,14 @@ export function secureClients (options: SecureClientsOptions = {}): SecureClient
               const bytes = encryptUpdate(encoded, k.layout, pool)
               pool.destroy()
               // Offline phase for the next round, in the background.
-              prepare(k, count).pool.catch(() => undefined)
+              if (!stopped) prepare(k, count).pool.catch(() => undefined)
               return bytes
             } finally {
               signal.removeEventListener('abort', stopOnAbort)
             }
           },
           dispose () {
+            disposed = true
             // A round that ended before protect: a finished pool is kept for the next round, one
             // still being made (sized by this offer) is stopped.
             if (started === undefined || taken || started.entry.done || pools.get(started.keyId) !== started.entry) return
@@ -165,6 +172,7 @@ export function secureClients (options: SecureClientsOptions = {}): SecureClient
   }
   return Object.assign(factory, {
     stop () {
+      stopped = true
       for (const entry of pools.values()) drop(entry)
       pools.clear()
     }

@@ -69,6 +69,19 @@ describe('Paillier randomness made ahead', () => {
     factory.stop?.()
   })
 
+  it('a round disposed, and the factory stopped, while begin still reads the key starts no precompute', async () => {
+    // As the participant does on an abort: its race rejects at once and disposes, while begin
+    // is still awaiting the key's hash. Before (review 37e), begin then started the precompute.
+    const factory = secureClients()
+    const client = factory(deps(offer(2_000_000)))
+    const begun = client.begin()
+    client.dispose()
+    factory.stop?.()
+    await begun
+    await sleep(50)
+    expect(await cpuWhileIdle(600)).toBeLessThan(150)
+  })
+
   it('stop() stops the precompute made ahead for rounds to come', async () => {
     const factory = secureClients()
     await factory(deps(offer(2_000_000))).begin()
