@@ -8,7 +8,7 @@ import http from 'node:http'
 import https from 'node:https'
 import { BlockfedError, TimeoutError, TooLargeError, UnavailableError } from '../../shared/errors/errors.ts'
 import { withDeadline } from '../../shared/load/deadline.ts'
-import { ERROR_BODY_BYTES, statusError, type HttpBlockSource, type HttpBlockSourceOptions } from '../../shared/load/http-source.ts'
+import { ERROR_BODY_BYTES, ERROR_BODY_MS, statusError, type HttpBlockSource, type HttpBlockSourceOptions } from '../../shared/load/http-source.ts'
 
 export function nodeHttpBlockSource (options: HttpBlockSourceOptions & { maxSockets?: number }): HttpBlockSource & { close: () => void } {
   const base = options.baseUrl.replace(/\/+$/, '')
@@ -26,23 +26,33 @@ export function nodeHttpBlockSource (options: HttpBlockSourceOptions & { maxSock
       const req = request(url, { agent, signal }, res => {
         const status = res.statusCode ?? 0
         if (status !== 200) {
-          // Its first ERROR_BODY_BYTES only (they say why), then the socket is given up: an error
-          // body may be endless, and would hold the socket till the deadline.
+          // Not drained: an error body may be endless, and would hold the socket till the
+          // deadline. A 502's first ERROR_BODY_BYTES, for ERROR_BODY_MS at most, say whether it
+          // is the coordinator's own (a damaged file) or a proxy's.
           const retryAfter = res.headers['retry-after']
           const chunks: Buffer[] = []
           let kept = 0
-          const answer = (): void => {
+          let answered = false
+          const answer = (complete: boolean): void => {
+            if (answered) return
+            answered = true
+            clearTimeout(patience)
             res.destroy()
-            const said = kept > ERROR_BODY_BYTES ? '' : Buffer.concat(chunks).toString('utf8')
+            const said = complete && kept <= ERROR_BODY_BYTES ? Buffer.concat(chunks).toString('utf8') : ''
             reject(statusError(status, typeof retryAfter === 'string' ? retryAfter : null, url, cid, base, said))
+          }
+          const patience = status === 502 ? setTimeout(() => answer(false), ERROR_BODY_MS) : undefined
+          if (patience === undefined) {
+            answer(false)
+            return
           }
           res.on('data', (chunk: Buffer) => {
             chunks.push(chunk)
             kept += chunk.length
-            if (kept > ERROR_BODY_BYTES) answer()
+            if (kept > ERROR_BODY_BYTES) answer(false)
           })
-          res.on('end', answer)
-          res.on('error', answer)
+          res.on('end', () => answer(true))
+          res.on('error', () => answer(false))
           return
         }
         // Sized from Content-Length when there is one (one buffer, no copies); without one (a

@@ -6,7 +6,7 @@ import { errorBodySchema } from '../client/api-schemas.ts'
 import { readBodyBounded, readTextBounded } from '../client/bounded-body.ts'
 import { BlockfedError, BusyError, IntegrityError, NotFoundError, UnavailableError } from '../errors/errors.ts'
 import type { BlockSource } from './source.ts'
-import { deadlineError, withDeadline } from './deadline.ts'
+import { deadlineError, untilAborted, withDeadline } from './deadline.ts'
 
 export interface HttpBlockSourceOptions {
   baseUrl: string
@@ -26,8 +26,13 @@ function retryAfterMs (header: string | null): number | undefined {
   return Math.min(30_000, Math.max(100, Number(header.trim()) * 1000))
 }
 
-/** How much of an error answer's body is read: the coordinator's `{ error, message }` fits many times over. */
+/**
+ * How much of a 502 answer's body is read, and for how long: the coordinator's `{ error,
+ * message }` fits many times over and comes with the headers. Other error answers are not read
+ * (their status says all), so a body that stalls never holds a busy or unavailable answer up.
+ */
 export const ERROR_BODY_BYTES = 4096
+export const ERROR_BODY_MS = 1_000
 
 /**
  * The error for a block request answered `status` (not 200), with the start of its body: 404 is
@@ -72,8 +77,9 @@ export function httpBlockSource (options: HttpBlockSourceOptions): HttpBlockSour
       try {
         const res = await fetch(url, { signal: withDeadline(signal, timeoutMs) })
         if (!res.ok) {
-          // An error body past the bound is not the coordinator's: read as none.
-          const said = await readTextBounded(res, ERROR_BODY_BYTES, `GET ${url}`).catch(() => '')
+          // A 502's body past its bound or its time is not the coordinator's: read as none.
+          const said = res.status === 502 ? await untilAborted(AbortSignal.timeout(ERROR_BODY_MS), readTextBounded(res, ERROR_BODY_BYTES, `GET ${url}`)).catch(() => '') : ''
+          if (said === '') await res.body?.cancel().catch(() => {})
           throw statusError(res.status, res.headers.get('retry-after'), url, cid, base, said)
         }
         // No more than the object's own size, where the manifest gives it.

@@ -6,7 +6,8 @@ import { describe, it, expect, afterAll } from 'vitest'
 import http from 'node:http'
 import type { AddressInfo } from 'node:net'
 import { nodeHttpBlockSource } from '../../../node-runtime/sources/http.ts'
-import { TooLargeError } from '../../../shared/errors/errors.ts'
+import { BusyError, TooLargeError, UnavailableError } from '../../../shared/errors/errors.ts'
+import { httpBlockSource } from '../../../shared/load/http-source.ts'
 
 const servers: http.Server[] = []
 afterAll(() => {
@@ -57,4 +58,29 @@ describe('nodeHttpBlockSource', () => {
     await expect(source.get('bafkabc', { signal, size: 99_999 })).rejects.toThrow(TooLargeError)
     source.close()
   })
+
+  it('answers a busy at once, and a proxy error whose body stalls after a second, by its status (both sources)', async () => {
+    const server = http.createServer((req, res) => {
+      // Headers, a few bytes, then nothing (the socket stays open).
+      if (req.url?.includes('busy') === true) res.writeHead(503, { 'retry-after': '2' })
+      else res.writeHead(502, { 'content-type': 'text/html' })
+      res.write('<h')
+    })
+    servers.push(server)
+    await new Promise<void>(resolve => server.listen(0, '127.0.0.1', resolve))
+    const baseUrl = `http://127.0.0.1:${(server.address() as AddressInfo).port}`
+    const node = nodeHttpBlockSource({ baseUrl, timeoutMs: 600_000 })
+    const signal = new AbortController().signal
+    // Within the test's 5 s, or it fails by its timeout: the request deadline is ten minutes.
+    // Before (review 37e), every error body was read: a stalled one held the answer to its
+    // deadline and came back a TimeoutError.
+    for (const source of [node, httpBlockSource({ baseUrl, timeoutMs: 600_000 })]) {
+      await expect(source.get('busy', { signal })).rejects.toThrow(BusyError)
+      const err = await source.get('proxy', { signal }).catch((e: unknown) => e)
+      expect(err).toBeInstanceOf(UnavailableError)
+      expect((err as Error).message).toMatch(/HTTP 502$/)
+    }
+    node.close()
+    server.closeAllConnections()
+  }, 5_000)
 })
