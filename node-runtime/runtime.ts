@@ -432,7 +432,9 @@ export async function createNodeRuntime (options: NodeRuntimeOptions): Promise<N
       throw new InvalidConfigError(`aoe config for ${config.modelName}: runtime "${config.runtime}" cannot run a ${fetched.manifest.format} model`)
     }
     const engine = await buildEngine(fetched)
-    const code: ModelCode<any, any, any, any> = options.codes?.[config.modelName]?.() ?? (engine.kind === 'onnx' ? onnxPassthrough() : tfjsPassthrough())
+    // Own keys only: a model named "constructor" found Object.prototype's and ran it as its code.
+    const own = options.codes !== undefined && Object.hasOwn(options.codes, config.modelName) ? options.codes[config.modelName] : undefined
+    const code: ModelCode<any, any, any, any> = own?.() ?? (engine.kind === 'onnx' ? onnxPassthrough() : tfjsPassthrough())
     try {
       await code.init({ config, manifest: fetched.manifest, engine })
     } catch (err) {

@@ -24,10 +24,7 @@ export async function coordinatorKey (dataDir: string, client: CoordinatorClient
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err
   }
-  // Edited or damaged by hand: named, not a hex parser's error (offline) or a "new key" (online).
-  if (known !== undefined && !/^[0-9a-f]{64}$/.test(known)) {
-    throw new IntegrityError(`the key pinned for coordinator ${client.baseUrl} in ${path} is not 64 lowercase hex digits; restore it, or delete it to trust the key the coordinator presents next`)
-  }
+  checkPin(known, path, client.baseUrl)
   let info
   try {
     info = await client.info(signal)
@@ -41,6 +38,7 @@ export async function coordinatorKey (dataDir: string, client: CoordinatorClient
     await mkdir(dir, { recursive: true })
     if (!await createFileAtomic(path, `${info.publicKey}\n`)) {
       known = (await readFile(path, 'utf8')).trim() || undefined
+      checkPin(known, path, client.baseUrl)
       if (known === undefined) await writeFileAtomic(path, `${info.publicKey}\n`)
     }
   }
@@ -50,3 +48,9 @@ export async function coordinatorKey (dataDir: string, client: CoordinatorClient
   return fromHex(info.publicKey)
 }
 
+/** A pin edited or damaged by hand is named, not met as a hex parser's error (offline) or a "new key" (online). */
+function checkPin (known: string | undefined, path: string, url: string): void {
+  if (known !== undefined && !/^[0-9a-f]{64}$/.test(known)) {
+    throw new IntegrityError(`the key pinned for coordinator ${url} in ${path} is not 64 lowercase hex digits; restore it, or delete it to trust the key the coordinator presents next`)
+  }
+}

@@ -7,8 +7,17 @@
  */
 
 /** Spatial dimensions of the convolution classes (Conv, and the transposed ones apart). */
-export const CONV_RANK: Readonly<Record<string, number>> = { Conv1D: 1, Conv2D: 2, Conv3D: 3 }
-export const TRANSPOSE_RANK: Readonly<Record<string, number>> = { Conv2DTranspose: 2, Conv3DTranspose: 3 }
+/**
+ * A lookup table by a name from the model file (a layer's `class_name`), without a prototype:
+ * as a plain object, `constructor` or `toString` found Object.prototype's and passed for a known
+ * class (review 37e: a layer of class "constructor" was checked as a convolution).
+ */
+export function byName<T> (entries: Record<string, T>): Readonly<Record<string, T>> {
+  return Object.freeze(Object.assign(Object.create(null) as Record<string, T>, entries))
+}
+
+export const CONV_RANK = byName({ Conv1D: 1, Conv2D: 2, Conv3D: 3 })
+export const TRANSPOSE_RANK = byName({ Conv2DTranspose: 2, Conv3DTranspose: 3 })
 
 /** Converted identifiers: every layer repeats the same few dozen keys (a bounded cache). */
 const camel = new Map<string, string>()

@@ -8,7 +8,7 @@
  * module does not follow. Any layer class not listed gives `undefined` (shape unknown), so the
  * layers after it are checked without their input size.
  */
-import { CONV_RANK, isSize, setting, sizes, TRANSPOSE_RANK, type KerasLayer } from './_keras_config.ts'
+import { byName, CONV_RANK, isSize, setting, sizes, TRANSPOSE_RANK, type KerasLayer } from './_keras_config.ts'
 
 export type Shape = Array<number | null>
 
@@ -20,10 +20,10 @@ const SAME_SHAPE = new Set([
 ])
 
 /** SeparableConv2D's output shape is a Conv2D's (its computeOutputShape is Conv's). */
-const OUTPUT_CONV_RANK: Readonly<Record<string, number>> = { ...CONV_RANK, SeparableConv2D: 2 }
-const POOL_RANK: Record<string, number> = {
+const OUTPUT_CONV_RANK = byName({ ...CONV_RANK, SeparableConv2D: 2 })
+const POOL_RANK = byName({
   MaxPooling1D: 1, AveragePooling1D: 1, MaxPooling2D: 2, AveragePooling2D: 2, MaxPooling3D: 3, AveragePooling3D: 3
-}
+})
 const RNN_CLASSES = new Set(['SimpleRNN', 'GRU', 'LSTM'])
 
 /**

@@ -9,7 +9,7 @@
  * (and StackedRNNCells), the abstract SeparableConv, and custom or unknown classes.
  */
 import { InvalidModelError } from '../errors/errors.ts'
-import { CONV_RANK, isSize, setting, sizes, TRANSPOSE_RANK, type KerasLayer } from './_keras_config.ts'
+import { byName, CONV_RANK, isSize, setting, sizes, TRANSPOSE_RANK, type KerasLayer } from './_keras_config.ts'
 import type { Shape } from './_keras_shapes.ts'
 
 /** A weight size and what sets it (`units 128`, `input shape [null, 784]`), for errors. */
@@ -18,7 +18,7 @@ export interface Dim { size: number, why: string }
 /** A weight a layer makes: its name under the layer's scope and its sizes (null: not known here). */
 export interface WantedWeight { name: string, dims: Array<Dim | null> }
 
-const GATES: Record<string, number> = { SimpleRNN: 1, GRU: 3, LSTM: 4 }
+const GATES = byName({ SimpleRNN: 1, GRU: 3, LSTM: 4 })
 
 /** Shape in tfjs's notation (the batch first), e.g. `[null, 28, 28, 1]`. */
 export function showShape (s: readonly unknown[]): string {

@@ -81,6 +81,17 @@ describe('models tfjs loads pass', () => {
   })
 })
 
+describe('a layer of a class the check does not know', () => {
+  it('is left to tfjs whatever its name, Object.prototype\'s names too', async () => {
+    const files = await mlpFiles()
+    for (const cls of ['NoSuchLayer', 'constructor', 'toString', 'hasOwnProperty']) {
+      const edited = editModelJson(files, j => { (j.modelTopology.config.layers as Array<{ class_name: string }>)[0]!.class_name = cls })
+      // Before (review 37e), "constructor" and the others were checked as a convolution: "has no kernel_size".
+      await expect(readModel(edited), cls).resolves.toBeDefined()
+    }
+  })
+})
+
 describe('a layer config that disagrees with the weights manifest is refused', () => {
   it('Dense units (the reviewer\'s model: units 15000000 over a [784, 128] kernel)', async () => {
     const files = editModelJson(await mlpFiles(), json => { layerConfig(json, 'hidden_1').units = 15_000_000 })
