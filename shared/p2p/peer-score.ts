@@ -1,14 +1,20 @@
 /**
  * How far a loader trusts each peer, from what the peer did: a score that successes raise and
  * failures lower, a cool-down after repeated failures (or repeated "not found" from a peer that
- * claims to hold blocks), and a ban for serving bytes that do not hash to their CID (the one
- * failure that cannot be bad luck). Pure bookkeeping with an injected clock; the swarm source
- * asks `usable` and `rank` before every request. Records are bounded in number (the least
- * recently touched usable ones go first; of avoided ones, the one usable soonest, so cool-downs
- * before bans), so peers met once cannot grow it without end.
+ * claims to hold blocks, or busy answers asking for a wait the loader will not take), and a ban
+ * for serving bytes that do not hash to their CID (the one failure that cannot be bad luck).
+ * Pure bookkeeping with an injected clock; the swarm source asks `usable` and `rank` before
+ * every request. Records are bounded in number (the least recently touched usable ones go
+ * first; of avoided ones, the one usable soonest, so cool-downs before bans), so peers met once
+ * cannot grow it without end.
  */
 
-export type PeerOutcome = 'ok' | 'not-found' | 'busy' | 'timeout' | 'error' | 'corrupt'
+/**
+ * `busy`: asked to come back after a wait the loader will take; `refused`: asked for a wait longer
+ * than it ever takes, so for this loader as good as "not found" (a peer that answers so to every
+ * request would otherwise be asked for every object and never rested).
+ */
+export type PeerOutcome = 'ok' | 'not-found' | 'busy' | 'refused' | 'timeout' | 'error' | 'corrupt'
 
 export interface PeerScoreOptions {
   /** How long a peer that served corrupt data is avoided. Default 10 minutes. */
@@ -17,7 +23,7 @@ export interface PeerScoreOptions {
   failuresBeforeCoolDown?: number
   /** How long a rested peer is skipped. Default 30 s. */
   coolDownMs?: number
-  /** Consecutive "not found" answers after which a peer is rested (its hints lie). Default 8. */
+  /** Consecutive "not found" or `refused` answers after which a peer is rested (its hints lead nowhere). Default 8. */
   missesBeforeCoolDown?: number
   /** Peers remembered at most. Default 4096. */
   maxPeers?: number
@@ -35,7 +41,7 @@ export interface PeerRecord {
 }
 
 /** Score changes per outcome: bounded to [MIN, MAX] so a long good past cannot hide a ban. */
-const DELTA: Record<PeerOutcome, number> = { ok: 1, 'not-found': -0.5, busy: -0.25, timeout: -2, error: -2, corrupt: -100 }
+const DELTA: Record<PeerOutcome, number> = { ok: 1, 'not-found': -0.5, busy: -0.25, refused: -0.5, timeout: -2, error: -2, corrupt: -100 }
 const MIN = -100
 const MAX = 20
 
@@ -102,7 +108,7 @@ export function peerScores (options: PeerScoreOptions = {}): PeerScores {
           rest(r)
           r.consecutiveFailures = 0
         }
-      } else if (outcome === 'not-found') {
+      } else if (outcome === 'not-found' || outcome === 'refused') {
         if (++r.consecutiveMisses >= missLimit) {
           rest(r)
           r.consecutiveMisses = 0

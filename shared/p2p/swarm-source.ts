@@ -14,7 +14,8 @@
  *
  * Every answer is verified against its CID before it is returned; a peer whose bytes do not
  * match is banned (peer-score.ts) and the next one is asked. A peer that answers busy is asked
- * again, after the wait it asks for, when the origin refers to it (within a patience). Requests
+ * again, after the wait it asks for, when the origin refers to it (within a patience; a wait
+ * beyond it is taken as "no"). Requests
  * per peer are limited, every request has a deadline that counts its time queued behind that
  * limit (a request whose turn comes after its peer was rested is not sent). Peers in good standing are asked in this
  * node's own order for the block (`preferenceOrder`), so loaders spread over its holders, and
@@ -111,11 +112,19 @@ const ORIGIN_ATTEMPTS = 4
  */
 const PEER_BUSY_PATIENCE_MS = 5_000
 
+/**
+ * A busy answer asking for more than the whole patience is never waited for: for this object it
+ * is a "no" that cost one round trip, so it holds no slot of the peer budget and is scored
+ * `refused` (rested when repeated, as "not found" is). Six ids answering busy with 60 s took the
+ * whole budget of every object, so the origin's referrals and DHT providers were never asked.
+ */
+const beyondPatience = (retryMs: number): boolean => retryMs > PEER_BUSY_PATIENCE_MS
+
 /** One object's fetch so far. */
 interface Attempt {
   /** Peers not to ask again (self and the origin among them). */
   tried: Set<string>
-  /** Peers asked (self and the origin not counted), bounded by maxPeersPerObject. */
+  /** Peers asked (self and the origin not counted, nor those that refused), bounded by maxPeersPerObject. */
   asked: number
   /** Peers that answered busy, with the wait they asked for: asked again when they come up again. */
   busy: Map<string, number>
@@ -298,9 +307,9 @@ export function swarmSource (options: SwarmSourceOptions): SwarmSource {
         scores.record(peer, 'not-found')
         return undefined
       case 'busy':
-        // The origin's are counted in originBusy.
+        // The origin's are counted in originBusy, and waited out within a patience of their own.
         if (peer !== origin) fail('busy')
-        scores.record(peer, 'busy')
+        scores.record(peer, peer !== origin && beyondPatience(answer.retryMs) ? 'refused' : 'busy')
         return { busy: answer.retryMs }
       default:
         fail('not-found')
@@ -316,13 +325,21 @@ export function swarmSource (options: SwarmSourceOptions): SwarmSource {
    * the DHT names it), after the wait it asked for, while the object's patience lasts: busy is
    * "later", not "no". Forcing the origin instead, because its referral named only peers that
    * had answered busy, was nearly all of its extra bytes in a capped wave.
+   *
+   * A busy peer holds its slot of the budget only where it may still be waited for: in a list
+   * that names it. Peers that hints named and that answer busy to everything (Sybils of one
+   * host) would otherwise spend the budget and leave the origin's referrals and the DHT's
+   * providers unasked (with the origin down, the load failed beside an honest provider).
    */
   const fromPeers = async (peers: string[], cid: string, signal: AbortSignal, attempt: Attempt): Promise<Uint8Array | undefined> => {
+    const listed = new Set(peers)
+    let elsewhere = 0
+    for (const busyPeer of attempt.busy.keys()) if (!listed.has(busyPeer)) elsewhere++
     for (const peer of peers) {
       if (attempt.tried.has(peer)) continue
       const retryMs = attempt.busy.get(peer)
       // The budget bounds new peers only: one that answered busy may still be asked again.
-      if (retryMs === undefined && attempt.asked >= maxPeers) continue
+      if (retryMs === undefined && attempt.asked - elsewhere >= maxPeers) continue
       attempt.tried.add(peer)
       if (retryMs === undefined) {
         attempt.asked++
@@ -338,8 +355,13 @@ export function swarmSource (options: SwarmSourceOptions): SwarmSource {
         return got.bytes
       }
       if (got !== undefined && 'busy' in got) {
-        attempt.tried.delete(peer)
-        attempt.busy.set(peer, got.busy)
+        if (beyondPatience(got.busy)) {
+          // Never waited for: not asked again for this object, and no slot held.
+          attempt.asked--
+        } else {
+          attempt.tried.delete(peer)
+          attempt.busy.set(peer, got.busy)
+        }
       }
     }
     return undefined

@@ -1,6 +1,7 @@
 /**
  * Peer scores (shared/p2p/peer-score.ts) on an injected clock: the documented change per outcome,
- * the bounds, the ban for corrupt data, the cool-down after consecutive failures, and `rank`.
+ * the bounds, the ban for corrupt data, the cool-down after consecutive failures (and after
+ * consecutive misses or refusals), and `rank`.
  * A seeded run of random outcomes is checked step by step against a slow reference that replays
  * each peer's whole history from the rules as documented.
  */
@@ -25,7 +26,7 @@ describe('peer scores', () => {
   })
 
   it('moves the score by the documented amount per outcome', () => {
-    const expected: Record<PeerOutcome, number> = { ok: 1, 'not-found': -0.5, busy: -0.25, timeout: -2, error: -2, corrupt: -100 }
+    const expected: Record<PeerOutcome, number> = { ok: 1, 'not-found': -0.5, busy: -0.25, refused: -0.5, timeout: -2, error: -2, corrupt: -100 }
     for (const [outcome, delta] of Object.entries(expected) as Array<[PeerOutcome, number]>) {
       const s = peerScores()
       s.record('p', outcome)
@@ -127,9 +128,9 @@ describe('peer scores', () => {
     const { now, advance } = clocked()
     const s = peerScores({ ...options, now })
     const peers = ['a', 'b', 'c', 'd', 'e', 'f']
-    const outcomes: PeerOutcome[] = ['ok', 'ok', 'ok', 'not-found', 'busy', 'timeout', 'error', 'corrupt']
+    const outcomes: PeerOutcome[] = ['ok', 'ok', 'ok', 'not-found', 'busy', 'refused', 'timeout', 'error', 'corrupt']
     const history = new Map<string, Array<{ at: number, outcome: PeerOutcome }>>(peers.map(p => [p, []]))
-    const delta: Record<PeerOutcome, number> = { ok: 1, 'not-found': -0.5, busy: -0.25, timeout: -2, error: -2, corrupt: -100 }
+    const delta: Record<PeerOutcome, number> = { ok: 1, 'not-found': -0.5, busy: -0.25, refused: -0.5, timeout: -2, error: -2, corrupt: -100 }
 
     /** The rules of the module header, applied from scratch to one peer's history. */
     const reference = (peer: string): { score: number, usable: boolean } => {
@@ -140,7 +141,7 @@ describe('peer scores', () => {
       for (const { at, outcome } of history.get(peer) ?? []) {
         score = Math.min(20, Math.max(-100, score + delta[outcome]))
         if (outcome === 'ok') { failures = 0; misses = 0 }
-        if (outcome === 'not-found' && ++misses === options.missesBeforeCoolDown) {
+        if ((outcome === 'not-found' || outcome === 'refused') && ++misses === options.missesBeforeCoolDown) {
           avoidUntil = Math.max(avoidUntil, at + options.coolDownMs)
           misses = 0
         }
@@ -205,6 +206,33 @@ describe('peer scores', () => {
     expect(s.usable('liar')).toBe(false)
     advance(1_000)
     expect(s.usable('liar')).toBe(true)
+  })
+
+  // Regression (review 37c): a busy answer never counted towards a rest, so ids answering every
+  // request busy with a wait no loader takes (60 s against a 5 s patience) were asked for every
+  // object, for ever (score -6 and never rested in the review's run).
+  it('rests a peer that keeps refusing (busy with a wait the loader will not take) as one that keeps missing; busy alone never rests', () => {
+    const { now, advance } = clocked()
+    const s = peerScores({ missesBeforeCoolDown: 3, coolDownMs: 1_000, now })
+    for (let i = 0; i < 50; i++) s.record('honest', 'busy')
+    expect(s.usable('honest')).toBe(true)
+    s.record('sybil', 'refused')
+    s.record('sybil', 'refused')
+    expect(s.usable('sybil')).toBe(true)
+    s.record('sybil', 'refused')
+    expect(s.usable('sybil')).toBe(false)
+    expect(s.snapshot().sybil).toMatchObject({ score: -1.5, avoidUntil: 1_000 })
+    advance(1_000)
+    expect(s.usable('sybil')).toBe(true)
+    // Refusals and misses count together; a success resets the count, a plain busy does not.
+    s.record('p', 'refused')
+    s.record('p', 'ok')
+    s.record('p', 'not-found')
+    s.record('p', 'busy')
+    s.record('p', 'refused')
+    expect(s.usable('p')).toBe(true)
+    s.record('p', 'not-found')
+    expect(s.usable('p')).toBe(false)
   })
 
   it('remembers at most maxPeers, forgetting the least recently touched first and banned peers last', () => {

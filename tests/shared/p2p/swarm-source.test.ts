@@ -546,6 +546,48 @@ describe('swarm source: the origin', () => {
     expect(s.stats()).toMatchObject({ bytesFromOrigin: 0, perPeer: { h1: o.bytes.length } })
   })
 
+  // Regression (review 37c): six hinted ids answering busy with 60 s (a wait no loader takes)
+  // spent the budget of 6, so the origin's referral was skipped ("peer budget spent") and the
+  // origin made to serve; they were asked for every object and never rested.
+  it('hinted peers that answer busy with a wait beyond the patience spend no budget, are not asked again, and are rested when they keep at it', async () => {
+    const objs = await objects(8, 11)
+    for (const o of objs) store.set(o.cid, o.bytes)
+    const sybils = ['s1', 's2', 's3', 's4', 's5', 's6']
+    const net = fakeNetwork({
+      peers: { ...Object.fromEntries(sybils.map(p => [p, scripted({ status: 'busy', retryMs: 60_000 })])), honest: holds, [ORIGIN]: scripted({ status: 'elsewhere', peers: [{ id: 'honest', addrs: [] }] }) },
+      holders: Object.fromEntries(objs.map(o => [o.cid, sybils]))
+    })
+    const s = source(net)
+    for (const o of objs) expect(await s.get(o.cid, { signal: signal() })).toEqual(o.bytes)
+    const stats = s.stats()
+    expect(stats).toMatchObject({ bytesFromOrigin: 0, forcedBecause: {} })
+    expect(stats.perPeer).toEqual({ honest: objs.reduce((n, o) => n + o.bytes.length, 0) })
+    // Asked once per object until the 8th refusal (missesBeforeCoolDown) rested them.
+    for (const p of sybils) {
+      expect(net.calls.filter(c => c.peer === p).length, p).toBe(8)
+      expect(s.scores.usable(p), p).toBe(false)
+    }
+    expect(s.scores.snapshot().s1).toMatchObject({ score: -4 })
+  })
+
+  it('hinted peers busy within the patience, but named by no later list, leave the budget to the origin\'s referral and the DHT\'s providers', async () => {
+    const objs = await objects(2, 12)
+    for (const o of objs) store.set(o.cid, o.bytes)
+    const sybils = ['s1', 's2', 's3', 's4', 's5', 's6']
+    const busy = scripted({ status: 'busy', retryMs: 4_000 })
+    const [viaReferral, viaDht] = objs as [{ cid: string, bytes: Uint8Array }, { cid: string, bytes: Uint8Array }]
+    const net = fakeNetwork({
+      peers: { ...Object.fromEntries(sybils.map(p => [p, busy])), honest: holds, [ORIGIN]: async cid => cid === viaReferral.cid ? { status: 'elsewhere', peers: [{ id: 'honest', addrs: [] }] } : { status: 'not-found' } },
+      holders: Object.fromEntries(objs.map(o => [o.cid, sybils])),
+      providers: { [viaDht.cid]: ['honest'] }
+    })
+    const s = source(net)
+    for (const o of objs) expect(await s.get(o.cid, { signal: signal() })).toEqual(o.bytes)
+    expect(s.stats()).toMatchObject({ bytesFromOrigin: 0, forcedBecause: {}, perPeer: { honest: viaReferral.bytes.length + viaDht.bytes.length } })
+    // Busy within the patience is "later": no rest, and no wait either, since nobody named them again.
+    for (const p of sybils) expect(s.scores.usable(p), p).toBe(true)
+  })
+
   it('peers still busy when the patience for busy answers runs out: the origin is made to serve', async () => {
     const [o] = await objects(1)
     if (o === undefined) throw new Error('no object')
