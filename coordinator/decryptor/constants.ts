@@ -32,3 +32,15 @@ export const ROUNDS_DIR = 'rounds'
  * buffer up to the body limit). More get 503 with retry-after.
  */
 export const DECRYPT_SLOTS = 2
+/**
+ * The HTTP server's idle-socket and request-body bounds (fastify connectionTimeout and
+ * requestTimeout). A decrypt request's socket is silent while its decryption runs, which may be
+ * far longer: server.ts lifts the idle bound for that time.
+ */
+export const CONNECTION_TIMEOUT_MS = 600_000
+export const REQUEST_TIMEOUT_MS = 600_000
+/**
+ * How long stopping waits for the decryptions it aborted to record how they ended (a file write
+ * each); past it, `stop()` throws and keeps the data dir locked.
+ */
+export const STOP_DEADLINE_MS = 10_000

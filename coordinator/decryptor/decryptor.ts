@@ -2,13 +2,16 @@
  * The Paillier decryptor: a separate process role that holds the Paillier secret key and
  * decrypts the sum of a round's updates, never an individual update, at most once per round
  * (see server.ts for what that does and does not guarantee). `start()` loads or creates the key
- * in the data dir and listens; `stop()` closes the server and drops the key from this object.
+ * in the data dir and listens; `stop()` closes the server, aborting the decryptions still running,
+ * and drops the key from this object. It lets the data dir go only once each of those decryptions
+ * has recorded how it ended: a decryption whose caller had hung up used to write its round's
+ * record after the lock was released (review 37a).
  */
 import { mkdir } from 'node:fs/promises'
 import { join } from 'node:path'
 import type { AddressInfo } from 'node:net'
 import type { FastifyInstance } from 'fastify'
-import { InvalidConfigError, UnavailableError } from '../../shared/errors/errors.ts'
+import { InvalidConfigError, TimeoutError, UnavailableError } from '../../shared/errors/errors.ts'
 import { DEFAULT_MAX_CLIENTS } from '../../aggregation/paillier/constants.ts'
 import { describeKey } from '../../aggregation/paillier/key-info.ts'
 import { packingLayout } from '../../aggregation/paillier/layout.ts'
@@ -18,7 +21,8 @@ import { roundLog } from './rounds.ts'
 import { lockDataDir, type DataDirLock } from '../../node-runtime/dir-lock.ts'
 import { removeStaleTemporaries } from '../../node-runtime/atomic-file.ts'
 import { buildDecryptorServer } from './server.ts'
-import { DEFAULT_DECRYPTOR_HOST, DEFAULT_DECRYPTOR_PORT, ROUNDS_DIR, DEFAULT_MAX_BODY_BYTES, DEFAULT_MIN_CLIENTS, DECRYPTOR_TOKEN_PATTERN, DECRYPTOR_TOKEN_RULE } from './constants.ts'
+import { decryptSlots, type DecryptSlots } from './slots.ts'
+import { DEFAULT_DECRYPTOR_HOST, DEFAULT_DECRYPTOR_PORT, ROUNDS_DIR, DEFAULT_MAX_BODY_BYTES, DEFAULT_MIN_CLIENTS, DECRYPTOR_TOKEN_PATTERN, DECRYPTOR_TOKEN_RULE, DECRYPT_SLOTS, STOP_DEADLINE_MS } from './constants.ts'
 
 export interface DecryptorOptions {
   dataDir: string
@@ -55,6 +59,10 @@ export interface Decryptor {
   readonly keyId: string
   /** Loads or creates the key, listens, and resolves to the base URL. */
   start: () => Promise<string>
+  /**
+   * Closes the server and aborts the decryptions still running; throws TimeoutError, keeping the
+   * data dir locked, if one has not recorded its end within STOP_DEADLINE_MS (call it again).
+   */
   stop: () => Promise<void>
 }
 
@@ -96,6 +104,7 @@ export function createDecryptor (options: DecryptorOptions): Decryptor {
   if (options.token !== undefined && !DECRYPTOR_TOKEN_PATTERN.test(options.token)) throw new InvalidConfigError(`token: use ${DECRYPTOR_TOKEN_RULE}`)
   let app: FastifyInstance | undefined
   let lock: DataDirLock | undefined
+  let slots: DecryptSlots | undefined
   let url: string | undefined
   let keyId: string | undefined
   const started = <T>(value: T | undefined, what: string): T => {
@@ -109,11 +118,13 @@ export function createDecryptor (options: DecryptorOptions): Decryptor {
     get keyId () { return started(keyId, 'keyId') },
     async start () {
       if (app !== undefined) throw new InvalidConfigError('decryptor: already started')
+      if (lock !== undefined) throw new InvalidConfigError('decryptor: its last stop() is waiting for decryptions to end; call stop() again')
       await mkdir(options.dataDir, { recursive: true, mode: 0o700 })
       // Its index of whose sums it decrypted (rounds.ts) is this process's: a second decryptor on
       // the dir would keep its own, and neither would see the other's sums.
       const taken = lockDataDir(options.dataDir, 'decryptor')
       let server: Awaited<ReturnType<typeof buildDecryptorServer>> | undefined
+      const ownSlots = decryptSlots(DECRYPT_SLOTS)
       try {
         // Stale ones only: the lock is per role, and a coordinator may share the dir.
         await removeStaleTemporaries([options.dataDir, join(options.dataDir, ROUNDS_DIR)])
@@ -121,7 +132,7 @@ export function createDecryptor (options: DecryptorOptions): Decryptor {
         const layout = packingLayout(key.publicKey, maxClients)
         const keyInfo = await describeKey(key.publicKey, layout, minClients)
         server = await buildDecryptorServer({
-          secretKey: key, layout, keyInfo, minClients, rounds: await roundLog(options.dataDir), maxBodyBytes, token: options.token, threads: options.threads, logger: options.logger,
+          secretKey: key, layout, keyInfo, minClients, rounds: await roundLog(options.dataDir), maxBodyBytes, token: options.token, threads: options.threads, slots: ownSlots, logger: options.logger,
           ...(clients === undefined ? {} : { clients })
         })
         await server.listen({ port: options.port ?? DEFAULT_DECRYPTOR_PORT, host })
@@ -132,6 +143,7 @@ export function createDecryptor (options: DecryptorOptions): Decryptor {
         throw err
       }
       lock = taken
+      slots = ownSlots
       const address = server.server.address() as AddressInfo
       const bound = address.family === 'IPv6' ? `[${address.address}]` : address.address
       app = server
@@ -139,15 +151,22 @@ export function createDecryptor (options: DecryptorOptions): Decryptor {
       return url
     },
     async stop () {
-      try {
-        await app?.close()
-      } finally {
-        app = undefined
-        lock?.release()
-        lock = undefined
-      }
+      const server = app
+      app = undefined
       url = undefined
       keyId = undefined
+      try {
+        await server?.close() // its preClose hook aborts the decryptions still running
+      } finally {
+        slots?.stop()
+        // Another process may take the dir once it is let go: no decryption may still write there.
+        if (slots === undefined || await slots.ended(STOP_DEADLINE_MS)) {
+          slots = undefined
+          lock?.release()
+          lock = undefined
+        }
+      }
+      if (lock !== undefined) throw new TimeoutError(`decryptor stop: decryptions still running ${STOP_DEADLINE_MS} ms after they were aborted; the data dir ${options.dataDir} stays locked until stop() finds them ended`)
     }
   }
 }

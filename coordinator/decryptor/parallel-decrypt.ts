@@ -2,7 +2,8 @@
  * Paillier decryption of a round's sums on several threads. Each ciphertext decrypts on its own
  * (two exponentiations, nearly all the cost), so the sums are cut into one contiguous run per
  * thread. The threads live for one decryption: a round needs one, and nothing of the key stays
- * in a thread between rounds.
+ * in a thread between rounds. An abort (the decryptor stopping) ends the threads, or the run on
+ * this thread at its next exponentiation.
  */
 import { availableParallelism } from 'node:os'
 import { Worker } from 'node:worker_threads'
@@ -21,18 +22,34 @@ export const defaultDecryptThreads = (): number => Math.min(8, availableParallel
 
 const WORKER = new URL(import.meta.url.endsWith('.ts') ? './decrypt-worker.ts' : './decrypt-worker.js', import.meta.url)
 
-/** Decrypts every ciphertext of `sums` (each in [1, n²)), in order, on up to `threads` threads. */
-export async function decryptAll (secretKey: PaillierSecretKey, sums: readonly bigint[], threads = defaultDecryptThreads()): Promise<bigint[]> {
+/**
+ * Decrypts every ciphertext of `sums` (each in [1, n²)), in order, on up to `threads` threads;
+ * rejects with the signal's reason once it is aborted.
+ */
+export async function decryptAll (secretKey: PaillierSecretKey, sums: readonly bigint[], threads = defaultDecryptThreads(), signal?: AbortSignal): Promise<bigint[]> {
+  signal?.throwIfAborted()
   const runs = Math.max(1, Math.min(threads, Math.floor(sums.length / MIN_PER_THREAD)))
-  if (runs === 1) return await decryptInTurn(secretKey, sums, nativeModPow())
+  if (runs === 1) {
+    const pow = nativeModPow()
+    return await decryptInTurn(secretKey, sums, (base, exponent, modulus) => {
+      signal?.throwIfAborted()
+      return pow(base, exponent, modulus)
+    })
+  }
   const { n2 } = secretKey.publicKey
   const width = ciphertextWidth(secretKey.publicKey)
   const plainWidth = Math.ceil(secretKey.publicKey.bits / 8)
   for (const c of sums) if (c <= 0n || c >= n2) throw new InvalidInputError('ciphertext: out of range [1, n²)')
   const per = Math.ceil(sums.length / runs)
   const workers: Worker[] = []
+  let onAbort: (() => void) | undefined
+  const aborted = new Promise<never>((_resolve, reject) => {
+    onAbort = () => { reject(signal?.reason) }
+    signal?.addEventListener('abort', onAbort, { once: true })
+  })
+  aborted.catch(() => {})
   try {
-    const parts = await Promise.all(Array.from({ length: runs }, async (_, t) => {
+    const parts = Promise.all(Array.from({ length: runs }, async (_, t) => {
       const chunk = sums.slice(t * per, (t + 1) * per)
       const bytes = new Uint8Array(chunk.length * width)
       chunk.forEach((c, i) => bytes.set(toFixedBytes(c, width), i * width))
@@ -48,8 +65,10 @@ export async function decryptAll (secretKey: PaillierSecretKey, sums: readonly b
       const plain = answer.plaintexts
       return Array.from({ length: chunk.length }, (_, i) => fromBytes(plain.subarray(i * plainWidth, (i + 1) * plainWidth)))
     }))
-    return parts.flat()
+    parts.catch(() => {})
+    return (await Promise.race([parts, aborted])).flat()
   } finally {
+    if (onAbort !== undefined) signal?.removeEventListener('abort', onAbort)
     await Promise.all(workers.map(async w => await w.terminate()))
   }
 }

@@ -15,7 +15,12 @@
  *
  * The bearer token is checked before the body is read, and at most `DECRYPT_SLOTS` decrypt
  * requests are read and worked on at once: a caller without the token cannot make the decryptor
- * buffer and parse hundreds of MiB.
+ * buffer and parse hundreds of MiB. A decryption holds its slot until it ends, whether or not
+ * its caller is still there (slots.ts); closing the server aborts the decryptions still running.
+ *
+ * The caller's socket carries nothing while its decryption runs, which may take far longer than
+ * the server's idle-socket timeout: that timeout is lifted for the time of the work (review 37a:
+ * Node closed the socket at 10 minutes, the live round failed, and the sum was kept for nobody).
  *
  * Each contribution carries its client's Ed25519 signature over (model, round id, base version,
  * 'paillier', SHA-256 of the ciphertexts), the one the client made when it uploaded. The
@@ -47,13 +52,14 @@
  *   proof of plaintext knowledge bound to (round, client) to each upload. A bad client can also
  *   spoil the sum (detected when a slot overflows, not always).
  */
+import type { Socket } from 'node:net'
 import Fastify, { type FastifyInstance, type FastifyRequest } from 'fastify'
 import swagger from '@fastify/swagger'
 import { jsonSchemaTransform, serializerCompiler, validatorCompiler, type ZodTypeProvider } from 'fastify-type-provider-zod'
 import { z } from 'zod'
 import { errorBodySchema } from '../../shared/client/api-schemas.ts'
 import { decodeBase64, equalBytes, fromHex, toBase64, toHex, utf8ToBytes } from '../../shared/crypto/bytes.ts'
-import { AccessDeniedError, BusyError, InvalidInputError } from '../../shared/errors/errors.ts'
+import { AccessDeniedError, BusyError, InvalidInputError, UnavailableError } from '../../shared/errors/errors.ts'
 import { sha256, sha256Hex } from '../../shared/crypto/hash.ts'
 import { verify } from '../../shared/crypto/sign.ts'
 import { uploadSigningBytes } from '../../shared/rounds/messages.ts'
@@ -68,7 +74,8 @@ import { useJsonBodyParser } from '../http/json-body.ts'
 import { bearerOf } from '../http/auth.ts'
 import { RoundDecidedError } from '../../aggregation/paillier/errors.ts'
 import type { RoundLog } from './rounds.ts'
-import { DECRYPT_SLOTS } from './constants.ts'
+import { CONNECTION_TIMEOUT_MS, DECRYPT_SLOTS, REQUEST_TIMEOUT_MS, STOP_DEADLINE_MS } from './constants.ts'
+import { decryptSlots, type DecryptSlots, type Slot } from './slots.ts'
 import { MAX_PATH_PARAM_CHARS } from '../constants.ts'
 
 export interface DecryptorServerDeps {
@@ -84,6 +91,11 @@ export interface DecryptorServerDeps {
   clients?: ReadonlySet<string>
   /** Threads a round's decryption runs on (default: one per core, at most 8). */
   threads?: number
+  /**
+   * The bound on decrypt requests and decryptions at once (default: `DECRYPT_SLOTS` of its own).
+   * The decryptor passes its own, to know when no decryption can still write into its data dir.
+   */
+  slots?: DecryptSlots
   logger?: boolean
 }
 
@@ -97,7 +109,7 @@ function requireToken (req: FastifyRequest, token: string | undefined): void {
 }
 
 export async function buildDecryptorServer (deps: DecryptorServerDeps): Promise<FastifyInstance> {
-  const app = Fastify({ logger: deps.logger ?? false, bodyLimit: deps.maxBodyBytes, routerOptions: { maxParamLength: MAX_PATH_PARAM_CHARS }, requestTimeout: 600_000, connectionTimeout: 600_000, clientErrorHandler })
+  const app = Fastify({ logger: deps.logger ?? false, bodyLimit: deps.maxBodyBytes, routerOptions: { maxParamLength: MAX_PATH_PARAM_CHARS }, requestTimeout: REQUEST_TIMEOUT_MS, connectionTimeout: CONNECTION_TIMEOUT_MS, clientErrorHandler })
   app.setValidatorCompiler(validatorCompiler)
   app.setSerializerCompiler(serializerCompiler)
   app.setErrorHandler(errorHandler)
@@ -116,9 +128,17 @@ export async function buildDecryptorServer (deps: DecryptorServerDeps): Promise<
     schema: { summary: 'The Paillier public key (g = n + 1), its fingerprint and the packing layout clients must use', response: { 200: paillierKeyInfoSchema } }
   }, async () => deps.keyInfo)
 
-  let decrypting = 0
+  const slots = deps.slots ?? decryptSlots(DECRYPT_SLOTS)
+  /** Each decrypt request's slot, from its onRequest hook to its handler. */
+  const slotOf = new WeakMap<FastifyRequest, Slot>()
   /** Decryptions running in this process, by round id, with the hash of the request each answers. */
   const running = new Map<string, { requestSha256: string, answer: Promise<string> }>()
+  // Before the server waits for its open requests: a decryption may run for hours. Its callers
+  // get the abort as an error; its round stays decided (failed), as after a crash.
+  app.addHook('preClose', async () => {
+    slots.stop()
+    await slots.ended(STOP_DEADLINE_MS)
+  })
 
   api.post('/v1/paillier/rounds/:roundId/decrypt', {
     schema: {
@@ -130,13 +150,26 @@ export async function buildDecryptorServer (deps: DecryptorServerDeps): Promise<
     // Before the body is read: a refused caller costs no buffering or parsing.
     onRequest: async (req, reply) => {
       requireToken(req, deps.token)
-      if (decrypting >= DECRYPT_SLOTS) throw new BusyError(`the decryptor is working on ${decrypting} decrypt requests; try again shortly`, 1_000)
-      decrypting++
-      reply.raw.once('close', () => { decrypting-- })
+      const slot = slots.take()
+      if (slot === undefined) throw new BusyError(`the decryptor is working on ${slots.held} decrypt requests; try again shortly`, 1_000)
+      slotOf.set(req, slot)
+      reply.raw.once('close', slot.release)
     }
   }, async req => {
-    const { roundId } = req.params
-    const { model, length, baseVersion, contributions } = req.body
+    const slot = slotOf.get(req)
+    if (slot === undefined) throw new UnavailableError('decrypt request without a slot')
+    const socket = req.raw.socket
+    // Silent until the answer: no idle timeout may cut the caller off while the work runs.
+    socket.setTimeout(0)
+    try {
+      return await decryptRound(req.params.roundId, req.body, slot, socket)
+    } finally {
+      if (!socket.destroyed) socket.setTimeout(app.server.timeout)
+    }
+  })
+
+  async function decryptRound (roundId: string, body: z.infer<typeof decryptRequestSchema>, slot: Slot, socket: Socket): Promise<z.infer<typeof decryptResponseSchema>> {
+    const { model, length, baseVersion, contributions } = body
     if (contributions.length < minClients) throw new InvalidInputError(`round ${roundId}: ${contributions.length} contributions; this decryptor decrypts sums of at least ${minClients}`)
     if (contributions.length > layout.maxClients) throw new InvalidInputError(`round ${roundId}: ${contributions.length} contributions; the packing layout holds at most ${layout.maxClients}`)
     const ids = new Set<string>()
@@ -164,7 +197,7 @@ export async function buildDecryptorServer (deps: DecryptorServerDeps): Promise<
     const answer = (sum: string): { roundId: string, clients: number, length: number, sum: string } => ({ roundId, clients: contributions.length, length, sum })
 
     // A caller that has gone does not get a round decided for nobody.
-    if (req.raw.socket.destroyed) throw new InvalidInputError(`round ${roundId}: the caller closed the request before the decryption started`)
+    if (socket.destroyed) throw new InvalidInputError(`round ${roundId}: the caller closed the request before the decryption started`)
     const record = { roundId, keyId: deps.keyInfo.keyId, model, baseVersion, length, clients: [...ids], claimedAt: new Date().toISOString(), requestSha256 }
     // The same request again gets the same answer; any other request for the round, nothing.
     const fromRecord = async (err: unknown): Promise<string> => {
@@ -180,24 +213,27 @@ export async function buildDecryptorServer (deps: DecryptorServerDeps): Promise<
       if (inFlight.requestSha256 !== requestSha256) throw new RoundDecidedError(`round ${roundId} was already decided; the decryptor decrypts each round at most once`)
       return answer(await inFlight.answer.catch(fromRecord))
     }
-    const work = (async () => {
+    // On the request's slot, which it keeps until it ends: a caller that hangs up does not free it.
+    const work = slot.run(async signal => {
       await deps.rounds.claim(record)
       try {
-        const sum = ringToBytes(await decryptSum(secretKey, sumCiphertexts(vectors, publicKey), layout, length, contributions.length, async sums => await decryptAll(secretKey, sums, deps.threads)))
+        signal.throwIfAborted()
+        const sums = sumCiphertexts(vectors, publicKey)
+        const sum = ringToBytes(await decryptSum(secretKey, sums, layout, length, contributions.length, async s => await decryptAll(secretKey, s, deps.threads, signal)))
         await deps.rounds.finish(record, { sum })
         return toBase64(sum)
       } catch (err) {
         await deps.rounds.finish(record, { reason: (err as Error).message }).catch(() => undefined)
         throw err
       }
-    })()
+    })
     running.set(roundId, { requestSha256, answer: work })
     try {
       return answer(await work.catch(fromRecord))
     } finally {
       running.delete(roundId)
     }
-  })
+  }
 
   return app
 }

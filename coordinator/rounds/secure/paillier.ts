@@ -4,11 +4,16 @@
  * checks each upload's shape and ciphertext ranges, keeps them, and hands all of them to the
  * decryptor (a separate process holding the private key), which sums and decrypts only the sum,
  * once per round. The coordinator never holds a key that opens an individual update.
+ *
+ * The decryptor answers the same request again with the same sum (from the decryption still
+ * running, or from its record), so an answer lost on the way (a connection cut, a restart, a
+ * busy answer) is asked for again within the round's deadline, never decrypted twice.
  */
 import type { RoundConfig } from '../../../shared/rounds/config.ts'
-import { InvalidInputError } from '../../../shared/errors/errors.ts'
+import { InvalidInputError, TimeoutError, isUnreachable } from '../../../shared/errors/errors.ts'
+import { sleep } from '../../../shared/load/deadline.ts'
 import { fromBase64 } from '../../../shared/crypto/bytes.ts'
-import { decryptorClient, type DecryptorClientOptions } from '../../../aggregation/paillier/decryptor-client.ts'
+import { decryptorClient, type DecryptorClient, type DecryptorClientOptions, type RoundContributions } from '../../../aggregation/paillier/decryptor-client.ts'
 import { DEFAULT_DECRYPT_TIMEOUT_MS } from '../../../aggregation/paillier/constants.ts'
 import { describeKey, readKeyInfo } from '../../../aggregation/paillier/key-info.ts'
 import { paillierKeyInfoSchema } from '../../../aggregation/paillier/schemas.ts'
@@ -22,6 +27,10 @@ import type { SecureRoundServer } from './types.ts'
  * outlive a fixed 300 s deadline, and a caller that gives up loses the round's one decryption.
  */
 const DECRYPT_MS_PER_CIPHERTEXT = 50
+/** Requests for one round's sum, at most, while the decryptor cannot be reached or does not answer. */
+const DECRYPT_ATTEMPTS = 5
+/** Wait before asking again, doubled after each attempt: 1, 2, 4, 8 s. */
+const DECRYPT_RETRY_MS = 1_000
 
 type DecryptorAccess = Pick<DecryptorClientOptions, 'baseUrl' | 'token'>
 
@@ -31,10 +40,35 @@ export async function paillierOffer (decryptor: DecryptorAccess): Promise<NonNul
   return await describeKey(key.publicKey, key.layout, key.minClients)
 }
 
+/**
+ * The round's sum, asked for again (the same request) while the decryptor cannot be reached or
+ * its answer is cut off, up to DECRYPT_ATTEMPTS times, all within one deadline of `timeoutMs`.
+ * Review 37a: the decryptor's socket closed under a long decryption, the round failed on the
+ * first UnavailableError, and the sum the decryptor went on to keep was never asked for.
+ */
+async function decryptAsking (decryptor: DecryptorClient, request: RoundContributions, timeoutMs: number, signal: AbortSignal): Promise<Uint32Array> {
+  const deadline = AbortSignal.timeout(timeoutMs)
+  const either = AbortSignal.any([signal, deadline])
+  // The caller's abort is its own; the deadline's is a TimeoutError naming the round.
+  const cutShort = (attempt: number, err: unknown): unknown => signal.aborted
+    ? signal.reason
+    : new TimeoutError(`round ${request.roundId}: no sum from the decryptor within ${timeoutMs} ms (${attempt} request(s))`, { cause: err })
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await decryptor.decrypt(request, either)
+    } catch (err) {
+      if (either.aborted) throw cutShort(attempt, err)
+      if (!isUnreachable(err) || attempt >= DECRYPT_ATTEMPTS) throw err
+      await sleep(DECRYPT_RETRY_MS * 2 ** (attempt - 1), either).catch(() => { throw cutShort(attempt, err) })
+    }
+  }
+}
+
 export async function paillierServer (config: RoundConfig, access: DecryptorAccess): Promise<SecureRoundServer> {
   const key = await readKeyInfo(paillierKeyInfoSchema.parse(config.paillier))
   const count = ciphertextCount(key.layout, config.vectorLength)
-  const decryptor = decryptorClient({ ...access, decryptTimeoutMs: DEFAULT_DECRYPT_TIMEOUT_MS + count * DECRYPT_MS_PER_CIPHERTEXT })
+  const decryptTimeoutMs = DEFAULT_DECRYPT_TIMEOUT_MS + count * DECRYPT_MS_PER_CIPHERTEXT
+  const decryptor = decryptorClient({ ...access, decryptTimeoutMs })
   const live = await decryptor.key()
   if (live.keyId !== key.keyId) throw new InvalidInputError(`round ${config.id} was offered under Paillier key ${key.keyId}, the decryptor now holds ${live.keyId}`)
   return {
@@ -48,7 +82,7 @@ export async function paillierServer (config: RoundConfig, access: DecryptorAcce
     async sum (uploads, io) {
       // Each upload goes with its client's signature: the decryptor opens it only for this round.
       const contributions = [...uploads].map(([clientId, u]) => ({ clientId, ciphertexts: u.payload, signature: fromBase64(u.signature) }))
-      return await decryptor.decrypt({ roundId: config.id, model: config.model, length: config.vectorLength, baseVersion: config.baseVersion, contributions }, io.signal)
+      return await decryptAsking(decryptor, { roundId: config.id, model: config.model, length: config.vectorLength, baseVersion: config.baseVersion, contributions }, decryptTimeoutMs, io.signal)
     },
     drop () {},
     snapshot: () => null,
