@@ -6,6 +6,7 @@
  */
 import http from 'node:http'
 import https from 'node:https'
+import { joinChunks } from '../../shared/client/bounded-body.ts'
 import { BlockfedError, TimeoutError, TooLargeError, UnavailableError } from '../../shared/errors/errors.ts'
 import { withDeadline } from '../../shared/load/deadline.ts'
 import { ERROR_BODY_BYTES, ERROR_BODY_MS, statusError, type HttpBlockSource, type HttpBlockSourceOptions } from '../../shared/load/http-source.ts'
@@ -83,7 +84,7 @@ export function nodeHttpBlockSource (options: HttpBlockSourceOptions & { maxSock
         res.on('end', () => {
           if (length !== undefined && at !== length) { reject(new UnavailableError(`GET ${url}: body cut short (${at} of ${length} bytes)`)); return }
           bytesFetched += at
-          resolve(body ?? joined(chunks, at))
+          resolve(body ?? joinChunks(chunks, at))
         })
         // A connection reset mid-body is the network's fault like one before the answer: retryable.
         res.on('error', err => reject(typed(err)))
@@ -110,14 +111,4 @@ export function nodeHttpBlockSource (options: HttpBlockSourceOptions & { maxSock
     },
     close: () => agent.destroy()
   }
-}
-
-function joined (chunks: Buffer[], length: number): Uint8Array {
-  const out = new Uint8Array(length)
-  let at = 0
-  for (const chunk of chunks) {
-    out.set(chunk, at)
-    at += chunk.length
-  }
-  return out
 }

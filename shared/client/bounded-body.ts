@@ -26,9 +26,15 @@ export async function readBodyBounded (res: Response, maxBytes: number, what: st
     }
     chunks.push(value)
   }
-  if (chunks.length === 1) return chunks[0] as Uint8Array
-  // Copied into one buffer in a loop: spread as arguments, a body of some 100,000 small chunks
-  // (a trickle, or chunked encoding in single bytes) overflowed the call stack within the bound.
+  return chunks.length === 1 ? chunks[0] as Uint8Array : joinChunks(chunks, total)
+}
+
+/**
+ * `chunks` (`total` bytes in all) copied into one buffer, in a loop: spread as call arguments,
+ * a body of some 100,000 small chunks (a trickle, or chunked encoding in single bytes)
+ * overflowed the call stack within its bound.
+ */
+export function joinChunks (chunks: readonly Uint8Array[], total: number): Uint8Array {
   const body = new Uint8Array(total)
   let at = 0
   for (const chunk of chunks) {
