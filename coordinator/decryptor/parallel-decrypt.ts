@@ -13,6 +13,7 @@ import { ciphertextWidth } from '../../aggregation/paillier/wire.ts'
 import { fromBytes, toFixedBytes } from '../../aggregation/paillier/_bigint.ts'
 import { InvalidInputError } from '../../shared/errors/errors.ts'
 import { nativeModPow } from './native-mod-pow.ts'
+import { untilAborted } from '../../shared/load/deadline.ts'
 
 /** Fewer ciphertexts per thread than this are decrypted here: a thread costs about 100 ms to start. */
 const MIN_PER_THREAD = 64
@@ -42,12 +43,6 @@ export async function decryptAll (secretKey: PaillierSecretKey, sums: readonly b
   for (const c of sums) if (c <= 0n || c >= n2) throw new InvalidInputError('ciphertext: out of range [1, n²)')
   const per = Math.ceil(sums.length / runs)
   const workers: Worker[] = []
-  let onAbort: (() => void) | undefined
-  const aborted = new Promise<never>((_resolve, reject) => {
-    onAbort = () => { reject(signal?.reason) }
-    signal?.addEventListener('abort', onAbort, { once: true })
-  })
-  aborted.catch(() => {})
   try {
     const parts = Promise.all(Array.from({ length: runs }, async (_, t) => {
       const chunk = sums.slice(t * per, (t + 1) * per)
@@ -65,10 +60,8 @@ export async function decryptAll (secretKey: PaillierSecretKey, sums: readonly b
       const plain = answer.plaintexts
       return Array.from({ length: chunk.length }, (_, i) => fromBytes(plain.subarray(i * plainWidth, (i + 1) * plainWidth)))
     }))
-    parts.catch(() => {})
-    return (await Promise.race([parts, aborted])).flat()
+    return (await (signal === undefined ? parts : untilAborted(signal, parts))).flat()
   } finally {
-    if (onAbort !== undefined) signal?.removeEventListener('abort', onAbort)
     await Promise.all(workers.map(async w => await w.terminate()))
   }
 }

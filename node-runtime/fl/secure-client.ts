@@ -123,9 +123,8 @@ export function secureClients (options: SecureClientsOptions = {}): SecureClient
       case 'paillier': {
         let key: Promise<DecryptorKey> | undefined
         const keyOf = async (): Promise<DecryptorKey> => await (key ??= readKeyInfo(paillierKeyInfoSchema.parse(deps.config.paillier), options.paillierKeyId))
-        /** The pool this round's begin started, whether protect took it, and whether the round is over. */
+        /** The pool this round's begin started, and whether the round is over. */
         let started: { keyId: string, entry: PoolEntry } | undefined
-        let taken = false
         let disposed = false
         return {
           encoding: 'paillier',
@@ -143,7 +142,6 @@ export function secureClients (options: SecureClientsOptions = {}): SecureClient
             // Taken out before the wait: no other round can be handed the same values.
             const entry = prepare(k, count)
             pools.delete(k.keyId)
-            taken = true
             const stopOnAbort = (): void => drop(entry)
             signal.addEventListener('abort', stopOnAbort, { once: true })
             try {
@@ -160,8 +158,8 @@ export function secureClients (options: SecureClientsOptions = {}): SecureClient
           dispose () {
             disposed = true
             // A round that ended before protect: a finished pool is kept for the next round, one
-            // still being made (sized by this offer) is stopped.
-            if (started === undefined || taken || started.entry.done || pools.get(started.keyId) !== started.entry) return
+            // still being made (sized by this offer) is stopped. Protect took it out of `pools`.
+            if (started === undefined || started.entry.done || pools.get(started.keyId) !== started.entry) return
             pools.delete(started.keyId)
             drop(started.entry)
           }

@@ -39,7 +39,8 @@ export function nodeHttpBlockSource (options: HttpBlockSourceOptions & { maxSock
             answered = true
             clearTimeout(patience)
             res.destroy()
-            const said = complete && kept <= ERROR_BODY_BYTES ? Buffer.concat(chunks).toString('utf8') : ''
+            // Complete only when it ended within ERROR_BODY_BYTES (past them it is answered at once).
+            const said = complete ? Buffer.concat(chunks).toString('utf8') : ''
             reject(statusError(status, typeof retryAfter === 'string' ? retryAfter : null, url, cid, base, said))
           }
           const patience = status === 502 ? setTimeout(() => answer(false), ERROR_BODY_MS) : undefined

@@ -13,6 +13,18 @@ export const errorBodySchema = z.object({
   message: z.string().describe('what is wrong, for a person')
 })
 
+/** An error answer's body as the service sends it (`{ error, message }`), or undefined when it is not one (a proxy's page, a cut body). */
+export function errorBodyOf (text: string): z.infer<typeof errorBodySchema> | undefined {
+  let body: unknown
+  try {
+    body = JSON.parse(text)
+  } catch {
+    return undefined
+  }
+  const parsed = errorBodySchema.safeParse(body)
+  return parsed.success ? parsed.data : undefined
+}
+
 export const coordinatorInfoSchema = z.object({
   name: z.literal('blockfed-coordinator'),
   version: z.string(),

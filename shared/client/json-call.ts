@@ -8,7 +8,7 @@ import type { z } from 'zod'
 import { IntegrityError, TooLargeError, UnavailableError, type BlockfedError } from '../errors/errors.ts'
 import { readTextBounded } from './bounded-body.ts'
 import { deadlineError, withDeadline } from '../load/deadline.ts'
-import { errorBodySchema } from './api-schemas.ts'
+import { errorBodyOf } from './api-schemas.ts'
 
 export interface JsonCallOptions {
   baseUrl: string
@@ -51,17 +51,13 @@ function request (options: JsonCallOptions): (path: string, init: RequestInit, t
       throw new UnavailableError(`${options.service} ${baseUrl} unreachable: ${(err as Error).message}`, { cause: err })
     }
     if (!res.ok) {
-      let body: unknown
-      try {
-        body = JSON.parse(text)
-      } catch {}
-      const parsed = errorBodySchema.safeParse(body)
-      const named = parsed.success ? options.named?.[parsed.data.error] : undefined
+      const said = errorBodyOf(text)
+      const named = said === undefined ? undefined : options.named?.[said.error]
       const Err = named !== undefined && new named('').status === res.status ? named : options.errors[res.status]
       // A 5xx may come from a proxy in front of the service (502 Bad Gateway while it is down):
       // its typed error only when the service's own body names it, else the service is unreachable.
-      const typed = Err !== undefined && (res.status < 500 || (parsed.success && parsed.data.error === new Err('').name))
-      throw new (typed ? Err : UnavailableError)(`${what}: ${parsed.success ? parsed.data.message : `HTTP ${res.status}`}`)
+      const typed = Err !== undefined && (res.status < 500 || said?.error === new Err('').name)
+      throw new (typed ? Err : UnavailableError)(`${what}: ${said?.message ?? `HTTP ${res.status}`}`)
     }
     return { res, text, what }
   }

@@ -6,7 +6,6 @@
  * `kernel_size`, `kernelSize` and `kernel__size` are one field, `Conv_2D` is class Conv2D.
  */
 
-/** Spatial dimensions of the convolution classes (Conv, and the transposed ones apart). */
 /**
  * A lookup table by a name from the model file (a layer's `class_name`), without a prototype:
  * as a plain object, `constructor` or `toString` found Object.prototype's and passed for a known
@@ -16,6 +15,7 @@ export function byName<T> (entries: Record<string, T>): Readonly<Record<string, 
   return Object.freeze(Object.assign(Object.create(null) as Record<string, T>, entries))
 }
 
+/** Spatial dimensions of the convolution classes (Conv, and the transposed ones apart). */
 export const CONV_RANK = byName({ Conv1D: 1, Conv2D: 2, Conv3D: 3 })
 export const TRANSPOSE_RANK = byName({ Conv2DTranspose: 2, Conv3DTranspose: 3 })
 

@@ -2,7 +2,7 @@
  * A BlockSource over the coordinator's HTTP API (`GET /v1/blocks/{cid}`), with fetch, so it runs
  * in Node and browsers alike. Counts the bytes it fetched.
  */
-import { errorBodySchema } from '../client/api-schemas.ts'
+import { errorBodyOf } from '../client/api-schemas.ts'
 import { readBodyBounded, readTextBounded } from '../client/bounded-body.ts'
 import { BlockfedError, BusyError, IntegrityError, NotFoundError, UnavailableError } from '../errors/errors.ts'
 import type { BlockSource } from './source.ts'
@@ -45,18 +45,9 @@ export function statusError (status: number, retryAfter: string | null, url: str
   if (status === 404) return new NotFoundError(`${cid}: not at ${base}`)
   const after = status === 503 ? retryAfterMs(retryAfter) : undefined
   if (after !== undefined) return new BusyError(`GET ${url}: busy, retry in ${after} ms`, after)
-  const said = saidBy(body)
+  const said = errorBodyOf(body)
   const message = `GET ${url}: HTTP ${status}${said === undefined ? '' : `: ${said.message}`}`
   return status === 502 && said?.error === 'IntegrityError' ? new IntegrityError(message) : new UnavailableError(message)
-}
-
-function saidBy (body: string): { error: string, message: string } | undefined {
-  try {
-    const parsed = errorBodySchema.safeParse(JSON.parse(body))
-    return parsed.success ? parsed.data : undefined
-  } catch {
-    return undefined
-  }
 }
 
 export function httpBlockSource (options: HttpBlockSourceOptions): HttpBlockSource {

@@ -84,13 +84,14 @@ export interface UploadCap {
 /**
  * Admission by the bytes of answers under way: `fits(underway, bytes)` decides, except that one
  * answer is always admitted when none is under way (it must go out, however large). Each
- * admitted answer gets its release, to call when it ends (calling it again does nothing).
+ * admitted answer gets its release, to call when it ends (calling it again does nothing);
+ * `onRelease` hears of that answer's release once.
  */
-export function bytesUnderway (fits: (underway: number, bytes: number) => boolean): { admit: (bytes: number) => (() => void) | undefined, readonly underway: number } {
+export function bytesUnderway (fits: (underway: number, bytes: number) => boolean): { admit: (bytes: number, onRelease?: () => void) => (() => void) | undefined, readonly underway: number } {
   let underway = 0
   return {
     get underway () { return underway },
-    admit (bytes) {
+    admit (bytes, onRelease) {
       if (underway > 0 && !fits(underway, bytes)) return undefined
       underway += bytes
       let released = false
@@ -98,6 +99,7 @@ export function bytesUnderway (fits: (underway: number, bytes: number) => boolea
         if (released) return
         released = true
         underway -= bytes
+        onRelease?.()
       }
     }
   }
@@ -117,19 +119,11 @@ export function uploadCap (bytesPerSecond: number | undefined, deadlineMs: numbe
       paced += bytes
       pacedBy.set(signal, (pacedBy.get(signal) ?? 0) + bytes)
     },
-    admit (bytes, signal) {
-      const release = admission.admit(bytes)
-      if (release === undefined) return undefined
-      let released = false
-      return () => {
-        if (released) return
-        released = true
-        release()
-        // Without its signal, an answer is taken as wholly sent.
-        paced = Math.max(0, paced - (signal === undefined ? bytes : pacedBy.get(signal) ?? 0))
-        if (signal !== undefined) pacedBy.delete(signal)
-      }
-    },
+    admit: (bytes, signal) => admission.admit(bytes, () => {
+      // Without its signal, an answer is taken as wholly sent.
+      paced = Math.max(0, paced - (signal === undefined ? bytes : pacedBy.get(signal) ?? 0))
+      if (signal !== undefined) pacedBy.delete(signal)
+    }),
     drainMs: () => Math.max(0, admission.underway - paced) * 1000 / bytesPerSecond
   }
 }

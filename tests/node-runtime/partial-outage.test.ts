@@ -14,6 +14,7 @@ import { createCoordinator, type Coordinator } from '../../coordinator/coordinat
 import { createNodeRuntime } from '../../node-runtime/runtime.ts'
 import { toHex } from '../../shared/crypto/bytes.ts'
 import { denseModelFiles } from '../helpers/dense-model.ts'
+import { forward } from '../helpers/forward.ts'
 
 let root: string
 let coordinator: Coordinator
@@ -23,17 +24,7 @@ let mode: 'up' | 'manifests-down' = 'up'
 const proxy = http.createServer((req, res) => {
   const badGateway = (): void => { res.writeHead(502, { 'content-type': 'text/html' }); res.end('<h1>502 Bad Gateway</h1>') }
   if (mode === 'manifests-down' && (req.url ?? '').includes('/manifest')) { badGateway(); return }
-  const chunks: Buffer[] = []
-  req.on('data', (c: Buffer) => chunks.push(c))
-  req.on('end', () => {
-    const headers: Record<string, string> = {}
-    for (const [k, v] of Object.entries(req.headers)) if (typeof v === 'string' && !['host', 'connection', 'content-length'].includes(k)) headers[k] = v
-    fetch(`${upstream}${req.url ?? '/'}`, { method: req.method, headers, body: chunks.length === 0 ? undefined : Buffer.concat(chunks) }).then(async up => {
-      const body = Buffer.from(await up.arrayBuffer())
-      res.writeHead(up.status, { 'content-type': up.headers.get('content-type') ?? 'application/octet-stream', 'content-length': body.length })
-      res.end(body)
-    }, badGateway)
-  })
+  forward(upstream, req, res, badGateway)
 })
 
 beforeAll(async () => {

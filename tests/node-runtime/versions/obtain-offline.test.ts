@@ -24,6 +24,7 @@ import { LedgerSecurityError, UnavailableError } from '../../../shared/errors/er
 import { ledgerClient } from '../../../shared/ledger/client.ts'
 import { httpBlockSource } from '../../../shared/load/http-source.ts'
 import { denseModelFiles } from '../../helpers/dense-model.ts'
+import { forward } from '../../helpers/forward.ts'
 
 let root: string
 let coordinator: Coordinator | undefined
@@ -34,19 +35,10 @@ let ctx: ObtainContext
 const BAD_GATEWAY = '<html><head><title>502 Bad Gateway</title></head><body><h1>502 Bad Gateway</h1><hr>nginx</body></html>'
 
 const proxy = http.createServer((req, res) => {
+  const badGateway = (): void => { res.writeHead(502, { 'content-type': 'text/html' }); res.end(BAD_GATEWAY) }
   if (mode === 'hang') return
-  if (mode === 'bad-gateway') { res.writeHead(502, { 'content-type': 'text/html' }); res.end(BAD_GATEWAY); return }
-  const chunks: Buffer[] = []
-  req.on('data', (c: Buffer) => chunks.push(c))
-  req.on('end', () => {
-    const headers: Record<string, string> = {}
-    for (const [k, v] of Object.entries(req.headers)) if (typeof v === 'string' && !['host', 'connection', 'content-length'].includes(k)) headers[k] = v
-    fetch(`${upstream}${req.url ?? '/'}`, { method: req.method, headers, body: chunks.length === 0 ? undefined : Buffer.concat(chunks) }).then(async up => {
-      const body = Buffer.from(await up.arrayBuffer())
-      res.writeHead(up.status, { 'content-type': up.headers.get('content-type') ?? 'application/octet-stream' })
-      res.end(body)
-    }, () => { res.writeHead(502, { 'content-type': 'text/html' }); res.end(BAD_GATEWAY) })
-  })
+  if (mode === 'bad-gateway') { badGateway(); return }
+  forward(upstream, req, res, badGateway)
 })
 
 beforeAll(async () => {
