@@ -5,10 +5,11 @@
  * service's message.
  */
 import type { z } from 'zod'
-import { IntegrityError, TooLargeError, UnavailableError, type BlockfedError } from '../errors/errors.ts'
+import { BusyError, IntegrityError, TooLargeError, UnavailableError, type BlockfedError } from '../errors/errors.ts'
 import { readTextBounded } from './bounded-body.ts'
 import { deadlineError, withDeadline } from '../load/deadline.ts'
 import { errorBodyOf } from './api-schemas.ts'
+import { retryAfterMs } from './retry-after.ts'
 
 export interface JsonCallOptions {
   baseUrl: string
@@ -18,7 +19,8 @@ export interface JsonCallOptions {
   /**
    * Typed error per HTTP status; other failing statuses become UnavailableError, and so does a
    * 5xx whose body is not the service's `{ error, message }` naming that error. `named` refines
-   * a status by the body's error name (two refusals that share 409, say).
+   * a status by the body's error name (two refusals that share 409, say). A 503 the service
+   * itself answered busy (`BusyError`, with Retry-After) is a BusyError: it is up, so waiting helps.
    */
   errors: Record<number, new (message: string) => BlockfedError>
   named?: Record<string, new (message: string) => BlockfedError>
@@ -52,6 +54,8 @@ function request (options: JsonCallOptions): (path: string, init: RequestInit, t
     }
     if (!res.ok) {
       const said = errorBodyOf(text)
+      const after = res.status === 503 && said?.error === 'BusyError' ? retryAfterMs(res.headers.get('retry-after')) : undefined
+      if (after !== undefined) throw new BusyError(`${what}: ${said?.message ?? 'busy'}`, after)
       const named = said === undefined ? undefined : options.named?.[said.error]
       const Err = named !== undefined && new named('').status === res.status ? named : options.errors[res.status]
       // A 5xx may come from a proxy in front of the service (502 Bad Gateway while it is down):

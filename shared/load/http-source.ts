@@ -4,6 +4,7 @@
  */
 import { errorBodyOf } from '../client/api-schemas.ts'
 import { readBodyBounded, readTextBounded } from '../client/bounded-body.ts'
+import { retryAfterMs } from '../client/retry-after.ts'
 import { BlockfedError, BusyError, IntegrityError, NotFoundError, UnavailableError } from '../errors/errors.ts'
 import type { BlockSource } from './source.ts'
 import { deadlineError, untilAborted, withDeadline } from './deadline.ts'
@@ -18,12 +19,6 @@ export interface HttpBlockSourceOptions {
 export interface HttpBlockSource extends BlockSource {
   readonly bytesFetched: number
   readonly requests: number
-}
-
-/** Retry-After as delay-seconds (RFC 9110 §10.2.3), clamped to [0.1 s, 30 s]; undefined when absent or not a number. */
-function retryAfterMs (header: string | null): number | undefined {
-  if (header === null || !/^\d{1,9}$/.test(header.trim())) return undefined
-  return Math.min(30_000, Math.max(100, Number(header.trim()) * 1000))
 }
 
 /**

@@ -41,6 +41,8 @@ import { mulberry32 } from '../../shared/random/seeded.ts'
 const TOKEN = 'test-token-decryptor-work-0123'
 const LENGTH = 70
 const BASE_VERSION = 2
+/** coordinator/rounds/secure/paillier.ts DECRYPT_ATTEMPTS: requests a round's sum gets while the decryptor is unreachable. */
+const DECRYPT_ATTEMPTS_FOR_OUTAGES = 5
 const identities = Array.from({ length: 4 }, () => generateSigningKey())
 const idOf = (c: number): string => toHex((identities[c] as SigningKeyPair).publicKey)
 const modelOf = (roundId: string): string => `m-${roundId.toLowerCase()}`
@@ -240,6 +242,39 @@ describe('DECRYPT_SLOTS bounds decryptions, not connections (review 37a, bug B)'
       await s.app.close()
     }
   })
+
+  it('the coordinator waits out busy answers while other rounds hold every slot, past its attempts for outages', async () => {
+    const held = Array.from({ length: DECRYPT_SLOTS }, (_, i) => `r-busy-${i}`)
+    const roundId = 'r_00000000000000b1'
+    let gate: ReturnType<typeof holding> | undefined
+    const s = await serve(await tempDir(), log => (gate = holding(log, held)).log)
+    // Requests for the waiting round; at the sixth (five busy answers, as many as the
+    // attempts an outage gets) the held decryptions are let go.
+    let asked = 0
+    s.app.server.on('request', (req: IncomingMessage) => {
+      if (req.url?.includes(roundId) !== true) return
+      if (++asked === DECRYPT_ATTEMPTS_FOR_OUTAGES + 1) for (const id of held) gate?.release(id)
+    })
+    try {
+      const answers = []
+      for (const [i, id] of held.entries()) {
+        const { contributions } = await round(s.key, s.layout, 40 + 10 * i, id)
+        answers.push(post(s.url, id, bodyOf(id, LENGTH, contributions)).answer)
+        await gate?.claimed(id)
+      }
+      const access = { baseUrl: s.url, token: TOKEN }
+      const config = { id: roundId, model: modelOf(roundId), baseVersion: BASE_VERSION, vectorLength: LENGTH, paillier: await paillierOffer(access) } as unknown as RoundConfig
+      const secure = await paillierServer(config, access)
+      const { xs, contributions } = await round(s.key, s.layout, 70, roundId)
+      const uploads = new Map<string, AcceptedUpload>(contributions.map(c => [c.clientId, { payload: c.ciphertexts, signature: toBase64(c.signature) }]))
+      expect(await secure.sum(uploads, { send: () => {}, signal: new AbortController().signal })).toEqual(ringSum(xs, LENGTH))
+      expect(asked).toBeGreaterThan(DECRYPT_ATTEMPTS_FOR_OUTAGES)
+      for (const answer of answers) expect((await answer).status).toBe(200)
+    } finally {
+      for (const id of held) gate?.release(id)
+      await s.app.close()
+    }
+  }, 30_000)
 
   it.each([1, 2])('stop() ends a decryption whose caller hung up (on %i thread(s)) before it lets the data dir go: nothing writes into it after', async threads => {
     const dir = await tempDir()

@@ -10,8 +10,9 @@
  * busy answer) is asked for again within the round's deadline, never decrypted twice.
  */
 import type { RoundConfig } from '../../../shared/rounds/config.ts'
-import { InvalidInputError, TimeoutError, isUnreachable } from '../../../shared/errors/errors.ts'
+import { BusyError, InvalidInputError, TimeoutError, isUnreachable } from '../../../shared/errors/errors.ts'
 import { sleep } from '../../../shared/load/deadline.ts'
+import { busyWaiter } from '../../../shared/load/retry.ts'
 import { fromBase64 } from '../../../shared/crypto/bytes.ts'
 import { decryptorClient, type DecryptorClient, type DecryptorClientOptions, type RoundContributions } from '../../../aggregation/paillier/decryptor-client.ts'
 import { DEFAULT_DECRYPT_TIMEOUT_MS } from '../../../aggregation/paillier/constants.ts'
@@ -45,21 +46,26 @@ export async function paillierOffer (decryptor: DecryptorAccess): Promise<NonNul
  * its answer is cut off, up to DECRYPT_ATTEMPTS times, all within one deadline of `timeoutMs`.
  * Review 37a: the decryptor's socket closed under a long decryption, the round failed on the
  * first UnavailableError, and the sum the decryptor went on to keep was never asked for.
+ * A busy answer (its slots hold other rounds' decryptions, which may run for minutes) is waited
+ * out as its Retry-After asks, without using an attempt: only the deadline ends that wait.
  */
 async function decryptAsking (decryptor: DecryptorClient, request: RoundContributions, timeoutMs: number, signal: AbortSignal): Promise<Uint32Array> {
   const deadline = AbortSignal.timeout(timeoutMs)
   const either = AbortSignal.any([signal, deadline])
   // The caller's abort is its own; the deadline's is a TimeoutError naming the round.
-  const cutShort = (attempt: number, err: unknown): unknown => signal.aborted
+  const cutShort = (requests: number, err: unknown): unknown => signal.aborted
     ? signal.reason
-    : new TimeoutError(`round ${request.roundId}: no sum from the decryptor within ${timeoutMs} ms (${attempt} request(s))`, { cause: err })
-  for (let attempt = 1; ; attempt++) {
+    : new TimeoutError(`round ${request.roundId}: no sum from the decryptor within ${timeoutMs} ms (${requests} request(s))`, { cause: err })
+  const waitBusy = busyWaiter(timeoutMs)
+  let failures = 0
+  for (let requests = 1; ; requests++) {
     try {
       return await decryptor.decrypt(request, either)
     } catch (err) {
-      if (either.aborted) throw cutShort(attempt, err)
-      if (!isUnreachable(err) || attempt >= DECRYPT_ATTEMPTS) throw err
-      await sleep(DECRYPT_RETRY_MS * 2 ** (attempt - 1), either).catch(() => { throw cutShort(attempt, err) })
+      if (either.aborted) throw cutShort(requests, err)
+      if (err instanceof BusyError && await waitBusy(err.retryAfterMs, either).catch(() => { throw cutShort(requests, err) })) continue
+      if (!isUnreachable(err) || ++failures >= DECRYPT_ATTEMPTS) throw err
+      await sleep(DECRYPT_RETRY_MS * 2 ** (failures - 1), either).catch(() => { throw cutShort(requests, err) })
     }
   }
 }
