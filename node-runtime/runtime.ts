@@ -136,7 +136,16 @@ export interface ModelHandle {
   /** The manifest of the version now serving; changes on upgrade and rollback. */
   readonly manifest: Manifest
   readonly engine: LoadedEngine
-  readonly report: LoadReport & { totalMs: number, ledgerIndex: number, offline: boolean }
+  readonly report: LoadReport & {
+    totalMs: number
+    ledgerIndex: number
+    offline: boolean
+    /**
+     * The version the config asked for (its `pin`, or its channel's) when this load could not
+     * move to it and serves the version in use instead, with why (an outage, a ledger refusal).
+     */
+    notServed?: { version: number, reason: string }
+  }
   infer: (input: any) => Promise<any>
   /** Follows the version policy: moves to the channel's version if the policy allows it. */
   update: (signal?: AbortSignal) => Promise<VersionChange>
@@ -615,6 +624,7 @@ export async function createNodeRuntime (options: NodeRuntimeOptions): Promise<N
     const pins = await pinKept(ctx, state.current === version ? [state.current, state.previous] : [state.current])
     let serving: Serving
     let fetched: ObtainedVersion
+    let notServed: { version: number, reason: string } | undefined
     try {
       try {
         fetched = await obtainVersion(ctx, version, signal)
@@ -627,6 +637,7 @@ export async function createNodeRuntime (options: NodeRuntimeOptions): Promise<N
         const cannotMove = isUnreachable(err) && signal?.aborted !== true && version !== state.current
         if (!(err instanceof LedgerSecurityError || err instanceof WitnessQuorumError || cannotMove) || state.current === null) throw err
         if (err instanceof LedgerSecurityError) options.onSecurityError?.(config.modelName, err)
+        notServed = { version, reason: (err as Error).message }
         fetched = await obtainVersion(ctx, state.current, signal, { local: true })
       }
       serving = await serve(config, fetched)
@@ -643,7 +654,7 @@ export async function createNodeRuntime (options: NodeRuntimeOptions): Promise<N
       for (const cid of pins) ctx.cache.unpin(cid)
       throw err
     }
-    let report: ModelHandle['report'] = { ...fetched.report, totalMs: performance.now() - started, ledgerIndex: fetched.ledgerIndex, offline: fetched.offline }
+    let report: ModelHandle['report'] = { ...fetched.report, totalMs: performance.now() - started, ledgerIndex: fetched.ledgerIndex, offline: fetched.offline, ...(notServed === undefined ? {} : { notServed }) }
     // Version moves run one at a time, and `release` queues behind them: it aborts the one in
     // flight, waits for it to settle, then frees whatever version ended up serving.
     const released = new AbortController()

@@ -46,11 +46,11 @@ it('serves the version in use when the next one is announced but its manifest ca
   const url = `http://127.0.0.1:${(proxy.address() as AddressInfo).port}`
   const config = { version: '1', runtime: 'tfjs', source: 'blockfed', modelDir: 'm', modelName: 'm', updateURL: url, token, coordinatorKey: toHex(coordinator.identity.signing.publicKey) }
   const dataDir = join(root, 'runtime')
-  const coldStart = async (): Promise<{ version: number, offline: boolean }> => {
+  const coldStart = async (pin?: number): Promise<{ version: number, offline: boolean, notServed?: { version: number, reason: string } }> => {
     const runtime = await createNodeRuntime({ dataDir, token, accessHistory: false })
     try {
-      const handle = await runtime.load(config)
-      const got = { version: handle.manifest.version, offline: handle.report.offline }
+      const handle = await runtime.load(pin === undefined ? config : { ...config, pin })
+      const got = { version: handle.manifest.version, offline: handle.report.offline, ...(handle.report.notServed === undefined ? {} : { notServed: handle.report.notServed }) }
       await handle.release()
       return got
     } finally {
@@ -60,7 +60,10 @@ it('serves the version in use when the next one is announced but its manifest ca
   expect(await coldStart()).toEqual({ version: 1, offline: false })
   await coordinator.ingest('m', await denseModelFiles(16, [['a', 8, 2]]))
   mode = 'manifests-down'
-  expect(await coldStart()).toMatchObject({ version: 1 })
+  // Served, and said: the version asked for is not the one serving, and why.
+  expect(await coldStart()).toMatchObject({ version: 1, notServed: { version: 2, reason: expect.stringMatching(/m@2: the coordinator is unreachable/) } })
+  // A pin is no different: the pinned version cannot be had, the report names it.
+  expect(await coldStart(2)).toMatchObject({ version: 1, notServed: { version: 2 } })
   mode = 'up'
   expect(await coldStart()).toEqual({ version: 2, offline: false })
 }, 60_000)
