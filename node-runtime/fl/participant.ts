@@ -15,6 +15,7 @@ import type { FetchedModel } from '../../shared/load/fetch-model.ts'
 import type { TrainingData } from '../../shared/training/data.ts'
 import { trainLocal } from '../../shared/training/local-train.ts'
 import { offeredMeanMix, withClassStats } from '../../shared/rounds/mean-mix-offer.ts'
+import { trainableLayout } from '../../shared/rounds/trainable.ts'
 import { fixedPointParams, encodeUpdate, sampleWeight, cryptoUniform } from '../../aggregation/fixed-point.ts'
 import { clipL2 } from '../../aggregation/dp/clip.ts'
 import { clientNoiseSigma } from '../../aggregation/dp/noise.ts'
@@ -420,6 +421,13 @@ export function createParticipant (options: ParticipantOptions): Participant {
     if (gathering !== undefined && await kept().statistics.has(config.model, gathering)) {
       throw new InvalidInputError(`round ${config.id}: this runtime already gave its class statistics for ${config.model} to a round; a second sum over other clients could single it out`)
     }
+    // The offer's layout is the base's, as both sides derive it (shared/rounds/trainable.ts),
+    // checked before any training: a wrong one would fail only after the epochs were spent.
+    const statsLength = stats.stats?.length ?? 0
+    const layout = trainableLayout(fetched.manifest.tensors, config.trainable)
+    if (layout.names.join('\n') !== config.tensors.join('\n') || layout.parameters + statsLength !== config.vectorLength - 1) {
+      throw new InvalidInputError(`round ${config.id}: the offer's tensors (${config.tensors.length}) and vectorLength ${config.vectorLength} are not those of units ${config.trainable.join(', ')} in ${config.model}@${config.baseVersion}: ${layout.names.length} tensors, ${layout.parameters} values + ${statsLength} class statistics + 1`)
+    }
     const engine = await loadTfjsEngine('tfjs-layers', topology, fetched.weights)
     const net = (engine as { model: LayersModel }).model
     let deltas: Float32Array
@@ -453,7 +461,6 @@ export function createParticipant (options: ParticipantOptions): Participant {
     } finally {
       net.dispose()
     }
-    const statsLength = stats.stats?.length ?? 0
     if (deltas.length + statsLength !== config.vectorLength - 1) throw new IntegrityError(`round ${config.id}: trained ${deltas.length} values and ${statsLength} class statistics, the round expects ${config.vectorLength - 1} values`)
     checkFinite(deltas)
     const params = fixedPointParams({ clip: config.fixedPoint.clip, clients: config.fixedPoint.clients })

@@ -10,6 +10,26 @@ import { generateSigningKey } from '../../../shared/crypto/sign.ts'
 import { toHex } from '../../../shared/crypto/bytes.ts'
 import { fakeRoundsSocket, type FakeRoundsSocket } from '../../helpers/fake-rounds-socket.ts'
 
+/** A round offer from the scripted coordinator: `overrides` on a plain round over `dense/kernel`. */
+function offer (identity: { publicKey: Uint8Array }, overrides: Record<string, unknown>): ReturnType<typeof roundConfigSchema.parse> {
+  const fp = fixedPointParams({ clip: 1, clients: 1 })
+  return roundConfigSchema.parse({
+    id: `r_${randomBytes(8).toString('hex')}`,
+    model: 'm',
+    baseVersion: 1,
+    manifestCid: 'bafkreiexampleexampleexample',
+    trainable: ['dense'],
+    tensors: ['dense/kernel'],
+    vectorLength: 11,
+    seed: randomBytes(32).toString('hex'),
+    fixedPoint: { clip: fp.clip, clients: 1, scale: fp.scale, weightScale: fp.weightScale },
+    secure: { mode: 'none', graph: 'sparse' },
+    selection: { fraction: 1, minClients: 1, maxClients: 1000, cooldownMs: 0, minUploads: 1 },
+    clients: [toHex(identity.publicKey)],
+    ...overrides
+  })
+}
+
 let fake: FakeRoundsSocket
 beforeAll(async () => { fake = await fakeRoundsSocket() })
 afterAll(async () => { await fake.close() })
@@ -29,26 +49,42 @@ describe('offers', () => {
     await participant.start()
     try {
       await participant.ready()
-      const fp = fixedPointParams({ clip: 1, clients: 1 })
-      const config = roundConfigSchema.parse({
-        id: `r_${randomBytes(8).toString('hex')}`,
-        model: 'constructor',
-        baseVersion: 1,
-        manifestCid: 'bafkreiexampleexampleexample',
-        trainable: ['dense'],
-        tensors: ['dense/kernel'],
-        vectorLength: 11,
-        seed: randomBytes(32).toString('hex'),
-        fixedPoint: { clip: fp.clip, clients: 1, scale: fp.scale, weightScale: fp.weightScale },
-        secure: { mode: 'none', graph: 'sparse' },
-        selection: { fraction: 1, minClients: 1, maxClients: 1000, cooldownMs: 0, minUploads: 1 },
-        clients: [toHex(identity.publicKey)]
-      })
+      const config = offer(identity, { model: 'constructor' })
       fake.send({ type: 'offer', config })
       const answer = await fake.frame(f => f.roundId === config.id)
       // Before: Object.prototype.constructor was taken for its data; accepted, then fetched.
       expect(answer).toMatchObject({ type: 'decline', reason: 'no data for model constructor' })
       expect(fetched).toEqual([])
+    } finally {
+      await participant.stop()
+    }
+  })
+
+  it('an offer whose vectorLength does not fit its tensors in the base manifest is declined before training', async () => {
+    const identity = generateSigningKey()
+    const config = offer(identity, {})
+    const participant = createParticipant({
+      url: fake.url,
+      token: 't',
+      identity,
+      models: { m: { data: () => ({ count: 0 }) as never } },
+      // The base as the runtime verified it: dense/kernel holds 4 × 3 = 12 values, the offer says 10.
+      fetchVersion: async () => ({
+        signed: { cid: config.manifestCid },
+        manifest: { format: 'tfjs-layers', topology: { kind: 'tfjs' }, tensors: [{ name: 'dense/kernel', dtype: 'float32', shape: [4, 3], byteLength: 48, layer: 'dense' }] },
+        weights: new Map(),
+        report: { bytesFetched: 0 }
+      }) as never,
+      reconnectMs: 100
+    })
+    await participant.start()
+    try {
+      await participant.ready()
+      fake.send({ type: 'offer', config })
+      await fake.frame(f => f.type === 'accept' && f.roundId === config.id)
+      const answer = await fake.frame(f => f.type === 'decline' && f.roundId === config.id)
+      // Before: found only after the epochs (or, here, as a model that does not load).
+      expect(answer.reason).toMatch(/the offer's tensors \(1\) and vectorLength 11 are not those of units dense in m@1: 1 tensors, 12 values \+ 0 class statistics \+ 1$/)
     } finally {
       await participant.stop()
     }
