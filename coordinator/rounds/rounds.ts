@@ -232,7 +232,10 @@ export function roundManager (deps: RoundManagerDeps): RoundManager {
     if (round.dropped.has(clientId)) return
     round.dropped.add(clientId)
     round.secure.drop(clientId)
-    if (!round.uploads.has(clientId)) deps.store.setClient(round.config.id, clientId, 'dropped')
+    // Only a client that took part is dropped: one that declined, or never answered the offer,
+    // keeps its status (review 38a: a decline turned into 'dropped' at its disconnect, and the
+    // cooldown then kept the client out of the next round).
+    if (round.accepted.has(clientId) && !round.uploads.has(clientId)) deps.store.setClient(round.config.id, clientId, 'dropped')
     // Told at once when still connected (a late uploader, say), so it stops training for nothing.
     if (why !== undefined && !round.uploads.has(clientId) && !round.receiving.has(clientId)) {
       deps.hub().get(clientId)?.send({ type: 'error', roundId: round.config.id, message: `round ${round.config.id}: ${why}; the round goes on without this client`, left: true })
@@ -342,6 +345,7 @@ export function roundManager (deps: RoundManagerDeps): RoundManager {
       if (round.waiting?.kind !== 'accept' || round.acceptsClosed === true) throw withRound(new InvalidInputError(`round ${round.config.id}: acceptances are closed`), round.config.id, { left: true })
       // A withdrawn (or disconnected) client stays out: its stored status must not turn back to 'accepted'.
       if (round.dropped.has(client.id)) throw withRound(new InvalidInputError(`round ${round.config.id}: this client withdrew or was dropped; it cannot accept again`), round.config.id, { left: true })
+      if (round.declined.has(client.id)) throw withRound(new InvalidInputError(`round ${round.config.id}: this client declined; it cannot accept after`), round.config.id, { left: true })
       round.accepted.add(client.id)
       deps.store.setClient(round.config.id, client.id, 'accepted')
       round.waiting.gate.settle(client.id)
@@ -737,6 +741,8 @@ export function roundManager (deps: RoundManagerDeps): RoundManager {
       reconnecting: gate(uploaders, config.deadlines.unmaskMs / 2, controller.signal)
     }
     for (const id of config.clients) if (!uploads.has(id)) dropClient(round, id)
+    // Accepted before the restart and without an upload: out of the resumed round, so dropped.
+    for (const { clientId, status } of deps.store.clients(config.id)) if (status === 'accepted') deps.store.setClient(config.id, clientId, 'dropped')
     // Registered last, with nothing after it that can throw: a half-registered round would stay
     // in `active` with no task to end it.
     active.set(config.id, round)

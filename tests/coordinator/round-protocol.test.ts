@@ -139,6 +139,32 @@ describe('declines and progress', () => {
   })
 })
 
+describe('a client that declines (review 38a)', () => {
+  it('cannot accept after its decline, and stays "declined" when it disconnects (a "dropped" counted in the cooldown)', async () => {
+    const [a, b] = [await rawClient(at, token, ['mnist']), await rawClient(at, token, ['mnist'])]
+    // The silent one keeps the accept window open: the decliner's accept comes while it is.
+    const [decliner, silent] = [await rawClient(at, token, ['mnist'], { autoAccept: false }), await rawClient(at, token, ['mnist'], { autoAccept: false })]
+    const clients = [a, b, decliner, silent]
+    try {
+      const started = await c.rounds.start({ model: 'mnist', trainable: ['head'], secure: { mode: 'none' }, selection: { minClients: 4, minUploads: 2 }, deadlines: { trainMs: 60_000 } })
+      for (let i = 0; i < 250 && !decliner.offers.some(o => o.id === started.id); i++) await sleep(20)
+      decliner.sendJson({ type: 'decline', roundId: started.id, reason: 'no data today' })
+      decliner.sendJson({ type: 'accept', roundId: started.id })
+      expect(await decliner.next(m => m.type === 'error')).toMatchObject({ roundId: started.id, message: expect.stringMatching(/this client declined; it cannot accept after/), left: true })
+      decliner.close()
+      await decliner.closed
+      silent.sendJson({ type: 'decline', roundId: started.id, reason: 'busy' })
+      await untilState(started.id, 'collecting')
+      const config = a.offers.find(o => o.id === started.id) as RoundConfig
+      for (const client of [a, b]) await client.upload({ roundId: config.id, baseVersion: config.baseVersion, encoding: 'ring-u32le' }, new Uint8Array(weightOnly(config).buffer))
+      expect(await a.next(m => m.type === 'result' && m.roundId === config.id, 20_000)).toMatchObject({ state: 'published' })
+      expect((await roundStatus(config.id)).clients).toEqual(expect.arrayContaining([{ clientId: decliner.id, status: 'declined' }, { clientId: a.id, status: 'uploaded' }]))
+    } finally {
+      for (const client of clients) client.close()
+    }
+  })
+})
+
 describe('clients the round no longer counts on', () => {
 
   it('tells a withdrawn client it has left when it sends progress or secure-aggregation messages', async () => {
