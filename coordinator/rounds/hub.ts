@@ -11,6 +11,13 @@
  * a hello's worth before its hello, a control message's worth after it, and an upload's worth
  * only while a round waits for exactly that upload (`uploadAllowance`). Memory held for a client
  * is then what the protocol needs, not `maxPayload` per connection.
+ *
+ * One edge token may open any number of connections, each under a fresh key (review 38a: eight
+ * of them held the event loop for seconds at a time, thirty held 120 MiB of never-finished
+ * messages). So the hub also bounds what all clients take together: at most `maxConnections`
+ * at once (more get 503), one parse-time budget for the whole hub per window (past it, the client
+ * that took most of it is cut), and a message under way must keep arriving (one stalled past a
+ * ping interval is cut).
  */
 import { STATUS_CODES, type IncomingMessage, type Server } from 'node:http'
 import type { Duplex } from 'node:stream'
@@ -36,6 +43,22 @@ const MAX_TEXT_BYTES = 4 << 20
  * ≈ 1.2 s of every 10 s at worst.
  */
 export const TEXT_BUDGET = { bytes: 16 << 20, windowMs: 10_000 }
+/**
+ * Time all clients' text frames may take to parse (JSON, then the schema) per TEXT_BUDGET window,
+ * together (the default of `parseBudgetMs`): at most a fifth of the event loop. Time, not bytes:
+ * a round's share lists are plain arrays that parse at a few ms per MB, a flood's objects of
+ * 330,000 keys at ≈ 70 ms per MB, so honest clients barely use it and the flooder is the one cut.
+ */
+export const PARSE_BUDGET_MS = 2_000
+/** Connections at once, handshakes included (the default of `maxConnections`). */
+export const MAX_CONNECTIONS = 1024
+/**
+ * A message under way beyond this many bytes must grow by MIN_PROGRESS_BYTES_PER_S from one ping
+ * to the next, or the client is cut: `ws` keeps a fragmented message's parts until its last
+ * one, and the client's pongs keep a connection that sends nothing else alive.
+ */
+const STALL_BYTES = 64 << 10
+const MIN_PROGRESS_BYTES_PER_S = 16 << 10
 /** Frame headers, pings, and the start of the next frame read in the same chunk. */
 const FRAME_SLACK_BYTES = 256 << 10
 /** How long a cut client's connection lingers so that it reads why (the close frame). */
@@ -77,6 +100,10 @@ export interface RoundHubOptions {
   handshakeMs: number
   /** Text bytes one client may send per TEXT_BUDGET window before it is cut; TEXT_BUDGET.bytes by default. */
   textBudgetBytes?: number
+  /** Parse time of all clients' text per TEXT_BUDGET window; PARSE_BUDGET_MS by default. */
+  parseBudgetMs?: number
+  /** Connections at once; MAX_CONNECTIONS by default. */
+  maxConnections?: number
 }
 
 export interface RoundHub {
@@ -86,8 +113,9 @@ export interface RoundHub {
   stop: () => Promise<void>
 }
 
-function reject (socket: Duplex, status: 400 | 401 | 403 | 404, message: string): void {
-  socket.end(`HTTP/1.1 ${status} ${STATUS_CODES[status] ?? ''}\r\nContent-Type: text/plain\r\nConnection: close\r\n\r\n${message}\n`)
+function reject (socket: Duplex, status: 400 | 401 | 403 | 404 | 503, message: string): void {
+  const retry = status === 503 ? 'Retry-After: 10\r\n' : ''
+  socket.end(`HTTP/1.1 ${status} ${STATUS_CODES[status] ?? ''}\r\nContent-Type: text/plain\r\n${retry}Connection: close\r\n\r\n${message}\n`)
 }
 
 /** The subprotocols an upgrade request offers (RFC 6455 §4.1: a comma-separated list). */
@@ -120,9 +148,31 @@ export function roundHub (options: RoundHubOptions): RoundHub {
   const wss = new WebSocketServer({ noServer: true, maxPayload: options.maxPayload, handleProtocols: offered => offered.has(ROUNDS_SUBPROTOCOL) ? ROUNDS_SUBPROTOCOL : false })
   const connected = new Map<string, ClientConnection & { socket: WebSocket }>()
   const textBudget = options.textBudgetBytes ?? TEXT_BUDGET.bytes
+  const maxConnections = options.maxConnections ?? MAX_CONNECTIONS
   let server: Server | undefined
   let pinger: ReturnType<typeof setInterval> | undefined
   const alive = new WeakMap<WebSocket, boolean>()
+  /** Upgrades whose token is being checked: counted against maxConnections with the open ones. */
+  let upgrading = 0
+  /** Each connection's own: how to cut it, and the message it has under way (for the stall check). */
+  const conns = new Map<WebSocket, { cut: (code: number, reason: string) => void, underway: () => number, atLastPing: number, completed: boolean }>()
+  const parse = { budgetMs: options.parseBudgetMs ?? PARSE_BUDGET_MS, start: performance.now(), ms: 0, by: new Map<WebSocket, number>() }
+
+  /**
+   * Charges `ms` of parsing to `ws`; past the hub's budget for the window, the connection that
+   * took the most of it is cut (usually `ws` itself), and its share is given back.
+   */
+  function chargeParse (ws: WebSocket, ms: number): void {
+    const now = performance.now()
+    if (now - parse.start >= TEXT_BUDGET.windowMs) Object.assign(parse, { start: now, ms: 0, by: new Map() })
+    parse.ms += ms
+    parse.by.set(ws, (parse.by.get(ws) ?? 0) + ms)
+    if (parse.ms <= parse.budgetMs) return
+    const [heaviest, took] = [...parse.by].reduce((a, b) => b[1] > a[1] ? b : a)
+    parse.ms -= took
+    parse.by.delete(heaviest)
+    conns.get(heaviest)?.cut(1008, 'too much to parse: the coordinator\'s message budget is spent, most of it on this client\'s messages')
+  }
 
   async function onUpgrade (req: IncomingMessage, socket: Duplex, head: Buffer): Promise<void> {
     if (new URL(req.url ?? '/', 'http://x').pathname !== ROUNDS_PATH) return reject(socket, 404, `no WebSocket endpoint at ${req.url ?? ''}; rounds are at ${ROUNDS_PATH}`)
@@ -131,8 +181,15 @@ export function roundHub (options: RoundHubOptions): RoundHub {
     if (other !== undefined) return reject(socket, 400, protocolMismatch('coordinator', `${other.slice(ROUNDS_SUBPROTOCOL_PREFIX.length, ROUNDS_SUBPROTOCOL_PREFIX.length + 20)} (subprotocol ${ROUNDS_SUBPROTOCOL} expected)`))
     const token = bearerToken(req, offered)
     if (token === undefined) return reject(socket, 401, `rounds need an API token: Authorization: Bearer <token>, or from a browser the subprotocols ${ROUNDS_SUBPROTOCOL} and ${BEARER_PROTOCOL_PREFIX}<token>`)
-    if (!await options.mayTrain(token)) return reject(socket, 403, 'this API token may not take part in rounds')
-    wss.handleUpgrade(req, socket, head, ws => { handshake(ws, socket) })
+    if (wss.clients.size + upgrading >= maxConnections) return reject(socket, 503, `the coordinator holds ${maxConnections} round connections, as many as it takes; try again later`)
+    upgrading++
+    try {
+      if (!await options.mayTrain(token)) return reject(socket, 403, 'this API token may not take part in rounds')
+      // Taken into wss.clients within this call (no verifyClient), so the count stays right.
+      wss.handleUpgrade(req, socket, head, ws => { handshake(ws, socket) })
+    } finally {
+      upgrading--
+    }
   }
 
   function handshake (ws: WebSocket, socket: Duplex): void {
@@ -155,6 +212,7 @@ export function roundHub (options: RoundHubOptions): RoundHub {
       ws.send(JSON.stringify(message))
     }
     send({ type: 'challenge', nonce })
+    conns.set(ws, { cut: (code, reason) => { send({ type: 'error', message: reason }); cut(code, reason) }, underway: () => pending, atLastPing: 0, completed: true })
 
     const textWindow = { start: performance.now(), bytes: 0 }
     // Raw bytes since the last whole message: the frame ws is buffering, plus slack.
@@ -176,6 +234,9 @@ export function roundHub (options: RoundHubOptions): RoundHub {
 
     ws.on('message', (data: RawData, isBinary: boolean) => {
       pending = 0
+      // The bytes under way now belong to another message: the stall check starts it afresh.
+      const conn = conns.get(ws)
+      if (conn !== undefined) conn.completed = true
       // Read in place: ws hands over a Buffer it already owns (copying an upload cost its size again).
       const bytes = Array.isArray(data) ? Buffer.concat(data) : Buffer.isBuffer(data) ? data : Buffer.from(data)
       if (client === undefined) {
@@ -218,7 +279,16 @@ export function roundHub (options: RoundHubOptions): RoundHub {
       void (async () => {
         try {
           if (isBinary) await options.handlers.upload(from, new Uint8Array(bytes.buffer, bytes.byteOffset, bytes.byteLength))
-          else await options.handlers.message(from, parseFrame(clientMessageSchema, bytes.toString('utf8'), 'message'))
+          else {
+            const begun = performance.now()
+            let message: ClientMessage
+            try {
+              message = parseFrame(clientMessageSchema, bytes.toString('utf8'), 'message')
+            } finally {
+              chargeParse(ws, performance.now() - begun)
+            }
+            await options.handlers.message(from, message)
+          }
         } catch (err) {
           const { roundId, left } = err as { roundId?: string, left?: true }
           send({ type: 'error', message: errorMessage(err), ...(roundId === undefined ? {} : { roundId, ...(left === true ? { left } : {}) }) })
@@ -227,6 +297,8 @@ export function roundHub (options: RoundHubOptions): RoundHub {
     })
     ws.on('close', () => {
       clearTimeout(timer)
+      conns.delete(ws)
+      parse.by.delete(ws)
       if (client !== undefined && connected.get(client.id) === client) {
         connected.delete(client.id)
         options.handlers.disconnect(client)
@@ -249,6 +321,17 @@ export function roundHub (options: RoundHubOptions): RoundHub {
       pinger = setInterval(() => {
         for (const ws of wss.clients) {
           if (alive.get(ws) === false) { ws.terminate(); continue }
+          const conn = conns.get(ws)
+          if (conn !== undefined) {
+            const underway = conn.underway()
+            // Judged over a whole interval only: a message that began within it has no rate yet.
+            if (!conn.completed && underway > STALL_BYTES && underway - conn.atLastPing < MIN_PROGRESS_BYTES_PER_S * options.pingMs / 1000) {
+              conn.cut(1008, `a message stalled: ${underway} bytes under way, less than ${MIN_PROGRESS_BYTES_PER_S} more per second since the last ping`)
+              continue
+            }
+            conn.atLastPing = underway
+            conn.completed = false
+          }
           alive.set(ws, false)
           ws.ping()
         }
