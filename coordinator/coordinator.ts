@@ -56,6 +56,8 @@ export interface CoordinatorOptions {
   pingMs?: number
   /** Text bytes a round client may send per 10 s before it is cut (coordinator/rounds/hub.ts, TEXT_BUDGET). */
   roundTextBudgetBytes?: number
+  /** Round connections at once, handshakes included; more are refused 503 (hub.ts MAX_CONNECTIONS, 1024). */
+  roundMaxConnections?: number
   /** The version ledger's origin line (fixed when the log is created). Default `blockfed.local/<keyId>`. */
   ledgerOrigin?: string
   /** Witnesses asked to cosign every new checkpoint (`blockfed witness`). */
@@ -217,7 +219,8 @@ async function openCoordinator (options: CoordinatorOptions, partitionOptions: P
     maxPayload: ROUND_MAX_FRAME_BYTES,
     pingMs: options.pingMs ?? ROUND_PING_MS,
     handshakeMs: ROUND_HANDSHAKE_MS,
-    textBudgetBytes: options.roundTextBudgetBytes
+    textBudgetBytes: options.roundTextBudgetBytes,
+    maxConnections: options.roundMaxConnections
   })
   const rounds = roundManager({
     store,

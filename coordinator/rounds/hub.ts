@@ -200,7 +200,9 @@ export function roundHub (options: RoundHubOptions): RoundHub {
     const timer = setTimeout(() => ws.close(4001, 'no hello before the deadline'), options.handshakeMs)
     let client: (ClientConnection & { socket: WebSocket }) | undefined
     /** Stop reading, let the close frame go out, then drop the connection. */
+    let isCut = false
     const cut = (code: number, reason: string): void => {
+      isCut = true
       ws.close(code, reason)
       socket.pause()
       setTimeout(() => ws.terminate(), CUT_GRACE_MS).unref()
@@ -234,6 +236,8 @@ export function roundHub (options: RoundHubOptions): RoundHub {
 
     ws.on('message', (data: RawData, isBinary: boolean) => {
       pending = 0
+      // ws still hands over what it had read before the cut: none of it is parsed.
+      if (isCut) return
       // The bytes under way now belong to another message: the stall check starts it afresh.
       const conn = conns.get(ws)
       if (conn !== undefined) conn.completed = true
