@@ -3,12 +3,15 @@
  * where a folder goes was met only after a whole download (`pull --out`) or as a bare EEXIST,
  * ENOTDIR or ENOENT, and a `--home` another process holds only as its cache's own words.
  */
-import { readFile, stat } from 'node:fs/promises'
+import { access, constants, readFile, stat } from 'node:fs/promises'
 import { dirname, resolve } from 'node:path'
 import { ConflictError, InvalidInputError, UnavailableError } from '../../shared/errors/errors.ts'
 import { SQLITE_BUSY } from '../../node-runtime/dir-lock.ts'
 
-/** `path` is a folder, or can be made one: nothing on the way to it is a file. */
+/**
+ * `path` is a folder, or can be made one: nothing on the way to it is a file, and the nearest
+ * folder that exists may be written (else a pull met EACCES only after its whole download).
+ */
 export async function folderOption (flag: string, path: string): Promise<void> {
   const full = resolve(path)
   for (let at = full; ; at = dirname(at)) {
@@ -21,7 +24,15 @@ export async function folderOption (flag: string, path: string): Promise<void> {
       if ((code === 'ENOENT' || code === 'ENOTDIR') && dirname(at) !== at) continue
       throw new InvalidInputError(`${flag} ${path}: cannot be used as a folder (${code ?? (err as Error).message})`, { cause: err })
     }
-    if (isDirectory) return
+    if (isDirectory) {
+      try {
+        await access(at, constants.W_OK | constants.X_OK)
+      } catch (err) {
+        const code = (err as NodeJS.ErrnoException).code ?? (err as Error).message
+        throw new InvalidInputError(`${flag} ${path}: ${at === full ? 'it' : at} cannot be written by this user (${code}); give a folder it may write`, { cause: err })
+      }
+      return
+    }
     throw new InvalidInputError(`${flag} ${path}: ${at === full ? 'it' : at} is a file, not a folder`)
   }
 }

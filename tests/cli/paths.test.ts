@@ -1,0 +1,42 @@
+/**
+ * Folder options checked before any work (coordinator/cli/paths.ts): one this user cannot write
+ * is refused naming the option, where a pull met a bare EACCES after its whole download (review
+ * 38c). The check runs as an unprivileged user (setpriv), since root writes anywhere.
+ */
+import { afterAll, expect, it } from 'vitest'
+import { execFile } from 'node:child_process'
+import { chmod, mkdir, mkdtemp, rm } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { promisify } from 'node:util'
+import { fileURLToPath } from 'node:url'
+import { folderOption } from '../../coordinator/cli/paths.ts'
+
+const run = promisify(execFile)
+const root = await mkdtemp(join(tmpdir(), 'blockfed-paths-'))
+afterAll(async () => { await rm(root, { recursive: true, force: true }) })
+const paths = fileURLToPath(new URL('../../coordinator/cli/paths.ts', import.meta.url))
+
+/** folderOption('--out', path) in a process of uid/gid 65534: its error message, or 'ok'. */
+async function asNobody (path: string): Promise<string> {
+  const script = `import(${JSON.stringify(paths)}).then(m => m.folderOption('--out', ${JSON.stringify(path)})).then(() => console.log('ok'), e => console.log(e.name + ': ' + e.message))`
+  const { stdout } = await run('setpriv', ['--reuid=65534', '--regid=65534', '--clear-groups', process.execPath, '--experimental-strip-types', '-e', script])
+  return stdout.trim()
+}
+
+it('refuses a folder this user cannot write, or one to be made inside it, naming the option', async () => {
+  const closed = join(root, 'closed')
+  await mkdir(closed)
+  await chmod(root, 0o755)
+  await chmod(closed, 0o755)
+  if (process.getuid?.() === 0) {
+    expect(await asNobody(closed)).toBe(`InvalidInputError: --out ${closed}: it cannot be written by this user (EACCES); give a folder it may write`)
+    expect(await asNobody(join(closed, 'new', 'deeper'))).toBe(`InvalidInputError: --out ${join(closed, 'new', 'deeper')}: ${closed} cannot be written by this user (EACCES); give a folder it may write`)
+    await chmod(closed, 0o777)
+    expect(await asNobody(join(closed, 'new'))).toBe('ok')
+  } else {
+    await chmod(closed, 0o555)
+    await expect(folderOption('--out', closed)).rejects.toThrow(/cannot be written by this user \(EACCES\)/)
+  }
+  await expect(folderOption('--out', join(root, 'writable', 'new'))).resolves.toBeUndefined()
+})
