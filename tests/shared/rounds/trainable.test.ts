@@ -15,6 +15,8 @@ it('lists the units with plain float32 tensors, and names them when an unknown o
 
 it('says a model with no plain float32 tensor has nothing to train, instead of an empty list', () => {
   expect(() => trainableLayout([quantised('a'), { ...plain('b'), dtype: 'int32' }], ['head'])).toThrow('trainable: unknown or non-float32 unit(s) head; this model has none: no tensor of it is plain float32 (quantised or integer weights take no float updates)')
+  // Without a list (a round on all of the model's units): the model is named as the reason, not the clients.
+  expect(() => trainableLayout([quantised('a')], undefined)).toThrow('trainable: this model has no trainable unit: no tensor of it is plain float32 (quantised or integer weights take no float updates)')
 })
 
 it('keeps the message short for a model with many units, and points to where they are listed', () => {
