@@ -61,6 +61,8 @@ export async function roundRoutes (app: FastifyInstance, deps: RoundRoutesDeps):
     schema: { summary: 'A model\'s latest rounds, newest first, with client counts per status', security: [{ token: [] }], params: z.object({ name: modelNameSchema }), querystring: z.object({ limit: z.string().regex(/^[1-9][0-9]{0,5}$/, `a count from 1 to ${MAX_LIST} in decimal digits`).describe(`how many rounds, 1 to ${MAX_LIST} (default 50)`).transform(Number).pipe(z.number().max(MAX_LIST)).optional().transform(n => n ?? 50) }).strict(), response: { 200: roundListSchema, ...errors } }
   }, async req => {
     await operator(req, deps, 'read rounds')
+    // As the model's other routes: a name with nothing behind it is a 404, not an empty list.
+    if (deps.repo.latest(req.params.name) === undefined) throw new NotFoundError(`no model named ${req.params.name}`)
     const rounds = deps.store.list(req.params.name, req.query.limit).map(r => {
       const { clients, ...rest } = status(deps.store, r)
       return { ...rest, clientCounts: clientCounts(clients) }

@@ -573,5 +573,8 @@ describe('the coordinator API under malformed requests', () => {
     }
     expect((await send({ method: 'GET', path: '/v1/models/dense/versions/latest/manifest' })).status).toBe(200)
     expect(manifest).toContain('"version":1')
+    // A model with nothing behind its name: 404 as on its other routes, not an empty list (review 38c).
+    const none = await send({ method: 'GET', path: '/v1/models/nothing-here/rounds', headers: admin() })
+    expect([none.status, JSON.parse(none.text)]).toEqual([404, { error: 'NotFoundError', message: 'no model named nothing-here' }])
   })
 })
