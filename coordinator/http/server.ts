@@ -11,6 +11,7 @@ import cors from '@fastify/cors'
 import { corsOrigins } from './cors.ts'
 import multipart from '@fastify/multipart'
 import swagger from '@fastify/swagger'
+import { withRawAnswers } from './openapi-raw.ts'
 import { jsonSchemaTransform, serializerCompiler, validatorCompiler, type ZodTypeProvider } from 'fastify-type-provider-zod'
 import { z } from 'zod'
 import { LRUCache } from 'lru-cache'
@@ -103,7 +104,7 @@ export async function buildServer (deps: ServerDeps): Promise<FastifyInstance> {
       components: { securitySchemes: { token: { type: 'http', scheme: 'bearer' } } }
     },
     transform: jsonSchemaTransform,
-    transformObject: doc => 'openapiObject' in doc ? withIngestBody(doc.openapiObject, deps.maxUploadBytes) : doc.swaggerObject
+    transformObject: doc => 'openapiObject' in doc ? withRawAnswers(withIngestBody(doc.openapiObject, deps.maxUploadBytes)) : doc.swaggerObject
   })
   if ((deps.corsOrigins ?? []).length > 0) {
     const origins = corsOrigins(deps.corsOrigins as string[])

@@ -59,6 +59,13 @@ describe('coordinator HTTP API', () => {
       '/v1/models', '/v1/models/{name}/versions', '/v1/models/{name}/versions/{version}/manifest',
       '/v1/models/{name}/versions/{version}/keys', '/v1/models/{name}/ingest', '/v1/blocks/{cid}'
     ]))
+    // Raw answers are documented with their content types (review 38c: the block route listed only its refusals).
+    type Answers = Record<string, { content?: Record<string, unknown> }>
+    const answers = (path: string): Answers => (doc.paths[path] as { get: { responses: Answers } }).get.responses
+    expect(Object.keys(answers('/v1/blocks/{cid}')['200']?.content ?? {})).toEqual(['application/octet-stream'])
+    expect(answers('/v1/blocks/{cid}')['304']).toBeDefined()
+    expect(Object.keys(answers('/v1/blocks/{cid}'))).toEqual(expect.arrayContaining(['404', '503']))
+    for (const path of ['/ledger/checkpoint', '/ledger/key']) expect(Object.keys(answers(path)['200']?.content ?? {}), path).toEqual(['text/plain'])
   })
 
   it('documents each route\'s body and the refusals it really answers', async () => {

@@ -1,0 +1,33 @@
+/**
+ * The answers of routes that send raw bytes or text, which @fastify/swagger cannot derive from
+ * their (zod) schemas: a block's octet stream and its 304, the ledger's signed note and key as
+ * text/plain (review 38c: the block route listed only its refusals, the ledger's texts had no
+ * content type). Added to the generated document, as withIngestBody adds the upload's body.
+ */
+type Operation = { responses?: Record<string, unknown> }
+type Paths = Record<string, Record<string, Operation | undefined> | undefined>
+
+const text = (description: string): unknown => ({ description, content: { 'text/plain': { schema: { type: 'string' } } } })
+
+const RAW_ANSWERS: Record<string, Record<string, unknown>> = {
+  '/v1/blocks/{cid}': {
+    200: {
+      description: 'The sealed block or shard, whose sha2-256 is its CID (check it before use). Immutable: ETag is the quoted CID.',
+      headers: { etag: { schema: { type: 'string' } }, 'cache-control': { schema: { type: 'string' } } },
+      content: { 'application/octet-stream': { schema: { type: 'string', format: 'binary' } } }
+    },
+    304: { description: 'Not modified: If-None-Match named this CID, whose bytes never change' }
+  },
+  '/ledger/checkpoint': { 200: text('The latest checkpoint as a signed note (C2SP tlog-checkpoint), witness cosignatures appended') },
+  '/ledger/key': { 200: text('The log\'s verifier key: name+hexkeyid+base64(0x01‖pubkey), one line') }
+}
+
+export function withRawAnswers<T extends { paths?: object }> (doc: T): T {
+  const paths = doc.paths as Paths | undefined
+  for (const [path, answers] of Object.entries(RAW_ANSWERS)) {
+    const get = paths?.[path]?.get
+    // Over what swagger derived: for a route without a response schema, a bare "Default Response".
+    if (get !== undefined) get.responses = { ...get.responses, ...answers }
+  }
+  return doc
+}
