@@ -163,7 +163,7 @@ export function roundCommands (program: Command): void {
     .description('start a training round of a model now, with the clients connected to the coordinator; --wait follows it to its end and exits 1 if it fails')
     .argument('<name>', 'model name', modelName)
     .option('--request <file>', 'a JSON round request (as POST /v1/rounds takes); the flags below override its fields')
-    .option('--base <version>', 'train from this version (default: the latest)', integer(1, Number.MAX_SAFE_INTEGER))
+    .option('--base <version>', 'the version expected to be the latest: a round always trains the latest, and is refused (409) when another version came after', integer(1, Number.MAX_SAFE_INTEGER))
     .option('--trainable <units>', 'block units to train, comma-separated (blockfed versions NAME lists them; default: all float32 blocks)', units)
     .option('--epochs <n>', 'local epochs per client', integer(1, 100))
     .option('--batch-size <n>', 'local batch size', integer(1, 65_536))
