@@ -2,33 +2,15 @@
  * Offers a real coordinator would not make, from a scripted one (tests/helpers/fake-rounds-socket.ts).
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { randomBytes } from 'node:crypto'
 import { createParticipant } from '../../../node-runtime/fl/participant.ts'
-import { fixedPointParams } from '../../../aggregation/fixed-point.ts'
-import { roundConfigSchema } from '../../../shared/rounds/config.ts'
+import type { RoundConfig } from '../../../shared/rounds/config.ts'
 import { generateSigningKey } from '../../../shared/crypto/sign.ts'
 import { toHex } from '../../../shared/crypto/bytes.ts'
 import { fakeRoundsSocket, type FakeRoundsSocket } from '../../helpers/fake-rounds-socket.ts'
+import { roundOffer } from '../../helpers/round-offer.ts'
 
-/** A round offer from the scripted coordinator: `overrides` on a plain round over `dense/kernel`. */
-function offer (identity: { publicKey: Uint8Array }, overrides: Record<string, unknown>): ReturnType<typeof roundConfigSchema.parse> {
-  const fp = fixedPointParams({ clip: 1, clients: 1 })
-  return roundConfigSchema.parse({
-    id: `r_${randomBytes(8).toString('hex')}`,
-    model: 'm',
-    baseVersion: 1,
-    manifestCid: 'bafkreiexampleexampleexample',
-    trainable: ['dense'],
-    tensors: ['dense/kernel'],
-    vectorLength: 11,
-    seed: randomBytes(32).toString('hex'),
-    fixedPoint: { clip: fp.clip, clients: 1, scale: fp.scale, weightScale: fp.weightScale },
-    secure: { mode: 'none', graph: 'sparse' },
-    selection: { fraction: 1, minClients: 1, maxClients: 1000, cooldownMs: 0, minUploads: 1 },
-    clients: [toHex(identity.publicKey)],
-    ...overrides
-  })
-}
+/** A round offer from the scripted coordinator to `identity` alone. */
+const offer = (identity: { publicKey: Uint8Array }, overrides: Record<string, unknown>): RoundConfig => roundOffer({ clients: [toHex(identity.publicKey)], ...overrides })
 
 let fake: FakeRoundsSocket
 beforeAll(async () => { fake = await fakeRoundsSocket() })

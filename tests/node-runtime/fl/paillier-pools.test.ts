@@ -7,14 +7,13 @@
  * Real 1024-bit keys; the precompute's CPU is read from this process's own usage.
  */
 import { beforeAll, describe, expect, it } from 'vitest'
-import { randomBytes } from 'node:crypto'
 import { secureClients } from '../../../node-runtime/fl/secure-client.ts'
 import { generateKeyPair } from '../../../aggregation/paillier/keys.ts'
 import { packingLayout } from '../../../aggregation/paillier/layout.ts'
 import { describeKey } from '../../../aggregation/paillier/key-info.ts'
 import type { PaillierKeyInfo } from '../../../aggregation/paillier/schemas.ts'
-import { fixedPointParams } from '../../../aggregation/fixed-point.ts'
-import { roundConfigSchema, type RoundConfig } from '../../../shared/rounds/config.ts'
+import type { RoundConfig } from '../../../shared/rounds/config.ts'
+import { roundOffer } from '../../helpers/round-offer.ts'
 import { generateSigningKey } from '../../../shared/crypto/sign.ts'
 
 let info: PaillierKeyInfo
@@ -23,24 +22,7 @@ beforeAll(async () => {
   info = await describeKey(sk.publicKey, packingLayout(sk.publicKey, 4), 1)
 }, 60_000)
 
-function offer (vectorLength: number): RoundConfig {
-  const fp = fixedPointParams({ clip: 1, clients: 2 })
-  return roundConfigSchema.parse({
-    id: `r_${randomBytes(8).toString('hex')}`,
-    model: 'm',
-    baseVersion: 1,
-    manifestCid: 'bafkreiexampleexampleexample',
-    trainable: ['dense'],
-    tensors: ['dense/kernel'],
-    vectorLength,
-    seed: randomBytes(32).toString('hex'),
-    fixedPoint: { clip: fp.clip, clients: 2, scale: fp.scale, weightScale: fp.weightScale },
-    secure: { mode: 'paillier', graph: 'sparse' },
-    selection: { fraction: 1, minClients: 1, maxClients: 1000, cooldownMs: 0, minUploads: 1 },
-    clients: ['a'.repeat(64), 'b'.repeat(64)],
-    paillier: info
-  })
-}
+const offer = (vectorLength: number): RoundConfig => roundOffer({ vectorLength, secure: { mode: 'paillier', graph: 'sparse' }, clients: ['a'.repeat(64), 'b'.repeat(64)], paillier: info }, 2)
 
 const deps = (config: RoundConfig): Parameters<ReturnType<typeof secureClients>>[0] =>
   ({ config, clientId: 'c', identity: generateSigningKey(), send: () => {} })
