@@ -199,8 +199,8 @@ export function roundHub (options: RoundHubOptions): RoundHub {
     ws.on('error', () => ws.terminate())
     const timer = setTimeout(() => ws.close(4001, 'no hello before the deadline'), options.handshakeMs)
     let client: (ClientConnection & { socket: WebSocket }) | undefined
-    /** Stop reading, let the close frame go out, then drop the connection. */
     let isCut = false
+    /** Stop reading, let the close frame go out, then drop the connection. */
     const cut = (code: number, reason: string): void => {
       isCut = true
       ws.close(code, reason)
@@ -214,7 +214,8 @@ export function roundHub (options: RoundHubOptions): RoundHub {
       ws.send(JSON.stringify(message))
     }
     send({ type: 'challenge', nonce })
-    conns.set(ws, { cut: (code, reason) => { send({ type: 'error', message: reason }); cut(code, reason) }, underway: () => pending, atLastPing: 0, completed: true })
+    const conn = { cut: (code: number, reason: string) => { send({ type: 'error', message: reason }); cut(code, reason) }, underway: () => pending, atLastPing: 0, completed: true }
+    conns.set(ws, conn)
 
     const textWindow = { start: performance.now(), bytes: 0 }
     // Raw bytes since the last whole message: the frame ws is buffering, plus slack.
@@ -239,8 +240,7 @@ export function roundHub (options: RoundHubOptions): RoundHub {
       // ws still hands over what it had read before the cut: none of it is parsed.
       if (isCut) return
       // The bytes under way now belong to another message: the stall check starts it afresh.
-      const conn = conns.get(ws)
-      if (conn !== undefined) conn.completed = true
+      conn.completed = true
       // Read in place: ws hands over a Buffer it already owns (copying an upload cost its size again).
       const bytes = Array.isArray(data) ? Buffer.concat(data) : Buffer.isBuffer(data) ? data : Buffer.from(data)
       if (client === undefined) {

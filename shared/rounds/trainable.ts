@@ -19,7 +19,7 @@ export interface TrainableLayout {
   parameters: number
 }
 
-const NOTHING_TO_TRAIN = 'this model has no trainable unit: no tensor of it is plain float32 (quantised or integer weights take no float updates)'
+const NO_FLOAT32 = 'no tensor of it is plain float32 (quantised or integer weights take no float updates)'
 
 function elements (t: TensorInfo): number {
   return t.shape.reduce((a, b) => a * b, 1)
@@ -38,12 +38,12 @@ export function trainableLayout (tensors: TensorInfo[], units: string[] | undefi
   const available = trainableUnits(tensors)
   // Asked for nothing in particular, a model with nothing to train says so (review 38c: a round
   // on a quantised model was refused for "0 eligible clients", whoever was connected).
-  if (units === undefined && available.length === 0) throw new InvalidInputError(`trainable: ${NOTHING_TO_TRAIN}`)
+  if (units === undefined && available.length === 0) throw new InvalidInputError(`trainable: this model has no trainable unit: ${NO_FLOAT32}`)
   const wanted = units ?? available
   const unknown = wanted.filter(u => !available.includes(u))
   if (unknown.length > 0) {
     const has = available.length === 0
-      ? `this model has none: ${NOTHING_TO_TRAIN.replace('this model has no trainable unit: ', '')}`
+      ? `this model has none: ${NO_FLOAT32}`
       : `this model has ${available.slice(0, 40).join(', ')}${available.length > 40 ? `, … (${available.length} in all; \`blockfed versions\` lists them)` : ''}`
     throw new InvalidInputError(`trainable: unknown or non-float32 unit(s) ${unknown.slice(0, 10).join(', ')}${unknown.length > 10 ? ', …' : ''}; ${has}`)
   }
