@@ -103,6 +103,15 @@ export interface RoundManager {
 
 class RoundFailure extends BlockfedError {
   override name = 'RoundFailure'
+  /**
+   * Said to the operator (stored, GET /v1/rounds/ID) after the message, never to the round's
+   * clients: other clients' own words (why they declined) are theirs, not their peers'.
+   */
+  readonly detail: string
+  constructor (message: string, detail = '') {
+    super(message)
+    this.detail = detail
+  }
 }
 
 /** Longest decline reason kept, and most distinct ones (a client's words: bounded). */
@@ -111,12 +120,18 @@ const MAX_DECLINE_REASONS = 5
 /** Longest reason a result message carries (shared/rounds/messages.ts, `result`). */
 const MAX_RESULT_REASON = 2000
 
-/** `; declined: "reason" (× 3), …`, or nothing when no client declined. Control characters of a client's words are shown as '?'. */
-function declinedBecause (round: ActiveRound): string {
-  if (round.declineReasons.size === 0) return ''
+/**
+ * `; 3 declined` for everyone, and `: "reason" (× 3), …` for the operator only (RoundFailure's
+ * detail); nothing when no client declined. Control characters of a client's words are shown as '?'.
+ */
+function declined (round: ActiveRound): { count: string, words: string } {
+  if (round.declined.size === 0) return { count: '', words: '' }
   // eslint-disable-next-line no-control-regex
   const shown = (reason: string): string => `"${reason.replace(/[\u0000-\u001f\u007f"\\]/g, '?')}"`
-  return `; declined: ${[...round.declineReasons].map(([reason, n]) => `${shown(reason)}${n > 1 ? ` (× ${n})` : ''}`).join(', ')}`
+  return {
+    count: `; ${round.declined.size} declined`,
+    words: `: ${[...round.declineReasons].map(([reason, n]) => `${shown(reason)}${n > 1 ? ` (× ${n})` : ''}`).join(', ')}`
+  }
 }
 
 interface ActiveRound {
@@ -178,7 +193,7 @@ function throwIfAborted (controller: AbortController): void {
 
 /** Why a round failed, as stored and reported: typed errors say it themselves. */
 function reasonOf (err: unknown): string {
-  return err instanceof BlockfedError ? err.message : `internal error: ${(err as Error).message}`
+  return err instanceof RoundFailure ? err.message + err.detail : err instanceof BlockfedError ? err.message : `internal error: ${(err as Error).message}`
 }
 
 /**
@@ -631,6 +646,7 @@ export function roundManager (deps: RoundManagerDeps): RoundManager {
     const { config, controller } = round
     const started = performance.now()
     let left = false
+    let failure: unknown
     try {
       round.waiting = { kind: 'accept', gate: gate(config.clients, config.deadlines.acceptMs, controller.signal) }
       for (const id of config.clients) {
@@ -644,7 +660,10 @@ export function roundManager (deps: RoundManagerDeps): RoundManager {
       // client. An accepted client's upload is still held until uploads open.
       round.acceptsClosed = true
       const accepted = [...round.accepted].filter(id => !round.dropped.has(id))
-      if (accepted.length < minUploads) throw new RoundFailure(`${accepted.length} client(s) accepted, at least ${minUploads} needed${declinedBecause(round)}`)
+      if (accepted.length < minUploads) {
+        const { count, words } = declined(round)
+        throw new RoundFailure(`${accepted.length} client(s) accepted, at least ${minUploads} needed${count}`, words)
+      }
       const ready = await round.secure.setup(accepted, io(round))
       // Stopped during the setup: it ended early, and a round not yet collecting fails.
       throwIfAborted(controller)
@@ -673,6 +692,7 @@ export function roundManager (deps: RoundManagerDeps): RoundManager {
         roundMs: Math.round(performance.now() - started)
       })
     } catch (err) {
+      failure = err
       left = leftForNextStart(round)
       if (!left) fail(config.id, reasonOf(err))
     } finally {
@@ -682,7 +702,9 @@ export function roundManager (deps: RoundManagerDeps): RoundManager {
     }
     if (left) throw new UnavailableError(`the coordinator stopped during round ${config.id}: its next start finishes it from the uploads stored, or resumes it with its uploaders (masking)`)
     const s = summary(config.id, { offered: config.clients.length, accepted: round.accepted.size, uploaded: round.uploads.size, dropped: config.clients.length - round.uploads.size })
-    announce(config, s)
+    // The clients are told the failure without its operator-only detail (when it is what was stored).
+    const told = failure instanceof RoundFailure && s.reason === reasonOf(failure) ? { ...s, reason: failure.message } : s
+    announce(config, told)
     return s
   }
 

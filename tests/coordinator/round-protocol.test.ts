@@ -165,6 +165,27 @@ describe('a client that declines (review 38a)', () => {
   })
 })
 
+describe('a round that fails because clients declined', () => {
+  it('tells the operator why each declined, and the round\'s clients only how many did: a client\'s words are not its peers\'', async () => {
+    const accepter = await rawClient(at, token, ['mnist'])
+    const decliners = [await rawClient(at, token, ['mnist'], { autoAccept: false }), await rawClient(at, token, ['mnist'], { autoAccept: false })]
+    try {
+      const started = await c.rounds.start({ model: 'mnist', trainable: ['head'], secure: { mode: 'none' }, selection: { minClients: 3, minUploads: 2 }, deadlines: { acceptMs: 5000 } })
+      for (let i = 0; i < 250 && !decliners.every(d => d.offers.some(o => o.id === started.id)); i++) await sleep(20)
+      for (const [i, d] of decliners.entries()) d.sendJson({ type: 'decline', roundId: started.id, reason: `battery at ${i + 3}% near 10.0.0.${i + 7}` })
+      const summary = await started.done
+      expect(summary.state).toBe('failed')
+      expect(summary.reason).toBe('1 client(s) accepted, at least 2 needed; 2 declined: "battery at 3% near 10.0.0.7", "battery at 4% near 10.0.0.8"')
+      for (const client of [accepter, ...decliners]) {
+        for (let i = 0; i < 250 && !client.messages.some(m => m.type === 'result'); i++) await sleep(20)
+        expect(client.messages.filter(m => m.type === 'result' && m.roundId === started.id)).toEqual([{ type: 'result', roundId: started.id, state: 'failed', version: null, reason: '1 client(s) accepted, at least 2 needed; 2 declined' }])
+      }
+    } finally {
+      for (const client of [accepter, ...decliners]) client.close()
+    }
+  })
+})
+
 describe('clients the round no longer counts on', () => {
 
   it('tells a withdrawn client it has left when it sends progress or secure-aggregation messages', async () => {

@@ -261,7 +261,7 @@ describe('rounds (mode none)', () => {
     const from = events.length
     const summary = await coordinator.rounds.run({ model: 'mnist', trainable: ['head'], secure: { mode: 'masking' }, selection: { minClients: 3 } })
     expect(summary.state).toBe('failed')
-    expect(summary.reason).toBe('0 client(s) accepted, at least 2 needed; declined: "secure mode masking is not available here (createParticipant was given no secureClient: pass secureClients() from blockfed/node)" (× 3)')
+    expect(summary.reason).toBe('0 client(s) accepted, at least 2 needed; 3 declined: "secure mode masking is not available here (createParticipant was given no secureClient: pass secureClients() from blockfed/node)" (× 3)')
     expect(events.slice(from).filter(e => e.type === 'declined')).toHaveLength(3)
     for (const p of participants) {
       expect(p.events).toContainEqual({ type: 'offer', roundId: summary.id, accepted: false, reason: expect.stringMatching(/^secure mode masking is not available here/) })
