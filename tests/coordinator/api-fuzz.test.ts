@@ -270,7 +270,9 @@ function outOfRange (op: string): Array<{ fault: string, path?: string, body?: u
       { fault: 'stale baseVersion (1; the latest is 2)', body: { model: 'dense', baseVersion: 1 }, status: 409, names: /version/ },
       { fault: 'unknown trainable unit', body: { model: 'dense', trainable: ['no-such-unit'] }, status: 400, names: /no-such-unit/ },
       { fault: 'minClients above maxClients', body: { model: 'dense', selection: { minClients: 5, maxClients: 2 } }, status: 400, names: /minClients|maxClients/ },
-      { fault: 'minUploads above maxClients', body: { model: 'dense', selection: { maxClients: 2, minUploads: 5 } }, status: 400, names: /minUploads|maxClients/ }
+      { fault: 'minUploads above maxClients', body: { model: 'dense', selection: { maxClients: 2, minUploads: 5 } }, status: 400, names: /minUploads|maxClients/ },
+      // Its ε overflows to Infinity, which the round's JSON metrics store as null (GET would then fail).
+      { fault: 'a DP noise multiplier so small ε is infinite', body: { model: 'dense', dp: { noiseMultiplier: 1e-200, clip: 1 } }, status: 400, names: /dp\.noiseMultiplier/ }
     ]
     default: return []
   }
