@@ -9,7 +9,7 @@
 import WebSocket from 'ws'
 import type { IncomingMessage } from 'node:http'
 import type { LayersModel } from '@tensorflow/tfjs-layers'
-import type { RoundConfig } from '../../shared/rounds/config.ts'
+import { z } from 'zod'
 import { ROUND_PROTOCOL_VERSION, ROUNDS_SUBPROTOCOL, protocolMismatch, serverMessageSchema, parseFrame, encodeUploadFrame, uploadSigningBytes, helloSigningBytes, type ClientMessage, type ServerMessage } from '../../shared/rounds/messages.ts'
 import type { FetchedModel } from '../../shared/load/fetch-model.ts'
 import type { TrainingData } from '../../shared/training/data.ts'
@@ -20,7 +20,7 @@ import { fixedPointParams, encodeUpdate, sampleWeight, cryptoUniform } from '../
 import { clipL2 } from '../../aggregation/dp/clip.ts'
 import { clientNoiseSigma } from '../../aggregation/dp/noise.ts'
 import { checkFinite } from '../../aggregation/validate.ts'
-import { minUploadsOf, roundScheduleMs } from '../../shared/rounds/config.ts'
+import { minUploadsOf, roundScheduleMs, secureModeSchema, type RoundConfig } from '../../shared/rounds/config.ts'
 import { sha256 } from '../../shared/crypto/hash.ts'
 import { toBase64, toHex } from '../../shared/crypto/bytes.ts'
 import { sign, type SigningKeyPair } from '../../shared/crypto/sign.ts'
@@ -29,6 +29,7 @@ import { loadTfjsEngine } from '../engines/tfjs.ts'
 import { plainClient, type SecureClientDeps, type SecureClientFactory, type SecureRoundClient } from './secure-client.ts'
 import { holdStateDir, statisticsGiven, updatesGiven, type StatisticsGiven, type UpdatesGiven } from './given.ts'
 import { repeatsBase, uploadOf, type GivenUpload } from '../../shared/rounds/one-update.ts'
+import { describeIssues } from '../../shared/errors/parse-json.ts'
 
 export interface ParticipantModel {
   /** The runtime's own private training data for this model. */
@@ -70,6 +71,8 @@ export interface ParticipantOptions {
    * process may not (`start()` refuses it with a ConflictError naming the holder).
    */
   stateDir?: string
+  /** What this runtime agrees to: an offer asking less is declined, saying why, before any work. */
+  policy?: ParticipantPolicy
   /** Test hook: called with the encoded update before it is protected (a bad client's tamper point). */
   tamper?: (encoded: Uint32Array, config: RoundConfig) => Uint32Array
   /** Drop out after uploading (simulated dropout): close the socket once the upload is sent. */
@@ -78,6 +81,30 @@ export interface ParticipantOptions {
   reconnectMs?: number
   reconnectMaxMs?: number
   onEvent?: (event: ParticipantEvent) => void
+}
+
+/**
+ * A runtime's own say in how its update is protected: the coordinator chooses each round's secure
+ * mode and cohort, and one that asks for less than this (a plain round, where it would see this
+ * runtime's update alone; a sum that may count a single upload) is declined. Defaults accept all.
+ */
+export const participantPolicySchema = z.strictObject({
+  /** Secure modes accepted. Leave out 'none' and no coordinator sees this runtime's update alone. */
+  secureModes: z.array(secureModeSchema).min(1).readonly().optional(),
+  /** Fewest uploads a round's sum may count on (its minUploads): a sum of one upload is that upload. */
+  minUploads: z.number().int().min(1).max(10_000).optional()
+})
+export type ParticipantPolicy = z.infer<typeof participantPolicySchema>
+
+/** Why `config` asks for less than `policy` allows, or undefined when it does not. */
+export function policyRefusal (config: RoundConfig, policy: ParticipantPolicy): string | undefined {
+  if (policy.secureModes !== undefined && !policy.secureModes.includes(config.secure.mode)) {
+    return `secure mode ${config.secure.mode} is not accepted here (policy.secureModes: ${policy.secureModes.join(', ')})`
+  }
+  if (policy.minUploads !== undefined && minUploadsOf(config) < policy.minUploads) {
+    return `the offer's sum may count ${minUploadsOf(config)} upload(s); this runtime asks for at least ${policy.minUploads} (policy.minUploads)`
+  }
+  return undefined
 }
 
 export interface Participant {
@@ -148,6 +175,9 @@ function mix (seed: number, text: string): number {
 
 export function createParticipant (options: ParticipantOptions): Participant {
   const id = toHex(options.identity.publicKey)
+  const checked = participantPolicySchema.safeParse(options.policy ?? {})
+  if (!checked.success) throw new InvalidInputError(`createParticipant policy: ${describeIssues(checked.error)}`)
+  const policy = checked.data
   let socket: WebSocket | undefined
   let running = false
   let welcomed = false
@@ -314,7 +344,9 @@ export function createParticipant (options: ParticipantOptions): Participant {
               ? `still sending an update from ${config.model}@${config.baseVersion}`
               // DP noise per client is sized for minUploads honest ones (clientNoiseSigma): more than
               // the round selected would shrink it below what the round claims.
-              : minUploadsOf(config) > config.clients.length ? `the offer counts on ${minUploadsOf(config)} uploads from ${config.clients.length} selected clients` : undefined
+              : minUploadsOf(config) > config.clients.length
+                ? `the offer counts on ${minUploadsOf(config)} uploads from ${config.clients.length} selected clients`
+                : policyRefusal(config, policy)
     if (reason !== undefined) {
       decline(config.id, reason)
       return

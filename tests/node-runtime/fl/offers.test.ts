@@ -71,4 +71,36 @@ describe('offers', () => {
       await participant.stop()
     }
   })
+
+  it('a runtime\'s policy declines a plain round, or a sum that may count one upload, before fetching anything; a bad policy is refused at creation', async () => {
+    const identity = generateSigningKey()
+    const fetched: string[] = []
+    const participant = createParticipant({
+      url: fake.url,
+      token: 't',
+      identity,
+      models: { m: { data: () => { throw new Error('no training is expected here') } } },
+      fetchVersion: async model => { fetched.push(model); throw new Error('no fetch is expected here') },
+      policy: { secureModes: ['masking', 'paillier'], minUploads: 3 },
+      reconnectMs: 100
+    })
+    await participant.start()
+    try {
+      await participant.ready()
+      const plain = offer(identity, {})
+      fake.send({ type: 'offer', config: plain })
+      expect(await fake.frame(f => f.roundId === plain.id)).toMatchObject({ type: 'decline', reason: 'secure mode none is not accepted here (policy.secureModes: masking, paillier)' })
+      const small = offer(identity, { clients: [toHex(identity.publicKey), 'ab'.repeat(32)], secure: { mode: 'masking', graph: 'sparse' }, selection: { fraction: 1, minClients: 2, maxClients: 1000, cooldownMs: 0, minUploads: 2 } })
+      fake.send({ type: 'offer', config: small })
+      expect(await fake.frame(f => f.roundId === small.id)).toMatchObject({ type: 'decline', reason: 'the offer\'s sum may count 2 upload(s); this runtime asks for at least 3 (policy.minUploads)' })
+      expect(fetched).toEqual([])
+    } finally {
+      await participant.stop()
+    }
+    const make = (policy: unknown): unknown => createParticipant({ url: fake.url, token: 't', identity, models: {}, fetchVersion: async () => { throw new Error('unused') }, policy: policy as never })
+    expect(() => make({ secureModes: ['plain'] })).toThrow(/^createParticipant policy: secureModes\.0: /)
+    expect(() => make({ secureModes: [] })).toThrow(/^createParticipant policy: secureModes: /)
+    expect(() => make({ minUploads: 0 })).toThrow(/^createParticipant policy: minUploads: /)
+    expect(() => make({ requireSecure: true })).toThrow(/^createParticipant policy: .*requireSecure/)
+  })
 })
