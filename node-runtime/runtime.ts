@@ -31,7 +31,7 @@ import { ledgerClient } from '../shared/ledger/client.ts'
 import { targetVersion, type Target } from '../shared/versions/policy.ts'
 import { clientIdentity } from './fl/identity.ts'
 import { localVersions, type LocalVersions } from './versions/local-store.ts'
-import { checkLog, obtainVersion, type CheckedLog, type ObtainContext, type ObtainedVersion } from './versions/obtain.ts'
+import { checkLog, obtainVersion, pruneKept, type CheckedLog, type ObtainContext, type ObtainedVersion } from './versions/obtain.ts'
 import type { Manifest } from '../shared/manifest/schema.ts'
 import { diskCache } from './cache/disk-tier.ts'
 import { loadAoeConfig } from './config/load.ts'
@@ -480,6 +480,8 @@ export async function createNodeRuntime (options: NodeRuntimeOptions): Promise<N
       const previous = [from === to ? null : from, state.previous].find(v => v !== null && v !== to && !rejected.has(v)) ?? null
       return { current: to, previous, rejected: [...rejected].sort((a, b) => a - b) }
     })
+    // Housekeeping only: the move stands whatever happens here, and the next save of keys prunes again.
+    await pruneKept(ctx.local).catch(() => {})
   }
 
   async function rejectVersion (ctx: ObtainContext, version: number): Promise<void> {
@@ -622,38 +624,44 @@ export async function createNodeRuntime (options: NodeRuntimeOptions): Promise<N
     // cannot evict it: on a move, the version in use (it becomes the rollback target); staying
     // on it, its blocks and the rollback target's. repin below settles the pins once serving.
     const pins = await pinKept(ctx, state.current === version ? [state.current, state.previous] : [state.current])
-    let serving: Serving
-    let fetched: ObtainedVersion
-    let notServed: { version: number, reason: string } | undefined
-    try {
+    // Held until recorded: another load's save of keys keeps this version's anchor and keys.
+    const loaded = await ctx.local.holding(version, async () => {
+      let serving: Serving
+      let fetched: ObtainedVersion
+      let notServed: { version: number, reason: string } | undefined
       try {
-        fetched = await obtainVersion(ctx, version, signal)
+        try {
+          fetched = await obtainVersion(ctx, version, signal)
+        } catch (err) {
+          // Refuse to move, keep serving: a cold start falls back to the version in use, from
+          // what this runtime verified and kept, and reports a refusal. A checkpoint short of its
+          // witnesses (one down, or cosignatures stripped on the way) is no reason to stop either,
+          // nor a new version that cannot be fetched while the channel naming it answers (a
+          // partial outage: a full one already serves the version in use offline).
+          const cannotMove = isUnreachable(err) && signal?.aborted !== true && version !== state.current
+          if (!(err instanceof LedgerSecurityError || err instanceof WitnessQuorumError || cannotMove) || state.current === null) throw err
+          if (err instanceof LedgerSecurityError) options.onSecurityError?.(config.modelName, err)
+          notServed = { version, reason: (err as Error).message }
+          fetched = await obtainVersion(ctx, state.current, signal, { local: true })
+        }
+        serving = await serve(config, fetched)
       } catch (err) {
-        // Refuse to move, keep serving: a cold start falls back to the version in use, from
-        // what this runtime verified and kept, and reports a refusal. A checkpoint short of its
-        // witnesses (one down, or cosignatures stripped on the way) is no reason to stop either,
-        // nor a new version that cannot be fetched while the channel naming it answers (a
-        // partial outage: a full one already serves the version in use offline).
-        const cannotMove = isUnreachable(err) && signal?.aborted !== true && version !== state.current
-        if (!(err instanceof LedgerSecurityError || err instanceof WitnessQuorumError || cannotMove) || state.current === null) throw err
-        if (err instanceof LedgerSecurityError) options.onSecurityError?.(config.modelName, err)
-        notServed = { version, reason: (err as Error).message }
-        fetched = await obtainVersion(ctx, state.current, signal, { local: true })
+        for (const cid of pins) ctx.cache.unpin(cid)
+        throw err
       }
-      serving = await serve(config, fetched)
-    } catch (err) {
-      for (const cid of pins) ctx.cache.unpin(cid)
-      throw err
-    }
-    try {
-      if (state.current !== fetched.manifest.version) await record(ctx, state.current, fetched.manifest.version, false)
-      await repin(ctx, serving.manifest, pins)
-    } catch (err) {
-      // No handle holds what was set up (engine, model code, pins), so nothing else would free it.
-      await retire(serving)
-      for (const cid of pins) ctx.cache.unpin(cid)
-      throw err
-    }
+      try {
+        if (state.current !== fetched.manifest.version) await record(ctx, state.current, fetched.manifest.version, false)
+        await repin(ctx, serving.manifest, pins)
+      } catch (err) {
+        // No handle holds what was set up (engine, model code, pins), so nothing else would free it.
+        await retire(serving)
+        for (const cid of pins) ctx.cache.unpin(cid)
+        throw err
+      }
+      return { serving, fetched, notServed }
+    })
+    let serving = loaded.serving
+    const { fetched, notServed } = loaded
     let report: ModelHandle['report'] = { ...fetched.report, totalMs: performance.now() - started, ledgerIndex: fetched.ledgerIndex, offline: fetched.offline, ...(notServed === undefined ? {} : { notServed }) }
     // Version moves run one at a time, and `release` queues behind them: it aborts the one in
     // flight, waits for it to settle, then frees whatever version ended up serving.
@@ -697,11 +705,11 @@ export async function createNodeRuntime (options: NodeRuntimeOptions): Promise<N
       return { from: old.manifest.version, to: candidate.manifest.version }
     }
 
-    const switchTo = async (to: number, reason: string, rejectFrom: boolean, signal?: AbortSignal, log?: CheckedLog): Promise<VersionChange> => {
+    const switchTo = async (to: number, reason: string, rejectFrom: boolean, signal?: AbortSignal, log?: CheckedLog): Promise<VersionChange> => await ctx.local.holding(to, async () => {
       const prepared = await prepare(to, signal, log)
       const moved = await swapIn(prepared, rejectFrom)
       return { action: rejectFrom ? 'rolled-back' : 'upgraded', ...moved, reason, bytesFetched: prepared.next.report.bytesFetched }
-    }
+    })
 
     const reporting = async <T>(task: () => Promise<T>): Promise<T> => {
       try {
@@ -816,7 +824,7 @@ export async function createNodeRuntime (options: NodeRuntimeOptions): Promise<N
       const ctx = await contextFor(config, signal)
       const resolved = version === 'latest' ? (await ctx.client.versions(config.modelName, signal)).at(-1)?.version : version
       if (resolved === undefined) throw new InvalidInputError(`${config.modelName}: the coordinator lists no versions`)
-      return await keepingTheWayBack(ctx, async () => await obtainVersion(ctx, resolved, signal))
+      return await ctx.local.holding(resolved, async () => await keepingTheWayBack(ctx, async () => await obtainVersion(ctx, resolved, signal)))
     }),
 
     rollback: async (input, version, outer) => await operation('rollback', outer, async signal => {
@@ -831,8 +839,11 @@ export async function createNodeRuntime (options: NodeRuntimeOptions): Promise<N
       const ctx = await contextFor(config, signal)
       const to = await rollbackTarget(ctx, version)
       const from = (await ctx.local.state()).current
-      const fetched = await keepingTheWayBack(ctx, async () => await obtainVersion(ctx, to, signal))
-      await record(ctx, from, to, true)
+      const fetched = await ctx.local.holding(to, async () => {
+        const obtained = await keepingTheWayBack(ctx, async () => await obtainVersion(ctx, to, signal))
+        await record(ctx, from, to, true)
+        return obtained
+      })
       return { action: 'rolled-back' as const, from: from ?? to, to, reason: `rolled back to ${to} on request`, bytesFetched: fetched.report.bytesFetched }
     }),
 

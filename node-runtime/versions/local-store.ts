@@ -3,17 +3,21 @@
  * back on its own, with the coordinator down:
  *  - `versions.json`: the version in use, the one before it (the rollback target) and the
  *    versions it rolled back from (never taken again);
- *  - `anchors/<v>.json`: each version's signed manifest with its ledger anchor (entry bytes,
+ *  - `anchors/<v>.json`: a version's signed manifest with its ledger anchor (entry bytes,
  *    inclusion proof, checkpoint note), re-verified whenever it is read;
- *  - `keys.json` (mode 0600): the data keys of the current and previous versions' blocks. The
- *    sealed blocks sit in the block cache; without their keys an offline rollback could not
- *    decrypt them. Keys of other versions are dropped.
+ *  - `keys.json` (mode 0600): the data keys of those versions' blocks. The sealed blocks sit in
+ *    the block cache; without their keys an offline rollback could not decrypt them.
+ * Anchors and keys are kept for the version in use, its rollback target, versions newer than it
+ *    (one on its way in from another load or process) and those an operation of this process
+ *    holds (`holding`: obtained, not yet recorded); each save of keys drops the rest, so a
+ *    runtime that follows thousands of versions keeps a few files, not one per version. A
+ *    version dropped is verified and granted again if it is ever asked for.
  * Every file is replaced atomically. A damaged `keys.json` or anchor (a bad disk, a hand edit)
  * is moved aside to `<file>.damaged`, reported, and treated as absent: keys are granted again,
  * a version is verified again. A damaged `versions.json` stops the model's loads instead, since
  * it holds the versions rolled back from (never to be taken again); its error says how to reset.
  */
-import { mkdir, readdir, rename } from 'node:fs/promises'
+import { mkdir, readdir, rename, rm } from 'node:fs/promises'
 import { join, resolve } from 'node:path'
 import { z } from 'zod'
 import { decodeBase64, toBase64 } from '../../shared/crypto/bytes.ts'
@@ -61,14 +65,18 @@ export interface LocalVersions {
   keptKeys: (keyIds: readonly string[]) => Promise<Map<string, Uint8Array>>
   /** The versions with a kept anchor, in no order. */
   anchored: () => Promise<number[]>
+  /** Runs `task` with `version` held: its anchor and keys are kept while it runs (see above). */
+  holding: <T>(version: number, task: () => Promise<T>) => Promise<T>
+  /** The versions operations of this process hold in this folder now. */
+  held: () => ReadonlySet<number>
   /**
    * Stores the keys of `add` not kept yet (a kept key is replaced only with `replace`: keys
-   * proven on the blocks they open, after a kept one failed to) and keeps only those
-   * `keep` lists. `keep` runs inside this folder's write queue, so the state it reads cannot
-   * move before the keys are written (read outside, a version move in between lost the keys
-   * of the new version in use).
+   * proven on the blocks they open, after a kept one failed to), keeps only the keys `keep`
+   * lists and removes the anchors of its `dropAnchors`. `keep` runs inside this folder's write
+   * queue, so the state it reads cannot move before the keys are written (read outside, a
+   * version move in between lost the keys of the new version in use).
    */
-  saveKeys: (add: Map<string, Uint8Array>, keep: () => Promise<ReadonlySet<string>>, options?: { replace?: boolean }) => Promise<void>
+  saveKeys: (add: Map<string, Uint8Array>, keep: () => Promise<{ keyIds: ReadonlySet<string>, dropAnchors: readonly number[] }>, options?: { replace?: boolean }) => Promise<void>
   /**
    * Marks the folder as `model`'s (`owner.json`, first claim wins) or refuses, with
    * InvalidConfigError, a folder another model claimed: two models in one folder would read
@@ -100,6 +108,9 @@ export interface LocalVersionsOptions {
  * and lose one another's change (a version refused by one handle, say).
  */
 const inFolder = keyedQueue()
+
+/** Per folder, the versions operations of this process hold (`holding`), with their hold counts. */
+const holds = new Map<string, Map<number, number>>()
 
 export function localVersions (dir: string, options: LocalVersionsOptions = {}): LocalVersions {
   const statePath = join(dir, 'versions.json')
@@ -170,15 +181,33 @@ export function localVersions (dir: string, options: LocalVersionsOptions = {}):
       })
       return names.flatMap(name => /^[1-9][0-9]{0,15}\.json$/.test(name) ? [Number(name.slice(0, -5))] : [])
     },
+    holding: async (version, task) => {
+      const counts = holds.get(folder) ?? new Map<number, number>()
+      holds.set(folder, counts)
+      counts.set(version, (counts.get(version) ?? 0) + 1)
+      try {
+        return await task()
+      } finally {
+        const n = (counts.get(version) ?? 1) - 1
+        if (n > 0) counts.set(version, n)
+        else counts.delete(version)
+        if (counts.size === 0 && holds.get(folder) === counts) holds.delete(folder)
+      }
+    },
+    held: () => new Set(holds.get(folder)?.keys()),
     saveKeys: async (add, keep, saveOptions) => await serial(async () => {
       const all = await readKeys()
       for (const [id, key] of add) {
         if (saveOptions?.replace === true || keyOf(all[id]) === undefined) all[id] = toBase64(key)
       }
-      const keeping = await keep()
-      const kept = Object.fromEntries(Object.entries(all).filter(([id]) => keeping.has(id)))
+      const { keyIds, dropAnchors } = await keep()
+      const kept = Object.fromEntries(Object.entries(all).filter(([id]) => keyIds.has(id)))
       await mkdir(dir, { recursive: true })
       await writeFileAtomic(keysPath, JSON.stringify(kept), 0o600)
+      // After the keys: a crash in between leaves anchors whose keys are gone, dropped next time.
+      for (const v of dropAnchors) {
+        await rm(anchorPath(v), { force: true })
+      }
     }),
     claim: async model => await serial(async () => {
       await mkdir(dir, { recursive: true })

@@ -46,21 +46,39 @@ export interface ObtainedVersion extends FetchedModel {
   offline: boolean
 }
 
-/** The data keys of every block the runtime may need offline: current, previous and this version. */
-async function keepKeys (local: LocalVersions, manifest: Manifest): Promise<Set<string>> {
+/**
+ * The data keys of every block the runtime may need offline, and the anchors it no longer needs
+ * (local-store.ts): kept are this version, the one in use, its rollback target, versions newer
+ * than it that were not refused (one on its way in through another load or process: anchored,
+ * keys saved, its move not yet recorded) and those this process's operations hold (one an
+ * explicit rollback or a fetch is obtaining). Dropping the keys of any of them left the version
+ * then in use without its keys; keeping every version's grew without bound.
+ */
+async function keepKeys (local: LocalVersions, manifest?: Manifest): Promise<{ keyIds: Set<string>, dropAnchors: number[] }> {
   const state = await local.state()
-  const keep = new Set(manifest.blocks.map(b => b.keyId))
-  // Every version anchored here and not refused: the one in use, its rollback target, one on
-  // its way in through another load (anchored, keys saved, its move not yet recorded), one an
-  // explicit rollback is moving back to. Dropping the keys of any of them left the version then
-  // in use without its keys. Keys of refused versions go.
+  const keyIds = new Set(manifest?.blocks.map(b => b.keyId))
   const rejected = new Set(state.rejected)
+  const held = local.held()
+  const keeps = (v: number): boolean => v === manifest?.version || v === state.current || v === state.previous || held.has(v) ||
+    (!rejected.has(v) && (state.current === null || v > state.current))
+  const dropAnchors: number[] = []
   for (const v of await local.anchored()) {
-    if (rejected.has(v) && v !== state.current && v !== state.previous) continue
+    if (!keeps(v)) {
+      dropAnchors.push(v)
+      continue
+    }
     const stored = await local.anchor(v)
-    for (const b of stored?.signed.manifest.blocks ?? []) keep.add(b.keyId)
+    for (const b of stored?.signed.manifest.blocks ?? []) keyIds.add(b.keyId)
   }
-  return keep
+  return { keyIds, dropAnchors }
+}
+
+/**
+ * Drops the anchors and keys no longer kept (keepKeys) after a move was recorded: the save of
+ * keys before it still counted the version moved from as the one in use.
+ */
+export async function pruneKept (local: LocalVersions): Promise<void> {
+  await local.saveKeys(new Map(), async () => await keepKeys(local))
 }
 
 /**
