@@ -140,7 +140,10 @@ export async function ledgerRoutes (app: FastifyInstance, deps: LedgerRoutesDeps
     if (deps.repo.version(name, req.body.version) === undefined) throw new NotFoundError(`model ${name} has no version ${req.body.version}`)
     if (log.indexOf(name, req.body.version) === undefined) throw new InvalidInputError(`${name}@${req.body.version} is not anchored in the ledger`)
     if (channel === 'stable' && req.body.rollout !== undefined && req.body.rollout !== 1) throw new InvalidInputError('rollout applies to the canary channel only')
-    const rollout = req.body.rollout ?? 1
+    // Moving the canary to a new version keeps its rollout unless one is given: falling back to 1
+    // widened a 10 % canary to every canary client without a word.
+    const kept = channel === 'canary' ? deps.repo.channels(name).find(c => c.channel === 'canary')?.rollout : undefined
+    const rollout = req.body.rollout ?? kept ?? 1
     deps.repo.setChannel(name, channel, req.body.version, rollout)
     return { model: name, channel, version: req.body.version, rollout }
   })

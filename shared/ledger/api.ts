@@ -62,7 +62,7 @@ export const channelsResponseSchema = z.object({
 export const channelRequestSchema = z.strictObject({
   version: z.number().int().positive(),
   rollout: z.number().gt(0, 'rollout must be in (0, 1]').max(1, 'rollout must be in (0, 1]').optional()
-    .describe('canary only: the fraction of clients that take this version (default 1)')
+    .describe('canary only: the fraction of clients that take this version (default: the canary\'s rollout so far, else 1)')
 })
 
 /** What setting a channel answers: the channel as it now stands. */

@@ -96,6 +96,9 @@ describe('blockfed ledger commands', () => {
     // Channels through the typed client: set, and a mistyped name said as such.
     const pointed = await blockfed('channel', 'digits', 'canary', '2', '--rollout', '0.25', '--coordinator', url, '--data', data)
     expect(pointed.stdout).toBe('digits canary → 2 (rollout 0.25)\n')
+    // Moved again without --rollout: the canary keeps its 0.25 (before, it widened to 1 unsaid).
+    const moved = await blockfed('channel', 'digits', 'canary', '1', '--coordinator', url, '--data', data)
+    expect(moved.stdout).toBe('digits canary → 1 (rollout 0.25)\n')
     const typo = await blockfed('channel', 'digitz', 'stable', '1', '--coordinator', url, '--data', data)
     expect(typo.code).toBe(1)
     expect(typo.stderr).toMatch(/NotFoundError: .*no model named digitz/)
