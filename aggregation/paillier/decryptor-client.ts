@@ -11,7 +11,7 @@ import { jsonCall } from '../../shared/client/json-call.ts'
 import { DEFAULT_DECRYPT_TIMEOUT_MS, DEFAULT_KEY_TIMEOUT_MS } from './constants.ts'
 import { RepeatedClientError, RoundDecidedError } from './errors.ts'
 import { readKeyInfo, type DecryptorKey } from './key-info.ts'
-import { decryptResponseSchema, paillierKeyInfoSchema, roundIdSchema } from './schemas.ts'
+import { accessResponseSchema, decryptResponseSchema, paillierKeyInfoSchema, roundIdSchema } from './schemas.ts'
 import { ringFromBytes } from './wire.ts'
 
 export interface DecryptorClientOptions {
@@ -50,6 +50,8 @@ export interface DecryptorClient {
   readonly baseUrl: string
   /** The decryptor's public key and packing layout, checked (and pinned if asked). */
   key: (signal?: AbortSignal) => Promise<DecryptorKey>
+  /** Resolves if this client's token may send decrypt requests; AccessDeniedError if not. */
+  access: (signal?: AbortSignal) => Promise<void>
   /** Asks for the ring sum of a round's contributions; a round is decrypted at most once. */
   decrypt: (request: RoundContributions, signal?: AbortSignal) => Promise<Uint32Array>
 }
@@ -76,6 +78,9 @@ export function decryptorClient (options: DecryptorClientOptions): DecryptorClie
     baseUrl,
     async key (signal) {
       return await readKeyInfo(await call('/v1/paillier/key', paillierKeyInfoSchema, {}, keyTimeout, signal), options.expectedKeyId)
+    },
+    async access (signal) {
+      await call('/v1/paillier/access', accessResponseSchema, {}, keyTimeout, signal)
     },
     async decrypt ({ roundId, model, length, baseVersion, contributions }, signal) {
       const id = roundIdSchema.safeParse(roundId)

@@ -48,3 +48,6 @@ export const decryptResponseSchema = z.object({
   sum: z.base64().describe('the ring sum Σ x_i mod 2^32, little-endian uint32s')
 })
 export type DecryptResponse = z.infer<typeof decryptResponseSchema>
+
+/** What `GET /v1/paillier/access` answers a caller the decryptor takes decrypt requests from. */
+export const accessResponseSchema = z.strictObject({ decrypt: z.literal(true) })

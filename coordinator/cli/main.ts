@@ -81,7 +81,8 @@ program.command('coordinator')
     // Asked now, not at the first Paillier round: an operator sees a wrong URL or token at once.
     if (o.decryptor !== undefined) {
       const at = o.decryptor
-      decryptorClient({ baseUrl: at, token: o.decryptorToken, timeoutMs: 5000 }).key().then(
+      const decryptor = decryptorClient({ baseUrl: at, token: o.decryptorToken, timeoutMs: 5000 })
+      decryptor.key().then(async key => { await decryptor.access(); return key }).then(
         key => { console.log(`  decryptor    ${at} (Paillier key ${key.keyId})`) },
         (err: unknown) => { console.error(`blockfed: decryptor ${at} is not usable: ${(err as Error).message}; Paillier rounds fail until it is`) }
       )

@@ -68,7 +68,7 @@ import { ciphertextCount, type PackingLayout } from '../../aggregation/paillier/
 import { decodeCiphertexts, ringToBytes } from '../../aggregation/paillier/wire.ts'
 import { decryptSum, sumCiphertexts } from '../../aggregation/paillier/aggregate.ts'
 import { decryptAll } from './parallel-decrypt.ts'
-import { decryptRequestSchema, decryptResponseSchema, paillierKeyInfoSchema, roundIdSchema, type PaillierKeyInfo } from '../../aggregation/paillier/schemas.ts'
+import { accessResponseSchema, decryptRequestSchema, decryptResponseSchema, paillierKeyInfoSchema, roundIdSchema, type PaillierKeyInfo } from '../../aggregation/paillier/schemas.ts'
 import { clientErrorHandler, errorHandler } from '../http/errors.ts'
 import { useJsonBodyParser } from '../http/json-body.ts'
 import { bearerOf } from '../http/auth.ts'
@@ -127,6 +127,13 @@ export async function buildDecryptorServer (deps: DecryptorServerDeps): Promise<
   api.get('/v1/paillier/key', {
     schema: { summary: 'The Paillier public key (g = n + 1), its fingerprint and the packing layout clients must use', response: { 200: paillierKeyInfoSchema } }
   }, async () => deps.keyInfo)
+
+  // The token's check alone, with nothing decrypted: so a coordinator can tell an operator at its
+  // start that its token is wrong, not at its first Paillier round.
+  api.get('/v1/paillier/access', {
+    schema: { summary: 'Whether the caller\'s bearer token may send decrypt requests (403 if not)', response: { 200: accessResponseSchema, 403: errorBodySchema } },
+    onRequest: async req => { requireToken(req, deps.token) }
+  }, async () => ({ decrypt: true as const }))
 
   const slots = deps.slots ?? decryptSlots(DECRYPT_SLOTS)
   /** Each decrypt request's slot, from its onRequest hook to its handler. */

@@ -346,6 +346,12 @@ describe('Paillier decryptor service', () => {
     expect(answer).toEqual(ringSum(xs, LENGTH))
   })
 
+  it('says whether a token may send decrypt requests, without decrypting anything (a coordinator checks its token at start)', async () => {
+    await expect(client.access()).resolves.toBeUndefined()
+    await expect(decryptorClient({ baseUrl: decryptor.url, token: 'wrong' }).access()).rejects.toThrow(/AccessDeniedError|bearer token/)
+    await expect(decryptorClient({ baseUrl: decryptor.url }).access()).rejects.toThrow(AccessDeniedError)
+  })
+
   it('requires its bearer token and bounds the body size', async () => {
     const { contributions } = await round(3, 80, 'round-auth')
     await expect(decrypt('round-auth', contributions, decryptorClient({ baseUrl: decryptor.url }))).rejects.toThrow(AccessDeniedError)
