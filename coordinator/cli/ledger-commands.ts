@@ -24,7 +24,7 @@ import { loadAoeConfig } from '../../node-runtime/config/load.ts'
 import { createNodeRuntime } from '../../node-runtime/runtime.ts'
 import { createWitness } from '../../node-runtime/witness/server.ts'
 import { commandModelDir } from '../../node-runtime/pull.ts'
-import { onHome } from './paths.ts'
+import { folderOption, onHome } from './paths.ts'
 import { coordinatorOption, integer, modelName, modelRef, number, port, token, url } from './args.ts'
 
 /** `URL=VKEY`: a witness's base URL (no query) and its cosignature/v1 verifier key. */
@@ -169,6 +169,9 @@ export function ledgerCommands (program: Command): void {
     .option('--port <port>', 'TCP port', port, 7072)
     .option('--host <host>', 'address to listen on', '127.0.0.1')
     .action(async (o: { data: string, name: string, log: Array<{ origin: string, vkey: string }>, port: number, host: string }) => {
+      // The empty default makes commander take --log as given: checked here, before the key is made.
+      if (o.log.length === 0) throw new InvalidArgumentError('--log: name at least one log to witness, by its verifier key (GET /ledger/key of its coordinator)')
+      await folderOption('--data', o.data)
       const witness = await createWitness({ dataDir: resolve(o.data), name: o.name, logs: o.log, port: o.port, host: o.host })
       console.log(`blockfed witness listening on ${witness.url}`)
       console.log(`  verifier key ${witness.vkey}`)

@@ -5,7 +5,7 @@
  */
 import { describe, it, expect, beforeAll, afterAll } from 'vitest'
 import { spawn, execFile, type ChildProcessByStdio } from 'node:child_process'
-import { mkdtemp, mkdir, readFile, rm, writeFile } from 'node:fs/promises'
+import { mkdtemp, mkdir, readFile, rm, stat, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import type { Readable } from 'node:stream'
@@ -177,6 +177,7 @@ describe('blockfed ledger commands', () => {
       [['rollback', 'digits', '--to', '1', '--config', join(root, 'missing.json')], /missing\.json/],
       [['verify', 'digits@x'], /not a positive integer/],
       [['witness', '--data', root, '--name', 'w', '--log', 'not-a-key'], /expected a log verifier key/],
+      [['witness', '--data', join(root, 'no-log'), '--name', 'w'], /--log: name at least one log to witness/],
       [['coordinator', '--data', root, '--witness', 'http://127.0.0.1:1=nope'], /expected URL=VKEY/],
       [['channel', 'digits', 'beta', '1'], /expected stable or canary/],
       [['channel', 'digits', 'stable', '1', '--coordinator', 'http://127.0.0.1:1', '--token', 'bf_x'], /coordinator http:\/\/127\.0\.0\.1:1 .*unreachable/],
@@ -190,5 +191,7 @@ describe('blockfed ledger commands', () => {
       expect(result.code, args.join(' ')).not.toBe(0)
       expect(result.stderr, args.join(' ')).toMatch(message)
     }
+    // Refused before its key was made: the witness without a log left no data dir behind.
+    await expect(stat(join(root, 'no-log'))).rejects.toThrow(/ENOENT/)
   })
 })
