@@ -10,34 +10,16 @@
  * or not; one that failed before its sum has not.
  */
 import { describe, it, expect, afterAll } from 'vitest'
-import { mkdtemp, rm } from 'node:fs/promises'
-import { tmpdir } from 'node:os'
-import { join } from 'node:path'
-import { roundManager } from '../../coordinator/rounds/rounds.ts'
+import type { RoundStore } from '../../coordinator/rounds/store.ts'
 import { plainServer } from '../../coordinator/rounds/secure/none.ts'
-import { roundStore, type RoundStore } from '../../coordinator/rounds/store.ts'
-import { openDatabase, type Database } from '../../coordinator/store/database.ts'
 import { roundConfigSchema, minUploadsOf, type RoundConfig } from '../../shared/rounds/config.ts'
 import { cryptoUniform, encodeUpdate, fixedPointParams, sampleWeight } from '../../aggregation/fixed-point.ts'
 import { clientNoiseSigma } from '../../aggregation/dp/noise.ts'
+import { PASSED, outcome, recoverWithoutBase, recoveryStores } from '../helpers/recovery-store.ts'
 
-const PASSED = 'the norm check passed: the base model was asked for'
-const databases: Database[] = []
-let root: string | undefined
-
-afterAll(async () => {
-  for (const d of databases) d.close()
-  if (root !== undefined) await rm(root, { recursive: true, force: true })
-})
-
-/** A fresh coordinator database holding model `m`. */
-async function freshStore (): Promise<RoundStore> {
-  root ??= await mkdtemp(join(tmpdir(), 'blockfed-dp-'))
-  const database = openDatabase(join(root, `${databases.length}.sqlite`))
-  databases.push(database)
-  database.db.prepare('INSERT INTO models (name, format, created_at) VALUES (\'m\', \'tfjs-layers\', ?)').run(new Date().toISOString())
-  return roundStore(database)
-}
+const stores = recoveryStores('blockfed-dp-')
+afterAll(stores.close)
+const freshStore = stores.fresh
 
 /** A DP round of `clients` honest uploads (‖Δ‖ = 0.5, noised for minUploads), left `collecting` in `store` as a killed coordinator would. */
 function storeRound (store: RoundStore, n: number, clients: number, minUploads: number, uploaded = clients, d = 200_000): RoundConfig {
@@ -60,25 +42,11 @@ function storeRound (store: RoundStore, n: number, clients: number, minUploads: 
   return config
 }
 
-/** Recovers every unfinished round of `store`; the base model is never there, so a round that passes its checks fails right after. */
-async function recover (store: RoundStore): Promise<void> {
-  const manager = roundManager({
-    store,
-    repo: {} as never,
-    hub: () => ({ get: () => undefined }) as never,
-    publish: async () => { throw new Error('unreached') },
-    readBase: async () => { throw new Error(PASSED) },
-    secureServer: async c => plainServer(c)
-  })
-  await manager.recover()
-}
-
 async function honestRound (clients: number, minUploads: number): Promise<{ state: string, reason: string | null }> {
   const store = await freshStore()
   const config = storeRound(store, 1, clients, minUploads)
-  await recover(store)
-  const row = store.get(config.id)
-  return { state: row?.state ?? 'missing', reason: row?.reason ?? null }
+  await recoverWithoutBase(store)
+  return outcome(store, config.id)
 }
 
 describe('DP round: the norm check on the noisy mean', () => {
@@ -93,7 +61,7 @@ describe('DP accounting', () => {
     const store = await freshStore()
     const summed = storeRound(store, 2, 4, 2, 4, 1000)
     const short = storeRound(store, 3, 4, 3, 2, 1000)
-    await recover(store)
+    await recoverWithoutBase(store)
     expect(store.get(summed.id)).toMatchObject({ state: 'failed', reason: expect.stringContaining(PASSED) })
     expect(store.get(short.id)).toMatchObject({ state: 'failed', reason: expect.stringContaining('2 upload(s) accepted, at least 3 needed') })
     expect(store.dpNoiseMultipliers('m')).toEqual([summed.dp?.noiseMultiplier])

@@ -9,20 +9,15 @@
  *  - every mode (coordinator/rounds/rounds.ts, aggregateAndPublish): the aggregate mean delta is
  *    held to normBound. In masking and Paillier rounds the coordinator never sees an upload alone,
  *    so this is the only check of their size; it is driven here through the round manager's
- *    recovery of a round whose uploads the store already holds, as in dp-norm-check.test.
+ *    recovery of a round whose uploads the store already holds (tests/helpers/recovery-store.ts).
  */
 import { describe, it, expect, afterAll } from 'vitest'
-import { mkdtemp, rm } from 'node:fs/promises'
-import { tmpdir } from 'node:os'
-import { join } from 'node:path'
-import { roundManager } from '../../coordinator/rounds/rounds.ts'
 import { plainServer } from '../../coordinator/rounds/secure/none.ts'
-import { roundStore } from '../../coordinator/rounds/store.ts'
-import { openDatabase, type Database } from '../../coordinator/store/database.ts'
 import { roundConfigSchema, minUploadsOf, type RoundConfig } from '../../shared/rounds/config.ts'
 import { cryptoUniform, encodeUpdate, fixedPointParams } from '../../aggregation/fixed-point.ts'
 import { clientNoiseSigma } from '../../aggregation/dp/noise.ts'
 import { mulberry32 } from '../../shared/random/seeded.ts'
+import { PASSED, outcome, recoverWithoutBase, recoveryStores } from '../helpers/recovery-store.ts'
 
 const D = 100
 const clients = ['a', 'b', 'c'].map(c => c.repeat(64))
@@ -65,21 +60,12 @@ describe('mode none, per upload', () => {
   })
 })
 
-const PASSED = 'the norm check passed: the base model was asked for'
-const databases: Database[] = []
-let root: string | undefined
-afterAll(async () => {
-  for (const d of databases) d.close()
-  if (root !== undefined) await rm(root, { recursive: true, force: true })
-})
+const stores = recoveryStores('blockfed-bounds-')
+afterAll(stores.close)
 
 /** Recovers a `collecting` round of two uploads of norm `norm`; its state and reason after. */
 async function recovered (norm: number): Promise<{ state: string, reason: string | null }> {
-  root ??= await mkdtemp(join(tmpdir(), 'blockfed-bounds-'))
-  const database = openDatabase(join(root, `${databases.length}.sqlite`))
-  databases.push(database)
-  database.db.prepare('INSERT INTO models (name, format, created_at) VALUES (\'m\', \'tfjs-layers\', ?)').run(new Date().toISOString())
-  const store = roundStore(database)
+  const store = await stores.fresh()
   const config = roundConfig({ normBound: 1 })
   store.create(config)
   store.transition(config.id, 'collecting')
@@ -87,17 +73,8 @@ async function recovered (norm: number): Promise<{ state: string, reason: string
     const encoded = encodeUpdate(evenDelta(norm), { params: fixedPoint, weight: 1, random: cryptoUniform() })
     store.putUpload(config.id, id, { payload: bytes(encoded), signature: '' })
   }
-  const manager = roundManager({
-    store,
-    repo: {} as never,
-    hub: () => ({ get: () => undefined }) as never,
-    publish: async () => { throw new Error('unreached') },
-    readBase: async () => { throw new Error(PASSED) },
-    secureServer: async c => plainServer(c)
-  })
-  await manager.recover()
-  const row = store.get(config.id)
-  return { state: row?.state ?? 'missing', reason: row?.reason ?? null }
+  await recoverWithoutBase(store)
+  return outcome(store, config.id)
 }
 
 describe('the aggregate mean delta', () => {
