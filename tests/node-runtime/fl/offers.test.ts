@@ -2,9 +2,9 @@
  * Offers a real coordinator would not make, from a scripted one (tests/helpers/fake-rounds-socket.ts).
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { createParticipant } from '../../../node-runtime/fl/participant.ts'
+import { createParticipant, type Participant, type ParticipantOptions } from '../../../node-runtime/fl/participant.ts'
 import type { RoundConfig } from '../../../shared/rounds/config.ts'
-import { generateSigningKey } from '../../../shared/crypto/sign.ts'
+import { generateSigningKey, type SigningKeyPair } from '../../../shared/crypto/sign.ts'
 import { toHex } from '../../../shared/crypto/bytes.ts'
 import { fakeRoundsSocket, type FakeRoundsSocket } from '../../helpers/fake-rounds-socket.ts'
 import { roundOffer } from '../../helpers/round-offer.ts'
@@ -16,18 +16,22 @@ let fake: FakeRoundsSocket
 beforeAll(async () => { fake = await fakeRoundsSocket() })
 afterAll(async () => { await fake.close() })
 
+/** A participant of `identity` holding model m whose data and fetch must go unused: what it fetched anyway goes to `fetched`. */
+const untouched = (identity: SigningKeyPair, fetched: string[], extra: Partial<ParticipantOptions> = {}): Participant => createParticipant({
+  url: fake.url,
+  token: 't',
+  identity,
+  models: { m: { data: () => { throw new Error('no training is expected here') } } },
+  fetchVersion: async model => { fetched.push(model); throw new Error('no fetch is expected here') },
+  reconnectMs: 100,
+  ...extra
+})
+
 describe('offers', () => {
   it('an offer for a model named like an Object property ("constructor") is declined as a model without data', async () => {
     const identity = generateSigningKey()
     const fetched: string[] = []
-    const participant = createParticipant({
-      url: fake.url,
-      token: 't',
-      identity,
-      models: { m: { data: () => { throw new Error('no training is expected here') } } },
-      fetchVersion: async model => { fetched.push(model); throw new Error('no fetch is expected here') },
-      reconnectMs: 100
-    })
+    const participant = untouched(identity, fetched)
     await participant.start()
     try {
       await participant.ready()
@@ -75,15 +79,7 @@ describe('offers', () => {
   it('a runtime\'s policy declines a plain round, or a sum that may count one upload, before fetching anything; a bad policy is refused at creation', async () => {
     const identity = generateSigningKey()
     const fetched: string[] = []
-    const participant = createParticipant({
-      url: fake.url,
-      token: 't',
-      identity,
-      models: { m: { data: () => { throw new Error('no training is expected here') } } },
-      fetchVersion: async model => { fetched.push(model); throw new Error('no fetch is expected here') },
-      policy: { secureModes: ['masking', 'paillier'], minUploads: 3 },
-      reconnectMs: 100
-    })
+    const participant = untouched(identity, fetched, { policy: { secureModes: ['masking', 'paillier'], minUploads: 3 } })
     await participant.start()
     try {
       await participant.ready()
