@@ -191,7 +191,8 @@ export function localVersions (dir: string, options: LocalVersionsOptions = {}):
         const n = (counts.get(version) ?? 1) - 1
         if (n > 0) counts.set(version, n)
         else counts.delete(version)
-        if (counts.size === 0 && holds.get(folder) === counts) holds.delete(folder)
+        // Taken and counted synchronously above, so `counts` is still this folder's map here.
+        if (counts.size === 0) holds.delete(folder)
       }
     },
     held: () => new Set(holds.get(folder)?.keys()),
