@@ -5,6 +5,8 @@
  * `blocks`, a folder name the runtime keeps for itself) — then written back in its
  * original format by shared/formats.
  */
+import { rm, stat } from 'node:fs/promises'
+import { join, resolve } from 'node:path'
 import { writeModel } from '../shared/formats/index.ts'
 import type { LoadReport } from '../shared/load/loader.ts'
 import type { Manifest } from '../shared/manifest/schema.ts'
@@ -19,6 +21,23 @@ import { createNodeRuntime } from './runtime.ts'
  * which the modelDir schema refuses as a segment).
  */
 export const commandModelDir = (command: 'pull' | 'verify', model: string): string => `${command}/@${model}`
+
+/**
+ * Runs a command's `work` on its model folder under `home`. When the work fails, a folder this
+ * run made is removed: a mistyped model name or a version that does not exist left an empty
+ * model behind (its owner file, an empty cache index) for every typo.
+ */
+export async function inCommandModelDir<T> (home: string, command: 'pull' | 'verify', model: string, work: (modelDir: string) => Promise<T>): Promise<T> {
+  const modelDir = commandModelDir(command, model)
+  const full = join(resolve(home), modelDir)
+  const existed = await stat(full).then(() => true, () => false)
+  try {
+    return await work(modelDir)
+  } catch (err) {
+    if (!existed) await rm(full, { recursive: true, force: true }).catch(() => {})
+    throw err
+  }
+}
 
 export interface PullOptions {
   baseUrl: string
@@ -35,20 +54,22 @@ export interface PullOptions {
 export async function pullModel (options: PullOptions): Promise<{ manifest: Manifest, files: ModelFile[], report: LoadReport, ledgerIndex: number }> {
   if (options.coordinatorKey !== undefined) parsePublicKeyHex(options.coordinatorKey, '--coordinator-key')
   if (options.token === undefined) throw new AccessDeniedError('pull needs an API token (--token, BLOCKFED_TOKEN or --data) to fetch the block keys')
-  const runtime = await createNodeRuntime({ dataDir: options.home, onProgress: (_m, done, total) => options.onBlock?.(done, total) })
-  try {
-    const config = {
-      version: '1', tag: 'pull', runtime: 'tfjs', source: 'blockfed', modelDir: commandModelDir('pull', options.model), modelName: options.model,
-      updateURL: options.baseUrl, token: options.token, ...(options.coordinatorKey === undefined ? {} : { coordinatorKey: options.coordinatorKey })
+  return await inCommandModelDir(options.home, 'pull', options.model, async modelDir => {
+    const runtime = await createNodeRuntime({ dataDir: options.home, onProgress: (_m, done, total) => options.onBlock?.(done, total) })
+    try {
+      const config = {
+        version: '1', tag: 'pull', runtime: 'tfjs', source: 'blockfed', modelDir, modelName: options.model,
+        updateURL: options.baseUrl, token: options.token, ...(options.coordinatorKey === undefined ? {} : { coordinatorKey: options.coordinatorKey })
+      }
+      const fetched = await runtime.fetch(config, options.version, options.signal)
+      return {
+        manifest: fetched.manifest,
+        files: writeModel({ topology: fetched.manifest.topology, tensors: fetched.manifest.tensors, weights: fetched.weights }),
+        report: fetched.report,
+        ledgerIndex: fetched.ledgerIndex
+      }
+    } finally {
+      await runtime.stop()
     }
-    const fetched = await runtime.fetch(config, options.version, options.signal)
-    return {
-      manifest: fetched.manifest,
-      files: writeModel({ topology: fetched.manifest.topology, tensors: fetched.manifest.tensors, weights: fetched.weights }),
-      report: fetched.report,
-      ledgerIndex: fetched.ledgerIndex
-    }
-  } finally {
-    await runtime.stop()
-  }
+  })
 }

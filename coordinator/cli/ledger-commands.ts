@@ -16,15 +16,19 @@ import { parseVerifierKey, splitNote } from '../../shared/ledger/note.ts'
 import { parseCheckpoint } from '../../shared/ledger/checkpoint.ts'
 import { toBase64 } from '../../shared/crypto/bytes.ts'
 import { parsePublicKeyHex } from '../../shared/crypto/sign.ts'
-import { AccessDeniedError, IntegrityError, InvalidInputError } from '../../shared/errors/errors.ts'
+import { AccessDeniedError, IntegrityError, InvalidInputError, UnavailableError } from '../../shared/errors/errors.ts'
 import { describeIssues } from '../../shared/errors/parse-json.ts'
-import { signedManifestSchema } from '../../shared/manifest/schema.ts'
+import { signedManifestSchema, type Manifest } from '../../shared/manifest/schema.ts'
+import { auditShards } from '../../shared/load/audit.ts'
 import { trainableUnits } from '../../shared/rounds/trainable.ts'
 import { loadAoeConfig } from '../../node-runtime/config/load.ts'
 import { createNodeRuntime } from '../../node-runtime/runtime.ts'
 import { createWitness } from '../../node-runtime/witness/server.ts'
-import { commandModelDir } from '../../node-runtime/pull.ts'
+import { inCommandModelDir } from '../../node-runtime/pull.ts'
+import { progressBar } from '../../node-runtime/progress.ts'
+import { nodeHttpBlockSource } from '../../node-runtime/sources/http.ts'
 import { folderOption, onHome } from './paths.ts'
+import { interruptible } from './interrupt.ts'
 import { coordinatorOption, integer, modelName, modelRef, number, port, token, url } from './args.ts'
 
 /** `URL=VKEY`: a witness's base URL (no query) and its cosignature/v1 verifier key. */
@@ -51,7 +55,37 @@ function logKey (value: string, previous: Array<{ origin: string, vkey: string }
   }
 }
 
-const collect = (value: string, previous: string[] = []): string[] => [...previous, value]
+/** A witness's cosignature/v1 verifier key, checked where it is given (`--witness`). */
+function witnessKey (value: string, previous: string[] = []): string[] {
+  try {
+    if (parseVerifierKey(value).type !== 'cosignature/v1') throw new Error('not a cosignature/v1 (witness) key')
+  } catch (err) {
+    throw new InvalidArgumentError(`expected a witness verifier key (blockfed witness prints it): ${(err as Error).message}`)
+  }
+  return [...previous, value]
+}
+
+/**
+ * `verify --shards`: every shard of every block, as the coordinator serves it, against its CID;
+ * prints each block's margin and fails on any shard missing or damaged.
+ */
+async function auditStore (manifest: Manifest, coordinator: string, signal: AbortSignal): Promise<void> {
+  const source = nodeHttpBlockSource({ baseUrl: coordinator })
+  const bar = progressBar('shards')
+  let audit
+  try {
+    audit = await auditShards(manifest, { source, signal, onShard: (done, total) => bar.update(done, total) })
+  } finally {
+    bar.stop()
+    source.close()
+  }
+  const { k, m } = manifest.erasure
+  const least = Math.min(...audit.blocks.map(b => b.spare))
+  const thinnest = audit.blocks.filter(b => b.spare === least).map(b => b.index)
+  console.log(`  shards     ${audit.shardsChecked - audit.faults.length} of ${audit.shardsChecked} intact (${k} of ${k + m} needed per block); ${least < 0 ? `block(s) ${thinnest.join(', ')} cannot be rebuilt` : `the thinnest block(s) ${thinnest.join(', ')} can lose ${least} more`}`)
+  for (const f of audit.faults) console.log(`  fault      block ${f.block} shard ${f.shard} (${f.cid}): ${f.reason}`)
+  if (audit.faults.length > 0) throw new IntegrityError(`${manifest.model}@${manifest.version}: ${audit.faults.length} of ${audit.shardsChecked} shards missing or damaged at ${coordinator}`)
+}
 
 export function ledgerCommands (program: Command): void {
   program.command('versions')
@@ -95,33 +129,48 @@ export function ledgerCommands (program: Command): void {
     .option('--token <token>', 'API token (or BLOCKFED_TOKEN); the block keys are needed to check plaintext hashes')
     .option('--data <dir>', 'read the admin token from this coordinator data dir')
     .option('--coordinator-key <hex>', 'pin the coordinator\'s Ed25519 key instead of trusting it on first use', (v: string) => { try { parsePublicKeyHex(v, 'an Ed25519 public key'); return v } catch (err) { throw new InvalidArgumentError((err as Error).message) } })
-    .option('--witness <vkey>', 'a witness verifier key whose cosignature counts; repeatable', collect, [])
+    .option('--witness <vkey>', 'a witness verifier key whose cosignature counts; repeatable', witnessKey, [])
     .option('--min-witnesses <k>', 'cosignatures required from those witnesses', integer(0, 64), 0)
+    .option('--shards', 'also fetch every shard of every block from the coordinator (parity too, cached blocks too) and check each against its CID; exits 1 if any is missing or damaged')
     .option('--home <dir>', 'where the trusted checkpoint, keys and cached blocks are kept', join(homedir(), '.blockfed'))
-    .action(async (ref: { name: string, version: number | 'latest' }, o: { coordinator: string, token?: string, data?: string, coordinatorKey?: string, witness: string[], minWitnesses: number, home: string }) => {
+    .action(async (ref: { name: string, version: number | 'latest' }, o: { coordinator: string, token?: string, data?: string, coordinatorKey?: string, witness: string[], minWitnesses: number, shards?: boolean, home: string }) => {
+      if (o.minWitnesses > o.witness.length) throw new InvalidArgumentError(`--min-witnesses ${o.minWitnesses}: only ${o.witness.length} --witness key(s) given, whose cosignatures are the ones that count`)
       const apiToken = await token(o)
       if (apiToken === undefined) throw new AccessDeniedError('verify needs an API token (--token, BLOCKFED_TOKEN or --data) to fetch the block keys')
+      const home = resolve(o.home)
       // The cache there held by a concurrent pull or verify is said as --home in use.
-      await onHome('--home', o.home, async () => {
-        const runtime = await createNodeRuntime({ dataDir: resolve(o.home) })
+      await interruptible(async signal => await onHome('--home', o.home, async () => await inCommandModelDir(home, 'verify', ref.name, async modelDir => {
+        const runtime = await createNodeRuntime({ dataDir: home })
         try {
           const config = {
-            version: '1', tag: 'verify', runtime: 'tfjs', source: 'blockfed', modelDir: commandModelDir('verify', ref.name), modelName: ref.name,
+            version: '1', tag: 'verify', runtime: 'tfjs', source: 'blockfed', modelDir, modelName: ref.name,
             updateURL: o.coordinator, token: apiToken, ledger: { witnesses: o.witness, minWitnesses: o.minWitnesses },
             ...(o.coordinatorKey === undefined ? {} : { coordinatorKey: o.coordinatorKey })
           }
-          const fetched = await runtime.fetch(config, ref.version)
+          const fetched = await runtime.fetch(config, ref.version, signal)
           const m = fetched.manifest
-          const { checkpoint, cosigners } = fetched.checkpoint
+          // Kept state re-verified is not the coordinator verified: a runtime would serve it, a check must not pass on it.
+          if (fetched.offline) throw new UnavailableError(`${m.model}@${m.version}: the coordinator at ${o.coordinator} is unreachable; only what ${home} kept could be checked, and it verifies, but nothing was verified against the coordinator`)
+          const { checkpoint, cosigners, keptSize } = fetched.checkpoint
+          const trusted = keptSize === null || keptSize === undefined
+            ? `first use of this log here: no checkpoint was kept in ${home}, this one is now`
+            : `consistent with the checkpoint of size ${keptSize} kept in ${home}`
           console.log(`${m.model}@${m.version} verified`)
           console.log(`  manifest   ${fetched.signed.cid} signed by coordinator key ${fetched.signed.signature.keyId}`)
-          console.log(`  checkpoint ${checkpoint.origin} size ${checkpoint.size}, log signature ok${cosigners.length === 0 ? '' : `, cosigned by ${cosigners.join(', ')}`}, consistent with the checkpoint kept in ${resolve(o.home)}`)
+          console.log(`  checkpoint ${checkpoint.origin} size ${checkpoint.size}, log signature ok${cosigners.length === 0 ? '' : `, cosigned by ${cosigners.join(', ')}`}, ${trusted}`)
           console.log(`  inclusion  entry #${fetched.ledgerIndex} names this manifest and is included under root ${toBase64(checkpoint.root)}`)
           console.log(`  blocks     ${m.blocks.length} blocks: CIDs and plaintext sha-256 ok (${fetched.report.fromCache} from cache, ${fetched.report.bytesFetched} bytes fetched)`)
+          // Tolerated by the load (k of k+m were enough), but each one is a shard lost on the way or on the coordinator's disk.
+          for (const f of fetched.report.faults) console.log(`  tolerated  block ${f.block} shard ${f.shard}: ${f.reason}`)
+          if (o.shards !== true) {
+            if (fetched.report.faults.length > 0) console.log(`  ${fetched.report.faults.length} shard fault(s) tolerated; verify --shards checks every shard of every block`)
+            return
+          }
+          await auditStore(m, o.coordinator, signal)
         } finally {
           await runtime.stop()
         }
-      })
+      })))
     })
 
   program.command('rollback')
@@ -133,15 +182,15 @@ export function ledgerCommands (program: Command): void {
     .action(async (name: string, o: { to: number, config: string, home: string }) => {
       const config = await loadAoeConfig(o.config)
       if (config.modelName !== name) throw new InvalidInputError(`${o.config} configures model ${config.modelName}, not ${name}`)
-      await onHome('--home', o.home, async () => {
+      await interruptible(async signal => await onHome('--home', o.home, async () => {
         const runtime = await createNodeRuntime({ dataDir: resolve(o.home) })
         try {
-          const change = await runtime.rollback(o.config, o.to)
+          const change = await runtime.rollback(o.config, o.to, signal)
           console.log(`${name}: ${change.from} → ${change.to} (${change.reason}); ${change.bytesFetched} bytes fetched; version ${change.from} will not be taken again`)
         } finally {
           await runtime.stop()
         }
-      })
+      }))
     })
 
   program.command('channel')

@@ -41,6 +41,11 @@ export interface VerifiedCheckpoint {
   /** The note as served, with only the signature lines this policy's keys verified. */
   note: string
   cosigners: string[]
+  /**
+   * Set by advanceCheckpoint: the size of the checkpoint this client kept before, which this one
+   * was proved consistent with; null when none was kept (trust on first use).
+   */
+  keptSize?: number | null
 }
 
 export interface Anchor {
@@ -89,7 +94,7 @@ export async function advanceCheckpoint (client: LedgerClient, trust: LedgerTrus
   const saved = await store.load()
   if (saved === undefined) {
     await store.save(offered.note)
-    return offered
+    return { ...offered, keptSize: null }
   }
   // The persisted note was verified when it was saved; its signature is checked again because
   // the file is outside this process.
@@ -120,8 +125,9 @@ export async function advanceCheckpoint (client: LedgerClient, trust: LedgerTrus
   // The persisted checkpoint was accepted under whatever policy was in force then (another model's
   // config on the same log, or this one before witnesses were required): verify against it only
   // if it meets THIS policy. Otherwise the offered one, which does and which it extends.
-  if (newer === trusted && trusted.cosigners.length < trust.minWitnesses) return offered
-  return newer
+  const keptSize = trusted.checkpoint.size
+  if (newer === trusted && trusted.cosigners.length < trust.minWitnesses) return { ...offered, keptSize }
+  return { ...newer, keptSize }
 }
 
 /** Checks that an entry names exactly this signed manifest. */

@@ -198,11 +198,25 @@ async function fetchSealed (block: ManifestBlock, options: LoadOptions, report: 
     await gather(true)
   }
   if (held() < k) {
-    throw new UnavailableError(`block ${block.index} (${block.cid}): only ${held()} of ${cids.length} shards intact, need ${k}`)
+    throw new UnavailableError(`block ${block.index} (${block.cid}): only ${held()} of ${cids.length} shards intact, need ${k}${faultSummary(report.faults.filter(f => f.block === block.index))}`)
   }
   const sealed = await options.coder.decode(shards, block.sealedLength)
   await verifyCid(block.cid, sealed, `block ${block.index}`)
   return sealed
+}
+
+/**
+ * Why a block's shards were short, by kind: "6 of 6 unreachable" reads as a damaged store
+ * unless the causes are said (an offline rollback of a block never cached fails this way).
+ */
+function faultSummary (faults: ShardFault[]): string {
+  if (faults.length === 0) return ''
+  const byKind = new Map<string, ShardFault[]>()
+  for (const f of faults) {
+    const kind = f.reason.slice(0, Math.max(0, f.reason.indexOf(':'))) || 'Error'
+    byKind.set(kind, [...byKind.get(kind) ?? [], f])
+  }
+  return `; shards failed: ${[...byKind].map(([kind, list]) => `${list.length} ${kind} (first: ${(list[0] as ShardFault).reason.slice(kind.length + 2)})`).join(', ')}`
 }
 
 /**

@@ -7,6 +7,8 @@
  * - the CID check of a cache hit (loader.ts:252, mutant L2): the memory tier (and a browser tier)
  *   do not verify what they hold, so the loader must drop an entry whose bytes do not hash to
  *   its CID and fetch the block again.
+ * Also what a block short of shards is refused with, and the store audit (shared/load/audit.ts)
+ * that finds the damage a load never asks about.
  * Blocks are sealed by the real ingest stages, as in loader.test.ts.
  */
 import { describe, it, expect, beforeAll } from 'vitest'
@@ -16,7 +18,8 @@ import { sealBlocks } from '../../../shared/blocks/seal-blocks.ts'
 import { memoryCache } from '../../../shared/cache/memory-lru.ts'
 import type { CacheTier } from '../../../shared/cache/types.ts'
 import { sha256Hex } from '../../../shared/crypto/hash.ts'
-import { IntegrityError, NotFoundError } from '../../../shared/errors/errors.ts'
+import { IntegrityError, NotFoundError, UnavailableError } from '../../../shared/errors/errors.ts'
+import { auditShards } from '../../../shared/load/audit.ts'
 import { loadModelWeights } from '../../../shared/load/loader.ts'
 import type { BlockSource } from '../../../shared/load/source.ts'
 import { manifestSchema, type Manifest } from '../../../shared/manifest/schema.ts'
@@ -134,5 +137,34 @@ describe('a cache entry whose bytes do not hash to its CID', () => {
     expect(src.requests).toBeGreaterThanOrEqual(coder.params.k)
     expect(cache.deleted).toEqual([last.cid])
     expect(Buffer.compare(await cache.get(last.cid) as Uint8Array, genuine)).toBe(0)
+  })
+})
+
+describe('a block whose shards cannot be had', () => {
+  it('is refused with the causes by kind, so an unreachable source does not read as a damaged store', async () => {
+    const unreachable: BlockSource = { name: 'down', get: async cid => { throw new UnavailableError(`GET /v1/blocks/${cid}: connect ECONNREFUSED`) } }
+    const err = await loadModelWeights(manifest, { source: unreachable, coder, keys, concurrency: 1 }).then(() => undefined, (e: unknown) => e)
+    expect(err).toBeInstanceOf(UnavailableError)
+    expect((err as Error).message).toMatch(/^block 0 \(\w+\): only 0 of 3 shards intact, need 2; shards failed: 3 UnavailableError \(first: GET \/v1\/blocks\/\w+: connect ECONNREFUSED\)$/)
+  })
+})
+
+describe('a store audit (auditShards)', () => {
+  it('checks every shard, parity too, and says how many more each block can lose', async () => {
+    const [first, second] = manifest.blocks as [Manifest['blocks'][number], Manifest['blocks'][number]]
+    const parity = first.shards.cids[2] as string
+    const data = second.shards.cids[0] as string
+    const damaged = (store.get(parity) as Uint8Array).slice()
+    damaged[0] = (damaged[0] as number) ^ 1
+    const audited = await auditShards(manifest, {
+      source: { name: 'damaged', get: async cid => cid === data ? await Promise.reject(new NotFoundError(cid)) : cid === parity ? damaged : store.get(cid) as Uint8Array }
+    })
+    const total = manifest.blocks.length * 3
+    expect(audited.shardsChecked).toBe(total)
+    expect(audited.blocks.map(b => [b.index, b.intact, b.spare])).toEqual(manifest.blocks.map(b => [b.index, b === first || b === second ? 2 : 3, b === first || b === second ? 0 : 1]))
+    expect(audited.faults.map(f => [f.block, f.shard, f.cid, f.reason.split(':')[0]])).toEqual([[first.index, 2, parity, 'IntegrityError'], [second.index, 0, data, 'NotFoundError']])
+    // A load of the same store passes without a fault: it never asks for the damaged parity shard.
+    const loaded = await loadModelWeights(manifest, { source: { name: 'damaged', get: async cid => cid === parity ? damaged : store.get(cid) as Uint8Array }, coder, keys })
+    expect(loaded.report.faults).toEqual([])
   })
 })
