@@ -116,8 +116,9 @@ export async function token (options: { token?: string, data?: string }): Promis
     try {
       return (await readFile(path, 'utf8')).trim()
     } catch (err) {
-      if ((err as NodeJS.ErrnoException).code === 'ENOENT') throw new InvalidInputError(`--data ${options.data}: no admin.token there; is it the data dir of a coordinator that has started once?`)
-      throw err
+      const code = (err as NodeJS.ErrnoException).code
+      if (code === 'ENOENT') throw new InvalidInputError(`--data ${options.data}: no admin.token there; is it the data dir of a coordinator that has started once?`)
+      throw new InvalidInputError(`--data ${options.data}: its admin.token cannot be read (${code ?? (err as Error).message}); run as the coordinator's user, or give --token`, { cause: err })
     }
   }
   return undefined

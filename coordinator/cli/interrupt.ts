@@ -63,3 +63,20 @@ export async function interruptible<T> (run: (signal: AbortSignal) => Promise<T>
   }
   return outcome.value
 }
+
+/**
+ * The stop handler of a command that serves until told to stop (coordinator, decryptor, witness):
+ * runs `stop` once, then exits 0. A stop that fails (a decryptor whose decryptions outlast its
+ * deadline) is said on stderr and exits 1; it was an unhandled rejection with a stack trace.
+ */
+export function stopThenExit (stop: () => Promise<unknown>): () => void {
+  let stopping = false
+  return () => {
+    if (stopping) return
+    stopping = true
+    stop().then(() => process.exit(0), (err: unknown) => {
+      console.error(`blockfed: could not stop cleanly: ${err instanceof Error ? `${err.name}: ${err.message}` : String(err)}`)
+      process.exit(1)
+    })
+  }
+}

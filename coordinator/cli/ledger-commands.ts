@@ -28,7 +28,7 @@ import { inCommandModelDir } from '../../node-runtime/pull.ts'
 import { progressBar } from '../../node-runtime/progress.ts'
 import { nodeHttpBlockSource } from '../../node-runtime/sources/http.ts'
 import { folderOption, onHome } from './paths.ts'
-import { interruptible } from './interrupt.ts'
+import { interruptible, stopThenExit } from './interrupt.ts'
 import { coordinatorOption, integer, modelName, modelRef, number, port, token, url } from './args.ts'
 
 /** `URL=VKEY`: a witness's base URL (no query) and its cosignature/v1 verifier key. */
@@ -225,7 +225,7 @@ export function ledgerCommands (program: Command): void {
       console.log(`blockfed witness listening on ${witness.url}`)
       console.log(`  verifier key ${witness.vkey}`)
       console.log(`  coordinator  --witness ${witness.url}=${witness.vkey}`)
-      const stop = (): void => { void witness.close().then(() => process.exit(0)) }
+      const stop = stopThenExit(async () => await witness.close())
       process.once('SIGINT', stop)
       process.once('SIGTERM', stop)
     })

@@ -21,7 +21,7 @@ import { progressBar } from '../../node-runtime/progress.ts'
 import { runLoadDemo } from './load-demo.ts'
 import { runDemo } from './demo.ts'
 import { describeTarget, describeGap, simulate, SIMULATION_DEFAULTS, type RoundReport } from './simulate.ts'
-import { interruptible } from './interrupt.ts'
+import { interruptible, stopThenExit } from './interrupt.ts'
 import { folderOption, onHome } from './paths.ts'
 import { createDecryptor } from '../decryptor/decryptor.ts'
 import { DECRYPTOR_TOKEN_ENV } from '../decryptor/constants.ts'
@@ -87,7 +87,7 @@ program.command('coordinator')
         (err: unknown) => { console.error(`blockfed: decryptor ${at} is not usable: ${(err as Error).message}; Paillier rounds fail until it is`) }
       )
     }
-    const stop = (): void => { void coordinator.stop().then(() => process.exit(0)) }
+    const stop = stopThenExit(async () => await coordinator.stop())
     process.once('SIGINT', stop)
     process.once('SIGTERM', stop)
   })
@@ -158,11 +158,16 @@ program.command('demo')
   .description('the main job: federated learning — a coordinator and 10 Node runtimes, each with its own non-IID share of the mnist digits, run secure rounds')
   .option('--rounds <n>', 'rounds to run', integer(1, 1000), 30)
   .option('--runtimes <n>', 'how many runtimes (at least 5: each holds 2 of the 10 digit classes)', demoRuntimes, 10)
-  .option('--secure <mode>', 'none | masking | paillier', 'masking')
+  .option('--secure <mode>', 'none | masking | paillier', (v: string) => { if (!['none', 'masking', 'paillier'].includes(v)) throw new InvalidArgumentError('expected none, masking or paillier'); return v }, 'masking')
   .option('--load-only', 'instead: the model plane only (ingest, then 3 runtimes load and classify)')
-  .action(async (o: { rounds: number, runtimes: number, secure: string, loadOnly?: boolean }) => {
-    if (o.loadOnly === true) { await interruptible(async signal => { await runLoadDemo({ runtimes: 3, signal }) }); return }
-    if (!['none', 'masking', 'paillier'].includes(o.secure)) throw new InvalidArgumentError('--secure: none, masking or paillier')
+  .action(async (o: { rounds: number, runtimes: number, secure: string, loadOnly?: boolean }, command: Command) => {
+    if (o.loadOnly === true) {
+      // The load demo runs no rounds: a round's flag given beside it was dropped unsaid.
+      const given = ['rounds', 'runtimes', 'secure'].filter(name => command.getOptionValueSource(name) === 'cli')
+      if (given.length > 0) throw new InvalidArgumentError(`--load-only runs no rounds; ${given.map(name => `--${name}`).join(', ')} cannot be given with it`)
+      await interruptible(async signal => { await runLoadDemo({ runtimes: 3, signal }) })
+      return
+    }
     const summary = await interruptible(async signal => await runDemo({ rounds: o.rounds, runtimes: o.runtimes, secure: o.secure as 'none' | 'masking' | 'paillier', signal }))
     if (summary.publishedRounds === 0) noRoundPublished()
   })
@@ -178,14 +183,15 @@ program.command('decryptor')
   .addOption(new Option('--token <token>', 'bearer token decrypt requests must carry (required unless --host is loopback)').env(DECRYPTOR_TOKEN_ENV))
   .option('--exit-with-parent', 'stop when standard input ends (set by the commands that start a decryptor for their run: it then never outlives them)')
   .action(async (o: { data: string, port: number, host: string, minClients: number, keyBits?: number, clientsFile?: string, token?: string, exitWithParent?: boolean }) => {
+    await folderOption('--data', o.data)
     let stopping = false
     let decryptor: ReturnType<typeof createDecryptor> | undefined
-    const stop = (): void => {
-      if (stopping) return
-      stopping = true
-      // Before it listens there is nothing to stop (a new key file is written atomically).
-      void (decryptor?.stop() ?? Promise.resolve()).then(() => process.exit(0))
-    }
+    // Before it listens there is nothing to stop (a new key file is written atomically): told to
+    // stop while it makes its key, it exits there.
+    const stopAndExit = stopThenExit(async () => await decryptor?.stop())
+    const stop = (): void => { stopping = true; stopAndExit() }
+    process.once('SIGINT', stop)
+    process.once('SIGTERM', stop)
     if (o.exitWithParent === true) {
       // The parent holds the other end of this pipe; it ends when the parent exits or is killed.
       // Watched from the start: a parent that dies while the key is being made is noticed too.
@@ -200,8 +206,6 @@ program.command('decryptor')
     if (stopping) return
     console.log(`blockfed decryptor listening on ${at}`)
     console.log(`  key id       ${decryptor.keyId}`)
-    process.once('SIGINT', stop)
-    process.once('SIGTERM', stop)
   })
 
 program.command('simulate')
@@ -228,7 +232,7 @@ program.command('simulate')
   .action(async (o: { clients: number, rounds: number, partition: string, secure: 'none' | 'masking' | 'paillier', dropout: number, seed: number, epochs: number, batchSize: number, lr: number, optimizer: 'sgd' | 'momentum' | 'adam', strategy?: unknown, lrDecay: number, labelSkew?: unknown, meanMix: number, hidden: number[], decryptor?: string, decryptorToken?: string, centralised: boolean, json?: boolean }) => {
     const print = (r: RoundReport): void => {
       if (o.json === true) { console.log(JSON.stringify({ type: 'round', ...r })); return }
-      console.log(`round ${String(r.round).padStart(3)}  ${r.state.padEnd(9)} v${r.version ?? '-'}  acc ${r.accuracy === null ? '   -  ' : (r.accuracy * 100).toFixed(2) + '%'}  clients ${r.participants.uploaded}/${r.participants.offered}  up ${(r.bytesUp / 2 ** 20).toFixed(2)} MiB  down ${(r.bytesDown / 2 ** 20).toFixed(2)} MiB  ${r.roundMs} ms${r.reason === null ? '' : `  (${r.reason})`}`)
+      console.log(`round ${String(r.round).padStart(3)}  ${r.state.padEnd(9)} v${r.version ?? '-'}  acc ${r.accuracy === null ? '   -  ' : (r.accuracy * 100).toFixed(2) + '%'}  clients ${r.participants.uploaded}/${r.participants.offered}${r.droppedAfterUpload > 0 ? ` (${r.droppedAfterUpload} dropped after upload)` : ''}  up ${(r.bytesUp / 2 ** 20).toFixed(2)} MiB  down ${(r.bytesDown / 2 ** 20).toFixed(2)} MiB  ${r.roundMs} ms${r.reason === null ? '' : `  (${r.reason})`}`)
     }
     const summary = await interruptible(async signal => await simulate({
       ...SIMULATION_DEFAULTS,

@@ -32,6 +32,7 @@ import type { FetchedModel } from '../../shared/load/fetch-model.ts'
 import { spawnDecryptor, type DecryptorProcess } from './decryptor-process.ts'
 import { runAll } from './cleanup.ts'
 import { MIN_MASKING_CLIENTS } from '../../aggregation/secagg/constants.ts'
+import { graphParameters } from '../../aggregation/secagg/params.ts'
 
 export interface SimulationOptions {
   clients: number
@@ -90,6 +91,12 @@ export interface RoundReport {
   reason: string | null
   accuracy: number | null
   participants: RoundSummary['participants']
+  /**
+   * Clients this simulation dropped right after their upload (--dropout). The coordinator counts
+   * them as uploaded: to it they vanished during the sum, which a masking round survives while
+   * enough of their neighbours' shares come in.
+   */
+  droppedAfterUpload: number
   bytesUp: number
   bytesDown: number
   roundMs: number
@@ -144,6 +151,14 @@ export const SIMULATION_DEFAULTS: Omit<SimulationOptions, 'clients' | 'rounds' |
   labelSkew: { method: 'none' },
   meanMix: 0.05,
   centralised: true
+}
+
+/**
+ * The masking graph for the dropout being simulated: sized with a margin above the mean, since
+ * the threshold must hold for a round's actual dropouts, not just their expectation.
+ */
+function maskingGraph (dropout: number): { graph: 'sparse', dropoutRate?: number } {
+  return { graph: 'sparse', ...(dropout > 0 ? { dropoutRate: Math.min(0.45, dropout + 0.1) } : {}) }
 }
 
 /** How long a client's byte tally may trail the round's summary (its result crosses the socket). */
@@ -239,12 +254,22 @@ export async function simulate (options: SimulationOptions): Promise<SimulationS
   const shares = split.filter(ix => ix.length > 0)
   const least = options.secure === 'masking' ? MIN_MASKING_CLIENTS : 2
   if (shares.length < least) throw new InvalidInputError(`--partition ${options.partition} with --seed ${options.seed} gives data to ${shares.length} of ${options.clients} clients; a round needs at least ${least} (try another --seed, a larger alpha or more --clients)`)
+  const graph = maskingGraph(options.dropout)
+  if (options.secure === 'masking' && graph.dropoutRate !== undefined) {
+    // Every round would fail at its roster: refused before anything starts.
+    try {
+      graphParameters(shares.length, { kind: 'harary', population: shares.length, dropoutRate: graph.dropoutRate })
+    } catch (err) {
+      throw new InvalidInputError(`--dropout ${options.dropout} with --secure masking sizes the masking graph for ${Math.round(graph.dropoutRate * 100)}% dropouts, which ${shares.length} clients cannot carry (${(err as Error).message}); give more --clients or a lower --dropout`, { cause: err })
+    }
+  }
   if (shares.length < split.length) options.onNote?.(`${shares.length} of ${split.length} clients got data (--partition ${options.partition}, --seed ${options.seed}); the others are left out`)
   await tfjsBackend()
   signal?.throwIfAborted()
   const events = options.onEvent ?? (() => {})
-  /** The round under way, for the dropout draws. */
+  /** The round under way, for the dropout draws, and the clients dropped in it. */
   let round = 0
+  let droppedThisRound = 0
 
   let coordinator: Coordinator | undefined
   const clients: Client[] = []
@@ -281,7 +306,11 @@ export async function simulate (options: SimulationOptions): Promise<SimulationS
         fetchVersion: async (_m, v, signal) => await runtime.fetch(aoe, v, signal),
         secureClient: secureClients(),
         seed: options.seed + i,
-        dropAfterUpload: () => dropsOut(options.seed, round, i, options.dropout),
+        dropAfterUpload: () => {
+          const drop = dropsOut(options.seed, round, i, options.dropout)
+          if (drop) droppedThisRound++
+          return drop
+        },
         reconnectMs: 100,
         onEvent: e => { log.push(e); events({ ...e, client: i }) }
       })
@@ -309,6 +338,7 @@ export async function simulate (options: SimulationOptions): Promise<SimulationS
     const reports: RoundReport[] = []
     for (let r = 1; r <= options.rounds; r++) {
       round = r
+      droppedThisRound = 0
       // Runtimes that dropped out last round reconnect within reconnectMs; give them the chance.
       await Promise.all(clients.map(async c => await c.participant.ready(5000, signal).catch(() => {})))
       signal?.throwIfAborted()
@@ -324,7 +354,7 @@ export async function simulate (options: SimulationOptions): Promise<SimulationS
         meanMix: meanMix > 0 ? { lambda: meanMix, classes: 10, features: IMAGE_SIZE } : null,
         // Size the masking graph for the dropout being simulated (a margin above the mean: the
         // threshold must hold for the round's actual dropouts, not just their expectation).
-        secure: { mode: options.secure, graph: 'sparse', ...(options.dropout > 0 ? { dropoutRate: Math.min(0.45, options.dropout + 0.1) } : {}) },
+        secure: { mode: options.secure, ...graph },
         clip: 1,
         normBound: 1000,
         selection: { minClients: Math.min(2, clients.length), fraction: 1 }
@@ -347,6 +377,7 @@ export async function simulate (options: SimulationOptions): Promise<SimulationS
         reason: summary.reason,
         accuracy,
         participants: summary.participants,
+        droppedAfterUpload: droppedThisRound,
         bytesUp: bytes.reduce((n, b) => n + b.up, 0),
         bytesDown: bytes.reduce((n, b) => n + b.down, 0),
         roundMs: Math.round(roundMs),

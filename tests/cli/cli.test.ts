@@ -1,7 +1,7 @@
 /** The `blockfed` CLI as a user runs it: separate processes, a coordinator on loopback. */
 import { describe, it, expect, beforeAll, afterAll } from 'vitest'
 import { spawn, spawnSync, execFile, type ChildProcessByStdio } from 'node:child_process'
-import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises'
+import { mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises'
 import { createServer, type AddressInfo, type Socket } from 'node:net'
 import { DatabaseSync } from 'node:sqlite'
 import { tmpdir } from 'node:os'
@@ -107,6 +107,8 @@ describe('blockfed CLI', () => {
       // No stack trace, no zod issue dump (commander may add the command's usage).
       expect(result.stderr, args.join(' ')).not.toMatch(/^\s+at |"code":/m)
     }
+    // The model that does not exist left no folder in that --home (before: pull/@nosuch).
+    expect(await readdir(join(root, 'home', 'pull'))).not.toContain('@nosuch')
     // The coordinator shrugged all that off.
     expect((await blockfed('models', '--coordinator', url)).code).toBe(0)
     // About 30 CLI processes one after another (55–75 s alone on 2 cores): above the default
@@ -128,6 +130,9 @@ describe('blockfed CLI', () => {
   it('names the option when a file or folder it names is wrong, before any network work', async () => {
     const file = join(root, 'a-file')
     await writeFile(file, 'not a folder')
+    // A data dir whose admin.token cannot be read (as root, a folder in its place: EACCES would not show).
+    const tokenIsFolder = join(root, 'token-is-folder')
+    await mkdir(join(tokenIsFolder, 'admin.token'), { recursive: true })
     // An unreachable coordinator: each refusal comes before the command asks it anything.
     const nowhere = 'http://127.0.0.1:1'
     const cases: Array<[string[], string]> = [
@@ -136,6 +141,8 @@ describe('blockfed CLI', () => {
       [['pull', 'vad@1', '--out', join(root, 'out-opts'), '--coordinator', nowhere, '--token', 'bf_x', '--home', file], `--home ${file}: it is a file, not a folder`],
       [['verify', 'vad@1', '--coordinator', nowhere, '--token', 'bf_x', '--home', file], `--home ${file}: it is a file, not a folder`],
       [['coordinator', '--data', file, '--port', '0', '--no-p2p'], `--data ${file}: it is a file, not a folder`],
+      [['decryptor', '--data', file, '--port', '0'], `--data ${file}: it is a file, not a folder`],
+      [['channel', 'vad', 'stable', '1', '--coordinator', nowhere, '--data', tokenIsFolder], `--data ${tokenIsFolder}: its admin.token cannot be read (EISDIR); run as the coordinator's user, or give --token`],
       [['rounds', 'start', 'vad', '--request', join(root, 'no-such-request.json'), '--coordinator', nowhere, '--token', 'bf_x'], `--request ${join(root, 'no-such-request.json')}: no such file`]
     ]
     for (const [args, message] of cases) {

@@ -130,10 +130,11 @@ describe('blockfed simulate: told to stop', () => {
 
 describe('blockfed simulate: outcomes', () => {
   it('exits 1 and prints "gap -" when no round published', async () => {
-    // Masking for 3 clients at dropout 0.45 has no graph that meets the threat model: every round fails.
-    const run = blockfed(['simulate', '--clients', '3', '--rounds', '1', '--hidden', '16', '--secure', 'masking', '--dropout', '0.4'])
+    // --seed 13 drops 3 of the 6 clients after their upload in round 1 (simulate-run.test): more
+    // than the masking graph absorbs, so the round fails.
+    const run = blockfed(['simulate', '--clients', '6', '--rounds', '1', '--hidden', '16', '--secure', 'masking', '--dropout', '0.3', '--seed', '13'])
     const { code } = await run.exited
-    expect(run.stdout()).toMatch(/round +1 +failed/)
+    expect(run.stdout()).toMatch(/round +1 +failed .* clients 6\/6 \(3 dropped after upload\) /)
     expect(run.stdout()).toMatch(/^final accuracy -/m)
     expect(run.stdout()).toMatch(/^centralised .* gap -$/m)
     expect(run.stderr()).toMatch(/no round published a version/)
@@ -170,6 +171,17 @@ describe('blockfed demo', () => {
     const run = blockfed(['demo', '--runtimes', '65'])
     await run.exited
     expect(run.stderr()).toMatch(/expected an integer 5-64/)
+    const mode = blockfed(['demo', '--secure', 'maskng'])
+    expect((await mode.exited).code).toBe(1)
+    expect(mode.stderr()).toMatch(/option '--secure <mode>' argument 'maskng' is invalid\. expected none, masking or paillier/)
+  })
+
+  it('refuses round flags beside --load-only (they were dropped unsaid), before starting anything', async () => {
+    const run = blockfed(['demo', '--load-only', '--rounds', '5', '--secure', 'none'])
+    expect((await run.exited).code).toBe(1)
+    expect(run.stderr()).toMatch(/--load-only runs no rounds; --rounds, --secure cannot be given with it/)
+    expect(run.stdout()).toBe('')
+    expect(await readdir(scratch)).toEqual([])
   })
 
   it('--load-only, SIGINT while the model trains: stops training at once, cleans up, exits 130', async () => {

@@ -63,6 +63,8 @@ describe('simulate: bytes and dropouts', () => {
     }))
 
     expect(reports.map(r => r.state)).toEqual(['published', 'published'])
+    // Said in each round's report (before: only the coordinator's count, to which they had uploaded).
+    expect(reports.map(r => r.droppedAfterUpload)).toEqual([1, 1])
     // The dropouts are the seed's, whatever order the uploads came in.
     expect(reports.map(r => dropped.filter(d => d.roundId === r.id).map(d => d.client).sort())).toEqual(predicted)
     for (const report of reports) {
@@ -86,7 +88,7 @@ describe('simulate: bytes and dropouts', () => {
     expect([0, 1, 2, 3, 4, 5].filter(i => dropsOut(13, 1, i, 0.3))).toEqual([0, 4, 5])
     const reports: RoundReport[] = []
     const summary = await simulate(small({ clients: 6, rounds: 2, secure: 'masking', dropout: 0.3, seed: 13, onRound: r => reports.push(r) }))
-    expect(reports.map(r => [r.state, r.participants.uploaded])).toEqual([['failed', 6], ['failed', 0]])
+    expect(reports.map(r => [r.state, r.participants.uploaded, r.droppedAfterUpload])).toEqual([['failed', 6, 3], ['failed', 0, 0]])
     expect(reports[1]).toMatchObject({ id: null, version: null, reason: 'round for mnist not started: 0 eligible client(s) connected (6 more already uploaded from version 1 to a round that failed or did not take the upload, and give one update per base version), at least 3 needed (masking needs 3)' })
     expect(summary.publishedRounds).toBe(0)
   })
@@ -119,6 +121,14 @@ describe('simulate: what it refuses and what it leaves behind', () => {
     const controller = new AbortController()
     controller.abort(new Error('never mind'))
     await expect(simulate(small({ signal: controller.signal }))).rejects.toThrow('never mind')
+    expect(await readdir(scratch)).toEqual([])
+  })
+
+  it('refuses a dropout the masking graph cannot carry with these clients, naming both flags, before starting anything', async () => {
+    // 5 clients at dropout 0.4 (a graph sized for 45 %): every round failed at its roster.
+    const run = simulate(small({ clients: 5, secure: 'masking', dropout: 0.4 }))
+    await expect(run).rejects.toThrow(InvalidInputError)
+    await expect(run).rejects.toThrow(/^--dropout 0\.4 with --secure masking sizes the masking graph for 45% dropouts, which 5 clients cannot carry \(graph: 5 clients cannot meet the threat model .*\); give more --clients or a lower --dropout$/)
     expect(await readdir(scratch)).toEqual([])
   })
 
