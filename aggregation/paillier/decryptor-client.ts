@@ -9,7 +9,7 @@ import {
 import { fromBase64, toBase64 } from '../../shared/crypto/bytes.ts'
 import { jsonCall } from '../../shared/client/json-call.ts'
 import { DEFAULT_DECRYPT_TIMEOUT_MS, DEFAULT_KEY_TIMEOUT_MS } from './constants.ts'
-import { RepeatedClientError, RoundDecidedError } from './errors.ts'
+import { KeyMismatchError, RepeatedClientError, RoundDecidedError } from './errors.ts'
 import { readKeyInfo, type DecryptorKey } from './key-info.ts'
 import { accessResponseSchema, decryptResponseSchema, paillierKeyInfoSchema, roundIdSchema } from './schemas.ts'
 import { ringFromBytes } from './wire.ts'
@@ -43,6 +43,8 @@ export interface RoundContributions {
   length: number
   /** The model version the round trained: part of what each upload signature covers. */
   baseVersion: number
+  /** The key id the round was offered under: a decryptor holding another refuses before it claims the round. */
+  keyId?: string
   contributions: readonly Contribution[]
 }
 
@@ -72,7 +74,7 @@ export function decryptorClient (options: DecryptorClientOptions): DecryptorClie
   const keyTimeout = options.timeoutMs ?? DEFAULT_KEY_TIMEOUT_MS
   const decryptTimeout = options.decryptTimeoutMs ?? DEFAULT_DECRYPT_TIMEOUT_MS
 
-  const call = jsonCall({ baseUrl, token: options.token, service: 'decryptor', errors: ERRORS, named: { RepeatedClientError } })
+  const call = jsonCall({ baseUrl, token: options.token, service: 'decryptor', errors: ERRORS, named: { RepeatedClientError, KeyMismatchError } })
 
   return {
     baseUrl,
@@ -82,10 +84,10 @@ export function decryptorClient (options: DecryptorClientOptions): DecryptorClie
     async access (signal) {
       await call('/v1/paillier/access', accessResponseSchema, {}, keyTimeout, signal)
     },
-    async decrypt ({ roundId, model, length, baseVersion, contributions }, signal) {
+    async decrypt ({ roundId, model, length, baseVersion, keyId, contributions }, signal) {
       const id = roundIdSchema.safeParse(roundId)
       if (!id.success) throw new InvalidInputError(`roundId: ${id.error.issues[0]?.message ?? 'invalid'}`)
-      const body = JSON.stringify({ model, length, baseVersion, contributions: contributions.map(c => ({ clientId: c.clientId, ciphertexts: toBase64(c.ciphertexts), signature: toBase64(c.signature) })) })
+      const body = JSON.stringify({ model, length, baseVersion, keyId, contributions: contributions.map(c => ({ clientId: c.clientId, ciphertexts: toBase64(c.ciphertexts), signature: toBase64(c.signature) })) })
       const path = `/v1/paillier/rounds/${roundId}/decrypt`
       const answer = await call(path, decryptResponseSchema, { method: 'POST', body, headers: { 'content-type': 'application/json' } }, decryptTimeout, signal)
       if (answer.roundId !== roundId || answer.length !== length || answer.clients !== contributions.length) {

@@ -20,6 +20,16 @@ export class RepeatedClientError extends BlockfedError {
   override readonly status = 409
 }
 
+/**
+ * A decrypt request for a round offered under another Paillier key than the one the decryptor
+ * holds (it was restarted on another data dir, or its key was replaced): refused before the round
+ * is claimed, since its ciphertexts would decrypt to noise and the round's one decryption be spent.
+ */
+export class KeyMismatchError extends BlockfedError {
+  override readonly name = 'KeyMismatchError'
+  override readonly status = 409
+}
+
 /** A randomness pool has fewer unused r^n values than an encryption needs: precompute more. */
 export class RandomnessExhaustedError extends BlockfedError {
   override readonly name = 'RandomnessExhaustedError'

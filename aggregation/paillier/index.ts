@@ -12,5 +12,5 @@ export { ciphertextWidth, encodeCiphertexts, decodeCiphertexts, ringToBytes, rin
 export { describeKey, readKeyInfo, type DecryptorKey } from './key-info.ts'
 export { decryptorClient, type DecryptorClient, type DecryptorClientOptions, type Contribution, type RoundContributions } from './decryptor-client.ts'
 export { paillierKeyInfoSchema, clientIdSchema, decryptRequestSchema, decryptResponseSchema, contributionSchema, roundIdSchema, type PaillierKeyInfo, type DecryptRequest, type DecryptResponse } from './schemas.ts'
-export { RepeatedClientError, RoundDecidedError, RandomnessExhaustedError } from './errors.ts'
+export { KeyMismatchError, RepeatedClientError, RoundDecidedError, RandomnessExhaustedError } from './errors.ts'
 export * from './constants.ts'

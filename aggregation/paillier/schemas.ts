@@ -11,11 +11,13 @@ import { modelNameSchema } from '../../shared/manifest/schema.ts'
 /** A round id is also a file name on the decryptor: no path separators, no leading dot. */
 export const roundIdSchema = z.string().regex(/^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/, 'round id: 1-128 of A-Z a-z 0-9 . _ -, starting with a letter or digit')
 
+const keyIdSchema = z.string().regex(/^[0-9a-f]{64}$/, 'a Paillier key id: 64 lowercase hex')
+
 export const paillierKeyInfoSchema = z.object({
   scheme: z.literal('paillier-n+1').describe('Paillier with g = n + 1'),
   n: z.string().regex(/^[0-9a-f]+$/).max(8192).describe('the modulus n, big-endian hex'),
   bits: z.number().int().positive().describe('bit length of n'),
-  keyId: z.string().regex(/^[0-9a-f]{64}$/).describe('SHA-256 of n\'s big-endian bytes, hex: pin it out of band'),
+  keyId: keyIdSchema.describe('SHA-256 of n\'s big-endian bytes, hex: pin it out of band'),
   maxClients: z.number().int().positive().describe('most contributions one round may sum'),
   minClients: z.number().int().positive().describe('fewest contributions the decryptor accepts'),
   slotBits: z.number().int().positive(),
@@ -37,6 +39,7 @@ export const decryptRequestSchema = z.object({
   model: modelNameSchema.describe('the model the round trained, as each upload signature covers it'),
   length: z.number().int().min(1).max(MAX_VECTOR_LENGTH).describe('ring values per update'),
   baseVersion: z.number().int().positive().describe('the model version the round trained, as each upload signature covers it'),
+  keyId: keyIdSchema.optional().describe('the key id the round was offered under: a decryptor holding another key refuses (409 KeyMismatchError) before it claims the round'),
   contributions: z.array(contributionSchema).min(1)
 })
 export type DecryptRequest = z.infer<typeof decryptRequestSchema>

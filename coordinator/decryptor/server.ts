@@ -72,7 +72,7 @@ import { accessResponseSchema, decryptRequestSchema, decryptResponseSchema, pail
 import { clientErrorHandler, errorHandler } from '../http/errors.ts'
 import { useJsonBodyParser } from '../http/json-body.ts'
 import { bearerOf } from '../http/auth.ts'
-import { RoundDecidedError } from '../../aggregation/paillier/errors.ts'
+import { KeyMismatchError, RoundDecidedError } from '../../aggregation/paillier/errors.ts'
 import type { RoundLog } from './rounds.ts'
 import { CONNECTION_TIMEOUT_MS, DECRYPT_SLOTS, REQUEST_TIMEOUT_MS, STOP_DEADLINE_MS } from './constants.ts'
 import { decryptSlots, type DecryptSlots, type Slot } from './slots.ts'
@@ -177,6 +177,10 @@ export async function buildDecryptorServer (deps: DecryptorServerDeps): Promise<
 
   async function decryptRound (roundId: string, body: z.infer<typeof decryptRequestSchema>, slot: Slot, socket: Socket): Promise<z.infer<typeof decryptResponseSchema>> {
     const { model, length, baseVersion, contributions } = body
+    // First: a round offered under another key claims nothing here (its sum would be noise).
+    if (body.keyId !== undefined && body.keyId !== deps.keyInfo.keyId) {
+      throw new KeyMismatchError(`round ${roundId} was offered under Paillier key ${body.keyId}; this decryptor holds ${deps.keyInfo.keyId}. Nothing was claimed: restart it on the data dir of the round's key, or run the round again`)
+    }
     if (contributions.length < minClients) throw new InvalidInputError(`round ${roundId}: ${contributions.length} contributions; this decryptor decrypts sums of at least ${minClients}`)
     if (contributions.length > layout.maxClients) throw new InvalidInputError(`round ${roundId}: ${contributions.length} contributions; the packing layout holds at most ${layout.maxClients}`)
     const ids = new Set<string>()

@@ -20,7 +20,7 @@ import { precomputeRandomness } from '../../aggregation/paillier/randomness.ts'
 import { encryptUpdate } from '../../aggregation/paillier/aggregate.ts'
 import { ciphertextWidth, decodeCiphertexts, encodeCiphertexts } from '../../aggregation/paillier/wire.ts'
 import { modInverse } from '../../aggregation/paillier/_bigint.ts'
-import { RepeatedClientError, RoundDecidedError } from '../../aggregation/paillier/errors.ts'
+import { KeyMismatchError, RepeatedClientError, RoundDecidedError } from '../../aggregation/paillier/errors.ts'
 import { ringSum } from '../../aggregation/ring.ts'
 import { toBase64, toHex } from '../../shared/crypto/bytes.ts'
 import { sha256 } from '../../shared/crypto/hash.ts'
@@ -118,6 +118,20 @@ describe('Paillier decryptor service', () => {
     expect(await decrypt('round-1', contributions)).toEqual(ringSum(xs, LENGTH))
     const record = JSON.parse(await readFile(join(dir, 'rounds', 'round-1.json'), 'utf8')) as Record<string, unknown>
     expect(record).toMatchObject({ roundId: 'round-1', outcome: 'decrypted', length: LENGTH, clients: [0, 1, 2, 3].map(idOf), keyId: key.keyId })
+  })
+
+  it('refuses a round offered under another key before claiming it (KeyMismatchError), then decrypts it under its own', async () => {
+    const { xs, contributions } = await round(3, 50, 'round-key')
+    const other = 'ab'.repeat(32)
+    const refused = client.decrypt({ roundId: 'round-key', model: modelOf('round-key'), length: LENGTH, baseVersion: BASE_VERSION, keyId: other, contributions })
+    await expect(refused).rejects.toThrow(KeyMismatchError)
+    await expect(refused).rejects.toThrow(`round round-key was offered under Paillier key ${other}; this decryptor holds ${key.keyId}. Nothing was claimed`)
+    await expect(readFile(join(dir, 'rounds', 'round-key.json'))).rejects.toThrow(/ENOENT/)
+    // Not a claim: the round is still the decryptor's to decide, under the key it was offered with.
+    expect(await client.decrypt({ roundId: 'round-key', model: modelOf('round-key'), length: LENGTH, baseVersion: BASE_VERSION, keyId: key.keyId, contributions })).toEqual(ringSum(xs, LENGTH))
+    const malformed = await rawDecrypt('round-key-2', { length: LENGTH, baseVersion: BASE_VERSION, keyId: 'AB', contributions: asJson(contributions) })
+    expect(malformed).toMatchObject({ status: 400, body: { error: 'InvalidInputError' } })
+    expect(malformed.body.message).toMatch(/keyId.*a Paillier key id: 64 lowercase hex/)
   })
 
   it('decrypts a round at most once: a subset or a new set of contributions gets 409, the same request the same answer', async () => {
