@@ -20,7 +20,7 @@ import { AccessDeniedError, IntegrityError, InvalidInputError, UnavailableError 
 import { describeIssues } from '../../shared/errors/parse-json.ts'
 import { signedManifestSchema, type Manifest } from '../../shared/manifest/schema.ts'
 import { auditShards } from '../../shared/load/audit.ts'
-import { trainableUnits } from '../../shared/rounds/trainable.ts'
+import { trainableUnits, untrainableFormat } from '../../shared/rounds/trainable.ts'
 import { loadAoeConfig } from '../../node-runtime/config/load.ts'
 import { createNodeRuntime } from '../../node-runtime/runtime.ts'
 import { createWitness } from '../../node-runtime/witness/server.ts'
@@ -99,10 +99,12 @@ export function ledgerCommands (program: Command): void {
       // What a round request may name in `trainable`, read from the latest manifest (shown, not trusted: `verify` checks it).
       const latest = versions.at(-1)
       let units: string[] = []
+      let untrainable: string | undefined
       if (latest !== undefined) {
         const parsed = signedManifestSchema.safeParse(await client.manifest(name, latest.version))
         if (!parsed.success) throw new IntegrityError(`${name}@${latest.version}: the coordinator's manifest does not parse: ${describeIssues(parsed.error)}`)
-        units = trainableUnits(parsed.data.manifest.tensors)
+        untrainable = untrainableFormat(parsed.data.manifest.format)
+        units = untrainable === undefined ? trainableUnits(parsed.data.manifest.tensors) : []
       }
       const note = await ledgerClient({ baseUrl: o.coordinator }).checkpoint()
       const { text, signatures } = splitNote(note)
@@ -117,7 +119,7 @@ export function ledgerCommands (program: Command): void {
       for (const v of rows) {
         console.log(`${name}@${v.version}  parent ${v.parent ?? '-'}  ledger #${v.ledgerIndex ?? '-'}${v.covered ? '' : ' (not yet in a checkpoint)'}  ${v.blocks} blocks  ${v.weightBytes} bytes  ${v.createdAt}  ${v.round === null ? 'ingest' : `round ${v.round}`}  ${v.manifestCid}`)
       }
-      console.log(`trainable units of ${name}@${latest?.version ?? '-'} (a round's "trainable"): ${units.length === 0 ? 'none (no plain float32 tensors)' : units.join(', ')}`)
+      console.log(`trainable units of ${name}@${latest?.version ?? '-'} (a round's "trainable"): ${untrainable !== undefined ? `none (${untrainable})` : units.length === 0 ? 'none (no plain float32 tensors)' : units.join(', ')}`)
       console.log(`checkpoint ${checkpoint.origin} size ${checkpoint.size} root ${toBase64(checkpoint.root)}`)
       console.log(`cosigned by ${cosigners.length === 0 ? 'no witness' : cosigners.join(', ')}`)
     })

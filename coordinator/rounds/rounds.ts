@@ -14,7 +14,7 @@ import { checkRoundRequest, minUploadsOf, roundConfigSchema, roundRequestSchema,
 import { checkClassMeans, classMeansFromStats, classStatsLength } from '../../shared/training/mean-mix.ts'
 import { classMeansOffer } from '../../shared/rounds/mean-mix-offer.ts'
 import { decodeUploadFrame, maxUploadFrameBytes, uploadSigningBytes, type ClientMessage } from '../../shared/rounds/messages.ts'
-import { layerStateRanges, trainableLayout, trainableUnits, readTrainable } from '../../shared/rounds/trainable.ts'
+import { layerStateRanges, trainableLayout, trainableUnits, readTrainable, untrainableFormat } from '../../shared/rounds/trainable.ts'
 import { sha256 } from '../../shared/crypto/hash.ts'
 import { fromBase64, fromHex, toHex } from '../../shared/crypto/bytes.ts'
 import { verify } from '../../shared/crypto/sign.ts'
@@ -420,6 +420,8 @@ export function roundManager (deps: RoundManagerDeps): RoundManager {
       throw new ConflictError(`model ${request.model}: a round trains the latest version (${row.version}), not version ${request.baseVersion}: its result would revert what came after`)
     }
     const manifest = signedManifestOf(row).manifest
+    const format = untrainableFormat(manifest.format)
+    if (format !== undefined) throw new InvalidInputError(`model ${request.model}: ${format}`)
     return { row, layout: trainableLayout(manifest.tensors, request.trainable), units: request.trainable ?? trainableUnits(manifest.tensors) }
   }
 

@@ -29,6 +29,15 @@ function trainableTensor (t: TensorInfo): boolean {
   return t.dtype === 'float32' && t.quantization === undefined && t.byteLength === elements(t) * 4
 }
 
+/**
+ * Why a model of this format cannot train, or undefined when it can: local training runs on
+ * tfjs-layers (shared/training), so graph and ONNX models are served and loaded, not trained
+ * (review 40a: their rounds were offered, fetched whole by every runtime, and failed as "dropped").
+ */
+export function untrainableFormat (format: string): string | undefined {
+  return format === 'tfjs-layers' ? undefined : `this model is ${format}; only tfjs layers models train (local training runs on tfjs-layers)`
+}
+
 /** The units a model offers for training: those with at least one plain float32 tensor. */
 export function trainableUnits (tensors: TensorInfo[]): string[] {
   return [...new Set(tensors.filter(trainableTensor).map(t => unitOf(t.layer)))]

@@ -64,6 +64,8 @@ describe('blockfed CLI', () => {
     expect(Buffer.compare(await readFile(join(out, 'silero_vad_legacy.onnx')), await readFile(SILERO_PATH))).toBe(0)
     const again = await blockfed('pull', 'vad', '--out', join(root, 'out2'), '--coordinator', url, '--data', data, '--home', join(root, 'home'))
     expect(again.stdout).toMatch(/from cache\), 0 bytes fetched/)
+    // An ONNX model serves but does not train: versions says so rather than list units a round would refuse.
+    expect(versions.stdout).toMatch(/^trainable units of vad@1 \(a round's "trainable"\): none \(this model is onnx; only tfjs layers models train \(local training runs on tfjs-layers\)\)$/m)
   })
 
   it('rejects bad arguments with a one-line reason and a non-zero exit', async () => {

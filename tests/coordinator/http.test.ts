@@ -339,3 +339,17 @@ describe('coordinator HTTP API', () => {
     expect(String(refused)).toMatch(/ONNX|truncated|model/i)
   })
 })
+
+// Last: the models it ingests would change what the tests above count.
+describe('coordinator HTTP API: rounds', () => {
+  it('refuses a round on a model that cannot train here (tfjs graph, ONNX) with a 400 that says why, before any client is counted', async () => {
+    const admin = coordinatorClient({ baseUrl: url, token: coordinator.adminToken })
+    await admin.ingest('vad-rounds', sileroFiles())
+    // Before: offered, fetched whole by every runtime, each failing locally, the round "2 dropped".
+    for (const trainable of [undefined, ['Conv_73']]) {
+      const res = await fetch(`${url}/v1/rounds`, { method: 'POST', headers: { authorization: `Bearer ${coordinator.adminToken}`, 'content-type': 'application/json' }, body: JSON.stringify({ model: 'vad-rounds', secure: { mode: 'none' }, ...(trainable === undefined ? {} : { trainable }) }) })
+      expect(res.status).toBe(400)
+      expect(await res.json()).toEqual({ error: 'InvalidInputError', message: 'model vad-rounds: this model is onnx; only tfjs layers models train (local training runs on tfjs-layers)' })
+    }
+  })
+})
