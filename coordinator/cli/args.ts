@@ -107,10 +107,13 @@ export function jsonArgument<T> (schema: z.ZodType<T>, what: string) {
   }
 }
 
+/**
+ * The API token a command sends: `--token`, else the admin token of `--data`, else
+ * `BLOCKFED_TOKEN`. Flags beat the environment: with the variable set to a runtime's edge token
+ * (as the README's AoE example does), `--data ./coord` was overridden unsaid (review 40a).
+ */
 export async function token (options: { token?: string, data?: string }): Promise<string | undefined> {
   if (options.token !== undefined) return options.token
-  const fromEnv = process.env.BLOCKFED_TOKEN
-  if (fromEnv !== undefined && fromEnv !== '') return fromEnv
   if (options.data !== undefined) {
     const path = join(options.data, 'admin.token')
     try {
@@ -121,7 +124,8 @@ export async function token (options: { token?: string, data?: string }): Promis
       throw new InvalidInputError(`--data ${options.data}: its admin.token cannot be read (${code ?? (err as Error).message}); run as the coordinator's user, or give --token`, { cause: err })
     }
   }
-  return undefined
+  const fromEnv = process.env.BLOCKFED_TOKEN
+  return fromEnv === undefined || fromEnv === '' ? undefined : fromEnv
 }
 
 /** A multiaddr to listen on (checked by parsing it); repeatable options collect them. */

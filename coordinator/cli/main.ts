@@ -9,12 +9,13 @@
  * (interrupt.ts).
  */
 import { Command, InvalidArgumentError, Option } from 'commander'
+import { readFile } from 'node:fs/promises'
 import { homedir } from 'node:os'
 import { join, resolve } from 'node:path'
 import { coordinatorClient } from '../../shared/client/coordinator-client.ts'
-import { BlockfedError } from '../../shared/errors/errors.ts'
+import { AccessDeniedError, BlockfedError } from '../../shared/errors/errors.ts'
 import { createCoordinator } from '../coordinator.ts'
-import { DEFAULT_MAX_SERVING_BYTES, WITNESS_RETRY_MS } from '../constants.ts'
+import { DEFAULT_MAX_SERVING_BYTES, ROLES, WITNESS_RETRY_MS } from '../constants.ts'
 import { readModelFiles, writeModelFiles } from '../../node-runtime/model-files.ts'
 import { pullModel } from '../../node-runtime/pull.ts'
 import { progressBar } from '../../node-runtime/progress.ts'
@@ -36,9 +37,12 @@ import { describeIssues } from '../../shared/errors/parse-json.ts'
 import { ledgerCommands, witnessEndpoint } from './ledger-commands.ts'
 import { roundCommands } from './round-commands.ts'
 
+const packageVersion = (JSON.parse(await readFile(new URL(import.meta.url.endsWith('.ts') ? '../../package.json' : '../../../package.json', import.meta.url), 'utf8')) as { version: string }).version
+
 const program = new Command()
   .name('blockfed')
   .description('Federated-learning coordinator and edge runtime: models as sealed semantic blocks.')
+  .version(packageVersion, '-V, --version', 'this blockfed\'s version (run one version on the coordinator and its runtimes)')
   .showHelpAfterError()
 
 program.command('coordinator')
@@ -84,7 +88,10 @@ program.command('coordinator')
       const decryptor = decryptorClient({ baseUrl: at, token: o.decryptorToken, timeoutMs: 5000 })
       decryptor.key().then(async key => { await decryptor.access(); return key }).then(
         key => { console.log(`  decryptor    ${at} (Paillier key ${key.keyId})`) },
-        (err: unknown) => { console.error(`blockfed: decryptor ${at} is not usable: ${(err as Error).message}; Paillier rounds fail until it is`) }
+        (err: unknown) => {
+          const hint = err instanceof AccessDeniedError ? ` (its token: --decryptor-token or ${DECRYPTOR_TOKEN_ENV}, as the decryptor was started with)` : ''
+          console.error(`blockfed: decryptor ${at} is not usable: ${(err as Error).message}${hint}; Paillier rounds fail until it is`)
+        }
       )
     }
     const stop = stopThenExit(async () => await coordinator.stop())
@@ -138,6 +145,20 @@ program.command('pull')
     const r = pulled.report
     console.log(`${pulled.manifest.model}@${pulled.manifest.version} (ledger #${pulled.ledgerIndex}, verified) → ${o.out}: ${pulled.files.map(f => f.path).join(', ')}`)
     console.log(`  ${r.blocks} blocks (${r.fromCache} from cache), ${r.bytesFetched} bytes fetched, ${r.faults.length} shard faults tolerated, ${r.ms.toFixed(0)} ms`)
+  })
+
+program.command('token')
+  .description('API tokens')
+  .command('create')
+  .description('make an API token of a role and print it: edge (load models, take part in rounds), publisher (ingest, start rounds), admin (all that, and make tokens)')
+  .argument('<role>', 'edge | publisher | admin', (v: string) => { if (!Object.hasOwn(ROLES, v)) throw new InvalidArgumentError(`expected ${Object.keys(ROLES).join(', ')}`); return v })
+  .addOption(coordinatorOption())
+  .option('--token <token>', 'an admin API token (or BLOCKFED_TOKEN)')
+  .option('--data <dir>', 'read the admin token from this coordinator data dir')
+  .action(async (role: string, o: { coordinator: string, token?: string, data?: string }) => {
+    const bearer = await token(o)
+    if (bearer === undefined) throw new AccessDeniedError('token create needs an admin API token (--token, BLOCKFED_TOKEN or --data)')
+    console.log(await coordinatorClient({ baseUrl: o.coordinator, token: bearer }).createToken(role))
   })
 
 program.command('models')

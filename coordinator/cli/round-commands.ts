@@ -169,7 +169,7 @@ export function roundCommands (program: Command): void {
     .option('--batch-size <n>', 'local batch size', integer(1, 65_536))
     .option('--learning-rate <rate>', 'local learning rate', number(0, 10, { min: true }))
     .addOption(new Option('--optimizer <name>', 'local optimizer').choices(['sgd', 'momentum', 'adam']))
-    .option('--strategy <json>', 'server strategy, e.g. {"name":"fedavgm","serverMomentum":0.9}', jsonArgument(strategyConfigSchema, 'a strategy'))
+    .option('--strategy <json>', 'server strategy, e.g. {"name":"fedavgm","momentum":0.9}', jsonArgument(strategyConfigSchema, 'a strategy'))
     .addOption(new Option('--secure <mode>', 'secure aggregation (masking needs at least 3 clients; paillier a coordinator started with --decryptor)').choices(secureModeSchema.options))
     .option('--min-clients <n>', 'fewer eligible connected clients than this: the round does not start', integer(1, 10_000))
     .option('--max-clients <n>', 'most clients offered the round', integer(1, 10_000))

@@ -22,7 +22,7 @@ import { lockDataDir, type DataDirLock } from '../../node-runtime/dir-lock.ts'
 import { removeStaleTemporaries } from '../../node-runtime/atomic-file.ts'
 import { buildDecryptorServer } from './server.ts'
 import { decryptSlots, type DecryptSlots } from './slots.ts'
-import { DEFAULT_DECRYPTOR_HOST, DEFAULT_DECRYPTOR_PORT, ROUNDS_DIR, DEFAULT_MAX_BODY_BYTES, DEFAULT_MIN_CLIENTS, DECRYPTOR_TOKEN_PATTERN, DECRYPTOR_TOKEN_RULE, DECRYPT_SLOTS, STOP_DEADLINE_MS } from './constants.ts'
+import { DEFAULT_DECRYPTOR_HOST, DEFAULT_DECRYPTOR_PORT, ROUNDS_DIR, DEFAULT_MAX_BODY_BYTES, DEFAULT_MIN_CLIENTS, DECRYPTOR_TOKEN_ENV, DECRYPTOR_TOKEN_PATTERN, DECRYPTOR_TOKEN_RULE, DECRYPT_SLOTS, STOP_DEADLINE_MS } from './constants.ts'
 
 export interface DecryptorOptions {
   dataDir: string
@@ -99,7 +99,7 @@ export function createDecryptor (options: DecryptorOptions): Decryptor {
   const clients = options.clients === undefined ? undefined : enrolled(options.clients)
   const host = options.host ?? DEFAULT_DECRYPTOR_HOST
   if (options.token === undefined && !isLoopback(host)) {
-    throw new InvalidConfigError(`host ${host}: a decryptor reachable from other machines needs a token, or anyone who learns a round id could claim the round first (and, without clients, decrypt one client's update beside made-up ones)`)
+    throw new InvalidConfigError(`host ${host}: a decryptor reachable from other machines needs a token, or anyone who learns a round id could claim the round first (and, without clients, decrypt one client's update beside made-up ones); blockfed decryptor takes it from --token or ${DECRYPTOR_TOKEN_ENV}`)
   }
   if (options.token !== undefined && !DECRYPTOR_TOKEN_PATTERN.test(options.token)) throw new InvalidConfigError(`token: use ${DECRYPTOR_TOKEN_RULE}`)
   let app: FastifyInstance | undefined

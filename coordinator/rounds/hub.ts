@@ -184,7 +184,7 @@ export function roundHub (options: RoundHubOptions): RoundHub {
     if (wss.clients.size + upgrading >= maxConnections) return reject(socket, 503, `the coordinator holds ${maxConnections} round connections, as many as it takes; try again later`)
     upgrading++
     try {
-      if (!await options.mayTrain(token)) return reject(socket, 403, 'this API token may not take part in rounds')
+      if (!await options.mayTrain(token)) return reject(socket, 403, 'this API token may not take part in rounds: only edge-role tokens train (admin and publisher tokens operate); make one with `blockfed token create edge` or POST /v1/tokens {"role":"edge"}')
       // Taken into wss.clients within this call (no verifyClient), so the count stays right.
       wss.handleUpgrade(req, socket, head, ws => { handshake(ws, socket) })
     } finally {

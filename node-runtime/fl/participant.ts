@@ -184,6 +184,8 @@ export function createParticipant (options: ParticipantOptions): Participant {
   let reconnectTimer: ReturnType<typeof setTimeout> | undefined
   /** Connections closed since the last welcome: each waits twice as long before the next try. */
   let failures = 0
+  /** A lasting refusal was said on stderr (once: without an onEvent listener nothing else shows it). */
+  let saidRefusal = false
   /** `ready()` calls waiting: called with nothing once welcomed, or with why the wait is over. */
   const waiters = new Set<(err?: Error) => void>()
   const wake = (err?: Error): void => {
@@ -236,7 +238,12 @@ export function createParticipant (options: ParticipantOptions): Participant {
         // What the coordinator refuses for good (another protocol version, an unknown token, a
         // role that may not train) is refused again: whoever waits for this participant to be
         // ready hears it now. Other statuses (a proxy's 429 or 503) may pass; the wait goes on.
-        if (LASTING_REFUSALS.has(res.statusCode ?? 0)) wake(new AccessDeniedError(`participant ${id.slice(0, 8)}: ${message}`))
+        if (LASTING_REFUSALS.has(res.statusCode ?? 0)) {
+          wake(new AccessDeniedError(`participant ${id.slice(0, 8)}: ${message}`))
+          // Nobody listening: a participant refused for good would retry unseen for ever (review 40a).
+          if (options.onEvent === undefined && !saidRefusal) console.error(`blockfed: participant ${id.slice(0, 8)}: ${message}; it keeps trying`)
+          saidRefusal = true
+        }
       })
     })
     ws.on('message', (data, isBinary) => {

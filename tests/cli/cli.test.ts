@@ -18,8 +18,12 @@ let coordinator: ChildProcessByStdio<null, Readable, Readable>
 let url: string
 
 function blockfed (...args: string[]): Promise<{ code: number, stdout: string, stderr: string }> {
+  return withEnv({ BLOCKFED_TOKEN: '' }, ...args)
+}
+
+function withEnv (env: Record<string, string>, ...args: string[]): Promise<{ code: number, stdout: string, stderr: string }> {
   return new Promise(resolve => {
-    execFile(process.execPath, [CLI, ...args], { timeout: 60_000, env: { ...process.env, BLOCKFED_TOKEN: '' } }, (err, stdout, stderr) => {
+    execFile(process.execPath, [CLI, ...args], { timeout: 60_000, env: { ...process.env, ...env } }, (err, stdout, stderr) => {
       resolve({ code: err === null ? 0 : (typeof err.code === 'number' ? err.code : 1), stdout, stderr })
     })
   })
@@ -116,6 +120,25 @@ describe('blockfed CLI', () => {
     // About 30 CLI processes one after another (55–75 s alone on 2 cores): above the default
     // 120 s test deadline's margin on a loaded machine.
   }, 300_000)
+
+  it('makes tokens of a role (token create): an edge token loads but may not operate, and --data beats BLOCKFED_TOKEN', async () => {
+    const data = join(root, 'data')
+    const made = await blockfed('token', 'create', 'edge', '--coordinator', url, '--data', data)
+    expect(made.stderr).toBe('')
+    const edge = made.stdout.trim()
+    expect(edge).toMatch(/^bf_\S+$/)
+    // It loads what it may see: a pull with it alone.
+    const pulled = await blockfed('pull', 'vad@1', '--out', join(root, 'out-edge'), '--coordinator', url, '--token', edge, '--home', join(root, 'home-edge'))
+    expect(pulled.stderr).toBe('')
+    expect(pulled.code).toBe(0)
+    const denied = await blockfed('token', 'create', 'edge', '--coordinator', url, '--token', edge)
+    expect(denied.code).toBe(1)
+    expect(denied.stderr).toMatch(/AccessDeniedError: .*may not/)
+    // The runtime's token in the environment (the README's tokenEnv example), the operator's --data on the line: the flag wins.
+    const operated = await withEnv({ BLOCKFED_TOKEN: edge }, 'channel', 'vad', 'stable', '1', '--coordinator', url, '--data', data)
+    expect(operated.stderr).toBe('')
+    expect(operated.stdout).toBe('vad stable → 1\n')
+  })
 
   it('verifies and pulls a model named blocks (a folder name the runtime keeps for itself)', async () => {
     const data = join(root, 'data')

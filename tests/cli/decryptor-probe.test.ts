@@ -51,7 +51,7 @@ async function decryptorLine (name: string, token: string): Promise<string> {
 
 describe('blockfed coordinator --decryptor', () => {
   it('says at its start that the decryptor refuses its token, and that it is usable with the right one', async () => {
-    expect(await decryptorLine('wrong', 'not-the-decryptor-token-0123')).toMatch(new RegExp(`^blockfed: decryptor ${decryptor.url} is not usable: .*bearer token.*; Paillier rounds fail until it is$`))
+    expect(await decryptorLine('wrong', 'not-the-decryptor-token-0123')).toMatch(new RegExp(`^blockfed: decryptor ${decryptor.url} is not usable: .*bearer token.* \\(its token: --decryptor-token or BLOCKFED_DECRYPTOR_TOKEN, as the decryptor was started with\\); Paillier rounds fail until it is$`))
     expect(await decryptorLine('right', TOKEN)).toMatch(new RegExp(`^\\s+decryptor\\s+${decryptor.url} \\(Paillier key ${decryptor.keyId}\\)$`))
   }, 90_000)
 })

@@ -176,6 +176,32 @@ describe('refusals and reconnects', () => {
     }
   })
 
+  it('an operator\'s token is refused naming the role that trains; without an onEvent listener the refusal is said on stderr, once', async () => {
+    const said: string[] = []
+    const original = console.error
+    console.error = (...args: unknown[]) => { said.push(args.join(' ')) }
+    const participant = createParticipant({
+      url,
+      token: coordinator.adminToken,
+      identity: generateSigningKey(),
+      models: { mnist: { data: () => { throw new Error('no round is expected here') } } },
+      fetchVersion: async () => { throw new Error('no round is expected here') },
+      reconnectMs: 20,
+      reconnectMaxMs: 40
+    })
+    try {
+      await participant.start()
+      await expect(participant.ready(60_000)).rejects.toThrow('403 this API token may not take part in rounds: only edge-role tokens train (admin and publisher tokens operate); make one with `blockfed token create edge` or POST /v1/tokens {"role":"edge"}')
+      // It keeps trying (a role can be changed by no one, but a proxy's 403 may pass): said once, not per attempt.
+      await until(() => said.length > 0, 'a line on stderr')
+      await new Promise(resolve => setTimeout(resolve, 200))
+    } finally {
+      await participant.stop()
+      console.error = original
+    }
+    expect(said).toEqual([expect.stringMatching(/^blockfed: participant [0-9a-f]{8}: the coordinator refused the connection: 403 this API token may not take part in rounds: only edge-role tokens train .*; it keeps trying$/)])
+  })
+
   it('backs off exponentially to its cap, with half of each wait random', () => {
     expect([0, 1, 2, 3, 4, 5, 10, 100].map(n => reconnectDelay(n, 100, 1000, 0))).toEqual([50, 100, 200, 400, 500, 500, 500, 500])
     expect([0, 1, 2, 3, 4].map(n => reconnectDelay(n, 100, 1000, 0.999999)).map(Math.round)).toEqual([100, 200, 400, 800, 1000])
