@@ -747,8 +747,11 @@ export async function createNodeRuntime (options: NodeRuntimeOptions): Promise<N
         // A channel never moves a runtime backwards: going back is a rollback, decided here.
         if (t.version < from && t.reason !== 'pin') return { action: 'none', from, to: from, reason: `the ${t.reason} channel points at ${t.version}, older than ${from}; only a rollback goes back`, bytesFetched: 0 }
         if (config.upgrade === 'manual' && config.pin === undefined) return { action: 'available', from, to: t.version, reason: `${t.reason} channel offers ${t.version}`, bytesFetched: 0 }
-        if (typeof config.upgrade === 'object' && config.pin === undefined) {
-          const { margin } = config.upgrade.validate
+        const validate = typeof config.upgrade === 'object' ? config.upgrade.validate : undefined
+        // Held like every other move (local-store.ts): another operation's prune must not drop
+        // the anchor of the version this one is about to record as in use (review 40b).
+        if (validate !== undefined && config.pin === undefined) return await ctx.local.holding(t.version, async (): Promise<VersionChange> => {
+          const { margin } = validate
           const prepared = await prepare(t.version, signal, log)
           const bytesFetched = prepared.next.report.bytesFetched
           let current: number, score: number
@@ -767,7 +770,7 @@ export async function createNodeRuntime (options: NodeRuntimeOptions): Promise<N
             return { action: 'rejected', from, to: from, metrics, reason: `${t.version} scored ${score.toFixed(4)} locally, needs ≥ ${(current + margin).toFixed(4)} (current ${current.toFixed(4)} + margin ${margin})`, bytesFetched }
           }
           return { action: 'upgraded', ...await swapIn(prepared, false), metrics, reason: `${t.version} scored ${score.toFixed(4)} locally vs ${current.toFixed(4)}`, bytesFetched }
-        }
+        })
         return await switchTo(t.version, `${t.reason} channel`, false, signal, log)
       })),
       check: async signal => await exclusive(signal, async signal => {
