@@ -1,10 +1,9 @@
 /**
  * An upgrade under `upgrade: { validate }` holds its candidate while it obtains, evaluates and
- * records it, as `switchTo` does (review 40b: the validate branch did not). A prune by another
- * operation of the same model
- * meanwhile (here: a second handle, pinned to a newer version, recording its move) drops the
- * candidate's anchor; the upgrade then recorded the candidate as the version in use with no
- * anchor kept, so offline it could not be served again. A real coordinator and runtime; the
+ * records it, as `switchTo` does (review 40b: the validate branch did not). Without the hold, a
+ * prune by another operation of the same model meanwhile (here: a second handle, pinned to a
+ * newer version, recording its move) dropped the candidate's anchor, and the upgrade recorded the
+ * candidate as the version in use with no anchor kept, so offline it could not be served again. A real coordinator and runtime; the
  * candidate's blocks are held back by the test's block source, so the order is fixed.
  */
 import { describe, it, expect, beforeAll, afterAll } from 'vitest'
