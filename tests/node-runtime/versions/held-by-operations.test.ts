@@ -13,11 +13,10 @@ import { join } from 'node:path'
 import { createCoordinator, type Coordinator } from '../../../coordinator/coordinator.ts'
 import { coordinatorClient, type CoordinatorClient } from '../../../shared/client/coordinator-client.ts'
 import { createNodeRuntime, type NodeRuntime } from '../../../node-runtime/runtime.ts'
-import { nodeHttpBlockSource } from '../../../node-runtime/sources/http.ts'
-import type { BlockSource } from '../../../shared/load/source.ts'
 import { signedManifestSchema } from '../../../shared/manifest/schema.ts'
 import { tfjsPassthrough } from '../../../shared/runtime/passthrough.ts'
 import { denseModelFiles } from '../../helpers/dense-model.ts'
+import { gatedSource } from '../../helpers/gated-source.ts'
 
 let root: string
 let coordinator: Coordinator
@@ -25,12 +24,8 @@ let url: string
 let admin: CoordinatorClient
 let rt: NodeRuntime
 let token: string
-let http: ReturnType<typeof nodeHttpBlockSource> | undefined
-
-/** Block CIDs whose shards wait for `release`; `reached` resolves at the first such request. */
-let gated = new Set<string>()
-let reached: () => void = () => {}
-let release: Promise<void> = Promise.resolve()
+/** The runtimes' block source: the coordinator's HTTP API, holding back the blocks `gate` names. */
+const gated = gatedSource(() => url)
 
 const files = async (seed: number): Promise<Awaited<ReturnType<typeof denseModelFiles>>> =>
   await denseModelFiles(16, [['a', 32, seed], ['b', 4, seed + 1]])
@@ -42,12 +37,9 @@ const blocksOf = async (v: number): Promise<string[]> => signedManifestSchema.pa
 async function gate (v: number, of: number): Promise<{ asked: Promise<void>, open: () => void }> {
   const others = new Set<string>()
   for (let o = 1; o <= of; o++) if (o !== v) for (const cid of await blocksOf(o)) others.add(cid)
-  gated = new Set((await blocksOf(v)).filter(cid => !others.has(cid)))
-  expect(gated.size).toBeGreaterThan(0)
-  const asked = new Promise<void>(resolve => { reached = resolve })
-  let open: () => void = () => {}
-  release = new Promise<void>(resolve => { open = resolve })
-  return { asked, open }
+  const blocks = (await blocksOf(v)).filter(cid => !others.has(cid))
+  expect(blocks.length).toBeGreaterThan(0)
+  return gated.gate(blocks)
 }
 
 beforeAll(async () => {
@@ -56,28 +48,12 @@ beforeAll(async () => {
   url = await coordinator.start()
   admin = coordinatorClient({ baseUrl: url, token: coordinator.adminToken })
   token = await admin.createToken('edge')
-  rt = await createNodeRuntime({ dataDir: join(root, 'runtime'), accessHistory: false, source, codes: { m: () => tfjsPassthrough() } })
+  rt = await createNodeRuntime({ dataDir: join(root, 'runtime'), accessHistory: false, source: gated.source, codes: { m: () => tfjsPassthrough() } })
 }, 60_000)
-
-/** The runtime's block source: the coordinator's HTTP API, holding back the blocks `gate` names. */
-function source (): BlockSource {
-  http ??= nodeHttpBlockSource({ baseUrl: url, timeoutMs: 30_000 })
-  const inner = http
-  return {
-    name: 'gated',
-    async get (cid, options) {
-      if (options.block !== undefined && gated.has(options.block)) {
-        reached()
-        await release
-      }
-      return await inner.get(cid, options)
-    }
-  }
-}
 
 afterAll(async () => {
   await rt?.stop()
-  http?.close()
+  gated.close()
   await coordinator?.stop()
   await rm(root, { recursive: true, force: true })
 })
@@ -112,7 +88,7 @@ describe('a version an operation is obtaining', () => {
 
   it('keeps its anchor through a fetch\'s prune: a load of an older pinned version, and a rollback of a model no handle serves', async () => {
     // Versions 1 … 5 from the test above; a runtime of its own, which fetched none of them.
-    const other = await createNodeRuntime({ dataDir: join(root, 'other'), accessHistory: false, source, codes: { m: () => tfjsPassthrough() } })
+    const other = await createNodeRuntime({ dataDir: join(root, 'other'), accessHistory: false, source: gated.source, codes: { m: () => tfjsPassthrough() } })
     try {
       const four = await other.load({ ...config(), pin: 4 })
       const two = await gate(2, 5)

@@ -13,13 +13,12 @@ import { join } from 'node:path'
 import { createCoordinator, type Coordinator } from '../../../coordinator/coordinator.ts'
 import { coordinatorClient, type CoordinatorClient } from '../../../shared/client/coordinator-client.ts'
 import { createNodeRuntime, type NodeRuntime } from '../../../node-runtime/runtime.ts'
-import { nodeHttpBlockSource } from '../../../node-runtime/sources/http.ts'
-import type { BlockSource } from '../../../shared/load/source.ts'
 import { signedManifestSchema } from '../../../shared/manifest/schema.ts'
 import { tfjsPassthrough } from '../../../shared/runtime/passthrough.ts'
 import type { ModelCode } from '../../../shared/runtime/lifecycle.ts'
 import { localVersions } from '../../../node-runtime/versions/local-store.ts'
 import { denseModelFiles } from '../../helpers/dense-model.ts'
+import { gatedSource } from '../../helpers/gated-source.ts'
 
 let root: string
 let coordinator: Coordinator
@@ -27,10 +26,7 @@ let url: string
 let admin: CoordinatorClient
 let rt: NodeRuntime
 let token: string
-let http: ReturnType<typeof nodeHttpBlockSource> | undefined
-let gated = new Set<string>()
-let reached: () => void = () => {}
-let release: Promise<void> = Promise.resolve()
+const gated = gatedSource(() => url)
 
 const files = async (seed: number): Promise<Awaited<ReturnType<typeof denseModelFiles>>> =>
   await denseModelFiles(16, [['a', 32, seed], ['b', 4, seed + 1]])
@@ -45,33 +41,18 @@ function scoredByVersion (): ModelCode<any, any, any, any> {
   return { ...base, init: context => { version = context.manifest.version; return base.init(context) }, evaluate: async () => version / 10 }
 }
 
-function source (): BlockSource {
-  http ??= nodeHttpBlockSource({ baseUrl: url, timeoutMs: 30_000 })
-  const inner = http
-  return {
-    name: 'gated',
-    async get (cid, options) {
-      if (options.block !== undefined && gated.has(options.block)) {
-        reached()
-        await release
-      }
-      return await inner.get(cid, options)
-    }
-  }
-}
-
 beforeAll(async () => {
   root = await mkdtemp(join(tmpdir(), 'blockfed-validate-hold-'))
   coordinator = await createCoordinator({ dataDir: join(root, 'coordinator'), port: 0, partition: { targetBytes: 1 << 10, maxBytes: 2 << 10 } })
   url = await coordinator.start()
   admin = coordinatorClient({ baseUrl: url, token: coordinator.adminToken })
   token = await admin.createToken('edge')
-  rt = await createNodeRuntime({ dataDir: join(root, 'runtime'), accessHistory: false, source, codes: { m: scoredByVersion } })
+  rt = await createNodeRuntime({ dataDir: join(root, 'runtime'), accessHistory: false, source: gated.source, codes: { m: scoredByVersion } })
 }, 60_000)
 
 afterAll(async () => {
   await rt?.stop()
-  http?.close()
+  gated.close()
   await coordinator?.stop()
   await rm(root, { recursive: true, force: true })
 })
@@ -85,10 +66,7 @@ describe('an upgrade that validates its candidate', () => {
     await admin.setChannel('m', 'stable', { version: 2 })
     const others = new Set(await blocksOf(1))
     for (const cid of await blocksOf(3)) others.add(cid)
-    gated = new Set((await blocksOf(2)).filter(cid => !others.has(cid)))
-    const asked = new Promise<void>(resolve => { reached = resolve })
-    let open: () => void = () => {}
-    release = new Promise<void>(resolve => { open = resolve })
+    const { asked, open } = gated.gate((await blocksOf(2)).filter(cid => !others.has(cid)))
 
     const upgrading = validating.update()
     await asked
