@@ -6,13 +6,10 @@
  * each decline is seen by the coordinator before the next is sent, so the order is fixed.
  */
 import { describe, it, expect, beforeAll, afterAll } from 'vitest'
-import { mkdtemp, rm } from 'node:fs/promises'
-import { tmpdir } from 'node:os'
-import { join } from 'node:path'
-import { createCoordinator, type Coordinator } from '../../coordinator/coordinator.ts'
+import { rm } from 'node:fs/promises'
+import type { Coordinator } from '../../coordinator/coordinator.ts'
 import type { RoundEvent } from '../../coordinator/rounds/rounds.ts'
-import { tfjsBackend } from '../../node-runtime/engines/tfjs.ts'
-import { modelFiles, mnistMlp } from '../../node-runtime/examples/mnist-mlp.ts'
+import { mnistRoundCoordinator } from '../helpers/mnist-round-coordinator.ts'
 import { rawClient, type RawClient } from '../helpers/raw-round-client.ts'
 
 let root: string
@@ -32,14 +29,7 @@ const resultOf = async (client: RawClient, roundId: string): Promise<unknown> =>
 }
 
 beforeAll(async () => {
-  await tfjsBackend()
-  root = await mkdtemp(join(tmpdir(), 'blockfed-decline-words-'))
-  c = await createCoordinator({ dataDir: join(root, 'c'), port: 0, partition: { targetBytes: 16 << 10, maxBytes: 1 << 20 }, onRoundEvent: e => events.push(e) })
-  at = await c.start()
-  token = await c.createToken('edge')
-  const model = mnistMlp({ hidden: [16] })
-  await c.ingest('mnist', await modelFiles(model))
-  model.dispose()
+  ({ root, c, at, token } = await mnistRoundCoordinator('decline-words', events))
 }, 60_000)
 
 afterAll(async () => {

@@ -6,18 +6,17 @@
  * runtimes whose local work fails or hangs. Real coordinator, real runtimes over loopback.
  */
 import { describe, it, expect, beforeAll, afterAll } from 'vitest'
-import { mkdtemp, rm } from 'node:fs/promises'
+import { rm } from 'node:fs/promises'
 import { connect, createServer, type AddressInfo } from 'node:net'
 import { readFile } from 'node:fs/promises'
-import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { DatabaseSync } from 'node:sqlite'
 import WebSocket from 'ws'
-import { createCoordinator, type Coordinator } from '../../coordinator/coordinator.ts'
+import type { Coordinator } from '../../coordinator/coordinator.ts'
 import { TooFewClientsError, type RoundEvent } from '../../coordinator/rounds/rounds.ts'
-import { tfjsBackend } from '../../node-runtime/engines/tfjs.ts'
 import { modelFiles, mnistMlp } from '../../node-runtime/examples/mnist-mlp.ts'
 import { ConflictError } from '../../shared/errors/errors.ts'
+import { mnistRoundCoordinator } from '../helpers/mnist-round-coordinator.ts'
 import { rawClient, type RawClient } from '../helpers/raw-round-client.ts'
 import type { RoundConfig } from '../../shared/rounds/config.ts'
 import { mnistSlice, startParticipants, stopParticipants } from '../helpers/fl.ts'
@@ -45,14 +44,7 @@ async function roundStatus (id: string): Promise<{ clients: Array<{ clientId: st
 }
 
 beforeAll(async () => {
-  await tfjsBackend()
-  root = await mkdtemp(join(tmpdir(), 'blockfed-round-protocol-'))
-  c = await createCoordinator({ dataDir: join(root, 'c'), port: 0, partition: { targetBytes: 16 << 10, maxBytes: 1 << 20 }, onRoundEvent: e => events.push(e) })
-  at = await c.start()
-  token = await c.createToken('edge')
-  const model = mnistMlp({ hidden: [16] })
-  await c.ingest('mnist', await modelFiles(model))
-  model.dispose()
+  ({ root, c, at, token } = await mnistRoundCoordinator('round-protocol', events))
 }, 60_000)
 
 afterAll(async () => {
