@@ -7,7 +7,7 @@
 import pLimit from 'p-limit'
 import { verifyCid } from '../crypto/cid.ts'
 import type { Manifest } from '../manifest/schema.ts'
-import type { ShardFault } from './loader.ts'
+import { shardFault, type ShardFault } from './loader.ts'
 import type { BlockSource } from './source.ts'
 
 export interface BlockAudit {
@@ -50,7 +50,7 @@ export async function auditShards (manifest: Manifest, options: AuditOptions): P
       } catch (err) {
         // The caller's abort ends the audit; anything else is this shard's fault.
         if (signal.aborted) throw err
-        faults.push({ block: block.index, shard, cid, reason: err instanceof Error ? `${err.name}: ${err.message}` : String(err) })
+        faults.push(shardFault(block.index, shard, cid, err))
         return false
       } finally {
         options.onShard?.(++done, total)

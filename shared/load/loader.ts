@@ -26,6 +26,10 @@ export interface ShardFault {
   reason: string
 }
 
+/** A shard's fault, its reason the error's name and message (faultSummary groups by that name). */
+export const shardFault = (block: number, shard: number, cid: string, err: unknown): ShardFault =>
+  ({ block, shard, cid, reason: err instanceof Error ? `${err.name}: ${err.message}` : String(err) })
+
 export interface LoadReport {
   blocks: number
   fromCache: number
@@ -86,7 +90,7 @@ async function fetchSealed (block: ManifestBlock, options: LoadOptions, report: 
   const size = options.coder.shardSize(block.sealedLength)
   const hedgeMinMs = options.hedgeMinMs ?? HEDGE_MIN_MS
   const fault = (index: number, err: unknown): void => {
-    report.faults.push({ block: block.index, shard: index, cid: cids[index] as string, reason: err instanceof Error ? `${err.name}: ${err.message}` : String(err) })
+    report.faults.push(shardFault(block.index, index, cids[index] as string, err))
   }
   /** Shard indices not fetched yet, data shards first; a request cancelled unanswered goes back. */
   const untried = cids.map((_, i) => i)
