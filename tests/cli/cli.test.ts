@@ -95,6 +95,7 @@ describe('blockfed CLI', () => {
       [['simulate', '--strategy', '{"name":"fedmagic"}'], /not a strategy/],
       [['simulate', '--hidden', '200,-1'], /e\.g\. 200,200/],
       [['decryptor', '--data', root, '--min-clients', '1'], /integer 2-/],
+      [['token', 'create', 'root', '--coordinator', url], /argument 'role'\. expected admin, publisher, edge/],
       // Ends the options leave out, schema errors in one line naming the field, odd numerals and refs.
       [['simulate', '--lr', '0'], /--lr.*expected a number in \(0, 10\]/],
       [['simulate', '--lr-decay', '0'], /--lr-decay.*expected a number in \(0, 1\]/],
