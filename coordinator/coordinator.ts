@@ -7,7 +7,7 @@ import { join } from 'node:path'
 import type { FastifyInstance } from 'fastify'
 import type { AddressInfo } from 'node:net'
 import type { ModelFile } from '../shared/model/types.ts'
-import type { IngestResult } from '../shared/client/api-schemas.ts'
+import type { IngestResult, TokenRevoked } from '../shared/client/api-schemas.ts'
 import { checkPartitionOptions, DEFAULT_PARTITION, type PartitionOptions } from '../shared/blocks/partition.ts'
 import { lockDataDir, type DataDirLock } from '../node-runtime/dir-lock.ts'
 import { readIfExists, removeStaleTemporaries, writeFileAtomic } from '../node-runtime/atomic-file.ts'
@@ -19,7 +19,7 @@ import { blockFiles } from './store/block-files.ts'
 import { loadIdentity, type Identity } from './keys/identity.ts'
 import { publisher, type IngestOptions } from './ingest/ingest.ts'
 import { buildServer } from './http/server.ts'
-import { issueToken } from './http/auth.ts'
+import { issueToken, revokeToken, tokenHash, tokenIdOf } from './http/auth.ts'
 import { roundStore } from './rounds/store.ts'
 import { roundManager, type RoundEvent, type RoundManager } from './rounds/rounds.ts'
 import { roundHub, type RoundHub } from './rounds/hub.ts'
@@ -30,10 +30,10 @@ import { InvalidConfigError, InvalidInputError, UnavailableError } from '../shar
 import { DECRYPTOR_TOKEN_PATTERN, DECRYPTOR_TOKEN_RULE } from './decryptor/constants.ts'
 import { roundRoutes } from './http/rounds-routes.ts'
 import { ledgerRoutes } from './http/ledger-routes.ts'
+import { tokenRoutes } from './http/token-routes.ts'
 import { versionLog, type VersionLog } from './ledger/log.ts'
 import { anchorExisting } from './ledger/anchor-existing.ts'
 import { witnessCosigner, type WitnessEndpoint, type WitnessStatus } from './ledger/witnesses.ts'
-import { tokenHash } from './http/auth.ts'
 import { answerAdmission } from './answers.ts'
 import { createOrigin, type Origin, type OriginCounters } from './p2p/origin.ts'
 import type { IngestResult as Published } from '../shared/client/api-schemas.ts'
@@ -93,13 +93,15 @@ export interface Coordinator {
   readonly dataDir: string
   readonly identity: Identity
   readonly repo: Repository
-  /** Admin token, created on first start and kept in `<data>/admin.token` (mode 0600). */
+  /** Admin token, created on first start and kept in `<data>/admin.token` (mode 0600); renewed when revoked. */
   readonly adminToken: string
   /** Base URL once started. */
   url: () => string
   ingest: (name: string, files: ModelFile[], options?: IngestOptions) => Promise<IngestResult>
   /** Creates an API token for `role` without going through HTTP (for the CLI and tests). */
   createToken: (role: string) => Promise<string>
+  /** Revokes the token with this id (see `blockfed token list`), as DELETE /v1/tokens/{id} does. */
+  revokeToken: (id: string) => Promise<TokenRevoked>
   /** Training rounds: start on demand, schedule continuously, recover after a restart. */
   readonly rounds: RoundManager
   /** The version ledger. */
@@ -119,11 +121,18 @@ const TOKEN_FORM = /^bf_[0-9a-f]{64}$/
 async function adminToken (dataDir: string, repo: Repository): Promise<string> {
   const path = join(dataDir, 'admin.token')
   const kept = (await readIfExists(path))?.trim()
-  if (kept !== undefined && TOKEN_FORM.test(kept)) return kept
-  // No file, or one torn by a crash (left empty by an older, in-place write): issue a token and
+  const row = kept !== undefined && TOKEN_FORM.test(kept) ? repo.token(await tokenHash(kept)) : undefined
+  if (kept !== undefined && row?.role === 'admin' && row.revokedAt === null) return kept
+  // No file, one torn by a crash (left empty by an older, in-place write), or one whose token was
+  // revoked (a stop between the revoke's commit and the file's renewal): issue a token and
   // replace the file. Safe: a torn file's token was never read by anyone, so its committed row is
   // a token nobody holds.
-  const token = await issueToken(repo, 'admin', kept === undefined ? 'created on first start' : 'replaced a torn admin.token')
+  const why = kept === undefined ? 'created on first start' : row === undefined ? 'replaced a torn admin.token' : 'replaced a revoked admin.token'
+  return await renewAdminToken(path, repo, why)
+}
+
+async function renewAdminToken (path: string, repo: Repository, label: string): Promise<string> {
+  const { token } = await issueToken(repo, 'admin', label)
   await writeFileAtomic(path, `${token}\n`, 0o600)
   return token
 }
@@ -205,15 +214,26 @@ async function openCoordinator (options: CoordinatorOptions, partitionOptions: P
     ingest: async (...args: Parameters<typeof published.ingest>) => await spread(await published.ingest(...args)),
     publish: async (...args: Parameters<typeof published.publish>) => await spread(await published.publish(...args))
   }
-  const admin = await adminToken(dataDir, repo)
+  let admin = await adminToken(dataDir, repo)
+  /**
+   * Revokes a token; one that held round connections has them closed, and the data dir's own
+   * admin token is renewed in admin.token at once (`--data` commands go on working).
+   */
+  const revoke = async (id: string): Promise<TokenRevoked> => {
+    const { hash, ...row } = database.transaction(() => revokeToken(repo, id))
+    const wasAdmin = hash === await tokenHash(admin)
+    if (wasAdmin) admin = await renewAdminToken(join(dataDir, 'admin.token'), repo, `replaced revoked admin token ${id}`)
+    return { id, ...row, replacedAdminToken: wasAdmin, closedConnections: hub.cutToken(id, 'the API token of this connection was revoked') }
+  }
   const maxUploadBytes = options.maxUploadBytes ?? DEFAULT_MAX_UPLOAD_BYTES
   let app: FastifyInstance | undefined
   let url = ''
   const store = roundStore(database)
   const hub: RoundHub = roundHub({
-    mayTrain: async token => {
-      const role = repo.tokenRole(await tokenHash(token))
-      return role !== undefined && ROLES[role]?.train === true
+    trainer: async token => {
+      const hash = await tokenHash(token)
+      const row = repo.token(hash)
+      return row !== undefined && row.revokedAt === null && ROLES[row.role]?.train === true ? tokenIdOf(hash) : undefined
     },
     handlers: { message: async (c, m) => await rounds.handlers.message(c, m), upload: async (c, f) => await rounds.handlers.upload(c, f), disconnect: c => rounds.handlers.disconnect(c), connected: (c, holds) => rounds.handlers.connected(c, holds), uploadAllowance: c => rounds.handlers.uploadAllowance(c) },
     maxPayload: ROUND_MAX_FRAME_BYTES,
@@ -241,10 +261,11 @@ async function openCoordinator (options: CoordinatorOptions, partitionOptions: P
     dataDir,
     identity,
     repo,
-    adminToken: admin,
+    get adminToken () { return admin },
     url: () => url,
     ingest: versions.ingest,
-    createToken: async role => await issueToken(repo, role, null),
+    createToken: async role => (await issueToken(repo, role, null)).token,
+    revokeToken: revoke,
     rounds,
     log,
     anchor,
@@ -302,6 +323,7 @@ async function openCoordinator (options: CoordinatorOptions, partitionOptions: P
     })
     await roundRoutes(app, { repo, store, manager: rounds })
     await ledgerRoutes(app, { repo, log })
+    await tokenRoutes(app, { repo, revoke })
     // Witnesses are asked in the background: one that is down must not hold up the start. Those
     // that have not cosigned the latest checkpoint (down at a publish, say) are asked again.
     log.checkpoint()

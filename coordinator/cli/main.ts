@@ -15,7 +15,7 @@ import { join, resolve } from 'node:path'
 import { coordinatorClient } from '../../shared/client/coordinator-client.ts'
 import { AccessDeniedError, BlockfedError } from '../../shared/errors/errors.ts'
 import { createCoordinator } from '../coordinator.ts'
-import { DEFAULT_MAX_SERVING_BYTES, ROLES, WITNESS_RETRY_MS } from '../constants.ts'
+import { DEFAULT_MAX_SERVING_BYTES, WITNESS_RETRY_MS } from '../constants.ts'
 import { readModelFiles, writeModelFiles } from '../../node-runtime/model-files.ts'
 import { pullModel } from '../../node-runtime/pull.ts'
 import { progressBar } from '../../node-runtime/progress.ts'
@@ -36,6 +36,7 @@ import { ZodError } from 'zod'
 import { describeIssues } from '../../shared/errors/parse-json.ts'
 import { ledgerCommands, witnessEndpoint } from './ledger-commands.ts'
 import { roundCommands } from './round-commands.ts'
+import { tokenCommands } from './token-commands.ts'
 
 const packageVersion = (JSON.parse(await readFile(new URL(import.meta.url.endsWith('.ts') ? '../../package.json' : '../../../package.json', import.meta.url), 'utf8')) as { version: string }).version
 
@@ -147,20 +148,6 @@ program.command('pull')
     console.log(`  ${r.blocks} blocks (${r.fromCache} from cache), ${r.bytesFetched} bytes fetched, ${r.faults.length} shard faults tolerated, ${r.ms.toFixed(0)} ms`)
   })
 
-program.command('token')
-  .description('API tokens')
-  .command('create')
-  .description('make an API token of a role and print it: edge (load models, take part in rounds), publisher (ingest, start rounds), admin (all that, and make tokens)')
-  .argument('<role>', 'edge | publisher | admin', (v: string) => { if (!Object.hasOwn(ROLES, v)) throw new InvalidArgumentError(`expected ${Object.keys(ROLES).join(', ')}`); return v })
-  .addOption(coordinatorOption())
-  .option('--token <token>', 'an admin API token (or BLOCKFED_TOKEN)')
-  .option('--data <dir>', 'read the admin token from this coordinator data dir')
-  .action(async (role: string, o: { coordinator: string, token?: string, data?: string }) => {
-    const bearer = await token(o)
-    if (bearer === undefined) throw new AccessDeniedError('token create needs an admin API token (--token, BLOCKFED_TOKEN or --data)')
-    console.log(await coordinatorClient({ baseUrl: o.coordinator, token: bearer }).createToken(role))
-  })
-
 program.command('models')
   .description('list the coordinator\'s models')
   .addOption(coordinatorOption())
@@ -173,6 +160,7 @@ program.command('models')
   })
 
 ledgerCommands(program)
+tokenCommands(program)
 roundCommands(program)
 
 program.command('demo')

@@ -1,11 +1,14 @@
 /**
  * API tokens: random 256-bit bearer tokens, stored only as their SHA-256, each bound to a role.
+ * A token is named by its id, the first TOKEN_ID_CHARS hex digits of that hash: listing and
+ * revoking never show or need the token itself. A revoked token keeps its row and opens nothing.
  */
 import type { FastifyRequest } from 'fastify'
 import { toHex } from '../../shared/crypto/bytes.ts'
 import { sha256Hex } from '../../shared/crypto/hash.ts'
-import { AccessDeniedError, InvalidInputError } from '../../shared/errors/errors.ts'
-import type { Repository } from '../store/repository.ts'
+import { AccessDeniedError, ConflictError, InvalidInputError, NotFoundError } from '../../shared/errors/errors.ts'
+import { TOKEN_ID_CHARS } from '../../shared/client/api-schemas.ts'
+import type { Repository, TokenRow } from '../store/repository.ts'
 import { ROLES } from '../constants.ts'
 
 function newToken (): string {
@@ -16,12 +19,32 @@ export async function tokenHash (token: string): Promise<string> {
   return await sha256Hex(new TextEncoder().encode(token))
 }
 
-/** Creates a token for `role` (one of ROLES), stores its hash, and returns the token itself. */
-export async function issueToken (repo: Repository, role: string, label: string | null): Promise<string> {
+/** A token's id: the start of its hash. */
+export function tokenIdOf (hash: string): string {
+  return hash.slice(0, TOKEN_ID_CHARS)
+}
+
+/** Creates a token for `role` (one of ROLES), stores its hash, and returns the token and its id. */
+export async function issueToken (repo: Repository, role: string, label: string | null): Promise<{ token: string, id: string }> {
   if (!Object.hasOwn(ROLES, role)) throw new InvalidInputError(`unknown role "${role}"; roles: ${Object.keys(ROLES).join(', ')}`)
   const token = newToken()
-  repo.insertToken(await tokenHash(token), role, label)
-  return token
+  const hash = await tokenHash(token)
+  repo.insertToken(hash, role, label)
+  return { token, id: tokenIdOf(hash) }
+}
+
+/**
+ * Revokes the token with this id (call inside a transaction): NotFoundError when no token has
+ * it, ConflictError when it was revoked already or names more than one (64 bits of hash: two
+ * tokens sharing an id is a 2^-64 event per pair, still never resolved by guessing).
+ */
+export function revokeToken (repo: Repository, id: string): TokenRow {
+  const rows = repo.tokensByPrefix(id)
+  const [row] = rows
+  if (row === undefined) throw new NotFoundError(`no API token has the id ${id} (blockfed token list shows them)`)
+  if (rows.length > 1) throw new ConflictError(`${rows.length} API tokens have the id ${id}; nothing was revoked`)
+  if (row.revokedAt !== null) throw new ConflictError(`API token ${id} (${row.role}) was revoked already, at ${row.revokedAt}`)
+  return { ...row, revokedAt: repo.revokeToken(row.hash) }
 }
 
 export interface Caller {
@@ -50,10 +73,11 @@ export async function authenticate (req: FastifyRequest, repo: Repository): Prom
 async function lookUp (req: FastifyRequest, repo: Repository): Promise<Caller> {
   const token = bearerOf(req.headers.authorization)
   if (token === undefined) throw new AccessDeniedError('this endpoint needs an API token: Authorization: Bearer <token>')
-  const role = repo.tokenRole(await tokenHash(token))
-  const grants = role === undefined || !Object.hasOwn(ROLES, role) ? undefined : ROLES[role]
-  if (role === undefined || grants === undefined) throw new AccessDeniedError('unknown API token')
-  return { role, grants }
+  const row = repo.token(await tokenHash(token))
+  if (row?.revokedAt != null) throw new AccessDeniedError(`this API token was revoked at ${row.revokedAt}`)
+  const grants = row === undefined || !Object.hasOwn(ROLES, row.role) ? undefined : ROLES[row.role]
+  if (row === undefined || grants === undefined) throw new AccessDeniedError('unknown API token')
+  return { role: row.role, grants }
 }
 
 export function mayRead (caller: Caller, access: string): boolean {

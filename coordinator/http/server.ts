@@ -18,7 +18,7 @@ import { LRUCache } from 'lru-cache'
 import type { ModelFile } from '../../shared/model/types.ts'
 import {
   coordinatorInfoSchema, ingestResultSchema, keyRequestSchema, keyResponseSchema, modelListSchema,
-  modelNameSchema, tokenRequestSchema, tokenResponseSchema, versionListSchema, versionParamSchema, type IngestResult
+  modelNameSchema, versionListSchema, versionParamSchema, type IngestResult
 } from '../../shared/client/api-schemas.ts'
 import { signedManifestSchema, type Manifest, type SignedManifest } from '../../shared/manifest/schema.ts'
 import { parseCid } from '../../shared/crypto/cid.ts'
@@ -30,7 +30,7 @@ import type { BlockFiles } from '../store/block-files.ts'
 import type { Identity } from '../keys/identity.ts'
 import { BUSY_RETRY_MS, MAX_PATH_PARAM_CHARS, MAX_UPLOAD_FILES } from '../constants.ts'
 import type { AnswerAdmission } from '../answers.ts'
-import { authenticate, issueToken, mayRead } from './auth.ts'
+import { authenticate, mayRead } from './auth.ts'
 import { BODY_REFUSALS, clientErrorHandler, errorHandler, refusals } from './errors.ts'
 import { receiveFiles, withIngestBody } from './uploads.ts'
 import { useJsonBodyParser } from './json-body.ts'
@@ -110,8 +110,8 @@ export async function buildServer (deps: ServerDeps): Promise<FastifyInstance> {
     const origins = corsOrigins(deps.corsOrigins as string[])
     await app.register(cors, {
       origin: origins.includes('*') ? '*' : origins,
-      // PUT: release channels (ledger-routes.ts) are set from an operator's page too.
-      methods: ['GET', 'HEAD', 'POST', 'PUT'],
+      // PUT: release channels (ledger-routes.ts) are set from an operator's page too; DELETE revokes tokens.
+      methods: ['GET', 'HEAD', 'POST', 'PUT', 'DELETE'],
       allowedHeaders: ['authorization', 'content-type'],
       exposedHeaders: ['retry-after', 'content-length'],
       maxAge: 600
@@ -288,14 +288,6 @@ export async function buildServer (deps: ServerDeps): Promise<FastifyInstance> {
         yield Buffer.from(chunk.buffer, chunk.byteOffset, chunk.byteLength)
       }
     })()) as never)
-  })
-
-  api.post('/v1/tokens', {
-    schema: { summary: 'Create an API token for a role (admin)', security: [{ token: [] }], body: tokenRequestSchema, response: { 200: tokenResponseSchema, ...refusals(...BODY_REFUSALS) } }
-  }, async req => {
-    const caller = await authenticate(req, deps.repo)
-    if (!caller.grants.tokens) throw new AccessDeniedError(`role ${caller.role} may not create tokens`)
-    return { token: await issueToken(deps.repo, req.body.role, req.body.label ?? null), role: req.body.role }
   })
 
   return app

@@ -91,8 +91,8 @@ export interface HubHandlers {
 }
 
 export interface RoundHubOptions {
-  /** Resolves a bearer token to "may take part in rounds". */
-  mayTrain: (token: string) => Promise<boolean>
+  /** A bearer token's id when it may take part in rounds, else undefined. */
+  trainer: (token: string) => Promise<string | undefined>
   handlers: HubHandlers
   /** Largest frame accepted; bigger ones close the socket (ws sends 1009). */
   maxPayload: number
@@ -110,6 +110,8 @@ export interface RoundHub {
   attach: (server: Server) => void
   clients: () => ClientConnection[]
   get: (id: string) => ClientConnection | undefined
+  /** Closes every connection opened with the token of this id (it was revoked); returns how many. */
+  cutToken: (tokenId: string, reason: string) => number
   stop: () => Promise<void>
 }
 
@@ -155,7 +157,7 @@ export function roundHub (options: RoundHubOptions): RoundHub {
   /** Upgrades whose token is being checked: counted against maxConnections with the open ones. */
   let upgrading = 0
   /** Each connection's own: how to cut it, and the message it has under way (for the stall check). */
-  const conns = new Map<WebSocket, { cut: (code: number, reason: string) => void, underway: () => number, atLastPing: number, completed: boolean }>()
+  const conns = new Map<WebSocket, { tokenId: string, cut: (code: number, reason: string) => void, underway: () => number, atLastPing: number, completed: boolean }>()
   const parse = { budgetMs: options.parseBudgetMs ?? PARSE_BUDGET_MS, start: performance.now(), ms: 0, by: new Map<WebSocket, number>() }
 
   /**
@@ -184,15 +186,16 @@ export function roundHub (options: RoundHubOptions): RoundHub {
     if (wss.clients.size + upgrading >= maxConnections) return reject(socket, 503, `the coordinator holds ${maxConnections} round connections, as many as it takes; try again later`)
     upgrading++
     try {
-      if (!await options.mayTrain(token)) return reject(socket, 403, 'this API token may not take part in rounds: only edge-role tokens train (admin and publisher tokens operate); make one with `blockfed token create edge` or POST /v1/tokens {"role":"edge"}')
+      const tokenId = await options.trainer(token)
+      if (tokenId === undefined) return reject(socket, 403, 'this API token may not take part in rounds: only edge-role tokens train (admin and publisher tokens operate), and a revoked or unknown token opens nothing; make one with `blockfed token create edge` or POST /v1/tokens {"role":"edge"}')
       // Taken into wss.clients within this call (no verifyClient), so the count stays right.
-      wss.handleUpgrade(req, socket, head, ws => { handshake(ws, socket) })
+      wss.handleUpgrade(req, socket, head, ws => { handshake(ws, socket, tokenId) })
     } finally {
       upgrading--
     }
   }
 
-  function handshake (ws: WebSocket, socket: Duplex): void {
+  function handshake (ws: WebSocket, socket: Duplex, tokenId: string): void {
     const nonce = toHex(globalThis.crypto.getRandomValues(new Uint8Array(32)))
     alive.set(ws, true)
     ws.on('pong', () => alive.set(ws, true))
@@ -214,7 +217,7 @@ export function roundHub (options: RoundHubOptions): RoundHub {
       ws.send(JSON.stringify(message))
     }
     send({ type: 'challenge', nonce })
-    const conn = { cut: (code: number, reason: string) => { send({ type: 'error', message: reason }); cut(code, reason) }, underway: () => pending, atLastPing: 0, completed: true }
+    const conn = { tokenId, cut: (code: number, reason: string) => { send({ type: 'error', message: reason }); cut(code, reason) }, underway: () => pending, atLastPing: 0, completed: true }
     conns.set(ws, conn)
 
     const textWindow = { start: performance.now(), bytes: 0 }
@@ -344,6 +347,16 @@ export function roundHub (options: RoundHubOptions): RoundHub {
     },
     clients: () => [...connected.values()],
     get: id => connected.get(id),
+    cutToken (tokenId, reason) {
+      let cut = 0
+      for (const conn of conns.values()) {
+        if (conn.tokenId !== tokenId) continue
+        // 1008: policy violation (RFC 6455 §7.4.1); the client's reconnect is then refused 403.
+        conn.cut(1008, reason)
+        cut++
+      }
+      return cut
+    },
     async stop () {
       server?.off('upgrade', upgrade)
       if (pinger !== undefined) clearInterval(pinger)

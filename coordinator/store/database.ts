@@ -152,7 +152,9 @@ const MIGRATIONS = [
      round_id TEXT NOT NULL,
      updated_at TEXT NOT NULL,
      PRIMARY KEY (model, classes, features)
-   );`
+   );`,
+  // A revoked token keeps its row (who had it, since when, revoked when) and opens nothing.
+  'ALTER TABLE tokens ADD COLUMN revoked_at TEXT;'
 ]
 
 export interface Database {

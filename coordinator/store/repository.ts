@@ -44,10 +44,27 @@ export interface Repository {
   /** The oldest stored block's shard layout: which erasure parameters the data dir was made with. */
   firstBlock: () => { cid: string, sealedLength: number, shards: { size: number, cids: string[] } } | undefined
   insertToken: (tokenHash: string, role: string, label: string | null) => void
-  tokenRole: (tokenHash: string) => string | undefined
+  /** The token of this hash, revoked or not. */
+  token: (tokenHash: string) => { role: string, revokedAt: string | null } | undefined
+  /** Every token, oldest first, as its hash (never the token itself). */
+  tokens: () => TokenRow[]
+  /** The tokens, revoked or not, whose hash starts with `hashPrefix`. */
+  tokensByPrefix: (hashPrefix: string) => TokenRow[]
+  /** Marks the token of this hash revoked now; returns when. */
+  revokeToken: (tokenHash: string) => string
   channels: (model: string) => Array<{ channel: 'stable' | 'canary', version: number, rollout: number }>
   setChannel: (model: string, channel: 'stable' | 'canary', version: number, rollout: number) => void
 }
+
+export interface TokenRow {
+  hash: string
+  role: string
+  label: string | null
+  createdAt: string
+  revokedAt: string | null
+}
+
+const TOKEN_ROWS = 'SELECT token_hash AS hash, role, label, created_at AS createdAt, revoked_at AS revokedAt FROM tokens'
 
 const VERSION_ROWS = 'SELECT v.*, l.idx AS ledger_index FROM versions v LEFT JOIN ledger_leaves l ON l.model = v.model AND l.version = v.version'
 
@@ -71,7 +88,10 @@ export function repository ({ db }: Database): Repository {
     versions: db.prepare(`${VERSION_ROWS} WHERE v.model = ? ORDER BY v.version`),
     uploadedBetween: db.prepare('SELECT 1 FROM versions WHERE model = ? AND version > ? AND version <= ? AND round IS NULL LIMIT 1'),
     insertToken: db.prepare('INSERT INTO tokens (token_hash, role, label, created_at) VALUES (?, ?, ?, ?)'),
-    token: db.prepare('SELECT role FROM tokens WHERE token_hash = ?'),
+    token: db.prepare('SELECT role, revoked_at AS revokedAt FROM tokens WHERE token_hash = ?'),
+    tokens: db.prepare(`${TOKEN_ROWS} ORDER BY rowid`),
+    tokensByPrefix: db.prepare(`${TOKEN_ROWS} WHERE substr(token_hash, 1, ?) = ? ORDER BY rowid`),
+    revokeToken: db.prepare('UPDATE tokens SET revoked_at = ? WHERE token_hash = ?'),
     channels: db.prepare('SELECT channel, version, rollout FROM channels WHERE model = ? ORDER BY channel'),
     setChannel: db.prepare('INSERT INTO channels (model, channel, version, rollout, updated_at) VALUES (?, ?, ?, ?, ?) ON CONFLICT (model, channel) DO UPDATE SET version = excluded.version, rollout = excluded.rollout, updated_at = excluded.updated_at')
   }
@@ -116,7 +136,14 @@ export function repository ({ db }: Database): Repository {
     versions: model => q.versions.all(model) as unknown as VersionRow[],
     uploadedBetween: (model, from, to) => q.uploadedBetween.get(model, from, to) !== undefined,
     insertToken: (hash, role, label) => { q.insertToken.run(hash, role, label, now()) },
-    tokenRole: hash => (q.token.get(hash) as { role: string } | undefined)?.role,
+    token: hash => q.token.get(hash) as { role: string, revokedAt: string | null } | undefined,
+    tokens: () => q.tokens.all() as unknown as TokenRow[],
+    tokensByPrefix: prefix => q.tokensByPrefix.all(prefix.length, prefix) as unknown as TokenRow[],
+    revokeToken (hash) {
+      const at = now()
+      q.revokeToken.run(at, hash)
+      return at
+    },
     channels: model => q.channels.all(model) as Array<{ channel: 'stable' | 'canary', version: number, rollout: number }>,
     setChannel: (model, channel, version, rollout) => { q.setChannel.run(model, channel, version, rollout, now()) }
   }

@@ -91,8 +91,30 @@ export const tokenRequestSchema = z.object({
   label: z.string().max(200).optional()
 }).strict()
 
-export const tokenResponseSchema = z.object({ token: z.string(), role: z.string() })
+/** Hex digits of a token's SHA-256 that name it (coordinator/http/auth.ts). */
+export const TOKEN_ID_CHARS = 16
 
+export const tokenIdSchema = z.string().regex(new RegExp(`^[0-9a-f]{${TOKEN_ID_CHARS}}$`), `a token id: ${TOKEN_ID_CHARS} lowercase hex digits, as blockfed token list shows`)
+
+export const tokenResponseSchema = z.object({ token: z.string(), role: z.string(), id: tokenIdSchema.optional().describe("the token's id (coordinators before token revocation leave it out)") })
+
+export const tokenInfoSchema = z.object({
+  id: tokenIdSchema.describe('the first hex digits of the token\'s SHA-256; the token itself is never shown again'),
+  role: z.string(),
+  label: z.string().nullable(),
+  createdAt: z.string(),
+  revokedAt: z.string().nullable()
+})
+
+export const tokenListSchema = z.object({ tokens: z.array(tokenInfoSchema) })
+
+export const tokenRevokedSchema = tokenInfoSchema.extend({
+  replacedAdminToken: z.boolean().describe('the token was the coordinator\'s own admin.token, which now holds a new one'),
+  closedConnections: z.number().int().nonnegative().describe('round connections opened with the token, closed now')
+})
+
+export type TokenInfo = z.infer<typeof tokenInfoSchema>
+export type TokenRevoked = z.infer<typeof tokenRevokedSchema>
 export type CoordinatorInfo = z.infer<typeof coordinatorInfoSchema>
 export type IngestResult = z.infer<typeof ingestResultSchema>
 export type VersionSummary = z.infer<typeof versionSummarySchema>

@@ -14,7 +14,8 @@ import { roundListSchema, roundStartedSchema, roundSummarySchema, type RoundList
 import type { RoundRequestInput } from '../rounds/config.ts'
 import {
   coordinatorInfoSchema, ingestResultSchema, keyResponseSchema, modelListSchema,
-  tokenResponseSchema, versionListSchema, type CoordinatorInfo, type IngestResult, type ModelSummary, type VersionSummary
+  tokenListSchema, tokenResponseSchema, tokenRevokedSchema, versionListSchema, type CoordinatorInfo, type IngestResult, type ModelSummary,
+  type TokenInfo, type TokenRevoked, type VersionSummary
 } from './api-schemas.ts'
 
 export interface CoordinatorClientOptions {
@@ -34,7 +35,12 @@ export interface CoordinatorClient {
   keys: (model: string, version: number, wrapKey: WrapKeyPair, signal?: AbortSignal) => Promise<{ keys: Map<string, Uint8Array>, denied: string[] }>
   /** Uploads and ingests; `onProgress` (bytes sent so far, total) streams the body to report it. */
   ingest: (model: string, files: ModelFile[], options?: { signal?: AbortSignal, onProgress?: (sent: number, total: number) => void }) => Promise<IngestResult>
-  createToken: (role: string, signal?: AbortSignal) => Promise<string>
+  /** Makes a token of `role` (an admin token); `label` says whose it is in the token list. */
+  createToken: (role: string, signal?: AbortSignal, label?: string) => Promise<string>
+  /** Every token by id and role, revoked ones too (an admin token). */
+  tokens: (signal?: AbortSignal) => Promise<TokenInfo[]>
+  /** Revokes a token by its id (an admin token): it opens nothing from then on. */
+  revokeToken: (id: string, signal?: AbortSignal) => Promise<TokenRevoked>
   /** Points a release channel at an anchored version (a token that may ingest). */
   setChannel: (model: string, channel: ChannelName, request: { version: number, rollout?: number }, signal?: AbortSignal) => Promise<z.infer<typeof channelSetResponseSchema>>
   /** Starts a training round now (a token whose role grants `rounds`); it runs on without the caller. */
@@ -93,7 +99,9 @@ export function coordinatorClient (options: CoordinatorClientOptions): Coordinat
       // Uploads of large models take longer than a metadata call.
       return await call(`/v1/models/${encodeURIComponent(model)}/ingest`, ingestResultSchema, init, signal, Math.max(timeoutMs, 600_000))
     },
-    createToken: async (role, signal) => (await call('/v1/tokens', tokenResponseSchema, json({ role }), signal)).token,
+    createToken: async (role, signal, label) => (await call('/v1/tokens', tokenResponseSchema, json({ role, ...(label === undefined ? {} : { label }) }), signal)).token,
+    tokens: async signal => (await call('/v1/tokens', tokenListSchema, {}, signal)).tokens,
+    revokeToken: async (id, signal) => await call(`/v1/tokens/${encodeURIComponent(id)}`, tokenRevokedSchema, { method: 'DELETE' }, signal),
     setChannel: async (model, channel, body, signal) =>
       await call(`/v1/models/${encodeURIComponent(model)}/channels/${channel}`, channelSetResponseSchema, { ...json(body), method: 'PUT' }, signal),
     startRound: async (body, signal) => ({ id: (await call('/v1/rounds', roundStartedSchema, json(body), signal)).id }),

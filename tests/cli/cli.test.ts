@@ -141,6 +141,36 @@ describe('blockfed CLI', () => {
     expect(operated.stdout).toBe('vad stable → 1\n')
   })
 
+  it('lists and revokes tokens (token list, token revoke): a revoked token opens nothing', async () => {
+    const data = join(root, 'data')
+    const made = await blockfed('token', 'create', 'edge', '--label', 'kiosk 9', '--coordinator', url, '--data', data)
+    expect(made.code).toBe(0)
+    const edge = made.stdout.trim()
+    const listed = await blockfed('token', 'list', '--coordinator', url, '--data', data)
+    expect(listed.stderr).toBe('')
+    expect(listed.stdout).not.toContain(edge)
+    const line = listed.stdout.split('\n').find(l => l.endsWith('  kiosk 9'))
+    expect(line).toMatch(/^[0-9a-f]{16}  edge       \S+  active  kiosk 9$/)
+    const id = (line as string).slice(0, 16)
+    const revoked = await blockfed('token', 'revoke', id, '--coordinator', url, '--data', data)
+    expect(revoked.stderr).toBe('')
+    expect(revoked.stdout).toMatch(new RegExp(`^revoked ${id}  edge       \\S+  revoked \\S+  kiosk 9\n$`))
+    const refused = await blockfed('pull', 'vad@1', '--out', join(root, 'out-revoked'), '--coordinator', url, '--token', edge, '--home', join(root, 'home-revoked'))
+    expect(refused.code).toBe(1)
+    expect(refused.stderr).toMatch(/this API token was revoked at/)
+    const json = JSON.parse((await blockfed('token', 'list', '--json', '--coordinator', url, '--data', data)).stdout) as { tokens: Array<{ id: string, revokedAt: string | null }> }
+    expect(json.tokens.find(t => t.id === id)?.revokedAt).toEqual(expect.any(String))
+    for (const [args, message] of [
+      [['token', 'revoke', 'bf_123', '--coordinator', url, '--data', data], /'bf_123' is invalid for argument 'id'\. a token id: 16 lowercase hex digits/],
+      [['token', 'revoke', id, '--coordinator', url, '--data', data], /ConflictError: .*revoked already/],
+      [['token', 'list', '--coordinator', url, '--token', edge], /AccessDeniedError: GET \/v1\/tokens: this API token was revoked at /]
+    ] as Array<[string[], RegExp]>) {
+      const result = await blockfed(...args)
+      expect(result.code).not.toBe(0)
+      expect(result.stderr).toMatch(message)
+    }
+  })
+
   it('verifies and pulls a model named blocks (a folder name the runtime keeps for itself)', async () => {
     const data = join(root, 'data')
     const home = join(root, 'home-blocks')

@@ -7,6 +7,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
+import { DatabaseSync } from 'node:sqlite'
 import { createCoordinator } from '../../coordinator/coordinator.ts'
 import { tokenHash } from '../../coordinator/http/auth.ts'
 
@@ -18,7 +19,7 @@ afterAll(async () => { await rm(root, { recursive: true, force: true }) })
 async function start (dataDir: string): Promise<{ token: string, role: string | undefined }> {
   const coordinator = await createCoordinator({ dataDir, port: 0 })
   try {
-    return { token: coordinator.adminToken, role: coordinator.repo.tokenRole(await tokenHash(coordinator.adminToken)) }
+    return { token: coordinator.adminToken, role: coordinator.repo.token(await tokenHash(coordinator.adminToken))?.role }
   } finally {
     await coordinator.stop()
   }
@@ -47,5 +48,18 @@ describe('admin.token', () => {
     expect(next.role).toBe('admin')
     expect(await readFile(path, 'utf8')).toBe(`${next.token}\n`)
     expect((await stat(path)).mode & 0o777).toBe(0o600)
+  })
+
+  it('one whose token was revoked (a stop before the file was renewed) is replaced at start', async () => {
+    const dataDir = join(root, 'revoked')
+    const first = await start(dataDir)
+    // The revoke committed, the renewal never ran: the database alone says it.
+    const db = new DatabaseSync(join(dataDir, 'coordinator.sqlite'))
+    db.prepare('UPDATE tokens SET revoked_at = ? WHERE token_hash = ?').run('2026-01-01T00:00:00.000Z', await tokenHash(first.token))
+    db.close()
+    const next = await start(dataDir)
+    expect(next.token).not.toBe(first.token)
+    expect(next.role).toBe('admin')
+    expect(await readFile(join(dataDir, 'admin.token'), 'utf8')).toBe(`${next.token}\n`)
   })
 })

@@ -117,7 +117,7 @@ interface OpenApi { openapi: string, paths: Record<string, Record<string, Operat
 
 /** A valid value of every path and query parameter the API has, by name: real objects where there are some. */
 function validParams (): Record<string, string> {
-  return { name: 'dense', version: '1', cid: blockCid, id: 'r_00000000000000ff', index: '0', channel: 'canary', limit: '5', size: '2', from: '1', to: '2' }
+  return { name: 'dense', version: '1', cid: blockCid, id: 'r_00000000000000ff', tokenId: '00000000000000ff', index: '0', channel: 'canary', limit: '5', size: '2', from: '1', to: '2' }
 }
 
 /** A valid body of every operation that takes JSON. */
@@ -132,7 +132,7 @@ const VALID_STATUS: Record<string, number> = { 'GET /v1/p2p': 404, 'GET /v1/roun
 /** Operations whose body is not JSON (described in prose only): the ingest upload. */
 const MULTIPART = new Set(['POST /v1/models/{name}/ingest'])
 /** Operations a valid request of which changes state: checked by their faults only, against the state. */
-const WRITES = new Set(['POST /v1/models/{name}/ingest', 'POST /v1/tokens'])
+const WRITES = new Set(['POST /v1/models/{name}/ingest', 'POST /v1/tokens', 'DELETE /v1/tokens/{tokenId}'])
 /** Token-guarded operations an edge token may use (it reads the data keys of the default access level). */
 const EDGE_ALLOWED = new Set(['POST /v1/models/{name}/versions/{version}/keys'])
 
@@ -223,6 +223,10 @@ function specificBad (param: string): Bad[] {
       { raw: unknownRawCid, why: 'unknown raw CID', status: 404, names: /no block or shard/ },
       { raw: unknownJsonCid, why: 'unknown json CID', status: 404, names: /no block or shard/ }
     ]
+    case 'tokenId': return [
+      { raw: '00000000000000f', why: '15 digits' }, { raw: '00000000000000FF', why: 'upper case' }, { raw: 'bf_0000000000000', why: 'a token, not an id' },
+      { raw: '0000000000000000', why: 'well formed, no such token', status: 404, names: /no API token has the id/ }
+    ]
     case 'id': return [{ raw: 'r_0', why: 'too short' }, { raw: 'R_00000000000000FF', why: 'upper case' }, { raw: 'r_000000000000000g', why: 'non-hex' }]
     case 'index': return [
       { raw: '-1', why: 'negative' }, { raw: '01', why: 'leading zero' }, { raw: '1.5', why: 'fraction' }, { raw: '1e3', why: 'exponent' },
@@ -259,6 +263,9 @@ function outOfRange (op: string): Array<{ fault: string, path?: string, body?: u
       { fault: 'unknown model', path: '/v1/models/nosuch/channels/canary', status: 404, names: /nosuch/ },
       { fault: 'no such version', body: { version: 99 }, status: 404, names: /no version 99/ },
       { fault: 'rollout on the stable channel', path: '/v1/models/dense/channels/stable', body: { version: 1, rollout: 0.5 }, status: 400, names: /rollout/ }
+    ]
+    case 'DELETE /v1/tokens/{tokenId}': return [
+      { fault: 'no token has the id', status: 404, names: /no API token has the id 00000000000000ff/ }
     ]
     case 'POST /v1/tokens': return [
       { fault: 'unknown role', body: { role: 'root' }, status: 400, names: /unknown role "root"/ },
@@ -518,7 +525,7 @@ describe('the coordinator API under malformed requests', () => {
       expect(a.status, `${op}, valid request: ${a.text.slice(0, 300)}`).toBe(VALID_STATUS[op] ?? 200)
     }
     // Bounded: a few hundred requests.
-    expect(cases.length).toBeLessThan(500)
+    expect(cases.length).toBeLessThan(600)
   })
 
   it('answers each promptly with a 4xx whose message names what is wrong', async () => {

@@ -22,7 +22,7 @@ afterEach(async () => {
 async function hubAt (options: Partial<RoundHubOptions>): Promise<{ url: string, clientsSeen: () => number }> {
   const server = http.createServer((_req, res) => { res.end('ok') })
   const hub = roundHub({
-    mayTrain: async token => token === TOKEN,
+    trainer: async token => token === TOKEN ? 'test-token' : undefined,
     handlers: { message: () => {}, upload: () => {}, disconnect: () => {}, connected: () => [], uploadAllowance: () => 0 },
     maxPayload: 64 << 20,
     pingMs: 10_000,

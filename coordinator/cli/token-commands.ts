@@ -1,0 +1,82 @@
+/**
+ * API tokens from the command line, over /v1/tokens (coordinator/http/token-routes.ts):
+ *   token create ROLE [--label TEXT]   make a token and print it (shown this once only)
+ *   token list                         every token by id, role, label, made and revoked when
+ *   token revoke ID                    it opens nothing from now on; its round connections close
+ * Each needs an admin token (--token, BLOCKFED_TOKEN or --data).
+ */
+import { InvalidArgumentError, type Command } from 'commander'
+import { coordinatorClient, type CoordinatorClient } from '../../shared/client/coordinator-client.ts'
+import { tokenIdSchema, type TokenInfo } from '../../shared/client/api-schemas.ts'
+import { AccessDeniedError } from '../../shared/errors/errors.ts'
+import { ROLES } from '../constants.ts'
+import { coordinatorOption, token } from './args.ts'
+
+interface Access { coordinator: string, token?: string, data?: string }
+
+function access (command: Command): Command {
+  return command
+    .addOption(coordinatorOption())
+    .option('--token <token>', 'an admin API token (or BLOCKFED_TOKEN)')
+    .option('--data <dir>', 'read the admin token from this coordinator data dir')
+}
+
+async function client (o: Access, what: string): Promise<CoordinatorClient> {
+  const bearer = await token(o)
+  if (bearer === undefined) throw new AccessDeniedError(`${what} needs an admin API token (--token, BLOCKFED_TOKEN or --data)`)
+  return coordinatorClient({ baseUrl: o.coordinator, token: bearer })
+}
+
+const role = (value: string): string => {
+  if (!Object.hasOwn(ROLES, value)) throw new InvalidArgumentError(`expected ${Object.keys(ROLES).join(', ')}`)
+  return value
+}
+
+const tokenId = (value: string): string => {
+  const parsed = tokenIdSchema.safeParse(value)
+  if (!parsed.success) throw new InvalidArgumentError(parsed.error.issues[0]?.message ?? 'not a token id')
+  return parsed.data
+}
+
+const label = (value: string): string => {
+  if (value.length > 200) throw new InvalidArgumentError(`at most 200 characters (${value.length} given)`)
+  return value
+}
+
+function line (t: TokenInfo): string {
+  const state = t.revokedAt === null ? 'active' : `revoked ${t.revokedAt}`
+  return `${t.id}  ${t.role.padEnd(9)}  ${t.createdAt}  ${state}${t.label === null ? '' : `  ${t.label}`}`
+}
+
+export function tokenCommands (program: Command): void {
+  const tokens = program.command('token').description('API tokens: make, list and revoke them (an admin token)')
+
+  access(tokens.command('create'))
+    .description('make an API token of a role and print it: edge (load models, take part in rounds), publisher (ingest, start rounds), admin (all that, and manage tokens)')
+    .argument('<role>', 'edge | publisher | admin', role)
+    .option('--label <text>', 'whose token it is, as token list shows it', label)
+    .action(async (r: string, o: Access & { label?: string }) => {
+      console.log(await (await client(o, 'token create')).createToken(r, undefined, o.label))
+    })
+
+  access(tokens.command('list'))
+    .description('every API token by id (never the token itself), role, when made, whether revoked, and label')
+    .option('--json', 'print JSON')
+    .action(async (o: Access & { json?: boolean }) => {
+      const list = await (await client(o, 'token list')).tokens()
+      if (o.json === true) { console.log(JSON.stringify({ tokens: list })); return }
+      for (const t of list) console.log(line(t))
+    })
+
+  access(tokens.command('revoke'))
+    .description('revoke an API token by its id (token list shows ids): it opens nothing from now on, and the round connections opened with it are closed')
+    .argument('<id>', 'the token\'s id', tokenId)
+    .option('--json', 'print JSON')
+    .action(async (id: string, o: Access & { json?: boolean }) => {
+      const done = await (await client(o, 'token revoke')).revokeToken(id)
+      if (o.json === true) { console.log(JSON.stringify(done)); return }
+      console.log(`revoked ${line(done)}`)
+      if (done.closedConnections > 0) console.log(`  closed ${done.closedConnections} round connection(s) opened with it`)
+      if (done.replacedAdminToken) console.log('  it was the coordinator\'s admin.token, which now holds a new admin token')
+    })
+}

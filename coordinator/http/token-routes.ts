@@ -1,0 +1,48 @@
+/**
+ * API tokens over HTTP, for a role that grants `tokens` (admin): make one, list them (ids and
+ * roles, never the tokens), revoke one. Revoking is the coordinator's (coordinator.ts): it also
+ * closes the round connections opened with the token and renews admin.token when it held it.
+ */
+import type { FastifyInstance } from 'fastify'
+import type { ZodTypeProvider } from 'fastify-type-provider-zod'
+import { z } from 'zod'
+import { tokenIdSchema, tokenListSchema, tokenRequestSchema, tokenResponseSchema, tokenRevokedSchema, type TokenRevoked } from '../../shared/client/api-schemas.ts'
+import { AccessDeniedError } from '../../shared/errors/errors.ts'
+import type { Repository } from '../store/repository.ts'
+import { authenticate, issueToken, tokenIdOf, type Caller } from './auth.ts'
+import { BODY_REFUSALS, refusals } from './errors.ts'
+
+export interface TokenRoutesDeps {
+  repo: Repository
+  revoke: (id: string) => Promise<TokenRevoked>
+}
+
+function mayManage (caller: Caller, what: string): void {
+  if (!caller.grants.tokens) throw new AccessDeniedError(`role ${caller.role} may not ${what} tokens (an admin token may)`)
+}
+
+export async function tokenRoutes (app: FastifyInstance, deps: TokenRoutesDeps): Promise<void> {
+  const api = app.withTypeProvider<ZodTypeProvider>()
+
+  api.post('/v1/tokens', {
+    schema: { summary: 'Create an API token for a role (admin)', security: [{ token: [] }], body: tokenRequestSchema, response: { 200: tokenResponseSchema, ...refusals(...BODY_REFUSALS) } }
+  }, async req => {
+    mayManage(await authenticate(req, deps.repo), 'create')
+    const { token, id } = await issueToken(deps.repo, req.body.role, req.body.label ?? null)
+    return { token, role: req.body.role, id }
+  })
+
+  api.get('/v1/tokens', {
+    schema: { summary: 'List API tokens by id, revoked ones too (admin)', security: [{ token: [] }], response: { 200: tokenListSchema, ...refusals() } }
+  }, async req => {
+    mayManage(await authenticate(req, deps.repo), 'list')
+    return { tokens: deps.repo.tokens().map(({ hash, ...row }) => ({ id: tokenIdOf(hash), ...row })) }
+  })
+
+  api.delete('/v1/tokens/:tokenId', {
+    schema: { summary: 'Revoke an API token (admin): it opens nothing from now on, and its round connections are closed', security: [{ token: [] }], params: z.object({ tokenId: tokenIdSchema }), response: { 200: tokenRevokedSchema, ...refusals(409) } }
+  }, async req => {
+    mayManage(await authenticate(req, deps.repo), 'revoke')
+    return await deps.revoke(req.params.tokenId)
+  })
+}

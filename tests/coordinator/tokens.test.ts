@@ -1,0 +1,153 @@
+/**
+ * API tokens can be listed and revoked (coordinator/http/token-routes.ts): a revoked token opens
+ * nothing (HTTP or rounds), the round connections opened with it are closed at once, and
+ * revoking the data dir's own admin token renews admin.token. A real coordinator on 127.0.0.1.
+ */
+import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { mkdtemp, readFile, rm } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import WebSocket from 'ws'
+import { createCoordinator, type Coordinator } from '../../coordinator/coordinator.ts'
+import { ROUNDS_PATH } from '../../coordinator/rounds/hub.ts'
+import { tokenHash } from '../../coordinator/http/auth.ts'
+import { rawClient } from '../helpers/raw-round-client.ts'
+
+let root: string
+let coordinator: Coordinator
+let url: string
+beforeAll(async () => {
+  root = await mkdtemp(join(tmpdir(), 'blockfed-tokens-'))
+  coordinator = await createCoordinator({ dataDir: join(root, 'data'), port: 0 })
+  url = await coordinator.start()
+})
+afterAll(async () => {
+  await coordinator.stop()
+  await rm(root, { recursive: true, force: true })
+})
+
+async function api (method: string, path: string, token: string | undefined, body?: unknown): Promise<{ status: number, json: any, text: string }> {
+  const res = await fetch(`${url}${path}`, {
+    method,
+    headers: { ...(token === undefined ? {} : { authorization: `Bearer ${token}` }), ...(body === undefined ? {} : { 'content-type': 'application/json' }) },
+    ...(body === undefined ? {} : { body: JSON.stringify(body) })
+  })
+  const text = await res.text()
+  return { status: res.status, json: text === '' ? undefined : JSON.parse(text), text }
+}
+
+const admin = (): string => coordinator.adminToken
+
+/** The status a rounds upgrade with `token` gets: 101 when taken. */
+async function upgradeStatus (token: string): Promise<{ status: number, body: string }> {
+  const ws = new WebSocket(`${url.replace(/^http/, 'ws')}${ROUNDS_PATH}`, { headers: { authorization: `Bearer ${token}` } })
+  return await new Promise((resolve, reject) => {
+    ws.once('open', () => { ws.terminate(); resolve({ status: 101, body: '' }) })
+    ws.once('unexpected-response', (_req, res) => {
+      let body = ''
+      res.on('data', (c: Buffer) => { body += c.toString() })
+      res.on('end', () => { resolve({ status: res.statusCode ?? 0, body }) })
+    })
+    ws.once('error', reject)
+  })
+}
+
+describe('API tokens', () => {
+  it('lists tokens by id, role and label, never the token or its whole hash', async () => {
+    const made = await api('POST', '/v1/tokens', admin(), { role: 'edge', label: 'kiosk 7' })
+    expect(made.status).toBe(200)
+    const { token, id } = made.json as { token: string, id: string }
+    expect(id).toBe((await tokenHash(token)).slice(0, 16))
+    const list = await api('GET', '/v1/tokens', admin())
+    expect(list.status).toBe(200)
+    expect(list.json.tokens).toContainEqual({ id, role: 'edge', label: 'kiosk 7', createdAt: expect.any(String), revokedAt: null })
+    expect(list.json.tokens).toContainEqual(expect.objectContaining({ id: (await tokenHash(admin())).slice(0, 16), role: 'admin', label: 'created on first start' }))
+    expect(list.text).not.toContain(token)
+    expect(list.text).not.toContain(await tokenHash(token))
+    expect(list.text).not.toContain(admin())
+  })
+
+  it('lets only a role that manages tokens list or revoke them', async () => {
+    const edge = await coordinator.createToken('edge')
+    const publisher = await coordinator.createToken('publisher')
+    const { id } = (await api('POST', '/v1/tokens', admin(), { role: 'edge' })).json as { id: string }
+    for (const caller of [edge, publisher]) {
+      expect(await api('GET', '/v1/tokens', caller)).toMatchObject({ status: 403, json: { message: expect.stringMatching(/may not list tokens \(an admin token may\)/) } })
+      expect(await api('DELETE', `/v1/tokens/${id}`, caller)).toMatchObject({ status: 403, json: { message: expect.stringMatching(/may not revoke tokens/) } })
+    }
+    expect((await api('GET', '/v1/tokens', undefined)).status).toBe(403)
+    // Nothing was revoked by the refused calls.
+    expect((await api('GET', '/v1/tokens', admin())).json.tokens).toContainEqual(expect.objectContaining({ id, revokedAt: null }))
+  })
+
+  it('revokes a token: it opens nothing from then on, on HTTP or for rounds, and stays listed as revoked', async () => {
+    const { token, id } = (await api('POST', '/v1/tokens', admin(), { role: 'publisher' })).json as { token: string, id: string }
+    expect((await api('GET', '/v1/models', token)).status).toBe(200)
+    const revoked = await api('DELETE', `/v1/tokens/${id}`, admin())
+    expect(revoked.status).toBe(200)
+    expect(revoked.json).toMatchObject({ id, role: 'publisher', revokedAt: expect.any(String), replacedAdminToken: false, closedConnections: 0 })
+    // A route that needs a token, and one whose role check is the handler's own.
+    const after = await api('POST', '/v1/tokens', token, { role: 'edge' })
+    expect(after.status).toBe(403)
+    expect(after.json.message).toBe(`this API token was revoked at ${revoked.json.revokedAt as string}`)
+    expect((await api('GET', '/v1/tokens', admin())).json.tokens).toContainEqual(expect.objectContaining({ id, revokedAt: revoked.json.revokedAt }))
+    expect(await api('DELETE', `/v1/tokens/${id}`, admin())).toMatchObject({ status: 409, json: { message: expect.stringMatching(/was revoked already/) } })
+  })
+
+  it('closes the round connections opened with a revoked edge token, and refuses it a new one', async () => {
+    const { token, id } = (await api('POST', '/v1/tokens', admin(), { role: 'edge' })).json as { token: string, id: string }
+    const other = await coordinator.createToken('edge')
+    const [a, b, kept] = [await rawClient(url, token, ['m']), await rawClient(url, token, ['m']), await rawClient(url, other, ['m'])]
+    try {
+      const revoked = await api('DELETE', `/v1/tokens/${id}`, admin())
+      expect(revoked.json.closedConnections).toBe(2)
+      for (const c of [a, b]) expect(await c.closed).toEqual({ code: 1008, reason: 'the API token of this connection was revoked' })
+      const refused = await upgradeStatus(token)
+      expect(refused.status).toBe(403)
+      expect(refused.body).toMatch(/revoked or unknown token opens nothing/)
+      // Another edge token's connection is untouched.
+      expect(kept.socket.readyState).toBe(WebSocket.OPEN)
+      expect((await upgradeStatus(other)).status).toBe(101)
+    } finally {
+      for (const c of [a, b, kept]) c.close()
+    }
+  })
+
+  it('refuses an unknown id with 404 and a malformed one with 400, naming the form', async () => {
+    expect(await api('DELETE', '/v1/tokens/0123456789abcdef', admin())).toMatchObject({ status: 404, json: { message: expect.stringMatching(/no API token has the id 0123456789abcdef/) } })
+    for (const bad of ['0123456789ABCDEF', '0123', `${'a'.repeat(16)}0`, 'bf_00']) {
+      const answer = await api('DELETE', `/v1/tokens/${bad}`, admin())
+      expect(answer.status).toBe(400)
+      expect(answer.json.message).toMatch(/16 lowercase hex digits/)
+    }
+  })
+
+  it('renews admin.token when its token is revoked, and keeps the renewed one across a restart', async () => {
+    const dataDir = join(root, 'own')
+    const own = await createCoordinator({ dataDir, port: 0 })
+    const at = await own.start()
+    const first = own.adminToken
+    let second: string
+    try {
+      const id = (await tokenHash(first)).slice(0, 16)
+      const revoked = await fetch(`${at}/v1/tokens/${id}`, { method: 'DELETE', headers: { authorization: `Bearer ${first}` } })
+      expect(await revoked.json()).toMatchObject({ id, role: 'admin', replacedAdminToken: true })
+      second = own.adminToken
+      expect(second).toMatch(/^bf_[0-9a-f]{64}$/)
+      expect(second).not.toBe(first)
+      expect(await readFile(join(dataDir, 'admin.token'), 'utf8')).toBe(`${second}\n`)
+      expect((await fetch(`${at}/v1/tokens`, { headers: { authorization: `Bearer ${first}` } })).status).toBe(403)
+      const list = await fetch(`${at}/v1/tokens`, { headers: { authorization: `Bearer ${second}` } })
+      expect(list.status).toBe(200)
+      expect((await list.json() as { tokens: unknown[] }).tokens).toContainEqual(expect.objectContaining({ role: 'admin', label: `replaced revoked admin token ${id}`, revokedAt: null }))
+    } finally {
+      await own.stop()
+    }
+    const again = await createCoordinator({ dataDir, port: 0 })
+    try {
+      expect(again.adminToken).toBe(second)
+    } finally {
+      await again.stop()
+    }
+  })
+})
