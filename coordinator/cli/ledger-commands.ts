@@ -3,7 +3,8 @@
  *   versions NAME             the history with ledger indices and the witnesses that cosigned
  *   verify NAME@VERSION       signature, checkpoint, consistency, inclusion, block hashes; exit 1 on failure
  *   rollback NAME --to V      a runtime's model back to an earlier anchored version (--config aoe.json)
- *   channel NAME CH VERSION   point the stable / canary channel at a version
+ *   channel NAME [CH VERSION] show the release channels, or point stable / canary at a version
+ *                             (`stable latest`: follow every new version; `canary off`: end it)
  *   witness                   run a witness that cosigns checkpoints (C2SP tlog-witness)
  * `verify` runs the runtime's own load pipeline, so it checks exactly what a runtime would.
  */
@@ -12,6 +13,7 @@ import { homedir } from 'node:os'
 import { join, resolve } from 'node:path'
 import { coordinatorClient } from '../../shared/client/coordinator-client.ts'
 import { ledgerClient } from '../../shared/ledger/client.ts'
+import type { ChannelName, Channels } from '../../shared/ledger/api.ts'
 import { parseVerifierKey, splitNote } from '../../shared/ledger/note.ts'
 import { parseCheckpoint } from '../../shared/ledger/checkpoint.ts'
 import { toBase64 } from '../../shared/crypto/bytes.ts'
@@ -55,6 +57,23 @@ function logKey (value: string, previous: Array<{ origin: string, vkey: string }
   }
 }
 
+/** A channel's target: a version number, `latest` (stable follows every new version) or `off` (no canary). */
+function channelTarget (value: string): number | 'latest' | 'off' {
+  if (value === 'latest' || value === 'off') return value
+  try {
+    return integer(1, Number.MAX_SAFE_INTEGER)(value)
+  } catch {
+    throw new InvalidArgumentError('expected a version number, latest (stable) or off (canary)')
+  }
+}
+
+/** Where a model's channels point, as `channel NAME` and `versions NAME` print it. */
+function describeChannels (c: Channels): string {
+  // followsLatest is absent from coordinators before channel clearing: said as unknown, not guessed.
+  const stable = c.stable.followsLatest === undefined ? `${c.stable.version}` : c.stable.followsLatest ? `${c.stable.version} (follows the latest version)` : `${c.stable.version} (set; new versions reach it only when it is moved: channel ${c.model} stable latest follows them again)`
+  return `${c.model} stable → ${stable}\n${c.model} canary → ${c.canary === null ? 'none' : `${c.canary.version} (rollout ${c.canary.rollout})`}`
+}
+
 /** A witness's cosignature/v1 verifier key, checked where it is given (`--witness`). */
 function witnessKey (value: string, previous: string[] = []): string[] {
   try {
@@ -89,7 +108,7 @@ async function auditStore (manifest: Manifest, coordinator: string, signal: Abor
 
 export function ledgerCommands (program: Command): void {
   program.command('versions')
-    .description('a model\'s version history: ledger index of each version and the witnesses that cosigned the log\'s checkpoint')
+    .description('a model\'s version history: ledger index of each version, where the release channels point, and the witnesses that cosigned the log\'s checkpoint')
     .argument('<name>', 'model name', modelName)
     .addOption(coordinatorOption())
     .option('--json', 'print JSON')
@@ -112,14 +131,16 @@ export function ledgerCommands (program: Command): void {
       // Names only: whether a cosignature verifies is for a client that knows the witness's key.
       const cosigners = signatures.map(s => s.name).filter(n => n !== checkpoint.origin)
       const rows = versions.map(v => ({ ...v, covered: v.ledgerIndex !== null && v.ledgerIndex < checkpoint.size }))
+      const channels = await ledgerClient({ baseUrl: o.coordinator }).channels(name)
       if (o.json === true) {
-        console.log(JSON.stringify({ versions: rows, trainableUnits: units, checkpoint: { origin: checkpoint.origin, size: checkpoint.size, root: toBase64(checkpoint.root), cosigners } }))
+        console.log(JSON.stringify({ versions: rows, trainableUnits: units, channels, checkpoint: { origin: checkpoint.origin, size: checkpoint.size, root: toBase64(checkpoint.root), cosigners } }))
         return
       }
       for (const v of rows) {
         console.log(`${name}@${v.version}  parent ${v.parent ?? '-'}  ledger #${v.ledgerIndex ?? '-'}${v.covered ? '' : ' (not yet in a checkpoint)'}  ${v.blocks} blocks  ${v.weightBytes} bytes  ${v.createdAt}  ${v.round === null ? 'ingest' : `round ${v.round}`}  ${v.manifestCid}`)
       }
       console.log(`trainable units of ${name}@${latest?.version ?? '-'} (a round's "trainable"): ${untrainable !== undefined ? `none (${untrainable})` : units.length === 0 ? 'none (no plain float32 tensors)' : units.join(', ')}`)
+      console.log(describeChannels(channels))
       console.log(`checkpoint ${checkpoint.origin} size ${checkpoint.size} root ${toBase64(checkpoint.root)}`)
       console.log(`cosigned by ${cosigners.length === 0 ? 'no witness' : cosigners.join(', ')}`)
     })
@@ -196,20 +217,37 @@ export function ledgerCommands (program: Command): void {
     })
 
   program.command('channel')
-    .description('point a release channel at an anchored version (canary: with the fraction of clients that take it)')
+    .description('show a model\'s release channels, or point one at an anchored version (canary: with the fraction of clients that take it); `stable latest` makes stable follow every new version again, `canary off` ends the canary')
     .argument('<name>', 'model name', modelName)
-    .argument('<channel>', 'stable | canary', (v: string) => { if (v !== 'stable' && v !== 'canary') throw new InvalidArgumentError('expected stable or canary'); return v })
-    .argument('<version>', 'version', integer(1, Number.MAX_SAFE_INTEGER))
+    .argument('[channel]', 'stable | canary (leave out to show both)', (v: string) => { if (v !== 'stable' && v !== 'canary') throw new InvalidArgumentError('expected stable or canary'); return v })
+    .argument('[version]', 'a version number; latest (stable) or off (canary) to clear the channel', channelTarget)
     .option('--rollout <fraction>', 'canary: fraction of clients in (0, 1] (default: the canary\'s rollout so far, else 1)', number(0, 1, { min: true }))
     .addOption(coordinatorOption())
     .option('--token <token>', 'API token (or BLOCKFED_TOKEN)')
     .option('--data <dir>', 'read the admin token from this coordinator data dir')
-    .action(async (name: string, channel: string, version: number, o: { rollout?: number, coordinator: string, token?: string, data?: string }) => {
+    .option('--json', 'print JSON')
+    .action(async (name: string, channel: ChannelName | undefined, target: number | 'latest' | 'off' | undefined, o: { rollout?: number, coordinator: string, token?: string, data?: string, json?: boolean }) => {
       if (o.rollout === 0) throw new InvalidArgumentError('--rollout must be above 0')
+      if (channel === undefined) {
+        if (o.rollout !== undefined) throw new InvalidArgumentError('--rollout needs a channel and a version: channel NAME canary VERSION --rollout F')
+        const channels = await ledgerClient({ baseUrl: o.coordinator }).channels(name)
+        console.log(o.json === true ? JSON.stringify(channels) : describeChannels(channels))
+        return
+      }
+      if (target === undefined) throw new InvalidArgumentError(`channel ${name} ${channel}: give a version${channel === 'stable' ? ', or latest to follow every new version' : ', or off to end the canary'}`)
+      if (target === 'latest' && channel !== 'stable') throw new InvalidArgumentError('latest applies to the stable channel only (canary off ends the canary)')
+      if (target === 'off' && channel !== 'canary') throw new InvalidArgumentError('off applies to the canary channel only (stable latest makes stable follow every new version)')
+      if (typeof target !== 'number' && o.rollout !== undefined) throw new InvalidArgumentError(`--rollout cannot be given with ${target}`)
       const bearer = await token(o)
       if (bearer === undefined) throw new AccessDeniedError('channel needs an API token that may ingest (--token, BLOCKFED_TOKEN or --data)')
-      const set = await coordinatorClient({ baseUrl: o.coordinator, token: bearer }).setChannel(name, channel as 'stable' | 'canary', { version, ...(o.rollout === undefined ? {} : { rollout: o.rollout }) })
-      console.log(`${name} ${channel} → ${set.version}${channel === 'canary' ? ` (rollout ${set.rollout})` : ''}`)
+      const client = coordinatorClient({ baseUrl: o.coordinator, token: bearer })
+      if (typeof target !== 'number') {
+        const channels = await client.clearChannel(name, channel)
+        console.log(o.json === true ? JSON.stringify(channels) : describeChannels(channels))
+        return
+      }
+      const set = await client.setChannel(name, channel, { version: target, ...(o.rollout === undefined ? {} : { rollout: o.rollout }) })
+      console.log(o.json === true ? JSON.stringify(set) : `${name} ${channel} → ${set.version}${channel === 'canary' ? ` (rollout ${set.rollout})` : ''}`)
     })
 
   program.command('witness')

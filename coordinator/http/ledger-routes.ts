@@ -8,7 +8,7 @@ import type { FastifyInstance } from 'fastify'
 import type { ZodTypeProvider } from 'fastify-type-provider-zod'
 import { z } from 'zod'
 import { modelNameSchema } from '../../shared/client/api-schemas.ts'
-import { channelNameSchema, channelRequestSchema, channelSetResponseSchema, channelsResponseSchema, consistencyResponseSchema, ENTRIES_PAGE, entriesResponseSchema, entryResponseSchema, inclusionResponseSchema, ledgerNumberSchema } from '../../shared/ledger/api.ts'
+import { channelNameSchema, channelRequestSchema, channelSetResponseSchema, channelsResponseSchema, consistencyResponseSchema, ENTRIES_PAGE, entriesResponseSchema, entryResponseSchema, inclusionResponseSchema, ledgerNumberSchema, type Channels } from '../../shared/ledger/api.ts'
 import { parseEntry, type LedgerEntry } from '../../shared/ledger/entry.ts'
 import { toBase64 } from '../../shared/crypto/bytes.ts'
 import { AccessDeniedError, IntegrityError, InvalidInputError, NotFoundError } from '../../shared/errors/errors.ts'
@@ -109,19 +109,38 @@ export async function ledgerRoutes (app: FastifyInstance, deps: LedgerRoutesDeps
     return { from, to, hashes: log.consistencyProof(from, to).map(toBase64) }
   })
 
-  api.get('/v1/models/:name/channels', {
-    schema: { summary: 'A model\'s release channels', params: z.object({ name: modelNameSchema }), response: { 200: channelsResponseSchema, ...errors } }
-  }, async req => {
-    const latest = deps.repo.latest(req.params.name)
-    if (latest === undefined) throw new NotFoundError(`no model named ${req.params.name}`)
-    const set = deps.repo.channels(req.params.name)
+  const channelsOf = (name: string): Channels => {
+    const latest = deps.repo.latest(name)
+    if (latest === undefined) throw new NotFoundError(`no model named ${name}`)
+    const set = deps.repo.channels(name)
     const stable = set.find(c => c.channel === 'stable')
     const canary = set.find(c => c.channel === 'canary')
     return {
-      model: req.params.name,
-      stable: { version: stable?.version ?? latest.version },
+      model: name,
+      stable: { version: stable?.version ?? latest.version, followsLatest: stable === undefined },
       canary: canary === undefined ? null : { version: canary.version, rollout: canary.rollout }
     }
+  }
+
+  api.get('/v1/models/:name/channels', {
+    schema: { summary: 'A model\'s release channels', params: z.object({ name: modelNameSchema }), response: { 200: channelsResponseSchema, ...errors } }
+  }, async req => channelsOf(req.params.name))
+
+  api.delete('/v1/models/:name/channels/:channel', {
+    schema: {
+      summary: 'Clear a release channel (roles that may ingest): stable follows the latest version again; the canary ends',
+      security: [{ token: [] }],
+      params: z.object({ name: modelNameSchema, channel: channelNameSchema }),
+      response: { 200: channelsResponseSchema, ...errors }
+    }
+  }, async req => {
+    const caller = await authenticate(req, deps.repo)
+    if (!caller.grants.ingest) throw new AccessDeniedError(`role ${caller.role} may not set release channels`)
+    const { name, channel } = req.params
+    if (deps.repo.latest(name) === undefined) throw new NotFoundError(`no model named ${name}`)
+    // Idempotent: clearing a channel that is not set leaves it as asked.
+    deps.repo.clearChannel(name, channel)
+    return channelsOf(name)
   })
 
   api.put('/v1/models/:name/channels/:channel', {

@@ -54,6 +54,8 @@ export interface Repository {
   revokeToken: (tokenHash: string) => string
   channels: (model: string) => Array<{ channel: 'stable' | 'canary', version: number, rollout: number }>
   setChannel: (model: string, channel: 'stable' | 'canary', version: number, rollout: number) => void
+  /** Removes a channel's pointer (stable then follows the latest; no canary); false when none was set. */
+  clearChannel: (model: string, channel: 'stable' | 'canary') => boolean
 }
 
 export interface TokenRow {
@@ -93,6 +95,7 @@ export function repository ({ db }: Database): Repository {
     tokensByPrefix: db.prepare(`${TOKEN_ROWS} WHERE substr(token_hash, 1, ?) = ? ORDER BY rowid`),
     revokeToken: db.prepare('UPDATE tokens SET revoked_at = ? WHERE token_hash = ?'),
     channels: db.prepare('SELECT channel, version, rollout FROM channels WHERE model = ? ORDER BY channel'),
+    clearChannel: db.prepare('DELETE FROM channels WHERE model = ? AND channel = ?'),
     setChannel: db.prepare('INSERT INTO channels (model, channel, version, rollout, updated_at) VALUES (?, ?, ?, ?, ?) ON CONFLICT (model, channel) DO UPDATE SET version = excluded.version, rollout = excluded.rollout, updated_at = excluded.updated_at')
   }
   return {
@@ -145,6 +148,7 @@ export function repository ({ db }: Database): Repository {
       return at
     },
     channels: model => q.channels.all(model) as Array<{ channel: 'stable' | 'canary', version: number, rollout: number }>,
-    setChannel: (model, channel, version, rollout) => { q.setChannel.run(model, channel, version, rollout, now()) }
+    setChannel: (model, channel, version, rollout) => { q.setChannel.run(model, channel, version, rollout, now()) },
+    clearChannel: (model, channel) => Number(q.clearChannel.run(model, channel).changes) > 0
   }
 }

@@ -9,7 +9,7 @@ import { AccessDeniedError, ConflictError, IntegrityError, InvalidInputError, No
 import { toBase64 } from '../crypto/bytes.ts'
 import { unwrapKeys, type WrapKeyPair } from '../crypto/wrap.ts'
 import { jsonCall } from './json-call.ts'
-import { channelSetResponseSchema, type ChannelName } from '../ledger/api.ts'
+import { channelSetResponseSchema, channelsResponseSchema, type ChannelName, type Channels } from '../ledger/api.ts'
 import { roundListSchema, roundStartedSchema, roundSummarySchema, type RoundListEntry, type RoundStatus } from '../rounds/api.ts'
 import type { RoundRequestInput } from '../rounds/config.ts'
 import {
@@ -43,6 +43,8 @@ export interface CoordinatorClient {
   revokeToken: (id: string, signal?: AbortSignal) => Promise<TokenRevoked>
   /** Points a release channel at an anchored version (a token that may ingest). */
   setChannel: (model: string, channel: ChannelName, request: { version: number, rollout?: number }, signal?: AbortSignal) => Promise<z.infer<typeof channelSetResponseSchema>>
+  /** Clears a release channel (a token that may ingest): stable follows the latest again, the canary ends. */
+  clearChannel: (model: string, channel: ChannelName, signal?: AbortSignal) => Promise<Channels>
   /** Starts a training round now (a token whose role grants `rounds`); it runs on without the caller. */
   startRound: (request: RoundRequestInput, signal?: AbortSignal) => Promise<{ id: string }>
   /** A round's state, outcome, metrics and clients. */
@@ -104,6 +106,8 @@ export function coordinatorClient (options: CoordinatorClientOptions): Coordinat
     revokeToken: async (id, signal) => await call(`/v1/tokens/${encodeURIComponent(id)}`, tokenRevokedSchema, { method: 'DELETE' }, signal),
     setChannel: async (model, channel, body, signal) =>
       await call(`/v1/models/${encodeURIComponent(model)}/channels/${channel}`, channelSetResponseSchema, { ...json(body), method: 'PUT' }, signal),
+    clearChannel: async (model, channel, signal) =>
+      await call(`/v1/models/${encodeURIComponent(model)}/channels/${channel}`, channelsResponseSchema, { method: 'DELETE' }, signal),
     startRound: async (body, signal) => ({ id: (await call('/v1/rounds', roundStartedSchema, json(body), signal)).id }),
     round: async (id, signal) => await call(`/v1/rounds/${encodeURIComponent(id)}`, roundSummarySchema, {}, signal),
     rounds: async (model, limit = 50, signal) => (await call(`/v1/models/${encodeURIComponent(model)}/rounds?limit=${limit}`, roundListSchema, {}, signal)).rounds

@@ -54,7 +54,10 @@ export type ChannelName = z.infer<typeof channelNameSchema>
 export const channelsResponseSchema = z.object({
   model: modelNameSchema,
   /** The stable channel's version: the one set explicitly, else the latest. */
-  stable: z.object({ version: z.number().int().positive() }),
+  stable: z.object({
+    version: z.number().int().positive(),
+    followsLatest: z.boolean().optional().describe('true when no version was set (or it was cleared): stable moves with every new version; coordinators before channel clearing leave it out')
+  }),
   /** A canary release offered to a deterministic fraction of clients, if one is set. */
   canary: z.object({ version: z.number().int().positive(), rollout: z.number().gt(0).max(1) }).nullable()
 })

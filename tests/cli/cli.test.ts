@@ -171,6 +171,34 @@ describe('blockfed CLI', () => {
     }
   })
 
+  it('shows the release channels (channel NAME, versions NAME) and clears them (stable latest, canary off)', async () => {
+    const data = join(root, 'data')
+    expect((await blockfed('channel', 'vad', 'stable', '1', '--coordinator', url, '--data', data)).code).toBe(0)
+    expect((await blockfed('channel', 'vad', 'canary', '1', '--rollout', '0.25', '--coordinator', url, '--data', data)).stdout).toBe('vad canary → 1 (rollout 0.25)\n')
+    const shown = await blockfed('channel', 'vad', '--coordinator', url)
+    expect(shown.stderr).toBe('')
+    expect(shown.stdout).toBe('vad stable → 1 (set; new versions reach it only when it is moved: channel vad stable latest follows them again)\nvad canary → 1 (rollout 0.25)\n')
+    const versions = await blockfed('versions', 'vad', '--coordinator', url)
+    expect(versions.stdout).toContain('vad stable → 1 (set;')
+    expect(JSON.parse((await blockfed('versions', 'vad', '--json', '--coordinator', url)).stdout).channels).toEqual({ model: 'vad', stable: { version: 1, followsLatest: false }, canary: { version: 1, rollout: 0.25 } })
+    const cleared = await blockfed('channel', 'vad', 'stable', 'latest', '--coordinator', url, '--data', data)
+    expect(cleared.stderr).toBe('')
+    expect(cleared.stdout).toBe('vad stable → 1 (follows the latest version)\nvad canary → 1 (rollout 0.25)\n')
+    expect((await blockfed('channel', 'vad', 'canary', 'off', '--coordinator', url, '--data', data)).stdout).toMatch(/\nvad canary → none\n$/)
+    for (const [args, message] of [
+      [['channel', 'vad', 'canary'], /give a version, or off to end the canary/],
+      [['channel', 'vad', 'canary', 'latest'], /latest applies to the stable channel only/],
+      [['channel', 'vad', 'stable', 'off'], /off applies to the canary channel only/],
+      [['channel', 'vad', 'stable', 'latest', '--rollout', '0.5'], /--rollout cannot be given with latest/],
+      [['channel', 'vad', '--rollout', '0.5'], /--rollout needs a channel and a version/],
+      [['channel', 'vad', 'stable', 'newest'], /expected a version number, latest \(stable\) or off \(canary\)/]
+    ] as Array<[string[], RegExp]>) {
+      const result = await blockfed(...args, '--coordinator', url, '--data', data)
+      expect(result.code, args.join(' ')).not.toBe(0)
+      expect(result.stderr).toMatch(message)
+    }
+  })
+
   it('verifies and pulls a model named blocks (a folder name the runtime keeps for itself)', async () => {
     const data = join(root, 'data')
     const home = join(root, 'home-blocks')

@@ -132,7 +132,7 @@ const VALID_STATUS: Record<string, number> = { 'GET /v1/p2p': 404, 'GET /v1/roun
 /** Operations whose body is not JSON (described in prose only): the ingest upload. */
 const MULTIPART = new Set(['POST /v1/models/{name}/ingest'])
 /** Operations a valid request of which changes state: checked by their faults only, against the state. */
-const WRITES = new Set(['POST /v1/models/{name}/ingest', 'POST /v1/tokens', 'DELETE /v1/tokens/{tokenId}'])
+const WRITES = new Set(['POST /v1/models/{name}/ingest', 'POST /v1/tokens', 'DELETE /v1/tokens/{tokenId}', 'DELETE /v1/models/{name}/channels/{channel}'])
 /** Token-guarded operations an edge token may use (it reads the data keys of the default access level). */
 const EDGE_ALLOWED = new Set(['POST /v1/models/{name}/versions/{version}/keys'])
 
@@ -263,6 +263,9 @@ function outOfRange (op: string): Array<{ fault: string, path?: string, body?: u
       { fault: 'unknown model', path: '/v1/models/nosuch/channels/canary', status: 404, names: /nosuch/ },
       { fault: 'no such version', body: { version: 99 }, status: 404, names: /no version 99/ },
       { fault: 'rollout on the stable channel', path: '/v1/models/dense/channels/stable', body: { version: 1, rollout: 0.5 }, status: 400, names: /rollout/ }
+    ]
+    case 'DELETE /v1/models/{name}/channels/{channel}': return [
+      { fault: 'unknown model', path: '/v1/models/nosuch/channels/canary', status: 404, names: /nosuch/ }
     ]
     case 'DELETE /v1/tokens/{tokenId}': return [
       { fault: 'no token has the id', status: 404, names: /no API token has the id 00000000000000ff/ }
