@@ -29,7 +29,8 @@ export interface RoundRow {
   updatedAt: string
 }
 
-export type ClientStatus = 'offered' | 'accepted' | 'declined' | 'uploaded' | 'dropped'
+/** `unanswered`: still `offered` when its round ended (set by `transition` to published or failed). */
+export type ClientStatus = 'offered' | 'accepted' | 'declined' | 'uploaded' | 'dropped' | 'unanswered'
 
 export interface RoundStore {
   /** Records a new round, `open`, with every client of `config.clients` offered: all of it or, on a failure, none. */
@@ -98,6 +99,7 @@ export function roundStore (database: Database): RoundStore {
     unfinished: db.prepare('SELECT * FROM rounds WHERE state NOT IN (\'published\', \'failed\') ORDER BY created_at'),
     transition: db.prepare('UPDATE rounds SET state = ?, reason = COALESCE(?, reason), version = COALESCE(?, version), metrics = COALESCE(?, metrics), updated_at = ? WHERE id = ? AND state = ?'),
     secure: db.prepare('UPDATE rounds SET secure_state = ?, updated_at = ? WHERE id = ?'),
+    unanswered: db.prepare('UPDATE round_clients SET status = \'unanswered\', updated_at = ? WHERE round_id = ? AND status = \'offered\''),
     setClient: db.prepare('INSERT INTO round_clients (round_id, client_id, status, updated_at) VALUES (?, ?, ?, ?) ON CONFLICT (round_id, client_id) DO UPDATE SET status = excluded.status, updated_at = excluded.updated_at'),
     clients: db.prepare('SELECT client_id, status FROM round_clients WHERE round_id = ? ORDER BY client_id'),
     last: db.prepare('SELECT MAX(updated_at) AS at FROM round_clients WHERE client_id = ? AND status IN (\'accepted\', \'uploaded\', \'dropped\')'),
@@ -133,8 +135,12 @@ export function roundStore (database: Database): RoundStore {
       const row = get(id)
       if (row === undefined) throw new Error(`round ${id} does not exist`)
       checkTransition(row.state, to)
-      const changed = q.transition.run(to, extra.reason ?? null, extra.version ?? null, extra.metrics === undefined ? null : JSON.stringify(extra.metrics), now(), id, row.state)
-      if (changed.changes !== 1) throw new Error(`round ${id} moved while moving it to ${to}`)
+      const t = now()
+      database.transaction(() => {
+        const changed = q.transition.run(to, extra.reason ?? null, extra.version ?? null, extra.metrics === undefined ? null : JSON.stringify(extra.metrics), t, id, row.state)
+        if (changed.changes !== 1) throw new Error(`round ${id} moved while moving it to ${to}`)
+        if (to === 'published' || to === 'failed') q.unanswered.run(t, id)
+      })
     },
     saveSecureState: (id, state) => { q.secure.run(JSON.stringify(state), now(), id) },
     setClient: (roundId, clientId, status) => { q.setClient.run(roundId, clientId, status, now()) },

@@ -6,7 +6,8 @@
 import { DatabaseSync } from 'node:sqlite'
 import { InvalidConfigError } from '../../shared/errors/errors.ts'
 
-const MIGRATIONS = [
+/** Each schema version's SQL, in order (exported for the migration tests). */
+export const MIGRATIONS: readonly string[] = [
   `CREATE TABLE models (
      name TEXT PRIMARY KEY,
      format TEXT NOT NULL,
@@ -154,11 +155,30 @@ const MIGRATIONS = [
      PRIMARY KEY (model, classes, features)
    );`,
   // A revoked token keeps its row (who had it, since when, revoked when) and opens nothing.
-  'ALTER TABLE tokens ADD COLUMN revoked_at TEXT;'
+  'ALTER TABLE tokens ADD COLUMN revoked_at TEXT;',
+  // A client offered a round that ended before it answered is 'unanswered', not left 'offered'
+  // as if the round still waited on it. SQLite cannot change a CHECK constraint in place: the
+  // table is rebuilt (https://sqlite.org/lang_altertable.html#otheralter; nothing references it).
+  `CREATE TABLE round_clients_new (
+     round_id TEXT NOT NULL REFERENCES rounds(id),
+     client_id TEXT NOT NULL,
+     status TEXT NOT NULL CHECK (status IN ('offered', 'accepted', 'declined', 'uploaded', 'dropped', 'unanswered')),
+     updated_at TEXT NOT NULL,
+     PRIMARY KEY (round_id, client_id)
+   );
+   INSERT INTO round_clients_new (round_id, client_id, status, updated_at)
+     SELECT c.round_id, c.client_id,
+            CASE WHEN c.status = 'offered' AND r.state IN ('published', 'failed') THEN 'unanswered' ELSE c.status END,
+            c.updated_at
+     FROM round_clients c JOIN rounds r ON r.id = c.round_id;
+   DROP TABLE round_clients;
+   ALTER TABLE round_clients_new RENAME TO round_clients;
+   CREATE INDEX round_clients_by_client ON round_clients(client_id, updated_at);`
 ]
 
 export interface Database {
   readonly db: DatabaseSync
+  /** Runs `fn` in one transaction (BEGIN IMMEDIATE), or within the one already open. */
   transaction: <T>(fn: () => T) => T
   close: () => void
 }
@@ -211,6 +231,8 @@ export function openDatabase (path: string): Database {
   return {
     db,
     transaction (fn) {
+      // Inside another transaction (a round's outcome written in its publish's): part of that one.
+      if (db.isTransaction) return fn()
       db.exec('BEGIN IMMEDIATE')
       try {
         const result = fn()

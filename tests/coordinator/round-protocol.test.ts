@@ -178,6 +178,24 @@ describe('a round that fails because clients declined', () => {
   })
 })
 
+describe('a client that never answers its offer', () => {
+  it('is "unanswered" once the round has ended, not left "offered" as if the round still waited on it', async () => {
+    const accepter = await rawClient(at, token, ['mnist'])
+    const [decliner, silent] = [await rawClient(at, token, ['mnist'], { autoAccept: false }), await rawClient(at, token, ['mnist'], { autoAccept: false })]
+    try {
+      const started = await c.rounds.start({ model: 'mnist', trainable: ['head'], secure: { mode: 'none' }, selection: { minClients: 3, minUploads: 2 }, deadlines: { acceptMs: 1000 } })
+      for (let i = 0; i < 250 && !decliner.offers.some(o => o.id === started.id); i++) await sleep(20)
+      // While the round waits, the silent client is "offered".
+      expect((await roundStatus(started.id)).clients).toContainEqual({ clientId: silent.id, status: 'offered' })
+      decliner.sendJson({ type: 'decline', roundId: started.id, reason: 'busy' })
+      expect(await started.done).toMatchObject({ state: 'failed' })
+      expect((await roundStatus(started.id)).clients).toEqual(expect.arrayContaining([{ clientId: silent.id, status: 'unanswered' }, { clientId: decliner.id, status: 'declined' }, { clientId: accepter.id, status: 'accepted' }]))
+    } finally {
+      for (const client of [accepter, decliner, silent]) client.close()
+    }
+  })
+})
+
 describe('clients the round no longer counts on', () => {
 
   it('tells a withdrawn client it has left when it sends progress or secure-aggregation messages', async () => {
