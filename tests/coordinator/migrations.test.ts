@@ -31,7 +31,7 @@ describe('migrations', () => {
     old.prepare('INSERT INTO models (name, format, created_at) VALUES (?, ?, ?)').run('m', 'tfjs-layers', t)
     const round = old.prepare('INSERT INTO rounds (id, model, base_version, config, state, created_at, updated_at) VALUES (?, \'m\', 1, \'{}\', ?, ?, ?)')
     const client = old.prepare('INSERT INTO round_clients (round_id, client_id, status, updated_at) VALUES (?, ?, ?, ?)')
-    for (const [id, state] of [['r_published', 'published'], ['r_failed', 'failed'], ['r_running', 'collecting']]) {
+    for (const [id, state] of [['r_published', 'published'], ['r_failed', 'failed'], ['r_running', 'collecting']] as const) {
       round.run(id, state, t, t)
       for (const status of ['offered', 'accepted', 'declined', 'uploaded', 'dropped']) client.run(id, `${status}-client`, status, t)
     }
