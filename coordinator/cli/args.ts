@@ -146,3 +146,9 @@ export function corsOrigin (value: string, previous: string[] = []): string[] {
     throw new InvalidArgumentError((err as Error).message)
   }
 }
+
+/** A listen that failed on a taken port, said with the flag that chose it; any other error as it is. */
+export function portTaken (err: unknown, host: string, port: number): unknown {
+  if ((err as NodeJS.ErrnoException)?.code !== 'EADDRINUSE') return err
+  return new InvalidInputError(`--port ${port}: ${host}:${port} is already in use (another blockfed, or another program); give another --port, or --port 0 for any free one`, { cause: err })
+}

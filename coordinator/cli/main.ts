@@ -9,11 +9,12 @@
  * (interrupt.ts).
  */
 import { Command, InvalidArgumentError, Option } from 'commander'
-import { readFile } from 'node:fs/promises'
+import { existsSync } from 'node:fs'
+import { readFile, rm } from 'node:fs/promises'
 import { homedir } from 'node:os'
 import { join, resolve } from 'node:path'
 import { coordinatorClient } from '../../shared/client/coordinator-client.ts'
-import { AccessDeniedError, BlockfedError } from '../../shared/errors/errors.ts'
+import { AccessDeniedError, BlockfedError, UnavailableError } from '../../shared/errors/errors.ts'
 import { createCoordinator } from '../coordinator.ts'
 import { DEFAULT_MAX_SERVING_BYTES, WITNESS_RETRY_MS } from '../constants.ts'
 import { readModelFiles, writeModelFiles } from '../../node-runtime/model-files.ts'
@@ -31,7 +32,7 @@ import { readClientsFile } from '../decryptor/clients-file.ts'
 import { parsePartition } from '../../shared/training/partition.ts'
 import { strategyConfigSchema } from '../../shared/rounds/strategy-config.ts'
 import { labelSkewSchema } from '../../shared/rounds/config.ts'
-import { coordinatorOption, corsOrigin, integer, jsonArgument, listenAddr, megabytes, modelName, modelRef, number, port, token, url } from './args.ts'
+import { COORDINATOR_ENV, coordinatorOption, corsOrigin, integer, jsonArgument, listenAddr, megabytes, modelName, modelRef, number, port, portTaken, token, url } from './args.ts'
 import { ZodError } from 'zod'
 import { describeIssues } from '../../shared/errors/parse-json.ts'
 import { ledgerCommands, witnessEndpoint } from './ledger-commands.ts'
@@ -64,6 +65,8 @@ program.command('coordinator')
   .option('--cors-origin <origin>', 'a web origin whose pages may call the API (https://app.example), or * for any; repeatable', corsOrigin, [])
   .action(async (o: { data: string, port: number, host: string, maxUploadMb: number, serveBudgetMb: number, uploadCapMb?: number, decryptor?: string, decryptorToken?: string, ledgerOrigin?: string, witness: Array<{ url: string, vkey: string }>, p2p: boolean, p2pListen?: string[], superSeed: boolean, corsOrigin: string[] }) => {
     await folderOption('--data', o.data)
+    // A first start that fails (its port taken) leaves no data dir behind: one made now is removed.
+    const fresh = !existsSync(o.data)
     const coordinator = await createCoordinator({
       dataDir: resolve(o.data), port: o.port, host: o.host, maxUploadBytes: Math.round(o.maxUploadMb * 2 ** 20), logger: false,
       maxServingBytes: Math.max(1, Math.round(o.serveBudgetMb * 2 ** 20)),
@@ -75,7 +78,13 @@ program.command('coordinator')
       },
       p2p: o.p2p ? { listen: o.p2pListen, superSeed: o.superSeed } : undefined
     })
-    const at = await coordinator.start()
+    let at: string
+    try {
+      at = await coordinator.start()
+    } catch (err) {
+      if (fresh) await rm(o.data, { recursive: true, force: true })
+      throw portTaken(err, o.host, o.port)
+    }
     console.log(`blockfed coordinator listening on ${at}`)
     console.log(`  signing key  ${coordinator.identity.publicKeyHex}`)
     console.log(`  ledger key   ${coordinator.log.vkey}`)
@@ -110,7 +119,9 @@ program.command('ingest')
   .option('--json', 'print the result as JSON')
   .action(async (path: string, o: { name: string, coordinator: string, token?: string, data?: string, json?: boolean }) => {
     const files = await readModelFiles(path)
-    const client = coordinatorClient({ baseUrl: o.coordinator, token: await token(o) })
+    const bearer = await token(o)
+    if (bearer === undefined) throw new AccessDeniedError('ingest needs an API token that may ingest, an admin or publisher one (--token, BLOCKFED_TOKEN or --data)')
+    const client = coordinatorClient({ baseUrl: o.coordinator, token: bearer })
     // Ctrl-C aborts the upload, and the bar is stopped before the exit: it gives the cursor back.
     const result = await interruptible(async signal => {
       const bar = progressBar('upload')
@@ -211,7 +222,7 @@ program.command('decryptor')
     }
     const clients = o.clientsFile === undefined ? undefined : await readClientsFile(resolve(o.clientsFile))
     decryptor = createDecryptor({ dataDir: resolve(o.data), port: o.port, host: o.host, minClients: o.minClients, token: o.token, ...(o.keyBits === undefined ? {} : { keyBits: o.keyBits }), ...(clients === undefined ? {} : { clients }) })
-    const at = await decryptor.start()
+    const at = await decryptor.start().catch((err: unknown) => { throw portTaken(err, o.host, o.port) })
     if (stopping) return
     console.log(`blockfed decryptor listening on ${at}`)
     console.log(`  key id       ${decryptor.keyId}`)
@@ -284,6 +295,8 @@ try {
   await program.parseAsync()
 } catch (err) {
   const message = err instanceof BlockfedError ? `${err.name}: ${err.message}` : err instanceof ZodError ? describeIssues(err) : err instanceof Error ? err.message : String(err)
-  console.error(`blockfed: ${message}`)
+  // The client's "coordinator URL unreachable" (or the ledger's, on the same service): say where the URL came from.
+  const hint = err instanceof UnavailableError && /^(coordinator|ledger) \S+ unreachable/.test(err.message) ? `; is a coordinator running there? --coordinator URL (or ${COORDINATOR_ENV}) names another` : ''
+  console.error(`blockfed: ${message}${hint}`)
   process.exitCode = 1
 }

@@ -50,7 +50,9 @@ function request (options: JsonCallOptions): (path: string, init: RequestInit, t
       if (signal?.aborted === true) throw signal.reason
       const timedOut = deadlineError(err, what, timeoutMs)
       if (timedOut !== err) throw timedOut
-      throw new UnavailableError(`${options.service} ${baseUrl} unreachable: ${(err as Error).message}`, { cause: err })
+      // fetch says only "fetch failed"; its cause says why (ECONNREFUSED, ENOTFOUND, …).
+      const why = ((err as Error).cause as { code?: unknown } | undefined)?.code
+      throw new UnavailableError(`${options.service} ${baseUrl} unreachable: ${(err as Error).message}${typeof why === 'string' ? ` (${why})` : ''}`, { cause: err })
     }
     if (!res.ok) {
       const said = errorBodyOf(text)

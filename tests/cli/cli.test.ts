@@ -1,6 +1,7 @@
 /** The `blockfed` CLI as a user runs it: separate processes, a coordinator on loopback. */
 import { describe, it, expect, beforeAll, afterAll } from 'vitest'
 import { spawn, spawnSync, execFile, type ChildProcessByStdio } from 'node:child_process'
+import { existsSync } from 'node:fs'
 import { mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises'
 import { createServer, type AddressInfo, type Socket } from 'node:net'
 import { DatabaseSync } from 'node:sqlite'
@@ -297,7 +298,23 @@ describe('blockfed coordinator', () => {
       child.once('exit', c => { clearTimeout(timer); resolve(c) })
     })
     expect(code).toBe(1)
-    expect(stderr).toMatch(/EADDRINUSE/)
+    expect(stderr).toBe(`blockfed: InvalidInputError: --port ${port}: 127.0.0.1:${port} is already in use (another blockfed, or another program); give another --port, or --port 0 for any free one\n`)
+    // The data dir that first start made is gone with it.
+    expect(existsSync(join(root, 'second'))).toBe(false)
+  })
+
+  it('says a coordinator is unreachable with the option that names it, and that ingest needs a token with the options that give one', async () => {
+    // A port just freed: connection refused (fetch refuses port 1 itself, as a "bad port", with no code).
+    const server = createServer()
+    await new Promise<void>(resolve => server.listen(0, '127.0.0.1', resolve))
+    const closed = (server.address() as AddressInfo).port
+    await new Promise(resolve => server.close(resolve))
+    const down = await blockfed('models', '--coordinator', `http://127.0.0.1:${closed}`)
+    expect(down.code).toBe(1)
+    expect(down.stderr).toBe(`blockfed: UnavailableError: coordinator http://127.0.0.1:${closed} unreachable: fetch failed (ECONNREFUSED); is a coordinator running there? --coordinator URL (or BLOCKFED_COORDINATOR) names another\n`)
+    const tokenless = await withEnv({ BLOCKFED_TOKEN: '' }, 'ingest', SILERO_PATH, '--name', 'vad', '--coordinator', url)
+    expect(tokenless.code).toBe(1)
+    expect(tokenless.stderr).toBe('blockfed: AccessDeniedError: ingest needs an API token that may ingest, an admin or publisher one (--token, BLOCKFED_TOKEN or --data)\n')
   })
 })
 
