@@ -260,7 +260,8 @@ export async function loadModelWeights (manifest: Manifest, options: LoadOptions
     // Queued behind the concurrency limit: a load cancelled meanwhile must not go on from cache.
     signal.throwIfAborted()
     // A cache that cannot be read is a miss: the block is fetched again.
-    const cached = await options.cache?.get(block.cid).catch((err: unknown) => { if (signal.aborted) throw err })
+    // An abort meanwhile ends the load with its own reason, not the read's failure.
+    const cached = await options.cache?.get(block.cid).catch((err: unknown) => { if (signal.aborted) throw signal.reason })
     if (cached !== undefined) {
       // The cache is local disk: still verify, and on a CID mismatch drop the entry and refetch.
       // Bytes that match their CID are the block itself: if they then fail to open, the key is
@@ -286,8 +287,9 @@ export async function loadModelWeights (manifest: Manifest, options: LoadOptions
       await options.cache?.put(block.cid, sealed)
     } catch (err) {
       // Pins outrank this load, and a full or failing disk is the cache's problem: neither must
-      // keep a verified model from running. (An abort still stops the load.)
-      if (signal.aborted) throw err
+      // keep a verified model from running. An abort still stops the load, with its own reason:
+      // the write's failure is not why the load ended.
+      if (signal.aborted) throw signal.reason
       report.uncached++
     }
     assembler.place(block.index, plaintext)

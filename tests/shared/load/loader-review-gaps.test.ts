@@ -1,0 +1,196 @@
+/**
+ * Three checks of the load path (shared/load/loader.ts) that a mutation review found no test
+ * could fail:
+ * - H13, the block-CID check after the slow path rebuilds a block from shards that each pass their
+ *   own CID: a manifest whose shard CIDs are those of another block must be refused as an
+ *   integrity failure of that block (not blamed on its key), and its block CID never cached, by a
+ *   load or by prefetchBlocks;
+ * - H14, prefetchBlocks skipping a block CID it has already taken: a block that appears twice in
+ *   one manifest (equal plaintext in two places is sealed once) is fetched once;
+ * - H20, an abort that lands while the last block is being written to the cache, the write then
+ *   failing: the load rejects with the abort's reason instead of succeeding with the block
+ *   counted as uncached.
+ * - the same for a cache read that fails after an abort.
+ * Blocks are sealed by the real ingest stages, as in loader-checks.test.ts; caches are the real
+ * memory tier.
+ */
+import { describe, it, expect, beforeAll } from 'vitest'
+import { defaultReedSolomon, erasureCoder, type ErasureCoder } from '../../../shared/blocks/erasure.ts'
+import { partition } from '../../../shared/blocks/partition.ts'
+import { sealBlocks } from '../../../shared/blocks/seal-blocks.ts'
+import { memoryCache } from '../../../shared/cache/memory-lru.ts'
+import type { CacheTier } from '../../../shared/cache/types.ts'
+import { IntegrityError, NotFoundError, WrongKeyError } from '../../../shared/errors/errors.ts'
+import { loadModelWeights, prefetchBlocks } from '../../../shared/load/loader.ts'
+import type { BlockSource } from '../../../shared/load/source.ts'
+import { manifestSchema, type Manifest } from '../../../shared/manifest/schema.ts'
+import type { TensorInfo } from '../../../shared/model/types.ts'
+import { testManifest } from '../../helpers/manifest.ts'
+
+type Block = Manifest['blocks'][number]
+
+const PARTITION = { targetBytes: 2048, maxBytes: 4096 }
+/** One block per layer, all of one length; layers a and b hold the same bytes, so blocks 0 and 1 are one sealed block. */
+const tensors: TensorInfo[] = [
+  { name: 'a/kernel', dtype: 'float32', shape: [10, 50], byteLength: 2000, layer: 'a' },
+  { name: 'b/kernel', dtype: 'float32', shape: [10, 50], byteLength: 2000, layer: 'b' },
+  { name: 'c/kernel', dtype: 'float32', shape: [10, 50], byteLength: 2000, layer: 'c' }
+]
+const weights = new Uint8Array(6000).map((_, i) => i < 4000 ? ((i % 2000) * 7) & 0xff : (i * 29 + 5) & 0xff)
+
+let coder: ErasureCoder
+let manifest: Manifest
+/** Sealed blocks and shards by CID, as a coordinator would serve them. */
+const store = new Map<string, Uint8Array>()
+const keys = new Map<string, Uint8Array>()
+
+/** Serves `store`, recording every request's CID. */
+const source = (): BlockSource & { asked: string[] } => ({
+  name: 'memory',
+  asked: [],
+  async get (cid) {
+    this.asked.push(cid)
+    const bytes = store.get(cid)
+    if (bytes === undefined) throw new NotFoundError(cid)
+    return bytes.slice()
+  }
+})
+
+beforeAll(async () => {
+  coder = await erasureCoder(defaultReedSolomon, { k: 2, m: 1 })
+  const { blocks, created } = await sealBlocks({ tensors, weights }, partition(tensors, PARTITION), { coder, findStored: async () => undefined, access: () => 'public' })
+  for (const c of created) {
+    store.set(c.cid, c.sealed)
+    keys.set(c.keyId, c.key)
+    for (const s of c.shards) store.set(s.cid, s.bytes)
+  }
+  manifest = manifestSchema.parse(testManifest({ createdAt: new Date(0).toISOString(), tensors, erasure: { scheme: 'reed-solomon-gf8', k: 2, m: 1 }, partition: PARTITION, blocks }))
+  const [a, b, c] = manifest.blocks as [Block, Block, Block]
+  expect(manifest.blocks).toHaveLength(3)
+  expect(b.cid).toBe(a.cid)
+  expect(c.cid).not.toBe(a.cid)
+  expect(c.sealedLength).toBe(a.sealedLength)
+  expect(created).toHaveLength(2)
+})
+
+describe('a block whose shards are those of another block (H13)', () => {
+  /**
+   * The manifest with block 2's shard list replaced by block 0's: every shard fetched passes its
+   * own CID and the rebuild succeeds, but it rebuilds block 0, not block 2. Still a valid manifest.
+   */
+  const crossed = (): { m: Manifest, bad: Block } => {
+    const m = structuredClone(manifest)
+    const [a, , c] = m.blocks as [Block, Block, Block]
+    c.shards = structuredClone(a.shards)
+    return { m: manifestSchema.parse(m), bad: c }
+  }
+
+  it('is refused by a load as an integrity failure naming the block and its CID, and is not cached', async () => {
+    const { m, bad } = crossed()
+    const cache = memoryCache()
+    const error = await loadModelWeights(m, { source: source(), coder, keys, cache, concurrency: 1 }).then(() => undefined, (err: unknown) => err)
+    // Not a WrongKeyError (an IntegrityError too): the key is right, the shards are another block's.
+    expect(error).toBeInstanceOf(IntegrityError)
+    expect(error).not.toBeInstanceOf(WrongKeyError)
+    expect((error as Error).message).toBe(`block 2 ${bad.cid}: content does not hash to its CID`)
+    expect(await cache.has(bad.cid)).toBe(false)
+  })
+
+  it('is not cached by prefetchBlocks, which caches the intact block beside it', async () => {
+    const { m, bad } = crossed()
+    const cache = memoryCache()
+    await prefetchBlocks(m, { source: source(), coder, cache })
+    expect(await cache.has(bad.cid)).toBe(false)
+    expect(await cache.has((m.blocks[0] as Block).cid)).toBe(true)
+  })
+})
+
+describe('prefetchBlocks over a manifest that holds one block twice (H14)', () => {
+  it('fetches the repeated block once, even with both copies started together', async () => {
+    const [a, , c] = manifest.blocks as [Block, Block, Block]
+    const inner = source()
+    // Block 0's shard requests are held until the prefetch asks for another block's shard (its
+    // second copy was skipped, so block 2 took the free slot) or asks block 0 more than k times
+    // (the second copy fetched it too). Either way the order is fixed, without timers.
+    let asksOfA = 0
+    let open: () => void = () => {}
+    const opened = new Promise<void>(resolve => { open = resolve })
+    const gated: BlockSource = {
+      name: 'gated',
+      async get (cid, options) {
+        if (options.block === a.cid) {
+          if (++asksOfA > coder.params.k) open()
+          else await opened
+        } else {
+          open()
+        }
+        return await inner.get(cid, options)
+      }
+    }
+    const cache = memoryCache()
+    const prefetched = await prefetchBlocks(manifest, { source: gated, coder, cache, concurrency: 2 })
+    expect(inner.asked.filter(cid => a.shards.cids.includes(cid))).toHaveLength(coder.params.k)
+    expect(prefetched.blocks).toBe(2)
+    expect(await cache.has(a.cid)).toBe(true)
+    expect(await cache.has(c.cid)).toBe(true)
+  })
+})
+
+describe('an abort while the last block is written to the cache, the write then failing (H20)', () => {
+  it('rejects the load with the abort\'s reason instead of loading with the block uncached', async () => {
+    const last = manifest.blocks.at(-1) as Block
+    let writing: () => void = () => {}
+    const reached = new Promise<void>(resolve => { writing = resolve })
+    let fail: () => void = () => {}
+    const failed = new Promise<void>(resolve => { fail = resolve })
+    const inner = memoryCache()
+    /** The memory tier, its write of the last block held until `fail`, then rejected as by a failing disk. */
+    const cache: CacheTier = {
+      ...inner,
+      put: async (key, bytes) => {
+        if (key !== last.cid) { await inner.put(key, bytes); return }
+        writing()
+        await failed
+        throw new Error('EIO: i/o error, write')
+      }
+    }
+    const controller = new AbortController()
+    const reason = new Error('the caller gave up')
+    // One block at a time: the last block's write is the load's last step, nothing after it sees the abort.
+    const load = loadModelWeights(manifest, { source: source(), coder, keys, cache, concurrency: 1, signal: controller.signal })
+    await reached
+    controller.abort(reason)
+    fail()
+    const outcome = await load.then(result => result.report, (err: unknown) => err)
+    expect(outcome).toBe(reason)
+    expect(await inner.has(last.cid)).toBe(false)
+  })
+})
+
+describe('an abort while a block is read from the cache, the read then failing', () => {
+  it('rejects the load with the abort\'s reason, not the read\'s failure', async () => {
+    const first = manifest.blocks[0] as Block
+    let reading: () => void = () => {}
+    const reached = new Promise<void>(resolve => { reading = resolve })
+    let fail: () => void = () => {}
+    const failed = new Promise<void>(resolve => { fail = resolve })
+    const inner = memoryCache()
+    /** The memory tier, its read of the first block held until `fail`, then rejected as by a failing disk. */
+    const cache: CacheTier = {
+      ...inner,
+      get: async key => {
+        if (key !== first.cid) return await inner.get(key)
+        reading()
+        await failed
+        throw new Error('EIO: i/o error, read')
+      }
+    }
+    const controller = new AbortController()
+    const reason = new Error('the caller gave up')
+    const load = loadModelWeights(manifest, { source: source(), coder, keys, cache, concurrency: 1, signal: controller.signal })
+    await reached
+    controller.abort(reason)
+    fail()
+    expect(await load.then(result => result.report, (err: unknown) => err)).toBe(reason)
+  })
+})
