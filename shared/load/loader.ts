@@ -255,6 +255,8 @@ export async function loadModelWeights (manifest: Manifest, options: LoadOptions
   const signal = options.signal === undefined ? controller.signal : AbortSignal.any([options.signal, controller.signal])
   const limit = pLimit(options.concurrency ?? 8)
   let done = 0
+  /** Sealed blocks being fetched, by CID. */
+  const underway = new Map<string, Promise<Uint8Array>>()
 
   const loadOne = async (block: ManifestBlock): Promise<void> => {
     // Queued behind the concurrency limit: a load cancelled meanwhile must not go on from cache.
@@ -281,10 +283,18 @@ export async function loadModelWeights (manifest: Manifest, options: LoadOptions
         return
       }
     }
-    const sealed = await fetchSealed(block, options, report, signal)
+    // A block at two places of one manifest (equal layers are sealed once) is fetched once: the
+    // second place waits for the first's bytes (it missed the cache while they were under way).
+    let fetching = underway.get(block.cid)
+    const first = fetching === undefined
+    if (fetching === undefined) {
+      fetching = fetchSealed(block, options, report, signal)
+      underway.set(block.cid, fetching)
+    }
+    const sealed = await fetching
     const plaintext = await openBlock(block, sealed, options.keys)
     try {
-      await options.cache?.put(block.cid, sealed)
+      if (first) await options.cache?.put(block.cid, sealed)
     } catch (err) {
       // Pins outrank this load, and a full or failing disk is the cache's problem: neither must
       // keep a verified model from running. An abort still stops the load, with its own reason:

@@ -10,7 +10,8 @@
  * - H20, an abort that lands while the last block is being written to the cache, the write then
  *   failing: the load rejects with the abort's reason instead of succeeding with the block
  *   counted as uncached.
- * - the same for a cache read that fails after an abort.
+ * - the same for a cache read that fails after an abort;
+ * - a load fetches a block repeated in its manifest once.
  * Blocks are sealed by the real ingest stages, as in loader-checks.test.ts; caches are the real
  * memory tier.
  */
@@ -133,6 +134,31 @@ describe('prefetchBlocks over a manifest that holds one block twice (H14)', () =
     expect(prefetched.blocks).toBe(2)
     expect(await cache.has(a.cid)).toBe(true)
     expect(await cache.has(c.cid)).toBe(true)
+  })
+})
+
+describe('a load of a manifest that holds one block twice', () => {
+  it('fetches the repeated block once, both copies under way together, and places it at both', async () => {
+    const [a] = manifest.blocks as [Block, Block, Block]
+    const inner = source()
+    // Block 0's shard requests are held until block 2's are asked (all three places start at
+    // once): by then a second fetch of block 0, if any, has asked its shards too.
+    let open: () => void = () => {}
+    const opened = new Promise<void>(resolve => { open = resolve })
+    const gated: BlockSource = {
+      name: 'gated',
+      async get (cid, options) {
+        if (options.block === a.cid) await opened
+        else open()
+        return await inner.get(cid, options)
+      }
+    }
+    const cache = memoryCache()
+    const { weights: loaded, report } = await loadModelWeights(manifest, { source: gated, coder, keys, cache, concurrency: 3 })
+    expect(inner.asked.filter(cid => a.shards.cids.includes(cid))).toHaveLength(coder.params.k)
+    expect(Buffer.compare(Buffer.from(loaded), Buffer.from(weights))).toBe(0)
+    expect(report).toMatchObject({ blocks: 3, fetchedBlocks: 3, fromCache: 0, uncached: 0 })
+    expect(await cache.has(a.cid)).toBe(true)
   })
 })
 
