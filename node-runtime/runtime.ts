@@ -391,14 +391,19 @@ export async function createNodeRuntime (options: NodeRuntimeOptions): Promise<N
     return local
   }
 
-  async function contextFor (config: AoeConfig, signal?: AbortSignal): Promise<ObtainContext> {
+  /**
+   * `tokenOptional`: a missing token is said only if the data keys are asked for (a rollback to a
+   * version whose blocks and keys this runtime kept needs none, and works offline: review 40a);
+   * otherwise it is said before any request.
+   */
+  async function contextFor (config: AoeConfig, signal?: AbortSignal, tokenOptional = false): Promise<ObtainContext> {
     const token = options.token ?? config.token ?? (config.tokenEnv === undefined ? undefined : fromEnv(config.tokenEnv))
-    if (token === undefined) {
-      throw new InvalidConfigError(config.tokenEnv === undefined
-        ? `aoe config for ${config.modelName}: no API token (set "token", or "tokenEnv" naming an environment variable)`
-        : `aoe config for ${config.modelName}: no API token: its "tokenEnv" names ${config.tokenEnv}, which is not set in this process's environment`)
-    }
-    const client = coordinatorClient({ baseUrl: config.updateURL, token, timeoutMs: config.fetch.timeoutMs })
+    const noToken = (): InvalidConfigError => new InvalidConfigError(config.tokenEnv === undefined
+      ? `aoe config for ${config.modelName}: no API token (set "token", or "tokenEnv" naming an environment variable)`
+      : `aoe config for ${config.modelName}: no API token: its "tokenEnv" names ${config.tokenEnv}, which is not set in this process's environment`)
+    if (token === undefined && !tokenOptional) throw noToken()
+    const reached = coordinatorClient({ baseUrl: config.updateURL, token, timeoutMs: config.fetch.timeoutMs })
+    const client = token !== undefined ? reached : { ...reached, keys: async () => { throw noToken() } }
     const key = await coordinatorKey(options.dataDir, client, config.coordinatorKey, signal)
     // Claimed before anything in the folder (its cache included) is opened.
     const local = await claimed(config)
@@ -839,7 +844,7 @@ export async function createNodeRuntime (options: NodeRuntimeOptions): Promise<N
       if ((await localVersions(join(options.dataDir, config.modelDir)).state()).current === null) {
         throw new InvalidInputError(`${config.modelName}: this runtime has no version of it recorded in ${join(options.dataDir, config.modelDir)}, so there is nothing to roll back from (is that the runtime's data dir?)`)
       }
-      const ctx = await contextFor(config, signal)
+      const ctx = await contextFor(config, signal, true)
       const to = await rollbackTarget(ctx, version)
       const from = (await ctx.local.state()).current
       const fetched = await ctx.local.holding(to, async () => {

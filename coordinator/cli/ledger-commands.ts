@@ -9,6 +9,7 @@
  * `verify` runs the runtime's own load pipeline, so it checks exactly what a runtime would.
  */
 import { InvalidArgumentError, type Command } from 'commander'
+import { existsSync } from 'node:fs'
 import { homedir } from 'node:os'
 import { join, resolve } from 'node:path'
 import { coordinatorClient } from '../../shared/client/coordinator-client.ts'
@@ -205,6 +206,9 @@ export function ledgerCommands (program: Command): void {
     .action(async (name: string, o: { to: number, config: string, home: string }) => {
       const config = await loadAoeConfig(o.config)
       if (config.modelName !== name) throw new InvalidInputError(`${o.config} configures model ${config.modelName}, not ${name}`)
+      // The runtime says so too, naming only the folder; here, before anything is made in HOME, with the flag.
+      const recorded = join(resolve(o.home), config.modelDir, 'versions.json')
+      if (!existsSync(recorded)) throw new InvalidInputError(`--home ${o.home}: no version of ${name} is recorded there (${recorded} is missing), so there is nothing to roll back from; give the runtime's data dir (the dataDir it was created with)`)
       await interruptible(async signal => await onHome('--home', o.home, async () => {
         const runtime = await createNodeRuntime({ dataDir: resolve(o.home) })
         try {

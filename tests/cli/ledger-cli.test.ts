@@ -5,7 +5,7 @@
  */
 import { describe, it, expect, beforeAll, afterAll } from 'vitest'
 import { spawn, execFile, type ChildProcessByStdio } from 'node:child_process'
-import { mkdtemp, mkdir, readFile, rm, stat, writeFile } from 'node:fs/promises'
+import { mkdtemp, mkdir, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import type { Readable } from 'node:stream'
@@ -136,15 +136,16 @@ describe('blockfed ledger commands', () => {
     expect((await rt2.load(following)).manifest.version).toBe(2)
     await rt2.stop()
     const configPath = join(root, 'digits.aoe.json')
-    await writeFile(configPath, JSON.stringify({ ...following, token: process.env.DIGITS_TOKEN, tokenEnv: undefined }))
+    // No token: an offline rollback to kept blocks and keys needs none (review 40a).
+    await writeFile(configPath, JSON.stringify({ ...following, tokenEnv: 'DIGITS_TOKEN_UNSET' }))
 
     await stop(coordinator.child)
     // A data dir where the runtime never ran the model (a wrong --home): refused, nothing written.
     const wrongHome = join(root, 'not-the-runtime')
     const wrong = await blockfed('rollback', 'digits', '--to', '1', '--config', configPath, '--home', wrongHome)
     expect(wrong.code).toBe(1)
-    expect(wrong.stderr).toContain(`digits: this runtime has no version of it recorded in ${join(wrongHome, 'digits')}, so there is nothing to roll back from`)
-    await expect(readFile(join(wrongHome, 'digits', 'versions.json'))).rejects.toThrow(/ENOENT/)
+    expect(wrong.stderr).toBe(`blockfed: InvalidInputError: --home ${wrongHome}: no version of digits is recorded there (${join(wrongHome, 'digits', 'versions.json')} is missing), so there is nothing to roll back from; give the runtime's data dir (the dataDir it was created with)\n`)
+    await expect(readdir(wrongHome)).rejects.toThrow(/ENOENT/)
     const rolled = await blockfed('rollback', 'digits', '--to', '1', '--config', configPath, '--home', runtimeHome)
     expect(rolled.stderr).toBe('')
     expect(rolled.stdout).toMatch(/^digits: 2 → 1 \(rolled back to 1 on request\); 0 bytes fetched/)
