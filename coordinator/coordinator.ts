@@ -2,7 +2,7 @@
  * The coordinator service: data dir → identity, database, block files, ingest, HTTP API.
  * `start()` listens; `stop()` closes the server and the database.
  */
-import { mkdir } from 'node:fs/promises'
+import { mkdir, rename, rm } from 'node:fs/promises'
 import { join } from 'node:path'
 import type { FastifyInstance } from 'fastify'
 import type { AddressInfo } from 'node:net'
@@ -10,7 +10,7 @@ import type { ModelFile } from '../shared/model/types.ts'
 import type { IngestResult, TokenRevoked } from '../shared/client/api-schemas.ts'
 import { checkPartitionOptions, DEFAULT_PARTITION, type PartitionOptions } from '../shared/blocks/partition.ts'
 import { lockDataDir, type DataDirLock } from '../node-runtime/dir-lock.ts'
-import { readIfExists, removeStaleTemporaries, writeFileAtomic } from '../node-runtime/atomic-file.ts'
+import { readIfExists, removeStaleTemporaries, syncDir, writeFileAtomic, writeTemporary } from '../node-runtime/atomic-file.ts'
 
 import { defaultReedSolomon, erasureCoder, shardLayoutError } from '../shared/blocks/erasure.ts'
 import { openDatabase } from './store/database.ts'
@@ -19,7 +19,7 @@ import { blockFiles } from './store/block-files.ts'
 import { loadIdentity, type Identity } from './keys/identity.ts'
 import { publisher, type IngestOptions } from './ingest/ingest.ts'
 import { buildServer } from './http/server.ts'
-import { issueToken, revokeToken, tokenHash, tokenIdOf } from './http/auth.ts'
+import { issueToken, mintToken, revokeToken, tokenHash, tokenIdOf } from './http/auth.ts'
 import { roundStore } from './rounds/store.ts'
 import { roundManager, type RoundEvent, type RoundManager } from './rounds/rounds.ts'
 import { roundHub, type RoundHub } from './rounds/hub.ts'
@@ -215,15 +215,59 @@ async function openCoordinator (options: CoordinatorOptions, partitionOptions: P
     publish: async (...args: Parameters<typeof published.publish>) => await spread(await published.publish(...args))
   }
   let admin = await adminToken(dataDir, repo)
+  let adminHash = await tokenHash(admin)
+  /** Revokes run one at a time: one that revoked admin.token's successor while it was being written left a revoked admin.token. */
+  let revoking: Promise<unknown> = Promise.resolve()
+  const revoke = async (id: string): Promise<TokenRevoked> => {
+    const turn = revoking.then(async () => await revokeNow(id))
+    revoking = turn.catch(() => undefined)
+    return await turn
+  }
   /**
    * Revokes a token; one that held round connections has them closed, and the data dir's own
-   * admin token is renewed in admin.token at once (`--data` commands go on working).
+   * admin token is renewed in admin.token at once (`--data` commands go on working). The
+   * successor is written beside admin.token first, and its row commits with the revoke. A data
+   * dir that cannot take it does not stop the revoke (a revoke is what an incident needs), but
+   * no successor row is made, and the answer says the token was revoked and admin.token not renewed.
    */
-  const revoke = async (id: string): Promise<TokenRevoked> => {
-    const { hash, ...row } = database.transaction(() => revokeToken(repo, id))
-    const wasAdmin = hash === await tokenHash(admin)
-    if (wasAdmin) admin = await renewAdminToken(join(dataDir, 'admin.token'), repo, `replaced revoked admin token ${id}`)
-    return { id, ...row, replacedAdminToken: wasAdmin, closedConnections: hub.cutToken(id, 'the API token of this connection was revoked') }
+  const revokeNow = async (id: string): Promise<TokenRevoked> => {
+    const path = join(dataDir, 'admin.token')
+    const [target, ...more] = repo.tokensByPrefix(id)
+    const renew = target !== undefined && more.length === 0 && target.hash === adminHash && target.revokedAt === null
+    let next: { token: string, hash: string, tmp: string } | undefined
+    let unwritable: unknown
+    if (renew) {
+      const minted = await mintToken()
+      try {
+        next = { ...minted, tmp: await writeTemporary(path, `${minted.token}\n`, 0o600) }
+      } catch (err) {
+        unwritable = err
+      }
+    }
+    let revoked: ReturnType<typeof revokeToken>
+    try {
+      revoked = database.transaction(() => {
+        const row = revokeToken(repo, id)
+        if (next !== undefined) repo.insertToken(next.hash, 'admin', `replaced revoked admin token ${id}`)
+        return row
+      })
+    } catch (err) {
+      if (next !== undefined) await rm(next.tmp, { force: true })
+      throw err
+    }
+    const closedConnections = hub.cutToken(id, 'the API token of this connection was revoked')
+    if (next !== undefined) {
+      admin = next.token
+      adminHash = next.hash
+      // Same folder, file already written and synced: a rename. Should it fail, the next start renews admin.token.
+      await rename(next.tmp, path)
+      await syncDir(dataDir)
+    }
+    if (unwritable !== undefined) {
+      throw new UnavailableError(`API token ${id} was revoked, but it was ${path}'s and no new admin token could be written there (${(unwritable as NodeJS.ErrnoException).code ?? (unwritable as Error).message}): --data commands are refused until the coordinator starts again with that file writable; use another admin token meanwhile`, { cause: unwritable })
+    }
+    const { hash: _, ...row } = revoked
+    return { id, ...row, replacedAdminToken: next !== undefined, closedConnections }
   }
   const maxUploadBytes = options.maxUploadBytes ?? DEFAULT_MAX_UPLOAD_BYTES
   let app: FastifyInstance | undefined

@@ -7,7 +7,7 @@
  */
 import { InvalidArgumentError, type Command } from 'commander'
 import { coordinatorClient, type CoordinatorClient } from '../../shared/client/coordinator-client.ts'
-import { tokenIdSchema, type TokenInfo } from '../../shared/client/api-schemas.ts'
+import { LABEL_FORBIDDEN, tokenIdSchema, tokenLabelSchema, type TokenInfo } from '../../shared/client/api-schemas.ts'
 import { AccessDeniedError } from '../../shared/errors/errors.ts'
 import { ROLES } from '../constants.ts'
 import { coordinatorOption, token } from './args.ts'
@@ -39,13 +39,17 @@ const tokenId = (value: string): string => {
 }
 
 const label = (value: string): string => {
-  if (value.length > 200) throw new InvalidArgumentError(`at most 200 characters (${value.length} given)`)
-  return value
+  const parsed = tokenLabelSchema.safeParse(value)
+  if (!parsed.success) throw new InvalidArgumentError(parsed.error.issues[0]?.message ?? 'not a label')
+  return parsed.data
 }
 
+/** A stored label as text that cannot act on the terminal (labels made before the rule, or by another client). */
+const shown = (text: string): string => text.replace(new RegExp(LABEL_FORBIDDEN.source, 'gu'), c => `\\u{${c.codePointAt(0)?.toString(16) ?? ''}}`)
+
 function line (t: TokenInfo): string {
-  const state = t.revokedAt === null ? 'active' : `revoked ${t.revokedAt}`
-  return `${t.id}  ${t.role.padEnd(9)}  ${t.createdAt}  ${state}${t.label === null ? '' : `  ${t.label}`}`
+  const state = t.revokedAt === null ? 'active' : `revoked ${shown(t.revokedAt)}`
+  return `${t.id}  ${shown(t.role).padEnd(9)}  ${shown(t.createdAt)}  ${state}${t.label === null ? '' : `  ${shown(t.label)}`}`
 }
 
 export function tokenCommands (program: Command): void {

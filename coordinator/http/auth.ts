@@ -7,7 +7,7 @@ import type { FastifyRequest } from 'fastify'
 import { toHex } from '../../shared/crypto/bytes.ts'
 import { sha256Hex } from '../../shared/crypto/hash.ts'
 import { AccessDeniedError, ConflictError, InvalidInputError, NotFoundError } from '../../shared/errors/errors.ts'
-import { TOKEN_ID_CHARS } from '../../shared/client/api-schemas.ts'
+import { TOKEN_ID_CHARS, tokenIdSchema } from '../../shared/client/api-schemas.ts'
 import type { Repository, TokenRow } from '../store/repository.ts'
 import { ROLES } from '../constants.ts'
 
@@ -24,11 +24,16 @@ export function tokenIdOf (hash: string): string {
   return hash.slice(0, TOKEN_ID_CHARS)
 }
 
+/** A new token and its hash, stored nowhere yet. */
+export async function mintToken (): Promise<{ token: string, hash: string }> {
+  const token = newToken()
+  return { token, hash: await tokenHash(token) }
+}
+
 /** Creates a token for `role` (one of ROLES), stores its hash, and returns the token and its id. */
 export async function issueToken (repo: Repository, role: string, label: string | null): Promise<{ token: string, id: string }> {
   if (!Object.hasOwn(ROLES, role)) throw new InvalidInputError(`unknown role "${role}"; roles: ${Object.keys(ROLES).join(', ')}`)
-  const token = newToken()
-  const hash = await tokenHash(token)
+  const { token, hash } = await mintToken()
   repo.insertToken(hash, role, label)
   return { token, id: tokenIdOf(hash) }
 }
@@ -39,6 +44,7 @@ export async function issueToken (repo: Repository, role: string, label: string 
  * tokens sharing an id is a 2^-64 event per pair, still never resolved by guessing).
  */
 export function revokeToken (repo: Repository, id: string): TokenRow {
+  if (!tokenIdSchema.safeParse(id).success) throw new InvalidInputError(`not a token id: ${TOKEN_ID_CHARS} lowercase hex digits`)
   const rows = repo.tokensByPrefix(id)
   const [row] = rows
   if (row === undefined) throw new NotFoundError(`no API token has the id ${id} (blockfed token list shows them)`)
@@ -68,6 +74,14 @@ export async function authenticate (req: FastifyRequest, repo: Repository): Prom
     callers.set(req, caller)
   }
   return await caller
+}
+
+/**
+ * The caller looked up again, not from the request's cache: for a request that runs long after
+ * its token was checked (an upload), so that a token revoked meanwhile publishes nothing.
+ */
+export async function reauthenticate (req: FastifyRequest, repo: Repository): Promise<Caller> {
+  return await lookUp(req, repo)
 }
 
 async function lookUp (req: FastifyRequest, repo: Repository): Promise<Caller> {

@@ -30,7 +30,7 @@ import type { BlockFiles } from '../store/block-files.ts'
 import type { Identity } from '../keys/identity.ts'
 import { BUSY_RETRY_MS, MAX_PATH_PARAM_CHARS, MAX_UPLOAD_FILES } from '../constants.ts'
 import type { AnswerAdmission } from '../answers.ts'
-import { authenticate, mayRead } from './auth.ts'
+import { authenticate, mayRead, reauthenticate } from './auth.ts'
 import { BODY_REFUSALS, clientErrorHandler, errorHandler, refusals } from './errors.ts'
 import { receiveFiles, withIngestBody } from './uploads.ts'
 import { useJsonBodyParser } from './json-body.ts'
@@ -240,6 +240,8 @@ export async function buildServer (deps: ServerDeps): Promise<FastifyInstance> {
     receiving++
     try {
       const files = await receiveFiles(req.parts(), deps.maxUploadBytes)
+      // The upload took its time: a token revoked meanwhile publishes nothing.
+      if (!(await reauthenticate(req, deps.repo)).grants.ingest) throw new AccessDeniedError(`role ${caller.role} may not ingest models`)
       return await deps.ingest(req.params.name, files)
     } finally {
       receiving--

@@ -86,9 +86,18 @@ export const keyResponseSchema = z.object({
   denied: z.array(z.string())
 })
 
+/**
+ * Characters a token label may not hold: C0 and C1 controls and DEL (terminal escapes, CR and LF
+ * that rewrite `blockfed token list` lines), bidi overrides and isolates, lone surrogates.
+ */
+export const LABEL_FORBIDDEN = /[\u0000-\u001f\u007f-\u009f\u202a-\u202e\u2066-\u2069]|\p{Cs}/u
+
+export const tokenLabelSchema = z.string().max(200)
+  .refine(label => !LABEL_FORBIDDEN.test(label), 'a label is printable text: no control characters, bidi controls or lone surrogates')
+
 export const tokenRequestSchema = z.object({
   role: z.string().regex(/^[a-z][a-z0-9-]{0,31}$/),
-  label: z.string().max(200).optional()
+  label: tokenLabelSchema.optional()
 }).strict()
 
 /** Hex digits of a token's SHA-256 that name it (coordinator/http/auth.ts). */

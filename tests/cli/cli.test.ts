@@ -159,6 +159,15 @@ describe('blockfed CLI', () => {
     const refused = await blockfed('pull', 'vad@1', '--out', join(root, 'out-revoked'), '--coordinator', url, '--token', edge, '--home', join(root, 'home-revoked'))
     expect(refused.code).toBe(1)
     expect(refused.stderr).toMatch(/this API token was revoked at/)
+    // A label stored before labels were checked (or by hand) is listed inert: its controls spelt out.
+    const db = new DatabaseSync(join(data, 'coordinator.sqlite'))
+    db.prepare('INSERT INTO tokens (token_hash, role, label, created_at) VALUES (?, ?, ?, ?)').run('ff'.repeat(32), 'admin', 'x\u001b[2K\r\nffffffffffffffff  admin  active', new Date().toISOString())
+    db.close()
+    const hostile = await blockfed('token', 'list', '--coordinator', url, '--data', data)
+    expect(hostile.stdout).not.toMatch(/\u001b|\r/)
+    expect(hostile.stdout).toContain('ffffffffffffffff  admin      ')
+    expect(hostile.stdout).toContain('active  x\\u{1b}[2K\\u{d}\\u{a}ffffffffffffffff  admin  active\n')
+    expect((await blockfed('token', 'create', 'edge', '--label', 'a\u202eb', '--coordinator', url, '--data', data)).stderr).toMatch(/a label is printable text/)
     const json = JSON.parse((await blockfed('token', 'list', '--json', '--coordinator', url, '--data', data)).stdout) as { tokens: Array<{ id: string, revokedAt: string | null }> }
     expect(json.tokens.find(t => t.id === id)?.revokedAt).toEqual(expect.any(String))
     for (const [args, message] of [

@@ -5,6 +5,7 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { mkdtemp, readFile, rm } from 'node:fs/promises'
+import { request } from 'node:http'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import WebSocket from 'ws'
@@ -12,6 +13,7 @@ import { createCoordinator, type Coordinator } from '../../coordinator/coordinat
 import { ROUNDS_PATH } from '../../coordinator/rounds/hub.ts'
 import { tokenHash } from '../../coordinator/http/auth.ts'
 import { rawClient } from '../helpers/raw-round-client.ts'
+import { SILERO_PATH } from '../helpers/models.ts'
 
 let root: string
 let coordinator: Coordinator
@@ -149,5 +151,55 @@ describe('API tokens', () => {
     } finally {
       await again.stop()
     }
+  })
+
+  it('refuses a label that could act on an operator\'s terminal (review 41a): controls, escapes, line breaks, bidi overrides', async () => {
+    for (const label of ['\u001b]52;c;aGk=\u0007', 'x\r\nb5f6716ba398084d  admin  active', 'a\u202eb', 'nul\u0000', '\u009b2J']) {
+      const answer = await api('POST', '/v1/tokens', admin(), { role: 'edge', label })
+      expect(answer.status, JSON.stringify(label)).toBe(400)
+      expect(answer.json.message).toMatch(/body\.label: a label is printable text/)
+    }
+    expect((await api('POST', '/v1/tokens', admin(), { role: 'edge', label: 'kiosk ü 😀' })).status).toBe(200)
+  })
+
+  it('publishes nothing from an upload whose token was revoked while it was under way (review 41a)', async () => {
+    const { token, id } = (await api('POST', '/v1/tokens', admin(), { role: 'publisher' })).json as { token: string, id: string }
+    const boundary = 'tokens-test'
+    const body = Buffer.concat([
+      Buffer.from(`--${boundary}\r\nContent-Disposition: form-data; name="file"; filename="m.onnx"\r\nContent-Type: application/octet-stream\r\n\r\n`),
+      await readFile(SILERO_PATH),
+      Buffer.from(`\r\n--${boundary}--\r\n`)
+    ])
+    const half = Math.floor(body.length / 2)
+    // Told when the upload's token has been looked up (its onRequest check): the revoke comes after it.
+    const hash = await tokenHash(token)
+    const lookUp = coordinator.repo.token
+    let checked: () => void = () => {}
+    const wasChecked = new Promise<void>(resolve => { checked = resolve })
+    coordinator.repo.token = h => { if (h === hash) checked(); return lookUp(h) }
+    let status = 0
+    let text = ''
+    const answered = new Promise<void>((resolve, reject) => {
+      const req = request(`${url}/v1/models/revoked-upload/ingest`, { method: 'POST', headers: { authorization: `Bearer ${token}`, 'content-type': `multipart/form-data; boundary=${boundary}`, 'content-length': body.length } }, res => {
+        status = res.statusCode ?? 0
+        res.on('data', (d: Buffer) => { text += d.toString() })
+        res.on('end', resolve)
+      })
+      req.on('error', reject)
+      // Half the body, then the revoke, then the rest: the token was good when the upload began.
+      req.write(body.subarray(0, half))
+      void wasChecked.then(async () => await api('DELETE', `/v1/tokens/${id}`, admin())).then(revoked => {
+        expect(revoked.status).toBe(200)
+        req.end(body.subarray(half))
+      }, reject)
+    })
+    try {
+      await answered
+    } finally {
+      coordinator.repo.token = lookUp
+    }
+    expect(status).toBe(403)
+    expect(JSON.parse(text).message).toMatch(/this API token was revoked at/)
+    expect((await api('GET', '/v1/models', undefined)).json.models.map((m: { name: string }) => m.name)).not.toContain('revoked-upload')
   })
 })
