@@ -277,7 +277,10 @@ async function openCoordinator (options: CoordinatorOptions, partitionOptions: P
     trainer: async token => {
       const hash = await tokenHash(token)
       const row = repo.token(hash)
-      return row !== undefined && row.revokedAt === null && ROLES[row.role]?.train === true ? tokenIdOf(hash) : undefined
+      if (row === undefined) return { refused: 'unknown API token' }
+      if (row.revokedAt !== null) return { refused: `this API token was revoked at ${row.revokedAt}` }
+      if (ROLES[row.role]?.train !== true) return { refused: 'this API token may not take part in rounds: only edge-role tokens train (admin and publisher tokens operate); make one with `blockfed token create edge` or POST /v1/tokens {"role":"edge"}' }
+      return { tokenId: tokenIdOf(hash) }
     },
     handlers: { message: async (c, m) => await rounds.handlers.message(c, m), upload: async (c, f) => await rounds.handlers.upload(c, f), disconnect: c => rounds.handlers.disconnect(c), connected: (c, holds) => rounds.handlers.connected(c, holds), uploadAllowance: c => rounds.handlers.uploadAllowance(c) },
     maxPayload: ROUND_MAX_FRAME_BYTES,

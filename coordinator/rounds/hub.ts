@@ -91,8 +91,8 @@ export interface HubHandlers {
 }
 
 export interface RoundHubOptions {
-  /** A bearer token's id when it may take part in rounds, else undefined. */
-  trainer: (token: string) => Promise<string | undefined>
+  /** A bearer token's id when it may take part in rounds, else why not (said in the 403). */
+  trainer: (token: string) => Promise<{ tokenId: string } | { refused: string }>
   handlers: HubHandlers
   /** Largest frame accepted; bigger ones close the socket (ws sends 1009). */
   maxPayload: number
@@ -186,10 +186,10 @@ export function roundHub (options: RoundHubOptions): RoundHub {
     if (wss.clients.size + upgrading >= maxConnections) return reject(socket, 503, `the coordinator holds ${maxConnections} round connections, as many as it takes; try again later`)
     upgrading++
     try {
-      const tokenId = await options.trainer(token)
-      if (tokenId === undefined) return reject(socket, 403, 'this API token may not take part in rounds: only edge-role tokens train (admin and publisher tokens operate), and a revoked or unknown token opens nothing; make one with `blockfed token create edge` or POST /v1/tokens {"role":"edge"}')
+      const trainer = await options.trainer(token)
+      if ('refused' in trainer) return reject(socket, 403, trainer.refused)
       // Taken into wss.clients within this call (no verifyClient), so the count stays right.
-      wss.handleUpgrade(req, socket, head, ws => { handshake(ws, socket, tokenId) })
+      wss.handleUpgrade(req, socket, head, ws => { handshake(ws, socket, trainer.tokenId) })
     } finally {
       upgrading--
     }

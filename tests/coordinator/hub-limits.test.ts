@@ -22,7 +22,7 @@ afterEach(async () => {
 async function hubAt (options: Partial<RoundHubOptions>): Promise<{ url: string, clientsSeen: () => number }> {
   const server = http.createServer((_req, res) => { res.end('ok') })
   const hub = roundHub({
-    trainer: async token => token === TOKEN ? 'test-token' : undefined,
+    trainer: async token => token === TOKEN ? { tokenId: 'test-token' } : { refused: 'unknown API token' },
     handlers: { message: () => {}, upload: () => {}, disconnect: () => {}, connected: () => [], uploadAllowance: () => 0 },
     maxPayload: 64 << 20,
     pingMs: 10_000,
