@@ -8,7 +8,8 @@ import { afterEach, describe, expect, it } from 'vitest'
 import http from 'node:http'
 import type { AddressInfo } from 'node:net'
 import WebSocket from 'ws'
-import { roundHub, ROUNDS_PATH, type RoundHubOptions } from '../../coordinator/rounds/hub.ts'
+import { roundHub, type RoundHubOptions } from '../../coordinator/rounds/hub.ts'
+import { upgradeStatus } from '../helpers/upgrade-status.ts'
 import { rawClient, type RawClient } from '../helpers/raw-round-client.ts'
 
 const TOKEN = 'hub-limits-token'
@@ -41,27 +42,13 @@ const connect = async (url: string): Promise<RawClient> => {
   return client
 }
 
-/** The status an upgrade is refused with, or 101 when it is taken. */
-async function upgradeStatus (url: string): Promise<{ status: number, body: string }> {
-  const ws = new WebSocket(`${url.replace(/^http/, 'ws')}${ROUNDS_PATH}`, { headers: { authorization: `Bearer ${TOKEN}` } })
-  return await new Promise((resolve, reject) => {
-    ws.once('open', () => { ws.terminate(); resolve({ status: 101, body: '' }) })
-    ws.once('unexpected-response', (_req, res) => {
-      let body = ''
-      res.on('data', (c: Buffer) => { body += c.toString() })
-      res.on('end', () => { resolve({ status: res.statusCode ?? 0, body }) })
-    })
-    ws.once('error', reject)
-  })
-}
-
 const sleep = async (ms: number): Promise<void> => await new Promise(resolve => setTimeout(resolve, ms))
 
 describe('the rounds hub, for all clients together', () => {
   it('takes at most maxConnections at once: one more is refused with 503, and taken once one leaves', async () => {
     const { url, clientsSeen } = await hubAt({ maxConnections: 3 })
     const three = [await connect(url), await connect(url), await connect(url)]
-    expect(await upgradeStatus(url)).toMatchObject({ status: 503, body: expect.stringMatching(/holds 3 round connections/) })
+    expect(await upgradeStatus(url, TOKEN)).toMatchObject({ status: 503, body: expect.stringMatching(/holds 3 round connections/) })
     three[0]?.close()
     await three[0]?.closed
     for (let i = 0; i < 100 && clientsSeen() > 2; i++) await sleep(10)

@@ -10,8 +10,8 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import WebSocket from 'ws'
 import { createCoordinator, type Coordinator } from '../../coordinator/coordinator.ts'
-import { ROUNDS_PATH } from '../../coordinator/rounds/hub.ts'
 import { tokenHash } from '../../coordinator/http/auth.ts'
+import { upgradeStatus } from '../helpers/upgrade-status.ts'
 import { rawClient } from '../helpers/raw-round-client.ts'
 import { SILERO_PATH } from '../helpers/models.ts'
 
@@ -39,20 +39,6 @@ async function api (method: string, path: string, token: string | undefined, bod
 }
 
 const admin = (): string => coordinator.adminToken
-
-/** The status a rounds upgrade with `token` gets: 101 when taken. */
-async function upgradeStatus (token: string): Promise<{ status: number, body: string }> {
-  const ws = new WebSocket(`${url.replace(/^http/, 'ws')}${ROUNDS_PATH}`, { headers: { authorization: `Bearer ${token}` } })
-  return await new Promise((resolve, reject) => {
-    ws.once('open', () => { ws.terminate(); resolve({ status: 101, body: '' }) })
-    ws.once('unexpected-response', (_req, res) => {
-      let body = ''
-      res.on('data', (c: Buffer) => { body += c.toString() })
-      res.on('end', () => { resolve({ status: res.statusCode ?? 0, body }) })
-    })
-    ws.once('error', reject)
-  })
-}
 
 describe('API tokens', () => {
   it('lists tokens by id, role and label, never the token or its whole hash', async () => {
@@ -104,12 +90,12 @@ describe('API tokens', () => {
       const revoked = await api('DELETE', `/v1/tokens/${id}`, admin())
       expect(revoked.json.closedConnections).toBe(2)
       for (const c of [a, b]) expect(await c.closed).toEqual({ code: 1008, reason: 'the API token of this connection was revoked' })
-      const refused = await upgradeStatus(token)
+      const refused = await upgradeStatus(url, token)
       expect(refused.status).toBe(403)
       expect(refused.body).toBe(`this API token was revoked at ${revoked.json.revokedAt as string}\n`)
       // Another edge token's connection is untouched.
       expect(kept.socket.readyState).toBe(WebSocket.OPEN)
-      expect((await upgradeStatus(other)).status).toBe(101)
+      expect((await upgradeStatus(url, other)).status).toBe(101)
     } finally {
       for (const c of [a, b, kept]) c.close()
     }

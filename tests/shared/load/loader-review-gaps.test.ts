@@ -162,32 +162,41 @@ describe('a load of a manifest that holds one block twice', () => {
   })
 })
 
+/**
+ * Loads one block at a time over the memory tier, whose `op` of block `cid` is held, the load
+ * aborted meanwhile, then the op rejected as by a failing disk: what the load ended with.
+ */
+async function abortDuringFailingCache (op: 'get' | 'put', cid: string): Promise<{ outcome: unknown, reason: Error, inner: CacheTier }> {
+  let reached: () => void = () => {}
+  const underway = new Promise<void>(resolve => { reached = resolve })
+  let fail: () => void = () => {}
+  const failed = new Promise<void>(resolve => { fail = resolve })
+  const inner = memoryCache()
+  const held = async (): Promise<never> => {
+    reached()
+    await failed
+    throw new Error(`EIO: i/o error, ${op === 'get' ? 'read' : 'write'}`)
+  }
+  const cache: CacheTier = {
+    ...inner,
+    get: async key => key === cid && op === 'get' ? await held() : await inner.get(key),
+    put: async (key, bytes) => { if (key === cid && op === 'put') await held(); else await inner.put(key, bytes) }
+  }
+  const controller = new AbortController()
+  const reason = new Error('the caller gave up')
+  // One block at a time: the held op is the only step under way when the abort comes.
+  const load = loadModelWeights(manifest, { source: source(), coder, keys, cache, concurrency: 1, signal: controller.signal })
+  await underway
+  controller.abort(reason)
+  fail()
+  return { outcome: await load.then(result => result.report, (err: unknown) => err), reason, inner }
+}
+
 describe('an abort while the last block is written to the cache, the write then failing (H20)', () => {
   it('rejects the load with the abort\'s reason instead of loading with the block uncached', async () => {
     const last = manifest.blocks.at(-1) as Block
-    let writing: () => void = () => {}
-    const reached = new Promise<void>(resolve => { writing = resolve })
-    let fail: () => void = () => {}
-    const failed = new Promise<void>(resolve => { fail = resolve })
-    const inner = memoryCache()
-    /** The memory tier, its write of the last block held until `fail`, then rejected as by a failing disk. */
-    const cache: CacheTier = {
-      ...inner,
-      put: async (key, bytes) => {
-        if (key !== last.cid) { await inner.put(key, bytes); return }
-        writing()
-        await failed
-        throw new Error('EIO: i/o error, write')
-      }
-    }
-    const controller = new AbortController()
-    const reason = new Error('the caller gave up')
-    // One block at a time: the last block's write is the load's last step, nothing after it sees the abort.
-    const load = loadModelWeights(manifest, { source: source(), coder, keys, cache, concurrency: 1, signal: controller.signal })
-    await reached
-    controller.abort(reason)
-    fail()
-    const outcome = await load.then(result => result.report, (err: unknown) => err)
+    // The last block's write is the load's last step: nothing after it sees the abort.
+    const { outcome, reason, inner } = await abortDuringFailingCache('put', last.cid)
     expect(outcome).toBe(reason)
     expect(await inner.has(last.cid)).toBe(false)
   })
@@ -195,28 +204,7 @@ describe('an abort while the last block is written to the cache, the write then 
 
 describe('an abort while a block is read from the cache, the read then failing', () => {
   it('rejects the load with the abort\'s reason, not the read\'s failure', async () => {
-    const first = manifest.blocks[0] as Block
-    let reading: () => void = () => {}
-    const reached = new Promise<void>(resolve => { reading = resolve })
-    let fail: () => void = () => {}
-    const failed = new Promise<void>(resolve => { fail = resolve })
-    const inner = memoryCache()
-    /** The memory tier, its read of the first block held until `fail`, then rejected as by a failing disk. */
-    const cache: CacheTier = {
-      ...inner,
-      get: async key => {
-        if (key !== first.cid) return await inner.get(key)
-        reading()
-        await failed
-        throw new Error('EIO: i/o error, read')
-      }
-    }
-    const controller = new AbortController()
-    const reason = new Error('the caller gave up')
-    const load = loadModelWeights(manifest, { source: source(), coder, keys, cache, concurrency: 1, signal: controller.signal })
-    await reached
-    controller.abort(reason)
-    fail()
-    expect(await load.then(result => result.report, (err: unknown) => err)).toBe(reason)
+    const { outcome, reason } = await abortDuringFailingCache('get', (manifest.blocks[0] as Block).cid)
+    expect(outcome).toBe(reason)
   })
 })
