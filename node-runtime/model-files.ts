@@ -84,6 +84,20 @@ export async function readModelFiles (path: string): Promise<ModelFile[]> {
 /** The files others are found through (a tfjs model.json, an .onnx naming its external data): put in place last. */
 const isEntry = (path: string): boolean => /\.(json|onnx)$/i.test(path)
 
+/**
+ * A folder holds one model: an .onnx, or a model.json, at its top that this write does not
+ * replace is another model's, and writing beside it would leave a folder that reads back as
+ * either one (entryOf takes an .onnx first). Refused before anything is written.
+ */
+async function refuseAnotherModel (root: string, folder: string, targets: string[]): Promise<void> {
+  const ours = new Set(targets)
+  const names = await readdir(root).catch(() => [] as string[])
+  const other = names.filter(name => !name.startsWith('.') && (/\.onnx$/i.test(name) || name === 'model.json') && !ours.has(join(root, name))).sort()
+  if (other.length > 0) {
+    throw new InvalidInputError(`${folder} holds another model (${other.join(', ')}), and a folder holds one model: write into an empty folder, or remove that model first`)
+  }
+}
+
 /** A name beside `target` for its temporary or set-aside copy: a dot-file, which ingest does not read as part of a model. */
 const besideHidden = (target: string): string => join(dirname(target), `.${basename(target)}`)
 
@@ -110,6 +124,7 @@ export async function writeModelFiles (folder: string, files: readonly ModelFile
     if (!target.startsWith(`${root}${sep}`)) throw new IntegrityError(`model file "${f.path}" would be written outside ${folder}`)
     return target
   })
+  await refuseAnotherModel(root, folder, targets)
   const written: Array<{ tmp: string, target: string, entry: boolean }> = []
   const created: string[] = []
   const aside: Array<{ target: string, moved: string }> = []

@@ -215,4 +215,21 @@ describe('writeModelFiles', () => {
     await expect(writeModelFiles(out, [...files, { path: '../escaped.bin', bytes: new Uint8Array([9]) }])).rejects.toThrow(IntegrityError)
     await expect(readdir(out)).rejects.toThrow(/ENOENT/)
   })
+  it('refuses, before writing anything, a folder holding another model, an .onnx or a model.json it would not replace', async () => {
+    const onnxOut = join(root, 'out-other-onnx')
+    await writeModelFiles(onnxOut, [{ path: 'vad.onnx', bytes: new Uint8Array([7]) }])
+    // A tfjs model beside an .onnx would read back as the .onnx.
+    await expect(writeModelFiles(onnxOut, files)).rejects.toThrow(`${onnxOut} holds another model (vad.onnx), and a folder holds one model: write into an empty folder, or remove that model first`)
+    await expect(writeModelFiles(onnxOut, [{ path: 'other.ONNX', bytes: new Uint8Array([8]) }])).rejects.toThrow(/holds another model \(vad\.onnx\)/)
+    expect((await readdir(onnxOut)).sort()).toEqual(['vad.onnx'])
+    // The same .onnx again is an update of it; other JSON files (an app's) and dot-files are not models.
+    await writeModelFiles(onnxOut, [{ path: 'vad.onnx', bytes: new Uint8Array([9]) }])
+    expect(new Uint8Array(await readFile(join(onnxOut, 'vad.onnx')))).toEqual(new Uint8Array([9]))
+    const jsonOut = join(root, 'out-other-json')
+    await writeModelFiles(jsonOut, files)
+    await writeFile(join(jsonOut, 'package.json'), '{}')
+    await expect(writeModelFiles(jsonOut, [{ path: 'vad.onnx', bytes: new Uint8Array([7]) }])).rejects.toThrow(/holds another model \(model\.json\)/)
+    await writeModelFiles(jsonOut, files)
+    expect((await readdir(jsonOut)).sort()).toEqual(['model.json', 'package.json', 'w'])
+  })
 })
