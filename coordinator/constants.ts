@@ -40,5 +40,7 @@ export const SERVE_TIMEOUT_MS = 120_000
 export const BUSY_RETRY_MS = 500
 /** Witnesses that have not cosigned the latest checkpoint are asked again this often. */
 export const WITNESS_RETRY_MS = 30_000
+/** How often API tokens' last uses are written (coordinator/store/repository.ts, noteTokenUse). */
+export const TOKEN_USE_FLUSH_MS = 60_000
 /** How long a publish waits for the witnesses' cosignatures before it returns (they go on in the background). */
 export const WITNESS_GRACE_MS = 2_000

@@ -2,7 +2,7 @@
  * The coordinator service: data dir → identity, database, block files, ingest, HTTP API.
  * `start()` listens; `stop()` closes the server and the database.
  */
-import { mkdir, rename, rm } from 'node:fs/promises'
+import { mkdir } from 'node:fs/promises'
 import { join } from 'node:path'
 import type { FastifyInstance } from 'fastify'
 import type { AddressInfo } from 'node:net'
@@ -10,7 +10,7 @@ import type { ModelFile } from '../shared/model/types.ts'
 import type { IngestResult, TokenRevoked } from '../shared/client/api-schemas.ts'
 import { checkPartitionOptions, DEFAULT_PARTITION, type PartitionOptions } from '../shared/blocks/partition.ts'
 import { lockDataDir, type DataDirLock } from '../node-runtime/dir-lock.ts'
-import { readIfExists, removeStaleTemporaries, syncDir, writeFileAtomic, writeTemporary } from '../node-runtime/atomic-file.ts'
+import { removeStaleTemporaries } from '../node-runtime/atomic-file.ts'
 
 import { defaultReedSolomon, erasureCoder, shardLayoutError } from '../shared/blocks/erasure.ts'
 import { openDatabase } from './store/database.ts'
@@ -19,7 +19,7 @@ import { blockFiles } from './store/block-files.ts'
 import { loadIdentity, type Identity } from './keys/identity.ts'
 import { publisher, type IngestOptions } from './ingest/ingest.ts'
 import { buildServer } from './http/server.ts'
-import { issueToken, mintToken, revokeToken, tokenHash, tokenIdOf } from './http/auth.ts'
+import { tokenKeeper } from './tokens/keeper.ts'
 import { roundStore } from './rounds/store.ts'
 import { roundManager, type RoundEvent, type RoundManager } from './rounds/rounds.ts'
 import { roundHub, type RoundHub } from './rounds/hub.ts'
@@ -37,7 +37,7 @@ import { witnessCosigner, type WitnessEndpoint, type WitnessStatus } from './led
 import { answerAdmission } from './answers.ts'
 import { createOrigin, type Origin, type OriginCounters } from './p2p/origin.ts'
 import type { IngestResult as Published } from '../shared/client/api-schemas.ts'
-import { DEFAULT_ERASURE, DEFAULT_HOST, DEFAULT_MAX_SERVING_BYTES, DEFAULT_MAX_UPLOAD_BYTES, DEFAULT_PORT, ROLES, ROUND_HANDSHAKE_MS, ROUND_MAX_FRAME_BYTES, ROUND_PING_MS, SERVE_TIMEOUT_MS, WITNESS_GRACE_MS, WITNESS_RETRY_MS } from './constants.ts'
+import { DEFAULT_ERASURE, DEFAULT_HOST, DEFAULT_MAX_SERVING_BYTES, DEFAULT_MAX_UPLOAD_BYTES, DEFAULT_PORT, ROUND_HANDSHAKE_MS, ROUND_MAX_FRAME_BYTES, ROUND_PING_MS, SERVE_TIMEOUT_MS, WITNESS_GRACE_MS, WITNESS_RETRY_MS } from './constants.ts'
 
 export interface CoordinatorOptions {
   dataDir: string
@@ -113,28 +113,6 @@ export interface Coordinator {
   served: () => ServedCounters
   start: () => Promise<string>
   stop: () => Promise<void>
-}
-
-/** How issueToken (coordinator/http/auth.ts) forms a token: `bf_` and 32 random bytes in hex. */
-const TOKEN_FORM = /^bf_[0-9a-f]{64}$/
-
-async function adminToken (dataDir: string, repo: Repository): Promise<string> {
-  const path = join(dataDir, 'admin.token')
-  const kept = (await readIfExists(path))?.trim()
-  const row = kept !== undefined && TOKEN_FORM.test(kept) ? repo.token(await tokenHash(kept)) : undefined
-  if (kept !== undefined && row?.role === 'admin' && row.revokedAt === null) return kept
-  // No file, one torn by a crash (left empty by an older, in-place write), or one whose token was
-  // revoked (a stop between the revoke's commit and the file's renewal): issue a token and
-  // replace the file. Safe: a torn file's token was never read by anyone, so its committed row is
-  // a token nobody holds.
-  const why = kept === undefined ? 'created on first start' : row === undefined ? 'replaced a torn admin.token' : 'replaced a revoked admin.token'
-  return await renewAdminToken(path, repo, why)
-}
-
-async function renewAdminToken (path: string, repo: Repository, label: string): Promise<string> {
-  const { token } = await issueToken(repo, 'admin', label)
-  await writeFileAtomic(path, `${token}\n`, 0o600)
-  return token
 }
 
 export async function createCoordinator (options: CoordinatorOptions): Promise<Coordinator> {
@@ -214,74 +192,14 @@ async function openCoordinator (options: CoordinatorOptions, partitionOptions: P
     ingest: async (...args: Parameters<typeof published.ingest>) => await spread(await published.ingest(...args)),
     publish: async (...args: Parameters<typeof published.publish>) => await spread(await published.publish(...args))
   }
-  let admin = await adminToken(dataDir, repo)
-  let adminHash = await tokenHash(admin)
-  /** Revokes run one at a time: one that revoked admin.token's successor while it was being written left a revoked admin.token. */
-  let revoking: Promise<unknown> = Promise.resolve()
-  const revoke = async (id: string): Promise<TokenRevoked> => {
-    const turn = revoking.then(async () => await revokeNow(id))
-    revoking = turn.catch(() => undefined)
-    return await turn
-  }
-  /**
-   * Revokes a token; one that held round connections has them closed, and the data dir's own
-   * admin token is renewed in admin.token at once (`--data` commands go on working). The
-   * successor is written beside admin.token first, and its row commits with the revoke. A data
-   * dir that cannot take it does not stop the revoke (a revoke is what an incident needs), but
-   * no successor row is made, and the answer says the token was revoked and admin.token not renewed.
-   */
-  const revokeNow = async (id: string): Promise<TokenRevoked> => {
-    const path = join(dataDir, 'admin.token')
-    const [target, ...more] = repo.tokensByPrefix(id)
-    const renew = target !== undefined && more.length === 0 && target.hash === adminHash && target.revokedAt === null
-    let next: { token: string, hash: string, tmp: string } | undefined
-    let unwritable: unknown
-    if (renew) {
-      const minted = await mintToken()
-      try {
-        next = { ...minted, tmp: await writeTemporary(path, `${minted.token}\n`, 0o600) }
-      } catch (err) {
-        unwritable = err
-      }
-    }
-    let revoked: ReturnType<typeof revokeToken>
-    try {
-      revoked = database.transaction(() => {
-        const row = revokeToken(repo, id)
-        if (next !== undefined) repo.insertToken(next.hash, 'admin', `replaced revoked admin token ${id}`)
-        return row
-      })
-    } catch (err) {
-      if (next !== undefined) await rm(next.tmp, { force: true })
-      throw err
-    }
-    const closedConnections = hub.cutToken(id, 'the API token of this connection was revoked')
-    if (next !== undefined) {
-      admin = next.token
-      adminHash = next.hash
-      // Same folder, file already written and synced: a rename. Should it fail, the next start renews admin.token.
-      await rename(next.tmp, path)
-      await syncDir(dataDir)
-    }
-    if (unwritable !== undefined) {
-      throw new UnavailableError(`API token ${id} was revoked, but it was ${path}'s and no new admin token could be written there (${(unwritable as NodeJS.ErrnoException).code ?? (unwritable as Error).message}): --data commands are refused until the coordinator starts again with that file writable; use another admin token meanwhile`, { cause: unwritable })
-    }
-    const { hash: _, ...row } = revoked
-    return { id, ...row, replacedAdminToken: next !== undefined, closedConnections }
-  }
+  const tokens = await tokenKeeper({ dataDir, database, repo, cut: (id, reason) => hub.cutToken(id, reason) })
+  opened.push(() => { tokens.stop() })
   const maxUploadBytes = options.maxUploadBytes ?? DEFAULT_MAX_UPLOAD_BYTES
   let app: FastifyInstance | undefined
   let url = ''
   const store = roundStore(database)
   const hub: RoundHub = roundHub({
-    trainer: async token => {
-      const hash = await tokenHash(token)
-      const row = repo.token(hash)
-      if (row === undefined) return { refused: 'unknown API token' }
-      if (row.revokedAt !== null) return { refused: `this API token was revoked at ${row.revokedAt}` }
-      if (ROLES[row.role]?.train !== true) return { refused: 'this API token may not take part in rounds: only edge-role tokens train (admin and publisher tokens operate); make one with `blockfed token create edge` or POST /v1/tokens {"role":"edge"}' }
-      return { tokenId: tokenIdOf(hash) }
-    },
+    trainer: tokens.trainer,
     handlers: { message: async (c, m) => await rounds.handlers.message(c, m), upload: async (c, f) => await rounds.handlers.upload(c, f), disconnect: c => rounds.handlers.disconnect(c), connected: (c, holds) => rounds.handlers.connected(c, holds), uploadAllowance: c => rounds.handlers.uploadAllowance(c) },
     maxPayload: ROUND_MAX_FRAME_BYTES,
     pingMs: options.pingMs ?? ROUND_PING_MS,
@@ -308,11 +226,11 @@ async function openCoordinator (options: CoordinatorOptions, partitionOptions: P
     dataDir,
     identity,
     repo,
-    get adminToken () { return admin },
+    get adminToken () { return tokens.adminToken },
     url: () => url,
     ingest: versions.ingest,
-    createToken: async role => (await issueToken(repo, role, null)).token,
-    revokeToken: revoke,
+    createToken: async role => (await tokens.issue(role, null)).token,
+    revokeToken: tokens.revoke,
     rounds,
     log,
     anchor,
@@ -344,6 +262,7 @@ async function openCoordinator (options: CoordinatorOptions, partitionOptions: P
       origin = undefined
       // Before the log's database closes: a run ending after it was reported as the witness failing.
       await cosigner.stop()
+      tokens.stop()
       database.close()
     } finally {
       // Whatever failed above, the data dir is free for the next start.
@@ -370,7 +289,7 @@ async function openCoordinator (options: CoordinatorOptions, partitionOptions: P
     })
     await roundRoutes(app, { repo, store, manager: rounds })
     await ledgerRoutes(app, { repo, log })
-    await tokenRoutes(app, { repo, revoke })
+    await tokenRoutes(app, { repo, tokens })
     // Witnesses are asked in the background: one that is down must not hold up the start. Those
     // that have not cosigned the latest checkpoint (down at a publish, say) are asked again.
     log.checkpoint()

@@ -1,13 +1,15 @@
 /**
  * API tokens from the command line, over /v1/tokens (coordinator/http/token-routes.ts):
- *   token create ROLE [--label TEXT]   make a token and print it (shown this once only)
- *   token list                         every token by id, role, label, made and revoked when
+ *   token create ROLE [--label TEXT] [--expires DURATION]
+ *                                      make a token and print it (shown this once only)
+ *   token list                         every token by id, role, when made, expires, last used, revoked, label
  *   token revoke ID                    it opens nothing from now on; its round connections close
  * Each needs an admin token (--token, BLOCKFED_TOKEN or --data).
  */
 import { InvalidArgumentError, type Command } from 'commander'
+import ms from 'ms'
 import { coordinatorClient, type CoordinatorClient } from '../../shared/client/coordinator-client.ts'
-import { LABEL_FORBIDDEN, tokenIdSchema, tokenLabelSchema, type TokenInfo } from '../../shared/client/api-schemas.ts'
+import { LABEL_FORBIDDEN, TOKEN_MAX_LIFETIME_S, tokenIdSchema, tokenLabelSchema, type TokenInfo } from '../../shared/client/api-schemas.ts'
 import { AccessDeniedError } from '../../shared/errors/errors.ts'
 import { ROLES } from '../constants.ts'
 import { coordinatorOption, token } from './args.ts'
@@ -44,12 +46,26 @@ const label = (value: string): string => {
   return parsed.data
 }
 
+/** `--expires 90d`: a lifetime in seconds, from `ms`'s units (s, m, h, d, w, y); a bare number is refused (ms would read milliseconds). */
+const lifetime = (value: string): number => {
+  const millis = /[a-z]\s*$/i.test(value.trim()) ? ms(value as ms.StringValue) : undefined
+  if (millis === undefined || !Number.isFinite(millis)) throw new InvalidArgumentError('expected a duration with its unit: 3600s, 90m, 12h, 30d, 8w, 1y')
+  const seconds = Math.round(millis / 1000)
+  if (seconds < 60 || seconds > TOKEN_MAX_LIFETIME_S) throw new InvalidArgumentError(`a token lives from 1 minute to 10 years; ${value} is ${seconds} s (leave --expires out for one that never expires)`)
+  return seconds
+}
+
 /** A stored label as text that cannot act on the terminal (labels made before the rule, or by another client). */
 const shown = (text: string): string => text.replace(new RegExp(LABEL_FORBIDDEN.source, 'gu'), c => `\\u{${c.codePointAt(0)?.toString(16) ?? ''}}`)
 
-function line (t: TokenInfo): string {
-  const state = t.revokedAt === null ? 'active' : `revoked ${shown(t.revokedAt)}`
-  return `${t.id}  ${shown(t.role).padEnd(9)}  ${shown(t.createdAt)}  ${state}${t.label === null ? '' : `  ${shown(t.label)}`}`
+function line (t: TokenInfo, now = Date.now()): string {
+  const expires = t.expiresAt ?? null
+  const state = t.revokedAt !== null
+    ? `revoked ${shown(t.revokedAt)}`
+    : expires !== null && Date.parse(expires) <= now ? `expired ${shown(expires)}` : expires !== null ? `active, expires ${shown(expires)}` : 'active'
+  const used = t.lastUsedAt === undefined ? '' : `  last used ${t.lastUsedAt === null ? 'never' : shown(t.lastUsedAt)}`
+  const file = t.adminFile === true ? '  (admin.token)' : ''
+  return `${t.id}  ${shown(t.role).padEnd(9)}  ${shown(t.createdAt)}  ${state}${used}${file}${t.label === null ? '' : `  ${shown(t.label)}`}`
 }
 
 export function tokenCommands (program: Command): void {
@@ -59,8 +75,14 @@ export function tokenCommands (program: Command): void {
     .description('make an API token of a role and print it: edge (load models, take part in rounds), publisher (ingest, start rounds), admin (all that, and manage tokens)')
     .argument('<role>', 'edge | publisher | admin', role)
     .option('--label <text>', 'whose token it is, as token list shows it', label)
-    .action(async (r: string, o: Access & { label?: string }) => {
-      console.log(await (await client(o, 'token create')).createToken(r, undefined, o.label))
+    .option('--expires <duration>', 'the token stops opening anything after this long: 12h, 30d, 1y (1 minute to 10 years; never when left out)', lifetime)
+    .option('--json', 'print JSON: the token, its id, role and expiry')
+    .action(async (r: string, o: Access & { label?: string, expires?: number, json?: boolean }) => {
+      const made = await (await client(o, 'token create')).issueToken({ role: r, ...(o.label === undefined ? {} : { label: o.label }), ...(o.expires === undefined ? {} : { expiresInSeconds: o.expires }) })
+      if (o.json === true) { console.log(JSON.stringify(made)); return }
+      // The token alone on stdout (TOKEN=$(blockfed token create edge)); what names it on stderr.
+      console.log(made.token)
+      if (made.id !== undefined) console.error(`token id ${made.id} (token list and token revoke name it so)${made.expiresAt == null ? '' : `; expires ${made.expiresAt}`}`)
     })
 
   access(tokens.command('list'))

@@ -30,12 +30,27 @@ export async function mintToken (): Promise<{ token: string, hash: string }> {
   return { token, hash: await tokenHash(token) }
 }
 
-/** Creates a token for `role` (one of ROLES), stores its hash, and returns the token and its id. */
-export async function issueToken (repo: Repository, role: string, label: string | null): Promise<{ token: string, id: string }> {
+/**
+ * Creates a token for `role` (one of ROLES), stores its hash, and returns the token, its id and
+ * when it expires (`expiresInSeconds` from now; never when absent).
+ */
+export async function issueToken (repo: Repository, role: string, label: string | null, expiresInSeconds?: number): Promise<{ token: string, id: string, expiresAt: string | null }> {
   if (!Object.hasOwn(ROLES, role)) throw new InvalidInputError(`unknown role "${role}"; roles: ${Object.keys(ROLES).join(', ')}`)
   const { token, hash } = await mintToken()
-  repo.insertToken(hash, role, label)
-  return { token, id: tokenIdOf(hash) }
+  const expiresAt = expiresInSeconds === undefined ? null : new Date(Date.now() + expiresInSeconds * 1000).toISOString()
+  repo.insertToken(hash, role, label, expiresAt)
+  return { token, id: tokenIdOf(hash), expiresAt }
+}
+
+/**
+ * Why a stored token opens nothing (undefined: it may be used), in the words every refusal uses,
+ * HTTP and rounds alike. A token is expired from its `expiresAt` on.
+ */
+export function tokenRefusal (row: { role: string, revokedAt: string | null, expiresAt: string | null } | undefined, now = Date.now()): string | undefined {
+  if (row === undefined || !Object.hasOwn(ROLES, row.role)) return 'unknown API token'
+  if (row.revokedAt !== null) return `this API token was revoked at ${row.revokedAt}`
+  if (row.expiresAt !== null && Date.parse(row.expiresAt) <= now) return `this API token expired at ${row.expiresAt}; make another (blockfed token create)`
+  return undefined
 }
 
 /**
@@ -87,11 +102,12 @@ export async function reauthenticate (req: FastifyRequest, repo: Repository): Pr
 async function lookUp (req: FastifyRequest, repo: Repository): Promise<Caller> {
   const token = bearerOf(req.headers.authorization)
   if (token === undefined) throw new AccessDeniedError('this endpoint needs an API token: Authorization: Bearer <token>')
-  const row = repo.token(await tokenHash(token))
-  if (row?.revokedAt != null) throw new AccessDeniedError(`this API token was revoked at ${row.revokedAt}`)
-  const grants = row === undefined || !Object.hasOwn(ROLES, row.role) ? undefined : ROLES[row.role]
-  if (row === undefined || grants === undefined) throw new AccessDeniedError('unknown API token')
-  return { role: row.role, grants }
+  const hash = await tokenHash(token)
+  const row = repo.token(hash)
+  const refused = tokenRefusal(row)
+  if (refused !== undefined || row === undefined) throw new AccessDeniedError(refused ?? 'unknown API token')
+  repo.noteTokenUse(hash)
+  return { role: row.role, grants: ROLES[row.role] as Caller['grants'] }
 }
 
 export function mayRead (caller: Caller, access: string): boolean {

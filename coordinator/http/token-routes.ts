@@ -1,20 +1,21 @@
 /**
  * API tokens over HTTP, for a role that grants `tokens` (admin): make one, list them (ids and
- * roles, never the tokens), revoke one. Revoking is the coordinator's (coordinator.ts): it also
- * closes the round connections opened with the token and renews admin.token when it held it.
+ * roles, never the tokens), revoke one. The work is the token keeper's (coordinator/tokens/keeper.ts):
+ * a revoke also closes the round connections opened with the token and renews admin.token when it held it.
  */
 import type { FastifyInstance } from 'fastify'
 import type { ZodTypeProvider } from 'fastify-type-provider-zod'
 import { z } from 'zod'
-import { tokenIdSchema, tokenListSchema, tokenRequestSchema, tokenResponseSchema, tokenRevokedSchema, type TokenRevoked } from '../../shared/client/api-schemas.ts'
+import { tokenIdSchema, tokenListSchema, tokenRequestSchema, tokenResponseSchema, tokenRevokedSchema } from '../../shared/client/api-schemas.ts'
 import { AccessDeniedError } from '../../shared/errors/errors.ts'
 import type { Repository } from '../store/repository.ts'
-import { authenticate, issueToken, tokenIdOf, type Caller } from './auth.ts'
+import type { TokenKeeper } from '../tokens/keeper.ts'
+import { authenticate, type Caller } from './auth.ts'
 import { BODY_REFUSALS, refusals } from './errors.ts'
 
 export interface TokenRoutesDeps {
   repo: Repository
-  revoke: (id: string) => Promise<TokenRevoked>
+  tokens: Pick<TokenKeeper, 'issue' | 'list' | 'revoke'>
 }
 
 function mayManage (caller: Caller, what: string): void {
@@ -28,21 +29,21 @@ export async function tokenRoutes (app: FastifyInstance, deps: TokenRoutesDeps):
     schema: { summary: 'Create an API token for a role (admin)', security: [{ token: [] }], body: tokenRequestSchema, response: { 200: tokenResponseSchema, ...refusals(...BODY_REFUSALS) } }
   }, async req => {
     mayManage(await authenticate(req, deps.repo), 'create')
-    const { token, id } = await issueToken(deps.repo, req.body.role, req.body.label ?? null)
-    return { token, role: req.body.role, id }
+    const { token, id, expiresAt } = await deps.tokens.issue(req.body.role, req.body.label ?? null, req.body.expiresInSeconds)
+    return { token, role: req.body.role, id, expiresAt }
   })
 
   api.get('/v1/tokens', {
     schema: { summary: 'List API tokens by id, revoked ones too (admin)', security: [{ token: [] }], response: { 200: tokenListSchema, ...refusals() } }
   }, async req => {
     mayManage(await authenticate(req, deps.repo), 'list')
-    return { tokens: deps.repo.tokens().map(({ hash, ...row }) => ({ id: tokenIdOf(hash), ...row })) }
+    return { tokens: deps.tokens.list() }
   })
 
   api.delete('/v1/tokens/:tokenId', {
     schema: { summary: 'Revoke an API token (admin): it opens nothing from now on, and its round connections are closed', security: [{ token: [] }], params: z.object({ tokenId: tokenIdSchema }), response: { 200: tokenRevokedSchema, ...refusals(409) } }
   }, async req => {
     mayManage(await authenticate(req, deps.repo), 'revoke')
-    return await deps.revoke(req.params.tokenId)
+    return await deps.tokens.revoke(req.params.tokenId)
   })
 }

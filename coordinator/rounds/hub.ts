@@ -91,8 +91,11 @@ export interface HubHandlers {
 }
 
 export interface RoundHubOptions {
-  /** A bearer token's id when it may take part in rounds, else why not (said in the 403). */
-  trainer: (token: string) => Promise<{ tokenId: string } | { refused: string }>
+  /**
+   * A bearer token's id (and when it expires, ms since the epoch) when it may take part in
+   * rounds, else why not (said in the 403). A connection outlives its token by at most a ping interval.
+   */
+  trainer: (token: string) => Promise<{ tokenId: string, expiresAt?: number } | { refused: string }>
   handlers: HubHandlers
   /** Largest frame accepted; bigger ones close the socket (ws sends 1009). */
   maxPayload: number
@@ -157,7 +160,7 @@ export function roundHub (options: RoundHubOptions): RoundHub {
   /** Upgrades whose token is being checked: counted against maxConnections with the open ones. */
   let upgrading = 0
   /** Each connection's own: how to cut it, and the message it has under way (for the stall check). */
-  const conns = new Map<WebSocket, { tokenId: string, cut: (code: number, reason: string) => void, underway: () => number, atLastPing: number, completed: boolean }>()
+  const conns = new Map<WebSocket, { tokenId: string, expiresAt: number, cut: (code: number, reason: string) => void, underway: () => number, atLastPing: number, completed: boolean }>()
   const parse = { budgetMs: options.parseBudgetMs ?? PARSE_BUDGET_MS, start: performance.now(), ms: 0, by: new Map<WebSocket, number>() }
 
   /**
@@ -189,13 +192,13 @@ export function roundHub (options: RoundHubOptions): RoundHub {
       const trainer = await options.trainer(token)
       if ('refused' in trainer) return reject(socket, 403, trainer.refused)
       // Taken into wss.clients within this call (no verifyClient), so the count stays right.
-      wss.handleUpgrade(req, socket, head, ws => { handshake(ws, socket, trainer.tokenId) })
+      wss.handleUpgrade(req, socket, head, ws => { handshake(ws, socket, trainer.tokenId, trainer.expiresAt ?? Infinity) })
     } finally {
       upgrading--
     }
   }
 
-  function handshake (ws: WebSocket, socket: Duplex, tokenId: string): void {
+  function handshake (ws: WebSocket, socket: Duplex, tokenId: string, expiresAt: number): void {
     const nonce = toHex(globalThis.crypto.getRandomValues(new Uint8Array(32)))
     alive.set(ws, true)
     ws.on('pong', () => alive.set(ws, true))
@@ -217,7 +220,7 @@ export function roundHub (options: RoundHubOptions): RoundHub {
       ws.send(JSON.stringify(message))
     }
     send({ type: 'challenge', nonce })
-    const conn = { tokenId, cut: (code: number, reason: string) => { send({ type: 'error', message: reason }); cut(code, reason) }, underway: () => pending, atLastPing: 0, completed: true }
+    const conn = { tokenId, expiresAt, cut: (code: number, reason: string) => { send({ type: 'error', message: reason }); cut(code, reason) }, underway: () => pending, atLastPing: 0, completed: true }
     conns.set(ws, conn)
 
     const textWindow = { start: performance.now(), bytes: 0 }
@@ -330,6 +333,10 @@ export function roundHub (options: RoundHubOptions): RoundHub {
           if (alive.get(ws) === false) { ws.terminate(); continue }
           const conn = conns.get(ws)
           if (conn !== undefined) {
+            if (conn.expiresAt <= Date.now()) {
+              conn.cut(1008, `the API token of this connection expired at ${new Date(conn.expiresAt).toISOString()}`)
+              continue
+            }
             const underway = conn.underway()
             // Judged over a whole interval only: a message that began within it has no rate yet.
             if (!conn.completed && underway > STALL_BYTES && underway - conn.atLastPing < MIN_PROGRESS_BYTES_PER_S * options.pingMs / 1000) {

@@ -173,7 +173,11 @@ export const MIGRATIONS: readonly string[] = [
      FROM round_clients c JOIN rounds r ON r.id = c.round_id;
    DROP TABLE round_clients;
    ALTER TABLE round_clients_new RENAME TO round_clients;
-   CREATE INDEX round_clients_by_client ON round_clients(client_id, updated_at);`
+   CREATE INDEX round_clients_by_client ON round_clients(client_id, updated_at);`,
+  // A token may expire (NULL: never); last_used_at is written behind, about a minute late
+  // (coordinator/store/repository.ts, noteTokenUse).
+  `ALTER TABLE tokens ADD COLUMN expires_at TEXT;
+   ALTER TABLE tokens ADD COLUMN last_used_at TEXT;`
 ]
 
 export interface Database {

@@ -43,9 +43,16 @@ export interface Repository {
   uploadedBetween: (model: string, from: number, to: number) => boolean
   /** The oldest stored block's shard layout: which erasure parameters the data dir was made with. */
   firstBlock: () => { cid: string, sealedLength: number, shards: { size: number, cids: string[] } } | undefined
-  insertToken: (tokenHash: string, role: string, label: string | null) => void
-  /** The token of this hash, revoked or not. */
-  token: (tokenHash: string) => { role: string, revokedAt: string | null } | undefined
+  insertToken: (tokenHash: string, role: string, label: string | null, expiresAt?: string | null) => void
+  /** The token of this hash, revoked or expired or not. */
+  token: (tokenHash: string) => { role: string, revokedAt: string | null, expiresAt: string | null } | undefined
+  /**
+   * Notes that the token of this hash was used now. Written behind, by flushTokenUses (the
+   * coordinator calls it every TOKEN_USE_FLUSH_MS, before listing tokens and at stop): a write per
+   * request at synchronous = FULL would cost an fsync each.
+   */
+  noteTokenUse: (tokenHash: string) => void
+  flushTokenUses: () => void
   /** Every token, oldest first, as its hash (never the token itself). */
   tokens: () => TokenRow[]
   /** The tokens, revoked or not, whose hash starts with `hashPrefix`. */
@@ -64,14 +71,21 @@ export interface TokenRow {
   label: string | null
   createdAt: string
   revokedAt: string | null
+  /** When it stops opening anything; null: never. */
+  expiresAt: string | null
+  /** The last use written (flushTokenUses); null: never used, or not flushed yet. */
+  lastUsedAt: string | null
 }
 
-const TOKEN_ROWS = 'SELECT token_hash AS hash, role, label, created_at AS createdAt, revoked_at AS revokedAt FROM tokens'
+const TOKEN_ROWS = 'SELECT token_hash AS hash, role, label, created_at AS createdAt, revoked_at AS revokedAt, expires_at AS expiresAt, last_used_at AS lastUsedAt FROM tokens'
 
 const VERSION_ROWS = 'SELECT v.*, l.idx AS ledger_index FROM versions v LEFT JOIN ledger_leaves l ON l.model = v.model AND l.version = v.version'
 
-export function repository ({ db }: Database): Repository {
+export function repository (database: Database): Repository {
+  const { db } = database
   const now = (): string => new Date().toISOString()
+  /** Token hash → its latest use not yet written. */
+  const uses = new Map<string, string>()
   const q = {
     firstBlock: db.prepare('SELECT cid, sealed_length, shard_size, shard_cids FROM blocks ORDER BY rowid LIMIT 1'),
     findBlock: db.prepare('SELECT cid, key_id, sealed_length, shard_size, shard_cids FROM blocks WHERE plaintext_sha256 = ?'),
@@ -89,8 +103,9 @@ export function repository ({ db }: Database): Repository {
     models: db.prepare('SELECT m.name, m.format, m.created_at, MAX(v.version) AS latest, COUNT(v.version) AS versions FROM models m JOIN versions v ON v.model = m.name GROUP BY m.name ORDER BY m.name'),
     versions: db.prepare(`${VERSION_ROWS} WHERE v.model = ? ORDER BY v.version`),
     uploadedBetween: db.prepare('SELECT 1 FROM versions WHERE model = ? AND version > ? AND version <= ? AND round IS NULL LIMIT 1'),
-    insertToken: db.prepare('INSERT INTO tokens (token_hash, role, label, created_at) VALUES (?, ?, ?, ?)'),
-    token: db.prepare('SELECT role, revoked_at AS revokedAt FROM tokens WHERE token_hash = ?'),
+    insertToken: db.prepare('INSERT INTO tokens (token_hash, role, label, created_at, expires_at) VALUES (?, ?, ?, ?, ?)'),
+    token: db.prepare('SELECT role, revoked_at AS revokedAt, expires_at AS expiresAt FROM tokens WHERE token_hash = ?'),
+    touchToken: db.prepare('UPDATE tokens SET last_used_at = ? WHERE token_hash = ?'),
     tokens: db.prepare(`${TOKEN_ROWS} ORDER BY rowid`),
     tokensByPrefix: db.prepare(`${TOKEN_ROWS} WHERE substr(token_hash, 1, ?) = ? ORDER BY rowid`),
     revokeToken: db.prepare('UPDATE tokens SET revoked_at = ? WHERE token_hash = ?'),
@@ -138,8 +153,15 @@ export function repository ({ db }: Database): Repository {
     models: () => q.models.all() as Array<{ name: string, format: string, created_at: string, latest: number, versions: number }>,
     versions: model => q.versions.all(model) as unknown as VersionRow[],
     uploadedBetween: (model, from, to) => q.uploadedBetween.get(model, from, to) !== undefined,
-    insertToken: (hash, role, label) => { q.insertToken.run(hash, role, label, now()) },
-    token: hash => q.token.get(hash) as { role: string, revokedAt: string | null } | undefined,
+    insertToken: (hash, role, label, expiresAt = null) => { q.insertToken.run(hash, role, label, now(), expiresAt) },
+    token: hash => q.token.get(hash) as { role: string, revokedAt: string | null, expiresAt: string | null } | undefined,
+    noteTokenUse: hash => { uses.set(hash, now()) },
+    flushTokenUses () {
+      if (uses.size === 0) return
+      const batch = [...uses]
+      uses.clear()
+      database.transaction(() => { for (const [hash, at] of batch) q.touchToken.run(at, hash) })
+    },
     tokens: () => q.tokens.all() as unknown as TokenRow[],
     tokensByPrefix: prefix => q.tokensByPrefix.all(prefix.length, prefix) as unknown as TokenRow[],
     revokeToken (hash) {

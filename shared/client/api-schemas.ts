@@ -95,9 +95,14 @@ export const LABEL_FORBIDDEN = /[\u0000-\u001f\u007f-\u009f\u202a-\u202e\u2066-\
 export const tokenLabelSchema = z.string().max(200)
   .refine(label => !LABEL_FORBIDDEN.test(label), 'a label is printable text: no control characters, bidi controls or lone surrogates')
 
+/** The longest a token may be made to live for, in seconds: ten years (longer: make it never expire). */
+export const TOKEN_MAX_LIFETIME_S = 10 * 366 * 24 * 3600
+
 export const tokenRequestSchema = z.object({
   role: z.string().regex(/^[a-z][a-z0-9-]{0,31}$/),
-  label: tokenLabelSchema.optional()
+  label: tokenLabelSchema.optional(),
+  expiresInSeconds: z.number().int().min(60).max(TOKEN_MAX_LIFETIME_S).optional()
+    .describe('the token expires this many seconds from now (60 s to ten years); it never expires when absent')
 }).strict()
 
 /** Hex digits of a token's SHA-256 that name it (coordinator/http/auth.ts). */
@@ -105,14 +110,23 @@ export const TOKEN_ID_CHARS = 16
 
 export const tokenIdSchema = z.string().regex(new RegExp(`^[0-9a-f]{${TOKEN_ID_CHARS}}$`), `a token id: ${TOKEN_ID_CHARS} lowercase hex digits, as blockfed token list shows`)
 
-export const tokenResponseSchema = z.object({ token: z.string(), role: z.string(), id: tokenIdSchema.optional().describe("the token's id (coordinators before token revocation leave it out)") })
+export const tokenResponseSchema = z.object({
+  token: z.string(),
+  role: z.string(),
+  id: tokenIdSchema.optional().describe("the token's id (coordinators before token revocation leave it out)"),
+  expiresAt: z.string().nullable().optional().describe('when it stops opening anything; null: never (coordinators before token expiry leave it out)')
+})
 
 export const tokenInfoSchema = z.object({
   id: tokenIdSchema.describe('the first hex digits of the token\'s SHA-256; the token itself is never shown again'),
   role: z.string(),
   label: z.string().nullable(),
   createdAt: z.string(),
-  revokedAt: z.string().nullable()
+  revokedAt: z.string().nullable(),
+  // Optional: coordinators before token expiry leave these out.
+  expiresAt: z.string().nullable().optional().describe('when it stops opening anything; null: never'),
+  lastUsedAt: z.string().nullable().optional().describe('its last use, to about a minute; null: not used since it was made'),
+  adminFile: z.boolean().optional().describe('it is the token in the coordinator\'s data dir (admin.token), which --data commands use')
 })
 
 export const tokenListSchema = z.object({ tokens: z.array(tokenInfoSchema) })

@@ -14,7 +14,7 @@ import { roundListSchema, roundStartedSchema, roundSummarySchema, type RoundList
 import type { RoundRequestInput } from '../rounds/config.ts'
 import {
   coordinatorInfoSchema, ingestResultSchema, keyResponseSchema, modelListSchema,
-  tokenListSchema, tokenResponseSchema, tokenRevokedSchema, versionListSchema, type CoordinatorInfo, type IngestResult, type ModelSummary,
+  tokenListSchema, tokenRequestSchema, tokenResponseSchema, tokenRevokedSchema, versionListSchema, type CoordinatorInfo, type IngestResult, type ModelSummary,
   type TokenInfo, type TokenRevoked, type VersionSummary
 } from './api-schemas.ts'
 
@@ -35,8 +35,10 @@ export interface CoordinatorClient {
   keys: (model: string, version: number, wrapKey: WrapKeyPair, signal?: AbortSignal) => Promise<{ keys: Map<string, Uint8Array>, denied: string[] }>
   /** Uploads and ingests; `onProgress` (bytes sent so far, total) streams the body to report it. */
   ingest: (model: string, files: ModelFile[], options?: { signal?: AbortSignal, onProgress?: (sent: number, total: number) => void }) => Promise<IngestResult>
-  /** Makes a token of `role` (an admin token); `label` says whose it is in the token list. */
+  /** Makes a token of `role` (an admin token) and returns it; `label` says whose it is in the token list. */
   createToken: (role: string, signal?: AbortSignal, label?: string) => Promise<string>
+  /** Makes a token as asked (role, label, lifetime; an admin token): the token, its id and when it expires. */
+  issueToken: (request: z.input<typeof tokenRequestSchema>, signal?: AbortSignal) => Promise<z.infer<typeof tokenResponseSchema>>
   /** Every token by id and role, revoked ones too (an admin token). */
   tokens: (signal?: AbortSignal) => Promise<TokenInfo[]>
   /** Revokes a token by its id (an admin token): it opens nothing from then on. */
@@ -70,6 +72,8 @@ export function coordinatorClient (options: CoordinatorClientOptions): Coordinat
   const json = (body: unknown): RequestInit => ({ method: 'POST', body: JSON.stringify(body), headers: { 'content-type': 'application/json' } })
   const passthrough = { safeParse: (v: unknown) => ({ success: true as const, data: v }) } as unknown as z.ZodType<unknown>
 
+  const issueToken = async (request: z.input<typeof tokenRequestSchema>, signal?: AbortSignal): Promise<z.infer<typeof tokenResponseSchema>> =>
+    await call('/v1/tokens', tokenResponseSchema, json(request), signal)
   return {
     baseUrl,
     info: async signal => await call('/v1/coordinator', coordinatorInfoSchema, {}, signal),
@@ -101,7 +105,8 @@ export function coordinatorClient (options: CoordinatorClientOptions): Coordinat
       // Uploads of large models take longer than a metadata call.
       return await call(`/v1/models/${encodeURIComponent(model)}/ingest`, ingestResultSchema, init, signal, Math.max(timeoutMs, 600_000))
     },
-    createToken: async (role, signal, label) => (await call('/v1/tokens', tokenResponseSchema, json({ role, ...(label === undefined ? {} : { label }) }), signal)).token,
+    createToken: async (role, signal, label) => (await issueToken({ role, ...(label === undefined ? {} : { label }) }, signal)).token,
+    issueToken,
     tokens: async signal => (await call('/v1/tokens', tokenListSchema, {}, signal)).tokens,
     revokeToken: async (id, signal) => await call(`/v1/tokens/${encodeURIComponent(id)}`, tokenRevokedSchema, { method: 'DELETE' }, signal),
     setChannel: async (model, channel, body, signal) =>

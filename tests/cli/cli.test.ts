@@ -126,7 +126,8 @@ describe('blockfed CLI', () => {
   it('makes tokens of a role (token create): an edge token loads but may not operate, and --data beats BLOCKFED_TOKEN', async () => {
     const data = join(root, 'data')
     const made = await blockfed('token', 'create', 'edge', '--coordinator', url, '--data', data)
-    expect(made.stderr).toBe('')
+    // The token alone on stdout (for TOKEN=$(...)), its id on stderr.
+    expect(made.stderr).toMatch(/^token id [0-9a-f]{16} \(token list and token revoke name it so\)\n$/)
     const edge = made.stdout.trim()
     expect(edge).toMatch(/^bf_\S+$/)
     // It loads what it may see: a pull with it alone.
@@ -151,11 +152,14 @@ describe('blockfed CLI', () => {
     expect(listed.stderr).toBe('')
     expect(listed.stdout).not.toContain(edge)
     const line = listed.stdout.split('\n').find(l => l.endsWith('  kiosk 9'))
-    expect(line).toMatch(/^[0-9a-f]{16}  edge       \S+  active  kiosk 9$/)
+    expect(line).toMatch(/^[0-9a-f]{16}  edge       \S+  active  last used never  kiosk 9$/)
     const id = (line as string).slice(0, 16)
+    expect(made.stderr).toBe(`token id ${id} (token list and token revoke name it so)\n`)
+    // The data dir's own token is marked; a used token says when.
+    expect(listed.stdout).toMatch(/^[0-9a-f]{16}  admin      \S+  active  last used \S+  \(admin\.token\)  created on first start$/m)
     const revoked = await blockfed('token', 'revoke', id, '--coordinator', url, '--data', data)
     expect(revoked.stderr).toBe('')
-    expect(revoked.stdout).toMatch(new RegExp(`^revoked ${id}  edge       \\S+  revoked \\S+  kiosk 9\n$`))
+    expect(revoked.stdout).toMatch(new RegExp(`^revoked ${id}  edge       \\S+  revoked \\S+  last used never  kiosk 9\n$`))
     const refused = await blockfed('pull', 'vad@1', '--out', join(root, 'out-revoked'), '--coordinator', url, '--token', edge, '--home', join(root, 'home-revoked'))
     expect(refused.code).toBe(1)
     expect(refused.stderr).toMatch(/this API token was revoked at/)
@@ -166,7 +170,7 @@ describe('blockfed CLI', () => {
     const hostile = await blockfed('token', 'list', '--coordinator', url, '--data', data)
     expect(hostile.stdout).not.toMatch(/\u001b|\r/)
     expect(hostile.stdout).toContain('ffffffffffffffff  admin      ')
-    expect(hostile.stdout).toContain('active  x\\u{1b}[2K\\u{d}\\u{a}ffffffffffffffff  admin  active\n')
+    expect(hostile.stdout).toContain('active  last used never  x\\u{1b}[2K\\u{d}\\u{a}ffffffffffffffff  admin  active\n')
     expect((await blockfed('token', 'create', 'edge', '--label', 'a\u202eb', '--coordinator', url, '--data', data)).stderr).toMatch(/a label is printable text/)
     const json = JSON.parse((await blockfed('token', 'list', '--json', '--coordinator', url, '--data', data)).stdout) as { tokens: Array<{ id: string, revokedAt: string | null }> }
     expect(json.tokens.find(t => t.id === id)?.revokedAt).toEqual(expect.any(String))
@@ -178,6 +182,31 @@ describe('blockfed CLI', () => {
       const result = await blockfed(...args)
       expect(result.code).not.toBe(0)
       expect(result.stderr).toMatch(message)
+    }
+  })
+
+  it('makes tokens that expire (token create --expires) and lists when', async () => {
+    const data = join(root, 'data')
+    const made = await blockfed('token', 'create', 'publisher', '--expires', '30d', '--label', 'ci', '--coordinator', url, '--data', data)
+    expect(made.code).toBe(0)
+    const [, id, expiresAt] = /^token id ([0-9a-f]{16}) \(token list and token revoke name it so\); expires (\S+)\n$/.exec(made.stderr) ?? []
+    expect(Date.parse(expiresAt ?? '') - Date.now()).toBeGreaterThan(29.9 * 86_400_000)
+    expect(Date.parse(expiresAt ?? '') - Date.now()).toBeLessThanOrEqual(30 * 86_400_000)
+    const json = JSON.parse((await blockfed('token', 'create', 'edge', '--expires', '12h', '--json', '--coordinator', url, '--data', data)).stdout) as { token: string, id: string, role: string, expiresAt: string }
+    expect(json).toEqual({ token: expect.stringMatching(/^bf_/), id: expect.stringMatching(/^[0-9a-f]{16}$/), role: 'edge', expiresAt: expect.any(String) })
+    const listed = await blockfed('token', 'list', '--coordinator', url, '--data', data)
+    expect(listed.stdout).toContain(`${id as string}  publisher  `)
+    expect(listed.stdout).toMatch(new RegExp(`^${id as string}  publisher  \\S+  active, expires ${expiresAt as string}  last used never  ci$`, 'm'))
+    for (const [value, message] of [
+      ['10', /option '--expires <duration>' argument '10' is invalid\. expected a duration with its unit/],
+      ['soon', /expected a duration with its unit: 3600s, 90m, 12h, 30d, 8w, 1y/],
+      ['30s', /a token lives from 1 minute to 10 years; 30s is 30 s/],
+      ['11y', /a token lives from 1 minute to 10 years/],
+      ['-5d', /a token lives from 1 minute to 10 years/]
+    ] as Array<[string, RegExp]>) {
+      const result = await blockfed('token', 'create', 'edge', '--expires', value, '--coordinator', url, '--data', data)
+      expect(result.code, value).not.toBe(0)
+      expect(result.stderr, value).toMatch(message)
     }
   })
 

@@ -1,8 +1,8 @@
 /**
  * Schema migrations on a database written by an older blockfed (coordinator/store/database.ts):
- * the newest migration, which rebuilt round_clients to admit 'unanswered', keeps every row,
- * turns the never-answered clients of finished rounds into 'unanswered', and leaves those of a
- * round still running 'offered'.
+ * the ninth migration (schema 8 → 9), which rebuilt round_clients to admit 'unanswered', keeps every
+ * row, turns the never-answered clients of finished rounds into 'unanswered', and leaves those of a
+ * round still running 'offered'; the tenth gives every token an expiry (none) and a last use (none yet).
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { mkdtemp, rm } from 'node:fs/promises'
@@ -10,6 +10,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { DatabaseSync } from 'node:sqlite'
 import { MIGRATIONS, openDatabase } from '../../coordinator/store/database.ts'
+import { repository } from '../../coordinator/store/repository.ts'
 
 let root: string
 beforeAll(async () => { root = await mkdtemp(join(tmpdir(), 'blockfed-migrations-')) })
@@ -26,7 +27,7 @@ function databaseAt (path: string, version: number): DatabaseSync {
 describe('migrations', () => {
   it('rebuilds round_clients: every row kept, finished rounds\' "offered" clients become "unanswered"', () => {
     const path = join(root, 'rounds.sqlite')
-    const old = databaseAt(path, MIGRATIONS.length - 1)
+    const old = databaseAt(path, 8)
     const t = '2026-01-01T00:00:00.000Z'
     old.prepare('INSERT INTO models (name, format, created_at) VALUES (?, ?, ?)').run('m', 'tfjs-layers', t)
     const round = old.prepare('INSERT INTO rounds (id, model, base_version, config, state, created_at, updated_at) VALUES (?, \'m\', 1, \'{}\', ?, ?, ?)')
@@ -57,6 +58,28 @@ describe('migrations', () => {
       expect(() => db.prepare('INSERT INTO round_clients (round_id, client_id, status, updated_at) VALUES (?, ?, ?, ?)').run('r_failed', 'bad', 'bogus', t)).toThrow(/CHECK constraint failed/)
       expect(db.prepare("SELECT name FROM sqlite_schema WHERE type = 'index' AND tbl_name = 'round_clients' AND name = 'round_clients_by_client'").get()).toBeDefined()
       expect(db.prepare('PRAGMA foreign_key_check').all()).toEqual([])
+    } finally {
+      database.close()
+    }
+  })
+  it('gives tokens an expiry and a last use: every token kept, none expiring, none used yet', () => {
+    const path = join(root, 'tokens.sqlite')
+    const old = databaseAt(path, 9)
+    const insert = old.prepare('INSERT INTO tokens (token_hash, role, label, created_at, revoked_at) VALUES (?, ?, ?, ?, ?)')
+    insert.run('aa'.repeat(32), 'admin', 'created on first start', '2026-01-01T00:00:00.000Z', null)
+    insert.run('bb'.repeat(32), 'edge', null, '2026-01-02T00:00:00.000Z', '2026-01-03T00:00:00.000Z')
+    old.close()
+    const database = openDatabase(path)
+    try {
+      const repo = repository(database)
+      expect(repo.tokens()).toEqual([
+        { hash: 'aa'.repeat(32), role: 'admin', label: 'created on first start', createdAt: '2026-01-01T00:00:00.000Z', revokedAt: null, expiresAt: null, lastUsedAt: null },
+        { hash: 'bb'.repeat(32), role: 'edge', label: null, createdAt: '2026-01-02T00:00:00.000Z', revokedAt: '2026-01-03T00:00:00.000Z', expiresAt: null, lastUsedAt: null }
+      ])
+      repo.noteTokenUse('aa'.repeat(32))
+      expect(repo.tokens()[0]?.lastUsedAt).toBeNull()
+      repo.flushTokenUses()
+      expect(repo.tokens()[0]?.lastUsedAt).toEqual(expect.stringMatching(/^\d{4}-\d\d-\d\dT/))
     } finally {
       database.close()
     }

@@ -3,7 +3,7 @@
  * nothing (HTTP or rounds), the round connections opened with it are closed at once, and
  * revoking the data dir's own admin token renews admin.token. A real coordinator on 127.0.0.1.
  */
-import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest'
 import { mkdtemp, readFile, rm } from 'node:fs/promises'
 import { request } from 'node:http'
 import { tmpdir } from 'node:os'
@@ -48,8 +48,9 @@ describe('API tokens', () => {
     expect(id).toBe((await tokenHash(token)).slice(0, 16))
     const list = await api('GET', '/v1/tokens', admin())
     expect(list.status).toBe(200)
-    expect(list.json.tokens).toContainEqual({ id, role: 'edge', label: 'kiosk 7', createdAt: expect.any(String), revokedAt: null })
-    expect(list.json.tokens).toContainEqual(expect.objectContaining({ id: (await tokenHash(admin())).slice(0, 16), role: 'admin', label: 'created on first start' }))
+    expect(list.json.tokens).toContainEqual({ id, role: 'edge', label: 'kiosk 7', createdAt: expect.any(String), revokedAt: null, expiresAt: null, lastUsedAt: null, adminFile: false })
+    expect(list.json.tokens).toContainEqual(expect.objectContaining({ id: (await tokenHash(admin())).slice(0, 16), role: 'admin', label: 'created on first start', adminFile: true }))
+    expect(list.json.tokens.filter((t: { adminFile: boolean }) => t.adminFile)).toHaveLength(1)
     expect(list.text).not.toContain(token)
     expect(list.text).not.toContain(await tokenHash(token))
     expect(list.text).not.toContain(admin())
@@ -187,5 +188,102 @@ describe('API tokens', () => {
     expect(status).toBe(403)
     expect(JSON.parse(text).message).toMatch(/this API token was revoked at/)
     expect((await api('GET', '/v1/models', undefined)).json.models.map((m: { name: string }) => m.name)).not.toContain('revoked-upload')
+  })
+
+  describe('expiry and last use', () => {
+    /** Moves the coordinator's clock (Date.now, which every expiry check reads) `seconds` on. */
+    const realNow = Date.now.bind(Date)
+    const later = (seconds: number): void => {
+      vi.spyOn(Date, 'now').mockImplementation(() => realNow() + seconds * 1000)
+    }
+    afterEach(() => { vi.restoreAllMocks() })
+
+    it('refuses a lifetime out of its bounds, naming the field', async () => {
+      for (const expiresInSeconds of [59, 1.5, '3600', 10 * 366 * 24 * 3600 + 1, -60]) {
+        const answer = await api('POST', '/v1/tokens', admin(), { role: 'edge', expiresInSeconds })
+        expect(answer.status, String(expiresInSeconds)).toBe(400)
+        expect(answer.json.message).toMatch(/body\.expiresInSeconds/)
+      }
+    })
+
+    it('lets a token with a lifetime open what its role may until it expires, then nothing, on HTTP or for rounds; it stays listed', async () => {
+      const made = await api('POST', '/v1/tokens', admin(), { role: 'admin', expiresInSeconds: 3600 })
+      const edge = (await api('POST', '/v1/tokens', admin(), { role: 'edge', expiresInSeconds: 3600 })).json as { token: string, id: string, expiresAt: string }
+      const { token, id, expiresAt } = made.json as { token: string, id: string, expiresAt: string }
+      expect(Date.parse(expiresAt) - Date.now()).toBeGreaterThan(3590_000)
+      expect(Date.parse(expiresAt) - Date.now()).toBeLessThanOrEqual(3600_000)
+      expect((await api('GET', '/v1/tokens', token)).status).toBe(200)
+      expect((await upgradeStatus(url, edge.token)).status).toBe(101)
+      later(3599)
+      expect((await api('GET', '/v1/tokens', token)).status).toBe(200)
+      later(3601)
+      const refused = await api('GET', '/v1/tokens', token)
+      expect(refused.status).toBe(403)
+      expect(refused.json.message).toBe(`this API token expired at ${expiresAt}; make another (blockfed token create)`)
+      const rounds = await upgradeStatus(url, edge.token)
+      expect(rounds.status).toBe(403)
+      expect(rounds.body).toBe(`this API token expired at ${edge.expiresAt}; make another (blockfed token create)\n`)
+      // Listed as it was, and still revocable (an expired token may be revoked for the record).
+      const listed = (await api('GET', '/v1/tokens', admin())).json.tokens as Array<{ id: string, expiresAt: string, revokedAt: string | null }>
+      expect(listed.find(t => t.id === id)).toMatchObject({ expiresAt, revokedAt: null })
+      expect((await api('DELETE', `/v1/tokens/${id}`, admin())).status).toBe(200)
+    })
+
+    it('closes a round connection when its token expires, within a ping interval, and leaves the others open', async () => {
+      const own = await createCoordinator({ dataDir: join(root, 'expiry'), port: 0, pingMs: 100 })
+      const at = await own.start()
+      try {
+        const short = (await (await fetch(`${at}/v1/tokens`, { method: 'POST', headers: { authorization: `Bearer ${own.adminToken}`, 'content-type': 'application/json' }, body: JSON.stringify({ role: 'edge', expiresInSeconds: 600 }) })).json()) as { token: string, expiresAt: string }
+        const lasting = await own.createToken('edge')
+        const [expiring, kept] = [await rawClient(at, short.token, ['m']), await rawClient(at, lasting, ['m'])]
+        try {
+          later(601)
+          expect(await expiring.closed).toEqual({ code: 1008, reason: `the API token of this connection expired at ${short.expiresAt}` })
+          expect(expiring.messages.at(-1)).toEqual({ type: 'error', message: `the API token of this connection expired at ${short.expiresAt}` })
+          // Two more ping intervals: the connection of a token that does not expire answered them.
+          await new Promise(resolve => setTimeout(resolve, 250))
+          expect(kept.socket.readyState).toBe(WebSocket.OPEN)
+        } finally {
+          for (const c of [expiring, kept]) c.close()
+        }
+      } finally {
+        await own.stop()
+      }
+    })
+
+    it('records each token\'s last use (HTTP and rounds), written behind and kept across a restart', async () => {
+      const dataDir = join(root, 'uses')
+      const own = await createCoordinator({ dataDir, port: 0 })
+      const at = await own.start()
+      const call = async (token: string, method = 'GET'): Promise<Response> => await fetch(`${at}/v1/tokens`, { method, headers: { authorization: `Bearer ${token}` } })
+      const idOf = async (token: string): Promise<string> => (await tokenHash(token)).slice(0, 16)
+      const listOf = async (): Promise<Array<{ id: string, lastUsedAt: string | null, adminFile: boolean }>> => ((await (await call(own.adminToken)).json()) as { tokens: Array<{ id: string, lastUsedAt: string | null, adminFile: boolean }> }).tokens
+      const [unused, publisher, edge] = [await own.createToken('edge'), await own.createToken('publisher'), await own.createToken('edge')]
+      const before = new Date().toISOString()
+      let list: Awaited<ReturnType<typeof listOf>>
+      try {
+        // A publisher is refused the list for its role, but its token was used; an edge token is used by a round connection.
+        expect((await call(publisher)).status).toBe(403)
+        expect((await upgradeStatus(at, edge)).status).toBe(101)
+        list = await listOf()
+        expect(list.find(t => t.adminFile)?.id).toBe(await idOf(own.adminToken))
+      } finally {
+        await own.stop()
+      }
+      const byId = new Map(list.map(t => [t.id, t.lastUsedAt]))
+      expect(byId.get(await idOf(unused))).toBeNull()
+      for (const token of [publisher, edge, own.adminToken]) expect(Date.parse(byId.get(await idOf(token)) ?? ''), 'used').toBeGreaterThanOrEqual(Date.parse(before))
+      // Written to the database: a restarted coordinator lists the same uses.
+      const again = await createCoordinator({ dataDir, port: 0 })
+      try {
+        const rows = again.repo.tokens()
+        for (const token of [unused, publisher, edge]) {
+          const hash = await tokenHash(token)
+          expect(rows.find(r => r.hash === hash)?.lastUsedAt ?? null).toBe(byId.get(hash.slice(0, 16)) ?? null)
+        }
+      } finally {
+        await again.stop()
+      }
+    })
   })
 })

@@ -1,0 +1,140 @@
+/**
+ * The coordinator's API tokens: the data dir's own admin token (`<data>/admin.token`), issuing,
+ * listing and revoking, the check a round connection passes, and the write-behind of last uses.
+ * HTTP requests are checked by coordinator/http/auth.ts with the same words (tokenRefusal).
+ */
+import { rename, rm } from 'node:fs/promises'
+import { join } from 'node:path'
+import type { TokenInfo, TokenRevoked } from '../../shared/client/api-schemas.ts'
+import { UnavailableError } from '../../shared/errors/errors.ts'
+import { readIfExists, syncDir, writeFileAtomic, writeTemporary } from '../../node-runtime/atomic-file.ts'
+import { issueToken, mintToken, revokeToken, tokenHash, tokenIdOf, tokenRefusal } from '../http/auth.ts'
+import type { Database } from '../store/database.ts'
+import type { Repository } from '../store/repository.ts'
+import { ROLES, TOKEN_USE_FLUSH_MS } from '../constants.ts'
+
+/** How issueToken forms a token: `bf_` and 32 random bytes in hex. */
+const TOKEN_FORM = /^bf_[0-9a-f]{64}$/
+
+export interface TokenKeeperOptions {
+  dataDir: string
+  database: Database
+  repo: Repository
+  /** Closes the round connections opened with a token id; how many there were. */
+  cut: (tokenId: string, reason: string) => number
+}
+
+export interface TokenKeeper {
+  /** The token in admin.token (renewed when revoked). */
+  readonly adminToken: string
+  /** Issues a token (`expiresInSeconds` from now; never expires when absent). */
+  issue: (role: string, label: string | null, expiresInSeconds?: number) => ReturnType<typeof issueToken>
+  /** Every token by id (never the token), last uses written first, admin.token's marked. */
+  list: () => TokenInfo[]
+  /** Revokes the token with this id: its round connections close, admin.token is renewed if it held it. */
+  revoke: (id: string) => Promise<TokenRevoked>
+  /** A round connection's token: its id and expiry (ms since the epoch) when it may train, else why not. */
+  trainer: (token: string) => Promise<{ tokenId: string, expiresAt?: number } | { refused: string }>
+  /** Writes the last uses still in memory and stops the timer that writes them. */
+  stop: () => void
+}
+
+export async function tokenKeeper ({ dataDir, database, repo, cut }: TokenKeeperOptions): Promise<TokenKeeper> {
+  const path = join(dataDir, 'admin.token')
+  let admin = await adminToken(path, repo)
+  let adminHash = await tokenHash(admin)
+  /** Revokes run one at a time: one that revoked admin.token's successor while it was being written left a revoked admin.token. */
+  let revoking: Promise<unknown> = Promise.resolve()
+  const flusher = setInterval(() => { repo.flushTokenUses() }, TOKEN_USE_FLUSH_MS)
+  flusher.unref()
+
+  /**
+   * Revokes a token; one that held round connections has them closed, and the data dir's own
+   * admin token is renewed in admin.token at once (`--data` commands go on working). The
+   * successor is written beside admin.token first, and its row commits with the revoke. A data
+   * dir that cannot take it does not stop the revoke (a revoke is what an incident needs), but
+   * no successor row is made, and the answer says the token was revoked and admin.token not renewed.
+   */
+  const revokeNow = async (id: string): Promise<TokenRevoked> => {
+    repo.flushTokenUses()
+    const [target, ...more] = repo.tokensByPrefix(id)
+    const renew = target !== undefined && more.length === 0 && target.hash === adminHash && target.revokedAt === null
+    let next: { token: string, hash: string, tmp: string } | undefined
+    let unwritable: unknown
+    if (renew) {
+      const minted = await mintToken()
+      try {
+        next = { ...minted, tmp: await writeTemporary(path, `${minted.token}\n`, 0o600) }
+      } catch (err) {
+        unwritable = err
+      }
+    }
+    let revoked: ReturnType<typeof revokeToken>
+    try {
+      revoked = database.transaction(() => {
+        const row = revokeToken(repo, id)
+        if (next !== undefined) repo.insertToken(next.hash, 'admin', `replaced revoked admin token ${id}`)
+        return row
+      })
+    } catch (err) {
+      if (next !== undefined) await rm(next.tmp, { force: true })
+      throw err
+    }
+    const closedConnections = cut(id, 'the API token of this connection was revoked')
+    if (next !== undefined) {
+      admin = next.token
+      adminHash = next.hash
+      // Same folder, file already written and synced: a rename. Should it fail, the next start renews admin.token.
+      await rename(next.tmp, path)
+      await syncDir(dataDir)
+    }
+    if (unwritable !== undefined) {
+      throw new UnavailableError(`API token ${id} was revoked, but it was ${path}'s and no new admin token could be written there (${(unwritable as NodeJS.ErrnoException).code ?? (unwritable as Error).message}): --data commands are refused until the coordinator starts again with that file writable; use another admin token meanwhile`, { cause: unwritable })
+    }
+    const { hash: _, ...row } = revoked
+    return { id, ...row, replacedAdminToken: next !== undefined, closedConnections }
+  }
+
+  return {
+    get adminToken () { return admin },
+    issue: async (role, label, expiresInSeconds) => await issueToken(repo, role, label, expiresInSeconds),
+    list () {
+      repo.flushTokenUses()
+      return repo.tokens().map(({ hash, ...row }) => ({ id: tokenIdOf(hash), ...row, adminFile: hash === adminHash }))
+    },
+    async revoke (id) {
+      const turn = revoking.then(async () => await revokeNow(id))
+      revoking = turn.catch(() => undefined)
+      return await turn
+    },
+    async trainer (token) {
+      const hash = await tokenHash(token)
+      const row = repo.token(hash)
+      const refused = tokenRefusal(row)
+      if (refused !== undefined || row === undefined) return { refused: refused ?? 'unknown API token' }
+      if (ROLES[row.role]?.train !== true) return { refused: 'this API token may not take part in rounds: only edge-role tokens train (admin and publisher tokens operate); make one with `blockfed token create edge` or POST /v1/tokens {"role":"edge"}' }
+      repo.noteTokenUse(hash)
+      return { tokenId: tokenIdOf(hash), ...(row.expiresAt === null ? {} : { expiresAt: Date.parse(row.expiresAt) }) }
+    },
+    stop () {
+      clearInterval(flusher)
+      repo.flushTokenUses()
+    }
+  }
+}
+
+/**
+ * The token admin.token holds, renewed when there is none, the file was torn by a crash (left
+ * empty by an older, in-place write), or its token was revoked or expired (a stop between a
+ * revoke's commit and the file's renewal). Safe: a torn file's token was never read by anyone,
+ * so its committed row is a token nobody holds.
+ */
+async function adminToken (path: string, repo: Repository): Promise<string> {
+  const kept = (await readIfExists(path))?.trim()
+  const row = kept !== undefined && TOKEN_FORM.test(kept) ? repo.token(await tokenHash(kept)) : undefined
+  if (kept !== undefined && row?.role === 'admin' && tokenRefusal(row) === undefined) return kept
+  const why = kept === undefined ? 'created on first start' : row === undefined ? 'replaced a torn admin.token' : 'replaced a revoked admin.token'
+  const { token } = await issueToken(repo, 'admin', why)
+  await writeFileAtomic(path, `${token}\n`, 0o600)
+  return token
+}
