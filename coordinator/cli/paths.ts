@@ -3,14 +3,15 @@
  * where a folder goes was met only after a whole download (`pull --out`) or as a bare EEXIST,
  * ENOTDIR or ENOENT, and a `--home` another process holds only as its cache's own words.
  */
-import { access, constants, readFile, stat } from 'node:fs/promises'
-import { dirname, resolve } from 'node:path'
+import { access, constants, mkdtemp, readFile, rmdir, stat } from 'node:fs/promises'
+import { dirname, join, resolve } from 'node:path'
 import { ConflictError, InvalidInputError, UnavailableError } from '../../shared/errors/errors.ts'
 import { SQLITE_BUSY } from '../../node-runtime/dir-lock.ts'
 
 /**
  * `path` is a folder, or can be made one: nothing on the way to it is a file, and the nearest
- * folder that exists may be written (else a pull met EACCES only after its whole download).
+ * folder that exists may be written and takes folders (else a pull met EACCES only after its
+ * whole download, or hung).
  */
 export async function folderOption (flag: string, path: string): Promise<void> {
   const full = resolve(path)
@@ -31,10 +32,27 @@ export async function folderOption (flag: string, path: string): Promise<void> {
         const code = (err as NodeJS.ErrnoException).code ?? (err as Error).message
         throw new InvalidInputError(`${flag} ${path}: ${at === full ? 'it' : at} cannot be written by this user (${code}); give a folder it may write`, { cause: err })
       }
+      if (at !== full) await canMakeFolderIn(flag, path, at)
       return
     }
     throw new InvalidInputError(`${flag} ${path}: ${at === full ? 'it' : at} is a file, not a folder`)
   }
+}
+
+/**
+ * A folder can be made in `at`: one is made and removed. Some file systems refuse it whatever the
+ * mode bits say (/proc, /sys), and there Node's recursive mkdir never returns (Node 24: it retries
+ * ENOENT for ever), so a `pull --out /proc/x` hung after its download.
+ */
+async function canMakeFolderIn (flag: string, path: string, at: string): Promise<void> {
+  let probe: string
+  try {
+    probe = await mkdtemp(join(at, '.blockfed-probe-'))
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code ?? (err as Error).message
+    throw new InvalidInputError(`${flag} ${path}: no folder can be made in ${at} (${code}); give a folder on a file system that takes files`, { cause: err })
+  }
+  await rmdir(probe)
 }
 
 /** A text file an option names; a missing or unreadable one is said with the option. */

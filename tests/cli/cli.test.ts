@@ -280,6 +280,8 @@ describe('blockfed CLI', () => {
       [['verify', 'vad@1', '--coordinator', nowhere, '--token', 'bf_x', '--home', file], `--home ${file}: it is a file, not a folder`],
       [['coordinator', '--data', file, '--port', '0', '--no-p2p'], `--data ${file}: it is a file, not a folder`],
       [['decryptor', '--data', file, '--port', '0'], `--data ${file}: it is a file, not a folder`],
+      // /proc takes no folders whatever its mode bits say; Node's recursive mkdir hung there (38c).
+      [['pull', 'vad@1', '--out', '/proc/blockfed-out/sub', '--coordinator', nowhere, '--token', 'bf_x', '--home', join(root, 'home-opts')], '--out /proc/blockfed-out/sub: no folder can be made in /proc (ENOENT); give a folder on a file system that takes files'],
       [['channel', 'vad', 'stable', '1', '--coordinator', nowhere, '--data', tokenIsFolder], `--data ${tokenIsFolder}: its admin.token cannot be read (EISDIR); run as the coordinator's user, or give --token`],
       [['rounds', 'start', 'vad', '--request', join(root, 'no-such-request.json'), '--coordinator', nowhere, '--token', 'bf_x'], `--request ${join(root, 'no-such-request.json')}: no such file`]
     ]
