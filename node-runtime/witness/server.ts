@@ -5,11 +5,11 @@
  * The submission and monitoring prefixes are both the server root. Bodies are raw bytes of at
  * most 64 KiB that must be UTF-8; every request has a deadline; a refusal never stops the server.
  */
-import { mkdir } from 'node:fs/promises'
+import { mkdir, stat } from 'node:fs/promises'
 import { join } from 'node:path'
 import Fastify, { type FastifyError, type FastifyReply, type FastifyRequest } from 'fastify'
 import { ed25519 } from '@noble/curves/ed25519.js'
-import { utf8 } from '../../shared/crypto/bytes.ts'
+import { toHex, utf8 } from '../../shared/crypto/bytes.ts'
 import { BlockfedError, InvalidConfigError, InvalidInputError } from '../../shared/errors/errors.ts'
 import { cosignatureSigner, witnessVerifierKey } from '../../shared/ledger/cosignature.ts'
 import { checkKeyName } from '../../shared/ledger/note.ts'
@@ -19,7 +19,7 @@ import {
 import { WitnessConflictError } from '../../shared/ledger/witness/errors.ts'
 import { removeStaleTemporaries } from '../atomic-file.ts'
 import { loadOrCreateWitnessKey } from './key.ts'
-import { openWitnessStore } from './store.ts'
+import { openWitnessStore, type WitnessStore } from './store.ts'
 import { witnessCore, type WitnessLog } from './witness.ts'
 
 export interface WitnessOptions {
@@ -62,13 +62,22 @@ export async function createWitness (options: WitnessOptions): Promise<Witness> 
   await mkdir(options.dataDir, { recursive: true, mode: 0o700 })
   // A crash between its key's write and link left a copy of the key.
   await removeStaleTemporaries([options.dataDir])
-  const secret = await loadOrCreateWitnessKey(join(options.dataDir, WITNESS_KEY_FILE))
+  const keyPath = join(options.dataDir, WITNESS_KEY_FILE)
+  const dbPath = join(options.dataDir, WITNESS_DB_FILE)
+  const [keyKept, dbKept] = await Promise.all([exists(keyPath), exists(dbPath)])
+  // Refused before the store is opened, which would make an empty one that a next start took as its own.
+  if (keyKept && !dbKept) {
+    throw new InvalidConfigError(`${keyPath} was made before, but ${WITNESS_DB_FILE}, the record of what it cosigned, is missing: without it this witness would cosign a fork of a log it already cosigned. Restore ${WITNESS_DB_FILE} with the key (from one backup), or move the key away to start as a new witness (logs and clients must then be given its new vkey)`)
+  }
+  const secret = await loadOrCreateWitnessKey(keyPath)
   const cosigner = cosignatureSigner(options.name, secret, options.now)
-  const vkey = witnessVerifierKey(options.name, ed25519.getPublicKey(secret))
+  const publicKey = ed25519.getPublicKey(secret)
+  const vkey = witnessVerifierKey(options.name, publicKey)
   secret.fill(0)
-  const store = openWitnessStore(join(options.dataDir, WITNESS_DB_FILE))
+  const store = openWitnessStore(dbPath)
   let core
   try {
+    bindMemory(store, toHex(publicKey), options.dataDir)
     core = witnessCore({ store, cosigner, logs: options.logs })
   } catch (err) {
     store.close()
@@ -120,6 +129,27 @@ export async function createWitness (options: WitnessOptions): Promise<Witness> 
       closed ??= app.close().finally(() => { store.close() })
       await closed
     }
+  }
+}
+
+async function exists (path: string): Promise<boolean> {
+  return await stat(path).then(() => true, (err: NodeJS.ErrnoException) => { if (err.code === 'ENOENT') return false; throw err })
+}
+
+/**
+ * A witness's promise (one linear history per log, c2sp.org/tlog-witness) lives in its memory,
+ * witness.sqlite, not in its key: a key that outlived its memory would cosign a fork of a log it
+ * already cosigned, and the log learns that from the first 409 (size 0). So the memory records
+ * its key, and a start refuses a memory of another key (here), or a key kept without its memory
+ * (createWitness, before the store is opened). An older memory without the record is bound to
+ * the key found beside it.
+ * Not caught: a memory restored from an older backup of the same key (it forgets what came after).
+ */
+function bindMemory (store: WitnessStore, publicKeyHex: string, dataDir: string): void {
+  const bound = store.boundKey()
+  if (bound === undefined) return store.bindKey(publicKeyHex)
+  if (bound !== publicKeyHex) {
+    throw new InvalidConfigError(`${join(dataDir, WITNESS_DB_FILE)} records the checkpoints cosigned by another key than ${join(dataDir, WITNESS_KEY_FILE)}: a witness's key and memory go together; restore that key, or start with a new data dir`)
   }
 }
 

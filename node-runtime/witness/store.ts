@@ -21,6 +21,10 @@ export interface WitnessStore {
    * none stored yet). False when another request got there first.
    */
   replace: (origin: string, expected: StoredCheckpoint | undefined, next: StoredCheckpoint) => boolean
+  /** The public key (hex) whose cosignatures this memory records; undefined before bindKey. */
+  boundKey: () => string | undefined
+  /** Records the key this memory belongs to (once; a later call with another key is refused by the caller). */
+  bindKey: (publicKeyHex: string) => void
   close: () => void
 }
 
@@ -33,10 +37,16 @@ export function openWitnessStore (path: string): WitnessStore {
       root BLOB NOT NULL CHECK (length(root) = 32),
       note TEXT NOT NULL,
       updated_at INTEGER NOT NULL
+    ) STRICT;
+    CREATE TABLE IF NOT EXISTS meta (
+      key TEXT PRIMARY KEY,
+      value TEXT NOT NULL
     ) STRICT;`)
   const select = db.prepare('SELECT size, root, note FROM checkpoints WHERE origin = ?')
   const insert = db.prepare('INSERT INTO checkpoints (origin, size, root, note, updated_at) VALUES (?, ?, ?, ?, ?) ON CONFLICT (origin) DO NOTHING')
   const update = db.prepare('UPDATE checkpoints SET size = ?, root = ?, note = ?, updated_at = ? WHERE origin = ? AND size = ? AND root = ?')
+  const selectMeta = db.prepare("SELECT value FROM meta WHERE key = 'public_key'")
+  const insertMeta = db.prepare("INSERT INTO meta (key, value) VALUES ('public_key', ?) ON CONFLICT (key) DO NOTHING")
   let open = true
 
   return {
@@ -52,6 +62,8 @@ export function openWitnessStore (path: string): WitnessStore {
         : update.run(next.size, next.root, next.note, now, origin, expected.size, expected.root)
       return Number(changes) === 1
     },
+    boundKey: () => (selectMeta.get() as { value: string } | undefined)?.value,
+    bindKey: publicKeyHex => { insertMeta.run(publicKeyHex) },
     close () {
       if (!open) return
       open = false

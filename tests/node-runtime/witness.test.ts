@@ -1,6 +1,7 @@
 import { describe, it, expect, afterEach } from 'vitest'
 import { createHash } from 'node:crypto'
-import { mkdtemp, rm, stat } from 'node:fs/promises'
+import { copyFile, mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises'
+import { DatabaseSync } from 'node:sqlite'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { ed25519 } from '@noble/curves/ed25519.js'
@@ -214,6 +215,48 @@ describe('witness add-checkpoint (c2sp.org/tlog-witness)', () => {
     expect((err as WitnessConflictError).size).toBe(7)
     const lines = await addCheckpoint(second.url, { old: 7, proof: tree.consistencyProof(7, 10), note: checkpointNote(tree, 10) })
     expect(openCheckpoint(checkpointNote(tree, 10) + `${lines[0]}\n`, logVerifier, [parseVerifierKey(first.vkey)]).cosigners).toEqual([NAME])
+  })
+
+  it('refuses to start with its key but not its memory, or a memory of another key, rather than cosign a fork (review 42a M1)', async () => {
+    const first = await start()
+    const honest = treeOf(5)
+    await addCheckpoint(first.url, { old: 0, proof: [], note: checkpointNote(honest) })
+    await first.close()
+    // The memory lost, the key kept: it would have cosigned a fork of size 5 with old 0.
+    const memory = await readFile(join(first.dataDir, 'witness.sqlite'))
+    for (const f of ['witness.sqlite', 'witness.sqlite-wal', 'witness.sqlite-shm']) await rm(join(first.dataDir, f), { force: true })
+    await expect(start(first.dataDir)).rejects.toThrow(/witness\.ed25519 was made before, but witness\.sqlite, the record of what it cosigned, is missing/)
+    // Refused again: the refusal made no empty memory that a next start would take as its own.
+    await expect(start(first.dataDir)).rejects.toThrow(/is missing/)
+    await expect(stat(join(first.dataDir, 'witness.sqlite'))).rejects.toThrow(/ENOENT/)
+    // Another witness's key beside this memory.
+    await writeFile(join(first.dataDir, 'witness.sqlite'), memory)
+    const other = await start()
+    await other.close()
+    const ownKey = await readFile(join(first.dataDir, 'witness.ed25519'))
+    await copyFile(join(other.dataDir, 'witness.ed25519'), join(first.dataDir, 'witness.ed25519'))
+    await expect(start(first.dataDir)).rejects.toThrow(/witness\.sqlite records the checkpoints cosigned by another key than .*witness\.ed25519/)
+    // Its own key back: it remembers size 5 and refuses the fork.
+    await writeFile(join(first.dataDir, 'witness.ed25519'), ownKey, { mode: 0o600 })
+    const again = await start(first.dataDir)
+    expect(again.vkey).toBe(first.vkey)
+    expect((await post(again.url, `old 0\n\n${checkpointNote(treeOf(5, 1))}`)).status).toBe(409)
+  })
+
+  it('binds a memory written before it recorded its key to the key beside it', async () => {
+    const first = await start()
+    const tree = treeOf(6)
+    await addCheckpoint(first.url, { old: 0, proof: [], note: checkpointNote(tree, 4) })
+    await first.close()
+    const db = new DatabaseSync(join(first.dataDir, 'witness.sqlite'))
+    db.exec('DROP TABLE meta')
+    db.close()
+    const second = await start(first.dataDir)
+    expect((await post(second.url, `old 0\n\n${checkpointNote(tree, 6)}`)).status).toBe(409)
+    await second.close()
+    const check = new DatabaseSync(join(first.dataDir, 'witness.sqlite'))
+    expect(check.prepare("SELECT value FROM meta WHERE key = 'public_key'").get()).toEqual({ value: expect.stringMatching(/^[0-9a-f]{64}$/) })
+    check.close()
   })
 
   it('serialises concurrent requests for one origin: one of two racing successors wins', async () => {
