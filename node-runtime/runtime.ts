@@ -25,7 +25,7 @@ import { withDeadline } from '../shared/load/deadline.ts'
 import { infer, type LoadedEngine, type ModelCode } from '../shared/runtime/lifecycle.ts'
 import { onnxPassthrough, tfjsPassthrough } from '../shared/runtime/passthrough.ts'
 import { IntegrityError, InvalidConfigError, InvalidInputError, isUnreachable, LedgerSecurityError, UnavailableError } from '../shared/errors/errors.ts'
-import { WitnessQuorumError } from '../shared/ledger/verify.ts'
+import { CheckpointAnswerError, WitnessQuorumError } from '../shared/ledger/verify.ts'
 import { toHex, utf8ToBytes } from '../shared/crypto/bytes.ts'
 import { ledgerClient } from '../shared/ledger/client.ts'
 import { targetVersion, type Target } from '../shared/versions/policy.ts'
@@ -642,9 +642,10 @@ export async function createNodeRuntime (options: NodeRuntimeOptions): Promise<N
           // what this runtime verified and kept, and reports a refusal. A checkpoint short of its
           // witnesses (one down, or cosignatures stripped on the way) is no reason to stop either,
           // nor a new version that cannot be fetched while the channel naming it answers (a
-          // partial outage: a full one already serves the version in use offline).
+          // partial outage: a full one already serves the version in use offline), nor a
+          // checkpoint answer garbled or given a bad signature line on the way (review 42a L3).
           const cannotMove = isUnreachable(err) && signal?.aborted !== true && version !== state.current
-          if (!(err instanceof LedgerSecurityError || err instanceof WitnessQuorumError || cannotMove) || state.current === null) throw err
+          if (!(err instanceof LedgerSecurityError || err instanceof WitnessQuorumError || err instanceof CheckpointAnswerError || cannotMove) || state.current === null) throw err
           if (err instanceof LedgerSecurityError) options.onSecurityError?.(config.modelName, err)
           notServed = { version, reason: (err as Error).message }
           fetched = await obtainVersion(ctx, state.current, signal, { local: true })

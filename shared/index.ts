@@ -36,6 +36,6 @@ export { formatCheckpoint, parseCheckpoint, signCheckpoint, openCheckpoint, type
 export { cosignatureSigner, cosignatureVerifier, witnessVerifierKey } from './ledger/cosignature.ts'
 export { ledgerEntrySchema, entryBytes, parseEntry, type LedgerEntry } from './ledger/entry.ts'
 export { ledgerClient, type LedgerClient } from './ledger/client.ts'
-export { advanceCheckpoint, verifyAnchor, openTrusted, WitnessQuorumError, type LedgerTrust, type CheckpointStore, type VerifiedCheckpoint, type Anchor } from './ledger/verify.ts'
+export { advanceCheckpoint, verifyAnchor, openTrusted, WitnessQuorumError, CheckpointAnswerError, type LedgerTrust, type CheckpointStore, type VerifiedCheckpoint, type Anchor } from './ledger/verify.ts'
 export { addCheckpoint } from './ledger/witness/client.ts'
 export { targetVersion, rolloutBucket, type VersionPolicy } from './versions/policy.ts'

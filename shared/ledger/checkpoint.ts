@@ -82,11 +82,20 @@ export function openCheckpoint (note: string, logVerifier: NoteVerifier, witness
   const opened = inspectNote(note, [logVerifier, ...witnesses])
   const byLog = opened.verified.some(v => v.name === logVerifier.name && equalBytes(v.keyId, logVerifier.keyId))
   if (!byLog) throw new IntegrityError(`checkpoint: no signature by the log key ${logVerifier.name}`)
-  // Distinct witness names: one witness listed under two keys (a rotation) is still one witness
-  // toward a quorum.
-  const cosigners = [...new Set(witnesses
-    .filter(w => opened.verified.some(v => v.name === w.name && equalBytes(v.keyId, w.keyId)))
-    .map(w => w.name))]
+  // One witness counts once toward a quorum: a name listed under two keys (a rotation) once, and
+  // a key listed under two names once too — a cosignature does not cover the name, so one line
+  // can be relabelled as the other name's (review 42a L1).
+  const names = new Set<string>()
+  const keys = new Set<string>()
+  const cosigners: string[] = []
+  for (const w of witnesses) {
+    if (!opened.verified.some(v => v.name === w.name && equalBytes(v.keyId, w.keyId))) continue
+    const key = w.publicKey === undefined ? undefined : toBase64(w.publicKey)
+    if (names.has(w.name) || (key !== undefined && keys.has(key))) continue
+    names.add(w.name)
+    if (key !== undefined) keys.add(key)
+    cosigners.push(w.name)
+  }
   const verifiedNote = `${opened.text}\n${opened.verifiedLines.map(line => `${line}\n`).join('')}`
   return { checkpoint: parseCheckpoint(opened.text), note, cosigners, lines: opened.lines, verifiedNote }
 }

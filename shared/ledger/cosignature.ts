@@ -60,6 +60,7 @@ export function cosignatureVerifier (name: string, publicKey: Uint8Array): NoteV
   return {
     name,
     keyId: noteKeyId(name, SIGNATURE_TYPE_COSIGNATURE_V1, key),
+    publicKey: key.slice(),
     verify (message, signature) {
       if (signature.length !== SIGNATURE_BYTES) return false
       const timestamp = new DataView(signature.buffer, signature.byteOffset, 8).getBigUint64(0)

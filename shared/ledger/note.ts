@@ -28,6 +28,8 @@ export interface NoteSigner {
 export interface NoteVerifier {
   name: string
   keyId: Uint8Array
+  /** The signing key, when the verifier knows it: a quorum counts a key once, whatever names it is given under. */
+  publicKey?: Uint8Array
   /** False, never a throw, for a signature that does not verify. */
   verify: (message: Uint8Array, signature: Uint8Array) => boolean
 }
@@ -105,6 +107,7 @@ export function ed25519Verifier (name: string, publicKey: Uint8Array): NoteVerif
   return {
     name,
     keyId: noteKeyId(name, SIGNATURE_TYPE_ED25519, key),
+    publicKey: key.slice(),
     verify: (message, signature) => signature.length === 64 && verifyEd25519(signature, message, key)
   }
 }

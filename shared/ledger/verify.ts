@@ -13,7 +13,7 @@
  * The coordinator's word is never taken: only signatures, hashes and proofs.
  */
 import { equalBytes, toBase64 } from '../crypto/bytes.ts'
-import { IntegrityError, isUnreachable, LedgerSecurityError } from '../errors/errors.ts'
+import { BlockfedError, IntegrityError, isUnreachable, LedgerSecurityError } from '../errors/errors.ts'
 import type { SignedManifest } from '../manifest/schema.ts'
 import type { NoteVerifier } from './note.ts'
 import { openCheckpoint, type Checkpoint } from './checkpoint.ts'
@@ -68,6 +68,16 @@ export class WitnessQuorumError extends IntegrityError {
 }
 
 /**
+ * The log's checkpoint answer could not be opened under the trust policy: not a note, or a line
+ * under a trusted key's name that does not verify. Anyone on the way can append such a line or
+ * garble the text, as easily as withhold the answer: a runtime that kept a verified version
+ * serves it, as in an outage (node-runtime/runtime.ts), and says why.
+ */
+export class CheckpointAnswerError extends IntegrityError {
+  override readonly name = 'CheckpointAnswerError'
+}
+
+/**
  * Opens a checkpoint note under the trust policy: log signature, origin, enough witnesses. The
  * note returned keeps only the signature lines a key of the policy verified: a line nobody here
  * could check is not carried into what is saved (a coordinator could otherwise plant a bad line
@@ -90,7 +100,14 @@ export function openTrusted (note: string, trust: LedgerTrust): VerifiedCheckpoi
  * verify versions against.
  */
 export async function advanceCheckpoint (client: LedgerClient, trust: LedgerTrust, store: CheckpointStore, signal?: AbortSignal): Promise<VerifiedCheckpoint> {
-  const offered = openTrusted(await client.checkpoint(signal), trust)
+  const answer = await client.checkpoint(signal)
+  let offered: VerifiedCheckpoint
+  try {
+    offered = openTrusted(answer, trust)
+  } catch (err) {
+    if (err instanceof WitnessQuorumError || !(err instanceof BlockfedError)) throw err
+    throw new CheckpointAnswerError(`log ${trust.log.name}: its checkpoint answer cannot be trusted (${err.message})`, { cause: err })
+  }
   const saved = await store.load()
   if (saved === undefined) {
     await store.save(offered.note)

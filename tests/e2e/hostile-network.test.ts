@@ -184,6 +184,37 @@ describe('a runtime behind a hostile network', () => {
     }
   })
 
+  it('a checkpoint answer garbled, or given a bad signature line under the log\'s own name, on the way: a restart serves the kept version and says why (review 42a L3)', async () => {
+    await admin.ingest('garbled', await files(11))
+    const first = await runtime('garbled')
+    expect((await first.load(config('garbled'))).manifest.version).toBe(1)
+    await first.stop()
+    const badLine = (note: string): string => {
+      // The note's first signature line again, its signature bytes changed: a known key's name and id.
+      const line = /^\u2014 (\S+) (\S+)$/m.exec(note)
+      if (line === null) throw new Error(`no signature line in ${note}`)
+      const bytes = fromBase64(line[2] as string)
+      bytes[bytes.length - 1] = (bytes.at(-1) ?? 0) ^ 0xff
+      return `${note}\u2014 ${line[1] as string} ${Buffer.from(bytes).toString('base64')}\n`
+    }
+    for (const [what, rewrite, reason] of [
+      ['garbage', () => 'not a checkpoint\n', /its checkpoint answer cannot be trusted \(note: /],
+      ['a bad line', (note: string) => badLine(note), /its checkpoint answer cannot be trusted \(.*does not verify/]
+    ] as Array<[string, (note: string) => string, RegExp]>) {
+      mode = { rewrite: (path, _request, body) => /\/ledger\/checkpoint$/.test(path) ? Buffer.from(rewrite(body.toString())) : undefined }
+      const restarted = await runtime('garbled')
+      try {
+        const handle = await restarted.load(config('garbled'))
+        expect(handle.manifest.version, what).toBe(1)
+        expect(handle.report.notServed?.reason, what).toMatch(reason)
+        expect(handle.report.offline, what).toBe(true)
+      } finally {
+        await restarted.stop()
+        mode = 'pass'
+      }
+    }
+  })
+
   it('an inference running while an upgrade swaps the version finishes on the old version', async () => {
     await admin.ingest('inflight', await files(9))
     let release!: () => void

@@ -100,6 +100,20 @@ describe('signed checkpoints', () => {
     expect(openCheckpoint(cosigned, logVerifier, [w1v, w1rotatedV, w2v]).cosigners).toEqual(['w1.example'])
   })
 
+  it('counts a key listed under two names once: a cosignature relabelled with the other name does not make two (review 42a L1)', () => {
+    const key = ed25519.getPublicKey(seeded(7))
+    const text = formatCheckpoint(c)
+    const line = signLine(text, cosignatureSigner('w.example/a', seeded(7), () => 1_700_000_000)).trimEnd()
+    // The same signature bytes under the other name and that name's key ID (a cosignature does not cover the name).
+    const other = cosignatureVerifier('w.example/b', key)
+    const signature = fromBase64(line.slice(line.lastIndexOf(' ') + 1)).slice(4)
+    const relabelled = `\u2014 w.example/b ${toBase64(new Uint8Array([...other.keyId, ...signature]))}`
+    const note = `${signCheckpoint(c, log)}${line}\n${relabelled}\n`
+    // Both lines verify, each under its name; the quorum counts the one key once.
+    expect(openCheckpoint(note, logVerifier, [cosignatureVerifier('w.example/a', key), other]).cosigners).toEqual(['w.example/a'])
+    expect(openCheckpoint(note, logVerifier, [other]).cosigners).toEqual(['w.example/b'])
+  })
+
   it('requires the log signature, even when a witness cosigned', () => {
     const onlyWitness = signNote(formatCheckpoint(c), [w1])
     expect(() => openCheckpoint(onlyWitness, logVerifier, [w1v])).toThrow(IntegrityError)
