@@ -327,7 +327,7 @@ export async function createNodeRuntime (options: NodeRuntimeOptions): Promise<N
         origin: peerIdOfKey(key).toString(),
         fallback: config.peers.fallback === 'http' ? http : undefined,
         requestTimeoutMs: config.fetch.timeoutMs,
-        onReceived: (cid, bytes) => s.keepRecent(cid, bytes),
+        onReceived: (cid, bytes, from) => s.keepRecent(cid, bytes, from),
         onFetching: (cid, result) => s.fetching(cid, result)
       })
       swarmSources.set(sourceKey, source)

@@ -39,11 +39,15 @@ function networkOf (addr: Multiaddr): string | undefined {
 export interface KnownPeers {
   /** Remembered multiaddrs (with /p2p/<id>); empty when none or the file is damaged. */
   read: () => Promise<string[]>
-  /** Remembers the peers connected now (up to 32, dialled ones first, at most 4 per network), if any. */
+  /**
+   * Remembers the peers connected now (up to 32, at most 4 per network, if any): those that sent
+   * this node the most bytes first, then dialled ones.
+   */
   write: () => Promise<void>
 }
 
-export function knownPeersFile (node: PeerNode, dir: string | undefined): KnownPeers {
+/** `servedBytes`: what a peer (by id) sent this node; a restart asks the peers that served it first. */
+export function knownPeersFile (node: PeerNode, dir: string | undefined, servedBytes: (peerId: string) => number = () => 0): KnownPeers {
   const path = dir === undefined ? undefined : join(dir, 'known-peers.json')
   let written = ''
   return {
@@ -63,9 +67,13 @@ export function knownPeersFile (node: PeerNode, dir: string | undefined): KnownP
       const peers: string[] = []
       const seen = new Set<string>()
       const perNetwork = new Map<string, number>()
-      // Peers this node dialled first (the origin's referrals, bootstrap, hints it acted on):
-      // anyone can connect in, with as many ids as it likes. The sort is stable.
-      const connections = [...node.getConnections()].sort((a, b) => Number(a.direction !== 'outbound') - Number(b.direction !== 'outbound'))
+      // Peers that sent this node verified bytes first: with 4 places per network (one host, or a
+      // machine's loopback), the peers a restart needs were left out for others that held nothing
+      // (a swarm test restarting with the coordinator down failed so). Then peers this node dialled
+      // (the origin's referrals, bootstrap, hints it acted on): anyone can connect in, with as many
+      // ids as it likes. The sort is stable.
+      const served = (c: { remotePeer: { toString: () => string } }): number => servedBytes(c.remotePeer.toString())
+      const connections = [...node.getConnections()].sort((a, b) => served(b) - served(a) || Number(a.direction !== 'outbound') - Number(b.direction !== 'outbound'))
       for (const connection of connections) {
         if (peers.length >= MAX_PEERS) break
         const id = connection.remotePeer.toString()

@@ -83,6 +83,9 @@ const NO_DHT_VALUES = { pk: async (): Promise<void> => { throw new InvalidInputE
 /** Below this score gossipsub drops a peer's RPCs unread (its default, stated for topic-validator.ts). */
 export const GOSSIP_GRAYLIST_THRESHOLD = -80
 
+/** kad-dht's inbound streams per connection (its default 32). */
+export const DHT_MAX_INBOUND_STREAMS = 8
+
 /** Checks bootstrap addresses from a config or CLI: parseable, with a /p2p/ peer id. */
 export function checkBootstrap (addrs: string[], where: string): void {
   for (const [i, text] of addrs.entries()) {
@@ -134,7 +137,11 @@ export async function createPeerNode (options: PeerNodeOptions): Promise<PeerNod
       ping: ping(),
       // Loopback and private addresses are the point here (edge boxes on one LAN, tests on
       // 127.0.0.1), so the DHT keeps them.
-      dht: kadDHT({ protocol: DHT_PROTOCOL, clientMode: false, peerInfoMapper: passthroughMapper, allowQueryWithZeroPeers: true, validators: NO_DHT_VALUES }),
+      // kad-dht reads a message into a 4 MiB buffer with no bound of its own, for up to its 10 s
+      // deadline: fewer streams bound what a peer pins (review 42b: 32 × 4 MiB per connection).
+      // The deadline cannot be shortened: kad-dht 16 takes incomingMessageTimeout but never hands
+      // it to its RPC handler. Its messages here (FIND_NODE, providers, PING) are a few KiB.
+      dht: kadDHT({ protocol: DHT_PROTOCOL, clientMode: false, peerInfoMapper: passthroughMapper, allowQueryWithZeroPeers: true, validators: NO_DHT_VALUES, maxInboundStreams: DHT_MAX_INBOUND_STREAMS }),
       pubsub: gossipsub({ allowPublishToZeroTopicPeers: true, emitSelf: false, maxInboundDataLength: GOSSIP_MAX_MESSAGE_BYTES, fastMsgIdFn, scoreParams: GOSSIP_SCORE_PARAMS, scoreThresholds: { graylistThreshold: GOSSIP_GRAYLIST_THRESHOLD } })
     }
   }) as PeerNode

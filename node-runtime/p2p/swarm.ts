@@ -93,8 +93,8 @@ export interface Swarm {
   register: (manifest: Manifest, cache: CacheTier) => void
   /** `cache` wrapped so that every stored block is announced (Bloom filter) and provided (DHT). */
   watch: (cache: CacheTier) => CacheTier
-  /** Keeps a received object to serve it on (the swarm source's `onReceived`). */
-  keepRecent: (cid: string, bytes: Uint8Array) => void
+  /** Keeps a received object to serve it on, and counts who sent it (the swarm source's `onReceived`). */
+  keepRecent: (cid: string, bytes: Uint8Array, from?: string) => void
   /** An object this node is fetching: a request for it waits for it (the swarm source's `onFetching`). */
   fetching: (cid: string, result: Promise<Uint8Array>) => void
   /** Dials the bootstrap peers (again); resolves when at least one answered or all failed. */
@@ -129,6 +129,8 @@ const ANNOUNCE_MIN_GAP_MS = 5_000
 const ANNOUNCE_REPEAT_MS = 30_000
 /** Known peers are saved, and the repeat considered, this often. */
 const HEARTBEAT_MS = 10_000
+/** Peers whose bytes sent to this node are counted (the most recent ones). */
+const MAX_SERVED_US = 1024
 
 /**
  * A filter's capacity for `held` blocks: twice as many, to a power of two, at least `least`, so
@@ -299,7 +301,9 @@ export async function createSwarm (options: SwarmOptions): Promise<Swarm> {
     if (announceTimer !== undefined || stopped) return
     announceTimer = setTimeout(() => { void announceNow() }, Math.max(ANNOUNCE_DEBOUNCE_MS, lastAnnounced + ANNOUNCE_MIN_GAP_MS - Date.now()))
   }
-  const knownPeers = knownPeersFile(node, options.dir)
+  /** Bytes each peer (or the origin) sent this node, most recently active last: known-peers.json keeps those first. */
+  const servedUs = new Map<string, number>()
+  const knownPeers = knownPeersFile(node, options.dir, peer => servedUs.get(peer) ?? 0)
   const heartbeat = setInterval(() => {
     if (held.size > 0 && announceTimer === undefined && Date.now() - lastAnnounced >= ANNOUNCE_REPEAT_MS) void announceNow()
     void knownPeers.write().catch(() => {})
@@ -519,8 +523,14 @@ export async function createSwarm (options: SwarmOptions): Promise<Swarm> {
         }
       }
     },
-    keepRecent (cid, bytes) {
+    keepRecent (cid, bytes, from) {
       void recent.put(cid, bytes).catch(() => {})
+      if (from !== undefined) {
+        const total = (servedUs.get(from) ?? 0) + bytes.length
+        servedUs.delete(from)
+        servedUs.set(from, total)
+        if (servedUs.size > MAX_SERVED_US) servedUs.delete(servedUs.keys().next().value as string)
+      }
     },
     fetching (cid, result) {
       pending.set(cid, result)

@@ -37,6 +37,12 @@ export const DEFAULT_BUSY_RETRY_MS = 200
 /** Bound on a request frame and on a header frame. */
 export const MAX_CONTROL_FRAME = 4096
 /**
+ * Unread bytes a server keeps per stream: four request frames, so that a frame a little over
+ * the limit is still refused on its prefix with a bad-request answer (not a reset), and 256
+ * streams of one connection hold at most 4 MiB.
+ */
+export const SERVER_BUFFER_BYTES = 4 * MAX_CONTROL_FRAME
+/**
  * The server writes a body in chunks of at most this, the granularity of its upload pacing.
  * Sized so that one chunk travels as one Yamux data frame (12-byte header) inside one Noise
  * transport message (at most 65535 bytes, 16 of them the ChaCha20-Poly1305 tag; Noise spec §7.4):
@@ -373,8 +379,11 @@ export async function serveShardStream (
   lookup: (request: ShardRequest, signal: AbortSignal) => Promise<ShardAnswer>,
   options: ServeOptions
 ): Promise<void> {
-  // An honest client sends its next request only after the reply: little is ever buffered.
-  const bytes = byteStream(stream, { maxBufferSize: 1 << 20 })
+  // An honest client sends its next request only after the reply, so one request frame is all
+  // that is ever unread; past SERVER_BUFFER_BYTES the stream is aborted. A bound of 1 MiB let a
+  // peer pin 1 MiB on each of 256 streams per connection for the whole close grace (review 42b:
+  // 545 MB from 2 connections).
+  const bytes = byteStream(stream, { maxBufferSize: SERVER_BUFFER_BYTES })
   const idleMs = options.idleTimeoutMs ?? options.timeoutMs
   // A requester that resets or closes the stream ends the answer under way, whatever it waits
   // on: a lookup waiting for an object still on its way held its slot up to 20 s after the

@@ -30,7 +30,7 @@ import { CID } from 'multiformats/cid'
 import { create as createDigest } from 'multiformats/hashes/digest'
 import { createOrigin, type Origin } from '../../../coordinator/p2p/origin.ts'
 import { blockFiles } from '../../../coordinator/store/block-files.ts'
-import { createPeerNode, type PeerNode } from '../../../node-runtime/p2p/peer-node.ts'
+import { createPeerNode, DHT_MAX_INBOUND_STREAMS, type PeerNode } from '../../../node-runtime/p2p/peer-node.ts'
 import { createSwarm, type Swarm } from '../../../node-runtime/p2p/swarm.ts'
 import { defaultReedSolomon, erasureCoder } from '../../../shared/blocks/erasure.ts'
 import { memoryCache } from '../../../shared/cache/memory-lru.ts'
@@ -39,8 +39,8 @@ import { rawCid, verifyCid } from '../../../shared/crypto/cid.ts'
 import type { Manifest } from '../../../shared/manifest/schema.ts'
 import { testManifest } from '../../helpers/manifest.ts'
 import { blockFilter } from '../../../shared/p2p/bloom.ts'
-import { encodeGossip, modelTopic, GOSSIP_MAX_MESSAGE_BYTES } from '../../../shared/p2p/gossip.ts'
-import { MAX_CONTROL_FRAME, requestShard, serveShardStream, SHARD_PROTOCOL } from '../../../shared/p2p/shard-protocol.ts'
+import { DHT_PROTOCOL, encodeGossip, modelTopic, GOSSIP_MAX_MESSAGE_BYTES } from '../../../shared/p2p/gossip.ts'
+import { MAX_CONTROL_FRAME, requestShard, SERVER_BUFFER_BYTES, serveShardStream, SHARD_PROTOCOL } from '../../../shared/p2p/shard-protocol.ts'
 import { mulberry32 } from '../../../shared/random/seeded.ts'
 
 const MODEL = 'bad-input-mlp'
@@ -308,6 +308,40 @@ describe('shard protocol: answers to malformed requests', () => {
     expect(await ending(silent, 3_000)).not.toBe('open')
     expect(await ending(partial, 3_000)).not.toBe('open')
     expect(lookups).toBe(0)
+  })
+
+  // Regression (review 42b): the server kept up to 1 MiB unread per stream, and after a bad request
+  // kept reading into it for its whole close grace (30 s on a runtime, 120 s on the origin): 256
+  // streams a connection pinned 545 MB from two connections. Now more than SERVER_BUFFER_BYTES
+  // unread ends the stream at once.
+  it('a requester that sends on past its request has the stream ended at once, not buffered for the close grace', async () => {
+    const server = await createPeerNode({ seed: seedOf(10) })
+    cleanups.push(async () => { await server.stop() })
+    await server.handle(SHARD_PROTOCOL, async stream => {
+      await serveShardStream(stream, async () => ({ status: 'not-found' }), { timeoutMs: 60_000 })
+    })
+    const attacker = await bareNode()
+    const connection = await attacker.dial(multiaddr(server.getMultiaddrs()[0]?.toString() as string))
+    const flooding = await attack(connection, SHARD_PROTOCOL, new Uint8Array([...json('not json'), ...new Uint8Array(SERVER_BUFFER_BYTES * 4).fill(0x41)]), false)
+    // Closed both ways (reset) well inside the 60 s grace; a stream left half-open is 'open' here.
+    const ended = await new Promise<string>(resolve => {
+      const timer = setTimeout(() => { resolve(flooding.status) }, 5_000)
+      if (flooding.status !== 'open') { clearTimeout(timer); resolve(flooding.status) }
+      flooding.addEventListener('close', () => { clearTimeout(timer); resolve(flooding.status) }, { once: true })
+    })
+    expect(ended).not.toBe('open')
+  })
+
+  it('takes at most DHT_MAX_INBOUND_STREAMS DHT streams from one connection (kad-dht buffers each up to 4 MiB for 10 s)', async () => {
+    const server = await createPeerNode({ seed: seedOf(11) })
+    cleanups.push(async () => { await server.stop() })
+    const attacker = await bareNode()
+    const connection = await attacker.dial(multiaddr(server.getMultiaddrs()[0]?.toString() as string))
+    // Each announces a message it never finishes, so kad-dht keeps it open until its deadline.
+    const streams = await Promise.all(Array.from({ length: DHT_MAX_INBOUND_STREAMS + 4 }, async () => await attack(connection, DHT_PROTOCOL, varint(1000), false).catch((err: Error) => err)))
+    const open = await Promise.all(streams.map(async s => s instanceof Error ? 'refused' : await ending(s, 1_000)))
+    expect(open.filter(how => how === 'open')).toHaveLength(DHT_MAX_INBOUND_STREAMS)
+    for (const s of streams) if (!(s instanceof Error)) s.abort(new Error('done'))
   })
 
   // Regression (fixed): @libp2p/utils lpStream checks maxLengthLength only after a varint has

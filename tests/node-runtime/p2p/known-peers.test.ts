@@ -172,4 +172,22 @@ describe('writing the list', () => {
     await file.write()
     expect(await remembered(dir)).toEqual(ids.map((id, n) => `/ip4/127.0.0.${n + 30}/tcp/4001/p2p/${id.toString()}`))
   })
+  it('keeps the peers that served this node first, so a restart finds them among its 4 places per network', async () => {
+    const dir = join(root, 'served-first')
+    await mkdir(dir, { recursive: true })
+    const ids = await Promise.all([1, 2, 3, 4, 5, 6].map(async n => peerIdFromPrivateKey(await generateKeyPairFromSeed('Ed25519', new Uint8Array(32).fill(n + 40)))))
+    // Six peers on one machine's loopback: four dialled (the origin, referrals) that sent nothing, then
+    // two that sent blocks, one of which connected in (its listen address known from identify).
+    const at = (n: number): string => `/ip4/127.0.0.1/tcp/${4000 + n}`
+    const connections = ids.map((id, n) => ({ remotePeer: id, remoteAddr: multiaddr(n === 5 ? '/ip4/127.0.0.1/tcp/55555' : `${at(n)}/p2p/${id.toString()}`), direction: n === 5 ? 'inbound' : 'outbound' }))
+    const node = { getConnections: () => connections, peerStore: { get: async () => ({ addresses: [{ multiaddr: multiaddr(at(5)) }] }) } }
+    const served = new Map([[ids[4]?.toString(), 1000], [ids[5]?.toString(), 5000]])
+    await knownPeersFile(node as never, dir, peer => served.get(peer) ?? 0).write()
+    expect(await remembered(dir)).toEqual([5, 4, 0, 1].map(n => `${at(n)}/p2p/${ids[n]?.toString() ?? ''}`))
+    // Without the counts, the dialled ones take the four places.
+    const plain = join(root, 'served-unknown')
+    await mkdir(plain, { recursive: true })
+    await knownPeersFile(node as never, plain).write()
+    expect(await remembered(plain)).toEqual([0, 1, 2, 3].map(n => `${at(n)}/p2p/${ids[n]?.toString() ?? ''}`))
+  })
 })
