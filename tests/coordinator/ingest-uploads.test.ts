@@ -11,7 +11,7 @@ describe('ingest uploads', () => {
     let release!: () => void
     const gate = new Promise<void>(resolve => { release = resolve })
     const app = await buildServer({
-      repo: { token: () => ({ role: 'admin', revokedAt: null }) },
+      repo: { token: () => ({ role: 'admin', revokedAt: null, expiresAt: null }), noteTokenUse: () => {} },
       files: {},
       identity: {},
       erasure: { k: 4, m: 2 },
