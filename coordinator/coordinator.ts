@@ -288,7 +288,7 @@ async function openCoordinator (options: CoordinatorOptions, partitionOptions: P
       p2p: () => origin === undefined ? undefined : { peerId: origin.peerId, addresses: origin.addresses() }
     })
     await roundRoutes(app, { repo, store, manager: rounds })
-    await ledgerRoutes(app, { repo, log })
+    await ledgerRoutes(app, { repo, log, signing: identity.signing })
     await tokenRoutes(app, { repo, tokens })
     // Witnesses are asked in the background: one that is down must not hold up the start. Those
     // that have not cosigned the latest checkpoint (down at a publish, say) are asked again.

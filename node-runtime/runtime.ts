@@ -28,6 +28,7 @@ import { IntegrityError, InvalidConfigError, InvalidInputError, isUnreachable, L
 import { CheckpointAnswerError, WitnessQuorumError } from '../shared/ledger/verify.ts'
 import { toHex, utf8ToBytes } from '../shared/crypto/bytes.ts'
 import { ledgerClient } from '../shared/ledger/client.ts'
+import { verifyChannels } from '../shared/ledger/channels.ts'
 import { targetVersion, type Target } from '../shared/versions/policy.ts'
 import { clientIdentity } from './fl/identity.ts'
 import { localVersions, type LocalVersions } from './versions/local-store.ts'
@@ -424,17 +425,35 @@ export async function createNodeRuntime (options: NodeRuntimeOptions): Promise<N
     }
   }
 
-  /** The policy's version now, or undefined when the coordinator cannot be asked (offline). */
-  async function target (ctx: ObtainContext, signal?: AbortSignal): Promise<Target | undefined | 'offline'> {
+  type Wanted = Target | undefined | 'offline' | { untrusted: LedgerSecurityError }
+
+  /**
+   * The policy's version now; undefined when it is one this runtime rolled back from; 'offline'
+   * when the coordinator cannot be asked; `untrusted` when its channels answer cannot be trusted
+   * while a version is in use (not signed by the coordinator key, or older than one accepted
+   * here: the alarm is raised, a start stays on the version in use, an update throws; a first
+   * start refuses it).
+   */
+  async function target (ctx: ObtainContext, signal?: AbortSignal): Promise<Wanted> {
     const { config } = ctx
     if (config.pin !== undefined) return { version: config.pin, reason: 'pin' }
-    let channels
+    let answer
     try {
-      channels = await ctx.ledger.channels(config.modelName, signal)
+      answer = await ctx.ledger.channels(config.modelName, signal)
     } catch (err) {
       if (isUnreachable(err)) return 'offline'
       throw err
     }
+    let channels
+    try {
+      channels = verifyChannels(answer, ctx.coordinatorKey, { model: config.modelName, seenSeq: await ctx.local.channelsSeen() })
+    } catch (err) {
+      if (!(err instanceof LedgerSecurityError)) throw err
+      if ((await ctx.local.state()).current !== null) return { untrusted: err }
+      options.onSecurityError?.(config.modelName, err)
+      throw err
+    }
+    await ctx.local.sawChannels(channels.seq)
     const state = await ctx.local.state()
     const clientId = toHex((await clientIdentity(options.dataDir)).publicKey)
     return targetVersion({ channel: config.channel ?? 'stable' }, channels, clientId, new Set(state.rejected))
@@ -534,8 +553,12 @@ export async function createNodeRuntime (options: NodeRuntimeOptions): Promise<N
    * The version a cold start serves: a pin or an automatic policy takes the policy's version;
    * otherwise the version in use stays until `update` decides. Offline, the version in use.
    */
-  const startVersion = (config: AoeConfig, state: VersionState, wanted: Target | undefined | 'offline'): number | null => {
+  const startVersion = (config: AoeConfig, state: VersionState, wanted: Wanted): number | null => {
     if (wanted === 'offline' || wanted === undefined) return state.current
+    if ('untrusted' in wanted) {
+      options.onSecurityError?.(config.modelName, wanted.untrusted)
+      return state.current
+    }
     if (state.current === null || config.pin !== undefined) return wanted.version
     // As in `update`: a channel never moves a runtime backwards, restarted or not.
     return config.upgrade === 'auto' && wanted.version > state.current ? wanted.version : state.current
@@ -740,6 +763,11 @@ export async function createNodeRuntime (options: NodeRuntimeOptions): Promise<N
         const from = serving.manifest.version
         const t = await target(ctx, signal)
         if (t === 'offline') return { action: 'none', from, to: from, reason: 'coordinator unreachable', bytesFetched: 0 }
+        if (t !== undefined && 'untrusted' in t) {
+          // The log first: a coordinator that changed its key, or forked its log, is said in those words.
+          await checkLog(ctx, signal)
+          throw t.untrusted
+        }
         const log = await checkLog(ctx, signal)
         // A second entry for the version served here, appended since it was verified: the log
         // can now show other runtimes another manifest under it. Raised while nothing newer is
@@ -800,7 +828,7 @@ export async function createNodeRuntime (options: NodeRuntimeOptions): Promise<N
       prefetch: async signal => await operation(`prefetch of ${config.modelName}`, signal, async signal => {
         const from = serving.manifest.version
         const t = await target(ctx, signal)
-        if (t === 'offline' || t === undefined || t.version <= from) return { version: from, blocks: 0, bytesFetched: 0 }
+        if (t === 'offline' || t === undefined || 'untrusted' in t || t.version <= from) return { version: from, blocks: 0, bytesFetched: 0 }
         return await prefetchVersion(ctx, t.version, signal)
       }),
       async release () {

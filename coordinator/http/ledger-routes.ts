@@ -8,6 +8,8 @@ import type { FastifyInstance } from 'fastify'
 import type { ZodTypeProvider } from 'fastify-type-provider-zod'
 import { z } from 'zod'
 import { modelNameSchema } from '../../shared/client/api-schemas.ts'
+import type { SigningKeyPair } from '../../shared/crypto/sign.ts'
+import { signChannels } from '../../shared/ledger/channels.ts'
 import { channelNameSchema, channelRequestSchema, channelSetResponseSchema, channelsResponseSchema, consistencyResponseSchema, ENTRIES_PAGE, entriesResponseSchema, entryResponseSchema, inclusionResponseSchema, ledgerNumberSchema, type Channels } from '../../shared/ledger/api.ts'
 import { parseEntry, type LedgerEntry } from '../../shared/ledger/entry.ts'
 import { toBase64 } from '../../shared/crypto/bytes.ts'
@@ -20,6 +22,8 @@ import { BODY_REFUSALS, refusals } from './errors.ts'
 export interface LedgerRoutesDeps {
   repo: Repository
   log: VersionLog
+  /** Signs channels answers (the manifests' key). */
+  signing: SigningKeyPair
 }
 
 const errors = refusals()
@@ -115,11 +119,13 @@ export async function ledgerRoutes (app: FastifyInstance, deps: LedgerRoutesDeps
     const set = deps.repo.channels(name)
     const stable = set.find(c => c.channel === 'stable')
     const canary = set.find(c => c.channel === 'canary')
-    return {
+    const channels = {
       model: name,
       stable: { version: stable?.version ?? latest.version, followsLatest: stable === undefined },
       canary: canary === undefined ? null : { version: canary.version, rollout: canary.rollout }
     }
+    // Both terms only grow: versions are appended, moves counted (shared/ledger/channels.ts).
+    return signChannels(channels, latest.version + deps.repo.channelMoves(name), log.size(), deps.signing)
   }
 
   api.get('/v1/models/:name/channels', {

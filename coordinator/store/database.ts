@@ -177,7 +177,13 @@ export const MIGRATIONS: readonly string[] = [
   // A token may expire (NULL: never); last_used_at is written behind, about a minute late
   // (coordinator/store/repository.ts, noteTokenUse).
   `ALTER TABLE tokens ADD COLUMN expires_at TEXT;
-   ALTER TABLE tokens ADD COLUMN last_used_at TEXT;`
+   ALTER TABLE tokens ADD COLUMN last_used_at TEXT;`,
+  // How many times a model's channels were set or cleared: with its latest version, the sequence
+  // number of its signed channels answer (shared/ledger/channels.ts), which only grows.
+  `CREATE TABLE channel_moves (
+     model TEXT PRIMARY KEY REFERENCES models(name),
+     moves INTEGER NOT NULL CHECK (moves >= 0)
+   );`
 ]
 
 export interface Database {

@@ -60,6 +60,8 @@ export interface Repository {
   /** Marks the token of this hash revoked now; returns when. */
   revokeToken: (tokenHash: string) => string
   channels: (model: string) => Array<{ channel: 'stable' | 'canary', version: number, rollout: number }>
+  /** How many times the model's channels were set or cleared (each set and clear counts one). */
+  channelMoves: (model: string) => number
   setChannel: (model: string, channel: 'stable' | 'canary', version: number, rollout: number) => void
   /** Removes a channel's pointer (stable then follows the latest; no canary); false when none was set. */
   clearChannel: (model: string, channel: 'stable' | 'canary') => boolean
@@ -111,6 +113,8 @@ export function repository (database: Database): Repository {
     revokeToken: db.prepare('UPDATE tokens SET revoked_at = ? WHERE token_hash = ?'),
     channels: db.prepare('SELECT channel, version, rollout FROM channels WHERE model = ? ORDER BY channel'),
     clearChannel: db.prepare('DELETE FROM channels WHERE model = ? AND channel = ?'),
+    channelMoves: db.prepare('SELECT moves FROM channel_moves WHERE model = ?'),
+    countMove: db.prepare('INSERT INTO channel_moves (model, moves) VALUES (?, 1) ON CONFLICT (model) DO UPDATE SET moves = moves + 1'),
     setChannel: db.prepare('INSERT INTO channels (model, channel, version, rollout, updated_at) VALUES (?, ?, ?, ?, ?) ON CONFLICT (model, channel) DO UPDATE SET version = excluded.version, rollout = excluded.rollout, updated_at = excluded.updated_at')
   }
   return {
@@ -170,7 +174,19 @@ export function repository (database: Database): Repository {
       return at
     },
     channels: model => q.channels.all(model) as Array<{ channel: 'stable' | 'canary', version: number, rollout: number }>,
-    setChannel: (model, channel, version, rollout) => { q.setChannel.run(model, channel, version, rollout, now()) },
-    clearChannel: (model, channel) => Number(q.clearChannel.run(model, channel).changes) > 0
+    channelMoves: model => (q.channelMoves.get(model) as { moves: number } | undefined)?.moves ?? 0,
+    setChannel (model, channel, version, rollout) {
+      database.transaction(() => {
+        q.setChannel.run(model, channel, version, rollout, now())
+        q.countMove.run(model)
+      })
+    },
+    clearChannel (model, channel) {
+      return database.transaction(() => {
+        const cleared = Number(q.clearChannel.run(model, channel).changes) > 0
+        if (cleared) q.countMove.run(model)
+        return cleared
+      })
+    }
   }
 }

@@ -83,6 +83,10 @@ export interface LocalVersions {
    * each other's versions, anchors and keys as their own.
    */
   claim: (model: string) => Promise<void>
+  /** The highest `seq` of a signed channels answer accepted for this model (shared/ledger/channels.ts); 0 before any. */
+  channelsSeen: () => Promise<number>
+  /** Keeps `seq` when it is higher than the one kept. */
+  sawChannels: (seq: number) => Promise<void>
 }
 
 const ownerSchema = z.strictObject({ model: z.string() })
@@ -117,6 +121,10 @@ export function localVersions (dir: string, options: LocalVersionsOptions = {}):
   const keysPath = join(dir, 'keys.json')
   const anchorPath = (v: number): string => join(dir, 'anchors', `${v}.json`)
   const ownerPath = join(dir, 'owner.json')
+  const channelsPath = join(dir, 'channels-seen.json')
+  const channelsSchema = z.strictObject({ seq: z.number().int().nonnegative() })
+  // A damaged file is moved aside and reads as 0: the next signed answer is taken as a first one.
+  const channelsSeen = async (): Promise<number> => (await readRecoverable(channelsPath, channelsSchema))?.seq ?? 0
   const folder = resolve(dir)
   const serial = async <T>(task: () => Promise<T>): Promise<T> => await inFolder(folder, task)
   /** Parses `path` with `schema`; damaged, the file is moved aside and reads as absent. */
@@ -153,6 +161,12 @@ export function localVersions (dir: string, options: LocalVersionsOptions = {}):
   }
 
   return {
+    channelsSeen,
+    sawChannels: async seq => await serial(async () => {
+      if (seq <= await channelsSeen()) return
+      await mkdir(dir, { recursive: true })
+      await writeFileAtomic(channelsPath, `${JSON.stringify({ seq })}\n`)
+    }),
     state: readState,
     saveState: async state => { await serial(async () => { await writeState(state) }) },
     updateState: async change => await serial(async () => {

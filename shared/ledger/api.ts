@@ -59,7 +59,11 @@ export const channelsResponseSchema = z.object({
     followsLatest: z.boolean().optional().describe('true when no version was set (or it was cleared): stable moves with every new version; coordinators before channel clearing leave it out')
   }),
   /** A canary release offered to a deterministic fraction of clients, if one is set. */
-  canary: z.object({ version: z.number().int().positive(), rollout: z.number().gt(0).max(1) }).nullable()
+  canary: z.object({ version: z.number().int().positive(), rollout: z.number().gt(0).max(1) }).nullable(),
+  // Signed channels (shared/ledger/channels.ts); optional so that the CLI reads older coordinators, required by runtimes.
+  seq: z.number().int().nonnegative().optional().describe('grows with every change of the model\'s channels; a runtime refuses an answer older than one it accepted'),
+  logSize: z.number().int().nonnegative().optional().describe('the version ledger\'s size when this answer was signed'),
+  signature: z.string().max(100).optional().describe('Ed25519 by the coordinator key, base64, over the canonical JSON of {type: "blockfed.channels/v1", model, seq, logSize, stable, canary}')
 })
 
 export const channelRequestSchema = z.strictObject({

@@ -219,7 +219,7 @@ describe('blockfed CLI', () => {
     expect(shown.stdout).toBe('vad stable → 1 (set; new versions reach it only when it is moved: channel vad stable latest follows them again)\nvad canary → 1 (rollout 0.25)\n')
     const versions = await blockfed('versions', 'vad', '--coordinator', url)
     expect(versions.stdout).toContain('vad stable → 1 (set;')
-    expect(JSON.parse((await blockfed('versions', 'vad', '--json', '--coordinator', url)).stdout).channels).toEqual({ model: 'vad', stable: { version: 1, followsLatest: false }, canary: { version: 1, rollout: 0.25 } })
+    expect(JSON.parse((await blockfed('versions', 'vad', '--json', '--coordinator', url)).stdout).channels).toMatchObject({ model: 'vad', stable: { version: 1, followsLatest: false }, canary: { version: 1, rollout: 0.25 } })
     const cleared = await blockfed('channel', 'vad', 'stable', 'latest', '--coordinator', url, '--data', data)
     expect(cleared.stderr).toBe('')
     expect(cleared.stdout).toBe('vad stable → 1 (follows the latest version)\nvad canary → 1 (rollout 0.25)\n')

@@ -143,6 +143,49 @@ describe('a runtime behind a hostile network', () => {
     expect((await (await runtime('back')).load(config('back', { pin: 1 }))).manifest.version).toBe(1)
   })
 
+  it('a channels answer changed on the way is refused: a fresh runtime does not start on the version it names, and raises the alarm (review 42a M2)', async () => {
+    for (const seed of [21, 22, 23]) await admin.ingest('rewritten', await files(seed))
+    mode = {
+      rewrite: (path, _request, body) => {
+        if (!/\/v1\/models\/rewritten\/channels$/.test(path)) return undefined
+        const answer = JSON.parse(body.toString()) as { stable: { version: number } }
+        answer.stable.version = 1
+        return Buffer.from(JSON.stringify(answer))
+      }
+    }
+    const alarms: LedgerSecurityError[] = []
+    try {
+      const fresh = await runtime('rewritten', { onSecurityError: (_model, err) => { alarms.push(err) } })
+      await expect(fresh.load(config('rewritten'))).rejects.toThrow(/rewritten: the channels answer is not signed by the coordinator key this runtime trusts/)
+      expect(alarms).toHaveLength(1)
+      await fresh.stop()
+    } finally {
+      mode = 'pass'
+    }
+    expect((await (await runtime('rewritten')).load(config('rewritten'))).manifest.version).toBe(3)
+  })
+
+  it('an older signed channels answer replayed is refused: a runtime is not moved onto a version the operator took off stable (review 42a M2)', async () => {
+    await admin.ingest('replayed', await files(24))
+    await admin.ingest('replayed', await files(25))
+    // Signed while stable followed the latest (2); the operator then puts stable back on 1.
+    const old = Buffer.from(await (await fetch(`${upstream}/v1/models/replayed/channels`)).arrayBuffer())
+    await setChannel('replayed', 1)
+    const alarms: LedgerSecurityError[] = []
+    const rt = await runtime('replayed', { onSecurityError: (_model, err) => { alarms.push(err) } })
+    const handle = await rt.load(config('replayed'))
+    expect(handle.manifest.version).toBe(1)
+    mode = { rewrite: path => /\/v1\/models\/replayed\/channels$/.test(path) ? old : undefined }
+    try {
+      await expect(handle.update()).rejects.toThrow(LedgerSecurityError)
+      expect(handle.manifest.version).toBe(1)
+      expect(alarms.map(a => a.message)).toEqual([expect.stringMatching(/replayed: the channels answer is older \(seq 2\) than one already accepted here \(seq 3\): a replay/)])
+    } finally {
+      mode = 'pass'
+    }
+    expect(await handle.update()).toMatchObject({ action: 'none', from: 1, to: 1 })
+  })
+
   it('a version offered without a ledger entry: a restart keeps serving the verified version and raises the security alarm', async () => {
     await admin.ingest('unanchored', await files(6))
     const first = await runtime('unanchored')
