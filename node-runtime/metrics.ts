@@ -15,7 +15,8 @@ const SWARM_HELP: Record<keyof SwarmCounters, string> = {
   busy: 'Shard requests answered busy (too many answers in flight).',
   notFound: 'Shard requests for objects this runtime does not hold.',
   provided: 'Block CIDs provided in the DHT.',
-  provideFailures: 'DHT provides that failed.'
+  provideFailures: 'DHT provides that failed.',
+  parityEncodes: 'Blocks Reed-Solomon encoded to answer parity-shard requests.'
 }
 
 /** Access-history prefetches (node-runtime/runtime.ts `afterLoad`). */
