@@ -9,7 +9,7 @@ import { join } from 'node:path'
 import { z } from 'zod'
 import { multiaddr, type Multiaddr } from '@multiformats/multiaddr'
 import { writeFileAtomic } from '../atomic-file.ts'
-import type { PeerNode } from './peer-node.ts'
+import { ipOf, type PeerNode } from './peer-node.ts'
 
 const MAX_PEERS = 32
 /**
@@ -21,10 +21,6 @@ const MAX_PER_NETWORK = 4
 const MAX_FILE_BYTES = 64 * 1024
 const fileSchema = z.strictObject({ peers: z.array(z.string().max(512)).max(MAX_PEERS) })
 
-/** The address's IP component (ip4 or ip6), if it has one. */
-function ipOf (addr: Multiaddr): { name: string, value?: string } | undefined {
-  return addr.getComponents().find(c => c.name === 'ip4' || c.name === 'ip6')
-}
 
 /** The network an address is in: its IPv4 address, or its IPv6 /64; undefined for other addresses (DNS, relays). */
 function networkOf (addr: Multiaddr): string | undefined {

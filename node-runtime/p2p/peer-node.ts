@@ -15,13 +15,13 @@ import { generateKeyPairFromSeed, publicKeyFromRaw } from '@libp2p/crypto/keys'
 import { gossipsub } from '@libp2p/gossipsub'
 import { identify } from '@libp2p/identify'
 import type { Libp2p, PeerId } from '@libp2p/interface'
-import { kadDHT, passthroughMapper, type KadDHT } from '@libp2p/kad-dht'
+import { kadDHT, type KadDHT } from '@libp2p/kad-dht'
 import { peerIdFromPublicKey } from '@libp2p/peer-id'
 import { ping } from '@libp2p/ping'
 import { tcp } from '@libp2p/tcp'
 import { webSockets } from '@libp2p/websockets'
 import { createLibp2p } from 'libp2p'
-import { multiaddr } from '@multiformats/multiaddr'
+import { multiaddr, type Multiaddr } from '@multiformats/multiaddr'
 import { InvalidInputError } from '../../shared/errors/errors.ts'
 import { DHT_PROTOCOL, GOSSIP_MAX_MESSAGE_BYTES } from '../../shared/p2p/gossip.ts'
 import { hostGroup } from '../../shared/p2p/host-group.ts'
@@ -104,6 +104,15 @@ export function hostOfPeer (node: Libp2p, peer: PeerId): string | undefined {
   return hostGroup(node.getConnections(peer)[0]?.remoteAddr)
 }
 
+/** Components a dialled address may have: IP or DNS host, TCP, WebSockets (with TLS), the peer id. */
+const DIALABLE = new Set(['ip4', 'ip6', 'dns', 'dns4', 'dns6', 'tcp', 'ws', 'wss', 'tls', 'sni', 'p2p'])
+
+/** True for an address this node may dial: every component in DIALABLE, and a host and TCP port. */
+export function dialable (ma: Multiaddr): boolean {
+  const names = ma.getComponents().map(c => c.name)
+  return names.every(n => DIALABLE.has(n)) && names.includes('tcp') && names.some(n => n === 'ip4' || n === 'ip6' || n.startsWith('dns'))
+}
+
 /** The peer id of the node whose Ed25519 public key is `publicKey` (e.g. the pinned coordinator key). */
 export function peerIdOfKey (publicKey: Uint8Array): PeerId {
   return peerIdFromPublicKey(publicKeyFromRaw(publicKey))
@@ -113,8 +122,14 @@ export async function createPeerNode (options: PeerNodeOptions): Promise<PeerNod
   const bootstrapList = options.bootstrap ?? []
   checkBootstrap(bootstrapList, 'bootstrap')
   const privateKey = await generateKeyPairFromSeed('Ed25519', options.seed)
-  return await createLibp2p({
+  // Bound once created: the DHT's address filter asks it about connections.
+  let node: PeerNode | undefined
+  node = await createLibp2p({
     privateKey,
+    // Addresses reach this node from peers (identify, referrals, DHT records): only TCP or
+    // WebSocket addresses at an IP or a DNS name are dialled. A referral to a `/unix/` path made
+    // every runtime that took it connect to a local socket of the attacker's choosing (review 42b 5).
+    connectionGater: { denyDialMultiaddr: (ma: Multiaddr) => !dialable(ma) },
     datastore: new ProviderBoundedDatastore(peerIdFromPublicKey(privateKey.publicKey).toString()),
     addresses: { listen: options.listen ?? DEFAULT_LISTEN },
     transports: [tcp(), webSockets()],
@@ -136,13 +151,31 @@ export async function createPeerNode (options: PeerNodeOptions): Promise<PeerNod
       identify: identify(),
       ping: ping(),
       // Loopback and private addresses are the point here (edge boxes on one LAN, tests on
-      // 127.0.0.1), so the DHT keeps them.
+      // 127.0.0.1), so the DHT keeps them; but what it tells others of a peer is filtered
+      // (peerAddresses): a peer's own claims sent nodes to other hosts' services (review 42b 5).
       // kad-dht reads a message into a 4 MiB buffer with no bound of its own, for up to its 10 s
       // deadline: fewer streams bound what a peer pins (review 42b: 32 × 4 MiB per connection).
       // The deadline cannot be shortened: kad-dht 16 takes incomingMessageTimeout but never hands
       // it to its RPC handler. Its messages here (FIND_NODE, providers, PING) are a few KiB.
-      dht: kadDHT({ protocol: DHT_PROTOCOL, clientMode: false, peerInfoMapper: passthroughMapper, allowQueryWithZeroPeers: true, validators: NO_DHT_VALUES, maxInboundStreams: DHT_MAX_INBOUND_STREAMS }),
+      dht: kadDHT({ protocol: DHT_PROTOCOL, clientMode: false, peerInfoMapper: info => ({ ...info, multiaddrs: peerAddresses(node, info.id, info.multiaddrs) }), allowQueryWithZeroPeers: true, validators: NO_DHT_VALUES, maxInboundStreams: DHT_MAX_INBOUND_STREAMS }),
       pubsub: gossipsub({ allowPublishToZeroTopicPeers: true, emitSelf: false, maxInboundDataLength: GOSSIP_MAX_MESSAGE_BYTES, fastMsgIdFn, scoreParams: GOSSIP_SCORE_PARAMS, scoreThresholds: { graylistThreshold: GOSSIP_GRAYLIST_THRESHOLD } })
     }
   }) as PeerNode
+  return node
+}
+
+/** The address's IP component (ip4 or ip6), if it has one. */
+export function ipOf (addr: Multiaddr): { name: string, value?: string } | undefined {
+  return addr.getComponents().find(c => c.name === 'ip4' || c.name === 'ip6')
+}
+
+/**
+ * What this node may tell others of `peer`'s addresses (referrals, DHT answers): dialable ones
+ * (see `dialable`), and, while it is connected to the peer, only those at a host it is connected
+ * at: a peer may announce any address, another host's internal service included.
+ */
+export function peerAddresses (node: Pick<PeerNode, 'getConnections'> | undefined, peer: PeerId, addrs: Multiaddr[]): Multiaddr[] {
+  const connections = node?.getConnections(peer) ?? []
+  const hosts = new Set(connections.map(c => ipOf(c.remoteAddr)?.value))
+  return addrs.filter(ma => dialable(ma) && (connections.length === 0 || hosts.has(ipOf(ma)?.value)))
 }
