@@ -436,7 +436,10 @@ export async function createNodeRuntime (options: NodeRuntimeOptions): Promise<N
    */
   async function target (ctx: ObtainContext, signal?: AbortSignal): Promise<Wanted> {
     const { config } = ctx
-    if (config.pin !== undefined) return { version: config.pin, reason: 'pin' }
+    // A pinned version this runtime rolled back from (a rollback, or check() below rollback.below)
+    // is not taken again: the next update or start moved straight back onto it and un-rejected it,
+    // so a pin with rollback.below swung between two versions (review 42a L2). Changing the pin moves.
+    if (config.pin !== undefined) return (await ctx.local.state()).rejected.includes(config.pin) ? undefined : { version: config.pin, reason: 'pin' }
     let answer
     try {
       answer = await ctx.ledger.channels(config.modelName, signal)
@@ -777,7 +780,7 @@ export async function createNodeRuntime (options: NodeRuntimeOptions): Promise<N
         if (anchored.length > 1 && staying) {
           throw new LedgerSecurityError(`${config.modelName}@${from}, served here: the log now anchors it ${anchored.length} times (entries ${anchored.join(', ')}), so runtimes can be shown different manifests under it`, { offered: log.checkpoint.note })
         }
-        if (t === undefined || t.version === from) return { action: 'none', from, to: from, reason: t === undefined ? 'the channel\'s version was rolled back from here' : `on the ${t.reason} version`, bytesFetched: 0 }
+        if (t === undefined || t.version === from) return { action: 'none', from, to: from, reason: t === undefined ? (config.pin === undefined ? 'the channel\'s version was rolled back from here' : `the pinned version ${config.pin} was rolled back from here; pin another to move`) : `on the ${t.reason} version`, bytesFetched: 0 }
         // A channel never moves a runtime backwards: going back is a rollback, decided here.
         if (t.version < from && t.reason !== 'pin') return { action: 'none', from, to: from, reason: `the ${t.reason} channel points at ${t.version}, older than ${from}; only a rollback goes back`, bytesFetched: 0 }
         if (config.upgrade === 'manual' && config.pin === undefined) return { action: 'available', from, to: t.version, reason: `${t.reason} channel offers ${t.version}`, bytesFetched: 0 }

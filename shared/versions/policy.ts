@@ -26,7 +26,8 @@ export interface Target {
 }
 
 export function targetVersion (policy: VersionPolicy, channels: Channels, clientId: string, rejected: ReadonlySet<number> = new Set()): Target | undefined {
-  if (policy.pin !== undefined) return { version: policy.pin, reason: 'pin' }
+  // A pinned version rolled back from is not taken again (the runtime stays where it went).
+  if (policy.pin !== undefined) return rejected.has(policy.pin) ? undefined : { version: policy.pin, reason: 'pin' }
   const canary = channels.canary
   if (policy.channel === 'canary' && canary !== null && !rejected.has(canary.version) &&
       rolloutBucket(clientId, channels.model, canary.version) < canary.rollout) {

@@ -207,8 +207,20 @@ describe('version policy', () => {
     const behind = await stable.update()
     expect(behind).toMatchObject({ action: 'none', from: 2, to: 2 })
     expect(behind.reason).toMatch(/older than 2; only a rollback goes back/)
-    const pinned = await (await runtime('pinned')).load(config('digits', { pin: 2 }))
+    const pinnedRuntime = await runtime('pinned')
+    const pinned = await pinnedRuntime.load(config('digits', { pin: 2 }))
     expect(pinned.manifest.version).toBe(2)
     expect((await pinned.update()).action).toBe('none')
+    // Rolled back from the pinned version, it stays back: the update and the restart moved
+    // straight onto the pin again and un-rejected it (review 42a L2).
+    expect(await pinned.rollback(1)).toMatchObject({ action: 'rolled-back', from: 2, to: 1 })
+    const stay = await pinned.update()
+    expect(stay).toMatchObject({ action: 'none', from: 1, to: 1, reason: 'the pinned version 2 was rolled back from here; pin another to move' })
+    await pinnedRuntime.stop()
+    const restarted = await runtime('pinned')
+    expect((await restarted.load(config('digits', { pin: 2 }))).manifest.version).toBe(1)
+    // Another pin moves it.
+    await restarted.stop()
+    expect((await (await runtime('pinned')).load(config('digits', { pin: 3 }))).manifest.version).toBe(3)
   })
 })

@@ -32,6 +32,8 @@ describe('version policy', () => {
     expect(targetVersion({}, ch, 'a')).toEqual({ version: 3, reason: 'stable' })
     expect(targetVersion({ channel: 'canary' }, ch, 'a')).toEqual({ version: 4, reason: 'canary' })
     expect(targetVersion({ pin: 2, channel: 'canary' }, ch, 'a')).toEqual({ version: 2, reason: 'pin' })
+    // A pinned version rolled back from is not taken again (review 42a L2).
+    expect(targetVersion({ pin: 2 }, ch, 'a', new Set([2]))).toBeUndefined()
     expect(targetVersion({ channel: 'canary' }, ch, 'a', new Set([4]))).toEqual({ version: 3, reason: 'stable' })
     expect(targetVersion({ channel: 'canary' }, ch, 'a', new Set([3, 4]))).toBeUndefined()
     expect(targetVersion({ channel: 'canary' }, channels(null), 'a')).toEqual({ version: 3, reason: 'stable' })
