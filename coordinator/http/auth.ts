@@ -49,7 +49,8 @@ export async function issueToken (repo: Repository, role: string, label: string 
 export function tokenRefusal (row: { role: string, revokedAt: string | null, expiresAt: string | null } | undefined, now = Date.now()): string | undefined {
   if (row === undefined || !Object.hasOwn(ROLES, row.role)) return 'unknown API token'
   if (row.revokedAt !== null) return `this API token was revoked at ${row.revokedAt}`
-  if (row.expiresAt !== null && Date.parse(row.expiresAt) <= now) return `this API token expired at ${row.expiresAt}; make another (blockfed token create)`
+  // An expiry that does not parse (a hand-edited row) counts as passed: NaN compared false, for ever.
+  if (row.expiresAt !== null && !(Date.parse(row.expiresAt) > now)) return `this API token expired at ${row.expiresAt}; make another (blockfed token create)`
   return undefined
 }
 

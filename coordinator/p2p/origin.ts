@@ -18,7 +18,7 @@ import { IntegrityError, NotFoundError } from '../../shared/errors/errors.ts'
 import { encodeGossip, modelTopic } from '../../shared/p2p/gossip.ts'
 import { hostGroup } from '../../shared/p2p/host-group.ts'
 import { MAX_REFERRALS, serveShardStream, serveSlots, SHARD_PROTOCOL, type Referral, type ShardAnswer } from '../../shared/p2p/shard-protocol.ts'
-import { createPeerNode, hostOfPeer, peerAddresses, type PeerNode } from '../../node-runtime/p2p/peer-node.ts'
+import { createPeerNode, dialable, hostOfPeer, type PeerNode } from '../../node-runtime/p2p/peer-node.ts'
 import { topicValidation } from '../../node-runtime/p2p/topic-validator.ts'
 import type { BlockFiles } from '../store/block-files.ts'
 import type { AnswerAdmission } from '../answers.ts'
@@ -78,18 +78,16 @@ export async function createOrigin (options: OriginOptions): Promise<Origin> {
   const topics = new Set<string>()
 
   /**
-   * Where others may reach `peer`: the addresses it announced, at a host it is connected from
-   * (review 42b 5: a peer announced internal host:ports and `/unix/` sockets, and every runtime
-   * referred to it dialled them), or the address this node dialled it at.
+   * Where others may reach `peer`: the dialable addresses it announced (review 42b 5: a `/unix/`
+   * socket it named was dialled by every runtime referred to it). Not matched to the host it
+   * connects from: boxes behind one NAT reach each other at LAN addresses the origin never sees.
    */
   const addressesOf = async (peer: PeerId): Promise<string[]> => {
-    const dialled = node.getConnections(peer).filter(c => c.direction === 'outbound').map(c => c.remoteAddr.decapsulateCode(421).toString())
     try {
       const known = await node.peerStore.get(peer)
-      const announced = peerAddresses(node, peer, known.addresses.map(a => a.multiaddr)).map(ma => ma.toString())
-      return [...new Set([...dialled, ...announced])].slice(0, 8)
+      return known.addresses.map(a => a.multiaddr).filter(dialable).map(ma => ma.toString()).slice(0, 8)
     } catch {
-      return dialled.slice(0, 8)
+      return []
     }
   }
 

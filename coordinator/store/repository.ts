@@ -164,7 +164,13 @@ export function repository (database: Database): Repository {
       if (uses.size === 0) return
       const batch = [...uses]
       uses.clear()
-      database.transaction(() => { for (const [hash, at] of batch) q.touchToken.run(at, hash) })
+      try {
+        database.transaction(() => { for (const [hash, at] of batch) q.touchToken.run(at, hash) })
+      } catch (err) {
+        // Kept for the next flush (a newer use noted meanwhile wins).
+        for (const [hash, at] of batch) if (!uses.has(hash)) uses.set(hash, at)
+        throw err
+      }
     },
     tokens: () => q.tokens.all() as unknown as TokenRow[],
     tokensByPrefix: prefix => q.tokensByPrefix.all(prefix.length, prefix) as unknown as TokenRow[],

@@ -45,7 +45,10 @@ export async function tokenKeeper ({ dataDir, database, repo, cut }: TokenKeeper
   let adminHash = await tokenHash(admin)
   /** Revokes run one at a time: one that revoked admin.token's successor while it was being written left a revoked admin.token. */
   let revoking: Promise<unknown> = Promise.resolve()
-  const flusher = setInterval(() => { repo.flushTokenUses() }, TOKEN_USE_FLUSH_MS)
+  // A failed write (disk full, the database locked) must not end the process from a timer: the
+  // uses stay noted and the next flush tries again (review 42c).
+  const flush = (): void => { try { repo.flushTokenUses() } catch {} }
+  const flusher = setInterval(flush, TOKEN_USE_FLUSH_MS)
   flusher.unref()
 
   /**
@@ -56,7 +59,7 @@ export async function tokenKeeper ({ dataDir, database, repo, cut }: TokenKeeper
    * no successor row is made, and the answer says the token was revoked and admin.token not renewed.
    */
   const revokeNow = async (id: string): Promise<TokenRevoked> => {
-    repo.flushTokenUses()
+    flush()
     const [target, ...more] = repo.tokensByPrefix(id)
     const renew = target !== undefined && more.length === 0 && target.hash === adminHash && target.revokedAt === null
     let next: { token: string, hash: string, tmp: string } | undefined
@@ -99,7 +102,7 @@ export async function tokenKeeper ({ dataDir, database, repo, cut }: TokenKeeper
     get adminToken () { return admin },
     issue: async (role, label, expiresInSeconds) => await issueToken(repo, role, label, expiresInSeconds),
     list () {
-      repo.flushTokenUses()
+      flush()
       return repo.tokens().map(({ hash, ...row }) => ({ id: tokenIdOf(hash), ...row, adminFile: hash === adminHash }))
     },
     async revoke (id) {
@@ -118,7 +121,7 @@ export async function tokenKeeper ({ dataDir, database, repo, cut }: TokenKeeper
     },
     stop () {
       clearInterval(flusher)
-      repo.flushTokenUses()
+      flush()
     }
   }
 }

@@ -122,9 +122,7 @@ export async function createPeerNode (options: PeerNodeOptions): Promise<PeerNod
   const bootstrapList = options.bootstrap ?? []
   checkBootstrap(bootstrapList, 'bootstrap')
   const privateKey = await generateKeyPairFromSeed('Ed25519', options.seed)
-  // Bound once created: the DHT's address filter asks it about connections.
-  let node: PeerNode | undefined
-  node = await createLibp2p({
+  return await createLibp2p({
     privateKey,
     // Addresses reach this node from peers (identify, referrals, DHT records): only TCP or
     // WebSocket addresses at an IP or a DNS name are dialled. A referral to a `/unix/` path made
@@ -151,17 +149,16 @@ export async function createPeerNode (options: PeerNodeOptions): Promise<PeerNod
       identify: identify(),
       ping: ping(),
       // Loopback and private addresses are the point here (edge boxes on one LAN, tests on
-      // 127.0.0.1), so the DHT keeps them; but what it tells others of a peer is filtered
-      // (peerAddresses): a peer's own claims sent nodes to other hosts' services (review 42b 5).
+      // 127.0.0.1), so the DHT keeps them, dialable ones only (review 42b 5). Kept whatever host
+      // a peer connects from: boxes behind one NAT reach each other at their LAN addresses.
       // kad-dht reads a message into a 4 MiB buffer with no bound of its own, for up to its 10 s
       // deadline: fewer streams bound what a peer pins (review 42b: 32 × 4 MiB per connection).
       // The deadline cannot be shortened: kad-dht 16 takes incomingMessageTimeout but never hands
       // it to its RPC handler. Its messages here (FIND_NODE, providers, PING) are a few KiB.
-      dht: kadDHT({ protocol: DHT_PROTOCOL, clientMode: false, peerInfoMapper: info => ({ ...info, multiaddrs: peerAddresses(node, info.id, info.multiaddrs) }), allowQueryWithZeroPeers: true, validators: NO_DHT_VALUES, maxInboundStreams: DHT_MAX_INBOUND_STREAMS }),
+      dht: kadDHT({ protocol: DHT_PROTOCOL, clientMode: false, peerInfoMapper: info => ({ ...info, multiaddrs: info.multiaddrs.filter(dialable) }), allowQueryWithZeroPeers: true, validators: NO_DHT_VALUES, maxInboundStreams: DHT_MAX_INBOUND_STREAMS }),
       pubsub: gossipsub({ allowPublishToZeroTopicPeers: true, emitSelf: false, maxInboundDataLength: GOSSIP_MAX_MESSAGE_BYTES, fastMsgIdFn, scoreParams: GOSSIP_SCORE_PARAMS, scoreThresholds: { graylistThreshold: GOSSIP_GRAYLIST_THRESHOLD } })
     }
   }) as PeerNode
-  return node
 }
 
 /** The address's IP component (ip4 or ip6), if it has one. */
@@ -169,13 +166,3 @@ export function ipOf (addr: Multiaddr): { name: string, value?: string } | undef
   return addr.getComponents().find(c => c.name === 'ip4' || c.name === 'ip6')
 }
 
-/**
- * What this node may tell others of `peer`'s addresses (referrals, DHT answers): dialable ones
- * (see `dialable`), and, while it is connected to the peer, only those at a host it is connected
- * at: a peer may announce any address, another host's internal service included.
- */
-export function peerAddresses (node: Pick<PeerNode, 'getConnections'> | undefined, peer: PeerId, addrs: Multiaddr[]): Multiaddr[] {
-  const connections = node?.getConnections(peer) ?? []
-  const hosts = new Set(connections.map(c => ipOf(c.remoteAddr)?.value))
-  return addrs.filter(ma => dialable(ma) && (connections.length === 0 || hosts.has(ipOf(ma)?.value)))
-}

@@ -69,12 +69,20 @@ export async function createWitness (options: WitnessOptions): Promise<Witness> 
   if (keyKept && !dbKept) {
     throw new InvalidConfigError(`${keyPath} was made before, but ${WITNESS_DB_FILE}, the record of what it cosigned, is missing: without it this witness would cosign a fork of a log it already cosigned. Restore ${WITNESS_DB_FILE} with the key (from one backup), or move the key away to start as a new witness (logs and clients must then be given its new vkey)`)
   }
-  const secret = await loadOrCreateWitnessKey(keyPath)
+  // The memory before the key: a first start stopped between the two then leaves a memory without
+  // a key (a fresh start makes the key and binds it), never a key without a memory (refused above).
+  const store = openWitnessStore(dbPath)
+  let secret: Uint8Array
+  try {
+    secret = await loadOrCreateWitnessKey(keyPath)
+  } catch (err) {
+    store.close()
+    throw err
+  }
   const cosigner = cosignatureSigner(options.name, secret, options.now)
   const publicKey = ed25519.getPublicKey(secret)
   const vkey = witnessVerifierKey(options.name, publicKey)
   secret.fill(0)
-  const store = openWitnessStore(dbPath)
   let core
   try {
     bindMemory(store, toHex(publicKey), options.dataDir)

@@ -78,6 +78,11 @@ describe('migrations', () => {
       ])
       repo.noteTokenUse('aa'.repeat(32))
       expect(repo.tokens()[0]?.lastUsedAt).toBeNull()
+      // A write that fails (a full disk, stood for by a trigger) throws to the caller and keeps the use for the next flush.
+      database.db.exec("CREATE TEMP TRIGGER no_writes BEFORE UPDATE OF last_used_at ON tokens BEGIN SELECT RAISE(ABORT, 'disk full'); END")
+      expect(() => { repo.flushTokenUses() }).toThrow(/disk full/)
+      expect(repo.tokens()[0]?.lastUsedAt).toBeNull()
+      database.db.exec('DROP TRIGGER no_writes')
       repo.flushTokenUses()
       expect(repo.tokens()[0]?.lastUsedAt).toEqual(expect.stringMatching(/^\d{4}-\d\d-\d\dT/))
     } finally {

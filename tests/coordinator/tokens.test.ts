@@ -251,7 +251,28 @@ describe('API tokens', () => {
       }
     })
 
-    it('records each token\'s last use (HTTP and rounds), written behind and kept across a restart', async () => {
+    it('answers the token list when the last uses cannot be written, and refuses a token whose expiry does not parse (review 42c)', async () => {
+    const flush = coordinator.repo.flushTokenUses
+    coordinator.repo.flushTokenUses = () => { throw new Error('disk full') }
+    try {
+      expect((await api('GET', '/v1/tokens', admin())).status).toBe(200)
+    } finally {
+      coordinator.repo.flushTokenUses = flush
+    }
+    const { token } = (await api('POST', '/v1/tokens', admin(), { role: 'publisher' })).json as { token: string }
+    const lookUp = coordinator.repo.token
+    const hash = await tokenHash(token)
+    coordinator.repo.token = h => { const row = lookUp(h); return h === hash && row !== undefined ? { ...row, expiresAt: 'soon' } : row }
+    try {
+      const refused = await api('GET', '/v1/tokens', token)
+      expect(refused.status).toBe(403)
+      expect(refused.json.message).toMatch(/this API token expired at soon/)
+    } finally {
+      coordinator.repo.token = lookUp
+    }
+  })
+
+  it('records each token\'s last use (HTTP and rounds), written behind and kept across a restart', async () => {
       const dataDir = join(root, 'uses')
       const own = await createCoordinator({ dataDir, port: 0 })
       const at = await own.start()

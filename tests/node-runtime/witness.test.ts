@@ -1,6 +1,6 @@
 import { describe, it, expect, afterEach } from 'vitest'
 import { createHash } from 'node:crypto'
-import { copyFile, mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises'
+import { copyFile, mkdir, mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises'
 import { DatabaseSync } from 'node:sqlite'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
@@ -241,6 +241,23 @@ describe('witness add-checkpoint (c2sp.org/tlog-witness)', () => {
     const again = await start(first.dataDir)
     expect(again.vkey).toBe(first.vkey)
     expect((await post(again.url, `old 0\n\n${checkpointNote(treeOf(5, 1))}`)).status).toBe(409)
+  })
+
+  it('starts after a first start that failed to make its memory (review 42c: it had made its key, and was refused for ever after)', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'blockfed-witness-'))
+    dirs.push(dir)
+    // The memory cannot be made (a folder in its place): the first start fails, before any key.
+    await mkdir(join(dir, 'witness.sqlite'))
+    await expect(start(dir)).rejects.toThrow()
+    await expect(stat(join(dir, 'witness.ed25519'))).rejects.toThrow(/ENOENT/)
+    await rm(join(dir, 'witness.sqlite'), { recursive: true })
+    const w = await start(dir)
+    expect((await post(w.url, `old 0\n\n${checkpointNote(treeOf(3))}`)).status).toBe(200)
+    // A memory made without a key (stopped between the two) is bound to the key made next.
+    const other = await mkdtemp(join(tmpdir(), 'blockfed-witness-'))
+    dirs.push(other)
+    openWitnessStore(join(other, 'witness.sqlite')).close()
+    expect((await start(other)).vkey).toMatch(/^witness\.test\/w1\+/)
   })
 
   it('binds a memory written before it recorded its key to the key beside it', async () => {

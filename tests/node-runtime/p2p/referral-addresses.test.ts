@@ -1,10 +1,10 @@
 /**
- * Referrals do not make runtimes dial what a peer chose (review 42b 5). A peer that fetched an
- * object from the origin is referred to others; the origin used to hand out every address that
- * peer announced, and runtimes dialled them: another host's internal services, local `/unix/`
- * sockets. Now the origin refers only to announced addresses at the host the peer connects from,
- * and no node dials anything but a TCP or WebSocket address. Real libp2p nodes on loopback: the
- * attacker connects from 127.0.0.1 and announces 127.0.0.2 (standing for another host) and a socket.
+ * Referrals do not make runtimes dial a local socket a peer named (review 42b 5). A peer that
+ * fetched an object from the origin is referred to others; the origin handed out every address
+ * that peer announced, and runtimes dialled them, `/unix/` sockets included. Now no node dials
+ * anything but a TCP or WebSocket address, and the origin refers only to those. (A TCP address
+ * at another host is still passed on: boxes behind one NAT reach each other at LAN addresses the
+ * origin never sees.) Real libp2p nodes on loopback.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { createServer, type Server } from 'node:net'
@@ -60,8 +60,7 @@ describe('referral addresses', () => {
     for (const no of ['/unix/%2Fvar%2Frun%2Fdocker.sock', '/ip4/10.0.0.1/udp/4001/quic-v1', '/ip4/10.0.0.1', '/memory/x']) expect(dialable(multiaddr(no)), no).toBe(false)
   })
 
-  it('a peer announcing another host\'s service and a local socket is not dialled there by the runtimes it is referred to', async () => {
-    const internal = await victim('a service on another host', { host: '127.0.0.2', port: 0 })
+  it('a peer announcing a local socket is not dialled there by the runtimes it is referred to', async () => {
     const socketPath = join(root, 'internal.sock')
     await victim('a local unix socket', socketPath)
     const sealed = new Uint8Array(50_000).map((_, i) => i * 7)
@@ -71,15 +70,15 @@ describe('referral addresses', () => {
     origin = await createOrigin({ seed: new Uint8Array(32).fill(2), files, listen: ['/ip4/127.0.0.1/tcp/0'] })
     const originAddr = origin.addresses()[0] as string
 
-    // Listens nowhere; announces two addresses that are not its own.
-    const announced = [`/ip4/127.0.0.2/tcp/${(internal.address() as { port: number }).port}`, `/unix/${encodeURIComponent(socketPath)}`]
+    // Listens nowhere; announces a socket on the runtimes' machines.
+    const announced = [`/unix/${encodeURIComponent(socketPath)}`]
     attacker = await createLibp2p({ addresses: { listen: [], announce: announced }, transports: [tcp()], connectionEncrypters: [noise()], streamMuxers: [yamux()], services: { identify: identify() }, connectionMonitor: { enabled: false } })
     const stream = await attacker.dialProtocol(multiaddr(originAddr), SHARD_PROTOCOL, { signal: AbortSignal.timeout(5_000) })
     // Fetched with force: the origin now counts it among the object's holders, to refer others to.
     expect((await requestShard(stream, cid, { signal: AbortSignal.timeout(5_000), force: true })).status).toBe('ok')
     // Identify has told the origin the announced addresses.
     const known = async (): Promise<string[]> => (await origin.node.peerStore.get(attacker.peerId).catch(() => undefined))?.addresses.map(a => a.multiaddr.toString()) ?? []
-    for (let i = 0; i < 100 && (await known()).length < 2; i++) await new Promise(resolve => setTimeout(resolve, 20))
+    for (let i = 0; i < 100 && (await known()).length < 1; i++) await new Promise(resolve => setTimeout(resolve, 20))
     expect(await known()).toEqual(expect.arrayContaining(announced))
 
     runtime = await createSwarm({ seed: new Uint8Array(32).fill(9), listen: ['/ip4/127.0.0.1/tcp/0'] })
