@@ -12,9 +12,7 @@
  * Blocks are sealed by the real ingest stages, as in loader.test.ts.
  */
 import { describe, it, expect, beforeAll } from 'vitest'
-import { defaultReedSolomon, erasureCoder, type ErasureCoder } from '../../../shared/blocks/erasure.ts'
-import { partition } from '../../../shared/blocks/partition.ts'
-import { sealBlocks } from '../../../shared/blocks/seal-blocks.ts'
+import type { ErasureCoder } from '../../../shared/blocks/erasure.ts'
 import { memoryCache } from '../../../shared/cache/memory-lru.ts'
 import type { CacheTier } from '../../../shared/cache/types.ts'
 import { sha256Hex } from '../../../shared/crypto/hash.ts'
@@ -24,7 +22,7 @@ import { loadModelWeights } from '../../../shared/load/loader.ts'
 import type { BlockSource } from '../../../shared/load/source.ts'
 import { manifestSchema, type Manifest } from '../../../shared/manifest/schema.ts'
 import type { TensorInfo } from '../../../shared/model/types.ts'
-import { testManifest } from '../../helpers/manifest.ts'
+import { sealIntoMemory } from '../../helpers/sealed-model.ts'
 
 const PARTITION = { targetBytes: 2048, maxBytes: 4096 }
 const tensors: TensorInfo[] = [
@@ -59,14 +57,7 @@ const recordingCache = (): CacheTier & { deleted: string[] } => {
 }
 
 beforeAll(async () => {
-  coder = await erasureCoder(defaultReedSolomon, { k: 2, m: 1 })
-  const { blocks, created } = await sealBlocks({ tensors, weights }, partition(tensors, PARTITION), { coder, findStored: async () => undefined, access: () => 'public' })
-  for (const c of created) {
-    store.set(c.cid, c.sealed)
-    keys.set(c.keyId, c.key)
-    for (const s of c.shards) store.set(s.cid, s.bytes)
-  }
-  manifest = manifestSchema.parse(testManifest({ createdAt: new Date(0).toISOString(), tensors, erasure: { scheme: 'reed-solomon-gf8', k: 2, m: 1 }, partition: PARTITION, blocks }))
+  ;({ coder, manifest } = await sealIntoMemory({ tensors, weights, partition: PARTITION, erasure: { k: 2, m: 1 } }, store, keys))
   expect(manifest.blocks.length).toBeGreaterThan(1)
 })
 

@@ -16,9 +16,7 @@
  * memory tier.
  */
 import { describe, it, expect, beforeAll } from 'vitest'
-import { defaultReedSolomon, erasureCoder, type ErasureCoder } from '../../../shared/blocks/erasure.ts'
-import { partition } from '../../../shared/blocks/partition.ts'
-import { sealBlocks } from '../../../shared/blocks/seal-blocks.ts'
+import type { ErasureCoder } from '../../../shared/blocks/erasure.ts'
 import { memoryCache } from '../../../shared/cache/memory-lru.ts'
 import type { CacheTier } from '../../../shared/cache/types.ts'
 import { IntegrityError, NotFoundError, WrongKeyError } from '../../../shared/errors/errors.ts'
@@ -26,7 +24,7 @@ import { loadModelWeights, prefetchBlocks } from '../../../shared/load/loader.ts
 import type { BlockSource } from '../../../shared/load/source.ts'
 import { manifestSchema, type Manifest } from '../../../shared/manifest/schema.ts'
 import type { TensorInfo } from '../../../shared/model/types.ts'
-import { testManifest } from '../../helpers/manifest.ts'
+import { sealIntoMemory } from '../../helpers/sealed-model.ts'
 
 type Block = Manifest['blocks'][number]
 
@@ -58,20 +56,14 @@ const source = (): BlockSource & { asked: string[] } => ({
 })
 
 beforeAll(async () => {
-  coder = await erasureCoder(defaultReedSolomon, { k: 2, m: 1 })
-  const { blocks, created } = await sealBlocks({ tensors, weights }, partition(tensors, PARTITION), { coder, findStored: async () => undefined, access: () => 'public' })
-  for (const c of created) {
-    store.set(c.cid, c.sealed)
-    keys.set(c.keyId, c.key)
-    for (const s of c.shards) store.set(s.cid, s.bytes)
-  }
-  manifest = manifestSchema.parse(testManifest({ createdAt: new Date(0).toISOString(), tensors, erasure: { scheme: 'reed-solomon-gf8', k: 2, m: 1 }, partition: PARTITION, blocks }))
+  const sealed = await sealIntoMemory({ tensors, weights, partition: PARTITION, erasure: { k: 2, m: 1 } }, store, keys)
+  ;({ coder, manifest } = sealed)
   const [a, b, c] = manifest.blocks as [Block, Block, Block]
   expect(manifest.blocks).toHaveLength(3)
   expect(b.cid).toBe(a.cid)
   expect(c.cid).not.toBe(a.cid)
   expect(c.sealedLength).toBe(a.sealedLength)
-  expect(created).toHaveLength(2)
+  expect(sealed.created).toBe(2)
 })
 
 describe('a block whose shards are those of another block (H13)', () => {

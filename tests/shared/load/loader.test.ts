@@ -27,7 +27,7 @@ import { manifestSchema, type Manifest } from '../../../shared/manifest/schema.t
 import type { TensorInfo } from '../../../shared/model/types.ts'
 import { diskCache } from '../../../node-runtime/cache/disk-tier.ts'
 import { memoryCache } from '../../../shared/cache/memory-lru.ts'
-import { testManifest } from '../../helpers/manifest.ts'
+import { sealIntoMemory } from '../../helpers/sealed-model.ts'
 import { nodeHttpBlockSource } from '../../../node-runtime/sources/http.ts'
 
 const PARTITION = { targetBytes: 2048, maxBytes: 4096 }
@@ -45,15 +45,7 @@ const keys = new Map<string, Uint8Array>()
 let root: string
 
 async function sealed (k: number, m: number): Promise<{ coder: ErasureCoder, manifest: Manifest }> {
-  const coder = await erasureCoder(defaultReedSolomon, { k, m })
-  const { blocks, created } = await sealBlocks({ tensors, weights }, partition(tensors, PARTITION), { coder, findStored: async () => undefined, access: () => 'public' })
-  for (const c of created) {
-    store.set(c.cid, c.sealed)
-    keys.set(c.keyId, c.key)
-    for (const s of c.shards) store.set(s.cid, s.bytes)
-  }
-  const manifest = manifestSchema.parse(testManifest({ createdAt: new Date(0).toISOString(), tensors, erasure: { scheme: 'reed-solomon-gf8', k, m }, partition: PARTITION, blocks }))
-  return { coder, manifest }
+  return await sealIntoMemory({ tensors, weights, partition: PARTITION, erasure: { k, m } }, store, keys)
 }
 
 /** Serves `store`, with `tamper` deciding what one object's bytes become. */
