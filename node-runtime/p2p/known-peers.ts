@@ -9,7 +9,7 @@ import { join } from 'node:path'
 import { z } from 'zod'
 import { multiaddr, type Multiaddr } from '@multiformats/multiaddr'
 import { writeFileAtomic } from '../atomic-file.ts'
-import { ipOf, type PeerNode } from './peer-node.ts'
+import type { PeerNode } from './peer-node.ts'
 
 const MAX_PEERS = 32
 /**
@@ -21,6 +21,10 @@ const MAX_PER_NETWORK = 4
 const MAX_FILE_BYTES = 64 * 1024
 const fileSchema = z.strictObject({ peers: z.array(z.string().max(512)).max(MAX_PEERS) })
 
+/** The address's IP component (ip4 or ip6), if it has one. */
+function ipOf (addr: Multiaddr): { name: string, value?: string } | undefined {
+  return addr.getComponents().find(c => c.name === 'ip4' || c.name === 'ip6')
+}
 
 /** The network an address is in: its IPv4 address, or its IPv6 /64; undefined for other addresses (DNS, relays). */
 function networkOf (addr: Multiaddr): string | undefined {
@@ -64,8 +68,8 @@ export function knownPeersFile (node: PeerNode, dir: string | undefined, servedB
       const seen = new Set<string>()
       const perNetwork = new Map<string, number>()
       // Peers that sent this node verified bytes first: with 4 places per network (one host, or a
-      // machine's loopback), the peers a restart needs were left out for others that held nothing
-      // (a swarm test restarting with the coordinator down failed so). Then peers this node dialled
+      // machine's loopback), the peers a restart with the coordinator down needs could be left
+      // out for others that held nothing. Then peers this node dialled
       // (the origin's referrals, bootstrap, hints it acted on): anyone can connect in, with as many
       // ids as it likes. The sort is stable.
       const served = (c: { remotePeer: { toString: () => string } }): number => servedBytes(c.remotePeer.toString())

@@ -160,9 +160,3 @@ export async function createPeerNode (options: PeerNodeOptions): Promise<PeerNod
     }
   }) as PeerNode
 }
-
-/** The address's IP component (ip4 or ip6), if it has one. */
-export function ipOf (addr: Multiaddr): { name: string, value?: string } | undefined {
-  return addr.getComponents().find(c => c.name === 'ip4' || c.name === 'ip6')
-}
-
