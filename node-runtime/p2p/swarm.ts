@@ -462,6 +462,13 @@ export async function createSwarm (options: SwarmOptions): Promise<Swarm> {
       }
       return holders
     },
+    connected: peer => {
+      try {
+        return node.getConnections(peerIdFromString(peer)).length > 0
+      } catch {
+        return false
+      }
+    },
     async findProviders (block, { signal, limit }) {
       const found: string[] = []
       try {

@@ -40,6 +40,12 @@ export interface SwarmNetwork {
   likelyHolders: (blockCid: string) => string[]
   /** Providers of `blockCid` from the DHT, at most `limit`: those found by the time the signal fires. */
   findProviders: (blockCid: string, options: { signal: AbortSignal, limit: number }) => Promise<string[]>
+  /**
+   * Whether a connection to `peer` is open now. Provider records outlive their providers (a
+   * DHT keeps them for hours), a connection does not: connected peers are asked first. Absent:
+   * no peer is preferred.
+   */
+  connected?: (peer: string) => boolean
   /** One shard-protocol request to one peer. */
   request: (peer: string, cid: string, options: { signal: AbortSignal, force?: boolean, maxBytes: number, size?: number }) => Promise<ShardAnswer>
   /** Remembers the addresses a referral names, so the referred peers can be dialled. */
@@ -59,7 +65,7 @@ export interface SwarmSourceOptions {
   originConcurrency?: number
   /** Deadline of one request. Default 10 s. */
   requestTimeoutMs?: number
-  /** Deadline of one DHT provider lookup. Default 2 s. */
+  /** Deadline of one DHT provider lookup. Default 1 s. */
   lookupTimeoutMs?: number
   /** Peers tried per object before the origin. Default 6. */
   maxPeersPerObject?: number
@@ -104,6 +110,8 @@ export interface SwarmSource extends BlockSource {
 }
 
 const LOOKUP_TTL_MS = 2_000
+/** Providers looked up per block, as a multiple of the per-object peer budget. */
+const PROVIDER_SURPLUS = 4
 const ORIGIN_ATTEMPTS = 4
 /**
  * How long one object waits, in all, on peers that answered busy before the origin is made to
@@ -199,6 +207,16 @@ export function swarmSource (options: SwarmSourceOptions): SwarmSource {
     return l
   }
 
+  /** `peers` split into those connected now and the rest, each in the given order. */
+  const byConnection = (peers: string[]): [string[], string[]] => {
+    const { connected } = network
+    if (connected === undefined) return [peers, []]
+    const up: string[] = []
+    const down: string[] = []
+    for (const peer of peers) (connected(peer) ? up : down).push(peer)
+    return [up, down]
+  }
+
   /** Unsaturated peers first, keeping the rank order within each group. */
   const byLoad = (peers: string[]): string[] => {
     const busy = (p: string): number => (limiters.get(p)?.activeCount ?? 0) >= perPeer ? 1 : 0
@@ -212,7 +230,8 @@ export function swarmSource (options: SwarmSourceOptions): SwarmSource {
     stats.lookups++
     // The lookup is shared by every caller within the TTL, so it runs under its own deadline,
     // not the first caller's signal: one caller giving up must not leave "no providers" to the rest.
-    const providers = network.findProviders(block, { signal: AbortSignal.timeout(lookupTimeoutMs), limit: maxPeers })
+    // More providers than one object's budget: those of stopped peers would otherwise fill it.
+    const providers = network.findProviders(block, { signal: AbortSignal.timeout(lookupTimeoutMs), limit: maxPeers * PROVIDER_SURPLUS })
       .catch(() => [] as string[])
       .finally(() => { stats.lookupMs += Date.now() - now })
     lookups.set(block, { at: now, providers })
@@ -428,12 +447,17 @@ export function swarmSource (options: SwarmSourceOptions): SwarmSource {
     if (origin !== undefined) attempt.tried.add(origin)
     const order = (peers: string[]): string[] => {
       const usable = scores.rank(peers.filter(p => !attempt.tried.has(p)))
-      // Peers in good standing in this node's own order for the block, the rest after them by score.
-      const standing = spread(key, usable.filter(p => scores.score(p) >= 0)).slice(0, maxPeers)
-      const below = usable.filter(p => scores.score(p) < 0).slice(0, maxPeers - standing.length)
-      // The shards of one block start at different peers in good standing: one with a negative
-      // score comes after them for every shard, not first for every k-th one.
-      return byLoad([...rotate(standing, shard ?? 0), ...below])
+      // Peers in good standing in this node's own order for the block, connected ones first (the
+      // budget goes to peers known to be up), the rest after them by score.
+      const [up, down] = byConnection(spread(key, usable.filter(p => scores.score(p) >= 0)))
+      const near = up.slice(0, maxPeers)
+      const far = down.slice(0, maxPeers - near.length)
+      const below = usable.filter(p => scores.score(p) < 0).slice(0, maxPeers - near.length - far.length)
+      // The shards of one block start at different peers in good standing (connected ones while
+      // there are any): one with a negative score comes after them for every shard, not first
+      // for every k-th one.
+      const turn = shard ?? 0
+      return byLoad([...rotate(near, turn), ...rotate(far, turn), ...below])
     }
 
     let bytes = await fromPeers(order(network.likelyHolders(key)), cid, signal, attempt)
