@@ -16,7 +16,8 @@ const SWARM_HELP: Record<keyof SwarmCounters, string> = {
   notFound: 'Shard requests for objects this runtime does not hold.',
   provided: 'Block CIDs provided in the DHT.',
   provideFailures: 'DHT provides that failed.',
-  parityEncodes: 'Blocks Reed-Solomon encoded to answer parity-shard requests.'
+  parityEncodes: 'Blocks Reed-Solomon encoded to answer parity-shard requests.',
+  requestsSlowed: 'Shard requests read late because their peer or host was over its request rate.'
 }
 
 /** Access-history prefetches (node-runtime/runtime.ts `afterLoad`). */

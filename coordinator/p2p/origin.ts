@@ -17,6 +17,7 @@ import pLimit from 'p-limit'
 import { IntegrityError, NotFoundError } from '../../shared/errors/errors.ts'
 import { encodeGossip, modelTopic } from '../../shared/p2p/gossip.ts'
 import { hostGroup } from '../../shared/p2p/host-group.ts'
+import { requestRate } from '../../shared/p2p/request-rate.ts'
 import { MAX_REFERRALS, serveShardStream, serveSlots, SHARD_PROTOCOL, type Referral, type ShardAnswer } from '../../shared/p2p/shard-protocol.ts'
 import { createPeerNode, dialable, hostOfPeer, type PeerNode } from '../../node-runtime/p2p/peer-node.ts'
 import { topicValidation } from '../../node-runtime/p2p/topic-validator.ts'
@@ -46,6 +47,8 @@ export interface OriginCounters {
   damaged: number
   /** Requests answered `busy`: the answer budget (or the upload cap) had no room. */
   busy: number
+  /** Requests read late: their peer or host was over its request rate (requestRate). */
+  requestsSlowed: number
 }
 
 export interface Origin {
@@ -70,11 +73,14 @@ export async function createOrigin (options: OriginOptions): Promise<Origin> {
   const node = await createPeerNode({ seed: options.seed, listen: options.listen })
   const self = node.peerId.toString()
   const superSeed = options.superSeed ?? true
-  const counters: OriginCounters = { bytesServed: 0, objectsServed: 0, referrals: 0, forced: 0, badRequests: 0, notFound: 0, damaged: 0, busy: 0 }
+  const counters: OriginCounters = { bytesServed: 0, objectsServed: 0, referrals: 0, forced: 0, badRequests: 0, notFound: 0, damaged: 0, busy: 0, requestsSlowed: 0 }
   /** Per object: peers served directly, peers it is being sent to, then peers referred, each in order. */
   const handedOut = new Map<string, { served: string[], sending: string[], referred: string[] }>()
   const provideLimit = pLimit(4)
   const slots = serveSlots(ORIGIN_SERVE_SLOTS)
+  // Every runtime of a fleet asks the origin about every object of a cold start (most answers
+  // are referrals), and a fleet behind one NAT is one host: its hosts get 16 peers' worth.
+  const rate = requestRate({ perHost: 16 * 500, hostBurst: 16 * 1000 })
   const topics = new Set<string>()
 
   /**
@@ -148,6 +154,7 @@ export async function createOrigin (options: OriginOptions): Promise<Origin> {
       // Answer slots with a per-peer bound, as the runtimes' own serving: one peer holding paused
       // streams must not take the whole serving budget (found by review).
       slots,
+      rate,
       peer: requester,
       host: hostGroup(connection.remoteAddr),
       idleTimeoutMs: IDLE_TIMEOUT_MS,
@@ -188,7 +195,7 @@ export async function createOrigin (options: OriginOptions): Promise<Origin> {
         })
       }
     },
-    counters: () => ({ ...counters }),
+    counters: () => ({ ...counters, requestsSlowed: rate.slowed }),
     async stop () {
       provideLimit.clearQueue()
       validation.stop()

@@ -26,6 +26,7 @@ import type { Manifest } from '../../shared/manifest/schema.ts'
 import { blockFilter, optimalParams, type BlockFilter } from '../../shared/p2p/bloom.ts'
 import { encodeGossip, GOSSIP_MAX_MESSAGE_BYTES, modelTopic, readTopicMessage } from '../../shared/p2p/gossip.ts'
 import { hostGroup } from '../../shared/p2p/host-group.ts'
+import { requestRate } from '../../shared/p2p/request-rate.ts'
 import { shardClient } from '../../shared/p2p/shard-client.ts'
 import { DEFAULT_BUSY_RETRY_MS, serveShardStream, serveSlots, SHARD_PROTOCOL, type ShardAnswer, type ShardRequest } from '../../shared/p2p/shard-protocol.ts'
 import type { SwarmNetwork } from '../../shared/p2p/swarm-source.ts'
@@ -83,6 +84,8 @@ export interface SwarmCounters {
   provideFailures: number
   /** Blocks Reed-Solomon encoded to answer parity-shard requests (each kept a while: see PARITY_CACHE_BYTES). */
   parityEncodes: number
+  /** Shard requests read late: their peer or host was over its request rate (requestRate). */
+  requestsSlowed: number
 }
 
 export interface Swarm {
@@ -194,7 +197,7 @@ export async function createSwarm (options: SwarmOptions): Promise<Swarm> {
   const recent = memoryCache({ capacityBytes: options.recentBytes ?? 64 << 20, name: 'swarm-recent' })
   const coders = new Map<string, Promise<ErasureCoder>>()
   const cap = uploadCap(options.uploadBytesPerSecond, SERVE_TIMEOUT_MS)
-  const counters: SwarmCounters = { bytesServed: 0, objectsServed: 0, badRequests: 0, busy: 0, notFound: 0, provided: 0, provideFailures: 0, parityEncodes: 0 }
+  const counters: SwarmCounters = { bytesServed: 0, objectsServed: 0, badRequests: 0, busy: 0, notFound: 0, provided: 0, provideFailures: 0, parityEncodes: 0, requestsSlowed: 0 }
   const held = new Set<string>()
   const pending = new Map<string, Promise<Uint8Array>>()
   const filters = new Map<string, { filter: BlockFilter, at: number }>()
@@ -265,6 +268,7 @@ export async function createSwarm (options: SwarmOptions): Promise<Swarm> {
   }
 
   const slots = serveSlots(options.maxServing ?? 64)
+  const rate = requestRate()
   await node.handle(SHARD_PROTOCOL, async (stream: Stream, connection: Connection) => {
     await serveShardStream(stream, async (request, signal) => {
       const answer = await lookup(request, signal)
@@ -275,6 +279,7 @@ export async function createSwarm (options: SwarmOptions): Promise<Swarm> {
       pace: cap?.pace,
       admit: cap?.admit,
       slots,
+      rate,
       // Full slots under a cap drain as fast as the cap lets the answers under way out.
       busyRetryMs: () => Math.max(DEFAULT_BUSY_RETRY_MS, cap?.drainMs() ?? 0),
       peer: connection.remotePeer.toString(),
@@ -580,7 +585,7 @@ export async function createSwarm (options: SwarmOptions): Promise<Swarm> {
       const until = Date.now() + ROUTING_WAIT_MS
       while (dht.routingTable.size === 0 && Date.now() < until && signal?.aborted !== true) await new Promise(resolve => setTimeout(resolve, 20))
     },
-    counters: () => ({ ...counters }),
+    counters: () => ({ ...counters, requestsSlowed: rate.slowed }),
     async stop () {
       if (stopped) return
       stopped = true

@@ -27,6 +27,7 @@ import { z } from 'zod'
 import { parseCid } from '../crypto/cid.ts'
 import { IntegrityError, InvalidInputError, NotFoundError, TimeoutError, UnavailableError } from '../errors/errors.ts'
 import { parseJsonWith } from '../errors/parse-json.ts'
+import type { RequestRate } from './request-rate.ts'
 
 export const SHARD_PROTOCOL = '/blockfed/shard/2.0.0'
 /** The longest wait a `busy` answer may ask for. */
@@ -354,6 +355,8 @@ export interface ServeOptions {
   admit?: (bytes: number, signal: AbortSignal) => (() => void) | undefined
   /** Answer slots; taken once a request has arrived (so silent streams hold none), given back when its answer is written. */
   slots?: ServeSlots
+  /** Paces the requests of the remote peer and host (requestRate): each is read only when its turn comes. */
+  rate?: RequestRate
   /** The remote peer, for the slots' per-peer bound. */
   peer?: string
   /** The remote peer's host (hostGroup), for the slots' per-host bound. */
@@ -409,6 +412,9 @@ export async function serveShardStream (
       const waiting = deadline(exchanges === 0 ? options.timeoutMs : idleMs)
       let request: ShardRequest
       try {
+        // Not read before the peer's turn (a flood is slowed by back-pressure, not answered);
+        // a turn later than the wait for a request ends the stream as a silent one would.
+        await options.rate?.wait(options.peer, options.host, waiting.signal)
         const frame = await readFrame(bytes, MAX_CONTROL_FRAME, waiting.signal)
         if (frame === undefined) {
           if (exchanges > 0) break

@@ -17,8 +17,11 @@ export interface TokenBucketOptions {
 }
 
 export interface TokenBucket {
-  /** Resolves when `bytes` may be sent; rejects with the signal's reason when it fires first. */
-  take: (bytes: number, signal?: AbortSignal) => Promise<void>
+  /**
+   * Resolves when `bytes` may be sent, with whether that meant waiting for tokens; rejects with
+   * the signal's reason when it fires first.
+   */
+  take: (bytes: number, signal?: AbortSignal) => Promise<boolean>
 }
 
 export function tokenBucket (options: TokenBucketOptions): TokenBucket {
@@ -30,7 +33,7 @@ export function tokenBucket (options: TokenBucketOptions): TokenBucket {
   let tokens = burst
   let stamp = now()
   // Arrival order: each taker waits for the previous one before drawing tokens.
-  let tail: Promise<void> = Promise.resolve()
+  let tail: Promise<unknown> = Promise.resolve()
 
   const refill = (): void => {
     const t = now()
@@ -45,16 +48,19 @@ export function tokenBucket (options: TokenBucketOptions): TokenBucket {
         refill()
         // A frame larger than the burst is allowed to go once the bucket is full (tokens go negative).
         const need = Math.min(bytes, burst)
+        let waited = false
         while (tokens < need) {
+          waited = true
           await sleep(Math.ceil((need - tokens) * 1000 / rate), signal)
           refill()
         }
         tokens -= bytes
+        return waited
       })
       tail = turn.catch(() => {})
       // Queued behind another taker, an aborted take still rejects at once (its turn then finds
       // the signal aborted and draws nothing).
-      await (signal === undefined ? turn : untilAborted(signal, turn))
+      return await (signal === undefined ? turn : untilAborted(signal, turn))
     }
   }
 }

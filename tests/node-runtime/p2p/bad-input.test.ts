@@ -40,7 +40,7 @@ import type { Manifest } from '../../../shared/manifest/schema.ts'
 import { testManifest } from '../../helpers/manifest.ts'
 import { blockFilter } from '../../../shared/p2p/bloom.ts'
 import { DHT_PROTOCOL, encodeGossip, modelTopic, GOSSIP_MAX_MESSAGE_BYTES } from '../../../shared/p2p/gossip.ts'
-import { MAX_CONTROL_FRAME, requestShard, SERVER_BUFFER_BYTES, serveShardStream, SHARD_PROTOCOL } from '../../../shared/p2p/shard-protocol.ts'
+import { MAX_CONTROL_FRAME, requestShard, SERVER_BUFFER_BYTES, serveShardStream, shardSession, SHARD_PROTOCOL } from '../../../shared/p2p/shard-protocol.ts'
 import { mulberry32 } from '../../../shared/random/seeded.ts'
 
 const MODEL = 'bad-input-mlp'
@@ -330,6 +330,40 @@ describe('shard protocol: answers to malformed requests', () => {
       flooding.addEventListener('close', () => { clearTimeout(timer); resolve(flooding.status) }, { once: true })
     })
     expect(ended).not.toBe('open')
+  })
+
+  // Regression (review 42b 3): a request-response flood from one connection got ~12,500
+  // answers a second (70 % of a core); past its burst a peer's requests are now read at its rate.
+  it('a peer flooding requests is answered at its request rate on both nodes, each answer right', async () => {
+    const attacker = await bareNode()
+    const unknown = await rawCid(new Uint8Array([9, 9, 9]))
+    const flood = async (target: Target): Promise<number> => {
+      const connection = await attacker.dial(multiaddr(target.addr))
+      const start = performance.now()
+      // 1,300 requests on 2 streams (the peer's share of the runtime's answer slots), each
+      // stream's one after another: 300 past the 1,000 burst.
+      const answers = (await Promise.all(Array.from({ length: 2 }, async () => {
+        const signal = AbortSignal.timeout(20_000)
+        const session = shardSession(await connection.newStream(SHARD_PROTOCOL, { signal }))
+        const got: string[] = []
+        for (let i = 0; i < 650; i++) got.push((await session.request(unknown, { signal })).status)
+        await session.close(signal)
+        return got
+      }))).flat()
+      const counts: Record<string, number> = {}
+      for (const status of answers) counts[status] = (counts[status] ?? 0) + 1
+      expect(counts).toEqual({ 'not-found': 1300 })
+      return performance.now() - start
+    }
+    const [runtime, coordinator] = targets as [Target, Target]
+    const slowed = { swarm: swarm.counters().requestsSlowed, origin: origin.counters().requestsSlowed }
+    // 300 requests past the burst at 500 a second: at least 600 ms, however fast the machine.
+    expect(await flood(runtime)).toBeGreaterThanOrEqual(595)
+    expect(swarm.counters().requestsSlowed).toBeGreaterThan(slowed.swarm)
+    expect(await flood(coordinator)).toBeGreaterThanOrEqual(595)
+    expect(origin.counters().requestsSlowed).toBeGreaterThan(slowed.origin)
+    // Another peer is not slowed by it.
+    await stillServing(honest)
   })
 
   // Regression (review 42b 4): every parity-shard request re-encoded the whole block (14.7 ms of

@@ -16,6 +16,7 @@ import { IntegrityError } from '../../../shared/errors/errors.ts'
 import { sleep } from '../../../shared/load/deadline.ts'
 import { shardClient } from '../../../shared/p2p/shard-client.ts'
 import { serveShardStream, serveSlots, shardSession, SHARD_PROTOCOL, type ShardAnswer, type ShardRequest } from '../../../shared/p2p/shard-protocol.ts'
+import { requestRate } from '../../../shared/p2p/request-rate.ts'
 import { uploadCap } from '../../../shared/p2p/token-bucket.ts'
 import { mulberry32 } from '../../../shared/random/seeded.ts'
 
@@ -163,6 +164,27 @@ describe('shard client', () => {
       delays.delete(cid)
       await pool.close()
     }
+  })
+})
+
+describe('request rate', () => {
+  it('a peer asking faster than its rate is answered at the rate, not refused: its requests wait to be read', async () => {
+    const rate = requestRate({ perPeer: 20, peerBurst: 5 })
+    const paced = await node()
+    await paced.handle(SHARD_PROTOCOL, async (stream, connection) => {
+      await serveShardStream(stream, lookup, { timeoutMs: 5_000, rate, peer: connection.remotePeer.toString() })
+    })
+    const signal = AbortSignal.timeout(10_000)
+    const session = shardSession(await client.dialProtocol(paced.getMultiaddrs(), SHARD_PROTOCOL, { signal }))
+    const unknown = await rawCid(new Uint8Array([7, 7, 7]))
+    const start = performance.now()
+    const answers: ShardAnswer[] = []
+    for (let i = 0; i < 15; i++) answers.push(await session.request(unknown, { signal }))
+    // 5 at once, then 10 more at 20 a second: at least 500 ms, whatever the machine's speed.
+    expect(performance.now() - start).toBeGreaterThanOrEqual(495)
+    expect(answers).toEqual(Array.from({ length: 15 }, () => ({ status: 'not-found' })))
+    expect(rate.slowed).toBeGreaterThan(0)
+    await session.close(AbortSignal.timeout(5_000))
   })
 })
 

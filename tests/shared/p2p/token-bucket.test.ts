@@ -16,7 +16,7 @@ const elapsed = (): number => Date.now() - t0
 const bucket = (bytesPerSecond: number, burstBytes?: number): TokenBucket => tokenBucket({ bytesPerSecond, burstBytes, now: () => Date.now() })
 
 /** A take whose settlement is observable: when it resolved (ms after t0) or why it failed. */
-function watched (p: Promise<void>): { resolvedAt?: number, error?: unknown } {
+function watched (p: Promise<unknown>): { resolvedAt?: number, error?: unknown } {
   const state: { resolvedAt?: number, error?: unknown } = {}
   p.then(() => { state.resolvedAt = elapsed() }, (err: unknown) => { state.error = err })
   return state
@@ -55,6 +55,14 @@ describe('token bucket', () => {
     expect(second.resolvedAt).toBeUndefined()
     await vi.advanceTimersByTimeAsync(1)
     expect(second.resolvedAt).toBe(500)
+  })
+
+  it('says whether a take had to wait for tokens', async () => {
+    const b = bucket(1000, 1000)
+    expect(await b.take(600)).toBe(false)
+    const short = b.take(600)
+    await vi.advanceTimersByTimeAsync(200)
+    expect(await short).toBe(true)
   })
 
   it('defaults the burst to one second of bytes and caps refill at the burst', async () => {
