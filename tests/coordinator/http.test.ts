@@ -315,8 +315,10 @@ describe('coordinator HTTP API', () => {
       const tiny = (): FormData => { const f = new FormData(); f.append('file', new Blob([new Uint8Array(3)]), 'x.onnx'); return f }
       let status = 0
       let message = ''
-      // Bounded: the stalled handlers start within a few event-loop turns of their headers.
-      for (let i = 0; i < 100 && status !== 503; i++) {
+      // Bounded in count and time: the stalled handlers start within a few event-loop turns of
+      // their headers, which on a loaded machine (the full suite on 2 cores) took over 2 s.
+      const until = Date.now() + 15_000
+      for (let i = 0; i < 500 && status !== 503 && Date.now() < until; i++) {
         const res = await fetch(`${url}/v1/models/third/ingest`, { method: 'POST', headers: { authorization: `Bearer ${coordinator.adminToken}` }, body: tiny() })
         status = res.status
         message = ((await res.json()) as { message: string }).message
