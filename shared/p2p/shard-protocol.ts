@@ -52,6 +52,13 @@ export const SERVER_BUFFER_BYTES = 4 * MAX_CONTROL_FRAME
 export const BODY_CHUNK = 65535 - 16 - 12
 /** Longest a body chunk may take to be accepted by the stream (the peer reading) before the answer is given up. */
 export const CHUNK_WRITE_MS = 10_000
+/**
+ * Slowest a requester may read a body, on average, beyond one CHUNK_WRITE_MS of slack: a peer
+ * that read one chunk just inside every CHUNK_WRITE_MS held its answer slot for the answer's
+ * whole deadline (30 s on a runtime, 120 s on the origin), and two hosts held every slot that
+ * way (review 42b 7). Time the server spends pacing under its own upload cap is not counted.
+ */
+export const MIN_READ_BYTES_PER_SECOND = 64 * 1024
 /** Default bound on one object (a shard of a 1 MiB block is ≈ 256 KiB; a whole sealed block may be asked for too). */
 export const DEFAULT_MAX_OBJECT_BYTES = 32 << 20
 /** Referrals carry at most this many peers, each with at most this many addresses. */
@@ -363,6 +370,8 @@ export interface ServeOptions {
   host?: string
   /** Longest one body chunk may wait for the peer to read. Default CHUNK_WRITE_MS. */
   progressMs?: number
+  /** Slowest average reading of a body past `progressMs` of waiting in all. Default MIN_READ_BYTES_PER_SECOND. */
+  minReadBytesPerSecond?: number
   /** Retry hint of a `busy` answer, or how to work it out when one is sent. Default DEFAULT_BUSY_RETRY_MS. */
   busyRetryMs?: number | (() => number)
   /** Called when an ok answer's body starts (it was admitted); `onServed` or `onBroken` follows. */
@@ -483,15 +492,22 @@ async function answer (
     return
   }
   options.onSending?.(request)
+  const progressMs = options.progressMs ?? CHUNK_WRITE_MS
+  const minRead = options.minReadBytesPerSecond ?? MIN_READ_BYTES_PER_SECOND
   try {
     await writeJson(bytes, { status: 'ok', size: body.length } satisfies Header, signal)
+    /** Time spent waiting for the peer to read (writes stalled by Yamux flow control). */
+    let waited = 0
     for (let at = 0; at < body.length; at += BODY_CHUNK) {
       const chunk = body.subarray(at, at + BODY_CHUNK)
       await options.pace?.(chunk.length, signal)
-      // A peer that stops reading stalls the write (Yamux flow control): end the answer when a
-      // chunk makes no progress, not at the whole answer's deadline, so its slot and its share
-      // of the upload cap come back.
-      await bytes.write(chunk, { signal: AbortSignal.any([signal, AbortSignal.timeout(options.progressMs ?? CHUNK_WRITE_MS)]) })
+      // A peer that stops reading stalls the write: end the answer when a chunk makes no
+      // progress, or when the peer has read slower than `minRead` on average, not at the whole
+      // answer's deadline, so its slot and its share of the upload cap come back.
+      const allowed = progressMs + (at + chunk.length) * 1000 / minRead - waited
+      const started = performance.now()
+      await bytes.write(chunk, { signal: AbortSignal.any([signal, AbortSignal.timeout(Math.max(1, Math.ceil(Math.min(progressMs, allowed))))]) })
+      waited += performance.now() - started
     }
   } catch (err) {
     options.onBroken?.(request)

@@ -277,6 +277,47 @@ describe('answer slots against a peer that asks and never reads', () => {
   })
 })
 
+describe('a requester that reads slowly', () => {
+  // Regression (review 42b 7): a peer that read a little just inside every progress deadline
+  // held its slot for the answer's whole deadline (120 s on the origin).
+  it('an answer read slower than minReadBytesPerSecond on average is given up, though every chunk makes progress', async () => {
+    const slots = serveSlots(4)
+    const slotted = await node()
+    const outcomes: string[] = []
+    await slotted.handle(SHARD_PROTOCOL, async (stream, connection) => {
+      await serveShardStream(stream, lookup, {
+        timeoutMs: 30_000,
+        progressMs: 500,
+        minReadBytesPerSecond: 4 << 20,
+        slots,
+        peer: connection.remotePeer.toString(),
+        onServed: () => { outcomes.push('served') },
+        onBroken: () => { outcomes.push('broken') }
+      })
+    })
+    const [cid] = [...objects].find(([, b]) => b.length === 1 << 20) as [string, Uint8Array]
+    const stream = await client.dialProtocol(slotted.getMultiaddrs(), SHARD_PROTOCOL, { signal: AbortSignal.timeout(5_000) })
+    let received = 0
+    stream.addEventListener('message', event => { received += event.data.byteLength })
+    stream.pause()
+    await lpStream(stream).write(new TextEncoder().encode(JSON.stringify({ cid })))
+    // Reads what has arrived every 400 ms (inside the 500 ms progress deadline): one Yamux
+    // window (256 KiB) per 400 ms, well under 4 MiB/s, so its waits outgrow the allowance
+    // (500 ms + 1 MiB at 4 MiB/s) by the third window.
+    const reader = setInterval(() => { stream.resume(); queueMicrotask(() => { if (stream.status === 'open') stream.pause() }) }, 400)
+    try {
+      await vi.waitFor(() => { expect(outcomes).toHaveLength(1) }, { timeout: 10_000, interval: 20 })
+    } finally {
+      clearInterval(reader)
+    }
+    expect(outcomes).toEqual(['broken'])
+    expect(received).toBeGreaterThan(0)
+    expect(received).toBeLessThan(1 << 20)
+    expect(slots.inUse).toBe(0)
+    stream.abort(new Error('done'))
+  })
+})
+
 describe('a shard session waiting idle', () => {
   it('ends when the peer sends bytes no request asked for, instead of buffering them', async () => {
     const pushy = await node()
