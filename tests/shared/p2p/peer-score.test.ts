@@ -26,12 +26,25 @@ describe('peer scores', () => {
   })
 
   it('moves the score by the documented amount per outcome', () => {
-    const expected: Record<PeerOutcome, number> = { ok: 1, 'not-found': -0.5, busy: -0.25, refused: -0.5, timeout: -2, error: -2, corrupt: -100 }
+    const expected: Record<PeerOutcome, number> = { ok: 1, late: 0, slow: -1, 'not-found': -0.5, busy: -0.25, refused: -0.5, timeout: -2, error: -2, corrupt: -100 }
     for (const [outcome, delta] of Object.entries(expected) as Array<[PeerOutcome, number]>) {
       const s = peerScores()
       s.record('p', outcome)
       expect(s.score('p'), outcome).toBe(delta)
     }
+  })
+
+  it('a peer whose every answer comes after the hedge delay (slow, then late) is rested like one that times out', () => {
+    const { now } = clocked()
+    const s = peerScores({ now })
+    for (let i = 0; i < 2; i++) {
+      s.record('p', 'slow')
+      s.record('p', 'late')
+    }
+    expect(s.usable('p')).toBe(true)
+    s.record('p', 'slow')
+    expect(s.usable('p')).toBe(false)
+    expect(s.snapshot().p).toMatchObject({ score: -3, served: 2 })
   })
 
   it('keeps the score within [-100, 20], so a long good past cannot outweigh one corrupt answer', () => {
@@ -128,9 +141,9 @@ describe('peer scores', () => {
     const { now, advance } = clocked()
     const s = peerScores({ ...options, now })
     const peers = ['a', 'b', 'c', 'd', 'e', 'f']
-    const outcomes: PeerOutcome[] = ['ok', 'ok', 'ok', 'not-found', 'busy', 'refused', 'timeout', 'error', 'corrupt']
+    const outcomes: PeerOutcome[] = ['ok', 'ok', 'ok', 'late', 'slow', 'not-found', 'busy', 'refused', 'timeout', 'error', 'corrupt']
     const history = new Map<string, Array<{ at: number, outcome: PeerOutcome }>>(peers.map(p => [p, []]))
-    const delta: Record<PeerOutcome, number> = { ok: 1, 'not-found': -0.5, busy: -0.25, refused: -0.5, timeout: -2, error: -2, corrupt: -100 }
+    const delta: Record<PeerOutcome, number> = { ok: 1, late: 0, slow: -1, 'not-found': -0.5, busy: -0.25, refused: -0.5, timeout: -2, error: -2, corrupt: -100 }
 
     /** The rules of the module header, applied from scratch to one peer's history. */
     const reference = (peer: string): { score: number, usable: boolean } => {
@@ -146,7 +159,7 @@ describe('peer scores', () => {
           misses = 0
         }
         if (outcome === 'corrupt') avoidUntil = at + options.banMs
-        if (outcome === 'timeout' || outcome === 'error') {
+        if (outcome === 'timeout' || outcome === 'error' || outcome === 'slow') {
           failures++
           if (failures === options.failuresBeforeCoolDown) {
             avoidUntil = Math.max(avoidUntil, at + options.coolDownMs)
