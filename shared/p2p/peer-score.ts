@@ -12,17 +12,17 @@
 /**
  * `busy`: asked to come back after a wait the loader will take; `refused`: asked for a wait longer
  * than it ever takes, so for this loader as good as "not found" (a peer that answers so to every
- * request would otherwise be asked for every object and never rested). `slow`: not answered
- * within the loader's hedge delay (another peer was asked beside it), a failure like a timeout;
- * `late`: the bytes of such a request, which came after all: served, but earning nothing and
- * clearing no failure, so a peer that is always slow is rested like one that never answers.
+ * request would otherwise be asked for every object and never rested). `overdue`: the right
+ * bytes, but in the last quarter of the request's deadline: a failure like a timeout, so a peer
+ * that answers every request just inside its deadline is rested like one that never answers
+ * instead of ending with the best score (review 42b 6).
  */
-export type PeerOutcome = 'ok' | 'late' | 'slow' | 'not-found' | 'busy' | 'refused' | 'timeout' | 'error' | 'corrupt'
+export type PeerOutcome = 'ok' | 'overdue' | 'not-found' | 'busy' | 'refused' | 'timeout' | 'error' | 'corrupt'
 
 export interface PeerScoreOptions {
   /** How long a peer that served corrupt data is avoided. Default 10 minutes. */
   banMs?: number
-  /** Consecutive timeouts, errors and slow answers after which a peer is rested. Default 3. */
+  /** Consecutive timeouts, errors and overdue answers after which a peer is rested. Default 3. */
   failuresBeforeCoolDown?: number
   /** How long a rested peer is skipped. Default 30 s. */
   coolDownMs?: number
@@ -44,7 +44,7 @@ export interface PeerRecord {
 }
 
 /** Score changes per outcome: bounded to [MIN, MAX] so a long good past cannot hide a ban. */
-const DELTA: Record<PeerOutcome, number> = { ok: 1, late: 0, slow: -1, 'not-found': -0.5, busy: -0.25, refused: -0.5, timeout: -2, error: -2, corrupt: -100 }
+const DELTA: Record<PeerOutcome, number> = { ok: 1, overdue: -2, 'not-found': -0.5, busy: -0.25, refused: -0.5, timeout: -2, error: -2, corrupt: -100 }
 const MIN = -100
 const MAX = 20
 
@@ -103,12 +103,11 @@ export function peerScores (options: PeerScoreOptions = {}): PeerScores {
         r.served++
         r.consecutiveFailures = 0
         r.consecutiveMisses = 0
-      } else if (outcome === 'late') {
-        r.served++
       } else if (outcome === 'corrupt') {
         r.corrupt++
         r.avoidUntil = now() + banMs
-      } else if (outcome === 'timeout' || outcome === 'error' || outcome === 'slow') {
+      } else if (outcome === 'timeout' || outcome === 'error' || outcome === 'overdue') {
+        if (outcome === 'overdue') r.served++
         if (++r.consecutiveFailures >= limit) {
           rest(r)
           r.consecutiveFailures = 0

@@ -26,7 +26,7 @@ describe('peer scores', () => {
   })
 
   it('moves the score by the documented amount per outcome', () => {
-    const expected: Record<PeerOutcome, number> = { ok: 1, late: 0, slow: -1, 'not-found': -0.5, busy: -0.25, refused: -0.5, timeout: -2, error: -2, corrupt: -100 }
+    const expected: Record<PeerOutcome, number> = { ok: 1, overdue: -2, 'not-found': -0.5, busy: -0.25, refused: -0.5, timeout: -2, error: -2, corrupt: -100 }
     for (const [outcome, delta] of Object.entries(expected) as Array<[PeerOutcome, number]>) {
       const s = peerScores()
       s.record('p', outcome)
@@ -34,17 +34,16 @@ describe('peer scores', () => {
     }
   })
 
-  it('a peer whose every answer comes after the hedge delay (slow, then late) is rested like one that times out', () => {
+  it('overdue answers (the right bytes, just inside the deadline) rest a peer like timeouts, though they count as served', () => {
     const { now } = clocked()
     const s = peerScores({ now })
-    for (let i = 0; i < 2; i++) {
-      s.record('p', 'slow')
-      s.record('p', 'late')
-    }
+    s.record('p', 'overdue')
+    s.record('p', 'ok')
+    for (let i = 0; i < 2; i++) s.record('p', 'overdue')
     expect(s.usable('p')).toBe(true)
-    s.record('p', 'slow')
+    s.record('p', 'overdue')
     expect(s.usable('p')).toBe(false)
-    expect(s.snapshot().p).toMatchObject({ score: -3, served: 2 })
+    expect(s.snapshot().p).toMatchObject({ score: -7, served: 5 })
   })
 
   it('keeps the score within [-100, 20], so a long good past cannot outweigh one corrupt answer', () => {
@@ -141,9 +140,9 @@ describe('peer scores', () => {
     const { now, advance } = clocked()
     const s = peerScores({ ...options, now })
     const peers = ['a', 'b', 'c', 'd', 'e', 'f']
-    const outcomes: PeerOutcome[] = ['ok', 'ok', 'ok', 'late', 'slow', 'not-found', 'busy', 'refused', 'timeout', 'error', 'corrupt']
+    const outcomes: PeerOutcome[] = ['ok', 'ok', 'ok', 'overdue', 'not-found', 'busy', 'refused', 'timeout', 'error', 'corrupt']
     const history = new Map<string, Array<{ at: number, outcome: PeerOutcome }>>(peers.map(p => [p, []]))
-    const delta: Record<PeerOutcome, number> = { ok: 1, late: 0, slow: -1, 'not-found': -0.5, busy: -0.25, refused: -0.5, timeout: -2, error: -2, corrupt: -100 }
+    const delta: Record<PeerOutcome, number> = { ok: 1, overdue: -2, 'not-found': -0.5, busy: -0.25, refused: -0.5, timeout: -2, error: -2, corrupt: -100 }
 
     /** The rules of the module header, applied from scratch to one peer's history. */
     const reference = (peer: string): { score: number, usable: boolean } => {
@@ -159,7 +158,7 @@ describe('peer scores', () => {
           misses = 0
         }
         if (outcome === 'corrupt') avoidUntil = at + options.banMs
-        if (outcome === 'timeout' || outcome === 'error' || outcome === 'slow') {
+        if (outcome === 'timeout' || outcome === 'error' || outcome === 'overdue') {
           failures++
           if (failures === options.failuresBeforeCoolDown) {
             avoidUntil = Math.max(avoidUntil, at + options.coolDownMs)
