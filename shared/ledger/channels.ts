@@ -56,6 +56,7 @@ export function verifyChannels (answer: Channels, publicKey: Uint8Array, expecte
     return refuse('has a malformed signature')
   }
   if (!verify(signature, statement(answer, answer.seq, answer.logSize), publicKey)) return refuse('is not signed by the coordinator key this runtime trusts (changed on the way, or the coordinator key is not the one configured or pinned)')
-  if (answer.seq < expected.seenSeq) return refuse(`is older (seq ${answer.seq}) than one already accepted here (seq ${expected.seenSeq}): a replay`)
+  // The other cause of an older answer is an operator's restore, said in the message (review 42c).
+  if (answer.seq < expected.seenSeq) return refuse(`is older (seq ${answer.seq}) than one already accepted here (seq ${expected.seenSeq}): a replay, or the coordinator's database was restored from an older backup (then delete channels-seen.json in this runtime's model folder to take its answers again)`)
   return { ...answer, seq: answer.seq }
 }

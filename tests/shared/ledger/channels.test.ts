@@ -41,6 +41,6 @@ describe('signed channels', () => {
     refused({ ...signed, signature: toBase64(new Uint8Array(64)) }, notSigned)
     expect(() => verifyChannels(signed, key.publicKey, { model: 'other', seenSeq: 0 })).toThrow(/names the model m/)
     expect(() => verifyChannels(signed, generateSigningKey().publicKey, expected)).toThrow(notSigned)
-    refused(signed, /is older \(seq 7\) than one already accepted here \(seq 8\): a replay/, 8)
+    refused(signed, /is older \(seq 7\) than one already accepted here \(seq 8\): a replay, or the coordinator's database was restored from an older backup \(then delete channels-seen.json/, 8)
   })
 })
