@@ -28,7 +28,7 @@ export interface RequestRateOptions {
 export interface RequestRate {
   /** Resolves when `peer` (from `host`) may send its next request; rejects when the signal fires first. */
   wait: (peer: string | undefined, host: string | undefined, signal: AbortSignal) => Promise<void>
-  /** Requests that had to wait for their turn. */
+  /** Requests that had to wait for a token (of their peer, their host or both). */
   readonly slowed: number
 }
 
@@ -54,15 +54,14 @@ export function requestRate (options: RequestRateOptions = {}): RequestRate {
     return bucket
   }
 
-  const take = async (bucket: TokenBucket, signal: AbortSignal): Promise<void> => {
-    if (await bucket.take(1, signal)) slowed++
-  }
-
   return {
     get slowed () { return slowed },
     async wait (peer, host, signal) {
-      if (host !== undefined) await take(bucketOf(`host ${host}`, perHost, hostBurst), signal)
-      if (peer !== undefined) await take(bucketOf(`peer ${peer}`, perPeer, peerBurst), signal)
+      // The peer's own bucket first: a request waiting there has taken nothing from its host, so
+      // one id flooding past its rate does not drain what the host's other ids share (review 43a).
+      let waited = peer !== undefined && await bucketOf(`peer ${peer}`, perPeer, peerBurst).take(1, signal)
+      if (host !== undefined) waited = await bucketOf(`host ${host}`, perHost, hostBurst).take(1, signal) || waited
+      if (waited) slowed++
     }
   }
 }

@@ -56,9 +56,11 @@ export const CHUNK_WRITE_MS = 10_000
  * Slowest a requester may read a body, on average, beyond one CHUNK_WRITE_MS of slack: a peer
  * that read one chunk just inside every CHUNK_WRITE_MS held its answer slot for the answer's
  * whole deadline (30 s on a runtime, 120 s on the origin), and two hosts held every slot that
- * way (review 42b 7). Time the server spends pacing under its own upload cap is not counted.
+ * way (review 42b 7). Time the server spends pacing under its own upload cap is not counted, but
+ * a write also waits on the server's own socket: a slow uplink shared by many answers looks like
+ * slow readers (review 43a). 16 KiB/s keeps 64 answers going on a 10 Mbit/s uplink; 64 KiB/s cut them.
  */
-export const MIN_READ_BYTES_PER_SECOND = 64 * 1024
+export const MIN_READ_BYTES_PER_SECOND = 16 * 1024
 /** Default bound on one object (a shard of a 1 MiB block is ≈ 256 KiB; a whole sealed block may be asked for too). */
 export const DEFAULT_MAX_OBJECT_BYTES = 32 << 20
 /** Referrals carry at most this many peers, each with at most this many addresses. */
@@ -422,8 +424,11 @@ export async function serveShardStream (
       let request: ShardRequest
       try {
         // Not read before the peer's turn (a flood is slowed by back-pressure, not answered);
-        // a turn later than the wait for a request ends the stream as a silent one would.
-        await options.rate?.wait(options.peer, options.host, waiting.signal)
+        // a turn later than the wait for a request ends the stream as a silent one would, and a
+        // stream the peer closes or resets leaves the queue at once: reset streams waiting here
+        // no longer count against the connection's stream limit, and 4,143 of them were held
+        // within 12 s by one connection (review 43a).
+        if (options.rate !== undefined) await options.rate.wait(options.peer, options.host, AbortSignal.any([waiting.signal, gone.signal]))
         const frame = await readFrame(bytes, MAX_CONTROL_FRAME, waiting.signal)
         if (frame === undefined) {
           if (exchanges > 0) break

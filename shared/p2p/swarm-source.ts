@@ -322,7 +322,9 @@ export function swarmSource (options: SwarmSourceOptions): SwarmSource {
         // Bytes in the last quarter of the deadline count as a failure: a peer that answered
         // every request just inside its deadline ended with the best score and was asked first
         // again (review 42b 6: 64 objects from six such Sybils took 19 s, every time).
-        scores.record(peer, performance.now() - sent > OVERDUE_FRACTION * requestTimeoutMs ? 'overdue' : 'ok')
+        // Not the origin's: a slow origin is still the origin (as for its timeouts, above), and a
+        // capped one admits answers that take longer than this by design (review 43a).
+        scores.record(peer, peer !== origin && performance.now() - sent > OVERDUE_FRACTION * requestTimeoutMs ? 'overdue' : 'ok')
         return { bytes: answer.bytes }
       case 'elsewhere':
         if (peer === origin) return { referral: answer.peers }

@@ -59,6 +59,26 @@ describe('request rate', () => {
     expect(await fifth).toBe(1_000)
   })
 
+  it('an id flooding past its own rate does not drain its host\'s budget for the host\'s other ids', async () => {
+    const r = rate({ perPeer: 10, peerBurst: 5, perHost: 20, hostBurst: 10 })
+    const flood = sequence(r, 'flooder', 'one host', 30)
+    await vi.advanceTimersByTimeAsync(0)
+    // The flooder's burst took 5 of the host's 10; the rest of its requests wait on its own bucket.
+    expect(await sequence(r, 'mate', 'one host', 5)).toBe(0)
+    await vi.advanceTimersByTimeAsync(3_000)
+    expect(await flood).toBe(2_500)
+  })
+
+  it('counts a request that waited on both its peer\'s and its host\'s bucket once', async () => {
+    // The second request waits 200 ms for the peer's next token; the host's came at 100 ms.
+    const r = rate({ perPeer: 5, peerBurst: 1, perHost: 10, hostBurst: 1 })
+    await r.wait('a', 'h', AbortSignal.timeout(60_000))
+    const second = r.wait('a', 'h', AbortSignal.timeout(60_000)).then(() => Date.now() - t0)
+    await vi.advanceTimersByTimeAsync(300)
+    expect(await second).toBe(200)
+    expect(r.slowed).toBe(1)
+  })
+
   it('a wait ends when its signal fires, and takes no turn from the requests after it', async () => {
     const r = rate({ perPeer: 10, peerBurst: 1 })
     await r.wait('a', undefined, AbortSignal.timeout(60_000))

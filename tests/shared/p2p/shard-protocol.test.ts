@@ -188,6 +188,38 @@ describe('request rate', () => {
   })
 })
 
+describe('request rate and closed streams', () => {
+  // Regression (review 43a): the wait for a turn ignored the stream closing, so streams a peer
+  // opened and reset past its rate stayed queued until their turn or deadline (4,143 parked
+  // handlers from one connection in 12 s), outside the connection's stream limit.
+  it('a stream reset while it waits for its turn leaves the queue at once', async () => {
+    const rate = requestRate({ perPeer: 1, peerBurst: 1 })
+    const paced = await node()
+    let ended = 0
+    await paced.handle(SHARD_PROTOCOL, async (stream, connection) => {
+      await serveShardStream(stream, lookup, { timeoutMs: 30_000, rate, peer: connection.remotePeer.toString() })
+      ended++
+    }, { maxInboundStreams: 64 })
+    const signal = AbortSignal.timeout(10_000)
+    const unknown = await rawCid(new Uint8Array([5, 5, 5]))
+    // The one token of the burst goes to a first request; the next 20 streams wait 1 s each.
+    const first = shardSession(await client.dialProtocol(paced.getMultiaddrs(), SHARD_PROTOCOL, { signal }))
+    expect(await first.request(unknown, { signal })).toEqual({ status: 'not-found' })
+    await first.close(signal)
+    await vi.waitFor(() => { expect(ended).toBe(1) }, { timeout: 5_000, interval: 20 })
+    const waiting = await Promise.all(Array.from({ length: 20 }, async () => {
+      const stream = await client.dialProtocol(paced.getMultiaddrs(), SHARD_PROTOCOL, { signal })
+      await lpStream(stream).write(new TextEncoder().encode(JSON.stringify({ cid: unknown })))
+      return stream
+    }))
+    for (const stream of waiting) stream.abort(new Error('gone'))
+    const start = performance.now()
+    await vi.waitFor(() => { expect(ended).toBe(21) }, { timeout: 5_000, interval: 20 })
+    // Waiting their turns would have taken 20 s.
+    expect(performance.now() - start).toBeLessThan(5_000)
+  })
+})
+
 describe('answer slots against a peer that asks and never reads', () => {
   it('one peer holds at most its share of the slots: another peer is served meanwhile', async () => {
     const slots = serveSlots(4)
@@ -315,6 +347,30 @@ describe('a requester that reads slowly', () => {
     expect(received).toBeLessThan(1 << 20)
     expect(slots.inUse).toBe(0)
     stream.abort(new Error('done'))
+  })
+})
+
+describe('a requester that reads at once, under the server\'s own upload cap', () => {
+  it('is served in full: the time spent pacing is the server\'s, not counted against the reader', async () => {
+    const capped = await node()
+    const outcomes: string[] = []
+    await capped.handle(SHARD_PROTOCOL, async stream => {
+      await serveShardStream(stream, lookup, {
+        timeoutMs: 30_000,
+        progressMs: 200,
+        minReadBytesPerSecond: 16 << 20,
+        // 300 ms per chunk: slower than the floor allows, and each pause longer than progressMs.
+        pace: async (_bytes, signal) => { await sleep(300, signal) },
+        onServed: () => { outcomes.push('served') },
+        onBroken: () => { outcomes.push('broken') }
+      })
+    })
+    const [cid, bytes] = [...objects].find(([, b]) => b.length === 300_001) as [string, Uint8Array]
+    const signal = AbortSignal.timeout(20_000)
+    const session = shardSession(await client.dialProtocol(capped.getMultiaddrs(), SHARD_PROTOCOL, { signal }))
+    expect(await session.request(cid, { signal })).toEqual({ status: 'ok', bytes })
+    expect(outcomes).toEqual(['served'])
+    await session.close(signal)
   })
 })
 

@@ -501,6 +501,16 @@ describe('swarm source: peers that answer just inside the deadline', () => {
     expect(s.stats().bytesFromOrigin).toBeGreaterThan(0)
   })
 
+  it('the origin is never scored overdue: a slow origin is still the origin', async () => {
+    const objs = await objects(4)
+    for (const o of objs) store.set(o.cid, o.bytes)
+    const net = fakeNetwork({ peers: { [ORIGIN]: answersAfter(800) } })
+    const s = swarmSource({ network: net, origin: ORIGIN, requestTimeoutMs: 1_000 })
+    for (const o of objs) expect(await s.get(o.cid, { signal: signal() })).toEqual(o.bytes)
+    expect(s.scores.usable(ORIGIN)).toBe(true)
+    expect(s.scores.score(ORIGIN)).toBeGreaterThanOrEqual(0)
+  })
+
   it('an answer inside three quarters of the deadline is a plain success', async () => {
     const [o] = await objects(1)
     if (o === undefined) throw new Error('no object')
