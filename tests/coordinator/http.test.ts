@@ -305,9 +305,14 @@ describe('coordinator HTTP API', () => {
   it('receives at most two uploads at once and tells a third to retry, then serves on', async () => {
     const { request } = await import('node:http')
     // Two uploads whose bodies have begun and never finish.
-    const stalled = [0, 1].map(() => {
-      const req = request(`${url}/v1/models/slow/ingest`, { method: 'POST', headers: { authorization: `Bearer ${coordinator.adminToken}`, 'content-type': 'multipart/form-data; boundary=b', 'transfer-encoding': 'chunked' } })
-      req.on('error', () => {})
+    // What became of them, for the message of a failure (once in a loaded run they were not
+    // counted within 15 s, with no record of why).
+    const seen: string[] = []
+    const stalled = [0, 1].map(i => {
+      // A socket of its own: one kept alive from earlier could be closed under it.
+      const req = request(`${url}/v1/models/slow/ingest`, { method: 'POST', agent: false, headers: { authorization: `Bearer ${coordinator.adminToken}`, 'content-type': 'multipart/form-data; boundary=b', 'transfer-encoding': 'chunked' } })
+      req.on('error', err => { seen.push(`upload ${i}: ${err.message}`) })
+      req.on('response', res => { seen.push(`upload ${i}: answered ${res.statusCode}`) })
       req.write('--b\r\nContent-Disposition: form-data; name="file"; filename="a.onnx"\r\n\r\n')
       return req
     })
@@ -318,13 +323,14 @@ describe('coordinator HTTP API', () => {
       // Bounded in count and time: the stalled handlers start within a few event-loop turns of
       // their headers, which on a loaded machine (the full suite on 2 cores) took over 2 s.
       const until = Date.now() + 15_000
-      for (let i = 0; i < 500 && status !== 503 && Date.now() < until; i++) {
+      let tries = 0
+      for (; tries < 500 && status !== 503 && Date.now() < until; tries++) {
         const res = await fetch(`${url}/v1/models/third/ingest`, { method: 'POST', headers: { authorization: `Bearer ${coordinator.adminToken}` }, body: tiny() })
         status = res.status
         message = ((await res.json()) as { message: string }).message
         if (status !== 503) await new Promise(resolve => setTimeout(resolve, 20))
       }
-      expect(status).toBe(503)
+      expect(status, `after ${tries} tries the last answer was ${status} "${message}"; the stalled uploads: ${seen.join('; ') || 'no event'}`).toBe(503)
       expect(message).toMatch(/2 uploads are being received; retry/)
     } finally {
       for (const req of stalled) req.destroy()
