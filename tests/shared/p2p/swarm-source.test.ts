@@ -779,6 +779,18 @@ describe('swarm source: shards and stats', () => {
     expect(net.calls.length).toBe(6)
   })
 
+  it('rotates the same way among holders none of which is connected yet (a cold start)', async () => {
+    const shards = await objects(6)
+    for (const o of shards) store.set(o.cid, o.bytes)
+    const holders = ['a', 'b', 'c', 'd']
+    const net = fakeNetwork({ peers: Object.fromEntries(holders.map(p => [p, holds])), holders: { blk: holders }, connected: () => false })
+    const s = source(net)
+    await Promise.all(shards.map(async (o, shard) => await s.get(o.cid, { signal: signal(), block: 'blk', shard })))
+    const firstAsked = shards.map(o => net.calls.find(c => c.cid === o.cid)?.peer)
+    const [a, b, c, d] = preferenceOrder(SELF)('blk', holders)
+    expect(firstAsked).toEqual([a, b, c, d, a, b])
+  })
+
   it('loaders of one block spread over its holders instead of all going to the same first one', async () => {
     // Before, every loader asked the holders in one shared order (their scores, then the order of
     // their announcements): 16 loaders all went first to the same holder.
