@@ -13,20 +13,22 @@
  * `busy`: asked to come back after a wait the loader will take; `refused`: asked for a wait longer
  * than it ever takes, so for this loader as good as "not found" (a peer that answers so to every
  * request would otherwise be asked for every object and never rested). `overdue`: the right
- * bytes, but in the last quarter of the request's deadline: a failure like a timeout, so a peer
- * that answers every request just inside its deadline is rested like one that never answers
- * instead of ending with the best score (review 42b 6).
+ * bytes, but in the last quarter of the request's deadline: served, yet counted like a miss, so a
+ * peer that answers every request just inside its deadline loses score and is rested after
+ * `missesBeforeCoolDown` in a row instead of ending with the best score (review 42b 6). Not a
+ * failure (three rest a peer): honest peers under an upload cap on a slow machine answer late
+ * too, and resting them sends their objects to the origin.
  */
 export type PeerOutcome = 'ok' | 'overdue' | 'not-found' | 'busy' | 'refused' | 'timeout' | 'error' | 'corrupt'
 
 export interface PeerScoreOptions {
   /** How long a peer that served corrupt data is avoided. Default 10 minutes. */
   banMs?: number
-  /** Consecutive timeouts, errors and overdue answers after which a peer is rested. Default 3. */
+  /** Consecutive timeouts/errors after which a peer is rested. Default 3. */
   failuresBeforeCoolDown?: number
   /** How long a rested peer is skipped. Default 30 s. */
   coolDownMs?: number
-  /** Consecutive "not found" or `refused` answers after which a peer is rested (its hints lead nowhere). Default 8. */
+  /** Consecutive "not found", `refused` or `overdue` answers after which a peer is rested (its hints lead nowhere, or only just in time). Default 8. */
   missesBeforeCoolDown?: number
   /** Peers remembered at most. Default 4096. */
   maxPeers?: number
@@ -44,7 +46,7 @@ export interface PeerRecord {
 }
 
 /** Score changes per outcome: bounded to [MIN, MAX] so a long good past cannot hide a ban. */
-const DELTA: Record<PeerOutcome, number> = { ok: 1, overdue: -2, 'not-found': -0.5, busy: -0.25, refused: -0.5, timeout: -2, error: -2, corrupt: -100 }
+const DELTA: Record<PeerOutcome, number> = { ok: 1, overdue: -1, 'not-found': -0.5, busy: -0.25, refused: -0.5, timeout: -2, error: -2, corrupt: -100 }
 const MIN = -100
 const MAX = 20
 
@@ -106,13 +108,13 @@ export function peerScores (options: PeerScoreOptions = {}): PeerScores {
       } else if (outcome === 'corrupt') {
         r.corrupt++
         r.avoidUntil = now() + banMs
-      } else if (outcome === 'timeout' || outcome === 'error' || outcome === 'overdue') {
-        if (outcome === 'overdue') r.served++
+      } else if (outcome === 'timeout' || outcome === 'error') {
         if (++r.consecutiveFailures >= limit) {
           rest(r)
           r.consecutiveFailures = 0
         }
-      } else if (outcome === 'not-found' || outcome === 'refused') {
+      } else if (outcome === 'not-found' || outcome === 'refused' || outcome === 'overdue') {
+        if (outcome === 'overdue') r.served++
         if (++r.consecutiveMisses >= missLimit) {
           rest(r)
           r.consecutiveMisses = 0

@@ -113,7 +113,7 @@ const LOOKUP_TTL_MS = 2_000
 /** Providers looked up per block, as a multiple of the per-object peer budget. */
 const PROVIDER_SURPLUS = 4
 const ORIGIN_ATTEMPTS = 4
-/** Bytes later than this fraction of the request deadline count against their peer as a failure. */
+/** Bytes later than this fraction of the request deadline count against their peer (peer-score's `overdue`). */
 const OVERDUE_FRACTION = 0.75
 /**
  * How long one object waits, in all, on peers that answered busy before the origin is made to
@@ -319,9 +319,9 @@ export function swarmSource (options: SwarmSourceOptions): SwarmSource {
           scores.record(peer, 'corrupt')
           return undefined
         }
-        // Bytes in the last quarter of the deadline count as a failure: a peer that answered
-        // every request just inside its deadline ended with the best score and was asked first
-        // again (review 42b 6: 64 objects from six such Sybils took 19 s, every time).
+        // Bytes in the last quarter of the deadline count against their peer (`overdue`): a peer
+        // that answered every request just inside its deadline ended with the best score and was
+        // asked first again (review 42b 6: 64 objects from six such Sybils took 19 s, every time).
         // Not the origin's: a slow origin is still the origin (as for its timeouts, above), and a
         // capped one admits answers that take longer than this by design (review 43a).
         scores.record(peer, peer !== origin && performance.now() - sent > OVERDUE_FRACTION * requestTimeoutMs ? 'overdue' : 'ok')

@@ -26,7 +26,7 @@ describe('peer scores', () => {
   })
 
   it('moves the score by the documented amount per outcome', () => {
-    const expected: Record<PeerOutcome, number> = { ok: 1, overdue: -2, 'not-found': -0.5, busy: -0.25, refused: -0.5, timeout: -2, error: -2, corrupt: -100 }
+    const expected: Record<PeerOutcome, number> = { ok: 1, overdue: -1, 'not-found': -0.5, busy: -0.25, refused: -0.5, timeout: -2, error: -2, corrupt: -100 }
     for (const [outcome, delta] of Object.entries(expected) as Array<[PeerOutcome, number]>) {
       const s = peerScores()
       s.record('p', outcome)
@@ -34,16 +34,16 @@ describe('peer scores', () => {
     }
   })
 
-  it('overdue answers (the right bytes, just inside the deadline) rest a peer like timeouts, though they count as served', () => {
+  it('overdue answers (the right bytes, just inside the deadline) rest a peer like misses, though they count as served', () => {
     const { now } = clocked()
     const s = peerScores({ now })
     s.record('p', 'overdue')
     s.record('p', 'ok')
-    for (let i = 0; i < 2; i++) s.record('p', 'overdue')
+    for (let i = 0; i < 7; i++) s.record('p', 'overdue')
     expect(s.usable('p')).toBe(true)
     s.record('p', 'overdue')
     expect(s.usable('p')).toBe(false)
-    expect(s.snapshot().p).toMatchObject({ score: -7, served: 5 })
+    expect(s.snapshot().p).toMatchObject({ score: -8, served: 10, consecutiveFailures: 0 })
   })
 
   it('keeps the score within [-100, 20], so a long good past cannot outweigh one corrupt answer', () => {
@@ -142,7 +142,7 @@ describe('peer scores', () => {
     const peers = ['a', 'b', 'c', 'd', 'e', 'f']
     const outcomes: PeerOutcome[] = ['ok', 'ok', 'ok', 'overdue', 'not-found', 'busy', 'refused', 'timeout', 'error', 'corrupt']
     const history = new Map<string, Array<{ at: number, outcome: PeerOutcome }>>(peers.map(p => [p, []]))
-    const delta: Record<PeerOutcome, number> = { ok: 1, overdue: -2, 'not-found': -0.5, busy: -0.25, refused: -0.5, timeout: -2, error: -2, corrupt: -100 }
+    const delta: Record<PeerOutcome, number> = { ok: 1, overdue: -1, 'not-found': -0.5, busy: -0.25, refused: -0.5, timeout: -2, error: -2, corrupt: -100 }
 
     /** The rules of the module header, applied from scratch to one peer's history. */
     const reference = (peer: string): { score: number, usable: boolean } => {
@@ -153,12 +153,12 @@ describe('peer scores', () => {
       for (const { at, outcome } of history.get(peer) ?? []) {
         score = Math.min(20, Math.max(-100, score + delta[outcome]))
         if (outcome === 'ok') { failures = 0; misses = 0 }
-        if ((outcome === 'not-found' || outcome === 'refused') && ++misses === options.missesBeforeCoolDown) {
+        if ((outcome === 'not-found' || outcome === 'refused' || outcome === 'overdue') && ++misses === options.missesBeforeCoolDown) {
           avoidUntil = Math.max(avoidUntil, at + options.coolDownMs)
           misses = 0
         }
         if (outcome === 'corrupt') avoidUntil = at + options.banMs
-        if (outcome === 'timeout' || outcome === 'error' || outcome === 'overdue') {
+        if (outcome === 'timeout' || outcome === 'error') {
           failures++
           if (failures === options.failuresBeforeCoolDown) {
             avoidUntil = Math.max(avoidUntil, at + options.coolDownMs)
