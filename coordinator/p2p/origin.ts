@@ -17,7 +17,7 @@ import pLimit from 'p-limit'
 import { IntegrityError, NotFoundError } from '../../shared/errors/errors.ts'
 import { encodeGossip, modelTopic } from '../../shared/p2p/gossip.ts'
 import { hostGroup } from '../../shared/p2p/host-group.ts'
-import { requestRate } from '../../shared/p2p/request-rate.ts'
+import { PEER_REQUEST_BURST, PEER_REQUESTS_PER_SECOND, requestRate } from '../../shared/p2p/request-rate.ts'
 import { MAX_REFERRALS, serveShardStream, serveSlots, SHARD_PROTOCOL, type Referral, type ShardAnswer } from '../../shared/p2p/shard-protocol.ts'
 import { createPeerNode, dialable, hostOfPeer, type PeerNode } from '../../node-runtime/p2p/peer-node.ts'
 import { topicValidation } from '../../node-runtime/p2p/topic-validator.ts'
@@ -80,7 +80,7 @@ export async function createOrigin (options: OriginOptions): Promise<Origin> {
   const slots = serveSlots(ORIGIN_SERVE_SLOTS)
   // Every runtime of a fleet asks the origin about every object of a cold start (most answers
   // are referrals), and a fleet behind one NAT is one host: its hosts get 16 peers' worth.
-  const rate = requestRate({ perHost: 16 * 500, hostBurst: 16 * 1000 })
+  const rate = requestRate({ perHost: 16 * PEER_REQUESTS_PER_SECOND, hostBurst: 16 * PEER_REQUEST_BURST })
   const topics = new Set<string>()
 
   /**

@@ -11,10 +11,14 @@
  */
 import { tokenBucket, type TokenBucket } from './token-bucket.ts'
 
+/** Default requests a second one peer may send, and at once after an idle spell. */
+export const PEER_REQUESTS_PER_SECOND = 500
+export const PEER_REQUEST_BURST = 1000
+
 export interface RequestRateOptions {
-  /** Requests a second one peer may send. Default 500. */
+  /** Requests a second one peer may send. Default PEER_REQUESTS_PER_SECOND. */
   perPeer?: number
-  /** Requests one peer may send at once after an idle spell. Default 1000. */
+  /** Requests one peer may send at once after an idle spell. Default PEER_REQUEST_BURST. */
   peerBurst?: number
   /** Requests a second all peers of one host may send. Default 4 × perPeer. */
   perHost?: number
@@ -33,8 +37,8 @@ export interface RequestRate {
 }
 
 export function requestRate (options: RequestRateOptions = {}): RequestRate {
-  const perPeer = options.perPeer ?? 500
-  const peerBurst = options.peerBurst ?? 1000
+  const perPeer = options.perPeer ?? PEER_REQUESTS_PER_SECOND
+  const peerBurst = options.peerBurst ?? PEER_REQUEST_BURST
   const perHost = options.perHost ?? 4 * perPeer
   const hostBurst = options.hostBurst ?? 4 * peerBurst
   const maxKeys = options.maxKeys ?? 4096

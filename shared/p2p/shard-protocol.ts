@@ -501,7 +501,7 @@ async function answer (
   const minRead = options.minReadBytesPerSecond ?? MIN_READ_BYTES_PER_SECOND
   try {
     await writeJson(bytes, { status: 'ok', size: body.length } satisfies Header, signal)
-    /** Time spent waiting for the peer to read (writes stalled by Yamux flow control). */
+    /** Time spent in writes: the peer not reading (Yamux flow control), or this server's own socket. */
     let waited = 0
     for (let at = 0; at < body.length; at += BODY_CHUNK) {
       const chunk = body.subarray(at, at + BODY_CHUNK)
@@ -510,8 +510,15 @@ async function answer (
       // progress, or when the peer has read slower than `minRead` on average, not at the whole
       // answer's deadline, so its slot and its share of the upload cap come back.
       const allowed = progressMs + (at + chunk.length) * 1000 / minRead - waited
+      // Cleared when the write is done: a timer per chunk left to fire kept up to 16 per 1 MiB
+      // answer alive for progressMs each.
+      const progress = deadline(Math.max(1, Math.ceil(Math.min(progressMs, allowed))))
       const started = performance.now()
-      await bytes.write(chunk, { signal: AbortSignal.any([signal, AbortSignal.timeout(Math.max(1, Math.ceil(Math.min(progressMs, allowed))))]) })
+      try {
+        await bytes.write(chunk, { signal: AbortSignal.any([signal, progress.signal]) })
+      } finally {
+        progress.clear()
+      }
       waited += performance.now() - started
     }
   } catch (err) {
