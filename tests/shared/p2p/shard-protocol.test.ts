@@ -175,13 +175,16 @@ describe('request rate', () => {
       await serveShardStream(stream, lookup, { timeoutMs: 5_000, rate, peer: connection.remotePeer.toString() })
     })
     const signal = AbortSignal.timeout(10_000)
-    const session = shardSession(await client.dialProtocol(paced.getMultiaddrs(), SHARD_PROTOCOL, { signal }))
     const unknown = await rawCid(new Uint8Array([7, 7, 7]))
+    // From before the stream opens: the server takes the first request's turn as soon as the
+    // stream is open (it waits before reading), so its bucket's clock starts at the dial (CI at
+    // stop 43 measured 494.99 ms from a start taken after the dial).
     const start = performance.now()
+    const session = shardSession(await client.dialProtocol(paced.getMultiaddrs(), SHARD_PROTOCOL, { signal }))
     const answers: ShardAnswer[] = []
     for (let i = 0; i < 15; i++) answers.push(await session.request(unknown, { signal }))
     // 5 at once, then 10 more at 20 a second: at least 500 ms, whatever the machine's speed.
-    expect(performance.now() - start).toBeGreaterThanOrEqual(495)
+    expect(performance.now() - start).toBeGreaterThanOrEqual(500)
     expect(answers).toEqual(Array.from({ length: 15 }, () => ({ status: 'not-found' })))
     expect(rate.slowed).toBeGreaterThan(0)
     await session.close(AbortSignal.timeout(5_000))
