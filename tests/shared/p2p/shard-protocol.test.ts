@@ -183,8 +183,9 @@ describe('request rate', () => {
     const session = shardSession(await client.dialProtocol(paced.getMultiaddrs(), SHARD_PROTOCOL, { signal }))
     const answers: ShardAnswer[] = []
     for (let i = 0; i < 15; i++) answers.push(await session.request(unknown, { signal }))
-    // 5 at once, then 10 more at 20 a second: at least 500 ms, whatever the machine's speed.
-    expect(performance.now() - start).toBeGreaterThanOrEqual(500)
+    // 5 at once, then 10 more at 20 a second: at least 500 ms, whatever the machine's speed (less
+    // 1 ms for the bucket's floating-point refills; unpaced, the 15 answers took 42 ms here).
+    expect(performance.now() - start).toBeGreaterThanOrEqual(499)
     expect(answers).toEqual(Array.from({ length: 15 }, () => ({ status: 'not-found' })))
     expect(rate.slowed).toBeGreaterThan(0)
     await session.close(AbortSignal.timeout(5_000))
