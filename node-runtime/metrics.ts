@@ -17,7 +17,10 @@ const SWARM_HELP: Record<keyof SwarmCounters, string> = {
   provided: 'Block CIDs provided in the DHT.',
   provideFailures: 'DHT provides that failed.',
   parityEncodes: 'Blocks Reed-Solomon encoded to answer parity-shard requests.',
-  requestsSlowed: 'Shard requests read late because their peer or host was over its request rate.'
+  requestsSlowed: 'Shard requests read late because their peer or host was over its request rate.',
+  streamsRefused: 'Inbound libp2p streams reset because their connection opened streams past its rate.',
+  connectionsCut: 'libp2p connections closed because their peer kept opening streams past its rate.',
+  connectionsRefused: 'Inbound libp2p connections refused while their peer or host was cooling down after a stream flood.'
 }
 
 /** Access-history prefetches (node-runtime/runtime.ts `afterLoad`). */

@@ -25,6 +25,7 @@ import { multiaddr, type Multiaddr } from '@multiformats/multiaddr'
 import { InvalidInputError } from '../../shared/errors/errors.ts'
 import { DHT_PROTOCOL, GOSSIP_MAX_MESSAGE_BYTES } from '../../shared/p2p/gossip.ts'
 import { hostGroup } from '../../shared/p2p/host-group.ts'
+import { floodCooldown, limitInboundStreams, StreamFloodError, type FloodCooldown, type FloodCounters, type StreamLimitOptions } from '../../shared/p2p/stream-limit.ts'
 import { ProviderBoundedDatastore } from './provider-store.ts'
 
 export interface PeerNodeOptions {
@@ -34,6 +35,10 @@ export interface PeerNodeOptions {
   listen?: string[]
   /** Multiaddrs with /p2p/<id> to join through. */
   bootstrap?: string[]
+  /** How fast a connection's peer may open streams (stream-limit.ts; defaults there). */
+  streamLimit?: Omit<StreamLimitOptions, 'onRefused'>
+  /** How long a peer, and its host, that flooded this node with streams are refused. Default FLOOD_COOLDOWN_MS. */
+  floodCooldownMs?: number
 }
 
 export type PeerServices = { dht: KadDHT, pubsub: ReturnType<ReturnType<typeof gossipsub>>, identify: unknown, ping: unknown }
@@ -118,16 +123,31 @@ export function peerIdOfKey (publicKey: Uint8Array): PeerId {
   return peerIdFromPublicKey(publicKeyFromRaw(publicKey))
 }
 
+const floods = new WeakMap<PeerNode, FloodCooldown>()
+
+/** The node's stream-flood counters (shared/p2p/stream-limit.ts). */
+export function floodCounters (node: PeerNode): FloodCounters {
+  return floods.get(node)?.counters() ?? { streamsRefused: 0, connectionsCut: 0, connectionsRefused: 0 }
+}
+
 export async function createPeerNode (options: PeerNodeOptions): Promise<PeerNode> {
   const bootstrapList = options.bootstrap ?? []
   checkBootstrap(bootstrapList, 'bootstrap')
   const privateKey = await generateKeyPairFromSeed('Ed25519', options.seed)
-  return await createLibp2p({
+  const flood = floodCooldown({ cooldownMs: options.floodCooldownMs })
+  const node = await createLibp2p({
     privateKey,
     // Addresses reach this node from peers (identify, referrals, DHT records): only TCP or
     // WebSocket addresses at an IP or a DNS name are dialled. A referral to a `/unix/` path made
     // every runtime that took it connect to a local socket of the attacker's choosing (review 42b 5).
-    connectionGater: { denyDialMultiaddr: (ma: Multiaddr) => !dialable(ma) },
+    // A peer (and its host) that flooded this node with streams is refused for a while: by host
+    // before the Noise handshake, by peer id right after it (stream-limit.ts). The dialler may
+    // see its connection open for a moment: Noise's initiator is done before the responder.
+    connectionGater: {
+      denyDialMultiaddr: (ma: Multiaddr) => !dialable(ma),
+      denyInboundConnection: maConn => flood.refuses(undefined, hostGroup(maConn.remoteAddr)),
+      denyInboundEncryptedConnection: peer => flood.refuses(peer.toString(), undefined)
+    },
     datastore: new ProviderBoundedDatastore(peerIdFromPublicKey(privateKey.publicKey).toString()),
     addresses: { listen: options.listen ?? DEFAULT_LISTEN },
     transports: [tcp(), webSockets()],
@@ -136,7 +156,8 @@ export async function createPeerNode (options: PeerNodeOptions): Promise<PeerNod
     // has finished upgrading the connection; yamux aborts the whole connection past 10 such
     // "early" streams (MaxEarlyStreamsError), which under load cut runtimes off the origin.
     // The bound stays finite: inbound streams are limited per protocol anyway.
-    streamMuxers: [yamux({ maxEarlyStreams: MAX_EARLY_STREAMS })],
+    // Streams come at a bounded rate per connection, whatever their protocol (stream-limit.ts).
+    streamMuxers: [limitInboundStreams(yamux({ maxEarlyStreams: MAX_EARLY_STREAMS }), { ...options.streamLimit, onRefused: flood.onRefused })],
     peerDiscovery: bootstrapList.length > 0 ? [bootstrap({ list: bootstrapList, timeout: 100 })] : [],
     // The connection monitor closes a connection whose ping is late; on a loaded machine (a cold
     // start decrypting a model) a busy event loop is not a dead peer. Requests have deadlines.
@@ -159,4 +180,11 @@ export async function createPeerNode (options: PeerNodeOptions): Promise<PeerNod
       pubsub: gossipsub({ allowPublishToZeroTopicPeers: true, emitSelf: false, maxInboundDataLength: GOSSIP_MAX_MESSAGE_BYTES, fastMsgIdFn, scoreParams: GOSSIP_SCORE_PARAMS, scoreThresholds: { graylistThreshold: GOSSIP_GRAYLIST_THRESHOLD } })
     }
   }) as PeerNode
+  node.addEventListener('connection:open', ({ detail: connection }) => {
+    connection.addEventListener('close', (event) => {
+      if (event.error instanceof StreamFloodError) flood.punish(connection.remotePeer.toString(), hostGroup(connection.remoteAddr))
+    }, { once: true })
+  })
+  floods.set(node, flood)
+  return node
 }

@@ -32,7 +32,7 @@ import { DEFAULT_BUSY_RETRY_MS, serveShardStream, serveSlots, SHARD_PROTOCOL, ty
 import type { SwarmNetwork } from '../../shared/p2p/swarm-source.ts'
 import { uploadCap } from '../../shared/p2p/token-bucket.ts'
 import { untilAborted } from '../../shared/load/deadline.ts'
-import { createPeerNode, hostOfPeer, type PeerNode } from './peer-node.ts'
+import { createPeerNode, floodCounters, hostOfPeer, type PeerNode } from './peer-node.ts'
 import { knownPeersFile } from './known-peers.ts'
 import { topicValidation } from './topic-validator.ts'
 
@@ -86,6 +86,10 @@ export interface SwarmCounters {
   parityEncodes: number
   /** Shard requests read late: their peer or host was over its request rate (requestRate). */
   requestsSlowed: number
+  /** Streams reset, connections closed and connections refused for opening streams past their rate (stream-limit.ts). */
+  streamsRefused: number
+  connectionsCut: number
+  connectionsRefused: number
 }
 
 export interface Swarm {
@@ -197,7 +201,7 @@ export async function createSwarm (options: SwarmOptions): Promise<Swarm> {
   const recent = memoryCache({ capacityBytes: options.recentBytes ?? 64 << 20, name: 'swarm-recent' })
   const coders = new Map<string, Promise<ErasureCoder>>()
   const cap = uploadCap(options.uploadBytesPerSecond, SERVE_TIMEOUT_MS)
-  const counters: SwarmCounters = { bytesServed: 0, objectsServed: 0, badRequests: 0, busy: 0, notFound: 0, provided: 0, provideFailures: 0, parityEncodes: 0, requestsSlowed: 0 }
+  const counters: SwarmCounters = { bytesServed: 0, objectsServed: 0, badRequests: 0, busy: 0, notFound: 0, provided: 0, provideFailures: 0, parityEncodes: 0, requestsSlowed: 0, streamsRefused: 0, connectionsCut: 0, connectionsRefused: 0 }
   const held = new Set<string>()
   const pending = new Map<string, Promise<Uint8Array>>()
   const filters = new Map<string, { filter: BlockFilter, at: number }>()
@@ -585,7 +589,7 @@ export async function createSwarm (options: SwarmOptions): Promise<Swarm> {
       const until = Date.now() + ROUTING_WAIT_MS
       while (dht.routingTable.size === 0 && Date.now() < until && signal?.aborted !== true) await new Promise(resolve => setTimeout(resolve, 20))
     },
-    counters: () => ({ ...counters, requestsSlowed: rate.slowed }),
+    counters: () => ({ ...counters, requestsSlowed: rate.slowed, ...floodCounters(node) }),
     async stop () {
       if (stopped) return
       stopped = true

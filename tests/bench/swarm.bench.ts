@@ -19,6 +19,7 @@ import { fileURLToPath } from 'node:url'
 import { createCoordinator } from '../../coordinator/coordinator.ts'
 import { coordinatorClient } from '../../shared/client/coordinator-client.ts'
 import type { Manifest } from '../../shared/manifest/schema.ts'
+import type { SwarmCounters } from '../../node-runtime/p2p/swarm.ts'
 import { wideModelFiles } from './wide-model.ts'
 import { machine } from './machine.ts'
 
@@ -88,11 +89,15 @@ async function scenario (name: string, capBps?: number): Promise<Record<string, 
       const results = await Promise.all(loads)
       const wallMs = performance.now() - started
       const after = coordinator.served()
-      const served = await Promise.all(workers.map(async w => {
-        const reply = waitFor<{ counters?: { bytesServed: number } }>(w, 'served', 30_000)
+      const counters = await Promise.all(workers.map(async w => {
+        const reply = waitFor<{ counters?: SwarmCounters }>(w, 'served', 30_000)
         w.send({ type: 'stop' })
-        return (await reply).counters?.bytesServed ?? 0
+        return (await reply).counters
       }))
+      const served = counters.map(c => c?.bytesServed ?? 0)
+      // Streams and connections refused by the stream-open rate (stream-limit.ts): an honest wave should show none.
+      const floods = (key: 'streamsRefused' | 'connectionsCut' | 'connectionsRefused'): number =>
+        counters.reduce((n, c) => n + (c?.[key] ?? 0), 0) + (after.p2p?.[key] ?? 0) - (before.p2p?.[key] ?? 0)
       await Promise.all(workers.map(async w => await new Promise(resolve => { if (w.exitCode !== null) resolve(null); else w.once('exit', resolve) })))
       const coordinatorBytes = (after.httpBytes - before.httpBytes) + ((after.p2p?.bytesServed ?? 0) - (before.p2p?.bytesServed ?? 0))
       const ms = results.map(r => r.ms)
@@ -120,7 +125,8 @@ async function scenario (name: string, capBps?: number): Promise<Record<string, 
               lookups: results.reduce((n, r) => n + (r.swarm?.lookups ?? 0), 0),
               originBusy: results.reduce((n, r) => n + (r.swarm?.originBusy ?? 0), 0),
               failures: sumCounts(results.map(r => r.swarm?.failures)),
-              forcedBecause: sumCounts(results.map(r => r.swarm?.forcedBecause))
+              forcedBecause: sumCounts(results.map(r => r.swarm?.forcedBecause)),
+              streamFloods: { streamsRefused: floods('streamsRefused'), connectionsCut: floods('connectionsCut'), connectionsRefused: floods('connectionsRefused') }
             }
           : {})
       }
