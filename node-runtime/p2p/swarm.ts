@@ -478,13 +478,16 @@ export async function createSwarm (options: SwarmOptions): Promise<Swarm> {
         return false
       }
     },
-    async findProviders (block, { signal, limit }) {
+    async findProviders (block, { signal, limit, enoughConnected }) {
       const found: string[] = []
+      let connected = 0
       try {
         for await (const provider of node.contentRouting.findProviders(CID.parse(block), { signal })) {
           const id = provider.id.toString()
-          if (id !== self && !found.includes(id)) found.push(id)
-          if (found.length >= limit) break
+          if (id === self || found.includes(id)) continue
+          found.push(id)
+          if (node.getConnections(provider.id).length > 0) connected++
+          if (found.length >= limit || (enoughConnected !== undefined && connected >= enoughConnected)) break
         }
       } catch (err) {
         // The deadline ends the query, not its result: one peer that never answers keeps the

@@ -38,8 +38,12 @@ export interface SwarmNetwork {
   readonly self: string
   /** Peers whose latest Bloom filter says they may hold `blockCid`. Cheap and local. */
   likelyHolders: (blockCid: string) => string[]
-  /** Providers of `blockCid` from the DHT, at most `limit`: those found by the time the signal fires. */
-  findProviders: (blockCid: string, options: { signal: AbortSignal, limit: number }) => Promise<string[]>
+  /**
+   * Providers of `blockCid` from the DHT, at most `limit`: those found by the time the signal
+   * fires, or by the time `enoughConnected` of them are connected peers (a walk may otherwise
+   * wait on one silent or stopped peer until its deadline).
+   */
+  findProviders: (blockCid: string, options: { signal: AbortSignal, limit: number, enoughConnected?: number }) => Promise<string[]>
   /**
    * Whether a connection to `peer` is open now. Provider records outlive their providers (a
    * DHT keeps them for hours), a connection does not: connected peers are asked first. Absent:
@@ -233,7 +237,8 @@ export function swarmSource (options: SwarmSourceOptions): SwarmSource {
     // The lookup is shared by every caller within the TTL, so it runs under its own deadline,
     // not the first caller's signal: one caller giving up must not leave "no providers" to the rest.
     // More providers than one object's budget: those of stopped peers would otherwise fill it.
-    const providers = network.findProviders(block, { signal: AbortSignal.timeout(lookupTimeoutMs), limit: maxPeers * PROVIDER_SURPLUS })
+    // A full budget of connected providers is all the object can use: the walk ends there.
+    const providers = network.findProviders(block, { signal: AbortSignal.timeout(lookupTimeoutMs), limit: maxPeers * PROVIDER_SURPLUS, enoughConnected: maxPeers })
       .catch(() => [] as string[])
       .finally(() => { stats.lookupMs += Date.now() - now })
     lookups.set(block, { at: now, providers })

@@ -96,6 +96,38 @@ describe('DHT provider lookup', () => {
   }, 60_000)
 })
 
+describe('DHT provider lookup with enough connected providers', () => {
+  // Review 43a: lookups ask for 4 × the peer budget, so in a small swarm the walk ran on to its
+  // deadline (1 s) whenever one peer in the table was silent or stopped, even with every
+  // connected holder already found. The swarm source asks it to end at a budget's worth.
+  it('ends once that many of the providers found are connected, not at its deadline', async () => {
+    const holder: Swarm = await createSwarm({ seed: seedOf(85) })
+    stops.push(async () => { await holder.stop() })
+    const searcher: Swarm = await createSwarm({ seed: seedOf(86) })
+    stops.push(async () => { await searcher.stop() })
+    const silent = await silentDhtPeer()
+    stops.push(async () => { await silent.node.stop() })
+
+    await holder.node.dial(tcpAddr(searcher.node))
+    await searcher.node.dial(tcpAddr(silent.node))
+    const dht = searcher.node.services.dht as unknown as { routingTable: { size: number } }
+    await until('both peers in the searcher\'s routing table', () => dht.routingTable.size >= 2, 10_000)
+
+    const block = new Uint8Array(1_000).fill(8)
+    const cid = await rawCid(block)
+    await holder.watch(memoryCache({ name: 'holder' })).put(cid, block)
+    await until('the holder provides the block', () => holder.counters().provided + holder.counters().provideFailures > 0, 20_000)
+    expect(holder.counters().provided).toBe(1)
+
+    // Without the early end the walk waits on the silent peer (7.6 s here, cut by this deadline);
+    // with it, it ended in 5 ms.
+    const deadline = AbortSignal.timeout(3_000)
+    const found = await searcher.network.findProviders(cid, { signal: deadline, limit: 24, enoughConnected: 1 })
+    expect(found).toEqual([holder.peerId])
+    expect(deadline.aborted).toBe(false)
+  }, 60_000)
+})
+
 /** A holder swarm and one other peer in its DHT routing table, seeds `seed` and `seed + 1`. */
 async function holderAndPeer (seed: number, options: { provideMaxDeferMs?: number } = {}): Promise<{ holder: Swarm, other: Swarm }> {
   const holder = await createSwarm({ seed: seedOf(seed), ...options })

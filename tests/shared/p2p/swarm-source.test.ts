@@ -293,6 +293,21 @@ describe('swarm source: order of asking', () => {
     expect(askedPeers(net)).toEqual(['live'])
   })
 
+  it('asks the DHT for four budgets of providers, ending the walk at one budget of connected ones', async () => {
+    const [o] = await objects(1)
+    if (o === undefined) throw new Error('no object')
+    store.set(o.cid, o.bytes)
+    const asked: Array<{ limit: number, enoughConnected?: number }> = []
+    const net = fakeNetwork({
+      peers: { live: holds },
+      findProviders: async (_block, { limit, enoughConnected }) => { asked.push({ limit, enoughConnected }); return ['live'] },
+      connected: () => true
+    })
+    const s = swarmSource({ network: net, maxPeersPerObject: 3, requestTimeoutMs: 2_000, lookupTimeoutMs: 500 })
+    expect(await s.get(o.cid, { signal: signal() })).toEqual(o.bytes)
+    expect(asked).toEqual([{ limit: 12, enoughConnected: 3 }])
+  })
+
   it('the shards of one block start at different connected holders, never at one that is not connected', async () => {
     const objs = await objects(4)
     for (const o of objs) store.set(o.cid, o.bytes)
