@@ -89,7 +89,9 @@ export function openTrusted (note: string, trust: LedgerTrust): VerifiedCheckpoi
     throw new IntegrityError(`checkpoint of log "${opened.checkpoint.origin}", expected "${trust.log.name}"`)
   }
   if (opened.cosigners.length < trust.minWitnesses) {
-    throw new WitnessQuorumError(`checkpoint ${opened.checkpoint.size}: cosigned by ${opened.cosigners.length} known witness(es) (${opened.cosigners.join(', ') || 'none'}), ${trust.minWitnesses} required`)
+    // With none at all the likeliest cause is the operator's, not an attack (review 40a L14).
+    const hint = opened.cosigners.length === 0 ? '; a witness is down or unreachable from the coordinator, or the coordinator runs without its --witness options (then it asks no witness to cosign), or the cosignatures were stripped on the way' : ''
+    throw new WitnessQuorumError(`checkpoint ${opened.checkpoint.size}: cosigned by ${opened.cosigners.length} known witness(es) (${opened.cosigners.join(', ') || 'none'}), ${trust.minWitnesses} required${hint}`)
   }
   return { checkpoint: opened.checkpoint, note: opened.verifiedNote, cosigners: opened.cosigners }
 }

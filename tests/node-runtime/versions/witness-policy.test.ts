@@ -85,6 +85,8 @@ describe('witness policy vs the persisted checkpoint', () => {
       log.append(entry('b', 1))
       log.serve(log.note(1))
       await expect(advanceTrusted(dataDir, { log: logVerifier, witnesses: [w.verifier], minWitnesses: 1 }, log.client)).rejects.toThrow(WitnessQuorumError)
+      // With no cosignature at all, the message names the operator's likely causes (review 40a L14).
+      await expect(advanceTrusted(dataDir, { log: logVerifier, witnesses: [w.verifier], minWitnesses: 1 }, log.client)).rejects.toThrow(/cosigned by 0 known witness\(es\) \(none\), 1 required; a witness is down .* without its --witness options/)
     })
   })
 })
