@@ -8,6 +8,8 @@ import type { Duplex } from 'node:stream'
 import type { FastifyError, FastifyReply, FastifyRequest } from 'fastify'
 import { BlockfedError, BusyError } from '../../shared/errors/errors.ts'
 import { errorBodySchema } from '../../shared/client/api-schemas.ts'
+// Request bodies with an unknown key are told the key they likely meant (installed on import).
+import '../../shared/errors/suggest.ts'
 
 /**
  * OpenAPI: the refusals a route may answer, each in the error body's shape. Every route may say

@@ -7,6 +7,7 @@
  * silently falls back to a default. config/aoe-config.schema.json is generated from this file
  * (node-runtime/config/write-schema.ts).
  */
+import { closestKey } from '../errors/suggest.ts'
 import { multiaddr } from '@multiformats/multiaddr'
 import { z } from 'zod'
 import { InvalidConfigError } from '../errors/errors.ts'
@@ -374,38 +375,9 @@ function describeIssue (issue: z.core.$ZodIssue): string[] {
     // Only as many as are said: a config of 40,000 unknown keys is described as fast as one.
     return issue.keys.slice(0, MAX_PROBLEMS).map((key) => {
       const full = parent === '(root)' ? key : `${parent}.${key}`
-      const guess = key.length > MAX_KEY_SHOWN ? undefined : closest(key, known)
+      const guess = key.length > MAX_KEY_SHOWN ? undefined : closestKey(key, known)
       return `${JSON.stringify(shorten(full))}: unknown key${guess === undefined ? '' : ` (did you mean "${guess}"?)`}`
     })
   }
   return [issue.path.length === 0 ? issue.message : `"${jsonPath(issue.path)}": ${issue.message}`]
-}
-
-/** The known key a typo most likely meant: same letters in another case, or ≤ 2 edits away. */
-function closest (key: string, known: readonly string[]): string | undefined {
-  const lower = key.toLowerCase()
-  const sameCase = known.find((k) => k.toLowerCase() === lower)
-  if (sameCase !== undefined) return sameCase
-  let best: string | undefined
-  let bestDistance = Math.min(2, Math.floor(key.length / 3))
-  for (const k of known) {
-    const d = editDistance(lower, k.toLowerCase())
-    if (d <= bestDistance) {
-      best = k
-      bestDistance = d - 1 // a later candidate must be strictly closer
-    }
-  }
-  return best
-}
-
-function editDistance (a: string, b: string): number {
-  let prev = Array.from({ length: b.length + 1 }, (_, j) => j)
-  for (let i = 1; i <= a.length; i++) {
-    const cur = [i]
-    for (let j = 1; j <= b.length; j++) {
-      cur[j] = Math.min(prev[j]! + 1, cur[j - 1]! + 1, prev[j - 1]! + (a[i - 1] === b[j - 1] ? 0 : 1))
-    }
-    prev = cur
-  }
-  return prev[b.length]!
 }

@@ -5,6 +5,8 @@
  */
 import type { z } from 'zod'
 import { InvalidInputError, type BlockfedError } from './errors.ts'
+// zod's unknown-key messages say which known key each most likely meant (installed on import).
+import './suggest.ts'
 
 /** One line naming the first problems zod found, with their paths (none for the whole value: the caller names it). */
 export function describeIssues (error: z.ZodError): string {

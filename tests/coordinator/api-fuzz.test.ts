@@ -279,6 +279,9 @@ function outOfRange (op: string): Array<{ fault: string, path?: string, body?: u
       { fault: 'meanMix without secure aggregation', body: { model: 'dense', secure: { mode: 'none' }, meanMix: { lambda: 0.1, classes: 2, features: 8 } }, status: 400, names: /meanMix/ },
       { fault: 'stale baseVersion (1; the latest is 2)', body: { model: 'dense', baseVersion: 1 }, status: 409, names: /version/ },
       { fault: 'unknown trainable unit', body: { model: 'dense', trainable: ['no-such-unit'] }, status: 400, names: /no-such-unit/ },
+      // A typo of a known key is told which key it likely meant (review 40a L16).
+      { fault: 'a typo of a key', body: { model: 'dense', epoch: 2 }, status: 400, names: /Unrecognized key: "epoch" \(did you mean "epochs"\?\)/ },
+      { fault: 'a typo of a nested key', body: { model: 'dense', selection: { minclients: 2 } }, status: 400, names: /selection.*Unrecognized key: "minclients" \(did you mean "minClients"\?\)/ },
       { fault: 'minClients above maxClients', body: { model: 'dense', selection: { minClients: 5, maxClients: 2 } }, status: 400, names: /minClients|maxClients/ },
       { fault: 'minUploads above maxClients', body: { model: 'dense', selection: { maxClients: 2, minUploads: 5 } }, status: 400, names: /minUploads|maxClients/ },
       // Its ε overflows to Infinity, which the round's JSON metrics store as null (GET would then fail).

@@ -306,7 +306,7 @@ describe('rounds (mode none)', () => {
     const before = (await operator.rounds('mnist', 200)).length
     await writeFile(requestFile, '{"epoch": 2}')
     for (const [args, message, token] of [
-      [['rounds', 'start', 'mnist', '--request', requestFile], /round request \(.*cli-round\.json with the flags\): Unrecognized key: "epoch"/],
+      [['rounds', 'start', 'mnist', '--request', requestFile], /round request \(.*cli-round\.json with the flags\): Unrecognized key: "epoch" \(did you mean "epochs"\?\)/],
       [['rounds', 'start', 'mnist', '--request', join(root, 'nope.json')], /ENOENT|no such file/],
       [['rounds', 'start', 'mnist', '--epochs', '0'], /--epochs.*integer 1-100/],
       [['rounds', 'start', 'mnist', '--secure', 'rot13'], /--secure.*Allowed choices are none, masking, paillier/],
