@@ -486,7 +486,7 @@ export async function createSwarm (options: SwarmOptions): Promise<Swarm> {
           const id = provider.id.toString()
           if (id === self || found.includes(id)) continue
           found.push(id)
-          connected++
+          if (node.getConnections(provider.id).length > 0) connected++
           if (found.length >= limit || (enoughConnected !== undefined && connected >= enoughConnected)) break
         }
       } catch (err) {

@@ -62,25 +62,34 @@ async function silentDhtPeer (): Promise<{ node: Libp2p, queries: () => number }
   return { node, queries: () => queries }
 }
 
+/**
+ * A holder that provides a 1 kB block (filled with `fill`), a searcher connected to it and to a
+ * silent DHT peer, both in its routing table; swarm seeds `seed` and `seed + 1`.
+ */
+async function holderSearcherSilent (seed: number, fill: number): Promise<{ holder: Swarm, searcher: Swarm, silent: Awaited<ReturnType<typeof silentDhtPeer>>, block: Uint8Array, cid: string }> {
+  const holder: Swarm = await createSwarm({ seed: seedOf(seed) })
+  stops.push(async () => { await holder.stop() })
+  const searcher: Swarm = await createSwarm({ seed: seedOf(seed + 1) })
+  stops.push(async () => { await searcher.stop() })
+  const silent = await silentDhtPeer()
+  stops.push(async () => { await silent.node.stop() })
+
+  await holder.node.dial(tcpAddr(searcher.node))
+  await searcher.node.dial(tcpAddr(silent.node))
+  const dht = searcher.node.services.dht as unknown as { routingTable: { size: number } }
+  await until('both peers in the searcher\'s routing table', () => dht.routingTable.size >= 2, 10_000)
+
+  const block = new Uint8Array(1_000).fill(fill)
+  const cid = await rawCid(block)
+  await holder.watch(memoryCache({ name: 'holder' })).put(cid, block)
+  await until('the holder provides the block', () => holder.counters().provided + holder.counters().provideFailures > 0, 20_000)
+  expect(holder.counters().provided).toBe(1)
+  return { holder, searcher, silent, block, cid }
+}
+
 describe('DHT provider lookup', () => {
   it('returns the providers found before its deadline when a silent peer keeps the walk open', async () => {
-    const holder: Swarm = await createSwarm({ seed: seedOf(81) })
-    stops.push(async () => { await holder.stop() })
-    const searcher: Swarm = await createSwarm({ seed: seedOf(82) })
-    stops.push(async () => { await searcher.stop() })
-    const silent = await silentDhtPeer()
-    stops.push(async () => { await silent.node.stop() })
-
-    await holder.node.dial(tcpAddr(searcher.node))
-    await searcher.node.dial(tcpAddr(silent.node))
-    const dht = searcher.node.services.dht as unknown as { routingTable: { size: number } }
-    await until('both peers in the searcher\'s routing table', () => dht.routingTable.size >= 2, 10_000)
-
-    const block = new Uint8Array(1_000).fill(7)
-    const cid = await rawCid(block)
-    await holder.watch(memoryCache({ name: 'holder' })).put(cid, block)
-    await until('the holder provides the block', () => holder.counters().provided + holder.counters().provideFailures > 0, 20_000)
-    expect(holder.counters().provided).toBe(1)
+    const { holder, searcher, silent, block, cid } = await holderSearcherSilent(81, 7)
 
     const queriesBefore = silent.queries()
     const found = await searcher.network.findProviders(cid, { signal: AbortSignal.timeout(1_000), limit: 6 })
@@ -101,23 +110,7 @@ describe('DHT provider lookup with enough connected providers', () => {
   // deadline (1 s) whenever one peer in the table was silent or stopped, even with every
   // connected holder already found. The swarm source asks it to end at a budget's worth.
   it('ends once that many of the providers found are connected, not at its deadline', async () => {
-    const holder: Swarm = await createSwarm({ seed: seedOf(85) })
-    stops.push(async () => { await holder.stop() })
-    const searcher: Swarm = await createSwarm({ seed: seedOf(86) })
-    stops.push(async () => { await searcher.stop() })
-    const silent = await silentDhtPeer()
-    stops.push(async () => { await silent.node.stop() })
-
-    await holder.node.dial(tcpAddr(searcher.node))
-    await searcher.node.dial(tcpAddr(silent.node))
-    const dht = searcher.node.services.dht as unknown as { routingTable: { size: number } }
-    await until('both peers in the searcher\'s routing table', () => dht.routingTable.size >= 2, 10_000)
-
-    const block = new Uint8Array(1_000).fill(8)
-    const cid = await rawCid(block)
-    await holder.watch(memoryCache({ name: 'holder' })).put(cid, block)
-    await until('the holder provides the block', () => holder.counters().provided + holder.counters().provideFailures > 0, 20_000)
-    expect(holder.counters().provided).toBe(1)
+    const { holder, searcher, cid } = await holderSearcherSilent(85, 8)
 
     // Without the early end the walk waits on the silent peer (7.6 s here, cut by this deadline);
     // with it, it ended in 5 ms.

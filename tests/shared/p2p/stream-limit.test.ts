@@ -12,7 +12,7 @@ import { tcp } from '@libp2p/tcp'
 import { createLibp2p } from 'libp2p'
 import { createPeerNode, floodCounters, type PeerNode } from '../../../node-runtime/p2p/peer-node.ts'
 import { InvalidInputError } from '../../../shared/errors/errors.ts'
-import { floodCooldown, limitInboundStreams } from '../../../shared/p2p/stream-limit.ts'
+import { floodCooldown, limitInboundStreams, type StreamLimitOptions } from '../../../shared/p2p/stream-limit.ts'
 
 const PROTOCOL = '/blockfed-test/echo/1'
 const nodes: Libp2p[] = []
@@ -54,20 +54,26 @@ async function echo (from: Libp2p, target: Libp2p, text: string): Promise<string
   return got
 }
 
+/** A plain node whose streams are limited; its handler counts the streams it gets and ends them. */
+async function limitedServer (limit: StreamLimitOptions): Promise<{ server: Libp2p, handled: { count: number }, refused: string[] }> {
+  const handled = { count: 0 }
+  const refused: string[] = []
+  const server = await createLibp2p({
+    addresses: { listen: ['/ip4/127.0.0.1/tcp/0'] },
+    transports: [tcp()],
+    connectionEncrypters: [noise()],
+    streamMuxers: [limitInboundStreams(yamux(), { ...limit, onRefused: what => refused.push(what) })],
+    connectionMonitor: { enabled: false }
+  })
+  nodes.push(server)
+  await server.handle(PROTOCOL, stream => { handled.count++; stream.abort(new Error('handled')) }, { maxInboundStreams: 1024 })
+  return { server, handled, refused }
+}
+
 describe('limitInboundStreams on a plain libp2p node', () => {
   it('resets streams past the rate before any handler runs, then closes a connection that keeps on', async () => {
-    let handled = 0
-    const refused: string[] = []
     // One stream a second: what refills during the test is at most a few streams.
-    const server = await createLibp2p({
-      addresses: { listen: ['/ip4/127.0.0.1/tcp/0'] },
-      transports: [tcp()],
-      connectionEncrypters: [noise()],
-      streamMuxers: [limitInboundStreams(yamux(), { perSecond: 1, burst: 20, refusedBurst: 10, refusedPerSecond: 0.1, onRefused: what => refused.push(what) })],
-      connectionMonitor: { enabled: false }
-    })
-    nodes.push(server)
-    await server.handle(PROTOCOL, stream => { handled++; stream.abort(new Error('handled')) }, { maxInboundStreams: 1024 })
+    const { server, handled, refused } = await limitedServer({ perSecond: 1, burst: 20, refusedBurst: 10, refusedPerSecond: 0.1 })
     const attacker = await plain()
     const connection = await attacker.dial(server.getMultiaddrs())
     const started = performance.now()
@@ -75,38 +81,28 @@ describe('limitInboundStreams on a plain libp2p node', () => {
 
     // The burst, one at a time: every stream negotiated and handled.
     for (let i = 0; i < 20; i++) expect(await openMany(connection, 1, 1)).toBe(1)
-    await expect.poll(() => handled, { timeout: 5_000 }).toBe(20)
+    await expect.poll(() => handled.count, { timeout: 5_000 }).toBe(20)
     // Past it: reset before negotiation (the opener sees the stream end), no handler run, the
     // connection kept while the refused streams stay within their own budget.
     const opened = await openMany(connection, 5, 1)
     expect(refused.filter(r => r === 'stream').length).toBeGreaterThanOrEqual(5 - refills())
     expect(opened).toBeLessThanOrEqual(refills())
-    expect(handled).toBeLessThanOrEqual(20 + refills())
+    expect(handled.count).toBeLessThanOrEqual(20 + refills())
     expect(connection.status).toBe('open')
     // Keeping on past the refused streams' budget closes the connection on both sides.
     await openMany(connection, 40)
     expect(refused.filter(r => r === 'connection')).toEqual(['connection'])
-    expect(handled).toBeLessThanOrEqual(20 + refills())
+    expect(handled.count).toBeLessThanOrEqual(20 + refills())
     await expect.poll(() => server.getConnections().length, { timeout: 5_000 }).toBe(0)
     await expect.poll(() => connection.status, { timeout: 5_000 }).not.toBe('open')
   })
 
   it('lets a peer that stays within its burst open every stream, however fast', async () => {
-    let handled = 0
-    const refused: string[] = []
-    const server = await createLibp2p({
-      addresses: { listen: ['/ip4/127.0.0.1/tcp/0'] },
-      transports: [tcp()],
-      connectionEncrypters: [noise()],
-      streamMuxers: [limitInboundStreams(yamux(), { perSecond: 5, burst: 64, onRefused: what => refused.push(what) })],
-      connectionMonitor: { enabled: false }
-    })
-    nodes.push(server)
-    await server.handle(PROTOCOL, stream => { handled++; stream.abort(new Error('handled')) }, { maxInboundStreams: 1024 })
+    const { server, handled, refused } = await limitedServer({ perSecond: 5, burst: 64 })
     const peer = await plain()
     const connection = await peer.dial(server.getMultiaddrs())
     expect(await openMany(connection, 64)).toBe(64)
-    await expect.poll(() => handled, { timeout: 5_000 }).toBe(64)
+    await expect.poll(() => handled.count, { timeout: 5_000 }).toBe(64)
     expect(refused).toEqual([])
     expect(connection.status).toBe('open')
   })
