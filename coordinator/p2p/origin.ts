@@ -19,11 +19,15 @@ import { encodeGossip, modelTopic } from '../../shared/p2p/gossip.ts'
 import { hostGroup } from '../../shared/p2p/host-group.ts'
 import { PEER_REQUEST_BURST, PEER_REQUESTS_PER_SECOND, requestRate } from '../../shared/p2p/request-rate.ts'
 import { MAX_REFERRALS, serveShardStream, serveSlots, SHARD_PROTOCOL, type Referral, type ShardAnswer } from '../../shared/p2p/shard-protocol.ts'
+import { tokenBucket } from '../../shared/p2p/token-bucket.ts'
 import { createPeerNode, dialable, floodCounters, hostOfPeer, type PeerNode } from '../../node-runtime/p2p/peer-node.ts'
 import { topicValidation } from '../../node-runtime/p2p/topic-validator.ts'
 import type { BlockFiles } from '../store/block-files.ts'
 import type { AnswerAdmission } from '../answers.ts'
 import { BUSY_RETRY_MS, SERVE_TIMEOUT_MS } from '../constants.ts'
+
+/** DHT provide records the origin sends a second at most (each reaches every runtime of a small fleet). */
+export const ORIGIN_PROVIDES_PER_SECOND = 50
 
 export interface OriginOptions {
   /** The coordinator's Ed25519 identity seed: its peer id follows from the key runtimes pin. */
@@ -49,8 +53,9 @@ export interface OriginCounters {
   busy: number
   /** Requests read late: their peer or host was over its request rate (requestRate). */
   requestsSlowed: number
-  /** Streams reset, connections closed and connections refused for opening streams past their rate (stream-limit.ts). */
+  /** Streams refused and wasted, connections closed and connections refused for wasting streams (stream-limit.ts). */
   streamsRefused: number
+  streamsWasted: number
   connectionsCut: number
   connectionsRefused: number
 }
@@ -77,10 +82,15 @@ export async function createOrigin (options: OriginOptions): Promise<Origin> {
   const node = await createPeerNode({ seed: options.seed, listen: options.listen })
   const self = node.peerId.toString()
   const superSeed = options.superSeed ?? true
-  const counters: OriginCounters = { bytesServed: 0, objectsServed: 0, referrals: 0, forced: 0, badRequests: 0, notFound: 0, damaged: 0, busy: 0, requestsSlowed: 0, streamsRefused: 0, connectionsCut: 0, connectionsRefused: 0 }
+  const counters: OriginCounters = { bytesServed: 0, objectsServed: 0, referrals: 0, forced: 0, badRequests: 0, notFound: 0, damaged: 0, busy: 0, requestsSlowed: 0, streamsRefused: 0, streamsWasted: 0, connectionsCut: 0, connectionsRefused: 0 }
   /** Per object: peers served directly, peers it is being sent to, then peers referred, each in order. */
   const handedOut = new Map<string, { served: string[], sending: string[], referred: string[] }>()
   const provideLimit = pLimit(4)
+  // Each provide is a DHT stream to every runtime of a fleet smaller than a k-bucket: unpaced,
+  // a new model's provides reached 301 streams a second on one runtime (review 44a H1), where a
+  // stream flood is judged (stream-limit.ts). Providing is background work: the origin serves
+  // what it holds whether or not the DHT says so.
+  const providePace = tokenBucket({ bytesPerSecond: ORIGIN_PROVIDES_PER_SECOND, burstBytes: ORIGIN_PROVIDES_PER_SECOND })
   const slots = serveSlots(ORIGIN_SERVE_SLOTS)
   // Every runtime of a fleet asks the origin about every object of a cold start (most answers
   // are referrals), and a fleet behind one NAT is one host: its hosts get 16 peers' worth.
@@ -195,6 +205,7 @@ export async function createOrigin (options: OriginOptions): Promise<Origin> {
     provide (cids) {
       for (const cid of cids) {
         void provideLimit(async () => {
+          await providePace.take(1)
           await node.contentRouting.provide(CID.parse(cid), { signal: AbortSignal.timeout(10_000) }).catch(() => {})
         })
       }

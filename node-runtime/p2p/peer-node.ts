@@ -91,6 +91,13 @@ export const GOSSIP_GRAYLIST_THRESHOLD = -80
 /** kad-dht's inbound streams per connection (its default 32). */
 export const DHT_MAX_INBOUND_STREAMS = 8
 
+/**
+ * Provider records kad-dht re-provides at once, a day after the first (its default 10): each is
+ * a stream to every peer of a small fleet, so fewer at once keep the daily burst far under what
+ * a peer may open (stream-limit.ts; review 44a H1).
+ */
+export const DHT_REPROVIDE_CONCURRENCY = 2
+
 /** Checks bootstrap addresses from a config or CLI: parseable, with a /p2p/ peer id. */
 export function checkBootstrap (addrs: string[], where: string): void {
   for (const [i, text] of addrs.entries()) {
@@ -127,7 +134,7 @@ const floods = new WeakMap<PeerNode, FloodCooldown>()
 
 /** The node's stream-flood counters (shared/p2p/stream-limit.ts). */
 export function floodCounters (node: PeerNode): FloodCounters {
-  return floods.get(node)?.counters() ?? { streamsRefused: 0, connectionsCut: 0, connectionsRefused: 0 }
+  return floods.get(node)?.counters() ?? { streamsRefused: 0, streamsWasted: 0, connectionsCut: 0, connectionsRefused: 0 }
 }
 
 export async function createPeerNode (options: PeerNodeOptions): Promise<PeerNode> {
@@ -176,9 +183,11 @@ export async function createPeerNode (options: PeerNodeOptions): Promise<PeerNod
       // deadline: fewer streams bound what a peer pins (review 42b: 32 × 4 MiB per connection).
       // The deadline cannot be shortened: kad-dht 16 takes incomingMessageTimeout but never hands
       // it to its RPC handler. Its messages here (FIND_NODE, providers, PING) are a few KiB.
-      dht: kadDHT({ protocol: DHT_PROTOCOL, clientMode: false, peerInfoMapper: info => ({ ...info, multiaddrs: info.multiaddrs.filter(dialable) }), allowQueryWithZeroPeers: true, validators: NO_DHT_VALUES, maxInboundStreams: DHT_MAX_INBOUND_STREAMS }),
+      dht: kadDHT({ protocol: DHT_PROTOCOL, clientMode: false, peerInfoMapper: info => ({ ...info, multiaddrs: info.multiaddrs.filter(dialable) }), allowQueryWithZeroPeers: true, validators: NO_DHT_VALUES, maxInboundStreams: DHT_MAX_INBOUND_STREAMS, reprovide: { concurrency: DHT_REPROVIDE_CONCURRENCY } }),
       pubsub: gossipsub({ allowPublishToZeroTopicPeers: true, emitSelf: false, maxInboundDataLength: GOSSIP_MAX_MESSAGE_BYTES, fastMsgIdFn, scoreParams: GOSSIP_SCORE_PARAMS, scoreThresholds: { graylistThreshold: GOSSIP_GRAYLIST_THRESHOLD } })
-    }
+    },
+    // Started below, once every connection (bootstrap dials included) is watched for floods.
+    start: false
   }) as PeerNode
   node.addEventListener('connection:open', ({ detail: connection }) => {
     connection.addEventListener('close', (event) => {
@@ -186,5 +195,6 @@ export async function createPeerNode (options: PeerNodeOptions): Promise<PeerNod
     }, { once: true })
   })
   floods.set(node, flood)
+  await node.start()
   return node
 }

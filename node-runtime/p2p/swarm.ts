@@ -86,8 +86,9 @@ export interface SwarmCounters {
   parityEncodes: number
   /** Shard requests read late: their peer or host was over its request rate (requestRate). */
   requestsSlowed: number
-  /** Streams reset, connections closed and connections refused for opening streams past their rate (stream-limit.ts). */
+  /** Streams refused and wasted, connections closed and connections refused for wasting streams (stream-limit.ts). */
   streamsRefused: number
+  streamsWasted: number
   connectionsCut: number
   connectionsRefused: number
 }
@@ -201,7 +202,7 @@ export async function createSwarm (options: SwarmOptions): Promise<Swarm> {
   const recent = memoryCache({ capacityBytes: options.recentBytes ?? 64 << 20, name: 'swarm-recent' })
   const coders = new Map<string, Promise<ErasureCoder>>()
   const cap = uploadCap(options.uploadBytesPerSecond, SERVE_TIMEOUT_MS)
-  const counters: SwarmCounters = { bytesServed: 0, objectsServed: 0, badRequests: 0, busy: 0, notFound: 0, provided: 0, provideFailures: 0, parityEncodes: 0, requestsSlowed: 0, streamsRefused: 0, connectionsCut: 0, connectionsRefused: 0 }
+  const counters: SwarmCounters = { bytesServed: 0, objectsServed: 0, badRequests: 0, busy: 0, notFound: 0, provided: 0, provideFailures: 0, parityEncodes: 0, requestsSlowed: 0, streamsRefused: 0, streamsWasted: 0, connectionsCut: 0, connectionsRefused: 0 }
   const held = new Set<string>()
   const pending = new Map<string, Promise<Uint8Array>>()
   const filters = new Map<string, { filter: BlockFilter, at: number }>()

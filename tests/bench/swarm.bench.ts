@@ -95,8 +95,8 @@ async function scenario (name: string, capBps?: number): Promise<Record<string, 
         return (await reply).counters
       }))
       const served = counters.map(c => c?.bytesServed ?? 0)
-      // Streams and connections refused by the stream-open rate (stream-limit.ts): an honest wave should show none.
-      const floods = (key: 'streamsRefused' | 'connectionsCut' | 'connectionsRefused'): number =>
+      // Streams refused and wasted, connections cut and refused (stream-limit.ts): an honest wave should cut none.
+      const floods = (key: 'streamsRefused' | 'streamsWasted' | 'connectionsCut' | 'connectionsRefused'): number =>
         counters.reduce((n, c) => n + (c?.[key] ?? 0), 0) + (after.p2p?.[key] ?? 0) - (before.p2p?.[key] ?? 0)
       await Promise.all(workers.map(async w => await new Promise(resolve => { if (w.exitCode !== null) resolve(null); else w.once('exit', resolve) })))
       const coordinatorBytes = (after.httpBytes - before.httpBytes) + ((after.p2p?.bytesServed ?? 0) - (before.p2p?.bytesServed ?? 0))
@@ -126,7 +126,7 @@ async function scenario (name: string, capBps?: number): Promise<Record<string, 
               originBusy: results.reduce((n, r) => n + (r.swarm?.originBusy ?? 0), 0),
               failures: sumCounts(results.map(r => r.swarm?.failures)),
               forcedBecause: sumCounts(results.map(r => r.swarm?.forcedBecause)),
-              streamFloods: { streamsRefused: floods('streamsRefused'), connectionsCut: floods('connectionsCut'), connectionsRefused: floods('connectionsRefused') }
+              streamFloods: { streamsRefused: floods('streamsRefused'), streamsWasted: floods('streamsWasted'), connectionsCut: floods('connectionsCut'), connectionsRefused: floods('connectionsRefused') }
             }
           : {})
       }

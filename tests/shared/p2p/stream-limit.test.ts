@@ -1,8 +1,9 @@
 /**
- * The stream-open rate per connection (shared/p2p/stream-limit.ts) over real libp2p on 127.0.0.1
- * (TCP, Noise, Yamux): streams past the rate are reset before their protocol is negotiated, a
- * peer that keeps opening past it loses its connection and is refused for the cooldown, and an
- * honest peer beside it is served throughout. The cooldown's bookkeeping runs on a fake clock.
+ * Wasted streams per connection (shared/p2p/stream-limit.ts) over real libp2p on 127.0.0.1 (TCP,
+ * Noise, Yamux): streams past the open rate are reset before their protocol is negotiated,
+ * streams the peer resets count as wasted, a connection that wastes past its bucket is closed
+ * and its peer refused for the cooldown, while peers whose streams end cleanly — however many,
+ * however fast — are never refused. The cooldown's bookkeeping runs on a fake clock.
  */
 import { describe, it, expect, afterEach } from 'vitest'
 import { noise } from '@chainsafe/libp2p-noise'
@@ -12,7 +13,7 @@ import { tcp } from '@libp2p/tcp'
 import { createLibp2p } from 'libp2p'
 import { createPeerNode, floodCounters, type PeerNode } from '../../../node-runtime/p2p/peer-node.ts'
 import { InvalidInputError } from '../../../shared/errors/errors.ts'
-import { floodCooldown, limitInboundStreams, type StreamLimitOptions } from '../../../shared/p2p/stream-limit.ts'
+import { floodCooldown, HOST_STRIKES, limitInboundStreams, type StreamLimitOptions } from '../../../shared/p2p/stream-limit.ts'
 
 const PROTOCOL = '/blockfed-test/echo/1'
 const nodes: Libp2p[] = []
@@ -28,8 +29,12 @@ async function plain (): Promise<Libp2p> {
 
 const seed = (n: number): Uint8Array => new Uint8Array(32).fill(n)
 
-/** Opens `count` streams on `connection` as fast as it can, `parallel` at a time, each reset once open; resolves with how many opened. */
-async function openMany (connection: Connection, count: number, parallel = 32): Promise<number> {
+/**
+ * Opens `count` streams on `connection` as fast as it can, `parallel` at a time; each is closed
+ * cleanly (`close`: the peer's side then ends too) or reset (`reset`) once open. Resolves with how
+ * many opened.
+ */
+async function openMany (connection: Connection, count: number, end: 'close' | 'reset', parallel = 32): Promise<number> {
   let opened = 0
   let left = count
   await Promise.all(Array.from({ length: parallel }, async () => {
@@ -37,7 +42,8 @@ async function openMany (connection: Connection, count: number, parallel = 32): 
       try {
         const stream = await connection.newStream(PROTOCOL, { signal: AbortSignal.timeout(5_000), maxOutboundStreams: 1024 })
         opened++
-        stream.abort(new Error('done'))
+        if (end === 'reset') stream.abort(new Error('done'))
+        else await stream.close({ signal: AbortSignal.timeout(5_000) })
       } catch {}
     }
   }))
@@ -54,7 +60,7 @@ async function echo (from: Libp2p, target: Libp2p, text: string): Promise<string
   return got
 }
 
-/** A plain node whose streams are limited; its handler counts the streams it gets and ends them. */
+/** A plain node whose streams are limited; its handler counts the streams it gets and closes them cleanly. */
 async function limitedServer (limit: StreamLimitOptions): Promise<{ server: Libp2p, handled: { count: number }, refused: string[] }> {
   const handled = { count: 0 }
   const refused: string[] = []
@@ -66,56 +72,79 @@ async function limitedServer (limit: StreamLimitOptions): Promise<{ server: Libp
     connectionMonitor: { enabled: false }
   })
   nodes.push(server)
-  await server.handle(PROTOCOL, stream => { handled.count++; stream.abort(new Error('handled')) }, { maxInboundStreams: 1024 })
+  await server.handle(PROTOCOL, async stream => { handled.count++; await stream.close({ signal: AbortSignal.timeout(5_000) }).catch(() => {}) }, { maxInboundStreams: 1024 })
   return { server, handled, refused }
 }
 
+const count = (list: string[], what: string): number => list.filter(r => r === what).length
+
 describe('limitInboundStreams on a plain libp2p node', () => {
-  it('resets streams past the rate before any handler runs, then closes a connection that keeps on', async () => {
+  it('resets streams past the open rate before any handler runs, and closes a connection once they waste its budget', async () => {
     // One stream a second: what refills during the test is at most a few streams.
-    const { server, handled, refused } = await limitedServer({ perSecond: 1, burst: 20, refusedBurst: 10, refusedPerSecond: 0.1 })
+    const { server, handled, refused } = await limitedServer({ perSecond: 1, burst: 20, wastedPerSecond: 0.1, wastedBurst: 10 })
     const attacker = await plain()
     const connection = await attacker.dial(server.getMultiaddrs())
     const started = performance.now()
     const refills = (): number => Math.floor((performance.now() - started) / 1000) + 1
 
-    // The burst, one at a time: every stream negotiated and handled.
-    for (let i = 0; i < 20; i++) expect(await openMany(connection, 1, 1)).toBe(1)
+    // The burst, one at a time, each ended cleanly: every stream negotiated and handled, none wasted.
+    expect(await openMany(connection, 20, 'close', 1)).toBe(20)
     await expect.poll(() => handled.count, { timeout: 5_000 }).toBe(20)
+    expect(refused).toEqual([])
     // Past it: reset before negotiation (the opener sees the stream end), no handler run, the
-    // connection kept while the refused streams stay within their own budget.
-    const opened = await openMany(connection, 5, 1)
-    expect(refused.filter(r => r === 'stream').length).toBeGreaterThanOrEqual(5 - refills())
+    // connection kept while the refused streams stay within the wasted budget.
+    const opened = await openMany(connection, 5, 'close', 1)
+    expect(count(refused, 'stream')).toBeGreaterThanOrEqual(5 - refills())
+    expect(count(refused, 'wasted')).toBe(count(refused, 'stream'))
     expect(opened).toBeLessThanOrEqual(refills())
     expect(handled.count).toBeLessThanOrEqual(20 + refills())
     expect(connection.status).toBe('open')
-    // Keeping on past the refused streams' budget closes the connection on both sides.
-    await openMany(connection, 40)
-    expect(refused.filter(r => r === 'connection')).toEqual(['connection'])
+    // Keeping on past the wasted budget closes the connection on both sides.
+    await openMany(connection, 40, 'close')
+    expect(count(refused, 'connection')).toBe(1)
     expect(handled.count).toBeLessThanOrEqual(20 + refills())
     await expect.poll(() => server.getConnections().length, { timeout: 5_000 }).toBe(0)
     await expect.poll(() => connection.status, { timeout: 5_000 }).not.toBe('open')
   })
 
-  it('lets a peer that stays within its burst open every stream, however fast', async () => {
-    const { server, handled, refused } = await limitedServer({ perSecond: 5, burst: 64 })
+  it('counts streams the peer resets as wasted, within the open rate, and closes the connection past the budget', async () => {
+    const { server, refused } = await limitedServer({ wastedPerSecond: 0.1, wastedBurst: 10 })
     const peer = await plain()
     const connection = await peer.dial(server.getMultiaddrs())
-    expect(await openMany(connection, 64)).toBe(64)
-    await expect.poll(() => handled.count, { timeout: 5_000 }).toBe(64)
+    // A few resets (a load cancelling requests) cost nothing but budget.
+    await openMany(connection, 5, 'reset', 1)
+    await expect.poll(() => count(refused, 'wasted'), { timeout: 5_000 }).toBe(5)
+    expect(connection.status).toBe('open')
+    expect(count(refused, 'stream')).toBe(0)
+    // Opening and resetting on and on is what the budget is for.
+    await openMany(connection, 200, 'reset')
+    await expect.poll(() => count(refused, 'connection'), { timeout: 5_000 }).toBe(1)
+    await expect.poll(() => server.getConnections().length, { timeout: 5_000 }).toBe(0)
+  })
+
+  it('never refuses a peer whose streams end cleanly, past both budgets and as fast as it can open them', async () => {
+    const { server, handled, refused } = await limitedServer({ perSecond: 50, burst: 100, wastedPerSecond: 0.1, wastedBurst: 10 })
+    const peer = await plain()
+    const connection = await peer.dial(server.getMultiaddrs())
+    expect(await openMany(connection, 100, 'close')).toBe(100)
+    await expect.poll(() => handled.count, { timeout: 5_000 }).toBe(100)
+    // The open bucket refills: a later batch goes through too (a bucket that never refilled would cut it).
+    await new Promise(resolve => setTimeout(resolve, 1_000))
+    expect(await openMany(connection, 40, 'close')).toBe(40)
+    await expect.poll(() => handled.count, { timeout: 5_000 }).toBe(140)
     expect(refused).toEqual([])
     expect(connection.status).toBe('open')
   })
 
   it('refuses nonsense limits by name', () => {
     expect(() => limitInboundStreams(yamux(), { perSecond: 0 })).toThrow(InvalidInputError)
-    expect(() => limitInboundStreams(yamux(), { burst: Number.NaN })).toThrow(/burst must be a positive number/)
+    expect(() => limitInboundStreams(yamux(), { wastedBurst: Number.NaN })).toThrow(/wastedBurst must be a positive number/)
   })
 })
 
 describe('createPeerNode and a stream flood', () => {
-  it('cuts the flooding peer, refuses its redial for the cooldown, and keeps serving another peer', async () => {
-    const server: PeerNode = await createPeerNode({ seed: seed(201), streamLimit: { perSecond: 5, burst: 20, refusedBurst: 10, refusedPerSecond: 1 }, floodCooldownMs: 60_000 })
+  async function echoServer (): Promise<PeerNode> {
+    const server: PeerNode = await createPeerNode({ seed: seed(201), streamLimit: { wastedPerSecond: 0.1, wastedBurst: 10 }, floodCooldownMs: 60_000 })
     nodes.push(server)
     await server.handle(PROTOCOL, async stream => {
       let text = ''
@@ -123,22 +152,26 @@ describe('createPeerNode and a stream flood', () => {
       stream.send(new TextEncoder().encode(text.toUpperCase()))
       await stream.close({ signal: AbortSignal.timeout(5_000) })
     }, { maxInboundStreams: 1024 })
+    return server
+  }
+
+  it('cuts the flooding peer, refuses its redial for the cooldown, and keeps serving another peer', async () => {
+    const server = await echoServer()
     const attacker: PeerNode = await createPeerNode({ seed: seed(202) })
     const honest: PeerNode = await createPeerNode({ seed: seed(203) })
     nodes.push(attacker, honest)
 
     expect(await echo(honest, server, 'before')).toBe('BEFORE')
     const connection = await attacker.dial(server.getMultiaddrs())
-    await openMany(connection, 300)
+    await openMany(connection, 300, 'reset')
     await expect.poll(() => floodCounters(server).connectionsCut, { timeout: 5_000 }).toBe(1)
-    expect(floodCounters(server).streamsRefused).toBeGreaterThanOrEqual(10)
+    expect(floodCounters(server).streamsWasted).toBeGreaterThanOrEqual(10)
     await expect.poll(() => server.getConnections(attacker.peerId).length, { timeout: 5_000 }).toBe(0)
     await expect.poll(() => attacker.getConnections(server.peerId).length, { timeout: 5_000 }).toBe(0)
 
     // The same id dialling again is refused after the handshake (loopback has no host to refuse
-    // before it: host-group.ts), while the honest peer's connection and new streams go on.
-    // Noise's initiator is done before the responder, so the dial may resolve; the server
-    // refuses the connection at once and no stream gets through.
+    // before it: host-group.ts). Noise's initiator is done before the responder, so the dial may
+    // resolve; the server refuses the connection at once and no stream gets through.
     const redial = await attacker.dial(server.getMultiaddrs(), { signal: AbortSignal.timeout(5_000) }).catch(() => undefined)
     await expect.poll(() => floodCounters(server).connectionsRefused, { timeout: 5_000 }).toBeGreaterThanOrEqual(1)
     await expect.poll(() => attacker.getConnections(server.peerId).length, { timeout: 5_000 }).toBe(0)
@@ -146,26 +179,55 @@ describe('createPeerNode and a stream flood', () => {
     expect(await echo(honest, server, 'after')).toBe('AFTER')
     expect(server.getConnections(attacker.peerId).length).toBe(0)
   })
+
+  it('does not hold a connection that simply closes against its peer', async () => {
+    const server = await echoServer()
+    const peer: PeerNode = await createPeerNode({ seed: seed(204) })
+    nodes.push(peer)
+    expect(await echo(peer, server, 'one')).toBe('ONE')
+    await peer.hangUp(server.peerId)
+    await expect.poll(() => server.getConnections(peer.peerId).length, { timeout: 5_000 }).toBe(0)
+    expect(await echo(peer, server, 'two')).toBe('TWO')
+    expect(floodCounters(server)).toEqual({ streamsRefused: 0, streamsWasted: 0, connectionsCut: 0, connectionsRefused: 0 })
+  })
 })
 
 describe('floodCooldown', () => {
-  it('refuses a punished peer and its host until the cooldown ends, and counts what it refused', () => {
+  it('refuses a punished peer until the cooldown ends, and counts what it refused', () => {
     let t = 0
     const cooldown = floodCooldown({ cooldownMs: 1_000, now: () => t })
     cooldown.punish('peer-a', '203.0.113.7')
     expect(cooldown.refuses('peer-a', undefined)).toBe(true)
-    // A fresh id from the same host is refused by host; another host's peer is not.
-    expect(cooldown.refuses(undefined, '203.0.113.7')).toBe(true)
     expect(cooldown.refuses('peer-b', '198.51.100.1')).toBe(false)
     t = 999
     expect(cooldown.refuses('peer-a', undefined)).toBe(true)
     t = 1_000
     expect(cooldown.refuses('peer-a', undefined)).toBe(false)
-    expect(cooldown.refuses(undefined, '203.0.113.7')).toBe(false)
     cooldown.onRefused('stream')
-    cooldown.onRefused('stream')
+    cooldown.onRefused('wasted')
+    cooldown.onRefused('wasted')
     cooldown.onRefused('connection')
-    expect(cooldown.counters()).toEqual({ streamsRefused: 2, connectionsCut: 1, connectionsRefused: 3 })
+    expect(cooldown.counters()).toEqual({ streamsRefused: 1, streamsWasted: 2, connectionsCut: 1, connectionsRefused: 2 })
+  })
+
+  it('refuses a host only once several of its peers were cut within the cooldown: a NAT-mate of one flooding peer is still welcome', () => {
+    let t = 0
+    const cooldown = floodCooldown({ cooldownMs: 1_000, now: () => t })
+    const host = '203.0.113.7'
+    for (let i = 1; i < HOST_STRIKES; i++) cooldown.punish(`sybil-${i}`, host)
+    expect(cooldown.refuses('nat-mate', host)).toBe(false)
+    // The same peer cut again is not another strike.
+    cooldown.punish('sybil-1', host)
+    expect(cooldown.refuses('nat-mate', host)).toBe(false)
+    cooldown.punish(`sybil-${HOST_STRIKES}`, host)
+    expect(cooldown.refuses('nat-mate', host)).toBe(true)
+    expect(cooldown.refuses(undefined, host)).toBe(true)
+    // Strikes older than the cooldown do not add up with new ones.
+    const other = '198.51.100.1'
+    for (let i = 1; i < HOST_STRIKES; i++) cooldown.punish(`old-${i}`, other)
+    t = 1_000
+    cooldown.punish('new-1', other)
+    expect(cooldown.refuses(undefined, other)).toBe(false)
   })
 
   it('punishes a peer without a host by its id only', () => {
