@@ -335,6 +335,14 @@ export async function createSwarm (options: SwarmOptions): Promise<Swarm> {
   heartbeat.unref()
 
   const validation = topicValidation(node.services.pubsub, { hostOf: peer => hostOfPeer(node, peer) })
+  // A peer that joins a model's topic (a runtime starting, or restarting with its coordinator
+  // down) has no Bloom filter from anyone until the next repeat, up to 30 s away, and until then
+  // only the DHT names holders, whose records go out slowly (1 a second) and outlive stopped
+  // peers: a restart then found two stopped providers for a block and no live one (e2e
+  // swarm.test). Holders announce again soon instead (announceSoon keeps its 5 s gap).
+  node.services.pubsub.addEventListener('subscription-change', (event) => {
+    if (held.size > 0 && event.detail.subscriptions.some(s => s.subscribe && topics.has(s.topic))) announceSoon()
+  })
   node.services.pubsub.addEventListener('message', event => {
     const message = event.detail
     if (!topics.has(message.topic) || message.type !== 'signed') return
@@ -471,6 +479,16 @@ export async function createSwarm (options: SwarmOptions): Promise<Swarm> {
         else if (filter.has(block)) holders.push(peer)
       }
       return holders
+    },
+    unhinted: () => {
+      const peers = new Set<string>()
+      for (const topic of topics) {
+        for (const peer of node.services.pubsub.getSubscribers(topic)) {
+          const id = peer.toString()
+          if (id !== self && !filters.has(id)) peers.add(id)
+        }
+      }
+      return [...peers]
     },
     connected: peer => {
       try {

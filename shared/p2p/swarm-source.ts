@@ -39,6 +39,13 @@ export interface SwarmNetwork {
   /** Peers whose latest Bloom filter says they may hold `blockCid`. Cheap and local. */
   likelyHolders: (blockCid: string) => string[]
   /**
+   * Connected peers that run one of this node's models (subscribed to its topic) but whose Bloom
+   * filter has not reached this node: holders for all it knows. Asked only when the origin cannot
+   * be (a restart with the coordinator down); in a cold wave their filters are absent because they
+   * hold nothing yet. Absent: no such stage.
+   */
+  unhinted?: () => string[]
+  /**
    * Providers of `blockCid` from the DHT, at most `limit`: those found by the time the signal
    * fires, or by the time `enoughConnected` of them are connected peers (a walk may otherwise
    * wait on one silent or stopped peer until its deadline).
@@ -487,6 +494,19 @@ export function swarmSource (options: SwarmSourceOptions): SwarmSource {
     }
     bytes = await fromPeers(order(await providersOf(key, signal)), cid, signal, attempt)
     if (bytes !== undefined) return bytes
+    // Bloom filters that arrived during the origin and DHT stages (a node that just joined has
+    // none at first, and holders announce to it within a second or two): their holders are
+    // asked before the origin is made to serve.
+    bytes = await fromPeers(order(network.likelyHolders(key)), cid, signal, attempt)
+    if (bytes !== undefined) return bytes
+    // Without an origin that answers (unreachable, banned, or without the object), the peers
+    // running the model are the rest of what this node knows: a runtime restarting with its
+    // coordinator down found only stopped providers in the DHT before any holder's filter came
+    // (e2e swarm.test).
+    if (origin === undefined || unforced === 'origin request failed' || unforced === 'origin banned') {
+      bytes = await fromPeers(order(network.unhinted?.() ?? []), cid, signal, attempt)
+      if (bytes !== undefined) return bytes
+    }
     // Counted only when a forced request will be sent: a banned origin is not asked at all.
     if (origin !== undefined && scores.usable(origin)) {
       stats.forcedBecause[unforced] = (stats.forcedBecause[unforced] ?? 0) + 1

@@ -182,6 +182,46 @@ describe('swarm source: order of asking', () => {
     expect(s.stats()).toMatchObject({ bytesFromPeers: 0, bytesFromOrigin: 0, bytesFromFallback: o.bytes.length, requests: 6, lookups: 1, forcedBecause: { 'origin request failed': 1 } })
   })
 
+  // A node that just joined has no Bloom filter at first; holders announce to it within a second
+  // or two, often while its origin and DHT stages run (a restart with the coordinator down found
+  // only stopped providers in the DHT and failed; e2e swarm.test).
+  it('asks holders whose Bloom filters arrived during the origin and DHT stages before forcing the origin', async () => {
+    const [o] = await objects(1)
+    if (o === undefined) throw new Error('no object')
+    store.set(o.cid, o.bytes)
+    const block = 'block-late'
+    let hinted: string[] = []
+    const net = fakeNetwork({
+      peers: { late: holds, [ORIGIN]: fails },
+      findProviders: async () => { hinted = ['late']; return [] }
+    })
+    net.likelyHolders = () => [...hinted]
+    const s = source(net)
+    expect(await s.get(o.cid, { signal: signal(), block })).toEqual(o.bytes)
+    expect(net.calls.map(c => [c.peer, c.force])).toEqual([[ORIGIN, false], ['late', false]])
+    expect(s.stats()).toMatchObject({ bytesFromPeers: o.bytes.length, bytesFromOrigin: 0, forcedBecause: {} })
+  })
+
+  it('with the origin unreachable, asks the model\'s peers whose filters it has not seen before the fallback; with it up, never', async () => {
+    const [o] = await objects(1)
+    if (o === undefined) throw new Error('no object')
+    store.set(o.cid, o.bytes)
+    // The DHT names only a stopped peer; a connected runtime of the model holds the block.
+    const down = fakeNetwork({ peers: { stopped: fails, runner: holds, [ORIGIN]: fails }, providers: { b: ['stopped'] } })
+    down.unhinted = () => ['runner']
+    const fallback = fallbackSource(() => o.bytes)
+    const s = source(down, { fallback })
+    expect(await s.get(o.cid, { signal: signal(), block: 'b' })).toEqual(o.bytes)
+    expect(askedPeers(down)).toEqual([ORIGIN, 'stopped', 'runner'])
+    expect(fallback.asked).toEqual([])
+    // The origin up, referring to a peer that fails: the unhinted peers are not asked (a cold
+    // wave's runtimes have no filters because they hold nothing), the origin is forced instead.
+    const up = fakeNetwork({ peers: { gone: fails, runner: holds, [ORIGIN]: scripted({ status: 'elsewhere', peers: [{ id: 'gone', addrs: [] }] }, holds) } })
+    up.unhinted = () => ['runner']
+    expect(await source(up).get(o.cid, { signal: signal(), block: 'b' })).toEqual(o.bytes)
+    expect(up.calls.map(c => [c.peer, c.force])).toEqual([[ORIGIN, false], ['gone', false], [ORIGIN, true]])
+  })
+
   it('without an origin: Bloom-hinted peers, then DHT providers, then the fallback', async () => {
     const [o] = await objects(1)
     if (o === undefined) throw new Error('no object')
