@@ -153,7 +153,9 @@ export async function createPeerNode (options: PeerNodeOptions): Promise<PeerNod
     connectionGater: {
       denyDialMultiaddr: (ma: Multiaddr) => !dialable(ma),
       denyInboundConnection: maConn => flood.refuses(undefined, hostGroup(maConn.remoteAddr)),
-      denyInboundEncryptedConnection: peer => flood.refuses(peer.toString(), undefined)
+      denyInboundEncryptedConnection: peer => flood.refuses(peer.toString(), undefined),
+      // Nor does this node dial it (a DHT walk or identify would otherwise reconnect it).
+      denyDialPeer: peer => flood.cooling(peer.toString())
     },
     datastore: new ProviderBoundedDatastore(peerIdFromPublicKey(privateKey.publicKey).toString()),
     addresses: { listen: options.listen ?? DEFAULT_LISTEN },
@@ -164,7 +166,7 @@ export async function createPeerNode (options: PeerNodeOptions): Promise<PeerNod
     // "early" streams (MaxEarlyStreamsError), which under load cut runtimes off the origin.
     // The bound stays finite: inbound streams are limited per protocol anyway.
     // Streams come at a bounded rate per connection, whatever their protocol (stream-limit.ts).
-    streamMuxers: [limitInboundStreams(yamux({ maxEarlyStreams: MAX_EARLY_STREAMS }), { ...options.streamLimit, onRefused: flood.onRefused })],
+    streamMuxers: [limitInboundStreams(yamux({ maxEarlyStreams: MAX_EARLY_STREAMS }), { resetsAllowed: [DHT_PROTOCOL], ...options.streamLimit, onRefused: flood.onRefused })],
     peerDiscovery: bootstrapList.length > 0 ? [bootstrap({ list: bootstrapList, timeout: 100 })] : [],
     // The connection monitor closes a connection whose ping is late; on a loaded machine (a cold
     // start decrypting a model) a busy event loop is not a dead peer. Requests have deadlines.
@@ -191,7 +193,11 @@ export async function createPeerNode (options: PeerNodeOptions): Promise<PeerNod
   }) as PeerNode
   node.addEventListener('connection:open', ({ detail: connection }) => {
     connection.addEventListener('close', (event) => {
-      if (event.error instanceof StreamFloodError) flood.punish(connection.remotePeer.toString(), hostGroup(connection.remoteAddr))
+      if (!(event.error instanceof StreamFloodError)) return
+      const peer = connection.remotePeer
+      flood.punish(peer.toString(), hostGroup(connection.remoteAddr))
+      // Its other connections go too (one this node dialled, a second one it opened).
+      for (const other of node.getConnections(peer)) other.abort(event.error)
     }, { once: true })
   })
   floods.set(node, flood)

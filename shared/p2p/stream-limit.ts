@@ -8,8 +8,9 @@
  * What sets such a peer apart is not how many streams it opens but how many it wastes: an honest
  * stream carries its exchange and ends cleanly, whereas these are reset by the peer. So each
  * connection counts the inbound streams its peer resets in a token bucket (32 a second, 256 at
- * once: an honest peer resets a few, when a load cancels a request or a DHT walk ends early), and
- * a connection that empties it is closed. A rate of stream opens alone (first tried, 128 a
+ * once: an honest peer resets a few, when a load cancels a request), and a connection that
+ * empties it is closed. DHT streams are let off (`resetsAllowed`): every lookup resets its
+ * requests still in flight when it ends. A rate of stream opens alone (first tried, 128 a
  * second) cut honest peers: the origin's burst of DHT provides, one stream each, reached 301 a
  * second on one runtime, and a server's own stall made streams that arrived in time look like a
  * burst (review 44a H1, M2). Opens keep a backstop above honest use (512 a second, 4,096 at
@@ -50,6 +51,14 @@ export interface StreamLimitOptions {
   wastedPerSecond?: number
   /** Default WASTED_BURST. */
   wastedBurst?: number
+  /**
+   * Protocols whose streams the peer may reset without it counting as waste. Each DHT lookup
+   * ends by resetting its requests still in flight (at its deadline, or when the swarm source has
+   * enough providers), so an honest node's lookups reset streams on every holder it asked, about
+   * one per lookup each (review 44b: up to 15 a second per holder). A peer resetting streams of
+   * these protocols is still bounded by the open rate.
+   */
+  resetsAllowed?: readonly string[]
   /** Called for each stream refused, each stream wasted and each connection closed here (metrics). */
   onRefused?: (what: 'stream' | 'wasted' | 'connection') => void
   now?: () => number
@@ -84,6 +93,7 @@ export function limitInboundStreams<C, M extends StreamMuxer> (
   const wastedPerSecond = positive(options.wastedPerSecond ?? WASTED_PER_SECOND, 'wastedPerSecond')
   const wastedBurst = positive(options.wastedBurst ?? WASTED_BURST, 'wastedBurst')
   const now = options.now ?? (() => performance.now())
+  const resetsAllowed = new Set(options.resetsAllowed ?? [])
 
   return (components) => {
     const factory = muxer(components)
@@ -117,7 +127,9 @@ export function limitInboundStreams<C, M extends StreamMuxer> (
           // Reset by the peer, not ended here: kad-dht's handler aborts every stream it serves with
           // an UnexpectedEOFError when the asker closes it (a clean end), 190 a second per runtime
           // during an origin's provides.
-          stream.addEventListener('close', (closed) => { if (closed.error !== undefined && !closed.local) wasted() }, { once: true })
+          stream.addEventListener('close', (closed) => {
+            if (closed.error !== undefined && !closed.local && !resetsAllowed.has(stream.protocol)) wasted()
+          }, { once: true })
         }
         // The guard must run before libp2p's own 'stream' listener (so a refused stream is never
         // negotiated), yet cannot be added here: the muxer holds the streams a peer opens before
@@ -165,6 +177,8 @@ export interface FloodCooldown {
   punish: (peer: string, host: string | undefined) => void
   /** True while `peer` or `host` is cooling down (counted as a refused connection). */
   refuses: (peer: string | undefined, host: string | undefined) => boolean
+  /** True while `peer` is cooling down (not counted: for this node's own dials). */
+  cooling: (peer: string) => boolean
   /** Pass to limitInboundStreams' `onRefused`. */
   onRefused: (what: 'stream' | 'wasted' | 'connection') => void
   counters: () => FloodCounters
@@ -215,6 +229,7 @@ export function floodCooldown (options: FloodCooldownOptions = {}): FloodCooldow
       if (refused) counters.connectionsRefused++
       return refused
     },
+    cooling: (peer) => cooling(`peer ${peer}`),
     onRefused (what) {
       if (what === 'stream') counters.streamsRefused++
       else if (what === 'wasted') counters.streamsWasted++

@@ -60,8 +60,11 @@ async function echo (from: Libp2p, target: Libp2p, text: string): Promise<string
   return got
 }
 
-/** A plain node whose streams are limited; its handler counts the streams it gets and closes them cleanly. */
-async function limitedServer (limit: StreamLimitOptions): Promise<{ server: Libp2p, handled: { count: number }, refused: string[] }> {
+/**
+ * A plain node whose streams are limited; its handler counts the streams it gets and closes them
+ * cleanly, or (`ends: 'abort'`) aborts each once the peer has closed it, as kad-dht's handler does.
+ */
+async function limitedServer (limit: StreamLimitOptions, ends: 'close' | 'abort' = 'close'): Promise<{ server: Libp2p, handled: { count: number }, refused: string[] }> {
   const handled = { count: 0 }
   const refused: string[] = []
   const server = await createLibp2p({
@@ -72,7 +75,15 @@ async function limitedServer (limit: StreamLimitOptions): Promise<{ server: Libp
     connectionMonitor: { enabled: false }
   })
   nodes.push(server)
-  await server.handle(PROTOCOL, async stream => { handled.count++; await stream.close({ signal: AbortSignal.timeout(5_000) }).catch(() => {}) }, { maxInboundStreams: 1024 })
+  await server.handle(PROTOCOL, async stream => {
+    handled.count++
+    if (ends === 'close') {
+      await stream.close({ signal: AbortSignal.timeout(5_000) }).catch(() => {})
+      return
+    }
+    for await (const _ of stream) { /* until the peer closes */ }
+    stream.abort(new Error('Unexpected EOF'))
+  }, { maxInboundStreams: 1024 })
   return { server, handled, refused }
 }
 
@@ -136,6 +147,27 @@ describe('limitInboundStreams on a plain libp2p node', () => {
     expect(connection.status).toBe('open')
   })
 
+  it('does not count streams this side aborts (a handler ending each with an error, as kad-dht\'s does) as the peer\'s waste', async () => {
+    const { server, handled, refused } = await limitedServer({ wastedPerSecond: 0.1, wastedBurst: 10 }, 'abort')
+    const peer = await plain()
+    const connection = await peer.dial(server.getMultiaddrs())
+    expect(await openMany(connection, 60, 'close')).toBe(60)
+    await expect.poll(() => handled.count, { timeout: 5_000 }).toBe(60)
+    await new Promise(resolve => setTimeout(resolve, 200))
+    expect(refused).toEqual([])
+    expect(connection.status).toBe('open')
+  })
+
+  it('lets a peer reset streams of the protocols it is allowed to (DHT lookups end that way)', async () => {
+    const { server, refused } = await limitedServer({ wastedPerSecond: 0.1, wastedBurst: 10, resetsAllowed: [PROTOCOL] })
+    const peer = await plain()
+    const connection = await peer.dial(server.getMultiaddrs())
+    await openMany(connection, 60, 'reset')
+    await new Promise(resolve => setTimeout(resolve, 200))
+    expect(refused).toEqual([])
+    expect(connection.status).toBe('open')
+  })
+
   it('refuses nonsense limits by name', () => {
     expect(() => limitInboundStreams(yamux(), { perSecond: 0 })).toThrow(InvalidInputError)
     expect(() => limitInboundStreams(yamux(), { wastedBurst: Number.NaN })).toThrow(/wastedBurst must be a positive number/)
@@ -189,6 +221,36 @@ describe('createPeerNode and a stream flood', () => {
     await expect.poll(() => server.getConnections(peer.peerId).length, { timeout: 5_000 }).toBe(0)
     expect(await echo(peer, server, 'two')).toBe('TWO')
     expect(floodCounters(server)).toEqual({ streamsRefused: 0, streamsWasted: 0, connectionsCut: 0, connectionsRefused: 0 })
+  })
+})
+
+describe('createPeerNode and a peer going away', () => {
+  it('does not count the streams a closing connection ends as the peer\'s waste', async () => {
+    const server: PeerNode = await createPeerNode({ seed: seed(205), streamLimit: { wastedPerSecond: 0.1, wastedBurst: 10 } })
+    nodes.push(server)
+    let open = 0
+    await server.handle(PROTOCOL, async stream => {
+      open++
+      try {
+        for await (const _ of stream) { /* held until the connection goes */ }
+      } catch {}
+    }, { maxInboundStreams: 1024 })
+    const peer: PeerNode = await createPeerNode({ seed: seed(206) })
+    nodes.push(peer)
+    const connection = await peer.dial(server.getMultiaddrs())
+    // 30 streams in flight (a loading runtime's requests), three times the wasted budget...
+    const streams = await Promise.all(Array.from({ length: 30 }, async () => await connection.newStream(PROTOCOL, { signal: AbortSignal.timeout(5_000), maxOutboundStreams: 1024 })))
+    expect(streams.length).toBe(30)
+    await expect.poll(() => open, { timeout: 5_000 }).toBe(30)
+    // ...ended by the peer stopping: its connections close and take them along.
+    await peer.stop()
+    await expect.poll(() => server.getConnections(peer.peerId).length, { timeout: 5_000 }).toBe(0)
+    expect(floodCounters(server)).toEqual({ streamsRefused: 0, streamsWasted: 0, connectionsCut: 0, connectionsRefused: 0 })
+    // Restarted with the same id at once, it is welcome.
+    const restarted: PeerNode = await createPeerNode({ seed: seed(206) })
+    nodes.push(restarted)
+    const again = await restarted.dial(server.getMultiaddrs(), { signal: AbortSignal.timeout(5_000) })
+    expect(await again.newStream(PROTOCOL, { signal: AbortSignal.timeout(5_000) }).then(() => 'opened', () => 'refused')).toBe('opened')
   })
 })
 
