@@ -209,6 +209,8 @@ export function swarmSource (options: SwarmSourceOptions): SwarmSource {
   const spread = preferenceOrder(network.self)
   const limiters = new Map<string, LimitFunction>()
   const lookups = new Map<string, { at: number, providers: Promise<string[]> }>()
+  /** Whether the origin's last request failed without an answer or a timeout (no connection). */
+  let originDown = false
   const stats: SwarmStats = { bytesFromPeers: 0, bytesFromOrigin: 0, bytesFromFallback: 0, requests: 0, corrupt: 0, referrals: 0, originBusy: 0, perPeer: {}, failures: {}, lookups: 0, lookupMs: 0, forcedBecause: {} }
 
   const limiter = (peer: string): LimitFunction => {
@@ -317,10 +319,13 @@ export function swarmSource (options: SwarmSourceOptions): SwarmSource {
         return undefined
       }
       fail(`${peer === origin ? 'origin ' : ''}${(err as Error).name}`)
+      // Down, not slow: no connection, refused, reset. A timeout under load is not that.
+      if (peer === origin) originDown = (err as Error).name !== 'TimeoutError'
       // A slow origin is still the origin: only bad bytes (below) ever make this source avoid it.
       if (peer !== origin) scores.record(peer, (err as Error).name === 'TimeoutError' ? 'timeout' : 'error')
       return undefined
     }
+    if (peer === origin) originDown = false
     switch (answer.status) {
       case 'ok':
         try {
@@ -499,11 +504,12 @@ export function swarmSource (options: SwarmSourceOptions): SwarmSource {
     // asked before the origin is made to serve.
     bytes = await fromPeers(order(network.likelyHolders(key)), cid, signal, attempt)
     if (bytes !== undefined) return bytes
-    // Without an origin that answers (unreachable, banned, or without the object), the peers
-    // running the model are the rest of what this node knows: a runtime restarting with its
-    // coordinator down found only stopped providers in the DHT before any holder's filter came
-    // (e2e swarm.test).
-    if (origin === undefined || unforced === 'origin request failed' || unforced === 'origin banned') {
+    // Without an origin that can answer (down or banned), the peers running the model are the
+    // rest of what this node knows: a runtime restarting with its coordinator down found only
+    // stopped providers in the DHT before any holder's filter came (e2e swarm.test). Not for an
+    // origin that timed out or lacks the object: in a cold wave those peers hold nothing yet
+    // (review 44b).
+    if (origin === undefined || unforced === 'origin banned' || (unforced === 'origin request failed' && originDown)) {
       bytes = await fromPeers(order(network.unhinted?.() ?? []), cid, signal, attempt)
       if (bytes !== undefined) return bytes
     }

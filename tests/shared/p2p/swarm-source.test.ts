@@ -12,7 +12,7 @@ import { swarmSource, type SwarmNetwork, type SwarmSourceOptions, preferenceOrde
 import type { Referral, ShardAnswer } from '../../../shared/p2p/shard-protocol.ts'
 import type { BlockSource } from '../../../shared/load/source.ts'
 import { rawCid } from '../../../shared/crypto/cid.ts'
-import { IntegrityError, NotFoundError, UnavailableError } from '../../../shared/errors/errors.ts'
+import { IntegrityError, NotFoundError, TimeoutError, UnavailableError } from '../../../shared/errors/errors.ts'
 import { mulberry32 } from '../../../shared/random/seeded.ts'
 import { BUSY_PATIENCE_MS } from '../../../shared/load/retry.ts'
 import { peerScores } from '../../../shared/p2p/peer-score.ts'
@@ -220,6 +220,13 @@ describe('swarm source: order of asking', () => {
     up.unhinted = () => ['runner']
     expect(await source(up).get(o.cid, { signal: signal(), block: 'b' })).toEqual(o.bytes)
     expect(up.calls.map(c => [c.peer, c.force])).toEqual([[ORIGIN, false], ['gone', false], [ORIGIN, true]])
+    // An origin that times out (loaded, not down) is not taken for gone either.
+    const slow = fakeNetwork({ peers: { runner: holds, [ORIGIN]: async () => { throw new TimeoutError('the origin is slow') } } })
+    slow.unhinted = () => ['runner']
+    const fallback2 = fallbackSource(() => o.bytes)
+    expect(await source(slow, { fallback: fallback2 }).get(o.cid, { signal: signal(), block: 'b' })).toEqual(o.bytes)
+    expect(askedPeers(slow)).toEqual([ORIGIN, ORIGIN])
+    expect(fallback2.asked).toEqual([o.cid])
   })
 
   it('without an origin: Bloom-hinted peers, then DHT providers, then the fallback', async () => {
