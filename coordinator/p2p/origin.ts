@@ -19,6 +19,7 @@ import { encodeGossip, modelTopic } from '../../shared/p2p/gossip.ts'
 import { hostGroup } from '../../shared/p2p/host-group.ts'
 import { PEER_REQUEST_BURST, PEER_REQUESTS_PER_SECOND, requestRate } from '../../shared/p2p/request-rate.ts'
 import { MAX_REFERRALS, serveShardStream, serveSlots, SHARD_PROTOCOL, type Referral, type ShardAnswer } from '../../shared/p2p/shard-protocol.ts'
+import type { FloodCounters } from '../../shared/p2p/stream-limit.ts'
 import { tokenBucket } from '../../shared/p2p/token-bucket.ts'
 import { createPeerNode, dialable, floodCounters, hostOfPeer, type PeerNode } from '../../node-runtime/p2p/peer-node.ts'
 import { topicValidation } from '../../node-runtime/p2p/topic-validator.ts'
@@ -40,7 +41,8 @@ export interface OriginOptions {
   answers?: AnswerAdmission
 }
 
-export interface OriginCounters {
+/** What the origin counts, with its node's refusals of stream floods (stream-limit.ts). */
+export interface OriginCounters extends FloodCounters {
   bytesServed: number
   objectsServed: number
   referrals: number
@@ -53,11 +55,6 @@ export interface OriginCounters {
   busy: number
   /** Requests read late: their peer or host was over its request rate (requestRate). */
   requestsSlowed: number
-  /** Streams refused and wasted, connections closed and connections refused for wasting streams (stream-limit.ts). */
-  streamsRefused: number
-  streamsWasted: number
-  connectionsCut: number
-  connectionsRefused: number
 }
 
 export interface Origin {
@@ -82,7 +79,7 @@ export async function createOrigin (options: OriginOptions): Promise<Origin> {
   const node = await createPeerNode({ seed: options.seed, listen: options.listen })
   const self = node.peerId.toString()
   const superSeed = options.superSeed ?? true
-  const counters: OriginCounters = { bytesServed: 0, objectsServed: 0, referrals: 0, forced: 0, badRequests: 0, notFound: 0, damaged: 0, busy: 0, requestsSlowed: 0, streamsRefused: 0, streamsWasted: 0, connectionsCut: 0, connectionsRefused: 0 }
+  const counters: Omit<OriginCounters, keyof FloodCounters> = { bytesServed: 0, objectsServed: 0, referrals: 0, forced: 0, badRequests: 0, notFound: 0, damaged: 0, busy: 0, requestsSlowed: 0 }
   /** Per object: peers served directly, peers it is being sent to, then peers referred, each in order. */
   const handedOut = new Map<string, { served: string[], sending: string[], referred: string[] }>()
   const provideLimit = pLimit(4)

@@ -33,6 +33,7 @@ import type { SwarmNetwork } from '../../shared/p2p/swarm-source.ts'
 import { uploadCap } from '../../shared/p2p/token-bucket.ts'
 import { untilAborted } from '../../shared/load/deadline.ts'
 import { createPeerNode, floodCounters, hostOfPeer, type PeerNode } from './peer-node.ts'
+import type { FloodCounters } from '../../shared/p2p/stream-limit.ts'
 import { knownPeersFile } from './known-peers.ts'
 import { topicValidation } from './topic-validator.ts'
 
@@ -74,7 +75,8 @@ export interface SwarmOptions {
   onVersion?: (model: string, version: number, manifestCid: string, from: string) => void
 }
 
-export interface SwarmCounters {
+/** What the swarm counts, with the node's refusals of stream floods (stream-limit.ts). */
+export interface SwarmCounters extends FloodCounters {
   bytesServed: number
   objectsServed: number
   badRequests: number
@@ -86,11 +88,6 @@ export interface SwarmCounters {
   parityEncodes: number
   /** Shard requests read late: their peer or host was over its request rate (requestRate). */
   requestsSlowed: number
-  /** Streams refused and wasted, connections closed and connections refused for wasting streams (stream-limit.ts). */
-  streamsRefused: number
-  streamsWasted: number
-  connectionsCut: number
-  connectionsRefused: number
 }
 
 export interface Swarm {
@@ -202,7 +199,7 @@ export async function createSwarm (options: SwarmOptions): Promise<Swarm> {
   const recent = memoryCache({ capacityBytes: options.recentBytes ?? 64 << 20, name: 'swarm-recent' })
   const coders = new Map<string, Promise<ErasureCoder>>()
   const cap = uploadCap(options.uploadBytesPerSecond, SERVE_TIMEOUT_MS)
-  const counters: SwarmCounters = { bytesServed: 0, objectsServed: 0, badRequests: 0, busy: 0, notFound: 0, provided: 0, provideFailures: 0, parityEncodes: 0, requestsSlowed: 0, streamsRefused: 0, streamsWasted: 0, connectionsCut: 0, connectionsRefused: 0 }
+  const counters: Omit<SwarmCounters, keyof FloodCounters> = { bytesServed: 0, objectsServed: 0, badRequests: 0, busy: 0, notFound: 0, provided: 0, provideFailures: 0, parityEncodes: 0, requestsSlowed: 0 }
   const held = new Set<string>()
   const pending = new Map<string, Promise<Uint8Array>>()
   const filters = new Map<string, { filter: BlockFilter, at: number }>()

@@ -7,10 +7,10 @@
  * silently falls back to a default. config/aoe-config.schema.json is generated from this file
  * (node-runtime/config/write-schema.ts).
  */
-import { closestKey } from '../errors/suggest.ts'
 import { multiaddr } from '@multiformats/multiaddr'
 import { z } from 'zod'
 import { InvalidConfigError } from '../errors/errors.ts'
+import { closestKey } from '../errors/suggest.ts'
 import {
   DEFAULT_CACHE_CONFIG, DEFAULT_FETCH_CONFIG, FETCH_CONCURRENCY_MAX, FETCH_RETRIES_MAX, FETCH_TIMEOUT_MAX_MS,
   HALF_LIFE_HOURS_MAX, RUNTIME_STATE_NAMES
@@ -353,7 +353,7 @@ const KNOWN_KEYS: Record<string, readonly string[]> = {
 
 /** Problems one error lists; the rest are counted. */
 const MAX_PROBLEMS = 10
-/** Longest key quoted whole (no known key is near this long, so none is guessed for a longer one). */
+/** Longest key quoted whole (closestKey guesses nothing for a longer one either). */
 const MAX_KEY_SHOWN = 64
 
 const shorten = (text: string): string => text.length <= MAX_KEY_SHOWN ? text : `${text.slice(0, MAX_KEY_SHOWN)}… (${text.length} characters)`
@@ -375,7 +375,7 @@ function describeIssue (issue: z.core.$ZodIssue): string[] {
     // Only as many as are said: a config of 40,000 unknown keys is described as fast as one.
     return issue.keys.slice(0, MAX_PROBLEMS).map((key) => {
       const full = parent === '(root)' ? key : `${parent}.${key}`
-      const guess = key.length > MAX_KEY_SHOWN ? undefined : closestKey(key, known)
+      const guess = closestKey(key, known)
       return `${JSON.stringify(shorten(full))}: unknown key${guess === undefined ? '' : ` (did you mean "${guess}"?)`}`
     })
   }

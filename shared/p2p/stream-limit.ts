@@ -25,6 +25,7 @@
  */
 import type { Stream, StreamMuxer, StreamMuxerFactory } from '@libp2p/interface'
 import { BusyError, InvalidInputError, UnavailableError } from '../errors/errors.ts'
+import { tokenCount } from './token-bucket.ts'
 
 /** A connection closed because its peer kept wasting streams. */
 export class StreamFloodError extends UnavailableError {
@@ -69,16 +70,12 @@ function positive (value: number, name: string): number {
   return value
 }
 
-/** A token count refilled at `rate` a second up to `burst`, taken from synchronously. */
+/** Takes one token from a count refilled at `rate` a second up to `burst`, if there is one. */
 function bucket (rate: number, burst: number, now: () => number): () => boolean {
-  let tokens = burst
-  let stamp = now()
+  const count = tokenCount(rate, burst, now)
   return () => {
-    const t = now()
-    tokens = Math.min(burst, tokens + (t - stamp) * rate / 1000)
-    stamp = t
-    if (tokens < 1) return false
-    tokens -= 1
+    if (count.available() < 1) return false
+    count.spend(1)
     return true
   }
 }

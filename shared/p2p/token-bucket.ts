@@ -24,37 +24,51 @@ export interface TokenBucket {
   take: (bytes: number, signal?: AbortSignal) => Promise<boolean>
 }
 
+/** Tokens refilled at `rate` a second up to `burst` (full at first), read and spent synchronously. */
+export interface TokenCount {
+  /** The tokens there are now, refilled for the time since the last look. */
+  available: () => number
+  /** Takes `n` tokens (the count may go negative: a frame larger than the burst). */
+  spend: (n: number) => void
+}
+
+export function tokenCount (rate: number, burst: number, now: () => number = () => performance.now()): TokenCount {
+  let tokens = burst
+  let stamp = now()
+  return {
+    available () {
+      const t = now()
+      tokens = Math.min(burst, tokens + (t - stamp) * rate / 1000)
+      stamp = t
+      return tokens
+    },
+    spend (n) { tokens -= n }
+  }
+}
+
 export function tokenBucket (options: TokenBucketOptions): TokenBucket {
   const rate = options.bytesPerSecond
   if (!(Number.isFinite(rate) && rate > 0)) throw new InvalidInputError(`tokenBucket: bytesPerSecond must be a positive number, got ${String(rate)}`)
   const burst = options.burstBytes ?? rate
   if (!(Number.isFinite(burst) && burst > 0)) throw new InvalidInputError(`tokenBucket: burstBytes must be a positive number, got ${String(burst)}`)
-  const now = options.now ?? (() => performance.now())
-  let tokens = burst
-  let stamp = now()
+  const count = tokenCount(rate, burst, options.now)
   // Arrival order: each taker waits for the previous one before drawing tokens.
   let tail: Promise<unknown> = Promise.resolve()
-
-  const refill = (): void => {
-    const t = now()
-    tokens = Math.min(burst, tokens + (t - stamp) * rate / 1000)
-    stamp = t
-  }
 
   return {
     async take (bytes, signal) {
       const turn = tail.then(async () => {
         if (signal?.aborted === true) throw signal.reason
-        refill()
+        let tokens = count.available()
         // A frame larger than the burst is allowed to go once the bucket is full (tokens go negative).
         const need = Math.min(bytes, burst)
         let waited = false
         while (tokens < need) {
           waited = true
           await sleep(Math.ceil((need - tokens) * 1000 / rate), signal)
-          refill()
+          tokens = count.available()
         }
-        tokens -= bytes
+        count.spend(bytes)
         return waited
       })
       tail = turn.catch(() => {})
