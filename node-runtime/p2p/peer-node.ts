@@ -35,7 +35,10 @@ export interface PeerNodeOptions {
   listen?: string[]
   /** Multiaddrs with /p2p/<id> to join through. */
   bootstrap?: string[]
-  /** How fast a connection's peer may open streams (stream-limit.ts; defaults there). */
+  /**
+   * How fast a peer may open and waste streams (stream-limit.ts; defaults there). Its `hostOf`
+   * also decides which host a flooding peer's strike goes to (tests: a NAT on loopback).
+   */
   streamLimit?: Omit<StreamLimitOptions, 'onRefused'>
   /** How long a peer, and its host, that flooded this node with streams are refused. Default FLOOD_COOLDOWN_MS. */
   floodCooldownMs?: number
@@ -46,6 +49,14 @@ export type PeerNode = Libp2p<PeerServices>
 
 /** Streams a peer may open before the connection is fully set up here (yamux's default is 10). */
 export const MAX_EARLY_STREAMS = 128
+
+/**
+ * Inbound streams open at once on one connection (yamux's default is 1,000): what the protocols
+ * allow together (shards 256, the DHT 8, gossipsub, identify, ping) with room to spare. A stream
+ * past it is reset by yamux before it is made. A peer's streams that never negotiate a protocol
+ * are held until libp2p's negotiation deadline (10 s), at ~19 KB each (review 44a M1).
+ */
+export const MAX_INBOUND_STREAMS = 320
 
 /** Inbound connections accepted from one host per second (libp2p's default is 5). */
 export const INBOUND_CONNECTIONS_PER_HOST_PER_SECOND = 64
@@ -142,6 +153,7 @@ export async function createPeerNode (options: PeerNodeOptions): Promise<PeerNod
   checkBootstrap(bootstrapList, 'bootstrap')
   const privateKey = await generateKeyPairFromSeed('Ed25519', options.seed)
   const flood = floodCooldown({ cooldownMs: options.floodCooldownMs })
+  const hostOf = options.streamLimit?.hostOf ?? hostGroup
   const node = await createLibp2p({
     privateKey,
     // Addresses reach this node from peers (identify, referrals, DHT records): only TCP or
@@ -152,7 +164,7 @@ export async function createPeerNode (options: PeerNodeOptions): Promise<PeerNod
     // see its connection open for a moment: Noise's initiator is done before the responder.
     connectionGater: {
       denyDialMultiaddr: (ma: Multiaddr) => !dialable(ma),
-      denyInboundConnection: maConn => flood.refuses(undefined, hostGroup(maConn.remoteAddr)),
+      denyInboundConnection: maConn => flood.refuses(undefined, hostOf(maConn.remoteAddr)),
       denyInboundEncryptedConnection: peer => flood.refuses(peer.toString(), undefined),
       // Nor does this node dial it (a DHT walk or identify would otherwise reconnect it).
       denyDialPeer: peer => flood.cooling(peer.toString())
@@ -165,8 +177,9 @@ export async function createPeerNode (options: PeerNodeOptions): Promise<PeerNod
     // has finished upgrading the connection; yamux aborts the whole connection past 10 such
     // "early" streams (MaxEarlyStreamsError), which under load cut runtimes off the origin.
     // The bound stays finite: inbound streams are limited per protocol anyway.
-    // Streams come at a bounded rate per connection, whatever their protocol (stream-limit.ts).
-    streamMuxers: [limitInboundStreams(yamux({ maxEarlyStreams: MAX_EARLY_STREAMS }), { resetsAllowed: [DHT_PROTOCOL], ...options.streamLimit, onRefused: flood.onRefused })],
+    // Streams come at a bounded rate per connection, peer and host, whatever their protocol
+    // (stream-limit.ts).
+    streamMuxers: [limitInboundStreams(yamux({ maxEarlyStreams: MAX_EARLY_STREAMS, maxInboundStreams: MAX_INBOUND_STREAMS }), { resetsAllowed: [DHT_PROTOCOL], ...options.streamLimit, onRefused: flood.onRefused })],
     peerDiscovery: bootstrapList.length > 0 ? [bootstrap({ list: bootstrapList, timeout: 100 })] : [],
     // The connection monitor closes a connection whose ping is late; on a loaded machine (a cold
     // start decrypting a model) a busy event loop is not a dead peer. Requests have deadlines.
@@ -195,9 +208,12 @@ export async function createPeerNode (options: PeerNodeOptions): Promise<PeerNod
     connection.addEventListener('close', (event) => {
       if (!(event.error instanceof StreamFloodError)) return
       const peer = connection.remotePeer
-      flood.punish(peer.toString(), hostGroup(connection.remoteAddr))
-      // Its other connections go too (one this node dialled, a second one it opened).
-      for (const other of node.getConnections(peer)) other.abort(event.error)
+      const host = hostOf(connection.remoteAddr)
+      const { hostRefused } = flood.punish(peer.toString(), host)
+      // Its other connections go too (one this node dialled, a second one it opened), and once its
+      // host is refused, every connection from that host.
+      const others = hostRefused ? node.getConnections().filter(c => hostOf(c.remoteAddr) === host) : node.getConnections(peer)
+      for (const other of others) other.abort(event.error)
     }, { once: true })
   })
   floods.set(node, flood)

@@ -28,6 +28,7 @@ import { parseCid } from '../crypto/cid.ts'
 import { IntegrityError, InvalidInputError, NotFoundError, TimeoutError, UnavailableError } from '../errors/errors.ts'
 import { parseJsonWith } from '../errors/parse-json.ts'
 import type { RequestRate } from './request-rate.ts'
+import { wastedStream } from './stream-limit.ts'
 
 export const SHARD_PROTOCOL = '/blockfed/shard/2.0.0'
 /** The longest wait a `busy` answer may ask for. */
@@ -439,6 +440,8 @@ export async function serveShardStream (
         if (waiting.signal.aborted || stream.status !== 'open') throw err
         const message = err instanceof Error ? err.message : String(err)
         options.onBadRequest?.(message)
+        // An honest client never sends one: the stream counts against its peer's budget.
+        wastedStream(stream)
         const signal = AbortSignal.timeout(options.timeoutMs)
         await writeJson(bytes, { status: 'bad-request', message: message.slice(0, 1024) }, signal)
         await closeWithin(stream, options.timeoutMs, signal)

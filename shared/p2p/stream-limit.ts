@@ -1,5 +1,5 @@
 /**
- * Streams a peer wastes on one connection. libp2p bounds how many inbound streams are open at
+ * Streams a peer wastes, on one connection and on all of them. libp2p bounds how many inbound streams are open at
  * once per protocol, not how fast they come and go: a peer that opens a stream and resets it at
  * once never holds one, yet each costs the server multistream-select's exchange, a peer-store
  * write and a handler start (review 43a: ~900 such streams a second from one connection kept a
@@ -17,15 +17,22 @@
  * once): a stream past it is reset before libp2p negotiates it, and counts as wasted, which also
  * bounds a peer that opens streams and closes them cleanly without asking anything.
  *
+ * Each budget is drawn on by the connection, by all the connections of its peer together and by
+ * all those of its host together (a host's budget is HOST_SHARE peers'): per connection alone,
+ * eight connections of one peer or of fresh ids from one host each got the whole budget (review
+ * 44a M1: eight used 120 streams a second each, ~0.45 core, nothing refused).
+ *
  * Closing a connection alone would not do: a peer that dials again, with a fresh id if need be,
  * gets fresh buckets (measured: 100 reconnections in 10 s, 25,500 streams, the server at 0.8
  * core). `floodCooldown` keeps the peer out for a while, and its host (host-group.ts) once
  * several of the host's peers were cut: the node refuses their connections before the Noise
  * handshake where it can.
  */
-import type { Stream, StreamMuxer, StreamMuxerFactory } from '@libp2p/interface'
+import type { Connection, Libp2pEvents, Stream, StreamMuxer, StreamMuxerFactory, TypedEventTarget } from '@libp2p/interface'
+import type { Multiaddr } from '@multiformats/multiaddr'
 import { BusyError, InvalidInputError, UnavailableError } from '../errors/errors.ts'
-import { tokenCount } from './token-bucket.ts'
+import { hostGroup } from './host-group.ts'
+import { tokenCount, type TokenCount } from './token-bucket.ts'
 
 /** A connection closed because its peer kept wasting streams. */
 export class StreamFloodError extends UnavailableError {
@@ -38,9 +45,14 @@ export const STREAM_BURST = 4096
 /** Default streams a second a connection may waste (refused, or reset by its peer), and at once. */
 export const WASTED_PER_SECOND = 32
 export const WASTED_BURST = 256
+/**
+ * How many peers' budgets all the peers of one host share: a few honest peers behind one NAT
+ * each get a peer's budget, fresh ids (free to make) from one host do not multiply it.
+ */
+export const HOST_SHARE = 4
 
 export interface StreamLimitOptions {
-  /** Streams a second a connection's peer may open. Default STREAMS_PER_SECOND. */
+  /** Streams a second a connection's peer may open (on one connection, and on all together). Default STREAMS_PER_SECOND. */
   perSecond?: number
   /** Streams it may open at once after an idle spell. Default STREAM_BURST. */
   burst?: number
@@ -60,6 +72,13 @@ export interface StreamLimitOptions {
    * these protocols is still bounded by the open rate.
    */
   resetsAllowed?: readonly string[]
+  /**
+   * The host a remote address is at, whose peers share `hostShare` times a peer's budgets.
+   * Default hostGroup (host-group.ts; loopback has none).
+   */
+  hostOf?: (remoteAddr: Multiaddr) => string | undefined
+  /** Default HOST_SHARE. */
+  hostShare?: number
   /** Called for each stream refused, each stream wasted and each connection closed here (metrics). */
   onRefused?: (what: 'stream' | 'wasted' | 'connection') => void
   now?: () => number
@@ -70,15 +89,36 @@ function positive (value: number, name: string): number {
   return value
 }
 
-/** Takes one token from a count refilled at `rate` a second up to `burst`, if there is one. */
-function bucket (rate: number, burst: number, now: () => number): () => boolean {
-  const count = tokenCount(rate, burst, now)
-  return () => {
-    if (count.available() < 1) return false
-    count.spend(1)
-    return true
-  }
+/** A stream budget: the streams its connections may open, and waste, each a token count. */
+interface Budget {
+  admit: TokenCount
+  forgive: TokenCount
 }
+
+/** A budget that connections share (a peer's, a host's), with how many draw on it now. */
+interface SharedBudget extends Budget {
+  users: number
+  full: () => boolean
+}
+
+/** Each limited stream's way to charge its connection's budgets with it as wasted. */
+const chargers = new WeakMap<Stream, () => void>()
+
+/**
+ * Counts `stream` as wasted by its peer, for a protocol that knows it asked nothing valid (a
+ * shard stream closed before its first request, or with a malformed one): such streams cost
+ * their server as much as the honest ones, and end cleanly (review 44a M1: 8 fresh ids from one
+ * host opening and closing 120 such streams a second each kept a server at 0.7 core). A stream
+ * the limit did not admit, or one not limited at all, is left alone.
+ */
+export function wastedStream (stream: Stream): void {
+  const charge = chargers.get(stream)
+  chargers.delete(stream)
+  charge?.()
+}
+
+/** Shared budgets a node keeps at most; unused ones go first. */
+const MAX_SHARED_BUDGETS = 4096
 
 /** Wraps a stream muxer factory (e.g. `yamux()`) so every connection it multiplexes is limited. */
 export function limitInboundStreams<C, M extends StreamMuxer> (
@@ -89,26 +129,81 @@ export function limitInboundStreams<C, M extends StreamMuxer> (
   const burst = positive(options.burst ?? STREAM_BURST, 'burst')
   const wastedPerSecond = positive(options.wastedPerSecond ?? WASTED_PER_SECOND, 'wastedPerSecond')
   const wastedBurst = positive(options.wastedBurst ?? WASTED_BURST, 'wastedBurst')
+  const hostShare = positive(options.hostShare ?? HOST_SHARE, 'hostShare')
+  const hostOf = options.hostOf ?? hostGroup
   const now = options.now ?? (() => performance.now())
   const resetsAllowed = new Set(options.resetsAllowed ?? [])
 
+  const budget = (scale: number): SharedBudget => {
+    const admit = tokenCount(perSecond * scale, burst * scale, now)
+    const forgive = tokenCount(wastedPerSecond * scale, wastedBurst * scale, now)
+    return { admit, forgive, users: 0, full: () => admit.available() >= burst * scale && forgive.available() >= wastedBurst * scale }
+  }
+
   return (components) => {
     const factory = muxer(components)
+    // Per node: the budgets peers and hosts share, and the budgets each muxer draws on.
+    const shared = new Map<string, SharedBudget>()
+    const budgetsOf = new WeakMap<StreamMuxer, Budget[]>()
+    const sharedBudget = (key: string, scale: number): SharedBudget => {
+      let found = shared.get(key)
+      if (found !== undefined) return found
+      if (shared.size >= MAX_SHARED_BUDGETS) for (const [k, b] of shared) if (b.users === 0) shared.delete(k)
+      found = budget(scale)
+      // Every kept budget in use: the newcomer's is its own (not kept).
+      if (shared.size < MAX_SHARED_BUDGETS) shared.set(key, found)
+      return found
+    }
+    // libp2p announces a connection synchronously once its muxer is made, before the muxer hands
+    // out any stream (early ones wait for a microtask, @libp2p/utils AbstractStreamMuxer).
+    const join = (connection: Connection): void => {
+      // libp2p's Connection keeps its muxer in a public field its interface does not name.
+      const multiplexer = (connection as unknown as { muxer?: StreamMuxer }).muxer
+      const budgets = multiplexer === undefined ? undefined : budgetsOf.get(multiplexer)
+      if (budgets === undefined) return
+      const host = hostOf(connection.remoteAddr)
+      const keys: Array<[string, number]> = [[`peer ${connection.remotePeer.toString()}`, 1]]
+      if (host !== undefined) keys.push([`host ${host}`, hostShare])
+      const joined = keys.map(([key, scale]) => [key, sharedBudget(key, scale)] as const)
+      for (const [, b] of joined) {
+        b.users++
+        budgets.push(b)
+      }
+      connection.addEventListener('close', () => {
+        for (const [key, b] of joined) {
+          b.users--
+          // Dropped once refilled, not at once: a peer must not get a fresh budget by redialling.
+          if (b.users === 0 && shared.get(key) === b && b.full()) shared.delete(key)
+        }
+      }, { once: true })
+    }
+    ;(components as { events?: TypedEventTarget<Libp2pEvents> }).events?.addEventListener('connection:open', (event) => { join(event.detail) })
+
     return {
       protocol: factory.protocol,
       createStreamMuxer (connection) {
         const multiplexer = factory.createStreamMuxer(connection)
-        const admit = bucket(perSecond, burst, now)
-        const forgive = bucket(wastedPerSecond, wastedBurst, now)
+        const budgets: Budget[] = [budget(1)]
+        budgetsOf.set(multiplexer, budgets)
         const open = (): boolean => multiplexer.status === 'open' && connection.status === 'open'
+        const admit = (): boolean => {
+          if (budgets.some(b => b.admit.available() < 1)) return false
+          for (const b of budgets) b.admit.spend(1)
+          return true
+        }
         const wasted = (): void => {
           // Streams that end because the connection does (a peer going away) are not its doing.
           if (!open()) return
           options.onRefused?.('wasted')
-          if (forgive()) return
+          let spent = false
+          for (const b of budgets) {
+            if (b.forgive.available() < 1) spent = true
+            else b.forgive.spend(1)
+          }
+          if (!spent) return
           // The muxer's abort leaves the socket (and libp2p's connection record) open; the
           // encrypted stream beneath it closes both.
-          const err = new StreamFloodError(`connection closed: the peer kept wasting streams (more than ${wastedPerSecond} a second reset by it or refused here)`)
+          const err = new StreamFloodError(`connection closed: the peer (or others from its host) kept wasting streams (more than ${wastedPerSecond} a second reset by it or refused here)`)
           multiplexer.abort(err)
           connection.abort(err)
           options.onRefused?.('connection')
@@ -116,11 +211,12 @@ export function limitInboundStreams<C, M extends StreamMuxer> (
         const guard = (event: CustomEvent<Stream>): void => {
           const stream = event.detail
           if (!admit()) {
-            stream.abort(new BusyError(`this peer opens streams faster than ${perSecond} a second on one connection`, Math.ceil(1000 / perSecond)))
+            stream.abort(new BusyError(`this peer (or its host) opens streams faster than ${perSecond} a second`, Math.ceil(1000 / perSecond)))
             options.onRefused?.('stream')
             wasted()
             return
           }
+          chargers.set(stream, wasted)
           // Reset by the peer, not ended here: kad-dht's handler aborts every stream it serves with
           // an UnexpectedEOFError when the asker closes it (a clean end), 190 a second per runtime
           // during an origin's provides.
@@ -170,8 +266,11 @@ export interface FloodCounters {
 }
 
 export interface FloodCooldown {
-  /** Keeps `peer` out for the cooldown, and `host` (when there is one) once HOST_STRIKES of its peers were. */
-  punish: (peer: string, host: string | undefined) => void
+  /**
+   * Keeps `peer` out for the cooldown, and `host` (when there is one) once HOST_STRIKES of its
+   * peers were; says whether the host is now refused too.
+   */
+  punish: (peer: string, host: string | undefined) => { hostRefused: boolean }
   /** True while `peer` or `host` is cooling down (counted as a refused connection). */
   refuses: (peer: string | undefined, host: string | undefined) => boolean
   /** True while `peer` is cooling down (not counted: for this node's own dials). */
@@ -183,7 +282,10 @@ export interface FloodCooldown {
 
 export interface FloodCooldownOptions {
   cooldownMs?: number
-  /** Peers and hosts remembered at most; the oldest punishment is forgotten first. Default 4096. */
+  /**
+   * Peers, and hosts, remembered at most (each apart: fresh peer ids cannot push a host's
+   * refusal out); past it the punishment that ends first is forgotten. Default 4096.
+   */
   maxKeys?: number
   now?: () => number
 }
@@ -192,8 +294,9 @@ export function floodCooldown (options: FloodCooldownOptions = {}): FloodCooldow
   const cooldownMs = options.cooldownMs ?? FLOOD_COOLDOWN_MS
   const maxKeys = options.maxKeys ?? 4096
   const now = options.now ?? (() => performance.now())
-  // Insertion order is punishment order, in both maps.
-  const until = new Map<string, number>()
+  // Insertion order is punishment order, so the first key is the one whose cooldown ends first.
+  const peers = new Map<string, number>()
+  const hosts = new Map<string, number>()
   const strikes = new Map<string, Map<string, number>>()
   const counters: FloodCounters = { streamsRefused: 0, streamsWasted: 0, connectionsCut: 0, connectionsRefused: 0 }
 
@@ -202,31 +305,34 @@ export function floodCooldown (options: FloodCooldownOptions = {}): FloodCooldow
     if (map.size >= maxKeys) map.delete(map.keys().next().value as string)
     map.set(key, value)
   }
-  const cooling = (key: string): boolean => {
-    const end = until.get(key)
+  const cooling = (map: Map<string, number>, key: string | undefined): boolean => {
+    if (key === undefined) return false
+    const end = map.get(key)
     if (end === undefined) return false
     if (end > now()) return true
-    until.delete(key)
+    map.delete(key)
     return false
   }
 
   return {
     punish (peer, host) {
       const t = now()
-      remember(until, `peer ${peer}`, t + cooldownMs)
-      if (host === undefined) return
+      remember(peers, peer, t + cooldownMs)
+      if (host === undefined) return { hostRefused: false }
       const cut = strikes.get(host) ?? new Map<string, number>()
       for (const [id, at] of cut) if (at + cooldownMs <= t) cut.delete(id)
       cut.set(peer, t)
       remember(strikes, host, cut)
-      if (cut.size >= HOST_STRIKES) remember(until, `host ${host}`, t + cooldownMs)
+      if (cut.size < HOST_STRIKES) return { hostRefused: false }
+      remember(hosts, host, t + cooldownMs)
+      return { hostRefused: true }
     },
     refuses (peer, host) {
-      const refused = (peer !== undefined && cooling(`peer ${peer}`)) || (host !== undefined && cooling(`host ${host}`))
+      const refused = cooling(peers, peer) || cooling(hosts, host)
       if (refused) counters.connectionsRefused++
       return refused
     },
-    cooling: (peer) => cooling(`peer ${peer}`),
+    cooling: (peer) => cooling(peers, peer),
     onRefused (what) {
       if (what === 'stream') counters.streamsRefused++
       else if (what === 'wasted') counters.streamsWasted++

@@ -11,8 +11,9 @@ import { yamux } from '@chainsafe/libp2p-yamux'
 import type { Connection, Libp2p } from '@libp2p/interface'
 import { tcp } from '@libp2p/tcp'
 import { createLibp2p } from 'libp2p'
-import { createPeerNode, floodCounters, type PeerNode } from '../../../node-runtime/p2p/peer-node.ts'
+import { createPeerNode, floodCounters, MAX_INBOUND_STREAMS, type PeerNode } from '../../../node-runtime/p2p/peer-node.ts'
 import { InvalidInputError } from '../../../shared/errors/errors.ts'
+import { requestShard, serveShardStream } from '../../../shared/p2p/shard-protocol.ts'
 import { floodCooldown, HOST_STRIKES, limitInboundStreams, type StreamLimitOptions } from '../../../shared/p2p/stream-limit.ts'
 
 const PROTOCOL = '/blockfed-test/echo/1'
@@ -76,7 +77,7 @@ async function echo (from: Libp2p, target: Libp2p, text: string): Promise<string
  * A plain node whose streams are limited; its handler counts the streams it gets and closes them
  * cleanly, or (`ends: 'abort'`) aborts each once the peer has closed it, as kad-dht's handler does.
  */
-async function limitedServer (limit: StreamLimitOptions, ends: 'close' | 'abort' = 'close'): Promise<{ server: Libp2p, handled: { count: number }, refused: string[] }> {
+async function limitedServer (limit: StreamLimitOptions, ends: 'close' | 'abort' | 'shards' = 'close'): Promise<{ server: Libp2p, handled: { count: number }, refused: string[] }> {
   const handled = { count: 0 }
   const refused: string[] = []
   const server = await createLibp2p({
@@ -89,6 +90,10 @@ async function limitedServer (limit: StreamLimitOptions, ends: 'close' | 'abort'
   nodes.push(server)
   await server.handle(PROTOCOL, async stream => {
     handled.count++
+    if (ends === 'shards') {
+      await serveShardStream(stream, async () => ({ status: 'not-found' }), { timeoutMs: 5_000 })
+      return
+    }
     if (ends === 'close') {
       await stream.close({ signal: AbortSignal.timeout(5_000) }).catch(() => {})
       return
@@ -180,6 +185,68 @@ describe('limitInboundStreams on a plain libp2p node', () => {
     expect(connection.status).toBe('open')
   })
 
+  it('draws every connection of one peer on one budget: two connections cannot waste twice as much', async () => {
+    const { server, refused } = await limitedServer({ wastedPerSecond: 0.1, wastedBurst: 10 })
+    const peer = await plain()
+    const first = await connect(peer, server)
+    const second = await connect(peer, server, { force: true })
+    expect(second.id).not.toBe(first.id)
+    // Six resets on each: within each connection's own budget of 10, not within the peer's.
+    await openMany(first, 6, 'reset', 1)
+    await expect.poll(() => count(refused, 'wasted'), { timeout: 5_000 }).toBe(6)
+    expect(count(refused, 'connection')).toBe(0)
+    await openMany(second, 6, 'reset', 1)
+    await expect.poll(() => count(refused, 'connection'), { timeout: 5_000 }).toBe(1)
+    await expect.poll(() => second.status, { timeout: 5_000 }).not.toBe('open')
+  })
+
+  it('draws the peers of one host on the host\'s budget (hostShare peers\' worth): fresh ids do not multiply it', async () => {
+    // Every peer on one host, as behind a NAT; the host's budget is two peers'.
+    const { server, refused } = await limitedServer({ wastedPerSecond: 0.1, wastedBurst: 10, hostShare: 2, hostOf: () => 'one-host' })
+    const sybils = await Promise.all([plain(), plain(), plain()])
+    const connections: Connection[] = []
+    for (const sybil of sybils) connections.push(await connect(sybil, server))
+    // Eight resets each, within a peer's budget of 10: 16 are within the host's 20, 24 are not.
+    for (const [i, connection] of connections.slice(0, 2).entries()) {
+      await openMany(connection, 8, 'reset', 1)
+      await expect.poll(() => count(refused, 'wasted'), { timeout: 5_000 }).toBe(8 * (i + 1))
+    }
+    expect(count(refused, 'connection')).toBe(0)
+    await openMany(connections[2] as Connection, 8, 'reset', 1)
+    await expect.poll(() => count(refused, 'connection'), { timeout: 5_000 }).toBe(1)
+    await expect.poll(() => connections[2]?.status, { timeout: 5_000 }).not.toBe('open')
+  })
+
+  it('keeps a peer\'s budget after it hangs up until the budget has refilled: redialling does not refill it', async () => {
+    const { server, refused } = await limitedServer({ wastedPerSecond: 0.1, wastedBurst: 10 })
+    const peer = await plain()
+    const first = await connect(peer, server)
+    await openMany(first, 8, 'reset', 1)
+    await expect.poll(() => count(refused, 'wasted'), { timeout: 5_000 }).toBe(8)
+    await peer.hangUp(server.peerId)
+    await expect.poll(() => server.getConnections(peer.peerId).length, { timeout: 5_000 }).toBe(0)
+    const again = await connect(peer, server)
+    await openMany(again, 8, 'reset', 1)
+    await expect.poll(() => count(refused, 'connection'), { timeout: 5_000 }).toBe(1)
+  })
+
+  it('counts streams a protocol finds wasted: shard streams closed cleanly before any request (the bad-request path, malformed requests' too)', async () => {
+    const { server, handled, refused } = await limitedServer({ wastedPerSecond: 0.1, wastedBurst: 10 }, 'shards')
+    const peer = await plain()
+    const connection = await connect(peer, server)
+    // A real request, answered, is not waste.
+    const asked = await connection.newStream(PROTOCOL, { signal: AbortSignal.timeout(5_000) })
+    const answer = await requestShard(asked, 'bafkreigh2akiscaildcqabsyg3dfr6chu3fgpregiymsck7e7aqa4s52zy', { signal: AbortSignal.timeout(5_000) })
+    expect(answer.status).toBe('not-found')
+    await new Promise(resolve => setTimeout(resolve, 100))
+    expect(refused).toEqual([])
+    // Ending cleanly (a peer's 'close' only) is no excuse for asking nothing.
+    await openMany(connection, 40, 'close', 1)
+    await expect.poll(() => count(refused, 'connection'), { timeout: 5_000 }).toBe(1)
+    expect(count(refused, 'wasted')).toBeGreaterThanOrEqual(11)
+    expect(handled.count).toBeLessThanOrEqual(1 + 11 + 1)
+  })
+
   it('refuses nonsense limits by name', () => {
     expect(() => limitInboundStreams(yamux(), { perSecond: 0 })).toThrow(InvalidInputError)
     expect(() => limitInboundStreams(yamux(), { wastedBurst: Number.NaN })).toThrow(/wastedBurst must be a positive number/)
@@ -236,6 +303,32 @@ describe('createPeerNode and a stream flood', () => {
   })
 })
 
+describe('createPeerNode and a host whose peers flood', () => {
+  it('refuses the host once HOST_STRIKES of its peers were cut, and closes the connections it still had', async () => {
+    // Every peer on one host (a NAT on loopback, which has no host of its own).
+    const server: PeerNode = await createPeerNode({ seed: seed(210), streamLimit: { wastedPerSecond: 0.1, wastedBurst: 10, hostOf: () => 'nat' } })
+    nodes.push(server)
+    await server.handle(PROTOCOL, async stream => { await stream.close({ signal: AbortSignal.timeout(5_000) }).catch(() => {}) }, { maxInboundStreams: 1024 })
+    const mate: PeerNode = await createPeerNode({ seed: seed(211) })
+    nodes.push(mate)
+    await connect(mate, server)
+    for (let i = 0; i < HOST_STRIKES; i++) {
+      const sybil: PeerNode = await createPeerNode({ seed: seed(212 + i) })
+      nodes.push(sybil)
+      await openMany(await connect(sybil, server), 300, 'reset')
+      await expect.poll(() => floodCounters(server).connectionsCut, { timeout: 5_000 }).toBe(i + 1)
+      // Until the last strike, the NAT-mate keeps its connection.
+      if (i < HOST_STRIKES - 1) expect(server.getConnections(mate.peerId).length).toBe(1)
+    }
+    await expect.poll(() => server.getConnections(mate.peerId).length, { timeout: 5_000 }).toBe(0)
+    // Its redial is refused before the handshake, by host.
+    const before = floodCounters(server).connectionsRefused
+    await mate.dial(server.getMultiaddrs(), { signal: AbortSignal.timeout(5_000) }).catch(() => undefined)
+    await expect.poll(() => floodCounters(server).connectionsRefused, { timeout: 5_000 }).toBeGreaterThan(before)
+    expect(server.getConnections().length).toBe(0)
+  })
+})
+
 describe('createPeerNode and a peer going away', () => {
   it('does not count the streams a closing connection ends as the peer\'s waste', async () => {
     const server: PeerNode = await createPeerNode({ seed: seed(205), streamLimit: { wastedPerSecond: 0.1, wastedBurst: 10 } })
@@ -263,6 +356,31 @@ describe('createPeerNode and a peer going away', () => {
     nodes.push(restarted)
     const again = await restarted.dial(server.getMultiaddrs(), { signal: AbortSignal.timeout(5_000) })
     expect(await again.newStream(PROTOCOL, { signal: AbortSignal.timeout(5_000) }).then(() => 'opened', () => 'refused')).toBe('opened')
+  })
+})
+
+describe('createPeerNode and streams held open', () => {
+  it('holds at most MAX_INBOUND_STREAMS of a connection\'s streams open at once (yamux resets the rest)', async () => {
+    const server: PeerNode = await createPeerNode({ seed: seed(220) })
+    nodes.push(server)
+    let open = 0
+    await server.handle(PROTOCOL, async stream => {
+      open++
+      try {
+        for await (const _ of stream) { /* held until the connection goes */ }
+      } catch {}
+    }, { maxInboundStreams: 1024 })
+    const peer: PeerNode = await createPeerNode({ seed: seed(221) })
+    nodes.push(peer)
+    const connection = await connect(peer, server)
+    const tries = MAX_INBOUND_STREAMS + 40
+    const opened = await Promise.all(Array.from({ length: tries }, async () => await connection.newStream(PROTOCOL, { signal: AbortSignal.timeout(5_000), maxOutboundStreams: 1024 }).then(() => 1, () => 0)))
+    const served = opened.reduce((a: number, b: number) => a + b, 0)
+    await expect.poll(() => open, { timeout: 5_000 }).toBe(served)
+    // identify's stream may hold one of the slots for a moment.
+    expect(served).toBeLessThanOrEqual(MAX_INBOUND_STREAMS)
+    expect(served).toBeGreaterThanOrEqual(MAX_INBOUND_STREAMS - 2)
+    expect(connection.status).toBe('open')
   })
 })
 
@@ -311,11 +429,16 @@ describe('floodCooldown', () => {
     expect(cooldown.refuses('peer-b', undefined)).toBe(false)
   })
 
-  it('forgets the oldest punishment past its bound', () => {
-    const cooldown = floodCooldown({ maxKeys: 2, now: () => 0 })
+  it('forgets the punishment that ends first past its bound, peers and hosts apart', () => {
+    let t = 0
+    const cooldown = floodCooldown({ maxKeys: 2, now: () => t })
+    for (let i = 1; i <= HOST_STRIKES; i++) cooldown.punish(`sybil-${i}`, '203.0.113.7')
+    t = 1
     cooldown.punish('p1', undefined)
     cooldown.punish('p2', undefined)
     cooldown.punish('p3', undefined)
     expect(['p1', 'p2', 'p3'].map(p => cooldown.refuses(p, undefined))).toEqual([false, true, true])
+    // Fresh peer ids did not push the host's refusal out.
+    expect(cooldown.refuses(undefined, '203.0.113.7')).toBe(true)
   })
 })
