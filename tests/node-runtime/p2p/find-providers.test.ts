@@ -121,6 +121,22 @@ describe('DHT provider lookup with enough connected providers', () => {
   }, 60_000)
 })
 
+describe('DHT provider lookup with providers found but not connected', () => {
+  // Review 44a L1: counting every provider found as connected passed the test above. A stopped
+  // holder's record (kept by the searcher) is found but not connected, so it must not end the walk.
+  it('walks on past a provider it is not connected to', async () => {
+    const { holder, searcher, cid } = await holderSearcherSilent(87, 9)
+    await holder.stop()
+    await until('the searcher sees the holder gone', () => searcher.node.getConnections(holder.node.peerId).length === 0, 10_000)
+
+    const deadline = AbortSignal.timeout(1_500)
+    const found = await searcher.network.findProviders(cid, { signal: deadline, limit: 24, enoughConnected: 1 })
+    expect(found).toEqual([holder.peerId])
+    // Only the deadline ended it: the silent peer kept the walk open.
+    expect(deadline.aborted).toBe(true)
+  }, 60_000)
+})
+
 /** A holder swarm and one other peer in its DHT routing table, seeds `seed` and `seed + 1`. */
 async function holderAndPeer (seed: number, options: { provideMaxDeferMs?: number } = {}): Promise<{ holder: Swarm, other: Swarm }> {
   const holder = await createSwarm({ seed: seedOf(seed), ...options })
