@@ -230,7 +230,7 @@ describe('limitInboundStreams on a plain libp2p node', () => {
     await expect.poll(() => count(refused, 'connection'), { timeout: 5_000 }).toBe(1)
   })
 
-  it('counts streams a protocol finds wasted: shard streams closed cleanly before any request (the bad-request path, malformed requests' too)', async () => {
+  it('counts streams a protocol finds wasted: shard streams closed cleanly before any request (the bad-request path, malformed ones take it too)', async () => {
     const { server, handled, refused } = await limitedServer({ wastedPerSecond: 0.1, wastedBurst: 10 }, 'shards')
     const peer = await plain()
     const connection = await connect(peer, server)
