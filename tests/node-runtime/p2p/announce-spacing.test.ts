@@ -47,3 +47,40 @@ describe('have announcements while blocks arrive', () => {
     }
   }, 30_000)
 })
+
+describe('have announcements for peers joining a model\'s topic', () => {
+  it('come soon for the first joiner, then within a budget however often peers join (review 44b)', async () => {
+    const holder = await createSwarm({ seed: seedOf(0xb2) })
+    stops.push(async () => { await holder.stop() })
+    const joiner = await createSwarm({ seed: seedOf(0xb3) })
+    stops.push(async () => { await joiner.stop() })
+    const topic = modelTopic('joiners-mlp')
+    const cache = holder.watch(memoryCache({ name: 'joiners' }))
+    holder.register(testManifest({ model: 'joiners-mlp' }), cache)
+    const bytes = new TextEncoder().encode('a held block')
+    await cache.put(await rawCid(bytes), bytes)
+    const sent: number[] = []
+    const publish = holder.node.services.pubsub.publish.bind(holder.node.services.pubsub)
+    vi.spyOn(holder.node.services.pubsub, 'publish').mockImplementation(async (t, data) => {
+      if (t === topic && data !== undefined && decodeGossip(data).type === 'have') sent.push(performance.now())
+      return await publish(t, data)
+    })
+    // The block's own announcement (a second after it came) goes first.
+    await vi.waitFor(() => { expect(sent.length).toBe(1) }, { timeout: 5_000, interval: 50 })
+    await holder.node.dial(joiner.node.getMultiaddrs())
+    await new Promise(resolve => setTimeout(resolve, 1_000))
+    // A peer toggling its subscription every 500 ms for 17 s: unbounded, one announcement every
+    // 5 s (3 or 4 of them); bounded, the first one and at most one more (one each 15 s).
+    const started = performance.now()
+    while (performance.now() - started < 17_000) {
+      joiner.node.services.pubsub.subscribe(topic)
+      await new Promise(resolve => setTimeout(resolve, 250))
+      joiner.node.services.pubsub.unsubscribe(topic)
+      await new Promise(resolve => setTimeout(resolve, 250))
+    }
+    const forJoiners = sent.slice(1)
+    expect(forJoiners.length).toBeGreaterThanOrEqual(1)
+    expect((forJoiners[0] ?? Infinity) - started).toBeLessThan(6_500)
+    expect(forJoiners.length).toBeLessThanOrEqual(2)
+  }, 40_000)
+})
