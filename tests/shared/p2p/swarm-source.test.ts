@@ -459,6 +459,26 @@ describe('swarm source: fail-over and bans', () => {
     expect(s.stats().forcedBecause).toEqual({})
   })
 
+  it('with the origin banned, asks the model\'s peers whose filters it has not seen before the fallback', async () => {
+    const objs = await objects(2)
+    for (const o of objs) store.set(o.cid, o.bytes)
+    const [first, second] = objs
+    if (first === undefined || second === undefined) throw new Error('no objects')
+    const net = fakeNetwork({ peers: { [ORIGIN]: corrupt, runner: holds }, providers: Object.fromEntries(objs.map(o => [o.cid, []])) })
+    net.unhinted = () => ['runner']
+    const fallback = fallbackSource(cid => store.get(cid))
+    const s = source(net, { fallback })
+    // The origin answered (with bad bytes): it is banned, but it was up, so the model's peers are
+    // not asked for this object.
+    expect(await s.get(first.cid, { signal: signal() })).toEqual(first.bytes)
+    expect(askedPeers(net)).toEqual([ORIGIN])
+    expect(fallback.asked).toEqual([first.cid])
+    // Banned now: they are, before the fallback.
+    expect(await s.get(second.cid, { signal: signal() })).toEqual(second.bytes)
+    expect(askedPeers(net)).toEqual([ORIGIN, 'runner'])
+    expect(fallback.asked).toEqual([first.cid])
+  })
+
   it('a caller that gives up does not spoil a shared DHT lookup for the others', async () => {
     const [o] = await objects(1)
     if (o === undefined) throw new Error('no object')
