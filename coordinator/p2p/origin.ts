@@ -75,8 +75,15 @@ const REMEMBERED_OBJECTS = 65_536
 /** Answers under way at once (a quarter of them per peer, half per host at most: serveSlots). */
 const ORIGIN_SERVE_SLOTS = 64
 
+/**
+ * Peers' worth of request rate and stream budget (stream-limit.ts) the peers of one host share
+ * at the origin: every runtime of a fleet asks it about every object of a cold start (most
+ * answers are referrals), and a fleet behind one NAT is one host.
+ */
+export const ORIGIN_HOST_SHARE = 16
+
 export async function createOrigin (options: OriginOptions): Promise<Origin> {
-  const node = await createPeerNode({ seed: options.seed, listen: options.listen })
+  const node = await createPeerNode({ seed: options.seed, listen: options.listen, streamLimit: { hostShare: ORIGIN_HOST_SHARE } })
   const self = node.peerId.toString()
   const superSeed = options.superSeed ?? true
   const counters: Omit<OriginCounters, keyof FloodCounters> = { bytesServed: 0, objectsServed: 0, referrals: 0, forced: 0, badRequests: 0, notFound: 0, damaged: 0, busy: 0, requestsSlowed: 0 }
@@ -89,9 +96,7 @@ export async function createOrigin (options: OriginOptions): Promise<Origin> {
   // what it holds whether or not the DHT says so.
   const providePace = tokenBucket({ bytesPerSecond: ORIGIN_PROVIDES_PER_SECOND, burstBytes: ORIGIN_PROVIDES_PER_SECOND })
   const slots = serveSlots(ORIGIN_SERVE_SLOTS)
-  // Every runtime of a fleet asks the origin about every object of a cold start (most answers
-  // are referrals), and a fleet behind one NAT is one host: its hosts get 16 peers' worth.
-  const rate = requestRate({ perHost: 16 * PEER_REQUESTS_PER_SECOND, hostBurst: 16 * PEER_REQUEST_BURST })
+  const rate = requestRate({ perHost: ORIGIN_HOST_SHARE * PEER_REQUESTS_PER_SECOND, hostBurst: ORIGIN_HOST_SHARE * PEER_REQUEST_BURST })
   const topics = new Set<string>()
 
   /**

@@ -3,7 +3,7 @@
  * holding many answers open meets the per-peer bound, and only a peer that got a whole object, or
  * is being sent it, is ever named in a referral. Real libp2p nodes over loopback TCP.
  */
-import { describe, it, expect, beforeAll, afterAll } from 'vitest'
+import { describe, it, expect, beforeAll, afterAll, vi } from 'vitest'
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
@@ -14,7 +14,7 @@ import { tcp } from '@libp2p/tcp'
 import { multiaddr } from '@multiformats/multiaddr'
 import { createLibp2p } from 'libp2p'
 import { encode as varint } from 'uint8-varint'
-import { createOrigin, type Origin } from '../../coordinator/p2p/origin.ts'
+import { createOrigin, ORIGIN_PROVIDES_PER_SECOND, type Origin } from '../../coordinator/p2p/origin.ts'
 import { answerAdmission } from '../../coordinator/answers.ts'
 import { blockFiles } from '../../coordinator/store/block-files.ts'
 import { rawCid } from '../../shared/crypto/cid.ts'
@@ -126,5 +126,22 @@ describe('coordinator origin', () => {
     expect(o.node.getPeers().map(String)).toContain(holder.peerId.toString())
     const answer = await answerTo(await peer(), addr, cids[0] as string)
     expect(answer.status === 'elsewhere' ? answer.peers.map(p => p.id) : answer.status).toEqual([referred.peerId.toString()])
+  })
+
+  it('sends its DHT provide records at ORIGIN_PROVIDES_PER_SECOND at most, after a burst of as many', async () => {
+    const { origin: o } = await origin(64 << 20)
+    const at: number[] = []
+    vi.spyOn(o.node.contentRouting, 'provide').mockImplementation(async () => { at.push(performance.now()) })
+    const count = 2 * ORIGIN_PROVIDES_PER_SECOND + 20
+    const many = await Promise.all(Array.from({ length: count }, async (_, i) => (await rawCid(new TextEncoder().encode(`provided ${i}`))).toString()))
+    const started = performance.now()
+    o.provide(many)
+    await expect.poll(() => at.length, { timeout: 10_000 }).toBe(count)
+    // The burst goes at once; the rest at the rate (unpaced, all of them took a few ms).
+    const afterBurst = (count - ORIGIN_PROVIDES_PER_SECOND) / ORIGIN_PROVIDES_PER_SECOND * 1000
+    expect((at.at(-1) ?? 0) - started).toBeGreaterThanOrEqual(afterBurst - 20)
+    for (let i = ORIGIN_PROVIDES_PER_SECOND; i < count; i++) {
+      expect((at[i] ?? 0) - started).toBeGreaterThanOrEqual((i + 1 - ORIGIN_PROVIDES_PER_SECOND) * 1000 / ORIGIN_PROVIDES_PER_SECOND - 20)
+    }
   })
 })
