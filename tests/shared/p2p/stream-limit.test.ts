@@ -11,7 +11,7 @@ import { yamux } from '@chainsafe/libp2p-yamux'
 import type { Connection, Libp2p } from '@libp2p/interface'
 import { tcp } from '@libp2p/tcp'
 import { createLibp2p } from 'libp2p'
-import { createPeerNode, floodCounters, MAX_INBOUND_STREAMS, type PeerNode } from '../../../node-runtime/p2p/peer-node.ts'
+import { createPeerNode, floodCounters, MAX_INBOUND_STREAMS, type PeerNode, type PeerNodeOptions } from '../../../node-runtime/p2p/peer-node.ts'
 import { InvalidInputError } from '../../../shared/errors/errors.ts'
 import { requestShard, serveShardStream } from '../../../shared/p2p/shard-protocol.ts'
 import { floodCooldown, HOST_STRIKES, limitInboundStreams, type StreamLimitOptions } from '../../../shared/p2p/stream-limit.ts'
@@ -329,24 +329,30 @@ describe('createPeerNode and a host whose peers flood', () => {
   })
 })
 
+/** A createPeerNode server whose handler holds every stream until its connection goes; counts them. */
+async function holdingServer (n: number, streamLimit?: PeerNodeOptions['streamLimit']): Promise<{ server: PeerNode, open: () => number }> {
+  const server: PeerNode = await createPeerNode({ seed: seed(n), streamLimit })
+  nodes.push(server)
+  let open = 0
+  await server.handle(PROTOCOL, async stream => {
+    open++
+    try {
+      for await (const _ of stream) { /* held until the connection goes */ }
+    } catch {}
+  }, { maxInboundStreams: 1024 })
+  return { server, open: () => open }
+}
+
 describe('createPeerNode and a peer going away', () => {
   it('does not count the streams a closing connection ends as the peer\'s waste', async () => {
-    const server: PeerNode = await createPeerNode({ seed: seed(205), streamLimit: { wastedPerSecond: 0.1, wastedBurst: 10 } })
-    nodes.push(server)
-    let open = 0
-    await server.handle(PROTOCOL, async stream => {
-      open++
-      try {
-        for await (const _ of stream) { /* held until the connection goes */ }
-      } catch {}
-    }, { maxInboundStreams: 1024 })
+    const { server, open } = await holdingServer(205, { wastedPerSecond: 0.1, wastedBurst: 10 })
     const peer: PeerNode = await createPeerNode({ seed: seed(206) })
     nodes.push(peer)
     const connection = await connect(peer, server)
     // 30 streams in flight (a loading runtime's requests), three times the wasted budget...
     const streams = await Promise.all(Array.from({ length: 30 }, async () => await connection.newStream(PROTOCOL, { signal: AbortSignal.timeout(5_000), maxOutboundStreams: 1024 })))
     expect(streams.length).toBe(30)
-    await expect.poll(() => open, { timeout: 5_000 }).toBe(30)
+    await expect.poll(open, { timeout: 5_000 }).toBe(30)
     // ...ended by the peer stopping: its connections close and take them along.
     await peer.stop()
     await expect.poll(() => server.getConnections(peer.peerId).length, { timeout: 5_000 }).toBe(0)
@@ -361,22 +367,14 @@ describe('createPeerNode and a peer going away', () => {
 
 describe('createPeerNode and streams held open', () => {
   it('holds at most MAX_INBOUND_STREAMS of a connection\'s streams open at once (yamux resets the rest)', async () => {
-    const server: PeerNode = await createPeerNode({ seed: seed(220) })
-    nodes.push(server)
-    let open = 0
-    await server.handle(PROTOCOL, async stream => {
-      open++
-      try {
-        for await (const _ of stream) { /* held until the connection goes */ }
-      } catch {}
-    }, { maxInboundStreams: 1024 })
+    const { server, open } = await holdingServer(220)
     const peer: PeerNode = await createPeerNode({ seed: seed(221) })
     nodes.push(peer)
     const connection = await connect(peer, server)
     const tries = MAX_INBOUND_STREAMS + 40
     const opened = await Promise.all(Array.from({ length: tries }, async () => await connection.newStream(PROTOCOL, { signal: AbortSignal.timeout(5_000), maxOutboundStreams: 1024 }).then(() => 1, () => 0)))
     const served = opened.reduce((a: number, b: number) => a + b, 0)
-    await expect.poll(() => open, { timeout: 5_000 }).toBe(served)
+    await expect.poll(open, { timeout: 5_000 }).toBe(served)
     // identify's stream may hold one of the slots for a moment.
     expect(served).toBeLessThanOrEqual(MAX_INBOUND_STREAMS)
     expect(served).toBeGreaterThanOrEqual(MAX_INBOUND_STREAMS - 2)
