@@ -25,7 +25,7 @@ import { multiaddr, type Multiaddr } from '@multiformats/multiaddr'
 import { InvalidInputError } from '../../shared/errors/errors.ts'
 import { DHT_PROTOCOL, GOSSIP_MAX_MESSAGE_BYTES } from '../../shared/p2p/gossip.ts'
 import { hostGroup } from '../../shared/p2p/host-group.ts'
-import { floodCooldown, limitInboundStreams, StreamFloodError, type FloodCooldown, type FloodCounters, type StreamLimitOptions } from '../../shared/p2p/stream-limit.ts'
+import { FloodCooldownError, floodCooldown, limitInboundStreams, StreamFloodError, type FloodCooldown, type FloodCounters, type StreamLimitOptions } from '../../shared/p2p/stream-limit.ts'
 import { ProviderBoundedDatastore } from './provider-store.ts'
 
 export interface PeerNodeOptions {
@@ -162,11 +162,11 @@ export async function createPeerNode (options: PeerNodeOptions): Promise<PeerNod
     // A peer (and its host) that flooded this node with streams is refused for a while: by host
     // before the Noise handshake, by peer id right after it (stream-limit.ts). The dialler may
     // see its connection open for a moment: Noise's initiator is done before the responder.
+    // Nor does this node dial them (a DHT walk or identify would otherwise reconnect them).
     connectionGater: {
-      denyDialMultiaddr: (ma: Multiaddr) => !dialable(ma),
+      denyDialMultiaddr: (ma: Multiaddr) => !dialable(ma) || flood.cooling(undefined, hostOf(ma)),
       denyInboundConnection: maConn => flood.refuses(undefined, hostOf(maConn.remoteAddr)),
       denyInboundEncryptedConnection: peer => flood.refuses(peer.toString(), undefined),
-      // Nor does this node dial it (a DHT walk or identify would otherwise reconnect it).
       denyDialPeer: peer => flood.cooling(peer.toString())
     },
     datastore: new ProviderBoundedDatastore(peerIdFromPublicKey(privateKey.publicKey).toString()),
@@ -211,9 +211,11 @@ export async function createPeerNode (options: PeerNodeOptions): Promise<PeerNod
       const host = hostOf(connection.remoteAddr)
       const { hostRefused } = flood.punish(peer.toString(), host)
       // Its other connections go too (one this node dialled, a second one it opened), and once its
-      // host is refused, every connection from that host.
+      // host is refused, every connection from that host; not as floods of their own, so that a
+      // NAT-mate's id is not refused with its host (review 45a).
       const others = hostRefused ? node.getConnections().filter(c => hostOf(c.remoteAddr) === host) : node.getConnections(peer)
-      for (const other of others) other.abort(event.error)
+      const reason = new FloodCooldownError(`connection closed: ${hostRefused ? 'its host' : 'its peer'} is refused for a while after a stream flood`)
+      for (const other of others) other.abort(reason)
     }, { once: true })
   })
   floods.set(node, flood)

@@ -17,10 +17,12 @@
  * once): a stream past it is reset before libp2p negotiates it, and counts as wasted, which also
  * bounds a peer that opens streams and closes them cleanly without asking anything.
  *
- * Each budget is drawn on by the connection, by all the connections of its peer together and by
- * all those of its host together (a host's budget is HOST_SHARE peers'): per connection alone,
+ * Each budget is drawn on by the connection and by all the connections of its peer together, and
+ * the host's (HOST_SHARE peers' worth) by all the connections of its host: per connection alone,
  * eight connections of one peer or of fresh ids from one host each got the whole budget (review
- * 44a M1: eight used 120 streams a second each, ~0.45 core, nothing refused).
+ * 44a M1). A host past its budget is held back, not cut: its streams are refused, without
+ * counting against its peers, until the budget refills, since one host may be many honest peers.
+ * Cuts, and the host refusals they add up to, come from a peer's own budget only.
  *
  * Closing a connection alone would not do: a peer that dials again, with a fresh id if need be,
  * gets fresh buckets (measured: 100 reconnections in 10 s, 25,500 streams, the server at 0.8
@@ -39,6 +41,14 @@ export class StreamFloodError extends UnavailableError {
   override readonly name = 'StreamFloodError'
 }
 
+/**
+ * A connection closed because its peer, or its host, was refused after a flood on another
+ * connection: not itself a flood (its close punishes no one again).
+ */
+export class FloodCooldownError extends UnavailableError {
+  override readonly name = 'FloodCooldownError'
+}
+
 /** Default streams a second one connection may open, and at once after an idle spell. */
 export const STREAMS_PER_SECOND = 512
 export const STREAM_BURST = 4096
@@ -46,8 +56,8 @@ export const STREAM_BURST = 4096
 export const WASTED_PER_SECOND = 32
 export const WASTED_BURST = 256
 /**
- * How many peers' budgets all the peers of one host share: a few honest peers behind one NAT
- * each get a peer's budget, fresh ids (free to make) from one host do not multiply it.
+ * How many peers' budgets all the peers of one host share: fresh ids (free to make) from one
+ * host do not multiply a peer's budget; past it, the host's streams are held back, not cut.
  */
 export const HOST_SHARE = 4
 
@@ -101,7 +111,16 @@ interface SharedBudget extends Budget {
   full: () => boolean
 }
 
-/** Each limited stream's way to charge its connection's budgets with it as wasted. */
+/**
+ * What a connection's streams draw on: its own budget and its peer's, which close the
+ * connection when wasted past, and its host's, which only holds the host's streams back.
+ */
+interface Budgets {
+  own: Budget[]
+  host?: Budget
+}
+
+/** Each admitted stream's way to charge its connection's budgets with it as wasted, once. */
 const chargers = new WeakMap<Stream, () => void>()
 
 /**
@@ -109,7 +128,7 @@ const chargers = new WeakMap<Stream, () => void>()
  * shard stream closed before its first request, or with a malformed one): such streams cost
  * their server as much as the honest ones, and end cleanly (review 44a M1: 8 fresh ids from one
  * host opening and closing 120 such streams a second each kept a server at 0.7 core). A stream
- * the limit did not admit, or one not limited at all, is left alone.
+ * is charged once, whichever way; one the limit did not admit, or one not limited, is left alone.
  */
 export function wastedStream (stream: Stream): void {
   const charge = chargers.get(stream)
@@ -117,7 +136,7 @@ export function wastedStream (stream: Stream): void {
   charge?.()
 }
 
-/** Shared budgets a node keeps at most; unused ones go first. */
+/** Shared budgets a node keeps at most; unused ones go first, refilled ones before the others. */
 const MAX_SHARED_BUDGETS = 4096
 
 /** Wraps a stream muxer factory (e.g. `yamux()`) so every connection it multiplexes is limited. */
@@ -144,10 +163,11 @@ export function limitInboundStreams<C, M extends StreamMuxer> (
     const factory = muxer(components)
     // Per node: the budgets peers and hosts share, and the budgets each muxer draws on.
     const shared = new Map<string, SharedBudget>()
-    const budgetsOf = new WeakMap<StreamMuxer, Budget[]>()
+    const budgetsOf = new WeakMap<StreamMuxer, Budgets>()
     const sharedBudget = (key: string, scale: number): SharedBudget => {
       let found = shared.get(key)
       if (found !== undefined) return found
+      if (shared.size >= MAX_SHARED_BUDGETS) for (const [k, b] of shared) if (b.users === 0 && b.full()) shared.delete(k)
       if (shared.size >= MAX_SHARED_BUDGETS) for (const [k, b] of shared) if (b.users === 0) shared.delete(k)
       found = budget(scale)
       // Every kept budget in use: the newcomer's is its own (not kept).
@@ -157,18 +177,22 @@ export function limitInboundStreams<C, M extends StreamMuxer> (
     // libp2p announces a connection synchronously once its muxer is made, before the muxer hands
     // out any stream (early ones wait for a microtask, @libp2p/utils AbstractStreamMuxer).
     const join = (connection: Connection): void => {
+      // Already closed (libp2p may announce one so): it would never say so again.
+      if (connection.status !== 'open') return
       // libp2p's Connection keeps its muxer in a public field its interface does not name.
       const multiplexer = (connection as unknown as { muxer?: StreamMuxer }).muxer
       const budgets = multiplexer === undefined ? undefined : budgetsOf.get(multiplexer)
       if (budgets === undefined) return
+      const peerKey = `peer ${connection.remotePeer.toString()}`
+      const peer = sharedBudget(peerKey, 1)
+      budgets.own.push(peer)
+      const joined: Array<[string, SharedBudget]> = [[peerKey, peer]]
       const host = hostOf(connection.remoteAddr)
-      const keys: Array<[string, number]> = [[`peer ${connection.remotePeer.toString()}`, 1]]
-      if (host !== undefined) keys.push([`host ${host}`, hostShare])
-      const joined = keys.map(([key, scale]) => [key, sharedBudget(key, scale)] as const)
-      for (const [, b] of joined) {
-        b.users++
-        budgets.push(b)
+      if (host !== undefined) {
+        budgets.host = sharedBudget(`host ${host}`, hostShare)
+        joined.push([`host ${host}`, budgets.host as SharedBudget])
       }
+      for (const [, b] of joined) b.users++
       connection.addEventListener('close', () => {
         for (const [key, b] of joined) {
           b.users--
@@ -183,37 +207,56 @@ export function limitInboundStreams<C, M extends StreamMuxer> (
       protocol: factory.protocol,
       createStreamMuxer (connection) {
         const multiplexer = factory.createStreamMuxer(connection)
-        const budgets: Budget[] = [budget(1)]
+        const budgets: Budgets = { own: [budget(1)] }
         budgetsOf.set(multiplexer, budgets)
         const open = (): boolean => multiplexer.status === 'open' && connection.status === 'open'
-        const admit = (): boolean => {
-          if (budgets.some(b => b.admit.available() < 1)) return false
-          for (const b of budgets) b.admit.spend(1)
-          return true
+        /**
+         * 'peer' when the connection or its peer opens streams past their rate, 'host' when the
+         * host's peers together do or have wasted their budget (no token is taken then).
+         */
+        const admit = (): 'ok' | 'peer' | 'host' => {
+          if (budgets.own.some(b => b.admit.available() < 1)) return 'peer'
+          for (const b of budgets.own) b.admit.spend(1)
+          const host = budgets.host
+          if (host === undefined) return 'ok'
+          if (host.admit.available() < 1 || host.forgive.available() < 1) return 'host'
+          host.admit.spend(1)
+          return 'ok'
         }
         const wasted = (): void => {
           // Streams that end because the connection does (a peer going away) are not its doing.
           if (!open()) return
           options.onRefused?.('wasted')
+          if (budgets.host !== undefined && budgets.host.forgive.available() >= 1) budgets.host.forgive.spend(1)
           let spent = false
-          for (const b of budgets) {
+          for (const b of budgets.own) {
             if (b.forgive.available() < 1) spent = true
             else b.forgive.spend(1)
           }
           if (!spent) return
           // The muxer's abort leaves the socket (and libp2p's connection record) open; the
           // encrypted stream beneath it closes both.
-          const err = new StreamFloodError(`connection closed: the peer (or others from its host) kept wasting streams (more than ${wastedPerSecond} a second reset by it or refused here)`)
+          const err = new StreamFloodError(`connection closed: the peer kept wasting streams (more than ${wastedPerSecond} a second reset by it or refused here)`)
           multiplexer.abort(err)
           connection.abort(err)
           options.onRefused?.('connection')
         }
         const guard = (event: CustomEvent<Stream>): void => {
           const stream = event.detail
-          if (!admit()) {
-            stream.abort(new BusyError(`this peer (or its host) opens streams faster than ${perSecond} a second`, Math.ceil(1000 / perSecond)))
+          const admitted = admit()
+          if (admitted !== 'ok') {
             options.onRefused?.('stream')
-            wasted()
+            // Past its own rate, a refused stream is the peer's waste. Held back with its host,
+            // it is not: one host's budget is many honest peers' (a fleet behind one NAT whose
+            // loads all cancel their requests at once), and a host that wastes streams is slowed
+            // until its budget refills rather than cut (review 45a: 40 runtimes behind one NAT,
+            // 32 resets each, were all cut and their host refused).
+            if (admitted === 'peer') {
+              stream.abort(new BusyError(`this peer opens streams faster than ${perSecond} a second`, Math.ceil(1000 / perSecond)))
+              wasted()
+            } else {
+              stream.abort(new BusyError(`this peer's host opens or wastes streams faster than ${hostShare} peers may`, Math.ceil(1000 / wastedPerSecond)))
+            }
             return
           }
           chargers.set(stream, wasted)
@@ -221,7 +264,7 @@ export function limitInboundStreams<C, M extends StreamMuxer> (
           // an UnexpectedEOFError when the asker closes it (a clean end), 190 a second per runtime
           // during an origin's provides.
           stream.addEventListener('close', (closed) => {
-            if (closed.error !== undefined && !closed.local && !resetsAllowed.has(stream.protocol)) wasted()
+            if (closed.error !== undefined && !closed.local && !resetsAllowed.has(stream.protocol)) wastedStream(stream)
           }, { once: true })
         }
         // The guard must run before libp2p's own 'stream' listener (so a refused stream is never
@@ -255,7 +298,7 @@ export const FLOOD_COOLDOWN_MS = 60_000
 export const HOST_STRIKES = 3
 
 export interface FloodCounters {
-  /** Streams reset because their connection opened streams past its rate. */
+  /** Streams reset before negotiation: past their peer's open rate, or held back with their host. */
   streamsRefused: number
   /** Inbound streams wasted: refused, or reset by the peer. */
   streamsWasted: number
@@ -273,8 +316,8 @@ export interface FloodCooldown {
   punish: (peer: string, host: string | undefined) => { hostRefused: boolean }
   /** True while `peer` or `host` is cooling down (counted as a refused connection). */
   refuses: (peer: string | undefined, host: string | undefined) => boolean
-  /** True while `peer` is cooling down (not counted: for this node's own dials). */
-  cooling: (peer: string) => boolean
+  /** True while `peer` or `host` is cooling down (not counted: for this node's own dials). */
+  cooling: (peer: string | undefined, host?: string) => boolean
   /** Pass to limitInboundStreams' `onRefused`. */
   onRefused: (what: 'stream' | 'wasted' | 'connection') => void
   counters: () => FloodCounters
@@ -332,7 +375,7 @@ export function floodCooldown (options: FloodCooldownOptions = {}): FloodCooldow
       if (refused) counters.connectionsRefused++
       return refused
     },
-    cooling: (peer) => cooling(peers, peer),
+    cooling: (peer, host) => cooling(peers, peer) || cooling(hosts, host),
     onRefused (what) {
       if (what === 'stream') counters.streamsRefused++
       else if (what === 'wasted') counters.streamsWasted++
