@@ -30,7 +30,7 @@ import { requestRate } from '../../shared/p2p/request-rate.ts'
 import { shardClient } from '../../shared/p2p/shard-client.ts'
 import { DEFAULT_BUSY_RETRY_MS, serveShardStream, serveSlots, SHARD_PROTOCOL, type ShardAnswer, type ShardRequest } from '../../shared/p2p/shard-protocol.ts'
 import type { SwarmNetwork } from '../../shared/p2p/swarm-source.ts'
-import { tokenCount, uploadCap } from '../../shared/p2p/token-bucket.ts'
+import { uploadCap } from '../../shared/p2p/token-bucket.ts'
 import { untilAborted } from '../../shared/load/deadline.ts'
 import { createPeerNode, floodCounters, hostOfPeer, type PeerNode } from './peer-node.ts'
 import type { FloodCounters } from '../../shared/p2p/stream-limit.ts'
@@ -136,11 +136,11 @@ const ANNOUNCE_MIN_GAP_MS = 5_000
 /** An unchanged filter is repeated this often, for peers that joined since. */
 const ANNOUNCE_REPEAT_MS = 30_000
 /**
- * Announcements a peer joining a model's topic may bring about: one at once, then one every 15 s
- * on average. Without a bound, peers joining (or one toggling its subscription) made holders
- * announce every 5 s instead of every 30 s (review 44b); past it joiners wait for the repeat.
+ * Least time between two announcements peers joining a model's topic bring about. Without it,
+ * peers joining (or one toggling its subscription) made holders announce every 5 s instead of
+ * every 30 s (review 44b); with it a joiner waits 15 s at most, not until the repeat (45a).
  */
-const JOINER_ANNOUNCES_PER_SECOND = 1 / 15
+const JOINER_ANNOUNCE_GAP_MS = 15_000
 /** Known peers are saved, and the repeat considered, this often. */
 const HEARTBEAT_MS = 10_000
 /** Bytes of encoded parity shards kept to answer repeated requests without encoding again. */
@@ -322,9 +322,11 @@ export async function createSwarm (options: SwarmOptions): Promise<Swarm> {
     const message = encodeGossip({ type: 'have', filter: filter.encode(), blocks: held.size })
     for (const topic of topics) await node.services.pubsub.publish(topic, message).catch(() => {})
   }
-  const announceSoon = (): void => {
+  /** Announces after the debounce and the gap since the last one, and not before `notBefore`. */
+  const announceSoon = (notBefore = 0): void => {
     if (announceTimer !== undefined || stopped) return
-    announceTimer = setTimeout(() => { void announceNow() }, Math.max(ANNOUNCE_DEBOUNCE_MS, lastAnnounced + ANNOUNCE_MIN_GAP_MS - Date.now()))
+    const now = Date.now()
+    announceTimer = setTimeout(() => { void announceNow() }, Math.max(ANNOUNCE_DEBOUNCE_MS, lastAnnounced + ANNOUNCE_MIN_GAP_MS - now, notBefore - now))
   }
   /** The parity shards of blocks asked for lately, by block CID (bounded by bytes). */
   const parityShards = new LRUCache<string, Uint8Array[]>({ maxSize: PARITY_CACHE_BYTES, sizeCalculation: shards => Math.max(1, shards.reduce((n, x) => n + x.length, 0)) })
@@ -342,14 +344,15 @@ export async function createSwarm (options: SwarmOptions): Promise<Swarm> {
   // down) has no Bloom filter from anyone until the next repeat, up to 30 s away, and until then
   // only the DHT names holders, whose records go out slowly (1 a second) and outlive stopped
   // peers: a restart then found two stopped providers for a block and no live one (e2e
-  // swarm.test). Holders announce again soon instead (announceSoon keeps its 5 s gap), within
-  // a budget (JOINER_ANNOUNCES_PER_SECOND); joiners the debounce gathers share one announcement.
-  const joinerAnnounces = tokenCount(JOINER_ANNOUNCES_PER_SECOND, 1, () => Date.now())
+  // swarm.test). Holders announce again soon instead (announceSoon keeps its 5 s gap), one
+  // announcement JOINER_ANNOUNCE_GAP_MS after the last a joiner brought about at the earliest;
+  // joiners that come while one is due share it.
+  let joinerAnnounceAt = 0
   node.services.pubsub.addEventListener('subscription-change', (event) => {
     if (held.size === 0 || announceTimer !== undefined || !event.detail.subscriptions.some(s => s.subscribe && topics.has(s.topic))) return
-    if (joinerAnnounces.available() < 1) return
-    joinerAnnounces.spend(1)
-    announceSoon()
+    const at = Math.max(Date.now(), joinerAnnounceAt)
+    joinerAnnounceAt = at + JOINER_ANNOUNCE_GAP_MS
+    announceSoon(at)
   })
   node.services.pubsub.addEventListener('message', event => {
     const message = event.detail

@@ -83,4 +83,35 @@ describe('have announcements for peers joining a model\'s topic', () => {
     expect((forJoiners[0] ?? Infinity) - started).toBeLessThan(6_500)
     expect(forJoiners.length).toBeLessThanOrEqual(2)
   }, 40_000)
+
+  it('come for a joiner that finds the last one just spent within 15 s, not at the 30 s repeat (review 45a)', async () => {
+    const holder = await createSwarm({ seed: seedOf(0xb4) })
+    stops.push(async () => { await holder.stop() })
+    const [first, second] = await Promise.all([createSwarm({ seed: seedOf(0xb5) }), createSwarm({ seed: seedOf(0xb6) })])
+    stops.push(async () => { await first?.stop() }, async () => { await second?.stop() })
+    const topic = modelTopic('second-joiner-mlp')
+    const cache = holder.watch(memoryCache({ name: 'second-joiner' }))
+    holder.register(testManifest({ model: 'second-joiner-mlp' }), cache)
+    const bytes = new TextEncoder().encode('another held block')
+    await cache.put(await rawCid(bytes), bytes)
+    const sent: number[] = []
+    const publish = holder.node.services.pubsub.publish.bind(holder.node.services.pubsub)
+    vi.spyOn(holder.node.services.pubsub, 'publish').mockImplementation(async (t, data) => {
+      if (t === topic && data !== undefined && decodeGossip(data).type === 'have') sent.push(performance.now())
+      return await publish(t, data)
+    })
+    await vi.waitFor(() => { expect(sent.length).toBe(1) }, { timeout: 5_000, interval: 50 })
+    await holder.node.dial(first.node.getMultiaddrs())
+    await holder.node.dial(second.node.getMultiaddrs())
+    await new Promise(resolve => setTimeout(resolve, 500))
+    first.node.services.pubsub.subscribe(topic)
+    await vi.waitFor(() => { expect(sent.length).toBe(2) }, { timeout: 7_000, interval: 50 })
+    // The second joiner comes after the first one's announcement went out.
+    const joined = performance.now()
+    second.node.services.pubsub.subscribe(topic)
+    await vi.waitFor(() => { expect(sent.length).toBe(3) }, { timeout: 17_000, interval: 100 })
+    expect((sent[2] ?? Infinity) - joined).toBeLessThan(15_500)
+    // ...but no sooner than 15 s after the first joiner came (10 s or more after its announcement).
+    expect((sent[2] ?? 0) - (sent[1] ?? 0)).toBeGreaterThanOrEqual(9_000)
+  }, 60_000)
 })
