@@ -30,6 +30,11 @@ import { parseJsonWith } from '../errors/parse-json.ts'
 import type { RequestRate } from './request-rate.ts'
 import { wastedStream } from './stream-limit.ts'
 
+/**
+ * Messages are strict: a change to them takes a new protocol id (nodes of two versions then
+ * agree on one they both offer), so a request with keys this version does not know is a bad
+ * request, and counts against its peer's stream budget (stream-limit.ts) like any other.
+ */
 export const SHARD_PROTOCOL = '/blockfed/shard/2.0.0'
 /** The longest wait a `busy` answer may ask for. */
 const MAX_BUSY_RETRY_MS = 60_000
