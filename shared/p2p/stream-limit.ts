@@ -20,9 +20,9 @@
  * Each budget is drawn on by the connection and by all the connections of its peer together, and
  * the host's (HOST_SHARE peers' worth) by all the connections of its host: per connection alone,
  * eight connections of one peer or of fresh ids from one host each got the whole budget (review
- * 44a M1). A host past its budget is held back, not cut: its streams are refused, without
- * counting against its peers, until the budget refills, since one host may be many honest peers.
- * Cuts, and the host refusals they add up to, come from a peer's own budget only.
+ * 44a M1). A host past its budget is held back, not cut: its streams are refused until the
+ * budget refills, since one host may be many honest peers. Each refusal is its peer's waste, but
+ * cuts, and the host refusals they add up to, come from a peer's own budget running out only.
  *
  * Closing a connection alone would not do: a peer that dials again, with a fresh id if need be,
  * gets fresh buckets (measured: 100 reconnections in 10 s, 25,500 streams, the server at 0.8
@@ -57,7 +57,7 @@ export const WASTED_PER_SECOND = 32
 export const WASTED_BURST = 256
 /**
  * How many peers' budgets all the peers of one host share: fresh ids (free to make) from one
- * host do not multiply a peer's budget; past it, the host's streams are held back, not cut.
+ * host do not multiply a peer's budget; past it, the host's streams are refused, not cut.
  */
 export const HOST_SHARE = 4
 
@@ -245,18 +245,16 @@ export function limitInboundStreams<C, M extends StreamMuxer> (
           const stream = event.detail
           const admitted = admit()
           if (admitted !== 'ok') {
+            stream.abort(admitted === 'peer'
+              ? new BusyError(`this peer opens streams faster than ${perSecond} a second`, Math.ceil(1000 / perSecond))
+              : new BusyError(`this peer's host opens or wastes streams faster than ${hostShare} peers may`, Math.ceil(1000 / wastedPerSecond)))
             options.onRefused?.('stream')
-            // Past its own rate, a refused stream is the peer's waste. Held back with its host,
-            // it is not: one host's budget is many honest peers' (a fleet behind one NAT whose
-            // loads all cancel their requests at once), and a host that wastes streams is slowed
-            // until its budget refills rather than cut (review 45a: 40 runtimes behind one NAT,
-            // 32 resets each, were all cut and their host refused).
-            if (admitted === 'peer') {
-              stream.abort(new BusyError(`this peer opens streams faster than ${perSecond} a second`, Math.ceil(1000 / perSecond)))
-              wasted()
-            } else {
-              stream.abort(new BusyError(`this peer's host opens or wastes streams faster than ${hostShare} peers may`, Math.ceil(1000 / wastedPerSecond)))
-            }
+            // A refused stream is its peer's waste either way, but only the peer's own budget
+            // running out cuts it: one host's budget is many honest peers' (a fleet behind one NAT
+            // whose loads all cancel their requests at once; review 45a: 40 runtimes, 32 resets
+            // each, were all cut and their host refused when the host's budget cut), whereas a
+            // peer of a held-back host that keeps opening streams soon spends its own.
+            wasted()
             return
           }
           chargers.set(stream, wasted)
