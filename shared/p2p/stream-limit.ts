@@ -1,9 +1,10 @@
 /**
- * Streams a peer wastes, on one connection and on all of them. libp2p bounds how many inbound streams are open at
- * once per protocol, not how fast they come and go: a peer that opens a stream and resets it at
- * once never holds one, yet each costs the server multistream-select's exchange, a peer-store
- * write and a handler start (review 43a: ~900 such streams a second from one connection kept a
- * server at ~0.9 core, and request rates, shared/p2p/request-rate.ts, never see them).
+ * Streams a peer wastes, on one connection and on all of them. libp2p bounds how many inbound
+ * streams are open at once per protocol, not how fast they come and go: a peer that opens a
+ * stream and resets it at once never holds one, yet each costs the server multistream-select's
+ * exchange, a peer-store write and a handler start (review 43a: ~900 such streams a second from
+ * one connection kept a server at ~0.9 core, and request rates, shared/p2p/request-rate.ts,
+ * never see them).
  *
  * What sets such a peer apart is not how many streams it opens but how many it wastes: an honest
  * stream carries its exchange and ends cleanly, whereas these are reset by the peer. So each
@@ -212,7 +213,7 @@ export function limitInboundStreams<C, M extends StreamMuxer> (
         const open = (): boolean => multiplexer.status === 'open' && connection.status === 'open'
         /**
          * 'peer' when the connection or its peer opens streams past their rate, 'host' when the
-         * host's peers together do or have wasted their budget (no token is taken then).
+         * host's peers together do or have wasted their budget (the peer's own opens are spent).
          */
         const admit = (): 'ok' | 'peer' | 'host' => {
           if (budgets.own.some(b => b.admit.available() < 1)) return 'peer'
