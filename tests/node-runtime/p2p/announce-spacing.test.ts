@@ -6,7 +6,7 @@
  * The gaps are lower bounds (a timer never fires early), so the test does not depend on load.
  */
 import { describe, it, expect, afterAll, vi } from 'vitest'
-import { createSwarm } from '../../../node-runtime/p2p/swarm.ts'
+import { createSwarm, type Swarm } from '../../../node-runtime/p2p/swarm.ts'
 import { memoryCache } from '../../../shared/cache/memory-lru.ts'
 import { rawCid } from '../../../shared/crypto/cid.ts'
 import { decodeGossip, modelTopic } from '../../../shared/p2p/gossip.ts'
@@ -48,26 +48,36 @@ describe('have announcements while blocks arrive', () => {
   }, 30_000)
 })
 
+/**
+ * A swarm holding one block of `model`, and `joiners` other swarms to dial; resolves once the
+ * block's own announcement (a second after it came) went out, with the times of every `have`
+ * the holder publishes on the model's topic.
+ */
+async function holderAndJoiners (seed: number, model: string, joiners: number): Promise<{ holder: Swarm, others: Swarm[], topic: string, sent: number[] }> {
+  const holder = await createSwarm({ seed: seedOf(seed) })
+  stops.push(async () => { await holder.stop() })
+  const others = await Promise.all(Array.from({ length: joiners }, async (_, i) => await createSwarm({ seed: seedOf(seed + 1 + i) })))
+  for (const other of others) stops.push(async () => { await other.stop() })
+  const topic = modelTopic(model)
+  const cache = holder.watch(memoryCache({ name: model }))
+  holder.register(testManifest({ model }), cache)
+  const bytes = new TextEncoder().encode(`a block of ${model}`)
+  await cache.put(await rawCid(bytes), bytes)
+  const sent: number[] = []
+  const publish = holder.node.services.pubsub.publish.bind(holder.node.services.pubsub)
+  vi.spyOn(holder.node.services.pubsub, 'publish').mockImplementation(async (t, data) => {
+    if (t === topic && data !== undefined && decodeGossip(data).type === 'have') sent.push(performance.now())
+    return await publish(t, data)
+  })
+  await vi.waitFor(() => { expect(sent.length).toBe(1) }, { timeout: 5_000, interval: 50 })
+  for (const other of others) await holder.node.dial(other.node.getMultiaddrs())
+  return { holder, others, topic, sent }
+}
+
 describe('have announcements for peers joining a model\'s topic', () => {
   it('come soon for the first joiner, then within a budget however often peers join (review 44b)', async () => {
-    const holder = await createSwarm({ seed: seedOf(0xb2) })
-    stops.push(async () => { await holder.stop() })
-    const joiner = await createSwarm({ seed: seedOf(0xb3) })
-    stops.push(async () => { await joiner.stop() })
-    const topic = modelTopic('joiners-mlp')
-    const cache = holder.watch(memoryCache({ name: 'joiners' }))
-    holder.register(testManifest({ model: 'joiners-mlp' }), cache)
-    const bytes = new TextEncoder().encode('a held block')
-    await cache.put(await rawCid(bytes), bytes)
-    const sent: number[] = []
-    const publish = holder.node.services.pubsub.publish.bind(holder.node.services.pubsub)
-    vi.spyOn(holder.node.services.pubsub, 'publish').mockImplementation(async (t, data) => {
-      if (t === topic && data !== undefined && decodeGossip(data).type === 'have') sent.push(performance.now())
-      return await publish(t, data)
-    })
-    // The block's own announcement (a second after it came) goes first.
-    await vi.waitFor(() => { expect(sent.length).toBe(1) }, { timeout: 5_000, interval: 50 })
-    await holder.node.dial(joiner.node.getMultiaddrs())
+    const { others: [joiner], topic, sent } = await holderAndJoiners(0xb2, 'joiners-mlp', 1)
+    if (joiner === undefined) throw new Error('no joiner')
     await new Promise(resolve => setTimeout(resolve, 1_000))
     // A peer toggling its subscription every 500 ms for 17 s: unbounded, one announcement every
     // 5 s (3 or 4 of them); bounded, the first one and at most one more (one each 15 s).
@@ -85,24 +95,8 @@ describe('have announcements for peers joining a model\'s topic', () => {
   }, 40_000)
 
   it('come for a joiner that finds the last one just spent within 15 s, not at the 30 s repeat (review 45a)', async () => {
-    const holder = await createSwarm({ seed: seedOf(0xb4) })
-    stops.push(async () => { await holder.stop() })
-    const [first, second] = await Promise.all([createSwarm({ seed: seedOf(0xb5) }), createSwarm({ seed: seedOf(0xb6) })])
-    stops.push(async () => { await first?.stop() }, async () => { await second?.stop() })
-    const topic = modelTopic('second-joiner-mlp')
-    const cache = holder.watch(memoryCache({ name: 'second-joiner' }))
-    holder.register(testManifest({ model: 'second-joiner-mlp' }), cache)
-    const bytes = new TextEncoder().encode('another held block')
-    await cache.put(await rawCid(bytes), bytes)
-    const sent: number[] = []
-    const publish = holder.node.services.pubsub.publish.bind(holder.node.services.pubsub)
-    vi.spyOn(holder.node.services.pubsub, 'publish').mockImplementation(async (t, data) => {
-      if (t === topic && data !== undefined && decodeGossip(data).type === 'have') sent.push(performance.now())
-      return await publish(t, data)
-    })
-    await vi.waitFor(() => { expect(sent.length).toBe(1) }, { timeout: 5_000, interval: 50 })
-    await holder.node.dial(first.node.getMultiaddrs())
-    await holder.node.dial(second.node.getMultiaddrs())
+    const { others: [first, second], topic, sent } = await holderAndJoiners(0xb4, 'second-joiner-mlp', 2)
+    if (first === undefined || second === undefined) throw new Error('no joiners')
     await new Promise(resolve => setTimeout(resolve, 500))
     first.node.services.pubsub.subscribe(topic)
     await vi.waitFor(() => { expect(sent.length).toBe(2) }, { timeout: 7_000, interval: 50 })
