@@ -508,7 +508,7 @@ export async function createSwarm (options: SwarmOptions): Promise<Swarm> {
         return false
       }
     },
-    async findProviders (block, { signal, limit, enoughConnected }) {
+    async findProviders (block, { signal, limit, enoughConnected, usable }) {
       const found: string[] = []
       let connected = 0
       try {
@@ -516,7 +516,7 @@ export async function createSwarm (options: SwarmOptions): Promise<Swarm> {
           const id = provider.id.toString()
           if (id === self || found.includes(id)) continue
           found.push(id)
-          if (node.getConnections(provider.id).length > 0) connected++
+          if (node.getConnections(provider.id).length > 0 && (usable?.(id) ?? true)) connected++
           if (found.length >= limit || (enoughConnected !== undefined && connected >= enoughConnected)) break
         }
       } catch (err) {

@@ -47,10 +47,11 @@ export interface SwarmNetwork {
   unhinted?: () => string[]
   /**
    * Providers of `blockCid` from the DHT, at most `limit`: those found by the time the signal
-   * fires, or by the time `enoughConnected` of them are connected peers (a walk may otherwise
-   * wait on one silent or stopped peer until its deadline).
+   * fires, or by the time `enoughConnected` of them are connected peers that are `usable` (a
+   * walk may otherwise wait on one silent or stopped peer until its deadline; a connected peer
+   * this source has banned or rested would not be asked, so it does not count).
    */
-  findProviders: (blockCid: string, options: { signal: AbortSignal, limit: number, enoughConnected?: number }) => Promise<string[]>
+  findProviders: (blockCid: string, options: { signal: AbortSignal, limit: number, enoughConnected?: number, usable?: (peer: string) => boolean }) => Promise<string[]>
   /**
    * Whether a connection to `peer` is open now. Provider records outlive their providers (a
    * DHT keeps them for hours), a connection does not: connected peers are asked first. Absent:
@@ -247,7 +248,7 @@ export function swarmSource (options: SwarmSourceOptions): SwarmSource {
     // not the first caller's signal: one caller giving up must not leave "no providers" to the rest.
     // More providers than one object's budget: those of stopped peers would otherwise fill it.
     // A full budget of connected providers is all the object can use: the walk ends there.
-    const providers = network.findProviders(block, { signal: AbortSignal.timeout(lookupTimeoutMs), limit: maxPeers * PROVIDER_SURPLUS, enoughConnected: maxPeers })
+    const providers = network.findProviders(block, { signal: AbortSignal.timeout(lookupTimeoutMs), limit: maxPeers * PROVIDER_SURPLUS, enoughConnected: maxPeers, usable: peer => scores.usable(peer) })
       .catch(() => [] as string[])
       .finally(() => { stats.lookupMs += Date.now() - now })
     lookups.set(block, { at: now, providers })

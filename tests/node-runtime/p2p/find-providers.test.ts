@@ -137,6 +137,17 @@ describe('DHT provider lookup with providers found but not connected', () => {
   }, 60_000)
 })
 
+describe('DHT provider lookup with a connected provider the caller would not ask', () => {
+  // Review 44a L1: a peer the swarm source has banned or rested, though connected, is no reason to end the walk.
+  it('walks on past a connected provider that is not usable', async () => {
+    const { holder, searcher, cid } = await holderSearcherSilent(89, 11)
+    const deadline = AbortSignal.timeout(1_500)
+    const found = await searcher.network.findProviders(cid, { signal: deadline, limit: 24, enoughConnected: 1, usable: peer => peer !== holder.peerId })
+    expect(found).toEqual([holder.peerId])
+    expect(deadline.aborted).toBe(true)
+  }, 60_000)
+})
+
 /** A holder swarm and one other peer in its DHT routing table, seeds `seed` and `seed + 1`. */
 async function holderAndPeer (seed: number, options: { provideMaxDeferMs?: number } = {}): Promise<{ holder: Swarm, other: Swarm }> {
   const holder = await createSwarm({ seed: seedOf(seed), ...options })

@@ -345,14 +345,19 @@ describe('swarm source: order of asking', () => {
     if (o === undefined) throw new Error('no object')
     store.set(o.cid, o.bytes)
     const asked: Array<{ limit: number, enoughConnected?: number }> = []
+    let usable: ((peer: string) => boolean) | undefined
     const net = fakeNetwork({
       peers: { live: holds },
-      findProviders: async (_block, { limit, enoughConnected }) => { asked.push({ limit, enoughConnected }); return ['live'] },
+      findProviders: async (_block, options) => { asked.push({ limit: options.limit, enoughConnected: options.enoughConnected }); usable = options.usable; return ['live'] },
       connected: () => true
     })
     const s = swarmSource({ network: net, maxPeersPerObject: 3, requestTimeoutMs: 2_000, lookupTimeoutMs: 500 })
     expect(await s.get(o.cid, { signal: signal() })).toEqual(o.bytes)
     expect(asked).toEqual([{ limit: 12, enoughConnected: 3 }])
+    // Only peers this source would ask count towards the early end (review 44a L1): not a banned one.
+    expect(usable?.('live')).toBe(true)
+    s.scores.record('live', 'corrupt')
+    expect(usable?.('live')).toBe(false)
   })
 
   it('the shards of one block start at different connected holders, never at one that is not connected', async () => {
