@@ -299,13 +299,18 @@ export async function createSwarm (options: SwarmOptions): Promise<Swarm> {
   }, { maxInboundStreams: 256 })
 
   // --- Announcements: the Bloom filter of held blocks, debounced and repeated for late joiners.
+  // Times on the monotonic clock: a wall-clock step must not hold announcements back (review 45b).
   let announceTimer: ReturnType<typeof setTimeout> | undefined
+  /** When the pending timer fires. */
+  let announceDue = Infinity
   let lastAnnounced = -Infinity
   // Called by the debounce timer when it fires, or by the heartbeat when none is pending.
   const announceNow = async (): Promise<void> => {
+    clearTimeout(announceTimer)
     announceTimer = undefined
+    announceDue = Infinity
     if (stopped || topics.size === 0) return
-    lastAnnounced = Date.now()
+    lastAnnounced = performance.now()
     // Evicted blocks leave the filter (a Bloom filter cannot remove, so it is rebuilt).
     const evicted: string[] = []
     for (const cid of [...held]) {
@@ -322,11 +327,19 @@ export async function createSwarm (options: SwarmOptions): Promise<Swarm> {
     const message = encodeGossip({ type: 'have', filter: filter.encode(), blocks: held.size })
     for (const topic of topics) await node.services.pubsub.publish(topic, message).catch(() => {})
   }
-  /** Announces after the debounce and the gap since the last one, and not before `notBefore`. */
+  /**
+   * Announces after the debounce and the gap since the last one, and not before `notBefore`; a
+   * timer already pending is kept unless this one is due sooner (new blocks must not wait for a
+   * joiner's later announcement, review 45b).
+   */
   const announceSoon = (notBefore = 0): void => {
-    if (announceTimer !== undefined || stopped) return
-    const now = Date.now()
-    announceTimer = setTimeout(() => { void announceNow() }, Math.max(ANNOUNCE_DEBOUNCE_MS, lastAnnounced + ANNOUNCE_MIN_GAP_MS - now, notBefore - now))
+    if (stopped) return
+    const now = performance.now()
+    const wait = Math.max(ANNOUNCE_DEBOUNCE_MS, lastAnnounced + ANNOUNCE_MIN_GAP_MS - now, notBefore - now)
+    if (announceTimer !== undefined && announceDue <= now + wait) return
+    clearTimeout(announceTimer)
+    announceDue = now + wait
+    announceTimer = setTimeout(() => { void announceNow() }, wait)
   }
   /** The parity shards of blocks asked for lately, by block CID (bounded by bytes). */
   const parityShards = new LRUCache<string, Uint8Array[]>({ maxSize: PARITY_CACHE_BYTES, sizeCalculation: shards => Math.max(1, shards.reduce((n, x) => n + x.length, 0)) })
@@ -334,7 +347,7 @@ export async function createSwarm (options: SwarmOptions): Promise<Swarm> {
   const servedUs = new Map<string, number>()
   const knownPeers = knownPeersFile(node, options.dir, peer => servedUs.get(peer) ?? 0)
   const heartbeat = setInterval(() => {
-    if (held.size > 0 && announceTimer === undefined && Date.now() - lastAnnounced >= ANNOUNCE_REPEAT_MS) void announceNow()
+    if (held.size > 0 && announceTimer === undefined && performance.now() - lastAnnounced >= ANNOUNCE_REPEAT_MS) void announceNow()
     void knownPeers.write().catch(() => {})
   }, HEARTBEAT_MS)
   heartbeat.unref()
@@ -350,7 +363,7 @@ export async function createSwarm (options: SwarmOptions): Promise<Swarm> {
   let joinerAnnounceAt = 0
   node.services.pubsub.addEventListener('subscription-change', (event) => {
     if (held.size === 0 || announceTimer !== undefined || !event.detail.subscriptions.some(s => s.subscribe && topics.has(s.topic))) return
-    const at = Math.max(Date.now(), joinerAnnounceAt)
+    const at = Math.max(performance.now(), joinerAnnounceAt)
     joinerAnnounceAt = at + JOINER_ANNOUNCE_GAP_MS
     announceSoon(at)
   })

@@ -8,6 +8,7 @@
 import { describe, it, expect, afterAll, vi } from 'vitest'
 import { createSwarm, type Swarm } from '../../../node-runtime/p2p/swarm.ts'
 import { memoryCache } from '../../../shared/cache/memory-lru.ts'
+import type { CacheTier } from '../../../shared/cache/types.ts'
 import { rawCid } from '../../../shared/crypto/cid.ts'
 import { decodeGossip, modelTopic } from '../../../shared/p2p/gossip.ts'
 import { testManifest } from '../../helpers/manifest.ts'
@@ -53,7 +54,7 @@ describe('have announcements while blocks arrive', () => {
  * block's own announcement (a second after it came) went out, with the times of every `have`
  * the holder publishes on the model's topic.
  */
-async function holderAndJoiners (seed: number, model: string, joiners: number): Promise<{ holder: Swarm, others: Swarm[], topic: string, sent: number[] }> {
+async function holderAndJoiners (seed: number, model: string, joiners: number): Promise<{ holder: Swarm, others: Swarm[], topic: string, sent: number[], cache: CacheTier }> {
   const holder = await createSwarm({ seed: seedOf(seed) })
   stops.push(async () => { await holder.stop() })
   const others = await Promise.all(Array.from({ length: joiners }, async (_, i) => await createSwarm({ seed: seedOf(seed + 1 + i) })))
@@ -71,7 +72,7 @@ async function holderAndJoiners (seed: number, model: string, joiners: number): 
   })
   await vi.waitFor(() => { expect(sent.length).toBe(1) }, { timeout: 5_000, interval: 50 })
   for (const other of others) await holder.node.dial(other.node.getMultiaddrs())
-  return { holder, others, topic, sent }
+  return { holder, others, topic, sent, cache }
 }
 
 describe('have announcements for peers joining a model\'s topic', () => {
@@ -98,6 +99,14 @@ describe('have announcements for peers joining a model\'s topic', () => {
     const { others: [first, second], topic, sent } = await holderAndJoiners(0xb4, 'second-joiner-mlp', 2)
     if (first === undefined || second === undefined) throw new Error('no joiners')
     await new Promise(resolve => setTimeout(resolve, 500))
+    // The first joiner toggles its subscription while its announcement is due: the toggles share
+    // that announcement and do not push the next joiner's further out.
+    for (let i = 0; i < 4; i++) {
+      first.node.services.pubsub.subscribe(topic)
+      await new Promise(resolve => setTimeout(resolve, 100))
+      first.node.services.pubsub.unsubscribe(topic)
+      await new Promise(resolve => setTimeout(resolve, 100))
+    }
     first.node.services.pubsub.subscribe(topic)
     await vi.waitFor(() => { expect(sent.length).toBe(2) }, { timeout: 7_000, interval: 50 })
     // The second joiner comes after the first one's announcement went out.
@@ -107,5 +116,22 @@ describe('have announcements for peers joining a model\'s topic', () => {
     expect((sent[2] ?? Infinity) - joined).toBeLessThan(15_500)
     // ...but no sooner than 15 s after the first joiner came (10 s or more after its announcement).
     expect((sent[2] ?? 0) - (sent[1] ?? 0)).toBeGreaterThanOrEqual(9_000)
+  }, 60_000)
+
+  it('do not hold back the announcement new blocks bring while a joiner\'s later one is due (review 45b)', async () => {
+    const { others: [first, second], topic, sent, cache } = await holderAndJoiners(0xb7, 'blocks-and-joiners-mlp', 2)
+    if (first === undefined || second === undefined) throw new Error('no joiners')
+    await new Promise(resolve => setTimeout(resolve, 500))
+    first.node.services.pubsub.subscribe(topic)
+    await vi.waitFor(() => { expect(sent.length).toBe(2) }, { timeout: 7_000, interval: 50 })
+    // The second joiner's announcement is due 15 s after the first joiner's...
+    second.node.services.pubsub.subscribe(topic)
+    await new Promise(resolve => setTimeout(resolve, 500))
+    // ...but blocks that arrive meanwhile go out within the 5 s gap, not with it.
+    const arrived = performance.now()
+    const bytes = new TextEncoder().encode('a block that came later')
+    await cache.put(await rawCid(bytes), bytes)
+    await vi.waitFor(() => { expect(sent.length).toBe(3) }, { timeout: 8_000, interval: 50 })
+    expect((sent[2] ?? Infinity) - arrived).toBeLessThan(5_500)
   }, 60_000)
 })
