@@ -76,14 +76,14 @@ const REMEMBERED_OBJECTS = 65_536
 const ORIGIN_SERVE_SLOTS = 64
 
 /**
- * Peers' worth of request rate and stream budget (stream-limit.ts) the peers of one host share
- * at the origin: every runtime of a fleet asks it about every object of a cold start (most
- * answers are referrals), and a fleet behind one NAT is one host.
+ * Peers' worth of request rate the peers of one host share at the origin: every runtime of a
+ * fleet asks it about every object of a cold start (most answers are referrals), and a fleet
+ * behind one NAT is one host.
  */
 export const ORIGIN_HOST_SHARE = 16
 
 export async function createOrigin (options: OriginOptions): Promise<Origin> {
-  const node = await createPeerNode({ seed: options.seed, listen: options.listen, streamLimit: { hostShare: ORIGIN_HOST_SHARE } })
+  const node = await createPeerNode({ seed: options.seed, listen: options.listen })
   const self = node.peerId.toString()
   const superSeed = options.superSeed ?? true
   const counters: Omit<OriginCounters, keyof FloodCounters> = { bytesServed: 0, objectsServed: 0, referrals: 0, forced: 0, badRequests: 0, notFound: 0, damaged: 0, busy: 0, requestsSlowed: 0 }

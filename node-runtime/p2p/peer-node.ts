@@ -35,11 +35,13 @@ export interface PeerNodeOptions {
   listen?: string[]
   /** Multiaddrs with /p2p/<id> to join through. */
   bootstrap?: string[]
-  /**
-   * How fast a peer may open and waste streams (stream-limit.ts; defaults there). Its `hostOf`
-   * also decides which host a flooding peer's strike goes to (tests: a NAT on loopback).
-   */
+  /** How fast a peer may open and waste streams (stream-limit.ts; defaults there). */
   streamLimit?: Omit<StreamLimitOptions, 'onRefused'>
+  /**
+   * The host a remote address is at, for the flood cooldown's host strikes and refusals.
+   * Default hostGroup (loopback has none; tests give one to play a NAT on loopback).
+   */
+  hostOf?: (remoteAddr: Multiaddr) => string | undefined
   /** How long a peer, and its host, that flooded this node with streams are refused. Default FLOOD_COOLDOWN_MS. */
   floodCooldownMs?: number
 }
@@ -153,7 +155,7 @@ export async function createPeerNode (options: PeerNodeOptions): Promise<PeerNod
   checkBootstrap(bootstrapList, 'bootstrap')
   const privateKey = await generateKeyPairFromSeed('Ed25519', options.seed)
   const flood = floodCooldown({ cooldownMs: options.floodCooldownMs })
-  const hostOf = options.streamLimit?.hostOf ?? hostGroup
+  const hostOf = options.hostOf ?? hostGroup
   const node = await createLibp2p({
     privateKey,
     // Addresses reach this node from peers (identify, referrals, DHT records): only TCP or
@@ -177,7 +179,7 @@ export async function createPeerNode (options: PeerNodeOptions): Promise<PeerNod
     // has finished upgrading the connection; yamux aborts the whole connection past 10 such
     // "early" streams (MaxEarlyStreamsError), which under load cut runtimes off the origin.
     // The bound stays finite: inbound streams are limited per protocol anyway.
-    // Streams come at a bounded rate per connection, peer and host, whatever their protocol
+    // Streams come at a bounded rate per connection and peer, whatever their protocol
     // (stream-limit.ts).
     streamMuxers: [limitInboundStreams(yamux({ maxEarlyStreams: MAX_EARLY_STREAMS, maxInboundStreams: MAX_INBOUND_STREAMS }), { resetsAllowed: [DHT_PROTOCOL], ...options.streamLimit, onRefused: flood.onRefused })],
     peerDiscovery: bootstrapList.length > 0 ? [bootstrap({ list: bootstrapList, timeout: 100 })] : [],

@@ -18,12 +18,12 @@
  * once): a stream past it is reset before libp2p negotiates it, and counts as wasted, which also
  * bounds a peer that opens streams and closes them cleanly without asking anything.
  *
- * Each budget is drawn on by the connection and by all the connections of its peer together, and
- * the host's (HOST_SHARE peers' worth) by all the connections of its host: per connection alone,
- * eight connections of one peer or of fresh ids from one host each got the whole budget (review
- * 44a M1). A host past its budget is held back, not cut: its streams are refused until the
- * budget refills, since one host may be many honest peers. Each refusal is its peer's waste, but
- * cuts, and the host refusals they add up to, come from a peer's own budget running out only.
+ * Each budget is drawn on by the connection and by all the connections of its peer together:
+ * per connection alone, several connections of one peer each got the whole budget (review 44a
+ * M1). A budget shared by a host's peers was tried and taken back (review 45a, 45b): cutting on
+ * it cut whole honest fleets behind one NAT; holding the host back instead either let fresh ids
+ * under their own budgets through or charged honest NAT-mates for an attacker's streams. Fresh
+ * ids from one host meet the host strikes below instead.
  *
  * Closing a connection alone would not do: a peer that dials again, with a fresh id if need be,
  * gets fresh buckets (measured: 100 reconnections in 10 s, 25,500 streams, the server at 0.8
@@ -32,9 +32,7 @@
  * handshake where it can.
  */
 import type { Connection, Libp2pEvents, Stream, StreamMuxer, StreamMuxerFactory, TypedEventTarget } from '@libp2p/interface'
-import type { Multiaddr } from '@multiformats/multiaddr'
 import { BusyError, InvalidInputError, UnavailableError } from '../errors/errors.ts'
-import { hostGroup } from './host-group.ts'
 import { tokenCount, type TokenCount } from './token-bucket.ts'
 
 /** A connection closed because its peer kept wasting streams. */
@@ -56,11 +54,6 @@ export const STREAM_BURST = 4096
 /** Default streams a second a connection may waste (refused, or reset by its peer), and at once. */
 export const WASTED_PER_SECOND = 32
 export const WASTED_BURST = 256
-/**
- * How many peers' budgets all the peers of one host share: fresh ids (free to make) from one
- * host do not multiply a peer's budget; past it, the host's streams are refused, not cut.
- */
-export const HOST_SHARE = 4
 
 export interface StreamLimitOptions {
   /** Streams a second a connection's peer may open (on one connection, and on all together). Default STREAMS_PER_SECOND. */
@@ -83,13 +76,6 @@ export interface StreamLimitOptions {
    * these protocols is still bounded by the open rate.
    */
   resetsAllowed?: readonly string[]
-  /**
-   * The host a remote address is at, whose peers share `hostShare` times a peer's budgets.
-   * Default hostGroup (host-group.ts; loopback has none).
-   */
-  hostOf?: (remoteAddr: Multiaddr) => string | undefined
-  /** Default HOST_SHARE. */
-  hostShare?: number
   /** Called for each stream refused, each stream wasted and each connection closed here (metrics). */
   onRefused?: (what: 'stream' | 'wasted' | 'connection') => void
   now?: () => number
@@ -106,19 +92,10 @@ interface Budget {
   forgive: TokenCount
 }
 
-/** A budget that connections share (a peer's, a host's), with how many draw on it now. */
+/** A budget that connections share (a peer's), with how many draw on it now. */
 interface SharedBudget extends Budget {
   users: number
   full: () => boolean
-}
-
-/**
- * What a connection's streams draw on: its own budget and its peer's, which close the
- * connection when wasted past, and its host's, which only holds the host's streams back.
- */
-interface Budgets {
-  own: Budget[]
-  host?: Budget
 }
 
 /** Each admitted stream's way to charge its connection's budgets with it as wasted, once. */
@@ -137,7 +114,7 @@ export function wastedStream (stream: Stream): void {
   charge?.()
 }
 
-/** Shared budgets a node keeps at most; unused ones go first, refilled ones before the others. */
+/** Peers' budgets a node keeps at most; unused ones go first, refilled ones before the others. */
 const MAX_SHARED_BUDGETS = 4096
 
 /** Wraps a stream muxer factory (e.g. `yamux()`) so every connection it multiplexes is limited. */
@@ -149,28 +126,26 @@ export function limitInboundStreams<C, M extends StreamMuxer> (
   const burst = positive(options.burst ?? STREAM_BURST, 'burst')
   const wastedPerSecond = positive(options.wastedPerSecond ?? WASTED_PER_SECOND, 'wastedPerSecond')
   const wastedBurst = positive(options.wastedBurst ?? WASTED_BURST, 'wastedBurst')
-  const hostShare = positive(options.hostShare ?? HOST_SHARE, 'hostShare')
-  const hostOf = options.hostOf ?? hostGroup
   const now = options.now ?? (() => performance.now())
   const resetsAllowed = new Set(options.resetsAllowed ?? [])
 
-  const budget = (scale: number): SharedBudget => {
-    const admit = tokenCount(perSecond * scale, burst * scale, now)
-    const forgive = tokenCount(wastedPerSecond * scale, wastedBurst * scale, now)
-    return { admit, forgive, users: 0, full: () => admit.available() >= burst * scale && forgive.available() >= wastedBurst * scale }
+  const budget = (): SharedBudget => {
+    const admit = tokenCount(perSecond, burst, now)
+    const forgive = tokenCount(wastedPerSecond, wastedBurst, now)
+    return { admit, forgive, users: 0, full: () => admit.available() >= burst && forgive.available() >= wastedBurst }
   }
 
   return (components) => {
     const factory = muxer(components)
-    // Per node: the budgets peers and hosts share, and the budgets each muxer draws on.
+    // Per node: the budgets peers share, and the budgets each muxer draws on (its own, its peer's).
     const shared = new Map<string, SharedBudget>()
-    const budgetsOf = new WeakMap<StreamMuxer, Budgets>()
-    const sharedBudget = (key: string, scale: number): SharedBudget => {
+    const budgetsOf = new WeakMap<StreamMuxer, Budget[]>()
+    const sharedBudget = (key: string): SharedBudget => {
       let found = shared.get(key)
       if (found !== undefined) return found
       if (shared.size >= MAX_SHARED_BUDGETS) for (const [k, b] of shared) if (b.users === 0 && b.full()) shared.delete(k)
       if (shared.size >= MAX_SHARED_BUDGETS) for (const [k, b] of shared) if (b.users === 0) shared.delete(k)
-      found = budget(scale)
+      found = budget()
       // Every kept budget in use: the newcomer's is its own (not kept).
       if (shared.size < MAX_SHARED_BUDGETS) shared.set(key, found)
       return found
@@ -184,22 +159,14 @@ export function limitInboundStreams<C, M extends StreamMuxer> (
       const multiplexer = (connection as unknown as { muxer?: StreamMuxer }).muxer
       const budgets = multiplexer === undefined ? undefined : budgetsOf.get(multiplexer)
       if (budgets === undefined) return
-      const peerKey = `peer ${connection.remotePeer.toString()}`
-      const peer = sharedBudget(peerKey, 1)
-      budgets.own.push(peer)
-      const joined: Array<[string, SharedBudget]> = [[peerKey, peer]]
-      const host = hostOf(connection.remoteAddr)
-      if (host !== undefined) {
-        budgets.host = sharedBudget(`host ${host}`, hostShare)
-        joined.push([`host ${host}`, budgets.host as SharedBudget])
-      }
-      for (const [, b] of joined) b.users++
+      const key = connection.remotePeer.toString()
+      const peer = sharedBudget(key)
+      budgets.push(peer)
+      peer.users++
       connection.addEventListener('close', () => {
-        for (const [key, b] of joined) {
-          b.users--
-          // Dropped once refilled, not at once: a peer must not get a fresh budget by redialling.
-          if (b.users === 0 && shared.get(key) === b && b.full()) shared.delete(key)
-        }
+        peer.users--
+        // Dropped once refilled, not at once: a peer must not get a fresh budget by redialling.
+        if (peer.users === 0 && shared.get(key) === peer && peer.full()) shared.delete(key)
       }, { once: true })
     }
     ;(components as { events?: TypedEventTarget<Libp2pEvents> }).events?.addEventListener('connection:open', (event) => { join(event.detail) })
@@ -208,29 +175,20 @@ export function limitInboundStreams<C, M extends StreamMuxer> (
       protocol: factory.protocol,
       createStreamMuxer (connection) {
         const multiplexer = factory.createStreamMuxer(connection)
-        const budgets: Budgets = { own: [budget(1)] }
+        const budgets: Budget[] = [budget()]
         budgetsOf.set(multiplexer, budgets)
         const open = (): boolean => multiplexer.status === 'open' && connection.status === 'open'
-        /**
-         * 'peer' when the connection or its peer opens streams past their rate, 'host' when the
-         * host's peers together do or have wasted their budget (the peer's own opens are spent).
-         */
-        const admit = (): 'ok' | 'peer' | 'host' => {
-          if (budgets.own.some(b => b.admit.available() < 1)) return 'peer'
-          for (const b of budgets.own) b.admit.spend(1)
-          const host = budgets.host
-          if (host === undefined) return 'ok'
-          if (host.admit.available() < 1 || host.forgive.available() < 1) return 'host'
-          host.admit.spend(1)
-          return 'ok'
+        const admit = (): boolean => {
+          if (budgets.some(b => b.admit.available() < 1)) return false
+          for (const b of budgets) b.admit.spend(1)
+          return true
         }
         const wasted = (): void => {
           // Streams that end because the connection does (a peer going away) are not its doing.
           if (!open()) return
           options.onRefused?.('wasted')
-          if (budgets.host !== undefined && budgets.host.forgive.available() >= 1) budgets.host.forgive.spend(1)
           let spent = false
-          for (const b of budgets.own) {
+          for (const b of budgets) {
             if (b.forgive.available() < 1) spent = true
             else b.forgive.spend(1)
           }
@@ -244,17 +202,9 @@ export function limitInboundStreams<C, M extends StreamMuxer> (
         }
         const guard = (event: CustomEvent<Stream>): void => {
           const stream = event.detail
-          const admitted = admit()
-          if (admitted !== 'ok') {
-            stream.abort(admitted === 'peer'
-              ? new BusyError(`this peer opens streams faster than ${perSecond} a second`, Math.ceil(1000 / perSecond))
-              : new BusyError(`this peer's host opens or wastes streams faster than ${hostShare} peers may`, Math.ceil(1000 / wastedPerSecond)))
+          if (!admit()) {
+            stream.abort(new BusyError(`this peer opens streams faster than ${perSecond} a second`, Math.ceil(1000 / perSecond)))
             options.onRefused?.('stream')
-            // A refused stream is its peer's waste either way, but only the peer's own budget
-            // running out cuts it: one host's budget is many honest peers' (a fleet behind one NAT
-            // whose loads all cancel their requests at once; review 45a: 40 runtimes, 32 resets
-            // each, were all cut and their host refused when the host's budget cut), whereas a
-            // peer of a held-back host that keeps opening streams soon spends its own.
             wasted()
             return
           }
@@ -297,7 +247,7 @@ export const FLOOD_COOLDOWN_MS = 60_000
 export const HOST_STRIKES = 3
 
 export interface FloodCounters {
-  /** Streams reset before negotiation: past their peer's open rate, or held back with their host. */
+  /** Streams reset before negotiation: past their connection's or peer's open rate. */
   streamsRefused: number
   /** Inbound streams wasted: refused, or reset by the peer. */
   streamsWasted: number
