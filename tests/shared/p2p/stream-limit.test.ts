@@ -11,6 +11,7 @@ import { noise } from '@chainsafe/libp2p-noise'
 import { yamux } from '@chainsafe/libp2p-yamux'
 import type { Connection, Libp2p } from '@libp2p/interface'
 import { tcp } from '@libp2p/tcp'
+import { lpStream } from '@libp2p/utils'
 import { createLibp2p } from 'libp2p'
 import { createPeerNode, floodCounters, MAX_INBOUND_STREAMS, type PeerNode, type PeerNodeOptions } from '../../../node-runtime/p2p/peer-node.ts'
 import { InvalidInputError } from '../../../shared/errors/errors.ts'
@@ -229,6 +230,23 @@ describe('limitInboundStreams on a plain libp2p node', () => {
     await expect.poll(() => count(refused, 'connection'), { timeout: 5_000 }).toBe(1)
     expect(count(refused, 'wasted')).toBeGreaterThanOrEqual(11)
     expect(handled.count).toBeLessThanOrEqual(1 + 11 + 1)
+  })
+
+  it('charges a stream once: a malformed shard request (waste) whose stream the peer then resets', async () => {
+    const { server, refused } = await limitedServer({}, 'shards')
+    const peer = await plain()
+    const connection = await connect(peer, server)
+    for (let i = 0; i < 3; i++) {
+      const stream = await connection.newStream(PROTOCOL, { signal: AbortSignal.timeout(5_000) })
+      const frames = lpStream(stream)
+      await frames.write(new TextEncoder().encode(JSON.stringify({ cid: 'bafkreigh2akiscaildcqabsyg3dfr6chu3fgpregiymsck7e7aqa4s52zy', extra: i })), { signal: AbortSignal.timeout(5_000) })
+      const answer = JSON.parse(new TextDecoder().decode((await frames.read({ signal: AbortSignal.timeout(5_000) })).subarray())) as { status: string }
+      expect(answer.status).toBe('bad-request')
+      stream.abort(new Error('gone'))
+    }
+    await expect.poll(() => count(refused, 'wasted'), { timeout: 5_000 }).toBe(3)
+    await new Promise(resolve => setTimeout(resolve, 300))
+    expect(count(refused, 'wasted')).toBe(3)
   })
 
   it('refuses nonsense limits by name', () => {
