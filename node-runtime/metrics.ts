@@ -18,7 +18,7 @@ const SWARM_HELP: Record<keyof SwarmCounters, string> = {
   provideFailures: 'DHT provides that failed.',
   parityEncodes: 'Blocks Reed-Solomon encoded to answer parity-shard requests.',
   requestsSlowed: 'Shard requests read late because their peer or host was over its request rate.',
-  streamsRefused: 'Inbound libp2p streams reset because their connection opened streams past its rate.',
+  streamsRefused: 'Inbound libp2p streams reset because their peer opened streams past its rate.',
   streamsWasted: 'Inbound libp2p streams refused or reset by their peer.',
   connectionsCut: 'libp2p connections closed because their peer kept wasting streams.',
   connectionsRefused: 'Inbound libp2p connections refused while their peer or host was cooling down after a stream flood.'

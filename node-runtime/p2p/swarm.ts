@@ -306,7 +306,6 @@ export async function createSwarm (options: SwarmOptions): Promise<Swarm> {
   let lastAnnounced = -Infinity
   // Called by the debounce timer when it fires, or by the heartbeat when none is pending.
   const announceNow = async (): Promise<void> => {
-    clearTimeout(announceTimer)
     announceTimer = undefined
     announceDue = Infinity
     if (stopped || topics.size === 0) return

@@ -7,9 +7,9 @@
  * never see them).
  *
  * What sets such a peer apart is not how many streams it opens but how many it wastes: an honest
- * stream carries its exchange and ends cleanly, whereas these are reset by the peer. So each
- * connection counts the inbound streams its peer resets in a token bucket (32 a second, 256 at
- * once: an honest peer resets a few, when a load cancels a request), and a connection that
+ * stream carries its exchange and ends cleanly, whereas these are reset by the peer. So the
+ * inbound streams a peer resets are counted in a token bucket (32 a second, 256 at once: an
+ * honest peer resets a few, when a load cancels a request), and the connection whose stream
  * empties it is closed. DHT streams are let off (`resetsAllowed`): every lookup resets its
  * requests still in flight when it ends. A rate of stream opens alone (first tried, 128 a
  * second) cut honest peers: the origin's burst of DHT provides, one stream each, reached 301 a
@@ -18,12 +18,12 @@
  * once): a stream past it is reset before libp2p negotiates it, and counts as wasted, which also
  * bounds a peer that opens streams and closes them cleanly without asking anything.
  *
- * Each budget is drawn on by the connection and by all the connections of its peer together:
- * per connection alone, several connections of one peer each got the whole budget (review 44a
- * M1). A budget shared by a host's peers was tried and taken back (review 45a, 45b): cutting on
- * it cut whole honest fleets behind one NAT; holding the host back instead either let fresh ids
- * under their own budgets through or charged honest NAT-mates for an attacker's streams. Fresh
- * ids from one host meet the host strikes below instead.
+ * The budget is the peer's, shared by all its connections: per connection, several connections
+ * of one peer each got a whole one (review 44a M1). A budget shared by a host's peers was tried
+ * and taken back (review 45a, 45b): cutting on it cut whole honest fleets behind one NAT;
+ * holding the host back instead either let fresh ids under their own budgets through or charged
+ * honest NAT-mates for an attacker's streams. Fresh ids from one host meet the host strikes
+ * below instead.
  *
  * Closing a connection alone would not do: a peer that dials again, with a fresh id if need be,
  * gets fresh buckets (measured: 100 reconnections in 10 s, 25,500 streams, the server at 0.8
@@ -48,15 +48,15 @@ export class FloodCooldownError extends UnavailableError {
   override readonly name = 'FloodCooldownError'
 }
 
-/** Default streams a second one connection may open, and at once after an idle spell. */
+/** Default streams a second one peer may open, and at once after an idle spell. */
 export const STREAMS_PER_SECOND = 512
 export const STREAM_BURST = 4096
-/** Default streams a second a connection may waste (refused, or reset by its peer), and at once. */
+/** Default streams a second a peer may waste (refused, or reset by it), and at once. */
 export const WASTED_PER_SECOND = 32
 export const WASTED_BURST = 256
 
 export interface StreamLimitOptions {
-  /** Streams a second a connection's peer may open (on one connection, and on all together). Default STREAMS_PER_SECOND. */
+  /** Streams a second a peer may open, on all its connections together. Default STREAMS_PER_SECOND. */
   perSecond?: number
   /** Streams it may open at once after an idle spell. Default STREAM_BURST. */
   burst?: number
@@ -92,10 +92,15 @@ interface Budget {
   forgive: TokenCount
 }
 
-/** A budget that connections share (a peer's), with how many draw on it now. */
+/** A peer's budget, shared by its connections, with how many draw on it now. */
 interface SharedBudget extends Budget {
   users: number
   full: () => boolean
+}
+
+/** The budget a connection's streams draw on: its own until it joins its peer's. */
+interface Limit {
+  budget: Budget
 }
 
 /** Each admitted stream's way to charge its connection's budgets with it as wasted, once. */
@@ -137,9 +142,9 @@ export function limitInboundStreams<C, M extends StreamMuxer> (
 
   return (components) => {
     const factory = muxer(components)
-    // Per node: the budgets peers share, and the budgets each muxer draws on (its own, its peer's).
+    // Per node: the budgets peers share, and the budget each muxer draws on.
     const shared = new Map<string, SharedBudget>()
-    const budgetsOf = new WeakMap<StreamMuxer, Budget[]>()
+    const limits = new WeakMap<StreamMuxer, Limit>()
     const sharedBudget = (key: string): SharedBudget => {
       let found = shared.get(key)
       if (found !== undefined) return found
@@ -157,11 +162,13 @@ export function limitInboundStreams<C, M extends StreamMuxer> (
       if (connection.status !== 'open') return
       // libp2p's Connection keeps its muxer in a public field its interface does not name.
       const multiplexer = (connection as unknown as { muxer?: StreamMuxer }).muxer
-      const budgets = multiplexer === undefined ? undefined : budgetsOf.get(multiplexer)
-      if (budgets === undefined) return
+      const limit = multiplexer === undefined ? undefined : limits.get(multiplexer)
+      if (limit === undefined) return
       const key = connection.remotePeer.toString()
       const peer = sharedBudget(key)
-      budgets.push(peer)
+      // No stream has drawn on the connection's own budget yet (none comes before this), and the
+      // peer's is drawn on by each of its connections: it is the one that runs out first.
+      limit.budget = peer
       peer.users++
       connection.addEventListener('close', () => {
         peer.users--
@@ -175,24 +182,24 @@ export function limitInboundStreams<C, M extends StreamMuxer> (
       protocol: factory.protocol,
       createStreamMuxer (connection) {
         const multiplexer = factory.createStreamMuxer(connection)
-        const budgets: Budget[] = [budget()]
-        budgetsOf.set(multiplexer, budgets)
+        // Its own budget until it joins its peer's, and for good if it cannot (no muxer on
+        // libp2p's connection; with every peer budget in use, the join hands it a fresh one).
+        const limit: Limit = { budget: budget() }
+        limits.set(multiplexer, limit)
         const open = (): boolean => multiplexer.status === 'open' && connection.status === 'open'
         const admit = (): boolean => {
-          if (budgets.some(b => b.admit.available() < 1)) return false
-          for (const b of budgets) b.admit.spend(1)
+          if (limit.budget.admit.available() < 1) return false
+          limit.budget.admit.spend(1)
           return true
         }
         const wasted = (): void => {
           // Streams that end because the connection does (a peer going away) are not its doing.
           if (!open()) return
           options.onRefused?.('wasted')
-          let spent = false
-          for (const b of budgets) {
-            if (b.forgive.available() < 1) spent = true
-            else b.forgive.spend(1)
+          if (limit.budget.forgive.available() >= 1) {
+            limit.budget.forgive.spend(1)
+            return
           }
-          if (!spent) return
           // The muxer's abort leaves the socket (and libp2p's connection record) open; the
           // encrypted stream beneath it closes both.
           const err = new StreamFloodError(`connection closed: the peer kept wasting streams (more than ${wastedPerSecond} a second reset by it or refused here)`)
