@@ -620,7 +620,7 @@ export async function diskCache (options: DiskCacheOptions): Promise<DiskCacheTi
       checkBytes(name, value)
       if (value.byteLength > capacityBytes) {
         await exclusive(async () => await reject(key))
-        return
+        return false
       }
       // Copied before the first await: the caller may reuse its buffer meanwhile.
       const copy = new Uint8Array(value)
@@ -642,6 +642,7 @@ export async function diskCache (options: DiskCacheOptions): Promise<DiskCacheTi
       } finally {
         putsInFlight.delete(done)
       }
+      return true
     },
 
     async has (key) {

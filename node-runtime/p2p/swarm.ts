@@ -586,8 +586,10 @@ export async function createSwarm (options: SwarmOptions): Promise<Swarm> {
         ...cache,
         name: cache.name,
         async put (key, bytes) {
-          await cache.put(key, bytes)
-          hold(key, cache)
+          // Announced only when held: a block the cache skipped is not served here.
+          const stored = await cache.put(key, bytes)
+          if (stored) hold(key, cache)
+          return stored
         },
         async delete (key) {
           held.delete(key)

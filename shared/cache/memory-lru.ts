@@ -78,7 +78,7 @@ export function memoryCache (options: MemoryCacheOptions = {}): CacheTier {
         // than those of the last put.
         if (old !== undefined) remove(key, old)
         counters.rejected++
-        return
+        return false
       }
       const pinnedElsewhere = pinnedBytes - (old !== undefined && pins.isPinned(key) ? old.byteLength : 0)
       if (pinnedElsewhere + size > capacityBytes) {
@@ -101,6 +101,7 @@ export function memoryCache (options: MemoryCacheOptions = {}): CacheTier {
       bytes += size
       if (pins.isPinned(key)) pinnedBytes += size
       counters.puts++
+      return true
     },
 
     async has (key) {

@@ -100,8 +100,14 @@ export function tieredCache (options: TieredCacheOptions): TieredCache {
 
     async put (key, bytes) {
       assertOpen()
-      await disk.put(key, bytes)
+      // A block the durable tier skips (larger than it) is not held: a memory copy would never
+      // be served (memory is a subset of the disk tier) and would push out copies that are.
+      if (!(await disk.put(key, bytes))) {
+        await memory.delete(key)
+        return false
+      }
       await putInMemory(key, bytes)
+      return true
     },
 
     async has (key) {

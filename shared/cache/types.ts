@@ -8,7 +8,8 @@
  * - `stats().bytes <= capacityBytes` always: a put that would only fit by evicting a pinned entry
  *   is refused with TooLargeError (nothing is stored, nothing is evicted). Refusing keeps the
  *   bound a real bound; the caller still holds the bytes and can use them uncached.
- * - A single entry larger than the capacity is not stored and not thrown: `rejected` counts it.
+ * - A single entry larger than the capacity is not stored and not thrown: `put` says so (false)
+ *   and `rejected` counts it.
  *   (A block bigger than the whole cache is a sizing fact, not an error.)
  * - `get` counts a hit or a miss and is an access for the eviction policy; `has`, and `get` with
  *   `{ peek: true }`, count nothing and change no recency or frequency. Peeks are how a runtime
@@ -60,11 +61,11 @@ export interface CacheTier {
   get: (key: string, options?: GetOptions) => Promise<Uint8Array | undefined>
   /**
    * Stores a copy of `bytes` under `key` (replacing any previous value), evicting unpinned
-   * entries as the tier's policy chooses. Rejects with TooLargeError when only evicting pinned
-   * entries would make room; silently skips (and counts in `rejected`) a value larger than the
-   * whole capacity.
+   * entries as the tier's policy chooses, and resolves true. Rejects with TooLargeError when only
+   * evicting pinned entries would make room; skips (resolves false, counts in `rejected`, drops
+   * any older value) a value larger than the whole capacity.
    */
-  put: (key: string, bytes: Uint8Array) => Promise<void>
+  put: (key: string, bytes: Uint8Array) => Promise<boolean>
   /** Whether `key` is held. A peek: no counters, no recency or frequency change. */
   has: (key: string) => Promise<boolean>
   /**

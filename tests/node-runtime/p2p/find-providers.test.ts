@@ -198,4 +198,19 @@ describe('provider records are background work', () => {
     await until('provided despite the fetch', () => holder.counters().provided + holder.counters().provideFailures > 0, 20_000)
     expect(holder.counters().provided).toBe(1)
   }, 60_000)
+
+  it('are not sent for a block the cache skipped as larger than itself (review 46b)', async () => {
+    const { holder, other } = await holderAndPeer(95)
+    const cache = holder.watch(memoryCache({ name: 'holder', capacityBytes: 1_500 }))
+    const skipped = new Uint8Array(2_000).fill(7)
+    const kept = new Uint8Array(1_000).fill(8)
+    expect(await cache.put(await rawCid(skipped), skipped)).toBe(false)
+    expect(await cache.put(await rawCid(kept), kept)).toBe(true)
+    await until('the kept block provided', () => holder.counters().provided + holder.counters().provideFailures > 0, 20_000)
+    // A second record would follow within a gap (1 s ± half).
+    await new Promise(resolve => setTimeout(resolve, 2_000))
+    expect(holder.counters()).toMatchObject({ provided: 1, provideFailures: 0 })
+    expect(await other.network.findProviders(await rawCid(kept), { signal: AbortSignal.timeout(5_000), limit: 6 })).toEqual([holder.peerId])
+    expect(await other.network.findProviders(await rawCid(skipped), { signal: AbortSignal.timeout(3_000), limit: 6 })).toEqual([])
+  }, 60_000)
 })

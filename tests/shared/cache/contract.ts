@@ -180,8 +180,9 @@ export function cacheTierContract (label: string, factory: TierFactory, options:
 
     it('does not store (and does not throw on) a value larger than its capacity', async () => {
       const c = await make(1000)
-      await c.put(testKey(1), testBytes(10, 1))
-      await c.put(testKey(2), testBytes(1001, 2))
+      expect(await c.put(testKey(1), testBytes(10, 1))).toBe(true)
+      // Said to the caller, who then knows the block is not held (the loader counts it uncached).
+      expect(await c.put(testKey(2), testBytes(1001, 2))).toBe(false)
       expect(await c.has(testKey(2))).toBe(false)
       expect(c.stats()).toMatchObject({ entries: 1, bytes: 10, puts: 1, rejected: 1, evictions: 0 })
       // An oversized put over an existing key drops the old value rather than keep stale bytes.

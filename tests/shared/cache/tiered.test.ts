@@ -131,6 +131,21 @@ describe('tieredCache', () => {
     expect(await memory.has(testKey(1))).toBe(true)
   })
 
+  it('does not keep in memory a block the disk tier skips as larger than itself (review 46b)', async () => {
+    // Memory larger than disk: the copy would fit there, but memory is a subset of the disk tier.
+    const { memory, cache } = make(1000, 300)
+    await cache.put(testKey(1), testBytes(200, 1))
+    expect(await cache.put(testKey(2), testBytes(400, 2))).toBe(false)
+    expect(await memory.has(testKey(2))).toBe(false)
+    // ...and it did not push out the copy memory had of a block the disk tier holds.
+    expect(memory.stats()).toMatchObject({ entries: 1, evictions: 0 })
+    // An older value under the key goes from both tiers: get must not answer the old bytes.
+    await cache.put(testKey(3), testBytes(100, 3))
+    expect(await cache.put(testKey(3), testBytes(400, 4))).toBe(false)
+    expect(await memory.has(testKey(3))).toBe(false)
+    expect(await cache.get(testKey(3))).toBeUndefined()
+  })
+
   it('propagates the disk tier refusing a put, and leaves memory untouched', async () => {
     const { memory, cache } = make(1000, 300)
     await cache.put(testKey(1), testBytes(250, 1))

@@ -172,7 +172,7 @@ async function abortDuringFailingCache (op: 'get' | 'put', cid: string): Promise
   const cache: CacheTier = {
     ...inner,
     get: async key => key === cid && op === 'get' ? await held() : await inner.get(key),
-    put: async (key, bytes) => { if (key === cid && op === 'put') await held(); else await inner.put(key, bytes) }
+    put: async (key, bytes) => key === cid && op === 'put' ? await held() : await inner.put(key, bytes)
   }
   const controller = new AbortController()
   const reason = new Error('the caller gave up')
