@@ -255,8 +255,19 @@ export async function loadModelWeights (manifest: Manifest, options: LoadOptions
   const signal = options.signal === undefined ? controller.signal : AbortSignal.any([options.signal, controller.signal])
   const limit = pLimit(options.concurrency ?? 8)
   let done = 0
-  /** Sealed blocks being fetched, by CID. */
+  /**
+   * Sealed blocks fetched, by CID, kept while a place of the same CID may still wait for them:
+   * kept to the end of the load, every sealed block stayed in memory beside the weights (review
+   * 46b: the peak was about twice the model).
+   */
   const underway = new Map<string, Promise<Uint8Array>>()
+  const placesLeft = new Map<string, number>()
+  for (const block of manifest.blocks) placesLeft.set(block.cid, (placesLeft.get(block.cid) ?? 0) + 1)
+  const placed = (cid: string): void => {
+    const left = (placesLeft.get(cid) ?? 1) - 1
+    placesLeft.set(cid, left)
+    if (left === 0) underway.delete(cid)
+  }
 
   const loadOne = async (block: ManifestBlock): Promise<void> => {
     // Queued behind the concurrency limit: a load cancelled meanwhile must not go on from cache.
@@ -294,7 +305,8 @@ export async function loadModelWeights (manifest: Manifest, options: LoadOptions
     const sealed = await fetching
     const plaintext = await openBlock(block, sealed, options.keys)
     try {
-      if (first) await options.cache?.put(block.cid, sealed)
+      // A cache that skips the block (larger than it) holds it no more than one that failed.
+      if (first && await options.cache?.put(block.cid, sealed) === false) report.uncached++
     } catch (err) {
       // Pins outrank this load, and a full or failing disk is the cache's problem: neither must
       // keep a verified model from running. An abort still stops the load, with its own reason:
@@ -308,7 +320,13 @@ export async function loadModelWeights (manifest: Manifest, options: LoadOptions
   }
 
   try {
-    await Promise.all(manifest.blocks.map(async block => await limit(async () => await loadOne(block))))
+    await Promise.all(manifest.blocks.map(async block => await limit(async () => {
+      try {
+        await loadOne(block)
+      } finally {
+        placed(block.cid)
+      }
+    })))
   } catch (err) {
     controller.abort()
     limit.clearQueue()
