@@ -323,6 +323,11 @@ export async function loadModelWeights (manifest: Manifest, options: LoadOptions
     await Promise.all(manifest.blocks.map(async block => await limit(async () => {
       try {
         await loadOne(block)
+      } catch (err) {
+        // At once: p-limit starts the next queued block as soon as this one settles, before the
+        // load's rejection reaches the catch below (review 38b: one more block was read and fetched).
+        controller.abort(err)
+        throw err
       } finally {
         placed(block.cid)
       }

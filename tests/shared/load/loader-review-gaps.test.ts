@@ -11,7 +11,8 @@
  *   failing: the load rejects with the abort's reason instead of succeeding with the block
  *   counted as uncached.
  * - the same for a cache read that fails after an abort;
- * - a load fetches a block repeated in its manifest once.
+ * - a load fetches a block repeated in its manifest once;
+ * - a load whose block fails starts no other block (review 38b).
  * Blocks are sealed by the real ingest stages, as in loader-checks.test.ts; caches are the real
  * memory tier.
  */
@@ -151,6 +152,27 @@ describe('a load of a manifest that holds one block twice', () => {
     expect(Buffer.compare(Buffer.from(loaded), Buffer.from(weights))).toBe(0)
     expect(report).toMatchObject({ blocks: 3, fetchedBlocks: 3, fromCache: 0, uncached: 0 })
     expect(await cache.has(a.cid)).toBe(true)
+  })
+})
+
+describe('a load whose block cannot be had (review 38b)', () => {
+  it('starts no other block: nothing more is read from the cache or asked of the source', async () => {
+    const [a] = manifest.blocks as [Block, Block, Block]
+    const inner = source()
+    const failing: BlockSource = {
+      name: 'failing',
+      async get (cid, options) {
+        if (a.shards.cids.includes(cid)) throw new NotFoundError(cid)
+        return await inner.get(cid, options)
+      }
+    }
+    const read: string[] = []
+    const memory = memoryCache()
+    const cache: CacheTier = { ...memory, get: async (key, options) => { read.push(key); return await memory.get(key, options) } }
+    const outcome = await loadModelWeights(manifest, { source: failing, coder, keys, cache, concurrency: 1 }).then(() => 'loaded', (err: unknown) => err)
+    expect(outcome).toBeInstanceOf(Error)
+    expect(read).toEqual([a.cid])
+    expect(inner.asked).toEqual([])
   })
 })
 
