@@ -90,12 +90,16 @@ export function nodeHttpBlockSource (options: HttpBlockSourceOptions & { maxSock
         // A connection reset mid-body is the network's fault like one before the answer: retryable.
         res.on('error', err => reject(typed(err)))
       })
-      const typed = (err: Error): Error =>
-        err instanceof BlockfedError
-          ? err
-          : signal.aborted && signal.reason instanceof DOMException && signal.reason.name === 'TimeoutError'
-            ? new TimeoutError(`GET ${url}: no answer within ${timeoutMs} ms`, { cause: err })
-            : err.name === 'AbortError' ? err : new UnavailableError(`GET ${url}: ${err.message}`, { cause: err })
+      const typed = (err: Error): Error => {
+        if (err instanceof BlockfedError) return err
+        if (signal.aborted) {
+          if (signal.reason instanceof DOMException && signal.reason.name === 'TimeoutError') return new TimeoutError(`GET ${url}: no answer within ${timeoutMs} ms`, { cause: err })
+          // The caller's own reason, as the fetch source (and any awaited signal) rejects with;
+          // node:http says only "The operation was aborted".
+          if (signal.reason instanceof Error) return signal.reason
+        }
+        return err.name === 'AbortError' ? err : new UnavailableError(`GET ${url}: ${err.message}`, { cause: err })
+      }
       req.on('error', err => reject(typed(err)))
       req.end()
     })

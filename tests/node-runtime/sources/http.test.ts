@@ -32,6 +32,28 @@ async function endlessError (): Promise<{ url: string, closed: Promise<void> }> 
 }
 
 describe('nodeHttpBlockSource', () => {
+  it('rejects a cancelled request with the caller\'s reason, before the answer and during its body (both sources)', async () => {
+    // Headers and half the body at once, then nothing: a request is cancelled either waiting for
+    // the answer (path /stall) or reading its body.
+    const server = http.createServer((req, res) => {
+      if (req.url?.includes('stall') === true) return
+      res.writeHead(200, { 'content-length': '1000' })
+      res.write(Buffer.alloc(500))
+    })
+    servers.push(server)
+    await new Promise<void>(resolve => server.listen(0, '127.0.0.1', resolve))
+    const baseUrl = `http://127.0.0.1:${(server.address() as AddressInfo).port}`
+    for (const source of [nodeHttpBlockSource({ baseUrl, timeoutMs: 10_000 }), httpBlockSource({ baseUrl, timeoutMs: 10_000 })]) {
+      for (const cid of ['stall', 'body']) {
+        const controller = new AbortController()
+        const reason = new Error('the load was cancelled')
+        const asked = source.get(cid, { signal: controller.signal })
+        setTimeout(() => { controller.abort(reason) }, 200)
+        await expect(asked, `${source.name} ${cid}`).rejects.toBe(reason)
+      }
+    }
+  })
+
   it('hangs up on an error reply instead of reading its body until the deadline', async () => {
     const { url, closed } = await endlessError()
     const source = nodeHttpBlockSource({ baseUrl: url, timeoutMs: 600_000 })
