@@ -30,6 +30,8 @@ import { createWitness } from '../../node-runtime/witness/server.ts'
 import { inCommandModelDir } from '../../node-runtime/pull.ts'
 import { progressBar } from '../../node-runtime/progress.ts'
 import { nodeHttpBlockSource } from '../../node-runtime/sources/http.ts'
+import type { BlockSource } from '../../shared/load/source.ts'
+import { blockFiles } from '../store/block-files.ts'
 import { folderOption, onHome } from './paths.ts'
 import { interruptible, stopThenExit } from './interrupt.ts'
 import { coordinatorOption, integer, modelName, modelRef, number, port, portTaken, token, url } from './args.ts'
@@ -86,25 +88,35 @@ function witnessKey (value: string, previous: string[] = []): string[] {
 }
 
 /**
- * `verify --shards`: every shard of every block, as the coordinator serves it, against its CID;
- * prints each block's margin and fails on any shard missing or damaged.
+ * `verify --shards`: every shard of every block against its CID, read from the files of the
+ * coordinator's data dir when it is given (`dataDir`), else as the coordinator serves them;
+ * prints each block's margin and fails on any shard missing or damaged. The coordinator answers
+ * from a memory copy of the shards it served lately, so over HTTP a file damaged or deleted since
+ * then passed until its restart (review 46a).
  */
-async function auditStore (manifest: Manifest, coordinator: string, signal: AbortSignal): Promise<void> {
-  const source = nodeHttpBlockSource({ baseUrl: coordinator })
+async function auditStore (manifest: Manifest, at: { coordinator: string, dataDir?: string }, signal: AbortSignal): Promise<void> {
+  const where = at.dataDir === undefined ? at.coordinator : join(at.dataDir, 'blocks')
+  let source: BlockSource & { close?: () => void }
+  if (at.dataDir === undefined) source = nodeHttpBlockSource({ baseUrl: at.coordinator })
+  else {
+    // No memory tier: every shard is read from its file.
+    const files = blockFiles(where, 0)
+    source = { name: where, get: async cid => await files.get(cid) }
+  }
   const bar = progressBar('shards')
   let audit
   try {
     audit = await auditShards(manifest, { source, signal, onShard: (done, total) => bar.update(done, total) })
   } finally {
     bar.stop()
-    source.close()
+    source.close?.()
   }
   const { k, m } = manifest.erasure
   const least = Math.min(...audit.blocks.map(b => b.spare))
   const thinnest = audit.blocks.filter(b => b.spare === least).map(b => b.index)
   console.log(`  shards     ${audit.shardsChecked - audit.faults.length} of ${audit.shardsChecked} intact (${k} of ${k + m} needed per block); ${least < 0 ? `block(s) ${thinnest.join(', ')} cannot be rebuilt` : `the thinnest block(s) ${thinnest.join(', ')} can lose ${least} more`}`)
   for (const f of audit.faults) console.log(`  fault      block ${f.block} shard ${f.shard} (${f.cid}): ${f.reason}`)
-  if (audit.faults.length > 0) throw new IntegrityError(`${manifest.model}@${manifest.version}: ${audit.faults.length} of ${audit.shardsChecked} shards missing or damaged at ${coordinator}`)
+  if (audit.faults.length > 0) throw new IntegrityError(`${manifest.model}@${manifest.version}: ${audit.faults.length} of ${audit.shardsChecked} shards missing or damaged in ${where}`)
 }
 
 export function ledgerCommands (program: Command): void {
@@ -155,7 +167,7 @@ export function ledgerCommands (program: Command): void {
     .option('--coordinator-key <hex>', 'pin the coordinator\'s Ed25519 key instead of trusting it on first use', (v: string) => { try { parsePublicKeyHex(v, 'an Ed25519 public key'); return v } catch (err) { throw new InvalidArgumentError((err as Error).message) } })
     .option('--witness <vkey>', 'a witness verifier key whose cosignature counts; repeatable', witnessKey, [])
     .option('--min-witnesses <k>', 'cosignatures required from those witnesses', integer(0, 64), 0)
-    .option('--shards', 'also fetch every shard of every block from the coordinator (parity too, cached blocks too) and check each against its CID; exits 1 if any is missing or damaged')
+    .option('--shards', 'also check every shard of every block (parity too, cached blocks too) against its CID: the files in --data\'s blocks folder when --data is given, else as the coordinator serves them (from memory for shards it served lately); exits 1 if any is missing or damaged')
     .option('--home <dir>', 'where the trusted checkpoint, keys and cached blocks are kept', join(homedir(), '.blockfed'))
     .action(async (ref: { name: string, version: number | 'latest' }, o: { coordinator: string, token?: string, data?: string, coordinatorKey?: string, witness: string[], minWitnesses: number, shards?: boolean, home: string }) => {
       if (o.minWitnesses > o.witness.length) throw new InvalidArgumentError(`--min-witnesses ${o.minWitnesses}: only ${o.witness.length} --witness key(s) given, whose cosignatures are the ones that count`)
@@ -190,7 +202,7 @@ export function ledgerCommands (program: Command): void {
             if (fetched.report.faults.length > 0) console.log(`  ${fetched.report.faults.length} shard fault(s) tolerated; verify --shards checks every shard of every block`)
             return
           }
-          await auditStore(m, o.coordinator, signal)
+          await auditStore(m, { coordinator: o.coordinator, dataDir: o.data }, signal)
         } finally {
           await runtime.stop()
         }

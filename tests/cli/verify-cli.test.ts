@@ -65,7 +65,7 @@ describe('blockfed verify', () => {
       expect(plain.stdout).toMatch(/^ {2}1 shard fault\(s\) tolerated; verify --shards checks every shard of every block$/m)
       expect(plain.stdout).not.toMatch(new RegExp(`block ${b0.index} shard [45]`))
 
-      // Every block now comes from HOME's cache, yet --shards asks the coordinator for every shard.
+      // Every block now comes from HOME's cache, yet --shards reads every shard from the data dir.
       const audit = await blockfed('verify', 'm@1', '--coordinator', url, '--data', data, '--home', home, '--shards')
       expect(audit.code).toBe(1)
       expect(audit.stdout).toMatch(/consistent with the checkpoint of size 1 kept in /)
@@ -75,7 +75,7 @@ describe('blockfed verify', () => {
       for (const [block, shard] of [[b0, 4], [b0, 5], [b1, 1]] as const) {
         expect(audit.stdout).toContain(`  fault      block ${block.index} shard ${shard} (${block.shards.cids[shard] as string}): IntegrityError: `)
       }
-      expect(audit.stderr).toMatch(new RegExp(`IntegrityError: m@1: 3 of ${total} shards missing or damaged at ${url.replace(/[.]/g, '\\.')}`))
+      expect(audit.stderr).toMatch(new RegExp(`IntegrityError: m@1: 3 of ${total} shards missing or damaged in ${join(data, 'blocks').replace(/[.]/g, '\\.')}`))
 
       // Restored: the audit passes.
       for (const [block, shard] of [[b0, 4], [b0, 5], [b1, 1]] as const) await flip(data, block.shards.cids[shard] as string)
@@ -83,6 +83,16 @@ describe('blockfed verify', () => {
       expect(clean.stderr).toBe('')
       expect(clean.code).toBe(0)
       expect(clean.stdout).toContain(`  shards     ${total} of ${total} intact (4 of 6 needed per block); the thinnest block(s) ${manifest.blocks.map(b => b.index).join(', ')} can lose 2 more`)
+
+      // A shard the coordinator served (the first load took block 0's data shards) and still
+      // holds in memory, damaged on disk since: the files are what --data's audit reads (review
+      // 46a: it passed over HTTP until the coordinator's restart).
+      await flip(data, b0.shards.cids[0] as string)
+      const hot = await blockfed('verify', 'm@1', '--coordinator', url, '--data', data, '--home', home, '--shards')
+      expect(hot.code).toBe(1)
+      expect(hot.stdout).toContain(`  fault      block ${b0.index} shard 0 (${b0.shards.cids[0] as string}): IntegrityError: blocks/`)
+      expect(hot.stderr).toMatch(/IntegrityError: m@1: 1 of \d+ shards missing or damaged in /)
+      await flip(data, b0.shards.cids[0] as string)
 
       // A mistyped model: refused, and nothing of it left in HOME (before: verify/@nope/).
       const typo = await blockfed('verify', 'nope@1', '--coordinator', url, '--data', data, '--home', home)
