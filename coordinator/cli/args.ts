@@ -147,8 +147,20 @@ export function corsOrigin (value: string, previous: string[] = []): string[] {
   }
 }
 
-/** A listen that failed on a taken port, said with the flag that chose it; any other error as it is. */
-export function portTaken (err: unknown, host: string, port: number): unknown {
-  if ((err as NodeJS.ErrnoException)?.code !== 'EADDRINUSE') return err
-  return new InvalidInputError(`--port ${port}: ${host}:${port} is already in use (another blockfed, or another program); give another --port, or --port 0 for any free one`, { cause: err })
+/**
+ * A listen that failed, said with the flag that chose the address (a taken --port, a --host that
+ * is no address of this machine, a taken --p2p-listen address); any other error as it is.
+ */
+export function listenFailure (err: unknown, host: string, port: number): unknown {
+  const e = err as NodeJS.ErrnoException | undefined
+  if (e?.code === 'EADDRINUSE') return new InvalidInputError(`--port ${port}: ${host}:${port} is already in use (another blockfed, or another program); give another --port, or --port 0 for any free one`, { cause: err })
+  if (e?.code === 'ENOTFOUND' || e?.code === 'EAI_AGAIN' || e?.code === 'EADDRNOTAVAIL') {
+    return new InvalidInputError(`--host ${host}: ${e.code === 'EADDRNOTAVAIL' ? 'not an address of this machine' : 'no address of that name'} (${e.code}); give one of this machine's addresses (127.0.0.1, ::1, or 0.0.0.0 for all)`, { cause: err })
+  }
+  if (e?.name === 'UnsupportedListenAddressesError') {
+    // libp2p names each address that failed in one message, with its error's stack beneath.
+    const failed = [...e.message.matchAll(/^ {2}(\/\S+): (?:Error: )?(.*)$/gm)].map(([, addr, why]) => `${addr ?? ''} (${why ?? ''})`)
+    return new InvalidInputError(`--p2p-listen: cannot listen on ${failed.length > 0 ? failed.join(', ') : 'the addresses given'}; give other addresses (port 0 for any free one)`, { cause: err })
+  }
+  return err
 }

@@ -32,9 +32,9 @@ import { progressBar } from '../../node-runtime/progress.ts'
 import { nodeHttpBlockSource } from '../../node-runtime/sources/http.ts'
 import type { BlockSource } from '../../shared/load/source.ts'
 import { blockFiles } from '../store/block-files.ts'
-import { folderOption, onHome } from './paths.ts'
+import { firstStartCleaned, folderOption, onHome } from './paths.ts'
 import { interruptible, stopThenExit } from './interrupt.ts'
-import { coordinatorOption, integer, modelName, modelRef, number, port, portTaken, token, url } from './args.ts'
+import { coordinatorOption, integer, modelName, modelRef, number, port, listenFailure, token, url } from './args.ts'
 
 /** `URL=VKEY`: a witness's base URL (no query) and its cosignature/v1 verifier key. */
 export function witnessEndpoint (value: string, previous: Array<{ url: string, vkey: string }> = []): Array<{ url: string, vkey: string }> {
@@ -277,7 +277,7 @@ export function ledgerCommands (program: Command): void {
       // The empty default makes commander take --log as given: checked here, before the key is made.
       if (o.log.length === 0) throw new InvalidArgumentError('--log: name at least one log to witness, by its verifier key (GET /ledger/key of its coordinator)')
       await folderOption('--data', o.data)
-      const witness = await createWitness({ dataDir: resolve(o.data), name: o.name, logs: o.log, port: o.port, host: o.host }).catch((err: unknown) => { throw portTaken(err, o.host, o.port) })
+      const witness = await firstStartCleaned(o.data, async () => await createWitness({ dataDir: resolve(o.data), name: o.name, logs: o.log, port: o.port, host: o.host }).catch((err: unknown) => { throw listenFailure(err, o.host, o.port) }))
       console.log(`blockfed witness listening on ${witness.url}`)
       console.log(`  verifier key ${witness.vkey}`)
       console.log(`  coordinator  --witness ${witness.url}=${witness.vkey}`)

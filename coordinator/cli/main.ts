@@ -9,8 +9,7 @@
  * (interrupt.ts).
  */
 import { Command, InvalidArgumentError, Option } from 'commander'
-import { existsSync } from 'node:fs'
-import { readdir, readFile, rm } from 'node:fs/promises'
+import { readdir, readFile } from 'node:fs/promises'
 import { homedir } from 'node:os'
 import { join, resolve } from 'node:path'
 import { coordinatorClient } from '../../shared/client/coordinator-client.ts'
@@ -27,7 +26,7 @@ import { mnistAccuracy, mnistMlp, modelFiles, trainMnistMlp } from '../../node-r
 import { tfjsBackend } from '../../node-runtime/engines/tfjs.ts'
 import { describeTarget, describeGap, simulate, SIMULATION_DEFAULTS, type RoundReport } from './simulate.ts'
 import { interruptible, stopThenExit } from './interrupt.ts'
-import { folderOption, onHome } from './paths.ts'
+import { firstStartCleaned, folderOption, onHome } from './paths.ts'
 import { createDecryptor } from '../decryptor/decryptor.ts'
 import { DECRYPTOR_TOKEN_ENV } from '../decryptor/constants.ts'
 import { decryptorClient } from '../../aggregation/paillier/decryptor-client.ts'
@@ -35,7 +34,7 @@ import { readClientsFile } from '../decryptor/clients-file.ts'
 import { parsePartition } from '../../shared/training/partition.ts'
 import { strategyConfigSchema } from '../../shared/rounds/strategy-config.ts'
 import { labelSkewSchema } from '../../shared/rounds/config.ts'
-import { COORDINATOR_ENV, coordinatorOption, corsOrigin, integer, jsonArgument, listenAddr, megabytes, modelName, modelRef, number, port, portTaken, token, url } from './args.ts'
+import { COORDINATOR_ENV, coordinatorOption, corsOrigin, integer, jsonArgument, listenAddr, megabytes, modelName, modelRef, number, port, listenFailure, token, url } from './args.ts'
 import { ZodError } from 'zod'
 import { describeIssues } from '../../shared/errors/parse-json.ts'
 import { ledgerCommands, witnessEndpoint } from './ledger-commands.ts'
@@ -68,26 +67,20 @@ program.command('coordinator')
   .option('--cors-origin <origin>', 'a web origin whose pages may call the API (https://app.example), or * for any; repeatable', corsOrigin, [])
   .action(async (o: { data: string, port: number, host: string, maxUploadMb: number, serveBudgetMb: number, uploadCapMb?: number, decryptor?: string, decryptorToken?: string, ledgerOrigin?: string, witness: Array<{ url: string, vkey: string }>, p2p: boolean, p2pListen?: string[], superSeed: boolean, corsOrigin: string[] }) => {
     await folderOption('--data', o.data)
-    // A first start that fails (its port taken) leaves no data dir behind: one made now is removed.
-    const fresh = !existsSync(o.data)
-    const coordinator = await createCoordinator({
-      dataDir: resolve(o.data), port: o.port, host: o.host, maxUploadBytes: Math.round(o.maxUploadMb * 2 ** 20), logger: false,
-      maxServingBytes: Math.max(1, Math.round(o.serveBudgetMb * 2 ** 20)),
-      uploadBytesPerSecond: o.uploadCapMb === undefined ? undefined : Math.round(o.uploadCapMb * 2 ** 20), decryptorUrl: o.decryptor, decryptorToken: o.decryptorToken,
-      ledgerOrigin: o.ledgerOrigin, witnesses: o.witness, corsOrigins: o.corsOrigin,
-      onWitness: w => {
-        if (w.ok) console.log(`witness ${w.witness} (${w.url}) cosigned checkpoint ${w.size}`)
-        else console.error(`blockfed: witness ${w.witness} (${w.url}) did not cosign checkpoint ${w.size}: ${w.reason ?? ''}; asked again every ${WITNESS_RETRY_MS / 1000} s, and runtimes that require its cosignature wait until it does`)
-      },
-      p2p: o.p2p ? { listen: o.p2pListen, superSeed: o.superSeed } : undefined
+    const { coordinator, at } = await firstStartCleaned(o.data, async () => {
+      const coordinator = await createCoordinator({
+        dataDir: resolve(o.data), port: o.port, host: o.host, maxUploadBytes: Math.round(o.maxUploadMb * 2 ** 20), logger: false,
+        maxServingBytes: Math.max(1, Math.round(o.serveBudgetMb * 2 ** 20)),
+        uploadBytesPerSecond: o.uploadCapMb === undefined ? undefined : Math.round(o.uploadCapMb * 2 ** 20), decryptorUrl: o.decryptor, decryptorToken: o.decryptorToken,
+        ledgerOrigin: o.ledgerOrigin, witnesses: o.witness, corsOrigins: o.corsOrigin,
+        onWitness: w => {
+          if (w.ok) console.log(`witness ${w.witness} (${w.url}) cosigned checkpoint ${w.size}`)
+          else console.error(`blockfed: witness ${w.witness} (${w.url}) did not cosign checkpoint ${w.size}: ${w.reason ?? ''}; asked again every ${WITNESS_RETRY_MS / 1000} s, and runtimes that require its cosignature wait until it does`)
+        },
+        p2p: o.p2p ? { listen: o.p2pListen, superSeed: o.superSeed } : undefined
+      })
+      return { coordinator, at: await coordinator.start().catch((err: unknown) => { throw listenFailure(err, o.host, o.port) }) }
     })
-    let at: string
-    try {
-      at = await coordinator.start()
-    } catch (err) {
-      if (fresh) await rm(o.data, { recursive: true, force: true })
-      throw portTaken(err, o.host, o.port)
-    }
     console.log(`blockfed coordinator listening on ${at}`)
     console.log(`  signing key  ${coordinator.identity.publicKeyHex}`)
     console.log(`  ledger key   ${coordinator.log.vkey}`)
@@ -251,7 +244,7 @@ program.command('decryptor')
     }
     const clients = o.clientsFile === undefined ? undefined : await readClientsFile(resolve(o.clientsFile))
     decryptor = createDecryptor({ dataDir: resolve(o.data), port: o.port, host: o.host, minClients: o.minClients, token: o.token, ...(o.keyBits === undefined ? {} : { keyBits: o.keyBits }), ...(clients === undefined ? {} : { clients }) })
-    const at = await decryptor.start().catch((err: unknown) => { throw portTaken(err, o.host, o.port) })
+    const at = await decryptor.start().catch((err: unknown) => { throw listenFailure(err, o.host, o.port) })
     if (stopping) return
     console.log(`blockfed decryptor listening on ${at}`)
     console.log(`  key id       ${decryptor.keyId}`)

@@ -3,7 +3,8 @@
  * where a folder goes was met only after a whole download (`pull --out`) or as a bare EEXIST,
  * ENOTDIR or ENOENT, and a `--home` another process holds only as its cache's own words.
  */
-import { access, constants, mkdtemp, readFile, rmdir, stat } from 'node:fs/promises'
+import { existsSync } from 'node:fs'
+import { access, constants, mkdtemp, readFile, rm, rmdir, stat } from 'node:fs/promises'
 import { dirname, join, resolve } from 'node:path'
 import { ConflictError, InvalidInputError, UnavailableError } from '../../shared/errors/errors.ts'
 import { SQLITE_BUSY } from '../../node-runtime/dir-lock.ts'
@@ -53,6 +54,21 @@ async function canMakeFolderIn (flag: string, path: string, at: string): Promise
     throw new InvalidInputError(`${flag} ${path}: no folder can be made in ${at} (${code}); give a folder on a file system that takes files`, { cause: err })
   }
   await rmdir(probe)
+}
+
+/**
+ * Starts a service on its data dir: one this start makes is removed again if the start fails (a
+ * taken port, a bad option found late), so a failed first start leaves no key, database or lock
+ * behind; a data dir that was there is left as it is.
+ */
+export async function firstStartCleaned<T> (dataDir: string, start: () => Promise<T>): Promise<T> {
+  const fresh = !existsSync(dataDir)
+  try {
+    return await start()
+  } catch (err) {
+    if (fresh) await rm(dataDir, { recursive: true, force: true })
+    throw err
+  }
 }
 
 /** A text file an option names; a missing or unreadable one is said with the option. */

@@ -358,6 +358,29 @@ describe('blockfed coordinator', () => {
     expect(existsSync(join(root, 'second'))).toBe(false)
   })
 
+  it('names the flag of an address it cannot listen on, and a failed first start leaves no data dir (review 46a)', async () => {
+    const taken = createServer()
+    await new Promise<void>(resolve => taken.listen(0, '127.0.0.1', resolve))
+    const busy = (taken.address() as AddressInfo).port
+    try {
+      const cases: Array<[string[], string]> = [
+        [['--p2p-listen', `/ip4/127.0.0.1/tcp/${busy}`], `blockfed: InvalidInputError: --p2p-listen: cannot listen on /ip4/127.0.0.1/tcp/${busy} (listen EADDRINUSE: address already in use 127.0.0.1:${busy}); give other addresses (port 0 for any free one)\n`],
+        [['--host', '999.1.1.1'], 'blockfed: InvalidInputError: --host 999.1.1.1: no address of that name (ENOTFOUND); give one of this machine\'s addresses (127.0.0.1, ::1, or 0.0.0.0 for all)\n'],
+        // Refused once the data dir was made (its key, database and lock written).
+        [['--ledger-origin', ''], 'blockfed: InvalidConfigError: ledger origin "": expected 1–200 printable ASCII characters without spaces or "+"\n']
+      ]
+      for (const [flags, message] of cases) {
+        const data = join(root, `first-start-${flags[0] as string}`)
+        const { code, stderr } = await blockfed('coordinator', '--data', data, '--port', '0', ...flags)
+        expect(stderr, flags.join(' ')).toBe(message)
+        expect(code).toBe(1)
+        expect(existsSync(data), flags.join(' ')).toBe(false)
+      }
+    } finally {
+      taken.close()
+    }
+  })
+
   it('says a coordinator is unreachable with the option that names it, and that ingest needs a token with the options that give one', async () => {
     // A port just freed: connection refused (fetch refuses port 1 itself, as a "bad port", with no code).
     const server = createServer()

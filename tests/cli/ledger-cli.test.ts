@@ -14,6 +14,7 @@ import { DatabaseSync } from 'node:sqlite'
 import { mnistMlp, modelFiles } from '../../node-runtime/examples/mnist-mlp.ts'
 import { createNodeRuntime } from '../../node-runtime/runtime.ts'
 import { witnessVerifierKey } from '../../shared/ledger/cosignature.ts'
+import { verifierKey } from '../../shared/ledger/note.ts'
 import { generateSigningKey } from '../../shared/crypto/sign.ts'
 
 const CLI = fileURLToPath(new URL('../../coordinator/cli/main.ts', import.meta.url))
@@ -194,5 +195,11 @@ describe('blockfed ledger commands', () => {
     }
     // Refused before its key was made: the witness without a log left no data dir behind.
     await expect(stat(join(root, 'no-log'))).rejects.toThrow(/ENOENT/)
+    // Refused after it (the listen fails): the key and database it made go again (review 46a).
+    const logKey = verifierKey('log.example/cli', generateSigningKey().publicKey)
+    const unlistened = await blockfed('witness', '--data', join(root, 'no-host'), '--name', 'w.example/x', '--log', logKey, '--port', '0', '--host', '999.1.1.1')
+    expect(unlistened.code).toBe(1)
+    expect(unlistened.stderr).toMatch(/^blockfed: InvalidInputError: --host 999\.1\.1\.1: no address of that name \(ENOTFOUND\)/)
+    await expect(stat(join(root, 'no-host'))).rejects.toThrow(/ENOENT/)
   })
 })
