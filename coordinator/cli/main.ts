@@ -313,12 +313,24 @@ function demoRuntimes (value: string): number {
   return integer(5, 64)(value)
 }
 
+/** The command whose action runs: an error's hint names its options, not another command's. */
+let running: Command | undefined
+program.hook('preAction', (_program, action) => { running = action })
+
+/** Where the URL of an unreachable coordinator came from, for the command that failed. */
+function unreachableHint (): string {
+  const takes = (flag: string): boolean => running?.options.some(o => o.long === flag) === true
+  if (takes('--coordinator')) return `; is a coordinator running there? --coordinator URL (or ${COORDINATOR_ENV}) names another`
+  if (takes('--config')) return '; is a coordinator running there? The AoE config\'s updateURL names it'
+  return '; is a coordinator running there?'
+}
+
 try {
   await program.parseAsync()
 } catch (err) {
   const message = err instanceof BlockfedError ? `${err.name}: ${err.message}` : err instanceof ZodError ? describeIssues(err) : err instanceof Error ? err.message : String(err)
   // The client's "coordinator URL unreachable" (or the ledger's, on the same service): say where the URL came from.
-  const hint = err instanceof UnavailableError && /^(coordinator|ledger) \S+ unreachable/.test(err.message) ? `; is a coordinator running there? --coordinator URL (or ${COORDINATOR_ENV}) names another` : ''
+  const hint = err instanceof UnavailableError && /^(coordinator|ledger) \S+ unreachable/.test(err.message) ? unreachableHint() : ''
   console.error(`blockfed: ${message}${hint}`)
   process.exitCode = 1
 }
