@@ -23,7 +23,9 @@ async function readAll (dir: string, names: string[]): Promise<ModelFile[]> {
     try {
       return { path: relative(dir, full).split(sep).join('/'), bytes: new Uint8Array(await readFile(full)) }
     } catch (err) {
-      if ((err as NodeJS.ErrnoException).code === 'ENOENT') throw new InvalidModelError(`model file "${name}" not found in ${dir}`)
+      const code = (err as NodeJS.ErrnoException).code
+      if (code === 'ENOENT') throw new InvalidModelError(`model file "${name}" not found in ${dir}`)
+      if (code === 'EISDIR') throw new InvalidModelError(`model file "${name}" in ${dir} is a folder, not a file`)
       throw err
     }
   }))
@@ -31,8 +33,9 @@ async function readAll (dir: string, names: string[]): Promise<ModelFile[]> {
 
 /**
  * The one model.json or .onnx at the top of `dir`, chosen as the coordinator's reader chooses
- * (shared/formats/model_files.ts): an .onnx first, then a lone .json or the one named
- * model.json. Symlinks count as what they point to; dot-files (pull's temporary files) do not.
+ * (shared/formats/model_files.ts): an .onnx (refused beside a model.json), then a lone .json or
+ * the one named model.json. Symlinks count as what they point to; dot-files (pull's temporary
+ * files) do not.
  */
 async function entryOf (dir: string): Promise<string> {
   const entries = (await readdir(dir, { withFileTypes: true })).filter(e => !e.name.startsWith('.') && /\.(json|onnx)$/i.test(e.name))
@@ -44,6 +47,8 @@ async function entryOf (dir: string): Promise<string> {
   files.sort()
   const onnx = files.filter(f => /\.onnx$/i.test(f))
   if (onnx.length > 1) throw new InvalidInputError(`${dir}: several .onnx files (${onnx.join(', ')}); give the path of the model's one`)
+  // Two models (a folder holds one): taking the .onnx silently ingested the other one (review 46a).
+  if (onnx[0] !== undefined && files.includes('model.json')) throw new InvalidInputError(`${dir}: both ${onnx[0]} and model.json, two models; give the path of the one to use`)
   if (onnx[0] !== undefined) return onnx[0]
   const only = files.length === 1 ? files[0] : files.find(f => f === 'model.json')
   if (only !== undefined) return only
@@ -98,6 +103,43 @@ async function refuseAnotherModel (root: string, folder: string, targets: string
   }
 }
 
+/** Entry files larger than this are not read for the files they name (a graph with its weights inside names none). */
+const ENTRY_READ_BYTES = 64 << 20
+
+/** The files an entry (a model.json or .onnx) names beside it; none when it is not one that parses. */
+async function namedBy (entry: string): Promise<string[]> {
+  try {
+    if ((await stat(entry)).size > ENTRY_READ_BYTES) return []
+    const bytes = new Uint8Array(await readFile(entry))
+    const name = basename(entry)
+    const names = /\.onnx$/i.test(name)
+      ? onnxExternalFiles({ path: name, bytes })
+      : modelJsonOf(parseJsonText(decodeJsonText(bytes, name), name), name).weightsManifest.flatMap(g => g.paths)
+    return names.map(n => resolve(dirname(entry), n))
+  } catch {
+    return []
+  }
+}
+
+/**
+ * An entry this write replaces whose model names files this one does not write: left beside the
+ * new model they would be another model's weights (review 46a: a pull over a movenet folder left
+ * its 4.6 MB .bin beside the new model.json). Refused before anything is written.
+ */
+async function refuseLeftovers (folder: string, files: readonly ModelFile[], targets: string[]): Promise<void> {
+  const ours = new Set(targets)
+  const left: string[] = []
+  for (const [i, f] of files.entries()) {
+    if (!isEntry(f.path)) continue
+    for (const named of await namedBy(targets[i] as string)) {
+      if (!ours.has(named) && await stat(named).then(info => info.isFile(), () => false)) left.push(relative(resolve(folder), named))
+    }
+  }
+  if (left.length > 0) {
+    throw new InvalidInputError(`${folder} holds a model whose ${[...new Set(left)].sort().join(', ')} this one would leave behind, beside its own files; write into an empty folder, or remove that model first`)
+  }
+}
+
 /** A name beside `target` for its temporary or set-aside copy: a dot-file, which ingest does not read as part of a model. */
 const besideHidden = (target: string): string => join(dirname(target), `.${basename(target)}`)
 
@@ -125,6 +167,7 @@ export async function writeModelFiles (folder: string, files: readonly ModelFile
     return target
   })
   await refuseAnotherModel(root, folder, targets)
+  await refuseLeftovers(folder, files, targets)
   const written: Array<{ tmp: string, target: string, entry: boolean }> = []
   const created: string[] = []
   const aside: Array<{ target: string, moved: string }> = []

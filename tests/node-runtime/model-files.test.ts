@@ -109,6 +109,17 @@ describe('readModelFiles', () => {
     expect((err as Error).message).toMatch(message)
   })
 
+  it('refuses a folder holding an .onnx beside a model.json, and names a weight file that is a folder (review 46a)', async () => {
+    const dir = join(root, 'folder-two-models')
+    await mkdir(dir)
+    await writeFile(join(dir, 'model.json'), modelJson(['w.bin']))
+    await copyFile(SILERO_PATH, join(dir, 'vad.onnx'))
+    // It took the .onnx silently.
+    await expect(readModelFiles(dir)).rejects.toThrow(`${dir}: both vad.onnx and model.json, two models; give the path of the one to use`)
+    await mkdir(join(dir, 'w.bin'))
+    await expect(readModelFiles(join(dir, 'model.json'))).rejects.toThrow(`model file "w.bin" in ${dir} is a folder, not a file`)
+  })
+
   it('in a folder, takes model.json among other .json files and refuses a weight path leaving the folder', async () => {
     const dir = join(root, 'folder-escape')
     await mkdir(dir)
@@ -215,6 +226,22 @@ describe('writeModelFiles', () => {
     await expect(writeModelFiles(out, [...files, { path: '../escaped.bin', bytes: new Uint8Array([9]) }])).rejects.toThrow(IntegrityError)
     await expect(readdir(out)).rejects.toThrow(/ENOENT/)
   })
+  it('refuses, before writing anything, to replace a model whose weight files it would leave behind (review 46a)', async () => {
+    const out = join(root, 'out-leftovers')
+    const earlier = JSON.stringify({ modelTopology: {}, weightsManifest: [{ paths: ['movenet.bin', 'w/a.bin'], weights: [{ name: 'k', shape: [2], dtype: 'float32' }] }] })
+    await mkdir(join(out, 'w'), { recursive: true })
+    await writeFile(join(out, 'model.json'), earlier)
+    await writeFile(join(out, 'movenet.bin'), 'earlier weights')
+    await writeFile(join(out, 'w', 'a.bin'), 'earlier a')
+    await expect(writeModelFiles(out, files)).rejects.toThrow(`${out} holds a model whose movenet.bin this one would leave behind, beside its own files; write into an empty folder, or remove that model first`)
+    expect(await readFile(join(out, 'model.json'), 'utf8')).toBe(earlier)
+    expect((await readdir(out, { recursive: true })).sort()).toEqual(['model.json', 'movenet.bin', 'w', 'w/a.bin'])
+    // Gone already, or named by no model that parses: nothing is left behind, the model is replaced.
+    await rm(join(out, 'movenet.bin'))
+    await writeModelFiles(out, files)
+    expect((await readdir(out, { recursive: true })).sort()).toEqual(['model.json', 'w', 'w/a.bin', 'w/b.bin'])
+  })
+
   it('refuses, before writing anything, a folder holding another model, an .onnx or a model.json it would not replace', async () => {
     const onnxOut = join(root, 'out-other-onnx')
     await writeModelFiles(onnxOut, [{ path: 'vad.onnx', bytes: new Uint8Array([7]) }])
