@@ -33,6 +33,8 @@ interface Context {
   ownedPrefix: Map<string, number>
   /** Candidates looked at so far, against MAX_MATCH_STEPS. */
   steps: number
+  /** Weights the manifest lists: no layer can make more that all match. */
+  weights: number
 }
 
 /**
@@ -57,7 +59,8 @@ export function checkLayerWeights (json: ModelJson, file: string): void {
   const topology = json.modelTopology.model_config != null ? json.modelTopology.model_config : json.modelTopology
   const model = kerasLayer(topology)
   if (model === undefined || !MODEL_CLASSES.has(model.className)) return
-  visitModel({ file, ...manifestNames(json), owner: new Map(), ownedPrefix: new Map(), steps: 0 }, model)
+  const weights = json.weightsManifest.reduce((n, g) => n + g.weights.length, 0)
+  visitModel({ file, ...manifestNames(json), owner: new Map(), ownedPrefix: new Map(), steps: 0, weights }, model)
 }
 
 function manifestNames (json: ModelJson): Pick<Context, 'byName' | 'byIndex'> {
@@ -217,7 +220,7 @@ function build (ctx: Context, layer: KerasLayer, inputs: ReadonlyArray<Shape | u
     const kind = layer.inner === undefined ? layer.className : `${layer.className}(${layer.inner.className})`
     return `${ctx.file}: layer ${JSON.stringify(layer.name ?? layer.entryName ?? '')} (${kind})`
   }
-  const wanted = scopedWeights(layer, inputs.length === 1 ? inputs[0] : undefined, layer.name, where)
+  const wanted = scopedWeights(layer, inputs.length === 1 ? inputs[0] : undefined, layer.name, where, ctx.weights)
   for (const [i, w] of (wanted ?? []).entries()) match(ctx, w, i, layer.name ?? '', where)
   return outputShape(layer, inputs)
 }
@@ -226,19 +229,28 @@ function build (ctx: Context, layer: KerasLayer, inputs: ReadonlyArray<Shape | u
  * The weights tfjs makes for a layer, under the scopes it names them in: a TimeDistributed
  * layer builds its inner layer in its own scope (`td/kernel`), a Bidirectional one builds a
  * forward and a backward copy (`bi/forward_lstm/kernel`, wrappers.ts). Undefined when the
- * class is not covered.
+ * class is not covered. More than `limit` (the manifest's weights) is refused: they could not all
+ * match.
  */
-function scopedWeights (layer: KerasLayer, input: Shape | undefined, scope: string | undefined, where: () => string): Scoped[] | undefined {
+function scopedWeights (layer: KerasLayer, input: Shape | undefined, scope: string | undefined, where: () => string, limit: number): Scoped[] | undefined {
   const inner = layer.inner
   if (layer.className === 'TimeDistributed') {
-    return inner === undefined ? undefined : scopedWeights(inner, input?.slice(1), scope, where)
+    return inner === undefined ? undefined : scopedWeights(inner, input?.slice(1), scope, where, limit)
   }
   if (layer.className === 'Bidirectional') {
     if (inner === undefined) return undefined
-    const copy = (direction: string): Scoped[] | undefined => scopedWeights(inner, input,
-      scope === undefined || inner.name === undefined ? undefined : `${scope}/${direction}_${inner.name}`, where)
-    const forward = copy('forward')
-    return forward === undefined ? undefined : [...forward, ...copy('backward') ?? []]
+    const scoped = (direction: string): string | undefined => scope === undefined || inner.name === undefined ? undefined : `${scope}/${direction}_${inner.name}`
+    const forward = scopedWeights(inner, input, scoped('forward'), where, limit)
+    if (forward === undefined) return undefined
+    // The backward copy is the forward one in its own scope, not built again: built again, each
+    // level of Bidirectional wrappers nested in one another doubled the work, and a 2 KB
+    // model.json of 30 levels took the coordinator's whole heap (review 46c).
+    if (2 * forward.length > limit) throw new InvalidModelError(`${where()} makes ${2 * forward.length} weights, more than the ${limit} of the weights manifest`)
+    const from = scoped('forward')
+    const to = scoped('backward')
+    // Without a scope nothing is made (a layer with weights and no name is refused above).
+    const backward = from === undefined || to === undefined ? [] : forward.map(w => ({ ...w, scope: to + w.scope.slice(from.length) }))
+    return [...forward, ...backward]
   }
   const weights = layerWeights(layer, input, where)
   if (weights === undefined || weights.length === 0) return weights === undefined ? undefined : []

@@ -150,6 +150,15 @@ describe('a layer config that disagrees with the weights manifest is refused', (
     expect((await readError(bi)).message).toBe('model.json: layer "bi" (Bidirectional(LSTM)) has units 50000 (4 gates: 200000) but its forward_bl/kernel in the weights manifest is [8, 16]')
   })
 
+  it('Bidirectional wrappers nested 40 deep: refused at once, not built 2^40 times (review 46c)', async () => {
+    let layer: unknown = { class_name: 'Dense', config: { name: 'd', units: 1 } }
+    for (let i = 0; i < 40; i++) layer = { class_name: 'Bidirectional', config: { name: `b${i}`, layer } }
+    const json = { format: 'layers-model', modelTopology: { class_name: 'Sequential', config: { name: 's', layers: [layer] } }, weightsManifest: [{ paths: ['w.bin'], weights: [{ name: 'x', shape: [1], dtype: 'float32' }] }] }
+    const files = [{ path: 'model.json', bytes: new TextEncoder().encode(JSON.stringify(json)) }, { path: 'w.bin', bytes: new Uint8Array(4) }]
+    // 2 KB of model.json took the coordinator's whole heap from 30 levels on.
+    expect((await readError(files)).message).toBe('model.json: layer "b39" (Bidirectional(Bidirectional)) makes 4 weights, more than the 1 of the weights manifest')
+  })
+
   it('a weight the manifest does not have', async () => {
     const renamed = editModelJson(await mlpFiles(), json => { json.weightsManifest[0].weights[2].name = 'hidden_2/kernel_old' })
     expect((await readError(renamed)).message)
