@@ -122,3 +122,11 @@ function shapeProduct (shape: readonly number[]): number {
  * shape that is copied into every manifest.
  */
 export const MAX_TENSOR_RANK = 64
+
+/**
+ * The most tensors a model may have. Each is listed in the signed manifest every runtime
+ * fetches (about 270 bytes each), so without a cap an 800 KB file of 200,000 empty initializers
+ * made a 54 MB manifest; 100,000 keeps it under half of MAX_MANIFEST_BYTES. Real models are far
+ * below: silero VAD has 345 tensors, the largest @vladmandic/human model 619.
+ */
+export const MAX_TENSORS = 100_000

@@ -7,7 +7,7 @@ import { z } from 'zod'
 import { InvalidModelError, TooLargeError } from '../errors/errors.ts'
 import { MAX_MANIFEST_BYTES } from '../manifest/sign.ts'
 import type { ModelFile } from '../model/types.ts'
-import { elementCount, MAX_TENSOR_RANK, TFJS_DTYPE_BYTES, TFJS_QUANTIZED_BYTES } from './_dtypes.ts'
+import { elementCount, MAX_TENSOR_RANK, MAX_TENSORS, TFJS_DTYPE_BYTES, TFJS_QUANTIZED_BYTES } from './_dtypes.ts'
 
 const jsonObject = z.record(z.string(), z.unknown())
 
@@ -29,10 +29,11 @@ const modelJsonSchema = z.looseObject({
   generatedBy: z.string().nullish(),
   convertedBy: z.string().nullish(),
   modelTopology: jsonObject,
+  // Bounded so a bad list is refused as one issue: zod keeps one per bad entry (review 46c).
   weightsManifest: z.array(z.looseObject({
-    paths: z.array(z.string()),
-    weights: z.array(weightEntrySchema)
-  })),
+    paths: z.array(z.string()).max(MAX_TENSORS),
+    weights: z.array(weightEntrySchema).max(MAX_TENSORS)
+  })).max(MAX_TENSORS),
   trainingConfig: jsonObject.nullish(),
   signature: jsonObject.nullish(),
   userDefinedMetadata: jsonObject.nullish(),
@@ -105,6 +106,46 @@ function checkDepth (value: unknown, file: string): void {
   }
 }
 
+/** Problems named in an error: the first few say what is wrong, thousands more would not. */
+const MAX_PROBLEMS = 5
+
+const problemsText = (issues: readonly z.core.$ZodIssue[], prefix: ReadonlyArray<string | number> = []): string[] =>
+  issues.slice(0, MAX_PROBLEMS).map(i => {
+    const path = [...prefix, ...i.path.map(String)]
+    return `${path.length === 0 ? '(top level)' : path.join('.')}: ${i.message}`
+  })
+
+/**
+ * Checks the weights manifest's entries one by one before the schema sees the whole, stopping at
+ * a few problems, and refuses more weights than a model may have: zod keeps an issue per bad
+ * entry, and 200,000 of them overflowed its stack (an HTTP 500), millions took gigabytes (review
+ * 46c).
+ */
+function checkWeightEntries (value: unknown, file: string): void {
+  const groups = typeof value === 'object' && value !== null ? (value as { weightsManifest?: unknown }).weightsManifest : undefined
+  if (!Array.isArray(groups)) return
+  let weights = 0
+  for (const g of groups) {
+    const list = typeof g === 'object' && g !== null ? (g as { weights?: unknown }).weights : undefined
+    if (Array.isArray(list)) weights += list.length
+  }
+  if (groups.length > MAX_TENSORS || weights > MAX_TENSORS) {
+    throw new InvalidModelError(`${file}: its weights manifest lists ${weights} weights in ${groups.length} groups, more than the ${MAX_TENSORS} tensors a model may have`)
+  }
+  const problems: string[] = []
+  for (const [i, g] of groups.entries()) {
+    const group = typeof g === 'object' && g !== null ? g as { paths?: unknown, weights?: unknown } : {}
+    const entries: Array<[string, unknown[] | undefined, z.ZodType]> = [['paths', Array.isArray(group.paths) ? group.paths : undefined, z.string()], ['weights', Array.isArray(group.weights) ? group.weights : undefined, weightEntrySchema]]
+    for (const [key, list, schema] of entries) {
+      for (const [j, entry] of (list ?? []).entries()) {
+        const parsed = schema.safeParse(entry)
+        if (!parsed.success) problems.push(...problemsText(parsed.error.issues, ['weightsManifest', i, key, j]))
+        if (problems.length >= MAX_PROBLEMS) throw new InvalidModelError(`${file} is not a valid tfjs model.json: ${problems.slice(0, MAX_PROBLEMS).join('; ')}`)
+      }
+    }
+  }
+}
+
 /** Checks a parsed model.json against the schema; the error lists each problem with its path. */
 export function modelJsonOf (value: unknown, file: string): ModelJson {
   checkDepth(value, file)
@@ -114,12 +155,9 @@ export function modelJsonOf (value: unknown, file: string): ModelJson {
       throw new InvalidModelError(`${file} is not a tfjs model.json: it has no ${missing.join(' and no ')}`)
     }
   }
+  checkWeightEntries(value, file)
   const parsed = modelJsonSchema.safeParse(value)
-  if (!parsed.success) {
-    const problems = parsed.error.issues.slice(0, 5)
-      .map(i => `${i.path.length === 0 ? '(top level)' : i.path.join('.')}: ${i.message}`)
-    throw new InvalidModelError(`${file} is not a valid tfjs model.json: ${problems.join('; ')}`)
-  }
+  if (!parsed.success) throw new InvalidModelError(`${file} is not a valid tfjs model.json: ${problemsText(parsed.error.issues).join('; ')}`)
   return parsed.data
 }
 

@@ -7,11 +7,17 @@
  */
 import { InvalidModelError } from '../errors/errors.ts'
 import type { LayerSummary, ModelMetadata, TensorInfo } from '../model/types.ts'
-import { elementCount, tfDtypeName } from './_dtypes.ts'
+import { elementCount, MAX_TENSOR_RANK, tfDtypeName } from './_dtypes.ts'
 import type { ModelJson, TfjsKind } from './_tfjs_json.ts'
 import { layersOfTensors } from './metadata.ts'
 
 type Io = ModelMetadata['inputs']
+
+/**
+ * Inputs or outputs a Keras config may name: each becomes an entry of the signed manifest. Real
+ * models have a few; 100,000 names of one input copied its shape 100,000 times (review 46c).
+ */
+const MAX_IO = 4096
 
 /** What `layer` optimizer state (weights of group "optimizer") is filed under. */
 export const OPTIMIZER_LAYER = 'optimizer'
@@ -127,13 +133,16 @@ function kerasIo (json: ModelJson, file: string): { inputs: Io, outputs: Io } {
     return {
       name,
       ...(dtype === undefined ? {} : { dtype }),
-      ...(shape === undefined ? {} : { shape: shape.map(d => d === null ? -1 : size(d, file, () => `input layer ${JSON.stringify(name)} has a batch input shape`)) })
+      ...(shape === undefined ? {} : { shape: dims(shape, file, `input layer ${JSON.stringify(name)}`, () => `input layer ${JSON.stringify(name)} has a batch input shape`, d => d === null ? -1 : d) })
     }
   }
-  const named = (list: unknown): string[] | undefined =>
-    arr(list)?.map(entry => str(arr(entry)?.[0])).filter((n): n is string => n !== undefined)
-  const inputs = named(config?.input_layers)
-  const outputs = named(config?.output_layers)
+  const named = (list: unknown, what: string): string[] | undefined => {
+    const entries = arr(list)
+    if (entries !== undefined && entries.length > MAX_IO) throw new InvalidModelError(`${file}: the model config names ${entries.length} ${what}, more than a model has (limit ${MAX_IO})`)
+    return entries?.map(entry => str(arr(entry)?.[0])).filter((n): n is string => n !== undefined)
+  }
+  const inputs = named(config?.input_layers, 'input layers')
+  const outputs = named(config?.output_layers, 'output layers')
   if (inputs !== undefined && outputs !== undefined) {
     return { inputs: inputs.map(describe), outputs: outputs.map(name => ({ name })) }
   }
@@ -151,12 +160,12 @@ function graphIo (json: ModelJson, file: string): { inputs: Io, outputs: Io } {
   if (signature != null && obj(signature.inputs) !== undefined) {
     const entries = (side: unknown): Io => Object.entries(obj(side) ?? {}).map(([key, value]) => {
       const v = obj(value)
-      const dims = arr(obj(v?.tensorShape)?.dim)
+      const shape = arr(obj(v?.tensorShape)?.dim)
       const dtype = str(v?.dtype)
       return {
         name: str(v?.name) ?? key,
         ...(dtype === undefined ? {} : { dtype: tfDtypeName(dtype) }),
-        ...(dims === undefined ? {} : { shape: dims.map(d => size(obj(d)?.size ?? -1, file, () => `signature tensor ${JSON.stringify(key)} has a dim`)) })
+        ...(shape === undefined ? {} : { shape: dims(shape, file, `signature tensor ${JSON.stringify(key)}`, () => `signature tensor ${JSON.stringify(key)} has a dim`, d => obj(d)?.size ?? -1) })
       }
     })
     return { inputs: entries(signature.inputs), outputs: entries(signature.outputs) }
@@ -165,11 +174,11 @@ function graphIo (json: ModelJson, file: string): { inputs: Io, outputs: Io } {
   const consumed = new Set(nodes.flatMap(n => n.inputs))
   const inputs: Io = nodes.filter(n => n.op === 'Placeholder').map(n => {
     const dtype = str(obj(obj(n.attr)?.dtype)?.type)
-    const dims = arr(obj(obj(obj(n.attr)?.shape)?.shape)?.dim)
+    const shape = arr(obj(obj(obj(n.attr)?.shape)?.shape)?.dim)
     return {
       name: n.name,
       ...(dtype === undefined ? {} : { dtype: tfDtypeName(dtype) }),
-      ...(dims === undefined ? {} : { shape: dims.map(d => size(obj(d)?.size ?? -1, file, () => `Placeholder ${JSON.stringify(n.name)} has a dim`)) })
+      ...(shape === undefined ? {} : { shape: dims(shape, file, `Placeholder ${JSON.stringify(n.name)}`, () => `Placeholder ${JSON.stringify(n.name)} has a dim`, d => obj(d)?.size ?? -1) })
     }
   })
   const outputs: Io = nodes
@@ -204,6 +213,12 @@ function obj (v: unknown): Record<string, unknown> | undefined {
 
 function arr (v: unknown): unknown[] | undefined {
   return Array.isArray(v) ? v : undefined
+}
+
+/** A shape as the manifest records it, each dim read by `dim`; more than MAX_TENSOR_RANK dims are refused. */
+function dims (list: unknown[], file: string, owner: string, where: () => string, dim: (d: unknown) => unknown): number[] {
+  if (list.length > MAX_TENSOR_RANK) throw new InvalidModelError(`${file}: ${owner} has a shape of ${list.length} dims, more than a tensor has (limit ${MAX_TENSOR_RANK})`)
+  return list.map(d => size(dim(d), file, where))
 }
 
 /**

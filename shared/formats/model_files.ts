@@ -8,16 +8,12 @@ import type { ModelFile, NormalisedModel } from '../model/types.ts'
 import { readOnnx } from './onnx.ts'
 import { writeOnnx } from './onnx_splice.ts'
 import { basename } from './_paths.ts'
+import { MAX_TENSORS } from './_dtypes.ts'
 import { modelJsonOf, modelJsonText, parseJsonText, type ModelJson } from './_tfjs_json.ts'
 import { readTfjs, writeTfjs } from './tfjs.ts'
 
-/**
- * The most tensors a model may have. Each is listed in the signed manifest every runtime
- * fetches (about 270 bytes each), so without a cap an 800 KB file of 200,000 empty initializers
- * made a 54 MB manifest; 100,000 keeps it under half of MAX_MANIFEST_BYTES. Real models are far
- * below: silero VAD has 345 tensors, the largest @vladmandic/human model 619.
- */
-export const MAX_TENSORS = 100_000
+export { MAX_TENSORS }
+
 
 /**
  * Reads a model from its files (paths relative to the model's folder).

@@ -6,7 +6,7 @@
  */
 import { Worker } from 'node:worker_threads'
 import { describe, expect, it } from 'vitest'
-import { TooLargeError } from '../../../shared/errors/errors.ts'
+import { InvalidModelError, TooLargeError } from '../../../shared/errors/errors.ts'
 import { readModel } from '../../../shared/formats/index.ts'
 import { MAX_TENSORS } from '../../../shared/formats/model_files.ts'
 import { MAX_MANIFEST_BYTES } from '../../../shared/manifest/sign.ts'
@@ -45,6 +45,42 @@ describe('tfjs model.json', () => {
       worker.once('error', reject)
     }).finally(() => worker.terminate())
     expect(answer).toBe('format,modelTopology,weightsManifest,userDefinedMetadata')
+  })
+
+  /** The InvalidModelError that reading a model.json of `json`'s text throws. */
+  const refused = async (text: string): Promise<Error> => {
+    const e = await readModel([{ path: 'model.json', bytes: new TextEncoder().encode(text) }]).then(() => undefined, (err: unknown) => err)
+    expect(e).toBeInstanceOf(InvalidModelError)
+    return e as Error
+  }
+  const numbers = (n: number): string => new Array(n).fill('1').join(',')
+
+  // Review 46c: zod kept an issue per bad entry, and 200,000 of them overflowed its stack (an HTTP 500).
+  it('more weights than a model may have: refused by their count before any is checked', async () => {
+    const e = await refused(`{"format":"graph-model","modelTopology":{"node":[]},"weightsManifest":[{"paths":[],"weights":[${numbers(200_000)}]}]}`)
+    expect(e.message).toBe(`model.json: its weights manifest lists 200000 weights in 1 groups, more than the ${MAX_TENSORS} tensors a model may have`)
+  })
+
+  it('as many bad weight entries as a model may have weights: the first five named', async () => {
+    const e = await refused(`{"format":"graph-model","modelTopology":{"node":[]},"weightsManifest":[{"paths":[${numbers(3)}],"weights":[${numbers(MAX_TENSORS)}]}]}`)
+    expect(e.message).toBe('model.json is not a valid tfjs model.json: ' + [
+      'weightsManifest.0.paths.0: Invalid input: expected string, received number',
+      'weightsManifest.0.paths.1: Invalid input: expected string, received number',
+      'weightsManifest.0.paths.2: Invalid input: expected string, received number',
+      'weightsManifest.0.weights.0: Invalid input: expected object, received number',
+      'weightsManifest.0.weights.1: Invalid input: expected object, received number'
+    ].join('; '))
+  })
+
+  // Review 46c: each name of the input layer copied its shape, whose length nothing bounded.
+  it('a Keras config naming one input 100,000 times, or an input shape of 100,000 dims', async () => {
+    const model = (inputs: number, rank: number): string => JSON.stringify({
+      format: 'layers-model',
+      modelTopology: { class_name: 'Functional', config: { name: 'm', layers: [{ class_name: 'InputLayer', name: 'x', config: { name: 'x', batch_input_shape: new Array(rank).fill(1) } }], input_layers: new Array(inputs).fill(['x', 0, 0]), output_layers: [['x', 0, 0]] } },
+      weightsManifest: []
+    })
+    expect((await refused(model(100_000, 2))).message).toBe('model.json: the model config names 100000 input layers, more than a model has (limit 4096)')
+    expect((await refused(model(1, 100_000))).message).toBe('model.json: input layer "x" has a shape of 100000 dims, more than a tensor has (limit 64)')
   })
 })
 
