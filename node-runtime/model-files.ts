@@ -16,16 +16,25 @@ import { onnxExternalFiles } from '../shared/formats/onnx.ts'
 
 const MAX_FILES = 256
 
+/**
+ * `path` (through its links) is a regular file: a link to /dev/zero read until the heap gave out,
+ * one to a pipe waited for ever (review 46c).
+ */
+async function regularFile (path: string, what: string): Promise<void> {
+  const info = await stat(path)
+  if (info.isDirectory()) throw new InvalidModelError(`${what} is a folder, not a file`)
+  if (!info.isFile()) throw new InvalidModelError(`${what} is not a regular file (a device, pipe or socket)`)
+}
+
 async function readAll (dir: string, names: string[]): Promise<ModelFile[]> {
   return await Promise.all(names.map(async name => {
     const full = resolve(dir, name)
     if (!full.startsWith(resolve(dir) + sep)) throw new InvalidModelError(`model file "${name}" points outside ${dir}`)
     try {
+      await regularFile(full, `model file "${name}" in ${dir}`)
       return { path: relative(dir, full).split(sep).join('/'), bytes: new Uint8Array(await readFile(full)) }
     } catch (err) {
-      const code = (err as NodeJS.ErrnoException).code
-      if (code === 'ENOENT') throw new InvalidModelError(`model file "${name}" not found in ${dir}`)
-      if (code === 'EISDIR') throw new InvalidModelError(`model file "${name}" in ${dir} is a folder, not a file`)
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT') throw new InvalidModelError(`model file "${name}" not found in ${dir}`)
       throw err
     }
   }))
@@ -65,6 +74,7 @@ export async function readModelFiles (path: string): Promise<ModelFile[]> {
     throw new InvalidInputError(`${path}: no such file or folder`)
   }
   if (info.isDirectory()) return await readModelFiles(join(path, await entryOf(path)))
+  await regularFile(path, path)
   const dir = dirname(path)
   const name = basename(path)
   if (name.toLowerCase().endsWith('.onnx')) {

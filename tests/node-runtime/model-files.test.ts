@@ -109,7 +109,7 @@ describe('readModelFiles', () => {
     expect((err as Error).message).toMatch(message)
   })
 
-  it('refuses a folder holding an .onnx beside a model.json, and names a weight file that is a folder (review 46a)', async () => {
+  it('refuses a folder holding an .onnx beside a model.json, and names a weight file that is a folder or a device (reviews 46a, 46c)', async () => {
     const dir = join(root, 'folder-two-models')
     await mkdir(dir)
     await writeFile(join(dir, 'model.json'), modelJson(['w.bin']))
@@ -118,6 +118,12 @@ describe('readModelFiles', () => {
     await expect(readModelFiles(dir)).rejects.toThrow(`${dir}: both vad.onnx and model.json, two models; give the path of the one to use`)
     await mkdir(join(dir, 'w.bin'))
     await expect(readModelFiles(join(dir, 'model.json'))).rejects.toThrow(`model file "w.bin" in ${dir} is a folder, not a file`)
+    // A link to a device (review 46c: /dev/zero was read until the heap gave out).
+    await rm(join(dir, 'w.bin'), { recursive: true })
+    await symlink('/dev/null', join(dir, 'w.bin'))
+    await expect(readModelFiles(join(dir, 'model.json'))).rejects.toThrow(`model file "w.bin" in ${dir} is not a regular file (a device, pipe or socket)`)
+    await rm(join(dir, 'vad.onnx'))
+    await expect(readModelFiles(dir)).rejects.toThrow('is not a regular file')
   })
 
   it('in a folder, takes model.json among other .json files and refuses a weight path leaving the folder', async () => {
