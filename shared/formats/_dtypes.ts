@@ -2,7 +2,7 @@
  * Element types and their stored sizes: ONNX `TensorProto.DataType` (onnx/onnx.proto) and the
  * dtypes a tfjs weights manifest uses (tfjs-core io/types.ts: DataType and quantization).
  */
-import { InvalidModelError } from '../errors/errors.ts'
+import { InvalidModelError, TooLargeError } from '../errors/errors.ts'
 
 /** ONNX data_type number → [dtype name, bits per element]. Strings (8) have no fixed size. */
 const ONNX_TYPES: Record<number, readonly [string, number]> = {
@@ -130,3 +130,10 @@ export const MAX_TENSOR_RANK = 64
  * below: silero VAD has 345 tensors, the largest @vladmandic/human model 619.
  */
 export const MAX_TENSORS = 100_000
+
+/** TooLargeError naming `file` when it has more than MAX_TENSORS tensors (`count`), checked as soon as they are counted. */
+export function checkTensorCount (count: number, file: string): void {
+  if (count > MAX_TENSORS) {
+    throw new TooLargeError(`${file} has ${count} tensors, more than the ${MAX_TENSORS} a model may have (each is listed in the signed manifest); merge small tensors into fewer, larger ones`)
+  }
+}

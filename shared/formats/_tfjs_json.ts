@@ -7,7 +7,7 @@ import { z } from 'zod'
 import { InvalidModelError, TooLargeError } from '../errors/errors.ts'
 import { MAX_MANIFEST_BYTES } from '../manifest/sign.ts'
 import type { ModelFile } from '../model/types.ts'
-import { elementCount, MAX_TENSOR_RANK, MAX_TENSORS, TFJS_DTYPE_BYTES, TFJS_QUANTIZED_BYTES } from './_dtypes.ts'
+import { checkTensorCount, elementCount, MAX_TENSOR_RANK, MAX_TENSORS, TFJS_DTYPE_BYTES, TFJS_QUANTIZED_BYTES } from './_dtypes.ts'
 
 const jsonObject = z.record(z.string(), z.unknown())
 
@@ -129,9 +129,7 @@ function checkWeightEntries (value: unknown, file: string): void {
     const list = typeof g === 'object' && g !== null ? (g as { weights?: unknown }).weights : undefined
     if (Array.isArray(list)) weights += list.length
   }
-  if (groups.length > MAX_TENSORS || weights > MAX_TENSORS) {
-    throw new InvalidModelError(`${file}: its weights manifest lists ${weights} weights in ${groups.length} groups, more than the ${MAX_TENSORS} tensors a model may have`)
-  }
+  checkTensorCount(Math.max(weights, groups.length), file)
   const problems: string[] = []
   for (const [i, g] of groups.entries()) {
     const group = typeof g === 'object' && g !== null ? g as { paths?: unknown, weights?: unknown } : {}

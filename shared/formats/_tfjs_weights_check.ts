@@ -90,9 +90,19 @@ function isArrayIndex (name: string): boolean {
   return /^(0|[1-9]\d{0,9})$/.test(name) && Number(name) < 2 ** 32 - 1
 }
 
+/**
+ * Layers of one model, and layer inputs over all its calls, this check follows at most: far
+ * above real models (the largest @vladmandic/human one has a few hundred layers), low enough that
+ * a 15 MB model.json of a million calls is refused before it takes gigabytes (review 46c).
+ */
+const MAX_LAYERS = 100_000
+const MAX_CALL_INPUTS = 200_000
+
 /** Checks a model's layers; returns its output shape when known. */
 function visitModel (ctx: Context, model: KerasLayer): Shape | undefined {
-  uniqueNames(ctx, Array.isArray(model.config.layers) ? model.config.layers : [])
+  const entries = Array.isArray(model.config.layers) ? model.config.layers : []
+  if (entries.length > MAX_LAYERS) throw new InvalidModelError(`${ctx.file}: a model of ${entries.length} layers, more than this check follows (limit ${MAX_LAYERS})`)
+  uniqueNames(ctx, entries)
   return model.className === 'Sequential' ? sequential(ctx, model) : functional(ctx, model)
 }
 
@@ -135,6 +145,11 @@ interface Ref { layer: number, node: number, tensor: number }
 function functional (ctx: Context, model: KerasLayer): Shape | undefined {
   const entries = Array.isArray(model.config.layers) ? model.config.layers : []
   const layers = entries.map(kerasLayer)
+  let inputs = 0
+  for (const l of layers) {
+    for (const call of Array.isArray(l?.inboundNodes) ? l.inboundNodes : []) inputs += Array.isArray(call) ? Math.max(1, call.length) : 1
+  }
+  if (inputs > MAX_CALL_INPUTS) throw new InvalidModelError(`${ctx.file}: its layers are called with ${inputs} inputs in all, more than this check follows (limit ${MAX_CALL_INPUTS})`)
   const position = new Map<string, number>()
   for (const [j, l] of layers.entries()) if (l?.entryName !== undefined) position.set(l.entryName, j)
 

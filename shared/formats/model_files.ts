@@ -8,7 +8,7 @@ import type { ModelFile, NormalisedModel } from '../model/types.ts'
 import { readOnnx } from './onnx.ts'
 import { writeOnnx } from './onnx_splice.ts'
 import { basename } from './_paths.ts'
-import { MAX_TENSORS } from './_dtypes.ts'
+import { checkTensorCount, MAX_TENSORS } from './_dtypes.ts'
 import { modelJsonOf, modelJsonText, parseJsonText, type ModelJson } from './_tfjs_json.ts'
 import { readTfjs, writeTfjs } from './tfjs.ts'
 
@@ -26,7 +26,7 @@ export async function readModel (files: ModelFile[]): Promise<NormalisedModel> {
   if (files.length === 0) throw new InvalidModelError('no model files were given')
   const onnx = files.filter(f => f.path.toLowerCase().endsWith('.onnx'))
   if (onnx.length > 1) throw new InvalidModelError(`several .onnx files were given (${onnx.map(f => f.path).join(', ')}); give one model at a time`)
-  if (onnx[0] !== undefined) return checkTensorCount(readOnnx(onnx[0], files), onnx[0].path)
+  if (onnx[0] !== undefined) return checkedCount(readOnnx(onnx[0], files), onnx[0].path)
 
   const jsons = files.filter(f => f.path.toLowerCase().endsWith('.json'))
   if (jsons.length === 0) {
@@ -56,7 +56,7 @@ export async function readModel (files: ModelFile[]): Promise<NormalisedModel> {
       ? `none of ${jsons.map(f => f.path).join(', ')} is a tfjs model.json (one with modelTopology and weightsManifest)`
       : `several tfjs model.json files were given (${candidates.map(c => c.file.path).join(', ')}); give one model at a time`)
   }
-  return checkTensorCount(readTfjs(model.file, files, model), model.file.path)
+  return checkedCount(readTfjs(model.file, files, model), model.file.path)
 }
 
 /**
@@ -74,10 +74,8 @@ export function writeModel (model: Pick<NormalisedModel, 'topology' | 'tensors' 
 }
 
 /** `model`, or TooLargeError naming `file` when it has more than MAX_TENSORS tensors. */
-function checkTensorCount (model: NormalisedModel, file: string): NormalisedModel {
-  if (model.tensors.length > MAX_TENSORS) {
-    throw new TooLargeError(`${file} has ${model.tensors.length} tensors, more than the ${MAX_TENSORS} a model may have (each is listed in the signed manifest); merge small tensors into fewer, larger ones`)
-  }
+function checkedCount (model: NormalisedModel, file: string): NormalisedModel {
+  checkTensorCount(model.tensors.length, file)
   return model
 }
 

@@ -8,7 +8,7 @@
 import type { io } from '@tensorflow/tfjs-core'
 import { InvalidInputError, InvalidModelError } from '../errors/errors.ts'
 import type { ModelFile, NormalisedModel, TensorInfo, TfjsTopology } from '../model/types.ts'
-import { basename, findBeside, refuseClashingPaths, relativePath } from './_paths.ts'
+import { basename, filesBeside, refuseClashingPaths, relativePath } from './_paths.ts'
 import { modelJsonOf, parseJsonText, tfjsKind, weightByteLength, type ModelJson } from './_tfjs_json.ts'
 import { tfjsInputsOutputs, tfjsLayers, tfjsTrainingConfig, weightLayer } from './_tfjs_metadata.ts'
 import { checkLayerWeights } from './_tfjs_weights_check.ts'
@@ -30,6 +30,7 @@ export function readTfjs (jsonFile: ModelFile, files: readonly ModelFile[], { te
   // Each weight file once: a path named twice would have its bytes copied twice, so a small
   // upload could ask for weights many times its size (one 64 KiB file named 2,000 times: 128 MB).
   const named = new Set<string>()
+  const beside = filesBeside(files, jsonFile.path)
   const chunks: Uint8Array[] = []
   const tensors: TensorInfo[] = []
   for (const [g, group] of json.weightsManifest.entries()) {
@@ -50,7 +51,7 @@ export function readTfjs (jsonFile: ModelFile, files: readonly ModelFile[], { te
     const sizes: string[] = []
     for (const p of group.paths) {
       const path = relativePath(p, `${name} weight file`)
-      const file = findBeside(files, jsonFile.path, path)
+      const file = beside(path)
       if (file === undefined) throw new InvalidModelError(`${name} names weight file ${p} which was not provided`)
       if (named.has(file.path)) throw new InvalidModelError(`${name} names weight file ${p} more than once`)
       named.add(file.path)

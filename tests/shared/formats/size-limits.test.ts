@@ -57,8 +57,8 @@ describe('tfjs model.json', () => {
 
   // Review 46c: zod kept an issue per bad entry, and 200,000 of them overflowed its stack (an HTTP 500).
   it('more weights than a model may have: refused by their count before any is checked', async () => {
-    const e = await refused(`{"format":"graph-model","modelTopology":{"node":[]},"weightsManifest":[{"paths":[],"weights":[${numbers(200_000)}]}]}`)
-    expect(e.message).toBe(`model.json: its weights manifest lists 200000 weights in 1 groups, more than the ${MAX_TENSORS} tensors a model may have`)
+    const e = await tooLarge([{ path: 'model.json', bytes: new TextEncoder().encode(`{"format":"graph-model","modelTopology":{"node":[]},"weightsManifest":[{"paths":[],"weights":[${numbers(200_000)}]}]}`) }])
+    expect(e.message).toBe(`model.json has 200000 tensors, more than the ${MAX_TENSORS} a model may have (each is listed in the signed manifest); merge small tensors into fewer, larger ones`)
   })
 
   it('as many bad weight entries as a model may have weights: the first five named', async () => {
@@ -70,6 +70,19 @@ describe('tfjs model.json', () => {
       'weightsManifest.0.weights.0: Invalid input: expected object, received number',
       'weightsManifest.0.weights.1: Invalid input: expected object, received number'
     ].join('; '))
+  })
+
+  // Review 46c: the layer check kept an output shape per call; a million calls took 1.2 GB.
+  it('a functional model calling one layer 200,001 times, or of 100,001 layers: refused by their count', async () => {
+    const functional = (layers: unknown[]): string => JSON.stringify({
+      format: 'layers-model',
+      modelTopology: { class_name: 'Functional', config: { name: 'm', layers, input_layers: [['x', 0, 0]], output_layers: [['x', 0, 0]] } },
+      weightsManifest: []
+    })
+    const input = { class_name: 'InputLayer', name: 'x', config: { name: 'x', batch_input_shape: [null, 2] }, inbound_nodes: [] }
+    const dense = { class_name: 'Dense', name: 'd', config: { name: 'd', units: 1 }, inbound_nodes: new Array(200_001).fill([['x', 0, 0, {}]]) }
+    expect((await refused(functional([input, dense]))).message).toBe('model.json: its layers are called with 200001 inputs in all, more than this check follows (limit 200000)')
+    expect((await refused(functional(new Array(100_001).fill({})))).message).toBe('model.json: a model of 100001 layers, more than this check follows (limit 100000)')
   })
 
   // Review 46c: each name of the input layer copied its shape, whose length nothing bounded.
@@ -104,9 +117,11 @@ describe('ONNX', () => {
     }
   })
 
-  it('150,000 gaps between external tensors: TooLargeError, not a stack overflow', async () => {
-    // Each gap (a non-zero byte) becomes a piece of its own; they were spread into one push() call.
-    const n = 150_000
+  it('a gap after each of 99,999 external tensors: TooLargeError, not a stack overflow', async () => {
+    // Each gap (a non-zero byte) becomes a piece of its own; they were spread into one push()
+    // call, and 150,000 overflowed the stack. More tensors than MAX_TENSORS are now refused when
+    // counted, before any piece is made, so this stays just under it.
+    const n = MAX_TENSORS - 1
     const file = onnxBytes(g => {
       for (let i = 0; i < n; i++) {
         g.uint32(5 << 3 | 2).fork()
@@ -118,6 +133,6 @@ describe('ONNX', () => {
       }
     })
     const e = await tooLarge([{ path: 'gaps.onnx', bytes: file }, { path: 'd', bytes: new Uint8Array(2 * n).fill(0xff) }])
-    expect(e.message).toMatch(/^gaps\.onnx has 300000 tensors, more than the /)
+    expect(e.message).toMatch(new RegExp(`^gaps\\.onnx has ${2 * n} tensors, more than the `))
   })
 })
