@@ -23,6 +23,18 @@ export function refusals (...more: number[]): Record<number, typeof errorBodySch
 /** A route with a JSON body: over the 1 MiB body limit (413), or not JSON (415). */
 export const BODY_REFUSALS = [413, 415]
 
+/**
+ * Characters of an error message an answer carries. Messages quote what was sent (a weight's
+ * dtype, a path, a tensor name), and a 30 MB dtype came back as a 30 MB refusal (review 46c).
+ */
+export const MAX_MESSAGE_CHARS = 2000
+
+/** `message`, cut to MAX_MESSAGE_CHARS with a note of how much was left out. */
+export function boundedMessage (message: string): string {
+  if (message.length <= MAX_MESSAGE_CHARS) return message
+  return `${message.slice(0, MAX_MESSAGE_CHARS)}… (${message.length - MAX_MESSAGE_CHARS} more characters)`
+}
+
 /** How long a refused request may go on sending its body (Node reads and drops it meanwhile). */
 export const REFUSED_BODY_GRACE_MS = 10_000
 
@@ -43,19 +55,19 @@ export function errorHandler (err: FastifyError | Error, req: FastifyRequest, re
   }
   if (err instanceof BusyError) {
     // RFC 9110 §10.2.3: Retry-After in whole seconds.
-    void reply.status(503).header('retry-after', Math.ceil(err.retryAfterMs / 1000)).send({ error: err.name, message: err.message })
+    void reply.status(503).header('retry-after', Math.ceil(err.retryAfterMs / 1000)).send({ error: err.name, message: boundedMessage(err.message) })
     return
   }
   if (err instanceof BlockfedError) {
     if (err.status >= 500) req.log.error({ err }, 'request failed')
-    void reply.status(err.status).send({ error: err.name, message: err.message })
+    void reply.status(err.status).send({ error: err.name, message: boundedMessage(err.message) })
     return
   }
   const fe = err as FastifyError
   if (fe.validation !== undefined) {
     // The root is '' or '/' depending on the validator: either names the whole body or query.
     const detail = fe.validation.map(v => `${fe.validationContext ?? 'request'}${v.instancePath === '' || v.instancePath === '/' ? '' : v.instancePath.replaceAll('/', '.')}: ${v.message ?? 'invalid'}`).join('; ')
-    void reply.status(400).send({ error: 'InvalidInputError', message: detail })
+    void reply.status(400).send({ error: 'InvalidInputError', message: boundedMessage(detail) })
     return
   }
   if (fe.code === 'FST_ERR_CTP_INVALID_MEDIA_TYPE') {
@@ -65,7 +77,7 @@ export function errorHandler (err: FastifyError | Error, req: FastifyRequest, re
   }
   const status = fe.statusCode ?? 500
   if (status >= 400 && status < 500) {
-    void reply.status(status).send({ error: fe.code ?? fe.name, message: fe.message })
+    void reply.status(status).send({ error: fe.code ?? fe.name, message: boundedMessage(fe.message) })
     return
   }
   req.log.error({ err }, 'request failed')

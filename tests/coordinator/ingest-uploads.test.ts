@@ -4,6 +4,8 @@
  */
 import { describe, expect, it } from 'vitest'
 import { buildServer, type ServerDeps } from '../../coordinator/http/server.ts'
+import { MAX_MESSAGE_CHARS } from '../../coordinator/http/errors.ts'
+import { InvalidModelError } from '../../shared/errors/errors.ts'
 
 describe('ingest uploads', () => {
   it('holds an upload\'s slot until its ingest settles: a third upload gets 503 while two are ingesting', async () => {
@@ -43,6 +45,31 @@ describe('ingest uploads', () => {
       expect((await upload()).status).toBe(200)
     } finally {
       release()
+      await app.close()
+    }
+  })
+
+  it('answers a refusal quoting a huge upload string with a bounded message (review 46c: a 30 MB dtype came back whole)', async () => {
+    const dtype = 'q'.repeat(3_000_000)
+    const app = await buildServer({
+      repo: { token: () => ({ role: 'admin', revokedAt: null, expiresAt: null }), noteTokenUse: () => {} },
+      files: {},
+      identity: {},
+      erasure: { k: 4, m: 2 },
+      maxUploadBytes: 1 << 20,
+      ingest: async () => { throw new InvalidModelError(`model.json: weight "w" has unknown dtype "${dtype}"`) }
+    } as unknown as ServerDeps)
+    const url = await app.listen({ port: 0, host: '127.0.0.1' })
+    try {
+      const form = new FormData()
+      form.append('file', new Blob([new Uint8Array(16)]), 'model.json')
+      const answer = await fetch(`${url}/v1/models/m/ingest`, { method: 'POST', headers: { authorization: 'Bearer t' }, body: form })
+      expect(answer.status).toBe(422)
+      const { error, message } = await answer.json() as { error: string, message: string }
+      expect(error).toBe('InvalidModelError')
+      const full = `model.json: weight "w" has unknown dtype "${dtype}"`
+      expect(message).toBe(`${full.slice(0, MAX_MESSAGE_CHARS)}… (${full.length - MAX_MESSAGE_CHARS} more characters)`)
+    } finally {
       await app.close()
     }
   })
