@@ -113,6 +113,8 @@ export function jsonArgument<T> (schema: z.ZodType<T>, what: string) {
  * (as the README's AoE example does), `--data ./coord` was overridden unsaid (review 40a).
  */
 export async function token (options: { token?: string, data?: string }): Promise<string | undefined> {
+  // Said with the flag: passed on, "" met a check of the AoE config the command builds (review 46a).
+  if (options.token?.trim() === '') throw new InvalidInputError('--token is empty: give an API token, or leave --token out to use --data\'s admin.token or BLOCKFED_TOKEN')
   if (options.token !== undefined) return options.token
   if (options.data !== undefined) {
     const path = join(options.data, 'admin.token')

@@ -136,7 +136,10 @@ async function adminToken (path: string, repo: Repository): Promise<string> {
   const kept = (await readIfExists(path))?.trim()
   const row = kept !== undefined && TOKEN_FORM.test(kept) ? repo.token(await tokenHash(kept)) : undefined
   if (kept !== undefined && row?.role === 'admin' && tokenRefusal(row) === undefined) return kept
-  const why = kept === undefined ? 'created on first start' : row === undefined ? 'replaced a torn admin.token' : 'replaced a revoked admin.token'
+  // A missing file is a first start only where no admin token was ever made (review 46a: a
+  // deleted admin.token's successor was labelled as the first, beside the first still active).
+  const missing = repo.tokens().some(t => t.role === 'admin') ? 'replaced a missing admin.token' : 'created on first start'
+  const why = kept === undefined ? missing : row === undefined ? 'replaced a torn admin.token' : 'replaced a revoked admin.token'
   const { token } = await issueToken(repo, 'admin', why)
   await writeFileAtomic(path, `${token}\n`, 0o600)
   return token

@@ -1,11 +1,12 @@
 /**
  * The argument parsers (coordinator/cli/args.ts) called as commander calls them: numerals that
  * Number() would take (hex, exponents, fractions, spaces, '') are refused with what was
- * expected, and BLOCKFED_COORDINATOR is checked as --coordinator is.
+ * expected, BLOCKFED_COORDINATOR is checked as --coordinator is, and an empty --token is refused.
  */
 import { describe, expect, it } from 'vitest'
 import { Command, InvalidArgumentError } from 'commander'
-import { coordinatorOption, megabytes, modelRef, number, port } from '../../coordinator/cli/args.ts'
+import { coordinatorOption, megabytes, modelRef, number, port, token } from '../../coordinator/cli/args.ts'
+import { InvalidInputError } from '../../shared/errors/errors.ts'
 
 /** What `parse` throws for `value`, or undefined. */
 function refusal (parse: (value: string) => unknown, value: string): unknown {
@@ -92,5 +93,16 @@ describe('coordinatorOption', () => {
   it('checks BLOCKFED_COORDINATOR as it checks --coordinator, naming the variable', async () => {
     expect(await coordinator('ftp://x')).toMatch(/value 'ftp:\/\/x' from env 'BLOCKFED_COORDINATOR' is invalid\. expected an http:\/\/ or https:\/\/ URL/)
     expect(await coordinator('127.0.0.1:7070')).toMatch(/from env 'BLOCKFED_COORDINATOR' is invalid/)
+  })
+})
+
+describe('token', () => {
+  it('refuses an empty --token, naming the flag, instead of sending it on (review 46a)', async () => {
+    for (const empty of ['', ' ']) {
+      const err = await token({ token: empty }).catch((e: unknown) => e)
+      expect(err).toBeInstanceOf(InvalidInputError)
+      expect((err as Error).message).toBe('--token is empty: give an API token, or leave --token out to use --data\'s admin.token or BLOCKFED_TOKEN')
+    }
+    expect(await token({ token: 'bf_x' })).toBe('bf_x')
   })
 })

@@ -50,6 +50,21 @@ describe('admin.token', () => {
     expect((await stat(path)).mode & 0o777).toBe(0o600)
   })
 
+  it('one gone missing is replaced, and labelled so: not as the first start\'s, which stays active (review 46a)', async () => {
+    const dataDir = join(root, 'missing')
+    const first = await start(dataDir)
+    await rm(join(dataDir, 'admin.token'))
+    const next = await start(dataDir)
+    expect(next.token).not.toBe(first.token)
+    const db = new DatabaseSync(join(dataDir, 'coordinator.sqlite'))
+    const rows = db.prepare('SELECT token_hash AS hash, label, revoked_at AS revoked FROM tokens ORDER BY rowid').all()
+    db.close()
+    expect(rows).toEqual([
+      { hash: await tokenHash(first.token), label: 'created on first start', revoked: null },
+      { hash: await tokenHash(next.token), label: 'replaced a missing admin.token', revoked: null }
+    ])
+  })
+
   it('one whose token was revoked (a stop before the file was renewed) is replaced at start', async () => {
     const dataDir = join(root, 'revoked')
     const first = await start(dataDir)
