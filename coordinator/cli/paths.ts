@@ -59,14 +59,16 @@ async function canMakeFolderIn (flag: string, path: string, at: string): Promise
 /**
  * Starts a service on its data dir: one this start makes is removed again if the start fails (a
  * taken port, a bad option found late), so a failed first start leaves no key, database or lock
- * behind; a data dir that was there is left as it is.
+ * behind; a data dir that was there is left as it is, and so is one another process holds (two
+ * starts at once on a new dir: the one that lost the dir's lock removed the dir the other ran on,
+ * review 46d).
  */
 export async function firstStartCleaned<T> (dataDir: string, start: () => Promise<T>): Promise<T> {
   const fresh = !existsSync(dataDir)
   try {
     return await start()
   } catch (err) {
-    if (fresh) await rm(dataDir, { recursive: true, force: true })
+    if (fresh && !(err instanceof ConflictError)) await rm(dataDir, { recursive: true, force: true })
     throw err
   }
 }

@@ -10,7 +10,10 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { promisify } from 'node:util'
 import { fileURLToPath } from 'node:url'
-import { folderOption } from '../../coordinator/cli/paths.ts'
+import { existsSync } from 'node:fs'
+import { firstStartCleaned, folderOption } from '../../coordinator/cli/paths.ts'
+import { createCoordinator } from '../../coordinator/coordinator.ts'
+import { InvalidInputError } from '../../shared/errors/errors.ts'
 
 const run = promisify(execFile)
 const root = await mkdtemp(join(tmpdir(), 'blockfed-paths-'))
@@ -39,4 +42,26 @@ it('refuses a folder this user cannot write, or one to be made inside it, naming
     await expect(folderOption('--out', closed)).rejects.toThrow(/cannot be written by this user \(EACCES\)/)
   }
   await expect(folderOption('--out', join(root, 'writable', 'new'))).resolves.toBeUndefined()
+})
+
+it('a failed first start removes the data dir it made, but not one another start holds (review 46d)', async () => {
+  const failed = join(root, 'failed-first')
+  await expect(firstStartCleaned(failed, async () => { await mkdir(failed); throw new InvalidInputError('--port 1: taken') })).rejects.toThrow('--port 1: taken')
+  expect(existsSync(failed)).toBe(false)
+  // Two coordinators started at once on one new dir: the one that lost the dir's lock left it to the other.
+  const shared = join(root, 'double-start')
+  const start = async (): Promise<Awaited<ReturnType<typeof createCoordinator>>> => await firstStartCleaned(shared, async () => {
+    const coordinator = await createCoordinator({ dataDir: shared, port: 0, logger: false })
+    await coordinator.start()
+    return coordinator
+  })
+  const results = await Promise.allSettled([start(), start()])
+  const started = results.flatMap(r => r.status === 'fulfilled' ? [r.value] : [])
+  try {
+    expect(started).toHaveLength(1)
+    expect(results.find(r => r.status === 'rejected')?.reason).toMatchObject({ name: 'ConflictError' })
+    expect(existsSync(join(shared, 'coordinator.sqlite'))).toBe(true)
+  } finally {
+    for (const c of started) await c.stop()
+  }
 })
