@@ -48,20 +48,22 @@ it('a failed first start removes the data dir it made, but not one another start
   const failed = join(root, 'failed-first')
   await expect(firstStartCleaned(failed, async () => { await mkdir(failed); throw new InvalidInputError('--port 1: taken') })).rejects.toThrow('--port 1: taken')
   expect(existsSync(failed)).toBe(false)
-  // Two coordinators started at once on one new dir: the one that lost the dir's lock left it to the other.
+  // Two coordinators started at once on one new dir: the one that lost the dir's lock (here the
+  // second, told the dir is new before the first made it) leaves it to the other.
   const shared = join(root, 'double-start')
-  const start = async (): Promise<Awaited<ReturnType<typeof createCoordinator>>> => await firstStartCleaned(shared, async () => {
-    const coordinator = await createCoordinator({ dataDir: shared, port: 0, logger: false })
-    await coordinator.start()
-    return coordinator
+  let firstRunning: () => void = () => {}
+  const running = new Promise<void>(resolve => { firstRunning = resolve })
+  const second = firstStartCleaned(shared, async () => {
+    await running
+    return await createCoordinator({ dataDir: shared, port: 0, logger: false })
   })
-  const results = await Promise.allSettled([start(), start()])
-  const started = results.flatMap(r => r.status === 'fulfilled' ? [r.value] : [])
+  const first = await createCoordinator({ dataDir: shared, port: 0, logger: false })
   try {
-    expect(started).toHaveLength(1)
-    expect(results.find(r => r.status === 'rejected')?.reason).toMatchObject({ name: 'ConflictError' })
+    await first.start()
+    firstRunning()
+    await expect(second).rejects.toMatchObject({ name: 'ConflictError' })
     expect(existsSync(join(shared, 'coordinator.sqlite'))).toBe(true)
   } finally {
-    for (const c of started) await c.stop()
+    await first.stop()
   }
 })
