@@ -118,15 +118,19 @@ export async function token (options: { token?: string, data?: string }): Promis
   if (options.token !== undefined) return options.token
   if (options.data !== undefined) {
     const path = join(options.data, 'admin.token')
+    let kept: string
     try {
-      return (await readFile(path, 'utf8')).trim()
+      kept = (await readFile(path, 'utf8')).trim()
     } catch (err) {
       const code = (err as NodeJS.ErrnoException).code
       if (code === 'ENOENT') throw new InvalidInputError(`--data ${options.data}: no admin.token there; is it the data dir of a coordinator that has started once?`)
       throw new InvalidInputError(`--data ${options.data}: its admin.token cannot be read (${code ?? (err as Error).message}); run as the coordinator's user, or give --token`, { cause: err })
     }
+    // A coordinator writes a new one at its next start (a torn file, coordinator/tokens/keeper.ts).
+    if (kept === '') throw new InvalidInputError(`--data ${options.data}: its admin.token is empty; start the coordinator once to renew it, or give --token`)
+    return kept
   }
-  const fromEnv = process.env.BLOCKFED_TOKEN
+  const fromEnv = process.env.BLOCKFED_TOKEN?.trim()
   return fromEnv === undefined || fromEnv === '' ? undefined : fromEnv
 }
 
@@ -157,7 +161,8 @@ export function listenFailure (err: unknown, host: string, port: number): unknow
   const e = err as NodeJS.ErrnoException | undefined
   if (e?.code === 'EADDRINUSE') return new InvalidInputError(`--port ${port}: ${host}:${port} is already in use (another blockfed, or another program); give another --port, or --port 0 for any free one`, { cause: err })
   if (e?.code === 'ENOTFOUND' || e?.code === 'EAI_AGAIN' || e?.code === 'EADDRNOTAVAIL') {
-    return new InvalidInputError(`--host ${host}: ${e.code === 'EADDRNOTAVAIL' ? 'not an address of this machine' : 'no address of that name'} (${e.code}); give one of this machine's addresses (127.0.0.1, ::1, or 0.0.0.0 for all)`, { cause: err })
+    const why = { ENOTFOUND: 'no address of that name', EAI_AGAIN: 'the name service did not answer; try again, or give an address', EADDRNOTAVAIL: 'not an address of this machine' }[e.code]
+    return new InvalidInputError(`--host ${host}: ${why} (${e.code}); give one of this machine's addresses (127.0.0.1, ::1, or 0.0.0.0 for all)`, { cause: err })
   }
   if (e?.name === 'UnsupportedListenAddressesError') {
     // libp2p names each address that failed in one message, with its error's stack beneath.

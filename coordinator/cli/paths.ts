@@ -3,8 +3,7 @@
  * where a folder goes was met only after a whole download (`pull --out`) or as a bare EEXIST,
  * ENOTDIR or ENOENT, and a `--home` another process holds only as its cache's own words.
  */
-import { existsSync } from 'node:fs'
-import { access, constants, mkdtemp, readFile, rm, rmdir, stat } from 'node:fs/promises'
+import { access, constants, lstat, mkdir, mkdtemp, readFile, rm, rmdir, stat } from 'node:fs/promises'
 import { dirname, join, resolve } from 'node:path'
 import { ConflictError, InvalidInputError, UnavailableError } from '../../shared/errors/errors.ts'
 import { SQLITE_BUSY } from '../../node-runtime/dir-lock.ts'
@@ -57,18 +56,20 @@ async function canMakeFolderIn (flag: string, path: string, at: string): Promise
 }
 
 /**
- * Starts a service on its data dir: one this start makes is removed again if the start fails (a
- * taken port, a bad option found late), so a failed first start leaves no key, database or lock
- * behind; a data dir that was there is left as it is, and so is one another process holds (two
- * starts at once on a new dir: the one that lost the dir's lock removed the dir the other ran on,
- * review 46d).
+ * Starts a service on its data dir, made here: the folders this start makes (the dir, and parents
+ * it needed) are removed again if the start fails (a taken port, a bad option found late), so a
+ * failed first start leaves no key, database or lock behind. Left as they are (review 46d): a dir
+ * that was there, one another start made first (of two starts at once, the one that lost the
+ * dir's lock removed the dir the other ran on), and a link (the operator's, to a disk not mounted
+ * yet: removed, the next start made a new coordinator identity beside it).
  */
 export async function firstStartCleaned<T> (dataDir: string, start: () => Promise<T>): Promise<T> {
-  const fresh = !existsSync(dataDir)
+  const linked = await lstat(dataDir).then(info => info.isSymbolicLink(), () => false)
+  const made = linked ? undefined : await mkdir(dataDir, { recursive: true })
   try {
     return await start()
   } catch (err) {
-    if (fresh && !(err instanceof ConflictError)) await rm(dataDir, { recursive: true, force: true })
+    if (made !== undefined && !(err instanceof ConflictError)) await rm(made, { recursive: true, force: true })
     throw err
   }
 }

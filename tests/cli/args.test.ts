@@ -7,6 +7,9 @@ import { describe, expect, it } from 'vitest'
 import { Command, InvalidArgumentError } from 'commander'
 import { coordinatorOption, megabytes, modelRef, number, port, token } from '../../coordinator/cli/args.ts'
 import { InvalidInputError } from '../../shared/errors/errors.ts'
+import { mkdtemp, rm, writeFile } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
 
 /** What `parse` throws for `value`, or undefined. */
 function refusal (parse: (value: string) => unknown, value: string): unknown {
@@ -104,5 +107,25 @@ describe('token', () => {
       expect((err as Error).message).toBe('--token is empty: give an API token, or leave --token out to use --data\'s admin.token or BLOCKFED_TOKEN')
     }
     expect(await token({ token: 'bf_x' })).toBe('bf_x')
+  })
+
+  it('refuses an empty admin.token in --data naming it, and takes a blank BLOCKFED_TOKEN as unset (review 46d)', async () => {
+    const data = await mkdtemp(join(tmpdir(), 'blockfed-args-'))
+    try {
+      await writeFile(join(data, 'admin.token'), ' \n')
+      const err = await token({ data }).catch((e: unknown) => e)
+      expect(err).toBeInstanceOf(InvalidInputError)
+      expect((err as Error).message).toBe(`--data ${data}: its admin.token is empty; start the coordinator once to renew it, or give --token`)
+      const before = process.env.BLOCKFED_TOKEN
+      process.env.BLOCKFED_TOKEN = '  '
+      try {
+        expect(await token({})).toBeUndefined()
+      } finally {
+        if (before === undefined) delete process.env.BLOCKFED_TOKEN
+        else process.env.BLOCKFED_TOKEN = before
+      }
+    } finally {
+      await rm(data, { recursive: true, force: true })
+    }
   })
 })

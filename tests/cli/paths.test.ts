@@ -5,7 +5,7 @@
  */
 import { afterAll, expect, it } from 'vitest'
 import { execFile } from 'node:child_process'
-import { chmod, mkdir, mkdtemp, rm } from 'node:fs/promises'
+import { chmod, lstat, mkdir, mkdtemp, rm, symlink } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { promisify } from 'node:util'
@@ -45,9 +45,19 @@ it('refuses a folder this user cannot write, or one to be made inside it, naming
 })
 
 it('a failed first start removes the data dir it made, but not one another start holds (review 46d)', async () => {
-  const failed = join(root, 'failed-first')
-  await expect(firstStartCleaned(failed, async () => { await mkdir(failed); throw new InvalidInputError('--port 1: taken') })).rejects.toThrow('--port 1: taken')
-  expect(existsSync(failed)).toBe(false)
+  // With the parents it made (review 46d: a/b stayed).
+  const failed = join(root, 'failed-first', 'a', 'b')
+  await expect(firstStartCleaned(failed, async () => { expect(existsSync(failed)).toBe(true); throw new InvalidInputError('--port 1: taken') })).rejects.toThrow('--port 1: taken')
+  expect(existsSync(join(root, 'failed-first'))).toBe(false)
+  // A link to a folder not there yet (a disk not mounted) is the operator's: neither followed to make it nor removed.
+  const link = join(root, 'linked-data')
+  await symlink(join(root, 'unmounted', 'blockfed'), link)
+  // (Made through the link, the start would run on the root disk under the mount point.)
+  let seen: boolean | undefined
+  await expect(firstStartCleaned(link, async () => { seen = existsSync(join(root, 'unmounted')); throw new Error('ENOENT: no such file or directory') })).rejects.toThrow('ENOENT')
+  expect(seen).toBe(false)
+  expect((await lstat(link)).isSymbolicLink()).toBe(true)
+  expect(existsSync(join(root, 'unmounted'))).toBe(false)
   // Two coordinators started at once on one new dir: the one that lost the dir's lock (here the
   // second, told the dir is new before the first made it) leaves it to the other.
   const shared = join(root, 'double-start')
