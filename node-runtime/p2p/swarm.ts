@@ -588,7 +588,8 @@ export async function createSwarm (options: SwarmOptions): Promise<Swarm> {
         async put (key, bytes) {
           // Announced only when held: a block the cache skipped is not served here.
           const stored = await cache.put(key, bytes)
-          if (stored) hold(key, cache)
+          // `!== false`: a tier written before put said whether it stored resolves undefined.
+          if (stored !== false) hold(key, cache)
           return stored
         },
         async delete (key) {

@@ -102,7 +102,8 @@ export function tieredCache (options: TieredCacheOptions): TieredCache {
       assertOpen()
       // A block the durable tier skips (larger than it) is not held: a memory copy would never
       // be served (memory is a subset of the disk tier) and would push out copies that are.
-      if (!(await disk.put(key, bytes))) {
+      // `=== false`: a tier written before put said whether it stored resolves undefined.
+      if ((await disk.put(key, bytes)) === false) {
         await memory.delete(key)
         return false
       }

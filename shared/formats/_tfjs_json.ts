@@ -129,7 +129,8 @@ function checkWeightEntries (value: unknown, file: string): void {
     const list = typeof g === 'object' && g !== null ? (g as { weights?: unknown }).weights : undefined
     if (Array.isArray(list)) weights += list.length
   }
-  checkTensorCount(Math.max(weights, groups.length), file)
+  if (groups.length > MAX_TENSORS) throw new InvalidModelError(`${file}: its weights manifest has ${groups.length} groups, more than a model has tensors (limit ${MAX_TENSORS})`)
+  checkTensorCount(weights, file)
   const problems: string[] = []
   for (const [i, g] of groups.entries()) {
     const group = typeof g === 'object' && g !== null ? g as { paths?: unknown, weights?: unknown } : {}

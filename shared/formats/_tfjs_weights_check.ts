@@ -260,7 +260,7 @@ function scopedWeights (layer: KerasLayer, input: Shape | undefined, scope: stri
     // The backward copy is the forward one in its own scope, not built again: built again, each
     // level of Bidirectional wrappers nested in one another doubled the work, and a 2 KB
     // model.json of 30 levels took the coordinator's whole heap (review 46c).
-    if (2 * forward.length > limit) throw new InvalidModelError(`${where()} makes ${2 * forward.length} weights, more than the ${limit} of the weights manifest`)
+    if (2 * forward.length > limit) throw new InvalidModelError(`${where()} makes more weights than the ${limit} of the weights manifest (a Bidirectional wrapper in it makes ${2 * forward.length})`)
     const from = scoped('forward')
     const to = scoped('backward')
     // Without a scope nothing is made (a layer with weights and no name is refused above).

@@ -146,6 +146,15 @@ describe('tieredCache', () => {
     expect(await cache.get(testKey(3))).toBeUndefined()
   })
 
+  it('takes a durable tier whose put resolves nothing (written before put said whether it stored) as storing', async () => {
+    const disk = memoryCache({ capacityBytes: 1000 })
+    const legacy: CacheTier = { ...disk, put: async (key, bytes) => { await disk.put(key, bytes); return undefined as unknown as boolean } }
+    const memory = memoryCache({ capacityBytes: 1000 })
+    const cache = tieredCache({ memory, disk: legacy })
+    expect(await cache.put(testKey(1), testBytes(100, 1))).toBe(true)
+    expect(await memory.has(testKey(1))).toBe(true)
+  })
+
   it('propagates the disk tier refusing a put, and leaves memory untouched', async () => {
     const { memory, cache } = make(1000, 300)
     await cache.put(testKey(1), testBytes(250, 1))

@@ -61,6 +61,11 @@ describe('tfjs model.json', () => {
     expect(e.message).toBe(`model.json has 200000 tensors, more than the ${MAX_TENSORS} a model may have (each is listed in the signed manifest); merge small tensors into fewer, larger ones`)
   })
 
+  it('more weight groups than a model may have tensors: said as groups', async () => {
+    const e = await refused(`{"format":"graph-model","modelTopology":{"node":[]},"weightsManifest":[${new Array(MAX_TENSORS + 1).fill('{"paths":[],"weights":[]}').join(',')}]}`)
+    expect(e.message).toBe(`model.json: its weights manifest has ${MAX_TENSORS + 1} groups, more than a model has tensors (limit ${MAX_TENSORS})`)
+  })
+
   it('as many bad weight entries as a model may have weights: the first five named', async () => {
     const e = await refused(`{"format":"graph-model","modelTopology":{"node":[]},"weightsManifest":[{"paths":[${numbers(3)}],"weights":[${numbers(MAX_TENSORS)}]}]}`)
     expect(e.message).toBe('model.json is not a valid tfjs model.json: ' + [
