@@ -663,20 +663,24 @@ export async function createNodeRuntime (options: NodeRuntimeOptions): Promise<N
       try {
         try {
           fetched = await obtainVersion(ctx, version, signal)
+          serving = await serve(config, fetched)
         } catch (err) {
           // Refuse to move, keep serving: a cold start falls back to the version in use, from
           // what this runtime verified and kept, and reports a refusal. A checkpoint short of its
           // witnesses (one down, or cosignatures stripped on the way) is no reason to stop either,
-          // nor a new version that cannot be fetched while the channel naming it answers (a
-          // partial outage: a full one already serves the version in use offline), nor a
-          // checkpoint answer garbled or given a bad signature line on the way (review 42a L3).
-          const cannotMove = isUnreachable(err) && signal?.aborted !== true && version !== state.current
+          // nor a checkpoint answer garbled or given a bad signature line on the way (review 42a
+          // L3). Nor is anything that keeps a new version from serving: one that cannot be
+          // fetched while the channel naming it answers (a partial outage: a full one already
+          // serves the version in use offline), or that fails once fetched (its model code's
+          // init, an engine that cannot be built, a key or a hash that does not open it): every
+          // restart failed the same way until the channel moved (review 46e).
+          const cannotMove = signal?.aborted !== true && version !== state.current
           if (!(err instanceof LedgerSecurityError || err instanceof WitnessQuorumError || err instanceof CheckpointAnswerError || cannotMove) || state.current === null) throw err
           if (err instanceof LedgerSecurityError) options.onSecurityError?.(config.modelName, err)
           notServed = { version, reason: (err as Error).message }
           fetched = await obtainVersion(ctx, state.current, signal, { local: true })
+          serving = await serve(config, fetched)
         }
-        serving = await serve(config, fetched)
       } catch (err) {
         for (const cid of pins) ctx.cache.unpin(cid)
         throw err

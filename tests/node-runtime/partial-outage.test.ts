@@ -2,7 +2,8 @@
  * A cold start in a partial outage (review 37b): the coordinator's channel answers (version 2
  * is out) but its manifests do not (a proxy's 502). The runtime serves the version it verified,
  * kept and used, as it does when the coordinator is wholly down; before, the load failed ("this
- * version was never verified here"). A real coordinator behind a real proxy on 127.0.0.1.
+ * version was never verified here"). The same for a next version that fails once fetched (its
+ * model code refuses it, review 46e). A real coordinator behind a real proxy on 127.0.0.1.
  */
 import { afterAll, beforeAll, expect, it } from 'vitest'
 import http from 'node:http'
@@ -12,6 +13,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { createCoordinator, type Coordinator } from '../../coordinator/coordinator.ts'
 import { createNodeRuntime } from '../../node-runtime/runtime.ts'
+import type { ModelCode } from '../../shared/runtime/lifecycle.ts'
 import { toHex } from '../../shared/crypto/bytes.ts'
 import { denseModelFiles } from '../helpers/dense-model.ts'
 import { forward } from '../helpers/forward.ts'
@@ -66,4 +68,35 @@ it('serves the version in use when the next one is announced but its manifest ca
   expect(await coldStart(2)).toMatchObject({ version: 1, notServed: { version: 2 } })
   mode = 'up'
   expect(await coldStart()).toEqual({ version: 2, offline: false })
+}, 60_000)
+
+it('serves the version in use when the next one fails once fetched: its model code refuses it (review 46e)', async () => {
+  // Every restart failed the same way until the channel moved, though the version in use was kept.
+  await coordinator.ingest('n', await denseModelFiles(16, [['a', 8, 3]]))
+  const token = await coordinator.createToken('edge')
+  const config = { version: '1', runtime: 'tfjs', source: 'blockfed', modelDir: 'n', modelName: 'n', updateURL: upstream, token, coordinatorKey: toHex(coordinator.identity.signing.publicKey) }
+  const refusing = (version: number): ModelCode => ({
+    init: async ({ manifest }) => { if (manifest.version === version) throw new Error(`this model code refuses version ${version} (a changed input shape)`) },
+    preProcess: async (x: unknown) => x,
+    run: async (x: unknown) => x,
+    postProcess: async (x: unknown) => x,
+    release: async () => {}
+  })
+  const dataDir = join(root, 'runtime-refusing')
+  const coldStart = async (): Promise<{ version: number, notServed?: { version: number, reason: string } }> => {
+    const runtime = await createNodeRuntime({ dataDir, token, accessHistory: false, codes: { n: () => refusing(2) } })
+    try {
+      const handle = await runtime.load(config)
+      const got = { version: handle.manifest.version, ...(handle.report.notServed === undefined ? {} : { notServed: handle.report.notServed }) }
+      await handle.release()
+      return got
+    } finally {
+      await runtime.stop()
+    }
+  }
+  expect(await coldStart()).toEqual({ version: 1 })
+  await coordinator.ingest('n', await denseModelFiles(16, [['a', 8, 4]]))
+  expect(await coldStart()).toEqual({ version: 1, notServed: { version: 2, reason: 'this model code refuses version 2 (a changed input shape)' } })
+  // And again at the next start: still served, nothing recorded as moved.
+  expect(await coldStart()).toMatchObject({ version: 1, notServed: { version: 2 } })
 }, 60_000)
