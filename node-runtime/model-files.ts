@@ -137,12 +137,15 @@ async function namedBy (entry: string): Promise<string[]> {
  * its 4.6 MB .bin beside the new model.json). Refused before anything is written.
  */
 async function refuseLeftovers (folder: string, files: readonly ModelFile[], targets: string[]): Promise<void> {
+  const root = resolve(folder)
   const ours = new Set(targets)
   const left: string[] = []
   for (const [i, f] of files.entries()) {
     if (!isEntry(f.path)) continue
     for (const named of await namedBy(targets[i] as string)) {
-      if (!ours.has(named) && await stat(named).then(info => info.isFile(), () => false)) left.push(relative(resolve(folder), named))
+      // Only files in the folder: what an old entry names elsewhere is no file of the folder's.
+      if (!named.startsWith(`${root}${sep}`) || ours.has(named)) continue
+      if (await stat(named).then(info => info.isFile(), () => false)) left.push(relative(root, named))
     }
   }
   if (left.length > 0) {

@@ -7,24 +7,29 @@ import { buildServer, type ServerDeps } from '../../coordinator/http/server.ts'
 import { MAX_MESSAGE_CHARS } from '../../coordinator/http/errors.ts'
 import { InvalidModelError } from '../../shared/errors/errors.ts'
 
+/** A server whose every token is admin's and whose ingest is `ingest`: the route alone is under test. */
+async function serverWith (ingest: ServerDeps['ingest']): ReturnType<typeof buildServer> {
+  return await buildServer({
+    repo: { token: () => ({ role: 'admin', revokedAt: null, expiresAt: null }), noteTokenUse: () => {} },
+    files: {},
+    identity: {},
+    erasure: { k: 4, m: 2 },
+    maxUploadBytes: 1 << 20,
+    ingest
+  } as unknown as ServerDeps)
+}
+
 describe('ingest uploads', () => {
   it('holds an upload\'s slot until its ingest settles: a third upload gets 503 while two are ingesting', async () => {
     let ingesting = 0
     let release!: () => void
     const gate = new Promise<void>(resolve => { release = resolve })
-    const app = await buildServer({
-      repo: { token: () => ({ role: 'admin', revokedAt: null, expiresAt: null }), noteTokenUse: () => {} },
-      files: {},
-      identity: {},
-      erasure: { k: 4, m: 2 },
-      maxUploadBytes: 1 << 20,
-      ingest: async () => {
-        ingesting++
-        await gate
-        ingesting--
-        return { model: 'm', version: 1, manifestCid: 'b', created: true, blocks: 0, newBlocks: 0, bytesStored: 0, ledgerIndex: 0 }
-      }
-    } as unknown as ServerDeps)
+    const app = await serverWith(async () => {
+      ingesting++
+      await gate
+      ingesting--
+      return { model: 'm', version: 1, manifestCid: 'b', created: true, blocks: 0, newBlocks: 0, bytesStored: 0, ledgerIndex: 0 }
+    })
     const url = await app.listen({ port: 0, host: '127.0.0.1' })
     try {
       const upload = async (signal?: AbortSignal): Promise<Response> => {
@@ -51,14 +56,7 @@ describe('ingest uploads', () => {
 
   it('answers a refusal quoting a huge upload string with a bounded message (review 46c: a 30 MB dtype came back whole)', async () => {
     const dtype = 'q'.repeat(3_000_000)
-    const app = await buildServer({
-      repo: { token: () => ({ role: 'admin', revokedAt: null, expiresAt: null }), noteTokenUse: () => {} },
-      files: {},
-      identity: {},
-      erasure: { k: 4, m: 2 },
-      maxUploadBytes: 1 << 20,
-      ingest: async () => { throw new InvalidModelError(`model.json: weight "w" has unknown dtype "${dtype}"`) }
-    } as unknown as ServerDeps)
+    const app = await serverWith(async () => { throw new InvalidModelError(`model.json: weight "w" has unknown dtype "${dtype}"`) })
     const url = await app.listen({ port: 0, host: '127.0.0.1' })
     try {
       const form = new FormData()
