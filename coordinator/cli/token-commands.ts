@@ -3,7 +3,7 @@
  *   token create ROLE [--label TEXT] [--expires DURATION]
  *                                      make a token and print it (shown this once only)
  *   token list                         every token by id, role, when made, expires, last used, revoked, label
- *   token revoke ID                    it opens nothing from now on; its round connections close
+ *   token revoke ID... | --label TEXT  they open nothing from now on; their round connections close
  * Each needs an admin token (--token, BLOCKFED_TOKEN or --data).
  */
 import { InvalidArgumentError, type Command } from 'commander'
@@ -95,14 +95,26 @@ export function tokenCommands (program: Command): void {
     })
 
   access(tokens.command('revoke'))
-    .description('revoke an API token by its id (token list shows ids): it opens nothing from now on, and the round connections opened with it are closed')
-    .argument('<id>', 'the token\'s id', tokenId)
-    .option('--json', 'print JSON')
-    .action(async (id: string, o: Access & { json?: boolean }) => {
-      const done = await (await client(o, 'token revoke')).revokeToken(id)
-      if (o.json === true) { console.log(JSON.stringify(done)); return }
-      console.log(`revoked ${line(done)}`)
-      if (done.closedConnections > 0) console.log(`  closed ${done.closedConnections} round connection(s) opened with it`)
-      if (done.replacedAdminToken) console.log('  it was the coordinator\'s admin.token, which now holds a new admin token')
+    .description('revoke API tokens by id (token list shows ids), or every active one with a label (a fleet given one): they open nothing from now on, and the round connections opened with them are closed')
+    .argument('[ids...]', 'the tokens\' ids', (value: string, previous: string[] = []) => [...previous, tokenId(value)])
+    .option('--label <text>', 'every active token with this label', label)
+    .option('--json', 'print JSON, a line per token revoked')
+    .action(async (ids: string[], o: Access & { label?: string, json?: boolean }) => {
+      if (ids.length === 0 && o.label === undefined) throw new InvalidArgumentError('name the tokens to revoke: their ids (token list shows them), or --label for every active token with a label')
+      const api = await client(o, 'token revoke')
+      const chosen = new Set(ids)
+      if (o.label !== undefined) {
+        const labelled = (await api.tokens()).filter(t => t.label === o.label && t.revokedAt === null)
+        if (labelled.length === 0) throw new InvalidArgumentError(`--label ${JSON.stringify(o.label)}: no active token has this label (token list shows labels)`)
+        for (const t of labelled) chosen.add(t.id)
+      }
+      // One at a time, each said as it is done: a failure part-way leaves those before it revoked, and shown.
+      for (const id of chosen) {
+        const done = await api.revokeToken(id)
+        if (o.json === true) { console.log(JSON.stringify(done)); continue }
+        console.log(`revoked ${line(done)}`)
+        if (done.closedConnections > 0) console.log(`  closed ${done.closedConnections} round connection(s) opened with it`)
+        if (done.replacedAdminToken) console.log('  it was the coordinator\'s admin.token, which now holds a new admin token')
+      }
     })
 }

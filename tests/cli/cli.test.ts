@@ -174,8 +174,19 @@ describe('blockfed CLI', () => {
     expect((await blockfed('token', 'create', 'edge', '--label', 'a\u202eb', '--coordinator', url, '--data', data)).stderr).toMatch(/a label is printable text/)
     const json = JSON.parse((await blockfed('token', 'list', '--json', '--coordinator', url, '--data', data)).stdout) as { tokens: Array<{ id: string, revokedAt: string | null }> }
     expect(json.tokens.find(t => t.id === id)?.revokedAt).toEqual(expect.any(String))
+    // A fleet's tokens at once, by their label (one of them revoked already is left out).
+    const fleet = []
+    for (let i = 0; i < 3; i++) fleet.push((await blockfed('token', 'create', 'edge', '--label', 'fleet 3', '--json', '--coordinator', url, '--data', data)).stdout)
+    const [a, b, c] = fleet.map(text => JSON.parse(text) as { token: string, id: string })
+    expect((await blockfed('token', 'revoke', (a as { id: string }).id, '--coordinator', url, '--data', data)).code).toBe(0)
+    const bulk = await blockfed('token', 'revoke', '--label', 'fleet 3', '--json', '--coordinator', url, '--data', data)
+    expect(bulk.stderr).toBe('')
+    expect(bulk.stdout.trim().split('\n').map(l => (JSON.parse(l) as { id: string, revokedAt: string | null })).map(t => [t.id, typeof t.revokedAt])).toEqual([[(b as { id: string }).id, 'string'], [(c as { id: string }).id, 'string']])
+    expect((await blockfed('pull', 'vad@1', '--out', join(root, 'out-fleet'), '--coordinator', url, '--token', (c as { token: string }).token, '--home', join(root, 'home-fleet'))).stderr).toMatch(/this API token was revoked at/)
     for (const [args, message] of [
-      [['token', 'revoke', 'bf_123', '--coordinator', url, '--data', data], /'bf_123' is invalid for argument 'id'\. a token id: 16 lowercase hex digits/],
+      [['token', 'revoke', 'bf_123', '--coordinator', url, '--data', data], /'bf_123' is invalid for argument 'ids'\. a token id: 16 lowercase hex digits/],
+      [['token', 'revoke', '--coordinator', url, '--data', data], /name the tokens to revoke: their ids \(token list shows them\), or --label/],
+      [['token', 'revoke', '--label', 'nobody', '--coordinator', url, '--data', data], /--label "nobody": no active token has this label/],
       [['token', 'revoke', id, '--coordinator', url, '--data', data], /ConflictError: .*revoked already/],
       [['token', 'list', '--coordinator', url, '--token', edge], /AccessDeniedError: GET \/v1\/tokens: this API token was revoked at /]
     ] as Array<[string[], RegExp]>) {
