@@ -169,7 +169,9 @@ export function publisher (deps: IngestDeps): Publisher {
 
   /** Anchors a new version after the queue lets go: a slow witness holds up its caller, not the next version. */
   const anchored = async (result: IngestResult): Promise<IngestResult> => {
-    if (result.created) await deps.anchored?.()
+    // Unchanged, it is anchored too when the log is ahead of its checkpoint: a retry after a
+    // publish whose checkpoint failed to commit (review 46f) repairs it.
+    if (result.created || deps.log.size() > (deps.log.latest()?.checkpoint.size ?? 0)) await deps.anchored?.()
     return result
   }
 
