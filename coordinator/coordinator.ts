@@ -46,7 +46,8 @@ export interface CoordinatorOptions {
   maxUploadBytes?: number
   erasure?: { k: number, m: number }
   partition?: PartitionOptions
-  logger?: boolean
+  /** true: fastify's logger; 'errors': server errors (5xx) only, to stderr; default none. */
+  logger?: boolean | 'errors'
   /** Paillier rounds: the decryptor service (`blockfed decryptor`) that holds the private key. */
   decryptorUrl?: string
   /** The decryptor's bearer token, when it requires one (it must, unless it listens on loopback only). */

@@ -69,7 +69,7 @@ program.command('coordinator')
     await folderOption('--data', o.data)
     const { coordinator, at } = await firstStartCleaned(o.data, async () => {
       const coordinator = await createCoordinator({
-        dataDir: resolve(o.data), port: o.port, host: o.host, maxUploadBytes: Math.round(o.maxUploadMb * 2 ** 20), logger: false,
+        dataDir: resolve(o.data), port: o.port, host: o.host, maxUploadBytes: Math.round(o.maxUploadMb * 2 ** 20), logger: 'errors',
         maxServingBytes: Math.max(1, Math.round(o.serveBudgetMb * 2 ** 20)),
         uploadBytesPerSecond: o.uploadCapMb === undefined ? undefined : Math.round(o.uploadCapMb * 2 ** 20), decryptorUrl: o.decryptor, decryptorToken: o.decryptorToken,
         ledgerOrigin: o.ledgerOrigin, witnesses: o.witness, corsOrigins: o.corsOrigin,

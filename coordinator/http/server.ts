@@ -42,7 +42,8 @@ export interface ServerDeps {
   ingest: (name: string, files: ModelFile[]) => Promise<IngestResult>
   erasure: { k: number, m: number }
   maxUploadBytes: number
-  logger?: boolean
+  /** true: fastify's logger; 'errors': server errors (5xx) only, to stderr (the CLI's); default none. */
+  logger?: boolean | 'errors'
   /** Counts the bytes of every block or shard answered over HTTP. */
   onServed?: (bytes: number) => void
   /** Admits and paces block and shard bodies (the coordinator's answer budget and upload cap, shared with its libp2p node). */
@@ -79,7 +80,7 @@ interface KeyedBlocks {
 export async function buildServer (deps: ServerDeps): Promise<FastifyInstance> {
   let receiving = 0
   const app = Fastify({
-    logger: deps.logger ?? false,
+    logger: deps.logger === 'errors' ? { level: 'error', stream: process.stderr } : deps.logger ?? false,
     bodyLimit: 1 << 20,
     routerOptions: { maxParamLength: MAX_PATH_PARAM_CHARS },
     requestTimeout: 600_000,

@@ -2,14 +2,15 @@
  * The ingest route's memory bound: an upload keeps its slot until its ingest settles, so
  * uploads waiting in the one-at-a-time ingest queue count against INGEST_UPLOADS (2) too.
  */
-import { describe, expect, it } from 'vitest'
+import { describe, expect, it, vi } from 'vitest'
 import { buildServer, type ServerDeps } from '../../coordinator/http/server.ts'
 import { MAX_MESSAGE_CHARS } from '../../coordinator/http/errors.ts'
 import { InvalidModelError } from '../../shared/errors/errors.ts'
 
 /** A server whose every token is admin's and whose ingest is `ingest`: the route alone is under test. */
-async function serverWith (ingest: ServerDeps['ingest']): ReturnType<typeof buildServer> {
+async function serverWith (ingest: ServerDeps['ingest'], logger?: ServerDeps['logger']): ReturnType<typeof buildServer> {
   return await buildServer({
+    logger,
     repo: { token: () => ({ role: 'admin', revokedAt: null, expiresAt: null }), noteTokenUse: () => {} },
     files: {},
     identity: {},
@@ -68,6 +69,23 @@ describe('ingest uploads', () => {
       const full = `model.json: weight "w" has unknown dtype "${dtype}"`
       expect(message).toBe(`${full.slice(0, MAX_MESSAGE_CHARS)}… (${full.length - MAX_MESSAGE_CHARS} more characters)`)
     } finally {
+      await app.close()
+    }
+  })
+
+  it('logs a server error to stderr when told to log errors (the CLI\'s coordinator; review 46f: its 500s said "see the coordinator log", which held nothing)', async () => {
+    const written: string[] = []
+    const write = vi.spyOn(process.stderr, 'write').mockImplementation((chunk: string | Uint8Array) => { written.push(String(chunk)); return true })
+    const app = await serverWith(async () => { throw new Error('ENOSPC: no space left on device, write') }, 'errors')
+    try {
+      const url = await app.listen({ port: 0, host: '127.0.0.1' })
+      const form = new FormData()
+      form.append('file', new Blob([new Uint8Array(16)]), 'model.json')
+      const answer = await fetch(`${url}/v1/models/m/ingest`, { method: 'POST', headers: { authorization: 'Bearer t' }, body: form })
+      expect(answer.status).toBe(500)
+      expect(written.join('')).toContain('ENOSPC: no space left on device, write')
+    } finally {
+      write.mockRestore()
       await app.close()
     }
   })
