@@ -3,8 +3,8 @@
  * listing and revoking, the check a round connection passes, and the write-behind of last uses.
  * HTTP requests are checked by coordinator/http/auth.ts with the same words (tokenRefusal).
  */
-import { rename, rm } from 'node:fs/promises'
-import { join } from 'node:path'
+import { readdir, rename, rm } from 'node:fs/promises'
+import { basename, dirname, join } from 'node:path'
 import type { TokenInfo, TokenRevoked } from '../../shared/client/api-schemas.ts'
 import { UnavailableError } from '../../shared/errors/errors.ts'
 import { readIfExists, syncDir, writeFileAtomic, writeTemporary } from '../../node-runtime/atomic-file.ts'
@@ -127,6 +127,36 @@ export async function tokenKeeper ({ dataDir, database, repo, cut }: TokenKeeper
 }
 
 /**
+ * After a stop between a revoke's commit and admin.token's renewal (review 46f): the successor
+ * the revoke committed, its temporary file still beside admin.token, is put in place; successors
+ * with no file (a temporary since removed as stale) are revoked, so no active admin token is left
+ * that nobody holds; other temporaries of admin.token (tokens minted and never stored) go.
+ */
+async function successorOf (path: string, repo: Repository, revokedId: string): Promise<string | undefined> {
+  const label = `replaced revoked admin token ${revokedId}`
+  const temporaries = (await readdir(dirname(path)).catch(() => [] as string[]))
+    .filter(name => name.startsWith(`${basename(path)}.`) && name.endsWith('.tmp'))
+    .map(name => join(dirname(path), name))
+  let adopted: string | undefined
+  for (const tmp of temporaries) {
+    const token = (await readIfExists(tmp))?.trim()
+    const row = token !== undefined && TOKEN_FORM.test(token) ? repo.token(await tokenHash(token)) : undefined
+    if (adopted === undefined && token !== undefined && row?.role === 'admin' && tokenRefusal(row) === undefined) {
+      await rename(tmp, path)
+      await syncDir(dirname(path))
+      adopted = token
+    } else {
+      await rm(tmp, { force: true })
+    }
+  }
+  const adoptedHash = adopted === undefined ? undefined : await tokenHash(adopted)
+  for (const t of repo.tokens()) {
+    if (t.label === label && t.revokedAt === null && t.hash !== adoptedHash) repo.revokeToken(t.hash)
+  }
+  return adopted
+}
+
+/**
  * The token admin.token holds, renewed when there is none, the file was torn by a crash (left
  * empty by an older, in-place write), or its token was revoked or expired (a stop between a
  * revoke's commit and the file's renewal). Safe: a torn file's token was never read by anyone,
@@ -136,6 +166,10 @@ async function adminToken (path: string, repo: Repository): Promise<string> {
   const kept = (await readIfExists(path))?.trim()
   const row = kept !== undefined && TOKEN_FORM.test(kept) ? repo.token(await tokenHash(kept)) : undefined
   if (kept !== undefined && row?.role === 'admin' && tokenRefusal(row) === undefined) return kept
+  if (kept !== undefined && row?.revokedAt != null) {
+    const successor = await successorOf(path, repo, tokenIdOf(await tokenHash(kept)))
+    if (successor !== undefined) return successor
+  }
   // A missing file is a first start only where no admin token was ever made (review 46a: a
   // deleted admin.token's successor was labelled as the first, beside the first still active).
   const missing = repo.tokens().some(t => t.role === 'admin') ? 'replaced a missing admin.token' : 'created on first start'

@@ -4,12 +4,12 @@
  * and the coordinator started with the admin token "" (every `--data` command then got 403).
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises'
+import { mkdtemp, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { DatabaseSync } from 'node:sqlite'
 import { createCoordinator } from '../../coordinator/coordinator.ts'
-import { tokenHash } from '../../coordinator/http/auth.ts'
+import { mintToken, tokenHash, tokenIdOf } from '../../coordinator/http/auth.ts'
 
 let root: string
 beforeAll(async () => { root = await mkdtemp(join(tmpdir(), 'blockfed-admin-token-')) })
@@ -63,6 +63,32 @@ describe('admin.token', () => {
       { hash: await tokenHash(first.token), label: 'created on first start', revoked: null },
       { hash: await tokenHash(next.token), label: 'replaced a missing admin.token', revoked: null }
     ])
+  })
+
+  it('one revoked by a revoke killed before its successor was renamed into place: the successor is taken, not a third token made (review 46f)', async () => {
+    for (const withFile of [true, false]) {
+      const dataDir = join(root, `successor-${String(withFile)}`)
+      const first = await start(dataDir)
+      // What the revoke committed: the old token revoked, its successor's row; the successor's
+      // temporary file beside admin.token (gone when removed as stale), never renamed.
+      const successor = await mintToken()
+      const db = new DatabaseSync(join(dataDir, 'coordinator.sqlite'))
+      db.prepare('UPDATE tokens SET revoked_at = ? WHERE token_hash = ?').run(new Date().toISOString(), await tokenHash(first.token))
+      db.prepare('INSERT INTO tokens (token_hash, role, label, created_at) VALUES (?, ?, ?, ?)').run(successor.hash, 'admin', `replaced revoked admin token ${tokenIdOf(await tokenHash(first.token))}`, new Date().toISOString())
+      db.close()
+      if (withFile) await writeFile(join(dataDir, 'admin.token.0123456789ab.tmp'), `${successor.token}\n`, { mode: 0o600 })
+      await writeFile(join(dataDir, 'admin.token.ba9876543210.tmp'), 'bf_minted-never-stored\n', { mode: 0o600 })
+      const next = await start(dataDir)
+      if (withFile) expect(next.token).toBe(successor.token)
+      else expect(next.token).not.toBe(successor.token)
+      expect(await readFile(join(dataDir, 'admin.token'), 'utf8')).toBe(`${next.token}\n`)
+      expect((await readdir(dataDir)).filter(name => name.endsWith('.tmp'))).toEqual([])
+      const check = new DatabaseSync(join(dataDir, 'coordinator.sqlite'))
+      const active = check.prepare('SELECT token_hash AS hash FROM tokens WHERE role = ? AND revoked_at IS NULL').all('admin')
+      check.close()
+      // One active admin token, the one admin.token holds: none that nobody holds.
+      expect(active).toEqual([{ hash: await tokenHash(next.token) }])
+    }
   })
 
   it('one whose token was revoked (a stop before the file was renewed) is replaced at start', async () => {
