@@ -38,6 +38,16 @@ export function boundedMessage (message: string): string {
 /** How long a refused request may go on sending its body (Node reads and drops it meanwhile). */
 export const REFUSED_BODY_GRACE_MS = 10_000
 
+/** SQLite's result code for a full database or disk (https://sqlite.org/rescode.html#full). */
+const SQLITE_FULL = 13
+
+/** A full disk under `err` or its causes: the file system's ENOSPC, or SQLite's SQLITE_FULL. */
+function diskFull (err: unknown, depth = 0): boolean {
+  if (typeof err !== 'object' || err === null || depth > 4) return false
+  const e = err as { code?: unknown, errcode?: unknown, cause?: unknown }
+  return e.code === 'ENOSPC' || e.errcode === SQLITE_FULL || diskFull(e.cause, depth + 1)
+}
+
 export function errorHandler (err: FastifyError | Error, req: FastifyRequest, reply: FastifyReply): void {
   // Whatever a route set for its answer (an ETag, an immutable cache-control) is not this answer's:
   // a cache must not keep a refusal in place of what the route would serve.
@@ -56,6 +66,12 @@ export function errorHandler (err: FastifyError | Error, req: FastifyRequest, re
   if (err instanceof BusyError) {
     // RFC 9110 §10.2.3: Retry-After in whole seconds.
     void reply.status(503).header('retry-after', Math.ceil(err.retryAfterMs / 1000)).send({ error: err.name, message: boundedMessage(err.message) })
+    return
+  }
+  if (diskFull(err)) {
+    // Said as such (RFC 4918 §11.5), not as an internal error: the operator's fix is space (review 46f).
+    req.log.error({ err }, 'request failed: the disk is full')
+    void reply.status(507).send({ error: 'InsufficientStorage', message: 'the coordinator\'s disk is full, so nothing of this request was stored; free space where its data dir is, then retry' })
     return
   }
   if (err instanceof BlockfedError) {

@@ -89,4 +89,25 @@ describe('ingest uploads', () => {
       await app.close()
     }
   })
+
+  it('answers a full disk, from the file system or SQLite, as 507 saying so, not as an internal error (review 46f)', async () => {
+    const full = [
+      Object.assign(new Error('ENOSPC: no space left on device, write'), { code: 'ENOSPC' }),
+      Object.assign(new Error('database or disk is full'), { code: 'ERR_SQLITE_ERROR', errcode: 13 }),
+      new InvalidModelError('wrapped', { cause: Object.assign(new Error('ENOSPC'), { code: 'ENOSPC' }) })
+    ]
+    for (const err of full) {
+      const app = await serverWith(async () => { throw err })
+      try {
+        const url = await app.listen({ port: 0, host: '127.0.0.1' })
+        const form = new FormData()
+        form.append('file', new Blob([new Uint8Array(16)]), 'model.json')
+        const answer = await fetch(`${url}/v1/models/m/ingest`, { method: 'POST', headers: { authorization: 'Bearer t' }, body: form })
+        expect(answer.status, err.message).toBe(507)
+        expect(await answer.json()).toEqual({ error: 'InsufficientStorage', message: 'the coordinator\'s disk is full, so nothing of this request was stored; free space where its data dir is, then retry' })
+      } finally {
+        await app.close()
+      }
+    }
+  })
 })
