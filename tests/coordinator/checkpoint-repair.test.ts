@@ -6,55 +6,41 @@
  * the next publish or a restart. Here the state is made by appending a leaf the way a publish
  * does, with no checkpoint after it.
  */
-import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { mkdtemp, rm } from 'node:fs/promises'
-import { tmpdir } from 'node:os'
-import { join } from 'node:path'
-import { createCoordinator, type Coordinator } from '../../coordinator/coordinator.ts'
+import { describe, expect, it } from 'vitest'
 import { parseCheckpoint } from '../../shared/ledger/checkpoint.ts'
 import { denseModelFiles } from '../helpers/dense-model.ts'
+import { fileCoordinator } from '../helpers/file-coordinator.ts'
 
-let root: string
-let coordinator: Coordinator
-let url: string
-beforeAll(async () => {
-  root = await mkdtemp(join(tmpdir(), 'blockfed-checkpoint-repair-'))
-  coordinator = await createCoordinator({ dataDir: join(root, 'c'), port: 0, host: '127.0.0.1' })
-  url = await coordinator.start()
-}, 60_000)
-afterAll(async () => {
-  await coordinator.stop()
-  await rm(root, { recursive: true, force: true })
-})
+const at = fileCoordinator('checkpoint-repair')
 
 /** The size of the checkpoint `/ledger/checkpoint` serves. */
 async function servedSize (): Promise<number> {
-  const note = await (await fetch(`${url}/ledger/checkpoint`)).text()
+  const note = await (await fetch(`${at.url}/ledger/checkpoint`)).text()
   return parseCheckpoint(note.slice(0, note.indexOf('\n\n') + 1)).size
 }
 
 /** A leaf appended as a publish appends its version's, its checkpoint never signed. */
 function unsignedLeaf (model: string, version: number): void {
-  coordinator.log.append({ model, version, manifestCid: 'bagaaierafakefakefakefakefakefakefakefakefakefakefakefakefa', parent: null, time: new Date(0).toISOString() })
+  at.coordinator.log.append({ model, version, manifestCid: 'bagaaierafakefakefakefakefakefakefakefakefakefakefakefakefa', parent: null, time: new Date(0).toISOString() })
 }
 
 describe('a ledger ahead of its latest checkpoint', () => {
   it('is signed when the checkpoint is asked for', async () => {
-    await coordinator.ingest('a', await denseModelFiles(8, [['x', 4, 1]]))
+    await at.coordinator.ingest('a', await denseModelFiles(8, [['x', 4, 1]]))
     const before = await servedSize()
     unsignedLeaf('a', 2)
-    expect(coordinator.log.latest()?.checkpoint.size).toBe(before)
+    expect(at.coordinator.log.latest()?.checkpoint.size).toBe(before)
     expect(await servedSize()).toBe(before + 1)
   })
 
   it('is signed by a retried ingest of the same files, though the version is unchanged', async () => {
     const files = await denseModelFiles(8, [['y', 4, 2]])
-    await coordinator.ingest('b', files)
+    await at.coordinator.ingest('b', files)
     unsignedLeaf('b', 2)
-    const size = coordinator.log.size()
-    expect(coordinator.log.latest()?.checkpoint.size).toBe(size - 1)
-    const again = await coordinator.ingest('b', files)
+    const size = at.coordinator.log.size()
+    expect(at.coordinator.log.latest()?.checkpoint.size).toBe(size - 1)
+    const again = await at.coordinator.ingest('b', files)
     expect(again.created).toBe(false)
-    expect(coordinator.log.latest()?.checkpoint.size).toBe(size)
+    expect(at.coordinator.log.latest()?.checkpoint.size).toBe(size)
   })
 })

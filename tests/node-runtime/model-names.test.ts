@@ -3,29 +3,17 @@
  * Object.prototype.constructor among the runtime's model codes, and its load failed with
  * "code.init is not a function" where it should run under the passthrough code.
  */
-import { afterAll, beforeAll, expect, it } from 'vitest'
-import { mkdtemp, rm } from 'node:fs/promises'
-import { tmpdir } from 'node:os'
+import { expect, it } from 'vitest'
 import { join } from 'node:path'
-import { createCoordinator, type Coordinator } from '../../coordinator/coordinator.ts'
 import { createNodeRuntime } from '../../node-runtime/runtime.ts'
 import { toHex } from '../../shared/crypto/bytes.ts'
 import { denseModelFiles } from '../helpers/dense-model.ts'
+import { fileCoordinator } from '../helpers/file-coordinator.ts'
 
-let root: string
-let coordinator: Coordinator
-let url: string
-beforeAll(async () => {
-  root = await mkdtemp(join(tmpdir(), 'blockfed-model-names-'))
-  coordinator = await createCoordinator({ dataDir: join(root, 'c'), port: 0, host: '127.0.0.1' })
-  url = await coordinator.start()
-}, 60_000)
-afterAll(async () => {
-  await coordinator.stop()
-  await rm(root, { recursive: true, force: true })
-})
+const at = fileCoordinator('model-names')
 
 it('a model named "constructor" loads under the passthrough code when no code is given for it', async () => {
+  const { coordinator, url, root } = at
   await coordinator.ingest('constructor', await denseModelFiles(16, [['a', 8, 1]]))
   const token = await coordinator.createToken('edge')
   const runtime = await createNodeRuntime({ dataDir: join(root, 'runtime'), token, accessHistory: false, codes: { other: () => { throw new Error('not this model\'s code') } } })

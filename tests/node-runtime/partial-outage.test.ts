@@ -8,41 +8,33 @@
 import { afterAll, beforeAll, expect, it } from 'vitest'
 import http from 'node:http'
 import type { AddressInfo } from 'node:net'
-import { mkdtemp, rm } from 'node:fs/promises'
-import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { createCoordinator, type Coordinator } from '../../coordinator/coordinator.ts'
 import { createNodeRuntime } from '../../node-runtime/runtime.ts'
 import type { ModelCode } from '../../shared/runtime/lifecycle.ts'
 import { toHex } from '../../shared/crypto/bytes.ts'
 import { denseModelFiles } from '../helpers/dense-model.ts'
+import { fileCoordinator } from '../helpers/file-coordinator.ts'
 import { forward } from '../helpers/forward.ts'
 
-let root: string
-let coordinator: Coordinator
-let upstream: string
+const at = fileCoordinator('partial-outage')
 /** up: forward everything; manifests-down: a 502 for every manifest request. */
 let mode: 'up' | 'manifests-down' = 'up'
 const proxy = http.createServer((req, res) => {
   const badGateway = (): void => { res.writeHead(502, { 'content-type': 'text/html' }); res.end('<h1>502 Bad Gateway</h1>') }
   if (mode === 'manifests-down' && (req.url ?? '').includes('/manifest')) { badGateway(); return }
-  forward(upstream, req, res, badGateway)
+  forward(at.url, req, res, badGateway)
 })
 
 beforeAll(async () => {
-  root = await mkdtemp(join(tmpdir(), 'blockfed-partial-outage-'))
-  coordinator = await createCoordinator({ dataDir: join(root, 'c'), port: 0, host: '127.0.0.1' })
-  upstream = await coordinator.start()
   await new Promise<void>(resolve => proxy.listen(0, '127.0.0.1', resolve))
-}, 60_000)
-afterAll(async () => {
+})
+afterAll(() => {
   proxy.closeAllConnections()
   proxy.close()
-  await coordinator.stop()
-  await rm(root, { recursive: true, force: true })
 })
 
 it('serves the version in use when the next one is announced but its manifest cannot be fetched', async () => {
+  const { coordinator, root } = at
   await coordinator.ingest('m', await denseModelFiles(16, [['a', 8, 1]]))
   const token = await coordinator.createToken('edge')
   const url = `http://127.0.0.1:${(proxy.address() as AddressInfo).port}`
@@ -72,9 +64,10 @@ it('serves the version in use when the next one is announced but its manifest ca
 
 it('serves the version in use when the next one fails once fetched: its model code refuses it (review 46e)', async () => {
   // Every restart failed the same way until the channel moved, though the version in use was kept.
+  const { coordinator, root } = at
   await coordinator.ingest('n', await denseModelFiles(16, [['a', 8, 3]]))
   const token = await coordinator.createToken('edge')
-  const config = { version: '1', runtime: 'tfjs', source: 'blockfed', modelDir: 'n', modelName: 'n', updateURL: upstream, token, coordinatorKey: toHex(coordinator.identity.signing.publicKey) }
+  const config = { version: '1', runtime: 'tfjs', source: 'blockfed', modelDir: 'n', modelName: 'n', updateURL: at.url, token, coordinatorKey: toHex(coordinator.identity.signing.publicKey) }
   const refusing = (version: number): ModelCode => ({
     init: async ({ manifest }) => { if (manifest.version === version) throw new Error(`this model code refuses version ${version} (a changed input shape)`) },
     preProcess: async (x: unknown) => x,
