@@ -126,6 +126,17 @@ export async function tokenKeeper ({ dataDir, database, repo, cut }: TokenKeeper
   }
 }
 
+/** A token read from a file, with its hash and stored row; undefined when it is not of a token's form. */
+async function storedToken (token: string | undefined, repo: Repository): Promise<{ token: string, hash: string, row: ReturnType<Repository['token']> } | undefined> {
+  if (token === undefined || !TOKEN_FORM.test(token)) return undefined
+  const hash = await tokenHash(token)
+  return { token, hash, row: repo.token(hash) }
+}
+
+/** The token is stored as an admin's, neither revoked nor expired. */
+const activeAdmin = (stored: Awaited<ReturnType<typeof storedToken>>): boolean =>
+  stored?.row?.role === 'admin' && tokenRefusal(stored.row) === undefined
+
 /**
  * After a stop between a revoke's commit and admin.token's renewal (review 46f): the successor
  * the revoke committed, its temporary file still beside admin.token, is put in place; successors
@@ -137,23 +148,21 @@ async function successorOf (path: string, repo: Repository, revokedId: string): 
   const temporaries = (await readdir(dirname(path)).catch(() => [] as string[]))
     .filter(name => name.startsWith(`${basename(path)}.`) && name.endsWith('.tmp'))
     .map(name => join(dirname(path), name))
-  let adopted: string | undefined
+  let adopted: { token: string, hash: string } | undefined
   for (const tmp of temporaries) {
-    const token = (await readIfExists(tmp))?.trim()
-    const row = token !== undefined && TOKEN_FORM.test(token) ? repo.token(await tokenHash(token)) : undefined
-    if (adopted === undefined && token !== undefined && row?.role === 'admin' && tokenRefusal(row) === undefined) {
+    const stored = await storedToken((await readIfExists(tmp))?.trim(), repo)
+    if (adopted === undefined && stored !== undefined && activeAdmin(stored)) {
       await rename(tmp, path)
       await syncDir(dirname(path))
-      adopted = token
+      adopted = stored
     } else {
       await rm(tmp, { force: true })
     }
   }
-  const adoptedHash = adopted === undefined ? undefined : await tokenHash(adopted)
   for (const t of repo.tokens()) {
-    if (t.label === label && t.revokedAt === null && t.hash !== adoptedHash) repo.revokeToken(t.hash)
+    if (t.label === label && t.revokedAt === null && t.hash !== adopted?.hash) repo.revokeToken(t.hash)
   }
-  return adopted
+  return adopted?.token
 }
 
 /**
@@ -164,10 +173,11 @@ async function successorOf (path: string, repo: Repository, revokedId: string): 
  */
 async function adminToken (path: string, repo: Repository): Promise<string> {
   const kept = (await readIfExists(path))?.trim()
-  const row = kept !== undefined && TOKEN_FORM.test(kept) ? repo.token(await tokenHash(kept)) : undefined
-  if (kept !== undefined && row?.role === 'admin' && tokenRefusal(row) === undefined) return kept
-  if (kept !== undefined && row?.revokedAt != null) {
-    const successor = await successorOf(path, repo, tokenIdOf(await tokenHash(kept)))
+  const stored = await storedToken(kept, repo)
+  const row = stored?.row
+  if (stored !== undefined && activeAdmin(stored)) return stored.token
+  if (stored !== undefined && row?.revokedAt != null) {
+    const successor = await successorOf(path, repo, tokenIdOf(stored.hash))
     if (successor !== undefined) return successor
   }
   // A missing file is a first start only where no admin token was ever made (review 46a: a
