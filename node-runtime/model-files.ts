@@ -26,6 +26,17 @@ async function regularFile (path: string, what: string): Promise<void> {
   if (!info.isFile()) throw new InvalidModelError(`${what} is not a regular file (a device, pipe or socket)`)
 }
 
+/**
+ * The files a model's entry names beside it, as written in it: an .onnx's external-data files,
+ * a model.json's weight files (each once). Checked as ingest checks them: a malformed model.json
+ * is named here, not met as a TypeError.
+ */
+function namedIn (entry: ModelFile): string[] {
+  if (/\.onnx$/i.test(entry.path)) return onnxExternalFiles(entry)
+  const json = modelJsonOf(parseJsonText(decodeJsonText(entry.bytes, entry.path), entry.path), entry.path)
+  return [...new Set(json.weightsManifest.flatMap(g => g.paths))]
+}
+
 async function readAll (dir: string, names: string[]): Promise<ModelFile[]> {
   return await Promise.all(names.map(async name => {
     const full = resolve(dir, name)
@@ -77,21 +88,14 @@ export async function readModelFiles (path: string): Promise<ModelFile[]> {
   await regularFile(path, path)
   const dir = dirname(path)
   const name = basename(path)
-  if (name.toLowerCase().endsWith('.onnx')) {
-    // The external-data files it names, whatever their names (siblings named after the model
-    // missed a `weights.bin`, and took a `model.onnx.bak` it never named).
+  const onnx = name.toLowerCase().endsWith('.onnx')
+  if (onnx || name.toLowerCase().endsWith('.json')) {
+    // The files it names, whatever their names (siblings named after an .onnx missed a
+    // `weights.bin`, and took a `model.onnx.bak` it never named).
     const file = { path: name, bytes: new Uint8Array(await readFile(path)) }
-    const external = onnxExternalFiles(file)
-    if (external.length + 1 > MAX_FILES) throw new InvalidInputError(`${path}: names ${external.length} external-data files, more than a model has (limit ${MAX_FILES - 1})`)
-    return [file, ...await readAll(dir, external)]
-  }
-  if (name.toLowerCase().endsWith('.json')) {
-    const bytes = new Uint8Array(await readFile(path))
-    // The same checks as ingest's, so a malformed model.json is named here, not met as a TypeError.
-    const json = modelJsonOf(parseJsonText(decodeJsonText(bytes, path), path), path)
-    const paths = [...new Set(json.weightsManifest.flatMap(g => g.paths))]
-    if (paths.length + 1 > MAX_FILES) throw new InvalidInputError(`${path}: names ${paths.length} weight files, more than a model has (limit ${MAX_FILES - 1})`)
-    return [{ path: name, bytes }, ...await readAll(dir, paths)]
+    const named = namedIn(onnx ? file : { ...file, path })
+    if (named.length + 1 > MAX_FILES) throw new InvalidInputError(`${path}: names ${named.length} ${onnx ? 'external-data' : 'weight'} files, more than a model has (limit ${MAX_FILES - 1})`)
+    return [file, ...await readAll(dir, named)]
   }
   throw new InvalidInputError(`${path}: expected a model.json, an .onnx file or a folder`)
 }
@@ -120,12 +124,7 @@ const ENTRY_READ_BYTES = 64 << 20
 async function namedBy (entry: string): Promise<string[]> {
   try {
     if ((await stat(entry)).size > ENTRY_READ_BYTES) return []
-    const bytes = new Uint8Array(await readFile(entry))
-    const name = basename(entry)
-    const names = /\.onnx$/i.test(name)
-      ? onnxExternalFiles({ path: name, bytes })
-      : modelJsonOf(parseJsonText(decodeJsonText(bytes, name), name), name).weightsManifest.flatMap(g => g.paths)
-    return names.map(n => resolve(dirname(entry), n))
+    return namedIn({ path: basename(entry), bytes: new Uint8Array(await readFile(entry)) }).map(n => resolve(dirname(entry), n))
   } catch {
     return []
   }
