@@ -55,8 +55,8 @@ export async function ledgerRoutes (app: FastifyInstance, deps: LedgerRoutesDeps
     // Behind the log when the signing of a new version's checkpoint failed after the version was
     // recorded (its commit refused: a full disk): signed now, not left unverifiable to every
     // runtime until the next publish (review 46f).
-    const latest = log.latest()
-    const served = latest !== undefined && latest.checkpoint.size >= log.size() ? latest : log.checkpoint()
+    const latest = log.unsigned() ? undefined : log.latest()
+    const served = latest ?? log.checkpoint()
     return await reply.type(TEXT).header('cache-control', 'no-cache').send(served.cosigned)
   })
 

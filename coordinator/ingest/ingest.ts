@@ -171,7 +171,7 @@ export function publisher (deps: IngestDeps): Publisher {
   const anchored = async (result: IngestResult): Promise<IngestResult> => {
     // Unchanged, it is anchored too when the log is ahead of its checkpoint: a retry after a
     // publish whose checkpoint failed to commit (review 46f) repairs it.
-    if (result.created || deps.log.size() > (deps.log.latest()?.checkpoint.size ?? 0)) await deps.anchored?.()
+    if (result.created || deps.log.unsigned()) await deps.anchored?.()
     return result
   }
 

@@ -44,6 +44,11 @@ export interface VersionLog {
   checkpoint: () => SignedCheckpoint
   /** The latest signed checkpoint, if any. */
   latest: () => SignedCheckpoint | undefined
+  /**
+   * True when the log holds entries no signed checkpoint covers yet: a version recorded whose
+   * checkpoint failed to commit (review 46f), to be signed by `checkpoint()`.
+   */
+  unsigned: () => boolean
   /** A signed checkpoint of exactly `size` leaves, if the log signed one. */
   at: (size: number) => SignedCheckpoint | undefined
   entry: (index: number) => Uint8Array
@@ -181,6 +186,7 @@ export function versionLog (options: VersionLogOptions): VersionLog {
       const row = latestRow()
       return row === undefined ? undefined : view(row)
     },
+    unsigned: () => size() > (latestRow()?.size ?? 0),
     at (n) {
       const row = q.at.get(n) as { size: number, note: string } | undefined
       return row === undefined ? undefined : view(row)
