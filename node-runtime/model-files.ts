@@ -2,10 +2,10 @@
  * A model's files on disk. Reading, for ingest: a model.json with the weight files it names, an
  * .onnx with the external-data files it names, or a folder holding one of those (read the same
  * way, so subfolders and symlinked files count: what `pull` writes reads back); paths named
- * inside a model are checked to stay inside the model's folder. Writing, for pull: the files
- * named by others first, the file naming them last.
+ * inside a model are checked to stay inside the model's folder, and so, by default, are the files
+ * their links lead to. Writing, for pull: the files named by others first, the file naming them last.
  */
-import { mkdir, readdir, readFile, rename, rm, stat } from 'node:fs/promises'
+import { mkdir, readdir, readFile, realpath, rename, rm, stat } from 'node:fs/promises'
 import { randomBytes } from 'node:crypto'
 import { basename, dirname, join, relative, resolve, sep } from 'node:path'
 import type { ModelFile } from '../shared/model/types.ts'
@@ -37,13 +37,31 @@ function namedIn (entry: ModelFile): string[] {
   return [...new Set(json.weightsManifest.flatMap(g => g.paths))]
 }
 
-async function readAll (dir: string, names: string[]): Promise<ModelFile[]> {
+export interface ReadModelOptions {
+  /**
+   * Read a file the model names even where links lead it out of the model's folder (a Hugging
+   * Face cache links a snapshot's files to blobs beside it). Off by default: a model folder from
+   * someone else (a cloned repository keeps its links) could name `w.bin` linked to
+   * `~/.ssh/id_rsa`, and ingest would upload that file into a model every edge token may pull
+   * (review 46c M2).
+   */
+  followLinksOut?: boolean
+}
+
+async function readAll (dir: string, names: string[], options: ReadModelOptions): Promise<ModelFile[]> {
+  // Both sides through their links: a model folder reached through a link (a mounted disk) is itself.
+  const home = options.followLinksOut === true ? undefined : await realpath(dir)
   return await Promise.all(names.map(async name => {
     const full = resolve(dir, name)
     if (!full.startsWith(resolve(dir) + sep)) throw new InvalidModelError(`model file "${name}" points outside ${dir}`)
     try {
-      await regularFile(full, `model file "${name}" in ${dir}`)
-      return { path: relative(dir, full).split(sep).join('/'), bytes: new Uint8Array(await readFile(full)) }
+      // What the links lead to is what is checked and read.
+      const target = await realpath(full)
+      if (home !== undefined && !target.startsWith(home + sep)) {
+        throw new InvalidModelError(`model file "${name}" in ${dir} is a link to ${target}, outside the model's folder; links out of it are read only when asked for (blockfed ingest --follow-links), for a folder from a source you trust`)
+      }
+      await regularFile(target, `model file "${name}" in ${dir}`)
+      return { path: relative(dir, full).split(sep).join('/'), bytes: new Uint8Array(await readFile(target)) }
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code === 'ENOENT') throw new InvalidModelError(`model file "${name}" not found in ${dir}`)
       throw err
@@ -77,14 +95,14 @@ async function entryOf (dir: string): Promise<string> {
     : `${dir}: several .json files (${files.join(', ')}) and none named model.json; give the path of the model's one`)
 }
 
-export async function readModelFiles (path: string): Promise<ModelFile[]> {
+export async function readModelFiles (path: string, options: ReadModelOptions = {}): Promise<ModelFile[]> {
   let info
   try {
     info = await stat(path)
   } catch {
     throw new InvalidInputError(`${path}: no such file or folder`)
   }
-  if (info.isDirectory()) return await readModelFiles(join(path, await entryOf(path)))
+  if (info.isDirectory()) return await readModelFiles(join(path, await entryOf(path)), options)
   await regularFile(path, path)
   const dir = dirname(path)
   const name = basename(path)
@@ -95,7 +113,7 @@ export async function readModelFiles (path: string): Promise<ModelFile[]> {
     const file = { path: name, bytes: new Uint8Array(await readFile(path)) }
     const named = namedIn(onnx ? file : { ...file, path })
     if (named.length + 1 > MAX_FILES) throw new InvalidInputError(`${path}: names ${named.length} ${onnx ? 'external-data' : 'weight'} files, more than a model has (limit ${MAX_FILES - 1})`)
-    return [file, ...await readAll(dir, named)]
+    return [file, ...await readAll(dir, named, options)]
   }
   throw new InvalidInputError(`${path}: expected a model.json, an .onnx file or a folder`)
 }

@@ -112,9 +112,10 @@ program.command('ingest')
   .addOption(coordinatorOption())
   .option('--token <token>', 'API token (or BLOCKFED_TOKEN)')
   .option('--data <dir>', 'read the admin token from this coordinator data dir')
+  .option('--follow-links', 'read files the model names even where links lead out of its folder (a Hugging Face cache); only for a folder from a source you trust')
   .option('--json', 'print the result as JSON')
-  .action(async (path: string, o: { name: string, coordinator: string, token?: string, data?: string, json?: boolean }) => {
-    const files = await readModelFiles(path)
+  .action(async (path: string, o: { name: string, coordinator: string, token?: string, data?: string, followLinks?: boolean, json?: boolean }) => {
+    const files = await readModelFiles(path, { followLinksOut: o.followLinks === true })
     const bearer = await token(o)
     if (bearer === undefined) throw new AccessDeniedError('ingest needs an API token that may ingest, an admin or publisher one (--token, BLOCKFED_TOKEN or --data)')
     const client = coordinatorClient({ baseUrl: o.coordinator, token: bearer })

@@ -2,7 +2,7 @@
 import { describe, it, expect, beforeAll, afterAll } from 'vitest'
 import { spawn, spawnSync, execFile, type ChildProcessByStdio } from 'node:child_process'
 import { existsSync } from 'node:fs'
-import { mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises'
+import { mkdir, mkdtemp, readdir, readFile, rm, symlink, writeFile } from 'node:fs/promises'
 import { createServer, type AddressInfo, type Socket } from 'node:net'
 import { DatabaseSync } from 'node:sqlite'
 import { tmpdir } from 'node:os'
@@ -404,6 +404,21 @@ describe('blockfed coordinator', () => {
     const tokenless = await withEnv({ BLOCKFED_TOKEN: '' }, 'ingest', SILERO_PATH, '--name', 'vad', '--coordinator', url)
     expect(tokenless.code).toBe(1)
     expect(tokenless.stderr).toBe('blockfed: AccessDeniedError: ingest needs an API token that may ingest, an admin or publisher one (--token, BLOCKFED_TOKEN or --data)\n')
+  })
+
+  it('ingests a folder whose files are links out of it only with --follow-links (review 46c: a cloned folder could upload a local secret)', async () => {
+    const data = join(root, 'data')
+    const linked = join(root, 'linked-movenet')
+    await mkdir(linked)
+    await symlink(join(MOVENET_DIR, 'movenet-lightning.json'), join(linked, 'model.json'))
+    await symlink(join(MOVENET_DIR, 'movenet-lightning.bin'), join(linked, 'movenet-lightning.bin'))
+    const refused = await blockfed('ingest', linked, '--name', 'linked', '--coordinator', url, '--data', data)
+    expect(refused.code).toBe(1)
+    expect(refused.stderr).toBe(`blockfed: InvalidModelError: model file "movenet-lightning.bin" in ${linked} is a link to ${join(MOVENET_DIR, 'movenet-lightning.bin')}, outside the model's folder; links out of it are read only when asked for (blockfed ingest --follow-links), for a folder from a source you trust\n`)
+    expect((await blockfed('versions', 'linked', '--coordinator', url)).code).not.toBe(0)
+    const followed = await blockfed('ingest', linked, '--name', 'linked', '--coordinator', url, '--data', data, '--follow-links')
+    expect(followed.stderr).toBe('')
+    expect(followed.stdout).toMatch(/^linked@1 /)
   })
 })
 

@@ -79,7 +79,7 @@ describe('readModelFiles', () => {
     expect((await readModelFiles(onnxDir)).map(f => f.path)).toEqual(['tiny.onnx', 'data/w.bin'])
   })
 
-  it('follows symlinks in a folder: a linked model.json, weight file or weights folder', async () => {
+  it('follows symlinks out of the folder only when asked: a linked model.json, weight file or weights folder', async () => {
     const store = join(root, 'symlink-store')
     await mkdir(join(store, 'weights'), { recursive: true })
     await writeFile(join(store, 'weights', 'emotion.bin'), new Uint8Array(8).fill(2))
@@ -90,9 +90,38 @@ describe('readModelFiles', () => {
     await symlink(join(store, 'model.json'), join(dir, 'model.json'))
     await symlink(join(store, 'weights'), join(dir, 'w'))
     await symlink(join(store, 'other.bin'), join(dir, 'other.bin'))
-    const files = await readModelFiles(dir)
+    const files = await readModelFiles(dir, { followLinksOut: true })
     expect(files.map(f => f.path)).toEqual(['model.json', 'w/emotion.bin', 'other.bin'])
     expect(files[1]?.bytes).toEqual(new Uint8Array(8).fill(2))
+    // By default a weight file whose link leaves the folder is refused, naming where it leads.
+    const err = await readModelFiles(dir).catch((e: unknown) => e)
+    expect(err).toBeInstanceOf(InvalidModelError)
+    expect((err as Error).message).toMatch(new RegExp(`model file "(w/emotion|other)\\.bin" in ${dir} is a link to ${store}/(weights/emotion|other)\\.bin, outside the model's folder; .*--follow-links`))
+  })
+
+  it('refuses a model file linked to a secret outside the folder (a cloned repository keeps its links), and reads links that stay inside', async () => {
+    const secret = join(root, 'id_ed25519')
+    await writeFile(secret, 'PRIVATE KEY')
+    const dir = join(root, 'cloned')
+    await mkdir(join(dir, 'blobs'), { recursive: true })
+    const { onnx, external } = tinyOnnx({ location: 'w.bin' })
+    await writeFile(join(dir, 'tiny.onnx'), onnx.bytes)
+    await symlink(secret, join(dir, 'w.bin'))
+    await expect(readModelFiles(dir)).rejects.toThrow(`model file "w.bin" in ${dir} is a link to ${secret}, outside the model's folder`)
+    // A relative link climbing out is the same.
+    await rm(join(dir, 'w.bin'))
+    await symlink('../id_ed25519', join(dir, 'w.bin'))
+    await expect(readModelFiles(join(dir, 'tiny.onnx'))).rejects.toThrow(/is a link to .*id_ed25519, outside the model's folder/)
+    // Inside the folder, a link is the file it leads to; so is the folder reached through a link.
+    await rm(join(dir, 'w.bin'))
+    await writeFile(join(dir, 'blobs', 'sha-1'), external.bytes)
+    await symlink('blobs/sha-1', join(dir, 'w.bin'))
+    expect((await readModelFiles(dir)).map(f => f.path)).toEqual(['tiny.onnx', 'w.bin'])
+    const viaLink = join(root, 'cloned-link')
+    await symlink(dir, viaLink)
+    const files = await readModelFiles(viaLink)
+    expect(files.map(f => f.path)).toEqual(['tiny.onnx', 'w.bin'])
+    expect(files[1]?.bytes).toEqual(external.bytes)
   })
 
   it.each([
@@ -121,9 +150,10 @@ describe('readModelFiles', () => {
     // A link to a device (review 46c: /dev/zero was read until the heap gave out).
     await rm(join(dir, 'w.bin'), { recursive: true })
     await symlink('/dev/null', join(dir, 'w.bin'))
-    await expect(readModelFiles(join(dir, 'model.json'))).rejects.toThrow(`model file "w.bin" in ${dir} is not a regular file (a device, pipe or socket)`)
+    await expect(readModelFiles(join(dir, 'model.json'), { followLinksOut: true })).rejects.toThrow(`model file "w.bin" in ${dir} is not a regular file (a device, pipe or socket)`)
+    await expect(readModelFiles(join(dir, 'model.json'))).rejects.toThrow(`model file "w.bin" in ${dir} is a link to /dev/null, outside the model's folder`)
     await rm(join(dir, 'vad.onnx'))
-    await expect(readModelFiles(dir)).rejects.toThrow('is not a regular file')
+    await expect(readModelFiles(dir, { followLinksOut: true })).rejects.toThrow('is not a regular file')
   })
 
   it('in a folder, takes model.json among other .json files and refuses a weight path leaving the folder', async () => {
