@@ -151,6 +151,10 @@ export function publisher (deps: IngestDeps): Publisher {
         deps.repo.insertVersion(signed, model.weights.length)
         ledgerIndex = deps.log.append({ model: name, version: manifest.version, manifestCid: signed.cid, parent: manifest.parent, time: manifest.createdAt })
         options.inTransaction?.(manifest.version)
+        // Signed in the version's own transaction: signed apart, a failed commit left the version
+        // recorded and unanchored until the checkpoint was next asked for (review 46f); a log
+        // that cannot be signed (its history rewritten) now records no version either.
+        deps.log.checkpoint()
       })
       return { model: name, version: manifest.version, manifestCid: signed.cid, created: true, blocks: manifest.blocks.length, newBlocks: created.length, bytesStored, ledgerIndex }
     } catch (err) {

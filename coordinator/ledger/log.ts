@@ -5,11 +5,12 @@
  * or a proof costs O(log n) point reads (shared/ledger/merkle.ts).
  *
  * `append` runs inside the caller's transaction — the one that records the version — so a
- * version and its leaf exist together or not at all. `checkpoint` signs the current tree after
- * the commit, as a C2SP tlog-checkpoint in a signed note. Before signing it proves, from the
- * stored hashes, that the new tree extends the last signed checkpoint (whose root is read from
- * the signed note, not from a column an edit could change), so the log never signs two
- * inconsistent checkpoints: a database whose history was rewritten or truncated is refused.
+ * version and its leaf exist together or not at all; ingest calls `checkpoint` in that
+ * transaction too, which signs the current tree as a C2SP tlog-checkpoint in a signed note.
+ * Before signing it proves, from the stored hashes, that the new tree extends the last signed
+ * checkpoint (whose root is read from the signed note, not from a column an edit could change),
+ * so the log never signs two inconsistent checkpoints: a database whose history was rewritten or
+ * truncated is refused.
  * After a kill -9 the next `checkpoint` signs what was committed; nothing can fork, because a
  * size always yields the same root.
  */
