@@ -17,6 +17,8 @@ export interface DecryptorProcess {
   url: string
   /** The bearer token it requires (fresh per process, handed over in its environment). */
   token: string
+  /** Its Paillier key's id (hex SHA-256 of n), as it printed it: what runtimes pin (secureClients paillierKeyId). */
+  keyId: string
   pid: number
   stop: () => Promise<void>
 }
@@ -31,20 +33,21 @@ export async function spawnDecryptor (dataDir: string, args: string[] = [], time
   const stop = async (): Promise<void> => { await stopChild(child, DECRYPTOR_STOP_GRACE_MS) }
   let onAbort = (): void => {}
   try {
-    const url = await new Promise<string>((resolve, reject) => {
+    const { url, keyId } = await new Promise<{ url: string, keyId: string }>((resolve, reject) => {
       const timer = setTimeout(() => { reject(new TimeoutError(`decryptor did not start within ${timeoutMs} ms`)) }, timeoutMs)
       onAbort = () => { clearTimeout(timer); reject(signal?.reason) }
       signal?.addEventListener('abort', onAbort, { once: true })
       let seen = ''
       child.stdout?.on('data', (chunk: Buffer) => {
         seen += chunk.toString()
-        const match = /listening on (\S+)/.exec(seen)
-        if (match !== null) { clearTimeout(timer); resolve(match[1] as string) }
+        const url = /listening on (\S+)/.exec(seen)?.[1]
+        const keyId = /key id\s+([0-9a-f]{64})\n/.exec(seen)?.[1]
+        if (url !== undefined && keyId !== undefined) { clearTimeout(timer); resolve({ url, keyId }) }
       })
       child.once('exit', code => { clearTimeout(timer); reject(new Error(`decryptor exited with ${String(code)}`)) })
       child.once('error', err => { clearTimeout(timer); reject(err) })
     })
-    return { url, token, pid: child.pid as number, stop }
+    return { url, token, keyId, pid: child.pid as number, stop }
   } catch (err) {
     await stop()
     throw err

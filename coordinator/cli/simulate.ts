@@ -30,6 +30,7 @@ import { mulberry32 } from '../../shared/random/seeded.ts'
 import { InvalidInputError } from '../../shared/errors/errors.ts'
 import type { FetchedModel } from '../../shared/load/fetch-model.ts'
 import { spawnDecryptor, type DecryptorProcess } from './decryptor-process.ts'
+import { decryptorClient } from '../../aggregation/paillier/decryptor-client.ts'
 import { runAll } from './cleanup.ts'
 import { MIN_MASKING_CLIENTS } from '../../aggregation/secagg/constants.ts'
 import { graphParameters } from '../../aggregation/secagg/params.ts'
@@ -281,6 +282,10 @@ export async function simulate (options: SimulationOptions): Promise<SimulationS
     // The Paillier key holder is its own process, never the coordinator's.
     if (options.secure === 'paillier' && options.decryptorUrl === undefined) decryptor = await spawnDecryptor(join(root, 'decryptor'), ['--min-clients', '2'], undefined, signal)
     signal?.throwIfAborted()
+    // The runtimes pin the decryptor's key, asked of the decryptor itself, never of the coordinator.
+    const paillierKeyId = options.secure !== 'paillier'
+      ? undefined
+      : decryptor?.keyId ?? (await decryptorClient({ baseUrl: options.decryptorUrl as string, token: options.decryptorToken, timeoutMs: 10_000 }).key(signal)).keyId
     coordinator = await createCoordinator({ dataDir: join(root, 'coordinator'), port: 0, decryptorUrl: options.decryptorUrl ?? decryptor?.url, decryptorToken: options.decryptorToken ?? decryptor?.token, onRoundEvent: e => events(e) })
     const url = await coordinator.start()
     const token = await coordinator.createToken('edge')
@@ -304,7 +309,7 @@ export async function simulate (options: SimulationOptions): Promise<SimulationS
         stateDir: dir,
         models: { mnist: { data: () => data } },
         fetchVersion: async (_m, v, signal) => await runtime.fetch(aoe, v, signal),
-        secureClient: secureClients(),
+        secureClient: secureClients({ paillierKeyId }),
         seed: options.seed + i,
         dropAfterUpload: () => {
           const drop = dropsOut(options.seed, round, i, options.dropout)

@@ -38,7 +38,8 @@
  *   control, e.g. the enrolment of silos in a cross-silo federation), contributions from any
  *   other key are refused.
  * - Key substitution: clients must pin this decryptor's keyId out of band; a coordinator that
- *   relays the key could hand out its own.
+ *   relays the key could hand out its own. Runtimes decline Paillier offers unless they do
+ *   (secureClients paillierKeyId, node-runtime/fl/secure-client.ts).
  * - Collusion: a decryptor that colludes with the coordinator decrypts anything.
  * - Plain uploads: a client's upload in a round of mode none never reaches the decryptor, so a
  *   masked-then-plain or Paillier-then-plain pair from one base is the client's own record to

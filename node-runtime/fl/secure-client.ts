@@ -48,7 +48,12 @@ export function plainClient (): SecureRoundClient {
 }
 
 export interface SecureClientsOptions {
-  /** Pins the Paillier decryptor's key (hex SHA-256 of n); otherwise the offered key is used. */
+  /**
+   * The Paillier decryptor's key id (hex SHA-256 of n; `blockfed decryptor` prints it). Paillier
+   * offers are declined without it, and under any other key: the key comes in the coordinator's
+   * offer, and a coordinator offering a key of its own decrypts this runtime's update alone
+   * (review 47c), which the decryptor's round rules never see.
+   */
   paillierKeyId?: string
   /**
    * How Paillier randomness r^n is precomputed: 'plain' (random r; DCR only) or 'short-exponent'
@@ -93,6 +98,10 @@ export type SecureClientFactory = ((deps: SecureClientDeps) => SecureRoundClient
  * every offered size started a precompute nothing stopped and kept its pool for good.
  */
 export function secureClients (options: SecureClientsOptions = {}): SecureClientFactory {
+  const pinned = options.paillierKeyId?.toLowerCase()
+  if (pinned !== undefined && !/^[0-9a-f]{64}$/.test(pinned)) {
+    throw new InvalidInputError(`secureClients paillierKeyId: expected the decryptor's key id, 64 hex digits, got "${String(options.paillierKeyId).slice(0, 80)}"`)
+  }
   const rate = options.maskingMinAdversarialRate
   if (rate !== undefined && !(typeof rate === 'number' && rate >= 0 && rate < 1)) {
     throw new InvalidInputError(`secureClients maskingMinAdversarialRate: expected a number in [0, 1), got ${String(rate)}`)
@@ -122,12 +131,24 @@ export function secureClients (options: SecureClientsOptions = {}): SecureClient
       case 'none': return plainClient()
       case 'paillier': {
         let key: Promise<DecryptorKey> | undefined
-        const keyOf = async (): Promise<DecryptorKey> => await (key ??= readKeyInfo(paillierKeyInfoSchema.parse(deps.config.paillier), options.paillierKeyId))
         /** The pool this round's begin started, and whether the round is over. */
         let started: { keyId: string, entry: PoolEntry } | undefined
         let disposed = false
+        // Known from the offer, so declined at once (readKeyInfo checks the advertised id against n).
+        const offered = (deps.config.paillier as { keyId?: unknown } | undefined)?.keyId
+        const refusal = pinned === undefined
+          ? 'the offer asks for Paillier encryption, and this runtime has pinned no decryptor key (secureClients paillierKeyId): the offered key could be the coordinator\'s own'
+          : offered !== pinned
+            ? `the offer's Paillier key ${String(offered).slice(0, 64)} is not the pinned decryptor key ${pinned} (secureClients paillierKeyId)`
+            : undefined
+        // Refused here too, for a caller that does not look at `refusal` first.
+        const keyOf = async (): Promise<DecryptorKey> => {
+          if (refusal !== undefined) throw new InvalidInputError(refusal)
+          return await (key ??= readKeyInfo(paillierKeyInfoSchema.parse(deps.config.paillier), pinned))
+        }
         return {
           encoding: 'paillier',
+          ...(refusal === undefined ? {} : { refusal }),
           async begin () {
             const k = await keyOf()
             if (deps.config.fixedPoint.clients > k.layout.maxClients) throw new InvalidInputError(`round ${deps.config.id}: ${deps.config.fixedPoint.clients} clients exceed the Paillier layout's ${k.layout.maxClients}`)

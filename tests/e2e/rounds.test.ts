@@ -528,13 +528,15 @@ describe('rounds (mode paillier)', () => {
     const keyDir = join(root, 'decryptor')
     const decryptor = await spawnDecryptor(keyDir, ['--min-clients', '2', '--key-bits', '1024'])
     const { c, at, token } = await smallCoordinator('paillier', { partition: SMALL_BLOCKS, decryptorUrl: decryptor.url, decryptorToken: decryptor.token })
-    const ps = await startParticipants(at, token, join(root, 'paillier-runtimes'), 3, { extra: () => ({ secureClient: secureClients() }) })
+    // The fourth pinned no decryptor key: it declines (review 47c), the others encrypt under the pinned one.
+    const ps = await startParticipants(at, token, join(root, 'paillier-runtimes'), 4, { extra: i => ({ secureClient: i === 3 ? secureClients() : secureClients({ paillierKeyId: decryptor.keyId }) }) })
     try {
       const summary = await c.rounds.run({ model: 'mnist', trainable: ['head'], secure: { mode: 'paillier' }, selection: { minClients: 3 } })
       expect(summary.reason).toBeNull()
       expect(summary.participants.uploaded).toBe(3)
+      expect(ps[3]?.events.find(e => e.type === 'offer')).toEqual({ type: 'offer', roundId: summary.id, accepted: false, reason: expect.stringMatching(/pinned no decryptor key/) })
       // Each upload was ciphertext, not a ring vector: larger than 4 bytes per value.
-      const uploads = ps.map(p => p.events.find(e => e.type === 'uploaded' && e.roundId === summary.id) as { bytes: number })
+      const uploads = ps.slice(0, 3).map(p => p.events.find(e => e.type === 'uploaded' && e.roundId === summary.id) as { bytes: number })
       const head = 16 * 10 + 10 + 1
       for (const u of uploads) expect(u.bytes).toBeGreaterThan(head * 4 * 2)
     } finally {
@@ -633,7 +635,7 @@ describe('a coordinator killed mid-round', () => {
     await coordinatorClient({ baseUrl: proc.url, token: admin }).ingest('mnist', await modelFiles(model))
     model.dispose()
     const token = await coordinatorClient({ baseUrl: proc.url, token: admin }).createToken('edge')
-    const ps = await startParticipants(proc.url, token, join(root, 'stopped-paillier-runtimes'), 3, { extra: () => ({ secureClient: secureClients() }) })
+    const ps = await startParticipants(proc.url, token, join(root, 'stopped-paillier-runtimes'), 3, { extra: () => ({ secureClient: secureClients({ paillierKeyId: decryptor.keyId }) }) })
     const status = async (): Promise<{ state: string, reason: string | null, metrics: Record<string, number> }> => await (await fetch(`${proc.url}/v1/rounds/${id}`, { headers: { authorization: `Bearer ${admin}` } })).json() as { state: string, reason: string | null, metrics: Record<string, number> }
     let id = ''
     try {
@@ -696,7 +698,7 @@ describe('a coordinator killed mid-round', () => {
   it('finishes a Paillier round after a restart: the uploads kept their signatures, which the decryptor checks', async () => {
     const decryptor = await spawnDecryptor(join(root, 'killed-paillier-decryptor'), ['--min-clients', '2', '--key-bits', '1024'])
     try {
-      const { round: status, cleanup } = await killedAfterUploads('killed-paillier', { secure: { mode: 'paillier' } }, { extra: () => ({ secureClient: secureClients() }), args: ['--decryptor', decryptor.url, '--decryptor-token', decryptor.token] })
+      const { round: status, cleanup } = await killedAfterUploads('killed-paillier', { secure: { mode: 'paillier' } }, { extra: () => ({ secureClient: secureClients({ paillierKeyId: decryptor.keyId }) }), args: ['--decryptor', decryptor.url, '--decryptor-token', decryptor.token] })
       try {
         const round = await status() as { state: string, reason: string | null, metrics: Record<string, number> }
         expect(round.reason).toBeNull()

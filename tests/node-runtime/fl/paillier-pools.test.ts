@@ -39,7 +39,7 @@ async function cpuWhileIdle (ms: number): Promise<number> {
 
 describe('Paillier randomness made ahead', () => {
   it('a round that ends before using the pool its offer started stops the precompute', async () => {
-    const factory = secureClients()
+    const factory = secureClients({ paillierKeyId: info.keyId })
     const client = factory(deps(offer(2_000_000)))
     await client.begin()
     // The precompute runs on this thread: busy while it runs.
@@ -54,7 +54,7 @@ describe('Paillier randomness made ahead', () => {
   it('a round disposed, and the factory stopped, while begin still reads the key starts no precompute', async () => {
     // As the participant does on an abort: its race rejects at once and disposes, while begin
     // is still awaiting the key's hash. Before (review 37e), begin then started the precompute.
-    const factory = secureClients()
+    const factory = secureClients({ paillierKeyId: info.keyId })
     const client = factory(deps(offer(2_000_000)))
     const begun = client.begin()
     client.dispose()
@@ -65,7 +65,7 @@ describe('Paillier randomness made ahead', () => {
   })
 
   it('stop() stops the precompute made ahead for rounds to come', async () => {
-    const factory = secureClients()
+    const factory = secureClients({ paillierKeyId: info.keyId })
     await factory(deps(offer(2_000_000))).begin()
     expect(await cpuWhileIdle(300)).toBeGreaterThan(60)
     factory.stop?.()
@@ -74,7 +74,7 @@ describe('Paillier randomness made ahead', () => {
   })
 
   it('rounds that use their pools still encrypt, one after another', async () => {
-    const factory = secureClients()
+    const factory = secureClients({ paillierKeyId: info.keyId })
     for (const fill of [3, 5]) {
       const client = factory(deps(offer(8)))
       await client.begin()
@@ -83,5 +83,17 @@ describe('Paillier randomness made ahead', () => {
       client.dispose()
     }
     factory.stop?.()
+  })
+
+  it('declines a Paillier offer with no decryptor key pinned, or under another key (review 47c: the coordinator could offer its own)', async () => {
+    const unpinned = secureClients()(deps(offer(8)))
+    expect(unpinned.refusal).toBe('the offer asks for Paillier encryption, and this runtime has pinned no decryptor key (secureClients paillierKeyId): the offered key could be the coordinator\'s own')
+    // Also for a caller that does not look at the refusal first: nothing is encrypted.
+    await expect(unpinned.protect(new Uint32Array(8).fill(1), AbortSignal.timeout(30_000))).rejects.toThrow(/pinned no decryptor key/)
+    const other = 'ab'.repeat(32)
+    expect(secureClients({ paillierKeyId: other })(deps(offer(8))).refusal).toBe(`the offer's Paillier key ${info.keyId} is not the pinned decryptor key ${other} (secureClients paillierKeyId)`)
+    // The pin is a key id as the decryptor prints it, either case.
+    expect(secureClients({ paillierKeyId: info.keyId.toUpperCase() })(deps(offer(8))).refusal).toBeUndefined()
+    expect(() => secureClients({ paillierKeyId: 'not-a-key' })).toThrow('secureClients paillierKeyId: expected the decryptor\'s key id, 64 hex digits, got "not-a-key"')
   })
 })
