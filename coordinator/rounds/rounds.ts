@@ -544,14 +544,17 @@ export function roundManager (deps: RoundManagerDeps): RoundManager {
    *
    * That is against whoever sees the published model. In secure mode `none` the coordinator also
    * sees each upload alone, which carries only its client's share of the noise, z·C/√m for
-   * m = minUploads: `dpEpsilonRoundVsCoordinator` is this round's ε against the coordinator.
+   * m = minUploads: `dpEpsilonRoundVsCoordinator` is this round's ε against the coordinator. It
+   * knows the client takes part, so neighbouring datasets replace the client's data (an upload
+   * moves from +C·u to −C·u: sensitivity 2C, multiplier z/(2√m)); charged at C, as first written,
+   * the figure came out 2–2.5× too small (review 47c).
    */
   function privacySpent (config: RoundConfig): Record<string, number> {
     if (config.dp === null) return {}
     const { noiseMultiplier, delta } = config.dp
     const all = deps.store.dpNoiseMultipliers(config.model)
     const composed = 1 / Math.sqrt(all.reduce((s, z) => s + 1 / (z * z), 0))
-    const seenAlone: Record<string, number> = config.secure.mode === 'none' ? { dpEpsilonRoundVsCoordinator: gaussianEpsilon({ noiseMultiplier: noiseMultiplier / Math.sqrt(minUploadsOf(config)), rounds: 1, delta }) } : {}
+    const seenAlone: Record<string, number> = config.secure.mode === 'none' ? { dpEpsilonRoundVsCoordinator: gaussianEpsilon({ noiseMultiplier: noiseMultiplier / (2 * Math.sqrt(minUploadsOf(config))), rounds: 1, delta }) } : {}
     return {
       ...seenAlone,
       dpEpsilonRound: gaussianEpsilon({ noiseMultiplier, rounds: 1, delta }),

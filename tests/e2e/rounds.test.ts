@@ -337,8 +337,9 @@ describe('rounds (mode none)', () => {
     expect(second.reason).toBeNull()
     // z = 1, δ = 1e-5, one round: the RDP bound ½ + √(2 ln 10⁵) (tests/aggregation/dp.test.ts).
     expect(first.metrics?.dpEpsilonRound).toBeCloseTo(0.5 + Math.sqrt(2 * Math.log(1e5)), 3)
-    // In mode none the coordinator sees each upload alone, noised with z/√3: ε = 3/2 + √3·√(2 ln 10⁵).
-    expect(first.metrics?.dpEpsilonRoundVsCoordinator).toBeCloseTo(1.5 + Math.sqrt(3) * Math.sqrt(2 * Math.log(1e5)), 3)
+    // In mode none the coordinator sees each upload alone, noised with z/√3 at sensitivity 2C
+    // (replace-one: it knows the client takes part), so z' = 1/(2√3): ε = 6 + 2√3·√(2 ln 10⁵).
+    expect(first.metrics?.dpEpsilonRoundVsCoordinator).toBeCloseTo(6 + 2 * Math.sqrt(3) * Math.sqrt(2 * Math.log(1e5)), 2) // the accountant takes α from a grid
     expect(second.metrics?.dpRounds).toBe((first.metrics?.dpRounds ?? 0) + 1)
     expect(second.metrics?.dpEpsilonTotal).toBeGreaterThan(first.metrics?.dpEpsilonTotal ?? Infinity)
   })
