@@ -428,7 +428,15 @@ export function roundManager (deps: RoundManagerDeps): RoundManager {
   async function configure (request: RoundRequest, base: ReturnType<typeof roundBase>, selected: string[]): Promise<RoundConfig> {
     const { row, layout, units } = base
     const clients = [...selected].sort()
-    const fixedPoint = roundFixedPoint(request, clients)
+    let fixedPoint
+    try {
+      fixedPoint = roundFixedPoint(request, clients)
+    } catch (err) {
+      // A bad request, not a fault of the coordinator's (review 47b: a 500 for dp.clip 1e12).
+      if (!(err instanceof RangeError)) throw err
+      const dp = request.dp === null || request.secure.mode === 'none' ? '' : `, dp.clip ${request.dp.clip} at noise multiplier ${request.dp.noiseMultiplier}`
+      throw new InvalidInputError(`round for ${request.model}: clip ${request.clip}${dp} and ${clients.length} clients leave no fixed-point scale under 2^31 (their updates could overflow the sum); lower the clip${dp === '' ? '' : ', dp.clip or dp.noiseMultiplier'} or the clients (selection.maxClients)`, { cause: err })
+    }
     // NaiveMix: offer the pooled class means once gathered; until then this round gathers them.
     const mix = request.meanMix
     const stored = mix === null ? undefined : deps.store.classMeans(request.model, mix.classes, mix.features)

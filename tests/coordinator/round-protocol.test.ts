@@ -508,6 +508,29 @@ describe('masking rounds too small to run', () => {
   })
 })
 
+describe('a round whose clip leaves no fixed-point scale (review 47b)', () => {
+  it('is a 400 naming the fields, not a 500, and frees the clients it selected', async () => {
+    const clients = await Promise.all(Array.from({ length: 6 }, async () => await rawClient(at, token, ['mnist'])))
+    try {
+      const request = { model: 'mnist', trainable: ['head'], secure: { mode: 'masking' }, dp: { noiseMultiplier: 100, clip: 1e6 }, selection: { minClients: 6, maxClients: 6 } }
+      const res = await fetch(`${at}/v1/rounds`, { method: 'POST', headers: { authorization: `Bearer ${c.adminToken}`, 'content-type': 'application/json' }, body: JSON.stringify(request) })
+      expect(res.status).toBe(400)
+      expect(((await res.json()) as { message: string }).message).toBe('round for mnist: clip 1, dp.clip 1000000 at noise multiplier 100 and 6 clients leave no fixed-point scale under 2^31 (their updates could overflow the sum); lower the clip, dp.clip or dp.noiseMultiplier or the clients (selection.maxClients)')
+      // Beyond the schema's bound: named by the schema.
+      const over = await fetch(`${at}/v1/rounds`, { method: 'POST', headers: { authorization: `Bearer ${c.adminToken}`, 'content-type': 'application/json' }, body: JSON.stringify({ ...request, dp: { noiseMultiplier: 1, clip: 1e12 } }) })
+      expect(over.status).toBe(400)
+      expect(((await over.json()) as { message: string }).message).toMatch(/dp\.clip/)
+      // The clients are free: a round that fits starts with all six.
+      const started = await c.rounds.start({ model: 'mnist', trainable: ['head'], secure: { mode: 'masking' }, selection: { minClients: 6, maxClients: 6 } })
+      await Promise.all(clients.map(async client => await client.next(m => m.type === 'offer' && m.config.id === started.id)))
+      for (const client of clients) client.close()
+      expect((await started.done).state).toBe('failed')
+    } finally {
+      for (const client of clients) client.close()
+    }
+  })
+})
+
 describe('schedule', () => {
   it('runs its rounds without an onRound, and ends, reporting the error, when they can no longer start, instead of taking the process down', async () => {
     const errors: Error[] = []
