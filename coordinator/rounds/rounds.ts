@@ -191,6 +191,13 @@ function throwIfAborted (controller: AbortController): void {
   if (controller.signal.aborted) throw new RoundFailure(`aborted: ${String(controller.signal.reason ?? 'stopped')}`)
 }
 
+/** The middle value (the mean of the two middle ones for an even count). */
+function median (values: number[]): number {
+  const sorted = [...values].sort((a, b) => a - b)
+  const mid = sorted.length >> 1
+  return sorted.length % 2 === 1 ? sorted[mid] as number : ((sorted[mid - 1] as number) + (sorted[mid] as number)) / 2
+}
+
 /** Why a round failed, as stored and reported: typed errors say it themselves. */
 function reasonOf (err: unknown): string {
   return err instanceof RoundFailure ? err.message + err.detail : err instanceof BlockfedError ? err.message : `internal error: ${(err as Error).message}`
@@ -701,7 +708,9 @@ export function roundManager (deps: RoundManagerDeps): RoundManager {
         offered: config.clients.length,
         accepted: accepted.length,
         dropped: config.clients.length - round.uploads.size,
-        ...(losses.length > 0 ? { trainLoss: losses.reduce((a, b) => a + b, 0) / losses.length } : {}),
+        // The median: each loss is its client's own word, and one client reporting −1e9 set the
+        // mean to anything (review 47b); the median moves only when half the uploaders lie.
+        ...(losses.length > 0 ? { trainLoss: median(losses) } : {}),
         roundMs: Math.round(performance.now() - started)
       })
     } catch (err) {

@@ -115,7 +115,7 @@ export const clientMessageSchema = z.discriminatedUnion('type', [
   z.object({ type: z.literal('accept'), roundId }).strict(),
   /** `given`: the runtime's record for the offered model, when that record is why it declines. */
   z.object({ type: z.literal('decline'), roundId, reason: z.string().max(500), given: givenSchema.optional() }).strict(),
-  /** `loss` is bounded: the round's mean of them must stay finite (it goes into the manifest). */
+  /** `loss` is bounded: what the round reports of them (their median) goes into the manifest, as a finite number. */
   z.object({ type: z.literal('progress'), roundId, epoch: z.number().int().min(0), epochs: z.number().int().positive(), loss: z.number().min(-MAX_LOSS).max(MAX_LOSS).nullable() }).strict()
     .refine(m => m.epoch <= m.epochs, { message: 'epoch must not exceed epochs', path: ['epoch'] }),
   z.object({ type: z.literal('secagg'), roundId, payload: z.unknown() }).strict()

@@ -427,6 +427,28 @@ describe('uploads', () => {
     }
   })
 
+  it('reports the median of the uploaders\' losses: one client\'s word does not set the round\'s trainLoss (review 47b)', async () => {
+    const clients = await Promise.all(Array.from({ length: 3 }, async () => await rawClient(at, token, ['mnist'])))
+    try {
+      const started = await c.rounds.start({ model: 'mnist', trainable: ['head'], secure: { mode: 'none' }, selection: { minClients: 3, maxClients: 3 } })
+      const offers = await Promise.all(clients.map(async client => await client.next(m => m.type === 'offer' && m.config.id === started.id)))
+      const config = (offers[0] as Extract<typeof offers[0], { type: 'offer' }>).config
+      await untilState(config.id, 'collecting')
+      const update = weightOnly(config)
+      for (const [i, loss] of [0.30, 0.31, -1e9].entries()) {
+        const client = clients[i] as RawClient
+        client.sendJson({ type: 'progress', roundId: config.id, epoch: 1, epochs: 1, loss })
+        await client.upload({ roundId: config.id, baseVersion: config.baseVersion, encoding: 'ring-u32le' }, new Uint8Array(update.buffer))
+      }
+      const summary = await started.done as { state: string, metrics: Record<string, number> }
+      expect(summary.state).toBe('published')
+      // The mean was −333,333,333.
+      expect(summary.metrics.trainLoss).toBe(0.30)
+    } finally {
+      for (const client of clients) client.close()
+    }
+  })
+
   it('does not sum a held upload whose client left before uploads opened', async () => {
     const quick = await rawClient(at, token, ['mnist'])
     const slow = [await rawClient(at, token, ['mnist'], { autoAccept: false }), await rawClient(at, token, ['mnist'], { autoAccept: false })]
