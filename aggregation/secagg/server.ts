@@ -109,7 +109,7 @@ export interface MaskingServer {
   answerers: () => string[]
   /** The unmask request for answering client `id`: its neighbours' signatures. */
   unmaskRequestFor: (id: string) => UnmaskRequestMessage
-  /** Round 4: an answerer's shares. */
+  /** Round 4: an answerer's shares; ignored once the sum is under way or done (they are not needed). */
   receiveUnmask: (from: string, payload: unknown) => void
   /** True once every secret finish() needs has at least t shares. */
   ready: () => boolean
@@ -409,6 +409,9 @@ function serverCore (options: MaskingServerOptions): Internals {
 
   function receiveUnmask (from: string, payload: unknown): void {
     const what = `unmask from ${from}`
+    // An answerer slower than the t the sum needed: nothing wrong, nothing needed (review 47b: it
+    // was told "the server is finishing the round", an error on a healthy round).
+    if ((busy || stage === 'done') && answererSet.has(from)) return
     expect('unmask', what)
     const message = parseMessage(unmaskSchema, payload, what)
     sameSender(from, message.from, what)

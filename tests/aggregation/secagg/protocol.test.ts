@@ -26,6 +26,32 @@ describe('the unmasked sum equals the plaintext ring sum exactly', () => {
     }
   }
 
+  it('takes an answer that comes once the sum is under way, or done, without complaint: a slower honest answerer (review 47b)', async () => {
+    const round = newRound(12, { kind: 'harary', degree: 6, threshold: 4 })
+    await setUp(round)
+    await mask(round, round.ids)
+    round.server.closeMasked()
+    await check(round, round.ids)
+    const answerers = round.server.answerers()
+    const answers = new Map(await Promise.all(answerers.map(async id => [id, wire(await client(round, id).unmask(wire(round.server.unmaskRequestFor(id))))] as const)))
+    let given = 0
+    for (const id of answerers) {
+      if (round.server.ready()) break
+      round.server.receiveUnmask(id, answers.get(id))
+      given++
+    }
+    expect(given).toBeLessThan(answerers.length)
+    const late = answerers.slice(given)
+    const finishing = round.server.finish()
+    // While summing, then once done: neither throws (it told the client "the server is finishing the round").
+    round.server.receiveUnmask(late[0] as string, answers.get(late[0] as string))
+    const sum = await finishing
+    for (const id of late.slice(1)) round.server.receiveUnmask(id, answers.get(id))
+    expect(sum).toEqual(ringSum(round.ids.map(id => input(round, id)), round.vectorLength))
+    // Someone never asked is still refused.
+    expect(() => round.server.receiveUnmask('client-x', answers.get(late[0] as string))).toThrow(/at stage done/)
+  })
+
   it('a low-degree sparse graph (n = 12, k = 4, t = 3) with one dropped, and a vector over a PRG chunk boundary', async () => {
     const round = newRound(12, { kind: 'harary', degree: 4, threshold: 3 }, { vectorLength: (1 << 18) + 3 })
     const { sum, expected } = await runRound(round, new Set(shuffled(round.ids, 3).slice(0, 1)))
