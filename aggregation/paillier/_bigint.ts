@@ -106,17 +106,3 @@ export function toFixedBytes (x: bigint, width: number): Uint8Array {
 export function fromBytes (bytes: Uint8Array): bigint {
   return bytes.length === 0 ? 0n : BigInt('0x' + toHex(bytes))
 }
-
-/**
- * A cooperative-yield helper for long loops: `await pause()` hands control back to the event
- * loop once `sliceMs` have passed since the last time, so offline work neither freezes a page nor
- * starves a server, without paying a timer tick per item.
- */
-export function yielder (sliceMs = 10): () => Promise<void> {
-  let last = performance.now()
-  return async () => {
-    if (performance.now() - last < sliceMs) return
-    await new Promise<void>(resolve => setTimeout(resolve, 0))
-    last = performance.now()
-  }
-}

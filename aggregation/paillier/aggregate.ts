@@ -8,7 +8,8 @@ import { decrypt, type PaillierPublicKey, type PaillierSecretKey } from './keys.
 import { ciphertextCount, pack, unpack, type PackingLayout } from './layout.ts'
 import type { RandomnessPool } from './randomness.ts'
 import { decodeCiphertexts, encodeCiphertexts } from './wire.ts'
-import { yielder, type ModPow } from './_bigint.ts'
+import { type ModPow } from './_bigint.ts'
+import { yielder } from '../../shared/async/yielder.ts'
 
 function checkLayout (layout: PackingLayout, publicKey: PaillierPublicKey, what: string): void {
   if (layout.keyBits !== publicKey.bits) throw new InvalidInputError(`${what}: layout is for a ${layout.keyBits}-bit key, the key has ${publicKey.bits} bits`)

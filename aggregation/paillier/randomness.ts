@@ -22,7 +22,8 @@
  * pool keeps no reference to a used value).
  */
 import { InvalidInputError } from '../../shared/errors/errors.ts'
-import { bitLength, gcd, modPow, randomBelow, yielder } from './_bigint.ts'
+import { bitLength, gcd, modPow, randomBelow } from './_bigint.ts'
+import { yielder } from '../../shared/async/yielder.ts'
 import { onlineEncrypt } from './_online.ts'
 import { SHORT_EXPONENT_BITS } from './constants.ts'
 import { RandomnessExhaustedError } from './errors.ts'

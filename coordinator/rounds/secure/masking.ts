@@ -7,8 +7,8 @@
  * only ever holds masked vectors and their unmasked total.
  *
  * ConsistencyCheck waits for every survivor, at most half the unmask deadline: it cannot end
- * early as Unmasking does once every secret has t shares, because each signer it waits for may
- * be needed as an answerer. So a survivor that stays connected but never signs costs that half,
+ * early as Unmasking does (a second after every secret has t shares: spares to check them by),
+ * because each signer it waits for may be needed as an answerer. So a survivor that stays connected but never signs costs that half,
  * and Unmasking keeps the rest, at least the other half.
  */
 import type { RoundConfig } from '../../../shared/rounds/config.ts'
@@ -22,6 +22,9 @@ import type { SecureRoundServer } from './types.ts'
 
 interface StoredSnapshot { state: MaskingServerSnapshot['state'], maskedSum: string }
 
+/** How long Unmasking waits for answerers past the t shares each secret needs (bounded by its deadline too). */
+const SPARE_SHARES_WAIT_MS = 1000
+
 export async function maskingServer (config: RoundConfig, snapshot: unknown): Promise<SecureRoundServer> {
   const server: MaskingServer = snapshot === null || snapshot === undefined
     ? createMaskingServer({
@@ -33,6 +36,8 @@ export async function maskingServer (config: RoundConfig, snapshot: unknown): Pr
     })
     : await restoreMaskingServer({ state: (snapshot as StoredSnapshot).state, maskedSum: fromBase64((snapshot as StoredSnapshot).maskedSum) })
   let waiting: Gate | undefined
+  /** Set once Unmasking has t shares of every secret: when the answerers still out stop counting. */
+  let spareWait: ReturnType<typeof setTimeout> | undefined
   // Clients gone from the round (disconnect or deadline): no gate waits for them.
   const dropped = new Set<string>()
 
@@ -75,8 +80,13 @@ export async function maskingServer (config: RoundConfig, snapshot: unknown): Pr
       } else if (type === 'secagg/unmask') {
         server.receiveUnmask(clientId, payload)
         waiting?.settle(clientId)
-        // Every needed secret has t shares: stragglers do not matter, stop waiting for them.
-        if (waiting !== undefined && server.ready()) for (const id of [...waiting.pending]) waiting.settle(id)
+        // Every needed secret has t shares: stragglers are waited for a moment more, since shares
+        // past t are what finish() checks the others against (review 47a: with exactly t, a
+        // crafted share gave a wrong sum); then the rest are let go.
+        if (waiting !== undefined && server.ready() && spareWait === undefined) {
+          const gateNow = waiting
+          spareWait = setTimeout(() => { for (const id of [...gateNow.pending]) gateNow.settle(id) }, SPARE_SHARES_WAIT_MS)
+        }
       } else {
         // Quoted short: `type` is the client's, of any size or depth (JSON.stringify of a deep one overflows the stack).
         throw new InvalidInputError(`secagg message: unknown type ${typeof type === 'string' ? JSON.stringify(type.slice(0, 64)) : String(typeof type === 'object' && type !== null ? typeof type : type)}; expected secagg/advertise, secagg/shares, secagg/signature or secagg/unmask`)
@@ -106,7 +116,13 @@ export async function maskingServer (config: RoundConfig, snapshot: unknown): Pr
         await ask(server.survivors(), id => server.consistencyRequestFor(id), config.deadlines.unmaskMs / 2)
         server.closeConsistency()
       }
-      if (server.stage === 'unmask' && !server.ready()) await ask(server.answerers(), id => server.unmaskRequestFor(id), until - Date.now())
+      if (server.stage === 'unmask' && !server.ready()) {
+        try {
+          await ask(server.answerers(), id => server.unmaskRequestFor(id), until - Date.now())
+        } finally {
+          clearTimeout(spareWait)
+        }
+      }
       return await server.finish()
     },
     drop (clientId) {

@@ -5,6 +5,7 @@ import { createMaskingClient } from '../../../aggregation/secagg/client.ts'
 import type { AdvertiseMessage, ConsistencyMessage, InboxMessage, RosterMessage, SharesMessage, UnmaskMessage, UnmaskRequestMessage } from '../../../aggregation/secagg/messages.ts'
 import { advertiseTranscript } from '../../../aggregation/secagg/kdf.ts'
 import { fromBase64, toBase64 } from '../../../shared/crypto/bytes.ts'
+import { bigIntToBytes, bytesToBigInt, inverse, lagrangeBasis, mod, SHARE_BYTES } from '../../../aggregation/secagg/shamir.ts'
 import { generateSigningKey, sign, type SigningKeyPair } from '../../../shared/crypto/sign.ts'
 
 const SPARSE = { kind: 'harary' as const, degree: 4, threshold: 3 }
@@ -180,6 +181,47 @@ describe('the server rejects bad messages without harm to the round', () => {
     expect(() => round.server.receiveUnmask(a, wire(ua))).toThrow(/unmask from client-000: already received/)
     await unmask(round, survivors.slice(1))
     await finishExact(round, survivors)
+  })
+})
+
+describe('an answerer that sends wrong unmask shares (review 47a)', () => {
+  /** A complete round of 10 (t = 5) at the unmask stage; `tamper` edits answerer 0's share of `victim`'s self-mask seed. */
+  async function answered (tamper: (y: bigint, round: Round, victim: string) => bigint, answering?: (round: Round) => string[]): Promise<{ round: Round, sum: Promise<Uint32Array> }> {
+    const round = newRound(10, { kind: 'complete', adversarialRate: 0.05, dropoutRate: 0.3 }, { seed: 3, vectorLength: 16 })
+    await setUp(round)
+    await mask(round, round.ids)
+    round.server.closeMasked()
+    await check(round, round.ids)
+    const victim = round.ids[5] as string
+    const bad = round.ids[0] as string
+    for (const id of answering?.(round) ?? round.ids) {
+      const message = wire(await client(round, id).unmask(wire(round.server.unmaskRequestFor(id)))) as UnmaskMessage
+      if (id === bad) {
+        const share = message.selfMaskShares.find(e => e.owner === victim) as { share: string }
+        share.share = toBase64(bigIntToBytes(mod(tamper(bytesToBigInt(fromBase64(share.share)), round, victim)), SHARE_BYTES))
+      }
+      round.server.receiveUnmask(id, message)
+    }
+    return { round, sum: round.server.finish() }
+  }
+  /** +λ⁻¹, λ the Lagrange weight of x = 1 among the t lowest holders of the victim's shares: the rebuilt seed moves by exactly 1, a 32-byte value still. */
+  const crafted = (y: bigint, round: Round, victim: string): bigint => {
+    const t = round.server.parameters?.threshold as number
+    const holders = round.ids.map((id, i) => ({ id, x: i + 1 })).filter(h => h.id !== victim).slice(0, t).map(h => h.x)
+    return y + inverse(lagrangeBasis(holders).atZero[0] as bigint)
+  }
+
+  it('a crafted share (it gave a wrong sum silently) or a garbage one (it failed the round) is left out: the sum is exact', async () => {
+    for (const tamper of [crafted, () => 12345n]) {
+      const { round, sum } = await answered(tamper)
+      expect(await sum).toEqual(ringSum(round.ids.map(id => input(round, id)), round.vectorLength))
+    }
+  })
+
+  it('with exactly t + 1 shares a crafted one is found and the round fails, never a wrong sum', async () => {
+    // The victim's shares: from the t + 1 answerers other than itself.
+    const { sum } = await answered(crafted, round => round.ids.slice(0, (round.server.parameters?.threshold as number) + 2))
+    await expect(sum).rejects.toThrow(`round ${ROUND} failed: the shares of survivor client-005's self-mask seed are inconsistent`)
   })
 })
 

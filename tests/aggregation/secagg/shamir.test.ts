@@ -1,7 +1,7 @@
 import { describe, it, expect } from 'vitest'
 import { toHex } from '../../../shared/crypto/bytes.ts'
 import {
-  bigIntToBytes, bytesToBigInt, combine, FIELD_PRIME, interpolateAtZero, inverse, mod, SHARE_BYTES, split, type Share
+  bigIntToBytes, bytesToBigInt, combine, FIELD_PRIME, interpolateAtZero, inverse, lagrangeBasis, mod, SHARE_BYTES, split, type Share
 } from '../../../aggregation/secagg/shamir.ts'
 
 const p = FIELD_PRIME
@@ -118,6 +118,46 @@ describe('t-of-n Shamir sharing of 32-byte secrets', () => {
     // Adding 1 to f(2) moves f(0) by the Lagrange weight of x = 2, which is −3.
     bad[1] = { x: 2, y: bigIntToBytes(mod(bytesToBigInt((shares[1] as Share).y) + 1n), SHARE_BYTES) }
     expect(bytesToBigInt(combine(bad, 3))).toBe(bytesToBigInt(secret) - 3n)
+  })
+
+  it('checks further shares against the polynomial of the first t: the offset is caught by any right share checked (review 47a)', () => {
+    const secret = new Uint8Array(32).fill(0x10)
+    const shares = split(secret, 3, [1, 2, 3, 4, 5])
+    const bad: Share[] = shares.map(s => ({ x: s.x, y: s.y.slice() }))
+    bad[1] = { x: 2, y: bigIntToBytes(mod(bytesToBigInt((shares[1] as Share).y) + 1n), SHARE_BYTES) }
+    expect(() => combine(bad, 3)).toThrow('shamir combine: the shares disagree (share at x = 4 is not on the polynomial of the first 3): a share is wrong')
+    // A wrong share among the checked ones, the first t right: caught too.
+    expect(() => combine([bad[0], bad[2], bad[3], bad[1]] as Share[], 3)).toThrow(/share at x = 2 is not on the polynomial/)
+    // Unchecked (check: 0), the documented limit stands.
+    expect(bytesToBigInt(combine(bad, 3, { check: 0 }))).toBe(bytesToBigInt(secret) - 3n)
+    expect(combine(shares, 3)).toEqual(secret)
+  })
+
+  it('builds its Lagrange basis with one inversion, equal to the per-point formula, and evaluates at any x', () => {
+    // The textbook form, one inversion per point: the reference.
+    const reference = (xs: number[]): bigint[] => xs.map((xi, i) => {
+      let num = 1n
+      let den = 1n
+      for (const [j, xj] of xs.entries()) {
+        if (j === i) continue
+        num = mod(num * BigInt(xj))
+        den = mod(den * BigInt(xj - xi))
+      }
+      return mod(num * inverse(den))
+    })
+    for (const xs of [[1], [1, 2], [3, 9, 4, 17], Array.from({ length: 40 }, (_, i) => 3 * i + 7)]) {
+      const basis = lagrangeBasis(xs)
+      expect(basis.atZero).toEqual(reference(xs))
+      // f(x) = 5 + 7x + x^(n−1): its values at the xs give it back at 11 and at each x_i.
+      const f = (x: bigint): bigint => mod(5n + 7n * x + (xs.length > 2 ? x ** BigInt(xs.length - 1) : 0n))
+      const ys = xs.map(x => f(BigInt(x)))
+      const at = (x: number): bigint => mod(basis.at(x).reduce((acc, w, i) => acc + w * (ys[i] as bigint), 0n))
+      if (xs.length > 1) {
+        expect(at(11)).toBe(f(11n))
+        expect(at(0)).toBe(f(0n))
+      }
+      expect(at(xs[0] as number)).toBe(ys[0])
+    }
   })
 
   it('refuses bad arguments, naming them', () => {
