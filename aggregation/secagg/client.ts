@@ -96,6 +96,11 @@ export interface MaskingClient {
   consistencyCheck: (request: unknown) => SignatureMessage
   /** Round 4: the shares the server may have; AccessDeniedError for a request it may not. */
   unmask: (request: unknown) => Promise<UnmaskMessage>
+  /**
+   * Zeroes every secret the round left (b, the key pairs, pair seeds and keys, neighbours'
+   * shares): for a round that ends before its last step (review 47a). The client is unusable after.
+   */
+  wipe: () => void
 }
 
 interface HeldShares {
@@ -252,22 +257,28 @@ export function createMaskingClient (options: MaskingClientOptions): MaskingClie
     if (inbox.to !== id) throw new InvalidInputError(`inbox: addressed to ${inbox.to}, this client is ${id}`)
     const t = (params as GraphParameters).threshold
     const received = new Map<string, HeldShares>()
-    for (const entry of inbox.shares) {
-      const peer = neighbours.get(entry.from)
-      if (peer === undefined) throw new InvalidInputError(`inbox: shares from ${entry.from}, who is not a neighbour`)
-      if (received.has(entry.from)) throw new InvalidInputError(`inbox: shares from ${entry.from} appear twice`)
-      const blob = decodeBase64(entry.ciphertext, `inbox shares from ${entry.from}`, { bytes: SEALED_SHARES_BYTES })
-      let plain: Uint8Array
-      try {
-        plain = xchacha20poly1305(peer.shareKey, blob.subarray(0, NONCE_BYTES), shareAad(roundId, entry.from, id)).decrypt(blob.subarray(NONCE_BYTES))
-      } catch (err) {
-        throw new IntegrityError(`inbox: shares from ${entry.from} do not authenticate`, { cause: err })
+    try {
+      for (const entry of inbox.shares) {
+        const peer = neighbours.get(entry.from)
+        if (peer === undefined) throw new InvalidInputError(`inbox: shares from ${entry.from}, who is not a neighbour`)
+        if (received.has(entry.from)) throw new InvalidInputError(`inbox: shares from ${entry.from} appear twice`)
+        const blob = decodeBase64(entry.ciphertext, `inbox shares from ${entry.from}`, { bytes: SEALED_SHARES_BYTES })
+        let plain: Uint8Array
+        try {
+          plain = xchacha20poly1305(peer.shareKey, blob.subarray(0, NONCE_BYTES), shareAad(roundId, entry.from, id)).decrypt(blob.subarray(NONCE_BYTES))
+        } catch (err) {
+          throw new IntegrityError(`inbox: shares from ${entry.from} do not authenticate`, { cause: err })
+        }
+        received.set(entry.from, { b: plain.slice(0, SHARE_BYTES), s: plain.slice(SHARE_BYTES) })
+        plain.fill(0)
       }
-      received.set(entry.from, { b: plain.slice(0, SHARE_BYTES), s: plain.slice(SHARE_BYTES) })
-      plain.fill(0)
-    }
-    if (received.size < t) {
-      throw new UnavailableError(`inbox: only ${received.size} neighbours shared keys, fewer than the threshold ${t}: the round could not unmask this client`)
+      if (received.size < t) {
+        throw new UnavailableError(`inbox: only ${received.size} neighbours shared keys, fewer than the threshold ${t}: the round could not unmask this client`)
+      }
+    } catch (err) {
+      // Refused part-way: the shares already opened are not kept, nor left in memory.
+      for (const h of received.values()) { h.b.fill(0); h.s.fill(0) }
+      throw err
     }
     return await step(async () => {
       const self = selfMaskSeed(b as Uint8Array, roundId, id)
@@ -354,6 +365,17 @@ export function createMaskingClient (options: MaskingClientOptions): MaskingClie
     })
   }
 
+  function wipe (): void {
+    for (const pair of [c, s]) pair?.secretKey.fill(0)
+    b?.fill(0)
+    for (const n of neighbours.values()) { n.shareKey.fill(0); n.maskSeed.fill(0) }
+    for (const h of held.values()) { h.b.fill(0); h.s.fill(0) }
+    c = s = b = undefined
+    neighbours = new Map()
+    held = new Map()
+    stage = 'done'
+  }
+
   return {
     get stage () { return stage },
     get parameters () { return params },
@@ -361,6 +383,7 @@ export function createMaskingClient (options: MaskingClientOptions): MaskingClie
     shareKeys,
     maskedInput,
     consistencyCheck,
-    unmask
+    unmask,
+    wipe
   }
 }

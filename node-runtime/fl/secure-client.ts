@@ -247,6 +247,7 @@ function maskingClient (deps: SecureClientDeps, localMinRoster = 2, minAdversari
       const y = await client.maskedInput(encoded, box)
       return new Uint8Array(y.buffer, y.byteOffset, y.byteLength)
     },
-    dispose: () => {}
+    // A round ended early leaves b, pair seeds or neighbours' shares: zeroed now, not at GC (review 47a).
+    dispose: () => { client.wipe() }
   }
 }

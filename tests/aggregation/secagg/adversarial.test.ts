@@ -184,6 +184,17 @@ describe('the server rejects bad messages without harm to the round', () => {
   })
 })
 
+describe('a client wiped when its round ends early (review 47a)', () => {
+  it('takes no further step: its secrets are gone', async () => {
+    const round = newRound(12, SPARSE)
+    await setUp(round)
+    const u = round.ids[0] as string
+    client(round, u).wipe()
+    expect(client(round, u).stage).toBe('done')
+    await expect(client(round, u).maskedInput(input(round, u), wire(round.server.inboxFor(u)))).rejects.toThrow(/at stage done, not mask/)
+  })
+})
+
 describe('an answerer that sends wrong unmask shares (review 47a)', () => {
   /** A complete round of 10 (t = 5) at the unmask stage; `tamper` edits answerer 0's share of `victim`'s self-mask seed. */
   async function answered (tamper: (y: bigint, round: Round, victim: string) => bigint, answering?: (round: Round) => string[]): Promise<{ round: Round, sum: Promise<Uint32Array> }> {
