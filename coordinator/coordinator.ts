@@ -59,6 +59,8 @@ export interface CoordinatorOptions {
   roundTextBudgetBytes?: number
   /** Round connections at once, handshakes included; more are refused 503 (hub.ts MAX_CONNECTIONS, 1024). */
   roundMaxConnections?: number
+  /** Round connections one API token may hold; more are refused 429 (hub.ts MAX_CONNECTIONS_PER_TOKEN, 256). */
+  roundMaxConnectionsPerToken?: number
   /** The version ledger's origin line (fixed when the log is created). Default `blockfed.local/<keyId>`. */
   ledgerOrigin?: string
   /** Witnesses asked to cosign every new checkpoint (`blockfed witness`). */
@@ -206,7 +208,8 @@ async function openCoordinator (options: CoordinatorOptions, partitionOptions: P
     pingMs: options.pingMs ?? ROUND_PING_MS,
     handshakeMs: ROUND_HANDSHAKE_MS,
     textBudgetBytes: options.roundTextBudgetBytes,
-    maxConnections: options.roundMaxConnections
+    maxConnections: options.roundMaxConnections,
+    maxConnectionsPerToken: options.roundMaxConnectionsPerToken
   })
   const rounds = roundManager({
     store,

@@ -35,6 +35,7 @@ import { parsePartition } from '../../shared/training/partition.ts'
 import { strategyConfigSchema } from '../../shared/rounds/strategy-config.ts'
 import { labelSkewSchema } from '../../shared/rounds/config.ts'
 import { COORDINATOR_ENV, coordinatorOption, corsOrigin, integer, jsonArgument, listenAddr, megabytes, modelName, modelRef, number, port, listenFailure, token, url } from './args.ts'
+import { MAX_CONNECTIONS, MAX_CONNECTIONS_PER_TOKEN } from '../rounds/hub.ts'
 import { ZodError } from 'zod'
 import { describeIssues } from '../../shared/errors/parse-json.ts'
 import { ledgerCommands, witnessEndpoint } from './ledger-commands.ts'
@@ -65,14 +66,15 @@ program.command('coordinator')
   .option('--no-p2p', 'run no libp2p node (runtimes then load over HTTP only)')
   .option('--no-super-seed', 'serve every shard request instead of referring repeat requests to peers that already got the shard')
   .option('--cors-origin <origin>', 'a web origin whose pages may call the API (https://app.example), or * for any; repeatable', corsOrigin, [])
-  .action(async (o: { data: string, port: number, host: string, maxUploadMb: number, serveBudgetMb: number, uploadCapMb?: number, decryptor?: string, decryptorToken?: string, ledgerOrigin?: string, witness: Array<{ url: string, vkey: string }>, p2p: boolean, p2pListen?: string[], superSeed: boolean, corsOrigin: string[] }) => {
+  .option('--round-connections-per-token <n>', 'round connections one API token may hold at once (raise it for a fleet that shares one token)', integer(1, MAX_CONNECTIONS), MAX_CONNECTIONS_PER_TOKEN)
+  .action(async (o: { data: string, port: number, host: string, maxUploadMb: number, serveBudgetMb: number, uploadCapMb?: number, decryptor?: string, decryptorToken?: string, ledgerOrigin?: string, witness: Array<{ url: string, vkey: string }>, p2p: boolean, p2pListen?: string[], superSeed: boolean, corsOrigin: string[], roundConnectionsPerToken: number }) => {
     await folderOption('--data', o.data)
     const { coordinator, at } = await firstStartCleaned(o.data, async () => {
       const coordinator = await createCoordinator({
         dataDir: resolve(o.data), port: o.port, host: o.host, maxUploadBytes: Math.round(o.maxUploadMb * 2 ** 20), logger: 'errors',
         maxServingBytes: Math.max(1, Math.round(o.serveBudgetMb * 2 ** 20)),
         uploadBytesPerSecond: o.uploadCapMb === undefined ? undefined : Math.round(o.uploadCapMb * 2 ** 20), decryptorUrl: o.decryptor, decryptorToken: o.decryptorToken,
-        ledgerOrigin: o.ledgerOrigin, witnesses: o.witness, corsOrigins: o.corsOrigin,
+        ledgerOrigin: o.ledgerOrigin, witnesses: o.witness, corsOrigins: o.corsOrigin, roundMaxConnectionsPerToken: o.roundConnectionsPerToken,
         onWitness: w => {
           if (w.ok) console.log(`witness ${w.witness} (${w.url}) cosigned checkpoint ${w.size}`)
           else console.error(`blockfed: witness ${w.witness} (${w.url}) did not cosign checkpoint ${w.size}: ${w.reason ?? ''}; asked again every ${WITNESS_RETRY_MS / 1000} s, and runtimes that require its cosignature wait until it does`)

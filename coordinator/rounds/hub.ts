@@ -15,7 +15,7 @@
  * One edge token may open any number of connections, each under a fresh key (review 38a: eight
  * of them held the event loop for seconds at a time, thirty held 120 MiB of never-finished
  * messages). So the hub also bounds what all clients take together: at most `maxConnections`
- * at once (more get 503), one parse-time budget for the whole hub per window (past it, the client
+ * at once (more get 503), at most `maxConnectionsPerToken` of them on one token (more get 429), one parse-time budget for the whole hub per window (past it, the client
  * that took most of it is cut), and a message under way must keep arriving (one stalled past a
  * ping interval is cut).
  */
@@ -52,6 +52,12 @@ export const TEXT_BUDGET = { bytes: 16 << 20, windowMs: 10_000 }
 export const PARSE_BUDGET_MS = 2_000
 /** Connections at once, handshakes included (the default of `maxConnections`). */
 export const MAX_CONNECTIONS = 1024
+/**
+ * Connections one API token may hold at once (the default of `maxConnectionsPerToken`): a
+ * quarter of the hub, so that one token cannot take every place (review 47b: one edge token held
+ * all 1,024 in 3 s, and every other runtime met 503). A fleet sharing one token raises it.
+ */
+export const MAX_CONNECTIONS_PER_TOKEN = MAX_CONNECTIONS / 4
 /**
  * A message under way beyond this many bytes must grow by MIN_PROGRESS_BYTES_PER_S from one ping
  * to the next, or the client is cut: `ws` keeps a fragmented message's parts until its last
@@ -107,6 +113,8 @@ export interface RoundHubOptions {
   parseBudgetMs?: number
   /** Connections at once; MAX_CONNECTIONS by default. */
   maxConnections?: number
+  /** Connections one API token may hold at once; MAX_CONNECTIONS_PER_TOKEN by default. */
+  maxConnectionsPerToken?: number
 }
 
 export interface RoundHub {
@@ -118,8 +126,8 @@ export interface RoundHub {
   stop: () => Promise<void>
 }
 
-function reject (socket: Duplex, status: 400 | 401 | 403 | 404 | 503, message: string): void {
-  const retry = status === 503 ? 'Retry-After: 10\r\n' : ''
+function reject (socket: Duplex, status: 400 | 401 | 403 | 404 | 429 | 503, message: string): void {
+  const retry = status === 503 || status === 429 ? 'Retry-After: 10\r\n' : ''
   socket.end(`HTTP/1.1 ${status} ${STATUS_CODES[status] ?? ''}\r\nContent-Type: text/plain\r\n${retry}Connection: close\r\n\r\n${message}\n`)
 }
 
@@ -154,6 +162,9 @@ export function roundHub (options: RoundHubOptions): RoundHub {
   const connected = new Map<string, ClientConnection & { socket: WebSocket }>()
   const textBudget = options.textBudgetBytes ?? TEXT_BUDGET.bytes
   const maxConnections = options.maxConnections ?? MAX_CONNECTIONS
+  const maxPerToken = options.maxConnectionsPerToken ?? MAX_CONNECTIONS_PER_TOKEN
+  /** Open connections by token id. */
+  const perToken = new Map<string, number>()
   let server: Server | undefined
   let pinger: ReturnType<typeof setInterval> | undefined
   const alive = new WeakMap<WebSocket, boolean>()
@@ -191,8 +202,20 @@ export function roundHub (options: RoundHubOptions): RoundHub {
     try {
       const trainer = await options.trainer(token)
       if ('refused' in trainer) return reject(socket, 403, trainer.refused)
-      // Taken into wss.clients within this call (no verifyClient), so the count stays right.
-      wss.handleUpgrade(req, socket, head, ws => { handshake(ws, socket, trainer.tokenId, trainer.expiresAt ?? Infinity) })
+      const { tokenId } = trainer
+      if ((perToken.get(tokenId) ?? 0) >= maxPerToken) {
+        return reject(socket, 429, `this API token holds ${maxPerToken} round connections, as many as one token may; give runtimes tokens of their own, or start the coordinator with a larger --round-connections-per-token for a fleet that shares one`)
+      }
+      // Taken into wss.clients within this call (no verifyClient), so the counts stay right.
+      wss.handleUpgrade(req, socket, head, ws => {
+        perToken.set(tokenId, (perToken.get(tokenId) ?? 0) + 1)
+        ws.once('close', () => {
+          const left = (perToken.get(tokenId) ?? 1) - 1
+          if (left === 0) perToken.delete(tokenId)
+          else perToken.set(tokenId, left)
+        })
+        handshake(ws, socket, tokenId, trainer.expiresAt ?? Infinity)
+      })
     } finally {
       upgrading--
     }

@@ -55,6 +55,26 @@ describe('the rounds hub, for all clients together', () => {
     expect((await connect(url)).id).toMatch(/^[0-9a-f]{64}$/)
   })
 
+  it('takes at most maxConnectionsPerToken on one token: more are refused with 429, other tokens still get in (review 47b)', async () => {
+    const OTHER = 'hub-limits-other'
+    const server = await hubAt({
+      maxConnections: 10,
+      maxConnectionsPerToken: 2,
+      trainer: async token => token === TOKEN ? { tokenId: 'one' } : token === OTHER ? { tokenId: 'two' } : { refused: 'unknown API token' }
+    })
+    const two = [await connect(server.url), await connect(server.url)]
+    // One token held every place of the hub before: here, its third connection is refused.
+    expect(await upgradeStatus(server.url, TOKEN)).toMatchObject({ status: 429, body: expect.stringMatching(/this API token holds 2 round connections, as many as one token may; .*--round-connections-per-token/) })
+    const other = await rawClient(server.url, OTHER, ['m'])
+    clients.push(other)
+    expect(other.id).toMatch(/^[0-9a-f]{64}$/)
+    // A place comes back when one closes.
+    two[0]?.close()
+    await two[0]?.closed
+    for (let i = 0; i < 100 && server.clientsSeen() > 2; i++) await sleep(10)
+    expect((await connect(server.url)).id).toMatch(/^[0-9a-f]{64}$/)
+  })
+
   it('cuts the client that took most of the hub\'s parse time, and not one sending small messages beside it', async () => {
     // The byte budget per client is lifted: only the parse-time budget can cut here.
     const { url } = await hubAt({ parseBudgetMs: 150, textBudgetBytes: 1 << 30 })
