@@ -13,7 +13,7 @@ import { randomInt } from 'node:crypto'
 import { checkRoundRequest, minUploadsOf, roundConfigSchema, roundRequestSchema, type RoundConfig, type RoundRequest, type RoundRequestInput } from '../../shared/rounds/config.ts'
 import { checkClassMeans, classMeansFromStats, classStatsLength } from '../../shared/training/mean-mix.ts'
 import { classMeansOffer } from '../../shared/rounds/mean-mix-offer.ts'
-import { decodeUploadFrame, maxUploadFrameBytes, uploadSigningBytes, type ClientMessage } from '../../shared/rounds/messages.ts'
+import { decodeUploadFrame, maxUploadFrameBytes, uploadSigningBytes, type ClientMessage, type ServerMessage } from '../../shared/rounds/messages.ts'
 import { layerStateRanges, trainableLayout, trainableUnits, readTrainable, untrainableFormat } from '../../shared/rounds/trainable.ts'
 import { sha256 } from '../../shared/crypto/hash.ts'
 import { fromBase64, fromHex, toHex } from '../../shared/crypto/bytes.ts'
@@ -347,6 +347,15 @@ export function roundManager (deps: RoundManagerDeps): RoundManager {
         else dropClient(round, client.id)
         round.reconnecting.settle(client.id)
       }
+      // A round recover() is finishing, or has finished since the restart, that this uploader
+      // holds: named in its welcome, so that it waits for the result (sent now, after the
+      // welcome, if the round has ended) instead of taking the round for lost (review 47b).
+      for (const id of holds) {
+        if (ids.includes(id) || !(recovering.has(id) || recoveredEnds.has(id)) || !uploadedTo(id, client.id)) continue
+        ids.push(id)
+        const ended = recoveredEnds.get(id)
+        if (ended !== undefined) queueMicrotask(() => { deps.hub().get(client.id)?.send(ended) })
+      }
       return ids
     },
     uploadAllowance (client) {
@@ -597,6 +606,11 @@ export function roundManager (deps: RoundManagerDeps): RoundManager {
   const starting = new Set<string>()
   /** Rounds a restart left that recover() has still to end: round id → model. */
   const recovering = new Map<string, string>()
+  /**
+   * The results of the rounds recover() ended, for their uploaders that reconnect after it
+   * (kept for this process's life: a restart leaves a handful of rounds at most).
+   */
+  const recoveredEnds = new Map<string, Extract<ServerMessage, { type: 'result' }>>()
 
   /** The round that holds `model` now, described, if any: live, resumed, being set up or being recovered. */
   function runningOn (model: string): string | undefined {
@@ -737,13 +751,22 @@ export function roundManager (deps: RoundManagerDeps): RoundManager {
     for (const id of round.config.clients) busy.delete(id)
   }
 
-  /** Tells the round's connected clients how it ended. */
-  function announce (config: RoundConfig, end: Pick<RoundSummary, 'state' | 'version' | 'reason'>): void {
+  /** The result message of a round that ended so. */
+  function resultOf (config: RoundConfig, end: Pick<RoundSummary, 'state' | 'version' | 'reason'>): Extract<ServerMessage, { type: 'result' }> {
     // The result message holds a reason of at most MAX_RESULT_REASON characters (messages.ts): a
     // longer one, which clients' own words can make, would be refused by every client.
     const reason = end.reason === null || end.reason.length <= MAX_RESULT_REASON ? end.reason : `${end.reason.slice(0, MAX_RESULT_REASON - 1)}…`
-    for (const id of config.clients) deps.hub().get(id)?.send({ type: 'result', roundId: config.id, state: end.state, version: end.version, reason })
+    return { type: 'result', roundId: config.id, state: end.state, version: end.version, reason }
   }
+
+  /** Tells the round's connected clients how it ended. */
+  function announce (config: RoundConfig, end: Pick<RoundSummary, 'state' | 'version' | 'reason'>): void {
+    const message = resultOf(config, end)
+    for (const id of config.clients) deps.hub().get(id)?.send(message)
+  }
+
+  /** Whether `clientId` uploaded to round `roundId`, as stored. */
+  const uploadedTo = (roundId: string, clientId: string): boolean => deps.store.clients(roundId).some(c => c.clientId === clientId && c.status === 'uploaded')
 
   /**
    * A round the stop aborted while it was collecting, or summing without its clients (Paillier
@@ -892,6 +915,14 @@ export function roundManager (deps: RoundManagerDeps): RoundManager {
         if (!(stopping && summing)) fail(row.id, reasonOf(err))
       } finally {
         recovering.delete(row.id)
+      }
+      const ended = deps.store.get(row.id)
+      if (ended !== undefined && (ended.state === 'published' || ended.state === 'failed')) {
+        // Accepted and never uploaded: out of the round, as a live or resumed round marks them.
+        for (const { clientId, status } of deps.store.clients(row.id)) if (status === 'accepted') deps.store.setClient(row.id, clientId, 'dropped')
+        const result = resultOf(row.config, { state: ended.state, version: ended.version, reason: ended.reason })
+        recoveredEnds.set(row.id, result)
+        announce(row.config, result)
       }
       out.push(summary(row.id, participants))
     }
