@@ -75,6 +75,14 @@ program.command('coordinator')
         maxServingBytes: Math.max(1, Math.round(o.serveBudgetMb * 2 ** 20)),
         uploadBytesPerSecond: o.uploadCapMb === undefined ? undefined : Math.round(o.uploadCapMb * 2 ** 20), decryptorUrl: o.decryptor, decryptorToken: o.decryptorToken,
         ledgerOrigin: o.ledgerOrigin, witnesses: o.witness, corsOrigins: o.corsOrigin, roundMaxConnectionsPerToken: o.roundConnectionsPerToken,
+        // A line per round state (not per client step): what an operator needs to see, also of
+        // the rounds a restart finishes or fails on its own (review 47b: nothing was printed).
+        onRoundEvent: e => {
+          if (e.type !== 'state') return
+          const line = `round ${e.roundId} ${e.state}${e.detail === undefined ? '' : `: ${e.detail}`}`
+          if (e.state === 'failed' || e.state === 'interrupted') console.error(`blockfed: ${line}`)
+          else console.log(line)
+        },
         onWitness: w => {
           if (w.ok) console.log(`witness ${w.witness} (${w.url}) cosigned checkpoint ${w.size}`)
           else console.error(`blockfed: witness ${w.witness} (${w.url}) did not cosign checkpoint ${w.size}: ${w.reason ?? ''}; asked again every ${WITNESS_RETRY_MS / 1000} s, and runtimes that require its cosignature wait until it does`)

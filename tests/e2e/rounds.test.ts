@@ -691,6 +691,8 @@ describe('a coordinator killed mid-round', () => {
       expect(round.metrics.uploads).toBe(2)
       const signed = await coordinatorClient({ baseUrl: proc.url, token }).manifest('mnist', 2) as SignedManifest
       expect(signed.manifest.round).toBe(id)
+      // The operator sees it in the restarted coordinator's output (review 47b: nothing was printed).
+      expect(proc.output()).toMatch(new RegExp(`^round ${id} published: version 2$`, 'm'))
     } finally {
       await cleanup()
     }
@@ -732,6 +734,8 @@ describe('a coordinator killed mid-round', () => {
       expect(round.metrics).toMatchObject({ recovered: 1, resumed: 1, uploads: 3 })
       const signed = await coordinatorClient({ baseUrl: proc.url, token }).manifest('mnist', 2) as SignedManifest
       expect(signed.manifest.round).toBe(id)
+      // The operator sees it in the restarted coordinator's output (review 47b: nothing was printed).
+      expect(proc.output()).toMatch(new RegExp(`^round ${id} published: version 2$`, 'm'))
     } finally {
       await cleanup()
     }
