@@ -23,6 +23,9 @@ export function refusals (...more: number[]): Record<number, typeof errorBodySch
 /** A route with a JSON body: over the 1 MiB body limit (413), or not JSON (415). */
 export const BODY_REFUSALS = [413, 415]
 
+/** A route that writes: the disk is full (507, nothing of the request kept; review 47d: it was documented nowhere). */
+export const WRITE_REFUSALS = [507]
+
 /**
  * Characters of an error message an answer carries. Messages quote what was sent (a weight's
  * dtype, a path, a tensor name), and a 30 MB dtype came back as a 30 MB refusal (review 46c).

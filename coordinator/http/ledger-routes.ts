@@ -17,7 +17,7 @@ import { AccessDeniedError, IntegrityError, InvalidInputError, NotFoundError } f
 import type { Repository } from '../store/repository.ts'
 import type { VersionLog } from '../ledger/log.ts'
 import { authenticate } from './auth.ts'
-import { BODY_REFUSALS, refusals } from './errors.ts'
+import { BODY_REFUSALS, refusals, WRITE_REFUSALS } from './errors.ts'
 
 export interface LedgerRoutesDeps {
   repo: Repository
@@ -141,7 +141,7 @@ export async function ledgerRoutes (app: FastifyInstance, deps: LedgerRoutesDeps
       summary: 'Clear a release channel (roles that may ingest): stable follows the latest version again; the canary ends',
       security: [{ token: [] }],
       params: z.object({ name: modelNameSchema, channel: channelNameSchema }),
-      response: { 200: channelsResponseSchema, ...errors }
+      response: { 200: channelsResponseSchema, ...refusals(...WRITE_REFUSALS) }
     }
   }, async req => {
     const caller = await authenticate(req, deps.repo)
@@ -159,7 +159,7 @@ export async function ledgerRoutes (app: FastifyInstance, deps: LedgerRoutesDeps
       security: [{ token: [] }],
       params: z.object({ name: modelNameSchema, channel: channelNameSchema }),
       body: channelRequestSchema,
-      response: { 200: channelSetResponseSchema, ...refusals(...BODY_REFUSALS) }
+      response: { 200: channelSetResponseSchema, ...refusals(...BODY_REFUSALS, ...WRITE_REFUSALS) }
     }
   }, async req => {
     const caller = await authenticate(req, deps.repo)

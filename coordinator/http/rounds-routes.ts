@@ -14,7 +14,7 @@ import type { Repository } from '../store/repository.ts'
 import type { RoundStore, RoundRow } from '../rounds/store.ts'
 import type { RoundManager } from '../rounds/rounds.ts'
 import { authenticate } from './auth.ts'
-import { BODY_REFUSALS, refusals } from './errors.ts'
+import { BODY_REFUSALS, refusals, WRITE_REFUSALS } from './errors.ts'
 
 export interface RoundRoutesDeps {
   repo: Repository
@@ -42,7 +42,7 @@ function status (store: RoundStore, row: RoundRow): RoundStatus {
 export async function roundRoutes (app: FastifyInstance, deps: RoundRoutesDeps): Promise<void> {
   const api = app.withTypeProvider<ZodTypeProvider>()
   api.post('/v1/rounds', {
-    schema: { summary: 'Start a training round now (it runs over the WebSocket protocol at /v1/rounds/ws)', security: [{ token: [] }], body: roundRequestSchema, response: { 202: roundStartedSchema, ...refusals(409, ...BODY_REFUSALS, 503) } }
+    schema: { summary: 'Start a training round now (it runs over the WebSocket protocol at /v1/rounds/ws)', security: [{ token: [] }], body: roundRequestSchema, response: { 202: roundStartedSchema, ...refusals(409, ...BODY_REFUSALS, 503, ...WRITE_REFUSALS) } }
   }, async (req, reply) => {
     await operator(req, deps, 'start rounds')
     const { id, done } = await deps.manager.start(req.body)

@@ -31,7 +31,7 @@ import type { Identity } from '../keys/identity.ts'
 import { BUSY_RETRY_MS, MAX_PATH_PARAM_CHARS, MAX_UPLOAD_FILES } from '../constants.ts'
 import type { AnswerAdmission } from '../answers.ts'
 import { authenticate, mayRead, reauthenticate } from './auth.ts'
-import { BODY_REFUSALS, clientErrorHandler, errorHandler, refusals } from './errors.ts'
+import { BODY_REFUSALS, clientErrorHandler, errorHandler, refusals, WRITE_REFUSALS } from './errors.ts'
 import { receiveFiles, withIngestBody } from './uploads.ts'
 import { useJsonBodyParser } from './json-body.ts'
 
@@ -235,7 +235,7 @@ export async function buildServer (deps: ServerDeps): Promise<FastifyInstance> {
   api.post('/v1/models/:name/ingest', {
     schema: {
       summary: 'Upload a model (multipart: model.json + weight files, or one .onnx + external data) and ingest it as a new version',
-      security: [{ token: [] }], params: modelParams, consumes: ['multipart/form-data'], response: { 200: ingestResultSchema, ...refusals(409, ...BODY_REFUSALS, 422, 502, 503) }
+      security: [{ token: [] }], params: modelParams, consumes: ['multipart/form-data'], response: { 200: ingestResultSchema, ...refusals(409, ...BODY_REFUSALS, 422, 502, 503, ...WRITE_REFUSALS) }
     }
   }, async req => {
     const caller = await authenticate(req, deps.repo)

@@ -11,7 +11,7 @@ import { AccessDeniedError } from '../../shared/errors/errors.ts'
 import type { Repository } from '../store/repository.ts'
 import type { TokenKeeper } from '../tokens/keeper.ts'
 import { authenticate, type Caller } from './auth.ts'
-import { BODY_REFUSALS, refusals } from './errors.ts'
+import { BODY_REFUSALS, refusals, WRITE_REFUSALS } from './errors.ts'
 
 export interface TokenRoutesDeps {
   repo: Repository
@@ -26,7 +26,7 @@ export async function tokenRoutes (app: FastifyInstance, deps: TokenRoutesDeps):
   const api = app.withTypeProvider<ZodTypeProvider>()
 
   api.post('/v1/tokens', {
-    schema: { summary: 'Create an API token for a role (admin)', security: [{ token: [] }], body: tokenRequestSchema, response: { 200: tokenResponseSchema, ...refusals(...BODY_REFUSALS) } }
+    schema: { summary: 'Create an API token for a role (admin)', security: [{ token: [] }], body: tokenRequestSchema, response: { 200: tokenResponseSchema, ...refusals(...BODY_REFUSALS, ...WRITE_REFUSALS) } }
   }, async req => {
     mayManage(await authenticate(req, deps.repo), 'create')
     const { token, id, expiresAt } = await deps.tokens.issue(req.body.role, req.body.label ?? null, req.body.expiresInSeconds)
@@ -41,7 +41,7 @@ export async function tokenRoutes (app: FastifyInstance, deps: TokenRoutesDeps):
   })
 
   api.delete('/v1/tokens/:tokenId', {
-    schema: { summary: 'Revoke an API token (admin): it opens nothing from now on, and its round connections are closed', security: [{ token: [] }], params: z.object({ tokenId: tokenIdSchema }), response: { 200: tokenRevokedSchema, ...refusals(409) } }
+    schema: { summary: 'Revoke an API token (admin): it opens nothing from now on, and its round connections are closed', security: [{ token: [] }], params: z.object({ tokenId: tokenIdSchema }), response: { 200: tokenRevokedSchema, ...refusals(409, ...WRITE_REFUSALS) } }
   }, async req => {
     mayManage(await authenticate(req, deps.repo), 'revoke')
     return await deps.tokens.revoke(req.params.tokenId)

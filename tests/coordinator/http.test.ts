@@ -88,6 +88,24 @@ describe('coordinator HTTP API', () => {
       const text = await fetch(target, { method: method.toUpperCase(), headers: { ...headers, 'content-type': 'application/xml' }, body: '<a/>' })
       expect(text.status, path).toBe(415)
     }
+    // Routes that write say 507, a full disk, which they answer (tests/coordinator/ingest-uploads.test.ts; review 47d).
+    const writing = ['post /v1/models/{name}/ingest', 'post /v1/rounds', 'post /v1/tokens', 'delete /v1/tokens/{tokenId}', 'put /v1/models/{name}/channels/{channel}', 'delete /v1/models/{name}/channels/{channel}']
+    for (const route of writing) {
+      const [method, path] = route.split(' ') as [string, string]
+      expect(Object.keys(doc.paths[path]?.[method]?.responses ?? {}), route).toContain('507')
+    }
+  })
+
+  it('takes a body-less DELETE that names a JSON content type, as clients that send one on every request do (review 47d)', async () => {
+    const headers = { authorization: `Bearer ${coordinator.adminToken}`, 'content-type': 'application/json' }
+    const made = await (await fetch(`${url}/v1/tokens`, { method: 'POST', headers, body: JSON.stringify({ role: 'edge' }) })).json() as { id: string }
+    const revoked = await fetch(`${url}/v1/tokens/${made.id}`, { method: 'DELETE', headers })
+    expect(revoked.status, await revoked.clone().text()).toBe(200)
+    expect(await revoked.json()).toMatchObject({ id: made.id, revokedAt: expect.any(String) })
+    // A route that takes a body still says it is missing.
+    const empty = await fetch(`${url}/v1/tokens`, { method: 'POST', headers })
+    expect(empty.status).toBe(400)
+    expect(((await empty.json()) as { message: string }).message).toBe('body: empty, expected a JSON document (or send no content-type)')
   })
 
   it('ingests a real tfjs graph model, signs its manifest, and stores nothing new on re-ingest', async () => {
