@@ -787,29 +787,38 @@ export function roundManager (deps: RoundManagerDeps): RoundManager {
   }
 
   /**
-   * A masking round killed or stopped while collecting, whose sum still needs its clients' messages
-   * (ConsistencyCheck, Unmasking): its uploaders' runtimes keep the round across a reconnect, and
-   * say so in their hello (participant.ts), so it waits for them, at most half the unmask
-   * deadline, and then runs the sum as a live round would, with those still away, or no longer
-   * holding the round, counted as dropped. Runs on after `recover()` returns; its end is
-   * reported as events and `result` messages. Killed once the sum had begun, a round fails
-   * instead: clients answer each of those requests once, and the snapshot predates them.
+   * A round killed or stopped while collecting, resumed (review 47b: failed for want of the uploads
+   * still to come, it cost its uploaders their base version). Its runtimes keep an accepted round
+   * across a reconnect and say so in their hello (participant.ts), so it waits for them, at most
+   * half the unmask deadline: those still away, or no longer holding the round, are dropped. The
+   * clients that had not uploaded may do so until the training deadline the round had before
+   * the restart (the restart does not move it). Then it runs the sum
+   * as a live round would (masking: ConsistencyCheck and Unmasking among those that uploaded),
+   * or fails with too few uploads. Runs on after `recover()` returns; its end is reported as
+   * events and `result` messages. Killed once a masking sum had begun, a round fails instead:
+   * clients answer each of those requests once, and the snapshot predates them.
    */
   function resume (row: RoundRow, uploads: Map<string, AcceptedUpload>, secure: SecureRoundServer): void {
     const { config } = row
     const uploaders = [...uploads.keys()]
+    // Those that completed the setup and had not uploaded: 'accepted' in the store (a client that
+    // did not complete it was dropped, and stored so).
+    const training = deps.store.clients(config.id).filter(c => c.status === 'accepted' && !uploads.has(c.clientId)).map(c => c.clientId)
+    const taking = [...uploaders, ...training]
     const controller = new AbortController()
     const round: ActiveRound = {
       ...blankRound(config, secure, controller),
       acceptsClosed: true,
-      accepted: new Set(uploaders),
+      accepted: new Set(taking),
+      allowed: new Set(taking),
       uploads,
       persistWhenComplete: true,
-      reconnecting: gate(uploaders, config.deadlines.unmaskMs / 2, controller.signal)
+      reconnecting: gate(taking, config.deadlines.unmaskMs / 2, controller.signal)
     }
-    for (const id of config.clients) if (!uploads.has(id)) dropClient(round, id)
-    // Accepted before the restart and without an upload: out of the resumed round, so dropped.
-    for (const { clientId, status } of deps.store.clients(config.id)) if (status === 'accepted') deps.store.setClient(config.id, clientId, 'dropped')
+    for (const id of config.clients) if (!round.accepted.has(id)) dropClient(round, id)
+    // A collecting row was last updated when it began collecting (uploads are kept in other tables).
+    const trainUntil = Date.parse(row.updatedAt) + config.deadlines.trainMs
+    if (training.length > 0) round.waiting = { kind: 'upload', gate: gate(training, Math.max(0, trainUntil - Date.now()), controller.signal) }
     // Registered last, with nothing after it that can throw: a half-registered round would stay
     // in `active` with no task to end it.
     active.set(config.id, round)
@@ -817,13 +826,22 @@ export function roundManager (deps: RoundManagerDeps): RoundManager {
     void (async () => {
       let left = false
       try {
-        emit({ type: 'state', roundId: config.id, state: 'collecting', detail: `resumed after a restart: waiting for ${uploaders.length} uploader(s) to reconnect` })
+        emit({ type: 'state', roundId: config.id, state: 'collecting', detail: `resumed after a restart: waiting for ${uploaders.length} uploader(s)${training.length === 0 ? '' : ` and ${training.length} client(s) still training`} to reconnect` })
         await round.reconnecting?.done
         round.reconnecting = undefined
         throwIfAborted(controller)
-        for (const id of uploaders) if (deps.hub().get(id) === undefined) dropClient(round, id)
+        for (const id of taking) if (deps.hub().get(id) === undefined) dropClient(round, id)
+        if (round.waiting !== undefined) {
+          await round.waiting.gate.done
+          round.waiting = undefined
+          throwIfAborted(controller)
+          for (const id of training) if (!uploads.has(id)) dropClient(round, id, 'no upload before the training deadline')
+        }
+        const minUploads = minUploadsOf(config)
+        if (uploads.size < minUploads) throw new RoundFailure(`resumed after a restart with ${uploads.size} upload(s) by the training deadline, at least ${minUploads} needed`)
         // From here clients are asked: a restart from now on fails the round (see above).
         transition(round, 'unmasking')
+        if (config.secure.mode === 'masking') deps.store.saveSecureState(config.id, round.secure.snapshot())
         await aggregateAndPublish(config, uploads, secure, io(round), { offered: config.clients.length, recovered: 1, resumed: 1, dropped: config.clients.length - uploads.size })
       } catch (err) {
         left = leftForNextStart(round)
@@ -855,18 +873,20 @@ export function roundManager (deps: RoundManagerDeps): RoundManager {
     for (const row of deps.store.unfinished()) {
       // Until it is ended or resumed (registered in `active`), a new round of its model is refused.
       recovering.set(row.id, row.config.model)
-      if (row.config.secure.mode !== 'masking' || row.state !== 'collecting') {
+      // Paillier is left to recover(): its server may ask the decryptor, which must not hold up the start.
+      if (row.state !== 'collecting' || row.config.secure.mode === 'paillier') {
         toFinish.push({ row })
         continue
       }
       try {
         const uploads = deps.store.uploads(row.id)
-        if (uploads.size < minUploadsOf(row.config)) {
+        // Mode none with the uploads its sum needs is finished from them, as it was.
+        if (row.config.secure.mode === 'none' && uploads.size >= minUploadsOf(row.config)) {
           toFinish.push({ row, uploads })
           continue
         }
         const secure = await deps.secureServer(row.config, row.secureState)
-        if (secure.needsClients()) {
+        if (row.config.secure.mode === 'none' || secure.needsClients()) {
           resume(row, uploads, secure)
           recovering.delete(row.id)
         } else {

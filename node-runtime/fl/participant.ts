@@ -192,8 +192,22 @@ export function createParticipant (options: ParticipantOptions): Participant {
     for (const w of [...waiters]) w(err)
     waiters.clear()
   }
+  /** The next welcome (after any abort it makes); rejects with `signal`'s reason, or why the participant stopped. */
+  const nextWelcome = async (signal: AbortSignal): Promise<void> => {
+    signal.throwIfAborted()
+    await new Promise<void>((resolve, reject) => {
+      const onAbort = (): void => { waiters.delete(done); reject(signal.reason as Error) }
+      const done = (err?: Error): void => {
+        signal.removeEventListener('abort', onAbort)
+        if (err === undefined) resolve()
+        else reject(err)
+      }
+      waiters.add(done)
+      signal.addEventListener('abort', onAbort, { once: true })
+    })
+  }
   /** The round this runtime works on: at most one at a time. */
-  let current: { config: RoundConfig, secure: SecureRoundClient, controller: AbortController, result: (m: Extract<ServerMessage, { type: 'result' }>) => void, bytesUp: number, bytesDown: number, uploaded: boolean } | undefined
+  let current: { config: RoundConfig, secure: SecureRoundClient, controller: AbortController, result: (m: Extract<ServerMessage, { type: 'result' }>) => void, bytesUp: number, bytesDown: number, accepted: boolean, uploaded: boolean } | undefined
   // A listener that throws must not stop the runtime's own work (a reconnect, a round's unwinding).
   const emit = (e: ParticipantEvent): void => {
     try {
@@ -268,11 +282,13 @@ export function createParticipant (options: ParticipantOptions): Participant {
     ws.on('close', (code, reason) => {
       welcomed = false
       if (socket === ws) socket = undefined
-      // A masking round this runtime uploaded to is kept until the next welcome says whether the
-      // coordinator still counts on it (one that restarted resumes such a round: rounds.ts,
-      // `resume`), within the round's budget: its unmask shares are what the sum still needs.
-      // Any other round ends here.
-      if (current !== undefined && !(current.uploaded && current.config.secure.mode === 'masking')) current.controller.abort(new Error('connection to the coordinator lost'))
+      // A round this runtime accepted is kept until the next welcome says whether the coordinator
+      // still counts on it, within the round's budget: one that restarted resumes a round it left
+      // collecting (rounds.ts, `resume`), waiting for the uploads still to come and, in masking,
+      // for its uploaders' unmask shares, and tells the uploaders of one it finished how it ended
+      // (review 47b: a restart mid-round failed it, and cost its uploaders their base version).
+      // A live coordinator dropped this runtime with the connection, and its welcome says so.
+      if (current !== undefined && !current.accepted) current.controller.abort(new Error('connection to the coordinator lost'))
       emit({ type: 'disconnected', reason: `${code} ${reason.toString()}` })
       if (!running) return
       // Backoff with jitter: a fleet that lost its coordinator does not come back in one burst,
@@ -372,7 +388,7 @@ export function createParticipant (options: ParticipantOptions): Participant {
       decline(config.id, reason)
       return
     }
-    const round = { config, secure, controller, result: resolveResult, bytesUp: 0, bytesDown: 0, uploaded: false }
+    const round = { config, secure, controller, result: resolveResult, bytesUp: 0, bytesDown: 0, accepted: false, uploaded: false }
     // Taken before the first await: an offer in the same read must find this runtime busy.
     current = round
     // Every wait of the round ends at its budget: the abort frees this runtime for the next offer
@@ -397,6 +413,7 @@ export function createParticipant (options: ParticipantOptions): Participant {
         return
       }
       round.bytesUp += send({ type: 'accept', roundId: config.id })
+      round.accepted = true
       emit({ type: 'offer', roundId: config.id, accepted: true })
       try {
         await Promise.race([(async () => {
@@ -519,16 +536,20 @@ export function createParticipant (options: ParticipantOptions): Participant {
     // signal): then nothing is recorded or sent, and a round offered since from the same base
     // may take its place. A work that outlives its round can never upload.
     signal.throwIfAborted()
+    // Trained while the connection was down: sent once a welcome names the round again (one that
+    // does not aborts it), before anything is recorded as given.
+    while (socket?.readyState !== WebSocket.OPEN || !welcomed) await nextWelcome(signal)
     const base = baseKey(config)
     sending.add(base)
     try {
       // Before the update and statistics leave: a crash right after the send must not forget them.
       await kept().updates.record(config.model, uploadOf(config.baseVersion, config.secure.mode))
       if (gathering !== undefined) await kept().statistics.record(config.model, gathering)
-      // Checked again with no await before the send: a reconnect aborts the round, so the frame
-      // never goes out on another connection, nor after the round's end.
+      // Checked again with no await before the send: a welcome that does not name the round
+      // aborts it, so the frame never goes out on a connection that no longer counts on it, nor
+      // after the round's end.
       signal.throwIfAborted()
-      if (socket?.readyState !== WebSocket.OPEN) throw new TimeoutError(`round ${config.id}: the connection closed before the upload`)
+      if (socket?.readyState !== WebSocket.OPEN || !welcomed) throw new TimeoutError(`round ${config.id}: the connection closed before the upload`)
       socket.send(frame)
     } finally {
       sending.delete(base)

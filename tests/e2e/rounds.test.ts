@@ -19,7 +19,7 @@ import type { SignedManifest } from '../../shared/manifest/schema.ts'
 import type { RoundEvent } from '../../coordinator/rounds/rounds.ts'
 import { tfjsBackend } from '../../node-runtime/engines/tfjs.ts'
 import { modelFiles, mnistMlp } from '../../node-runtime/examples/mnist-mlp.ts'
-import { startParticipants, stopParticipants, type TestParticipant } from '../helpers/fl.ts'
+import { mnistSlice, startParticipants, stopParticipants, type TestParticipant } from '../helpers/fl.ts'
 import { rawClient, type RawClient } from '../helpers/raw-round-client.ts'
 import { spawnCoordinator } from '../helpers/coordinator-process.ts'
 import { readFile } from 'node:fs/promises'
@@ -555,8 +555,14 @@ describe('a coordinator killed mid-round', () => {
    * stopped by `stopWith` (SIGKILL) and restarted on the same data dir and port, and runtime
    * `restartRuntime` (none) is restarted meanwhile. Returns the restarted process and the round.
    */
-  async function killedAfterUploads (name: string, request: Record<string, unknown>, options: { extra?: (i: number) => Record<string, unknown>, args?: string[], runtimes?: number, restartRuntime?: number, stopWith?: 'SIGKILL' | 'SIGTERM' } = {}): Promise<{ proc: Awaited<ReturnType<typeof spawnCoordinator>>, id: string, token: string, round: () => Promise<Record<string, unknown>>, cleanup: () => Promise<void> }> {
-    const { extra = () => ({}), args = [], runtimes = 3, restartRuntime, stopWith = 'SIGKILL' } = options
+  /**
+   * A round whose last runtime is held in its data until the coordinator, killed once the others
+   * uploaded, has restarted: then it fails its data (`stuckAfter: 'fail'`, the default: it leaves
+   * the round at once) or gets it and trains on (`'train'`: it uploads to the resumed round).
+   */
+  async function killedAfterUploads (name: string, request: Record<string, unknown>, options: { extra?: (i: number) => Record<string, unknown>, args?: string[], runtimes?: number, restartRuntime?: number, stopWith?: 'SIGKILL' | 'SIGTERM', uploadsBeforeKill?: number, stuckAfter?: 'fail' | 'train' } = {}): Promise<{ proc: Awaited<ReturnType<typeof spawnCoordinator>>, id: string, token: string, round: () => Promise<Record<string, unknown>>, ps: TestParticipant[], cleanup: () => Promise<void> }> {
+    const { extra = () => ({}), args = [], runtimes = 3, restartRuntime, stopWith = 'SIGKILL', stuckAfter = 'fail' } = options
+    const uploadsBeforeKill = options.uploadsBeforeKill ?? runtimes - 1
     const dir = join(root, name)
     let proc = await spawnCoordinator(dir, args, 0)
     const port = new URL(proc.url).port
@@ -569,8 +575,9 @@ describe('a coordinator killed mid-round', () => {
     let release: () => void = () => {}
     const stuck = new Promise<void>(resolve => { release = resolve })
     const runtimesDir = join(root, `${name}-runtimes`)
+    const held = (i: number): boolean => i >= uploadsBeforeKill
     const ps = await startParticipants(proc.url, token, runtimesDir, runtimes, {
-      extra: i => ({ ...extra(i), ...(i === runtimes - 1 ? { models: { mnist: { data: async () => { await stuck; throw new Error('never') } } } } : {}) })
+      extra: i => ({ ...extra(i), ...(held(i) ? { models: { mnist: { data: async () => { await stuck; if (stuckAfter === 'fail') throw new Error('no data'); return mnistSlice(i, 200) } } } } : {}) })
     })
     const cleanup = async (): Promise<void> => {
       release()
@@ -583,7 +590,7 @@ describe('a coordinator killed mid-round', () => {
       // Let the coordinator store the quick uploads, then kill it without warning.
       for (let i = 0; i < 200; i++) {
         const clients = (await (await fetch(`${proc.url}/v1/rounds/${id}`, { headers: { authorization: `Bearer ${admin}` } })).json() as { clients: Array<{ status: string }> }).clients
-        if (clients.filter(c => c.status === 'uploaded').length === runtimes - 1) break
+        if (clients.filter(c => c.status === 'uploaded').length === uploadsBeforeKill) break
         await new Promise(resolve => setTimeout(resolve, 100))
       }
       await proc.kill(stopWith)
@@ -592,9 +599,10 @@ describe('a coordinator killed mid-round', () => {
       if (restartRuntime !== undefined) await stopParticipants(ps.splice(restartRuntime, 1))
       proc = await spawnCoordinator(dir, args, Number(port))
       if (restartRuntime !== undefined) ps.push(...await startParticipants(proc.url, token, runtimesDir, 1, { from: restartRuntime, extra }))
+      release()
       const restarted = proc
       const round = async (): Promise<Record<string, unknown>> => await (await fetch(`${restarted.url}/v1/rounds/${id}`, { headers: { authorization: `Bearer ${admin}` } })).json() as Record<string, unknown>
-      return { proc, id, token, round, cleanup }
+      return { proc, id, token, round, ps, cleanup }
     } catch (err) {
       await cleanup()
       throw err
@@ -662,6 +670,29 @@ describe('a coordinator killed mid-round', () => {
       await decryptor.stop()
     }
   })
+
+  for (const mode of ['masking', 'none'] as const) {
+    it(`resumes a ${mode} round killed with fewer uploads than it needs: the runtimes still training keep it and upload after the restart (review 47b)`, async () => {
+      // One upload of four stored at the kill (minUploads 2): the round failed at the restart, and
+      // its uploader could not give another update from that base.
+      const secure = mode === 'masking' ? { mode, dropoutRate: 0.3 } : { mode }
+      const { round: status, ps, cleanup } = await killedAfterUploads(`killed-early-${mode}`, { secure }, { extra: () => ({ secureClient: secureClients() }), runtimes: 4, uploadsBeforeKill: 1, stuckAfter: 'train' })
+      try {
+        let round = await status() as { state: string, reason: string | null, metrics: Record<string, number> }
+        for (let i = 0; i < 600 && round.state !== 'failed' && round.state !== 'published'; i++) {
+          await new Promise(resolve => setTimeout(resolve, 100))
+          round = await status() as typeof round
+        }
+        expect(round.reason).toBeNull()
+        expect(round.state).toBe('published')
+        expect(round.metrics).toMatchObject({ recovered: 1, resumed: 1, uploads: 4 })
+        // Every runtime heard how it ended, the one that uploaded before the kill too.
+        for (const p of ps) await expect.poll(() => p.events.some(e => e.type === 'result' && e.state === 'published'), { timeout: 10_000 }).toBe(true)
+      } finally {
+        await cleanup()
+      }
+    })
+  }
 
   it('drops at once an uploader whose runtime restarted (it holds the round no more), instead of waiting for it', async () => {
     // Four runtimes, three uploads; uploader 0 restarts while the coordinator is down. Left with
