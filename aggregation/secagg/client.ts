@@ -15,7 +15,9 @@
  *                      neighbour happen here (s_uv = HKDF(X25519(s_u, s_v))), and c^SK, s^SK are
  *                      wiped: from now on they exist only as shares.
  *   maskedInput(x,i)   round 2: y = x + PRG(b) + Σ_{v>u} PRG(s_uv) − Σ_{v<u} PRG(s_uv) over the
- *                      neighbours whose shares arrived; b and the seeds are wiped after.
+ *                      neighbours whose shares arrived and opened; b and the seeds are wiped
+ *                      after. A neighbour whose shares do not open is skipped, and reported
+ *                      with its pair seed (skipped()), so the server drops that edge only.
  *   consistencyCheck(c) round 3: signs the survivor list U3 with its keys of this run (once: a
  *                      client signs one list only).
  *   unmask(req)        round 4: only if t neighbours whose shares it holds signed the same U3,
@@ -49,7 +51,7 @@ import { KEY_BYTES, MAX_VECTOR_LENGTH, SIGNATURE_BYTES } from './constants.ts'
 import { advertiseTranscript, consistencyTranscript, pairMaskSeed, selfMaskSeed, shareAad, shareKey, survivorsDigest } from './kdf.ts'
 import {
   consistencySchema, encodeBytes, idSchema, inboxSchema, NONCE_BYTES, parseMessage, rosterSchema, SEALED_SHARES_BYTES, unmaskRequestSchema,
-  type AdvertiseMessage, type SharesMessage, type SignatureMessage, type UnmaskMessage
+  type AdvertiseMessage, type SharesMessage, type SignatureMessage, type SkippedMessage, type UnmaskMessage
 } from './messages.ts'
 import type { GraphConfig, GraphParameters } from './params.ts'
 import { addMasksInto, type MaskTerm } from './prg.ts'
@@ -92,6 +94,11 @@ export interface MaskingClient {
   shareKeys: (roster: unknown) => Promise<SharesMessage>
   /** Round 2: the masked input y for the input `x`, given the inbox of shares the neighbours sent. */
   maskedInput: (x: Uint32Array, inbox: unknown) => Promise<Uint32Array>
+  /**
+   * After maskedInput: the neighbours whose shares did not open, with their pair seeds, to send
+   * before the masked input (undefined when every entry opened): messages.ts `skippedSchema`.
+   */
+  skipped: () => SkippedMessage | undefined
   /** Round 3: this client's signature over the survivor list; AccessDeniedError for a list it may not sign. */
   consistencyCheck: (request: unknown) => SignatureMessage
   /** Round 4: the shares the server may have; AccessDeniedError for a request it may not. */
@@ -152,6 +159,8 @@ export function createMaskingClient (options: MaskingClientOptions): MaskingClie
   let neighbourKeys = new Map<string, ClientKeys>()
   /** The survivor list U3 this client signed, and its digest. */
   let view: { survivors: Set<string>, digest: Uint8Array } | undefined
+  /** Round 2's report of the neighbours whose shares did not open. */
+  let report: SkippedMessage | undefined
 
   const expect = (want: ClientStage, what: string): void => {
     if (busy) throw new InvalidInputError(`${what}: the client is still busy with its previous step`)
@@ -257,6 +266,8 @@ export function createMaskingClient (options: MaskingClientOptions): MaskingClie
     if (inbox.to !== id) throw new InvalidInputError(`inbox: addressed to ${inbox.to}, this client is ${id}`)
     const t = (params as GraphParameters).threshold
     const received = new Map<string, HeldShares>()
+    /** Neighbours whose entry did not open: a bad sender costs its edge, not this client's round (review 47a). */
+    const unopened: string[] = []
     try {
       for (const entry of inbox.shares) {
         const peer = neighbours.get(entry.from)
@@ -266,14 +277,20 @@ export function createMaskingClient (options: MaskingClientOptions): MaskingClie
         let plain: Uint8Array
         try {
           plain = xchacha20poly1305(peer.shareKey, blob.subarray(0, NONCE_BYTES), shareAad(roundId, entry.from, id)).decrypt(blob.subarray(NONCE_BYTES))
-        } catch (err) {
-          throw new IntegrityError(`inbox: shares from ${entry.from} do not authenticate`, { cause: err })
+        } catch {
+          unopened.push(entry.from)
+          continue
         }
         received.set(entry.from, { b: plain.slice(0, SHARE_BYTES), s: plain.slice(SHARE_BYTES) })
         plain.fill(0)
       }
+      if (received.size + unopened.length < t) {
+        throw new UnavailableError(`inbox: only ${received.size + unopened.length} neighbours shared keys, fewer than the threshold ${t}: the round could not unmask this client`)
+      }
+      // Masked with fewer than t, this client would be refused at ConsistencyCheck (it counts only
+      // neighbours it masked with): said now, naming who sent what did not open.
       if (received.size < t) {
-        throw new UnavailableError(`inbox: only ${received.size} neighbours shared keys, fewer than the threshold ${t}: the round could not unmask this client`)
+        throw new IntegrityError(`inbox: the shares of ${unopened.join(', ')} do not authenticate, and the ${received.size} that do are fewer than the threshold ${t}`)
       }
     } catch (err) {
       // Refused part-way: the shares already opened are not kept, nor left in memory.
@@ -287,6 +304,9 @@ export function createMaskingClient (options: MaskingClientOptions): MaskingClie
         // y_u carries +PRG(s_uv) for v > u and −PRG(s_uv) for v < u, so each pair cancels in the sum.
         for (const v of received.keys()) terms.push({ seed: (neighbours.get(v) as Neighbour).maskSeed, sign: v > id ? 1 : -1 })
         const y = await addMasksInto(x.slice(), terms)
+        report = unopened.length === 0
+          ? undefined
+          : { type: 'secagg/skipped', roundId, from: id, peers: unopened.map(v => ({ peer: v, seed: encodeBytes((neighbours.get(v) as Neighbour).maskSeed) })) }
         for (const n of neighbours.values()) { n.shareKey.fill(0); n.maskSeed.fill(0) }
         ;(b as Uint8Array).fill(0)
         b = undefined
@@ -371,6 +391,7 @@ export function createMaskingClient (options: MaskingClientOptions): MaskingClie
     for (const n of neighbours.values()) { n.shareKey.fill(0); n.maskSeed.fill(0) }
     for (const h of held.values()) { h.b.fill(0); h.s.fill(0) }
     c = s = b = undefined
+    report = undefined
     neighbours = new Map()
     held = new Map()
     stage = 'done'
@@ -384,6 +405,7 @@ export function createMaskingClient (options: MaskingClientOptions): MaskingClie
     maskedInput,
     consistencyCheck,
     unmask,
+    skipped: () => report,
     wipe
   }
 }

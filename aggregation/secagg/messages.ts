@@ -76,6 +76,23 @@ export const inboxSchema = z.object({
 }).strict()
 export type InboxMessage = z.infer<typeof inboxSchema>
 
+/**
+ * Round 2, before the masked input: the neighbours whose sealed shares did not open for `from`
+ * (a client can send its neighbour shares that are the right length and do not decrypt, and the
+ * server cannot check them), each with the pair mask seed s_from,peer. `from` holds none of their
+ * shares and masks without them; the peer's input carries the pair's mask, which the seed lets
+ * the server remove. The edge is gone, not the client (review 47a: one such client threw any
+ * neighbour it chose out of the round). Revealing the seed tells the server no more than `from`
+ * colluding with it would, and the peer stays masked by the pairs it holds.
+ */
+export const skippedSchema = z.object({
+  type: z.literal('secagg/skipped'),
+  roundId: idSchema,
+  from: idSchema,
+  peers: z.array(z.object({ peer: idSchema, seed: b64(KEY_BYTES) }).strict()).min(1).max(MAX_CLIENTS)
+}).strict()
+export type SkippedMessage = z.infer<typeof skippedSchema>
+
 export const consistencySchema = z.object({
   type: z.literal('secagg/consistency'),
   roundId: idSchema,
@@ -125,7 +142,7 @@ export const unmaskSchema = z.object({
 export type UnmaskMessage = z.infer<typeof unmaskSchema>
 
 /** Everything a client sends, for a transport that dispatches on `type`. */
-export const clientMessageSchema = z.discriminatedUnion('type', [advertiseSchema, sharesSchema, signatureSchema, unmaskSchema])
+export const clientMessageSchema = z.discriminatedUnion('type', [advertiseSchema, sharesSchema, skippedSchema, signatureSchema, unmaskSchema])
 export type ClientMessage = z.infer<typeof clientMessageSchema>
 
 /** Everything the server sends. */

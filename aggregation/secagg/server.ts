@@ -21,6 +21,10 @@
  * has fewer than t shares, or shares that disagree beyond that, the round fails with
  * UnavailableError saying whose. The rebuilding yields to the event loop as it goes.
  *
+ * A survivor's report of neighbours whose shares did not open for it (receiveSkipped) drops
+ * those edges: it holds none of their shares and did not mask with them, and where the neighbour
+ * did mask with it, the seed it revealed removes that half of the pair from the sum.
+ *
  * A message that fails a check (wrong round or stage, unknown or mismatched sender, duplicate,
  * malformed, bad signature, wrong length) is rejected with a typed error and changes nothing, so
  * one bad client cannot spoil the round for the others. The transport must pass the
@@ -36,8 +40,8 @@ import { KEY_BYTES, MAX_CLIENTS, MAX_VECTOR_LENGTH, MIN_MASKING_CLIENTS, SIGNATU
 import type { NeighbourGraph } from './graph.ts'
 import { consistencyTranscript, pairMaskSeed, selfMaskSeed, survivorsDigest } from './kdf.ts'
 import {
-  advertiseSchema, encodeBytes, idSchema, parseMessage, sharesSchema, signatureSchema, unmaskSchema,
-  type AdvertiseMessage, type ConsistencyMessage, type InboxMessage, type RosterMessage, type SharesMessage, type SignatureMessage, type UnmaskMessage, type UnmaskRequestMessage
+  advertiseSchema, encodeBytes, idSchema, parseMessage, sharesSchema, signatureSchema, skippedSchema, unmaskSchema,
+  type AdvertiseMessage, type ConsistencyMessage, type InboxMessage, type RosterMessage, type SharesMessage, type SignatureMessage, type SkippedMessage, type UnmaskMessage, type UnmaskRequestMessage
 } from './messages.ts'
 import type { GraphConfig, GraphParameters } from './params.ts'
 import { addMasksInto, type MaskTerm } from './prg.ts'
@@ -93,6 +97,12 @@ export interface MaskingServer {
   inboxFor: (id: string) => InboxMessage
   /** Round 2: a client's masked input, added into the running sum. */
   receiveMasked: (from: string, y: Uint32Array) => void
+  /**
+   * Round 2: the neighbours whose shares did not open for `from`, with their pair seeds (before
+   * closeMasked): those edges are dropped, and a survivor's mask for a peer that skipped it is
+   * removed with the seed (messages.ts `skippedSchema`).
+   */
+  receiveSkipped: (from: string, payload: unknown) => void
   /** Ends round 2: who sent masked input survives, who shared keys but did not has dropped. */
   closeMasked: () => void
   /** Survivors whose inputs the sum holds (after closeMasked), sorted. */
@@ -123,10 +133,11 @@ export interface MaskingServer {
 }
 
 const STAGES = ['advertise', 'share', 'mask', 'check', 'unmask', 'done', 'failed'] as const
-const SNAPSHOT_VERSION = 2
+const SNAPSHOT_VERSION = 3
 
 const snapshotStateSchema = z.object({
-  version: z.literal(SNAPSHOT_VERSION),
+  // 2: from before clients reported shares that did not open (none are, then).
+  version: z.union([z.literal(2), z.literal(SNAPSHOT_VERSION)]),
   roundId: idSchema,
   participants: z.array(z.object({ id: idSchema, identityKey: z.string().max(64) }).strict()).max(MAX_CLIENTS),
   vectorLength: z.number().int().positive().max(MAX_VECTOR_LENGTH),
@@ -145,6 +156,7 @@ const snapshotStateSchema = z.object({
   advertised: z.array(advertiseSchema).max(MAX_CLIENTS),
   shares: z.array(sharesSchema).max(MAX_CLIENTS),
   masked: z.array(idSchema).max(MAX_CLIENTS),
+  skipped: z.array(skippedSchema).max(MAX_CLIENTS).default([]),
   signatures: z.array(signatureSchema).max(MAX_CLIENTS),
   unmasks: z.array(unmaskSchema).max(MAX_CLIENTS)
 }).strict()
@@ -206,6 +218,12 @@ function serverCore (options: MaskingServerOptions): Internals {
   const shares = new Map<string, SharesMessage>()
   const maskedSum = new Uint32Array(vectorLength)
   const masked = new Set<string>()
+  /** Round 2's reports of shares that did not open, by reporter; `cut(u, v)`: u skipped v. */
+  const skips = new Map<string, SkippedMessage>()
+  const cuts = new Map<string, Set<string>>()
+  const cut = (u: string, v: string): boolean => cuts.get(u)?.has(v) === true
+  /** Survivor pairs (u skipped v, v did not skip u) whose mask sits in v's input only, with u's seed (fixed at closeMasked). */
+  let oneSided: Array<{ u: string, v: string, seed: string }> = []
   let survivorList: string[] = []
   let droppedSet = new Set<string>()
   /** Dropped clients whose pairwise masks sit in some survivor's input, with those survivors (fixed at closeMasked). */
@@ -237,10 +255,14 @@ function serverCore (options: MaskingServerOptions): Internals {
   }
   const g = (): NeighbourGraph => graph as NeighbourGraph
   const t = (): number => (params as GraphParameters).threshold
-  /** Neighbours of `id` that shared keys: the ones it masked with. */
+  /** Neighbours of `id` that shared keys. */
   const activeNeighbours = (id: string): string[] => g().neighbours(id).filter(v => shares.has(v))
-  /** Neighbours of `id` whose consistency signature it counts: active ones that signed (client.ts). */
-  const signingNeighbours = (id: string): string[] => activeNeighbours(id).filter(v => signatures.has(v))
+  /** Neighbours whose shares `id` holds, and masked with: active ones it did not skip. */
+  const heldBy = (id: string): string[] => activeNeighbours(id).filter(v => !cut(id, v))
+  /** Neighbours that hold `id`'s shares: active ones that did not skip it. */
+  const holdersOf = (id: string): string[] => activeNeighbours(id).filter(u => !cut(u, id))
+  /** Neighbours of `id` whose consistency signature it counts: held ones that signed (client.ts). */
+  const signingNeighbours = (id: string): string[] => heldBy(id).filter(v => signatures.has(v))
 
   async function receiveAdvertise (from: string, payload: unknown): Promise<void> {
     const what = `advertise from ${from}`
@@ -329,11 +351,34 @@ function serverCore (options: MaskingServerOptions): Internals {
     masked.add(from)
   }
 
+  function receiveSkipped (from: string, payload: unknown): void {
+    const what = `skipped shares from ${from}`
+    expect('mask', what)
+    const message = parseMessage(skippedSchema, payload, what)
+    sameSender(from, message.from, what)
+    sameRound(message.roundId, what)
+    if (!shares.has(from)) throw new InvalidInputError(`${what}: ${from} did not share keys`)
+    if (skips.has(from)) throw new InvalidInputError(`${what}: already received`)
+    const active = new Set(activeNeighbours(from))
+    const peers = new Set<string>()
+    for (const { peer } of message.peers) {
+      if (!active.has(peer)) throw new InvalidInputError(`${what}: ${peer} is not a neighbour of ${from} that shared keys`)
+      if (peers.has(peer)) throw new InvalidInputError(`${what}: ${peer} appears twice`)
+      peers.add(peer)
+    }
+    skips.set(from, message)
+    cuts.set(from, peers)
+  }
+
   function closeMasked (): void {
     expect('mask', 'close masked input')
     survivorList = [...masked].sort()
     droppedSet = new Set([...shares.keys()].filter(id => !masked.has(id)))
-    droppedPairs = [...droppedSet].sort().map(d => [d, activeNeighbours(d).filter(v => masked.has(v))] as [string, string[]]).filter(([, us]) => us.length > 0)
+    // A survivor that skipped d neither masked with it nor holds its shares.
+    droppedPairs = [...droppedSet].sort().map(d => [d, holdersOf(d).filter(v => masked.has(v))] as [string, string[]]).filter(([, us]) => us.length > 0)
+    oneSided = [...skips.values()].filter(m => masked.has(m.from)).flatMap(m => m.peers
+      .filter(p => masked.has(p.peer) && !cut(p.peer, m.from))
+      .map(p => ({ u: m.from, v: p.peer, seed: p.seed })))
     digest = survivorsDigest(survivorList)
     stage = 'check'
     if (survivorList.length === 0) fail('no client sent masked input')
@@ -341,7 +386,7 @@ function serverCore (options: MaskingServerOptions): Internals {
     const p = params as GraphParameters
     const tooMany = `: ${p.n - survivorList.length} of the ${p.n} clients of the masking graph sent no masked input, more than the graph (degree ${p.degree}, threshold ${t()}) could absorb; a higher secure.dropoutRate sizes it for more dropouts, where the number of clients allows`
     for (const u of survivorList) {
-      const alive = activeNeighbours(u).filter(v => masked.has(v)).length
+      const alive = holdersOf(u).filter(v => masked.has(v)).length
       if (alive < t()) fail(`survivor ${u} has ${alive} surviving neighbours, fewer than the threshold ${t()}: its self mask cannot be removed${tooMany}`)
     }
     for (const [d, alive] of droppedPairs) {
@@ -386,7 +431,7 @@ function serverCore (options: MaskingServerOptions): Internals {
     expect('check', 'close consistency check')
     answererSet = new Set([...signatures.keys()].filter(id => signingNeighbours(id).length >= t()))
     stage = 'unmask'
-    const able = (id: string): number => activeNeighbours(id).filter(v => answererSet.has(v)).length
+    const able = (id: string): number => holdersOf(id).filter(v => answererSet.has(v)).length
     for (const u of survivorList) {
       const n = able(u)
       if (n < t()) fail(`survivor ${u} has ${n} neighbours able to unmask (signed the survivor list, as did t of theirs), fewer than the threshold ${t()}: its self mask cannot be removed`)
@@ -421,7 +466,7 @@ function serverCore (options: MaskingServerOptions): Internals {
     sameRound(message.roundId, what)
     if (!answererSet.has(from)) throw new InvalidInputError(`${what}: ${from} was not asked to unmask`)
     if (unmasks.has(from)) throw new InvalidInputError(`${what}: already received`)
-    const held = activeNeighbours(from)
+    const held = heldBy(from)
     const want = { selfMaskShares: held.filter(v => masked.has(v)), keyShares: held.filter(v => droppedSet.has(v)) }
     for (const name of ['selfMaskShares', 'keyShares'] as const) {
       const owners = message[name].map(s => s.owner)
@@ -508,6 +553,8 @@ function serverCore (options: MaskingServerOptions): Internals {
         // y_u carries +PRG(s_ud) when d > u and −PRG(s_ud) when d < u; remove it with the opposite sign.
         us.forEach((u, i) => terms.push({ seed: seeds[i] as Uint8Array, sign: d > u ? -1 : 1 }))
       }
+      // v's input carries +PRG(s_uv) when u > v, −PRG(s_uv) when u < v; u skipped v and revealed the seed.
+      for (const { u, v, seed } of oneSided) terms.push({ seed: decodeBase64(seed, `seed of ${u} with ${v}`, { bytes: KEY_BYTES }), sign: u > v ? -1 : 1 })
       const result = await addMasksInto(maskedSum.slice(), terms)
       stage = 'done'
       return result
@@ -530,6 +577,7 @@ function serverCore (options: MaskingServerOptions): Internals {
       advertised: [...advertised.values()].map(a => a.message),
       shares: [...shares.values()],
       masked: [...masked],
+      skipped: [...skips.values()],
       signatures: [...signatures.values()],
       unmasks: [...unmasks.values()]
     }
@@ -548,6 +596,7 @@ function serverCore (options: MaskingServerOptions): Internals {
     receiveShares,
     closeShares,
     inboxFor,
+    receiveSkipped,
     receiveMasked,
     advertisedBy: () => [...advertised.keys()].sort(),
     sharedBy: () => [...shares.keys()].sort(),
@@ -612,6 +661,7 @@ export async function restoreMaskingServer (snapshot: MaskingServerSnapshot): Pr
     for (const m of state.shares) s.receiveShares(m.from, m)
     if (!reached('mask')) return s
     s.closeShares()
+    for (const m of state.skipped) s.receiveSkipped(m.from, m)
     core.restoreMasked(state.masked, new Uint32Array(snapshot.maskedSum.slice().buffer))
     if (!reached('check')) return s
     s.closeMasked()

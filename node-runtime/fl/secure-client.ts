@@ -245,6 +245,9 @@ function maskingClient (deps: SecureClientDeps, localMinRoster = 2, minAdversari
         signal.addEventListener('abort', () => reject(signal.reason as Error), { once: true })
       })])
       const y = await client.maskedInput(encoded, box)
+      // Sent before the upload, on the same connection: the edges whose shares did not open.
+      const skipped = client.skipped()
+      if (skipped !== undefined) deps.send(skipped)
       return new Uint8Array(y.buffer, y.byteOffset, y.byteLength)
     },
     // A round ended early leaves b, pair seeds or neighbours' shares: zeroed now, not at GC (review 47a).

@@ -74,6 +74,8 @@ export async function maskingServer (config: RoundConfig, snapshot: unknown): Pr
       } else if (type === 'secagg/shares') {
         server.receiveShares(clientId, payload)
         waiting?.settle(clientId)
+      } else if (type === 'secagg/skipped') {
+        server.receiveSkipped(clientId, payload)
       } else if (type === 'secagg/signature') {
         await server.receiveSignature(clientId, payload)
         waiting?.settle(clientId)
@@ -89,7 +91,7 @@ export async function maskingServer (config: RoundConfig, snapshot: unknown): Pr
         }
       } else {
         // Quoted short: `type` is the client's, of any size or depth (JSON.stringify of a deep one overflows the stack).
-        throw new InvalidInputError(`secagg message: unknown type ${typeof type === 'string' ? JSON.stringify(type.slice(0, 64)) : String(typeof type === 'object' && type !== null ? typeof type : type)}; expected secagg/advertise, secagg/shares, secagg/signature or secagg/unmask`)
+        throw new InvalidInputError(`secagg message: unknown type ${typeof type === 'string' ? JSON.stringify(type.slice(0, 64)) : String(typeof type === 'object' && type !== null ? typeof type : type)}; expected secagg/advertise, secagg/shares, secagg/skipped, secagg/signature or secagg/unmask`)
       }
     },
     checkUpload (clientId, payload) {

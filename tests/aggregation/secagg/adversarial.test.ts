@@ -2,7 +2,7 @@ import { describe, it, expect } from 'vitest'
 import { ROUND, advertisedKeys, check, client, consistencySignature, input, mask, newRound, setUp, unmask, wire, type Round } from './harness.ts'
 import { ringSum } from '../../../aggregation/ring.ts'
 import { createMaskingClient } from '../../../aggregation/secagg/client.ts'
-import type { AdvertiseMessage, ConsistencyMessage, InboxMessage, RosterMessage, SharesMessage, UnmaskMessage, UnmaskRequestMessage } from '../../../aggregation/secagg/messages.ts'
+import type { AdvertiseMessage, ConsistencyMessage, InboxMessage, RosterMessage, SharesMessage, SkippedMessage, UnmaskMessage, UnmaskRequestMessage } from '../../../aggregation/secagg/messages.ts'
 import { advertiseTranscript } from '../../../aggregation/secagg/kdf.ts'
 import { fromBase64, toBase64 } from '../../../shared/crypto/bytes.ts'
 import { bigIntToBytes, bytesToBigInt, inverse, lagrangeBasis, mod, SHARE_BYTES } from '../../../aggregation/secagg/shamir.ts'
@@ -184,6 +184,77 @@ describe('the server rejects bad messages without harm to the round', () => {
   })
 })
 
+describe('a client whose neighbour sends it shares that do not open (review 47a)', () => {
+  /** A complete round of `n` in which client 0 seals garbage for `victims`: right length, wrong key. */
+  async function withBadShares (n: number, victims: (round: Round) => string[]): Promise<{ round: Round, victims: string[] }> {
+    const round = newRound(n, { kind: 'complete', adversarialRate: 0.05, dropoutRate: 0.3 }, { seed: 5, vectorLength: 16 })
+    for (const id of round.ids) await round.server.receiveAdvertise(id, wire(await client(round, id).advertise()))
+    round.server.closeAdvertise()
+    const chosen = victims(round)
+    for (const id of round.ids) {
+      const message = wire(await client(round, id).shareKeys(wire(round.server.rosterFor(id)))) as SharesMessage
+      if (id === round.ids[0]) {
+        for (const entry of message.shares) {
+          if (chosen.includes(entry.to)) entry.ciphertext = toBase64(globalThis.crypto.getRandomValues(new Uint8Array(fromBase64(entry.ciphertext).length)))
+        }
+      }
+      round.server.receiveShares(id, message)
+    }
+    round.server.closeShares()
+    return { round, victims: chosen }
+  }
+
+  /** Round 2 as the runtime runs it: the report of what did not open, then the masked input. */
+  async function maskReporting (round: Round): Promise<void> {
+    for (const id of round.ids) {
+      const y = await client(round, id).maskedInput(input(round, id), wire(round.server.inboxFor(id)))
+      const report = client(round, id).skipped()
+      if (report !== undefined) round.server.receiveSkipped(id, wire(report))
+      round.server.receiveMasked(id, y)
+    }
+  }
+
+  it('skips that edge only: the victim stays in, and the sum over everyone is exact', async () => {
+    // Before, the victim refused its whole inbox and the round published without it (11 of 12).
+    const { round, victims } = await withBadShares(12, r => [r.ids[5] as string])
+    await maskReporting(round)
+    expect(client(round, victims[0] as string).skipped()).toMatchObject({ type: 'secagg/skipped', from: victims[0], peers: [{ peer: round.ids[0] }] })
+    round.server.closeMasked()
+    expect(round.server.survivors()).toEqual(round.ids)
+    await check(round, round.ids)
+    await unmask(round, round.server.answerers())
+    await finishExact(round, round.ids)
+  })
+
+  it('skips them for every victim at once, also when the one that sent them drops out', async () => {
+    const { round } = await withBadShares(12, r => r.ids.slice(1, 5))
+    const survivors = round.ids.slice(1)
+    for (const id of round.ids) {
+      const y = await client(round, id).maskedInput(input(round, id), wire(round.server.inboxFor(id)))
+      const report = client(round, id).skipped()
+      if (report !== undefined) round.server.receiveSkipped(id, wire(report))
+      if (id !== round.ids[0]) round.server.receiveMasked(id, y)
+    }
+    round.server.closeMasked()
+    await check(round, survivors)
+    await unmask(round, round.server.answerers())
+    await finishExact(round, survivors)
+  })
+
+  it('refuses a report naming a stranger, twice, or another sender, and keeps none of it', async () => {
+    const { round, victims } = await withBadShares(6, r => [r.ids[1] as string])
+    const victim = victims[0] as string
+    await client(round, victim).maskedInput(input(round, victim), wire(round.server.inboxFor(victim)))
+    const report = client(round, victim).skipped() as SkippedMessage
+    expect(() => round.server.receiveSkipped(round.ids[2] as string, wire(report))).toThrow(/claims to be from/)
+    expect(() => round.server.receiveSkipped(victim, wire({ ...report, peers: [...report.peers, ...report.peers] }))).toThrow(/appears twice/)
+    expect(() => round.server.receiveSkipped(victim, wire({ ...report, peers: [{ ...report.peers[0], peer: 'client-zz' }] }))).toThrow(/is not a neighbour/)
+    expect(() => round.server.receiveSkipped(victim, wire({ ...report, peers: [{ ...report.peers[0], seed: 'short' }] }))).toThrow(/seed/)
+    round.server.receiveSkipped(victim, wire(report))
+    expect(() => round.server.receiveSkipped(victim, wire(report))).toThrow(/already received/)
+  })
+})
+
 describe('a client wiped when its round ends early (review 47a)', () => {
   it('takes no further step: its secrets are gone', async () => {
     const round = newRound(12, SPARSE)
@@ -273,9 +344,15 @@ describe('a client rejects bad server messages', () => {
     const change = (c: Partial<InboxMessage>): unknown => wire({ ...inbox, ...c })
     const x = input(round, a)
     await expect(c.maskedInput(x, change({ to: b }))).rejects.toThrow(/addressed to client-001/)
-    const blob = fromBase64(inbox.shares[0]?.ciphertext as string)
-    blob[40] = (blob[40] as number) ^ 1
-    await expect(c.maskedInput(x, change({ shares: [{ ...inbox.shares[0] as InboxMessage['shares'][0], ciphertext: toBase64(blob) }, ...inbox.shares.slice(1)] }))).rejects.toThrow(/do not authenticate/)
+    // Entries that do not open are skipped (review 47a), but past k − t of them this client could
+    // not mask with t: refused, naming them (one alone: tests below).
+    const tampered = (entry: InboxMessage['shares'][0]): InboxMessage['shares'][0] => {
+      const blob = fromBase64(entry.ciphertext)
+      blob[40] = (blob[40] as number) ^ 1
+      return { ...entry, ciphertext: toBase64(blob) }
+    }
+    const [e0, e1] = inbox.shares as [InboxMessage['shares'][0], InboxMessage['shares'][0]]
+    await expect(c.maskedInput(x, change({ shares: [tampered(e0), tampered(e1), ...inbox.shares.slice(2)] }))).rejects.toThrow(`inbox: the shares of ${e0.from}, ${e1.from} do not authenticate, and the 2 that do are fewer than the threshold 3`)
     const stranger = round.ids.find(id => id !== a && !inbox.shares.some(s => s.from === id)) as string
     await expect(c.maskedInput(x, change({ shares: [...inbox.shares, { from: stranger, ciphertext: inbox.shares[0]?.ciphertext as string }] }))).rejects.toThrow(/who is not a neighbour/)
     await expect(c.maskedInput(x, change({ shares: [...inbox.shares, inbox.shares[0] as InboxMessage['shares'][0]] }))).rejects.toThrow(/appear twice/)
