@@ -163,8 +163,10 @@ interface ActiveRound {
   persistWhenComplete?: boolean
   secure: SecureRoundServer
   controller: AbortController
-  /** A round resumed after a restart: the uploaders it waits for to reconnect before it asks them for the sum. */
+  /** A resumed round's wait for its clients to reconnect (uploaders in masking, and those still training). */
   reconnecting?: Gate
+  /** A round resumed after a restart: its clients that reconnect holding it are named in their welcome. */
+  resumed?: true
 }
 
 /** A round's bookkeeping before any client answered; `start` and `resume` fill in the rest. */
@@ -336,16 +338,16 @@ export function roundManager (deps: RoundManagerDeps): RoundManager {
       for (const round of active.values()) if (round.config.clients.includes(client.id)) dropClient(round, client.id)
     },
     connected (client, holds) {
-      // Only a resumed round waiting for its uploaders still counts on a client that says hello:
-      // a live round dropped it when its connection was lost (or replaced, before this hello was
-      // answered). An uploader whose runtime no longer holds the round (it restarted, or its
-      // budget ran out) is dropped at once rather than waited for.
+      // Only a resumed round still counts on a client that says hello: a live round dropped it
+      // when its connection was lost (or replaced, before this hello was answered). A client whose
+      // runtime no longer holds the round (it restarted, or its budget ran out) is dropped at once
+      // rather than waited for.
       const ids: string[] = []
       for (const round of active.values()) {
-        if (round.reconnecting === undefined || !round.accepted.has(client.id) || round.dropped.has(client.id)) continue
+        if (round.resumed !== true || !round.accepted.has(client.id) || round.dropped.has(client.id)) continue
         if (holds.includes(round.config.id)) ids.push(round.config.id)
         else dropClient(round, client.id)
-        round.reconnecting.settle(client.id)
+        round.reconnecting?.settle(client.id)
       }
       // A round recover() is finishing, or has finished since the restart, that this uploader
       // holds: named in its welcome, so that it waits for the result (sent now, after the
@@ -813,7 +815,9 @@ export function roundManager (deps: RoundManagerDeps): RoundManager {
       allowed: new Set(taking),
       uploads,
       persistWhenComplete: true,
-      reconnecting: gate(taking, config.deadlines.unmaskMs / 2, controller.signal)
+      resumed: true,
+      // Uploaders are needed again in masking only (their unmask shares).
+      reconnecting: gate(config.secure.mode === 'masking' ? taking : training, config.deadlines.unmaskMs / 2, controller.signal)
     }
     for (const id of config.clients) if (!round.accepted.has(id)) dropClient(round, id)
     // A collecting row was last updated when it began collecting (uploads are kept in other tables).

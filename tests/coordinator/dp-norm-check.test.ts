@@ -22,14 +22,15 @@ afterAll(stores.close)
 const freshStore = stores.fresh
 
 /** A DP round of `clients` honest uploads (‖Δ‖ = 0.5, noised for minUploads), left `collecting` in `store` as a killed coordinator would. */
-function storeRound (store: RoundStore, n: number, clients: number, minUploads: number, uploaded = clients, d = 200_000): RoundConfig {
+function storeRound (store: RoundStore, n: number, clients: number, minUploads: number, uploaded = clients, d = 200_000, extra: Record<string, unknown> = {}): RoundConfig {
   const ids = Array.from({ length: clients }, (_, i) => i.toString(16).padStart(64, '0'))
   const fixedPoint = fixedPointParams({ clip: 1, clients })
   const config = roundConfigSchema.parse({
     model: 'm', id: `r_${n.toString(16).padStart(16, '0')}`, baseVersion: 1, manifestCid: 'bafyexampleexample', trainable: ['x'], tensors: ['x'],
     vectorLength: d + 1, clients: ids, fixedPoint, seed: '00'.repeat(32),
     secure: { mode: 'none', graph: 'sparse' }, dp: { noiseMultiplier: 1 + n / 10, clip: 1, delta: 1e-5 },
-    selection: { fraction: 1, minClients: 2, maxClients: 1000, cooldownMs: 0, minUploads }
+    selection: { fraction: 1, minClients: 2, maxClients: 1000, cooldownMs: 0, minUploads },
+    ...extra
   })
   store.create(config)
   store.transition(config.id, 'collecting')
@@ -60,10 +61,13 @@ describe('DP accounting', () => {
   it('charges a round that failed after its sum was taken, not one that failed before', async () => {
     const store = await freshStore()
     const summed = storeRound(store, 2, 4, 2, 4, 1000)
-    const short = storeRound(store, 3, 4, 3, 2, 1000)
+    // Short of its uploads, it is resumed (review 47b), waits for its uploaders to reconnect (half
+    // the unmask deadline: none do here) and fails without a sum.
+    const short = storeRound(store, 3, 4, 3, 2, 1000, { deadlines: { acceptMs: 1000, setupMs: 1000, trainMs: 1000, unmaskMs: 400 } })
     await recoverWithoutBase(store)
     expect(store.get(summed.id)).toMatchObject({ state: 'failed', reason: expect.stringContaining(PASSED) })
-    expect(store.get(short.id)).toMatchObject({ state: 'failed', reason: expect.stringContaining('2 upload(s) accepted, at least 3 needed') })
+    await expect.poll(() => store.get(short.id)?.state, { timeout: 10_000 }).toBe('failed')
+    expect(store.get(short.id)?.reason).toContain('resumed after a restart with 2 upload(s) by the training deadline, at least 3 needed')
     expect(store.dpNoiseMultipliers('m')).toEqual([summed.dp?.noiseMultiplier])
   })
 })
