@@ -41,6 +41,9 @@ export function boundedMessage (message: string): string {
 /** How long a refused request may go on sending its body (Node reads and drops it meanwhile). */
 export const REFUSED_BODY_GRACE_MS = 10_000
 
+/** Seconds a 503 (unavailable for now) asks the client to wait before retrying. */
+export const UNAVAILABLE_RETRY_S = 5
+
 /** SQLite's result code for a full database or disk (https://sqlite.org/rescode.html#full). */
 const SQLITE_FULL = 13
 
@@ -78,7 +81,15 @@ export function errorHandler (err: FastifyError | Error, req: FastifyRequest, re
     return
   }
   if (err instanceof BlockfedError) {
-    if (err.status >= 500) req.log.error({ err }, 'request failed')
+    if (err.status === 503) {
+      // Unavailable for now (too few clients connected, uploads being received, the decryptor
+      // down): an answer to retry, not a fault; a client polling to start a round filled the
+      // error log with stack traces (review 47d). RFC 9110 §10.2.3: Retry-After in seconds.
+      req.log.warn({ message: err.message }, 'request refused for now')
+      void reply.header('retry-after', UNAVAILABLE_RETRY_S)
+    } else if (err.status >= 500) {
+      req.log.error({ err }, 'request failed')
+    }
     void reply.status(err.status).send({ error: err.name, message: boundedMessage(err.message) })
     return
   }

@@ -46,6 +46,8 @@ describe('ingest uploads', () => {
       const third = await upload(AbortSignal.timeout(5_000))
       expect(third.status).toBe(503)
       expect(((await third.json()) as { message: string }).message).toMatch(/^2 uploads are being received; retry/)
+      // Said when to retry (review 47d: no Retry-After, and a stack trace logged per refusal).
+      expect(third.headers.get('retry-after')).toBe('5')
       release()
       expect((await Promise.all(held)).map(r => r.status)).toEqual([200, 200])
       expect((await upload()).status).toBe(200)
