@@ -45,6 +45,8 @@ export interface RoundContributions {
   baseVersion: number
   /** The key id the round was offered under: a decryptor holding another refuses before it claims the round. */
   keyId?: string
+  /** The packing layout's client count the round was offered with: a decryptor packing otherwise refuses before it claims the round. */
+  maxClients?: number
   contributions: readonly Contribution[]
 }
 
@@ -84,10 +86,10 @@ export function decryptorClient (options: DecryptorClientOptions): DecryptorClie
     async access (signal) {
       await call('/v1/paillier/access', accessResponseSchema, {}, keyTimeout, signal)
     },
-    async decrypt ({ roundId, model, length, baseVersion, keyId, contributions }, signal) {
+    async decrypt ({ roundId, model, length, baseVersion, keyId, maxClients, contributions }, signal) {
       const id = roundIdSchema.safeParse(roundId)
       if (!id.success) throw new InvalidInputError(`roundId: ${id.error.issues[0]?.message ?? 'invalid'}`)
-      const body = JSON.stringify({ model, length, baseVersion, keyId, contributions: contributions.map(c => ({ clientId: c.clientId, ciphertexts: toBase64(c.ciphertexts), signature: toBase64(c.signature) })) })
+      const body = JSON.stringify({ model, length, baseVersion, keyId, maxClients, contributions: contributions.map(c => ({ clientId: c.clientId, ciphertexts: toBase64(c.ciphertexts), signature: toBase64(c.signature) })) })
       const path = `/v1/paillier/rounds/${roundId}/decrypt`
       const answer = await call(path, decryptResponseSchema, { method: 'POST', body, headers: { 'content-type': 'application/json' } }, decryptTimeout, signal)
       if (answer.roundId !== roundId || answer.length !== length || answer.clients !== contributions.length) {

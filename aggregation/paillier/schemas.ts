@@ -40,6 +40,7 @@ export const decryptRequestSchema = z.object({
   length: z.number().int().min(1).max(MAX_VECTOR_LENGTH).describe('ring values per update'),
   baseVersion: z.number().int().positive().describe('the model version the round trained, as each upload signature covers it'),
   keyId: keyIdSchema.optional().describe('the key id the round was offered under: a decryptor holding another key refuses (409 KeyMismatchError) before it claims the round'),
+  maxClients: z.number().int().min(1).max(1_000_000).optional().describe('the packing layout\'s client count the round was offered with: a decryptor packing for another count refuses (409 KeyMismatchError) before it claims the round'),
   contributions: z.array(contributionSchema).min(1)
 })
 export type DecryptRequest = z.infer<typeof decryptRequestSchema>

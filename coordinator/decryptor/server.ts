@@ -182,6 +182,11 @@ export async function buildDecryptorServer (deps: DecryptorServerDeps): Promise<
     if (body.keyId !== undefined && body.keyId !== deps.keyInfo.keyId) {
       throw new KeyMismatchError(`round ${roundId} was offered under Paillier key ${body.keyId}; this decryptor holds ${deps.keyInfo.keyId}. Nothing was claimed: restart it on the data dir of the round's key, or run the round again`)
     }
+    // The same key packed for another client count (a restart with another maxClients): its
+    // slots would not line up, and the round would be claimed and then fail (review 47c).
+    if (body.maxClients !== undefined && body.maxClients !== layout.maxClients) {
+      throw new KeyMismatchError(`round ${roundId} was offered with a packing layout for ${body.maxClients} clients; this decryptor packs for ${layout.maxClients}. Nothing was claimed: restart it with the round's maxClients, or run the round again`)
+    }
     if (contributions.length < minClients) throw new InvalidInputError(`round ${roundId}: ${contributions.length} contributions; this decryptor decrypts sums of at least ${minClients}`)
     if (contributions.length > layout.maxClients) throw new InvalidInputError(`round ${roundId}: ${contributions.length} contributions; the packing layout holds at most ${layout.maxClients}`)
     const ids = new Set<string>()

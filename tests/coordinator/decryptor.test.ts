@@ -129,6 +129,14 @@ describe('Paillier decryptor service', () => {
     await expect(readFile(join(dir, 'rounds', 'round-key.json'))).rejects.toThrow(/ENOENT/)
     // Not a claim: the round is still the decryptor's to decide, under the key it was offered with.
     expect(await client.decrypt({ roundId: 'round-key', model: modelOf('round-key'), length: LENGTH, baseVersion: BASE_VERSION, keyId: key.keyId, contributions })).toEqual(ringSum(xs, LENGTH))
+    // The same key packed for another client count: refused before the claim too (review 47c: it
+    // was claimed, then failed, and its clients' base version was spent).
+    const { xs: ys, contributions: packed } = await round(3, 60, 'round-layout')
+    const otherLayout = client.decrypt({ roundId: 'round-layout', model: modelOf('round-layout'), length: LENGTH, baseVersion: BASE_VERSION, keyId: key.keyId, maxClients: 16, contributions: packed })
+    await expect(otherLayout).rejects.toThrow(KeyMismatchError)
+    await expect(otherLayout).rejects.toThrow('round round-layout was offered with a packing layout for 16 clients; this decryptor packs for 8. Nothing was claimed')
+    await expect(readFile(join(dir, 'rounds', 'round-layout.json'))).rejects.toThrow(/ENOENT/)
+    expect(await client.decrypt({ roundId: 'round-layout', model: modelOf('round-layout'), length: LENGTH, baseVersion: BASE_VERSION, keyId: key.keyId, maxClients: 8, contributions: packed })).toEqual(ringSum(ys, LENGTH))
     const malformed = await rawDecrypt('round-key-2', { length: LENGTH, baseVersion: BASE_VERSION, keyId: 'AB', contributions: asJson(contributions) })
     expect(malformed).toMatchObject({ status: 400, body: { error: 'InvalidInputError' } })
     expect(malformed.body.message).toMatch(/keyId.*a Paillier key id: 64 lowercase hex/)

@@ -88,7 +88,7 @@ export async function paillierServer (config: RoundConfig, access: DecryptorAcce
     async sum (uploads, io) {
       // Each upload goes with its client's signature: the decryptor opens it only for this round.
       const contributions = [...uploads].map(([clientId, u]) => ({ clientId, ciphertexts: u.payload, signature: fromBase64(u.signature) }))
-      return await decryptAsking(decryptor, { roundId: config.id, model: config.model, length: config.vectorLength, baseVersion: config.baseVersion, keyId: key.keyId, contributions }, decryptTimeoutMs, io.signal)
+      return await decryptAsking(decryptor, { roundId: config.id, model: config.model, length: config.vectorLength, baseVersion: config.baseVersion, keyId: key.keyId, maxClients: key.layout.maxClients, contributions }, decryptTimeoutMs, io.signal)
     },
     drop () {},
     snapshot: () => null,
