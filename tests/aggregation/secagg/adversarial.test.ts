@@ -1,5 +1,5 @@
 import { describe, it, expect } from 'vitest'
-import { ROUND, advertisedKeys, check, client, consistencySignature, input, mask, newRound, setUp, unmask, wire, type Round } from './harness.ts'
+import { ROUND, advertisedKeys, check, client, consistencySignature, input, mask, newRound, setUp, toUnmask, unmask, wire, type Round } from './harness.ts'
 import { ringSum } from '../../../aggregation/ring.ts'
 import { createMaskingClient } from '../../../aggregation/secagg/client.ts'
 import type { AdvertiseMessage, ConsistencyMessage, InboxMessage, RosterMessage, SharesMessage, SkippedMessage, UnmaskMessage, UnmaskRequestMessage } from '../../../aggregation/secagg/messages.ts'
@@ -270,10 +270,7 @@ describe('an answerer that sends wrong unmask shares (review 47a)', () => {
   /** A complete round of 10 (t = 5) at the unmask stage; `tamper` edits answerer 0's share of `victim`'s self-mask seed. */
   async function answered (tamper: (y: bigint, round: Round, victim: string) => bigint, answering?: (round: Round) => string[]): Promise<{ round: Round, sum: Promise<Uint32Array> }> {
     const round = newRound(10, { kind: 'complete', adversarialRate: 0.05, dropoutRate: 0.3 }, { seed: 3, vectorLength: 16 })
-    await setUp(round)
-    await mask(round, round.ids)
-    round.server.closeMasked()
-    await check(round, round.ids)
+    await toUnmask(round)
     const victim = round.ids[5] as string
     const bad = round.ids[0] as string
     for (const id of answering?.(round) ?? round.ids) {

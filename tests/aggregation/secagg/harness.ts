@@ -105,6 +105,14 @@ export async function unmask (round: Round, ids: readonly string[]): Promise<voi
   for (const id of ids) round.server.receiveUnmask(id, wire(await client(round, id).unmask(wire(round.server.unmaskRequestFor(id)))))
 }
 
+/** Rounds 0–3 for everyone, the given survivors masking: the round is then at its unmask stage. */
+export async function toUnmask (round: Round, survivors: readonly string[] = round.ids): Promise<void> {
+  await setUp(round)
+  await mask(round, survivors)
+  round.server.closeMasked()
+  await check(round, survivors)
+}
+
 /** A whole round in which `dropped` never send masked input; returns the server's sum and the plaintext one. */
 export async function runRound (round: Round, dropped: ReadonlySet<string>): Promise<{ sum: Uint32Array, expected: Uint32Array }> {
   await setUp(round)

@@ -1,5 +1,5 @@
 import { describe, it, expect } from 'vitest'
-import { ROUND, check, client, input, mask, newRound, runRound, setUp, shuffled, unmask, wire } from './harness.ts'
+import { ROUND, check, client, input, mask, newRound, runRound, setUp, shuffled, toUnmask, unmask, wire } from './harness.ts'
 import { ringSum } from '../../../aggregation/ring.ts'
 import type { GraphConfig } from '../../../aggregation/secagg/params.ts'
 import { clientMessageSchema, serverMessageSchema } from '../../../aggregation/secagg/messages.ts'
@@ -28,10 +28,7 @@ describe('the unmasked sum equals the plaintext ring sum exactly', () => {
 
   it('takes an answer that comes once the sum is under way, or done, without complaint: a slower honest answerer (review 47b)', async () => {
     const round = newRound(12, { kind: 'harary', degree: 6, threshold: 4 })
-    await setUp(round)
-    await mask(round, round.ids)
-    round.server.closeMasked()
-    await check(round, round.ids)
+    await toUnmask(round)
     const answerers = round.server.answerers()
     const answers = new Map(await Promise.all(answerers.map(async id => [id, wire(await client(round, id).unmask(wire(round.server.unmaskRequestFor(id))))] as const)))
     let given = 0
@@ -112,10 +109,7 @@ describe('below the threshold the server fails cleanly, never with a wrong sum',
 
   it('too few unmask responses: finish fails naming whose seed could not be rebuilt', async () => {
     const round = newRound(12, { kind: 'complete', dropoutRate: 0.1, adversarialRate: 0 })
-    await setUp(round)
-    await mask(round, round.ids)
-    round.server.closeMasked()
-    await check(round, round.ids)
+    await toUnmask(round)
     const t = round.server.parameters?.threshold as number
     await unmask(round, round.ids.slice(0, t - 1))
     expect(round.server.ready()).toBe(false)
@@ -125,10 +119,7 @@ describe('below the threshold the server fails cleanly, never with a wrong sum',
 
   it('ready() turns true exactly when every seed has t shares (a client holds no share of its own)', async () => {
     const round = newRound(12, { kind: 'complete', dropoutRate: 0.1, adversarialRate: 0 })
-    await setUp(round)
-    await mask(round, round.ids)
-    round.server.closeMasked()
-    await check(round, round.ids)
+    await toUnmask(round)
     const t = round.server.parameters?.threshold as number
     await unmask(round, round.ids.slice(0, t))
     // The t responders' own seeds have only t − 1 shares so far.
