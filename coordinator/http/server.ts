@@ -8,6 +8,7 @@ import type { IncomingMessage, ServerOptions } from 'node:http'
 import { Readable } from 'node:stream'
 import Fastify, { type FastifyInstance } from 'fastify'
 import cors from '@fastify/cors'
+import fresh from 'fresh'
 import { corsOrigins } from './cors.ts'
 import multipart from '@fastify/multipart'
 import swagger from '@fastify/swagger'
@@ -119,8 +120,8 @@ export async function buildServer (deps: ServerDeps): Promise<FastifyInstance> {
       origin: origins.includes('*') ? '*' : origins,
       // PUT: release channels (ledger-routes.ts) are set from an operator's page too; DELETE revokes tokens.
       methods: ['GET', 'HEAD', 'POST', 'PUT', 'DELETE'],
-      allowedHeaders: ['authorization', 'content-type'],
-      exposedHeaders: ['retry-after', 'content-length'],
+      allowedHeaders: ['authorization', 'content-type', 'if-none-match'],
+      exposedHeaders: ['retry-after', 'content-length', 'etag'],
       maxAge: 600
     })
   }
@@ -265,7 +266,12 @@ export async function buildServer (deps: ServerDeps): Promise<FastifyInstance> {
     // by a shared cache under these headers would answer for a year.
     const immutable = (): void => { void reply.header('etag', etag).header('cache-control', 'public, max-age=31536000, immutable') }
     // The ETag is the CID: a revalidation needs only the file to be there, not read and hashed.
-    if (req.headers['if-none-match'] === etag) {
+    // `fresh` weighs If-None-Match as RFC 9110 §13.1.2 says (lists, weak tags, *): an exact
+    // match alone sent a client naming several tags the whole block again (review 47d). Its
+    // Cache-Control: no-cache rule is left out: the bytes of a CID never change, and fetch()
+    // adds that header to every request carrying If-None-Match.
+    const noneMatch = req.headers['if-none-match']
+    if (noneMatch !== undefined && fresh({ 'if-none-match': noneMatch }, { etag })) {
       if (!await deps.files.has(cid)) throw new NotFoundError(`no block or shard ${cid}`)
       immutable()
       return await reply.status(304).send(undefined as never)

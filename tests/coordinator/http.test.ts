@@ -136,6 +136,11 @@ describe('coordinator HTTP API', () => {
     expect(res.headers.get('cache-control')).toContain('immutable')
     expect(await rawCid(new Uint8Array(await res.arrayBuffer()))).toBe(block.shards.cids[0])
     expect((await fetch(`${url}/v1/blocks/${block.cid}`, { headers: { 'if-none-match': `"${block.cid}"` } })).status).toBe(304)
+    // As RFC 9110 §13.1.2 weighs it (review 47d: only an exact match was): a list, a weak tag, *.
+    for (const header of [`"other", "${block.cid}"`, `W/"${block.cid}"`, '*']) {
+      expect((await fetch(`${url}/v1/blocks/${block.cid}`, { headers: { 'if-none-match': header } })).status, header).toBe(304)
+    }
+    expect((await fetch(`${url}/v1/blocks/${block.cid}`, { headers: { 'if-none-match': '"other"' } })).status).toBe(200)
 
     const bad = await fetch(`${url}/v1/blocks/not-a-cid`)
     expect(bad.status).toBe(400)
