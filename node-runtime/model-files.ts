@@ -102,7 +102,18 @@ export async function readModelFiles (path: string, options: ReadModelOptions = 
   } catch {
     throw new InvalidInputError(`${path}: no such file or folder`)
   }
-  if (info.isDirectory()) return await readModelFiles(join(path, await entryOf(path)), options)
+  if (info.isDirectory()) {
+    const entry = join(path, await entryOf(path))
+    // The folder's own model.json or .onnx is held to its folder too (review 47e): a link out of
+    // it read any JSON file, whose text then went into the model. Named directly, it is the user's choice.
+    if (options.followLinksOut !== true) {
+      const [home, target] = await Promise.all([realpath(path), realpath(entry)])
+      if (!target.startsWith(home + sep)) {
+        throw new InvalidModelError(`${entry} is a link to ${target}, outside the model's folder; links out of it are read only when asked for (blockfed ingest --follow-links), for a folder from a source you trust`)
+      }
+    }
+    return await readModelFiles(entry, options)
+  }
   await regularFile(path, path)
   const dir = dirname(path)
   const name = basename(path)

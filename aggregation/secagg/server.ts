@@ -14,12 +14,12 @@
  * Masked inputs are added into one running sum as they arrive: memory is one vector, whatever the
  * number of clients. finish() rebuilds b_u for every survivor and s_v^SK for every dropped client
  * with a surviving neighbour, checks each (a rebuilt s_v^SK must match the advertised s_v^PK; a
- * rebuilt b_u must be a 32-byte value and, when more than t shares came, agree with spare shares
- * checked at random, which catches a crafted share too — with exactly t shares a crafted one is
- * not caught: b_u has no public commitment in the paper), and subtracts PRG(b_u) and the dropped
- * clients' pairwise masks. One wrong share among t + 2 or more is left out. When a needed secret
- * has fewer than t shares, or shares that disagree beyond that, the round fails with
- * UnavailableError saying whose. The rebuilding yields to the event loop as it goes.
+ * rebuilt b_u must be a 32-byte value, and every share that came must lie on the polynomial t
+ * of them make, which catches crafted shares too whenever t of them are honest — with fewer, a
+ * crafted one is not caught: b_u has no public commitment in the paper), and subtracts PRG(b_u)
+ * and the dropped clients' pairwise masks. When a needed secret has fewer than t shares, or
+ * shares that disagree, the round fails with UnavailableError saying whose. The rebuilding yields
+ * to the event loop as it goes.
  *
  * A survivor's report of neighbours whose shares did not open for it (receiveSkipped) drops
  * those edges: it holds none of their shares and did not mask with them, and where the neighbour
@@ -524,9 +524,14 @@ function serverCore (options: MaskingServerOptions): Internals {
       if (have.length < t()) fail(`${have.length} shares of ${what} arrived, the threshold is ${t()}`)
       let secret: Uint8Array
       try {
-        secret = robustCombine(have, t(), basis)
+        // From the t lowest x's (their basis is shared across owners), every other share checked
+        // against it: all of them on one polynomial, or the round fails. Sampling spares, and
+        // leaving out the one share whose removal made the rest agree, let two colluding
+        // answerers fit their shares to a fake polynomial and pass a wrong secret (review 47e).
+        // Correct whenever t of the shares are honest; with fewer, no check without commitments is.
+        secret = combine([...have].sort((a, b) => a.x - b.x), t(), { basis })
       } catch (err) {
-        return fail(`the shares of ${what} are inconsistent${err instanceof UnexplainedShares ? ', and no single wrong share explains it' : ''}`, err)
+        return fail(`the shares of ${what} are inconsistent: some answerer sent a wrong share`, err)
       }
       secrets.push(secret)
       return secret
@@ -675,52 +680,4 @@ export async function restoreMaskingServer (snapshot: MaskingServerSnapshot): Pr
     if (err instanceof InvalidInputError) throw err
     throw new InvalidInputError(`server snapshot: does not replay (${(err as Error).message})`, { cause: err })
   }
-}
-
-/** Spare shares checked against the polynomial of the first t, chosen at random among those that came. */
-const SPARE_CHECKS = 2
-
-/** Shares that disagree in a way no single wrong share explains. */
-class UnexplainedShares extends IntegrityError {}
-
-/**
- * A secret from the shares that came: interpolated from the t lowest x's (their basis is shared
- * across owners) and checked against SPARE_CHECKS other shares drawn at random, so colluding
- * answerers cannot fit their shares to the ones checked (review 47a: one crafted share gave a
- * wrong sum silently). When they disagree and there are spares to spare, the one share whose
- * removal makes all the others agree is left out (one wrong share no longer fails a round that
- * has t right ones and two more); otherwise it throws.
- */
-function robustCombine (have: readonly Share[], t: number, basis: (xs: readonly number[]) => LagrangeBasis): Uint8Array {
-  const sorted = [...have].sort((a, b) => a.x - b.x)
-  try {
-    return combine([...sorted.slice(0, t), ...shuffle(sorted.slice(t))], t, { check: SPARE_CHECKS, basis })
-  } catch (err) {
-    if (!(err instanceof IntegrityError) || sorted.length < t + 2) throw err
-    // Every other share checked here, not two: this path runs only when some share is wrong.
-    const fits = sorted.map((_, i) => {
-      try {
-        return combine(sorted.filter((_, j) => j !== i), t, { basis })
-      } catch {
-        return undefined
-      }
-    })
-    const found = fits.filter(f => f !== undefined)
-    if (found.length !== 1) {
-      for (const f of found) f.fill(0)
-      throw new UnexplainedShares(`${found.length} of ${sorted.length} shares could each be the wrong one`, { cause: err })
-    }
-    return found[0] as Uint8Array
-  }
-}
-
-/** A uniformly random order (Fisher–Yates over crypto.getRandomValues; the modulo bias of 32-bit draws is below 2^−16 here). */
-function shuffle<T> (items: T[]): T[] {
-  const random = new Uint32Array(Math.max(1, items.length))
-  globalThis.crypto.getRandomValues(random)
-  for (let i = items.length - 1; i > 0; i--) {
-    const j = (random[i] as number) % (i + 1)
-    ;[items[i], items[j]] = [items[j] as T, items[i] as T]
-  }
-  return items
 }

@@ -160,7 +160,16 @@ export function lagrangeBasis (xs: readonly number[]): LagrangeBasis {
     return mod(d)
   })
   const invDenominators = inverses(denominators)
+  // Checking the shares past t of many owners asks for the same x's again (a complete graph's holders).
+  const memo = new Map<number, bigint[]>()
   const at = (x: number): bigint[] => {
+    const kept = memo.get(x)
+    if (kept !== undefined) return kept
+    const weights = weightsAt(x)
+    memo.set(x, weights)
+    return weights
+  }
+  const weightsAt = (x: number): bigint[] => {
     const own = xs.indexOf(x)
     if (own >= 0) return xs.map((_, i) => i === own ? 1n : 0n)
     const differences = xs.map(xj => mod(BigInt(x - xj)))
@@ -187,9 +196,8 @@ export function interpolateAtZero (points: ReadonlyArray<{ x: number, y: bigint 
 export interface CombineOptions {
   /**
    * Shares past the first `threshold` to check against the polynomial the first ones make
-   * (default all): one wrong share among the first is found by any right one checked, and a
-   * wrong one checked is found itself. A caller choosing which spares to check at random keeps
-   * colluders from fitting their shares to the ones checked.
+   * (default all). With all checked, shares that all agree are the secret's whenever
+   * `threshold` of them are right; checking fewer lets colluders fit theirs to the ones checked.
    */
   check?: number
   /** Where the bases come from (a cache: holders' x's repeat across owners). */

@@ -414,7 +414,7 @@ export function roundManager (deps: RoundManagerDeps): RoundManager {
       // Offered is not enough: a client that declined, or did not accept in time, must not join the setup (the roster).
       if (!round.accepted.has(client.id) || round.dropped.has(client.id)) throw withRound(new InvalidInputError(`round ${round.config.id}: secure-aggregation messages only from clients that accepted the round and are still in it`), round.config.id, round.dropped.has(client.id) ? { left: true } : {})
       try {
-        await round.secure.message(client.id, m.payload)
+        if (await round.secure.message(client.id, m.payload) === 'persist') deps.store.saveSecureState(round.config.id, round.secure.snapshot())
         if (round.persistWhenComplete === true && !round.secure.needsClients()) {
           deps.store.saveSecureState(round.config.id, round.secure.snapshot())
           round.persistWhenComplete = false
@@ -820,7 +820,7 @@ export function roundManager (deps: RoundManagerDeps): RoundManager {
       reconnecting: gate(config.secure.mode === 'masking' ? taking : training, config.deadlines.unmaskMs / 2, controller.signal)
     }
     for (const id of config.clients) if (!round.accepted.has(id)) dropClient(round, id)
-    // A collecting row was last updated when it began collecting (uploads are kept in other tables).
+    // A collecting row's updatedAt is when it began collecting (store.ts: only state changes set it).
     const trainUntil = Date.parse(row.updatedAt) + config.deadlines.trainMs
     if (training.length > 0) round.waiting = { kind: 'upload', gate: gate(training, Math.max(0, trainUntil - Date.now()), controller.signal) }
     // Registered last, with nothing after it that can throw: a half-registered round would stay

@@ -26,6 +26,7 @@ export interface RoundRow {
   metrics: Record<string, number> | null
   secureState: unknown
   createdAt: string
+  /** When the round last changed state (saving its secure state does not count). */
   updatedAt: string
 }
 
@@ -98,7 +99,9 @@ export function roundStore (database: Database): RoundStore {
     list: db.prepare('SELECT * FROM rounds WHERE model = ? ORDER BY created_at DESC, id DESC LIMIT ?'),
     unfinished: db.prepare('SELECT * FROM rounds WHERE state NOT IN (\'published\', \'failed\') ORDER BY created_at'),
     transition: db.prepare('UPDATE rounds SET state = ?, reason = COALESCE(?, reason), version = COALESCE(?, version), metrics = COALESCE(?, metrics), updated_at = ? WHERE id = ? AND state = ?'),
-    secure: db.prepare('UPDATE rounds SET secure_state = ?, updated_at = ? WHERE id = ?'),
+    // Not updated_at: that is when the round last changed state (a resumed round's training
+    // deadline counts from its collecting start, rounds.ts `resume`).
+    secure: db.prepare('UPDATE rounds SET secure_state = ? WHERE id = ?'),
     unanswered: db.prepare('UPDATE round_clients SET status = \'unanswered\', updated_at = ? WHERE round_id = ? AND status = \'offered\''),
     setClient: db.prepare('INSERT INTO round_clients (round_id, client_id, status, updated_at) VALUES (?, ?, ?, ?) ON CONFLICT (round_id, client_id) DO UPDATE SET status = excluded.status, updated_at = excluded.updated_at'),
     clients: db.prepare('SELECT client_id, status FROM round_clients WHERE round_id = ? ORDER BY client_id'),
@@ -142,7 +145,7 @@ export function roundStore (database: Database): RoundStore {
         if (to === 'published' || to === 'failed') q.unanswered.run(t, id)
       })
     },
-    saveSecureState: (id, state) => { q.secure.run(JSON.stringify(state), now(), id) },
+    saveSecureState: (id, state) => { q.secure.run(JSON.stringify(state), id) },
     setClient: (roundId, clientId, status) => { q.setClient.run(roundId, clientId, status, now()) },
     clients: roundId => (q.clients.all(roundId) as Array<{ client_id: string, status: ClientStatus }>).map(r => ({ clientId: r.client_id, status: r.status })),
     lastParticipation (clientId) {

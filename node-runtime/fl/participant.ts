@@ -550,6 +550,9 @@ export function createParticipant (options: ParticipantOptions): Participant {
       // after the round's end.
       signal.throwIfAborted()
       if (socket?.readyState !== WebSocket.OPEN || !welcomed) throw new TimeoutError(`round ${config.id}: the connection closed before the upload`)
+      // On the same connection, just before the frame, with no await between: both go, in order.
+      const before = round.secure.beforeUpload?.()
+      if (before !== undefined) round.bytesUp += send({ type: 'secagg', roundId: config.id, payload: before })
       socket.send(frame)
     } finally {
       sending.delete(base)

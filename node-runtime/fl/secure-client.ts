@@ -26,6 +26,12 @@ export interface SecureRoundClient {
   message: (payload: unknown) => Promise<void>
   /** The encoded update → the bytes to upload. */
   protect: (encoded: Uint32Array, signal: AbortSignal) => Promise<Uint8Array>
+  /**
+   * A `secagg` payload to send right before the upload, on the connection that carries it
+   * (masking: the neighbours whose shares did not open). Sent apart, it was lost while the
+   * connection was down and the upload went later without it: a wrong sum (review 47e).
+   */
+  beforeUpload?: () => unknown
   /** Forget every secret of the round. */
   dispose: () => void
 }
@@ -245,11 +251,9 @@ function maskingClient (deps: SecureClientDeps, localMinRoster = 2, minAdversari
         signal.addEventListener('abort', () => reject(signal.reason as Error), { once: true })
       })])
       const y = await client.maskedInput(encoded, box)
-      // Sent before the upload, on the same connection: the edges whose shares did not open.
-      const skipped = client.skipped()
-      if (skipped !== undefined) deps.send(skipped)
       return new Uint8Array(y.buffer, y.byteOffset, y.byteLength)
     },
+    beforeUpload: () => client.skipped(),
     // A round ended early leaves b, pair seeds or neighbours' shares: zeroed now, not at GC (review 47a).
     dispose: () => { client.wipe() }
   }

@@ -414,7 +414,7 @@ describe('blockfed coordinator', () => {
     await symlink(join(MOVENET_DIR, 'movenet-lightning.bin'), join(linked, 'movenet-lightning.bin'))
     const refused = await blockfed('ingest', linked, '--name', 'linked', '--coordinator', url, '--data', data)
     expect(refused.code).toBe(1)
-    expect(refused.stderr).toBe(`blockfed: InvalidModelError: model file "movenet-lightning.bin" in ${linked} is a link to ${join(MOVENET_DIR, 'movenet-lightning.bin')}, outside the model's folder; links out of it are read only when asked for (blockfed ingest --follow-links), for a folder from a source you trust\n`)
+    expect(refused.stderr).toBe(`blockfed: InvalidModelError: ${join(linked, 'model.json')} is a link to ${join(MOVENET_DIR, 'movenet-lightning.json')}, outside the model's folder; links out of it are read only when asked for (blockfed ingest --follow-links), for a folder from a source you trust\n`)
     expect((await blockfed('versions', 'linked', '--coordinator', url)).code).not.toBe(0)
     const followed = await blockfed('ingest', linked, '--name', 'linked', '--coordinator', url, '--data', data, '--follow-links')
     expect(followed.stderr).toBe('')

@@ -10,7 +10,7 @@ import { maskingServer } from '../../coordinator/rounds/secure/masking.ts'
 import { gate } from '../../coordinator/rounds/gate.ts'
 import { createMaskingClient, type MaskingClient } from '../../aggregation/secagg/client.ts'
 import { generateSigningKey } from '../../shared/crypto/sign.ts'
-import { fromHex, toHex } from '../../shared/crypto/bytes.ts'
+import { fromBase64, fromHex, toBase64, toHex } from '../../shared/crypto/bytes.ts'
 import { graphConfig } from '../../shared/rounds/secagg-graph.ts'
 import { roundConfigSchema, roundScheduleMs, type RoundConfig } from '../../shared/rounds/config.ts'
 import type { AcceptedUpload, RoundIo, SecureRoundServer } from '../../coordinator/rounds/secure/types.ts'
@@ -155,6 +155,48 @@ describe('masking round on the coordinator', () => {
     // The state a restart would load: complete, so it can finish without any client.
     const restored = await maskingServer(config, server.snapshot())
     expect(restored.needsClients()).toBe(false)
+  })
+})
+
+describe('masking round: a client whose neighbour sealed it shares that do not open (reviews 47a, 47e)', () => {
+  it('asks for its report to be saved at once, and a coordinator restarted from that state sums exactly', async () => {
+    const { config, clients } = round(6, LONG_MS, 'complete')
+    const ids = config.clients
+    const [culprit, victim] = [ids[0], ids[3]] as [string, string]
+    const server = await maskingServer(config, null)
+    const channel = io(() => server, clients, () => false)
+    // The culprit's shares for the victim: the right length, random bytes.
+    const send = channel.send.bind(channel)
+    channel.send = (to, payload) => {
+      if (to !== culprit || (payload as { type: string }).type !== 'secagg/roster') { send(to, payload); return }
+      channel.replies.push((async () => {
+        const shares = await (clients.get(culprit) as MaskingClient).shareKeys(payload as never)
+        for (const e of shares.shares) if (e.to === victim) e.ciphertext = toBase64(globalThis.crypto.getRandomValues(new Uint8Array(fromBase64(e.ciphertext).length)))
+        await server.message(culprit, shares)
+      })())
+    }
+    const setup = server.setup(ids, channel)
+    for (const id of ids) await server.message(id, await (clients.get(id) as MaskingClient).advertise())
+    await setup
+    const uploads = new Map<string, AcceptedUpload>()
+    let saved: unknown
+    for (const id of ids) {
+      const client = clients.get(id) as MaskingClient
+      const masked = await client.maskedInput(new Uint32Array(VECTOR).fill(1), channel.inboxes.get(id))
+      const report = client.skipped()
+      if (report !== undefined) {
+        expect(await server.message(id, report)).toBe('persist')
+        saved = server.snapshot()
+      }
+      const bytes = new Uint8Array(masked.buffer, masked.byteOffset, masked.byteLength)
+      server.checkUpload(id, bytes)
+      uploads.set(id, { payload: bytes, signature: '' })
+    }
+    expect(saved).toBeDefined()
+    // Restarted from what was saved, with the uploads the database kept.
+    const restarted = await maskingServer(config, saved)
+    const again = io(() => restarted, clients, () => false)
+    expect([...await restarted.sum(uploads, again)]).toEqual(new Array(VECTOR).fill(ids.length))
   })
 })
 

@@ -93,10 +93,13 @@ describe('readModelFiles', () => {
     const files = await readModelFiles(dir, { followLinksOut: true })
     expect(files.map(f => f.path)).toEqual(['model.json', 'w/emotion.bin', 'other.bin'])
     expect(files[1]?.bytes).toEqual(new Uint8Array(8).fill(2))
-    // By default a weight file whose link leaves the folder is refused, naming where it leads.
+    // By default the folder's model.json, a link leaving the folder, is refused, naming where it
+    // leads (review 47e); so is a weight file, when the model.json is the folder's own.
     const err = await readModelFiles(dir).catch((e: unknown) => e)
     expect(err).toBeInstanceOf(InvalidModelError)
-    expect((err as Error).message).toMatch(new RegExp(`model file "(w/emotion|other)\\.bin" in ${dir} is a link to ${store}/(weights/emotion|other)\\.bin, outside the model's folder; .*--follow-links`))
+    expect((err as Error).message).toBe(`${join(dir, 'model.json')} is a link to ${join(store, 'model.json')}, outside the model's folder; links out of it are read only when asked for (blockfed ingest --follow-links), for a folder from a source you trust`)
+    // Named directly, the model.json is the user's choice; what it names is held to its folder.
+    await expect(readModelFiles(join(dir, 'model.json'))).rejects.toThrow(new RegExp(`model file "(w/emotion|other)\\.bin" in ${dir} is a link to ${store}/(weights/emotion|other)\\.bin, outside the model's folder; .*--follow-links`))
   })
 
   it('refuses a model file linked to a secret outside the folder (a cloned repository keeps its links), and reads links that stay inside', async () => {

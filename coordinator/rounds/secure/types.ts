@@ -24,8 +24,13 @@ export interface SecureRoundServer {
   readonly uploadBytes: number
   /** Setup among the accepted clients before uploads; resolves to the clients that may upload. */
   setup: (accepted: string[], io: RoundIo) => Promise<string[]>
-  /** A `secagg` message from a client of the round; throws InvalidInputError on a bad one. */
-  message: (clientId: string, payload: unknown) => void | Promise<void>
+  /**
+   * A `secagg` message from a client of the round; throws InvalidInputError on a bad one. Resolves
+   * `'persist'` when the message changed what a restart must know before the uploads that follow
+   * it are stored (masking: a client's report of shares that did not open): the runner saves the
+   * snapshot at once.
+   */
+  message: (clientId: string, payload: unknown) => void | 'persist' | Promise<void | 'persist'>
   /** Checks one upload's payload before it is accepted; throws InvalidInputError with the reason. */
   checkUpload: (clientId: string, payload: Uint8Array) => void
   /** The ring sum (mod 2^32) of the uploads' plaintext vectors. */
