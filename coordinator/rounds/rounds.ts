@@ -414,7 +414,16 @@ export function roundManager (deps: RoundManagerDeps): RoundManager {
       // Offered is not enough: a client that declined, or did not accept in time, must not join the setup (the roster).
       if (!round.accepted.has(client.id) || round.dropped.has(client.id)) throw withRound(new InvalidInputError(`round ${round.config.id}: secure-aggregation messages only from clients that accepted the round and are still in it`), round.config.id, round.dropped.has(client.id) ? { left: true } : {})
       try {
-        if (await round.secure.message(client.id, m.payload) === 'persist') deps.store.saveSecureState(round.config.id, round.secure.snapshot())
+        if (await round.secure.message(client.id, m.payload) === 'persist') {
+          try {
+            deps.store.saveSecureState(round.config.id, round.secure.snapshot())
+          } catch (err) {
+            // Not kept, the message would be lost at a restart while the upload after it is
+            // stored (a wrong sum): the client is out instead (review 47f).
+            dropClient(round, client.id, 'the coordinator could not save its secure-aggregation message')
+            throw err
+          }
+        }
         if (round.persistWhenComplete === true && !round.secure.needsClients()) {
           deps.store.saveSecureState(round.config.id, round.secure.snapshot())
           round.persistWhenComplete = false

@@ -278,6 +278,11 @@ describe('a client whose neighbour sends it shares that do not open (review 47a)
     expect(() => round.server.receiveSkipped(victim, wire({ ...report, peers: [{ ...report.peers[0], seed: 'short' }] }))).toThrow(/seed/)
     round.server.receiveSkipped(victim, wire(report))
     expect(() => round.server.receiveSkipped(victim, wire(report))).toThrow(/already received/)
+    // After its masked input: refused (a restart between the two would lose it, and the sum with it; review 47f).
+    const late = await withBadShares(6, r => [r.ids[1] as string])
+    const y = await client(late.round, victim).maskedInput(input(late.round, victim), wire(late.round.server.inboxFor(victim)))
+    late.round.server.receiveMasked(victim, y)
+    expect(() => late.round.server.receiveSkipped(victim, wire(client(late.round, victim).skipped()))).toThrow(/after its masked input; a report comes before it/)
   })
 })
 
