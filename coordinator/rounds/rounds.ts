@@ -618,8 +618,8 @@ export function roundManager (deps: RoundManagerDeps): RoundManager {
   /** Rounds a restart left that recover() has still to end: round id → model. */
   const recovering = new Map<string, string>()
   /**
-   * The results of the rounds recover() ended, for their uploaders that reconnect after it
-   * (kept for this process's life: a restart leaves a handful of rounds at most).
+   * The results of the rounds this start recovered or resumed, for their uploaders that reconnect
+   * after they ended (kept for this process's life: a restart leaves a handful of rounds at most).
    */
   const recoveredEnds = new Map<string, Extract<ServerMessage, { type: 'result' }>>()
 
@@ -864,7 +864,11 @@ export function roundManager (deps: RoundManagerDeps): RoundManager {
       }
       if (left) return
       const ended = deps.store.get(config.id) as RoundRow
-      announce(config, { state: ended.state as 'published' | 'failed', version: ended.version, reason: ended.reason })
+      const result = resultOf(config, { state: ended.state as 'published' | 'failed', version: ended.version, reason: ended.reason })
+      // Also for its uploaders that reconnect after it ended (mode none waits for none of them:
+      // one back later took the round for lost; found in CI).
+      recoveredEnds.set(config.id, result)
+      announce(config, result)
     })().catch(err => {
       // After stop() closed the store, say: reported, never an unhandled rejection.
       emit({ type: 'state', roundId: config.id, state: 'interrupted', detail: `resumed round: ${(err as Error).message}; its stored state is as it last was` })

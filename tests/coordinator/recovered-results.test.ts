@@ -66,4 +66,32 @@ describe('a round ended by recover() after a restart', () => {
     expect(sent.get(b)).toEqual([result])
     expect(store.clients(config.id)).toEqual([{ clientId: a, status: 'uploaded' }, { clientId: b, status: 'uploaded' }, { clientId: c, status: 'dropped' }])
   })
+
+  it('a resumed round that ended before its uploader came back names itself to it and sends the result (found in CI)', async () => {
+    const store = await stores.fresh()
+    const short = roundConfigSchema.parse({ ...config, id: 'r_00000000000000ac', deadlines: { acceptMs: 1000, setupMs: 1000, trainMs: 1000, unmaskMs: 200 } })
+    store.create(short)
+    store.transition(short.id, 'collecting')
+    store.putUpload(short.id, a, { payload: new Uint8Array(encodeUpdate(new Float32Array(8), { params: fixedPoint, weight: 1, random: cryptoUniform() }).buffer), signature: '' })
+    store.setClient(short.id, a, 'uploaded')
+    store.setClient(short.id, b, 'accepted')
+    const sent: ServerMessage[] = []
+    let back: ClientConnection | undefined
+    const manager = roundManager({
+      store,
+      repo: {} as never,
+      hub: () => ({ get: (id: string) => id === back?.id ? back : undefined }) as never,
+      publish: async () => { throw new Error('unreached') },
+      readBase: async () => { throw new Error('unreached') },
+      secureServer: async cfg => plainServer(cfg)
+    })
+    // Mode none, one upload of the two it needs: resumed; b never comes back, so it fails.
+    await manager.resumeInterrupted()
+    await manager.recover()
+    await expect.poll(() => store.get(short.id)?.state, { timeout: 10_000 }).toBe('failed')
+    back = { id: a, models: ['m'], given: new Map(), send: (m: ServerMessage) => { sent.push(m) }, close: () => {} }
+    expect(manager.handlers.connected(back, [short.id])).toEqual([short.id])
+    await Promise.resolve()
+    expect(sent).toEqual([{ type: 'result', roundId: short.id, state: 'failed', version: null, reason: expect.stringContaining('resumed after a restart with 1 upload(s)') }])
+  })
 })
