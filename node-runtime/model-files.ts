@@ -48,8 +48,17 @@ export interface ReadModelOptions {
   followLinksOut?: boolean
 }
 
+/**
+ * Refuses `target` (a path through its links) outside `home` (the model's folder, through its
+ * links: a folder reached through a link is itself), said as `what`.
+ */
+function refuseLinkOut (home: string, target: string, what: string): void {
+  if (!target.startsWith(home + sep)) {
+    throw new InvalidModelError(`${what} is a link to ${target}, outside the model's folder; links out of it are read only when asked for (blockfed ingest --follow-links), for a folder from a source you trust`)
+  }
+}
+
 async function readAll (dir: string, names: string[], options: ReadModelOptions): Promise<ModelFile[]> {
-  // Both sides through their links: a model folder reached through a link (a mounted disk) is itself.
   const home = options.followLinksOut === true ? undefined : await realpath(dir)
   return await Promise.all(names.map(async name => {
     const full = resolve(dir, name)
@@ -57,9 +66,7 @@ async function readAll (dir: string, names: string[], options: ReadModelOptions)
     try {
       // What the links lead to is what is checked and read.
       const target = await realpath(full)
-      if (home !== undefined && !target.startsWith(home + sep)) {
-        throw new InvalidModelError(`model file "${name}" in ${dir} is a link to ${target}, outside the model's folder; links out of it are read only when asked for (blockfed ingest --follow-links), for a folder from a source you trust`)
-      }
+      if (home !== undefined) refuseLinkOut(home, target, `model file "${name}" in ${dir}`)
       await regularFile(target, `model file "${name}" in ${dir}`)
       return { path: relative(dir, full).split(sep).join('/'), bytes: new Uint8Array(await readFile(target)) }
     } catch (err) {
@@ -108,9 +115,7 @@ export async function readModelFiles (path: string, options: ReadModelOptions = 
     // it read any JSON file, whose text then went into the model. Named directly, it is the user's choice.
     if (options.followLinksOut !== true) {
       const [home, target] = await Promise.all([realpath(path), realpath(entry)])
-      if (!target.startsWith(home + sep)) {
-        throw new InvalidModelError(`${entry} is a link to ${target}, outside the model's folder; links out of it are read only when asked for (blockfed ingest --follow-links), for a folder from a source you trust`)
-      }
+      refuseLinkOut(home, target, entry)
     }
     return await readModelFiles(entry, options)
   }
