@@ -770,10 +770,20 @@ export function roundManager (deps: RoundManagerDeps): RoundManager {
     return { type: 'result', roundId: config.id, state: end.state, version: end.version, reason }
   }
 
-  /** Tells the round's connected clients how it ended. */
-  function announce (config: RoundConfig, end: Pick<RoundSummary, 'state' | 'version' | 'reason'>): void {
+  /** Tells the round's connected clients how it ended; returns what they were told. */
+  function announce (config: RoundConfig, end: Pick<RoundSummary, 'state' | 'version' | 'reason'>): Extract<ServerMessage, { type: 'result' }> {
     const message = resultOf(config, end)
     for (const id of config.clients) deps.hub().get(id)?.send(message)
+    return message
+  }
+
+  /**
+   * announce() for a round this start recovered or resumed, which ended as stored: the result is
+   * also kept for its uploaders that reconnect after it ended (a resumed mode-none round waits for
+   * none of them: one back later took the round for lost; found in CI).
+   */
+  function announceAfterRestart (config: RoundConfig, ended: RoundRow): void {
+    recoveredEnds.set(config.id, announce(config, { state: ended.state as 'published' | 'failed', version: ended.version, reason: ended.reason }))
   }
 
   /** Whether `clientId` uploaded to round `roundId`, as stored. */
@@ -865,12 +875,7 @@ export function roundManager (deps: RoundManagerDeps): RoundManager {
         unregister(round)
       }
       if (left) return
-      const ended = deps.store.get(config.id) as RoundRow
-      const result = resultOf(config, { state: ended.state as 'published' | 'failed', version: ended.version, reason: ended.reason })
-      // Also for its uploaders that reconnect after it ended (mode none waits for none of them:
-      // one back later took the round for lost; found in CI).
-      recoveredEnds.set(config.id, result)
-      announce(config, result)
+      announceAfterRestart(config, deps.store.get(config.id) as RoundRow)
     })().catch(err => {
       // After stop() closed the store, say: reported, never an unhandled rejection.
       emit({ type: 'state', roundId: config.id, state: 'interrupted', detail: `resumed round: ${(err as Error).message}; its stored state is as it last was` })
@@ -959,9 +964,7 @@ export function roundManager (deps: RoundManagerDeps): RoundManager {
       if (ended !== undefined && (ended.state === 'published' || ended.state === 'failed')) {
         // Accepted and never uploaded: out of the round, as a live or resumed round marks them.
         for (const { clientId, status } of deps.store.clients(row.id)) if (status === 'accepted') deps.store.setClient(row.id, clientId, 'dropped')
-        const result = resultOf(row.config, { state: ended.state, version: ended.version, reason: ended.reason })
-        recoveredEnds.set(row.id, result)
-        announce(row.config, result)
+        announceAfterRestart(row.config, ended)
       }
       out.push(summary(row.id, participants))
     }
