@@ -49,6 +49,8 @@ import { curves } from './_curves.ts'
 import { agree, checkAdvertise, rosterGraph, type ClientKeys } from './_roster.ts'
 import { combine, lagrangeBasis, SHARE_BYTES, shareValue, type LagrangeBasis, type Share } from './shamir.ts'
 import { yielder } from '../../shared/async/yielder.ts'
+import { shuffleInPlace } from '../../shared/random/shuffle.ts'
+import { cryptoUniform } from '../fixed-point.ts'
 
 export interface Participant {
   id: string
@@ -218,10 +220,9 @@ function serverCore (options: MaskingServerOptions): Internals {
   const shares = new Map<string, SharesMessage>()
   const maskedSum = new Uint32Array(vectorLength)
   const masked = new Set<string>()
-  /** Round 2's reports of shares that did not open, by reporter; `cut(u, v)`: u skipped v. */
-  const skips = new Map<string, SkippedMessage>()
-  const cuts = new Map<string, Set<string>>()
-  const cut = (u: string, v: string): boolean => cuts.get(u)?.has(v) === true
+  /** Round 2's reports of shares that did not open, by reporter, with the peers named; `cut(u, v)`: u skipped v. */
+  const skips = new Map<string, { message: SkippedMessage, peers: Set<string> }>()
+  const cut = (u: string, v: string): boolean => skips.get(u)?.peers.has(v) === true
   /** Survivor pairs (u skipped v, v did not skip u) whose mask sits in v's input only, with u's seed (fixed at closeMasked). */
   let oneSided: Array<{ u: string, v: string, seed: string }> = []
   let survivorList: string[] = []
@@ -369,8 +370,7 @@ function serverCore (options: MaskingServerOptions): Internals {
       if (peers.has(peer)) throw new InvalidInputError(`${what}: ${peer} appears twice`)
       peers.add(peer)
     }
-    skips.set(from, message)
-    cuts.set(from, peers)
+    skips.set(from, { message, peers })
   }
 
   function closeMasked (): void {
@@ -379,7 +379,7 @@ function serverCore (options: MaskingServerOptions): Internals {
     droppedSet = new Set([...shares.keys()].filter(id => !masked.has(id)))
     // A survivor that skipped d neither masked with it nor holds its shares.
     droppedPairs = [...droppedSet].sort().map(d => [d, holdersOf(d).filter(v => masked.has(v))] as [string, string[]]).filter(([, us]) => us.length > 0)
-    oneSided = [...skips.values()].filter(m => masked.has(m.from)).flatMap(m => m.peers
+    oneSided = [...skips.values()].map(s => s.message).filter(m => masked.has(m.from)).flatMap(m => m.peers
       .filter(p => masked.has(p.peer) && !cut(p.peer, m.from))
       .map(p => ({ u: m.from, v: p.peer, seed: p.seed })))
     digest = survivorsDigest(survivorList)
@@ -538,7 +538,7 @@ function serverCore (options: MaskingServerOptions): Internals {
         // budget, as many as it allows, drawn at random so colluders cannot fit their shares to
         // the ones checked (review 47f: checking all was cubic on large complete graphs).
         const check = spares * t() <= SPARE_CHECK_BUDGET ? spares : Math.max(MIN_SPARE_CHECKS, Math.floor(SPARE_CHECK_BUDGET / t()))
-        secret = combine(check >= spares ? sorted : [...sorted.slice(0, t()), ...shuffle(sorted.slice(t()))], t(), { basis, check })
+        secret = combine(check >= spares ? sorted : [...sorted.slice(0, t()), ...shuffleInPlace(sorted.slice(t()), cryptoUniform())], t(), { basis, check })
       } catch (err) {
         return fail(`the shares of ${what} are inconsistent: some answerer sent a wrong share`, err)
       }
@@ -591,7 +591,7 @@ function serverCore (options: MaskingServerOptions): Internals {
       advertised: [...advertised.values()].map(a => a.message),
       shares: [...shares.values()],
       masked: [...masked],
-      skipped: [...skips.values()],
+      skipped: [...skips.values()].map(s => s.message),
       signatures: [...signatures.values()],
       unmasks: [...unmasks.values()]
     }
@@ -698,14 +698,3 @@ export async function restoreMaskingServer (snapshot: MaskingServerSnapshot): Pr
 const SPARE_CHECK_BUDGET = 8192
 /** Spares checked at least, where the budget allows fewer. */
 const MIN_SPARE_CHECKS = 8
-
-/** A uniformly random order (Fisher–Yates over crypto.getRandomValues; the modulo bias of 32-bit draws is below 2^−16 here). */
-function shuffle<T> (items: T[]): T[] {
-  const random = new Uint32Array(Math.max(1, items.length))
-  globalThis.crypto.getRandomValues(random)
-  for (let i = items.length - 1; i > 0; i--) {
-    const j = (random[i] as number) % (i + 1)
-    ;[items[i], items[j]] = [items[j] as T, items[i] as T]
-  }
-  return items
-}

@@ -49,14 +49,3 @@ export function symmetricDirichlet (alpha: number, k: number, random: () => numb
   for (let i = 0; i < k; i++) p[i] = (p[i] as number) / sum
   return p
 }
-
-/** Fisher–Yates shuffle in place with the given generator. */
-export function shuffleInPlace<T extends { length: number, [i: number]: number }> (a: T, random: () => number): T {
-  for (let i = a.length - 1; i > 0; i--) {
-    const j = Math.floor(random() * (i + 1))
-    const t = a[i] as number
-    a[i] = a[j] as number
-    a[j] = t
-  }
-  return a
-}

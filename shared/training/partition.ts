@@ -16,7 +16,8 @@
  */
 import { InvalidInputError } from '../errors/errors.ts'
 import { mulberry32 } from '../random/seeded.ts'
-import { shuffleInPlace, symmetricDirichlet } from './_sample.ts'
+import { symmetricDirichlet } from './_sample.ts'
+import { shuffleInPlace } from '../random/shuffle.ts'
 
 export type PartitionSpec =
   | { kind: 'iid' }

@@ -5,7 +5,8 @@
  */
 import { describe, expect, it } from 'vitest'
 import { mulberry32 } from '../../../shared/random/seeded.ts'
-import { logGamma, normal, shuffleInPlace, symmetricDirichlet } from '../../../shared/training/_sample.ts'
+import { logGamma, normal, symmetricDirichlet } from '../../../shared/training/_sample.ts'
+import { shuffleInPlace } from '../../../shared/random/shuffle.ts'
 
 const N = 40_000
 
