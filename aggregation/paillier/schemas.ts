@@ -11,7 +11,7 @@ import { modelNameSchema } from '../../shared/manifest/schema.ts'
 /** A round id is also a file name on the decryptor: no path separators, no leading dot. */
 export const roundIdSchema = z.string().regex(/^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/, 'round id: 1-128 of A-Z a-z 0-9 . _ -, starting with a letter or digit')
 
-const keyIdSchema = z.string().regex(/^[0-9a-f]{64}$/, 'a Paillier key id: 64 lowercase hex')
+export const keyIdSchema = z.string().regex(/^[0-9a-f]{64}$/, 'a Paillier key id: 64 lowercase hex')
 
 export const paillierKeyInfoSchema = z.object({
   scheme: z.literal('paillier-n+1').describe('Paillier with g = n + 1'),

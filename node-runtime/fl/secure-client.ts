@@ -8,7 +8,7 @@ import type { SigningKeyPair } from '../../shared/crypto/sign.ts'
 import { InvalidInputError } from '../../shared/errors/errors.ts'
 import { precomputeRandomness, type RandomnessMethod, type RandomnessPool } from '../../aggregation/paillier/randomness.ts'
 import { readKeyInfo, type DecryptorKey } from '../../aggregation/paillier/key-info.ts'
-import { paillierKeyInfoSchema } from '../../aggregation/paillier/schemas.ts'
+import { keyIdSchema, paillierKeyInfoSchema } from '../../aggregation/paillier/schemas.ts'
 import { ciphertextCount } from '../../aggregation/paillier/layout.ts'
 import { encryptUpdate } from '../../aggregation/paillier/aggregate.ts'
 import { createMaskingClient } from '../../aggregation/secagg/client.ts'
@@ -105,7 +105,7 @@ export type SecureClientFactory = ((deps: SecureClientDeps) => SecureRoundClient
  */
 export function secureClients (options: SecureClientsOptions = {}): SecureClientFactory {
   const pinned = options.paillierKeyId?.toLowerCase()
-  if (pinned !== undefined && !/^[0-9a-f]{64}$/.test(pinned)) {
+  if (pinned !== undefined && !keyIdSchema.safeParse(pinned).success) {
     throw new InvalidInputError(`secureClients paillierKeyId: expected the decryptor's key id, 64 hex digits, got "${String(options.paillierKeyId).slice(0, 80)}"`)
   }
   const rate = options.maskingMinAdversarialRate
