@@ -555,6 +555,16 @@ describe('a coordinator killed mid-round', () => {
    * stopped by `stopWith` (SIGKILL) and restarted on the same data dir and port, and runtime
    * `restartRuntime` (none) is restarted meanwhile. Returns the restarted process and the round.
    */
+  /** A round's status once it has ended (published or failed), asked every 100 ms, at most `tries` times. */
+  async function ended (status: () => Promise<Record<string, unknown>>, tries = 300): Promise<Record<string, unknown>> {
+    let round = await status()
+    for (let i = 0; i < tries && round.state !== 'failed' && round.state !== 'published'; i++) {
+      await new Promise(resolve => setTimeout(resolve, 100))
+      round = await status()
+    }
+    return round
+  }
+
   /**
    * A round whose last runtime is held in its data until the coordinator, killed once the others
    * uploaded, has restarted: then it fails its data (`stuckAfter: 'fail'`, the default: it leaves
@@ -612,11 +622,7 @@ describe('a coordinator killed mid-round', () => {
   it('leaves a masking round collecting when stopped gracefully (SIGTERM), and resumes it at the next start', async () => {
     const { round: status, cleanup } = await killedAfterUploads('stopped-masking', { secure: { mode: 'masking', dropoutRate: 0.3 }, deadlines: { unmaskMs: 600_000 } }, { extra: () => ({ secureClient: secureClients() }), runtimes: 4, stopWith: 'SIGTERM' })
     try {
-      let round = await status() as { state: string, reason: string | null, metrics: Record<string, number> }
-      for (let i = 0; i < 300 && round.state !== 'failed' && round.state !== 'published'; i++) {
-        await new Promise(resolve => setTimeout(resolve, 100))
-        round = await status() as typeof round
-      }
+      const round = await ended(status) as { state: string, reason: string | null, metrics: Record<string, number> }
       expect(round.reason).toBeNull()
       expect(round.state).toBe('published')
       expect(round.metrics).toMatchObject({ resumed: 1, uploads: 3 })
@@ -655,11 +661,7 @@ describe('a coordinator killed mid-round', () => {
       expect((await status()).state).toBe('unmasking')
       await proc.kill('SIGTERM')
       proc = await spawnCoordinator(dir, ['--decryptor', decryptor.url, '--decryptor-token', decryptor.token], port)
-      let round = await status()
-      for (let i = 0; i < 300 && round.state !== 'failed' && round.state !== 'published'; i++) {
-        await new Promise(resolve => setTimeout(resolve, 100))
-        round = await status()
-      }
+      const round = await ended(status)
       expect(round.reason).toBeNull()
       expect(round.state).toBe('published')
       expect(round.metrics).toMatchObject({ recovered: 1, uploads: 3 })
@@ -678,11 +680,7 @@ describe('a coordinator killed mid-round', () => {
       const secure = mode === 'masking' ? { mode, dropoutRate: 0.3 } : { mode }
       const { round: status, ps, cleanup } = await killedAfterUploads(`killed-early-${mode}`, { secure }, { extra: () => ({ secureClient: secureClients() }), runtimes: 4, uploadsBeforeKill: 1, stuckAfter: 'train' })
       try {
-        let round = await status() as { state: string, reason: string | null, metrics: Record<string, number> }
-        for (let i = 0; i < 600 && round.state !== 'failed' && round.state !== 'published'; i++) {
-          await new Promise(resolve => setTimeout(resolve, 100))
-          round = await status() as typeof round
-        }
+        const round = await ended(status, 600) as { state: string, reason: string | null, metrics: Record<string, number> }
         expect(round.reason).toBeNull()
         expect(round.state).toBe('published')
         expect(round.metrics).toMatchObject({ recovered: 1, resumed: 1, uploads: 4 })
@@ -700,11 +698,7 @@ describe('a coordinator killed mid-round', () => {
     // and fails now, not after half the 600 s unmask deadline spent waiting for runtime 0.
     const { round: status, cleanup } = await killedAfterUploads('killed-masking-restarted', { secure: { mode: 'masking', dropoutRate: 0.3 }, deadlines: { unmaskMs: 600_000 } }, { extra: () => ({ secureClient: secureClients() }), runtimes: 4, restartRuntime: 0 })
     try {
-      let round = await status() as { state: string, reason: string | null }
-      for (let i = 0; i < 300 && round.state !== 'failed' && round.state !== 'published'; i++) {
-        await new Promise(resolve => setTimeout(resolve, 100))
-        round = await status() as typeof round
-      }
+      const round = await ended(status) as { state: string, reason: string | null }
       expect(round.state).toBe('failed')
       expect(round.reason).toMatch(/fewer than the threshold 2/)
     } finally {
@@ -754,11 +748,7 @@ describe('a coordinator killed mid-round', () => {
     // surviving neighbours holding its shares.
     const { proc, id, token, round: status, cleanup } = await killedAfterUploads('killed-masking', { secure: { mode: 'masking', dropoutRate: 0.3 }, deadlines: { unmaskMs: 600_000 } }, { extra: () => ({ secureClient: secureClients() }), runtimes: 4 })
     try {
-      let round = await status() as { state: string, reason: string | null, version: number | null, metrics: Record<string, number> }
-      for (let i = 0; i < 300 && !['published', 'failed'].includes(round.state); i++) {
-        await new Promise(resolve => setTimeout(resolve, 100))
-        round = await status() as typeof round
-      }
+      const round = await ended(status) as { state: string, reason: string | null, version: number | null, metrics: Record<string, number> }
       expect(round.reason).toBeNull()
       expect(round.state).toBe('published')
       expect(round.version).toBe(2)
