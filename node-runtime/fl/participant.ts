@@ -598,20 +598,13 @@ export function createParticipant (options: ParticipantOptions): Participant {
       signal?.throwIfAborted()
       if (welcomed) return
       if (!running) throw new UnavailableError(`participant ${id.slice(0, 8)}: not started, or stopped`)
-      await new Promise<void>((resolve, reject) => {
-        const finish = (err?: unknown): void => {
-          clearTimeout(t)
-          waiters.delete(done)
-          signal?.removeEventListener('abort', onAbort)
-          if (err === undefined) resolve()
-          else reject(err)
-        }
-        const t = setTimeout(() => finish(new TimeoutError(`participant ${id.slice(0, 8)}: not connected after ${timeoutMs} ms`)), timeoutMs)
-        const done = (err?: Error): void => finish(err)
-        const onAbort = (): void => finish(signal?.reason)
-        waiters.add(done)
-        signal?.addEventListener('abort', onAbort, { once: true })
-      })
+      const deadline = new AbortController()
+      const t = setTimeout(() => deadline.abort(new TimeoutError(`participant ${id.slice(0, 8)}: not connected after ${timeoutMs} ms`)), timeoutMs)
+      try {
+        await nextWelcome(signal === undefined ? deadline.signal : AbortSignal.any([signal, deadline.signal]))
+      } finally {
+        clearTimeout(t)
+      }
     }
   }
 }
