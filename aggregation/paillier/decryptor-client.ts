@@ -4,7 +4,7 @@
  * an error answer becomes the matching typed error with the service's message.
  */
 import {
-  AccessDeniedError, IntegrityError, InvalidInputError, NotFoundError, TooLargeError, type BlockfedError
+  AccessDeniedError, IntegrityError, InvalidInputError, NotFoundError, TooLargeError, UnauthenticatedError, type BlockfedError
 } from '../../shared/errors/errors.ts'
 import { fromBase64, toBase64 } from '../../shared/crypto/bytes.ts'
 import { jsonCall } from '../../shared/client/json-call.ts'
@@ -54,14 +54,14 @@ export interface DecryptorClient {
   readonly baseUrl: string
   /** The decryptor's public key and packing layout, checked (and pinned if asked). */
   key: (signal?: AbortSignal) => Promise<DecryptorKey>
-  /** Resolves if this client's token may send decrypt requests; AccessDeniedError if not. */
+  /** Resolves if this client's token may send decrypt requests; UnauthenticatedError (an AccessDeniedError) if not. */
   access: (signal?: AbortSignal) => Promise<void>
   /** Asks for the ring sum of a round's contributions; a round is decrypted at most once. */
   decrypt: (request: RoundContributions, signal?: AbortSignal) => Promise<Uint32Array>
 }
 
 const ERRORS: Record<number, new (message: string) => BlockfedError> = {
-  400: InvalidInputError, 401: AccessDeniedError, 403: AccessDeniedError, 404: NotFoundError,
+  400: InvalidInputError, 401: UnauthenticatedError, 403: AccessDeniedError, 404: NotFoundError,
   409: RoundDecidedError, 413: TooLargeError, 502: IntegrityError
 }
 

@@ -60,7 +60,7 @@ import { jsonSchemaTransform, serializerCompiler, validatorCompiler, type ZodTyp
 import { z } from 'zod'
 import { errorBodySchema } from '../../shared/client/api-schemas.ts'
 import { decodeBase64, equalBytes, fromHex, toBase64, toHex, utf8ToBytes } from '../../shared/crypto/bytes.ts'
-import { AccessDeniedError, BusyError, InvalidInputError, UnavailableError } from '../../shared/errors/errors.ts'
+import { AccessDeniedError, BusyError, InvalidInputError, UnauthenticatedError, UnavailableError } from '../../shared/errors/errors.ts'
 import { sha256, sha256Hex } from '../../shared/crypto/hash.ts'
 import { verify } from '../../shared/crypto/sign.ts'
 import { uploadSigningBytes } from '../../shared/rounds/messages.ts'
@@ -100,13 +100,13 @@ export interface DecryptorServerDeps {
   logger?: boolean
 }
 
-const errors = { 400: errorBodySchema, 403: errorBodySchema, 409: errorBodySchema, 413: errorBodySchema, 502: errorBodySchema }
+const errors = { 400: errorBodySchema, 401: errorBodySchema, 403: errorBodySchema, 409: errorBodySchema, 413: errorBodySchema, 502: errorBodySchema }
 
 function requireToken (req: FastifyRequest, token: string | undefined): void {
   if (token === undefined) return
   // The scheme is case-insensitive (RFC 9110 §11.1), as on the coordinator.
   const given = bearerOf(req.headers.authorization) ?? ''
-  if (!equalBytes(utf8ToBytes(given), utf8ToBytes(token))) throw new AccessDeniedError('decrypt requires the decryptor\'s bearer token')
+  if (!equalBytes(utf8ToBytes(given), utf8ToBytes(token))) throw new UnauthenticatedError('decrypt requires the decryptor\'s bearer token')
 }
 
 export async function buildDecryptorServer (deps: DecryptorServerDeps): Promise<FastifyInstance> {
@@ -132,7 +132,7 @@ export async function buildDecryptorServer (deps: DecryptorServerDeps): Promise<
   // The token's check alone, with nothing decrypted: so a coordinator can tell an operator at its
   // start that its token is wrong, not at its first Paillier round.
   api.get('/v1/paillier/access', {
-    schema: { summary: 'Whether the caller\'s bearer token may send decrypt requests (403 if not)', response: { 200: accessResponseSchema, 403: errorBodySchema } },
+    schema: { summary: 'Whether the caller\'s bearer token may send decrypt requests (401 if not)', response: { 200: accessResponseSchema, 401: errorBodySchema } },
     onRequest: async req => { requireToken(req, deps.token) }
   }, async () => ({ decrypt: true as const }))
 

@@ -6,7 +6,7 @@
 import type { FastifyRequest } from 'fastify'
 import { toHex } from '../../shared/crypto/bytes.ts'
 import { sha256Hex } from '../../shared/crypto/hash.ts'
-import { AccessDeniedError, ConflictError, InvalidInputError, NotFoundError } from '../../shared/errors/errors.ts'
+import { ConflictError, InvalidInputError, NotFoundError, UnauthenticatedError } from '../../shared/errors/errors.ts'
 import { TOKEN_ID_CHARS, tokenIdSchema } from '../../shared/client/api-schemas.ts'
 import type { Repository, TokenRow } from '../store/repository.ts'
 import { ROLES } from '../constants.ts'
@@ -82,7 +82,7 @@ export function bearerOf (header: string | undefined): string | undefined {
 /** Each request's caller, looked up once (the onRequest hook and the handler both ask). */
 const callers = new WeakMap<FastifyRequest, Promise<Caller>>()
 
-/** The caller behind the request's bearer token; AccessDeniedError when absent or unknown. */
+/** The caller behind the request's bearer token; UnauthenticatedError (401) when absent, unknown, revoked or expired. */
 export async function authenticate (req: FastifyRequest, repo: Repository): Promise<Caller> {
   let caller = callers.get(req)
   if (caller === undefined) {
@@ -102,13 +102,23 @@ export async function reauthenticate (req: FastifyRequest, repo: Repository): Pr
 
 async function lookUp (req: FastifyRequest, repo: Repository): Promise<Caller> {
   const token = bearerOf(req.headers.authorization)
-  if (token === undefined) throw new AccessDeniedError('this endpoint needs an API token: Authorization: Bearer <token>')
+  if (token === undefined) throw new UnauthenticatedError('this endpoint needs an API token: Authorization: Bearer <token>')
   const hash = await tokenHash(token)
   const row = repo.token(hash)
   const refused = tokenRefusal(row)
-  if (refused !== undefined || row === undefined) throw new AccessDeniedError(refused ?? 'unknown API token')
+  if (refused !== undefined || row === undefined) throw new UnauthenticatedError(refused ?? 'unknown API token')
   repo.noteTokenUse(hash)
   return { role: row.role, grants: ROLES[row.role] as Caller['grants'] }
+}
+
+/**
+ * A route's OpenAPI `security`, with the roles whose tokens it takes said in its description
+ * (OpenAPI 3.0 lets a bearer scheme name no scopes; review 47d: the roles were named nowhere).
+ * Without a grant, any role's token (each then gets what its role allows).
+ */
+export function needsToken (grant?: 'ingest' | 'tokens' | 'rounds'): { security: Array<Record<string, string[]>>, description: string } {
+  const roles = Object.entries(ROLES).filter(([, g]) => grant === undefined || g[grant]).map(([role]) => role)
+  return { security: [{ token: [] }], description: `Needs an API token (Authorization: Bearer) of role ${roles.join(' or ')}.` }
 }
 
 export function mayRead (caller: Caller, access: string): boolean {

@@ -6,18 +6,20 @@
 import { STATUS_CODES } from 'node:http'
 import type { Duplex } from 'node:stream'
 import type { FastifyError, FastifyReply, FastifyRequest } from 'fastify'
-import { BlockfedError, BusyError } from '../../shared/errors/errors.ts'
+import { BlockfedError, BusyError, UnauthenticatedError } from '../../shared/errors/errors.ts'
+import { bearerOf } from './auth.ts'
 import { errorBodySchema } from '../../shared/client/api-schemas.ts'
 // Request bodies with an unknown key are told the key they likely meant (installed on import).
 import '../../shared/errors/suggest.ts'
 
 /**
  * OpenAPI: the refusals a route may answer, each in the error body's shape. Every route may say
- * 400 (bad parameters), 403 (token) and 404; `more` adds the route's own, such as 413 and 415 for
- * a route with a body (over its size limit, another content type).
+ * 400 (bad parameters) and 404; `more` adds the route's own, such as 413 and 415 for a route with
+ * a body (over its size limit, another content type). A route that needs a token gets its 401
+ * and 403 from its `security`, and one with path parameters its 414 (openapi-raw.ts, withShapeRefusals).
  */
 export function refusals (...more: number[]): Record<number, typeof errorBodySchema> {
-  return Object.fromEntries([400, 403, 404, ...more].map(status => [status, errorBodySchema]))
+  return Object.fromEntries([400, 404, ...more].map(status => [status, errorBodySchema]))
 }
 
 /** A route with a JSON body: over the 1 MiB body limit (413), or not JSON (415). */
@@ -52,6 +54,15 @@ function diskFull (err: unknown, depth = 0): boolean {
   if (typeof err !== 'object' || err === null || depth > 4) return false
   const e = err as { code?: unknown, errcode?: unknown, cause?: unknown }
   return e.code === 'ENOSPC' || e.errcode === SQLITE_FULL || diskFull(e.cause, depth + 1)
+}
+
+/**
+ * A 401's challenge (RFC 9110 §11.6.1 requires one; RFC 6750 §3): the Bearer scheme, and
+ * `invalid_token` when a bearer token was sent but opens nothing (RFC 6750 §3.1 names no error
+ * when none was sent).
+ */
+export function bearerChallenge (authorization: string | undefined): string {
+  return bearerOf(authorization) === undefined ? 'Bearer realm="blockfed"' : 'Bearer realm="blockfed", error="invalid_token"'
 }
 
 export function errorHandler (err: FastifyError | Error, req: FastifyRequest, reply: FastifyReply): void {
@@ -89,6 +100,8 @@ export function errorHandler (err: FastifyError | Error, req: FastifyRequest, re
       void reply.header('retry-after', UNAVAILABLE_RETRY_S)
     } else if (err.status >= 500) {
       req.log.error({ err }, 'request failed')
+    } else if (err instanceof UnauthenticatedError) {
+      void reply.header('www-authenticate', bearerChallenge(req.headers.authorization))
     }
     void reply.status(err.status).send({ error: err.name, message: boundedMessage(err.message) })
     return

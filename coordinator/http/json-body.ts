@@ -6,7 +6,7 @@
  * it. Fastify's own parser answers every case "Body is not valid JSON but content-type is set
  * to 'application/json'".
  */
-import type { FastifyInstance } from 'fastify'
+import { errorCodes, type FastifyInstance } from 'fastify'
 import secureJson from 'secure-json-parse'
 import { locateJsonSyntaxError } from '../../shared/config/json.ts'
 import { InvalidInputError } from '../../shared/errors/errors.ts'
@@ -28,8 +28,22 @@ export function parseJsonBody (text: string): unknown {
   }
 }
 
-/** Replaces fastify's application/json parser with parseJsonBody (body size limits unchanged). */
+/** The media type of a Content-Type header, lower case, without its parameters. */
+const mediaTypeOf = (contentType: string): string => (contentType.split(';')[0] ?? '').trim().toLowerCase()
+
+/**
+ * Replaces fastify's application/json parser with parseJsonBody (body size limits unchanged),
+ * and refuses any other content type on a route whose body is JSON with a 415 before the body is
+ * read: fastify's text/plain parser, and the multipart parser registered for the ingest, took
+ * such bodies and the schema then said "body: expected object", a 400 (review 47d).
+ */
 export function useJsonBodyParser (app: FastifyInstance): void {
+  // preParsing: after the token hooks (onRequest), so that a caller without one learns nothing.
+  app.addHook('preParsing', async req => {
+    const type = req.headers['content-type']
+    if (type === undefined || req.routeOptions.schema?.body === undefined || mediaTypeOf(type) === 'application/json') return
+    throw new errorCodes.FST_ERR_CTP_INVALID_MEDIA_TYPE(type.slice(0, 100))
+  })
   app.removeContentTypeParser('application/json')
   app.addContentTypeParser('application/json', { parseAs: 'string' }, (req, body, done) => {
     // No body where a route takes none (a DELETE from a client that names a content type on every

@@ -16,7 +16,7 @@ import { toBase64 } from '../../shared/crypto/bytes.ts'
 import { AccessDeniedError, IntegrityError, InvalidInputError, NotFoundError } from '../../shared/errors/errors.ts'
 import type { Repository } from '../store/repository.ts'
 import type { VersionLog } from '../ledger/log.ts'
-import { authenticate } from './auth.ts'
+import { authenticate, needsToken } from './auth.ts'
 import { BODY_REFUSALS, refusals, WRITE_REFUSALS } from './errors.ts'
 
 export interface LedgerRoutesDeps {
@@ -138,8 +138,8 @@ export async function ledgerRoutes (app: FastifyInstance, deps: LedgerRoutesDeps
 
   api.delete('/v1/models/:name/channels/:channel', {
     schema: {
-      summary: 'Clear a release channel (roles that may ingest): stable follows the latest version again; the canary ends',
-      security: [{ token: [] }],
+      summary: 'Clear a release channel: stable follows the latest version again; the canary ends',
+      ...needsToken('ingest'),
       params: z.object({ name: modelNameSchema, channel: channelNameSchema }),
       response: { 200: channelsResponseSchema, ...refusals(...WRITE_REFUSALS) }
     }
@@ -155,8 +155,8 @@ export async function ledgerRoutes (app: FastifyInstance, deps: LedgerRoutesDeps
 
   api.put('/v1/models/:name/channels/:channel', {
     schema: {
-      summary: 'Point a release channel at an anchored version (roles that may ingest)',
-      security: [{ token: [] }],
+      summary: 'Point a release channel at an anchored version',
+      ...needsToken('ingest'),
       params: z.object({ name: modelNameSchema, channel: channelNameSchema }),
       body: channelRequestSchema,
       response: { 200: channelSetResponseSchema, ...refusals(...BODY_REFUSALS, ...WRITE_REFUSALS) }

@@ -12,7 +12,7 @@ import fresh from 'fresh'
 import { corsOrigins } from './cors.ts'
 import multipart from '@fastify/multipart'
 import swagger from '@fastify/swagger'
-import { withRawAnswers } from './openapi-raw.ts'
+import { withRawAnswers, withShapeRefusals } from './openapi-raw.ts'
 import { jsonSchemaTransform, serializerCompiler, validatorCompiler, type ZodTypeProvider } from 'fastify-type-provider-zod'
 import { z } from 'zod'
 import { LRUCache } from 'lru-cache'
@@ -31,7 +31,7 @@ import type { BlockFiles } from '../store/block-files.ts'
 import type { Identity } from '../keys/identity.ts'
 import { BUSY_RETRY_MS, MAX_PATH_PARAM_CHARS, MAX_UPLOAD_FILES } from '../constants.ts'
 import type { AnswerAdmission } from '../answers.ts'
-import { authenticate, mayRead, reauthenticate } from './auth.ts'
+import { authenticate, mayRead, needsToken, reauthenticate } from './auth.ts'
 import { BODY_REFUSALS, clientErrorHandler, errorHandler, refusals, WRITE_REFUSALS } from './errors.ts'
 import { receiveFiles, withIngestBody } from './uploads.ts'
 import { useJsonBodyParser } from './json-body.ts'
@@ -112,7 +112,7 @@ export async function buildServer (deps: ServerDeps): Promise<FastifyInstance> {
       components: { securitySchemes: { token: { type: 'http', scheme: 'bearer' } } }
     },
     transform: jsonSchemaTransform,
-    transformObject: doc => 'openapiObject' in doc ? withRawAnswers(withIngestBody(doc.openapiObject, deps.maxUploadBytes)) : doc.swaggerObject
+    transformObject: doc => 'openapiObject' in doc ? withShapeRefusals(withRawAnswers(withIngestBody(doc.openapiObject, deps.maxUploadBytes)), MAX_PATH_PARAM_CHARS) : doc.swaggerObject
   })
   if ((deps.corsOrigins ?? []).length > 0) {
     const origins = corsOrigins(deps.corsOrigins as string[])
@@ -121,7 +121,7 @@ export async function buildServer (deps: ServerDeps): Promise<FastifyInstance> {
       // PUT: release channels (ledger-routes.ts) are set from an operator's page too; DELETE revokes tokens.
       methods: ['GET', 'HEAD', 'POST', 'PUT', 'DELETE'],
       allowedHeaders: ['authorization', 'content-type', 'if-none-match'],
-      exposedHeaders: ['retry-after', 'content-length', 'etag'],
+      exposedHeaders: ['retry-after', 'content-length', 'etag', 'www-authenticate'],
       maxAge: 600
     })
   }
@@ -203,7 +203,7 @@ export async function buildServer (deps: ServerDeps): Promise<FastifyInstance> {
   api.post('/v1/models/:name/versions/:version/keys', {
     schema: {
       summary: 'The data keys of a version that the caller\'s role may use, wrapped to the caller\'s X25519 key',
-      security: [{ token: [] }], params: versionParams, body: keyRequestSchema, response: { 200: keyResponseSchema, ...refusals(...BODY_REFUSALS, 502) }
+      ...needsToken(), params: versionParams, body: keyRequestSchema, response: { 200: keyResponseSchema, ...refusals(...BODY_REFUSALS, 502) }
     }
   }, async req => {
     const caller = await authenticate(req, deps.repo)
@@ -236,7 +236,7 @@ export async function buildServer (deps: ServerDeps): Promise<FastifyInstance> {
   api.post('/v1/models/:name/ingest', {
     schema: {
       summary: 'Upload a model (multipart: model.json + weight files, or one .onnx + external data) and ingest it as a new version',
-      security: [{ token: [] }], params: modelParams, consumes: ['multipart/form-data'], response: { 200: ingestResultSchema, ...refusals(409, ...BODY_REFUSALS, 422, 502, 503, ...WRITE_REFUSALS) }
+      ...needsToken('ingest'), params: modelParams, consumes: ['multipart/form-data'], response: { 200: ingestResultSchema, ...refusals(409, ...BODY_REFUSALS, 422, 502, 503, ...WRITE_REFUSALS) }
     }
   }, async req => {
     const caller = await authenticate(req, deps.repo)

@@ -10,7 +10,7 @@ import { tokenIdSchema, tokenListSchema, tokenRequestSchema, tokenResponseSchema
 import { AccessDeniedError } from '../../shared/errors/errors.ts'
 import type { Repository } from '../store/repository.ts'
 import type { TokenKeeper } from '../tokens/keeper.ts'
-import { authenticate, type Caller } from './auth.ts'
+import { authenticate, needsToken, type Caller } from './auth.ts'
 import { BODY_REFUSALS, refusals, WRITE_REFUSALS } from './errors.ts'
 
 export interface TokenRoutesDeps {
@@ -26,7 +26,7 @@ export async function tokenRoutes (app: FastifyInstance, deps: TokenRoutesDeps):
   const api = app.withTypeProvider<ZodTypeProvider>()
 
   api.post('/v1/tokens', {
-    schema: { summary: 'Create an API token for a role (admin)', security: [{ token: [] }], body: tokenRequestSchema, response: { 200: tokenResponseSchema, ...refusals(...BODY_REFUSALS, ...WRITE_REFUSALS) } }
+    schema: { summary: 'Create an API token for a role', ...needsToken('tokens'), body: tokenRequestSchema, response: { 200: tokenResponseSchema, ...refusals(...BODY_REFUSALS, ...WRITE_REFUSALS) } }
   }, async req => {
     mayManage(await authenticate(req, deps.repo), 'create')
     const { token, id, expiresAt } = await deps.tokens.issue(req.body.role, req.body.label ?? null, req.body.expiresInSeconds)
@@ -34,14 +34,14 @@ export async function tokenRoutes (app: FastifyInstance, deps: TokenRoutesDeps):
   })
 
   api.get('/v1/tokens', {
-    schema: { summary: 'List API tokens by id, revoked ones too (admin)', security: [{ token: [] }], response: { 200: tokenListSchema, ...refusals() } }
+    schema: { summary: 'List API tokens by id, revoked ones too', ...needsToken('tokens'), response: { 200: tokenListSchema, ...refusals() } }
   }, async req => {
     mayManage(await authenticate(req, deps.repo), 'list')
     return { tokens: deps.tokens.list() }
   })
 
   api.delete('/v1/tokens/:tokenId', {
-    schema: { summary: 'Revoke an API token (admin): it opens nothing from now on, and its round connections are closed', security: [{ token: [] }], params: z.object({ tokenId: tokenIdSchema }), response: { 200: tokenRevokedSchema, ...refusals(409, ...WRITE_REFUSALS) } }
+    schema: { summary: 'Revoke an API token: it opens nothing from now on, and its round connections are closed', ...needsToken('tokens'), params: z.object({ tokenId: tokenIdSchema }), response: { 200: tokenRevokedSchema, ...refusals(409, ...WRITE_REFUSALS) } }
   }, async req => {
     mayManage(await authenticate(req, deps.repo), 'revoke')
     return await deps.tokens.revoke(req.params.tokenId)

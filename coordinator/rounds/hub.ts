@@ -28,6 +28,7 @@ import { verify } from '../../shared/crypto/sign.ts'
 import { BlockfedError, InvalidInputError } from '../../shared/errors/errors.ts'
 import { bearerOf } from '../http/auth.ts'
 import type { GivenUpload } from '../../shared/rounds/one-update.ts'
+import type { TrainerAnswer } from '../tokens/keeper.ts'
 
 export const ROUNDS_PATH = '/v1/rounds/ws'
 /** A hello is a key, a signature, up to 100 model names and as many records: anything larger before it is refused. */
@@ -99,9 +100,9 @@ export interface HubHandlers {
 export interface RoundHubOptions {
   /**
    * A bearer token's id (and when it expires, ms since the epoch) when it may take part in
-   * rounds, else why not (said in the 403). A connection outlives its token by at most a ping interval.
+   * rounds, else why not (said in the 401 or 403). A connection outlives its token by at most a ping interval.
    */
-  trainer: (token: string) => Promise<{ tokenId: string, expiresAt?: number } | { refused: string }>
+  trainer: (token: string) => Promise<TrainerAnswer>
   handlers: HubHandlers
   /** Largest frame accepted; bigger ones close the socket (ws sends 1009). */
   maxPayload: number
@@ -126,9 +127,18 @@ export interface RoundHub {
   stop: () => Promise<void>
 }
 
-function reject (socket: Duplex, status: 400 | 401 | 403 | 404 | 429 | 503, message: string): void {
+/** The `error` of a refused upgrade's body, by status: the names the HTTP API gives the same refusals. */
+const REFUSAL_NAMES = { 400: 'InvalidInputError', 401: 'UnauthenticatedError', 403: 'AccessDeniedError', 404: 'NotFoundError', 429: 'TooManyConnections', 503: 'UnavailableError' } as const
+
+/**
+ * Refuses an upgrade with the HTTP API's error body (`{ error, message }`, JSON). A 401 carries
+ * its Bearer challenge (RFC 9110 §11.6.1), `invalid_token` when a token was sent (RFC 6750 §3.1).
+ */
+function reject (socket: Duplex, status: keyof typeof REFUSAL_NAMES, message: string, sentToken = false): void {
   const retry = status === 503 || status === 429 ? 'Retry-After: 10\r\n' : ''
-  socket.end(`HTTP/1.1 ${status} ${STATUS_CODES[status] ?? ''}\r\nContent-Type: text/plain\r\n${retry}Connection: close\r\n\r\n${message}\n`)
+  const challenge = status === 401 ? `WWW-Authenticate: Bearer realm="blockfed"${sentToken ? ', error="invalid_token"' : ''}\r\n` : ''
+  const body = JSON.stringify({ error: REFUSAL_NAMES[status], message })
+  socket.end(`HTTP/1.1 ${status} ${STATUS_CODES[status] ?? ''}\r\nContent-Type: application/json; charset=utf-8\r\nContent-Length: ${Buffer.byteLength(body)}\r\n${retry}${challenge}Connection: close\r\n\r\n${body}`)
 }
 
 /** The subprotocols an upgrade request offers (RFC 6455 §4.1: a comma-separated list). */
@@ -201,7 +211,7 @@ export function roundHub (options: RoundHubOptions): RoundHub {
     upgrading++
     try {
       const trainer = await options.trainer(token)
-      if ('refused' in trainer) return reject(socket, 403, trainer.refused)
+      if ('refused' in trainer) return reject(socket, trainer.status, trainer.refused, true)
       const { tokenId } = trainer
       if ((perToken.get(tokenId) ?? 0) >= maxPerToken) {
         return reject(socket, 429, `this API token holds ${maxPerToken} round connections, as many as one token may; give runtimes tokens of their own, or start the coordinator with a larger --round-connections-per-token for a fleet that shares one`)

@@ -24,6 +24,12 @@ export interface TokenKeeperOptions {
   cut: (tokenId: string, reason: string) => number
 }
 
+/**
+ * A round connection's token: its id and expiry (ms since the epoch) when it may train, else why
+ * not, with the status that says it: 401 for a token that opens nothing, 403 for a role that may not train.
+ */
+export type TrainerAnswer = { tokenId: string, expiresAt?: number } | { refused: string, status: 401 | 403 }
+
 export interface TokenKeeper {
   /** The token in admin.token (renewed when revoked). */
   readonly adminToken: string
@@ -34,7 +40,7 @@ export interface TokenKeeper {
   /** Revokes the token with this id: its round connections close, admin.token is renewed if it held it. */
   revoke: (id: string) => Promise<TokenRevoked>
   /** A round connection's token: its id and expiry (ms since the epoch) when it may train, else why not. */
-  trainer: (token: string) => Promise<{ tokenId: string, expiresAt?: number } | { refused: string }>
+  trainer: (token: string) => Promise<TrainerAnswer>
   /** Writes the last uses still in memory and stops the timer that writes them. */
   stop: () => void
 }
@@ -114,8 +120,8 @@ export async function tokenKeeper ({ dataDir, database, repo, cut }: TokenKeeper
       const hash = await tokenHash(token)
       const row = repo.token(hash)
       const refused = tokenRefusal(row)
-      if (refused !== undefined || row === undefined) return { refused: refused ?? 'unknown API token' }
-      if (ROLES[row.role]?.train !== true) return { refused: 'this API token may not take part in rounds: only edge-role tokens train (admin and publisher tokens operate); make one with `blockfed token create edge` or POST /v1/tokens {"role":"edge"}' }
+      if (refused !== undefined || row === undefined) return { refused: refused ?? 'unknown API token', status: 401 }
+      if (ROLES[row.role]?.train !== true) return { status: 403, refused: 'this API token may not take part in rounds: only edge-role tokens train (admin and publisher tokens operate); make one with `blockfed token create edge` or POST /v1/tokens {"role":"edge"}' }
       repo.noteTokenUse(hash)
       return { tokenId: tokenIdOf(hash), ...(row.expiresAt === null ? {} : { expiresAt: Date.parse(row.expiresAt) }) }
     },

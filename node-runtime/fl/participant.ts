@@ -30,6 +30,7 @@ import { plainClient, type SecureClientDeps, type SecureClientFactory, type Secu
 import { holdStateDir, statisticsGiven, updatesGiven, type StatisticsGiven, type UpdatesGiven } from './given.ts'
 import { repeatsBase, uploadOf, type GivenUpload } from '../../shared/rounds/one-update.ts'
 import { describeIssues } from '../../shared/errors/parse-json.ts'
+import { errorBodySchema } from '../../shared/client/api-schemas.ts'
 
 export interface ParticipantModel {
   /** The runtime's own private training data for this model. */
@@ -138,14 +139,17 @@ function wsUrl (base: string): string {
 /** Upgrade refusals the coordinator's hub gives that asking again will not change (hub.ts). */
 const LASTING_REFUSALS = new Set([400, 401, 403, 404])
 
-/** The body of a refused upgrade, where the coordinator says why: at most 2000 characters, within 2 s. */
+/**
+ * Why an upgrade was refused, from its body: the coordinator's `{ error, message }` gives its
+ * message; any other body (a proxy's page) is given as it came. At most 2000 characters, within 2 s.
+ */
 async function refusalOf (res: IncomingMessage): Promise<string> {
   return await new Promise(resolve => {
     let text = ''
     const done = (): void => {
       clearTimeout(timer)
       res.destroy()
-      resolve(text.trim().slice(0, 2000))
+      resolve(messageOf(text.trim()).slice(0, 2000))
     }
     const timer = setTimeout(done, 2000)
     res.setEncoding('utf8')
@@ -153,6 +157,13 @@ async function refusalOf (res: IncomingMessage): Promise<string> {
     res.on('end', done)
     res.on('error', done)
   })
+}
+
+/** The `message` of an error body in the coordinator's shape, else the text itself. */
+function messageOf (text: string): string {
+  let body: unknown
+  try { body = JSON.parse(text) } catch { return text }
+  return errorBodySchema.safeParse(body).data?.message ?? text
 }
 
 /**

@@ -5,7 +5,7 @@
  */
 import type { z } from 'zod'
 import type { ModelFile } from '../model/types.ts'
-import { AccessDeniedError, ConflictError, IntegrityError, InvalidInputError, NotFoundError, TooLargeError, type BlockfedError } from '../errors/errors.ts'
+import { AccessDeniedError, ConflictError, IntegrityError, InvalidInputError, NotFoundError, TooLargeError, UnauthenticatedError, type BlockfedError } from '../errors/errors.ts'
 import { toBase64 } from '../crypto/bytes.ts'
 import { unwrapKeys, type WrapKeyPair } from '../crypto/wrap.ts'
 import { jsonCall } from './json-call.ts'
@@ -56,7 +56,7 @@ export interface CoordinatorClient {
 }
 
 const ERRORS: Record<number, new (message: string) => BlockfedError> = {
-  400: InvalidInputError, 401: AccessDeniedError, 403: AccessDeniedError, 404: NotFoundError, 409: ConflictError, 413: TooLargeError, 422: InvalidInputError,
+  400: InvalidInputError, 401: UnauthenticatedError, 403: AccessDeniedError, 404: NotFoundError, 409: ConflictError, 413: TooLargeError, 422: InvalidInputError,
   // Only when the coordinator's own body names it (json-call.ts): a proxy's 502 stays "unreachable".
   502: IntegrityError
 }

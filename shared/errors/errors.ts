@@ -60,10 +60,21 @@ export class ConflictError extends BlockfedError {
   override readonly status = 409
 }
 
-/** The caller is not authenticated or its role does not grant the request. */
+/** The caller may not do this: its role does not grant the request, or a signature or pin refuses it. */
 export class AccessDeniedError extends BlockfedError {
-  override readonly name = 'AccessDeniedError'
-  override readonly status = 403
+  override readonly name: string = 'AccessDeniedError'
+  override readonly status: number = 403
+}
+
+/**
+ * No valid credentials: no bearer token, or one that is unknown, revoked or expired. HTTP says it
+ * apart from a refusal (RFC 9110 §15.5.2: 401 is "renew the credentials", 403 "these will never
+ * do"), so that a client knows to get another token; still an AccessDeniedError to code that
+ * does not care which.
+ */
+export class UnauthenticatedError extends AccessDeniedError {
+  override readonly name = 'UnauthenticatedError'
+  override readonly status = 401
 }
 
 /** A body or file larger than the configured bound. */

@@ -84,7 +84,7 @@ describe('the HTTP API from a web page', () => {
     expect(await fetchFrom(page, `${api}/v1/coordinator`)).toBe('HTTP 200')
     expect(await fetchFrom(page, `${api}/v1/models`, token)).toBe('HTTP 200')
     // A refused token is a refusal the page can read, not a CORS failure (the token hook runs after CORS's).
-    expect(await fetchFrom(page, `${api}/v1/rounds/r_0123456789abcdef`, 'bf_not-a-token')).toBe('HTTP 403')
+    expect(await fetchFrom(page, `${api}/v1/rounds/r_0123456789abcdef`, 'bf_not-a-token')).toBe('HTTP 401')
     // PUT (release channels) passes the preflight: the page reads the coordinator's own answer.
     expect(await fetchFrom(page, `${api}/v1/models/m/channels/stable`, publisherToken, { version: 1 })).toBe('HTTP 404')
     await page.close()

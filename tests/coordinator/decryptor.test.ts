@@ -26,7 +26,7 @@ import { toBase64, toHex } from '../../shared/crypto/bytes.ts'
 import { sha256 } from '../../shared/crypto/hash.ts'
 import { generateSigningKey, sign, type SigningKeyPair } from '../../shared/crypto/sign.ts'
 import { uploadSigningBytes } from '../../shared/rounds/messages.ts'
-import { AccessDeniedError, IntegrityError, InvalidConfigError, InvalidInputError, TimeoutError, TooLargeError, UnavailableError } from '../../shared/errors/errors.ts'
+import { AccessDeniedError, IntegrityError, InvalidConfigError, InvalidInputError, TimeoutError, TooLargeError, UnauthenticatedError, UnavailableError } from '../../shared/errors/errors.ts'
 import { mulberry32 } from '../../shared/random/seeded.ts'
 
 const TOKEN = 'test-token-for-the-coordinator'
@@ -338,8 +338,8 @@ describe('Paillier decryptor service', () => {
   it('refuses a request without its token before reading the body', async () => {
     // Over the body limit: read first, this would be 413; the token is checked first.
     const big = 'x'.repeat(512 << 10)
-    expect((await rawDecrypt('round-early', big, {})).status).toBe(403)
-    expect((await rawDecrypt('round-early', big, { authorization: 'Bearer wrong' })).status).toBe(403)
+    expect((await rawDecrypt('round-early', big, {})).status).toBe(401)
+    expect((await rawDecrypt('round-early', big, { authorization: 'Bearer wrong' })).status).toBe(401)
     expect((await rawDecrypt('round-early', big)).status).toBe(413)
   })
 
@@ -371,7 +371,7 @@ describe('Paillier decryptor service', () => {
   it('says whether a token may send decrypt requests, without decrypting anything (a coordinator checks its token at start)', async () => {
     await expect(client.access()).resolves.toBeUndefined()
     await expect(decryptorClient({ baseUrl: decryptor.url, token: 'wrong' }).access()).rejects.toThrow(/AccessDeniedError|bearer token/)
-    await expect(decryptorClient({ baseUrl: decryptor.url }).access()).rejects.toThrow(AccessDeniedError)
+    await expect(decryptorClient({ baseUrl: decryptor.url }).access()).rejects.toThrow(UnauthenticatedError)
   })
 
   it('requires its bearer token and bounds the body size', async () => {
@@ -381,7 +381,7 @@ describe('Paillier decryptor service', () => {
     // The scheme is case-insensitive (RFC 9110 §11.1); the token is not.
     const lower = await rawDecrypt('round-auth', { length: LENGTH, baseVersion: BASE_VERSION, contributions: asJson(contributions.slice(0, 1)) }, { authorization: `bearer ${TOKEN}` })
     expect(lower.status).toBe(400) // past the token check: too few clients
-    expect((await rawDecrypt('round-auth', {}, { authorization: `Bearer ${TOKEN.toUpperCase()}` })).status).toBe(403)
+    expect((await rawDecrypt('round-auth', {}, { authorization: `Bearer ${TOKEN.toUpperCase()}` })).status).toBe(401)
     const big = Array.from({ length: 8 }, (_, i) => ({ clientId: idOf(i), ciphertexts: toBase64(new Uint8Array(40_000)), signature: toBase64(new Uint8Array(64)) }))
     const res = await rawDecrypt('round-auth', { length: LENGTH, baseVersion: BASE_VERSION, contributions: big })
     expect(res.status).toBe(413)

@@ -88,6 +88,25 @@ describe('coordinator HTTP API', () => {
       const text = await fetch(target, { method: method.toUpperCase(), headers: { ...headers, 'content-type': 'application/xml' }, body: '<a/>' })
       expect(text.status, path).toBe(415)
     }
+    // A route that needs a token says 401 (none, or one that opens nothing) apart from 403 (a role
+    // that may not) and names the roles it takes; a public route says neither (review 47d).
+    type Secured = Operation & { security?: unknown[], description?: string, responses: Record<string, { headers?: Record<string, unknown> }> }
+    const operations = Object.entries(doc.paths).flatMap(([path, ops]) => Object.entries(ops).map(([method, op]) => ({ route: `${method} ${path}`, op: op as Secured })))
+    const secured = operations.filter(o => o.op.security !== undefined)
+    expect(secured.map(o => o.route).sort()).toEqual([
+      'delete /v1/models/{name}/channels/{channel}', 'delete /v1/tokens/{tokenId}', 'get /v1/models/{name}/rounds', 'get /v1/rounds/{id}', 'get /v1/tokens',
+      'post /v1/models/{name}/ingest', 'post /v1/models/{name}/versions/{version}/keys', 'post /v1/rounds', 'post /v1/tokens', 'put /v1/models/{name}/channels/{channel}'
+    ])
+    for (const { route, op } of secured) {
+      expect(Object.keys(op.responses), route).toEqual(expect.arrayContaining(['401', '403']))
+      expect(Object.keys(op.responses['401']?.headers ?? {}), route).toEqual(['www-authenticate'])
+    }
+    for (const { route, op } of operations.filter(o => o.op.security === undefined)) expect(Object.keys(op.responses), route).not.toContain('401')
+    const roles = (route: string): string | undefined => secured.find(o => o.route === route)?.op.description
+    expect(roles('get /v1/tokens')).toBe('Needs an API token (Authorization: Bearer) of role admin.')
+    expect(roles('post /v1/rounds')).toBe('Needs an API token (Authorization: Bearer) of role admin or publisher.')
+    expect(roles('post /v1/models/{name}/ingest')).toBe('Needs an API token (Authorization: Bearer) of role admin or publisher.')
+    expect(roles('post /v1/models/{name}/versions/{version}/keys')).toBe('Needs an API token (Authorization: Bearer) of role admin or publisher or edge.')
     // Routes that write say 507, a full disk, which they answer (tests/coordinator/ingest-uploads.test.ts; review 47d).
     const writing = ['post /v1/models/{name}/ingest', 'post /v1/rounds', 'post /v1/tokens', 'delete /v1/tokens/{tokenId}', 'put /v1/models/{name}/channels/{channel}', 'delete /v1/models/{name}/channels/{channel}']
     for (const route of writing) {
@@ -234,7 +253,7 @@ describe('coordinator HTTP API', () => {
     socket.write('POST /v1/tokens HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 1000000000000\r\n\r\n{"role"')
     const begun = performance.now()
     const answer = await closed
-    expect(answer).toMatch(/^HTTP\/1\.1 403 /)
+    expect(answer).toMatch(/^HTTP\/1\.1 401 /)
     // Not before the grace (an honest upload finishing could still read its refusal).
     expect(performance.now() - begun).toBeGreaterThan(REFUSED_BODY_GRACE_MS - 1_000)
   }, 30_000)

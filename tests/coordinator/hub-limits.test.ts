@@ -23,7 +23,7 @@ afterEach(async () => {
 async function hubAt (options: Partial<RoundHubOptions>): Promise<{ url: string, clientsSeen: () => number }> {
   const server = http.createServer((_req, res) => { res.end('ok') })
   const hub = roundHub({
-    trainer: async token => token === TOKEN ? { tokenId: 'test-token' } : { refused: 'unknown API token' },
+    trainer: async token => token === TOKEN ? { tokenId: 'test-token' } : { refused: 'unknown API token', status: 401 as const },
     handlers: { message: () => {}, upload: () => {}, disconnect: () => {}, connected: () => [], uploadAllowance: () => 0 },
     maxPayload: 64 << 20,
     pingMs: 10_000,
@@ -60,7 +60,7 @@ describe('the rounds hub, for all clients together', () => {
     const server = await hubAt({
       maxConnections: 10,
       maxConnectionsPerToken: 2,
-      trainer: async token => token === TOKEN ? { tokenId: 'one' } : token === OTHER ? { tokenId: 'two' } : { refused: 'unknown API token' }
+      trainer: async token => token === TOKEN ? { tokenId: 'one' } : token === OTHER ? { tokenId: 'two' } : { refused: 'unknown API token', status: 401 as const }
     })
     const two = [await connect(server.url), await connect(server.url)]
     // One token held every place of the hub before: here, its third connection is refused.

@@ -28,14 +28,14 @@ afterAll(async () => {
   await rm(root, { recursive: true, force: true })
 })
 
-async function api (method: string, path: string, token: string | undefined, body?: unknown): Promise<{ status: number, json: any, text: string }> {
+async function api (method: string, path: string, token: string | undefined, body?: unknown): Promise<{ status: number, json: any, text: string, challenge: string | null }> {
   const res = await fetch(`${url}${path}`, {
     method,
     headers: { ...(token === undefined ? {} : { authorization: `Bearer ${token}` }), ...(body === undefined ? {} : { 'content-type': 'application/json' }) },
     ...(body === undefined ? {} : { body: JSON.stringify(body) })
   })
   const text = await res.text()
-  return { status: res.status, json: text === '' ? undefined : JSON.parse(text), text }
+  return { status: res.status, json: text === '' ? undefined : JSON.parse(text), text, challenge: res.headers.get('www-authenticate') }
 }
 
 const admin = (): string => coordinator.adminToken
@@ -64,7 +64,9 @@ describe('API tokens', () => {
       expect(await api('GET', '/v1/tokens', caller)).toMatchObject({ status: 403, json: { message: expect.stringMatching(/may not list tokens \(an admin token may\)/) } })
       expect(await api('DELETE', `/v1/tokens/${id}`, caller)).toMatchObject({ status: 403, json: { message: expect.stringMatching(/may not revoke tokens/) } })
     }
-    expect((await api('GET', '/v1/tokens', undefined)).status).toBe(403)
+    // No token is a 401 (RFC 9110 §15.5.2) whose challenge names no error (RFC 6750 §3.1); a role that may not, a 403 without one.
+    expect(await api('GET', '/v1/tokens', undefined)).toMatchObject({ status: 401, json: { error: 'UnauthenticatedError' }, challenge: 'Bearer realm="blockfed"' })
+    expect(await api('GET', '/v1/tokens', edge)).toMatchObject({ status: 403, json: { error: 'AccessDeniedError' }, challenge: null })
     // Nothing was revoked by the refused calls.
     expect((await api('GET', '/v1/tokens', admin())).json.tokens).toContainEqual(expect.objectContaining({ id, revokedAt: null }))
   })
@@ -77,7 +79,7 @@ describe('API tokens', () => {
     expect(revoked.json).toMatchObject({ id, role: 'publisher', revokedAt: expect.any(String), replacedAdminToken: false, closedConnections: 0 })
     // A route that needs a token, and one whose role check is the handler's own.
     const after = await api('POST', '/v1/tokens', token, { role: 'edge' })
-    expect(after.status).toBe(403)
+    expect(after).toMatchObject({ status: 401, challenge: 'Bearer realm="blockfed", error="invalid_token"' })
     expect(after.json.message).toBe(`this API token was revoked at ${revoked.json.revokedAt as string}`)
     expect((await api('GET', '/v1/tokens', admin())).json.tokens).toContainEqual(expect.objectContaining({ id, revokedAt: revoked.json.revokedAt }))
     expect(await api('DELETE', `/v1/tokens/${id}`, admin())).toMatchObject({ status: 409, json: { message: expect.stringMatching(/was revoked already/) } })
@@ -92,8 +94,10 @@ describe('API tokens', () => {
       expect(revoked.json.closedConnections).toBe(2)
       for (const c of [a, b]) expect(await c.closed).toEqual({ code: 1008, reason: 'the API token of this connection was revoked' })
       const refused = await upgradeStatus(url, token)
-      expect(refused.status).toBe(403)
-      expect(refused.body).toBe(`this API token was revoked at ${revoked.json.revokedAt as string}\n`)
+      expect(refused.status).toBe(401)
+      // Refused as the HTTP API refuses: a 401 with its Bearer challenge and the API's error body.
+      expect(JSON.parse(refused.body)).toEqual({ error: 'UnauthenticatedError', message: `this API token was revoked at ${revoked.json.revokedAt as string}` })
+      expect(refused.challenge).toBe('Bearer realm="blockfed", error="invalid_token"')
       // Another edge token's connection is untouched.
       expect(kept.socket.readyState).toBe(WebSocket.OPEN)
       expect((await upgradeStatus(url, other)).status).toBe(101)
@@ -125,7 +129,7 @@ describe('API tokens', () => {
       expect(second).toMatch(/^bf_[0-9a-f]{64}$/)
       expect(second).not.toBe(first)
       expect(await readFile(join(dataDir, 'admin.token'), 'utf8')).toBe(`${second}\n`)
-      expect((await fetch(`${at}/v1/tokens`, { headers: { authorization: `Bearer ${first}` } })).status).toBe(403)
+      expect((await fetch(`${at}/v1/tokens`, { headers: { authorization: `Bearer ${first}` } })).status).toBe(401)
       const list = await fetch(`${at}/v1/tokens`, { headers: { authorization: `Bearer ${second}` } })
       expect(list.status).toBe(200)
       expect((await list.json() as { tokens: unknown[] }).tokens).toContainEqual(expect.objectContaining({ role: 'admin', label: `replaced revoked admin token ${id}`, revokedAt: null }))
@@ -185,7 +189,7 @@ describe('API tokens', () => {
     } finally {
       coordinator.repo.token = lookUp
     }
-    expect(status).toBe(403)
+    expect(status).toBe(401)
     expect(JSON.parse(text).message).toMatch(/this API token was revoked at/)
     expect((await api('GET', '/v1/models', undefined)).json.models.map((m: { name: string }) => m.name)).not.toContain('revoked-upload')
   })
@@ -218,11 +222,11 @@ describe('API tokens', () => {
       expect((await api('GET', '/v1/tokens', token)).status).toBe(200)
       later(3601)
       const refused = await api('GET', '/v1/tokens', token)
-      expect(refused.status).toBe(403)
+      expect(refused.status).toBe(401)
       expect(refused.json.message).toBe(`this API token expired at ${expiresAt}; make another (blockfed token create)`)
       const rounds = await upgradeStatus(url, edge.token)
-      expect(rounds.status).toBe(403)
-      expect(rounds.body).toBe(`this API token expired at ${edge.expiresAt}; make another (blockfed token create)\n`)
+      expect(rounds.status).toBe(401)
+      expect(JSON.parse(rounds.body)).toEqual({ error: 'UnauthenticatedError', message: `this API token expired at ${edge.expiresAt}; make another (blockfed token create)` })
       // Listed as it was, and still revocable (an expired token may be revoked for the record).
       const listed = (await api('GET', '/v1/tokens', admin())).json.tokens as Array<{ id: string, expiresAt: string, revokedAt: string | null }>
       expect(listed.find(t => t.id === id)).toMatchObject({ expiresAt, revokedAt: null })
@@ -265,7 +269,7 @@ describe('API tokens', () => {
     coordinator.repo.token = h => { const row = lookUp(h); return h === hash && row !== undefined ? { ...row, expiresAt: 'soon' } : row }
     try {
       const refused = await api('GET', '/v1/tokens', token)
-      expect(refused.status).toBe(403)
+      expect(refused.status).toBe(401)
       expect(refused.json.message).toMatch(/this API token expired at soon/)
     } finally {
       coordinator.repo.token = lookUp

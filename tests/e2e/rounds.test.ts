@@ -400,7 +400,7 @@ describe('rounds (mode none)', () => {
     // Who took part is for operators: no token, or an edge runtime's, is refused.
     for (const path of [`/v1/rounds/${id}`, '/v1/models/mnist/rounds']) {
       const anonymous = await read(path, null)
-      expect(anonymous.status).toBe(403)
+      expect(anonymous.status).toBe(401)
       expect((await anonymous.json() as { message: string }).message).toMatch(/needs an API token/)
       expect((await read(path, edge)).status).toBe(403)
     }
