@@ -83,6 +83,8 @@ describe('blockfed CLI', () => {
       [['coordinator', '--data', root, '--serve-budget-mb', '0'], /--serve-budget-mb.*megabytes from 0\.000001/],
       [['coordinator', '--data', root, '--upload-cap-mb', 'fast'], /--upload-cap-mb.*megabytes from 0\.001/],
       [['coordinator', '--data', root, '--cors-origin', 'https://app.example/path'], /--cors-origin.*scheme, host and port only/],
+      [['coordinator', '--data', root, '--round-connections-per-token', '0'], /--round-connections-per-token.*expected an integer 1-1024/],
+      [['coordinator', '--data', root, '--round-connections-per-token', '2.5'], /--round-connections-per-token.*expected an integer 1-1024/],
       [['models', '--coordinator', 'ftp://x'], /http:\/\/ or https:\/\/ URL/],
       [['ingest', '/nonexistent/model.onnx', '--name', 'x', '--coordinator', url], /no such file or folder/],
       [['pull', 'nosuch', '--out', root, '--coordinator', url, '--data', join(root, 'data'), '--home', join(root, 'home')], /NotFoundError: .*no model named nosuch/],

@@ -36,7 +36,7 @@ import { ringSum } from '../../aggregation/ring.ts'
 import { decodeMean, fixedPointParams } from '../../aggregation/fixed-point.ts'
 import { readTrainable, trainableLayout } from '../../shared/rounds/trainable.ts'
 import { spawnDecryptor } from '../../coordinator/cli/decryptor-process.ts'
-import { secureClients } from '../../node-runtime/fl/secure-client.ts'
+import { secureClients, type SecureClientFactory } from '../../node-runtime/fl/secure-client.ts'
 
 const CLI = fileURLToPath(new URL('../../coordinator/cli/main.ts', import.meta.url))
 let root: string
@@ -408,6 +408,26 @@ describe('rounds (mode none)', () => {
   })
 })
 
+/**
+ * The version a round published is exactly its base plus the mean of the clients' encoded
+ * updates: what the coordinator must have unmasked is the plain ring sum of those encodings.
+ */
+async function expectBasePlusMean ({ c, dir, at }: { c: Coordinator, dir: string, at: string }, roundId: string, encoded: Map<number, Uint32Array>, runtime: NodeRuntime): Promise<void> {
+  const config = JSON.parse((c.repo.version('mnist', 2) as { signed_manifest: string }).signed_manifest) as SignedManifest
+  const row = (await (await fetch(`${at}/v1/rounds/${roundId}`, { headers: { authorization: `Bearer ${c.adminToken}` } })).json()) as { state: string }
+  expect(row.state).toBe('published')
+  const sum = ringSum(encoded.values(), (encoded.values().next().value as Uint32Array).length)
+  const storedConfig = JSON.parse((await readRound(dir, roundId)).config) as RoundConfig
+  const { mean } = decodeMean(sum, fixedPointParams(storedConfig.fixedPoint))
+  const layout = trainableLayout(config.manifest.tensors, ['head'])
+  const aoe = { version: '1.0.0', tag: 'fl', runtime: 'tensorflow', source: 'blockfed', modelDir: 'mnist', modelName: 'mnist', updateURL: at }
+  const before = readTrainable(config.manifest.tensors, (await runtime.fetch(aoe, 1)).weights, layout)
+  const after = readTrainable(config.manifest.tensors, (await runtime.fetch(aoe, 2)).weights, layout)
+  const expected = new Float32Array(before.length)
+  for (let i = 0; i < expected.length; i++) expected[i] = (before[i] as number) + (mean[i] as number)
+  expect(after).toEqual(expected)
+}
+
 describe('rounds (mode masking)', () => {
   it('publishes exactly base + the mean of the clients\' encoded updates, with one client dropping after upload', async () => {
     const { c, dir, at, token } = await smallCoordinator('masking', { partition: SMALL_BLOCKS })
@@ -423,21 +443,52 @@ describe('rounds (mode masking)', () => {
       const summary = await c.rounds.run({ model: 'mnist', trainable: ['head'], secure: { mode: 'masking', dropoutRate: 0.25 }, selection: { minClients: 5 } })
       expect(summary.reason).toBeNull()
       expect(summary.participants.uploaded).toBe(5)
-      // What the coordinator must have unmasked: the plain ring sum of all five encodings.
-      const config = JSON.parse((c.repo.version('mnist', 2) as { signed_manifest: string }).signed_manifest) as SignedManifest
-      const row = (await (await fetch(`${at}/v1/rounds/${summary.id}`, { headers: { authorization: `Bearer ${c.adminToken}` } })).json()) as { state: string }
-      expect(row.state).toBe('published')
-      const sum = ringSum(encoded.values(), (encoded.get(0) as Uint32Array).length)
-      const storedConfig = JSON.parse((await readRound(dir, summary.id)).config) as RoundConfig
-      const { mean } = decodeMean(sum, fixedPointParams(storedConfig.fixedPoint))
-      const layout = trainableLayout(config.manifest.tensors, ['head'])
-      const runtime = ps[0]?.runtime as NodeRuntime
-      const aoe = { version: '1.0.0', tag: 'fl', runtime: 'tensorflow', source: 'blockfed', modelDir: 'mnist', modelName: 'mnist', updateURL: at }
-      const before = readTrainable(config.manifest.tensors, (await runtime.fetch(aoe, 1)).weights, layout)
-      const after = readTrainable(config.manifest.tensors, (await runtime.fetch(aoe, 2)).weights, layout)
-      const expected = new Float32Array(before.length)
-      for (let i = 0; i < expected.length; i++) expected[i] = (before[i] as number) + (mean[i] as number)
-      expect(after).toEqual(expected)
+      await expectBasePlusMean({ c, dir, at }, summary.id, encoded, ps[0]?.runtime as NodeRuntime)
+    } finally {
+      await stopParticipants(ps)
+      await c.stop()
+    }
+  })
+
+  it('sums exactly when one client seals a neighbour shares that do not open: the neighbour masks without that edge and reports it on its upload\'s connection (reviews 47a, 47e)', async () => {
+    const { c, dir, at, token } = await smallCoordinator('masking-skip', { partition: SMALL_BLOCKS })
+    const encoded = new Map<number, Uint32Array>()
+    const reports: unknown[] = []
+    const ids: string[] = []
+    let victim: string | undefined
+    let spoiler: string | undefined
+    // Runtime 0 spoils the sealed shares it sends its first neighbour (a nonce changed: well formed, does not open).
+    const spoiling: SecureClientFactory = deps => secureClients()({
+      ...deps,
+      clientId: (spoiler = deps.clientId),
+      send: payload => {
+        const shares = (payload as { type?: string, shares?: Array<{ to: string, ciphertext: string }> }).shares
+        const first = shares?.[0]
+        if ((payload as { type?: string }).type === 'secagg/shares' && first !== undefined) {
+          victim = first.to
+          first.ciphertext = (first.ciphertext.startsWith('A') ? 'B' : 'A') + first.ciphertext.slice(1)
+        }
+        deps.send(payload)
+      }
+    })
+    // The others: what they send just before their upload (their reports).
+    const watched: SecureClientFactory = deps => {
+      ids.push(deps.clientId)
+      const client = secureClients()(deps)
+      return { ...client, beforeUpload: () => { const report = client.beforeUpload?.(); if (report !== undefined) reports.push(report); return report } }
+    }
+    const ps = await startParticipants(at, token, join(root, 'masking-skip-runtimes'), 5, {
+      extra: i => ({ secureClient: i === 0 ? spoiling : watched, tamper: (x: Uint32Array) => { encoded.set(i, x.slice()); return x } })
+    })
+    try {
+      // A complete graph: the victim keeps more than the threshold of neighbours without the spoiler's edge.
+      const summary = await c.rounds.run({ model: 'mnist', trainable: ['head'], secure: { mode: 'masking', graph: 'complete', dropoutRate: 0 }, selection: { minClients: 5 } })
+      expect(summary.reason).toBeNull()
+      // Every client is in the sum, the victim too (it was left out before review 47a's fix).
+      expect(summary.participants.uploaded).toBe(5)
+      expect(ids).toContain(victim)
+      expect(reports).toEqual([{ type: 'secagg/skipped', roundId: summary.id, from: victim, peers: [{ peer: spoiler, seed: expect.any(String) }] }])
+      await expectBasePlusMean({ c, dir, at }, summary.id, encoded, ps[1]?.runtime as NodeRuntime)
     } finally {
       await stopParticipants(ps)
       await c.stop()
