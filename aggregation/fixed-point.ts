@@ -145,33 +145,31 @@ export interface UpdateEncoding {
   /** Uniform [0, 1) source for stochastic rounding and noise: `cryptoUniform()` in production. */
   random: () => number
   /**
-   * Distributed DP (see dp/noise.ts): clip the delta to L2 norm `l2Clip`, weight it, then add
-   * N(0, sigma²) to every coordinate (sigma from `clientNoiseSigma`). Noise goes on after the
-   * weight so that the sum carries the full planned noise whatever the weights are.
+   * Distributed DP (see dp/noise.ts): clip the delta to L2 norm `l2Clip`, weight it, clip each
+   * weighted coordinate to ±`valueClip` (the round's clip), then add N(0, sigma²) to every
+   * coordinate (sigma from `clientNoiseSigma`). Noise goes on after the weight so that the sum
+   * carries the full planned noise whatever the weights are.
    *
-   * `secureSum`: the update reaches the coordinator only inside a secure sum, whose privacy is
-   * the sum's noise. Then each weighted coordinate is clipped to ±`valueClip` before the noise,
-   * and the noisy value is not clipped again but reduced mod 2^32 as it is (the modular clipping
-   * of Kairouz, Liu & Steinke 2021, §4): the ring sum is the true noisy sum mod 2^32, a
+   * The noisy value is not clipped again but reduced mod 2^32 as it is (the modular clipping of
+   * Kairouz, Liu & Steinke 2021, §4): the ring sum is the true noisy sum mod 2^32, a
    * post-processing of the Gaussian sum the accountant charges for. Clipping each client's noisy
-   * value made the sum one of per-client truncated noise, which that accounting does not cover.
-   * The sum reads exactly while |Σ values + Σ noise| stays within the overflow bound, so
+   * value made the sum one of per-client truncated noise, which that accounting does not cover:
+   * in a secure sum first (review: 443 of 100,000 coordinates wrapped), then in mode `none`,
+   * whose sums shrank toward 0 and carried 0.21–0.57 of the accounted noise (review 48a). The
+   * sum reads exactly while |Σ values + Σ noise| stays within the overflow bound, so
    * `params.clip` must leave room for the noise above the values: a round's parameters leave 7
-   * noise sigmas above its clip (coordinator/rounds/fixed-point.ts), and `valueClip`, required
-   * with `secureSum`, is that round clip — values clipped to `params.clip` itself would fill the
-   * headroom, and the noise wrap the sum (review: 96 of 200 sums at the bound flipped sign).
-   * A coordinate that wrapped anyway would be a wrong sum (not a privacy loss), which a norm
-   * check does not reliably catch.
-   * Without it (mode none) every upload is seen alone: its clipped noisy values are a
-   * post-processing of its own Gaussian mechanism, and the coordinator checks the clip.
+   * noise sigmas above its clip (coordinator/rounds/fixed-point.ts), and `valueClip` is that
+   * round clip — values clipped to `params.clip` itself would fill the headroom, and the noise
+   * wrap the sum (review: 96 of 200 sums at the bound flipped sign). A coordinate that wrapped
+   * anyway would be a wrong sum (not a privacy loss), which a norm check does not reliably catch.
    */
-  dp?: { l2Clip: number, sigma: number, secureSum?: boolean, valueClip?: number }
+  dp?: { l2Clip: number, sigma: number, valueClip: number }
 }
 
-/** A secure sum's clip on weighted values: at most `params.clip`, whose excess is the noise's room. */
-function secureSumValueClip (valueClip: number | undefined, params: FixedPointParams): number {
+/** A DP update's clip on weighted values: at most `params.clip`, whose excess is the noise's room. */
+function dpValueClip (valueClip: number | undefined, params: FixedPointParams): number {
   if (!(valueClip !== undefined && valueClip > 0 && valueClip <= params.clip)) {
-    throw new RangeError(`encodeUpdate: dp.valueClip must be in (0, params.clip = ${params.clip}] with secureSum (the round's clip, below the noise headroom), got ${String(valueClip)}`)
+    throw new RangeError(`encodeUpdate: dp.valueClip must be in (0, params.clip = ${params.clip}] (the round's clip, below the noise headroom), got ${String(valueClip)}`)
   }
   return valueClip
 }
@@ -197,12 +195,12 @@ export function encodeUpdate (delta: Float32Array, { params, weight, random, dp 
     if (!(Number.isFinite(sigma) && sigma >= 0)) throw new RangeError(`encodeUpdate: dp.sigma must be a non-negative finite number, got ${String(sigma)}`)
     const { clipped } = clipL2(delta, l2Clip)
     const gauss = gaussianSampler(random)
-    const bound = dp.secureSum === true ? secureSumValueClip(dp.valueClip, params) : Infinity
+    const bound = dpValueClip(dp.valueClip, params)
     for (let i = 0; i < values.length; i++) values[i] = Math.min(bound, Math.max(-bound, weight * (clipped[i] as number))) + sigma * gauss()
   }
   const out = new Uint32Array(delta.length + 1)
-  // Noisy values of a secure sum are not clipped again (see `dp` above); |value·scale| stays far below 2^53.
-  encodeInto(out, values, dp?.secureSum === true ? Infinity : params.clip, params.scale, random, 'delta')
+  // Noisy values are not clipped again (see `dp` above); |value·scale| stays far below 2^53.
+  encodeInto(out, values, dp === undefined ? params.clip : Infinity, params.scale, random, 'delta')
   const w = weight * params.weightScale
   const f = Math.floor(w)
   out[delta.length] = random() < w - f ? f + 1 : f

@@ -11,7 +11,8 @@
  *
  * Also outside the accounting: the FedAvg total weight Σ w_k travels un-noised in the sum
  * (fixed-point.ts, `encodeUpdate`), so the participants' capped sample counts are public in
- * aggregate; give every client weight 1 where that matters.
+ * aggregate; give every client weight 1 where that matters. The accounting is for zero-out
+ * neighbours (one update replaced by zero; coordinator/rounds/rounds.ts, `privacySpent`).
  *
  * Noise is continuous (float64) and then rounded into the ring by fixed-point encoding. Strictly,
  * each client's stochastic rounding moves its vector by up to √d/scale in L2 (d coordinates),

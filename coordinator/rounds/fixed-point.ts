@@ -1,8 +1,8 @@
 /**
  * A round's fixed-point parameters (aggregation/fixed-point.ts). Clients clip each weighted
  * coordinate to ±clip; the scale is the largest whose sum over the selected clients cannot
- * overflow. A secure sum of DP updates also carries each client's noise unclipped (modular
- * clipping, encodeUpdate's `secureSum`), so its bound leaves NOISE_HEADROOM client noise sigmas
+ * overflow. A sum of DP updates, secure or not, also carries each client's noise unclipped
+ * (modular clipping, encodeUpdate's `dp`), so its bound leaves NOISE_HEADROOM client noise sigmas
  * per coordinate on top of the clip (clients still clip their values to the request's clip,
  * encodeUpdate's `valueClip`, so the headroom stays the noise's): the sum of U ≤ clients noises
  * has sd √U·σ, and clients·7σ ≥ 7·√U·σ, so a coordinate wraps with probability below 3·10⁻¹²
@@ -17,7 +17,8 @@ export const NOISE_HEADROOM = 7
 
 /** The parameters of a round of `request` among the selected `clients`. */
 export function roundFixedPoint (request: Pick<RoundRequest, 'clip' | 'dp' | 'secure' | 'selection'>, clients: string[]): FixedPointParams {
-  const sigma = request.dp === null || request.secure.mode === 'none'
+  // Mode none too (review 48a): its noise clipped per client shrank the mean and the sum's noise.
+  const sigma = request.dp === null
     ? 0
     : clientNoiseSigma({ noiseMultiplier: request.dp.noiseMultiplier, clip: request.dp.clip, minClients: minUploadsOf({ selection: request.selection, clients }) })
   return fixedPointParams({ clip: request.clip + NOISE_HEADROOM * sigma, clients: clients.length })

@@ -577,6 +577,12 @@ export function roundManager (deps: RoundManagerDeps): RoundManager {
    * multipliers z_i compose to one with z = (Σ 1/z_i²)^(-1/2) (Mironov 2017, Prop. 1 and the
    * Gaussian RDP curve α/2z²). No subsampling amplification: conservative.
    *
+   * Neighbouring rounds are those where one client's update is replaced by zero, its weight kept
+   * ("zero-out", Kairouz et al. 2021, DP-FTRL §2): sensitivity C. The upload count and the total
+   * weight are published un-noised, so neighbours that add or remove a client are not covered;
+   * neighbours that replace one client's data move the sum by 2C, an ε of multiplier z/2
+   * (2–3× larger; review 48a). Weights differ between clients unless `sampleCap` makes them equal.
+   *
    * That is against whoever sees the published model. In secure mode `none` the coordinator also
    * sees each upload alone, which carries only its client's share of the noise, z·C/√m for
    * m = minUploads: `dpEpsilonRoundVsCoordinator` is this round's ε against the coordinator. It

@@ -536,7 +536,7 @@ export function createParticipant (options: ParticipantOptions): Participant {
     const random = cryptoUniform()
     let encoded = config.dp === null
       ? encodeUpdate(withClassStats(clipL2(deltas, config.normBound).clipped, stats.stats), { params, weight, random })
-      : encodeUpdate(deltas, { params, weight, random, dp: { l2Clip: Math.min(config.dp.clip, config.normBound), sigma: clientNoiseSigma({ noiseMultiplier: config.dp.noiseMultiplier, clip: config.dp.clip, minClients: minUploadsOf(config) }), secureSum: config.secure.mode !== 'none', valueClip: config.clip } })
+      : encodeUpdate(deltas, { params, weight, random, dp: { l2Clip: Math.min(config.dp.clip, config.normBound), sigma: clientNoiseSigma({ noiseMultiplier: config.dp.noiseMultiplier, clip: config.dp.clip, minClients: minUploadsOf(config) }), valueClip: config.clip } })
     if (options.tamper !== undefined) encoded = options.tamper(encoded, config)
     const payload = await round.secure.protect(encoded, signal)
     const header = { type: 'upload' as const, roundId: config.id, baseVersion: config.baseVersion, encoding: round.secure.encoding }

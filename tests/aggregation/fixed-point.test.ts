@@ -156,7 +156,7 @@ describe('FedAvg updates (encodeUpdate / decodeMean)', () => {
     const sigma = 0.01
     const N = 50_000
     const sum = ringSum([1, 0.5, 0.25, 0.1].map((weight) =>
-      encodeUpdate(new Float32Array(N), { params, weight, random, dp: { l2Clip: 1, sigma } })), N + 1)
+      encodeUpdate(new Float32Array(N), { params, weight, random, dp: { l2Clip: 1, sigma, valueClip: params.clip } })), N + 1)
     const noise = decode(sum, params).subarray(0, N)
     let sq = 0
     for (const v of noise) sq += v * v
@@ -165,14 +165,14 @@ describe('FedAvg updates (encodeUpdate / decodeMean)', () => {
     expect(Math.abs(Math.sqrt(sq / N) / (2 * sigma) - 1)).toBeLessThan(0.02)
   })
 
-  it('does not clip the noise of an update bound for a secure sum: its noisy coordinates keep their full Gaussian spread, so the sum is the Gaussian sum', () => {
+  it('does not clip the noise of a DP update: its noisy coordinates keep their full Gaussian spread, so the sum is the Gaussian sum (secure or not: review 48a)', () => {
     // Per-coordinate clip 0.1 = sigma: clipping each noisy value at ±clip (as before) cut the
     // spread to ≈ 0.66 sigma, and 32% of coordinates sat at the clip.
     // 8 clients: one client's values read exactly up to ±1 (10 sigma), so nothing wraps here.
     const params = fixedPointParams({ clip: 0.1, clients: 8 })
     const sigma = 0.1
     const N = 50_000
-    const one = decode(encodeUpdate(new Float32Array(N), { params, weight: 1, random: mulberry32(21), dp: { l2Clip: 1, sigma, secureSum: true, valueClip: params.clip } }), params).subarray(0, N)
+    const one = decode(encodeUpdate(new Float32Array(N), { params, weight: 1, random: mulberry32(21), dp: { l2Clip: 1, sigma, valueClip: params.clip } }), params).subarray(0, N)
     let sq = 0
     let beyond = 0
     for (const v of one) { sq += v * v; if (Math.abs(v) > params.clip) beyond++ }
@@ -180,27 +180,24 @@ describe('FedAvg updates (encodeUpdate / decodeMean)', () => {
     // P(|N(0, σ)| > σ) ≈ 31.7%.
     expect(Math.abs(beyond / N - 0.317)).toBeLessThan(0.01)
     // The weighted delta itself is still clipped per coordinate before the noise.
-    const { mean } = decodeMean(encodeUpdate(Float32Array.of(0.6, 0.8), { params, weight: 1, random: mulberry32(22), dp: { l2Clip: 1, sigma: 0, secureSum: true, valueClip: params.clip } }), params)
+    const { mean } = decodeMean(encodeUpdate(Float32Array.of(0.6, 0.8), { params, weight: 1, random: mulberry32(22), dp: { l2Clip: 1, sigma: 0, valueClip: params.clip } }), params)
     expect(Array.from(mean, v => Math.round(v * 1e6) / 1e6)).toEqual([0.1, 0.1])
-    // Seen alone by the coordinator (mode none), the noisy values stay within the clip it checks.
-    const plain = decode(encodeUpdate(new Float32Array(N), { params, weight: 1, random: mulberry32(23), dp: { l2Clip: 1, sigma } }), params).subarray(0, N)
-    expect(Math.max(...Array.from(plain, Math.abs))).toBeLessThanOrEqual(params.clip + 1 / params.scale)
   })
 
-  it('clips the values of an update bound for a secure sum to valueClip, leaving params.clip\'s excess to the noise', () => {
+  it('clips the values of a DP update to valueClip, leaving params.clip\'s excess to the noise', () => {
     // A round's params.clip is its clip plus the noise headroom (coordinator/rounds/fixed-point.ts).
     const params = fixedPointParams({ clip: 1, clients: 4 })
     const encoding = { params, weight: 1, random: mulberry32(24) }
-    const { mean } = decodeMean(encodeUpdate(Float32Array.of(0.6, -0.8), { ...encoding, dp: { l2Clip: 1, sigma: 0, secureSum: true, valueClip: 0.25 } }), params)
+    const { mean } = decodeMean(encodeUpdate(Float32Array.of(0.6, -0.8), { ...encoding, dp: { l2Clip: 1, sigma: 0, valueClip: 0.25 } }), params)
     expect(Array.from(mean)).toEqual([0.25, -0.25])
-    expect(() => encodeUpdate(Float32Array.of(0.6), { ...encoding, dp: { l2Clip: 1, sigma: 0, secureSum: true } })).toThrow(/dp.valueClip/)
-    expect(() => encodeUpdate(Float32Array.of(0.6), { ...encoding, dp: { l2Clip: 1, sigma: 0, secureSum: true, valueClip: 1.5 } })).toThrow(/dp.valueClip must be in \(0, params.clip = 1\]/)
+    expect(() => encodeUpdate(Float32Array.of(0.6), { ...encoding, dp: { l2Clip: 1, sigma: 0 } as never })).toThrow(/dp.valueClip/)
+    expect(() => encodeUpdate(Float32Array.of(0.6), { ...encoding, dp: { l2Clip: 1, sigma: 0, valueClip: 1.5 } })).toThrow(/dp.valueClip must be in \(0, params.clip = 1\]/)
   })
 
   it('clips the delta to l2Clip before weighting when dp is set', () => {
     const params = fixedPointParams({ clip: 10, clients: 2 })
     const delta = Float32Array.of(3, 4) // norm 5
-    const { mean } = decodeMean(encodeUpdate(delta, { params, weight: 0.5, random: mulberry32(13), dp: { l2Clip: 1, sigma: 0 } }), params)
+    const { mean } = decodeMean(encodeUpdate(delta, { params, weight: 0.5, random: mulberry32(13), dp: { l2Clip: 1, sigma: 0, valueClip: params.clip } }), params)
     expect(mean[0]).toBeCloseTo(0.6, 6)
     expect(mean[1]).toBeCloseTo(0.8, 6)
   })
@@ -210,8 +207,8 @@ describe('FedAvg updates (encodeUpdate / decodeMean)', () => {
     const d = new Float32Array(4)
     expect(() => encodeUpdate(d, { params, weight: 300, random: Math.random })).toThrow(/weight must be in \(0, 1\]/)
     expect(() => encodeUpdate(d, { params, weight: 0, random: Math.random })).toThrow(RangeError)
-    expect(() => encodeUpdate(d, { params, weight: 1, random: Math.random, dp: { l2Clip: 0, sigma: 1 } })).toThrow(/dp.l2Clip/)
-    expect(() => encodeUpdate(d, { params, weight: 1, random: Math.random, dp: { l2Clip: 1, sigma: -1 } })).toThrow(/dp.sigma/)
+    expect(() => encodeUpdate(d, { params, weight: 1, random: Math.random, dp: { l2Clip: 0, sigma: 1, valueClip: 1 } })).toThrow(/dp.l2Clip/)
+    expect(() => encodeUpdate(d, { params, weight: 1, random: Math.random, dp: { l2Clip: 1, sigma: -1, valueClip: 1 } })).toThrow(/dp.sigma/)
     expect(() => encodeUpdate(Float32Array.of(Number.NaN), { params, weight: 1, random: Math.random })).toThrow(/delta\[0\] is NaN/)
     expect(() => decodeMean(new Uint32Array(5), params)).toThrow(InvalidInputError)
     expect(() => decodeMean(new Uint32Array(0), params)).toThrow(/empty/)

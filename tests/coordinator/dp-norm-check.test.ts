@@ -37,7 +37,7 @@ function storeRound (store: RoundStore, n: number, clients: number, minUploads: 
   const sigma = clientNoiseSigma({ noiseMultiplier: config.dp?.noiseMultiplier ?? 0, clip: 1, minClients: minUploadsOf(config) })
   for (const id of ids.slice(0, uploaded)) {
     const delta = new Float32Array(d).fill(0.5 / Math.sqrt(d))
-    const encoded = encodeUpdate(delta, { params: fixedPoint, weight: sampleWeight({ samples: 600, sampleCap: config.sampleCap }), random: cryptoUniform(), dp: { l2Clip: Math.min(1, config.normBound), sigma } })
+    const encoded = encodeUpdate(delta, { params: fixedPoint, weight: sampleWeight({ samples: 600, sampleCap: config.sampleCap }), random: cryptoUniform(), dp: { l2Clip: Math.min(1, config.normBound), sigma, valueClip: 1 } })
     store.putUpload(config.id, id, { payload: new Uint8Array(encoded.buffer), signature: '' })
   }
   return config

@@ -19,7 +19,7 @@ const request = { clip: 0.5, dp: { noiseMultiplier: Z, clip: 1, delta: 1e-5 }, s
 function spread (params: ReturnType<typeof fixedPointParams>): number {
   const sigma = clientNoiseSigma({ noiseMultiplier: Z, clip: 1, minClients: 2 })
   const random = mulberry32(33)
-  const sum = decode(ringSum(ids.map(() => encodeUpdate(new Float32Array(D), { params, weight: 1, random, dp: { l2Clip: 1, sigma, secureSum: true, valueClip: request.clip } })), D + 1), params).subarray(0, D)
+  const sum = decode(ringSum(ids.map(() => encodeUpdate(new Float32Array(D), { params, weight: 1, random, dp: { l2Clip: 1, sigma, valueClip: request.clip } })), D + 1), params).subarray(0, D)
   let sq = 0
   for (const v of sum) sq += v * v
   return Math.sqrt(sq / D) / (sigma * Math.sqrt(ids.length))
@@ -48,7 +48,7 @@ it('leaves the headroom to the noise: honest values at the clip fill only the cl
   let worst = 0
   for (let t = 0; t < 200; t++) {
     // Each client's delta (1, 0) is within dp.clip and weight 1: its first coordinate clips to the round's clip.
-    const encoded = clients.map(() => encodeUpdate(Float32Array.of(1, 0), { params, weight: 1, random, dp: { l2Clip: 1, sigma, secureSum: true, valueClip: tight.clip } }))
+    const encoded = clients.map(() => encodeUpdate(Float32Array.of(1, 0), { params, weight: 1, random, dp: { l2Clip: 1, sigma, valueClip: tight.clip } }))
     const first = decodeMean(ringSum(encoded, 3), params).mean[0] as number
     if (first < 0) wrapped++
     worst = Math.max(worst, Math.abs(first - tight.clip))
@@ -58,7 +58,30 @@ it('leaves the headroom to the noise: honest values at the clip fill only the cl
   expect(worst).toBeLessThan(5 * sigma / 8)
 })
 
-it('keeps the clip alone without DP, or in mode none, where clients clip their noise', () => {
+it('keeps the clip alone without DP', () => {
   expect(roundFixedPoint({ ...request, dp: null }, ids)).toEqual(fixedPointParams({ clip: 0.5, clients: 4 }))
-  expect(roundFixedPoint({ ...request, secure: { mode: 'none', graph: 'sparse' } }, ids)).toEqual(fixedPointParams({ clip: 0.5, clients: 4 }))
+  expect(roundFixedPoint({ ...request, dp: null, secure: { mode: 'none', graph: 'sparse' } }, ids)).toEqual(fixedPointParams({ clip: 0.5, clients: 4 }))
+})
+
+it('leaves mode none with DP the same room: its mean is unbiased and its sum carries the noise the accountant charges for (review 48a)', () => {
+  // The review's case: 10 clients (minUploads 5) send 0.003 in each of 100,000 coordinates, clip
+  // 0.1, z = 1. Each noisy value clipped to the clip (mode none had no headroom) gave a mean of
+  // 0.0004 and a sum whose noise sd was 0.21 of z·C·√(U/m).
+  const clients = Array.from({ length: 10 }, (_, i) => i.toString(16).padStart(64, '0'))
+  const none = { clip: 0.1, dp: { noiseMultiplier: 1, clip: 1, delta: 1e-5 }, secure: { mode: 'none' as const, graph: 'sparse' as const }, selection: { minClients: 2, maxClients: 10, fraction: 1, cooldownMs: 0, minUploads: 5 } }
+  const params = roundFixedPoint(none, clients)
+  const sigma = clientNoiseSigma({ noiseMultiplier: 1, clip: 1, minClients: 5 })
+  expect(params.clip).toBeCloseTo(0.1 + 7 * sigma, 9)
+  const random = mulberry32(48)
+  const delta = new Float32Array(D).fill(0.003)
+  const { mean } = decodeMean(ringSum(clients.map(() => encodeUpdate(delta, { params, weight: 1, random, dp: { l2Clip: 1, sigma, valueClip: none.clip } })), D + 1), params)
+  let m = 0
+  for (const x of mean) m += x
+  m /= D
+  let v = 0
+  for (const x of mean) v += (x - m) ** 2
+  // The mean's noise per coordinate has sd σ·√10/10 ≈ 0.141: their average is 0.003 within ±0.0014 (3 standard errors).
+  expect(Math.abs(m - 0.003)).toBeLessThan(0.0014)
+  // The sum's noise sd over z·C·√(U/m) = √2 (standard error of the estimate ≈ 0.2 %).
+  expect(Math.abs(Math.sqrt(v / (D - 1)) * clients.length / Math.SQRT2 - 1)).toBeLessThan(0.02)
 })

@@ -43,7 +43,7 @@ describe('mode none, per upload', () => {
     const server = plainServer(config)
     const sigma = clientNoiseSigma({ noiseMultiplier: dp.noiseMultiplier, clip: dp.clip, minClients: minUploadsOf(config) })
     // An honest DP client: clipped to 0.5, then noised.
-    const honest = encodeUpdate(evenDelta(3), { params: fixedPoint, weight: 1, random: mulberry32(7), dp: { l2Clip: dp.clip, sigma } })
+    const honest = encodeUpdate(evenDelta(3), { params: fixedPoint, weight: 1, random: mulberry32(7), dp: { l2Clip: dp.clip, sigma, valueClip: config.clip } })
     expect(() => server.checkUpload(clients[0] as string, bytes(honest))).not.toThrow()
     // Unclipped: norm 3, six times the sensitivity the accountant charges for, far under normBound 100.
     const unclipped = encodeUpdate(evenDelta(3), { params: fixedPoint, weight: 1, random: mulberry32(7) })

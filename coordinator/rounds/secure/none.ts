@@ -18,8 +18,9 @@ export function asRingVector (payload: Uint8Array, length: number, what: string)
 
 export function plainServer (config: RoundConfig): SecureRoundServer {
   const { scale, weightScale, clip } = config.fixedPoint
-  // An honest encoder clips every coordinate (noise included) to ±clip before scaling
-  // (aggregation/fixed-point.ts); the overflow bound of the sum counts on it.
+  // An honest encoder clips every value to the round's clip, and its DP noise stays within the
+  // 7σ headroom above it in all but 3·10⁻¹² of coordinates (coordinator/rounds/fixed-point.ts);
+  // the overflow bound of the sum counts on ±clip (the headroom's included).
   const maxCoordinate = Math.ceil(clip * scale)
   const dpSigma = config.dp === null ? 0 : clientNoiseSigma({ noiseMultiplier: config.dp.noiseMultiplier, clip: config.dp.clip, minClients: minUploadsOf(config) })
   return {

@@ -95,7 +95,7 @@ describe('classes:K (McMahan et al. 2017 shards)', () => {
   })
 })
 
-describe('dirichlet:ALPHA (Hsu et al. 2019)', () => {
+describe('dirichlet:ALPHA (per class, Dirichlet shares over clients: Yurochkin et al. 2019)', () => {
   it('covers every index once and is deterministic by seed', () => {
     for (const alpha of [0.05, 1, 100]) {
       const parts = dirichletPartition(mnistLabels, 10, alpha, 9)
