@@ -31,7 +31,7 @@ import type { RoundStore, RoundRow } from './store.ts'
 import type { ClientConnection, HubHandlers, RoundHub } from './hub.ts'
 import type { AcceptedUpload, RoundIo, SecureRoundServer } from './secure/types.ts'
 import { applyUpdate } from './apply.ts'
-import { carriedState, layoutKey, serverStep } from './strategy.ts'
+import { carriedState, decodeResidual, encodeResidual, layoutKey, residualKey, serverStep } from './strategy.ts'
 import { gaussianEpsilon } from '../../aggregation/dp/accountant.ts'
 import { MIN_MASKING_CLIENTS } from '../../aggregation/secagg/constants.ts'
 import { noiseNormBound, sumNoiseSd } from '../../aggregation/dp/noise.ts'
@@ -543,7 +543,10 @@ export function roundManager (deps: RoundManagerDeps): RoundManager {
     const stateKey = layoutKey(config, layout.indices.map(i => base.model.tensors[i] as TensorInfo))
     const stored = carriedState(deps.store.strategyState(config.model, stateKey), config.baseVersion, (from, to) => deps.repo.uploadedBetween(config.model, from, to))
     const step = serverStep(config, current, mean, stored, layerState)
-    const applied = applyUpdate(base.model, base.plans, layout, step.values, config.changeThreshold)
+    const tensorsKey = residualKey(layout.indices.map(i => base.model.tensors[i] as TensorInfo))
+    const storedResidual = deps.store.strategyState(config.model, tensorsKey)
+    const carried = decodeResidual(carriedState(storedResidual, config.baseVersion, (from, to) => deps.repo.uploadedBetween(config.model, from, to)), current.length)
+    const applied = applyUpdate(base.model, base.plans, layout, step.values, config.changeThreshold, carried)
     const metrics: Record<string, number> = {
       ...extra,
       ...privacySpent(config),
@@ -562,6 +565,8 @@ export function roundManager (deps: RoundManagerDeps): RoundManager {
       inTransaction: v => {
         version = v
         if (step.state !== undefined) deps.store.saveStrategyState(config.model, stateKey, step.state, v)
+        if (applied.residual !== undefined) deps.store.saveStrategyState(config.model, tensorsKey, encodeResidual(applied.residual), v)
+        else if (storedResidual !== undefined) deps.store.deleteStrategyState(config.model, tensorsKey)
         if (classMeans !== undefined) deps.store.saveClassMeans(config.model, classMeans, config.id)
         deps.store.transition(config.id, 'published', { version: v, metrics })
         deps.store.deleteUploads(config.id)

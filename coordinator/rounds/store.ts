@@ -66,6 +66,8 @@ export interface RoundStore {
   strategyState: (model: string, layout: string) => StoredStrategyState | undefined
   /** `version`: the version this state's step produced. */
   saveStrategyState: (model: string, layout: string, state: Uint8Array, version: number) => void
+  /** Forgets a model's state for one layout (a residual fully applied). */
+  deleteStrategyState: (model: string, layout: string) => void
   /** The model's pooled class means for this input shape, if a round has gathered them. */
   classMeans: (model: string, classes: number, features: number) => ClassMeans | undefined
   /** `roundId`: the round whose secure sum gave them. */
@@ -113,6 +115,7 @@ export function roundStore (database: Database): RoundStore {
     dp: db.prepare('SELECT json_extract(config, \'$.dp.noiseMultiplier\') AS z FROM rounds WHERE model = ? AND summed_at IS NOT NULL AND json_extract(config, \'$.dp\') IS NOT NULL'),
     summed: db.prepare('UPDATE rounds SET summed_at = COALESCE(summed_at, ?) WHERE id = ?'),
     strategy: db.prepare('SELECT state, version FROM strategy_state WHERE model = ? AND layout = ?'),
+    deleteStrategy: db.prepare('DELETE FROM strategy_state WHERE model = ? AND layout = ?'),
     saveStrategy: db.prepare('INSERT INTO strategy_state (model, layout, state, version, updated_at) VALUES (?, ?, ?, ?, ?) ON CONFLICT (model, layout) DO UPDATE SET state = excluded.state, version = excluded.version, updated_at = excluded.updated_at'),
     classMeans: db.prepare('SELECT means, shares FROM class_means WHERE model = ? AND classes = ? AND features = ?'),
     saveClassMeans: db.prepare('INSERT INTO class_means (model, classes, features, means, shares, round_id, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (model, classes, features) DO UPDATE SET means = excluded.means, shares = excluded.shares, round_id = excluded.round_id, updated_at = excluded.updated_at')
@@ -164,6 +167,7 @@ export function roundStore (database: Database): RoundStore {
     dpNoiseMultipliers: model => (q.dp.all(model) as Array<{ z: number }>).map(r => r.z),
     strategyState: (model, layout) => q.strategy.get(model, layout) as StoredStrategyState | undefined,
     saveStrategyState: (model, layout, state, version) => { q.saveStrategy.run(model, layout, state, version, now()) },
+    deleteStrategyState: (model, layout) => { q.deleteStrategy.run(model, layout) },
     classMeans (model, classes, features) {
       const row = q.classMeans.get(model, classes, features) as { means: Uint8Array, shares: Uint8Array } | undefined
       return row === undefined ? undefined : { classes, features, means: bytesFloat32(row.means), shares: bytesFloat32(row.shares) }

@@ -45,6 +45,25 @@ export function layoutKey (config: Pick<RoundConfig, 'strategy'>, tensors: Reado
   return [`strategy:${config.strategy.name}`, ...tensors.map(t => `${t.name}:${t.shape.join('x')}`)].join('\n')
 }
 
+/**
+ * The key the change a round's threshold held back (apply.ts, `residual`) is kept under, beside
+ * the optimiser state and under the same lineage rule: per trained tensors, whatever the strategy
+ * (it is a change of weights, which any strategy's next step goes on from).
+ */
+export function residualKey (tensors: ReadonlyArray<Pick<TensorInfo, 'name' | 'shape'>>): string {
+  return ['residual', ...tensors.map(t => `${t.name}:${t.shape.join('x')}`)].join('\n')
+}
+
+/** A residual in its stored form: a one-moment state (aggregation/strategies/state.ts) holding it as m. */
+export const encodeResidual = (residual: Float32Array): Uint8Array => encodeState({ steps: 0, m: residual, v: new Float32Array(0) })
+
+/** A stored residual, if it fits `length` trainable values (else none: the layout changed under the same names). */
+export function decodeResidual (bytes: Uint8Array | undefined, length: number): Float32Array | undefined {
+  if (bytes === undefined) return undefined
+  const { m } = decodeState(bytes)
+  return m.length === length ? m : undefined
+}
+
 export function serverStep (config: RoundConfig, base: Float32Array, meanDelta: Float32Array, stored: Uint8Array | undefined, layerState: ReadonlyArray<readonly [number, number]> = []): ServerStep {
   const step = strategy(config.strategy).step(base, meanDelta, stored === undefined ? undefined : decodeState(stored))
   for (const [start, end] of layerState) {

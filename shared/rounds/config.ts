@@ -90,7 +90,7 @@ export const roundRequestSchema = z.object({
   // noiseMultiplier ≥ 0.001: below it ε passes 5·10^5 (no privacy left to count), and far below
   // (≈ 1e-154) the accountant's ε overflows to Infinity, which a round's JSON metrics cannot hold.
   dp: z.object({ noiseMultiplier: z.number().min(0.001).max(100), clip: z.number().positive().max(1e6), delta: z.number().gt(0).lt(1).default(1e-5) }).strict().nullable().default(null),
-  /** A block is resealed as new only when ‖Δ‖/‖w‖ exceeds this; otherwise reused by CID. */
+  /** A block is resealed as new only when ‖Δ‖/‖w‖ exceeds this; otherwise reused by CID, and its change kept for the next round (apply.ts). */
   changeThreshold: z.number().min(0).max(1).default(1e-6),
   deadlines: z.object({
     acceptMs: ms.default(10_000),

@@ -9,6 +9,7 @@ import { modelFiles } from '../../node-runtime/examples/mnist-mlp.ts'
 import { readModel } from '../../shared/formats/index.ts'
 import { partition } from '../../shared/blocks/partition.ts'
 import { readTrainable, trainableLayout } from '../../shared/rounds/trainable.ts'
+import { mulberry32 } from '../../shared/random/seeded.ts'
 import type { NormalisedModel, TensorInfo } from '../../shared/model/types.ts'
 
 const kernel: TensorInfo = { name: 'dense_2/kernel', dtype: 'float32', shape: [4, 4], byteLength: 64, layer: 'dense_2' }
@@ -56,6 +57,65 @@ describe('applyUpdate', () => {
     const { changed, kept } = step(base, 1e-4) // 2e-4 relative, threshold 0.01
     expect(changed).toEqual([])
     expect([...kept].every(v => v === 0.5)).toBe(true)
+  })
+
+  it('hands back what the threshold held back as the residual, which the next call adds: agreeing rounds below the threshold move the block once their sum passes it (review 48a)', () => {
+    const base = model([kernel, bias])
+    const plans = partition(base.tensors, { targetBytes: 1 << 20, maxBytes: 2 << 20 })
+    const layout = trainableLayout(base.tensors, ['dense_2'])
+    const by = (m: NormalisedModel, d: number): Float32Array => readTrainable(m.tensors, m.weights, layout).map(v => v + d)
+    // 0.004 on 0.5 is 0.8 % relative, under 1 %: held back, whole.
+    const first = applyUpdate(base, plans, layout, by(base, 0.004), 0.01)
+    expect(first.changed).toEqual([])
+    expect([...(first.residual ?? [])].every(v => Math.abs(v - 0.004) < 1e-7)).toBe(true)
+    // The second: 1.6 % with the first's carried, published as both.
+    const second = applyUpdate(first.model, plans, layout, by(first.model, 0.004), 0.01, first.residual)
+    expect(second.changed).toEqual([0])
+    expect(second.relativeChange[0]).toBeCloseTo(0.016, 5)
+    expect([...readTrainable(base.tensors, second.model.weights, layout)].every(v => Math.abs(v - 0.508) < 1e-6)).toBe(true)
+    expect(second.residual).toBeUndefined()
+    expect(() => applyUpdate(base, plans, layout, by(base, 0), 0.01, new Float32Array(3))).toThrow(/a residual of 3 values for 20 trainable values/)
+  })
+
+  it('moves a large kernel as FedAvg says over many rounds whose every step is under the threshold (review 48a)', () => {
+    // The review's case: a 512×512 Glorot kernel, clients agreeing every round on a step of 8·10⁻⁷
+    // of ‖w‖, the default threshold 10⁻⁶. Without the residual, 500 rounds left it exactly as it was.
+    const n = 512
+    const big: TensorInfo = { name: 'dense_2/kernel', dtype: 'float32', shape: [n, n], byteLength: n * n * 4, layer: 'dense_2' }
+    const random = mulberry32(3)
+    const w0 = Float32Array.from({ length: n * n }, () => (random() * 2 - 1) * Math.sqrt(3 / n))
+    let current: NormalisedModel = { ...model([big]), weights: new Uint8Array(w0.buffer.slice(0)) }
+    const plans = partition(current.tensors)
+    const layout = trainableLayout(current.tensors, ['dense_2'])
+    const norm = Math.sqrt(w0.reduce((s, x) => s + x * x, 0))
+    const direction = Float32Array.from({ length: n * n }, () => random() * 2 - 1)
+    const dn = Math.sqrt(direction.reduce((s, x) => s + x * x, 0))
+    const step = direction.map(x => x / dn * 8e-7 * norm)
+    let residual: Float32Array | undefined
+    let published = 0
+    for (let r = 0; r < 100; r++) {
+      const values = readTrainable(current.tensors, current.weights, layout).map((v, i) => v + (step[i] as number))
+      const applied = applyUpdate(current, plans, layout, values, 1e-6, residual)
+      published += applied.changed.length
+      current = applied.model
+      residual = applied.residual
+    }
+    // Published every second round (two steps pass 10⁻⁶), and the kernel moved by 100 steps, as
+    // FedAvg's would: within float32's rounding of each addition (an element's two steps, ≈ 7·10⁻⁸
+    // on ≈ 0.04, round to a few per cent), in the same direction.
+    expect(published).toBe(50)
+    const moved = readTrainable(current.tensors, current.weights, layout)
+    let along = 0
+    let sq = 0
+    for (let i = 0; i < moved.length; i++) {
+      const d = (moved[i] as number) - (w0[i] as number)
+      along += d * (step[i] as number)
+      sq += d * d
+    }
+    const stepNorm = 8e-7 * norm
+    expect(Math.abs(Math.sqrt(sq) / (100 * stepNorm) - 1)).toBeLessThan(0.05)
+    expect(along / (Math.sqrt(sq) * stepNorm)).toBeGreaterThan(0.99)
+    expect(residual).toBeUndefined()
   })
 
   it('floors a BatchNorm moving variance the mean delta took below 0, and only that', async () => {

@@ -428,6 +428,58 @@ async function expectBasePlusMean ({ c, dir, at }: { c: Coordinator, dir: string
   expect(after).toEqual(expected)
 }
 
+describe('rounds whose change stays under the threshold (review 48a)', () => {
+  it('keeps what the threshold held back and publishes it with the next round that passes it', async () => {
+    const { c, dir, at, token } = await smallCoordinator('residual', { partition: SMALL_BLOCKS })
+    // Each runtime's encoded update, per round.
+    const encoded = new Map<string, Uint32Array[]>()
+    const ps = await startParticipants(at, token, join(root, 'residual-runtimes'), 3, {
+      extra: () => ({ tamper: (x: Uint32Array, config: RoundConfig) => { encoded.set(config.id, [...(encoded.get(config.id) ?? []), x.slice()]); return x } })
+    })
+    const residualRows = (): Array<{ version: number }> => {
+      const db = new DatabaseSync(join(dir, 'coordinator.sqlite'), { readOnly: true })
+      try {
+        return db.prepare('SELECT version FROM strategy_state WHERE model = \'mnist\' AND layout LIKE \'residual%\'').all() as Array<{ version: number }>
+      } finally {
+        db.close()
+      }
+    }
+    try {
+      // A threshold of 1 (100 % relative change) holds back every block: nothing new is sealed.
+      const held = await c.rounds.run({ model: 'mnist', trainable: ['head'], secure: { mode: 'none' }, changeThreshold: 1, selection: { minClients: 3 } })
+      expect(held).toMatchObject({ state: 'published', version: 2, reason: null, metrics: { changedBlocks: 0 } })
+      expect(residualRows()).toEqual([{ version: 2 }])
+      const passed = await c.rounds.run({ model: 'mnist', trainable: ['head'], secure: { mode: 'none' }, changeThreshold: 0, selection: { minClients: 3 } })
+      expect(passed).toMatchObject({ state: 'published', version: 3, reason: null })
+      expect(passed.metrics?.changedBlocks).toBeGreaterThan(0)
+      // All of it applied: nothing kept.
+      expect(residualRows()).toEqual([])
+      // Version 3 is version 1 plus both rounds' means: the first's was not dropped.
+      const config = JSON.parse((c.repo.version('mnist', 3) as { signed_manifest: string }).signed_manifest) as SignedManifest
+      const layout = trainableLayout(config.manifest.tensors, ['head'])
+      const aoe = { version: '1.0.0', tag: 'fl', runtime: 'tensorflow', source: 'blockfed', modelDir: 'mnist', modelName: 'mnist', updateURL: at }
+      const runtime = ps[0]?.runtime as NodeRuntime
+      const v1 = readTrainable(config.manifest.tensors, (await runtime.fetch(aoe, 1)).weights, layout)
+      const v2 = readTrainable(config.manifest.tensors, (await runtime.fetch(aoe, 2)).weights, layout)
+      const v3 = readTrainable(config.manifest.tensors, (await runtime.fetch(aoe, 3)).weights, layout)
+      expect(v2).toEqual(v1)
+      const meanOf = async (id: string): Promise<Float32Array> => {
+        const ups = encoded.get(id) as Uint32Array[]
+        const storedConfig = JSON.parse((await readRound(dir, id)).config) as RoundConfig
+        return decodeMean(ringSum(ups, (ups[0] as Uint32Array).length), fixedPointParams(storedConfig.fixedPoint)).mean
+      }
+      const [m1, m2] = [await meanOf(held.id), await meanOf(passed.id)]
+      const expected = new Float32Array(v1.length)
+      // In the coordinator's order: the second round's new values (v1 + m2), then the first's residual added.
+      for (let i = 0; i < expected.length; i++) expected[i] = Math.fround((v1[i] as number) + (m2[i] as number)) + Math.fround(Math.fround((v1[i] as number) + (m1[i] as number)) - (v1[i] as number))
+      expect(v3).toEqual(expected)
+    } finally {
+      await stopParticipants(ps)
+      await c.stop()
+    }
+  })
+})
+
 describe('rounds (mode masking)', () => {
   it('publishes exactly base + the mean of the clients\' encoded updates, with one client dropping after upload', async () => {
     const { c, dir, at, token } = await smallCoordinator('masking', { partition: SMALL_BLOCKS })
