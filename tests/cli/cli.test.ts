@@ -191,7 +191,7 @@ describe('blockfed CLI', () => {
       [['token', 'revoke', '--coordinator', url, '--data', data], /name the tokens to revoke: their ids \(token list shows them\), or --label/],
       [['token', 'revoke', '--label', 'nobody', '--coordinator', url, '--data', data], /--label "nobody": no active token has this label/],
       [['token', 'revoke', id, '--coordinator', url, '--data', data], /ConflictError: .*revoked already/],
-      [['token', 'list', '--coordinator', url, '--token', edge], /AccessDeniedError: GET \/v1\/tokens: this API token was revoked at /]
+      [['token', 'list', '--coordinator', url, '--token', edge], /UnauthenticatedError: GET \/v1\/tokens: this API token was revoked at /]
     ] as Array<[string[], RegExp]>) {
       const result = await blockfed(...args)
       expect(result.code).not.toBe(0)
