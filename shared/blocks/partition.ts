@@ -4,17 +4,19 @@
  * Heuristic, in three steps, deterministic for a given tensor list:
  *  1. Layer: tensors that share `TensorInfo.layer` (a Keras layer's kernel/bias/norm statistics,
  *     a TF op scope, the ONNX node consuming the initializers) always travel together.
- *  2. Unit: layers whose names share a prefix ending at the first index in the name form one
- *     unit — `encoder.layers.3.attn.q` and `encoder.layers.3.mlp.fc1` → `encoder.layers.3`;
- *     `block_2_expand` and `block_2_project_BN` → `block_2`; `MobilenetV2/expanded_conv_4/...` →
- *     `MobilenetV2/expanded_conv_4`. This is how Keras, TF-Slim and PyTorch name the repeated
- *     residual/attention units, so a unit is a residual or attention block when the graph has one.
- *     A layer without an index is a unit alone.
+ *  2. Unit: layers whose names share a prefix ending at an index, where other layers show the
+ *     same prefix with other indices, form one unit — `encoder.layers.3.attn.q` and
+ *     `encoder.layers.3.mlp.fc1` → `encoder.layers.3`; `model_1/model/block_2_expand` and
+ *     `…/block_2_project_BN` → `model_1/model/block_2` (not `model_1`, which has no siblings);
+ *     `MobilenetV2/expanded_conv_4/...` → `MobilenetV2/expanded_conv_4`. This is how Keras, TF-Slim
+ *     and PyTorch name the repeated residual/attention units, so a unit is a residual or attention
+ *     block when the graph has one (`unitNames`). A layer without such a prefix is a unit alone.
  *  3. Packing: units in model order fill blocks toward `targetBytes`; a unit is added to the
  *     current block while the sum stays ≤ target, or ≤ `maxBytes` when the current block is still
  *     under half the target (so small units do not make tiny blocks). A unit above `maxBytes` is
- *     packed tensor by tensor the same way; a tensor above `maxBytes` is split at row (first
- *     dimension) boundaries into pieces ≤ `maxBytes`, and each piece records its row range.
+ *     packed layer by layer the same way, a layer above it tensor by tensor; a tensor above
+ *     `maxBytes` is split at row (first dimension) boundaries into pieces ≤ `maxBytes`, and each
+ *     piece records its row range.
  */
 import type { TensorInfo } from '../model/types.ts'
 import { InvalidInputError } from '../errors/errors.ts'
@@ -53,37 +55,115 @@ export interface BlockPlan {
 
 const SCOPE = /[/.]/
 
-/** Step 2: the unit a layer belongs to. Exported for tests and for the access-rule matcher. */
-export function unitOf (layer: string): string {
-  const segments = layer.split(SCOPE)
-  let consumed = 0
-  for (const segment of segments) {
-    const tokens = segment.split('_')
-    const at = tokens.findIndex((t, j) => /^\d+$/.test(t) && (j > 0 || consumed > 0))
-    if (at >= 0) {
-      const head = tokens.slice(0, at + 1).join('_')
-      return layer.slice(0, consumed) + head
+/** Index cuts read from one layer name: a model of hostile names costs no more than this many per layer. */
+const MAX_CUTS = 32
+
+/** A prefix of a layer name that ends at an index: `stem` + index (`encoder.layers.` + `3`). */
+interface Cut { stem: string, index: string, end: number }
+
+/**
+ * The prefixes of `layer` that end at an index token: a segment (split at `/` and `.`) or a
+ * `_`-separated token of one that is all digits, outermost first. The name's very first token is
+ * never an index (a layer named `1072` is not the 1072nd of anything).
+ */
+function cutsOf (layer: string): Cut[] {
+  const cuts: Cut[] = []
+  let at = 0
+  for (const segment of layer.split(SCOPE)) {
+    let inSegment = 0
+    for (const token of segment.split('_')) {
+      const start = at + inSegment
+      if (/^\d+$/.test(token) && start > 0) {
+        cuts.push({ stem: layer.slice(0, start), index: token, end: start + token.length })
+        if (cuts.length === MAX_CUTS) return cuts
+      }
+      inSegment += token.length + 1
     }
-    consumed += segment.length + 1
+    at += segment.length + 1
   }
-  return layer
+  return cuts
 }
 
-interface Unit { name: string, tensors: number[], bytes: number }
+/**
+ * Step 2: the unit of every layer of a model, which its other layers decide. A unit is the
+ * outermost prefix ending at an index that has siblings — another layer under the same stem with
+ * another index (`block_3` beside `block_4`, `encoder.layers.3` beside `.4`): the repeated units
+ * Keras, TF-Slim and PyTorch name so, a residual or attention block when the graph has one.
+ * Wrappers that occur once (`model_1`, `sequential_1`, ONNX's `If_0_then_branch__Inline_0__`)
+ * are not units: they held a whole backbone as one before (review 48c). A layer under such a
+ * wrapper outside the repeated units (a stem convolution) is a unit alone; a layer with no
+ * repeated prefix at all keeps its first indexed prefix (`block_2_expand` → `block_2`, as its
+ * `block_2_project` beside it), or is a unit alone without one.
+ */
+export function unitNames (layers: Iterable<string>): Map<string, string> {
+  const cuts = new Map<string, Cut[]>()
+  const indices = new Map<string, Set<string>>()
+  for (const layer of layers) {
+    if (cuts.has(layer)) continue
+    const own = cutsOf(layer)
+    cuts.set(layer, own)
+    for (const c of own) {
+      const seen = indices.get(c.stem)
+      if (seen === undefined) indices.set(c.stem, new Set([c.index]))
+      else seen.add(c.index)
+    }
+  }
+  const repeated = (c: Cut): boolean => (indices.get(c.stem)?.size ?? 0) >= 2
+  const units = new Map<string, string>()
+  // The prefixes that hold repeated units: containers, not units themselves.
+  const containers = new Set<string>()
+  for (const [layer, own] of cuts) {
+    const cut = own.find(repeated)
+    if (cut === undefined) continue
+    units.set(layer, layer.slice(0, cut.end))
+    for (const c of own) if (c.end < cut.end) containers.add(layer.slice(0, c.end))
+  }
+  for (const [layer, own] of cuts) {
+    if (units.has(layer)) continue
+    const first = own[0]
+    const prefix = first === undefined ? undefined : layer.slice(0, first.end)
+    units.set(layer, prefix === undefined || containers.has(prefix) ? layer : prefix)
+  }
+  return units
+}
+
+/** The unit of one layer seen alone (no siblings to tell units from wrappers): its first indexed prefix, or itself. */
+export function unitOf (layer: string): string {
+  return unitNames([layer]).get(layer) as string
+}
+
+/** Each tensor's unit (by its layer, or its name when it has none), named across the whole model. */
+export function unitsOfTensors (tensors: readonly TensorInfo[]): string[] {
+  const layerOf = (t: TensorInfo): string => t.layer || t.name
+  const names = unitNames(tensors.map(layerOf))
+  return tensors.map(t => names.get(layerOf(t)) as string)
+}
+
+interface Layer { tensors: number[], bytes: number }
+interface Unit { name: string, layers: Layer[], bytes: number }
 
 function unitsInOrder (tensors: TensorInfo[]): Unit[] {
-  const byName = new Map<string, Unit>()
+  const unitOfTensor = unitsOfTensors(tensors)
+  const byName = new Map<string, { unit: Unit, layers: Map<string, Layer> }>()
   const units: Unit[] = []
   tensors.forEach((t, i) => {
-    const name = unitOf(t.layer || t.name)
-    let unit = byName.get(name)
-    if (unit === undefined) {
-      unit = { name, tensors: [], bytes: 0 }
-      byName.set(name, unit)
-      units.push(unit)
+    const name = unitOfTensor[i] as string
+    let entry = byName.get(name)
+    if (entry === undefined) {
+      entry = { unit: { name, layers: [], bytes: 0 }, layers: new Map() }
+      byName.set(name, entry)
+      units.push(entry.unit)
     }
-    unit.tensors.push(i)
-    unit.bytes += t.byteLength
+    const layerName = t.layer || t.name
+    let layer = entry.layers.get(layerName)
+    if (layer === undefined) {
+      layer = { tensors: [], bytes: 0 }
+      entry.layers.set(layerName, layer)
+      entry.unit.layers.push(layer)
+    }
+    layer.tensors.push(i)
+    layer.bytes += t.byteLength
+    entry.unit.bytes += t.byteLength
   })
   return units
 }
@@ -168,20 +248,30 @@ export function partition (tensors: TensorInfo[], options: PartitionOptions = DE
     open.bytes += bytes
   }
 
+  const whole = (ids: number[]): BlockPart[] => ids.map(i => ({ tensor: i, offset: 0, length: (tensors[i] as TensorInfo).byteLength }))
   for (const unit of unitsInOrder(tensors)) {
     if (unit.bytes <= maxBytes) {
-      add(unit.name, unit.tensors.map(i => ({ tensor: i, offset: 0, length: (tensors[i] as TensorInfo).byteLength })), unit.bytes)
+      add(unit.name, whole(unit.layers.flatMap(l => l.tensors)), unit.bytes)
       continue
     }
-    for (const i of unit.tensors) {
-      const t = tensors[i] as TensorInfo
-      if (t.byteLength <= maxBytes) {
-        add(unit.name, [{ tensor: i, offset: 0, length: t.byteLength }], t.byteLength)
-      } else {
-        flush()
-        for (const piece of splitRows(t, i, maxBytes)) {
-          add(unit.name, [piece], piece.length)
+    // A unit over the cap is packed layer by layer, so a layer's tensors still travel together
+    // (review 48c: an LSTM's weights were split from their biases); only a layer over the cap is
+    // packed tensor by tensor, and only a tensor over it is cut at rows.
+    for (const layer of unit.layers) {
+      if (layer.bytes <= maxBytes) {
+        add(unit.name, whole(layer.tensors), layer.bytes)
+        continue
+      }
+      for (const i of layer.tensors) {
+        const t = tensors[i] as TensorInfo
+        if (t.byteLength <= maxBytes) {
+          add(unit.name, whole([i]), t.byteLength)
+        } else {
           flush()
+          for (const piece of splitRows(t, i, maxBytes)) {
+            add(unit.name, [piece], piece.length)
+            flush()
+          }
         }
       }
     }

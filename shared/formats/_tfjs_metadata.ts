@@ -200,6 +200,35 @@ function graphNodes (json: ModelJson): GraphNode[] {
   })
 }
 
+/** Ops that pass a weight on unchanged in kind: its layer is the node after them. */
+const PASS_THROUGH = new Set(['Identity', 'Cast', 'Reshape', 'Transpose', 'ExpandDims', 'Squeeze', 'Neg'])
+/** Pass-through nodes followed from a weight at most. */
+const MAX_HOPS = 4
+/** Ops that hand a weight to a function body (control flow, calls): not a layer of their own. */
+const CALLS = /^(Stateless|Stateful)?(If|While|PartitionedCall)$/
+
+/**
+ * Graph models: the layer of each weight is the scope of the node that computes with it (the
+ * first that takes it as an input, past pass-through ops): `…/conv2d/BiasAdd` (a _FusedConv2D)
+ * → `…/conv2d`. Names alone do not say it: the converter names a fused op's constants `unknown`,
+ * `unknown_0`, and a fused conv + batch norm + PReLU reads weights named under three scopes, which
+ * then went to different blocks (review 48c). Weights no node takes, or that go into a function
+ * (a While, an If, a call), keep the layer their name gives (`weightLayer`).
+ */
+export function graphWeightLayers (json: ModelJson, weights: Iterable<string>): Map<string, string> {
+  const consumer = new Map<string, GraphNode>()
+  for (const n of graphNodes(json)) for (const i of n.inputs) if (!consumer.has(i)) consumer.set(i, n)
+  const layers = new Map<string, string>()
+  for (const w of weights) {
+    let node = consumer.get(w)
+    for (let hop = 0; node !== undefined && PASS_THROUGH.has(node.op) && hop < MAX_HOPS; hop++) node = consumer.get(node.name) ?? node
+    if (node === undefined || CALLS.test(node.op)) continue
+    const slash = node.name.lastIndexOf('/')
+    layers.set(w, slash > 0 ? node.name.slice(0, slash) : node.name)
+  }
+  return layers
+}
+
 /** Weight (Const node) name → op of the first node that takes it as an input. */
 function firstConsumerOps (json: ModelJson): Map<string, string> {
   const ops = new Map<string, string>()

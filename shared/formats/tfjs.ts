@@ -10,7 +10,7 @@ import { InvalidInputError, InvalidModelError } from '../errors/errors.ts'
 import type { ModelFile, NormalisedModel, TensorInfo, TfjsTopology } from '../model/types.ts'
 import { basename, filesBeside, refuseClashingPaths, relativePath } from './_paths.ts'
 import { modelJsonOf, parseJsonText, tfjsKind, weightByteLength, type ModelJson } from './_tfjs_json.ts'
-import { tfjsInputsOutputs, tfjsLayers, tfjsTrainingConfig, weightLayer } from './_tfjs_metadata.ts'
+import { graphWeightLayers, tfjsInputsOutputs, tfjsLayers, tfjsTrainingConfig, weightLayer } from './_tfjs_metadata.ts'
 import { checkLayerWeights } from './_tfjs_weights_check.ts'
 import { tensorTotals } from './metadata.ts'
 
@@ -71,6 +71,10 @@ export function readTfjs (jsonFile: ModelFile, files: readonly ModelFile[], { te
   // config claims before it looks at a single weight: refuse it here, before anything is kept.
   checkLayerWeights(json, name)
 
+  if (format === 'tfjs-graph') {
+    const byNode = graphWeightLayers(json, tensors.map(t => t.name))
+    for (const t of tensors) t.layer = byNode.get(t.name) ?? t.layer
+  }
   const weights = concat(chunks)
   const { inputs, outputs } = tfjsInputsOutputs(format, json, name)
   const trainingConfig = tfjsTrainingConfig(json)

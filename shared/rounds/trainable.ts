@@ -1,11 +1,11 @@
 /**
  * Which tensors a round trains, and how their values line up in an update vector. The round
- * names semantic units (the partitioner's `unitOf(layer)`, e.g. "head"); every float32 tensor
+ * names semantic units (the partitioner's `unitNames`, e.g. "head"); every float32 tensor
  * of those units is trained, whole, in manifest order. The same function runs on both sides, so
  * coordinator and runtime agree on the layout byte for byte.
  */
 import type { LayerSummary, TensorInfo } from '../model/types.ts'
-import { unitOf, tensorOffsets } from '../blocks/partition.ts'
+import { unitsOfTensors, tensorOffsets } from '../blocks/partition.ts'
 import { InvalidInputError } from '../errors/errors.ts'
 import { float32Bytes } from '../crypto/bytes.ts'
 
@@ -40,7 +40,8 @@ export function untrainableFormat (format: string): string | undefined {
 
 /** The units a model offers for training: those with at least one plain float32 tensor. */
 export function trainableUnits (tensors: TensorInfo[]): string[] {
-  return [...new Set(tensors.filter(trainableTensor).map(t => unitOf(t.layer)))]
+  const units = unitsOfTensors(tensors)
+  return [...new Set(tensors.flatMap((t, i) => trainableTensor(t) ? [units[i] as string] : []))]
 }
 
 export function trainableLayout (tensors: TensorInfo[], units: string[] | undefined): TrainableLayout {
@@ -59,8 +60,9 @@ export function trainableLayout (tensors: TensorInfo[], units: string[] | undefi
   const indices: number[] = []
   const offsets: number[] = []
   let parameters = 0
+  const unitOfTensor = unitsOfTensors(tensors)
   tensors.forEach((t, i) => {
-    if (!trainableTensor(t) || !wanted.includes(unitOf(t.layer))) return
+    if (!trainableTensor(t) || !wanted.includes(unitOfTensor[i] as string)) return
     indices.push(i)
     offsets.push(parameters)
     parameters += elements(t)

@@ -1,5 +1,5 @@
 import { describe, it, expect } from 'vitest'
-import { MAX_BLOCK_BYTES, partition, unitOf, tensorOffsets } from '../../../shared/blocks/partition.ts'
+import { MAX_BLOCK_BYTES, partition, unitNames, unitOf, tensorOffsets } from '../../../shared/blocks/partition.ts'
 import type { TensorInfo } from '../../../shared/model/types.ts'
 
 const t = (name: string, byteLength: number, shape: number[] = [byteLength / 4], layer = name.slice(0, name.lastIndexOf('/'))): TensorInfo =>
@@ -16,6 +16,45 @@ describe('unitOf', () => {
     ['1072', '1072'],
     ['features.1.conv.0.0', 'features.1']
   ])('%s → %s', (layer, unit) => expect(unitOf(layer)).toBe(unit))
+})
+
+describe('unitNames (the model\'s other layers tell a repeated unit from a wrapper; review 48c)', () => {
+  it('cuts at the repeated blocks under a wrapper that occurs once, and leaves the wrapper\'s other layers alone', () => {
+    // movenet's backbone: every layer under model_1, which cut there made one 4.6 MB unit.
+    const root = 'StatefulPartitionedCall/center_net/model_1/model'
+    const layers = [`${root}/Conv1`, `${root}/bn_Conv1`, `${root}/block_1_expand`, `${root}/block_1_project_BN`, `${root}/block_2_expand`, `${root}/block_2_depthwise`, `${root}/Conv_1`, 'StatefulPartitionedCall/center_net/head_0/conv', 'StatefulPartitionedCall/center_net/head_1/conv']
+    expect(Object.fromEntries(unitNames(layers))).toEqual({
+      [`${root}/Conv1`]: `${root}/Conv1`,
+      [`${root}/bn_Conv1`]: `${root}/bn_Conv1`,
+      [`${root}/block_1_expand`]: `${root}/block_1`,
+      [`${root}/block_1_project_BN`]: `${root}/block_1`,
+      [`${root}/block_2_expand`]: `${root}/block_2`,
+      [`${root}/block_2_depthwise`]: `${root}/block_2`,
+      [`${root}/Conv_1`]: `${root}/Conv_1`,
+      'StatefulPartitionedCall/center_net/head_0/conv': 'StatefulPartitionedCall/center_net/head_0',
+      'StatefulPartitionedCall/center_net/head_1/conv': 'StatefulPartitionedCall/center_net/head_1'
+    })
+  })
+
+  it('sees through an ONNX If branch to the encoder layers under it', () => {
+    const branch = 'If_0_then_branch__Inline_0__'
+    const layers = [`${branch}/stft/conv`, `${branch}/encoder/0/reparam_conv`, `${branch}/encoder/1/reparam_conv`, `${branch}/decoder/rnn/LSTM`]
+    const units = unitNames(layers)
+    expect(units.get(`${branch}/encoder/0/reparam_conv`)).toBe(`${branch}/encoder/0`)
+    expect(units.get(`${branch}/encoder/1/reparam_conv`)).toBe(`${branch}/encoder/1`)
+    // The branch holds repeated units: not a unit itself, so its other layers stand alone.
+    expect(units.get(`${branch}/stft/conv`)).toBe(`${branch}/stft/conv`)
+    expect(units.get(`${branch}/decoder/rnn/LSTM`)).toBe(`${branch}/decoder/rnn/LSTM`)
+  })
+
+  it('takes the outermost repeated prefix: an attention block, not one of its heads', () => {
+    const layers = [0, 1].flatMap(l => [0, 1].map(h => `encoder.layers.${l}.attn.heads.${h}.q`))
+    expect([...new Set(unitNames(layers).values())]).toEqual(['encoder.layers.0', 'encoder.layers.1'])
+  })
+
+  it('without repeats, keeps the first indexed prefix, as one layer seen alone', () => {
+    expect(Object.fromEntries(unitNames(['block_2_expand', 'block_2_project_BN', 'head']))).toEqual({ block_2_expand: 'block_2', block_2_project_BN: 'block_2', head: 'head' })
+  })
 })
 
 describe('partition', () => {
@@ -88,9 +127,19 @@ describe('partition', () => {
     expect(tensorOffsets(tensors).at(-1)).toBe(tensors.slice(0, -1).reduce((n, x) => n + x.byteLength, 0))
   })
 
+  it('packs a unit over the cap layer by layer: a layer\'s tensors stay in one block (review 48c)', () => {
+    // One unit (lstm_1) of two layers, 1800 bytes over a 1000-byte cap: tensor by tensor, the
+    // second layer's weight went with the first layer and its bias to the next block.
+    const tensors = [t('lstm_1/cell/kernel', 800), t('lstm_1/cell/recurrent', 400), t('lstm_1/out/kernel', 400), t('lstm_1/out/bias', 200)]
+    const plans = partition(tensors, { targetBytes: 800, maxBytes: 1000 })
+    expect(plans.map(p => p.parts.map(x => tensors[x.tensor]!.name))).toEqual([
+      ['lstm_1/cell/kernel'], ['lstm_1/cell/recurrent'], ['lstm_1/out/kernel', 'lstm_1/out/bias']
+    ])
+  })
+
   it('packs one unit of 200,000 tensors without overflowing the stack', () => {
     // Its parts were spread into one push() call: a RangeError, an HTTP 500 at ingest.
-    const tensors = Array.from({ length: 200_000 }, (_, i) => t(`u_1_${i}`, 4, [1], `u_1_${i}`))
+    const tensors = Array.from({ length: 200_000 }, (_, i) => t(`u_1/w${i}`, 4, [1], `u_1/w${i}`))
     const plans = partition(tensors, { targetBytes: 1 << 20, maxBytes: 2 << 20 })
     expect(plans.map(p => [p.unit, p.parts.length, p.byteLength])).toEqual([['u_1', 200_000, 800_000]])
   })

@@ -38,12 +38,22 @@ describe('tfjs graph model (movenet-lightning)', () => {
     for (const t of model.tensors) {
       const count = t.shape.reduce((n, d) => n * d, 1)
       expect(t.byteLength).toBe(count * (t.quantization?.dtype === 'float16' ? 2 : 4))
-      expect(t.name.startsWith(`${t.layer}/`)).toBe(true)
     }
     expect(model.weights.length).toBe(4_650_216)
     const kernel = model.tensors.find(t => t.name === 'StatefulPartitionedCall/kpt_offset_0/conv2d_7/Conv2D/ReadVariableOp')
     expect(kernel).toMatchObject({ dtype: 'float32', shape: [1, 1, 96, 34], byteLength: 96 * 34 * 2, quantization: { dtype: 'float16' } })
-    expect(kernel?.layer).toBe('StatefulPartitionedCall/kpt_offset_0/conv2d_7/Conv2D')
+    // The layer is the scope of the node computing with the weight (review 48c): the fused conv
+    // reads its kernel and bias, named under two scopes, as one layer.
+    expect(kernel?.layer).toBe('StatefulPartitionedCall/kpt_offset_0/conv2d_7')
+    expect(model.tensors.find(t => t.name === 'StatefulPartitionedCall/kpt_offset_0/conv2d_7/BiasAdd/ReadVariableOp')?.layer).toBe(kernel?.layer)
+    // So for every weight a fused op reads first (pass-through ops such as ExpandDims are looked past).
+    const nodes = (JSON.parse(new TextDecoder().decode(movenetFiles()[0]!.bytes)) as { modelTopology: { node: Array<{ name: string, op: string, input?: string[] }> } }).modelTopology.node
+    const fused = model.tensors.flatMap(t => {
+      const reader = nodes.find(n => n.input?.includes(t.name))
+      return reader !== undefined && /^_?Fused/.test(reader.op) ? [{ t, reader }] : []
+    })
+    expect(fused.length).toBeGreaterThan(100)
+    for (const { t, reader } of fused) expect(reader.name.startsWith(`${t.layer}/`), t.name).toBe(true)
 
     const m = model.metadata
     expect(m).toMatchObject({ format: 'tfjs-graph', tensorCount: 180, weightBytes: 4_650_216, dtypes: { float32: 149, int32: 31 } })
@@ -52,7 +62,7 @@ describe('tfjs graph model (movenet-lightning)', () => {
     expect(m.outputs).toEqual([{ name: 'Identity:0', dtype: 'float32', shape: [1, 1, 17, 3] }])
     expect(m.generatedBy).toBe('https://tfhub.dev/google/movenet/singlepose/lightning/4')
     expect(m.convertedBy).toBe('https://github.com/vladmandic')
-    expect(m.layers.find(l => l.name === 'StatefulPartitionedCall/kpt_offset_0/conv2d_7/Conv2D')?.kind).toBe('_FusedConv2D')
+    expect(m.layers.find(l => l.name === 'StatefulPartitionedCall/kpt_offset_0/conv2d_7')).toMatchObject({ kind: '_FusedConv2D', parameters: 96 * 34 + 34 })
     expect(m.layers.reduce((n, l) => n + l.parameters, 0)).toBe(m.parameters)
   })
 
@@ -78,5 +88,37 @@ describe('tfjs graph model (movenet-lightning)', () => {
     ours.dispose()
     theirs.dispose()
     expect(tf.memory().numTensors).toBe(before)
+  })
+})
+
+describe('tfjs graph model layers (review 48c)', () => {
+  /** A graph model.json of float32 weights `names` (4 bytes each) and `nodes`, with its weight file. */
+  function graphFiles (names: string[], nodes: Array<{ name: string, op: string, input?: string[] }>): Array<{ path: string, bytes: Uint8Array }> {
+    const json = { format: 'graph-model', modelTopology: { node: [...names.map(name => ({ name, op: 'Const' })), ...nodes] }, weightsManifest: [{ paths: ['w.bin'], weights: names.map(name => ({ name, shape: [1], dtype: 'float32' })) }] }
+    return [{ path: 'model.json', bytes: new TextEncoder().encode(JSON.stringify(json)) }, { path: 'w.bin', bytes: new Uint8Array(4 * names.length) }]
+  }
+
+  it('files each weight under the scope of the node that computes with it, past pass-through ops, and a weight handed to a function under its own name', async () => {
+    const model = await readModel(graphFiles(
+      ['unknown', 'unknown_0', 'm/conv2d_33/Conv2D_weights', 'm/conv2d_33/Conv2D_bn_offset', 'm/p_re_lu_33/Neg', 'm/while/w', 'm/unused/w'],
+      [
+        { name: 'input', op: 'Placeholder' },
+        // The converter's names for a fused conv's kernel and bias say nothing of it.
+        { name: 'm/conv2d/BiasAdd', op: '_FusedConv2D', input: ['input', 'unknown', 'unknown_0'] },
+        // A conv + batch norm + PReLU fused into one node reads weights named under three scopes;
+        // the alpha reaches it through an Identity.
+        { name: 'm/p_re_lu_33/Neg/read', op: 'Identity', input: ['m/p_re_lu_33/Neg'] },
+        { name: 'm/batch_normalization_33/FusedBatchNormV3', op: '_FusedConv2D', input: ['m/conv2d/BiasAdd', 'm/conv2d_33/Conv2D_weights', 'm/conv2d_33/Conv2D_bn_offset', 'm/p_re_lu_33/Neg/read'] },
+        { name: 'm/loop/While', op: 'StatelessWhile', input: ['m/batch_normalization_33/FusedBatchNormV3', 'm/while/w'] }
+      ]))
+    expect(Object.fromEntries(model.tensors.map(t => [t.name, t.layer]))).toEqual({
+      unknown: 'm/conv2d',
+      unknown_0: 'm/conv2d',
+      'm/conv2d_33/Conv2D_weights': 'm/batch_normalization_33',
+      'm/conv2d_33/Conv2D_bn_offset': 'm/batch_normalization_33',
+      'm/p_re_lu_33/Neg': 'm/batch_normalization_33',
+      'm/while/w': 'm/while',
+      'm/unused/w': 'm/unused'
+    })
   })
 })
