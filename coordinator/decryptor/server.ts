@@ -126,13 +126,13 @@ export async function buildDecryptorServer (deps: DecryptorServerDeps): Promise<
   app.get('/openapi.json', { schema: { hide: true } }, async () => app.swagger())
 
   api.get('/v1/paillier/key', {
-    schema: { summary: 'The Paillier public key (g = n + 1), its fingerprint and the packing layout clients must use', response: { 200: paillierKeyInfoSchema } }
+    schema: { operationId: 'getPaillierKey', summary: 'The Paillier public key (g = n + 1), its fingerprint and the packing layout clients must use', response: { 200: paillierKeyInfoSchema } }
   }, async () => deps.keyInfo)
 
   // The token's check alone, with nothing decrypted: so a coordinator can tell an operator at its
   // start that its token is wrong, not at its first Paillier round.
   api.get('/v1/paillier/access', {
-    schema: { summary: 'Whether the caller\'s bearer token may send decrypt requests (401 if not)', response: { 200: accessResponseSchema, 401: errorBodySchema } },
+    schema: { operationId: 'checkDecryptAccess', summary: 'Whether the caller\'s bearer token may send decrypt requests (401 if not)', response: { 200: accessResponseSchema, 401: errorBodySchema } },
     onRequest: async req => { requireToken(req, deps.token) }
   }, async () => ({ decrypt: true as const }))
 
@@ -150,7 +150,7 @@ export async function buildDecryptorServer (deps: DecryptorServerDeps): Promise<
 
   api.post('/v1/paillier/rounds/:roundId/decrypt', {
     schema: {
-      summary: 'Sum all contributions of a round homomorphically and decrypt only the sum (at most once per round)',
+      operationId: 'decryptRound', summary: 'Sum all contributions of a round homomorphically and decrypt only the sum (at most once per round)',
       params: z.object({ roundId: roundIdSchema }),
       body: decryptRequestSchema,
       response: { 200: decryptResponseSchema, 503: errorBodySchema, ...errors }

@@ -50,7 +50,7 @@ export async function ledgerRoutes (app: FastifyInstance, deps: LedgerRoutesDeps
   }
 
   api.get('/ledger/checkpoint', {
-    schema: { summary: 'The latest signed checkpoint (C2SP tlog-checkpoint in a signed note, witness cosignatures appended)', produces: [TEXT] }
+    schema: { operationId: 'getCheckpoint', summary: 'The latest signed checkpoint (C2SP tlog-checkpoint in a signed note, witness cosignatures appended)', produces: [TEXT] }
   }, async (_req, reply) => {
     // Behind the log when the signing of a new version's checkpoint failed after the version was
     // recorded (its commit refused: a full disk): signed now, not left unverifiable to every
@@ -61,11 +61,11 @@ export async function ledgerRoutes (app: FastifyInstance, deps: LedgerRoutesDeps
   })
 
   api.get('/ledger/key', {
-    schema: { summary: 'The log\'s verifier key: name+hexkeyid+base64(0x01‖pubkey)', produces: [TEXT] }
+    schema: { operationId: 'getLedgerKey', summary: 'The log\'s verifier key: name+hexkeyid+base64(0x01‖pubkey)', produces: [TEXT] }
   }, async (_req, reply) => await reply.type(TEXT).send(`${log.vkey}\n`))
 
   api.get('/ledger/entries/:index', {
-    schema: { summary: 'One ledger entry and its exact leaf bytes', params: z.object({ index: ledgerNumberSchema }), response: { 200: entryResponseSchema, ...refusals(502) } }
+    schema: { operationId: 'getLedgerEntry', summary: 'One ledger entry and its exact leaf bytes', params: z.object({ index: ledgerNumberSchema }), response: { 200: entryResponseSchema, ...refusals(502) } }
   }, async (req, reply) => {
     const bytes = log.entry(req.params.index)
     void reply.header('cache-control', 'public, max-age=31536000, immutable')
@@ -74,7 +74,7 @@ export async function ledgerRoutes (app: FastifyInstance, deps: LedgerRoutesDeps
 
   api.get('/ledger/entries', {
     schema: {
-      summary: `Leaf bytes of entries \`from\` to \`to\` − 1, at most ${ENTRIES_PAGE} per answer (ask again from where it ends): what a log monitor reads`,
+      operationId: 'listLedgerEntries', summary: `Leaf bytes of entries \`from\` to \`to\` − 1, at most ${ENTRIES_PAGE} per answer (ask again from where it ends): what a log monitor reads`,
       querystring: z.strictObject({ from: ledgerNumberSchema, to: ledgerNumberSchema }),
       response: { 200: entriesResponseSchema, ...refusals(502) }
     }
@@ -91,7 +91,7 @@ export async function ledgerRoutes (app: FastifyInstance, deps: LedgerRoutesDeps
 
   api.get('/ledger/proof/inclusion', {
     schema: {
-      summary: 'RFC 9162 inclusion proof of entry `index` in the tree of `size` entries',
+      operationId: 'getInclusionProof', summary: 'RFC 9162 inclusion proof of entry `index` in the tree of `size` entries',
       querystring: z.strictObject({ index: ledgerNumberSchema, size: ledgerNumberSchema }),
       response: { 200: inclusionResponseSchema, ...errors }
     }
@@ -105,7 +105,7 @@ export async function ledgerRoutes (app: FastifyInstance, deps: LedgerRoutesDeps
 
   api.get('/ledger/proof/consistency', {
     schema: {
-      summary: 'RFC 9162 consistency proof between the trees of `from` and `to` entries',
+      operationId: 'getConsistencyProof', summary: 'RFC 9162 consistency proof between the trees of `from` and `to` entries',
       querystring: z.strictObject({ from: ledgerNumberSchema, to: ledgerNumberSchema }),
       response: { 200: consistencyResponseSchema, ...errors }
     }
@@ -133,12 +133,12 @@ export async function ledgerRoutes (app: FastifyInstance, deps: LedgerRoutesDeps
   }
 
   api.get('/v1/models/:name/channels', {
-    schema: { summary: 'A model\'s release channels', params: z.object({ name: modelNameSchema }), response: { 200: channelsResponseSchema, ...errors } }
+    schema: { operationId: 'getChannels', summary: 'A model\'s release channels', params: z.object({ name: modelNameSchema }), response: { 200: channelsResponseSchema, ...errors } }
   }, async req => channelsOf(req.params.name))
 
   api.delete('/v1/models/:name/channels/:channel', {
     schema: {
-      summary: 'Clear a release channel: stable follows the latest version again; the canary ends',
+      operationId: 'clearChannel', summary: 'Clear a release channel: stable follows the latest version again; the canary ends',
       ...needsToken('ingest'),
       params: z.object({ name: modelNameSchema, channel: channelNameSchema }),
       response: { 200: channelsResponseSchema, ...refusals(...WRITE_REFUSALS) }
@@ -155,7 +155,7 @@ export async function ledgerRoutes (app: FastifyInstance, deps: LedgerRoutesDeps
 
   api.put('/v1/models/:name/channels/:channel', {
     schema: {
-      summary: 'Point a release channel at an anchored version',
+      operationId: 'setChannel', summary: 'Point a release channel at an anchored version',
       ...needsToken('ingest'),
       params: z.object({ name: modelNameSchema, channel: channelNameSchema }),
       body: channelRequestSchema,

@@ -6,6 +6,7 @@
  * withShapeRefusals adds the refusals a route's shape implies.
  */
 type Operation = { responses?: Record<string, unknown>, security?: unknown[] }
+type Answer = { content?: Record<string, { schema?: unknown }> }
 type Paths = Record<string, Record<string, Operation | undefined> | undefined>
 
 const text = (description: string): unknown => ({ description, content: { 'text/plain': { schema: { type: 'string' } } } })
@@ -56,6 +57,35 @@ export function withShapeRefusals<T extends { paths?: object }> (doc: T, maxPara
           content: errorBody?.content
         },
         403: { description: 'The token\'s role may not do this (the message names the role)', content: errorBody?.content }
+      }
+    }
+  }
+  return doc
+}
+
+/** `schema` with every `additionalProperties: false` taken out, at any depth (in place). */
+function opened (schema: unknown): void {
+  if (typeof schema !== 'object' || schema === null) return
+  if (Array.isArray(schema)) {
+    for (const item of schema) opened(item)
+    return
+  }
+  const o = schema as Record<string, unknown>
+  if (o.additionalProperties === false) delete o.additionalProperties
+  for (const value of Object.values(o)) opened(value)
+}
+
+/**
+ * Answers may gain fields in a later coordinator: their schemas say so, by leaving out the
+ * `additionalProperties: false` zod writes for every object (review 47d: a strictly generated
+ * client would refuse a newer coordinator's answers). Request bodies stay closed: the server
+ * refuses a field it does not know, and says which.
+ */
+export function withOpenAnswers<T extends { paths?: object }> (doc: T): T {
+  for (const methods of Object.values((doc.paths ?? {}) as Paths)) {
+    for (const operation of Object.values(methods ?? {})) {
+      for (const answer of Object.values(operation?.responses ?? {}) as Answer[]) {
+        for (const media of Object.values(answer.content ?? {})) opened(media.schema)
       }
     }
   }

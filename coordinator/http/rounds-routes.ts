@@ -42,7 +42,7 @@ function status (store: RoundStore, row: RoundRow): RoundStatus {
 export async function roundRoutes (app: FastifyInstance, deps: RoundRoutesDeps): Promise<void> {
   const api = app.withTypeProvider<ZodTypeProvider>()
   api.post('/v1/rounds', {
-    schema: { summary: 'Start a training round now (it runs over the WebSocket protocol at /v1/rounds/ws)', ...needsToken('rounds'), body: roundRequestSchema, response: { 202: roundStartedSchema, ...refusals(409, ...BODY_REFUSALS, 503, ...WRITE_REFUSALS) } }
+    schema: { operationId: 'startRound', summary: 'Start a training round now (it runs over the WebSocket protocol at /v1/rounds/ws)', ...needsToken('rounds'), body: roundRequestSchema, response: { 202: roundStartedSchema, ...refusals(409, ...BODY_REFUSALS, 503, ...WRITE_REFUSALS) } }
   }, async (req, reply) => {
     await operator(req, deps, 'start rounds')
     const { id, done } = await deps.manager.start(req.body)
@@ -50,7 +50,7 @@ export async function roundRoutes (app: FastifyInstance, deps: RoundRoutesDeps):
     return await reply.status(202).send({ id, state: 'open' as const })
   })
   api.get('/v1/rounds/:id', {
-    schema: { summary: 'A round: state, outcome, metrics, clients', ...needsToken('rounds'), params: z.object({ id: z.string().regex(/^r_[0-9a-f]{16}$/, 'a round id') }), response: { 200: roundSummarySchema, ...errors } }
+    schema: { operationId: 'getRound', summary: 'A round: state, outcome, metrics, clients', ...needsToken('rounds'), params: z.object({ id: z.string().regex(/^r_[0-9a-f]{16}$/, 'a round id') }), response: { 200: roundSummarySchema, ...errors } }
   }, async req => {
     await operator(req, deps, 'read rounds')
     const row = deps.store.get(req.params.id)
@@ -58,7 +58,7 @@ export async function roundRoutes (app: FastifyInstance, deps: RoundRoutesDeps):
     return status(deps.store, row)
   })
   api.get('/v1/models/:name/rounds', {
-    schema: { summary: 'A model\'s latest rounds, newest first, with client counts per status', ...needsToken('rounds'), params: z.object({ name: modelNameSchema }), querystring: z.object({ limit: z.string().regex(/^[1-9][0-9]{0,5}$/, `a count from 1 to ${MAX_LIST} in decimal digits`).describe(`how many rounds, 1 to ${MAX_LIST} (default 50)`).transform(Number).pipe(z.number().max(MAX_LIST)).optional().transform(n => n ?? 50) }).strict(), response: { 200: roundListSchema, ...errors } }
+    schema: { operationId: 'listRounds', summary: 'A model\'s latest rounds, newest first, with client counts per status', ...needsToken('rounds'), params: z.object({ name: modelNameSchema }), querystring: z.object({ limit: z.string().regex(/^[1-9][0-9]{0,5}$/, `a count from 1 to ${MAX_LIST} in decimal digits`).describe(`how many rounds, 1 to ${MAX_LIST} (default 50)`).transform(Number).pipe(z.number().max(MAX_LIST)).optional().transform(n => n ?? 50) }).strict(), response: { 200: roundListSchema, ...errors } }
   }, async req => {
     await operator(req, deps, 'read rounds')
     // As the model's other routes: a name with nothing behind it is a 404, not an empty list.

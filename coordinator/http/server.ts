@@ -12,7 +12,7 @@ import fresh from 'fresh'
 import { corsOrigins } from './cors.ts'
 import multipart from '@fastify/multipart'
 import swagger from '@fastify/swagger'
-import { withRawAnswers, withShapeRefusals } from './openapi-raw.ts'
+import { withOpenAnswers, withRawAnswers, withShapeRefusals } from './openapi-raw.ts'
 import { jsonSchemaTransform, serializerCompiler, validatorCompiler, type ZodTypeProvider } from 'fastify-type-provider-zod'
 import { z } from 'zod'
 import { LRUCache } from 'lru-cache'
@@ -112,7 +112,7 @@ export async function buildServer (deps: ServerDeps): Promise<FastifyInstance> {
       components: { securitySchemes: { token: { type: 'http', scheme: 'bearer' } } }
     },
     transform: jsonSchemaTransform,
-    transformObject: doc => 'openapiObject' in doc ? withShapeRefusals(withRawAnswers(withIngestBody(doc.openapiObject, deps.maxUploadBytes)), MAX_PATH_PARAM_CHARS) : doc.swaggerObject
+    transformObject: doc => 'openapiObject' in doc ? withOpenAnswers(withShapeRefusals(withRawAnswers(withIngestBody(doc.openapiObject, deps.maxUploadBytes)), MAX_PATH_PARAM_CHARS)) : doc.swaggerObject
   })
   if ((deps.corsOrigins ?? []).length > 0) {
     const origins = corsOrigins(deps.corsOrigins as string[])
@@ -147,23 +147,23 @@ export async function buildServer (deps: ServerDeps): Promise<FastifyInstance> {
 
   app.get('/openapi.json', { schema: { hide: true } }, async () => app.swagger())
 
-  api.get('/v1/coordinator', { schema: { summary: 'Coordinator identity: the key that signs manifests', response: { 200: coordinatorInfoSchema } } }, async () => ({
+  api.get('/v1/coordinator', { schema: { operationId: 'getCoordinator', summary: 'Coordinator identity: the key that signs manifests', response: { 200: coordinatorInfoSchema } } }, async () => ({
     name: 'blockfed-coordinator' as const, version: '1', publicKey: deps.identity.publicKeyHex, keyId: deps.identity.keyId, erasure: deps.erasure
   }))
 
   api.get('/v1/p2p', {
-    schema: { summary: 'The coordinator\'s libp2p node: peer id and bootstrap addresses', response: { 200: z.object({ peerId: z.string(), addresses: z.array(z.string()) }), ...errors } }
+    schema: { operationId: 'getP2p', summary: 'The coordinator\'s libp2p node: peer id and bootstrap addresses', response: { 200: z.object({ peerId: z.string(), addresses: z.array(z.string()) }), ...errors } }
   }, async () => {
     const info = deps.p2p?.()
     if (info === undefined) throw new NotFoundError('this coordinator runs no libp2p node (started without p2p)')
     return info
   })
 
-  api.get('/v1/models', { schema: { summary: 'List models', response: { 200: modelListSchema } } }, async () => ({
+  api.get('/v1/models', { schema: { operationId: 'listModels', summary: 'List models', response: { 200: modelListSchema } } }, async () => ({
     models: deps.repo.models().map(m => ({ name: m.name, latest: m.latest, versions: m.versions, format: m.format, createdAt: m.created_at }))
   }))
 
-  api.get('/v1/models/:name/versions', { schema: { summary: 'List a model\'s versions', params: modelParams, response: { 200: versionListSchema, ...errors } } }, async req => {
+  api.get('/v1/models/:name/versions', { schema: { operationId: 'listVersions', summary: 'List a model\'s versions', params: modelParams, response: { 200: versionListSchema, ...errors } } }, async req => {
     const rows = deps.repo.versions(req.params.name)
     if (rows.length === 0) throw new NotFoundError(`no model named ${req.params.name}`)
     return {
@@ -173,7 +173,7 @@ export async function buildServer (deps: ServerDeps): Promise<FastifyInstance> {
   })
 
   api.get('/v1/models/:name/versions/:version/manifest', {
-    schema: { summary: 'The signed manifest of a version (`latest` allowed)', params: versionParams, response: { 200: signedManifestSchema, ...errors } }
+    schema: { operationId: 'getManifest', summary: 'The signed manifest of a version (`latest` allowed)', params: versionParams, response: { 200: signedManifestSchema, ...errors } }
   }, async (req, reply) => {
     const row = rowOf(req.params.name, req.params.version)
     // A numbered version never changes; `latest` does.
@@ -202,7 +202,7 @@ export async function buildServer (deps: ServerDeps): Promise<FastifyInstance> {
 
   api.post('/v1/models/:name/versions/:version/keys', {
     schema: {
-      summary: 'The data keys of a version that the caller\'s role may use, wrapped to the caller\'s X25519 key',
+      operationId: 'getKeys', summary: 'The data keys of a version that the caller\'s role may use, wrapped to the caller\'s X25519 key',
       ...needsToken(), params: versionParams, body: keyRequestSchema, response: { 200: keyResponseSchema, ...refusals(...BODY_REFUSALS, 502) }
     }
   }, async req => {
@@ -235,7 +235,7 @@ export async function buildServer (deps: ServerDeps): Promise<FastifyInstance> {
 
   api.post('/v1/models/:name/ingest', {
     schema: {
-      summary: 'Upload a model (multipart: model.json + weight files, or one .onnx + external data) and ingest it as a new version',
+      operationId: 'ingestModel', summary: 'Upload a model (multipart: model.json + weight files, or one .onnx + external data) and ingest it as a new version',
       ...needsToken('ingest'), params: modelParams, consumes: ['multipart/form-data'], response: { 200: ingestResultSchema, ...refusals(409, ...BODY_REFUSALS, 422, 502, 503, ...WRITE_REFUSALS) }
     }
   }, async req => {
@@ -257,7 +257,7 @@ export async function buildServer (deps: ServerDeps): Promise<FastifyInstance> {
   })
 
   api.get('/v1/blocks/:cid', {
-    schema: { summary: 'A sealed block or shard by its CID (immutable); 503 with Retry-After when the coordinator is sending all it may at once', params: z.object({ cid: z.string().max(200) }), response: refusals(503) }
+    schema: { operationId: 'getBlock', summary: 'A sealed block or shard by its CID (immutable); 503 with Retry-After when the coordinator is sending all it may at once', params: z.object({ cid: z.string().max(200) }), response: refusals(503) }
   }, async (req, reply) => {
     const cid = req.params.cid
     parseCid(cid)

@@ -26,7 +26,7 @@ export async function tokenRoutes (app: FastifyInstance, deps: TokenRoutesDeps):
   const api = app.withTypeProvider<ZodTypeProvider>()
 
   api.post('/v1/tokens', {
-    schema: { summary: 'Create an API token for a role', ...needsToken('tokens'), body: tokenRequestSchema, response: { 200: tokenResponseSchema, ...refusals(...BODY_REFUSALS, ...WRITE_REFUSALS) } }
+    schema: { operationId: 'createToken', summary: 'Create an API token for a role', ...needsToken('tokens'), body: tokenRequestSchema, response: { 200: tokenResponseSchema, ...refusals(...BODY_REFUSALS, ...WRITE_REFUSALS) } }
   }, async req => {
     mayManage(await authenticate(req, deps.repo), 'create')
     const { token, id, expiresAt } = await deps.tokens.issue(req.body.role, req.body.label ?? null, req.body.expiresInSeconds)
@@ -34,14 +34,14 @@ export async function tokenRoutes (app: FastifyInstance, deps: TokenRoutesDeps):
   })
 
   api.get('/v1/tokens', {
-    schema: { summary: 'List API tokens by id, revoked ones too', ...needsToken('tokens'), response: { 200: tokenListSchema, ...refusals() } }
+    schema: { operationId: 'listTokens', summary: 'List API tokens by id, revoked ones too', ...needsToken('tokens'), response: { 200: tokenListSchema, ...refusals() } }
   }, async req => {
     mayManage(await authenticate(req, deps.repo), 'list')
     return { tokens: deps.tokens.list() }
   })
 
   api.delete('/v1/tokens/:tokenId', {
-    schema: { summary: 'Revoke an API token: it opens nothing from now on, and its round connections are closed', ...needsToken('tokens'), params: z.object({ tokenId: tokenIdSchema }), response: { 200: tokenRevokedSchema, ...refusals(409, ...WRITE_REFUSALS) } }
+    schema: { operationId: 'revokeToken', summary: 'Revoke an API token: it opens nothing from now on, and its round connections are closed', ...needsToken('tokens'), params: z.object({ tokenId: tokenIdSchema }), response: { 200: tokenRevokedSchema, ...refusals(409, ...WRITE_REFUSALS) } }
   }, async req => {
     mayManage(await authenticate(req, deps.repo), 'revoke')
     return await deps.tokens.revoke(req.params.tokenId)

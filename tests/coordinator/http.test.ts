@@ -107,6 +107,15 @@ describe('coordinator HTTP API', () => {
     expect(roles('post /v1/rounds')).toBe('Needs an API token (Authorization: Bearer) of role admin or publisher.')
     expect(roles('post /v1/models/{name}/ingest')).toBe('Needs an API token (Authorization: Bearer) of role admin or publisher.')
     expect(roles('post /v1/models/{name}/versions/{version}/keys')).toBe('Needs an API token (Authorization: Bearer) of role admin or publisher or edge.')
+    // Each operation has its own operationId (what a generated client names its method), and
+    // answers may gain fields in a later coordinator while bodies stay closed (review 47d).
+    const ids = operations.map(o => (o.op as { operationId?: string }).operationId)
+    expect(ids.every(id => typeof id === 'string' && /^[a-z][A-Za-z0-9]+$/.test(id))).toBe(true)
+    expect(new Set(ids).size).toBe(ids.length)
+    for (const { route, op } of operations) {
+      for (const [status, answer] of Object.entries(op.responses)) expect(JSON.stringify(answer), `${route} ${status}`).not.toContain('"additionalProperties":false')
+    }
+    expect(JSON.stringify(doc.paths['/v1/tokens']?.post?.requestBody)).toContain('"additionalProperties":false')
     // Routes that write say 507, a full disk, which they answer (tests/coordinator/ingest-uploads.test.ts; review 47d).
     const writing = ['post /v1/models/{name}/ingest', 'post /v1/rounds', 'post /v1/tokens', 'delete /v1/tokens/{tokenId}', 'put /v1/models/{name}/channels/{channel}', 'delete /v1/models/{name}/channels/{channel}']
     for (const route of writing) {
