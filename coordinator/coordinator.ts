@@ -217,7 +217,7 @@ async function openCoordinator (options: CoordinatorOptions, partitionOptions: P
     hub: () => hub,
     readBase: async (name, version) => await readBaseModel({ repo, files, identity }, name, version),
     publish: versions.publish,
-    secureServer: async (config, snapshot) => await secureServerFor(config, snapshot, { decryptorUrl: options.decryptorUrl, decryptorToken: options.decryptorToken }),
+    secureServer: async (config, snapshot, how) => await secureServerFor(config, snapshot, { decryptorUrl: options.decryptorUrl, decryptorToken: options.decryptorToken }, how),
     offerExtras: async secure => {
       if (secure.mode !== 'paillier') return {}
       if (options.decryptorUrl === undefined) throw new UnavailableError('Paillier rounds need a decryptor: start the coordinator with --decryptor URL')

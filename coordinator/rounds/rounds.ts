@@ -4,9 +4,10 @@
  * and publish a new version where only blocks that changed are new. Every step moves the
  * persisted state machine (state.ts) and waits behind a deadline (gate.ts); a client that goes
  * silent is dropped, not waited for. A stop leaves a round that was collecting, or summing
- * without its clients, as a kill would; at the next start `resumeInterrupted()` resumes a masking
- * round whose sum still needs its clients (they keep a round they uploaded to across a
- * reconnect), and `recover()` finishes the rest from the database, or fails them cleanly.
+ * without its clients, as a kill would; at the next start `resumeInterrupted()` resumes a round
+ * left collecting short of its uploads (the runtimes still training keep it across a reconnect)
+ * and a masking round whose sum still needs its clients, and `recover()` finishes the rest from
+ * the database, or fails them cleanly.
  */
 import { setTimeout as sleep } from 'node:timers/promises'
 import { randomInt } from 'node:crypto'
@@ -45,7 +46,8 @@ export interface RoundManagerDeps {
   readBase: (name: string, version: number) => Promise<BaseModel>
   publish: (name: string, model: NormalisedModel, options: PublishOptions) => Promise<IngestResult>
   /** The secure-aggregation server for a round's mode (restored from a snapshot after a restart). */
-  secureServer: (config: RoundConfig, snapshot?: unknown) => Promise<SecureRoundServer>
+  /** `offline`: without asking any service (a round resumed at a start, before the hub answers). */
+  secureServer: (config: RoundConfig, snapshot?: unknown, options?: { offline?: boolean }) => Promise<SecureRoundServer>
   /** Extra fields a mode needs in the offer (Paillier: the decryptor's public key). */
   offerExtras?: (request: RoundConfig['secure']) => Promise<Pick<RoundConfig, 'paillier'>>
   onEvent?: (event: RoundEvent) => void
@@ -461,7 +463,7 @@ export function roundManager (deps: RoundManagerDeps): RoundManager {
     } catch (err) {
       // A bad request, not a fault of the coordinator's (review 47b: a 500 for dp.clip 1e12).
       if (!(err instanceof RangeError)) throw err
-      const dp = request.dp === null || request.secure.mode === 'none' ? '' : `, dp.clip ${request.dp.clip} at noise multiplier ${request.dp.noiseMultiplier}`
+      const dp = request.dp === null ? '' : `, dp.clip ${request.dp.clip} at noise multiplier ${request.dp.noiseMultiplier}`
       throw new InvalidInputError(`round for ${request.model}: clip ${request.clip}${dp} and ${clients.length} clients leave no fixed-point scale under 2^31 (their updates could overflow the sum); lower the clip${dp === '' ? '' : ', dp.clip or dp.noiseMultiplier'} or the clients (selection.maxClients)`, { cause: err })
     }
     // NaiveMix: offer the pooled class means once gathered; until then this round gathers them.
@@ -908,20 +910,22 @@ export function roundManager (deps: RoundManagerDeps): RoundManager {
     for (const row of deps.store.unfinished()) {
       // Until it is ended or resumed (registered in `active`), a new round of its model is refused.
       recovering.set(row.id, row.config.model)
-      // Paillier is left to recover(): its server may ask the decryptor, which must not hold up the start.
-      if (row.state !== 'collecting' || row.config.secure.mode === 'paillier') {
+      if (row.state !== 'collecting') {
         toFinish.push({ row })
         continue
       }
       try {
+        const { mode } = row.config.secure
         const uploads = deps.store.uploads(row.id)
-        // Mode none with the uploads its sum needs is finished from them, as it was.
-        if (row.config.secure.mode === 'none' && uploads.size >= minUploadsOf(row.config)) {
-          toFinish.push({ row, uploads })
+        // A round with the uploads its sum needs is finished from them, as it was (Paillier's by
+        // recover(), whose server asks the decryptor, which must not hold up the start).
+        if (mode !== 'masking' && uploads.size >= minUploadsOf(row.config)) {
+          toFinish.push(mode === 'none' ? { row, uploads } : { row })
           continue
         }
-        const secure = await deps.secureServer(row.config, row.secureState)
-        if (row.config.secure.mode === 'none' || secure.needsClients()) {
+        // Short of them, it goes on: built without asking the decryptor, which its sum asks.
+        const secure = await deps.secureServer(row.config, row.secureState, { offline: true })
+        if (mode !== 'masking' || secure.needsClients()) {
           resume(row, uploads, secure)
           recovering.delete(row.id)
         } else {

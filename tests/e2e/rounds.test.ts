@@ -776,12 +776,14 @@ describe('a coordinator killed mid-round', () => {
     }
   })
 
-  for (const mode of ['masking', 'none'] as const) {
+  for (const mode of ['masking', 'none', 'paillier'] as const) {
     it(`resumes a ${mode} round killed with fewer uploads than it needs: the runtimes still training keep it and upload after the restart (review 47b)`, async () => {
       // One upload of four stored at the kill (minUploads 2): the round failed at the restart, and
       // its uploader could not give another update from that base.
       const secure = mode === 'masking' ? { mode, dropoutRate: 0.3 } : { mode }
-      const { round: status, ps, cleanup } = await killedAfterUploads(`killed-early-${mode}`, { secure }, { extra: () => ({ secureClient: secureClients() }), runtimes: 4, uploadsBeforeKill: 1, stuckAfter: 'train' })
+      const decryptor = mode === 'paillier' ? await spawnDecryptor(join(root, 'killed-early-decryptor'), ['--min-clients', '2', '--key-bits', '1024']) : undefined
+      const paillier = decryptor === undefined ? {} : { args: ['--decryptor', decryptor.url, '--decryptor-token', decryptor.token] }
+      const { round: status, ps, cleanup } = await killedAfterUploads(`killed-early-${mode}`, { secure }, { extra: () => ({ secureClient: secureClients(decryptor === undefined ? {} : { paillierKeyId: decryptor.keyId }) }), runtimes: 4, uploadsBeforeKill: 1, stuckAfter: 'train', ...paillier }).catch(async (err: unknown) => { await decryptor?.stop(); throw err })
       try {
         const round = await ended(status, 600) as { state: string, reason: string | null, metrics: Record<string, number> }
         expect(round.reason).toBeNull()
@@ -791,6 +793,7 @@ describe('a coordinator killed mid-round', () => {
         for (const p of ps) await expect.poll(() => p.events.some(e => e.type === 'result' && e.state === 'published'), { timeout: 10_000 }).toBe(true)
       } finally {
         await cleanup()
+        await decryptor?.stop()
       }
     })
   }

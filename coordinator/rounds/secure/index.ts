@@ -13,12 +13,13 @@ export interface SecureServerDeps {
   decryptorToken?: string
 }
 
-export async function secureServerFor (config: RoundConfig, snapshot: unknown, deps: SecureServerDeps): Promise<SecureRoundServer> {
+/** `offline`: build it without asking any service (a round resumed at a start; see paillierServer). */
+export async function secureServerFor (config: RoundConfig, snapshot: unknown, deps: SecureServerDeps, { offline = false }: { offline?: boolean } = {}): Promise<SecureRoundServer> {
   switch (config.secure.mode) {
     case 'none': return plainServer(config)
     case 'paillier':
       if (deps.decryptorUrl === undefined) throw new UnavailableError('Paillier rounds need a decryptor: start the coordinator with --decryptor URL')
-      return await paillierServer(config, { baseUrl: deps.decryptorUrl, token: deps.decryptorToken })
+      return await paillierServer(config, { baseUrl: deps.decryptorUrl, token: deps.decryptorToken }, { offline })
     case 'masking': return await maskingServer(config, snapshot)
   }
 }

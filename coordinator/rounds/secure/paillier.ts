@@ -70,13 +70,21 @@ async function decryptAsking (decryptor: DecryptorClient, request: RoundContribu
   }
 }
 
-export async function paillierServer (config: RoundConfig, access: DecryptorAccess): Promise<SecureRoundServer> {
+/**
+ * The server of a Paillier round. It asks the decryptor for its key first, so that a round whose
+ * key the decryptor no longer holds fails before anyone trains; `offline` leaves that to the sum
+ * (whose request names the key, which the decryptor checks: 409 KeyMismatch), for a round resumed
+ * at a start that must not wait on the decryptor (review 47b: such a round was failed instead).
+ */
+export async function paillierServer (config: RoundConfig, access: DecryptorAccess, { offline = false }: { offline?: boolean } = {}): Promise<SecureRoundServer> {
   const key = await readKeyInfo(paillierKeyInfoSchema.parse(config.paillier))
   const count = ciphertextCount(key.layout, config.vectorLength)
   const decryptTimeoutMs = DEFAULT_DECRYPT_TIMEOUT_MS + count * DECRYPT_MS_PER_CIPHERTEXT
   const decryptor = decryptorClient({ ...access, decryptTimeoutMs })
-  const live = await decryptor.key()
-  if (live.keyId !== key.keyId) throw new InvalidInputError(`round ${config.id} was offered under Paillier key ${key.keyId}, the decryptor now holds ${live.keyId}`)
+  if (!offline) {
+    const live = await decryptor.key()
+    if (live.keyId !== key.keyId) throw new InvalidInputError(`round ${config.id} was offered under Paillier key ${key.keyId}, the decryptor now holds ${live.keyId}`)
+  }
   return {
     mode: 'paillier',
     uploadBytes: count * ciphertextWidth(key.publicKey),
