@@ -22,13 +22,16 @@ import { roundConfigSchema } from './config.ts'
  * would derive another one and refuse every roster of such a round; 4 since colluders are counted
  * over the clients offered a round, not over its roster (the graph changes again); 5 since a
  * client reports the neighbours whose shares did not open (`secagg/skipped`) and the sum needs
- * that report (an older runtime would refuse its inbox, an older coordinator the report). It is said
+ * that report (an older runtime would refuse its inbox, an older coordinator the report); 6 since
+ * a mode-`none` DP client no longer clips its noise, counting on the headroom the round's fixed
+ * point now leaves for it (an older coordinator leaves none and refused every such upload: review
+ * 48e). It is said
  * twice, so that either side of a mismatch gets a refusal that
  * names it at the handshake instead of, later, an upload whose signature does not verify: in the
  * WebSocket subprotocol (RFC 6455 §1.9; a client checks the coordinator's echo) and in the hello
  * (a coordinator checks clients from before the subprotocol carried it).
  */
-export const ROUND_PROTOCOL_VERSION = 5
+export const ROUND_PROTOCOL_VERSION = 6
 
 /** Every version of the rounds subprotocol starts so; the version number follows. */
 export const ROUNDS_SUBPROTOCOL_PREFIX = 'blockfed.rounds.v'

@@ -12,6 +12,7 @@
 import { describe, it, expect, afterAll } from 'vitest'
 import type { RoundStore } from '../../coordinator/rounds/store.ts'
 import { plainServer } from '../../coordinator/rounds/secure/none.ts'
+import { roundFixedPoint } from '../../coordinator/rounds/fixed-point.ts'
 import { roundConfigSchema, minUploadsOf, type RoundConfig } from '../../shared/rounds/config.ts'
 import { cryptoUniform, encodeUpdate, fixedPointParams, sampleWeight } from '../../aggregation/fixed-point.ts'
 import { clientNoiseSigma } from '../../aggregation/dp/noise.ts'
@@ -24,12 +25,15 @@ const freshStore = stores.fresh
 /** A DP round of `clients` honest uploads (‖Δ‖ = 0.5, noised for minUploads), left `collecting` in `store` as a killed coordinator would. */
 function storeRound (store: RoundStore, n: number, clients: number, minUploads: number, uploaded = clients, d = 200_000, extra: Record<string, unknown> = {}): RoundConfig {
   const ids = Array.from({ length: clients }, (_, i) => i.toString(16).padStart(64, '0'))
-  const fixedPoint = fixedPointParams({ clip: 1, clients })
+  const request = {
+    clip: 1, secure: { mode: 'none' as const, graph: 'sparse' as const }, dp: { noiseMultiplier: 1 + n / 10, clip: 1, delta: 1e-5 },
+    selection: { fraction: 1, minClients: 2, maxClients: 1000, cooldownMs: 0, minUploads }
+  }
+  // The fixed point the coordinator gives such a round: the clip and the noise's headroom above it.
+  const fixedPoint = roundFixedPoint(request, ids)
   const config = roundConfigSchema.parse({
     model: 'm', id: `r_${n.toString(16).padStart(16, '0')}`, baseVersion: 1, manifestCid: 'bafyexampleexample', trainable: ['x'], tensors: ['x'],
-    vectorLength: d + 1, clients: ids, fixedPoint, seed: '00'.repeat(32),
-    secure: { mode: 'none', graph: 'sparse' }, dp: { noiseMultiplier: 1 + n / 10, clip: 1, delta: 1e-5 },
-    selection: { fraction: 1, minClients: 2, maxClients: 1000, cooldownMs: 0, minUploads },
+    vectorLength: d + 1, clients: ids, fixedPoint, seed: '00'.repeat(32), ...request,
     ...extra
   })
   store.create(config)
@@ -37,7 +41,7 @@ function storeRound (store: RoundStore, n: number, clients: number, minUploads: 
   const sigma = clientNoiseSigma({ noiseMultiplier: config.dp?.noiseMultiplier ?? 0, clip: 1, minClients: minUploadsOf(config) })
   for (const id of ids.slice(0, uploaded)) {
     const delta = new Float32Array(d).fill(0.5 / Math.sqrt(d))
-    const encoded = encodeUpdate(delta, { params: fixedPoint, weight: sampleWeight({ samples: 600, sampleCap: config.sampleCap }), random: cryptoUniform(), dp: { l2Clip: Math.min(1, config.normBound), sigma, valueClip: 1 } })
+    const encoded = encodeUpdate(delta, { params: fixedPoint, weight: sampleWeight({ samples: 600, sampleCap: config.sampleCap }), random: cryptoUniform(), dp: { l2Clip: Math.min(1, config.normBound), sigma, valueClip: config.clip } })
     store.putUpload(config.id, id, { payload: new Uint8Array(encoded.buffer), signature: '' })
   }
   return config

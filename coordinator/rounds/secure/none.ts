@@ -19,8 +19,11 @@ export function asRingVector (payload: Uint8Array, length: number, what: string)
 export function plainServer (config: RoundConfig): SecureRoundServer {
   const { scale, weightScale, clip } = config.fixedPoint
   // An honest encoder clips every value to the round's clip, and its DP noise stays within the
-  // 7σ headroom above it in all but 3·10⁻¹² of coordinates (coordinator/rounds/fixed-point.ts);
-  // the overflow bound of the sum counts on ±clip (the headroom's included).
+  // 7σ headroom above it in all but 2.6·10⁻¹² of coordinates (coordinator/rounds/fixed-point.ts);
+  // the overflow bound of the sum counts on ±clip (the headroom's included). So an honest DP
+  // upload of d coordinates is refused here with probability ≈ d·2.6·10⁻¹² (2.6·10⁻⁶ at a million).
+  // Before, clients clipped their noise to the clip, which nothing refused and the accountant did
+  // not cover (review 48a).
   const maxCoordinate = Math.ceil(clip * scale)
   const dpSigma = config.dp === null ? 0 : clientNoiseSigma({ noiseMultiplier: config.dp.noiseMultiplier, clip: config.dp.clip, minClients: minUploadsOf(config) })
   return {

@@ -52,6 +52,13 @@ describe('unitNames (the model\'s other layers tell a repeated unit from a wrapp
     expect([...new Set(unitNames(layers).values())]).toEqual(['encoder.layers.0', 'encoder.layers.1'])
   })
 
+  it('looks for indices in a name\'s first 1,024 characters only (hostile names cost no more; review 48e)', () => {
+    const long = 'x'.repeat(2000)
+    const units = unitNames([`${long}_1/a`, `${long}_2/a`, `m_1/${long}`, `m_2/${long}`])
+    expect(units.get(`${long}_1/a`)).toBe(`${long}_1/a`)
+    expect(units.get(`m_1/${long}`)).toBe('m_1')
+  })
+
   it('without repeats, keeps the first indexed prefix, as one layer seen alone', () => {
     expect(Object.fromEntries(unitNames(['block_2_expand', 'block_2_project_BN', 'head']))).toEqual({ block_2_expand: 'block_2', block_2_project_BN: 'block_2', head: 'head' })
   })
