@@ -94,6 +94,11 @@ export interface NodeRuntimeOptions {
    */
   onStateDamaged?: (model: string, path: string, error: IntegrityError) => void
   /**
+   * A model code's `release()` threw as the runtime retired a version it moved on from (an
+   * upgrade, a rollback): the version's engine was freed all the same. Without it, a line on stderr.
+   */
+  onModelCodeError?: (model: string, version: number, error: Error) => void
+  /**
    * A new version of a loaded model was announced on the swarm's gossip by that model's
    * coordinator node, once per version (a hint: `update()` still verifies everything).
    */
@@ -470,8 +475,10 @@ export async function createNodeRuntime (options: NodeRuntimeOptions): Promise<N
     const engine = await buildEngine(fetched)
     // Own keys only: a model named "constructor" found Object.prototype's and ran it as its code.
     const own = options.codes !== undefined && Object.hasOwn(options.codes, config.modelName) ? options.codes[config.modelName] : undefined
-    const code: ModelCode<any, any, any, any> = own?.() ?? (engine.kind === 'onnx' ? onnxPassthrough() : tfjsPassthrough())
+    let code: ModelCode<any, any, any, any>
     try {
+      // Inside: a factory that throws left the engine built for it (review 48d: 6 tensors a try).
+      code = own?.() ?? (engine.kind === 'onnx' ? onnxPassthrough() : tfjsPassthrough())
       await code.init({ config, manifest: fetched.manifest, engine })
     } catch (err) {
       await disposeEngine(engine)
@@ -487,8 +494,13 @@ export async function createNodeRuntime (options: NodeRuntimeOptions): Promise<N
         serving.idle = () => { clearTimeout(timer); resolve() }
       })
     }
-    await serving.code.release()
-    await disposeEngine(serving.engine)
+    // The engine goes whatever the model code's release does: one that threw kept every old
+    // version's engine alive, upgrade after upgrade (review 48d: 6 tensors each).
+    try {
+      await serving.code.release()
+    } finally {
+      await disposeEngine(serving.engine)
+    }
   }
 
   async function evaluate (serving: Serving, config: AoeConfig, why: string): Promise<number> {
@@ -584,6 +596,12 @@ export async function createNodeRuntime (options: NodeRuntimeOptions): Promise<N
   // time; a load of a model being prefetched stops that prefetch and takes over (blocks already
   // cached are read from the cache). Everything in flight ends with `stop`.
   const stopping = new AbortController()
+  /** A model code's failure nobody awaits (see `onModelCodeError`). */
+  const codeFailed = (model: string, version: number, err: unknown): void => {
+    const error = err instanceof Error ? err : new Error(String(err))
+    if (options.onModelCodeError !== undefined) options.onModelCodeError(model, version, error)
+    else console.error(`blockfed: ${model}@${version}: its model code's release() failed (its engine was freed): ${error.message}`)
+  }
   const background = new Set<Promise<void>>()
   /** Tracks `task` until it settles, so that `stop` waits for it. */
   const inBackground = (task: Promise<void>): void => {
@@ -737,7 +755,7 @@ export async function createNodeRuntime (options: NodeRuntimeOptions): Promise<N
       await repin(ctx, candidate.manifest, pins)
       // Inferences still running on the old version finish on it; it is disposed after them,
       // without holding up the move (stop() waits for it).
-      inBackground(retire(old).catch(() => {}))
+      inBackground(retire(old).catch((err: unknown) => { codeFailed(config.modelName, old.manifest.version, err) }))
       return { from: old.manifest.version, to: candidate.manifest.version }
     }
 
@@ -827,7 +845,7 @@ export async function createNodeRuntime (options: NodeRuntimeOptions): Promise<N
         return { ...change, metrics: { current: metric } }
       }),
       rollback: async (version, signal) => await exclusive(signal, async signal => {
-        const to = await rollbackTarget(ctx, version)
+        const to = await rollbackTarget(ctx, version, serving.manifest.version)
         return await switchTo(to, `rolled back to ${to} on request`, true, signal)
       }),
       // An operation, so that `stop` ends and waits for it: a prefetch an announcement started
@@ -854,8 +872,14 @@ export async function createNodeRuntime (options: NodeRuntimeOptions): Promise<N
 
   const parse = async (input: string | unknown): Promise<AoeConfig> => typeof input === 'string' ? await loadAoeConfig(input) : parseAoeConfig(input)
 
-  async function rollbackTarget (ctx: ObtainContext, version: number | undefined): Promise<number> {
+  /** `serving`: the version the asking handle serves, when a handle asks (another handle of its folder may have moved on). */
+  async function rollbackTarget (ctx: ObtainContext, version: number | undefined, serving?: number): Promise<number> {
     const state = await ctx.local.state()
+    // The folder's previous version is the one before its current: from a handle left on another
+    // version, "back" is not defined (review 48d: it "rolled back" 12 → 12 and lost the target).
+    if (version === undefined && serving !== undefined && state.current !== null && serving !== state.current) {
+      throw new InvalidInputError(`${ctx.config.modelName}: this handle serves version ${serving}, and another handle of ${ctx.config.modelDir} moved it to ${state.current}; name the version to roll back to, or update() first`)
+    }
     const to = version ?? state.previous
     if (to === null || to === undefined) throw new InvalidInputError(`${ctx.config.modelName}: no previous version to roll back to`)
     if (state.current !== null && to >= state.current) throw new InvalidInputError(`${ctx.config.modelName}: cannot roll back to ${to}, which is not earlier than the current version ${state.current}`)
@@ -922,7 +946,9 @@ export async function createNodeRuntime (options: NodeRuntimeOptions): Promise<N
       stopping.abort(new Error('the runtime is stopping'))
       await Promise.allSettled([...operations])
       await Promise.all([...background])
-      for (const h of [...handles]) await h.release()
+      // Every handle, then everything else, whatever a model code's release throws (review 48d:
+      // the first throw left the caches open, their data dir locked for the next runtime).
+      const released = await Promise.allSettled([...handles].map(async h => await h.release()))
       const s = await swarm?.catch(() => undefined)
       swarm = undefined
       await s?.stop()
@@ -931,6 +957,8 @@ export async function createNodeRuntime (options: NodeRuntimeOptions): Promise<N
       opening.clear()
       for (const http of httpSources.values()) http.close()
       httpSources.clear()
+      const failed = released.find(r => r.status === 'rejected')
+      if (failed !== undefined) throw failed.reason
     }
   }
 }
