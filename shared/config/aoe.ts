@@ -121,7 +121,7 @@ const cacheSchema = z.strictObject({
   memoryBytes: positiveInt('a positive integer (bytes)').default(DEFAULT_CACHE_CONFIG.memoryBytes)
     .meta({ description: 'Memory tier (LRU) capacity in bytes.' }),
   diskBytes: positiveInt('a positive integer (bytes)').default(DEFAULT_CACHE_CONFIG.diskBytes)
-    .meta({ description: 'Disk tier (decayed LFU) capacity in bytes.' }),
+    .meta({ description: 'Disk tier (decayed LFU) capacity in bytes. Give it about three times the model: an upgrade fetches the new version while the one in use and the rollback target are pinned, and a new block with no room is used but not kept.' }),
   halfLifeHours: z.number(expecting('a positive number of hours')).positive(expecting('a positive number of hours'))
     .max(HALF_LIFE_HOURS_MAX, expecting(`a number of hours of at most ${HALF_LIFE_HOURS_MAX}`))
     .default(DEFAULT_CACHE_CONFIG.halfLifeHours)
