@@ -19,7 +19,7 @@ import { layerStateRanges, trainableLayout, trainableUnits, readTrainable, untra
 import { sha256 } from '../../shared/crypto/hash.ts'
 import { fromBase64, fromHex, toHex } from '../../shared/crypto/bytes.ts'
 import { verify } from '../../shared/crypto/sign.ts'
-import { BlockfedError, ConflictError, InvalidInputError, NotFoundError, UnavailableError } from '../../shared/errors/errors.ts'
+import { BlockfedError, ConflictError, InvalidInputError, isUnreachable, NotFoundError, UnavailableError } from '../../shared/errors/errors.ts'
 import { afterUpload, newestGiven, repeatsBase, uploadOf } from '../../shared/rounds/one-update.ts'
 import type { IngestResult } from '../../shared/client/api-schemas.ts'
 import { fixedPointParams, decodeMean } from '../../aggregation/fixed-point.ts'
@@ -863,6 +863,12 @@ export function roundManager (deps: RoundManagerDeps): RoundManager {
       let left = false
       try {
         emit({ type: 'state', roundId: config.id, state: 'collecting', detail: `resumed after a restart: waiting for ${uploaders.length} uploader(s)${training.length === 0 ? '' : ` and ${training.length} client(s) still training`} to reconnect` })
+        // What its server, built offline, could not check at the start (a Paillier key), now:
+        // before those still training upload for nothing. A service out of reach is the sum's to meet.
+        await secure.ready?.(controller.signal).catch((err: unknown) => {
+          throwIfAborted(controller)
+          if (!isUnreachable(err)) throw new RoundFailure(`resumed after a restart: ${(err as Error).message}`)
+        })
         await round.reconnecting?.done
         round.reconnecting = undefined
         throwIfAborted(controller)

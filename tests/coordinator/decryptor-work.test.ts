@@ -320,3 +320,30 @@ describe('DECRYPT_SLOTS bounds decryptions, not connections (review 37a, bug B)'
     }
   }, 60_000)
 })
+
+describe('a Paillier server and the key its round was offered under (review 48f)', () => {
+  it('built live, refuses a decryptor holding another key; built offline (a resumed round), asks only when ready() runs', async () => {
+    const offeredBy = await serve(await tempDir(), log => log)
+    const other = await serve(await tempDir(), log => log)
+    let asked = 0
+    other.app.server.on('request', (req: IncomingMessage) => { if (req.method === 'GET') asked++ })
+    try {
+      const roundId = 'r_00000000000000b1'
+      const access = { baseUrl: offeredBy.url, token: TOKEN }
+      const elsewhere = { baseUrl: other.url, token: TOKEN }
+      const config = { id: roundId, model: modelOf(roundId), baseVersion: BASE_VERSION, vectorLength: LENGTH, paillier: await paillierOffer(access) } as unknown as RoundConfig
+      await expect(paillierServer(config, elsewhere)).rejects.toThrow(/was offered under Paillier key [0-9a-f]+, the decryptor now holds [0-9a-f]+/)
+      const before = asked
+      const resumed = await paillierServer(config, elsewhere, { offline: true })
+      expect(asked).toBe(before)
+      await expect(resumed.ready?.(new AbortController().signal)).rejects.toThrow(/the decryptor now holds/)
+      expect(asked).toBe(before + 1)
+      // Under the decryptor that holds its key, the resumed server is ready.
+      const live = await paillierServer(config, access, { offline: true })
+      await expect(live.ready?.(new AbortController().signal)).resolves.toBeUndefined()
+    } finally {
+      await offeredBy.app.close()
+      await other.app.close()
+    }
+  })
+})

@@ -81,10 +81,11 @@ export async function paillierServer (config: RoundConfig, access: DecryptorAcce
   const count = ciphertextCount(key.layout, config.vectorLength)
   const decryptTimeoutMs = DEFAULT_DECRYPT_TIMEOUT_MS + count * DECRYPT_MS_PER_CIPHERTEXT
   const decryptor = decryptorClient({ ...access, decryptTimeoutMs })
-  if (!offline) {
-    const live = await decryptor.key()
+  const checkKey = async (signal?: AbortSignal): Promise<void> => {
+    const live = await decryptor.key(signal)
     if (live.keyId !== key.keyId) throw new InvalidInputError(`round ${config.id} was offered under Paillier key ${key.keyId}, the decryptor now holds ${live.keyId}`)
   }
+  if (!offline) await checkKey()
   return {
     mode: 'paillier',
     uploadBytes: count * ciphertextWidth(key.publicKey),
@@ -100,6 +101,9 @@ export async function paillierServer (config: RoundConfig, access: DecryptorAcce
     },
     drop () {},
     snapshot: () => null,
-    needsClients: () => false
+    needsClients: () => false,
+    // Built offline, the key is checked once the round runs: uploads under a key the decryptor
+    // no longer holds would each spend their client's base version for nothing (review 48f).
+    ...(offline ? { ready: checkKey } : {})
   }
 }

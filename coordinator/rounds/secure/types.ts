@@ -44,4 +44,10 @@ export interface SecureRoundServer {
    * client drops a round's secure state with its connection), so such a round fails at once.
    */
   needsClients: () => boolean
+  /**
+   * For a server built offline (a round resumed at a start): checks what it could not check then,
+   * before the round takes more uploads (Paillier: that the decryptor still holds the round's
+   * key). Throws when the round cannot end well; an unreachable service is left to the sum.
+   */
+  ready?: (signal: AbortSignal) => Promise<void>
 }

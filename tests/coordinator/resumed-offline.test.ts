@@ -1,0 +1,67 @@
+/**
+ * A round resumed at a start has its secure server built offline (a Paillier server does not ask
+ * the decryptor then); once it runs, the server checks what it could not (`ready`): a refusal
+ * fails the round at once, before the runtimes still training upload for nothing (review 48f: a
+ * key the decryptor no longer held was found only at the sum); a service out of reach is left
+ * to the sum. The real round manager over a real SQLite store; the secure server is a stand-in.
+ */
+import { afterAll, describe, expect, it } from 'vitest'
+import { roundManager } from '../../coordinator/rounds/rounds.ts'
+import type { SecureRoundServer } from '../../coordinator/rounds/secure/types.ts'
+import { roundConfigSchema } from '../../shared/rounds/config.ts'
+import { InvalidInputError, UnavailableError } from '../../shared/errors/errors.ts'
+import { fixedPointParams } from '../../aggregation/fixed-point.ts'
+import { recoveryStores } from '../helpers/recovery-store.ts'
+
+const stores = recoveryStores('blockfed-resumed-offline-')
+afterAll(stores.close)
+
+const [a, b] = ['a', 'b'].map(x => x.repeat(64)) as [string, string]
+const config = (id: string): ReturnType<typeof roundConfigSchema.parse> => roundConfigSchema.parse({
+  model: 'm', id, baseVersion: 1, manifestCid: 'bafyexampleexample', trainable: ['x'], tensors: ['x'],
+  vectorLength: 9, clients: [a, b], fixedPoint: fixedPointParams({ clip: 1, clients: 2 }), seed: '00'.repeat(32), clip: 1,
+  secure: { mode: 'none', graph: 'sparse' }, selection: { fraction: 1, minClients: 2, maxClients: 1000, cooldownMs: 0, minUploads: 2 },
+  deadlines: { acceptMs: 600_000, setupMs: 600_000, trainMs: 600_000, unmaskMs: 600_000 }
+})
+
+/** A server that takes uploads and whose `ready` answers `check`. */
+const server = (check: () => Promise<void>): SecureRoundServer => ({
+  mode: 'none', uploadBytes: 36, setup: async ids => ids, message: () => {}, checkUpload: () => {},
+  sum: async () => new Uint32Array(9), drop: () => {}, snapshot: () => null, needsClients: () => false, ready: check
+})
+
+async function resume (id: string, check: () => Promise<void>): Promise<{ state: () => string | undefined, reason: () => string | null | undefined, stop: () => Promise<void> }> {
+  const store = await stores.fresh()
+  store.create(config(id))
+  store.transition(id, 'collecting')
+  for (const c of [a, b]) store.setClient(id, c, 'accepted')
+  const manager = roundManager({
+    store,
+    repo: {} as never,
+    hub: () => ({ get: () => undefined }) as never,
+    publish: async () => { throw new Error('unreached') },
+    readBase: async () => { throw new Error('unreached') },
+    secureServer: async () => server(check)
+  })
+  await manager.resumeInterrupted()
+  expect(manager.active()).toEqual([id])
+  return { state: () => store.get(id)?.state, reason: () => store.get(id)?.reason, stop: manager.stop }
+}
+
+describe('a round resumed with a server built offline', () => {
+  it('fails at once, saying why, when the server refuses what it checks once the round runs', async () => {
+    const round = await resume('r_00000000000000a1', async () => { throw new InvalidInputError('round r_00000000000000a1 was offered under Paillier key 11…, the decryptor now holds 22…') })
+    // Its deadlines are ten minutes away: only the check ends it.
+    await expect.poll(round.state, { timeout: 5_000 }).toBe('failed')
+    expect(round.reason()).toBe('resumed after a restart: round r_00000000000000a1 was offered under Paillier key 11…, the decryptor now holds 22…')
+  })
+
+  it('goes on when the service it asks is out of reach (the sum meets it, with its retries)', async () => {
+    let asked = false
+    const round = await resume('r_00000000000000a2', async () => { asked = true; throw new UnavailableError('decryptor unreachable') })
+    await expect.poll(() => asked, { timeout: 5_000 }).toBe(true)
+    await new Promise(resolve => setTimeout(resolve, 200))
+    expect(round.state()).toBe('collecting')
+    await round.stop()
+  })
+})
