@@ -599,8 +599,10 @@ export async function createNodeRuntime (options: NodeRuntimeOptions): Promise<N
   /** A model code's failure nobody awaits (see `onModelCodeError`). */
   const codeFailed = (model: string, version: number, err: unknown): void => {
     const error = err instanceof Error ? err : new Error(String(err))
-    if (options.onModelCodeError !== undefined) options.onModelCodeError(model, version, error)
-    else console.error(`blockfed: ${model}@${version}: its model code's release() failed (its engine was freed): ${error.message}`)
+    const said = `blockfed: ${model}@${version}: its model code's release() failed (its engine was freed): ${error.message}`
+    if (options.onModelCodeError === undefined) { console.error(said); return }
+    // Called from a background task: a listener that throws would end the process (review 48f).
+    try { options.onModelCodeError(model, version, error) } catch (listener) { console.error(`${said}; onModelCodeError threw: ${listener instanceof Error ? listener.message : String(listener)}`) }
   }
   const background = new Set<Promise<void>>()
   /** Tracks `task` until it settles, so that `stop` waits for it. */
@@ -836,10 +838,11 @@ export async function createNodeRuntime (options: NodeRuntimeOptions): Promise<N
         const from = serving.manifest.version
         const metric = await evaluate(serving, config, 'check')
         const bound = config.rollback?.below
-        const { previous: kept, rejected } = await ctx.local.state()
-        const previous = kept !== null && rejected.includes(kept) ? null : kept
-        if (bound === undefined || metric >= bound || previous === null || previous >= from) {
-          return { action: 'none', from, to: from, metrics: { current: metric }, reason: bound === undefined ? 'no rollback bound configured' : metric >= bound ? `metric ${metric.toFixed(4)} ≥ bound ${bound}` : 'no earlier version to roll back to', bytesFetched: 0 }
+        const state = await ctx.local.state()
+        const previous = state.previous !== null && state.rejected.includes(state.previous) ? null : state.previous
+        const moved = leftBehind(ctx, state, from)
+        if (bound === undefined || metric >= bound || previous === null || previous >= from || moved !== undefined) {
+          return { action: 'none', from, to: from, metrics: { current: metric }, reason: bound === undefined ? 'no rollback bound configured' : metric >= bound ? `metric ${metric.toFixed(4)} ≥ bound ${bound}` : moved ?? 'no earlier version to roll back to', bytesFetched: 0 }
         }
         const change = await switchTo(previous, `metric ${metric.toFixed(4)} < bound ${bound}`, true, signal)
         return { ...change, metrics: { current: metric } }
@@ -872,14 +875,25 @@ export async function createNodeRuntime (options: NodeRuntimeOptions): Promise<N
 
   const parse = async (input: string | unknown): Promise<AoeConfig> => typeof input === 'string' ? await loadAoeConfig(input) : parseAoeConfig(input)
 
+  /**
+   * Why "back" is not defined for a handle serving `serving` when another handle of its folder
+   * moved the folder elsewhere: the folder's previous is the one before its current (review 48d:
+   * a handle left behind "rolled back" 12 → 12 and lost the target). Undefined when it is not so.
+   */
+  function leftBehind (ctx: ObtainContext, state: VersionState, serving: number): string | undefined {
+    if (state.current === null || state.current === serving) return undefined
+    const what = `${ctx.config.modelName}: this handle serves version ${serving}, and another handle of ${ctx.config.modelDir}`
+    // Rolled back by the other: update() would not come down to it (channels never move back).
+    return state.current < serving
+      ? `${what} rolled it back to ${state.current}; release this handle and load the model again to serve ${state.current}`
+      : `${what} moved it to ${state.current}; name the version to roll back to, or update() first`
+  }
+
   /** `serving`: the version the asking handle serves, when a handle asks (another handle of its folder may have moved on). */
   async function rollbackTarget (ctx: ObtainContext, version: number | undefined, serving?: number): Promise<number> {
     const state = await ctx.local.state()
-    // The folder's previous version is the one before its current: from a handle left on another
-    // version, "back" is not defined (review 48d: it "rolled back" 12 → 12 and lost the target).
-    if (version === undefined && serving !== undefined && state.current !== null && serving !== state.current) {
-      throw new InvalidInputError(`${ctx.config.modelName}: this handle serves version ${serving}, and another handle of ${ctx.config.modelDir} moved it to ${state.current}; name the version to roll back to, or update() first`)
-    }
+    const moved = version === undefined && serving !== undefined ? leftBehind(ctx, state, serving) : undefined
+    if (moved !== undefined) throw new InvalidInputError(moved)
     const to = version ?? state.previous
     if (to === null || to === undefined) throw new InvalidInputError(`${ctx.config.modelName}: no previous version to roll back to`)
     if (state.current !== null && to >= state.current) throw new InvalidInputError(`${ctx.config.modelName}: cannot roll back to ${to}, which is not earlier than the current version ${state.current}`)
@@ -957,8 +971,9 @@ export async function createNodeRuntime (options: NodeRuntimeOptions): Promise<N
       opening.clear()
       for (const http of httpSources.values()) http.close()
       httpSources.clear()
-      const failed = released.find(r => r.status === 'rejected')
-      if (failed !== undefined) throw failed.reason
+      const failed = released.flatMap(r => r.status === 'rejected' ? [r.reason as unknown] : [])
+      if (failed.length === 1) throw failed[0]
+      if (failed.length > 1) throw new AggregateError(failed, `${failed.length} model codes' release() failed: ${failed.map(e => e instanceof Error ? e.message : String(e)).join('; ')}`)
     }
   }
 }

@@ -6,7 +6,7 @@
  * left behind says so instead of "rolling back" to the version it serves. A real coordinator and
  * runtime, on models of a few hundred bytes.
  */
-import { describe, it, expect, beforeAll, afterAll } from 'vitest'
+import { describe, it, expect, beforeAll, afterAll, vi } from 'vitest'
 import { mkdtemp, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
@@ -78,6 +78,46 @@ describe('model code that fails unawaited', () => {
     await again.stop()
   })
 
+  it('keeps serving when the onModelCodeError listener itself throws: both failures go to stderr', async () => {
+    const said = vi.spyOn(console, 'error').mockImplementation(() => {})
+    const rt = await createNodeRuntime({
+      dataDir: join(root, 'listener-throws'),
+      accessHistory: false,
+      codes: { l: () => ({ ...tfjsPassthrough(), release: async () => { throw new Error('release failed') } }) },
+      onModelCodeError: () => { throw new Error('listener threw') }
+    })
+    try {
+      await publish('l')
+      const handle = await rt.load(config('l'))
+      await publish('l')
+      expect(await handle.update()).toMatchObject({ action: 'upgraded', to: 2 })
+      await expect.poll(() => said.mock.calls.map(c => String(c[0])), { timeout: 10_000 })
+        .toContain('blockfed: l@1: its model code\'s release() failed (its engine was freed): release failed; onModelCodeError threw: listener threw')
+      // Still alive and serving: the next upgrade goes through.
+      await publish('l')
+      expect(await handle.update()).toMatchObject({ action: 'upgraded', to: 3 })
+    } finally {
+      await rt.stop().catch(() => undefined)
+      said.mockRestore()
+    }
+  })
+
+  it('stop() says every release() that failed, not the first alone', async () => {
+    const rt = await createNodeRuntime({
+      dataDir: join(root, 'two-release-throws'),
+      accessHistory: false,
+      codes: { s1: () => ({ ...tfjsPassthrough(), release: async () => { throw new Error('s1 failed') } }), s2: () => ({ ...tfjsPassthrough(), release: async () => { throw new Error('s2 failed') } }) }
+    })
+    await publish('s1')
+    await publish('s2')
+    await rt.load(config('s1'))
+    await rt.load(config('s2'))
+    const stopped = await rt.stop().then(() => undefined, (err: unknown) => err)
+    expect(stopped).toBeInstanceOf(AggregateError)
+    expect((stopped as AggregateError).errors.map(e => (e as Error).message)).toEqual(['s1 failed', 's2 failed'])
+    expect((stopped as Error).message).toBe("2 model codes' release() failed: s1 failed; s2 failed")
+  })
+
   it('frees the engine built for a model code whose factory throws', async () => {
     const rt = await createNodeRuntime({ dataDir: join(root, 'factory-throws'), accessHistory: false, codes: { f: () => { throw new Error('no code for you') } } })
     try {
@@ -105,6 +145,33 @@ describe('two handles of one model folder', () => {
       await expect(h2.rollback()).rejects.toThrow('t: this handle serves version 2, and another handle of t moved it to 3; name the version to roll back to, or update() first')
       // The folder's rollback target is intact: h1 goes back to 2.
       expect(await h1.rollback()).toMatchObject({ action: 'rolled-back', from: 3, to: 2 })
+    } finally {
+      await rt.stop()
+    }
+  })
+
+  it('check() from the handle left behind does not roll back, and says why (review 48f)', async () => {
+    // Every version scores under the bound: check() would roll back if it could.
+    const rt = await createNodeRuntime({ dataDir: join(root, 'two-handles-check'), accessHistory: false, codes: { c: () => ({ ...tfjsPassthrough(), evaluate: async () => 0.1 }) } })
+    const bounded = { ...config('c'), rollback: { below: 0.5 } }
+    try {
+      await publish('c')
+      await publish('c')
+      const [h1, h2] = [await rt.load(bounded), await rt.load(bounded)]
+      await publish('c')
+      expect(await h1.update()).toMatchObject({ action: 'upgraded', from: 2, to: 3 })
+      expect(await h2.check()).toMatchObject({ action: 'none', from: 2, to: 2, reason: 'c: this handle serves version 2, and another handle of c moved it to 3; name the version to roll back to, or update() first' })
+      expect(h2.manifest.version).toBe(2)
+      // h2 catches up; then h1 rolls the folder back to 1, which keeps 2 as the folder's previous.
+      expect(await h2.update()).toMatchObject({ action: 'upgraded', from: 2, to: 3 })
+      expect(await h1.rollback(1)).toMatchObject({ action: 'rolled-back', from: 3, to: 1 })
+      // h2 serves 3, which the folder refused. From there check() would "roll back" to 2, moving
+      // the folder forward; and update() does not go back, so the advice is to load again.
+      const advice = 'c: this handle serves version 3, and another handle of c rolled it back to 1; release this handle and load the model again to serve 1'
+      expect(await h2.check()).toMatchObject({ action: 'none', from: 3, to: 3, reason: advice })
+      await expect(h2.rollback()).rejects.toThrow(advice)
+      await h2.release()
+      expect((await rt.load(bounded)).manifest.version).toBe(1)
     } finally {
       await rt.stop()
     }
