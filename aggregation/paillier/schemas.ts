@@ -29,13 +29,13 @@ export type PaillierKeyInfo = z.infer<typeof paillierKeyInfoSchema>
 /** A client id: its Ed25519 public key, 64 lowercase hex (contributions, and the decryptor's enrolled clients). */
 export const clientIdSchema = z.string().regex(/^[0-9a-f]{64}$/, 'a client id: its Ed25519 public key, 64 lowercase hex')
 
-export const contributionSchema = z.object({
+export const contributionSchema = z.strictObject({
   clientId: clientIdSchema.describe('the client\'s Ed25519 public key, hex (blockfed client ids are their keys)'),
   ciphertexts: z.base64().describe('the client\'s ciphertexts, fixed-width big-endian, concatenated (wire.ts)'),
   signature: z.base64().describe('the client\'s Ed25519 signature of its upload: uploadSigningBytes(model, round, baseVersion, \'paillier\', SHA-256 of the ciphertexts), shared/rounds/messages.ts')
 })
 
-export const decryptRequestSchema = z.object({
+export const decryptRequestSchema = z.strictObject({
   model: modelNameSchema.describe('the model the round trained, as each upload signature covers it'),
   length: z.number().int().min(1).max(MAX_VECTOR_LENGTH).describe('ring values per update'),
   baseVersion: z.number().int().positive().describe('the model version the round trained, as each upload signature covers it'),

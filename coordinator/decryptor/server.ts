@@ -73,6 +73,7 @@ import { accessResponseSchema, decryptRequestSchema, decryptResponseSchema, pail
 import { clientErrorHandler, errorHandler } from '../http/errors.ts'
 import { useJsonBodyParser } from '../http/json-body.ts'
 import { bearerOf } from '../http/auth.ts'
+import { withOpenAnswers } from '../http/openapi-raw.ts'
 import { KeyMismatchError, RoundDecidedError } from '../../aggregation/paillier/errors.ts'
 import type { RoundLog } from './rounds.ts'
 import { CONNECTION_TIMEOUT_MS, DECRYPT_SLOTS, REQUEST_TIMEOUT_MS, STOP_DEADLINE_MS } from './constants.ts'
@@ -117,7 +118,9 @@ export async function buildDecryptorServer (deps: DecryptorServerDeps): Promise<
   useJsonBodyParser(app)
   await app.register(swagger, {
     openapi: { info: { title: 'blockfed Paillier decryptor', description: 'Decrypts the sum of a round\'s Paillier-encrypted updates, once per round.', version: '1' } },
-    transform: jsonSchemaTransform
+    transform: jsonSchemaTransform,
+    // Answers may gain fields in a later decryptor, as the coordinator's may (review 48f).
+    transformObject: doc => 'openapiObject' in doc ? withOpenAnswers(doc.openapiObject) : doc.swaggerObject
   })
   const api = app.withTypeProvider<ZodTypeProvider>()
   const { secretKey, layout, minClients } = deps

@@ -105,8 +105,14 @@ describe('Paillier decryptor service', () => {
     expect(key.minClients).toBe(3)
     const file = JSON.parse(await readFile(join(dir, 'paillier.key.json'), 'utf8')) as { p: string, q: string }
     expect(BigInt('0x' + file.p) * BigInt('0x' + file.q)).toBe(key.publicKey.n)
-    const doc = await (await fetch(`${decryptor.url}/openapi.json`)).json() as { paths: Record<string, unknown> }
+    type Op = { responses: Record<string, unknown>, requestBody?: unknown }
+    const doc = await (await fetch(`${decryptor.url}/openapi.json`)).json() as { paths: Record<string, Record<string, Op>> }
     expect(Object.keys(doc.paths)).toEqual(expect.arrayContaining(['/v1/paillier/key', '/v1/paillier/rounds/{roundId}/decrypt']))
+    // Answers may gain fields in a later decryptor; the request body stays closed (review 48f).
+    const answers = Object.entries(doc.paths).flatMap(([path, ops]) => Object.entries(ops).flatMap(([method, op]) => Object.entries(op.responses).map(([status, a]) => [`${method} ${path} ${status}`, JSON.stringify(a)] as const)))
+    expect(answers.some(([, a]) => a.includes('"properties"'))).toBe(true)
+    for (const [where, answer] of answers) expect(answer, where).not.toContain('"additionalProperties":false')
+    expect(JSON.stringify(doc.paths['/v1/paillier/rounds/{roundId}/decrypt']?.post?.requestBody)).toContain('"additionalProperties":false')
   })
 
   it('refuses a key whose fingerprint is not the pinned one', async () => {
@@ -259,6 +265,12 @@ describe('Paillier decryptor service', () => {
     expect(res.body.message).toMatch(/body\.model/)
     res = await rawDecrypt('bad-1', { model: 'Model\nwith a newline', length: LENGTH, baseVersion: BASE_VERSION, contributions: good })
     expect(res.body.message).toMatch(/body\.model: lowercase letters/)
+    // A field this decryptor does not know is named, not ignored: it may be a rule it would not keep.
+    res = await rawDecrypt('bad-1', { ...(body(good) as object), epsilon: 1 })
+    expect(res).toMatchObject({ status: 400, body: { error: 'InvalidInputError' } })
+    expect(res.body.message).toMatch(/epsilon/)
+    res = await rawDecrypt('bad-1', body([{ ...good[0]!, weight: 2 } as JsonContribution, ...good.slice(1)]))
+    expect(res.body.message).toMatch(/contributions\.0.*weight/)
     res = await rawDecrypt('bad-1', '{"length": 70, "contri')
     expect(res.status).toBe(400)
     res = await rawDecrypt('.hidden', body(good))
