@@ -171,7 +171,7 @@ function graphIo (json: ModelJson, file: string): { inputs: Io, outputs: Io } {
     return { inputs: entries(signature.inputs), outputs: entries(signature.outputs) }
   }
   const nodes = graphNodes(json)
-  const consumed = new Set(nodes.flatMap(n => n.inputs))
+  const consumed = new Set(nodes.flatMap(n => [...n.inputs, ...n.controls]))
   const inputs: Io = nodes.filter(n => n.op === 'Placeholder').map(n => {
     const dtype = str(obj(obj(n.attr)?.dtype)?.type)
     const shape = arr(obj(obj(obj(n.attr)?.shape)?.shape)?.dim)
@@ -187,16 +187,19 @@ function graphIo (json: ModelJson, file: string): { inputs: Io, outputs: Io } {
   return { inputs, outputs }
 }
 
-interface GraphNode { name: string, op: string, inputs: string[], attr: unknown }
+/** `inputs`: the nodes whose values it takes; `controls`: those it only runs after ("^name"). */
+interface GraphNode { name: string, op: string, inputs: string[], controls: string[], attr: unknown }
 
 function graphNodes (json: ModelJson): GraphNode[] {
   return (arr(json.modelTopology.node) ?? []).flatMap(item => {
     const n = obj(item)
     const name = str(n?.name)
     if (n === undefined || name === undefined) return []
-    // "^name" is a control input and "name:1" the second output of node "name".
-    const inputs = (arr(n.input) ?? []).map(i => String(i).replace(/^\^/, '').replace(/:\d+$/, ''))
-    return [{ name, op: str(n.op) ?? '', inputs, attr: n.attr }]
+    // "^name" is a control input (an ordering, no value) and "name:1" the second output of node "name".
+    const all = (arr(n.input) ?? []).map(String)
+    const inputs = all.filter(i => !i.startsWith('^')).map(i => i.replace(/:\d+$/, ''))
+    const controls = all.filter(i => i.startsWith('^')).map(i => i.slice(1))
+    return [{ name, op: str(n.op) ?? '', inputs, controls, attr: n.attr }]
   })
 }
 

@@ -98,11 +98,13 @@ describe('tfjs graph model layers (review 48c)', () => {
     return [{ path: 'model.json', bytes: new TextEncoder().encode(JSON.stringify(json)) }, { path: 'w.bin', bytes: new Uint8Array(4 * names.length) }]
   }
 
-  it('files each weight under the scope of the node that computes with it, past pass-through ops, and a weight handed to a function under its own name', async () => {
+  it('files each weight under the scope of the node that computes with it (control inputs aside), past pass-through ops, and a weight handed to a function under its own name', async () => {
     const model = await readModel(graphFiles(
       ['unknown', 'unknown_0', 'm/conv2d_33/Conv2D_weights', 'm/conv2d_33/Conv2D_bn_offset', 'm/p_re_lu_33/Neg', 'm/while/w', 'm/unused/w'],
       [
         { name: 'input', op: 'Placeholder' },
+        // A control input ("^name") is an ordering, not a use: this node is not where `unknown` is computed with.
+        { name: 'm/init/Assert', op: 'Assert', input: ['^unknown', '^unknown_0'] },
         // The converter's names for a fused conv's kernel and bias say nothing of it.
         { name: 'm/conv2d/BiasAdd', op: '_FusedConv2D', input: ['input', 'unknown', 'unknown_0'] },
         // A conv + batch norm + PReLU fused into one node reads weights named under three scopes;
