@@ -12,32 +12,30 @@
 import { setTimeout as sleep } from 'node:timers/promises'
 import { randomInt } from 'node:crypto'
 import { checkRoundRequest, minUploadsOf, roundConfigSchema, roundRequestSchema, type RoundConfig, type RoundRequest, type RoundRequestInput } from '../../shared/rounds/config.ts'
-import { checkClassMeans, classMeansFromStats, classStatsLength } from '../../shared/training/mean-mix.ts'
+import { classStatsLength } from '../../shared/training/mean-mix.ts'
 import { classMeansOffer } from '../../shared/rounds/mean-mix-offer.ts'
 import { decodeUploadFrame, maxUploadFrameBytes, uploadSigningBytes, type ClientMessage, type ServerMessage } from '../../shared/rounds/messages.ts'
-import { layerStateRanges, trainableLayout, trainableUnits, readTrainable, untrainableFormat } from '../../shared/rounds/trainable.ts'
+import { trainableLayout, trainableUnits, untrainableFormat } from '../../shared/rounds/trainable.ts'
 import { sha256 } from '../../shared/crypto/hash.ts'
 import { fromBase64, fromHex, toHex } from '../../shared/crypto/bytes.ts'
 import { verify } from '../../shared/crypto/sign.ts'
-import { BlockfedError, ConflictError, InvalidInputError, isUnreachable, NotFoundError, UnavailableError } from '../../shared/errors/errors.ts'
+import { ConflictError, InvalidInputError, isUnreachable, NotFoundError, UnavailableError } from '../../shared/errors/errors.ts'
 import { afterUpload, newestGiven, repeatsBase, uploadOf } from '../../shared/rounds/one-update.ts'
 import type { IngestResult } from '../../shared/client/api-schemas.ts'
-import { fixedPointParams, decodeMean } from '../../aggregation/fixed-point.ts'
 import { roundFixedPoint } from './fixed-point.ts'
 import { signedManifestOf, type Repository } from '../store/repository.ts'
 import type { PublishOptions } from '../ingest/ingest.ts'
-import type { NormalisedModel, TensorInfo } from '../../shared/model/types.ts'
+import type { NormalisedModel } from '../../shared/model/types.ts'
 import type { BaseModel } from './base-model.ts'
 import type { RoundStore, RoundRow } from './store.ts'
 import type { ClientConnection, HubHandlers, RoundHub } from './hub.ts'
 import type { AcceptedUpload, RoundIo, SecureRoundServer } from './secure/types.ts'
-import { applyUpdate } from './apply.ts'
-import { carriedState, decodeResidual, encodeResidual, layoutKey, residualKey, serverStep } from './strategy.ts'
-import { gaussianEpsilon } from '../../aggregation/dp/accountant.ts'
 import { MIN_MASKING_CLIENTS } from '../../aggregation/secagg/constants.ts'
-import { noiseNormBound, sumNoiseSd } from '../../aggregation/dp/noise.ts'
-import { gate, type Gate } from './gate.ts'
+import { gate } from './gate.ts'
 import { isFinal } from './state.ts'
+import { RoundFailure, reasonOf, throwIfAborted, withRound } from './failure.ts'
+import { blankRound, declined, MAX_DECLINE_REASON, MAX_DECLINE_REASONS, type ActiveRound } from './active-round.ts'
+import { aggregateAndPublish } from './publish.ts'
 
 export interface RoundManagerDeps {
   store: RoundStore
@@ -103,118 +101,14 @@ export interface RoundManager {
   stop: () => Promise<void>
 }
 
-class RoundFailure extends BlockfedError {
-  override name = 'RoundFailure'
-  /**
-   * Said to the operator (stored, GET /v1/rounds/ID) after the message, never to the round's
-   * clients: other clients' own words (why they declined) are theirs, not their peers'.
-   */
-  readonly detail: string
-  constructor (message: string, detail = '') {
-    super(message)
-    this.detail = detail
-  }
-}
-
-/** Longest decline reason kept, and most distinct ones (a client's words: bounded). */
-const MAX_DECLINE_REASON = 200
-const MAX_DECLINE_REASONS = 5
 /** Longest reason a result message carries (shared/rounds/messages.ts, `result`). */
 const MAX_RESULT_REASON = 2000
-
-/**
- * `; 3 declined` for everyone, and `: "reason" (× 3), …` for the operator only (RoundFailure's
- * detail); nothing when no client declined. Control characters of a client's words are shown as '?'.
- */
-function declined (round: ActiveRound): { count: string, words: string } {
-  if (round.declined.size === 0) return { count: '', words: '' }
-  // eslint-disable-next-line no-control-regex
-  const shown = (reason: string): string => `"${reason.replace(/[\u0000-\u001f\u007f"\\]/g, '?')}"`
-  return {
-    count: `; ${round.declined.size} declined`,
-    words: `: ${[...round.declineReasons].map(([reason, n]) => `${shown(reason)}${n > 1 ? ` (× ${n})` : ''}`).join(', ')}`
-  }
-}
-
-interface ActiveRound {
-  config: RoundConfig
-  accepted: Set<string>
-  declined: Set<string>
-  /** Why clients declined (their own words, cut short) → how many said it: a failed round tells. */
-  declineReasons: Map<string, number>
-  allowed: Set<string>
-  uploads: Map<string, AcceptedUpload>
-  /** Uploads being checked (async): a second frame from the same client meanwhile is a replay. */
-  receiving: Set<string>
-  dropped: Set<string>
-  losses: Map<string, number>
-  waiting?: { kind: 'accept' | 'upload', gate: Gate }
-  /** Set when the accept gate is done: the secure setup runs with `waiting` still 'accept' (early uploads are held). */
-  acceptsClosed?: boolean
-  /**
-   * Settles when uploads open (`allowed` filled, the upload gate set) or the round ends. An
-   * accepted client may finish training before the others have answered the offer (modes `none`
-   * and `paillier` need no setup round trip): its upload waits for this instead of being lost.
-   */
-  uploadsOpen: Promise<void>
-  openUploads: () => void
-  /**
-   * In `unmasking`, until persisted: the secure state is saved once, when the sum needs no more
-   * client messages, so a restart from then on can finish the round on its own.
-   */
-  persistWhenComplete?: boolean
-  secure: SecureRoundServer
-  controller: AbortController
-  /** A resumed round's wait for its clients to reconnect (uploaders in masking, and those still training). */
-  reconnecting?: Gate
-  /** A round resumed after a restart: its clients that reconnect holding it are named in their welcome. */
-  resumed?: true
-}
-
-/** A round's bookkeeping before any client answered; `start` and `resume` fill in the rest. */
-function blankRound (config: RoundConfig, secure: SecureRoundServer, controller: AbortController): ActiveRound {
-  return {
-    config,
-    uploadsOpen: Promise.resolve(),
-    openUploads: () => {},
-    accepted: new Set(),
-    declined: new Set(),
-    declineReasons: new Map(),
-    allowed: new Set(),
-    uploads: new Map(),
-    receiving: new Set(),
-    dropped: new Set(),
-    losses: new Map(),
-    secure,
-    controller
-  }
-}
-
-/** Ends a step of a round its controller aborted (a deadline, its caller, the coordinator's stop). */
-function throwIfAborted (controller: AbortController): void {
-  if (controller.signal.aborted) throw new RoundFailure(`aborted: ${String(controller.signal.reason ?? 'stopped')}`)
-}
 
 /** The middle value (the mean of the two middle ones for an even count). */
 function median (values: number[]): number {
   const sorted = [...values].sort((a, b) => a - b)
   const mid = sorted.length >> 1
   return sorted.length % 2 === 1 ? sorted[mid] as number : ((sorted[mid - 1] as number) + (sorted[mid] as number)) / 2
-}
-
-/** Why a round failed, as stored and reported: typed errors say it themselves. */
-function reasonOf (err: unknown): string {
-  return err instanceof RoundFailure ? err.message + err.detail : err instanceof BlockfedError ? err.message : `internal error: ${(err as Error).message}`
-}
-
-/**
- * Tags `err` with the round it is about, for the error frame the hub sends. `left`: the round
- * does not (or no longer) count on this client, which then stops its own work for it before
- * anything is uploaded (shared/rounds/messages.ts).
- */
-function withRound (err: unknown, roundId: string, options: { left?: true } = {}): unknown {
-  if (err instanceof Error) Object.assign(err, { roundId, ...options })
-  return err
 }
 
 /** `count` of `items`, uniformly at random (Fisher–Yates; `randomInt` draws without modulo bias). */
@@ -225,12 +119,6 @@ function sample<T> (items: T[], count: number): T[] {
     ;[pool[i], pool[j]] = [pool[j] as T, pool[i] as T]
   }
   return pool.slice(0, count)
-}
-
-function l2 (v: Float32Array | Float64Array): number {
-  let s = 0
-  for (let i = 0; i < v.length; i++) s += (v[i] as number) ** 2
-  return Math.sqrt(s)
 }
 
 export function roundManager (deps: RoundManagerDeps): RoundManager {
@@ -509,109 +397,6 @@ export function roundManager (deps: RoundManagerDeps): RoundManager {
     return { ids, givenAtBase }
   }
 
-  /** Sum → mean delta → strategy → new version. Shared by live rounds and recovery. */
-  async function aggregateAndPublish (config: RoundConfig, uploads: Map<string, AcceptedUpload>, secure: SecureRoundServer, roundIo: RoundIo, extra: Record<string, number>): Promise<{ version: number, metrics: Record<string, number> }> {
-    const started = performance.now()
-    const sum = await secure.sum(uploads, roundIo)
-    // Seen: with DP, this round's budget is spent even if it fails from here on.
-    deps.store.markSummed(config.id)
-    const decoded = decodeMean(sum, fixedPointParams(config.fixedPoint))
-    const { totalWeight } = decoded
-    // NaiveMix's class statistics ride after the tensors: bounded by the clip, not the norm bound.
-    const statsLength = config.statsLength ?? 0
-    const mean = decoded.mean.subarray(0, decoded.mean.length - statsLength)
-    const classMeans = statsLength === 0 || config.meanMix === null ? undefined : classMeansFromStats(decoded.mean.subarray(mean.length), config.meanMix.classes, config.meanMix.features)
-    if (classMeans !== undefined) {
-      // No data gives shares that do not sum to 1 or means beyond the clip: some client's
-      // statistics were made up. Such means would be kept and offered to every later round.
-      try {
-        checkClassMeans(classMeans, 'class statistics', config.fixedPoint.clip)
-      } catch (err) {
-        throw new RoundFailure(`${(err as Error).message}: a client sent statistics no data gives; nothing is kept`)
-      }
-    }
-    const meanNorm = l2(mean)
-    // A weighted mean of vectors each within the bound is within the bound: a larger one means
-    // some client broke the rules (or the masks did not cancel). Refuse it.
-    // With DP the sum also carries each contributor's noise, N(0, (zC)²·U/m) per coordinate for U
-    // uploads each noised for m = minUploads (aggregation/dp/noise.ts), divided here by Σw: allow
-    // its norm up to a bound it passes with probability 1 − 10⁻⁹.
-    const noise = config.dp === null ? 0 : noiseNormBound(sumNoiseSd({ noiseMultiplier: config.dp.noiseMultiplier, clip: config.dp.clip, minClients: minUploadsOf(config), contributions: uploads.size }), mean.length) / totalWeight
-    if (meanNorm > config.normBound * 1.001 + noise + 1e-3) throw new RoundFailure(`aggregate delta norm ${meanNorm.toPrecision(4)} exceeds the bound ${config.normBound}`)
-    const base = await deps.readBase(config.model, config.baseVersion)
-    const layout = trainableLayout(base.model.tensors, config.trainable)
-    const current = readTrainable(base.model.tensors, base.model.weights, layout)
-    const layerState = layerStateRanges(base.model.tensors, base.model.metadata.layers, layout)
-    const stateKey = layoutKey(config, layout.indices.map(i => base.model.tensors[i] as TensorInfo))
-    const stored = carriedState(deps.store.strategyState(config.model, stateKey), config.baseVersion, (from, to) => deps.repo.uploadedBetween(config.model, from, to))
-    const step = serverStep(config, current, mean, stored, layerState)
-    const tensorsKey = residualKey(layout.indices.map(i => base.model.tensors[i] as TensorInfo))
-    const storedResidual = deps.store.strategyState(config.model, tensorsKey)
-    const carried = decodeResidual(carriedState(storedResidual, config.baseVersion, (from, to) => deps.repo.uploadedBetween(config.model, from, to)), current.length)
-    const applied = applyUpdate(base.model, base.plans, layout, step.values, config.changeThreshold, carried)
-    const metrics: Record<string, number> = {
-      ...extra,
-      ...privacySpent(config),
-      uploads: uploads.size,
-      aggregateWeight: totalWeight,
-      deltaNorm: meanNorm,
-      changedBlocks: applied.changed.length,
-      aggregateMs: Math.round(performance.now() - started)
-    }
-    let version = 0
-    const result = await deps.publish(config.model, applied.model, {
-      round: config.id,
-      parent: config.baseVersion,
-      metrics,
-      plans: base.plans,
-      inTransaction: v => {
-        version = v
-        if (step.state !== undefined) deps.store.saveStrategyState(config.model, stateKey, step.state, v)
-        if (applied.residual !== undefined) deps.store.saveStrategyState(config.model, tensorsKey, encodeResidual(applied.residual), v)
-        else if (storedResidual !== undefined) deps.store.deleteStrategyState(config.model, tensorsKey)
-        if (classMeans !== undefined) deps.store.saveClassMeans(config.model, classMeans, config.id)
-        deps.store.transition(config.id, 'published', { version: v, metrics })
-        deps.store.deleteUploads(config.id)
-      }
-    })
-    emit({ type: 'state', roundId: config.id, state: 'published', detail: `version ${result.version}` })
-    return { version, metrics }
-  }
-
-  /**
-   * (ε, δ) of this round and of all the model's DP rounds so far (this one included: its sum is
-   * taken), failed ones too once their sum was seen, by RDP composition: Gaussian mechanisms with
-   * multipliers z_i compose to one with z = (Σ 1/z_i²)^(-1/2) (Mironov 2017, Prop. 1 and the
-   * Gaussian RDP curve α/2z²). No subsampling amplification: conservative.
-   *
-   * Neighbouring rounds are those where one client's update is replaced by zero, its weight kept
-   * ("zero-out", Kairouz et al. 2021, DP-FTRL §2): sensitivity C. The upload count and the total
-   * weight are published un-noised, so neighbours that add or remove a client are not covered;
-   * neighbours that replace one client's data move the sum by 2C, an ε of multiplier z/2
-   * (2–3× larger; review 48a). Weights differ between clients unless `sampleCap` makes them equal.
-   *
-   * That is against whoever sees the published model. In secure mode `none` the coordinator also
-   * sees each upload alone, which carries only its client's share of the noise, z·C/√m for
-   * m = minUploads: `dpEpsilonRoundVsCoordinator` is this round's ε against the coordinator. It
-   * knows the client takes part, so neighbouring datasets replace the client's data (an upload
-   * moves from +C·u to −C·u: sensitivity 2C, multiplier z/(2√m)); charged at C, as first written,
-   * the figure came out 2–2.5× too small (review 47c).
-   */
-  function privacySpent (config: RoundConfig): Record<string, number> {
-    if (config.dp === null) return {}
-    const { noiseMultiplier, delta } = config.dp
-    const all = deps.store.dpNoiseMultipliers(config.model)
-    const composed = 1 / Math.sqrt(all.reduce((s, z) => s + 1 / (z * z), 0))
-    const seenAlone: Record<string, number> = config.secure.mode === 'none' ? { dpEpsilonRoundVsCoordinator: gaussianEpsilon({ noiseMultiplier: noiseMultiplier / (2 * Math.sqrt(minUploadsOf(config))), rounds: 1, delta }) } : {}
-    return {
-      ...seenAlone,
-      dpEpsilonRound: gaussianEpsilon({ noiseMultiplier, rounds: 1, delta }),
-      dpEpsilonTotal: gaussianEpsilon({ noiseMultiplier: composed, rounds: 1, delta }),
-      dpDelta: delta,
-      dpRounds: all.length
-    }
-  }
-
   function fail (roundId: string, reason: string): void {
     const row = deps.store.get(roundId)
     if (row !== undefined && !isFinal(row.state)) {
@@ -742,7 +527,7 @@ export function roundManager (deps: RoundManagerDeps): RoundManager {
       deps.store.saveSecureState(config.id, round.secure.snapshot())
       round.persistWhenComplete = true
       const losses = [...round.losses.entries()].filter(([id]) => round.uploads.has(id)).map(([, l]) => l)
-      await aggregateAndPublish(config, round.uploads, round.secure, io(round), {
+      await aggregateAndPublish(deps, config, round.uploads, round.secure, io(round), {
         offered: config.clients.length,
         accepted: accepted.length,
         dropped: config.clients.length - round.uploads.size,
@@ -886,7 +671,7 @@ export function roundManager (deps: RoundManagerDeps): RoundManager {
         // From here clients are asked: a restart from now on fails the round (see above).
         transition(round, 'unmasking')
         if (config.secure.mode === 'masking') deps.store.saveSecureState(config.id, round.secure.snapshot())
-        await aggregateAndPublish(config, uploads, secure, io(round), { offered: config.clients.length, recovered: 1, resumed: 1, dropped: config.clients.length - uploads.size })
+        await aggregateAndPublish(deps, config, uploads, secure, io(round), { offered: config.clients.length, recovered: 1, resumed: 1, dropped: config.clients.length - uploads.size })
       } catch (err) {
         left = leftForNextStart(round)
         if (!left) fail(config.id, reasonOf(err))
@@ -970,7 +755,7 @@ export function roundManager (deps: RoundManagerDeps): RoundManager {
         summing = true
         try {
           const send: RoundIo['send'] = (clientId, payload) => deps.hub().get(clientId)?.send({ type: 'secagg', roundId: row.id, payload })
-          await aggregateAndPublish(row.config, uploads, secure, { send, signal: controller.signal }, { offered: row.config.clients.length, recovered: 1, dropped: row.config.clients.length - uploads.size })
+          await aggregateAndPublish(deps, row.config, uploads, secure, { send, signal: controller.signal }, { offered: row.config.clients.length, recovered: 1, dropped: row.config.clients.length - uploads.size })
         } finally {
           clearTimeout(timer)
           recoveries.delete(controller)
