@@ -97,7 +97,7 @@ export interface NodeRuntimeOptions {
    * A model code's `release()` threw as the runtime retired a version it moved on from (an
    * upgrade, a rollback): the version's engine was freed all the same. Without it, a line on stderr.
    */
-  onModelCodeError?: (model: string, version: number, error: Error) => void
+  onModelCodeError?: (model: string, version: number, error: Error) => void | Promise<void>
   /**
    * A new version of a loaded model was announced on the swarm's gossip by that model's
    * coordinator node, once per version (a hint: `update()` still verifies everything).
@@ -123,6 +123,15 @@ export interface HistoryPrefetch {
   bytesFetched?: number
   error?: Error
 }
+
+/**
+ * A handle's version move: an upgrade; a rollback to a version named; or a move back decided from
+ * the folder's state (its previous), which must still be the state it was decided from.
+ */
+type Move = 'upgrade' | 'rollback' | 'back'
+
+/** A move back refused because another handle of the folder moved it since (see `leftBehind`). */
+class LeftBehindError extends InvalidInputError {}
 
 /** What `update`, `check` and `rollback` did. */
 export interface VersionChange {
@@ -508,9 +517,15 @@ export async function createNodeRuntime (options: NodeRuntimeOptions): Promise<N
     return await serving.code.evaluate()
   }
 
-  /** Records a move from `from` to `to` (`rejectFrom`: never come back to `from`). */
-  async function record (ctx: ObtainContext, from: number | null, to: number, rejectFrom: boolean): Promise<void> {
+  /**
+   * Records a move from `from` to `to` (`rejectFrom`: never come back to `from`). `fromCurrent`: a
+   * move back decided from the folder's state, refused if another handle moved the folder since
+   * (the check and the record are apart: each handle has its own lock; review 49a).
+   */
+  async function record (ctx: ObtainContext, from: number | null, to: number, rejectFrom: boolean, fromCurrent = false): Promise<void> {
     await ctx.local.updateState(state => {
+      const moved = fromCurrent && from !== null ? leftBehind(ctx, state, from) : undefined
+      if (moved !== undefined) throw new LeftBehindError(moved)
       const rejected = new Set(state.rejected)
       if (rejectFrom && from !== null) rejected.add(from)
       rejected.delete(to)
@@ -601,8 +616,13 @@ export async function createNodeRuntime (options: NodeRuntimeOptions): Promise<N
     const error = err instanceof Error ? err : new Error(String(err))
     const said = `blockfed: ${model}@${version}: its model code's release() failed (its engine was freed): ${error.message}`
     if (options.onModelCodeError === undefined) { console.error(said); return }
-    // Called from a background task: a listener that throws would end the process (review 48f).
-    try { options.onModelCodeError(model, version, error) } catch (listener) { console.error(`${said}; onModelCodeError threw: ${listener instanceof Error ? listener.message : String(listener)}`) }
+    // Called from a background task: a listener that throws, or rejects, would end the process (reviews 48f, 49a).
+    const listenerFailed = (listener: unknown): void => { console.error(`${said}; onModelCodeError threw: ${listener instanceof Error ? listener.message : String(listener)}`) }
+    try {
+      Promise.resolve(options.onModelCodeError(model, version, error)).catch(listenerFailed)
+    } catch (listener) {
+      listenerFailed(listener)
+    }
   }
   const background = new Set<Promise<void>>()
   /** Tracks `task` until it settles, so that `stop` waits for it. */
@@ -742,12 +762,12 @@ export async function createNodeRuntime (options: NodeRuntimeOptions): Promise<N
     }
 
     /** Records the move to `candidate`, makes it the serving version and frees the old one. */
-    const swapIn = async ({ next, candidate }: { next: ObtainedVersion, candidate: Serving }, rejectFrom: boolean): Promise<{ from: number, to: number }> => {
+    const swapIn = async ({ next, candidate }: { next: ObtainedVersion, candidate: Serving }, move: Move): Promise<{ from: number, to: number }> => {
       const old = serving
       // Recorded before it serves: if versions.json cannot be written, the handle stays on the
       // version the file names, and the candidate is freed.
       try {
-        await record(ctx, old.manifest.version, candidate.manifest.version, rejectFrom)
+        await record(ctx, old.manifest.version, candidate.manifest.version, move !== 'upgrade', move === 'back')
       } catch (err) {
         await retire(candidate)
         throw err
@@ -761,10 +781,10 @@ export async function createNodeRuntime (options: NodeRuntimeOptions): Promise<N
       return { from: old.manifest.version, to: candidate.manifest.version }
     }
 
-    const switchTo = async (to: number, reason: string, rejectFrom: boolean, signal?: AbortSignal, log?: CheckedLog): Promise<VersionChange> => await ctx.local.holding(to, async () => {
+    const switchTo = async (to: number, reason: string, move: Move, signal?: AbortSignal, log?: CheckedLog): Promise<VersionChange> => await ctx.local.holding(to, async () => {
       const prepared = await prepare(to, signal, log)
-      const moved = await swapIn(prepared, rejectFrom)
-      return { action: rejectFrom ? 'rolled-back' : 'upgraded', ...moved, reason, bytesFetched: prepared.next.report.bytesFetched }
+      const moved = await swapIn(prepared, move)
+      return { action: move === 'upgrade' ? 'upgraded' : 'rolled-back', ...moved, reason, bytesFetched: prepared.next.report.bytesFetched }
     })
 
     const reporting = async <T>(task: () => Promise<T>): Promise<T> => {
@@ -830,9 +850,9 @@ export async function createNodeRuntime (options: NodeRuntimeOptions): Promise<N
             await rejectVersion(ctx, t.version)
             return { action: 'rejected', from, to: from, metrics, reason: `${t.version} scored ${score.toFixed(4)} locally, needs ≥ ${(current + margin).toFixed(4)} (current ${current.toFixed(4)} + margin ${margin})`, bytesFetched }
           }
-          return { action: 'upgraded', ...await swapIn(prepared, false), metrics, reason: `${t.version} scored ${score.toFixed(4)} locally vs ${current.toFixed(4)}`, bytesFetched }
+          return { action: 'upgraded', ...await swapIn(prepared, 'upgrade'), metrics, reason: `${t.version} scored ${score.toFixed(4)} locally vs ${current.toFixed(4)}`, bytesFetched }
         })
-        return await switchTo(t.version, `${t.reason} channel`, false, signal, log)
+        return await switchTo(t.version, `${t.reason} channel`, 'upgrade', signal, log)
       })),
       check: async signal => await exclusive(signal, async signal => {
         const from = serving.manifest.version
@@ -844,12 +864,18 @@ export async function createNodeRuntime (options: NodeRuntimeOptions): Promise<N
         if (bound === undefined || metric >= bound || previous === null || previous >= from || moved !== undefined) {
           return { action: 'none', from, to: from, metrics: { current: metric }, reason: bound === undefined ? 'no rollback bound configured' : metric >= bound ? `metric ${metric.toFixed(4)} ≥ bound ${bound}` : moved ?? 'no earlier version to roll back to', bytesFetched: 0 }
         }
-        const change = await switchTo(previous, `metric ${metric.toFixed(4)} < bound ${bound}`, true, signal)
-        return { ...change, metrics: { current: metric } }
+        try {
+          const change = await switchTo(previous, `metric ${metric.toFixed(4)} < bound ${bound}`, 'back', signal)
+          return { ...change, metrics: { current: metric } }
+        } catch (err) {
+          if (!(err instanceof LeftBehindError)) throw err
+          return { action: 'none', from, to: from, metrics: { current: metric }, reason: err.message, bytesFetched: 0 }
+        }
       }),
       rollback: async (version, signal) => await exclusive(signal, async signal => {
         const to = await rollbackTarget(ctx, version, serving.manifest.version)
-        return await switchTo(to, `rolled back to ${to} on request`, true, signal)
+        // With no version named, "back" is the folder's previous, which another handle may move.
+        return await switchTo(to, `rolled back to ${to} on request`, version === undefined ? 'back' : 'rollback', signal)
       }),
       // An operation, so that `stop` ends and waits for it: a prefetch an announcement started
       // ran on after `stop`, into a closed cache.
@@ -883,10 +909,12 @@ export async function createNodeRuntime (options: NodeRuntimeOptions): Promise<N
   function leftBehind (ctx: ObtainContext, state: VersionState, serving: number): string | undefined {
     if (state.current === null || state.current === serving) return undefined
     const what = `${ctx.config.modelName}: this handle serves version ${serving}, and another handle of ${ctx.config.modelDir}`
-    // Rolled back by the other: update() would not come down to it (channels never move back).
-    return state.current < serving
-      ? `${what} rolled it back to ${state.current}; release this handle and load the model again to serve ${state.current}`
-      : `${what} moved it to ${state.current}; name the version to roll back to, or update() first`
+    if (state.current > serving) return `${what} moved it to ${state.current}; name the version to roll back to, or update() first`
+    // Moved back: update() would not come down to it (channels never move back). A load starts
+    // from the folder's current unless the channel names a version not refused (review 49a).
+    return state.rejected.includes(serving)
+      ? `${what} rolled it back to ${state.current}, refusing ${serving}; release this handle and load the model again to serve ${state.current}`
+      : `${what} moved it back to ${state.current}; name the version to roll back to`
   }
 
   /** `serving`: the version the asking handle serves, when a handle asks (another handle of its folder may have moved on). */
@@ -962,7 +990,10 @@ export async function createNodeRuntime (options: NodeRuntimeOptions): Promise<N
       await Promise.all([...background])
       // Every handle, then everything else, whatever a model code's release throws (review 48d:
       // the first throw left the caches open, their data dir locked for the next runtime).
-      const released = await Promise.allSettled([...handles].map(async h => await h.release()))
+      const released = await Promise.allSettled([...handles].map(async h => {
+        const what = `${h.config.modelName}@${h.manifest.version}`
+        await h.release().catch((err: unknown) => { throw new Error(`${what}: its model code's release() failed: ${err instanceof Error ? err.message : String(err)}`, { cause: err }) })
+      }))
       const s = await swarm?.catch(() => undefined)
       swarm = undefined
       await s?.stop()
@@ -973,7 +1004,7 @@ export async function createNodeRuntime (options: NodeRuntimeOptions): Promise<N
       httpSources.clear()
       const failed = released.flatMap(r => r.status === 'rejected' ? [r.reason as unknown] : [])
       if (failed.length === 1) throw failed[0]
-      if (failed.length > 1) throw new AggregateError(failed, `${failed.length} model codes' release() failed: ${failed.map(e => e instanceof Error ? e.message : String(e)).join('; ')}`)
+      if (failed.length > 1) throw new AggregateError(failed, `${failed.length} model codes failed at release (their engines were freed): ${failed.map(e => (e as Error).message).join('; ')}`)
     }
   }
 }

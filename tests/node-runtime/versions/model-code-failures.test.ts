@@ -69,7 +69,7 @@ describe('model code that fails unawaited', () => {
     await expect.poll(() => tensors() - start, { timeout: 10_000 }).toBe(one)
     expect(failures).toEqual([1, 2, 3, 4].map(v => `r@${v}: release failed`))
     // stop() releases the handle (which throws), closes the rest, then says what failed.
-    await expect(rt.stop()).rejects.toThrow('release failed')
+    await expect(rt.stop()).rejects.toThrow("r@5: its model code's release() failed: release failed")
     expect(tensors()).toBe(start)
     // The disk cache's lock went with it: a new runtime opens the same data dir.
     const again = await createNodeRuntime({ dataDir, accessHistory: false, codes: { r: () => tfjsPassthrough() } })
@@ -78,23 +78,27 @@ describe('model code that fails unawaited', () => {
     await again.stop()
   })
 
-  it('keeps serving when the onModelCodeError listener itself throws: both failures go to stderr', async () => {
+  it.each([
+    ['throws', (): void => { throw new Error('listener threw') }],
+    ['rejects', async (): Promise<void> => { throw new Error('listener threw') }]
+  ])('keeps serving when the onModelCodeError listener itself %s: both failures go to stderr', async (how, listener) => {
+    const m = `l${how}`
     const said = vi.spyOn(console, 'error').mockImplementation(() => {})
     const rt = await createNodeRuntime({
-      dataDir: join(root, 'listener-throws'),
+      dataDir: join(root, `listener-${how}`),
       accessHistory: false,
-      codes: { l: () => ({ ...tfjsPassthrough(), release: async () => { throw new Error('release failed') } }) },
-      onModelCodeError: () => { throw new Error('listener threw') }
+      codes: { [m]: () => ({ ...tfjsPassthrough(), release: async () => { throw new Error('release failed') } }) },
+      onModelCodeError: listener
     })
     try {
-      await publish('l')
-      const handle = await rt.load(config('l'))
-      await publish('l')
+      await publish(m)
+      const handle = await rt.load(config(m))
+      await publish(m)
       expect(await handle.update()).toMatchObject({ action: 'upgraded', to: 2 })
       await expect.poll(() => said.mock.calls.map(c => String(c[0])), { timeout: 10_000 })
-        .toContain('blockfed: l@1: its model code\'s release() failed (its engine was freed): release failed; onModelCodeError threw: listener threw')
+        .toContain(`blockfed: ${m}@1: its model code's release() failed (its engine was freed): release failed; onModelCodeError threw: listener threw`)
       // Still alive and serving: the next upgrade goes through.
-      await publish('l')
+      await publish(m)
       expect(await handle.update()).toMatchObject({ action: 'upgraded', to: 3 })
     } finally {
       await rt.stop().catch(() => undefined)
@@ -114,8 +118,10 @@ describe('model code that fails unawaited', () => {
     await rt.load(config('s2'))
     const stopped = await rt.stop().then(() => undefined, (err: unknown) => err)
     expect(stopped).toBeInstanceOf(AggregateError)
-    expect((stopped as AggregateError).errors.map(e => (e as Error).message)).toEqual(['s1 failed', 's2 failed'])
-    expect((stopped as Error).message).toBe("2 model codes' release() failed: s1 failed; s2 failed")
+    // Each named by its model and version, the code's own error kept as the cause.
+    expect((stopped as AggregateError).errors.map(e => (e as Error).message)).toEqual(["s1@1: its model code's release() failed: s1 failed", "s2@1: its model code's release() failed: s2 failed"])
+    expect((stopped as AggregateError).errors.map(e => ((e as Error).cause as Error).message)).toEqual(['s1 failed', 's2 failed'])
+    expect((stopped as Error).message).toBe("2 model codes failed at release (their engines were freed): s1@1: its model code's release() failed: s1 failed; s2@1: its model code's release() failed: s2 failed")
   })
 
   it('frees the engine built for a model code whose factory throws', async () => {
@@ -167,11 +173,67 @@ describe('two handles of one model folder', () => {
       expect(await h1.rollback(1)).toMatchObject({ action: 'rolled-back', from: 3, to: 1 })
       // h2 serves 3, which the folder refused. From there check() would "roll back" to 2, moving
       // the folder forward; and update() does not go back, so the advice is to load again.
-      const advice = 'c: this handle serves version 3, and another handle of c rolled it back to 1; release this handle and load the model again to serve 1'
+      const advice = 'c: this handle serves version 3, and another handle of c rolled it back to 1, refusing 3; release this handle and load the model again to serve 1'
       expect(await h2.check()).toMatchObject({ action: 'none', from: 3, to: 3, reason: advice })
       await expect(h2.rollback()).rejects.toThrow(advice)
       await h2.release()
       expect((await rt.load(bounded)).manifest.version).toBe(1)
+    } finally {
+      await rt.stop()
+    }
+  })
+
+  it('does not advise loading again when the folder went back without refusing what this handle serves (review 49a)', async () => {
+    const rt = await createNodeRuntime({ dataDir: join(root, 'two-handles-back'), accessHistory: false, codes: { k: () => tfjsPassthrough() } })
+    try {
+      await publish('k')
+      await publish('k')
+      const [h1, h2] = [await rt.load(config('k')), await rt.load(config('k'))]
+      await publish('k')
+      expect(await h1.update()).toMatchObject({ action: 'upgraded', from: 2, to: 3 })
+      // h2, left on 2, rolls back to 1 by name: it refuses 2, not 3, which a load would serve again.
+      expect(await h2.rollback(1)).toMatchObject({ action: 'rolled-back', from: 2, to: 1 })
+      await expect(h1.rollback()).rejects.toThrow('k: this handle serves version 3, and another handle of k moved it back to 1; name the version to roll back to')
+    } finally {
+      await rt.stop()
+    }
+  })
+
+  it('check() does not roll the folder back past a move another handle made while it prepared (review 49a)', async () => {
+    // Version 1's init waits for the test: h2's check() decides, then h1 upgrades the folder.
+    let initStarted!: () => void
+    const started = new Promise<void>(resolve => { initStarted = resolve })
+    let letInit!: () => void
+    const gate = new Promise<void>(resolve => { letInit = resolve })
+    let holdV1 = false
+    const rt = await createNodeRuntime({
+      dataDir: join(root, 'two-handles-race'),
+      accessHistory: false,
+      codes: {
+        q: () => {
+          const code = tfjsPassthrough()
+          return { ...code, evaluate: async () => 0.1, init: async context => { if (holdV1 && context.manifest.version === 1) { initStarted(); await gate } code.init(context) } }
+        }
+      }
+    })
+    const bounded = { ...config('q'), rollback: { below: 0.5 } }
+    try {
+      await publish('q')
+      const h1 = await rt.load(bounded)
+      await publish('q')
+      expect(await h1.update()).toMatchObject({ action: 'upgraded', from: 1, to: 2 })
+      const h2 = await rt.load(bounded)
+      await publish('q')
+      holdV1 = true
+      const checking = h2.check()
+      await started
+      expect(await h1.update()).toMatchObject({ action: 'upgraded', from: 2, to: 3 })
+      letInit()
+      expect(await checking).toMatchObject({ action: 'none', from: 2, to: 2, reason: 'q: this handle serves version 2, and another handle of q moved it to 3; name the version to roll back to, or update() first' })
+      expect(h2.manifest.version).toBe(2)
+      // The folder is where h1 took it, its way back intact.
+      holdV1 = false
+      expect(await h1.rollback()).toMatchObject({ action: 'rolled-back', from: 3, to: 2 })
     } finally {
       await rt.stop()
     }
