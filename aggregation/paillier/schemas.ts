@@ -54,4 +54,4 @@ export const decryptResponseSchema = z.object({
 export type DecryptResponse = z.infer<typeof decryptResponseSchema>
 
 /** What `GET /v1/paillier/access` answers a caller the decryptor takes decrypt requests from. */
-export const accessResponseSchema = z.strictObject({ decrypt: z.literal(true) })
+export const accessResponseSchema = z.object({ decrypt: z.literal(true) })

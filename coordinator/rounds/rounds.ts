@@ -652,7 +652,7 @@ export function roundManager (deps: RoundManagerDeps): RoundManager {
         // before those still training upload for nothing. A service out of reach is the sum's to meet.
         await secure.ready?.(controller.signal).catch((err: unknown) => {
           throwIfAborted(controller)
-          if (!isUnreachable(err)) throw new RoundFailure(`resumed after a restart: ${(err as Error).message}`)
+          if (!isUnreachable(err)) throw new RoundFailure(`resumed after a restart: ${err instanceof Error ? err.message : String(err)}`)
         })
         await round.reconnecting?.done
         round.reconnecting = undefined

@@ -8,7 +8,7 @@
 import { describe, it, expect, afterAll } from 'vitest'
 import { once } from 'node:events'
 import { existsSync } from 'node:fs'
-import { mkdtemp, readFile, rm } from 'node:fs/promises'
+import { chmod, copyFile, mkdtemp, readFile, rm } from 'node:fs/promises'
 import { request as httpRequest, type IncomingMessage } from 'node:http'
 import type { AddressInfo } from 'node:net'
 import { tmpdir } from 'node:os'
@@ -104,9 +104,9 @@ function holding (log: RoundLog, held: readonly string[], onClaim: (roundId: str
 interface Service { app: FastifyInstance, url: string, key: PaillierSecretKey, layout: PackingLayout, dir: string, requests: Map<string, IncomingMessage> }
 
 /** A decryptor server over `rounds` (built from the dir's log), listening on 127.0.0.1:0. */
-async function serve (dir: string, rounds: (log: RoundLog) => RoundLog, idleTimeoutMs?: number): Promise<Service> {
+async function serve (dir: string, rounds: (log: RoundLog) => RoundLog, idleTimeoutMs?: number, maxClients = 8): Promise<Service> {
   const { key } = await loadOrCreateKey(dir, 1024)
-  const layout = packingLayout(key.publicKey, 8)
+  const layout = packingLayout(key.publicKey, maxClients)
   const keyInfo = await describeKey(key.publicKey, layout, 3)
   const app = await buildDecryptorServer({ secretKey: key, layout, keyInfo, minClients: 3, rounds: rounds(await roundLog(dir)), maxBodyBytes: 16 << 20, token: TOKEN, threads: 1 })
   // Stands in for the 10-minute connectionTimeout: a socket idle this long is closed by Node.
@@ -341,6 +341,20 @@ describe('a Paillier server and the key its round was offered under (review 48f)
       // Under the decryptor that holds its key, the resumed server is ready.
       const live = await paillierServer(config, access, { offline: true })
       await expect(live.ready?.(new AbortController().signal)).resolves.toBeUndefined()
+      // The same key packing for another client count: the sum would be refused (409) all the same (review 49a).
+      const repacked = await tempDir()
+      await copyFile(join(offeredBy.dir, 'paillier.key.json'), join(repacked, 'paillier.key.json'))
+      await chmod(join(repacked, 'paillier.key.json'), 0o600)
+      const sameKey = await serve(repacked, log => log, undefined, 16)
+      try {
+        expect(sameKey.key.publicKey.n).toBe(offeredBy.key.publicKey.n)
+        const elsewhereLayout = { baseUrl: sameKey.url, token: TOKEN }
+        await expect(paillierServer(config, elsewhereLayout)).rejects.toThrow(`round ${roundId} was offered with a packing layout for 8 clients, the decryptor now packs for 16`)
+        const resumedThere = await paillierServer(config, elsewhereLayout, { offline: true })
+        await expect(resumedThere.ready?.(new AbortController().signal)).rejects.toThrow('the decryptor now packs for 16')
+      } finally {
+        await sameKey.app.close()
+      }
     } finally {
       await offeredBy.app.close()
       await other.app.close()

@@ -384,6 +384,14 @@ describe('Paillier decryptor service', () => {
     await expect(client.access()).resolves.toBeUndefined()
     await expect(decryptorClient({ baseUrl: decryptor.url, token: 'wrong' }).access()).rejects.toThrow(/AccessDeniedError|bearer token/)
     await expect(decryptorClient({ baseUrl: decryptor.url }).access()).rejects.toThrow(UnauthenticatedError)
+    // A later decryptor may say more, as its OpenAPI document allows (review 49a): still usable.
+    const later = createServer((_req, res) => { res.setHeader('content-type', 'application/json'); res.end(JSON.stringify({ decrypt: true, roles: ['coordinator'] })) })
+    await new Promise<void>(resolve => later.listen(0, '127.0.0.1', resolve))
+    try {
+      await expect(decryptorClient({ baseUrl: `http://127.0.0.1:${(later.address() as AddressInfo).port}`, token: 't' }).access()).resolves.toBeUndefined()
+    } finally {
+      await new Promise(resolve => later.close(resolve))
+    }
   })
 
   it('requires its bearer token and bounds the body size', async () => {

@@ -84,6 +84,8 @@ export async function paillierServer (config: RoundConfig, access: DecryptorAcce
   const checkKey = async (signal?: AbortSignal): Promise<void> => {
     const live = await decryptor.key(signal)
     if (live.keyId !== key.keyId) throw new InvalidInputError(`round ${config.id} was offered under Paillier key ${key.keyId}, the decryptor now holds ${live.keyId}`)
+    // The sum's request names the layout too, and the decryptor refuses another (review 49a).
+    if (live.layout.maxClients !== key.layout.maxClients) throw new InvalidInputError(`round ${config.id} was offered with a packing layout for ${key.layout.maxClients} clients, the decryptor now packs for ${live.layout.maxClients}`)
   }
   if (!offline) await checkKey()
   return {
