@@ -32,6 +32,7 @@ import { verifyChannels } from '../shared/ledger/channels.ts'
 import { targetVersion, type Target } from '../shared/versions/policy.ts'
 import { clientIdentity } from './fl/identity.ts'
 import { localVersions, type LocalVersions } from './versions/local-store.ts'
+import { afterMove, leftBehind, LeftBehindError, rollbackTarget, withRejected } from './versions/moves.ts'
 import { checkLog, obtainVersion, pruneKept, type CheckedLog, type ObtainContext, type ObtainedVersion } from './versions/obtain.ts'
 import type { Manifest } from '../shared/manifest/schema.ts'
 import { diskCache } from './cache/disk-tier.ts'
@@ -126,12 +127,9 @@ export interface HistoryPrefetch {
 
 /**
  * A handle's version move: an upgrade; a rollback to a version named; or a move back decided from
- * the folder's state (its previous), which must still be the state it was decided from.
+ * the folder's state (its previous), which must still be the state it was decided from (`afterMove`).
  */
 type Move = 'upgrade' | 'rollback' | 'back'
-
-/** A move back refused because another handle of the folder moved it since (see `leftBehind`). */
-class LeftBehindError extends InvalidInputError {}
 
 /** What `update`, `check` and `rollback` did. */
 export interface VersionChange {
@@ -517,29 +515,15 @@ export async function createNodeRuntime (options: NodeRuntimeOptions): Promise<N
     return await serving.code.evaluate()
   }
 
-  /**
-   * Records a move from `from` to `to` (`rejectFrom`: never come back to `from`). `fromCurrent`: a
-   * move back decided from the folder's state, refused if another handle moved the folder since
-   * (the check and the record are apart: each handle has its own lock; review 49a).
-   */
+  /** Records a move from `from` to `to` (see `afterMove`), then drops what no version kept needs. */
   async function record (ctx: ObtainContext, from: number | null, to: number, rejectFrom: boolean, fromCurrent = false): Promise<void> {
-    await ctx.local.updateState(state => {
-      const moved = fromCurrent && from !== null ? leftBehind(ctx, state, from) : undefined
-      if (moved !== undefined) throw new LeftBehindError(moved)
-      const rejected = new Set(state.rejected)
-      if (rejectFrom && from !== null) rejected.add(from)
-      rejected.delete(to)
-      // The rollback target is never a refused version (a rollback's own `from`, or one refused
-      // while another handle served it): check() would otherwise move back into it.
-      const previous = [from === to ? null : from, state.previous].find(v => v !== null && v !== to && !rejected.has(v)) ?? null
-      return { current: to, previous, rejected: [...rejected].sort((a, b) => a - b) }
-    })
+    await ctx.local.updateState(state => afterMove(ctx.config, state, from, to, { rejectFrom, fromCurrent }))
     // Housekeeping only: the move stands whatever happens here, and the next save of keys prunes again.
     await pruneKept(ctx.local).catch(() => {})
   }
 
   async function rejectVersion (ctx: ObtainContext, version: number): Promise<void> {
-    await ctx.local.updateState(state => ({ ...state, rejected: [...new Set([...state.rejected, version])].sort((a, b) => a - b) }))
+    await ctx.local.updateState(state => withRejected(state, version))
   }
 
   /**
@@ -860,7 +844,7 @@ export async function createNodeRuntime (options: NodeRuntimeOptions): Promise<N
         const bound = config.rollback?.below
         const state = await ctx.local.state()
         const previous = state.previous !== null && state.rejected.includes(state.previous) ? null : state.previous
-        const moved = leftBehind(ctx, state, from)
+        const moved = leftBehind(ctx.config, state, from)
         if (bound === undefined || metric >= bound || previous === null || previous >= from || moved !== undefined) {
           return { action: 'none', from, to: from, metrics: { current: metric }, reason: bound === undefined ? 'no rollback bound configured' : metric >= bound ? `metric ${metric.toFixed(4)} ≥ bound ${bound}` : moved ?? 'no earlier version to roll back to', bytesFetched: 0 }
         }
@@ -873,7 +857,7 @@ export async function createNodeRuntime (options: NodeRuntimeOptions): Promise<N
         }
       }),
       rollback: async (version, signal) => await exclusive(signal, async signal => {
-        const to = await rollbackTarget(ctx, version, serving.manifest.version)
+        const to = rollbackTarget(ctx.config, await ctx.local.state(), version, serving.manifest.version)
         // With no version named, "back" is the folder's previous, which another handle may move.
         return await switchTo(to, `rolled back to ${to} on request`, version === undefined ? 'back' : 'rollback', signal)
       }),
@@ -901,33 +885,6 @@ export async function createNodeRuntime (options: NodeRuntimeOptions): Promise<N
 
   const parse = async (input: string | unknown): Promise<AoeConfig> => typeof input === 'string' ? await loadAoeConfig(input) : parseAoeConfig(input)
 
-  /**
-   * Why "back" is not defined for a handle serving `serving` when another handle of its folder
-   * moved the folder elsewhere: the folder's previous is the one before its current (review 48d:
-   * a handle left behind "rolled back" 12 → 12 and lost the target). Undefined when it is not so.
-   */
-  function leftBehind (ctx: ObtainContext, state: VersionState, serving: number): string | undefined {
-    if (state.current === null || state.current === serving) return undefined
-    const what = `${ctx.config.modelName}: this handle serves version ${serving}, and another handle of ${ctx.config.modelDir}`
-    if (state.current > serving) return `${what} moved it to ${state.current}; name the version to roll back to, or update() first`
-    // Moved back: update() would not come down to it (channels never move back). A load starts
-    // from the folder's current unless the channel names a version not refused (review 49a).
-    return state.rejected.includes(serving)
-      ? `${what} rolled it back to ${state.current}, refusing ${serving}; release this handle and load the model again to serve ${state.current}`
-      : `${what} moved it back to ${state.current}; name the version to roll back to`
-  }
-
-  /** `serving`: the version the asking handle serves, when a handle asks (another handle of its folder may have moved on). */
-  async function rollbackTarget (ctx: ObtainContext, version: number | undefined, serving?: number): Promise<number> {
-    const state = await ctx.local.state()
-    const moved = version === undefined && serving !== undefined ? leftBehind(ctx, state, serving) : undefined
-    if (moved !== undefined) throw new InvalidInputError(moved)
-    const to = version ?? state.previous
-    if (to === null || to === undefined) throw new InvalidInputError(`${ctx.config.modelName}: no previous version to roll back to`)
-    if (state.current !== null && to >= state.current) throw new InvalidInputError(`${ctx.config.modelName}: cannot roll back to ${to}, which is not earlier than the current version ${state.current}`)
-    return to
-  }
-
   return {
     fetch: async (input, version, outer) => await operation('fetch', outer, async signal => {
       const config = await parse(input)
@@ -947,7 +904,7 @@ export async function createNodeRuntime (options: NodeRuntimeOptions): Promise<N
         throw new InvalidInputError(`${config.modelName}: this runtime has no version of it recorded in ${join(options.dataDir, config.modelDir)}, so there is nothing to roll back from (is that the runtime's data dir?)`)
       }
       const ctx = await contextFor(config, signal, true)
-      const to = await rollbackTarget(ctx, version)
+      const to = rollbackTarget(ctx.config, await ctx.local.state(), version)
       const from = (await ctx.local.state()).current
       const fetched = await ctx.local.holding(to, async () => {
         const obtained = await keepingTheWayBack(ctx, async () => await obtainVersion(ctx, to, signal))
