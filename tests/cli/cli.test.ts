@@ -451,6 +451,27 @@ describe('blockfed coordinator --serve-budget-mb --upload-cap-mb', () => {
   })
 })
 
+describe('blockfed coordinator --block-kib', () => {
+  it('packs the blocks of models ingested from then on toward the size given', async () => {
+    const model = join(root, 'mnist-block-kib')
+    expect((await blockfed('example', 'mnist', '--out', model, '--epochs', '0')).code).toBe(0)
+    // The example's 437 KB of weights: one block at the default 1,024 KiB; at 256, hidden_1 and
+    // the rest (README, "Blocks").
+    const blocks = async (args: string[], dir: string): Promise<string[]> => {
+      const coordinator = await spawnCoordinator(join(root, dir), ['--no-p2p', ...args])
+      try {
+        expect((await blockfed('ingest', model, '--name', 'mnist', '--coordinator', coordinator.url, '--data', join(root, dir))).code).toBe(0)
+        const { manifest } = await (await fetch(`${coordinator.url}/v1/models/mnist/versions/1/manifest`)).json() as { manifest: { blocks: Array<{ unit: string }> } }
+        return manifest.blocks.map(b => b.unit)
+      } finally {
+        await coordinator.kill('SIGTERM')
+      }
+    }
+    expect(await blocks([], 'block-kib-default')).toEqual(['hidden_1..head'])
+    expect(await blocks(['--block-kib', '256'], 'block-kib-256')).toEqual(['hidden_1', 'hidden_2..head'])
+  })
+})
+
 describe('blockfed simulate', () => {
   it('runs real rounds over loopback and prints one JSON object per round and a summary with the centralised reference', async () => {
     const result = await blockfed('simulate', '--clients', '3', '--rounds', '2', '--partition', 'classes:4', '--secure', 'masking', '--hidden', '16', '--seed', '3', '--json')
