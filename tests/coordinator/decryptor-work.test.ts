@@ -352,6 +352,10 @@ describe('a Paillier server and the key its round was offered under (review 48f)
         await expect(paillierServer(config, elsewhereLayout)).rejects.toThrow(`round ${roundId} was offered with a packing layout for 8 clients, the decryptor now packs for 16`)
         const resumedThere = await paillierServer(config, elsewhereLayout, { offline: true })
         await expect(resumedThere.ready?.(new AbortController().signal)).rejects.toThrow('the decryptor now packs for 16')
+        // And its sum's request names the layout, which that decryptor refuses before claiming the round.
+        const { contributions } = await round(offeredBy.key, offeredBy.layout, 30, roundId)
+        const uploads = new Map<string, AcceptedUpload>(contributions.map(c => [c.clientId, { payload: c.ciphertexts, signature: toBase64(c.signature) }]))
+        await expect(resumedThere.sum(uploads, { send: () => {}, signal: new AbortController().signal })).rejects.toThrow(/packing layout for 8 clients; this decryptor packs for 16/)
       } finally {
         await sameKey.app.close()
       }
