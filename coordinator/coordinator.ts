@@ -123,7 +123,8 @@ export async function createCoordinator (options: CoordinatorOptions): Promise<C
   const partitionOptions = checkPartitionOptions(options.partition ?? DEFAULT_PARTITION)
   // Checked before anything is created: fetch would refuse the header only at the first Paillier round.
   if (options.decryptorToken !== undefined && !DECRYPTOR_TOKEN_PATTERN.test(options.decryptorToken)) throw new InvalidConfigError(`decryptor token: use ${DECRYPTOR_TOKEN_RULE}`)
-  await mkdir(dataDir, { recursive: true })
+  // Its own: the database and keys in it are its owner's alone (a dir that was there keeps its mode).
+  await mkdir(dataDir, { recursive: true, mode: 0o700 })
   const lock = lockDataDir(dataDir, 'coordinator')
   // What a failed creation must close, newest first, before the lock goes.
   const opened: Array<() => void> = []

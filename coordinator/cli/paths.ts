@@ -65,7 +65,7 @@ async function canMakeFolderIn (flag: string, path: string, at: string): Promise
  */
 export async function firstStartCleaned<T> (dataDir: string, start: () => Promise<T>): Promise<T> {
   const linked = await lstat(dataDir).then(info => info.isSymbolicLink(), () => false)
-  const made = linked ? undefined : await mkdir(dataDir, { recursive: true })
+  const made = linked ? undefined : await mkdir(dataDir, { recursive: true, mode: 0o700 })
   try {
     return await start()
   } catch (err) {

@@ -145,7 +145,11 @@ export function roundStore (database: Database): RoundStore {
       database.transaction(() => {
         const changed = q.transition.run(to, extra.reason ?? null, extra.version ?? null, extra.metrics === undefined ? null : JSON.stringify(extra.metrics), t, id, row.state)
         if (changed.changes !== 1) throw new Error(`round ${id} moved while moving it to ${to}`)
-        if (to === 'published' || to === 'failed') q.unanswered.run(t, id)
+        if (to === 'published' || to === 'failed') {
+          q.unanswered.run(t, id)
+          // Its shares and revealed seeds serve no later step (review 49b).
+          q.secure.run(null, id)
+        }
       })
     },
     saveSecureState: (id, state) => { q.secure.run(JSON.stringify(state), id) },

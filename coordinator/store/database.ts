@@ -3,6 +3,7 @@
  * versions (with their signed manifests), blocks, wrapped data keys and API tokens. Writes that
  * belong together go through `transaction`, so a failed ingest leaves no trace.
  */
+import { chmodSync, closeSync, existsSync, openSync } from 'node:fs'
 import { DatabaseSync } from 'node:sqlite'
 import { InvalidConfigError } from '../../shared/errors/errors.ts'
 
@@ -214,7 +215,25 @@ function schemaVersion (db: DatabaseSync, path: string): number {
   return current
 }
 
+/**
+ * The database holds round uploads (in secure mode `none`, a client's update in the clear) and
+ * secure-aggregation state: readable by its owner alone (review 49b: 0644, as SQLite creates
+ * files under the usual umask). Created 0600 before SQLite opens it, whose -wal and -shm files
+ * take the database's mode; older ones are narrowed.
+ */
+function keepPrivate (path: string): void {
+  if (!existsSync(path)) closeSync(openSync(path, 'a', 0o600))
+  for (const file of [path, `${path}-wal`, `${path}-shm`]) {
+    try {
+      if (existsSync(file)) chmodSync(file, 0o600)
+    } catch (err) {
+      throw new InvalidConfigError(`${file}: cannot make it readable by its owner only (${err instanceof Error ? err.message : String(err)}); it holds round uploads`, { cause: err })
+    }
+  }
+}
+
 export function openDatabase (path: string): Database {
+  keepPrivate(path)
   const db = new DatabaseSync(path)
   let current: number
   try {
@@ -226,7 +245,10 @@ export function openDatabase (path: string): Database {
   // synchronous = FULL: in WAL mode NORMAL may lose the last commits in a power cut, and a
   // version's ledger leaf is signed into a checkpoint (served, sent to witnesses) right after its
   // commit; a lost leaf would be re-appended differently at the same index: a fork.
-  db.exec('PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 5000;')
+  // secure_delete: an upload deleted once its round ends is overwritten, not left in free pages
+  // for whoever reads the file later (a backup); journal_size_limit: the WAL, which holds the
+  // pages as written, is cut back after each checkpoint instead of keeping old frames (review 49b).
+  db.exec('PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 5000; PRAGMA secure_delete = ON; PRAGMA journal_size_limit = 0;')
   for (let v = current; v < MIGRATIONS.length; v++) {
     db.exec('BEGIN')
     try {
