@@ -53,13 +53,14 @@
  *   proof of plaintext knowledge bound to (round, client) to each upload. A bad client can also
  *   spoil the sum (detected when a slot overflows, not always).
  */
+import { createHash, timingSafeEqual } from 'node:crypto'
 import type { Socket } from 'node:net'
 import Fastify, { type FastifyInstance, type FastifyRequest } from 'fastify'
 import swagger from '@fastify/swagger'
 import { jsonSchemaTransform, serializerCompiler, validatorCompiler, type ZodTypeProvider } from 'fastify-type-provider-zod'
 import { z } from 'zod'
 import { errorBodySchema } from '../../shared/client/api-schemas.ts'
-import { decodeBase64, equalBytes, fromHex, toBase64, toHex, utf8ToBytes } from '../../shared/crypto/bytes.ts'
+import { decodeBase64, fromHex, toBase64, toHex, utf8ToBytes } from '../../shared/crypto/bytes.ts'
 import { AccessDeniedError, BusyError, InvalidInputError, UnauthenticatedError, UnavailableError } from '../../shared/errors/errors.ts'
 import { sha256, sha256Hex } from '../../shared/crypto/hash.ts'
 import { verify } from '../../shared/crypto/sign.ts'
@@ -107,7 +108,9 @@ function requireToken (req: FastifyRequest, token: string | undefined): void {
   if (token === undefined) return
   // The scheme is case-insensitive (RFC 9110 §11.1), as on the coordinator.
   const given = bearerOf(req.headers.authorization) ?? ''
-  if (!equalBytes(utf8ToBytes(given), utf8ToBytes(token))) throw new UnauthenticatedError('decrypt requires the decryptor\'s bearer token')
+  // Digests compared, not the strings: equalBytes returns early on a length mismatch, which
+  // timed told the token's length (review 49b).
+  if (!timingSafeEqual(createHash('sha256').update(given).digest(), createHash('sha256').update(token).digest())) throw new UnauthenticatedError('decrypt requires the decryptor\'s bearer token')
 }
 
 export async function buildDecryptorServer (deps: DecryptorServerDeps): Promise<FastifyInstance> {

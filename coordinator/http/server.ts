@@ -104,7 +104,12 @@ export async function buildServer (deps: ServerDeps): Promise<FastifyInstance> {
   // coordinator with it, data dir lock included (review 46f: a SIGTERM took 70 s).
   let closing = false
   app.addHook('preClose', async () => { closing = true })
-  app.addHook('onSend', async (_req, reply) => { if (closing) void reply.header('connection', 'close') })
+  app.addHook('onSend', async (req, reply) => {
+    if (closing) void reply.header('connection', 'close')
+    // An answer to a caller with a token is that caller's (a new token, its data keys, a token
+    // list): no cache keeps it, unless the route said otherwise (immutable blocks; review 49b).
+    if (req.headers.authorization !== undefined && !reply.hasHeader('cache-control')) void reply.header('cache-control', 'no-store')
+  })
   useJsonBodyParser(app)
   await app.register(swagger, {
     openapi: {

@@ -28,14 +28,14 @@ afterAll(async () => {
   await rm(root, { recursive: true, force: true })
 })
 
-async function api (method: string, path: string, token: string | undefined, body?: unknown): Promise<{ status: number, json: any, text: string, challenge: string | null }> {
+async function api (method: string, path: string, token: string | undefined, body?: unknown): Promise<{ status: number, json: any, text: string, challenge: string | null, cacheControl: string | null }> {
   const res = await fetch(`${url}${path}`, {
     method,
     headers: { ...(token === undefined ? {} : { authorization: `Bearer ${token}` }), ...(body === undefined ? {} : { 'content-type': 'application/json' }) },
     ...(body === undefined ? {} : { body: JSON.stringify(body) })
   })
   const text = await res.text()
-  return { status: res.status, json: text === '' ? undefined : JSON.parse(text), text, challenge: res.headers.get('www-authenticate') }
+  return { status: res.status, json: text === '' ? undefined : JSON.parse(text), text, challenge: res.headers.get('www-authenticate'), cacheControl: res.headers.get('cache-control') }
 }
 
 const admin = (): string => coordinator.adminToken
@@ -44,10 +44,15 @@ describe('API tokens', () => {
   it('lists tokens by id, role and label, never the token or its whole hash', async () => {
     const made = await api('POST', '/v1/tokens', admin(), { role: 'edge', label: 'kiosk 7' })
     expect(made.status).toBe(200)
+    // A secret, and the caller's alone: no cache may keep it (review 49b).
+    expect(made.cacheControl).toBe('no-store')
     const { token, id } = made.json as { token: string, id: string }
     expect(id).toBe((await tokenHash(token)).slice(0, 16))
     const list = await api('GET', '/v1/tokens', admin())
     expect(list.status).toBe(200)
+    expect(list.cacheControl).toBe('no-store')
+    // The rule is for answers to a token: a public answer asked without one is left to the route.
+    expect((await api('GET', '/v1/models', undefined)).cacheControl).toBeNull()
     expect(list.json.tokens).toContainEqual({ id, role: 'edge', label: 'kiosk 7', createdAt: expect.any(String), revokedAt: null, expiresAt: null, lastUsedAt: null, adminFile: false })
     expect(list.json.tokens).toContainEqual(expect.objectContaining({ id: (await tokenHash(admin())).slice(0, 16), role: 'admin', label: 'created on first start', adminFile: true }))
     expect(list.json.tokens.filter((t: { adminFile: boolean }) => t.adminFile)).toHaveLength(1)
