@@ -6,6 +6,8 @@ export const DEFAULT_MAX_UPLOAD_BYTES = 512 << 20
 export const MAX_UPLOAD_FILES = 256
 export const DEFAULT_ERASURE = { k: 4, m: 2 }
 export const DEFAULT_ACCESS_LEVEL = 'default'
+/** The coordinator's database file in its data dir. */
+export const COORDINATOR_DATABASE = 'coordinator.sqlite'
 /**
  * Longest path parameter the router passes on (find-my-way's default is 100). Above every
  * parameter's own schema bound (CIDs 200), so an overlong one gets a 400 naming it; only far

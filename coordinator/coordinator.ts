@@ -2,6 +2,7 @@
  * The coordinator service: data dir → identity, database, block files, ingest, HTTP API.
  * `start()` listens; `stop()` closes the server and the database.
  */
+import { existsSync } from 'node:fs'
 import { mkdir } from 'node:fs/promises'
 import { join } from 'node:path'
 import type { FastifyInstance } from 'fastify'
@@ -27,7 +28,7 @@ import { readBaseModel } from './rounds/base-model.ts'
 import { secureServerFor } from './rounds/secure/index.ts'
 import { paillierOffer } from './rounds/secure/paillier.ts'
 import { InvalidConfigError, InvalidInputError, UnavailableError } from '../shared/errors/errors.ts'
-import { DECRYPTOR_TOKEN_PATTERN, DECRYPTOR_TOKEN_RULE } from './decryptor/constants.ts'
+import { DECRYPTOR_TOKEN_PATTERN, DECRYPTOR_TOKEN_RULE, KEY_FILE as DECRYPTOR_KEY_FILE } from './decryptor/constants.ts'
 import { roundRoutes } from './http/rounds-routes.ts'
 import { ledgerRoutes } from './http/ledger-routes.ts'
 import { tokenRoutes } from './http/token-routes.ts'
@@ -37,7 +38,7 @@ import { witnessCosigner, type WitnessEndpoint, type WitnessStatus } from './led
 import { answerAdmission } from './answers.ts'
 import { createOrigin, type Origin, type OriginCounters } from './p2p/origin.ts'
 import type { IngestResult as Published } from '../shared/client/api-schemas.ts'
-import { DEFAULT_ERASURE, DEFAULT_HOST, DEFAULT_MAX_SERVING_BYTES, DEFAULT_MAX_UPLOAD_BYTES, DEFAULT_PORT, ROUND_HANDSHAKE_MS, ROUND_MAX_FRAME_BYTES, ROUND_PING_MS, SERVE_TIMEOUT_MS, WITNESS_GRACE_MS, WITNESS_RETRY_MS } from './constants.ts'
+import { COORDINATOR_DATABASE, DEFAULT_ERASURE, DEFAULT_HOST, DEFAULT_MAX_SERVING_BYTES, DEFAULT_MAX_UPLOAD_BYTES, DEFAULT_PORT, ROUND_HANDSHAKE_MS, ROUND_MAX_FRAME_BYTES, ROUND_PING_MS, SERVE_TIMEOUT_MS, WITNESS_GRACE_MS, WITNESS_RETRY_MS } from './constants.ts'
 
 export interface CoordinatorOptions {
   dataDir: string
@@ -123,6 +124,9 @@ export async function createCoordinator (options: CoordinatorOptions): Promise<C
   const partitionOptions = checkPartitionOptions(options.partition ?? DEFAULT_PARTITION)
   // Checked before anything is created: fetch would refuse the header only at the first Paillier round.
   if (options.decryptorToken !== undefined && !DECRYPTOR_TOKEN_PATTERN.test(options.decryptorToken)) throw new InvalidConfigError(`decryptor token: use ${DECRYPTOR_TOKEN_RULE}`)
+  // A decryptor's secret key beside the coordinator's keys would let whoever holds this dir
+  // decrypt one client's update (review 49b): they keep dirs of their own.
+  if (existsSync(join(dataDir, DECRYPTOR_KEY_FILE))) throw new InvalidConfigError(`data dir ${dataDir} holds a Paillier decryptor's key (${DECRYPTOR_KEY_FILE}): move it and the decryptor's rounds/ to a data dir of the decryptor's own, which the coordinator's user cannot read`)
   // Its own: the database and keys in it are its owner's alone (a dir that was there keeps its mode).
   await mkdir(dataDir, { recursive: true, mode: 0o700 })
   const lock = lockDataDir(dataDir, 'coordinator')
@@ -139,10 +143,8 @@ export async function createCoordinator (options: CoordinatorOptions): Promise<C
 
 async function openCoordinator (options: CoordinatorOptions, partitionOptions: PartitionOptions, lock: DataDirLock, opened: Array<() => void>): Promise<Coordinator> {
   const { dataDir } = options
-  // Stale ones only: the lock is per role, and a decryptor may share the dir (its key file is
-  // written beside admin.token).
   await removeStaleTemporaries([dataDir, join(dataDir, 'keys')])
-  const database = openDatabase(join(dataDir, 'coordinator.sqlite'))
+  const database = openDatabase(join(dataDir, COORDINATOR_DATABASE))
   opened.push(() => { database.close() })
   const repo = repository(database)
   // The database first: whether it holds data keys decides if a missing master key may be made.

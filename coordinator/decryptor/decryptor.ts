@@ -7,6 +7,7 @@
  * has recorded how it ended: a decryption whose caller had hung up used to write its round's
  * record after the lock was released (review 37a).
  */
+import { existsSync } from 'node:fs'
 import { mkdir } from 'node:fs/promises'
 import { join } from 'node:path'
 import type { AddressInfo } from 'node:net'
@@ -22,6 +23,7 @@ import { lockDataDir, type DataDirLock } from '../../node-runtime/dir-lock.ts'
 import { removeStaleTemporaries } from '../../node-runtime/atomic-file.ts'
 import { buildDecryptorServer } from './server.ts'
 import { decryptSlots, type DecryptSlots } from './slots.ts'
+import { COORDINATOR_DATABASE } from '../constants.ts'
 import { DEFAULT_DECRYPTOR_HOST, DEFAULT_DECRYPTOR_PORT, ROUNDS_DIR, DEFAULT_MAX_BODY_BYTES, DEFAULT_MIN_CLIENTS, DECRYPTOR_TOKEN_ENV, DECRYPTOR_TOKEN_PATTERN, DECRYPTOR_TOKEN_RULE, DECRYPT_SLOTS, STOP_DEADLINE_MS } from './constants.ts'
 
 export interface DecryptorOptions {
@@ -119,6 +121,9 @@ export function createDecryptor (options: DecryptorOptions): Decryptor {
     async start () {
       if (app !== undefined) throw new InvalidConfigError('decryptor: already started')
       if (lock !== undefined) throw new InvalidConfigError('decryptor: its last stop() is waiting for decryptions to end; call stop() again')
+      // The secret key must not sit beside the coordinator's: whoever holds that dir (its user, its
+      // backups) could then decrypt one client's update, which the decryptor exists to prevent (review 49b).
+      if (existsSync(join(options.dataDir, COORDINATOR_DATABASE))) throw new InvalidConfigError(`data dir ${options.dataDir} is a coordinator's (${COORDINATOR_DATABASE}): give the decryptor a data dir of its own, which the coordinator's user cannot read`)
       await mkdir(options.dataDir, { recursive: true, mode: 0o700 })
       // Its index of whose sums it decrypted (rounds.ts) is this process's: a second decryptor on
       // the dir would keep its own, and neither would see the other's sums.
@@ -126,7 +131,6 @@ export function createDecryptor (options: DecryptorOptions): Decryptor {
       let server: Awaited<ReturnType<typeof buildDecryptorServer>> | undefined
       const ownSlots = decryptSlots(DECRYPT_SLOTS)
       try {
-        // Stale ones only: the lock is per role, and a coordinator may share the dir.
         await removeStaleTemporaries([options.dataDir, join(options.dataDir, ROUNDS_DIR)])
         const { key } = await loadOrCreateKey(options.dataDir, options.keyBits)
         const layout = packingLayout(key.publicKey, maxClients)

@@ -6,6 +6,7 @@
 import { afterAll, beforeAll, expect, it } from 'vitest'
 import { spawn } from 'node:child_process'
 import { mkdir, mkdtemp, readdir, rm, writeFile } from 'node:fs/promises'
+import { existsSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
@@ -89,3 +90,19 @@ it('says which data dir a process cannot write its lock in, instead of SQLite\'s
   await writeFile(join(garbled, 'coordinator.lock'), 'x'.repeat(4096))
   await expect(createCoordinator({ dataDir: garbled, port: 0 })).rejects.toThrow(`data dir ${garbled}: coordinator.lock is not a lock database (file is not a database, at coordinator.lock); remove it, nothing is kept in it`)
 })
+
+it('keeps a coordinator and a decryptor apart: neither starts on a data dir holding the other\'s files (review 49b)', async () => {
+  // The decryptor's secret key beside the coordinator's keys would let whoever holds that dir decrypt one client's update.
+  const shared = join(root, 'coordinator-then-decryptor')
+  const coordinator = await createCoordinator({ dataDir: shared, port: 0 })
+  await coordinator.stop()
+  await expect(createDecryptor({ dataDir: shared, port: 0, keyBits: 1024 }).start()).rejects.toThrow(`data dir ${shared} is a coordinator's (coordinator.sqlite): give the decryptor a data dir of its own, which the coordinator's user cannot read`)
+  // Refused before it wrote anything there.
+  expect(existsSync(join(shared, 'paillier.key.json')) || existsSync(join(shared, 'decryptor.lock'))).toBe(false)
+  const other = join(root, 'decryptor-then-coordinator')
+  const decryptor = createDecryptor({ dataDir: other, port: 0, keyBits: 1024 })
+  await decryptor.start()
+  await decryptor.stop()
+  await expect(createCoordinator({ dataDir: other, port: 0 })).rejects.toThrow(`data dir ${other} holds a Paillier decryptor's key (paillier.key.json): move it and the decryptor's rounds/ to a data dir of the decryptor's own, which the coordinator's user cannot read`)
+  expect(existsSync(join(other, 'coordinator.sqlite')) || existsSync(join(other, 'coordinator.lock'))).toBe(false)
+}, 60_000)
