@@ -1,8 +1,9 @@
 /**
  * `blockfed pull`: one model version through the runtime's own load pipeline — signed manifest,
  * ledger checkpoint consistent with the one kept under `<home>/ledger/`, inclusion proof, keys,
- * verified and decrypted blocks cached under `<home>/pull/@<model>` (a model may be named
- * `blocks`, a folder name the runtime keeps for itself) — then written back in its
+ * verified and decrypted blocks, the sealed ones cached under `<home>/pull/@<model>` with the
+ * data keys of the versions kept (a model may be named `blocks`, a folder name the runtime
+ * keeps for itself) — then written back in its
  * original format by shared/formats.
  */
 import { rm, stat } from 'node:fs/promises'
