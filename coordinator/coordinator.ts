@@ -103,7 +103,8 @@ export interface Coordinator {
   url: () => string
   ingest: (name: string, files: ModelFile[], options?: IngestOptions) => Promise<IngestResult>
   /** Creates an API token for `role` without going through HTTP (for the CLI and tests). */
-  createToken: (role: string) => Promise<string>
+  /** `models`: the models the token is limited to (names, `name*` prefixes); every model when absent. */
+  createToken: (role: string, options?: { models?: string[] }) => Promise<string>
   /** Revokes the token with this id (see `blockfed token list`), as DELETE /v1/tokens/{id} does. */
   revokeToken: (id: string) => Promise<TokenRevoked>
   /** Training rounds: start on demand, schedule continuously, recover after a restart. */
@@ -236,7 +237,7 @@ async function openCoordinator (options: CoordinatorOptions, partitionOptions: P
     get adminToken () { return tokens.adminToken },
     url: () => url,
     ingest: versions.ingest,
-    createToken: async role => (await tokens.issue(role, null)).token,
+    createToken: async (role, options) => (await tokens.issue(role, null, undefined, options?.models ?? null)).token,
     revokeToken: tokens.revoke,
     rounds,
     log,

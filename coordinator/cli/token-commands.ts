@@ -9,7 +9,7 @@
 import { InvalidArgumentError, type Command } from 'commander'
 import ms from 'ms'
 import { coordinatorClient, type CoordinatorClient } from '../../shared/client/coordinator-client.ts'
-import { LABEL_FORBIDDEN, TOKEN_MAX_LIFETIME_S, tokenIdSchema, tokenLabelSchema, type TokenInfo } from '../../shared/client/api-schemas.ts'
+import { LABEL_FORBIDDEN, MAX_TOKEN_MODELS, modelScopeSchema, TOKEN_MAX_LIFETIME_S, tokenIdSchema, tokenLabelSchema, type TokenInfo } from '../../shared/client/api-schemas.ts'
 import { AccessDeniedError } from '../../shared/errors/errors.ts'
 import { ROLES } from '../constants.ts'
 import { coordinatorOption, token } from './args.ts'
@@ -46,6 +46,14 @@ const label = (value: string): string => {
   return parsed.data
 }
 
+/** `--model kiosk-*`, repeated: what the token is limited to. */
+const modelScope = (value: string, previous: string[] = []): string[] => {
+  const parsed = modelScopeSchema.safeParse(value)
+  if (!parsed.success) throw new InvalidArgumentError(parsed.error.issues[0]?.message ?? 'not a model name')
+  if (previous.length >= MAX_TOKEN_MODELS) throw new InvalidArgumentError(`at most ${MAX_TOKEN_MODELS} models (use a prefix ending in *)`)
+  return [...previous, parsed.data]
+}
+
 /** `--expires 90d`: a lifetime in seconds, from `ms`'s units (s, m, h, d, w, y); a bare number is refused (ms would read milliseconds). */
 const lifetime = (value: string): number => {
   const millis = /[a-z]\s*$/i.test(value.trim()) ? ms(value as ms.StringValue) : undefined
@@ -65,7 +73,8 @@ function line (t: TokenInfo, now = Date.now()): string {
     : expires !== null && Date.parse(expires) <= now ? `expired ${shown(expires)}` : expires !== null ? `active, expires ${shown(expires)}` : 'active'
   const used = t.lastUsedAt === undefined ? '' : `  last used ${t.lastUsedAt === null ? 'never' : shown(t.lastUsedAt)}`
   const file = t.adminFile === true ? '  (admin.token)' : ''
-  return `${t.id}  ${shown(t.role).padEnd(9)}  ${shown(t.createdAt)}  ${state}${used}${file}${t.label === null ? '' : `  ${shown(t.label)}`}`
+  const models = t.models == null ? '' : `  models ${t.models.map(shown).join(',')}`
+  return `${t.id}  ${shown(t.role).padEnd(9)}  ${shown(t.createdAt)}  ${state}${used}${file}${models}${t.label === null ? '' : `  ${shown(t.label)}`}`
 }
 
 export function tokenCommands (program: Command): void {
@@ -76,13 +85,14 @@ export function tokenCommands (program: Command): void {
     .argument('<role>', 'edge | publisher | admin', role)
     .option('--label <text>', 'whose token it is, as token list shows it', label)
     .option('--expires <duration>', 'the token stops opening anything after this long: 12h, 30d, 1y (1 minute to 10 years; never when left out)', lifetime)
-    .option('--json', 'print JSON: the token, its id, role and expiry')
-    .action(async (r: string, o: Access & { label?: string, expires?: number, json?: boolean }) => {
-      const made = await (await client(o, 'token create')).issueToken({ role: r, ...(o.label === undefined ? {} : { label: o.label }), ...(o.expires === undefined ? {} : { expiresInSeconds: o.expires }) })
+    .option('--model <name>', 'limit the token to this model (repeat for more; a prefix ending in * for a family: kiosk-*): its data keys, ingests, rounds and channels; every model when left out (not for admin tokens)', modelScope)
+    .option('--json', 'print JSON: the token, its id, role, expiry and models')
+    .action(async (r: string, o: Access & { label?: string, expires?: number, model?: string[], json?: boolean }) => {
+      const made = await (await client(o, 'token create')).issueToken({ role: r, ...(o.label === undefined ? {} : { label: o.label }), ...(o.expires === undefined ? {} : { expiresInSeconds: o.expires }), ...(o.model === undefined ? {} : { models: o.model }) })
       if (o.json === true) { console.log(JSON.stringify(made)); return }
       // The token alone on stdout (TOKEN=$(blockfed token create edge)); what names it on stderr.
       console.log(made.token)
-      if (made.id !== undefined) console.error(`token id ${made.id} (token list and token revoke name it so)${made.expiresAt == null ? '' : `; expires ${made.expiresAt}`}`)
+      if (made.id !== undefined) console.error(`token id ${made.id} (token list and token revoke name it so)${made.expiresAt == null ? '' : `; expires ${made.expiresAt}`}${made.models == null ? '' : `; models ${made.models.join(', ')}`}`)
     })
 
   access(tokens.command('list'))

@@ -6,10 +6,11 @@
 import type { FastifyRequest } from 'fastify'
 import { toHex } from '../../shared/crypto/bytes.ts'
 import { sha256Hex } from '../../shared/crypto/hash.ts'
-import { ConflictError, InvalidInputError, NotFoundError, UnauthenticatedError } from '../../shared/errors/errors.ts'
-import { TOKEN_ID_CHARS, tokenIdSchema } from '../../shared/client/api-schemas.ts'
+import { AccessDeniedError, ConflictError, InvalidInputError, NotFoundError, UnauthenticatedError } from '../../shared/errors/errors.ts'
+import { TOKEN_ID_CHARS, tokenIdSchema, tokenModelsSchema } from '../../shared/client/api-schemas.ts'
 import type { Repository, TokenRow } from '../store/repository.ts'
 import { ROLES } from '../constants.ts'
+import { inScope } from '../tokens/scope.ts'
 
 function newToken (): string {
   return `bf_${toHex(globalThis.crypto.getRandomValues(new Uint8Array(32)))}`
@@ -34,12 +35,22 @@ export async function mintToken (): Promise<{ token: string, hash: string }> {
  * Creates a token for `role` (one of ROLES), stores its hash, and returns the token, its id and
  * when it expires (`expiresInSeconds` from now; never when absent).
  */
-export async function issueToken (repo: Repository, role: string, label: string | null, expiresInSeconds?: number): Promise<{ token: string, id: string, expiresAt: string | null }> {
+export async function issueToken (repo: Repository, role: string, label: string | null, expiresInSeconds?: number, models: string[] | null = null): Promise<{ token: string, id: string, expiresAt: string | null, models: string[] | null }> {
   if (!Object.hasOwn(ROLES, role)) throw new InvalidInputError(`unknown role "${role}"; roles: ${Object.keys(ROLES).join(', ')}`)
+  // A token that makes tokens could make one for every model: a limit on it would hold nothing.
+  if (models !== null && ROLES[role]?.tokens === true) throw new InvalidInputError(`models: a ${role} token makes tokens, which may open every model; it cannot be limited to models`)
+  const checked = models === null ? undefined : tokenModelsSchema.safeParse(models)
+  if (checked?.success === false) throw new InvalidInputError(`models: ${checked.error.issues.map(i => `${i.path.join('.') || 'list'}: ${i.message}`).join('; ')}`)
   const { token, hash } = await mintToken()
   const expiresAt = expiresInSeconds === undefined ? null : new Date(Date.now() + expiresInSeconds * 1000).toISOString()
-  repo.insertToken(hash, role, label, expiresAt)
-  return { token, id: tokenIdOf(hash), expiresAt }
+  const scope = models === null ? null : [...new Set(models)].sort()
+  repo.insertToken(hash, role, label, expiresAt, scope)
+  return { token, id: tokenIdOf(hash), expiresAt, models: scope }
+}
+
+/** Refuses (403) a caller whose token is limited to other models than `model`; `what` says what it tried. */
+export function mayUseModel (caller: Caller, model: string, what: string): void {
+  if (!inScope(caller.models, model)) throw new AccessDeniedError(`this API token is limited to the models ${(caller.models ?? []).join(', ')}: it may not ${what} ${model}`)
 }
 
 /**
@@ -72,6 +83,8 @@ export function revokeToken (repo: Repository, id: string): TokenRow {
 export interface Caller {
   role: string
   grants: (typeof ROLES)[string]
+  /** The models its token is limited to (names, `name*` prefixes); null: every model. */
+  models: string[] | null
 }
 
 /** The token of an `Authorization: Bearer <token>` header (the scheme is case-insensitive, RFC 9110 §11.1), or undefined when there is none of that form. */
@@ -108,7 +121,7 @@ async function lookUp (req: FastifyRequest, repo: Repository): Promise<Caller> {
   const refused = tokenRefusal(row)
   if (refused !== undefined || row === undefined) throw new UnauthenticatedError(refused ?? 'unknown API token')
   repo.noteTokenUse(hash)
-  return { role: row.role, grants: ROLES[row.role] as Caller['grants'] }
+  return { role: row.role, grants: ROLES[row.role] as Caller['grants'], models: row.models ?? null }
 }
 
 /**

@@ -16,7 +16,7 @@ import { toBase64 } from '../../shared/crypto/bytes.ts'
 import { AccessDeniedError, IntegrityError, InvalidInputError, NotFoundError } from '../../shared/errors/errors.ts'
 import type { Repository } from '../store/repository.ts'
 import type { VersionLog } from '../ledger/log.ts'
-import { authenticate, needsToken } from './auth.ts'
+import { authenticate, mayUseModel, needsToken } from './auth.ts'
 import { BODY_REFUSALS, refusals, WRITE_REFUSALS } from './errors.ts'
 
 export interface LedgerRoutesDeps {
@@ -147,6 +147,7 @@ export async function ledgerRoutes (app: FastifyInstance, deps: LedgerRoutesDeps
     const caller = await authenticate(req, deps.repo)
     if (!caller.grants.ingest) throw new AccessDeniedError(`role ${caller.role} may not set release channels`)
     const { name, channel } = req.params
+    mayUseModel(caller, name, 'set the release channels of')
     if (deps.repo.latest(name) === undefined) throw new NotFoundError(`no model named ${name}`)
     // Idempotent: clearing a channel that is not set leaves it as asked.
     deps.repo.clearChannel(name, channel)
@@ -165,6 +166,7 @@ export async function ledgerRoutes (app: FastifyInstance, deps: LedgerRoutesDeps
     const caller = await authenticate(req, deps.repo)
     if (!caller.grants.ingest) throw new AccessDeniedError(`role ${caller.role} may not set release channels`)
     const { name, channel } = req.params
+    mayUseModel(caller, name, 'set the release channels of')
     if (deps.repo.latest(name) === undefined) throw new NotFoundError(`no model named ${name}`)
     if (deps.repo.version(name, req.body.version) === undefined) throw new NotFoundError(`model ${name} has no version ${req.body.version}`)
     if (log.indexOf(name, req.body.version) === undefined) throw new InvalidInputError(`${name}@${req.body.version} is not anchored in the ledger`)

@@ -13,7 +13,7 @@ import { AccessDeniedError, NotFoundError } from '../../shared/errors/errors.ts'
 import type { Repository } from '../store/repository.ts'
 import type { RoundStore, RoundRow } from '../rounds/store.ts'
 import type { RoundManager } from '../rounds/rounds.ts'
-import { authenticate, needsToken } from './auth.ts'
+import { authenticate, mayUseModel, needsToken } from './auth.ts'
 import { BODY_REFUSALS, refusals, WRITE_REFUSALS } from './errors.ts'
 
 export interface RoundRoutesDeps {
@@ -27,9 +27,11 @@ const errors = refusals(503)
 /** Most rounds one list answer holds. */
 const MAX_LIST = 200
 
-async function operator (req: FastifyRequest, deps: RoundRoutesDeps, what: string): Promise<void> {
+/** Refuses a caller whose role may not run rounds, or whose token is limited to other models than `model`. */
+async function operator (req: FastifyRequest, deps: RoundRoutesDeps, what: string, model: string | undefined): Promise<void> {
   const caller = await authenticate(req, deps.repo)
   if (!caller.grants.rounds) throw new AccessDeniedError(`role ${caller.role} may not ${what}`)
+  if (model !== undefined) mayUseModel(caller, model, `${what} of`)
 }
 
 function status (store: RoundStore, row: RoundRow): RoundStatus {
@@ -44,7 +46,7 @@ export async function roundRoutes (app: FastifyInstance, deps: RoundRoutesDeps):
   api.post('/v1/rounds', {
     schema: { operationId: 'startRound', summary: 'Start a training round now (it runs over the WebSocket protocol at /v1/rounds/ws)', ...needsToken('rounds'), body: roundRequestSchema, response: { 202: roundStartedSchema, ...refusals(409, ...BODY_REFUSALS, 503, ...WRITE_REFUSALS) } }
   }, async (req, reply) => {
-    await operator(req, deps, 'start rounds')
+    await operator(req, deps, 'start rounds', req.body.model)
     const { id, done } = await deps.manager.start(req.body)
     done.catch(() => undefined)
     return await reply.status(202).send({ id, state: 'open' as const })
@@ -52,15 +54,16 @@ export async function roundRoutes (app: FastifyInstance, deps: RoundRoutesDeps):
   api.get('/v1/rounds/:id', {
     schema: { operationId: 'getRound', summary: 'A round: state, outcome, metrics, clients', ...needsToken('rounds'), params: z.object({ id: z.string().regex(/^r_[0-9a-f]{16}$/, 'a round id') }), response: { 200: roundSummarySchema, ...errors } }
   }, async req => {
-    await operator(req, deps, 'read rounds')
     const row = deps.store.get(req.params.id)
+    // Its role first: who may not read rounds learns nothing of which exist.
+    await operator(req, deps, 'read rounds', row?.model)
     if (row === undefined) throw new NotFoundError(`no round ${req.params.id}`)
     return status(deps.store, row)
   })
   api.get('/v1/models/:name/rounds', {
     schema: { operationId: 'listRounds', summary: 'A model\'s latest rounds, newest first, with client counts per status', ...needsToken('rounds'), params: z.object({ name: modelNameSchema }), querystring: z.object({ limit: z.string().regex(/^[1-9][0-9]{0,5}$/, `a count from 1 to ${MAX_LIST} in decimal digits`).describe(`how many rounds, 1 to ${MAX_LIST} (default 50)`).transform(Number).pipe(z.number().max(MAX_LIST)).optional().transform(n => n ?? 50) }).strict(), response: { 200: roundListSchema, ...errors } }
   }, async req => {
-    await operator(req, deps, 'read rounds')
+    await operator(req, deps, 'read rounds', req.params.name)
     // As the model's other routes: a name with nothing behind it is a 404, not an empty list.
     if (deps.repo.latest(req.params.name) === undefined) throw new NotFoundError(`no model named ${req.params.name}`)
     const rounds = deps.store.list(req.params.name, req.query.limit).map(r => {

@@ -31,7 +31,7 @@ import type { BlockFiles } from '../store/block-files.ts'
 import type { Identity } from '../keys/identity.ts'
 import { BUSY_RETRY_MS, MAX_PATH_PARAM_CHARS, MAX_UPLOAD_FILES } from '../constants.ts'
 import type { AnswerAdmission } from '../answers.ts'
-import { authenticate, mayRead, needsToken, reauthenticate } from './auth.ts'
+import { authenticate, mayRead, mayUseModel, needsToken, reauthenticate } from './auth.ts'
 import { BODY_REFUSALS, clientErrorHandler, errorHandler, refusals, WRITE_REFUSALS } from './errors.ts'
 import { receiveFiles, withIngestBody } from './uploads.ts'
 import { useJsonBodyParser } from './json-body.ts'
@@ -212,6 +212,7 @@ export async function buildServer (deps: ServerDeps): Promise<FastifyInstance> {
     }
   }, async req => {
     const caller = await authenticate(req, deps.repo)
+    mayUseModel(caller, req.params.name, 'get the data keys of')
     const manifest = keyedBlocksOf(rowOf(req.params.name, req.params.version))
     const allowed = manifest.blocks.filter(b => mayRead(caller, b.access))
     const denied = [...new Set(manifest.blocks.filter(b => !mayRead(caller, b.access)).map(b => b.keyId))]
@@ -246,6 +247,7 @@ export async function buildServer (deps: ServerDeps): Promise<FastifyInstance> {
   }, async req => {
     const caller = await authenticate(req, deps.repo)
     if (!caller.grants.ingest) throw new AccessDeniedError(`role ${caller.role} may not ingest models`)
+    mayUseModel(caller, req.params.name, 'ingest')
     if (!req.isMultipart()) throw new InvalidInputError('ingest expects multipart/form-data with one part per model file')
     // Uploads are buffered whole, then wait in the one-at-a-time ingest queue: an upload holds
     // its slot until its ingest settles, so memory stays within INGEST_UPLOADS × the upload limit.

@@ -29,6 +29,7 @@ import { BlockfedError, InvalidInputError } from '../../shared/errors/errors.ts'
 import { bearerOf } from '../http/auth.ts'
 import type { GivenUpload } from '../../shared/rounds/one-update.ts'
 import type { TrainerAnswer } from '../tokens/keeper.ts'
+import { inScope } from '../tokens/scope.ts'
 
 export const ROUNDS_PATH = '/v1/rounds/ws'
 /** A hello is a key, a signature, up to 100 model names and as many records: anything larger before it is refused. */
@@ -224,14 +225,14 @@ export function roundHub (options: RoundHubOptions): RoundHub {
           if (left === 0) perToken.delete(tokenId)
           else perToken.set(tokenId, left)
         })
-        handshake(ws, socket, tokenId, trainer.expiresAt ?? Infinity)
+        handshake(ws, socket, tokenId, trainer.expiresAt ?? Infinity, trainer.models ?? null)
       })
     } finally {
       upgrading--
     }
   }
 
-  function handshake (ws: WebSocket, socket: Duplex, tokenId: string, expiresAt: number): void {
+  function handshake (ws: WebSocket, socket: Duplex, tokenId: string, expiresAt: number, scope: string[] | null): void {
     const nonce = toHex(globalThis.crypto.getRandomValues(new Uint8Array(32)))
     alive.set(ws, true)
     ws.on('pong', () => alive.set(ws, true))
@@ -299,7 +300,8 @@ export function roundHub (options: RoundHubOptions): RoundHub {
             replaced.close(4002, 'replaced by a newer connection of the same client')
             options.handlers.disconnect(replaced)
           }
-          client = { id: hello.clientId, models: hello.models, given: new Map((hello.given ?? []).map(g => [g.model, { base: g.base, secure: g.secure }])), socket: ws, send, close: (code, reason) => ws.close(code, reason) }
+          // Offered rounds only of the models its token is limited to (review 49b).
+          client = { id: hello.clientId, models: hello.models.filter(m => inScope(scope, m)), given: new Map((hello.given ?? []).map(g => [g.model, { base: g.base, secure: g.secure }])), socket: ws, send, close: (code, reason) => ws.close(code, reason) }
           connected.set(client.id, client)
           const rounds = options.handlers.connected(client, hello.rounds ?? [])
           send({ type: 'welcome', clientId: client.id, ...(rounds.length === 0 ? {} : { rounds }) })

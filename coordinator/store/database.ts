@@ -184,7 +184,10 @@ export const MIGRATIONS: readonly string[] = [
   `CREATE TABLE channel_moves (
      model TEXT PRIMARY KEY REFERENCES models(name),
      moves INTEGER NOT NULL CHECK (moves >= 0)
-   );`
+   );`,
+  // The models a token is limited to, a JSON array of names and name* prefixes (NULL: every
+  // model; review 49b: one edge token opened every model's keys).
+  'ALTER TABLE tokens ADD COLUMN models TEXT;'
 ]
 
 export interface Database {

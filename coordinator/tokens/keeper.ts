@@ -28,13 +28,14 @@ export interface TokenKeeperOptions {
  * A round connection's token: its id and expiry (ms since the epoch) when it may train, else why
  * not, with the status that says it: 401 for a token that opens nothing, 403 for a role that may not train.
  */
-export type TrainerAnswer = { tokenId: string, expiresAt?: number } | { refused: string, status: 401 | 403 }
+/** `models`: what the token is limited to (null or absent: every model). */
+export type TrainerAnswer = { tokenId: string, expiresAt?: number, models?: string[] | null } | { refused: string, status: 401 | 403 }
 
 export interface TokenKeeper {
   /** The token in admin.token (renewed when revoked). */
   readonly adminToken: string
   /** Issues a token (`expiresInSeconds` from now; never expires when absent). */
-  issue: (role: string, label: string | null, expiresInSeconds?: number) => ReturnType<typeof issueToken>
+  issue: (role: string, label: string | null, expiresInSeconds?: number, models?: string[] | null) => ReturnType<typeof issueToken>
   /** Every token by id (never the token), last uses written first, admin.token's marked. */
   list: () => TokenInfo[]
   /** Revokes the token with this id: its round connections close, admin.token is renewed if it held it. */
@@ -106,7 +107,7 @@ export async function tokenKeeper ({ dataDir, database, repo, cut }: TokenKeeper
 
   return {
     get adminToken () { return admin },
-    issue: async (role, label, expiresInSeconds) => await issueToken(repo, role, label, expiresInSeconds),
+    issue: async (role, label, expiresInSeconds, models) => await issueToken(repo, role, label, expiresInSeconds, models ?? null),
     list () {
       flush()
       return repo.tokens().map(({ hash, ...row }) => ({ id: tokenIdOf(hash), ...row, adminFile: hash === adminHash }))
@@ -123,7 +124,7 @@ export async function tokenKeeper ({ dataDir, database, repo, cut }: TokenKeeper
       if (refused !== undefined || row === undefined) return { refused: refused ?? 'unknown API token', status: 401 }
       if (ROLES[row.role]?.train !== true) return { status: 403, refused: 'this API token may not take part in rounds: only edge-role tokens train (admin and publisher tokens operate); make one with `blockfed token create edge` or POST /v1/tokens {"role":"edge"}' }
       repo.noteTokenUse(hash)
-      return { tokenId: tokenIdOf(hash), ...(row.expiresAt === null ? {} : { expiresAt: Date.parse(row.expiresAt) }) }
+      return { tokenId: tokenIdOf(hash), models: row.models, ...(row.expiresAt === null ? {} : { expiresAt: Date.parse(row.expiresAt) }) }
     },
     stop () {
       clearInterval(flusher)

@@ -98,8 +98,18 @@ export const tokenLabelSchema = z.string().max(200)
 /** The longest a token may be made to live for, in seconds: ten years (longer: make it never expire). */
 export const TOKEN_MAX_LIFETIME_S = 10 * 366 * 24 * 3600
 
+/** Most entries a token's `models` holds. */
+export const MAX_TOKEN_MODELS = 64
+
+/** What a token may be limited to: a model name, or a prefix ending in `*` (`kiosk-*`). */
+export const modelScopeSchema = z.string().regex(/^[a-z0-9][a-z0-9._-]{0,63}$|^[a-z0-9][a-z0-9._-]{0,62}\*$/, 'a model name, or a prefix of one ending in * (kiosk-*)')
+
+export const tokenModelsSchema = z.array(modelScopeSchema).min(1).max(MAX_TOKEN_MODELS)
+  .describe('the models the token is limited to (names, or prefixes ending in *): their data keys, ingests, rounds and channels; every model when absent. Not for admin tokens, which make tokens.')
+
 export const tokenRequestSchema = z.object({
   role: z.string().regex(/^[a-z][a-z0-9-]{0,31}$/),
+  models: tokenModelsSchema.optional(),
   label: tokenLabelSchema.optional(),
   expiresInSeconds: z.number().int().min(60).max(TOKEN_MAX_LIFETIME_S).optional()
     .describe('the token expires this many seconds from now (60 s to ten years); it never expires when absent')
@@ -114,7 +124,8 @@ export const tokenResponseSchema = z.object({
   token: z.string(),
   role: z.string(),
   id: tokenIdSchema.optional().describe("the token's id (coordinators before token revocation leave it out)"),
-  expiresAt: z.string().nullable().optional().describe('when it stops opening anything; null: never (coordinators before token expiry leave it out)')
+  expiresAt: z.string().nullable().optional().describe('when it stops opening anything; null: never (coordinators before token expiry leave it out)'),
+  models: z.array(z.string()).nullable().optional().describe('the models it is limited to; null: every model (coordinators before model limits leave it out)')
 })
 
 export const tokenInfoSchema = z.object({
@@ -126,7 +137,8 @@ export const tokenInfoSchema = z.object({
   // Optional: coordinators before token expiry leave these out.
   expiresAt: z.string().nullable().optional().describe('when it stops opening anything; null: never'),
   lastUsedAt: z.string().nullable().optional().describe('its last use, to about a minute; null: not used since it was made'),
-  adminFile: z.boolean().optional().describe('it is the token in the coordinator\'s data dir (admin.token), which --data commands use')
+  adminFile: z.boolean().optional().describe('it is the token in the coordinator\'s data dir (admin.token), which --data commands use'),
+  models: z.array(z.string()).nullable().optional().describe('the models it is limited to; null: every model')
 })
 
 export const tokenListSchema = z.object({ tokens: z.array(tokenInfoSchema) })

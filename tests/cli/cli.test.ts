@@ -100,6 +100,7 @@ describe('blockfed CLI', () => {
       [['simulate', '--hidden', '200,-1'], /e\.g\. 200,200/],
       [['decryptor', '--data', root, '--min-clients', '1'], /integer 2-/],
       [['token', 'create', 'root', '--coordinator', url], /argument 'role'\. expected admin, publisher, edge/],
+      [['token', 'create', 'edge', '--model', 'Kiosk', '--coordinator', url], /--model.*a model name, or a prefix of one ending in \*/],
       // Ends the options leave out, schema errors in one line naming the field, odd numerals and refs.
       [['simulate', '--lr', '0'], /--lr.*expected a number in \(0, 10\]/],
       [['simulate', '--lr-decay', '0'], /--lr-decay.*expected a number in \(0, 1\]/],
@@ -174,6 +175,12 @@ describe('blockfed CLI', () => {
     expect(hostile.stdout).not.toMatch(/\u001b|\r/)
     expect(hostile.stdout).toContain('ffffffffffffffff  admin      ')
     expect(hostile.stdout).toContain('active  last used never  x\\u{1b}[2K\\u{d}\\u{a}ffffffffffffffff  admin  active\n')
+    // A token limited to models says which, when made and when listed (review 49b).
+    const limited = await blockfed('token', 'create', 'edge', '--model', 'kiosk-*', '--model', 'vad', '--label', 'kiosk 10', '--coordinator', url, '--data', data)
+    expect(limited.code, limited.stderr).toBe(0)
+    expect(limited.stderr).toMatch(/^token id [0-9a-f]{16} \(token list and token revoke name it so\); models kiosk-\*, vad\n$/)
+    expect((await blockfed('token', 'list', '--coordinator', url, '--data', data)).stdout).toMatch(/^[0-9a-f]{16}  edge       \S+  active  last used never  models kiosk-\*,vad  kiosk 10$/m)
+    expect((await blockfed('token', 'create', 'admin', '--model', 'vad', '--coordinator', url, '--data', data)).stderr).toMatch(/models: a admin token makes tokens/)
     expect((await blockfed('token', 'create', 'edge', '--label', 'a\u202eb', '--coordinator', url, '--data', data)).stderr).toMatch(/a label is printable text/)
     const json = JSON.parse((await blockfed('token', 'list', '--json', '--coordinator', url, '--data', data)).stdout) as { tokens: Array<{ id: string, revokedAt: string | null }> }
     expect(json.tokens.find(t => t.id === id)?.revokedAt).toEqual(expect.any(String))
@@ -207,7 +214,7 @@ describe('blockfed CLI', () => {
     expect(Date.parse(expiresAt ?? '') - Date.now()).toBeGreaterThan(29.9 * 86_400_000)
     expect(Date.parse(expiresAt ?? '') - Date.now()).toBeLessThanOrEqual(30 * 86_400_000)
     const json = JSON.parse((await blockfed('token', 'create', 'edge', '--expires', '12h', '--json', '--coordinator', url, '--data', data)).stdout) as { token: string, id: string, role: string, expiresAt: string }
-    expect(json).toEqual({ token: expect.stringMatching(/^bf_/), id: expect.stringMatching(/^[0-9a-f]{16}$/), role: 'edge', expiresAt: expect.any(String) })
+    expect(json).toEqual({ token: expect.stringMatching(/^bf_/), id: expect.stringMatching(/^[0-9a-f]{16}$/), role: 'edge', expiresAt: expect.any(String), models: null })
     const listed = await blockfed('token', 'list', '--coordinator', url, '--data', data)
     expect(listed.stdout).toContain(`${id as string}  publisher  `)
     expect(listed.stdout).toMatch(new RegExp(`^${id as string}  publisher  \\S+  active, expires ${expiresAt as string}  last used never  ci$`, 'm'))

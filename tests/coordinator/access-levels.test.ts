@@ -7,7 +7,7 @@ import { describe, expect, it } from 'vitest'
 import { mayRead } from '../../coordinator/http/auth.ts'
 import { DEFAULT_ACCESS_LEVEL, ROLES } from '../../coordinator/constants.ts'
 
-const caller = (role: string): Parameters<typeof mayRead>[0] => ({ role, grants: ROLES[role] as (typeof ROLES)[string] })
+const caller = (role: string): Parameters<typeof mayRead>[0] => ({ role, grants: ROLES[role] as (typeof ROLES)[string], models: null })
 
 describe('mayRead', () => {
   it('gives an edge token the default level only, and admin and publisher tokens every level', () => {
