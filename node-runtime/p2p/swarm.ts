@@ -21,7 +21,7 @@ import { CID } from 'multiformats/cid'
 import { defaultReedSolomon, erasureCoder, type ErasureCoder } from '../../shared/blocks/erasure.ts'
 import { memoryCache } from '../../shared/cache/memory-lru.ts'
 import type { CacheTier } from '../../shared/cache/types.ts'
-import { InvalidInputError } from '../../shared/errors/errors.ts'
+import { InvalidInputError, NoConnectionError } from '../../shared/errors/errors.ts'
 import type { Manifest } from '../../shared/manifest/schema.ts'
 import { blockFilter, optimalParams, type BlockFilter } from '../../shared/p2p/bloom.ts'
 import { encodeGossip, GOSSIP_MAX_MESSAGE_BYTES, modelTopic, readTopicMessage } from '../../shared/p2p/gossip.ts'
@@ -192,6 +192,14 @@ const PENDING_WAIT_MS = 20_000
  * A reachable peer answers a dial in a few round trips.
  */
 const DIAL_TIMEOUT_MS = 2_000
+/**
+ * After a dial to a peer failed (refused, or no answer within DIAL_TIMEOUT_MS), how long requests
+ * to it fail at once instead of dialling again: every shard of a load otherwise waited out its own
+ * dial to a coordinator whose p2p port a firewall drops (review 49c).
+ */
+const UNDIALABLE_MS = 5_000
+/** Peers remembered as undialable at most. */
+const MAX_UNDIALABLE = 1024
 
 export async function createSwarm (options: SwarmOptions): Promise<Swarm> {
   if (options.dir !== undefined) await mkdir(options.dir, { recursive: true })
@@ -477,6 +485,14 @@ export async function createSwarm (options: SwarmOptions): Promise<Swarm> {
     announceSoon()
   }
 
+  /** Peer id → until when (performance.now()) a dial to it is not tried again. */
+  const undialable = new Map<string, number>()
+  const dialFailed = (peer: string): void => {
+    undialable.delete(peer)
+    undialable.set(peer, performance.now() + UNDIALABLE_MS)
+    if (undialable.size > MAX_UNDIALABLE) undialable.delete(undialable.keys().next().value as string)
+  }
+
   const client = shardClient({
     async open (peer, signal) {
       let id: PeerId
@@ -486,7 +502,18 @@ export async function createSwarm (options: SwarmOptions): Promise<Swarm> {
         throw new InvalidInputError(`peer id "${peer.slice(0, 80)}" does not parse`, { cause: err })
       }
       const dialing = node.getConnections(id).length === 0
-      return await node.dialProtocol(id, SHARD_PROTOCOL, { signal: dialing ? AbortSignal.any([signal, AbortSignal.timeout(DIAL_TIMEOUT_MS)]) : signal })
+      if (!dialing) return await node.dialProtocol(id, SHARD_PROTOCOL, { signal })
+      const waitMs = (undialable.get(peer) ?? 0) - performance.now()
+      if (waitMs > 0) throw new NoConnectionError(`no connection to peer ${peer.slice(-12)}: a dial to it failed moments ago (tried again in ${Math.ceil(waitMs / 1000)} s)`)
+      try {
+        return await node.dialProtocol(id, SHARD_PROTOCOL, { signal: AbortSignal.any([signal, AbortSignal.timeout(DIAL_TIMEOUT_MS)]) })
+      } catch (err) {
+        if (signal.aborted || node.getConnections(id).length > 0) throw err
+        dialFailed(peer)
+        // No connection came of it: the peer is down or unreachable, not slow (the swarm source
+        // stops asking an origin so for a while; review 49c).
+        throw new NoConnectionError(`no connection to peer ${peer.slice(-12)} (${err instanceof Error ? `${err.name}: ${err.message.slice(0, 120)}` : String(err)})`, { cause: err })
+      }
     }
   })
 
@@ -625,7 +652,20 @@ export async function createSwarm (options: SwarmOptions): Promise<Swarm> {
         const id = addr.getComponents().find(c => c.name === 'p2p')?.value
         if (id !== undefined) await node.peerStore.merge(peerIdFromString(id), { multiaddrs: [addr.decapsulateCode(421)], tags: { [KEEP_ALIVE]: { value: 1 } } }).catch(() => {})
       }
-      const results = await Promise.allSettled(targets.map(async a => await node.dial(multiaddr(a), { signal })))
+      // Each dial within DIAL_TIMEOUT_MS: an address that accepts TCP and never speaks (a firewall
+      // dropping the p2p port) held the load for the fetch's whole deadline (review 49c).
+      const dialSignal = (): AbortSignal => signal === undefined ? AbortSignal.timeout(DIAL_TIMEOUT_MS) : AbortSignal.any([signal, AbortSignal.timeout(DIAL_TIMEOUT_MS)])
+      const results = await Promise.allSettled(targets.map(async a => {
+        const addr = multiaddr(a)
+        try {
+          return await node.dial(addr, { signal: dialSignal() })
+        } catch (err) {
+          // The shard requests that follow fail at once instead of dialling it again.
+          const id = addr.getComponents().find(c => c.name === 'p2p')?.value
+          if (id !== undefined && signal?.aborted !== true) dialFailed(id)
+          throw err
+        }
+      }))
       if (results.every(r => r.status === 'rejected')) {
         const first = results[0]
         if (first?.status === 'rejected') throw first.reason

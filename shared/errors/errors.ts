@@ -89,6 +89,11 @@ export class UnavailableError extends BlockfedError {
   override readonly status = 503
 }
 
+/** No connection to a peer could be made (refused, or a dial that got no answer): down, not slow. */
+export class NoConnectionError extends UnavailableError {
+  override readonly name: string = 'NoConnectionError'
+}
+
 /**
  * A server with no room for the answer now (its answers in flight fill its budget): ask again
  * after `retryAfterMs`. Unlike a plain UnavailableError the server is up, so waiting helps.

@@ -26,7 +26,7 @@
  */
 import pLimit, { type LimitFunction } from 'p-limit'
 import { verifyCid } from '../crypto/cid.ts'
-import { IntegrityError, UnavailableError } from '../errors/errors.ts'
+import { IntegrityError, NoConnectionError, UnavailableError } from '../errors/errors.ts'
 import type { BlockSource, BlockSourceGetOptions } from '../load/source.ts'
 import { untilAborted } from '../load/deadline.ts'
 import { busyWaiter } from '../load/retry.ts'
@@ -79,6 +79,8 @@ export interface SwarmSourceOptions {
   requestTimeoutMs?: number
   /** Deadline of one DHT provider lookup. Default 1 s. */
   lookupTimeoutMs?: number
+  /** How long objects skip an origin no connection could be made to. Default ORIGIN_DOWN_RETRY_MS (5 s). */
+  originRetryMs?: number
   /** Peers tried per object before the origin. Default 6. */
   maxPeersPerObject?: number
   maxBytes?: number
@@ -133,6 +135,15 @@ const OVERDUE_FRACTION = 0.75
  * wave's tail by 12 s; 5 s: 1.12 ×, tail unchanged (BENCHMARKS.md, "swarm", stop 26).
  */
 const PEER_BUSY_PATIENCE_MS = 5_000
+/**
+ * After the origin failed without an answer (no connection: down, or a firewall dropping its p2p
+ * port), how long objects skip it before one asks it again. Asked per object, a port that swallows
+ * dials cost every shard two dial deadlines before the HTTP fallback (review 49c: 13 s for a load
+ * HTTP did in 0.3 s).
+ */
+const ORIGIN_DOWN_RETRY_MS = 5_000
+/** Outcomes kept per object for its error message. */
+const OUTCOMES_SAID = 6
 
 /**
  * A busy answer asking for more than the whole patience is never waited for: for this object it
@@ -154,6 +165,8 @@ interface Attempt {
   waitBusy: (retryMs: number, signal: AbortSignal) => Promise<boolean>
   /** The object's size from the signed manifest, when the caller knows it (BlockSourceGetOptions). */
   size?: number
+  /** What each peer asked did, for the error when none serves (review 49c: the causes were only in stats). */
+  outcomes: string[]
 }
 
 function rotate<T> (list: T[], by: number): T[] {
@@ -205,6 +218,7 @@ export function swarmSource (options: SwarmSourceOptions): SwarmSource {
   const originLimit = options.originConcurrency ?? 32
   const requestTimeoutMs = options.requestTimeoutMs ?? 10_000
   const lookupTimeoutMs = options.lookupTimeoutMs ?? 1_000
+  const originRetryMs = options.originRetryMs ?? ORIGIN_DOWN_RETRY_MS
   const maxPeers = options.maxPeersPerObject ?? 6
   const maxBytes = options.maxBytes ?? DEFAULT_MAX_OBJECT_BYTES
   const spread = preferenceOrder(network.self)
@@ -212,6 +226,10 @@ export function swarmSource (options: SwarmSourceOptions): SwarmSource {
   const lookups = new Map<string, { at: number, providers: Promise<string[]> }>()
   /** Whether the origin's last request failed without an answer or a timeout (no connection). */
   let originDown = false
+  /** Until when (performance.now()) objects skip an origin no connection could be made to. */
+  let originRetryAt = 0
+  /** No connection to the origin lately: objects skip it until ORIGIN_DOWN_RETRY_MS passed. */
+  const originResting = (): boolean => performance.now() < originRetryAt
   const stats: SwarmStats = { bytesFromPeers: 0, bytesFromOrigin: 0, bytesFromFallback: 0, requests: 0, corrupt: 0, referrals: 0, originBusy: 0, perPeer: {}, failures: {}, lookups: 0, lookupMs: 0, forcedBecause: {} }
 
   const limiter = (peer: string): LimitFunction => {
@@ -259,10 +277,13 @@ export function swarmSource (options: SwarmSourceOptions): SwarmSource {
   type Outcome = { bytes: Uint8Array } | { referral: Referral[] } | { busy: number } | undefined
 
   /** One request to one peer within its concurrency limit; the peer's score records what happened. */
-  const ask = async (peer: string, cid: string, signal: AbortSignal, force: boolean, size: number | undefined): Promise<Outcome> => {
+  const ask = async (peer: string, cid: string, signal: AbortSignal, force: boolean, attempt: Attempt): Promise<Outcome> => {
     const limit = limiter(peer)
+    const said = (what: string): void => {
+      if (attempt.outcomes.length < OUTCOMES_SAID) attempt.outcomes.push(`${peer === origin ? 'origin' : `peer …${peer.slice(-8)}`}: ${what}`)
+    }
     try {
-      return await asking(limit, peer, cid, signal, force, size)
+      return await asking(limit, peer, cid, signal, force, attempt.size, said)
     } finally {
       // A peer with nothing running or queued needs no limiter: peers met once leave nothing behind.
       if (limit.activeCount === 0 && limit.pendingCount === 0 && limiters.get(peer) === limit) limiters.delete(peer)
@@ -271,7 +292,7 @@ export function swarmSource (options: SwarmSourceOptions): SwarmSource {
 
   const fail = (cause: string): void => { stats.failures[cause] = (stats.failures[cause] ?? 0) + 1 }
 
-  const asking = async (limit: LimitFunction, peer: string, cid: string, signal: AbortSignal, force: boolean, size: number | undefined): Promise<Outcome> => {
+  const asking = async (limit: LimitFunction, peer: string, cid: string, signal: AbortSignal, force: boolean, size: number | undefined, said: (what: string) => void): Promise<Outcome> => {
     // The deadline starts when the request is queued, not when it is sent: behind a peer that
     // accepts streams and never answers, each queued request used to wait out the requests
     // ahead of it and then a whole deadline of its own (4 deadlines for 32 shards, measured).
@@ -280,7 +301,7 @@ export function swarmSource (options: SwarmSourceOptions): SwarmSource {
     const started = new Promise<void>(resolve => { turn = resolve })
     const run = limit(async () => {
       turn()
-      return await requestOnce(peer, cid, signal, deadline, force, size)
+      return await requestOnce(peer, cid, signal, deadline, force, size, said)
     })
     run.catch(() => {})
     try {
@@ -289,6 +310,7 @@ export function swarmSource (options: SwarmSourceOptions): SwarmSource {
       if (signal.aborted) throw err
       // Never sent, so nothing is known about the peer: its requests ahead are scored instead.
       fail(`${peer === origin ? 'origin ' : ''}queued TimeoutError`)
+      said('no answer in time (queued behind its other requests)')
       return undefined
     }
     // Once sent, a request ends at its deadline (network.request gets it) or the caller's abort.
@@ -296,12 +318,13 @@ export function swarmSource (options: SwarmSourceOptions): SwarmSource {
   }
 
   /** One request already through the peer's limiter; its outcome is scored here. */
-  const requestOnce = async (peer: string, cid: string, signal: AbortSignal, deadline: AbortSignal, force: boolean, size: number | undefined): Promise<Outcome> => {
+  const requestOnce = async (peer: string, cid: string, signal: AbortSignal, deadline: AbortSignal, force: boolean, size: number | undefined, said: (what: string) => void): Promise<Outcome> => {
     // A turn that comes after the deadline (the caller has moved on) sends nothing.
     if (deadline.aborted) throw deadline.reason
     // Rested or banned while this request waited (the requests ahead timed out): skip it.
     if (!scores.usable(peer)) {
       fail('rested')
+      said('rested, after failing other requests')
       return undefined
     }
     stats.requests++
@@ -317,11 +340,17 @@ export function swarmSource (options: SwarmSourceOptions): SwarmSource {
       if (err instanceof IntegrityError) {
         stats.corrupt++
         scores.record(peer, 'corrupt')
+        said(`${err.message.slice(0, 120)} (banned)`)
         return undefined
       }
       fail(`${peer === origin ? 'origin ' : ''}${(err as Error).name}`)
+      said((err as Error).name === 'TimeoutError' ? 'no answer in time' : `${(err as Error).name}: ${(err as Error).message.slice(0, 120)}`)
       // Down, not slow: no connection, refused, reset. A timeout under load is not that.
-      if (peer === origin) originDown = (err as Error).name !== 'TimeoutError'
+      if (peer === origin) {
+        originDown = (err as Error).name !== 'TimeoutError'
+        // Only a dial that failed rests it: a stream reset or an error answer is one request's.
+        if (err instanceof NoConnectionError) originRetryAt = performance.now() + originRetryMs
+      }
       // A slow origin is still the origin: only bad bytes (below) ever make this source avoid it.
       if (peer !== origin) scores.record(peer, (err as Error).name === 'TimeoutError' ? 'timeout' : 'error')
       return undefined
@@ -335,6 +364,7 @@ export function swarmSource (options: SwarmSourceOptions): SwarmSource {
           if (!(err instanceof IntegrityError)) throw err
           stats.corrupt++
           scores.record(peer, 'corrupt')
+          said('bytes that do not hash to the CID (banned)')
           return undefined
         }
         // Bytes in the last quarter of the deadline count against their peer (`overdue`): a peer
@@ -349,15 +379,18 @@ export function swarmSource (options: SwarmSourceOptions): SwarmSource {
         // Only the origin refers (and referrals from peers are not followed): a peer that
         // answers "elsewhere" has not got the object, whatever its filter said.
         fail('elsewhere')
+        said('does not hold it')
         scores.record(peer, 'not-found')
         return undefined
       case 'busy':
         // The origin's are counted in originBusy, and waited out within a patience of their own.
         if (peer !== origin) fail('busy')
+        if (peer !== origin) said('busy')
         scores.record(peer, peer !== origin && beyondPatience(answer.retryMs) ? 'refused' : 'busy')
         return { busy: answer.retryMs }
       default:
         fail('not-found')
+        said('does not hold it')
         // The origin not holding an object is news about the object, not about the origin.
         if (peer !== origin) scores.record(peer, 'not-found')
         return undefined
@@ -392,7 +425,7 @@ export function swarmSource (options: SwarmSourceOptions): SwarmSource {
         attempt.busy.delete(peer)
         if (!await attempt.waitBusy(retryMs, signal)) continue
       }
-      const got = await ask(peer, cid, signal, false, attempt.size)
+      const got = await ask(peer, cid, signal, false, attempt)
       if (got !== undefined && 'bytes' in got) {
         stats.bytesFromPeers += got.bytes.length
         stats.perPeer[peer] = (stats.perPeer[peer] ?? 0) + got.bytes.length
@@ -424,7 +457,7 @@ export function swarmSource (options: SwarmSourceOptions): SwarmSource {
     let force = mayForce
     const waitBusy = busyWaiter()
     for (let question = 0; question < ORIGIN_ATTEMPTS; question++) {
-      const got = await ask(originPeer, cid, signal, force, attempt.size)
+      const got = await ask(originPeer, cid, signal, force, attempt)
       if (got === undefined) return { reason: 'origin request failed' }
       if ('bytes' in got) {
         stats.bytesFromOrigin += got.bytes.length
@@ -469,7 +502,7 @@ export function swarmSource (options: SwarmSourceOptions): SwarmSource {
 
   async function fetchObject (cid: string, { signal, block, shard, size }: BlockSourceGetOptions): Promise<Uint8Array> {
     const key = block ?? cid
-    const attempt: Attempt = { tried: new Set([network.self]), asked: 0, busy: new Map(), waitBusy: busyWaiter(PEER_BUSY_PATIENCE_MS), size }
+    const attempt: Attempt = { tried: new Set([network.self]), asked: 0, busy: new Map(), waitBusy: busyWaiter(PEER_BUSY_PATIENCE_MS), size, outcomes: [] }
     if (origin !== undefined) attempt.tried.add(origin)
     const order = (peers: string[]): string[] => {
       const usable = scores.rank(peers.filter(p => !attempt.tried.has(p)))
@@ -493,7 +526,10 @@ export function swarmSource (options: SwarmSourceOptions): SwarmSource {
     // nothing (the usual case in a cold wave) costs a whole query's deadline.
     /** Why the origin's unforced answer did not lead to the bytes. */
     let unforced = ''
-    if (origin !== undefined) {
+    if (origin !== undefined && originResting()) {
+      unforced = 'origin down'
+      if (attempt.outcomes.length < OUTCOMES_SAID) attempt.outcomes.push('origin: skipped, no connection to it lately')
+    } else if (origin !== undefined) {
       const got = await fromOrigin(origin, cid, signal, attempt, false)
       if (got instanceof Uint8Array) return got
       unforced = got.reason
@@ -510,12 +546,13 @@ export function swarmSource (options: SwarmSourceOptions): SwarmSource {
     // stopped providers in the DHT before any holder's filter came (e2e swarm.test). Not for an
     // origin that timed out or lacks the object: in a cold wave those peers hold nothing yet
     // (review 44b).
-    if (origin === undefined || unforced === 'origin banned' || (unforced === 'origin request failed' && originDown)) {
+    if (origin === undefined || unforced === 'origin banned' || unforced === 'origin down' || (unforced === 'origin request failed' && originDown)) {
       bytes = await fromPeers(order(network.unhinted?.() ?? []), cid, signal, attempt)
       if (bytes !== undefined) return bytes
     }
-    // Counted only when a forced request will be sent: a banned origin is not asked at all.
-    if (origin !== undefined && scores.usable(origin)) {
+    // Counted only when a forced request will be sent: a banned origin is not asked at all, nor
+    // one that just failed to connect (a second dial deadline per object, review 49c).
+    if (origin !== undefined && scores.usable(origin) && !originResting()) {
       stats.forcedBecause[unforced] = (stats.forcedBecause[unforced] ?? 0) + 1
       const got = await fromOrigin(origin, cid, signal, attempt, true)
       if (got instanceof Uint8Array) return got
@@ -527,6 +564,7 @@ export function swarmSource (options: SwarmSourceOptions): SwarmSource {
       options.onReceived?.(cid, bytes, fallback.name)
       return bytes
     }
-    throw new UnavailableError(`${cid}: no peer could serve it (asked ${attempt.asked} peer(s)${origin === undefined ? ', no origin' : ' and the origin'})`)
+    const outcomes = attempt.outcomes.length === 0 ? '' : `: ${attempt.outcomes.join('; ')}`
+    throw new UnavailableError(`${cid}: no peer could serve it (asked ${attempt.asked} peer(s)${origin === undefined ? ', no origin' : ' and the origin'})${outcomes}`)
   }
 }

@@ -12,7 +12,7 @@ import { swarmSource, type SwarmNetwork, type SwarmSourceOptions, preferenceOrde
 import type { Referral, ShardAnswer } from '../../../shared/p2p/shard-protocol.ts'
 import type { BlockSource } from '../../../shared/load/source.ts'
 import { rawCid } from '../../../shared/crypto/cid.ts'
-import { IntegrityError, NotFoundError, TimeoutError, UnavailableError } from '../../../shared/errors/errors.ts'
+import { IntegrityError, NoConnectionError, NotFoundError, TimeoutError, UnavailableError } from '../../../shared/errors/errors.ts'
 import { mulberry32 } from '../../../shared/random/seeded.ts'
 import { BUSY_PATIENCE_MS } from '../../../shared/load/retry.ts'
 import { peerScores } from '../../../shared/p2p/peer-score.ts'
@@ -227,6 +227,46 @@ describe('swarm source: order of asking', () => {
     expect(await source(slow, { fallback: fallback2 }).get(o.cid, { signal: signal(), block: 'b' })).toEqual(o.bytes)
     expect(askedPeers(slow)).toEqual([ORIGIN, ORIGIN])
     expect(fallback2.asked).toEqual([o.cid])
+  })
+
+  it('an origin no connection could be made to is asked once, not forced, and skipped by the objects after it for a while (review 49c)', async () => {
+    const all = await objects(3)
+    for (const o of all) store.set(o.cid, o.bytes)
+    // A p2p port that swallows dials: each dial failed after its 2 s deadline, twice per shard.
+    const net = fakeNetwork({ peers: { [ORIGIN]: async () => { throw new NoConnectionError('no connection to peer origin (TimeoutError: the dial timed out)') } } })
+    const fallback = fallbackSource(cid => store.get(cid))
+    const s = source(net, { fallback, originRetryMs: 300 })
+    for (const o of all) expect(await s.get(o.cid, { signal: signal() })).toEqual(o.bytes)
+    expect(net.calls.map(c => [c.peer, c.force])).toEqual([[ORIGIN, false]])
+    expect(fallback.asked).toEqual(all.map(o => o.cid))
+    expect(s.stats().failures).toEqual({ 'origin NoConnectionError': 1 })
+    // Once the rest is over, the origin is asked again (and serves).
+    await new Promise(resolve => setTimeout(resolve, 320))
+    const up = fakeNetwork({ peers: { [ORIGIN]: holds } })
+    net.request = up.request
+    expect(await s.get((all[0] as { cid: string }).cid, { signal: signal() })).toEqual((all[0] as { bytes: Uint8Array }).bytes)
+    expect(askedPeers(up)).toEqual([ORIGIN])
+    // A timeout (loaded) or a stream error (one request's) rests nothing: asked again at once.
+    for (const err of [new TimeoutError('slow'), new UnavailableError('stream reset')]) {
+      const flaky = fakeNetwork({ peers: { [ORIGIN]: async () => { throw err } } })
+      const f = source(flaky, { fallback: fallbackSource(cid => store.get(cid)) })
+      for (const o of all.slice(0, 2)) await f.get(o.cid, { signal: signal() })
+      expect(askedPeers(flaky), err.name).toEqual([ORIGIN, ORIGIN, ORIGIN, ORIGIN])
+    }
+  })
+
+  it('says what each peer asked did when none serves (review 49c)', async () => {
+    const [o] = await objects(1)
+    if (o === undefined) throw new Error('no object')
+    store.set(o.cid, o.bytes)
+    const net = fakeNetwork({ peers: { 'peer-corrupt-0001': corrupt, 'peer-missing-0002': notFound, 'peer-silent-00003': hangs, [ORIGIN]: async () => { throw new NoConnectionError('no connection to peer origin (refused)') } }, holders: { [o.cid]: ['peer-corrupt-0001', 'peer-missing-0002', 'peer-silent-00003'] } })
+    const err = await source(net, { requestTimeoutMs: 200 }).get(o.cid, { signal: signal() }).catch((e: unknown) => e) as Error
+    expect(err).toBeInstanceOf(UnavailableError)
+    expect(err.message).toContain(`${o.cid}: no peer could serve it (asked 3 peer(s) and the origin): `)
+    expect(err.message).toContain('peer …upt-0001: bytes that do not hash to the CID (banned)')
+    expect(err.message).toContain('peer …ing-0002: does not hold it')
+    expect(err.message).toContain('peer …nt-00003: no answer in time')
+    expect(err.message).toContain('origin: NoConnectionError: no connection to peer origin (refused)')
   })
 
   it('without an origin: Bloom-hinted peers, then DHT providers, then the fallback', async () => {
