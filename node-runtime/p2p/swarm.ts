@@ -193,11 +193,14 @@ const PENDING_WAIT_MS = 20_000
  */
 const DIAL_TIMEOUT_MS = 2_000
 /**
- * After a dial to a peer failed (refused, or no answer within DIAL_TIMEOUT_MS), how long requests
- * to it fail at once instead of dialling again: every shard of a load otherwise waited out its own
- * dial to a coordinator whose p2p port a firewall drops (review 49c).
+ * After dials to a peer failed UNDIALABLE_AFTER times in a row (refused, or no answer within
+ * DIAL_TIMEOUT_MS), how long requests to it fail at once instead of dialling again: every shard
+ * of a load otherwise waited out its own dial to a coordinator whose p2p port a firewall drops
+ * (review 49c). Not after one failure: one lost dial (a stall, a reset) then took the origin from
+ * a whole load (review 49d). A connection to the peer opening ends it.
  */
 const UNDIALABLE_MS = 5_000
+const UNDIALABLE_AFTER = 2
 /** Peers remembered as undialable at most. */
 const MAX_UNDIALABLE = 1024
 
@@ -485,13 +488,15 @@ export async function createSwarm (options: SwarmOptions): Promise<Swarm> {
     announceSoon()
   }
 
-  /** Peer id → until when (performance.now()) a dial to it is not tried again. */
-  const undialable = new Map<string, number>()
+  /** Peer id → dials failed in a row, and until when (performance.now()) none is tried again. */
+  const undialable = new Map<string, { failed: number, until: number }>()
   const dialFailed = (peer: string): void => {
+    const failed = (undialable.get(peer)?.failed ?? 0) + 1
     undialable.delete(peer)
-    undialable.set(peer, performance.now() + UNDIALABLE_MS)
+    undialable.set(peer, { failed, until: failed >= UNDIALABLE_AFTER ? performance.now() + UNDIALABLE_MS : 0 })
     if (undialable.size > MAX_UNDIALABLE) undialable.delete(undialable.keys().next().value as string)
   }
+  node.addEventListener('connection:open', event => { undialable.delete(event.detail.remotePeer.toString()) })
 
   const client = shardClient({
     async open (peer, signal) {
@@ -503,7 +508,7 @@ export async function createSwarm (options: SwarmOptions): Promise<Swarm> {
       }
       const dialing = node.getConnections(id).length === 0
       if (!dialing) return await node.dialProtocol(id, SHARD_PROTOCOL, { signal })
-      const waitMs = (undialable.get(peer) ?? 0) - performance.now()
+      const waitMs = (undialable.get(peer)?.until ?? 0) - performance.now()
       if (waitMs > 0) throw new NoConnectionError(`no connection to peer ${peer.slice(-12)}: a dial to it failed moments ago (tried again in ${Math.ceil(waitMs / 1000)} s)`)
       try {
         return await node.dialProtocol(id, SHARD_PROTOCOL, { signal: AbortSignal.any([signal, AbortSignal.timeout(DIAL_TIMEOUT_MS)]) })
@@ -662,7 +667,7 @@ export async function createSwarm (options: SwarmOptions): Promise<Swarm> {
         } catch (err) {
           // The shard requests that follow fail at once instead of dialling it again.
           const id = addr.getComponents().find(c => c.name === 'p2p')?.value
-          if (id !== undefined && signal?.aborted !== true) dialFailed(id)
+          if (id !== undefined && signal?.aborted !== true && node.getConnections(peerIdFromString(id)).length === 0) dialFailed(id)
           throw err
         }
       }))

@@ -349,7 +349,8 @@ export function swarmSource (options: SwarmSourceOptions): SwarmSource {
       if (peer === origin) {
         originDown = (err as Error).name !== 'TimeoutError'
         // Only a dial that failed rests it: a stream reset or an error answer is one request's.
-        if (err instanceof NoConnectionError) originRetryAt = performance.now() + originRetryMs
+        // Without a fallback the origin is all there is: asked every time (review 49d).
+        if (err instanceof NoConnectionError && fallback !== undefined) originRetryAt = performance.now() + originRetryMs
       }
       // A slow origin is still the origin: only bad bytes (below) ever make this source avoid it.
       if (peer !== origin) scores.record(peer, (err as Error).name === 'TimeoutError' ? 'timeout' : 'error')

@@ -246,6 +246,11 @@ describe('swarm source: order of asking', () => {
     net.request = up.request
     expect(await s.get((all[0] as { cid: string }).cid, { signal: signal() })).toEqual((all[0] as { bytes: Uint8Array }).bytes)
     expect(askedPeers(up)).toEqual([ORIGIN])
+    // Without a fallback the origin is all there is: asked for every object (review 49d).
+    const alone = fakeNetwork({ peers: { [ORIGIN]: async () => { throw new NoConnectionError('no connection') } } })
+    const a = source(alone, { originRetryMs: 60_000 })
+    for (const o of all.slice(0, 2)) await expect(a.get(o.cid, { signal: signal() })).rejects.toThrow(UnavailableError)
+    expect(askedPeers(alone)).toEqual([ORIGIN, ORIGIN, ORIGIN, ORIGIN])
     // A timeout (loaded) or a stream error (one request's) rests nothing: asked again at once.
     for (const err of [new TimeoutError('slow'), new UnavailableError('stream reset')]) {
       const flaky = fakeNetwork({ peers: { [ORIGIN]: async () => { throw err } } })
