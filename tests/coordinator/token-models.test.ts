@@ -100,6 +100,11 @@ describe('an API token limited to models', () => {
     const at = peers.map(p => p.mark())
     const started = await start('kiosk-b')
     expect(started.status, JSON.stringify(started.json)).toBe(202)
+    // Its round, read with a token limited to other models: refused; with its own, read.
+    const other = await coordinator.createToken('publisher', { models: ['other'] })
+    expect(await api('GET', `/v1/rounds/${started.json.id as string}`, other)).toMatchObject({ status: 403, json: { message: 'this API token is limited to the models other: it may not read rounds of kiosk-b' } })
+    expect((await api('GET', `/v1/rounds/${started.json.id as string}`, await coordinator.createToken('publisher', { models: ['kiosk-*'] }))).status).toBe(200)
+    expect((await api('GET', '/v1/rounds/r_0000000000000000', other)).status).toBe(404)
     for (const [i, p] of peers.entries()) expect((await p.waitFrom(at[i] as number, m => m?.type === 'offer', 10_000))?.config?.model).toBe('kiosk-b')
   })
 })
