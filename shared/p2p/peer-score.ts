@@ -26,8 +26,14 @@ export interface PeerScoreOptions {
   banMs?: number
   /** Consecutive timeouts/errors after which a peer is rested. Default 3. */
   failuresBeforeCoolDown?: number
-  /** How long a rested peer is skipped. Default 30 s. */
+  /**
+   * How long a rested peer is skipped; doubled for each rest after the first with no success in
+   * between, up to 2^maxDoublings times (30 s to 8 min by default): a peer that never answers
+   * was asked again by every next load once 30 s were over (review 49c). Default 30 s.
+   */
   coolDownMs?: number
+  /** Doublings of the cool-down at most. Default 4. */
+  maxDoublings?: number
   /** Consecutive "not found", `refused` or `overdue` answers after which a peer is rested (its hints lead nowhere, or only just in time). Default 8. */
   missesBeforeCoolDown?: number
   /** Peers remembered at most. Default 4096. */
@@ -43,6 +49,8 @@ export interface PeerRecord {
   avoidUntil: number
   served: number
   corrupt: number
+  /** Rests since its last success (the next lasts coolDownMs × 2^rests, capped). */
+  rests: number
 }
 
 /** Score changes per outcome: bounded to [MIN, MAX] so a long good past cannot hide a ban. */
@@ -63,6 +71,7 @@ export function peerScores (options: PeerScoreOptions = {}): PeerScores {
   const banMs = options.banMs ?? 10 * 60_000
   const limit = options.failuresBeforeCoolDown ?? 3
   const coolDownMs = options.coolDownMs ?? 30_000
+  const maxDoublings = options.maxDoublings ?? 4
   const missLimit = options.missesBeforeCoolDown ?? 8
   const maxPeers = options.maxPeers ?? 4096
   const now = options.now ?? Date.now
@@ -84,7 +93,7 @@ export function peerScores (options: PeerScoreOptions = {}): PeerScores {
   const get = (peer: string): PeerRecord => {
     let r = peers.get(peer)
     if (r === undefined) {
-      r = { score: 0, consecutiveFailures: 0, consecutiveMisses: 0, avoidUntil: 0, served: 0, corrupt: 0 }
+      r = { score: 0, consecutiveFailures: 0, consecutiveMisses: 0, avoidUntil: 0, served: 0, corrupt: 0, rests: 0 }
       if (peers.size >= maxPeers) forgetOne()
     } else {
       peers.delete(peer)
@@ -94,7 +103,8 @@ export function peerScores (options: PeerScoreOptions = {}): PeerScores {
   }
   const rest = (r: PeerRecord): void => {
     // A cool-down never shortens a ban.
-    r.avoidUntil = Math.max(r.avoidUntil, now() + coolDownMs)
+    r.avoidUntil = Math.max(r.avoidUntil, now() + coolDownMs * 2 ** Math.min(r.rests, maxDoublings))
+    r.rests++
   }
   const usable = (peer: string): boolean => (peers.get(peer)?.avoidUntil ?? 0) <= now()
   return {
@@ -105,6 +115,7 @@ export function peerScores (options: PeerScoreOptions = {}): PeerScores {
         r.served++
         r.consecutiveFailures = 0
         r.consecutiveMisses = 0
+        r.rests = 0
       } else if (outcome === 'corrupt') {
         r.corrupt++
         r.avoidUntil = now() + banMs

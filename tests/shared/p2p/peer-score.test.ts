@@ -74,6 +74,27 @@ describe('peer scores', () => {
     expect(s.usable('evil')).toBe(true)
   })
 
+  it('rests a peer that keeps failing longer each time, up to 16 cool-downs; a success starts again (review 49c)', () => {
+    const { now, advance } = clocked()
+    const s = peerScores({ now, coolDownMs: COOL, failuresBeforeCoolDown: 3 })
+    const rests: number[] = []
+    for (let i = 0; i < 7; i++) {
+      const start = now()
+      for (let j = 0; j < 3; j++) s.record('silent', 'timeout')
+      const until = s.snapshot().silent?.avoidUntil as number
+      rests.push(until - start)
+      expect(s.usable('silent')).toBe(false)
+      advance(until - start)
+      expect(s.usable('silent')).toBe(true)
+    }
+    expect(rests).toEqual([1, 2, 4, 8, 16, 16, 16].map(k => k * COOL))
+    // One success, and the next rest is the first again.
+    s.record('silent', 'ok')
+    const start = now()
+    for (let j = 0; j < 3; j++) s.record('silent', 'timeout')
+    expect((s.snapshot().silent?.avoidUntil as number) - start).toBe(COOL)
+  })
+
   it('rests a peer after consecutive timeouts or errors; a success resets the count', () => {
     const { now, advance } = clocked()
     const s = peerScores({ now, coolDownMs: COOL, failuresBeforeCoolDown: 3 })
@@ -150,18 +171,20 @@ describe('peer scores', () => {
       let failures = 0
       let misses = 0
       let avoidUntil = 0
+      let rests = 0
+      const rest = (at: number): void => { avoidUntil = Math.max(avoidUntil, at + options.coolDownMs * 2 ** Math.min(rests++, 4)) }
       for (const { at, outcome } of history.get(peer) ?? []) {
         score = Math.min(20, Math.max(-100, score + delta[outcome]))
-        if (outcome === 'ok') { failures = 0; misses = 0 }
+        if (outcome === 'ok') { failures = 0; misses = 0; rests = 0 }
         if ((outcome === 'not-found' || outcome === 'refused' || outcome === 'overdue') && ++misses === options.missesBeforeCoolDown) {
-          avoidUntil = Math.max(avoidUntil, at + options.coolDownMs)
+          rest(at)
           misses = 0
         }
         if (outcome === 'corrupt') avoidUntil = at + options.banMs
         if (outcome === 'timeout' || outcome === 'error') {
           failures++
           if (failures === options.failuresBeforeCoolDown) {
-            avoidUntil = Math.max(avoidUntil, at + options.coolDownMs)
+            rest(at)
             failures = 0
           }
         }
