@@ -105,6 +105,13 @@ export async function authenticate (req: FastifyRequest, repo: Repository): Prom
   return await caller
 }
 
+/** The caller looked up again, and kept as the request's from now on (its body read since the first). */
+export async function authenticateAgain (req: FastifyRequest, repo: Repository): Promise<Caller> {
+  const caller = lookUp(req, repo)
+  callers.set(req, caller)
+  return await caller
+}
+
 /**
  * The caller looked up again, not from the request's cache: for a request that runs long after
  * its token was checked (an upload), so that a token revoked meanwhile publishes nothing.

@@ -31,7 +31,7 @@ import type { BlockFiles } from '../store/block-files.ts'
 import type { Identity } from '../keys/identity.ts'
 import { BUSY_RETRY_MS, MAX_PATH_PARAM_CHARS, MAX_UPLOAD_FILES } from '../constants.ts'
 import type { AnswerAdmission } from '../answers.ts'
-import { authenticate, mayRead, mayUseModel, needsToken, reauthenticate } from './auth.ts'
+import { authenticate, authenticateAgain, mayRead, mayUseModel, needsToken, reauthenticate } from './auth.ts'
 import { BODY_REFUSALS, clientErrorHandler, errorHandler, refusals, WRITE_REFUSALS } from './errors.ts'
 import { receiveFiles, withIngestBody } from './uploads.ts'
 import { useJsonBodyParser } from './json-body.ts'
@@ -135,6 +135,11 @@ export async function buildServer (deps: ServerDeps): Promise<FastifyInstance> {
   // Added after CORS's own onRequest hook, so that a refusal still carries its CORS headers.
   app.addHook('onRequest', async req => {
     if (req.routeOptions.schema?.security !== undefined) await authenticate(req, deps.repo)
+  })
+  // And again once the body is in (up to the request timeout later): a token revoked meanwhile
+  // opens nothing (review 49e: a revoked admin token, its body trickled, minted a new admin token).
+  app.addHook('preHandler', async req => {
+    if (req.routeOptions.schema?.security !== undefined) await authenticateAgain(req, deps.repo)
   })
   await app.register(multipart, {
     // preservePath: a weight file may sit in a folder (model.json names "sub/w.bin"); without it

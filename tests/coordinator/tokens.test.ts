@@ -61,6 +61,29 @@ describe('API tokens', () => {
     expect(list.text).not.toContain(admin())
   })
 
+  it('refuses a request whose token was revoked while its body was still coming (review 49e: a revoked admin token minted another)', async () => {
+    const leaked = (await api('POST', '/v1/tokens', admin(), { role: 'admin', label: 'leaked' })).json as { token: string, id: string }
+    const body = JSON.stringify({ role: 'admin', label: 'minted by the leaked token' })
+    // Headers and the body's first bytes now (the token is checked, and valid), the rest after the revoke.
+    const answer = new Promise<{ status: number, text: string }>((resolve, reject) => {
+      const req = request(`${url}/v1/tokens`, { method: 'POST', headers: { authorization: `Bearer ${leaked.token}`, 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) } }, res => {
+        let text = ''
+        res.on('data', (c: Buffer) => { text += c.toString() })
+        res.on('end', () => { resolve({ status: res.statusCode ?? 0, text }) })
+      })
+      req.on('error', reject)
+      req.write(body.slice(0, 5))
+      void api('DELETE', `/v1/tokens/${leaked.id}`, admin()).then(revoked => {
+        expect(revoked.status).toBe(200)
+        req.end(body.slice(5))
+      }, reject)
+    })
+    const { status, text } = await answer
+    expect(status).toBe(401)
+    expect(JSON.parse(text)).toMatchObject({ error: 'UnauthenticatedError', message: expect.stringMatching(/^this API token was revoked at /) })
+    expect((await api('GET', '/v1/tokens', admin())).json.tokens.filter((t: { label: string | null }) => t.label === 'minted by the leaked token')).toEqual([])
+  })
+
   it('lets only a role that manages tokens list or revoke them', async () => {
     const edge = await coordinator.createToken('edge')
     const publisher = await coordinator.createToken('publisher')
