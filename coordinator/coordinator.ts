@@ -285,7 +285,7 @@ async function openCoordinator (options: CoordinatorOptions, partitionOptions: P
       repo,
       files,
       identity,
-      ingest: async (n, f) => await versions.ingest(n, f),
+      ingest: async (n, f, o) => await versions.ingest(n, f, o),
       erasure,
       maxUploadBytes,
       logger: options.logger,

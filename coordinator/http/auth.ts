@@ -113,22 +113,31 @@ export async function authenticateAgain (req: FastifyRequest, repo: Repository):
 }
 
 /**
- * The caller looked up again, not from the request's cache: for a request that runs long after
- * its token was checked (an upload), so that a token revoked meanwhile publishes nothing.
+ * A synchronous look-up of the request's caller, to run later (inside a transaction, after a
+ * queue): for a request that runs long after its token was checked (an upload), so that a token
+ * revoked meanwhile publishes nothing.
  */
-export async function reauthenticate (req: FastifyRequest, repo: Repository): Promise<Caller> {
-  return await lookUp(req, repo)
+export async function callerCheck (req: FastifyRequest, repo: Repository): Promise<() => Caller> {
+  const hash = await hashOf(req)
+  return () => callerOf(hash, repo)
 }
 
-async function lookUp (req: FastifyRequest, repo: Repository): Promise<Caller> {
+async function hashOf (req: FastifyRequest): Promise<string> {
   const token = bearerOf(req.headers.authorization)
   if (token === undefined) throw new UnauthenticatedError('this endpoint needs an API token: Authorization: Bearer <token>')
-  const hash = await tokenHash(token)
+  return await tokenHash(token)
+}
+
+function callerOf (hash: string, repo: Repository): Caller {
   const row = repo.token(hash)
   const refused = tokenRefusal(row)
   if (refused !== undefined || row === undefined) throw new UnauthenticatedError(refused ?? 'unknown API token')
   repo.noteTokenUse(hash)
   return { role: row.role, grants: ROLES[row.role] as Caller['grants'], models: row.models ?? null }
+}
+
+async function lookUp (req: FastifyRequest, repo: Repository): Promise<Caller> {
+  return callerOf(await hashOf(req), repo)
 }
 
 /**

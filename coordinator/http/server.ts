@@ -29,9 +29,10 @@ import { AccessDeniedError, BusyError, InvalidInputError, NotFoundError, Unavail
 import { signedManifestOf, type Repository, type VersionRow } from '../store/repository.ts'
 import type { BlockFiles } from '../store/block-files.ts'
 import type { Identity } from '../keys/identity.ts'
+import type { IngestOptions } from '../ingest/ingest.ts'
 import { BUSY_RETRY_MS, MAX_PATH_PARAM_CHARS, MAX_UPLOAD_FILES } from '../constants.ts'
 import type { AnswerAdmission } from '../answers.ts'
-import { authenticate, authenticateAgain, mayRead, mayUseModel, needsToken, reauthenticate } from './auth.ts'
+import { authenticate, authenticateAgain, callerCheck, mayRead, mayUseModel, needsToken } from './auth.ts'
 import { BODY_REFUSALS, clientErrorHandler, errorHandler, refusals, WRITE_REFUSALS } from './errors.ts'
 import { receiveFiles, withIngestBody } from './uploads.ts'
 import { useJsonBodyParser } from './json-body.ts'
@@ -40,7 +41,7 @@ export interface ServerDeps {
   repo: Repository
   files: BlockFiles
   identity: Identity
-  ingest: (name: string, files: ModelFile[]) => Promise<IngestResult>
+  ingest: (name: string, files: ModelFile[], options?: IngestOptions) => Promise<IngestResult>
   erasure: { k: number, m: number }
   maxUploadBytes: number
   /** true: fastify's logger; 'errors': server errors (5xx) only, to stderr (the CLI's); default none. */
@@ -260,9 +261,16 @@ export async function buildServer (deps: ServerDeps): Promise<FastifyInstance> {
     receiving++
     try {
       const files = await receiveFiles(req.parts(), deps.maxUploadBytes)
-      // The upload took its time: a token revoked meanwhile publishes nothing.
-      if (!(await reauthenticate(req, deps.repo)).grants.ingest) throw new AccessDeniedError(`role ${caller.role} may not ingest models`)
-      return await deps.ingest(req.params.name, files)
+      // The upload took its time, and the ingest queue may take more: a token revoked meanwhile
+      // publishes nothing (checked again where the version would be recorded).
+      const again = await callerCheck(req, deps.repo)
+      const allowed = (): void => {
+        const now = again()
+        if (!now.grants.ingest) throw new AccessDeniedError(`role ${now.role} may not ingest models`)
+        mayUseModel(now, req.params.name, 'ingest')
+      }
+      allowed()
+      return await deps.ingest(req.params.name, files, { authorize: allowed })
     } finally {
       receiving--
     }

@@ -38,6 +38,11 @@ export interface IngestDeps {
 
 export interface IngestOptions {
   onProgress?: (stage: string, done: number, total: number) => void
+  /**
+   * Checked inside the transaction that would record the version, after the wait in the ingest
+   * queue: throwing records nothing (a token revoked while its upload waited; review 49e).
+   */
+  authorize?: () => void
 }
 
 /** A version produced by a training round rather than an upload. */
@@ -136,6 +141,7 @@ export function publisher (deps: IngestDeps): Publisher {
       const signed = await signManifest(manifest, deps.identity.signing)
       await deps.files.sync(written)
       deps.database.transaction(() => {
+        options.authorize?.()
         for (const block of created) {
           deps.repo.insertBlock({
             cid: block.cid,

@@ -95,6 +95,22 @@ describe('an ingest killed before its commit', () => {
     }
   })
 
+  it('records nothing, and leaves no file, when its caller is no longer allowed at the commit (a token revoked while the upload waited; review 49e)', async () => {
+    const dataDir = join(root, 'authorize')
+    const c = await createCoordinator({ dataDir, port: 0 })
+    try {
+      let asked = 0
+      const ingest = c.ingest('m', model(), { authorize: () => { asked++; throw new Error('this API token was revoked') } })
+      await expect(ingest).rejects.toThrow('this API token was revoked')
+      expect(asked).toBe(1)
+      expect(c.repo.models()).toEqual([])
+      expect(await filesUnder(join(dataDir, 'blocks'))).toBe(0)
+      expect((await c.ingest('m', model(), { authorize: () => {} })).version).toBe(1)
+    } finally {
+      await c.stop()
+    }
+  })
+
   it('makes the files durable before the commit: a file that cannot be synced fails the ingest, with nothing recorded or left', async () => {
     const dataDir = join(root, 'sync')
     const c = await createCoordinator({ dataDir, port: 0 })

@@ -11,7 +11,7 @@ import { InvalidModelError } from '../../shared/errors/errors.ts'
 async function serverWith (ingest: ServerDeps['ingest'], logger?: ServerDeps['logger']): ReturnType<typeof buildServer> {
   return await buildServer({
     logger,
-    repo: { token: () => ({ role: 'admin', revokedAt: null, expiresAt: null }), noteTokenUse: () => {} },
+    repo: { token: () => ({ role: 'admin', revokedAt: null, expiresAt: null, models: null }), noteTokenUse: () => {} },
     files: {},
     identity: {},
     erasure: { k: 4, m: 2 },
@@ -21,6 +21,43 @@ async function serverWith (ingest: ServerDeps['ingest'], logger?: ServerDeps['lo
 }
 
 describe('ingest uploads', () => {
+  it('checks the token again where the version would be recorded, after the wait in the ingest queue (review 49e)', async () => {
+    const row = { role: 'publisher', revokedAt: null as string | null, expiresAt: null, models: null }
+    let entered!: () => void
+    const inQueue = new Promise<void>(resolve => { entered = resolve })
+    let release!: () => void
+    const gate = new Promise<void>(resolve => { release = resolve })
+    const app = await buildServer({
+      repo: { token: () => row, noteTokenUse: () => {} },
+      files: {},
+      identity: {},
+      erasure: { k: 4, m: 2 },
+      maxUploadBytes: 1 << 20,
+      // As the real ingest: the queue, then `authorize` inside the transaction.
+      ingest: async (_name: string, _files: unknown, options?: { authorize?: () => void }) => {
+        entered()
+        await gate
+        options?.authorize?.()
+        return { model: 'm', version: 1, manifestCid: 'b', created: true, blocks: 0, newBlocks: 0, bytesStored: 0, ledgerIndex: 0 }
+      }
+    } as unknown as ServerDeps)
+    const url = await app.listen({ port: 0, host: '127.0.0.1' })
+    try {
+      const form = new FormData()
+      form.append('file', new Blob([new Uint8Array(1024)]), 'm.onnx')
+      const answer = fetch(`${url}/v1/models/m/ingest`, { method: 'POST', headers: { authorization: 'Bearer t' }, body: form })
+      await inQueue
+      row.revokedAt = '2026-01-01T00:00:00.000Z'
+      release()
+      const res = await answer
+      expect(res.status).toBe(401)
+      expect(await res.json()).toMatchObject({ error: 'UnauthenticatedError', message: 'this API token was revoked at 2026-01-01T00:00:00.000Z' })
+    } finally {
+      release()
+      await app.close()
+    }
+  })
+
   it('holds an upload\'s slot until its ingest settles: a third upload gets 503 while two are ingesting', async () => {
     let ingesting = 0
     let release!: () => void
