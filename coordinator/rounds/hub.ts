@@ -246,6 +246,12 @@ export function roundHub (options: RoundHubOptions): RoundHub {
       ws.close(code, reason)
       socket.pause()
       setTimeout(() => ws.terminate(), CUT_GRACE_MS).unref()
+      // Out of the rounds at once, not at the close a second later: a round started meanwhile
+      // picked a client whose token was just revoked, and failed (review 49e).
+      if (client !== undefined && connected.get(client.id) === client) {
+        connected.delete(client.id)
+        options.handlers.disconnect(client)
+      }
     }
     const send = (message: ServerMessage): void => {
       if (ws.readyState !== ws.OPEN) return
