@@ -358,17 +358,20 @@ export function swarmSource (options: SwarmSourceOptions): SwarmSource {
         said(`${err.message.slice(0, 120)} (banned)`)
         return undefined
       }
-      fail(`${peer === origin ? 'origin ' : ''}${(err as Error).name}`)
-      said((err as Error).name === 'TimeoutError' ? 'no answer in time' : `${(err as Error).name}: ${(err as Error).message.slice(0, 120)}`)
+      // Whatever was thrown: a stream that ends under a killed peer can reject with a bare object.
+      const thrown = err as { name?: unknown, message?: unknown } | null | undefined
+      const name = typeof thrown?.name === 'string' ? thrown.name : 'Error'
+      fail(`${peer === origin ? 'origin ' : ''}${name}`)
+      said(name === 'TimeoutError' ? 'no answer in time' : `${name}: ${String(thrown?.message ?? thrown).slice(0, 120)}`)
       // Down, not slow: no connection, refused, reset. A timeout under load is not that.
       if (peer === origin) {
-        originDown = (err as Error).name !== 'TimeoutError'
+        originDown = name !== 'TimeoutError'
         // Only a dial that failed rests it: a stream reset or an error answer is one request's.
         // Without a fallback the origin is all there is: asked every time (review 49d).
         if (err instanceof NoConnectionError && fallback !== undefined) originRetryAt = performance.now() + originRetryMs
       }
       // A slow origin is still the origin: only bad bytes (below) ever make this source avoid it.
-      if (peer !== origin) scores.record(peer, (err as Error).name === 'TimeoutError' ? 'timeout' : 'error')
+      if (peer !== origin) scores.record(peer, name === 'TimeoutError' ? 'timeout' : 'error')
       return undefined
     }
     if (peer === origin) originDown = false

@@ -272,6 +272,18 @@ describe('swarm source: order of asking', () => {
     expect(short.calls[0]?.headerTimeoutMs).toBe(2_000)
   })
 
+  it('fails over past peers whose requests reject with no Error at all (a stream ended under a killed peer)', async () => {
+    const [o] = await objects(1)
+    if (o === undefined) throw new Error('no object')
+    store.set(o.cid, o.bytes)
+    // eslint-disable-next-line @typescript-eslint/only-throw-error
+    const net = fakeNetwork({ peers: { bare: async () => { throw { name: 'StreamResetError' } }, nothing: async () => { throw undefined }, [ORIGIN]: holds }, holders: { [o.cid]: ['bare', 'nothing'] } })
+    const s = source(net)
+    expect(await s.get(o.cid, { signal: signal() })).toEqual(o.bytes)
+    expect(askedPeers(net).sort()).toEqual(['bare', 'nothing', ORIGIN].sort())
+    expect(s.stats().failures).toEqual({ StreamResetError: 1, Error: 1 })
+  })
+
   it('says what each peer asked did when none serves (review 49c)', async () => {
     const [o] = await objects(1)
     if (o === undefined) throw new Error('no object')
