@@ -85,7 +85,10 @@ export const roundRequestSchema = z.object({
   /** Per-coordinate clip of the delta before fixed-point encoding, and the update's L2 bound. */
   clip: z.number().positive().max(1e6).default(1),
   normBound: z.number().positive().max(1e9).default(100),
-  /** Sample counts above this weigh as this (FedAvg weights n_k / sampleCap, capped at 1). */
+  /**
+   * Sample counts above this weigh as this (FedAvg weights n_k / sampleCap, capped at 1). In a DP
+   * round, 1 unless given: every client weighs the same (coordinator/rounds/rounds.ts).
+   */
   sampleCap: positiveInt.max(10_000_000).default(10_000),
   // noiseMultiplier ≥ 0.001: below it ε passes 5·10^5 (no privacy left to count), and far below
   // (≈ 1e-154) the accountant's ε overflows to Infinity, which a round's JSON metrics cannot hold.

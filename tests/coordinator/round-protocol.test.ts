@@ -99,6 +99,28 @@ describe('a client flooding text frames', () => {
   })
 })
 
+describe('client weights', () => {
+  it('a DP round weighs every client the same (sampleCap 1) unless the request says otherwise (review 49f)', async () => {
+    const clients = [await rawClient(at, token, ['mnist'], { autoAccept: false }), await rawClient(at, token, ['mnist'], { autoAccept: false })]
+    try {
+      const capOf = async (request: Record<string, unknown>): Promise<number> => {
+        const started = await c.rounds.start({ model: 'mnist', trainable: ['head'], secure: { mode: 'none' }, selection: { minClients: 2 }, deadlines: { acceptMs: 300 }, ...request })
+        for (let i = 0; i < 250 && !(clients[0]?.offers.some(o => o.id === started.id) ?? false); i++) await sleep(20)
+        const cap = clients[0]?.offers.find(o => o.id === started.id)?.sampleCap
+        // Nobody accepts: the round fails at its accept deadline, and the next may start.
+        await started.done.catch(() => undefined)
+        if (cap === undefined) throw new Error('no offer arrived')
+        return cap
+      }
+      expect(await capOf({ dp: { noiseMultiplier: 1, clip: 1 } })).toBe(1)
+      expect(await capOf({ dp: { noiseMultiplier: 1, clip: 1 }, sampleCap: 400 })).toBe(400)
+      expect(await capOf({})).toBe(10_000)
+    } finally {
+      for (const client of clients) client.close()
+    }
+  })
+})
+
 describe('declines and progress', () => {
   it('refuses a decline after an upload; a decline after an accept drops the client at once', async () => {
     const clients = [await rawClient(at, token, ['mnist']), await rawClient(at, token, ['mnist']), await rawClient(at, token, ['mnist'])]
