@@ -178,7 +178,7 @@ program.command('models')
     const models = await coordinatorClient({ baseUrl: o.coordinator }).models()
     if (o.json === true) { console.log(JSON.stringify(models)); return }
     if (models.length === 0) console.log('no models')
-    for (const m of models) console.log(`${m.name.padEnd(24)} ${m.format.padEnd(12)} latest ${m.latest}  (${m.versions} versions)`)
+    for (const m of models) console.log(`${m.name.padEnd(24)} ${m.format.padEnd(12)} latest ${m.latest}  (${m.versions} version${m.versions === 1 ? '' : 's'})`)
   })
 
 ledgerCommands(program)

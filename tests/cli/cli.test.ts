@@ -58,7 +58,7 @@ describe('blockfed CLI', () => {
     expect(JSON.parse(graph.stdout)).toMatchObject({ model: 'pose', version: 1, created: true })
 
     const models = await blockfed('models', '--coordinator', url)
-    expect(models.stdout).toMatch(/pose\s+tfjs-graph\s+latest 1/)
+    expect(models.stdout).toMatch(/pose\s+tfjs-graph\s+latest 1  \(1 version\)\n/)
     expect(models.stdout).toMatch(/vad\s+onnx\s+latest 1/)
     const versions = await blockfed('versions', 'vad', '--coordinator', url)
     expect(versions.stdout).toMatch(/^vad@1 {2}parent - {2}ledger #0 {2}\d+ blocks/)
