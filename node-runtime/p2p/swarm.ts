@@ -570,8 +570,8 @@ export async function createSwarm (options: SwarmOptions): Promise<Swarm> {
       }
       return found
     },
-    async request (peer, cid, { signal, force, maxBytes, size, headerTimeoutMs }) {
-      return await client.request(peer, cid, { signal, force, maxBytes, size, headerTimeoutMs })
+    async request (peer, cid, { signal, force, maxBytes, size }) {
+      return await client.request(peer, cid, { signal, force, maxBytes, size })
     },
     async learn (referral) {
       // The origin names the same few peers in hundreds of referrals: a peer already connected

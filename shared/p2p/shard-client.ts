@@ -9,7 +9,7 @@
  */
 import type { Stream } from '@libp2p/interface'
 import { shardSession, type RequestShardOptions, type ShardAnswer, type ShardSession } from './shard-protocol.ts'
-import { IntegrityError, TimeoutError } from '../errors/errors.ts'
+import { IntegrityError } from '../errors/errors.ts'
 
 export interface ShardClientOptions {
   /** Opens a new shard-protocol stream to `peer`. */
@@ -84,9 +84,8 @@ export function shardClient (options: ShardClientOptions): ShardClient {
           release(peer, kept)
           return answer
         } catch (err) {
-          // A wrong size is the peer's answer, not a stale stream's: asking again gets it again;
-          // so is no reply in time (a stale stream fails at once, review 49c).
-          if (signal.aborted || err instanceof IntegrityError || err instanceof TimeoutError) throw err
+          // A wrong size is the peer's answer, not a stale stream's: asking again gets it again.
+          if (signal.aborted || err instanceof IntegrityError) throw err
           counters.retried++
         }
       }

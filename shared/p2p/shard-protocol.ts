@@ -202,11 +202,6 @@ export interface RequestShardOptions {
    * object, and is refused (IntegrityError) before any body is read.
    */
   size?: number
-  /**
-   * How long the reply's header may take (the body then has until `signal`): a peer that takes
-   * requests and never answers costs this, not the whole request deadline (review 49c).
-   */
-  headerTimeoutMs?: number
 }
 
 /** The client end of one shard stream: exchanges one after another. */
@@ -272,11 +267,10 @@ export function shardSession (stream: Stream, options: ShardSessionOptions = {})
       const { signal } = options
       const maxBytes = options.maxBytes ?? DEFAULT_MAX_OBJECT_BYTES
       const what = `shard ${cid} from ${stream.protocol}`
-      const headerSignal = options.headerTimeoutMs === undefined ? signal : AbortSignal.any([signal, AbortSignal.timeout(options.headerTimeoutMs)])
       try {
         const request: ShardRequest = options.force === true ? { cid, force: true } : { cid }
-        await writeJson(bytes, request, headerSignal)
-        const frame = await readFrame(bytes, MAX_CONTROL_FRAME, headerSignal)
+        await writeJson(bytes, request, signal)
+        const frame = await readFrame(bytes, MAX_CONTROL_FRAME, signal)
         if (frame === undefined) throw new UnavailableError(`${what}: the stream ended before a reply`)
         const header = parseHeader(frame)
         if (header.status === 'bad-request') throw new InvalidInputError(`${what}: peer refused the request: ${header.message}`)
@@ -292,7 +286,7 @@ export function shardSession (stream: Stream, options: ShardSessionOptions = {})
         return answer
       } catch (err) {
         failed = true
-        const mapped = headerSignal.aborted && !signal.aborted ? new TimeoutError(`${what}: no reply within ${options.headerTimeoutMs ?? 0} ms`, { cause: err }) : streamError(err, signal, what)
+        const mapped = streamError(err, signal, what)
         stream.abort(mapped)
         throw mapped
       } finally {

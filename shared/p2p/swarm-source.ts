@@ -59,8 +59,7 @@ export interface SwarmNetwork {
    */
   connected?: (peer: string) => boolean
   /** One shard-protocol request to one peer. */
-  /** `headerTimeoutMs`: how long the reply's header may take (see RequestShardOptions). */
-  request: (peer: string, cid: string, options: { signal: AbortSignal, force?: boolean, maxBytes: number, size?: number, headerTimeoutMs?: number }) => Promise<ShardAnswer>
+  request: (peer: string, cid: string, options: { signal: AbortSignal, force?: boolean, maxBytes: number, size?: number }) => Promise<ShardAnswer>
   /** Remembers the addresses a referral names, so the referred peers can be dialled. */
   learn: (referral: Referral) => Promise<void>
 }
@@ -82,12 +81,6 @@ export interface SwarmSourceOptions {
   lookupTimeoutMs?: number
   /** How long objects skip an origin no connection could be made to. Default ORIGIN_DOWN_RETRY_MS (5 s). */
   originRetryMs?: number
-  /**
-   * How long a peer's reply header may take (the origin's is bound by the request deadline
-   * alone: a capped origin answers late by design). Default PEER_REPLY_MS (5 s), at most the
-   * request deadline.
-   */
-  peerReplyMs?: number
   /** Peers tried per object before the origin. Default 6. */
   maxPeersPerObject?: number
   maxBytes?: number
@@ -149,13 +142,6 @@ const PEER_BUSY_PATIENCE_MS = 5_000
  * HTTP did in 0.3 s).
  */
 const ORIGIN_DOWN_RETRY_MS = 5_000
-/**
- * How long a peer's reply header may take. An honest peer answers at once (the object, busy or
- * not-found); one that takes requests and never answers cost the whole request deadline (30 s by
- * default), one such peer after another, each referred by the origin (review 49c: 4 of them,
- * 20 s at a 5 s deadline).
- */
-const PEER_REPLY_MS = 5_000
 /** Outcomes kept per object for its error message. */
 const OUTCOMES_SAID = 6
 
@@ -233,7 +219,6 @@ export function swarmSource (options: SwarmSourceOptions): SwarmSource {
   const requestTimeoutMs = options.requestTimeoutMs ?? 10_000
   const lookupTimeoutMs = options.lookupTimeoutMs ?? 1_000
   const originRetryMs = options.originRetryMs ?? ORIGIN_DOWN_RETRY_MS
-  const peerReplyMs = Math.min(options.peerReplyMs ?? PEER_REPLY_MS, requestTimeoutMs)
   const maxPeers = options.maxPeersPerObject ?? 6
   const maxBytes = options.maxBytes ?? DEFAULT_MAX_OBJECT_BYTES
   const spread = preferenceOrder(network.self)
@@ -348,7 +333,7 @@ export function swarmSource (options: SwarmSourceOptions): SwarmSource {
     try {
       // Bounded by the object's own size where it is known: a peer that announces another one is
       // refused at its header, not after up to maxBytes (32 MiB) of body were read and hashed.
-      answer = await network.request(peer, cid, { signal: deadline, force, maxBytes: Math.min(size ?? maxBytes, maxBytes), size, ...(peer === origin ? {} : { headerTimeoutMs: peerReplyMs }) })
+      answer = await network.request(peer, cid, { signal: deadline, force, maxBytes: Math.min(size ?? maxBytes, maxBytes), size })
     } catch (err) {
       if (signal.aborted) throw err
       // Another size than the object's is as wrong as bytes that do not hash to its CID.

@@ -20,7 +20,7 @@ import { peerScores } from '../../../shared/p2p/peer-score.ts'
 const SELF = 'self'
 const ORIGIN = 'origin'
 
-interface Call { peer: string, cid: string, force: boolean, signal: AbortSignal, maxBytes: number, size?: number, headerTimeoutMs?: number }
+interface Call { peer: string, cid: string, force: boolean, signal: AbortSignal, maxBytes: number, size?: number }
 type Behaviour = (cid: string, call: Call) => Promise<ShardAnswer>
 
 /** Seeded objects of different lengths, with their real CIDs. */
@@ -91,8 +91,8 @@ function fakeNetwork (init: {
       if (init.findProviders !== undefined) return await init.findProviders(block, options)
       return (init.providers?.[block] ?? []).slice(0, options.limit)
     },
-    async request (peer, cid, { signal, force, maxBytes, size, headerTimeoutMs }) {
-      const call = { peer, cid, force: force === true, signal, maxBytes, size, headerTimeoutMs }
+    async request (peer, cid, { signal, force, maxBytes, size }) {
+      const call = { peer, cid, force: force === true, signal, maxBytes, size }
       net.calls.push(call)
       net.events.push(`ask:${peer}`)
       const behaviour = init.peers[peer]
@@ -258,18 +258,6 @@ describe('swarm source: order of asking', () => {
       for (const o of all.slice(0, 2)) await f.get(o.cid, { signal: signal() })
       expect(askedPeers(flaky), err.name).toEqual([ORIGIN, ORIGIN, ORIGIN, ORIGIN])
     }
-  })
-
-  it('bounds a peer\'s reply header by peerReplyMs (at most the request deadline), the origin\'s by the deadline alone (review 49c)', async () => {
-    const [o] = await objects(1)
-    if (o === undefined) throw new Error('no object')
-    store.set(o.cid, o.bytes)
-    const net = fakeNetwork({ peers: { h1: notFound, [ORIGIN]: holds }, holders: { [o.cid]: ['h1'] } })
-    await source(net, { requestTimeoutMs: 30_000 }).get(o.cid, { signal: signal() })
-    expect(net.calls.map(c => [c.peer, c.headerTimeoutMs])).toEqual([['h1', 5_000], [ORIGIN, undefined]])
-    const short = fakeNetwork({ peers: { h1: notFound, [ORIGIN]: holds }, holders: { [o.cid]: ['h1'] } })
-    await source(short, { requestTimeoutMs: 2_000, peerReplyMs: 10_000 }).get(o.cid, { signal: signal() })
-    expect(short.calls[0]?.headerTimeoutMs).toBe(2_000)
   })
 
   it('fails over past peers whose requests reject with no Error at all (a stream ended under a killed peer)', async () => {
