@@ -134,6 +134,8 @@ export function publisher (deps: IngestDeps): Publisher {
       }
       if (latest !== undefined && previous !== undefined && options.round === undefined) {
         if (equalBytes(content(previous), content(manifest))) {
+          // A caller no longer allowed learns nothing more (review 49g).
+          options.authorize?.()
           // Every block was found stored (equal plaintexts): nothing was written.
           return { model: name, version: latest.version, manifestCid: latest.manifest_cid, created: false, blocks: manifest.blocks.length, newBlocks: 0, bytesStored: 0, ledgerIndex: deps.log.indexOf(name, latest.version) ?? null }
         }

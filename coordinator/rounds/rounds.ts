@@ -11,7 +11,7 @@
  */
 import { setTimeout as sleep } from 'node:timers/promises'
 import { randomInt } from 'node:crypto'
-import { checkRoundRequest, minUploadsOf, roundConfigSchema, roundRequestSchema, type RoundConfig, type RoundRequest, type RoundRequestInput } from '../../shared/rounds/config.ts'
+import { checkRoundRequest, minUploadsOf, roundConfigSchema, roundRequestSchema, sampleCapOf, type RoundConfig, type RoundRequest, type RoundRequestInput } from '../../shared/rounds/config.ts'
 import { classStatsLength } from '../../shared/training/mean-mix.ts'
 import { classMeansOffer } from '../../shared/rounds/mean-mix-offer.ts'
 import { decodeUploadFrame, maxUploadFrameBytes, uploadSigningBytes, type ClientMessage, type ServerMessage } from '../../shared/rounds/messages.ts'
@@ -360,6 +360,7 @@ export function roundManager (deps: RoundManagerDeps): RoundManager {
     const statsLength = mix !== null && stored === undefined ? classStatsLength(mix.classes, mix.features) : 0
     const draft: RoundConfig = {
       ...request,
+      sampleCap: sampleCapOf(request),
       id: `r_${toHex(globalThis.crypto.getRandomValues(new Uint8Array(8)))}`,
       baseVersion: row.version,
       manifestCid: row.manifest_cid,
@@ -432,11 +433,6 @@ export function roundManager (deps: RoundManagerDeps): RoundManager {
   async function start (input: RoundRequestInput, signal?: AbortSignal): Promise<{ id: string, done: Promise<RoundSummary> }> {
     if (stopping) throw new UnavailableError('the coordinator is stopping')
     const request = roundRequestSchema.parse(input)
-    // DP noise is sized for one client's whole clipped update (weight 1); a client of n samples
-    // under the cap weighs n/sampleCap and shrinks its signal under the same noise, so a DP round
-    // weighs every client the same unless the request says otherwise (review 49f: with 400
-    // samples a client and the default cap of 10,000, the mean took 25 times the noise).
-    if (request.dp !== null && input.sampleCap === undefined) request.sampleCap = 1
     checkRoundRequest(request)
     if (request.secure.mode === 'masking' && request.selection.maxClients < MIN_MASKING_CLIENTS) throw new InvalidInputError(`selection.maxClients ${request.selection.maxClients}: masking needs at least ${MIN_MASKING_CLIENTS} clients`)
     const other = runningOn(request.model)

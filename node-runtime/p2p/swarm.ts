@@ -488,12 +488,17 @@ export async function createSwarm (options: SwarmOptions): Promise<Swarm> {
     announceSoon()
   }
 
-  /** Peer id → dials failed in a row, and until when (performance.now()) none is tried again. */
-  const undialable = new Map<string, { failed: number, until: number }>()
+  /** Peer id → dials failed in a row, when the last did, and until when (performance.now()) none is tried again. */
+  const undialable = new Map<string, { failed: number, at: number, until: number }>()
   const dialFailed = (peer: string): void => {
-    const failed = (undialable.get(peer)?.failed ?? 0) + 1
+    const now = performance.now()
+    const last = undialable.get(peer)
+    // libp2p joins concurrent dials to a peer into one: its failure reaches every request that
+    // waited on it, and counts once (review 49g: 4 requests on one lost dial made 4 failures).
+    if (last !== undefined && now - last.at < DIAL_TIMEOUT_MS / 2) return
+    const failed = (last?.failed ?? 0) + 1
     undialable.delete(peer)
-    undialable.set(peer, { failed, until: failed >= UNDIALABLE_AFTER ? performance.now() + UNDIALABLE_MS : 0 })
+    undialable.set(peer, { failed, at: now, until: failed >= UNDIALABLE_AFTER ? now + UNDIALABLE_MS : 0 })
     if (undialable.size > MAX_UNDIALABLE) undialable.delete(undialable.keys().next().value as string)
   }
   node.addEventListener('connection:open', event => { undialable.delete(event.detail.remotePeer.toString()) })

@@ -102,8 +102,10 @@ export function peerScores (options: PeerScoreOptions = {}): PeerScores {
     return r
   }
   const rest = (r: PeerRecord): void => {
-    // A cool-down never shortens a ban.
-    r.avoidUntil = Math.max(r.avoidUntil, now() + coolDownMs * 2 ** Math.min(r.rests, maxDoublings))
+    // One incident, one rest: the failures of requests already in flight when it began do not
+    // lengthen it (review 49g: a burst of 8 timeouts rested a peer 60 s, the next streak 120 s).
+    if (r.avoidUntil > now()) return
+    r.avoidUntil = now() + coolDownMs * 2 ** Math.min(r.rests, maxDoublings)
     r.rests++
   }
   const usable = (peer: string): boolean => (peers.get(peer)?.avoidUntil ?? 0) <= now()

@@ -86,10 +86,10 @@ export const roundRequestSchema = z.object({
   clip: z.number().positive().max(1e6).default(1),
   normBound: z.number().positive().max(1e9).default(100),
   /**
-   * Sample counts above this weigh as this (FedAvg weights n_k / sampleCap, capped at 1). In a DP
-   * round, 1 unless given: every client weighs the same (coordinator/rounds/rounds.ts).
+   * Sample counts above this weigh as this (FedAvg weights n_k / sampleCap, capped at 1). When
+   * absent, DEFAULT_SAMPLE_CAP, or 1 in a DP round: every client weighs the same (`sampleCapOf`).
    */
-  sampleCap: positiveInt.max(10_000_000).default(10_000),
+  sampleCap: positiveInt.max(10_000_000).optional(),
   // noiseMultiplier ≥ 0.001: below it ε passes 5·10^5 (no privacy left to count), and far below
   // (≈ 1e-154) the accountant's ε overflows to Infinity, which a round's JSON metrics cannot hold.
   dp: z.object({ noiseMultiplier: z.number().min(0.001).max(100), clip: z.number().positive().max(1e6), delta: z.number().gt(0).lt(1).default(1e-5) }).strict().nullable().default(null),
@@ -104,10 +104,24 @@ export const roundRequestSchema = z.object({
 }).strict()
 
 export type RoundRequest = z.infer<typeof roundRequestSchema>
+
+export const DEFAULT_SAMPLE_CAP = 10_000
+
+/**
+ * A request's sample cap. DP noise is sized for one client's whole clipped update (weight 1); a
+ * client of n samples under the cap weighs n/sampleCap and shrinks its signal under the same
+ * noise, so a DP round weighs every client the same unless the request says otherwise (review
+ * 49f: with 400 samples a client and a cap of 10,000, the mean took 25 times the noise).
+ */
+export function sampleCapOf (request: Pick<RoundRequest, 'sampleCap' | 'dp'>): number {
+  return request.sampleCap ?? (request.dp === null ? DEFAULT_SAMPLE_CAP : 1)
+}
 export type RoundRequestInput = z.input<typeof roundRequestSchema>
 
 /** The offer's full config: the request plus what the coordinator derived from the manifest. */
 export const roundConfigSchema = roundRequestSchema.extend({
+  /** Decided by the coordinator (`sampleCapOf`): the weight every client of the round uses. */
+  sampleCap: positiveInt.max(10_000_000).default(DEFAULT_SAMPLE_CAP),
   id: z.string().regex(/^r_[0-9a-f]{16}$/, 'a round id'),
   baseVersion: positiveInt,
   manifestCid: z.string().min(10).max(200),

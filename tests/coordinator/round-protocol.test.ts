@@ -100,20 +100,29 @@ describe('a client flooding text frames', () => {
 })
 
 describe('client weights', () => {
-  it('a DP round weighs every client the same (sampleCap 1) unless the request says otherwise (review 49f)', async () => {
+  it('a DP round weighs every client the same (sampleCap 1) unless the request says otherwise, over HTTP too (reviews 49f, 49g)', async () => {
     const clients = [await rawClient(at, token, ['mnist'], { autoAccept: false }), await rawClient(at, token, ['mnist'], { autoAccept: false })]
     try {
-      const capOf = async (request: Record<string, unknown>): Promise<number> => {
-        const started = await c.rounds.start({ model: 'mnist', trainable: ['head'], secure: { mode: 'none' }, selection: { minClients: 2 }, deadlines: { acceptMs: 300 }, ...request })
-        for (let i = 0; i < 250 && !(clients[0]?.offers.some(o => o.id === started.id) ?? false); i++) await sleep(20)
-        const cap = clients[0]?.offers.find(o => o.id === started.id)?.sampleCap
+      const capOf = async (request: Record<string, unknown>, over: 'api' | 'http' = 'api'): Promise<number> => {
+        const body = { model: 'mnist', trainable: ['head'], secure: { mode: 'none' as const }, selection: { minClients: 2 }, deadlines: { acceptMs: 300 }, ...request }
+        let id: string
+        if (over === 'api') {
+          id = (await c.rounds.start(body)).id
+        } else {
+          const res = await fetch(`${at}/v1/rounds`, { method: 'POST', headers: { authorization: `Bearer ${c.adminToken}`, 'content-type': 'application/json' }, body: JSON.stringify(body) })
+          expect(res.status).toBe(202)
+          id = ((await res.json()) as { id: string }).id
+        }
+        for (let i = 0; i < 250 && !(clients[0]?.offers.some(o => o.id === id) ?? false); i++) await sleep(20)
+        const cap = clients[0]?.offers.find(o => o.id === id)?.sampleCap
         // Nobody accepts: the round fails at its accept deadline, and the next may start.
-        await started.done.catch(() => undefined)
+        await untilState(id, 'failed')
         if (cap === undefined) throw new Error('no offer arrived')
         return cap
       }
       expect(await capOf({ dp: { noiseMultiplier: 1, clip: 1 } })).toBe(1)
-      expect(await capOf({ dp: { noiseMultiplier: 1, clip: 1 }, sampleCap: 400 })).toBe(400)
+      expect(await capOf({ dp: { noiseMultiplier: 1, clip: 1 } }, 'http')).toBe(1)
+      expect(await capOf({ dp: { noiseMultiplier: 1, clip: 1 }, sampleCap: 400 }, 'http')).toBe(400)
       expect(await capOf({})).toBe(10_000)
     } finally {
       for (const client of clients) client.close()

@@ -88,6 +88,11 @@ describe('peer scores', () => {
       expect(s.usable('silent')).toBe(true)
     }
     expect(rests).toEqual([1, 2, 4, 8, 16, 16, 16].map(k => k * COOL))
+    // Failures of requests already in flight while it rests are that same incident (review 49g).
+    s.record('burst', 'timeout'); s.record('burst', 'timeout'); s.record('burst', 'timeout')
+    const first = s.snapshot().burst?.avoidUntil as number
+    for (let j = 0; j < 6; j++) s.record('burst', 'timeout')
+    expect(s.snapshot().burst).toMatchObject({ avoidUntil: first, rests: 1 })
     // One success, and the next rest is the first again.
     s.record('silent', 'ok')
     const start = now()
