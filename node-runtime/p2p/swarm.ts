@@ -31,7 +31,7 @@ import { shardClient } from '../../shared/p2p/shard-client.ts'
 import { DEFAULT_BUSY_RETRY_MS, serveShardStream, serveSlots, SHARD_PROTOCOL, type ShardAnswer, type ShardRequest } from '../../shared/p2p/shard-protocol.ts'
 import type { SwarmNetwork } from '../../shared/p2p/swarm-source.ts'
 import { uploadCap } from '../../shared/p2p/token-bucket.ts'
-import { untilAborted } from '../../shared/load/deadline.ts'
+import { clearableDeadline, untilAborted } from '../../shared/load/deadline.ts'
 import { createPeerNode, floodCounters, hostOfPeer, type PeerNode } from './peer-node.ts'
 import type { FloodCounters } from '../../shared/p2p/stream-limit.ts'
 import { knownPeersFile } from './known-peers.ts'
@@ -50,6 +50,8 @@ export interface SwarmOptions {
   maxServing?: number
   /** Memory for recently received objects, served on. Default 64 MiB. */
   recentBytes?: number
+  /** How long a request for an object still on its way here waits before it is answered busy. Default PENDING_ANSWER_MS (2 s). */
+  pendingAnswerMs?: number
   /**
    * The Bloom filter's least capacity in blocks (default 64; it grows with the blocks held, see
    * filterCapacity) and its false-positive rate (default 1%).
@@ -180,11 +182,14 @@ const PROVIDE_GAP_MS = 1_000
 /** How long `join` waits for the DHT routing table to hold a peer. */
 const ROUTING_WAIT_MS = 3_000
 /**
- * How long a request for an object still on its way here waits for it: the origin referred the
- * requester here because this node is getting it, so waiting (within the requester's own
- * deadline) beats sending it back to the origin.
+ * How long a request for an object still on its way here waits for it before it is answered
+ * `busy`: the origin referred the requester here because this node is getting it, so a short
+ * wait beats sending it back to the origin, but a requester gives a peer HEADER_TIMEOUT_MS (4 s)
+ * to answer at all (swarm-source.ts). Waiting up to 20 s here made honest holders look silent.
  */
-const PENDING_WAIT_MS = 20_000
+const PENDING_ANSWER_MS = 2_000
+/** The wait a `busy` answer for an object still on its way asks for. */
+const PENDING_RETRY_MS = 500
 /**
  * Longest a dial to a peer not connected yet may take before its request is given up (the
  * request's own deadline is 10 s). A DHT provider record names any address its author likes: an
@@ -224,6 +229,7 @@ export async function createSwarm (options: SwarmOptions): Promise<Swarm> {
   const maxFilters = options.maxFilters ?? 256
   const maxFilterBytes = options.maxFilterBytes ?? 4 << 20
   const provideMaxDeferMs = options.provideMaxDeferMs ?? PROVIDE_MAX_DEFER_MS
+  const pendingAnswerMs = options.pendingAnswerMs ?? PENDING_ANSWER_MS
   let filterBytes = 0
   const filterSize = (f: BlockFilter): number => Math.ceil(f.bits / 8)
   const dropFilter = (peer: string): void => {
@@ -252,9 +258,16 @@ export async function createSwarm (options: SwarmOptions): Promise<Swarm> {
     if (recentBytes !== undefined) return { status: 'ok', bytes: recentBytes }
     const coming = pending.get(request.cid)
     if (coming !== undefined) {
-      // Referred here while the object is still on its way: answer when it lands.
-      const bytes = await untilAborted(AbortSignal.any([signal, AbortSignal.timeout(PENDING_WAIT_MS)]), coming).catch(() => undefined)
-      if (bytes !== undefined) return { status: 'ok', bytes }
+      // Referred here while the object is still on its way: answer when it lands, or say when
+      // to ask again if it has not landed within PENDING_ANSWER_MS (a failed fetch falls through).
+      const wait = clearableDeadline(pendingAnswerMs)
+      try {
+        const bytes = await untilAborted(AbortSignal.any([signal, wait.signal]), coming).catch(() => undefined)
+        if (bytes !== undefined) return { status: 'ok', bytes }
+        if (wait.signal.aborted && !signal.aborted && pending.get(request.cid) === coming) return { status: 'busy', retryMs: PENDING_RETRY_MS }
+      } finally {
+        wait.clear()
+      }
     }
     const blockCache = blockCaches.get(request.cid)
     if (blockCache !== undefined) {

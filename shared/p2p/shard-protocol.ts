@@ -27,6 +27,7 @@ import { z } from 'zod'
 import { parseCid } from '../crypto/cid.ts'
 import { IntegrityError, InvalidInputError, NotFoundError, TimeoutError, UnavailableError } from '../errors/errors.ts'
 import { parseJsonWith } from '../errors/parse-json.ts'
+import { clearableDeadline as deadline } from '../load/deadline.ts'
 import type { RequestRate } from './request-rate.ts'
 import { wastedStream } from './stream-limit.ts'
 
@@ -136,19 +137,6 @@ async function writeFrame (bytes: ByteStream<Stream>, body: Uint8Array, signal: 
   await bytes.write(frame, { signal })
 }
 
-/**
- * A deadline cleared once its wait is over. AbortSignal.timeout's timer lives until it fires, so
- * a peer sending thousands of requests a second kept two 30 s timers alive per request (review
- * 42b 3: +72–84 MB of heap for 30 s from one connection).
- */
-function deadline (ms: number): { signal: AbortSignal, clear: () => void } {
-  const controller = new AbortController()
-  const timer = setTimeout(() => { controller.abort(new DOMException(`no answer within ${ms} ms`, 'TimeoutError')) }, ms)
-  // As AbortSignal.timeout's: a wait does not keep a process alive (a Node timer; browsers have no unref).
-  ;(timer as { unref?: () => void }).unref?.()
-  return { signal: controller.signal, clear: () => { clearTimeout(timer) } }
-}
-
 /** How long a closed side waits for the peer to close its own before the stream is reset. */
 export const CLOSE_GRACE_MS = 10_000
 
@@ -202,6 +190,11 @@ export interface RequestShardOptions {
    * object, and is refused (IntegrityError) before any body is read.
    */
   size?: number
+  /**
+   * Called once the reply's header has been read, with its status (before an ok answer's body):
+   * the requester's sign that the peer is alive and answering, whatever the body then takes.
+   */
+  onHeader?: (status: ShardAnswer['status']) => void
 }
 
 /** The client end of one shard stream: exchanges one after another. */
@@ -273,6 +266,7 @@ export function shardSession (stream: Stream, options: ShardSessionOptions = {})
         const frame = await readFrame(bytes, MAX_CONTROL_FRAME, signal)
         if (frame === undefined) throw new UnavailableError(`${what}: the stream ended before a reply`)
         const header = parseHeader(frame)
+        if (header.status !== 'bad-request') options.onHeader?.(header.status)
         if (header.status === 'bad-request') throw new InvalidInputError(`${what}: peer refused the request: ${header.message}`)
         let answer: ShardAnswer
         if (header.status !== 'ok') {

@@ -28,7 +28,7 @@ import pLimit, { type LimitFunction } from 'p-limit'
 import { verifyCid } from '../crypto/cid.ts'
 import { IntegrityError, NoConnectionError, UnavailableError } from '../errors/errors.ts'
 import type { BlockSource, BlockSourceGetOptions } from '../load/source.ts'
-import { untilAborted } from '../load/deadline.ts'
+import { clearableDeadline, untilAborted } from '../load/deadline.ts'
 import { busyWaiter } from '../load/retry.ts'
 import { peerScores, type PeerScores } from './peer-score.ts'
 import { DEFAULT_MAX_OBJECT_BYTES, type Referral, type ShardAnswer } from './shard-protocol.ts'
@@ -58,8 +58,8 @@ export interface SwarmNetwork {
    * no peer is preferred.
    */
   connected?: (peer: string) => boolean
-  /** One shard-protocol request to one peer. */
-  request: (peer: string, cid: string, options: { signal: AbortSignal, force?: boolean, maxBytes: number, size?: number }) => Promise<ShardAnswer>
+  /** One shard-protocol request to one peer; `onHeader` as the protocol's (RequestShardOptions). */
+  request: (peer: string, cid: string, options: { signal: AbortSignal, force?: boolean, maxBytes: number, size?: number, onHeader?: (status: ShardAnswer['status']) => void }) => Promise<ShardAnswer>
   /** Remembers the addresses a referral names, so the referred peers can be dialled. */
   learn: (referral: Referral) => Promise<void>
 }
@@ -77,6 +77,10 @@ export interface SwarmSourceOptions {
   originConcurrency?: number
   /** Deadline of one request. Default 10 s. */
   requestTimeoutMs?: number
+  /** How long a peer (not the origin) may take to send its reply's header before it is given up. Default HEADER_TIMEOUT_MS (4 s). */
+  headerTimeoutMs?: number
+  /** How long a peer may stay silent before the next peer is asked beside it. Default HEDGE_AFTER_MS (1 s); Infinity: never. */
+  hedgeAfterMs?: number
   /** Deadline of one DHT provider lookup. Default 1 s. */
   lookupTimeoutMs?: number
   /** How long objects skip an origin no connection could be made to. Default ORIGIN_DOWN_RETRY_MS (5 s). */
@@ -102,6 +106,8 @@ export interface SwarmStats {
   corrupt: number
   /** Referrals the origin gave instead of bytes. */
   referrals: number
+  /** Requests sent beside one to a peer still silent past `hedgeAfterMs` (hedged requests). */
+  hedges: number
   /** `busy` answers from the origin, each waited out. */
   originBusy: number
   /** Verified bytes per serving peer. */
@@ -144,6 +150,23 @@ const PEER_BUSY_PATIENCE_MS = 5_000
 const ORIGIN_DOWN_RETRY_MS = 5_000
 /** Outcomes kept per object for its error message. */
 const OUTCOMES_SAID = 6
+/**
+ * How long a peer may take to send its reply's header. An honest holder answers at once, or
+ * `busy` when the object is still on its way to it (swarm.ts, PENDING_ANSWER_MS: 2 s); the
+ * body may then take as long as the request's deadline allows. A referred peer that accepted
+ * streams and never answered cost the whole 10 s request deadline (review 49c).
+ */
+export const HEADER_TIMEOUT_MS = 4_000
+/**
+ * How long a request to a peer may go without a reply's header before the object's next
+ * candidate is asked beside it: a hedged request (Dean & Barroso, "The Tail at Scale", CACM
+ * 2013, which sends the second request past the 95th-percentile latency). A header takes a
+ * round trip and a cache read; a holder waiting for an object on its way (up to 2 s) is the
+ * slow case this hedges past.
+ */
+export const HEDGE_AFTER_MS = 1_000
+/** Requests of one object's list running at once, hedges included. */
+const HEDGE_WIDTH = 3
 
 /**
  * A busy answer asking for more than the whole patience is never waited for: for this object it
@@ -217,6 +240,8 @@ export function swarmSource (options: SwarmSourceOptions): SwarmSource {
   const perPeer = options.perPeerConcurrency ?? 8
   const originLimit = options.originConcurrency ?? 32
   const requestTimeoutMs = options.requestTimeoutMs ?? 10_000
+  const headerTimeoutMs = options.headerTimeoutMs ?? HEADER_TIMEOUT_MS
+  const hedgeAfterMs = options.hedgeAfterMs ?? HEDGE_AFTER_MS
   const lookupTimeoutMs = options.lookupTimeoutMs ?? 1_000
   const originRetryMs = options.originRetryMs ?? ORIGIN_DOWN_RETRY_MS
   const maxPeers = options.maxPeersPerObject ?? 6
@@ -230,7 +255,7 @@ export function swarmSource (options: SwarmSourceOptions): SwarmSource {
   let originRetryAt = 0
   /** No connection to the origin lately: objects skip it until ORIGIN_DOWN_RETRY_MS passed. */
   const originResting = (): boolean => performance.now() < originRetryAt
-  const stats: SwarmStats = { bytesFromPeers: 0, bytesFromOrigin: 0, bytesFromFallback: 0, requests: 0, corrupt: 0, referrals: 0, originBusy: 0, perPeer: {}, failures: {}, lookups: 0, lookupMs: 0, forcedBecause: {} }
+  const stats: SwarmStats = { bytesFromPeers: 0, bytesFromOrigin: 0, bytesFromFallback: 0, requests: 0, corrupt: 0, referrals: 0, hedges: 0, originBusy: 0, perPeer: {}, failures: {}, lookups: 0, lookupMs: 0, forcedBecause: {} }
 
   const limiter = (peer: string): LimitFunction => {
     let l = limiters.get(peer)
@@ -275,15 +300,16 @@ export function swarmSource (options: SwarmSourceOptions): SwarmSource {
   }
 
   type Outcome = { bytes: Uint8Array } | { referral: Referral[] } | { busy: number } | undefined
+  type OnHeader = (status: ShardAnswer['status']) => void
 
   /** One request to one peer within its concurrency limit; the peer's score records what happened. */
-  const ask = async (peer: string, cid: string, signal: AbortSignal, force: boolean, attempt: Attempt): Promise<Outcome> => {
+  const ask = async (peer: string, cid: string, signal: AbortSignal, force: boolean, attempt: Attempt, onHeader?: OnHeader): Promise<Outcome> => {
     const limit = limiter(peer)
     const said = (what: string): void => {
       if (attempt.outcomes.length < OUTCOMES_SAID) attempt.outcomes.push(`${peer === origin ? 'origin' : `peer …${peer.slice(-8)}`}: ${what}`)
     }
     try {
-      return await asking(limit, peer, cid, signal, force, attempt.size, said)
+      return await asking(limit, peer, cid, signal, force, attempt.size, said, onHeader)
     } finally {
       // A peer with nothing running or queued needs no limiter: peers met once leave nothing behind.
       if (limit.activeCount === 0 && limit.pendingCount === 0 && limiters.get(peer) === limit) limiters.delete(peer)
@@ -292,7 +318,7 @@ export function swarmSource (options: SwarmSourceOptions): SwarmSource {
 
   const fail = (cause: string): void => { stats.failures[cause] = (stats.failures[cause] ?? 0) + 1 }
 
-  const asking = async (limit: LimitFunction, peer: string, cid: string, signal: AbortSignal, force: boolean, size: number | undefined, said: (what: string) => void): Promise<Outcome> => {
+  const asking = async (limit: LimitFunction, peer: string, cid: string, signal: AbortSignal, force: boolean, size: number | undefined, said: (what: string) => void, onHeader?: OnHeader): Promise<Outcome> => {
     // The deadline starts when the request is queued, not when it is sent: behind a peer that
     // accepts streams and never answers, each queued request used to wait out the requests
     // ahead of it and then a whole deadline of its own (4 deadlines for 32 shards, measured).
@@ -301,7 +327,7 @@ export function swarmSource (options: SwarmSourceOptions): SwarmSource {
     const started = new Promise<void>(resolve => { turn = resolve })
     const run = limit(async () => {
       turn()
-      return await requestOnce(peer, cid, signal, deadline, force, size, said)
+      return await requestOnce(peer, cid, signal, deadline, force, size, said, onHeader)
     })
     run.catch(() => {})
     try {
@@ -318,7 +344,7 @@ export function swarmSource (options: SwarmSourceOptions): SwarmSource {
   }
 
   /** One request already through the peer's limiter; its outcome is scored here. */
-  const requestOnce = async (peer: string, cid: string, signal: AbortSignal, deadline: AbortSignal, force: boolean, size: number | undefined, said: (what: string) => void): Promise<Outcome> => {
+  const requestOnce = async (peer: string, cid: string, signal: AbortSignal, deadline: AbortSignal, force: boolean, size: number | undefined, said: (what: string) => void, onHeader?: OnHeader): Promise<Outcome> => {
     // A turn that comes after the deadline (the caller has moved on) sends nothing.
     if (deadline.aborted) throw deadline.reason
     // Rested or banned while this request waited (the requests ahead timed out): skip it.
@@ -330,12 +356,30 @@ export function swarmSource (options: SwarmSourceOptions): SwarmSource {
     stats.requests++
     const sent = performance.now()
     let answer: ShardAnswer
+    // A peer's header is due within headerTimeoutMs. Not the origin's: a slow origin is still the
+    // origin (its timeouts are not scored), and one that swallows dials is rested (above).
+    const silence = peer === origin ? undefined : clearableDeadline(headerTimeoutMs, 'no reply header')
     try {
       // Bounded by the object's own size where it is known: a peer that announces another one is
       // refused at its header, not after up to maxBytes (32 MiB) of body were read and hashed.
-      answer = await network.request(peer, cid, { signal: deadline, force, maxBytes: Math.min(size ?? maxBytes, maxBytes), size })
+      answer = await network.request(peer, cid, {
+        signal: silence === undefined ? deadline : AbortSignal.any([deadline, silence.signal]),
+        force,
+        maxBytes: Math.min(size ?? maxBytes, maxBytes),
+        size,
+        onHeader: status => {
+          silence?.clear()
+          onHeader?.(status)
+        }
+      })
     } catch (err) {
       if (signal.aborted) throw err
+      if (silence?.signal.aborted === true) {
+        fail('TimeoutError')
+        said(`no reply within ${headerTimeoutMs} ms`)
+        scores.record(peer, 'timeout')
+        return undefined
+      }
       // Another size than the object's is as wrong as bytes that do not hash to its CID.
       if (err instanceof IntegrityError) {
         stats.corrupt++
@@ -358,6 +402,8 @@ export function swarmSource (options: SwarmSourceOptions): SwarmSource {
       // A slow origin is still the origin: only bad bytes (below) ever make this source avoid it.
       if (peer !== origin) scores.record(peer, name === 'TimeoutError' ? 'timeout' : 'error')
       return undefined
+    } finally {
+      silence?.clear()
     }
     if (peer === origin) originDown = false
     switch (answer.status) {
@@ -402,7 +448,54 @@ export function swarmSource (options: SwarmSourceOptions): SwarmSource {
   }
 
   /**
+   * One request of an object's list, which the next candidate may join (a hedge) while it is
+   * silent. `outcome` never rejects but on the caller's abort or `cancel`.
+   */
+  interface Hedged {
+    peer: string
+    outcome: Promise<{ peer: string, got: Outcome }>
+    /** Resolves when the peer has sent no header for hedgeAfterMs; never once it has. */
+    silent: Promise<'silent'>
+    /**
+     * Another peer served the object: an ok answer under way is cut at once (or at its header).
+     * One not answered yet runs on to its header deadline, so that a silent peer is scored (and
+     * rested) even when hedges always win; a busy or not-found answer is scored as it comes.
+     */
+    cancel: () => void
+  }
+
+  const hedged = (peer: string, cid: string, signal: AbortSignal, attempt: Attempt): Hedged => {
+    const own = new AbortController()
+    const served = (): void => { own.abort(new Error('another peer served the object first')) }
+    let status: ShardAnswer['status'] | undefined
+    let cancelled = false
+    let hedge: () => void = () => {}
+    const silent = new Promise<'silent'>(resolve => { hedge = () => { resolve('silent') } })
+    const timer = Number.isFinite(hedgeAfterMs) ? setTimeout(hedge, hedgeAfterMs) : undefined
+    const onHeader: OnHeader = heard => {
+      status = heard
+      clearTimeout(timer)
+      if (cancelled && heard === 'ok') served()
+    }
+    const outcome = ask(peer, cid, AbortSignal.any([signal, own.signal]), false, attempt, onHeader).then(got => ({ peer, got }))
+    outcome.then(() => { clearTimeout(timer) }, () => { clearTimeout(timer) })
+    return {
+      peer,
+      outcome,
+      silent,
+      cancel: () => {
+        cancelled = true
+        clearTimeout(timer)
+        if (status === 'ok') served()
+      }
+    }
+  }
+
+  /**
    * Tries `peers` one after the other until one serves; referrals from a peer are not followed.
+   * A peer silent past hedgeAfterMs is joined by the next one (up to HEDGE_WIDTH at once), and
+   * whichever serves first wins: one silent referred peer cost a load the request deadline.
+   *
    * A peer that answered `busy` is asked again when it comes up again (the origin refers to it,
    * the DHT names it), after the wait it asked for, while the object's patience lasts: busy is
    * "later", not "no". Forcing the origin instead, because its referral named only peers that
@@ -417,19 +510,11 @@ export function swarmSource (options: SwarmSourceOptions): SwarmSource {
     const listed = new Set(peers)
     let elsewhere = 0
     for (const busyPeer of attempt.busy.keys()) if (!listed.has(busyPeer)) elsewhere++
-    for (const peer of peers) {
-      if (attempt.tried.has(peer)) continue
-      const retryMs = attempt.busy.get(peer)
-      // The budget bounds new peers only: one that answered busy may still be asked again.
-      if (retryMs === undefined && attempt.asked - elsewhere >= maxPeers) continue
-      attempt.tried.add(peer)
-      if (retryMs === undefined) {
-        attempt.asked++
-      } else {
-        attempt.busy.delete(peer)
-        if (!await attempt.waitBusy(retryMs, signal)) continue
-      }
-      const got = await ask(peer, cid, signal, false, attempt)
+    const running = new Map<string, Hedged>()
+
+    /** Takes in one request's outcome: its bytes, or what it says for the next lists. */
+    const settle = (peer: string, got: Outcome): Uint8Array | undefined => {
+      running.delete(peer)
       if (got !== undefined && 'bytes' in got) {
         stats.bytesFromPeers += got.bytes.length
         stats.perPeer[peer] = (stats.perPeer[peer] ?? 0) + got.bytes.length
@@ -445,8 +530,52 @@ export function swarmSource (options: SwarmSourceOptions): SwarmSource {
           attempt.busy.set(peer, got.busy)
         }
       }
+      return undefined
     }
-    return undefined
+
+    /**
+     * Waits for bytes from any running request, until `latest` (if given) has settled without
+     * them, or has been silent long enough to be hedged: then 'next' (ask the next candidate).
+     */
+    const waitFor = async (latest?: Hedged): Promise<Uint8Array | 'next'> => {
+      for (;;) {
+        if (running.size === 0) return 'next'
+        const racing: Array<Promise<{ peer: string, got: Outcome } | 'silent'>> = [...running.values()].map(async r => await r.outcome)
+        if (latest !== undefined && running.has(latest.peer) && running.size < HEDGE_WIDTH) racing.push(latest.silent)
+        const first = await Promise.race(racing)
+        if (first === 'silent') {
+          stats.hedges++
+          return 'next'
+        }
+        const bytes = settle(first.peer, first.got)
+        if (bytes !== undefined) return bytes
+        if (latest !== undefined && !running.has(latest.peer)) return 'next'
+      }
+    }
+
+    try {
+      for (const peer of peers) {
+        if (attempt.tried.has(peer)) continue
+        const retryMs = attempt.busy.get(peer)
+        // The budget bounds new peers only: one that answered busy may still be asked again.
+        if (retryMs === undefined && attempt.asked - elsewhere >= maxPeers) continue
+        attempt.tried.add(peer)
+        if (retryMs === undefined) {
+          attempt.asked++
+        } else {
+          attempt.busy.delete(peer)
+          if (!await attempt.waitBusy(retryMs, signal)) continue
+        }
+        const request = hedged(peer, cid, signal, attempt)
+        running.set(peer, request)
+        const got = await waitFor(request)
+        if (got !== 'next') return got
+      }
+      const got = await waitFor()
+      return got === 'next' ? undefined : got
+    } finally {
+      for (const request of running.values()) request.cancel()
+    }
   }
 
   /**

@@ -1,8 +1,10 @@
 /**
- * Answer slots come back when the requester goes (review 37c): a runtime asked for an object
- * still on its way waits for it (up to 20 s) holding an answer slot, and that wait was tied to
- * nothing but its own timer, so requesters that reset at once could hold every slot with no
- * stream open, and everyone else was told "busy". Real libp2p nodes on 127.0.0.1.
+ * A runtime asked for an object still on its way waits for it (up to 2 s) holding an answer slot,
+ * then answers "busy" (review 49c: waiting up to 20 s made honest holders look silent to
+ * requesters, which give a peer 4 s to answer). Answer slots come back when the requester goes
+ * (review 37c): that wait was tied to nothing but its own timer, so requesters that reset at once
+ * could hold every slot with no stream open, and everyone else was told "busy". Real libp2p
+ * nodes on 127.0.0.1.
  */
 import { afterAll, beforeAll, expect, it } from 'vitest'
 import { multiaddr, type Multiaddr } from '@multiformats/multiaddr'
@@ -18,7 +20,9 @@ let asker: PeerNode
 let address: Multiaddr
 
 beforeAll(async () => {
-  holder = await createSwarm({ seed: seed(71), maxServing: 8 }) // a peer's share: 2 slots
+  // A peer's share: 2 slots. The wait for an object on its way set past this test's 5 s of asking,
+  // so that only the requesters' resets can free the slots.
+  holder = await createSwarm({ seed: seed(71), maxServing: 8, pendingAnswerMs: 20_000 })
   asker = await createPeerNode({ seed: seed(72) })
   address = multiaddr(holder.node.getMultiaddrs().map(String).find(a => !a.includes('/ws')) as string)
 })
@@ -46,4 +50,29 @@ it('a requester that resets its streams does not keep the slots their answers wa
     await sleep(100)
   }
   expect(answer).toMatchObject({ status: 'not-found' })
+}, 30_000)
+
+it('an object still on its way is served when it lands within the wait, answered busy when it does not, and not-found when its fetch failed', async () => {
+  const waiter = await createSwarm({ seed: seed(73), pendingAnswerMs: 300 })
+  const at = multiaddr(waiter.node.getMultiaddrs().map(String).find(a => !a.includes('/ws')) as string)
+  const ask = async (cid: string): Promise<unknown> => {
+    const stream = await asker.dialProtocol(at, SHARD_PROTOCOL, { signal: AbortSignal.timeout(5_000) })
+    return await requestShard(stream, cid, { signal: AbortSignal.timeout(5_000) })
+  }
+  const soon = new TextEncoder().encode('lands in 100 ms')
+  const soonCid = await rawCid(soon)
+  waiter.fetching(soonCid, sleep(100).then(() => soon))
+  expect(await ask(soonCid)).toEqual({ status: 'ok', bytes: soon })
+
+  const never = await rawCid(new TextEncoder().encode('never lands'))
+  waiter.fetching(never, new Promise<Uint8Array>(() => {}))
+  const asked = performance.now()
+  expect(await ask(never)).toEqual({ status: 'busy', retryMs: 500 })
+  // Within the holder's 300 ms wait (and well inside the requester's 4 s for a header).
+  expect(performance.now() - asked).toBeLessThan(3_000)
+
+  const failed = await rawCid(new TextEncoder().encode('fails'))
+  waiter.fetching(failed, sleep(50).then(() => { throw new Error('no peer had it') }))
+  expect(await ask(failed)).toEqual({ status: 'not-found' })
+  await waiter.stop()
 }, 30_000)

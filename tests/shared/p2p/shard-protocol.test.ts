@@ -98,6 +98,32 @@ describe('shard sessions', () => {
     expect(session.usable).toBe(false)
   })
 
+  it('tells the requester its reply\'s header came before the body has (onHeader), once, with the status', async () => {
+    // A server whose bodies wait on a gate: the header goes out, the body only when opened.
+    let open1: () => void = () => {}
+    const gate = new Promise<void>(resolve => { open1 = resolve })
+    await server.handle('/test/gated-body', async stream => { await serveShardStream(stream, lookup, { timeoutMs: 5_000, pace: async () => { await gate } }) })
+    try {
+      const session = shardSession(await open(server, '/test/gated-body')(server.peerId.toString(), AbortSignal.timeout(5_000)))
+      const [cid, bytes] = [...objects].find(([, b]) => b.length === 300_001) as [string, Uint8Array]
+      const heard: string[] = []
+      let answered = false
+      const answer = session.request(cid, { signal: AbortSignal.timeout(5_000), onHeader: status => { heard.push(status) } }).finally(() => { answered = true })
+      for (let i = 0; i < 200 && heard.length === 0; i++) await sleep(10)
+      expect(heard).toEqual(['ok'])
+      expect(answered).toBe(false)
+      open1()
+      expect(await answer).toEqual({ status: 'ok', bytes })
+      expect(heard).toEqual(['ok'])
+      const unknown = await rawCid(new TextEncoder().encode('nobody has this either'))
+      expect(await session.request(unknown, { signal: AbortSignal.timeout(5_000), onHeader: status => { heard.push(status) } })).toEqual({ status: 'not-found' })
+      expect(heard).toEqual(['ok', 'not-found'])
+      await session.close()
+    } finally {
+      await server.unhandle('/test/gated-body')
+    }
+  })
+
   it('a body above the caller\'s bound is refused on the header', async () => {
     const session = shardSession(await open(server)(server.peerId.toString(), AbortSignal.timeout(5_000)))
     const big = [...objects].find(([, b]) => b.length === 1 << 20)?.[0] as string

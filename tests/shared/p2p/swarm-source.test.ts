@@ -20,7 +20,8 @@ import { peerScores } from '../../../shared/p2p/peer-score.ts'
 const SELF = 'self'
 const ORIGIN = 'origin'
 
-interface Call { peer: string, cid: string, force: boolean, signal: AbortSignal, maxBytes: number, size?: number }
+/** `onHeader` tells the source the reply's header came (a behaviour may call it before it answers; otherwise it is called with the answer). */
+interface Call { peer: string, cid: string, force: boolean, signal: AbortSignal, maxBytes: number, size?: number, onHeader: (status: ShardAnswer['status']) => void }
 type Behaviour = (cid: string, call: Call) => Promise<ShardAnswer>
 
 /** Seeded objects of different lengths, with their real CIDs. */
@@ -68,6 +69,9 @@ interface FakeNetwork extends SwarmNetwork {
   lookups: string[]
   maxInFlight: Map<string, number>
   inFlight: Map<string, number>
+  /** Requests in flight to all peers, now and at most. */
+  running: number
+  peak: number
 }
 
 function fakeNetwork (init: {
@@ -84,6 +88,8 @@ function fakeNetwork (init: {
     lookups: [],
     maxInFlight: new Map(),
     inFlight: new Map(),
+    running: 0,
+    peak: 0,
     likelyHolders: block => [...(init.holders?.[block] ?? [])],
     connected: init.connected,
     async findProviders (block, options) {
@@ -91,8 +97,14 @@ function fakeNetwork (init: {
       if (init.findProviders !== undefined) return await init.findProviders(block, options)
       return (init.providers?.[block] ?? []).slice(0, options.limit)
     },
-    async request (peer, cid, { signal, force, maxBytes, size }) {
-      const call = { peer, cid, force: force === true, signal, maxBytes, size }
+    async request (peer, cid, { signal, force, maxBytes, size, onHeader }) {
+      let heard = false
+      const header = (status: ShardAnswer['status']): void => {
+        if (heard) return
+        heard = true
+        onHeader?.(status)
+      }
+      const call = { peer, cid, force: force === true, signal, maxBytes, size, onHeader: header }
       net.calls.push(call)
       net.events.push(`ask:${peer}`)
       const behaviour = init.peers[peer]
@@ -100,9 +112,13 @@ function fakeNetwork (init: {
       const now = (net.inFlight.get(peer) ?? 0) + 1
       net.inFlight.set(peer, now)
       net.maxInFlight.set(peer, Math.max(now, net.maxInFlight.get(peer) ?? 0))
+      net.peak = Math.max(net.peak, ++net.running)
       try {
-        return await behaviour(cid, call)
+        const answer = await behaviour(cid, call)
+        header(answer.status)
+        return answer
       } finally {
+        net.running--
         net.inFlight.set(peer, (net.inFlight.get(peer) ?? 1) - 1)
       }
     },
@@ -714,6 +730,105 @@ describe('swarm source: a peer that accepts requests and never answers', () => {
     expect(s.scores.usable('liar')).toBe(false)
     expect(s.stats().failures).toEqual({ elsewhere: 1 })
     expect(net.events).not.toContain('learn:other')
+  })
+})
+
+describe('swarm source: silent peers (review 49c)', () => {
+  /** Resolves with the reason `call`'s request was ended with. */
+  const endOf = async (call: Call | undefined): Promise<unknown> => await new Promise(resolve => {
+    if (call === undefined) throw new Error('no such call')
+    if (call.signal.aborted) resolve(call.signal.reason)
+    call.signal.addEventListener('abort', () => { resolve(call.signal.reason) }, { once: true })
+  })
+  const referralTo = (...ids: string[]): ShardAnswer => ({ status: 'elsewhere', peers: ids.map(id => ({ id, addrs: [] })) })
+
+  it('a referred peer silent past hedgeAfterMs is joined by the next, which serves; the silent one is scored at its header deadline', async () => {
+    const [o] = await objects(1)
+    if (o === undefined) throw new Error('no object')
+    store.set(o.cid, o.bytes)
+    const net = fakeNetwork({ peers: { quiet: hangs, good: holds, [ORIGIN]: scripted(referralTo('quiet', 'good'), holds) } })
+    const s = source(net, { requestTimeoutMs: 10_000, hedgeAfterMs: 100, headerTimeoutMs: 600 })
+    expect(await s.get(o.cid, { signal: signal() })).toEqual(o.bytes)
+    // The second referred peer was asked while the first was still silent, and the origin not forced.
+    expect(net.calls.map(c => c.peer)).toEqual([ORIGIN, 'quiet', 'good'])
+    const quiet = net.calls[1]
+    expect(quiet?.signal.aborted).toBe(false)
+    expect(s.stats()).toMatchObject({ hedges: 1, perPeer: { good: o.bytes.length }, bytesFromOrigin: 0, forcedBecause: {} })
+    // The silent peer's request runs on to its header deadline (not the 10 s request deadline),
+    // and counts against it: hedges winning must not hide a peer that never answers.
+    const reason = await endOf(quiet)
+    expect(reason).toBeInstanceOf(TimeoutError)
+    expect((reason as Error).message).toBe('no reply header within 600 ms')
+    await vi.waitFor(() => { expect(s.scores.snapshot().quiet).toMatchObject({ consecutiveFailures: 1 }) }, { timeout: 1_000 })
+    expect(s.stats().failures).toEqual({ TimeoutError: 1 })
+  })
+
+  it('without hedging, a silent peer is given up at headerTimeoutMs, not at the request deadline, and says so', async () => {
+    const [o] = await objects(1)
+    if (o === undefined) throw new Error('no object')
+    const net = fakeNetwork({ peers: { quiet: hangs, [ORIGIN]: notFound }, holders: { [o.cid]: ['quiet'] } })
+    const s = source(net, { requestTimeoutMs: 30_000, hedgeAfterMs: Infinity, headerTimeoutMs: 300 })
+    const err = await s.get(o.cid, { signal: signal() }).then(() => undefined, (e: unknown) => e)
+    expect(err).toBeInstanceOf(UnavailableError)
+    expect((err as Error).message).toContain(`peer …quiet: no reply within 300 ms`)
+    expect((net.calls[0]?.signal.reason as Error).message).toBe('no reply header within 300 ms')
+    expect(s.stats()).toMatchObject({ hedges: 0, failures: { TimeoutError: 1 } })
+  })
+
+  it('a peer whose header came is not hedged, however long its body then takes', async () => {
+    const [o] = await objects(1)
+    if (o === undefined) throw new Error('no object')
+    store.set(o.cid, o.bytes)
+    const slowBody: Behaviour = async (cid, call) => {
+      call.onHeader('ok')
+      await new Promise(resolve => setTimeout(resolve, 400))
+      return await holds(cid, call)
+    }
+    const net = fakeNetwork({ peers: { slow: slowBody, other: holds, [ORIGIN]: scripted(referralTo('slow', 'other'), holds) } })
+    const s = source(net, { hedgeAfterMs: 50, headerTimeoutMs: 100 })
+    expect(await s.get(o.cid, { signal: signal() })).toEqual(o.bytes)
+    expect(net.calls.map(c => c.peer)).toEqual([ORIGIN, 'slow'])
+    expect(s.stats()).toMatchObject({ hedges: 0, perPeer: { slow: o.bytes.length }, failures: {} })
+  })
+
+  it('a hedged peer whose ok header comes after another served is cut there, and not held against it', async () => {
+    const [o] = await objects(1)
+    if (o === undefined) throw new Error('no object')
+    store.set(o.cid, o.bytes)
+    let late: Call | undefined
+    // Its header at 300 ms, its body never (until its request is ended).
+    const lateStart: Behaviour = async (cid, call) => {
+      late = call
+      await new Promise(resolve => setTimeout(resolve, 300))
+      call.onHeader('ok')
+      return await hangs(cid, call)
+    }
+    const net = fakeNetwork({ peers: { late: lateStart, quick: holds, [ORIGIN]: scripted(referralTo('late', 'quick'), holds) } })
+    const s = source(net, { hedgeAfterMs: 50, headerTimeoutMs: 5_000, requestTimeoutMs: 10_000 })
+    expect(await s.get(o.cid, { signal: signal() })).toEqual(o.bytes)
+    expect(s.stats().perPeer).toEqual({ quick: o.bytes.length })
+    expect(late?.signal.aborted).toBe(false)
+    const reason = await endOf(late)
+    expect((reason as Error).message).toBe('another peer served the object first')
+    await new Promise(resolve => setTimeout(resolve, 20))
+    expect(s.scores.snapshot().late).toBeUndefined()
+    expect(s.stats().failures).toEqual({})
+  })
+
+  it('asks at most three peers of a list at once, and takes the first that serves', async () => {
+    const [o] = await objects(1)
+    if (o === undefined) throw new Error('no object')
+    store.set(o.cid, o.bytes)
+    const quiet = ['q1', 'q2', 'q3', 'q4']
+    const net = fakeNetwork({
+      peers: { ...Object.fromEntries(quiet.map(q => [q, hangs])), last: holds, [ORIGIN]: scripted(referralTo(...quiet, 'last'), holds) }
+    })
+    const s = source(net, { hedgeAfterMs: 30, headerTimeoutMs: 300, requestTimeoutMs: 10_000, maxPeersPerObject: 6 })
+    expect(await s.get(o.cid, { signal: signal() })).toEqual(o.bytes)
+    // q1–q3 at once; q4 when q1's header deadline ended it; `last` when q2's did.
+    expect(net.calls.map(c => c.peer)).toEqual([ORIGIN, ...quiet, 'last'])
+    expect(net.peak).toBe(3)
+    expect(s.stats()).toMatchObject({ perPeer: { last: o.bytes.length }, bytesFromOrigin: 0 })
   })
 })
 
