@@ -447,7 +447,9 @@ export function roundManager (deps: RoundManagerDeps): RoundManager {
     if (candidates.length < least) {
       const given = givenAtBase === 0 ? '' : ` (${givenAtBase} more already uploaded from version ${base.row.version} to a round that failed or did not take the upload, and give one update per base version)`
       const why = least === request.selection.minClients ? '' : least === masking ? ` (masking needs ${MIN_MASKING_CLIENTS})` : ` (selection.minUploads)`
-      throw new TooFewClientsError(`round for ${request.model} not started: ${candidates.length} eligible client(s) connected${given}, at least ${least} needed${why}`)
+      // The remedy named where the lock-out shows (review 49f): the README's alone was missed.
+      const remedy = givenAtBase === 0 ? '' : `; those that uploaded train again from a new version (ingest changed weights: the same files are the same version)`
+      throw new TooFewClientsError(`round for ${request.model} not started: ${candidates.length} eligible client(s) connected${given}, at least ${least} needed${why}${remedy}`)
     }
     const count = Math.min(request.selection.maxClients, Math.max(least, Math.ceil(request.selection.fraction * candidates.length)))
     const selected = sample(candidates, count)

@@ -540,13 +540,10 @@ export function swarmSource (options: SwarmSourceOptions): SwarmSource {
     const waitFor = async (latest?: Hedged): Promise<Uint8Array | 'next'> => {
       for (;;) {
         if (running.size === 0) return 'next'
-        const racing: Array<Promise<{ peer: string, got: Outcome } | 'silent'>> = [...running.values()].map(async r => await r.outcome)
+        const racing: Array<Promise<{ peer: string, got: Outcome } | 'silent'>> = [...running.values()].map(r => r.outcome)
         if (latest !== undefined && running.has(latest.peer) && running.size < HEDGE_WIDTH) racing.push(latest.silent)
         const first = await Promise.race(racing)
-        if (first === 'silent') {
-          stats.hedges++
-          return 'next'
-        }
+        if (first === 'silent') return 'next'
         const bytes = settle(first.peer, first.got)
         if (bytes !== undefined) return bytes
         if (latest !== undefined && !running.has(latest.peer)) return 'next'
@@ -566,6 +563,7 @@ export function swarmSource (options: SwarmSourceOptions): SwarmSource {
           attempt.busy.delete(peer)
           if (!await attempt.waitBusy(retryMs, signal)) continue
         }
+        if (running.size > 0) stats.hedges++
         const request = hedged(peer, cid, signal, attempt)
         running.set(peer, request)
         const got = await waitFor(request)

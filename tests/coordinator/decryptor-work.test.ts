@@ -41,7 +41,7 @@ import { mulberry32 } from '../../shared/random/seeded.ts'
 const TOKEN = 'test-token-decryptor-work-0123'
 const LENGTH = 70
 const BASE_VERSION = 2
-/** coordinator/rounds/secure/paillier.ts DECRYPT_ATTEMPTS: requests a round's sum gets while the decryptor is unreachable. */
+/** The requests a round's sum got while the decryptor was unreachable, before review 49f (now: until its deadline). */
 const DECRYPT_ATTEMPTS_FOR_OUTAGES = 5
 const identities = Array.from({ length: 4 }, () => generateSigningKey())
 const idOf = (c: number): string => toHex((identities[c] as SigningKeyPair).publicKey)
@@ -275,6 +275,35 @@ describe('DECRYPT_SLOTS bounds decryptions, not connections (review 37a, bug B)'
       await s.app.close()
     }
   }, 30_000)
+
+  it('the coordinator asks a decryptor that drops its connections again until the round\'s deadline, not five times (review 49f: a restart failed the round)', async () => {
+    const roundId = 'r_00000000000000d1'
+    const s = await serve(await tempDir(), log => log)
+    // The first eight connections are dropped before a byte is read: a decryptor restarting.
+    const DROPPED = DECRYPT_ATTEMPTS_FOR_OUTAGES + 3
+    let dropped = 0
+    let down = false
+    s.app.server.prependListener('connection', (socket: import('node:net').Socket) => {
+      if (down && dropped < DROPPED) {
+        dropped++
+        socket.destroy()
+      }
+    })
+    try {
+      const access = { baseUrl: s.url, token: TOKEN }
+      const config = { id: roundId, model: modelOf(roundId), baseVersion: BASE_VERSION, vectorLength: LENGTH, paillier: await paillierOffer(access) } as unknown as RoundConfig
+      const secure = await paillierServer(config, access, { retryMs: 2 })
+      // The key was read before the outage: the sum's requests are the ones dropped.
+      down = true
+      s.app.server.closeAllConnections()
+      const { xs, contributions } = await round(s.key, s.layout, 90, roundId)
+      const uploads = new Map<string, AcceptedUpload>(contributions.map(c => [c.clientId, { payload: c.ciphertexts, signature: toBase64(c.signature) }]))
+      expect(await secure.sum(uploads, { send: () => {}, signal: new AbortController().signal })).toEqual(ringSum(xs, LENGTH))
+      expect(dropped).toBe(DROPPED)
+    } finally {
+      await s.app.close()
+    }
+  }, 60_000)
 
   it.each([1, 2])('stop() ends a decryption whose caller hung up (on %i thread(s)) before it lets the data dir go: nothing writes into it after', async threads => {
     const dir = await tempDir()

@@ -387,7 +387,7 @@ describe('a client\'s own record of the updates it gave', () => {
       for (const other of [b, d]) other.sendJson({ type: 'decline', roundId: config.id, reason: 'not now' })
       expect((await started.done).state).toBe('failed')
       // b and d said no without a record: they stay eligible; a does not.
-      await expect(c.rounds.start(request)).rejects.toThrow(`round for mnist not started: 2 eligible client(s) connected (1 more already uploaded from version ${config.baseVersion} to a round that failed or did not take the upload, and give one update per base version), at least 3 needed`)
+      await expect(c.rounds.start(request)).rejects.toThrow(`round for mnist not started: 2 eligible client(s) connected (1 more already uploaded from version ${config.baseVersion} to a round that failed or did not take the upload, and give one update per base version), at least 3 needed; those that uploaded train again from a new version (ingest changed weights: the same files are the same version)`)
       const plain = await c.rounds.start({ ...request, secure: { mode: 'none' }, selection: { minClients: 2 }, deadlines: { acceptMs: 500 } })
       await b.next(m => m.type === 'offer' && m.config.id === plain.id)
       expect([...(b.offers.find(o => o.id === plain.id) as RoundConfig).clients].sort()).toEqual([b.id, d.id].sort())

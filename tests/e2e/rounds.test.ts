@@ -585,7 +585,7 @@ describe('rounds (mode masking)', () => {
       await Promise.all(first.map(async p => { await p.participant.ready() }))
       for (const mode of ['masking', 'none'] as const) {
         await expect(c.rounds.run({ model: 'mnist', trainable: ['head'], secure: { mode }, selection: { minClients: 3 } }))
-          .rejects.toThrow('round for mnist not started: 0 eligible client(s) connected (4 more already uploaded from version 1 to a round that failed or did not take the upload, and give one update per base version), at least 3 needed')
+          .rejects.toThrow('round for mnist not started: 0 eligible client(s) connected (4 more already uploaded from version 1 to a round that failed or did not take the upload, and give one update per base version), at least 3 needed; those that uploaded train again from a new version (ingest changed weights: the same files are the same version)')
       }
       fresh.push(...await startParticipants(at, token, join(root, 'masking-retry-fresh'), 3, { extra: () => ({ secureClient: secureClients() }) }))
       const retry = await c.rounds.run({ model: 'mnist', trainable: ['head'], secure: { mode: 'masking', dropoutRate: 0 }, selection: { minClients: 3, maxClients: 7, fraction: 1 } })

@@ -28,10 +28,9 @@ import type { SecureRoundServer } from './types.ts'
  * outlive a fixed 300 s deadline, and a caller that gives up loses the round's one decryption.
  */
 const DECRYPT_MS_PER_CIPHERTEXT = 50
-/** Requests for one round's sum, at most, while the decryptor cannot be reached or does not answer. */
-const DECRYPT_ATTEMPTS = 5
-/** Wait before asking again, doubled after each attempt: 1, 2, 4, 8 s. */
+/** Wait before asking an unreachable decryptor again, doubled after each failure up to DECRYPT_RETRY_MAX_MS. */
 const DECRYPT_RETRY_MS = 1_000
+const DECRYPT_RETRY_MAX_MS = 15_000
 
 type DecryptorAccess = Pick<DecryptorClientOptions, 'baseUrl' | 'token'>
 
@@ -43,19 +42,20 @@ export async function paillierOffer (decryptor: DecryptorAccess): Promise<NonNul
 
 /**
  * The round's sum, asked for again (the same request) while the decryptor cannot be reached or
- * its answer is cut off, up to DECRYPT_ATTEMPTS times, all within one deadline of `timeoutMs`.
- * Review 37a: the decryptor's socket closed under a long decryption, the round failed on the
- * first UnavailableError, and the sum the decryptor went on to keep was never asked for.
- * A busy answer (its slots hold other rounds' decryptions, which may run for minutes) is waited
- * out as its Retry-After asks, without using an attempt: only the deadline ends that wait.
+ * its answer is cut off, until one deadline of `timeoutMs`. Review 37a: the decryptor's socket
+ * closed under a long decryption, the round failed on the first UnavailableError, and the sum
+ * the decryptor went on to keep was never asked for. Review 49f: five requests over 15 s failed
+ * the round across a decryptor's restart, and every client that had uploaded lost its update
+ * for that base version (one per base version). A busy answer (its slots hold other rounds'
+ * decryptions, which may run for minutes) is waited out as its Retry-After asks.
  */
-async function decryptAsking (decryptor: DecryptorClient, request: RoundContributions, timeoutMs: number, signal: AbortSignal): Promise<Uint32Array> {
+async function decryptAsking (decryptor: DecryptorClient, request: RoundContributions, timeoutMs: number, signal: AbortSignal, retryMs = DECRYPT_RETRY_MS): Promise<Uint32Array> {
   const deadline = AbortSignal.timeout(timeoutMs)
   const either = AbortSignal.any([signal, deadline])
   // The caller's abort is its own; the deadline's is a TimeoutError naming the round.
   const cutShort = (requests: number, err: unknown): unknown => signal.aborted
     ? signal.reason
-    : new TimeoutError(`round ${request.roundId}: no sum from the decryptor within ${timeoutMs} ms (${requests} request(s))`, { cause: err })
+    : new TimeoutError(`round ${request.roundId}: no sum from the decryptor within ${timeoutMs} ms (${requests} request(s); the last: ${err instanceof Error ? err.message.slice(0, 200) : String(err)})`, { cause: err })
   const waitBusy = busyWaiter(timeoutMs)
   let failures = 0
   for (let requests = 1; ; requests++) {
@@ -64,8 +64,9 @@ async function decryptAsking (decryptor: DecryptorClient, request: RoundContribu
     } catch (err) {
       if (either.aborted) throw cutShort(requests, err)
       if (err instanceof BusyError && await waitBusy(err.retryAfterMs, either).catch(() => { throw cutShort(requests, err) })) continue
-      if (!isUnreachable(err) || ++failures >= DECRYPT_ATTEMPTS) throw err
-      await sleep(DECRYPT_RETRY_MS * 2 ** (failures - 1), either).catch(() => { throw cutShort(requests, err) })
+      if (!isUnreachable(err)) throw err
+      failures++
+      await sleep(Math.min(DECRYPT_RETRY_MAX_MS, retryMs * 2 ** (failures - 1)), either).catch(() => { throw cutShort(requests, err) })
     }
   }
 }
@@ -75,8 +76,9 @@ async function decryptAsking (decryptor: DecryptorClient, request: RoundContribu
  * key the decryptor no longer holds fails before anyone trains; `offline` leaves that to the sum
  * (whose request names the key, which the decryptor checks: 409 KeyMismatch), for a round resumed
  * at a start that must not wait on the decryptor (review 47b: such a round was failed instead).
+ * `retryMs`: the first wait before an unreachable decryptor is asked again (tests shorten it).
  */
-export async function paillierServer (config: RoundConfig, access: DecryptorAccess, { offline = false }: { offline?: boolean } = {}): Promise<SecureRoundServer> {
+export async function paillierServer (config: RoundConfig, access: DecryptorAccess, { offline = false, retryMs }: { offline?: boolean, retryMs?: number } = {}): Promise<SecureRoundServer> {
   const key = await readKeyInfo(paillierKeyInfoSchema.parse(config.paillier))
   const count = ciphertextCount(key.layout, config.vectorLength)
   const decryptTimeoutMs = DEFAULT_DECRYPT_TIMEOUT_MS + count * DECRYPT_MS_PER_CIPHERTEXT
@@ -99,7 +101,7 @@ export async function paillierServer (config: RoundConfig, access: DecryptorAcce
     async sum (uploads, io) {
       // Each upload goes with its client's signature: the decryptor opens it only for this round.
       const contributions = [...uploads].map(([clientId, u]) => ({ clientId, ciphertexts: u.payload, signature: fromBase64(u.signature) }))
-      return await decryptAsking(decryptor, { roundId: config.id, model: config.model, length: config.vectorLength, baseVersion: config.baseVersion, keyId: key.keyId, maxClients: key.layout.maxClients, contributions }, decryptTimeoutMs, io.signal)
+      return await decryptAsking(decryptor, { roundId: config.id, model: config.model, length: config.vectorLength, baseVersion: config.baseVersion, keyId: key.keyId, maxClients: key.layout.maxClients, contributions }, decryptTimeoutMs, io.signal, retryMs)
     },
     drop () {},
     snapshot: () => null,
