@@ -15,6 +15,7 @@ import { rawCid } from '../../../shared/crypto/cid.ts'
 import { IntegrityError, NoConnectionError, NotFoundError, TimeoutError, UnavailableError } from '../../../shared/errors/errors.ts'
 import { mulberry32 } from '../../../shared/random/seeded.ts'
 import { BUSY_PATIENCE_MS } from '../../../shared/load/retry.ts'
+import { sleep } from '../../../shared/load/deadline.ts'
 import { peerScores } from '../../../shared/p2p/peer-score.ts'
 
 const SELF = 'self'
@@ -760,7 +761,7 @@ describe('swarm source: silent peers (review 49c)', () => {
     expect(reason).toBeInstanceOf(TimeoutError)
     expect((reason as Error).message).toBe('no reply header within 600 ms')
     await vi.waitFor(() => { expect(s.scores.snapshot().quiet).toMatchObject({ consecutiveFailures: 1 }) }, { timeout: 1_000 })
-    expect(s.stats().failures).toEqual({ TimeoutError: 1 })
+    expect(s.stats().failures).toEqual({ 'header TimeoutError': 1 })
   })
 
   it('without hedging, a silent peer is given up at headerTimeoutMs, not at the request deadline, and says so', async () => {
@@ -772,7 +773,25 @@ describe('swarm source: silent peers (review 49c)', () => {
     expect(err).toBeInstanceOf(UnavailableError)
     expect((err as Error).message).toContain(`peer …quiet: no reply within 300 ms`)
     expect((net.calls[0]?.signal.reason as Error).message).toBe('no reply header within 300 ms')
-    expect(s.stats()).toMatchObject({ hedges: 0, failures: { TimeoutError: 1 } })
+    expect(s.stats()).toMatchObject({ hedges: 0, failures: { 'header TimeoutError': 1 } })
+  })
+
+  it('the header deadline follows the header times seen (RFC 6298): peers slow alike are not cut', async () => {
+    const objs = await objects(12)
+    for (const o of objs) store.set(o.cid, o.bytes)
+    // Headers after 100 or 300 ms, in turn: SRTT ≈ 200 ms, RTTVAR ≈ 100 ms, so a deadline of
+    // SRTT + 4·RTTVAR ≈ 600 ms, past the floor of 400 ms, which the last object's 500 ms would miss.
+    let i = 0
+    const varying: Behaviour = async (cid, call) => {
+      const ms = i++ < objs.length - 1 ? (i % 2 === 0 ? 100 : 300) : 500
+      // Ended by the request's signal, as a real stream is.
+      await sleep(ms, call.signal)
+      return await holds(cid, call)
+    }
+    const net = fakeNetwork({ peers: { p: varying, [ORIGIN]: notFound }, holders: Object.fromEntries(objs.map(o => [o.cid, ['p']])) })
+    const s = source(net, { requestTimeoutMs: 10_000, headerTimeoutMs: 400, hedgeAfterMs: Infinity })
+    for (const o of objs) expect(await s.get(o.cid, { signal: signal() })).toEqual(o.bytes)
+    expect(s.stats()).toMatchObject({ failures: {}, perPeer: { p: objs.reduce((n, o) => n + o.bytes.length, 0) } })
   })
 
   it('a peer whose header came is not hedged, however long its body then takes', async () => {
