@@ -50,7 +50,7 @@ export interface SwarmOptions {
   maxServing?: number
   /** Memory for recently received objects, served on. Default 64 MiB. */
   recentBytes?: number
-  /** How long a request for an object still on its way here waits before it is answered busy. Default PENDING_ANSWER_MS (2 s). */
+  /** How long a request for an object still on its way here waits before it is answered busy. Default PENDING_ANSWER_MS (20 s). */
   pendingAnswerMs?: number
   /**
    * The Bloom filter's least capacity in blocks (default 64; it grows with the blocks held, see
@@ -183,11 +183,13 @@ const PROVIDE_GAP_MS = 1_000
 const ROUTING_WAIT_MS = 3_000
 /**
  * How long a request for an object still on its way here waits for it before it is answered
- * `busy`: the origin referred the requester here because this node is getting it, so a short
- * wait beats sending it back to the origin, but a requester gives a peer HEADER_TIMEOUT_MS (4 s)
- * to answer at all (swarm-source.ts). Waiting up to 20 s here made honest holders look silent.
+ * `busy`: the origin referred the requester here because this node is getting it, so waiting
+ * (within the requester's own 10 s deadline) beats sending it back to the origin. 2 s, to fit
+ * a 4 s header deadline on requesters, cost the coordinator 1.41 × the model in the uncapped
+ * swarm bench where this took 1.00–1.07 × (BENCHMARKS.md, "Stop 50"): requesters sent back
+ * re-asked the origin, and timed out more.
  */
-const PENDING_ANSWER_MS = 2_000
+const PENDING_ANSWER_MS = 20_000
 /** The wait a `busy` answer for an object still on its way asks for. */
 const PENDING_RETRY_MS = 500
 /**

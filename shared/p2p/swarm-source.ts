@@ -12,6 +12,8 @@
  *   4. the origin again with `force`, which makes it serve;
  *   5. a fallback source (the coordinator's HTTP API), when the origin cannot be reached.
  *
+ * A peer that has sent no reply header past the hedge delay (HEDGE_AFTER_MS, or more as the
+ * header times seen say) is joined by the list's next candidate, and the first to serve wins.
  * Every answer is verified against its CID before it is returned; a peer whose bytes do not
  * match is banned (peer-score.ts) and the next one is asked. A peer that answers busy is asked
  * again, after the wait it asks for, when the origin refers to it (within a patience; a wait
@@ -80,12 +82,13 @@ export interface SwarmSourceOptions {
   requestTimeoutMs?: number
   /**
    * The least time a peer (not the origin) is given to send its reply's header before it is given
-   * up; more when the headers seen take longer (HEADER_DEADLINE_K). Default HEADER_TIMEOUT_MS (4 s).
+   * up; more when the headers seen take longer (HEADER_DEADLINE_K). Default: the request deadline
+   * (no deadline of its own; see HEADER_DEADLINE_K for why).
    */
   headerTimeoutMs?: number
   /**
    * The least time a peer may stay silent before the next is asked beside it; more when the
-   * headers seen take longer (HEDGE_K). Default HEDGE_AFTER_MS (1 s); Infinity: never.
+   * headers seen take longer (HEDGE_K). Default HEDGE_AFTER_MS (2 s); Infinity: never.
    */
   hedgeAfterMs?: number
   /** Deadline of one DHT provider lookup. Default 1 s. */
@@ -158,27 +161,27 @@ const ORIGIN_DOWN_RETRY_MS = 5_000
 /** Outcomes kept per object for its error message. */
 const OUTCOMES_SAID = 6
 /**
- * The least time a peer is given to send its reply's header. An honest holder answers at once,
- * or `busy` when the object is still on its way to it (swarm.ts, PENDING_ANSWER_MS: 2 s); the
- * body may then take as long as the request's deadline allows. A referred peer that accepted
- * streams and never answered cost the whole 10 s request deadline (review 49c). Not fixed: on
- * a CPU-starved node headers take seconds, and a fixed 4 s cut and rested honest peers (the
- * swarm bench: 181 timeouts where there had been 12, the coordinator serving 1.14 × the model,
- * 3.12 × under a cap). The deadline is the header times seen, as TCP's retransmission timeout
- * is the round trips seen: SRTT + 4·RTTVAR (RFC 6298), within [this, the request's deadline].
+ * A header deadline shorter than the request's, when a caller sets one (`headerTimeoutMs`): the
+ * header times seen, as TCP's retransmission timeout is the round trips seen, SRTT + 4·RTTVAR
+ * (RFC 6298), within [`headerTimeoutMs`, the request's deadline]. Off by default: a fixed 4 s
+ * cut the honest peers of the CPU-starved swarm bench (17 processes on 2 cores, where a reply's
+ * header took seconds) and rested them, 181 timeouts where there had been 12 and the coordinator
+ * serving 1.14 × the model (3.12 × under a cap); following the header times seen, 1.15 × and
+ * 3.27 × (BENCHMARKS.md, "Stop 50"). Hedging (below) keeps a silent peer from holding a load up
+ * without cutting anyone.
  */
-export const HEADER_TIMEOUT_MS = 4_000
 const HEADER_DEADLINE_K = 4
 /**
  * The least time a request to a peer may go without a reply's header before the object's next
  * candidate is asked beside it: a hedged request (Dean & Barroso, "The Tail at Scale", CACM
- * 2013, which sends the second request past the 95th-percentile latency: SRTT + 2·RTTVAR of the
- * headers seen stands in for it, within [this, the header deadline]). A header takes a round
- * trip and a cache read; a holder waiting for an object on its way (up to 2 s) is the slow case
- * this hedges past.
+ * 2013). Past SRTT + 4·RTTVAR of the peers' header times seen (RFC 6298's RTO, before its floor),
+ * at least 2 s: what a starved CPU makes of a header is slow, not silent. The swarm bench
+ * (BENCHMARKS.md, "Stop 50"): hedging past 1 s or SRTT + 2·RTTVAR asked beside 27–29 % of
+ * requests and made peers upload 1.3–1.4 × what the wave needed; past this, 4.9 % uncapped
+ * (18 % under a 50 MB/s cap), with no request failing in the uncapped wave.
  */
-export const HEDGE_AFTER_MS = 1_000
-const HEDGE_K = 2
+export const HEDGE_AFTER_MS = 2_000
+const HEDGE_K = 4
 /** Requests of one object's list running at once, hedges included. */
 const HEDGE_WIDTH = 3
 
@@ -254,7 +257,7 @@ export function swarmSource (options: SwarmSourceOptions): SwarmSource {
   const perPeer = options.perPeerConcurrency ?? 8
   const originLimit = options.originConcurrency ?? 32
   const requestTimeoutMs = options.requestTimeoutMs ?? 10_000
-  const headerFloorMs = options.headerTimeoutMs ?? HEADER_TIMEOUT_MS
+  const headerFloorMs = options.headerTimeoutMs ?? requestTimeoutMs
   const hedgeFloorMs = options.hedgeAfterMs ?? HEDGE_AFTER_MS
   /**
    * Peers' header times (the origin's not: it is never cut, and answers most requests with a
@@ -322,16 +325,17 @@ export function swarmSource (options: SwarmSourceOptions): SwarmSource {
   }
 
   type Outcome = { bytes: Uint8Array } | { referral: Referral[] } | { busy: number } | undefined
-  type OnHeader = (status: ShardAnswer['status']) => void
+  /** Told when a request leaves this node's queue for its peer, and when the peer's reply header comes. */
+  interface Watch { sent: () => void, header: (status: ShardAnswer['status']) => void }
 
   /** One request to one peer within its concurrency limit; the peer's score records what happened. */
-  const ask = async (peer: string, cid: string, signal: AbortSignal, force: boolean, attempt: Attempt, onHeader?: OnHeader): Promise<Outcome> => {
+  const ask = async (peer: string, cid: string, signal: AbortSignal, force: boolean, attempt: Attempt, watch?: Watch): Promise<Outcome> => {
     const limit = limiter(peer)
     const said = (what: string): void => {
       if (attempt.outcomes.length < OUTCOMES_SAID) attempt.outcomes.push(`${peer === origin ? 'origin' : `peer …${peer.slice(-8)}`}: ${what}`)
     }
     try {
-      return await asking(limit, peer, cid, signal, force, attempt.size, said, onHeader)
+      return await asking(limit, peer, cid, signal, force, attempt.size, said, watch)
     } finally {
       // A peer with nothing running or queued needs no limiter: peers met once leave nothing behind.
       if (limit.activeCount === 0 && limit.pendingCount === 0 && limiters.get(peer) === limit) limiters.delete(peer)
@@ -340,7 +344,7 @@ export function swarmSource (options: SwarmSourceOptions): SwarmSource {
 
   const fail = (cause: string): void => { stats.failures[cause] = (stats.failures[cause] ?? 0) + 1 }
 
-  const asking = async (limit: LimitFunction, peer: string, cid: string, signal: AbortSignal, force: boolean, size: number | undefined, said: (what: string) => void, onHeader?: OnHeader): Promise<Outcome> => {
+  const asking = async (limit: LimitFunction, peer: string, cid: string, signal: AbortSignal, force: boolean, size: number | undefined, said: (what: string) => void, watch?: Watch): Promise<Outcome> => {
     // The deadline starts when the request is queued, not when it is sent: behind a peer that
     // accepts streams and never answers, each queued request used to wait out the requests
     // ahead of it and then a whole deadline of its own (4 deadlines for 32 shards, measured).
@@ -349,7 +353,7 @@ export function swarmSource (options: SwarmSourceOptions): SwarmSource {
     const started = new Promise<void>(resolve => { turn = resolve })
     const run = limit(async () => {
       turn()
-      return await requestOnce(peer, cid, signal, deadline, force, size, said, onHeader)
+      return await requestOnce(peer, cid, signal, deadline, force, size, said, watch)
     })
     run.catch(() => {})
     try {
@@ -366,7 +370,7 @@ export function swarmSource (options: SwarmSourceOptions): SwarmSource {
   }
 
   /** One request already through the peer's limiter; its outcome is scored here. */
-  const requestOnce = async (peer: string, cid: string, signal: AbortSignal, deadline: AbortSignal, force: boolean, size: number | undefined, said: (what: string) => void, onHeader?: OnHeader): Promise<Outcome> => {
+  const requestOnce = async (peer: string, cid: string, signal: AbortSignal, deadline: AbortSignal, force: boolean, size: number | undefined, said: (what: string) => void, watch?: Watch): Promise<Outcome> => {
     // A turn that comes after the deadline (the caller has moved on) sends nothing.
     if (deadline.aborted) throw deadline.reason
     // Rested or banned while this request waited (the requests ahead timed out): skip it.
@@ -377,6 +381,7 @@ export function swarmSource (options: SwarmSourceOptions): SwarmSource {
     }
     stats.requests++
     const sent = performance.now()
+    watch?.sent()
     let answer: ShardAnswer
     // A peer's header is due within headerTimeoutMs. Not the origin's: a slow origin is still the
     // origin (its timeouts are not scored), and one that swallows dials is rested (above).
@@ -395,7 +400,7 @@ export function swarmSource (options: SwarmSourceOptions): SwarmSource {
             silence.clear()
             headerTimes.observe(performance.now() - sent)
           }
-          onHeader?.(status)
+          watch?.header(status)
         }
       })
     } catch (err) {
@@ -497,14 +502,21 @@ export function swarmSource (options: SwarmSourceOptions): SwarmSource {
     let cancelled = false
     let hedge: () => void = () => {}
     const silent = new Promise<'silent'>(resolve => { hedge = () => { resolve('silent') } })
-    const hedgeMs = hedgeAfterMs()
-    const timer = Number.isFinite(hedgeMs) ? setTimeout(hedge, hedgeMs) : undefined
-    const onHeader: OnHeader = heard => {
-      status = heard
-      clearTimeout(timer)
-      if (cancelled && heard === 'ok') served()
+    let timer: ReturnType<typeof setTimeout> | undefined
+    const watch: Watch = {
+      // From the send, not from the queue: a request waiting behind its peer's other requests
+      // (perPeerConcurrency) is queued, not silent; its deadline already counts that wait.
+      sent: () => {
+        const hedgeMs = hedgeAfterMs()
+        if (!cancelled && Number.isFinite(hedgeMs)) timer = setTimeout(hedge, hedgeMs)
+      },
+      header: heard => {
+        status = heard
+        clearTimeout(timer)
+        if (cancelled && heard === 'ok') served()
+      }
     }
-    const outcome = ask(peer, cid, AbortSignal.any([signal, own.signal]), false, attempt, onHeader).then(got => ({ peer, got }))
+    const outcome = ask(peer, cid, AbortSignal.any([signal, own.signal]), false, attempt, watch).then(got => ({ peer, got }))
     outcome.then(() => { clearTimeout(timer) }, () => { clearTimeout(timer) })
     return {
       peer,

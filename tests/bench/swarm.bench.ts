@@ -31,7 +31,7 @@ const CAPPED_ONLY = process.env.SWARM_CAPPED_ONLY === '1'
 const WAVE_TIMEOUT_MS = 300_000
 const WORKER = fileURLToPath(new URL('./swarm-worker.ts', import.meta.url))
 
-interface Loaded { type: 'loaded', ms: number, cpuMs: number, loadCpuMs: number, ioBytes: { read: number, written: number } | null, bytesFetched: number, faults: number, swarm?: { bytesFromPeers: number, bytesFromOrigin: number, bytesFromFallback: number, corrupt: number, referrals: number, lookups: number, lookupMs: number, originBusy: number, failures: Record<string, number>, forcedBecause: Record<string, number> } }
+interface Loaded { type: 'loaded', ms: number, cpuMs: number, loadCpuMs: number, ioBytes: { read: number, written: number } | null, bytesFetched: number, faults: number, swarm?: { bytesFromPeers: number, bytesFromOrigin: number, bytesFromFallback: number, corrupt: number, referrals: number, requests: number, hedges: number, lookups: number, lookupMs: number, originBusy: number, failures: Record<string, number>, forcedBecause: Record<string, number> } }
 
 /** Per-key sums of one count map over every runtime. */
 const sumCounts = (maps: Array<Record<string, number> | undefined>): Record<string, number> => {
@@ -121,6 +121,8 @@ async function scenario (name: string, capBps?: number): Promise<Record<string, 
               fromPeers: results.reduce((n, r) => n + (r.swarm?.bytesFromPeers ?? 0), 0),
               fromHttpFallback: results.reduce((n, r) => n + (r.swarm?.bytesFromFallback ?? 0), 0),
               referrals: results.reduce((n, r) => n + (r.swarm?.referrals ?? 0), 0),
+              requests: results.reduce((n, r) => n + (r.swarm?.requests ?? 0), 0),
+              hedges: results.reduce((n, r) => n + (r.swarm?.hedges ?? 0), 0),
               forced: (after.p2p?.forced ?? 0) - (before.p2p?.forced ?? 0),
               lookups: results.reduce((n, r) => n + (r.swarm?.lookups ?? 0), 0),
               originBusy: results.reduce((n, r) => n + (r.swarm?.originBusy ?? 0), 0),

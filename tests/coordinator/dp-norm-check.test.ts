@@ -22,8 +22,12 @@ const stores = recoveryStores('blockfed-dp-')
 afterAll(stores.close)
 const freshStore = stores.fresh
 
-/** A DP round of `clients` honest uploads (‖Δ‖ = 0.5, noised for minUploads), left `collecting` in `store` as a killed coordinator would. */
-function storeRound (store: RoundStore, n: number, clients: number, minUploads: number, uploaded = clients, d = 200_000, extra: Record<string, unknown> = {}): RoundConfig {
+/**
+ * A DP round of `clients` uploads noised for minUploads, left `collecting` in `store` as a killed
+ * coordinator would: honest ones (‖Δ‖ = 0.5), or with `norm` unclipped deltas of that norm (a
+ * client that skips its clip; in a masked or encrypted round nothing but the sum's check sees it).
+ */
+function storeRound (store: RoundStore, n: number, clients: number, minUploads: number, uploaded = clients, d = 200_000, extra: Record<string, unknown> = {}, norm = 0.5): RoundConfig {
   const ids = Array.from({ length: clients }, (_, i) => i.toString(16).padStart(64, '0'))
   const request = {
     clip: 1, secure: { mode: 'none' as const, graph: 'sparse' as const }, dp: { noiseMultiplier: 1 + n / 10, clip: 1, delta: 1e-5 },
@@ -40,8 +44,8 @@ function storeRound (store: RoundStore, n: number, clients: number, minUploads: 
   store.transition(config.id, 'collecting')
   const sigma = clientNoiseSigma({ noiseMultiplier: config.dp?.noiseMultiplier ?? 0, clip: 1, minClients: minUploadsOf(config) })
   for (const id of ids.slice(0, uploaded)) {
-    const delta = new Float32Array(d).fill(0.5 / Math.sqrt(d))
-    const encoded = encodeUpdate(delta, { params: fixedPoint, weight: sampleWeight({ samples: 600, sampleCap: config.sampleCap }), random: cryptoUniform(), dp: { l2Clip: Math.min(1, config.normBound), sigma, valueClip: config.clip } })
+    const delta = new Float32Array(d).fill(norm / Math.sqrt(d))
+    const encoded = encodeUpdate(delta, { params: fixedPoint, weight: sampleWeight({ samples: 600, sampleCap: config.sampleCap }), random: cryptoUniform(), dp: { l2Clip: Math.max(norm, Math.min(1, config.normBound)), sigma, valueClip: config.clip } })
     store.putUpload(config.id, id, { payload: new Uint8Array(encoded.buffer), signature: '' })
   }
   return config
@@ -58,6 +62,20 @@ describe('DP round: the norm check on the noisy mean', () => {
   it('passes honest rounds with twice (and ten times) as many uploads as minUploads', async () => {
     expect((await honestRound(10, 5)).reason).toContain(PASSED)
     expect((await honestRound(20, 2)).reason).toContain(PASSED)
+  })
+
+  it('refuses a mean over the bound by more than the noise allows, and by less than twice its allowance (review 50a: only honest rounds were tested)', async () => {
+    // 10 uploads for minUploads 5 at z = 1.1, C = 1, d = 200,000: the mean carries noise of norm
+    // ≈ 69.6, allowed up to ≈ 70.6 above normBound (100). Deltas of norm 200 put the mean at
+    // ≈ √(200² + 69.6²) ≈ 212, over 170.6, and under 241, what twice the allowance would pass.
+    const store = await freshStore()
+    // Every client weighs 1, as DP rounds are started (sampleCapOf): Σw = 10.
+    const config = storeRound(store, 1, 10, 5, 10, 200_000, { sampleCap: 1 }, 200)
+    expect(config.normBound).toBe(100)
+    await recoverWithoutBase(store)
+    const { state, reason } = outcome(store, config.id)
+    expect(state).toBe('failed')
+    expect(reason).toMatch(/aggregate delta norm 2[01]\d\.\d exceeds the bound 100/)
   })
 })
 

@@ -14,13 +14,13 @@ import { join } from 'node:path'
 import { createCoordinator } from '../../coordinator/coordinator.ts'
 import { openDatabase } from '../../coordinator/store/database.ts'
 import { versionLog } from '../../coordinator/ledger/log.ts'
-import { witnessCosigner } from '../../coordinator/ledger/witnesses.ts'
+import { witnessCosigner, type WitnessStatus } from '../../coordinator/ledger/witnesses.ts'
 import { InvalidConfigError, InvalidInputError } from '../../shared/errors/errors.ts'
 import { generateSigningKey } from '../../shared/crypto/sign.ts'
-import { toBase64 } from '../../shared/crypto/bytes.ts'
+import { concatBytes, toBase64, toHex } from '../../shared/crypto/bytes.ts'
 import { cosignatureSigner, witnessVerifierKey } from '../../shared/ledger/cosignature.ts'
 import { parseAddCheckpoint } from '../../shared/ledger/witness/request.ts'
-import { ed25519Verifier, parseVerifierKey, signLine, splitNote } from '../../shared/ledger/note.ts'
+import { ed25519Verifier, parseSignatureLine, parseVerifierKey, signLine, splitNote } from '../../shared/ledger/note.ts'
 import { ledgerClient } from '../../shared/ledger/client.ts'
 import { openTrusted } from '../../shared/ledger/verify.ts'
 
@@ -151,6 +151,74 @@ describe('a witness that does not answer', () => {
       expect(outcome.cosigned).toEqual([])
       expect(outcome.failed).toEqual([{ witness: 'witness.test/silent', reason: `POST ${url}/add-checkpoint: no answer within 200 ms` }])
     })
+  })
+})
+
+/** A witness configured under its own key that answers every add-checkpoint with `answer(text, keyId)`: `text` the checkpoint text it was sent, `keyId` its key's. */
+async function answering (name: string, answer: (text: string, keyId: Uint8Array) => string): Promise<{ url: string, vkey: string }> {
+  const vkey = witnessVerifierKey(name, generateSigningKey().publicKey)
+  const url = await listening(http.createServer((req, res) => {
+    let body = ''
+    req.on('data', (c: Buffer) => { body += c.toString() })
+    req.on('end', () => {
+      res.writeHead(200, { 'content-type': 'text/x.tlog.signature' })
+      res.end(answer(splitNote(parseAddCheckpoint(body).note).text, parseVerifierKey(vkey).keyId))
+    })
+  }))
+  return { url, vkey }
+}
+
+/** A witness key as the coordinator's messages name it: name+key ID in hex. */
+function keyName (vkey: string): string {
+  const v = parseVerifierKey(vkey)
+  return `${v.name}+${toHex(v.keyId)}`
+}
+
+describe('a witness whose answer is wrong', () => {
+  it('costs only its own cosignature: nothing of its answer is stored, it is reported failed with why, and runtimes trusting it still open the served checkpoint', async () => {
+    const other = generateSigningKey()
+    const byOther = (name: string, text: string): string => signLine(text, cosignatureSigner(name, other.secretKey, () => 1_700_000_000))
+    const honest = await witness('witness.test/honest')
+    // Its name and key ID, another key's signature: only verifying the line tells it apart.
+    const forged = await answering('witness.test/forged', (text, keyId) => {
+      const line = parseSignatureLine(byOther('witness.test/forged', text))
+      return `— ${line.name} ${toBase64(concatBytes(keyId, line.signature))}\n`
+    })
+    // A valid cosignature under its name, but by a key it is not configured with: no line of its own.
+    const stranger = await answering('witness.test/stranger', text => byOther('witness.test/stranger', text))
+    const empty = await answering('witness.test/empty', () => '')
+    const dir = await mkdtemp(join(tmpdir(), 'blockfed-ledger-wrong-answers-'))
+    const statuses: WitnessStatus[] = []
+    const c = await createCoordinator({ dataDir: dir, port: 0, host: '127.0.0.1', witnesses: [honest, forged, stranger, empty], onWitness: s => { statuses.push(s) } })
+    try {
+      const url = await c.start()
+      c.log.append({ model: 'm', version: 1, manifestCid: 'bafy1', parent: null, time: new Date(0).toISOString() })
+      await c.anchor()
+
+      expect(c.log.latest()?.cosigners).toEqual(['witness.test/honest'])
+      // Each reason names the check that refused (a missing line would also fail later, as an
+      // undefined line, but not as "0 cosignatures by its key").
+      const failed = Object.fromEntries(statuses.filter(s => !s.ok).map(s => [s.witness, s.reason]))
+      expect(failed).toEqual({
+        'witness.test/forged': `its cosignature by ${keyName(forged.vkey)} does not verify`,
+        'witness.test/stranger': 'its answer holds 0 cosignatures by its key, expected exactly one',
+        'witness.test/empty': `POST ${empty.url}/add-checkpoint: answer is not newline-terminated signature lines`
+      })
+      expect(statuses.filter(s => s.ok).map(s => s.witness)).toEqual(['witness.test/honest'])
+      // A runtime refuses a note with a bad line under a key it trusts: had a wrong answer been
+      // stored and served, this would throw even with no cosignature required.
+      const served = await ledgerClient({ baseUrl: url }).checkpoint()
+      expect(splitNote(served).signatures.map(s => s.name)).toEqual([c.log.origin, 'witness.test/honest'])
+      const opened = openTrusted(served, {
+        log: ed25519Verifier(c.log.origin, c.identity.signing.publicKey),
+        witnesses: [honest, forged, stranger, empty].map(w => parseVerifierKey(w.vkey)),
+        minWitnesses: 0
+      })
+      expect(opened.cosigners).toEqual(['witness.test/honest'])
+    } finally {
+      await c.stop()
+      await rm(dir, { recursive: true, force: true })
+    }
   })
 })
 

@@ -65,7 +65,15 @@ describe('API tokens', () => {
   it('refuses a request whose token was revoked while its body was still coming (review 49e: a revoked admin token minted another)', async () => {
     const leaked = (await api('POST', '/v1/tokens', admin(), { role: 'admin', label: 'leaked' })).json as { token: string, id: string }
     const body = JSON.stringify({ role: 'admin', label: 'minted by the leaked token' })
-    // Headers and the body's first bytes now (the token is checked, and valid), the rest after the revoke.
+    // Told when the server has looked the token up for this request (its onRequest check, valid
+    // then): a revoke sent earlier, on a loaded machine, was refused by that check instead of the
+    // re-check once the body is in, which this test is for (review 50a L1).
+    const hash = await tokenHash(leaked.token)
+    const lookUp = coordinator.repo.token
+    let checked: () => void = () => {}
+    const wasChecked = new Promise<void>(resolve => { checked = resolve })
+    coordinator.repo.token = h => { if (h === hash) checked(); return lookUp(h) }
+    // Headers and the body's first bytes now, the rest after the revoke.
     const answer = new Promise<{ status: number, text: string }>((resolve, reject) => {
       const req = request(`${url}/v1/tokens`, { method: 'POST', headers: { authorization: `Bearer ${leaked.token}`, 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) } }, res => {
         let text = ''
@@ -74,13 +82,12 @@ describe('API tokens', () => {
       })
       req.on('error', reject)
       req.write(body.slice(0, 5))
-      // The server has the headers (and checked the token, valid then) well before this: loopback.
-      void new Promise(resolve => setTimeout(resolve, 300)).then(async () => await api('DELETE', `/v1/tokens/${leaked.id}`, admin())).then(revoked => {
+      void wasChecked.then(async () => await api('DELETE', `/v1/tokens/${leaked.id}`, admin())).then(revoked => {
         expect(revoked.status).toBe(200)
         req.end(body.slice(5))
       }, reject)
     })
-    const { status, text } = await answer
+    const { status, text } = await answer.finally(() => { coordinator.repo.token = lookUp })
     expect(status).toBe(401)
     expect(JSON.parse(text)).toMatchObject({ error: 'UnauthenticatedError', message: expect.stringMatching(/^this API token was revoked at /) })
     expect((await api('GET', '/v1/tokens', admin())).json.tokens.filter((t: { label: string | null }) => t.label === 'minted by the leaked token')).toEqual([])

@@ -48,6 +48,21 @@ describe('mode none, per upload', () => {
     // Unclipped: norm 3, six times the sensitivity the accountant charges for, far under normBound 100.
     const unclipped = encodeUpdate(evenDelta(3), { params: fixedPoint, weight: 1, random: mulberry32(7) })
     expect(() => server.checkUpload(clients[1] as string, bytes(unclipped))).toThrow(/update norm 3\.\d+ exceeds the round's bound 0\.5/)
+    // Unclipped at 1.5 and noised: its norm (≈ 1.54) is past the clip plus the noise's allowance
+    // (0.5 + 0.58), and under three times that allowance (review 50a: only 6 × was tried).
+    const over = encodeUpdate(evenDelta(1.5), { params: fixedPoint, weight: 1, random: mulberry32(8), dp: { l2Clip: 1e9, sigma, valueClip: config.clip } })
+    expect(() => server.checkUpload(clients[2] as string, bytes(over))).toThrow(/update norm 1\.5\d+ exceeds the round's bound 0\.5/)
+  })
+
+  it('without DP, holds an upload to normBound itself, allowing only the rounding', () => {
+    const server = plainServer(roundConfig({ normBound: 1 }))
+    const within = encodeUpdate(evenDelta(0.99), { params: fixedPoint, weight: 1, random: mulberry32(9) })
+    expect(() => server.checkUpload(clients[0] as string, bytes(within))).not.toThrow()
+    const over = encodeUpdate(evenDelta(1.2), { params: fixedPoint, weight: 1, random: mulberry32(9) })
+    expect(() => server.checkUpload(clients[1] as string, bytes(over))).toThrow(/update norm 1\.200 exceeds the round's bound 1/)
+    // Weighed ½: held to half the bound (the weighted update is what the mean adds up).
+    const half = encodeUpdate(evenDelta(1.2), { params: fixedPoint, weight: 0.5, random: mulberry32(9) })
+    expect(() => server.checkUpload(clients[2] as string, bytes(half))).toThrow(/update norm 1\.200 exceeds the round's bound 1/)
   })
 
   it('refuses a client weight above 1', () => {

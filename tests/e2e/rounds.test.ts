@@ -428,6 +428,44 @@ async function expectBasePlusMean ({ c, dir, at }: { c: Coordinator, dir: string
   expect(after).toEqual(expected)
 }
 
+describe('client-side DP noise (review 50a: no test looked at the uploads)', () => {
+  it('each runtime noises its DP upload with σ = z·C/√minUploads per coordinate', async () => {
+    const { c, at, token } = await smallCoordinator('dp-noise')
+    const uploads: Array<{ encoded: Uint32Array, config: RoundConfig }> = []
+    const ps = await startParticipants(at, token, join(root, 'dp-noise-runtimes'), 3, {
+      extra: () => ({ tamper: (x: Uint32Array, config: RoundConfig) => { uploads.push({ encoded: x.slice(), config }); return x } })
+    })
+    try {
+      const summary = await c.rounds.run({ model: 'mnist', trainable: ['head'], secure: { mode: 'none' }, dp: { noiseMultiplier: 1, clip: 0.5 }, selection: { minClients: 3, minUploads: 3 } })
+      expect(summary.reason).toBeNull()
+      expect(uploads).toHaveLength(3)
+      const sigma = 0.5 / Math.sqrt(3)
+      let sumSq = 0
+      let count = 0
+      for (const { encoded, config } of uploads) {
+        const params = fixedPointParams(config.fixedPoint)
+        // A DP round weighs every client 1 (sampleCap 1), so a coordinate is Δ + noise.
+        expect(encoded[encoded.length - 1]).toBe(params.weightScale)
+        const values = new Int32Array(encoded.buffer, encoded.byteOffset, encoded.length - 1)
+        for (const v of values) {
+          sumSq += (v / params.scale) ** 2
+          count++
+        }
+      }
+      // The trained Δ is clipped to ‖Δ‖ ≤ 0.5 over the head's 170 values (≤ 0.0015 of the second
+      // moment per coordinate, against σ² = 0.083); the root mean square of 510 coordinates is
+      // within 20 % of σ but with odds below 10⁻⁸. No noise: ≤ 0.04; twice the noise: 2σ.
+      expect(count).toBe(3 * 170)
+      const rms = Math.sqrt(sumSq / count)
+      expect(rms).toBeGreaterThan(0.8 * sigma)
+      expect(rms).toBeLessThan(1.2 * sigma)
+    } finally {
+      await stopParticipants(ps)
+      await c.stop()
+    }
+  })
+})
+
 describe('rounds whose change stays under the threshold (review 48a)', () => {
   it('keeps what the threshold held back and publishes it with the next round that passes it', async () => {
     const { c, dir, at, token } = await smallCoordinator('residual', { partition: SMALL_BLOCKS })

@@ -246,9 +246,10 @@ describe('witness add-checkpoint (c2sp.org/tlog-witness)', () => {
   it('starts after a first start that failed to make its memory (review 42c: it had made its key, and was refused for ever after)', async () => {
     const dir = await mkdtemp(join(tmpdir(), 'blockfed-witness-'))
     dirs.push(dir)
-    // The memory cannot be made (a folder in its place): the first start fails, before any key.
+    // The memory cannot be made (a folder in its place): the first start fails, before any key,
+    // with SQLite's refusal to open it (review 50a L3: any error passed, a regression's TypeError too).
     await mkdir(join(dir, 'witness.sqlite'))
-    await expect(start(dir)).rejects.toThrow()
+    await expect(start(dir)).rejects.toMatchObject({ code: 'ERR_SQLITE_ERROR', message: 'unable to open database file' })
     await expect(stat(join(dir, 'witness.ed25519'))).rejects.toThrow(/ENOENT/)
     await rm(join(dir, 'witness.sqlite'), { recursive: true })
     const w = await start(dir)

@@ -4,7 +4,8 @@ import { ringSum } from '../../../aggregation/ring.ts'
 import { createMaskingClient } from '../../../aggregation/secagg/client.ts'
 import { restoreMaskingServer, type MaskingServerSnapshot } from '../../../aggregation/secagg/server.ts'
 import type { AdvertiseMessage, ConsistencyMessage, InboxMessage, RosterMessage, SharesMessage, SkippedMessage, UnmaskMessage, UnmaskRequestMessage } from '../../../aggregation/secagg/messages.ts'
-import { advertiseTranscript } from '../../../aggregation/secagg/kdf.ts'
+import { advertiseTranscript, graphKey } from '../../../aggregation/secagg/kdf.ts'
+import { seededPermutation } from '../../../aggregation/secagg/graph.ts'
 import { fromBase64, toBase64 } from '../../../shared/crypto/bytes.ts'
 import { bigIntToBytes, bytesToBigInt, inverse, lagrangeBasis, mod, SHARE_BYTES } from '../../../aggregation/secagg/shamir.ts'
 import { generateSigningKey, sign, type SigningKeyPair } from '../../../shared/crypto/sign.ts'
@@ -24,6 +25,41 @@ async function atCheck (droppedIndex = 5): Promise<{ round: Round, survivors: st
 
 const finishExact = async (round: Round, survivors: string[]): Promise<void> => {
   expect(await round.server.finish()).toEqual(ringSum(survivors.map(id => input(round, id)), round.vectorLength))
+}
+
+/**
+ * A round of 12 on H(12, 6), t = 4, at its unmask stage, where `u` holds the shares of 5 of its 6
+ * neighbours (those of `skipped` do not open) and 2 of those 5 (`dropped`) mask but do not sign:
+ * only 3 of the neighbours u holds signed, fewer than t. With dropouts alone, no layout of H(12, 6)
+ * leaves a signer that short and still lets the round complete (u's other neighbours lose too
+ * many able holders); the skipped edge makes it possible.
+ */
+async function shortOfSigners (): Promise<{ round: Round, u: string, skipped: string, dropped: string[] }> {
+  const round = newRound(12, { kind: 'harary', degree: 6, threshold: 4 })
+  const ring = seededPermutation(round.ids, graphKey(round.seed, ROUND))
+  const at = (p: number): string => ring[(p + 12) % 12] as string
+  const [u, skipped, dropped] = [at(0), at(1), [at(3), at(-3)].sort()]
+  for (const id of round.ids) await round.server.receiveAdvertise(id, wire(await client(round, id).advertise()))
+  round.server.closeAdvertise()
+  expect(round.server.rosterFor(u).neighbours.map(m => m.from)).toEqual([1, -1, 2, -2, 3, -3].map(at).sort())
+  for (const id of round.ids) {
+    const message = wire(await client(round, id).shareKeys(wire(round.server.rosterFor(id)))) as SharesMessage
+    if (id === skipped) {
+      const entry = message.shares.find(e => e.to === u) as SharesMessage['shares'][0]
+      entry.ciphertext = toBase64(globalThis.crypto.getRandomValues(new Uint8Array(fromBase64(entry.ciphertext).length)))
+    }
+    round.server.receiveShares(id, message)
+  }
+  round.server.closeShares()
+  for (const id of round.ids) {
+    const y = await client(round, id).maskedInput(input(round, id), wire(round.server.inboxFor(id)))
+    const report = client(round, id).skipped()
+    if (report !== undefined) round.server.receiveSkipped(id, wire(report))
+    round.server.receiveMasked(id, y)
+  }
+  round.server.closeMasked()
+  await check(round, round.ids.filter(id => !dropped.includes(id)))
+  return { round, u, skipped, dropped }
 }
 
 describe('a client refuses requests that would reveal an input', () => {
@@ -57,7 +93,8 @@ describe('a client refuses requests that would reveal an input', () => {
   })
 
   it('unmask request: too few, forged, foreign, off-list and duplicate signatures are refused; the honest request is answered once', async () => {
-    const { round, survivors } = await atCheck()
+    // client-004, a neighbour of u, drops: u holds the shares of a client off the survivor list.
+    const { round, survivors } = await atCheck(4)
     await check(round, survivors)
     const u = survivors[0] as string
     const c = client(round, u)
@@ -77,6 +114,12 @@ describe('a client refuses requests that would reveal an input', () => {
     await expect(c.unmask(ask({ signatures: [{ ...first, signature: earlierRun }, ...honest.signatures.slice(1)] }))).rejects.toThrow(/are not over the survivor list this client signed/)
     const stranger = round.ids.find(id => id !== u && !honest.signatures.some(s => s.from === id) && !round.server.rosterFor(u).neighbours.some(n => n.from === id)) as string
     await expect(c.unmask(ask({ signatures: [...honest.signatures, { from: stranger, signature: first.signature }] }))).rejects.toThrow(/who is not a neighbour/)
+    // A neighbour that dropped before its masked input, colluding: its real signature over the list
+    // cannot stand in for a survivor's (review 50a).
+    const dropped = round.ids[4] as string
+    expect(round.server.inboxFor(u).shares.map(s => s.from)).toContain(dropped)
+    const offList = { from: dropped, signature: consistencySignature(round, dropped, survivors) }
+    await expect(c.unmask(ask({ signatures: [offList, ...honest.signatures.slice(1)] }))).rejects.toThrow(`unmask request: refused, ${dropped} signed but is not on the survivor list this client signed`)
     await expect(c.unmask(ask({ signatures: [...honest.signatures, first] }))).rejects.toThrow(/two signatures of/)
     await expect(c.unmask(ask({ to: survivors[1] as string }))).rejects.toThrow(/addressed to/)
     await expect(c.unmask({ ...honest, signatures: 'all' })).rejects.toThrow(named('InvalidInputError'))
@@ -91,6 +134,30 @@ describe('a client refuses requests that would reveal an input', () => {
     round.server.receiveUnmask(u, wire(answer))
     await unmask(round, survivors.slice(1))
     await finishExact(round, survivors)
+  })
+
+  it('unmask request: the signature of a neighbour whose shares did not open is refused, so it cannot make up the t (review 50a)', async () => {
+    const { round, u, skipped, dropped } = await shortOfSigners()
+    const c = client(round, u)
+    const held = round.server.rosterFor(u).neighbours.map(m => m.from).filter(v => v !== skipped && !dropped.includes(v))
+    const ask = (from: string[]): unknown => wire({ type: 'secagg/unmask-request', roundId: ROUND, to: u, signatures: from.map(v => ({ from: v, signature: consistencySignature(round, v, round.ids) })) })
+    await expect(c.unmask(ask(held))).rejects.toThrow('unmask request: refused, only 3 neighbours signed the survivor list, fewer than the threshold 4')
+    // skipped signed the same list, honestly; but u never confirmed its roster keys (no share of
+    // it opened), so a server could have swapped them for an earlier run's.
+    await expect(c.unmask(ask([...held, skipped]))).rejects.toThrow(`unmask request: refused, a signature of ${skipped}, whose shares this client does not hold`)
+    expect(c.stage).toBe('unmask')
+  })
+})
+
+describe('the server asks to unmask only clients t of whose neighbours signed (review 50a)', () => {
+  it('a client that only t − 1 of the neighbours it holds signed for is not asked, and the round is exact without it', async () => {
+    const { round, u, dropped } = await shortOfSigners()
+    const signers = round.ids.filter(id => !dropped.includes(id))
+    // Asked, u would refuse (test above) and the round would wait on its answer.
+    expect(round.server.answerers()).toEqual(signers.filter(id => id !== u))
+    expect(() => round.server.unmaskRequestFor(u)).toThrow(`unmask request for ${u}: ${u} is not an answerer (it sent no signature, or fewer than t of its neighbours did)`)
+    await unmask(round, round.server.answerers())
+    await finishExact(round, round.ids)
   })
 })
 

@@ -1,7 +1,6 @@
 /**
- * A runtime asked for an object still on its way waits for it (up to 2 s) holding an answer slot,
- * then answers "busy" (review 49c: waiting up to 20 s made honest holders look silent to
- * requesters, which give a peer 4 s to answer). Answer slots come back when the requester goes
+ * A runtime asked for an object still on its way waits for it (20 s by default) holding an
+ * answer slot, then answers "busy", not "not found". Answer slots come back when the requester goes
  * (review 37c): that wait was tied to nothing but its own timer, so requesters that reset at once
  * could hold every slot with no stream open, and everyone else was told "busy". Real libp2p
  * nodes on 127.0.0.1.
