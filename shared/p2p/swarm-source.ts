@@ -177,8 +177,8 @@ const HEADER_DEADLINE_K = 4
  * 2013). Past SRTT + 4·RTTVAR of the peers' header times seen (RFC 6298's RTO, before its floor),
  * at least 2 s: what a starved CPU makes of a header is slow, not silent. The swarm bench
  * (BENCHMARKS.md, "Stop 50"): hedging past 1 s or SRTT + 2·RTTVAR asked beside 27–29 % of
- * requests and made peers upload 1.3–1.4 × what the wave needed; past this, 4.9 % uncapped
- * (18 % under a 50 MB/s cap), with no request failing in the uncapped wave.
+ * requests and made peers upload 1.3–1.5 × what the wave needed; past this, 4.9 % uncapped
+ * (18 % under a 50 MB/s cap; 1.06 × and 1.22 ×), with no request failing in the uncapped wave.
  */
 export const HEDGE_AFTER_MS = 2_000
 const HEDGE_K = 4

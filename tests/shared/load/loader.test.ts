@@ -147,6 +147,16 @@ describe('loadModelWeights', () => {
     expect(result.report.faults).toEqual([expect.objectContaining({ block: 0, shard: 1, reason: expect.stringMatching(/^IntegrityError: shard/) })])
   })
 
+  it('checks each shard the slow pass tops up with by its own CID: a second bad shard is replaced too (review 50a L2)', async () => {
+    // Data shard 1 flipped fails the block CID; the slow pass drops it and asks parity 4, flipped
+    // too: caught by its own CID and replaced by parity 5, where taking it would fail the block.
+    const bad = new Set([1, 4].map(i => manifest.blocks[0]?.shards.cids[i] as string))
+    const flip = (cid: string, b: Uint8Array): Uint8Array => bad.has(cid) ? b.map((x, i) => i === 0 ? x ^ 1 : x) : b
+    const result = await loadModelWeights(manifest, { source: source(flip), coder, keys, concurrency: 1 })
+    expect(Buffer.compare(result.weights, weights)).toBe(0)
+    expect(result.report.faults.map(f => [f.block, f.shard, f.reason.slice(0, 21)])).toEqual([[0, 1, 'IntegrityError: shard'], [0, 4, 'IntegrityError: shard']])
+  })
+
   it('asks again for a straggler cancelled by the fast pass when the block CID then fails, even if the source never settles the cancel', async () => {
     // Block 0: data shard 0 flipped (right length), parity 5 nowhere, data shard 3's first request
     // answered only when this test says so (a source slow to settle a cancel). Shards 1–4 are intact.
