@@ -5,7 +5,7 @@
  * service's message.
  */
 import type { z } from 'zod'
-import { BusyError, IntegrityError, TooLargeError, UnavailableError, type BlockfedError } from '../errors/errors.ts'
+import { BusyError, IntegrityError, ServiceFailedError, TooLargeError, UnavailableError, type BlockfedError } from '../errors/errors.ts'
 import { readTextBounded } from './bounded-body.ts'
 import { deadlineError, withDeadline } from '../load/deadline.ts'
 import { errorBodyOf } from './api-schemas.ts'
@@ -63,7 +63,8 @@ function request (options: JsonCallOptions): (path: string, init: RequestInit, t
       // A 5xx may come from a proxy in front of the service (502 Bad Gateway while it is down):
       // its typed error only when the service's own body names it, else the service is unreachable.
       const typed = Err !== undefined && (res.status < 500 || said?.error === new Err('').name)
-      throw new (typed ? Err : UnavailableError)(`${what}: ${said?.message ?? `HTTP ${res.status}`}`)
+      const Failed = res.status >= 500 && said !== undefined ? ServiceFailedError : UnavailableError
+      throw new (typed ? Err : Failed)(`${what}: ${said?.message ?? `HTTP ${res.status}`}`)
     }
     return { res, text, what }
   }

@@ -89,6 +89,15 @@ export class UnavailableError extends BlockfedError {
   override readonly status = 503
 }
 
+/**
+ * A service answered with a 5xx of its own (its body names the error): up, but failing this
+ * request, where a bare 5xx (a proxy in front of it, 502 while it restarts) or no answer is down.
+ * Callers that wait out an outage may give up sooner on this.
+ */
+export class ServiceFailedError extends UnavailableError {
+  override readonly name: string = 'ServiceFailedError'
+}
+
 /** No connection to a peer could be made (refused, or a dial that got no answer): down, not slow. */
 export class NoConnectionError extends UnavailableError {
   override readonly name: string = 'NoConnectionError'

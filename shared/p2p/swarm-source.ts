@@ -182,6 +182,8 @@ const HEADER_DEADLINE_K = 4
  */
 export const HEDGE_AFTER_MS = 2_000
 const HEDGE_K = 4
+/** The longest header time the estimate takes in: a holder waiting for an object on its way is not a slow network. */
+const HEADER_SAMPLE_MAX_MS = 5_000
 /** Requests of one object's list running at once, hedges included. */
 const HEDGE_WIDTH = 3
 
@@ -326,7 +328,7 @@ export function swarmSource (options: SwarmSourceOptions): SwarmSource {
 
   type Outcome = { bytes: Uint8Array } | { referral: Referral[] } | { busy: number } | undefined
   /** Told when a request leaves this node's queue for its peer, and when the peer's reply header comes. */
-  interface Watch { sent: () => void, header: (status: ShardAnswer['status']) => void }
+  interface Watch { sent: () => void, header: (status: ShardAnswer['status']) => void, unwanted: () => boolean }
 
   /** One request to one peer within its concurrency limit; the peer's score records what happened. */
   const ask = async (peer: string, cid: string, signal: AbortSignal, force: boolean, attempt: Attempt, watch?: Watch): Promise<Outcome> => {
@@ -379,6 +381,8 @@ export function swarmSource (options: SwarmSourceOptions): SwarmSource {
       said('rested, after failing other requests')
       return undefined
     }
+    // Its object came from another peer while it waited in the queue: not sent at all.
+    if (watch?.unwanted() === true) return undefined
     stats.requests++
     const sent = performance.now()
     watch?.sent()
@@ -386,6 +390,7 @@ export function swarmSource (options: SwarmSourceOptions): SwarmSource {
     // A peer's header is due within headerTimeoutMs. Not the origin's: a slow origin is still the
     // origin (its timeouts are not scored), and one that swallows dials is rested (above).
     const headerMs = Math.round(headerTimeoutMs())
+    let heard = false
     const silence = peer === origin ? undefined : clearableDeadline(headerMs, 'no reply header')
     try {
       // Bounded by the object's own size where it is known: a peer that announces another one is
@@ -396,9 +401,15 @@ export function swarmSource (options: SwarmSourceOptions): SwarmSource {
         maxBytes: Math.min(size ?? maxBytes, maxBytes),
         size,
         onHeader: status => {
+          // Once: a kept stream that fails after its header is asked again on a fresh one.
+          if (heard) return
+          heard = true
           if (silence !== undefined) {
             silence.clear()
-            headerTimes.observe(performance.now() - sent)
+            // Not a busy answer's time (a holder waits up to 20 s for an object on its way before
+            // it says so), and at most HEADER_SAMPLE_MAX_MS: one such wait taken as a header time
+            // put the hedge delay at 22 s (review 50b).
+            if (status !== 'busy') headerTimes.observe(Math.min(HEADER_SAMPLE_MAX_MS, performance.now() - sent))
           }
           watch?.header(status)
         }
@@ -496,10 +507,16 @@ export function swarmSource (options: SwarmSourceOptions): SwarmSource {
   }
 
   const hedged = (peer: string, cid: string, signal: AbortSignal, attempt: Attempt): Hedged => {
+    // The caller's signal ends the request only until another peer has served: the loader aborts
+    // a shard's signal once its block is whole, and a silent peer hedged away was then never
+    // scored, nor rested, and cost every later object the hedge delay (review 50b).
     const own = new AbortController()
+    let cancelled = false
+    const onAbort = (): void => { if (!cancelled) own.abort(signal.reason) }
+    if (signal.aborted) own.abort(signal.reason)
+    else signal.addEventListener('abort', onAbort, { once: true })
     const served = (): void => { own.abort(new Error('another peer served the object first')) }
     let status: ShardAnswer['status'] | undefined
-    let cancelled = false
     let hedge: () => void = () => {}
     const silent = new Promise<'silent'>(resolve => { hedge = () => { resolve('silent') } })
     let timer: ReturnType<typeof setTimeout> | undefined
@@ -514,10 +531,15 @@ export function swarmSource (options: SwarmSourceOptions): SwarmSource {
         status = heard
         clearTimeout(timer)
         if (cancelled && heard === 'ok') served()
-      }
+      },
+      unwanted: () => cancelled
     }
-    const outcome = ask(peer, cid, AbortSignal.any([signal, own.signal]), false, attempt, watch).then(got => ({ peer, got }))
-    outcome.then(() => { clearTimeout(timer) }, () => { clearTimeout(timer) })
+    const outcome = ask(peer, cid, own.signal, false, attempt, watch).then(got => ({ peer, got }))
+    const settled = (): void => {
+      clearTimeout(timer)
+      signal.removeEventListener('abort', onAbort)
+    }
+    outcome.then(settled, settled)
     return {
       peer,
       outcome,
@@ -646,7 +668,9 @@ export function swarmSource (options: SwarmSourceOptions): SwarmSource {
       const referred = got.referral.filter(r => r.id !== network.self)
       await Promise.all(referred.map(async r => { await network.learn(r).catch(() => {}) }))
       const untried = referred.filter(r => !attempt.tried.has(r.id))
-      const bytes = await fromPeers(scores.rank(untried.map(r => r.id)), cid, signal, attempt)
+      // Unsaturated peers first, as in the other lists: requests queued behind a peer that does
+      // not answer are not hedged, only bounded by their deadline (review 50b).
+      const bytes = await fromPeers(byLoad(scores.rank(untried.map(r => r.id))), cid, signal, attempt)
       if (bytes !== undefined) return bytes
       // Referred peers that answered busy will serve later: ask the origin again (it may name
       // more holders by then) and them after their wait, within the patience, before forcing.

@@ -9,7 +9,7 @@ import { describe, it, expect, afterAll } from 'vitest'
 import { once } from 'node:events'
 import { existsSync } from 'node:fs'
 import { chmod, copyFile, mkdtemp, readFile, rm } from 'node:fs/promises'
-import { request as httpRequest, type IncomingMessage } from 'node:http'
+import { createServer, request as httpRequest, type IncomingMessage } from 'node:http'
 import type { AddressInfo } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
@@ -301,6 +301,32 @@ describe('DECRYPT_SLOTS bounds decryptions, not connections (review 37a, bug B)'
       expect(await secure.sum(uploads, { send: () => {}, signal: new AbortController().signal })).toEqual(ringSum(xs, LENGTH))
       expect(dropped).toBe(DROPPED)
     } finally {
+      await s.app.close()
+    }
+  }, 60_000)
+
+  it('a decryptor that answers each sum request with a failure of its own is asked 5 times, not until the deadline (review 50b)', async () => {
+    const roundId = 'r_00000000000000d2'
+    const s = await serve(await tempDir(), log => log)
+    // Its own 500, naming the error (a proxy's bare 502 would be an outage, waited out).
+    let asked = 0
+    const failing = createServer((req, res) => {
+      if (req.url?.endsWith('/decrypt') === true) asked++
+      req.resume()
+      res.writeHead(500, { 'content-type': 'application/json' }).end(JSON.stringify({ error: 'Error', message: 'decryption worker crashed' }))
+    })
+    failing.listen(0, '127.0.0.1')
+    await once(failing, 'listening')
+    try {
+      const config = { id: roundId, model: modelOf(roundId), baseVersion: BASE_VERSION, vectorLength: LENGTH, paillier: await paillierOffer({ baseUrl: s.url, token: TOKEN }) } as unknown as RoundConfig
+      const secure = await paillierServer(config, { baseUrl: `http://127.0.0.1:${(failing.address() as AddressInfo).port}`, token: TOKEN }, { offline: true, retryMs: 2 })
+      const { contributions } = await round(s.key, s.layout, 95, roundId)
+      const uploads = new Map<string, AcceptedUpload>(contributions.map(c => [c.clientId, { payload: c.ciphertexts, signature: toBase64(c.signature) }]))
+      const err = await secure.sum(uploads, { send: () => {}, signal: new AbortController().signal }).then(() => undefined, (e: unknown) => e)
+      expect(err).toMatchObject({ name: 'ServiceFailedError', message: expect.stringContaining('decryption worker crashed') })
+      expect(asked).toBe(5)
+    } finally {
+      failing.close()
       await s.app.close()
     }
   }, 60_000)

@@ -10,7 +10,7 @@
  * busy answer) is asked for again within the round's deadline, never decrypted twice.
  */
 import type { RoundConfig } from '../../../shared/rounds/config.ts'
-import { BusyError, InvalidInputError, TimeoutError, isUnreachable } from '../../../shared/errors/errors.ts'
+import { BusyError, InvalidInputError, ServiceFailedError, TimeoutError, isUnreachable } from '../../../shared/errors/errors.ts'
 import { sleep } from '../../../shared/load/deadline.ts'
 import { busyWaiter } from '../../../shared/load/retry.ts'
 import { fromBase64 } from '../../../shared/crypto/bytes.ts'
@@ -28,6 +28,12 @@ import type { SecureRoundServer } from './types.ts'
  * outlive a fixed 300 s deadline, and a caller that gives up loses the round's one decryption.
  */
 const DECRYPT_MS_PER_CIPHERTEXT = 50
+/**
+ * Requests, at most, that the decryptor answers with a 5xx of its own (its code failing, not down):
+ * such a failure is asked again a few times, not for the whole deadline (review 50b: 26 minutes
+ * and ~100 re-sends of a large round's ciphertexts against a decryptor failing each request).
+ */
+const DECRYPT_FAILED_ATTEMPTS = 5
 /** Wait before asking an unreachable decryptor again, doubled after each failure up to DECRYPT_RETRY_MAX_MS. */
 const DECRYPT_RETRY_MS = 1_000
 const DECRYPT_RETRY_MAX_MS = 15_000
@@ -58,13 +64,14 @@ async function decryptAsking (decryptor: DecryptorClient, request: RoundContribu
     : new TimeoutError(`round ${request.roundId}: no sum from the decryptor within ${timeoutMs} ms (${requests} request(s); the last: ${err instanceof Error ? err.message.slice(0, 200) : String(err)})`, { cause: err })
   const waitBusy = busyWaiter(timeoutMs)
   let failures = 0
+  let failed = 0
   for (let requests = 1; ; requests++) {
     try {
       return await decryptor.decrypt(request, either)
     } catch (err) {
       if (either.aborted) throw cutShort(requests, err)
       if (err instanceof BusyError && await waitBusy(err.retryAfterMs, either).catch(() => { throw cutShort(requests, err) })) continue
-      if (!isUnreachable(err)) throw err
+      if (!isUnreachable(err) || (err instanceof ServiceFailedError && ++failed >= DECRYPT_FAILED_ATTEMPTS)) throw err
       failures++
       await sleep(Math.min(DECRYPT_RETRY_MAX_MS, retryMs * 2 ** (failures - 1)), either).catch(() => { throw cutShort(requests, err) })
     }

@@ -83,3 +83,19 @@ it('an object still on its way is served when it lands within the wait, answered
   expect(await ask(failed)).toEqual({ status: 'not-found' })
   await waiter.stop()
 }, 60_000)
+
+it('a swarm\'s network tells the requester when a reply\'s header came (review 50b: the runtime dropped onHeader, so hedging never saw one)', async () => {
+  const requester = await createSwarm({ seed: seed(74) })
+  try {
+    const bytes = new TextEncoder().encode('kept recently')
+    const cid = await rawCid(bytes)
+    holder.keepRecent(cid, bytes)
+    await requester.network.learn({ id: holder.peerId, addrs: holder.node.getMultiaddrs().map(String).filter(a => !a.includes('/ws')) })
+    const heard: string[] = []
+    const answer = await requester.network.request(holder.peerId, cid, { signal: AbortSignal.timeout(5_000), maxBytes: 1 << 20, onHeader: status => { heard.push(status) } })
+    expect(answer).toEqual({ status: 'ok', bytes })
+    expect(heard).toEqual(['ok'])
+  } finally {
+    await requester.stop()
+  }
+}, 30_000)

@@ -749,14 +749,18 @@ describe('swarm source: silent peers (review 49c)', () => {
     store.set(o.cid, o.bytes)
     const net = fakeNetwork({ peers: { quiet: hangs, good: holds, [ORIGIN]: scripted(referralTo('quiet', 'good'), holds) } })
     const s = source(net, { requestTimeoutMs: 10_000, hedgeAfterMs: 100, headerTimeoutMs: 600 })
-    expect(await s.get(o.cid, { signal: signal() })).toEqual(o.bytes)
+    // The caller lets go once it has the object, as the loader does once a block is whole.
+    const caller = new AbortController()
+    expect(await s.get(o.cid, { signal: caller.signal })).toEqual(o.bytes)
+    caller.abort(new Error('the block is whole'))
     // The second referred peer was asked while the first was still silent, and the origin not forced.
     expect(net.calls.map(c => c.peer)).toEqual([ORIGIN, 'quiet', 'good'])
     const quiet = net.calls[1]
     expect(quiet?.signal.aborted).toBe(false)
     expect(s.stats()).toMatchObject({ hedges: 1, perPeer: { good: o.bytes.length }, bytesFromOrigin: 0, forcedBecause: {} })
     // The silent peer's request runs on to its header deadline (not the 10 s request deadline),
-    // and counts against it: hedges winning must not hide a peer that never answers.
+    // past the caller's letting go, and counts against it: hedges winning must not hide a peer
+    // that never answers (review 50b: the caller's abort ended it unscored).
     const reason = await endOf(quiet)
     expect(reason).toBeInstanceOf(TimeoutError)
     expect((reason as Error).message).toBe('no reply header within 600 ms')
