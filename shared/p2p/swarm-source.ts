@@ -163,22 +163,20 @@ const OUTCOMES_SAID = 6
 /**
  * A header deadline shorter than the request's, when a caller sets one (`headerTimeoutMs`): the
  * header times seen, as TCP's retransmission timeout is the round trips seen, SRTT + 4·RTTVAR
- * (RFC 6298), within [`headerTimeoutMs`, the request's deadline]. Off by default: a fixed 4 s
- * cut the honest peers of the CPU-starved swarm bench (17 processes on 2 cores, where a reply's
- * header took seconds) and rested them, 181 timeouts where there had been 12 and the coordinator
- * serving 1.14 × the model (3.12 × under a cap); following the header times seen, 1.15 × and
- * 3.27 × (BENCHMARKS.md, "Stop 50"). Hedging (below) keeps a silent peer from holding a load up
- * without cutting anyone.
+ * (RFC 6298), within [`headerTimeoutMs`, the request's deadline]. Off by default: hedging (below)
+ * already keeps a silent peer from holding a load up, and a deadline risks cutting honest peers
+ * of a CPU-starved swarm, where a reply's header takes seconds. (The stop-50 bench runs of a 4 s
+ * deadline measured a 4 s deadline on the whole answer, the runtime then dropping `onHeader`:
+ * they cut and rested honest peers, the coordinator serving 3.1–3.3 × the model under a cap.)
  */
 const HEADER_DEADLINE_K = 4
 /**
  * The least time a request to a peer may go without a reply's header before the object's next
  * candidate is asked beside it: a hedged request (Dean & Barroso, "The Tail at Scale", CACM
  * 2013). Past SRTT + 4·RTTVAR of the peers' header times seen (RFC 6298's RTO, before its floor),
- * at least 2 s: what a starved CPU makes of a header is slow, not silent. The swarm bench
- * (BENCHMARKS.md, "Stop 50"): hedging past 1 s or SRTT + 2·RTTVAR asked beside 27–29 % of
- * requests and made peers upload 1.3–1.5 × what the wave needed; past this, 4.9 % uncapped
- * (18 % under a 50 MB/s cap; 1.06 × and 1.22 ×), with no request failing in the uncapped wave.
+ * at least 2 s: what a starved CPU makes of a header is slow, not silent. In the swarm bench
+ * (BENCHMARKS.md, "Stop 50", runs H and H2) 7.6–15 % of requests were hedged and peers uploaded
+ * 1.04–1.08 × what the wave needed.
  */
 export const HEDGE_AFTER_MS = 2_000
 const HEDGE_K = 4
