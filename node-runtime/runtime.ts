@@ -162,7 +162,10 @@ export interface ModelHandle {
   infer: (input: any) => Promise<any>
   /** Follows the version policy: moves to the channel's version if the policy allows it. */
   update: (signal?: AbortSignal) => Promise<VersionChange>
-  /** Evaluates the serving version; rolls back when the metric is below `rollback.below`. */
+  /**
+   * Evaluates the serving version; when the metric is below `rollback.below`, evaluates the
+   * previous version too and rolls back to it if it scores higher (`metrics.candidate`).
+   */
   check: (signal?: AbortSignal) => Promise<VersionChange>
   /** Switches to an earlier anchored version (default: the previous one) and stays off the current one. */
   rollback: (version?: number, signal?: AbortSignal) => Promise<VersionChange>
@@ -799,7 +802,15 @@ export async function createNodeRuntime (options: NodeRuntimeOptions): Promise<N
           await checkLog(ctx, signal)
           throw t.untrusted
         }
-        const log = await checkLog(ctx, signal)
+        let log: CheckedLog
+        try {
+          log = await checkLog(ctx, signal)
+        } catch (err) {
+          // As at a start: a checkpoint short of its witnesses, or garbled on the way, is no
+          // evidence of a fork, so no alarm, but nothing can be verified past it (review 49f: this threw).
+          if (!(err instanceof WitnessQuorumError || err instanceof CheckpointAnswerError)) throw err
+          return { action: 'none', from, to: from, reason: `staying on ${from}: the log's latest checkpoint cannot be verified (${err.message})`, bytesFetched: 0 }
+        }
         // A second entry for the version served here, appended since it was verified: the log
         // can now show other runtimes another manifest under it. Raised while nothing newer is
         // offered to move to; the version moved to is checked on its own (obtain.ts).
@@ -808,7 +819,7 @@ export async function createNodeRuntime (options: NodeRuntimeOptions): Promise<N
         if (anchored.length > 1 && staying) {
           throw new LedgerSecurityError(`${config.modelName}@${from}, served here: the log now anchors it ${anchored.length} times (entries ${anchored.join(', ')}), so runtimes can be shown different manifests under it`, { offered: log.checkpoint.note })
         }
-        if (t === undefined || t.version === from) return { action: 'none', from, to: from, reason: t === undefined ? (config.pin === undefined ? 'the channel\'s version was rolled back from here' : `the pinned version ${config.pin} was rolled back from here; pin another to move`) : `on the ${t.reason} version`, bytesFetched: 0 }
+        if (t === undefined || t.version === from) return { action: 'none', from, to: from, reason: t === undefined ? (config.pin === undefined ? 'the channel\'s version was rolled back from, or failed validation, here: it is not taken again (a newer one is)' : `the pinned version ${config.pin} was rolled back from here; pin another to move`) : `on the ${t.reason} version`, bytesFetched: 0 }
         // A channel never moves a runtime backwards: going back is a rollback, decided here.
         if (t.version < from && t.reason !== 'pin') return { action: 'none', from, to: from, reason: `the ${t.reason} channel points at ${t.version}, older than ${from}; only a rollback goes back`, bytesFetched: 0 }
         if (config.upgrade === 'manual' && config.pin === undefined) return { action: 'available', from, to: t.version, reason: `${t.reason} channel offers ${t.version}`, bytesFetched: 0 }
@@ -849,8 +860,26 @@ export async function createNodeRuntime (options: NodeRuntimeOptions): Promise<N
           return { action: 'none', from, to: from, metrics: { current: metric }, reason: bound === undefined ? 'no rollback bound configured' : metric >= bound ? `metric ${metric.toFixed(4)} ≥ bound ${bound}` : moved ?? 'no earlier version to roll back to', bytesFetched: 0 }
         }
         try {
-          const change = await switchTo(previous, `metric ${metric.toFixed(4)} < bound ${bound}`, 'back', signal)
-          return { ...change, metrics: { current: metric } }
+          // The previous version is scored before going back to it: it may do worse on this
+          // runtime's data than the one failing the bound (review 49f), and then staying is better.
+          return await ctx.local.holding(previous, async (): Promise<VersionChange> => {
+            const prepared = await prepare(previous, signal)
+            const bytesFetched = prepared.next.report.bytesFetched
+            let score: number
+            try {
+              score = await evaluate(prepared.candidate, config, 'check')
+              refuseReleased()
+            } catch (err) {
+              await retire(prepared.candidate)
+              throw err
+            }
+            const metrics = { current: metric, candidate: score }
+            if (score <= metric) {
+              await retire(prepared.candidate)
+              return { action: 'none', from, to: from, metrics, reason: `metric ${metric.toFixed(4)} < bound ${bound}, but ${previous} scores ${score.toFixed(4)}, no better: staying`, bytesFetched }
+            }
+            return { action: 'rolled-back', ...await swapIn(prepared, 'back'), metrics, reason: `metric ${metric.toFixed(4)} < bound ${bound}; ${previous} scores ${score.toFixed(4)}`, bytesFetched }
+          })
         } catch (err) {
           if (!(err instanceof LeftBehindError)) throw err
           return { action: 'none', from, to: from, metrics: { current: metric }, reason: err.message, bytesFetched: 0 }

@@ -337,7 +337,7 @@ export async function simulate (options: SimulationOptions): Promise<SimulationS
         return await rounds.run(request, signal)
       } catch (err) {
         if (!(err instanceof TooFewClientsError) || signal?.aborted === true) throw err
-        return { id: null, state: 'failed', version: null, reason: err.message, metrics: null, participants: { offered: 0, accepted: 0, uploaded: 0, dropped: 0 } }
+        return { id: null, state: 'failed', version: null, reason: err.message, metrics: null, participants: { offered: 0, accepted: 0, declined: 0, uploaded: 0, dropped: 0 } }
       }
     }
     const reports: RoundReport[] = []

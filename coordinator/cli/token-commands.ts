@@ -50,7 +50,7 @@ const label = (value: string): string => {
 const modelScope = (value: string, previous: string[] = []): string[] => {
   const parsed = modelScopeSchema.safeParse(value)
   if (!parsed.success) throw new InvalidArgumentError(parsed.error.issues[0]?.message ?? 'not a model name')
-  if (previous.length >= MAX_TOKEN_MODELS) throw new InvalidArgumentError(`at most ${MAX_TOKEN_MODELS} models (use a prefix ending in *)`)
+  if (previous.length >= MAX_TOKEN_MODELS) throw new InvalidArgumentError(`at most ${MAX_TOKEN_MODELS} models (use a prefix: kiosk-*)`)
   return [...previous, parsed.data]
 }
 
@@ -85,7 +85,7 @@ export function tokenCommands (program: Command): void {
     .argument('<role>', 'edge | publisher | admin', role)
     .option('--label <text>', 'whose token it is, as token list shows it', label)
     .option('--expires <duration>', 'the token stops opening anything after this long: 12h, 30d, 1y (1 minute to 10 years; never when left out)', lifetime)
-    .option('--model <name>', 'limit the token to this model (repeat for more; a prefix ending in * for a family: kiosk-*): its data keys, ingests, rounds and channels; every model when left out (not for admin tokens)', modelScope)
+    .option('--model <name>', 'limit the token to this model (repeat for more; a prefix ending in a separator and * for a family: kiosk-*): its data keys, ingests, rounds and channels; every model when left out (not for admin tokens)', modelScope)
     .option('--json', 'print JSON: the token, its id, role, expiry and models')
     .action(async (r: string, o: Access & { label?: string, expires?: number, model?: string[], json?: boolean }) => {
       const made = await (await client(o, 'token create')).issueToken({ role: r, ...(o.label === undefined ? {} : { label: o.label }), ...(o.expires === undefined ? {} : { expiresInSeconds: o.expires }), ...(o.model === undefined ? {} : { models: o.model }) })

@@ -65,6 +65,8 @@ export async function aggregateAndPublish (deps: PublishDeps, config: RoundConfi
     uploads: uploads.size,
     aggregateWeight: totalWeight,
     deltaNorm: meanNorm,
+    // What the strategy applied: FedAdam's or FedYogi's step is not the mean (review 49f).
+    stepNorm: distance(step.values, current),
     changedBlocks: applied.changed.length,
     aggregateMs: Math.round(performance.now() - started)
   }
@@ -125,5 +127,11 @@ function privacySpent (deps: PublishDeps, config: RoundConfig): Record<string, n
 function l2 (v: Float32Array | Float64Array): number {
   let s = 0
   for (let i = 0; i < v.length; i++) s += (v[i] as number) ** 2
+  return Math.sqrt(s)
+}
+
+function distance (a: Float32Array, b: Float32Array): number {
+  let s = 0
+  for (let i = 0; i < a.length; i++) s += ((a[i] as number) - (b[i] as number)) ** 2
   return Math.sqrt(s)
 }

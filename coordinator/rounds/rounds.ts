@@ -74,7 +74,12 @@ export interface RoundSummary {
   version: number | null
   reason: string | null
   metrics: Record<string, number> | null
-  participants: { offered: number, accepted: number, uploaded: number, dropped: number }
+  /**
+   * Of the clients offered the round: those that accepted, declined (said no, with a reason) and
+   * uploaded; `dropped` are the rest that did not upload (silent, disconnected, late or withdrawn).
+   * A round finished after a restart knows no acceptances (0).
+   */
+  participants: { offered: number, accepted: number, declined: number, uploaded: number, dropped: number }
 }
 
 export interface RoundManager {
@@ -407,6 +412,11 @@ export function roundManager (deps: RoundManagerDeps): RoundManager {
     }
   }
 
+  /** Clients that said no to a round, as stored (a restart forgets the live round's sets). */
+  function declinedIn (roundId: string): number {
+    return deps.store.clients(roundId).filter(c => c.status === 'declined').length
+  }
+
   function summary (id: string, participants: RoundSummary['participants']): RoundSummary {
     const row = deps.store.get(id) as RoundRow
     return { id, model: row.model, state: row.state as 'published' | 'failed', baseVersion: row.baseVersion, version: row.version, reason: row.reason, metrics: row.metrics, participants }
@@ -531,9 +541,8 @@ export function roundManager (deps: RoundManagerDeps): RoundManager {
       round.persistWhenComplete = true
       const losses = [...round.losses.entries()].filter(([id]) => round.uploads.has(id)).map(([, l]) => l)
       await aggregateAndPublish(deps, config, round.uploads, round.secure, io(round), {
-        offered: config.clients.length,
+        ...turnout(config, round.declined.size, round.uploads.size),
         accepted: accepted.length,
-        dropped: config.clients.length - round.uploads.size,
         // The median: each loss is its client's own word, and one client reporting −1e9 set the
         // mean to anything (review 47b); the median moves only when half the uploaders lie.
         ...(losses.length > 0 ? { trainLoss: median(losses) } : {}),
@@ -549,7 +558,7 @@ export function roundManager (deps: RoundManagerDeps): RoundManager {
       round.openUploads()
     }
     if (left) throw new UnavailableError(`the coordinator stopped during round ${config.id}: its next start finishes it from the uploads stored, or resumes it with its uploaders (masking)`)
-    const s = summary(config.id, { offered: config.clients.length, accepted: round.accepted.size, uploaded: round.uploads.size, dropped: config.clients.length - round.uploads.size })
+    const s = summary(config.id, { ...turnout(config, round.declined.size, round.uploads.size), accepted: round.accepted.size, uploaded: round.uploads.size })
     // The clients are told the failure without its operator-only detail (when it is what was stored).
     const told = failure instanceof RoundFailure && s.reason === reasonOf(failure) ? { ...s, reason: failure.message } : s
     announce(config, told)
@@ -674,7 +683,7 @@ export function roundManager (deps: RoundManagerDeps): RoundManager {
         // From here clients are asked: a restart from now on fails the round (see above).
         transition(round, 'unmasking')
         if (config.secure.mode === 'masking') deps.store.saveSecureState(config.id, round.secure.snapshot())
-        await aggregateAndPublish(deps, config, uploads, secure, io(round), { offered: config.clients.length, recovered: 1, resumed: 1, dropped: config.clients.length - uploads.size })
+        await aggregateAndPublish(deps, config, uploads, secure, io(round), { ...turnout(config, declinedIn(config.id), uploads.size), recovered: 1, resumed: 1 })
       } catch (err) {
         left = leftForNextStart(round)
         if (!left) fail(config.id, reasonOf(err))
@@ -739,7 +748,7 @@ export function roundManager (deps: RoundManagerDeps): RoundManager {
     toFinish = []
     for (const { row, uploads: read, secure: restored } of finish) {
       const uploads = read ?? deps.store.uploads(row.id)
-      const participants = { offered: row.config.clients.length, accepted: 0, uploaded: uploads.size, dropped: row.config.clients.length - uploads.size }
+      const participants = { ...turnout(row.config, declinedIn(row.id), uploads.size), accepted: 0, uploaded: uploads.size }
       const minUploads = minUploadsOf(row.config)
       let summing = false
       try {
@@ -758,7 +767,7 @@ export function roundManager (deps: RoundManagerDeps): RoundManager {
         summing = true
         try {
           const send: RoundIo['send'] = (clientId, payload) => deps.hub().get(clientId)?.send({ type: 'secagg', roundId: row.id, payload })
-          await aggregateAndPublish(deps, row.config, uploads, secure, { send, signal: controller.signal }, { offered: row.config.clients.length, recovered: 1, dropped: row.config.clients.length - uploads.size })
+          await aggregateAndPublish(deps, row.config, uploads, secure, { send, signal: controller.signal }, { offered: participants.offered, declined: participants.declined, dropped: participants.dropped, recovered: 1 })
         } finally {
           clearTimeout(timer)
           recoveries.delete(controller)
@@ -833,4 +842,13 @@ export function roundManager (deps: RoundManagerDeps): RoundManager {
       while (active.size > 0 && Date.now() < deadline) await new Promise(resolve => setTimeout(resolve, 20))
     }
   }
+}
+
+/**
+ * A round's offered, declined and dropped counts: dropped are the offered that neither declined
+ * nor uploaded (review 49f: declines were counted as dropped).
+ */
+function turnout (config: RoundConfig, declined: number, uploaded: number): { offered: number, declined: number, dropped: number } {
+  const offered = config.clients.length
+  return { offered, declined, dropped: offered - declined - uploaded }
 }

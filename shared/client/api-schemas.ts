@@ -101,11 +101,15 @@ export const TOKEN_MAX_LIFETIME_S = 10 * 366 * 24 * 3600
 /** Most entries a token's `models` holds. */
 export const MAX_TOKEN_MODELS = 64
 
-/** What a token may be limited to: a model name, or a prefix ending in `*` (`kiosk-*`). */
-export const modelScopeSchema = z.string().regex(/^[a-z0-9][a-z0-9._-]{0,63}$|^[a-z0-9][a-z0-9._-]{0,62}\*$/, 'a model name, or a prefix of one ending in * (kiosk-*)')
+/**
+ * What a token may be limited to: a model name, or a prefix ending in a separator and `*`
+ * (`kiosk-*`): `kiosk*` would also open `kiosks-admin` (review 49d). Checked when a token is made;
+ * tokens made before keep their scope.
+ */
+export const modelScopeSchema = z.string().regex(/^[a-z0-9][a-z0-9._-]{0,63}$|^[a-z0-9][a-z0-9._-]{0,61}[._-]\*$/, 'a model name, or a prefix of one ending in a separator (- _ .) and * (kiosk-*: kiosk* would also match kiosks-admin)')
 
 export const tokenModelsSchema = z.array(modelScopeSchema).min(1).max(MAX_TOKEN_MODELS)
-  .describe('the models the token is limited to (names, or prefixes ending in *): their data keys, ingests, rounds and channels; every model when absent. Not for admin tokens, which make tokens.')
+  .describe('the models the token is limited to (names, or prefixes ending in a separator and *: kiosk-*): their data keys, ingests, rounds and channels; every model when absent. Not for admin tokens, which make tokens.')
 
 export const tokenRequestSchema = z.object({
   role: z.string().regex(/^[a-z][a-z0-9-]{0,31}$/),

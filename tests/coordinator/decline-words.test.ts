@@ -2,7 +2,7 @@
  * What a round that fails for want of acceptances says (coordinator/rounds/rounds.ts, `declined`):
  * to the operator, the first five distinct decline reasons (a client's words, bounded), repeats
  * counted and control characters shown as '?'; to the round's clients, only how many declined;
- * and nothing of declines when nobody declined. A real coordinator, clients on raw WebSockets;
+ * and nothing of declines when nobody declined; the round's counts tell declines from drops. A real coordinator, clients on raw WebSockets;
  * each decline is seen by the coordinator before the next is sent, so the order is fixed.
  */
 import { describe, it, expect, beforeAll, afterAll } from 'vitest'
@@ -48,6 +48,7 @@ describe('a round that fails for want of acceptances', () => {
       leaves.close()
       const summary = await started.done
       expect(summary).toMatchObject({ state: 'failed', reason: '1 client(s) accepted, at least 2 needed' })
+      expect(summary.participants).toEqual({ offered: 2, accepted: 1, declined: 0, uploaded: 0, dropped: 2 })
       expect(await resultOf(stays, started.id)).toMatchObject({ state: 'failed', reason: '1 client(s) accepted, at least 2 needed' })
     } finally {
       for (const client of [stays, leaves]) client.close()
@@ -68,6 +69,8 @@ describe('a round that fails for want of acceptances', () => {
       }
       const summary = await started.done
       expect(summary).toMatchObject({ state: 'failed', reason: '0 client(s) accepted, at least 2 needed; 7 declined: "low?battery ?now?" (× 2), "r1", "r2", "r3", "r4"' })
+      // Declines are not drops (review 49f: they were counted as dropped).
+      expect(summary.participants).toEqual({ offered: 7, accepted: 0, declined: 7, uploaded: 0, dropped: 0 })
       for (const client of clients) {
         expect(await resultOf(client, started.id)).toMatchObject({ state: 'failed', reason: '0 client(s) accepted, at least 2 needed; 7 declined' })
       }

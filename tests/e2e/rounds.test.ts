@@ -95,7 +95,7 @@ describe('rounds (mode none)', () => {
     const summary = await coordinator.rounds.run({ model: 'mnist', trainable: ['head'], secure: { mode: 'none' }, learningRate: 0.1, selection: { minClients: 3 } })
     expect(summary.state).toBe('published')
     expect(summary.version).toBe(2)
-    expect(summary.participants).toEqual({ offered: 3, accepted: 3, uploaded: 3, dropped: 0 })
+    expect(summary.participants).toEqual({ offered: 3, accepted: 3, declined: 0, uploaded: 3, dropped: 0 })
     const next = (await manifestOf(2)).manifest
     expect(next.parent).toBe(1)
     expect(next.round).toBe(summary.id)
@@ -511,6 +511,40 @@ describe('rounds whose change stays under the threshold (review 48a)', () => {
       // In the coordinator's order: the second round's new values (v1 + m2), then the first's residual added.
       for (let i = 0; i < expected.length; i++) expected[i] = Math.fround((v1[i] as number) + (m2[i] as number)) + Math.fround(Math.fround((v1[i] as number) + (m1[i] as number)) - (v1[i] as number))
       expect(v3).toEqual(expected)
+    } finally {
+      await stopParticipants(ps)
+      await c.stop()
+    }
+  })
+})
+
+describe('a round\'s metrics (review 49f)', () => {
+  it('deltaNorm is the norm of the clients\' mean update, stepNorm that of the step FedAdam applied', async () => {
+    const { c, dir, at, token } = await smallCoordinator('step-norm', { partition: SMALL_BLOCKS })
+    const encoded: Uint32Array[] = []
+    const ps = await startParticipants(at, token, join(root, 'step-norm-runtimes'), 3, {
+      extra: () => ({ tamper: (x: Uint32Array) => { encoded.push(x.slice()); return x } })
+    })
+    try {
+      const summary = await c.rounds.run({ model: 'mnist', trainable: ['head'], secure: { mode: 'none' }, strategy: { name: 'fedadam', lr: 0.05 }, changeThreshold: 0, selection: { minClients: 3 } })
+      expect(summary).toMatchObject({ state: 'published', version: 2, reason: null })
+      const storedConfig = JSON.parse((await readRound(dir, summary.id)).config) as RoundConfig
+      const { mean } = decodeMean(ringSum(encoded, (encoded[0] as Uint32Array).length), fixedPointParams(storedConfig.fixedPoint))
+      const config = JSON.parse((c.repo.version('mnist', 2) as { signed_manifest: string }).signed_manifest) as SignedManifest
+      const layout = trainableLayout(config.manifest.tensors, ['head'])
+      const aoe = { version: '1.0.0', tag: 'fl', runtime: 'tensorflow', source: 'blockfed', modelDir: 'mnist', modelName: 'mnist', updateURL: at }
+      const runtime = ps[0]?.runtime as NodeRuntime
+      const v1 = readTrainable(config.manifest.tensors, (await runtime.fetch(aoe, 1)).weights, layout)
+      const v2 = readTrainable(config.manifest.tensors, (await runtime.fetch(aoe, 2)).weights, layout)
+      const norm = (f: (i: number) => number): number => Math.sqrt(Array.from({ length: v1.length }, (_, i) => f(i) ** 2).reduce((a, b) => a + b, 0))
+      const meanNorm = norm(i => mean[i] as number)
+      const published = norm(i => (v2[i] as number) - (v1[i] as number))
+      const { deltaNorm, stepNorm } = summary.metrics as Record<string, number>
+      expect(deltaNorm).toBeCloseTo(meanNorm, 6)
+      // Published float32 weights: the step as applied, to float32 rounding.
+      expect(Math.abs((stepNorm as number) - published)).toBeLessThan(1e-4 * published)
+      // FedAdam's step is not the mean: the two figures tell different things.
+      expect(Math.abs((stepNorm as number) - (deltaNorm as number))).toBeGreaterThan(0.1 * (deltaNorm as number))
     } finally {
       await stopParticipants(ps)
       await c.stop()

@@ -110,7 +110,7 @@ describe('version policy', () => {
     expect(rejected.metrics?.current).toBeGreaterThan(0.8)
     expect(rejected.metrics?.candidate).toBeLessThan(0.5)
     expect(validating.manifest.version).toBe(1)
-    expect((await validating.update()).action).toBe('none')
+    expect(await validating.update()).toMatchObject({ action: 'none', reason: 'the channel\'s version was rolled back from, or failed validation, here: it is not taken again (a newer one is)' })
     expect((await lenient.update()).action).toBe('rejected')
 
     const upgraded = await automatic.update()
@@ -128,6 +128,7 @@ describe('version policy', () => {
     const checked = await automatic.check()
     expect(checked).toMatchObject({ action: 'rolled-back', from: 2, to: 1, bytesFetched: 0 })
     expect(checked.metrics?.current).toBeLessThan(0.5)
+    expect(checked.metrics?.candidate).toBeGreaterThan(0.8)
     expect(automatic.manifest.version).toBe(1)
     expect((await automatic.update()).action).toBe('none')
     const digits = await automatic.infer(heldOut.images.subarray(0, 784 * 20))
@@ -163,6 +164,20 @@ describe('version policy', () => {
       coordinator = await createCoordinator({ dataDir: join(root, 'coordinator'), port: Number(new URL(url).port) })
       url = await coordinator.start()
     }
+  })
+
+  it('a runtime whose metric falls below its bound stays when the previous version scores no better', async () => {
+    const picky = await runtime('picky')
+    await (await picky.load(config('digits', { pin: 2 }))).release()
+    // v3 (good) under a bound it cannot reach, with v2 (scrambled head) as its previous.
+    const handle = await picky.load(config('digits', { pin: 3, rollback: { below: 0.99 } }))
+    expect(handle.manifest.version).toBe(3)
+    const checked = await handle.check()
+    expect(checked).toMatchObject({ action: 'none', from: 3, to: 3 })
+    expect(checked.reason).toMatch(/^metric 0\.\d{4} < bound 0\.99, but 2 scores 0\.\d{4}, no better: staying$/)
+    expect(checked.metrics?.current).toBeGreaterThan(0.8)
+    expect(checked.metrics?.candidate).toBeLessThan(0.5)
+    expect(handle.manifest.version).toBe(3)
   })
 
   it('canary: a deterministic fraction of clients takes the canary version; stable clients stay', async () => {

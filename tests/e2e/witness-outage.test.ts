@@ -1,9 +1,9 @@
 /**
  * A runtime that requires a witness's cosignature, when the witness goes down (or cosignatures
  * are stripped on the way): the coordinator's latest checkpoint then lacks the quorum. A restart
- * keeps serving the version it verified and kept instead of refusing to start, and raises no
- * security alarm: a missing cosignature is not evidence of a fork. A stand-in witness cosigns
- * whatever it is sent until it is "down".
+ * keeps serving the version it verified and kept instead of refusing to start, a running handle's
+ * update stays on it and says why, and neither raises a security alarm: a missing cosignature is
+ * not evidence of a fork. A stand-in witness cosigns whatever it is sent until it is "down".
  */
 import { describe, it, expect, afterAll } from 'vitest'
 import { createServer } from 'node:http'
@@ -57,13 +57,19 @@ describe('a witness outage', () => {
     const config = { version: '1', runtime: 'tensorflow', source: 'blockfed', modelDir: 'm', modelName: 'm', updateURL: url, token: edge, ledger: { witnesses: [vkey], minWitnesses: 1 } }
     let alarms = 0
     const first = await createNodeRuntime({ dataDir, accessHistory: false, onSecurityError: () => { alarms++ } })
-    expect((await first.load(config)).manifest.version).toBe(1)
-    await first.stop()
+    const running = await first.load(config)
+    expect(running.manifest.version).toBe(1)
 
     up = false
     await admin.ingest('m', await denseModelFiles(4, [['d1', 3, 2]]))
     const served = await (await fetch(`${url}/ledger/checkpoint`)).text()
     expect(served.split('\n').filter(l => l.startsWith('—'))).toHaveLength(1) // the log's own line only
+    // A running handle's update stays too, and says why (review 49f: it threw WitnessQuorumError).
+    const stayed = await running.update()
+    expect(stayed).toMatchObject({ action: 'none', from: 1, to: 1, bytesFetched: 0 })
+    expect(stayed.reason).toMatch(/^staying on 1: the log's latest checkpoint cannot be verified \(checkpoint 2: cosigned by 0 known witness\(es\) \(none\), 1 required; a witness is down/)
+    expect(running.manifest.version).toBe(1)
+    await first.stop()
 
     // Before, both failed with "checkpoint 2: cosigned by 0 known witness(es) (none), 1 required".
     for (const upgrade of ['manual', 'auto'] as const) {
