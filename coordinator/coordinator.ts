@@ -102,9 +102,12 @@ export interface Coordinator {
   /** Base URL once started. */
   url: () => string
   ingest: (name: string, files: ModelFile[], options?: IngestOptions) => Promise<IngestResult>
-  /** Creates an API token for `role` without going through HTTP (for the CLI and tests). */
-  /** `models`: the models the token is limited to (names, `name*` prefixes); every model when absent. */
-  createToken: (role: string, options?: { models?: string[] }) => Promise<string>
+  /**
+   * Creates an API token for `role` without going through HTTP (for the CLI and tests). `models`:
+   * the models it is limited to (names, `name-*` prefixes; every model when absent); `levels`: the
+   * access levels it reads beyond its role's.
+   */
+  createToken: (role: string, options?: { models?: string[], levels?: string[] }) => Promise<string>
   /** Revokes the token with this id (see `blockfed token list`), as DELETE /v1/tokens/{id} does. */
   revokeToken: (id: string) => Promise<TokenRevoked>
   /** Training rounds: start on demand, schedule continuously, recover after a restart. */
@@ -237,7 +240,7 @@ async function openCoordinator (options: CoordinatorOptions, partitionOptions: P
     get adminToken () { return tokens.adminToken },
     url: () => url,
     ingest: versions.ingest,
-    createToken: async (role, options) => (await tokens.issue(role, null, undefined, options?.models ?? null)).token,
+    createToken: async (role, options) => (await tokens.issue(role, null, undefined, { models: options?.models ?? null, levels: options?.levels ?? [] })).token,
     revokeToken: tokens.revoke,
     rounds,
     log,

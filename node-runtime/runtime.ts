@@ -142,6 +142,12 @@ export interface VersionChange {
   reason: string
   /** Bytes fetched for the change (only blocks not already cached). */
   bytesFetched: number
+  /**
+   * Set when `update` stayed because the log's latest checkpoint could not be verified (short of
+   * its witnesses, or garbled on the way): newer versions may exist that this runtime cannot
+   * check, so a fleet can alert on it (the reason says why).
+   */
+  logUnverified?: true
 }
 
 export interface ModelHandle {
@@ -515,7 +521,11 @@ export async function createNodeRuntime (options: NodeRuntimeOptions): Promise<N
 
   async function evaluate (serving: Serving, config: AoeConfig, why: string): Promise<number> {
     if (serving.code.evaluate === undefined) throw new InvalidConfigError(`aoe config for ${config.modelName}: ${why} needs model code with evaluate()`)
-    return await serving.code.evaluate()
+    const score = await serving.code.evaluate()
+    // NaN compares false both ways: a candidate scoring it passed `score < current + margin` and
+    // check() went back to a version scoring it (review 51a).
+    if (typeof score !== 'number' || !Number.isFinite(score)) throw new InvalidInputError(`${config.modelName}@${serving.manifest.version}: its model code's evaluate() returned ${String(score)}, not a finite number (${why})`)
+    return score
   }
 
   /** Records a move from `from` to `to` (see `afterMove`), then drops what no version kept needs. */
@@ -809,7 +819,7 @@ export async function createNodeRuntime (options: NodeRuntimeOptions): Promise<N
           // As at a start: a checkpoint short of its witnesses, or garbled on the way, is no
           // evidence of a fork, so no alarm, but nothing can be verified past it (review 49f: this threw).
           if (!(err instanceof WitnessQuorumError || err instanceof CheckpointAnswerError)) throw err
-          return { action: 'none', from, to: from, reason: `staying on ${from}: the log's latest checkpoint cannot be verified (${err.message})`, bytesFetched: 0 }
+          return { action: 'none', from, to: from, reason: `staying on ${from}: the log's latest checkpoint cannot be verified (${err.message})`, bytesFetched: 0, logUnverified: true }
         }
         // A second entry for the version served here, appended since it was verified: the log
         // can now show other runtimes another manifest under it. Raised while nothing newer is

@@ -13,6 +13,7 @@ import { readdir, readFile } from 'node:fs/promises'
 import { homedir } from 'node:os'
 import { join, resolve } from 'node:path'
 import { coordinatorClient } from '../../shared/client/coordinator-client.ts'
+import { accessPairs } from '../../shared/client/access-pairs.ts'
 import { AccessDeniedError, BlockfedError, InvalidInputError, UnavailableError } from '../../shared/errors/errors.ts'
 import { createCoordinator } from '../coordinator.ts'
 import { DEFAULT_MAX_SERVING_BYTES, WITNESS_RETRY_MS } from '../constants.ts'
@@ -127,8 +128,11 @@ program.command('ingest')
   .option('--token <token>', 'API token (or BLOCKFED_TOKEN)')
   .option('--data <dir>', 'read the admin token from this coordinator data dir')
   .option('--follow-links', 'read files the model names even where links lead out of its folder (a Hugging Face cache); only for a folder from a source you trust')
+  .option('--access <unit=level>', 'seal a unit\'s blocks at an access level (repeat for more: --access head=premium): only tokens given that level (token create --level), and admin and publisher tokens, get their data keys; units not named keep their level in the latest version, new units get default', accessPair)
   .option('--json', 'print the result as JSON')
-  .action(async (path: string, o: { name: string, coordinator: string, token?: string, data?: string, followLinks?: boolean, json?: boolean }) => {
+  .action(async (path: string, o: { name: string, coordinator: string, token?: string, data?: string, followLinks?: boolean, access?: string[], json?: boolean }) => {
+    // Before the model is read: a typo costs no upload (the coordinator checks the units).
+    const access = o.access === undefined ? undefined : accessPairs(o.access, '--access')
     const files = await readModelFiles(path, { followLinksOut: o.followLinks === true })
     const bearer = await token(o)
     if (bearer === undefined) throw new AccessDeniedError('ingest needs an API token that may ingest, an admin or publisher one (--token, BLOCKFED_TOKEN or --data)')
@@ -136,7 +140,7 @@ program.command('ingest')
     // Ctrl-C aborts the upload, and the bar is stopped before the exit: it gives the cursor back.
     const result = await interruptible(async signal => {
       const bar = progressBar('upload')
-      return await client.ingest(o.name, files, { signal, onProgress: (sent, total) => bar.update(sent, total) }).finally(() => bar.stop())
+      return await client.ingest(o.name, files, { signal, onProgress: (sent, total) => bar.update(sent, total), ...(access === undefined ? {} : { access }) }).finally(() => bar.stop())
     })
     if (o.json === true) console.log(JSON.stringify(result))
     else console.log(`${result.model}@${result.version} ${result.manifestCid}${result.created ? '' : ' (unchanged: nothing stored)'} — ${result.blocks} blocks, ${result.newBlocks} new, ${result.bytesStored} bytes stored`)
@@ -326,6 +330,16 @@ function demoRuntimes (value: string): number {
   const n = /^\s*\d+\s*$/.test(value) ? Number(value) : NaN
   if (n >= 2 && n < 5) throw new InvalidArgumentError(`at least 5: the demo gives each runtime 2 of the 10 digit classes (classes:2), so ${n} runtimes cannot hold them all; for ${n}, run blockfed simulate --clients ${n} --partition classes:${Math.ceil(10 / n)}`)
   return integer(5, 64)(value)
+}
+
+/** `--access head=premium`, repeated: each checked as given. */
+function accessPair (value: string, previous: string[] = []): string[] {
+  try {
+    accessPairs([value], '--access')
+  } catch (err) {
+    throw new InvalidArgumentError((err as Error).message)
+  }
+  return [...previous, value]
 }
 
 /** The command whose action runs: an error's hint names its options, not another command's. */

@@ -9,7 +9,7 @@
 import { InvalidArgumentError, type Command } from 'commander'
 import ms from 'ms'
 import { coordinatorClient, type CoordinatorClient } from '../../shared/client/coordinator-client.ts'
-import { LABEL_FORBIDDEN, MAX_TOKEN_MODELS, modelScopeSchema, TOKEN_MAX_LIFETIME_S, tokenIdSchema, tokenLabelSchema, type TokenInfo } from '../../shared/client/api-schemas.ts'
+import { accessLevelSchema, LABEL_FORBIDDEN, MAX_TOKEN_LEVELS, MAX_TOKEN_MODELS, modelScopeSchema, TOKEN_MAX_LIFETIME_S, tokenIdSchema, tokenLabelSchema, type TokenInfo } from '../../shared/client/api-schemas.ts'
 import { AccessDeniedError } from '../../shared/errors/errors.ts'
 import { ROLES } from '../constants.ts'
 import { coordinatorOption, token } from './args.ts'
@@ -54,6 +54,14 @@ const modelScope = (value: string, previous: string[] = []): string[] => {
   return [...previous, parsed.data]
 }
 
+/** `--level premium`, repeated: access levels the token reads beyond its role's. */
+const level = (value: string, previous: string[] = []): string[] => {
+  const parsed = accessLevelSchema.safeParse(value)
+  if (!parsed.success) throw new InvalidArgumentError(parsed.error.issues[0]?.message ?? 'not an access level')
+  if (previous.length >= MAX_TOKEN_LEVELS) throw new InvalidArgumentError(`at most ${MAX_TOKEN_LEVELS} levels`)
+  return [...previous, parsed.data]
+}
+
 /** `--expires 90d`: a lifetime in seconds, from `ms`'s units (s, m, h, d, w, y); a bare number is refused (ms would read milliseconds). */
 const lifetime = (value: string): number => {
   const millis = /[a-z]\s*$/i.test(value.trim()) ? ms(value as ms.StringValue) : undefined
@@ -73,8 +81,11 @@ function line (t: TokenInfo, now = Date.now()): string {
     : expires !== null && Date.parse(expires) <= now ? `expired ${shown(expires)}` : expires !== null ? `active, expires ${shown(expires)}` : 'active'
   const used = t.lastUsedAt === undefined ? '' : `  last used ${t.lastUsedAt === null ? 'never' : shown(t.lastUsedAt)}`
   const file = t.adminFile === true ? '  (admin.token)' : ''
-  const models = t.models == null ? '' : `  models ${t.models.map(shown).join(',')}`
-  return `${t.id}  ${shown(t.role).padEnd(9)}  ${shown(t.createdAt)}  ${state}${used}${file}${models}${t.label === null ? '' : `  ${shown(t.label)}`}`
+  // A prefix made before they had to end in a separator (review 49d) opens more than it seems.
+  const loose = t.models?.some(m => /[^._-]\*$/.test(m)) === true ? ' (a prefix without a separator also opens longer names: kiosk* opens kiosks-admin; make a new token with kiosk-*)' : ''
+  const models = t.models == null ? '' : `  models ${t.models.map(shown).join(',')}${loose}`
+  const levels = t.levels === undefined || t.levels.length === 0 ? '' : `  levels ${t.levels.map(shown).join(',')}`
+  return `${t.id}  ${shown(t.role).padEnd(9)}  ${shown(t.createdAt)}  ${state}${used}${file}${models}${levels}${t.label === null ? '' : `  ${shown(t.label)}`}`
 }
 
 export function tokenCommands (program: Command): void {
@@ -86,13 +97,14 @@ export function tokenCommands (program: Command): void {
     .option('--label <text>', 'whose token it is, as token list shows it', label)
     .option('--expires <duration>', 'the token stops opening anything after this long: 12h, 30d, 1y (1 minute to 10 years; never when left out)', lifetime)
     .option('--model <name>', 'limit the token to this model (repeat for more; a prefix ending in a separator and * for a family: kiosk-*): its data keys, ingests, rounds and channels; every model when left out (not for admin tokens)', modelScope)
-    .option('--json', 'print JSON: the token, its id, role, expiry and models')
-    .action(async (r: string, o: Access & { label?: string, expires?: number, model?: string[], json?: boolean }) => {
-      const made = await (await client(o, 'token create')).issueToken({ role: r, ...(o.label === undefined ? {} : { label: o.label }), ...(o.expires === undefined ? {} : { expiresInSeconds: o.expires }), ...(o.model === undefined ? {} : { models: o.model }) })
+    .option('--level <level>', 'an access level the token reads beyond its role\'s (repeat for more): the data keys of blocks ingested at that level (ingest --access); edge tokens only, admin and publisher tokens read every level', level)
+    .option('--json', 'print JSON: the token, its id, role, expiry, models and levels')
+    .action(async (r: string, o: Access & { label?: string, expires?: number, model?: string[], level?: string[], json?: boolean }) => {
+      const made = await (await client(o, 'token create')).issueToken({ role: r, ...(o.label === undefined ? {} : { label: o.label }), ...(o.expires === undefined ? {} : { expiresInSeconds: o.expires }), ...(o.model === undefined ? {} : { models: o.model }), ...(o.level === undefined ? {} : { levels: o.level }) })
       if (o.json === true) { console.log(JSON.stringify(made)); return }
       // The token alone on stdout (TOKEN=$(blockfed token create edge)); what names it on stderr.
       console.log(made.token)
-      if (made.id !== undefined) console.error(`token id ${made.id} (token list and token revoke name it so)${made.expiresAt == null ? '' : `; expires ${made.expiresAt}`}${made.models == null ? '' : `; models ${made.models.join(', ')}`}`)
+      if (made.id !== undefined) console.error(`token id ${made.id} (token list and token revoke name it so)${made.expiresAt == null ? '' : `; expires ${made.expiresAt}`}${made.models == null ? '' : `; models ${made.models.join(', ')}`}${made.levels === undefined || made.levels.length === 0 ? '' : `; levels ${made.levels.join(', ')}`}`)
     })
 
   access(tokens.command('list'))

@@ -7,7 +7,7 @@ import type { FastifyRequest } from 'fastify'
 import { toHex } from '../../shared/crypto/bytes.ts'
 import { sha256Hex } from '../../shared/crypto/hash.ts'
 import { AccessDeniedError, ConflictError, InvalidInputError, NotFoundError, UnauthenticatedError } from '../../shared/errors/errors.ts'
-import { TOKEN_ID_CHARS, tokenIdSchema, tokenModelsSchema } from '../../shared/client/api-schemas.ts'
+import { TOKEN_ID_CHARS, tokenIdSchema, tokenLevelsSchema, tokenModelsSchema } from '../../shared/client/api-schemas.ts'
 import type { Repository, TokenRow } from '../store/repository.ts'
 import { ROLES } from '../constants.ts'
 import { inScope } from '../tokens/scope.ts'
@@ -35,17 +35,28 @@ export async function mintToken (): Promise<{ token: string, hash: string }> {
  * Creates a token for `role` (one of ROLES), stores its hash, and returns the token, its id and
  * when it expires (`expiresInSeconds` from now; never when absent).
  */
-export async function issueToken (repo: Repository, role: string, label: string | null, expiresInSeconds?: number, models: string[] | null = null): Promise<{ token: string, id: string, expiresAt: string | null, models: string[] | null }> {
+export async function issueToken (repo: Repository, role: string, label: string | null, expiresInSeconds?: number, scope: TokenScope = {}): Promise<{ token: string, id: string, expiresAt: string | null, models: string[] | null, levels: string[] }> {
+  const { models = null, levels = [] } = scope
   if (!Object.hasOwn(ROLES, role)) throw new InvalidInputError(`unknown role "${role}"; roles: ${Object.keys(ROLES).join(', ')}`)
+  if (levels.length > 0 && ROLES[role]?.access.includes('*') === true) throw new InvalidInputError(`levels: a ${role} token reads every access level already`)
+  const checkedLevels = tokenLevelsSchema.safeParse(levels)
+  if (levels.length > 0 && !checkedLevels.success) throw new InvalidInputError(`levels: ${checkedLevels.error.issues.map(i => `${i.path.join('.') || 'list'}: ${i.message}`).join('; ')}`)
   // A token that makes tokens could make one for every model: a limit on it would hold nothing.
   if (models !== null && ROLES[role]?.tokens === true) throw new InvalidInputError(`models: a ${role} token makes tokens, which may open every model; it cannot be limited to models`)
   const checked = models === null ? undefined : tokenModelsSchema.safeParse(models)
   if (checked?.success === false) throw new InvalidInputError(`models: ${checked.error.issues.map(i => `${i.path.join('.') || 'list'}: ${i.message}`).join('; ')}`)
   const { token, hash } = await mintToken()
   const expiresAt = expiresInSeconds === undefined ? null : new Date(Date.now() + expiresInSeconds * 1000).toISOString()
-  const scope = models === null ? null : [...new Set(models)].sort()
-  repo.insertToken(hash, role, label, expiresAt, scope)
-  return { token, id: tokenIdOf(hash), expiresAt, models: scope }
+  const limited = models === null ? null : [...new Set(models)].sort()
+  const given = [...new Set(levels)].sort()
+  repo.insertToken(hash, role, label, expiresAt, limited, given)
+  return { token, id: tokenIdOf(hash), expiresAt, models: limited, levels: given }
+}
+
+/** What a token is limited to (`models`; null: every model) and the access levels it reads beyond its role's. */
+export interface TokenScope {
+  models?: string[] | null
+  levels?: string[]
 }
 
 /** Refuses (403) a caller whose token is limited to other models than `model`; `what` says what it tried. */
@@ -83,8 +94,10 @@ export function revokeToken (repo: Repository, id: string): TokenRow {
 export interface Caller {
   role: string
   grants: (typeof ROLES)[string]
-  /** The models its token is limited to (names, `name*` prefixes); null: every model. */
+  /** The models its token is limited to (names, `name-*` prefixes); null: every model. */
   models: string[] | null
+  /** Access levels its token reads beyond its role's (`grants.access`). */
+  levels: string[]
 }
 
 /** The token of an `Authorization: Bearer <token>` header (the scheme is case-insensitive, RFC 9110 §11.1), or undefined when there is none of that form. */
@@ -133,7 +146,7 @@ function callerOf (hash: string, repo: Repository): Caller {
   const refused = tokenRefusal(row)
   if (refused !== undefined || row === undefined) throw new UnauthenticatedError(refused ?? 'unknown API token')
   repo.noteTokenUse(hash)
-  return { role: row.role, grants: ROLES[row.role] as Caller['grants'], models: row.models ?? null }
+  return { role: row.role, grants: ROLES[row.role] as Caller['grants'], models: row.models ?? null, levels: row.levels }
 }
 
 async function lookUp (req: FastifyRequest, repo: Repository): Promise<Caller> {
@@ -151,5 +164,5 @@ export function needsToken (grant?: 'ingest' | 'tokens' | 'rounds'): { security:
 }
 
 export function mayRead (caller: Caller, access: string): boolean {
-  return caller.grants.access.includes('*') || caller.grants.access.includes(access)
+  return caller.grants.access.includes('*') || caller.grants.access.includes(access) || caller.levels.includes(access)
 }

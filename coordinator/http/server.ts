@@ -18,9 +18,10 @@ import { z } from 'zod'
 import { LRUCache } from 'lru-cache'
 import type { ModelFile } from '../../shared/model/types.ts'
 import {
-  coordinatorInfoSchema, ingestResultSchema, keyRequestSchema, keyResponseSchema, modelListSchema,
+  coordinatorInfoSchema, ingestResultSchema, MAX_ACCESS_UNITS, keyRequestSchema, keyResponseSchema, modelListSchema,
   modelNameSchema, versionListSchema, versionParamSchema, type IngestResult
 } from '../../shared/client/api-schemas.ts'
+import { accessPairs } from '../../shared/client/access-pairs.ts'
 import { signedManifestSchema, type Manifest, type SignedManifest } from '../../shared/manifest/schema.ts'
 import { parseCid } from '../../shared/crypto/cid.ts'
 import { decodeBase64 } from '../../shared/crypto/bytes.ts'
@@ -248,12 +249,22 @@ export async function buildServer (deps: ServerDeps): Promise<FastifyInstance> {
   api.post('/v1/models/:name/ingest', {
     schema: {
       operationId: 'ingestModel', summary: 'Upload a model (multipart: model.json + weight files, or one .onnx + external data) and ingest it as a new version',
-      ...needsToken('ingest'), params: modelParams, consumes: ['multipart/form-data'], response: { 200: ingestResultSchema, ...refusals(409, ...BODY_REFUSALS, 422, 502, 503, ...WRITE_REFUSALS) }
+      ...needsToken('ingest'),
+      params: modelParams,
+      querystring: z.strictObject({
+        access: z.union([z.string().max(1024), z.array(z.string().max(1024)).max(MAX_ACCESS_UNITS)]).optional()
+          .describe('UNIT=LEVEL, repeated: those units\' blocks are sealed at that access level, whose data keys only tokens given the level (and admin and publisher tokens) get; units not named keep their level in the latest version, new ones get default')
+      }),
+      consumes: ['multipart/form-data'],
+      response: { 200: ingestResultSchema, ...refusals(409, ...BODY_REFUSALS, 422, 502, 503, ...WRITE_REFUSALS) }
     }
   }, async req => {
     const caller = await authenticate(req, deps.repo)
     if (!caller.grants.ingest) throw new AccessDeniedError(`role ${caller.role} may not ingest models`)
     mayUseModel(caller, req.params.name, 'ingest')
+    const given = req.query.access
+    // Checked before the upload is read: a typo costs no upload.
+    const access = given === undefined ? undefined : accessPairs(typeof given === 'string' ? [given] : given, 'querystring.access')
     if (!req.isMultipart()) throw new InvalidInputError('ingest expects multipart/form-data with one part per model file')
     // Uploads are buffered whole, then wait in the one-at-a-time ingest queue: an upload holds
     // its slot until its ingest settles, so memory stays within INGEST_UPLOADS × the upload limit.
@@ -270,7 +281,7 @@ export async function buildServer (deps: ServerDeps): Promise<FastifyInstance> {
         mayUseModel(now, req.params.name, 'ingest')
       }
       allowed()
-      return await deps.ingest(req.params.name, files, { authorize: allowed })
+      return await deps.ingest(req.params.name, files, { authorize: allowed, ...(access === undefined ? {} : { access }) })
     } finally {
       receiving--
     }

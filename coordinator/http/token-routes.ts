@@ -29,8 +29,8 @@ export async function tokenRoutes (app: FastifyInstance, deps: TokenRoutesDeps):
     schema: { operationId: 'createToken', summary: 'Create an API token for a role', ...needsToken('tokens'), body: tokenRequestSchema, response: { 200: tokenResponseSchema, ...refusals(...BODY_REFUSALS, ...WRITE_REFUSALS) } }
   }, async req => {
     mayManage(await authenticate(req, deps.repo), 'create')
-    const { token, id, expiresAt, models } = await deps.tokens.issue(req.body.role, req.body.label ?? null, req.body.expiresInSeconds, req.body.models ?? null)
-    return { token, role: req.body.role, id, expiresAt, models }
+    const { token, id, expiresAt, models, levels } = await deps.tokens.issue(req.body.role, req.body.label ?? null, req.body.expiresInSeconds, { models: req.body.models ?? null, levels: req.body.levels ?? [] })
+    return { token, role: req.body.role, id, expiresAt, models, levels }
   })
 
   api.get('/v1/tokens', {

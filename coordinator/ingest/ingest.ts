@@ -22,6 +22,7 @@ import type { BlockFiles } from '../store/block-files.ts'
 import type { Identity } from '../keys/identity.ts'
 import type { VersionLog } from '../ledger/log.ts'
 import { DEFAULT_ACCESS_LEVEL } from '../constants.ts'
+import { unitLevels } from './access-levels.ts'
 
 export interface IngestDeps {
   database: Database
@@ -43,6 +44,12 @@ export interface IngestOptions {
    * queue: throwing records nothing (a token revoked while its upload waited; review 49e).
    */
   authorize?: () => void
+  /**
+   * Access levels of units (unit → level): their blocks' data keys go only to tokens given that
+   * level (and to admin and publisher tokens). Units not named keep their level in the latest
+   * version, new units get `default`.
+   */
+  access?: Readonly<Record<string, string>>
 }
 
 /** A version produced by a training round rather than an upload. */
@@ -109,7 +116,7 @@ export function publisher (deps: IngestDeps): Publisher {
       const sealed = await sealBlocks(model, plans, {
         coder: deps.coder,
         findStored: async sha => await storedWhole(deps, deps.repo.findBlock(sha)),
-        access: () => DEFAULT_ACCESS_LEVEL,
+        access: plan => plan.access ?? DEFAULT_ACCESS_LEVEL,
         onBlock: (done, total) => options.onProgress?.('seal', done, total),
         write
       })
@@ -190,7 +197,9 @@ export function publisher (deps: IngestDeps): Publisher {
   return {
     ingest: async (name, files, options = {}) => await anchored(await serialised(async () => {
       const model = await readModel(files)
-      return await store(name, model, partition(model.tensors, deps.partition), options)
+      const latest = deps.repo.latest(name)
+      const levels = unitLevels(model.tensors, options.access, latest === undefined ? undefined : signedManifestOf(latest).manifest)
+      return await store(name, model, partition(model.tensors, deps.partition, unit => levels.get(unit)), options)
     })),
     publish: async (name, model, options) => await anchored(await serialised(async () => await store(name, model, options.plans, options)))
   }

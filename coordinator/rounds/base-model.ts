@@ -28,7 +28,8 @@ export interface BaseModelDeps {
 }
 
 export function plansOf (manifest: Manifest): BlockPlan[] {
-  return manifest.blocks.map(b => ({ unit: b.unit, parts: b.parts, byteLength: b.plaintextLength }))
+  // The levels too: a round's version keeps each block's access level (review 50a M2).
+  return manifest.blocks.map(b => ({ unit: b.unit, parts: b.parts, byteLength: b.plaintextLength, access: b.access }))
 }
 
 export async function readBaseModel (deps: BaseModelDeps, name: string, version: number): Promise<BaseModel> {

@@ -79,6 +79,8 @@ const MAX_UNREAD_BYTES = 4 << 20
 export interface ClientConnection {
   readonly id: string
   readonly models: readonly string[]
+  /** The block access levels its token reads (absent: `default` only); `*`: every level. */
+  readonly reads?: readonly string[]
   /** The updates it says it gave, per model (its hello, then its declines): see one-update.ts. */
   readonly given: Map<string, GivenUpload>
   send: (message: ServerMessage) => void
@@ -225,14 +227,14 @@ export function roundHub (options: RoundHubOptions): RoundHub {
           if (left === 0) perToken.delete(tokenId)
           else perToken.set(tokenId, left)
         })
-        handshake(ws, socket, tokenId, trainer.expiresAt ?? Infinity, trainer.models ?? null)
+        handshake(ws, socket, tokenId, trainer.expiresAt ?? Infinity, trainer.models ?? null, trainer.reads ?? [])
       })
     } finally {
       upgrading--
     }
   }
 
-  function handshake (ws: WebSocket, socket: Duplex, tokenId: string, expiresAt: number, scope: string[] | null): void {
+  function handshake (ws: WebSocket, socket: Duplex, tokenId: string, expiresAt: number, scope: string[] | null, reads: readonly string[]): void {
     const nonce = toHex(globalThis.crypto.getRandomValues(new Uint8Array(32)))
     alive.set(ws, true)
     ws.on('pong', () => alive.set(ws, true))
@@ -307,7 +309,7 @@ export function roundHub (options: RoundHubOptions): RoundHub {
             options.handlers.disconnect(replaced)
           }
           // Offered rounds only of the models its token is limited to (review 49b).
-          client = { id: hello.clientId, models: hello.models.filter(m => inScope(scope, m)), given: new Map((hello.given ?? []).map(g => [g.model, { base: g.base, secure: g.secure }])), socket: ws, send, close: (code, reason) => ws.close(code, reason) }
+          client = { id: hello.clientId, models: hello.models.filter(m => inScope(scope, m)), reads, given: new Map((hello.given ?? []).map(g => [g.model, { base: g.base, secure: g.secure }])), socket: ws, send, close: (code, reason) => ws.close(code, reason) }
           connected.set(client.id, client)
           const rounds = options.handlers.connected(client, hello.rounds ?? [])
           send({ type: 'welcome', clientId: client.id, ...(rounds.length === 0 ? {} : { rounds }) })

@@ -65,7 +65,8 @@ export async function aggregateAndPublish (deps: PublishDeps, config: RoundConfi
     uploads: uploads.size,
     aggregateWeight: totalWeight,
     deltaNorm: meanNorm,
-    // What the strategy applied: FedAdam's or FedYogi's step is not the mean (review 49f).
+    // This round's step by the strategy (FedAdam's is not the mean; review 49f), before the
+    // threshold and without the residual earlier rounds carried.
     stepNorm: distance(step.values, current),
     changedBlocks: applied.changed.length,
     aggregateMs: Math.round(performance.now() - started)

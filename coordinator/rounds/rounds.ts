@@ -24,6 +24,7 @@ import { afterUpload, newestGiven, repeatsBase, uploadOf } from '../../shared/ro
 import type { IngestResult } from '../../shared/client/api-schemas.ts'
 import { roundFixedPoint } from './fixed-point.ts'
 import { signedManifestOf, type Repository } from '../store/repository.ts'
+import { DEFAULT_ACCESS_LEVEL } from '../constants.ts'
 import type { PublishOptions } from '../ingest/ingest.ts'
 import type { NormalisedModel } from '../../shared/model/types.ts'
 import type { BaseModel } from './base-model.ts'
@@ -333,7 +334,7 @@ export function roundManager (deps: RoundManagerDeps): RoundManager {
    * The version a round trains and the layout of its trainable units. Checked before any client
    * is counted: a stale base or an unknown unit is the request's fault, whoever is connected.
    */
-  function roundBase (request: RoundRequest): { row: NonNullable<ReturnType<Repository['latest']>>, layout: ReturnType<typeof trainableLayout>, units: string[] } {
+  function roundBase (request: RoundRequest): { row: NonNullable<ReturnType<Repository['latest']>>, layout: ReturnType<typeof trainableLayout>, units: string[], levels: Set<string> } {
     const row = deps.repo.latest(request.model)
     if (row === undefined) throw new NotFoundError(`no model named ${request.model}`)
     // A round's result becomes the next version, so it trains the latest: one trained on an older
@@ -344,7 +345,7 @@ export function roundManager (deps: RoundManagerDeps): RoundManager {
     const manifest = signedManifestOf(row).manifest
     const format = untrainableFormat(manifest.format)
     if (format !== undefined) throw new InvalidInputError(`model ${request.model}: ${format}`)
-    return { row, layout: trainableLayout(manifest.tensors, request.trainable), units: request.trainable ?? trainableUnits(manifest.tensors) }
+    return { row, layout: trainableLayout(manifest.tensors, request.trainable), units: request.trainable ?? trainableUnits(manifest.tensors), levels: new Set(manifest.blocks.map(b => b.access)) }
   }
 
   async function configure (request: RoundRequest, base: ReturnType<typeof roundBase>, selected: string[]): Promise<RoundConfig> {
@@ -387,12 +388,20 @@ export function roundManager (deps: RoundManagerDeps): RoundManager {
    * this base version in this mode (shared/rounds/one-update.ts: they would decline), so a retry
    * after a failed round goes to the others.
    */
-  function eligible (request: RoundRequest, baseVersion: number): { ids: string[], givenAtBase: number } {
+  function eligible (request: RoundRequest, baseVersion: number, levels: ReadonlySet<string>): { ids: string[], givenAtBase: number, lackLevels: number } {
     const { model, selection: { cooldownMs } } = request
     const now = Date.now()
     let givenAtBase = 0
+    let lackLevels = 0
     const ids = deps.hub().clients().filter(c => {
       if (!c.models.includes(model) || busy.has(c.id)) return false
+      // Training needs the whole base model: a token that may not read some of its blocks
+      // (review 50a M2) would fail the round at its fetch.
+      const reads = c.reads ?? [DEFAULT_ACCESS_LEVEL]
+      if (!reads.includes('*') && [...levels].some(level => !reads.includes(level))) {
+        lackLevels++
+        return false
+      }
       if (repeatsBase(newestGiven(deps.store.newestUpload(c.id, model), c.given.get(model)), uploadOf(baseVersion, request.secure.mode))) {
         givenAtBase++
         return false
@@ -400,7 +409,7 @@ export function roundManager (deps: RoundManagerDeps): RoundManager {
       const last = deps.store.lastParticipation(c.id)
       return last === undefined || now - last >= cooldownMs
     }).map(c => c.id)
-    return { ids, givenAtBase }
+    return { ids, givenAtBase, lackLevels }
   }
 
   function fail (roundId: string, reason: string): void {
@@ -448,14 +457,16 @@ export function roundManager (deps: RoundManagerDeps): RoundManager {
     const other = runningOn(request.model)
     if (other !== undefined) throw new RoundRunningError(`model ${request.model}: ${other} is still running; one round per model at a time, since of two rounds from one base version only the first to finish could publish`)
     const base = roundBase(request)
-    const { ids: candidates, givenAtBase } = eligible(request, base.row.version)
+    const { levels } = base
+    const { ids: candidates, givenAtBase, lackLevels } = eligible(request, base.row.version, levels)
     // A masking round with fewer clients could only fail at its first stage (secagg/server.ts),
     // and any round with fewer than minUploads at its deadline; clients also size their DP
     // noise for minUploads, and refuse an offer selecting fewer (participant.ts).
     const masking = request.secure.mode === 'masking' ? MIN_MASKING_CLIENTS : 0
     const least = Math.max(masking, request.selection.minClients, request.selection.minUploads ?? 0)
     if (candidates.length < least) {
-      const given = givenAtBase === 0 ? '' : ` (${givenAtBase} more already uploaded from version ${base.row.version} to a round that failed or did not take the upload, and give one update per base version)`
+      const given = (givenAtBase === 0 ? '' : ` (${givenAtBase} more already uploaded from version ${base.row.version} to a round that failed or did not take the upload, and give one update per base version)`) +
+        (lackLevels === 0 ? '' : ` (${lackLevels} more connected with tokens that may not read every block of version ${base.row.version}, whose access levels are ${[...levels].sort().join(', ')}: give them those levels, token create --level)`)
       const why = least === request.selection.minClients ? '' : least === masking ? ` (masking needs ${MIN_MASKING_CLIENTS})` : ` (selection.minUploads)`
       // The remedy named where the lock-out shows (review 49f): the README's alone was missed.
       const remedy = givenAtBase === 0 ? '' : `; those that uploaded train again from a new version (ingest changed weights: the same files are the same version)`

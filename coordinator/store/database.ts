@@ -185,9 +185,12 @@ export const MIGRATIONS: readonly string[] = [
      model TEXT PRIMARY KEY REFERENCES models(name),
      moves INTEGER NOT NULL CHECK (moves >= 0)
    );`,
-  // The models a token is limited to, a JSON array of names and name* prefixes (NULL: every
+  // The models a token is limited to, a JSON array of names and name-* prefixes (NULL: every
   // model; review 49b: one edge token opened every model's keys).
-  'ALTER TABLE tokens ADD COLUMN models TEXT;'
+  'ALTER TABLE tokens ADD COLUMN models TEXT;',
+  // The block access levels a token reads beyond its role's, a JSON array (NULL: none; review
+  // 50a M2: levels could be set nowhere).
+  'ALTER TABLE tokens ADD COLUMN levels TEXT;'
 ]
 
 export interface Database {

@@ -43,9 +43,12 @@ export interface Repository {
   uploadedBetween: (model: string, from: number, to: number) => boolean
   /** The oldest stored block's shard layout: which erasure parameters the data dir was made with. */
   firstBlock: () => { cid: string, sealedLength: number, shards: { size: number, cids: string[] } } | undefined
-  insertToken: (tokenHash: string, role: string, label: string | null, expiresAt?: string | null, models?: string[] | null) => void
-  /** The token of this hash, revoked or expired or not. `models`: what it is limited to (null: every model). */
-  token: (tokenHash: string) => { role: string, revokedAt: string | null, expiresAt: string | null, models: string[] | null } | undefined
+  insertToken: (tokenHash: string, role: string, label: string | null, expiresAt?: string | null, models?: string[] | null, levels?: string[]) => void
+  /**
+   * The token of this hash, revoked or expired or not. `models`: what it is limited to (null:
+   * every model); `levels`: the access levels it reads beyond its role's.
+   */
+  token: (tokenHash: string) => { role: string, revokedAt: string | null, expiresAt: string | null, models: string[] | null, levels: string[] } | undefined
   /**
    * Notes that the token of this hash was used now. Written behind, by flushTokenUses (the
    * coordinator calls it every TOKEN_USE_FLUSH_MS, before listing tokens and at stop): a write per
@@ -77,15 +80,24 @@ export interface TokenRow {
   expiresAt: string | null
   /** The last use written (flushTokenUses); null: never used, or not flushed yet. */
   lastUsedAt: string | null
-  /** The models it is limited to, names and `name*` prefixes; null: every model. */
+  /** The models it is limited to, names and `name-*` prefixes; null: every model. */
   models: string[] | null
+  /** Access levels it reads beyond its role's. */
+  levels: string[]
 }
 
-const TOKEN_ROWS = 'SELECT token_hash AS hash, role, label, created_at AS createdAt, revoked_at AS revokedAt, expires_at AS expiresAt, last_used_at AS lastUsedAt, models FROM tokens'
+const TOKEN_ROWS = 'SELECT token_hash AS hash, role, label, created_at AS createdAt, revoked_at AS revokedAt, expires_at AS expiresAt, last_used_at AS lastUsedAt, models, levels FROM tokens'
 
 /** A stored token's models column: null for every model. */
 function modelsOf (column: string | null): string[] | null {
   return column === null ? null : JSON.parse(column) as string[]
+}
+
+type StoredToken<T> = Omit<T, 'models' | 'levels'> & { models: string | null, levels: string | null }
+
+/** A token row as read, its JSON columns parsed. */
+function parsedToken<T> (row: StoredToken<T>): Omit<T, 'models' | 'levels'> & { models: string[] | null, levels: string[] } {
+  return { ...row, models: modelsOf(row.models), levels: row.levels === null ? [] : JSON.parse(row.levels) as string[] }
 }
 
 const VERSION_ROWS = 'SELECT v.*, l.idx AS ledger_index FROM versions v LEFT JOIN ledger_leaves l ON l.model = v.model AND l.version = v.version'
@@ -112,8 +124,8 @@ export function repository (database: Database): Repository {
     models: db.prepare('SELECT m.name, m.format, m.created_at, MAX(v.version) AS latest, COUNT(v.version) AS versions FROM models m JOIN versions v ON v.model = m.name GROUP BY m.name ORDER BY m.name'),
     versions: db.prepare(`${VERSION_ROWS} WHERE v.model = ? ORDER BY v.version`),
     uploadedBetween: db.prepare('SELECT 1 FROM versions WHERE model = ? AND version > ? AND version <= ? AND round IS NULL LIMIT 1'),
-    insertToken: db.prepare('INSERT INTO tokens (token_hash, role, label, created_at, expires_at, models) VALUES (?, ?, ?, ?, ?, ?)'),
-    token: db.prepare('SELECT role, revoked_at AS revokedAt, expires_at AS expiresAt, models FROM tokens WHERE token_hash = ?'),
+    insertToken: db.prepare('INSERT INTO tokens (token_hash, role, label, created_at, expires_at, models, levels) VALUES (?, ?, ?, ?, ?, ?, ?)'),
+    token: db.prepare('SELECT role, revoked_at AS revokedAt, expires_at AS expiresAt, models, levels FROM tokens WHERE token_hash = ?'),
     touchToken: db.prepare('UPDATE tokens SET last_used_at = ? WHERE token_hash = ?'),
     tokens: db.prepare(`${TOKEN_ROWS} ORDER BY rowid`),
     tokensByPrefix: db.prepare(`${TOKEN_ROWS} WHERE substr(token_hash, 1, ?) = ? ORDER BY rowid`),
@@ -164,10 +176,10 @@ export function repository (database: Database): Repository {
     models: () => q.models.all() as Array<{ name: string, format: string, created_at: string, latest: number, versions: number }>,
     versions: model => q.versions.all(model) as unknown as VersionRow[],
     uploadedBetween: (model, from, to) => q.uploadedBetween.get(model, from, to) !== undefined,
-    insertToken: (hash, role, label, expiresAt = null, models = null) => { q.insertToken.run(hash, role, label, now(), expiresAt, models === null ? null : JSON.stringify(models)) },
+    insertToken: (hash, role, label, expiresAt = null, models = null, levels = []) => { q.insertToken.run(hash, role, label, now(), expiresAt, models === null ? null : JSON.stringify(models), levels.length === 0 ? null : JSON.stringify(levels)) },
     token (hash) {
-      const row = q.token.get(hash) as { role: string, revokedAt: string | null, expiresAt: string | null, models: string | null } | undefined
-      return row === undefined ? undefined : { ...row, models: modelsOf(row.models) }
+      const row = q.token.get(hash) as StoredToken<{ role: string, revokedAt: string | null, expiresAt: string | null }> | undefined
+      return row === undefined ? undefined : parsedToken(row)
     },
     noteTokenUse: hash => { uses.set(hash, now()) },
     flushTokenUses () {
@@ -182,8 +194,8 @@ export function repository (database: Database): Repository {
         throw err
       }
     },
-    tokens: () => (q.tokens.all() as unknown as Array<Omit<TokenRow, 'models'> & { models: string | null }>).map(r => ({ ...r, models: modelsOf(r.models) })),
-    tokensByPrefix: prefix => (q.tokensByPrefix.all(prefix.length, prefix) as unknown as Array<Omit<TokenRow, 'models'> & { models: string | null }>).map(r => ({ ...r, models: modelsOf(r.models) })),
+    tokens: () => (q.tokens.all() as unknown as Array<StoredToken<TokenRow>>).map(parsedToken),
+    tokensByPrefix: prefix => (q.tokensByPrefix.all(prefix.length, prefix) as unknown as Array<StoredToken<TokenRow>>).map(parsedToken),
     revokeToken (hash) {
       const at = now()
       q.revokeToken.run(at, hash)

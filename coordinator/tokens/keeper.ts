@@ -8,7 +8,7 @@ import { basename, dirname, join } from 'node:path'
 import type { TokenInfo, TokenRevoked } from '../../shared/client/api-schemas.ts'
 import { UnavailableError } from '../../shared/errors/errors.ts'
 import { readIfExists, syncDir, writeFileAtomic, writeTemporary } from '../../node-runtime/atomic-file.ts'
-import { issueToken, mintToken, revokeToken, tokenHash, tokenIdOf, tokenRefusal } from '../http/auth.ts'
+import { issueToken, mintToken, revokeToken, tokenHash, tokenIdOf, tokenRefusal, type TokenScope } from '../http/auth.ts'
 import type { Database } from '../store/database.ts'
 import type { Repository } from '../store/repository.ts'
 import { ROLES, TOKEN_USE_FLUSH_MS } from '../constants.ts'
@@ -28,14 +28,17 @@ export interface TokenKeeperOptions {
  * A round connection's token: its id and expiry (ms since the epoch) when it may train, else why
  * not, with the status that says it: 401 for a token that opens nothing, 403 for a role that may not train.
  */
-/** `models`: what the token is limited to (null or absent: every model). */
-export type TrainerAnswer = { tokenId: string, expiresAt?: number, models?: string[] | null } | { refused: string, status: 401 | 403 }
+/**
+ * `models`: what the token is limited to (null or absent: every model); `reads`: the block access
+ * levels whose keys it gets (its role's and those it was given).
+ */
+export type TrainerAnswer = { tokenId: string, expiresAt?: number, models?: string[] | null, reads?: string[] } | { refused: string, status: 401 | 403 }
 
 export interface TokenKeeper {
   /** The token in admin.token (renewed when revoked). */
   readonly adminToken: string
   /** Issues a token (`expiresInSeconds` from now; never expires when absent). */
-  issue: (role: string, label: string | null, expiresInSeconds?: number, models?: string[] | null) => ReturnType<typeof issueToken>
+  issue: (role: string, label: string | null, expiresInSeconds?: number, scope?: TokenScope) => ReturnType<typeof issueToken>
   /** Every token by id (never the token), last uses written first, admin.token's marked. */
   list: () => TokenInfo[]
   /** Revokes the token with this id: its round connections close, admin.token is renewed if it held it. */
@@ -107,7 +110,7 @@ export async function tokenKeeper ({ dataDir, database, repo, cut }: TokenKeeper
 
   return {
     get adminToken () { return admin },
-    issue: async (role, label, expiresInSeconds, models) => await issueToken(repo, role, label, expiresInSeconds, models ?? null),
+    issue: async (role, label, expiresInSeconds, scope) => await issueToken(repo, role, label, expiresInSeconds, scope),
     list () {
       flush()
       return repo.tokens().map(({ hash, ...row }) => ({ id: tokenIdOf(hash), ...row, adminFile: hash === adminHash }))
@@ -124,7 +127,7 @@ export async function tokenKeeper ({ dataDir, database, repo, cut }: TokenKeeper
       if (refused !== undefined || row === undefined) return { refused: refused ?? 'unknown API token', status: 401 }
       if (ROLES[row.role]?.train !== true) return { status: 403, refused: 'this API token may not take part in rounds: only edge-role tokens train (admin and publisher tokens operate); make one with `blockfed token create edge` or POST /v1/tokens {"role":"edge"}' }
       repo.noteTokenUse(hash)
-      return { tokenId: tokenIdOf(hash), models: row.models, ...(row.expiresAt === null ? {} : { expiresAt: Date.parse(row.expiresAt) }) }
+      return { tokenId: tokenIdOf(hash), models: row.models, reads: [...(ROLES[row.role]?.access ?? []), ...row.levels], ...(row.expiresAt === null ? {} : { expiresAt: Date.parse(row.expiresAt) }) }
     },
     stop () {
       clearInterval(flusher)

@@ -1,6 +1,6 @@
 /**
  * The models an API token may act on (review 49b: one edge token opened every model's keys): a
- * token may be limited to model names and `name*` prefixes; null is every model.
+ * token may be limited to model names and `name-*` prefixes; null is every model.
  */
 
 /** Whether a token limited to `models` (null: every model) may act on `model`. */

@@ -17,6 +17,8 @@
  *     packed layer by layer the same way, a layer above it tensor by tensor; a tensor above
  *     `maxBytes` is split at row (first dimension) boundaries into pieces ≤ `maxBytes`, and each
  *     piece records its row range.
+ *  With access levels (`levelOf`), a block never holds units of two levels: a level change
+ *  closes the block, since a block has one data key and the coordinator hands out keys by level.
  */
 import type { TensorInfo } from '../model/types.ts'
 import { InvalidInputError } from '../errors/errors.ts'
@@ -51,6 +53,8 @@ export interface BlockPlan {
   unit: string
   parts: BlockPart[]
   byteLength: number
+  /** The access level its units were given (absent: the coordinator's default). */
+  access?: string
 }
 
 const SCOPE = /[/.]/
@@ -232,21 +236,27 @@ export function checkPartitionOptions (options: PartitionOptions): PartitionOpti
   return options
 }
 
-export function partition (tensors: TensorInfo[], options: PartitionOptions = DEFAULT_PARTITION): BlockPlan[] {
+/**
+ * The model's blocks. `levelOf` gives a unit's access level (undefined: the default); plans
+ * then carry it, and units of different levels never share a block.
+ */
+export function partition (tensors: TensorInfo[], options: PartitionOptions = DEFAULT_PARTITION, levelOf?: (unit: string) => string | undefined): BlockPlan[] {
   const { targetBytes, maxBytes } = checkPartitionOptions(options)
   const plans: BlockPlan[] = []
-  let open: { units: string[], parts: BlockPart[], bytes: number } = { units: [], parts: [], bytes: 0 }
+  let open: { units: string[], parts: BlockPart[], bytes: number, access?: string } = { units: [], parts: [], bytes: 0 }
   const flush = (): void => {
     if (open.parts.length === 0) return
     const first = open.units[0] as string
     const last = open.units[open.units.length - 1] as string
-    plans.push({ unit: first === last ? first : `${first}..${last}`, parts: open.parts, byteLength: open.bytes })
+    plans.push({ unit: first === last ? first : `${first}..${last}`, parts: open.parts, byteLength: open.bytes, ...(open.access === undefined ? {} : { access: open.access }) })
     open = { units: [], parts: [], bytes: 0 }
   }
   const fits = (bytes: number): boolean =>
     open.bytes + bytes <= targetBytes || (open.bytes < targetBytes / 2 && open.bytes + bytes <= maxBytes)
   const add = (unit: string, parts: BlockPart[], bytes: number): void => {
-    if (open.parts.length > 0 && !fits(bytes)) flush()
+    const access = levelOf?.(unit)
+    if (open.parts.length > 0 && (!fits(bytes) || access !== open.access)) flush()
+    if (open.parts.length === 0 && access !== undefined) open.access = access
     if (open.units[open.units.length - 1] !== unit) open.units.push(unit)
     // A loop, not push(...parts): one unit of 150,000 tensors overflowed the stack (an HTTP 500).
     for (const part of parts) open.parts.push(part)

@@ -98,6 +98,16 @@ export const tokenLabelSchema = z.string().max(200)
 /** The longest a token may be made to live for, in seconds: ten years (longer: make it never expire). */
 export const TOKEN_MAX_LIFETIME_S = 10 * 366 * 24 * 3600
 
+/**
+ * A block access level (DESIGN.md, "Keys and access"): an edge token reads `default` and the
+ * levels it was given; admin and publisher tokens read every level.
+ */
+export const accessLevelSchema = z.string().regex(/^[a-z][a-z0-9-]{0,31}$/, 'an access level: a lowercase letter, then up to 31 lowercase letters, digits or -')
+
+/** Most levels a token may be given, and most units an ingest may name. */
+export const MAX_TOKEN_LEVELS = 16
+export const MAX_ACCESS_UNITS = 4096
+
 /** Most entries a token's `models` holds. */
 export const MAX_TOKEN_MODELS = 64
 
@@ -111,9 +121,13 @@ export const modelScopeSchema = z.string().regex(/^[a-z0-9][a-z0-9._-]{0,63}$|^[
 export const tokenModelsSchema = z.array(modelScopeSchema).min(1).max(MAX_TOKEN_MODELS)
   .describe('the models the token is limited to (names, or prefixes ending in a separator and *: kiosk-*): their data keys, ingests, rounds and channels; every model when absent. Not for admin tokens, which make tokens.')
 
+export const tokenLevelsSchema = z.array(accessLevelSchema).min(1).max(MAX_TOKEN_LEVELS)
+  .describe('block access levels the token reads beyond its role\'s (an edge token reads default): those blocks\' data keys. Not for admin and publisher tokens, which read every level.')
+
 export const tokenRequestSchema = z.object({
   role: z.string().regex(/^[a-z][a-z0-9-]{0,31}$/),
   models: tokenModelsSchema.optional(),
+  levels: tokenLevelsSchema.optional(),
   label: tokenLabelSchema.optional(),
   expiresInSeconds: z.number().int().min(60).max(TOKEN_MAX_LIFETIME_S).optional()
     .describe('the token expires this many seconds from now (60 s to ten years); it never expires when absent')
@@ -129,7 +143,8 @@ export const tokenResponseSchema = z.object({
   role: z.string(),
   id: tokenIdSchema.optional().describe("the token's id (coordinators before token revocation leave it out)"),
   expiresAt: z.string().nullable().optional().describe('when it stops opening anything; null: never (coordinators before token expiry leave it out)'),
-  models: z.array(z.string()).nullable().optional().describe('the models it is limited to; null: every model (coordinators before model limits leave it out)')
+  models: z.array(z.string()).nullable().optional().describe('the models it is limited to; null: every model (coordinators before model limits leave it out)'),
+  levels: z.array(z.string()).optional().describe('the access levels it reads beyond its role\'s (coordinators before access levels leave it out)')
 })
 
 export const tokenInfoSchema = z.object({
@@ -142,7 +157,8 @@ export const tokenInfoSchema = z.object({
   expiresAt: z.string().nullable().optional().describe('when it stops opening anything; null: never'),
   lastUsedAt: z.string().nullable().optional().describe('its last use, to about a minute; null: not used since it was made'),
   adminFile: z.boolean().optional().describe('it is the token in the coordinator\'s data dir (admin.token), which --data commands use'),
-  models: z.array(z.string()).nullable().optional().describe('the models it is limited to; null: every model')
+  models: z.array(z.string()).nullable().optional().describe('the models it is limited to; null: every model'),
+  levels: z.array(z.string()).optional().describe('the access levels it reads beyond its role\'s')
 })
 
 export const tokenListSchema = z.object({ tokens: z.array(tokenInfoSchema) })

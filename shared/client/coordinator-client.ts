@@ -17,6 +17,7 @@ import {
   tokenListSchema, tokenRequestSchema, tokenResponseSchema, tokenRevokedSchema, versionListSchema, type CoordinatorInfo, type IngestResult, type ModelSummary,
   type TokenInfo, type TokenRevoked, type VersionSummary
 } from './api-schemas.ts'
+import { accessQuery } from './access-pairs.ts'
 
 export interface CoordinatorClientOptions {
   baseUrl: string
@@ -34,7 +35,7 @@ export interface CoordinatorClient {
   /** Data keys this client's token grants, unwrapped with `wrapKey`: keyId → key. */
   keys: (model: string, version: number, wrapKey: WrapKeyPair, signal?: AbortSignal) => Promise<{ keys: Map<string, Uint8Array>, denied: string[] }>
   /** Uploads and ingests; `onProgress` (bytes sent so far, total) streams the body to report it. */
-  ingest: (model: string, files: ModelFile[], options?: { signal?: AbortSignal, onProgress?: (sent: number, total: number) => void }) => Promise<IngestResult>
+  ingest: (model: string, files: ModelFile[], options?: { signal?: AbortSignal, onProgress?: (sent: number, total: number) => void, access?: Readonly<Record<string, string>> }) => Promise<IngestResult>
   /** Makes a token of `role` (an admin token) and returns it; `label` says whose it is in the token list. */
   createToken: (role: string, signal?: AbortSignal, label?: string) => Promise<string>
   /** Makes a token as asked (role, label, lifetime; an admin token): the token, its id and when it expires. */
@@ -88,7 +89,7 @@ export function coordinatorClient (options: CoordinatorClientOptions): Coordinat
       answer.keys.forEach((k, i) => keys.set(k.keyId, unwrapped[i] as Uint8Array))
       return { keys, denied: answer.denied }
     },
-    async ingest (model, files, { signal, onProgress } = {}) {
+    async ingest (model, files, { signal, onProgress, access } = {}) {
       const form = new FormData()
       for (const f of files) form.append('file', new Blob([f.bytes as Uint8Array<ArrayBuffer>]), f.path)
       let init: RequestInit = { method: 'POST', body: form }
@@ -103,7 +104,7 @@ export function coordinatorClient (options: CoordinatorClientOptions): Coordinat
         init = { method: 'POST', body: counted, headers: { 'content-type': encoded.headers.get('content-type') ?? '' }, duplex: 'half' } as RequestInit
       }
       // Uploads of large models take longer than a metadata call.
-      return await call(`/v1/models/${encodeURIComponent(model)}/ingest`, ingestResultSchema, init, signal, Math.max(timeoutMs, 600_000))
+      return await call(`/v1/models/${encodeURIComponent(model)}/ingest${accessQuery(access)}`, ingestResultSchema, init, signal, Math.max(timeoutMs, 600_000))
     },
     createToken: async (role, signal, label) => (await issueToken({ role, ...(label === undefined ? {} : { label }) }, signal)).token,
     issueToken,

@@ -107,7 +107,15 @@ export async function advanceCheckpoint (client: LedgerClient, trust: LedgerTrus
   try {
     offered = openTrusted(answer, trust)
   } catch (err) {
-    if (err instanceof WitnessQuorumError || !(err instanceof BlockfedError)) throw err
+    if (err instanceof WitnessQuorumError) {
+      // Signed by the log, short of its witnesses: never saved, but still held against the one
+      // kept. A fork served without cosignatures is a fork all the same (review 51a: stripping
+      // them turned a security alarm into a quiet "staying").
+      const saved = await store.load()
+      if (saved !== undefined) await checkConsistent(client, trust, openTrusted(answer, { ...trust, minWitnesses: 0 }), openTrusted(saved, { ...trust, minWitnesses: 0 }), signal)
+      throw err
+    }
+    if (!(err instanceof BlockfedError)) throw err
     throw new CheckpointAnswerError(`log ${trust.log.name}: its checkpoint answer cannot be trusted (${err.message})`, { cause: err })
   }
   const saved = await store.load()
@@ -118,28 +126,7 @@ export async function advanceCheckpoint (client: LedgerClient, trust: LedgerTrus
   // The persisted note was verified when it was saved; its signature is checked again because
   // the file is outside this process.
   const trusted = openTrusted(saved, { ...trust, minWitnesses: 0 })
-  const [older, newer] = offered.checkpoint.size < trusted.checkpoint.size ? [offered, trusted] : [trusted, offered]
-  const a = older.checkpoint
-  const b = newer.checkpoint
-  let hashes: Uint8Array[] = []
-  try {
-    if (a.size === b.size) {
-      if (!equalBytes(a.root, b.root)) throw new IntegrityError(`two checkpoints of size ${a.size} with different roots`)
-    } else {
-      hashes = await client.consistency(a.size, b.size, signal)
-      verifyConsistency(a.size, b.size, a.root, b.root, hashes)
-    }
-  } catch (err) {
-    // Only an outage (or the caller's own abort) may pass as itself. A log that answers but will
-    // not prove a size it signed — 400 "beyond the log's size" after a restore from backup —
-    // has rolled back its history, as much a security failure as a proof that does not verify.
-    if (isUnreachable(err) || signal?.aborted === true) throw err
-    const why = err instanceof IntegrityError ? 'history was rewritten or forked' : 'the log cannot prove a size it signed (rolled back or truncated)'
-    throw new LedgerSecurityError(
-      `log ${trust.log.name}: checkpoint ${offered.checkpoint.size} is not consistent with the persisted checkpoint ${trusted.checkpoint.size} — ${why}; refusing to move (${err instanceof Error ? err.message : String(err)})`,
-      { trusted: trusted.note, offered: offered.note, proof: { kind: 'consistency', from: a.size, to: b.size, hashes: hashes.map(toBase64) } },
-      { cause: err })
-  }
+  const newer = await checkConsistent(client, trust, offered, trusted, signal)
   if (newer === offered && offered.checkpoint.size > trusted.checkpoint.size) await store.save(offered.note)
   // The persisted checkpoint was accepted under whatever policy was in force then (another model's
   // config on the same log, or this one before witnesses were required): verify against it only
@@ -182,4 +169,34 @@ export function checkInclusion (anchor: Pick<Anchor, 'index' | 'leaf' | 'proof' 
     throw new LedgerSecurityError(`${label}: entry ${anchor.index} is not included in checkpoint ${size} (${err.message})`,
       { offered: anchor.checkpoint.note, proof: { kind: 'inclusion', index: anchor.index, size, hashes: anchor.proof.map(toBase64) } }, { cause: err })
   }
+}
+
+/**
+ * Throws LedgerSecurityError unless the log proves `offered` and `trusted` (both signed by it)
+ * one history: equal roots at one size, else a consistency proof. Returns the newer of the two.
+ */
+async function checkConsistent (client: LedgerClient, trust: LedgerTrust, offered: VerifiedCheckpoint, trusted: VerifiedCheckpoint, signal?: AbortSignal): Promise<VerifiedCheckpoint> {
+  const [older, newer] = offered.checkpoint.size < trusted.checkpoint.size ? [offered, trusted] : [trusted, offered]
+  const a = older.checkpoint
+  const b = newer.checkpoint
+  let hashes: Uint8Array[] = []
+  try {
+    if (a.size === b.size) {
+      if (!equalBytes(a.root, b.root)) throw new IntegrityError(`two checkpoints of size ${a.size} with different roots`)
+    } else {
+      hashes = await client.consistency(a.size, b.size, signal)
+      verifyConsistency(a.size, b.size, a.root, b.root, hashes)
+    }
+  } catch (err) {
+    // Only an outage (or the caller's own abort) may pass as itself. A log that answers but will
+    // not prove a size it signed — 400 "beyond the log's size" after a restore from backup —
+    // has rolled back its history, as much a security failure as a proof that does not verify.
+    if (isUnreachable(err) || signal?.aborted === true) throw err
+    const why = err instanceof IntegrityError ? 'history was rewritten or forked' : 'the log cannot prove a size it signed (rolled back or truncated)'
+    throw new LedgerSecurityError(
+      `log ${trust.log.name}: checkpoint ${offered.checkpoint.size} is not consistent with the persisted checkpoint ${trusted.checkpoint.size} — ${why}; refusing to move (${err instanceof Error ? err.message : String(err)})`,
+      { trusted: trusted.note, offered: offered.note, proof: { kind: 'consistency', from: a.size, to: b.size, hashes: hashes.map(toBase64) } },
+      { cause: err })
+  }
+  return newer
 }

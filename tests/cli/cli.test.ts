@@ -88,6 +88,10 @@ describe('blockfed CLI', () => {
       [['coordinator', '--data', root, '--block-kib', '8'], /--block-kib.*expected an integer 16-32768/],
       [['models', '--coordinator', 'ftp://x'], /http:\/\/ or https:\/\/ URL/],
       [['ingest', '/nonexistent/model.onnx', '--name', 'x', '--coordinator', url], /no such file or folder/],
+      [['ingest', SILERO_PATH, '--name', 'x', '--access', 'head', '--coordinator', url], /--access "head": expected UNIT=LEVEL \(head=premium\)/],
+      [['ingest', SILERO_PATH, '--name', 'x', '--access', 'head=Gold', '--coordinator', url], /--access "head=Gold": "Gold" is not an access level/],
+      [['ingest', SILERO_PATH, '--name', 'x', '--access', 'a=b', '--access', 'a=c', '--coordinator', url], /--access: unit a given two levels \(b, c\)/],
+      [['token', 'create', 'edge', '--level', 'Gold', '--coordinator', url], /--level.*an access level: a lowercase letter/],
       [['pull', 'nosuch', '--out', root, '--coordinator', url, '--data', join(root, 'data'), '--home', join(root, 'home')], /NotFoundError: .*no model named nosuch/],
       [['ingest', SILERO_PATH, '--name', 'x', '--coordinator', url, '--token', 'bf_wrong'], /unknown API token/],
       [['simulate', '--partition', 'classes:0'], /--partition.*classes:K/],
@@ -100,7 +104,7 @@ describe('blockfed CLI', () => {
       [['simulate', '--hidden', '200,-1'], /e\.g\. 200,200/],
       [['decryptor', '--data', root, '--min-clients', '1'], /integer 2-/],
       [['token', 'create', 'root', '--coordinator', url], /argument 'role'\. expected admin, publisher, edge/],
-      [['token', 'create', 'edge', '--model', 'Kiosk', '--coordinator', url], /--model.*a model name, or a prefix of one ending in \*/],
+      [['token', 'create', 'edge', '--model', 'Kiosk', '--coordinator', url], /--model.*a model name, or a prefix of one ending in a separator \(- _ \.\) and \*/],
       // Ends the options leave out, schema errors in one line naming the field, odd numerals and refs.
       [['simulate', '--lr', '0'], /--lr.*expected a number in \(0, 10\]/],
       [['simulate', '--lr-decay', '0'], /--lr-decay.*expected a number in \(0, 1\]/],
@@ -175,6 +179,11 @@ describe('blockfed CLI', () => {
     expect(hostile.stdout).not.toMatch(/\u001b|\r/)
     expect(hostile.stdout).toContain('ffffffffffffffff  admin      ')
     expect(hostile.stdout).toContain('active  last used never  x\\u{1b}[2K\\u{d}\\u{a}ffffffffffffffff  admin  active\n')
+    // A prefix stored before prefixes had to end in a separator is flagged (review 51a).
+    const loose = new DatabaseSync(join(data, 'coordinator.sqlite'))
+    loose.prepare('INSERT INTO tokens (token_hash, role, label, created_at, models) VALUES (?, ?, ?, ?, ?)').run('ee'.repeat(32), 'edge', null, new Date().toISOString(), '["kiosk*"]')
+    loose.close()
+    expect((await blockfed('token', 'list', '--coordinator', url, '--data', data)).stdout).toMatch(/^eeeeeeeeeeeeeeee  edge .* models kiosk\* \(a prefix without a separator also opens longer names: kiosk\* opens kiosks-admin; make a new token with kiosk-\*\)$/m)
     // A token limited to models says which, when made and when listed (review 49b).
     const limited = await blockfed('token', 'create', 'edge', '--model', 'kiosk-*', '--model', 'vad', '--label', 'kiosk 10', '--coordinator', url, '--data', data)
     expect(limited.code, limited.stderr).toBe(0)
@@ -214,7 +223,7 @@ describe('blockfed CLI', () => {
     expect(Date.parse(expiresAt ?? '') - Date.now()).toBeGreaterThan(29.9 * 86_400_000)
     expect(Date.parse(expiresAt ?? '') - Date.now()).toBeLessThanOrEqual(30 * 86_400_000)
     const json = JSON.parse((await blockfed('token', 'create', 'edge', '--expires', '12h', '--json', '--coordinator', url, '--data', data)).stdout) as { token: string, id: string, role: string, expiresAt: string }
-    expect(json).toEqual({ token: expect.stringMatching(/^bf_/), id: expect.stringMatching(/^[0-9a-f]{16}$/), role: 'edge', expiresAt: expect.any(String), models: null })
+    expect(json).toEqual({ token: expect.stringMatching(/^bf_/), id: expect.stringMatching(/^[0-9a-f]{16}$/), role: 'edge', expiresAt: expect.any(String), models: null, levels: [] })
     const listed = await blockfed('token', 'list', '--coordinator', url, '--data', data)
     expect(listed.stdout).toContain(`${id as string}  publisher  `)
     expect(listed.stdout).toMatch(new RegExp(`^${id as string}  publisher  \\S+  active, expires ${expiresAt as string}  last used never  ci$`, 'm'))
@@ -268,6 +277,17 @@ describe('blockfed CLI', () => {
     const data = join(root, 'data')
     expect((await blockfed('ingest', out, '--name', 'mnist-example', '--coordinator', url, '--data', data)).code).toBe(0)
     expect((await blockfed('versions', 'mnist-example', '--coordinator', url)).stdout).toMatch(/^trainable units of mnist-example@1 \(a round's "trainable"\): hidden_1, hidden_2, head$/m)
+    // Its head at a level of its own: an edge token reads it once given the level (review 50a M2).
+    const sealed = await blockfed('ingest', out, '--name', 'mnist-premium', '--access', 'head=premium', '--access', 'hidden_1=premium', '--json', '--coordinator', url, '--data', data)
+    expect(sealed.code, sealed.stderr).toBe(0)
+    const manifest = await (await fetch(`${url}/v1/models/mnist-premium/versions/1/manifest`)).json() as { manifest: { blocks: Array<{ access: string }> } }
+    // hidden_2 between them keeps the default: three blocks where the 437 KB model was one.
+    expect(manifest.manifest.blocks.map(b => b.access)).toEqual(['premium', 'default', 'premium'])
+    const given = await blockfed('token', 'create', 'edge', '--level', 'premium', '--coordinator', url, '--data', data)
+    expect(given.stderr).toMatch(/; levels premium\n$/)
+    const plain = (await blockfed('token', 'create', 'edge', '--coordinator', url, '--data', data)).stdout.trim()
+    expect((await blockfed('pull', 'mnist-premium@1', '--out', join(root, 'premium-out'), '--coordinator', url, '--token', given.stdout.trim(), '--home', join(root, 'home-premium'))).code).toBe(0)
+    expect((await blockfed('pull', 'mnist-premium@1', '--out', join(root, 'plain-out'), '--coordinator', url, '--token', plain, '--home', join(root, 'home-plain'))).stderr).toMatch(/AccessDeniedError: this token may not read 2 block key\(s\) of mnist-premium@1/)
     const again = await blockfed('example', 'mnist', '--out', out, '--epochs', '0')
     expect(again.code).toBe(1)
     expect(again.stderr).toMatch(new RegExp(`--out ${out}: not empty \\(`))

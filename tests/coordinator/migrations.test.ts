@@ -62,7 +62,7 @@ describe('migrations', () => {
       database.close()
     }
   })
-  it('gives tokens an expiry, a last use and models: every token kept, none expiring, none used yet, none limited', () => {
+  it('gives tokens an expiry, a last use, models and levels: every token kept, none expiring, none used yet, none limited, none given a level', () => {
     const path = join(root, 'tokens.sqlite')
     const old = databaseAt(path, 9)
     const insert = old.prepare('INSERT INTO tokens (token_hash, role, label, created_at, revoked_at) VALUES (?, ?, ?, ?, ?)')
@@ -73,8 +73,8 @@ describe('migrations', () => {
     try {
       const repo = repository(database)
       expect(repo.tokens()).toEqual([
-        { hash: 'aa'.repeat(32), role: 'admin', label: 'created on first start', createdAt: '2026-01-01T00:00:00.000Z', revokedAt: null, expiresAt: null, lastUsedAt: null, models: null },
-        { hash: 'bb'.repeat(32), role: 'edge', label: null, createdAt: '2026-01-02T00:00:00.000Z', revokedAt: '2026-01-03T00:00:00.000Z', expiresAt: null, lastUsedAt: null, models: null }
+        { hash: 'aa'.repeat(32), role: 'admin', label: 'created on first start', createdAt: '2026-01-01T00:00:00.000Z', revokedAt: null, expiresAt: null, lastUsedAt: null, models: null, levels: [] },
+        { hash: 'bb'.repeat(32), role: 'edge', label: null, createdAt: '2026-01-02T00:00:00.000Z', revokedAt: '2026-01-03T00:00:00.000Z', expiresAt: null, lastUsedAt: null, models: null, levels: [] }
       ])
       repo.noteTokenUse('aa'.repeat(32))
       expect(repo.tokens()[0]?.lastUsedAt).toBeNull()

@@ -54,7 +54,7 @@ describe('API tokens', () => {
     expect(list.cacheControl).toBe('no-store')
     // The rule is for answers to a token: a public answer asked without one is left to the route.
     expect((await api('GET', '/v1/models', undefined)).cacheControl).toBeNull()
-    expect(list.json.tokens).toContainEqual({ id, role: 'edge', label: 'kiosk 7', createdAt: expect.any(String), revokedAt: null, expiresAt: null, lastUsedAt: null, adminFile: false, models: null })
+    expect(list.json.tokens).toContainEqual({ id, role: 'edge', label: 'kiosk 7', createdAt: expect.any(String), revokedAt: null, expiresAt: null, lastUsedAt: null, adminFile: false, models: null, levels: [] })
     expect(list.json.tokens).toContainEqual(expect.objectContaining({ id: (await tokenHash(admin())).slice(0, 16), role: 'admin', label: 'created on first start', adminFile: true }))
     expect(list.json.tokens.filter((t: { adminFile: boolean }) => t.adminFile)).toHaveLength(1)
     expect(list.text).not.toContain(token)

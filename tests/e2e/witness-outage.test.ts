@@ -66,7 +66,7 @@ describe('a witness outage', () => {
     expect(served.split('\n').filter(l => l.startsWith('—'))).toHaveLength(1) // the log's own line only
     // A running handle's update stays too, and says why (review 49f: it threw WitnessQuorumError).
     const stayed = await running.update()
-    expect(stayed).toMatchObject({ action: 'none', from: 1, to: 1, bytesFetched: 0 })
+    expect(stayed).toMatchObject({ action: 'none', from: 1, to: 1, bytesFetched: 0, logUnverified: true })
     expect(stayed.reason).toMatch(/^staying on 1: the log's latest checkpoint cannot be verified \(checkpoint 2: cosigned by 0 known witness\(es\) \(none\), 1 required; a witness is down/)
     expect(running.manifest.version).toBe(1)
     await first.stop()

@@ -183,6 +183,31 @@ describe('two handles of one model folder', () => {
     }
   })
 
+  it('refuses a score that is not a finite number, in validation and in check() (review 51a: NaN passed both)', async () => {
+    let versionScores: Record<number, number> = {}
+    const code = (): ReturnType<typeof tfjsPassthrough> => {
+      let version = 0
+      const base = tfjsPassthrough()
+      return { ...base, evaluate: async () => versionScores[version] as number, init: context => { version = context.manifest.version; base.init(context) } }
+    }
+    const rt = await createNodeRuntime({ dataDir: join(root, 'nan-scores'), accessHistory: false, codes: { n: code } })
+    try {
+      await publish('n')
+      const validating = await rt.load({ ...config('n'), upgrade: { validate: { margin: 0 } } })
+      await publish('n')
+      versionScores = { 1: 0.5, 2: NaN }
+      await expect(validating.update()).rejects.toThrow('n@2: its model code\'s evaluate() returned NaN, not a finite number (upgrade.validate)')
+      expect(validating.manifest.version).toBe(1)
+      await validating.release()
+      const bounded = await rt.load({ ...config('n'), pin: 2, rollback: { below: 0.9 } })
+      versionScores = { 1: NaN, 2: 0.5 }
+      await expect(bounded.check()).rejects.toThrow('n@1: its model code\'s evaluate() returned NaN, not a finite number (check)')
+      expect(bounded.manifest.version).toBe(2)
+    } finally {
+      await rt.stop()
+    }
+  })
+
   it('does not advise loading again when the folder went back without refusing what this handle serves (review 49a)', async () => {
     const rt = await createNodeRuntime({ dataDir: join(root, 'two-handles-back'), accessHistory: false, codes: { k: () => tfjsPassthrough() } })
     try {
@@ -212,7 +237,9 @@ describe('two handles of one model folder', () => {
       codes: {
         q: () => {
           const code = tfjsPassthrough()
-          return { ...code, evaluate: async () => 0.1, init: async context => { if (holdV1 && context.manifest.version === 1) { initStarted(); await gate } code.init(context) } }
+          // Version 1 scores higher, so check() would go back to it (it scores the way back first).
+          let version = 0
+          return { ...code, evaluate: async () => version === 1 ? 0.3 : 0.1, init: async context => { version = context.manifest.version; if (holdV1 && context.manifest.version === 1) { initStarted(); await gate } code.init(context) } }
         }
       }
     })

@@ -15,6 +15,7 @@ import { verifyAnchor, WitnessQuorumError, type LedgerTrust } from '../../../sha
 import { concatBytes, toBase64 } from '../../../shared/crypto/bytes.ts'
 import type { SignedManifest } from '../../../shared/manifest/schema.ts'
 import { entry, fakeLog, logVerifier, witness } from '../../helpers/ledger-fake-log.ts'
+import { LedgerSecurityError } from '../../../shared/errors/errors.ts'
 
 /** Runs `test` with a data dir of its own, removed afterwards. */
 async function inDataDir (prefix: string, test: (dataDir: string) => Promise<void>): Promise<void> {
@@ -87,6 +88,31 @@ describe('witness policy vs the persisted checkpoint', () => {
       await expect(advanceTrusted(dataDir, { log: logVerifier, witnesses: [w.verifier], minWitnesses: 1 }, log.client)).rejects.toThrow(WitnessQuorumError)
       // With no cosignature at all, the message names the operator's likely causes (review 40a L14).
       await expect(advanceTrusted(dataDir, { log: logVerifier, witnesses: [w.verifier], minWitnesses: 1 }, log.client)).rejects.toThrow(/cosigned by 0 known witness\(es\) \(none\), 1 required; a witness is down .* without its --witness options/)
+    })
+  })
+
+  it('a fork served without its cosignatures is still a LedgerSecurityError, not a quiet quorum shortfall (review 51a)', async () => {
+    await inDataDir('rl-fork-', async dataDir => {
+      const w = witness('witness.test/w1', 9)
+      const trust: LedgerTrust = { log: logVerifier, witnesses: [w.verifier], minWitnesses: 1 }
+      const honest = fakeLog()
+      for (let v = 1; v <= 3; v++) honest.append(entry('b', v))
+      honest.serve(honest.note(3, [w.signer]))
+      expect((await advanceTrusted(dataDir, trust, honest.client)).checkpoint.size).toBe(3)
+      // The honest log grows, its newer checkpoint not yet cosigned: only short of witnesses.
+      honest.append(entry('b', 4))
+      honest.serve(honest.note(4))
+      await expect(advanceTrusted(dataDir, trust, honest.client)).rejects.toThrow(WitnessQuorumError)
+      // The same key signs another history, which no witness would cosign.
+      const fork = fakeLog()
+      for (let v = 1; v <= 4; v++) fork.append(entry('c', v))
+      for (const size of [3, 4]) {
+        fork.serve(fork.note(size))
+        await expect(advanceTrusted(dataDir, trust, fork.client)).rejects.toThrow(LedgerSecurityError)
+      }
+      // Nothing of either was kept: the cosigned checkpoint 3 still is.
+      honest.serve(honest.note(3, [w.signer]))
+      expect((await advanceTrusted(dataDir, trust, honest.client)).checkpoint.size).toBe(3)
     })
   })
 })

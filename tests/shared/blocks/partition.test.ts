@@ -159,3 +159,19 @@ describe('partition', () => {
     expect(partition([], { targetBytes: 1 << 20, maxBytes: MAX_BLOCK_BYTES })).toEqual([])
   })
 })
+
+describe('partition with access levels (review 50a M2)', () => {
+  const tensors = [t('a/kernel', 400), t('b/kernel', 400), t('c/kernel', 400), t('d/kernel', 400)]
+  const options = { targetBytes: 4096, maxBytes: 8192 }
+
+  it('never puts units of two levels in one block, and gives each block its units\' level', () => {
+    const level = (unit: string): string => unit === 'b' || unit === 'c' ? 'premium' : 'default'
+    expect(partition(tensors, options, level).map(p => [p.unit, p.access])).toEqual([['a', 'default'], ['b..c', 'premium'], ['d', 'default']])
+  })
+
+  it('packs as before when every unit has one level', () => {
+    const plain = partition(tensors, options)
+    expect(plain.map(p => p.unit)).toEqual(['a..d'])
+    expect(partition(tensors, options, () => 'default').map(({ access, ...p }) => p)).toEqual(plain)
+  })
+})
