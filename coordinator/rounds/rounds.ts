@@ -291,6 +291,9 @@ export function roundManager (deps: RoundManagerDeps): RoundManager {
         dropClient(round, client.id)
         return
       }
+      // Past the offer's window a client that never answered is out already: its record (above)
+      // is kept, but it is not counted as declining a round its counts had closed (review 51a).
+      if (round.acceptsClosed === true || round.resumed === true) return
       round.declined.add(client.id)
       deps.store.setClient(round.config.id, client.id, 'declined')
       const reason = m.reason.slice(0, MAX_DECLINE_REASON)

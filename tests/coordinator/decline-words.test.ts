@@ -56,6 +56,22 @@ describe('a round that fails for want of acceptances', () => {
     }
   })
 
+  it('does not count a decline that comes after the offer\'s window, from a client that never answered (review 51a)', async () => {
+    const clients: RawClient[] = []
+    for (let i = 0; i < 3; i++) clients.push(await rawClient(at, token, ['mnist'], { autoAccept: i < 2 }))
+    try {
+      const started = await c.rounds.start({ model: 'mnist', trainable: ['head'], secure: { mode: 'none' }, selection: { minClients: 2, minUploads: 2 }, deadlines: { acceptMs: 1000, trainMs: 2000 } })
+      await until(() => events.some(e => e.type === 'state' && e.roundId === started.id && e.state === 'collecting'))
+      clients[2]?.sendJson({ type: 'decline', roundId: started.id, reason: 'late' })
+      const summary = await started.done
+      expect(summary).toMatchObject({ state: 'failed', reason: '0 upload(s) before the deadline, at least 2 needed' })
+      expect(summary.participants).toEqual({ offered: 3, accepted: 2, declined: 0, uploaded: 0, dropped: 3 })
+      expect(events.some(e => e.type === 'declined' && e.roundId === started.id)).toBe(false)
+    } finally {
+      for (const client of clients) client.close()
+    }
+  })
+
   it('keeps the first five distinct reasons for the operator, repeats counted and control characters as "?"; its clients hear only the count', async () => {
     const clients: RawClient[] = []
     for (let i = 0; i < 7; i++) clients.push(await rawClient(at, token, ['mnist'], { autoAccept: false }))
