@@ -752,9 +752,20 @@ export async function createNodeRuntime (options: NodeRuntimeOptions): Promise<N
       return await run
     }
 
-    /** A verified version with its engine and code ready, not yet serving. */
-    const prepare = async (to: number, signal?: AbortSignal, log?: CheckedLog): Promise<{ next: ObtainedVersion, candidate: Serving }> => {
-      const next = await obtainVersion(ctx, to, signal, { log })
+    /**
+     * A verified version with its engine and code ready, not yet serving. Going back (`kept`), a
+     * checkpoint short of its witnesses or garbled on the way is met as an outage is: the version
+     * comes from what this runtime verified and kept (review 51a: check() threw instead).
+     */
+    const prepare = async (to: number, signal?: AbortSignal, log?: CheckedLog, kept = false): Promise<{ next: ObtainedVersion, candidate: Serving }> => {
+      let next: ObtainedVersion
+      try {
+        next = await obtainVersion(ctx, to, signal, { log })
+      } catch (err) {
+        if (!kept || !(err instanceof WitnessQuorumError || err instanceof CheckpointAnswerError)) throw err
+        // Not kept here either: the checkpoint's error says what is wrong, not "offline".
+        next = await obtainVersion(ctx, to, signal, { local: true }).catch(() => { throw err })
+      }
       return { next, candidate: await serve(config, next) }
     }
 
@@ -779,7 +790,7 @@ export async function createNodeRuntime (options: NodeRuntimeOptions): Promise<N
     }
 
     const switchTo = async (to: number, reason: string, move: Move, signal?: AbortSignal, log?: CheckedLog): Promise<VersionChange> => await ctx.local.holding(to, async () => {
-      const prepared = await prepare(to, signal, log)
+      const prepared = await prepare(to, signal, log, move !== 'upgrade')
       const moved = await swapIn(prepared, move)
       return { action: move === 'upgrade' ? 'upgraded' : 'rolled-back', ...moved, reason, bytesFetched: prepared.next.report.bytesFetched }
     })
@@ -873,7 +884,7 @@ export async function createNodeRuntime (options: NodeRuntimeOptions): Promise<N
           // The previous version is scored before going back to it: it may do worse on this
           // runtime's data than the one failing the bound (review 49f), and then staying is better.
           return await ctx.local.holding(previous, async (): Promise<VersionChange> => {
-            const prepared = await prepare(previous, signal)
+            const prepared = await prepare(previous, signal, undefined, true)
             const bytesFetched = prepared.next.report.bytesFetched
             let score: number
             try {

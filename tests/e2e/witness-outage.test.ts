@@ -18,6 +18,7 @@ import { cosignatureSigner, witnessVerifierKey } from '../../shared/ledger/cosig
 import { signLine, splitNote } from '../../shared/ledger/note.ts'
 import { parseAddCheckpoint } from '../../shared/ledger/witness/request.ts'
 import { denseModelFiles } from '../helpers/dense-model.ts'
+import { tfjsPassthrough } from '../../shared/runtime/passthrough.ts'
 
 const secret = new Uint8Array(32).fill(5)
 const signer = cosignatureSigner('witness.test/w1', secret)
@@ -83,5 +84,38 @@ describe('a witness outage', () => {
       }
     }
     expect(alarms).toBe(0)
+  }, 120_000)
+  it('a handle failing its bound rolls back to the version it kept, as offline (review 51a: check() threw)', async () => {
+    up = true
+    const witnessUrl = `http://127.0.0.1:${(witness.address() as { port: number }).port}`
+    const c = await createCoordinator({ dataDir: join(root as string, 'coordinator-2'), port: 0, witnesses: [{ url: witnessUrl, vkey }], witnessTimeoutMs: 2000 })
+    try {
+      const url = await c.start()
+      const admin = coordinatorClient({ baseUrl: url, token: c.adminToken })
+      const edge = await admin.createToken('edge')
+      const config = { version: '1', runtime: 'tensorflow', source: 'blockfed', modelDir: 'm', modelName: 'm', updateURL: url, token: edge, ledger: { witnesses: [vkey], minWitnesses: 1 }, rollback: { below: 0.5 } }
+      // Version 1 scores 0.9 on the runtime's data, version 2 0.1.
+      const code = (): ReturnType<typeof tfjsPassthrough> => {
+        const base = tfjsPassthrough()
+        let version = 0
+        return { ...base, evaluate: async () => version === 1 ? 0.9 : 0.1, init: context => { version = context.manifest.version; base.init(context) } }
+      }
+      const rt = await createNodeRuntime({ dataDir: join(root as string, 'runtime-2'), accessHistory: false, codes: { m: code } })
+      try {
+        await admin.ingest('m', await denseModelFiles(4, [['d1', 3, 1]]))
+        const handle = await rt.load(config)
+        await admin.ingest('m', await denseModelFiles(4, [['d1', 3, 2]]))
+        expect(await handle.update()).toMatchObject({ action: 'upgraded', from: 1, to: 2 })
+        up = false
+        await admin.ingest('m', await denseModelFiles(4, [['d1', 3, 3]]))
+        const back = await handle.check()
+        expect(back).toMatchObject({ action: 'rolled-back', from: 2, to: 1, metrics: { current: 0.1, candidate: 0.9 } })
+        expect(handle.manifest.version).toBe(1)
+      } finally {
+        await rt.stop()
+      }
+    } finally {
+      await c.stop()
+    }
   }, 120_000)
 })
