@@ -522,10 +522,18 @@ export async function createNodeRuntime (options: NodeRuntimeOptions): Promise<N
   async function evaluate (serving: Serving, config: AoeConfig, why: string): Promise<number> {
     if (serving.code.evaluate === undefined) throw new InvalidConfigError(`aoe config for ${config.modelName}: ${why} needs model code with evaluate()`)
     const score = await serving.code.evaluate()
-    // NaN compares false both ways: a candidate scoring it passed `score < current + margin` and
-    // check() went back to a version scoring it (review 51a).
-    if (typeof score !== 'number' || !Number.isFinite(score)) throw new InvalidInputError(`${config.modelName}@${serving.manifest.version}: its model code's evaluate() returned ${String(score)}, not a finite number (${why})`)
+    if (typeof score !== 'number') throw new InvalidInputError(`${config.modelName}@${serving.manifest.version}: its model code's evaluate() returned ${String(score)}, not a number (${why})`)
     return score
+  }
+
+  /**
+   * Whether `score` beats `current` by `margin`. A score that is not a finite number (NaN, the
+   * mark of a broken model) never does, and any finite one beats it: NaN compares false both
+   * ways, so a candidate scoring it was taken and check() went back to one (review 51a), and a
+   * serving version scoring it must not keep its place (review 51b).
+   */
+  function beats (score: number, current: number, margin = 0): boolean {
+    return Number.isFinite(score) && (!Number.isFinite(current) || score >= current + margin)
   }
 
   /** Records a move from `from` to `to` (see `afterMove`), then drops what no version kept needs. */
@@ -861,7 +869,7 @@ export async function createNodeRuntime (options: NodeRuntimeOptions): Promise<N
             throw err
           }
           const metrics = { current, candidate: score }
-          if (score < current + margin) {
+          if (!beats(score, current, margin)) {
             await retire(prepared.candidate)
             await rejectVersion(ctx, t.version)
             return { action: 'rejected', from, to: from, metrics, reason: `${t.version} scored ${score.toFixed(4)} locally, needs ≥ ${(current + margin).toFixed(4)} (current ${current.toFixed(4)} + margin ${margin})`, bytesFetched }
@@ -895,7 +903,7 @@ export async function createNodeRuntime (options: NodeRuntimeOptions): Promise<N
               throw err
             }
             const metrics = { current: metric, candidate: score }
-            if (score <= metric) {
+            if (!beats(score, metric) || score === metric) {
               await retire(prepared.candidate)
               return { action: 'none', from, to: from, metrics, reason: `metric ${metric.toFixed(4)} < bound ${bound}, but ${previous} scores ${score.toFixed(4)}, no better: staying`, bytesFetched }
             }

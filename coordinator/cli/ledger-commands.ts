@@ -14,6 +14,8 @@ import { homedir } from 'node:os'
 import { join, resolve } from 'node:path'
 import { coordinatorClient } from '../../shared/client/coordinator-client.ts'
 import { ledgerClient } from '../../shared/ledger/client.ts'
+import { levelsIn } from '../ingest/access-levels.ts'
+import { DEFAULT_ACCESS_LEVEL } from '../constants.ts'
 import type { ChannelName, Channels } from '../../shared/ledger/api.ts'
 import { parseVerifierKey, splitNote } from '../../shared/ledger/note.ts'
 import { parseCheckpoint } from '../../shared/ledger/checkpoint.ts'
@@ -124,19 +126,22 @@ export function ledgerCommands (program: Command): void {
     .description('a model\'s version history: ledger index of each version, where the release channels point, and the witnesses that cosigned the log\'s checkpoint')
     .argument('<name>', 'model name', modelName)
     .addOption(coordinatorOption())
+    .option('--units', 'also list every unit of the latest version with its access level (what ingest --access names)')
     .option('--json', 'print JSON')
-    .action(async (name: string, o: { coordinator: string, json?: boolean }) => {
+    .action(async (name: string, o: { coordinator: string, units?: boolean, json?: boolean }) => {
       const client = coordinatorClient({ baseUrl: o.coordinator })
       const versions = await client.versions(name)
       // What a round request may name in `trainable`, read from the latest manifest (shown, not trusted: `verify` checks it).
       const latest = versions.at(-1)
       let units: string[] = []
+      let levels = new Map<string, string>()
       let untrainable: string | undefined
       if (latest !== undefined) {
         const parsed = signedManifestSchema.safeParse(await client.manifest(name, latest.version))
         if (!parsed.success) throw new IntegrityError(`${name}@${latest.version}: the coordinator's manifest does not parse: ${describeIssues(parsed.error)}`)
         untrainable = untrainableFormat(parsed.data.manifest.format)
         units = untrainable === undefined ? trainableUnits(parsed.data.manifest.tensors) : []
+        levels = levelsIn(parsed.data.manifest)
       }
       const note = await ledgerClient({ baseUrl: o.coordinator }).checkpoint()
       const { text, signatures } = splitNote(note)
@@ -146,13 +151,15 @@ export function ledgerCommands (program: Command): void {
       const rows = versions.map(v => ({ ...v, covered: v.ledgerIndex !== null && v.ledgerIndex < checkpoint.size }))
       const channels = await ledgerClient({ baseUrl: o.coordinator }).channels(name)
       if (o.json === true) {
-        console.log(JSON.stringify({ versions: rows, trainableUnits: units, channels, checkpoint: { origin: checkpoint.origin, size: checkpoint.size, root: toBase64(checkpoint.root), cosigners } }))
+        console.log(JSON.stringify({ versions: rows, trainableUnits: units, levels: Object.fromEntries(levels), channels, checkpoint: { origin: checkpoint.origin, size: checkpoint.size, root: toBase64(checkpoint.root), cosigners } }))
         return
       }
       for (const v of rows) {
         console.log(`${name}@${v.version}  parent ${v.parent ?? '-'}  ledger #${v.ledgerIndex ?? '-'}${v.covered ? '' : ' (not yet in a checkpoint)'}  ${v.blocks} blocks  ${v.weightBytes} bytes  ${v.createdAt}  ${v.round === null ? 'ingest' : `round ${v.round}`}  ${v.manifestCid}`)
       }
       console.log(`trainable units of ${name}@${latest?.version ?? '-'} (a round's "trainable"): ${untrainable !== undefined ? `none (${untrainable})` : units.length === 0 ? 'none (no plain float32 tensors)' : units.join(', ')}`)
+      console.log(describeLevels(`${name}@${latest?.version ?? '-'}`, levels))
+      if (o.units === true) for (const [unit, level] of levels) console.log(`  ${unit}  ${level}`)
       console.log(describeChannels(channels))
       console.log(`checkpoint ${checkpoint.origin} size ${checkpoint.size} root ${toBase64(checkpoint.root)}`)
       console.log(`cosigned by ${cosigners.length === 0 ? 'no witness' : cosigners.join(', ')}`)
@@ -285,4 +292,15 @@ export function ledgerCommands (program: Command): void {
       process.once('SIGINT', stop)
       process.once('SIGTERM', stop)
     })
+}
+
+/** One line: the units at each level other than the default, and how many are at the default. */
+function describeLevels (version: string, levels: ReadonlyMap<string, string>): string {
+  const by = new Map<string, string[]>()
+  for (const [unit, level] of levels) by.set(level, [...(by.get(level) ?? []), unit])
+  const atDefault = by.get(DEFAULT_ACCESS_LEVEL)?.length ?? 0
+  by.delete(DEFAULT_ACCESS_LEVEL)
+  if (by.size === 0) return `access levels of ${version}: every unit (${atDefault}) at ${DEFAULT_ACCESS_LEVEL} (--units lists them)`
+  const raised = [...by].sort(([a], [b]) => a.localeCompare(b)).map(([level, list]) => `${level}: ${list.slice(0, 10).join(', ')}${list.length > 10 ? `, … (${list.length})` : ''}`)
+  return `access levels of ${version}: ${raised.join('; ')}; ${atDefault} unit(s) at ${DEFAULT_ACCESS_LEVEL} (--units lists them)`
 }

@@ -222,7 +222,10 @@ export async function buildServer (deps: ServerDeps): Promise<FastifyInstance> {
     mayUseModel(caller, req.params.name, 'get the data keys of')
     const manifest = keyedBlocksOf(rowOf(req.params.name, req.params.version))
     const allowed = manifest.blocks.filter(b => mayRead(caller, b.access))
-    const denied = [...new Set(manifest.blocks.filter(b => !mayRead(caller, b.access)).map(b => b.keyId))]
+    // A key both allowed and denied (equal bytes at two levels share one sealed block) is given:
+    // its bytes are those of a block the caller may read (review 51b: it was in both lists).
+    const given = new Set(allowed.map(b => b.keyId))
+    const denied = [...new Set(manifest.blocks.filter(b => !given.has(b.keyId)).map(b => b.keyId))]
     // Blocks with equal plaintext share one sealed block and so one key: wrap each key once.
     const blockOfKey = new Map(allowed.map(b => [b.keyId, b.cid]))
     const wrapped = deps.repo.dataKeys([...blockOfKey.keys()])

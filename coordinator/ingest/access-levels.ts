@@ -22,24 +22,46 @@ export function levelsIn (manifest: Manifest): Map<string, string> {
 }
 
 /**
- * The level of every unit of `tensors`: `given` (unit → level) over `previous`'s, else the
- * default. A unit `given` names that the model lacks, or a malformed level, is refused.
+ * The level of every unit of `tensors`: `given` (unit → level; a key ending in `*` names every
+ * unit it prefixes, the longest such key winning, and an exact name any prefix) over
+ * `previous`'s, else the default. A name that is no unit, a prefix of none, or a malformed level
+ * is refused; so is a new unit left unnamed while `previous` seals some above the default.
  */
 export function unitLevels (tensors: readonly TensorInfo[], given: Readonly<Record<string, string>> | undefined, previous: Manifest | undefined): Map<string, string> {
-  const units = unitsOfTensors(tensors)
-  const known = new Set(units)
+  const units = [...new Set(unitsOfTensors(tensors))]
   const kept = previous === undefined ? new Map<string, string>() : levelsIn(previous)
-  const levels = new Map(units.map(u => [u, kept.get(u) ?? DEFAULT_ACCESS_LEVEL]))
-  const entries = Object.entries(given ?? {})
-  if (entries.length > MAX_ACCESS_UNITS) throw new InvalidInputError(`access: ${entries.length} units named, at most ${MAX_ACCESS_UNITS}`)
-  for (const [unit, level] of entries) {
-    if (!known.has(unit)) {
-      const some = [...known].slice(0, 8)
-      throw new InvalidInputError(`access: the model has no unit "${unit}"; its units: ${some.join(', ')}${known.size > some.length ? `, … (${known.size}; blockfed versions NAME lists them)` : ''}`)
-    }
-    const checked = accessLevelSchema.safeParse(level)
-    if (!checked.success) throw new InvalidInputError(`access: unit ${unit}: "${level}" is not ${checked.error.issues[0]?.message ?? 'an access level'}`)
-    levels.set(unit, level)
+  const named = namedLevels(units, given ?? {})
+  // Levels follow unit names, which change when layers are renamed or added (tfjs numbers its
+  // layers anew in each rebuilt model): a model whose latest version seals some units above the
+  // default does not let new units go out at the default unsaid (review 51b: premium weights were
+  // published at default after a rebuild).
+  const raised = [...kept].filter(([, level]) => level !== DEFAULT_ACCESS_LEVEL)
+  const unnamed = units.filter(u => !kept.has(u) && !named.has(u))
+  if (raised.length > 0 && unnamed.length > 0) {
+    const some = (list: string[]): string => `${list.slice(0, 5).join(', ')}${list.length > 5 ? `, … (${list.length})` : ''}`
+    throw new InvalidInputError(`access: version ${previous?.version ?? ''} seals ${some(raised.map(([unit, level]) => `${unit} at ${level}`))}, and this model has units that version does not (${some(unnamed)}): name each one's level (--access ${unnamed[0] ?? ''}=${raised[0]?.[1] ?? ''}, or =default)`)
   }
-  return levels
+  return new Map(units.map(u => [u, named.get(u) ?? kept.get(u) ?? DEFAULT_ACCESS_LEVEL]))
+}
+
+/** Each unit `given` names, directly or by a prefix, with its level. */
+function namedLevels (units: readonly string[], given: Readonly<Record<string, string>>): Map<string, string> {
+  const entries = Object.entries(given)
+  if (entries.length > MAX_ACCESS_UNITS) throw new InvalidInputError(`access: ${entries.length} units named, at most ${MAX_ACCESS_UNITS}`)
+  const known = new Set(units)
+  // Exact names first, then prefixes from the longest: the first to claim a unit keeps it.
+  const ordered = entries.map(([key, level]) => ({ key, level, prefix: key.endsWith('*') ? key.slice(0, -1) : undefined }))
+    .sort((a, b) => (a.prefix === undefined ? -1 : 0) - (b.prefix === undefined ? -1 : 0) || (b.prefix?.length ?? 0) - (a.prefix?.length ?? 0))
+  const named = new Map<string, string>()
+  for (const { key, level, prefix } of ordered) {
+    const checked = accessLevelSchema.safeParse(level)
+    if (!checked.success) throw new InvalidInputError(`access: unit ${key}: "${level}" is not ${checked.error.issues[0]?.message ?? 'an access level'}`)
+    const matched = prefix === undefined ? (known.has(key) ? [key] : []) : units.filter(u => u.startsWith(prefix))
+    if (matched.length === 0) {
+      const some = units.slice(0, 8)
+      throw new InvalidInputError(`access: the model has no unit ${prefix === undefined ? `"${key}"` : `starting "${prefix}"`}; its units: ${some.join(', ')}${units.length > some.length ? `, … (${units.length}; blockfed versions NAME --units lists them)` : ''}`)
+    }
+    for (const unit of matched) if (!named.has(unit)) named.set(unit, level)
+  }
+  return named
 }

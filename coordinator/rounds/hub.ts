@@ -30,6 +30,7 @@ import { bearerOf } from '../http/auth.ts'
 import type { GivenUpload } from '../../shared/rounds/one-update.ts'
 import type { TrainerAnswer } from '../tokens/keeper.ts'
 import { inScope } from '../tokens/scope.ts'
+import { DEFAULT_ACCESS_LEVEL } from '../constants.ts'
 
 export const ROUNDS_PATH = '/v1/rounds/ws'
 /** A hello is a key, a signature, up to 100 model names and as many records: anything larger before it is refused. */
@@ -227,7 +228,7 @@ export function roundHub (options: RoundHubOptions): RoundHub {
           if (left === 0) perToken.delete(tokenId)
           else perToken.set(tokenId, left)
         })
-        handshake(ws, socket, tokenId, trainer.expiresAt ?? Infinity, trainer.models ?? null, trainer.reads ?? [])
+        handshake(ws, socket, tokenId, trainer.expiresAt ?? Infinity, trainer.models ?? null, trainer.reads ?? [DEFAULT_ACCESS_LEVEL])
       })
     } finally {
       upgrading--

@@ -469,7 +469,7 @@ export function roundManager (deps: RoundManagerDeps): RoundManager {
     const least = Math.max(masking, request.selection.minClients, request.selection.minUploads ?? 0)
     if (candidates.length < least) {
       const given = (givenAtBase === 0 ? '' : ` (${givenAtBase} more already uploaded from version ${base.row.version} to a round that failed or did not take the upload, and give one update per base version)`) +
-        (lackLevels === 0 ? '' : ` (${lackLevels} more connected with tokens that may not read every block of version ${base.row.version}, whose access levels are ${[...levels].sort().join(', ')}: give them those levels, token create --level)`)
+        (lackLevels === 0 ? '' : ` (${lackLevels} more connected with tokens that may not read every block of version ${base.row.version}, which has blocks at ${[...levels].filter(l => l !== DEFAULT_ACCESS_LEVEL).sort().join(', ')}: give those runtimes tokens made with those levels, token create edge --level)`)
       const why = least === request.selection.minClients ? '' : least === masking ? ` (masking needs ${MIN_MASKING_CLIENTS})` : ` (selection.minUploads)`
       // The remedy named where the lock-out shows (review 49f): the README's alone was missed.
       const remedy = givenAtBase === 0 ? '' : `; those that uploaded train again from a new version (ingest changed weights: the same files are the same version)`

@@ -17,8 +17,10 @@
  *     packed layer by layer the same way, a layer above it tensor by tensor; a tensor above
  *     `maxBytes` is split at row (first dimension) boundaries into pieces ≤ `maxBytes`, and each
  *     piece records its row range.
- *  With access levels (`levelOf`), a block never holds units of two levels: a level change
- *  closes the block, since a block has one data key and the coordinator hands out keys by level.
+ *  With access levels (`levelOf`), a block never holds units of two levels (a block has one data
+ *  key, handed out by level): the blocks packed without levels are cut where the level changes,
+ *  so setting one unit's level leaves every other block as it was (review 51b: closing a block
+ *  at a change shifted every later boundary, and the whole model was sealed and fetched again).
  */
 import type { TensorInfo } from '../model/types.ts'
 import { InvalidInputError } from '../errors/errors.ts'
@@ -241,22 +243,52 @@ export function checkPartitionOptions (options: PartitionOptions): PartitionOpti
  * then carry it, and units of different levels never share a block.
  */
 export function partition (tensors: TensorInfo[], options: PartitionOptions = DEFAULT_PARTITION, levelOf?: (unit: string) => string | undefined): BlockPlan[] {
+  const plans = pack(tensors, options)
+  if (levelOf === undefined) return plans
+  const unitOfTensor = unitsOfTensors(tensors)
+  return plans.flatMap(plan => cutAtLevels(plan, unitOfTensor, levelOf))
+}
+
+/** A plan cut into runs of parts whose units share a level, each run a plan with that level. */
+function cutAtLevels (plan: BlockPlan, unitOfTensor: readonly string[], levelOf: (unit: string) => string | undefined): BlockPlan[] {
+  const runs: Array<{ units: string[], parts: BlockPart[], bytes: number, access: string | undefined }> = []
+  for (const part of plan.parts) {
+    const unit = unitOfTensor[part.tensor] as string
+    const access = levelOf(unit)
+    let run = runs.at(-1)
+    if (run === undefined || run.access !== access) {
+      run = { units: [], parts: [], bytes: 0, access }
+      runs.push(run)
+    }
+    if (run.units.at(-1) !== unit) run.units.push(unit)
+    run.parts.push(part)
+    run.bytes += part.length
+  }
+  if (runs.length === 1) return [{ ...plan, ...(runs[0]?.access === undefined ? {} : { access: runs[0].access }) }]
+  return runs.map(run => ({ unit: spanName(run.units), parts: run.parts, byteLength: run.bytes, ...(run.access === undefined ? {} : { access: run.access }) }))
+}
+
+/** `first..last` of a block's units, or the one unit. */
+function spanName (units: readonly string[]): string {
+  const first = units[0] as string
+  const last = units[units.length - 1] as string
+  return first === last ? first : `${first}..${last}`
+}
+
+/** Step 3, the packing (see the module comment). */
+function pack (tensors: TensorInfo[], options: PartitionOptions): BlockPlan[] {
   const { targetBytes, maxBytes } = checkPartitionOptions(options)
   const plans: BlockPlan[] = []
-  let open: { units: string[], parts: BlockPart[], bytes: number, access?: string } = { units: [], parts: [], bytes: 0 }
+  let open: { units: string[], parts: BlockPart[], bytes: number } = { units: [], parts: [], bytes: 0 }
   const flush = (): void => {
     if (open.parts.length === 0) return
-    const first = open.units[0] as string
-    const last = open.units[open.units.length - 1] as string
-    plans.push({ unit: first === last ? first : `${first}..${last}`, parts: open.parts, byteLength: open.bytes, ...(open.access === undefined ? {} : { access: open.access }) })
+    plans.push({ unit: spanName(open.units), parts: open.parts, byteLength: open.bytes })
     open = { units: [], parts: [], bytes: 0 }
   }
   const fits = (bytes: number): boolean =>
     open.bytes + bytes <= targetBytes || (open.bytes < targetBytes / 2 && open.bytes + bytes <= maxBytes)
   const add = (unit: string, parts: BlockPart[], bytes: number): void => {
-    const access = levelOf?.(unit)
-    if (open.parts.length > 0 && (!fits(bytes) || access !== open.access)) flush()
-    if (open.parts.length === 0 && access !== undefined) open.access = access
+    if (open.parts.length > 0 && !fits(bytes)) flush()
     if (open.units[open.units.length - 1] !== unit) open.units.push(unit)
     // A loop, not push(...parts): one unit of 150,000 tensors overflowed the stack (an HTTP 500).
     for (const part of parts) open.parts.push(part)

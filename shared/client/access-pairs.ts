@@ -22,8 +22,14 @@ export function accessPairs (values: readonly string[], what = 'access'): Record
   return Object.fromEntries(levels)
 }
 
+/** Longest query an ingest sends: Node refuses request heads over 16 KiB, with no answer. */
+const MAX_ACCESS_QUERY = 12 << 10
+
 /** The query string of an ingest that sets `access` (empty without). */
 export function accessQuery (access: Readonly<Record<string, string>> | undefined): string {
   const pairs = Object.entries(access ?? {})
-  return pairs.length === 0 ? '' : `?${pairs.map(([unit, level]) => `access=${encodeURIComponent(`${unit}=${level}`)}`).join('&')}`
+  const query = pairs.length === 0 ? '' : `?${pairs.map(([unit, level]) => `access=${encodeURIComponent(`${unit}=${level}`)}`).join('&')}`
+  // Said here: past it the coordinator drops the connection, which reads as an outage (review 51b).
+  if (query.length > MAX_ACCESS_QUERY) throw new InvalidInputError(`access: ${pairs.length} units make a request of ${query.length} characters, at most ${MAX_ACCESS_QUERY}: name them by prefix (block_*=premium)`)
+  return query
 }

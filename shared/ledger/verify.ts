@@ -112,7 +112,12 @@ export async function advanceCheckpoint (client: LedgerClient, trust: LedgerTrus
       // kept. A fork served without cosignatures is a fork all the same (review 51a: stripping
       // them turned a security alarm into a quiet "staying").
       const saved = await store.load()
-      if (saved !== undefined) await checkConsistent(client, trust, openTrusted(answer, { ...trust, minWitnesses: 0 }), openTrusted(saved, { ...trust, minWitnesses: 0 }), signal)
+      try {
+        if (saved !== undefined) await checkConsistent(client, trust, openTrusted(answer, { ...trust, minWitnesses: 0 }), openTrusted(saved, { ...trust, minWitnesses: 0 }), signal)
+      } catch (proof) {
+        // No proof to be had (an outage): still only short of witnesses (review 51b).
+        if (proof instanceof LedgerSecurityError || signal?.aborted === true) throw proof
+      }
       throw err
     }
     if (!(err instanceof BlockfedError)) throw err

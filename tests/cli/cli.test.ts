@@ -283,6 +283,8 @@ describe('blockfed CLI', () => {
     const manifest = await (await fetch(`${url}/v1/models/mnist-premium/versions/1/manifest`)).json() as { manifest: { blocks: Array<{ access: string }> } }
     // hidden_2 between them keeps the default: three blocks where the 437 KB model was one.
     expect(manifest.manifest.blocks.map(b => b.access)).toEqual(['premium', 'default', 'premium'])
+    const listed = (await blockfed('versions', 'mnist-premium', '--units', '--coordinator', url)).stdout
+    expect(listed).toMatch(/^access levels of mnist-premium@1: premium: hidden_1, head; 1 unit\(s\) at default \(--units lists them\)\n {2}hidden_1 {2}premium\n {2}hidden_2 {2}default\n {2}head {2}premium$/m)
     const given = await blockfed('token', 'create', 'edge', '--level', 'premium', '--coordinator', url, '--data', data)
     expect(given.stderr).toMatch(/; levels premium\n$/)
     const plain = (await blockfed('token', 'create', 'edge', '--coordinator', url, '--data', data)).stdout.trim()

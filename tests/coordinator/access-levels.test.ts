@@ -9,6 +9,7 @@ import { mayRead } from '../../coordinator/http/auth.ts'
 import { DEFAULT_ACCESS_LEVEL, ROLES } from '../../coordinator/constants.ts'
 import { unitLevels } from '../../coordinator/ingest/access-levels.ts'
 import { plansOf } from '../../coordinator/rounds/base-model.ts'
+import { accessPairs, accessQuery } from '../../shared/client/access-pairs.ts'
 import type { Manifest } from '../../shared/manifest/schema.ts'
 import type { TensorInfo } from '../../shared/model/types.ts'
 
@@ -44,5 +45,40 @@ describe('unit levels', () => {
 
   it('is kept by the plans a round publishes with', () => {
     expect(plansOf(manifestWith(['staff', 'premium'])).map(p => p.access)).toEqual(['staff', 'premium'])
+  })
+})
+
+describe('UNIT=LEVEL pairs', () => {
+  it('split at the last =, so a unit name may hold one; a prefix ends in *', () => {
+    expect(accessPairs(['a=b=premium', 'block_*=staff'])).toEqual({ 'a=b': 'premium', 'block_*': 'staff' })
+  })
+
+  it('refuse a query too long to send, naming the way out', () => {
+    const many = Object.fromEntries(Array.from({ length: 600 }, (_, i) => [`encoder.layers.${i}.attention`, 'premium']))
+    expect(() => accessQuery(many)).toThrow(/^access: 600 units make a request of \d+ characters, at most 12288: name them by prefix \(block_\*=premium\)$/)
+  })
+})
+
+describe('unit levels by prefix, and new units under raised levels (review 51b)', () => {
+  const layers = (names: string[]): TensorInfo[] => names.map(layer => ({ name: `${layer}/kernel`, dtype: 'float32', shape: [4], byteLength: 16, layer }))
+  const previous = (levels: Array<[string, string]>): Manifest => ({
+    version: 4,
+    tensors: layers(levels.map(([unit]) => unit)),
+    blocks: levels.map(([unit, access], i) => ({ unit, access, parts: [{ tensor: i, offset: 0, length: 16 }], plaintextLength: 16 }))
+  }) as unknown as Manifest
+
+  it('names units by prefix, the longest prefix and then an exact name winning', () => {
+    const tensors = layers(['enc_1', 'enc_2', 'enc_head', 'dec'])
+    expect(Object.fromEntries(unitLevels(tensors, { 'enc*': 'staff', 'enc_h*': 'premium', enc_2: 'default' }, undefined))).toEqual({ enc_1: 'staff', enc_2: 'default', enc_head: 'premium', dec: 'default' })
+    expect(() => unitLevels(tensors, { 'x*': 'staff' }, undefined)).toThrow('access: the model has no unit starting "x"; its units: enc_1, enc_2, enc_head, dec')
+  })
+
+  it('refuses new units left unnamed while the latest version seals some above the default', () => {
+    // A rebuilt tfjs model numbers its layers anew: dense_2 (premium) comes back as dense_4.
+    const rebuilt = layers(['dense_3', 'dense_4'])
+    expect(() => unitLevels(rebuilt, undefined, previous([['dense_1', 'default'], ['dense_2', 'premium']]))).toThrow('access: version 4 seals dense_2 at premium, and this model has units that version does not (dense_3, dense_4): name each one\'s level (--access dense_3=premium, or =default)')
+    expect(Object.fromEntries(unitLevels(rebuilt, { dense_3: 'default', dense_4: 'premium' }, previous([['dense_1', 'default'], ['dense_2', 'premium']])))).toEqual({ dense_3: 'default', dense_4: 'premium' })
+    // Under default levels only, new units simply get the default.
+    expect(Object.fromEntries(unitLevels(rebuilt, undefined, previous([['dense_1', 'default']])))).toEqual({ dense_3: 'default', dense_4: 'default' })
   })
 })

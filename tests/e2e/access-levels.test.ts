@@ -91,6 +91,16 @@ describe('block access levels', () => {
     expect(await levelsOf(3)).toEqual([['hidden', 'staff'], ['head', 'default']])
   }, 60_000)
 
+  it('gives a key that equal bytes at two levels share, and does not list it as denied (review 51b)', async () => {
+    // Two layers of one seed: equal kernels and biases, so one sealed block for both.
+    await admin.ingest('twins', await denseModelFiles(4, [['x', 4, 5], ['y', 4, 5]]), { access: { y: 'premium' } })
+    const blocks = ((await admin.manifest('twins', 1)) as SignedManifest).manifest.blocks
+    expect(blocks.map(b => [b.unit, b.access])).toEqual([['x', 'default'], ['y', 'premium']])
+    expect(blocks[0]?.keyId).toBe(blocks[1]?.keyId)
+    const answer = await coordinatorClient({ baseUrl: url, token: await admin.createToken('edge') }).keys('twins', 1, generateWrapKey())
+    expect([answer.keys.size, answer.denied]).toEqual([1, []])
+  }, 60_000)
+
   it('refuses an unknown unit, a malformed level or pair, and levels for a token that reads every level, storing nothing', async () => {
     const versions = (await admin.versions('m')).length
     const upload = async (query: string): Promise<{ status: number, json: any }> => {
@@ -128,7 +138,7 @@ describe('block access levels', () => {
     try {
       const refused = coordinator.rounds.start(request)
       await expect(refused).rejects.toThrow(TooFewClientsError)
-      await expect(refused).rejects.toThrow('round for mnist not started: 0 eligible client(s) connected (3 more connected with tokens that may not read every block of version 1, whose access levels are default, premium: give them those levels, token create --level), at least 3 needed')
+      await expect(refused).rejects.toThrow('round for mnist not started: 0 eligible client(s) connected (3 more connected with tokens that may not read every block of version 1, which has blocks at premium: give those runtimes tokens made with those levels, token create edge --level), at least 3 needed')
     } finally {
       await stopParticipants(plain)
     }

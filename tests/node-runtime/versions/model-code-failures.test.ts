@@ -183,7 +183,7 @@ describe('two handles of one model folder', () => {
     }
   })
 
-  it('refuses a score that is not a finite number, in validation and in check() (review 51a: NaN passed both)', async () => {
+  it('a score that is not a finite number loses to any finite one, in validation and in check() (reviews 51a, 51b)', async () => {
     let versionScores: Record<number, number> = {}
     const code = (): ReturnType<typeof tfjsPassthrough> => {
       let version = 0
@@ -191,20 +191,33 @@ describe('two handles of one model folder', () => {
       return { ...base, evaluate: async () => versionScores[version] as number, init: context => { version = context.manifest.version; base.init(context) } }
     }
     const rt = await createNodeRuntime({ dataDir: join(root, 'nan-scores'), accessHistory: false, codes: { n: code } })
+    let other: Awaited<ReturnType<typeof createNodeRuntime>> | undefined
     try {
       await publish('n')
       const validating = await rt.load({ ...config('n'), upgrade: { validate: { margin: 0 } } })
       await publish('n')
-      versionScores = { 1: 0.5, 2: NaN }
-      await expect(validating.update()).rejects.toThrow('n@2: its model code\'s evaluate() returned NaN, not a finite number (upgrade.validate)')
-      expect(validating.manifest.version).toBe(1)
+      // A candidate scoring ∞ (or NaN, which was taken: NaN < x is false) is rejected, for good.
+      versionScores = { 1: 0.5, 2: Infinity }
+      expect(await validating.update()).toMatchObject({ action: 'rejected', from: 1, to: 1, reason: '2 scored Infinity locally, needs ≥ 0.5000 (current 0.5000 + margin 0)' })
+      expect((await validating.update()).action).toBe('none')
       await validating.release()
-      const bounded = await rt.load({ ...config('n'), pin: 2, rollback: { below: 0.9 } })
-      versionScores = { 1: NaN, 2: 0.5 }
-      await expect(bounded.check()).rejects.toThrow('n@1: its model code\'s evaluate() returned NaN, not a finite number (check)')
+      // A serving version scoring NaN fails its bound and loses to a previous version that scores
+      // (another runtime: this one refuses 2 for good).
+      other = await createNodeRuntime({ dataDir: join(root, 'nan-scores-check'), accessHistory: false, codes: { n: code } })
+      await (await other.load({ ...config('n'), pin: 1 })).release()
+      const bounded = await other.load({ ...config('n'), pin: 2, rollback: { below: 0.9 } })
       expect(bounded.manifest.version).toBe(2)
+      versionScores = { 1: 0.5, 2: NaN }
+      expect(await bounded.check()).toMatchObject({ action: 'rolled-back', from: 2, to: 1 })
+      await bounded.release()
+      // A previous version scoring NaN is not gone back to.
+      await publish('n')
+      const staying = await other.load({ ...config('n'), pin: 3, rollback: { below: 0.9 } })
+      versionScores = { 1: NaN, 3: 0.5 }
+      expect(await staying.check()).toMatchObject({ action: 'none', from: 3, to: 3, reason: 'metric 0.5000 < bound 0.9, but 1 scores NaN, no better: staying' })
     } finally {
       await rt.stop()
+      await other?.stop()
     }
   })
 

@@ -169,6 +169,15 @@ describe('partition with access levels (review 50a M2)', () => {
     expect(partition(tensors, options, level).map(p => [p.unit, p.access])).toEqual([['a', 'default'], ['b..c', 'premium'], ['d', 'default']])
   })
 
+  it('cuts only the block that holds a level change: the others stay as they were (review 51b)', () => {
+    const six = ['a', 'b', 'c', 'd', 'e', 'f'].map(n => t(`${n}/kernel`, 1000))
+    const plain = partition(six, { targetBytes: 2048, maxBytes: 4096 })
+    expect(plain.map(p => p.unit)).toEqual(['a..b', 'c..d', 'e..f'])
+    const cut = partition(six, { targetBytes: 2048, maxBytes: 4096 }, unit => unit === 'c' ? 'premium' : 'default')
+    expect(cut.map(p => [p.unit, p.access])).toEqual([['a..b', 'default'], ['c', 'premium'], ['d', 'default'], ['e..f', 'default']])
+    expect([cut[0], cut[3]].map(p => p?.parts)).toEqual([plain[0], plain[2]].map(p => p?.parts))
+  })
+
   it('packs as before when every unit has one level', () => {
     const plain = partition(tensors, options)
     expect(plain.map(p => p.unit)).toEqual(['a..d'])
