@@ -32,6 +32,8 @@ import { DECRYPTOR_TOKEN_PATTERN, DECRYPTOR_TOKEN_RULE, KEY_FILE as DECRYPTOR_KE
 import { roundRoutes } from './http/rounds-routes.ts'
 import { ledgerRoutes } from './http/ledger-routes.ts'
 import { tokenRoutes } from './http/token-routes.ts'
+import { verdictRoutes } from './http/verdict-routes.ts'
+import { verdictStore } from './store/verdicts.ts'
 import { versionLog, type VersionLog } from './ledger/log.ts'
 import { anchorExisting } from './ledger/anchor-existing.ts'
 import { witnessCosigner, type WitnessEndpoint, type WitnessStatus } from './ledger/witnesses.ts'
@@ -301,6 +303,7 @@ async function openCoordinator (options: CoordinatorOptions, partitionOptions: P
     await roundRoutes(app, { repo, store, manager: rounds })
     await ledgerRoutes(app, { repo, log, signing: identity.signing })
     await tokenRoutes(app, { repo, tokens })
+    await verdictRoutes(app, { repo, verdicts: verdictStore(database) })
     // Witnesses are asked in the background: one that is down must not hold up the start. Those
     // that have not cosigned the latest checkpoint (down at a publish, say) are asked again.
     log.checkpoint()

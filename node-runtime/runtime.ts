@@ -66,6 +66,8 @@ function p2pNodeSeed (clientSecret: Uint8Array): Uint8Array {
 
 /** A prefetch (announced version, or access history) gives up after this long (the load or upgrade fetches the rest). */
 const PREFETCH_DEADLINE_MS = 5 * 60_000
+/** A verdict's report gives up after this long (it is advice; the runtime does not wait on it). */
+const VERDICT_DEADLINE_MS = 10_000
 /**
  * How long a replaced version's engine waits for the inferences still running on it before it
  * is disposed anyway (an inference stuck longer than this fails, rather than pinning a model).
@@ -113,6 +115,12 @@ export interface NodeRuntimeOptions {
   accessHistory?: AccessHistoryOptions | false
   /** An access-history prefetch finished (`error` when it failed; prefetching is best effort). */
   onPrefetch?: (event: HistoryPrefetch) => void
+  /**
+   * Tell the coordinator when this runtime's validation rejects a version or `check()` rolls back
+   * from one (the verdict and the runtime's client id, no score), so its operator sees a version
+   * its fleet refuses (`blockfed versions NAME` with a token). Best effort; on by default.
+   */
+  reportVerdicts?: boolean
 }
 
 export interface HistoryPrefetch {
@@ -548,6 +556,19 @@ export async function createNodeRuntime (options: NodeRuntimeOptions): Promise<N
   }
 
   /**
+   * Says what this runtime's data said of a version to the coordinator, in the background (review
+   * 49f: a version every runtime rejected became the next round's base, unseen). A verdict lost
+   * to an outage or a refusal is not retried: it is advice to the operator, not state.
+   */
+  function reportVerdict (ctx: ObtainContext, version: number, verdict: 'rejected' | 'rolled-back'): void {
+    if (options.reportVerdicts === false || stopping.signal.aborted) return
+    inBackground((async () => {
+      const clientId = toHex((await clientIdentity(options.dataDir)).publicKey)
+      await ctx.client.reportVerdict(ctx.config.modelName, version, { clientId, verdict }, AbortSignal.any([stopping.signal, AbortSignal.timeout(VERDICT_DEADLINE_MS)]))
+    })().catch(() => {}))
+  }
+
+  /**
    * Pins the blocks of the version in use and of its rollback target, so eviction never takes
    * them (rollback stays local); releases pins of versions that are neither any more. `pins`
    * is the handle's own set: pins are reference counts, so handles sharing a cache keep theirs.
@@ -872,6 +893,7 @@ export async function createNodeRuntime (options: NodeRuntimeOptions): Promise<N
           if (!beats(score, current, margin)) {
             await retire(prepared.candidate)
             await rejectVersion(ctx, t.version)
+            reportVerdict(ctx, t.version, 'rejected')
             return { action: 'rejected', from, to: from, metrics, reason: `${t.version} scored ${score.toFixed(4)} locally, needs ≥ ${(current + margin).toFixed(4)} (current ${current.toFixed(4)} + margin ${margin})`, bytesFetched }
           }
           return { action: 'upgraded', ...await swapIn(prepared, 'upgrade'), metrics, reason: `${t.version} scored ${score.toFixed(4)} locally vs ${current.toFixed(4)}`, bytesFetched }
@@ -907,7 +929,9 @@ export async function createNodeRuntime (options: NodeRuntimeOptions): Promise<N
               await retire(prepared.candidate)
               return { action: 'none', from, to: from, metrics, reason: `metric ${metric.toFixed(4)} < bound ${bound}, but ${previous} scores ${score.toFixed(4)}, no better: staying`, bytesFetched }
             }
-            return { action: 'rolled-back', ...await swapIn(prepared, 'back'), metrics, reason: `metric ${metric.toFixed(4)} < bound ${bound}; ${previous} scores ${score.toFixed(4)}`, bytesFetched }
+            const moved = await swapIn(prepared, 'back')
+            reportVerdict(ctx, from, 'rolled-back')
+            return { action: 'rolled-back', ...moved, metrics, reason: `metric ${metric.toFixed(4)} < bound ${bound}; ${previous} scores ${score.toFixed(4)}`, bytesFetched }
           })
         } catch (err) {
           if (!(err instanceof LeftBehindError)) throw err

@@ -127,10 +127,26 @@ export function ledgerCommands (program: Command): void {
     .argument('<name>', 'model name', modelName)
     .addOption(coordinatorOption())
     .option('--units', 'also list every unit of the latest version with its access level (what ingest --access names)')
+    .option('--token <token>', 'an operator\'s API token (or BLOCKFED_TOKEN): adds how many runtimes rejected, or rolled back from, each version')
+    .option('--data <dir>', 'read the admin token from this coordinator data dir (for the verdicts)')
     .option('--json', 'print JSON')
-    .action(async (name: string, o: { coordinator: string, units?: boolean, json?: boolean }) => {
+    .action(async (name: string, o: { coordinator: string, units?: boolean, token?: string, data?: string, json?: boolean }) => {
       const client = coordinatorClient({ baseUrl: o.coordinator })
       const versions = await client.versions(name)
+      // Runtimes' verdicts are an operator's to read: without a token the listing stays public.
+      let bearer = await token(o)
+      let said: Awaited<ReturnType<typeof client.verdicts>> = []
+      if (bearer !== undefined) {
+        try {
+          said = await coordinatorClient({ baseUrl: o.coordinator, token: bearer }).verdicts(name)
+        } catch (err) {
+          // An edge token in BLOCKFED_TOKEN (a runtime's) does not make the public listing fail.
+          if (!(err instanceof AccessDeniedError)) throw err
+          console.error(`blockfed: runtimes' verdicts not shown: ${err.message}`)
+          bearer = undefined
+        }
+      }
+      const verdicts = new Map(said.map(v => [v.version, v]))
       // What a round request may name in `trainable`, read from the latest manifest (shown, not trusted: `verify` checks it).
       const latest = versions.at(-1)
       let units: string[] = []
@@ -151,11 +167,11 @@ export function ledgerCommands (program: Command): void {
       const rows = versions.map(v => ({ ...v, covered: v.ledgerIndex !== null && v.ledgerIndex < checkpoint.size }))
       const channels = await ledgerClient({ baseUrl: o.coordinator }).channels(name)
       if (o.json === true) {
-        console.log(JSON.stringify({ versions: rows, trainableUnits: units, levels: Object.fromEntries(levels), channels, checkpoint: { origin: checkpoint.origin, size: checkpoint.size, root: toBase64(checkpoint.root), cosigners } }))
+        console.log(JSON.stringify({ versions: rows.map(v => ({ ...v, ...(bearer === undefined ? {} : { rejected: verdicts.get(v.version)?.rejected ?? 0, rolledBack: verdicts.get(v.version)?.rolledBack ?? 0 }) })), trainableUnits: units, levels: Object.fromEntries(levels), channels, checkpoint: { origin: checkpoint.origin, size: checkpoint.size, root: toBase64(checkpoint.root), cosigners } }))
         return
       }
       for (const v of rows) {
-        console.log(`${name}@${v.version}  parent ${v.parent ?? '-'}  ledger #${v.ledgerIndex ?? '-'}${v.covered ? '' : ' (not yet in a checkpoint)'}  ${v.blocks} blocks  ${v.weightBytes} bytes  ${v.createdAt}  ${v.round === null ? 'ingest' : `round ${v.round}`}  ${v.manifestCid}`)
+        console.log(`${name}@${v.version}  parent ${v.parent ?? '-'}  ledger #${v.ledgerIndex ?? '-'}${v.covered ? '' : ' (not yet in a checkpoint)'}  ${v.blocks} blocks  ${v.weightBytes} bytes  ${v.createdAt}  ${v.round === null ? 'ingest' : `round ${v.round}`}  ${v.manifestCid}${describeVerdicts(verdicts.get(v.version))}`)
       }
       console.log(`trainable units of ${name}@${latest?.version ?? '-'} (a round's "trainable"): ${untrainable !== undefined ? `none (${untrainable})` : units.length === 0 ? 'none (no plain float32 tensors)' : units.join(', ')}`)
       console.log(describeLevels(`${name}@${latest?.version ?? '-'}`, levels))
@@ -303,4 +319,11 @@ function describeLevels (version: string, levels: ReadonlyMap<string, string>): 
   if (by.size === 0) return `access levels of ${version}: every unit (${atDefault}) at ${DEFAULT_ACCESS_LEVEL} (--units lists them)`
   const raised = [...by].sort(([a], [b]) => a.localeCompare(b)).map(([level, list]) => `${level}: ${list.slice(0, 10).join(', ')}${list.length > 10 ? `, … (${list.length})` : ''}`)
   return `access levels of ${version}: ${raised.join('; ')}; ${atDefault} unit(s) at ${DEFAULT_ACCESS_LEVEL} (--units lists them)`
+}
+
+/** What runtimes said of a version, when any did: `  rejected by 2 runtime(s), rolled back from by 1`. */
+function describeVerdicts (v: { rejected: number, rolledBack: number } | undefined): string {
+  if (v === undefined) return ''
+  const said = [...(v.rejected > 0 ? [`rejected by ${v.rejected} runtime(s)`] : []), ...(v.rolledBack > 0 ? [`rolled back from by ${v.rolledBack}`] : [])]
+  return said.length === 0 ? '' : `  ${said.join(', ')}`
 }

@@ -190,7 +190,18 @@ export const MIGRATIONS: readonly string[] = [
   'ALTER TABLE tokens ADD COLUMN models TEXT;',
   // The block access levels a token reads beyond its role's, a JSON array (NULL: none; review
   // 50a M2: levels could be set nowhere).
-  'ALTER TABLE tokens ADD COLUMN levels TEXT;'
+  'ALTER TABLE tokens ADD COLUMN levels TEXT;',
+  // What runtimes decided about a version on their own data (review 49f: a version every runtime
+  // rejected became the next round's base unseen): one verdict per client and version.
+  `CREATE TABLE version_verdicts (
+     model TEXT NOT NULL,
+     version INTEGER NOT NULL,
+     client_id TEXT NOT NULL,
+     verdict TEXT NOT NULL CHECK (verdict IN ('rejected', 'rolled-back')),
+     at TEXT NOT NULL,
+     PRIMARY KEY (model, version, client_id),
+     FOREIGN KEY (model, version) REFERENCES versions(model, version)
+   );`
 ]
 
 export interface Database {

@@ -133,6 +133,27 @@ export const tokenRequestSchema = z.object({
     .describe('the token expires this many seconds from now (60 s to ten years); it never expires when absent')
 }).strict()
 
+/**
+ * A runtime's verdict on a version, from its own data: `rejected` by its upgrade validation, or
+ * `rolled-back` from by `check()` below its bound. Its client id is its round identity's public
+ * key (hex): one verdict per client and version counts.
+ */
+export const verdictRequestSchema = z.strictObject({
+  clientId: z.string().regex(/^[0-9a-f]{64}$/, 'a client id: 64 lowercase hex digits (the runtime\'s Ed25519 public key)'),
+  verdict: z.enum(['rejected', 'rolled-back'])
+})
+
+export const verdictRecordedSchema = z.object({ recorded: z.literal(true) })
+
+export const verdictListSchema = z.object({
+  model: modelNameSchema,
+  versions: z.array(z.object({
+    version: z.number().int().positive(),
+    rejected: z.number().int().nonnegative().describe('runtimes whose upgrade validation rejected it'),
+    rolledBack: z.number().int().nonnegative().describe('runtimes that rolled back from it, their metric below their bound')
+  })).describe('versions with at least one verdict, oldest first')
+})
+
 /** Hex digits of a token's SHA-256 that name it (coordinator/http/auth.ts). */
 export const TOKEN_ID_CHARS = 16
 

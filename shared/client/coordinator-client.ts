@@ -14,7 +14,7 @@ import { roundListSchema, roundStartedSchema, roundSummarySchema, type RoundList
 import type { RoundRequestInput } from '../rounds/config.ts'
 import {
   coordinatorInfoSchema, ingestResultSchema, keyResponseSchema, modelListSchema,
-  tokenListSchema, tokenRequestSchema, tokenResponseSchema, tokenRevokedSchema, versionListSchema, type CoordinatorInfo, type IngestResult, type ModelSummary,
+  tokenListSchema, tokenRequestSchema, tokenResponseSchema, tokenRevokedSchema, verdictListSchema, verdictRecordedSchema, verdictRequestSchema, versionListSchema, type CoordinatorInfo, type IngestResult, type ModelSummary,
   type TokenInfo, type TokenRevoked, type VersionSummary
 } from './api-schemas.ts'
 import { accessQuery } from './access-pairs.ts'
@@ -54,6 +54,10 @@ export interface CoordinatorClient {
   round: (id: string, signal?: AbortSignal) => Promise<RoundStatus>
   /** A model's latest rounds, newest first (at most `limit`, default 50). */
   rounds: (model: string, limit?: number, signal?: AbortSignal) => Promise<RoundListEntry[]>
+  /** Reports this runtime's verdict on a version from its own data (rejected, or rolled back from). */
+  reportVerdict: (model: string, version: number, verdict: z.input<typeof verdictRequestSchema>, signal?: AbortSignal) => Promise<void>
+  /** How many runtimes rejected, or rolled back from, each version (an operator's token). */
+  verdicts: (model: string, signal?: AbortSignal) => Promise<z.infer<typeof verdictListSchema>['versions']>
 }
 
 const ERRORS: Record<number, new (message: string) => BlockfedError> = {
@@ -116,6 +120,10 @@ export function coordinatorClient (options: CoordinatorClientOptions): Coordinat
       await call(`/v1/models/${encodeURIComponent(model)}/channels/${channel}`, channelsResponseSchema, { method: 'DELETE' }, signal),
     startRound: async (body, signal) => ({ id: (await call('/v1/rounds', roundStartedSchema, json(body), signal)).id }),
     round: async (id, signal) => await call(`/v1/rounds/${encodeURIComponent(id)}`, roundSummarySchema, {}, signal),
-    rounds: async (model, limit = 50, signal) => (await call(`/v1/models/${encodeURIComponent(model)}/rounds?limit=${limit}`, roundListSchema, {}, signal)).rounds
+    rounds: async (model, limit = 50, signal) => (await call(`/v1/models/${encodeURIComponent(model)}/rounds?limit=${limit}`, roundListSchema, {}, signal)).rounds,
+    async reportVerdict (model, version, verdict, signal) {
+      await call(`/v1/models/${encodeURIComponent(model)}/versions/${version}/verdicts`, verdictRecordedSchema, json(verdict), signal)
+    },
+    verdicts: async (model, signal) => (await call(`/v1/models/${encodeURIComponent(model)}/verdicts`, verdictListSchema, {}, signal)).versions
   }
 }

@@ -3,6 +3,7 @@ import { describe, it, expect, beforeAll, afterAll } from 'vitest'
 import { spawn, spawnSync, execFile, type ChildProcessByStdio } from 'node:child_process'
 import { existsSync } from 'node:fs'
 import { mkdir, mkdtemp, readdir, readFile, rm, symlink, writeFile } from 'node:fs/promises'
+import { coordinatorClient } from '../../shared/client/coordinator-client.ts'
 import { createServer, type AddressInfo, type Socket } from 'node:net'
 import { DatabaseSync } from 'node:sqlite'
 import { tmpdir } from 'node:os'
@@ -285,6 +286,10 @@ describe('blockfed CLI', () => {
     expect(manifest.manifest.blocks.map(b => b.access)).toEqual(['premium', 'default', 'premium'])
     const listed = (await blockfed('versions', 'mnist-premium', '--units', '--coordinator', url)).stdout
     expect(listed).toMatch(/^access levels of mnist-premium@1: premium: hidden_1, head; 1 unit\(s\) at default \(--units lists them\)\n {2}hidden_1 {2}premium\n {2}hidden_2 {2}default\n {2}head {2}premium$/m)
+    // With an operator's token, versions adds what runtimes said of each version (review 49f).
+    await coordinatorClient({ baseUrl: url, token: (await readFile(join(data, 'admin.token'), 'utf8')).trim() }).reportVerdict('mnist-premium', 1, { clientId: 'ab'.repeat(32), verdict: 'rejected' })
+    expect((await blockfed('versions', 'mnist-premium', '--coordinator', url, '--data', data)).stdout).toMatch(/^mnist-premium@1 .* {2}rejected by 1 runtime\(s\)$/m)
+    expect((await blockfed('versions', 'mnist-premium', '--coordinator', url)).stdout).not.toMatch(/rejected by/)
     const given = await blockfed('token', 'create', 'edge', '--level', 'premium', '--coordinator', url, '--data', data)
     expect(given.stderr).toMatch(/; levels premium\n$/)
     const plain = (await blockfed('token', 'create', 'edge', '--coordinator', url, '--data', data)).stdout.trim()

@@ -129,6 +129,7 @@ function validParams (): Record<string, string> {
 /** A valid body of every operation that takes JSON. */
 const VALID_BODIES: Record<string, Record<string, unknown>> = {
   'POST /v1/models/{name}/versions/{version}/keys': { publicKey: toBase64(x25519.getPublicKey(new Uint8Array(32).fill(7))) },
+  'POST /v1/models/{name}/versions/{version}/verdicts': { clientId: 'ab'.repeat(32), verdict: 'rejected' },
   'POST /v1/tokens': { role: 'edge', label: 'fuzz' },
   'POST /v1/rounds': { model: 'dense', epochs: 1, learningRate: 0.05 },
   'PUT /v1/models/{name}/channels/{channel}': { version: 1, rollout: 0.25 }
@@ -140,7 +141,7 @@ const MULTIPART = new Set(['POST /v1/models/{name}/ingest'])
 /** Operations a valid request of which changes state: checked by their faults only, against the state. */
 const WRITES = new Set(['POST /v1/models/{name}/ingest', 'POST /v1/tokens', 'DELETE /v1/tokens/{tokenId}', 'DELETE /v1/models/{name}/channels/{channel}'])
 /** Token-guarded operations an edge token may use (it reads the data keys of the default access level). */
-const EDGE_ALLOWED = new Set(['POST /v1/models/{name}/versions/{version}/keys'])
+const EDGE_ALLOWED = new Set(['POST /v1/models/{name}/versions/{version}/keys', 'POST /v1/models/{name}/versions/{version}/verdicts'])
 
 
 function fill (template: string, values: Record<string, string>): string {
@@ -537,7 +538,7 @@ describe('the coordinator API under malformed requests', () => {
       expect(a.status, `${op}, valid request: ${a.text.slice(0, 300)}`).toBe(VALID_STATUS[op] ?? 200)
     }
     // Bounded: a few hundred requests.
-    expect(cases.length).toBeLessThan(600)
+    expect(cases.length).toBeLessThan(700)
   })
 
   it('answers each promptly with a 4xx whose message names what is wrong', async () => {

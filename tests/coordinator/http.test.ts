@@ -77,7 +77,7 @@ describe('coordinator HTTP API', () => {
     const jsonRoutes = Object.entries(doc.paths).flatMap(([path, ops]) => Object.entries(ops)
       .filter(([, op]) => op.requestBody?.content['application/json'] !== undefined).map(([method, op]) => ({ path, method, op })))
     expect(jsonRoutes.map(r => `${r.method} ${r.path}`).sort()).toEqual([
-      'post /v1/models/{name}/versions/{version}/keys', 'post /v1/rounds', 'post /v1/tokens', 'put /v1/models/{name}/channels/{channel}'
+      'post /v1/models/{name}/versions/{version}/keys', 'post /v1/models/{name}/versions/{version}/verdicts', 'post /v1/rounds', 'post /v1/tokens', 'put /v1/models/{name}/channels/{channel}'
     ])
     for (const { path, method, op } of jsonRoutes) {
       expect(Object.keys(op.responses), path).toEqual(expect.arrayContaining(['413', '415']))
@@ -94,8 +94,8 @@ describe('coordinator HTTP API', () => {
     const operations = Object.entries(doc.paths).flatMap(([path, ops]) => Object.entries(ops).map(([method, op]) => ({ route: `${method} ${path}`, op: op as Secured })))
     const secured = operations.filter(o => o.op.security !== undefined)
     expect(secured.map(o => o.route).sort()).toEqual([
-      'delete /v1/models/{name}/channels/{channel}', 'delete /v1/tokens/{tokenId}', 'get /v1/models/{name}/rounds', 'get /v1/rounds/{id}', 'get /v1/tokens',
-      'post /v1/models/{name}/ingest', 'post /v1/models/{name}/versions/{version}/keys', 'post /v1/rounds', 'post /v1/tokens', 'put /v1/models/{name}/channels/{channel}'
+      'delete /v1/models/{name}/channels/{channel}', 'delete /v1/tokens/{tokenId}', 'get /v1/models/{name}/rounds', 'get /v1/models/{name}/verdicts', 'get /v1/rounds/{id}', 'get /v1/tokens',
+      'post /v1/models/{name}/ingest', 'post /v1/models/{name}/versions/{version}/keys', 'post /v1/models/{name}/versions/{version}/verdicts', 'post /v1/rounds', 'post /v1/tokens', 'put /v1/models/{name}/channels/{channel}'
     ])
     for (const { route, op } of secured) {
       expect(Object.keys(op.responses), route).toEqual(expect.arrayContaining(['401', '403']))

@@ -133,6 +133,14 @@ describe('version policy', () => {
     expect((await automatic.update()).action).toBe('none')
     const digits = await automatic.infer(heldOut.images.subarray(0, 784 * 20))
     expect(accuracy(digits, heldOut.labels.subarray(0, 20))).toBeGreaterThan(0.6)
+    // The operator is told (review 49f): two runtimes' validation rejected v2, one rolled back
+    // from it. Reported in the background, so waited for (at most 10 s).
+    let verdicts = await admin.verdicts('digits')
+    for (let i = 0; i < 100 && verdicts.find(v => v.version === 2)?.rolledBack !== 1; i++) {
+      await new Promise(resolve => setTimeout(resolve, 100))
+      verdicts = await admin.verdicts('digits')
+    }
+    expect(verdicts).toEqual([{ version: 2, rejected: 2, rolledBack: 1 }])
   })
 
   it('v3 (good again) is taken by both; then, with the coordinator down, the automatic runtime rolls back from its cache', async () => {
