@@ -21,7 +21,7 @@ import { parseVerifierKey, splitNote } from '../../shared/ledger/note.ts'
 import { parseCheckpoint } from '../../shared/ledger/checkpoint.ts'
 import { toBase64 } from '../../shared/crypto/bytes.ts'
 import { parsePublicKeyHex } from '../../shared/crypto/sign.ts'
-import { AccessDeniedError, IntegrityError, InvalidInputError, UnavailableError } from '../../shared/errors/errors.ts'
+import { AccessDeniedError, IntegrityError, InvalidInputError, NotFoundError, UnavailableError } from '../../shared/errors/errors.ts'
 import { describeIssues } from '../../shared/errors/parse-json.ts'
 import { signedManifestSchema, type Manifest } from '../../shared/manifest/schema.ts'
 import { auditShards } from '../../shared/load/audit.ts'
@@ -140,9 +140,10 @@ export function ledgerCommands (program: Command): void {
         try {
           said = await coordinatorClient({ baseUrl: o.coordinator, token: bearer }).verdicts(name)
         } catch (err) {
-          // An edge token in BLOCKFED_TOKEN (a runtime's) does not make the public listing fail.
-          if (!(err instanceof AccessDeniedError)) throw err
-          console.error(`blockfed: runtimes' verdicts not shown: ${err.message}`)
+          // An edge token in BLOCKFED_TOKEN (a runtime's), or a coordinator from before verdicts,
+          // does not make the public listing fail; said only when the token was asked for.
+          if (!(err instanceof AccessDeniedError || err instanceof NotFoundError)) throw err
+          if (o.token !== undefined || o.data !== undefined) console.error(`blockfed: runtimes' verdicts not shown: ${err.message}`)
           bearer = undefined
         }
       }

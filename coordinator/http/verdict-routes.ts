@@ -9,7 +9,7 @@ import { z } from 'zod'
 import { modelNameSchema, verdictListSchema, verdictRecordedSchema, verdictRequestSchema } from '../../shared/client/api-schemas.ts'
 import { AccessDeniedError, ConflictError, NotFoundError } from '../../shared/errors/errors.ts'
 import type { Repository } from '../store/repository.ts'
-import { MAX_VERDICTS, type VerdictStore } from '../store/verdicts.ts'
+import { MAX_VERDICTS, VERDICT_VERSIONS, type VerdictStore } from '../store/verdicts.ts'
 import { authenticate, mayUseModel, needsToken } from './auth.ts'
 import { BODY_REFUSALS, refusals, WRITE_REFUSALS } from './errors.ts'
 
@@ -35,7 +35,10 @@ export async function verdictRoutes (app: FastifyInstance, deps: VerdictRoutesDe
     mayUseModel(caller, req.params.name, 'report a verdict on')
     const { name, version } = req.params
     if (deps.repo.version(name, version) === undefined) throw new NotFoundError(`model ${name} has no version ${version}`)
-    if (!deps.verdicts.record(name, version, req.body.clientId, req.body.verdict)) throw new ConflictError(`${name}@${version} holds ${MAX_VERDICTS} verdicts already`)
+    const latest = deps.repo.latest(name)?.version ?? version
+    const done = deps.verdicts.record(name, version, latest, req.body.clientId, req.body.verdict)
+    if (done === 'old') throw new ConflictError(`${name}@${version}: only the ${VERDICT_VERSIONS} latest versions (from ${latest - VERDICT_VERSIONS + 1}) take verdicts`)
+    if (done === 'full') throw new ConflictError(`${name}@${version} holds ${MAX_VERDICTS} verdicts already`)
     return { recorded: true as const }
   })
 

@@ -35,11 +35,15 @@ export function unitLevels (tensors: readonly TensorInfo[], given: Readonly<Reco
   // layers anew in each rebuilt model): a model whose latest version seals some units above the
   // default does not let new units go out at the default unsaid (review 51b: premium weights were
   // published at default after a rebuild).
+  // Names kept are no proof either: a rebuild with one layer fewer numbers the head `dense_2`,
+  // a unit that was at the default (review 51c). So once the names differ in any way, every unit
+  // is named (`--access '*=default' --access dense_2=premium`).
   const raised = [...kept].filter(([, level]) => level !== DEFAULT_ACCESS_LEVEL)
-  const unnamed = units.filter(u => !kept.has(u) && !named.has(u))
-  if (raised.length > 0 && unnamed.length > 0) {
+  const changed = units.length !== kept.size || units.some(u => !kept.has(u))
+  const unnamed = units.filter(u => !named.has(u))
+  if (raised.length > 0 && changed && unnamed.length > 0) {
     const some = (list: string[]): string => `${list.slice(0, 5).join(', ')}${list.length > 5 ? `, … (${list.length})` : ''}`
-    throw new InvalidInputError(`access: version ${previous?.version ?? ''} seals ${some(raised.map(([unit, level]) => `${unit} at ${level}`))}, and this model has units that version does not (${some(unnamed)}): name each one's level (--access ${unnamed[0] ?? ''}=${raised[0]?.[1] ?? ''}, or =default)`)
+    throw new InvalidInputError(`access: version ${previous?.version ?? ''} seals ${some(raised.map(([unit, level]) => `${unit} at ${level}`))}, and this model's units are not that version's (${some(units)} against ${some([...kept.keys()])}): name every unit's level (--access '*=default', then the raised ones)`)
   }
   return new Map(units.map(u => [u, named.get(u) ?? kept.get(u) ?? DEFAULT_ACCESS_LEVEL]))
 }

@@ -290,6 +290,11 @@ describe('blockfed CLI', () => {
     await coordinatorClient({ baseUrl: url, token: (await readFile(join(data, 'admin.token'), 'utf8')).trim() }).reportVerdict('mnist-premium', 1, { clientId: 'ab'.repeat(32), verdict: 'rejected' })
     expect((await blockfed('versions', 'mnist-premium', '--coordinator', url, '--data', data)).stdout).toMatch(/^mnist-premium@1 .* {2}rejected by 1 runtime\(s\)$/m)
     expect((await blockfed('versions', 'mnist-premium', '--coordinator', url)).stdout).not.toMatch(/rejected by/)
+    // A runtime's edge token in BLOCKFED_TOKEN leaves the public listing as it was, quietly.
+    const edgeEnv = await withEnv({ BLOCKFED_TOKEN: (await blockfed('token', 'create', 'edge', '--coordinator', url, '--data', data)).stdout.trim() }, 'versions', 'mnist-premium', '--coordinator', url)
+    expect([edgeEnv.code, edgeEnv.stderr]).toEqual([0, ''])
+    expect(edgeEnv.stdout).toMatch(/^mnist-premium@1 .*\S$/m)
+    expect(edgeEnv.stdout).not.toMatch(/rejected by/)
     const given = await blockfed('token', 'create', 'edge', '--level', 'premium', '--coordinator', url, '--data', data)
     expect(given.stderr).toMatch(/; levels premium\n$/)
     const plain = (await blockfed('token', 'create', 'edge', '--coordinator', url, '--data', data)).stdout.trim()

@@ -76,8 +76,12 @@ describe('unit levels by prefix, and new units under raised levels (review 51b)'
   it('refuses new units left unnamed while the latest version seals some above the default', () => {
     // A rebuilt tfjs model numbers its layers anew: dense_2 (premium) comes back as dense_4.
     const rebuilt = layers(['dense_3', 'dense_4'])
-    expect(() => unitLevels(rebuilt, undefined, previous([['dense_1', 'default'], ['dense_2', 'premium']]))).toThrow('access: version 4 seals dense_2 at premium, and this model has units that version does not (dense_3, dense_4): name each one\'s level (--access dense_3=premium, or =default)')
-    expect(Object.fromEntries(unitLevels(rebuilt, { dense_3: 'default', dense_4: 'premium' }, previous([['dense_1', 'default'], ['dense_2', 'premium']])))).toEqual({ dense_3: 'default', dense_4: 'premium' })
+    expect(() => unitLevels(rebuilt, undefined, previous([['dense_1', 'default'], ['dense_2', 'premium']]))).toThrow('access: version 4 seals dense_2 at premium, and this model\'s units are not that version\'s (dense_3, dense_4 against dense_1, dense_2): name every unit\'s level (--access \'*=default\', then the raised ones)')
+    expect(Object.fromEntries(unitLevels(rebuilt, { '*': 'default', dense_4: 'premium' }, previous([['dense_1', 'default'], ['dense_2', 'premium']])))).toEqual({ dense_3: 'default', dense_4: 'premium' })
+    // Nor do old names pass: one layer fewer, and the head is dense_2, which was at the default (review 51c).
+    expect(() => unitLevels(layers(['dense_1', 'dense_2']), undefined, previous([['dense_1', 'default'], ['dense_2', 'default'], ['dense_3', 'premium']]))).toThrow(/^access: version 4 seals dense_3 at premium, and this model's units are not that version's/)
+    // The same units keep their levels unsaid.
+    expect(Object.fromEntries(unitLevels(layers(['dense_1', 'dense_2']), undefined, previous([['dense_1', 'default'], ['dense_2', 'premium']])))).toEqual({ dense_1: 'default', dense_2: 'premium' })
     // Under default levels only, new units simply get the default.
     expect(Object.fromEntries(unitLevels(rebuilt, undefined, previous([['dense_1', 'default']])))).toEqual({ dense_3: 'default', dense_4: 'default' })
   })

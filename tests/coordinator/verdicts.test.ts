@@ -11,7 +11,7 @@ import { join } from 'node:path'
 import { createCoordinator, type Coordinator } from '../../coordinator/coordinator.ts'
 import { coordinatorClient, type CoordinatorClient } from '../../shared/client/coordinator-client.ts'
 import { AccessDeniedError, ConflictError, NotFoundError } from '../../shared/errors/errors.ts'
-import { MAX_VERDICTS } from '../../coordinator/store/verdicts.ts'
+import { MAX_VERDICTS, VERDICT_VERSIONS } from '../../coordinator/store/verdicts.ts'
 import { denseModelFiles } from '../helpers/dense-model.ts'
 
 let root: string
@@ -61,6 +61,8 @@ describe('verdicts on versions', () => {
     const limited = coordinatorClient({ baseUrl: url, token: await coordinator.createToken('edge', { models: ['other'] }) })
     await expect(limited.reportVerdict('m', 1, { clientId: client(3), verdict: 'rejected' })).rejects.toThrow('this API token is limited to the models other: it may not report a verdict on m')
     await expect(coordinatorClient({ baseUrl: url }).reportVerdict('m', 1, { clientId: client(3), verdict: 'rejected' })).rejects.toThrow(/needs an API token/)
+    const otherPublisher = coordinatorClient({ baseUrl: url, token: await coordinator.createToken('publisher', { models: ['other'] }) })
+    await expect(otherPublisher.verdicts('m')).rejects.toThrow('this API token is limited to the models other: it may not read the verdicts on m')
   })
 
   it('refuses a malformed report with a 400 naming the field, and an unknown version with a 404', async () => {
@@ -75,6 +77,16 @@ describe('verdicts on versions', () => {
     expect(await post('/v1/models/nosuch/versions/1/verdicts', good)).toMatchObject({ status: 404 })
     expect((await admin.verdicts('m')).find(v => v.version === 1)).toEqual({ version: 1, rejected: 0, rolledBack: 1 })
   })
+
+  it('takes verdicts on the VERDICT_VERSIONS latest versions only, and drops those of older ones (review 51c)', async () => {
+    await coordinator.ingest('seq', await denseModelFiles(4, [['d', 2, 100]]))
+    await edge.reportVerdict('seq', 1, { clientId: client(7), verdict: 'rejected' })
+    for (let i = 2; i <= VERDICT_VERSIONS + 1; i++) await coordinator.ingest('seq', await denseModelFiles(4, [['d', 2, 100 + i]]))
+    await expect(edge.reportVerdict('seq', 1, { clientId: client(8), verdict: 'rejected' })).rejects.toThrow(`seq@1: only the ${VERDICT_VERSIONS} latest versions (from 2) take verdicts`)
+    expect(await admin.verdicts('seq')).toEqual([])
+    await edge.reportVerdict('seq', 2, { clientId: client(8), verdict: 'rejected' })
+    expect(await admin.verdicts('seq')).toEqual([{ version: 2, rejected: 1, rolledBack: 0 }])
+  }, 60_000)
 
   it('takes at most MAX_VERDICTS clients per version; a client already counted may still change its verdict', async () => {
     // Filled straight in the database: a hundred thousand reports over HTTP would take minutes.

@@ -176,6 +176,7 @@ describe('partition with access levels (review 50a M2)', () => {
     const cut = partition(six, { targetBytes: 2048, maxBytes: 4096 }, unit => unit === 'c' ? 'premium' : 'default')
     expect(cut.map(p => [p.unit, p.access])).toEqual([['a..b', 'default'], ['c', 'premium'], ['d', 'default'], ['e..f', 'default']])
     expect([cut[0], cut[3]].map(p => p?.parts)).toEqual([plain[0], plain[2]].map(p => p?.parts))
+    expect(cut.map(p => p.byteLength)).toEqual([2000, 1000, 1000, 2000])
   })
 
   it('packs as before when every unit has one level', () => {
