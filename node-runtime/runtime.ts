@@ -25,7 +25,7 @@ import { withDeadline } from '../shared/load/deadline.ts'
 import { infer, type LoadedEngine, type ModelCode } from '../shared/runtime/lifecycle.ts'
 import { onnxPassthrough, tfjsPassthrough } from '../shared/runtime/passthrough.ts'
 import { IntegrityError, InvalidConfigError, InvalidInputError, isUnreachable, LedgerSecurityError, UnavailableError } from '../shared/errors/errors.ts'
-import { CheckpointAnswerError, WitnessQuorumError } from '../shared/ledger/verify.ts'
+import { checkpointUnverified } from '../shared/ledger/verify.ts'
 import { toHex, utf8ToBytes } from '../shared/crypto/bytes.ts'
 import { ledgerClient } from '../shared/ledger/client.ts'
 import { verifyChannels } from '../shared/ledger/channels.ts'
@@ -741,7 +741,7 @@ export async function createNodeRuntime (options: NodeRuntimeOptions): Promise<N
           // init, an engine that cannot be built, a key or a hash that does not open it): every
           // restart failed the same way until the channel moved (review 46e).
           const cannotMove = signal?.aborted !== true && version !== state.current
-          if (!(err instanceof LedgerSecurityError || err instanceof WitnessQuorumError || err instanceof CheckpointAnswerError || cannotMove) || state.current === null) throw err
+          if (!(err instanceof LedgerSecurityError || checkpointUnverified(err) || cannotMove) || state.current === null) throw err
           if (err instanceof LedgerSecurityError) options.onSecurityError?.(config.modelName, err)
           notServed = { version, reason: (err as Error).message }
           fetched = await obtainVersion(ctx, state.current, signal, { local: true })
@@ -791,11 +791,26 @@ export async function createNodeRuntime (options: NodeRuntimeOptions): Promise<N
       try {
         next = await obtainVersion(ctx, to, signal, { log })
       } catch (err) {
-        if (!kept || !(err instanceof WitnessQuorumError || err instanceof CheckpointAnswerError)) throw err
+        if (!kept || !checkpointUnverified(err)) throw err
         // Not kept here either: the checkpoint's error says what is wrong, not "offline".
         next = await obtainVersion(ctx, to, signal, { local: true }).catch(() => { throw err })
       }
       return { next, candidate: await serve(config, next) }
+    }
+
+    /**
+     * Scores a prepared version (`score` runs the model code's evaluate), then refuses a handle
+     * released meanwhile; the candidate is retired if either fails, since nothing else holds it.
+     */
+    const scoring = async <T>(prepared: { candidate: Serving }, score: () => Promise<T>): Promise<T> => {
+      try {
+        const scores = await score()
+        refuseReleased()
+        return scores
+      } catch (err) {
+        await retire(prepared.candidate)
+        throw err
+      }
     }
 
     /** Records the move to `candidate`, makes it the serving version and frees the old one. */
@@ -858,7 +873,7 @@ export async function createNodeRuntime (options: NodeRuntimeOptions): Promise<N
         } catch (err) {
           // As at a start: a checkpoint short of its witnesses, or garbled on the way, is no
           // evidence of a fork, so no alarm, but nothing can be verified past it (review 49f: this threw).
-          if (!(err instanceof WitnessQuorumError || err instanceof CheckpointAnswerError)) throw err
+          if (!checkpointUnverified(err)) throw err
           return { action: 'none', from, to: from, reason: `staying on ${from}: the log's latest checkpoint cannot be verified (${err.message})`, bytesFetched: 0, logUnverified: true }
         }
         // A second entry for the version served here, appended since it was verified: the log
@@ -880,15 +895,10 @@ export async function createNodeRuntime (options: NodeRuntimeOptions): Promise<N
           const { margin } = validate
           const prepared = await prepare(t.version, signal, log)
           const bytesFetched = prepared.next.report.bytesFetched
-          let current: number, score: number
-          try {
-            current = await evaluate(serving, config, 'upgrade.validate')
-            score = await evaluate(prepared.candidate, config, 'upgrade.validate')
-            refuseReleased()
-          } catch (err) {
-            await retire(prepared.candidate)
-            throw err
-          }
+          const { current, score } = await scoring(prepared, async () => ({
+            current: await evaluate(serving, config, 'upgrade.validate'),
+            score: await evaluate(prepared.candidate, config, 'upgrade.validate')
+          }))
           const metrics = { current, candidate: score }
           if (!beats(score, current, margin)) {
             await retire(prepared.candidate)
@@ -916,14 +926,7 @@ export async function createNodeRuntime (options: NodeRuntimeOptions): Promise<N
           return await ctx.local.holding(previous, async (): Promise<VersionChange> => {
             const prepared = await prepare(previous, signal, undefined, true)
             const bytesFetched = prepared.next.report.bytesFetched
-            let score: number
-            try {
-              score = await evaluate(prepared.candidate, config, 'check')
-              refuseReleased()
-            } catch (err) {
-              await retire(prepared.candidate)
-              throw err
-            }
+            const score = await scoring(prepared, async () => await evaluate(prepared.candidate, config, 'check'))
             const metrics = { current: metric, candidate: score }
             if (!beats(score, metric) || score === metric) {
               await retire(prepared.candidate)

@@ -10,7 +10,7 @@ import { AccessDeniedError, ConflictError, InvalidInputError, NotFoundError, Una
 import { TOKEN_ID_CHARS, tokenIdSchema, tokenLevelsSchema, tokenModelsSchema } from '../../shared/client/api-schemas.ts'
 import type { Repository, TokenRow } from '../store/repository.ts'
 import { ROLES } from '../constants.ts'
-import { inScope } from '../tokens/scope.ts'
+import { inScope, readsLevel } from '../tokens/scope.ts'
 
 function newToken (): string {
   return `bf_${toHex(globalThis.crypto.getRandomValues(new Uint8Array(32)))}`
@@ -39,8 +39,8 @@ export async function issueToken (repo: Repository, role: string, label: string 
   const { models = null, levels = [] } = scope
   if (!Object.hasOwn(ROLES, role)) throw new InvalidInputError(`unknown role "${role}"; roles: ${Object.keys(ROLES).join(', ')}`)
   if (levels.length > 0 && ROLES[role]?.access.includes('*') === true) throw new InvalidInputError(`levels: a ${role} token reads every access level already`)
-  const checkedLevels = tokenLevelsSchema.safeParse(levels)
-  if (levels.length > 0 && !checkedLevels.success) throw new InvalidInputError(`levels: ${checkedLevels.error.issues.map(i => `${i.path.join('.') || 'list'}: ${i.message}`).join('; ')}`)
+  const checkedLevels = levels.length === 0 ? undefined : tokenLevelsSchema.safeParse(levels)
+  if (checkedLevels?.success === false) throw new InvalidInputError(`levels: ${checkedLevels.error.issues.map(i => `${i.path.join('.') || 'list'}: ${i.message}`).join('; ')}`)
   // A token that makes tokens could make one for every model: a limit on it would hold nothing.
   if (models !== null && ROLES[role]?.tokens === true) throw new InvalidInputError(`models: a ${role} token makes tokens, which may open every model; it cannot be limited to models`)
   const checked = models === null ? undefined : tokenModelsSchema.safeParse(models)
@@ -164,5 +164,5 @@ export function needsToken (grant?: 'ingest' | 'tokens' | 'rounds'): { security:
 }
 
 export function mayRead (caller: Caller, access: string): boolean {
-  return caller.grants.access.includes('*') || caller.grants.access.includes(access) || caller.levels.includes(access)
+  return readsLevel(caller.grants.access, access) || readsLevel(caller.levels, access)
 }

@@ -11,6 +11,7 @@ import type { TensorInfo } from '../../shared/model/types.ts'
 import { fixedPointParams, decodeMean } from '../../aggregation/fixed-point.ts'
 import { gaussianEpsilon } from '../../aggregation/dp/accountant.ts'
 import { noiseNormBound, sumNoiseSd } from '../../aggregation/dp/noise.ts'
+import { l2Norm } from '../../aggregation/dp/clip.ts'
 import { applyUpdate } from './apply.ts'
 import { carriedState, decodeResidual, encodeResidual, layoutKey, residualKey, serverStep } from './strategy.ts'
 import { RoundFailure } from './failure.ts'
@@ -40,7 +41,7 @@ export async function aggregateAndPublish (deps: PublishDeps, config: RoundConfi
       throw new RoundFailure(`${(err as Error).message}: a client sent statistics no data gives; nothing is kept`)
     }
   }
-  const meanNorm = l2(mean)
+  const meanNorm = l2Norm(mean)
   // A weighted mean of vectors each within the bound is within the bound: a larger one means
   // some client broke the rules (or the masks did not cancel). Refuse it.
   // With DP the sum also carries each contributor's noise, N(0, (zC)²·U/m) per coordinate for U
@@ -123,12 +124,6 @@ function privacySpent (deps: PublishDeps, config: RoundConfig): Record<string, n
     dpDelta: delta,
     dpRounds: all.length
   }
-}
-
-function l2 (v: Float32Array | Float64Array): number {
-  let s = 0
-  for (let i = 0; i < v.length; i++) s += (v[i] as number) ** 2
-  return Math.sqrt(s)
 }
 
 function distance (a: Float32Array, b: Float32Array): number {

@@ -25,6 +25,7 @@ import type { IngestResult } from '../../shared/client/api-schemas.ts'
 import { roundFixedPoint } from './fixed-point.ts'
 import { signedManifestOf, type Repository } from '../store/repository.ts'
 import { DEFAULT_ACCESS_LEVEL } from '../constants.ts'
+import { readsLevel } from '../tokens/scope.ts'
 import type { PublishOptions } from '../ingest/ingest.ts'
 import type { NormalisedModel } from '../../shared/model/types.ts'
 import type { BaseModel } from './base-model.ts'
@@ -337,7 +338,7 @@ export function roundManager (deps: RoundManagerDeps): RoundManager {
    * The version a round trains and the layout of its trainable units. Checked before any client
    * is counted: a stale base or an unknown unit is the request's fault, whoever is connected.
    */
-  function roundBase (request: RoundRequest): { row: NonNullable<ReturnType<Repository['latest']>>, layout: ReturnType<typeof trainableLayout>, units: string[], levels: Set<string> } {
+  function roundBase (request: RoundRequest): { row: NonNullable<ReturnType<Repository['latest']>>, layout: ReturnType<typeof trainableLayout>, units: string[], levels: string[] } {
     const row = deps.repo.latest(request.model)
     if (row === undefined) throw new NotFoundError(`no model named ${request.model}`)
     // A round's result becomes the next version, so it trains the latest: one trained on an older
@@ -348,7 +349,7 @@ export function roundManager (deps: RoundManagerDeps): RoundManager {
     const manifest = signedManifestOf(row).manifest
     const format = untrainableFormat(manifest.format)
     if (format !== undefined) throw new InvalidInputError(`model ${request.model}: ${format}`)
-    return { row, layout: trainableLayout(manifest.tensors, request.trainable), units: request.trainable ?? trainableUnits(manifest.tensors), levels: new Set(manifest.blocks.map(b => b.access)) }
+    return { row, layout: trainableLayout(manifest.tensors, request.trainable), units: request.trainable ?? trainableUnits(manifest.tensors), levels: [...new Set(manifest.blocks.map(b => b.access))].sort() }
   }
 
   async function configure (request: RoundRequest, base: ReturnType<typeof roundBase>, selected: string[]): Promise<RoundConfig> {
@@ -391,7 +392,7 @@ export function roundManager (deps: RoundManagerDeps): RoundManager {
    * this base version in this mode (shared/rounds/one-update.ts: they would decline), so a retry
    * after a failed round goes to the others.
    */
-  function eligible (request: RoundRequest, baseVersion: number, levels: ReadonlySet<string>): { ids: string[], givenAtBase: number, lackLevels: number } {
+  function eligible (request: RoundRequest, baseVersion: number, levels: readonly string[]): { ids: string[], givenAtBase: number, lackLevels: number } {
     const { model, selection: { cooldownMs } } = request
     const now = Date.now()
     let givenAtBase = 0
@@ -401,7 +402,7 @@ export function roundManager (deps: RoundManagerDeps): RoundManager {
       // Training needs the whole base model: a token that may not read some of its blocks
       // (review 50a M2) would fail the round at its fetch.
       const reads = c.reads ?? [DEFAULT_ACCESS_LEVEL]
-      if (!reads.includes('*') && [...levels].some(level => !reads.includes(level))) {
+      if (!levels.every(level => readsLevel(reads, level))) {
         lackLevels++
         return false
       }
@@ -469,7 +470,7 @@ export function roundManager (deps: RoundManagerDeps): RoundManager {
     const least = Math.max(masking, request.selection.minClients, request.selection.minUploads ?? 0)
     if (candidates.length < least) {
       const given = (givenAtBase === 0 ? '' : ` (${givenAtBase} more already uploaded from version ${base.row.version} to a round that failed or did not take the upload, and give one update per base version)`) +
-        (lackLevels === 0 ? '' : ` (${lackLevels} more connected with tokens that may not read every block of version ${base.row.version}, which has blocks at ${[...levels].filter(l => l !== DEFAULT_ACCESS_LEVEL).sort().join(', ')}: give those runtimes tokens made with those levels, token create edge --level)`)
+        (lackLevels === 0 ? '' : ` (${lackLevels} more connected with tokens that may not read every block of version ${base.row.version}, which has blocks at ${levels.filter(l => l !== DEFAULT_ACCESS_LEVEL).join(', ')}: give those runtimes tokens made with those levels, token create edge --level)`)
       const why = least === request.selection.minClients ? '' : least === masking ? ` (masking needs ${MIN_MASKING_CLIENTS})` : ` (selection.minUploads)`
       // The remedy named where the lock-out shows (review 49f): the README's alone was missed.
       const remedy = givenAtBase === 0 ? '' : `; those that uploaded train again from a new version (ingest changed weights: the same files are the same version)`

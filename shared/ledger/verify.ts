@@ -78,6 +78,14 @@ export class CheckpointAnswerError extends IntegrityError {
 }
 
 /**
+ * A checkpoint that cannot be verified for now, short of its witnesses or garbled on the way: a
+ * runtime meets it as an outage (it keeps what it verified), never as a fork.
+ */
+export function checkpointUnverified (err: unknown): err is WitnessQuorumError | CheckpointAnswerError {
+  return err instanceof WitnessQuorumError || err instanceof CheckpointAnswerError
+}
+
+/**
  * Opens a checkpoint note under the trust policy: log signature, origin, enough witnesses. The
  * note returned keeps only the signature lines a key of the policy verified: a line nobody here
  * could check is not carried into what is saved (a coordinator could otherwise plant a bad line

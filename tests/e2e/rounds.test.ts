@@ -408,21 +408,27 @@ describe('rounds (mode none)', () => {
   })
 })
 
+/** The `head` values of each of `versions` of `mnist`, fetched through a runtime (layout read from `layoutVersion`). */
+async function headValues (c: Coordinator, at: string, runtime: NodeRuntime, layoutVersion: number, versions: number[]): Promise<Float32Array[]> {
+  const { manifest } = JSON.parse((c.repo.version('mnist', layoutVersion) as { signed_manifest: string }).signed_manifest) as SignedManifest
+  const layout = trainableLayout(manifest.tensors, ['head'])
+  const aoe = { version: '1.0.0', tag: 'fl', runtime: 'tensorflow', source: 'blockfed', modelDir: 'mnist', modelName: 'mnist', updateURL: at }
+  const values: Float32Array[] = []
+  for (const v of versions) values.push(readTrainable(manifest.tensors, (await runtime.fetch(aoe, v)).weights, layout))
+  return values
+}
+
 /**
  * The version a round published is exactly its base plus the mean of the clients' encoded
  * updates: what the coordinator must have unmasked is the plain ring sum of those encodings.
  */
 async function expectBasePlusMean ({ c, dir, at }: { c: Coordinator, dir: string, at: string }, roundId: string, encoded: Map<number, Uint32Array>, runtime: NodeRuntime): Promise<void> {
-  const config = JSON.parse((c.repo.version('mnist', 2) as { signed_manifest: string }).signed_manifest) as SignedManifest
   const row = (await (await fetch(`${at}/v1/rounds/${roundId}`, { headers: { authorization: `Bearer ${c.adminToken}` } })).json()) as { state: string }
   expect(row.state).toBe('published')
   const sum = ringSum(encoded.values(), (encoded.values().next().value as Uint32Array).length)
   const storedConfig = JSON.parse((await readRound(dir, roundId)).config) as RoundConfig
   const { mean } = decodeMean(sum, fixedPointParams(storedConfig.fixedPoint))
-  const layout = trainableLayout(config.manifest.tensors, ['head'])
-  const aoe = { version: '1.0.0', tag: 'fl', runtime: 'tensorflow', source: 'blockfed', modelDir: 'mnist', modelName: 'mnist', updateURL: at }
-  const before = readTrainable(config.manifest.tensors, (await runtime.fetch(aoe, 1)).weights, layout)
-  const after = readTrainable(config.manifest.tensors, (await runtime.fetch(aoe, 2)).weights, layout)
+  const [before, after] = await headValues(c, at, runtime, 2, [1, 2]) as [Float32Array, Float32Array]
   const expected = new Float32Array(before.length)
   for (let i = 0; i < expected.length; i++) expected[i] = (before[i] as number) + (mean[i] as number)
   expect(after).toEqual(expected)
@@ -493,13 +499,7 @@ describe('rounds whose change stays under the threshold (review 48a)', () => {
       // All of it applied: nothing kept.
       expect(residualRows()).toEqual([])
       // Version 3 is version 1 plus both rounds' means: the first's was not dropped.
-      const config = JSON.parse((c.repo.version('mnist', 3) as { signed_manifest: string }).signed_manifest) as SignedManifest
-      const layout = trainableLayout(config.manifest.tensors, ['head'])
-      const aoe = { version: '1.0.0', tag: 'fl', runtime: 'tensorflow', source: 'blockfed', modelDir: 'mnist', modelName: 'mnist', updateURL: at }
-      const runtime = ps[0]?.runtime as NodeRuntime
-      const v1 = readTrainable(config.manifest.tensors, (await runtime.fetch(aoe, 1)).weights, layout)
-      const v2 = readTrainable(config.manifest.tensors, (await runtime.fetch(aoe, 2)).weights, layout)
-      const v3 = readTrainable(config.manifest.tensors, (await runtime.fetch(aoe, 3)).weights, layout)
+      const [v1, v2, v3] = await headValues(c, at, ps[0]?.runtime as NodeRuntime, 3, [1, 2, 3]) as [Float32Array, Float32Array, Float32Array]
       expect(v2).toEqual(v1)
       const meanOf = async (id: string): Promise<Float32Array> => {
         const ups = encoded.get(id) as Uint32Array[]
@@ -530,12 +530,7 @@ describe('a round\'s metrics (review 49f)', () => {
       expect(summary).toMatchObject({ state: 'published', version: 2, reason: null })
       const storedConfig = JSON.parse((await readRound(dir, summary.id)).config) as RoundConfig
       const { mean } = decodeMean(ringSum(encoded, (encoded[0] as Uint32Array).length), fixedPointParams(storedConfig.fixedPoint))
-      const config = JSON.parse((c.repo.version('mnist', 2) as { signed_manifest: string }).signed_manifest) as SignedManifest
-      const layout = trainableLayout(config.manifest.tensors, ['head'])
-      const aoe = { version: '1.0.0', tag: 'fl', runtime: 'tensorflow', source: 'blockfed', modelDir: 'mnist', modelName: 'mnist', updateURL: at }
-      const runtime = ps[0]?.runtime as NodeRuntime
-      const v1 = readTrainable(config.manifest.tensors, (await runtime.fetch(aoe, 1)).weights, layout)
-      const v2 = readTrainable(config.manifest.tensors, (await runtime.fetch(aoe, 2)).weights, layout)
+      const [v1, v2] = await headValues(c, at, ps[0]?.runtime as NodeRuntime, 2, [1, 2]) as [Float32Array, Float32Array]
       const norm = (f: (i: number) => number): number => Math.sqrt(Array.from({ length: v1.length }, (_, i) => f(i) ** 2).reduce((a, b) => a + b, 0))
       const meanNorm = norm(i => mean[i] as number)
       const published = norm(i => (v2[i] as number) - (v1[i] as number))
