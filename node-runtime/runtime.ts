@@ -15,7 +15,7 @@ import { parseAoeConfig } from '../shared/config/aoe.ts'
 import type { CacheTier } from '../shared/cache/types.ts'
 import { memoryCache } from '../shared/cache/memory-lru.ts'
 import { tieredCache } from '../shared/cache/tiered.ts'
-import { coordinatorClient } from '../shared/client/coordinator-client.ts'
+import { coordinatorClient, type CoordinatorClient } from '../shared/client/coordinator-client.ts'
 import { nodeHttpBlockSource } from './sources/http.ts'
 import type { FetchedModel } from '../shared/load/fetch-model.ts'
 import type { LoadReport } from '../shared/load/loader.ts'
@@ -24,7 +24,7 @@ import { retrying } from '../shared/load/retry.ts'
 import { withDeadline } from '../shared/load/deadline.ts'
 import { infer, type LoadedEngine, type ModelCode } from '../shared/runtime/lifecycle.ts'
 import { onnxPassthrough, tfjsPassthrough } from '../shared/runtime/passthrough.ts'
-import { IntegrityError, InvalidConfigError, InvalidInputError, isUnreachable, LedgerSecurityError, UnavailableError } from '../shared/errors/errors.ts'
+import { IntegrityError, InvalidConfigError, InvalidInputError, isUnreachable, LedgerSecurityError, UnauthenticatedError, UnavailableError } from '../shared/errors/errors.ts'
 import { checkpointUnverified } from '../shared/ledger/verify.ts'
 import { toHex, utf8ToBytes } from '../shared/crypto/bytes.ts'
 import { ledgerClient } from '../shared/ledger/client.ts'
@@ -139,9 +139,11 @@ export interface HistoryPrefetch {
  */
 type Move = 'upgrade' | 'rollback' | 'back'
 
-/** What `update`, `check` and `rollback` did. */
-export interface VersionChange {
-  action: 'none' | 'available' | 'upgraded' | 'rejected' | 'rolled-back'
+export type VersionAction = 'none' | 'available' | 'upgraded' | 'rejected' | 'rolled-back'
+
+/** What `update`, `check` and `rollback` did; each narrows `action` to what it can do. */
+export interface VersionChange<Action extends VersionAction = VersionAction> {
+  action: Action
   from: number
   to: number
   /** Local evaluation (model code's `evaluate`) of the versions involved, when it ran. */
@@ -175,14 +177,14 @@ export interface ModelHandle {
   }
   infer: (input: any) => Promise<any>
   /** Follows the version policy: moves to the channel's version if the policy allows it. */
-  update: (signal?: AbortSignal) => Promise<VersionChange>
+  update: (signal?: AbortSignal) => Promise<VersionChange<'none' | 'available' | 'upgraded' | 'rejected'>>
   /**
    * Evaluates the serving version; when the metric is below `rollback.below`, evaluates the
    * previous version too and rolls back to it if it scores higher (`metrics.candidate`).
    */
-  check: (signal?: AbortSignal) => Promise<VersionChange>
+  check: (signal?: AbortSignal) => Promise<VersionChange<'none' | 'rolled-back'>>
   /** Switches to an earlier anchored version (default: the previous one) and stays off the current one. */
-  rollback: (version?: number, signal?: AbortSignal) => Promise<VersionChange>
+  rollback: (version?: number, signal?: AbortSignal) => Promise<VersionChange<'rolled-back'>>
   /**
    * Fetches into the cache the sealed blocks of the version the policy points at, if newer, so
    * that a later `update` reads them locally (signature checked, nothing decrypted; the ledger
@@ -198,7 +200,7 @@ export interface NodeRuntime {
   /** One version's verified weights through the same pipeline and cache as `load` (no engine). */
   fetch: (config: string | unknown, version: number | 'latest', signal?: AbortSignal) => Promise<ObtainedVersion>
   /** Rolls a model back without loading it (the CLI's `rollback`): verify, fetch what is missing, record. */
-  rollback: (config: string | unknown, version: number, signal?: AbortSignal) => Promise<VersionChange>
+  rollback: (config: string | unknown, version: number, signal?: AbortSignal) => Promise<VersionChange<'rolled-back'>>
   byTag: (tag: string) => ModelHandle[]
   cacheOf: (modelDir: string) => CacheTier | undefined
   /** This runtime's swarm node, once a config with `peers` was loaded. */
@@ -433,7 +435,14 @@ export async function createNodeRuntime (options: NodeRuntimeOptions): Promise<N
       : `aoe config for ${config.modelName}: no API token: its "tokenEnv" names ${config.tokenEnv}, which is not set in this process's environment`)
     if (token === undefined && !tokenOptional) throw noToken()
     const reached = coordinatorClient({ baseUrl: config.updateURL, token, timeoutMs: config.fetch.timeoutMs })
-    const client = token !== undefined ? reached : { ...reached, keys: async () => { throw noToken() } }
+    // A refused token is named by where it came from: the coordinator's "unknown API token" alone
+    // left the operator guessing which of three places to fix (review 49f).
+    const tokenFrom = options.token !== undefined ? 'the runtime\'s token option' : config.token !== undefined ? 'its "token"' : `${config.tokenEnv ?? ''} (its "tokenEnv")`
+    const keys: CoordinatorClient['keys'] = async (...args) => await reached.keys(...args).catch((err: unknown) => {
+      if (!(err instanceof UnauthenticatedError)) throw err
+      throw new UnauthenticatedError(`aoe config for ${config.modelName}: the coordinator refused the API token from ${tokenFrom}: ${err.message}`, { cause: err })
+    })
+    const client = { ...reached, keys: token !== undefined ? keys : async () => { throw noToken() } }
     const key = await coordinatorKey(options.dataDir, client, config.coordinatorKey, signal)
     // Claimed before anything in the folder (its cache included) is opened.
     const local = await claimed(config)
@@ -833,10 +842,11 @@ export async function createNodeRuntime (options: NodeRuntimeOptions): Promise<N
       return { from: old.manifest.version, to: candidate.manifest.version }
     }
 
-    const switchTo = async (to: number, reason: string, move: Move, signal?: AbortSignal, log?: CheckedLog): Promise<VersionChange> => await ctx.local.holding(to, async () => {
+    /** Prepares `to` and swaps it in; the caller names the action (an upgrade or a rollback). */
+    const switchTo = async (to: number, reason: string, move: Move, signal?: AbortSignal, log?: CheckedLog): Promise<Omit<VersionChange, 'action'>> => await ctx.local.holding(to, async () => {
       const prepared = await prepare(to, signal, log, move !== 'upgrade')
       const moved = await swapIn(prepared, move)
-      return { action: move === 'upgrade' ? 'upgraded' : 'rolled-back', ...moved, reason, bytesFetched: prepared.next.report.bytesFetched }
+      return { ...moved, reason, bytesFetched: prepared.next.report.bytesFetched }
     })
 
     const reporting = async <T>(task: () => Promise<T>): Promise<T> => {
@@ -891,7 +901,7 @@ export async function createNodeRuntime (options: NodeRuntimeOptions): Promise<N
         const validate = typeof config.upgrade === 'object' ? config.upgrade.validate : undefined
         // Held like every other move (local-store.ts): another operation's prune must not drop
         // the anchor of the version this one is about to record as in use (review 40b).
-        if (validate !== undefined && config.pin === undefined) return await ctx.local.holding(t.version, async (): Promise<VersionChange> => {
+        if (validate !== undefined && config.pin === undefined) return await ctx.local.holding(t.version, async (): Promise<VersionChange<'upgraded' | 'rejected'>> => {
           const { margin } = validate
           const prepared = await prepare(t.version, signal, log)
           const bytesFetched = prepared.next.report.bytesFetched
@@ -908,7 +918,7 @@ export async function createNodeRuntime (options: NodeRuntimeOptions): Promise<N
           }
           return { action: 'upgraded', ...await swapIn(prepared, 'upgrade'), metrics, reason: `${t.version} scored ${score.toFixed(4)} locally vs ${current.toFixed(4)}`, bytesFetched }
         })
-        return await switchTo(t.version, `${t.reason} channel`, 'upgrade', signal, log)
+        return { action: 'upgraded', ...await switchTo(t.version, `${t.reason} channel`, 'upgrade', signal, log) }
       })),
       check: async signal => await exclusive(signal, async signal => {
         const from = serving.manifest.version
@@ -923,7 +933,7 @@ export async function createNodeRuntime (options: NodeRuntimeOptions): Promise<N
         try {
           // The previous version is scored before going back to it: it may do worse on this
           // runtime's data than the one failing the bound (review 49f), and then staying is better.
-          return await ctx.local.holding(previous, async (): Promise<VersionChange> => {
+          return await ctx.local.holding(previous, async (): Promise<VersionChange<'none' | 'rolled-back'>> => {
             const prepared = await prepare(previous, signal, undefined, true)
             const bytesFetched = prepared.next.report.bytesFetched
             const score = await scoring(prepared, async () => await evaluate(prepared.candidate, config, 'check'))
@@ -944,7 +954,7 @@ export async function createNodeRuntime (options: NodeRuntimeOptions): Promise<N
       rollback: async (version, signal) => await exclusive(signal, async signal => {
         const to = rollbackTarget(ctx.config, await ctx.local.state(), version, serving.manifest.version)
         // With no version named, "back" is the folder's previous, which another handle may move.
-        return await switchTo(to, `rolled back to ${to} on request`, version === undefined ? 'back' : 'rollback', signal)
+        return { action: 'rolled-back', ...await switchTo(to, `rolled back to ${to} on request`, version === undefined ? 'back' : 'rollback', signal) }
       }),
       // An operation, so that `stop` ends and waits for it: a prefetch an announcement started
       // ran on after `stop`, into a closed cache.

@@ -230,7 +230,20 @@ describe('a runtime behind a hostile network', () => {
   it('a checkpoint answer garbled, or given a bad signature line under the log\'s own name, on the way: a restart serves the kept version and says why (review 42a L3)', async () => {
     await admin.ingest('garbled', await files(11))
     const first = await runtime('garbled')
-    expect((await first.load(config('garbled'))).manifest.version).toBe(1)
+    const running = await first.load(config('garbled'))
+    expect(running.manifest.version).toBe(1)
+    await admin.ingest('garbled', await files(12))
+    // A running handle's update meets it as a witness outage is met: it stays on what it verified
+    // and says why (stop 51 tested this with the witness error only).
+    mode = { rewrite: (path, _request, body) => /\/ledger\/checkpoint$/.test(path) ? Buffer.from('not a checkpoint\n') : undefined }
+    try {
+      const stayed = await running.update()
+      expect(stayed).toMatchObject({ action: 'none', from: 1, to: 1, bytesFetched: 0, logUnverified: true })
+      expect(stayed.reason).toMatch(/^staying on 1: the log's latest checkpoint cannot be verified \(log \S+: its checkpoint answer cannot be trusted \(note: /)
+      expect(running.manifest.version).toBe(1)
+    } finally {
+      mode = 'pass'
+    }
     await first.stop()
     const badLine = (note: string): string => {
       // The note's first signature line again, its signature bytes changed: a known key's name and id.

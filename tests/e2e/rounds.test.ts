@@ -879,14 +879,17 @@ describe('a coordinator killed mid-round', () => {
     }
   })
 
-  it('finishes the round from the uploads it had accepted after a restart (SIGKILL)', async () => {
-    const { proc, id, token, round: status, cleanup } = await killedAfterUploads('killed', { secure: { mode: 'none' } })
+  it('finishes the round from the uploads it had accepted after a restart (SIGKILL), counting its declines from the stored statuses', async () => {
+    // A fourth runtime declines the plain round (its policy asks for masking) before the kill.
+    const { proc, id, token, round: status, cleanup } = await killedAfterUploads('killed', { secure: { mode: 'none' }, selection: { minClients: 3, minUploads: 2 } }, { runtimes: 4, uploadsBeforeKill: 2, extra: i => i === 3 ? { policy: { secureModes: ['masking'] } } : {} })
     try {
       const round = await status() as { state: string, version: number, metrics: Record<string, number> }
       expect(round.state).toBe('published')
       expect(round.version).toBe(2)
       expect(round.metrics.recovered).toBe(1)
       expect(round.metrics.uploads).toBe(2)
+      // A decline is not a drop (stop 51 counted them apart, but tested a failed live round only).
+      expect(round.metrics).toMatchObject({ offered: 4, declined: 1, dropped: 1 })
       const signed = await coordinatorClient({ baseUrl: proc.url, token }).manifest('mnist', 2) as SignedManifest
       expect(signed.manifest.round).toBe(id)
       // The operator sees it in the restarted coordinator's output (review 47b: nothing was printed).

@@ -2,7 +2,7 @@
  * The Node runtime (node-runtime/runtime.ts) against a real coordinator, for what only a load
  * shows: the version a handle serves when recording a move fails, and the sockets `stop` leaves.
  */
-import { describe, it, expect, beforeAll, afterAll, vi } from 'vitest'
+import { describe, it, expect, expectTypeOf, beforeAll, afterAll, vi } from 'vitest'
 import http from 'node:http'
 import type { Socket } from 'node:net'
 import { mkdir, mkdtemp, rm } from 'node:fs/promises'
@@ -10,7 +10,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { createCoordinator, type Coordinator } from '../../coordinator/coordinator.ts'
 import { coordinatorClient, type CoordinatorClient } from '../../shared/client/coordinator-client.ts'
-import { createNodeRuntime, type NodeRuntime } from '../../node-runtime/runtime.ts'
+import { createNodeRuntime, type ModelHandle, type NodeRuntime } from '../../node-runtime/runtime.ts'
 import { nodeHttpBlockSource } from '../../node-runtime/sources/http.ts'
 import { tfjsPassthrough } from '../../shared/runtime/passthrough.ts'
 import { denseModelFiles } from '../helpers/dense-model.ts'
@@ -147,6 +147,38 @@ describe('node runtime', () => {
       expect(again.manifest.version).toBe(1)
     } finally {
       await rt.stop()
+    }
+  }, 60_000)
+
+  it('types each version move with the actions it can take (npm test type-checks this; stop 48b: update\'s type said it could roll back)', () => {
+    type Action<K extends 'update' | 'check' | 'rollback'> = Awaited<ReturnType<ModelHandle[K]>>['action']
+    expectTypeOf<Action<'update'>>().toEqualTypeOf<'none' | 'available' | 'upgraded' | 'rejected'>()
+    expectTypeOf<Action<'check'>>().toEqualTypeOf<'none' | 'rolled-back'>()
+    expectTypeOf<Action<'rollback'>>().toEqualTypeOf<'rolled-back'>()
+    expectTypeOf<Awaited<ReturnType<NodeRuntime['rollback']>>['action']>().toEqualTypeOf<'rolled-back'>()
+  })
+
+  it('names where a token the coordinator refuses came from: the runtime option, the config\'s token, its tokenEnv', async () => {
+    await admin.ingest('refused', await files(4))
+    const wrong = `bf_${'0'.repeat(64)}`
+    const { token: _, ...bare } = config('refused')
+    process.env.BLOCKFED_TEST_REFUSED_TOKEN = wrong
+    const cases: Array<[Record<string, unknown>, string | undefined, string]> = [
+      [{ ...bare, token: wrong }, undefined, 'its "token"'],
+      [{ ...bare, tokenEnv: 'BLOCKFED_TEST_REFUSED_TOKEN' }, undefined, 'BLOCKFED_TEST_REFUSED_TOKEN (its "tokenEnv")'],
+      [config('refused'), wrong, 'the runtime\'s token option']
+    ]
+    try {
+      for (const [given, option, from] of cases) {
+        const rt = await createNodeRuntime({ dataDir: join(root, 'refused'), accessHistory: false, token: option })
+        try {
+          await expect(rt.load(given)).rejects.toThrow(`aoe config for refused: the coordinator refused the API token from ${from}: POST /v1/models/refused/versions/1/keys: unknown API token`)
+        } finally {
+          await rt.stop()
+        }
+      }
+    } finally {
+      delete process.env.BLOCKFED_TEST_REFUSED_TOKEN
     }
   }, 60_000)
 
