@@ -824,6 +824,12 @@ export async function createNodeRuntime (options: NodeRuntimeOptions): Promise<N
 
     /** Records the move to `candidate`, makes it the serving version and frees the old one. */
     const swapIn = async ({ next, candidate }: { next: ObtainedVersion, candidate: Serving }, move: Move): Promise<{ from: number, to: number }> => {
+      // A handle released while the candidate was prepared moves nowhere: before, the move was
+      // recorded and reported as done for a handle nobody could use (review 48d).
+      if (released.signal.aborted) {
+        await retire(candidate)
+        throw released.signal.reason
+      }
       const old = serving
       // Recorded before it serves: if versions.json cannot be written, the handle stays on the
       // version the file names, and the candidate is freed.

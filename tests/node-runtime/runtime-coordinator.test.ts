@@ -5,7 +5,7 @@
 import { describe, it, expect, expectTypeOf, beforeAll, afterAll, vi } from 'vitest'
 import http from 'node:http'
 import type { Socket } from 'node:net'
-import { mkdir, mkdtemp, rm } from 'node:fs/promises'
+import { mkdir, mkdtemp, readFile, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { createCoordinator, type Coordinator } from '../../coordinator/coordinator.ts'
@@ -84,6 +84,41 @@ describe('node runtime', () => {
     await rm(join(dataDir, 'record', 'versions.json'), { recursive: true })
     await rt.stop()
     expect(released).toEqual([2, 1])
+  }, 60_000)
+
+  it('moves nowhere when the handle is released while the next version is prepared: nothing recorded, the candidate freed', async () => {
+    await admin.ingest('released', await files(8))
+    const dataDir = join(root, 'released')
+    const released: number[] = []
+    let handle: ModelHandle | undefined
+    let releasing: Promise<void> | undefined
+    const rt = await createNodeRuntime({
+      dataDir,
+      accessHistory: false,
+      codes: {
+        released: () => {
+          const code = tfjsPassthrough()
+          let version = 0
+          return {
+            ...code,
+            // Version 2's code, once ready, releases the handle it is about to serve in.
+            init: context => { version = context.manifest.version; code.init(context); if (version === 2) releasing = handle?.release() },
+            release: () => { released.push(version); code.release() }
+          }
+        }
+      }
+    })
+    try {
+      handle = await rt.load(config('released'))
+      await admin.ingest('released', await files(9))
+      await expect(handle.update()).rejects.toThrow('released: this model handle was released')
+      await releasing
+      expect(released.sort()).toEqual([1, 2])
+      const recorded = JSON.parse(await readFile(join(dataDir, 'released', 'versions.json'), 'utf8')) as { current: number }
+      expect(recorded.current).toBe(1)
+    } finally {
+      await rt.stop()
+    }
   }, 60_000)
 
   it('frees what a first load set up when recording it fails', async () => {
