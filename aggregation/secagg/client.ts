@@ -48,7 +48,7 @@ import { concatBytes, decodeBase64 } from '../../shared/crypto/bytes.ts'
 import { sign, type SigningKeyPair } from '../../shared/crypto/sign.ts'
 import { AccessDeniedError, IntegrityError, InvalidInputError, UnavailableError } from '../../shared/errors/errors.ts'
 import { KEY_BYTES, MAX_VECTOR_LENGTH, SIGNATURE_BYTES } from './constants.ts'
-import { advertiseTranscript, consistencyTranscript, pairMaskSeed, selfMaskSeed, shareAad, shareKey, survivorsDigest } from './kdf.ts'
+import { advertiseTranscript, consistencyTranscript, pairMaskSeed, selfMaskSeed, shareAad, shareDigest, shareKey, survivorsDigest } from './kdf.ts'
 import {
   consistencySchema, encodeBytes, idSchema, inboxSchema, NONCE_BYTES, parseMessage, rosterSchema, SEALED_SHARES_BYTES, unmaskRequestSchema,
   type AdvertiseMessage, type SharesMessage, type SignatureMessage, type SkippedMessage, type UnmaskMessage
@@ -239,7 +239,12 @@ export function createMaskingClient (options: MaskingClientOptions): MaskingClie
         const plain = concatBytes((bShares[i] as Share).y, (sShares[i] as Share).y)
         const sealed = xchacha20poly1305((derivedKeys[i] as Neighbour).shareKey, nonce, shareAad(roundId, id, v)).encrypt(plain)
         plain.fill(0)
-        return { to: v, ciphertext: encodeBytes(concatBytes(nonce, sealed)) }
+        return {
+          to: v,
+          ciphertext: encodeBytes(concatBytes(nonce, sealed)),
+          selfMaskDigest: encodeBytes(shareDigest(roundId, id, v, 'self', (bShares[i] as Share).y)),
+          keyDigest: encodeBytes(shareDigest(roundId, id, v, 'key', (sShares[i] as Share).y))
+        }
       })
       for (const share of [...bShares, ...sShares]) share.y.fill(0)
       // The key secrets now live only as shares at the neighbours.

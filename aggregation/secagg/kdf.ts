@@ -16,6 +16,7 @@ const PURPOSE = {
   pairMask: 'blockfed/secagg/pair-mask/v1',
   shareKey: 'blockfed/secagg/share-key/v1',
   shareAad: 'blockfed/secagg/share-aad/v1',
+  shareDigest: 'blockfed/secagg/share-digest/v1',
   consistency: 'blockfed/secagg/consistency/v1',
   graph: 'blockfed/secagg/graph/v1'
 } as const
@@ -81,6 +82,19 @@ export function shareKey (shared: Uint8Array, roundId: string, a: string, b: str
 /** Associated data of one encrypted share pair: binds it to its round, sender and recipient. */
 export function shareAad (roundId: string, from: string, to: string): Uint8Array {
   return encodeFields(PURPOSE.shareAad, roundId, from, to)
+}
+
+/**
+ * SHA-256 commitment to one Shamir share `owner` dealt `holder`, of its self-mask seed b (`self`)
+ * or its mask key s^SK (`key`). The owner gives the server these with its sealed shares (ShareKeys);
+ * the server checks each share an answerer reveals against its digest, so a wrong share is refused
+ * on arrival, naming who sent it, and never reaches the interpolation (review 47a: with exactly t
+ * shares a crafted one gave a wrong sum, and only spares, when they came, could catch it). Hiding:
+ * a share is a uniform element of GF(2^521 − 1) (or, at t = 1, the 256-bit secret itself), so its
+ * digest tells nothing of it.
+ */
+export function shareDigest (roundId: string, owner: string, holder: string, kind: 'self' | 'key', share: Uint8Array): Uint8Array {
+  return sha256(encodeFields(PURPOSE.shareDigest, roundId, owner, holder, kind, share))
 }
 
 /** Key of the graph's permutation stream: the round's public seed, bound to the round. */

@@ -58,14 +58,26 @@ export type RosterMessage = z.infer<typeof rosterSchema>
 
 const sealedShares = b64(SEALED_SHARES_BYTES)
 
-export const sharesSchema = z.object({
+/** SHA-256 length: a share's digest (kdf.ts `shareDigest`). */
+export const DIGEST_BYTES = 32
+
+const sharesMessage = <E extends z.ZodType>(entry: E) => z.object({
   type: z.literal('secagg/shares'),
   roundId: idSchema,
   from: idSchema,
-  /** One sealed pair of shares (of b_from and s_from^SK) per graph neighbour. */
-  shares: z.array(z.object({ to: idSchema, ciphertext: sealedShares }).strict()).max(MAX_CLIENTS)
+  /**
+   * One sealed pair of shares (of b_from and s_from^SK) per graph neighbour, with the digest of
+   * each share (kdf.ts `shareDigest`): the server checks what the neighbour reveals against them.
+   */
+  shares: z.array(entry).max(MAX_CLIENTS)
 }).strict()
+
+export const sharesSchema = sharesMessage(z.object({ to: idSchema, ciphertext: sealedShares, selfMaskDigest: b64(DIGEST_BYTES), keyDigest: b64(DIGEST_BYTES) }).strict())
 export type SharesMessage = z.infer<typeof sharesSchema>
+
+/** As stored by servers before share digests (snapshot versions 2 and 3): their shares are not checked on arrival. */
+export const legacySharesSchema = sharesMessage(z.object({ to: idSchema, ciphertext: sealedShares, selfMaskDigest: b64(DIGEST_BYTES).optional(), keyDigest: b64(DIGEST_BYTES).optional() }).strict())
+export type LegacySharesMessage = z.infer<typeof legacySharesSchema>
 
 export const inboxSchema = z.object({
   type: z.literal('secagg/inbox'),

@@ -15,11 +15,16 @@
  * number of clients. finish() rebuilds b_u for every survivor and s_v^SK for every dropped client
  * with a surviving neighbour, checks each (a rebuilt s_v^SK must match the advertised s_v^PK; a
  * rebuilt b_u must be a 32-byte value, and every share that came must lie on the polynomial t
- * of them make, which catches crafted shares too whenever t of them are honest — with fewer, a
- * crafted one is not caught: b_u has no public commitment in the paper), and subtracts PRG(b_u)
- * and the dropped clients' pairwise masks. When a needed secret has fewer than t shares, or
- * shares that disagree, the round fails with UnavailableError saying whose. The rebuilding yields
- * to the event loop as it goes.
+ * of them make), and subtracts PRG(b_u) and the dropped clients' pairwise masks. When a needed
+ * secret has fewer than t shares, or shares that disagree, the round fails with
+ * UnavailableError saying whose. The rebuilding yields to the event loop as it goes.
+ *
+ * Each share is checked when it is revealed, against the SHA-256 digest its owner gave with its
+ * sealed shares (kdf.ts `shareDigest`): an unmask carrying a wrong share is refused whole, naming
+ * the answerer and the owner, and counts for nothing, so the sum is rebuilt from honest shares
+ * alone, also with exactly t of them (the paper commits to nothing about b_u; review 47a: a
+ * crafted share among exactly t gave a wrong sum). Rounds restored from snapshots made before
+ * the digests (versions 2 and 3) have none to check against: only the polynomial check guards them.
  *
  * A survivor's report of neighbours whose shares did not open for it (receiveSkipped) drops
  * those edges: it holds none of their shares and did not mask with them, and where the neighbour
@@ -38,10 +43,10 @@ import { decodeBase64, equalBytes } from '../../shared/crypto/bytes.ts'
 import { IntegrityError, InvalidInputError, UnavailableError } from '../../shared/errors/errors.ts'
 import { KEY_BYTES, MAX_CLIENTS, MAX_VECTOR_LENGTH, MIN_MASKING_CLIENTS, SIGNATURE_BYTES } from './constants.ts'
 import type { NeighbourGraph } from './graph.ts'
-import { consistencyTranscript, pairMaskSeed, selfMaskSeed, survivorsDigest } from './kdf.ts'
+import { consistencyTranscript, pairMaskSeed, selfMaskSeed, shareDigest, survivorsDigest } from './kdf.ts'
 import {
-  advertiseSchema, encodeBytes, idSchema, parseMessage, sharesSchema, signatureSchema, skippedSchema, unmaskSchema,
-  type AdvertiseMessage, type ConsistencyMessage, type InboxMessage, type RosterMessage, type SharesMessage, type SignatureMessage, type SkippedMessage, type UnmaskMessage, type UnmaskRequestMessage
+  advertiseSchema, DIGEST_BYTES, encodeBytes, idSchema, legacySharesSchema, parseMessage, sharesSchema, signatureSchema, skippedSchema, unmaskSchema,
+  type AdvertiseMessage, type ConsistencyMessage, type InboxMessage, type LegacySharesMessage, type RosterMessage, type SignatureMessage, type SkippedMessage, type UnmaskMessage, type UnmaskRequestMessage
 } from './messages.ts'
 import type { GraphConfig, GraphParameters } from './params.ts'
 import { addMasksInto, type MaskTerm } from './prg.ts'
@@ -135,11 +140,12 @@ export interface MaskingServer {
 }
 
 const STAGES = ['advertise', 'share', 'mask', 'check', 'unmask', 'done', 'failed'] as const
-const SNAPSHOT_VERSION = 3
+const SNAPSHOT_VERSION = 4
 
 const snapshotStateSchema = z.object({
-  // 2: from before clients reported shares that did not open (none are, then).
-  version: z.union([z.literal(2), z.literal(SNAPSHOT_VERSION)]),
+  // 2: from before clients reported shares that did not open (none are, then); 2 and 3: from
+  // before share digests (their shares messages carry none, and are replayed without them).
+  version: z.union([z.literal(2), z.literal(3), z.literal(SNAPSHOT_VERSION)]),
   roundId: idSchema,
   participants: z.array(z.object({ id: idSchema, identityKey: z.string().max(64) }).strict()).max(MAX_CLIENTS),
   vectorLength: z.number().int().positive().max(MAX_VECTOR_LENGTH),
@@ -156,7 +162,7 @@ const snapshotStateSchema = z.object({
   stage: z.enum(STAGES),
   failure: z.string().max(4000).nullable(),
   advertised: z.array(advertiseSchema).max(MAX_CLIENTS),
-  shares: z.array(sharesSchema).max(MAX_CLIENTS),
+  shares: z.array(legacySharesSchema).max(MAX_CLIENTS),
   masked: z.array(idSchema).max(MAX_CLIENTS),
   skipped: z.array(skippedSchema).max(MAX_CLIENTS).default([]),
   signatures: z.array(signatureSchema).max(MAX_CLIENTS),
@@ -191,6 +197,8 @@ interface Internals {
   /** Restores the survivors and running sum of round 2 from a snapshot. */
   restoreMasked: (ids: readonly string[], sum: Uint32Array) => void
   restoreEnd: (stage: 'done' | 'failed', failure: string | null) => void
+  /** receiveShares, also for a snapshot's message from before share digests (`legacy`). */
+  receiveShares: (from: string, payload: unknown, legacy: boolean) => void
 }
 
 /**
@@ -217,7 +225,14 @@ function serverCore (options: MaskingServerOptions): Internals {
   let rosterIds: string[] | undefined
   let graph: NeighbourGraph | undefined
   let params: GraphParameters | undefined
-  const shares = new Map<string, SharesMessage>()
+  const shares = new Map<string, LegacySharesMessage>()
+  /** Per owner, its share entries by holder: what an unmask is checked against (built when first needed). */
+  const entriesBy = new Map<string, Map<string, LegacySharesMessage['shares'][number]>>()
+  const entryOf = (owner: string, holder: string): LegacySharesMessage['shares'][number] | undefined => {
+    let entries = entriesBy.get(owner)
+    if (entries === undefined) entriesBy.set(owner, entries = new Map((shares.get(owner)?.shares ?? []).map(e => [e.to, e])))
+    return entries.get(holder)
+  }
   const maskedSum = new Uint32Array(vectorLength)
   const masked = new Set<string>()
   /** Round 2's reports of shares that did not open, by reporter, with the peers named; `cut(u, v)`: u skipped v. */
@@ -305,10 +320,11 @@ function serverCore (options: MaskingServerOptions): Internals {
     return { type: 'secagg/roster', roundId, to: id, clients: ids, neighbours }
   }
 
-  function receiveShares (from: string, payload: unknown): void {
+  /** `legacy`: a snapshot's message from before share digests (restoreMaskingServer only). */
+  function receiveShares (from: string, payload: unknown, legacy = false): void {
     const what = `shares from ${from}`
     expect('share', what)
-    const message = parseMessage(sharesSchema, payload, what)
+    const message: LegacySharesMessage = parseMessage(legacy ? legacySharesSchema : sharesSchema, payload, what)
     sameSender(from, message.from, what)
     sameRound(message.roundId, what)
     if (!advertised.has(from)) throw new InvalidInputError(`${what}: ${from} is not in the roster`)
@@ -334,7 +350,7 @@ function serverCore (options: MaskingServerOptions): Internals {
     if (stage === 'advertise' || stage === 'share') throw new InvalidInputError(`inbox for ${id}: round ${roundId} has not closed ShareKeys yet`)
     if (!shares.has(id)) throw new InvalidInputError(`inbox for ${id}: ${id} did not share keys`)
     const inbox = activeNeighbours(id).map(v => {
-      const entry = (shares.get(v) as SharesMessage).shares.find(s => s.to === id) as { ciphertext: string }
+      const entry = (shares.get(v) as LegacySharesMessage).shares.find(s => s.to === id) as { ciphertext: string }
       return { from: v, ciphertext: entry.ciphertext }
     })
     return { type: 'secagg/inbox', roundId, to: id, shares: inbox }
@@ -476,7 +492,16 @@ function serverCore (options: MaskingServerOptions): Internals {
       if (owners.length !== want[name].length || new Set(owners).size !== owners.length || !owners.every(o => want[name].includes(o))) {
         throw new InvalidInputError(`${what}: ${name} are for [${owners.join(', ')}], expected [${want[name].join(', ')}]`)
       }
-      for (const s of message[name]) shareValue({ x: 1, y: decodeBase64(s.share, `${what} ${name} of ${s.owner}`, { bytes: SHARE_BYTES }) }, `${what} ${name} of ${s.owner}`)
+      for (const s of message[name]) {
+        const y = decodeBase64(s.share, `${what} ${name} of ${s.owner}`, { bytes: SHARE_BYTES })
+        shareValue({ x: 1, y }, `${what} ${name} of ${s.owner}`)
+        const entry = entryOf(s.owner, from)
+        const kind = name === 'selfMaskShares' ? 'self' : 'key'
+        const committed = kind === 'self' ? entry?.selfMaskDigest : entry?.keyDigest
+        if (committed !== undefined && !equalBytes(shareDigest(roundId, s.owner, from, kind, y), decodeBase64(committed, 'share digest', { bytes: DIGEST_BYTES }))) {
+          throw new IntegrityError(`${what}: its share of ${s.owner}'s ${kind === 'self' ? 'self-mask seed' : 'mask key'} is not the one ${s.owner} dealt it (the digest ${s.owner} gave at ShareKeys does not match): a wrong share; nothing of this unmask is used`)
+        }
+      }
     }
     unmasks.set(from, message)
     // Every owner asked for is a needed secret: a survivor, or a dropped client with a surviving
@@ -607,7 +632,8 @@ function serverCore (options: MaskingServerOptions): Internals {
     closeAdvertise,
     roster,
     rosterFor,
-    receiveShares,
+    // Never legacy from outside: a live client's shares carry their digests.
+    receiveShares: (from, payload) => { receiveShares(from, payload) },
     closeShares,
     inboxFor,
     receiveSkipped,
@@ -629,6 +655,7 @@ function serverCore (options: MaskingServerOptions): Internals {
   }
   return {
     server,
+    receiveShares,
     restoreMasked (ids, sum) {
       for (const id of ids) {
         if (!shares.has(id)) throw new InvalidInputError(`server snapshot: masked input from ${id}, who did not share keys`)
@@ -672,7 +699,7 @@ export async function restoreMaskingServer (snapshot: MaskingServerSnapshot): Pr
     for (const m of state.advertised) await s.receiveAdvertise(m.from, m)
     if (!reached('share')) return s
     s.closeAdvertise()
-    for (const m of state.shares) s.receiveShares(m.from, m)
+    for (const m of state.shares) core.receiveShares(m.from, m, state.version < 4)
     if (!reached('mask')) return s
     s.closeShares()
     for (const m of state.skipped) s.receiveSkipped(m.from, m)

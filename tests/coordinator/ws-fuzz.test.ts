@@ -25,7 +25,7 @@ import { tfjsBackend } from '../../node-runtime/engines/tfjs.ts'
 import { modelFiles, mnistMlp } from '../../node-runtime/examples/mnist-mlp.ts'
 import { ROUND_PROTOCOL_VERSION, serverMessageSchema } from '../../shared/rounds/messages.ts'
 import { generateSigningKey } from '../../shared/crypto/sign.ts'
-import { fromHex, toBase64 } from '../../shared/crypto/bytes.ts'
+import { fromBase64, fromHex, toBase64 } from '../../shared/crypto/bytes.ts'
 import type { RoundConfig } from '../../shared/rounds/config.ts'
 import { minUploadsOf } from '../../shared/rounds/config.ts'
 import { graphConfig } from '../../shared/rounds/secagg-graph.ts'
@@ -592,6 +592,8 @@ describe('round M, mode masking: advertise → share → mask → check → unma
       ...payloadFaults(unmask, 'unmask', true),
       { name: 'unmask: owners reversed minus one', frame: sec({ ...unmask, selfMaskShares: unmask.selfMaskShares.slice(1) }), names: /selfMaskShares are for/ },
       { name: 'unmask: a share of the wrong length', frame: sec({ ...unmask, selfMaskShares: unmask.selfMaskShares.map(s => ({ ...s, share: 'AAAA' })) }), names: /share/ },
+      // Well formed, but not the share its owner dealt: its digest (given at ShareKeys) refuses it.
+      { name: 'unmask: a share changed by one bit', frame: sec({ ...unmask, selfMaskShares: unmask.selfMaskShares.map((s, i) => i > 0 ? s : { ...s, share: toBase64(fromBase64(s.share).map((b, j, all) => j === all.length - 1 ? b ^ 1 : b)) }) }), names: /its share of \S+'s self-mask seed is not the one \S+ dealt it/ },
       { name: 'unmask: 100 owners named', frame: sec({ ...unmask, selfMaskShares: Array.from({ length: 100 }, (_, i) => ({ owner: `${'c'.repeat(60)}${String(i).padStart(4, '0')}`, share: (unmask.selfMaskShares[0] as { share: string }).share })) }), names: /selfMaskShares are for/ },
       { name: 'signature again in the unmask phase', frame: sec(signature), names: /at stage unmask, not check/ }
     ], 'masking: unmask')

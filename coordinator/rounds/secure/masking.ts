@@ -22,9 +22,6 @@ import type { SecureRoundServer } from './types.ts'
 
 interface StoredSnapshot { state: MaskingServerSnapshot['state'], maskedSum: string }
 
-/** How long Unmasking waits for answerers past the t shares each secret needs (bounded by its deadline too). */
-const SPARE_SHARES_WAIT_MS = 1000
-
 export async function maskingServer (config: RoundConfig, snapshot: unknown): Promise<SecureRoundServer> {
   const server: MaskingServer = snapshot === null || snapshot === undefined
     ? createMaskingServer({
@@ -36,8 +33,6 @@ export async function maskingServer (config: RoundConfig, snapshot: unknown): Pr
     })
     : await restoreMaskingServer({ state: (snapshot as StoredSnapshot).state, maskedSum: fromBase64((snapshot as StoredSnapshot).maskedSum) })
   let waiting: Gate | undefined
-  /** Set once Unmasking has t shares of every secret: when the answerers still out stop counting. */
-  let spareWait: ReturnType<typeof setTimeout> | undefined
   // Clients gone from the round (disconnect or deadline): no gate waits for them.
   const dropped = new Set<string>()
 
@@ -83,15 +78,17 @@ export async function maskingServer (config: RoundConfig, snapshot: unknown): Pr
         await server.receiveSignature(clientId, payload)
         waiting?.settle(clientId)
       } else if (type === 'secagg/unmask') {
-        server.receiveUnmask(clientId, payload)
-        waiting?.settle(clientId)
-        // Every needed secret has t shares: stragglers are waited for a moment more, since shares
-        // past t are what finish() checks the others against (review 47a: with exactly t, a
-        // crafted share gave a wrong sum); then the rest are let go.
-        if (waiting !== undefined && server.ready() && spareWait === undefined) {
-          const gateNow = waiting
-          spareWait = setTimeout(() => { for (const id of [...gateNow.pending]) gateNow.settle(id) }, SPARE_SHARES_WAIT_MS)
+        try {
+          server.receiveUnmask(clientId, payload)
+        } finally {
+          // An answerer sends one unmask: one refused (a wrong share, say) is not waited for again.
+          // Only Unmasking's gate: an unmask sent in an earlier stage must not settle that stage's.
+          if (server.stage === 'unmask') waiting?.settle(clientId)
         }
+        // Every needed secret has t shares, each checked on arrival against the digest its owner
+        // gave: the answerers still out are let go. (Until stop 52 a second more was waited for
+        // spares, the only check on a crafted share then: review 47a.)
+        if (waiting !== undefined && server.ready()) for (const id of [...waiting.pending]) waiting.settle(id)
       } else {
         // Quoted short: `type` is the client's, of any size or depth (JSON.stringify of a deep one overflows the stack).
         throw new InvalidInputError(`secagg message: unknown type ${typeof type === 'string' ? JSON.stringify(type.slice(0, 64)) : String(typeof type === 'object' && type !== null ? typeof type : type)}; expected secagg/advertise, secagg/shares, secagg/skipped, secagg/signature or secagg/unmask`)
@@ -121,13 +118,7 @@ export async function maskingServer (config: RoundConfig, snapshot: unknown): Pr
         await ask(server.survivors(), id => server.consistencyRequestFor(id), config.deadlines.unmaskMs / 2)
         server.closeConsistency()
       }
-      if (server.stage === 'unmask' && !server.ready()) {
-        try {
-          await ask(server.answerers(), id => server.unmaskRequestFor(id), until - Date.now())
-        } finally {
-          clearTimeout(spareWait)
-        }
-      }
+      if (server.stage === 'unmask' && !server.ready()) await ask(server.answerers(), id => server.unmaskRequestFor(id), until - Date.now())
       return await server.finish()
     },
     drop (clientId) {

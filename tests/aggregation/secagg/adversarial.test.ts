@@ -1,5 +1,5 @@
 import { describe, it, expect } from 'vitest'
-import { ROUND, advertisedKeys, check, client, consistencySignature, input, mask, newRound, setUp, toUnmask, unmask, wire, type Round } from './harness.ts'
+import { ROUND, advertisedKeys, check, client, consistencySignature, input, mask, newRound, setUp, toUnmask, unmask, wire, withLegacyServer, type Round } from './harness.ts'
 import { ringSum } from '../../../aggregation/ring.ts'
 import { createMaskingClient } from '../../../aggregation/secagg/client.ts'
 import { restoreMaskingServer, type MaskingServerSnapshot } from '../../../aggregation/secagg/server.ts'
@@ -203,7 +203,10 @@ describe('the server rejects bad messages without harm to the round', () => {
 
     expect(() => round.server.receiveShares(a, change(sa, { shares: sa.shares.slice(1) }))).toThrow(/3 share pairs, client-000 has 4 neighbours/)
     const stranger = round.ids.find(id => id !== a && !sa.shares.some(s => s.to === id)) as string
-    expect(() => round.server.receiveShares(a, change(sa, { shares: [...sa.shares.slice(1), { to: stranger, ciphertext: sa.shares[0]?.ciphertext as string }] }))).toThrow(/is not a neighbour of client-000/)
+    expect(() => round.server.receiveShares(a, change(sa, { shares: [...sa.shares.slice(1), { ...(sa.shares[0] as SharesMessage['shares'][0]), to: stranger }] }))).toThrow(/is not a neighbour of client-000/)
+    // A live client's shares carry both digests, of the right length.
+    expect(() => round.server.receiveShares(a, change(sa, { shares: sa.shares.map(({ keyDigest: _, ...e }) => e) as SharesMessage['shares'] }))).toThrow(/shares\.0\.keyDigest/)
+    expect(() => round.server.receiveShares(a, change(sa, { shares: sa.shares.map(e => ({ ...e, selfMaskDigest: 'AAAA' })) }))).toThrow(/selfMaskDigest.*base64 of 32 bytes/)
     expect(() => round.server.receiveShares(a, change(sa, { shares: [...sa.shares.slice(1), sa.shares[1] as SharesMessage['shares'][0]] }))).toThrow(/two share pairs for/)
     expect(() => round.server.receiveShares(a, change(sa, { roundId: 'r_ffffffffffffffff' }))).toThrow(/for round r_ffffffffffffffff/)
     expect(() => round.server.receiveShares(b, wire(sa))).toThrow(/claims to be from client-000/)
@@ -365,65 +368,96 @@ describe('a client wiped when its round ends early (review 47a)', () => {
 })
 
 describe('an answerer that sends wrong unmask shares (review 47a)', () => {
-  /** A complete round of 10 (t = 5) at the unmask stage; `tamper` edits answerer 0's share of `victim`'s self-mask seed. */
-  async function answered (tamper: (y: bigint, round: Round, victim: string) => bigint, answering?: (round: Round) => string[]): Promise<{ round: Round, sum: Promise<Uint32Array> }> {
-    const round = newRound(10, { kind: 'complete', adversarialRate: 0.05, dropoutRate: 0.3 }, { seed: 3, vectorLength: 16 })
+  /**
+   * A complete round of 10 (t = 5) at the unmask stage; `tamper` edits answerer 0's share of
+   * `victim`'s self-mask seed. The answerers' messages, tampered or not, are given to the server;
+   * `refused` collects what it threw for each.
+   */
+  async function answered (tamper: (y: bigint, round: Round, victim: string) => bigint, answering?: (round: Round) => string[], legacy = false): Promise<{ round: Round, refused: Map<string, Error> }> {
+    let round = newRound(10, { kind: 'complete', adversarialRate: 0.05, dropoutRate: 0.3 }, { seed: 3, vectorLength: 16 })
     await toUnmask(round)
+    if (legacy) round = await withLegacyServer(round)
     const victim = round.ids[5] as string
     const bad = round.ids[0] as string
+    const refused = new Map<string, Error>()
     for (const id of answering?.(round) ?? round.ids) {
       const message = wire(await client(round, id).unmask(wire(round.server.unmaskRequestFor(id)))) as UnmaskMessage
       if (id === bad) {
         const share = message.selfMaskShares.find(e => e.owner === victim) as { share: string }
         share.share = toBase64(bigIntToBytes(mod(tamper(bytesToBigInt(fromBase64(share.share)), round, victim)), SHARE_BYTES))
       }
-      round.server.receiveUnmask(id, message)
+      try {
+        round.server.receiveUnmask(id, message)
+      } catch (err) {
+        refused.set(id, err as Error)
+      }
     }
-    return { round, sum: round.server.finish() }
+    return { round, refused }
   }
   /** +λ⁻¹, λ the Lagrange weight of x = 1 among the t lowest holders of the victim's shares: the rebuilt seed moves by exactly 1, a 32-byte value still. */
   const crafted = (y: bigint, round: Round, victim: string): bigint => {
     const t = round.server.parameters?.threshold as number
-    const holders = round.ids.map((id, i) => ({ id, x: i + 1 })).filter(h => h.id !== victim).slice(0, t).map(h => h.x)
-    return y + inverse(lagrangeBasis(holders).atZero[0] as bigint)
+    const holders = round.ids.map((id, i) => ({ id, x: i + 1 })).filter(h => h.id !== victim).slice(0, t)
+    return y + inverse(lagrangeBasis(holders.map(h => h.x)).atZero[0] as bigint)
   }
+  const exact = (round: Round): Uint32Array => ringSum(round.ids.map(id => input(round, id)), round.vectorLength)
 
-  it('a crafted share (it gave a wrong sum silently) or a garbage one fails the round, saying so: never a wrong sum', async () => {
+  it('a crafted share (it gave a wrong sum silently) or a garbage one is refused on arrival, naming who sent it and whose it was; the honest answerers\' shares give the exact sum', async () => {
     for (const tamper of [crafted, () => 12345n]) {
-      const { sum } = await answered(tamper)
-      await expect(sum).rejects.toThrow(`round ${ROUND} failed: the shares of survivor client-005's self-mask seed are inconsistent: some answerer sent a wrong share`)
+      const { round, refused } = await answered(tamper)
+      expect([...refused.keys()]).toEqual(['client-000'])
+      expect(refused.get('client-000')?.message).toBe("unmask from client-000: its share of client-005's self-mask seed is not the one client-005 dealt it (the digest client-005 gave at ShareKeys does not match): a wrong share; nothing of this unmask is used")
+      expect(await round.server.finish()).toEqual(exact(round))
     }
-    // With exactly t + 1 shares too.
-    const { sum } = await answered(crafted, round => round.ids.slice(0, (round.server.parameters?.threshold as number) + 2))
-    await expect(sum).rejects.toThrow(/self-mask seed are inconsistent/)
   })
 
-  it('two colluding answerers that fit their shares to a fake polynomial are caught (review 47e: leaving one share out passed their secret)', async () => {
-    // t honest holders and the two colluders answer: the colluders put their shares of the
-    // victim's seed on g = f + Π(x − honest x's but the last), which the t + 1 shares without
-    // that honest one agree with.
-    const fake = async (): Promise<void> => {
-      const round = newRound(10, { kind: 'complete', adversarialRate: 0.05, dropoutRate: 0.3 }, { seed: 3, vectorLength: 16 })
-      await toUnmask(round)
-      const t = round.server.parameters?.threshold as number
-      const victim = round.ids[5] as string
-      const colluders = [round.ids[0], round.ids[1]] as string[]
-      const honest = round.ids.filter(id => id !== victim && !colluders.includes(id)).slice(0, t)
-      const answering = [...colluders, ...honest]
-      const messages = new Map<string, UnmaskMessage>()
-      for (const id of answering) messages.set(id, wire(await client(round, id).unmask(wire(round.server.unmaskRequestFor(id)))) as UnmaskMessage)
-      // Shares on the victim's polynomial f at the honest x's; g agrees with f on all honest x's but the last one.
-      const x = (id: string): bigint => BigInt(round.ids.indexOf(id) + 1)
-      const kept = honest.slice(0, -1).map(x)
-      const offset = (at: bigint): bigint => kept.reduce((acc, k) => mod(acc * (at - k)), 1n)
-      for (const id of colluders) {
-        const share = (messages.get(id) as UnmaskMessage).selfMaskShares.find(e => e.owner === victim) as { share: string }
-        share.share = toBase64(bigIntToBytes(mod(bytesToBigInt(fromBase64(share.share)) + offset(x(id))), SHARE_BYTES))
-      }
-      for (const id of answering) round.server.receiveUnmask(id, messages.get(id))
-      await expect(round.server.finish()).rejects.toThrow(/self-mask seed are inconsistent/)
+  it('with exactly t shares of each secret, one of them wrong: refused, so the round waits for another answerer and, without one, fails saying how many shares came; never a wrong sum', async () => {
+    // Complete graph of 10, t = 5: six answerers give each of them, and the victim, exactly 5 shares.
+    const t = 5
+    const { round, refused } = await answered(crafted, round => round.ids.slice(0, t + 1))
+    expect([...refused.keys()]).toEqual(['client-000'])
+    expect(round.server.ready()).toBe(false)
+    // One more honest answerer makes up the t.
+    const late = round.ids[t + 1] as string
+    round.server.receiveUnmask(late, wire(await client(round, late).unmask(wire(round.server.unmaskRequestFor(late)))))
+    expect(round.server.ready()).toBe(true)
+    expect(await round.server.finish()).toEqual(exact(round))
+
+    const alone = await answered(crafted, round => round.ids.slice(0, t + 1))
+    await expect(alone.round.server.finish()).rejects.toThrow(/failed: 4 shares of survivor client-00\d's self-mask seed arrived, the threshold is 5/)
+  })
+
+  it('two colluding answerers that fit their shares to a fake polynomial are both refused (review 47e: leaving one share out passed their secret)', async () => {
+    // Everyone answers; the colluders put their shares of the victim's seed on g = f + Π(x − the
+    // x's of t − 1 honest holders), which t + 1 shares (theirs and those t − 1) agree with.
+    const round = newRound(10, { kind: 'complete', adversarialRate: 0.05, dropoutRate: 0.3 }, { seed: 3, vectorLength: 16 })
+    await toUnmask(round)
+    const t = round.server.parameters?.threshold as number
+    const victim = round.ids[5] as string
+    const colluders = [round.ids[0], round.ids[1]] as string[]
+    const honest = round.ids.filter(id => !colluders.includes(id))
+    const messages = new Map<string, UnmaskMessage>()
+    for (const id of [...colluders, ...honest]) messages.set(id, wire(await client(round, id).unmask(wire(round.server.unmaskRequestFor(id)))) as UnmaskMessage)
+    // Shares on the victim's polynomial f at the honest x's; g agrees with f on all honest x's but the last one.
+    const x = (id: string): bigint => BigInt(round.ids.indexOf(id) + 1)
+    const kept = honest.filter(id => id !== victim).slice(0, t - 1).map(x)
+    const offset = (at: bigint): bigint => kept.reduce((acc, k) => mod(acc * (at - k)), 1n)
+    for (const id of colluders) {
+      const share = (messages.get(id) as UnmaskMessage).selfMaskShares.find(e => e.owner === victim) as { share: string }
+      share.share = toBase64(bigIntToBytes(mod(bytesToBigInt(fromBase64(share.share)) + offset(x(id))), SHARE_BYTES))
+      expect(() => round.server.receiveUnmask(id, messages.get(id))).toThrow(`unmask from ${id}: its share of ${victim}'s self-mask seed is not the one ${victim} dealt it`)
     }
-    await fake()
+    for (const id of honest) round.server.receiveUnmask(id, messages.get(id))
+    // The survivors' sum, from honest shares alone: the colluders' inputs are in it, their shares are not.
+    expect(await round.server.finish()).toEqual(exact(round))
+  })
+
+  it('in a round restored from a snapshot made before share digests, a wrong share still fails the round on the polynomial check, never a wrong sum', async () => {
+    for (const tamper of [crafted, () => 12345n]) {
+      const { round, refused } = await answered(tamper, undefined, true)
+      expect(refused.size).toBe(0)
+      await expect(round.server.finish()).rejects.toThrow(`round ${ROUND} failed: the shares of survivor client-005's self-mask seed are inconsistent: some answerer sent a wrong share`)
+    }
   })
 })
 
