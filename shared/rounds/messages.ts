@@ -25,13 +25,14 @@ import { roundConfigSchema } from './config.ts'
  * that report (an older runtime would refuse its inbox, an older coordinator the report); 6 since
  * a mode-`none` DP client no longer clips its noise, counting on the headroom the round's fixed
  * point now leaves for it (an older coordinator leaves none and refused every such upload: review
- * 48e). It is said
+ * 48e); 7 since a client gives the server the digest of every share it deals, and revealed
+ * shares are checked against them (an older runtime's shares would be refused at ShareKeys). It is said
  * twice, so that either side of a mismatch gets a refusal that
  * names it at the handshake instead of, later, an upload whose signature does not verify: in the
  * WebSocket subprotocol (RFC 6455 §1.9; a client checks the coordinator's echo) and in the hello
  * (a coordinator checks clients from before the subprotocol carried it).
  */
-export const ROUND_PROTOCOL_VERSION = 6
+export const ROUND_PROTOCOL_VERSION = 7
 
 /** Every version of the rounds subprotocol starts so; the version number follows. */
 export const ROUNDS_SUBPROTOCOL_PREFIX = 'blockfed.rounds.v'

@@ -84,7 +84,7 @@ async function upgrade (protocols: string, auth: string | undefined): Promise<{ 
 
 describe('round protocol version at the handshake', () => {
   it('the runtime offers the versioned subprotocol and the coordinator echoes it', async () => {
-    expect(ROUNDS_SUBPROTOCOL).toBe('blockfed.rounds.v6')
+    expect(ROUNDS_SUBPROTOCOL).toBe('blockfed.rounds.v7')
     const { participant, events } = participantAt(url, token)
     await participant.start()
     try {
@@ -96,11 +96,11 @@ describe('round protocol version at the handshake', () => {
   })
 
   it('a client offering another version is refused with a 400 that names both, before its token is looked at', async () => {
-    for (const [offered, theirs] of [['blockfed.rounds.v5', '5'], ['blockfed.rounds.v7, bearer.x', '7']] as const) {
+    for (const [offered, theirs] of [['blockfed.rounds.v6', '6'], ['blockfed.rounds.v8, bearer.x', '8']] as const) {
       for (const auth of [token, undefined]) {
         const answer = await upgrade(offered, auth)
         expect(answer.status).toBe(400)
-        expect(answer.body).toContain(`this coordinator speaks round protocol 6, the other side ${theirs} (subprotocol blockfed.rounds.v6 expected)`)
+        expect(answer.body).toContain(`this coordinator speaks round protocol 7, the other side ${theirs} (subprotocol blockfed.rounds.v7 expected)`)
       }
     }
     // Offering ours beside an older one is fine: a client that speaks both.
