@@ -104,7 +104,7 @@ describe('round protocol version at the handshake', () => {
       }
     }
     // Offering ours beside an older one is fine: a client that speaks both.
-    expect((await upgrade('blockfed.rounds.v5, blockfed.rounds.v6', token)).status).toBe(101)
+    expect((await upgrade('blockfed.rounds.v6, blockfed.rounds.v7', token)).status).toBe(101)
     // Without any rounds subprotocol (a Node runtime from before it named the version) the hello is what refuses it (ws-fuzz).
     expect((await upgrade('', token)).status).toBe(101)
   })
@@ -117,7 +117,7 @@ describe('round protocol version at the handshake', () => {
     try {
       await until(() => events.some(e => e.type === 'error'), 'an error')
       const first = events.find(e => e.type === 'error')
-      expect(first).toEqual({ type: 'error', message: 'this runtime speaks round protocol 6, the other side another one (the coordinator, of another blockfed version, does not answer subprotocol blockfed.rounds.v6): run the same blockfed version on the runtime and the coordinator' })
+      expect(first).toEqual({ type: 'error', message: 'this runtime speaks round protocol 7, the other side another one (the coordinator, of another blockfed version, does not answer subprotocol blockfed.rounds.v7): run the same blockfed version on the runtime and the coordinator' })
       expect(events.some(e => e.type === 'connected')).toBe(false)
     } finally {
       await participant.stop()
