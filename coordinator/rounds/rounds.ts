@@ -171,6 +171,10 @@ export function roundManager (deps: RoundManagerDeps): RoundManager {
     async message (client, message) {
       if (message.type === 'hello') throw new InvalidInputError('hello: already connected')
       const round = active.get(message.roundId)
+      // Stopping, a round has left `active` while its clients are still connected: one told "not
+      // running, left" gave up its part, and a masking round then resumed without it and failed
+      // (review 52a: a progress message in that window). The round is kept for the next start.
+      if (round === undefined && stopping) throw withRound(new UnavailableError(`the coordinator is stopping; round ${message.roundId} goes on at its next start`), message.roundId)
       if (round === undefined) throw withRound(new InvalidInputError(`round ${message.roundId} is not running`), message.roundId, { left: true })
       if (!round.config.clients.includes(client.id)) throw withRound(new InvalidInputError(`round ${message.roundId}: this client was not selected`), message.roundId, { left: true })
       await dispatch[message.type](round, client, message as never)
@@ -180,7 +184,7 @@ export function roundManager (deps: RoundManagerDeps): RoundManager {
       const round = active.get(header.roundId)
       let reserved: ActiveRound | undefined
       try {
-        if (round === undefined) throw new InvalidInputError(`upload for round ${header.roundId}, which is not running`)
+        if (round === undefined) throw stopping ? new UnavailableError(`the coordinator is stopping; upload again for round ${header.roundId} after its next start`) : new InvalidInputError(`upload for round ${header.roundId}, which is not running`)
         const { config } = round
         if (header.baseVersion !== config.baseVersion) throw new InvalidInputError(`upload for base version ${header.baseVersion}; round ${config.id} trains version ${config.baseVersion}`)
         if (round.uploads.has(client.id) || round.receiving.has(client.id)) throw new InvalidInputError(`upload: round ${config.id} already has this client's update (replay)`)

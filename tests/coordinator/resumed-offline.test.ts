@@ -30,7 +30,7 @@ const server = (check: () => Promise<void>): SecureRoundServer => ({
   sum: async () => new Uint32Array(9), drop: () => {}, snapshot: () => null, needsClients: () => false, ready: check
 })
 
-async function resume (id: string, check: () => Promise<void>): Promise<{ state: () => string | undefined, reason: () => string | null | undefined, stop: () => Promise<void> }> {
+async function resume (id: string, check: () => Promise<void>): Promise<{ state: () => string | undefined, reason: () => string | null | undefined, stop: () => Promise<void>, manager: ReturnType<typeof roundManager> }> {
   const store = await stores.fresh()
   store.create(config(id))
   store.transition(id, 'collecting')
@@ -45,7 +45,7 @@ async function resume (id: string, check: () => Promise<void>): Promise<{ state:
   })
   await manager.resumeInterrupted()
   expect(manager.active()).toEqual([id])
-  return { state: () => store.get(id)?.state, reason: () => store.get(id)?.reason, stop: manager.stop }
+  return { state: () => store.get(id)?.state, reason: () => store.get(id)?.reason, stop: manager.stop, manager }
 }
 
 describe('a round resumed with a server built offline', () => {
@@ -63,5 +63,23 @@ describe('a round resumed with a server built offline', () => {
     await new Promise(resolve => setTimeout(resolve, 200))
     expect(round.state()).toBe('collecting')
     await round.stop()
+  })
+})
+
+describe('a coordinator stopping while a round collects', () => {
+  it('tells a client whose message arrives after the round left memory that it goes on at the next start, not that it was left out (review 52a)', async () => {
+    const id = 'r_00000000000000a3'
+    const round = await resume(id, async () => {})
+    await round.stop()
+    // Kept for the next start, not failed.
+    expect(round.state()).toBe('collecting')
+    const client = { id: a, models: ['m'], given: new Map(), send: () => {}, close: () => {} }
+    // A runtime still training sends its progress in the window before the hub closes its connection.
+    const err = await Promise.resolve(round.manager.handlers.message(client, { type: 'progress', roundId: id, epoch: 3, epochs: 40, loss: 0.5 })).then(() => undefined, (e: unknown) => e)
+    expect(err).toBeInstanceOf(UnavailableError)
+    expect((err as Error).message).toBe(`the coordinator is stopping; round ${id} goes on at its next start`)
+    // Before, `left: true`: the runtime gave up its part, and a masking round resumed without it failed.
+    expect(err).toMatchObject({ roundId: id })
+    expect((err as { left?: unknown }).left).toBeUndefined()
   })
 })
