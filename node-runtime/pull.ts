@@ -43,6 +43,8 @@ export async function inCommandModelDir<T> (home: string, command: 'pull' | 'ver
 export interface PullOptions {
   baseUrl: string
   token?: string
+  /** Where `token` came from, for a refusal's message (e.g. "--token"). */
+  tokenFrom?: string
   model: string
   version: number | 'latest'
   home: string
@@ -52,22 +54,23 @@ export interface PullOptions {
   signal?: AbortSignal
 }
 
-export async function pullModel (options: PullOptions): Promise<{ manifest: Manifest, files: ModelFile[], report: LoadReport, ledgerIndex: number }> {
+export async function pullModel (options: PullOptions): Promise<{ manifest: Manifest, files: ModelFile[], report: LoadReport, ledgerIndex: number, keysFetched: boolean }> {
   if (options.coordinatorKey !== undefined) parsePublicKeyHex(options.coordinatorKey, '--coordinator-key')
   if (options.token === undefined) throw new AccessDeniedError('pull needs an API token (--token, BLOCKFED_TOKEN or --data) to fetch the block keys')
   return await inCommandModelDir(options.home, 'pull', options.model, async modelDir => {
-    const runtime = await createNodeRuntime({ dataDir: options.home, onProgress: (_m, done, total) => options.onBlock?.(done, total) })
+    const runtime = await createNodeRuntime({ dataDir: options.home, token: options.token, tokenFrom: options.tokenFrom, onProgress: (_m, done, total) => options.onBlock?.(done, total) })
     try {
       const config = {
         version: '1', tag: 'pull', runtime: 'tfjs', source: 'blockfed', modelDir, modelName: options.model,
-        updateURL: options.baseUrl, token: options.token, ...(options.coordinatorKey === undefined ? {} : { coordinatorKey: options.coordinatorKey })
+        updateURL: options.baseUrl, ...(options.coordinatorKey === undefined ? {} : { coordinatorKey: options.coordinatorKey })
       }
       const fetched = await runtime.fetch(config, options.version, options.signal)
       return {
         manifest: fetched.manifest,
         files: writeModel({ topology: fetched.manifest.topology, tensors: fetched.manifest.tensors, weights: fetched.weights }),
         report: fetched.report,
-        ledgerIndex: fetched.ledgerIndex
+        ledgerIndex: fetched.ledgerIndex,
+        keysFetched: fetched.keysFetched
       }
     } finally {
       await runtime.stop()

@@ -81,6 +81,8 @@ export interface NodeRuntimeOptions {
   codes?: Record<string, () => ModelCode<any, any, any, any>>
   /** Overrides the config's token (e.g. from the CLI). */
   token?: string
+  /** How errors name `token` when the coordinator refuses it (the CLI: "--token"); default "the runtime's token option". */
+  tokenFrom?: string
   /** Overrides where blocks come from (p2p sources plug in here). */
   source?: (config: AoeConfig) => BlockSource
   onProgress?: (model: string, done: number, total: number) => void
@@ -437,10 +439,10 @@ export async function createNodeRuntime (options: NodeRuntimeOptions): Promise<N
     const reached = coordinatorClient({ baseUrl: config.updateURL, token, timeoutMs: config.fetch.timeoutMs })
     // A refused token is named by where it came from: the coordinator's "unknown API token" alone
     // left the operator guessing which of three places to fix (review 49f).
-    const tokenFrom = options.token !== undefined ? 'the runtime\'s token option' : config.token !== undefined ? 'its "token"' : `${config.tokenEnv ?? ''} (its "tokenEnv")`
+    const tokenFrom = options.token !== undefined ? options.tokenFrom ?? 'the runtime\'s token option' : config.token !== undefined ? 'the aoe config\'s "token"' : `${config.tokenEnv ?? ''}, the aoe config's "tokenEnv"`
     const keys: CoordinatorClient['keys'] = async (...args) => await reached.keys(...args).catch((err: unknown) => {
       if (!(err instanceof UnauthenticatedError)) throw err
-      throw new UnauthenticatedError(`aoe config for ${config.modelName}: the coordinator refused the API token from ${tokenFrom}: ${err.message}`, { cause: err })
+      throw new UnauthenticatedError(`${config.modelName}: the coordinator refused the API token (from ${tokenFrom}): ${err.message}`, { cause: err })
     })
     const client = { ...reached, keys: token !== undefined ? keys : async () => { throw noToken() } }
     const key = await coordinatorKey(options.dataDir, client, config.coordinatorKey, signal)

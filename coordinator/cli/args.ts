@@ -112,6 +112,21 @@ export function jsonArgument<T> (schema: z.ZodType<T>, what: string) {
  * `BLOCKFED_TOKEN`. Flags beat the environment: with the variable set to a runtime's edge token
  * (as the README's AoE example does), `--data ./coord` was overridden unsaid (review 40a).
  */
+/** How messages name the token `token()` picks: the flag, the data dir's admin.token, or the variable. */
+export function tokenSource (options: { token?: string, data?: string }): string {
+  return options.token !== undefined ? '--token' : options.data !== undefined ? `--data ${options.data}'s admin.token` : 'BLOCKFED_TOKEN'
+}
+
+/**
+ * Said on stderr when a token was given and not used: every data key was kept in `home` by an
+ * earlier pull or verify, so the token was never shown to the coordinator (review 52a: a revoked
+ * or made-up --token "worked").
+ */
+export function tokenUnused (options: { token?: string, data?: string }, home: string, keysFetched: boolean): void {
+  if (keysFetched) return
+  console.error(`blockfed: ${tokenSource(options)} was not used: the data keys were kept in ${home} by an earlier pull or verify, so the coordinator was not asked for them (a fresh --home asks it)`)
+}
+
 export async function token (options: { token?: string, data?: string }): Promise<string | undefined> {
   // Said with the flag: passed on, "" met a check of the AoE config the command builds (review 46a).
   if (options.token?.trim() === '') throw new InvalidInputError('--token is empty: give an API token, or leave --token out to use --data\'s admin.token or BLOCKFED_TOKEN')

@@ -36,7 +36,7 @@ import type { BlockSource } from '../../shared/load/source.ts'
 import { blockFiles } from '../store/block-files.ts'
 import { firstStartCleaned, folderOption, onHome } from './paths.ts'
 import { interruptible, stopThenExit } from './interrupt.ts'
-import { coordinatorOption, integer, modelName, modelRef, number, port, listenFailure, token, url } from './args.ts'
+import { coordinatorOption, integer, modelName, modelRef, number, port, listenFailure, token, tokenSource, tokenUnused, url } from './args.ts'
 
 /** `URL=VKEY`: a witness's base URL (no query) and its cosignature/v1 verifier key. */
 export function witnessEndpoint (value: string, previous: Array<{ url: string, vkey: string }> = []): Array<{ url: string, vkey: string }> {
@@ -200,11 +200,11 @@ export function ledgerCommands (program: Command): void {
       const home = resolve(o.home)
       // The cache there held by a concurrent pull or verify is said as --home in use.
       await interruptible(async signal => await onHome('--home', o.home, async () => await inCommandModelDir(home, 'verify', ref.name, async modelDir => {
-        const runtime = await createNodeRuntime({ dataDir: home })
+        const runtime = await createNodeRuntime({ dataDir: home, token: apiToken, tokenFrom: tokenSource(o) })
         try {
           const config = {
             version: '1', tag: 'verify', runtime: 'tfjs', source: 'blockfed', modelDir, modelName: ref.name,
-            updateURL: o.coordinator, token: apiToken, ledger: { witnesses: o.witness, minWitnesses: o.minWitnesses },
+            updateURL: o.coordinator, ledger: { witnesses: o.witness, minWitnesses: o.minWitnesses },
             ...(o.coordinatorKey === undefined ? {} : { coordinatorKey: o.coordinatorKey })
           }
           const fetched = await runtime.fetch(config, ref.version, signal)
@@ -222,6 +222,7 @@ export function ledgerCommands (program: Command): void {
           console.log(`  blocks     ${m.blocks.length} blocks: CIDs and plaintext sha-256 ok (${fetched.report.fromCache} from cache, ${fetched.report.bytesFetched} bytes fetched)`)
           // Tolerated by the load (k of k+m were enough), but each one is a shard lost on the way or on the coordinator's disk.
           for (const f of fetched.report.faults) console.log(`  tolerated  block ${f.block} shard ${f.shard}: ${f.reason}`)
+          tokenUnused(o, home, fetched.keysFetched)
           if (o.shards !== true) {
             if (fetched.report.faults.length > 0) console.log(`  ${fetched.report.faults.length} shard fault(s) tolerated; verify --shards checks every shard of every block`)
             return

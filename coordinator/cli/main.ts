@@ -37,7 +37,7 @@ import { DEFAULT_PARTITION, MAX_BLOCK_BYTES } from '../../shared/blocks/partitio
 import { DEFAULT_KEY_BITS } from '../../aggregation/paillier/constants.ts'
 import { strategyConfigSchema } from '../../shared/rounds/strategy-config.ts'
 import { labelSkewSchema } from '../../shared/rounds/config.ts'
-import { COORDINATOR_ENV, coordinatorOption, corsOrigin, integer, jsonArgument, listenAddr, megabytes, modelName, modelRef, number, port, listenFailure, token, url } from './args.ts'
+import { COORDINATOR_ENV, coordinatorOption, corsOrigin, integer, jsonArgument, listenAddr, megabytes, modelName, modelRef, number, port, listenFailure, token, tokenSource, tokenUnused, url } from './args.ts'
 import { MAX_CONNECTIONS, MAX_CONNECTIONS_PER_TOKEN } from '../rounds/hub.ts'
 import { ZodError } from 'zod'
 import { describeIssues } from '../../shared/errors/parse-json.ts'
@@ -163,7 +163,7 @@ program.command('pull')
     // Ctrl-C stops the load and the writing; the files already written under temporary names go.
     const pulled = await interruptible(async signal => {
       const got = await onHome('--home', o.home, async () => await pullModel({
-        baseUrl: o.coordinator, token: await token(o), model: ref.name, version: ref.version, home: o.home, coordinatorKey: o.coordinatorKey,
+        baseUrl: o.coordinator, token: await token(o), tokenFrom: tokenSource(o), model: ref.name, version: ref.version, home: o.home, coordinatorKey: o.coordinatorKey,
         onBlock: (done, total) => bar.update(done, total), signal
       })).finally(() => bar.stop())
       await writeModelFiles(o.out, got.files, signal)
@@ -172,6 +172,7 @@ program.command('pull')
     const r = pulled.report
     console.log(`${pulled.manifest.model}@${pulled.manifest.version} (ledger #${pulled.ledgerIndex}, verified) → ${o.out}: ${pulled.files.map(f => f.path).join(', ')}`)
     console.log(`  ${r.blocks} blocks (${r.fromCache} from cache), ${r.bytesFetched} bytes fetched, ${r.faults.length} shard faults tolerated, ${r.ms.toFixed(0)} ms`)
+    tokenUnused(o, o.home, pulled.keysFetched)
   })
 
 program.command('models')

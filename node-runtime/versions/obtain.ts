@@ -44,6 +44,8 @@ export interface ObtainedVersion extends FetchedModel {
   checkpoint: VerifiedCheckpoint
   /** True when the coordinator was unreachable and local state was used. */
   offline: boolean
+  /** True when data keys were asked of the coordinator (with the token); false when every key was kept here. */
+  keysFetched: boolean
 }
 
 /**
@@ -207,7 +209,7 @@ export async function obtainVersion (ctx: ObtainContext, version: number, signal
   if (a === undefined) throw new IntegrityError(`${label}: not verified against the ledger`)
   const saving = granted
   if (saving !== undefined) await local.saveKeys(saving.fetched, async () => await keepKeys(local, saving.manifest), { replace: askAgain })
-  return { ...fetched, ledgerIndex: a.index, checkpoint: a.checkpoint, offline }
+  return { ...fetched, ledgerIndex: a.index, checkpoint: a.checkpoint, offline, keysFetched: saving !== undefined }
 }
 
 /** The log's trust policy and the checkpoint this runtime now trusts. */

@@ -70,6 +70,12 @@ describe('blockfed CLI', () => {
     expect(Buffer.compare(await readFile(join(out, 'silero_vad_legacy.onnx')), await readFile(SILERO_PATH))).toBe(0)
     const again = await blockfed('pull', 'vad', '--out', join(root, 'out2'), '--coordinator', url, '--data', data, '--home', join(root, 'home'))
     expect(again.stdout).toMatch(/from cache\), 0 bytes fetched/)
+    // The token given was not shown to anyone: said, so a made-up one does not seem to work (review 52a).
+    expect(again.stderr).toBe(`blockfed: --data ${data}'s admin.token was not used: the data keys were kept in ${join(root, 'home')} by an earlier pull or verify, so the coordinator was not asked for them (a fresh --home asks it)\n`)
+    expect(pull.stderr).not.toMatch(/was not used/)
+    const bogus = await blockfed('pull', 'vad', '--out', join(root, 'out3'), '--coordinator', url, '--token', `bf_${'0'.repeat(64)}`, '--home', join(root, 'home'))
+    expect(bogus.code).toBe(0)
+    expect(bogus.stderr).toMatch(/^blockfed: --token was not used: the data keys were kept in /)
     // An ONNX model serves but does not train: versions says so rather than list units a round would refuse.
     expect(versions.stdout).toMatch(/^trainable units of vad@1 \(a round's "trainable"\): none \(this model is onnx; only tfjs layers models train \(local training runs on tfjs-layers\)\)$/m)
   })
@@ -172,6 +178,8 @@ describe('blockfed CLI', () => {
     const refused = await blockfed('pull', 'vad@1', '--out', join(root, 'out-revoked'), '--coordinator', url, '--token', edge, '--home', join(root, 'home-revoked'))
     expect(refused.code).toBe(1)
     expect(refused.stderr).toMatch(/this API token was revoked at/)
+    // Named as the user gave it, not as an AoE config they never wrote.
+    expect(refused.stderr).toMatch(/^blockfed: UnauthenticatedError: vad: the coordinator refused the API token \(from --token\): POST \/v1\/models\/vad\/versions\/1\/keys: this API token was revoked at/)
     // A label stored before labels were checked (or by hand) is listed inert: its controls spelt out.
     const db = new DatabaseSync(join(data, 'coordinator.sqlite'))
     db.prepare('INSERT INTO tokens (token_hash, role, label, created_at) VALUES (?, ?, ?, ?)').run('ff'.repeat(32), 'admin', 'x\u001b[2K\r\nffffffffffffffff  admin  active', new Date().toISOString())

@@ -199,15 +199,15 @@ describe('node runtime', () => {
     const { token: _, ...bare } = config('refused')
     process.env.BLOCKFED_TEST_REFUSED_TOKEN = wrong
     const cases: Array<[Record<string, unknown>, string | undefined, string]> = [
-      [{ ...bare, token: wrong }, undefined, 'its "token"'],
-      [{ ...bare, tokenEnv: 'BLOCKFED_TEST_REFUSED_TOKEN' }, undefined, 'BLOCKFED_TEST_REFUSED_TOKEN (its "tokenEnv")'],
+      [{ ...bare, token: wrong }, undefined, 'the aoe config\'s "token"'],
+      [{ ...bare, tokenEnv: 'BLOCKFED_TEST_REFUSED_TOKEN' }, undefined, 'BLOCKFED_TEST_REFUSED_TOKEN, the aoe config\'s "tokenEnv"'],
       [config('refused'), wrong, 'the runtime\'s token option']
     ]
     try {
       for (const [given, option, from] of cases) {
         const rt = await createNodeRuntime({ dataDir: join(root, 'refused'), accessHistory: false, token: option })
         try {
-          await expect(rt.load(given)).rejects.toThrow(`aoe config for refused: the coordinator refused the API token from ${from}: POST /v1/models/refused/versions/1/keys: unknown API token`)
+          await expect(rt.load(given)).rejects.toThrow(`refused: the coordinator refused the API token (from ${from}): POST /v1/models/refused/versions/1/keys: unknown API token`)
         } finally {
           await rt.stop()
         }
