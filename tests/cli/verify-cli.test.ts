@@ -70,7 +70,6 @@ describe('blockfed verify', () => {
       expect(audit.code).toBe(1)
       expect(audit.stdout).toMatch(/consistent with the checkpoint of size 1 kept in /)
       expect(audit.stdout).toMatch(new RegExp(`from cache, 0 bytes fetched\\)`))
-      expect(audit.stderr).toContain(`blockfed: --data ${data}'s admin.token was not used: the data keys were kept in ${home}`)
       const total = manifest.blocks.length * 6
       expect(audit.stdout).toContain(`  shards     ${total - 3} of ${total} intact (4 of 6 needed per block); the thinnest block(s) ${b0.index} can lose 0 more`)
       for (const [block, shard] of [[b0, 4], [b0, 5], [b1, 1]] as const) {
