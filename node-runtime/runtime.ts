@@ -538,6 +538,16 @@ export async function createNodeRuntime (options: NodeRuntimeOptions): Promise<N
     }
   }
 
+  /**
+   * What in the config's version policy runs the model code's evaluate(), if anything: checked at
+   * load, so a runtime whose code cannot score is refused then, not at every later update
+   * (review 52a: it loaded, served, and never upgraded).
+   */
+  function scoredBy (config: AoeConfig): string | undefined {
+    if (typeof config.upgrade === 'object' && config.upgrade.validate !== undefined && config.pin === undefined) return 'upgrade.validate'
+    return config.rollback?.below === undefined ? undefined : 'rollback.below'
+  }
+
   async function evaluate (serving: Serving, config: AoeConfig, why: string): Promise<number> {
     if (serving.code.evaluate === undefined) throw new InvalidConfigError(`aoe config for ${config.modelName}: ${why} needs model code with evaluate()`)
     const score = await serving.code.evaluate()
@@ -761,6 +771,12 @@ export async function createNodeRuntime (options: NodeRuntimeOptions): Promise<N
       } catch (err) {
         for (const cid of pins) ctx.cache.unpin(cid)
         throw err
+      }
+      const scoring = scoredBy(config)
+      if (scoring !== undefined && serving.code.evaluate === undefined) {
+        for (const cid of pins) ctx.cache.unpin(cid)
+        await retire(serving)
+        throw new InvalidConfigError(`aoe config for ${config.modelName}: ${scoring} scores versions with the model code's evaluate(), and this model's code has none (give createNodeRuntime a codes["${config.modelName}"] whose code has evaluate(), or leave ${scoring} out)`)
       }
       try {
         if (state.current !== fetched.manifest.version) await record(ctx, state.current, fetched.manifest.version, false)

@@ -108,7 +108,9 @@ export async function obtainVersion (ctx: ObtainContext, version: number, signal
   }
 
   const kept = offline ? await local.anchor(version) : undefined
-  if (offline && kept === undefined) throw new UnavailableError(`${label}: the coordinator is unreachable and this version was never verified here`)
+  // Not "never verified here": only the version in use and the one before it keep their anchors
+  // and keys (keepKeys), so an older one verified here once is not kept either (review 52a).
+  if (offline && kept === undefined) throw new UnavailableError(`${label}: the coordinator is unreachable and this version is not kept here (a runtime keeps what verifies the version in use and the one before it, offline); reach the coordinator to go further back`)
 
   const verify = async (signed: SignedManifest): Promise<void> => {
     if (!offline) {

@@ -148,7 +148,7 @@ const fetchSchema = z.strictObject({
 const metric = (what: string): z.ZodNumber => z.number(expecting(what)).min(0, expecting(what)).max(1, expecting(what))
 
 const validateSchema = z.strictObject({
-  margin: metric('a margin from 0 to 1 (a fraction of the metric, e.g. 0.005)').default(0)
+  margin: metric('a margin from 0 to 1, in the metric\'s own units (added to the current score, e.g. 0.005)').default(0)
     .meta({ description: 'The candidate must score at least this much above the current version.' })
 }, expecting('an object { margin }'))
 

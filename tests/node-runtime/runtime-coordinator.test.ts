@@ -217,6 +217,45 @@ describe('node runtime', () => {
     }
   }, 60_000)
 
+  it('rolls back offline to the version before the one in use, and says that an older one is not kept (review 52a: "never verified here")', async () => {
+    const own = await createCoordinator({ dataDir: join(root, 'offline-coordinator'), port: 0 })
+    const ownUrl = await own.start()
+    const ownAdmin = coordinatorClient({ baseUrl: ownUrl, token: own.adminToken })
+    for (const seed of [21, 22, 23]) await ownAdmin.ingest('kept', await files(seed))
+    const aoe = { version: '1', runtime: 'tfjs', source: 'blockfed', modelDir: 'kept', modelName: 'kept', updateURL: ownUrl, token: await ownAdmin.createToken('edge') }
+    const dataDir = join(root, 'offline-runtime')
+    // Versions 1, 2 and 3 verified here in turn.
+    for (const pin of [1, 2, 3]) {
+      const rt = await createNodeRuntime({ dataDir, accessHistory: false })
+      expect((await rt.load({ ...aoe, pin })).manifest.version).toBe(pin)
+      await rt.stop()
+    }
+    await own.stop()
+    const rt = await createNodeRuntime({ dataDir, accessHistory: false })
+    try {
+      await expect(rt.rollback(aoe, 1)).rejects.toThrow('kept@1: the coordinator is unreachable and this version is not kept here (a runtime keeps what verifies the version in use and the one before it, offline); reach the coordinator to go further back')
+      expect(await rt.rollback(aoe, 2)).toMatchObject({ action: 'rolled-back', from: 3, to: 2, bytesFetched: 0 })
+    } finally {
+      await rt.stop()
+    }
+  }, 60_000)
+
+  it('refuses at load a version policy that scores versions when the model code has no evaluate(), and frees what it set up (review 52a)', async () => {
+    await admin.ingest('unscored', await files(5))
+    const released: number[] = []
+    const rt = await createNodeRuntime({ dataDir: join(root, 'unscored'), accessHistory: false, codes: { unscored: () => { const code = tfjsPassthrough(); return { ...code, release: () => { released.push(1); code.release() } } } } })
+    try {
+      for (const [policy, named] of [[{ upgrade: { validate: { margin: 0.01 } } }, 'upgrade.validate'], [{ rollback: { below: 0.9 } }, 'rollback.below']] as const) {
+        await expect(rt.load({ ...config('unscored'), ...policy })).rejects.toThrow(`aoe config for unscored: ${named} scores versions with the model code's evaluate(), and this model's code has none (give createNodeRuntime a codes["unscored"] whose code has evaluate(), or leave ${named} out)`)
+      }
+      expect(released).toEqual([1, 1])
+      // Pinned, validation never runs: no refusal.
+      expect((await rt.load({ ...config('unscored'), pin: 1, upgrade: { validate: { margin: 0.01 } } })).manifest.version).toBe(1)
+    } finally {
+      await rt.stop()
+    }
+  }, 60_000)
+
   it('closes its HTTP block sources\' keep-alive sockets on stop', async () => {
     await admin.ingest('sockets', await files(3))
     // Every socket a node:http agent opens (the block sources'; fetch's pool is not an agent).
