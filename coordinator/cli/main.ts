@@ -26,7 +26,7 @@ import { mnistSplit } from '../../node-runtime/data/mnist.ts'
 import { mnistAccuracy, mnistMlp, modelFiles, trainMnistMlp } from '../../node-runtime/examples/mnist-mlp.ts'
 import { tfjsBackend } from '../../node-runtime/engines/tfjs.ts'
 import { describeTarget, describeGap, simulate, SIMULATION_DEFAULTS, type RoundReport } from './simulate.ts'
-import { interruptible, stopThenExit } from './interrupt.ts'
+import { EXIT_SIGPIPE, interruptible, stopThenExit } from './interrupt.ts'
 import { firstStartCleaned, folderOption, onHome } from './paths.ts'
 import { createDecryptor } from '../decryptor/decryptor.ts'
 import { DECRYPTOR_TOKEN_ENV } from '../decryptor/constants.ts'
@@ -354,6 +354,15 @@ function unreachableHint (): string {
   if (takes('--config')) return '; is a coordinator running there? The AoE config\'s updateURL names it'
   return '; is a coordinator running there?'
 }
+
+// Output piped into a reader that left (`rounds start --wait | head -2`): the command ends as a
+// shell expects (141, SIGPIPE) instead of crashing on an unhandled 'error' with a stack trace
+// (review 52a). Long-running commands add their own listener (interrupt.ts), which cleans up first.
+process.stdout.on('error', (err: NodeJS.ErrnoException) => {
+  if (process.stdout.listenerCount('error') > 1) return
+  if (err.code !== 'EPIPE') throw err
+  process.exit(EXIT_SIGPIPE)
+})
 
 try {
   await program.parseAsync()

@@ -82,6 +82,17 @@ describe('blockfed CLI', () => {
     expect(versions.stdout).toMatch(/^trainable units of vad@1 \(a round's "trainable"\): none \(this model is onnx; only tfjs layers models train \(local training runs on tfjs-layers\)\)$/m)
   })
 
+  it('ends with 141 and no stack trace when its output is closed under it (`rounds start --wait | head -2`: review 52a)', async () => {
+    const child = spawn(process.execPath, [CLI, 'models', '--coordinator', url], { stdio: ['ignore', 'pipe', 'pipe'] })
+    // What `head` does once it has read what it wanted: before anything is written here.
+    child.stdout.destroy()
+    let stderr = ''
+    child.stderr.on('data', (c: Buffer) => { stderr += c.toString() })
+    const code = await new Promise(resolve => child.on('exit', resolve))
+    expect(stderr).toBe('')
+    expect(code).toBe(141)
+  })
+
   it('rejects bad arguments with a one-line reason and a non-zero exit', async () => {
     const cases: Array<[string[], RegExp]> = [
       [['ingest', SILERO_PATH, '--name', 'Bad Name!', '--coordinator', url], /--name.*lowercase/],
