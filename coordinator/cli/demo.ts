@@ -17,7 +17,7 @@ export async function runDemo ({ rounds, runtimes, secure, signal }: { rounds: n
   const bar = tty ? new cliProgress.SingleBar({ format: 'round {round} {bar} {value}/{total} steps | {stage}', stream: process.stderr, hideCursor: true, clearOnComplete: true }, cliProgress.Presets.shades_classic) : undefined
   let steps = 0
   let round = 0
-  console.log(`blockfed demo: ${runtimes} Node runtimes, 2 digit classes each (non-IID), ${rounds} rounds, secure aggregation: ${secure}`)
+  console.log(`blockfed demo: ${runtimes} Node runtimes, 2 digit classes each (non-IID), ${rounds} round(s), secure aggregation: ${secure}`)
   const d = SIMULATION_DEFAULTS
   console.log(`model: MLP 784-${d.hidden.join('-')}-10 (tfjs); test set: 2,000 held-out digits`)
   const skew = d.labelSkew?.method ?? 'none'
@@ -45,8 +45,8 @@ export async function runDemo ({ rounds, runtimes, secure, signal }: { rounds: n
       }
     })
     console.log('')
-    console.log(`federated   ${summary.finalAccuracy === null ? '-' : `${(summary.finalAccuracy * 100).toFixed(2)}%`} after ${summary.rounds} rounds (${describeTarget(summary)})`)
-    if (summary.centralised !== null) console.log(`centralised ${(summary.centralised.accuracy * 100).toFixed(2)}% — same model, pooled data, ${summary.centralised.epochs} epochs (gap ${describeGap(summary)})`)
+    console.log(`federated   ${summary.finalAccuracy === null ? '-' : `${(summary.finalAccuracy * 100).toFixed(2)}%`} after ${summary.rounds} round(s) (${describeTarget(summary)})`)
+    if (summary.centralised !== null) console.log(`centralised ${(summary.centralised.accuracy * 100).toFixed(2)}% — same model, pooled data, ${summary.centralised.epochs} epoch(s) (gap ${describeGap(summary)})`)
     return summary
   } finally {
     bar?.stop()

@@ -118,6 +118,9 @@ async function auditStore (manifest: Manifest, at: { coordinator: string, dataDi
   const thinnest = audit.blocks.filter(b => b.spare === least).map(b => b.index)
   console.log(`  shards     ${audit.shardsChecked - audit.faults.length} of ${audit.shardsChecked} intact (${k} of ${k + m} needed per block); ${least < 0 ? `block(s) ${thinnest.join(', ')} cannot be rebuilt` : `the thinnest block(s) ${thinnest.join(', ')} can lose ${least} more`}`)
   for (const f of audit.faults) console.log(`  fault      block ${f.block} shard ${f.shard} (${f.cid}): ${f.reason}`)
+  // Over HTTP the coordinator may answer from its memory copies: a clean audit there does not
+  // vouch for its disk (review 52a: a damaged file passed as "6 of 6 intact").
+  if (at.dataDir === undefined) console.log(`  (as ${at.coordinator} serves them; shards it served lately may come from its memory: --data DIR audits its disk)`)
   if (audit.faults.length > 0) throw new IntegrityError(`${manifest.model}@${manifest.version}: ${audit.faults.length} of ${audit.shardsChecked} shards missing or damaged in ${where}`)
 }
 
@@ -175,7 +178,7 @@ export function ledgerCommands (program: Command): void {
         console.log(`${name}@${v.version}  parent ${v.parent ?? '-'}  ledger #${v.ledgerIndex ?? '-'}${v.covered ? '' : ' (not yet in a checkpoint)'}  ${v.blocks} blocks  ${v.weightBytes} bytes  ${v.createdAt}  ${v.round === null ? 'ingest' : `round ${v.round}`}  ${v.manifestCid}${describeVerdicts(verdicts.get(v.version))}`)
       }
       console.log(`trainable units of ${name}@${latest?.version ?? '-'} (a round's "trainable"): ${untrainable !== undefined ? `none (${untrainable})` : units.length === 0 ? 'none (no plain float32 tensors)' : units.join(', ')}`)
-      console.log(describeLevels(`${name}@${latest?.version ?? '-'}`, levels))
+      console.log(describeLevels(`${name}@${latest?.version ?? '-'}`, levels, o.units === true))
       if (o.units === true) for (const [unit, level] of levels) console.log(`  ${unit}  ${level}`)
       console.log(describeChannels(channels))
       console.log(`checkpoint ${checkpoint.origin} size ${checkpoint.size} root ${toBase64(checkpoint.root)}`)
@@ -312,15 +315,16 @@ export function ledgerCommands (program: Command): void {
     })
 }
 
-/** One line: the units at each level other than the default, and how many are at the default. */
-function describeLevels (version: string, levels: ReadonlyMap<string, string>): string {
+/** One line: the units at each level other than the default, and how many are at the default; `listed`: the lines below list every unit. */
+function describeLevels (version: string, levels: ReadonlyMap<string, string>, listed: boolean): string {
+  const hint = listed ? ':' : ' (--units lists them)'
   const by = new Map<string, string[]>()
   for (const [unit, level] of levels) by.set(level, [...(by.get(level) ?? []), unit])
   const atDefault = by.get(DEFAULT_ACCESS_LEVEL)?.length ?? 0
   by.delete(DEFAULT_ACCESS_LEVEL)
-  if (by.size === 0) return `access levels of ${version}: every unit (${atDefault}) at ${DEFAULT_ACCESS_LEVEL} (--units lists them)`
+  if (by.size === 0) return `access levels of ${version}: every unit (${atDefault}) at ${DEFAULT_ACCESS_LEVEL}${hint}`
   const raised = [...by].sort(([a], [b]) => a.localeCompare(b)).map(([level, list]) => `${level}: ${list.slice(0, 10).join(', ')}${list.length > 10 ? `, … (${list.length})` : ''}`)
-  return `access levels of ${version}: ${raised.join('; ')}; ${atDefault} unit(s) at ${DEFAULT_ACCESS_LEVEL} (--units lists them)`
+  return `access levels of ${version}: ${raised.join('; ')}; ${atDefault} unit(s) at ${DEFAULT_ACCESS_LEVEL}${hint}`
 }
 
 /** What runtimes said of a version, when any did: `  rejected by 2 runtime(s), rolled back from by 1`. */

@@ -21,6 +21,9 @@ export async function tokenHash (token: string): Promise<string> {
 }
 
 /** A token's id: the start of its hash. */
+/** "a publisher", "an admin", "an edge". */
+const withArticle = (word: string): string => `${/^[aeiou]/.test(word) ? 'an' : 'a'} ${word}`
+
 export function tokenIdOf (hash: string): string {
   return hash.slice(0, TOKEN_ID_CHARS)
 }
@@ -38,11 +41,11 @@ export async function mintToken (): Promise<{ token: string, hash: string }> {
 export async function issueToken (repo: Repository, role: string, label: string | null, expiresInSeconds?: number, scope: TokenScope = {}): Promise<{ token: string, id: string, expiresAt: string | null, models: string[] | null, levels: string[] }> {
   const { models = null, levels = [] } = scope
   if (!Object.hasOwn(ROLES, role)) throw new InvalidInputError(`unknown role "${role}"; roles: ${Object.keys(ROLES).join(', ')}`)
-  if (levels.length > 0 && ROLES[role]?.access.includes('*') === true) throw new InvalidInputError(`levels: a ${role} token reads every access level already`)
+  if (levels.length > 0 && ROLES[role]?.access.includes('*') === true) throw new InvalidInputError(`levels: ${withArticle(role)} token reads every access level already`)
   const checkedLevels = levels.length === 0 ? undefined : tokenLevelsSchema.safeParse(levels)
   if (checkedLevels?.success === false) throw new InvalidInputError(`levels: ${checkedLevels.error.issues.map(i => `${i.path.join('.') || 'list'}: ${i.message}`).join('; ')}`)
   // A token that makes tokens could make one for every model: a limit on it would hold nothing.
-  if (models !== null && ROLES[role]?.tokens === true) throw new InvalidInputError(`models: a ${role} token makes tokens, which may open every model; it cannot be limited to models`)
+  if (models !== null && ROLES[role]?.tokens === true) throw new InvalidInputError(`models: ${withArticle(role)} token makes tokens, which may open every model; it cannot be limited to models`)
   const checked = models === null ? undefined : tokenModelsSchema.safeParse(models)
   if (checked?.success === false) throw new InvalidInputError(`models: ${checked.error.issues.map(i => `${i.path.join('.') || 'list'}: ${i.message}`).join('; ')}`)
   const { token, hash } = await mintToken()

@@ -396,13 +396,24 @@ export function roundManager (deps: RoundManagerDeps): RoundManager {
    * this base version in this mode (shared/rounds/one-update.ts: they would decline), so a retry
    * after a failed round goes to the others.
    */
-  function eligible (request: RoundRequest, baseVersion: number, levels: readonly string[]): { ids: string[], givenAtBase: number, lackLevels: number } {
+  function eligible (request: RoundRequest, baseVersion: number, levels: readonly string[]): { ids: string[], givenAtBase: number, lackLevels: number, otherModels: number, inRounds: number, resting: number } {
     const { model, selection: { cooldownMs } } = request
     const now = Date.now()
     let givenAtBase = 0
     let lackLevels = 0
+    // Counted so that "0 eligible" says where the connected clients are (review 52a).
+    let otherModels = 0
+    let inRounds = 0
+    let resting = 0
     const ids = deps.hub().clients().filter(c => {
-      if (!c.models.includes(model) || busy.has(c.id)) return false
+      if (!c.models.includes(model)) {
+        otherModels++
+        return false
+      }
+      if (busy.has(c.id)) {
+        inRounds++
+        return false
+      }
       // Training needs the whole base model: a token that may not read some of its blocks
       // (review 50a M2) would fail the round at its fetch.
       const reads = c.reads ?? [DEFAULT_ACCESS_LEVEL]
@@ -415,9 +426,11 @@ export function roundManager (deps: RoundManagerDeps): RoundManager {
         return false
       }
       const last = deps.store.lastParticipation(c.id)
-      return last === undefined || now - last >= cooldownMs
+      if (last === undefined || now - last >= cooldownMs) return true
+      resting++
+      return false
     }).map(c => c.id)
-    return { ids, givenAtBase, lackLevels }
+    return { ids, givenAtBase, lackLevels, otherModels, inRounds, resting }
   }
 
   function fail (roundId: string, reason: string): void {
@@ -466,7 +479,7 @@ export function roundManager (deps: RoundManagerDeps): RoundManager {
     if (other !== undefined) throw new RoundRunningError(`model ${request.model}: ${other} is still running; one round per model at a time, since of two rounds from one base version only the first to finish could publish`)
     const base = roundBase(request)
     const { levels } = base
-    const { ids: candidates, givenAtBase, lackLevels } = eligible(request, base.row.version, levels)
+    const { ids: candidates, givenAtBase, lackLevels, otherModels, inRounds, resting } = eligible(request, base.row.version, levels)
     // A masking round with fewer clients could only fail at its first stage (secagg/server.ts),
     // and any round with fewer than minUploads at its deadline; clients also size their DP
     // noise for minUploads, and refuse an offer selecting fewer (participant.ts).
@@ -475,10 +488,13 @@ export function roundManager (deps: RoundManagerDeps): RoundManager {
     if (candidates.length < least) {
       const given = (givenAtBase === 0 ? '' : ` (${givenAtBase} more already uploaded from version ${base.row.version} to a round that failed or did not take the upload, and give one update per base version)`) +
         (lackLevels === 0 ? '' : ` (${lackLevels} more connected with tokens that may not read every block of version ${base.row.version}, which has blocks at ${levels.filter(l => l !== DEFAULT_ACCESS_LEVEL).join(', ')}: give those runtimes tokens made with those levels, token create edge --level)`)
+      const elsewhere = (otherModels === 0 ? '' : ` (${otherModels} more connected for other models only: a runtime trains the models its participant names)`) +
+        (inRounds === 0 ? '' : ` (${inRounds} more in another model's round)`) +
+        (resting === 0 ? '' : ` (${resting} more took part less than selection.cooldownMs ago)`)
       const why = least === request.selection.minClients ? '' : least === masking ? ` (masking needs ${MIN_MASKING_CLIENTS})` : ` (selection.minUploads)`
       // The remedy named where the lock-out shows (review 49f): the README's alone was missed.
       const remedy = givenAtBase === 0 ? '' : `; those that uploaded train again from a new version (ingest changed weights: the same files are the same version)`
-      throw new TooFewClientsError(`round for ${request.model} not started: ${candidates.length} eligible client(s) connected${given}, at least ${least} needed${why}${remedy}`)
+      throw new TooFewClientsError(`round for ${request.model} not started: ${candidates.length} eligible client(s) connected${given}${elsewhere}, at least ${least} needed${why}${remedy}`)
     }
     const count = Math.min(request.selection.maxClients, Math.max(least, Math.ceil(request.selection.fraction * candidates.length)))
     const selected = sample(candidates, count)

@@ -92,6 +92,11 @@ describe('blockfed verify', () => {
       expect(hot.code).toBe(1)
       expect(hot.stdout).toContain(`  fault      block ${b0.index} shard 0 (${b0.shards.cids[0] as string}): IntegrityError: blocks/`)
       expect(hot.stderr).toMatch(/IntegrityError: m@1: 1 of \d+ shards missing or damaged in /)
+      expect(hot.stdout).not.toContain('as the coordinator serves them')
+      // Over HTTP it may pass on the coordinator's memory copy: it says what it audited (review 52a).
+      const token = (await readFile(join(data, 'admin.token'), 'utf8')).trim()
+      const served = await blockfed('verify', 'm@1', '--coordinator', url, '--token', token, '--home', home, '--shards')
+      expect(served.stdout).toContain(`  (as ${url} serves them; shards it served lately may come from its memory: --data DIR audits its disk)`)
       await flip(data, b0.shards.cids[0] as string)
 
       // A mistyped model: refused, and nothing of it left in HOME (before: verify/@nope/).

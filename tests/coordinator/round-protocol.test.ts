@@ -552,6 +552,13 @@ describe('masking rounds too small to run', () => {
       const request = { model: 'mnist', trainable: ['head'], secure: { mode: 'masking' as const }, selection: { minClients: 2 } }
       await expect(c.rounds.start(request)).rejects.toThrow(TooFewClientsError)
       await expect(c.rounds.start(request)).rejects.toThrow('round for mnist not started: 2 eligible client(s) connected, at least 3 needed (masking needs 3)')
+      // Clients connected for another model are said to be there (review 52a: "0 eligible" alone).
+      const other = await rawClient(at, token, ['other-model'])
+      try {
+        await expect(c.rounds.start(request)).rejects.toThrow('round for mnist not started: 2 eligible client(s) connected (1 more connected for other models only: a runtime trains the models its participant names), at least 3 needed (masking needs 3)')
+      } finally {
+        other.close()
+      }
       await expect(c.rounds.start({ ...request, selection: { minClients: 2, maxClients: 2 } })).rejects.toThrow('selection.maxClients 2: masking needs at least 3 clients')
       expect([...a.messages, ...b.messages].filter(m => m.type === 'offer')).toEqual([])
     } finally {

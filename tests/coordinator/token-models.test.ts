@@ -53,7 +53,7 @@ describe('an API token limited to models', () => {
     expect(listed.models).toEqual(['kiosk-*'])
     expect((await api('GET', '/v1/tokens', admin)).json.tokens.find((t: { adminFile: boolean }) => t.adminFile).models).toBeNull()
     const asAdmin = await api('POST', '/v1/tokens', admin, { role: 'admin', models: ['kiosk-a'] })
-    expect(asAdmin).toMatchObject({ status: 400, json: { error: 'InvalidInputError', message: 'models: a admin token makes tokens, which may open every model; it cannot be limited to models' } })
+    expect(asAdmin).toMatchObject({ status: 400, json: { error: 'InvalidInputError', message: 'models: an admin token makes tokens, which may open every model; it cannot be limited to models' } })
     // kiosk* would also open kiosks-admin: a prefix ends in a separator (review 49d).
     for (const models of [['Kiosk'], ['kiosk*a'], ['*'], [], ['kiosk*'], ['-*']]) {
       const bad = await api('POST', '/v1/tokens', admin, { role: 'edge', models })

@@ -627,6 +627,8 @@ describe('rounds (mode masking)', () => {
       // When their disconnect is seen before the masked inputs close, they are not survivors at
       // all, and the round fails there for the same reason: fewer than t neighbours left.
       expect(summary.reason).toMatch(/has \d (neighbours able to unmask .*|surviving neighbours), fewer than the threshold \d/)
+      // The server's reason alone: it read "round r_… failed: round r_… failed: survivor …" (review 52a).
+      expect(summary.reason).toMatch(/^(survivor|dropped client) \S+ has /)
       expect(c.repo.latest('mnist')?.version).toBe(1)
     } finally {
       await stopParticipants(ps)

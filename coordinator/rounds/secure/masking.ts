@@ -17,6 +17,7 @@ import { InvalidInputError } from '../../../shared/errors/errors.ts'
 import { createMaskingServer, restoreMaskingServer, type MaskingServer, type MaskingServerSnapshot } from '../../../aggregation/secagg/server.ts'
 import { graphConfig } from '../../../shared/rounds/secagg-graph.ts'
 import { gate, type Gate } from '../gate.ts'
+import { RoundFailure } from '../failure.ts'
 import { asRingVector } from './none.ts'
 import type { SecureRoundServer } from './types.ts'
 
@@ -33,13 +34,26 @@ export async function maskingServer (config: RoundConfig, snapshot: unknown): Pr
     })
     : await restoreMaskingServer({ state: (snapshot as StoredSnapshot).state, maskedSum: fromBase64((snapshot as StoredSnapshot).maskedSum) })
   let waiting: Gate | undefined
+  /**
+   * Runs a step of the server; a round the server failed is reported by its bare reason (the
+   * server's own error names the round too, and the reason read "round r_… failed: round r_…
+   * failed: …": review 52a).
+   */
+  const step = async <T>(run: () => Promise<T>): Promise<T> => {
+    try {
+      return await run()
+    } catch (err) {
+      if (server.stage === 'failed' && server.failure !== undefined) throw new RoundFailure(server.failure)
+      throw err
+    }
+  }
   // Clients gone from the round (disconnect or deadline): no gate waits for them.
   const dropped = new Set<string>()
 
   return {
     mode: 'masking',
     uploadBytes: config.vectorLength * 4,
-    async setup (accepted, io) {
+    setup: async (accepted, io) => await step(async () => {
       const waitFor = (ids: string[]): Promise<unknown> => {
         waiting = gate(ids.filter(id => !dropped.has(id)), config.deadlines.setupMs, io.signal)
         return waiting.done
@@ -60,7 +74,7 @@ export async function maskingServer (config: RoundConfig, snapshot: unknown): Pr
       for (const id of shared) io.send(id, server.inboxFor(id))
       waiting = undefined
       return shared
-    },
+    }),
     async message (clientId, payload) {
       const type = (payload as { type?: unknown } | null)?.type
       if (type === 'secagg/advertise') {
@@ -97,7 +111,7 @@ export async function maskingServer (config: RoundConfig, snapshot: unknown): Pr
     checkUpload (clientId, payload) {
       server.receiveMasked(clientId, asRingVector(payload, config.vectorLength, 'masked upload'))
     },
-    async sum (uploads, io) {
+    sum: async (uploads, io) => await step(async () => {
       if (server.stage === 'mask') {
         // After a restart the snapshot may predate some uploads the database kept: add them back.
         const counted = new Set(server.snapshot().state.masked)
@@ -120,7 +134,7 @@ export async function maskingServer (config: RoundConfig, snapshot: unknown): Pr
       }
       if (server.stage === 'unmask' && !server.ready()) await ask(server.answerers(), id => server.unmaskRequestFor(id), until - Date.now())
       return await server.finish()
-    },
+    }),
     drop (clientId) {
       dropped.add(clientId)
       waiting?.settle(clientId)
