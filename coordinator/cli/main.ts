@@ -263,11 +263,14 @@ program.command('decryptor')
       process.stdin.resume()
     }
     const clients = o.clientsFile === undefined ? undefined : await readClientsFile(resolve(o.clientsFile))
-    decryptor = createDecryptor({ dataDir: resolve(o.data), port: o.port, host: o.host, minClients: o.minClients, token: o.token, ...(o.keyBits === undefined ? {} : { keyBits: o.keyBits }), ...(clients === undefined ? {} : { clients }) })
-    const at = await decryptor.start().catch((err: unknown) => { throw listenFailure(err, o.host, o.port) })
+    // A first start that fails (the port taken) leaves no data dir, and no new private key in it,
+    // behind, as the coordinator's and the witness's do not (review 52a).
+    const made = createDecryptor({ dataDir: resolve(o.data), port: o.port, host: o.host, minClients: o.minClients, token: o.token, ...(o.keyBits === undefined ? {} : { keyBits: o.keyBits }), ...(clients === undefined ? {} : { clients }) })
+    decryptor = made
+    const at = await firstStartCleaned(o.data, async () => await made.start().catch((err: unknown) => { throw listenFailure(err, o.host, o.port) }))
     if (stopping) return
     console.log(`blockfed decryptor listening on ${at}`)
-    console.log(`  key id       ${decryptor.keyId}`)
+    console.log(`  key id       ${made.keyId}`)
   })
 
 program.command('simulate')

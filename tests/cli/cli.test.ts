@@ -433,6 +433,21 @@ describe('blockfed coordinator', () => {
     expect(existsSync(join(root, 'second'))).toBe(false)
   })
 
+  it('decryptor: a first start on a taken port leaves no data dir, and no new private key in one (review 52a)', async () => {
+    const taken = createServer()
+    await new Promise<void>(resolve => taken.listen(0, '127.0.0.1', resolve))
+    const busy = (taken.address() as AddressInfo).port
+    try {
+      const data = join(root, 'decryptor-first-start')
+      const { code, stderr } = await blockfed('decryptor', '--data', data, '--port', String(busy), '--key-bits', '1024')
+      expect(stderr).toBe(`blockfed: InvalidInputError: --port ${busy}: 127.0.0.1:${busy} is already in use (another blockfed, or another program); give another --port, or --port 0 for any free one\n`)
+      expect(code).toBe(1)
+      expect(existsSync(data)).toBe(false)
+    } finally {
+      taken.close()
+    }
+  })
+
   it('names the flag of an address it cannot listen on, and a failed first start leaves no data dir (review 46a)', async () => {
     const taken = createServer()
     await new Promise<void>(resolve => taken.listen(0, '127.0.0.1', resolve))
