@@ -138,6 +138,12 @@ function wsUrl (base: string): string {
 
 /** Upgrade refusals the coordinator's hub gives that asking again will not change (hub.ts). */
 const LASTING_REFUSALS = new Set([400, 401, 403, 404])
+/**
+ * The backoff's cap while the last attempt met a lasting refusal (a revoked, expired or unknown
+ * token, a role that may not train): still retried, since a proxy's 403 may pass, but not every
+ * few seconds for ever (review 52a: 97 refusals in 6 minutes from a revoked token's runtimes).
+ */
+export const REFUSED_RECONNECT_MAX_MS = 5 * 60_000
 
 /**
  * Why an upgrade was refused, from its body: the coordinator's `{ error, message }` gives its
@@ -197,6 +203,8 @@ export function createParticipant (options: ParticipantOptions): Participant {
   let failures = 0
   /** A lasting refusal was said on stderr (once: without an onEvent listener nothing else shows it). */
   let saidRefusal = false
+  /** This attempt met a lasting refusal: the wait before the next backs off up to REFUSED_RECONNECT_MAX_MS. */
+  let refusedForGood = false
   /** `ready()` calls waiting: called with nothing once welcomed, or with why the wait is over. */
   const waiters = new Set<(err?: Error) => void>()
   const wake = (err?: Error): void => {
@@ -250,6 +258,7 @@ export function createParticipant (options: ParticipantOptions): Participant {
   function connect (): void {
     const ws = new WebSocket(wsUrl(options.url), [ROUNDS_SUBPROTOCOL], { headers: { authorization: `Bearer ${options.token}` }, maxPayload: 256 << 20, handshakeTimeout: 10_000 })
     socket = ws
+    refusedForGood = false
     // A refusal (401, 403, another protocol version) says why in its body; ws would report only the status.
     let refused = false
     ws.on('unexpected-response', (_req, res) => {
@@ -264,6 +273,7 @@ export function createParticipant (options: ParticipantOptions): Participant {
         // role that may not train) is refused again: whoever waits for this participant to be
         // ready hears it now. Other statuses (a proxy's 429 or 503) may pass; the wait goes on.
         if (LASTING_REFUSALS.has(res.statusCode ?? 0)) {
+          refusedForGood = true
           wake(new AccessDeniedError(`participant ${id.slice(0, 8)}: ${message}`))
           // Nobody listening: a participant refused for good would retry unseen for ever (review 40a).
           if (options.onEvent === undefined && !saidRefusal) console.error(`blockfed: participant ${id.slice(0, 8)}: ${message}; it keeps trying`)
@@ -305,7 +315,8 @@ export function createParticipant (options: ParticipantOptions): Participant {
       // Backoff with jitter: a fleet that lost its coordinator does not come back in one burst,
       // and one that keeps being refused does not knock every second.
       // `current` is, here, a masking round this runtime uploaded to and keeps (above).
-      reconnectTimer = setTimeout(connect, reconnectDelay(failures++, options.reconnectMs ?? 1000, options.reconnectMaxMs ?? 5000, Math.random(), current !== undefined))
+      const maxMs = Math.max(options.reconnectMaxMs ?? 5000, refusedForGood ? REFUSED_RECONNECT_MAX_MS : 0)
+      reconnectTimer = setTimeout(connect, reconnectDelay(failures++, options.reconnectMs ?? 1000, maxMs, Math.random(), current !== undefined))
     })
   }
 

@@ -6,10 +6,11 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { mkdtemp, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { request } from 'node:http'
+import { createServer, request } from 'node:http'
+import type { AddressInfo } from 'node:net'
 import { WebSocketServer } from 'ws'
 import { createCoordinator, type Coordinator } from '../../../coordinator/coordinator.ts'
-import { createParticipant, reconnectDelay, type ParticipantEvent } from '../../../node-runtime/fl/participant.ts'
+import { createParticipant, reconnectDelay, REFUSED_RECONNECT_MAX_MS, type ParticipantEvent } from '../../../node-runtime/fl/participant.ts'
 import { generateSigningKey } from '../../../shared/crypto/sign.ts'
 import { ROUNDS_SUBPROTOCOL } from '../../../shared/rounds/messages.ts'
 
@@ -200,6 +201,40 @@ describe('refusals and reconnects', () => {
       console.error = original
     }
     expect(said).toEqual([expect.stringMatching(/^blockfed: participant [0-9a-f]{8}: the coordinator refused the connection: 403 this API token may not take part in rounds: only edge-role tokens train .*; it keeps trying$/)])
+  })
+
+  it('refused for good (a revoked token), backs off past reconnectMaxMs toward minutes instead of knocking every few seconds (review 52a)', async () => {
+    let attempts = 0
+    const body = JSON.stringify({ error: 'UnauthenticatedError', message: 'this API token was revoked at 2026-11-24T00:00:00.000Z' })
+    const server = createServer()
+    server.on('upgrade', (_req, socket) => {
+      attempts++
+      socket.end(`HTTP/1.1 401 Unauthorized\r\ncontent-type: application/json\r\ncontent-length: ${Buffer.byteLength(body)}\r\nconnection: close\r\n\r\n${body}`)
+    })
+    await new Promise<void>(resolve => server.listen(0, '127.0.0.1', resolve))
+    const participant = createParticipant({
+      url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`,
+      token: 'bf_revoked',
+      identity: generateSigningKey(),
+      models: { mnist: { data: () => { throw new Error('no round is expected here') } } },
+      fetchVersion: async () => { throw new Error('no round is expected here') },
+      onEvent: () => {},
+      reconnectMs: 20,
+      reconnectMaxMs: 40
+    })
+    try {
+      await participant.start()
+      await expect(participant.ready(10_000)).rejects.toThrow('401 this API token was revoked at')
+      await new Promise(resolve => setTimeout(resolve, 1200))
+    } finally {
+      await participant.stop()
+      await new Promise(resolve => server.close(resolve))
+    }
+    // Waits of at least 10, 20, 40, … 640 ms (half of each doubling one is fixed): at most 8
+    // attempts in 1.2 s. Capped at reconnectMaxMs (40 ms), as before, it made 30 or more.
+    expect(attempts).toBeGreaterThan(1)
+    expect(attempts).toBeLessThanOrEqual(8)
+    expect(REFUSED_RECONNECT_MAX_MS).toBe(300_000)
   })
 
   it('backs off exponentially to its cap, with half of each wait random', () => {
