@@ -39,6 +39,7 @@ import { anchorExisting } from './ledger/anchor-existing.ts'
 import { witnessCosigner, type WitnessEndpoint, type WitnessStatus } from './ledger/witnesses.ts'
 import { answerAdmission } from './answers.ts'
 import { createOrigin, type Origin, type OriginCounters } from './p2p/origin.ts'
+import { keepListen, keptListen } from './p2p/kept-listen.ts'
 import type { IngestResult as Published } from '../shared/client/api-schemas.ts'
 import { COORDINATOR_DATABASE, DEFAULT_ERASURE, DEFAULT_HOST, DEFAULT_MAX_SERVING_BYTES, DEFAULT_MAX_UPLOAD_BYTES, DEFAULT_PORT, ROUND_HANDSHAKE_MS, ROUND_MAX_FRAME_BYTES, ROUND_PING_MS, SERVE_TIMEOUT_MS, WITNESS_GRACE_MS, WITNESS_RETRY_MS } from './constants.ts'
 
@@ -79,6 +80,8 @@ export interface CoordinatorOptions {
    * Off when absent; the CLI turns it on by default.
    */
   p2p?: { listen?: string[], superSeed?: boolean }
+  /** What an operator should know that is no failure (the p2p node could not listen where it did last time). */
+  onNotice?: (message: string) => void
   /** Cap on the bytes of blocks and shards the coordinator sends per second, HTTP and p2p together. */
   uploadBytesPerSecond?: number
   /** Bytes of block and shard answers under way at once, HTTP and p2p together; more are answered "busy". */
@@ -283,9 +286,32 @@ async function openCoordinator (options: CoordinatorOptions, partitionOptions: P
     }
   }
 
+  /**
+   * The p2p node, on the addresses given, else on those of the last start (kept-listen.ts), else
+   * on OS-chosen ports; the addresses it then listens on are kept for the next start.
+   */
+  async function startOrigin (p2p: NonNullable<CoordinatorOptions['p2p']>, answers: ReturnType<typeof answerAdmission>): Promise<Origin> {
+    const start = async (listen: string[] | undefined): Promise<Origin> => await createOrigin({ seed: identity.signing.secretKey, files, answers, ...p2p, listen })
+    if (p2p.listen !== undefined) return await start(p2p.listen)
+    const kept = await keptListen(dataDir)
+    let started: Origin
+    try {
+      started = await start(kept)
+    } catch (err) {
+      if (kept === undefined) throw err
+      // libp2p's message is a paragraph with stack traces: the failing addresses' lines alone.
+      const message = (err as Error).message
+      const why = message.split('\n').map(line => line.trim()).filter(line => /^\/\S+: /.test(line)).join('; ')
+      options.onNotice?.(`p2p: the addresses of the last start (${kept.join(', ')}) cannot be listened on (${why === '' ? message.split('\n')[0] : why}); it listens on new ports: runtimes whose peers.bootstrap names the old ones need the new addresses (or give --p2p-listen)`)
+      started = await start(undefined)
+    }
+    await keepListen(dataDir, started.addresses())
+    return started
+  }
+
   async function startServing (): Promise<string> {
     const answers = answerAdmission({ maxBytes: options.maxServingBytes ?? DEFAULT_MAX_SERVING_BYTES, bytesPerSecond: options.uploadBytesPerSecond, deadlineMs: SERVE_TIMEOUT_MS })
-    if (options.p2p !== undefined) origin = await createOrigin({ seed: identity.signing.secretKey, files, answers, ...options.p2p })
+    if (options.p2p !== undefined) origin = await startOrigin(options.p2p, answers)
     app = await buildServer({
       repo,
       files,

@@ -88,6 +88,7 @@ program.command('coordinator')
           if (e.state === 'failed' || e.state === 'interrupted') console.error(`blockfed: ${line}`)
           else console.log(line)
         },
+        onNotice: message => { console.error(`blockfed: ${message}`) },
         onWitness: w => {
           if (w.ok) console.log(`witness ${w.witness} (${w.url}) cosigned checkpoint ${w.size}`)
           else console.error(`blockfed: witness ${w.witness} (${w.url}) did not cosign checkpoint ${w.size}: ${w.reason ?? ''}; asked again every ${WITNESS_RETRY_MS / 1000} s, and runtimes that require its cosignature wait until it does`)

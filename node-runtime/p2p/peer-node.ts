@@ -221,6 +221,13 @@ export async function createPeerNode (options: PeerNodeOptions): Promise<PeerNod
     }, { once: true })
   })
   floods.set(node, flood)
-  await node.start()
+  try {
+    await node.start()
+  } catch (err) {
+    // One address taken (a kept port, say) fails the start after others listen: closed here,
+    // or their sockets outlive the failure (and a retry on other ports).
+    await Promise.resolve(node.stop()).catch(() => {})
+    throw err
+  }
   return node
 }
