@@ -87,11 +87,11 @@ export function shareAad (roundId: string, from: string, to: string): Uint8Array
 /**
  * SHA-256 commitment to one Shamir share `owner` dealt `holder`, of its self-mask seed b (`self`)
  * or its mask key s^SK (`key`). The owner gives the server these with its sealed shares (ShareKeys);
- * the server checks each share an answerer reveals against its digest, so a wrong share is refused
- * on arrival, naming who sent it, and never reaches the interpolation (review 47a: with exactly t
- * shares a crafted one gave a wrong sum, and only spares, when they came, could catch it). Hiding:
- * a share is a uniform element of GF(2^521 − 1) (or, at t = 1, the 256-bit secret itself), so its
- * digest tells nothing of it.
+ * the server checks each share an answerer reveals against its digest, so a wrong share is left
+ * out on arrival, naming who sent it, and never reaches the interpolation (review 47a: with exactly
+ * t shares a crafted one gave a wrong sum, and only spares, when they came, could catch it).
+ * Hiding rests on the secrets: each is 256 random bits, so a digest of a share (of fewer than t
+ * shares, or of the secret itself at t = 1) cannot be checked against guesses of it.
  */
 export function shareDigest (roundId: string, owner: string, holder: string, kind: 'self' | 'key', share: Uint8Array): Uint8Array {
   return sha256(encodeFields(PURPOSE.shareDigest, roundId, owner, holder, kind, share))

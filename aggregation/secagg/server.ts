@@ -20,11 +20,13 @@
  * UnavailableError saying whose. The rebuilding yields to the event loop as it goes.
  *
  * Each share is checked when it is revealed, against the SHA-256 digest its owner gave with its
- * sealed shares (kdf.ts `shareDigest`): an unmask carrying a wrong share is refused whole, naming
- * the answerer and the owner, and counts for nothing, so the sum is rebuilt from honest shares
+ * sealed shares (kdf.ts `shareDigest`): a wrong one is left out alone (`refusedShares` names its
+ * sender and owner) and counts for nothing, so a secret is rebuilt from shares its owner dealt
  * alone, also with exactly t of them (the paper commits to nothing about b_u; review 47a: a
- * crafted share among exactly t gave a wrong sum). Rounds restored from snapshots made before
- * the digests (versions 2 and 3) have none to check against: only the polynomial check guards them.
+ * crafted share among exactly t gave a wrong sum). The answerer's other shares still count: an
+ * owner whose digest lies about one holder costs only its own secret that share (review 52b).
+ * Rounds restored from snapshots made before the digests (versions 2 and 3) have none to check
+ * against: only the polynomial check guards them, and they are saved at version 3 still.
  *
  * A survivor's report of neighbours whose shares did not open for it (receiveSkipped) drops
  * those edges: it holds none of their shares and did not mask with them, and where the neighbour
@@ -76,6 +78,13 @@ export interface MaskingServerOptions {
 }
 
 export type ServerStage = 'advertise' | 'share' | 'mask' | 'check' | 'unmask' | 'done' | 'failed'
+
+/** A revealed share that did not match the digest its owner gave at ShareKeys. */
+export interface RefusedShare {
+  from: string
+  owner: string
+  secret: 'self-mask seed' | 'mask key'
+}
 
 export interface MaskingServer {
   readonly roundId: string
@@ -129,8 +138,14 @@ export interface MaskingServer {
   answerers: () => string[]
   /** The unmask request for answering client `id`: its neighbours' signatures. */
   unmaskRequestFor: (id: string) => UnmaskRequestMessage
-  /** Round 4: an answerer's shares; ignored once the sum is under way or done (they are not needed). */
+  /**
+   * Round 4: an answerer's shares; ignored once the sum is under way or done (they are not needed).
+   * A share that is not the one its owner dealt (by the owner's digests) is left out alone and
+   * listed by `refusedShares`; the rest of the message counts.
+   */
   receiveUnmask: (from: string, payload: unknown) => void
+  /** Revealed shares left out so far: who sent each, whose secret it was a share of. */
+  refusedShares: () => RefusedShare[]
   /** True once every secret finish() needs has at least t shares. */
   ready: () => boolean
   /** Σ x_u (mod 2^32) over the survivors; fails the round (UnavailableError) when it cannot be unmasked. */
@@ -226,6 +241,11 @@ function serverCore (options: MaskingServerOptions): Internals {
   let graph: NeighbourGraph | undefined
   let params: GraphParameters | undefined
   const shares = new Map<string, LegacySharesMessage>()
+  /** Revealed shares left out because they are not what their owner dealt (by its digests), by secret, owner and holder. */
+  const refused = new Map<string, RefusedShare>()
+  const refusedKey = (secret: RefusedShare['secret'], owner: string, holder: string): string => `${secret}\n${owner}\n${holder}`
+  /** Set when a snapshot from before share digests was replayed: snapshots stay at that version (review 52b). */
+  let legacy = false
   /** Per owner, its share entries by holder: what an unmask is checked against (built when first needed). */
   const entriesBy = new Map<string, Map<string, LegacySharesMessage['shares'][number]>>()
   const entryOf = (owner: string, holder: string): LegacySharesMessage['shares'][number] | undefined => {
@@ -321,10 +341,10 @@ function serverCore (options: MaskingServerOptions): Internals {
   }
 
   /** `legacy`: a snapshot's message from before share digests (restoreMaskingServer only). */
-  function receiveShares (from: string, payload: unknown, legacy = false): void {
+  function receiveShares (from: string, payload: unknown, fromLegacy = false): void {
     const what = `shares from ${from}`
     expect('share', what)
-    const message: LegacySharesMessage = parseMessage(legacy ? legacySharesSchema : sharesSchema, payload, what)
+    const message: LegacySharesMessage = parseMessage(fromLegacy ? legacySharesSchema : sharesSchema, payload, what)
     sameSender(from, message.from, what)
     sameRound(message.roundId, what)
     if (!advertised.has(from)) throw new InvalidInputError(`${what}: ${from} is not in the roster`)
@@ -337,6 +357,7 @@ function serverCore (options: MaskingServerOptions): Internals {
       seen.add(entry.to)
     }
     if (seen.size !== expected.size) throw new InvalidInputError(`${what}: ${seen.size} share pairs, ${from} has ${expected.size} neighbours`)
+    if (fromLegacy) legacy = true
     shares.set(from, message)
   }
 
@@ -495,14 +516,18 @@ function serverCore (options: MaskingServerOptions): Internals {
       for (const s of message[name]) {
         const y = decodeBase64(s.share, `${what} ${name} of ${s.owner}`, { bytes: SHARE_BYTES })
         shareValue({ x: 1, y }, `${what} ${name} of ${s.owner}`)
-        const entry = entryOf(s.owner, from)
-        const kind = name === 'selfMaskShares' ? 'self' : 'key'
-        const committed = kind === 'self' ? entry?.selfMaskDigest : entry?.keyDigest
-        if (committed !== undefined && !equalBytes(shareDigest(roundId, s.owner, from, kind, y), decodeBase64(committed, 'share digest', { bytes: DIGEST_BYTES }))) {
-          throw new IntegrityError(`${what}: its share of ${s.owner}'s ${kind === 'self' ? 'self-mask seed' : 'mask key'} is not the one ${s.owner} dealt it (the digest ${s.owner} gave at ShareKeys does not match): a wrong share; nothing of this unmask is used`)
-        }
       }
     }
+    // Each share against the digest its owner gave at ShareKeys: one that does not match is left
+    // out alone. Refusing the whole unmask let an owner that gave a lying digest for one holder
+    // throw away that holder's honest shares of every other owner (review 52b).
+    const mismatched = (['selfMaskShares', 'keyShares'] as const).flatMap(name => message[name].filter(s => {
+      const kind = name === 'selfMaskShares' ? 'self' : 'key'
+      const entry = entryOf(s.owner, from)
+      const committed = kind === 'self' ? entry?.selfMaskDigest : entry?.keyDigest
+      return committed !== undefined && !equalBytes(shareDigest(roundId, s.owner, from, kind, decodeBase64(s.share, 'share', { bytes: SHARE_BYTES })), decodeBase64(committed, 'share digest', { bytes: DIGEST_BYTES }))
+    }).map(s => ({ from, owner: s.owner, secret: name === 'selfMaskShares' ? 'self-mask seed' as const : 'mask key' as const })))
+    for (const m of mismatched) refused.set(refusedKey(m.secret, m.owner, from), m)
     unmasks.set(from, message)
     // Every owner asked for is a needed secret: a survivor, or a dropped client with a surviving
     // neighbour (`from` is one), so reaching t shares takes one off `short`.
@@ -511,8 +536,8 @@ function serverCore (options: MaskingServerOptions): Internals {
       counts.set(owner, n)
       if (n === t()) short--
     }
-    for (const s of message.selfMaskShares) count(shareCounts.self, s.owner)
-    for (const s of message.keyShares) count(shareCounts.key, s.owner)
+    for (const s of message.selfMaskShares) if (!refused.has(refusedKey('self-mask seed', s.owner, from))) count(shareCounts.self, s.owner)
+    for (const s of message.keyShares) if (!refused.has(refusedKey('mask key', s.owner, from))) count(shareCounts.key, s.owner)
   }
 
   /** Shares per owner, of b (self) or s^SK (key), from the unmask messages received. */
@@ -521,8 +546,8 @@ function serverCore (options: MaskingServerOptions): Internals {
     const key = new Map<string, Share[]>()
     for (const [holder, message] of unmasks) {
       const x = g().index(holder)
-      for (const s of message.selfMaskShares) self.set(s.owner, [...(self.get(s.owner) ?? []), { x, y: decodeBase64(s.share, 'share', { bytes: SHARE_BYTES }) }])
-      for (const s of message.keyShares) key.set(s.owner, [...(key.get(s.owner) ?? []), { x, y: decodeBase64(s.share, 'share', { bytes: SHARE_BYTES }) }])
+      for (const s of message.selfMaskShares) if (!refused.has(refusedKey('self-mask seed', s.owner, holder))) self.set(s.owner, [...(self.get(s.owner) ?? []), { x, y: decodeBase64(s.share, 'share', { bytes: SHARE_BYTES }) }])
+      for (const s of message.keyShares) if (!refused.has(refusedKey('mask key', s.owner, holder))) key.set(s.owner, [...(key.get(s.owner) ?? []), { x, y: decodeBase64(s.share, 'share', { bytes: SHARE_BYTES }) }])
     }
     return { self, key }
   }
@@ -548,8 +573,11 @@ function serverCore (options: MaskingServerOptions): Internals {
       return b
     }
     const pause = yielder()
-    const rebuild = (have: readonly Share[], what: string): Uint8Array => {
-      if (have.length < t()) fail(`${have.length} shares of ${what} arrived, the threshold is ${t()}`)
+    const rebuild = (have: readonly Share[], what: string, owner: string, which: RefusedShare['secret']): Uint8Array => {
+      if (have.length < t()) {
+        const left = [...refused.values()].filter(r => r.owner === owner && r.secret === which).map(r => r.from)
+        fail(`${have.length} shares of ${what} arrived, the threshold is ${t()}${left.length === 0 ? '' : ` (${left.length} more left out, not the ones ${owner} dealt by its digests: from ${left.join(', ')}; a lying answerer, or an owner whose digests lie)`}`)
+      }
       let secret: Uint8Array
       try {
         // From the t lowest x's (their basis is shared across owners), the other shares checked
@@ -572,13 +600,13 @@ function serverCore (options: MaskingServerOptions): Internals {
     }
     try {
       for (const u of survivorList) {
-        terms.push({ seed: selfMaskSeed(rebuild(self.get(u) ?? [], `survivor ${u}'s self-mask seed`), roundId, u), sign: -1 })
+        terms.push({ seed: selfMaskSeed(rebuild(self.get(u) ?? [], `survivor ${u}'s self-mask seed`, u, 'self-mask seed'), roundId, u), sign: -1 })
         // Seconds of bigint work at a thousand clients: the coordinator's sockets and pings go on meanwhile.
         await pause()
       }
       for (const [d, us] of droppedPairs) {
         await pause()
-        const sk = rebuild(key.get(d) ?? [], `dropped client ${d}'s mask key`)
+        const sk = rebuild(key.get(d) ?? [], `dropped client ${d}'s mask key`, d, 'mask key')
         const sPublic = (advertised.get(d) as { keys: ClientKeys }).keys.sPublicKey
         if (!equalBytes(await (await curves()).publicKey(sk), sPublic)) {
           fail(`the rebuilt mask key of dropped client ${d} does not match its advertised public key`, new IntegrityError(`mask key of ${d}`))
@@ -605,7 +633,9 @@ function serverCore (options: MaskingServerOptions): Internals {
 
   function snapshot (): MaskingServerSnapshot {
     const state: MaskingServerState = {
-      version: SNAPSHOT_VERSION,
+      // A round replayed from a snapshot without digests is saved as that version still: saved as
+      // 4, it would no longer restore (its shares carry none; review 52b).
+      version: legacy ? 3 : SNAPSHOT_VERSION,
       roundId,
       participants: options.participants.map(p => ({ id: p.id, identityKey: encodeBytes(p.identityKey) })),
       vectorLength,
@@ -649,6 +679,7 @@ function serverCore (options: MaskingServerOptions): Internals {
     answerers,
     unmaskRequestFor,
     receiveUnmask,
+    refusedShares: () => [...refused.values()],
     ready,
     finish,
     snapshot

@@ -7,8 +7,8 @@
  * only ever holds masked vectors and their unmasked total.
  *
  * ConsistencyCheck waits for every survivor, at most half the unmask deadline: it cannot end
- * early as Unmasking does (a second after every secret has t shares: spares to check them by),
- * because each signer it waits for may be needed as an answerer. So a survivor that stays connected but never signs costs that half,
+ * early as Unmasking does (once every secret has t shares, each checked on arrival against its
+ * owner's digest), because each signer it waits for may be needed as an answerer. So a survivor that stays connected but never signs costs that half,
  * and Unmasking keeps the rest, at least the other half.
  */
 import type { RoundConfig } from '../../../shared/rounds/config.ts'
@@ -95,8 +95,9 @@ export async function maskingServer (config: RoundConfig, snapshot: unknown): Pr
         try {
           server.receiveUnmask(clientId, payload)
         } finally {
-          // An answerer sends one unmask: one refused (a wrong share, say) is not waited for again.
-          // Only Unmasking's gate: an unmask sent in an earlier stage must not settle that stage's.
+          // An answerer sends one unmask: one refused (malformed, say) is not waited for again,
+          // though a correct one it sends later still counts. Only Unmasking's gate: an unmask sent
+          // in an earlier stage must not settle that stage's.
           if (server.stage === 'unmask') waiting?.settle(clientId)
         }
         // Every needed secret has t shares, each checked on arrival against the digest its owner
