@@ -83,6 +83,12 @@ export interface NodeRuntimeOptions {
   token?: string
   /** How errors name `token` when the coordinator refuses it (the CLI: "--token"); default "the runtime's token option". */
   tokenFrom?: string
+  /**
+   * What an operator should know that is no failure: none of a config's bootstrap peers answered
+   * (a stale address, the coordinator's node down), the load going on from known peers or HTTP.
+   * Said once per bootstrap list; without a listener, on stderr.
+   */
+  onNotice?: (message: string) => void
   /** Overrides where blocks come from (p2p sources plug in here). */
   source?: (config: AoeConfig) => BlockSource
   onProgress?: (model: string, done: number, total: number) => void
@@ -296,6 +302,8 @@ export async function createNodeRuntime (options: NodeRuntimeOptions): Promise<N
   const opening = new Map<string, { settings: string, cache: Promise<CacheTier> }>()
   let swarm: Promise<Swarm> | undefined
   let swarmNow: Swarm | undefined
+  /** Bootstrap lists none of whose peers answered, said once each (onNotice). */
+  const unreachedBootstrap = new Set<string>()
   const swarmSources = new Map<string, SwarmSource>()
   const httpSources = new Map<string, ReturnType<typeof nodeHttpBlockSource>>()
 
@@ -326,8 +334,19 @@ export async function createNodeRuntime (options: NodeRuntimeOptions): Promise<N
     }))
     const s = await swarm
     swarmNow = s
-    await s.join(peers.bootstrap, withDeadline(signal, config.fetch.timeoutMs)).catch(() => {
-      // The coordinator's node may be down: peers already known (DHT, gossip) can still serve.
+    await s.join(peers.bootstrap, withDeadline(signal, config.fetch.timeoutMs)).catch((err: unknown) => {
+      // The coordinator's node may be down: peers already known (DHT, gossip) can still serve. Said
+      // once, since a stale address loaded on without a word (review 52a).
+      const said = peers.bootstrap.join(' ')
+      if (peers.bootstrap.length === 0 || unreachedBootstrap.has(said) || signal?.aborted === true) return
+      unreachedBootstrap.add(said)
+      const notice = `${config.modelName}: none of the peers in its aoe config's peers.bootstrap answered (${(err as Error)?.message ?? String(err)}); loading goes on from peers already known, else from the coordinator over HTTP (the coordinator prints its p2p addresses at start)`
+      try {
+        if (options.onNotice === undefined) console.error(`blockfed: ${notice}`)
+        else options.onNotice(notice)
+      } catch (listener) {
+        console.error(`blockfed: ${notice}; onNotice threw: ${listener instanceof Error ? listener.message : String(listener)}`)
+      }
     })
     return s
   }

@@ -60,6 +60,20 @@ describe('createNodeRuntime', () => {
     await rt.stop()
   })
 
+  it('says once, through onNotice, that none of a config\'s bootstrap peers answered (review 52a: a stale address loaded on without a word)', async () => {
+    const nobody = peerIdOfKey(new Uint8Array(32).fill(9)).toString()
+    const config = offline({ peers: { bootstrap: [`/ip4/127.0.0.1/tcp/1/p2p/${nobody}`] }, fetch: { timeoutMs: 2_000 } })
+    const notices: string[] = []
+    const rt = await createNodeRuntime({ dataDir: await dataDir(), accessHistory: false, onNotice: m => notices.push(m) })
+    try {
+      for (let i = 0; i < 2; i++) await expect(rt.fetch(config, 1)).rejects.toThrow(UnavailableError)
+    } finally {
+      await rt.stop()
+    }
+    expect(notices).toHaveLength(1)
+    expect(notices[0]).toMatch(/^m: none of the peers in its aoe config's peers\.bootstrap answered \(.+\); loading goes on from peers already known, else from the coordinator over HTTP/)
+  }, 30_000)
+
   it('gives its swarm node a peer id of its own, not its round client id, the same across restarts', async () => {
     const dir = await dataDir()
     const nobody = peerIdOfKey(new Uint8Array(32).fill(7)).toString()
