@@ -340,7 +340,7 @@ function serverCore (options: MaskingServerOptions): Internals {
     return { type: 'secagg/roster', roundId, to: id, clients: ids, neighbours }
   }
 
-  /** `legacy`: a snapshot's message from before share digests (restoreMaskingServer only). */
+  /** `fromLegacy`: a snapshot's message from before share digests (restoreMaskingServer only). */
   function receiveShares (from: string, payload: unknown, fromLegacy = false): void {
     const what = `shares from ${from}`
     expect('share', what)
