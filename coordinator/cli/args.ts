@@ -5,6 +5,7 @@
 import { multiaddr } from '@multiformats/multiaddr'
 import { InvalidArgumentError, Option } from 'commander'
 import { readFile } from 'node:fs/promises'
+import { createServer } from 'node:net'
 import { join } from 'node:path'
 import type { z } from 'zod'
 import { modelNameSchema } from '../../shared/manifest/schema.ts'
@@ -173,6 +174,26 @@ export function corsOrigin (value: string, previous: string[] = []): string[] {
  * A listen that failed, said with the flag that chose the address (a taken --port, a --host that
  * is no address of this machine, a taken --p2p-listen address); any other error as it is.
  */
+/**
+ * Fails now, as `listenFailure` says it, when `host:port` cannot be listened on: for a command that
+ * does seconds of work (a decryptor's new key) before it listens (review 52a: a taken port was
+ * found after the key). A port taken between this probe and the real listen is still met there.
+ */
+export async function portFree (host: string, port: number): Promise<void> {
+  if (port === 0) return
+  const probe = createServer()
+  try {
+    await new Promise<void>((resolve, reject) => {
+      probe.once('error', reject)
+      probe.listen(port, host, resolve)
+    })
+  } catch (err) {
+    throw listenFailure(err, host, port)
+  } finally {
+    await new Promise(resolve => probe.close(resolve))
+  }
+}
+
 export function listenFailure (err: unknown, host: string, port: number): unknown {
   const e = err as NodeJS.ErrnoException | undefined
   if (e?.code === 'EADDRINUSE') return new InvalidInputError(`--port ${port}: ${host}:${port} is already in use (another blockfed, or another program); give another --port, or --port 0 for any free one`, { cause: err })

@@ -37,7 +37,7 @@ import { DEFAULT_PARTITION, MAX_BLOCK_BYTES } from '../../shared/blocks/partitio
 import { DEFAULT_KEY_BITS } from '../../aggregation/paillier/constants.ts'
 import { strategyConfigSchema } from '../../shared/rounds/strategy-config.ts'
 import { labelSkewSchema } from '../../shared/rounds/config.ts'
-import { COORDINATOR_ENV, coordinatorOption, corsOrigin, integer, jsonArgument, listenAddr, megabytes, modelName, modelRef, number, port, listenFailure, token, tokenSource, tokenUnused, url } from './args.ts'
+import { COORDINATOR_ENV, coordinatorOption, corsOrigin, integer, jsonArgument, listenAddr, megabytes, modelName, modelRef, number, port, listenFailure, portFree, token, tokenSource, tokenUnused, url } from './args.ts'
 import { MAX_CONNECTIONS, MAX_CONNECTIONS_PER_TOKEN } from '../rounds/hub.ts'
 import { ZodError } from 'zod'
 import { describeIssues } from '../../shared/errors/parse-json.ts'
@@ -264,6 +264,8 @@ program.command('decryptor')
       process.stdin.resume()
     }
     const clients = o.clientsFile === undefined ? undefined : await readClientsFile(resolve(o.clientsFile))
+    // Before a new key is made (seconds at 2048 bits): a taken port is said at once.
+    await portFree(o.host, o.port)
     // A first start that fails (the port taken) leaves no data dir, and no new private key in it,
     // behind, as the coordinator's and the witness's do not (review 52a).
     const made = createDecryptor({ dataDir: resolve(o.data), port: o.port, host: o.host, minClients: o.minClients, token: o.token, ...(o.keyBits === undefined ? {} : { keyBits: o.keyBits }), ...(clients === undefined ? {} : { clients }) })

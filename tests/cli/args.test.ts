@@ -5,7 +5,8 @@
  */
 import { describe, expect, it } from 'vitest'
 import { Command, InvalidArgumentError } from 'commander'
-import { coordinatorOption, megabytes, modelRef, number, port, token } from '../../coordinator/cli/args.ts'
+import { coordinatorOption, megabytes, modelRef, number, port, portFree, token } from '../../coordinator/cli/args.ts'
+import { createServer, type AddressInfo } from 'node:net'
 import { InvalidInputError } from '../../shared/errors/errors.ts'
 import { mkdtemp, rm, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
@@ -127,5 +128,24 @@ describe('token', () => {
     } finally {
       await rm(data, { recursive: true, force: true })
     }
+  })
+})
+
+describe('portFree (a decryptor probes its port before it makes its key: review 52a)', () => {
+  it('says a taken port as the real listen would, and lets a free one, or port 0, pass and stay free', async () => {
+    const taken = createServer()
+    await new Promise<void>(resolve => taken.listen(0, '127.0.0.1', resolve))
+    const busy = (taken.address() as AddressInfo).port
+    try {
+      await expect(portFree('127.0.0.1', busy)).rejects.toThrow(new InvalidInputError(`--port ${busy}: 127.0.0.1:${busy} is already in use (another blockfed, or another program); give another --port, or --port 0 for any free one`))
+    } finally {
+      await new Promise(resolve => taken.close(resolve))
+    }
+    await portFree('127.0.0.1', busy)
+    await portFree('127.0.0.1', 0)
+    // Probed and let go: the port can be listened on right after.
+    const again = createServer()
+    await new Promise<void>(resolve => again.listen(busy, '127.0.0.1', resolve))
+    await new Promise(resolve => again.close(resolve))
   })
 })
