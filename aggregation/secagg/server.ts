@@ -155,6 +155,15 @@ export interface MaskingServer {
 }
 
 const STAGES = ['advertise', 'share', 'mask', 'check', 'unmask', 'done', 'failed'] as const
+
+/**
+ * The two secrets an unmask reveals shares of: the message's field, the kind its owner's digest
+ * names (kdf.ts `shareDigest`) and the share entry's field holding it, and how a refusal names it.
+ */
+const REVEALED = [
+  { field: 'selfMaskShares', kind: 'self', digest: 'selfMaskDigest', secret: 'self-mask seed' },
+  { field: 'keyShares', kind: 'key', digest: 'keyDigest', secret: 'mask key' }
+] as const
 const SNAPSHOT_VERSION = 4
 
 const snapshotStateSchema = z.object({
@@ -243,7 +252,7 @@ function serverCore (options: MaskingServerOptions): Internals {
   const shares = new Map<string, LegacySharesMessage>()
   /** Revealed shares left out because they are not what their owner dealt (by its digests), by secret, owner and holder. */
   const refused = new Map<string, RefusedShare>()
-  const refusedKey = (secret: RefusedShare['secret'], owner: string, holder: string): string => `${secret}\n${owner}\n${holder}`
+  const refusedKey = (kind: 'self' | 'key', owner: string, holder: string): string => `${kind}\n${owner}\n${holder}`
   /** Set when a snapshot from before share digests was replayed: snapshots stay at that version (review 52b). */
   let legacy = false
   /** Per owner, its share entries by holder: what an unmask is checked against (built when first needed). */
@@ -508,26 +517,26 @@ function serverCore (options: MaskingServerOptions): Internals {
     if (unmasks.has(from)) throw new InvalidInputError(`${what}: already received`)
     const held = heldBy(from)
     const want = { selfMaskShares: held.filter(v => masked.has(v)), keyShares: held.filter(v => droppedSet.has(v)) }
-    for (const name of ['selfMaskShares', 'keyShares'] as const) {
-      const owners = message[name].map(s => s.owner)
-      if (owners.length !== want[name].length || new Set(owners).size !== owners.length || !owners.every(o => want[name].includes(o))) {
-        throw new InvalidInputError(`${what}: ${name} are for [${owners.join(', ')}], expected [${want[name].join(', ')}]`)
+    // Each share is also checked against the digest its owner gave at ShareKeys: one that does not
+    // match is left out alone, once the whole message has passed. Refusing the whole unmask let an
+    // owner that gave a lying digest for one holder throw away that holder's honest shares of
+    // every other owner (review 52b).
+    const mismatched: Array<{ kind: 'self' | 'key', left: RefusedShare }> = []
+    for (const { field, kind, digest, secret } of REVEALED) {
+      const owners = message[field].map(s => s.owner)
+      if (owners.length !== want[field].length || new Set(owners).size !== owners.length || !owners.every(o => want[field].includes(o))) {
+        throw new InvalidInputError(`${what}: ${field} are for [${owners.join(', ')}], expected [${want[field].join(', ')}]`)
       }
-      for (const s of message[name]) {
-        const y = decodeBase64(s.share, `${what} ${name} of ${s.owner}`, { bytes: SHARE_BYTES })
-        shareValue({ x: 1, y }, `${what} ${name} of ${s.owner}`)
+      for (const s of message[field]) {
+        const y = decodeBase64(s.share, `${what} ${field} of ${s.owner}`, { bytes: SHARE_BYTES })
+        shareValue({ x: 1, y }, `${what} ${field} of ${s.owner}`)
+        const committed = entryOf(s.owner, from)?.[digest]
+        if (committed !== undefined && !equalBytes(shareDigest(roundId, s.owner, from, kind, y), decodeBase64(committed, 'share digest', { bytes: DIGEST_BYTES }))) {
+          mismatched.push({ kind, left: { from, owner: s.owner, secret } })
+        }
       }
     }
-    // Each share against the digest its owner gave at ShareKeys: one that does not match is left
-    // out alone. Refusing the whole unmask let an owner that gave a lying digest for one holder
-    // throw away that holder's honest shares of every other owner (review 52b).
-    const mismatched = (['selfMaskShares', 'keyShares'] as const).flatMap(name => message[name].filter(s => {
-      const kind = name === 'selfMaskShares' ? 'self' : 'key'
-      const entry = entryOf(s.owner, from)
-      const committed = kind === 'self' ? entry?.selfMaskDigest : entry?.keyDigest
-      return committed !== undefined && !equalBytes(shareDigest(roundId, s.owner, from, kind, decodeBase64(s.share, 'share', { bytes: SHARE_BYTES })), decodeBase64(committed, 'share digest', { bytes: DIGEST_BYTES }))
-    }).map(s => ({ from, owner: s.owner, secret: name === 'selfMaskShares' ? 'self-mask seed' as const : 'mask key' as const })))
-    for (const m of mismatched) refused.set(refusedKey(m.secret, m.owner, from), m)
+    for (const { kind, left } of mismatched) refused.set(refusedKey(kind, left.owner, from), left)
     unmasks.set(from, message)
     // Every owner asked for is a needed secret: a survivor, or a dropped client with a surviving
     // neighbour (`from` is one), so reaching t shares takes one off `short`.
@@ -536,20 +545,22 @@ function serverCore (options: MaskingServerOptions): Internals {
       counts.set(owner, n)
       if (n === t()) short--
     }
-    for (const s of message.selfMaskShares) if (!refused.has(refusedKey('self-mask seed', s.owner, from))) count(shareCounts.self, s.owner)
-    for (const s of message.keyShares) if (!refused.has(refusedKey('mask key', s.owner, from))) count(shareCounts.key, s.owner)
+    for (const { field, kind } of REVEALED) for (const s of message[field]) if (!refused.has(refusedKey(kind, s.owner, from))) count(shareCounts[kind], s.owner)
   }
 
   /** Shares per owner, of b (self) or s^SK (key), from the unmask messages received. */
   function collect (): { self: Map<string, Share[]>, key: Map<string, Share[]> } {
-    const self = new Map<string, Share[]>()
-    const key = new Map<string, Share[]>()
+    const revealed = { self: new Map<string, Share[]>(), key: new Map<string, Share[]>() }
     for (const [holder, message] of unmasks) {
       const x = g().index(holder)
-      for (const s of message.selfMaskShares) if (!refused.has(refusedKey('self-mask seed', s.owner, holder))) self.set(s.owner, [...(self.get(s.owner) ?? []), { x, y: decodeBase64(s.share, 'share', { bytes: SHARE_BYTES }) }])
-      for (const s of message.keyShares) if (!refused.has(refusedKey('mask key', s.owner, holder))) key.set(s.owner, [...(key.get(s.owner) ?? []), { x, y: decodeBase64(s.share, 'share', { bytes: SHARE_BYTES }) }])
+      for (const { field, kind } of REVEALED) {
+        for (const s of message[field]) {
+          if (refused.has(refusedKey(kind, s.owner, holder))) continue
+          revealed[kind].set(s.owner, [...(revealed[kind].get(s.owner) ?? []), { x, y: decodeBase64(s.share, 'share', { bytes: SHARE_BYTES }) }])
+        }
+      }
     }
-    return { self, key }
+    return revealed
   }
 
   function ready (): boolean {
