@@ -282,6 +282,22 @@ function fromEnv (name: string): string | undefined {
   return typeof value === 'string' ? value : undefined
 }
 
+/**
+ * Says `message` to a listener (`call`), or on stderr without one. Called where nobody awaits
+ * (a background task, a catch handler): a listener that throws, or rejects, is said on stderr
+ * too, never let end the process or the operation (reviews 48f, 49a).
+ */
+function tell (message: string, name: string, call: (() => unknown) | undefined): void {
+  const said = `blockfed: ${message}`
+  if (call === undefined) { console.error(said); return }
+  const listenerFailed = (listener: unknown): void => { console.error(`${said}; ${name} threw: ${listener instanceof Error ? listener.message : String(listener)}`) }
+  try {
+    Promise.resolve(call()).catch(listenerFailed)
+  } catch (listener) {
+    listenerFailed(listener)
+  }
+}
+
 export async function createNodeRuntime (options: NodeRuntimeOptions): Promise<NodeRuntime> {
   // Checked here, where the caller hears of it: the history itself opens in the background.
   if (options.accessHistory !== undefined && options.accessHistory !== false) accessHistoryOptions(options.accessHistory)
@@ -341,12 +357,8 @@ export async function createNodeRuntime (options: NodeRuntimeOptions): Promise<N
       if (peers.bootstrap.length === 0 || unreachedBootstrap.has(said) || signal?.aborted === true) return
       unreachedBootstrap.add(said)
       const notice = `${config.modelName}: none of the peers in its aoe config's peers.bootstrap answered (${(err as Error)?.message ?? String(err)}); loading goes on from peers already known, else from the coordinator over HTTP (the coordinator prints its p2p addresses at start)`
-      try {
-        if (options.onNotice === undefined) console.error(`blockfed: ${notice}`)
-        else options.onNotice(notice)
-      } catch (listener) {
-        console.error(`blockfed: ${notice}; onNotice threw: ${listener instanceof Error ? listener.message : String(listener)}`)
-      }
+      const listener = options.onNotice
+      tell(notice, 'onNotice', listener === undefined ? undefined : () => listener(notice))
     })
     return s
   }
@@ -680,15 +692,8 @@ export async function createNodeRuntime (options: NodeRuntimeOptions): Promise<N
   /** A model code's failure nobody awaits (see `onModelCodeError`). */
   const codeFailed = (model: string, version: number, err: unknown): void => {
     const error = err instanceof Error ? err : new Error(String(err))
-    const said = `blockfed: ${model}@${version}: its model code's release() failed (its engine was freed): ${error.message}`
-    if (options.onModelCodeError === undefined) { console.error(said); return }
-    // Called from a background task: a listener that throws, or rejects, would end the process (reviews 48f, 49a).
-    const listenerFailed = (listener: unknown): void => { console.error(`${said}; onModelCodeError threw: ${listener instanceof Error ? listener.message : String(listener)}`) }
-    try {
-      Promise.resolve(options.onModelCodeError(model, version, error)).catch(listenerFailed)
-    } catch (listener) {
-      listenerFailed(listener)
-    }
+    const listener = options.onModelCodeError
+    tell(`${model}@${version}: its model code's release() failed (its engine was freed): ${error.message}`, 'onModelCodeError', listener === undefined ? undefined : () => listener(model, version, error))
   }
   const background = new Set<Promise<void>>()
   /** Tracks `task` until it settles, so that `stop` waits for it. */
