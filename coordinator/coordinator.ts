@@ -40,6 +40,7 @@ import { witnessCosigner, type WitnessEndpoint, type WitnessStatus } from './led
 import { answerAdmission } from './answers.ts'
 import { createOrigin, type Origin, type OriginCounters } from './p2p/origin.ts'
 import { keepListen, keptListen } from './p2p/kept-listen.ts'
+import { failedListens } from '../shared/p2p/listen-failures.ts'
 import type { IngestResult as Published } from '../shared/client/api-schemas.ts'
 import { COORDINATOR_DATABASE, DEFAULT_ERASURE, DEFAULT_HOST, DEFAULT_MAX_SERVING_BYTES, DEFAULT_MAX_UPLOAD_BYTES, DEFAULT_PORT, ROUND_HANDSHAKE_MS, ROUND_MAX_FRAME_BYTES, ROUND_PING_MS, SERVE_TIMEOUT_MS, WITNESS_GRACE_MS, WITNESS_RETRY_MS } from './constants.ts'
 
@@ -301,7 +302,7 @@ async function openCoordinator (options: CoordinatorOptions, partitionOptions: P
       if (kept === undefined) throw err
       // libp2p's message is a paragraph with stack traces: the failing addresses' lines alone.
       const message = (err as Error).message
-      const why = message.split('\n').map(line => line.trim()).filter(line => /^\/\S+: /.test(line)).join('; ')
+      const why = failedListens(message).map(({ address, why }) => `${address}: Error: ${why}`).join('; ')
       options.onNotice?.(`p2p: the addresses of the last start (${kept.join(', ')}) cannot be listened on (${why === '' ? message.split('\n')[0] : why}); it listens on new ports: runtimes whose peers.bootstrap names the old ones need the new addresses (or give --p2p-listen)`)
       started = await start(undefined)
     }

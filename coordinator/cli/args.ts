@@ -12,6 +12,7 @@ import { modelNameSchema } from '../../shared/manifest/schema.ts'
 import { parseJsonWith } from '../../shared/errors/parse-json.ts'
 import { InvalidInputError } from '../../shared/errors/errors.ts'
 import { corsOrigins } from '../http/cors.ts'
+import { failedListens } from '../../shared/p2p/listen-failures.ts'
 
 export const LOCAL_COORDINATOR = 'http://127.0.0.1:7070'
 export const COORDINATOR_ENV = 'BLOCKFED_COORDINATOR'
@@ -108,11 +109,6 @@ export function jsonArgument<T> (schema: z.ZodType<T>, what: string) {
   }
 }
 
-/**
- * The API token a command sends: `--token`, else the admin token of `--data`, else
- * `BLOCKFED_TOKEN`. Flags beat the environment: with the variable set to a runtime's edge token
- * (as the README's AoE example does), `--data ./coord` was overridden unsaid (review 40a).
- */
 /** How messages name the token `token()` picks: the flag, the data dir's admin.token, or the variable. */
 export function tokenSource (options: { token?: string, data?: string }): string {
   return options.token !== undefined ? '--token' : options.data !== undefined ? `--data ${options.data}'s admin.token` : 'BLOCKFED_TOKEN'
@@ -129,6 +125,11 @@ export function tokenUnused (options: { token?: string, data?: string }, home: s
   console.error(`blockfed: ${tokenSource(options)} was not used: the data keys were kept in ${home} by an earlier pull or verify, so the coordinator was not asked for them (a fresh --home asks it)`)
 }
 
+/**
+ * The API token a command sends: `--token`, else the admin token of `--data`, else
+ * `BLOCKFED_TOKEN`. Flags beat the environment: with the variable set to a runtime's edge token
+ * (as the README's AoE example does), `--data ./coord` was overridden unsaid (review 40a).
+ */
 export async function token (options: { token?: string, data?: string }): Promise<string | undefined> {
   // Said with the flag: passed on, "" met a check of the AoE config the command builds (review 46a).
   if (options.token?.trim() === '') throw new InvalidInputError('--token is empty: give an API token, or leave --token out to use --data\'s admin.token or BLOCKFED_TOKEN')
@@ -171,10 +172,6 @@ export function corsOrigin (value: string, previous: string[] = []): string[] {
 }
 
 /**
- * A listen that failed, said with the flag that chose the address (a taken --port, a --host that
- * is no address of this machine, a taken --p2p-listen address); any other error as it is.
- */
-/**
  * Fails now, as `listenFailure` says it, when `host:port` cannot be listened on: for a command that
  * does seconds of work (a decryptor's new key) before it listens (review 52a: a taken port was
  * found after the key). A port taken between this probe and the real listen is still met there.
@@ -194,6 +191,10 @@ export async function portFree (host: string, port: number): Promise<void> {
   }
 }
 
+/**
+ * A listen that failed, said with the flag that chose the address (a taken --port, a --host that
+ * is no address of this machine, a taken --p2p-listen address); any other error as it is.
+ */
 export function listenFailure (err: unknown, host: string, port: number): unknown {
   const e = err as NodeJS.ErrnoException | undefined
   if (e?.code === 'EADDRINUSE') return new InvalidInputError(`--port ${port}: ${host}:${port} is already in use (another blockfed, or another program); give another --port, or --port 0 for any free one`, { cause: err })
@@ -203,7 +204,7 @@ export function listenFailure (err: unknown, host: string, port: number): unknow
   }
   if (e?.name === 'UnsupportedListenAddressesError') {
     // libp2p names each address that failed in one message, with its error's stack beneath.
-    const failed = [...e.message.matchAll(/^ {2}(\/\S+): (?:Error: )?(.*)$/gm)].map(([, addr, why]) => `${addr ?? ''} (${why ?? ''})`)
+    const failed = failedListens(e.message).map(({ address, why }) => `${address} (${why})`)
     return new InvalidInputError(`--p2p-listen: cannot listen on ${failed.length > 0 ? failed.join(', ') : 'the addresses given'}; give other addresses (port 0 for any free one)`, { cause: err })
   }
   return err
