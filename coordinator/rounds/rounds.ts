@@ -486,15 +486,18 @@ export function roundManager (deps: RoundManagerDeps): RoundManager {
     const masking = request.secure.mode === 'masking' ? MIN_MASKING_CLIENTS : 0
     const least = Math.max(masking, request.selection.minClients, request.selection.minUploads ?? 0)
     if (candidates.length < least) {
-      const given = (givenAtBase === 0 ? '' : ` (${givenAtBase} more already uploaded from version ${base.row.version} to a round that failed or did not take the upload, and give one update per base version)`) +
-        (lackLevels === 0 ? '' : ` (${lackLevels} more connected with tokens that may not read every block of version ${base.row.version}, which has blocks at ${levels.filter(l => l !== DEFAULT_ACCESS_LEVEL).join(', ')}: give those runtimes tokens made with those levels, token create edge --level)`)
-      const elsewhere = (otherModels === 0 ? '' : ` (${otherModels} more connected for other models only: a runtime trains the models its participant names)`) +
-        (inRounds === 0 ? '' : ` (${inRounds} more in another model's round)`) +
-        (resting === 0 ? '' : ` (${resting} more took part less than selection.cooldownMs ago)`)
+      // Where the other connected clients are, each reason said only when it left some out.
+      const others = ([
+        [givenAtBase, `already uploaded from version ${base.row.version} to a round that failed or did not take the upload, and give one update per base version`],
+        [lackLevels, `connected with tokens that may not read every block of version ${base.row.version}, which has blocks at ${levels.filter(l => l !== DEFAULT_ACCESS_LEVEL).join(', ')}: give those runtimes tokens made with those levels, token create edge --level`],
+        [otherModels, 'connected for other models only: a runtime trains the models its participant names'],
+        [inRounds, 'in another model\'s round'],
+        [resting, 'took part less than selection.cooldownMs ago']
+      ] as const).filter(([n]) => n > 0).map(([n, why]) => ` (${n} more ${why})`).join('')
       const why = least === request.selection.minClients ? '' : least === masking ? ` (masking needs ${MIN_MASKING_CLIENTS})` : ` (selection.minUploads)`
       // The remedy named where the lock-out shows (review 49f): the README's alone was missed.
       const remedy = givenAtBase === 0 ? '' : `; those that uploaded train again from a new version (ingest changed weights: the same files are the same version)`
-      throw new TooFewClientsError(`round for ${request.model} not started: ${candidates.length} eligible client(s) connected${given}${elsewhere}, at least ${least} needed${why}${remedy}`)
+      throw new TooFewClientsError(`round for ${request.model} not started: ${candidates.length} eligible client(s) connected${others}, at least ${least} needed${why}${remedy}`)
     }
     const count = Math.min(request.selection.maxClients, Math.max(least, Math.ceil(request.selection.fraction * candidates.length)))
     const selected = sample(candidates, count)
