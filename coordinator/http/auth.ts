@@ -4,6 +4,7 @@
  * revoking never show or need the token itself. A revoked token keeps its row and opens nothing.
  */
 import type { FastifyRequest } from 'fastify'
+import type { z } from 'zod'
 import { toHex } from '../../shared/crypto/bytes.ts'
 import { sha256Hex } from '../../shared/crypto/hash.ts'
 import { AccessDeniedError, ConflictError, InvalidInputError, NotFoundError, UnauthenticatedError } from '../../shared/errors/errors.ts'
@@ -21,6 +22,9 @@ export async function tokenHash (token: string): Promise<string> {
 }
 
 /** A token's id: the start of its hash. */
+/** Every issue of a token's list field (`models`, `levels`), the list itself named `list`. */
+const listIssues = (error: z.ZodError): string => error.issues.map(i => `${i.path.join('.') || 'list'}: ${i.message}`).join('; ')
+
 /** "a publisher", "an admin", "an edge". */
 const withArticle = (word: string): string => `${/^[aeiou]/.test(word) ? 'an' : 'a'} ${word}`
 
@@ -43,11 +47,11 @@ export async function issueToken (repo: Repository, role: string, label: string 
   if (!Object.hasOwn(ROLES, role)) throw new InvalidInputError(`unknown role "${role}"; roles: ${Object.keys(ROLES).join(', ')}`)
   if (levels.length > 0 && ROLES[role]?.access.includes('*') === true) throw new InvalidInputError(`levels: ${withArticle(role)} token reads every access level already`)
   const checkedLevels = levels.length === 0 ? undefined : tokenLevelsSchema.safeParse(levels)
-  if (checkedLevels?.success === false) throw new InvalidInputError(`levels: ${checkedLevels.error.issues.map(i => `${i.path.join('.') || 'list'}: ${i.message}`).join('; ')}`)
+  if (checkedLevels?.success === false) throw new InvalidInputError(`levels: ${listIssues(checkedLevels.error)}`)
   // A token that makes tokens could make one for every model: a limit on it would hold nothing.
   if (models !== null && ROLES[role]?.tokens === true) throw new InvalidInputError(`models: ${withArticle(role)} token makes tokens, which may open every model; it cannot be limited to models`)
   const checked = models === null ? undefined : tokenModelsSchema.safeParse(models)
-  if (checked?.success === false) throw new InvalidInputError(`models: ${checked.error.issues.map(i => `${i.path.join('.') || 'list'}: ${i.message}`).join('; ')}`)
+  if (checked?.success === false) throw new InvalidInputError(`models: ${listIssues(checked.error)}`)
   const { token, hash } = await mintToken()
   const expiresAt = expiresInSeconds === undefined ? null : new Date(Date.now() + expiresInSeconds * 1000).toISOString()
   const limited = models === null ? null : [...new Set(models)].sort()
