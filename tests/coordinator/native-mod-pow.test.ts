@@ -4,8 +4,10 @@
  * including the ones OpenSSL refuses and hands back, and Paillier decryption with it, on one
  * thread and on several (parallel-decrypt.ts).
  */
-import { describe, it, expect } from 'vitest'
-import { modPow } from '../../aggregation/paillier/_bigint.ts'
+import { Worker } from 'node:worker_threads'
+import { describe, it, expect, vi } from 'vitest'
+import { fromBytes, modPow, toFixedBytes } from '../../aggregation/paillier/_bigint.ts'
+import { ciphertextWidth } from '../../aggregation/paillier/wire.ts'
 import { decrypt, generateKeyPair } from '../../aggregation/paillier/keys.ts'
 import { nativeModPow } from '../../coordinator/decryptor/native-mod-pow.ts'
 import { decryptAll } from '../../coordinator/decryptor/parallel-decrypt.ts'
@@ -80,5 +82,51 @@ describe('decryption on several threads (parallel-decrypt.ts)', () => {
     bad[120] = sk.p * 5n
     await expect(decryptAll(sk, bad, 2)).rejects.toThrow('ciphertext: not coprime with n')
     await expect(decryptAll(sk, [...ciphertexts, n2], 2)).rejects.toThrow('ciphertext: out of range [1, n²)')
+  }, 60_000)
+
+  it('stops the other threads at a ciphertext boundary when one fails or the caller aborts, terminating none', async () => {
+    // Terminating a thread inside OpenSSL crashed the process (V8 "Check failed: (location_) !=
+    // nullptr"), within 4 tries of this loop before the stop flag.
+    const sk = await generateKeyPair(1024) // before the spy: the prime search terminates its own threads
+    const terminate = vi.spyOn(Worker.prototype, 'terminate')
+    try {
+      const rand = mulberry32(12)
+      const { n, n2 } = sk.publicKey
+      const ciphertexts = Array.from({ length: 150 }, () => (1n + seededBig(rand, 1000) % n * n) % n2 * modPow(seededBig(rand, 1020) % n || 1n, n, n2) % n2)
+      for (let i = 0; i < 8; i++) {
+        const bad = [...ciphertexts]
+        bad[76 + i * 9] = sk.q * 3n // early to late in the second thread's run, while the first computes
+        await expect(decryptAll(sk, bad, 2)).rejects.toThrow('ciphertext: not coprime with n')
+      }
+      // Seconds of work (≈ 0.25 ms a ciphertext a thread here), aborted while the threads compute.
+      const many = Array.from({ length: 130 }, () => ciphertexts).flat()
+      const controller = new AbortController()
+      const aborted = decryptAll(sk, many, 2, controller.signal)
+      setTimeout(() => { controller.abort(new Error('the decryptor is stopping')) }, 300)
+      await expect(aborted).rejects.toThrow('the decryptor is stopping')
+      expect(terminate).not.toHaveBeenCalled()
+    } finally {
+      terminate.mockRestore()
+    }
+  }, 60_000)
+
+  it('a thread answers its one batch, or "stopped" once the flag is set, and then ends on its own', async () => {
+    const sk = await generateKeyPair(1024)
+    const { n, n2 } = sk.publicKey
+    const width = ciphertextWidth(sk.publicKey)
+    const plainWidth = Math.ceil(sk.publicKey.bits / 8)
+    const run = async (flag: number): Promise<{ answer: { plaintexts?: Uint8Array, stopped?: true }, code: number }> => {
+      const worker = new Worker(new URL('../../coordinator/decryptor/decrypt-worker.ts', import.meta.url), { workerData: { p: sk.p.toString(16), q: sk.q.toString(16) } })
+      const stop = new Int32Array(new SharedArrayBuffer(4))
+      stop[0] = flag
+      const answer = new Promise<{ plaintexts?: Uint8Array, stopped?: true }>(resolve => { worker.once('message', resolve) })
+      const exited = new Promise<number>(resolve => { worker.once('exit', resolve) })
+      worker.postMessage({ ciphertexts: toFixedBytes((1n + 42n * n) % n2, width), width, plainWidth, stop })
+      return { answer: await answer, code: await exited }
+    }
+    const done = await run(0)
+    expect(fromBytes(done.answer.plaintexts ?? new Uint8Array())).toBe(42n)
+    expect(done.code).toBe(0)
+    expect(await run(1)).toEqual({ answer: { stopped: true }, code: 0 })
   }, 60_000)
 })
