@@ -82,12 +82,19 @@ describe('a coordinator with a full answer budget', () => {
 
   it('a swarm runtime waits out the libp2p origin\'s busy answers and loads from it', async () => {
     const rt = await runtime('swarm')
-    const handle = await rt.load(config({ peers: { bootstrap: coordinator.p2p()?.addresses ?? [] } }))
+    // Bounded below the test's timeout so that a load that hangs says where it stands (it took
+    // 2–3 s; stop 53's first CI saw it run past 120 s once, with nothing to tell why).
+    const loading = rt.load(config({ peers: { bootstrap: coordinator.p2p()?.addresses ?? [] } }))
+    let timer: ReturnType<typeof setTimeout> | undefined
+    const stalled = new Promise<never>((_resolve, reject) => {
+      timer = setTimeout(() => { reject(new Error(`the swarm load did not end within 90 s; coordinator ${JSON.stringify(coordinator.served())}; runtime ${JSON.stringify(rt.swarmStats())}`)) }, 90_000)
+    })
+    const handle = await Promise.race([loading, stalled]).finally(() => { clearTimeout(timer) })
     expect(handle.manifest.version).toBe(1)
     const origin = coordinator.served().p2p
     expect(origin?.busy).toBeGreaterThan(0)
     const stats = Object.values(rt.swarmStats())[0]
     expect(stats?.originBusy).toBeGreaterThan(0)
     expect(stats?.bytesFromOrigin).toBeGreaterThan(0)
-  })
+  }, 120_000)
 })
