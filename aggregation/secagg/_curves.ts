@@ -105,6 +105,7 @@ export async function curves (): Promise<CurveOps> {
       const message = new Uint8Array([1, 2, 3])
       const ok = await webCryptoCurves.verify(ed25519.sign(message, signer), message, ed25519.getPublicKey(signer))
       probe.fill(0)
+      signer.fill(0)
       return a.length === b.length && a.every((v, i) => v === b[i]) && ok ? webCryptoCurves : nobleCurves
     } catch {
       return nobleCurves
