@@ -405,7 +405,13 @@ function serverCore (options: MaskingServerOptions): Internals {
     sameSender(from, message.from, what)
     sameRound(message.roundId, what)
     if (!shares.has(from)) throw new InvalidInputError(`${what}: ${from} did not share keys`)
-    if (skips.has(from)) throw new InvalidInputError(`${what}: already received`)
+    const earlier = skips.get(from)
+    if (earlier !== undefined) {
+      // The same report again, as a runtime sends it with an upload a stopped coordinator lost
+      // (the report had got in): changes nothing. Another one is refused.
+      if (JSON.stringify(earlier.message) === JSON.stringify(message)) return
+      throw new InvalidInputError(`${what}: already received`)
+    }
     // Before the masked input, as the runtime sends it: one stored after it could be lost to a
     // restart between the two, and the sum with it (review 47f).
     if (masked.has(from)) throw new InvalidInputError(`${what}: after its masked input; a report comes before it`)

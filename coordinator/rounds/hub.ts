@@ -94,9 +94,10 @@ export interface HubHandlers {
   disconnect: (client: ClientConnection) => void
   /**
    * A client said hello, naming the rounds its runtime still holds: the rounds that still count
-   * on it (a round resumed after a restart), named in its welcome.
+   * on it (a round resumed after a restart), named in its welcome, and those of them that wait
+   * for its upload.
    */
-  connected: (client: ClientConnection, holds: readonly string[]) => string[]
+  connected: (client: ClientConnection, holds: readonly string[]) => { rounds: string[], awaiting: string[] }
   /** Bytes of upload frame the client may send now: 0 unless a round waits for its upload. */
   uploadAllowance: (client: ClientConnection) => number
 }
@@ -312,8 +313,8 @@ export function roundHub (options: RoundHubOptions): RoundHub {
           // Offered rounds only of the models its token is limited to (review 49b).
           client = { id: hello.clientId, models: hello.models.filter(m => inScope(scope, m)), reads, given: new Map((hello.given ?? []).map(g => [g.model, { base: g.base, secure: g.secure }])), socket: ws, send, close: (code, reason) => ws.close(code, reason) }
           connected.set(client.id, client)
-          const rounds = options.handlers.connected(client, hello.rounds ?? [])
-          send({ type: 'welcome', clientId: client.id, ...(rounds.length === 0 ? {} : { rounds }) })
+          const { rounds, awaiting } = options.handlers.connected(client, hello.rounds ?? [])
+          send({ type: 'welcome', clientId: client.id, ...(rounds.length === 0 ? {} : { rounds }), ...(awaiting.length === 0 ? {} : { awaiting }) })
         } catch (err) {
           send({ type: 'error', message: errorMessage(err) })
           ws.close(4003, 'handshake failed')

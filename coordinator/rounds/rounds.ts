@@ -253,13 +253,19 @@ export function roundManager (deps: RoundManagerDeps): RoundManager {
       // A round recover() is finishing, or has finished since the restart, that this uploader
       // holds: named in its welcome, so that it waits for the result (sent now, after the
       // welcome, if the round has ended) instead of taking the round for lost (review 47b).
+      // Of the resumed rounds, those still taking this client's upload: one it sent that never
+      // got in (refused while this coordinator stopped, or never read) comes again, the same frame.
+      const awaiting = ids.filter(id => {
+        const round = active.get(id)
+        return round?.waiting?.kind === 'upload' && round.allowed.has(client.id) && !round.uploads.has(client.id) && !round.receiving.has(client.id)
+      })
       for (const id of holds) {
         if (ids.includes(id) || !(recovering.has(id) || recoveredEnds.has(id)) || !uploadedTo(id, client.id)) continue
         ids.push(id)
         const ended = recoveredEnds.get(id)
         if (ended !== undefined) queueMicrotask(() => { deps.hub().get(client.id)?.send(ended) })
       }
-      return ids
+      return { rounds: ids, awaiting }
     },
     uploadAllowance (client) {
       // One upload frame per round the client accepted and has not uploaded to yet (an early

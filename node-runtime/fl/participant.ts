@@ -42,7 +42,8 @@ export type ParticipantEvent =
   | { type: 'disconnected', reason: string }
   | { type: 'offer', roundId: string, accepted: boolean, reason?: string }
   | { type: 'progress', roundId: string, epoch: number, epochs: number, loss: number }
-  | { type: 'uploaded', roundId: string, bytes: number }
+  /** `again`: the same upload sent once more, to a resumed round that never got it (a coordinator that stopped). */
+  | { type: 'uploaded', roundId: string, bytes: number, again?: true }
   | { type: 'result', roundId: string, state: 'published' | 'failed', version: number | null, reason: string | null, bytesUp: number, bytesDown: number }
   | { type: 'error', roundId?: string, message: string }
   /**
@@ -117,6 +118,25 @@ export interface Participant {
 }
 
 const ROUND_SLACK_MS = 5000
+
+/** An upload as it went out: the masking report sent just before it, if any, and the frame. */
+interface SentUpload {
+  before?: unknown
+  frame: Uint8Array
+}
+
+/** A round this runtime accepted or is deciding on. */
+interface RoundTask {
+  config: RoundConfig
+  secure: SecureRoundClient
+  controller: AbortController
+  result: (m: Extract<ServerMessage, { type: 'result' }>) => void
+  bytesUp: number
+  bytesDown: number
+  accepted: boolean
+  uploaded: boolean
+  sent?: SentUpload
+}
 
 /** The abort reason of a round's local work once the coordinator announced its result. */
 class RoundEndedError extends Error {
@@ -225,8 +245,12 @@ export function createParticipant (options: ParticipantOptions): Participant {
       signal.addEventListener('abort', onAbort, { once: true })
     })
   }
-  /** The round this runtime works on: at most one at a time. */
-  let current: { config: RoundConfig, secure: SecureRoundClient, controller: AbortController, result: (m: Extract<ServerMessage, { type: 'result' }>) => void, bytesUp: number, bytesDown: number, accepted: boolean, uploaded: boolean } | undefined
+  /**
+   * The round this runtime works on: at most one at a time. `sent` keeps the upload as it went
+   * out (the masking report before it, and the frame), until the round ends, to send again the
+   * same bytes if a resumed round says it never got them.
+   */
+  let current: RoundTask | undefined
   // A listener that throws must not stop the runtime's own work (a reconnect, a round's unwinding).
   const emit = (e: ParticipantEvent): void => {
     try {
@@ -335,6 +359,7 @@ export function createParticipant (options: ParticipantOptions): Participant {
         if (current !== undefined && !(message.rounds ?? []).includes(current.config.id)) current.controller.abort(new Error(`connection to the coordinator lost: it no longer counts on this runtime in round ${current.config.id}`))
         welcomed = true
         failures = 0
+        if (current?.sent !== undefined && (message.awaiting ?? []).includes(current.config.id)) sendAgain(current, current.sent)
         emit({ type: 'connected' })
         wake()
         return
@@ -371,6 +396,19 @@ export function createParticipant (options: ParticipantOptions): Participant {
   }
 
   /** Declines an offer, saying why (and with this runtime's record, when that is the reason). */
+  /**
+   * The upload a resumed round never got (its coordinator refused it while stopping, or stopped
+   * before reading it): the same report and frame, in the same order, on the new connection. Not
+   * a second update: the bytes and their signature are those recorded as given (given.ts).
+   */
+  function sendAgain (round: RoundTask, sent: SentUpload): void {
+    if (socket?.readyState !== WebSocket.OPEN) return
+    if (sent.before !== undefined) round.bytesUp += send({ type: 'secagg', roundId: round.config.id, payload: sent.before })
+    socket.send(sent.frame)
+    round.bytesUp += sent.frame.length
+    emit({ type: 'uploaded', roundId: round.config.id, bytes: sent.frame.length, again: true })
+  }
+
   function decline (roundId: string, reason: string, given?: GivenUpload): void {
     send({ type: 'decline', roundId, reason: reason.slice(0, 500), ...(given === undefined ? {} : { given }) })
     emit({ type: 'offer', roundId, accepted: false, reason })
@@ -576,6 +614,7 @@ export function createParticipant (options: ParticipantOptions): Participant {
       const before = round.secure.beforeUpload?.()
       if (before !== undefined) round.bytesUp += send({ type: 'secagg', roundId: config.id, payload: before })
       socket.send(frame)
+      round.sent = { ...(before === undefined ? {} : { before }), frame }
     } finally {
       sending.delete(base)
     }

@@ -26,13 +26,15 @@ import { roundConfigSchema } from './config.ts'
  * a mode-`none` DP client no longer clips its noise, counting on the headroom the round's fixed
  * point now leaves for it (an older coordinator leaves none and refused every such upload: review
  * 48e); 7 since a client gives the server the digest of every share it deals, and revealed
- * shares are checked against them (an older runtime's shares would be refused at ShareKeys). It is said
+ * shares are checked against them (an older runtime's shares would be refused at ShareKeys); 8
+ * since a welcome names the resumed rounds still waiting for the client's upload (`awaiting`),
+ * and a runtime that had sent it sends it again (a strict older runtime refuses such a welcome). It is said
  * twice, so that either side of a mismatch gets a refusal that
  * names it at the handshake instead of, later, an upload whose signature does not verify: in the
  * WebSocket subprotocol (RFC 6455 §1.9; a client checks the coordinator's echo) and in the hello
  * (a coordinator checks clients from before the subprotocol carried it).
  */
-export const ROUND_PROTOCOL_VERSION = 7
+export const ROUND_PROTOCOL_VERSION = 8
 
 /** Every version of the rounds subprotocol starts so; the version number follows. */
 export const ROUNDS_SUBPROTOCOL_PREFIX = 'blockfed.rounds.v'
@@ -72,7 +74,18 @@ const base64 = z.string().max(1 << 20).regex(/^[A-Za-z0-9+/]*=*$/, 'base64').ref
 export const serverMessageSchema = z.discriminatedUnion('type', [
   z.object({ type: z.literal('challenge'), nonce: hex(32) }).strict(),
   /** `rounds`: those that still count on this client after a reconnect (a round the coordinator resumed after a restart); it drops any other it was in. */
-  z.object({ type: z.literal('welcome'), clientId: hex(32), rounds: z.array(roundId).max(1000).optional() }).strict(),
+  z.object({
+    type: z.literal('welcome'),
+    clientId: hex(32),
+    /** Rounds resumed after a restart that still count on this client (it said it holds them). */
+    rounds: z.array(roundId).max(1000).optional(),
+    /**
+     * Those of `rounds` that have no upload of this client and may still take one: an upload it
+     * sent was lost (a coordinator stopping refused it, or stopped before reading it), so it
+     * sends the same frame again.
+     */
+    awaiting: z.array(roundId).max(1000).optional()
+  }).strict(),
   z.object({ type: z.literal('offer'), config: roundConfigSchema }).strict(),
   z.object({ type: z.literal('secagg'), roundId, payload: z.unknown() }).strict(),
   z.object({

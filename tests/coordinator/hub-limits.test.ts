@@ -24,7 +24,7 @@ async function hubAt (options: Partial<RoundHubOptions>): Promise<{ url: string,
   const server = http.createServer((_req, res) => { res.end('ok') })
   const hub = roundHub({
     trainer: async token => token === TOKEN ? { tokenId: 'test-token' } : { refused: 'unknown API token', status: 401 as const },
-    handlers: { message: () => {}, upload: () => {}, disconnect: () => {}, connected: () => [], uploadAllowance: () => 0 },
+    handlers: { message: () => {}, upload: () => {}, disconnect: () => {}, connected: () => ({ rounds: [], awaiting: [] }), uploadAllowance: () => 0 },
     maxPayload: 64 << 20,
     pingMs: 10_000,
     handshakeMs: 10_000,

@@ -90,9 +90,9 @@ export function schemaCases (roundId: string, clientId: string, big: number, see
       add('hello: clientId upper-case hex', JSON.stringify({ ...valid, clientId: clientId.toUpperCase() }), /clientId/)
       add('hello: clientId 63 hex', JSON.stringify({ ...valid, clientId: clientId.slice(1) }), /clientId/)
       add('hello: signature not base64', JSON.stringify({ ...valid, signature: '!!!!' }), /signature/)
-      add('hello: protocol 1 (a runtime of an older blockfed)', JSON.stringify({ ...valid, protocol: undefined }), /protocol: this coordinator speaks round protocol 7/)
-      add('hello: protocol 6 (a runtime of an older blockfed)', JSON.stringify({ ...valid, protocol: 6 }), /protocol: this coordinator speaks round protocol 7/)
-      add('hello: protocol 8', JSON.stringify({ ...valid, protocol: 8 }), /protocol: this coordinator speaks round protocol 7/)
+      add('hello: protocol 1 (a runtime of an older blockfed)', JSON.stringify({ ...valid, protocol: undefined }), /protocol: this coordinator speaks round protocol 8/)
+      add('hello: protocol 7 (a runtime of an older blockfed)', JSON.stringify({ ...valid, protocol: 7 }), /protocol: this coordinator speaks round protocol 8/)
+      add('hello: protocol 9', JSON.stringify({ ...valid, protocol: 9 }), /protocol: this coordinator speaks round protocol 8/)
       add('hello: given for a model it does not name', JSON.stringify({ ...valid, given: [{ model: 'other', base: 1, secure: true }] }), /given.*not among this hello's models/)
       add('hello: given twice for one model', JSON.stringify({ ...valid, given: [{ model: 'mnist', base: 1, secure: true }, { model: 'mnist', base: 2, secure: false }] }), /given.*listed twice/)
     }

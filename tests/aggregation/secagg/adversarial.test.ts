@@ -337,7 +337,7 @@ describe('a client whose neighbour sends it shares that do not open (review 47a)
     expect(await restored.finish()).toEqual(ringSum(round.ids.map(id => input(round, id)), round.vectorLength))
   })
 
-  it('refuses a report naming a stranger, twice, or another sender, and keeps none of it', async () => {
+  it('refuses a report naming a stranger, twice, or another sender, and keeps none of it; takes the same report again as a no-op', async () => {
     const { round, victims } = await withBadShares(6, r => [r.ids[1] as string])
     const victim = victims[0] as string
     await client(round, victim).maskedInput(input(round, victim), wire(round.server.inboxFor(victim)))
@@ -347,7 +347,13 @@ describe('a client whose neighbour sends it shares that do not open (review 47a)
     expect(() => round.server.receiveSkipped(victim, wire({ ...report, peers: [{ ...report.peers[0], peer: 'client-zz' }] }))).toThrow(/is not a neighbour/)
     expect(() => round.server.receiveSkipped(victim, wire({ ...report, peers: [{ ...report.peers[0], seed: 'short' }] }))).toThrow(/seed/)
     round.server.receiveSkipped(victim, wire(report))
-    expect(() => round.server.receiveSkipped(victim, wire(report))).toThrow(/already received/)
+    // The same report again, as a runtime sends it with an upload a stopped coordinator lost,
+    // changes nothing; another one is refused.
+    const kept = JSON.stringify(round.server.snapshot().state)
+    round.server.receiveSkipped(victim, wire(report))
+    expect(JSON.stringify(round.server.snapshot().state)).toBe(kept)
+    const other = { ...report, peers: [{ ...report.peers[0], seed: toBase64(new Uint8Array(32).fill(7)) }] }
+    expect(() => round.server.receiveSkipped(victim, wire(other))).toThrow(/already received/)
     // After its masked input: refused (a restart between the two would lose it, and the sum with it; review 47f).
     const late = await withBadShares(6, r => [r.ids[1] as string])
     const y = await client(late.round, victim).maskedInput(input(late.round, victim), wire(late.round.server.inboxFor(victim)))

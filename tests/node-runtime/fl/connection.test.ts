@@ -85,7 +85,7 @@ async function upgrade (protocols: string, auth: string | undefined): Promise<{ 
 
 describe('round protocol version at the handshake', () => {
   it('the runtime offers the versioned subprotocol and the coordinator echoes it', async () => {
-    expect(ROUNDS_SUBPROTOCOL).toBe('blockfed.rounds.v7')
+    expect(ROUNDS_SUBPROTOCOL).toBe('blockfed.rounds.v8')
     const { participant, events } = participantAt(url, token)
     await participant.start()
     try {
@@ -97,15 +97,15 @@ describe('round protocol version at the handshake', () => {
   })
 
   it('a client offering another version is refused with a 400 that names both, before its token is looked at', async () => {
-    for (const [offered, theirs] of [['blockfed.rounds.v6', '6'], ['blockfed.rounds.v8, bearer.x', '8']] as const) {
+    for (const [offered, theirs] of [['blockfed.rounds.v7', '7'], ['blockfed.rounds.v9, bearer.x', '9']] as const) {
       for (const auth of [token, undefined]) {
         const answer = await upgrade(offered, auth)
         expect(answer.status).toBe(400)
-        expect(answer.body).toContain(`this coordinator speaks round protocol 7, the other side ${theirs} (subprotocol blockfed.rounds.v7 expected)`)
+        expect(answer.body).toContain(`this coordinator speaks round protocol 8, the other side ${theirs} (subprotocol blockfed.rounds.v8 expected)`)
       }
     }
     // Offering ours beside an older one is fine: a client that speaks both.
-    expect((await upgrade('blockfed.rounds.v6, blockfed.rounds.v7', token)).status).toBe(101)
+    expect((await upgrade('blockfed.rounds.v7, blockfed.rounds.v8', token)).status).toBe(101)
     // Without any rounds subprotocol (a Node runtime from before it named the version) the hello is what refuses it (ws-fuzz).
     expect((await upgrade('', token)).status).toBe(101)
   })
@@ -118,7 +118,7 @@ describe('round protocol version at the handshake', () => {
     try {
       await until(() => events.some(e => e.type === 'error'), 'an error')
       const first = events.find(e => e.type === 'error')
-      expect(first).toEqual({ type: 'error', message: 'this runtime speaks round protocol 7, the other side another one (the coordinator, of another blockfed version, does not answer subprotocol blockfed.rounds.v7): run the same blockfed version on the runtime and the coordinator' })
+      expect(first).toEqual({ type: 'error', message: 'this runtime speaks round protocol 8, the other side another one (the coordinator, of another blockfed version, does not answer subprotocol blockfed.rounds.v8): run the same blockfed version on the runtime and the coordinator' })
       expect(events.some(e => e.type === 'connected')).toBe(false)
     } finally {
       await participant.stop()

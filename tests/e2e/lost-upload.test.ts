@@ -1,0 +1,91 @@
+/**
+ * An upload lost to a coordinator's stop: the runtime recorded it as given and sent it, but the
+ * coordinator stopped before reading it (here a proxy holds the frame back until the stop; a
+ * coordinator stopping also refuses one that arrives after the round left memory). The round is
+ * kept for the next start, whose welcome names it as still awaiting that runtime's upload, and
+ * the runtime sends the same frame again (round protocol 8). Before, the runtime waited for a
+ * result that never came, and the resumed round failed at its training deadline with one upload
+ * short. A real coordinator stopped and started again on its data dir and port, real runtimes
+ * and tfjs training, over loopback.
+ */
+import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { mkdtemp, rm } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { createCoordinator, type Coordinator } from '../../coordinator/coordinator.ts'
+import { tfjsBackend } from '../../node-runtime/engines/tfjs.ts'
+import { modelFiles, mnistMlp } from '../../node-runtime/examples/mnist-mlp.ts'
+import { secureClients } from '../../node-runtime/fl/secure-client.ts'
+import type { ParticipantEvent } from '../../node-runtime/fl/participant.ts'
+import { startParticipants, stopParticipants, type TestParticipant } from '../helpers/fl.ts'
+import { holdUploadProxy } from '../helpers/hold-upload-proxy.ts'
+
+let root: string
+beforeAll(async () => {
+  await tfjsBackend()
+  root = await mkdtemp(join(tmpdir(), 'blockfed-lost-upload-'))
+})
+afterAll(async () => { await rm(root, { recursive: true, force: true }) })
+
+/** The first event `match` takes, asked every 50 ms for at most `ms`. */
+async function eventOf (events: ParticipantEvent[], match: (e: ParticipantEvent) => boolean, ms: number): Promise<ParticipantEvent> {
+  for (let waited = 0; waited < ms; waited += 50) {
+    const found = events.find(match)
+    if (found !== undefined) return found
+    await new Promise(resolve => setTimeout(resolve, 50))
+  }
+  throw new Error(`no such event within ${ms} ms; got ${events.map(e => e.type).join(', ')}`)
+}
+
+describe('an upload a stopping coordinator never read', () => {
+  for (const mode of ['none', 'masking'] as const) {
+    it(`is sent again, the same frame, to the resumed round, which publishes with it (mode ${mode})`, async () => {
+      const runtimes = mode === 'masking' ? 4 : 2
+      const dir = join(root, mode)
+      let coordinator: Coordinator = await createCoordinator({ dataDir: dir, port: 0 })
+      const at = await coordinator.start()
+      const port = Number(new URL(at).port)
+      const token = await coordinator.createToken('edge')
+      const model = mnistMlp({ hidden: [16] })
+      await coordinator.ingest('mnist', await modelFiles(model))
+      model.dispose()
+      // The last runtime reaches the coordinator through the proxy that loses its upload.
+      const proxy = await holdUploadProxy(port)
+      const last = runtimes - 1
+      let ps: TestParticipant[] = []
+      try {
+        ps = await startParticipants(at, token, join(root, `${mode}-runtimes`), runtimes, {
+          extra: i => ({ ...(i === last ? { url: proxy.url } : {}), ...(mode === 'masking' ? { secureClient: secureClients() } : {}) })
+        })
+        const { id, done } = await coordinator.rounds.start({
+          model: 'mnist', trainable: ['head'], secure: mode === 'masking' ? { mode, dropoutRate: 0.3 } : { mode }, selection: { minClients: runtimes, minUploads: runtimes },
+          deadlines: { trainMs: 60_000, unmaskMs: 60_000 }
+        })
+        done.catch(() => {}) // it rejects when the coordinator stops and leaves the round
+        const lost = ps[last] as TestParticipant
+        const held = await proxy.held
+        // The runtime counts it sent; the coordinator has the others' uploads only.
+        const sent = await eventOf(lost.events, e => e.type === 'uploaded' && e.roundId === id, 30_000)
+        expect(sent).toEqual({ type: 'uploaded', roundId: id, bytes: expect.any(Number) })
+        expect((sent as { bytes: number }).bytes).toBe(held)
+        for (const p of ps.slice(0, last)) await eventOf(p.events, e => e.type === 'uploaded' && e.roundId === id, 30_000)
+        await coordinator.stop()
+        coordinator = await createCoordinator({ dataDir: dir, port })
+        await coordinator.start()
+        const again = await eventOf(lost.events, e => e.type === 'uploaded' && e.roundId === id && e.again === true, 30_000)
+        expect(again).toEqual({ ...sent, again: true })
+        for (const p of ps) {
+          const result = await eventOf(p.events, e => e.type === 'result' && e.roundId === id, 60_000)
+          expect(result).toMatchObject({ state: 'published', version: 2, reason: null })
+        }
+        // Sent once more, and only to the round that waited for it.
+        expect(lost.events.filter(e => e.type === 'uploaded')).toHaveLength(2)
+        for (const p of ps.slice(0, last)) expect(p.events.filter(e => e.type === 'uploaded')).toHaveLength(1)
+      } finally {
+        await stopParticipants(ps)
+        await coordinator.stop()
+        await proxy.close()
+      }
+    }, 120_000)
+  }
+})
