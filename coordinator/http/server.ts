@@ -31,7 +31,7 @@ import { signedManifestOf, type Repository, type VersionRow } from '../store/rep
 import type { BlockFiles } from '../store/block-files.ts'
 import type { Identity } from '../keys/identity.ts'
 import type { IngestOptions } from '../ingest/ingest.ts'
-import { BUSY_RETRY_MS, MAX_PATH_PARAM_CHARS, MAX_UPLOAD_FILES } from '../constants.ts'
+import { BUSY_RETRY_MS, MAX_PATH_PARAM_CHARS, MAX_UPLOAD_FILES, SERVE_TIMEOUT_MS } from '../constants.ts'
 import type { AnswerAdmission } from '../answers.ts'
 import { authenticate, authenticateAgain, callerCheck, mayRead, mayUseModel, needsToken } from './auth.ts'
 import { BODY_REFUSALS, clientErrorHandler, errorHandler, refusals, WRITE_REFUSALS } from './errors.ts'
@@ -51,6 +51,8 @@ export interface ServerDeps {
   onServed?: (bytes: number) => void
   /** Admits and paces block and shard bodies (the coordinator's answer budget and upload cap, shared with its libp2p node). */
   answers?: AnswerAdmission
+  /** Longest a block or shard answer may take to be read, from its admission; default SERVE_TIMEOUT_MS. */
+  answerDeadlineMs?: number
   /** Called for a block request answered 503 "busy" (no room in the answer budget). */
   onBusy?: () => void
   /**
@@ -295,6 +297,11 @@ export async function buildServer (deps: ServerDeps): Promise<FastifyInstance> {
   }, async (req, reply) => {
     const cid = req.params.cid
     parseCid(cid)
+    // Heard before any await: a client that leaves while the file is read gets its 'close' then,
+    // and an admission taken after it would never be released (review 53a: with a budget of one
+    // answer, every later request was refused busy for the coordinator's life).
+    const gone = new AbortController()
+    reply.raw.once('close', () => { gone.abort() })
     const etag = `"${cid}"`
     // Cacheable for good only once the bytes are there and going out: a 404 or a busy 503 kept
     // by a shared cache under these headers would answer for a year.
@@ -316,7 +323,8 @@ export async function buildServer (deps: ServerDeps): Promise<FastifyInstance> {
       immutable()
       return await reply.type('application/octet-stream').send(Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength) as never)
     }
-    const gone = new AbortController()
+    // Nobody to answer: nothing admitted, sent or counted.
+    if (gone.signal.aborted) return reply
     const release = deps.answers === undefined ? () => {} : deps.answers.admit(bytes.length, gone.signal)
     if (release === undefined) {
       deps.onBusy?.()
@@ -324,7 +332,12 @@ export async function buildServer (deps: ServerDeps): Promise<FastifyInstance> {
     }
     immutable()
     // Released when the answer ends, sent or not (the client may leave mid-body).
-    reply.raw.once('close', () => { release(); gone.abort() })
+    gone.signal.addEventListener('abort', release, { once: true })
+    // A reader that stops, socket open, holds its admission no longer than a libp2p answer may
+    // take (pacing included): then its connection is cut, and the 'close' releases it (review 53a).
+    const cut = setTimeout(() => { req.raw.socket.destroy() }, deps.answerDeadlineMs ?? SERVE_TIMEOUT_MS)
+    cut.unref()
+    gone.signal.addEventListener('abort', () => { clearTimeout(cut) }, { once: true })
     deps.onServed?.(bytes.length)
     void reply.type('application/octet-stream').header('content-length', bytes.length)
     const pace = deps.answers?.pace
