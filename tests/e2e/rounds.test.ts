@@ -770,10 +770,13 @@ describe('a coordinator killed mid-round', () => {
     try {
       const res = await fetch(`${proc.url}/v1/rounds`, { method: 'POST', headers: { authorization: `Bearer ${admin}`, 'content-type': 'application/json' }, body: JSON.stringify({ model: 'mnist', trainable: ['head'], selection: { minClients: runtimes, minUploads: 2 }, ...request }) })
       const { id } = await res.json() as { id: string }
-      // Let the coordinator store the quick uploads, then kill it without warning.
-      for (let i = 0; i < 200; i++) {
+      // Let the coordinator store the quick uploads, then kill it without warning. Past 60 s
+      // the test says so (it went on without them, and failed later for a reason not its own).
+      for (let i = 0; ; i++) {
         const clients = (await (await fetch(`${proc.url}/v1/rounds/${id}`, { headers: { authorization: `Bearer ${admin}` } })).json() as { clients: Array<{ status: string }> }).clients
-        if (clients.filter(c => c.status === 'uploaded').length === uploadsBeforeKill) break
+        const uploaded = clients.filter(c => c.status === 'uploaded').length
+        if (uploaded === uploadsBeforeKill) break
+        if (i === 600) throw new Error(`${uploaded} of the ${uploadsBeforeKill} quick uploads stored within 60 s`)
         await new Promise(resolve => setTimeout(resolve, 100))
       }
       await proc.kill(stopWith)
