@@ -43,6 +43,7 @@ import { keepListen, keptListen } from './p2p/kept-listen.ts'
 import { failedListens } from '../shared/p2p/listen-failures.ts'
 import type { IngestResult as Published } from '../shared/client/api-schemas.ts'
 import { COORDINATOR_DATABASE, DEFAULT_ERASURE, DEFAULT_HOST, DEFAULT_MAX_SERVING_BYTES, DEFAULT_MAX_UPLOAD_BYTES, DEFAULT_PORT, ROUND_HANDSHAKE_MS, ROUND_MAX_FRAME_BYTES, ROUND_PING_MS, SERVE_TIMEOUT_MS, WITNESS_GRACE_MS, WITNESS_RETRY_MS } from './constants.ts'
+import { closeWithin } from './http/lifecycle.ts'
 
 export interface CoordinatorOptions {
   dataDir: string
@@ -273,7 +274,7 @@ async function openCoordinator (options: CoordinatorOptions, partitionOptions: P
     try {
       await rounds.stop()
       await hub.stop()
-      await app?.close()
+      if (app !== undefined) await closeWithin(app)
       app = undefined
       await origin?.stop()
       origin = undefined

@@ -25,6 +25,7 @@ import { buildDecryptorServer } from './server.ts'
 import { decryptSlots, type DecryptSlots } from './slots.ts'
 import { COORDINATOR_DATABASE } from '../constants.ts'
 import { DEFAULT_DECRYPTOR_HOST, DEFAULT_DECRYPTOR_PORT, ROUNDS_DIR, DEFAULT_MAX_BODY_BYTES, DEFAULT_MIN_CLIENTS, DECRYPTOR_TOKEN_ENV, DECRYPTOR_TOKEN_PATTERN, DECRYPTOR_TOKEN_RULE, DECRYPT_SLOTS, STOP_DEADLINE_MS } from './constants.ts'
+import { closeWithin } from '../http/lifecycle.ts'
 
 export interface DecryptorOptions {
   dataDir: string
@@ -160,7 +161,7 @@ export function createDecryptor (options: DecryptorOptions): Decryptor {
       url = undefined
       keyId = undefined
       try {
-        await server?.close() // its preClose hook aborts the decryptions still running
+        if (server !== undefined) await closeWithin(server) // its preClose hook aborts the decryptions still running
       } finally {
         slots?.stop()
         // Another process may take the dir once it is let go: no decryption may still write there.

@@ -72,6 +72,7 @@ import { decryptSum, sumCiphertexts } from '../../aggregation/paillier/aggregate
 import { decryptAll } from './parallel-decrypt.ts'
 import { accessResponseSchema, decryptRequestSchema, decryptResponseSchema, paillierKeyInfoSchema, roundIdSchema, type PaillierKeyInfo } from '../../aggregation/paillier/schemas.ts'
 import { clientErrorHandler, errorHandler } from '../http/errors.ts'
+import { refuseUnknownRoutes } from '../http/lifecycle.ts'
 import { useJsonBodyParser } from '../http/json-body.ts'
 import { bearerOf } from '../http/auth.ts'
 import { withOpenAnswers } from '../http/openapi-raw.ts'
@@ -118,6 +119,7 @@ export async function buildDecryptorServer (deps: DecryptorServerDeps): Promise<
   app.setValidatorCompiler(validatorCompiler)
   app.setSerializerCompiler(serializerCompiler)
   app.setErrorHandler(errorHandler)
+  refuseUnknownRoutes(app)
   useJsonBodyParser(app)
   await app.register(swagger, {
     openapi: { info: { title: 'blockfed Paillier decryptor', description: 'Decrypts the sum of a round\'s Paillier-encrypted updates, once per round.', version: '1' } },

@@ -10,6 +10,7 @@ import Fastify, { type FastifyInstance } from 'fastify'
 import cors from '@fastify/cors'
 import fresh from 'fresh'
 import { corsOrigins } from './cors.ts'
+import { refuseUnknownRoutes } from './lifecycle.ts'
 import multipart from '@fastify/multipart'
 import swagger from '@fastify/swagger'
 import { withOpenAnswers, withRawAnswers, withShapeRefusals } from './openapi-raw.ts'
@@ -99,7 +100,7 @@ export async function buildServer (deps: ServerDeps): Promise<FastifyInstance> {
     frameworkErrors: (err, req, reply) => { errorHandler(err.code === 'FST_ERR_BAD_URL' ? new InvalidInputError(err.message, { cause: err }) : err, req, reply) }
   })
   // Fastify's own answers for an unknown route or an unparsable URL, in the API's error shape.
-  app.setNotFoundHandler(req => { throw new NotFoundError(`Route ${req.method}:${req.url.slice(0, 200)} not found`) })
+  refuseUnknownRoutes(app)
   app.setValidatorCompiler(validatorCompiler)
   app.setSerializerCompiler(serializerCompiler)
   app.setErrorHandler(errorHandler)
