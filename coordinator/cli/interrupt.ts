@@ -65,18 +65,31 @@ export async function interruptible<T> (run: (signal: AbortSignal) => Promise<T>
 }
 
 /**
- * The stop handler of a command that serves until told to stop (coordinator, decryptor, witness):
- * runs `stop` once, then exits 0. A stop that fails (a decryptor whose decryptions outlast its
- * deadline) is said on stderr and exits 1; it was an unhandled rejection with a stack trace.
+ * The stop of a command that serves until told to (coordinator, decryptor, witness): SIGINT,
+ * SIGTERM or a standard output that closed under it (EPIPE: `blockfed coordinator | head -1`)
+ * run `stop` once, then the process exits: 0 after a signal, 141 after the output closed (review
+ * 53b: that exited at once, rounds, token uses and the database left as a kill leaves them). A
+ * stop that fails (a decryptor whose decryptions outlast its deadline) is said on stderr and
+ * exits 1. Installed before the command prints anything; returns the stop for other causes (the
+ * decryptor's parent going away).
  */
-export function stopThenExit (stop: () => Promise<unknown>): () => void {
+export function serveUntilStopped (stop: () => Promise<unknown>): () => void {
   let stopping = false
-  return () => {
+  const stopWith = (code: number): void => {
     if (stopping) return
     stopping = true
-    stop().then(() => process.exit(0), (err: unknown) => {
+    stop().then(() => process.exit(code), (err: unknown) => {
       console.error(`blockfed: could not stop cleanly: ${err instanceof Error ? `${err.name}: ${err.message}` : String(err)}`)
       process.exit(1)
     })
   }
+  process.once('SIGINT', () => { stopWith(0) })
+  process.once('SIGTERM', () => { stopWith(0) })
+  // Stays for the life of the process: every later write to the closed output fails the same way.
+  process.stdout.on('error', (err: NodeJS.ErrnoException) => {
+    if (stopping) return
+    console.error(`blockfed: standard output closed (${err.code ?? err.message}); stopping`)
+    stopWith(err.code === 'EPIPE' ? EXIT_SIGPIPE : 1)
+  })
+  return () => { stopWith(0) }
 }

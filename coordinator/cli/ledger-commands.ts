@@ -35,7 +35,7 @@ import { nodeHttpBlockSource } from '../../node-runtime/sources/http.ts'
 import type { BlockSource } from '../../shared/load/source.ts'
 import { blockFiles } from '../store/block-files.ts'
 import { firstStartCleaned, folderOption, onHome } from './paths.ts'
-import { interruptible, stopThenExit } from './interrupt.ts'
+import { interruptible, serveUntilStopped } from './interrupt.ts'
 import { coordinatorOption, integer, modelName, modelRef, number, port, listenFailure, token, tokenSource, tokenUnused, url } from './args.ts'
 
 /** `URL=VKEY`: a witness's base URL (no query) and its cosignature/v1 verifier key. */
@@ -306,12 +306,10 @@ export function ledgerCommands (program: Command): void {
       if (o.log.length === 0) throw new InvalidArgumentError('--log: name at least one log to witness, by its verifier key (GET /ledger/key of its coordinator)')
       await folderOption('--data', o.data)
       const witness = await firstStartCleaned(o.data, async () => await createWitness({ dataDir: resolve(o.data), name: o.name, logs: o.log, port: o.port, host: o.host }).catch((err: unknown) => { throw listenFailure(err, o.host, o.port) }))
+      serveUntilStopped(async () => await witness.close())
       console.log(`blockfed witness listening on ${witness.url}`)
       console.log(`  verifier key ${witness.vkey}`)
       console.log(`  coordinator  --witness ${witness.url}=${witness.vkey}`)
-      const stop = stopThenExit(async () => await witness.close())
-      process.once('SIGINT', stop)
-      process.once('SIGTERM', stop)
     })
 }
 

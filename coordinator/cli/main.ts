@@ -26,7 +26,7 @@ import { mnistSplit } from '../../node-runtime/data/mnist.ts'
 import { mnistAccuracy, mnistMlp, modelFiles, trainMnistMlp } from '../../node-runtime/examples/mnist-mlp.ts'
 import { tfjsBackend } from '../../node-runtime/engines/tfjs.ts'
 import { describeTarget, describeGap, simulate, SIMULATION_DEFAULTS, type RoundReport } from './simulate.ts'
-import { EXIT_SIGPIPE, interruptible, stopThenExit } from './interrupt.ts'
+import { EXIT_SIGPIPE, interruptible, serveUntilStopped } from './interrupt.ts'
 import { firstStartCleaned, folderOption, onHome } from './paths.ts'
 import { createDecryptor } from '../decryptor/decryptor.ts'
 import { DECRYPTOR_TOKEN_ENV } from '../decryptor/constants.ts'
@@ -97,6 +97,7 @@ program.command('coordinator')
       })
       return { coordinator, at: await coordinator.start().catch((err: unknown) => { throw listenFailure(err, o.host, o.port) }) }
     })
+    serveUntilStopped(async () => await coordinator.stop())
     console.log(`blockfed coordinator listening on ${at}`)
     console.log(`  signing key  ${coordinator.identity.publicKeyHex}`)
     console.log(`  ledger key   ${coordinator.log.vkey}`)
@@ -116,9 +117,6 @@ program.command('coordinator')
         }
       )
     }
-    const stop = stopThenExit(async () => await coordinator.stop())
-    process.once('SIGINT', stop)
-    process.once('SIGTERM', stop)
   })
 
 program.command('ingest')
@@ -251,10 +249,7 @@ program.command('decryptor')
     let decryptor: ReturnType<typeof createDecryptor> | undefined
     // Before it listens there is nothing to stop (a new key file is written atomically): told to
     // stop while it makes its key, it exits there.
-    const stopAndExit = stopThenExit(async () => await decryptor?.stop())
-    const stop = (): void => { stopping = true; stopAndExit() }
-    process.once('SIGINT', stop)
-    process.once('SIGTERM', stop)
+    const stop = serveUntilStopped(async () => { stopping = true; await decryptor?.stop() })
     if (o.exitWithParent === true) {
       // The parent holds the other end of this pipe; it ends when the parent exits or is killed.
       // Watched from the start: a parent that dies while the key is being made is noticed too.

@@ -93,6 +93,21 @@ describe('blockfed CLI', () => {
     expect(code).toBe(141)
   })
 
+  it('a coordinator whose output closes stops cleanly, then ends with 141 (review 53b: it exited at once)', async () => {
+    const dir = join(root, 'coordinator-epipe')
+    const child = spawn(process.execPath, [CLI, 'coordinator', '--data', dir, '--port', '0', '--no-p2p'], { stdio: ['ignore', 'pipe', 'pipe'] })
+    // `blockfed coordinator | head -1` once head has gone: its first line meets a closed pipe.
+    child.stdout.destroy()
+    let stderr = ''
+    child.stderr.on('data', (c: Buffer) => { stderr += c.toString() })
+    const code = await new Promise(resolve => child.on('exit', resolve))
+    expect(stderr).toBe('blockfed: standard output closed (EPIPE); stopping\n')
+    expect(code).toBe(141)
+    // Stopped, not killed: the data dir was let go (its holder's pid file goes with the lock).
+    expect(existsSync(join(dir, 'coordinator.pid'))).toBe(false)
+    expect(existsSync(join(dir, 'coordinator.sqlite'))).toBe(true)
+  })
+
   it('rejects bad arguments with a one-line reason and a non-zero exit', async () => {
     const cases: Array<[string[], RegExp]> = [
       [['ingest', SILERO_PATH, '--name', 'Bad Name!', '--coordinator', url], /--name.*lowercase/],
