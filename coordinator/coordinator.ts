@@ -82,7 +82,10 @@ export interface CoordinatorOptions {
    * Off when absent; the CLI turns it on by default.
    */
   p2p?: { listen?: string[], superSeed?: boolean }
-  /** What an operator should know that is no failure (the p2p node could not listen where it did last time). */
+  /**
+   * What an operator should know that did not stop the coordinator: the p2p node could not listen
+   * where it did last time; a round client's leaving could not be stored (stderr by default).
+   */
   onNotice?: (message: string) => void
   /** Cap on the bytes of blocks and shards the coordinator sends per second, HTTP and p2p together. */
   uploadBytesPerSecond?: number
@@ -223,7 +226,8 @@ async function openCoordinator (options: CoordinatorOptions, partitionOptions: P
     handshakeMs: ROUND_HANDSHAKE_MS,
     textBudgetBytes: options.roundTextBudgetBytes,
     maxConnections: options.roundMaxConnections,
-    maxConnectionsPerToken: options.roundMaxConnectionsPerToken
+    maxConnectionsPerToken: options.roundMaxConnectionsPerToken,
+    onError: options.onNotice
   })
   const rounds = roundManager({
     store,

@@ -121,6 +121,8 @@ export interface RoundHubOptions {
   maxConnections?: number
   /** Connections one API token may hold at once; MAX_CONNECTIONS_PER_TOKEN by default. */
   maxConnectionsPerToken?: number
+  /** A handler that failed where nobody awaits it (a socket's close, a timer); said on stderr by default. */
+  onError?: (message: string) => void
 }
 
 export interface RoundHub {
@@ -183,6 +185,20 @@ export function roundHub (options: RoundHubOptions): RoundHub {
   let server: Server | undefined
   let pinger: ReturnType<typeof setInterval> | undefined
   const alive = new WeakMap<WebSocket, boolean>()
+  /**
+   * The rounds let a client go that left. Called from a socket's close, a ping timer or a cut,
+   * where a throw (its store write failing: the disk full) would end the process: said instead,
+   * and the round goes on without the client as if it had been stored (review 53b).
+   */
+  const disconnected = (client: ClientConnection): void => {
+    try {
+      options.handlers.disconnect(client)
+    } catch (err) {
+      const message = `rounds: letting client ${client.id.slice(0, 16)}… go failed: ${err instanceof Error ? err.message : String(err)}`
+      if (options.onError === undefined) console.error(`blockfed: ${message}`)
+      else options.onError(message)
+    }
+  }
   /** Upgrades whose token is being checked: counted against maxConnections with the open ones. */
   let upgrading = 0
   /** Each connection's own: how to cut it, and the message it has under way (for the stall check). */
@@ -254,7 +270,7 @@ export function roundHub (options: RoundHubOptions): RoundHub {
       // picked a client whose token was just revoked, and failed (review 49e).
       if (client !== undefined && connected.get(client.id) === client) {
         connected.delete(client.id)
-        options.handlers.disconnect(client)
+        disconnected(client)
       }
     }
     const send = (message: ServerMessage): void => {
@@ -308,7 +324,7 @@ export function roundHub (options: RoundHubOptions): RoundHub {
             // at once, as after any lost connection, instead of being waited for until the deadlines.
             connected.delete(replaced.id)
             replaced.close(4002, 'replaced by a newer connection of the same client')
-            options.handlers.disconnect(replaced)
+            disconnected(replaced)
           }
           // Offered rounds only of the models its token is limited to (review 49b).
           client = { id: hello.clientId, models: hello.models.filter(m => inScope(scope, m)), reads, given: new Map((hello.given ?? []).map(g => [g.model, { base: g.base, secure: g.secure }])), socket: ws, send, close: (code, reason) => ws.close(code, reason) }
@@ -356,7 +372,7 @@ export function roundHub (options: RoundHubOptions): RoundHub {
       parse.by.delete(ws)
       if (client !== undefined && connected.get(client.id) === client) {
         connected.delete(client.id)
-        options.handlers.disconnect(client)
+        disconnected(client)
       }
     })
   }

@@ -153,10 +153,6 @@ export function roundManager (deps: RoundManagerDeps): RoundManager {
     if (round.dropped.has(clientId)) return
     round.dropped.add(clientId)
     round.secure.drop(clientId)
-    // Only a client that took part is dropped: one that declined, or never answered the offer,
-    // keeps its status (review 38a: a decline turned into 'dropped' at its disconnect, and the
-    // cooldown then kept the client out of the next round).
-    if (round.accepted.has(clientId) && !round.uploads.has(clientId)) deps.store.setClient(round.config.id, clientId, 'dropped')
     // Told at once when still connected (a late uploader, say), so it stops training for nothing.
     if (why !== undefined && !round.uploads.has(clientId) && !round.receiving.has(clientId)) {
       deps.hub().get(clientId)?.send({ type: 'error', roundId: round.config.id, message: `round ${round.config.id}: ${why}; the round goes on without this client`, left: true })
@@ -165,6 +161,11 @@ export function roundManager (deps: RoundManagerDeps): RoundManager {
     // upload handler settles the gate), or a client that uploads and leaves at once would lose an
     // upload it has recorded as given (found in CI: 3 of 4 uploads counted).
     if (!round.receiving.has(clientId)) round.waiting?.gate.settle(clientId)
+    // Last: a store that fails (the disk full) leaves the round going on without the client all
+    // the same, and the caller says why (review 53b). Only a client that took part is dropped:
+    // one that declined, or never answered the offer, keeps its status (review 38a: a decline
+    // turned into 'dropped' at its disconnect, and the cooldown then kept it out of the next round).
+    if (round.accepted.has(clientId) && !round.uploads.has(clientId)) deps.store.setClient(round.config.id, clientId, 'dropped')
   }
 
   const handlers: HubHandlers = {
@@ -236,7 +237,17 @@ export function roundManager (deps: RoundManagerDeps): RoundManager {
       }
     },
     disconnect (client) {
-      for (const round of active.values()) if (round.config.clients.includes(client.id)) dropClient(round, client.id)
+      // Every round lets it go, whichever store write fails; the first failure is said (hub.ts).
+      const failures: unknown[] = []
+      for (const round of active.values()) {
+        if (!round.config.clients.includes(client.id)) continue
+        try {
+          dropClient(round, client.id)
+        } catch (err) {
+          failures.push(err)
+        }
+      }
+      if (failures.length > 0) throw failures[0]
     },
     connected (client, holds) {
       // Only a resumed round still counts on a client that says hello: a live round dropped it

@@ -115,3 +115,24 @@ describe('the rounds hub, for all clients together', () => {
     expect(steady.socket.readyState).toBe(WebSocket.OPEN)
   })
 })
+
+describe('the rounds hub when letting a client go fails', () => {
+  it('says so and keeps serving: a throw from a close, a replacement or a cut never reaches the process (review 53b)', async () => {
+    const errors: string[] = []
+    const { url, clientsSeen } = await hubAt({
+      handlers: { message: () => {}, upload: () => {}, disconnect: () => { throw new Error('database or disk is full') }, connected: () => ({ rounds: [], awaiting: [] }), uploadAllowance: () => 0 },
+      onError: message => { errors.push(message) }
+    })
+    const first = await connect(url)
+    first.close()
+    await first.closed
+    await expect.poll(() => errors.length, { timeout: 2_000 }).toBe(1)
+    expect(errors[0]).toBe(`rounds: letting client ${first.id.slice(0, 16)}… go failed: database or disk is full`)
+    // Still serving: the next client gets in, and its close is said the same way.
+    const second = await connect(url)
+    expect(clientsSeen()).toBe(1)
+    second.close()
+    await second.closed
+    await expect.poll(() => errors.length, { timeout: 2_000 }).toBe(2)
+  })
+})
