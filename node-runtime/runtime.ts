@@ -288,9 +288,13 @@ function fromEnv (name: string): string | undefined {
  * too, never let end the process or the operation (reviews 48f, 49a).
  */
 function tell (message: string, name: string, call: (() => unknown) | undefined): void {
-  const said = `blockfed: ${message}`
-  if (call === undefined) { console.error(said); return }
-  const listenerFailed = (listener: unknown): void => { console.error(`${said}; ${name} threw: ${listener instanceof Error ? listener.message : String(listener)}`) }
+  if (call === undefined) console.error(`blockfed: ${message}`)
+  else guarded(message, name, call)
+}
+
+/** Calls a caller's listener so that its throw or rejection is said on stderr (after `context`) and never ends the process. */
+function guarded (context: string, name: string, call: () => unknown): void {
+  const listenerFailed = (listener: unknown): void => { console.error(`blockfed: ${context}; ${name} threw: ${listener instanceof Error ? listener.message : String(listener)}`) }
   try {
     Promise.resolve(call()).catch(listenerFailed)
   } catch (listener) {
@@ -341,7 +345,9 @@ export async function createNodeRuntime (options: NodeRuntimeOptions): Promise<N
         const key = `${from} ${model}`
         if (heeded.length === 0 || version <= (announced.get(key) ?? 0)) return
         announced.set(key, version)
-        options.onVersionAnnounced?.(model, version)
+        // From a gossip listener: a throw there would end the process (review 53b).
+        const heard = options.onVersionAnnounced
+        if (heard !== undefined) guarded(`${model}@${version} was announced`, 'onVersionAnnounced', () => heard(model, version))
         for (const h of heeded) {
           if (h.config.peers?.prefetch === false || version <= h.manifest.version) continue
           void h.prefetch(AbortSignal.timeout(PREFETCH_DEADLINE_MS)).catch(() => {})

@@ -5,7 +5,7 @@
  * corrupt shards (which the origin refers to) is caught by CID, banned, and nothing bad is cached; killing 2 of 6 holders
  * mid-load does not stop a load; with the coordinator down, a runtime restarts from peers.
  */
-import { describe, it, expect, beforeAll, afterAll } from 'vitest'
+import { describe, it, expect, beforeAll, afterAll, vi } from 'vitest'
 import { mkdtemp, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
@@ -156,7 +156,9 @@ describe('swarm loading', () => {
     const build = async (): Promise<ModelFile[]> => await denseModelFiles(64, [['x', 32]])
     await admin.ingest('swarm-announced', await build())
     const heard: Array<[string, number]> = []
-    const r = await createNodeRuntime({ dataDir: join(root, 'announced'), onVersionAnnounced: (model, version) => heard.push([model, version]) })
+    // A listener that throws is said on stderr, never the end of the runtime (review 53b).
+    const said = vi.spyOn(console, 'error').mockImplementation(() => {})
+    const r = await createNodeRuntime({ dataDir: join(root, 'announced'), onVersionAnnounced: (model, version) => { heard.push([model, version]); throw new Error('a bug in the app') } })
     runtimes.push(r)
     const h = await r.load(config({ modelName: 'swarm-announced', modelDir: 'swarm-announced' }))
     const node = (r.swarm() as NonNullable<ReturnType<NodeRuntime['swarm']>>).node
@@ -177,7 +179,11 @@ describe('swarm loading', () => {
       await admin.ingest('swarm-announced', await build())
       for (let i = 0; i < 200 && heard.length === 0; i++) await new Promise(resolve => setTimeout(resolve, 50))
       expect(heard).toEqual([['swarm-announced', 2]])
+      expect(said).toHaveBeenCalledWith('blockfed: swarm-announced@2 was announced; onVersionAnnounced threw: a bug in the app')
+      // Still serving: it upgrades to the version announced.
+      expect((await r.load(config({ modelName: 'swarm-announced', modelDir: 'swarm-announced' }))).manifest.version).toBe(2)
     } finally {
+      said.mockRestore()
       await evil.stop()
     }
   }, 60_000)
