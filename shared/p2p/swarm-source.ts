@@ -28,10 +28,10 @@
  */
 import pLimit, { type LimitFunction } from 'p-limit'
 import { verifyCid } from '../crypto/cid.ts'
-import { IntegrityError, NoConnectionError, UnavailableError } from '../errors/errors.ts'
+import { BusyError, IntegrityError, NoConnectionError, UnavailableError } from '../errors/errors.ts'
 import type { BlockSource, BlockSourceGetOptions } from '../load/source.ts'
 import { clearableDeadline, untilAborted } from '../load/deadline.ts'
-import { busyWaiter } from '../load/retry.ts'
+import { BUSY_PATIENCE_MS, busyWaiter } from '../load/retry.ts'
 import { latencyEstimate } from './latency-estimate.ts'
 import { peerScores, type PeerScores } from './peer-score.ts'
 import { DEFAULT_MAX_OBJECT_BYTES, type Referral, type ShardAnswer } from './shard-protocol.ts'
@@ -203,6 +203,14 @@ interface Attempt {
   busy: Map<string, number>
   /** Waits out those busy answers, within PEER_BUSY_PATIENCE_MS in all. */
   waitBusy: (retryMs: number, signal: AbortSignal) => Promise<boolean>
+  /**
+   * Waits out the origin's busy answers, within BUSY_PATIENCE_MS for the object in all: its
+   * unforced and forced asks share it (forcing does not get past a full answer budget), so one
+   * object waits on a busy coordinator a patience, not one per stage (review 53a).
+   */
+  waitOriginBusy: (retryMs: number, signal: AbortSignal) => Promise<boolean>
+  /** Set once the origin's patience ran out on busy answers: the coordinator stayed busy. */
+  originBusySpent: boolean
   /** The object's size from the signed manifest, when the caller knows it (BlockSourceGetOptions). */
   size?: number
   /** What each peer asked did, for the error when none serves (review 49c: the causes were only in stats). */
@@ -645,7 +653,6 @@ export function swarmSource (options: SwarmSourceOptions): SwarmSource {
     // ban it: its timeouts and errors are not scored).
     if (!scores.usable(originPeer)) return { reason: 'origin banned' }
     let force = mayForce
-    const waitBusy = busyWaiter()
     for (let question = 0; question < ORIGIN_ATTEMPTS; question++) {
       const got = await ask(originPeer, cid, signal, force, attempt)
       if (got === undefined) return { reason: 'origin request failed' }
@@ -657,7 +664,10 @@ export function swarmSource (options: SwarmSourceOptions): SwarmSource {
       if ('busy' in got) {
         // The origin is up but its answer budget is full: wait as it asks, without using up
         // a question, within the busy patience; then fall back like a failed origin.
-        if (!await waitBusy(got.busy, signal)) return { reason: 'origin busy' }
+        if (!await attempt.waitOriginBusy(got.busy, signal)) {
+          attempt.originBusySpent = true
+          return { reason: 'origin busy' }
+        }
         stats.originBusy++
         question--
         continue
@@ -694,7 +704,7 @@ export function swarmSource (options: SwarmSourceOptions): SwarmSource {
 
   async function fetchObject (cid: string, { signal, block, shard, size }: BlockSourceGetOptions): Promise<Uint8Array> {
     const key = block ?? cid
-    const attempt: Attempt = { tried: new Set([network.self]), asked: 0, busy: new Map(), waitBusy: busyWaiter(PEER_BUSY_PATIENCE_MS), size, outcomes: [] }
+    const attempt: Attempt = { tried: new Set([network.self]), asked: 0, busy: new Map(), waitBusy: busyWaiter(PEER_BUSY_PATIENCE_MS), waitOriginBusy: busyWaiter(), originBusySpent: false, size, outcomes: [] }
     if (origin !== undefined) attempt.tried.add(origin)
     const order = (peers: string[]): string[] => {
       const usable = scores.rank(peers.filter(p => !attempt.tried.has(p)))
@@ -750,7 +760,15 @@ export function swarmSource (options: SwarmSourceOptions): SwarmSource {
       if (got instanceof Uint8Array) return got
     }
     if (fallback !== undefined) {
-      bytes = await fallback.get(cid, { signal, size })
+      try {
+        bytes = await fallback.get(cid, { signal, size })
+      } catch (err) {
+        // Busy over HTTP too, after a whole patience of busy answers over libp2p: a failure, not
+        // one more wait, or a caller that waits out busy answers (retry.ts `retrying`) would run
+        // all of this again, a patience each time, for up to an hour per object (review 53a).
+        if (err instanceof BusyError && attempt.originBusySpent) throw new UnavailableError(`${cid}: the coordinator stayed busy (its answer budget full) for ${BUSY_PATIENCE_MS / 1000} s, over libp2p and then HTTP`, { cause: err })
+        throw err
+      }
       await verifyCid(cid, bytes, `object from ${fallback.name}`)
       stats.bytesFromFallback += bytes.length
       options.onReceived?.(cid, bytes, fallback.name)

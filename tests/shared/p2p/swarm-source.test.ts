@@ -12,9 +12,9 @@ import { swarmSource, type SwarmNetwork, type SwarmSourceOptions, preferenceOrde
 import type { Referral, ShardAnswer } from '../../../shared/p2p/shard-protocol.ts'
 import type { BlockSource } from '../../../shared/load/source.ts'
 import { rawCid } from '../../../shared/crypto/cid.ts'
-import { IntegrityError, NoConnectionError, NotFoundError, TimeoutError, UnavailableError } from '../../../shared/errors/errors.ts'
+import { BusyError, IntegrityError, NoConnectionError, NotFoundError, TimeoutError, UnavailableError } from '../../../shared/errors/errors.ts'
 import { mulberry32 } from '../../../shared/random/seeded.ts'
-import { BUSY_PATIENCE_MS } from '../../../shared/load/retry.ts'
+import { BUSY_PATIENCE_MS, retrying } from '../../../shared/load/retry.ts'
 import { sleep } from '../../../shared/load/deadline.ts'
 import { peerScores } from '../../../shared/p2p/peer-score.ts'
 
@@ -1030,7 +1030,7 @@ describe('swarm source: the origin', () => {
     expect(s.stats().originBusy).toBe(5)
   })
 
-  it('an origin busy for longer than BUSY_PATIENCE_MS is given up for the fallback', async () => {
+  it('an origin busy for longer than BUSY_PATIENCE_MS is given up for the fallback, the patience shared by its unforced and forced asks', async () => {
     vi.useFakeTimers({ toFake: ['setTimeout', 'clearTimeout'] })
     const [o] = await objects(1)
     if (o === undefined) throw new Error('no object')
@@ -1038,13 +1038,30 @@ describe('swarm source: the origin', () => {
     const fallback = fallbackSource(() => o.bytes)
     const s = source(net, { fallback })
     const pending = s.get(o.cid, { signal: AbortSignal.timeout(600_000) })
-    await vi.advanceTimersByTimeAsync(2 * BUSY_PATIENCE_MS + 1)
+    await vi.advanceTimersByTimeAsync(BUSY_PATIENCE_MS + 1)
     expect(await pending).toEqual(o.bytes)
-    // Two waits of 20–30 s fit in 60 s, a third does not: both unforced and forced passes ask
-    // three times each, then the fallback serves.
-    expect(net.calls.length).toBe(6)
+    // Two waits of 20–30 s fit in 60 s, a third does not: the unforced pass asks three times;
+    // the forced one once, its patience spent (review 53a: it had one of its own, 60 s more),
+    // then the fallback serves.
+    expect(net.calls.map(c => c.force)).toEqual([false, false, false, true])
     expect(fallback.asked).toEqual([o.cid])
     expect(s.stats().forcedBecause).toEqual({ 'origin busy': 1 })
+  })
+
+  it('a coordinator busy over libp2p for a whole patience and then over HTTP fails the object, where a caller that waits out busy ran it all again (review 53a)', async () => {
+    vi.useFakeTimers({ toFake: ['setTimeout', 'clearTimeout'] })
+    const [o] = await objects(1)
+    if (o === undefined) throw new Error('no object')
+    const net = fakeNetwork({ peers: { [ORIGIN]: scripted({ status: 'busy', retryMs: 20_000 }) } })
+    const busyHttp = { name: 'http', async get (): Promise<Uint8Array> { throw new BusyError('the coordinator is sending as much as it may at once', 1000) } }
+    // As a runtime composes them (runtime.ts): the swarm, its HTTP fallback, waited out on busy.
+    const s = retrying(source(net, { fallback: busyHttp }), 0)
+    const outcome = s.get(o.cid, { signal: AbortSignal.timeout(86_400_000) }).then(() => 'served', (err: Error) => err)
+    await vi.advanceTimersByTimeAsync(BUSY_PATIENCE_MS + 1)
+    const err = await outcome
+    expect(err).toBeInstanceOf(UnavailableError)
+    expect((err as Error).message).toBe(`${o.cid}: the coordinator stayed busy (its answer budget full) for 60 s, over libp2p and then HTTP`)
+    expect(net.calls).toHaveLength(4)
   })
 })
 
