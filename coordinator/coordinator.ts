@@ -37,7 +37,7 @@ import { verdictStore } from './store/verdicts.ts'
 import { versionLog, type VersionLog } from './ledger/log.ts'
 import { anchorExisting } from './ledger/anchor-existing.ts'
 import { witnessCosigner, type WitnessEndpoint, type WitnessStatus } from './ledger/witnesses.ts'
-import { answerAdmission } from './answers.ts'
+import { answerAdmission, type AnswerAdmission } from './answers.ts'
 import { createOrigin, type Origin, type OriginCounters } from './p2p/origin.ts'
 import { keepListen, keptListen } from './p2p/kept-listen.ts'
 import { failedListens } from '../shared/p2p/listen-failures.ts'
@@ -100,6 +100,8 @@ export interface ServedCounters {
   httpBytes: number
   /** HTTP block requests answered 503 "busy" (the answer budget had no room). */
   httpBusy: number
+  /** Bytes of block and shard answers admitted and not yet ended, HTTP and libp2p together (0 when idle). */
+  underway: number
   p2p?: OriginCounters
 }
 
@@ -195,6 +197,8 @@ async function openCoordinator (options: CoordinatorOptions, partitionOptions: P
   }
   const published = publisher({ database, repo, files, identity, coder, partition: partitionOptions, log, anchored: anchorPublished })
   let origin: Origin | undefined
+  /** The answer budget, from the start on. */
+  let answers: AnswerAdmission | undefined
   let witnessRetry: ReturnType<typeof setInterval> | undefined
   let stopped = false
   let httpBytes = 0
@@ -257,7 +261,7 @@ async function openCoordinator (options: CoordinatorOptions, partitionOptions: P
     log,
     anchor,
     p2p: () => origin === undefined ? undefined : { peerId: origin.peerId, addresses: origin.addresses() },
-    served: () => ({ httpBytes, httpBusy, p2p: origin?.counters() }),
+    served: () => ({ httpBytes, httpBusy, underway: answers?.underway ?? 0, p2p: origin?.counters() }),
     async start () {
       try {
         return await startServing()
@@ -316,7 +320,7 @@ async function openCoordinator (options: CoordinatorOptions, partitionOptions: P
   }
 
   async function startServing (): Promise<string> {
-    const answers = answerAdmission({ maxBytes: options.maxServingBytes ?? DEFAULT_MAX_SERVING_BYTES, bytesPerSecond: options.uploadBytesPerSecond, deadlineMs: SERVE_TIMEOUT_MS })
+    answers = answerAdmission({ maxBytes: options.maxServingBytes ?? DEFAULT_MAX_SERVING_BYTES, bytesPerSecond: options.uploadBytesPerSecond, deadlineMs: SERVE_TIMEOUT_MS })
     if (options.p2p !== undefined) origin = await startOrigin(options.p2p, answers)
     app = await buildServer({
       repo,

@@ -5,7 +5,7 @@
  * Real coordinator (HTTP and libp2p origin), real runtimes, a real tfjs model, over loopback.
  * The budget is 1 byte (one answer at a time) and the upload cap 1 MB/s, so answers overlap.
  */
-import { describe, it, expect, beforeAll, afterAll } from 'vitest'
+import { describe, it, expect, beforeAll, afterAll, afterEach } from 'vitest'
 import { mkdtemp, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
@@ -45,6 +45,12 @@ beforeAll(async () => {
   await admin.ingest('busy', await denseModelFiles(512, [['a', 1024, 1]]))
   manifest = (await admin.manifest('busy', 1) as { manifest: Manifest }).manifest
 }, 60_000)
+
+// Every answer admitted ends with its request, whatever the client did (review 53a: one whose
+// client left while its file was read was never released, and the budget stayed full for good).
+afterEach(async () => {
+  await expect.poll(() => coordinator.served().underway, { timeout: 10_000 }).toBe(0)
+})
 
 afterAll(async () => {
   for (const rt of runtimes) await rt.stop().catch(() => {})
