@@ -116,9 +116,10 @@ export interface MaskingServer {
   /**
    * Round 2: the neighbours whose shares did not open for `from`, with their pair seeds (before
    * closeMasked): those edges are dropped, and a survivor's mask for a peer that skipped it is
-   * removed with the seed (messages.ts `skippedSchema`).
+   * removed with the seed (messages.ts `skippedSchema`). Returns false for the same report again
+   * (a runtime re-sending an upload a stopped coordinator lost): nothing changed, nothing to save.
    */
-  receiveSkipped: (from: string, payload: unknown) => void
+  receiveSkipped: (from: string, payload: unknown) => boolean
   /** Ends round 2: who sent masked input survives, who shared keys but did not has dropped. */
   closeMasked: () => void
   /** Survivors whose inputs the sum holds (after closeMasked), sorted. */
@@ -398,23 +399,24 @@ function serverCore (options: MaskingServerOptions): Internals {
     masked.add(from)
   }
 
-  function receiveSkipped (from: string, payload: unknown): void {
+  function receiveSkipped (from: string, payload: unknown): boolean {
     const what = `skipped shares from ${from}`
     expect('mask', what)
     const message = parseMessage(skippedSchema, payload, what)
     sameSender(from, message.from, what)
     sameRound(message.roundId, what)
     if (!shares.has(from)) throw new InvalidInputError(`${what}: ${from} did not share keys`)
-    const earlier = skips.get(from)
-    if (earlier !== undefined) {
-      // The same report again, as a runtime sends it with an upload a stopped coordinator lost
-      // (the report had got in): changes nothing. Another one is refused.
-      if (JSON.stringify(earlier.message) === JSON.stringify(message)) return
-      throw new InvalidInputError(`${what}: already received`)
-    }
     // Before the masked input, as the runtime sends it: one stored after it could be lost to a
     // restart between the two, and the sum with it (review 47f).
     if (masked.has(from)) throw new InvalidInputError(`${what}: after its masked input; a report comes before it`)
+    const earlier = skips.get(from)
+    if (earlier !== undefined) {
+      // The same report again, as a runtime sends it with an upload a stopped coordinator lost
+      // (the report had got in): changes nothing, and nothing is saved for it (review 53c: a
+      // repeat made the coordinator write the round's whole snapshot). Another one is refused.
+      if (JSON.stringify(earlier.message) === JSON.stringify(message)) return false
+      throw new InvalidInputError(`${what}: already received`)
+    }
     const active = new Set(activeNeighbours(from))
     const peers = new Set<string>()
     for (const { peer } of message.peers) {
@@ -423,6 +425,7 @@ function serverCore (options: MaskingServerOptions): Internals {
       peers.add(peer)
     }
     skips.set(from, { message, peers })
+    return true
   }
 
   function closeMasked (): void {

@@ -15,7 +15,7 @@ import { join, resolve } from 'node:path'
 import { coordinatorClient } from '../../shared/client/coordinator-client.ts'
 import { accessPairs } from '../../shared/client/access-pairs.ts'
 import { AccessDeniedError, BlockfedError, InvalidInputError, UnavailableError } from '../../shared/errors/errors.ts'
-import { createCoordinator } from '../coordinator.ts'
+import { createCoordinator, type Coordinator } from '../coordinator.ts'
 import { DEFAULT_MAX_SERVING_BYTES, WITNESS_RETRY_MS } from '../constants.ts'
 import { readModelFiles, writeModelFiles } from '../../node-runtime/model-files.ts'
 import { pullModel } from '../../node-runtime/pull.ts'
@@ -59,7 +59,7 @@ program.command('coordinator')
   .option('--port <port>', 'TCP port', port, 7070)
   .option('--host <host>', 'address to listen on', '127.0.0.1')
   .option('--max-upload-mb <mb>', 'largest accepted model upload', megabytes(0.001), 512)
-  .option('--serve-budget-mb <mb>', 'block and shard answer bytes under way at once, HTTP and libp2p together; past it requests get "busy" (HTTP 503) and retry', megabytes(0.000001), DEFAULT_MAX_SERVING_BYTES / 2 ** 20)
+  .option('--serve-budget-mb <mb>', 'block and shard answer bytes under way at once, HTTP and libp2p together; past it requests get "busy" (HTTP 503) and retry (a runtime waits up to 60 s per object, then counts one of its fetch retries)', megabytes(0.000001), DEFAULT_MAX_SERVING_BYTES / 2 ** 20)
   .option('--upload-cap-mb <mb>', 'upload bandwidth for block and shard answers, in MB per second (default: uncapped)', megabytes(0.001))
   .option('--decryptor <url>', 'Paillier rounds: the decryptor service (blockfed decryptor) holding the private key', url)
   .addOption(new Option('--decryptor-token <token>', 'the decryptor\'s bearer token').env(DECRYPTOR_TOKEN_ENV))
@@ -73,8 +73,14 @@ program.command('coordinator')
   .option('--block-kib <kib>', 'size semantic blocks are packed toward, in KiB: layers are grouped up to it, and a tensor over twice it is split at rows; smaller blocks let a round on one layer reseal and ship less (applies to models ingested from now on)', integer(16, MAX_BLOCK_BYTES >> 11), DEFAULT_PARTITION.targetBytes >> 10)
   .action(async (o: { data: string, port: number, host: string, maxUploadMb: number, serveBudgetMb: number, uploadCapMb?: number, decryptor?: string, decryptorToken?: string, ledgerOrigin?: string, witness: Array<{ url: string, vkey: string }>, p2p: boolean, p2pListen?: string[], superSeed: boolean, corsOrigin: string[], roundConnectionsPerToken: number, blockKib: number }) => {
     await folderOption('--data', o.data)
-    const { coordinator, at } = await firstStartCleaned(o.data, async () => {
-      const coordinator = await createCoordinator({
+    // Installed first: a signal or a closed output during the start (resumed rounds print, and a
+    // round's recovery may wait minutes on the decryptor) stops the coordinator once it has
+    // started, not mid-start; a second signal ends the process at once (review 53c).
+    let made: Coordinator | undefined
+    let starting: Promise<unknown> = Promise.resolve()
+    serveUntilStopped(async () => { await starting.catch(() => {}); await made?.stop() })
+    const started = firstStartCleaned(o.data, async () => {
+      const coordinator = made = await createCoordinator({
         dataDir: resolve(o.data), port: o.port, host: o.host, maxUploadBytes: Math.round(o.maxUploadMb * 2 ** 20), logger: 'errors',
         maxServingBytes: Math.max(1, Math.round(o.serveBudgetMb * 2 ** 20)),
         uploadBytesPerSecond: o.uploadCapMb === undefined ? undefined : Math.round(o.uploadCapMb * 2 ** 20), decryptorUrl: o.decryptor, decryptorToken: o.decryptorToken,
@@ -97,7 +103,8 @@ program.command('coordinator')
       })
       return { coordinator, at: await coordinator.start().catch((err: unknown) => { throw listenFailure(err, o.host, o.port) }) }
     })
-    serveUntilStopped(async () => await coordinator.stop())
+    starting = started
+    const { coordinator, at } = await started
     console.log(`blockfed coordinator listening on ${at}`)
     console.log(`  signing key  ${coordinator.identity.publicKeyHex}`)
     console.log(`  ledger key   ${coordinator.log.vkey}`)

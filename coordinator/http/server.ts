@@ -99,8 +99,6 @@ export async function buildServer (deps: ServerDeps): Promise<FastifyInstance> {
     // parameter past the router's bound) keep fastify's status.
     frameworkErrors: (err, req, reply) => { errorHandler(err.code === 'FST_ERR_BAD_URL' ? new InvalidInputError(err.message, { cause: err }) : err, req, reply) }
   })
-  // Fastify's own answers for an unknown route or an unparsable URL, in the API's error shape.
-  refuseUnknownRoutes(app)
   app.setValidatorCompiler(validatorCompiler)
   app.setSerializerCompiler(serializerCompiler)
   app.setErrorHandler(errorHandler)
@@ -135,6 +133,9 @@ export async function buildServer (deps: ServerDeps): Promise<FastifyInstance> {
       maxAge: 600
     })
   }
+  // Fastify's own answers for an unknown route or an unparsable URL, in the API's error shape;
+  // after CORS's hook, so that a page can read the 404 (review 53c).
+  refuseUnknownRoutes(app)
   // Routes that need a token check it before their input is read: a caller without one learns
   // nothing of what a valid body looks like (each handler still checks what its role may do).
   // Added after CORS's own onRequest hook, so that a refusal still carries its CORS headers.
@@ -303,6 +304,7 @@ export async function buildServer (deps: ServerDeps): Promise<FastifyInstance> {
     // answer, every later request was refused busy for the coordinator's life).
     const gone = new AbortController()
     reply.raw.once('close', () => { gone.abort() })
+    if (req.raw.socket.destroyed) gone.abort()
     const etag = `"${cid}"`
     // Cacheable for good only once the bytes are there and going out: a 404 or a busy 503 kept
     // by a shared cache under these headers would answer for a year.
@@ -335,8 +337,8 @@ export async function buildServer (deps: ServerDeps): Promise<FastifyInstance> {
     // Released when the answer ends, sent or not (the client may leave mid-body).
     gone.signal.addEventListener('abort', release, { once: true })
     // A reader that stops, socket open, holds its admission no longer than a libp2p answer may
-    // take (pacing included): then its connection is cut, and the 'close' releases it (review 53a).
-    const cut = setTimeout(() => { req.raw.socket.destroy() }, deps.answerDeadlineMs ?? SERVE_TIMEOUT_MS)
+    // take (pacing included): then its connection is cut and the admission released (review 53a).
+    const cut = setTimeout(() => { req.raw.socket.destroy(); gone.abort() }, deps.answerDeadlineMs ?? SERVE_TIMEOUT_MS)
     cut.unref()
     gone.signal.addEventListener('abort', () => { clearTimeout(cut) }, { once: true })
     deps.onServed?.(bytes.length)

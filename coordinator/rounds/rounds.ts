@@ -255,12 +255,21 @@ export function roundManager (deps: RoundManagerDeps): RoundManager {
       // runtime no longer holds the round (it restarted, or its budget ran out) is dropped at once
       // rather than waited for.
       const ids: string[] = []
+      // Every resumed round stops waiting for it, whichever store write fails; the first failure
+      // then refuses the hello (hub.ts says it to the client), as in `disconnect` (review 53c).
+      const failures: unknown[] = []
       for (const round of active.values()) {
         if (round.resumed !== true || !round.accepted.has(client.id) || round.dropped.has(client.id)) continue
-        if (holds.includes(round.config.id)) ids.push(round.config.id)
-        else dropClient(round, client.id)
-        round.reconnecting?.settle(client.id)
+        try {
+          if (holds.includes(round.config.id)) ids.push(round.config.id)
+          else dropClient(round, client.id)
+        } catch (err) {
+          failures.push(err)
+        } finally {
+          round.reconnecting?.settle(client.id)
+        }
       }
+      if (failures.length > 0) throw failures[0]
       // A round recover() is finishing, or has finished since the restart, that this uploader
       // holds: named in its welcome, so that it waits for the result (sent now, after the
       // welcome, if the round has ended) instead of taking the round for lost (review 47b).

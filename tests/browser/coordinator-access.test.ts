@@ -87,6 +87,8 @@ describe('the HTTP API from a web page', () => {
     expect(await fetchFrom(page, `${api}/v1/rounds/r_0123456789abcdef`, 'bf_not-a-token')).toBe('HTTP 401')
     // PUT (release channels) passes the preflight: the page reads the coordinator's own answer.
     expect(await fetchFrom(page, `${api}/v1/models/m/channels/stable`, publisherToken, { version: 1 })).toBe('HTTP 404')
+    // An unknown route's 404 (refused from the request's head) carries the CORS headers too (review 53c).
+    expect(await fetchFrom(page, `${api}/v1/no-such-route`)).toBe('HTTP 404')
     await page.close()
   })
 

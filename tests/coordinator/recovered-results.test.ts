@@ -54,13 +54,13 @@ describe('a round ended by recover() after a restart', () => {
     })
     await manager.resumeInterrupted()
     // Before recover() ends it: an uploader holding it keeps it; a client without an upload does not.
-    expect(manager.handlers.connected(connect(a), [config.id])).toEqual([config.id])
-    expect(manager.handlers.connected(connect(c), [config.id])).toEqual([])
+    expect(manager.handlers.connected(connect(a), [config.id])).toEqual({ rounds: [config.id], awaiting: [] })
+    expect(manager.handlers.connected(connect(c), [config.id])).toEqual({ rounds: [], awaiting: [] })
     await manager.recover()
     const result = { type: 'result', roundId: config.id, state: 'failed', version: null, reason: expect.stringContaining(PASSED) }
     expect(sent.get(a)?.at(-1)).toEqual(result)
     // An uploader back after it ended: named, then told.
-    expect(manager.handlers.connected(connect(b), [config.id])).toEqual([config.id])
+    expect(manager.handlers.connected(connect(b), [config.id])).toEqual({ rounds: [config.id], awaiting: [] })
     expect(sent.get(b)).toBeUndefined()
     await Promise.resolve()
     expect(sent.get(b)).toEqual([result])
@@ -90,7 +90,7 @@ describe('a round ended by recover() after a restart', () => {
     await manager.recover()
     await expect.poll(() => store.get(short.id)?.state, { timeout: 10_000 }).toBe('failed')
     back = { id: a, models: ['m'], given: new Map(), send: (m: ServerMessage) => { sent.push(m) }, close: () => {} }
-    expect(manager.handlers.connected(back, [short.id])).toEqual([short.id])
+    expect(manager.handlers.connected(back, [short.id]).rounds).toEqual([short.id])
     await Promise.resolve()
     expect(sent).toEqual([{ type: 'result', roundId: short.id, state: 'failed', version: null, reason: expect.stringContaining('resumed after a restart with 1 upload(s)') }])
   })

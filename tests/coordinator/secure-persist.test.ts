@@ -63,7 +63,7 @@ async function resumed (store: RoundStore, secure: SecureRoundServer): Promise<{
   for (const id of [a, b, c]) {
     const client: ClientConnection = { id, models: ['m'], given: new Map(), send: () => {}, close: () => {} } as never
     connected.set(id, client)
-    expect(manager.handlers.connected(client, [config.id])).toEqual([config.id])
+    expect(manager.handlers.connected(client, [config.id]).rounds).toEqual([config.id])
   }
   return {
     message: async from => { await manager.handlers.message(connected.get(from) as ClientConnection, { type: 'secagg', roundId: config.id, payload: { type: 'secagg/skipped' } } as never) },

@@ -84,10 +84,9 @@ export async function maskingServer (config: RoundConfig, snapshot: unknown): Pr
         server.receiveShares(clientId, payload)
         waiting?.settle(clientId)
       } else if (type === 'secagg/skipped') {
-        server.receiveSkipped(clientId, payload)
         // Lost at a restart, the upload stored after it would be summed without its edge's
-        // correction: a wrong sum with no error (review 47e).
-        return 'persist'
+        // correction: a wrong sum with no error (review 47e). The same report again saves nothing.
+        if (server.receiveSkipped(clientId, payload)) return 'persist'
       } else if (type === 'secagg/signature') {
         await server.receiveSignature(clientId, payload)
         waiting?.settle(clientId)

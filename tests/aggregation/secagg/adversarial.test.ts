@@ -346,11 +346,12 @@ describe('a client whose neighbour sends it shares that do not open (review 47a)
     expect(() => round.server.receiveSkipped(victim, wire({ ...report, peers: [...report.peers, ...report.peers] }))).toThrow(/appears twice/)
     expect(() => round.server.receiveSkipped(victim, wire({ ...report, peers: [{ ...report.peers[0], peer: 'client-zz' }] }))).toThrow(/is not a neighbour/)
     expect(() => round.server.receiveSkipped(victim, wire({ ...report, peers: [{ ...report.peers[0], seed: 'short' }] }))).toThrow(/seed/)
-    round.server.receiveSkipped(victim, wire(report))
+    expect(round.server.receiveSkipped(victim, wire(report))).toBe(true)
     // The same report again, as a runtime sends it with an upload a stopped coordinator lost,
-    // changes nothing; another one is refused.
+    // changes nothing and says so (the coordinator saves nothing for it: review 53c); another
+    // one is refused.
     const kept = JSON.stringify(round.server.snapshot().state)
-    round.server.receiveSkipped(victim, wire(report))
+    expect(round.server.receiveSkipped(victim, wire(report))).toBe(false)
     expect(JSON.stringify(round.server.snapshot().state)).toBe(kept)
     const other = { ...report, peers: [{ ...report.peers[0], seed: toBase64(new Uint8Array(32).fill(7)) }] }
     expect(() => round.server.receiveSkipped(victim, wire(other))).toThrow(/already received/)
