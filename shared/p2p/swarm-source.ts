@@ -151,6 +151,8 @@ const OVERDUE_FRACTION = 0.75
  * wave's tail by 12 s; 5 s: 1.12 ×, tail unchanged (BENCHMARKS.md, "swarm", stop 26).
  */
 const PEER_BUSY_PATIENCE_MS = 5_000
+/** How much longer than its own deadline a provider lookup is waited for. */
+const LOOKUP_GRACE_MS = 500
 /**
  * After the origin failed without an answer (no connection: down, or a firewall dropping its p2p
  * port), how long objects skip it before one asks it again. Asked per object, a port that swallows
@@ -324,9 +326,13 @@ export function swarmSource (options: SwarmSourceOptions): SwarmSource {
     // not the first caller's signal: one caller giving up must not leave "no providers" to the rest.
     // More providers than one object's budget: those of stopped peers would otherwise fill it.
     // A full budget of connected providers is all the object can use: the walk ends there.
-    const providers = network.findProviders(block, { signal: AbortSignal.timeout(lookupTimeoutMs), limit: maxPeers * PROVIDER_SURPLUS, enoughConnected: maxPeers, usable: peer => scores.usable(peer) })
+    // Raced against its deadline here too: a lookup that ignored its signal would hold every
+    // caller of the block within the TTL (review 53a).
+    const deadline = clearableDeadline(lookupTimeoutMs + LOOKUP_GRACE_MS, 'no providers')
+    const lookup = network.findProviders(block, { signal: AbortSignal.timeout(lookupTimeoutMs), limit: maxPeers * PROVIDER_SURPLUS, enoughConnected: maxPeers, usable: peer => scores.usable(peer) })
+    const providers = untilAborted(deadline.signal, lookup)
       .catch(() => [] as string[])
-      .finally(() => { stats.lookupMs += Date.now() - now })
+      .finally(() => { deadline.clear(); stats.lookupMs += Date.now() - now })
     lookups.set(block, { at: now, providers })
     if (lookups.size > 4096) lookups.delete(lookups.keys().next().value as string)
     return await untilAborted(signal, providers)

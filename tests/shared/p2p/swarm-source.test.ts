@@ -371,6 +371,16 @@ describe('swarm source: order of asking', () => {
     expect(s.stats().lookups).toBe(1)
   })
 
+  it('a DHT lookup that ignores its signal is given up a grace past lookupTimeoutMs, for every shard that shares it (review 53a)', async () => {
+    const shards = await objects(2)
+    const net = fakeNetwork({ peers: {}, findProviders: async () => await new Promise<string[]>(() => {}) })
+    const fallback = fallbackSource(cid => shards.find(o => o.cid === cid)?.bytes)
+    const s = swarmSource({ network: net, fallback, lookupTimeoutMs: 30 })
+    const got = await Promise.all(shards.map(async (o, shard) => await s.get(o.cid, { signal: signal(), block: 'b', shard })))
+    expect(got).toEqual(shards.map(o => o.bytes))
+    expect(s.stats().lookups).toBe(1)
+  })
+
   it('with nothing able to serve, fails with UnavailableError naming the CID', async () => {
     const [o] = await objects(1)
     if (o === undefined) throw new Error('no object')
