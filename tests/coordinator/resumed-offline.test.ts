@@ -9,6 +9,7 @@ import { afterAll, describe, expect, it } from 'vitest'
 import { roundManager } from '../../coordinator/rounds/rounds.ts'
 import type { SecureRoundServer } from '../../coordinator/rounds/secure/types.ts'
 import { roundConfigSchema } from '../../shared/rounds/config.ts'
+import type { RoundStore } from '../../coordinator/rounds/store.ts'
 import { InvalidInputError, UnavailableError } from '../../shared/errors/errors.ts'
 import { fixedPointParams } from '../../aggregation/fixed-point.ts'
 import { recoveryStores } from '../helpers/recovery-store.ts'
@@ -30,8 +31,9 @@ const server = (check: () => Promise<void>): SecureRoundServer => ({
   sum: async () => new Uint32Array(9), drop: () => {}, snapshot: () => null, needsClients: () => false, ready: check
 })
 
-async function resume (id: string, check: () => Promise<void>): Promise<{ state: () => string | undefined, reason: () => string | null | undefined, stop: () => Promise<void>, manager: ReturnType<typeof roundManager> }> {
-  const store = await stores.fresh()
+async function resume (id: string, check: () => Promise<void>, storeOf: (store: RoundStore) => RoundStore = store => store): Promise<{ state: () => string | undefined, reason: () => string | null | undefined, stop: () => Promise<void>, manager: ReturnType<typeof roundManager> }> {
+  const real = await stores.fresh()
+  const store = storeOf(real)
   store.create(config(id))
   store.transition(id, 'collecting')
   for (const c of [a, b]) store.setClient(id, c, 'accepted')
@@ -45,7 +47,7 @@ async function resume (id: string, check: () => Promise<void>): Promise<{ state:
   })
   await manager.resumeInterrupted()
   expect(manager.active()).toEqual([id])
-  return { state: () => store.get(id)?.state, reason: () => store.get(id)?.reason, stop: manager.stop, manager }
+  return { state: () => real.get(id)?.state, reason: () => real.get(id)?.reason, stop: manager.stop, manager }
 }
 
 describe('a round resumed with a server built offline', () => {
@@ -81,5 +83,27 @@ describe('a coordinator stopping while a round collects', () => {
     // Before, `left: true`: the runtime gave up its part, and a masking round resumed without it failed.
     expect(err).toMatchObject({ roundId: id })
     expect((err as { left?: unknown }).left).toBeUndefined()
+  })
+})
+
+describe('a resumed round whose store fails as it lets clients go (the disk full)', () => {
+  it('stops waiting for them all the same: the round ends at once, not at its deadlines (review 53c)', async () => {
+    const id = 'r_00000000000000a4'
+    let full = false
+    // Every status write fails once the round runs: as SQLite says it with the disk full.
+    const failing = (store: RoundStore): RoundStore => Object.assign(Object.create(store) as RoundStore, {
+      setClient: (...args: Parameters<RoundStore['setClient']>) => { if (full) throw new Error('database or disk is full'); store.setClient(...args) }
+    })
+    const round = await resume(id, async () => {}, failing)
+    full = true
+    // Both clients come back without the round (their runtimes restarted): each is let go, the
+    // failed write said to it (the hello is refused), and the round stops waiting for it.
+    for (const c of [a, b]) {
+      const client = { id: c, models: ['m'], given: new Map(), send: () => {}, close: () => {} }
+      expect(() => round.manager.handlers.connected(client, [])).toThrow('database or disk is full')
+    }
+    // Its deadlines are ten minutes away: only the settled waits end it.
+    await expect.poll(round.state, { timeout: 5_000 }).toBe('failed')
+    expect(round.reason()).toMatch(/^resumed after a restart with 0 upload\(s\)/)
   })
 })
