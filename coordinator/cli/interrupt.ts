@@ -70,21 +70,25 @@ export async function interruptible<T> (run: (signal: AbortSignal) => Promise<T>
  * run `stop` once, then the process exits: 0 after a signal, 141 after the output closed (review
  * 53b: that exited at once, rounds, token uses and the database left as a kill leaves them). A
  * stop that fails (a decryptor whose decryptions outlast its deadline) is said on stderr and
- * exits 1. Installed before the command prints anything; returns the stop for other causes (the
- * decryptor's parent going away).
+ * exits 1. A signal during the stop ends the process at once. Installed before the command prints
+ * anything; returns the stop for other causes (the decryptor's parent going away).
  */
 export function serveUntilStopped (stop: () => Promise<unknown>): () => void {
   let stopping = false
+  const onSignal = (): void => { stopWith(0) }
   const stopWith = (code: number): void => {
     if (stopping) return
     stopping = true
+    // From now on a signal has its default action: a second one, of either kind, ends the process at once.
+    process.off('SIGINT', onSignal)
+    process.off('SIGTERM', onSignal)
     stop().then(() => process.exit(code), (err: unknown) => {
       console.error(`blockfed: could not stop cleanly: ${err instanceof Error ? `${err.name}: ${err.message}` : String(err)}`)
       process.exit(1)
     })
   }
-  process.once('SIGINT', () => { stopWith(0) })
-  process.once('SIGTERM', () => { stopWith(0) })
+  process.on('SIGINT', onSignal)
+  process.on('SIGTERM', onSignal)
   // Stays for the life of the process: every later write to the closed output fails the same way.
   process.stdout.on('error', (err: NodeJS.ErrnoException) => {
     if (stopping) return

@@ -4,7 +4,7 @@ import { spawn, spawnSync, execFile, type ChildProcessByStdio } from 'node:child
 import { existsSync } from 'node:fs'
 import { mkdir, mkdtemp, readdir, readFile, rm, symlink, writeFile } from 'node:fs/promises'
 import { coordinatorClient } from '../../shared/client/coordinator-client.ts'
-import { createServer, type AddressInfo, type Socket } from 'node:net'
+import { createConnection, createServer, type AddressInfo, type Socket } from 'node:net'
 import { DatabaseSync } from 'node:sqlite'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
@@ -106,6 +106,43 @@ describe('blockfed CLI', () => {
     // Stopped, not killed: the data dir was let go (its holder's pid file goes with the lock).
     expect(existsSync(join(dir, 'coordinator.pid'))).toBe(false)
     expect(existsSync(join(dir, 'coordinator.sqlite'))).toBe(true)
+  })
+
+  it('a coordinator told to stop gives a request under way 5 s, and a second signal, of either kind, ends it at once', async () => {
+    /** A coordinator of its own with an admin ingest trickling in (its stop waits for it), told `signals`; how it ended and when. */
+    const stopped = async (name: string, signals: NodeJS.Signals[]): Promise<{ code: number | null, signal: string | null, ms: number }> => {
+      const dir = join(root, name)
+      const child = spawn(process.execPath, [CLI, 'coordinator', '--data', dir, '--port', '0', '--no-p2p'], { stdio: ['ignore', 'pipe', 'pipe'] })
+      const at = await new Promise<URL>((resolve, reject) => {
+        const timer = setTimeout(() => { reject(new Error('coordinator did not start')) }, 30_000)
+        child.stdout.on('data', (chunk: Buffer) => {
+          const match = /listening on (\S+)/.exec(chunk.toString())
+          if (match !== null) { clearTimeout(timer); resolve(new URL(match[1] as string)) }
+        })
+      })
+      const admin = (await readFile(join(dir, 'admin.token'), 'utf8')).trim()
+      const socket = createConnection(Number(at.port), at.hostname)
+      socket.on('error', () => {})
+      socket.write(`POST /v1/models/m/ingest HTTP/1.1\r\nHost: ${at.host}\r\nAuthorization: Bearer ${admin}\r\nContent-Type: application/json\r\nContent-Length: 900000\r\n\r\n{`)
+      const trickle = setInterval(() => { if (!socket.destroyed) socket.write(' ') }, 200)
+      await new Promise(resolve => setTimeout(resolve, 500))
+      const ended = new Promise<{ code: number | null, signal: string | null }>(resolve => child.once('exit', (code, signal) => { resolve({ code, signal }) }))
+      const started = performance.now()
+      for (const signal of signals) {
+        child.kill(signal)
+        await new Promise(resolve => setTimeout(resolve, 300))
+      }
+      const end = await ended
+      clearInterval(trickle)
+      socket.destroy()
+      return { ...end, ms: performance.now() - started }
+    }
+    const once = await stopped('stop-once', ['SIGTERM'])
+    expect(once).toMatchObject({ code: 0, signal: null })
+    expect(once.ms).toBeGreaterThan(4_500)
+    const twice = await stopped('stop-twice', ['SIGTERM', 'SIGINT'])
+    expect(twice).toMatchObject({ code: null, signal: 'SIGINT' })
+    expect(twice.ms).toBeLessThan(4_500)
   })
 
   it('rejects bad arguments with a one-line reason and a non-zero exit', async () => {
