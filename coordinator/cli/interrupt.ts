@@ -33,6 +33,9 @@ export async function interruptible<T> (run: (signal: AbortSignal) => Promise<T>
   const stop = (code: number, why: string): void => {
     if (controller.signal.aborted) return
     exitCode = code
+    // A signal during the cleanup, of either kind, has its default action (review 53d: a SIGTERM after a SIGINT was swallowed).
+    process.off('SIGINT', onSigint)
+    process.off('SIGTERM', onSigterm)
     controller.abort(new InterruptedError(why))
   }
   const onSigint = (): void => stop(EXIT_SIGINT, 'interrupted (SIGINT)')

@@ -78,7 +78,13 @@ program.command('coordinator')
     // started, not mid-start; a second signal ends the process at once (review 53c).
     let made: Coordinator | undefined
     let starting: Promise<unknown> = Promise.resolve()
-    serveUntilStopped(async () => { await starting.catch(() => {}); await made?.stop() })
+    let startDone = false
+    serveUntilStopped(async () => {
+      if (!startDone) console.error('blockfed: stopping once the start is done (it may be recovering rounds); a second signal ends it now')
+      // A start that failed fails the stop too (exit 1), never a clean exit 0 (review 53d).
+      await starting
+      await made?.stop()
+    })
     const started = firstStartCleaned(o.data, async () => {
       const coordinator = made = await createCoordinator({
         dataDir: resolve(o.data), port: o.port, host: o.host, maxUploadBytes: Math.round(o.maxUploadMb * 2 ** 20), logger: 'errors',
@@ -104,7 +110,7 @@ program.command('coordinator')
       return { coordinator, at: await coordinator.start().catch((err: unknown) => { throw listenFailure(err, o.host, o.port) }) }
     })
     starting = started
-    const { coordinator, at } = await started
+    const { coordinator, at } = await started.finally(() => { startDone = true })
     console.log(`blockfed coordinator listening on ${at}`)
     console.log(`  signing key  ${coordinator.identity.publicKeyHex}`)
     console.log(`  ledger key   ${coordinator.log.vkey}`)

@@ -137,6 +137,6 @@ describe('an upload a stopping coordinator never read', () => {
         await coordinator.stop()
         await proxy.close()
       }
-    }, 120_000)
+    }, 240_000)
   }
 })
