@@ -46,3 +46,5 @@ export const WITNESS_RETRY_MS = 30_000
 export const TOKEN_USE_FLUSH_MS = 60_000
 /** How long a publish waits for the witnesses' cosignatures before it returns (they go on in the background). */
 export const WITNESS_GRACE_MS = 2_000
+/** Longest a stopping coordinator waits for the versions already being stored before it closes its database. */
+export const INGEST_DRAIN_MS = 60_000

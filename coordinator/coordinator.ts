@@ -42,8 +42,9 @@ import { createOrigin, type Origin, type OriginCounters } from './p2p/origin.ts'
 import { keepListen, keptListen } from './p2p/kept-listen.ts'
 import { failedListens } from '../shared/p2p/listen-failures.ts'
 import type { IngestResult as Published } from '../shared/client/api-schemas.ts'
-import { COORDINATOR_DATABASE, DEFAULT_ERASURE, DEFAULT_HOST, DEFAULT_MAX_SERVING_BYTES, DEFAULT_MAX_UPLOAD_BYTES, DEFAULT_PORT, ROUND_HANDSHAKE_MS, ROUND_MAX_FRAME_BYTES, ROUND_PING_MS, SERVE_TIMEOUT_MS, WITNESS_GRACE_MS, WITNESS_RETRY_MS } from './constants.ts'
+import { COORDINATOR_DATABASE, DEFAULT_ERASURE, DEFAULT_HOST, DEFAULT_MAX_SERVING_BYTES, DEFAULT_MAX_UPLOAD_BYTES, DEFAULT_PORT, INGEST_DRAIN_MS, ROUND_HANDSHAKE_MS, ROUND_MAX_FRAME_BYTES, ROUND_PING_MS, SERVE_TIMEOUT_MS, WITNESS_GRACE_MS, WITNESS_RETRY_MS } from './constants.ts'
 import { closeWithin } from './http/lifecycle.ts'
+import { untilAborted } from '../shared/load/deadline.ts'
 
 export interface CoordinatorOptions {
   dataDir: string
@@ -284,6 +285,9 @@ async function openCoordinator (options: CoordinatorOptions, partitionOptions: P
       await hub.stop()
       if (app !== undefined) await closeWithin(app)
       app = undefined
+      // Versions already being stored finish before the database closes (49e: an ingest whose
+      // request the stop cut failed at the closed database), within a deadline.
+      await untilAborted(AbortSignal.timeout(INGEST_DRAIN_MS), published.idle()).catch(() => {})
       await origin?.stop()
       origin = undefined
       // Before the log's database closes: a run ending after it was reported as the witness failing.

@@ -73,6 +73,8 @@ export interface Publisher {
   ingest: (name: string, files: ModelFile[], options?: IngestOptions) => Promise<IngestResult>
   /** Pipeline 5's end: a normalised model with new weights → new version (always new). */
   publish: (name: string, model: NormalisedModel, options: PublishOptions) => Promise<IngestResult>
+  /** Settles once every version queued so far is stored or failed (a stopping coordinator waits for it before closing its database). */
+  idle: () => Promise<void>
 }
 
 /** The parts of a manifest that define the model; equal parts mean an unchanged upload. */
@@ -201,7 +203,8 @@ export function publisher (deps: IngestDeps): Publisher {
       const levels = unitLevels(model.tensors, options.access, latest === undefined ? undefined : signedManifestOf(latest).manifest)
       return await store(name, model, partition(model.tensors, deps.partition, unit => levels.get(unit)), options)
     })),
-    publish: async (name, model, options) => await anchored(await serialised(async () => await store(name, model, options.plans, options)))
+    publish: async (name, model, options) => await anchored(await serialised(async () => await store(name, model, options.plans, options))),
+    idle: async () => { await queue }
   }
 }
 
