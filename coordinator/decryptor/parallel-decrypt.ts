@@ -17,7 +17,7 @@ import { ciphertextWidth } from '../../aggregation/paillier/wire.ts'
 import { fromBytes, toFixedBytes } from '../../aggregation/paillier/_bigint.ts'
 import { InvalidInputError } from '../../shared/errors/errors.ts'
 import { nativeModPow } from './native-mod-pow.ts'
-import { untilAborted } from '../../shared/load/deadline.ts'
+import { clearableDeadline, untilAborted } from '../../shared/load/deadline.ts'
 
 /** Fewer ciphertexts per thread than this are decrypted here: a thread costs about 100 ms to start. */
 const MIN_PER_THREAD = 64
@@ -78,11 +78,12 @@ export async function decryptAll (secretKey: PaillierSecretKey, sums: readonly b
 
 /** Waits for a thread told to stop to end; one still running past `graceMs` is terminated (the crash above is the lesser risk than a thread that never ends). */
 async function endWithin (worker: Worker, exited: Promise<void>, graceMs: number): Promise<void> {
-  let timer: ReturnType<typeof setTimeout> | undefined
-  const late = new Promise<'late'>(resolve => { timer = setTimeout(() => { resolve('late') }, graceMs) })
+  const grace = clearableDeadline(graceMs, 'the thread did not end')
   try {
-    if (await Promise.race([exited, late]) === 'late') await worker.terminate()
+    await untilAborted(grace.signal, exited)
+  } catch {
+    await worker.terminate()
   } finally {
-    clearTimeout(timer)
+    grace.clear()
   }
 }

@@ -334,13 +334,12 @@ export async function buildServer (deps: ServerDeps): Promise<FastifyInstance> {
       throw new BusyError(`${cid}: the coordinator is sending as much as it may at once; retry later`, BUSY_RETRY_MS)
     }
     immutable()
-    // Released when the answer ends, sent or not (the client may leave mid-body).
-    gone.signal.addEventListener('abort', release, { once: true })
     // A reader that stops, socket open, holds its admission no longer than a libp2p answer may
     // take (pacing included): then its connection is cut and the admission released (review 53a).
     const cut = setTimeout(() => { req.raw.socket.destroy(); gone.abort() }, deps.answerDeadlineMs ?? SERVE_TIMEOUT_MS)
     cut.unref()
-    gone.signal.addEventListener('abort', () => { clearTimeout(cut) }, { once: true })
+    // Released when the answer ends, sent or not (the client may leave mid-body).
+    gone.signal.addEventListener('abort', () => { clearTimeout(cut); release() }, { once: true })
     deps.onServed?.(bytes.length)
     void reply.type('application/octet-stream').header('content-length', bytes.length)
     const pace = deps.answers?.pace

@@ -111,6 +111,19 @@ export interface RoundManager {
 /** Longest reason a result message carries (shared/rounds/messages.ts, `result`). */
 const MAX_RESULT_REASON = 2000
 
+/** Runs `each` on every item, whichever of them throws; then throws the first failure, if any. */
+function inEach<T> (items: readonly T[], each: (item: T) => void): void {
+  const failures: unknown[] = []
+  for (const item of items) {
+    try {
+      each(item)
+    } catch (err) {
+      failures.push(err)
+    }
+  }
+  if (failures.length > 0) throw failures[0]
+}
+
 /** The middle value (the mean of the two middle ones for an even count). */
 function median (values: number[]): number {
   const sorted = [...values].sort((a, b) => a - b)
@@ -238,16 +251,7 @@ export function roundManager (deps: RoundManagerDeps): RoundManager {
     },
     disconnect (client) {
       // Every round lets it go, whichever store write fails; the first failure is said (hub.ts).
-      const failures: unknown[] = []
-      for (const round of active.values()) {
-        if (!round.config.clients.includes(client.id)) continue
-        try {
-          dropClient(round, client.id)
-        } catch (err) {
-          failures.push(err)
-        }
-      }
-      if (failures.length > 0) throw failures[0]
+      inEach([...active.values()].filter(round => round.config.clients.includes(client.id)), round => { dropClient(round, client.id) })
     },
     connected (client, holds) {
       // Only a resumed round still counts on a client that says hello: a live round dropped it
@@ -257,28 +261,23 @@ export function roundManager (deps: RoundManagerDeps): RoundManager {
       const ids: string[] = []
       // Every resumed round stops waiting for it, whichever store write fails; the first failure
       // then refuses the hello (hub.ts says it to the client), as in `disconnect` (review 53c).
-      const failures: unknown[] = []
-      for (const round of active.values()) {
-        if (round.resumed !== true || !round.accepted.has(client.id) || round.dropped.has(client.id)) continue
+      inEach([...active.values()].filter(round => round.resumed === true && round.accepted.has(client.id) && !round.dropped.has(client.id)), round => {
         try {
           if (holds.includes(round.config.id)) ids.push(round.config.id)
           else dropClient(round, client.id)
-        } catch (err) {
-          failures.push(err)
         } finally {
           round.reconnecting?.settle(client.id)
         }
-      }
-      if (failures.length > 0) throw failures[0]
-      // A round recover() is finishing, or has finished since the restart, that this uploader
-      // holds: named in its welcome, so that it waits for the result (sent now, after the
-      // welcome, if the round has ended) instead of taking the round for lost (review 47b).
+      })
       // Of the resumed rounds, those still taking this client's upload: one it sent that never
       // got in (refused while this coordinator stopped, or never read) comes again, the same frame.
       const awaiting = ids.filter(id => {
         const round = active.get(id)
         return round?.waiting?.kind === 'upload' && round.allowed.has(client.id) && !round.uploads.has(client.id) && !round.receiving.has(client.id)
       })
+      // A round recover() is finishing, or has finished since the restart, that this uploader
+      // holds: named in its welcome, so that it waits for the result (sent now, after the
+      // welcome, if the round has ended) instead of taking the round for lost (review 47b).
       for (const id of holds) {
         if (ids.includes(id) || !(recovering.has(id) || recoveredEnds.has(id)) || !uploadedTo(id, client.id)) continue
         ids.push(id)

@@ -395,7 +395,6 @@ export function createParticipant (options: ParticipantOptions): Participant {
     }
   }
 
-  /** Declines an offer, saying why (and with this runtime's record, when that is the reason). */
   /**
    * The upload a resumed round never got (its coordinator refused it while stopping, or stopped
    * before reading it): the same report and frame, in the same order, on the new connection. Not
@@ -409,6 +408,7 @@ export function createParticipant (options: ParticipantOptions): Participant {
     emit({ type: 'uploaded', roundId: round.config.id, bytes: sent.frame.length, again: true })
   }
 
+  /** Declines an offer, saying why (and with this runtime's record, when that is the reason). */
   function decline (roundId: string, reason: string, given?: GivenUpload): void {
     send({ type: 'decline', roundId, reason: reason.slice(0, 500), ...(given === undefined ? {} : { given }) })
     emit({ type: 'offer', roundId, accepted: false, reason })
