@@ -12,6 +12,8 @@
  * - `requiredSteps`: only what the pipeline must do to each block whatever its code — hash the
  *   sealed block (CID), decrypt, hash the plaintext, copy it into a fresh weight buffer — with
  *   the same primitives. Its ratio to the reference is the most any pipeline could reach here.
+ * Each figure also gives `cpuMs`, this process's CPU time (every thread) per run, and the
+ * pipeline `coordinatorCpuMs`, the coordinator process's while it served that run's shards.
  */
 import { mkdtemp, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
@@ -31,7 +33,7 @@ import { verifyCid } from '../../shared/crypto/cid.ts'
 import { weightAssembler } from '../../shared/blocks/assemble.ts'
 import type { BlockSource } from '../../shared/load/source.ts'
 import { wideModelFiles } from './wide-model.ts'
-import { machine } from './machine.ts'
+import { machine, processCpuMs } from './machine.ts'
 
 const RUNS = 5
 const CONCURRENCY = 8
@@ -67,52 +69,75 @@ try {
     get: async cid => { const bytes = shards.get(cid); if (bytes === undefined) throw new Error(`bench: shard ${cid} not held`); return bytes }
   }
 
-  const pipelineMs: number[] = []
-  const rawMs: number[] = []
-  const memoryMs: number[] = []
-  const requiredMs: number[] = []
+  /** Wall time and this process's CPU time (every thread: WebCrypto's pool included) of each run of one step. */
+  const measured = (): { wallMs: number[], cpuMs: number[], time: <T>(step: () => Promise<T>) => Promise<T> } => {
+    const wallMs: number[] = []
+    const cpuMs: number[] = []
+    return {
+      wallMs,
+      cpuMs,
+      async time (step) {
+        const cpu = process.cpuUsage()
+        const t = performance.now()
+        const result = await step()
+        wallMs.push(performance.now() - t)
+        const used = process.cpuUsage(cpu)
+        cpuMs.push((used.user + used.system) / 1000)
+        return result
+      }
+    }
+  }
+  const pipeline = measured()
+  const raw = measured()
+  const fromMemory = measured()
+  const required = measured()
+  // The coordinator's CPU while it serves the pipeline's shards: the two processes share the cores.
+  const coordinatorCpuMs: number[] = []
+  const coordinatorPid = coordinatorProcess.child.pid as number
   for (let run = 0; run < RUNS; run++) {
     const source = nodeHttpBlockSource({ baseUrl: url }) // fresh connections every run
-    let t = performance.now()
-    const { weights } = await loadModelWeights(manifest, { source, coder, keys, concurrency: CONCURRENCY })
-    pipelineMs.push(performance.now() - t)
+    const servedBefore = processCpuMs(coordinatorPid)
+    const { weights } = await pipeline.time(async () => await loadModelWeights(manifest, { source, coder, keys, concurrency: CONCURRENCY }))
+    const servedAfter = processCpuMs(coordinatorPid)
+    if (servedBefore !== null && servedAfter !== null) coordinatorCpuMs.push(servedAfter - servedBefore)
     source.close()
     if (weights.length !== weightBytes) throw new Error('pipeline produced the wrong number of bytes')
 
     const limit = pLimit(CONCURRENCY)
-    t = performance.now()
-    await Promise.all(manifest.blocks.map(async (b, i) => await limit(async () => await open(sealed[i] as Uint8Array, keys.get(b.keyId) as Uint8Array))))
-    rawMs.push(performance.now() - t)
+    await raw.time(async () => await Promise.all(manifest.blocks.map(async (b, i) => await limit(async () => await open(sealed[i] as Uint8Array, keys.get(b.keyId) as Uint8Array)))))
 
-    t = performance.now()
-    await loadModelWeights(manifest, { source: memory, coder, keys, concurrency: CONCURRENCY })
-    memoryMs.push(performance.now() - t)
+    await fromMemory.time(async () => await loadModelWeights(manifest, { source: memory, coder, keys, concurrency: CONCURRENCY }))
 
-    t = performance.now()
-    const assembler = weightAssembler(manifest)
-    await Promise.all(manifest.blocks.map(async (b, i) => await limit(async () => {
-      const bytes = sealed[i] as Uint8Array
-      await verifyCid(b.cid, bytes)
-      assembler.place(i, await openBlock(b, bytes, keys))
-    })))
-    requiredMs.push(performance.now() - t)
+    await required.time(async () => {
+      const assembler = weightAssembler(manifest)
+      await Promise.all(manifest.blocks.map(async (b, i) => await limit(async () => {
+        const bytes = sealed[i] as Uint8Array
+        await verifyCid(b.cid, bytes)
+        assembler.place(i, await openBlock(b, bytes, keys))
+      })))
+    })
   }
   const rate = (ms: number[]): number => sealedBytes / 1e6 / (median(ms) / 1000)
-  const pipelineMBps = rate(pipelineMs)
-  const rawMBps = rate(rawMs)
-  const figure = (ms: number[]): { medianMs: number, MBps: number, ratio: number } =>
-    ({ medianMs: +median(ms).toFixed(1), MBps: +rate(ms).toFixed(1), ratio: +(rate(ms) / rawMBps).toFixed(3) })
+  const pipelineMBps = rate(pipeline.wallMs)
+  const rawMBps = rate(raw.wallMs)
+  const figure = (step: ReturnType<typeof measured>): { medianMs: number, MBps: number, ratio: number, cpuMs: number } =>
+    ({ medianMs: +median(step.wallMs).toFixed(1), MBps: +rate(step.wallMs).toFixed(1), ratio: +(rate(step.wallMs) / rawMBps).toFixed(3), cpuMs: Math.round(median(step.cpuMs)) })
   console.log(JSON.stringify({
     bench: 'load',
     model: { weightBytes, sealedBytes, blocks: manifest.blocks.length, shardsPerBlock: manifest.erasure.k + manifest.erasure.m },
     runs: RUNS,
     concurrency: CONCURRENCY,
-    pipeline: { medianMs: +median(pipelineMs).toFixed(1), MBps: +pipelineMBps.toFixed(1) },
-    rawDecrypt: { medianMs: +median(rawMs).toFixed(1), MBps: +rawMBps.toFixed(1) },
+    pipeline: {
+      medianMs: +median(pipeline.wallMs).toFixed(1),
+      MBps: +pipelineMBps.toFixed(1),
+      cpuMs: Math.round(median(pipeline.cpuMs)),
+      coordinatorCpuMs: coordinatorCpuMs.length === 0 ? null : median(coordinatorCpuMs)
+    },
+    rawDecrypt: { medianMs: +median(raw.wallMs).toFixed(1), MBps: +rawMBps.toFixed(1), cpuMs: Math.round(median(raw.cpuMs)) },
     ratio: +(pipelineMBps / rawMBps).toFixed(3),
     target: 0.5,
-    fromMemory: figure(memoryMs),
-    requiredSteps: figure(requiredMs),
+    fromMemory: figure(fromMemory),
+    requiredSteps: figure(required),
     machine: machine()
   }, null, 2))
 } finally {
