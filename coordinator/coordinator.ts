@@ -10,7 +10,7 @@ import type { AddressInfo } from 'node:net'
 import type { ModelFile } from '../shared/model/types.ts'
 import type { IngestResult, TokenRevoked } from '../shared/client/api-schemas.ts'
 import { checkPartitionOptions, DEFAULT_PARTITION, type PartitionOptions } from '../shared/blocks/partition.ts'
-import { lockDataDir, type DataDirLock } from '../node-runtime/dir-lock.ts'
+import { claimDataDir, lockDataDir, type DataDirLock } from '../node-runtime/dir-lock.ts'
 import { removeStaleTemporaries } from '../node-runtime/atomic-file.ts'
 
 import { defaultReedSolomon, erasureCoder, shardLayoutError } from '../shared/blocks/erasure.ts'
@@ -146,6 +146,7 @@ export async function createCoordinator (options: CoordinatorOptions): Promise<C
   if (existsSync(join(dataDir, DECRYPTOR_KEY_FILE))) throw new InvalidConfigError(`data dir ${dataDir} holds a Paillier decryptor's key (${DECRYPTOR_KEY_FILE}): move it and the decryptor's rounds/ to a data dir of the decryptor's own, which the coordinator's user cannot read`)
   // Its own: the database and keys in it are its owner's alone (a dir that was there keeps its mode).
   await mkdir(dataDir, { recursive: true, mode: 0o700 })
+  await claimDataDir(dataDir, 'coordinator')
   const lock = lockDataDir(dataDir, 'coordinator')
   // What a failed creation must close, newest first, before the lock goes.
   const opened: Array<() => void> = []

@@ -60,8 +60,8 @@ export async function writeTemporary (path: string, data: string | Uint8Array, m
 /**
  * A temporary no write is still using: a live one lasts as long as one write and fsync, so one
  * this old was left by a crash. Fresher ones are left alone, as another process may be writing
- * them: a runtime's data dir is shared with `blockfed verify` and other runtimes, and the
- * coordinator's with a decryptor (their locks are per role).
+ * them: a runtime's data dir is shared with `blockfed verify` and other runtimes, and a
+ * server's holder may be running while a second one starts there (refused only at the lock).
  */
 export const STALE_TEMPORARY_MS = 10 * 60_000
 

@@ -14,9 +14,11 @@
  */
 import { DatabaseSync } from 'node:sqlite'
 import { readFileSync, rmSync, writeFileSync } from 'node:fs'
+import { readFile } from 'node:fs/promises'
 import { hostname } from 'node:os'
 import { basename, join } from 'node:path'
 import { ConflictError, InvalidConfigError } from '../shared/errors/errors.ts'
+import { createFileAtomic } from './atomic-file.ts'
 
 /** Result codes (https://sqlite.org/rescode.html): the lock is held, the file is not SQLite's, it cannot be written. */
 export const SQLITE_BUSY = 5
@@ -91,4 +93,34 @@ export function lockDataDir (dir: string, what: keyof typeof NAMES): DataDirLock
       db.close()
     }
   }
+}
+
+/** The file in a coordinator's or a decryptor's data dir that says which of the two it is. */
+export const DATA_DIR_ROLE = 'role'
+type Role = 'coordinator' | 'decryptor'
+
+/**
+ * Claims `dir` for good for one kind of server, before its lock is taken. A decryptor's secret
+ * key beside a coordinator's database would let whoever holds that dir decrypt one client's
+ * update (review 49b): each refuses a dir holding the other's files, but two started at the same
+ * moment on one new dir both passed that check and, their locks being per kind, both started
+ * (review 49d). The claim is created whole or not at all (link(2), `createFileAtomic`), so of
+ * two such starts one claims the dir and the other is refused here, having written nothing.
+ * A dir from before the claim gets it at its next start, once the file checks have passed.
+ */
+export async function claimDataDir (dir: string, what: Role): Promise<void> {
+  const file = join(dir, DATA_DIR_ROLE)
+  let claimed: string
+  try {
+    if (await createFileAtomic(file, `${what}\n`, 0o600)) return
+    claimed = (await readFile(file, 'utf8')).trim()
+  } catch (err) {
+    const { code } = err as { code?: string }
+    if (code !== undefined && CANNOT_WRITE_FS.has(code)) throw new InvalidConfigError(`data dir ${dir}: the ${what} cannot write there (${(err as Error).message}, at ${DATA_DIR_ROLE}); it needs a data dir it may create files in`, { cause: err })
+    throw err
+  }
+  if (claimed === what) return
+  const own = what === 'decryptor' ? 'give the decryptor a data dir of its own, which the coordinator\'s user cannot read' : 'give the coordinator a data dir of its own'
+  if (claimed === 'coordinator' || claimed === 'decryptor') throw new ConflictError(`data dir ${dir} is a ${claimed}'s (its ${DATA_DIR_ROLE} file says so): ${own}`)
+  throw new InvalidConfigError(`data dir ${dir}: its ${DATA_DIR_ROLE} file holds ${JSON.stringify(claimed.slice(0, 40))}, not coordinator or decryptor; blockfed writes it at a server's first start there: ${own}, or put back the word this dir's server wrote`)
 }

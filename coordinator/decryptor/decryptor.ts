@@ -19,7 +19,7 @@ import { packingLayout } from '../../aggregation/paillier/layout.ts'
 import { clientIdSchema } from '../../aggregation/paillier/schemas.ts'
 import { loadOrCreateKey } from './key-file.ts'
 import { roundLog } from './rounds.ts'
-import { lockDataDir, type DataDirLock } from '../../node-runtime/dir-lock.ts'
+import { claimDataDir, lockDataDir, type DataDirLock } from '../../node-runtime/dir-lock.ts'
 import { removeStaleTemporaries } from '../../node-runtime/atomic-file.ts'
 import { buildDecryptorServer } from './server.ts'
 import { decryptSlots, type DecryptSlots } from './slots.ts'
@@ -126,6 +126,7 @@ export function createDecryptor (options: DecryptorOptions): Decryptor {
       // backups) could then decrypt one client's update, which the decryptor exists to prevent (review 49b).
       if (existsSync(join(options.dataDir, COORDINATOR_DATABASE))) throw new InvalidConfigError(`data dir ${options.dataDir} is a coordinator's (${COORDINATOR_DATABASE}): give the decryptor a data dir of its own, which the coordinator's user cannot read`)
       await mkdir(options.dataDir, { recursive: true, mode: 0o700 })
+      await claimDataDir(options.dataDir, 'decryptor')
       // Its index of whose sums it decrypted (rounds.ts) is this process's: a second decryptor on
       // the dir would keep its own, and neither would see the other's sums.
       const taken = lockDataDir(options.dataDir, 'decryptor')

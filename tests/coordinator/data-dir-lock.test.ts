@@ -5,7 +5,7 @@
  */
 import { afterAll, beforeAll, expect, it } from 'vitest'
 import { spawn } from 'node:child_process'
-import { mkdir, mkdtemp, readdir, rm, writeFile } from 'node:fs/promises'
+import { mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises'
 import { existsSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
@@ -105,4 +105,43 @@ it('keeps a coordinator and a decryptor apart: neither starts on a data dir hold
   await decryptor.stop()
   await expect(createCoordinator({ dataDir: other, port: 0 })).rejects.toThrow(`data dir ${other} holds a Paillier decryptor's key (paillier.key.json): move it and the decryptor's rounds/ to a data dir of the decryptor's own, which the coordinator's user cannot read`)
   expect(existsSync(join(other, 'coordinator.sqlite')) || existsSync(join(other, 'coordinator.lock'))).toBe(false)
+}, 60_000)
+
+it('lets only one of a coordinator and a decryptor started at the same moment on one new data dir start (review 49d)', async () => {
+  const dir = join(root, 'started-at-once')
+  // Not awaited one by one: both check for the other's files before either has written any.
+  const decryptor = createDecryptor({ dataDir: dir, port: 0, keyBits: 1024 })
+  const [coordinator, started] = await Promise.allSettled([createCoordinator({ dataDir: dir, port: 0 }), decryptor.start()])
+  try {
+    const outcomes = [coordinator.status, started.status]
+    expect(outcomes.filter(s => s === 'fulfilled')).toHaveLength(1)
+    const [winner, loser] = coordinator.status === 'fulfilled' ? ['coordinator', 'decryptor'] : ['decryptor', 'coordinator']
+    const refusal = (coordinator.status === 'rejected' ? coordinator.reason : (started as PromiseRejectedResult).reason) as Error
+    expect(refusal).toBeInstanceOf(ConflictError)
+    expect(refusal.message).toMatch(new RegExp(`^data dir ${dir} is a ${winner}'s \\(its role file says so\\): give the ${loser} a data dir of its own`))
+    expect((await readFile(join(dir, 'role'), 'utf8')).trim()).toBe(winner)
+    // The refused one wrote nothing of its own there: no lock, no database, no key, no temporary.
+    const names = await readdir(dir)
+    expect(names.filter(n => n.startsWith(loser) || n.endsWith('.tmp') || (loser === 'decryptor' && n.startsWith('paillier')))).toEqual([])
+  } finally {
+    if (coordinator.status === 'fulfilled') await coordinator.value.stop()
+    if (started.status === 'fulfilled') await decryptor.stop()
+  }
+}, 60_000)
+
+it('claims a data dir from before the role file at its next start, and names a role file it cannot read as one', async () => {
+  const dir = join(root, 'claimed-later')
+  const first = await createCoordinator({ dataDir: dir, port: 0 })
+  await first.stop()
+  await rm(join(dir, 'role'))
+  const again = await createCoordinator({ dataDir: dir, port: 0 })
+  await again.stop()
+  expect(await readFile(join(dir, 'role'), 'utf8')).toBe('coordinator\n')
+  await writeFile(join(dir, 'role'), 'witness\n')
+  await expect(createCoordinator({ dataDir: dir, port: 0 })).rejects.toThrow(`data dir ${dir}: its role file holds "witness", not coordinator or decryptor; blockfed writes it at a server's first start there: give the coordinator a data dir of its own, or put back the word this dir's server wrote`)
+  // A role that is a folder: said as a dir the server cannot use, not Node's bare EISDIR.
+  const folder = join(root, 'role-is-a-folder')
+  await mkdir(join(folder, 'role'), { recursive: true })
+  await expect(createDecryptor({ dataDir: folder, port: 0, keyBits: 1024 }).start()).rejects.toThrow(new RegExp(`^data dir ${folder}: the decryptor cannot write there \\(EISDIR.*, at role\\); it needs a data dir it may create files in$`))
+  expect(await readdir(folder)).toEqual(['role'])
 }, 60_000)
