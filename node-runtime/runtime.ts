@@ -24,7 +24,7 @@ import { retrying } from '../shared/load/retry.ts'
 import { withDeadline } from '../shared/load/deadline.ts'
 import { infer, type LoadedEngine, type ModelCode } from '../shared/runtime/lifecycle.ts'
 import { onnxPassthrough, tfjsPassthrough } from '../shared/runtime/passthrough.ts'
-import { IntegrityError, InvalidConfigError, InvalidInputError, isUnreachable, LedgerSecurityError, UnauthenticatedError, UnavailableError } from '../shared/errors/errors.ts'
+import { ConflictError, IntegrityError, InvalidConfigError, InvalidInputError, isUnreachable, LedgerSecurityError, NotFoundError, TooLargeError, UnauthenticatedError, UnavailableError } from '../shared/errors/errors.ts'
 import { checkpointUnverified } from '../shared/ledger/verify.ts'
 import { toHex, utf8ToBytes } from '../shared/crypto/bytes.ts'
 import { ledgerClient } from '../shared/ledger/client.ts'
@@ -50,7 +50,7 @@ import { peerIdOfKey } from './p2p/peer-node.ts'
 import { accessHistoryOptions, type AccessHistoryOptions } from '../shared/load/access-history.ts'
 import { openAccessLog, type AccessLog } from './access-log.ts'
 import { removeStaleTemporaries } from './atomic-file.ts'
-import type { VersionState } from './versions/local-store.ts'
+import type { Verdict, VersionState } from './versions/local-store.ts'
 
 /** HKDF-SHA256 (RFC 5869) info of the swarm node's seed, derived from the round client's secret key. */
 const P2P_NODE_KEY_INFO = utf8ToBytes('blockfed/p2p-node-key/v1')
@@ -126,7 +126,9 @@ export interface NodeRuntimeOptions {
   /**
    * Tell the coordinator when this runtime's validation rejects a version or `check()` rolls back
    * from one (the verdict and the runtime's client id, no score), so its operator sees a version
-   * its fleet refuses (`blockfed versions NAME` with a token). Best effort; on by default.
+   * its fleet refuses (`blockfed versions NAME` with a token). A verdict the coordinator has not
+   * taken yet (it was down, as it may be for an offline rollback) is kept in the model's folder
+   * and sent at the next load, update or check. On by default.
    */
   reportVerdicts?: boolean
 }
@@ -613,17 +615,48 @@ export async function createNodeRuntime (options: NodeRuntimeOptions): Promise<N
     await ctx.local.updateState(state => withRejected(state, version))
   }
 
+  /** Per model folder, the verdicts being sent: one sending at a time, or each would go twice. */
+  const sendingVerdicts = new Map<string, Promise<void>>()
+
   /**
-   * Says what this runtime's data said of a version to the coordinator, in the background (review
-   * 49f: a version every runtime rejected became the next round's base, unseen). A verdict lost
-   * to an outage or a refusal is not retried: it is advice to the operator, not state.
+   * Keeps what this runtime's data said of a version until the coordinator has it, and sends it
+   * (review 49f: a version every runtime rejected became the next round's base, unseen). Kept
+   * first: a rollback is taken offline too, and its verdict then goes at a later contact.
    */
-  function reportVerdict (ctx: ObtainContext, version: number, verdict: 'rejected' | 'rolled-back'): void {
-    if (options.reportVerdicts === false || stopping.signal.aborted) return
-    inBackground((async () => {
+  async function reportVerdict (ctx: ObtainContext, version: number, verdict: Verdict['verdict']): Promise<void> {
+    if (options.reportVerdicts === false) return
+    // Unwritable (a full disk): this verdict is lost, as all were before they were kept; the move stands.
+    await ctx.local.keepVerdict({ version, verdict }).catch(() => {})
+    sendVerdicts(ctx)
+  }
+
+  /**
+   * Sends the verdicts kept for `ctx`'s model, oldest first, in the background: after a new one,
+   * and at each load, update and check. One the coordinator can never take (its version gone or
+   * out of the window that takes verdicts, its list full, a malformed one) is dropped; one that
+   * does not reach it (down, busy, a refused token) waits for the next try.
+   */
+  function sendVerdicts (ctx: ObtainContext): void {
+    const folder = ctx.config.modelDir
+    if (options.reportVerdicts === false || stopping.signal.aborted || sendingVerdicts.has(folder)) return
+    const task = (async () => {
       const clientId = toHex((await clientIdentity(options.dataDir)).publicKey)
-      await ctx.client.reportVerdict(ctx.config.modelName, version, { clientId, verdict }, AbortSignal.any([stopping.signal, AbortSignal.timeout(VERDICT_DEADLINE_MS)]))
-    })().catch(() => {}))
+      // Read again after each send: a verdict kept meanwhile goes in this pass too.
+      const tried = new Set<string>()
+      for (;;) {
+        const next = (await ctx.local.unsentVerdicts()).find(v => !tried.has(`${v.version} ${v.verdict}`))
+        if (next === undefined) return
+        tried.add(`${next.version} ${next.verdict}`)
+        try {
+          await ctx.client.reportVerdict(ctx.config.modelName, next.version, { clientId, verdict: next.verdict }, AbortSignal.any([stopping.signal, AbortSignal.timeout(VERDICT_DEADLINE_MS)]))
+        } catch (err) {
+          if (!(err instanceof InvalidInputError || err instanceof NotFoundError || err instanceof ConflictError || err instanceof TooLargeError)) return
+        }
+        await ctx.local.verdictSent(next)
+      }
+    })().catch(() => {}).finally(() => { sendingVerdicts.delete(folder) })
+    sendingVerdicts.set(folder, task)
+    inBackground(task)
   }
 
   /**
@@ -923,6 +956,7 @@ export async function createNodeRuntime (options: NodeRuntimeOptions): Promise<N
         return await using(current, async () => await infer(current.code, value))
       },
       update: async signal => await exclusive(signal, async signal => await reporting(async () => {
+        sendVerdicts(ctx)
         const from = serving.manifest.version
         const t = await target(ctx, signal)
         if (t === 'offline') return { action: 'none', from, to: from, reason: 'coordinator unreachable', bytesFetched: 0 }
@@ -967,7 +1001,7 @@ export async function createNodeRuntime (options: NodeRuntimeOptions): Promise<N
           if (!beats(score, current, margin)) {
             await retire(prepared.candidate)
             await rejectVersion(ctx, t.version)
-            reportVerdict(ctx, t.version, 'rejected')
+            await reportVerdict(ctx, t.version, 'rejected')
             return { action: 'rejected', from, to: from, metrics, reason: `${t.version} scored ${score.toFixed(4)} locally, needs ≥ ${(current + margin).toFixed(4)} (current ${current.toFixed(4)} + margin ${margin})`, bytesFetched }
           }
           return { action: 'upgraded', ...await swapIn(prepared, 'upgrade'), metrics, reason: `${t.version} scored ${score.toFixed(4)} locally vs ${current.toFixed(4)}`, bytesFetched }
@@ -975,6 +1009,7 @@ export async function createNodeRuntime (options: NodeRuntimeOptions): Promise<N
         return { action: 'upgraded', ...await switchTo(t.version, `${t.reason} channel`, 'upgrade', signal, log) }
       })),
       check: async signal => await exclusive(signal, async signal => {
+        sendVerdicts(ctx)
         const from = serving.manifest.version
         const metric = await evaluate(serving, config, 'check')
         const bound = config.rollback?.below
@@ -997,7 +1032,7 @@ export async function createNodeRuntime (options: NodeRuntimeOptions): Promise<N
               return { action: 'none', from, to: from, metrics, reason: `metric ${metric.toFixed(4)} < bound ${bound}, but ${previous} scores ${score.toFixed(4)}, no better: staying`, bytesFetched }
             }
             const moved = await swapIn(prepared, 'back')
-            reportVerdict(ctx, from, 'rolled-back')
+            await reportVerdict(ctx, from, 'rolled-back')
             return { action: 'rolled-back', ...moved, metrics, reason: `metric ${metric.toFixed(4)} < bound ${bound}; ${previous} scores ${score.toFixed(4)}`, bytesFetched }
           })
         } catch (err) {
@@ -1028,6 +1063,8 @@ export async function createNodeRuntime (options: NodeRuntimeOptions): Promise<N
       }
     }
     handles.add(handle)
+    // Verdicts this runtime kept while the coordinator was out of reach (or before a restart).
+    sendVerdicts(ctx)
     originOf.set(handle, peerIdOfKey(ctx.coordinatorKey).toString())
     return handle
   }

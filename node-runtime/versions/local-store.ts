@@ -6,7 +6,10 @@
  *  - `anchors/<v>.json`: a version's signed manifest with its ledger anchor (entry bytes,
  *    inclusion proof, checkpoint note), re-verified whenever it is read;
  *  - `keys.json` (mode 0600): the data keys of those versions' blocks. The sealed blocks sit in
- *    the block cache; without their keys an offline rollback could not decrypt them.
+ *    the block cache; without their keys an offline rollback could not decrypt them;
+ *  - `verdicts-unsent.json`: this runtime's verdicts on versions (rejected, rolled back from)
+ *    that have not reached the coordinator yet: a rollback is taken offline too, and its report
+ *    then waits for the coordinator rather than being lost.
  * Anchors and keys are kept for the version in use, its rollback target, versions newer than it
  *    (one on its way in from another load or process) and those an operation of this process
  *    holds (`holding`: obtained, not yet recorded); each save of keys drops the rest, so a
@@ -38,6 +41,17 @@ const stateSchema = z.strictObject({
   previous: z.number().int().positive().nullable(),
   rejected: z.array(z.number().int().positive())
 })
+
+/** A runtime's verdict on a version, as the coordinator's verdict route takes it. */
+export interface Verdict {
+  version: number
+  verdict: 'rejected' | 'rolled-back'
+}
+
+/** Most verdicts kept unsent: one per version, and a runtime turns down only a few. */
+export const MAX_UNSENT_VERDICTS = 32
+
+const verdictsSchema = z.array(z.strictObject({ version: z.number().int().positive(), verdict: z.enum(['rejected', 'rolled-back']) })).max(MAX_UNSENT_VERDICTS)
 
 export interface StoredAnchor {
   index: number
@@ -87,6 +101,12 @@ export interface LocalVersions {
   channelsSeen: () => Promise<number>
   /** Keeps `seq` when it is higher than the one kept. */
   sawChannels: (seq: number) => Promise<void>
+  /** Verdicts not yet taken by the coordinator, oldest first. */
+  unsentVerdicts: () => Promise<Verdict[]>
+  /** Keeps `verdict` until `verdictSent` (one per version: a later one replaces it; past MAX_UNSENT_VERDICTS the oldest goes). */
+  keepVerdict: (verdict: Verdict) => Promise<void>
+  /** Drops `verdict`, sent (or refused for good); a newer verdict on the same version stays. */
+  verdictSent: (verdict: Verdict) => Promise<void>
 }
 
 const ownerSchema = z.strictObject({ model: z.string() })
@@ -122,6 +142,7 @@ export function localVersions (dir: string, options: LocalVersionsOptions = {}):
   const anchorPath = (v: number): string => join(dir, 'anchors', `${v}.json`)
   const ownerPath = join(dir, 'owner.json')
   const channelsPath = join(dir, 'channels-seen.json')
+  const verdictsPath = join(dir, 'verdicts-unsent.json')
   const channelsSchema = z.strictObject({ seq: z.number().int().nonnegative() })
   // A damaged file is moved aside and reads as 0: the next signed answer is taken as a first one.
   const channelsSeen = async (): Promise<number> => (await readRecoverable(channelsPath, channelsSchema))?.seq ?? 0
@@ -143,6 +164,13 @@ export function localVersions (dir: string, options: LocalVersionsOptions = {}):
     }
   }
   const readKeys = async (): Promise<Record<string, string>> => await readRecoverable(keysPath, z.record(z.string(), z.string())) ?? {}
+  // Damaged, the file is moved aside and the verdicts in it are lost: they are advice to the operator.
+  const unsentVerdicts = async (): Promise<Verdict[]> => await readRecoverable(verdictsPath, verdictsSchema) ?? []
+  const writeVerdicts = async (verdicts: Verdict[]): Promise<void> => {
+    await mkdir(dir, { recursive: true })
+    if (verdicts.length === 0) await rm(verdictsPath, { force: true })
+    else await writeFileAtomic(verdictsPath, `${JSON.stringify(verdicts)}\n`)
+  }
 
   const readState = async (): Promise<VersionState> => {
     const text = await readIfExists(statePath)
@@ -166,6 +194,16 @@ export function localVersions (dir: string, options: LocalVersionsOptions = {}):
       if (seq <= await channelsSeen()) return
       await mkdir(dir, { recursive: true })
       await writeFileAtomic(channelsPath, `${JSON.stringify({ seq })}\n`)
+    }),
+    unsentVerdicts,
+    keepVerdict: async verdict => await serial(async () => {
+      const kept = (await unsentVerdicts()).filter(v => v.version !== verdict.version)
+      await writeVerdicts([...kept, verdict].slice(-MAX_UNSENT_VERDICTS))
+    }),
+    verdictSent: async verdict => await serial(async () => {
+      const kept = await unsentVerdicts()
+      const left = kept.filter(v => v.version !== verdict.version || v.verdict !== verdict.verdict)
+      if (left.length !== kept.length) await writeVerdicts(left)
     }),
     state: readState,
     saveState: async state => { await serial(async () => { await writeState(state) }) },

@@ -5,7 +5,8 @@
  * own held-out digits, roll back on a bad metric, and roll back offline from their cache.
  */
 import { describe, it, expect, beforeAll, afterAll } from 'vitest'
-import { mkdtemp, rm } from 'node:fs/promises'
+import { mkdtemp, readFile, rm } from 'node:fs/promises'
+import { existsSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import * as tf from '@tensorflow/tfjs-core'
@@ -186,6 +187,34 @@ describe('version policy', () => {
     expect(checked.metrics?.current).toBeGreaterThan(0.8)
     expect(checked.metrics?.candidate).toBeLessThan(0.5)
     expect(handle.manifest.version).toBe(3)
+  })
+
+  it('a verdict reached with the coordinator down is kept in the model folder and sent once it is back, from a restarted runtime', async () => {
+    const reporter = await runtime('reporter')
+    await (await reporter.load(config('digits', { pin: 1 }))).release()
+    // v2 (scrambled head) in use, v1 (good) before it, under a bound v2 cannot reach.
+    const handle = await reporter.load(config('digits', { pin: 2, rollback: { below: 0.5 } }))
+    const unsent = join(root, 'reporter', 'digits', 'verdicts-unsent.json')
+    const before = (await admin.verdicts('digits')).find(v => v.version === 2)
+    await coordinator.stop()
+    try {
+      expect(await handle.check()).toMatchObject({ action: 'rolled-back', from: 2, to: 1, bytesFetched: 0 })
+      // Kept before check() answered; its send met the stopped coordinator and left it there.
+      await reporter.stop()
+      expect(JSON.parse(await readFile(unsent, 'utf8'))).toEqual([{ version: 2, verdict: 'rolled-back' }])
+    } finally {
+      coordinator = await createCoordinator({ dataDir: join(root, 'coordinator'), port: Number(new URL(url).port) })
+      url = await coordinator.start()
+    }
+    expect((await admin.verdicts('digits')).find(v => v.version === 2)).toEqual(before)
+    // One the coordinator can never take (no such version: 404) is dropped, not tried at every load.
+    await localVersions(join(root, 'reporter', 'digits')).keepVerdict({ version: 99, verdict: 'rejected' })
+    // A new runtime on the same data dir sends it at its load, in the background (waited for, 10 s at most).
+    const again = await (await runtime('reporter')).load(config('digits', { pin: 1 }))
+    expect(again.manifest.version).toBe(1)
+    for (let i = 0; i < 100 && existsSync(unsent); i++) await new Promise(resolve => setTimeout(resolve, 100))
+    expect(existsSync(unsent)).toBe(false)
+    expect((await admin.verdicts('digits')).find(v => v.version === 2)).toEqual({ version: 2, rejected: before?.rejected, rolledBack: (before?.rolledBack ?? 0) + 1 })
   })
 
   it('canary: a deterministic fraction of clients takes the canary version; stable clients stay', async () => {

@@ -2,7 +2,7 @@ import { describe, it, expect, beforeEach, afterEach } from 'vitest'
 import { mkdtemp, mkdir, readFile, rm, stat, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { localVersions } from '../../../node-runtime/versions/local-store.ts'
+import { localVersions, MAX_UNSENT_VERDICTS } from '../../../node-runtime/versions/local-store.ts'
 import { IntegrityError } from '../../../shared/errors/errors.ts'
 
 let dir: string
@@ -65,5 +65,38 @@ describe('a runtime\'s kept version state', () => {
     const key = new Uint8Array(32).fill(3)
     await local.saveKeys(new Map([['kb', key]]), async () => ({ keyIds: new Set(['kb']), dropAnchors: [] }))
     expect(await local.keptKeys(['ka', 'kb'])).toEqual(new Map([['kb', key]]))
+  })
+
+  it('keeps unsent verdicts, one per version (the later replaces), the oldest dropped past the bound, and forgets only the one sent', async () => {
+    const local = localVersions(join(dir, 'model'))
+    expect(await local.unsentVerdicts()).toEqual([])
+    await local.keepVerdict({ version: 2, verdict: 'rejected' })
+    await local.keepVerdict({ version: 3, verdict: 'rejected' })
+    await local.keepVerdict({ version: 2, verdict: 'rolled-back' })
+    expect(await local.unsentVerdicts()).toEqual([{ version: 3, verdict: 'rejected' }, { version: 2, verdict: 'rolled-back' }])
+    // Another instance (another handle, a restarted runtime) reads what was kept.
+    expect(await localVersions(join(dir, 'model')).unsentVerdicts()).toHaveLength(2)
+    // A verdict sent while a newer one on its version was kept does not take the newer one with it.
+    await local.verdictSent({ version: 2, verdict: 'rejected' })
+    expect(await local.unsentVerdicts()).toEqual([{ version: 3, verdict: 'rejected' }, { version: 2, verdict: 'rolled-back' }])
+    await local.verdictSent({ version: 3, verdict: 'rejected' })
+    await local.verdictSent({ version: 2, verdict: 'rolled-back' })
+    expect(await local.unsentVerdicts()).toEqual([])
+    await expect(readFile(join(dir, 'model', 'verdicts-unsent.json'))).rejects.toThrow(/ENOENT/)
+    for (let v = 1; v <= MAX_UNSENT_VERDICTS + 3; v++) await local.keepVerdict({ version: v, verdict: 'rejected' })
+    const kept = await local.unsentVerdicts()
+    expect(kept).toHaveLength(MAX_UNSENT_VERDICTS)
+    expect(kept[0]).toEqual({ version: 4, verdict: 'rejected' })
+  })
+
+  it('a damaged file of unsent verdicts is moved aside, reported, and reads as none', async () => {
+    const damaged: string[] = []
+    const local = localVersions(dir, { onDamaged: path => damaged.push(path) })
+    await writeFile(join(dir, 'verdicts-unsent.json'), '[{"version":2,"verdict":"maybe"}]')
+    expect(await local.unsentVerdicts()).toEqual([])
+    expect(damaged).toEqual([join(dir, 'verdicts-unsent.json')])
+    expect(await readFile(join(dir, 'verdicts-unsent.json.damaged'), 'utf8')).toContain('maybe')
+    await local.keepVerdict({ version: 5, verdict: 'rolled-back' })
+    expect(await local.unsentVerdicts()).toEqual([{ version: 5, verdict: 'rolled-back' }])
   })
 })
