@@ -110,17 +110,27 @@ type Role = 'coordinator' | 'decryptor'
  */
 export async function claimDataDir (dir: string, what: Role): Promise<void> {
   const file = join(dir, DATA_DIR_ROLE)
-  let claimed: string
-  try {
-    if (await createFileAtomic(file, `${what}\n`, 0o600)) return
-    claimed = (await readFile(file, 'utf8')).trim()
-  } catch (err) {
-    const { code } = err as { code?: string }
-    if (code !== undefined && CANNOT_WRITE_FS.has(code)) throw new InvalidConfigError(`data dir ${dir}: the ${what} cannot write there (${(err as Error).message}, at ${DATA_DIR_ROLE}); it needs a data dir it may create files in`, { cause: err })
-    throw err
+  const own = what === 'decryptor' ? 'give the decryptor a data dir of its own, which the coordinator\'s user cannot read' : 'give the coordinator a data dir of its own'
+  let claimed: string | undefined
+  for (let tries = 0; claimed === undefined; tries++) {
+    try {
+      if (await createFileAtomic(file, `${what}\n`, 0o600)) return
+    } catch (err) {
+      const { code } = err as { code?: string }
+      if (code !== undefined && CANNOT_WRITE_FS.has(code)) throw new InvalidConfigError(`data dir ${dir}: the ${what} cannot write there (${(err as Error).message}, at ${DATA_DIR_ROLE}); it needs a data dir it may create files in`, { cause: err })
+      throw err
+    }
+    try {
+      claimed = (await readFile(file, 'utf8')).trim()
+    } catch (err) {
+      const { code } = err as { code?: string }
+      // Removed between the claim's refusal and this read: claim it again, once.
+      if (code === 'ENOENT' && tries === 0) continue
+      const whose = code === 'EACCES' || code === 'EPERM' ? ': another user\'s server claimed this dir' : ''
+      throw new InvalidConfigError(`data dir ${dir}: its ${DATA_DIR_ROLE} file, which says which server the dir is for, cannot be read (${(err as Error).message})${whose}; ${own}`, { cause: err })
+    }
   }
   if (claimed === what) return
-  const own = what === 'decryptor' ? 'give the decryptor a data dir of its own, which the coordinator\'s user cannot read' : 'give the coordinator a data dir of its own'
-  if (claimed === 'coordinator' || claimed === 'decryptor') throw new ConflictError(`data dir ${dir} is a ${claimed}'s (its ${DATA_DIR_ROLE} file says so): ${own}`)
+  if (claimed === 'coordinator' || claimed === 'decryptor') throw new ConflictError(`data dir ${dir} is a ${claimed}'s (its ${DATA_DIR_ROLE} file says so): ${own} (if the ${claimed}'s files have all been moved out of it, remove its ${DATA_DIR_ROLE} file)`)
   throw new InvalidConfigError(`data dir ${dir}: its ${DATA_DIR_ROLE} file holds ${JSON.stringify(claimed.slice(0, 40))}, not coordinator or decryptor; blockfed writes it at a server's first start there: ${own}, or put back the word this dir's server wrote`)
 }

@@ -24,7 +24,7 @@ import { retrying } from '../shared/load/retry.ts'
 import { withDeadline } from '../shared/load/deadline.ts'
 import { infer, type LoadedEngine, type ModelCode } from '../shared/runtime/lifecycle.ts'
 import { onnxPassthrough, tfjsPassthrough } from '../shared/runtime/passthrough.ts'
-import { ConflictError, IntegrityError, InvalidConfigError, InvalidInputError, isUnreachable, LedgerSecurityError, NotFoundError, TooLargeError, UnauthenticatedError, UnavailableError } from '../shared/errors/errors.ts'
+import { IntegrityError, InvalidConfigError, InvalidInputError, isUnreachable, LedgerSecurityError, UnauthenticatedError, UnavailableError } from '../shared/errors/errors.ts'
 import { checkpointUnverified } from '../shared/ledger/verify.ts'
 import { toHex, utf8ToBytes } from '../shared/crypto/bytes.ts'
 import { ledgerClient } from '../shared/ledger/client.ts'
@@ -32,6 +32,7 @@ import { verifyChannels } from '../shared/ledger/channels.ts'
 import { targetVersion, type Target } from '../shared/versions/policy.ts'
 import { clientIdentity } from './fl/identity.ts'
 import { localVersions, type LocalVersions } from './versions/local-store.ts'
+import { sendKeptVerdicts, verdictPasses } from './versions/verdict-sender.ts'
 import { afterMove, leftBehind, LeftBehindError, rollbackTarget, withRejected } from './versions/moves.ts'
 import { checkLog, obtainVersion, pruneKept, type CheckedLog, type ObtainContext, type ObtainedVersion } from './versions/obtain.ts'
 import type { Manifest } from '../shared/manifest/schema.ts'
@@ -615,13 +616,10 @@ export async function createNodeRuntime (options: NodeRuntimeOptions): Promise<N
     await ctx.local.updateState(state => withRejected(state, version))
   }
 
-  /** Per model folder, the verdicts being sent: one sending at a time, or each would go twice. */
-  const sendingVerdicts = new Map<string, Promise<void>>()
-
   /**
    * Keeps what this runtime's data said of a version until the coordinator has it, and sends it
-   * (review 49f: a version every runtime rejected became the next round's base, unseen). Kept
-   * first: a rollback is taken offline too, and its verdict then goes at a later contact.
+   * (verdict-sender.ts). Kept first: a rollback is taken offline too, and its verdict then goes
+   * at a later contact.
    */
   async function reportVerdict (ctx: ObtainContext, version: number, verdict: Verdict['verdict']): Promise<void> {
     if (options.reportVerdicts === false) return
@@ -630,33 +628,16 @@ export async function createNodeRuntime (options: NodeRuntimeOptions): Promise<N
     sendVerdicts(ctx)
   }
 
-  /**
-   * Sends the verdicts kept for `ctx`'s model, oldest first, in the background: after a new one,
-   * and at each load, update and check. One the coordinator can never take (its version gone or
-   * out of the window that takes verdicts, its list full, a malformed one) is dropped; one that
-   * does not reach it (down, busy, a refused token) waits for the next try.
-   */
+  /** Sends the verdicts kept for `ctx`'s model in the background: after a new one, and at each load, update and check. */
   function sendVerdicts (ctx: ObtainContext): void {
-    const folder = ctx.config.modelDir
-    if (options.reportVerdicts === false || stopping.signal.aborted || sendingVerdicts.has(folder)) return
-    const task = (async () => {
+    if (options.reportVerdicts === false || stopping.signal.aborted) return
+    verdictPass(ctx.config.modelDir, async () => {
+      if (stopping.signal.aborted) return
       const clientId = toHex((await clientIdentity(options.dataDir)).publicKey)
-      // Read again after each send: a verdict kept meanwhile goes in this pass too.
-      const tried = new Set<string>()
-      for (;;) {
-        const next = (await ctx.local.unsentVerdicts()).find(v => !tried.has(`${v.version} ${v.verdict}`))
-        if (next === undefined) return
-        tried.add(`${next.version} ${next.verdict}`)
-        try {
-          await ctx.client.reportVerdict(ctx.config.modelName, next.version, { clientId, verdict: next.verdict }, AbortSignal.any([stopping.signal, AbortSignal.timeout(VERDICT_DEADLINE_MS)]))
-        } catch (err) {
-          if (!(err instanceof InvalidInputError || err instanceof NotFoundError || err instanceof ConflictError || err instanceof TooLargeError)) return
-        }
-        await ctx.local.verdictSent(next)
-      }
-    })().catch(() => {}).finally(() => { sendingVerdicts.delete(folder) })
-    sendingVerdicts.set(folder, task)
-    inBackground(task)
+      await sendKeptVerdicts(ctx.local, async v => {
+        await ctx.client.reportVerdict(ctx.config.modelName, v.version, { clientId, verdict: v.verdict }, AbortSignal.any([stopping.signal, AbortSignal.timeout(VERDICT_DEADLINE_MS)]))
+      })
+    })
   }
 
   /**
@@ -740,6 +721,8 @@ export async function createNodeRuntime (options: NodeRuntimeOptions): Promise<N
     background.add(task)
     void task.finally(() => background.delete(task))
   }
+  /** Verdict passes, one at a time per model folder (verdict-sender.ts). */
+  const verdictPass = verdictPasses(inBackground)
   /**
    * Runs a caller's fetch, rollback or load so that `stop` ends it (its signal aborts with the
    * runtime's) and waits for it; after `stop` none starts. A load `stop` overtook used to finish

@@ -30,6 +30,18 @@ export interface JsonCallOptions {
 
 export const DEFAULT_MAX_ANSWER_BYTES = 64 << 20
 
+/** Errors made from an answer whose body was the service's own error (`{ error, message }`). */
+const saidByService = new WeakSet<object>()
+
+/**
+ * Whether `err` is a refusal the service itself answered (its error body), not a proxy's or a
+ * load balancer's answer of the same status (an ingress's 404 while it deploys, nginx's 400 for
+ * plain HTTP to its TLS port): only the service's own refusal is one to act on for good.
+ */
+export function answeredByService (err: unknown): boolean {
+  return typeof err === 'object' && err !== null && saidByService.has(err)
+}
+
 export type JsonCall = <T>(path: string, schema: z.ZodType<T>, init: RequestInit, timeoutMs: number, signal?: AbortSignal) => Promise<T>
 /** The same request for a text answer (e.g. a signed note): the body as it came. */
 export type TextCall = (path: string, init: RequestInit, timeoutMs: number, signal?: AbortSignal) => Promise<string>
@@ -64,7 +76,9 @@ function request (options: JsonCallOptions): (path: string, init: RequestInit, t
       // its typed error only when the service's own body names it, else the service is unreachable.
       const typed = Err !== undefined && (res.status < 500 || said?.error === new Err('').name)
       const Failed = res.status >= 500 && said !== undefined ? ServiceFailedError : UnavailableError
-      throw new (typed ? Err : Failed)(`${what}: ${said?.message ?? `HTTP ${res.status}`}`)
+      const error = new (typed ? Err : Failed)(`${what}: ${said?.message ?? `HTTP ${res.status}`}`)
+      if (said !== undefined) saidByService.add(error)
+      throw error
     }
     return { res, text, what }
   }

@@ -13,7 +13,8 @@
  *   sealed block (CID), decrypt, hash the plaintext, copy it into a fresh weight buffer — with
  *   the same primitives. Its ratio to the reference is the most any pipeline could reach here.
  * Each figure also gives `cpuMs`, this process's CPU time (every thread) per run, and the
- * pipeline `coordinatorCpuMs`, the coordinator process's while it served that run's shards.
+ * pipeline `coordinatorCpuMs`, the coordinator process's while it served that run's shards
+ * (Linux clock ticks: to 10 ms).
  */
 import { mkdtemp, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'

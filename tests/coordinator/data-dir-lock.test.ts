@@ -118,7 +118,7 @@ it('lets only one of a coordinator and a decryptor started at the same moment on
     const [winner, loser] = coordinator.status === 'fulfilled' ? ['coordinator', 'decryptor'] : ['decryptor', 'coordinator']
     const refusal = (coordinator.status === 'rejected' ? coordinator.reason : (started as PromiseRejectedResult).reason) as Error
     expect(refusal).toBeInstanceOf(ConflictError)
-    expect(refusal.message).toMatch(new RegExp(`^data dir ${dir} is a ${winner}'s \\(its role file says so\\): give the ${loser} a data dir of its own`))
+    expect(refusal.message).toMatch(new RegExp(`^data dir ${dir} is a ${winner}'s \\(its role file says so\\): give the ${loser} a data dir of its own.* \\(if the ${winner}'s files have all been moved out of it, remove its role file\\)$`))
     expect((await readFile(join(dir, 'role'), 'utf8')).trim()).toBe(winner)
     // The refused one wrote nothing of its own there: no lock, no database, no key, no temporary.
     const names = await readdir(dir)
@@ -139,9 +139,9 @@ it('claims a data dir from before the role file at its next start, and names a r
   expect(await readFile(join(dir, 'role'), 'utf8')).toBe('coordinator\n')
   await writeFile(join(dir, 'role'), 'witness\n')
   await expect(createCoordinator({ dataDir: dir, port: 0 })).rejects.toThrow(`data dir ${dir}: its role file holds "witness", not coordinator or decryptor; blockfed writes it at a server's first start there: give the coordinator a data dir of its own, or put back the word this dir's server wrote`)
-  // A role that is a folder: said as a dir the server cannot use, not Node's bare EISDIR.
+  // A role that is a folder: said as a role file that cannot be read, not Node's bare EISDIR.
   const folder = join(root, 'role-is-a-folder')
   await mkdir(join(folder, 'role'), { recursive: true })
-  await expect(createDecryptor({ dataDir: folder, port: 0, keyBits: 1024 }).start()).rejects.toThrow(new RegExp(`^data dir ${folder}: the decryptor cannot write there \\(EISDIR.*, at role\\); it needs a data dir it may create files in$`))
+  await expect(createDecryptor({ dataDir: folder, port: 0, keyBits: 1024 }).start()).rejects.toThrow(new RegExp(`^data dir ${folder}: its role file, which says which server the dir is for, cannot be read \\(EISDIR.*\\); give the decryptor a data dir of its own, which the coordinator's user cannot read$`))
   expect(await readdir(folder)).toEqual(['role'])
 }, 60_000)
