@@ -31,6 +31,7 @@ import { encryptUpdate } from '../../aggregation/paillier/aggregate.ts'
 import { encodeCiphertexts, ringFromBytes } from '../../aggregation/paillier/wire.ts'
 import { modPow } from '../../aggregation/paillier/_bigint.ts'
 import { RoundDecidedError } from '../../aggregation/paillier/errors.ts'
+import { InvalidConfigError, isUnreachable } from '../../shared/errors/errors.ts'
 import { ringSum } from '../../aggregation/ring.ts'
 import { fromBase64, toBase64, toHex } from '../../shared/crypto/bytes.ts'
 import { sha256 } from '../../shared/crypto/hash.ts'
@@ -377,6 +378,27 @@ describe('DECRYPT_SLOTS bounds decryptions, not connections (review 37a, bug B)'
 })
 
 describe('a Paillier server and the key its round was offered under (review 48f)', () => {
+  it('refuses a decryptor that refuses this coordinator\'s token, built live and when a resumed round gets ready, before anyone trains (review 54b)', async () => {
+    const decryptor = await serve(await tempDir(), log => log)
+    try {
+      const roundId = 'r_00000000000000b2'
+      const config = { id: roundId, model: modelOf(roundId), baseVersion: BASE_VERSION, vectorLength: LENGTH, paillier: await paillierOffer({ baseUrl: decryptor.url, token: TOKEN }) } as unknown as RoundConfig
+      const wrong = { baseUrl: decryptor.url, token: 'not-the-decryptor-token-42' }
+      const refusal = new RegExp(`^round ${roundId}: the decryptor refuses this coordinator's token \\(.+\\); start the coordinator with the token the decryptor was started with \\(--decryptor-token or BLOCKFED_DECRYPTOR_TOKEN\\)$`)
+      const live = paillierServer(config, wrong)
+      await expect(live).rejects.toThrow(refusal)
+      await expect(live).rejects.toBeInstanceOf(InvalidConfigError)
+      // Not "unreachable": a resumed round fails at once instead of waiting for its uploads.
+      expect(isUnreachable(await live.catch((err: unknown) => err))).toBe(false)
+      const resumed = await paillierServer(config, wrong, { offline: true })
+      await expect(resumed.ready?.(new AbortController().signal)).rejects.toThrow(refusal)
+      // With its token, both are fine.
+      await expect(paillierServer(config, { baseUrl: decryptor.url, token: TOKEN })).resolves.toMatchObject({ mode: 'paillier' })
+    } finally {
+      await decryptor.app.close()
+    }
+  })
+
   it('built live, refuses a decryptor holding another key; built offline (a resumed round), asks only when ready() runs', async () => {
     const offeredBy = await serve(await tempDir(), log => log)
     const other = await serve(await tempDir(), log => log)

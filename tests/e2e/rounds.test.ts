@@ -716,6 +716,18 @@ describe('rounds (mode paillier)', () => {
     } finally {
       await stopParticipants(ps)
       await c.stop()
+    }
+    // A coordinator whose decryptor token is wrong: the round is refused before any client is
+    // offered it (review 54b: every client trained and uploaded, the round failed at the sum and
+    // the clients had spent their base version).
+    const wrong = await smallCoordinator('paillier-wrong-token', { partition: SMALL_BLOCKS, decryptorUrl: decryptor.url, decryptorToken: 'not-the-decryptor-token-42' })
+    const ready = await startParticipants(wrong.at, wrong.token, join(root, 'paillier-wrong-runtimes'), 3, { extra: () => ({ secureClient: secureClients({ paillierKeyId: decryptor.keyId }) }) })
+    try {
+      await expect(wrong.c.rounds.run({ model: 'mnist', trainable: ['head'], secure: { mode: 'paillier' }, selection: { minClients: 3 } })).rejects.toThrow(/the decryptor refuses this coordinator's token/)
+      expect(ready.flatMap(p => p.events.filter(e => e.type === 'offer'))).toEqual([])
+    } finally {
+      await stopParticipants(ready)
+      await wrong.c.stop()
       await decryptor.stop()
     }
   })

@@ -10,7 +10,8 @@
  * busy answer) is asked for again within the round's deadline, never decrypted twice.
  */
 import type { RoundConfig } from '../../../shared/rounds/config.ts'
-import { BusyError, InvalidInputError, ServiceFailedError, TimeoutError, isUnreachable } from '../../../shared/errors/errors.ts'
+import { AccessDeniedError, BusyError, InvalidConfigError, InvalidInputError, ServiceFailedError, TimeoutError, isUnreachable } from '../../../shared/errors/errors.ts'
+import { DECRYPTOR_TOKEN_ENV } from '../../decryptor/constants.ts'
 import { sleep } from '../../../shared/load/deadline.ts'
 import { busyWaiter } from '../../../shared/load/retry.ts'
 import { fromBase64 } from '../../../shared/crypto/bytes.ts'
@@ -95,6 +96,13 @@ export async function paillierServer (config: RoundConfig, access: DecryptorAcce
     if (live.keyId !== key.keyId) throw new InvalidInputError(`round ${config.id} was offered under Paillier key ${key.keyId}, the decryptor now holds ${live.keyId}`)
     // The sum's request names the layout too, and the decryptor refuses another (review 49a).
     if (live.layout.maxClients !== key.layout.maxClients) throw new InvalidInputError(`round ${config.id} was offered with a packing layout for ${key.layout.maxClients} clients, the decryptor now packs for ${live.layout.maxClients}`)
+    // The key is public; the sum is asked with this coordinator's token. One the decryptor refuses
+    // let every client train and upload, spending its base version, for a round that failed at
+    // the sum (review 54b): asked now, before anyone trains. Not "unreachable": waiting won't help.
+    await decryptor.access(signal).catch((err: unknown) => {
+      if (!(err instanceof AccessDeniedError)) throw err
+      throw new InvalidConfigError(`round ${config.id}: the decryptor refuses this coordinator's token (${err.message}); start the coordinator with the token the decryptor was started with (--decryptor-token or ${DECRYPTOR_TOKEN_ENV})`, { cause: err })
+    })
   }
   if (!offline) await checkKey()
   return {
