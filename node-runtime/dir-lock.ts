@@ -13,8 +13,8 @@
  * name it in the refusal (a locked database cannot be read).
  */
 import { DatabaseSync } from 'node:sqlite'
-import { readFileSync, rmSync, writeFileSync } from 'node:fs'
-import { readFile } from 'node:fs/promises'
+import { existsSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
+import { chmod, readdir, readFile } from 'node:fs/promises'
 import { hostname } from 'node:os'
 import { basename, join } from 'node:path'
 import { ConflictError, InvalidConfigError } from '../shared/errors/errors.ts'
@@ -95,27 +95,63 @@ export function lockDataDir (dir: string, what: keyof typeof NAMES): DataDirLock
   }
 }
 
-/** The file in a coordinator's or a decryptor's data dir that says which of the two it is. */
+/** The file in a coordinator's, a decryptor's or a witness's data dir that says which it is. */
 export const DATA_DIR_ROLE = 'role'
-type Role = 'coordinator' | 'decryptor'
+type Role = 'coordinator' | 'decryptor' | 'witness'
+const ROLES: readonly string[] = ['coordinator', 'decryptor', 'witness']
+
+/**
+ * Names only a server of the kind makes (not `keys/` or `blocks/`, which a runtime's home or a
+ * model folder may hold too): a dir holding one and no role file is its own from before the
+ * claim (its own checks then say what is wrong with it, if anything). Named here, not imported:
+ * dir-lock.ts sits below the servers.
+ */
+const OWN_NAMES: Record<Role, readonly string[]> = {
+  coordinator: ['coordinator.sqlite', 'admin.token'],
+  decryptor: ['paillier.key.json'],
+  witness: ['witness.sqlite', 'witness.ed25519']
+}
+
+/**
+ * What a dir may hold that is nobody's data: hidden files, a volume's `lost+found`, this kind's
+ * lock and holder files (left by a start cut short before its claim) and blockfed's temporaries
+ * (atomic-file.ts; removed by the next start once stale).
+ */
+const harmless = (name: string, what: Role): boolean =>
+  name.startsWith('.') || name === 'lost+found' || name.startsWith(`${what}.lock`) || name === `${what}.pid` || /\.[0-9a-f]{12}\.tmp$/.test(name)
 
 /**
  * Claims `dir` for good for one kind of server, before its lock is taken. A decryptor's secret
  * key beside a coordinator's database would let whoever holds that dir decrypt one client's
- * update (review 49b): each refuses a dir holding the other's files, but two started at the same
- * moment on one new dir both passed that check and, their locks being per kind, both started
- * (review 49d). The claim is created whole or not at all (link(2), `createFileAtomic`), so of
- * two such starts one claims the dir and the other is refused here, having written nothing.
- * A dir from before the claim gets it at its next start, once the file checks have passed.
+ * update (review 49b), and a witness beside the log it watches is no witness (review 54b): each
+ * refuses a dir holding the other's files, but two started at the same moment on one new dir both
+ * passed that check and, their locks being per kind, both started (review 49d). The claim is
+ * created whole or not at all (link(2), `createFileAtomic`), so of two such starts one claims the
+ * dir and the other is refused here, having written nothing. A dir from before the claim gets it
+ * at its next start, once the file checks have passed. A dir that is nobody's yet but holds files
+ * (a mistyped `--data` naming a model folder or a runtime's home) is refused, not taken over
+ * under a new identity (review 54b); a new one is made 0700, an empty one that was there is
+ * narrowed to 0700 when it is claimed.
  */
 export async function claimDataDir (dir: string, what: Role): Promise<void> {
   const file = join(dir, DATA_DIR_ROLE)
-  const own = what === 'decryptor' ? 'give the decryptor a data dir of its own, which the coordinator\'s user cannot read' : 'give the coordinator a data dir of its own'
+  const own = what === 'decryptor' ? 'give the decryptor a data dir of its own, which the coordinator\'s user cannot read' : `give the ${what} a data dir of its own`
   let claimed: string | undefined
   for (let tries = 0; claimed === undefined; tries++) {
     try {
-      if (await createFileAtomic(file, `${what}\n`, 0o600)) return
+      const names = existsSync(file) ? undefined : await readdir(dir)
+      const fresh = names !== undefined && !OWN_NAMES[what].some(name => names.includes(name))
+      if (fresh) {
+        const foreign = names.filter(name => !harmless(name, what)).sort()
+        if (foreign.length > 0) throw new InvalidConfigError(`data dir ${dir} holds files that are not a ${what}'s (${foreign.slice(0, 5).join(', ')}${foreign.length > 5 ? `, and ${foreign.length - 5} more` : ''}): a ${what} starts on a new or empty dir, or on its own; check --data, or ${own}`)
+      }
+      if (await createFileAtomic(file, `${what}\n`, 0o600)) {
+        // Its keys go here: narrowed from whatever mode an empty dir made by hand had.
+        if (fresh) await chmod(dir, 0o700).catch(() => {})
+        return
+      }
     } catch (err) {
+      if (err instanceof InvalidConfigError) throw err
       const { code } = err as { code?: string }
       if (code !== undefined && CANNOT_WRITE_FS.has(code)) throw new InvalidConfigError(`data dir ${dir}: the ${what} cannot write there (${(err as Error).message}, at ${DATA_DIR_ROLE}); it needs a data dir it may create files in`, { cause: err })
       throw err
@@ -131,6 +167,6 @@ export async function claimDataDir (dir: string, what: Role): Promise<void> {
     }
   }
   if (claimed === what) return
-  if (claimed === 'coordinator' || claimed === 'decryptor') throw new ConflictError(`data dir ${dir} is a ${claimed}'s (its ${DATA_DIR_ROLE} file says so): ${own} (if the ${claimed}'s files have all been moved out of it, remove its ${DATA_DIR_ROLE} file)`)
-  throw new InvalidConfigError(`data dir ${dir}: its ${DATA_DIR_ROLE} file holds ${JSON.stringify(claimed.slice(0, 40))}, not coordinator or decryptor; blockfed writes it at a server's first start there: ${own}, or put back the word this dir's server wrote`)
+  if (ROLES.includes(claimed)) throw new ConflictError(`data dir ${dir} is a ${claimed}'s (its ${DATA_DIR_ROLE} file says so): ${own} (if the ${claimed}'s files have all been moved out of it, remove its ${DATA_DIR_ROLE} file)`)
+  throw new InvalidConfigError(`data dir ${dir}: its ${DATA_DIR_ROLE} file holds ${JSON.stringify(claimed.slice(0, 40))}, not ${ROLES.join(', ')}; blockfed writes it at a server's first start there: ${own}, or put back the word this dir's server wrote`)
 }

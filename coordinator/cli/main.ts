@@ -14,7 +14,7 @@ import { homedir } from 'node:os'
 import { join, resolve } from 'node:path'
 import { coordinatorClient } from '../../shared/client/coordinator-client.ts'
 import { accessPairs } from '../../shared/client/access-pairs.ts'
-import { AccessDeniedError, BlockfedError, InvalidInputError, UnavailableError } from '../../shared/errors/errors.ts'
+import { AccessDeniedError, BlockfedError, InvalidInputError, UnauthenticatedError, UnavailableError } from '../../shared/errors/errors.ts'
 import { createCoordinator, type Coordinator } from '../coordinator.ts'
 import { DEFAULT_MAX_SERVING_BYTES, WITNESS_RETRY_MS } from '../constants.ts'
 import { readModelFiles, writeModelFiles } from '../../node-runtime/model-files.ts'
@@ -47,11 +47,15 @@ import { tokenCommands } from './token-commands.ts'
 
 const packageVersion = (JSON.parse(await readFile(new URL(import.meta.url.endsWith('.ts') ? '../../package.json' : '../../../package.json', import.meta.url), 'utf8')) as { version: string }).version
 
+/** How often a coordinator asks again a decryptor that was not usable at its start. */
+const DECRYPTOR_RECHECK_MS = 15_000
+
 const program = new Command()
   .name('blockfed')
   .description('Federated-learning coordinator and edge runtime: models as sealed semantic blocks.')
   .version(packageVersion, '-V, --version', 'this blockfed\'s version (run one version on the coordinator and its runtimes)')
-  .showHelpAfterError()
+  // One line after the error, not the whole help (25–40 lines that buried it in logs: review 54b).
+  .showHelpAfterError('(add --help to see the command\'s options)')
 
 program.command('coordinator')
   .description('run a coordinator service')
@@ -122,13 +126,19 @@ program.command('coordinator')
     if (o.decryptor !== undefined) {
       const at = o.decryptor
       const decryptor = decryptorClient({ baseUrl: at, token: o.decryptorToken, timeoutMs: 5000 })
-      decryptor.key().then(async key => { await decryptor.access(); return key }).then(
-        key => { console.log(`  decryptor    ${at} (Paillier key ${key.keyId})`) },
-        (err: unknown) => {
-          const hint = err instanceof AccessDeniedError ? ` (its token: --decryptor-token or ${DECRYPTOR_TOKEN_ENV}, as the decryptor was started with)` : ''
-          console.error(`blockfed: decryptor ${at} is not usable: ${(err as Error).message}${hint}; Paillier rounds fail until it is`)
-        }
-      )
+      // Not usable at the start: asked again until it is, and said once then (review 54b: the
+      // warning stood in the log while Paillier rounds had long been working).
+      const ask = (again: boolean): void => {
+        decryptor.key().then(async key => { await decryptor.access(); return key }).then(
+          key => { console.log(again ? `blockfed: decryptor ${at} is usable now (Paillier key ${key.keyId})` : `  decryptor    ${at} (Paillier key ${key.keyId})`) },
+          (err: unknown) => {
+            const hint = err instanceof AccessDeniedError ? ` (its token: --decryptor-token or ${DECRYPTOR_TOKEN_ENV}, as the decryptor was started with)` : ''
+            if (!again) console.error(`blockfed: decryptor ${at} is not usable: ${(err as Error).message}${hint}; Paillier rounds are refused until it is (asked again every ${DECRYPTOR_RECHECK_MS / 1000} s)`)
+            setTimeout(() => { ask(true) }, DECRYPTOR_RECHECK_MS).unref()
+          }
+        )
+      }
+      ask(false)
     }
   })
 
@@ -160,7 +170,7 @@ program.command('ingest')
 
 program.command('pull')
   .description('load a model version through the runtime\'s load pipeline and write it out in its original format')
-  .argument('<model>', 'NAME or NAME@VERSION', modelRef)
+  .argument('<model>', 'NAME@VERSION, or NAME for its latest version, whatever its channels say (`blockfed channel NAME` shows the stable one)', modelRef)
   .requiredOption('--out <dir>', 'output folder')
   .addOption(coordinatorOption())
   .option('--token <token>', 'API token (or BLOCKFED_TOKEN)')
@@ -369,6 +379,22 @@ function unreachableHint (): string {
   return '; is a coordinator running there?'
 }
 
+/**
+ * Where a refused token came from, for commands that take `--token`: "unknown API token" alone
+ * left the operator guessing between the flag, BLOCKFED_TOKEN and a data dir of another
+ * coordinator (review 54b). Commands that say it themselves (pull: "(from --token)") are left alone.
+ */
+function refusedTokenHint (err: UnauthenticatedError): string {
+  if (running?.options.some(o => o.long === '--token') !== true || / \(from [^)]+\)/.test(err.message)) return ''
+  const o = running.opts<{ token?: string, data?: string, coordinator?: string }>()
+  if (o.token === undefined && o.data === undefined && process.env.BLOCKFED_TOKEN === undefined) return ''
+  const from = tokenSource(o)
+  const at = o.coordinator === undefined ? '' : ` at ${o.coordinator}`
+  return o.token === undefined && o.data !== undefined
+    ? `; the token was ${from}: is ${o.data} the data dir of the coordinator${at}?`
+    : `; the token was ${from}: was it made on the coordinator${at} (blockfed token create), and not revoked or expired?`
+}
+
 // Output piped into a reader that left (`rounds start --wait | head -2`): the command ends as a
 // shell expects (141, SIGPIPE) instead of crashing on an unhandled 'error' with a stack trace
 // (review 52a). Long-running commands add their own listener (interrupt.ts), which cleans up first.
@@ -383,7 +409,9 @@ try {
 } catch (err) {
   const message = err instanceof BlockfedError ? `${err.name}: ${err.message}` : err instanceof ZodError ? describeIssues(err) : err instanceof Error ? err.message : String(err)
   // The client's "coordinator URL unreachable" (or the ledger's, on the same service): say where the URL came from.
-  const hint = err instanceof UnavailableError && /^(coordinator|ledger) \S+ unreachable/.test(err.message) ? unreachableHint() : ''
+  const hint = err instanceof UnavailableError && /^(coordinator|ledger) \S+ unreachable/.test(err.message)
+    ? unreachableHint()
+    : err instanceof UnauthenticatedError ? refusedTokenHint(err) : ''
   console.error(`blockfed: ${message}${hint}`)
   process.exitCode = 1
 }

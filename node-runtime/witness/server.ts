@@ -6,6 +6,7 @@
  * most 64 KiB that must be UTF-8; every request has a deadline; a refusal never stops the server.
  */
 import { mkdir, stat } from 'node:fs/promises'
+import { claimDataDir } from '../dir-lock.ts'
 import { join } from 'node:path'
 import Fastify, { type FastifyError, type FastifyReply, type FastifyRequest } from 'fastify'
 import { ed25519 } from '@noble/curves/ed25519.js'
@@ -60,6 +61,8 @@ export async function createWitness (options: WitnessOptions): Promise<Witness> 
   }
   if (typeof options.dataDir !== 'string' || options.dataDir === '') throw new InvalidConfigError('dataDir: must be a directory path')
   await mkdir(options.dataDir, { recursive: true, mode: 0o700 })
+  // Its own dir: a witness whose key and memory sit in the log operator's dir watches nothing.
+  await claimDataDir(options.dataDir, 'witness')
   // A crash between its key's write and link left a copy of the key.
   await removeStaleTemporaries([options.dataDir])
   const keyPath = join(options.dataDir, WITNESS_KEY_FILE)

@@ -150,6 +150,9 @@ describe('blockfed CLI', () => {
   })
 
   it('rejects bad arguments with a one-line reason and a non-zero exit', async () => {
+    // The admin token of another coordinator's data dir (review 54b: refused with no hint).
+    await mkdir(join(root, 'other-coordinator'), { recursive: true })
+    await writeFile(join(root, 'other-coordinator', 'admin.token'), `bf_${'a'.repeat(40)}\n`)
     const cases: Array<[string[], RegExp]> = [
       [['ingest', SILERO_PATH, '--name', 'Bad Name!', '--coordinator', url], /--name.*lowercase/],
       [['pull', 'vad@0', '--out', root, '--coordinator', url], /version "0" is not a positive integer/],
@@ -169,7 +172,9 @@ describe('blockfed CLI', () => {
       [['ingest', SILERO_PATH, '--name', 'x', '--access', 'a=b', '--access', 'a=c', '--coordinator', url], /--access: unit a given two levels \(b, c\)/],
       [['token', 'create', 'edge', '--level', 'Gold', '--coordinator', url], /--level.*an access level: a lowercase letter/],
       [['pull', 'nosuch', '--out', root, '--coordinator', url, '--data', join(root, 'data'), '--home', join(root, 'home')], /NotFoundError: .*no model named nosuch/],
-      [['ingest', SILERO_PATH, '--name', 'x', '--coordinator', url, '--token', 'bf_wrong'], /unknown API token/],
+      // A refused token is said with where it came from (review 54b).
+      [['ingest', SILERO_PATH, '--name', 'x', '--coordinator', url, '--token', 'bf_wrong'], new RegExp(`unknown API token; the token was --token: was it made on the coordinator at ${url} \\(blockfed token create\\), and not revoked or expired\\?$`, 'm')],
+      [['token', 'list', '--coordinator', url, '--data', join(root, 'other-coordinator')], new RegExp(`unknown API token; the token was --data ${join(root, 'other-coordinator')}'s admin.token: is ${join(root, 'other-coordinator')} the data dir of the coordinator at ${url}\\?$`, 'm')],
       [['simulate', '--partition', 'classes:0'], /--partition.*classes:K/],
       [['simulate', '--partition', 'shards'], /is not valid; expected "iid"/],
       [['simulate', '--secure', 'rot13'], /none, masking or paillier/],
@@ -199,6 +204,9 @@ describe('blockfed CLI', () => {
       // No stack trace, no zod issue dump (commander may add the command's usage).
       expect(result.stderr, args.join(' ')).not.toMatch(/^\s+at |"code":/m)
     }
+    // A usage error is one line and a pointer to --help, not the whole help (review 54b).
+    const usage = await blockfed('token', 'create', 'root', '--coordinator', url)
+    expect(usage.stderr).toMatch(/^error: .*argument 'role'.*\n\(add --help to see the command's options\)\n$/)
     // The model that does not exist left no folder in that --home (before: pull/@nosuch).
     expect(await readdir(join(root, 'home', 'pull'))).not.toContain('@nosuch')
     // The coordinator shrugged all that off.

@@ -6,6 +6,8 @@
  */
 import { describe, it, expect, beforeAll, afterAll } from 'vitest'
 import { spawn } from 'node:child_process'
+import { createServer } from 'node:net'
+import type { AddressInfo } from 'node:net'
 import { mkdtemp, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
@@ -51,7 +53,33 @@ async function decryptorLine (name: string, token: string): Promise<string> {
 
 describe('blockfed coordinator --decryptor', () => {
   it('says at its start that the decryptor refuses its token, and that it is usable with the right one', async () => {
-    expect(await decryptorLine('wrong', 'not-the-decryptor-token-0123')).toMatch(new RegExp(`^blockfed: decryptor ${decryptor.url} is not usable: .*bearer token.* \\(its token: --decryptor-token or BLOCKFED_DECRYPTOR_TOKEN, as the decryptor was started with\\); Paillier rounds fail until it is$`))
+    expect(await decryptorLine('wrong', 'not-the-decryptor-token-0123')).toMatch(new RegExp(`^blockfed: decryptor ${decryptor.url} is not usable: .*bearer token.* \\(its token: --decryptor-token or BLOCKFED_DECRYPTOR_TOKEN, as the decryptor was started with\\); Paillier rounds are refused until it is \\(asked again every 15 s\\)$`))
     expect(await decryptorLine('right', TOKEN)).toMatch(new RegExp(`^\\s+decryptor\\s+${decryptor.url} \\(Paillier key ${decryptor.keyId}\\)$`))
+  }, 90_000)
+
+  it('asks again a decryptor that was not usable at its start, and says once when it is (review 54b)', async () => {
+    const free = createServer()
+    await new Promise<void>(resolve => free.listen(0, '127.0.0.1', resolve))
+    const port = (free.address() as AddressInfo).port
+    await new Promise(resolve => free.close(resolve))
+    const at = `http://127.0.0.1:${port}`
+    const child = spawn(process.execPath, [CLI, 'coordinator', '--data', join(root, 'later'), '--port', '0', '--no-p2p', '--decryptor', at, '--decryptor-token', TOKEN], { stdio: ['ignore', 'pipe', 'pipe'] })
+    let out = ''
+    child.stdout.on('data', (chunk: Buffer) => { out += chunk.toString() })
+    child.stderr.on('data', (chunk: Buffer) => { out += chunk.toString() })
+    const seen = async (pattern: RegExp, ms: number): Promise<void> => {
+      for (const until = Date.now() + ms; !pattern.test(out) && Date.now() < until;) await new Promise(resolve => setTimeout(resolve, 100))
+      expect(out).toMatch(pattern)
+    }
+    const later = createDecryptor({ dataDir: join(root, 'later-decryptor'), port, host: '127.0.0.1', keyBits: 1024, minClients: 3, maxClients: 8, token: TOKEN })
+    try {
+      await seen(/is not usable: .*unreachable/, 30_000)
+      await later.start()
+      await seen(new RegExp(`^blockfed: decryptor ${at} is usable now \\(Paillier key ${later.keyId}\\)$`, 'm'), 40_000)
+      expect(out.match(/is not usable/g)).toHaveLength(1)
+    } finally {
+      child.kill('SIGKILL')
+      await later.stop()
+    }
   }, 90_000)
 })

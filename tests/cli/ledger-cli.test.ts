@@ -170,7 +170,7 @@ describe('blockfed ledger commands', () => {
     expect(out).toMatch(/^ {2}witness {6}http:\/\/127\.0\.0\.1:9$/m)
     expect(err).toMatch(/^blockfed: witness cli\.test\/down \(http:\/\/127\.0\.0\.1:9\) did not cosign checkpoint 2: .+; asked again every 30 s, and runtimes that require its cosignature wait until it does$/m)
     expect(err.match(/did not cosign/g)).toHaveLength(1)
-    expect(err).toMatch(/^blockfed: decryptor http:\/\/127\.0\.0\.1:9 is not usable: .*unreachable.*; Paillier rounds fail until it is$/m)
+    expect(err).toMatch(/^blockfed: decryptor http:\/\/127\.0\.0\.1:9 is not usable: .*unreachable.*; Paillier rounds are refused until it is \(asked again every 15 s\)$/m)
   }, 180_000)
 
   it('refuses bad arguments with a reason', async () => {

@@ -5,13 +5,14 @@
  */
 import { afterAll, beforeAll, expect, it } from 'vitest'
 import { spawn } from 'node:child_process'
-import { mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises'
+import { chmod, mkdir, mkdtemp, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises'
 import { existsSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { createCoordinator } from '../../coordinator/coordinator.ts'
 import { createDecryptor } from '../../coordinator/decryptor/decryptor.ts'
+import { createWitness } from '../../node-runtime/witness/server.ts'
 import { ConflictError } from '../../shared/errors/errors.ts'
 
 const CLI = fileURLToPath(new URL('../../coordinator/cli/main.ts', import.meta.url))
@@ -137,11 +138,48 @@ it('claims a data dir from before the role file at its next start, and names a r
   const again = await createCoordinator({ dataDir: dir, port: 0 })
   await again.stop()
   expect(await readFile(join(dir, 'role'), 'utf8')).toBe('coordinator\n')
-  await writeFile(join(dir, 'role'), 'witness\n')
-  await expect(createCoordinator({ dataDir: dir, port: 0 })).rejects.toThrow(`data dir ${dir}: its role file holds "witness", not coordinator or decryptor; blockfed writes it at a server's first start there: give the coordinator a data dir of its own, or put back the word this dir's server wrote`)
+  await writeFile(join(dir, 'role'), 'runtime\n')
+  await expect(createCoordinator({ dataDir: dir, port: 0 })).rejects.toThrow(`data dir ${dir}: its role file holds "runtime", not coordinator, decryptor, witness; blockfed writes it at a server's first start there: give the coordinator a data dir of its own, or put back the word this dir's server wrote`)
   // A role that is a folder: said as a role file that cannot be read, not Node's bare EISDIR.
   const folder = join(root, 'role-is-a-folder')
   await mkdir(join(folder, 'role'), { recursive: true })
   await expect(createDecryptor({ dataDir: folder, port: 0, keyBits: 1024 }).start()).rejects.toThrow(new RegExp(`^data dir ${folder}: its role file, which says which server the dir is for, cannot be read \\(EISDIR.*\\); give the decryptor a data dir of its own, which the coordinator's user cannot read$`))
   expect(await readdir(folder)).toEqual(['role'])
+}, 60_000)
+
+it('refuses a dir that is nobody\'s yet but holds files (a mistyped --data), and narrows an empty one made by hand to 0700 (review 54b)', async () => {
+  // A model folder given as a coordinator's data dir: taken over, it started a new identity beside the model's files.
+  const model = join(root, 'a-model-folder')
+  await mkdir(model, { recursive: true })
+  await writeFile(join(model, 'model.json'), '{}')
+  await writeFile(join(model, 'weights.bin'), 'w')
+  await expect(createCoordinator({ dataDir: model, port: 0 })).rejects.toThrow(`data dir ${model} holds files that are not a coordinator's (model.json, weights.bin): a coordinator starts on a new or empty dir, or on its own; check --data, or give the coordinator a data dir of its own`)
+  expect((await readdir(model)).sort()).toEqual(['model.json', 'weights.bin'])
+  // A runtime's home (its kept keys) given to a decryptor.
+  const home = join(root, 'a-runtime-home')
+  await mkdir(join(home, 'digits'), { recursive: true })
+  await writeFile(join(home, 'digits', 'keys.json'), '{}')
+  await mkdir(join(home, 'keys'), { recursive: true })
+  await writeFile(join(home, 'keys', 'client.ed25519'), 'k')
+  await expect(createDecryptor({ dataDir: home, port: 0, keyBits: 1024 }).start()).rejects.toThrow(`data dir ${home} holds files that are not a decryptor's (digits, keys)`)
+  // Nor a coordinator: a runtime's keys/ is not a coordinator's own.
+  await expect(createCoordinator({ dataDir: home, port: 0 })).rejects.toThrow(`data dir ${home} holds files that are not a coordinator's (digits, keys)`)
+  expect((await readdir(home)).sort()).toEqual(['digits', 'keys'])
+  // A coordinator's dir given to a witness: claimed as the coordinator's, refused as such.
+  const coordinatorDir = join(root, 'watched-log')
+  await (await createCoordinator({ dataDir: coordinatorDir, port: 0 })).stop()
+  await expect(createWitness({ dataDir: coordinatorDir, name: 'witness.example/w1', logs: [] })).rejects.toThrow(`data dir ${coordinatorDir} is a coordinator's (its role file says so): give the witness a data dir of its own`)
+  expect(existsSync(join(coordinatorDir, 'witness.ed25519')) || existsSync(join(coordinatorDir, 'witness.sqlite'))).toBe(false)
+  // An empty dir made by hand (0755), with only hidden files and a volume's lost+found: taken, and narrowed.
+  const premade = join(root, 'premade')
+  await mkdir(join(premade, 'lost+found'), { recursive: true, mode: 0o755 })
+  await chmod(premade, 0o755)
+  await writeFile(join(premade, '.keep'), '')
+  await (await createCoordinator({ dataDir: premade, port: 0 })).stop()
+  expect((await stat(premade)).mode & 0o777).toBe(0o700)
+  // A dir from before the claim keeps its mode: its owner may have chosen it.
+  await rm(join(premade, 'role'))
+  await chmod(premade, 0o750)
+  await (await createCoordinator({ dataDir: premade, port: 0 })).stop()
+  expect((await stat(premade)).mode & 0o777).toBe(0o750)
 }, 60_000)

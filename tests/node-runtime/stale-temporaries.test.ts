@@ -46,6 +46,8 @@ describe('at start', () => {
   it('the coordinator removes stale temporaries in its data dir and keys/, and keeps a fresh one (a decryptor on the dir may be writing it)', async () => {
     const dataDir = join(root, 'coordinator')
     await mkdir(join(dataDir, 'keys'), { recursive: true, mode: 0o700 })
+    // A first start cut short after its claim (node-runtime/dir-lock.ts), before its database.
+    await writeFile(join(dataDir, 'role'), 'coordinator\n')
     const stale = STALE_TEMPORARY_MS + 60_000
     await leave(join(dataDir, 'keys', 'master.key.0123456789ab.tmp'), stale)
     await leave(join(dataDir, 'admin.token.0123456789ab.tmp'), stale)
