@@ -80,7 +80,12 @@ export async function coordinatorKeys (client: CoordinatorClient, manifest: Mani
   const { keys, denied } = answer
   if (denied.length > 0) {
     for (const key of keys.values()) key.fill(0)
-    throw new AccessDeniedError(`this token may not read ${denied.length} block key(s) of ${manifest.model}@${manifest.version}`)
+    // Named with their levels and the fix (review 54b: the count alone left the operator guessing).
+    const refused = new Set(denied)
+    const levels = [...new Set(manifest.blocks.filter(b => refused.has(b.keyId)).map(b => b.access))].sort()
+    const flags = levels.map(l => `--level ${l}`).join(' ')
+    throw new AccessDeniedError(`this token may not read ${denied.length} block key(s) of ${manifest.model}@${manifest.version}` +
+      (levels.length === 0 ? '' : ` (access level${levels.length === 1 ? '' : 's'} ${levels.join(', ')}: a token made with blockfed token create ROLE ${flags} may)`))
   }
   return keys
 }

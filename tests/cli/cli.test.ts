@@ -385,7 +385,7 @@ describe('blockfed CLI', () => {
     expect(given.stderr).toMatch(/; levels premium\n$/)
     const plain = (await blockfed('token', 'create', 'edge', '--coordinator', url, '--data', data)).stdout.trim()
     expect((await blockfed('pull', 'mnist-premium@1', '--out', join(root, 'premium-out'), '--coordinator', url, '--token', given.stdout.trim(), '--home', join(root, 'home-premium'))).code).toBe(0)
-    expect((await blockfed('pull', 'mnist-premium@1', '--out', join(root, 'plain-out'), '--coordinator', url, '--token', plain, '--home', join(root, 'home-plain'))).stderr).toMatch(/AccessDeniedError: this token may not read 2 block key\(s\) of mnist-premium@1/)
+    expect((await blockfed('pull', 'mnist-premium@1', '--out', join(root, 'plain-out'), '--coordinator', url, '--token', plain, '--home', join(root, 'home-plain'))).stderr).toMatch(/AccessDeniedError: this token may not read 2 block key\(s\) of mnist-premium@1 \(access level premium: a token made with blockfed token create ROLE --level premium may\)/)
     const again = await blockfed('example', 'mnist', '--out', out, '--epochs', '0')
     expect(again.code).toBe(1)
     expect(again.stderr).toMatch(new RegExp(`--out ${out}: not empty \\(`))
