@@ -27,6 +27,11 @@ const SQLITE_NOTADB = 26
 const CANNOT_WRITE = new Set([3, 8, 14]) // SQLITE_PERM, SQLITE_READONLY, SQLITE_CANTOPEN
 const CANNOT_WRITE_FS = new Set(['EACCES', 'EPERM', 'EROFS', 'EISDIR', 'ENOTDIR', 'ENOSPC'])
 
+/** A dir a process may not write in, said with the file it met and what it needs. */
+function cannotWrite (dirWord: string, dir: string, what: string, err: unknown, file: string): InvalidConfigError {
+  return new InvalidConfigError(`${dirWord} ${dir}: the ${what} cannot write there (${(err as Error).message}, at ${basename(file)}); it needs a ${dirWord} it may create files in`, { cause: err })
+}
+
 export interface DataDirLock {
   release: () => void
 }
@@ -58,7 +63,7 @@ export function lockDataDir (dir: string, what: keyof typeof NAMES): DataDirLock
     const { errcode, code } = err as { errcode?: number, code?: string }
     const why = `${(err as Error).message}, at ${basename(file)}`
     if (errcode === SQLITE_NOTADB || errcode === SQLITE_CORRUPT) return new InvalidConfigError(`${names.dir} ${dir}: ${basename(file)} is not a lock database (${why}); remove it, nothing is kept in it`, { cause: err })
-    if ((errcode !== undefined && CANNOT_WRITE.has(errcode)) || (code !== undefined && CANNOT_WRITE_FS.has(code))) return new InvalidConfigError(`${names.dir} ${dir}: the ${what} cannot write there (${why}); it needs a ${names.dir} it may create files in`, { cause: err })
+    if ((errcode !== undefined && CANNOT_WRITE.has(errcode)) || (code !== undefined && CANNOT_WRITE_FS.has(code))) return cannotWrite(names.dir, dir, what, err, file)
     return new InvalidConfigError(`${names.dir} ${dir}: the ${what} could not take its lock (${why})`, { cause: err })
   }
   let db: DatabaseSync
@@ -136,25 +141,23 @@ const harmless = (name: string, what: Role): boolean =>
 export async function claimDataDir (dir: string, what: Role): Promise<void> {
   const file = join(dir, DATA_DIR_ROLE)
   const own = what === 'decryptor' ? 'give the decryptor a data dir of its own, which the coordinator\'s user cannot read' : `give the ${what} a data dir of its own`
+  /** The step's own error, or, where the dir cannot be written, one that says so. */
+  const writing = async <T>(step: () => Promise<T>): Promise<T> => await step().catch((err: unknown) => {
+    const { code } = err as { code?: string }
+    throw code !== undefined && CANNOT_WRITE_FS.has(code) ? cannotWrite('data dir', dir, what, err, file) : err
+  })
   let claimed: string | undefined
   for (let tries = 0; claimed === undefined; tries++) {
-    try {
-      const names = existsSync(file) ? undefined : await readdir(dir)
-      const fresh = names !== undefined && !OWN_NAMES[what].some(name => names.includes(name))
-      if (fresh) {
-        const foreign = names.filter(name => !harmless(name, what)).sort()
-        if (foreign.length > 0) throw new InvalidConfigError(`data dir ${dir} holds files that are not a ${what}'s (${foreign.slice(0, 5).join(', ')}${foreign.length > 5 ? `, and ${foreign.length - 5} more` : ''}): a ${what} starts on a new or empty dir, or on its own; check --data, or ${own}`)
-      }
-      if (await createFileAtomic(file, `${what}\n`, 0o600)) {
-        // Its keys go here: narrowed from whatever mode an empty dir made by hand had.
-        if (fresh) await chmod(dir, 0o700).catch(() => {})
-        return
-      }
-    } catch (err) {
-      if (err instanceof InvalidConfigError) throw err
-      const { code } = err as { code?: string }
-      if (code !== undefined && CANNOT_WRITE_FS.has(code)) throw new InvalidConfigError(`data dir ${dir}: the ${what} cannot write there (${(err as Error).message}, at ${DATA_DIR_ROLE}); it needs a data dir it may create files in`, { cause: err })
-      throw err
+    const names = existsSync(file) ? undefined : await writing(async () => await readdir(dir))
+    const fresh = names !== undefined && !OWN_NAMES[what].some(name => names.includes(name))
+    if (fresh) {
+      const foreign = names.filter(name => !harmless(name, what)).sort()
+      if (foreign.length > 0) throw new InvalidConfigError(`data dir ${dir} holds files that are not a ${what}'s (${foreign.slice(0, 5).join(', ')}${foreign.length > 5 ? `, and ${foreign.length - 5} more` : ''}): a ${what} starts on a new or empty dir, or on its own; check --data, or ${own}`)
+    }
+    if (await writing(async () => await createFileAtomic(file, `${what}\n`, 0o600))) {
+      // Its keys go here: narrowed from whatever mode an empty dir made by hand had.
+      if (fresh) await chmod(dir, 0o700).catch(() => {})
+      return
     }
     try {
       claimed = (await readFile(file, 'utf8')).trim()

@@ -25,6 +25,7 @@ import { join, resolve } from 'node:path'
 import { z } from 'zod'
 import { decodeBase64, toBase64 } from '../../shared/crypto/bytes.ts'
 import { signedManifestSchema, type SignedManifest } from '../../shared/manifest/schema.ts'
+import { verdictRequestSchema } from '../../shared/client/api-schemas.ts'
 import { IntegrityError, InvalidConfigError } from '../../shared/errors/errors.ts'
 import { parseJsonWith } from '../../shared/errors/parse-json.ts'
 import { keyedQueue } from '../keyed-queue.ts'
@@ -45,13 +46,13 @@ const stateSchema = z.strictObject({
 /** A runtime's verdict on a version, as the coordinator's verdict route takes it. */
 export interface Verdict {
   version: number
-  verdict: 'rejected' | 'rolled-back'
+  verdict: z.infer<typeof verdictRequestSchema>['verdict']
 }
 
 /** Most verdicts kept unsent: one per version, and a runtime turns down only a few. */
 export const MAX_UNSENT_VERDICTS = 32
 
-const verdictsSchema = z.array(z.strictObject({ version: z.number().int().positive(), verdict: z.enum(['rejected', 'rolled-back']) })).max(MAX_UNSENT_VERDICTS)
+const verdictsSchema = z.array(z.strictObject({ version: z.number().int().positive(), verdict: verdictRequestSchema.shape.verdict })).max(MAX_UNSENT_VERDICTS)
 
 export interface StoredAnchor {
   index: number

@@ -27,13 +27,14 @@ export function refusedForGood (err: unknown): boolean {
  */
 export async function sendKeptVerdicts (local: Pick<LocalVersions, 'unsentVerdicts' | 'verdictSent'>, send: (verdict: Verdict) => Promise<void>): Promise<{ sent: number, dropped: number, left: number }> {
   const tried = new Set<string>()
+  const named = (v: Verdict): string => `${v.version} ${v.verdict}`
   let sent = 0
   let dropped = 0
   for (;;) {
     const unsent = await local.unsentVerdicts()
-    const next = unsent.find(v => !tried.has(`${v.version} ${v.verdict}`))
+    const next = unsent.find(v => !tried.has(named(v)))
     if (next === undefined) return { sent, dropped, left: unsent.length }
-    tried.add(`${next.version} ${next.verdict}`)
+    tried.add(named(next))
     try {
       await send(next)
       sent++
